@@ -1,0 +1,12 @@
+# Third-party libraries, all from Debian's packages (deploy/install-deps.sh installs them).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
+pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+find_package(OpenBLAS CONFIG REQUIRED)
+add_library(trail_openblas INTERFACE)
+target_include_directories(trail_openblas SYSTEM INTERFACE ${OpenBLAS_INCLUDE_DIRS})
+target_link_libraries(trail_openblas INTERFACE ${OpenBLAS_LIBRARIES})
+find_package(Threads REQUIRED)

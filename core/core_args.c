@@ -1,0 +1,74 @@
+/* core_args.c: strict number parsing for the command line. */
+#include "core_args.h"
+
+#include "core_err.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int core_parse_u64(const char *s, uint64_t min, uint64_t max, const char *what, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') goto bad;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max) goto bad;
+    *out = v;
+    return CORE_OK;
+bad:
+    fprintf(stderr, "trail: %s: '%s' is not an integer in [%llu, %llu]\n", what, s ? s : "",
+            (unsigned long long)min, (unsigned long long)max);
+    return CORE_EINVAL;
+}
+
+int core_parse_i64(const char *s, int64_t min, int64_t max, const char *what, int64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s) goto bad;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max) goto bad;
+    *out = v;
+    return CORE_OK;
+bad:
+    fprintf(stderr, "trail: %s: '%s' is not an integer in [%lld, %lld]\n", what, s ? s : "",
+            (long long)min, (long long)max);
+    return CORE_EINVAL;
+}
+
+int core_parse_double(const char *s, double min, double max, const char *what, double *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s) goto bad;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < min || v > max) goto bad;
+    *out = v;
+    return CORE_OK;
+bad:
+    fprintf(stderr, "trail: %s: '%s' is not a number in [%g, %g]\n", what, s ? s : "", min, max);
+    return CORE_EINVAL;
+}
+
+int core_parse_size(const char *s, const char *what, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') goto bad;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) goto bad;
+    int shift = 0;
+    switch (*end) {
+    case 0: break;
+    case 'K': case 'k': shift = 10; end++; break;
+    case 'M': case 'm': shift = 20; end++; break;
+    case 'G': case 'g': shift = 30; end++; break;
+    case 'T': case 't': shift = 40; end++; break;
+    default: goto bad;
+    }
+    if (*end || (shift && v > (~0ull >> shift))) goto bad;
+    *out = v << shift;
+    return CORE_OK;
+bad:
+    fprintf(stderr, "trail: %s: '%s' is not a size (bytes, or a number with K, M, G or T)\n", what,
+            s ? s : "");
+    return CORE_EINVAL;
+}

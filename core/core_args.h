@@ -1,0 +1,16 @@
+/* core_args.h: strict parsing of command-line numbers (the whole string must be a number in range).
+ */
+#ifndef TRAIL_CORE_ARGS_H
+#define TRAIL_CORE_ARGS_H
+
+#include <stdint.h>
+
+/** @brief Parse an unsigned integer in [min, max]; on failure prints "trail: <what>: ..." to
+ *  stderr. @return CORE_OK or CORE_EINVAL. */
+int core_parse_u64(const char *s, uint64_t min, uint64_t max, const char *what, uint64_t *out);
+int core_parse_i64(const char *s, int64_t min, int64_t max, const char *what, int64_t *out);
+int core_parse_double(const char *s, double min, double max, const char *what, double *out);
+/** @brief Parse a size with an optional K/M/G/T suffix (powers of 1024). */
+int core_parse_size(const char *s, const char *what, uint64_t *out);
+
+#endif

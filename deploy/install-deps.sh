@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install every Debian package trail needs to build, test and run. Idempotent and non-interactive:
+# packages already present are left alone, and apt-get update runs only when something is missing.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  librdkafka-dev        # Kafka client (consumer groups, producer, mock cluster for dev/tests)
+  liblmdb-dev lmdb-utils  # per-user encoder state; mdb_stat/mdb_dump for operators
+  libopenblas-dev       # sgemm for the ranker
+  libxxhash-dev         # XXH3 for id hashing and checksums
+  libcmocka-dev         # unit tests
+  libmicrohttpd-dev     # HTTP server for /v1/score and /metrics
+  libjansson-dev        # JSON parsing with line/column errors
+  clang libclang-rt-14-dev  # libFuzzer target for the request parser
+  kcat curl             # command-line Kafka client and HTTP client for the quickstart and tests
+  python3               # small helpers in bench/ scripts
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

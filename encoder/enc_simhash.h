@@ -1,0 +1,28 @@
+/* enc_simhash.h: multi-round SimHash signatures (MODEL.md section 1) and a per-thread cache of
+ * item signatures.
+ *
+ * bit_k(x) = 1 if (R x)_k > 0 else 0 (a tie at exactly 0 gives 0), R = (S*tau, C) from the model;
+ * signature i = sum_{k<tau} bit_{i*tau+k} * 2^k. Pure functions plus a cache; no I/O.
+ */
+#ifndef TRAIL_ENC_SIMHASH_H
+#define TRAIL_ENC_SIMHASH_H
+
+#include "mdl.h"
+
+#include <stdint.h>
+
+/** @brief Signatures of x. sig: (S) out; x: (C); R: (S*tau, C). */
+void enc_simhash_sign(uint16_t *sig, const float *x, const float *R, int S, int tau, int C);
+
+/* A direct-mapped cache from an item's (item row, category row) to its embedding's signatures.
+ * Not thread-safe: one per thread. Entries are valid for the model given at creation. */
+typedef struct enc_sigcache enc_sigcache;
+
+/** @param slots rounded up to a power of two. */
+int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots);
+void enc_sigcache_destroy(enc_sigcache *c);
+/** @brief The S signatures of item (item_id, category_id); computed on a miss.
+ *  @return a pointer valid until the next call on this cache. */
+const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t category_id);
+
+#endif

@@ -1,0 +1,99 @@
+/* enc_store.h: per-user Behavior Sequence Encoding state in LMDB (the only file that includes
+ * lmdb.h is enc_store.c).
+ *
+ * Per user the store keeps: the raw behavior window (last `window` behaviors, in arrival order),
+ * the recent sequence (last `recent` behaviors with timestamps and actions), the SDIM bucket sums
+ * V[i][b] = sum of embeddings x_j with s_i(x_j) == b over the retained window, with counts, and
+ * counters. Bucket sums are tied to the encoding_version of the model that built them.
+ * Also kept, in the same environment: input positions (file offsets, Kafka partition offsets),
+ * written in the same write transaction as the state they produced.
+ * The byte layout is specified in schemas/state.md.
+ *
+ * Threads: one enc_batch (writer) at a time per store; any number of enc_readers, one per thread.
+ */
+#ifndef TRAIL_ENC_STORE_H
+#define TRAIL_ENC_STORE_H
+
+#include "mdl.h"
+#include "sch_event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct enc_store enc_store;
+typedef struct enc_batch enc_batch;
+typedef struct enc_reader enc_reader;
+
+typedef struct enc_store_conf {
+    const char *path;      /* directory (created if missing) */
+    size_t map_size;       /* initial LMDB map size in bytes (default 1 GiB) */
+    size_t map_max;        /* the map doubles on MDB_MAP_FULL up to this (default 1 TiB) */
+    uint32_t window;       /* L_max: raw behaviors kept per user (default 10,000) */
+    uint32_t recent;       /* recent behaviors kept per user (default 64; >= the model's N) */
+    int durable;           /* 1: fsync every commit (default); 0: MDB_NOSYNC-class speed for
+                              rebuilds that can be redone */
+} enc_store_conf;
+
+void enc_store_conf_default(enc_store_conf *conf);
+
+/** @brief Open or create a store. A store remembers its window and recent sizes; opening with
+ *  different ones fails with CORE_EMISMATCH. */
+int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size);
+void enc_store_close(enc_store *st);
+
+/** @brief Use m's embeddings and SimHash for writes and signature lookups. A store that holds
+ *  buckets of another encoding_version refuses with CORE_EMISMATCH (run reencode); an empty store
+ *  takes m's. @remark m must outlive the store or the next bind. */
+int enc_store_bind_model(enc_store *st, const mdl_model *m, char *errstr, size_t errstr_size);
+/** @brief encoding_version of the buckets held (0 for an empty store). */
+uint64_t enc_store_encoding_version(enc_store *st);
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/** @brief Begin a write transaction (one at a time per store). */
+int enc_batch_begin(enc_store *st, enc_batch **out);
+/** @brief Apply one behavior event: append to the window (evicting the oldest, whose contribution
+ *  leaves the bucket sums), update recent, buckets, counts and counters. Events that carry a label
+ *  (impressions) are not behaviors and return CORE_OK without changing state. */
+int enc_batch_apply(enc_batch *b, const sch_event *ev);
+/** @brief Input position for a source ("file:<name>", "kafka:<topic>:<partition>"), written in this
+ *  transaction. */
+int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset);
+/** @brief Commit; the batch is freed whatever the result. A full map is grown and the batch
+ *  replayed internally, or CORE_EFULL is returned with nothing written. */
+int enc_batch_commit(enc_batch *b);
+void enc_batch_abort(enc_batch *b);
+
+/** @brief Read a stored input position (CORE_ENOTFOUND if none). */
+int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset);
+
+// ---------------------------------------------------------------------------------------------
+// Reading (zero-copy views valid until enc_reader_end)
+
+typedef struct enc_user_view {
+    uint64_t user_id;
+    uint64_t encoding_version;
+    uint32_t S, n_buckets, C;     /* n_buckets = 2^tau */
+    const float *bucket_sum;      // (S, n_buckets, C)
+    const uint32_t *bucket_cnt;   // (S, n_buckets)
+    uint32_t window_len;          /* behaviors in the raw window */
+    uint32_t recent_len;
+    const sch_behavior *recent;   // (recent_len) oldest first; a copy inside the reader
+    int64_t last_ts;              /* ts of the newest behavior */
+    int64_t updated_at;           /* wall-clock seconds of the last write to this user */
+    uint64_t n_events;            /* behaviors ever applied */
+} enc_user_view;
+
+/** @brief A per-thread reader, allocated once (serving allocates nothing per request). */
+int enc_reader_new(enc_store *st, enc_reader **out);
+void enc_reader_destroy(enc_reader *r);
+/** @brief Start one short read transaction. */
+int enc_reader_begin(enc_reader *r);
+/** @brief A user's state. @return CORE_OK, or CORE_ENOTFOUND for a user with no state. */
+int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out);
+/** @brief Copy the last min(max, window_len) behaviors of the window, oldest first. */
+int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max, uint32_t *n);
+void enc_reader_end(enc_reader *r);
+
+#endif

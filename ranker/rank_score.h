@@ -1,0 +1,39 @@
+/* rank_score.h: score a batch of candidates for one user (the serving path).
+ *
+ * Candidate-independent work (self-attention over the recent behaviors, gathering the window for
+ * the attention variant) runs once per call; per-candidate work is batched through sgemm. Nothing
+ * here allocates: a rank_scratch is sized once per thread for the largest batch and window.
+ */
+#ifndef TRAIL_RANK_SCORE_H
+#define TRAIL_RANK_SCORE_H
+
+#include "mdl.h"
+#include "sch_event.h"
+
+#include <stdint.h>
+
+/* Everything the ranker knows of one user at request time. Pointers are borrowed. */
+typedef struct rank_history {
+    const float *bucket_sum;    // (S, 2^tau, C) SDIM bucket sums, or NULL: no long-term state
+    const uint32_t *bucket_cnt; // (S, 2^tau)
+    uint32_t window_len;        /* behaviors behind the buckets (avgpool uses sum/len) */
+    const sch_behavior *window; // (T) raw window oldest first: needed by long=attention only
+    uint32_t T;
+    const sch_behavior *recent; // (N) recent behaviors oldest first (at most cfg.n_recent used)
+    uint32_t N;
+    int64_t now_ts;             /* request time, seconds */
+    const float *dense;         // (n_dense) or NULL (zeros)
+} rank_history;
+
+typedef struct rank_scratch rank_scratch;
+
+/** @brief Scratch for up to max_B candidates and max_T window behaviors. */
+int rank_scratch_new(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T);
+void rank_scratch_destroy(rank_scratch *s);
+
+/** @brief Click probabilities for B candidates (item_id[b], category_id[b]), in order.
+ *  @param[out] out (B) @return CORE_OK, or CORE_ETOOBIG if B or T exceed the scratch. */
+int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_history *h,
+               const uint64_t *item_id, const uint64_t *category_id, uint32_t B);
+
+#endif

@@ -1,0 +1,34 @@
+/* test_common.h: cmocka needs these headers first, in this order; plus small test helpers. */
+#ifndef TRAIL_TEST_COMMON_H
+#define TRAIL_TEST_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); the caller removes it with test_rmtree. */
+static inline char *test_mkdtemp(char *buf, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/trail-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    return mkdtemp(buf);
+}
+
+static inline void test_rmtree(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* Path of the trail binary (set by ctest), for tests that run the CLI. */
+static inline const char *test_trail_bin(void) {
+    const char *b = getenv("TRAIL_BIN");
+    return b ? b : "./trail";
+}
+
+#endif

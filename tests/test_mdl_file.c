@@ -1,0 +1,186 @@
+/* test_mdl_file.c: model files round-trip bit for bit, and every kind of damage is refused with a
+ * message that names it. */
+#include "test_common.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "mdl.h"
+
+static mdl_model *small_model(uint64_t seed) {
+    mdl_config cfg;
+    mdl_model *m;
+    char err[256];
+    mdl_config_default(&cfg);
+    cfg.item_rows = 1000;
+    cfg.cat_rows = 100;
+    cfg.C = 16;
+    cfg.seed = seed;
+    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
+    return m;
+}
+
+static void write_bytes(const char *path, const uint8_t *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static uint8_t *read_bytes(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    uint8_t *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void test_roundtrip_and_determinism(void **state) {
+    (void)state;
+    char dir[256], path[300], err[256];
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.bin", dir);
+    mdl_model *a = small_model(7), *b = small_model(7), *c = small_model(8), *l;
+    assert_memory_equal(a->arena, b->arena, a->n_floats * sizeof(float));
+    assert_int_equal(a->model_version, b->model_version);
+    assert_true(a->encoding_version != c->encoding_version);
+    assert_int_equal(mdl_model_save(a, path, 0, err, sizeof err), CORE_OK);
+    assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
+    assert_memory_equal(a->arena, l->arena, a->n_floats * sizeof(float));
+    assert_int_equal(a->model_version, l->model_version);
+    assert_int_equal(a->encoding_version, l->encoding_version);
+    assert_null(l->adam_m);
+    /* changing a non-embedding weight changes model_version only */
+    l->p.w1[0] += 1.f;
+    mdl_model_refresh_versions(l);
+    assert_true(l->model_version != a->model_version);
+    assert_int_equal(l->encoding_version, a->encoding_version);
+    l->p.item_emb[3] += 1.f;
+    mdl_model_refresh_versions(l);
+    assert_true(l->encoding_version != a->encoding_version);
+    mdl_model_destroy(a);
+    mdl_model_destroy(b);
+    mdl_model_destroy(c);
+    mdl_model_destroy(l);
+    test_rmtree(dir);
+}
+
+static void test_adam_state_roundtrip(void **state) {
+    (void)state;
+    char dir[256], path[300], err[256];
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.bin", dir);
+    mdl_model *a = small_model(3), *l;
+    a->adam_m = core_aligned_alloc(a->n_floats * sizeof(float));
+    a->adam_v = core_aligned_alloc(a->n_floats * sizeof(float));
+    for (size_t i = 0; i < a->n_floats; i++) a->adam_m[i] = (float)i, a->adam_v[i] = 1.f / (float)(i + 1);
+    a->adam_step = 42;
+    assert_int_equal(mdl_model_save(a, path, 1, err, sizeof err), CORE_OK);
+    assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
+    assert_non_null(l->adam_m);
+    assert_memory_equal(l->adam_m, a->adam_m, a->n_floats * sizeof(float));
+    assert_memory_equal(l->adam_v, a->adam_v, a->n_floats * sizeof(float));
+    assert_int_equal(l->adam_step, 42);
+    mdl_model_destroy(a);
+    mdl_model_destroy(l);
+    test_rmtree(dir);
+}
+
+static void test_damage_is_refused(void **state) {
+    (void)state;
+    char dir[256], path[300], bad[300], err[256];
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.bin", dir);
+    snprintf(bad, sizeof bad, "%s/bad.bin", dir);
+    mdl_model *a = small_model(5), *l = NULL;
+    assert_int_equal(mdl_model_save(a, path, 0, err, sizeof err), CORE_OK);
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+
+    write_bytes(bad, b, n / 2); /* truncated */
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_ECHECKSUM);
+    assert_non_null(strstr(err, "checksum"));
+    write_bytes(bad, b, 20); /* truncated into the header */
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
+    assert_non_null(strstr(err, "too short"));
+    b[n / 2] ^= 0x10; /* a flipped bit in the weights */
+    write_bytes(bad, b, n);
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_ECHECKSUM);
+    b[n / 2] ^= 0x10;
+    b[0] = 'X'; /* not a model */
+    write_bytes(bad, b, n);
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
+    assert_non_null(strstr(err, "magic"));
+    b[0] = 'T';
+    b[8] = 9; /* a future format version */
+    write_bytes(bad, b, n);
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EVERSION);
+    assert_null(l);
+    assert_int_equal(mdl_model_load(&l, "/nonexistent/model", err, sizeof err), CORE_EIO);
+    free(b);
+    mdl_model_destroy(a);
+    test_rmtree(dir);
+}
+
+static void test_alloc_failures_are_clean(void **state) {
+    (void)state;
+    mdl_config cfg;
+    char err[256];
+    mdl_config_default(&cfg);
+    cfg.item_rows = 100;
+    cfg.cat_rows = 10;
+    for (long n = 0;; n++) {
+        mdl_model *m = NULL;
+        core_alloc_fail_after(n, 1);
+        int rc = mdl_model_init(&m, &cfg, err, sizeof err);
+        core_alloc_fail_after(-1, 0);
+        if (rc == CORE_OK) {
+            mdl_model_destroy(m);
+            assert_true(n > 0);
+            break;
+        }
+        assert_int_equal(rc, CORE_ENOMEM);
+        assert_null(m);
+    }
+}
+
+static void test_config_and_variants(void **state) {
+    (void)state;
+    mdl_config cfg;
+    char err[256];
+    mdl_config_default(&cfg);
+    assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_OK);
+    assert_int_equal(mdl_mlp_in_dim(&cfg), 5 * 64);
+    cfg.C = 63;
+    assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "even"));
+    mdl_config_default(&cfg);
+    assert_int_equal(mdl_variant_parse(&cfg, "din-short", err, sizeof err), CORE_OK);
+    assert_int_equal(cfg.long_kind, MDL_LONG_NONE);
+    assert_int_equal(mdl_mlp_in_dim(&cfg), 2 * 64);
+    assert_int_equal(mdl_variant_parse(&cfg, "long=attention,temporal=tin", err, sizeof err), CORE_OK);
+    assert_int_equal(cfg.long_kind, MDL_LONG_ATTN);
+    assert_int_equal(cfg.temporal_kind, MDL_TEMPORAL_TIN);
+    assert_int_equal(mdl_variant_parse(&cfg, "long=huge", err, sizeof err), CORE_EINVAL);
+    /* TIN buckets: under a minute, then doubling, capped */
+    assert_int_equal(mdl_tin_bucket(&cfg, -5), 1);
+    assert_int_equal(mdl_tin_bucket(&cfg, 59), 1);
+    assert_int_equal(mdl_tin_bucket(&cfg, 60), 2);
+    assert_int_equal(mdl_tin_bucket(&cfg, 119), 2);
+    assert_int_equal(mdl_tin_bucket(&cfg, 120), 3);
+    assert_int_equal(mdl_tin_bucket(&cfg, (int64_t)1 << 40), cfg.tin_buckets);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_and_determinism),
+        cmocka_unit_test(test_adam_state_roundtrip),
+        cmocka_unit_test(test_damage_is_refused),
+        cmocka_unit_test(test_alloc_failures_are_clean),
+        cmocka_unit_test(test_config_and_variants),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
