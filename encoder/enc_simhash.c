@@ -1,0 +1,74 @@
+/* enc_simhash.c: SimHash signatures and the per-thread item-signature cache. */
+#include "enc_simhash.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+
+#include <string.h>
+
+void enc_simhash_sign(uint16_t *sig, const float *x, const float *R, int S, int tau, int C) {
+    for (int i = 0; i < S; i++) {
+        uint16_t s = 0;
+        for (int k = 0; k < tau; k++) {
+            const float *r = R + (size_t)(i * tau + k) * C;
+            float dot = 0.f;
+            for (int c = 0; c < C; c++) dot += r[c] * x[c];
+            /* a tie at exactly 0 gives bit 0 */
+            if (dot > 0.f) s |= (uint16_t)(1u << k);
+        }
+        sig[i] = s;
+    }
+}
+
+struct enc_sigcache {
+    const mdl_model *m;
+    uint32_t mask;    /* slots - 1 */
+    uint32_t S;
+    uint64_t *keys;   // (slots) item row << 32 | category row, plus 1 (0 = empty)
+    uint16_t *sigs;   // (slots, S)
+    float *x;         // (C) scratch embedding
+};
+
+int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots) {
+    uint32_t n = 1;
+    while (n < slots && n < (1u << 30)) n <<= 1;
+    enc_sigcache *c = core_calloc(1, sizeof *c);
+    if (!c) return CORE_ENOMEM;
+    c->m = m;
+    c->mask = n - 1;
+    c->S = m->cfg.S;
+    c->keys = core_calloc(n, sizeof *c->keys);
+    c->sigs = core_malloc((size_t)n * c->S * sizeof *c->sigs);
+    c->x = core_malloc(m->cfg.C * sizeof *c->x);
+    if (!c->keys || !c->sigs || !c->x) {
+        enc_sigcache_destroy(c);
+        return CORE_ENOMEM;
+    }
+    *out = c;
+    return CORE_OK;
+}
+
+void enc_sigcache_destroy(enc_sigcache *c) {
+    if (!c) return;
+    core_free(c->keys);
+    core_free(c->sigs);
+    core_free(c->x);
+    core_free(c);
+}
+
+const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t category_id) {
+    const mdl_model *m = c->m;
+    uint32_t ir = mdl_item_row(m, item_id), cr = mdl_cat_row(m, category_id);
+    /* the embedding (hence the signature) depends only on the two rows */
+    uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
+    uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & c->mask;
+    uint16_t *sig = c->sigs + (size_t)slot * c->S;
+    if (c->keys[slot] != key) {
+        uint32_t h = m->cfg.C / 2;
+        memcpy(c->x, m->p.item_emb + (size_t)ir * h, h * sizeof(float));
+        memcpy(c->x + h, m->p.cat_emb + (size_t)cr * h, h * sizeof(float));
+        enc_simhash_sign(sig, c->x, m->p.simhash_r, (int)m->cfg.S, (int)m->cfg.tau, (int)m->cfg.C);
+        c->keys[slot] = key;
+    }
+    return sig;
+}
