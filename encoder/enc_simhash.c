@@ -57,8 +57,11 @@ void enc_sigcache_destroy(enc_sigcache *c) {
 }
 
 const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t category_id) {
+    return enc_sigcache_get_rows(c, mdl_item_row(c->m, item_id), mdl_cat_row(c->m, category_id));
+}
+
+const uint16_t *enc_sigcache_get_rows(enc_sigcache *c, uint32_t ir, uint32_t cr) {
     const mdl_model *m = c->m;
-    uint32_t ir = mdl_item_row(m, item_id), cr = mdl_cat_row(m, category_id);
     /* the embedding (hence the signature) depends only on the two rows */
     uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
     uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & c->mask;

@@ -24,5 +24,8 @@ void enc_sigcache_destroy(enc_sigcache *c);
 /** @brief The S signatures of item (item_id, category_id); computed on a miss.
  *  @return a pointer valid until the next call on this cache. */
 const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t category_id);
+/** @brief The same by embedding rows (item row ir = mdl_item_row, category row cr = mdl_cat_row),
+ *  for callers that already hold the rows. @return a pointer valid until the next call. */
+const uint16_t *enc_sigcache_get_rows(enc_sigcache *c, uint32_t ir, uint32_t cr);
 
 #endif

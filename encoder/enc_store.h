@@ -47,11 +47,29 @@ void enc_store_close(enc_store *st);
 int enc_store_bind_model(enc_store *st, const mdl_model *m, char *errstr, size_t errstr_size);
 /** @brief encoding_version of the buckets held (0 for an empty store). */
 uint64_t enc_store_encoding_version(enc_store *st);
+/** @brief The window and recent sizes the store was created with. */
+uint32_t enc_store_window(const enc_store *st);
+uint32_t enc_store_recent(const enc_store *st);
+
+/** @brief Rebuild every user's buckets from the raw window with m's embeddings and SimHash, in one
+ *  write transaction that also switches the store's encoding_version: readers see either the old
+ *  buckets or the new ones, never a mix. Binds m on success. A full map is grown and the rebuild
+ *  redone; on any error nothing changes. @param[out] users users rebuilt.
+ *  @remark holds the writer lock for the whole rebuild; m must outlive the store or the next bind. */
+int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char *errstr,
+                       size_t errstr_size);
+/** @brief XXH3-64 over every key and value of the state, input positions and store parameters
+ *  (everything but the wall-clock updated_at), in key order: equal digests = equal state bytes. */
+int enc_store_digest(enc_store *st, uint64_t *out);
+/** @brief Number of users and of stored window chunks. */
+int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks);
 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/** @brief Begin a write transaction (one at a time per store). */
+/** @brief Begin a batch (one at a time per store; needs a bound model). Events are buffered in
+ *  memory and applied in the single LMDB write transaction that enc_batch_commit opens, so a batch
+ *  is all or nothing and its memory grows with its size (about 40 bytes per behavior). */
 int enc_batch_begin(enc_store *st, enc_batch **out);
 /** @brief Apply one behavior event: append to the window (evicting the oldest, whose contribution
  *  leaves the bucket sums), update recent, buckets, counts and counters. Events that carry a label
@@ -60,6 +78,8 @@ int enc_batch_apply(enc_batch *b, const sch_event *ev);
 /** @brief Input position for a source ("file:<name>", "kafka:<topic>:<partition>"), written in this
  *  transaction. */
 int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset);
+/** @brief Behaviors buffered in this batch (labeled impressions are not buffered). */
+size_t enc_batch_size(const enc_batch *b);
 /** @brief Commit; the batch is freed whatever the result. A full map is grown and the batch
  *  replayed internally, or CORE_EFULL is returned with nothing written. */
 int enc_batch_commit(enc_batch *b);
@@ -83,6 +103,7 @@ typedef struct enc_user_view {
     int64_t last_ts;              /* ts of the newest behavior */
     int64_t updated_at;           /* wall-clock seconds of the last write to this user */
     uint64_t n_events;            /* behaviors ever applied */
+    const uint64_t *action_cnt;   // (8) behaviors ever applied per sch_action (index 0 unused)
 } enc_user_view;
 
 /** @brief A per-thread reader, allocated once (serving allocates nothing per request). */

@@ -1,0 +1,871 @@
+/* enc_store.c: the per-user encoder state in LMDB (the only file that includes lmdb.h).
+ *
+ * Layout (byte-precise in schemas/state.md): DBI "meta" (store parameters, encoding version),
+ * "user" (per user one value: header + bucket sums + counts), "win" (the raw window in chunks of
+ * ENC_CHUNK behaviors keyed (user, chunk#)), "pos" (input positions), "wall" (wall-clock
+ * updated_at per user, kept apart so state comparisons can skip it).
+ *
+ * Writing: enc_batch_apply only buffers events. enc_batch_commit groups them by user (arrival
+ * order kept within a user), and per user loads the state once, applies all its events through
+ * enc_state's rule, and writes the bucket value once, the tail chunk(s), and deletes the chunks
+ * that left the window. One LMDB write transaction per batch, with the input positions. A full map
+ * is grown (abort, resize with no transaction active, redo) up to map_max.
+ */
+#include "enc_store.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_log.h"
+#include "core_util.h"
+#include "enc_state_int.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define ENC_USER_MAGIC 0x31555254u /* "TRU1" */
+#define ENC_FORMAT 1u
+#define ENC_SIGCACHE_SLOTS (1u << 18)
+
+/* The head of a "user" value; sums (S, NB, C) floats and counts (S, NB) u32 follow. */
+typedef struct enc_uhdr {
+    uint32_t magic;
+    uint32_t format;
+    uint32_t S, NB, C;
+    uint32_t window_len;
+    uint64_t n_events;
+    int64_t last_ts;
+    uint64_t encoding_version;
+    uint64_t action_cnt[ENC_NACTIONS];
+    uint8_t reserved[16];
+} enc_uhdr;
+_Static_assert(sizeof(enc_uhdr) == 128, "user header is 128 bytes");
+
+struct enc_store {
+    MDB_env *env;
+    MDB_dbi meta, user, win, pos, wall;
+    char *path;
+    size_t map_size, map_max;
+    uint32_t window, recent;
+    int durable;
+    uint64_t enc_version;     /* of the buckets held (0: empty) */
+    const mdl_model *m;       /* bound model */
+    enc_sigcache *cache;      /* for m */
+    enc_ustate *us;           /* for m, reused user after user */
+    int batch_open;
+};
+
+typedef struct enc_bev { /* a buffered behavior */
+    uint64_t user_id, item_id, category_id;
+    int64_t ts;
+    uint8_t action;
+} enc_bev;
+
+typedef struct enc_bkey { /* sort key: user, then arrival */
+    uint64_t user_id;
+    uint64_t seq;
+} enc_bkey;
+
+typedef struct enc_bpos {
+    char *source;
+    int64_t next_offset;
+} enc_bpos;
+
+struct enc_batch {
+    enc_store *st;
+    enc_bev *ev;
+    size_t n, cap;
+    enc_bpos *pos;
+    size_t npos, cappos;
+};
+
+struct enc_reader {
+    enc_store *st;
+    MDB_txn *txn;
+    int active;
+    float *sum;          /* copies when a value is not 4-byte aligned (tiny configs) */
+    uint32_t *cnt;
+    size_t sum_cap, cnt_cap;
+    sch_behavior *recent; // (st->recent)
+    uint64_t action_cnt[ENC_NACTIONS];
+};
+
+// ---------------------------------------------------------------------------------------------
+// Keys and small values
+
+static void be64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t le64_get(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out) {
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc) return rc;
+    if (v.mv_size != 8) return CORE_EFORMAT;
+    *out = le64_get(v.mv_data);
+    return CORE_OK;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t x) {
+    MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v = {8, &x};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static int lmdb_err(int rc) {
+    if (rc == MDB_MAP_FULL) return CORE_EFULL;
+    if (rc == MDB_NOTFOUND) return CORE_ENOTFOUND;
+    return rc > -1100 && rc <= -1000 ? rc : CORE_ESTORE;
+}
+
+/* Begin a transaction, adopting a map grown by another process. */
+static int txn_begin(enc_store *st, unsigned flags, MDB_txn **txn) {
+    int rc = mdb_txn_begin(st->env, NULL, flags, txn);
+    if (rc == MDB_MAP_RESIZED) {
+        if ((rc = mdb_env_set_mapsize(st->env, 0)) == 0) rc = mdb_txn_begin(st->env, NULL, flags, txn);
+    }
+    return rc;
+}
+
+static int map_grow(enc_store *st) {
+    MDB_envinfo info;
+    mdb_env_info(st->env, &info);
+    size_t cur = info.me_mapsize > st->map_size ? info.me_mapsize : st->map_size;
+    if (cur >= st->map_max) return CORE_EFULL;
+    size_t next = cur * 2 > st->map_max ? st->map_max : cur * 2;
+    int rc = mdb_env_set_mapsize(st->env, next);
+    if (rc) return CORE_ESTORE;
+    st->map_size = next;
+    CORE_LOG(CORE_LOG_NOTICE, "enc_store: map grown path=%s map_size=%zu", st->path, next);
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Open, close, bind
+
+void enc_store_conf_default(enc_store_conf *conf) {
+    memset(conf, 0, sizeof *conf);
+    conf->map_size = (size_t)1 << 30;
+    conf->map_max = (size_t)1 << 40;
+    conf->window = 10000;
+    conf->recent = 64;
+    conf->durable = 1;
+}
+
+int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
+    MDB_txn *txn = NULL;
+    int rc, dead = 0;
+    const char *what = "";
+    if (!conf->path || conf->window < 1 || conf->recent > conf->window || conf->map_size < 65536 ||
+        conf->map_max < conf->map_size) {
+        snprintf(errstr, errstr_size, "store conf: need a path, window >= 1, recent <= window, "
+                                      "map_size >= 64 KiB and map_max >= map_size");
+        return CORE_EINVAL;
+    }
+    enc_store *st = core_calloc(1, sizeof *st);
+    if (!st) return CORE_ENOMEM;
+    st->path = core_strdup(conf->path);
+    if (!st->path) {
+        core_free(st);
+        return CORE_ENOMEM;
+    }
+    st->map_size = conf->map_size;
+    st->map_max = conf->map_max;
+    st->window = conf->window;
+    st->recent = conf->recent;
+    st->durable = conf->durable;
+    if (mkdir(conf->path, 0775) != 0 && errno != EEXIST) {
+        snprintf(errstr, errstr_size, "store %s: mkdir: %s", conf->path, strerror(errno));
+        enc_store_close(st);
+        return CORE_EIO;
+    }
+    what = "env";
+    if ((rc = mdb_env_create(&st->env))) goto fail;
+    if ((rc = mdb_env_set_maxdbs(st->env, 8))) goto fail;
+    if ((rc = mdb_env_set_mapsize(st->env, st->map_size))) goto fail;
+    unsigned flags = MDB_NOTLS | (conf->durable ? 0 : MDB_NOSYNC);
+    what = "open";
+    if ((rc = mdb_env_open(st->env, conf->path, flags, 0664))) goto fail;
+    mdb_reader_check(st->env, &dead);
+    if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", conf->path, dead);
+    what = "dbi";
+    if ((rc = txn_begin(st, 0, &txn))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "user", MDB_CREATE, &st->user))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "win", MDB_CREATE, &st->win))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "pos", MDB_CREATE, &st->pos))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "wall", MDB_CREATE, &st->wall))) goto fail;
+    uint64_t fmt, w, r, ch, ev = 0;
+    what = "meta";
+    rc = meta_get_u64(txn, st->meta, "format", &fmt);
+    if (rc == MDB_NOTFOUND) { /* a new store remembers its shape */
+        if ((rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)) ||
+            (rc = meta_put_u64(txn, st->meta, "window", st->window)) ||
+            (rc = meta_put_u64(txn, st->meta, "recent", st->recent)) ||
+            (rc = meta_put_u64(txn, st->meta, "chunk", ENC_CHUNK)) ||
+            (rc = meta_put_u64(txn, st->meta, "encoding_version", 0)))
+            goto fail;
+    } else if (rc) {
+        goto fail;
+    } else {
+        if (fmt != ENC_FORMAT) {
+            snprintf(errstr, errstr_size, "store %s: state format %llu, this build reads %u",
+                     conf->path, (unsigned long long)fmt, ENC_FORMAT);
+            rc = CORE_EVERSION;
+            goto out;
+        }
+        if ((rc = meta_get_u64(txn, st->meta, "window", &w)) ||
+            (rc = meta_get_u64(txn, st->meta, "recent", &r)) ||
+            (rc = meta_get_u64(txn, st->meta, "chunk", &ch)) ||
+            (rc = meta_get_u64(txn, st->meta, "encoding_version", &ev)))
+            goto fail;
+        if (w != st->window || r != st->recent || ch != ENC_CHUNK) {
+            snprintf(errstr, errstr_size,
+                     "store %s holds window=%llu recent=%llu chunk=%llu; opened with window=%u "
+                     "recent=%u chunk=%u", conf->path, (unsigned long long)w, (unsigned long long)r,
+                     (unsigned long long)ch, st->window, st->recent, ENC_CHUNK);
+            rc = CORE_EMISMATCH;
+            goto out;
+        }
+    }
+    st->enc_version = ev;
+    if ((rc = mdb_txn_commit(txn))) {
+        txn = NULL;
+        goto fail;
+    }
+    *out = st;
+    return CORE_OK;
+fail:
+    snprintf(errstr, errstr_size, "store %s: lmdb %s: %s", conf->path, what,
+             rc == CORE_EFORMAT ? "meta value of the wrong size" : mdb_strerror(rc));
+    rc = rc == CORE_EFORMAT ? CORE_EFORMAT : lmdb_err(rc);
+out:
+    if (txn) mdb_txn_abort(txn);
+    enc_store_close(st);
+    return rc;
+}
+
+void enc_store_close(enc_store *st) {
+    if (!st) return;
+    if (st->env) mdb_env_close(st->env);
+    enc_sigcache_destroy(st->cache);
+    enc_ustate_destroy(st->us);
+    core_free(st->path);
+    core_free(st);
+}
+
+uint64_t enc_store_encoding_version(enc_store *st) { return st->enc_version; }
+
+uint32_t enc_store_window(const enc_store *st) { return st->window; }
+uint32_t enc_store_recent(const enc_store *st) { return st->recent; }
+
+/* Cache and reusable user state for model m. */
+static int bind_scratch(const mdl_model *m, uint32_t window, enc_sigcache **cache, enc_ustate **us) {
+    int rc;
+    *cache = NULL;
+    *us = NULL;
+    if ((rc = enc_sigcache_new(cache, m, ENC_SIGCACHE_SLOTS))) return rc;
+    if ((rc = enc_ustate_new(us, m, window))) {
+        enc_sigcache_destroy(*cache);
+        *cache = NULL;
+    }
+    return rc;
+}
+
+int enc_store_bind_model(enc_store *st, const mdl_model *m, char *errstr, size_t errstr_size) {
+    char have[17], want[17];
+    MDB_txn *txn = NULL;
+    int rc;
+    if (st->enc_version && st->enc_version != m->encoding_version) {
+        mdl_version_hex(st->enc_version, have);
+        mdl_version_hex(m->encoding_version, want);
+        snprintf(errstr, errstr_size,
+                 "store %s holds buckets of encoding version %s but the model's is %s; run "
+                 "`trail reencode --model <model> --store %s` to rebuild them for this model",
+                 st->path, have, want, st->path);
+        return CORE_EMISMATCH;
+    }
+    enc_sigcache *cache;
+    enc_ustate *us;
+    if ((rc = bind_scratch(m, st->window, &cache, &us))) {
+        snprintf(errstr, errstr_size, "store %s: out of memory binding the model", st->path);
+        return rc;
+    }
+    if (!st->enc_version) { /* an empty store takes the model's version */
+        for (;;) {
+            if ((rc = txn_begin(st, 0, &txn))) break;
+            if ((rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version))) {
+                mdb_txn_abort(txn);
+                if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue;
+                break;
+            }
+            rc = mdb_txn_commit(txn);
+            if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue;
+            break;
+        }
+        if (rc) {
+            snprintf(errstr, errstr_size, "store %s: lmdb: %s", st->path, mdb_strerror(rc));
+            enc_sigcache_destroy(cache);
+            enc_ustate_destroy(us);
+            return lmdb_err(rc);
+        }
+        st->enc_version = m->encoding_version;
+    }
+    enc_sigcache_destroy(st->cache);
+    enc_ustate_destroy(st->us);
+    st->cache = cache;
+    st->us = us;
+    st->m = m;
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a user inside a transaction
+
+typedef struct uctx { /* what the chunk loader needs */
+    MDB_txn *txn;
+    MDB_dbi win;
+    uint64_t user_id;
+} uctx;
+
+static void win_key(uint8_t key[16], uint64_t user_id, uint64_t chunk) {
+    be64(key, user_id);
+    be64(key + 8, chunk);
+}
+
+static int load_chunk(void *opaque, uint64_t chunk_no, enc_rec *out, uint32_t *n) {
+    const uctx *u = opaque;
+    uint8_t kb[16];
+    win_key(kb, u->user_id, chunk_no);
+    MDB_val k = {16, kb}, v;
+    int rc = mdb_get(u->txn, u->win, &k, &v);
+    if (rc == MDB_NOTFOUND) return CORE_EFORMAT; /* the header says the chunk exists */
+    if (rc) return lmdb_err(rc);
+    if (v.mv_size % sizeof(enc_rec) || v.mv_size > ENC_CHUNK * sizeof(enc_rec)) return CORE_EFORMAT;
+    memcpy(out, v.mv_data, v.mv_size);
+    *n = (uint32_t)(v.mv_size / sizeof(enc_rec));
+    return CORE_OK;
+}
+
+/* Validate a user value; on success *h is a copy of the header. */
+static int user_check(const MDB_val *v, enc_uhdr *h) {
+    if (v->mv_size < sizeof *h) return CORE_EFORMAT;
+    memcpy(h, v->mv_data, sizeof *h);
+    if (h->magic != ENC_USER_MAGIC || h->format != ENC_FORMAT) return CORE_EFORMAT;
+    if (!h->S || !h->NB || !h->C || h->S > 4096 || h->NB > 65536 || h->C > 65536) return CORE_EFORMAT;
+    size_t need = sizeof *h + (size_t)h->S * h->NB * h->C * 4 + (size_t)h->S * h->NB * 4;
+    if (v->mv_size != need) return CORE_EFORMAT;
+    return CORE_OK;
+}
+
+static int user_get(MDB_txn *txn, MDB_dbi dbi, uint64_t user_id, MDB_val *v) {
+    uint8_t kb[8];
+    be64(kb, user_id);
+    MDB_val k = {8, kb};
+    return mdb_get(txn, dbi, &k, v);
+}
+
+static int user_put(enc_store *st, MDB_txn *txn, uint64_t user_id, const enc_ustate *us,
+                    uint64_t enc_version) {
+    const mdl_config *c = &st->m->cfg;
+    uint32_t NB = 1u << c->tau;
+    size_t nsum = (size_t)c->S * NB * c->C * 4, ncnt = (size_t)c->S * NB * 4;
+    uint8_t kb[8];
+    be64(kb, user_id);
+    MDB_val k = {8, kb}, v = {sizeof(enc_uhdr) + nsum + ncnt, NULL};
+    int rc = mdb_put(txn, st->user, &k, &v, MDB_RESERVE);
+    if (rc) return rc;
+    enc_uhdr h;
+    memset(&h, 0, sizeof h);
+    h.magic = ENC_USER_MAGIC;
+    h.format = ENC_FORMAT;
+    h.S = c->S;
+    h.NB = NB;
+    h.C = c->C;
+    h.n_events = enc_ustate_n_events(us);
+    h.window_len = (uint32_t)(h.n_events < st->window ? h.n_events : st->window);
+    h.last_ts = enc_ustate_last_ts(us);
+    h.encoding_version = enc_version;
+    memcpy(h.action_cnt, enc_ustate_action_cnt(us), sizeof h.action_cnt);
+    uint8_t *p = v.mv_data;
+    memcpy(p, &h, sizeof h);
+    memcpy(p + sizeof h, enc_ustate_sum(us), nsum);
+    memcpy(p + sizeof h + nsum, enc_ustate_cnt(us), ncnt);
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+int enc_batch_begin(enc_store *st, enc_batch **out) {
+    if (!st->m || st->batch_open) return CORE_EINVAL;
+    enc_batch *b = core_calloc(1, sizeof *b);
+    if (!b) return CORE_ENOMEM;
+    b->st = st;
+    st->batch_open = 1;
+    *out = b;
+    return CORE_OK;
+}
+
+int enc_batch_apply(enc_batch *b, const sch_event *ev) {
+    if (ev->flags & SCH_F_LABEL) return CORE_OK; /* an impression, not a behavior */
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        enc_bev *p = core_realloc(b->ev, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        b->ev = p;
+        b->cap = cap;
+    }
+    enc_bev *e = &b->ev[b->n++];
+    e->user_id = ev->user_id;
+    e->item_id = ev->item_id;
+    e->category_id = ev->category_id;
+    e->ts = ev->ts;
+    e->action = ev->action;
+    return CORE_OK;
+}
+
+size_t enc_batch_size(const enc_batch *b) { return b->n; }
+
+int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset) {
+    for (size_t i = 0; i < b->npos; i++) {
+        if (!strcmp(b->pos[i].source, source)) {
+            b->pos[i].next_offset = next_offset;
+            return CORE_OK;
+        }
+    }
+    if (strlen(source) > 500) return CORE_EINVAL; /* LMDB keys stop at 511 bytes */
+    if (b->npos == b->cappos) {
+        size_t cap = b->cappos ? b->cappos * 2 : 4;
+        enc_bpos *p = core_realloc(b->pos, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        b->pos = p;
+        b->cappos = cap;
+    }
+    char *s = core_strdup(source);
+    if (!s) return CORE_ENOMEM;
+    b->pos[b->npos].source = s;
+    b->pos[b->npos++].next_offset = next_offset;
+    return CORE_OK;
+}
+
+static void batch_free(enc_batch *b) {
+    if (!b) return;
+    for (size_t i = 0; i < b->npos; i++) core_free(b->pos[i].source);
+    core_free(b->pos);
+    core_free(b->ev);
+    b->st->batch_open = 0;
+    core_free(b);
+}
+
+void enc_batch_abort(enc_batch *b) { batch_free(b); }
+
+static int bkey_cmp(const void *a, const void *b) {
+    const enc_bkey *x = a, *y = b;
+    if (x->user_id != y->user_id) return x->user_id < y->user_id ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Apply events ev[keys[lo..hi)] (one user, arrival order) and write that user. */
+static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc_bkey *keys,
+                      size_t lo, size_t hi, int64_t now) {
+    enc_ustate *us = st->us;
+    uint64_t uid = keys[lo].user_id;
+    uctx u = {txn, st->win, uid};
+    MDB_val v;
+    enc_uhdr h;
+    int rc = user_get(txn, st->user, uid, &v);
+    enc_ustate_set_loader(us, load_chunk, &u);
+    if (rc == MDB_NOTFOUND) {
+        enc_ustate_reset(us);
+    } else if (rc) {
+        return rc;
+    } else {
+        if ((rc = user_check(&v, &h))) return rc;
+        const mdl_config *c = &st->m->cfg;
+        if (h.S != c->S || h.NB != (1u << c->tau) || h.C != c->C ||
+            h.encoding_version != st->enc_version)
+            return CORE_EMISMATCH;
+        const uint8_t *p = v.mv_data; /* restore copies bytes: the value may be 2-byte aligned */
+        enc_ustate_restore(us, h.n_events, h.last_ts, h.action_cnt, p + sizeof h,
+                           p + sizeof h + (size_t)h.S * h.NB * h.C * 4);
+    }
+    uint64_t L = st->window, n0 = enc_ustate_n_events(us);
+    for (size_t i = lo; i < hi; i++) {
+        const enc_bev *e = &b->ev[keys[i].seq];
+        sch_behavior bh = {e->item_id, e->category_id, e->ts, e->action};
+        if ((rc = enc_ustate_apply_rc(us, st->cache, &bh))) return rc;
+    }
+    uint64_t n1 = enc_ustate_n_events(us);
+    uint64_t h0 = n0 > L ? n0 - L : 0, h1 = n1 > L ? n1 - L : 0;
+    if ((rc = user_put(st, txn, uid, us, st->enc_version))) return rc;
+    /* chunks that now hold window behaviors and got new ones */
+    uint64_t kfirst = n0 / ENC_CHUNK > h1 / ENC_CHUNK ? n0 / ENC_CHUNK : h1 / ENC_CHUNK;
+    for (uint64_t k = kfirst; k <= (n1 - 1) / ENC_CHUNK; k++) {
+        const enc_rec *recs;
+        uint32_t n;
+        if ((rc = enc_ustate_chunk(us, k, &recs, &n))) return rc;
+        uint8_t kb[16];
+        win_key(kb, uid, k);
+        MDB_val kv = {16, kb}, dv = {n * sizeof(enc_rec), (void *)(uintptr_t)recs};
+        if ((rc = mdb_put(txn, st->win, &kv, &dv, 0))) return rc;
+    }
+    /* chunks that existed and have left the window entirely */
+    if (n0 > 0) {
+        uint64_t kend = (n0 - 1) / ENC_CHUNK + 1;
+        if (kend > h1 / ENC_CHUNK) kend = h1 / ENC_CHUNK;
+        for (uint64_t k = h0 / ENC_CHUNK; k < kend; k++) {
+            uint8_t kb[16];
+            win_key(kb, uid, k);
+            MDB_val kv = {16, kb};
+            rc = mdb_del(txn, st->win, &kv, NULL);
+            if (rc && rc != MDB_NOTFOUND) return rc;
+        }
+    }
+    uint8_t kb[8];
+    be64(kb, uid);
+    MDB_val kv = {8, kb}, dv = {8, &now};
+    return mdb_put(txn, st->wall, &kv, &dv, 0);
+}
+
+int enc_batch_commit(enc_batch *b) {
+    enc_store *st = b->st;
+    enc_bkey *keys = NULL;
+    MDB_txn *txn = NULL;
+    int rc = CORE_OK;
+    if (b->n) {
+        keys = core_malloc(b->n * sizeof *keys);
+        if (!keys) {
+            batch_free(b);
+            return CORE_ENOMEM;
+        }
+        for (size_t i = 0; i < b->n; i++) keys[i] = (enc_bkey){b->ev[i].user_id, i};
+        qsort(keys, b->n, sizeof *keys, bkey_cmp);
+    }
+    int64_t now = core_wall_s();
+    for (;;) {
+        if ((rc = txn_begin(st, 0, &txn))) break;
+        for (size_t lo = 0; lo < b->n && !rc;) {
+            size_t hi = lo + 1;
+            while (hi < b->n && keys[hi].user_id == keys[lo].user_id) hi++;
+            rc = flush_user(st, txn, b, keys, lo, hi, now);
+            lo = hi;
+        }
+        for (size_t i = 0; i < b->npos && !rc; i++) {
+            MDB_val k = {strlen(b->pos[i].source), b->pos[i].source};
+            MDB_val v = {8, &b->pos[i].next_offset};
+            rc = mdb_put(txn, st->pos, &k, &v, 0);
+        }
+        if (rc) {
+            mdb_txn_abort(txn);
+        } else {
+            rc = mdb_txn_commit(txn);
+        }
+        txn = NULL;
+        if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue; /* redo the whole batch */
+        break;
+    }
+    if (rc) {
+        CORE_LOG(CORE_LOG_ERR, "enc_store: commit failed path=%s events=%zu err=%s", st->path, b->n,
+                 core_strerror(rc));
+        rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+    }
+    core_free(keys);
+    batch_free(b);
+    return rc;
+}
+
+int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset) {
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc) return lmdb_err(rc);
+    MDB_val k = {strlen(source), (void *)(uintptr_t)source}, v;
+    rc = mdb_get(txn, st->pos, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size == 8) *next_offset = (int64_t)le64_get(v.mv_data);
+        else rc = CORE_EFORMAT;
+    }
+    mdb_txn_abort(txn);
+    return rc == 0 ? CORE_OK : rc == CORE_EFORMAT ? rc : lmdb_err(rc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reencode: every user's buckets rebuilt from the raw window for a new model, in one transaction
+
+static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, enc_ustate *us,
+                        uint64_t *users) {
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    int rc = txn_begin(st, 0, &txn);
+    if (rc) return rc;
+    const mdl_model *old = st->m;
+    st->m = m; /* user_put writes with the new model's shape */
+    uint64_t next = 0, n = 0;
+    int more = 1;
+    while (more) {
+        uint8_t kb[8];
+        be64(kb, next);
+        MDB_val k = {8, kb}, v;
+        if ((rc = mdb_cursor_open(txn, st->user, &cur))) break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            break;
+        }
+        if (rc) break;
+        if (k.mv_size != 8) {
+            rc = CORE_EFORMAT;
+            break;
+        }
+        uint64_t uid = 0;
+        for (int i = 0; i < 8; i++) uid = uid << 8 | ((const uint8_t *)k.mv_data)[i];
+        enc_uhdr h;
+        if ((rc = user_check(&v, &h))) break;
+        uctx u = {txn, st->win, uid};
+        enc_ustate_set_loader(us, load_chunk, &u);
+        enc_ustate_restore(us, h.n_events, h.last_ts, h.action_cnt, NULL, NULL);
+        if ((rc = enc_ustate_recompute(us, cache))) break;
+        if ((rc = user_put(st, txn, uid, us, m->encoding_version))) break;
+        n++;
+        more = uid != UINT64_MAX;
+        next = uid + 1;
+    }
+    if (!rc) rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version);
+    st->m = old;
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(txn))) return rc;
+    *users = n;
+    return CORE_OK;
+}
+
+int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char *errstr,
+                       size_t errstr_size) {
+    enc_sigcache *cache;
+    enc_ustate *us;
+    int rc;
+    if (st->batch_open) return CORE_EINVAL;
+    if ((rc = bind_scratch(m, st->window, &cache, &us))) {
+        snprintf(errstr, errstr_size, "reencode %s: out of memory", st->path);
+        return rc;
+    }
+    for (;;) {
+        rc = reencode_txn(st, m, cache, us, users);
+        if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue;
+        break;
+    }
+    if (rc) {
+        snprintf(errstr, errstr_size, "reencode %s: %s (nothing changed)", st->path,
+                 rc == CORE_EFORMAT ? "corrupt user state" : core_strerror(rc));
+        enc_sigcache_destroy(cache);
+        enc_ustate_destroy(us);
+        return rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+    }
+    enc_sigcache_destroy(st->cache);
+    enc_ustate_destroy(st->us);
+    st->cache = cache;
+    st->us = us;
+    st->m = m;
+    st->enc_version = m->encoding_version;
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digest of everything the state comparisons cover (all DBIs but "wall")
+
+int enc_store_digest(enc_store *st, uint64_t *out) {
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc) return lmdb_err(rc);
+    XXH3_state_t *xs = XXH3_createState();
+    if (!xs) {
+        mdb_txn_abort(txn);
+        return CORE_ENOMEM;
+    }
+    XXH3_64bits_reset(xs);
+    MDB_dbi dbis[4] = {st->meta, st->user, st->win, st->pos};
+    for (int d = 0; d < 4 && !rc; d++) {
+        MDB_cursor *cur;
+        if ((rc = mdb_cursor_open(txn, dbis[d], &cur))) break;
+        MDB_val k, v;
+        uint64_t tag = (uint64_t)d;
+        XXH3_64bits_update(xs, &tag, 8);
+        for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
+            uint64_t lens[2] = {k.mv_size, v.mv_size};
+            XXH3_64bits_update(xs, lens, sizeof lens);
+            XXH3_64bits_update(xs, k.mv_data, k.mv_size);
+            XXH3_64bits_update(xs, v.mv_data, v.mv_size);
+        }
+        if (rc == MDB_NOTFOUND) rc = 0;
+        mdb_cursor_close(cur);
+    }
+    *out = XXH3_64bits_digest(xs);
+    XXH3_freeState(xs);
+    mdb_txn_abort(txn);
+    return rc ? lmdb_err(rc) : CORE_OK;
+}
+
+int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks) {
+    MDB_txn *txn;
+    MDB_stat s;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc) return lmdb_err(rc);
+    if (!(rc = mdb_stat(txn, st->user, &s))) *users = s.ms_entries;
+    if (!rc && !(rc = mdb_stat(txn, st->win, &s))) *chunks = s.ms_entries;
+    mdb_txn_abort(txn);
+    return rc ? lmdb_err(rc) : CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readers
+
+int enc_reader_new(enc_store *st, enc_reader **out) {
+    enc_reader *r = core_calloc(1, sizeof *r);
+    if (!r) return CORE_ENOMEM;
+    r->st = st;
+    r->recent = core_malloc((st->recent ? st->recent : 1) * sizeof *r->recent);
+    if (!r->recent) {
+        core_free(r);
+        return CORE_ENOMEM;
+    }
+    *out = r;
+    return CORE_OK;
+}
+
+void enc_reader_destroy(enc_reader *r) {
+    if (!r) return;
+    if (r->txn) mdb_txn_abort(r->txn);
+    core_free(r->sum);
+    core_free(r->cnt);
+    core_free(r->recent);
+    core_free(r);
+}
+
+int enc_reader_begin(enc_reader *r) {
+    int rc;
+    if (r->active) return CORE_EINVAL;
+    if (r->txn) {
+        rc = mdb_txn_renew(r->txn);
+        if (rc == MDB_MAP_RESIZED) {
+            mdb_txn_abort(r->txn);
+            r->txn = NULL;
+        } else if (rc) {
+            return lmdb_err(rc);
+        }
+    }
+    if (!r->txn && (rc = txn_begin(r->st, MDB_RDONLY, &r->txn))) {
+        r->txn = NULL;
+        return lmdb_err(rc);
+    }
+    r->active = 1;
+    return CORE_OK;
+}
+
+void enc_reader_end(enc_reader *r) {
+    if (r->active) mdb_txn_reset(r->txn);
+    r->active = 0;
+}
+
+/* Copy behaviors [from, to) of a user's window (stored chunks) into out. */
+static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, sch_behavior *out) {
+    uint32_t n = 0;
+    for (uint64_t j = from; j < to;) {
+        uint64_t k = j / ENC_CHUNK;
+        uint8_t kb[16];
+        win_key(kb, uid, k);
+        MDB_val kv = {16, kb}, v;
+        int rc = mdb_get(r->txn, r->st->win, &kv, &v);
+        if (rc) return rc == MDB_NOTFOUND ? CORE_EFORMAT : lmdb_err(rc);
+        uint64_t have = v.mv_size / sizeof(enc_rec);
+        if (v.mv_size % sizeof(enc_rec) || k * ENC_CHUNK + have < (to < (k + 1) * ENC_CHUNK ? to : (k + 1) * ENC_CHUNK))
+            return CORE_EFORMAT;
+        const uint8_t *p = v.mv_data;
+        for (; j < to && j < (k + 1) * ENC_CHUNK; j++) {
+            enc_rec rec;
+            memcpy(&rec, p + (j % ENC_CHUNK) * sizeof rec, sizeof rec);
+            sch_behavior *o = &out[n++];
+            memset(o, 0, sizeof *o);
+            o->item_id = rec.item_id;
+            o->category_id = rec.category_id;
+            o->ts = rec.ts;
+            o->action = rec.action;
+        }
+    }
+    return CORE_OK;
+}
+
+int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
+    MDB_val v;
+    enc_uhdr h;
+    if (!r->active) return CORE_EINVAL;
+    int rc = user_get(r->txn, r->st->user, user_id, &v);
+    if (rc) return lmdb_err(rc);
+    if ((rc = user_check(&v, &h))) return rc;
+    const uint8_t *p = v.mv_data;
+    size_t nsum = (size_t)h.S * h.NB * h.C, ncnt = (size_t)h.S * h.NB;
+    memset(out, 0, sizeof *out);
+    out->user_id = user_id;
+    out->encoding_version = h.encoding_version;
+    out->S = h.S;
+    out->n_buckets = h.NB;
+    out->C = h.C;
+    if (((uintptr_t)p & 3) == 0) { /* values on overflow pages are page-aligned: zero copy */
+        out->bucket_sum = (const float *)(const void *)(p + sizeof h);
+        out->bucket_cnt = (const uint32_t *)(const void *)(p + sizeof h + nsum * 4);
+    } else { /* small values sit in a leaf page, only 2-byte aligned: copy */
+        if (r->sum_cap < nsum || r->cnt_cap < ncnt) {
+            core_free(r->sum);
+            core_free(r->cnt);
+            r->sum = core_malloc(nsum * 4);
+            r->cnt = core_malloc(ncnt * 4);
+            r->sum_cap = r->cnt_cap = 0;
+            if (!r->sum || !r->cnt) return CORE_ENOMEM;
+            r->sum_cap = nsum;
+            r->cnt_cap = ncnt;
+        }
+        memcpy(r->sum, p + sizeof h, nsum * 4);
+        memcpy(r->cnt, p + sizeof h + nsum * 4, ncnt * 4);
+        out->bucket_sum = r->sum;
+        out->bucket_cnt = r->cnt;
+    }
+    out->window_len = h.window_len;
+    uint32_t nr = r->st->recent < h.window_len ? r->st->recent : h.window_len;
+    if ((rc = reader_copy(r, user_id, h.n_events - nr, h.n_events, r->recent))) return rc;
+    out->recent_len = nr;
+    out->recent = r->recent;
+    out->last_ts = h.last_ts;
+    out->n_events = h.n_events;
+    memcpy(r->action_cnt, h.action_cnt, sizeof r->action_cnt);
+    out->action_cnt = r->action_cnt;
+    MDB_val wv;
+    uint8_t kb[8];
+    be64(kb, user_id);
+    MDB_val kv = {8, kb};
+    if (mdb_get(r->txn, r->st->wall, &kv, &wv) == 0 && wv.mv_size == 8)
+        out->updated_at = (int64_t)le64_get(wv.mv_data);
+    return CORE_OK;
+}
+
+int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max, uint32_t *n) {
+    MDB_val v;
+    enc_uhdr h;
+    if (!r->active) return CORE_EINVAL;
+    int rc = user_get(r->txn, r->st->user, user_id, &v);
+    if (rc) return lmdb_err(rc);
+    if ((rc = user_check(&v, &h))) return rc;
+    uint32_t k = max < h.window_len ? max : h.window_len;
+    if ((rc = reader_copy(r, user_id, h.n_events - k, h.n_events, out))) return rc;
+    *n = k;
+    return CORE_OK;
+}
