@@ -14,6 +14,12 @@ typedef struct trail_cmd {
 static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
     {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
+    {"encode", NULL, enc_cmd_encode, "replay an event file into the LMDB user state (resumable)"},
+    {"reencode", NULL, enc_cmd_reencode, "rebuild every user's buckets for a new model"},
+    {"inspect", NULL, enc_cmd_inspect, "print one user's encoder state (or the store's digest)"},
+    {"import", "taobao", enc_cmd_import_taobao, "Taobao UserBehavior CSV -> event file"},
+    {"import", "movielens", enc_cmd_import_movielens, "MovieLens ratings.csv -> event file"},
+    {"bench", "encode", enc_cmd_bench_encode, "encoder throughput (kernel and end to end), JSON"},
 };
 
 static void usage(FILE *f) {

@@ -5,5 +5,11 @@
 
 int mdl_cmd_init(int argc, char **argv);    /* trail model init */
 int mdl_cmd_info(int argc, char **argv);    /* trail model info */
+int enc_cmd_encode(int argc, char **argv);   /* trail encode (file replay) */
+int enc_cmd_reencode(int argc, char **argv); /* trail reencode */
+int enc_cmd_inspect(int argc, char **argv);  /* trail inspect */
+int enc_cmd_import_taobao(int argc, char **argv);    /* trail import taobao */
+int enc_cmd_import_movielens(int argc, char **argv); /* trail import movielens */
+int enc_cmd_bench_encode(int argc, char **argv);     /* trail bench encode */
 
 #endif

@@ -164,9 +164,9 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     MDB_txn *txn = NULL;
     int rc, dead = 0;
     const char *what = "";
-    if (!conf->path || conf->window < 1 || conf->recent > conf->window || conf->map_size < 65536 ||
+    if (!conf->path || (conf->window && conf->recent > conf->window) || conf->map_size < 65536 ||
         conf->map_max < conf->map_size) {
-        snprintf(errstr, errstr_size, "store conf: need a path, window >= 1, recent <= window, "
+        snprintf(errstr, errstr_size, "store conf: need a path, recent <= window, "
                                       "map_size >= 64 KiB and map_max >= map_size");
         return CORE_EINVAL;
     }
@@ -207,6 +207,14 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     what = "meta";
     rc = meta_get_u64(txn, st->meta, "format", &fmt);
     if (rc == MDB_NOTFOUND) { /* a new store remembers its shape */
+        if (!st->window) st->window = 10000;
+        if (!st->recent) st->recent = st->window < 64 ? st->window : 64;
+        if (st->recent > st->window) {
+            snprintf(errstr, errstr_size, "store %s: recent %u > window %u", conf->path,
+                     st->recent, st->window);
+            rc = CORE_EINVAL;
+            goto out;
+        }
         if ((rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)) ||
             (rc = meta_put_u64(txn, st->meta, "window", st->window)) ||
             (rc = meta_put_u64(txn, st->meta, "recent", st->recent)) ||
@@ -227,6 +235,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
             (rc = meta_get_u64(txn, st->meta, "chunk", &ch)) ||
             (rc = meta_get_u64(txn, st->meta, "encoding_version", &ev)))
             goto fail;
+        if (!st->window) st->window = (uint32_t)w;
+        if (!st->recent) st->recent = (uint32_t)r;
         if (w != st->window || r != st->recent || ch != ENC_CHUNK) {
             snprintf(errstr, errstr_size,
                      "store %s holds window=%llu recent=%llu chunk=%llu; opened with window=%u "

@@ -28,8 +28,10 @@ typedef struct enc_store_conf {
     const char *path;      /* directory (created if missing) */
     size_t map_size;       /* initial LMDB map size in bytes (default 1 GiB) */
     size_t map_max;        /* the map doubles on MDB_MAP_FULL up to this (default 1 TiB) */
-    uint32_t window;       /* L_max: raw behaviors kept per user (default 10,000) */
-    uint32_t recent;       /* recent behaviors kept per user (default 64; >= the model's N) */
+    uint32_t window;       /* L_max: raw behaviors kept per user (default 10,000; 0: an existing
+                              store's, or 10,000 for a new one) */
+    uint32_t recent;       /* recent behaviors kept per user (default 64; >= the model's N; 0: an
+                              existing store's, or min(64, window) for a new one) */
     int durable;           /* 1: fsync every commit (default); 0: MDB_NOSYNC-class speed for
                               rebuilds that can be redone */
 } enc_store_conf;

@@ -1,0 +1,496 @@
+/* enc_cli.c: the encoder's commands: `trail encode` (file replay), `trail reencode`,
+ * `trail inspect`. Importers are in enc_import.c, the benchmark in enc_bench.c.
+ *
+ * File replay is exactly-once: the input position (byte offset and record number) and the reject
+ * file's length are written in the same LMDB transaction as the state the records produced. A
+ * resumed run seeks to the stored position and truncates the reject file to the stored length, so
+ * neither the state nor the reject file ever holds a record twice.
+ */
+#include "core_alloc.h"
+#include "core_args.h"
+#include "core_err.h"
+#include "core_util.h"
+#include "enc_state_int.h"
+#include "enc_store.h"
+#include "mdl.h"
+#include "sch_event.h"
+#include "trail_cmds.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ENC_MAX_LINE (1u << 16) /* longer lines are skipped whole and rejected */
+
+static volatile sig_atomic_t g_stop;
+static void on_stop(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+/* Write s[0..n) as the body of a JSON string: ASCII kept, everything else as \u00XX (bytes read as
+ * Latin-1), so a reject line is valid JSON whatever bytes the bad record held. */
+static void json_bytes(FILE *f, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+}
+
+/* Open (creating) the reject file and cut it to `keep` bytes: what earlier committed batches wrote. */
+static FILE *reject_open(const char *path, int64_t keep) {
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    if (fd < 0) return NULL;
+    if (ftruncate(fd, keep) != 0 || lseek(fd, keep, SEEK_SET) < 0) {
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) close(fd);
+    return f;
+}
+
+static void usage_encode(FILE *f) {
+    fprintf(f,
+            "usage: trail encode --model M --store DIR --input FILE [options]\n"
+            "  --model M      model file (its embeddings and SimHash build the buckets)\n"
+            "  --store DIR    LMDB state directory (created if missing)\n"
+            "  --input FILE   event file: JSON lines or the binary encoding ('-' = stdin, no resume)\n"
+            "  --window L     behaviors kept per user (10000; an existing store keeps its own)\n"
+            "  --recent N     recent behaviors kept per user (64; an existing store keeps its own)\n"
+            "  --batch K      records per LMDB write transaction (200000)\n"
+            "  --reject FILE  where malformed records go (DIR/rejects.jsonl)\n"
+            "  --map-size B   initial LMDB map size (1G); --map-max B: growth limit (1T)\n"
+            "  --no-sync      do not fsync each commit (a rebuild that can be redone)\n"
+            "  --json         print the summary as one JSON object\n");
+}
+
+typedef struct enc_counts {
+    uint64_t skipped, applied, impressions, rejected, read;
+} enc_counts;
+
+int enc_cmd_encode(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'},   {"store", 1, 0, 's'},    {"input", 1, 0, 'i'},
+        {"window", 1, 0, 'w'},  {"recent", 1, 0, 'r'},   {"batch", 1, 0, 'b'},
+        {"reject", 1, 0, 'R'},  {"brokers", 1, 0, 'B'},  {"map-size", 1, 0, 'M'},
+        {"map-max", 1, 0, 'X'}, {"no-sync", 0, 0, 'n'},  {"json", 0, 0, 'j'},
+        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    const char *model_path = NULL, *input = NULL, *reject_path = NULL;
+    enc_store_conf conf;
+    uint64_t v, batch = 200000;
+    int c, json = 0;
+    enc_store_conf_default(&conf);
+    conf.window = conf.recent = 0; /* adopt an existing store's, else the defaults */
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 's': conf.path = optarg; break;
+        case 'i': input = optarg; break;
+        case 'R': reject_path = optarg; break;
+        case 'w':
+            if (core_parse_u64(optarg, 1, 1u << 24, "--window", &v)) return 2;
+            conf.window = (uint32_t)v;
+            break;
+        case 'r':
+            if (core_parse_u64(optarg, 1, 1u << 24, "--recent", &v)) return 2;
+            conf.recent = (uint32_t)v;
+            break;
+        case 'b':
+            if (core_parse_u64(optarg, 1, 100000000, "--batch", &batch)) return 2;
+            break;
+        case 'M':
+            if (core_parse_size(optarg, "--map-size", &v)) return 2;
+            conf.map_size = v;
+            break;
+        case 'X':
+            if (core_parse_size(optarg, "--map-max", &v)) return 2;
+            conf.map_max = v;
+            break;
+        case 'n': conf.durable = 0; break;
+        case 'j': json = 1; break;
+        case 'B':
+            fprintf(stderr, "trail encode: this build's encode replays files only (--input FILE); "
+                            "Kafka mode (--brokers) is not part of it\n");
+            return 2;
+        case 'h': usage_encode(stdout); return 0;
+        default: usage_encode(stderr); return 2;
+        }
+    }
+    if (!model_path || !conf.path || !input || optind != argc) {
+        usage_encode(stderr);
+        return 2;
+    }
+    if (conf.map_max < conf.map_size) conf.map_max = conf.map_size;
+
+    char err[1024], source[PATH_MAX + 16], key[PATH_MAX + 32], rpath[PATH_MAX + 32];
+    mdl_model *m = NULL;
+    enc_store *st = NULL;
+    sch_reader *rd = NULL;
+    FILE *rej = NULL;
+    enc_batch *b = NULL;
+    enc_counts n = {0};
+    int rc, ret = 1;
+    int64_t off = 0, recno = 0, rejpos = 0, t0 = core_now_ns();
+
+    if (mdl_model_load(&m, model_path, err, sizeof err)) {
+        fprintf(stderr, "trail encode: %s\n", err);
+        return 1;
+    }
+    if ((rc = enc_store_open(&st, &conf, err, sizeof err)) ||
+        (rc = enc_store_bind_model(st, m, err, sizeof err))) {
+        fprintf(stderr, "trail encode: %s\n", err);
+        goto out;
+    }
+    if (strcmp(input, "-") == 0) {
+        snprintf(source, sizeof source, "file:-");
+    } else {
+        char real[PATH_MAX];
+        if (!realpath(input, real)) {
+            fprintf(stderr, "trail encode: --input %s: %s\n", input, strerror(errno));
+            goto out;
+        }
+        snprintf(source, sizeof source, "file:%s", real);
+    }
+    if ((rc = sch_reader_open(&rd, input, ENC_MAX_LINE, err, sizeof err))) {
+        fprintf(stderr, "trail encode: %s\n", err);
+        goto out;
+    }
+    /* resume: the position and reject length committed with the state */
+    if (strcmp(input, "-") != 0 && enc_store_get_offset(st, source, &off) == CORE_OK) {
+        snprintf(key, sizeof key, "%s#rec", source);
+        if (enc_store_get_offset(st, key, &recno) != CORE_OK ||
+            sch_reader_seek(rd, (uint64_t)off, (uint64_t)recno) != CORE_OK) {
+            fprintf(stderr, "trail encode: cannot resume %s at byte %lld\n", input, (long long)off);
+            goto out;
+        }
+        snprintf(key, sizeof key, "%s#rej", source);
+        if (enc_store_get_offset(st, key, &rejpos) != CORE_OK) rejpos = 0;
+        n.skipped = (uint64_t)recno;
+    }
+    if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
+    else snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
+    if (!(rej = reject_open(rpath, rejpos))) {
+        fprintf(stderr, "trail encode: reject file %s: %s\n", rpath, strerror(errno));
+        goto out;
+    }
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+
+    uint64_t in_batch = 0, rej_in_batch = 0;
+    int eof = 0;
+    while (!eof) {
+        if (!b && (rc = enc_batch_begin(st, &b))) {
+            fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
+            goto out;
+        }
+        const char *rec;
+        size_t len;
+        uint64_t rn;
+        rc = sch_reader_next(rd, &rec, &len, &rn);
+        if (rc == 0) {
+            eof = 1;
+        } else if (rc == CORE_EIO) {
+            fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
+            goto out;
+        } else {
+            sch_event ev;
+            char why[256];
+            n.read++;
+            in_batch++;
+            if (rc == CORE_ETOOBIG) {
+                snprintf(why, sizeof why, "record longer than %u bytes", ENC_MAX_LINE);
+            } else if (rc == CORE_EFORMAT) {
+                snprintf(why, sizeof why, "truncated binary record (%zu of %d bytes)", len,
+                         SCH_BIN_RECORD_SIZE);
+            } else {
+                rc = sch_event_decode(&ev, rec, len, why, sizeof why);
+            }
+            if (rc != 1 && rc != CORE_OK) {
+                fprintf(rej, "{\"line\":%llu,\"reason\":\"", (unsigned long long)rn);
+                json_bytes(rej, why, strlen(why));
+                fprintf(rej, "\",\"record\":\"");
+                json_bytes(rej, rec, len < 200 ? len : 200);
+                fprintf(rej, "%s\"}\n", len > 200 ? "..." : "");
+                n.rejected++;
+                rej_in_batch++;
+            } else if (ev.flags & SCH_F_LABEL) {
+                n.impressions++;
+            } else if ((rc = enc_batch_apply(b, &ev))) {
+                fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
+                goto out;
+            } else {
+                n.applied++;
+            }
+        }
+        if (in_batch >= batch || eof || (g_stop && in_batch)) {
+            if (fflush(rej) != 0 || (rej_in_batch && conf.durable && fsync(fileno(rej)) != 0)) {
+                fprintf(stderr, "trail encode: writing %s: %s\n", rpath, strerror(errno));
+                goto out;
+            }
+            snprintf(key, sizeof key, "%s#rec", source);
+            if ((rc = enc_batch_set_offset(b, source, (int64_t)sch_reader_offset(rd))) ||
+                (rc = enc_batch_set_offset(b, key, (int64_t)(n.skipped + n.read)))) {
+                fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
+                goto out;
+            }
+            snprintf(key, sizeof key, "%s#rej", source);
+            if ((rc = enc_batch_set_offset(b, key, (int64_t)ftello(rej)))) goto out;
+            rc = enc_batch_commit(b);
+            b = NULL;
+            if (rc) {
+                fprintf(stderr, "trail encode: commit to %s failed: %s%s (state unchanged since "
+                                "the last commit)\n", conf.path, core_strerror(rc),
+                        rc == CORE_EFULL ? "; raise --map-max" : "");
+                goto out;
+            }
+            in_batch = rej_in_batch = 0;
+        }
+        if (g_stop) break;
+    }
+    ret = 0;
+out:
+    if (b) enc_batch_abort(b);
+    {
+        double dt = (double)(core_now_ns() - t0) / 1e9;
+        uint64_t total = n.skipped + n.read;
+        if (json) {
+            printf("{\"input\":\"%s\",\"records\":%llu,\"read\":%llu,\"applied\":%llu,"
+                   "\"impressions\":%llu,\"rejected\":%llu,\"skipped\":%llu,\"reject_file\":\"%s\","
+                   "\"seconds\":%.3f,\"complete\":%s}\n",
+                   input, (unsigned long long)total, (unsigned long long)n.read,
+                   (unsigned long long)n.applied, (unsigned long long)n.impressions,
+                   (unsigned long long)n.rejected, (unsigned long long)n.skipped, rpath, dt,
+                   ret == 0 && !g_stop ? "true" : "false");
+        } else {
+            printf("encode %s: %llu records = %llu applied (behaviors) + %llu impressions (labeled, "
+                   "not behaviors) + %llu rejected + %llu skipped (already applied)\n",
+                   input, (unsigned long long)total, (unsigned long long)n.applied,
+                   (unsigned long long)n.impressions, (unsigned long long)n.rejected,
+                   (unsigned long long)n.skipped);
+            printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0,
+                   rpath, g_stop ? "; stopped by signal (resume by running the same command)" : "");
+        }
+    }
+    if (rej) fclose(rej);
+    sch_reader_close(rd);
+    enc_store_close(st);
+    mdl_model_destroy(m);
+    return ret;
+}
+
+// ---------------------------------------------------------------------------------------------
+// reencode
+
+static int store_exists(const char *dir) {
+    char p[PATH_MAX + 16];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    return stat(p, &sb) == 0;
+}
+
+int enc_cmd_reencode(int argc, char **argv) {
+    static const struct option opts[] = {{"model", 1, 0, 'm'}, {"store", 1, 0, 's'},
+                                         {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    const char *model_path = NULL, *dir = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'm') model_path = optarg;
+        else if (c == 's') dir = optarg;
+        else {
+            fprintf(c == 'h' ? stdout : stderr, "usage: trail reencode --model NEW --store DIR\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if (!model_path || !dir || optind != argc) {
+        fprintf(stderr, "usage: trail reencode --model NEW --store DIR\n");
+        return 2;
+    }
+    if (!store_exists(dir)) {
+        fprintf(stderr, "trail reencode: no store at %s\n", dir);
+        return 1;
+    }
+    char err[1024], was[17], now[17];
+    mdl_model *m = NULL;
+    enc_store *st = NULL;
+    enc_store_conf conf;
+    uint64_t users = 0;
+    int ret = 1;
+    enc_store_conf_default(&conf);
+    conf.path = dir;
+    conf.window = conf.recent = 0;
+    if (mdl_model_load(&m, model_path, err, sizeof err) || enc_store_open(&st, &conf, err, sizeof err)) {
+        fprintf(stderr, "trail reencode: %s\n", err);
+        goto out;
+    }
+    mdl_version_hex(enc_store_encoding_version(st), was);
+    int64_t t0 = core_now_ns();
+    if (enc_store_reencode(st, m, &users, err, sizeof err)) {
+        fprintf(stderr, "trail reencode: %s\n", err);
+        goto out;
+    }
+    mdl_version_hex(m->encoding_version, now);
+    printf("reencode %s: %llu users rebuilt from their windows, encoding version %s -> %s (%.3f s)\n",
+           dir, (unsigned long long)users, was, now, (double)(core_now_ns() - t0) / 1e9);
+    ret = 0;
+out:
+    enc_store_close(st);
+    mdl_model_destroy(m);
+    return ret;
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+int enc_cmd_inspect(int argc, char **argv) {
+    static const struct option opts[] = {{"store", 1, 0, 's'}, {"user", 1, 0, 'u'},
+                                         {"json", 0, 0, 'j'},  {"digest", 0, 0, 'd'},
+                                         {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    const char *dir = NULL;
+    uint64_t uid = 0;
+    int c, json = 0, have_user = 0, digest = 0;
+    const char *usage = "usage: trail inspect --store DIR (--user ID [--json] | --digest)\n";
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': dir = optarg; break;
+        case 'u':
+            if (core_parse_u64(optarg, 0, SCH_ID_MAX, "--user", &uid)) return 2;
+            have_user = 1;
+            break;
+        case 'j': json = 1; break;
+        case 'd': digest = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!dir || have_user == digest || optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (!store_exists(dir)) {
+        fprintf(stderr, "trail inspect: no store at %s\n", dir);
+        return 1;
+    }
+    char err[1024], ver[17];
+    enc_store *st = NULL;
+    enc_reader *r = NULL;
+    enc_store_conf conf;
+    enc_user_view u;
+    int rc, ret = 1, begun = 0;
+    enc_store_conf_default(&conf);
+    conf.path = dir;
+    conf.window = conf.recent = 0;
+    if (enc_store_open(&st, &conf, err, sizeof err)) {
+        fprintf(stderr, "trail inspect: %s\n", err);
+        goto out;
+    }
+    if (digest) {
+        uint64_t d, users, chunks;
+        if ((rc = enc_store_digest(st, &d)) || (rc = enc_store_users(st, &users, &chunks))) {
+            fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
+            goto out;
+        }
+        mdl_version_hex(d, ver);
+        printf("{\"digest\":\"%s\",\"users\":%llu,\"chunks\":%llu}\n", ver,
+               (unsigned long long)users, (unsigned long long)chunks);
+        ret = 0;
+        goto out;
+    }
+    if ((rc = enc_reader_new(st, &r)) || (rc = enc_reader_begin(r))) {
+        fprintf(stderr, "trail inspect: %s\n", core_strerror(rc));
+        goto out;
+    }
+    begun = 1;
+    if ((rc = enc_reader_user(r, uid, &u))) {
+        fprintf(stderr, "trail inspect: user %llu: %s\n", (unsigned long long)uid,
+                rc == CORE_ENOTFOUND ? "no state in this store" : core_strerror(rc));
+        goto out;
+    }
+    mdl_version_hex(u.encoding_version, ver);
+    if (json) {
+        printf("{\"user_id\":%llu,\"encoding_version\":\"%s\",\"window_len\":%u,\"window_max\":%u,"
+               "\"n_events\":%llu,\"last_ts\":%lld,\"updated_at\":%lld,\"signatures\":%u,"
+               "\"buckets\":%u,\"dim\":%u,\"actions\":{",
+               (unsigned long long)uid, ver, u.window_len, enc_store_window(st),
+               (unsigned long long)u.n_events, (long long)u.last_ts, (long long)u.updated_at, u.S,
+               u.n_buckets, u.C);
+        for (int a = 1, first = 1; a <= SCH_ACTION_MAX; a++) {
+            if (!u.action_cnt[a]) continue;
+            printf("%s\"%s\":%llu", first ? "" : ",", sch_action_name(a),
+                   (unsigned long long)u.action_cnt[a]);
+            first = 0;
+        }
+        printf("},\"recent\":[");
+        for (uint32_t i = 0; i < u.recent_len; i++) {
+            const sch_behavior *bh = &u.recent[i];
+            printf("%s{\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld}",
+                   i ? "," : "", (unsigned long long)bh->item_id, (unsigned long long)bh->category_id,
+                   sch_action_name(bh->action) ? sch_action_name(bh->action) : "?", (long long)bh->ts);
+        }
+        printf("],\"bucket_counts\":[");
+        for (uint32_t i = 0; i < u.S; i++) {
+            printf("%s[", i ? "," : "");
+            for (uint32_t k = 0; k < u.n_buckets; k++)
+                printf("%s%u", k ? "," : "", u.bucket_cnt[i * u.n_buckets + k]);
+            printf("]");
+        }
+        printf("],\"bucket_norms\":[");
+        for (uint32_t i = 0; i < u.S; i++) {
+            printf("%s[", i ? "," : "");
+            for (uint32_t k = 0; k < u.n_buckets; k++) {
+                const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
+                double s2 = 0;
+                for (uint32_t d = 0; d < u.C; d++) s2 += (double)x[d] * x[d];
+                printf("%s%.6g", k ? "," : "", sqrt(s2));
+            }
+            printf("]");
+        }
+        printf("]}\n");
+    } else {
+        printf("user %llu\n  encoding version %s (S=%u, %u buckets, C=%u)\n  window %u of %u "
+               "behaviors, %llu ever applied\n  last event ts %lld, updated at %lld (wall clock)\n  "
+               "actions:",
+               (unsigned long long)uid, ver, u.S, u.n_buckets, u.C, u.window_len,
+               enc_store_window(st), (unsigned long long)u.n_events, (long long)u.last_ts,
+               (long long)u.updated_at);
+        for (int a = 1; a <= SCH_ACTION_MAX; a++)
+            if (u.action_cnt[a])
+                printf(" %s=%llu", sch_action_name(a), (unsigned long long)u.action_cnt[a]);
+        printf("\n  recent (oldest first):\n");
+        for (uint32_t i = 0; i < u.recent_len; i++)
+            printf("    %lld %-5s item %llu category %llu\n", (long long)u.recent[i].ts,
+                   sch_action_name(u.recent[i].action) ? sch_action_name(u.recent[i].action) : "?",
+                   (unsigned long long)u.recent[i].item_id,
+                   (unsigned long long)u.recent[i].category_id);
+        printf("  buckets (count / norm) per signature:\n");
+        for (uint32_t i = 0; i < u.S; i++) {
+            printf("    s%-3u", i);
+            for (uint32_t k = 0; k < u.n_buckets; k++) {
+                const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
+                double s2 = 0;
+                for (uint32_t d = 0; d < u.C; d++) s2 += (double)x[d] * x[d];
+                printf(" %u/%.3g", u.bucket_cnt[i * u.n_buckets + k], sqrt(s2));
+            }
+            printf("\n");
+        }
+    }
+    ret = 0;
+out:
+    if (begun) enc_reader_end(r);
+    enc_reader_destroy(r);
+    enc_store_close(st);
+    return ret;
+}

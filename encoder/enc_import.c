@@ -1,0 +1,257 @@
+/* enc_import.c: `trail import taobao|movielens`: turn the public datasets into event files.
+ *
+ * Taobao UserBehavior (user_id,item_id,category_id,behavior_type,timestamp; no header; rows of a
+ * user contiguous and in time order): pv -> click, cart, fav, buy, in file order. A file cut in the
+ * middle of a line (the shipped head is) has a truncated last user: every row of the user whose
+ * line is cut is dropped. Rows outside the dataset's nominal 9-day window are kept: they are data.
+ *
+ * MovieLens ratings.csv (userId,movieId,rating,timestamp; header; CRLF or LF): each rating becomes
+ * action "rate"; the category is the movie's first genre in movies.csv (read from the same
+ * directory), mapped to the fixed ids of genre_ids below. A user's ratings are written in time
+ * order (ties in file order), since ratings.csv lists them by movie. The rating value is not part
+ * of the event.
+ */
+#include "core_alloc.h"
+#include "core_err.h"
+#include "sch_event.h"
+#include "trail_cmds.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* MovieLens genres -> category ids (stable; 0 = no genre listed or movie not in movies.csv). */
+static const char *const genre_ids[] = {
+    "(no genres listed)", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western"};
+#define N_GENRES (sizeof genre_ids / sizeof genre_ids[0])
+
+typedef struct evbuf {
+    sch_event *ev;
+    size_t n, cap;
+} evbuf;
+
+static int evbuf_push(evbuf *b, const sch_event *e) {
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        sch_event *p = core_realloc(b->ev, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        b->ev = p;
+        b->cap = cap;
+    }
+    b->ev[b->n++] = *e;
+    return CORE_OK;
+}
+
+/* Split a CSV line (no quoting) into up to max fields; returns the count. Modifies line. */
+static int csv_split(char *line, char **f, int max) {
+    int n = 0;
+    f[n++] = line;
+    for (char *p = line; *p && n < max; p++) {
+        if (*p == ',') {
+            *p = 0;
+            f[n++] = p + 1;
+        }
+    }
+    return n;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+    char *end;
+    if (!*s || *s == '-' || *s == '+') return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > SCH_ID_MAX) return -1;
+    *out = v;
+    return 0;
+}
+
+static int flush_user(sch_writer *w, evbuf *b, uint64_t *written) {
+    for (size_t i = 0; i < b->n; i++) {
+        if (sch_writer_put(w, &b->ev[i])) return CORE_EIO;
+    }
+    *written += b->n;
+    b->n = 0;
+    return CORE_OK;
+}
+
+static int ts_cmp(const void *a, const void *b) {
+    const sch_event *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    /* ties keep file order: request_id temporarily holds the row number */
+    return x->request_id < y->request_id ? -1 : x->request_id > y->request_id;
+}
+
+static void usage_import(FILE *f) {
+    fprintf(f, "usage: trail import taobao FILE --out EVENTS [--binary]\n"
+               "       trail import movielens ratings.csv --out EVENTS [--binary]\n"
+               "  (movies.csv is read from the directory of ratings.csv)\n");
+}
+
+static int import_run(int argc, char **argv, int movielens) {
+    static const struct option opts[] = {
+        {"out", 1, 0, 'o'}, {"binary", 0, 0, 'b'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *out = NULL;
+    int c, binary = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'o') out = optarg;
+        else if (c == 'b') binary = 1;
+        else {
+            usage_import(c == 'h' ? stdout : stderr);
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if (!out || optind != argc - 1) {
+        usage_import(stderr);
+        return 2;
+    }
+    const char *in = argv[optind];
+    char err[512], *line = NULL, *f[8];
+    size_t cap = 0;
+    ssize_t len;
+    FILE *fi = NULL;
+    sch_writer *w = NULL;
+    evbuf ub = {0};
+    uint8_t *genre = NULL; /* movieId -> category id */
+    size_t n_genre = 0;
+    uint64_t rows = 0, written = 0, bad = 0, dropped = 0, cur_user = 0, cut_user = 0, lineno = 0;
+    int ret = 1, have_user = 0;
+
+    if (movielens) { /* movies.csv beside ratings.csv: movieId,title,genres (title may hold commas) */
+        char mpath[PATH_MAX];
+        const char *slash = strrchr(in, '/');
+        snprintf(mpath, sizeof mpath, "%.*smovies.csv", slash ? (int)(slash - in + 1) : 0, in);
+        FILE *fm = fopen(mpath, "r");
+        if (!fm) {
+            fprintf(stderr, "trail import movielens: %s: %s\n", mpath, strerror(errno));
+            goto out;
+        }
+        while ((len = getline(&line, &cap, fm)) > 0) {
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+            char *comma = strchr(line, ','), *last = strrchr(line, ',');
+            uint64_t id;
+            if (!comma || comma == last) continue;
+            *comma = 0;
+            if (parse_u64(line, &id) || id > 100000000) continue; /* the header, or junk */
+            char *g = last + 1, *bar = strchr(g, '|');
+            if (bar) *bar = 0;
+            uint8_t cat = 0;
+            for (size_t k = 0; k < N_GENRES; k++)
+                if (!strcmp(g, genre_ids[k])) cat = (uint8_t)k;
+            if (id >= n_genre) {
+                size_t nn = (size_t)id * 2 + 1024;
+                uint8_t *p = core_realloc(genre, nn);
+                if (!p) {
+                    fclose(fm);
+                    goto out;
+                }
+                memset(p + n_genre, 0, nn - n_genre);
+                genre = p;
+                n_genre = nn;
+            }
+            genre[id] = cat;
+        }
+        fclose(fm);
+    }
+    if (!(fi = fopen(in, "r"))) {
+        fprintf(stderr, "trail import: %s: %s\n", in, strerror(errno));
+        goto out;
+    }
+    if (sch_writer_open(&w, out, binary, err, sizeof err)) {
+        fprintf(stderr, "trail import: %s\n", err);
+        goto out;
+    }
+    int partial = 0;
+    while ((len = getline(&line, &cap, fi)) > 0) {
+        lineno++;
+        partial = line[len - 1] != '\n';
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        if (movielens && lineno == 1 && !strncmp(line, "userId", 6)) continue;
+        int nf = csv_split(line, f, 6);
+        sch_event e;
+        memset(&e, 0, sizeof e);
+        uint64_t ts, rowuser;
+        int ok = nf == (movielens ? 4 : 5);
+        if (ok) ok = !parse_u64(f[0], &rowuser) && !parse_u64(f[1], &e.item_id);
+        if (ok && movielens) {
+            ok = !parse_u64(f[3], &ts);
+            e.action = SCH_ACTION_RATE;
+            e.category_id = e.item_id < n_genre ? genre[e.item_id] : 0;
+        } else if (ok) {
+            ok = !parse_u64(f[2], &e.category_id) && !parse_u64(f[4], &ts);
+            int a = sch_action_parse(f[3], strlen(f[3]));
+            if (a < SCH_ACTION_CLICK || a > SCH_ACTION_BUY) ok = 0;
+            e.action = (uint8_t)a;
+        }
+        if (ok) {
+            e.user_id = rowuser;
+            e.ts = (int64_t)ts;
+            ok = sch_event_validate(&e, err, sizeof err) == CORE_OK;
+        }
+        if (!ok) {
+            if (partial) cut_user = parse_u64(f[0], &rowuser) ? cur_user : rowuser;
+            if (!partial) { /* a bad complete row is reported; a cut last line is expected */
+                fprintf(stderr, "trail import: %s:%llu: malformed row skipped\n", in,
+                        (unsigned long long)lineno);
+                bad++;
+            }
+            continue;
+        }
+        rows++;
+        cut_user = rowuser;
+        if (have_user && rowuser != cur_user) {
+            if (movielens) {
+                for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = i;
+                qsort(ub.ev, ub.n, sizeof *ub.ev, ts_cmp);
+                for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = 0;
+            }
+            if (flush_user(w, &ub, &written)) goto io;
+        }
+        cur_user = rowuser;
+        have_user = 1;
+        if (evbuf_push(&ub, &e)) goto out;
+    }
+    if (ferror(fi)) goto io;
+    if (partial && !movielens && have_user && cut_user == cur_user) {
+        /* the file was cut inside the last user's rows: drop that user */
+        dropped = ub.n;
+        ub.n = 0;
+        fprintf(stderr, "trail import: the last line of %s is cut; dropped user %llu (%llu rows)\n",
+                in, (unsigned long long)cur_user, (unsigned long long)dropped);
+    }
+    if (movielens) {
+        for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = i;
+        qsort(ub.ev, ub.n, sizeof *ub.ev, ts_cmp);
+        for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = 0;
+    }
+    if (flush_user(w, &ub, &written)) goto io;
+    if (sch_writer_close(w)) {
+        w = NULL;
+        goto io;
+    }
+    w = NULL;
+    printf("import %s %s -> %s: %llu events written (%llu rows read, %llu malformed rows skipped, "
+           "%llu rows of the truncated last user dropped)\n",
+           movielens ? "movielens" : "taobao", in, out, (unsigned long long)written,
+           (unsigned long long)rows, (unsigned long long)bad, (unsigned long long)dropped);
+    ret = 0;
+    goto out;
+io:
+    fprintf(stderr, "trail import: I/O error on %s or %s: %s\n", in, out, strerror(errno));
+out:
+    if (w) sch_writer_close(w);
+    if (fi) fclose(fi);
+    free(line);
+    core_free(ub.ev);
+    core_free(genre);
+    return ret;
+}
+
+int enc_cmd_import_taobao(int argc, char **argv) { return import_run(argc, argv, 0); }
+int enc_cmd_import_movielens(int argc, char **argv) { return import_run(argc, argv, 1); }
