@@ -27,7 +27,27 @@ struct enc_sigcache {
     uint64_t *keys;   // (slots) item row << 32 | category row, plus 1 (0 = empty)
     uint16_t *sigs;   // (slots, S)
     float *x;         // (C) scratch embedding
+    float *rt;        // (C, S*tau) the projection transposed
+    float *dot;       // (S*tau) scratch
 };
+
+/* enc_simhash_sign with R transposed: the same products summed in the same order (c ascending,
+ * from 0.f), so the same bits, but the S*tau sums advance together and vectorize across k. */
+__attribute__((target_clones("avx2", "default")))
+static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, int S, int tau, int C) {
+    const int m = S * tau;
+    for (int k = 0; k < m; k++) dot[k] = 0.f;
+    for (int c = 0; c < C; c++) {
+        const float xc = x[c], *r = rt + (size_t)c * m;
+        for (int k = 0; k < m; k++) dot[k] += r[k] * xc;
+    }
+    for (int i = 0; i < S; i++) {
+        uint16_t s = 0;
+        for (int k = 0; k < tau; k++)
+            if (dot[i * tau + k] > 0.f) s |= (uint16_t)(1u << k); /* a tie at exactly 0 gives 0 */
+        sig[i] = s;
+    }
+}
 
 int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots) {
     uint32_t n = 1;
@@ -40,10 +60,15 @@ int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots) {
     c->keys = core_calloc(n, sizeof *c->keys);
     c->sigs = core_malloc((size_t)n * c->S * sizeof *c->sigs);
     c->x = core_malloc(m->cfg.C * sizeof *c->x);
-    if (!c->keys || !c->sigs || !c->x) {
+    size_t mk = (size_t)m->cfg.S * m->cfg.tau;
+    c->rt = core_malloc(mk * m->cfg.C * sizeof *c->rt);
+    c->dot = core_malloc(mk * sizeof *c->dot);
+    if (!c->keys || !c->sigs || !c->x || !c->rt || !c->dot) {
         enc_sigcache_destroy(c);
         return CORE_ENOMEM;
     }
+    for (size_t k = 0; k < mk; k++)
+        for (uint32_t d = 0; d < m->cfg.C; d++) c->rt[d * mk + k] = m->p.simhash_r[k * m->cfg.C + d];
     *out = c;
     return CORE_OK;
 }
@@ -53,6 +78,8 @@ void enc_sigcache_destroy(enc_sigcache *c) {
     core_free(c->keys);
     core_free(c->sigs);
     core_free(c->x);
+    core_free(c->rt);
+    core_free(c->dot);
     core_free(c);
 }
 
@@ -60,17 +87,27 @@ const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t cat
     return enc_sigcache_get_rows(c, mdl_item_row(c->m, item_id), mdl_cat_row(c->m, category_id));
 }
 
+static inline uint32_t cache_slot(const enc_sigcache *c, uint64_t key) {
+    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & c->mask;
+}
+
+void enc_sigcache_prefetch(const enc_sigcache *c, uint32_t ir, uint32_t cr) {
+    uint32_t slot = cache_slot(c, (((uint64_t)ir << 32) | cr) + 1);
+    __builtin_prefetch(c->keys + slot);
+    __builtin_prefetch(c->sigs + (size_t)slot * c->S);
+}
+
 const uint16_t *enc_sigcache_get_rows(enc_sigcache *c, uint32_t ir, uint32_t cr) {
     const mdl_model *m = c->m;
     /* the embedding (hence the signature) depends only on the two rows */
     uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
-    uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & c->mask;
+    uint32_t slot = cache_slot(c, key);
     uint16_t *sig = c->sigs + (size_t)slot * c->S;
     if (c->keys[slot] != key) {
         uint32_t h = m->cfg.C / 2;
         memcpy(c->x, m->p.item_emb + (size_t)ir * h, h * sizeof(float));
         memcpy(c->x + h, m->p.cat_emb + (size_t)cr * h, h * sizeof(float));
-        enc_simhash_sign(sig, c->x, m->p.simhash_r, (int)m->cfg.S, (int)m->cfg.tau, (int)m->cfg.C);
+        sign_t(sig, c->dot, c->x, c->rt, (int)m->cfg.S, (int)m->cfg.tau, (int)m->cfg.C);
         c->keys[slot] = key;
     }
     return sig;

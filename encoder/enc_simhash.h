@@ -27,5 +27,7 @@ const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t cat
 /** @brief The same by embedding rows (item row ir = mdl_item_row, category row cr = mdl_cat_row),
  *  for callers that already hold the rows. @return a pointer valid until the next call. */
 const uint16_t *enc_sigcache_get_rows(enc_sigcache *c, uint32_t ir, uint32_t cr);
+/** @brief Hint: the entry of (ir, cr) will be looked up soon (prefetches its slot). */
+void enc_sigcache_prefetch(const enc_sigcache *c, uint32_t ir, uint32_t cr);
 
 #endif

@@ -18,6 +18,9 @@
 
 #include <string.h>
 
+#define ROWS_UNSET UINT32_MAX /* never a row: tables have at most 2^26 rows */
+#define AHEAD 8               /* apply_many looks this many behaviors ahead to prefetch */
+
 struct enc_ustate {
     const mdl_model *m;
     uint32_t S, NB, C, L; /* signatures, buckets per signature, width, window */
@@ -29,6 +32,8 @@ struct enc_ustate {
     uint64_t action_cnt[ENC_NACTIONS];
     enc_rec *chunks;      // (nslots, ENC_CHUNK): chunk k lives in slot k % nslots
     uint64_t *slot_chunk; // (nslots) chunk number held + 1; 0 = nothing loaded
+    uint32_t *rows;       // (nslots, ENC_CHUNK, 2) embedding rows (item, category) of each record;
+                          // ROWS_UNSET until computed (records loaded from the store)
     enc_chunk_load_fn *load;
     void *load_opaque;
     sch_behavior *recent; // (L) view buffer
@@ -48,8 +53,9 @@ int enc_ustate_new(enc_ustate **out, const mdl_model *m, uint32_t window) {
     s->cnt = core_malloc((size_t)s->S * s->NB * sizeof(uint32_t));
     s->chunks = core_malloc((size_t)s->nslots * ENC_CHUNK * sizeof(enc_rec));
     s->slot_chunk = core_malloc(s->nslots * sizeof(uint64_t));
+    s->rows = core_malloc((size_t)s->nslots * ENC_CHUNK * 2 * sizeof(uint32_t));
     s->recent = core_malloc((size_t)window * sizeof(sch_behavior));
-    if (!s->sum || !s->cnt || !s->chunks || !s->slot_chunk || !s->recent) {
+    if (!s->sum || !s->cnt || !s->chunks || !s->slot_chunk || !s->recent || !s->rows) {
         enc_ustate_destroy(s);
         return CORE_ENOMEM;
     }
@@ -64,6 +70,7 @@ void enc_ustate_destroy(enc_ustate *s) {
     core_free(s->cnt);
     core_free(s->chunks);
     core_free(s->slot_chunk);
+    core_free(s->rows);
     core_free(s->recent);
     core_free(s);
 }
@@ -119,6 +126,7 @@ static int chunk_get(enc_ustate *s, uint64_t k, enc_rec **out) {
         if (rc) return rc;
         if (n != chunk_count(s, k)) return CORE_EFORMAT;
         s->slot_chunk[slot] = k + 1;
+        memset(s->rows + (size_t)slot * ENC_CHUNK * 2, 0xff, ENC_CHUNK * 2 * sizeof(uint32_t));
     }
     *out = c;
     return CORE_OK;
@@ -137,8 +145,10 @@ int enc_ustate_chunk(enc_ustate *s, uint64_t k, const enc_rec **out, uint32_t *n
 // The update rule
 
 /* V[i][sig[i]] += x (sign 1) or -= x (sign -1), x = [item row ir, category row cr]. */
-static inline void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint32_t cr,
-                                  int sign) {
+/* Cloned for AVX2 (picked at run time): element-wise adds round the same either way, so the state
+ * bytes do not depend on the machine. */
+__attribute__((target_clones("avx2", "default")))
+static void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint32_t cr, int sign) {
     const uint32_t C = s->C, h = C / 2;
     const float *xi = s->m->p.item_emb + (size_t)ir * h; // (C/2)
     const float *xc = s->m->p.cat_emb + (size_t)cr * h;  // (C/2)
@@ -178,18 +188,24 @@ int enc_ustate_recompute(enc_ustate *s, enc_sigcache *c) {
     return CORE_OK;
 }
 
-int enc_ustate_apply_rc(enc_ustate *s, enc_sigcache *c, const sch_behavior *b) {
+/* The rule for one behavior whose embedding rows are (ir, cr). */
+static int apply_one(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, uint32_t ir, uint32_t cr) {
     enc_rec *ch;
     int rc, evicted = 0;
     if (s->n_events >= s->L) { /* full: the oldest leaves first */
         uint64_t j = s->n_events - s->L;
         if ((rc = chunk_get(s, j / ENC_CHUNK, &ch))) return rc;
-        rec_update(s, c, &ch[j % ENC_CHUNK], -1);
+        uint32_t *rw = s->rows + ((size_t)(j / ENC_CHUNK % s->nslots) * ENC_CHUNK + j % ENC_CHUNK) * 2;
+        if (rw[0] == ROWS_UNSET) {
+            rw[0] = mdl_item_row(s->m, ch[j % ENC_CHUNK].item_id);
+            rw[1] = mdl_cat_row(s->m, ch[j % ENC_CHUNK].category_id);
+        }
+        buckets_update(s, enc_sigcache_get_rows(c, rw[0], rw[1]), rw[0], rw[1], -1);
         evicted = 1;
     }
     uint64_t j = s->n_events, k = j / ENC_CHUNK;
+    uint32_t slot = (uint32_t)(k % s->nslots);
     if (j % ENC_CHUNK == 0) { /* a new chunk: its slot's previous chunk has left the window */
-        uint32_t slot = (uint32_t)(k % s->nslots);
         s->slot_chunk[slot] = k + 1;
         ch = s->chunks + (size_t)slot * ENC_CHUNK;
     } else if ((rc = chunk_get(s, k, &ch))) {
@@ -201,13 +217,56 @@ int enc_ustate_apply_rc(enc_ustate *s, enc_sigcache *c, const sch_behavior *b) {
     r->category_id = b->category_id;
     r->ts = b->ts;
     r->action = b->action;
-    uint32_t ir = mdl_item_row(s->m, b->item_id), cr = mdl_cat_row(s->m, b->category_id);
+    uint32_t *rw = s->rows + ((size_t)slot * ENC_CHUNK + j % ENC_CHUNK) * 2;
+    rw[0] = ir;
+    rw[1] = cr;
     buckets_update(s, enc_sigcache_get_rows(c, ir, cr), ir, cr, 1);
     s->n_events++;
     if (b->ts > s->last_ts || s->n_events == 1) s->last_ts = b->ts;
     s->action_cnt[b->action < ENC_NACTIONS ? b->action : 0]++;
     /* bound the drift of the add/subtract history: every L evictions, start over from the window */
     if (evicted && (s->n_events - s->L) % s->L == 0) return enc_ustate_recompute(s, c);
+    return CORE_OK;
+}
+
+int enc_ustate_apply_rc(enc_ustate *s, enc_sigcache *c, const sch_behavior *b) {
+    return apply_one(s, c, b, mdl_item_row(s->m, b->item_id), mdl_cat_row(s->m, b->category_id));
+}
+
+static inline void prefetch_rows(const enc_ustate *s, enc_sigcache *c, uint32_t ir, uint32_t cr) {
+    const uint32_t h = s->C / 2;
+    const float *xi = s->m->p.item_emb + (size_t)ir * h, *xc = s->m->p.cat_emb + (size_t)cr * h;
+    for (uint32_t o = 0; o < h; o += 16) {
+        __builtin_prefetch(xi + o);
+        __builtin_prefetch(xc + o);
+    }
+    enc_sigcache_prefetch(c, ir, cr);
+}
+
+int enc_ustate_apply_many(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, size_t n) {
+    uint32_t ring[AHEAD][2];
+    for (size_t i = 0; i < n && i < AHEAD; i++) {
+        ring[i][0] = mdl_item_row(s->m, b[i].item_id);
+        ring[i][1] = mdl_cat_row(s->m, b[i].category_id);
+        prefetch_rows(s, c, ring[i][0], ring[i][1]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t ir = ring[i % AHEAD][0], cr = ring[i % AHEAD][1];
+        if (i + AHEAD < n) { /* the memory the behavior AHEAD from now will touch */
+            uint32_t *q = ring[i % AHEAD];
+            q[0] = mdl_item_row(s->m, b[i + AHEAD].item_id);
+            q[1] = mdl_cat_row(s->m, b[i + AHEAD].category_id);
+            prefetch_rows(s, c, q[0], q[1]);
+        }
+        if (s->n_events + AHEAD >= s->L) { /* and the behavior that will leave then */
+            uint64_t j = s->n_events + AHEAD - s->L, k = j / ENC_CHUNK;
+            uint32_t slot = (uint32_t)(k % s->nslots);
+            const uint32_t *rw = s->rows + ((size_t)slot * ENC_CHUNK + j % ENC_CHUNK) * 2;
+            if (s->slot_chunk[slot] == k + 1 && rw[0] != ROWS_UNSET) prefetch_rows(s, c, rw[0], rw[1]);
+        }
+        int rc = apply_one(s, c, &b[i], ir, cr);
+        if (rc) return rc;
+    }
     return CORE_OK;
 }
 

@@ -42,6 +42,8 @@ void enc_ustate_restore(enc_ustate *s, uint64_t n_events, int64_t last_ts,
                         const uint64_t *action_cnt, const void *sum, const void *cnt);
 /** @brief Apply one behavior; the error of a failed chunk load (state then unusable). */
 int enc_ustate_apply_rc(enc_ustate *s, enc_sigcache *c, const sch_behavior *b);
+/** @brief enc_ustate_apply_rc on b[0..n) in order, prefetching the memory of later behaviors. */
+int enc_ustate_apply_many(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, size_t n);
 /** @brief Recompute sums and counts from the window, oldest first (loads every chunk). */
 int enc_ustate_recompute(enc_ustate *s, enc_sigcache *c);
 /** @brief Records of chunk k held in memory (loading it if needed); *n = records in it. */
