@@ -398,14 +398,18 @@ int enc_cmd_inspect(int argc, char **argv) {
         goto out;
     }
     if (digest) {
-        uint64_t d, users, chunks;
-        if ((rc = enc_store_digest(st, &d)) || (rc = enc_store_users(st, &users, &chunks))) {
+        uint64_t d, dp, users, chunks;
+        char pos[17];
+        if ((rc = enc_store_digest(st, ENC_DIGEST_STATE, &d)) ||
+            (rc = enc_store_digest(st, ENC_DIGEST_POS, &dp)) ||
+            (rc = enc_store_users(st, &users, &chunks))) {
             fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
             goto out;
         }
         mdl_version_hex(d, ver);
-        printf("{\"digest\":\"%s\",\"users\":%llu,\"chunks\":%llu}\n", ver,
-               (unsigned long long)users, (unsigned long long)chunks);
+        mdl_version_hex(dp, pos);
+        printf("{\"state_digest\":\"%s\",\"positions_digest\":\"%s\",\"users\":%llu,"
+               "\"chunks\":%llu}\n", ver, pos, (unsigned long long)users, (unsigned long long)chunks);
         ret = 0;
         goto out;
     }

@@ -56,6 +56,8 @@ struct enc_store {
     enc_sigcache *cache;      /* for m */
     enc_ustate *us;           /* for m, reused user after user */
     int batch_open;
+    sch_behavior *scratch;    /* one user's behaviors of a batch */
+    size_t scap;
 };
 
 typedef struct enc_bev { /* a buffered behavior */
@@ -268,6 +270,7 @@ void enc_store_close(enc_store *st) {
     if (st->env) mdb_env_close(st->env);
     enc_sigcache_destroy(st->cache);
     enc_ustate_destroy(st->us);
+    core_free(st->scratch);
     core_free(st->path);
     core_free(st);
 }
@@ -509,11 +512,18 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
                            p + sizeof h + (size_t)h.S * h.NB * h.C * 4);
     }
     uint64_t L = st->window, n0 = enc_ustate_n_events(us);
+    if (hi - lo > st->scap) {
+        size_t cap = (hi - lo) * 2;
+        sch_behavior *p = core_realloc(st->scratch, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        st->scratch = p;
+        st->scap = cap;
+    }
     for (size_t i = lo; i < hi; i++) {
         const enc_bev *e = &b->ev[keys[i].seq];
-        sch_behavior bh = {e->item_id, e->category_id, e->ts, e->action};
-        if ((rc = enc_ustate_apply_rc(us, st->cache, &bh))) return rc;
+        st->scratch[i - lo] = (sch_behavior){e->item_id, e->category_id, e->ts, e->action};
     }
+    if ((rc = enc_ustate_apply_many(us, st->cache, st->scratch, hi - lo))) return rc;
     uint64_t n1 = enc_ustate_n_events(us);
     uint64_t h0 = n0 > L ? n0 - L : 0, h1 = n1 > L ? n1 - L : 0;
     if ((rc = user_put(st, txn, uid, us, st->enc_version))) return rc;
@@ -694,7 +704,7 @@ int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char 
 // ---------------------------------------------------------------------------------------------
 // Digest of everything the state comparisons cover (all DBIs but "wall")
 
-int enc_store_digest(enc_store *st, uint64_t *out) {
+int enc_store_digest(enc_store *st, int what, uint64_t *out) {
     MDB_txn *txn;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
     if (rc) return lmdb_err(rc);
@@ -706,6 +716,7 @@ int enc_store_digest(enc_store *st, uint64_t *out) {
     XXH3_64bits_reset(xs);
     MDB_dbi dbis[4] = {st->meta, st->user, st->win, st->pos};
     for (int d = 0; d < 4 && !rc; d++) {
+        if (!(what & (d == 3 ? ENC_DIGEST_POS : ENC_DIGEST_STATE))) continue;
         MDB_cursor *cur;
         if ((rc = mdb_cursor_open(txn, dbis[d], &cur))) break;
         MDB_val k, v;

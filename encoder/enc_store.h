@@ -60,9 +60,11 @@ uint32_t enc_store_recent(const enc_store *st);
  *  @remark holds the writer lock for the whole rebuild; m must outlive the store or the next bind. */
 int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char *errstr,
                        size_t errstr_size);
-/** @brief XXH3-64 over every key and value of the state, input positions and store parameters
- *  (everything but the wall-clock updated_at), in key order: equal digests = equal state bytes. */
-int enc_store_digest(enc_store *st, uint64_t *out);
+enum { ENC_DIGEST_STATE = 1, ENC_DIGEST_POS = 2 };
+/** @brief XXH3-64 over every key and value, in key order, of the user state and store parameters
+ *  (ENC_DIGEST_STATE) and/or the input positions (ENC_DIGEST_POS); the wall-clock updated_at is
+ *  never included. Equal digests = equal state bytes. */
+int enc_store_digest(enc_store *st, int what, uint64_t *out);
 /** @brief Number of users and of stored window chunks. */
 int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks);
 

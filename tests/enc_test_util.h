@@ -1,0 +1,91 @@
+/* enc_test_util.h: helpers shared by the encoder tests: small models, random behavior streams, and
+ * the brute-force bucket sums the store's sums are checked against. */
+#ifndef TRAIL_ENC_TEST_UTIL_H
+#define TRAIL_ENC_TEST_UTIL_H
+
+#include "test_common.h"
+
+#include "core_err.h"
+#include "core_util.h"
+#include "enc_simhash.h"
+#include "enc_state.h"
+#include "mdl.h"
+
+#include <math.h>
+
+/* A small model: C, S, tau as given; few rows so that ids collide and buckets fill. */
+static inline mdl_model *enc_test_model(uint32_t C, uint32_t S, uint32_t tau, uint64_t seed) {
+    mdl_config cfg;
+    mdl_model *m = NULL;
+    char err[256];
+    mdl_config_default(&cfg);
+    cfg.C = C;
+    cfg.S = S;
+    cfg.tau = tau;
+    cfg.item_rows = 4096;
+    cfg.cat_rows = 64;
+    cfg.ffn_dim = 16;
+    cfg.h1 = 8;
+    cfg.h2 = 4;
+    cfg.seed = seed;
+    if (mdl_model_init(&m, &cfg, err, sizeof err)) fail_msg("model init: %s", err);
+    return m;
+}
+
+/* Behavior i of a reproducible random stream over a few thousand items. */
+static inline sch_behavior enc_test_behavior(core_rng *r, int64_t ts) {
+    sch_behavior b;
+    memset(&b, 0, sizeof b);
+    b.item_id = core_rng_below(r, 20000);
+    b.category_id = b.item_id % 97;
+    b.ts = ts;
+    b.action = (uint8_t)(1 + core_rng_below(r, 4));
+    return b;
+}
+
+/* V*[i][b] in double from the window (oldest first), signatures from enc_simhash_sign directly.
+ * sum: (S, NB, C) doubles; cnt: (S, NB). */
+static inline void enc_test_brute(const mdl_model *m, const sch_behavior *win, uint32_t n,
+                                  double *sum, uint32_t *cnt) {
+    uint32_t S = m->cfg.S, NB = 1u << m->cfg.tau, C = m->cfg.C;
+    float *x = malloc(C * sizeof *x);
+    uint16_t *sig = malloc(S * sizeof *sig);
+    memset(sum, 0, (size_t)S * NB * C * sizeof *sum);
+    memset(cnt, 0, (size_t)S * NB * sizeof *cnt);
+    for (uint32_t j = 0; j < n; j++) {
+        mdl_embed(m, win[j].item_id, win[j].category_id, x);
+        enc_simhash_sign(sig, x, m->p.simhash_r, (int)S, (int)m->cfg.tau, (int)C);
+        for (uint32_t i = 0; i < S; i++) {
+            size_t b = (size_t)i * NB + sig[i];
+            for (uint32_t c = 0; c < C; c++) sum[b * C + c] += x[c];
+            cnt[b]++;
+        }
+    }
+    free(x);
+    free(sig);
+}
+
+/* max over non-empty buckets of |V - V*| / |V*| (2-norms); counts must match exactly. */
+static inline double enc_test_relerr(const mdl_model *m, const float *sum, const uint32_t *cnt,
+                                     const double *bsum, const uint32_t *bcnt) {
+    uint32_t S = m->cfg.S, NB = 1u << m->cfg.tau, C = m->cfg.C;
+    double worst = 0;
+    for (size_t b = 0; b < (size_t)S * NB; b++) {
+        assert_int_equal(cnt[b], bcnt[b]);
+        double d2 = 0, n2 = 0;
+        for (uint32_t c = 0; c < C; c++) {
+            double d = sum[b * C + c] - bsum[b * C + c];
+            d2 += d * d;
+            n2 += bsum[b * C + c] * bsum[b * C + c];
+        }
+        if (bcnt[b] == 0) {
+            assert_true(d2 == 0); /* an empty bucket is exactly zero */
+            continue;
+        }
+        double e = sqrt(d2) / fmax(sqrt(n2), 1e-12);
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
+#endif

@@ -1,0 +1,4 @@
+# Encoder tests: SimHash and the update rule (unit), the LMDB store (store), the CLI as a child
+# process (store; includes kill -9 crash safety).
+trail_add_test(test_enc_simhash SOURCES test_enc_simhash.c LIBS trail_encoder LABELS unit)
+trail_add_test(test_enc_state SOURCES test_enc_state.c LIBS trail_encoder LABELS unit)

@@ -1,0 +1,110 @@
+/* test_enc_simhash.c: SimHash collision statistics and the item-signature cache. */
+#include "enc_test_util.h"
+
+#include "core_alloc.h"
+
+/* The signatures of a pair of random vectors at angle theta agree with probability
+ * (1 - theta/pi)^tau (Charikar: each hyperplane separates them with probability theta/pi). */
+static void check_collision_rate(const mdl_model *m, double theta, core_rng *r) {
+    const int C = (int)m->cfg.C, S = (int)m->cfg.S, tau = (int)m->cfg.tau;
+    const int pairs = 3000;
+    float *x = malloc(C * sizeof *x), *y = malloc(C * sizeof *y), *z = malloc(C * sizeof *z);
+    uint16_t *sx = malloc(S * sizeof *sx), *sy = malloc(S * sizeof *sy);
+    long hit = 0, trials = 0;
+    for (int p = 0; p < pairs; p++) {
+        double nx = 0, dz = 0, nz = 0;
+        for (int c = 0; c < C; c++) x[c] = (float)core_rng_gauss(r), nx += (double)x[c] * x[c];
+        for (int c = 0; c < C; c++) z[c] = (float)core_rng_gauss(r), dz += (double)z[c] * x[c];
+        for (int c = 0; c < C; c++) z[c] -= (float)(dz / nx) * x[c], nz += (double)z[c] * z[c];
+        nx = sqrt(nx);
+        nz = sqrt(nz);
+        /* y = cos(theta) x/|x| + sin(theta) z/|z|, z orthogonal to x */
+        for (int c = 0; c < C; c++)
+            y[c] = (float)(cos(theta) * x[c] / nx + sin(theta) * z[c] / nz);
+        enc_simhash_sign(sx, x, m->p.simhash_r, S, tau, C);
+        enc_simhash_sign(sy, y, m->p.simhash_r, S, tau, C);
+        for (int i = 0; i < S; i++) hit += sx[i] == sy[i];
+        trials += S;
+    }
+    double p = pow(1 - theta / M_PI, tau), got = (double)hit / trials;
+    /* trials are Bernoulli(p); signatures of one pair share the pair but use disjoint hyperplanes,
+     * so they are independent: 5 standard errors plus the float rounding of y */
+    double tol = 5 * sqrt(p * (1 - p) / trials) + 1e-3;
+    if (fabs(got - p) > tol)
+        fail_msg("theta=%.3f tau=%d: collision rate %.4f, expected %.4f +- %.4f", theta, tau, got, p, tol);
+    free(x), free(y), free(z), free(sx), free(sy);
+}
+
+static void test_collision_rate_matches_theory(void **state) {
+    (void)state;
+    core_rng r;
+    core_rng_seed(&r, 42);
+    for (uint32_t tau = 1; tau <= 4; tau += 3) {
+        mdl_model *m = enc_test_model(64, 32, tau, 7 + tau);
+        const double thetas[] = {M_PI / 8, M_PI / 4, M_PI / 2, 2 * M_PI / 3};
+        for (size_t t = 0; t < sizeof thetas / sizeof thetas[0]; t++) check_collision_rate(m, thetas[t], &r);
+        mdl_model_destroy(m);
+    }
+}
+
+/* A tie at exactly 0 gives bit 0: the zero vector signs as all zeros. */
+static void test_tie_gives_zero(void **state) {
+    (void)state;
+    mdl_model *m = enc_test_model(16, 4, 3, 1);
+    float x[16] = {0};
+    uint16_t sig[4];
+    enc_simhash_sign(sig, x, m->p.simhash_r, 4, 3, 16);
+    for (int i = 0; i < 4; i++) assert_int_equal(sig[i], 0);
+    mdl_model_destroy(m);
+}
+
+/* The cache (transposed projection, prefetch, collisions between slots) returns exactly the
+ * signatures of enc_simhash_sign on the item's embedding. */
+static void test_cache_equals_direct(void **state) {
+    (void)state;
+    mdl_model *m = enc_test_model(64, 16, 3, 3);
+    enc_sigcache *c;
+    assert_int_equal(enc_sigcache_new(&c, m, 64), CORE_OK); /* tiny: many evictions */
+    float x[64];
+    uint16_t want[16];
+    core_rng r;
+    core_rng_seed(&r, 9);
+    for (int t = 0; t < 20000; t++) {
+        uint64_t item = core_rng_below(&r, 3000), cat = core_rng_below(&r, 50);
+        mdl_embed(m, item, cat, x);
+        enc_simhash_sign(want, x, m->p.simhash_r, 16, 3, 64);
+        const uint16_t *got = enc_sigcache_get(c, item, cat);
+        assert_memory_equal(got, want, sizeof want);
+        got = enc_sigcache_get_rows(c, mdl_item_row(m, item), mdl_cat_row(m, cat));
+        assert_memory_equal(got, want, sizeof want);
+    }
+    enc_sigcache_destroy(c);
+    mdl_model_destroy(m);
+}
+
+static void test_cache_alloc_failures(void **state) {
+    (void)state;
+    mdl_model *m = enc_test_model(16, 4, 3, 3);
+    for (long n = 0;; n++) {
+        enc_sigcache *c = NULL;
+        core_alloc_fail_after(n, 1);
+        int rc = enc_sigcache_new(&c, m, 128);
+        core_alloc_fail_after(-1, 0);
+        if (rc == CORE_OK) {
+            enc_sigcache_destroy(c);
+            break;
+        }
+        assert_int_equal(rc, CORE_ENOMEM);
+    }
+    mdl_model_destroy(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_collision_rate_matches_theory),
+        cmocka_unit_test(test_tie_gives_zero),
+        cmocka_unit_test(test_cache_equals_direct),
+        cmocka_unit_test(test_cache_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
