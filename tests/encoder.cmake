@@ -2,3 +2,4 @@
 # process (store; includes kill -9 crash safety).
 trail_add_test(test_enc_simhash SOURCES test_enc_simhash.c LIBS trail_encoder LABELS unit)
 trail_add_test(test_enc_state SOURCES test_enc_state.c LIBS trail_encoder LABELS unit)
+trail_add_test(test_enc_store SOURCES test_enc_store.c LIBS trail_encoder LABELS store)

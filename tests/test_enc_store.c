@@ -1,0 +1,349 @@
+/* test_enc_store.c: the LMDB store: same bytes whatever the batching, equal to the in-memory rule,
+ * readers, reencode == fresh encode and the atomic switch, a full map, offsets, reopen checks. */
+#include "enc_test_util.h"
+
+#include "enc_state_int.h"
+#include "enc_store.h"
+
+typedef struct fixture {
+    char dir[256];
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    if (!test_mkdtemp(f->dir, sizeof f->dir)) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+static enc_store *open_store(const char *dir, const char *name, uint32_t window, uint32_t recent,
+                             size_t map_size, size_t map_max) {
+    char path[512], err[512];
+    enc_store_conf conf;
+    enc_store *st = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    enc_store_conf_default(&conf);
+    conf.path = path;
+    conf.window = window;
+    conf.recent = recent;
+    conf.durable = 0;
+    if (map_size) conf.map_size = map_size;
+    if (map_max) conf.map_max = map_max;
+    int rc = enc_store_open(&st, &conf, err, sizeof err);
+    if (rc) fail_msg("open %s: %s", path, err);
+    return st;
+}
+
+/* n events over `users` users; every 13th is a labeled impression (not a behavior). */
+static sch_event *make_events(size_t n, uint64_t users, uint64_t seed) {
+    sch_event *ev = calloc(n, sizeof *ev);
+    core_rng r;
+    core_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        sch_behavior b = enc_test_behavior(&r, 5000 + (int64_t)i);
+        ev[i].user_id = 100 + core_rng_below(&r, users) * 7919;
+        ev[i].item_id = b.item_id;
+        ev[i].category_id = b.category_id;
+        ev[i].ts = b.ts;
+        ev[i].action = b.action;
+        if (i % 13 == 12) {
+            ev[i].flags = SCH_F_LABEL;
+            ev[i].label = 1;
+            ev[i].action = SCH_ACTION_VIEW;
+        }
+    }
+    return ev;
+}
+
+/* Apply ev[0..n) in batches whose sizes come from `split` (0: one batch). */
+static void encode(enc_store *st, const sch_event *ev, size_t n, uint64_t split) {
+    core_rng r;
+    core_rng_seed(&r, split);
+    for (size_t i = 0; i < n;) {
+        size_t k = split ? 1 + core_rng_below(&r, split) : n;
+        enc_batch *b;
+        assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
+        for (size_t j = i; j < n && j < i + k; j++) assert_int_equal(enc_batch_apply(b, &ev[j]), CORE_OK);
+        assert_int_equal(enc_batch_set_offset(b, "file:test", (int64_t)(i + k)), CORE_OK);
+        assert_int_equal(enc_batch_commit(b), CORE_OK);
+        i += k;
+    }
+}
+
+static uint64_t digest(enc_store *st, int what) {
+    uint64_t d;
+    assert_int_equal(enc_store_digest(st, what, &d), CORE_OK);
+    return d;
+}
+
+/* Same input, any batching: identical state bytes; and each user equals the in-memory rule. */
+static void test_determinism_and_one_rule(void **state) {
+    fixture *f = *state;
+    mdl_model *m = enc_test_model(16, 4, 3, 11);
+    char err[512];
+    const size_t n = 12000;
+    sch_event *ev = make_events(n, 6, 1);
+    enc_store *st[3];
+    const uint64_t splits[3] = {0, 997, 40};
+    const char *names[3] = {"one", "k997", "k40"};
+    for (int s = 0; s < 3; s++) {
+        st[s] = open_store(f->dir, names[s], 300, 20, 0, 0);
+        assert_int_equal(enc_store_bind_model(st[s], m, err, sizeof err), CORE_OK);
+        encode(st[s], ev, n, splits[s]);
+    }
+    uint64_t d0 = digest(st[0], ENC_DIGEST_STATE);
+    assert_true(d0 == digest(st[1], ENC_DIGEST_STATE));
+    assert_true(d0 == digest(st[2], ENC_DIGEST_STATE));
+    int64_t off;
+    assert_int_equal(enc_store_get_offset(st[1], "file:test", &off), CORE_OK);
+    assert_true(off >= (int64_t)n);
+    assert_int_equal(enc_store_get_offset(st[1], "file:other", &off), CORE_ENOTFOUND);
+
+    /* the store's users equal in-memory states fed the same behaviors */
+    enc_reader *r;
+    enc_ustate *us;
+    enc_sigcache *c;
+    assert_int_equal(enc_reader_new(st[2], &r), CORE_OK);
+    assert_int_equal(enc_ustate_new(&us, m, 300), CORE_OK);
+    assert_int_equal(enc_sigcache_new(&c, m, 512), CORE_OK);
+    sch_behavior win[300], mwin[300];
+    for (uint64_t u = 0; u < 6; u++) {
+        uint64_t uid = 100 + u * 7919;
+        enc_ustate_reset(us);
+        for (size_t i = 0; i < n; i++) {
+            if (ev[i].user_id != uid || (ev[i].flags & SCH_F_LABEL)) continue;
+            sch_behavior b = {ev[i].item_id, ev[i].category_id, ev[i].ts, ev[i].action};
+            enc_ustate_apply(us, c, &b);
+        }
+        enc_user_view mv, sv;
+        enc_ustate_view(us, 20, &mv);
+        assert_int_equal(enc_reader_begin(r), CORE_OK);
+        assert_int_equal(enc_reader_user(r, uid, &sv), CORE_OK);
+        assert_int_equal(sv.n_events, mv.n_events);
+        assert_int_equal(sv.window_len, mv.window_len);
+        assert_int_equal(sv.last_ts, mv.last_ts);
+        assert_true(sv.encoding_version == m->encoding_version);
+        assert_memory_equal(sv.bucket_sum, mv.bucket_sum, 4 * 8 * 16 * sizeof(float));
+        assert_memory_equal(sv.bucket_cnt, mv.bucket_cnt, 4 * 8 * sizeof(uint32_t));
+        assert_int_equal(sv.recent_len, mv.recent_len);
+        for (uint32_t k = 0; k < sv.recent_len; k++) {
+            assert_int_equal(sv.recent[k].item_id, mv.recent[k].item_id);
+            assert_int_equal(sv.recent[k].ts, mv.recent[k].ts);
+        }
+        assert_true(sv.updated_at > 0);
+        uint64_t acts = 0;
+        for (int a = 0; a < 8; a++) acts += sv.action_cnt[a];
+        assert_int_equal(acts, sv.n_events);
+        uint32_t got;
+        assert_int_equal(enc_reader_window(r, uid, win, 300, &got), CORE_OK);
+        assert_int_equal(got, mv.window_len);
+        assert_int_equal(enc_ustate_window(us, mwin, 300), got);
+        for (uint32_t k = 0; k < got; k++) assert_int_equal(win[k].item_id, mwin[k].item_id);
+        enc_reader_end(r);
+    }
+    enc_user_view v;
+    assert_int_equal(enc_reader_begin(r), CORE_OK);
+    assert_int_equal(enc_reader_user(r, 1, &v), CORE_ENOTFOUND);
+    enc_reader_end(r);
+    enc_reader_destroy(r);
+    enc_ustate_destroy(us);
+    enc_sigcache_destroy(c);
+    for (int s = 0; s < 3; s++) enc_store_close(st[s]);
+    free(ev);
+    mdl_model_destroy(m);
+}
+
+/* Reencode == a fresh encode with the new model; readers switch atomically; the old model is
+ * refused afterwards. */
+static void test_reencode_equals_fresh(void **state) {
+    fixture *f = *state;
+    mdl_model *ma = enc_test_model(16, 4, 3, 21), *mb = enc_test_model(16, 4, 3, 22);
+    char err[512];
+    /* 3 users below the window (exact equality), 2 above it (eviction: within float rounding) */
+    const size_t n = 3000;
+    sch_event *ev = make_events(n, 5, 2);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u = i % 10;
+        ev[i].user_id = u < 6 ? 1 + u % 3 : 50 + u % 2; /* users 1..3: 900 each, 50/51: 300 each */
+    }
+    enc_store *x = open_store(f->dir, "x", 1000, 16, 0, 0), *y = open_store(f->dir, "y", 1000, 16, 0, 0);
+    /* window 1000: users 1..3 (about 830 behaviors) never evict; shrink for 50/51 below */
+    assert_int_equal(enc_store_bind_model(x, ma, err, sizeof err), CORE_OK);
+    assert_int_equal(enc_store_bind_model(y, mb, err, sizeof err), CORE_OK);
+    encode(x, ev, n, 500);
+    encode(y, ev, n, 0);
+    enc_reader *r;
+    enc_user_view v;
+    assert_int_equal(enc_reader_new(x, &r), CORE_OK);
+    assert_int_equal(enc_reader_begin(r), CORE_OK); /* a reader that started before the switch */
+    uint64_t users;
+    assert_int_equal(enc_store_reencode(x, mb, &users, err, sizeof err), CORE_OK);
+    assert_int_equal(users, 5);
+    for (uint64_t u = 1; u <= 3; u++) {
+        assert_int_equal(enc_reader_user(r, u, &v), CORE_OK);
+        assert_true(v.encoding_version == ma->encoding_version); /* still the old snapshot */
+    }
+    enc_reader_end(r);
+    assert_int_equal(enc_reader_begin(r), CORE_OK);
+    for (uint64_t u = 1; u <= 3; u++) {
+        assert_int_equal(enc_reader_user(r, u, &v), CORE_OK);
+        assert_true(v.encoding_version == mb->encoding_version);
+    }
+    enc_reader_end(r);
+    enc_reader_destroy(r);
+    assert_true(enc_store_encoding_version(x) == mb->encoding_version);
+    /* without eviction the state (meta, users, windows) is byte-identical */
+    assert_true(digest(x, ENC_DIGEST_STATE) == digest(y, ENC_DIGEST_STATE));
+    enc_store_close(x);
+    enc_store_close(y);
+    /* the old model is refused, with the fix in the message */
+    x = open_store(f->dir, "x", 1000, 16, 0, 0);
+    assert_int_equal(enc_store_bind_model(x, ma, err, sizeof err), CORE_EMISMATCH);
+    assert_non_null(strstr(err, "reencode"));
+    assert_int_equal(enc_store_bind_model(x, mb, err, sizeof err), CORE_OK);
+    enc_store_close(x);
+
+    /* with eviction (window 100): counts exact, sums within float rounding of the fresh encode */
+    enc_store *x2 = open_store(f->dir, "x2", 100, 16, 0, 0), *y2 = open_store(f->dir, "y2", 100, 16, 0, 0);
+    assert_int_equal(enc_store_bind_model(x2, ma, err, sizeof err), CORE_OK);
+    assert_int_equal(enc_store_bind_model(y2, mb, err, sizeof err), CORE_OK);
+    encode(x2, ev, n, 300);
+    encode(y2, ev, n, 0);
+    assert_int_equal(enc_store_reencode(x2, mb, &users, err, sizeof err), CORE_OK);
+    enc_reader *rx, *ry;
+    assert_int_equal(enc_reader_new(x2, &rx), CORE_OK);
+    assert_int_equal(enc_reader_new(y2, &ry), CORE_OK);
+    assert_int_equal(enc_reader_begin(rx), CORE_OK);
+    assert_int_equal(enc_reader_begin(ry), CORE_OK);
+    const uint64_t uids[5] = {1, 2, 3, 50, 51};
+    for (int k = 0; k < 5; k++) {
+        enc_user_view a, b;
+        assert_int_equal(enc_reader_user(rx, uids[k], &a), CORE_OK);
+        assert_int_equal(enc_reader_user(ry, uids[k], &b), CORE_OK);
+        assert_memory_equal(a.bucket_cnt, b.bucket_cnt, 32 * sizeof(uint32_t));
+        assert_int_equal(a.n_events, b.n_events);
+        for (int i = 0; i < 32 * 16; i++) assert_true(fabsf(a.bucket_sum[i] - b.bucket_sum[i]) <= 1e-5f);
+    }
+    enc_reader_end(rx);
+    enc_reader_end(ry);
+    enc_reader_destroy(rx);
+    enc_reader_destroy(ry);
+    enc_store_close(x2);
+    enc_store_close(y2);
+    free(ev);
+    mdl_model_destroy(ma);
+    mdl_model_destroy(mb);
+}
+
+/* A map too small for a batch: grows up to map_max; past it, CORE_EFULL with nothing written. */
+static void test_full_map(void **state) {
+    fixture *f = *state;
+    mdl_model *m = enc_test_model(64, 16, 3, 31); /* 33 KB per user value */
+    char err[512];
+    const size_t n = 4000;
+    sch_event *ev = make_events(n, 40, 3);
+    /* reference: a roomy map */
+    enc_store *ref = open_store(f->dir, "ref", 200, 8, 0, 0);
+    assert_int_equal(enc_store_bind_model(ref, m, err, sizeof err), CORE_OK);
+    encode(ref, ev, 100, 0);
+    encode(ref, ev + 100, n - 100, 0);
+    uint64_t want = digest(ref, ENC_DIGEST_STATE);
+    enc_store_close(ref);
+
+    /* grows: 256 KiB initial map, 64 MiB allowed */
+    enc_store *g = open_store(f->dir, "grow", 200, 8, 256 << 10, 64 << 20);
+    assert_int_equal(enc_store_bind_model(g, m, err, sizeof err), CORE_OK);
+    encode(g, ev, 100, 0);
+    encode(g, ev + 100, n - 100, 0);
+    assert_true(digest(g, ENC_DIGEST_STATE) == want);
+    enc_store_close(g);
+
+    /* cannot grow: the big batch fails clearly and the store keeps the first batch intact */
+    enc_store *s = open_store(f->dir, "full", 200, 8, 512 << 10, 512 << 10);
+    assert_int_equal(enc_store_bind_model(s, m, err, sizeof err), CORE_OK);
+    encode(s, ev, 4, 0);
+    uint64_t before = digest(s, ENC_DIGEST_STATE | ENC_DIGEST_POS);
+    enc_batch *b;
+    assert_int_equal(enc_batch_begin(s, &b), CORE_OK);
+    for (size_t i = 4; i < n; i++) assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
+    assert_int_equal(enc_batch_set_offset(b, "file:test", 99999), CORE_OK);
+    assert_int_equal(enc_batch_commit(b), CORE_EFULL);
+    assert_true(digest(s, ENC_DIGEST_STATE | ENC_DIGEST_POS) == before);
+    enc_store_close(s);
+    s = open_store(f->dir, "full", 200, 8, 512 << 10, 512 << 10); /* reopens fine */
+    assert_true(digest(s, ENC_DIGEST_STATE | ENC_DIGEST_POS) == before);
+    int64_t off;
+    assert_int_equal(enc_store_get_offset(s, "file:test", &off), CORE_OK);
+    assert_true(off < 99999);
+    assert_int_equal(enc_store_bind_model(s, m, err, sizeof err), CORE_OK);
+    encode(s, ev + 4, 4, 0); /* small batches still fit */
+    enc_store_close(s);
+    free(ev);
+    mdl_model_destroy(m);
+}
+
+/* Reopening with another window or recent size is refused; 0 adopts the store's. */
+static void test_reopen_checks(void **state) {
+    fixture *f = *state;
+    char path[512], err[512];
+    enc_store_conf conf;
+    enc_store *st = open_store(f->dir, "shape", 300, 20, 0, 0);
+    enc_store_close(st);
+    snprintf(path, sizeof path, "%s/shape", f->dir);
+    enc_store_conf_default(&conf);
+    conf.path = path;
+    conf.window = 301;
+    conf.recent = 20;
+    assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_EMISMATCH);
+    assert_non_null(strstr(err, "window=300"));
+    conf.window = conf.recent = 0;
+    assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_OK);
+    assert_int_equal(enc_store_window(st), 300);
+    assert_int_equal(enc_store_recent(st), 20);
+    enc_batch *b;
+    assert_int_equal(enc_batch_begin(st, &b), CORE_EINVAL); /* no model bound */
+    enc_store_close(st);
+}
+
+/* At the real shape values live on overflow pages: the view points into the map (no copy). */
+static void test_zero_copy_view(void **state) {
+    fixture *f = *state;
+    mdl_model *m = enc_test_model(64, 16, 3, 41);
+    char err[512];
+    sch_event *ev = make_events(500, 3, 4);
+    enc_store *st = open_store(f->dir, "zc", 1000, 64, 0, 0);
+    assert_int_equal(enc_store_bind_model(st, m, err, sizeof err), CORE_OK);
+    encode(st, ev, 500, 0);
+    enc_reader *r;
+    enc_user_view v;
+    assert_int_equal(enc_reader_new(st, &r), CORE_OK);
+    for (int rep = 0; rep < 3; rep++) { /* one reader, many short transactions */
+        assert_int_equal(enc_reader_begin(r), CORE_OK);
+        assert_int_equal(enc_reader_user(r, 100, &v), CORE_OK);
+        assert_int_equal((uintptr_t)v.bucket_sum % 4, 0);
+        assert_int_equal(v.S * v.n_buckets * v.C, 16 * 8 * 64);
+        enc_reader_end(r);
+    }
+    enc_reader_destroy(r);
+    enc_store_close(st);
+    free(ev);
+    mdl_model_destroy(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_determinism_and_one_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reencode_equals_fresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_copy_view, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
