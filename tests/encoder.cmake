@@ -3,3 +3,4 @@
 trail_add_test(test_enc_simhash SOURCES test_enc_simhash.c LIBS trail_encoder LABELS unit)
 trail_add_test(test_enc_state SOURCES test_enc_state.c LIBS trail_encoder LABELS unit)
 trail_add_test(test_enc_store SOURCES test_enc_store.c LIBS trail_encoder LABELS store)
+trail_add_test(test_enc_cli SOURCES test_enc_cli.c LIBS trail_encoder LABELS store)
