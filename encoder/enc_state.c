@@ -144,28 +144,39 @@ int enc_ustate_chunk(enc_ustate *s, uint64_t k, const enc_rec **out, uint32_t *n
 // ---------------------------------------------------------------------------------------------
 // The update rule
 
-/* V[i][sig[i]] += x (sign 1) or -= x (sign -1), x = [item row ir, category row cr]. */
-/* Cloned for AVX2 (picked at run time): element-wise adds round the same either way, so the state
- * bytes do not depend on the machine. */
-__attribute__((target_clones("avx2", "default")))
-static void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint32_t cr, int sign) {
-    const uint32_t C = s->C, h = C / 2;
-    const float *xi = s->m->p.item_emb + (size_t)ir * h; // (C/2)
-    const float *xc = s->m->p.cat_emb + (size_t)cr * h;  // (C/2)
-    for (uint32_t i = 0; i < s->S; i++) {
-        size_t b = (size_t)i * s->NB + sig[i];
-        float *v = s->sum + b * C; // (C)
+/* V[i][sig[i]] += x (sign 1) or -= x (sign -1) for i < S, x = [xi, xc] (C/2 each).
+ * sum: (S, NB, C); cnt: (S, NB). Written once with the width as a parameter; the C = 64 instance
+ * below has a constant width, so its loops unroll into a few vector adds. */
+static inline __attribute__((always_inline)) void
+update_rule(float *restrict sum, uint32_t *restrict cnt, const uint16_t *restrict sig,
+            const float *restrict xi, const float *restrict xc, uint32_t S, uint32_t NB, uint32_t C,
+            int sign) {
+    const uint32_t h = C / 2;
+    for (uint32_t i = 0; i < S; i++) {
+        size_t b = (size_t)i * NB + sig[i];
+        float *restrict v = sum + b * C; // (C)
         if (sign > 0) {
             for (uint32_t c = 0; c < h; c++) v[c] += xi[c];
             for (uint32_t c = 0; c < h; c++) v[h + c] += xc[c];
-            s->cnt[b]++;
-        } else if (--s->cnt[b] == 0) {
+            cnt[b]++;
+        } else if (--cnt[b] == 0) {
             memset(v, 0, C * sizeof(float)); /* an empty bucket is exactly zero: no drift left */
         } else {
             for (uint32_t c = 0; c < h; c++) v[c] -= xi[c];
             for (uint32_t c = 0; c < h; c++) v[h + c] -= xc[c];
         }
     }
+}
+
+/* Cloned for AVX2 (picked at run time): element-wise adds round the same either way, so the state
+ * bytes do not depend on the machine. */
+__attribute__((target_clones("avx2", "default")))
+static void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint32_t cr, int sign) {
+    const uint32_t h = s->C / 2;
+    const float *xi = s->m->p.item_emb + (size_t)ir * h; // (C/2)
+    const float *xc = s->m->p.cat_emb + (size_t)cr * h;  // (C/2)
+    if (s->C == 64) update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, 64, sign);
+    else update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, s->C, sign);
 }
 
 static inline void rec_update(enc_ustate *s, enc_sigcache *c, const enc_rec *r, int sign) {
