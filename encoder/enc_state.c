@@ -34,6 +34,7 @@ struct enc_ustate {
     uint64_t *slot_chunk; // (nslots) chunk number held + 1; 0 = nothing loaded
     uint32_t *rows;       // (nslots, ENC_CHUNK, 2) embedding rows (item, category) of each record;
                           // ROWS_UNSET until computed (records loaded from the store)
+    uint16_t *sigs;       // (nslots, ENC_CHUNK, S) signatures of each record, valid with its rows
     enc_chunk_load_fn *load;
     void *load_opaque;
     sch_behavior *recent; // (L) view buffer
@@ -54,8 +55,9 @@ int enc_ustate_new(enc_ustate **out, const mdl_model *m, uint32_t window) {
     s->chunks = core_malloc((size_t)s->nslots * ENC_CHUNK * sizeof(enc_rec));
     s->slot_chunk = core_malloc(s->nslots * sizeof(uint64_t));
     s->rows = core_malloc((size_t)s->nslots * ENC_CHUNK * 2 * sizeof(uint32_t));
+    s->sigs = core_malloc((size_t)s->nslots * ENC_CHUNK * s->S * sizeof(uint16_t));
     s->recent = core_malloc((size_t)window * sizeof(sch_behavior));
-    if (!s->sum || !s->cnt || !s->chunks || !s->slot_chunk || !s->recent || !s->rows) {
+    if (!s->sum || !s->cnt || !s->chunks || !s->slot_chunk || !s->recent || !s->rows || !s->sigs) {
         enc_ustate_destroy(s);
         return CORE_ENOMEM;
     }
@@ -71,6 +73,7 @@ void enc_ustate_destroy(enc_ustate *s) {
     core_free(s->chunks);
     core_free(s->slot_chunk);
     core_free(s->rows);
+    core_free(s->sigs);
     core_free(s->recent);
     core_free(s);
 }
@@ -206,12 +209,15 @@ static int apply_one(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, uint
     if (s->n_events >= s->L) { /* full: the oldest leaves first */
         uint64_t j = s->n_events - s->L;
         if ((rc = chunk_get(s, j / ENC_CHUNK, &ch))) return rc;
-        uint32_t *rw = s->rows + ((size_t)(j / ENC_CHUNK % s->nslots) * ENC_CHUNK + j % ENC_CHUNK) * 2;
-        if (rw[0] == ROWS_UNSET) {
+        size_t e = (size_t)(j / ENC_CHUNK % s->nslots) * ENC_CHUNK + j % ENC_CHUNK;
+        uint32_t *rw = s->rows + e * 2;
+        const uint16_t *sig = s->sigs + e * s->S;
+        if (rw[0] == ROWS_UNSET) { /* loaded from the store: look it up now */
             rw[0] = mdl_item_row(s->m, ch[j % ENC_CHUNK].item_id);
             rw[1] = mdl_cat_row(s->m, ch[j % ENC_CHUNK].category_id);
+            sig = enc_sigcache_get_rows(c, rw[0], rw[1]);
         }
-        buckets_update(s, enc_sigcache_get_rows(c, rw[0], rw[1]), rw[0], rw[1], -1);
+        buckets_update(s, sig, rw[0], rw[1], -1);
         evicted = 1;
     }
     uint64_t j = s->n_events, k = j / ENC_CHUNK;
@@ -228,10 +234,13 @@ static int apply_one(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, uint
     r->category_id = b->category_id;
     r->ts = b->ts;
     r->action = b->action;
-    uint32_t *rw = s->rows + ((size_t)slot * ENC_CHUNK + j % ENC_CHUNK) * 2;
+    size_t e = (size_t)slot * ENC_CHUNK + j % ENC_CHUNK;
+    uint32_t *rw = s->rows + e * 2;
     rw[0] = ir;
     rw[1] = cr;
-    buckets_update(s, enc_sigcache_get_rows(c, ir, cr), ir, cr, 1);
+    const uint16_t *sig = enc_sigcache_get_rows(c, ir, cr);
+    memcpy(s->sigs + e * s->S, sig, s->S * sizeof *sig); /* kept for its eviction */
+    buckets_update(s, sig, ir, cr, 1);
     s->n_events++;
     if (b->ts > s->last_ts || s->n_events == 1) s->last_ts = b->ts;
     s->action_cnt[b->action < ENC_NACTIONS ? b->action : 0]++;
@@ -272,8 +281,18 @@ int enc_ustate_apply_many(enc_ustate *s, enc_sigcache *c, const sch_behavior *b,
         if (s->n_events + AHEAD >= s->L) { /* and the behavior that will leave then */
             uint64_t j = s->n_events + AHEAD - s->L, k = j / ENC_CHUNK;
             uint32_t slot = (uint32_t)(k % s->nslots);
-            const uint32_t *rw = s->rows + ((size_t)slot * ENC_CHUNK + j % ENC_CHUNK) * 2;
-            if (s->slot_chunk[slot] == k + 1 && rw[0] != ROWS_UNSET) prefetch_rows(s, c, rw[0], rw[1]);
+            size_t e = (size_t)slot * ENC_CHUNK + j % ENC_CHUNK;
+            const uint32_t *rw = s->rows + e * 2;
+            if (s->slot_chunk[slot] == k + 1 && rw[0] != ROWS_UNSET) {
+                const uint32_t h = s->C / 2;
+                const float *xi = s->m->p.item_emb + (size_t)rw[0] * h;
+                const float *xc = s->m->p.cat_emb + (size_t)rw[1] * h;
+                for (uint32_t o = 0; o < h; o += 16) {
+                    __builtin_prefetch(xi + o);
+                    __builtin_prefetch(xc + o);
+                }
+                __builtin_prefetch(s->sigs + e * s->S);
+            }
         }
         int rc = apply_one(s, c, &b[i], ir, cr);
         if (rc) return rc;

@@ -481,10 +481,24 @@ static void batch_free(enc_batch *b) {
 
 void enc_batch_abort(enc_batch *b) { batch_free(b); }
 
-static int bkey_cmp(const void *a, const void *b) {
-    const enc_bkey *x = a, *y = b;
-    if (x->user_id != y->user_id) return x->user_id < y->user_id ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+/* Sort keys by user_id, keeping arrival order within a user: an LSD radix sort (stable), one pass
+ * per byte of the id, skipping bytes that are the same in every key. tmp: (n) scratch. */
+static void bkey_sort(enc_bkey *keys, enc_bkey *tmp, size_t n) {
+    size_t hist[256];
+    for (int byte = 0; byte < 8; byte++) {
+        int shift = 8 * byte;
+        memset(hist, 0, sizeof hist);
+        for (size_t i = 0; i < n; i++) hist[(keys[i].user_id >> shift) & 255]++;
+        if (hist[(keys[0].user_id >> shift) & 255] == n) continue; /* one value: nothing moves */
+        size_t sum = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t c = hist[d];
+            hist[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) tmp[hist[(keys[i].user_id >> shift) & 255]++] = keys[i];
+        memcpy(keys, tmp, n * sizeof *keys);
+    }
 }
 
 /* Apply events ev[keys[lo..hi)] (one user, arrival order) and write that user. */
@@ -563,12 +577,16 @@ int enc_batch_commit(enc_batch *b) {
     int rc = CORE_OK;
     if (b->n) {
         keys = core_malloc(b->n * sizeof *keys);
-        if (!keys) {
+        enc_bkey *tmp = core_malloc(b->n * sizeof *tmp);
+        if (!keys || !tmp) {
+            core_free(keys);
+            core_free(tmp);
             batch_free(b);
             return CORE_ENOMEM;
         }
         for (size_t i = 0; i < b->n; i++) keys[i] = (enc_bkey){b->ev[i].user_id, i};
-        qsort(keys, b->n, sizeof *keys, bkey_cmp);
+        bkey_sort(keys, tmp, b->n);
+        core_free(tmp);
     }
     int64_t now = core_wall_s();
     for (;;) {
