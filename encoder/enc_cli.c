@@ -68,7 +68,7 @@ static void usage_encode(FILE *f) {
             "  --input FILE   event file: JSON lines or the binary encoding ('-' = stdin, no resume)\n"
             "  --window L     behaviors kept per user (10000; an existing store keeps its own)\n"
             "  --recent N     recent behaviors kept per user (64; an existing store keeps its own)\n"
-            "  --batch K      records per LMDB write transaction (200000)\n"
+            "  --batch K      records per LMDB write transaction (1000000)\n"
             "  --reject FILE  where malformed records go (DIR/rejects.jsonl)\n"
             "  --map-size B   initial LMDB map size (1G); --map-max B: growth limit (1T)\n"
             "  --no-sync      do not fsync each commit (a rebuild that can be redone)\n"
@@ -88,7 +88,7 @@ int enc_cmd_encode(int argc, char **argv) {
         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     const char *model_path = NULL, *input = NULL, *reject_path = NULL;
     enc_store_conf conf;
-    uint64_t v, batch = 200000;
+    uint64_t v, batch = 1000000;
     int c, json = 0;
     enc_store_conf_default(&conf);
     conf.window = conf.recent = 0; /* adopt an existing store's, else the defaults */
