@@ -589,6 +589,9 @@ int enc_batch_commit(enc_batch *b) {
         core_free(tmp);
     }
     int64_t now = core_wall_s();
+    int dead = 0;
+    mdb_reader_check(st->env, &dead); /* slots of killed readers would pin old pages */
+    if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", st->path, dead);
     for (;;) {
         if ((rc = txn_begin(st, 0, &txn))) break;
         for (size_t lo = 0; lo < b->n && !rc;) {
