@@ -847,13 +847,19 @@ static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, 
     return CORE_OK;
 }
 
+/* A user's record in the reader's transaction, checked; *h is a copy of its header. */
+static int reader_record(enc_reader *r, uint64_t user_id, MDB_val *v, enc_uhdr *h) {
+    if (!r->active) return CORE_EINVAL;
+    int rc = user_get(r->txn, r->st->user, user_id, v);
+    if (rc) return lmdb_err(rc);
+    return user_check(v, h);
+}
+
 int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     MDB_val v;
     enc_uhdr h;
-    if (!r->active) return CORE_EINVAL;
-    int rc = user_get(r->txn, r->st->user, user_id, &v);
-    if (rc) return lmdb_err(rc);
-    if ((rc = user_check(&v, &h))) return rc;
+    int rc = reader_record(r, user_id, &v, &h);
+    if (rc) return rc;
     const uint8_t *p = v.mv_data;
     size_t nsum = (size_t)h.S * h.NB * h.C, ncnt = (size_t)h.S * h.NB;
     memset(out, 0, sizeof *out);
@@ -902,10 +908,8 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
 int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max, uint32_t *n) {
     MDB_val v;
     enc_uhdr h;
-    if (!r->active) return CORE_EINVAL;
-    int rc = user_get(r->txn, r->st->user, user_id, &v);
-    if (rc) return lmdb_err(rc);
-    if ((rc = user_check(&v, &h))) return rc;
+    int rc = reader_record(r, user_id, &v, &h);
+    if (rc) return rc;
     uint32_t k = max < h.window_len ? max : h.window_len;
     if ((rc = reader_copy(r, user_id, h.n_events - k, h.n_events, out))) return rc;
     *n = k;

@@ -88,4 +88,26 @@ static inline double enc_test_relerr(const mdl_model *m, const float *sum, const
     return worst;
 }
 
+/* A fresh temporary directory per test (cmocka setup/teardown). */
+typedef struct enc_test_dir {
+    char dir[256];
+    char model[300], model2[300]; /* paths inside dir, for tests that write models */
+} enc_test_dir;
+
+static inline int enc_test_dir_setup(void **state) {
+    enc_test_dir *f = calloc(1, sizeof *f);
+    if (!f || !test_mkdtemp(f->dir, sizeof f->dir)) return -1;
+    snprintf(f->model, sizeof f->model, "%s/m1.model", f->dir);
+    snprintf(f->model2, sizeof f->model2, "%s/m2.model", f->dir);
+    *state = f;
+    return 0;
+}
+
+static inline int enc_test_dir_teardown(void **state) {
+    enc_test_dir *f = *state;
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
 #endif

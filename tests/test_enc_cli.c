@@ -13,10 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    char dir[256];
-    char model[300], model2[300];
-} fixture;
+typedef enc_test_dir fixture;
 
 /* Run TRAIL_BIN with args (NULL-terminated); stdout+stderr to `out` (or /dev/null). Returns the
  * wait status. */
@@ -54,25 +51,17 @@ static char *slurp(const char *path, size_t *n) {
 }
 
 static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    if (!test_mkdtemp(f->dir, sizeof f->dir)) return -1;
-    snprintf(f->model, sizeof f->model, "%s/m1.model", f->dir);
-    snprintf(f->model2, sizeof f->model2, "%s/m2.model", f->dir);
+    if (enc_test_dir_setup(state)) return -1;
+    fixture *f = *state;
     const char *a1[] = {"model", "init", "--out", f->model, "--dim", "16", "--signatures", "4",
                         "--bits", "3", "--item-rows", "4096", "--cat-rows", "64", "--seed", "1", NULL};
     const char *a2[] = {"model", "init", "--out", f->model2, "--dim", "16", "--signatures", "4",
                         "--bits", "3", "--item-rows", "4096", "--cat-rows", "64", "--seed", "2", NULL};
     if (run_trail(NULL, a1) != 0 || run_trail(NULL, a2) != 0) return -1;
-    *state = f;
     return 0;
 }
 
-static int teardown(void **state) {
-    fixture *f = *state;
-    test_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+#define teardown enc_test_dir_teardown
 
 /* n good JSON events over `users` users; every `bad_every`-th line (if nonzero) is malformed. */
 static void write_events(const char *path, size_t n, uint64_t users, size_t bad_every) {

@@ -5,23 +5,9 @@
 #include "enc_state_int.h"
 #include "enc_store.h"
 
-typedef struct fixture {
-    char dir[256];
-} fixture;
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    if (!test_mkdtemp(f->dir, sizeof f->dir)) return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    test_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+typedef enc_test_dir fixture;
+#define setup enc_test_dir_setup
+#define teardown enc_test_dir_teardown
 
 static enc_store *open_store(const char *dir, const char *name, uint32_t window, uint32_t recent,
                              size_t map_size, size_t map_max) {
