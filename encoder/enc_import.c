@@ -86,6 +86,13 @@ static int ts_cmp(const void *a, const void *b) {
     return x->request_id < y->request_id ? -1 : x->request_id > y->request_id;
 }
 
+/* One user's events in time order, ties in file order. */
+static void sort_by_time(evbuf *b) {
+    for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = i;
+    qsort(b->ev, b->n, sizeof *b->ev, ts_cmp);
+    for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = 0;
+}
+
 static void usage_import(FILE *f) {
     fprintf(f, "usage: trail import taobao FILE --out EVENTS [--binary]\n"
                "       trail import movielens ratings.csv --out EVENTS [--binary]\n"
@@ -206,11 +213,7 @@ static int import_run(int argc, char **argv, int movielens) {
         rows++;
         cut_user = rowuser;
         if (have_user && rowuser != cur_user) {
-            if (movielens) {
-                for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = i;
-                qsort(ub.ev, ub.n, sizeof *ub.ev, ts_cmp);
-                for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = 0;
-            }
+            if (movielens) sort_by_time(&ub);
             if (flush_user(w, &ub, &written)) goto io;
         }
         cur_user = rowuser;
@@ -225,11 +228,7 @@ static int import_run(int argc, char **argv, int movielens) {
         fprintf(stderr, "trail import: the last line of %s is cut; dropped user %llu (%llu rows)\n",
                 in, (unsigned long long)cur_user, (unsigned long long)dropped);
     }
-    if (movielens) {
-        for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = i;
-        qsort(ub.ev, ub.n, sizeof *ub.ev, ts_cmp);
-        for (size_t i = 0; i < ub.n; i++) ub.ev[i].request_id = 0;
-    }
+    if (movielens) sort_by_time(&ub);
     if (flush_user(w, &ub, &written)) goto io;
     if (sch_writer_close(w)) {
         w = NULL;
