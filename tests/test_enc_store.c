@@ -379,6 +379,158 @@ static void test_alloc_failures(void **state) {
     mdl_model_destroy(m);
 }
 
+// ---------------------------------------------------------------------------------------------
+// schemas/state.md, checked with an independent reader: LMDB's own mdb_dump
+
+typedef struct dump_kv {
+    uint8_t *k, *v;
+    size_t nk, nv;
+} dump_kv;
+
+static size_t unhex(const char *s, uint8_t *out) {
+    size_t n = 0;
+    while (s[0] && s[1] && s[0] != '\n') {
+        unsigned x;
+        if (sscanf(s, "%2x", &x) != 1) break;
+        out[n++] = (uint8_t)x;
+        s += 2;
+    }
+    return n;
+}
+
+/* Every key/value of one named database, via `mdb_dump -s name dir` (hex lines). */
+static dump_kv *mdb_dump_db(const char *dir, const char *name, size_t *n) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mdb_dump -s %s '%s'", name, dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 20;
+    char *line = malloc(cap);
+    dump_kv *kv = NULL;
+    size_t cnt = 0;
+    int data = 0, want_value = 0;
+    while (fgets(line, (int)cap, p)) {
+        if (!strncmp(line, "HEADER=END", 10)) { data = 1; continue; }
+        if (!strncmp(line, "DATA=END", 8)) break;
+        if (!data || line[0] != ' ') continue;
+        uint8_t *b = malloc(strlen(line) / 2 + 1);
+        size_t nb = unhex(line + 1, b);
+        if (!want_value) {
+            kv = realloc(kv, (cnt + 1) * sizeof *kv);
+            kv[cnt].k = b;
+            kv[cnt].nk = nb;
+        } else {
+            kv[cnt].v = b;
+            kv[cnt++].nv = nb;
+        }
+        want_value = !want_value;
+    }
+    assert_int_equal(pclose(p), 0);
+    free(line);
+    *n = cnt;
+    return kv;
+}
+
+static uint64_t rd64le(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+static uint64_t rd64be(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+static uint32_t rd32le(const uint8_t *p) { return (uint32_t)rd64le((const uint8_t[8]){p[0], p[1], p[2], p[3]}); }
+
+static void free_dump(dump_kv *kv, size_t n) {
+    for (size_t i = 0; i < n; i++) free(kv[i].k), free(kv[i].v);
+    free(kv);
+}
+
+static void test_layout_matches_state_md(void **state) {
+    fixture *f = *state;
+    mdl_model *m = enc_test_model(16, 4, 3, 61);
+    char err[512], path[512];
+    sch_event *ev = make_events(1200, 2, 6); /* users 100 and 8019, about 550 behaviors each */
+    enc_store *st = open_store(f->dir, "layout", 200, 10, 0, 0);
+    assert_int_equal(enc_store_bind_model(st, m, err, sizeof err), CORE_OK);
+    encode(st, ev, 1200, 250);
+    snprintf(path, sizeof path, "%s/layout", f->dir);
+
+    size_t nmeta, nuser, nwin;
+    dump_kv *meta = mdb_dump_db(path, "meta", &nmeta), *user = mdb_dump_db(path, "user", &nuser);
+    dump_kv *win = mdb_dump_db(path, "win", &nwin);
+    int seen = 0;
+    for (size_t i = 0; i < nmeta; i++) {
+        assert_int_equal(meta[i].nv, 8);
+        uint64_t v = rd64le(meta[i].v);
+        if (meta[i].nk == 6 && !memcmp(meta[i].k, "window", 6)) assert_int_equal(v, 200), seen++;
+        if (meta[i].nk == 5 && !memcmp(meta[i].k, "chunk", 5)) assert_int_equal(v, 128), seen++;
+        if (meta[i].nk == 16 && !memcmp(meta[i].k, "encoding_version", 16))
+            assert_true(v == m->encoding_version), seen++;
+    }
+    assert_int_equal(seen, 3);
+    assert_int_equal(nuser, 2);
+    enc_reader *r;
+    assert_int_equal(enc_reader_new(st, &r), CORE_OK);
+    assert_int_equal(enc_reader_begin(r), CORE_OK);
+    for (size_t i = 0; i < nuser; i++) {
+        const uint8_t *v = user[i].v;
+        uint64_t uid = rd64be(user[i].k);
+        assert_int_equal(user[i].nk, 8);
+        assert_memory_equal(v, "TRU1", 4);
+        assert_int_equal(rd32le(v + 4), 1);
+        uint32_t S = rd32le(v + 8), NB = rd32le(v + 12), C = rd32le(v + 16), wl = rd32le(v + 20);
+        assert_int_equal(S, 4), assert_int_equal(NB, 8), assert_int_equal(C, 16);
+        assert_int_equal(user[i].nv, 128 + 4 * S * NB * C + 4 * S * NB);
+        uint64_t n = rd64le(v + 24);
+        enc_user_view uv;
+        assert_int_equal(enc_reader_user(r, uid, &uv), CORE_OK);
+        assert_int_equal(n, uv.n_events);
+        assert_int_equal(wl, uv.window_len);
+        assert_int_equal((int64_t)rd64le(v + 32), uv.last_ts);
+        assert_true(rd64le(v + 40) == m->encoding_version);
+        uint64_t acts = 0;
+        for (int a = 0; a < 8; a++) acts += rd64le(v + 48 + 8 * a);
+        assert_int_equal(acts, n);
+        assert_memory_equal(v + 128, uv.bucket_sum, 4 * S * NB * C);
+        assert_memory_equal(v + 128 + 4 * S * NB * C, uv.bucket_cnt, 4 * S * NB);
+        /* the window from the chunks, as state.md says to read it */
+        sch_behavior want[200];
+        uint32_t got;
+        assert_int_equal(enc_reader_window(r, uid, want, 200, &got), CORE_OK);
+        assert_int_equal(got, wl);
+        uint64_t head = n - wl, k0 = head / 128, k1 = (n - 1) / 128, chunks = 0;
+        assert_true(k0 >= 1); /* whole chunks have left the window: they must be gone */
+        for (size_t c = 0; c < nwin; c++) {
+            if (rd64be(win[c].k) != uid) continue;
+            uint64_t k = rd64be(win[c].k + 8);
+            assert_true(k >= k0 && k <= k1); /* only window chunks are kept */
+            chunks++;
+            assert_int_equal(win[c].nv % 32, 0);
+            for (size_t q = 0; q < win[c].nv / 32; q++) {
+                uint64_t j = k * 128 + q;
+                if (j < head) continue;
+                const uint8_t *rec = win[c].v + 32 * q;
+                assert_int_equal(rd64le(rec), want[j - head].item_id);
+                assert_int_equal(rd64le(rec + 8), want[j - head].category_id);
+                assert_int_equal((int64_t)rd64le(rec + 16), want[j - head].ts);
+                assert_int_equal(rec[24], want[j - head].action);
+            }
+        }
+        assert_int_equal(chunks, k1 - k0 + 1);
+    }
+    enc_reader_end(r);
+    enc_reader_destroy(r);
+    free_dump(meta, nmeta);
+    free_dump(user, nuser);
+    free_dump(win, nwin);
+    enc_store_close(st);
+    free(ev);
+    mdl_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_determinism_and_one_rule, setup, teardown),
@@ -387,6 +539,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reopen_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_copy_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_matches_state_md, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
