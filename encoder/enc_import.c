@@ -96,7 +96,15 @@ static void sort_by_time(evbuf *b) {
 static void usage_import(FILE *f) {
     fprintf(f, "usage: trail import taobao FILE --out EVENTS [--binary]\n"
                "       trail import movielens ratings.csv --out EVENTS [--binary]\n"
-               "  (movies.csv is read from the directory of ratings.csv)\n");
+               "taobao: user_id,item_id,category_id,behavior,ts rows in file order; pv -> click, cart,\n"
+               "  fav, buy. A file cut inside its last line loses that last user entirely. Rows outside\n"
+               "  the dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
+               "movielens: each rating -> action \"rate\" (the rating value is not kept), a user's\n"
+               "  ratings in time order; category = the movie's first genre in movies.csv (read from\n"
+               "  the directory of ratings.csv) mapped to:\n   ");
+    for (size_t k = 0; k < N_GENRES; k++)
+        fprintf(f, " %zu=%s%s", k, genre_ids[k], k % 6 == 5 ? "\n   " : "");
+    fprintf(f, "\n  (0 also for a movie missing from movies.csv)\n");
 }
 
 static int import_run(int argc, char **argv, int movielens) {
