@@ -214,12 +214,16 @@ int enc_cmd_bench_encode(int argc, char **argv) {
         if (enc_ustate_apply_many(us, cache, bh + start[u], start[u + 1] - start[u])) abort();
     }
     double kernel_s = (double)(core_now_ns() - t0) / 1e9, kernel_cpu = cpu_s() - c0;
+    uint64_t hits, misses;
+    enc_sigcache_stats(cache, &hits, &misses);
+    double hit_rate = (double)hits / (double)(hits + misses ? hits + misses : 1);
     core_free(bh);
     if (kernel_only) {
         printf("{\"bench\":\"encode\",\"events\":%llu,\"users\":%llu,\"window\":%llu,"
-               "\"kernel_events_per_s\":%.0f,\"kernel_s\":%.3f,\"kernel_cpu_events_per_s\":%.0f}\n",
+               "\"kernel_events_per_s\":%.0f,\"kernel_s\":%.3f,\"kernel_cpu_events_per_s\":%.0f,"
+               "\"sigcache_hit_rate\":%.4f}\n",
                (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, E / kernel_s,
-               kernel_s, E / kernel_cpu);
+               kernel_s, E / kernel_cpu, hit_rate);
         ret = 0;
         goto out;
     }
@@ -270,12 +274,12 @@ int enc_cmd_bench_encode(int argc, char **argv) {
                "\"batch\":%llu,\"commits\":%llu,\"durable\":%s,\"users_stored\":%llu,"
                "\"chunks_stored\":%llu,\"users_window_full\":%llu,\"store_mb\":%.1f,"
                "\"user_zipf_s\":1.0,\"items\":%u,\"item_zipf_s\":1.0,\"seed\":%llu,"
-               "\"kernel_cpu_events_per_s\":%.0f,\"cpu_events_per_s\":%.0f,\"load_avg_1m\":%.2f}\n",
+               "\"kernel_cpu_events_per_s\":%.0f,\"cpu_events_per_s\":%.0f,\"load_avg_1m\":%.2f,\"sigcache_hit_rate\":%.4f}\n",
                (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, cfg.C, cfg.S,
                cfg.tau, E / e2e_s, E / kernel_s, json_rate, e2e_s, kernel_s, (unsigned long long)K,
                (unsigned long long)commits, durable ? "true" : "false", (unsigned long long)users,
                (unsigned long long)chunks, (unsigned long long)full, store_mb, NITEMS,
-               (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, load1());
+               (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, load1(), hit_rate);
     } else {
         printf("bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"
                "  kernel      %.0f events/s (%.3f s)\n  end to end  %.0f events/s (%.3f s, %llu "

@@ -29,6 +29,7 @@ struct enc_sigcache {
     float *x;         // (C) scratch embedding
     float *rt;        // (C, S*tau) the projection transposed
     float *dot;       // (S*tau) scratch
+    uint64_t hits, misses;
 };
 
 /* enc_simhash_sign with R transposed: the same products summed in the same order (c ascending,
@@ -50,7 +51,7 @@ static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, i
 }
 
 int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots) {
-    uint32_t n = 1;
+    uint32_t n = 2; /* two ways at least */
     while (n < slots && n < (1u << 30)) n <<= 1;
     enc_sigcache *c = core_calloc(1, sizeof *c);
     if (!c) return CORE_ENOMEM;
@@ -92,23 +93,39 @@ static inline uint32_t cache_slot(const enc_sigcache *c, uint64_t key) {
 }
 
 void enc_sigcache_prefetch(const enc_sigcache *c, uint32_t ir, uint32_t cr) {
-    uint32_t slot = cache_slot(c, (((uint64_t)ir << 32) | cr) + 1);
+    uint32_t slot = cache_slot(c, (((uint64_t)ir << 32) | cr) + 1) & ~1u;
     __builtin_prefetch(c->keys + slot);
     __builtin_prefetch(c->sigs + (size_t)slot * c->S);
 }
 
+/* Two-way set associative: a key lives in slot pair (2j, 2j+1), the most recently inserted
+ * first; a miss moves the first entry to the second and signs into the first. */
 const uint16_t *enc_sigcache_get_rows(enc_sigcache *c, uint32_t ir, uint32_t cr) {
     const mdl_model *m = c->m;
     /* the embedding (hence the signature) depends only on the two rows */
     uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
-    uint32_t slot = cache_slot(c, key);
+    uint32_t slot = cache_slot(c, key) & ~1u;
     uint16_t *sig = c->sigs + (size_t)slot * c->S;
-    if (c->keys[slot] != key) {
-        uint32_t h = m->cfg.C / 2;
-        memcpy(c->x, m->p.item_emb + (size_t)ir * h, h * sizeof(float));
-        memcpy(c->x + h, m->p.cat_emb + (size_t)cr * h, h * sizeof(float));
-        sign_t(sig, c->dot, c->x, c->rt, (int)m->cfg.S, (int)m->cfg.tau, (int)m->cfg.C);
-        c->keys[slot] = key;
+    if (c->keys[slot] == key) {
+        c->hits++;
+        return sig;
     }
+    if (c->keys[slot + 1] == key) {
+        c->hits++;
+        return sig + c->S;
+    }
+    c->misses++;
+    c->keys[slot + 1] = c->keys[slot];
+    memcpy(sig + c->S, sig, c->S * sizeof *sig);
+    uint32_t h = m->cfg.C / 2;
+    memcpy(c->x, m->p.item_emb + (size_t)ir * h, h * sizeof(float));
+    memcpy(c->x + h, m->p.cat_emb + (size_t)cr * h, h * sizeof(float));
+    sign_t(sig, c->dot, c->x, c->rt, (int)m->cfg.S, (int)m->cfg.tau, (int)m->cfg.C);
+    c->keys[slot] = key;
     return sig;
+}
+
+void enc_sigcache_stats(const enc_sigcache *c, uint64_t *hits, uint64_t *misses) {
+    *hits = c->hits;
+    *misses = c->misses;
 }

@@ -14,7 +14,7 @@
 /** @brief Signatures of x. sig: (S) out; x: (C); R: (S*tau, C). */
 void enc_simhash_sign(uint16_t *sig, const float *x, const float *R, int S, int tau, int C);
 
-/* A direct-mapped cache from an item's (item row, category row) to its embedding's signatures.
+/* A two-way set-associative cache from an item's (item row, category row) to its embedding's signatures.
  * Not thread-safe: one per thread. Entries are valid for the model given at creation. */
 typedef struct enc_sigcache enc_sigcache;
 
@@ -27,6 +27,8 @@ const uint16_t *enc_sigcache_get(enc_sigcache *c, uint64_t item_id, uint64_t cat
 /** @brief The same by embedding rows (item row ir = mdl_item_row, category row cr = mdl_cat_row),
  *  for callers that already hold the rows. @return a pointer valid until the next call. */
 const uint16_t *enc_sigcache_get_rows(enc_sigcache *c, uint32_t ir, uint32_t cr);
+/** @brief Lookups answered from the cache and lookups that signed the item. */
+void enc_sigcache_stats(const enc_sigcache *c, uint64_t *hits, uint64_t *misses);
 /** @brief Hint: the entry of (ir, cr) will be looked up soon (prefetches its slot). */
 void enc_sigcache_prefetch(const enc_sigcache *c, uint32_t ir, uint32_t cr);
 
