@@ -182,9 +182,20 @@ static void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint
     else update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, s->C, sign);
 }
 
-static inline void rec_update(enc_ustate *s, enc_sigcache *c, const enc_rec *r, int sign) {
-    uint32_t ir = mdl_item_row(s->m, r->item_id), cr = mdl_cat_row(s->m, r->category_id);
-    buckets_update(s, enc_sigcache_get_rows(c, ir, cr), ir, cr, sign);
+/* Rows and signatures of behavior j (whose chunk is in memory): kept from its append, or looked
+ * up now for a record loaded from the store (and kept). *rw: (2) item row, category row. */
+static inline const uint16_t *entry_sig(enc_ustate *s, enc_sigcache *c, uint64_t j,
+                                        const enc_rec *r, const uint32_t **rw) {
+    size_t e = (size_t)(j / ENC_CHUNK % s->nslots) * ENC_CHUNK + j % ENC_CHUNK;
+    uint32_t *row = s->rows + e * 2;
+    uint16_t *sig = s->sigs + e * s->S;
+    if (row[0] == ROWS_UNSET) {
+        row[0] = mdl_item_row(s->m, r->item_id);
+        row[1] = mdl_cat_row(s->m, r->category_id);
+        memcpy(sig, enc_sigcache_get_rows(c, row[0], row[1]), s->S * sizeof *sig);
+    }
+    *rw = row;
+    return sig;
 }
 
 int enc_ustate_recompute(enc_ustate *s, enc_sigcache *c) {
@@ -197,7 +208,11 @@ int enc_ustate_recompute(enc_ustate *s, enc_sigcache *c) {
         int rc = chunk_get(s, k, &ch);
         if (rc) return rc;
         uint32_t end = chunk_count(s, k);
-        for (uint32_t p = (uint32_t)(j % ENC_CHUNK); p < end; p++, j++) rec_update(s, c, &ch[p], 1);
+        for (uint32_t p = (uint32_t)(j % ENC_CHUNK); p < end; p++, j++) {
+            const uint32_t *rw;
+            const uint16_t *sig = entry_sig(s, c, j, &ch[p], &rw);
+            buckets_update(s, sig, rw[0], rw[1], 1);
+        }
     }
     return CORE_OK;
 }
@@ -209,14 +224,8 @@ static int apply_one(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, uint
     if (s->n_events >= s->L) { /* full: the oldest leaves first */
         uint64_t j = s->n_events - s->L;
         if ((rc = chunk_get(s, j / ENC_CHUNK, &ch))) return rc;
-        size_t e = (size_t)(j / ENC_CHUNK % s->nslots) * ENC_CHUNK + j % ENC_CHUNK;
-        uint32_t *rw = s->rows + e * 2;
-        const uint16_t *sig = s->sigs + e * s->S;
-        if (rw[0] == ROWS_UNSET) { /* loaded from the store: look it up now */
-            rw[0] = mdl_item_row(s->m, ch[j % ENC_CHUNK].item_id);
-            rw[1] = mdl_cat_row(s->m, ch[j % ENC_CHUNK].category_id);
-            sig = enc_sigcache_get_rows(c, rw[0], rw[1]);
-        }
+        const uint32_t *rw;
+        const uint16_t *sig = entry_sig(s, c, j, &ch[j % ENC_CHUNK], &rw);
         buckets_update(s, sig, rw[0], rw[1], -1);
         evicted = 1;
     }
