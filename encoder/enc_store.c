@@ -44,6 +44,17 @@ typedef struct enc_uhdr {
 } enc_uhdr;
 _Static_assert(sizeof(enc_uhdr) == 128, "user header is 128 bytes");
 
+typedef struct enc_bev { /* a buffered behavior */
+    uint64_t user_id, item_id, category_id;
+    int64_t ts;
+    uint8_t action;
+} enc_bev;
+
+typedef struct enc_bkey { /* sort key: user, then arrival */
+    uint64_t user_id;
+    uint64_t seq;
+} enc_bkey;
+
 struct enc_store {
     MDB_env *env;
     MDB_dbi meta, user, win, pos, wall;
@@ -58,18 +69,12 @@ struct enc_store {
     int batch_open;
     sch_behavior *scratch;    /* one user's behaviors of a batch */
     size_t scap;
+    /* buffers kept from batch to batch (first touches of fresh memory cost page faults) */
+    enc_bev *ev_spare;
+    size_t ev_spare_cap;
+    enc_bkey *keys, *keys_tmp;
+    size_t keys_cap;
 };
-
-typedef struct enc_bev { /* a buffered behavior */
-    uint64_t user_id, item_id, category_id;
-    int64_t ts;
-    uint8_t action;
-} enc_bev;
-
-typedef struct enc_bkey { /* sort key: user, then arrival */
-    uint64_t user_id;
-    uint64_t seq;
-} enc_bkey;
 
 typedef struct enc_bpos {
     char *source;
@@ -271,6 +276,9 @@ void enc_store_close(enc_store *st) {
     enc_sigcache_destroy(st->cache);
     enc_ustate_destroy(st->us);
     core_free(st->scratch);
+    core_free(st->ev_spare);
+    core_free(st->keys);
+    core_free(st->keys_tmp);
     core_free(st->path);
     core_free(st);
 }
@@ -423,6 +431,10 @@ int enc_batch_begin(enc_store *st, enc_batch **out) {
     enc_batch *b = core_calloc(1, sizeof *b);
     if (!b) return CORE_ENOMEM;
     b->st = st;
+    b->ev = st->ev_spare; /* reuse the last batch's buffer */
+    b->cap = st->ev_spare_cap;
+    st->ev_spare = NULL;
+    st->ev_spare_cap = 0;
     st->batch_open = 1;
     *out = b;
     return CORE_OK;
@@ -474,7 +486,9 @@ static void batch_free(enc_batch *b) {
     if (!b) return;
     for (size_t i = 0; i < b->npos; i++) core_free(b->pos[i].source);
     core_free(b->pos);
-    core_free(b->ev);
+    core_free(b->st->ev_spare);
+    b->st->ev_spare = b->ev;
+    b->st->ev_spare_cap = b->cap;
     b->st->batch_open = 0;
     core_free(b);
 }
@@ -576,17 +590,20 @@ int enc_batch_commit(enc_batch *b) {
     MDB_txn *txn = NULL;
     int rc = CORE_OK;
     if (b->n) {
-        keys = core_malloc(b->n * sizeof *keys);
-        enc_bkey *tmp = core_malloc(b->n * sizeof *tmp);
-        if (!keys || !tmp) {
-            core_free(keys);
-            core_free(tmp);
-            batch_free(b);
-            return CORE_ENOMEM;
+        if (st->keys_cap < b->n) {
+            core_free(st->keys);
+            core_free(st->keys_tmp);
+            st->keys = core_malloc(b->n * sizeof *st->keys);
+            st->keys_tmp = core_malloc(b->n * sizeof *st->keys_tmp);
+            st->keys_cap = st->keys && st->keys_tmp ? b->n : 0;
+            if (!st->keys_cap) {
+                batch_free(b);
+                return CORE_ENOMEM;
+            }
         }
+        keys = st->keys;
         for (size_t i = 0; i < b->n; i++) keys[i] = (enc_bkey){b->ev[i].user_id, i};
-        bkey_sort(keys, tmp, b->n);
-        core_free(tmp);
+        bkey_sort(keys, st->keys_tmp, b->n);
     }
     int64_t now = core_wall_s();
     int dead = 0;
@@ -619,7 +636,6 @@ int enc_batch_commit(enc_batch *b) {
                  core_strerror(rc));
         rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
     }
-    core_free(keys);
     batch_free(b);
     return rc;
 }

@@ -73,7 +73,8 @@ int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks);
 
 /** @brief Begin a batch (one at a time per store; needs a bound model). Events are buffered in
  *  memory and applied in the single LMDB write transaction that enc_batch_commit opens, so a batch
- *  is all or nothing and its memory grows with its size (about 40 bytes per behavior). */
+ *  is all or nothing and its memory grows with its size (about 40 bytes per behavior, plus 32
+ *  for sorting at commit; the store keeps these buffers for the next batch). */
 int enc_batch_begin(enc_store *st, enc_batch **out);
 /** @brief Apply one behavior event: append to the window (evicting the oldest, whose contribution
  *  leaves the bucket sums), update recent, buckets, counts and counters. Events that carry a label
