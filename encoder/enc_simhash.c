@@ -33,15 +33,29 @@ struct enc_sigcache {
 };
 
 /* enc_simhash_sign with R transposed: the same products summed in the same order (c ascending,
- * from 0.f), so the same bits, but the S*tau sums advance together and vectorize across k. */
+ * from 0.f, a multiply then an add), so the same bits; but SIGN_BLOCK sums advance together in
+ * registers and vectorize across k. rt: (C, m); dot: (m) out. */
+#define SIGN_BLOCK 48
 __attribute__((target_clones("avx2", "default")))
-static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, int S, int tau, int C) {
-    const int m = S * tau;
-    for (int k = 0; k < m; k++) dot[k] = 0.f;
-    for (int c = 0; c < C; c++) {
-        const float xc = x[c], *r = rt + (size_t)c * m;
-        for (int k = 0; k < m; k++) dot[k] += r[k] * xc;
+static void project_t(float *dot, const float *x, const float *rt, int m, int C) {
+    int kb = 0;
+    for (; kb + SIGN_BLOCK <= m; kb += SIGN_BLOCK) {
+        float acc[SIGN_BLOCK] = {0};
+        for (int c = 0; c < C; c++) {
+            const float xc = x[c], *r = rt + (size_t)c * m + kb;
+            for (int j = 0; j < SIGN_BLOCK; j++) acc[j] += r[j] * xc;
+        }
+        memcpy(dot + kb, acc, sizeof acc);
     }
+    for (int k = kb; k < m; k++) { /* the rest, one sum at a time */
+        float d = 0.f;
+        for (int c = 0; c < C; c++) d += rt[(size_t)c * m + k] * x[c];
+        dot[k] = d;
+    }
+}
+
+static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, int S, int tau, int C) {
+    project_t(dot, x, rt, S * tau, C);
     for (int i = 0; i < S; i++) {
         uint16_t s = 0;
         for (int k = 0; k < tau; k++)

@@ -58,28 +58,39 @@ static void test_tie_gives_zero(void **state) {
     mdl_model_destroy(m);
 }
 
-/* The cache (transposed projection, prefetch, collisions between slots) returns exactly the
- * signatures of enc_simhash_sign on the item's embedding. */
+/* The cache (transposed projection in blocks of 48 sums plus a tail, two ways, prefetch) returns
+ * exactly the signatures of enc_simhash_sign on the item's embedding, for m = S*tau below, at and
+ * above the block size. */
 static void test_cache_equals_direct(void **state) {
     (void)state;
-    mdl_model *m = enc_test_model(64, 16, 3, 3);
-    enc_sigcache *c;
-    assert_int_equal(enc_sigcache_new(&c, m, 64), CORE_OK); /* tiny: many evictions */
-    float x[64];
-    uint16_t want[16];
-    core_rng r;
-    core_rng_seed(&r, 9);
-    for (int t = 0; t < 20000; t++) {
-        uint64_t item = core_rng_below(&r, 3000), cat = core_rng_below(&r, 50);
-        mdl_embed(m, item, cat, x);
-        enc_simhash_sign(want, x, m->p.simhash_r, 16, 3, 64);
-        const uint16_t *got = enc_sigcache_get(c, item, cat);
-        assert_memory_equal(got, want, sizeof want);
-        got = enc_sigcache_get_rows(c, mdl_item_row(m, item), mdl_cat_row(m, cat));
-        assert_memory_equal(got, want, sizeof want);
+    const uint32_t shapes[4][3] = {{64, 16, 3}, {16, 5, 3}, {32, 20, 3}, {8, 64, 2}}; /* C, S, tau */
+    for (int t = 0; t < 4; t++) {
+        uint32_t C = shapes[t][0], S = shapes[t][1], tau = shapes[t][2];
+        mdl_model *m = enc_test_model(C, S, tau, 3 + t);
+        enc_sigcache *c;
+        assert_int_equal(enc_sigcache_new(&c, m, 64), CORE_OK); /* tiny: many evictions */
+        float *x = malloc(C * sizeof *x);
+        uint16_t *want = malloc(S * sizeof *want);
+        core_rng r;
+        core_rng_seed(&r, 9);
+        for (int i = 0; i < 5000; i++) {
+            uint64_t item = core_rng_below(&r, 3000), cat = core_rng_below(&r, 50);
+            mdl_embed(m, item, cat, x);
+            enc_simhash_sign(want, x, m->p.simhash_r, (int)S, (int)tau, (int)C);
+            const uint16_t *got = enc_sigcache_get(c, item, cat);
+            assert_memory_equal(got, want, S * sizeof *want);
+            got = enc_sigcache_get_rows(c, mdl_item_row(m, item), mdl_cat_row(m, cat));
+            assert_memory_equal(got, want, S * sizeof *want);
+        }
+        uint64_t hits, misses;
+        enc_sigcache_stats(c, &hits, &misses);
+        assert_int_equal(hits + misses, 10000);
+        assert_true(hits >= 5000); /* the second lookup of each pair hits */
+        free(x);
+        free(want);
+        enc_sigcache_destroy(c);
+        mdl_model_destroy(m);
     }
-    enc_sigcache_destroy(c);
-    mdl_model_destroy(m);
 }
 
 static void test_cache_alloc_failures(void **state) {
