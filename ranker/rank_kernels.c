@@ -1,0 +1,389 @@
+/* rank_kernels.c: forward/backward kernel pairs of the ranking network (MODEL.md sections 1-4).
+ *
+ * Each backward sits right after its forward and accumulates (+=). BLAS goes through rank_blas.h.
+ * Nothing here allocates, logs or knows about models: shapes in, numbers out.
+ */
+#include "rank_kernels.h"
+
+#include "rank_blas.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Embedding lookup
+
+void rank_embed_forward(float *out, const uint32_t *irow, const uint32_t *crow,
+                        const float *item_emb, const float *cat_emb, int R, int C) {
+    size_t h = (size_t)C / 2;
+    for (int r = 0; r < R; r++) {
+        memcpy(out + (size_t)r * C, item_emb + irow[r] * h, h * sizeof(float));
+        memcpy(out + (size_t)r * C + h, cat_emb + crow[r] * h, h * sizeof(float));
+    }
+}
+
+void rank_embed_backward(float *ditem_emb, float *dcat_emb, const float *dout,
+                         const uint32_t *irow, const uint32_t *crow, int R, int C) {
+    size_t h = (size_t)C / 2;
+    for (int r = 0; r < R; r++) {
+        float *di = ditem_emb + irow[r] * h, *dc = dcat_emb + crow[r] * h;
+        const float *d = dout + (size_t)r * C;
+        for (size_t c = 0; c < h; c++) {
+            di[c] += d[c];
+            dc[c] += d[h + c];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+void rank_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                            const float *b, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        const float *x = inp + (size_t)r * C;
+        float *y = out + (size_t)r * C;
+        float m = 0.f, v = 0.f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= (float)C;
+        float s = 1.f / sqrtf(v + RANK_LN_EPS);
+        for (int c = 0; c < C; c++) y[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[r] = m;
+        rstd[r] = s;
+    }
+}
+
+/* With n = (x - mean) * rstd and y = n * w + b, per row:
+ *   dn = dy * w
+ *   dx = rstd * (dn - mean(dn) - n * mean(dn * n))
+ * (the two means are the gradients through mean and through rstd, folded together). */
+void rank_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w, const float *mean,
+                             const float *rstd, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
+        float *dx = dinp + (size_t)r * C;
+        float m = mean[r], s = rstd[r];
+        float dn_mean = 0.f, dnn_mean = 0.f;
+        for (int c = 0; c < C; c++) {
+            float n = (x[c] - m) * s, dn = dy[c] * w[c];
+            dn_mean += dn;
+            dnn_mean += dn * n;
+        }
+        dn_mean /= (float)C;
+        dnn_mean /= (float)C;
+        for (int c = 0; c < C; c++) {
+            float n = (x[c] - m) * s, dn = dy[c] * w[c];
+            db[c] += dy[c];
+            dw[c] += n * dy[c];
+            dx[c] += s * (dn - dn_mean - n * dnn_mean);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReLU and element-wise product
+
+void rank_relu_forward(float *out, const float *inp, int n) {
+    for (int i = 0; i < n; i++) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
+}
+
+void rank_relu_backward(float *dinp, const float *dout, const float *out, int n) {
+    for (int i = 0; i < n; i++)
+        if (out[i] > 0.f) dinp[i] += dout[i];
+}
+
+void rank_mul_forward(float *out, const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
+void rank_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
+                       int n) {
+    for (int i = 0; i < n; i++) {
+        da[i] += dout[i] * b[i];
+        db[i] += dout[i] * a[i];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax
+
+/* exp(x) for x <= 0 (softmax after subtracting the row max), written so the loop vectorizes:
+ * exp(x) = 2^k * exp(r), k = round(x / ln 2), |r| <= ln2/2, exp(r) by a degree-6 polynomial
+ * (relative error under 2e-7, the float rounding level). Below -87 it returns 0. */
+static inline float exp_nonpos(float x) {
+    if (x < -87.f) x = -87.f;
+    float kf = rintf(x * 1.44269504f);
+    float r = x - kf * 0.693145752f - kf * 1.42860677e-6f;
+    float p = 1.f + r * (1.f + r * (0.5f + r * (0.166666672f +
+              r * (0.0416666642f + r * (0.00833338592f + r * 0.00138888892f)))));
+    union { float f; int32_t i; } u;
+    u.i = ((int32_t)kf + 127) << 23;
+    return p * u.f;
+}
+
+void rank_softmax_rows(float *x, int R, int T) {
+    for (int r = 0; r < R; r++) {
+        float *row = x + (size_t)r * T;
+        /* eight running maxima and sums keep the reductions vectorizable */
+        float mx[8], sm[8];
+        for (int l = 0; l < 8; l++) mx[l] = -INFINITY, sm[l] = 0.f;
+        int t = 0;
+        for (; t + 8 <= T; t += 8)
+            for (int l = 0; l < 8; l++) mx[l] = row[t + l] > mx[l] ? row[t + l] : mx[l];
+        float m = -INFINITY;
+        for (; t < T; t++) m = row[t] > m ? row[t] : m;
+        for (int l = 0; l < 8; l++) m = mx[l] > m ? mx[l] : m;
+        for (t = 0; t < T; t++) row[t] = exp_nonpos(row[t] - m);
+        t = 0;
+        for (; t + 8 <= T; t += 8)
+            for (int l = 0; l < 8; l++) sm[l] += row[t + l];
+        float s = 0.f;
+        for (; t < T; t++) s += row[t];
+        for (int l = 0; l < 8; l++) s += sm[l];
+        float inv = 1.f / s;
+        for (t = 0; t < T; t++) row[t] *= inv;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target attention
+
+void rank_tattn_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                        int B, int T, int C, float scale) {
+    if (B <= 0) return;
+    if (T <= 0) {
+        memset(out, 0, (size_t)B * C * sizeof(float));
+        return;
+    }
+    rank_gemm(0, 1, B, T, C, scale, q, C, k, C, 0.f, att, T); /* scale q k^T */
+    rank_softmax_rows(att, B, T);
+    rank_gemm(0, 0, B, C, T, 1.f, att, T, v, C, 0.f, out, C); /* att v */
+}
+
+/* With a = softmax(z), z = scale q k^T, out = a v:
+ *   da = dout v^T;  dv += a^T dout
+ *   dz = a (.) (da - rowsum(a (.) da))      (softmax Jacobian: diag(a) - a a^T, per row)
+ *   dq += scale dz k;  dk += scale dz^T q */
+void rank_tattn_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                         const float *att, const float *q, const float *k, const float *v, int B,
+                         int T, int C, float scale) {
+    if (B <= 0 || T <= 0) return;
+    rank_gemm(0, 1, B, T, C, 1.f, dout, C, v, C, 0.f, datt, T);
+    if (dv) rank_gemm(1, 0, T, C, B, 1.f, att, T, dout, C, 1.f, dv, C);
+    for (int b = 0; b < B; b++) {
+        const float *a = att + (size_t)b * T;
+        float *d = datt + (size_t)b * T;
+        float s = 0.f;
+        for (int t = 0; t < T; t++) s += a[t] * d[t];
+        for (int t = 0; t < T; t++) d[t] = a[t] * (d[t] - s);
+    }
+    if (dq) rank_gemm(0, 0, B, C, T, scale, datt, T, k, C, 1.f, dq, C);
+    if (dk) rank_gemm(1, 0, T, C, B, scale, datt, T, q, C, 1.f, dk, C);
+}
+
+void rank_tattn_forward_naive(float *out, float *att, const float *q, const float *k,
+                              const float *v, int B, int T, int C, float scale) {
+    for (int b = 0; b < B; b++) {
+        float *a = att + (size_t)b * T;
+        double mx = -INFINITY, sum = 0.0;
+        for (int t = 0; t < T; t++) {
+            double z = 0.0;
+            for (int c = 0; c < C; c++) z += (double)q[(size_t)b * C + c] * k[(size_t)t * C + c];
+            a[t] = (float)(z * scale);
+            if (a[t] > mx) mx = a[t];
+        }
+        for (int t = 0; t < T; t++) sum += exp(a[t] - mx);
+        for (int t = 0; t < T; t++) a[t] = (float)(exp(a[t] - mx) / sum);
+        for (int c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int t = 0; t < T; t++) s += (double)a[t] * v[(size_t)t * C + c];
+            out[(size_t)b * C + c] = (float)s;
+        }
+    }
+}
+
+void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dout,
+                               const float *att, const float *q, const float *k, const float *v,
+                               int B, int T, int C, float scale) {
+    for (int b = 0; b < B; b++) {
+        const float *a = att + (size_t)b * T, *g = dout + (size_t)b * C;
+        double s = 0.0;
+        for (int t = 0; t < T; t++) {
+            double da = 0.0;
+            for (int c = 0; c < C; c++) da += (double)g[c] * v[(size_t)t * C + c];
+            s += a[t] * da;
+        }
+        for (int t = 0; t < T; t++) {
+            double da = 0.0;
+            for (int c = 0; c < C; c++) da += (double)g[c] * v[(size_t)t * C + c];
+            double dz = a[t] * (da - s);
+            for (int c = 0; c < C; c++) {
+                if (dv) dv[(size_t)t * C + c] += a[t] * g[c];
+                if (dq) dq[(size_t)b * C + c] += (float)(scale * dz * k[(size_t)t * C + c]);
+                if (dk) dk[(size_t)t * C + c] += (float)(scale * dz * q[(size_t)b * C + c]);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-head self-attention over one sequence
+
+void rank_mha_forward(float *out, float *att, const float *qkv, int N, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.f / sqrtf((float)hs);
+    size_t C3 = (size_t)3 * C;
+    for (int h = 0; h < NH; h++)
+        for (int i = 0; i < N; i++) {
+            const float *qi = qkv + i * C3 + h * hs;
+            float *a = att + ((size_t)h * N + i) * N;
+            float mx = -INFINITY, sum = 0.f;
+            for (int j = 0; j < N; j++) {
+                const float *kj = qkv + j * C3 + C + h * hs;
+                float z = 0.f;
+                for (int c = 0; c < hs; c++) z += qi[c] * kj[c];
+                a[j] = z * scale;
+                if (a[j] > mx) mx = a[j];
+            }
+            for (int j = 0; j < N; j++) sum += (a[j] = expf(a[j] - mx));
+            for (int j = 0; j < N; j++) a[j] /= sum;
+            float *o = out + (size_t)i * C + h * hs;
+            for (int c = 0; c < hs; c++) o[c] = 0.f;
+            for (int j = 0; j < N; j++) {
+                const float *vj = qkv + j * C3 + 2 * C + h * hs;
+                for (int c = 0; c < hs; c++) o[c] += a[j] * vj[c];
+            }
+        }
+}
+
+/* Per head and query row i (a = att row, z = scaled scores):
+ *   da_j = dout_i . v_j;  dv_j += a_j dout_i;  dz_j = a_j (da_j - sum_l a_l da_l)
+ *   dq_i += scale sum_j dz_j k_j;  dk_j += scale dz_j q_i
+ * da_j is recomputed in the second pass instead of kept in scratch (N is small). */
+void rank_mha_backward(float *dqkv, const float *dout, const float *att, const float *qkv, int N,
+                       int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.f / sqrtf((float)hs);
+    size_t C3 = (size_t)3 * C;
+    for (int h = 0; h < NH; h++)
+        for (int i = 0; i < N; i++) {
+            const float *a = att + ((size_t)h * N + i) * N;
+            const float *g = dout + (size_t)i * C + h * hs;
+            const float *qi = qkv + i * C3 + h * hs;
+            float *dqi = dqkv + i * C3 + h * hs;
+            float s = 0.f;
+            for (int j = 0; j < N; j++) {
+                const float *vj = qkv + j * C3 + 2 * C + h * hs;
+                float da = 0.f;
+                for (int c = 0; c < hs; c++) da += g[c] * vj[c];
+                s += a[j] * da;
+            }
+            for (int j = 0; j < N; j++) {
+                const float *kj = qkv + j * C3 + C + h * hs, *vj = kj + C;
+                float *dkj = dqkv + j * C3 + C + h * hs, *dvj = dkj + C;
+                float da = 0.f;
+                for (int c = 0; c < hs; c++) da += g[c] * vj[c];
+                float dz = a[j] * (da - s) * scale;
+                for (int c = 0; c < hs; c++) {
+                    dvj[c] += a[j] * g[c];
+                    dqi[c] += dz * kj[c];
+                    dkj[c] += dz * qi[c];
+                }
+            }
+        }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDIM
+
+void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, const uint16_t *sig, int T,
+                          int S, int nb, int C) {
+    memset(V, 0, (size_t)S * nb * C * sizeof(float));
+    memset(cnt, 0, (size_t)S * nb * sizeof(uint32_t));
+    for (int j = 0; j < T; j++) {
+        const float *xj = x + (size_t)j * C;
+        for (int i = 0; i < S; i++) {
+            size_t cell = (size_t)i * nb + sig[(size_t)j * S + i];
+            float *v = V + cell * C;
+            for (int c = 0; c < C; c++) v[c] += xj[c];
+            cnt[cell]++;
+        }
+    }
+}
+
+void rank_buckets_backward(float *dx, const float *dV, const uint16_t *sig, int T, int S, int nb,
+                           int C) {
+    for (int j = 0; j < T; j++) {
+        float *d = dx + (size_t)j * C;
+        for (int i = 0; i < S; i++) {
+            const float *g = dV + ((size_t)i * nb + sig[(size_t)j * S + i]) * C;
+            for (int c = 0; c < C; c++) d[c] += g[c];
+        }
+    }
+}
+
+void rank_sdim_forward(float *out, float *unit, float *norm, const float *V, const uint16_t *sig,
+                       int B, int S, int nb, int C, float eps) {
+    float invS = 1.f / (float)S;
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * C;
+        for (int c = 0; c < C; c++) o[c] = 0.f;
+        for (int i = 0; i < S; i++) {
+            const float *v = V + ((size_t)i * nb + sig[(size_t)b * S + i]) * C;
+            float ss = 0.f;
+            for (int c = 0; c < C; c++) ss += v[c] * v[c];
+            float n = sqrtf(ss), inv = 1.f / (n > eps ? n : eps);
+            for (int c = 0; c < C; c++) o[c] += v[c] * inv;
+            if (unit) {
+                float *u = unit + ((size_t)b * S + i) * C;
+                for (int c = 0; c < C; c++) u[c] = v[c] * inv;
+                norm[(size_t)b * S + i] = n;
+            }
+        }
+        for (int c = 0; c < C; c++) o[c] *= invS;
+    }
+}
+
+/* u = v / |v| has Jacobian (I - u u^T) / |v|, so dv = (du - u (u . du)) / |v|. Below eps the
+ * forward is v / eps, whose Jacobian is I / eps. The 1/S of the mean is folded into du. */
+void rank_sdim_backward(float *dV, const float *dout, const float *unit, const float *norm,
+                        const uint16_t *sig, int B, int S, int nb, int C, float eps) {
+    float invS = 1.f / (float)S;
+    for (int b = 0; b < B; b++) {
+        const float *g = dout + (size_t)b * C;
+        for (int i = 0; i < S; i++) {
+            const float *u = unit + ((size_t)b * S + i) * C;
+            float n = norm[(size_t)b * S + i];
+            float *dv = dV + ((size_t)i * nb + sig[(size_t)b * S + i]) * C;
+            if (n > eps) {
+                float ug = 0.f;
+                for (int c = 0; c < C; c++) ug += u[c] * g[c];
+                float k = invS / n;
+                for (int c = 0; c < C; c++) dv[c] += k * (g[c] - u[c] * ug);
+            } else {
+                float k = invS / eps;
+                for (int c = 0; c < C; c++) dv[c] += k * g[c];
+            }
+        }
+    }
+}
+
+void rank_avgpool_forward(float *out, const float *V, uint32_t len, int nb, int C) {
+    for (int c = 0; c < C; c++) out[c] = 0.f;
+    if (!len) return;
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < C; c++) out[c] += V[(size_t)b * C + c];
+    float inv = 1.f / (float)len;
+    for (int c = 0; c < C; c++) out[c] *= inv;
+}
+
+void rank_avgpool_backward(float *dV, const float *dout, uint32_t len, int nb, int C) {
+    if (!len) return;
+    float inv = 1.f / (float)len;
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < C; c++) dV[(size_t)b * C + c] += dout[c] * inv;
+}
