@@ -807,3 +807,17 @@ void rank_net_touched(const rank_net *n, const uint32_t **item_rows, uint32_t *n
     *cat_rows = n->t_cr;
     *n_cat = n->n_tc;
 }
+
+static uint64_t pattern_mix(uint64_t h, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint64_t)(x[i] > 0.f)) * 0x100000001B3ull + i;
+    return h;
+}
+
+uint64_t rank_net_relu_pattern(const rank_net *n) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    h = pattern_mix(h, n->a1, (size_t)n->B * n->H1);
+    h = pattern_mix(h, n->a2, (size_t)n->B * n->H2);
+    if (n->cfg.short_kind == MDL_SHORT_SELFATTN)
+        for (int l = 0; l < n->L; l++) h = pattern_mix(h, n->f1[l], (size_t)n->roff[n->U] * n->F);
+    return h;
+}

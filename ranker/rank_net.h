@@ -98,4 +98,9 @@ void rank_net_backward(rank_net *net, const mdl_model *m, const rank_batch *bt,
 void rank_net_touched(const rank_net *net, const uint32_t **item_rows, uint32_t *n_item,
                       const uint32_t **cat_rows, uint32_t *n_cat);
 
+/** @brief A fingerprint of the ReLU on/off pattern of the last forward (MLP and FFN units). The
+ *  network is smooth except at ReLU kinks (the hash is frozen by a signature cache), so a
+ *  finite-difference step is valid when the pattern does not change; tests use this. */
+uint64_t rank_net_relu_pattern(const rank_net *net);
+
 #endif
