@@ -5,9 +5,9 @@
  * Loss L = sum_b w_b logit_b (w random), so dlogits = w. The network runs in float (there is no
  * double build of it); L is summed in double and the difference quotient is Richardson-extrapolated
  * with a step of 0.12, shrunk when a step would cross a ReLU kink. Per parameter group:
- *  - single entries (the 4 largest |grad| and 3 random nonzero ones): relative error <= 1e-3, or
+ *  - single entries (the 4 largest |grad| and 3 random ones): relative error <= 1e-3, or
  *    absolute error <= 3e-4 for small entries (the float rounding floor of the quotient);
- *  - the directional derivative along a random +-1 direction over all the group's nonzero entries
+ *  - the directional derivative along a random +-1 direction over all the group's entries
  *    (which catches a wrong or missing row anywhere in the group): error <= 1e-2 sum |grad| + 3e-4,
  *    the documented float tolerance, since each entry then moves by only 0.12 / sqrt(entries) and
  *    the signed sum cancels;
@@ -218,20 +218,19 @@ static int check_variant(uint32_t lk, uint32_t sk, uint32_t tk) {
         }
         if (gmax == 0) fail_msg("%s: tensor %s got no gradient", vname, t->name);
 
-        /* directional derivative over the entries with a gradient */
+        /* directional derivative over the whole group */
         double *dir = calloc(t->count, sizeof(double));
         uint8_t *taken = calloc(t->count, 1);
         float *keep = malloc(t->count * sizeof(float));
         assert_true(dir && taken && keep);
         memcpy(keep, p, t->count * sizeof(float));
         double gd = 0, nnz = 0, gl1 = 0;
-        for (size_t k = 0; k < t->count; k++)
-            if (gr[k] != 0.f) {
-                dir[k] = core_rng_uniform(&r) < 0.5 ? -1 : 1;
-                gd += dir[k] * gr[k];
-                gl1 += fabs(gr[k]);
-                nnz++;
-            }
+        for (size_t k = 0; k < t->count; k++) { /* every entry: a missed one has grad 0 */
+            dir[k] = core_rng_uniform(&r) < 0.5 ? -1 : 1;
+            gd += dir[k] * gr[k];
+            gl1 += fabs(gr[k]);
+            nnz++;
+        }
         /* the whole step has norm H, as a single-entry step has */
         double nd = numeric(&f, p, keep, dir, t->count, H / sqrt(nnz));
         /* relative to the scale the sum would have without cancellation, sum |grad| */
@@ -240,7 +239,7 @@ static int check_variant(uint32_t lk, uint32_t sk, uint32_t tk) {
                         t->name, gd, nd, gl1),
                 n_bad++;
 
-        /* single entries: the four largest, then three more at random among the nonzero */
+        /* single entries: the four largest, then three more at random (zero or not) */
         memset(dir, 0, t->count * sizeof(double));
         for (int pick = 0, tries = 0; pick < 7 && tries < 32; pick++, tries++) {
             size_t best = 0;
@@ -249,12 +248,12 @@ static int check_variant(uint32_t lk, uint32_t sk, uint32_t tk) {
                 for (size_t k = 0; k < t->count; k++)
                     if (!taken[k] && fabs(gr[k]) > bv) bv = fabs(gr[k]), best = k;
             } else {
-                for (int k = 0; k < 64 && bv <= 0; k++) {
+                for (int k = 0; k < 64 && bv < 0; k++) {
                     best = core_rng_below(&r, t->count);
-                    if (!taken[best] && gr[best] != 0.f) bv = fabs(gr[best]);
+                    if (!taken[best]) bv = fabs(gr[best]);
                 }
             }
-            if (bv <= 0) break;
+            if (bv < 0 || (pick < 4 && bv == 0)) break;
             taken[best] = 1;
             dir[best] = 1;
             nd = numeric(&f, p, keep, dir, t->count, H);
