@@ -30,6 +30,7 @@ struct rank_net {
     // batch bookkeeping (valid after a forward)
     uint32_t B, U;
     uint32_t *perm;     // (B) grouped position -> input index
+    uint32_t *iperm;    // (B) input index -> grouped position
     uint32_t *goff;     // (U+1) candidate group offsets
     uint32_t *cir, *ccr; // (B) candidate item / category rows
     uint16_t *csig;     // (B, S)
@@ -120,6 +121,7 @@ static size_t carve(rank_net *n, char *base) {
     int tin = c->temporal_kind != MDL_TEMPORAL_NONE;
 
     TAKE(n->perm, B);
+    TAKE(n->iperm, B);
     TAKE(n->goff, U + 1);
     TAKE(n->cir, B);
     TAKE(n->ccr, B);
@@ -536,7 +538,11 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     memset(n->goff, 0, (U + 1) * sizeof *n->goff);
     for (uint32_t b = 0; b < B; b++) n->goff[(bt->user ? bt->user[b] : 0) + 1]++;
     for (uint32_t u = 0; u < U; u++) n->goff[u + 1] += n->goff[u];
-    for (uint32_t b = 0; b < B; b++) n->perm[n->goff[bt->user ? bt->user[b] : 0]++] = b;
+    for (uint32_t b = 0; b < B; b++) {
+        uint32_t i = n->goff[bt->user ? bt->user[b] : 0]++;
+        n->perm[i] = b;
+        n->iperm[b] = i;
+    }
     for (uint32_t u = U; u > 0; u--) n->goff[u] = n->goff[u - 1];
     n->goff[0] = 0;
 
@@ -806,6 +812,11 @@ void rank_net_touched(const rank_net *n, const uint32_t **item_rows, uint32_t *n
     *n_item = n->n_ti;
     *cat_rows = n->t_cr;
     *n_cat = n->n_tc;
+}
+
+const float *rank_net_head_input(const rank_net *n, uint32_t b) {
+    CORE_ASSERT(b < n->B);
+    return n->z + (size_t)n->iperm[b] * n->D;
 }
 
 static uint64_t pattern_mix(uint64_t h, const float *x, size_t n) {

@@ -98,6 +98,11 @@ void rank_net_backward(rank_net *net, const mdl_model *m, const rank_batch *bt,
 void rank_net_touched(const rank_net *net, const uint32_t **item_rows, uint32_t *n_item,
                       const uint32_t **cat_rows, uint32_t *n_cat);
 
+/** @brief The MLP input row of candidate b (input order) from the last forward, mdl_mlp_in_dim(cfg)
+ *  floats in the concat order above (so u_long is at offset C when long != none). For tests and
+ *  train/serve parity checks. @remark Valid until the next forward on this net. */
+const float *rank_net_head_input(const rank_net *net, uint32_t b);
+
 /** @brief A fingerprint of the ReLU on/off pattern of the last forward (MLP and FFN units). The
  *  network is smooth except at ReLU kinks (the hash is frozen by a signature cache), so a
  *  finite-difference step is valid when the pattern does not change; tests use this. */

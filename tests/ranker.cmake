@@ -1,3 +1,4 @@
 # The ranker's tests (trail_ranker): kernels, whole-network gradients, scoring.
 trail_add_test(test_rank_kernels SOURCES test_rank_kernels.c LIBS trail_ranker LABELS unit grad)
 trail_add_test(test_rank_grad SOURCES test_rank_grad.c LIBS trail_ranker LABELS grad)
+trail_add_test(test_rank_score SOURCES test_rank_score.c LIBS trail_ranker LABELS unit)
