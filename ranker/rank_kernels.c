@@ -11,6 +11,28 @@
 #include <stddef.h>
 #include <string.h>
 
+/* The hot element-wise kernels of the serving path get AVX-512 / AVX2 clones picked at load time
+ * (the build targets baseline x86-64); the loops are written so the compiler vectorizes them
+ * without -ffast-math: fixed-width partial sums instead of one running reduction. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) &&                 \
+    !defined(__SANITIZE_THREAD__)
+#define RANK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RANK_CLONES
+#endif
+
+/* sum of squares with eight independent partial sums (vectorizable) */
+static inline float sumsq(const float *v, int C) {
+    float acc[8] = {0};
+    int c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int l = 0; l < 8; l++) acc[l] += v[c + l] * v[c + l];
+    float s = 0.f;
+    for (; c < C; c++) s += v[c] * v[c];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Embedding lookup
 
@@ -87,7 +109,7 @@ void rank_layernorm_backward(float *dinp, float *dw, float *db, const float *dou
 // ---------------------------------------------------------------------------------------------
 // ReLU and element-wise product
 
-void rank_relu_forward(float *out, const float *inp, int n) {
+RANK_CLONES void rank_relu_forward(float *out, const float *inp, int n) {
     for (int i = 0; i < n; i++) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
 }
 
@@ -96,7 +118,7 @@ void rank_relu_backward(float *dinp, const float *dout, const float *out, int n)
         if (out[i] > 0.f) dinp[i] += dout[i];
 }
 
-void rank_mul_forward(float *out, const float *a, const float *b, int n) {
+RANK_CLONES void rank_mul_forward(float *out, const float *a, const float *b, int n) {
     for (int i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 
@@ -115,17 +137,19 @@ void rank_mul_backward(float *da, float *db, const float *dout, const float *a, 
  * exp(x) = 2^k * exp(r), k = round(x / ln 2), |r| <= ln2/2, exp(r) by a degree-6 polynomial
  * (relative error under 2e-7, the float rounding level). Below -87 it returns 0. */
 static inline float exp_nonpos(float x) {
-    if (x < -87.f) x = -87.f;
-    float kf = rintf(x * 1.44269504f);
+    x = x < -87.f ? -87.f : x;
+    /* round to nearest by the 1.5 * 2^23 trick (rintf would be a libm call without SSE4.1) */
+    float kf = (x * 1.44269504f + 12582912.f) - 12582912.f;
     float r = x - kf * 0.693145752f - kf * 1.42860677e-6f;
     float p = 1.f + r * (1.f + r * (0.5f + r * (0.166666672f +
               r * (0.0416666642f + r * (0.00833338592f + r * 0.00138888892f)))));
-    union { float f; int32_t i; } u;
-    u.i = ((int32_t)kf + 127) << 23;
-    return p * u.f;
+    int32_t bits = ((int32_t)kf + 127) << 23;
+    float two_k;
+    memcpy(&two_k, &bits, sizeof two_k);
+    return p * two_k;
 }
 
-void rank_softmax_rows(float *x, int R, int T) {
+RANK_CLONES void rank_softmax_rows(float *x, int R, int T) {
     for (int r = 0; r < R; r++) {
         float *row = x + (size_t)r * T;
         /* eight running maxima and sums keep the reductions vectorizable */
@@ -326,48 +350,55 @@ void rank_buckets_backward(float *dx, const float *dV, const uint16_t *sig, int 
     }
 }
 
-void rank_sdim_forward(float *out, float *unit, float *norm, const float *V, const uint16_t *sig,
-                       int B, int S, int nb, int C, float eps) {
+RANK_CLONES void rank_l2rows_forward(float *U, float *norm, const float *V, int R, int C,
+                                     float eps) {
+    for (int r = 0; r < R; r++) {
+        const float *v = V + (size_t)r * C;
+        float *u = U + (size_t)r * C;
+        float n = sqrtf(sumsq(v, C)), inv = 1.f / (n > eps ? n : eps);
+        for (int c = 0; c < C; c++) u[c] = v[c] * inv;
+        norm[r] = n;
+    }
+}
+
+void rank_l2rows_backward(float *dV, const float *dU, const float *U, const float *norm, int R,
+                          int C, float eps) {
+    for (int r = 0; r < R; r++) {
+        const float *u = U + (size_t)r * C, *g = dU + (size_t)r * C;
+        float *dv = dV + (size_t)r * C, n = norm[r];
+        if (n > eps) {
+            float ug = 0.f;
+            for (int c = 0; c < C; c++) ug += u[c] * g[c];
+            for (int c = 0; c < C; c++) dv[c] += (g[c] - u[c] * ug) / n;
+        } else {
+            for (int c = 0; c < C; c++) dv[c] += g[c] / eps;
+        }
+    }
+}
+
+RANK_CLONES void rank_sdim_forward(float *out, const float *U, const uint16_t *sig, int B, int S,
+                                   int nb, int C) {
     float invS = 1.f / (float)S;
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * C;
+        const uint16_t *sb = sig + (size_t)b * S;
         for (int c = 0; c < C; c++) o[c] = 0.f;
         for (int i = 0; i < S; i++) {
-            const float *v = V + ((size_t)i * nb + sig[(size_t)b * S + i]) * C;
-            float ss = 0.f;
-            for (int c = 0; c < C; c++) ss += v[c] * v[c];
-            float n = sqrtf(ss), inv = 1.f / (n > eps ? n : eps);
-            for (int c = 0; c < C; c++) o[c] += v[c] * inv;
-            if (unit) {
-                float *u = unit + ((size_t)b * S + i) * C;
-                for (int c = 0; c < C; c++) u[c] = v[c] * inv;
-                norm[(size_t)b * S + i] = n;
-            }
+            const float *u = U + ((size_t)i * nb + sb[i]) * C;
+            for (int c = 0; c < C; c++) o[c] += u[c];
         }
         for (int c = 0; c < C; c++) o[c] *= invS;
     }
 }
 
-/* u = v / |v| has Jacobian (I - u u^T) / |v|, so dv = (du - u (u . du)) / |v|. Below eps the
- * forward is v / eps, whose Jacobian is I / eps. The 1/S of the mean is folded into du. */
-void rank_sdim_backward(float *dV, const float *dout, const float *unit, const float *norm,
-                        const uint16_t *sig, int B, int S, int nb, int C, float eps) {
+void rank_sdim_backward(float *dU, const float *dout, const uint16_t *sig, int B, int S, int nb,
+                        int C) {
     float invS = 1.f / (float)S;
     for (int b = 0; b < B; b++) {
         const float *g = dout + (size_t)b * C;
         for (int i = 0; i < S; i++) {
-            const float *u = unit + ((size_t)b * S + i) * C;
-            float n = norm[(size_t)b * S + i];
-            float *dv = dV + ((size_t)i * nb + sig[(size_t)b * S + i]) * C;
-            if (n > eps) {
-                float ug = 0.f;
-                for (int c = 0; c < C; c++) ug += u[c] * g[c];
-                float k = invS / n;
-                for (int c = 0; c < C; c++) dv[c] += k * (g[c] - u[c] * ug);
-            } else {
-                float k = invS / eps;
-                for (int c = 0; c < C; c++) dv[c] += k * g[c];
-            }
+            float *du = dU + ((size_t)i * nb + sig[(size_t)b * S + i]) * C;
+            for (int c = 0; c < C; c++) du[c] += g[c] * invS;
         }
     }
 }

@@ -93,17 +93,25 @@ void rank_buckets_backward(float *dx,                           // += (T, C)
                            const float *dV, const uint16_t *sig, // (S, nb, C), (T, S)
                            int T, int S, int nb, int C);
 
-/** @brief u[b] = (1/S) sum_i l2(V[i][sig[b][i]]), l2(v) = v / max(|v|, eps).
- *  unit and norm are saved for the backward (NULL when not training). */
-void rank_sdim_forward(float *out, float *unit, float *norm, // (B, C), (B, S, C), (B, S)
-                       const float *V, const uint16_t *sig,  // (S, nb, C), (B, S)
-                       int B, int S, int nb, int C, float eps);
-/** @brief dV[i][sig[b][i]] += (du - u_i (u_i . du)) / |v_i| with du = dout[b] / S when
- *  |v_i| > eps; du / eps otherwise (l2 is then the linear map v / eps). */
-void rank_sdim_backward(float *dV,                                // += (S, nb, C)
-                        const float *dout,                        // (B, C)
-                        const float *unit, const float *norm, const uint16_t *sig,
-                        int B, int S, int nb, int C, float eps);
+/** @brief Row-wise l2(v) = v / max(|v|, eps) of R rows (the S * nb bucket sums of one user: done
+ *  once per user, so each candidate then only adds S unit vectors). */
+void rank_l2rows_forward(float *U, float *norm, // (R, C), (R) saved
+                         const float *V,        // (R, C)
+                         int R, int C, float eps);
+/** @brief l2 has Jacobian (I - u u^T) / |v| for |v| > eps, so dv = (du - u (u . du)) / |v|; below
+ *  eps the forward is v / eps and dv = du / eps. */
+void rank_l2rows_backward(float *dV,                                 // += (R, C)
+                          const float *dU,                           // (R, C)
+                          const float *U, const float *norm, int R, int C, float eps);
+
+/** @brief u[b] = (1/S) sum_i U[i][sig[b][i]] with U the l2-normalized bucket sums. */
+void rank_sdim_forward(float *out,                          // (B, C)
+                       const float *U, const uint16_t *sig, // (S, nb, C), (B, S)
+                       int B, int S, int nb, int C);
+/** @brief dU[i][sig[b][i]] += dout[b] / S (no gradient through the hash). */
+void rank_sdim_backward(float *dU,                              // += (S, nb, C)
+                        const float *dout, const uint16_t *sig, // (B, C), (B, S)
+                        int B, int S, int nb, int C);
 
 /** @brief Mean of the window from its bucket sums: the buckets of signature 0 partition it.
  *  out = (1/len) sum_b V[0][b]; len = 0 gives 0. */

@@ -38,8 +38,9 @@ struct rank_net {
 
     // long branch
     float *ulong;       // (B, C)
-    float *sd_unit;     // (B, S, C) train
-    float *sd_norm;     // (B, S) train
+    float *Un;          // (U, S, nb, C) l2-normalized buckets per user
+    float *Unorm;       // (U, S, nb) their norms before normalizing
+    float *dUn;         // (U, S, nb, C) train
     float *V;           // (U, S, nb, C) buckets built here
     uint32_t *cnt;      // (U, S, nb)
     const float **Vp;   // (U) buckets used per user (built or stored)
@@ -128,9 +129,10 @@ static size_t carve(rank_net *n, char *base) {
     TAKE(n->csig, B * S);
     TAKE(n->q, B * C);
     if (is_long) TAKE(n->ulong, B * C);
-    if (c->long_kind == MDL_LONG_SDIM && tr) {
-        TAKE(n->sd_unit, B * S * C);
-        TAKE(n->sd_norm, B * S);
+    if (c->long_kind == MDL_LONG_SDIM) {
+        TAKE(n->Un, U * S * nb * C);
+        TAKE(n->Unorm, U * S * nb);
+        if (tr) TAKE(n->dUn, U * S * nb * C);
     }
     if (buckets) {
         TAKE(n->V, U * S * nb * C);
@@ -416,10 +418,12 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
             rank_avgpool_forward(o, n->Vp[u], n->wlen[u], nb, C);
             for (uint32_t b = 1; b < Bu; b++) memcpy(o + (size_t)b * C, o, (size_t)C * sizeof *o);
         } else {
-            rank_sdim_forward(ulong + (size_t)g0 * C,
-                              n->sd_unit ? n->sd_unit + (size_t)g0 * S * C : NULL,
-                              n->sd_norm ? n->sd_norm + (size_t)g0 * S : NULL, n->Vp[u],
-                              n->csig + (size_t)g0 * S, (int)Bu, S, nb, C, RANK_SDIM_EPS);
+            /* normalize the user's S * nb buckets once; each candidate then adds S of them */
+            float *Un = n->Un + (size_t)u * S * nb * C;
+            rank_l2rows_forward(Un, n->Unorm + (size_t)u * S * nb, n->Vp[u], S * nb, C,
+                                RANK_SDIM_EPS);
+            rank_sdim_forward(ulong + (size_t)g0 * C, Un, n->csig + (size_t)g0 * S, (int)Bu, S, nb,
+                              C);
         }
     }
 }
@@ -740,9 +744,12 @@ static void backward_long(rank_net *n, const mdl_params *g) {
             float *dV = n->dV + (size_t)u * VS;
             memset(dV, 0, VS * sizeof(float));
             if (k == MDL_LONG_SDIM) {
-                rank_sdim_backward(dV, n->dulong + (size_t)g0 * C, n->sd_unit + (size_t)g0 * S * C,
-                                   n->sd_norm + (size_t)g0 * S, n->csig + (size_t)g0 * S, (int)Bu,
-                                   S, nb, C, RANK_SDIM_EPS);
+                float *dUn = n->dUn + (size_t)u * VS;
+                memset(dUn, 0, VS * sizeof(float));
+                rank_sdim_backward(dUn, n->dulong + (size_t)g0 * C, n->csig + (size_t)g0 * S,
+                                   (int)Bu, S, nb, C);
+                rank_l2rows_backward(dV, dUn, n->Un + (size_t)u * VS, n->Unorm + (size_t)u * S * nb,
+                                     S * nb, C, RANK_SDIM_EPS);
             } else {
                 memset(n->dsum, 0, (size_t)C * sizeof(float));
                 for (uint32_t b = 0; b < Bu; b++)

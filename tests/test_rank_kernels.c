@@ -266,7 +266,9 @@ static void test_sdim_hand_worked(void **state) {
     uint32_t wantc[4] = {2, 1, 1, 2};
     for (int i = 0; i < 8; i++) assert_true(V[i] == wantV[i]);
     for (int i = 0; i < 4; i++) assert_int_equal(cnt[i], wantc[i]);
-    rank_sdim_forward(out, NULL, NULL, V, csig, 2, 2, 2, 2, RANK_SDIM_EPS);
+    float Un[8], nrm[4];
+    rank_l2rows_forward(Un, nrm, V, 4, 2, RANK_SDIM_EPS);
+    rank_sdim_forward(out, Un, csig, 2, 2, 2, 2);
     double s2 = sqrt(0.5), n36 = sqrt(45.0);
     assert_true(fabs(out[0] - (s2 + 3 / n36) / 2) < 1e-6);
     assert_true(fabs(out[1] - (s2 + 6 / n36) / 2) < 1e-6);
@@ -275,7 +277,8 @@ static void test_sdim_hand_worked(void **state) {
     /* an empty bucket contributes 0 */
     memset(V, 0, sizeof V);
     V[0] = 5;
-    rank_sdim_forward(out, NULL, NULL, V, csig, 1, 2, 2, 2, RANK_SDIM_EPS);
+    rank_l2rows_forward(Un, nrm, V, 4, 2, RANK_SDIM_EPS);
+    rank_sdim_forward(out, Un, csig, 1, 2, 2, 2);
     assert_true(fabs(out[0] - 0.5) < 1e-6 && out[1] == 0.f);
     /* avgpool from the buckets of signature 0: mean of the three behaviors */
     rank_buckets_forward(V, cnt, x, sig, 3, 2, 2, 2);
@@ -286,8 +289,8 @@ static void test_sdim_hand_worked(void **state) {
 static void test_sdim_backward_fd(void **state) {
     (void)state;
     enum { T = 7, S = 3, nb = 4, C = 5, B = 4 };
-    float x[T * C], V[S * nb * C], out[B * C], unit[B * S * C], norm[B * S], g[B * C];
-    float dV[S * nb * C] = {0}, dx[T * C] = {0};
+    float x[T * C], V[S * nb * C], out[B * C], Un[S * nb * C], norm[S * nb], g[B * C];
+    float dV[S * nb * C] = {0}, dU[S * nb * C] = {0}, dx[T * C] = {0};
     uint16_t sig[T * S], csig[B * S];
     uint32_t cnt[S * nb];
     fill(x, T * C), fill(g, B * C);
@@ -296,8 +299,10 @@ static void test_sdim_backward_fd(void **state) {
     csig[0] = 3, sig[0] = 0, sig[3] = 0, sig[6] = 0; /* make sure bucket (0,3) may be empty */
     for (int j = 0; j < T; j++) sig[j * S] = (uint16_t)(j % 3);
     rank_buckets_forward(V, cnt, x, sig, T, S, nb, C);
-    rank_sdim_forward(out, unit, norm, V, csig, B, S, nb, C, RANK_SDIM_EPS);
-    rank_sdim_backward(dV, g, unit, norm, csig, B, S, nb, C, RANK_SDIM_EPS);
+    rank_l2rows_forward(Un, norm, V, S * nb, C, RANK_SDIM_EPS);
+    rank_sdim_forward(out, Un, csig, B, S, nb, C);
+    rank_sdim_backward(dU, g, csig, B, S, nb, C);
+    rank_l2rows_backward(dV, dU, Un, norm, S * nb, C, RANK_SDIM_EPS);
     rank_buckets_backward(dx, dV, sig, T, S, nb, C);
     for (int i = 0; i < T * C; i++) {
         float keep = x[i];
@@ -305,7 +310,8 @@ static void test_sdim_backward_fd(void **state) {
         for (int s = 0; s < 2; s++) {
             x[i] = keep + (s ? -1e-3f : 1e-3f);
             rank_buckets_forward(V, cnt, x, sig, T, S, nb, C);
-            rank_sdim_forward(out, NULL, NULL, V, csig, B, S, nb, C, RANK_SDIM_EPS);
+            rank_l2rows_forward(Un, norm, V, S * nb, C, RANK_SDIM_EPS);
+            rank_sdim_forward(out, Un, csig, B, S, nb, C);
             l[s] = 0;
             for (int j = 0; j < B * C; j++) l[s] += (double)g[j] * out[j];
         }
