@@ -10,6 +10,8 @@
 #include "core_util.h"
 #include "enc_simhash.h"
 #include "mdl.h"
+#include "rank_blas.h"
+#include "rank_kernels.h"
 #include "rank_score.h"
 #include "trail_cmds.h"
 
@@ -58,6 +60,35 @@ static int time_scores(int64_t *t, int iters, int warm, float *out, rank_scratch
     return CORE_OK;
 }
 
+/* The head alone at the same shapes (B x D -> h1 -> h2 -> 1 with ReLU), the floor under any
+ * variant: it says how much of a request is the MLP and how much everything else. */
+static int time_mlp(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
+    const mdl_config *c = &m->cfg;
+    int D = (int)mdl_mlp_in_dim(c), H1 = (int)c->h1, H2 = (int)c->h2;
+    float *z = core_calloc((size_t)B * D, sizeof(float)), *a1 = core_malloc((size_t)B * H1 * 4),
+          *a2 = core_malloc((size_t)B * H2 * 4), *lg = core_malloc((size_t)B * 4);
+    int rc = CORE_ENOMEM;
+    if (!z || !a1 || !a2 || !lg) goto done;
+    for (size_t i = 0; i < (size_t)B * D; i++) z[i] = m->p.item_emb[i % ((size_t)c->item_rows * c->C / 2)];
+    for (int i = -5; i < iters; i++) {
+        int64_t t0 = core_now_ns();
+        rank_matmul_forward(a1, z, m->p.w1, m->p.b1, (int)B, D, H1);
+        rank_relu_forward(a1, a1, (int)B * H1);
+        rank_matmul_forward(a2, a1, m->p.w2, m->p.b2, (int)B, H1, H2);
+        rank_relu_forward(a2, a2, (int)B * H2);
+        rank_matmul_forward(lg, a2, m->p.w3, m->p.b3, (int)B, H2, 1);
+        if (i >= 0) t[i] = core_now_ns() - t0;
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    rc = CORE_OK;
+done:
+    core_free(z);
+    core_free(a1);
+    core_free(a2);
+    core_free(lg);
+    return rc;
+}
+
 static void bench_usage(FILE *f) {
     fprintf(f, "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
                "                        [--iters K] [--attention-iters K] [--seed X]\n"
@@ -99,7 +130,7 @@ int rank_cmd_bench(int argc, char **argv) {
     bench_user u = {0};
     uint64_t *item = NULL, *cat = NULL;
     float *out = NULL, *x = NULL;
-    int64_t *ts = NULL, *ta = NULL;
+    int64_t *ts = NULL, *ta = NULL, *tm = NULL;
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
@@ -122,8 +153,9 @@ int rank_cmd_bench(int argc, char **argv) {
     x = core_malloc((size_t)C * sizeof *x);
     ts = core_malloc(iters * sizeof *ts);
     ta = core_malloc(aiters * sizeof *ta);
+    tm = core_malloc(iters * sizeof *tm);
     rc = CORE_ENOMEM;
-    if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta) goto fail;
+    if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm) goto fail;
 
     /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
     core_rng r;
@@ -154,11 +186,13 @@ int rank_cmd_bench(int argc, char **argv) {
     if ((rc = time_scores(ts, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B))) goto fail;
     rank_scratch_destroy(ss);
     ss = NULL;
+    if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
     if ((rc = time_scores(ta, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B))) goto fail;
 
     double s50 = pct_us(ts, (int)iters, 50), s99 = pct_us(ts, (int)iters, 99);
     double a50 = pct_us(ta, (int)aiters, 50), a99 = pct_us(ta, (int)aiters, 99);
+    double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
     char vname[64];
     mdl_variant_str(&cfg, vname, sizeof vname);
     if (json) {
@@ -168,10 +202,10 @@ int rank_cmd_bench(int argc, char **argv) {
                "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
                "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
                "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
-               "\"speedup\": %.2f}\n",
+               "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f}\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
                cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99,
-               (unsigned long long)aiters, a50, a99, a50 / s50);
+               (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99);
     } else {
         printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
@@ -180,6 +214,8 @@ int rank_cmd_bench(int argc, char **argv) {
         printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", a50, a99,
                (unsigned long long)aiters);
         printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
+        printf("  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
+               m50, m99);
     }
     ret = 0;
 fail:
@@ -197,5 +233,6 @@ fail:
     core_free(x);
     core_free(ts);
     core_free(ta);
+    core_free(tm);
     return ret;
 }

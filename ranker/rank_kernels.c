@@ -149,28 +149,79 @@ static inline float exp_nonpos(float x) {
     return p * two_k;
 }
 
-RANK_CLONES void rank_softmax_rows(float *x, int R, int T) {
+static void softmax_rows_scalar(float *x, int R, int T) {
     for (int r = 0; r < R; r++) {
         float *row = x + (size_t)r * T;
-        /* eight running maxima and sums keep the reductions vectorizable */
-        float mx[8], sm[8];
-        for (int l = 0; l < 8; l++) mx[l] = -INFINITY, sm[l] = 0.f;
-        int t = 0;
-        for (; t + 8 <= T; t += 8)
-            for (int l = 0; l < 8; l++) mx[l] = row[t + l] > mx[l] ? row[t + l] : mx[l];
-        float m = -INFINITY;
-        for (; t < T; t++) m = row[t] > m ? row[t] : m;
-        for (int l = 0; l < 8; l++) m = mx[l] > m ? mx[l] : m;
-        for (t = 0; t < T; t++) row[t] = exp_nonpos(row[t] - m);
-        t = 0;
-        for (; t + 8 <= T; t += 8)
-            for (int l = 0; l < 8; l++) sm[l] += row[t + l];
-        float s = 0.f;
-        for (; t < T; t++) s += row[t];
-        for (int l = 0; l < 8; l++) s += sm[l];
+        float m = -INFINITY, s = 0.f;
+        for (int t = 0; t < T; t++) m = row[t] > m ? row[t] : m;
+        for (int t = 0; t < T; t++) s += (row[t] = exp_nonpos(row[t] - m));
         float inv = 1.f / s;
-        for (t = 0; t < T; t++) row[t] *= inv;
+        for (int t = 0; t < T; t++) row[t] *= inv;
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* exp_nonpos on eight lanes, the same reduction and polynomial */
+__attribute__((target("avx2,fma"))) static inline __m256 exp8_nonpos(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
+    __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693145752f), x);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_set1_ps(0.00138888892f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.00833338592f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.0416666642f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.166666672f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+    __m256i k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(kf), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(k));
+}
+
+__attribute__((target("avx2,fma"))) static float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_rows_avx2(float *x, int R, int T) {
+    for (int r = 0; r < R; r++) {
+        float *row = x + (size_t)r * T;
+        int t = 0;
+        __m256 vm = _mm256_set1_ps(-INFINITY);
+        for (; t + 8 <= T; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + t));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float m = _mm_cvtss_f32(m4);
+        for (; t < T; t++) m = row[t] > m ? row[t] : m;
+        __m256 mv = _mm256_set1_ps(m), sv = _mm256_setzero_ps();
+        for (t = 0; t + 8 <= T; t += 8) {
+            __m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + t), mv));
+            _mm256_storeu_ps(row + t, e);
+            sv = _mm256_add_ps(sv, e);
+        }
+        float s = hsum8(sv);
+        for (; t < T; t++) s += (row[t] = exp_nonpos(row[t] - m));
+        __m256 iv = _mm256_set1_ps(1.f / s);
+        for (t = 0; t + 8 <= T; t += 8) _mm256_storeu_ps(row + t, _mm256_mul_ps(_mm256_loadu_ps(row + t), iv));
+        for (; t < T; t++) row[t] *= 1.f / s;
+    }
+}
+#endif
+
+void rank_softmax_rows(float *x, int R, int T) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        softmax_rows_avx2(x, R, T);
+        return;
+    }
+#endif
+    softmax_rows_scalar(x, R, T);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -68,8 +68,8 @@ struct rank_net {
     float *lnf, *lnfm, *lnfr;      // (NN, C), (NN), (NN)
     const float *hs;               // (NN, C) values of the short pooling (lnf or xr)
     float *tmp;                    // (NN, C) scratch
-    float *kp;                     // (NN, C)
-    float *qp;                     // (B, C)
+    float *kp;                     // (NN, C) Wk h_k
+    float *k2;                     // (NN, C) Wq^T Wk h_k: scores are then q . k2_k
     float *att_s;                  // (B * N)
     float *ushort;                 // (B, C)
     float *et;                     // (NN, C)
@@ -85,11 +85,11 @@ struct rank_net {
     // backward scratch (train)
     float *dl;          // (B)
     float *da1, *dp1, *da2, *dp2, *dz; // (B,H1) (B,H1) (B,H2) (B,H2) (B,D)
-    float *dq, *dulong, *dushort, *dutin, *dqp, *dvt, *dpool; // (B, C)
+    float *dq, *dulong, *dushort, *dutin, *dvt, *dpool; // (B, C)
     float *dV;          // (U, S, nb, C)
     float *dsum;        // (C)
     float *dxw;         // (TT, C)
-    float *dxr, *dhs, *dkp, *det, *dx, *dh, *dt2; // (NN, C)
+    float *dxr, *dhs, *dkp, *dk2, *det, *dx, *dh, *dt2; // (NN, C)
     float *dqkv;        // (NN, 3C)
     float *dr, *df;     // (NN, F)
     float *datt;        // (max(max_B * max_T, max_B * N))
@@ -181,7 +181,7 @@ static size_t carve(rank_net *n, char *base) {
     }
     if (sh) {
         TAKE(n->kp, NN * C);
-        TAKE(n->qp, B * C);
+        TAKE(n->k2, NN * C);
         TAKE(n->att_s, B * N);
         TAKE(n->ushort, B * C);
     }
@@ -210,7 +210,7 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->dxw, TT * C);
         if (sh) {
             TAKE(n->dushort, B * C);
-            TAKE(n->dqp, B * C);
+            TAKE(n->dk2, NN * C);
             TAKE(n->dkp, NN * C);
             TAKE(n->dhs, NN * C);
         }
@@ -490,13 +490,15 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
         } else {
             n->hs = n->xr;
         }
+        /* <Wq q, Wk h_k> = q . (Wq^T Wk h_k): the projections fold into the keys, once per
+         * user, instead of projecting every candidate */
         rank_matmul_forward(n->kp, n->hs, p->w_tk, NULL, NNu, C, C);
-        rank_matmul_forward(n->qp, n->q, p->w_tq, NULL, (int)bt->B, C, C);
+        rank_gemm(0, 0, NNu, C, C, 1.f, n->kp, C, p->w_tq, C, 0.f, n->k2, C);
         for (uint32_t u = 0; u < bt->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
             uint32_t nu = n->roff[u + 1] - r0;
             rank_tattn_forward(n->ushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u],
-                               n->qp + (size_t)g0 * C, n->kp + (size_t)r0 * C,
+                               n->q + (size_t)g0 * C, n->k2 + (size_t)r0 * C,
                                n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
         }
     }
@@ -683,19 +685,21 @@ static void backward_recent(rank_net *n, const mdl_model *m, const mdl_params *g
         }
     }
     if (cfg->short_kind != MDL_SHORT_NONE) {
-        memset(n->dqp, 0, (size_t)B * C * sizeof(float));
+        memset(n->dk2, 0, NC * sizeof(float));
         memset(n->dkp, 0, NC * sizeof(float));
         memset(n->dhs, 0, NC * sizeof(float));
         for (uint32_t u = 0; u < n->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
             uint32_t nu = n->roff[u + 1] - r0;
-            rank_tattn_backward(n->dqp + (size_t)g0 * C, n->dkp + (size_t)r0 * C,
+            rank_tattn_backward(n->dq + (size_t)g0 * C, n->dk2 + (size_t)r0 * C,
                                 n->dhs + (size_t)r0 * C, n->datt, n->dushort + (size_t)g0 * C,
-                                n->att_s + n->aoff_rec[u], n->qp + (size_t)g0 * C,
-                                n->kp + (size_t)r0 * C, n->hs + (size_t)r0 * C, (int)Bu, (int)nu,
+                                n->att_s + n->aoff_rec[u], n->q + (size_t)g0 * C,
+                                n->k2 + (size_t)r0 * C, n->hs + (size_t)r0 * C, (int)Bu, (int)nu,
                                 C, scale);
         }
-        rank_matmul_backward(n->dq, g->w_tq, NULL, n->dqp, n->q, p->w_tq, B, C, C);
+        /* k2 = kp Wq: dkp += dk2 Wq^T, dWq += kp^T dk2 */
+        rank_gemm(0, 1, NNu, C, C, 1.f, n->dk2, C, p->w_tq, C, 1.f, n->dkp, C);
+        rank_gemm(1, 0, C, C, NNu, 1.f, n->kp, C, n->dk2, C, 1.f, g->w_tq, C);
         rank_matmul_backward(n->dhs, g->w_tk, NULL, n->dkp, n->hs, p->w_tk, NNu, C, C);
         if (cfg->short_kind == MDL_SHORT_SELFATTN) {
             memset(n->dx, 0, NC * sizeof(float));
