@@ -15,6 +15,9 @@ static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
     {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
     {"bench", "rank", rank_cmd_bench, "serving latency: SDIM against exact target attention"},
+#ifdef TRAIL_HAVE_RANK_CMD
+    {"rank", NULL, rank_cmd_rank, "score candidates for one user from an encoder store"},
+#endif
 };
 
 static void usage(FILE *f) {

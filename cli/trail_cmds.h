@@ -7,5 +7,6 @@ int mdl_cmd_init(int argc, char **argv);    /* trail model init */
 int mdl_cmd_info(int argc, char **argv);    /* trail model info */
 
 int rank_cmd_bench(int argc, char **argv);  /* trail bench rank */
+int rank_cmd_rank(int argc, char **argv);   /* trail rank */
 
 #endif
