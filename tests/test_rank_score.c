@@ -7,6 +7,7 @@
  */
 #include "test_common.h"
 
+#include "core_alloc.h"
 #include "core_err.h"
 #include "core_util.h"
 #include "enc_simhash.h"
@@ -219,6 +220,30 @@ static void test_attention_window_limit(void **state) {
     unmake(&f);
 }
 
+/* every allocation of the setup path fails cleanly (ASan checks for leaks) */
+static void test_scratch_alloc_failures(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_ATTN);
+    for (int persistent = 0; persistent < 2; persistent++) {
+        int ok = 0;
+        for (long n = 0; n < 64 && !ok; n++) {
+            rank_scratch *s = NULL;
+            core_alloc_fail_after(n, persistent);
+            int rc = rank_scratch_new(&s, f.m, B, 100);
+            core_alloc_fail_after(-1, 0);
+            if (rc == CORE_OK) {
+                ok = 1;
+                rank_scratch_destroy(s);
+            } else {
+                assert_int_equal(rc, CORE_ENOMEM);
+            }
+        }
+        assert_true(ok);
+    }
+    unmake(&f);
+}
+
 static void test_candidate_parse(void **state) {
     (void)state;
     uint64_t it, ca;
@@ -258,6 +283,7 @@ int main(void) {
         cmocka_unit_test(test_rank_score_order_and_limits),
         cmocka_unit_test(test_attention_window_limit),
         cmocka_unit_test(test_candidate_parse),
+        cmocka_unit_test(test_scratch_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
