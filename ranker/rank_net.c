@@ -50,7 +50,7 @@ struct rank_net {
     uint32_t *wir, *wcr; // (TT)
     float *xw;          // (TT, C)
     uint16_t *wsig;     // (TT, S)
-    float *att_long;    // (max_B * max_T)
+    float *att_long;    // (max_B * max_T) train; (RANK_ATTN_BLOCK * max_T) serving
     size_t *aoff_long;  // (U+1)
 
     // recent: short and temporal branches
@@ -101,6 +101,9 @@ struct rank_net {
 };
 
 #define A64(x) (((x) + 63) & ~(size_t)63)
+/* Exact attention runs over blocks of this many candidates, so the block's (block, T) scores stay
+ * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM. */
+#define RANK_ATTN_BLOCK 64
 
 /* Carve every buffer out of one block: called once with base NULL to size it, then to assign. */
 static size_t carve(rank_net *n, char *base) {
@@ -147,7 +150,7 @@ static size_t carve(rank_net *n, char *base) {
     TAKE(n->wcr, TT);
     TAKE(n->xw, TT * C);
     if (c->long_kind == MDL_LONG_ATTN) {
-        TAKE(n->att_long, B * n->sh.max_T);
+        TAKE(n->att_long, (tr ? B : (B < RANK_ATTN_BLOCK ? B : RANK_ATTN_BLOCK)) * n->sh.max_T);
         TAKE(n->aoff_long, U + 1);
     }
     TAKE(n->roff, U + 1);
@@ -383,8 +386,13 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, w0 = n->woff[u];
             uint32_t T = n->woff[u + 1] - w0;
             const float *xu = n->xw + (size_t)w0 * C;
-            rank_tattn_forward(ulong + (size_t)g0 * C, n->att_long + n->aoff_long[u],
-                               n->q + (size_t)g0 * C, xu, xu, (int)Bu, (int)T, C, scale);
+            for (uint32_t b0 = 0; b0 < Bu; b0 += RANK_ATTN_BLOCK) {
+                uint32_t n_blk = Bu - b0 < RANK_ATTN_BLOCK ? Bu - b0 : RANK_ATTN_BLOCK;
+                /* serving reuses one block of scores; training keeps all for the backward */
+                float *att = n->att_long + (n->sh.train ? n->aoff_long[u] + (size_t)b0 * T : 0);
+                rank_tattn_forward(ulong + (size_t)(g0 + b0) * C, att, n->q + (size_t)(g0 + b0) * C,
+                                   xu, xu, (int)n_blk, (int)T, C, scale);
+            }
             n->aoff_long[u + 1] = n->aoff_long[u] + (size_t)Bu * T;
         }
         return;

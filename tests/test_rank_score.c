@@ -220,6 +220,27 @@ static void test_attention_window_limit(void **state) {
     unmake(&f);
 }
 
+/* exact attention runs in blocks of candidates: a batch of 130 equals one-at-a-time scoring */
+static void test_attention_blocks_equal_single(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_ATTN);
+    enum { NB = 130 };
+    uint64_t it[NB], ca[NB];
+    for (int b = 0; b < NB; b++) it[b] = 1 + (uint64_t)b * 37 % 3000, ca[b] = 1 + (uint64_t)b % 100;
+    rank_scratch *s;
+    assert_int_equal(rank_scratch_new(&s, f.m, NB, T), 0);
+    rank_history h = {.window = f.win, .T = T, .now_ts = 1700000000};
+    float all[NB], one;
+    assert_int_equal(rank_score(all, s, f.m, &h, it, ca, NB), 0);
+    for (int b = 0; b < NB; b++) {
+        assert_int_equal(rank_score(&one, s, f.m, &h, &it[b], &ca[b], 1), 0);
+        assert_true(fabsf(one - all[b]) < 1e-6f);
+    }
+    rank_scratch_destroy(s);
+    unmake(&f);
+}
+
 /* every allocation of the setup path fails cleanly (ASan checks for leaks) */
 static void test_scratch_alloc_failures(void **state) {
     (void)state;
@@ -284,6 +305,7 @@ int main(void) {
         cmocka_unit_test(test_attention_window_limit),
         cmocka_unit_test(test_candidate_parse),
         cmocka_unit_test(test_scratch_alloc_failures),
+        cmocka_unit_test(test_attention_blocks_equal_single),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
