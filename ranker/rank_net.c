@@ -50,6 +50,12 @@ struct rank_net {
     uint32_t *wir, *wcr; // (TT)
     float *xw;          // (TT, C)
     uint16_t *wsig;     // (TT, S)
+    /* without a signature cache (training: the weights change every step), signatures are
+     * computed once per distinct (item row, category row) per forward: a stamped hash table */
+    uint64_t *memo_key;   // (memo_mask + 1) item row << 32 | category row, plus 1
+    uint32_t *memo_stamp; // (memo_mask + 1) forward counter that wrote the slot
+    uint16_t *memo_sig;   // (memo_mask + 1, S)
+    uint32_t memo_mask, stamp;
     float *att_long;    // (max_B * max_T) train; (RANK_ATTN_BLOCK * max_T) serving
     size_t *aoff_long;  // (U+1)
 
@@ -144,6 +150,11 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->wlen, U);
         TAKE(n->built, U);
         TAKE(n->wsig, TT * S);
+    }
+    if (c->long_kind == MDL_LONG_SDIM) {
+        TAKE(n->memo_key, (size_t)n->memo_mask + 1);
+        TAKE(n->memo_stamp, (size_t)n->memo_mask + 1);
+        TAKE(n->memo_sig, ((size_t)n->memo_mask + 1) * S);
     }
     TAKE(n->woff, U + 1);
     TAKE(n->wir, TT);
@@ -272,6 +283,8 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     n->TT = shape->max_window_total ? shape->max_window_total : shape->max_U * shape->max_T;
     if (cfg->long_kind == MDL_LONG_NONE) n->TT = 0;
     n->NN = shape->max_U * cfg->n_recent;
+    n->memo_mask = 1;
+    while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B)) n->memo_mask = n->memo_mask * 2 + 1;
     n->bytes = carve(n, NULL);
     n->mem = core_aligned_alloc(n->bytes);
     if (!n->mem) {
@@ -280,6 +293,7 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
         return CORE_ENOMEM;
     }
     carve(n, n->mem);
+    if (n->memo_stamp) memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
     if (n->mark_i) {
         memset(n->mark_i, 0, cfg->item_rows);
         memset(n->mark_c, 0, cfg->cat_rows);
@@ -349,15 +363,28 @@ static int check_batch(const rank_net *n, const mdl_model *m, const rank_batch *
     return CORE_OK;
 }
 
-/* The S signatures of one item-side embedding x: from the cache when the batch has one (it must
- * be for the current weights), else computed from x. */
-static void sign_one(uint16_t *sig, const rank_net *n, const mdl_model *m, enc_sigcache *sc,
-                     uint64_t item_id, uint64_t category_id, const float *x) {
+/* The S signatures of one item-side embedding x (rows ir, cr): from the cache when the batch has
+ * one (it must be for the current weights), else computed from x with enc_simhash_sign (the
+ * encoder's bits exactly), once per distinct rows in this forward. */
+static void sign_one(uint16_t *sig, rank_net *n, const mdl_model *m, enc_sigcache *sc,
+                     uint64_t item_id, uint64_t category_id, uint32_t ir, uint32_t cr,
+                     const float *x) {
+    size_t S = (size_t)n->S;
     if (sc) {
-        memcpy(sig, enc_sigcache_get(sc, item_id, category_id), (size_t)n->S * sizeof *sig);
+        memcpy(sig, enc_sigcache_get(sc, item_id, category_id), S * sizeof *sig);
         return;
     }
-    enc_simhash_sign(sig, x, m->p.simhash_r, n->S, (int)n->cfg.tau, n->C);
+    uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
+    uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & n->memo_mask;
+    while (n->memo_stamp[slot] == n->stamp && n->memo_key[slot] != key)
+        slot = (slot + 1) & n->memo_mask; /* at most half full: terminates */
+    uint16_t *ms = n->memo_sig + slot * S;
+    if (n->memo_stamp[slot] != n->stamp) {
+        enc_simhash_sign(ms, x, m->p.simhash_r, n->S, (int)n->cfg.tau, n->C);
+        n->memo_key[slot] = key;
+        n->memo_stamp[slot] = n->stamp;
+    }
+    memcpy(sig, ms, S * sizeof *sig);
 }
 
 static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) {
@@ -411,7 +438,8 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
         float *V = n->V + (size_t)u * S * nb * C;
         for (uint32_t j = 0; j < T; j++)
             sign_one(n->wsig + (size_t)(w0 + j) * S, n, m, bt->sigcache, w[j].item_id,
-                     w[j].category_id, n->xw + (size_t)(w0 + j) * C);
+                     w[j].category_id, n->wir[w0 + j], n->wcr[w0 + j],
+                     n->xw + (size_t)(w0 + j) * C);
         rank_buckets_forward(V, n->cnt + (size_t)u * S * nb, n->xw + (size_t)w0 * C,
                              n->wsig + (size_t)w0 * S, (int)T, S, nb, C);
         n->Vp[u] = V;
@@ -568,10 +596,14 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     }
     rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
     if (cfg->long_kind == MDL_LONG_SDIM) {
+        if (++n->stamp == 0) { /* wrapped: forget every slot */
+            memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
+            n->stamp = 1;
+        }
         for (uint32_t i = 0; i < B; i++) {
             uint32_t b = n->perm[i];
             sign_one(n->csig + (size_t)i * n->S, n, m, bt->sigcache, bt->item_id[b],
-                     bt->category_id[b], n->q + (size_t)i * C);
+                     bt->category_id[b], n->cir[i], n->ccr[i], n->q + (size_t)i * C);
         }
     }
     if (cfg->long_kind != MDL_LONG_NONE) forward_long(n, m, bt);

@@ -128,6 +128,14 @@ static void test_sdim_stored_equals_window(void **state) {
     h = (rank_history){.window = f.win, .T = T, .now_ts = 1700000000};
     assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_window), 0);
     for (int b = 0; b < B; b++) assert_true(fabs(p_stored[b] - p_window[b]) < 1e-6);
+    /* and without a signature cache (training): signatures computed once per distinct item in the
+     * forward give the same bits, hence the same scores, twice in a row */
+    float p_nocache[B];
+    bt.sigcache = NULL;
+    for (int rep = 0; rep < 2; rep++) {
+        assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_nocache), 0);
+        for (int b = 0; b < B; b++) assert_true(p_nocache[b] == p_window[b]);
+    }
     rank_net_destroy(net);
     enc_sigcache_destroy(sc);
     unmake(&f);
