@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 // ---------------------------------------------------------------------------------------------
 // Candidate lines
@@ -159,20 +160,29 @@ static double pct_us(const int64_t *sorted, int n, double p) {
     return (double)sorted[k] / 1e3;
 }
 
-/* time `iters` calls of rank_score after `warm` untimed ones; ns per call into t (sorted) */
-static int time_scores(int64_t *t, int iters, int warm, float *out, rank_scratch *s,
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* time `iters` calls of rank_score after `warm` untimed ones: wall-clock ns per call into t and
+ * this thread's CPU ns into cpu (both sorted). On a shared machine the difference is time spent
+ * waiting for a core. */
+static int time_scores(int64_t *t, int64_t *cpu, int iters, int warm, float *out, rank_scratch *s,
                        const mdl_model *m, const rank_history *h, const uint64_t *item,
                        const uint64_t *cat, uint32_t B) {
     for (int i = -warm; i < iters; i++) {
-        int64_t t0 = core_now_ns();
+        int64_t c0 = thread_cpu_ns(), t0 = core_now_ns();
         int rc = rank_score(out, s, m, h, item, cat, B);
-        int64_t t1 = core_now_ns();
+        int64_t t1 = core_now_ns(), c1 = thread_cpu_ns();
         if (rc) return rc;
-        if (i >= 0) t[i] = t1 - t0;
+        if (i >= 0) t[i] = t1 - t0, cpu[i] = c1 - c0;
     }
     for (uint32_t b = 0; b < B; b++)
         if (!(out[b] > 0.f && out[b] < 1.f)) return CORE_ERANGE;
     qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    qsort(cpu, (size_t)iters, sizeof *cpu, cmp_i64);
     return CORE_OK;
 }
 
@@ -246,7 +256,7 @@ int rank_cmd_bench(int argc, char **argv) {
     bench_user u = {0};
     uint64_t *item = NULL, *cat = NULL;
     float *out = NULL, *x = NULL;
-    int64_t *ts = NULL, *ta = NULL, *tm = NULL;
+    int64_t *ts = NULL, *ta = NULL, *tm = NULL, *cs = NULL, *ca = NULL;
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
@@ -270,8 +280,12 @@ int rank_cmd_bench(int argc, char **argv) {
     ts = core_malloc(iters * sizeof *ts);
     ta = core_malloc(aiters * sizeof *ta);
     tm = core_malloc(iters * sizeof *tm);
+    cs = core_malloc(iters * sizeof *cs);
+    ca = core_malloc(aiters * sizeof *ca);
     rc = CORE_ENOMEM;
-    if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm) goto fail;
+    if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm || !cs ||
+        !ca)
+        goto fail;
 
     /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
     core_rng r;
@@ -299,16 +313,23 @@ int rank_cmd_bench(int argc, char **argv) {
                       .N = nrec, .now_ts = now};
 
     if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
-    if ((rc = time_scores(ts, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B))) goto fail;
+    if ((rc = time_scores(ts, cs, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B))) goto fail;
     rank_scratch_destroy(ss);
     ss = NULL;
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
-    if ((rc = time_scores(ta, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B))) goto fail;
+    if ((rc = time_scores(ta, ca, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B))) goto fail;
 
     double s50 = pct_us(ts, (int)iters, 50), s99 = pct_us(ts, (int)iters, 99);
     double a50 = pct_us(ta, (int)aiters, 50), a99 = pct_us(ta, (int)aiters, 99);
     double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
+    double sc50 = pct_us(cs, (int)iters, 50), ac50 = pct_us(ca, (int)aiters, 50);
+    double load = -1;
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf", &load) != 1) load = -1;
+        fclose(lf);
+    }
     char vname[64];
     mdl_variant_str(&cfg, vname, sizeof vname);
     if (json) {
@@ -318,10 +339,11 @@ int rank_cmd_bench(int argc, char **argv) {
                "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
                "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
                "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
-               "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f}\n",
+               "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
+               "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f}\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
                cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99,
-               (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99);
+               (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99, sc50, ac50, load);
     } else {
         printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
@@ -332,6 +354,8 @@ int rank_cmd_bench(int argc, char **argv) {
         printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
         printf("  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
                m50, m99);
+        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", sc50,
+               ac50, load);
     }
     ret = 0;
 fail:
@@ -350,5 +374,7 @@ fail:
     core_free(ts);
     core_free(ta);
     core_free(tm);
+    core_free(cs);
+    core_free(ca);
     return ret;
 }
