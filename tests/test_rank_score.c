@@ -202,6 +202,13 @@ static void test_rank_score_order_and_limits(void **state) {
         differ += fabs(none[b] - all[b]) > 1e-6;
     }
     assert_true(differ > B / 2);
+    /* the request path allocates nothing: with every allocation failing it still scores */
+    float again[B];
+    core_alloc_fail_after(0, 1);
+    int arc = rank_score(again, s, f.m, &h, f.item, f.cat, B);
+    core_alloc_fail_after(-1, 0);
+    assert_int_equal(arc, 0);
+    for (int b = 0; b < B; b++) assert_true(again[b] == all[b]);
     /* limits */
     assert_int_equal(rank_score(all, s, f.m, &h, f.item, f.cat, B + 1), CORE_ETOOBIG);
     mdl_model *other;
