@@ -224,6 +224,17 @@ void rank_softmax_rows(float *x, int R, int T) {
     softmax_rows_scalar(x, R, T);
 }
 
+/* With a = softmax(z) per row, the Jacobian is diag(a) - a a^T, so
+ * dz = a (.) (da - sum_t a_t da_t). In place: d holds da on entry and dz on return. */
+void rank_softmax_rows_backward(float *d, const float *att, int R, int T) {
+    for (int r = 0; r < R; r++) {
+        const float *a = att + (size_t)r * T;
+        float *dr = d + (size_t)r * T, s = 0.f;
+        for (int t = 0; t < T; t++) s += a[t] * dr[t];
+        for (int t = 0; t < T; t++) dr[t] = a[t] * (dr[t] - s);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Target attention
 
@@ -249,13 +260,7 @@ void rank_tattn_backward(float *dq, float *dk, float *dv, float *datt, const flo
     if (B <= 0 || T <= 0) return;
     rank_gemm(0, 1, B, T, C, 1.f, dout, C, v, C, 0.f, datt, T);
     if (dv) rank_gemm(1, 0, T, C, B, 1.f, att, T, dout, C, 1.f, dv, C);
-    for (int b = 0; b < B; b++) {
-        const float *a = att + (size_t)b * T;
-        float *d = datt + (size_t)b * T;
-        float s = 0.f;
-        for (int t = 0; t < T; t++) s += a[t] * d[t];
-        for (int t = 0; t < T; t++) d[t] = a[t] * (d[t] - s);
-    }
+    rank_softmax_rows_backward(datt, att, B, T);
     if (dq) rank_gemm(0, 0, B, C, T, scale, datt, T, k, C, 1.f, dq, C);
     if (dk) rank_gemm(1, 0, T, C, B, scale, datt, T, q, C, 1.f, dk, C);
 }
@@ -309,6 +314,39 @@ void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dou
 // Multi-head self-attention over one sequence
 
 void rank_mha_forward(float *out, float *att, const float *qkv, int N, int C, int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.f / sqrtf((float)hs);
+    if (N <= 0) return;
+    for (int h = 0; h < NH; h++) {
+        float *a = att + (size_t)h * N * N;
+        const float *Q = qkv + h * hs, *K = Q + C, *V = Q + 2 * C;
+        rank_gemm(0, 1, N, N, hs, scale, Q, C3, K, C3, 0.f, a, N);
+        rank_softmax_rows(a, N, N);
+        rank_gemm(0, 0, N, hs, N, 1.f, a, N, V, C3, 0.f, out + h * hs, C);
+    }
+}
+
+/* Per head, with a = att (N, N), z = scale Q K^T, out = a V:
+ *   da = dout V^T;  dV += a^T dout;  dz = a (.) (da - rowsum(a (.) da))
+ *   dQ += scale dz K;  dK += scale dz^T Q */
+void rank_mha_backward(float *dqkv, float *datt, const float *dout, const float *att,
+                       const float *qkv, int N, int C, int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.f / sqrtf((float)hs);
+    if (N <= 0) return;
+    for (int h = 0; h < NH; h++) {
+        const float *a = att + (size_t)h * N * N;
+        const float *Q = qkv + h * hs, *K = Q + C, *V = Q + 2 * C, *g = dout + h * hs;
+        float *dQ = dqkv + h * hs, *dK = dQ + C, *dV = dQ + 2 * C;
+        rank_gemm(0, 1, N, N, hs, 1.f, g, C, V, C3, 0.f, datt, N);
+        rank_gemm(1, 0, N, hs, N, 1.f, a, N, g, C, 1.f, dV, C3);
+        rank_softmax_rows_backward(datt, a, N, N);
+        rank_gemm(0, 0, N, hs, N, scale, datt, N, K, C3, 1.f, dQ, C3);
+        rank_gemm(1, 0, N, hs, N, scale, datt, N, Q, C3, 1.f, dK, C3);
+    }
+}
+
+void rank_mha_forward_naive(float *out, float *att, const float *qkv, int N, int C, int NH) {
     int hs = C / NH;
     float scale = 1.f / sqrtf((float)hs);
     size_t C3 = (size_t)3 * C;
@@ -335,11 +373,7 @@ void rank_mha_forward(float *out, float *att, const float *qkv, int N, int C, in
         }
 }
 
-/* Per head and query row i (a = att row, z = scaled scores):
- *   da_j = dout_i . v_j;  dv_j += a_j dout_i;  dz_j = a_j (da_j - sum_l a_l da_l)
- *   dq_i += scale sum_j dz_j k_j;  dk_j += scale dz_j q_i
- * da_j is recomputed in the second pass instead of kept in scratch (N is small). */
-void rank_mha_backward(float *dqkv, const float *dout, const float *att, const float *qkv, int N,
+void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, const float *qkv, int N,
                        int C, int NH) {
     int hs = C / NH;
     float scale = 1.f / sqrtf((float)hs);

@@ -49,6 +49,10 @@ void rank_mul_backward(float *da, float *db, const float *dout, const float *a, 
 // Softmax in place over each row
 
 void rank_softmax_rows(float *x, int R, int T); // (R, T)
+/** @brief In place: d holds dL/d(softmax output) on entry, dL/d(logits) on return. */
+void rank_softmax_rows_backward(float *d,          // (R, T)
+                                const float *att,  // (R, T) the softmax output
+                                int R, int T);
 
 // ---------------------------------------------------------------------------------------------
 // Target attention: each of B queries attends over T (key, value) rows.
@@ -77,9 +81,13 @@ void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dou
 void rank_mha_forward(float *out, float *att, // (N, C), (NH, N, N) saved
                       const float *qkv,       // (N, 3C)
                       int N, int C, int NH);
-void rank_mha_backward(float *dqkv,                 // += (N, 3C)
+/* datt is scratch (N, N). */
+void rank_mha_backward(float *dqkv, float *datt,    // += (N, 3C), scratch (N, N)
                        const float *dout,           // (N, C)
                        const float *att, const float *qkv, int N, int C, int NH);
+void rank_mha_forward_naive(float *out, float *att, const float *qkv, int N, int C, int NH);
+void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, const float *qkv,
+                             int N, int C, int NH);
 
 // ---------------------------------------------------------------------------------------------
 // SDIM (MODEL.md section 1). nb = 2^tau buckets per signature.

@@ -98,7 +98,7 @@ struct rank_net {
     float *dxr, *dhs, *dkp, *dk2, *det, *dx, *dh, *dt2; // (NN, C)
     float *dqkv;        // (NN, 3C)
     float *dr, *df;     // (NN, F)
-    float *datt;        // (max(max_B * max_T, max_B * N))
+    float *datt;        // (max(max_B * max_T, max_B * N, N * N))
 
     // touched rows (train)
     uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
@@ -243,7 +243,7 @@ static size_t carve(rank_net *n, char *base) {
             TAKE(n->dr, NN * F);
             TAKE(n->df, NN * F);
         }
-        size_t datt = B * N;
+        size_t datt = B * N > N * N ? B * N : N * N;
         if (c->long_kind == MDL_LONG_ATTN && B * n->sh.max_T > datt) datt = B * n->sh.max_T;
         TAKE(n->datt, datt);
         TAKE(n->mark_i, c->item_rows);
@@ -677,7 +677,7 @@ static void backward_block(rank_net *n, const mdl_model *m, const mdl_params *g,
     size_t matt_off = 0;
     for (uint32_t u = 0; u < n->U; u++) {
         uint32_t r0 = n->roff[u], nu = n->roff[u + 1] - r0;
-        rank_mha_backward(n->dqkv + (size_t)r0 * 3 * C, n->dt2 + (size_t)r0 * C,
+        rank_mha_backward(n->dqkv + (size_t)r0 * 3 * C, n->datt, n->dt2 + (size_t)r0 * C,
                           n->matt[l] + matt_off, n->qkv[l] + (size_t)r0 * 3 * C, (int)nu, C, NH);
         matt_off += (size_t)NH * nu * nu;
     }

@@ -216,9 +216,15 @@ static void test_mha_backward_fd(void **state) {
     (void)state;
     enum { N = 4, C = 6, NH = 2 };
     float qkv[N * 3 * C], out[N * C], att[NH * N * N], g[N * C], dqkv[N * 3 * C] = {0};
+    float out2[N * C], att2[NH * N * N], dqkv2[N * 3 * C] = {0}, scr[N * N];
     fill(qkv, N * 3 * C), fill(g, N * C);
     rank_mha_forward(out, att, qkv, N, C, NH);
-    rank_mha_backward(dqkv, g, att, qkv, N, C, NH);
+    rank_mha_forward_naive(out2, att2, qkv, N, C, NH);
+    assert_close(out, out2, N * C, 1e-5, "mha out vs naive");
+    assert_close(att, att2, NH * N * N, 1e-5, "mha att vs naive");
+    rank_mha_backward(dqkv, scr, g, att, qkv, N, C, NH);
+    rank_mha_backward_naive(dqkv2, g, att, qkv, N, C, NH);
+    assert_close(dqkv, dqkv2, N * 3 * C, 1e-5, "mha dqkv vs naive");
     for (int i = 0; i < N * 3 * C; i++) {
         float keep = qkv[i];
         double l[2];
