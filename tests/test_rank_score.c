@@ -74,23 +74,27 @@ static void unmake(fx *f) {
     mdl_model_destroy(f->m);
 }
 
-/* u_long(q) straight from the raw window, in double */
+/* u_long(q) straight from the raw window, in double (window embeddings and signatures computed
+ * once per call with the encoder's own functions) */
 static void sdim_direct(const fx *f, const float *q, double *u) {
     const mdl_config *c = &f->m->cfg;
     int S = (int)c->S, C = (int)c->C;
-    uint16_t qs[64], xs[64];
-    float x[1024];
+    static float x[T][64];
+    static uint16_t xs[T][64];
+    uint16_t qs[64];
     double v[1024];
+    assert_true(C <= 64 && S <= 64);
+    for (int j = 0; j < T; j++) {
+        mdl_embed(f->m, f->win[j].item_id, f->win[j].category_id, x[j]);
+        enc_simhash_sign(xs[j], x[j], f->m->p.simhash_r, S, (int)c->tau, C);
+    }
     enc_simhash_sign(qs, q, f->m->p.simhash_r, S, (int)c->tau, C);
     for (int k = 0; k < C; k++) u[k] = 0;
     for (int i = 0; i < S; i++) {
         for (int k = 0; k < C; k++) v[k] = 0;
-        for (int j = 0; j < T; j++) {
-            mdl_embed(f->m, f->win[j].item_id, f->win[j].category_id, x);
-            enc_simhash_sign(xs, x, f->m->p.simhash_r, S, (int)c->tau, C);
-            if (xs[i] == qs[i])
-                for (int k = 0; k < C; k++) v[k] += x[k];
-        }
+        for (int j = 0; j < T; j++)
+            if (xs[j][i] == qs[i])
+                for (int k = 0; k < C; k++) v[k] += x[j][k];
         double nrm = 0;
         for (int k = 0; k < C; k++) nrm += v[k] * v[k];
         nrm = fmax(sqrt(nrm), 1e-6);
