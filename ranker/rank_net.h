@@ -60,8 +60,8 @@ typedef struct rank_batch {
     uint32_t B;
     /* Signatures of candidates (and of window behaviors when buckets are built here) come from this
      * cache when set (serving: the cache must be for this model's current weights); when NULL they
-     * are computed from the current embeddings with enc_simhash_sign (training, whose embeddings
-     * change every step). */
+     * are computed from the current embeddings with enc_simhash_sign, once per distinct
+     * (item row, category row) per forward (training, whose embeddings change every step). */
     enc_sigcache *sigcache;
 } rank_batch;
 
