@@ -45,7 +45,7 @@ void rank_embed_forward(float *out, const uint32_t *irow, const uint32_t *crow,
     }
 }
 
-void rank_embed_backward(float *ditem_emb, float *dcat_emb, const float *dout,
+RANK_CLONES void rank_embed_backward(float *ditem_emb, float *dcat_emb, const float *dout,
                          const uint32_t *irow, const uint32_t *crow, int R, int C) {
     size_t h = (size_t)C / 2;
     for (int r = 0; r < R; r++) {
@@ -61,7 +61,7 @@ void rank_embed_backward(float *ditem_emb, float *dcat_emb, const float *dout,
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 
-void rank_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+RANK_CLONES void rank_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                             const float *b, int R, int C) {
     for (int r = 0; r < R; r++) {
         const float *x = inp + (size_t)r * C;
@@ -82,7 +82,7 @@ void rank_layernorm_forward(float *out, float *mean, float *rstd, const float *i
  *   dn = dy * w
  *   dx = rstd * (dn - mean(dn) - n * mean(dn * n))
  * (the two means are the gradients through mean and through rstd, folded together). */
-void rank_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+RANK_CLONES void rank_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                              const float *inp, const float *w, const float *mean,
                              const float *rstd, int R, int C) {
     for (int r = 0; r < R; r++) {
@@ -113,7 +113,7 @@ RANK_CLONES void rank_relu_forward(float *out, const float *inp, int n) {
     for (int i = 0; i < n; i++) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
 }
 
-void rank_relu_backward(float *dinp, const float *dout, const float *out, int n) {
+RANK_CLONES void rank_relu_backward(float *dinp, const float *dout, const float *out, int n) {
     for (int i = 0; i < n; i++)
         if (out[i] > 0.f) dinp[i] += dout[i];
 }
@@ -122,7 +122,7 @@ RANK_CLONES void rank_mul_forward(float *out, const float *a, const float *b, in
     for (int i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 
-void rank_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
+RANK_CLONES void rank_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
                        int n) {
     for (int i = 0; i < n; i++) {
         da[i] += dout[i] * b[i];
@@ -409,7 +409,7 @@ void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, c
 // ---------------------------------------------------------------------------------------------
 // SDIM
 
-void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, const uint16_t *sig, int T,
+RANK_CLONES void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, const uint16_t *sig, int T,
                           int S, int nb, int C) {
     memset(V, 0, (size_t)S * nb * C * sizeof(float));
     memset(cnt, 0, (size_t)S * nb * sizeof(uint32_t));
@@ -424,7 +424,7 @@ void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, const uint16_
     }
 }
 
-void rank_buckets_backward(float *dx, const float *dV, const uint16_t *sig, int T, int S, int nb,
+RANK_CLONES void rank_buckets_backward(float *dx, const float *dV, const uint16_t *sig, int T, int S, int nb,
                            int C) {
     for (int j = 0; j < T; j++) {
         float *d = dx + (size_t)j * C;
@@ -446,7 +446,7 @@ RANK_CLONES void rank_l2rows_forward(float *U, float *norm, const float *V, int 
     }
 }
 
-void rank_l2rows_backward(float *dV, const float *dU, const float *U, const float *norm, int R,
+RANK_CLONES void rank_l2rows_backward(float *dV, const float *dU, const float *U, const float *norm, int R,
                           int C, float eps) {
     for (int r = 0; r < R; r++) {
         const float *u = U + (size_t)r * C, *g = dU + (size_t)r * C;
@@ -476,7 +476,7 @@ RANK_CLONES void rank_sdim_forward(float *out, const float *U, const uint16_t *s
     }
 }
 
-void rank_sdim_backward(float *dU, const float *dout, const uint16_t *sig, int B, int S, int nb,
+RANK_CLONES void rank_sdim_backward(float *dU, const float *dout, const uint16_t *sig, int B, int S, int nb,
                         int C) {
     float invS = 1.f / (float)S;
     for (int b = 0; b < B; b++) {
