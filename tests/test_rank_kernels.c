@@ -40,6 +40,32 @@ static int fd_ok(double an, double nu) {
     return fabs(an - nu) <= 1e-3 * fmax(fabs(an), fabs(nu)) + 2e-4;
 }
 
+/* Central differences of loss = sum(w (.) out) for every entry of one input: fwd(ctx) recomputes
+ * out from the inputs (in is one of them, perturbed in place and restored). */
+typedef struct fd_case {
+    void (*fwd)(void *ctx);
+    void *ctx;
+    const float *out, *w; // (n_out), (n_out)
+    int n_out;
+} fd_case;
+
+static void fd_check(const fd_case *fc, float *in, const float *grad, int n, const char *what) {
+    for (int i = 0; i < n; i++) {
+        float keep = in[i];
+        double l[2];
+        for (int s = 0; s < 2; s++) {
+            in[i] = keep + (s ? -1e-3f : 1e-3f);
+            fc->fwd(fc->ctx);
+            l[s] = 0;
+            for (int j = 0; j < fc->n_out; j++) l[s] += (double)fc->w[j] * fc->out[j];
+        }
+        in[i] = keep;
+        double nu = (l[0] - l[1]) / 2e-3;
+        if (!fd_ok(grad[i], nu)) fail_msg("%s[%d]: analytic %g, numeric %g", what, i, grad[i], nu);
+    }
+    fc->fwd(fc->ctx); /* leave out as the unperturbed forward */
+}
+
 // ---------------------------------------------------------------------------------------------
 // BLAS against naive
 
@@ -145,39 +171,43 @@ static void test_tattn_empty_window_gives_zero(void **state) {
 }
 
 /* central differences for the tattn backward itself (not only against its naive twin) */
+enum { TB = 3, TT = 4, TC = 4 };
+typedef struct tattn_ctx {
+    float q[TB * TC], k[TT * TC], v[TT * TC], out[TB * TC], att[TB * TT];
+} tattn_ctx;
+static void tattn_fwd(void *p) {
+    tattn_ctx *c = p;
+    rank_tattn_forward(c->out, c->att, c->q, c->k, c->v, TB, TT, TC, 0.5f);
+}
+
 static void test_tattn_backward_fd(void **state) {
     (void)state;
-    enum { B = 3, T = 4, C = 4 };
-    float q[B * C], k[T * C], v[T * C], out[B * C], att[B * T], w[B * C], scr[B * T];
-    float dq[B * C] = {0}, dk[T * C] = {0}, dv[T * C] = {0};
-    fill(q, B * C), fill(k, T * C), fill(v, T * C), fill(w, B * C);
-    float scale = 0.5f;
-    rank_tattn_forward(out, att, q, k, v, B, T, C, scale);
-    rank_tattn_backward(dq, dk, dv, scr, w, att, q, k, v, B, T, C, scale);
-    float *ins[3] = {q, k, v}, *gr[3] = {dq, dk, dv};
-    int sz[3] = {B * C, T * C, T * C};
-    for (int t = 0; t < 3; t++)
-        for (int i = 0; i < sz[t]; i++) {
-            float keep = ins[t][i];
-            double lp = 0, lm = 0;
-            ins[t][i] = keep + 1e-3f;
-            rank_tattn_forward(out, att, q, k, v, B, T, C, scale);
-            for (int j = 0; j < B * C; j++) lp += (double)w[j] * out[j];
-            ins[t][i] = keep - 1e-3f;
-            rank_tattn_forward(out, att, q, k, v, B, T, C, scale);
-            for (int j = 0; j < B * C; j++) lm += (double)w[j] * out[j];
-            ins[t][i] = keep;
-            double nu = (lp - lm) / 2e-3;
-            if (!fd_ok(gr[t][i], nu)) fail_msg("tattn input %d [%d]: %g vs %g", t, i, gr[t][i], nu);
-        }
+    tattn_ctx c;
+    float w[TB * TC], scr[TB * TT], dq[TB * TC] = {0}, dk[TT * TC] = {0}, dv[TT * TC] = {0};
+    fill(c.q, TB * TC), fill(c.k, TT * TC), fill(c.v, TT * TC), fill(w, TB * TC);
+    tattn_fwd(&c);
+    rank_tattn_backward(dq, dk, dv, scr, w, c.att, c.q, c.k, c.v, TB, TT, TC, 0.5f);
+    fd_case fc = {tattn_fwd, &c, c.out, w, TB * TC};
+    fd_check(&fc, c.q, dq, TB * TC, "tattn dq");
+    fd_check(&fc, c.k, dk, TT * TC, "tattn dk");
+    fd_check(&fc, c.v, dv, TT * TC, "tattn dv");
 }
 
 // ---------------------------------------------------------------------------------------------
 // LayerNorm, self-attention, SDIM: backward against central differences
 
+enum { LN_R = 3, LN_C = 6 };
+typedef struct ln_ctx {
+    float *x, *w, *b, *out, *mean, *rstd;
+} ln_ctx;
+static void ln_fwd(void *p) {
+    ln_ctx *c = p;
+    rank_layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, LN_R, LN_C);
+}
+
 static void test_layernorm_backward_fd(void **state) {
     (void)state;
-    enum { R = 3, C = 6 };
+    enum { R = LN_R, C = LN_C };
     float x[R * C], w[C], b[C], out[R * C], mean[R], rstd[R], g[R * C];
     float dx[R * C] = {0}, dw[C] = {0}, db[C] = {0};
     fill(x, R * C), fill(w, C), fill(b, C), fill(g, R * C);
@@ -194,27 +224,25 @@ static void test_layernorm_backward_fd(void **state) {
         }
     }
     rank_layernorm_backward(dx, dw, db, g, x, w, mean, rstd, R, C);
-    float *ins[3] = {x, w, b}, *gr[3] = {dx, dw, db};
-    int sz[3] = {R * C, C, C};
-    for (int t = 0; t < 3; t++)
-        for (int i = 0; i < sz[t]; i++) {
-            float keep = ins[t][i];
-            double l[2];
-            for (int s = 0; s < 2; s++) {
-                ins[t][i] = keep + (s ? -1e-3f : 1e-3f);
-                rank_layernorm_forward(out, mean, rstd, x, w, b, R, C);
-                l[s] = 0;
-                for (int j = 0; j < R * C; j++) l[s] += (double)g[j] * out[j];
-            }
-            ins[t][i] = keep;
-            double nu = (l[0] - l[1]) / 2e-3;
-            if (!fd_ok(gr[t][i], nu)) fail_msg("layernorm input %d [%d]: %g vs %g", t, i, gr[t][i], nu);
-        }
+    ln_ctx c = {x, w, b, out, mean, rstd};
+    fd_case fc = {ln_fwd, &c, out, g, R * C};
+    fd_check(&fc, x, dx, R * C, "layernorm dx");
+    fd_check(&fc, w, dw, C, "layernorm dw");
+    fd_check(&fc, b, db, C, "layernorm db");
+}
+
+enum { MN = 4, MC = 6, MNH = 2 };
+typedef struct mha_ctx {
+    float *qkv, *out, *att;
+} mha_ctx;
+static void mha_fwd(void *p) {
+    mha_ctx *c = p;
+    rank_mha_forward(c->out, c->att, c->qkv, MN, MC, MNH);
 }
 
 static void test_mha_backward_fd(void **state) {
     (void)state;
-    enum { N = 4, C = 6, NH = 2 };
+    enum { N = MN, C = MC, NH = MNH };
     float qkv[N * 3 * C], out[N * C], att[NH * N * N], g[N * C], dqkv[N * 3 * C] = {0};
     float out2[N * C], att2[NH * N * N], dqkv2[N * 3 * C] = {0}, scr[N * N];
     fill(qkv, N * 3 * C), fill(g, N * C);
@@ -225,19 +253,9 @@ static void test_mha_backward_fd(void **state) {
     rank_mha_backward(dqkv, scr, g, att, qkv, N, C, NH);
     rank_mha_backward_naive(dqkv2, g, att, qkv, N, C, NH);
     assert_close(dqkv, dqkv2, N * 3 * C, 1e-5, "mha dqkv vs naive");
-    for (int i = 0; i < N * 3 * C; i++) {
-        float keep = qkv[i];
-        double l[2];
-        for (int s = 0; s < 2; s++) {
-            qkv[i] = keep + (s ? -1e-3f : 1e-3f);
-            rank_mha_forward(out, att, qkv, N, C, NH);
-            l[s] = 0;
-            for (int j = 0; j < N * C; j++) l[s] += (double)g[j] * out[j];
-        }
-        qkv[i] = keep;
-        double nu = (l[0] - l[1]) / 2e-3;
-        if (!fd_ok(dqkv[i], nu)) fail_msg("mha dqkv[%d]: %g vs %g", i, dqkv[i], nu);
-    }
+    mha_ctx c = {qkv, out, att};
+    fd_case fc = {mha_fwd, &c, out, g, N * C};
+    fd_check(&fc, qkv, dqkv, N * 3 * C, "mha dqkv");
 }
 
 /* Hand-worked self-attention: one head, C = 2, two rows.
@@ -292,9 +310,23 @@ static void test_sdim_hand_worked(void **state) {
     assert_true(fabs(out[0] - 4.0 / 3) < 1e-6 && fabs(out[1] - 2.0) < 1e-6);
 }
 
+enum { ST = 7, SS = 3, SNB = 4, SC = 5, SB = 4 };
+typedef struct sdim_ctx {
+    float *x, *V, *Un, *norm, *out;
+    const uint16_t *sig, *csig;
+    uint32_t *cnt;
+} sdim_ctx;
+/* window embeddings -> buckets -> unit buckets -> per-candidate gather */
+static void sdim_fwd(void *p) {
+    sdim_ctx *c = p;
+    rank_buckets_forward(c->V, c->cnt, c->x, c->sig, ST, SS, SNB, SC);
+    rank_l2rows_forward(c->Un, c->norm, c->V, SS * SNB, SC, RANK_SDIM_EPS);
+    rank_sdim_forward(c->out, c->Un, c->csig, SB, SS, SNB, SC);
+}
+
 static void test_sdim_backward_fd(void **state) {
     (void)state;
-    enum { T = 7, S = 3, nb = 4, C = 5, B = 4 };
+    enum { T = ST, S = SS, nb = SNB, C = SC, B = SB };
     float x[T * C], V[S * nb * C], out[B * C], Un[S * nb * C], norm[S * nb], g[B * C];
     float dV[S * nb * C] = {0}, dU[S * nb * C] = {0}, dx[T * C] = {0};
     uint16_t sig[T * S], csig[B * S];
@@ -310,21 +342,9 @@ static void test_sdim_backward_fd(void **state) {
     rank_sdim_backward(dU, g, csig, B, S, nb, C);
     rank_l2rows_backward(dV, dU, Un, norm, S * nb, C, RANK_SDIM_EPS);
     rank_buckets_backward(dx, dV, sig, T, S, nb, C);
-    for (int i = 0; i < T * C; i++) {
-        float keep = x[i];
-        double l[2];
-        for (int s = 0; s < 2; s++) {
-            x[i] = keep + (s ? -1e-3f : 1e-3f);
-            rank_buckets_forward(V, cnt, x, sig, T, S, nb, C);
-            rank_l2rows_forward(Un, norm, V, S * nb, C, RANK_SDIM_EPS);
-            rank_sdim_forward(out, Un, csig, B, S, nb, C);
-            l[s] = 0;
-            for (int j = 0; j < B * C; j++) l[s] += (double)g[j] * out[j];
-        }
-        x[i] = keep;
-        double nu = (l[0] - l[1]) / 2e-3;
-        if (!fd_ok(dx[i], nu)) fail_msg("sdim dx[%d]: %g vs %g", i, dx[i], nu);
-    }
+    sdim_ctx c = {x, V, Un, norm, out, sig, csig, cnt};
+    fd_case fc = {sdim_fwd, &c, out, g, B * C};
+    fd_check(&fc, x, dx, T * C, "sdim dx");
 }
 
 static void test_avgpool_backward_fd(void **state) {
