@@ -40,6 +40,12 @@ void rank_embed_forward(float *out, const uint32_t *irow, const uint32_t *crow,
                         const float *item_emb, const float *cat_emb, int R, int C) {
     size_t h = (size_t)C / 2;
     for (int r = 0; r < R; r++) {
+        if (r + 8 < R) { /* rows of large tables are cache misses: start the next ones early */
+            for (size_t o = 0; o < h; o += 16) { /* every 64-byte line of both rows */
+                __builtin_prefetch(item_emb + irow[r + 8] * h + o);
+                __builtin_prefetch(cat_emb + crow[r + 8] * h + o);
+            }
+        }
         memcpy(out + (size_t)r * C, item_emb + irow[r] * h, h * sizeof(float));
         memcpy(out + (size_t)r * C + h, cat_emb + crow[r] * h, h * sizeof(float));
     }
