@@ -306,6 +306,65 @@ static void test_batch_equals_single(void **state) {
     teardown_fixture(&f);
 }
 
+/* Gradients add over candidates: a batch of 130 (exact attention runs in blocks of 64) gives the
+ * sum of the gradients of its first 100 and last 30 candidates scored separately. */
+static void test_grad_additive_over_blocks(void **state) {
+    (void)state;
+    enum { NB = 130 };
+    char err[256];
+    mdl_config cfg;
+    mdl_model *m;
+    mdl_config_default(&cfg);
+    cfg.C = 8;
+    cfg.S = 4;
+    cfg.tau = 2;
+    cfg.item_rows = 97;
+    cfg.cat_rows = 13;
+    cfg.long_kind = MDL_LONG_ATTN;
+    cfg.n_recent = 5;
+    cfg.h1 = 10;
+    cfg.h2 = 6;
+    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), 0);
+    randomize(m, 3);
+    rank_net *net;
+    rank_net_shape sh = {.max_B = NB, .max_U = 1, .max_T = 40, .train = 1};
+    assert_int_equal(rank_net_new(&net, &cfg, &sh, err, sizeof err), 0);
+    sch_behavior win[40];
+    for (int j = 0; j < 40; j++)
+        win[j] = (sch_behavior){1 + (uint64_t)j * 5 % 60, 1 + (uint64_t)j % 7, 1700000000 + j * 100, 1};
+    rank_history h = {.window = win, .T = 40, .recent = win + 35, .N = 5, .now_ts = 1700010000};
+    uint64_t it[NB], ca[NB];
+    float w[NB], lg[NB];
+    for (int b = 0; b < NB; b++) it[b] = 1 + (uint64_t)b * 13 % 90, ca[b] = 1 + (uint64_t)b % 11,
+                                w[b] = (float)((b % 7) - 3) / 3.f;
+    float *g1 = calloc(m->n_floats, sizeof(float)), *g2 = calloc(m->n_floats, sizeof(float));
+    assert_true(g1 && g2);
+    mdl_params p1, p2;
+    mdl_params_bind(&p1, &cfg, g1);
+    mdl_params_bind(&p2, &cfg, g2);
+    rank_batch all = {.users = &h, .U = 1, .item_id = it, .category_id = ca, .B = NB};
+    assert_int_equal(rank_net_forward(net, m, &all, lg, NULL), 0);
+    rank_net_backward(net, m, &all, w, &p1);
+    uint32_t cut[3] = {0, 100, NB};
+    for (int k = 0; k < 2; k++) {
+        rank_batch part = {.users = &h, .U = 1, .item_id = it + cut[k], .category_id = ca + cut[k],
+                           .B = cut[k + 1] - cut[k]};
+        float plg[NB];
+        assert_int_equal(rank_net_forward(net, m, &part, plg, NULL), 0);
+        for (uint32_t b = 0; b < part.B; b++) assert_true(fabsf(plg[b] - lg[cut[k] + b]) < 1e-5f);
+        rank_net_backward(net, m, &part, w + cut[k], &p2);
+    }
+    double gmax = 0;
+    for (size_t i = 0; i < m->n_floats; i++) gmax = fmax(gmax, fabs(g1[i]));
+    assert_true(gmax > 0);
+    for (size_t i = 0; i < m->n_floats; i++)
+        if (fabs(g1[i] - g2[i]) > 1e-5 * gmax) fail_msg("entry %zu: %g vs %g", i, g1[i], g2[i]);
+    free(g1);
+    free(g2);
+    rank_net_destroy(net);
+    mdl_model_destroy(m);
+}
+
 static void test_shape_limits(void **state) {
     (void)state;
     fixture f;
@@ -328,6 +387,7 @@ int main(void) {
         cmocka_unit_test(test_grad_every_variant),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_shape_limits),
+        cmocka_unit_test(test_grad_additive_over_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
