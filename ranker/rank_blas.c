@@ -5,7 +5,9 @@
 #include <cblas.h>
 #include <stddef.h>
 
-void rank_blas_single_thread(void) { openblas_set_num_threads(1); }
+void rank_blas_single_thread(void) {
+    openblas_set_num_threads(1);
+}
 
 void rank_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *Cm, int ldc) {
@@ -37,14 +39,15 @@ void rank_matmul_forward(float *out, const float *inp, const float *w, const flo
     if (R <= 0) return;
     if (bias) {
         for (int r = 0; r < R; r++)
-            for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] = bias[o];
+            for (int o = 0; o < OC; o++)
+                out[(size_t)r * OC + o] = bias[o];
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, OC, C, 1.f, inp, C, w, C,
                 bias ? 1.f : 0.f, out, OC);
 }
 
-void rank_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
-                          const float *inp, const float *w, int R, int C, int OC) {
+void rank_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int R, int C, int OC) {
     if (R <= 0) return;
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, OC, 1.f, dout, OC, w, C, 1.f,
@@ -54,7 +57,8 @@ void rank_matmul_backward(float *dinp, float *dw, float *dbias, const float *dou
                     dw, C);
     if (dbias)
         for (int r = 0; r < R; r++)
-            for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)r * OC + o];
+            for (int o = 0; o < OC; o++)
+                dbias[o] += dout[(size_t)r * OC + o];
 }
 
 void rank_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias,
@@ -62,7 +66,8 @@ void rank_matmul_forward_naive(float *out, const float *inp, const float *w, con
     for (int r = 0; r < R; r++)
         for (int o = 0; o < OC; o++) {
             double s = bias ? bias[o] : 0.0;
-            for (int c = 0; c < C; c++) s += (double)inp[(size_t)r * C + c] * w[(size_t)o * C + c];
+            for (int c = 0; c < C; c++)
+                s += (double)inp[(size_t)r * C + c] * w[(size_t)o * C + c];
             out[(size_t)r * OC + o] = (float)s;
         }
 }

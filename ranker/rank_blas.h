@@ -21,11 +21,12 @@ void rank_gemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha,
 // Linear layer
 
 /** @brief out = inp W^T + bias. */
-void rank_matmul_forward(float *out,                          // (R, OC)
-                         const float *inp,                    // (R, C)
-                         const float *w, const float *bias,   // (OC, C), (OC) or NULL
+void rank_matmul_forward(float *out,                        // (R, OC)
+                         const float *inp,                  // (R, C)
+                         const float *w, const float *bias, // (OC, C), (OC) or NULL
                          int R, int C, int OC);
-/** @brief dinp += dout W; dw += dout^T inp; dbias += column sums of dout. Any output may be NULL. */
+/** @brief dinp += dout W; dw += dout^T inp; dbias += column sums of dout. Any output may be NULL.
+ */
 void rank_matmul_backward(float *dinp, float *dw, float *dbias, // += (R, C), (OC, C), (OC)
                           const float *dout,                    // (R, OC)
                           const float *inp, const float *w,     // (R, C), (OC, C)

@@ -5,6 +5,7 @@
  * behavior (mdl_embed) and hashing it (enc_simhash_sign), exactly the encoder's rule, so no store
  * is involved; the timed part is rank_score, the serving call, with a warm signature cache.
  */
+#include "rank_cli.h"
 #include "core_alloc.h"
 #include "core_args.h"
 #include "core_err.h"
@@ -12,7 +13,6 @@
 #include "enc_simhash.h"
 #include "mdl.h"
 #include "rank_blas.h"
-#include "rank_cli.h"
 #include "rank_kernels.h"
 #include "rank_score.h"
 #include "trail_cmds.h"
@@ -33,7 +33,8 @@ typedef struct cur {
 } cur;
 
 static void skip_ws(cur *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r')) c->p++;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r'))
+        c->p++;
 }
 
 /* an unsigned decimal id, at most SCH_ID_MAX */
@@ -46,8 +47,8 @@ static int parse_id(cur *c, uint64_t *out, const char *what, char *err, size_t e
     }
     for (; c->p < c->end && isdigit((unsigned char)*c->p); c->p++) {
         if (v > (SCH_ID_MAX - (uint64_t)(*c->p - '0')) / 10) {
-            snprintf(err, err_size, "%s: %.*s... is larger than %llu", what, (int)(c->p - start + 1),
-                     start, (unsigned long long)SCH_ID_MAX);
+            snprintf(err, err_size, "%s: %.*s... is larger than %llu", what,
+                     (int)(c->p - start + 1), start, (unsigned long long)SCH_ID_MAX);
             return CORE_ERANGE;
         }
         v = v * 10 + (uint64_t)(*c->p - '0');
@@ -72,7 +73,8 @@ int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t
                 return CORE_EFORMAT;
             }
             const char *k = ++c.p;
-            while (c.p < c.end && *c.p != '"') c.p++;
+            while (c.p < c.end && *c.p != '"')
+                c.p++;
             if (c.p >= c.end) {
                 snprintf(err, err_size, "unterminated key");
                 return CORE_EFORMAT;
@@ -96,8 +98,8 @@ int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t
             }
             c.p++;
             skip_ws(&c);
-            if ((rc = parse_id(&c, is_item ? item_id : category_id, is_item ? "item_id" : "category_id",
-                               err, err_size)))
+            if ((rc = parse_id(&c, is_item ? item_id : category_id,
+                               is_item ? "item_id" : "category_id", err, err_size)))
                 return rc;
             have_item |= is_item;
             have_cat |= is_cat;
@@ -195,7 +197,8 @@ static int time_mlp(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
           *a2 = core_malloc((size_t)B * H2 * 4), *lg = core_malloc((size_t)B * 4);
     int rc = CORE_ENOMEM;
     if (!z || !a1 || !a2 || !lg) goto done;
-    for (size_t i = 0; i < (size_t)B * D; i++) z[i] = m->p.item_emb[i % ((size_t)c->item_rows * c->C / 2)];
+    for (size_t i = 0; i < (size_t)B * D; i++)
+        z[i] = m->p.item_emb[i % ((size_t)c->item_rows * c->C / 2)];
     for (int i = -5; i < iters; i++) {
         int64_t t0 = core_now_ns();
         rank_matmul_forward(a1, z, m->p.w1, m->p.b1, (int)B, D, H1);
@@ -216,11 +219,12 @@ done:
 }
 
 static void bench_usage(FILE *f) {
-    fprintf(f, "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
-               "                        [--iters K] [--attention-iters K] [--seed X]\n"
-               "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
-               "  once with long=sdim and once with long=attention (same weights), one thread.\n"
-               "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=3 MLP 200-80, sdim+selfattn+tin.\n");
+    fprintf(f,
+            "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
+            "                        [--iters K] [--attention-iters K] [--seed X]\n"
+            "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
+            "  once with long=sdim and once with long=attention (same weights), one thread.\n"
+            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=3 MLP 200-80, sdim+selfattn+tin.\n");
 }
 
 int rank_cmd_bench(int argc, char **argv) {
@@ -233,15 +237,33 @@ int rank_cmd_bench(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'j': json = 1; break;
-        case 'B': if (core_parse_u64(optarg, 1, 100000, "--candidates", &B)) return 2; break;
-        case 'T': if (core_parse_u64(optarg, 0, 1000000, "--window", &T)) return 2; break;
-        case 'N': if (core_parse_u64(optarg, 1, 1024, "--recent", &N)) return 2; break;
-        case 'i': if (core_parse_u64(optarg, 1, 1000000, "--iters", &iters)) return 2; break;
-        case 'a': if (core_parse_u64(optarg, 1, 100000, "--attention-iters", &aiters)) return 2; break;
-        case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &seed)) return 2; break;
-        case 'h': bench_usage(stdout); return 0;
-        default: bench_usage(stderr); return 2;
+        case 'j':
+            json = 1;
+            break;
+        case 'B':
+            if (core_parse_u64(optarg, 1, 100000, "--candidates", &B)) return 2;
+            break;
+        case 'T':
+            if (core_parse_u64(optarg, 0, 1000000, "--window", &T)) return 2;
+            break;
+        case 'N':
+            if (core_parse_u64(optarg, 1, 1024, "--recent", &N)) return 2;
+            break;
+        case 'i':
+            if (core_parse_u64(optarg, 1, 1000000, "--iters", &iters)) return 2;
+            break;
+        case 'a':
+            if (core_parse_u64(optarg, 1, 100000, "--attention-iters", &aiters)) return 2;
+            break;
+        case 's':
+            if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &seed)) return 2;
+            break;
+        case 'h':
+            bench_usage(stdout);
+            return 0;
+        default:
+            bench_usage(stderr);
+            return 2;
         }
     }
     if (optind != argc) {
@@ -299,7 +321,8 @@ int rank_cmd_bench(int argc, char **argv) {
         enc_simhash_sign(sig, x, m->p.simhash_r, S, (int)cfg.tau, C);
         for (int i = 0; i < S; i++) {
             float *v = u.V + ((size_t)i * nb + sig[i]) * C;
-            for (int k = 0; k < C; k++) v[k] += x[k];
+            for (int k = 0; k < C; k++)
+                v[k] += x[k];
             u.cnt[i * nb + sig[i]]++;
         }
     }
@@ -308,17 +331,24 @@ int rank_cmd_bench(int argc, char **argv) {
         cat[b] = 1 + item[b] % 5000;
     }
     uint32_t nrec = (uint32_t)(T < N ? T : N);
-    rank_history h = {.bucket_sum = u.V, .bucket_cnt = u.cnt, .window_len = (uint32_t)T,
-                      .window = u.window, .T = (uint32_t)T, .recent = u.window + (T - nrec),
-                      .N = nrec, .now_ts = now};
+    rank_history h = {.bucket_sum = u.V,
+                      .bucket_cnt = u.cnt,
+                      .window_len = (uint32_t)T,
+                      .window = u.window,
+                      .T = (uint32_t)T,
+                      .recent = u.window + (T - nrec),
+                      .N = nrec,
+                      .now_ts = now};
 
     if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
-    if ((rc = time_scores(ts, cs, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B))) goto fail;
+    if ((rc = time_scores(ts, cs, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B)))
+        goto fail;
     rank_scratch_destroy(ss);
     ss = NULL;
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
-    if ((rc = time_scores(ta, ca, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B))) goto fail;
+    if ((rc = time_scores(ta, ca, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B)))
+        goto fail;
 
     double s50 = pct_us(ts, (int)iters, 50), s99 = pct_us(ts, (int)iters, 99);
     double a50 = pct_us(ta, (int)aiters, 50), a99 = pct_us(ta, (int)aiters, 99);
@@ -352,10 +382,11 @@ int rank_cmd_bench(int argc, char **argv) {
         printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", a50, a99,
                (unsigned long long)aiters);
         printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
-        printf("  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
-               m50, m99);
-        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", sc50,
-               ac50, load);
+        printf(
+            "  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
+            m50, m99);
+        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", sc50, ac50,
+               load);
     }
     ret = 0;
 fail:

@@ -40,9 +40,11 @@ static int read_candidates(cand_list *cl, const char *path) {
     }
     while ((len = getline(&line, &cap, f)) != -1) {
         lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
         size_t k = 0;
-        while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t')) k++;
+        while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t'))
+            k++;
         if (k == (size_t)len) continue;
         if (cl->n == cl->cap) {
             uint32_t nc = cl->cap ? cl->cap * 2 : 1024;
@@ -76,18 +78,18 @@ static int read_candidates(cand_list *cl, const char *path) {
 }
 
 static void rank_usage(FILE *f) {
-    fprintf(f, "usage: trail rank --model M --store DIR --user ID [--ts T] --candidates FILE|-\n"
-               "                  [--json]\n"
-               "  Prints one click probability per candidate, in input order. A candidate line is\n"
-               "  item_id,category_id or {\"item_id\": 1, \"category_id\": 2}. --ts is the request\n"
-               "  time in seconds (default now); an unknown user scores with an empty history.\n");
+    fprintf(f,
+            "usage: trail rank --model M --store DIR --user ID [--ts T] --candidates FILE|-\n"
+            "                  [--json]\n"
+            "  Prints one click probability per candidate, in input order. A candidate line is\n"
+            "  item_id,category_id or {\"item_id\": 1, \"category_id\": 2}. --ts is the request\n"
+            "  time in seconds (default now); an unknown user scores with an empty history.\n");
 }
 
 int rank_cmd_rank(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", 1, 0, 'm'}, {"store", 1, 0, 'd'},      {"user", 1, 0, 'u'},
-        {"ts", 1, 0, 't'},    {"candidates", 1, 0, 'c'}, {"json", 0, 0, 'j'},
-        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+        {"model", 1, 0, 'm'},      {"store", 1, 0, 'd'}, {"user", 1, 0, 'u'}, {"ts", 1, 0, 't'},
+        {"candidates", 1, 0, 'c'}, {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *store = NULL, *cands = NULL;
     uint64_t user = 0;
     int64_t ts = core_wall_s();
@@ -95,10 +97,18 @@ int rank_cmd_rank(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'd': store = optarg; break;
-        case 'c': cands = optarg; break;
-        case 'j': json = 1; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'd':
+            store = optarg;
+            break;
+        case 'c':
+            cands = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
         case 'u':
             if (core_parse_u64(optarg, 0, SCH_ID_MAX, "--user", &user)) return 2;
             have_user = 1;
@@ -106,13 +116,20 @@ int rank_cmd_rank(int argc, char **argv) {
         case 't':
             if (core_parse_i64(optarg, SCH_TS_MIN, SCH_TS_MAX, "--ts", &ts)) return 2;
             break;
-        case 'h': rank_usage(stdout); return 0;
-        default: rank_usage(stderr); return 2;
+        case 'h':
+            rank_usage(stdout);
+            return 0;
+        default:
+            rank_usage(stderr);
+            return 2;
         }
     }
     if (optind != argc || !model || !store || !cands || !have_user) {
-        if (optind != argc) fprintf(stderr, "trail: rank: unexpected argument '%s'\n", argv[optind]);
-        else fprintf(stderr, "trail: rank: --model, --store, --user and --candidates are required\n");
+        if (optind != argc)
+            fprintf(stderr, "trail: rank: unexpected argument '%s'\n", argv[optind]);
+        else
+            fprintf(stderr,
+                    "trail: rank: --model, --store, --user and --candidates are required\n");
         rank_usage(stderr);
         return 2;
     }
@@ -178,8 +195,9 @@ int rank_cmd_rank(int argc, char **argv) {
         known = 1;
         if (v.encoding_version != m->encoding_version || v.S != m->cfg.S || v.C != m->cfg.C ||
             v.n_buckets != (1u << m->cfg.tau)) {
-            fprintf(stderr, "trail: rank: user %llu's state was encoded for another model "
-                            "(encoding_version or S/C/tau differ): reencode the store\n",
+            fprintf(stderr,
+                    "trail: rank: user %llu's state was encoded for another model "
+                    "(encoding_version or S/C/tau differ): reencode the store\n",
                     (unsigned long long)user);
             rc = CORE_EMISMATCH;
             goto done;
@@ -211,10 +229,12 @@ int rank_cmd_rank(int argc, char **argv) {
         printf("{\"model_version\": \"%s\", \"user_id\": %llu, \"known_user\": %s, \"ts\": %lld, "
                "\"scores\": [",
                ver, (unsigned long long)user, known ? "true" : "false", (long long)ts);
-        for (uint32_t i = 0; i < cl.n; i++) printf("%s%.9g", i ? ", " : "", out[i]);
+        for (uint32_t i = 0; i < cl.n; i++)
+            printf("%s%.9g", i ? ", " : "", out[i]);
         printf("]}\n");
     } else {
-        for (uint32_t i = 0; i < cl.n; i++) printf("%.9g\n", out[i]);
+        for (uint32_t i = 0; i < cl.n; i++)
+            printf("%.9g\n", out[i]);
     }
     ret = fflush(stdout) == 0 ? 0 : 1;
 done:

@@ -14,7 +14,7 @@
 /* The hot element-wise kernels of the serving path get AVX-512 / AVX2 clones picked at load time
  * (the build targets baseline x86-64); the loops are written so the compiler vectorizes them
  * without -ffast-math: fixed-width partial sums instead of one running reduction. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) &&                 \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) &&                  \
     !defined(__SANITIZE_THREAD__)
 #define RANK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -26,10 +26,13 @@ static inline float sumsq(const float *v, int C) {
     float acc[8] = {0};
     int c = 0;
     for (; c + 8 <= C; c += 8)
-        for (int l = 0; l < 8; l++) acc[l] += v[c + l] * v[c + l];
+        for (int l = 0; l < 8; l++)
+            acc[l] += v[c + l] * v[c + l];
     float s = 0.f;
-    for (; c < C; c++) s += v[c] * v[c];
-    for (int l = 0; l < 8; l++) s += acc[l];
+    for (; c < C; c++)
+        s += v[c] * v[c];
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
     return s;
 }
 
@@ -52,7 +55,7 @@ void rank_embed_forward(float *out, const uint32_t *irow, const uint32_t *crow,
 }
 
 RANK_CLONES void rank_embed_backward(float *ditem_emb, float *dcat_emb, const float *dout,
-                         const uint32_t *irow, const uint32_t *crow, int R, int C) {
+                                     const uint32_t *irow, const uint32_t *crow, int R, int C) {
     size_t h = (size_t)C / 2;
     for (int r = 0; r < R; r++) {
         float *di = ditem_emb + irow[r] * h, *dc = dcat_emb + crow[r] * h;
@@ -67,18 +70,21 @@ RANK_CLONES void rank_embed_backward(float *ditem_emb, float *dcat_emb, const fl
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 
-RANK_CLONES void rank_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                            const float *b, int R, int C) {
+RANK_CLONES void rank_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                        const float *w, const float *b, int R, int C) {
     for (int r = 0; r < R; r++) {
         const float *x = inp + (size_t)r * C;
         float *y = out + (size_t)r * C;
         float m = 0.f, v = 0.f;
-        for (int c = 0; c < C; c++) m += x[c];
+        for (int c = 0; c < C; c++)
+            m += x[c];
         m /= (float)C;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        for (int c = 0; c < C; c++)
+            v += (x[c] - m) * (x[c] - m);
         v /= (float)C;
         float s = 1.f / sqrtf(v + RANK_LN_EPS);
-        for (int c = 0; c < C; c++) y[c] = (x[c] - m) * s * w[c] + b[c];
+        for (int c = 0; c < C; c++)
+            y[c] = (x[c] - m) * s * w[c] + b[c];
         mean[r] = m;
         rstd[r] = s;
     }
@@ -89,8 +95,8 @@ RANK_CLONES void rank_layernorm_forward(float *out, float *mean, float *rstd, co
  *   dx = rstd * (dn - mean(dn) - n * mean(dn * n))
  * (the two means are the gradients through mean and through rstd, folded together). */
 RANK_CLONES void rank_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
-                             const float *inp, const float *w, const float *mean,
-                             const float *rstd, int R, int C) {
+                                         const float *inp, const float *w, const float *mean,
+                                         const float *rstd, int R, int C) {
     for (int r = 0; r < R; r++) {
         const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
         float *dx = dinp + (size_t)r * C;
@@ -116,7 +122,8 @@ RANK_CLONES void rank_layernorm_backward(float *dinp, float *dw, float *db, cons
 // ReLU and element-wise product
 
 RANK_CLONES void rank_relu_forward(float *out, const float *inp, int n) {
-    for (int i = 0; i < n; i++) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
+    for (int i = 0; i < n; i++)
+        out[i] = inp[i] > 0.f ? inp[i] : 0.f;
 }
 
 RANK_CLONES void rank_relu_backward(float *dinp, const float *dout, const float *out, int n) {
@@ -125,11 +132,12 @@ RANK_CLONES void rank_relu_backward(float *dinp, const float *dout, const float 
 }
 
 RANK_CLONES void rank_mul_forward(float *out, const float *a, const float *b, int n) {
-    for (int i = 0; i < n; i++) out[i] = a[i] * b[i];
+    for (int i = 0; i < n; i++)
+        out[i] = a[i] * b[i];
 }
 
-RANK_CLONES void rank_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
-                       int n) {
+RANK_CLONES void rank_mul_backward(float *da, float *db, const float *dout, const float *a,
+                                   const float *b, int n) {
     for (int i = 0; i < n; i++) {
         da[i] += dout[i] * b[i];
         db[i] += dout[i] * a[i];
@@ -148,7 +156,8 @@ static inline float exp_nonpos(float x) {
     float kf = (x * 1.44269504f + 12582912.f) - 12582912.f;
     float r = x - kf * 0.693145752f - kf * 1.42860677e-6f;
     float p = 1.f + r * (1.f + r * (0.5f + r * (0.166666672f +
-              r * (0.0416666642f + r * (0.00833338592f + r * 0.00138888892f)))));
+                                                r * (0.0416666642f +
+                                                     r * (0.00833338592f + r * 0.00138888892f)))));
     int32_t bits = ((int32_t)kf + 127) << 23;
     float two_k;
     memcpy(&two_k, &bits, sizeof two_k);
@@ -159,10 +168,13 @@ static void softmax_rows_scalar(float *x, int R, int T) {
     for (int r = 0; r < R; r++) {
         float *row = x + (size_t)r * T;
         float m = -INFINITY, s = 0.f;
-        for (int t = 0; t < T; t++) m = row[t] > m ? row[t] : m;
-        for (int t = 0; t < T; t++) s += (row[t] = exp_nonpos(row[t] - m));
+        for (int t = 0; t < T; t++)
+            m = row[t] > m ? row[t] : m;
+        for (int t = 0; t < T; t++)
+            s += (row[t] = exp_nonpos(row[t] - m));
         float inv = 1.f / s;
-        for (int t = 0; t < T; t++) row[t] *= inv;
+        for (int t = 0; t < T; t++)
+            row[t] *= inv;
     }
 }
 
@@ -183,7 +195,8 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp8_nonpos(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-    __m256i k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(kf), _mm256_set1_epi32(127)), 23);
+    __m256i k =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(kf), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(k));
 }
 
@@ -199,12 +212,14 @@ __attribute__((target("avx2,fma"))) static void softmax_rows_avx2(float *x, int 
         float *row = x + (size_t)r * T;
         int t = 0;
         __m256 vm = _mm256_set1_ps(-INFINITY);
-        for (; t + 8 <= T; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + t));
+        for (; t + 8 <= T; t += 8)
+            vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + t));
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         float m = _mm_cvtss_f32(m4);
-        for (; t < T; t++) m = row[t] > m ? row[t] : m;
+        for (; t < T; t++)
+            m = row[t] > m ? row[t] : m;
         __m256 mv = _mm256_set1_ps(m), sv = _mm256_setzero_ps();
         for (t = 0; t + 8 <= T; t += 8) {
             __m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + t), mv));
@@ -212,10 +227,13 @@ __attribute__((target("avx2,fma"))) static void softmax_rows_avx2(float *x, int 
             sv = _mm256_add_ps(sv, e);
         }
         float s = hsum8(sv);
-        for (; t < T; t++) s += (row[t] = exp_nonpos(row[t] - m));
+        for (; t < T; t++)
+            s += (row[t] = exp_nonpos(row[t] - m));
         __m256 iv = _mm256_set1_ps(1.f / s);
-        for (t = 0; t + 8 <= T; t += 8) _mm256_storeu_ps(row + t, _mm256_mul_ps(_mm256_loadu_ps(row + t), iv));
-        for (; t < T; t++) row[t] *= 1.f / s;
+        for (t = 0; t + 8 <= T; t += 8)
+            _mm256_storeu_ps(row + t, _mm256_mul_ps(_mm256_loadu_ps(row + t), iv));
+        for (; t < T; t++)
+            row[t] *= 1.f / s;
     }
 }
 #endif
@@ -236,8 +254,10 @@ void rank_softmax_rows_backward(float *d, const float *att, int R, int T) {
     for (int r = 0; r < R; r++) {
         const float *a = att + (size_t)r * T;
         float *dr = d + (size_t)r * T, s = 0.f;
-        for (int t = 0; t < T; t++) s += a[t] * dr[t];
-        for (int t = 0; t < T; t++) dr[t] = a[t] * (dr[t] - s);
+        for (int t = 0; t < T; t++)
+            s += a[t] * dr[t];
+        for (int t = 0; t < T; t++)
+            dr[t] = a[t] * (dr[t] - s);
     }
 }
 
@@ -278,34 +298,40 @@ void rank_tattn_forward_naive(float *out, float *att, const float *q, const floa
         double mx = -INFINITY, sum = 0.0;
         for (int t = 0; t < T; t++) {
             double z = 0.0;
-            for (int c = 0; c < C; c++) z += (double)q[(size_t)b * C + c] * k[(size_t)t * C + c];
+            for (int c = 0; c < C; c++)
+                z += (double)q[(size_t)b * C + c] * k[(size_t)t * C + c];
             a[t] = (float)(z * scale);
             if (a[t] > mx) mx = a[t];
         }
-        for (int t = 0; t < T; t++) sum += exp(a[t] - mx);
-        for (int t = 0; t < T; t++) a[t] = (float)(exp(a[t] - mx) / sum);
+        for (int t = 0; t < T; t++)
+            sum += exp(a[t] - mx);
+        for (int t = 0; t < T; t++)
+            a[t] = (float)(exp(a[t] - mx) / sum);
         for (int c = 0; c < C; c++) {
             double s = 0.0;
-            for (int t = 0; t < T; t++) s += (double)a[t] * v[(size_t)t * C + c];
+            for (int t = 0; t < T; t++)
+                s += (double)a[t] * v[(size_t)t * C + c];
             out[(size_t)b * C + c] = (float)s;
         }
     }
 }
 
-void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dout,
-                               const float *att, const float *q, const float *k, const float *v,
-                               int B, int T, int C, float scale) {
+void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                               const float *q, const float *k, const float *v, int B, int T, int C,
+                               float scale) {
     for (int b = 0; b < B; b++) {
         const float *a = att + (size_t)b * T, *g = dout + (size_t)b * C;
         double s = 0.0;
         for (int t = 0; t < T; t++) {
             double da = 0.0;
-            for (int c = 0; c < C; c++) da += (double)g[c] * v[(size_t)t * C + c];
+            for (int c = 0; c < C; c++)
+                da += (double)g[c] * v[(size_t)t * C + c];
             s += a[t] * da;
         }
         for (int t = 0; t < T; t++) {
             double da = 0.0;
-            for (int c = 0; c < C; c++) da += (double)g[c] * v[(size_t)t * C + c];
+            for (int c = 0; c < C; c++)
+                da += (double)g[c] * v[(size_t)t * C + c];
             double dz = a[t] * (da - s);
             for (int c = 0; c < C; c++) {
                 if (dv) dv[(size_t)t * C + c] += a[t] * g[c];
@@ -364,23 +390,28 @@ void rank_mha_forward_naive(float *out, float *att, const float *qkv, int N, int
             for (int j = 0; j < N; j++) {
                 const float *kj = qkv + j * C3 + C + h * hs;
                 float z = 0.f;
-                for (int c = 0; c < hs; c++) z += qi[c] * kj[c];
+                for (int c = 0; c < hs; c++)
+                    z += qi[c] * kj[c];
                 a[j] = z * scale;
                 if (a[j] > mx) mx = a[j];
             }
-            for (int j = 0; j < N; j++) sum += (a[j] = expf(a[j] - mx));
-            for (int j = 0; j < N; j++) a[j] /= sum;
+            for (int j = 0; j < N; j++)
+                sum += (a[j] = expf(a[j] - mx));
+            for (int j = 0; j < N; j++)
+                a[j] /= sum;
             float *o = out + (size_t)i * C + h * hs;
-            for (int c = 0; c < hs; c++) o[c] = 0.f;
+            for (int c = 0; c < hs; c++)
+                o[c] = 0.f;
             for (int j = 0; j < N; j++) {
                 const float *vj = qkv + j * C3 + 2 * C + h * hs;
-                for (int c = 0; c < hs; c++) o[c] += a[j] * vj[c];
+                for (int c = 0; c < hs; c++)
+                    o[c] += a[j] * vj[c];
             }
         }
 }
 
-void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, const float *qkv, int N,
-                       int C, int NH) {
+void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, const float *qkv,
+                             int N, int C, int NH) {
     int hs = C / NH;
     float scale = 1.f / sqrtf((float)hs);
     size_t C3 = (size_t)3 * C;
@@ -394,14 +425,16 @@ void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, c
             for (int j = 0; j < N; j++) {
                 const float *vj = qkv + j * C3 + 2 * C + h * hs;
                 float da = 0.f;
-                for (int c = 0; c < hs; c++) da += g[c] * vj[c];
+                for (int c = 0; c < hs; c++)
+                    da += g[c] * vj[c];
                 s += a[j] * da;
             }
             for (int j = 0; j < N; j++) {
                 const float *kj = qkv + j * C3 + C + h * hs, *vj = kj + C;
                 float *dkj = dqkv + j * C3 + C + h * hs, *dvj = dkj + C;
                 float da = 0.f;
-                for (int c = 0; c < hs; c++) da += g[c] * vj[c];
+                for (int c = 0; c < hs; c++)
+                    da += g[c] * vj[c];
                 float dz = a[j] * (da - s) * scale;
                 for (int c = 0; c < hs; c++) {
                     dvj[c] += a[j] * g[c];
@@ -415,8 +448,8 @@ void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, c
 // ---------------------------------------------------------------------------------------------
 // SDIM
 
-RANK_CLONES void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, const uint16_t *sig, int T,
-                          int S, int nb, int C) {
+RANK_CLONES void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, const uint16_t *sig,
+                                      int T, int S, int nb, int C) {
     memset(V, 0, (size_t)S * nb * C * sizeof(float));
     memset(cnt, 0, (size_t)S * nb * sizeof(uint32_t));
     for (int j = 0; j < T; j++) {
@@ -424,19 +457,21 @@ RANK_CLONES void rank_buckets_forward(float *V, uint32_t *cnt, const float *x, c
         for (int i = 0; i < S; i++) {
             size_t cell = (size_t)i * nb + sig[(size_t)j * S + i];
             float *v = V + cell * C;
-            for (int c = 0; c < C; c++) v[c] += xj[c];
+            for (int c = 0; c < C; c++)
+                v[c] += xj[c];
             cnt[cell]++;
         }
     }
 }
 
-RANK_CLONES void rank_buckets_backward(float *dx, const float *dV, const uint16_t *sig, int T, int S, int nb,
-                           int C) {
+RANK_CLONES void rank_buckets_backward(float *dx, const float *dV, const uint16_t *sig, int T,
+                                       int S, int nb, int C) {
     for (int j = 0; j < T; j++) {
         float *d = dx + (size_t)j * C;
         for (int i = 0; i < S; i++) {
             const float *g = dV + ((size_t)i * nb + sig[(size_t)j * S + i]) * C;
-            for (int c = 0; c < C; c++) d[c] += g[c];
+            for (int c = 0; c < C; c++)
+                d[c] += g[c];
         }
     }
 }
@@ -447,22 +482,26 @@ RANK_CLONES void rank_l2rows_forward(float *U, float *norm, const float *V, int 
         const float *v = V + (size_t)r * C;
         float *u = U + (size_t)r * C;
         float n = sqrtf(sumsq(v, C)), inv = 1.f / (n > eps ? n : eps);
-        for (int c = 0; c < C; c++) u[c] = v[c] * inv;
+        for (int c = 0; c < C; c++)
+            u[c] = v[c] * inv;
         norm[r] = n;
     }
 }
 
-RANK_CLONES void rank_l2rows_backward(float *dV, const float *dU, const float *U, const float *norm, int R,
-                          int C, float eps) {
+RANK_CLONES void rank_l2rows_backward(float *dV, const float *dU, const float *U, const float *norm,
+                                      int R, int C, float eps) {
     for (int r = 0; r < R; r++) {
         const float *u = U + (size_t)r * C, *g = dU + (size_t)r * C;
         float *dv = dV + (size_t)r * C, n = norm[r];
         if (n > eps) {
             float ug = 0.f;
-            for (int c = 0; c < C; c++) ug += u[c] * g[c];
-            for (int c = 0; c < C; c++) dv[c] += (g[c] - u[c] * ug) / n;
+            for (int c = 0; c < C; c++)
+                ug += u[c] * g[c];
+            for (int c = 0; c < C; c++)
+                dv[c] += (g[c] - u[c] * ug) / n;
         } else {
-            for (int c = 0; c < C; c++) dv[c] += g[c] / eps;
+            for (int c = 0; c < C; c++)
+                dv[c] += g[c] / eps;
         }
     }
 }
@@ -473,39 +512,47 @@ RANK_CLONES void rank_sdim_forward(float *out, const float *U, const uint16_t *s
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * C;
         const uint16_t *sb = sig + (size_t)b * S;
-        for (int c = 0; c < C; c++) o[c] = 0.f;
+        for (int c = 0; c < C; c++)
+            o[c] = 0.f;
         for (int i = 0; i < S; i++) {
             const float *u = U + ((size_t)i * nb + sb[i]) * C;
-            for (int c = 0; c < C; c++) o[c] += u[c];
+            for (int c = 0; c < C; c++)
+                o[c] += u[c];
         }
-        for (int c = 0; c < C; c++) o[c] *= invS;
+        for (int c = 0; c < C; c++)
+            o[c] *= invS;
     }
 }
 
-RANK_CLONES void rank_sdim_backward(float *dU, const float *dout, const uint16_t *sig, int B, int S, int nb,
-                        int C) {
+RANK_CLONES void rank_sdim_backward(float *dU, const float *dout, const uint16_t *sig, int B, int S,
+                                    int nb, int C) {
     float invS = 1.f / (float)S;
     for (int b = 0; b < B; b++) {
         const float *g = dout + (size_t)b * C;
         for (int i = 0; i < S; i++) {
             float *du = dU + ((size_t)i * nb + sig[(size_t)b * S + i]) * C;
-            for (int c = 0; c < C; c++) du[c] += g[c] * invS;
+            for (int c = 0; c < C; c++)
+                du[c] += g[c] * invS;
         }
     }
 }
 
 void rank_avgpool_forward(float *out, const float *V, uint32_t len, int nb, int C) {
-    for (int c = 0; c < C; c++) out[c] = 0.f;
+    for (int c = 0; c < C; c++)
+        out[c] = 0.f;
     if (!len) return;
     for (int b = 0; b < nb; b++)
-        for (int c = 0; c < C; c++) out[c] += V[(size_t)b * C + c];
+        for (int c = 0; c < C; c++)
+            out[c] += V[(size_t)b * C + c];
     float inv = 1.f / (float)len;
-    for (int c = 0; c < C; c++) out[c] *= inv;
+    for (int c = 0; c < C; c++)
+        out[c] *= inv;
 }
 
 void rank_avgpool_backward(float *dV, const float *dout, uint32_t len, int nb, int C) {
     if (!len) return;
     float inv = 1.f / (float)len;
     for (int b = 0; b < nb; b++)
-        for (int c = 0; c < C; c++) dV[(size_t)b * C + c] += dout[c] * inv;
+        for (int c = 0; c < C; c++)
+            dV[(size_t)b * C + c] += dout[c] * inv;
 }

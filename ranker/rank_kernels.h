@@ -2,7 +2,8 @@
  *
  * Arguments: outputs, then what the forward saves for the backward, then inputs, then weights,
  * then dimensions. Backward functions accumulate (+=) into every gradient they take. No kernel
- * allocates; scratch is passed in. Kernels that call BLAS have a _naive twin the tests compare with.
+ * allocates; scratch is passed in. Kernels that call BLAS have a _naive twin the tests compare
+ * with.
  */
 #ifndef TRAIL_RANK_KERNELS_H
 #define TRAIL_RANK_KERNELS_H
@@ -15,8 +16,8 @@
 // ---------------------------------------------------------------------------------------------
 // Embedding lookup: x[r] = [item_emb[irow[r]], cat_emb[crow[r]]]
 
-void rank_embed_forward(float *out,                                 // (R, C)
-                        const uint32_t *irow, const uint32_t *crow, // (R), (R)
+void rank_embed_forward(float *out,                                  // (R, C)
+                        const uint32_t *irow, const uint32_t *crow,  // (R), (R)
                         const float *item_emb, const float *cat_emb, // (*, C/2), (*, C/2)
                         int R, int C);
 void rank_embed_backward(float *ditem_emb, float *dcat_emb, // += (*, C/2), (*, C/2)
@@ -31,8 +32,8 @@ void rank_layernorm_forward(float *out, float *mean, float *rstd, // (R, C), (R)
                             const float *w, const float *b,       // (C), (C)
                             int R, int C);
 void rank_layernorm_backward(float *dinp, float *dw, float *db, // += (R, C), (C), (C)
-                             const float *dout, const float *inp, const float *w,
-                             const float *mean, const float *rstd, int R, int C);
+                             const float *dout, const float *inp, const float *w, const float *mean,
+                             const float *rstd, int R, int C);
 
 // ---------------------------------------------------------------------------------------------
 // ReLU and the element-wise product
@@ -50,8 +51,8 @@ void rank_mul_backward(float *da, float *db, const float *dout, const float *a, 
 
 void rank_softmax_rows(float *x, int R, int T); // (R, T)
 /** @brief In place: d holds dL/d(softmax output) on entry, dL/d(logits) on return. */
-void rank_softmax_rows_backward(float *d,          // (R, T)
-                                const float *att,  // (R, T) the softmax output
+void rank_softmax_rows_backward(float *d,         // (R, T)
+                                const float *att, // (R, T) the softmax output
                                 int R, int T);
 
 // ---------------------------------------------------------------------------------------------
@@ -59,9 +60,9 @@ void rank_softmax_rows_backward(float *d,          // (R, T)
 // out[b] = sum_t att[b,t] v[t], att[b,:] = softmax(scale * q[b] . k[t]). T = 0 gives out = 0.
 // Two sgemms and a softmax; k and v may be the same array (and dk, dv too).
 
-void rank_tattn_forward(float *out, float *att,                // (B, C), (B, T) saved
-                        const float *q,                        // (B, C)
-                        const float *k, const float *v,        // (T, C), (T, C)
+void rank_tattn_forward(float *out, float *att,         // (B, C), (B, T) saved
+                        const float *q,                 // (B, C)
+                        const float *k, const float *v, // (T, C), (T, C)
                         int B, int T, int C, float scale);
 /* datt is scratch (B, T). */
 void rank_tattn_backward(float *dq, float *dk, float *dv, float *datt, // += (B,C), (T,C), (T,C)
@@ -70,9 +71,9 @@ void rank_tattn_backward(float *dq, float *dk, float *dv, float *datt, // += (B,
                          float scale);
 void rank_tattn_forward_naive(float *out, float *att, const float *q, const float *k,
                               const float *v, int B, int T, int C, float scale);
-void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dout,
-                               const float *att, const float *q, const float *k, const float *v,
-                               int B, int T, int C, float scale);
+void rank_tattn_backward_naive(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                               const float *q, const float *k, const float *v, int B, int T, int C,
+                               float scale);
 
 // ---------------------------------------------------------------------------------------------
 // Multi-head self-attention over one sequence of N rows (no causal mask: every recent behavior is
@@ -82,8 +83,8 @@ void rank_mha_forward(float *out, float *att, // (N, C), (NH, N, N) saved
                       const float *qkv,       // (N, 3C)
                       int N, int C, int NH);
 /* datt is scratch (N, N). */
-void rank_mha_backward(float *dqkv, float *datt,    // += (N, 3C), scratch (N, N)
-                       const float *dout,           // (N, C)
+void rank_mha_backward(float *dqkv, float *datt, // += (N, 3C), scratch (N, N)
+                       const float *dout,        // (N, C)
                        const float *att, const float *qkv, int N, int C, int NH);
 void rank_mha_forward_naive(float *out, float *att, const float *qkv, int N, int C, int NH);
 void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, const float *qkv,
@@ -93,11 +94,11 @@ void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, c
 // SDIM (MODEL.md section 1). nb = 2^tau buckets per signature.
 
 /** @brief Bucket sums V[i][sig[j][i]] += x_j over T behaviors (V and cnt are overwritten). */
-void rank_buckets_forward(float *V, uint32_t *cnt,           // (S, nb, C), (S, nb)
+void rank_buckets_forward(float *V, uint32_t *cnt,             // (S, nb, C), (S, nb)
                           const float *x, const uint16_t *sig, // (T, C), (T, S)
                           int T, int S, int nb, int C);
 /** @brief dx_j += sum_i dV[i][sig[j][i]] (no gradient through the hash). */
-void rank_buckets_backward(float *dx,                           // += (T, C)
+void rank_buckets_backward(float *dx,                            // += (T, C)
                            const float *dV, const uint16_t *sig, // (S, nb, C), (T, S)
                            int T, int S, int nb, int C);
 
@@ -108,8 +109,8 @@ void rank_l2rows_forward(float *U, float *norm, // (R, C), (R) saved
                          int R, int C, float eps);
 /** @brief l2 has Jacobian (I - u u^T) / |v| for |v| > eps, so dv = (du - u (u . du)) / |v|; below
  *  eps the forward is v / eps and dv = du / eps. */
-void rank_l2rows_backward(float *dV,                                 // += (R, C)
-                          const float *dU,                           // (R, C)
+void rank_l2rows_backward(float *dV,       // += (R, C)
+                          const float *dU, // (R, C)
                           const float *U, const float *norm, int R, int C, float eps);
 
 /** @brief u[b] = (1/S) sum_i U[i][sig[b][i]] with U the l2-normalized bucket sums. */

@@ -21,84 +21,83 @@
 struct rank_net {
     mdl_config cfg;
     rank_net_shape sh;
-    uint32_t TT, NN;   /* window rows and recent rows over all users */
+    uint32_t TT, NN; /* window rows and recent rows over all users */
     int C, S, nb, D, H1, H2, N, NH, F, L;
-    int use_window_max; /* some variant path may need window rows */
     size_t bytes;
     char *mem;
 
     // batch bookkeeping (valid after a forward)
     uint32_t B, U;
-    uint32_t *perm;     // (B) grouped position -> input index
-    uint32_t *iperm;    // (B) input index -> grouped position
-    uint32_t *goff;     // (U+1) candidate group offsets
+    uint32_t *perm;      // (B) grouped position -> input index
+    uint32_t *iperm;     // (B) input index -> grouped position
+    uint32_t *goff;      // (U+1) candidate group offsets
     uint32_t *cir, *ccr; // (B) candidate item / category rows
-    uint16_t *csig;     // (B, S)
-    float *q;           // (B, C)
+    uint16_t *csig;      // (B, S)
+    float *q;            // (B, C)
 
     // long branch
-    float *ulong;       // (B, C)
-    float *Un;          // (U, S, nb, C) l2-normalized buckets per user
-    float *Unorm;       // (U, S, nb) their norms before normalizing
-    float *dUn;         // (U, S, nb, C) train
-    float *V;           // (U, S, nb, C) buckets built here
-    uint32_t *cnt;      // (U, S, nb)
-    const float **Vp;   // (U) buckets used per user (built or stored)
-    uint32_t *wlen;     // (U) behaviors behind the buckets
-    uint8_t *built;     // (U) 1 if the buckets were built from the window here
-    uint32_t *woff;     // (U+1) window rows per user
+    float *ulong;        // (B, C)
+    float *Un;           // (U, S, nb, C) l2-normalized buckets per user
+    float *Unorm;        // (U, S, nb) their norms before normalizing
+    float *dUn;          // (U, S, nb, C) train
+    float *V;            // (U, S, nb, C) buckets built here
+    uint32_t *cnt;       // (U, S, nb)
+    const float **Vp;    // (U) buckets used per user (built or stored)
+    uint32_t *wlen;      // (U) behaviors behind the buckets
+    uint8_t *built;      // (U) 1 if the buckets were built from the window here
+    uint32_t *woff;      // (U+1) window rows per user
     uint32_t *wir, *wcr; // (TT)
-    float *xw;          // (TT, C)
-    uint16_t *wsig;     // (TT, S)
+    float *xw;           // (TT, C)
+    uint16_t *wsig;      // (TT, S)
     /* without a signature cache (training: the weights change every step), signatures are
      * computed once per distinct (item row, category row) per forward: a stamped hash table */
     uint64_t *memo_key;   // (memo_mask + 1) item row << 32 | category row, plus 1
     uint32_t *memo_stamp; // (memo_mask + 1) forward counter that wrote the slot
     uint16_t *memo_sig;   // (memo_mask + 1, S)
     uint32_t memo_mask, stamp;
-    float *att_long;    // (max_B * max_T) train; (RANK_ATTN_BLOCK * max_T) serving
-    size_t *aoff_long;  // (U+1)
+    float *att_long;   // (max_B * max_T) train; (RANK_ATTN_BLOCK * max_T) serving
+    size_t *aoff_long; // (U+1)
 
     // recent: short and temporal branches
-    uint32_t *roff;     // (U+1)
+    uint32_t *roff;                   // (U+1)
     uint32_t *rir, *rcr, *rpos, *rtb; // (NN) rows, position (0 = most recent), TIN bucket
-    float *xr;          // (NN, C)
-    float *bx[MDL_MAX_BLOCKS + 1]; // (NN, C) block inputs; bx[L] the last block's output
+    float *xr;                        // (NN, C)
+    float *bx[MDL_MAX_BLOCKS + 1];    // (NN, C) block inputs; bx[L] the last block's output
     float *ln1[MDL_MAX_BLOCKS], *ln1m[MDL_MAX_BLOCKS], *ln1r[MDL_MAX_BLOCKS]; // (NN,C),(NN),(NN)
-    float *qkv[MDL_MAX_BLOCKS];    // (NN, 3C)
-    float *matt[MDL_MAX_BLOCKS];   // (U * NH * N * N)
-    float *y[MDL_MAX_BLOCKS];      // (NN, C) attention output before w_o
-    float *h[MDL_MAX_BLOCKS];      // (NN, C) after the attention residual
+    float *qkv[MDL_MAX_BLOCKS];                                               // (NN, 3C)
+    float *matt[MDL_MAX_BLOCKS];                                              // (U * NH * N * N)
+    float *y[MDL_MAX_BLOCKS]; // (NN, C) attention output before w_o
+    float *h[MDL_MAX_BLOCKS]; // (NN, C) after the attention residual
     float *ln2[MDL_MAX_BLOCKS], *ln2m[MDL_MAX_BLOCKS], *ln2r[MDL_MAX_BLOCKS];
-    float *f1[MDL_MAX_BLOCKS];     // (NN, F) after ReLU
-    float *lnf, *lnfm, *lnfr;      // (NN, C), (NN), (NN)
-    const float *hs;               // (NN, C) values of the short pooling (lnf or xr)
-    float *tmp;                    // (NN, C) scratch
-    float *kp;                     // (NN, C) Wk h_k
-    float *k2;                     // (NN, C) Wq^T Wk h_k: scores are then q . k2_k
-    float *att_s;                  // (B * N)
-    float *ushort;                 // (B, C)
-    float *et;                     // (NN, C)
-    float *vt, *pool_t, *utin;     // (B, C)
-    float *att_t;                  // (B * N)
-    size_t *aoff_rec;              // (U+1) offsets of B_u * n_u attention rows
+    float *f1[MDL_MAX_BLOCKS]; // (NN, F) after ReLU
+    float *lnf, *lnfm, *lnfr;  // (NN, C), (NN), (NN)
+    const float *hs;           // (NN, C) values of the short pooling (lnf or xr)
+    float *tmp;                // (NN, C) scratch
+    float *kp;                 // (NN, C) Wk h_k
+    float *k2;                 // (NN, C) Wq^T Wk h_k: scores are then q . k2_k
+    float *att_s;              // (B * N)
+    float *ushort;             // (B, C)
+    float *et;                 // (NN, C)
+    float *vt, *pool_t, *utin; // (B, C)
+    float *att_t;              // (B * N)
+    size_t *aoff_rec;          // (U+1) offsets of B_u * n_u attention rows
 
     // head
-    float *z;           // (B, D)
-    float *a1, *a2;     // (B, H1), (B, H2) after ReLU
-    float *logit;       // (B)
+    float *z;       // (B, D)
+    float *a1, *a2; // (B, H1), (B, H2) after ReLU
+    float *logit;   // (B)
 
     // backward scratch (train)
-    float *dl;          // (B)
-    float *da1, *dp1, *da2, *dp2, *dz; // (B,H1) (B,H1) (B,H2) (B,H2) (B,D)
+    float *dl;                                          // (B)
+    float *da1, *dp1, *da2, *dp2, *dz;                  // (B,H1) (B,H1) (B,H2) (B,H2) (B,D)
     float *dq, *dulong, *dushort, *dutin, *dvt, *dpool; // (B, C)
-    float *dV;          // (U, S, nb, C)
-    float *dsum;        // (C)
-    float *dxw;         // (TT, C)
+    float *dV;                                          // (U, S, nb, C)
+    float *dsum;                                        // (C)
+    float *dxw;                                         // (TT, C)
     float *dxr, *dhs, *dkp, *dk2, *det, *dx, *dh, *dt2; // (NN, C)
-    float *dqkv;        // (NN, 3C)
-    float *dr, *df;     // (NN, F)
-    float *datt;        // (max(max_B * max_T, max_B * N, N * N))
+    float *dqkv;                                        // (NN, 3C)
+    float *dr, *df;                                     // (NN, F)
+    float *datt;                                        // (max(max_B * max_T, max_B * N, N * N))
 
     // touched rows (train)
     uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
@@ -108,7 +107,8 @@ struct rank_net {
 
 #define A64(x) (((x) + 63) & ~(size_t)63)
 /* Exact attention runs over blocks of this many candidates, so the block's (block, T) scores stay
- * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM. */
+ * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM.
+ */
 #define RANK_ATTN_BLOCK 64
 
 /* Carve every buffer out of one block: called once with base NULL to size it, then to assign. */
@@ -124,8 +124,8 @@ static size_t carve(rank_net *n, char *base) {
     size_t B = n->sh.max_B, U = n->sh.max_U, C = (size_t)n->C, S = (size_t)n->S, nb = (size_t)n->nb;
     size_t TT = n->TT, NN = n->NN, N = (size_t)n->N, F = (size_t)n->F;
     int tr = n->sh.train;
-    int is_long = c->long_kind != MDL_LONG_NONE, buckets = c->long_kind == MDL_LONG_SDIM ||
-                                                           c->long_kind == MDL_LONG_AVGPOOL;
+    int is_long = c->long_kind != MDL_LONG_NONE,
+        buckets = c->long_kind == MDL_LONG_SDIM || c->long_kind == MDL_LONG_AVGPOOL;
     int rec = c->short_kind != MDL_SHORT_NONE || c->temporal_kind != MDL_TEMPORAL_NONE;
     int sa = c->short_kind == MDL_SHORT_SELFATTN, sh = c->short_kind != MDL_SHORT_NONE;
     int tin = c->temporal_kind != MDL_TEMPORAL_NONE;
@@ -175,7 +175,8 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->tmp, NN * C);
     }
     if (sa) {
-        for (int l = 0; l <= n->L; l++) TAKE(n->bx[l], NN * C);
+        for (int l = 0; l <= n->L; l++)
+            TAKE(n->bx[l], NN * C);
         for (int l = 0; l < n->L; l++) {
             TAKE(n->ln1[l], NN * C);
             TAKE(n->ln1m[l], NN);
@@ -261,8 +262,7 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     if (rc) return rc;
     if (shape->max_B < 1 || shape->max_U < 1 || shape->max_B > (1u << 20) ||
         shape->max_U > shape->max_B || shape->max_T > (1u << 22)) {
-        snprintf(err, err_size,
-                 "net shape B=%u U=%u T=%u: need 1 <= U <= B <= 2^20 and T <= 2^22",
+        snprintf(err, err_size, "net shape B=%u U=%u T=%u: need 1 <= U <= B <= 2^20 and T <= 2^22",
                  shape->max_B, shape->max_U, shape->max_T);
         return CORE_EINVAL;
     }
@@ -284,7 +284,8 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     if (cfg->long_kind == MDL_LONG_NONE) n->TT = 0;
     n->NN = shape->max_U * cfg->n_recent;
     n->memo_mask = 1;
-    while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B)) n->memo_mask = n->memo_mask * 2 + 1;
+    while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B))
+        n->memo_mask = n->memo_mask * 2 + 1;
     n->bytes = carve(n, NULL);
     n->mem = core_aligned_alloc(n->bytes);
     if (!n->mem) {
@@ -308,7 +309,9 @@ void rank_net_destroy(rank_net *n) {
     core_free(n);
 }
 
-size_t rank_net_bytes(const rank_net *n) { return n->bytes + sizeof *n; }
+size_t rank_net_bytes(const rank_net *n) {
+    return n->bytes + sizeof *n;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Forward
@@ -452,7 +455,8 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
         if (k == MDL_LONG_AVGPOOL) {
             float *o = ulong + (size_t)g0 * C;
             rank_avgpool_forward(o, n->Vp[u], n->wlen[u], nb, C);
-            for (uint32_t b = 1; b < Bu; b++) memcpy(o + (size_t)b * C, o, (size_t)C * sizeof *o);
+            for (uint32_t b = 1; b < Bu; b++)
+                memcpy(o + (size_t)b * C, o, (size_t)C * sizeof *o);
         } else {
             /* normalize the user's S * nb buckets once; each candidate then adds S of them */
             float *Un = n->Un + (size_t)u * S * nb * C;
@@ -477,12 +481,14 @@ static void forward_block(rank_net *n, const mdl_model *m, int l, int NNu) {
         matt_off += (size_t)NH * nu * nu;
     }
     rank_matmul_forward(n->tmp, n->y[l], w->w_o, w->b_o, NNu, C, C);
-    for (size_t i = 0; i < (size_t)NNu * C; i++) n->h[l][i] = n->bx[l][i] + n->tmp[i];
+    for (size_t i = 0; i < (size_t)NNu * C; i++)
+        n->h[l][i] = n->bx[l][i] + n->tmp[i];
     rank_layernorm_forward(n->ln2[l], n->ln2m[l], n->ln2r[l], n->h[l], w->ln2_w, w->ln2_b, NNu, C);
     rank_matmul_forward(n->f1[l], n->ln2[l], w->w_ff1, w->b_ff1, NNu, C, F);
     rank_relu_forward(n->f1[l], n->f1[l], NNu * F);
     rank_matmul_forward(n->tmp, n->f1[l], w->w_ff2, w->b_ff2, NNu, F, C);
-    for (size_t i = 0; i < (size_t)NNu * C; i++) n->bx[l + 1][i] = n->h[l][i] + n->tmp[i];
+    for (size_t i = 0; i < (size_t)NNu * C; i++)
+        n->bx[l + 1][i] = n->h[l][i] + n->tmp[i];
 }
 
 static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt) {
@@ -509,8 +515,8 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
 
     n->aoff_rec[0] = 0;
     for (uint32_t u = 0; u < bt->U; u++)
-        n->aoff_rec[u + 1] = n->aoff_rec[u] + (size_t)(n->goff[u + 1] - n->goff[u]) *
-                                                  (n->roff[u + 1] - n->roff[u]);
+        n->aoff_rec[u + 1] =
+            n->aoff_rec[u] + (size_t)(n->goff[u + 1] - n->goff[u]) * (n->roff[u + 1] - n->roff[u]);
 
     if (cfg->short_kind != MDL_SHORT_NONE) {
         if (cfg->short_kind == MDL_SHORT_SELFATTN) {
@@ -519,7 +525,8 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
                 for (int c = 0; c < C; c++)
                     n->bx[0][(size_t)r * C + c] = n->xr[(size_t)r * C + c] + pe[c];
             }
-            for (int l = 0; l < n->L; l++) forward_block(n, m, l, NNu);
+            for (int l = 0; l < n->L; l++)
+                forward_block(n, m, l, NNu);
             rank_layernorm_forward(n->lnf, n->lnfm, n->lnfr, n->bx[n->L], p->lnf_w, p->lnf_b, NNu,
                                    C);
             n->hs = n->lnf;
@@ -543,7 +550,8 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
          * u_tin = sum_k softmax_k(<e~_k, v~>/sqrt(C)) (e~_k (.) v~) = v~ (.) (att e~) */
         for (int r = 0; r < NNu; r++) {
             const float *te = p->tin_emb + (size_t)n->rtb[r] * C;
-            for (int c = 0; c < C; c++) n->et[(size_t)r * C + c] = n->xr[(size_t)r * C + c] + te[c];
+            for (int c = 0; c < C; c++)
+                n->et[(size_t)r * C + c] = n->xr[(size_t)r * C + c] + te[c];
         }
         for (uint32_t b = 0; b < bt->B; b++)
             for (int c = 0; c < C; c++)
@@ -571,21 +579,26 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     n->U = U;
 
     if (n->mark_i) { /* forget the previous batch's touched rows */
-        for (uint32_t i = 0; i < n->n_ti; i++) n->mark_i[n->t_ir[i]] = 0;
-        for (uint32_t i = 0; i < n->n_tc; i++) n->mark_c[n->t_cr[i]] = 0;
+        for (uint32_t i = 0; i < n->n_ti; i++)
+            n->mark_i[n->t_ir[i]] = 0;
+        for (uint32_t i = 0; i < n->n_tc; i++)
+            n->mark_c[n->t_cr[i]] = 0;
         n->n_ti = n->n_tc = 0;
     }
 
     /* group candidates by user: stable counting sort */
     memset(n->goff, 0, (U + 1) * sizeof *n->goff);
-    for (uint32_t b = 0; b < B; b++) n->goff[(bt->user ? bt->user[b] : 0) + 1]++;
-    for (uint32_t u = 0; u < U; u++) n->goff[u + 1] += n->goff[u];
+    for (uint32_t b = 0; b < B; b++)
+        n->goff[(bt->user ? bt->user[b] : 0) + 1]++;
+    for (uint32_t u = 0; u < U; u++)
+        n->goff[u + 1] += n->goff[u];
     for (uint32_t b = 0; b < B; b++) {
         uint32_t i = n->goff[bt->user ? bt->user[b] : 0]++;
         n->perm[i] = b;
         n->iperm[b] = i;
     }
-    for (uint32_t u = U; u > 0; u--) n->goff[u] = n->goff[u - 1];
+    for (uint32_t u = U; u > 0; u--)
+        n->goff[u] = n->goff[u - 1];
     n->goff[0] = 0;
 
     for (uint32_t i = 0; i < B; i++) {
@@ -633,8 +646,10 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
         }
         if (cfg->n_dense) {
             const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
-            if (h->dense) memcpy(z + o, h->dense, cfg->n_dense * sizeof *z);
-            else memset(z + o, 0, cfg->n_dense * sizeof *z);
+            if (h->dense)
+                memcpy(z + o, h->dense, cfg->n_dense * sizeof *z);
+            else
+                memset(z + o, 0, cfg->n_dense * sizeof *z);
         }
     }
     rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
@@ -682,8 +697,7 @@ static void backward_block(rank_net *n, const mdl_model *m, const mdl_params *g,
         matt_off += (size_t)NH * nu * nu;
     }
     memset(n->dt2, 0, NC * sizeof(float));
-    rank_matmul_backward(n->dt2, gw->w_qkv, gw->b_qkv, n->dqkv, n->ln1[l], w->w_qkv, NNu, C,
-                         3 * C);
+    rank_matmul_backward(n->dt2, gw->w_qkv, gw->b_qkv, n->dqkv, n->ln1[l], w->w_qkv, NNu, C, 3 * C);
     rank_layernorm_backward(n->dx, gw->ln1_w, gw->ln1_b, n->dt2, n->bx[l], w->ln1_w, n->ln1m[l],
                             n->ln1r[l], NNu, C);
 }
@@ -731,11 +745,10 @@ static void backward_recent(rank_net *n, const mdl_model *m, const mdl_params *g
         for (uint32_t u = 0; u < n->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
             uint32_t nu = n->roff[u + 1] - r0;
-            rank_tattn_backward(n->dq + (size_t)g0 * C, n->dk2 + (size_t)r0 * C,
-                                n->dhs + (size_t)r0 * C, n->datt, n->dushort + (size_t)g0 * C,
-                                n->att_s + n->aoff_rec[u], n->q + (size_t)g0 * C,
-                                n->k2 + (size_t)r0 * C, n->hs + (size_t)r0 * C, (int)Bu, (int)nu,
-                                C, scale);
+            rank_tattn_backward(
+                n->dq + (size_t)g0 * C, n->dk2 + (size_t)r0 * C, n->dhs + (size_t)r0 * C, n->datt,
+                n->dushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u], n->q + (size_t)g0 * C,
+                n->k2 + (size_t)r0 * C, n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
         }
         /* k2 = kp Wq: dkp += dk2 Wq^T, dWq += kp^T dk2 */
         rank_gemm(0, 1, NNu, C, C, 1.f, n->dk2, C, p->w_tq, C, 1.f, n->dkp, C);
@@ -745,7 +758,8 @@ static void backward_recent(rank_net *n, const mdl_model *m, const mdl_params *g
             memset(n->dx, 0, NC * sizeof(float));
             rank_layernorm_backward(n->dx, g->lnf_w, g->lnf_b, n->dhs, n->bx[n->L], p->lnf_w,
                                     n->lnfm, n->lnfr, NNu, C);
-            for (int l = n->L - 1; l >= 0; l--) backward_block(n, m, g, l, NNu);
+            for (int l = n->L - 1; l >= 0; l--)
+                backward_block(n, m, g, l, NNu);
             for (int r = 0; r < NNu; r++) {
                 float *gp = g->pos_emb + (size_t)n->rpos[r] * C;
                 for (int c = 0; c < C; c++) {
@@ -755,7 +769,8 @@ static void backward_recent(rank_net *n, const mdl_model *m, const mdl_params *g
                 }
             }
         } else {
-            for (size_t i = 0; i < NC; i++) n->dxr[i] += n->dhs[i];
+            for (size_t i = 0; i < NC; i++)
+                n->dxr[i] += n->dhs[i];
         }
     }
     rank_embed_backward(g->item_emb, g->cat_emb, n->dxr, n->rir, n->rcr, NNu, C);
@@ -797,18 +812,19 @@ static void backward_long(rank_net *n, const mdl_params *g) {
             } else {
                 memset(n->dsum, 0, (size_t)C * sizeof(float));
                 for (uint32_t b = 0; b < Bu; b++)
-                    for (int c = 0; c < C; c++) n->dsum[c] += n->dulong[(size_t)(g0 + b) * C + c];
+                    for (int c = 0; c < C; c++)
+                        n->dsum[c] += n->dulong[(size_t)(g0 + b) * C + c];
                 rank_avgpool_backward(dV, n->dsum, n->wlen[u], nb, C);
             }
-            rank_buckets_backward(n->dxw + (size_t)w0 * C, dV, n->wsig + (size_t)w0 * S, (int)T,
-                                  S, nb, C);
+            rank_buckets_backward(n->dxw + (size_t)w0 * C, dV, n->wsig + (size_t)w0 * S, (int)T, S,
+                                  nb, C);
         }
     }
     rank_embed_backward(g->item_emb, g->cat_emb, n->dxw, n->wir, n->wcr, (int)TTu, C);
 }
 
-void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt,
-                       const float *dlogits, const mdl_params *g) {
+void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, const float *dlogits,
+                       const mdl_params *g) {
     CORE_ASSERT(n->sh.train);
     CORE_ASSERT(bt->B == n->B && bt->U == n->U);
     const mdl_config *cfg = &n->cfg;
@@ -871,7 +887,8 @@ const float *rank_net_head_input(const rank_net *n, uint32_t b) {
 }
 
 static uint64_t pattern_mix(uint64_t h, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint64_t)(x[i] > 0.f)) * 0x100000001B3ull + i;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint64_t)(x[i] > 0.f)) * 0x100000001B3ull + i;
     return h;
 }
 
@@ -880,6 +897,7 @@ uint64_t rank_net_relu_pattern(const rank_net *n) {
     h = pattern_mix(h, n->a1, (size_t)n->B * n->H1);
     h = pattern_mix(h, n->a2, (size_t)n->B * n->H2);
     if (n->cfg.short_kind == MDL_SHORT_SELFATTN)
-        for (int l = 0; l < n->L; l++) h = pattern_mix(h, n->f1[l], (size_t)n->roff[n->U] * n->F);
+        for (int l = 0; l < n->L; l++)
+            h = pattern_mix(h, n->f1[l], (size_t)n->roff[n->U] * n->F);
     return h;
 }

@@ -8,7 +8,8 @@
  * Per user context (U of them) the candidate-independent work runs once: window and recent
  * embeddings, SDIM bucket sums (taken from the store, or built from the window), the self-attention
  * block(s) and the key projection of the short branch. Per candidate work (B of them) is batched
- * through sgemm: serving is U=1 with up to ~1000 candidates; training batches samples of many users.
+ * through sgemm: serving is U=1 with up to ~1000 candidates; training batches samples of many
+ * users.
  *
  * MLP input, in this order (width mdl_mlp_in_dim(cfg)):
  *   [ q (C) | u_long (C) | q (.) u_long (C) | u_short (C) | u_tin (C) | dense (n_dense) ]
@@ -32,13 +33,13 @@
 
 /* Sizes a rank_net is built for; a batch beyond any of them is refused with CORE_ETOOBIG. */
 typedef struct rank_net_shape {
-    uint32_t max_B;       /* candidates per batch */
-    uint32_t max_U;       /* user contexts per batch */
-    uint32_t max_T;       /* window behaviors per user (long = attention, or buckets built from
-                             the window); 0 if every user brings stored bucket sums and the
-                             variant is not attention */
+    uint32_t max_B;            /* candidates per batch */
+    uint32_t max_U;            /* user contexts per batch */
+    uint32_t max_T;            /* window behaviors per user (long = attention, or buckets built from
+                                  the window); 0 if every user brings stored bucket sums and the
+                                  variant is not attention */
     uint32_t max_window_total; /* window behaviors over all users of a batch; 0 = max_U * max_T */
-    int train;            /* 1: save what rank_net_backward needs (and allow it) */
+    int train;                 /* 1: save what rank_net_backward needs (and allow it) */
 } rank_net_shape;
 
 typedef struct rank_net rank_net;
@@ -52,7 +53,7 @@ typedef struct rank_net rank_net;
  *   TIN buckets the gap users[u].now_ts - ts.
  * - dense: users[u].dense (n_dense floats) or NULL for zeros. */
 typedef struct rank_batch {
-    const rank_history *users;   // (U)
+    const rank_history *users; // (U)
     uint32_t U;
     const uint64_t *item_id;     // (B)
     const uint64_t *category_id; // (B)
@@ -83,8 +84,8 @@ int rank_net_forward(rank_net *net, const mdl_model *m, const rank_batch *bt, fl
                      float *probs);
 
 /** @brief Backward pass of the last forward (train mode only).
- *  @param dlogits (B) dLoss/dlogit per candidate (for binary cross-entropy: p - label, scaled as the
- *  trainer wishes).
+ *  @param dlogits (B) dLoss/dlogit per candidate (for binary cross-entropy: p - label, scaled as
+ * the trainer wishes).
  *  @param grad parameter gradients, bound with mdl_params_bind to an arena of the model's layout;
  *  every touched tensor is accumulated into (+=). simhash_r is never touched. Of the embedding
  *  tables (item_emb, cat_emb, item_bias) only the rows listed by rank_net_touched change. */

@@ -13,9 +13,9 @@
 #define RANK_SIGCACHE_SLOTS (1u << 16)
 
 struct rank_scratch {
-    const mdl_model *m;   /* the model the net and the signature cache were built for */
+    const mdl_model *m; /* the model the net and the signature cache were built for */
     rank_net *net;
-    enc_sigcache *sc;     /* candidate signatures, valid for m's weights */
+    enc_sigcache *sc; /* candidate signatures, valid for m's weights */
     uint32_t max_B;
 };
 
@@ -49,7 +49,12 @@ int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_histo
     if (m != s->m) return CORE_EINVAL; /* the signature cache holds another model's hashes */
     if (B > s->max_B) return CORE_ETOOBIG;
     if (!B) return CORE_OK;
-    rank_batch bt = {.users = h, .U = 1, .item_id = item_id, .category_id = category_id,
-                     .user = NULL, .B = B, .sigcache = s->sc};
+    rank_batch bt = {.users = h,
+                     .U = 1,
+                     .item_id = item_id,
+                     .category_id = category_id,
+                     .user = NULL,
+                     .B = B,
+                     .sigcache = s->sc};
     return rank_net_forward(s->net, m, &bt, NULL, out);
 }

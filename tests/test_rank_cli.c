@@ -56,8 +56,10 @@ static int setup(void **state) {
     assert_int_equal(enc_batch_begin(st, &b), 0);
     for (int j = 0; j < NE; j++)
         for (uint64_t u = 1; u <= NU; u++) {
-            sch_event ev = {.user_id = u, .item_id = (uint64_t)(j * 7 + u * 3) % 600 + 1,
-                            .category_id = (uint64_t)(j % 17) + 1, .ts = 1700000000 + j * 90,
+            sch_event ev = {.user_id = u,
+                            .item_id = (uint64_t)(j * 7 + u * 3) % 600 + 1,
+                            .category_id = (uint64_t)(j % 17) + 1,
+                            .ts = 1700000000 + j * 90,
                             .action = SCH_ACTION_CLICK};
             hist[u][j] = (sch_behavior){ev.item_id, ev.category_id, ev.ts, ev.action};
             assert_int_equal(enc_batch_apply(b, &ev), 0);
@@ -92,7 +94,8 @@ static int run(const char *cmd, char *out, size_t cap) {
 static void test_rank_matches_store_and_window(void **state) {
     (void)state;
     char cmd[4096], out[8192];
-    snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s",
+    snprintf(cmd, sizeof cmd,
+             "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s",
              test_trail_bin(), model_path, store_path, cand_path);
     assert_int_equal(run(cmd, out, sizeof out), 0);
     float cli[NC];
@@ -103,7 +106,8 @@ static void test_rank_matches_store_and_window(void **state) {
         assert_true(e != p);
         p = e;
     }
-    while (*p == '\n') p++;
+    while (*p == '\n')
+        p++;
     assert_int_equal(*p, 0); /* exactly one line per candidate */
 
     /* the same user read back from the store, scored in process */
@@ -121,14 +125,18 @@ static void test_rank_matches_store_and_window(void **state) {
     enc_user_view v;
     assert_int_equal(enc_reader_user(rd, 2, &v), 0);
     assert_int_equal(v.window_len, 300);
-    rank_history h = {.bucket_sum = v.bucket_sum, .bucket_cnt = v.bucket_cnt,
-                      .window_len = v.window_len, .recent = v.recent, .N = v.recent_len,
+    rank_history h = {.bucket_sum = v.bucket_sum,
+                      .bucket_cnt = v.bucket_cnt,
+                      .window_len = v.window_len,
+                      .recent = v.recent,
+                      .N = v.recent_len,
                       .now_ts = 1700040000};
     rank_scratch *sc;
     float inproc[NC], direct[NC];
     assert_int_equal(rank_scratch_new(&sc, m, NC, 0), 0);
     assert_int_equal(rank_score(inproc, sc, m, &h, citem, ccat, NC), 0);
-    for (int i = 0; i < NC; i++) assert_true(fabsf(inproc[i] - cli[i]) < 1e-6f);
+    for (int i = 0; i < NC; i++)
+        assert_true(fabsf(inproc[i] - cli[i]) < 1e-6f);
 
     /* the raw window (last 300 behaviors) with buckets built by the network itself */
     rank_net *net;
@@ -142,7 +150,8 @@ static void test_rank_matches_store_and_window(void **state) {
     rank_batch bt = {.users = &hw, .U = 1, .item_id = citem, .category_id = ccat, .B = NC};
     assert_int_equal(rank_net_forward(net, m, &bt, NULL, direct), 0);
     for (int i = 0; i < NC; i++)
-        if (fabsf(direct[i] - cli[i]) > 1e-5f) fail_msg("candidate %d: %g vs %g", i, direct[i], cli[i]);
+        if (fabsf(direct[i] - cli[i]) > 1e-5f)
+            fail_msg("candidate %d: %g vs %g", i, direct[i], cli[i]);
     enc_reader_end(rd);
     enc_reader_destroy(rd);
     enc_store_close(st);
@@ -159,7 +168,8 @@ static void test_rank_unknown_user_and_json(void **state) {
     assert_non_null(strstr(out, "\"known_user\": false"));
     assert_non_null(strstr(out, "\"model_version\": \""));
     int n = 0;
-    for (char *s = strstr(out, "\"scores\": ["); s && *s; s++) n += *s == ',';
+    for (char *s = strstr(out, "\"scores\": ["); s && *s; s++)
+        n += *s == ',';
     assert_int_equal(n, NC - 1 + 0 /* commas between NC scores */);
 }
 

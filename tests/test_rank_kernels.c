@@ -19,7 +19,8 @@ static float frand(void) { /* uniform in [-1, 1) */
     return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 static void fill(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = frand();
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand();
 }
 static float *falloc(size_t n) {
     float *x = calloc(n ? n : 1, sizeof *x);
@@ -57,7 +58,8 @@ static void fd_check(const fd_case *fc, float *in, const float *grad, int n, con
             in[i] = keep + (s ? -1e-3f : 1e-3f);
             fc->fwd(fc->ctx);
             l[s] = 0;
-            for (int j = 0; j < fc->n_out; j++) l[s] += (double)fc->w[j] * fc->out[j];
+            for (int j = 0; j < fc->n_out; j++)
+                l[s] += (double)fc->w[j] * fc->out[j];
         }
         in[i] = keep;
         double nu = (l[0] - l[1]) / 2e-3;
@@ -118,14 +120,17 @@ static void test_softmax_matches_naive(void **state) {
     (void)state;
     int R = 3, T = 1037;
     float *x = falloc(R * T), *y = falloc(R * T);
-    for (int i = 0; i < R * T; i++) x[i] = 30.f * frand();
+    for (int i = 0; i < R * T; i++)
+        x[i] = 30.f * frand();
     x[5] = -200.f; /* far below the max: underflows to 0 */
     memcpy(y, x, R * T * sizeof *x);
     rank_softmax_rows(y, R, T);
     for (int r = 0; r < R; r++) {
         double mx = -INFINITY, s = 0;
-        for (int t = 0; t < T; t++) mx = fmax(mx, x[r * T + t]);
-        for (int t = 0; t < T; t++) s += exp(x[r * T + t] - mx);
+        for (int t = 0; t < T; t++)
+            mx = fmax(mx, x[r * T + t]);
+        for (int t = 0; t < T; t++)
+            s += exp(x[r * T + t] - mx);
         for (int t = 0; t < T; t++) {
             double want = exp(x[r * T + t] - mx) / s;
             assert_true(fabs(y[r * T + t] - want) <= 1e-6 * want + 1e-12);
@@ -142,7 +147,8 @@ static void tattn_case(int B, int T, int C) {
     float *dq1 = falloc(B * C), *dq2 = falloc(B * C), *dk1 = falloc(T * C), *dk2 = falloc(T * C),
           *dv1 = falloc(T * C), *dv2 = falloc(T * C);
     fill(q, B * C), fill(k, T * C), fill(v, T * C), fill(d, B * C);
-    for (int i = 0; i < B * C; i++) q[i] *= 3.f; /* peaked attention too */
+    for (int i = 0; i < B * C; i++)
+        q[i] *= 3.f; /* peaked attention too */
     rank_tattn_forward(o1, a1, q, k, v, B, T, C, scale);
     rank_tattn_forward_naive(o2, a2, q, k, v, B, T, C, scale);
     assert_close(o1, o2, B * C, 1e-5, "tattn out");
@@ -167,7 +173,8 @@ static void test_tattn_empty_window_gives_zero(void **state) {
     (void)state;
     float q[4] = {1, 2, 3, 4}, out[4] = {9, 9, 9, 9}, att[1];
     rank_tattn_forward(out, att, q, NULL, NULL, 1, 0, 4, 0.5f);
-    for (int i = 0; i < 4; i++) assert_true(out[i] == 0.f);
+    for (int i = 0; i < 4; i++)
+        assert_true(out[i] == 0.f);
 }
 
 /* central differences for the tattn backward itself (not only against its naive twin) */
@@ -214,9 +221,11 @@ static void test_layernorm_backward_fd(void **state) {
     rank_layernorm_forward(out, mean, rstd, x, w, b, R, C);
     for (int r = 0; r < R; r++) { /* normalized rows: mean b, and the hand formula */
         double m = 0, v = 0;
-        for (int c = 0; c < C; c++) m += x[r * C + c];
+        for (int c = 0; c < C; c++)
+            m += x[r * C + c];
         m /= C;
-        for (int c = 0; c < C; c++) v += (x[r * C + c] - m) * (x[r * C + c] - m);
+        for (int c = 0; c < C; c++)
+            v += (x[r * C + c] - m) * (x[r * C + c] - m);
         v /= C;
         for (int c = 0; c < C; c++) {
             double want = (x[r * C + c] - m) / sqrt(v + 1e-5) * w[c] + b[c];
@@ -288,8 +297,10 @@ static void test_sdim_hand_worked(void **state) {
     rank_buckets_forward(V, cnt, x, sig, 3, 2, 2, 2);
     float wantV[8] = {4, 4, 0, 2, 1, 0, 3, 6};
     uint32_t wantc[4] = {2, 1, 1, 2};
-    for (int i = 0; i < 8; i++) assert_true(V[i] == wantV[i]);
-    for (int i = 0; i < 4; i++) assert_int_equal(cnt[i], wantc[i]);
+    for (int i = 0; i < 8; i++)
+        assert_true(V[i] == wantV[i]);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cnt[i], wantc[i]);
     float Un[8], nrm[4];
     rank_l2rows_forward(Un, nrm, V, 4, 2, RANK_SDIM_EPS);
     rank_sdim_forward(out, Un, csig, 2, 2, 2, 2);
@@ -332,10 +343,13 @@ static void test_sdim_backward_fd(void **state) {
     uint16_t sig[T * S], csig[B * S];
     uint32_t cnt[S * nb];
     fill(x, T * C), fill(g, B * C);
-    for (int i = 0; i < T * S; i++) sig[i] = (uint16_t)((i * 7 + i / 3) % nb);
-    for (int i = 0; i < B * S; i++) csig[i] = (uint16_t)((i * 5 + 1) % nb);
+    for (int i = 0; i < T * S; i++)
+        sig[i] = (uint16_t)((i * 7 + i / 3) % nb);
+    for (int i = 0; i < B * S; i++)
+        csig[i] = (uint16_t)((i * 5 + 1) % nb);
     csig[0] = 3, sig[0] = 0, sig[3] = 0, sig[6] = 0; /* make sure bucket (0,3) may be empty */
-    for (int j = 0; j < T; j++) sig[j * S] = (uint16_t)(j % 3);
+    for (int j = 0; j < T; j++)
+        sig[j * S] = (uint16_t)(j % 3);
     rank_buckets_forward(V, cnt, x, sig, T, S, nb, C);
     rank_l2rows_forward(Un, norm, V, S * nb, C, RANK_SDIM_EPS);
     rank_sdim_forward(out, Un, csig, B, S, nb, C);
@@ -354,16 +368,19 @@ static void test_avgpool_backward_fd(void **state) {
     uint16_t sig[T * S];
     uint32_t cnt[S * nb];
     fill(x, T * C), fill(g, C);
-    for (int i = 0; i < T * S; i++) sig[i] = (uint16_t)(i % nb);
+    for (int i = 0; i < T * S; i++)
+        sig[i] = (uint16_t)(i % nb);
     rank_buckets_forward(V, cnt, x, sig, T, S, nb, C);
     rank_avgpool_backward(dV, g, T, nb, C);
     rank_buckets_backward(dx, dV, sig, T, S, nb, C);
     for (int j = 0; j < T; j++)
-        for (int c = 0; c < C; c++) assert_true(fabs(dx[j * C + c] - g[c] / T) < 1e-7);
+        for (int c = 0; c < C; c++)
+            assert_true(fabs(dx[j * C + c] - g[c] / T) < 1e-7);
     rank_avgpool_forward(out, V, T, nb, C);
     for (int c = 0; c < C; c++) {
         double m = 0;
-        for (int j = 0; j < T; j++) m += x[j * C + c];
+        for (int j = 0; j < T; j++)
+            m += x[j * C + c];
         assert_true(fabs(out[c] - m / T) < 1e-6);
     }
 }
@@ -387,7 +404,8 @@ static void test_embed_relu_mul(void **state) {
     uint32_t ir[2] = {2, 0}, cr[2] = {1, 1};
     rank_embed_forward(out, ir, cr, ie, ce, 2, 4);
     float want[8] = {5, 6, 9, 10, 1, 2, 9, 10};
-    for (int i = 0; i < 8; i++) assert_true(out[i] == want[i]);
+    for (int i = 0; i < 8; i++)
+        assert_true(out[i] == want[i]);
     float die[6] = {0}, dce[4] = {0}, d[8] = {1, 1, 1, 1, 2, 2, 2, 2};
     rank_embed_backward(die, dce, d, ir, cr, 2, 4);
     assert_true(die[4] == 1 && die[0] == 2 && die[2] == 0 && dce[2] == 3 && dce[0] == 0);

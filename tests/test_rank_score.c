@@ -23,8 +23,8 @@ enum { T = 600, N = 30, B = 40 };
 typedef struct fx {
     mdl_model *m;
     sch_behavior win[T];
-    float *V;       // (S, nb, C)
-    uint32_t *cnt;  // (S, nb)
+    float *V;      // (S, nb, C)
+    uint32_t *cnt; // (S, nb)
     uint64_t item[B], cat[B];
 } fx;
 
@@ -41,7 +41,8 @@ static void make(fx *f, uint32_t long_kind) {
     cfg.h2 = 16;
     assert_int_equal(mdl_model_init(&f->m, &cfg, err, sizeof err), 0);
     /* embeddings at a scale where buckets differ clearly */
-    for (size_t i = 0; i < (size_t)cfg.item_rows * cfg.C / 2; i++) f->m->p.item_emb[i] *= 10.f;
+    for (size_t i = 0; i < (size_t)cfg.item_rows * cfg.C / 2; i++)
+        f->m->p.item_emb[i] *= 10.f;
     core_rng r;
     core_rng_seed(&r, 3);
     for (int j = 0; j < T; j++)
@@ -62,7 +63,8 @@ static void make(fx *f, uint32_t long_kind) {
         mdl_embed(f->m, f->win[j].item_id, f->win[j].category_id, x);
         enc_simhash_sign(sig, x, f->m->p.simhash_r, S, (int)cfg.tau, C);
         for (int i = 0; i < S; i++) {
-            for (int c = 0; c < C; c++) f->V[((size_t)i * nb + sig[i]) * C + c] += x[c];
+            for (int c = 0; c < C; c++)
+                f->V[((size_t)i * nb + sig[i]) * C + c] += x[c];
             f->cnt[i * nb + sig[i]]++;
         }
     }
@@ -89,16 +91,21 @@ static void sdim_direct(const fx *f, const float *q, double *u) {
         enc_simhash_sign(xs[j], x[j], f->m->p.simhash_r, S, (int)c->tau, C);
     }
     enc_simhash_sign(qs, q, f->m->p.simhash_r, S, (int)c->tau, C);
-    for (int k = 0; k < C; k++) u[k] = 0;
+    for (int k = 0; k < C; k++)
+        u[k] = 0;
     for (int i = 0; i < S; i++) {
-        for (int k = 0; k < C; k++) v[k] = 0;
+        for (int k = 0; k < C; k++)
+            v[k] = 0;
         for (int j = 0; j < T; j++)
             if (xs[j][i] == qs[i])
-                for (int k = 0; k < C; k++) v[k] += x[j][k];
+                for (int k = 0; k < C; k++)
+                    v[k] += x[j][k];
         double nrm = 0;
-        for (int k = 0; k < C; k++) nrm += v[k] * v[k];
+        for (int k = 0; k < C; k++)
+            nrm += v[k] * v[k];
         nrm = fmax(sqrt(nrm), 1e-6);
-        for (int k = 0; k < C; k++) u[k] += v[k] / nrm / S;
+        for (int k = 0; k < C; k++)
+            u[k] += v[k] / nrm / S;
     }
 }
 
@@ -112,9 +119,10 @@ static void test_sdim_stored_equals_window(void **state) {
     rank_net_shape sh = {.max_B = B, .max_U = 1, .max_T = T};
     assert_int_equal(rank_net_new(&net, &f.m->cfg, &sh, err, sizeof err), 0);
     assert_int_equal(enc_sigcache_new(&sc, f.m, 4096), 0);
-    rank_history h = {.bucket_sum = f.V, .bucket_cnt = f.cnt, .window_len = T, .now_ts = 1700000000};
-    rank_batch bt = {.users = &h, .U = 1, .item_id = f.item, .category_id = f.cat, .B = B,
-                     .sigcache = sc};
+    rank_history h = {
+        .bucket_sum = f.V, .bucket_cnt = f.cnt, .window_len = T, .now_ts = 1700000000};
+    rank_batch bt = {
+        .users = &h, .U = 1, .item_id = f.item, .category_id = f.cat, .B = B, .sigcache = sc};
     float p_stored[B], p_window[B];
     assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_stored), 0);
     int C = (int)f.m->cfg.C, nonzero = 0;
@@ -131,14 +139,16 @@ static void test_sdim_stored_equals_window(void **state) {
     /* the same scores when the net builds the buckets from the raw window itself */
     h = (rank_history){.window = f.win, .T = T, .now_ts = 1700000000};
     assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_window), 0);
-    for (int b = 0; b < B; b++) assert_true(fabs(p_stored[b] - p_window[b]) < 1e-6);
+    for (int b = 0; b < B; b++)
+        assert_true(fabs(p_stored[b] - p_window[b]) < 1e-6);
     /* and without a signature cache (training): signatures computed once per distinct item in the
      * forward give the same bits, hence the same scores, twice in a row */
     float p_nocache[B];
     bt.sigcache = NULL;
     for (int rep = 0; rep < 2; rep++) {
         assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_nocache), 0);
-        for (int b = 0; b < B; b++) assert_true(p_nocache[b] == p_window[b]);
+        for (int b = 0; b < B; b++)
+            assert_true(p_nocache[b] == p_window[b]);
     }
     rank_net_destroy(net);
     enc_sigcache_destroy(sc);
@@ -163,11 +173,13 @@ static void test_avgpool_stored_equals_mean(void **state) {
     float x[1024];
     for (int j = 0; j < T; j++) {
         mdl_embed(f.m, f.win[j].item_id, f.win[j].category_id, x);
-        for (int k = 0; k < C; k++) mean[k] += x[k] / T;
+        for (int k = 0; k < C; k++)
+            mean[k] += x[k] / T;
     }
     for (int b = 0; b < 3; b++) {
         const float *z = rank_net_head_input(net, (uint32_t)b);
-        for (int k = 0; k < C; k++) assert_true(fabs(z[C + k] - mean[k]) < 1e-5);
+        for (int k = 0; k < C; k++)
+            assert_true(fabs(z[C + k] - mean[k]) < 1e-5);
     }
     rank_net_destroy(net);
     unmake(&f);
@@ -180,9 +192,14 @@ static void test_rank_score_order_and_limits(void **state) {
     rank_scratch *s;
     assert_int_equal(rank_scratch_new(&s, f.m, B, 0), 0);
     sch_behavior rec[N];
-    for (int k = 0; k < N; k++) rec[k] = f.win[T - N + k];
-    rank_history h = {.bucket_sum = f.V, .bucket_cnt = f.cnt, .window_len = T, .recent = rec,
-                      .N = N, .now_ts = 1700000000};
+    for (int k = 0; k < N; k++)
+        rec[k] = f.win[T - N + k];
+    rank_history h = {.bucket_sum = f.V,
+                      .bucket_cnt = f.cnt,
+                      .window_len = T,
+                      .recent = rec,
+                      .N = N,
+                      .now_ts = 1700000000};
     float all[B], one;
     assert_int_equal(rank_score(all, s, f.m, &h, f.item, f.cat, B), 0);
     for (int b = 0; b < B; b++) {
@@ -193,9 +210,11 @@ static void test_rank_score_order_and_limits(void **state) {
     /* reversed input gives reversed output */
     uint64_t ri[B], rc[B];
     float rev[B];
-    for (int b = 0; b < B; b++) ri[b] = f.item[B - 1 - b], rc[b] = f.cat[B - 1 - b];
+    for (int b = 0; b < B; b++)
+        ri[b] = f.item[B - 1 - b], rc[b] = f.cat[B - 1 - b];
     assert_int_equal(rank_score(rev, s, f.m, &h, ri, rc, B), 0);
-    for (int b = 0; b < B; b++) assert_true(fabs(rev[b] - all[B - 1 - b]) < 1e-6);
+    for (int b = 0; b < B; b++)
+        assert_true(fabs(rev[b] - all[B - 1 - b]) < 1e-6);
     /* an unknown user: empty history, still scores, and differently from a known one */
     rank_history empty = {.now_ts = 1700000000};
     float none[B];
@@ -212,7 +231,8 @@ static void test_rank_score_order_and_limits(void **state) {
     int arc = rank_score(again, s, f.m, &h, f.item, f.cat, B);
     core_alloc_fail_after(-1, 0);
     assert_int_equal(arc, 0);
-    for (int b = 0; b < B; b++) assert_true(again[b] == all[b]);
+    for (int b = 0; b < B; b++)
+        assert_true(again[b] == all[b]);
     /* limits */
     assert_int_equal(rank_score(all, s, f.m, &h, f.item, f.cat, B + 1), CORE_ETOOBIG);
     mdl_model *other;
@@ -246,7 +266,8 @@ static void test_attention_blocks_equal_single(void **state) {
     make(&f, MDL_LONG_ATTN);
     enum { NB = 130 };
     uint64_t it[NB], ca[NB];
-    for (int b = 0; b < NB; b++) it[b] = 1 + (uint64_t)b * 37 % 3000, ca[b] = 1 + (uint64_t)b % 100;
+    for (int b = 0; b < NB; b++)
+        it[b] = 1 + (uint64_t)b * 37 % 3000, ca[b] = 1 + (uint64_t)b % 100;
     rank_scratch *s;
     assert_int_equal(rank_scratch_new(&s, f.m, NB, T), 0);
     rank_history h = {.window = f.win, .T = T, .now_ts = 1700000000};
@@ -288,7 +309,12 @@ static void test_candidate_parse(void **state) {
     (void)state;
     uint64_t it, ca;
     char err[256];
-    struct { const char *line; int rc; uint64_t it, ca; const char *msg; } cases[] = {
+    struct {
+        const char *line;
+        int rc;
+        uint64_t it, ca;
+        const char *msg;
+    } cases[] = {
         {"5,7", 0, 5, 7, NULL},
         {"  5 , 7 \r", 0, 5, 7, NULL},
         {"{\"item_id\": 1, \"category_id\": 2}", 0, 1, 2, NULL},
@@ -300,7 +326,8 @@ static void test_candidate_parse(void **state) {
         {"-5,7", CORE_EFORMAT, 0, 0, "item_id: expected an unsigned integer"},
         {"5,", CORE_EFORMAT, 0, 0, "category_id: expected"},
         {"{\"item_id\": 1}", CORE_EFORMAT, 0, 0, "missing field category_id"},
-        {"{\"item_id\": 1, \"category_id\": 2, \"x\": 3}", CORE_EFORMAT, 0, 0, "unknown field \"x\""},
+        {"{\"item_id\": 1, \"category_id\": 2, \"x\": 3}", CORE_EFORMAT, 0, 0,
+         "unknown field \"x\""},
         {"{\"item_id\": 1, \"item_id\": 2}", CORE_EFORMAT, 0, 0, "duplicate field"},
         {"{\"item_id\": \"1\", \"category_id\": 2}", CORE_EFORMAT, 0, 0, "expected an unsigned"},
         {"{\"item_id\": 1, \"category_id\": 2", CORE_EFORMAT, 0, 0, "expected ',' or '}'"},
@@ -308,10 +335,14 @@ static void test_candidate_parse(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = 0;
-        int rc = rank_candidate_parse(cases[i].line, strlen(cases[i].line), &it, &ca, err, sizeof err);
-        if (rc != cases[i].rc) fail_msg("'%s': rc %d, want %d (%s)", cases[i].line, rc, cases[i].rc, err);
-        if (!rc) assert_true(it == cases[i].it && ca == cases[i].ca);
-        else if (!strstr(err, cases[i].msg)) fail_msg("'%s': message '%s'", cases[i].line, err);
+        int rc =
+            rank_candidate_parse(cases[i].line, strlen(cases[i].line), &it, &ca, err, sizeof err);
+        if (rc != cases[i].rc)
+            fail_msg("'%s': rc %d, want %d (%s)", cases[i].line, rc, cases[i].rc, err);
+        if (!rc)
+            assert_true(it == cases[i].it && ca == cases[i].ca);
+        else if (!strstr(err, cases[i].msg))
+            fail_msg("'%s': message '%s'", cases[i].line, err);
     }
 }
 
