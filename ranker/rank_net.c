@@ -266,6 +266,13 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
                  shape->max_B, shape->max_U, shape->max_T);
         return CORE_EINVAL;
     }
+    uint64_t tt = shape->max_window_total ? shape->max_window_total
+                                          : (uint64_t)shape->max_U * shape->max_T;
+    if (tt > (1u << 28)) {
+        snprintf(err, err_size, "net shape: %llu window behaviors per batch exceed 2^28",
+                 (unsigned long long)tt);
+        return CORE_EINVAL;
+    }
     rank_net *n = core_calloc(1, sizeof *n);
     if (!n) return CORE_ENOMEM;
     n->cfg = *cfg;
@@ -280,7 +287,7 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     n->NH = (int)cfg->n_heads;
     n->F = (int)cfg->ffn_dim;
     n->L = (int)cfg->n_blocks;
-    n->TT = shape->max_window_total ? shape->max_window_total : shape->max_U * shape->max_T;
+    n->TT = (uint32_t)tt;
     if (cfg->long_kind == MDL_LONG_NONE) n->TT = 0;
     n->NN = shape->max_U * cfg->n_recent;
     n->memo_mask = 1;
