@@ -403,6 +403,15 @@ static void test_shape_limits(void **state) {
     f.users[0].T = 14;
     f.user[0] = U;
     assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg, NULL), CORE_EINVAL);
+    /* shapes out of range are refused with a message, never allocated */
+    rank_net *big = NULL;
+    char err[256] = "";
+    rank_net_shape huge = {.max_B = 1u << 20, .max_U = 1u << 20, .max_T = 1u << 22};
+    assert_int_equal(rank_net_new(&big, &f.m->cfg, &huge, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "2^28"));
+    rank_net_shape bad = {.max_B = 4, .max_U = 5, .max_T = 1};
+    assert_int_equal(rank_net_new(&big, &f.m->cfg, &bad, err, sizeof err), CORE_EINVAL);
+    assert_null(big);
     teardown_fixture(&f);
 }
 
