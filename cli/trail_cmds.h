@@ -12,4 +12,7 @@ int enc_cmd_import_taobao(int argc, char **argv);    /* trail import taobao */
 int enc_cmd_import_movielens(int argc, char **argv); /* trail import movielens */
 int enc_cmd_bench_encode(int argc, char **argv);     /* trail bench encode */
 
+int rank_cmd_bench(int argc, char **argv);  /* trail bench rank */
+int rank_cmd_rank(int argc, char **argv);   /* trail rank */
+
 #endif

@@ -8,7 +8,8 @@
  * Per user context (U of them) the candidate-independent work runs once: window and recent
  * embeddings, SDIM bucket sums (taken from the store, or built from the window), the self-attention
  * block(s) and the key projection of the short branch. Per candidate work (B of them) is batched
- * through sgemm: serving is U=1 with up to ~1000 candidates; training batches samples of many users.
+ * through sgemm: serving is U=1 with up to ~1000 candidates; training batches samples of many
+ * users.
  *
  * MLP input, in this order (width mdl_mlp_in_dim(cfg)):
  *   [ q (C) | u_long (C) | q (.) u_long (C) | u_short (C) | u_tin (C) | dense (n_dense) ]
@@ -32,13 +33,13 @@
 
 /* Sizes a rank_net is built for; a batch beyond any of them is refused with CORE_ETOOBIG. */
 typedef struct rank_net_shape {
-    uint32_t max_B;       /* candidates per batch */
-    uint32_t max_U;       /* user contexts per batch */
-    uint32_t max_T;       /* window behaviors per user (long = attention, or buckets built from
-                             the window); 0 if every user brings stored bucket sums and the
-                             variant is not attention */
+    uint32_t max_B;            /* candidates per batch */
+    uint32_t max_U;            /* user contexts per batch */
+    uint32_t max_T;            /* window behaviors per user (long = attention, or buckets built from
+                                  the window); 0 if every user brings stored bucket sums and the
+                                  variant is not attention */
     uint32_t max_window_total; /* window behaviors over all users of a batch; 0 = max_U * max_T */
-    int train;            /* 1: save what rank_net_backward needs (and allow it) */
+    int train;                 /* 1: save what rank_net_backward needs (and allow it) */
 } rank_net_shape;
 
 typedef struct rank_net rank_net;
@@ -52,7 +53,7 @@ typedef struct rank_net rank_net;
  *   TIN buckets the gap users[u].now_ts - ts.
  * - dense: users[u].dense (n_dense floats) or NULL for zeros. */
 typedef struct rank_batch {
-    const rank_history *users;   // (U)
+    const rank_history *users; // (U)
     uint32_t U;
     const uint64_t *item_id;     // (B)
     const uint64_t *category_id; // (B)
@@ -60,8 +61,8 @@ typedef struct rank_batch {
     uint32_t B;
     /* Signatures of candidates (and of window behaviors when buckets are built here) come from this
      * cache when set (serving: the cache must be for this model's current weights); when NULL they
-     * are computed from the current embeddings with enc_simhash_sign (training, whose embeddings
-     * change every step). */
+     * are computed from the current embeddings with enc_simhash_sign, once per distinct
+     * (item row, category row) per forward (training, whose embeddings change every step). */
     enc_sigcache *sigcache;
 } rank_batch;
 
@@ -83,8 +84,8 @@ int rank_net_forward(rank_net *net, const mdl_model *m, const rank_batch *bt, fl
                      float *probs);
 
 /** @brief Backward pass of the last forward (train mode only).
- *  @param dlogits (B) dLoss/dlogit per candidate (for binary cross-entropy: p - label, scaled as the
- *  trainer wishes).
+ *  @param dlogits (B) dLoss/dlogit per candidate (for binary cross-entropy: p - label, scaled as
+ * the trainer wishes).
  *  @param grad parameter gradients, bound with mdl_params_bind to an arena of the model's layout;
  *  every touched tensor is accumulated into (+=). simhash_r is never touched. Of the embedding
  *  tables (item_emb, cat_emb, item_bias) only the rows listed by rank_net_touched change. */
@@ -97,5 +98,15 @@ void rank_net_backward(rank_net *net, const mdl_model *m, const rank_batch *bt,
  *  @remark Train mode only. Pointers valid until the next rank_net_forward on this net. */
 void rank_net_touched(const rank_net *net, const uint32_t **item_rows, uint32_t *n_item,
                       const uint32_t **cat_rows, uint32_t *n_cat);
+
+/** @brief The MLP input row of candidate b (input order) from the last forward, mdl_mlp_in_dim(cfg)
+ *  floats in the concat order above (so u_long is at offset C when long != none). For tests and
+ *  train/serve parity checks. @remark Valid until the next forward on this net. */
+const float *rank_net_head_input(const rank_net *net, uint32_t b);
+
+/** @brief A fingerprint of the ReLU on/off pattern of the last forward (MLP and FFN units). The
+ *  network is smooth except at ReLU kinks (the hash is frozen by a signature cache), so a
+ *  finite-difference step is valid when the pattern does not change; tests use this. */
+uint64_t rank_net_relu_pattern(const rank_net *net);
 
 #endif

@@ -17,7 +17,8 @@ typedef struct rank_history {
     const float *bucket_sum;    // (S, 2^tau, C) SDIM bucket sums, or NULL: no long-term state
     const uint32_t *bucket_cnt; // (S, 2^tau)
     uint32_t window_len;        /* behaviors behind the buckets (avgpool uses sum/len) */
-    const sch_behavior *window; // (T) raw window oldest first: needed by long=attention only
+    const sch_behavior *window; // (T) raw window oldest first: needed by long=attention, and by
+                                //     sdim/avgpool when bucket_sum is NULL (buckets built from it)
     uint32_t T;
     const sch_behavior *recent; // (N) recent behaviors oldest first (at most cfg.n_recent used)
     uint32_t N;

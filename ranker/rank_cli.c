@@ -1,0 +1,411 @@
+/* rank_cli.c: `trail bench rank` (serving latency of SDIM against exact target attention) and the
+ * candidate-line parser of `trail rank` (whose store side is in rank_cli_rank.c).
+ *
+ * The bench builds one user in memory from a synthetic window: bucket sums by embedding each
+ * behavior (mdl_embed) and hashing it (enc_simhash_sign), exactly the encoder's rule, so no store
+ * is involved; the timed part is rank_score, the serving call, with a warm signature cache.
+ */
+#include "rank_cli.h"
+#include "core_alloc.h"
+#include "core_args.h"
+#include "core_err.h"
+#include "core_util.h"
+#include "enc_simhash.h"
+#include "mdl.h"
+#include "rank_blas.h"
+#include "rank_kernels.h"
+#include "rank_score.h"
+#include "trail_cmds.h"
+
+#include <ctype.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+// ---------------------------------------------------------------------------------------------
+// Candidate lines
+
+typedef struct cur {
+    const char *p, *end;
+} cur;
+
+static void skip_ws(cur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r'))
+        c->p++;
+}
+
+/* an unsigned decimal id, at most SCH_ID_MAX */
+static int parse_id(cur *c, uint64_t *out, const char *what, char *err, size_t err_size) {
+    const char *start = c->p;
+    uint64_t v = 0;
+    if (c->p >= c->end || !isdigit((unsigned char)*c->p)) {
+        snprintf(err, err_size, "%s: expected an unsigned integer", what);
+        return CORE_EFORMAT;
+    }
+    for (; c->p < c->end && isdigit((unsigned char)*c->p); c->p++) {
+        if (v > (SCH_ID_MAX - (uint64_t)(*c->p - '0')) / 10) {
+            snprintf(err, err_size, "%s: %.*s... is larger than %llu", what,
+                     (int)(c->p - start + 1), start, (unsigned long long)SCH_ID_MAX);
+            return CORE_ERANGE;
+        }
+        v = v * 10 + (uint64_t)(*c->p - '0');
+    }
+    *out = v;
+    return CORE_OK;
+}
+
+int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
+                         char *err, size_t err_size) {
+    cur c = {line, line + n};
+    int rc;
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == '{') {
+        /* {"item_id": 1, "category_id": 2} */
+        int have_item = 0, have_cat = 0;
+        c.p++;
+        for (;;) {
+            skip_ws(&c);
+            if (c.p >= c.end || *c.p != '"') {
+                snprintf(err, err_size, "expected a quoted key");
+                return CORE_EFORMAT;
+            }
+            const char *k = ++c.p;
+            while (c.p < c.end && *c.p != '"')
+                c.p++;
+            if (c.p >= c.end) {
+                snprintf(err, err_size, "unterminated key");
+                return CORE_EFORMAT;
+            }
+            size_t kn = (size_t)(c.p++ - k);
+            int is_item = kn == 7 && !memcmp(k, "item_id", 7);
+            int is_cat = kn == 11 && !memcmp(k, "category_id", 11);
+            if (!is_item && !is_cat) {
+                snprintf(err, err_size, "unknown field \"%.*s\" (expected item_id, category_id)",
+                         (int)(kn > 40 ? 40 : kn), k);
+                return CORE_EFORMAT;
+            }
+            if ((is_item && have_item) || (is_cat && have_cat)) {
+                snprintf(err, err_size, "duplicate field \"%.*s\"", (int)kn, k);
+                return CORE_EFORMAT;
+            }
+            skip_ws(&c);
+            if (c.p >= c.end || *c.p != ':') {
+                snprintf(err, err_size, "expected ':' after \"%.*s\"", (int)kn, k);
+                return CORE_EFORMAT;
+            }
+            c.p++;
+            skip_ws(&c);
+            if ((rc = parse_id(&c, is_item ? item_id : category_id,
+                               is_item ? "item_id" : "category_id", err, err_size)))
+                return rc;
+            have_item |= is_item;
+            have_cat |= is_cat;
+            skip_ws(&c);
+            if (c.p < c.end && *c.p == ',') {
+                c.p++;
+                continue;
+            }
+            if (c.p < c.end && *c.p == '}') {
+                c.p++;
+                break;
+            }
+            snprintf(err, err_size, "expected ',' or '}'");
+            return CORE_EFORMAT;
+        }
+        if (!have_item || !have_cat) {
+            snprintf(err, err_size, "missing field %s", have_item ? "category_id" : "item_id");
+            return CORE_EFORMAT;
+        }
+    } else {
+        /* item_id,category_id */
+        if ((rc = parse_id(&c, item_id, "item_id", err, err_size))) return rc;
+        skip_ws(&c);
+        if (c.p >= c.end || *c.p != ',') {
+            snprintf(err, err_size, "expected item_id,category_id or a JSON object");
+            return CORE_EFORMAT;
+        }
+        c.p++;
+        skip_ws(&c);
+        if ((rc = parse_id(&c, category_id, "category_id", err, err_size))) return rc;
+    }
+    skip_ws(&c);
+    if (c.p != c.end) {
+        snprintf(err, err_size, "unexpected text after the candidate: \"%.*s\"",
+                 (int)(c.end - c.p > 20 ? 20 : c.end - c.p), c.p);
+        return CORE_EFORMAT;
+    }
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// trail bench rank
+
+typedef struct bench_user {
+    sch_behavior *window; // (T)
+    float *V;             // (S, nb, C)
+    uint32_t *cnt;        // (S, nb)
+} bench_user;
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* nearest-rank percentile of sorted samples */
+static double pct_us(const int64_t *sorted, int n, double p) {
+    int k = (int)ceil(p / 100.0 * n) - 1;
+    if (k < 0) k = 0;
+    if (k >= n) k = n - 1;
+    return (double)sorted[k] / 1e3;
+}
+
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* time `iters` calls of rank_score after `warm` untimed ones: wall-clock ns per call into t and
+ * this thread's CPU ns into cpu (both sorted). On a shared machine the difference is time spent
+ * waiting for a core. */
+static int time_scores(int64_t *t, int64_t *cpu, int iters, int warm, float *out, rank_scratch *s,
+                       const mdl_model *m, const rank_history *h, const uint64_t *item,
+                       const uint64_t *cat, uint32_t B) {
+    for (int i = -warm; i < iters; i++) {
+        int64_t c0 = thread_cpu_ns(), t0 = core_now_ns();
+        int rc = rank_score(out, s, m, h, item, cat, B);
+        int64_t t1 = core_now_ns(), c1 = thread_cpu_ns();
+        if (rc) return rc;
+        if (i >= 0) t[i] = t1 - t0, cpu[i] = c1 - c0;
+    }
+    for (uint32_t b = 0; b < B; b++)
+        if (!(out[b] > 0.f && out[b] < 1.f)) return CORE_ERANGE;
+    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    qsort(cpu, (size_t)iters, sizeof *cpu, cmp_i64);
+    return CORE_OK;
+}
+
+/* The head alone at the same shapes (B x D -> h1 -> h2 -> 1 with ReLU), the floor under any
+ * variant: it says how much of a request is the MLP and how much everything else. */
+static int time_mlp(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
+    const mdl_config *c = &m->cfg;
+    int D = (int)mdl_mlp_in_dim(c), H1 = (int)c->h1, H2 = (int)c->h2;
+    float *z = core_calloc((size_t)B * D, sizeof(float)), *a1 = core_malloc((size_t)B * H1 * 4),
+          *a2 = core_malloc((size_t)B * H2 * 4), *lg = core_malloc((size_t)B * 4);
+    int rc = CORE_ENOMEM;
+    if (!z || !a1 || !a2 || !lg) goto done;
+    for (size_t i = 0; i < (size_t)B * D; i++)
+        z[i] = m->p.item_emb[i % ((size_t)c->item_rows * c->C / 2)];
+    for (int i = -5; i < iters; i++) {
+        int64_t t0 = core_now_ns();
+        rank_matmul_forward(a1, z, m->p.w1, m->p.b1, (int)B, D, H1);
+        rank_relu_forward(a1, a1, (int)B * H1);
+        rank_matmul_forward(a2, a1, m->p.w2, m->p.b2, (int)B, H1, H2);
+        rank_relu_forward(a2, a2, (int)B * H2);
+        rank_matmul_forward(lg, a2, m->p.w3, m->p.b3, (int)B, H2, 1);
+        if (i >= 0) t[i] = core_now_ns() - t0;
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    rc = CORE_OK;
+done:
+    core_free(z);
+    core_free(a1);
+    core_free(a2);
+    core_free(lg);
+    return rc;
+}
+
+static void bench_usage(FILE *f) {
+    fprintf(f,
+            "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
+            "                        [--iters K] [--attention-iters K] [--seed X]\n"
+            "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
+            "  once with long=sdim and once with long=attention (same weights), one thread.\n"
+            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=3 MLP 200-80, sdim+selfattn+tin.\n");
+}
+
+int rank_cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"json", 0, 0, 'j'},   {"candidates", 1, 0, 'B'}, {"window", 1, 0, 'T'},
+        {"recent", 1, 0, 'N'}, {"iters", 1, 0, 'i'},      {"attention-iters", 1, 0, 'a'},
+        {"seed", 1, 0, 's'},   {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1;
+    int json = 0, c, rc, ret = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            json = 1;
+            break;
+        case 'B':
+            if (core_parse_u64(optarg, 1, 100000, "--candidates", &B)) return 2;
+            break;
+        case 'T':
+            if (core_parse_u64(optarg, 0, 1000000, "--window", &T)) return 2;
+            break;
+        case 'N':
+            if (core_parse_u64(optarg, 1, 1024, "--recent", &N)) return 2;
+            break;
+        case 'i':
+            if (core_parse_u64(optarg, 1, 1000000, "--iters", &iters)) return 2;
+            break;
+        case 'a':
+            if (core_parse_u64(optarg, 1, 100000, "--attention-iters", &aiters)) return 2;
+            break;
+        case 's':
+            if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &seed)) return 2;
+            break;
+        case 'h':
+            bench_usage(stdout);
+            return 0;
+        default:
+            bench_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "trail: bench rank: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+
+    mdl_config cfg;
+    char err[256];
+    mdl_model *m = NULL, *ma = NULL;
+    rank_scratch *ss = NULL, *sa = NULL;
+    bench_user u = {0};
+    uint64_t *item = NULL, *cat = NULL;
+    float *out = NULL, *x = NULL;
+    int64_t *ts = NULL, *ta = NULL, *tm = NULL, *cs = NULL, *ca = NULL;
+    mdl_config_default(&cfg);
+    cfg.n_recent = (uint32_t)N;
+    cfg.seed = seed;
+    if ((rc = mdl_model_init(&m, &cfg, err, sizeof err))) {
+        fprintf(stderr, "trail: bench rank: %s\n", err);
+        return 1;
+    }
+    /* the baseline: the same weights with exact target attention over the window */
+    if ((rc = mdl_model_clone(&ma, m))) goto fail;
+    ma->cfg.long_kind = MDL_LONG_ATTN;
+    mdl_params_bind(&ma->p, &ma->cfg, ma->arena);
+
+    int S = (int)cfg.S, nb = 1 << cfg.tau, C = (int)cfg.C;
+    u.window = core_malloc((T ? T : 1) * sizeof *u.window);
+    u.V = core_calloc((size_t)S * nb * C, sizeof *u.V);
+    u.cnt = core_calloc((size_t)S * nb, sizeof *u.cnt);
+    item = core_malloc(B * sizeof *item);
+    cat = core_malloc(B * sizeof *cat);
+    out = core_malloc(B * sizeof *out);
+    x = core_malloc((size_t)C * sizeof *x);
+    ts = core_malloc(iters * sizeof *ts);
+    ta = core_malloc(aiters * sizeof *ta);
+    tm = core_malloc(iters * sizeof *tm);
+    cs = core_malloc(iters * sizeof *cs);
+    ca = core_malloc(aiters * sizeof *ca);
+    rc = CORE_ENOMEM;
+    if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm || !cs ||
+        !ca)
+        goto fail;
+
+    /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
+    core_rng r;
+    core_rng_seed(&r, seed ^ 0x62656e6368ull);
+    int64_t now = 1700000000;
+    uint16_t sig[64];
+    for (uint64_t j = 0; j < T; j++) {
+        uint64_t it = 1 + core_rng_below(&r, 200000);
+        u.window[j] = (sch_behavior){it, 1 + it % 5000, now - (int64_t)(T - j) * 600, 1};
+        mdl_embed(m, u.window[j].item_id, u.window[j].category_id, x);
+        enc_simhash_sign(sig, x, m->p.simhash_r, S, (int)cfg.tau, C);
+        for (int i = 0; i < S; i++) {
+            float *v = u.V + ((size_t)i * nb + sig[i]) * C;
+            for (int k = 0; k < C; k++)
+                v[k] += x[k];
+            u.cnt[i * nb + sig[i]]++;
+        }
+    }
+    for (uint64_t b = 0; b < B; b++) {
+        item[b] = 1 + core_rng_below(&r, 200000);
+        cat[b] = 1 + item[b] % 5000;
+    }
+    uint32_t nrec = (uint32_t)(T < N ? T : N);
+    rank_history h = {.bucket_sum = u.V,
+                      .bucket_cnt = u.cnt,
+                      .window_len = (uint32_t)T,
+                      .window = u.window,
+                      .T = (uint32_t)T,
+                      .recent = u.window + (T - nrec),
+                      .N = nrec,
+                      .now_ts = now};
+
+    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
+    if ((rc = time_scores(ts, cs, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B)))
+        goto fail;
+    rank_scratch_destroy(ss);
+    ss = NULL;
+    if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
+    if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
+    if ((rc = time_scores(ta, ca, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B)))
+        goto fail;
+
+    double s50 = pct_us(ts, (int)iters, 50), s99 = pct_us(ts, (int)iters, 99);
+    double a50 = pct_us(ta, (int)aiters, 50), a99 = pct_us(ta, (int)aiters, 99);
+    double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
+    double sc50 = pct_us(cs, (int)iters, 50), ac50 = pct_us(ca, (int)aiters, 50);
+    double load = -1;
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf", &load) != 1) load = -1;
+        fclose(lf);
+    }
+    char vname[64];
+    mdl_variant_str(&cfg, vname, sizeof vname);
+    if (json) {
+        printf("{\"candidates\": %llu, \"window\": %llu, \"recent\": %llu, \"C\": %d, \"S\": %d, "
+               "\"tau\": %u, \"mlp\": \"%u-%u\", \"threads\": 1, \"variant\": \"%s\", "
+               "\"user_state\": \"built in memory from the window by the bench (mdl_embed + "
+               "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
+               "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
+               "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
+               "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
+               "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f}\n",
+               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
+               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99,
+               (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99, sc50, ac50, load);
+    } else {
+        printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
+               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
+        printf("  sdim       p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", s50, s99,
+               (unsigned long long)iters);
+        printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", a50, a99,
+               (unsigned long long)aiters);
+        printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
+        printf(
+            "  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
+            m50, m99);
+        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", sc50, ac50,
+               load);
+    }
+    ret = 0;
+fail:
+    if (ret) fprintf(stderr, "trail: bench rank: %s\n", core_strerror(rc));
+    rank_scratch_destroy(ss);
+    rank_scratch_destroy(sa);
+    mdl_model_destroy(m);
+    mdl_model_destroy(ma);
+    core_free(u.window);
+    core_free(u.V);
+    core_free(u.cnt);
+    core_free(item);
+    core_free(cat);
+    core_free(out);
+    core_free(x);
+    core_free(ts);
+    core_free(ta);
+    core_free(tm);
+    core_free(cs);
+    core_free(ca);
+    return ret;
+}

@@ -1,0 +1,254 @@
+/* rank_cli_rank.c: `trail rank`, score candidates for one user from an encoder store.
+ *
+ * The user's state is read zero-copy inside one short LMDB read transaction (enc_reader_*) and
+ * scored with rank_score before the transaction ends. A model whose encoding_version differs from
+ * the store's buckets is refused: its embeddings would not match the sums the store holds.
+ */
+#include "core_alloc.h"
+#include "core_args.h"
+#include "core_err.h"
+#include "core_util.h"
+#include "enc_store.h"
+#include "mdl.h"
+#include "rank_cli.h"
+#include "rank_score.h"
+#include "trail_cmds.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct cand_list {
+    uint64_t *item, *cat;
+    uint32_t n, cap;
+} cand_list;
+
+/* Read every candidate line; blank lines are skipped. On a bad line: message with file and line. */
+static int read_candidates(cand_list *cl, const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    char *line = NULL, err[256];
+    size_t cap = 0;
+    ssize_t len;
+    uint64_t lineno = 0;
+    int rc = CORE_OK;
+    if (!f) {
+        fprintf(stderr, "trail: rank: cannot open candidates %s: %s\n", path, strerror(errno));
+        return CORE_EIO;
+    }
+    while ((len = getline(&line, &cap, f)) != -1) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
+        size_t k = 0;
+        while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t'))
+            k++;
+        if (k == (size_t)len) continue;
+        if (cl->n == cl->cap) {
+            uint32_t nc = cl->cap ? cl->cap * 2 : 1024;
+            uint64_t *a = core_realloc(cl->item, nc * sizeof *a);
+            if (a) cl->item = a;
+            uint64_t *b = a ? core_realloc(cl->cat, nc * sizeof *b) : NULL;
+            if (!a || !b) {
+                rc = CORE_ENOMEM;
+                fprintf(stderr, "trail: rank: out of memory reading candidates\n");
+                break;
+            }
+            cl->cat = b;
+            cl->cap = nc;
+        }
+        rc = rank_candidate_parse(line, (size_t)len, &cl->item[cl->n], &cl->cat[cl->n], err,
+                                  sizeof err);
+        if (rc) {
+            fprintf(stderr, "trail: rank: %s:%llu: bad candidate: %s\n",
+                    strcmp(path, "-") ? path : "<stdin>", (unsigned long long)lineno, err);
+            break;
+        }
+        cl->n++;
+    }
+    if (!rc && ferror(f)) {
+        fprintf(stderr, "trail: rank: reading %s: %s\n", path, strerror(errno));
+        rc = CORE_EIO;
+    }
+    free(line); /* allocated by getline */
+    if (f != stdin) fclose(f);
+    return rc;
+}
+
+static void rank_usage(FILE *f) {
+    fprintf(f,
+            "usage: trail rank --model M --store DIR --user ID [--ts T] --candidates FILE|-\n"
+            "                  [--json]\n"
+            "  Prints one click probability per candidate, in input order. A candidate line is\n"
+            "  item_id,category_id or {\"item_id\": 1, \"category_id\": 2}. --ts is the request\n"
+            "  time in seconds (default now); an unknown user scores with an empty history.\n");
+}
+
+int rank_cmd_rank(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'},      {"store", 1, 0, 'd'}, {"user", 1, 0, 'u'}, {"ts", 1, 0, 't'},
+        {"candidates", 1, 0, 'c'}, {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model = NULL, *store = NULL, *cands = NULL;
+    uint64_t user = 0;
+    int64_t ts = core_wall_s();
+    int have_user = 0, json = 0, c, rc, ret = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            model = optarg;
+            break;
+        case 'd':
+            store = optarg;
+            break;
+        case 'c':
+            cands = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'u':
+            if (core_parse_u64(optarg, 0, SCH_ID_MAX, "--user", &user)) return 2;
+            have_user = 1;
+            break;
+        case 't':
+            if (core_parse_i64(optarg, SCH_TS_MIN, SCH_TS_MAX, "--ts", &ts)) return 2;
+            break;
+        case 'h':
+            rank_usage(stdout);
+            return 0;
+        default:
+            rank_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || !model || !store || !cands || !have_user) {
+        if (optind != argc)
+            fprintf(stderr, "trail: rank: unexpected argument '%s'\n", argv[optind]);
+        else
+            fprintf(stderr,
+                    "trail: rank: --model, --store, --user and --candidates are required\n");
+        rank_usage(stderr);
+        return 2;
+    }
+
+    char err[512];
+    mdl_model *m = NULL;
+    enc_store *st = NULL;
+    enc_reader *rd = NULL;
+    rank_scratch *sc = NULL;
+    cand_list cl = {0};
+    sch_behavior *window = NULL;
+    float *out = NULL;
+    int in_txn = 0;
+    struct stat sb;
+
+    if (stat(store, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "trail: rank: store %s is not a directory\n", store);
+        return 1;
+    }
+    if ((rc = mdl_model_load(&m, model, err, sizeof err))) {
+        fprintf(stderr, "trail: rank: %s\n", err);
+        return 1;
+    }
+    if ((rc = read_candidates(&cl, cands))) goto done;
+
+    enc_store_conf conf;
+    enc_store_conf_default(&conf);
+    conf.path = store;
+    conf.window = 0; /* the store's own sizes */
+    conf.recent = 0;
+    if ((rc = enc_store_open(&st, &conf, err, sizeof err))) {
+        fprintf(stderr, "trail: rank: %s\n", err);
+        goto done;
+    }
+    uint64_t sv = enc_store_encoding_version(st);
+    if (sv && sv != m->encoding_version) {
+        char a[17], b[17];
+        mdl_version_hex(m->encoding_version, a);
+        mdl_version_hex(sv, b);
+        fprintf(stderr,
+                "trail: rank: model %s has encoding_version %s but the store %s holds buckets of "
+                "%s: reencode the store with this model (trail reencode) first\n",
+                model, a, store, b);
+        rc = CORE_EMISMATCH;
+        goto done;
+    }
+    uint32_t wmax = m->cfg.long_kind == MDL_LONG_ATTN ? enc_store_window(st) : 0;
+    if ((rc = rank_scratch_new(&sc, m, cl.n ? cl.n : 1, wmax))) goto done;
+    if ((rc = enc_reader_new(st, &rd))) goto done;
+    out = core_malloc((cl.n ? cl.n : 1) * sizeof *out);
+    window = wmax ? core_malloc(wmax * sizeof *window) : NULL;
+    rc = CORE_ENOMEM;
+    if (!out || (wmax && !window)) goto done;
+
+    /* one short read transaction: view, score, end */
+    if ((rc = enc_reader_begin(rd))) goto done;
+    in_txn = 1;
+    enc_user_view v;
+    rank_history h = {.now_ts = ts};
+    int known = 0;
+    rc = enc_reader_user(rd, user, &v);
+    if (rc == CORE_OK) {
+        known = 1;
+        if (v.encoding_version != m->encoding_version || v.S != m->cfg.S || v.C != m->cfg.C ||
+            v.n_buckets != (1u << m->cfg.tau)) {
+            fprintf(stderr,
+                    "trail: rank: user %llu's state was encoded for another model "
+                    "(encoding_version or S/C/tau differ): reencode the store\n",
+                    (unsigned long long)user);
+            rc = CORE_EMISMATCH;
+            goto done;
+        }
+        h.bucket_sum = v.bucket_sum;
+        h.bucket_cnt = v.bucket_cnt;
+        h.window_len = v.window_len;
+        h.recent = v.recent;
+        h.N = v.recent_len;
+        if (wmax) {
+            uint32_t nw = 0;
+            if ((rc = enc_reader_window(rd, user, window, wmax, &nw))) goto done;
+            h.window = window;
+            h.T = nw;
+        }
+    } else if (rc != CORE_ENOTFOUND) {
+        fprintf(stderr, "trail: rank: reading user %llu: %s\n", (unsigned long long)user,
+                core_strerror(rc));
+        goto done;
+    }
+    rc = rank_score(out, sc, m, &h, cl.item, cl.cat, cl.n);
+    enc_reader_end(rd);
+    in_txn = 0;
+    if (rc) goto done;
+
+    if (json) {
+        char ver[17];
+        mdl_version_hex(m->model_version, ver);
+        printf("{\"model_version\": \"%s\", \"user_id\": %llu, \"known_user\": %s, \"ts\": %lld, "
+               "\"scores\": [",
+               ver, (unsigned long long)user, known ? "true" : "false", (long long)ts);
+        for (uint32_t i = 0; i < cl.n; i++)
+            printf("%s%.9g", i ? ", " : "", out[i]);
+        printf("]}\n");
+    } else {
+        for (uint32_t i = 0; i < cl.n; i++)
+            printf("%.9g\n", out[i]);
+    }
+    ret = fflush(stdout) == 0 ? 0 : 1;
+done:
+    if (ret && rc && rc != CORE_EFORMAT && rc != CORE_ERANGE && rc != CORE_EMISMATCH &&
+        rc != CORE_EIO)
+        fprintf(stderr, "trail: rank: %s\n", core_strerror(rc));
+    if (in_txn) enc_reader_end(rd);
+    enc_reader_destroy(rd);
+    enc_store_close(st);
+    rank_scratch_destroy(sc);
+    mdl_model_destroy(m);
+    core_free(cl.item);
+    core_free(cl.cat);
+    core_free(window);
+    core_free(out);
+    return ret;
+}

@@ -1,0 +1,910 @@
+/* rank_net.c: the ranking network's forward and backward over a batch of (candidate, user) pairs.
+ *
+ * Layout of a batch inside the net: candidates are regrouped by user (a stable counting sort, so
+ * serving with U = 1 keeps the input order), and every per-candidate array is in that grouped
+ * order; users' windows and recent sequences are concatenated (woff, roff give each user's rows).
+ * Candidate-independent work runs once per user; per-candidate work runs per user group through
+ * sgemm. What does not live here: kernels (rank_kernels.c), BLAS (rank_blas.c), losses, optimizer.
+ */
+#include "rank_net.h"
+
+#include "core_alloc.h"
+#include "core_assert.h"
+#include "core_err.h"
+#include "rank_blas.h"
+#include "rank_kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+struct rank_net {
+    mdl_config cfg;
+    rank_net_shape sh;
+    uint32_t TT, NN; /* window rows and recent rows over all users */
+    int C, S, nb, D, H1, H2, N, NH, F, L;
+    size_t bytes;
+    char *mem;
+
+    // batch bookkeeping (valid after a forward)
+    uint32_t B, U;
+    uint32_t *perm;      // (B) grouped position -> input index
+    uint32_t *iperm;     // (B) input index -> grouped position
+    uint32_t *goff;      // (U+1) candidate group offsets
+    uint32_t *cir, *ccr; // (B) candidate item / category rows
+    uint16_t *csig;      // (B, S)
+    float *q;            // (B, C)
+
+    // long branch
+    float *ulong;        // (B, C)
+    float *Un;           // (U, S, nb, C) l2-normalized buckets per user
+    float *Unorm;        // (U, S, nb) their norms before normalizing
+    float *dUn;          // (U, S, nb, C) train
+    float *V;            // (U, S, nb, C) buckets built here
+    uint32_t *cnt;       // (U, S, nb)
+    const float **Vp;    // (U) buckets used per user (built or stored)
+    uint32_t *wlen;      // (U) behaviors behind the buckets
+    uint8_t *built;      // (U) 1 if the buckets were built from the window here
+    uint32_t *woff;      // (U+1) window rows per user
+    uint32_t *wir, *wcr; // (TT)
+    float *xw;           // (TT, C)
+    uint16_t *wsig;      // (TT, S)
+    /* without a signature cache (training: the weights change every step), signatures are
+     * computed once per distinct (item row, category row) per forward: a stamped hash table */
+    uint64_t *memo_key;   // (memo_mask + 1) item row << 32 | category row, plus 1
+    uint32_t *memo_stamp; // (memo_mask + 1) forward counter that wrote the slot
+    uint16_t *memo_sig;   // (memo_mask + 1, S)
+    uint32_t memo_mask, stamp;
+    float *att_long;   // (max_B * max_T) train; (RANK_ATTN_BLOCK * max_T) serving
+    size_t *aoff_long; // (U+1)
+
+    // recent: short and temporal branches
+    uint32_t *roff;                   // (U+1)
+    uint32_t *rir, *rcr, *rpos, *rtb; // (NN) rows, position (0 = most recent), TIN bucket
+    float *xr;                        // (NN, C)
+    float *bx[MDL_MAX_BLOCKS + 1];    // (NN, C) block inputs; bx[L] the last block's output
+    float *ln1[MDL_MAX_BLOCKS], *ln1m[MDL_MAX_BLOCKS], *ln1r[MDL_MAX_BLOCKS]; // (NN,C),(NN),(NN)
+    float *qkv[MDL_MAX_BLOCKS];                                               // (NN, 3C)
+    float *matt[MDL_MAX_BLOCKS];                                              // (U * NH * N * N)
+    float *y[MDL_MAX_BLOCKS]; // (NN, C) attention output before w_o
+    float *h[MDL_MAX_BLOCKS]; // (NN, C) after the attention residual
+    float *ln2[MDL_MAX_BLOCKS], *ln2m[MDL_MAX_BLOCKS], *ln2r[MDL_MAX_BLOCKS];
+    float *f1[MDL_MAX_BLOCKS]; // (NN, F) after ReLU
+    float *lnf, *lnfm, *lnfr;  // (NN, C), (NN), (NN)
+    const float *hs;           // (NN, C) values of the short pooling (lnf or xr)
+    float *tmp;                // (NN, C) scratch
+    float *kp;                 // (NN, C) Wk h_k
+    float *k2;                 // (NN, C) Wq^T Wk h_k: scores are then q . k2_k
+    float *att_s;              // (B * N)
+    float *ushort;             // (B, C)
+    float *et;                 // (NN, C)
+    float *vt, *pool_t, *utin; // (B, C)
+    float *att_t;              // (B * N)
+    size_t *aoff_rec;          // (U+1) offsets of B_u * n_u attention rows
+
+    // head
+    float *z;       // (B, D)
+    float *a1, *a2; // (B, H1), (B, H2) after ReLU
+    float *logit;   // (B)
+
+    // backward scratch (train)
+    float *dl;                                          // (B)
+    float *da1, *dp1, *da2, *dp2, *dz;                  // (B,H1) (B,H1) (B,H2) (B,H2) (B,D)
+    float *dq, *dulong, *dushort, *dutin, *dvt, *dpool; // (B, C)
+    float *dV;                                          // (U, S, nb, C)
+    float *dsum;                                        // (C)
+    float *dxw;                                         // (TT, C)
+    float *dxr, *dhs, *dkp, *dk2, *det, *dx, *dh, *dt2; // (NN, C)
+    float *dqkv;                                        // (NN, 3C)
+    float *dr, *df;                                     // (NN, F)
+    float *datt;                                        // (max(max_B * max_T, max_B * N, N * N))
+
+    // touched rows (train)
+    uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
+    uint32_t *t_ir, *t_cr;    // distinct rows
+    uint32_t n_ti, n_tc;
+};
+
+#define A64(x) (((x) + 63) & ~(size_t)63)
+/* Exact attention runs over blocks of this many candidates, so the block's (block, T) scores stay
+ * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM.
+ */
+#define RANK_ATTN_BLOCK 64
+
+/* Carve every buffer out of one block: called once with base NULL to size it, then to assign. */
+static size_t carve(rank_net *n, char *base) {
+    size_t off = 0;
+#define TAKE(ptr, count)                                                                           \
+    do {                                                                                           \
+        size_t bytes_ = (size_t)(count) * sizeof(*(ptr));                                          \
+        (ptr) = base ? (void *)(base + off) : NULL;                                                \
+        off += A64(bytes_);                                                                        \
+    } while (0)
+    const mdl_config *c = &n->cfg;
+    size_t B = n->sh.max_B, U = n->sh.max_U, C = (size_t)n->C, S = (size_t)n->S, nb = (size_t)n->nb;
+    size_t TT = n->TT, NN = n->NN, N = (size_t)n->N, F = (size_t)n->F;
+    int tr = n->sh.train;
+    int is_long = c->long_kind != MDL_LONG_NONE,
+        buckets = c->long_kind == MDL_LONG_SDIM || c->long_kind == MDL_LONG_AVGPOOL;
+    int rec = c->short_kind != MDL_SHORT_NONE || c->temporal_kind != MDL_TEMPORAL_NONE;
+    int sa = c->short_kind == MDL_SHORT_SELFATTN, sh = c->short_kind != MDL_SHORT_NONE;
+    int tin = c->temporal_kind != MDL_TEMPORAL_NONE;
+
+    TAKE(n->perm, B);
+    TAKE(n->iperm, B);
+    TAKE(n->goff, U + 1);
+    TAKE(n->cir, B);
+    TAKE(n->ccr, B);
+    TAKE(n->csig, B * S);
+    TAKE(n->q, B * C);
+    if (is_long) TAKE(n->ulong, B * C);
+    if (c->long_kind == MDL_LONG_SDIM) {
+        TAKE(n->Un, U * S * nb * C);
+        TAKE(n->Unorm, U * S * nb);
+        if (tr) TAKE(n->dUn, U * S * nb * C);
+    }
+    if (buckets) {
+        TAKE(n->V, U * S * nb * C);
+        TAKE(n->cnt, U * S * nb);
+        TAKE(n->Vp, U);
+        TAKE(n->wlen, U);
+        TAKE(n->built, U);
+        TAKE(n->wsig, TT * S);
+    }
+    if (c->long_kind == MDL_LONG_SDIM) {
+        TAKE(n->memo_key, (size_t)n->memo_mask + 1);
+        TAKE(n->memo_stamp, (size_t)n->memo_mask + 1);
+        TAKE(n->memo_sig, ((size_t)n->memo_mask + 1) * S);
+    }
+    TAKE(n->woff, U + 1);
+    TAKE(n->wir, TT);
+    TAKE(n->wcr, TT);
+    TAKE(n->xw, TT * C);
+    if (c->long_kind == MDL_LONG_ATTN) {
+        TAKE(n->att_long, (tr ? B : (B < RANK_ATTN_BLOCK ? B : RANK_ATTN_BLOCK)) * n->sh.max_T);
+        TAKE(n->aoff_long, U + 1);
+    }
+    TAKE(n->roff, U + 1);
+    TAKE(n->aoff_rec, U + 1);
+    if (rec) {
+        TAKE(n->rir, NN);
+        TAKE(n->rcr, NN);
+        TAKE(n->rpos, NN);
+        TAKE(n->rtb, NN);
+        TAKE(n->xr, NN * C);
+        TAKE(n->tmp, NN * C);
+    }
+    if (sa) {
+        for (int l = 0; l <= n->L; l++)
+            TAKE(n->bx[l], NN * C);
+        for (int l = 0; l < n->L; l++) {
+            TAKE(n->ln1[l], NN * C);
+            TAKE(n->ln1m[l], NN);
+            TAKE(n->ln1r[l], NN);
+            TAKE(n->qkv[l], NN * 3 * C);
+            TAKE(n->matt[l], U * (size_t)n->NH * N * N);
+            TAKE(n->y[l], NN * C);
+            TAKE(n->h[l], NN * C);
+            TAKE(n->ln2[l], NN * C);
+            TAKE(n->ln2m[l], NN);
+            TAKE(n->ln2r[l], NN);
+            TAKE(n->f1[l], NN * F);
+        }
+        TAKE(n->lnf, NN * C);
+        TAKE(n->lnfm, NN);
+        TAKE(n->lnfr, NN);
+    }
+    if (sh) {
+        TAKE(n->kp, NN * C);
+        TAKE(n->k2, NN * C);
+        TAKE(n->att_s, B * N);
+        TAKE(n->ushort, B * C);
+    }
+    if (tin) {
+        TAKE(n->et, NN * C);
+        TAKE(n->vt, B * C);
+        TAKE(n->pool_t, B * C);
+        TAKE(n->utin, B * C);
+        TAKE(n->att_t, B * N);
+    }
+    TAKE(n->z, B * (size_t)n->D);
+    TAKE(n->a1, B * (size_t)n->H1);
+    TAKE(n->a2, B * (size_t)n->H2);
+    TAKE(n->logit, B);
+    if (tr) {
+        TAKE(n->dl, B);
+        TAKE(n->da1, B * (size_t)n->H1);
+        TAKE(n->dp1, B * (size_t)n->H1);
+        TAKE(n->da2, B * (size_t)n->H2);
+        TAKE(n->dp2, B * (size_t)n->H2);
+        TAKE(n->dz, B * (size_t)n->D);
+        TAKE(n->dq, B * C);
+        if (is_long) TAKE(n->dulong, B * C);
+        if (buckets) TAKE(n->dV, U * S * nb * C);
+        TAKE(n->dsum, C);
+        TAKE(n->dxw, TT * C);
+        if (sh) {
+            TAKE(n->dushort, B * C);
+            TAKE(n->dk2, NN * C);
+            TAKE(n->dkp, NN * C);
+            TAKE(n->dhs, NN * C);
+        }
+        if (tin) {
+            TAKE(n->dutin, B * C);
+            TAKE(n->dvt, B * C);
+            TAKE(n->dpool, B * C);
+            TAKE(n->det, NN * C);
+        }
+        if (rec) TAKE(n->dxr, NN * C);
+        if (sa) {
+            TAKE(n->dx, NN * C);
+            TAKE(n->dh, NN * C);
+            TAKE(n->dt2, NN * C);
+            TAKE(n->dqkv, NN * 3 * C);
+            TAKE(n->dr, NN * F);
+            TAKE(n->df, NN * F);
+        }
+        size_t datt = B * N > N * N ? B * N : N * N;
+        if (c->long_kind == MDL_LONG_ATTN && B * n->sh.max_T > datt) datt = B * n->sh.max_T;
+        TAKE(n->datt, datt);
+        TAKE(n->mark_i, c->item_rows);
+        TAKE(n->mark_c, c->cat_rows);
+        TAKE(n->t_ir, B + TT + NN);
+        TAKE(n->t_cr, B + TT + NN);
+    }
+#undef TAKE
+    return off;
+}
+
+int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *shape, char *err,
+                 size_t err_size) {
+    int rc = mdl_config_check(cfg, err, err_size);
+    if (rc) return rc;
+    if (shape->max_B < 1 || shape->max_U < 1 || shape->max_B > (1u << 20) ||
+        shape->max_U > shape->max_B || shape->max_T > (1u << 22)) {
+        snprintf(err, err_size, "net shape B=%u U=%u T=%u: need 1 <= U <= B <= 2^20 and T <= 2^22",
+                 shape->max_B, shape->max_U, shape->max_T);
+        return CORE_EINVAL;
+    }
+    uint64_t tt = shape->max_window_total ? shape->max_window_total
+                                          : (uint64_t)shape->max_U * shape->max_T;
+    if (tt > (1u << 28)) {
+        snprintf(err, err_size, "net shape: %llu window behaviors per batch exceed 2^28",
+                 (unsigned long long)tt);
+        return CORE_EINVAL;
+    }
+    rank_net *n = core_calloc(1, sizeof *n);
+    if (!n) return CORE_ENOMEM;
+    n->cfg = *cfg;
+    n->sh = *shape;
+    n->C = (int)cfg->C;
+    n->S = (int)cfg->S;
+    n->nb = 1 << cfg->tau;
+    n->D = (int)mdl_mlp_in_dim(cfg);
+    n->H1 = (int)cfg->h1;
+    n->H2 = (int)cfg->h2;
+    n->N = (int)cfg->n_recent;
+    n->NH = (int)cfg->n_heads;
+    n->F = (int)cfg->ffn_dim;
+    n->L = (int)cfg->n_blocks;
+    n->TT = (uint32_t)tt;
+    if (cfg->long_kind == MDL_LONG_NONE) n->TT = 0;
+    n->NN = shape->max_U * cfg->n_recent;
+    n->memo_mask = 1;
+    while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B))
+        n->memo_mask = n->memo_mask * 2 + 1;
+    n->bytes = carve(n, NULL);
+    n->mem = core_aligned_alloc(n->bytes);
+    if (!n->mem) {
+        snprintf(err, err_size, "out of memory for the ranker's activations (%zu bytes)", n->bytes);
+        core_free(n);
+        return CORE_ENOMEM;
+    }
+    carve(n, n->mem);
+    if (n->memo_stamp) memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
+    if (n->mark_i) {
+        memset(n->mark_i, 0, cfg->item_rows);
+        memset(n->mark_c, 0, cfg->cat_rows);
+    }
+    *out = n;
+    return CORE_OK;
+}
+
+void rank_net_destroy(rank_net *n) {
+    if (!n) return;
+    core_free(n->mem);
+    core_free(n);
+}
+
+size_t rank_net_bytes(const rank_net *n) {
+    return n->bytes + sizeof *n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+static int cfg_same(const mdl_config *a, const mdl_config *b) {
+    return a->C == b->C && a->S == b->S && a->tau == b->tau && a->item_rows == b->item_rows &&
+           a->cat_rows == b->cat_rows && a->long_kind == b->long_kind &&
+           a->short_kind == b->short_kind && a->temporal_kind == b->temporal_kind &&
+           a->n_recent == b->n_recent && a->n_blocks == b->n_blocks && a->n_heads == b->n_heads &&
+           a->ffn_dim == b->ffn_dim && a->tin_buckets == b->tin_buckets && a->h1 == b->h1 &&
+           a->h2 == b->h2 && a->n_dense == b->n_dense;
+}
+
+static void touch(rank_net *n, uint32_t ir, uint32_t cr) {
+    if (!n->mark_i[ir]) {
+        n->mark_i[ir] = 1;
+        n->t_ir[n->n_ti++] = ir;
+    }
+    if (!n->mark_c[cr]) {
+        n->mark_c[cr] = 1;
+        n->t_cr[n->n_tc++] = cr;
+    }
+}
+
+static uint32_t recent_used(const rank_net *n, const rank_history *h) {
+    return h->N < (uint32_t)n->N ? h->N : (uint32_t)n->N;
+}
+
+/* does user u's long branch read its raw window? */
+static int needs_window(const rank_net *n, const rank_history *h) {
+    uint32_t k = n->cfg.long_kind;
+    return k == MDL_LONG_ATTN || ((k == MDL_LONG_SDIM || k == MDL_LONG_AVGPOOL) && !h->bucket_sum);
+}
+
+static int check_batch(const rank_net *n, const mdl_model *m, const rank_batch *bt) {
+    if (!cfg_same(&m->cfg, &n->cfg)) return CORE_EINVAL;
+    if (bt->B > n->sh.max_B || bt->U > n->sh.max_U || bt->U < 1) return CORE_ETOOBIG;
+    uint64_t tot = 0;
+    for (uint32_t u = 0; u < bt->U; u++) {
+        const rank_history *h = &bt->users[u];
+        if (needs_window(n, h)) {
+            if (h->T > n->sh.max_T) return CORE_ETOOBIG;
+            if (h->T && !h->window) return CORE_EINVAL;
+            tot += h->T;
+        }
+        if (h->N && !h->recent) return CORE_EINVAL;
+    }
+    if (tot > n->TT) return CORE_ETOOBIG;
+    if (bt->user)
+        for (uint32_t b = 0; b < bt->B; b++)
+            if (bt->user[b] >= bt->U) return CORE_EINVAL;
+    return CORE_OK;
+}
+
+/* The S signatures of one item-side embedding x (rows ir, cr): from the cache when the batch has
+ * one (it must be for the current weights), else computed from x with enc_simhash_sign (the
+ * encoder's bits exactly), once per distinct rows in this forward. */
+static void sign_one(uint16_t *sig, rank_net *n, const mdl_model *m, enc_sigcache *sc,
+                     uint64_t item_id, uint64_t category_id, uint32_t ir, uint32_t cr,
+                     const float *x) {
+    size_t S = (size_t)n->S;
+    if (sc) {
+        memcpy(sig, enc_sigcache_get(sc, item_id, category_id), S * sizeof *sig);
+        return;
+    }
+    uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
+    uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & n->memo_mask;
+    while (n->memo_stamp[slot] == n->stamp && n->memo_key[slot] != key)
+        slot = (slot + 1) & n->memo_mask; /* at most half full: terminates */
+    uint16_t *ms = n->memo_sig + slot * S;
+    if (n->memo_stamp[slot] != n->stamp) {
+        enc_simhash_sign(ms, x, m->p.simhash_r, n->S, (int)n->cfg.tau, n->C);
+        n->memo_key[slot] = key;
+        n->memo_stamp[slot] = n->stamp;
+    }
+    memcpy(sig, ms, S * sizeof *sig);
+}
+
+static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+    const mdl_params *p = &m->p;
+    int C = n->C, S = n->S, nb = n->nb;
+    uint32_t k = n->cfg.long_kind;
+    float *ulong = n->ulong;
+    /* window rows of the users that need them */
+    n->woff[0] = 0;
+    for (uint32_t u = 0; u < bt->U; u++) {
+        const rank_history *h = &bt->users[u];
+        uint32_t w0 = n->woff[u], T = needs_window(n, h) ? h->T : 0;
+        for (uint32_t j = 0; j < T; j++) {
+            n->wir[w0 + j] = mdl_item_row(m, h->window[j].item_id);
+            n->wcr[w0 + j] = mdl_cat_row(m, h->window[j].category_id);
+            if (n->mark_i) touch(n, n->wir[w0 + j], n->wcr[w0 + j]);
+        }
+        rank_embed_forward(n->xw + (size_t)w0 * C, n->wir + w0, n->wcr + w0, p->item_emb,
+                           p->cat_emb, (int)T, C);
+        n->woff[u + 1] = w0 + T;
+    }
+    if (k == MDL_LONG_ATTN) {
+        float scale = 1.f / sqrtf((float)C);
+        n->aoff_long[0] = 0;
+        for (uint32_t u = 0; u < bt->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, w0 = n->woff[u];
+            uint32_t T = n->woff[u + 1] - w0;
+            const float *xu = n->xw + (size_t)w0 * C;
+            for (uint32_t b0 = 0; b0 < Bu; b0 += RANK_ATTN_BLOCK) {
+                uint32_t n_blk = Bu - b0 < RANK_ATTN_BLOCK ? Bu - b0 : RANK_ATTN_BLOCK;
+                /* serving reuses one block of scores; training keeps all for the backward */
+                float *att = n->att_long + (n->sh.train ? n->aoff_long[u] + (size_t)b0 * T : 0);
+                rank_tattn_forward(ulong + (size_t)(g0 + b0) * C, att, n->q + (size_t)(g0 + b0) * C,
+                                   xu, xu, (int)n_blk, (int)T, C, scale);
+            }
+            n->aoff_long[u + 1] = n->aoff_long[u] + (size_t)Bu * T;
+        }
+        return;
+    }
+    /* sdim, avgpool: bucket sums per user, stored or built from the window */
+    for (uint32_t u = 0; u < bt->U; u++) {
+        const rank_history *h = &bt->users[u];
+        if (h->bucket_sum) {
+            n->Vp[u] = h->bucket_sum;
+            n->wlen[u] = h->window_len;
+            n->built[u] = 0;
+            continue;
+        }
+        uint32_t w0 = n->woff[u], T = n->woff[u + 1] - w0;
+        const sch_behavior *w = h->window;
+        float *V = n->V + (size_t)u * S * nb * C;
+        for (uint32_t j = 0; j < T; j++)
+            sign_one(n->wsig + (size_t)(w0 + j) * S, n, m, bt->sigcache, w[j].item_id,
+                     w[j].category_id, n->wir[w0 + j], n->wcr[w0 + j],
+                     n->xw + (size_t)(w0 + j) * C);
+        rank_buckets_forward(V, n->cnt + (size_t)u * S * nb, n->xw + (size_t)w0 * C,
+                             n->wsig + (size_t)w0 * S, (int)T, S, nb, C);
+        n->Vp[u] = V;
+        n->wlen[u] = T;
+        n->built[u] = 1;
+    }
+    for (uint32_t u = 0; u < bt->U; u++) {
+        uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0;
+        if (!Bu) continue;
+        if (k == MDL_LONG_AVGPOOL) {
+            float *o = ulong + (size_t)g0 * C;
+            rank_avgpool_forward(o, n->Vp[u], n->wlen[u], nb, C);
+            for (uint32_t b = 1; b < Bu; b++)
+                memcpy(o + (size_t)b * C, o, (size_t)C * sizeof *o);
+        } else {
+            /* normalize the user's S * nb buckets once; each candidate then adds S of them */
+            float *Un = n->Un + (size_t)u * S * nb * C;
+            rank_l2rows_forward(Un, n->Unorm + (size_t)u * S * nb, n->Vp[u], S * nb, C,
+                                RANK_SDIM_EPS);
+            rank_sdim_forward(ulong + (size_t)g0 * C, Un, n->csig + (size_t)g0 * S, (int)Bu, S, nb,
+                              C);
+        }
+    }
+}
+
+static void forward_block(rank_net *n, const mdl_model *m, int l, int NNu) {
+    const mdl_block *w = &m->p.blk[l];
+    int C = n->C, F = n->F, NH = n->NH;
+    size_t matt_off = 0;
+    rank_layernorm_forward(n->ln1[l], n->ln1m[l], n->ln1r[l], n->bx[l], w->ln1_w, w->ln1_b, NNu, C);
+    rank_matmul_forward(n->qkv[l], n->ln1[l], w->w_qkv, w->b_qkv, NNu, C, 3 * C);
+    for (uint32_t u = 0; u < n->U; u++) {
+        uint32_t r0 = n->roff[u], nu = n->roff[u + 1] - r0;
+        rank_mha_forward(n->y[l] + (size_t)r0 * C, n->matt[l] + matt_off,
+                         n->qkv[l] + (size_t)r0 * 3 * C, (int)nu, C, NH);
+        matt_off += (size_t)NH * nu * nu;
+    }
+    rank_matmul_forward(n->tmp, n->y[l], w->w_o, w->b_o, NNu, C, C);
+    for (size_t i = 0; i < (size_t)NNu * C; i++)
+        n->h[l][i] = n->bx[l][i] + n->tmp[i];
+    rank_layernorm_forward(n->ln2[l], n->ln2m[l], n->ln2r[l], n->h[l], w->ln2_w, w->ln2_b, NNu, C);
+    rank_matmul_forward(n->f1[l], n->ln2[l], w->w_ff1, w->b_ff1, NNu, C, F);
+    rank_relu_forward(n->f1[l], n->f1[l], NNu * F);
+    rank_matmul_forward(n->tmp, n->f1[l], w->w_ff2, w->b_ff2, NNu, F, C);
+    for (size_t i = 0; i < (size_t)NNu * C; i++)
+        n->bx[l + 1][i] = n->h[l][i] + n->tmp[i];
+}
+
+static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+    const mdl_params *p = &m->p;
+    const mdl_config *cfg = &n->cfg;
+    int C = n->C;
+    float scale = 1.f / sqrtf((float)C);
+    n->roff[0] = 0;
+    for (uint32_t u = 0; u < bt->U; u++) {
+        const rank_history *h = &bt->users[u];
+        uint32_t r0 = n->roff[u], nu = recent_used(n, h);
+        const sch_behavior *rb = h->recent + (h->N - nu); /* the last nu, oldest first */
+        for (uint32_t k = 0; k < nu; k++) {
+            n->rir[r0 + k] = mdl_item_row(m, rb[k].item_id);
+            n->rcr[r0 + k] = mdl_cat_row(m, rb[k].category_id);
+            n->rpos[r0 + k] = nu - 1 - k;
+            n->rtb[r0 + k] = mdl_tin_bucket(cfg, h->now_ts - rb[k].ts);
+            if (n->mark_i) touch(n, n->rir[r0 + k], n->rcr[r0 + k]);
+        }
+        n->roff[u + 1] = r0 + nu;
+    }
+    int NNu = (int)n->roff[bt->U];
+    rank_embed_forward(n->xr, n->rir, n->rcr, p->item_emb, p->cat_emb, NNu, C);
+
+    n->aoff_rec[0] = 0;
+    for (uint32_t u = 0; u < bt->U; u++)
+        n->aoff_rec[u + 1] =
+            n->aoff_rec[u] + (size_t)(n->goff[u + 1] - n->goff[u]) * (n->roff[u + 1] - n->roff[u]);
+
+    if (cfg->short_kind != MDL_SHORT_NONE) {
+        if (cfg->short_kind == MDL_SHORT_SELFATTN) {
+            for (int r = 0; r < NNu; r++) {
+                const float *pe = p->pos_emb + (size_t)n->rpos[r] * C;
+                for (int c = 0; c < C; c++)
+                    n->bx[0][(size_t)r * C + c] = n->xr[(size_t)r * C + c] + pe[c];
+            }
+            for (int l = 0; l < n->L; l++)
+                forward_block(n, m, l, NNu);
+            rank_layernorm_forward(n->lnf, n->lnfm, n->lnfr, n->bx[n->L], p->lnf_w, p->lnf_b, NNu,
+                                   C);
+            n->hs = n->lnf;
+        } else {
+            n->hs = n->xr;
+        }
+        /* <Wq q, Wk h_k> = q . (Wq^T Wk h_k): the projections fold into the keys, once per
+         * user, instead of projecting every candidate */
+        rank_matmul_forward(n->kp, n->hs, p->w_tk, NULL, NNu, C, C);
+        rank_gemm(0, 0, NNu, C, C, 1.f, n->kp, C, p->w_tq, C, 0.f, n->k2, C);
+        for (uint32_t u = 0; u < bt->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
+            uint32_t nu = n->roff[u + 1] - r0;
+            rank_tattn_forward(n->ushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u],
+                               n->q + (size_t)g0 * C, n->k2 + (size_t)r0 * C,
+                               n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
+        }
+    }
+    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
+        /* e~_k = x_k + tin_emb[bucket_k]; v~ = q + tin_emb[0];
+         * u_tin = sum_k softmax_k(<e~_k, v~>/sqrt(C)) (e~_k (.) v~) = v~ (.) (att e~) */
+        for (int r = 0; r < NNu; r++) {
+            const float *te = p->tin_emb + (size_t)n->rtb[r] * C;
+            for (int c = 0; c < C; c++)
+                n->et[(size_t)r * C + c] = n->xr[(size_t)r * C + c] + te[c];
+        }
+        for (uint32_t b = 0; b < bt->B; b++)
+            for (int c = 0; c < C; c++)
+                n->vt[(size_t)b * C + c] = n->q[(size_t)b * C + c] + p->tin_emb[c];
+        for (uint32_t u = 0; u < bt->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
+            uint32_t nu = n->roff[u + 1] - r0;
+            const float *eu = n->et + (size_t)r0 * C;
+            rank_tattn_forward(n->pool_t + (size_t)g0 * C, n->att_t + n->aoff_rec[u],
+                               n->vt + (size_t)g0 * C, eu, eu, (int)Bu, (int)nu, C, scale);
+        }
+        rank_mul_forward(n->utin, n->vt, n->pool_t, (int)bt->B * C);
+    }
+}
+
+int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
+                     float *probs) {
+    const mdl_config *cfg = &n->cfg;
+    const mdl_params *p = &m->p;
+    int rc = check_batch(n, m, bt);
+    if (rc) return rc;
+    int C = n->C, D = n->D;
+    uint32_t B = bt->B, U = bt->U;
+    n->B = B;
+    n->U = U;
+
+    if (n->mark_i) { /* forget the previous batch's touched rows */
+        for (uint32_t i = 0; i < n->n_ti; i++)
+            n->mark_i[n->t_ir[i]] = 0;
+        for (uint32_t i = 0; i < n->n_tc; i++)
+            n->mark_c[n->t_cr[i]] = 0;
+        n->n_ti = n->n_tc = 0;
+    }
+
+    /* group candidates by user: stable counting sort */
+    memset(n->goff, 0, (U + 1) * sizeof *n->goff);
+    for (uint32_t b = 0; b < B; b++)
+        n->goff[(bt->user ? bt->user[b] : 0) + 1]++;
+    for (uint32_t u = 0; u < U; u++)
+        n->goff[u + 1] += n->goff[u];
+    for (uint32_t b = 0; b < B; b++) {
+        uint32_t i = n->goff[bt->user ? bt->user[b] : 0]++;
+        n->perm[i] = b;
+        n->iperm[b] = i;
+    }
+    for (uint32_t u = U; u > 0; u--)
+        n->goff[u] = n->goff[u - 1];
+    n->goff[0] = 0;
+
+    for (uint32_t i = 0; i < B; i++) {
+        uint32_t b = n->perm[i];
+        n->cir[i] = mdl_item_row(m, bt->item_id[b]);
+        n->ccr[i] = mdl_cat_row(m, bt->category_id[b]);
+        if (n->mark_i) touch(n, n->cir[i], n->ccr[i]);
+    }
+    rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
+    if (cfg->long_kind == MDL_LONG_SDIM) {
+        if (++n->stamp == 0) { /* wrapped: forget every slot */
+            memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
+            n->stamp = 1;
+        }
+        for (uint32_t i = 0; i < B; i++) {
+            uint32_t b = n->perm[i];
+            sign_one(n->csig + (size_t)i * n->S, n, m, bt->sigcache, bt->item_id[b],
+                     bt->category_id[b], n->cir[i], n->ccr[i], n->q + (size_t)i * C);
+        }
+    }
+    if (cfg->long_kind != MDL_LONG_NONE) forward_long(n, m, bt);
+    if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
+        forward_recent(n, m, bt);
+
+    /* head input z = [q | u_long | q (.) u_long | u_short | u_tin | dense] */
+    for (uint32_t i = 0; i < B; i++) {
+        float *z = n->z + (size_t)i * D;
+        size_t row = (size_t)i * C;
+        int o = 0;
+        memcpy(z, n->q + row, (size_t)C * sizeof *z);
+        o += C;
+        if (cfg->long_kind != MDL_LONG_NONE) {
+            memcpy(z + o, n->ulong + row, (size_t)C * sizeof *z);
+            o += C;
+            rank_mul_forward(z + o, n->q + row, n->ulong + row, C);
+            o += C;
+        }
+        if (cfg->short_kind != MDL_SHORT_NONE) {
+            memcpy(z + o, n->ushort + row, (size_t)C * sizeof *z);
+            o += C;
+        }
+        if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
+            memcpy(z + o, n->utin + row, (size_t)C * sizeof *z);
+            o += C;
+        }
+        if (cfg->n_dense) {
+            const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
+            if (h->dense)
+                memcpy(z + o, h->dense, cfg->n_dense * sizeof *z);
+            else
+                memset(z + o, 0, cfg->n_dense * sizeof *z);
+        }
+    }
+    rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
+    rank_relu_forward(n->a1, n->a1, (int)B * n->H1);
+    rank_matmul_forward(n->a2, n->a1, p->w2, p->b2, (int)B, n->H1, n->H2);
+    rank_relu_forward(n->a2, n->a2, (int)B * n->H2);
+    rank_matmul_forward(n->logit, n->a2, p->w3, p->b3, (int)B, n->H2, 1);
+    for (uint32_t i = 0; i < B; i++) {
+        uint32_t b = n->perm[i];
+        float lg = n->logit[i] += p->item_bias[n->cir[i]];
+        if (logits) logits[b] = lg;
+        if (probs) probs[b] = 1.f / (1.f + expf(-lg));
+    }
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+static void backward_block(rank_net *n, const mdl_model *m, const mdl_params *g, int l, int NNu) {
+    const mdl_block *w = &m->p.blk[l];
+    const mdl_block *gw = &g->blk[l];
+    int C = n->C, F = n->F, NH = n->NH;
+    size_t NC = (size_t)NNu * C;
+    /* n->dx holds dL/d(block output) = d(h + f2): both the residual and the FFN get it */
+    memcpy(n->dh, n->dx, NC * sizeof(float));
+    memset(n->dr, 0, (size_t)NNu * F * sizeof(float));
+    rank_matmul_backward(n->dr, gw->w_ff2, gw->b_ff2, n->dx, n->f1[l], w->w_ff2, NNu, F, C);
+    memset(n->df, 0, (size_t)NNu * F * sizeof(float));
+    rank_relu_backward(n->df, n->dr, n->f1[l], NNu * F);
+    memset(n->dt2, 0, NC * sizeof(float));
+    rank_matmul_backward(n->dt2, gw->w_ff1, gw->b_ff1, n->df, n->ln2[l], w->w_ff1, NNu, C, F);
+    rank_layernorm_backward(n->dh, gw->ln2_w, gw->ln2_b, n->dt2, n->h[l], w->ln2_w, n->ln2m[l],
+                            n->ln2r[l], NNu, C);
+    /* h = x + attn: the block input gets dh directly and through attention */
+    memcpy(n->dx, n->dh, NC * sizeof(float));
+    memset(n->dt2, 0, NC * sizeof(float));
+    rank_matmul_backward(n->dt2, gw->w_o, gw->b_o, n->dh, n->y[l], w->w_o, NNu, C, C);
+    memset(n->dqkv, 0, NC * 3 * sizeof(float));
+    size_t matt_off = 0;
+    for (uint32_t u = 0; u < n->U; u++) {
+        uint32_t r0 = n->roff[u], nu = n->roff[u + 1] - r0;
+        rank_mha_backward(n->dqkv + (size_t)r0 * 3 * C, n->datt, n->dt2 + (size_t)r0 * C,
+                          n->matt[l] + matt_off, n->qkv[l] + (size_t)r0 * 3 * C, (int)nu, C, NH);
+        matt_off += (size_t)NH * nu * nu;
+    }
+    memset(n->dt2, 0, NC * sizeof(float));
+    rank_matmul_backward(n->dt2, gw->w_qkv, gw->b_qkv, n->dqkv, n->ln1[l], w->w_qkv, NNu, C, 3 * C);
+    rank_layernorm_backward(n->dx, gw->ln1_w, gw->ln1_b, n->dt2, n->bx[l], w->ln1_w, n->ln1m[l],
+                            n->ln1r[l], NNu, C);
+}
+
+static void backward_recent(rank_net *n, const mdl_model *m, const mdl_params *g) {
+    const mdl_params *p = &m->p;
+    const mdl_config *cfg = &n->cfg;
+    int C = n->C, NNu = (int)n->roff[n->U], B = (int)n->B;
+    size_t NC = (size_t)NNu * C;
+    float scale = 1.f / sqrtf((float)C);
+    memset(n->dxr, 0, NC * sizeof(float));
+    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
+        memset(n->dvt, 0, (size_t)B * C * sizeof(float));
+        memset(n->dpool, 0, (size_t)B * C * sizeof(float));
+        memset(n->det, 0, NC * sizeof(float));
+        rank_mul_backward(n->dvt, n->dpool, n->dutin, n->vt, n->pool_t, B * C);
+        for (uint32_t u = 0; u < n->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
+            uint32_t nu = n->roff[u + 1] - r0;
+            const float *eu = n->et + (size_t)r0 * C;
+            float *deu = n->det + (size_t)r0 * C;
+            rank_tattn_backward(n->dvt + (size_t)g0 * C, deu, deu, n->datt,
+                                n->dpool + (size_t)g0 * C, n->att_t + n->aoff_rec[u],
+                                n->vt + (size_t)g0 * C, eu, eu, (int)Bu, (int)nu, C, scale);
+        }
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++) {
+                float d = n->dvt[(size_t)b * C + c];
+                n->dq[(size_t)b * C + c] += d;
+                g->tin_emb[c] += d;
+            }
+        for (int r = 0; r < NNu; r++) {
+            float *gt = g->tin_emb + (size_t)n->rtb[r] * C;
+            for (int c = 0; c < C; c++) {
+                float d = n->det[(size_t)r * C + c];
+                n->dxr[(size_t)r * C + c] += d;
+                gt[c] += d;
+            }
+        }
+    }
+    if (cfg->short_kind != MDL_SHORT_NONE) {
+        memset(n->dk2, 0, NC * sizeof(float));
+        memset(n->dkp, 0, NC * sizeof(float));
+        memset(n->dhs, 0, NC * sizeof(float));
+        for (uint32_t u = 0; u < n->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
+            uint32_t nu = n->roff[u + 1] - r0;
+            rank_tattn_backward(
+                n->dq + (size_t)g0 * C, n->dk2 + (size_t)r0 * C, n->dhs + (size_t)r0 * C, n->datt,
+                n->dushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u], n->q + (size_t)g0 * C,
+                n->k2 + (size_t)r0 * C, n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
+        }
+        /* k2 = kp Wq: dkp += dk2 Wq^T, dWq += kp^T dk2 */
+        rank_gemm(0, 1, NNu, C, C, 1.f, n->dk2, C, p->w_tq, C, 1.f, n->dkp, C);
+        rank_gemm(1, 0, C, C, NNu, 1.f, n->kp, C, n->dk2, C, 1.f, g->w_tq, C);
+        rank_matmul_backward(n->dhs, g->w_tk, NULL, n->dkp, n->hs, p->w_tk, NNu, C, C);
+        if (cfg->short_kind == MDL_SHORT_SELFATTN) {
+            memset(n->dx, 0, NC * sizeof(float));
+            rank_layernorm_backward(n->dx, g->lnf_w, g->lnf_b, n->dhs, n->bx[n->L], p->lnf_w,
+                                    n->lnfm, n->lnfr, NNu, C);
+            for (int l = n->L - 1; l >= 0; l--)
+                backward_block(n, m, g, l, NNu);
+            for (int r = 0; r < NNu; r++) {
+                float *gp = g->pos_emb + (size_t)n->rpos[r] * C;
+                for (int c = 0; c < C; c++) {
+                    float d = n->dx[(size_t)r * C + c];
+                    n->dxr[(size_t)r * C + c] += d;
+                    gp[c] += d;
+                }
+            }
+        } else {
+            for (size_t i = 0; i < NC; i++)
+                n->dxr[i] += n->dhs[i];
+        }
+    }
+    rank_embed_backward(g->item_emb, g->cat_emb, n->dxr, n->rir, n->rcr, NNu, C);
+}
+
+static void backward_long(rank_net *n, const mdl_params *g) {
+    int C = n->C, S = n->S, nb = n->nb;
+    uint32_t k = n->cfg.long_kind;
+    size_t TTu = n->woff[n->U];
+    memset(n->dxw, 0, TTu * C * sizeof(float));
+    if (k == MDL_LONG_ATTN) {
+        float scale = 1.f / sqrtf((float)C);
+        for (uint32_t u = 0; u < n->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, w0 = n->woff[u];
+            uint32_t T = n->woff[u + 1] - w0;
+            const float *xu = n->xw + (size_t)w0 * C;
+            float *dxu = n->dxw + (size_t)w0 * C;
+            rank_tattn_backward(n->dq + (size_t)g0 * C, dxu, dxu, n->datt,
+                                n->dulong + (size_t)g0 * C, n->att_long + n->aoff_long[u],
+                                n->q + (size_t)g0 * C, xu, xu, (int)Bu, (int)T, C, scale);
+        }
+    } else {
+        size_t VS = (size_t)S * nb * C;
+        for (uint32_t u = 0; u < n->U; u++) {
+            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, w0 = n->woff[u];
+            uint32_t T = n->woff[u + 1] - w0;
+            /* buckets read from a store carry no path back to the embeddings */
+            CORE_ASSERT(n->built[u] || !Bu);
+            if (!Bu || !T) continue;
+            float *dV = n->dV + (size_t)u * VS;
+            memset(dV, 0, VS * sizeof(float));
+            if (k == MDL_LONG_SDIM) {
+                float *dUn = n->dUn + (size_t)u * VS;
+                memset(dUn, 0, VS * sizeof(float));
+                rank_sdim_backward(dUn, n->dulong + (size_t)g0 * C, n->csig + (size_t)g0 * S,
+                                   (int)Bu, S, nb, C);
+                rank_l2rows_backward(dV, dUn, n->Un + (size_t)u * VS, n->Unorm + (size_t)u * S * nb,
+                                     S * nb, C, RANK_SDIM_EPS);
+            } else {
+                memset(n->dsum, 0, (size_t)C * sizeof(float));
+                for (uint32_t b = 0; b < Bu; b++)
+                    for (int c = 0; c < C; c++)
+                        n->dsum[c] += n->dulong[(size_t)(g0 + b) * C + c];
+                rank_avgpool_backward(dV, n->dsum, n->wlen[u], nb, C);
+            }
+            rank_buckets_backward(n->dxw + (size_t)w0 * C, dV, n->wsig + (size_t)w0 * S, (int)T, S,
+                                  nb, C);
+        }
+    }
+    rank_embed_backward(g->item_emb, g->cat_emb, n->dxw, n->wir, n->wcr, (int)TTu, C);
+}
+
+void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, const float *dlogits,
+                       const mdl_params *g) {
+    CORE_ASSERT(n->sh.train);
+    CORE_ASSERT(bt->B == n->B && bt->U == n->U);
+    const mdl_config *cfg = &n->cfg;
+    const mdl_params *p = &m->p;
+    int B = (int)n->B, C = n->C, D = n->D, H1 = n->H1, H2 = n->H2;
+    for (int i = 0; i < B; i++) {
+        n->dl[i] = dlogits[n->perm[i]];
+        g->item_bias[n->cir[i]] += n->dl[i];
+    }
+    /* head */
+    memset(n->da2, 0, (size_t)B * H2 * sizeof(float));
+    rank_matmul_backward(n->da2, g->w3, g->b3, n->dl, n->a2, p->w3, B, H2, 1);
+    memset(n->dp2, 0, (size_t)B * H2 * sizeof(float));
+    rank_relu_backward(n->dp2, n->da2, n->a2, B * H2);
+    memset(n->da1, 0, (size_t)B * H1 * sizeof(float));
+    rank_matmul_backward(n->da1, g->w2, g->b2, n->dp2, n->a1, p->w2, B, H1, H2);
+    memset(n->dp1, 0, (size_t)B * H1 * sizeof(float));
+    rank_relu_backward(n->dp1, n->da1, n->a1, B * H1);
+    memset(n->dz, 0, (size_t)B * D * sizeof(float));
+    rank_matmul_backward(n->dz, g->w1, g->b1, n->dp1, n->z, p->w1, B, D, H1);
+    /* split dz along the concat order */
+    for (int i = 0; i < B; i++) {
+        const float *dz = n->dz + (size_t)i * D;
+        size_t row = (size_t)i * C;
+        int o = 0;
+        memcpy(n->dq + row, dz, (size_t)C * sizeof(float));
+        o += C;
+        if (cfg->long_kind != MDL_LONG_NONE) {
+            memcpy(n->dulong + row, dz + o, (size_t)C * sizeof(float));
+            o += C;
+            /* z_o = q (.) u_long: u_long gets dz q; q gets dz u_long (the hash passes nothing) */
+            rank_mul_backward(n->dq + row, n->dulong + row, dz + o, n->q + row, n->ulong + row, C);
+            o += C;
+        }
+        if (cfg->short_kind != MDL_SHORT_NONE) {
+            memcpy(n->dushort + row, dz + o, (size_t)C * sizeof(float));
+            o += C;
+        }
+        if (cfg->temporal_kind != MDL_TEMPORAL_NONE)
+            memcpy(n->dutin + row, dz + o, (size_t)C * sizeof(float));
+    }
+    if (cfg->long_kind != MDL_LONG_NONE) backward_long(n, g);
+    if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
+        backward_recent(n, m, g);
+    rank_embed_backward(g->item_emb, g->cat_emb, n->dq, n->cir, n->ccr, B, C);
+}
+
+void rank_net_touched(const rank_net *n, const uint32_t **item_rows, uint32_t *n_item,
+                      const uint32_t **cat_rows, uint32_t *n_cat) {
+    CORE_ASSERT(n->sh.train);
+    *item_rows = n->t_ir;
+    *n_item = n->n_ti;
+    *cat_rows = n->t_cr;
+    *n_cat = n->n_tc;
+}
+
+const float *rank_net_head_input(const rank_net *n, uint32_t b) {
+    CORE_ASSERT(b < n->B);
+    return n->z + (size_t)n->iperm[b] * n->D;
+}
+
+static uint64_t pattern_mix(uint64_t h, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint64_t)(x[i] > 0.f)) * 0x100000001B3ull + i;
+    return h;
+}
+
+uint64_t rank_net_relu_pattern(const rank_net *n) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    h = pattern_mix(h, n->a1, (size_t)n->B * n->H1);
+    h = pattern_mix(h, n->a2, (size_t)n->B * n->H2);
+    if (n->cfg.short_kind == MDL_SHORT_SELFATTN)
+        for (int l = 0; l < n->L; l++)
+            h = pattern_mix(h, n->f1[l], (size_t)n->roff[n->U] * n->F);
+    return h;
+}

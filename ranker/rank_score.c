@@ -1,0 +1,60 @@
+/* rank_score.c: the serving path, a thin wrapper over rank_net for one user and up to max_B
+ * candidates. Everything is sized in rank_scratch_new; rank_score itself allocates nothing. */
+#include "rank_score.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "enc_simhash.h"
+#include "rank_blas.h"
+#include "rank_net.h"
+
+#include <stdio.h>
+
+#define RANK_SIGCACHE_SLOTS (1u << 16)
+
+struct rank_scratch {
+    const mdl_model *m; /* the model the net and the signature cache were built for */
+    rank_net *net;
+    enc_sigcache *sc; /* candidate signatures, valid for m's weights */
+    uint32_t max_B;
+};
+
+int rank_scratch_new(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T) {
+    char err[256];
+    rank_scratch *s = core_calloc(1, sizeof *s);
+    int rc;
+    if (!s) return CORE_ENOMEM;
+    rank_blas_single_thread(); /* serving threads each run their own BLAS calls */
+    s->m = m;
+    s->max_B = max_B;
+    rank_net_shape sh = {.max_B = max_B ? max_B : 1, .max_U = 1, .max_T = max_T, .train = 0};
+    if ((rc = rank_net_new(&s->net, &m->cfg, &sh, err, sizeof err))) goto fail;
+    if ((rc = enc_sigcache_new(&s->sc, m, RANK_SIGCACHE_SLOTS))) goto fail;
+    *out = s;
+    return CORE_OK;
+fail:
+    rank_scratch_destroy(s);
+    return rc;
+}
+
+void rank_scratch_destroy(rank_scratch *s) {
+    if (!s) return;
+    rank_net_destroy(s->net);
+    enc_sigcache_destroy(s->sc);
+    core_free(s);
+}
+
+int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_history *h,
+               const uint64_t *item_id, const uint64_t *category_id, uint32_t B) {
+    if (m != s->m) return CORE_EINVAL; /* the signature cache holds another model's hashes */
+    if (B > s->max_B) return CORE_ETOOBIG;
+    if (!B) return CORE_OK;
+    rank_batch bt = {.users = h,
+                     .U = 1,
+                     .item_id = item_id,
+                     .category_id = category_id,
+                     .user = NULL,
+                     .B = B,
+                     .sigcache = s->sc};
+    return rank_net_forward(s->net, m, &bt, NULL, out);
+}

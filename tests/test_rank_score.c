@@ -1,0 +1,361 @@
+/* test_rank_score.c: the serving path. The SDIM vector gathered from stored bucket sums equals the
+ * one computed directly from the raw window with the same embeddings (1e-5); scores from stored
+ * buckets equal scores from buckets built from the window; input order, empty users and limits.
+ *
+ * Stored buckets are built here with a naive loop over the window (mdl_embed + enc_simhash_sign),
+ * standing in for the encoder's store, so this test does not depend on it.
+ */
+#include "test_common.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_util.h"
+#include "enc_simhash.h"
+#include "rank_blas.h"
+#include "rank_cli.h"
+#include "rank_net.h"
+#include "rank_score.h"
+
+#include <math.h>
+
+enum { T = 600, N = 30, B = 40 };
+
+typedef struct fx {
+    mdl_model *m;
+    sch_behavior win[T];
+    float *V;      // (S, nb, C)
+    uint32_t *cnt; // (S, nb)
+    uint64_t item[B], cat[B];
+} fx;
+
+static void make(fx *f, uint32_t long_kind) {
+    mdl_config cfg;
+    char err[256];
+    memset(f, 0, sizeof *f);
+    mdl_config_default(&cfg);
+    cfg.item_rows = 5000;
+    cfg.cat_rows = 200;
+    cfg.long_kind = long_kind;
+    cfg.n_recent = 20;
+    cfg.h1 = 32;
+    cfg.h2 = 16;
+    assert_int_equal(mdl_model_init(&f->m, &cfg, err, sizeof err), 0);
+    /* embeddings at a scale where buckets differ clearly */
+    for (size_t i = 0; i < (size_t)cfg.item_rows * cfg.C / 2; i++)
+        f->m->p.item_emb[i] *= 10.f;
+    core_rng r;
+    core_rng_seed(&r, 3);
+    for (int j = 0; j < T; j++)
+        f->win[j] = (sch_behavior){1 + core_rng_below(&r, 3000), 1 + core_rng_below(&r, 100),
+                                   1700000000 - (T - j) * 600, 1};
+    for (int b = 0; b < B; b++) {
+        f->item[b] = 1 + core_rng_below(&r, 3000);
+        f->cat[b] = 1 + core_rng_below(&r, 100);
+    }
+    /* the store's bucket sums, by a naive loop */
+    int S = (int)cfg.S, nb = 1 << cfg.tau, C = (int)cfg.C;
+    f->V = calloc((size_t)S * nb * C, sizeof(float));
+    f->cnt = calloc((size_t)S * nb, sizeof(uint32_t));
+    assert_true(f->V && f->cnt);
+    float x[1024];
+    uint16_t sig[64];
+    for (int j = 0; j < T; j++) {
+        mdl_embed(f->m, f->win[j].item_id, f->win[j].category_id, x);
+        enc_simhash_sign(sig, x, f->m->p.simhash_r, S, (int)cfg.tau, C);
+        for (int i = 0; i < S; i++) {
+            for (int c = 0; c < C; c++)
+                f->V[((size_t)i * nb + sig[i]) * C + c] += x[c];
+            f->cnt[i * nb + sig[i]]++;
+        }
+    }
+}
+
+static void unmake(fx *f) {
+    free(f->V);
+    free(f->cnt);
+    mdl_model_destroy(f->m);
+}
+
+/* u_long(q) straight from the raw window, in double (window embeddings and signatures computed
+ * once per call with the encoder's own functions) */
+static void sdim_direct(const fx *f, const float *q, double *u) {
+    const mdl_config *c = &f->m->cfg;
+    int S = (int)c->S, C = (int)c->C;
+    static float x[T][64];
+    static uint16_t xs[T][64];
+    uint16_t qs[64];
+    double v[1024];
+    assert_true(C <= 64 && S <= 64);
+    for (int j = 0; j < T; j++) {
+        mdl_embed(f->m, f->win[j].item_id, f->win[j].category_id, x[j]);
+        enc_simhash_sign(xs[j], x[j], f->m->p.simhash_r, S, (int)c->tau, C);
+    }
+    enc_simhash_sign(qs, q, f->m->p.simhash_r, S, (int)c->tau, C);
+    for (int k = 0; k < C; k++)
+        u[k] = 0;
+    for (int i = 0; i < S; i++) {
+        for (int k = 0; k < C; k++)
+            v[k] = 0;
+        for (int j = 0; j < T; j++)
+            if (xs[j][i] == qs[i])
+                for (int k = 0; k < C; k++)
+                    v[k] += x[j][k];
+        double nrm = 0;
+        for (int k = 0; k < C; k++)
+            nrm += v[k] * v[k];
+        nrm = fmax(sqrt(nrm), 1e-6);
+        for (int k = 0; k < C; k++)
+            u[k] += v[k] / nrm / S;
+    }
+}
+
+static void test_sdim_stored_equals_window(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_SDIM);
+    char err[256];
+    rank_net *net;
+    enc_sigcache *sc;
+    rank_net_shape sh = {.max_B = B, .max_U = 1, .max_T = T};
+    assert_int_equal(rank_net_new(&net, &f.m->cfg, &sh, err, sizeof err), 0);
+    assert_int_equal(enc_sigcache_new(&sc, f.m, 4096), 0);
+    rank_history h = {
+        .bucket_sum = f.V, .bucket_cnt = f.cnt, .window_len = T, .now_ts = 1700000000};
+    rank_batch bt = {
+        .users = &h, .U = 1, .item_id = f.item, .category_id = f.cat, .B = B, .sigcache = sc};
+    float p_stored[B], p_window[B];
+    assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_stored), 0);
+    int C = (int)f.m->cfg.C, nonzero = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = rank_net_head_input(net, (uint32_t)b);
+        double u[1024];
+        sdim_direct(&f, z, u); /* z starts with q */
+        for (int k = 0; k < C; k++) {
+            if (fabs(z[C + k] - u[k]) > 1e-5) fail_msg("b %d k %d: %g vs %g", b, k, z[C + k], u[k]);
+            nonzero += u[k] != 0;
+        }
+    }
+    assert_true(nonzero > B * C / 2);
+    /* the same scores when the net builds the buckets from the raw window itself */
+    h = (rank_history){.window = f.win, .T = T, .now_ts = 1700000000};
+    assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_window), 0);
+    for (int b = 0; b < B; b++)
+        assert_true(fabs(p_stored[b] - p_window[b]) < 1e-6);
+    /* and without a signature cache (training): signatures computed once per distinct item in the
+     * forward give the same bits, hence the same scores, twice in a row */
+    float p_nocache[B];
+    bt.sigcache = NULL;
+    for (int rep = 0; rep < 2; rep++) {
+        assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p_nocache), 0);
+        for (int b = 0; b < B; b++)
+            assert_true(p_nocache[b] == p_window[b]);
+    }
+    rank_net_destroy(net);
+    enc_sigcache_destroy(sc);
+    unmake(&f);
+}
+
+/* avgpool from stored buckets equals the plain mean of the window */
+static void test_avgpool_stored_equals_mean(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_AVGPOOL);
+    char err[256];
+    rank_net *net;
+    rank_net_shape sh = {.max_B = B, .max_U = 1, .max_T = 0};
+    assert_int_equal(rank_net_new(&net, &f.m->cfg, &sh, err, sizeof err), 0);
+    rank_history h = {.bucket_sum = f.V, .bucket_cnt = f.cnt, .window_len = T};
+    rank_batch bt = {.users = &h, .U = 1, .item_id = f.item, .category_id = f.cat, .B = 3};
+    float p[3];
+    assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, p), 0);
+    int C = (int)f.m->cfg.C;
+    double mean[1024] = {0};
+    float x[1024];
+    for (int j = 0; j < T; j++) {
+        mdl_embed(f.m, f.win[j].item_id, f.win[j].category_id, x);
+        for (int k = 0; k < C; k++)
+            mean[k] += x[k] / T;
+    }
+    for (int b = 0; b < 3; b++) {
+        const float *z = rank_net_head_input(net, (uint32_t)b);
+        for (int k = 0; k < C; k++)
+            assert_true(fabs(z[C + k] - mean[k]) < 1e-5);
+    }
+    rank_net_destroy(net);
+    unmake(&f);
+}
+
+static void test_rank_score_order_and_limits(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_SDIM);
+    rank_scratch *s;
+    assert_int_equal(rank_scratch_new(&s, f.m, B, 0), 0);
+    sch_behavior rec[N];
+    for (int k = 0; k < N; k++)
+        rec[k] = f.win[T - N + k];
+    rank_history h = {.bucket_sum = f.V,
+                      .bucket_cnt = f.cnt,
+                      .window_len = T,
+                      .recent = rec,
+                      .N = N,
+                      .now_ts = 1700000000};
+    float all[B], one;
+    assert_int_equal(rank_score(all, s, f.m, &h, f.item, f.cat, B), 0);
+    for (int b = 0; b < B; b++) {
+        assert_true(all[b] > 0.f && all[b] < 1.f);
+        assert_int_equal(rank_score(&one, s, f.m, &h, &f.item[b], &f.cat[b], 1), 0);
+        assert_true(fabs(one - all[b]) < 1e-6); /* order kept, no cross-candidate leakage */
+    }
+    /* reversed input gives reversed output */
+    uint64_t ri[B], rc[B];
+    float rev[B];
+    for (int b = 0; b < B; b++)
+        ri[b] = f.item[B - 1 - b], rc[b] = f.cat[B - 1 - b];
+    assert_int_equal(rank_score(rev, s, f.m, &h, ri, rc, B), 0);
+    for (int b = 0; b < B; b++)
+        assert_true(fabs(rev[b] - all[B - 1 - b]) < 1e-6);
+    /* an unknown user: empty history, still scores, and differently from a known one */
+    rank_history empty = {.now_ts = 1700000000};
+    float none[B];
+    int differ = 0;
+    assert_int_equal(rank_score(none, s, f.m, &empty, f.item, f.cat, B), 0);
+    for (int b = 0; b < B; b++) {
+        assert_true(none[b] > 0.f && none[b] < 1.f);
+        differ += fabs(none[b] - all[b]) > 1e-6;
+    }
+    assert_true(differ > B / 2);
+    /* the request path allocates nothing: with every allocation failing it still scores */
+    float again[B];
+    core_alloc_fail_after(0, 1);
+    int arc = rank_score(again, s, f.m, &h, f.item, f.cat, B);
+    core_alloc_fail_after(-1, 0);
+    assert_int_equal(arc, 0);
+    for (int b = 0; b < B; b++)
+        assert_true(again[b] == all[b]);
+    /* limits */
+    assert_int_equal(rank_score(all, s, f.m, &h, f.item, f.cat, B + 1), CORE_ETOOBIG);
+    mdl_model *other;
+    assert_int_equal(mdl_model_clone(&other, f.m), 0);
+    assert_int_equal(rank_score(all, s, other, &h, f.item, f.cat, B), CORE_EINVAL);
+    mdl_model_destroy(other);
+    rank_scratch_destroy(s);
+    unmake(&f);
+}
+
+/* attention over a window longer than the scratch was sized for is refused, not overrun */
+static void test_attention_window_limit(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_ATTN);
+    rank_scratch *s;
+    assert_int_equal(rank_scratch_new(&s, f.m, B, 100), 0);
+    rank_history h = {.window = f.win, .T = 101, .now_ts = 1700000000};
+    float out[B];
+    assert_int_equal(rank_score(out, s, f.m, &h, f.item, f.cat, B), CORE_ETOOBIG);
+    h.T = 100;
+    assert_int_equal(rank_score(out, s, f.m, &h, f.item, f.cat, B), 0);
+    rank_scratch_destroy(s);
+    unmake(&f);
+}
+
+/* exact attention runs in blocks of candidates: a batch of 130 equals one-at-a-time scoring */
+static void test_attention_blocks_equal_single(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_ATTN);
+    enum { NB = 130 };
+    uint64_t it[NB], ca[NB];
+    for (int b = 0; b < NB; b++)
+        it[b] = 1 + (uint64_t)b * 37 % 3000, ca[b] = 1 + (uint64_t)b % 100;
+    rank_scratch *s;
+    assert_int_equal(rank_scratch_new(&s, f.m, NB, T), 0);
+    rank_history h = {.window = f.win, .T = T, .now_ts = 1700000000};
+    float all[NB], one;
+    assert_int_equal(rank_score(all, s, f.m, &h, it, ca, NB), 0);
+    for (int b = 0; b < NB; b++) {
+        assert_int_equal(rank_score(&one, s, f.m, &h, &it[b], &ca[b], 1), 0);
+        assert_true(fabsf(one - all[b]) < 1e-6f);
+    }
+    rank_scratch_destroy(s);
+    unmake(&f);
+}
+
+/* every allocation of the setup path fails cleanly (ASan checks for leaks) */
+static void test_scratch_alloc_failures(void **state) {
+    (void)state;
+    fx f;
+    make(&f, MDL_LONG_ATTN);
+    for (int persistent = 0; persistent < 2; persistent++) {
+        int ok = 0;
+        for (long n = 0; n < 64 && !ok; n++) {
+            rank_scratch *s = NULL;
+            core_alloc_fail_after(n, persistent);
+            int rc = rank_scratch_new(&s, f.m, B, 100);
+            core_alloc_fail_after(-1, 0);
+            if (rc == CORE_OK) {
+                ok = 1;
+                rank_scratch_destroy(s);
+            } else {
+                assert_int_equal(rc, CORE_ENOMEM);
+            }
+        }
+        assert_true(ok);
+    }
+    unmake(&f);
+}
+
+static void test_candidate_parse(void **state) {
+    (void)state;
+    uint64_t it, ca;
+    char err[256];
+    struct {
+        const char *line;
+        int rc;
+        uint64_t it, ca;
+        const char *msg;
+    } cases[] = {
+        {"5,7", 0, 5, 7, NULL},
+        {"  5 , 7 \r", 0, 5, 7, NULL},
+        {"{\"item_id\": 1, \"category_id\": 2}", 0, 1, 2, NULL},
+        {"{ \"category_id\":2,\"item_id\":1 }", 0, 1, 2, NULL},
+        {"9223372036854775807,0", 0, 9223372036854775807ull, 0, NULL},
+        {"9223372036854775808,0", CORE_ERANGE, 0, 0, "larger than"},
+        {"5;7", CORE_EFORMAT, 0, 0, "expected item_id,category_id"},
+        {"5,7,9", CORE_EFORMAT, 0, 0, "unexpected text"},
+        {"-5,7", CORE_EFORMAT, 0, 0, "item_id: expected an unsigned integer"},
+        {"5,", CORE_EFORMAT, 0, 0, "category_id: expected"},
+        {"{\"item_id\": 1}", CORE_EFORMAT, 0, 0, "missing field category_id"},
+        {"{\"item_id\": 1, \"category_id\": 2, \"x\": 3}", CORE_EFORMAT, 0, 0,
+         "unknown field \"x\""},
+        {"{\"item_id\": 1, \"item_id\": 2}", CORE_EFORMAT, 0, 0, "duplicate field"},
+        {"{\"item_id\": \"1\", \"category_id\": 2}", CORE_EFORMAT, 0, 0, "expected an unsigned"},
+        {"{\"item_id\": 1, \"category_id\": 2", CORE_EFORMAT, 0, 0, "expected ',' or '}'"},
+        {"{\"item_id\": 1.5, \"category_id\": 2}", CORE_EFORMAT, 0, 0, "expected ',' or '}'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = 0;
+        int rc =
+            rank_candidate_parse(cases[i].line, strlen(cases[i].line), &it, &ca, err, sizeof err);
+        if (rc != cases[i].rc)
+            fail_msg("'%s': rc %d, want %d (%s)", cases[i].line, rc, cases[i].rc, err);
+        if (!rc)
+            assert_true(it == cases[i].it && ca == cases[i].ca);
+        else if (!strstr(err, cases[i].msg))
+            fail_msg("'%s': message '%s'", cases[i].line, err);
+    }
+}
+
+int main(void) {
+    rank_blas_single_thread();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sdim_stored_equals_window),
+        cmocka_unit_test(test_avgpool_stored_equals_mean),
+        cmocka_unit_test(test_rank_score_order_and_limits),
+        cmocka_unit_test(test_attention_window_limit),
+        cmocka_unit_test(test_candidate_parse),
+        cmocka_unit_test(test_scratch_alloc_failures),
+        cmocka_unit_test(test_attention_blocks_equal_single),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
