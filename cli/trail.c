@@ -14,6 +14,9 @@ typedef struct trail_cmd {
 static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
     {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
+#ifdef TRAIL_HAVE_SERVE /* set by ranker/serve.cmake once the scorer and the store are built */
+    {"serve", NULL, rank_cmd_serve, "serve /v1/score over HTTP with hot model reload"},
+#endif
 };
 
 static void usage(FILE *f) {

@@ -5,5 +5,6 @@
 
 int mdl_cmd_init(int argc, char **argv);    /* trail model init */
 int mdl_cmd_info(int argc, char **argv);    /* trail model info */
+int rank_cmd_serve(int argc, char **argv);  /* trail serve (ranker/serve_cli.c) */
 
 #endif
