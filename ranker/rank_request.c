@@ -76,6 +76,11 @@ static void skip_ws(parser *ps) {
         ps->p++;
 }
 
+static int literal(const parser *ps, const char *word) {
+    size_t n = strlen(word);
+    return (size_t)(ps->end - ps->p) >= n && memcmp(ps->p, word, n) == 0;
+}
+
 /* What the next value is, in words, for "expected X, got Y" messages. */
 static const char *value_kind(const parser *ps) {
     if (ps->p >= ps->end) return "the end of the body";
@@ -83,9 +88,9 @@ static const char *value_kind(const parser *ps) {
     case '"': return "a string";
     case '{': return "an object";
     case '[': return "an array";
-    case 't':
-    case 'f': return "a boolean";
-    case 'n': return "null";
+    case 't': return literal(ps, "true") ? "a boolean" : "an invalid token";
+    case 'f': return literal(ps, "false") ? "a boolean" : "an invalid token";
+    case 'n': return literal(ps, "null") ? "null" : "an invalid token";
     case '-':
     case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9': return "a number";
@@ -95,8 +100,7 @@ static const char *value_kind(const parser *ps) {
 
 /* A value of the wrong type is bad_type; no value at all (end, stray token) is bad_json. */
 static const char *type_kind(const parser *ps) {
-    if (ps->p >= ps->end || *ps->p == '\0') return "bad_json";
-    return strchr("\"{[tfn-0123456789", *ps->p) ? "bad_type" : "bad_json";
+    return strcmp(value_kind(ps), "an invalid token") && ps->p < ps->end ? "bad_type" : "bad_json";
 }
 
 static int expect_char(parser *ps, char c, const char *field, const char *what) {
