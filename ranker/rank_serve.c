@@ -622,11 +622,10 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         srv->free_slots[srv->n_free++] = i;
     }
     srv->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port,
-                              NULL, NULL, handle_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->threads,
-                              MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                              NULL, MHD_OPTION_END);
+                              NULL, NULL, handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+                              (unsigned)conf->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!srv->d) {
         rc = CORE_EIO;
         snprintf(errstr, errstr_size, "serve: cannot listen on %s:%u (in use, or not an address here)",
