@@ -357,11 +357,13 @@ static void key_for_msg(const char *key, char *out, size_t cap) {
 // ---------------------------------------------------------------------------------------------
 // The schema
 
-static int parse_candidate(parser *ps, rank_request *rq, uint32_t b) {
+/* One candidate object into rq's slot b; where names it in messages ("candidates[b]" if NULL). */
+static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, const char *where_given) {
     char where[24], field[64], key[32], shown[48];
     const char *key_at;
     int rc, more, have_item = 0, have_cat = 0;
-    snprintf(where, sizeof where, "candidates[%u]", b);
+    if (where_given) snprintf(where, sizeof where, "%s", where_given);
+    else snprintf(where, sizeof where, "candidates[%u]", b);
     skip_ws(ps);
     if (ps->p >= ps->end || *ps->p != '{')
         return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), where,
@@ -415,7 +417,7 @@ static int parse_candidates(parser *ps, rank_request *rq) {
             return fail_at(ps, ps->p, RC_BIG, "too_many_candidates", "candidates",
                            "candidates: more than the limit of %u", rq->max_B);
         }
-        if ((rc = parse_candidate(ps, rq, rq->B))) return rc;
+        if ((rc = parse_candidate(ps, rq, rq->B, NULL))) return rc;
         rq->B++;
         if ((rc = next_member(ps, ']', "candidates", &more))) return rc;
     } while (more);
@@ -530,5 +532,26 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
     if (!(seen & F_USER)) return fail_at(&ps, obj, RC_FORMAT, "missing_field", "user_id", "user_id is missing");
     if (!(seen & F_CAND))
         return fail_at(&ps, obj, RC_FORMAT, "missing_field", "candidates", "candidates is missing");
+    return CORE_OK;
+}
+
+int rank_candidate_line_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
+                              rank_req_error *err) {
+    parser ps = {line, line, line + n, err};
+    int rc;
+    memset(err, 0, sizeof *err);
+    while (ps.end > ps.p && (ps.end[-1] == '\n' || ps.end[-1] == '\r')) ps.end--;
+    skip_ws(&ps);
+    if (ps.p < ps.end && *ps.p == '{') {
+        rank_request one = {.max_B = 1, .item_id = item_id, .category_id = category_id};
+        if ((rc = parse_candidate(&ps, &one, 0, "candidate"))) return rc;
+    } else {
+        if ((rc = parse_uint(&ps, "item_id", SCH_ID_MAX, item_id))) return rc;
+        if ((rc = expect_char(&ps, ',', "", "',' between item_id and category_id"))) return rc;
+        if ((rc = parse_uint(&ps, "category_id", SCH_ID_MAX, category_id))) return rc;
+    }
+    skip_ws(&ps);
+    if (ps.p != ps.end)
+        return fail_at(&ps, ps.p, RC_FORMAT, "bad_json", "", "unexpected data after the candidate");
     return CORE_OK;
 }

@@ -57,4 +57,11 @@ void rank_request_destroy(rank_request *rq);
  *  @remark Allocates nothing; safe on any bytes. One request per thread. */
 int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_error *err);
 
+/** @brief Parse one line of a `trail rank` candidate file (schemas/rank-api.md): either
+ *  `item_id,category_id` or a JSON object with exactly item_id and category_id, with the same
+ *  rules as a candidate of a request. A trailing "\n" or "\r\n" is ignored; the caller skips
+ *  blank lines. @return CORE_OK, CORE_EFORMAT or CORE_ERANGE, with err filled. */
+int rank_candidate_line_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
+                              rank_req_error *err);
+
 #endif

@@ -1,4 +1,5 @@
-/* fuzz_request.c: libFuzzer target for the /v1/score body parser (rank_request_parse).
+/* fuzz_request.c: libFuzzer target for the /v1/score body parser (rank_request_parse) and the
+ * candidate-line parser of `trail rank` (rank_candidate_line_parse).
  * Built and run by tests/fuzz.sh with -fsanitize=fuzzer,address,undefined. Beyond "no crash, no
  * sanitizer report", it checks the parser's contract on every input: success leaves counts within
  * capacity and ids within range; failure names a kind and a position inside the input. */
@@ -27,5 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!pe.kind || pe.offset > size || !pe.message[0] || pe.line < 1 || pe.col < 1) abort();
         if (!memchr(pe.message, '\0', sizeof pe.message) || !memchr(pe.field, '\0', sizeof pe.field)) abort();
     }
+    // the same bytes as one line of a `trail rank` candidate file
+    uint64_t item = 0, cat = 0;
+    rc = rank_candidate_line_parse((const char *)data, size, &item, &cat, &pe);
+    if (rc == CORE_OK && (item > SCH_ID_MAX || cat > SCH_ID_MAX)) abort();
+    if (rc != CORE_OK && (!pe.kind || pe.offset > size || !pe.message[0])) abort();
     return 0;
 }

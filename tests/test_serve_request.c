@@ -186,6 +186,30 @@ static void test_new_alloc_failures(void **state) {
     }
 }
 
+static void test_candidate_line(void **state) {
+    (void)state;
+    uint64_t item = 0, cat = 0;
+    const char *l1 = "5,7\n", *l2 = "  {\"category_id\": 9, \"item_id\": 6}\r\n";
+    assert_int_equal(rank_candidate_line_parse(l1, strlen(l1), &item, &cat, &pe), CORE_OK);
+    assert_true(item == 5 && cat == 7);
+    assert_int_equal(rank_candidate_line_parse(l2, strlen(l2), &item, &cat, &pe), CORE_OK);
+    assert_true(item == 6 && cat == 9);
+    static const struct { const char *line; const char *kind, *field; } bad_lines[] = {
+        {"5", "bad_json", ""},                      {"5,", "bad_json", "category_id"},
+        {"5,7,9", "bad_json", ""},                  {"5;7", "bad_json", ""},
+        {"-5,7", "bad_value", "item_id"},           {"5,1.5", "bad_type", "category_id"},
+        {"\"5\",7", "bad_type", "item_id"},         {"{\"item_id\":5}", "missing_field", "candidate.category_id"},
+        {"{\"item_id\":5,\"category_id\":7,\"x\":1}", "unknown_field", "candidate"},
+        {"{\"item_id\":5,\"category_id\":7} 3", "bad_json", ""},
+    };
+    for (size_t i = 0; i < sizeof bad_lines / sizeof bad_lines[0]; i++) {
+        int rc = rank_candidate_line_parse(bad_lines[i].line, strlen(bad_lines[i].line), &item, &cat, &pe);
+        if (rc == CORE_OK || strcmp(pe.kind, bad_lines[i].kind) || strcmp(pe.field, bad_lines[i].field))
+            fail_msg("line '%s': rc %d kind %s field '%s' (%s)", bad_lines[i].line, rc, pe.kind, pe.field,
+                     pe.message);
+    }
+}
+
 /* Every seed of the fuzz corpus goes through the parser; the invariants the fuzz target checks. */
 static void test_corpus(void **state) {
     (void)state;
@@ -223,7 +247,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),          cmocka_unit_test(test_bad),
         cmocka_unit_test(test_position),      cmocka_unit_test(test_no_nul_needed),
-        cmocka_unit_test(test_new_alloc_failures), cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_new_alloc_failures), cmocka_unit_test(test_candidate_line),
+        cmocka_unit_test(test_corpus),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
