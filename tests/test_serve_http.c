@@ -4,6 +4,7 @@
  * keeps serving), and the /metrics text. */
 #include "test_serve_common.h"
 
+#include "core_alloc.h"
 #include "rank_score.h"
 
 #include <math.h>
@@ -250,6 +251,47 @@ static void test_reload(void **state) {
     assert_non_null(strstr(rb, ver_a));
 }
 
+/* Every allocation of start can fail (transient and persistent): a clean error, nothing leaked
+ * (the ASan tree checks), and the next attempt works. */
+static void test_start_alloc_failures(void **state) {
+    (void)state;
+    rank_server_conf conf;
+    char err[512];
+    serve_conf(&conf, path_a, st);
+    conf.threads = 2;
+    for (int persistent = 0; persistent < 2; persistent++) {
+        int failures = 0;
+        for (long n = 0;; n++) {
+            rank_server *s2 = NULL;
+            err[0] = '\0';
+            core_alloc_fail_after(n, persistent);
+            int rc = rank_server_start(&s2, &conf, err, sizeof err);
+            core_alloc_fail_after(-1, 0);
+            if (rc == CORE_OK) {
+                rank_server_stop(s2);
+                break;
+            }
+            failures++;
+            if (!err[0]) fail_msg("allocation %ld failed without a message (rc %d)", n, rc);
+            assert_true(n < 10000);
+        }
+        assert_true(failures >= 10);
+    }
+    // a reload that runs out of memory at any point leaves the old model serving
+    char version[17], *rb = NULL;
+    for (long n = 0;; n++) {
+        core_alloc_fail_after(n, 1);
+        int rc = rank_server_reload(srv, path_b, version, err, sizeof err);
+        core_alloc_fail_after(-1, 0);
+        if (rc == CORE_OK) break;
+        assert_string_equal(version, ver_a);
+        assert_int_equal(http_do(port, "GET", "/healthz", NULL, resp, sizeof resp, &rb), 200);
+        assert_non_null(strstr(rb, ver_a));
+    }
+    assert_string_equal(version, ver_b);
+    assert_int_equal(rank_server_reload(srv, path_a, version, err, sizeof err), CORE_OK);
+}
+
 static long metric(const char *text, const char *line_start) {
     char pat[256];
     snprintf(pat, sizeof pat, "\n%s", line_start); // a sample line, not the # HELP text
@@ -286,6 +328,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_score_good), cmocka_unit_test(test_malformed), cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_reload),     cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_start_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
