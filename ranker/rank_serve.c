@@ -253,7 +253,9 @@ static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connecti
     } else {
         n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
     }
-    CORE_LOG(CORE_LOG_DEBUG, "serve: rejected status=%u kind=%s message=\"%s\"", status, kind, msg);
+    // a client's mistake is a counter (and a debug line); a server-side failure is an event of note
+    CORE_LOG(status >= 500 ? CORE_LOG_WARNING : CORE_LOG_DEBUG, "serve: %s status=%u kind=%s message=\"%s\"",
+             status >= 500 ? "failed" : "rejected", status, kind, msg);
     return respond_allow(c, status, "application/json", body,
                          (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
 }

@@ -12,3 +12,15 @@ trail_add_test(test_serve_http SOURCES test_serve_http.c ${SERVE_E2E_SRCS} LIBS 
   LABELS serve TIMEOUT 120)
 trail_add_test(test_serve_reload SOURCES test_serve_reload.c ${SERVE_E2E_SRCS} LIBS trail_serve
   LABELS "serve;tsan" TIMEOUT 120)
+trail_add_test(test_serve_cli SOURCES test_serve_cli.c ${SERVE_E2E_SRCS} LIBS trail_serve
+  LABELS serve TIMEOUT 120)
+if(_serve_real)
+  add_dependencies(test_serve_cli trail)
+else()
+  # a test-only host of `serve`, linked with the test fake (never the trail binary)
+  add_executable(test_serve_cli_host test_serve_cli_main.c test_serve_fake.c)
+  target_link_libraries(test_serve_cli_host PRIVATE trail_serve trail_warnings)
+  add_dependencies(test_serve_cli test_serve_cli_host)
+  set_property(TEST test_serve_cli APPEND PROPERTY ENVIRONMENT
+    "TRAIL_SERVE_BIN=$<TARGET_FILE:test_serve_cli_host>")
+endif()
