@@ -265,15 +265,20 @@ bad:
     return fail_at(ps, s, RC_FORMAT, "bad_json", field, "%s%smalformed number", field, *field ? ": " : "");
 }
 
+/* The number token of a field's value, or a type error saying what was wanted. */
+static int number_token(parser *ps, const char *field, const char *want, const char **tok, int *is_int) {
+    skip_ws(ps);
+    if (ps->p >= ps->end || (*ps->p != '-' && (*ps->p < '0' || *ps->p > '9')))
+        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), field, "%s: expected %s, got %s", field, want,
+                       value_kind(ps));
+    return scan_number(ps, tok, is_int, field);
+}
+
 /* An integer in [0, max]; anything else (another type, a fraction, out of range) names field. */
 static int parse_uint(parser *ps, const char *field, uint64_t max, uint64_t *out) {
-    skip_ws(ps);
     const char *tok;
     int is_int;
-    if (ps->p >= ps->end || (*ps->p != '-' && (*ps->p < '0' || *ps->p > '9')))
-        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), field,
-                       "%s: expected a non-negative integer, got %s", field, value_kind(ps));
-    int rc = scan_number(ps, &tok, &is_int, field);
+    int rc = number_token(ps, field, "a non-negative integer", &tok, &is_int);
     if (rc) return rc;
     if (!is_int)
         return fail_at(ps, tok, RC_FORMAT, "bad_type", field,
@@ -297,13 +302,9 @@ static int parse_uint(parser *ps, const char *field, uint64_t max, uint64_t *out
 
 /* A finite number that fits a float. */
 static int parse_float(parser *ps, const char *field, float *out) {
-    skip_ws(ps);
     const char *tok;
     int is_int;
-    if (ps->p >= ps->end || (*ps->p != '-' && (*ps->p < '0' || *ps->p > '9')))
-        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), field,
-                       "%s: expected a number, got %s", field, value_kind(ps));
-    int rc = scan_number(ps, &tok, &is_int, field);
+    int rc = number_token(ps, field, "a number", &tok, &is_int);
     if (rc) return rc;
     char tmp[64];
     size_t len = (size_t)(ps->p - tok);
@@ -330,6 +331,20 @@ static int next_member(parser *ps, char close, const char *field, int *more) {
     }
     *more = 0;
     return expect_char(ps, close, field, close == '}' ? "',' or '}'" : "',' or ']'");
+}
+
+/* An opening bracket (else a type error naming field and what was wanted); *more is 0 when the
+ * container closes at once ("[]", "{}"). */
+static int open_container(parser *ps, char open, const char *field, const char *want, int *more) {
+    skip_ws(ps);
+    if (ps->p >= ps->end || *ps->p != open)
+        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), field, "%s%sexpected %s, got %s", field,
+                       *field ? ": " : "", want, value_kind(ps));
+    ps->p++;
+    skip_ws(ps);
+    *more = !(ps->p < ps->end && *ps->p == (open == '[' ? ']' : '}'));
+    if (!*more) ps->p++;
+    return CORE_OK;
 }
 
 /* A key and its colon. The key is decoded into key[0..cap); an overlong key stays unknown. */
@@ -365,13 +380,8 @@ static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, const char 
     if (where_given) snprintf(where, sizeof where, "%s", where_given);
     else snprintf(where, sizeof where, "candidates[%u]", b);
     skip_ws(ps);
-    if (ps->p >= ps->end || *ps->p != '{')
-        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), where,
-                       "%s: expected an object, got %s", where, value_kind(ps));
-    const char *obj = ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') ps->p++, more = 0;
-    else more = 1;
+    const char *obj = ps->p;
+    if ((rc = open_container(ps, '{', where, "an object", &more))) return rc;
     while (more) {
         if ((rc = parse_key(ps, key, sizeof key, where, &key_at))) return rc;
         if (!strcmp(key, "item_id") || !strcmp(key, "category_id")) {
@@ -401,17 +411,8 @@ static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, const char 
 
 static int parse_candidates(parser *ps, rank_request *rq) {
     int rc, more;
-    skip_ws(ps);
-    if (ps->p >= ps->end || *ps->p != '[')
-        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), "candidates",
-                       "candidates: expected an array, got %s", value_kind(ps));
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        return CORE_OK;
-    }
-    do {
+    if ((rc = open_container(ps, '[', "candidates", "an array", &more))) return rc;
+    while (more) {
         if (rq->B >= rq->max_B) {
             skip_ws(ps);
             return fail_at(ps, ps->p, RC_BIG, "too_many_candidates", "candidates",
@@ -420,24 +421,15 @@ static int parse_candidates(parser *ps, rank_request *rq) {
         if ((rc = parse_candidate(ps, rq, rq->B, NULL))) return rc;
         rq->B++;
         if ((rc = next_member(ps, ']', "candidates", &more))) return rc;
-    } while (more);
+    }
     return CORE_OK;
 }
 
 static int parse_dense(parser *ps, rank_request *rq) {
     int rc, more;
     char field[32];
-    skip_ws(ps);
-    if (ps->p >= ps->end || *ps->p != '[')
-        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), "dense",
-                       "dense: expected an array of numbers, got %s", value_kind(ps));
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        return CORE_OK;
-    }
-    do {
+    if ((rc = open_container(ps, '[', "dense", "an array of numbers", &more))) return rc;
+    while (more) {
         if (rq->n_dense >= rq->max_dense) {
             skip_ws(ps);
             return fail_at(ps, ps->p, RC_BIG, "too_many_dense", "dense",
@@ -447,7 +439,7 @@ static int parse_dense(parser *ps, rank_request *rq) {
         if ((rc = parse_float(ps, field, &rq->dense[rq->n_dense]))) return rc;
         rq->n_dense++;
         if ((rc = next_member(ps, ']', "dense", &more))) return rc;
-    } while (more);
+    }
     return CORE_OK;
 }
 
@@ -473,13 +465,7 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
     obj = ps.p;
     if (ps.p >= ps.end)
         return fail_at(&ps, ps.p, RC_FORMAT, "bad_json", "", "empty body: expected a JSON object");
-    if (*ps.p != '{')
-        return fail_at(&ps, ps.p, RC_FORMAT, type_kind(&ps), "",
-                       "expected a JSON object, got %s", value_kind(&ps));
-    ps.p++;
-    skip_ws(&ps);
-    if (ps.p < ps.end && *ps.p == '}') ps.p++, more = 0;
-    else more = 1;
+    if ((rc = open_container(&ps, '{', "", "a JSON object", &more))) return rc;
     while (more) {
         if ((rc = parse_key(&ps, key, sizeof key, "", &key_at))) return rc;
         unsigned f = !strcmp(key, "v")             ? F_V
