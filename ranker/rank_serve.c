@@ -50,11 +50,10 @@ struct rank_server {
     uint16_t port;
     rank_metrics *mt;
 
-    pthread_mutex_t mu;     /* guards cur and the free-slot stack */
+    pthread_mutex_t mu;     /* guards cur */
     served_model *cur;
-    worker_slot *slots;     // (K)
-    uint32_t *free_slots;   // (K) stack of slot indices
-    uint32_t n_free;
+    worker_slot *slots;     // (K) one per HTTP thread
+    _Atomic uint32_t next_slot; /* slots handed to threads so far */
 
     pthread_mutex_t reload_mu; /* one reload at a time */
     _Atomic int in_flight;  /* requests between their first callback and completion */
@@ -130,18 +129,19 @@ fail:
     return rc;
 }
 
-static int slot_acquire(rank_server *srv) {
-    int i = -1;
-    pthread_mutex_lock(&srv->mu);
-    if (srv->n_free) i = (int)srv->free_slots[--srv->n_free];
-    pthread_mutex_unlock(&srv->mu);
-    return i;
-}
+/* The calling thread's slot. Each of the K HTTP threads takes one on its first request and keeps
+ * it, so a slot's reader is only ever used by one thread (enc_store.h: one reader per thread) and
+ * no lock is needed: a thread runs one handler at a time. -1 if more threads than slots call. */
+static _Thread_local const rank_server *tl_srv;
+static _Thread_local int tl_slot;
 
-static void slot_release(rank_server *srv, int i) {
-    pthread_mutex_lock(&srv->mu);
-    srv->free_slots[srv->n_free++] = (uint32_t)i;
-    pthread_mutex_unlock(&srv->mu);
+static int slot_of_thread(rank_server *srv) {
+    if (tl_srv != srv) {
+        uint32_t i = atomic_fetch_add(&srv->next_slot, 1);
+        tl_srv = srv;
+        tl_slot = i < srv->conf.threads ? (int)i : -1;
+    }
+    return tl_slot;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,8 +289,10 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c, 
     char msg[256];
     enc_user_view view;
     enum MHD_Result ret;
-    int si = slot_acquire(srv);
-    if (si < 0) return respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded", "no free worker slot", NULL);
+    int si = slot_of_thread(srv);
+    if (si < 0)
+        return respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                             "more HTTP threads than worker slots", NULL);
     worker_slot *ws = &srv->slots[si];
     served_model *sm = served_acquire(srv);
     const mdl_model *m = sm->m;
@@ -375,7 +377,6 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c, 
     rank_metrics_scored(srv->mt, core_now_ns() - t0, rq->B, age);
 done:
     served_release(sm);
-    slot_release(srv, si);
     return ret;
 }
 
@@ -582,6 +583,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->reload_mu, NULL);
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->next_slot, 0);
     if (!(srv->model_path = core_strdup(conf->model_path))) goto oom;
     if ((rc = rank_metrics_new(&srv->mt))) goto oom;
     if (conf->store) {
@@ -608,7 +610,6 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     // worker slots
     rc = CORE_ENOMEM;
     if (!(srv->slots = core_calloc(conf->threads, sizeof *srv->slots))) goto oom;
-    if (!(srv->free_slots = core_calloc(conf->threads, sizeof *srv->free_slots))) goto oom;
     for (uint32_t i = 0; i < conf->threads; i++) {
         worker_slot *ws = &srv->slots[i];
         if ((rc = enc_reader_new(srv->st, &ws->rd))) {
@@ -621,7 +622,6 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         if (!(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float)))) goto oom;
         ws->out_cap = (size_t)conf->max_candidates * 20 + 128; // "%.9g," is at most 16 bytes
         if (!(ws->out = core_malloc(ws->out_cap))) goto oom;
-        srv->free_slots[srv->n_free++] = i;
     }
     srv->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port,
                               NULL, NULL, handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -674,7 +674,6 @@ void rank_server_stop(rank_server *srv) {
         core_free(ws->out);
     }
     core_free(srv->slots);
-    core_free(srv->free_slots);
     served_release(srv->cur);
     if (srv->own_store) enc_store_close(srv->st);
     rank_metrics_destroy(srv->mt);

@@ -1,10 +1,10 @@
 /* rank_serve.h: the HTTP scoring server (schemas/rank-api.md): POST /v1/score, GET /healthz,
  * GET /metrics, POST /admin/reload, with hot model reload.
  *
- * Threads: libmicrohttpd runs a pool of K threads. Each request takes one of K worker slots (an
- * enc_reader, a parsed-request buffer, a window buffer, a response buffer, all allocated at start)
- * and a reference to the served model; the served model carries one rank_scratch per slot, sized
- * for it when it was loaded. So a request allocates nothing of its own beyond what libmicrohttpd
+ * Threads: libmicrohttpd runs a pool of K threads. Each thread owns one of K worker slots (an
+ * enc_reader, a parsed-request buffer, a window buffer, a response buffer, all allocated at start;
+ * a slot's reader is used by its thread only), and each request takes a reference to the served
+ * model; the served model carries one rank_scratch per slot, sized for it when it was loaded. So a request allocates nothing of its own beyond what libmicrohttpd
  * does for the connection and the body, and reads one model from start to end.
  *
  * Reload (rank_server_reload; SIGHUP in `trail serve`; POST /admin/reload from loopback peers):
