@@ -43,7 +43,23 @@ void rank_request_destroy(rank_request *rq) {
 typedef struct parser {
     const char *buf, *p, *end;
     rank_req_error *err;
+    uint32_t idx; /* the array index that IDX in a field name stands for */
 } parser;
+
+/* Field names are constant strings with IDX where an array index goes ("candidates[" IDX "]"), so
+ * the happy path formats nothing; fail_at writes the index in. The byte cannot come from input
+ * into a message: keys are shown with control bytes replaced. */
+#define IDX "\x01"
+
+static void expand_idx(char *s, size_t cap, uint32_t idx) {
+    char *q = strchr(s, IDX[0]);
+    if (!q) return;
+    char num[12], rest[256];
+    int k = snprintf(num, sizeof num, "%u", idx);
+    snprintf(rest, sizeof rest, "%s", q + 1);
+    snprintf(q, cap - (size_t)(q - s), "%.*s%s", k, num, rest);
+    expand_idx(q + k, cap - (size_t)(q + k - s), idx);
+}
 
 enum { RC_FORMAT = CORE_EFORMAT, RC_RANGE = CORE_ERANGE, RC_BIG = CORE_ETOOBIG };
 
@@ -57,6 +73,8 @@ __attribute__((format(printf, 6, 7))) static int fail_at(parser *ps, const char 
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    expand_idx(e->field, sizeof e->field, ps->idx);
+    expand_idx(e->message, sizeof e->message, ps->idx);
     e->offset = (size_t)(at - ps->buf);
     e->line = 1;
     e->col = 1;
@@ -372,13 +390,16 @@ static void key_for_msg(const char *key, char *out, size_t cap) {
 // ---------------------------------------------------------------------------------------------
 // The schema
 
-/* One candidate object into rq's slot b; where names it in messages ("candidates[b]" if NULL). */
-static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, const char *where_given) {
-    char where[24], field[64], key[32], shown[48];
+/* One candidate object into rq's slot b: candidates[b] of a request, or (single) the one
+ * candidate of a candidate-file line. */
+static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, int single) {
+    const char *where = single ? "candidate" : "candidates[" IDX "]";
+    const char *item_f = single ? "candidate.item_id" : "candidates[" IDX "].item_id";
+    const char *cat_f = single ? "candidate.category_id" : "candidates[" IDX "].category_id";
+    char key[32], shown[48];
     const char *key_at;
     int rc, more, have_item = 0, have_cat = 0;
-    if (where_given) snprintf(where, sizeof where, "%s", where_given);
-    else snprintf(where, sizeof where, "candidates[%u]", b);
+    ps->idx = b;
     skip_ws(ps);
     const char *obj = ps->p;
     if ((rc = open_container(ps, '{', where, "an object", &more))) return rc;
@@ -387,7 +408,7 @@ static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, const char 
         if (!strcmp(key, "item_id") || !strcmp(key, "category_id")) {
             int is_item = key[0] == 'i';
             int *have = is_item ? &have_item : &have_cat;
-            snprintf(field, sizeof field, "%s.%s", where, is_item ? "item_id" : "category_id");
+            const char *field = is_item ? item_f : cat_f;
             if (*have)
                 return fail_at(ps, key_at, RC_FORMAT, "duplicate_field", field, "%s appears twice", field);
             *have = 1;
@@ -395,15 +416,14 @@ static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, const char 
                 return rc;
         } else {
             key_for_msg(key, shown, sizeof shown);
-            snprintf(field, sizeof field, "%s", where);
-            return fail_at(ps, key_at, RC_FORMAT, "unknown_field", field,
+            return fail_at(ps, key_at, RC_FORMAT, "unknown_field", where,
                            "%s: unknown field \"%s\" (a candidate has item_id and category_id)", where,
                            key[0] == '\x01' ? "(overlong or with NUL)" : shown);
         }
         if ((rc = next_member(ps, '}', where, &more))) return rc;
     }
     if (!have_item || !have_cat) {
-        snprintf(field, sizeof field, "%s.%s", where, have_item ? "category_id" : "item_id");
+        const char *field = have_item ? cat_f : item_f;
         return fail_at(ps, obj, RC_FORMAT, "missing_field", field, "%s is missing", field);
     }
     return CORE_OK;
@@ -418,7 +438,7 @@ static int parse_candidates(parser *ps, rank_request *rq) {
             return fail_at(ps, ps->p, RC_BIG, "too_many_candidates", "candidates",
                            "candidates: more than the limit of %u", rq->max_B);
         }
-        if ((rc = parse_candidate(ps, rq, rq->B, NULL))) return rc;
+        if ((rc = parse_candidate(ps, rq, rq->B, 0))) return rc;
         rq->B++;
         if ((rc = next_member(ps, ']', "candidates", &more))) return rc;
     }
@@ -427,7 +447,6 @@ static int parse_candidates(parser *ps, rank_request *rq) {
 
 static int parse_dense(parser *ps, rank_request *rq) {
     int rc, more;
-    char field[32];
     if ((rc = open_container(ps, '[', "dense", "an array of numbers", &more))) return rc;
     while (more) {
         if (rq->n_dense >= rq->max_dense) {
@@ -435,8 +454,8 @@ static int parse_dense(parser *ps, rank_request *rq) {
             return fail_at(ps, ps->p, RC_BIG, "too_many_dense", "dense",
                            "dense: more than the limit of %u values", rq->max_dense);
         }
-        snprintf(field, sizeof field, "dense[%u]", rq->n_dense);
-        if ((rc = parse_float(ps, field, &rq->dense[rq->n_dense]))) return rc;
+        ps->idx = rq->n_dense;
+        if ((rc = parse_float(ps, "dense[" IDX "]", &rq->dense[rq->n_dense]))) return rc;
         rq->n_dense++;
         if ((rc = next_member(ps, ']', "dense", &more))) return rc;
     }
@@ -444,7 +463,7 @@ static int parse_dense(parser *ps, rank_request *rq) {
 }
 
 int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_error *err) {
-    parser ps = {buf, buf, buf + n, err};
+    parser ps = {buf, buf, buf + n, err, 0};
     char key[32], shown[48];
     const char *key_at, *obj;
     int rc, more;
@@ -523,14 +542,14 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
 
 int rank_candidate_line_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
                               rank_req_error *err) {
-    parser ps = {line, line, line + n, err};
+    parser ps = {line, line, line + n, err, 0};
     int rc;
     memset(err, 0, sizeof *err);
     while (ps.end > ps.p && (ps.end[-1] == '\n' || ps.end[-1] == '\r')) ps.end--;
     skip_ws(&ps);
     if (ps.p < ps.end && *ps.p == '{') {
         rank_request one = {.max_B = 1, .item_id = item_id, .category_id = category_id};
-        if ((rc = parse_candidate(&ps, &one, 0, "candidate"))) return rc;
+        if ((rc = parse_candidate(&ps, &one, 0, 1))) return rc;
     } else {
         if ((rc = parse_uint(&ps, "item_id", SCH_ID_MAX, item_id))) return rc;
         if ((rc = expect_char(&ps, ',', "", "',' between item_id and category_id"))) return rc;
