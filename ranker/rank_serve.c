@@ -265,19 +265,24 @@ static enum MHD_Result respond_error(rank_server *srv, struct MHD_Connection *c,
     return respond_error_allow(srv, c, status, kind, message, pe, NULL);
 }
 
-static int peer_is_loopback(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr) return 0;
-    const struct sockaddr *sa = ci->client_addr;
+int rank_addr_is_loopback(const struct sockaddr *sa) {
+    if (!sa) return 0;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
         return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
     }
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        const uint8_t *b = in6->sin6_addr.s6_addr;
+        // ::1, or an IPv4-mapped 127.x.y.z (::ffff:127.0.0.1)
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127);
     }
     return 0;
+}
+
+static int peer_is_loopback(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci && rank_addr_is_loopback(ci->client_addr);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@
  * Threads: libmicrohttpd runs a pool of K threads. Each thread owns one of K worker slots (an
  * enc_reader, a parsed-request buffer, a window buffer, a response buffer, all allocated at start;
  * a slot's reader is used by its thread only), and each request takes a reference to the served
- * model; the served model carries one rank_scratch per slot, sized for it when it was loaded. So a request allocates nothing of its own beyond what libmicrohttpd
- * does for the connection and the body, and reads one model from start to end.
+ * model; the served model carries one rank_scratch per slot, sized for it when it was loaded. So
+ * parsing, the store read and scoring allocate nothing; what a request does allocate is its
+ * connection state and body buffer (sized by Content-Length, at most max_body) and libmicrohttpd's
+ * copy of the response. Each request reads one model from start to end.
  *
  * Reload (rank_server_reload; SIGHUP in `trail serve`; POST /admin/reload from loopback peers):
  * the new model is loaded and verified completely, checked against the store's encoding, and its
@@ -58,6 +60,10 @@ uint16_t rank_server_port(const rank_server *srv);
  *  reason in errstr (also logged). @remark Thread-safe; reloads are serialized. */
 int rank_server_reload(rank_server *srv, const char *path, char version[17], char *errstr,
                        size_t errstr_size);
+
+/** @brief Whether a peer address may call /admin/reload: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
+struct sockaddr;
+int rank_addr_is_loopback(const struct sockaddr *sa);
 
 /** @brief Stop accepting, wait up to drain_ms for in-flight requests, stop, free everything.
  *  NULL-safe. */

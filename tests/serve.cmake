@@ -7,7 +7,8 @@ else()
   set(SERVE_E2E_SRCS test_serve_fake.c)
 endif()
 trail_add_test(test_serve_request SOURCES test_serve_request.c LIBS trail_serve LABELS unit TIMEOUT 60)
-trail_add_test(test_serve_metrics SOURCES test_serve_metrics.c LIBS trail_serve LABELS unit TIMEOUT 60)
+trail_add_test(test_serve_metrics SOURCES test_serve_metrics.c ${SERVE_E2E_SRCS} LIBS trail_serve
+  LABELS unit TIMEOUT 60)
 trail_add_test(test_serve_http SOURCES test_serve_http.c ${SERVE_E2E_SRCS} LIBS trail_serve
   LABELS serve TIMEOUT 120)
 trail_add_test(test_serve_reload SOURCES test_serve_reload.c ${SERVE_E2E_SRCS} LIBS trail_serve

@@ -1,9 +1,15 @@
 /* test_serve_metrics.c: the Prometheus rendering: counters, cumulative histogram buckets, error
- * kinds (an unknown kind lands in "other"), the model-info gauge, and the size check. */
+ * kinds (an unknown kind lands in "other"), the model-info gauge, and the size check; and the
+ * loopback rule of /admin/reload. */
 #include "test_common.h"
 
 #include "core_err.h"
 #include "rank_metrics.h"
+#include "rank_serve.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static void test_render(void **state) {
     (void)state;
@@ -65,7 +71,34 @@ static void test_render(void **state) {
     rank_metrics_destroy(mt);
 }
 
+/* Who may call /admin/reload (over HTTP the tests can only be loopback peers). */
+static void test_loopback_rule(void **state) {
+    (void)state;
+    static const struct { const char *addr; int ok; } cases[] = {
+        {"127.0.0.1", 1}, {"127.200.3.4", 1}, {"::1", 1},       {"::ffff:127.0.0.1", 1},
+        {"10.0.0.1", 0},  {"192.0.2.2", 0},   {"128.0.0.1", 0}, {"::ffff:10.0.0.1", 0},
+        {"fd00::1", 0},   {"::", 0},          {"0.0.0.0", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+        memset(&in, 0, sizeof in);
+        memset(&in6, 0, sizeof in6);
+        const struct sockaddr *sa;
+        if (inet_pton(AF_INET, cases[i].addr, &in.sin_addr) == 1) {
+            in.sin_family = AF_INET;
+            sa = (const struct sockaddr *)&in;
+        } else {
+            assert_int_equal(inet_pton(AF_INET6, cases[i].addr, &in6.sin6_addr), 1);
+            in6.sin6_family = AF_INET6;
+            sa = (const struct sockaddr *)&in6;
+        }
+        if (rank_addr_is_loopback(sa) != cases[i].ok) fail_msg("%s: expected %d", cases[i].addr, cases[i].ok);
+    }
+    assert_int_equal(rank_addr_is_loopback(NULL), 0);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_render)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_render), cmocka_unit_test(test_loopback_rule)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
