@@ -481,12 +481,22 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
     if (*upload_data_size) { // a piece of the body: keep it unless it breaks the limit
         size_t k = *upload_data_size;
         *upload_data_size = 0;
-        if (cs->too_big) return MHD_YES;
+        if (cs->too_big) {
+            // a modest overshoot is read and dropped so the client gets its 413; a stream that
+            // goes on past twice the limit is cut (libmicrohttpd cannot answer mid-body)
+            cs->n += k;
+            if (cs->n <= srv->conf.max_body) return MHD_YES;
+            rank_metrics_error(srv->mt, "body_too_large");
+            CORE_LOG(CORE_LOG_INFO, "serve: connection cut: chunked body past twice the %zu-byte limit",
+                     srv->conf.max_body);
+            return MHD_NO;
+        }
         if (k > srv->conf.max_body - cs->n) { // stop buffering at the limit; the rest is discarded
             cs->too_big = 1;
             core_free(cs->body);
             cs->body = NULL;
-            cs->n = cs->cap = 0;
+            cs->n = k - (srv->conf.max_body - cs->n); // from here n counts bytes past the limit
+            cs->cap = 0;
             return MHD_YES;
         }
         if (cs->n + k > cs->cap) {

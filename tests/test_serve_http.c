@@ -194,6 +194,18 @@ static void test_oversized(void **state) {
     k += snprintf(req + k, sizeof req - (size_t)k, "0\r\n\r\n");
     bad_req chunked = {"POST", "/v1/score", "(9000 chunked bytes)", 413, "body_too_large", "limit of 8192"};
     check_error(http_raw(port, req, (size_t)k, resp, sizeof resp, &rb), &rb, &chunked);
+    // a stream far past the limit is cut without an answer (it cannot be answered mid-body)
+    static char big[65536];
+    k = snprintf(big, sizeof big,
+                 "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int c = 0; c < 12; c++) {
+        k += snprintf(big + k, sizeof big - (size_t)k, "%x\r\n", 4000);
+        memset(big + k, ' ', 4000);
+        k += 4000;
+        k += snprintf(big + k, sizeof big - (size_t)k, "\r\n");
+    }
+    k += snprintf(big + k, sizeof big - (size_t)k, "0\r\n\r\n");
+    assert_int_equal(http_raw(port, big, (size_t)k, resp, sizeof resp, &rb), -1);
     // garbage instead of HTTP: the server answers 400 or closes, and keeps serving
     const char *junk = "\x01\x02 nonsense\r\n\r\n";
     http_raw(port, junk, strlen(junk), resp, sizeof resp, &rb);
