@@ -99,6 +99,9 @@ static int check_model(rank_server *srv, const mdl_model *m, const char *path, c
                  path, a, b);
         return CORE_EMISMATCH;
     }
+    if (m->cfg.short_kind != MDL_SHORT_NONE && m->cfg.n_recent > srv->conf.recent)
+        CORE_LOG(CORE_LOG_WARNING, "serve: model uses %u recent behaviors, the store keeps %u: %s "
+                 "scores with fewer than it was trained on", m->cfg.n_recent, srv->conf.recent, path);
     return CORE_OK;
 }
 
