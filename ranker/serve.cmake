@@ -11,7 +11,8 @@ target_link_libraries(trail_serve PUBLIC trail_encoder trail_model trail_schemas
 
 # The server calls rank_score (trail_ranker) and the store's readers (trail_encoder's enc_store.c).
 # Until both are built, `trail serve` stays out of the CLI (its row in cli/trail.c is compiled under
-# TRAIL_HAVE_SERVE) and the serving tests link a marked test fake instead (tests/serve.cmake).
+# TRAIL_HAVE_SERVE) and the serving tests link marked test fakes of whichever is missing
+# (tests/serve.cmake).
 # Detected by the definitions in the libraries' sources, whatever the files are called.
 function(_trail_serve_defines target symbol outvar)
   set(found FALSE)
@@ -34,13 +35,12 @@ function(_trail_serve_defines target symbol outvar)
 endfunction()
 _trail_serve_defines(trail_ranker rank_score _have_score)
 _trail_serve_defines(trail_encoder enc_reader_begin _have_reader)
-set(_serve_real FALSE)
-if(_have_score AND _have_reader)
-  set(_serve_real TRUE)
-endif()
 message(STATUS "trail serve: scorer ${_have_score}, store reader ${_have_reader}")
-set_property(GLOBAL PROPERTY TRAIL_SERVE_REAL ${_serve_real})
-if(_serve_real)
+set_property(GLOBAL PROPERTY TRAIL_SERVE_REAL_SCORE ${_have_score})
+set_property(GLOBAL PROPERTY TRAIL_SERVE_REAL_STORE ${_have_reader})
+if(TARGET trail_ranker)
   target_link_libraries(trail_serve PUBLIC trail_ranker)
+endif()
+if(_have_score AND _have_reader)
   target_compile_definitions(trail_serve INTERFACE TRAIL_HAVE_SERVE=1)
 endif()

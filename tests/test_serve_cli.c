@@ -1,7 +1,7 @@
 /* test_serve_cli.c: `trail serve` as a process: usage errors exit 2; it prints the port it
  * listens on; SIGHUP reloads the model file (a corrupt file is refused and the old model keeps
  * serving); SIGTERM drains and exits 0. The binary is $TRAIL_SERVE_BIN (the trail binary once the
- * real scorer and store are built, else a test host linked with the marked test fake). */
+ * real scorer and store are built, else a test host linked with the marked test fakes). */
 #include "test_serve_common.h"
 
 #include <signal.h>

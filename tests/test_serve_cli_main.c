@@ -1,6 +1,6 @@
-/* test_serve_cli_main.c: a test-only host for `serve` (rank_cmd_serve) linked with the marked
- * test fake (test_serve_fake.c), so the CLI's signal handling can be tested before the real
- * scorer and store are on the branch. Invoked as `<this> serve ...`, like `trail serve ...`. */
+/* test_serve_cli_main.c: a test-only host for `serve` (rank_cmd_serve) linked with the marked test
+ * fakes (test_serve_fake_score.c, test_serve_fake_store.c), so the CLI's signal handling can be
+ * tested before the real scorer and store are built. Invoked as `<this> serve ...`, like trail. */
 #include "trail_cmds.h"
 
 #include <stdio.h>
