@@ -34,8 +34,8 @@ void rank_metrics_error(rank_metrics *mt, const char *kind);
 void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s);
 /** @brief A reload attempt and, on success, the model now served. */
 void rank_metrics_reload(rank_metrics *mt, int ok);
-void rank_metrics_set_model(rank_metrics *mt, const char *model_version, const char *encoding_version,
-                            const char *variant);
+void rank_metrics_set_model(rank_metrics *mt, const char *model_version,
+                            const char *encoding_version, const char *variant);
 
 /** @brief Render every metric into buf. @return bytes written (without the NUL), or CORE_ETOOBIG
  *  if cap is too small (16 KiB suffices). */

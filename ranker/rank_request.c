@@ -103,16 +103,32 @@ static int literal(const parser *ps, const char *word) {
 static const char *value_kind(const parser *ps) {
     if (ps->p >= ps->end) return "the end of the body";
     switch (*ps->p) {
-    case '"': return "a string";
-    case '{': return "an object";
-    case '[': return "an array";
-    case 't': return literal(ps, "true") ? "a boolean" : "an invalid token";
-    case 'f': return literal(ps, "false") ? "a boolean" : "an invalid token";
-    case 'n': return literal(ps, "null") ? "null" : "an invalid token";
+    case '"':
+        return "a string";
+    case '{':
+        return "an object";
+    case '[':
+        return "an array";
+    case 't':
+        return literal(ps, "true") ? "a boolean" : "an invalid token";
+    case 'f':
+        return literal(ps, "false") ? "a boolean" : "an invalid token";
+    case 'n':
+        return literal(ps, "null") ? "null" : "an invalid token";
     case '-':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9': return "a number";
-    default: return "an invalid token";
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        return "a number";
+    default:
+        return "an invalid token";
     }
 }
 
@@ -124,11 +140,12 @@ static const char *type_kind(const parser *ps) {
 static int expect_char(parser *ps, char c, const char *field, const char *what) {
     skip_ws(ps);
     if (ps->p >= ps->end)
-        return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sunexpected end of body, expected %s",
-                       field, *field ? ": " : "", what);
+        return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field,
+                       "%s%sunexpected end of body, expected %s", field, *field ? ": " : "", what);
     if (*ps->p != c)
-        return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sexpected %s, found '%c'", field,
-                       *field ? ": " : "", what, (*ps->p >= 0x20 && *ps->p < 0x7f) ? *ps->p : '?');
+        return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sexpected %s, found '%c'",
+                       field, *field ? ": " : "", what,
+                       (*ps->p >= 0x20 && *ps->p < 0x7f) ? *ps->p : '?');
     ps->p++;
     return CORE_OK;
 }
@@ -139,10 +156,14 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     size_t len;
     unsigned min;
     if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, min = 0x10000;
-    else return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
     if (n < len) return 0;
     unsigned cp = c & (0xff >> (len + 1));
     for (size_t i = 1; i < len; i++) {
@@ -158,10 +179,14 @@ static int hex4(const char *s, unsigned *out) {
     for (int i = 0; i < 4; i++) {
         char c = s[i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
@@ -170,14 +195,19 @@ static int hex4(const char *s, unsigned *out) {
 static void put_utf8(char *out, size_t cap, size_t *n, unsigned cp) {
     unsigned char b[4];
     size_t k;
-    if (cp < 0x80) b[0] = (unsigned char)cp, k = 1;
-    else if (cp < 0x800) b[0] = (unsigned char)(0xc0 | (cp >> 6)), b[1] = (unsigned char)(0x80 | (cp & 0x3f)), k = 2;
+    if (cp < 0x80)
+        b[0] = (unsigned char)cp, k = 1;
+    else if (cp < 0x800)
+        b[0] = (unsigned char)(0xc0 | (cp >> 6)), b[1] = (unsigned char)(0x80 | (cp & 0x3f)), k = 2;
     else if (cp < 0x10000)
-        b[0] = (unsigned char)(0xe0 | (cp >> 12)), b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)),
+        b[0] = (unsigned char)(0xe0 | (cp >> 12)),
+        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)),
         b[2] = (unsigned char)(0x80 | (cp & 0x3f)), k = 3;
     else
-        b[0] = (unsigned char)(0xf0 | (cp >> 18)), b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f)),
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)), b[3] = (unsigned char)(0x80 | (cp & 0x3f)), k = 4;
+        b[0] = (unsigned char)(0xf0 | (cp >> 18)),
+        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f)),
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f)),
+        b[3] = (unsigned char)(0x80 | (cp & 0x3f)), k = 4;
     for (size_t i = 0; i < k; i++, (*n)++)
         if (*n < cap) out[*n] = (char)b[i];
 }
@@ -190,8 +220,8 @@ static int parse_string(parser *ps, char *out, size_t cap, size_t *len, const ch
     ps->p++;
     for (;;) {
         if (ps->p >= ps->end)
-            return fail_at(ps, start, RC_FORMAT, "bad_json", field, "%s%sunterminated string", field,
-                           *field ? ": " : "");
+            return fail_at(ps, start, RC_FORMAT, "bad_json", field, "%s%sunterminated string",
+                           field, *field ? ": " : "");
         unsigned char c = (unsigned char)*ps->p;
         if (c == '"') {
             ps->p++;
@@ -199,28 +229,45 @@ static int parse_string(parser *ps, char *out, size_t cap, size_t *len, const ch
         }
         if (c < 0x20)
             return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field,
-                           "%s%scontrol character 0x%02x inside a string", field, *field ? ": " : "", c);
+                           "%s%scontrol character 0x%02x inside a string", field,
+                           *field ? ": " : "", c);
         if (c == '\\') {
             if (ps->end - ps->p < 2)
-                return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sunterminated escape", field,
-                               *field ? ": " : "");
+                return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sunterminated escape",
+                               field, *field ? ": " : "");
             char e = ps->p[1];
             const char *esc = ps->p;
             ps->p += 2;
             unsigned cp;
             switch (e) {
-            case '"': cp = '"'; break;
-            case '\\': cp = '\\'; break;
-            case '/': cp = '/'; break;
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'n': cp = '\n'; break;
-            case 'r': cp = '\r'; break;
-            case 't': cp = '\t'; break;
+            case '"':
+                cp = '"';
+                break;
+            case '\\':
+                cp = '\\';
+                break;
+            case '/':
+                cp = '/';
+                break;
+            case 'b':
+                cp = '\b';
+                break;
+            case 'f':
+                cp = '\f';
+                break;
+            case 'n':
+                cp = '\n';
+                break;
+            case 'r':
+                cp = '\r';
+                break;
+            case 't':
+                cp = '\t';
+                break;
             case 'u':
                 if (ps->end - ps->p < 4 || hex4(ps->p, &cp))
-                    return fail_at(ps, esc, RC_FORMAT, "bad_json", field, "%s%sbad \\u escape", field,
-                                   *field ? ": " : "");
+                    return fail_at(ps, esc, RC_FORMAT, "bad_json", field, "%s%sbad \\u escape",
+                                   field, *field ? ": " : "");
                 ps->p += 4;
                 if (cp >= 0xdc00 && cp <= 0xdfff)
                     return fail_at(ps, esc, RC_FORMAT, "bad_json", field, "%s%slone low surrogate",
@@ -230,7 +277,8 @@ static int parse_string(parser *ps, char *out, size_t cap, size_t *len, const ch
                     if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u' ||
                         hex4(ps->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
                         return fail_at(ps, esc, RC_FORMAT, "bad_json", field,
-                                       "%s%shigh surrogate without its low half", field, *field ? ": " : "");
+                                       "%s%shigh surrogate without its low half", field,
+                                       *field ? ": " : "");
                     ps->p += 6;
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 }
@@ -244,8 +292,8 @@ static int parse_string(parser *ps, char *out, size_t cap, size_t *len, const ch
         }
         size_t k = utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
         if (!k)
-            return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sinvalid UTF-8 in a string", field,
-                           *field ? ": " : "");
+            return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sinvalid UTF-8 in a string",
+                           field, *field ? ": " : "");
         for (size_t i = 0; i < k; i++, n++)
             if (n < cap) out[n] = ps->p[i];
         ps->p += k;
@@ -261,34 +309,41 @@ static int scan_number(parser *ps, const char **tok, int *is_int, const char *fi
     *is_int = 1;
     if (q < ps->end && *q == '-') q++;
     if (q >= ps->end || *q < '0' || *q > '9') goto bad;
-    if (*q == '0') q++;
-    else while (q < ps->end && *q >= '0' && *q <= '9') q++;
+    if (*q == '0')
+        q++;
+    else
+        while (q < ps->end && *q >= '0' && *q <= '9')
+            q++;
     if (q < ps->end && *q == '.') {
         *is_int = 0;
         q++;
         if (q >= ps->end || *q < '0' || *q > '9') goto bad;
-        while (q < ps->end && *q >= '0' && *q <= '9') q++;
+        while (q < ps->end && *q >= '0' && *q <= '9')
+            q++;
     }
     if (q < ps->end && (*q == 'e' || *q == 'E')) {
         *is_int = 0;
         q++;
         if (q < ps->end && (*q == '+' || *q == '-')) q++;
         if (q >= ps->end || *q < '0' || *q > '9') goto bad;
-        while (q < ps->end && *q >= '0' && *q <= '9') q++;
+        while (q < ps->end && *q >= '0' && *q <= '9')
+            q++;
     }
     *tok = s;
     ps->p = q;
     return CORE_OK;
 bad:
-    return fail_at(ps, s, RC_FORMAT, "bad_json", field, "%s%smalformed number", field, *field ? ": " : "");
+    return fail_at(ps, s, RC_FORMAT, "bad_json", field, "%s%smalformed number", field,
+                   *field ? ": " : "");
 }
 
 /* The number token of a field's value, or a type error saying what was wanted. */
-static int number_token(parser *ps, const char *field, const char *want, const char **tok, int *is_int) {
+static int number_token(parser *ps, const char *field, const char *want, const char **tok,
+                        int *is_int) {
     skip_ws(ps);
     if (ps->p >= ps->end || (*ps->p != '-' && (*ps->p < '0' || *ps->p > '9')))
-        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), field, "%s: expected %s, got %s", field, want,
-                       value_kind(ps));
+        return fail_at(ps, ps->p, RC_FORMAT, type_kind(ps), field, "%s: expected %s, got %s", field,
+                       want, value_kind(ps));
     return scan_number(ps, tok, is_int, field);
 }
 
@@ -313,7 +368,8 @@ static int parse_uint(parser *ps, const char *field, uint64_t max, uint64_t *out
     }
     if ((neg && mag != 0) || mag > max) // "-0" is zero
         return fail_at(ps, tok, RC_RANGE, "bad_value", field, "%s: %.*s is out of range [0, %llu]",
-                       field, (int)(ps->p - tok > 24 ? 24 : ps->p - tok), tok, (unsigned long long)max);
+                       field, (int)(ps->p - tok > 24 ? 24 : ps->p - tok), tok,
+                       (unsigned long long)max);
     *out = mag;
     return CORE_OK;
 }
@@ -327,14 +383,15 @@ static int parse_float(parser *ps, const char *field, float *out) {
     char tmp[64];
     size_t len = (size_t)(ps->p - tok);
     if (len >= sizeof tmp)
-        return fail_at(ps, tok, RC_RANGE, "bad_value", field, "%s: number longer than %zu characters",
-                       field, sizeof tmp - 1);
+        return fail_at(ps, tok, RC_RANGE, "bad_value", field,
+                       "%s: number longer than %zu characters", field, sizeof tmp - 1);
     memcpy(tmp, tok, len);
     tmp[len] = '\0';
     errno = 0;
     double d = strtod(tmp, NULL);
     if (!isfinite(d) || fabs(d) > 3.4e38)
-        return fail_at(ps, tok, RC_RANGE, "bad_value", field, "%s: %s does not fit a float", field, tmp);
+        return fail_at(ps, tok, RC_RANGE, "bad_value", field, "%s: %s does not fit a float", field,
+                       tmp);
     *out = (float)d;
     return CORE_OK;
 }
@@ -410,15 +467,17 @@ static int parse_candidate(parser *ps, rank_request *rq, uint32_t b, int single)
             int *have = is_item ? &have_item : &have_cat;
             const char *field = is_item ? item_f : cat_f;
             if (*have)
-                return fail_at(ps, key_at, RC_FORMAT, "duplicate_field", field, "%s appears twice", field);
+                return fail_at(ps, key_at, RC_FORMAT, "duplicate_field", field, "%s appears twice",
+                               field);
             *have = 1;
-            if ((rc = parse_uint(ps, field, SCH_ID_MAX, is_item ? &rq->item_id[b] : &rq->category_id[b])))
+            if ((rc = parse_uint(ps, field, SCH_ID_MAX,
+                                 is_item ? &rq->item_id[b] : &rq->category_id[b])))
                 return rc;
         } else {
             key_for_msg(key, shown, sizeof shown);
             return fail_at(ps, key_at, RC_FORMAT, "unknown_field", where,
-                           "%s: unknown field \"%s\" (a candidate has item_id and category_id)", where,
-                           key[0] == '\x01' ? "(overlong or with NUL)" : shown);
+                           "%s: unknown field \"%s\" (a candidate has item_id and category_id)",
+                           where, key[0] == '\x01' ? "(overlong or with NUL)" : shown);
         }
         if ((rc = next_member(ps, '}', where, &more))) return rc;
     }
@@ -487,19 +546,20 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
     if ((rc = open_container(&ps, '{', "", "a JSON object", &more))) return rc;
     while (more) {
         if ((rc = parse_key(&ps, key, sizeof key, "", &key_at))) return rc;
-        unsigned f = !strcmp(key, "v")             ? F_V
-                     : !strcmp(key, "user_id")     ? F_USER
-                     : !strcmp(key, "ts")          ? F_TS
-                     : !strcmp(key, "candidates")  ? F_CAND
-                     : !strcmp(key, "dense")       ? F_DENSE
-                                                   : 0;
+        unsigned f = !strcmp(key, "v")            ? F_V
+                     : !strcmp(key, "user_id")    ? F_USER
+                     : !strcmp(key, "ts")         ? F_TS
+                     : !strcmp(key, "candidates") ? F_CAND
+                     : !strcmp(key, "dense")      ? F_DENSE
+                                                  : 0;
         if (!f) {
             key_for_msg(key, shown, sizeof shown);
             return fail_at(&ps, key_at, RC_FORMAT, "unknown_field", key[0] == '\x01' ? "" : shown,
                            "unknown field \"%s\" (fields: v, user_id, ts, candidates, dense)",
                            key[0] == '\x01' ? "(overlong or with NUL)" : shown);
         }
-        if (seen & f) return fail_at(&ps, key_at, RC_FORMAT, "duplicate_field", key, "%s appears twice", key);
+        if (seen & f)
+            return fail_at(&ps, key_at, RC_FORMAT, "duplicate_field", key, "%s appears twice", key);
         seen |= f;
         switch (f) {
         case F_V: {
@@ -514,7 +574,9 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
             rq->v = (uint32_t)v;
             break;
         }
-        case F_USER: rc = parse_uint(&ps, "user_id", SCH_ID_MAX, &rq->user_id); break;
+        case F_USER:
+            rc = parse_uint(&ps, "user_id", SCH_ID_MAX, &rq->user_id);
+            break;
         case F_TS: {
             uint64_t ts = 0;
             rc = parse_uint(&ps, "ts", (uint64_t)SCH_TS_MAX, &ts); // SCH_TS_MIN is 0
@@ -522,7 +584,9 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
             rq->has_ts = 1;
             break;
         }
-        case F_CAND: rc = parse_candidates(&ps, rq); break;
+        case F_CAND:
+            rc = parse_candidates(&ps, rq);
+            break;
         case F_DENSE:
             rc = parse_dense(&ps, rq);
             rq->has_dense = 1;
@@ -533,8 +597,10 @@ int rank_request_parse(rank_request *rq, const char *buf, size_t n, rank_req_err
     }
     skip_ws(&ps);
     if (ps.p != ps.end)
-        return fail_at(&ps, ps.p, RC_FORMAT, "bad_json", "", "unexpected data after the JSON object");
-    if (!(seen & F_USER)) return fail_at(&ps, obj, RC_FORMAT, "missing_field", "user_id", "user_id is missing");
+        return fail_at(&ps, ps.p, RC_FORMAT, "bad_json", "",
+                       "unexpected data after the JSON object");
+    if (!(seen & F_USER))
+        return fail_at(&ps, obj, RC_FORMAT, "missing_field", "user_id", "user_id is missing");
     if (!(seen & F_CAND))
         return fail_at(&ps, obj, RC_FORMAT, "missing_field", "candidates", "candidates is missing");
     return CORE_OK;
@@ -545,7 +611,8 @@ int rank_candidate_line_parse(const char *line, size_t n, uint64_t *item_id, uin
     parser ps = {line, line, line + n, err, 0};
     int rc;
     memset(err, 0, sizeof *err);
-    while (ps.end > ps.p && (ps.end[-1] == '\n' || ps.end[-1] == '\r')) ps.end--;
+    while (ps.end > ps.p && (ps.end[-1] == '\n' || ps.end[-1] == '\r'))
+        ps.end--;
     skip_ws(&ps);
     if (ps.p < ps.end && *ps.p == '{') {
         rank_request one = {.max_B = 1, .item_id = item_id, .category_id = category_id};

@@ -19,18 +19,18 @@
 #define RANK_REQ_MAX_DENSE 4096 /* upper bound on dense features a request may carry */
 
 typedef struct rank_request {
-    uint32_t v;            /* schema version (RANK_API_VERSION when absent) */
+    uint32_t v; /* schema version (RANK_API_VERSION when absent) */
     uint64_t user_id;
-    int64_t ts;            /* seconds since the epoch; valid if has_ts */
+    int64_t ts; /* seconds since the epoch; valid if has_ts */
     int has_ts;
     uint32_t B;            /* candidates parsed */
     uint32_t max_B;        /* capacity of item_id / category_id */
     uint64_t *item_id;     // (max_B)
     uint64_t *category_id; // (max_B)
     int has_dense;
-    uint32_t n_dense;      /* dense values parsed */
-    uint32_t max_dense;    /* capacity of dense */
-    float *dense;          // (max_dense)
+    uint32_t n_dense;   /* dense values parsed */
+    uint32_t max_dense; /* capacity of dense */
+    float *dense;       // (max_dense)
 } rank_request;
 
 /* Where and why a parse failed. kind is a static string and a metrics label:
@@ -38,10 +38,10 @@ typedef struct rank_request {
  * too_many_candidates, too_many_dense. */
 typedef struct rank_req_error {
     const char *kind;
-    char field[64];        /* "candidates[3].item_id", "" for the document itself */
-    char message[192];     /* one line naming the field and the problem */
-    size_t offset;         /* byte offset of the problem in the body */
-    uint32_t line, col;    /* 1-based, from offset */
+    char field[64];     /* "candidates[3].item_id", "" for the document itself */
+    char message[192];  /* one line naming the field and the problem */
+    size_t offset;      /* byte offset of the problem in the body */
+    uint32_t line, col; /* 1-based, from offset */
 } rank_req_error;
 
 /** @brief A request with room for max_B candidates and max_dense dense values.

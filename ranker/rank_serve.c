@@ -43,20 +43,20 @@ typedef struct worker_slot {
 
 struct rank_server {
     rank_server_conf conf;
-    char *model_path;       /* owned copy; changes with a reload that names a path */
+    char *model_path; /* owned copy; changes with a reload that names a path */
     enc_store *st;
     int own_store;
     struct MHD_Daemon *d;
     uint16_t port;
     rank_metrics *mt;
 
-    pthread_mutex_t mu;     /* guards cur */
+    pthread_mutex_t mu; /* guards cur */
     served_model *cur;
-    worker_slot *slots;     // (K) one per HTTP thread
+    worker_slot *slots;         // (K) one per HTTP thread
     _Atomic uint32_t next_slot; /* slots handed to threads so far */
 
     pthread_mutex_t reload_mu; /* one reload at a time */
-    _Atomic int in_flight;  /* requests between their first callback and completion */
+    _Atomic int in_flight;     /* requests between their first callback and completion */
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -68,7 +68,8 @@ static int model_reads_buckets(const mdl_config *cfg) {
 
 static void served_free(served_model *sm) {
     if (!sm) return;
-    for (uint32_t i = 0; sm->scratch && i < sm->K; i++) rank_scratch_destroy(sm->scratch[i]);
+    for (uint32_t i = 0; sm->scratch && i < sm->K; i++)
+        rank_scratch_destroy(sm->scratch[i]);
     core_free(sm->scratch);
     mdl_model_destroy(sm->m);
     core_free(sm);
@@ -87,21 +88,25 @@ static served_model *served_acquire(rank_server *srv) {
 }
 
 /* The checks a model must pass before it may serve this store. */
-static int check_model(rank_server *srv, const mdl_model *m, const char *path, char *err, size_t cap) {
+static int check_model(rank_server *srv, const mdl_model *m, const char *path, char *err,
+                       size_t cap) {
     uint64_t sv = enc_store_encoding_version(srv->st);
     if (model_reads_buckets(&m->cfg) && sv != 0 && sv != m->encoding_version) {
         char a[17], b[17];
         mdl_version_hex(m->encoding_version, a);
         mdl_version_hex(sv, b);
-        snprintf(err, cap,
-                 "%s: encoding_version %s does not match the store's buckets (%s); reencode the store "
-                 "with this model first",
-                 path, a, b);
+        snprintf(
+            err, cap,
+            "%s: encoding_version %s does not match the store's buckets (%s); reencode the store "
+            "with this model first",
+            path, a, b);
         return CORE_EMISMATCH;
     }
     if (m->cfg.short_kind != MDL_SHORT_NONE && m->cfg.n_recent > srv->conf.recent)
-        CORE_LOG(CORE_LOG_WARNING, "serve: model uses %u recent behaviors, the store keeps %u: %s "
-                 "scores with fewer than it was trained on", m->cfg.n_recent, srv->conf.recent, path);
+        CORE_LOG(CORE_LOG_WARNING,
+                 "serve: model uses %u recent behaviors, the store keeps %u: %s "
+                 "scores with fewer than it was trained on",
+                 m->cfg.n_recent, srv->conf.recent, path);
     return CORE_OK;
 }
 
@@ -184,8 +189,9 @@ int rank_server_reload(rank_server *srv, const char *path, char version[17], cha
     }
     rank_metrics_set_model(srv->mt, sm->version, sm->enc_version, variant);
     rank_metrics_reload(srv->mt, 1);
-    CORE_LOG(CORE_LOG_NOTICE, "serve: reloaded path=%s model_version=%s previous=%s variant=%s ms=%.1f",
-             p, sm->version, old->version, variant, (double)(core_now_ns() - t0) / 1e6);
+    CORE_LOG(CORE_LOG_NOTICE,
+             "serve: reloaded path=%s model_version=%s previous=%s variant=%s ms=%.1f", p,
+             sm->version, old->version, variant, (double)(core_now_ns() - t0) / 1e6);
     if (version) memcpy(version, sm->version, 17);
     pthread_mutex_unlock(&srv->reload_mu);
     served_release(old);
@@ -212,7 +218,8 @@ typedef struct conn_state {
 
 static enum MHD_Result respond_allow(struct MHD_Connection *c, unsigned status, const char *type,
                                      const char *body, size_t n, const char *allow) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
@@ -231,17 +238,20 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
     size_t n = 0;
     for (; *s && n + 7 < cap; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') out[n++] = '\\', out[n++] = (char)c;
-        else if (c < 0x20) n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        else out[n++] = (char)c;
+        if (c == '"' || c == '\\')
+            out[n++] = '\\', out[n++] = (char)c;
+        else if (c < 0x20)
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        else
+            out[n++] = (char)c;
     }
     out[n] = '\0';
     return n;
 }
 
 /* {"error": kind, "message": ..., "field": ..., "offset": ..., "line": ..., "column": ...} */
-static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connection *c, unsigned status,
-                                           const char *kind, const char *message,
+static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connection *c,
+                                           unsigned status, const char *kind, const char *message,
                                            const rank_req_error *pe, const char *allow) {
     char msg[512], field[160], body[1024];
     int n;
@@ -249,22 +259,25 @@ static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connecti
     rank_metrics_error(srv->mt, kind);
     if (pe) {
         json_escape(field, sizeof field, pe->field);
-        n = snprintf(body, sizeof body,
-                     "{\"error\":\"%s\",\"message\":\"%s\",\"field\":\"%s\",\"offset\":%zu,\"line\":%u,"
-                     "\"column\":%u}\n",
-                     kind, msg, field, pe->offset, pe->line, pe->col);
+        n = snprintf(
+            body, sizeof body,
+            "{\"error\":\"%s\",\"message\":\"%s\",\"field\":\"%s\",\"offset\":%zu,\"line\":%u,"
+            "\"column\":%u}\n",
+            kind, msg, field, pe->offset, pe->line, pe->col);
     } else {
         n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
     }
     // a client's mistake is a counter (and a debug line); a server-side failure is an event of note
-    CORE_LOG(status >= 500 ? CORE_LOG_WARNING : CORE_LOG_DEBUG, "serve: %s status=%u kind=%s message=\"%s\"",
-             status >= 500 ? "failed" : "rejected", status, kind, msg);
+    CORE_LOG(status >= 500 ? CORE_LOG_WARNING : CORE_LOG_DEBUG,
+             "serve: %s status=%u kind=%s message=\"%s\"", status >= 500 ? "failed" : "rejected",
+             status, kind, msg);
     return respond_allow(c, status, "application/json", body,
                          (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
 }
 
 static enum MHD_Result respond_error(rank_server *srv, struct MHD_Connection *c, unsigned status,
-                                     const char *kind, const char *message, const rank_req_error *pe) {
+                                     const char *kind, const char *message,
+                                     const rank_req_error *pe) {
     return respond_error_allow(srv, c, status, kind, message, pe, NULL);
 }
 
@@ -278,20 +291,23 @@ int rank_addr_is_loopback(const struct sockaddr *sa) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
         const uint8_t *b = in6->sin6_addr.s6_addr;
         // ::1, or an IPv4-mapped 127.x.y.z (::ffff:127.0.0.1)
-        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127);
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127);
     }
     return 0;
 }
 
 static int peer_is_loopback(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     return ci && rank_addr_is_loopback(ci->client_addr);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c, const conn_state *cs) {
+static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
+                                    const conn_state *cs) {
     int64_t t0 = core_now_ns();
     rank_req_error pe;
     char msg[256];
@@ -333,10 +349,11 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c, 
              view.n_buckets != (1u << m->cfg.tau) || view.C != m->cfg.C)) {
             char a[17];
             mdl_version_hex(view.encoding_version, a);
-            snprintf(msg, sizeof msg,
-                     "user %llu: stored buckets (encoding_version %s, S=%u, %u buckets, C=%u) do not "
-                     "fit model %s",
-                     (unsigned long long)rq->user_id, a, view.S, view.n_buckets, view.C, sm->version);
+            snprintf(
+                msg, sizeof msg,
+                "user %llu: stored buckets (encoding_version %s, S=%u, %u buckets, C=%u) do not "
+                "fit model %s",
+                (unsigned long long)rq->user_id, a, view.S, view.n_buckets, view.C, sm->version);
             enc_reader_end(ws->rd);
             ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "bad_user_state", msg, NULL);
             goto done;
@@ -350,15 +367,16 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c, 
         if (age < 0) age = 0;
         if (m->cfg.long_kind == MDL_LONG_ATTN &&
             (rc = enc_reader_window(ws->rd, rq->user_id, ws->window, srv->conf.window, &h.T))) {
-            snprintf(msg, sizeof msg, "user %llu: reading the window: %s", (unsigned long long)rq->user_id,
-                     core_strerror(rc));
+            snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
+                     (unsigned long long)rq->user_id, core_strerror(rc));
             enc_reader_end(ws->rd);
             ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
             goto done;
         }
         h.window = ws->window;
     } else if (rc != CORE_ENOTFOUND) {
-        snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)rq->user_id, core_strerror(rc));
+        snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)rq->user_id,
+                 core_strerror(rc));
         enc_reader_end(ws->rd);
         ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
         goto done;
@@ -371,14 +389,16 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c, 
         ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
         goto done;
     }
-    size_t n = (size_t)snprintf(ws->out, ws->out_cap, "{\"model_version\":\"%s\",\"scores\":[", sm->version);
+    size_t n = (size_t)snprintf(ws->out, ws->out_cap, "{\"model_version\":\"%s\",\"scores\":[",
+                                sm->version);
     for (uint32_t b = 0; b < rq->B; b++) {
         if (!isfinite(ws->scores[b])) {
             snprintf(msg, sizeof msg, "candidate %u scored a non-finite value", b);
             ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
             goto done;
         }
-        n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "%s%.9g", b ? "," : "", (double)ws->scores[b]);
+        n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "%s%.9g", b ? "," : "",
+                              (double)ws->scores[b]);
     }
     n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "]}\n");
     ret = respond(c, MHD_HTTP_OK, "application/json", ws->out, n);
@@ -388,7 +408,8 @@ done:
     return ret;
 }
 
-static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c, const conn_state *cs) {
+static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
+                                     const conn_state *cs) {
     char err[768], version[17], prev[17], body[256];
     const char *path = NULL;
     json_t *root = NULL;
@@ -399,19 +420,23 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
         const char *key;
         json_t *v;
         if (!root || !json_is_object(root)) {
-            snprintf(err, sizeof err, "reload body: %s", root ? "expected a JSON object" : jerr.text);
-            ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, root ? "bad_type" : "bad_json", err, NULL);
+            snprintf(err, sizeof err, "reload body: %s",
+                     root ? "expected a JSON object" : jerr.text);
+            ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, root ? "bad_type" : "bad_json", err,
+                                NULL);
             goto done;
         }
         json_object_foreach(root, key, v) {
             if (strcmp(key, "model") != 0) {
-                snprintf(err, sizeof err, "reload body: unknown field \"%.40s\" (fields: model)", key);
+                snprintf(err, sizeof err, "reload body: unknown field \"%.40s\" (fields: model)",
+                         key);
                 ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "unknown_field", err, NULL);
                 goto done;
             }
             if (!json_is_string(v)) {
                 ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad_type",
-                                    "reload body: model: expected a string (a model file path)", NULL);
+                                    "reload body: model: expected a string (a model file path)",
+                                    NULL);
                 goto done;
             }
             path = json_string_value(v);
@@ -425,12 +450,14 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
         unsigned status = rc == CORE_EMISMATCH ? MHD_HTTP_CONFLICT
                           : rc == CORE_ENOMEM  ? MHD_HTTP_INTERNAL_SERVER_ERROR
                                                : MHD_HTTP_UNPROCESSABLE_CONTENT;
-        ret = respond_error(srv, c, status, rc == CORE_EMISMATCH ? "encoding_mismatch" : "reload_failed",
-                            err, NULL);
+        ret =
+            respond_error(srv, c, status,
+                          rc == CORE_EMISMATCH ? "encoding_mismatch" : "reload_failed", err, NULL);
         goto done;
     }
-    int n = snprintf(body, sizeof body, "{\"model_version\":\"%s\",\"previous_model_version\":\"%s\"}\n",
-                     version, prev);
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"model_version\":\"%s\",\"previous_model_version\":\"%s\"}\n", version, prev);
     ret = respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
 done:
     json_decref(root);
@@ -438,8 +465,9 @@ done:
 }
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
-                                      const char *method, const char *version, const char *upload_data,
-                                      size_t *upload_data_size, void **con_cls) {
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls) {
     rank_server *srv = cls;
     conn_state *cs = *con_cls;
     (void)version;
@@ -453,22 +481,26 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         char msg[256];
         rank_metrics_request(srv->mt, ep);
         if (ep == RANK_EP_OTHER) {
-            snprintf(msg, sizeof msg, "no such path: %.100s (paths: /v1/score, /healthz, /metrics, /admin/reload)", url);
+            snprintf(msg, sizeof msg,
+                     "no such path: %.100s (paths: /v1/score, /healthz, /metrics, /admin/reload)",
+                     url);
             return respond_error(srv, c, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
         }
         int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
         if (want_post ? !post : !get) {
             snprintf(msg, sizeof msg, "%.16s %s: use %s", method, url, want_post ? "POST" : "GET");
-            return respond_error_allow(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", msg,
-                                       NULL, want_post ? "POST" : "GET, HEAD");
+            return respond_error_allow(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                       msg, NULL, want_post ? "POST" : "GET, HEAD");
         }
         if (ep == RANK_EP_RELOAD && !peer_is_loopback(c))
             return respond_error(srv, c, MHD_HTTP_FORBIDDEN, "forbidden",
                                  "/admin/reload is accepted only from loopback peers", NULL);
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
         if (len > srv->conf.max_body) {
-            snprintf(msg, sizeof msg, "body of %llu bytes is above the limit of %zu", len, srv->conf.max_body);
+            snprintf(msg, sizeof msg, "body of %llu bytes is above the limit of %zu", len,
+                     srv->conf.max_body);
             return respond_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
         }
         if (!(cs = core_calloc(1, sizeof *cs))) return MHD_NO;
@@ -490,7 +522,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             cs->n += k;
             if (cs->n <= srv->conf.max_body) return MHD_YES;
             rank_metrics_error(srv->mt, "body_too_large");
-            CORE_LOG(CORE_LOG_INFO, "serve: connection cut: chunked body past twice the %zu-byte limit",
+            CORE_LOG(CORE_LOG_INFO,
+                     "serve: connection cut: chunked body past twice the %zu-byte limit",
                      srv->conf.max_body);
             return MHD_NO;
         }
@@ -504,7 +537,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         }
         if (cs->n + k > cs->cap) {
             size_t cap = cs->cap ? cs->cap : 4096;
-            while (cap < cs->n + k) cap *= 2;
+            while (cap < cs->n + k)
+                cap *= 2;
             if (cap > srv->conf.max_body) cap = srv->conf.max_body;
             char *nb = core_realloc(cs->body, cap);
             if (!nb) return MHD_NO;
@@ -521,22 +555,28 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         return respond_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
     }
     switch (cs->ep) {
-    case RANK_EP_SCORE: return handle_score(srv, c, cs);
-    case RANK_EP_RELOAD: return handle_reload(srv, c, cs);
+    case RANK_EP_SCORE:
+        return handle_score(srv, c, cs);
+    case RANK_EP_RELOAD:
+        return handle_reload(srv, c, cs);
     case RANK_EP_HEALTHZ: {
         char body[96];
         served_model *sm = served_acquire(srv);
-        int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"model_version\":\"%s\"}\n", sm->version);
+        int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"model_version\":\"%s\"}\n",
+                         sm->version);
         served_release(sm);
         return respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
     }
     case RANK_EP_METRICS: {
         char body[16384];
         int n = rank_metrics_render(srv->mt, body, sizeof body);
-        if (n < 0) return respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "other", "metrics too large", NULL);
+        if (n < 0)
+            return respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
+                                 "metrics too large", NULL);
         return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4", body, (size_t)n);
     }
-    default: return MHD_NO;
+    default:
+        return MHD_NO;
     }
 }
 
@@ -558,7 +598,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     vsnprintf(line, sizeof line, fmt, ap);
     size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
     CORE_LOG(CORE_LOG_WARNING, "serve: http %s", line);
 }
 
@@ -578,22 +619,26 @@ void rank_server_conf_default(rank_server_conf *conf) {
     conf->drain_ms = 10000;
 }
 
-int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr, size_t errstr_size) {
+int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
+                      size_t errstr_size) {
     rank_server *srv = NULL;
     mdl_model *m = NULL;
     int rc = CORE_ENOMEM;
     struct sockaddr_in sa;
     if (!conf->model_path || (!conf->store && !conf->store_path) || !conf->threads ||
         conf->threads > 1024 || !conf->max_candidates || conf->max_body < 64) {
-        snprintf(errstr, errstr_size, "serve: need a model, a store, 1..1024 threads, max_candidates > 0 "
-                                      "and max_body >= 64");
+        snprintf(errstr, errstr_size,
+                 "serve: need a model, a store, 1..1024 threads, max_candidates > 0 "
+                 "and max_body >= 64");
         return CORE_EINVAL;
     }
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = htons(conf->port);
-    if (inet_pton(AF_INET, conf->listen_host ? conf->listen_host : "127.0.0.1", &sa.sin_addr) != 1) {
-        snprintf(errstr, errstr_size, "serve: listen address '%s' is not an IPv4 address", conf->listen_host);
+    if (inet_pton(AF_INET, conf->listen_host ? conf->listen_host : "127.0.0.1", &sa.sin_addr) !=
+        1) {
+        snprintf(errstr, errstr_size, "serve: listen address '%s' is not an IPv4 address",
+                 conf->listen_host);
         return CORE_EINVAL;
     }
     if (!(srv = core_calloc(1, sizeof *srv))) goto oom;
@@ -636,19 +681,23 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         }
         if ((rc = rank_request_new(&ws->rq, conf->max_candidates, RANK_REQ_MAX_DENSE))) goto oom;
         rc = CORE_ENOMEM;
-        if (!(ws->window = core_malloc(((size_t)conf->window + 1) * sizeof(sch_behavior)))) goto oom;
-        if (!(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float)))) goto oom;
+        if (!(ws->window = core_malloc(((size_t)conf->window + 1) * sizeof(sch_behavior))))
+            goto oom;
+        if (!(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float))))
+            goto oom;
         ws->out_cap = (size_t)conf->max_candidates * 20 + 128; // "%.9g," is at most 16 bytes
         if (!(ws->out = core_malloc(ws->out_cap))) goto oom;
     }
-    srv->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port,
-                              NULL, NULL, handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                              (unsigned)conf->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    srv->d =
+        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port,
+                         NULL, NULL, handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)conf->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed,
+                         srv, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!srv->d) {
         rc = CORE_EIO;
-        snprintf(errstr, errstr_size, "serve: cannot listen on %s:%u (in use, or not an address here)",
+        snprintf(errstr, errstr_size,
+                 "serve: cannot listen on %s:%u (in use, or not an address here)",
                  conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port);
         goto fail;
     }
@@ -658,8 +707,8 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
              "serve: listening addr=%s:%u threads=%u model=%s model_version=%s encoding_version=%s "
              "variant=%s max_candidates=%u max_body=%zu",
              conf->listen_host ? conf->listen_host : "127.0.0.1", srv->port, conf->threads,
-             srv->model_path, srv->cur->version, srv->cur->enc_version, variant, conf->max_candidates,
-             conf->max_body);
+             srv->model_path, srv->cur->version, srv->cur->enc_version, variant,
+             conf->max_candidates, conf->max_body);
     *out = srv;
     return CORE_OK;
 oom:
@@ -670,7 +719,9 @@ fail:
     return rc;
 }
 
-uint16_t rank_server_port(const rank_server *srv) { return srv->port; }
+uint16_t rank_server_port(const rank_server *srv) {
+    return srv->port;
+}
 
 void rank_server_stop(rank_server *srv) {
     if (!srv) return;
@@ -678,7 +729,8 @@ void rank_server_stop(rank_server *srv) {
         MHD_quiesce_daemon(srv->d); // no new connections; the ones open finish their requests
         int64_t deadline = core_now_ns() + (int64_t)srv->conf.drain_ms * 1000000;
         struct timespec ts = {0, 5 * 1000 * 1000};
-        while (atomic_load(&srv->in_flight) > 0 && core_now_ns() < deadline) nanosleep(&ts, NULL);
+        while (atomic_load(&srv->in_flight) > 0 && core_now_ns() < deadline)
+            nanosleep(&ts, NULL);
         int left = atomic_load(&srv->in_flight);
         MHD_stop_daemon(srv->d);
         CORE_LOG(CORE_LOG_NOTICE, "serve: stopped in_flight_at_stop=%d", left);

@@ -28,17 +28,17 @@
 typedef struct rank_server rank_server;
 
 typedef struct rank_server_conf {
-    const char *model_path;   /* the model file; a reload without a path rereads it */
-    const char *store_path;   /* the encoder's store directory (opened read-mostly) */
-    enc_store *store;         /* or an open store to borrow (then store_path is ignored) */
-    const char *listen_host;  /* IPv4 address to bind (default "127.0.0.1") */
-    uint16_t port;            /* 0: an ephemeral port (rank_server_port tells which) */
-    uint32_t threads;         /* K: HTTP threads and worker slots (default 4) */
-    uint32_t max_candidates;  /* per request (default 2000) */
-    size_t max_body;          /* bytes (default 1 MiB) */
-    uint32_t window;          /* the store's raw window size (enc_store_conf; default 10,000) */
-    uint32_t recent;          /* the store's recent size (enc_store_conf; default 64) */
-    uint32_t drain_ms;        /* how long stop waits for in-flight requests (default 10,000) */
+    const char *model_path;  /* the model file; a reload without a path rereads it */
+    const char *store_path;  /* the encoder's store directory (opened read-mostly) */
+    enc_store *store;        /* or an open store to borrow (then store_path is ignored) */
+    const char *listen_host; /* IPv4 address to bind (default "127.0.0.1") */
+    uint16_t port;           /* 0: an ephemeral port (rank_server_port tells which) */
+    uint32_t threads;        /* K: HTTP threads and worker slots (default 4) */
+    uint32_t max_candidates; /* per request (default 2000) */
+    size_t max_body;         /* bytes (default 1 MiB) */
+    uint32_t window;         /* the store's raw window size (enc_store_conf; default 10,000) */
+    uint32_t recent;         /* the store's recent size (enc_store_conf; default 64) */
+    uint32_t drain_ms;       /* how long stop waits for in-flight requests (default 10,000) */
 } rank_server_conf;
 
 void rank_server_conf_default(rank_server_conf *conf);
@@ -47,7 +47,8 @@ void rank_server_conf_default(rank_server_conf *conf);
  *  @return CORE_OK; CORE_EINVAL (bad conf), a load error of mdl_model_load, CORE_EMISMATCH (the
  *  model's encoding_version differs from the store's buckets), CORE_ESTORE, CORE_EIO (cannot
  *  bind) or CORE_ENOMEM, with the reason in errstr. */
-int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr, size_t errstr_size);
+int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
+                      size_t errstr_size);
 
 /** @brief The port the server listens on. */
 uint16_t rank_server_port(const rank_server *srv);

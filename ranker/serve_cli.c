@@ -27,11 +27,11 @@ static void serve_usage(FILE *f) {
 }
 
 int rank_cmd_serve(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", 1, 0, 'm'},          {"store", 1, 0, 's'},    {"listen", 1, 0, 'l'},
-        {"threads", 1, 0, 't'},        {"max-candidates", 1, 0, 'c'}, {"max-body", 1, 0, 'b'},
-        {"window", 1, 0, 'w'},         {"recent", 1, 0, 'r'},   {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", 1, 0, 'm'},          {"store", 1, 0, 's'},
+                                         {"listen", 1, 0, 'l'},         {"threads", 1, 0, 't'},
+                                         {"max-candidates", 1, 0, 'c'}, {"max-body", 1, 0, 'b'},
+                                         {"window", 1, 0, 'w'},         {"recent", 1, 0, 'r'},
+                                         {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
     rank_server_conf conf;
     char host[64], err[1024];
     const char *listen = NULL;
@@ -41,9 +41,15 @@ int rank_cmd_serve(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': conf.model_path = optarg; break;
-        case 's': conf.store_path = optarg; break;
-        case 'l': listen = optarg; break;
+        case 'm':
+            conf.model_path = optarg;
+            break;
+        case 's':
+            conf.store_path = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
         case 't':
             if (core_parse_u64(optarg, 1, 1024, "--threads", &v)) return 2;
             conf.threads = (uint32_t)v;
@@ -68,8 +74,12 @@ int rank_cmd_serve(int argc, char **argv) {
             if (core_parse_u64(optarg, 1, UINT32_MAX, "--recent", &v)) return 2;
             conf.recent = (uint32_t)v;
             break;
-        case 'h': serve_usage(stdout); return 0;
-        default: serve_usage(stderr); return 2;
+        case 'h':
+            serve_usage(stdout);
+            return 0;
+        default:
+            serve_usage(stderr);
+            return 2;
         }
     }
     if (!conf.model_path || !conf.store_path || !listen || optind != argc) {

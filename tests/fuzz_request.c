@@ -26,7 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
         if (rc != CORE_EFORMAT && rc != CORE_ERANGE && rc != CORE_ETOOBIG) abort();
         if (!pe.kind || pe.offset > size || !pe.message[0] || pe.line < 1 || pe.col < 1) abort();
-        if (!memchr(pe.message, '\0', sizeof pe.message) || !memchr(pe.field, '\0', sizeof pe.field)) abort();
+        if (!memchr(pe.message, '\0', sizeof pe.message) ||
+            !memchr(pe.field, '\0', sizeof pe.field))
+            abort();
     }
     // the same bytes as one line of a `trail rank` candidate file
     uint64_t item = 0, cat = 0;

@@ -31,7 +31,8 @@ static void sleep_ms(int ms) {
 static int wait_for(uint16_t port, const char *path, const char *want) {
     char *rb = NULL;
     for (int i = 0; i < 500; i++) {
-        if (http_do(port, "GET", path, NULL, resp, sizeof resp, &rb) == 200 && strstr(rb, want)) return 1;
+        if (http_do(port, "GET", path, NULL, resp, sizeof resp, &rb) == 200 && strstr(rb, want))
+            return 1;
         sleep_ms(10);
     }
     return 0;
@@ -59,8 +60,10 @@ static void test_signals(void **state) {
     // a model file that does not load
     assert_int_equal(run_status("--model /nonexistent.mdl --store /tmp --listen 127.0.0.1:0"), 1);
 
-    snprintf(cmd, sizeof cmd, "exec '%s' serve --model '%s' --store '%s' --listen 127.0.0.1:0 --threads 2 "
-             "--window %d --recent %d", serve_bin(), model, store_dir, TS_WINDOW, TS_RECENT);
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' serve --model '%s' --store '%s' --listen 127.0.0.1:0 --threads 2 "
+             "--window %d --recent %d",
+             serve_bin(), model, store_dir, TS_WINDOW, TS_RECENT);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
@@ -92,7 +95,8 @@ static void test_signals(void **state) {
     fclose(f);
     assert_int_equal(rename(tmp, model), 0);
     assert_int_equal(kill(pid, SIGHUP), 0);
-    assert_true(wait_for((uint16_t)port, "/metrics", "trail_model_reloads_total{result=\"failed\"} 1\n"));
+    assert_true(
+        wait_for((uint16_t)port, "/metrics", "trail_model_reloads_total{result=\"failed\"} 1\n"));
     assert_true(wait_for((uint16_t)port, "/healthz", vb));
     snprintf(want, sizeof want, "trail_model_info{model_version=\"%s\"", vb);
     assert_true(wait_for((uint16_t)port, "/metrics", want));
@@ -100,8 +104,10 @@ static void test_signals(void **state) {
     // SIGTERM drains: a request whose body is still arriving when the signal comes is answered
     const char *body = "{\"user_id\": 1, \"candidates\": [{\"item_id\": 5, \"category_id\": 7}]}";
     char req[512];
-    int n = snprintf(req, sizeof req, "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                     "Content-Length: %zu\r\n\r\n", strlen(body));
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     strlen(body));
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa;
     struct timeval tv = {10, 0};
@@ -116,14 +122,17 @@ static void test_signals(void **state) {
     sleep_ms(100); // the server has the headers: the request is in flight
     assert_int_equal(kill(pid, SIGTERM), 0);
     sleep_ms(100);
-    assert_int_equal(send(fd, body + 10, strlen(body) - 10, MSG_NOSIGNAL), (ssize_t)(strlen(body) - 10));
+    assert_int_equal(send(fd, body + 10, strlen(body) - 10, MSG_NOSIGNAL),
+                     (ssize_t)(strlen(body) - 10));
     size_t got = 0;
-    for (ssize_t k; (k = recv(fd, resp + got, sizeof resp - 1 - got, 0)) > 0;) got += (size_t)k;
+    for (ssize_t k; (k = recv(fd, resp + got, sizeof resp - 1 - got, 0)) > 0;)
+        got += (size_t)k;
     resp[got] = '\0';
     close(fd);
     if (!strstr(resp, "HTTP/1.1 200") || !strstr(resp, vb)) fail_msg("in-flight request: %s", resp);
     int status = -1;
-    for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++) sleep_ms(10);
+    for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        sleep_ms(10);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     fclose(out);
@@ -133,6 +142,7 @@ static void test_signals(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage), cmocka_unit_test(test_signals)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_usage),
+                                       cmocka_unit_test(test_signals)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,8 +16,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define TS_USER 1       /* the user with a history in the test store */
-#define TS_WINDOW 64    /* the test store's window and recent sizes */
+#define TS_USER 1    /* the user with a history in the test store */
+#define TS_WINDOW 64 /* the test store's window and recent sizes */
 #define TS_RECENT 16
 #define TS_NOW 1512000000ll
 
@@ -99,7 +99,8 @@ static inline int parse_scores(const char *body, char version[17], float *scores
 
 /* A small model; shift != 0 moves the item biases and the output bias, which changes model_version
  * and the scores but not encoding_version. seed changes encoding_version. */
-static inline mdl_model *make_model(const char *path, uint64_t seed, float shift, uint32_t n_dense) {
+static inline mdl_model *make_model(const char *path, uint64_t seed, float shift,
+                                    uint32_t n_dense) {
     mdl_config cfg;
     mdl_model *m = NULL;
     char err[256];
@@ -117,7 +118,8 @@ static inline mdl_model *make_model(const char *path, uint64_t seed, float shift
     cfg.seed = seed;
     if (mdl_model_init(&m, &cfg, err, sizeof err) != CORE_OK) fail_msg("model init: %s", err);
     if (shift != 0.f) {
-        for (uint32_t i = 0; i < cfg.item_rows; i++) m->p.item_bias[i] += shift * (float)((i % 7) + 1) / 7.f;
+        for (uint32_t i = 0; i < cfg.item_rows; i++)
+            m->p.item_bias[i] += shift * (float)((i % 7) + 1) / 7.f;
         m->p.b3[0] += shift;
         mdl_model_refresh_versions(m);
     }

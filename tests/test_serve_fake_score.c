@@ -49,14 +49,17 @@ int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_histo
     memset(s->u, 0, C * sizeof(float));
     for (uint32_t j = 0; j < h->N; j++) {
         mdl_embed(m, h->recent[j].item_id, h->recent[j].category_id, s->x);
-        for (uint32_t c = 0; c < C; c++) s->u[c] += s->x[c] / (float)h->N;
+        for (uint32_t c = 0; c < C; c++)
+            s->u[c] += s->x[c] / (float)h->N;
     }
     float dsum = 0;
-    for (uint32_t k = 0; h->dense && k < m->cfg.n_dense; k++) dsum += h->dense[k];
+    for (uint32_t k = 0; h->dense && k < m->cfg.n_dense; k++)
+        dsum += h->dense[k];
     for (uint32_t b = 0; b < B; b++) {
         mdl_embed(m, item_id[b], category_id[b], s->x);
         float z = m->p.item_bias[mdl_item_row(m, item_id[b])] + m->p.b3[0] + 0.01f * dsum;
-        for (uint32_t c = 0; c < C; c++) z += s->x[c] * s->u[c];
+        for (uint32_t c = 0; c < C; c++)
+            z += s->x[c] * s->u[c];
         out[b] = 1.f / (1.f + expf(-z));
     }
     return CORE_OK;

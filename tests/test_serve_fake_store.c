@@ -61,7 +61,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
 
 void enc_store_close(enc_store *st) {
     if (!st) return;
-    for (uint32_t i = 0; i < st->n_users; i++) core_free(st->users[i].beh);
+    for (uint32_t i = 0; i < st->n_users; i++)
+        core_free(st->users[i].beh);
     core_free(st->users);
     pthread_rwlock_destroy(&st->lock);
     core_free(st);
@@ -78,7 +79,9 @@ int enc_store_bind_model(enc_store *st, const mdl_model *m, char *errstr, size_t
     return CORE_OK;
 }
 
-uint64_t enc_store_encoding_version(enc_store *st) { return st->encoding_version; }
+uint64_t enc_store_encoding_version(enc_store *st) {
+    return st->encoding_version;
+}
 
 static fake_user *find_user(enc_store *st, uint64_t user_id) {
     for (uint32_t i = 0; i < st->n_users; i++)
@@ -125,7 +128,9 @@ int enc_batch_commit(enc_batch *b) {
     return CORE_OK;
 }
 
-void enc_batch_abort(enc_batch *b) { enc_batch_commit(b); }
+void enc_batch_abort(enc_batch *b) {
+    enc_batch_commit(b);
+}
 
 int enc_reader_new(enc_store *st, enc_reader **out) {
     enc_reader *r = core_calloc(1, sizeof *r);
@@ -170,7 +175,8 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     return CORE_OK;
 }
 
-int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max, uint32_t *n) {
+int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max,
+                      uint32_t *n) {
     fake_user *u = find_user(r->st, user_id);
     if (!u) return CORE_ENOTFOUND;
     uint32_t k = u->n < max ? u->n : max;

@@ -37,7 +37,8 @@ static int setup(void **state) {
     FILE *f = fopen(path_a, "rb"), *g = fopen(path_bad, "wb");
     int c;
     long i = 0;
-    while ((c = fgetc(f)) != EOF) fputc(i++ == 4000 ? c ^ 0x40 : c, g);
+    while ((c = fgetc(f)) != EOF)
+        fputc(i++ == 4000 ? c ^ 0x40 : c, g);
     fclose(f);
     fclose(g);
     st = make_store(store_dir, ma);
@@ -76,7 +77,8 @@ static void test_score_good(void **state) {
     (void)state;
     char v[17];
     float s1[8], s2[8], s3[8], direct[8];
-    int n = score("{\"user_id\": 77, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, \"category_id\": 7},"
+    int n = score("{\"user_id\": 77, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, "
+                  "\"category_id\": 7},"
                   " {\"item_id\": 6, \"category_id\": 7}, {\"item_id\": 900, \"category_id\": 2}]}",
                   v, s1, 8);
     assert_int_equal(n, 3);
@@ -95,26 +97,32 @@ static void test_score_good(void **state) {
         assert_true(s1[b] == direct[b]);
     }
     // candidate order is kept
-    n = score("{\"user_id\": 77, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 900, \"category_id\": 2},"
+    n = score("{\"user_id\": 77, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 900, "
+              "\"category_id\": 2},"
               " {\"item_id\": 6, \"category_id\": 7}, {\"item_id\": 5, \"category_id\": 7}]}",
               v, s2, 8);
     assert_int_equal(n, 3);
-    for (int b = 0; b < 3; b++) assert_true(s2[b] == s1[2 - b]);
+    for (int b = 0; b < 3; b++)
+        assert_true(s2[b] == s1[2 - b]);
     // the known user's history changes the scores
-    n = score("{\"user_id\": 1, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, \"category_id\": 7},"
+    n = score("{\"user_id\": 1, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, "
+              "\"category_id\": 7},"
               " {\"item_id\": 6, \"category_id\": 7}, {\"item_id\": 900, \"category_id\": 2}]}",
               v, s3, 8);
     assert_int_equal(n, 3);
     assert_true(s3[0] != s1[0] || s3[1] != s1[1] || s3[2] != s1[2]);
     // ts defaults to now, dense of the model's width is accepted, zero candidates give []
-    n = score("{\"user_id\": 1, \"candidates\": [{\"item_id\": 5, \"category_id\": 7}], \"dense\": [0.5, 1]}",
+    n = score("{\"user_id\": 1, \"candidates\": [{\"item_id\": 5, \"category_id\": 7}], \"dense\": "
+              "[0.5, 1]}",
               v, s3, 8);
     assert_int_equal(n, 1);
     assert_int_equal(score("{\"user_id\": 1, \"candidates\": []}", v, s3, 8), 0);
     // the most candidates allowed
     char body[4096];
     int k = snprintf(body, sizeof body, "{\"user_id\":1,\"candidates\":[");
-    for (int b = 0; b < 50; b++) k += snprintf(body + k, sizeof body - (size_t)k, "%s{\"item_id\":%d,\"category_id\":1}", b ? "," : "", b);
+    for (int b = 0; b < 50; b++)
+        k += snprintf(body + k, sizeof body - (size_t)k, "%s{\"item_id\":%d,\"category_id\":1}",
+                      b ? "," : "", b);
     snprintf(body + k, sizeof body - (size_t)k, "]}");
     float s50[64];
     assert_int_equal(score(body, v, s50, 64), 50);
@@ -142,17 +150,20 @@ static void test_malformed(void **state) {
         {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [", 400, "bad_json", "\"offset\":"},
         {"POST", "/v1/score", "", 400, "bad_json", "empty body"},
         {"POST", "/v1/score", "not json", 400, "bad_json", NULL},
-        {"POST", "/v1/score", "{\"user_id\": \"1\", \"candidates\": []}", 400, "bad_type", "\"field\":\"user_id\""},
-        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [{\"item_id\": 1.5, \"category_id\": 1}]}", 400,
+        {"POST", "/v1/score", "{\"user_id\": \"1\", \"candidates\": []}", 400, "bad_type",
+         "\"field\":\"user_id\""},
+        {"POST", "/v1/score",
+         "{\"user_id\": 1, \"candidates\": [{\"item_id\": 1.5, \"category_id\": 1}]}", 400,
          "bad_type", "\"field\":\"candidates[0].item_id\""},
         {"POST", "/v1/score", "{\"candidates\": []}", 400, "missing_field", "user_id is missing"},
-        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [{\"item_id\": 1}]}", 400, "missing_field",
-         "candidates[0].category_id"},
-        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [], \"extra\": 1}", 400, "unknown_field",
-         "\\\"extra\\\""},
-        {"POST", "/v1/score", "{\"user_id\": -3, \"candidates\": []}", 400, "bad_value", "out of range"},
-        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [], \"dense\": [1, 2, 3]}", 400, "bad_dense",
-         "exactly 2"},
+        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [{\"item_id\": 1}]}", 400,
+         "missing_field", "candidates[0].category_id"},
+        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [], \"extra\": 1}", 400,
+         "unknown_field", "\\\"extra\\\""},
+        {"POST", "/v1/score", "{\"user_id\": -3, \"candidates\": []}", 400, "bad_value",
+         "out of range"},
+        {"POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [], \"dense\": [1, 2, 3]}", 400,
+         "bad_dense", "exactly 2"},
         {"GET", "/v1/score", NULL, 405, "method_not_allowed", "use POST"},
         {"POST", "/healthz", "{}", 405, "method_not_allowed", "use GET"},
         {"DELETE", "/metrics", NULL, 405, "method_not_allowed", NULL},
@@ -168,44 +179,47 @@ static void test_malformed(void **state) {
     // too many candidates (51 > 50)
     char body[4096];
     int k = snprintf(body, sizeof body, "{\"user_id\":1,\"candidates\":[");
-    for (int b = 0; b < 51; b++) k += snprintf(body + k, sizeof body - (size_t)k, "%s{\"item_id\":%d,\"category_id\":1}", b ? "," : "", b);
+    for (int b = 0; b < 51; b++)
+        k += snprintf(body + k, sizeof body - (size_t)k, "%s{\"item_id\":%d,\"category_id\":1}",
+                      b ? "," : "", b);
     snprintf(body + k, sizeof body - (size_t)k, "]}");
-    bad_req many = {"POST", "/v1/score", "(51 candidates)", 400, "too_many_candidates", "limit of 50"};
+    bad_req many = {"POST", "/v1/score",           "(51 candidates)",
+                    400,    "too_many_candidates", "limit of 50"};
     check_error(http_do(port, "POST", "/v1/score", body, resp, sizeof resp, &rb), &rb, &many);
+}
+
+/* A POST /v1/score with a chunked body of n chunks of size spaces (no Content-Length). */
+static int chunked_request(char *req, size_t cap, int n, int size) {
+    int k = snprintf(req, cap,
+                     "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n");
+    for (int c = 0; c < n && (size_t)k + (size_t)size + 32 < cap; c++) {
+        k += snprintf(req + k, cap - (size_t)k, "%x\r\n", (unsigned)size);
+        memset(req + k, ' ', (size_t)size);
+        k += size;
+        k += snprintf(req + k, cap - (size_t)k, "\r\n");
+    }
+    return k + snprintf(req + k, cap - (size_t)k, "0\r\n\r\n");
 }
 
 static void test_oversized(void **state) {
     (void)state;
     char *rb = NULL;
     // declared too large: refused from the headers, before any body byte is read
-    const char *hdr = "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10000000\r\n\r\n";
-    bad_req declared = {"POST", "/v1/score", "(Content-Length 10000000)", 413, "body_too_large", "10000000"};
+    const char *hdr = "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+                      "10000000\r\n\r\n";
+    bad_req declared = {"POST", "/v1/score",      "(Content-Length 10000000)",
+                        413,    "body_too_large", "10000000"};
     check_error(http_raw(port, hdr, strlen(hdr), resp, sizeof resp, &rb), &rb, &declared);
     // chunked, no length: buffering stops at the limit (8192) and the rest is discarded
-    static char req[16384];
-    int k = snprintf(req, sizeof req,
-                     "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
-    for (int c = 0; c < 3; c++) {
-        k += snprintf(req + k, sizeof req - (size_t)k, "%x\r\n", 3000);
-        memset(req + k, ' ', 3000);
-        k += 3000;
-        k += snprintf(req + k, sizeof req - (size_t)k, "\r\n");
-    }
-    k += snprintf(req + k, sizeof req - (size_t)k, "0\r\n\r\n");
-    bad_req chunked = {"POST", "/v1/score", "(9000 chunked bytes)", 413, "body_too_large", "limit of 8192"};
+    static char req[65536];
+    int k = chunked_request(req, sizeof req, 3, 3000);
+    bad_req chunked = {"POST", "/v1/score",      "(9000 chunked bytes)",
+                       413,    "body_too_large", "limit of 8192"};
     check_error(http_raw(port, req, (size_t)k, resp, sizeof resp, &rb), &rb, &chunked);
     // a stream far past the limit is cut without an answer (it cannot be answered mid-body)
-    static char big[65536];
-    k = snprintf(big, sizeof big,
-                 "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
-    for (int c = 0; c < 12; c++) {
-        k += snprintf(big + k, sizeof big - (size_t)k, "%x\r\n", 4000);
-        memset(big + k, ' ', 4000);
-        k += 4000;
-        k += snprintf(big + k, sizeof big - (size_t)k, "\r\n");
-    }
-    k += snprintf(big + k, sizeof big - (size_t)k, "0\r\n\r\n");
-    assert_int_equal(http_raw(port, big, (size_t)k, resp, sizeof resp, &rb), -1);
+    k = chunked_request(req, sizeof req, 12, 4000);
+    assert_int_equal(http_raw(port, req, (size_t)k, resp, sizeof resp, &rb), -1);
     // garbage instead of HTTP: the server answers 400 or closes, and keeps serving
     const char *junk = "\x01\x02 nonsense\r\n\r\n";
     http_raw(port, junk, strlen(junk), resp, sizeof resp, &rb);
@@ -216,7 +230,8 @@ static void test_reload(void **state) {
     (void)state;
     char *rb = NULL, body[1024], v[17], err[512], version[17];
     float s[4];
-    const char *one = "{\"user_id\": 1, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, \"category_id\": 7}]}";
+    const char *one = "{\"user_id\": 1, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, "
+                      "\"category_id\": 7}]}";
     // a good model
     snprintf(body, sizeof body, "{\"model\": \"%s\"}", path_b);
     assert_int_equal(http_do(port, "POST", "/admin/reload", body, resp, sizeof resp, &rb), 200);
@@ -234,18 +249,22 @@ static void test_reload(void **state) {
     // a model whose encoding differs from the store's buckets is refused; b keeps serving
     snprintf(body, sizeof body, "{\"model\": \"%s\"}", path_other);
     status = http_do(port, "POST", "/admin/reload", body, resp, sizeof resp, &rb);
-    bad_req other = {"POST", "/admin/reload", body, 409, "encoding_mismatch", "does not match the store"};
+    bad_req other = {"POST", "/admin/reload",     body,
+                     409,    "encoding_mismatch", "does not match the store"};
     check_error(status, &rb, &other);
     score(one, v, s, 4);
     assert_string_equal(v, ver_b);
     // a missing file, bad bodies
-    bad_req missing = {"POST", "/admin/reload", "{\"model\": \"/nonexistent/x.mdl\"}", 422, "reload_failed",
-                       "/nonexistent/x.mdl"};
-    check_error(http_do(port, "POST", "/admin/reload", missing.body, resp, sizeof resp, &rb), &rb, &missing);
+    bad_req missing = {"POST", "/admin/reload", "{\"model\": \"/nonexistent/x.mdl\"}",
+                       422,    "reload_failed", "/nonexistent/x.mdl"};
+    check_error(http_do(port, "POST", "/admin/reload", missing.body, resp, sizeof resp, &rb), &rb,
+                &missing);
     bad_req unknown = {"POST", "/admin/reload", "{\"path\": \"x\"}", 400, "unknown_field", "path"};
-    check_error(http_do(port, "POST", "/admin/reload", unknown.body, resp, sizeof resp, &rb), &rb, &unknown);
+    check_error(http_do(port, "POST", "/admin/reload", unknown.body, resp, sizeof resp, &rb), &rb,
+                &unknown);
     bad_req notjson = {"POST", "/admin/reload", "{\"model\": ", 400, "bad_json", NULL};
-    check_error(http_do(port, "POST", "/admin/reload", notjson.body, resp, sizeof resp, &rb), &rb, &notjson);
+    check_error(http_do(port, "POST", "/admin/reload", notjson.body, resp, sizeof resp, &rb), &rb,
+                &notjson);
     bad_req get = {"GET", "/admin/reload", NULL, 405, "method_not_allowed", NULL};
     check_error(http_do(port, "GET", "/admin/reload", NULL, resp, sizeof resp, &rb), &rb, &get);
     // no body: reread the current path (b's, since the reload that named it succeeded)
@@ -338,9 +357,9 @@ static void test_metrics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_score_good), cmocka_unit_test(test_malformed), cmocka_unit_test(test_oversized),
-        cmocka_unit_test(test_reload),     cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_start_alloc_failures),
+        cmocka_unit_test(test_score_good), cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_oversized),  cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_metrics),    cmocka_unit_test(test_start_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

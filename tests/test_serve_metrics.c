@@ -22,8 +22,8 @@ static void test_render(void **state) {
     rank_metrics_error(mt, "bad_json");
     rank_metrics_error(mt, "bad_json");
     rank_metrics_error(mt, "no_such_kind");
-    rank_metrics_scored(mt, 700000, 10, 30);      // 0.7 ms, age 30 s
-    rank_metrics_scored(mt, 3000000, 5, -1);      // 3 ms, unknown user
+    rank_metrics_scored(mt, 700000, 10, 30); // 0.7 ms, age 30 s
+    rank_metrics_scored(mt, 3000000, 5, -1); // 3 ms, unknown user
     rank_metrics_reload(mt, 1);
     rank_metrics_reload(mt, 0);
     rank_metrics_reload(mt, 0);
@@ -74,7 +74,10 @@ static void test_render(void **state) {
 /* Who may call /admin/reload (over HTTP the tests can only be loopback peers). */
 static void test_loopback_rule(void **state) {
     (void)state;
-    static const struct { const char *addr; int ok; } cases[] = {
+    static const struct {
+        const char *addr;
+        int ok;
+    } cases[] = {
         {"127.0.0.1", 1}, {"127.200.3.4", 1}, {"::1", 1},       {"::ffff:127.0.0.1", 1},
         {"10.0.0.1", 0},  {"192.0.2.2", 0},   {"128.0.0.1", 0}, {"::ffff:10.0.0.1", 0},
         {"fd00::1", 0},   {"::", 0},          {"0.0.0.0", 0},
@@ -93,12 +96,14 @@ static void test_loopback_rule(void **state) {
             in6.sin6_family = AF_INET6;
             sa = (const struct sockaddr *)&in6;
         }
-        if (rank_addr_is_loopback(sa) != cases[i].ok) fail_msg("%s: expected %d", cases[i].addr, cases[i].ok);
+        if (rank_addr_is_loopback(sa) != cases[i].ok)
+            fail_msg("%s: expected %d", cases[i].addr, cases[i].ok);
     }
     assert_int_equal(rank_addr_is_loopback(NULL), 0);
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_render), cmocka_unit_test(test_loopback_rule)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_render),
+                                       cmocka_unit_test(test_loopback_rule)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

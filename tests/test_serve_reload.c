@@ -28,10 +28,11 @@ static int setup(void **state) {
     snprintf(path_a, sizeof path_a, "%s/a.mdl", dir);
     snprintf(path_b, sizeof path_b, "%s/b.mdl", dir);
     snprintf(store_dir, sizeof store_dir, "%s/store", dir);
-    int k = snprintf(body, sizeof body, "{\"user_id\":%d,\"ts\":%lld,\"candidates\":[", TS_USER, TS_NOW);
+    int k = snprintf(body, sizeof body, "{\"user_id\":%d,\"ts\":%lld,\"candidates\":[", TS_USER,
+                     TS_NOW);
     for (int b = 0; b < B; b++)
-        k += snprintf(body + k, sizeof body - (size_t)k, "%s{\"item_id\":%d,\"category_id\":%d}", b ? "," : "",
-                      100 + 37 * b, b % 4);
+        k += snprintf(body + k, sizeof body - (size_t)k, "%s{\"item_id\":%d,\"category_id\":%d}",
+                      b ? "," : "", 100 + 37 * b, b % 4);
     snprintf(body + k, sizeof body - (size_t)k, "]}");
     return 0;
 }
@@ -85,22 +86,25 @@ static void test_no_mixed_model(void **state) {
     assert_true(memcmp(want[0], want[1], sizeof want[0]) != 0);
 
     pthread_t th[N_CLIENTS];
-    for (int i = 0; i < N_CLIENTS; i++) assert_int_equal(pthread_create(&th[i], NULL, client, NULL), 0);
+    for (int i = 0; i < N_CLIENTS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, client, NULL), 0);
     int reloads = 0;
     while (atomic_load(&clients_done) < N_CLIENTS || reloads < 6) {
         const char *p = reloads % 2 ? path_b : path_a;
         if (reloads % 3 == 2) { // every third swap through the admin endpoint
             char rbody[600];
             snprintf(rbody, sizeof rbody, "{\"model\":\"%s\"}", p);
-            assert_int_equal(http_do(port, "POST", "/admin/reload", rbody, resp, sizeof resp, &rb), 200);
+            assert_int_equal(http_do(port, "POST", "/admin/reload", rbody, resp, sizeof resp, &rb),
+                             200);
         } else {
             assert_int_equal(rank_server_reload(srv, p, v, err, sizeof err), CORE_OK);
         }
         reloads++;
     }
-    for (int i = 0; i < N_CLIENTS; i++) pthread_join(th[i], NULL);
-    fprintf(stderr, "reloads %d, responses from a %d, from b %d, bad %d\n", reloads, atomic_load(&seen[0]),
-            atomic_load(&seen[1]), atomic_load(&bad));
+    for (int i = 0; i < N_CLIENTS; i++)
+        pthread_join(th[i], NULL);
+    fprintf(stderr, "reloads %d, responses from a %d, from b %d, bad %d\n", reloads,
+            atomic_load(&seen[0]), atomic_load(&seen[1]), atomic_load(&bad));
     assert_int_equal(atomic_load(&bad), 0);
     assert_int_equal(atomic_load(&seen[0]) + atomic_load(&seen[1]), N_CLIENTS * N_REQ);
     assert_true(atomic_load(&seen[0]) > 0 && atomic_load(&seen[1]) > 0);
