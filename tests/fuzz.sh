@@ -16,6 +16,10 @@ mkdir -p "$work/corpus"
   -o "$work/fuzz_request"
 echo "fuzz_request: running ${secs}s from $(ls tests/fuzz_corpus | wc -l) seeds"
 # -max_len above the default so inputs with many candidates are tried; timeouts and leaks fail too
-"$work/fuzz_request" -max_total_time="$secs" -max_len=8192 -timeout=10 -print_final_stats=1 \
-  -artifact_prefix="$work/" "$work/corpus" tests/fuzz_corpus
+# (libFuzzer exits 77 on a finding; reported here as 1 so no harness reads it as "skipped")
+if ! "$work/fuzz_request" -max_total_time="$secs" -max_len=8192 -timeout=10 -print_final_stats=1 \
+  -artifact_prefix="$work/" "$work/corpus" tests/fuzz_corpus; then
+  echo "fuzz_request: FAILED; reproducer: $(ls -t "$work"/crash-* "$work"/timeout-* "$work"/leak-* 2>/dev/null | head -1)" >&2
+  exit 1
+fi
 echo "fuzz_request: no crash in ${secs}s"
