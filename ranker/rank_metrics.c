@@ -1,0 +1,185 @@
+/* rank_metrics.c: counters, histograms and their Prometheus text rendering. */
+#include "rank_metrics.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const error_kinds[] = {
+    // request parsing (rank_request.h)
+    "bad_json", "bad_type", "bad_value", "missing_field", "unknown_field", "duplicate_field",
+    "bad_version", "too_many_candidates", "too_many_dense",
+    // the server
+    "bad_dense", "body_too_large", "not_found", "method_not_allowed", "forbidden", "bad_user_state",
+    "store", "overloaded", "scoring", "encoding_mismatch", "reload_failed", "other"};
+#define N_KINDS (sizeof error_kinds / sizeof error_kinds[0])
+
+static const char *const endpoint_names[RANK_EP_COUNT] = {"/v1/score", "/healthz", "/metrics",
+                                                          "/admin/reload", "other"};
+
+// latency buckets, seconds
+static const double lat_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                0.05,   0.1,   0.25,  0.5,   1,    2.5};
+#define N_LAT (sizeof lat_le / sizeof lat_le[0])
+// user-state age buckets, seconds: a minute, hours, a day, a week, a month
+static const double age_le[] = {1, 10, 60, 300, 900, 3600, 21600, 86400, 604800, 2592000};
+#define N_AGE (sizeof age_le / sizeof age_le[0])
+
+typedef struct histogram {
+    _Atomic uint64_t bucket[16]; /* non-cumulative; last slot is +Inf */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_us; /* sum in microseconds (latency) or seconds (age) */
+} histogram;
+
+struct rank_metrics {
+    _Atomic uint64_t requests[RANK_EP_COUNT];
+    _Atomic uint64_t errors[N_KINDS];
+    _Atomic uint64_t candidates;
+    _Atomic uint64_t unknown_users;
+    _Atomic uint64_t reloads_ok, reloads_failed;
+    histogram latency;
+    histogram age;
+    pthread_mutex_t mu; /* guards the model strings */
+    char model_version[17], encoding_version[17], variant[64];
+};
+
+int rank_metrics_new(rank_metrics **out) {
+    rank_metrics *mt = core_calloc(1, sizeof *mt);
+    if (!mt) return CORE_ENOMEM;
+    pthread_mutex_init(&mt->mu, NULL);
+    *out = mt;
+    return CORE_OK;
+}
+
+void rank_metrics_destroy(rank_metrics *mt) {
+    if (!mt) return;
+    pthread_mutex_destroy(&mt->mu);
+    core_free(mt);
+}
+
+void rank_metrics_request(rank_metrics *mt, rank_endpoint ep) {
+    atomic_fetch_add_explicit(&mt->requests[ep], 1, memory_order_relaxed);
+}
+
+void rank_metrics_error(rank_metrics *mt, const char *kind) {
+    size_t i = 0;
+    while (i < N_KINDS - 1 && strcmp(error_kinds[i], kind) != 0)
+        i++;
+    atomic_fetch_add_explicit(&mt->errors[i], 1, memory_order_relaxed);
+}
+
+static void observe(histogram *h, const double *le, size_t n, double x, uint64_t sum_units) {
+    size_t i = 0;
+    while (i < n && x > le[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, sum_units, memory_order_relaxed);
+}
+
+void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s) {
+    if (latency_ns < 0) latency_ns = 0;
+    observe(&mt->latency, lat_le, N_LAT, (double)latency_ns * 1e-9, (uint64_t)(latency_ns / 1000));
+    atomic_fetch_add_explicit(&mt->candidates, candidates, memory_order_relaxed);
+    if (age_s < 0)
+        atomic_fetch_add_explicit(&mt->unknown_users, 1, memory_order_relaxed);
+    else
+        observe(&mt->age, age_le, N_AGE, (double)age_s, (uint64_t)age_s);
+}
+
+void rank_metrics_reload(rank_metrics *mt, int ok) {
+    atomic_fetch_add_explicit(ok ? &mt->reloads_ok : &mt->reloads_failed, 1, memory_order_relaxed);
+}
+
+void rank_metrics_set_model(rank_metrics *mt, const char *model_version,
+                            const char *encoding_version, const char *variant) {
+    pthread_mutex_lock(&mt->mu);
+    snprintf(mt->model_version, sizeof mt->model_version, "%s", model_version);
+    snprintf(mt->encoding_version, sizeof mt->encoding_version, "%s", encoding_version);
+    snprintf(mt->variant, sizeof mt->variant, "%s", variant);
+    pthread_mutex_unlock(&mt->mu);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+typedef struct out_buf {
+    char *p;
+    size_t cap, n;
+    int overflow;
+} out_buf;
+
+__attribute__((format(printf, 2, 3))) static void put(out_buf *o, const char *fmt, ...) {
+    va_list ap;
+    if (o->overflow) return;
+    va_start(ap, fmt);
+    int k = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= o->cap - o->n)
+        o->overflow = 1;
+    else
+        o->n += (size_t)k;
+}
+
+static void put_histogram(out_buf *o, const char *name, const char *help, histogram *h,
+                          const double *le, size_t n, double sum_scale) {
+    uint64_t cum = 0;
+    put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i <= n; i++) {
+        cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+        if (i < n)
+            put(o, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+        else
+            put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    }
+    put(o, "%s_sum %.6f\n%s_count %llu\n", name,
+        (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) * sum_scale, name,
+        (unsigned long long)cum);
+}
+
+int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
+    out_buf o = {buf, cap, 0, cap == 0};
+    put(&o, "# HELP trail_requests_total HTTP requests received, by endpoint.\n"
+            "# TYPE trail_requests_total counter\n");
+    for (int i = 0; i < RANK_EP_COUNT; i++)
+        put(&o, "trail_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[i],
+            (unsigned long long)atomic_load_explicit(&mt->requests[i], memory_order_relaxed));
+    put(&o, "# HELP trail_request_errors_total Requests answered with an error, by kind.\n"
+            "# TYPE trail_request_errors_total counter\n");
+    for (size_t i = 0; i < N_KINDS; i++)
+        put(&o, "trail_request_errors_total{kind=\"%s\"} %llu\n", error_kinds[i],
+            (unsigned long long)atomic_load_explicit(&mt->errors[i], memory_order_relaxed));
+    put_histogram(&o, "trail_score_latency_seconds", "Time to answer a scored /v1/score request.",
+                  &mt->latency, lat_le, N_LAT, 1e-6);
+    put(&o,
+        "# HELP trail_candidates_scored_total Candidates scored.\n"
+        "# TYPE trail_candidates_scored_total counter\ntrail_candidates_scored_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&mt->candidates, memory_order_relaxed));
+    put_histogram(&o, "trail_user_state_age_seconds",
+                  "Request time minus the newest behavior in the user state read.", &mt->age,
+                  age_le, N_AGE, 1.0);
+    put(&o,
+        "# HELP trail_unknown_users_total Scored requests for users with no stored state.\n"
+        "# TYPE trail_unknown_users_total counter\ntrail_unknown_users_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&mt->unknown_users, memory_order_relaxed));
+    put(&o,
+        "# HELP trail_model_reloads_total Model reload attempts, by result.\n"
+        "# TYPE trail_model_reloads_total counter\n"
+        "trail_model_reloads_total{result=\"ok\"} %llu\n"
+        "trail_model_reloads_total{result=\"failed\"} %llu\n",
+        (unsigned long long)atomic_load_explicit(&mt->reloads_ok, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&mt->reloads_failed, memory_order_relaxed));
+    pthread_mutex_lock(&mt->mu);
+    put(&o,
+        "# HELP trail_model_info The model being served (value 1).\n"
+        "# TYPE trail_model_info gauge\n"
+        "trail_model_info{model_version=\"%s\",encoding_version=\"%s\",variant=\"%s\"} 1\n",
+        mt->model_version, mt->encoding_version, mt->variant);
+    pthread_mutex_unlock(&mt->mu);
+    return o.overflow ? CORE_ETOOBIG : (int)o.n;
+}

@@ -1,0 +1,44 @@
+/* rank_metrics.h: the server's counters and histograms, rendered in the Prometheus text format.
+ *
+ * Updates are lock-free (C11 atomics) so request threads never wait on each other for a counter;
+ * only the model-info labels (changed on reload) sit behind a mutex. Error kinds are a fixed list
+ * (RANK_ERROR_KINDS in rank_metrics.c) so the label set stays bounded whatever clients send.
+ * This file knows nothing of HTTP or models beyond the version strings it is handed.
+ */
+#ifndef TRAIL_RANK_METRICS_H
+#define TRAIL_RANK_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rank_metrics rank_metrics;
+
+typedef enum {
+    RANK_EP_SCORE = 0, /* POST /v1/score */
+    RANK_EP_HEALTHZ,   /* GET /healthz */
+    RANK_EP_METRICS,   /* GET /metrics */
+    RANK_EP_RELOAD,    /* POST /admin/reload */
+    RANK_EP_OTHER,     /* anything else (answered 404/405) */
+    RANK_EP_COUNT
+} rank_endpoint;
+
+int rank_metrics_new(rank_metrics **out);
+void rank_metrics_destroy(rank_metrics *mt);
+
+void rank_metrics_request(rank_metrics *mt, rank_endpoint ep);
+/** @brief Count one error of a kind (a rank_req_error kind or a server kind such as
+ *  body_too_large, not_found); a kind outside the fixed list is counted as "other". */
+void rank_metrics_error(rank_metrics *mt, const char *kind);
+/** @brief One scored request: its latency, the candidates scored, and the age of the user state
+ *  read (age_s < 0: unknown user, counted apart). */
+void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s);
+/** @brief A reload attempt and, on success, the model now served. */
+void rank_metrics_reload(rank_metrics *mt, int ok);
+void rank_metrics_set_model(rank_metrics *mt, const char *model_version,
+                            const char *encoding_version, const char *variant);
+
+/** @brief Render every metric into buf. @return bytes written (without the NUL), or CORE_ETOOBIG
+ *  if cap is too small (16 KiB suffices). */
+int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap);
+
+#endif

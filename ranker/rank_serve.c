@@ -1,0 +1,754 @@
+/* rank_serve.c: the HTTP scoring server (see rank_serve.h for the threading and reload design). */
+#include "rank_serve.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_log.h"
+#include "core_util.h"
+#include "mdl.h"
+#include "rank_metrics.h"
+#include "rank_request.h"
+#include "rank_score.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* A model being served, with one scratch per worker slot. Freed by its last reference. */
+typedef struct served_model {
+    mdl_model *m;
+    rank_scratch **scratch; // (K)
+    uint32_t K;
+    _Atomic int refs;
+    char version[17], enc_version[17];
+} served_model;
+
+/* What one request in flight borrows; K of them, allocated at start. */
+typedef struct worker_slot {
+    enc_reader *rd;
+    rank_request *rq;
+    sch_behavior *window; // (conf.window) for long=attention models
+    float *scores;        // (max_candidates)
+    char *out;            // (out_cap) the response body
+    size_t out_cap;
+} worker_slot;
+
+struct rank_server {
+    rank_server_conf conf;
+    char *model_path; /* owned copy; changes with a reload that names a path */
+    enc_store *st;
+    int own_store;
+    struct MHD_Daemon *d;
+    uint16_t port;
+    rank_metrics *mt;
+
+    pthread_mutex_t mu; /* guards cur */
+    served_model *cur;
+    worker_slot *slots;         // (K) one per HTTP thread
+    _Atomic uint32_t next_slot; /* slots handed to threads so far */
+
+    pthread_mutex_t reload_mu; /* one reload at a time */
+    _Atomic int in_flight;     /* requests between their first callback and completion */
+};
+
+// ---------------------------------------------------------------------------------------------
+// Served models and slots
+
+static int model_reads_buckets(const mdl_config *cfg) {
+    return cfg->long_kind == MDL_LONG_SDIM || cfg->long_kind == MDL_LONG_AVGPOOL;
+}
+
+static void served_free(served_model *sm) {
+    if (!sm) return;
+    for (uint32_t i = 0; sm->scratch && i < sm->K; i++)
+        rank_scratch_destroy(sm->scratch[i]);
+    core_free(sm->scratch);
+    mdl_model_destroy(sm->m);
+    core_free(sm);
+}
+
+static void served_release(served_model *sm) {
+    if (sm && atomic_fetch_sub_explicit(&sm->refs, 1, memory_order_acq_rel) == 1) served_free(sm);
+}
+
+static served_model *served_acquire(rank_server *srv) {
+    pthread_mutex_lock(&srv->mu);
+    served_model *sm = srv->cur;
+    atomic_fetch_add_explicit(&sm->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->mu);
+    return sm;
+}
+
+/* The checks a model must pass before it may serve this store. */
+static int check_model(rank_server *srv, const mdl_model *m, const char *path, char *err,
+                       size_t cap) {
+    uint64_t sv = enc_store_encoding_version(srv->st);
+    if (model_reads_buckets(&m->cfg) && sv != 0 && sv != m->encoding_version) {
+        char a[17], b[17];
+        mdl_version_hex(m->encoding_version, a);
+        mdl_version_hex(sv, b);
+        snprintf(
+            err, cap,
+            "%s: encoding_version %s does not match the store's buckets (%s); reencode the store "
+            "with this model first",
+            path, a, b);
+        return CORE_EMISMATCH;
+    }
+    if (m->cfg.short_kind != MDL_SHORT_NONE && m->cfg.n_recent > srv->conf.recent)
+        CORE_LOG(CORE_LOG_WARNING,
+                 "serve: model uses %u recent behaviors, the store keeps %u: %s "
+                 "scores with fewer than it was trained on",
+                 m->cfg.n_recent, srv->conf.recent, path);
+    return CORE_OK;
+}
+
+/* Takes ownership of m (freed on failure too). */
+static int served_new(served_model **out, rank_server *srv, mdl_model *m, char *err, size_t cap) {
+    served_model *sm = core_calloc(1, sizeof *sm);
+    int rc = CORE_ENOMEM;
+    if (!sm) {
+        mdl_model_destroy(m);
+        snprintf(err, cap, "out of memory");
+        return CORE_ENOMEM;
+    }
+    sm->m = m;
+    sm->K = srv->conf.threads;
+    atomic_init(&sm->refs, 1);
+    mdl_version_hex(m->model_version, sm->version);
+    mdl_version_hex(m->encoding_version, sm->enc_version);
+    if (!(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch))) goto fail;
+    uint32_t max_T = m->cfg.long_kind == MDL_LONG_ATTN ? srv->conf.window : 0;
+    for (uint32_t i = 0; i < sm->K; i++)
+        if ((rc = rank_scratch_new(&sm->scratch[i], m, srv->conf.max_candidates, max_T))) goto fail;
+    *out = sm;
+    return CORE_OK;
+fail:
+    snprintf(err, cap, "allocating scratch for %u candidates: %s", srv->conf.max_candidates,
+             core_strerror(rc));
+    served_free(sm);
+    return rc;
+}
+
+/* The calling thread's slot. Each of the K HTTP threads takes one on its first request and keeps
+ * it, so a slot's reader is only ever used by one thread (enc_store.h: one reader per thread) and
+ * no lock is needed: a thread runs one handler at a time. -1 if more threads than slots call. */
+static _Thread_local const rank_server *tl_srv;
+static _Thread_local int tl_slot;
+
+static int slot_of_thread(rank_server *srv) {
+    if (tl_srv != srv) {
+        uint32_t i = atomic_fetch_add(&srv->next_slot, 1);
+        tl_srv = srv;
+        tl_slot = i < srv->conf.threads ? (int)i : -1;
+    }
+    return tl_slot;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reload
+
+int rank_server_reload(rank_server *srv, const char *path, char version[17], char *errstr,
+                       size_t errstr_size) {
+    mdl_model *m = NULL;
+    served_model *sm = NULL, *old = NULL;
+    char *new_path = NULL;
+    int rc;
+    pthread_mutex_lock(&srv->reload_mu);
+    const char *p = path ? path : srv->model_path;
+    int64_t t0 = core_now_ns();
+    if ((rc = mdl_model_load(&m, p, errstr, errstr_size))) goto fail;
+    if ((rc = check_model(srv, m, p, errstr, errstr_size))) {
+        mdl_model_destroy(m);
+        goto fail;
+    }
+    if (path && !(new_path = core_strdup(path))) {
+        mdl_model_destroy(m);
+        rc = CORE_ENOMEM;
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    if ((rc = served_new(&sm, srv, m, errstr, errstr_size))) goto fail; // frees m
+    char variant[64];
+    mdl_variant_str(&sm->m->cfg, variant, sizeof variant);
+    pthread_mutex_lock(&srv->mu);
+    old = srv->cur;
+    srv->cur = sm;
+    pthread_mutex_unlock(&srv->mu);
+    if (new_path) {
+        core_free(srv->model_path);
+        srv->model_path = new_path;
+        new_path = NULL;
+    }
+    rank_metrics_set_model(srv->mt, sm->version, sm->enc_version, variant);
+    rank_metrics_reload(srv->mt, 1);
+    CORE_LOG(CORE_LOG_NOTICE,
+             "serve: reloaded path=%s model_version=%s previous=%s variant=%s ms=%.1f", p,
+             sm->version, old->version, variant, (double)(core_now_ns() - t0) / 1e6);
+    if (version) memcpy(version, sm->version, 17);
+    pthread_mutex_unlock(&srv->reload_mu);
+    served_release(old);
+    return CORE_OK;
+fail:
+    core_free(new_path);
+    rank_metrics_reload(srv->mt, 0);
+    CORE_LOG(CORE_LOG_ERR, "serve: reload refused path=%s error=%s reason=\"%s\" serving=%s", p,
+             core_strerror(rc), errstr, srv->cur->version);
+    if (version) memcpy(version, srv->cur->version, 17);
+    pthread_mutex_unlock(&srv->reload_mu);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP plumbing
+
+typedef struct conn_state {
+    rank_endpoint ep;
+    char *body;
+    size_t n, cap;
+    int too_big;
+} conn_state;
+
+static enum MHD_Result respond_allow(struct MHD_Connection *c, unsigned status, const char *type,
+                                     const char *body, size_t n, const char *allow) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
+                               const char *body, size_t n) {
+    return respond_allow(c, status, type, body, n, NULL);
+}
+
+/* Append s to a JSON string literal body (quotes, backslashes and controls escaped). */
+static size_t json_escape(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            out[n++] = '\\', out[n++] = (char)c;
+        else if (c < 0x20)
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* {"error": kind, "message": ..., "field": ..., "offset": ..., "line": ..., "column": ...} */
+static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connection *c,
+                                           unsigned status, const char *kind, const char *message,
+                                           const rank_req_error *pe, const char *allow) {
+    char msg[512], field[160], body[1024];
+    int n;
+    json_escape(msg, sizeof msg, message);
+    rank_metrics_error(srv->mt, kind);
+    if (pe) {
+        json_escape(field, sizeof field, pe->field);
+        n = snprintf(
+            body, sizeof body,
+            "{\"error\":\"%s\",\"message\":\"%s\",\"field\":\"%s\",\"offset\":%zu,\"line\":%u,"
+            "\"column\":%u}\n",
+            kind, msg, field, pe->offset, pe->line, pe->col);
+    } else {
+        n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
+    }
+    // a client's mistake is a counter (and a debug line); a server-side failure is an event of note
+    CORE_LOG(status >= 500 ? CORE_LOG_WARNING : CORE_LOG_DEBUG,
+             "serve: %s status=%u kind=%s message=\"%s\"", status >= 500 ? "failed" : "rejected",
+             status, kind, msg);
+    return respond_allow(c, status, "application/json", body,
+                         (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
+}
+
+static enum MHD_Result respond_error(rank_server *srv, struct MHD_Connection *c, unsigned status,
+                                     const char *kind, const char *message,
+                                     const rank_req_error *pe) {
+    return respond_error_allow(srv, c, status, kind, message, pe, NULL);
+}
+
+int rank_addr_is_loopback(const struct sockaddr *sa) {
+    if (!sa) return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        const uint8_t *b = in6->sin6_addr.s6_addr;
+        // ::1, or an IPv4-mapped 127.x.y.z (::ffff:127.0.0.1)
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127);
+    }
+    return 0;
+}
+
+static int peer_is_loopback(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci && rank_addr_is_loopback(ci->client_addr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
+                                    const conn_state *cs) {
+    int64_t t0 = core_now_ns();
+    rank_req_error pe;
+    char msg[256];
+    enc_user_view view;
+    enum MHD_Result ret;
+    int si = slot_of_thread(srv);
+    if (si < 0)
+        return respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                             "more HTTP threads than worker slots", NULL);
+    worker_slot *ws = &srv->slots[si];
+    served_model *sm = served_acquire(srv);
+    const mdl_model *m = sm->m;
+    rank_request *rq = ws->rq;
+    int rc = rank_request_parse(rq, cs->body ? cs->body : "", cs->n, &pe);
+    if (rc) {
+        ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, pe.kind, pe.message, &pe);
+        goto done;
+    }
+    if (rq->has_dense && rq->n_dense != m->cfg.n_dense) {
+        snprintf(msg, sizeof msg, "dense: %u values given, the model takes exactly %u", rq->n_dense,
+                 m->cfg.n_dense);
+        ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad_dense", msg, NULL);
+        goto done;
+    }
+    rank_history h;
+    memset(&h, 0, sizeof h);
+    h.now_ts = rq->has_ts ? rq->ts : core_wall_s();
+    h.dense = rq->has_dense && rq->n_dense ? rq->dense : NULL;
+    int64_t age = -1;
+    if ((rc = enc_reader_begin(ws->rd))) {
+        snprintf(msg, sizeof msg, "reading the store: %s", core_strerror(rc));
+        ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        goto done;
+    }
+    rc = enc_reader_user(ws->rd, rq->user_id, &view);
+    if (rc == CORE_OK) {
+        if (model_reads_buckets(&m->cfg) &&
+            (view.encoding_version != m->encoding_version || view.S != m->cfg.S ||
+             view.n_buckets != (1u << m->cfg.tau) || view.C != m->cfg.C)) {
+            char a[17];
+            mdl_version_hex(view.encoding_version, a);
+            snprintf(
+                msg, sizeof msg,
+                "user %llu: stored buckets (encoding_version %s, S=%u, %u buckets, C=%u) do not "
+                "fit model %s",
+                (unsigned long long)rq->user_id, a, view.S, view.n_buckets, view.C, sm->version);
+            enc_reader_end(ws->rd);
+            ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "bad_user_state", msg, NULL);
+            goto done;
+        }
+        h.bucket_sum = view.bucket_sum;
+        h.bucket_cnt = view.bucket_cnt;
+        h.window_len = view.window_len;
+        h.recent = view.recent;
+        h.N = view.recent_len;
+        age = core_wall_s() - view.last_ts;
+        if (age < 0) age = 0;
+        if (m->cfg.long_kind == MDL_LONG_ATTN &&
+            (rc = enc_reader_window(ws->rd, rq->user_id, ws->window, srv->conf.window, &h.T))) {
+            snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
+                     (unsigned long long)rq->user_id, core_strerror(rc));
+            enc_reader_end(ws->rd);
+            ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+            goto done;
+        }
+        h.window = ws->window;
+    } else if (rc != CORE_ENOTFOUND) {
+        snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)rq->user_id,
+                 core_strerror(rc));
+        enc_reader_end(ws->rd);
+        ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        goto done;
+    } // CORE_ENOTFOUND: an unknown user is scored with an empty history
+    // the views are zero-copy: the read transaction stays open until scoring is done
+    rc = rank_score(ws->scores, sm->scratch[si], m, &h, rq->item_id, rq->category_id, rq->B);
+    enc_reader_end(ws->rd);
+    if (rc) {
+        snprintf(msg, sizeof msg, "scoring failed: %s", core_strerror(rc));
+        ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
+        goto done;
+    }
+    size_t n = (size_t)snprintf(ws->out, ws->out_cap, "{\"model_version\":\"%s\",\"scores\":[",
+                                sm->version);
+    for (uint32_t b = 0; b < rq->B; b++) {
+        if (!isfinite(ws->scores[b])) {
+            snprintf(msg, sizeof msg, "candidate %u scored a non-finite value", b);
+            ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
+            goto done;
+        }
+        n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "%s%.9g", b ? "," : "",
+                              (double)ws->scores[b]);
+    }
+    n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "]}\n");
+    ret = respond(c, MHD_HTTP_OK, "application/json", ws->out, n);
+    rank_metrics_scored(srv->mt, core_now_ns() - t0, rq->B, age);
+done:
+    served_release(sm);
+    return ret;
+}
+
+static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
+                                     const conn_state *cs) {
+    char err[768], version[17], prev[17], body[256];
+    const char *path = NULL;
+    json_t *root = NULL;
+    json_error_t jerr;
+    enum MHD_Result ret;
+    if (cs->n) { // optional {"model": "/path/to/model"}
+        root = json_loadb(cs->body, cs->n, JSON_REJECT_DUPLICATES, &jerr);
+        const char *key;
+        json_t *v;
+        if (!root || !json_is_object(root)) {
+            snprintf(err, sizeof err, "reload body: %s",
+                     root ? "expected a JSON object" : jerr.text);
+            ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, root ? "bad_type" : "bad_json", err,
+                                NULL);
+            goto done;
+        }
+        json_object_foreach(root, key, v) {
+            if (strcmp(key, "model") != 0) {
+                snprintf(err, sizeof err, "reload body: unknown field \"%.40s\" (fields: model)",
+                         key);
+                ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "unknown_field", err, NULL);
+                goto done;
+            }
+            if (!json_is_string(v)) {
+                ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad_type",
+                                    "reload body: model: expected a string (a model file path)",
+                                    NULL);
+                goto done;
+            }
+            path = json_string_value(v);
+        }
+    }
+    served_model *sm = served_acquire(srv);
+    memcpy(prev, sm->version, sizeof prev);
+    served_release(sm);
+    int rc = rank_server_reload(srv, path, version, err, sizeof err);
+    if (rc) {
+        unsigned status = rc == CORE_EMISMATCH ? MHD_HTTP_CONFLICT
+                          : rc == CORE_ENOMEM  ? MHD_HTTP_INTERNAL_SERVER_ERROR
+                                               : MHD_HTTP_UNPROCESSABLE_CONTENT;
+        ret =
+            respond_error(srv, c, status,
+                          rc == CORE_EMISMATCH ? "encoding_mismatch" : "reload_failed", err, NULL);
+        goto done;
+    }
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"model_version\":\"%s\",\"previous_model_version\":\"%s\"}\n", version, prev);
+    ret = respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
+done:
+    json_decref(root);
+    return ret;
+}
+
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls) {
+    rank_server *srv = cls;
+    conn_state *cs = *con_cls;
+    (void)version;
+    if (!cs) { // headers are in: route, and refuse what is refused before reading a body
+        int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+        rank_endpoint ep = !strcmp(url, "/v1/score")       ? RANK_EP_SCORE
+                           : !strcmp(url, "/healthz")      ? RANK_EP_HEALTHZ
+                           : !strcmp(url, "/metrics")      ? RANK_EP_METRICS
+                           : !strcmp(url, "/admin/reload") ? RANK_EP_RELOAD
+                                                           : RANK_EP_OTHER;
+        char msg[256];
+        rank_metrics_request(srv->mt, ep);
+        if (ep == RANK_EP_OTHER) {
+            snprintf(msg, sizeof msg,
+                     "no such path: %.100s (paths: /v1/score, /healthz, /metrics, /admin/reload)",
+                     url);
+            return respond_error(srv, c, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
+        }
+        int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
+        if (want_post ? !post : !get) {
+            snprintf(msg, sizeof msg, "%.16s %s: use %s", method, url, want_post ? "POST" : "GET");
+            return respond_error_allow(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                       msg, NULL, want_post ? "POST" : "GET, HEAD");
+        }
+        if (ep == RANK_EP_RELOAD && !peer_is_loopback(c))
+            return respond_error(srv, c, MHD_HTTP_FORBIDDEN, "forbidden",
+                                 "/admin/reload is accepted only from loopback peers", NULL);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
+        if (len > srv->conf.max_body) {
+            snprintf(msg, sizeof msg, "body of %llu bytes is above the limit of %zu", len,
+                     srv->conf.max_body);
+            return respond_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
+        }
+        if (!(cs = core_calloc(1, sizeof *cs))) return MHD_NO;
+        cs->ep = ep;
+        if (len && !(cs->body = core_malloc(cs->cap = (size_t)len))) {
+            core_free(cs);
+            return MHD_NO;
+        }
+        atomic_fetch_add(&srv->in_flight, 1);
+        *con_cls = cs;
+        return MHD_YES;
+    }
+    if (*upload_data_size) { // a piece of the body: keep it unless it breaks the limit
+        size_t k = *upload_data_size;
+        *upload_data_size = 0;
+        if (cs->too_big) {
+            // a modest overshoot is read and dropped so the client gets its 413; a stream that
+            // goes on past twice the limit is cut (libmicrohttpd cannot answer mid-body)
+            cs->n += k;
+            if (cs->n <= srv->conf.max_body) return MHD_YES;
+            rank_metrics_error(srv->mt, "body_too_large");
+            CORE_LOG(CORE_LOG_INFO,
+                     "serve: connection cut: chunked body past twice the %zu-byte limit",
+                     srv->conf.max_body);
+            return MHD_NO;
+        }
+        if (k > srv->conf.max_body - cs->n) { // stop buffering at the limit; the rest is discarded
+            cs->too_big = 1;
+            core_free(cs->body);
+            cs->body = NULL;
+            cs->n = k - (srv->conf.max_body - cs->n); // from here n counts bytes past the limit
+            cs->cap = 0;
+            return MHD_YES;
+        }
+        if (cs->n + k > cs->cap) {
+            size_t cap = cs->cap ? cs->cap : 4096;
+            while (cap < cs->n + k)
+                cap *= 2;
+            if (cap > srv->conf.max_body) cap = srv->conf.max_body;
+            char *nb = core_realloc(cs->body, cap);
+            if (!nb) return MHD_NO;
+            cs->body = nb;
+            cs->cap = cap;
+        }
+        memcpy(cs->body + cs->n, upload_data, k);
+        cs->n += k;
+        return MHD_YES;
+    }
+    if (cs->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "body is above the limit of %zu bytes", srv->conf.max_body);
+        return respond_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
+    }
+    switch (cs->ep) {
+    case RANK_EP_SCORE:
+        return handle_score(srv, c, cs);
+    case RANK_EP_RELOAD:
+        return handle_reload(srv, c, cs);
+    case RANK_EP_HEALTHZ: {
+        char body[96];
+        served_model *sm = served_acquire(srv);
+        int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"model_version\":\"%s\"}\n",
+                         sm->version);
+        served_release(sm);
+        return respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
+    }
+    case RANK_EP_METRICS: {
+        char body[16384];
+        int n = rank_metrics_render(srv->mt, body, sizeof body);
+        if (n < 0)
+            return respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
+                                 "metrics too large", NULL);
+        return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4", body, (size_t)n);
+    }
+    default:
+        return MHD_NO;
+    }
+}
+
+static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+    rank_server *srv = cls;
+    conn_state *cs = *con_cls;
+    (void)c;
+    (void)toe;
+    if (!cs) return;
+    core_free(cs->body);
+    core_free(cs);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    char line[512];
+    (void)cls;
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    CORE_LOG(CORE_LOG_WARNING, "serve: http %s", line);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start and stop
+
+void rank_server_conf_default(rank_server_conf *conf) {
+    enc_store_conf ec;
+    enc_store_conf_default(&ec);
+    memset(conf, 0, sizeof *conf);
+    conf->listen_host = "127.0.0.1";
+    conf->threads = 4;
+    conf->max_candidates = 2000;
+    conf->max_body = 1u << 20;
+    conf->window = ec.window;
+    conf->recent = ec.recent;
+    conf->drain_ms = 10000;
+}
+
+int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
+                      size_t errstr_size) {
+    rank_server *srv = NULL;
+    mdl_model *m = NULL;
+    int rc = CORE_ENOMEM;
+    struct sockaddr_in sa;
+    if (!conf->model_path || (!conf->store && !conf->store_path) || !conf->threads ||
+        conf->threads > 1024 || !conf->max_candidates || conf->max_body < 64) {
+        snprintf(errstr, errstr_size,
+                 "serve: need a model, a store, 1..1024 threads, max_candidates > 0 "
+                 "and max_body >= 64");
+        return CORE_EINVAL;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(conf->port);
+    if (inet_pton(AF_INET, conf->listen_host ? conf->listen_host : "127.0.0.1", &sa.sin_addr) !=
+        1) {
+        snprintf(errstr, errstr_size, "serve: listen address '%s' is not an IPv4 address",
+                 conf->listen_host);
+        return CORE_EINVAL;
+    }
+    if (!(srv = core_calloc(1, sizeof *srv))) goto oom;
+    srv->conf = *conf;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->reload_mu, NULL);
+    atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->next_slot, 0);
+    if (!(srv->model_path = core_strdup(conf->model_path))) goto oom;
+    if ((rc = rank_metrics_new(&srv->mt))) goto oom;
+    if (conf->store) {
+        srv->st = conf->store;
+    } else {
+        enc_store_conf ec;
+        enc_store_conf_default(&ec);
+        ec.path = conf->store_path;
+        ec.window = conf->window;
+        ec.recent = conf->recent;
+        if ((rc = enc_store_open(&srv->st, &ec, errstr, errstr_size))) goto fail;
+        srv->own_store = 1;
+    }
+    // the model, checked against the store, with its scratch
+    if ((rc = mdl_model_load(&m, srv->model_path, errstr, errstr_size))) goto fail;
+    if ((rc = check_model(srv, m, srv->model_path, errstr, errstr_size))) {
+        mdl_model_destroy(m);
+        goto fail;
+    }
+    if ((rc = served_new(&srv->cur, srv, m, errstr, errstr_size))) goto fail;
+    char variant[64];
+    mdl_variant_str(&m->cfg, variant, sizeof variant);
+    rank_metrics_set_model(srv->mt, srv->cur->version, srv->cur->enc_version, variant);
+    // worker slots
+    rc = CORE_ENOMEM;
+    if (!(srv->slots = core_calloc(conf->threads, sizeof *srv->slots))) goto oom;
+    for (uint32_t i = 0; i < conf->threads; i++) {
+        worker_slot *ws = &srv->slots[i];
+        if ((rc = enc_reader_new(srv->st, &ws->rd))) {
+            snprintf(errstr, errstr_size, "serve: store reader: %s", core_strerror(rc));
+            goto fail;
+        }
+        if ((rc = rank_request_new(&ws->rq, conf->max_candidates, RANK_REQ_MAX_DENSE))) goto oom;
+        rc = CORE_ENOMEM;
+        if (!(ws->window = core_malloc(((size_t)conf->window + 1) * sizeof(sch_behavior))))
+            goto oom;
+        if (!(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float))))
+            goto oom;
+        ws->out_cap = (size_t)conf->max_candidates * 20 + 128; // "%.9g," is at most 16 bytes
+        if (!(ws->out = core_malloc(ws->out_cap))) goto oom;
+    }
+    srv->d =
+        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port,
+                         NULL, NULL, handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)conf->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed,
+                         srv, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    if (!srv->d) {
+        rc = CORE_EIO;
+        snprintf(errstr, errstr_size,
+                 "serve: cannot listen on %s:%u (in use, or not an address here)",
+                 conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : conf->port;
+    CORE_LOG(CORE_LOG_NOTICE,
+             "serve: listening addr=%s:%u threads=%u model=%s model_version=%s encoding_version=%s "
+             "variant=%s max_candidates=%u max_body=%zu",
+             conf->listen_host ? conf->listen_host : "127.0.0.1", srv->port, conf->threads,
+             srv->model_path, srv->cur->version, srv->cur->enc_version, variant,
+             conf->max_candidates, conf->max_body);
+    *out = srv;
+    return CORE_OK;
+oom:
+    rc = CORE_ENOMEM;
+    snprintf(errstr, errstr_size, "serve: out of memory");
+fail:
+    rank_server_stop(srv);
+    return rc;
+}
+
+uint16_t rank_server_port(const rank_server *srv) {
+    return srv->port;
+}
+
+void rank_server_stop(rank_server *srv) {
+    if (!srv) return;
+    if (srv->d) {
+        MHD_quiesce_daemon(srv->d); // no new connections; the ones open finish their requests
+        int64_t deadline = core_now_ns() + (int64_t)srv->conf.drain_ms * 1000000;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        while (atomic_load(&srv->in_flight) > 0 && core_now_ns() < deadline)
+            nanosleep(&ts, NULL);
+        int left = atomic_load(&srv->in_flight);
+        MHD_stop_daemon(srv->d);
+        CORE_LOG(CORE_LOG_NOTICE, "serve: stopped in_flight_at_stop=%d", left);
+    }
+    for (uint32_t i = 0; srv->slots && i < srv->conf.threads; i++) {
+        worker_slot *ws = &srv->slots[i];
+        enc_reader_destroy(ws->rd);
+        rank_request_destroy(ws->rq);
+        core_free(ws->window);
+        core_free(ws->scores);
+        core_free(ws->out);
+    }
+    core_free(srv->slots);
+    served_release(srv->cur);
+    if (srv->own_store) enc_store_close(srv->st);
+    rank_metrics_destroy(srv->mt);
+    core_free(srv->model_path);
+    pthread_mutex_destroy(&srv->mu);
+    pthread_mutex_destroy(&srv->reload_mu);
+    core_free(srv);
+}

@@ -1,0 +1,73 @@
+/* rank_serve.h: the HTTP scoring server (schemas/rank-api.md): POST /v1/score, GET /healthz,
+ * GET /metrics, POST /admin/reload, with hot model reload.
+ *
+ * Threads: libmicrohttpd runs a pool of K threads. Each thread owns one of K worker slots (an
+ * enc_reader, a parsed-request buffer, a window buffer, a response buffer, all allocated at start;
+ * a slot's reader is used by its thread only), and each request takes a reference to the served
+ * model; the served model carries one rank_scratch per slot, sized for it when it was loaded. So
+ * parsing, the store read and scoring allocate nothing; what a request does allocate is its
+ * connection state and body buffer (sized by Content-Length, at most max_body) and libmicrohttpd's
+ * copy of the response. Each request reads one model from start to end.
+ *
+ * Reload (rank_server_reload; SIGHUP in `trail serve`; POST /admin/reload from loopback peers):
+ * the new model is loaded and verified completely, checked against the store's encoding, and its
+ * scratch allocated, all off the request path; then one pointer swap under a mutex makes it the
+ * served model. Requests that hold the old one finish on it; the last reference frees it.
+ *
+ * Not here: signal handling and argument parsing (serve_cli.c), request parsing (rank_request.h),
+ * the counters (rank_metrics.h), scoring itself (rank_score.h), the store (enc_store.h).
+ */
+#ifndef TRAIL_RANK_SERVE_H
+#define TRAIL_RANK_SERVE_H
+
+#include "enc_store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rank_server rank_server;
+
+typedef struct rank_server_conf {
+    const char *model_path;  /* the model file; a reload without a path rereads it */
+    const char *store_path;  /* the encoder's store directory (opened read-mostly) */
+    enc_store *store;        /* or an open store to borrow (then store_path is ignored) */
+    const char *listen_host; /* IPv4 address to bind (default "127.0.0.1") */
+    uint16_t port;           /* 0: an ephemeral port (rank_server_port tells which) */
+    uint32_t threads;        /* K: HTTP threads and worker slots (default 4) */
+    uint32_t max_candidates; /* per request (default 2000) */
+    size_t max_body;         /* bytes (default 1 MiB) */
+    uint32_t window;         /* the store's raw window size (enc_store_conf; default 10,000) */
+    uint32_t recent;         /* the store's recent size (enc_store_conf; default 64) */
+    uint32_t drain_ms;       /* how long stop waits for in-flight requests (default 10,000) */
+} rank_server_conf;
+
+void rank_server_conf_default(rank_server_conf *conf);
+
+/** @brief Open the store, load and check the model, allocate every slot, and start listening.
+ *  @return CORE_OK; CORE_EINVAL (bad conf), a load error of mdl_model_load, CORE_EMISMATCH (the
+ *  model's encoding_version differs from the store's buckets), CORE_ESTORE, CORE_EIO (cannot
+ *  bind) or CORE_ENOMEM, with the reason in errstr. */
+int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
+                      size_t errstr_size);
+
+/** @brief The port the server listens on. */
+uint16_t rank_server_port(const rank_server *srv);
+
+/** @brief Load path (NULL: the current model path), verify it, check its encoding against the
+ *  store, allocate its scratch, and swap it in. On any failure the old model keeps serving.
+ *  On success a given path becomes the current one.
+ *  @param[out] version the served model_version in hex after the call (17 bytes), or NULL.
+ *  @return CORE_OK, CORE_EMISMATCH, or the error of mdl_model_load / rank_scratch_new, with the
+ *  reason in errstr (also logged). @remark Thread-safe; reloads are serialized. */
+int rank_server_reload(rank_server *srv, const char *path, char version[17], char *errstr,
+                       size_t errstr_size);
+
+/** @brief Whether a peer address may call /admin/reload: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
+struct sockaddr;
+int rank_addr_is_loopback(const struct sockaddr *sa);
+
+/** @brief Stop accepting, wait up to drain_ms for in-flight requests, stop, free everything.
+ *  NULL-safe. */
+void rank_server_stop(rank_server *srv);
+
+#endif

@@ -1,0 +1,169 @@
+/* test_serve_common.h: helpers for the serving tests: a tiny HTTP/1.1 client on 127.0.0.1 with
+ * timeouts, small models, a store with one known user, and score parsing. */
+#ifndef TRAIL_TEST_SERVE_COMMON_H
+#define TRAIL_TEST_SERVE_COMMON_H
+
+#include "test_common.h"
+
+#include "core_err.h"
+#include "enc_store.h"
+#include "mdl.h"
+#include "rank_serve.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define TS_USER 1    /* the user with a history in the test store */
+#define TS_WINDOW 64 /* the test store's window and recent sizes */
+#define TS_RECENT 16
+#define TS_NOW 1512000000ll
+
+/* Send raw bytes, read the whole response (the request says Connection: close).
+ * @return the HTTP status, or -1 on a socket error; *body points into resp. */
+static inline int http_raw(uint16_t port, const char *req, size_t req_len, char *resp, size_t cap,
+                           char **body) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    struct timeval tv = {10, 0};
+    size_t n = 0, off = 0;
+    *body = resp;
+    resp[0] = '\0';
+    if (fd < 0) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) goto fail;
+    while (off < req_len) {
+        ssize_t k = send(fd, req + off, req_len - off, MSG_NOSIGNAL);
+        if (k <= 0) break; // the server may answer and close before reading everything
+        off += (size_t)k;
+    }
+    for (;;) {
+        ssize_t k = recv(fd, resp + n, cap - 1 - n, 0);
+        if (k <= 0) break;
+        n += (size_t)k;
+        if (n == cap - 1) break;
+    }
+    close(fd);
+    resp[n] = '\0';
+    int status = -1;
+    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) return -1;
+    char *b = strstr(resp, "\r\n\r\n");
+    *body = b ? b + 4 : resp + n;
+    return status;
+fail:
+    close(fd);
+    return -1;
+}
+
+static inline int http_do(uint16_t port, const char *method, const char *path, const char *body,
+                          char *resp, size_t cap, char **resp_body) {
+    size_t blen = body ? strlen(body) : 0;
+    size_t qcap = blen + 512;
+    char *req = malloc(qcap);
+    int n = snprintf(req, qcap,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, blen);
+    if (blen) memcpy(req + n, body, blen);
+    int status = http_raw(port, req, (size_t)n + blen, resp, cap, resp_body);
+    free(req);
+    return status;
+}
+
+/* The model_version and scores of a 200 response. @return the number of scores, -1 if malformed. */
+static inline int parse_scores(const char *body, char version[17], float *scores, int max) {
+    const char *v = strstr(body, "\"model_version\":\"");
+    const char *s = strstr(body, "\"scores\":[");
+    int n = 0;
+    if (!v || !s) return -1;
+    memcpy(version, v + 17, 16);
+    version[16] = '\0';
+    s += 10;
+    while (*s && *s != ']') {
+        char *end;
+        if (n == max) return -1;
+        scores[n++] = strtof(s, &end);
+        if (end == s) return -1;
+        s = end;
+        if (*s == ',') s++;
+    }
+    return *s == ']' ? n : -1;
+}
+
+/* A small model; shift != 0 moves the item biases and the output bias, which changes model_version
+ * and the scores but not encoding_version. seed changes encoding_version. */
+static inline mdl_model *make_model(const char *path, uint64_t seed, float shift,
+                                    uint32_t n_dense) {
+    mdl_config cfg;
+    mdl_model *m = NULL;
+    char err[256];
+    mdl_config_default(&cfg);
+    cfg.C = 16;
+    cfg.S = 4;
+    cfg.tau = 2;
+    cfg.item_rows = 1024;
+    cfg.cat_rows = 64;
+    cfg.n_recent = 8;
+    cfg.ffn_dim = 16;
+    cfg.h1 = 16;
+    cfg.h2 = 8;
+    cfg.n_dense = n_dense;
+    cfg.seed = seed;
+    if (mdl_model_init(&m, &cfg, err, sizeof err) != CORE_OK) fail_msg("model init: %s", err);
+    if (shift != 0.f) {
+        for (uint32_t i = 0; i < cfg.item_rows; i++)
+            m->p.item_bias[i] += shift * (float)((i % 7) + 1) / 7.f;
+        m->p.b3[0] += shift;
+        mdl_model_refresh_versions(m);
+    }
+    if (mdl_model_save(m, path, 0, err, sizeof err) != CORE_OK) fail_msg("model save: %s", err);
+    return m;
+}
+
+/* A store bound to m, with TS_USER's 20 behaviors (the last 30 s before TS_NOW, in the past of
+ * the wall clock as well). */
+static inline enc_store *make_store(const char *dir, const mdl_model *m) {
+    enc_store_conf ec;
+    enc_store *st = NULL;
+    enc_batch *b = NULL;
+    char err[256];
+    enc_store_conf_default(&ec);
+    ec.path = dir;
+    ec.window = TS_WINDOW;
+    ec.recent = TS_RECENT;
+    ec.durable = 0;
+    ec.map_size = 16u << 20;
+    if (enc_store_open(&st, &ec, err, sizeof err) != CORE_OK) fail_msg("store open: %s", err);
+    if (enc_store_bind_model(st, m, err, sizeof err) != CORE_OK) fail_msg("store bind: %s", err);
+    assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
+    for (int i = 0; i < 20; i++) {
+        sch_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.user_id = TS_USER;
+        ev.item_id = 100 + (uint64_t)i * 37;
+        ev.category_id = 3 + (uint64_t)(i % 5);
+        ev.ts = TS_NOW - 30 + i;
+        ev.action = SCH_ACTION_CLICK;
+        assert_int_equal(enc_batch_apply(b, &ev), CORE_OK);
+    }
+    assert_int_equal(enc_batch_commit(b), CORE_OK);
+    return st;
+}
+
+static inline void serve_conf(rank_server_conf *conf, const char *model_path, enc_store *st) {
+    rank_server_conf_default(conf);
+    conf->model_path = model_path;
+    conf->store = st;
+    conf->port = 0;
+    conf->window = TS_WINDOW;
+    conf->recent = TS_RECENT;
+}
+
+#endif
