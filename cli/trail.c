@@ -14,6 +14,9 @@ typedef struct trail_cmd {
 static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
     {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
+    {"broker", NULL, pipe_cmd_broker, "run a local in-memory Kafka broker (dev/tests only)"},
+    {"produce", NULL, pipe_cmd_produce, "send an event file into a Kafka topic, keyed by user"},
+    {"record", NULL, pipe_cmd_record, "write a Kafka topic range to an event file"},
 };
 
 static void usage(FILE *f) {

@@ -6,4 +6,8 @@
 int mdl_cmd_init(int argc, char **argv);    /* trail model init */
 int mdl_cmd_info(int argc, char **argv);    /* trail model info */
 
+int pipe_cmd_broker(int argc, char **argv);  /* trail broker */
+int pipe_cmd_produce(int argc, char **argv); /* trail produce */
+int pipe_cmd_record(int argc, char **argv);  /* trail record */
+
 #endif
