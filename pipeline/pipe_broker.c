@@ -14,9 +14,11 @@
  * interposes bind() and turns the mock's "127.0.0.1, any port" binds into ports N, N+1, ... Every
  * other bind() passes straight through to the C library.
  */
+#include "core_alloc.h"
 #include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
+#include "pipe_kafka.h"
 #include "trail_cmds.h"
 
 #include <arpa/inet.h>
@@ -60,6 +62,71 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len) {
         }
     }
     return real(fd, addr, len);
+}
+
+struct pipe_mock {
+    rd_kafka_t *rk;
+    rd_kafka_mock_cluster_t *mc;
+    int n_brokers;
+};
+
+int pipe_mock_new(pipe_mock **out, int n_brokers, int port, const char *topics, int partitions,
+                  char *errstr, size_t errstr_size) {
+    pipe_mock *mk = core_calloc(1, sizeof(*mk));
+    if (!mk) return CORE_ENOMEM;
+    mk->n_brokers = n_brokers;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "4", errstr, errstr_size);
+    mk->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!mk->rk) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    atomic_store(&bind_next_port, port);
+    mk->mc = rd_kafka_mock_cluster_new(mk->rk, n_brokers);
+    atomic_store(&bind_next_port, 0);
+    if (!mk->mc) {
+        snprintf(errstr, errstr_size, "could not start the mock cluster%s",
+                 port ? " (is the port in use?)" : "");
+        goto fail;
+    }
+    if (topics) {
+        char *list = core_strdup(topics), *save = NULL;
+        if (!list) goto fail;
+        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            rd_kafka_resp_err_t e =
+                rd_kafka_mock_topic_create(mk->mc, t, partitions, n_brokers < 3 ? n_brokers : 3);
+            if (e) {
+                snprintf(errstr, errstr_size, "create topic %s: %s", t, rd_kafka_err2str(e));
+                core_free(list);
+                goto fail;
+            }
+        }
+        core_free(list);
+    }
+    *out = mk;
+    return CORE_OK;
+fail:
+    pipe_mock_destroy(mk);
+    return CORE_EKAFKA;
+}
+
+const char *pipe_mock_bootstraps(const pipe_mock *mk) {
+    return rd_kafka_mock_cluster_bootstraps(mk->mc);
+}
+
+void pipe_mock_set_down(pipe_mock *mk, int down) {
+    for (int i = 1; i <= mk->n_brokers; i++) { /* the mock numbers brokers from 1 */
+        if (down) rd_kafka_mock_broker_set_down(mk->mc, i);
+        else rd_kafka_mock_broker_set_up(mk->mc, i);
+    }
+}
+
+void pipe_mock_destroy(pipe_mock *mk) {
+    if (!mk) return;
+    if (mk->mc) rd_kafka_mock_cluster_destroy(mk->mc);
+    if (mk->rk) rd_kafka_destroy(mk->rk);
+    core_free(mk);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,38 +190,12 @@ int pipe_cmd_broker(int argc, char **argv) {
     }
 
     char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "4", errstr, sizeof errstr);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
+    pipe_mock *mk = NULL;
+    if (pipe_mock_new(&mk, (int)nbrokers, (int)port, topics, (int)partitions, errstr,
+                      sizeof errstr)) {
         fprintf(stderr, "trail: broker: %s\n", errstr);
         return 1;
     }
-    atomic_store(&bind_next_port, (int)port);
-    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, (int)nbrokers);
-    atomic_store(&bind_next_port, 0);
-    if (!mc) {
-        fprintf(stderr, "trail: broker: could not start the mock cluster%s\n",
-                port ? " (is the port in use?)" : "");
-        rd_kafka_destroy(rk);
-        return 1;
-    }
-    int rc = 0;
-    if (topics) {
-        char *list = strdup(topics), *save = NULL;
-        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            rd_kafka_resp_err_t e =
-                rd_kafka_mock_topic_create(mc, t, (int)partitions, nbrokers < 3 ? (int)nbrokers : 3);
-            if (e) {
-                fprintf(stderr, "trail: broker: create topic %s: %s\n", t, rd_kafka_err2str(e));
-                rc = 1;
-            }
-        }
-        free(list);
-    }
-    if (rc) goto out;
-
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -164,30 +205,28 @@ int pipe_cmd_broker(int argc, char **argv) {
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
 
-    printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
+    printf("%s\n", pipe_mock_bootstraps(mk));
     fflush(stdout);
     CORE_LOG(CORE_LOG_NOTICE,
              "broker: up bootstrap=%s brokers=%d partitions=%d topics=%s (dev-only mock cluster: "
              "in-memory, not a throughput reference)",
-             rd_kafka_mock_cluster_bootstraps(mc), (int)nbrokers, (int)partitions,
+             pipe_mock_bootstraps(mk), (int)nbrokers, (int)partitions,
              topics ? topics : "-");
     while (!g_stop) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         if (g_down) {
             g_down = 0;
-            for (int i = 1; i <= (int)nbrokers; i++) rd_kafka_mock_broker_set_down(mc, i);
+            pipe_mock_set_down(mk, 1);
             CORE_LOG(CORE_LOG_NOTICE, "broker: down (SIGUSR1) brokers=%d", (int)nbrokers);
         }
         if (g_up) {
             g_up = 0;
-            for (int i = 1; i <= (int)nbrokers; i++) rd_kafka_mock_broker_set_up(mc, i);
+            pipe_mock_set_down(mk, 0);
             CORE_LOG(CORE_LOG_NOTICE, "broker: up (SIGUSR2) brokers=%d", (int)nbrokers);
         }
     }
     CORE_LOG(CORE_LOG_NOTICE, "broker: stopping");
-out:
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(rk);
-    return rc;
+    pipe_mock_destroy(mk);
+    return 0;
 }

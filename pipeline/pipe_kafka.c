@@ -400,6 +400,12 @@ int pipe_consumer_poll(pipe_consumer *c, int timeout_ms, pipe_msg *out) {
     return 1;
 }
 
+int pipe_consumer_header(pipe_consumer *c, const char *name, const void **val, size_t *len) {
+    rd_kafka_headers_t *h = NULL;
+    if (!c->cur || rd_kafka_message_headers(c->cur, &h) || !h) return CORE_ENOTFOUND;
+    return rd_kafka_header_get_last(h, name, val, len) ? CORE_ENOTFOUND : CORE_OK;
+}
+
 void pipe_consumer_store_offsets(pipe_consumer *c, const char *topic, const int32_t *parts,
                                  const int64_t *next_offsets, int n) {
     if (n <= 0) return;

@@ -110,12 +110,31 @@ int pipe_consumer_assign(pipe_consumer *c, const char *topic, const int32_t *par
                          const int64_t *offsets, int n);
 /** @brief Poll one message or event. @return 1 with *out filled, 0 on timeout. */
 int pipe_consumer_poll(pipe_consumer *c, int timeout_ms, pipe_msg *out);
+/** @brief Value of the message header `name` on the message last polled (not NUL-terminated).
+ *  @return CORE_OK or CORE_ENOTFOUND. */
+int pipe_consumer_header(pipe_consumer *c, const char *name, const void **val, size_t *len);
 /** @brief Store next offsets (after the LMDB commit) and send them to the group coordinator,
  *  asynchronously; a monitoring hint only. */
 void pipe_consumer_store_offsets(pipe_consumer *c, const char *topic, const int32_t *parts,
                                  const int64_t *next_offsets, int n);
 /** @brief Leave the group (runs the revoke callback), then destroy. NULL-safe. */
 void pipe_consumer_close(pipe_consumer *c);
+
+// ---------------------------------------------------------------------------------------------
+// In-process mock cluster (pipe_broker.c): `trail broker`, tests and `trail bench pipeline`
+
+typedef struct pipe_mock pipe_mock;
+
+/** @brief Start librdkafka's mock cluster with n_brokers brokers on 127.0.0.1 (listening on
+ *  port, port+1, ... when port > 0, else on free ports) and create each comma-separated topic of
+ *  `topics` (may be NULL) with `partitions` partitions. Lives until pipe_mock_destroy. */
+int pipe_mock_new(pipe_mock **out, int n_brokers, int port, const char *topics, int partitions,
+                  char *errstr, size_t errstr_size);
+/** @brief The bootstrap address, host:port[,host:port]. */
+const char *pipe_mock_bootstraps(const pipe_mock *mk);
+/** @brief Take every broker down (connections closed, new ones refused, data kept) or up. */
+void pipe_mock_set_down(pipe_mock *mk, int down);
+void pipe_mock_destroy(pipe_mock *mk);
 
 /** @brief The partition librdkafka's murmur2 partitioner (and Java's default) picks for a key
  *  (the decimal user id), among n partitions. Scoring routes a user to the worker that owns it
