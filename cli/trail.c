@@ -17,6 +17,10 @@ static const trail_cmd cmds[] = {
     {"broker", NULL, pipe_cmd_broker, "run a local in-memory Kafka broker (dev/tests only)"},
     {"produce", NULL, pipe_cmd_produce, "send an event file into a Kafka topic, keyed by user"},
     {"record", NULL, pipe_cmd_record, "write a Kafka topic range to an event file"},
+#ifdef TRAIL_HAVE_PIPE_ENCODE
+    {"encode-kafka", NULL, pipe_cmd_encode, "encoder worker: consume a topic into the LMDB store"},
+    {"bench", "pipeline", pipe_cmd_bench, "benchmark: local broker -> worker -> LMDB (JSON)"},
+#endif
 };
 
 static void usage(FILE *f) {

@@ -9,5 +9,7 @@ int mdl_cmd_info(int argc, char **argv);    /* trail model info */
 int pipe_cmd_broker(int argc, char **argv);  /* trail broker */
 int pipe_cmd_produce(int argc, char **argv); /* trail produce */
 int pipe_cmd_record(int argc, char **argv);  /* trail record */
+int pipe_cmd_encode(int argc, char **argv);  /* trail encode-kafka (trail encode --brokers ...) */
+int pipe_cmd_bench(int argc, char **argv);   /* trail bench pipeline */
 
 #endif

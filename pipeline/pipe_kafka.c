@@ -101,6 +101,8 @@ fail:
     return NULL;
 }
 
+const char *pipe_kafka_version(void) { return rd_kafka_version_str(); }
+
 const char *pipe_kafka_err2str(int err) { return rd_kafka_err2str((rd_kafka_resp_err_t)err); }
 
 // ---------------------------------------------------------------------------------------------

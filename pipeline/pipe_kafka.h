@@ -141,6 +141,8 @@ void pipe_mock_destroy(pipe_mock *mk);
  *  with this. */
 int32_t pipe_partition_of(const void *key, size_t key_len, int32_t n);
 
+/** @brief librdkafka's version string, e.g. "2.0.2". */
+const char *pipe_kafka_version(void);
 /** @brief Messages a librdkafka error code describes. */
 const char *pipe_kafka_err2str(int err);
 
