@@ -220,7 +220,7 @@ int pipe_cmd_bench(int argc, char **argv) {
         goto fail;
     worker_main(&b1);
     if (b1.rc) {
-        snprintf(err, sizeof err, "phase 1 worker: %s", b1.err);
+        snprintf(err, sizeof err, "phase 1 worker: %.400s", b1.err);
         goto fail;
     }
     double load_s = (double)(ts1.t_last_ns - ts1.t_first_ns) / 1e9;
@@ -256,7 +256,7 @@ int pipe_cmd_bench(int argc, char **argv) {
     b2.stop = 1;
     pthread_join(th, NULL);
     if (src || b2.rc) {
-        snprintf(err, sizeof err, "phase 2: %s", b2.rc ? b2.err : "producing failed");
+        snprintf(err, sizeof err, "phase 2: %.400s", b2.rc ? b2.err : "producing failed");
         goto fail;
     }
     size_t ns;

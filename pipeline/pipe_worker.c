@@ -32,6 +32,7 @@ typedef struct worker {
     int64_t *lo;       // (np) low watermark at start
     int64_t *end;      // (np) high watermark at start (--until-end target)
     int64_t *hi;       // (np) latest high watermark (statistics)
+    int64_t *fresh;    // (np) statistics reports still to see before hi counts (after assignment)
     int open;          /* a sink batch is open */
     uint32_t n, n_dlq; /* messages and dead-lettered messages in the open batch */
     int64_t t_open_ns;
@@ -52,7 +53,7 @@ static void source_name(const worker *w, int32_t p, char *buf, size_t cap) {
 
 static int grow(worker *w, int32_t np) {
     if (np <= w->np) return CORE_OK;
-    int64_t **arrs[] = {&w->pending, &w->stored, &w->start, &w->lo, &w->end, &w->hi};
+    int64_t **arrs[] = {&w->pending, &w->stored, &w->start, &w->lo, &w->end, &w->hi, &w->fresh};
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) {
         int64_t *a = core_realloc(*arrs[i], (size_t)np * sizeof(int64_t));
         if (!a) return CORE_ENOMEM;
@@ -79,6 +80,21 @@ static int all_reached(const worker *w, const int64_t *target) {
     return any;
 }
 
+/* Caught up: every assigned partition's committed offset reached the high watermark reported by
+ * statistics gathered after the assignment (librdkafka keeps a partition's last hi_offset across
+ * rebalances, so the first report after an assignment may be stale; two reports, 1 s apart, span
+ * several fetch responses). 0 while nothing is assigned. */
+static int caught_up(const worker *w) {
+    int any = 0;
+    for (int32_t p = 0; p < w->np; p++) {
+        if (!w->assigned[p]) continue;
+        any = 1;
+        if (w->fresh[p] != 0 || w->hi[p] < 0) return 0;
+        if (w->hi[p] > w->lo[p] && w->hi[p] > 0 && w->stored[p] < w->hi[p]) return 0;
+    }
+    return any;
+}
+
 static void update_gauges(worker *w) {
     for (int32_t p = 0; p < w->np; p++) {
         int64_t lag = -1;
@@ -86,7 +102,7 @@ static void update_gauges(worker *w) {
         if (lag < -1) lag = 0;
         pipe_metrics_set_partition(w->met, p, w->assigned[p], lag);
     }
-    pipe_metrics_set_caught_up(w->met, all_reached(w, w->hi));
+    pipe_metrics_set_caught_up(w->met, caught_up(w));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,6 +221,7 @@ static void on_assign(void *opaque, const char *topic, const int32_t *parts, int
             offsets[i] = PIPE_OFFSET_END; /* nothing is applied: the loop stops first */
         }
         w->assigned[p] = 1;
+        w->fresh[p] = 2;
     }
     update_gauges(w);
 }
@@ -240,6 +257,8 @@ static void on_stats(void *opaque, const char *json, size_t len) {
         if (p >= 0 && p < w->np && json_is_integer(hi) && json_integer_value(hi) >= 0)
             w->hi[p] = json_integer_value(hi);
     }
+    for (int32_t p = 0; p < w->np; p++)
+        if (w->assigned[p] && w->fresh[p] > 0) w->fresh[p]--;
     json_decref(root);
     update_gauges(w);
 }
@@ -311,6 +330,7 @@ static void progress(worker *w, int64_t t0, int final) {
         int64_t at = w->stored[p] > w->start[p] ? w->stored[p] : w->start[p];
         done += (at < w->end[p] ? at : w->end[p]) - w->start[p];
     }
+    if (!total && !final) return; /* nothing assigned yet */
     double secs = (double)(core_now_ns() - t0) / 1e9;
     double rate = secs > 0 ? (double)pipe_metrics_get(w->met, PIPE_M_APPLIED) / secs : 0;
     double frac = total ? (double)done / (double)total : 1.0;
@@ -446,6 +466,7 @@ out:
     core_free(w.lo);
     core_free(w.end);
     core_free(w.hi);
+    core_free(w.fresh);
     core_free(w.ts);
     return rc;
 }
