@@ -147,7 +147,7 @@ int pipe_cmd_bench(int argc, char **argv) {
                                          {"partitions", 1, 0, 'p'}, {"model", 1, 0, 'm'},
                                          {"batch", 1, 0, 'B'},   {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
-    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 2000;
+    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000;
     const char *model = NULL;
     int json = 0, c, rc = 1;
     char err[512], dir[4096];
@@ -165,7 +165,7 @@ int pipe_cmd_bench(int argc, char **argv) {
         default:
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: trail bench pipeline --json [--events N (100000)] [--rate R (2000)]\n"
-                    "       [--seconds S (10)] [--partitions P (4)] [--batch N (2000)] [--model M]\n"
+                    "       [--seconds S (10)] [--partitions P (4)] [--batch N (10000)] [--model M]\n"
                     "  Local mock broker -> encoder worker -> committed LMDB state, in process.\n");
             return c == 'h' ? 0 : 2;
         }

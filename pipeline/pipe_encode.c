@@ -54,7 +54,7 @@ static const conf_key conf_keys[] = {
     {"dlq_topic", offsetof(enc_opts, dlq_topic), 0, 0, 0, "dead-letter topic (<topic>.dlq)"},
     {"metrics", offsetof(enc_opts, metrics), 0, 0, 0, "127.0.0.1:PORT for /metrics"},
     {"log_level", offsetof(enc_opts, log_level), 0, 0, 0, "0-7 (syslog scale, default 6)"},
-    {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000, "events per LMDB txn (2000)"},
+    {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000, "events per LMDB txn (10000)"},
     {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (50)"},
 };
 
@@ -147,7 +147,7 @@ static void usage(FILE *f) {
             "                       applied (backfill, rebuild); a progress bar on a terminal\n"
             "  --dlq-topic T        dead-letter topic (default <topic>.dlq)\n"
             "  --metrics ADDR       serve Prometheus /metrics on 127.0.0.1:PORT\n"
-            "  --batch N            events per LMDB transaction (2000)\n"
+            "  --batch N            events per LMDB transaction (10000)\n"
             "  --batch-ms MS        longest a batch stays open (50)\n"
             "  --config FILE        key=value lines (brokers, topic, group, model, store, dlq_topic,\n"
             "                       metrics, log_level, batch.max_events, batch.max_ms, kafka.*);\n"
@@ -164,7 +164,7 @@ int pipe_cmd_encode(int argc, char **argv) {
         {0, 0, 0, 0}};
     enc_opts o;
     memset(&o, 0, sizeof o);
-    o.batch_max = 2000;
+    o.batch_max = 10000;
     o.batch_ms = 50;
     const char *cli[8] = {0}; /* brokers topic group model store dlq metrics */
     uint64_t cli_batch = 0, cli_batch_ms = 0;

@@ -43,7 +43,7 @@ typedef struct worker {
 
 void pipe_worker_conf_default(pipe_worker_conf *conf) {
     memset(conf, 0, sizeof(*conf));
-    conf->batch_max = 2000;
+    conf->batch_max = 10000;
     conf->batch_ms = 50;
 }
 

@@ -39,7 +39,7 @@ typedef struct pipe_worker_conf {
     const char *brokers, *topic, *group;
     const char *dlq_topic;     /* NULL: "<topic>.dlq" */
     const pipe_props *props;   /* librdkafka properties for the consumer and the DLQ producer */
-    uint32_t batch_max;        /* events per write transaction (default 2000) */
+    uint32_t batch_max;        /* events per write transaction (default 10000) */
     uint32_t batch_ms;         /* longest a batch stays open, ms (default 50) */
     int until_end;             /* exit once the assigned partitions reach the end offsets seen at start */
     int progress;              /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
