@@ -106,6 +106,11 @@ static int conf_load(enc_opts *o, const char *path) {
         lineno++;
         char *s = line, *e;
         while (*s == ' ' || *s == '\t') s++;
+        for (char *h = s; *h; h++) /* a '#' after whitespace starts a comment */
+            if (*h == '#' && h > s && (h[-1] == ' ' || h[-1] == '\t')) {
+                *h = 0;
+                break;
+            }
         e = s + strlen(s);
         while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
         if (!*s || *s == '#') continue;
