@@ -428,11 +428,45 @@ static void test_brokers_down_mid_stream_until_end(void **state) {
     assert_matches_reference("ev2", stores, 1);
 }
 
+static int file_has(const char *path, const char *needle) {
+    return wait_in_file(path, needle, NULL, 0, 100);
+}
+
+static void test_config_file_and_kafka_properties(void **state) {
+    (void)state;
+    char conf[4200], log[4200], st[4200];
+    snprintf(conf, sizeof conf, "%s/w.conf", g_dir);
+    snprintf(log, sizeof log, "%s/conf.log", g_dir);
+    snprintf(st, sizeof st, "%s/s-conf", g_dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "# comment\nbrokers = %s\ntopic = ev\nbatch.max_events = 0\n", g_brokers);
+    fclose(f);
+    char *a1[] = {g_bin, "encode-kafka", "--config", conf, "--group", "g", "--model", g_model,
+                  "--store", st, NULL};
+    assert_int_equal(run(a1, log, 10000), 2); /* out of bounds, named with file:line */
+    assert_true(file_has(log, "w.conf:4: batch.max_events: '0' is not an integer in [1, 1000000]"));
+    f = fopen(conf, "w");
+    fprintf(f, "brokers = %s\ntopic = ev\ngroupp = typo\n", g_brokers);
+    fclose(f);
+    assert_int_equal(run(a1, log, 10000), 2);
+    assert_true(file_has(log, "w.conf:3: unknown key 'groupp'"));
+    /* kafka.* reaches librdkafka unchanged: an unknown property is refused by librdkafka itself. */
+    f = fopen(conf, "w");
+    fprintf(f, "brokers = %s\ntopic = ev   # trailing comment\n", g_brokers);
+    fclose(f);
+    char *a2[] = {g_bin, "encode-kafka", "--config", conf, "--group", "g", "--model", g_model,
+                  "--store", st, "-X", "kafka.no.such.property=1", NULL};
+    assert_int_equal(run(a2, log, 10000), 1);
+    assert_true(file_has(log, "kafka.no.such.property"));
+}
+
 int main(void) {
     core_log_level = CORE_LOG_WARNING;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_kill9_restart_equals_file_replay),
         cmocka_unit_test(test_brokers_down_mid_stream_until_end),
+        cmocka_unit_test(test_config_file_and_kafka_properties),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
