@@ -138,10 +138,6 @@ static int conf_load(enc_opts *o, const char *path) {
 // The command
 
 static volatile int g_stop;
-static void on_stop(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -266,12 +262,7 @@ int pipe_cmd_encode(int argc, char **argv) {
                  secret ? "(hidden)" : o.props.kv[2 * i + 1]);
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    pipe_stop_on_signals(&g_stop);
 
     pipe_store_sink ss;
     pipe_sink sink;

@@ -12,6 +12,7 @@
 #include "core_log.h"
 #include "core_util.h"
 #include "pipe_kafka.h"
+#include "pipe_worker.h"
 #include "sch_event.h"
 #include "trail_cmds.h"
 
@@ -23,19 +24,6 @@
 #include <time.h>
 
 static volatile int g_stop;
-static void on_stop(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-static void install_stop(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-}
 
 static void sleep_ns(int64_t ns) {
     if (ns <= 0) return;
@@ -52,15 +40,13 @@ static void produce_usage(FILE *f) {
                "  by its decimal user id. Malformed records are reported and not sent.\n"
                "  --rate R         events per second (default: as fast as possible)\n"
                "  --no-validate    send every record as is, keyed by user id when it decodes\n"
-               "  --now            stamp messages with the current time (default; event time is\n"
-               "                   in the payload)\n"
                "  -X key=value     librdkafka producer property (kafka. prefix optional)\n");
 }
 
 int pipe_cmd_produce(int argc, char **argv) {
     static const struct option opts[] = {
         {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},       {"input", 1, 0, 'i'},
-        {"rate", 1, 0, 'r'},    {"no-validate", 0, 0, 'n'}, {"now", 0, 0, 'N'},
+        {"rate", 1, 0, 'r'},    {"no-validate", 0, 0, 'n'},
         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     const char *brokers = NULL, *topic = NULL, *input = NULL;
     double rate = 0;
@@ -79,7 +65,6 @@ int pipe_cmd_produce(int argc, char **argv) {
             if (core_parse_double(optarg, 1, 1e9, "--rate", &rate)) goto usage_err;
             break;
         case 'n': validate = 0; break;
-        case 'N': break;
         case 'X':
             if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
                 fprintf(stderr, "trail: produce: -X %s\n", errstr);
@@ -99,7 +84,7 @@ int pipe_cmd_produce(int argc, char **argv) {
         fprintf(stderr, "trail: produce: %s\n", errstr);
         goto out;
     }
-    install_stop();
+    pipe_stop_on_signals(&g_stop);
     uint64_t sent = 0, rejected = 0, recno = 0;
     int64_t t0 = core_now_ns();
     for (;;) {
@@ -240,7 +225,7 @@ int pipe_cmd_record(int argc, char **argv) {
         goto out;
     }
     if (open_parts && pipe_consumer_assign(cons, topic, parts, start, np)) goto out;
-    install_stop();
+    pipe_stop_on_signals(&g_stop);
     uint64_t written = 0, skipped = 0;
     while (open_parts > 0 && !g_stop) {
         pipe_msg m;

@@ -13,6 +13,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,22 @@ void pipe_worker_conf_default(pipe_worker_conf *conf) {
     memset(conf, 0, sizeof(*conf));
     conf->batch_max = 10000;
     conf->batch_ms = 50;
+}
+
+static volatile int *g_stop_flag;
+static void on_stop_signal(int sig) {
+    (void)sig;
+    if (g_stop_flag) *g_stop_flag = 1;
+}
+
+void pipe_stop_on_signals(volatile int *stop) {
+    struct sigaction sa;
+    g_stop_flag = stop;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 static void source_name(const worker *w, int32_t p, char *buf, size_t cap) {

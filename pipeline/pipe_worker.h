@@ -48,6 +48,10 @@ typedef struct pipe_worker_conf {
 
 void pipe_worker_conf_default(pipe_worker_conf *conf);
 
+/** @brief Make SIGTERM and SIGINT set *stop to 1 (the drain request the loops poll).
+ *  @remark process-wide; the last call wins. */
+void pipe_stop_on_signals(volatile int *stop);
+
 /** @brief Run the loop until *stop, --until-end completion, or a fatal error. On every exit path
  *  the open batch is committed (or aborted on a store failure), the consumer leaves the group and
  *  the dead-letter producer is flushed.

@@ -4,47 +4,15 @@
  * to the end offsets seen at start, and each user's events keep their order.
  */
 #include "test_common.h"
+#include "test_proc.h"
 
 #include "core_err.h"
 #include "sch_event.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static char g_dir[4096], g_bin[4096];
-
-static void msleep(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static pid_t spawn(char *const argv[], const char *out, const char *err) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_exit(pid_t pid, int timeout_ms) {
-    for (int t = 0; t < timeout_ms; t += 20) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        msleep(20);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
 
 static int first_line(const char *path, char *buf, size_t cap, int timeout_ms) {
     for (int t = 0; t < timeout_ms; t += 50) {
@@ -57,7 +25,7 @@ static int first_line(const char *path, char *buf, size_t cap, int timeout_ms) {
                 return 1;
             }
         }
-        msleep(50);
+        test_msleep(50);
     }
     return 0;
 }
@@ -91,9 +59,9 @@ static void test_broker_produce_record(void **state) {
         char ps[16];
         snprintf(ps, sizeof ps, "%d", port);
         char *argv[] = {g_bin, "broker", "--port", ps, "--partitions", "3", "--topics", "t", NULL};
-        br = spawn(argv, out, err);
+        br = test_spawn(argv, out, err, 0);
         if (!first_line(out, brokers, sizeof brokers, 5000)) {
-            wait_exit(br, 2000);
+            test_wait_exit(br, 2000);
             br = -1;
         }
     }
@@ -115,7 +83,7 @@ static void test_broker_produce_record(void **state) {
     path(pout, sizeof pout, "produce.out");
     path(perr, sizeof perr, "produce.err");
     char *prod[] = {g_bin, "produce", "--brokers", brokers, "--topic", "t", "--input", events, NULL};
-    assert_int_equal(wait_exit(spawn(prod, pout, perr), 30000), 0);
+    assert_int_equal(test_wait_exit(test_spawn(prod, pout, perr, 0), 30000), 0);
     assert_true(first_line(pout, line, sizeof line, 100));
     assert_non_null(strstr(line, "produced 300 events"));
     assert_non_null(strstr(line, "rejected 2"));
@@ -123,7 +91,7 @@ static void test_broker_produce_record(void **state) {
     assert_non_null(strstr(line, ":102: rejected:")); /* file:line of the first malformed record */
 
     char *recv[] = {g_bin, "record", "--brokers", brokers, "--topic", "t", "--out", rec, NULL};
-    assert_int_equal(wait_exit(spawn(recv, pout, perr), 30000), 0);
+    assert_int_equal(test_wait_exit(test_spawn(recv, pout, perr, 0), 30000), 0);
     f = fopen(rec, "r");
     assert_non_null(f);
     int n = 0, last_item[17];
@@ -141,7 +109,7 @@ static void test_broker_produce_record(void **state) {
     assert_int_equal(n, 300);
 
     kill(br, SIGTERM);
-    assert_int_equal(wait_exit(br, 10000), 0);
+    assert_int_equal(test_wait_exit(br, 10000), 0);
 }
 
 static void test_usage_errors_exit_2(void **state) {
@@ -150,15 +118,15 @@ static void test_usage_errors_exit_2(void **state) {
     path(o, sizeof o, "u.out");
     path(e, sizeof e, "u.err");
     char *a1[] = {g_bin, "broker", "--port", "70000", NULL};
-    assert_int_equal(wait_exit(spawn(a1, o, e), 5000), 2);
+    assert_int_equal(test_wait_exit(test_spawn(a1, o, e, 0), 5000), 2);
     char *a2[] = {g_bin, "produce", "--topic", "t", NULL};
-    assert_int_equal(wait_exit(spawn(a2, o, e), 5000), 2);
+    assert_int_equal(test_wait_exit(test_spawn(a2, o, e, 0), 5000), 2);
     char *a3[] = {g_bin, "record", "--brokers", "127.0.0.1:1", "--topic", "t", "--out", o, "--to",
                   "5", NULL};
-    assert_int_equal(wait_exit(spawn(a3, o, e), 5000), 2);
+    assert_int_equal(test_wait_exit(test_spawn(a3, o, e, 0), 5000), 2);
     char *a4[] = {g_bin, "produce", "--brokers", "127.0.0.1:1", "--topic", "t", "--input", o,
                   "-X", "no-equals-sign", NULL};
-    assert_int_equal(wait_exit(spawn(a4, o, e), 5000), 2);
+    assert_int_equal(test_wait_exit(test_spawn(a4, o, e, 0), 5000), 2);
 }
 
 int main(void) {

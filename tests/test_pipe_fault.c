@@ -14,6 +14,7 @@
  *    intact (the mock keeps it in memory); it does not prove survival of a broker that loses data.
  */
 #include "test_common.h"
+#include "test_proc.h"
 
 #include "core_err.h"
 #include "core_log.h"
@@ -24,13 +25,9 @@
 #include "sch_event.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NUSERS 300
@@ -42,41 +39,13 @@ static char g_dir[4096], g_events[4200], g_model[4200], g_ref[4200];
 static char g_brokers[256], g_bin[4096];
 static pid_t g_broker = -1;
 
-static void msleep(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Run argv with stdout+stderr to logpath; returns the pid. */
+/* Run argv with stdout+stderr appended to logpath; returns the pid. */
 static pid_t spawn(char *const argv[], const char *logpath) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_exit(pid_t pid, int timeout_ms) {
-    for (int t = 0; t < timeout_ms; t += 20) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        msleep(20);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
+    return test_spawn(argv, logpath, logpath, 1);
 }
 
 static int run(char *const argv[], const char *logpath, int timeout_ms) {
-    return wait_exit(spawn(argv, logpath), timeout_ms);
+    return test_wait_exit(spawn(argv, logpath), timeout_ms);
 }
 
 /* Wait for `needle` in a file; copy the rest of its line into out. */
@@ -94,7 +63,7 @@ static int wait_in_file(const char *path, const char *needle, char *out, size_t 
             return 1;
         }
         if (f) fclose(f);
-        msleep(50);
+        test_msleep(50);
     }
     return 0;
 }
@@ -164,14 +133,7 @@ static int setup(void **state) {
     snprintf(out, sizeof out, "%s/broker.out", g_dir);
     snprintf(log, sizeof log, "%s/broker.log", g_dir);
     char *br[] = {bin, "broker", "--partitions", "4", "--topics", "ev,ev2", NULL};
-    g_broker = fork();
-    if (g_broker == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(log, O_WRONLY | O_CREAT, 0644);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(bin, br);
-        _exit(127);
-    }
+    g_broker = test_spawn(br, out, log, 0);
     for (int t = 0; t < 10000 && !g_brokers[0]; t += 50) {
         FILE *f = fopen(out, "r");
         if (f) {
@@ -181,7 +143,7 @@ static int setup(void **state) {
                 g_brokers[0] = 0;
             fclose(f);
         }
-        msleep(50);
+        test_msleep(50);
     }
     return g_brokers[0] ? 0 : -1;
 }
@@ -190,7 +152,7 @@ static int teardown(void **state) {
     (void)state;
     if (g_broker > 0) {
         kill(g_broker, SIGTERM);
-        wait_exit(g_broker, 10000);
+        test_wait_exit(g_broker, 10000);
     }
     if (getenv("TRAIL_TEST_KEEP")) fprintf(stderr, "kept %s\n", g_dir);
     else test_rmtree(g_dir);
@@ -342,12 +304,12 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
     char *prod[] = {g_bin, "produce", "--brokers", g_brokers, "--topic", "ev",
                     "--input", g_events, "--no-validate", "--rate", "4000", NULL};
     pid_t pp = spawn(prod, lp);
-    msleep(1500);
+    test_msleep(1500);
     kill(a, SIGKILL);
-    assert_int_equal(wait_exit(a, 5000), 128 + SIGKILL);
-    msleep(1000);
+    assert_int_equal(test_wait_exit(a, 5000), 128 + SIGKILL);
+    test_msleep(1000);
     a = start_worker("ev", sa, la, 0, "200");
-    assert_int_equal(wait_exit(pp, 60000), 0);
+    assert_int_equal(test_wait_exit(pp, 60000), 0);
     int pa = metrics_port(la), pb = -1;
     /* a's log holds two metrics lines (before and after the kill): take b's, then a's last. */
     pb = metrics_port(lb);
@@ -361,17 +323,17 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
         if (f) fclose(f);
     }
     assert_true(pa > 0 && pb > 0);
-    msleep(1500); /* let statistics report the final high watermarks */
+    test_msleep(1500); /* let statistics report the final high watermarks */
     int ok = 0;
     for (int t = 0; t < 60000 && !ok; t += 250) {
         ok = http_caught_up(pa) && http_caught_up(pb);
-        if (!ok) msleep(250);
+        if (!ok) test_msleep(250);
     }
     assert_true(ok);
     kill(a, SIGTERM);
     kill(b, SIGTERM);
-    assert_int_equal(wait_exit(a, 30000), 0); /* SIGTERM drains: commit, leave the group, exit 0 */
-    assert_int_equal(wait_exit(b, 30000), 0);
+    assert_int_equal(test_wait_exit(a, 30000), 0); /* SIGTERM drains: commit, leave the group, exit 0 */
+    assert_int_equal(test_wait_exit(b, 30000), 0);
     assert_true(wait_in_file(la, "stop reason=signal", NULL, 0, 1000));
     assert_true(wait_in_file(lb, "stop reason=signal", NULL, 0, 1000));
     const char *stores[] = {sa, sb};
@@ -418,11 +380,11 @@ static void test_brokers_down_mid_stream_until_end(void **state) {
     assert_int_equal(run(prod, lp, 60000), 0);
     pid_t w = start_worker("ev2", s, l, 1, "20"); /* small fsynced batches: slow enough */
     assert_true(wait_in_file(l, "pipe: assigned", NULL, 0, 30000));
-    msleep(300);
+    test_msleep(300);
     kill(g_broker, SIGUSR1); /* every broker down: connections dropped, new ones refused */
-    msleep(3000);
+    test_msleep(3000);
     kill(g_broker, SIGUSR2);
-    assert_int_equal(wait_exit(w, 90000), 0);
+    assert_int_equal(test_wait_exit(w, 90000), 0);
     assert_true(wait_in_file(l, "stop reason=until-end", NULL, 0, 1000));
     const char *stores[] = {s};
     assert_matches_reference("ev2", stores, 1);
