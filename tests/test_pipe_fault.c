@@ -68,11 +68,11 @@ static int wait_in_file(const char *path, const char *needle, char *out, size_t 
     return 0;
 }
 
-static int http_caught_up(int port) {
+/* GET /metrics into buf (NUL-terminated); 0 if the worker does not answer. */
+static int http_metrics(int port, char *buf, size_t cap) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    char buf[65536];
     size_t n = 0;
     if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
         close(fd);
@@ -84,10 +84,15 @@ static int http_caught_up(int port) {
         return 0;
     }
     ssize_t k;
-    while (n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)k;
+    while (n < cap - 1 && (k = read(fd, buf + n, cap - 1 - n)) > 0) n += (size_t)k;
     buf[n] = 0;
     close(fd);
-    return strstr(buf, "trail_pipeline_caught_up 1\n") != NULL;
+    return n > 0;
+}
+
+static int http_caught_up(int port) {
+    static char buf[65536];
+    return http_metrics(port, buf, sizeof buf) && strstr(buf, "trail_pipeline_caught_up 1\n");
 }
 
 static void write_events(void) {
@@ -330,6 +335,20 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
         if (!ok) test_msleep(250);
     }
     assert_true(ok);
+    /* Per-partition lag from librdkafka's statistics: two owned partitions each, both at 0. */
+    static char body[65536];
+    for (int i = 0; i < 2; i++) {
+        assert_true(http_metrics(i ? pb : pa, body, sizeof body));
+        assert_non_null(strstr(body, "trail_pipeline_assigned_partitions 2\n"));
+        int zeros = 0;
+        for (char *q = body; (q = strstr(q, "trail_pipeline_consumer_lag{topic=\"ev\",partition=\""));
+             q++) {
+            const char *brace = strchr(q, '}');
+            zeros += brace && !strncmp(brace, "} 0\n", 4);
+        }
+        assert_int_equal(zeros, 2);
+        assert_non_null(strstr(body, "trail_pipeline_batch_commit_seconds_count "));
+    }
     kill(a, SIGTERM);
     kill(b, SIGTERM);
     assert_int_equal(test_wait_exit(a, 30000), 0); /* SIGTERM drains: commit, leave the group, exit 0 */
