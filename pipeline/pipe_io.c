@@ -1,0 +1,275 @@
+/* pipe_io.c: `trail produce` (an event file into a topic, keyed by user id) and `trail record` (a
+ * topic range into an event file that `trail encode --input` replays).
+ *
+ * Both validate every event with the schema's decoder: produce refuses malformed records (counted,
+ * reported with file and line) unless --no-validate asks to send them as they are (to exercise the
+ * dead-letter route); record skips what it cannot decode (counted, reported with partition and
+ * offset), so a recorded file is always clean input.
+ */
+#include "core_alloc.h"
+#include "core_args.h"
+#include "core_err.h"
+#include "core_log.h"
+#include "core_util.h"
+#include "pipe_kafka.h"
+#include "pipe_worker.h"
+#include "sch_event.h"
+#include "trail_cmds.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static volatile int g_stop;
+
+static void sleep_ns(int64_t ns) {
+    if (ns <= 0) return;
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    nanosleep(&ts, NULL);
+}
+
+// ---------------------------------------------------------------------------------------------
+// trail produce
+
+static void produce_usage(FILE *f) {
+    fprintf(f, "usage: trail produce --brokers B --topic T --input FILE [--rate R] [options]\n"
+               "  Sends each event of FILE (JSON lines or binary; '-' is stdin) as one message keyed\n"
+               "  by its decimal user id. Malformed records are reported and not sent.\n"
+               "  --rate R         events per second (default: as fast as possible)\n"
+               "  --no-validate    send every record as is, keyed by user id when it decodes\n"
+               "  -X key=value     librdkafka producer property (kafka. prefix optional)\n");
+}
+
+int pipe_cmd_produce(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},       {"input", 1, 0, 'i'},
+        {"rate", 1, 0, 'r'},    {"no-validate", 0, 0, 'n'},
+        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    const char *brokers = NULL, *topic = NULL, *input = NULL;
+    double rate = 0;
+    int validate = 1, c, rc = 1;
+    char errstr[512];
+    pipe_props props = {0};
+    pipe_producer *p = NULL;
+    sch_reader *r = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': brokers = optarg; break;
+        case 't': topic = optarg; break;
+        case 'i': input = optarg; break;
+        case 'r':
+            if (core_parse_double(optarg, 1, 1e9, "--rate", &rate)) goto usage_err;
+            break;
+        case 'n': validate = 0; break;
+        case 'X':
+            if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
+                fprintf(stderr, "trail: produce: -X %s\n", errstr);
+                goto usage_err;
+            }
+            break;
+        case 'h': produce_usage(stdout); pipe_props_free(&props); return 0;
+        default: goto usage_err;
+        }
+    }
+    if (!brokers || !topic || !input || optind != argc) goto usage_err;
+    if (sch_reader_open(&r, input, SCH_MAX_JSON_BYTES, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: produce: %s\n", errstr);
+        goto out;
+    }
+    if (pipe_producer_new(&p, brokers, &props, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: produce: %s\n", errstr);
+        goto out;
+    }
+    pipe_stop_on_signals(&g_stop);
+    uint64_t sent = 0, rejected = 0, recno = 0;
+    int64_t t0 = core_now_ns();
+    for (;;) {
+        const char *rec;
+        size_t n;
+        int k = sch_reader_next(r, &rec, &n, &recno);
+        if (k == 0 || g_stop) break;
+        if (k == CORE_EIO) {
+            fprintf(stderr, "trail: produce: %s: read error\n", input);
+            goto out;
+        }
+        if (k == CORE_EFORMAT) { /* a truncated binary tail ends the file */
+            fprintf(stderr, "trail: produce: %s: record %" PRIu64 ": truncated binary record\n",
+                    input, recno + 1);
+            rejected++;
+            break;
+        }
+        sch_event ev;
+        char err[256] = "";
+        int drc = CORE_ETOOBIG;
+        if (k == CORE_ETOOBIG)
+            snprintf(err, sizeof err, "record longer than %d bytes", SCH_MAX_JSON_BYTES);
+        else
+            drc = sch_event_decode(&ev, rec, n, err, sizeof err);
+        if (drc) {
+            rejected++;
+            if (rejected <= 20)
+                fprintf(stderr, "trail: produce: %s:%" PRIu64 ": rejected: %s\n", input, recno,
+                        err);
+            if (validate || k != 1) continue;
+        }
+        char key[24];
+        int klen = drc ? 0 : snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
+        if (pipe_producer_send(p, topic, -1, klen ? key : NULL, (size_t)klen, rec, n, NULL, 0, 0,
+                               &g_stop))
+            break;
+        sent++;
+        if (rate > 0) sleep_ns((int64_t)((double)sent * 1e9 / rate) - (core_now_ns() - t0));
+        else if ((sent & 1023) == 0) pipe_producer_poll(p, 0);
+    }
+    if (pipe_producer_flush(p, -1, &g_stop)) fprintf(stderr, "trail: produce: interrupted\n");
+    uint64_t delivered, failed;
+    pipe_producer_counts(p, &delivered, &failed);
+    double secs = (double)(core_now_ns() - t0) / 1e9;
+    if (rejected > 20) fprintf(stderr, "trail: produce: ... %" PRIu64 " rejects in all\n", rejected);
+    printf("produced %" PRIu64 " events to %s (delivered %" PRIu64 ", failed %" PRIu64
+           ", rejected %" PRIu64 ") in %.2f s\n",
+           sent, topic, delivered, failed, rejected, secs);
+    rc = (failed || delivered != sent || g_stop) ? 1 : 0;
+out:
+    pipe_producer_destroy(p);
+    sch_reader_close(r);
+    pipe_props_free(&props);
+    return rc;
+usage_err:
+    produce_usage(stderr);
+    pipe_props_free(&props);
+    return 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// trail record
+
+static void record_usage(FILE *f) {
+    fprintf(f, "usage: trail record --brokers B --topic T --out FILE [--from beginning|OFFSET]\n"
+               "                    [--to end] [--binary] [-X key=value]\n"
+               "  Writes every event of the topic's partitions from --from (default beginning) up to\n"
+               "  the end offsets seen at start, as JSON lines (or --binary) that\n"
+               "  `trail encode --input` reads. Undecodable messages are reported and skipped.\n");
+}
+
+int pipe_cmd_record(int argc, char **argv) {
+    static const struct option opts[] = {{"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},
+                                         {"out", 1, 0, 'o'},     {"from", 1, 0, 'f'},
+                                         {"to", 1, 0, 'T'},      {"binary", 0, 0, 'B'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    const char *brokers = NULL, *topic = NULL, *outpath = NULL;
+    int64_t from = PIPE_OFFSET_BEGINNING;
+    int binary = 0, c, rc = 1, np = 0;
+    char errstr[512];
+    pipe_props props = {0};
+    pipe_consumer *cons = NULL;
+    sch_writer *w = NULL;
+    int32_t *parts = NULL;
+    int64_t *start = NULL, *end = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': brokers = optarg; break;
+        case 't': topic = optarg; break;
+        case 'o': outpath = optarg; break;
+        case 'f':
+            if (strcmp(optarg, "beginning") != 0 &&
+                core_parse_i64(optarg, 0, INT64_MAX, "--from", &from))
+                goto usage_err;
+            break;
+        case 'T':
+            if (strcmp(optarg, "end") != 0) {
+                fprintf(stderr, "trail: record: --to accepts only 'end'\n");
+                goto usage_err;
+            }
+            break;
+        case 'B': binary = 1; break;
+        case 'X':
+            if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
+                fprintf(stderr, "trail: record: -X %s\n", errstr);
+                goto usage_err;
+            }
+            break;
+        case 'h': record_usage(stdout); pipe_props_free(&props); return 0;
+        default: goto usage_err;
+        }
+    }
+    if (!brokers || !topic || !outpath || optind != argc) goto usage_err;
+    if (pipe_consumer_new(&cons, brokers, NULL, topic, &props, NULL, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: record: %s\n", errstr);
+        goto out;
+    }
+    if (pipe_consumer_partition_count(cons, topic, 10000, &np)) {
+        fprintf(stderr, "trail: record: no metadata for topic %s\n", topic);
+        goto out;
+    }
+    parts = core_calloc((size_t)np, sizeof(*parts));
+    start = core_calloc((size_t)np, sizeof(*start));
+    end = core_calloc((size_t)np, sizeof(*end));
+    if (!parts || !start || !end) goto out;
+    int open_parts = 0;
+    for (int i = 0; i < np; i++) {
+        int64_t lo, hi;
+        parts[i] = i;
+        if (pipe_consumer_watermarks(cons, topic, i, 10000, &lo, &hi)) goto out;
+        start[i] = from == PIPE_OFFSET_BEGINNING ? lo : (from > lo ? from : lo);
+        end[i] = hi;
+        if (start[i] < end[i]) open_parts++;
+    }
+    if (sch_writer_open(&w, outpath, binary, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: record: %s\n", errstr);
+        goto out;
+    }
+    if (open_parts && pipe_consumer_assign(cons, topic, parts, start, np)) goto out;
+    pipe_stop_on_signals(&g_stop);
+    uint64_t written = 0, skipped = 0;
+    while (open_parts > 0 && !g_stop) {
+        pipe_msg m;
+        if (!pipe_consumer_poll(cons, 500, &m)) continue;
+        if (m.err) {
+            if (m.err_fatal) goto out;
+            CORE_LOG(CORE_LOG_WARNING, "record: kafka-error partition=%d err=\"%s\"",
+                     (int)m.partition, m.errstr);
+            continue;
+        }
+        if (m.partition < 0 || m.partition >= np || m.offset >= end[m.partition]) continue;
+        sch_event ev;
+        char err[256];
+        if (sch_event_decode(&ev, m.payload, m.len, err, sizeof err)) {
+            skipped++;
+            fprintf(stderr, "trail: record: %s partition %d offset %" PRId64 ": skipped: %s\n",
+                    topic, (int)m.partition, m.offset, err);
+        } else if (sch_writer_put(w, &ev)) {
+            fprintf(stderr, "trail: record: write %s failed\n", outpath);
+            goto out;
+        } else {
+            written++;
+        }
+        if (m.offset + 1 >= end[m.partition]) open_parts--;
+    }
+    int wrc = sch_writer_close(w);
+    w = NULL;
+    if (wrc) {
+        fprintf(stderr, "trail: record: closing %s: %s\n", outpath, core_strerror(wrc));
+        goto out;
+    }
+    printf("recorded %" PRIu64 " events from %s (%d partitions, skipped %" PRIu64 ") to %s\n",
+           written, topic, np, skipped, outpath);
+    rc = g_stop ? 1 : 0;
+out:
+    if (w) sch_writer_close(w);
+    pipe_consumer_close(cons);
+    core_free(parts);
+    core_free(start);
+    core_free(end);
+    pipe_props_free(&props);
+    return rc;
+usage_err:
+    record_usage(stderr);
+    pipe_props_free(&props);
+    return 2;
+}

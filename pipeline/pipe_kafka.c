@@ -1,0 +1,466 @@
+/* pipe_kafka.c: librdkafka behind the pipe_kafka.h seam. See the header for what it does and does
+ * not do. Every polled rd_kafka_message_t is destroyed exactly once: at the next poll or at close.
+ */
+#include "pipe_kafka.h"
+
+#include "core_alloc.h"
+#include "core_assert.h"
+#include "core_err.h"
+#include "core_log.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+
+int pipe_props_add(pipe_props *p, const char *key, const char *val) {
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        char **kv = core_realloc(p->kv, 2 * cap * sizeof(*kv));
+        if (!kv) return CORE_ENOMEM;
+        p->kv = kv;
+        p->cap = cap;
+    }
+    char *k = core_strdup(key), *v = core_strdup(val);
+    if (!k || !v) {
+        core_free(k);
+        core_free(v);
+        return CORE_ENOMEM;
+    }
+    p->kv[2 * p->n] = k;
+    p->kv[2 * p->n + 1] = v;
+    p->n++;
+    return CORE_OK;
+}
+
+int pipe_props_add_kv(pipe_props *p, const char *kv, char *errstr, size_t errstr_size) {
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) {
+        snprintf(errstr, errstr_size, "'%s' is not key=value", kv);
+        return CORE_EINVAL;
+    }
+    if (!strncmp(kv, "kafka.", 6)) kv += 6;
+    char key[256];
+    size_t kn = (size_t)(eq - kv);
+    if (kn == 0 || kn >= sizeof key) {
+        snprintf(errstr, errstr_size, "bad property name in '%s'", kv);
+        return CORE_EINVAL;
+    }
+    memcpy(key, kv, kn);
+    key[kn] = 0;
+    return pipe_props_add(p, key, eq + 1);
+}
+
+const char *pipe_props_get(const pipe_props *p, const char *key) {
+    const char *v = NULL;
+    for (size_t i = 0; i < p->n; i++)
+        if (!strcmp(p->kv[2 * i], key)) v = p->kv[2 * i + 1];
+    return v;
+}
+
+void pipe_props_free(pipe_props *p) {
+    for (size_t i = 0; i < 2 * p->n; i++) core_free(p->kv[i]);
+    core_free(p->kv);
+    memset(p, 0, sizeof(*p));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared setup
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk;
+    CORE_LOG(level, "kafka: %s %s", fac, buf);
+}
+
+/* Builds a conf from defaults[] then props (props win). On failure errstr names the key. */
+static rd_kafka_conf_t *conf_build(const char *brokers, const char *const *defaults,
+                                   const pipe_props *props, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) !=
+        RD_KAFKA_CONF_OK)
+        goto fail;
+    for (size_t i = 0; defaults && defaults[i]; i += 2)
+        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size) !=
+            RD_KAFKA_CONF_OK)
+            goto fail;
+    for (size_t i = 0; props && i < props->n; i++) {
+        char e[256];
+        if (rd_kafka_conf_set(conf, props->kv[2 * i], props->kv[2 * i + 1], e, sizeof e) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "kafka.%s: %s", props->kv[2 * i], e);
+            goto fail;
+        }
+    }
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+const char *pipe_kafka_version(void) { return rd_kafka_version_str(); }
+
+const char *pipe_kafka_err2str(int err) { return rd_kafka_err2str((rd_kafka_resp_err_t)err); }
+
+// ---------------------------------------------------------------------------------------------
+// Producer
+
+struct pipe_producer {
+    rd_kafka_t *rk;
+    atomic_uint_fast64_t delivered, failed;
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
+    (void)rk;
+    pipe_producer *p = opaque;
+    if (rkm->err) {
+        atomic_fetch_add(&p->failed, 1);
+        CORE_LOG(CORE_LOG_ERR, "pipe: delivery-failed topic=%s partition=%d err=\"%s\"",
+                 rd_kafka_topic_name(rkm->rkt), (int)rkm->partition, rd_kafka_err2str(rkm->err));
+    } else {
+        atomic_fetch_add(&p->delivered, 1);
+    }
+}
+
+int pipe_producer_new(pipe_producer **out, const char *brokers, const pipe_props *props,
+                      char *errstr, size_t errstr_size) {
+    static const char *const defaults[] = {"acks", "all", "enable.idempotence", "true",
+                                           "linger.ms", "5", "partitioner", "murmur2_random",
+                                           "message.timeout.ms", "0", NULL};
+    pipe_producer *p = core_calloc(1, sizeof(*p));
+    if (!p) return CORE_ENOMEM;
+    rd_kafka_conf_t *conf = conf_build(brokers, defaults, props, errstr, errstr_size);
+    if (!conf) goto fail;
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!p->rk) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    *out = p;
+    return CORE_OK;
+fail:
+    core_free(p);
+    return CORE_EKAFKA;
+}
+
+int pipe_producer_send(pipe_producer *p, const char *topic, int32_t partition, const void *key,
+                       size_t key_len, const void *val, size_t val_len, const pipe_header *hdrs,
+                       size_t n_hdrs, int64_t ts_ms, volatile int *stop) {
+    for (;;) {
+        rd_kafka_headers_t *h = NULL;
+        if (n_hdrs) {
+            h = rd_kafka_headers_new(n_hdrs);
+            for (size_t i = 0; i < n_hdrs; i++)
+                rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
+        }
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY((void *)(uintptr_t)key, key_len),
+            RD_KAFKA_V_VALUE((void *)(uintptr_t)val, val_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts_ms),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!err) return CORE_OK; /* the message now owns h */
+        if (h) rd_kafka_headers_destroy(h);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            CORE_LOG(CORE_LOG_ERR, "pipe: produce-failed topic=%s err=\"%s\"", topic,
+                     rd_kafka_err2str(err));
+            return CORE_EKAFKA;
+        }
+        if (stop && *stop) return CORE_ESTOPPED;
+        rd_kafka_poll(p->rk, 50); /* the local queue is full: serve delivery reports, retry */
+    }
+}
+
+void pipe_producer_poll(pipe_producer *p, int timeout_ms) { rd_kafka_poll(p->rk, timeout_ms); }
+
+int pipe_producer_flush(pipe_producer *p, int timeout_ms, volatile int *stop) {
+    int waited = 0;
+    while (rd_kafka_outq_len(p->rk) > 0) {
+        if (stop && *stop) return CORE_ESTOPPED;
+        if (timeout_ms >= 0 && waited >= timeout_ms) return CORE_EKAFKA;
+        rd_kafka_flush(p->rk, 100);
+        waited += 100;
+    }
+    return CORE_OK;
+}
+
+void pipe_producer_counts(const pipe_producer *p, uint64_t *delivered, uint64_t *failed) {
+    *delivered = atomic_load(&p->delivered);
+    *failed = atomic_load(&p->failed);
+}
+
+void pipe_producer_destroy(pipe_producer *p) {
+    if (!p) return;
+    if (p->rk) {
+        rd_kafka_flush(p->rk, 10000);
+        rd_kafka_destroy(p->rk);
+    }
+    core_free(p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer
+
+struct pipe_consumer {
+    rd_kafka_t *rk;
+    rd_kafka_message_t *cur; /* the message handed out by the last poll */
+    pipe_consumer_cbs cbs;
+    int fatal;
+    char errbuf[512];
+};
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    pipe_consumer *c = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[256];
+        rd_kafka_fatal_error(rk, why, sizeof why);
+        CORE_LOG(CORE_LOG_ERR, "pipe: kafka-fatal reason=\"%s\"", why);
+        c->fatal = 1;
+        return;
+    }
+    /* Transport errors and "all brokers down" are retried by librdkafka with backoff
+     * (reconnect.backoff.ms .. reconnect.backoff.max.ms); the loop keeps polling. */
+    CORE_LOG(CORE_LOG_WARNING, "pipe: kafka-error err=%s reason=\"%s\"",
+             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    (void)rk;
+    pipe_consumer *c = opaque;
+    if (c->cbs.stats) c->cbs.stats(c->cbs.opaque, json, len);
+    return 0; /* librdkafka frees json */
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    pipe_consumer *c = opaque;
+    int n = parts->cnt;
+    int32_t *ids = core_calloc((size_t)n + 1, sizeof(*ids));
+    int64_t *offs = core_calloc((size_t)n + 1, sizeof(*offs));
+    CORE_ASSERT(ids && offs);
+    for (int i = 0; i < n; i++) ids[i] = parts->elems[i].partition;
+    const char *topic = n ? parts->elems[0].topic : "";
+    for (int i = 1; i < n; i++) CORE_ASSERT(!strcmp(parts->elems[i].topic, topic));
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < n; i++) offs[i] = PIPE_OFFSET_BEGINNING;
+        if (c->cbs.assign) c->cbs.assign(c->cbs.opaque, topic, ids, offs, n);
+        for (int i = 0; i < n; i++) parts->elems[i].offset = offs[i];
+        rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+        if (e) CORE_LOG(CORE_LOG_ERR, "pipe: assign-failed err=\"%s\"", rd_kafka_err2str(e));
+    } else {
+        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && c->cbs.revoke)
+            c->cbs.revoke(c->cbs.opaque, topic, ids, n);
+        else if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            CORE_LOG(CORE_LOG_ERR, "pipe: rebalance-error err=\"%s\"", rd_kafka_err2str(err));
+        rd_kafka_assign(rk, NULL);
+    }
+    core_free(ids);
+    core_free(offs);
+}
+
+int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *group,
+                      const char *topic, const pipe_props *props, const pipe_consumer_cbs *cbs,
+                      char *errstr, size_t errstr_size) {
+    static const char *const group_defaults[] = {
+        "enable.auto.offset.store", "false", "enable.auto.commit", "true",
+        "auto.offset.reset", "earliest", "enable.partition.eof", "false",
+        "partition.assignment.strategy", "range,roundrobin", NULL};
+    static const char *const reader_defaults[] = {
+        "group.id", "trail-record", "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false", "auto.offset.reset", "earliest", NULL};
+    pipe_consumer *c = core_calloc(1, sizeof(*c));
+    rd_kafka_topic_partition_list_t *sub = NULL;
+    if (!c) return CORE_ENOMEM;
+    if (cbs) c->cbs = *cbs;
+    const char *strat = props ? pipe_props_get(props, "partition.assignment.strategy") : NULL;
+    if (strat && strstr(strat, "cooperative")) {
+        snprintf(errstr, errstr_size,
+                 "kafka.partition.assignment.strategy=%s: cooperative rebalancing is not used with "
+                 "librdkafka 2.0.2 (known bugs); use range or roundrobin",
+                 strat);
+        goto fail;
+    }
+    rd_kafka_conf_t *conf =
+        conf_build(brokers, group ? group_defaults : reader_defaults, props, errstr, errstr_size);
+    if (!conf) goto fail;
+    if (group &&
+        rd_kafka_conf_set(conf, "group.id", group, errstr, errstr_size) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_stats_cb(conf, stats_cb);
+    if (group) rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!c->rk) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    if (group) {
+        sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        if (e) {
+            snprintf(errstr, errstr_size, "subscribe %s: %s", topic, rd_kafka_err2str(e));
+            goto fail;
+        }
+    }
+    *out = c;
+    return CORE_OK;
+fail:
+    if (c->rk) rd_kafka_destroy(c->rk);
+    core_free(c);
+    return CORE_EKAFKA;
+}
+
+int pipe_consumer_partition_count(pipe_consumer *c, const char *topic, int timeout_ms, int *n) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int rc = CORE_EKAFKA;
+    if (!rkt) return CORE_EKAFKA;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 0, rkt, &md, timeout_ms);
+    if (e) {
+        CORE_LOG(CORE_LOG_ERR, "pipe: metadata-failed topic=%s err=\"%s\"", topic,
+                 rd_kafka_err2str(e));
+    } else if (md->topic_cnt != 1 || md->topics[0].err) {
+        CORE_LOG(CORE_LOG_ERR, "pipe: metadata-failed topic=%s err=\"%s\"", topic,
+                 md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no topic");
+    } else {
+        *n = md->topics[0].partition_cnt;
+        rc = *n > 0 ? CORE_OK : CORE_EKAFKA;
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+int pipe_consumer_watermarks(pipe_consumer *c, const char *topic, int32_t partition,
+                             int timeout_ms, int64_t *lo, int64_t *hi) {
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(c->rk, topic, partition, lo, hi, timeout_ms);
+    if (e) {
+        CORE_LOG(CORE_LOG_ERR, "pipe: watermarks-failed topic=%s partition=%d err=\"%s\"", topic,
+                 (int)partition, rd_kafka_err2str(e));
+        return CORE_EKAFKA;
+    }
+    return CORE_OK;
+}
+
+int pipe_consumer_assign(pipe_consumer *c, const char *topic, const int32_t *parts,
+                         const int64_t *offsets, int n) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++) rd_kafka_topic_partition_list_add(l, topic, parts[i])->offset = offsets[i];
+    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return e ? CORE_EKAFKA : CORE_OK;
+}
+
+int pipe_consumer_poll(pipe_consumer *c, int timeout_ms, pipe_msg *out) {
+    if (c->cur) {
+        rd_kafka_message_destroy(c->cur);
+        c->cur = NULL;
+    }
+    memset(out, 0, sizeof(*out));
+    if (c->fatal) {
+        out->err = RD_KAFKA_RESP_ERR__FATAL;
+        out->err_fatal = 1;
+        out->errstr = "fatal error (see log)";
+        return 1;
+    }
+    rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (!rkm) {
+        if (!c->fatal) return 0;
+        out->err = RD_KAFKA_RESP_ERR__FATAL;
+        out->err_fatal = 1;
+        out->errstr = "fatal error (see log)";
+        return 1;
+    }
+    c->cur = rkm;
+    out->topic = rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "";
+    out->partition = rkm->partition;
+    out->offset = rkm->offset;
+    out->key = rkm->key;
+    out->key_len = rkm->key_len;
+    out->payload = rkm->payload;
+    out->len = rkm->len;
+    rd_kafka_timestamp_type_t tstype;
+    out->ts_ms = rd_kafka_message_timestamp(rkm, &tstype);
+    out->err = rkm->err;
+    if (rkm->err) {
+        snprintf(c->errbuf, sizeof c->errbuf, "%s", rd_kafka_message_errstr(rkm));
+        out->errstr = c->errbuf;
+        out->err_fatal = c->fatal;
+    }
+    return 1;
+}
+
+int pipe_consumer_header(pipe_consumer *c, const char *name, const void **val, size_t *len) {
+    rd_kafka_headers_t *h = NULL;
+    if (!c->cur || rd_kafka_message_headers(c->cur, &h) || !h) return CORE_ENOTFOUND;
+    return rd_kafka_header_get_last(h, name, val, len) ? CORE_ENOTFOUND : CORE_OK;
+}
+
+void pipe_consumer_store_offsets(pipe_consumer *c, const char *topic, const int32_t *parts,
+                                 const int64_t *next_offsets, int n) {
+    if (n <= 0) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topic, parts[i])->offset = next_offsets[i];
+    /* Fails for partitions no longer assigned; the LMDB offsets are the truth, so that is fine. */
+    rd_kafka_offsets_store(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void pipe_consumer_close(pipe_consumer *c) {
+    if (!c) return;
+    if (c->cur) rd_kafka_message_destroy(c->cur);
+    c->cur = NULL;
+    if (c->rk) {
+        rd_kafka_consumer_close(c->rk); /* runs the revoke callback and leaves the group */
+        rd_kafka_destroy(c->rk);
+    }
+    core_free(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partitioning
+
+/* Kafka's murmur2 (seed 0x9747b28c), as librdkafka's murmur2 partitioner and Java's default use. */
+static uint32_t murmur2(const uint8_t *d, size_t len) {
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    while (len >= 4) {
+        uint32_t k = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
+                     (uint32_t)d[3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+        d += 4;
+        len -= 4;
+    }
+    switch (len) {
+    case 3: h ^= (uint32_t)d[2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)d[1] << 8;  /* fall through */
+    case 1:
+        h ^= d[0];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+int32_t pipe_partition_of(const void *key, size_t key_len, int32_t n) {
+    return (int32_t)((murmur2(key, key_len) & 0x7fffffff) % (uint32_t)n);
+}

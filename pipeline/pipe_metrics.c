@@ -1,0 +1,278 @@
+/* pipe_metrics.c: Prometheus text for the encoder worker, served by libmicrohttpd on loopback. */
+#include "pipe_metrics.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMMIT_NB 12
+#define FRESH_NB 15
+static const double commit_le[COMMIT_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                            0.05,   0.1,   0.25,   0.5,   1,    2.5};
+static const double fresh_le[FRESH_NB] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                          2.5,   5,    10,   30,   60,  300, 3600};
+
+typedef struct hist {
+    atomic_uint_fast64_t bucket[16]; /* cumulative counts are built at render time */
+    atomic_uint_fast64_t count;
+    _Atomic double sum;
+} hist;
+
+typedef struct part_gauge {
+    int assigned;
+    int64_t lag;
+} part_gauge;
+
+struct pipe_metrics {
+    char topic[256];
+    atomic_uint_fast64_t c[PIPE_M_N];
+    hist commit, fresh;
+    atomic_int caught_up;
+    pthread_mutex_t mu;        /* guards parts */
+    part_gauge *parts;         // (n_parts)
+    int32_t n_parts;
+    double *samples;           // (samples_cap) freshness in ms
+    size_t samples_n, samples_cap;
+    struct MHD_Daemon *httpd;
+};
+
+int pipe_metrics_new(pipe_metrics **out, const char *topic) {
+    pipe_metrics *m = core_calloc(1, sizeof(*m));
+    if (!m) return CORE_ENOMEM;
+    snprintf(m->topic, sizeof m->topic, "%s", topic);
+    pthread_mutex_init(&m->mu, NULL);
+    *out = m;
+    return CORE_OK;
+}
+
+void pipe_metrics_destroy(pipe_metrics *m) {
+    if (!m) return;
+    if (m->httpd) MHD_stop_daemon(m->httpd);
+    pthread_mutex_destroy(&m->mu);
+    core_free(m->parts);
+    core_free(m->samples);
+    core_free(m);
+}
+
+void pipe_metrics_add(pipe_metrics *m, int counter, uint64_t n) { atomic_fetch_add(&m->c[counter], n); }
+uint64_t pipe_metrics_get(const pipe_metrics *m, int counter) {
+    return atomic_load(&((pipe_metrics *)(uintptr_t)m)->c[counter]);
+}
+
+static void hist_observe(hist *h, const double *le, int nb, double v) {
+    int i = 0;
+    while (i < nb && v > le[i]) i++;
+    atomic_fetch_add(&h->bucket[i], 1);
+    atomic_fetch_add(&h->count, 1);
+    /* single writer (the worker thread), so load+store is not racing another writer */
+    atomic_store(&h->sum, atomic_load(&h->sum) + v);
+}
+
+void pipe_metrics_observe_commit(pipe_metrics *m, double s) {
+    hist_observe(&m->commit, commit_le, COMMIT_NB, s);
+}
+
+void pipe_metrics_observe_freshness(pipe_metrics *m, double s) {
+    hist_observe(&m->fresh, fresh_le, FRESH_NB, s);
+    if (m->samples_n < m->samples_cap) m->samples[m->samples_n++] = s * 1e3;
+}
+
+int pipe_metrics_keep_samples(pipe_metrics *m, size_t cap) {
+    double *s = core_calloc(cap ? cap : 1, sizeof(*s));
+    if (!s) return CORE_ENOMEM;
+    core_free(m->samples);
+    m->samples = s;
+    m->samples_cap = cap;
+    m->samples_n = 0;
+    return CORE_OK;
+}
+
+const double *pipe_metrics_samples(const pipe_metrics *m, size_t *n) {
+    *n = m->samples_n;
+    return m->samples;
+}
+
+void pipe_metrics_set_partition(pipe_metrics *m, int32_t p, int assigned, int64_t lag) {
+    if (p < 0) return;
+    pthread_mutex_lock(&m->mu);
+    if (p >= m->n_parts) {
+        int32_t n = p + 1 > 2 * m->n_parts ? p + 1 : 2 * m->n_parts;
+        part_gauge *g = core_realloc(m->parts, (size_t)n * sizeof(*g));
+        if (!g) goto out; /* a gauge is dropped; counting goes on */
+        for (int32_t i = m->n_parts; i < n; i++) g[i] = (part_gauge){0, -1};
+        m->parts = g;
+        m->n_parts = n;
+    }
+    m->parts[p].assigned = assigned;
+    m->parts[p].lag = lag;
+out:
+    pthread_mutex_unlock(&m->mu);
+}
+
+void pipe_metrics_set_caught_up(pipe_metrics *m, int v) { atomic_store(&m->caught_up, v); }
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0 || b->oom) return;
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? 2 * b->cap : 4096;
+        while (cap < b->n + (size_t)k + 1) cap *= 2;
+        char *q = core_realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static void render_hist(sbuf *b, const char *name, const char *help, hist *h, const double *le,
+                        int nb) {
+    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < nb; i++) {
+        cum += atomic_load(&h->bucket[i]);
+        sb_printf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, le[i], cum);
+    }
+    cum += atomic_load(&h->bucket[nb]);
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name,
+              cum, name, atomic_load(&h->sum), name, cum);
+}
+
+char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
+    static const char *names[PIPE_M_N][2] = {
+        {"trail_pipeline_consumed_total", "messages polled from assigned partitions"},
+        {"trail_pipeline_applied_total", "events in committed LMDB batches"},
+        {"trail_pipeline_dead_lettered_total", "malformed messages sent to the dead-letter topic"},
+        {"trail_pipeline_kafka_errors_total", "consumer errors reported by librdkafka (retried)"},
+        {"trail_pipeline_batches_total", "committed LMDB write transactions"},
+        {"trail_pipeline_rebalances_total", "partition assignments received"},
+        {"trail_pipeline_rebuilds_total", "partitions assigned with no stored state (replayed)"}};
+    sbuf b = {0};
+    for (int i = 0; i < PIPE_M_N; i++)
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", names[i][0],
+                  names[i][1], names[i][0], names[i][0], (uint64_t)atomic_load(&m->c[i]));
+    render_hist(&b, "trail_pipeline_batch_commit_seconds", "LMDB batch commit latency",
+                &m->commit, commit_le, COMMIT_NB);
+    render_hist(&b, "trail_pipeline_freshness_seconds",
+                "batch commit time minus the message timestamp", &m->fresh, fresh_le, FRESH_NB);
+    sb_printf(&b, "# HELP trail_pipeline_caught_up 1 when every assigned partition's committed "
+                  "offset reached its high watermark\n# TYPE trail_pipeline_caught_up gauge\n"
+                  "trail_pipeline_caught_up %d\n",
+              atomic_load(&m->caught_up));
+    sb_printf(&b, "# HELP trail_pipeline_consumer_lag messages between the partition's high "
+                  "watermark (librdkafka statistics) and the offset committed in LMDB\n"
+                  "# TYPE trail_pipeline_consumer_lag gauge\n");
+    pthread_mutex_lock(&m->mu);
+    for (int32_t p = 0; p < m->n_parts; p++)
+        if (m->parts[p].assigned && m->parts[p].lag >= 0)
+            sb_printf(&b, "trail_pipeline_consumer_lag{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
+                      m->topic, (int)p, m->parts[p].lag);
+    sb_printf(&b, "# HELP trail_pipeline_assigned_partitions partitions this member owns\n"
+                  "# TYPE trail_pipeline_assigned_partitions gauge\n");
+    int na = 0;
+    for (int32_t p = 0; p < m->n_parts; p++) na += m->parts[p].assigned != 0;
+    pthread_mutex_unlock(&m->mu);
+    sb_printf(&b, "trail_pipeline_assigned_partitions %d\n", na);
+    if (b.oom) {
+        core_free(b.p);
+        return NULL;
+    }
+    *len = b.n;
+    return b.p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **ctx) {
+    (void)version;
+    (void)upload;
+    (void)upload_size;
+    (void)ctx;
+    pipe_metrics *m = cls;
+    struct MHD_Response *resp;
+    unsigned status = MHD_HTTP_OK;
+    char *body = NULL;
+    size_t len = 0;
+    static char not_found[] = "not found: GET /metrics\n", oom[] = "out of memory\n";
+    if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0) {
+        status = MHD_HTTP_NOT_FOUND;
+        resp = MHD_create_response_from_buffer(strlen(not_found), not_found,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else if (!(body = pipe_metrics_render(m, &len))) {
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        resp = MHD_create_response_from_buffer(strlen(oom), oom, MHD_RESPMEM_PERSISTENT);
+    } else {
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
+        MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4");
+    }
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    core_free(body);
+    return r;
+}
+
+int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *errstr,
+                       size_t errstr_size) {
+    const char *colon = strrchr(addr, ':');
+    char host[64];
+    if (!colon || (size_t)(colon - addr) >= sizeof host) goto bad;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0) {
+        snprintf(errstr, errstr_size, "metrics address %s: only 127.0.0.1 (loopback) is served",
+                 addr);
+        return CORE_EINVAL;
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535) goto bad;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+                                MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (!m->httpd) {
+        snprintf(errstr, errstr_size, "metrics: cannot listen on %s (port in use?)", addr);
+        return CORE_EIO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT);
+    *port_out = di ? di->port : (int)port;
+    return CORE_OK;
+bad:
+    snprintf(errstr, errstr_size, "metrics address '%s' is not 127.0.0.1:PORT", addr);
+    return CORE_EINVAL;
+}

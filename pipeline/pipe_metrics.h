@@ -1,0 +1,51 @@
+/* pipe_metrics.h: the encoder worker's counters, histograms and per-partition lag, rendered as
+ * Prometheus text and served on a loopback port (libmicrohttpd, its own thread).
+ *
+ * Writers: the worker thread. Readers: the HTTP thread. Counters and histogram buckets are atomics;
+ * the per-partition table is under a mutex. No allocation on the update path.
+ */
+#ifndef TRAIL_PIPE_METRICS_H
+#define TRAIL_PIPE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pipe_metrics pipe_metrics;
+
+enum {
+    PIPE_M_CONSUMED,      /* messages polled from assigned partitions */
+    PIPE_M_APPLIED,       /* events in committed LMDB batches (impressions included: no-ops) */
+    PIPE_M_DEAD_LETTERED, /* messages sent to the dead-letter topic */
+    PIPE_M_KAFKA_ERRORS,  /* consumer errors reported by librdkafka (retried) */
+    PIPE_M_BATCHES,       /* committed LMDB write transactions */
+    PIPE_M_REBALANCES,    /* assignments received */
+    PIPE_M_REBUILDS,      /* partitions assigned with no stored state, replayed from the start */
+    PIPE_M_N
+};
+
+int pipe_metrics_new(pipe_metrics **out, const char *topic);
+void pipe_metrics_destroy(pipe_metrics *m);
+
+void pipe_metrics_add(pipe_metrics *m, int counter, uint64_t n);
+uint64_t pipe_metrics_get(const pipe_metrics *m, int counter);
+void pipe_metrics_observe_commit(pipe_metrics *m, double seconds);
+/** @brief One freshness sample: commit wall time minus the message's timestamp. */
+void pipe_metrics_observe_freshness(pipe_metrics *m, double seconds);
+/** @brief Keep up to cap raw freshness samples (milliseconds) for a benchmark's percentiles. */
+int pipe_metrics_keep_samples(pipe_metrics *m, size_t cap);
+/** @brief The kept samples (valid until destroy; not thread-safe against concurrent observe). */
+const double *pipe_metrics_samples(const pipe_metrics *m, size_t *n);
+/** @brief Per-partition gauges: lag (high watermark minus committed LMDB offset, -1 unknown),
+ *  whether assigned here. */
+void pipe_metrics_set_partition(pipe_metrics *m, int32_t partition, int assigned, int64_t lag);
+void pipe_metrics_set_caught_up(pipe_metrics *m, int caught_up);
+
+/** @brief Render Prometheus text into a new buffer (core_free it). */
+char *pipe_metrics_render(pipe_metrics *m, size_t *len);
+
+/** @brief Serve GET /metrics on addr "127.0.0.1:PORT" (or "localhost:PORT"; only loopback is
+ *  accepted; port 0 picks a free one). @param[out] port_out the bound port. */
+int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *errstr,
+                       size_t errstr_size);
+
+#endif

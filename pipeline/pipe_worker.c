@@ -1,0 +1,489 @@
+/* pipe_worker.c: the encoder worker's loop (see pipe_worker.h for the guarantees).
+ *
+ * One thread does everything: poll, apply, commit, and the rebalance and statistics callbacks,
+ * which librdkafka serves from inside pipe_consumer_poll. So a revoke can commit the open batch
+ * directly, and no state here needs a lock (the metrics HTTP thread reads only pipe_metrics).
+ */
+#include "pipe_worker.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_log.h"
+#include "core_util.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct worker {
+    const pipe_worker_conf *conf;
+    const pipe_sink *sink;
+    pipe_metrics *met;
+    pipe_consumer *cons;
+    pipe_producer *dlq;
+    char dlq_topic[256];
+    int32_t np;        /* partitions the arrays below cover */
+    uint8_t *assigned; // (np)
+    int64_t *pending;  // (np) next offset in the open batch, -1 none
+    int64_t *stored;   // (np) next offset committed in the sink, -1 none
+    int64_t *start;    // (np) where this member resumed the partition (progress)
+    int64_t *lo;       // (np) low watermark at start
+    int64_t *end;      // (np) high watermark at start (--until-end target)
+    int64_t *hi;       // (np) latest high watermark (statistics)
+    int64_t *fresh;    // (np) statistics reports still to see before hi counts (after assignment)
+    int open;          /* a sink batch is open */
+    uint32_t n, n_dlq; /* messages and dead-lettered messages in the open batch */
+    int64_t t_open_ns;
+    int64_t *ts;       // (batch_max) message timestamps of the open batch, ms
+    int failed;        /* a failure inside a callback: the loop stops with it */
+    uint64_t n_kafka_err;
+} worker;
+
+void pipe_worker_conf_default(pipe_worker_conf *conf) {
+    memset(conf, 0, sizeof(*conf));
+    conf->batch_max = 10000;
+    conf->batch_ms = 50;
+}
+
+static volatile int *g_stop_flag;
+static void on_stop_signal(int sig) {
+    (void)sig;
+    if (g_stop_flag) *g_stop_flag = 1;
+}
+
+void pipe_stop_on_signals(volatile int *stop) {
+    struct sigaction sa;
+    g_stop_flag = stop;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static void source_name(const worker *w, int32_t p, char *buf, size_t cap) {
+    snprintf(buf, cap, "kafka:%s:%d", w->conf->topic, (int)p);
+}
+
+static int grow(worker *w, int32_t np) {
+    if (np <= w->np) return CORE_OK;
+    int64_t **arrs[] = {&w->pending, &w->stored, &w->start, &w->lo, &w->end, &w->hi, &w->fresh};
+    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) {
+        int64_t *a = core_realloc(*arrs[i], (size_t)np * sizeof(int64_t));
+        if (!a) return CORE_ENOMEM;
+        for (int32_t p = w->np; p < np; p++) a[p] = i == 4 ? 0 : -1; /* end 0: nothing to wait for */
+        *arrs[i] = a;
+    }
+    uint8_t *as = core_realloc(w->assigned, (size_t)np);
+    if (!as) return CORE_ENOMEM;
+    memset(as + w->np, 0, (size_t)(np - w->np));
+    w->assigned = as;
+    w->np = np;
+    return CORE_OK;
+}
+
+/* Every assigned partition's committed offset has reached target[] (a partition whose target is 0
+ * or below its low watermark has nothing to wait for). 0 while nothing is assigned. */
+static int all_reached(const worker *w, const int64_t *target) {
+    int any = 0;
+    for (int32_t p = 0; p < w->np; p++) {
+        if (!w->assigned[p]) continue;
+        any = 1;
+        if (target[p] > 0 && target[p] > w->lo[p] && w->stored[p] < target[p]) return 0;
+    }
+    return any;
+}
+
+/* Caught up: every assigned partition's committed offset reached the high watermark reported by
+ * statistics gathered after the assignment (librdkafka keeps a partition's last hi_offset across
+ * rebalances, so the first report after an assignment may be stale; two reports, 1 s apart, span
+ * several fetch responses). 0 while nothing is assigned. */
+static int caught_up(const worker *w) {
+    int any = 0;
+    for (int32_t p = 0; p < w->np; p++) {
+        if (!w->assigned[p]) continue;
+        any = 1;
+        if (w->fresh[p] != 0 || w->hi[p] < 0) return 0;
+        if (w->hi[p] > w->lo[p] && w->hi[p] > 0 && w->stored[p] < w->hi[p]) return 0;
+    }
+    return any;
+}
+
+static void update_gauges(worker *w) {
+    for (int32_t p = 0; p < w->np; p++) {
+        int64_t lag = -1;
+        if (w->hi[p] >= 0) lag = w->hi[p] - (w->stored[p] >= 0 ? w->stored[p] : w->lo[p]);
+        if (lag < -1) lag = 0;
+        pipe_metrics_set_partition(w->met, p, w->assigned[p], lag);
+    }
+    pipe_metrics_set_caught_up(w->met, caught_up(w));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches
+
+/* Wait until the dead-letter producer has every message acknowledged. On stop, give it 10 s more. */
+static int flush_dlq(worker *w) {
+    uint64_t d0, f0, d1, f1;
+    pipe_producer_counts(w->dlq, &d0, &f0);
+    int rc = pipe_producer_flush(w->dlq, -1, w->conf->stop);
+    if (rc == CORE_ESTOPPED) rc = pipe_producer_flush(w->dlq, 10000, NULL);
+    pipe_producer_counts(w->dlq, &d1, &f1);
+    if (rc == CORE_OK && f1 != f0) rc = CORE_EKAFKA; /* a permanent delivery failure */
+    return rc;
+}
+
+static void batch_reset(worker *w) {
+    for (int32_t p = 0; p < w->np; p++) w->pending[p] = -1;
+    w->open = 0;
+    w->n = w->n_dlq = 0;
+}
+
+/* Commit the open batch: offsets into the same transaction, dead letters acknowledged first. */
+static int commit_batch(worker *w) {
+    if (!w->open) return CORE_OK;
+    const pipe_sink *s = w->sink;
+    char src[300];
+    int rc = CORE_OK;
+    for (int32_t p = 0; p < w->np; p++) {
+        if (w->pending[p] < 0) continue;
+        source_name(w, p, src, sizeof src);
+        if ((rc = s->set_offset(s->ctx, src, w->pending[p])) != CORE_OK) goto fail;
+    }
+    if (w->n_dlq && (rc = flush_dlq(w)) != CORE_OK) {
+        CORE_LOG(CORE_LOG_ERR, "pipe: batch-aborted reason=\"dead letters not acknowledged\" "
+                               "events=%u (they will be consumed again)",
+                 w->n);
+        goto fail;
+    }
+    int64_t t0 = core_now_ns();
+    rc = s->commit(s->ctx); /* frees the batch whatever the result */
+    w->open = 0;
+    if (rc != CORE_OK) {
+        CORE_LOG(CORE_LOG_ERR, "pipe: batch-commit-failed events=%u err=\"%s\"", w->n,
+                 core_strerror(rc));
+        batch_reset(w);
+        return rc;
+    }
+    double now_ms = core_wall_ms();
+    pipe_metrics_observe_commit(w->met, (double)(core_now_ns() - t0) / 1e9);
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->ts[i] > 0) pipe_metrics_observe_freshness(w->met, (now_ms - (double)w->ts[i]) / 1e3);
+    int32_t parts[64];
+    int64_t offs[64];
+    int k = 0;
+    for (int32_t p = 0; p < w->np; p++) {
+        if (w->pending[p] < 0) continue;
+        w->stored[p] = w->pending[p];
+        parts[k] = p;
+        offs[k++] = w->pending[p];
+        if (k == 64) {
+            pipe_consumer_store_offsets(w->cons, w->conf->topic, parts, offs, k);
+            k = 0;
+        }
+    }
+    pipe_consumer_store_offsets(w->cons, w->conf->topic, parts, offs, k);
+    pipe_metrics_add(w->met, PIPE_M_APPLIED, w->n - w->n_dlq);
+    pipe_metrics_add(w->met, PIPE_M_BATCHES, 1);
+    batch_reset(w);
+    update_gauges(w);
+    return CORE_OK;
+fail:
+    s->abort(s->ctx);
+    batch_reset(w);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callbacks (served inside pipe_consumer_poll, on this thread)
+
+static void on_assign(void *opaque, const char *topic, const int32_t *parts, int64_t *offsets,
+                      int n) {
+    worker *w = opaque;
+    (void)topic;
+    char src[300];
+    pipe_metrics_add(w->met, PIPE_M_REBALANCES, 1);
+    for (int i = 0; i < n; i++) {
+        int32_t p = parts[i];
+        int rc = grow(w, p + 1);
+        if (rc) {
+            w->failed = rc;
+            return;
+        }
+        int64_t next;
+        source_name(w, p, src, sizeof src);
+        rc = w->sink->get_offset(w->sink->ctx, src, &next);
+        if (rc == CORE_OK) {
+            offsets[i] = next;
+            w->stored[p] = next;
+            w->start[p] = next;
+            CORE_LOG(CORE_LOG_NOTICE, "pipe: assigned topic=%s partition=%d resume=%" PRId64,
+                     w->conf->topic, (int)p, next);
+        } else if (rc == CORE_ENOTFOUND) {
+            offsets[i] = PIPE_OFFSET_BEGINNING;
+            w->stored[p] = -1;
+            w->start[p] = w->lo[p] > 0 ? w->lo[p] : 0;
+            pipe_metrics_add(w->met, PIPE_M_REBUILDS, 1);
+            CORE_LOG(CORE_LOG_NOTICE,
+                     "pipe: assigned topic=%s partition=%d resume=beginning (no state here: "
+                     "rebuilding)",
+                     w->conf->topic, (int)p);
+        } else {
+            CORE_LOG(CORE_LOG_ERR, "pipe: offset-read-failed source=%s err=\"%s\"", src,
+                     core_strerror(rc));
+            w->failed = rc;
+            offsets[i] = PIPE_OFFSET_END; /* nothing is applied: the loop stops first */
+        }
+        w->assigned[p] = 1;
+        w->fresh[p] = 2;
+    }
+    update_gauges(w);
+}
+
+static void on_revoke(void *opaque, const char *topic, const int32_t *parts, int n) {
+    worker *w = opaque;
+    (void)topic;
+    int rc = commit_batch(w);
+    if (rc && !w->failed) w->failed = rc;
+    for (int i = 0; i < n; i++) {
+        if (parts[i] < w->np) w->assigned[parts[i]] = 0;
+        CORE_LOG(CORE_LOG_NOTICE, "pipe: revoked topic=%s partition=%d committed=%" PRId64,
+                 w->conf->topic, (int)parts[i], parts[i] < w->np ? w->stored[parts[i]] : -1);
+    }
+    update_gauges(w);
+}
+
+/* librdkafka statistics: topics.<topic>.partitions.<p>.hi_offset gives each partition's high
+ * watermark; lag is measured against the offset committed in the sink (the truth), not Kafka's. */
+static void on_stats(void *opaque, const char *json, size_t len) {
+    worker *w = opaque;
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    if (!root) return;
+    json_t *parts = json_object_get(json_object_get(json_object_get(root, "topics"),
+                                                    w->conf->topic),
+                                    "partitions");
+    const char *key;
+    json_t *v;
+    json_object_foreach(parts, key, v) {
+        long p = strtol(key, NULL, 10);
+        json_t *hi = json_object_get(v, "hi_offset");
+        if (p >= 0 && p < w->np && json_is_integer(hi) && json_integer_value(hi) >= 0)
+            w->hi[p] = json_integer_value(hi);
+    }
+    for (int32_t p = 0; p < w->np; p++)
+        if (w->assigned[p] && w->fresh[p] > 0) w->fresh[p]--;
+    json_decref(root);
+    update_gauges(w);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+static int dead_letter(worker *w, const pipe_msg *m, const char *reason) {
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%d", (int)m->partition);
+    snprintf(off, sizeof off, "%" PRId64, m->offset);
+    pipe_header h[4] = {{"trail.reason", reason, strlen(reason)},
+                        {"trail.source.topic", m->topic, strlen(m->topic)},
+                        {"trail.source.partition", part, strlen(part)},
+                        {"trail.source.offset", off, strlen(off)}};
+    int rc = pipe_producer_send(w->dlq, w->dlq_topic, -1, m->key, m->key_len, m->payload, m->len,
+                                h, 4, m->ts_ms > 0 ? m->ts_ms : 0, NULL);
+    if (rc) return rc;
+    w->n_dlq++;
+    uint64_t k = pipe_metrics_get(w->met, PIPE_M_DEAD_LETTERED);
+    pipe_metrics_add(w->met, PIPE_M_DEAD_LETTERED, 1);
+    if (k < 100 || k % 1000 == 0)
+        CORE_LOG(CORE_LOG_NOTICE,
+                 "pipe: dead-letter topic=%s partition=%d offset=%" PRId64 " to=%s reason=\"%s\"",
+                 m->topic, (int)m->partition, m->offset, w->dlq_topic, reason);
+    return CORE_OK;
+}
+
+static int handle(worker *w, const pipe_msg *m) {
+    const pipe_sink *s = w->sink;
+    int32_t p = m->partition;
+    if (p < 0 || p >= w->np || !w->assigned[p]) return CORE_OK; /* stale after a revoke */
+    if ((w->stored[p] >= 0 && m->offset < w->stored[p]) ||
+        (w->pending[p] >= 0 && m->offset < w->pending[p]))
+        return CORE_OK; /* already applied: never twice */
+    pipe_metrics_add(w->met, PIPE_M_CONSUMED, 1);
+    int rc;
+    if (!w->open) {
+        if ((rc = s->begin(s->ctx)) != CORE_OK) return rc;
+        w->open = 1;
+        w->t_open_ns = core_now_ns();
+    }
+    sch_event ev;
+    char err[256];
+    rc = sch_event_decode(&ev, m->payload, m->len, err, sizeof err);
+    int64_t ts = m->ts_ms; /* freshness is measured for applied events only */
+    if (rc == CORE_OK) {
+        rc = s->apply(s->ctx, &ev);
+        if (rc == CORE_EINVAL || rc == CORE_ERANGE || rc == CORE_EFORMAT) {
+            snprintf(err, sizeof err, "rejected by the encoder: %s", core_strerror(rc));
+            rc = dead_letter(w, m, err);
+            ts = -1;
+        }
+    } else {
+        rc = dead_letter(w, m, err);
+        ts = -1;
+    }
+    if (rc) return rc;
+    w->pending[p] = m->offset + 1;
+    w->ts[w->n++] = ts;
+    return CORE_OK;
+}
+
+static void progress(worker *w, int64_t t0, int final) {
+    int64_t total = 0, done = 0;
+    for (int32_t p = 0; p < w->np; p++) {
+        if (!w->assigned[p] || w->end[p] <= w->start[p]) continue;
+        total += w->end[p] - w->start[p];
+        int64_t at = w->stored[p] > w->start[p] ? w->stored[p] : w->start[p];
+        done += (at < w->end[p] ? at : w->end[p]) - w->start[p];
+    }
+    if (!total && !final) return; /* nothing assigned yet */
+    double secs = (double)(core_now_ns() - t0) / 1e9;
+    double rate = secs > 0 ? (double)pipe_metrics_get(w->met, PIPE_M_APPLIED) / secs : 0;
+    double frac = total ? (double)done / (double)total : 1.0;
+    if (w->conf->progress == 2) {
+        char bar[41];
+        int k = (int)(frac * 40);
+        for (int i = 0; i < 40; i++) bar[i] = i < k ? '#' : '.';
+        bar[40] = 0;
+        fprintf(stderr, "\r[%s] %5.1f%% %" PRId64 "/%" PRId64 " %.0f ev/s dlq %" PRIu64 "%s", bar,
+                100 * frac, done, total, rate, pipe_metrics_get(w->met, PIPE_M_DEAD_LETTERED),
+                final ? "\n" : "");
+    } else {
+        fprintf(stderr, "encode: progress done=%" PRId64 " of=%" PRId64 " rate=%.0f dlq=%" PRIu64 "\n",
+                done, total, rate, pipe_metrics_get(w->met, PIPE_M_DEAD_LETTERED));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_metrics *met,
+                    char *errstr, size_t errstr_size) {
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.conf = conf;
+    w.sink = sink;
+    w.met = met;
+    pipe_props props = {0};
+    int rc = CORE_ENOMEM, np = 0;
+    snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s", conf->dlq_topic ? conf->dlq_topic : "");
+    if (!conf->dlq_topic) snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s.dlq", conf->topic);
+    if (!(w.ts = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.ts)))) goto out;
+    if (pipe_props_add(&props, "statistics.interval.ms", "1000")) goto out;
+    for (size_t i = 0; conf->props && i < conf->props->n; i++)
+        if (pipe_props_add(&props, conf->props->kv[2 * i], conf->props->kv[2 * i + 1])) goto out;
+
+    rc = CORE_EKAFKA;
+    if (pipe_producer_new(&w.dlq, conf->brokers, conf->props, errstr, errstr_size)) goto out;
+    pipe_consumer_cbs cbs = {on_assign, on_revoke, on_stats, &w};
+    if (pipe_consumer_new(&w.cons, conf->brokers, conf->group, conf->topic, &props, &cbs, errstr,
+                          errstr_size))
+        goto out;
+    if (pipe_consumer_partition_count(w.cons, conf->topic, 10000, &np)) {
+        snprintf(errstr, errstr_size, "topic %s: no metadata (does it exist? is %s reachable?)",
+                 conf->topic, conf->brokers);
+        goto out;
+    }
+    if ((rc = grow(&w, np)) != CORE_OK) goto out;
+    for (int32_t p = 0; p < np; p++) {
+        if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.lo[p], &w.end[p])) {
+            snprintf(errstr, errstr_size, "topic %s partition %d: watermarks unavailable",
+                     conf->topic, (int)p);
+            rc = CORE_EKAFKA;
+            goto out;
+        }
+    }
+    CORE_LOG(CORE_LOG_NOTICE,
+             "pipe: start topic=%s group=%s partitions=%d dlq=%s batch_max=%u batch_ms=%u "
+             "until_end=%d",
+             conf->topic, conf->group, np, w.dlq_topic, conf->batch_max, conf->batch_ms,
+             conf->until_end);
+    batch_reset(&w);
+
+    int64_t t0 = core_now_ns(), t_progress = t0;
+    rc = CORE_OK;
+    while (!*conf->stop) {
+        if (conf->until_end && !w.open && all_reached(&w, w.end)) break;
+        int timeout = 200;
+        if (w.open) {
+            int64_t left = (int64_t)conf->batch_ms - (core_now_ns() - w.t_open_ns) / 1000000;
+            timeout = left < 0 ? 0 : (int)left;
+        }
+        pipe_msg m;
+        int k = pipe_consumer_poll(w.cons, timeout, &m);
+        if (w.failed) {
+            rc = w.failed;
+            break;
+        }
+        if (k && m.err) {
+            if (m.err_fatal) {
+                snprintf(errstr, errstr_size, "fatal Kafka error: %s", m.errstr);
+                rc = CORE_EKAFKA;
+                break;
+            }
+            pipe_metrics_add(met, PIPE_M_KAFKA_ERRORS, 1);
+            if (w.n_kafka_err++ % 100 == 0)
+                CORE_LOG(CORE_LOG_WARNING, "pipe: consume-error partition=%d err=\"%s\" (retrying)",
+                         (int)m.partition, m.errstr);
+        } else if (k && (rc = handle(&w, &m)) != CORE_OK) {
+            snprintf(errstr, errstr_size, "applying %s/%d@%" PRId64 ": %s", conf->topic,
+                     (int)m.partition, m.offset, core_strerror(rc));
+            break;
+        }
+        if (w.open && (w.n >= conf->batch_max ||
+                       (core_now_ns() - w.t_open_ns) / 1000000 >= (int64_t)conf->batch_ms)) {
+            if ((rc = commit_batch(&w)) != CORE_OK) {
+                snprintf(errstr, errstr_size, "batch commit: %s", core_strerror(rc));
+                break;
+            }
+        }
+        if (conf->progress && core_now_ns() - t_progress > (conf->progress == 2 ? 200 : 2000) * 1000000ll) {
+            progress(&w, t0, 0);
+            t_progress = core_now_ns();
+        }
+    }
+    /* Drain: the open batch commits (or aborts on a store failure), then the group is left. */
+    if (w.open) {
+        if (rc == CORE_OK) {
+            if ((rc = commit_batch(&w)) != CORE_OK)
+                snprintf(errstr, errstr_size, "final batch commit: %s", core_strerror(rc));
+        } else {
+            sink->abort(sink->ctx);
+            batch_reset(&w);
+        }
+    }
+    if (conf->progress) progress(&w, t0, 1);
+    CORE_LOG(CORE_LOG_NOTICE,
+             "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64,
+             rc ? core_strerror(rc) : *conf->stop ? "signal" : "until-end",
+             pipe_metrics_get(met, PIPE_M_CONSUMED), pipe_metrics_get(met, PIPE_M_APPLIED),
+             pipe_metrics_get(met, PIPE_M_DEAD_LETTERED));
+out:
+    pipe_consumer_close(w.cons); /* revoke callback: nothing open by now */
+    if (w.failed && rc == CORE_OK) rc = w.failed;
+    if (w.dlq && pipe_producer_flush(w.dlq, 10000, NULL) != CORE_OK && rc == CORE_OK)
+        rc = CORE_EKAFKA;
+    pipe_producer_destroy(w.dlq);
+    pipe_props_free(&props);
+    core_free(w.assigned);
+    core_free(w.pending);
+    core_free(w.stored);
+    core_free(w.start);
+    core_free(w.lo);
+    core_free(w.end);
+    core_free(w.hi);
+    core_free(w.fresh);
+    core_free(w.ts);
+    return rc;
+}
