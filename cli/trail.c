@@ -14,6 +14,7 @@ typedef struct trail_cmd {
 static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
     {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
+    {"gen", NULL, trn_cmd_gen, "write a synthetic event stream with known click probabilities"},
 };
 
 static void usage(FILE *f) {

@@ -5,5 +5,6 @@
 
 int mdl_cmd_init(int argc, char **argv);    /* trail model init */
 int mdl_cmd_info(int argc, char **argv);    /* trail model info */
+int trn_cmd_gen(int argc, char **argv);     /* trail gen */
 
 #endif
