@@ -1,0 +1,101 @@
+/* rank_net.h: the ranking network, forward and backward, batched over B (candidate, user) pairs.
+ *
+ * One code path for every variant; the model's config picks the branches (MODEL.md sections 1-4):
+ *   long     none | avgpool | sdim | attention     (window of T behaviors per user)
+ *   short    none | selfattn | din                 (last N recent behaviors per user)
+ *   temporal none | tin                            (same recent behaviors, time-gap buckets)
+ *
+ * Per user context (U of them) the candidate-independent work runs once: window and recent
+ * embeddings, SDIM bucket sums (taken from the store, or built from the window), the self-attention
+ * block(s) and the key projection of the short branch. Per candidate work (B of them) is batched
+ * through sgemm: serving is U=1 with up to ~1000 candidates; training batches samples of many users.
+ *
+ * MLP input, in this order (width mdl_mlp_in_dim(cfg)):
+ *   [ q (C) | u_long (C) | q (.) u_long (C) | u_short (C) | u_tin (C) | dense (n_dense) ]
+ * where the u_long pair is present iff long != none, u_short iff short != none, u_tin iff
+ * temporal != none. Then h1 = relu(W1 z + b1), h2 = relu(W2 h1 + b2),
+ * logit = w3 . h2 + b3 + item_bias[row(item)], p = sigmoid(logit).
+ *
+ * What this file does not do: losses, optimizers, sampling (the trainer owns those), I/O.
+ *
+ * Threads: a rank_net is one thread's scratch and saved activations; use one per thread. The model
+ * is only read. Nothing allocates after rank_net_new.
+ */
+#ifndef TRAIL_RANK_NET_H
+#define TRAIL_RANK_NET_H
+
+#include "enc_simhash.h"
+#include "mdl.h"
+#include "rank_score.h"
+
+#include <stdint.h>
+
+/* Sizes a rank_net is built for; a batch beyond any of them is refused with CORE_ETOOBIG. */
+typedef struct rank_net_shape {
+    uint32_t max_B;       /* candidates per batch */
+    uint32_t max_U;       /* user contexts per batch */
+    uint32_t max_T;       /* window behaviors per user (long = attention, or buckets built from
+                             the window); 0 if every user brings stored bucket sums and the
+                             variant is not attention */
+    uint32_t max_window_total; /* window behaviors over all users of a batch; 0 = max_U * max_T */
+    int train;            /* 1: save what rank_net_backward needs (and allow it) */
+} rank_net_shape;
+
+typedef struct rank_net rank_net;
+
+/* One batch. Users are rank_history contexts (rank_score.h), one per distinct history:
+ * - long = sdim | avgpool: if users[u].bucket_sum is set, the stored buckets are used (serving); if
+ *   it is NULL, buckets are built here from users[u].window (training; required for backward).
+ *   An empty history (no buckets and T = 0) gives u_long = 0.
+ * - long = attention: users[u].window (T behaviors) is attended over directly.
+ * - short / temporal: users[u].recent, oldest first; the last min(N, cfg.n_recent) are used, and
+ *   TIN buckets the gap users[u].now_ts - ts.
+ * - dense: users[u].dense (n_dense floats) or NULL for zeros. */
+typedef struct rank_batch {
+    const rank_history *users;   // (U)
+    uint32_t U;
+    const uint64_t *item_id;     // (B)
+    const uint64_t *category_id; // (B)
+    const uint32_t *user;        // (B) index into users; NULL means every candidate is user 0
+    uint32_t B;
+    /* Signatures of candidates (and of window behaviors when buckets are built here) come from this
+     * cache when set (serving: the cache must be for this model's current weights); when NULL they
+     * are computed from the current embeddings with enc_simhash_sign (training, whose embeddings
+     * change every step). */
+    enc_sigcache *sigcache;
+} rank_batch;
+
+/** @brief Scratch and activations for a model config and the largest batch shape.
+ *  @return CORE_OK, CORE_EINVAL (bad shape, message in err), CORE_ENOMEM. */
+int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *shape, char *err,
+                 size_t err_size);
+void rank_net_destroy(rank_net *net);
+/** @brief Bytes held (for logs and sizing decisions). */
+size_t rank_net_bytes(const rank_net *net);
+
+/** @brief Forward pass.
+ *  @param[out] logits (B) or NULL; @param[out] probs (B) sigmoid(logits), or NULL.
+ *  @return CORE_OK, or CORE_ETOOBIG if the batch exceeds the shape the net was built for,
+ *  CORE_EINVAL if the model's config differs from the net's.
+ *  @remark In train mode the activations are kept for rank_net_backward on the same batch and
+ *  model (both must stay unchanged in between). */
+int rank_net_forward(rank_net *net, const mdl_model *m, const rank_batch *bt, float *logits,
+                     float *probs);
+
+/** @brief Backward pass of the last forward (train mode only).
+ *  @param dlogits (B) dLoss/dlogit per candidate (for binary cross-entropy: p - label, scaled as the
+ *  trainer wishes).
+ *  @param grad parameter gradients, bound with mdl_params_bind to an arena of the model's layout;
+ *  every touched tensor is accumulated into (+=). simhash_r is never touched. Of the embedding
+ *  tables (item_emb, cat_emb, item_bias) only the rows listed by rank_net_touched change. */
+void rank_net_backward(rank_net *net, const mdl_model *m, const rank_batch *bt,
+                       const float *dlogits, const mdl_params *grad);
+
+/** @brief Distinct embedding rows the last forward used (candidates, windows, recents), so a
+ *  trainer can apply sparse Adam / L2 and zero only those rows. Each list has no duplicates.
+ *  item rows index item_emb and item_bias; cat rows index cat_emb.
+ *  @remark Train mode only. Pointers valid until the next rank_net_forward on this net. */
+void rank_net_touched(const rank_net *net, const uint32_t **item_rows, uint32_t *n_item,
+                      const uint32_t **cat_rows, uint32_t *n_cat);
+
+#endif
