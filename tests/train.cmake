@@ -3,3 +3,8 @@ trail_add_test(test_train_gen SOURCES test_train_gen.c LIBS trail_train LABELS u
 trail_add_test(test_train_metrics SOURCES test_train_metrics.c LIBS trail_train LABELS unit)
 trail_add_test(test_train_adam SOURCES test_train_adam.c LIBS trail_train LABELS unit)
 trail_add_test(test_train_samples SOURCES test_train_samples.c LIBS trail_train LABELS unit)
+# The rest needs the ranker's network (and the encoder's user state it brings).
+if(TARGET trail_ranker)
+  trail_add_test(test_train_pit SOURCES test_train_pit.c LIBS trail_train trail_ranker trail_encoder LABELS unit)
+  trail_add_test(test_train_loop SOURCES test_train_loop.c LIBS trail_train trail_ranker LABELS unit)
+endif()
