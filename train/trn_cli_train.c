@@ -41,6 +41,29 @@ static void print_metrics_json(FILE *f, const trn_metrics *m) {
     if (!isnan(m->oracle_auc)) fprintf(f, ",\"oracle_auc\":%.6f", m->oracle_auc);
 }
 
+/* The options train and eval share (they must see the same samples): --protocol, --negatives,
+ * --window. @return 1 handled, 0 not one of them, 2 usage error. */
+static int sample_opt(int c, trn_data_conf *dc, uint32_t *window) {
+    uint64_t v;
+    switch (c) {
+    case 'p':
+        if ((dc->protocol = trn_proto_parse(optarg)) < 0) {
+            fprintf(stderr, "trail: --protocol: '%s' is not auto, impressions, next or taobao\n", optarg);
+            return 2;
+        }
+        return 1;
+    case 'k':
+        if (core_parse_u64(optarg, 1, 63, "--negatives", &v)) return 2;
+        dc->negatives = (uint32_t)v;
+        return 1;
+    case 'T':
+        if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2;
+        *window = (uint32_t)v;
+        return 1;
+    default: return 0;
+    }
+}
+
 int trn_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"events", 1, 0, 'e'},    {"model-out", 1, 0, 'o'}, {"variant", 1, 0, 'v'},
@@ -64,20 +87,18 @@ int trn_cmd_train(int argc, char **argv) {
     mdl_config_default(&cfg);
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int so = sample_opt(c, &dc, &tc.window);
+        if (so == 2) return 2;
+        if (so == 1) {
+            window_set |= c == 'T';
+            continue;
+        }
         switch (c) {
         case 'e': events = optarg; break;
         case 'o': out = optarg; break;
         case 'v': variant = optarg; break;
         case 'i': init = optarg; break;
         case 'j': json = 1; break;
-        case 'p':
-            if ((dc.protocol = trn_proto_parse(optarg)) < 0) {
-                fprintf(stderr, "trail: --protocol: '%s' is not auto, impressions, next or taobao\n", optarg);
-                return 2;
-            }
-            break;
-        case 'k': if (core_parse_u64(optarg, 1, 63, "--negatives", &v)) return 2; dc.negatives = (uint32_t)v; break;
-        case 'T': if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2; tc.window = (uint32_t)v; window_set = 1; break;
         case 'N': if (core_parse_u64(optarg, 1, 1024, "--recent", &v)) return 2; cfg.n_recent = (uint32_t)v; recent_set = 1; break;
         case 'E': if (core_parse_u64(optarg, 1, 100000, "--epochs", &v)) return 2; tc.epochs = (uint32_t)v; break;
         case 'B': if (core_parse_u64(optarg, 1, TRN_MAX_BATCH, "--batch", &v)) return 2; tc.batch = (uint32_t)v; break;
@@ -201,20 +222,15 @@ int trn_cmd_eval(int argc, char **argv) {
     trn_data_conf_default(&dc);
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int so = sample_opt(c, &dc, &window);
+        if (so == 2) return 2;
+        if (so == 1) continue;
         switch (c) {
         case 'm': model = optarg; break;
         case 'e': events = optarg; break;
         case 'S': split = optarg; break;
         case 'j': json = 1; break;
-        case 'p':
-            if ((dc.protocol = trn_proto_parse(optarg)) < 0) {
-                fprintf(stderr, "trail: --protocol: '%s' is not auto, impressions, next or taobao\n", optarg);
-                return 2;
-            }
-            break;
-        case 'k': if (core_parse_u64(optarg, 1, 63, "--negatives", &v)) return 2; dc.negatives = (uint32_t)v; break;
         case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &v)) return 2; dc.seed = v; break;
-        case 'T': if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2; window = (uint32_t)v; break;
         case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; threads = (uint32_t)v; break;
         case 'h': eval_usage(stdout); return 0;
         default: eval_usage(stderr); return 2;
