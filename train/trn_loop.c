@@ -5,6 +5,7 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "core_util.h"
+#include "rank_blas.h"
 #include "rank_net.h"
 
 #include <math.h>
@@ -92,6 +93,7 @@ static int ctx_new(trn_ctx **out, const mdl_model *m, uint32_t nt, uint32_t max_
     trn_ctx *x = core_calloc(1, sizeof *x);
     int rc = CORE_ENOMEM;
     if (!x) goto nomem;
+    rank_blas_single_thread(); /* the workers are the parallelism; BLAS threads would fight them */
     x->nt = nt;
     x->n_floats = m->n_floats;
     trn_opt_init(&x->opt, &m->cfg);
