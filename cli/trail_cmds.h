@@ -6,5 +6,8 @@
 int mdl_cmd_init(int argc, char **argv);    /* trail model init */
 int mdl_cmd_info(int argc, char **argv);    /* trail model info */
 int trn_cmd_gen(int argc, char **argv);     /* trail gen */
+int trn_cmd_train(int argc, char **argv);   /* trail train (built with the ranker) */
+int trn_cmd_eval(int argc, char **argv);    /* trail eval (built with the ranker) */
+int trn_cmd_bench_train(int argc, char **argv); /* trail bench train (built with the ranker) */
 
 #endif
