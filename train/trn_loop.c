@@ -418,9 +418,9 @@ static int train_step(trn_ctx *x, mdl_model *m, const trn_data *d, const trn_con
 static int alloc_adam(mdl_model *m) {
     if (m->adam_m && m->adam_v) return CORE_OK;
     size_t bytes = m->n_floats * sizeof(float);
-    m->adam_m = core_aligned_alloc(bytes);
-    m->adam_v = core_aligned_alloc(bytes);
-    if (!m->adam_m || !m->adam_v) return CORE_ENOMEM;
+    /* a fresh optimizer state: allocate what is missing, zero both, restart the step count */
+    if (!m->adam_m && !(m->adam_m = core_aligned_alloc(bytes))) return CORE_ENOMEM;
+    if (!m->adam_v && !(m->adam_v = core_aligned_alloc(bytes))) return CORE_ENOMEM;
     memset(m->adam_m, 0, bytes);
     memset(m->adam_v, 0, bytes);
     m->adam_step = 0;
