@@ -473,7 +473,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     uint64_t total = steps_per_epoch * c->epochs, step = 0;
     uint32_t epe = c->evals_per_epoch ? c->evals_per_epoch : 1;
     uint32_t bad_evals = 0;
-    double best = -1, last_v = NAN, loss_ema = NAN, tstep = 0;
+    double best = -1, last_v = NAN, loss_ema = NAN, tstep = 0, epoch_now = 0;
     uint64_t samples_timed = 0;
     int have_valid = va_hi > va_lo;
     for (uint32_t ep = 0; ep < c->epochs && !rep->stopped_early; ep++) {
@@ -499,6 +499,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
             loss_ema = isnan(loss_ema) ? loss : 0.98 * loss_ema + 0.02 * loss;
             double sps = (double)samples_timed / (tstep > 0 ? tstep : 1e-9);
             double eta = (double)(total - step) * (tstep / (double)step);
+            epoch_now = ep + (double)s_in_epoch / (double)steps_per_epoch;
             int eval_now = s_in_epoch * epe >= steps_per_epoch * (evals_done + 1) || gi >= g.n;
             if (eval_now) {
                 evals_done++;
@@ -525,12 +526,10 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
                 } else if (++bad_evals >= c->patience && c->patience > 0) {
                     rep->stopped_early = 1;
                 }
-                progress(c, 0, ep + (double)s_in_epoch / (double)steps_per_epoch, step, total, sps,
-                         loss_ema, last_v, best, eta);
+                progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
                 if (rep->stopped_early) break;
             } else if (c->progress_tty && step % 10 == 0) {
-                progress(c, 0, ep + (double)s_in_epoch / (double)steps_per_epoch, step, total, sps,
-                         loss_ema, last_v, best, eta);
+                progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
             }
         }
     }
@@ -541,7 +540,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     mdl_model_refresh_versions(m);
     rep->steps = step;
     rep->seconds = (double)core_now_ns() * 1e-9 - t0;
-    progress(c, 1, rep->best_epoch, step, total, (double)samples_timed / (tstep > 0 ? tstep : 1e-9),
+    progress(c, 1, epoch_now, step, total, (double)samples_timed / (tstep > 0 ? tstep : 1e-9),
              loss_ema, last_v, best, 0);
     rc = CORE_OK;
 fail:
