@@ -1,0 +1,67 @@
+/* test_train_cli.c: `trail gen`, `trail train --json`, `trail eval --json` end to end on a small
+ * stream; usage errors exit 2; a corrupt model is refused by name. */
+#include "test_common.h"
+
+#include <sys/wait.h>
+
+static int run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    size_t n = 0;
+    if (!p) return -1;
+    if (out) {
+        n = fread(out, 1, cap - 1, p);
+        out[n] = 0;
+    } else {
+        char buf[4096];
+        while (fread(buf, 1, sizeof buf, p) > 0) {}
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_gen_train_eval(void **state) {
+    (void)state;
+    char dir[256], cmd[2048], out[4096];
+    const char *bin = test_trail_bin();
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, "%s gen --users 30 --items 500 --events 12000 --days 10 --seed 2 --out %s/g.jsonl 2>/dev/null",
+             bin, dir);
+    assert_int_equal(run(cmd, NULL, 0), 0);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/g.jsonl --model-out %s/m.bin --variant full --epochs 1 --batch 64 "
+             "--window 32 --recent 8 --dim 16 --item-rows 2048 --cat-rows 64 --hidden 16,8 --json 2>/dev/null",
+             bin, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"protocol\":\"impressions\""));
+    assert_non_null(strstr(out, "\"valid\":{\"auc\":"));
+    snprintf(cmd, sizeof cmd, "%s eval --model %s/m.bin --events %s/g.jsonl --window 32 --json 2>/dev/null",
+             bin, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    const char *keys[] = {"\"auc\":", "\"gauc\":", "\"logloss\":", "\"calibration\":", "\"samples\":",
+                          "\"oracle_auc\":", "\"split\":\"test\""};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_non_null(strstr(out, keys[i]));
+    /* resume from the saved model (and its Adam state) */
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/g.jsonl --model-out %s/m2.bin --init %s/m.bin --epochs 1 --batch 64 "
+             "--window 32 2>&1",
+             bin, dir, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "resume="));
+    /* usage errors and a corrupt model */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/g.jsonl 2>/dev/null", bin, dir);
+    assert_int_equal(run(cmd, NULL, 0), 2);
+    snprintf(cmd, sizeof cmd, "%s eval --model %s/m.bin --events %s/g.jsonl --split nope 2>/dev/null", bin, dir, dir);
+    assert_int_equal(run(cmd, NULL, 0), 2);
+    snprintf(cmd, sizeof cmd, "head -c 100 %s/m.bin > %s/bad.bin && %s eval --model %s/bad.bin --events %s/g.jsonl 2>&1",
+             dir, dir, bin, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "bad.bin"));
+    test_rmtree(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gen_train_eval),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,153 @@
+/* test_train_loop.c: training learns the planted structure, is deterministic with two threads,
+ * keeps the best model, and resumes with its Adam state. */
+#include "test_common.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "mdl.h"
+#include "trn_gen.h"
+#include "trn_loop.h"
+#include "trn_samples.h"
+
+#include <math.h>
+
+static trn_data *data;
+
+static int setup(void **state) {
+    (void)state;
+    trn_gen_conf gc;
+    trn_data_conf dc;
+    sch_event *ev;
+    size_t n;
+    char err[256];
+    trn_gen_conf_default(&gc);
+    gc.users = 60, gc.items = 800, gc.events = 36000, gc.days = 20, gc.seed = 3;
+    if (trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err)) return -1;
+    trn_data_conf_default(&dc);
+    if (trn_data_build(&data, ev, n, &dc, err, sizeof err)) return -1;
+    core_free(ev);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    trn_data_destroy(data);
+    return 0;
+}
+
+static mdl_model *small_model(const char *variant) {
+    mdl_config cfg;
+    mdl_model *m;
+    char err[256];
+    mdl_config_default(&cfg);
+    cfg.C = 16, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 2048, cfg.cat_rows = 64, cfg.n_recent = 8;
+    cfg.ffn_dim = 16, cfg.h1 = 32, cfg.h2 = 16, cfg.tin_buckets = 16, cfg.seed = 9;
+    assert_int_equal(mdl_variant_parse(&cfg, variant, err, sizeof err), CORE_OK);
+    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
+    return m;
+}
+
+static void small_conf(trn_conf *c) {
+    trn_conf_default(c);
+    c->epochs = 3;
+    c->batch = 64;
+    c->threads = 2;
+    c->window = 32;
+    c->adam.lr = 3e-3f;
+    c->patience = 10;
+}
+
+static void test_learns(void **state) {
+    (void)state;
+    trn_conf c;
+    trn_report r1;
+    char err[256];
+    small_conf(&c);
+    mdl_model *a = small_model("full");
+    assert_int_equal(trn_train(a, data, &c, &r1, err, sizeof err), CORE_OK);
+    assert_true(a->adam_step > 0 && a->adam_step <= r1.steps);
+    /* it learned: test AUC well above chance, below the oracle */
+    size_t lo, hi;
+    trn_metrics t;
+    trn_data_split(data, 2, &lo, &hi);
+    assert_int_equal(trn_eval(a, data, lo, hi, c.window, 2, NULL, &t, err, sizeof err), CORE_OK);
+    fprintf(stderr, "test auc %.4f gauc %.4f oracle %.4f valid gauc %.4f logloss %.4f\n", t.auc,
+            t.gauc, t.oracle_auc, r1.best_valid_gauc, t.logloss);
+    assert_true(t.auc > 0.65);
+    assert_true(t.auc <= t.oracle_auc + 0.02);
+    assert_true(fabs(t.calibration - 1.0) < 0.3);
+    /* the kept model is the one whose valid GAUC was reported */
+    trn_metrics v;
+    trn_data_split(data, 1, &lo, &hi);
+    assert_int_equal(trn_eval(a, data, lo, hi, c.window, 1, NULL, &v, err, sizeof err), CORE_OK);
+    assert_true(fabs(v.gauc - r1.best_valid_gauc) < 1e-6);
+    mdl_model_destroy(a);
+}
+
+static void test_deterministic_with_two_threads(void **state) {
+    (void)state;
+    trn_conf c;
+    trn_report r1, r2;
+    char err[256];
+    small_conf(&c);
+    c.epochs = 1;
+    mdl_model *a = small_model("full"), *b = small_model("full");
+    assert_int_equal(trn_train(a, data, &c, &r1, err, sizeof err), CORE_OK);
+    assert_int_equal(trn_train(b, data, &c, &r2, err, sizeof err), CORE_OK);
+    /* same seed, same thread count: the same bytes, Adam state included */
+    assert_memory_equal(a->arena, b->arena, a->n_floats * sizeof(float));
+    assert_memory_equal(a->adam_m, b->adam_m, a->n_floats * sizeof(float));
+    assert_memory_equal(a->adam_v, b->adam_v, a->n_floats * sizeof(float));
+    assert_int_equal(a->adam_step, b->adam_step);
+    assert_int_equal(a->model_version, b->model_version);
+    mdl_model_destroy(a);
+    mdl_model_destroy(b);
+}
+
+static void test_resume_continues_adam(void **state) {
+    (void)state;
+    trn_conf c;
+    trn_report r;
+    char err[256], dir[256], path[512];
+    small_conf(&c);
+    c.epochs = 1;
+    mdl_model *a = small_model("sdim"), *b = NULL;
+    assert_int_equal(trn_train(a, data, &c, &r, err, sizeof err), CORE_OK);
+    uint64_t step = a->adam_step;
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.bin", dir);
+    assert_int_equal(mdl_model_save(a, path, 1, err, sizeof err), CORE_OK);
+    assert_int_equal(mdl_model_load(&b, path, err, sizeof err), CORE_OK);
+    assert_non_null(b->adam_m);
+    assert_int_equal(b->adam_step, step);
+    assert_memory_equal(a->adam_v, b->adam_v, a->n_floats * sizeof(float));
+    c.patience = 0; /* keep training to the end */
+    assert_int_equal(trn_train(b, data, &c, &r, err, sizeof err), CORE_OK);
+    assert_true(b->adam_step > step);
+    mdl_model_destroy(a);
+    mdl_model_destroy(b);
+    test_rmtree(dir);
+}
+
+static void test_bad_conf(void **state) {
+    (void)state;
+    trn_conf c;
+    trn_report r;
+    char err[256] = "";
+    small_conf(&c);
+    c.batch = 0;
+    mdl_model *a = small_model("din-short");
+    assert_int_equal(trn_train(a, data, &c, &r, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "batch"));
+    mdl_model_destroy(a);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_deterministic_with_two_threads),
+        cmocka_unit_test(test_resume_continues_adam),
+        cmocka_unit_test(test_bad_conf),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

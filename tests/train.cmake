@@ -1,0 +1,23 @@
+# Tests of the training module (train/).
+trail_add_test(test_train_gen SOURCES test_train_gen.c LIBS trail_train LABELS unit)
+trail_add_test(test_train_metrics SOURCES test_train_metrics.c LIBS trail_train LABELS unit)
+trail_add_test(test_train_adam SOURCES test_train_adam.c LIBS trail_train LABELS unit)
+trail_add_test(test_train_samples SOURCES test_train_samples.c LIBS trail_train LABELS unit)
+# The rest needs the ranker's network (and the encoder's user state it brings).
+if(TARGET trail_ranker)
+  if(EXISTS ${PROJECT_SOURCE_DIR}/encoder/enc_state.c)
+    trail_add_test(test_train_pit SOURCES test_train_pit.c LIBS trail_train trail_ranker trail_encoder LABELS unit)
+  endif()
+  trail_add_test(test_train_loop SOURCES test_train_loop.c LIBS trail_train trail_ranker LABELS unit)
+  # the CLI test needs the train/eval rows in cli/trail.c (added with the ranker's arrival on main)
+  file(READ ${PROJECT_SOURCE_DIR}/cli/trail.c TRN_TRAIL_C)
+  string(FIND "${TRN_TRAIL_C}" "trn_cmd_train" TRN_HAS_TRAIN_ROW)
+  if(TRN_HAS_TRAIN_ROW GREATER -1)
+    trail_add_test(test_train_cli SOURCES test_train_cli.c LIBS trail_train LABELS unit)
+  endif()
+  trail_add_test(test_train_faults SOURCES test_train_faults.c LIBS trail_train LABELS unit)
+endif()
+if(TARGET trail_ranker AND EXISTS ${PROJECT_SOURCE_DIR}/ranker/rank_score.c AND
+   EXISTS ${PROJECT_SOURCE_DIR}/encoder/enc_store.c)
+  trail_add_test(test_train_parity SOURCES test_train_parity.c LIBS trail_train trail_ranker trail_encoder LABELS store)
+endif()

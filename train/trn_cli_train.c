@@ -1,0 +1,376 @@
+/* trn_cli_train.c: `trail train`, `trail eval` and `trail bench train`. */
+#include "core_alloc.h"
+#include "core_args.h"
+#include "core_err.h"
+#include "mdl.h"
+#include "trail_cmds.h"
+#include "trn_gen.h"
+#include "trn_loop.h"
+#include "trn_samples.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: trail train --events FILE --model-out M [options]\n"
+            "  --variant V        full | sdim | din-long | avgpool | din-short, or long=..,short=..,temporal=.. (full)\n"
+            "  --protocol P       auto | impressions | next | taobao (auto: impressions if the file has any)\n"
+            "  --negatives K      sampled negatives per positive for next (1)\n"
+            "  --window T         long-term behaviors per sample (256)\n"
+            "  --recent N         short-term behaviors, the model's N (50; taobao: 16)\n"
+            "  --epochs E (10)  --batch B (256)  --lr X (1e-3)  --seed S (1)  --threads K (2)\n"
+            "  --clip X           global gradient-norm clip, 0 = off (5)\n"
+            "  --l2 X             L2 on the embedding rows a batch touches (0)\n"
+            "  --patience K       evaluations without a better valid GAUC before stopping (3)\n"
+            "  --evals-per-epoch K  validation passes per epoch (2)\n"
+            "  --dim C (64)  --item-rows R (262144)  --cat-rows R (16384)  --hidden H1,H2 (200,80)\n"
+            "  --init M           resume from a model file (its config and Adam state)\n"
+            "  --json             print the final report as one JSON object on stdout\n"
+            "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
+            "--protocol, --negatives, --seed and --window to see the same samples.\n");
+}
+
+static void print_metrics_json(FILE *f, const trn_metrics *m) {
+    fprintf(f, "\"auc\":%.6f,\"gauc\":%.6f,\"logloss\":%.6f,\"calibration\":%.6f,\"samples\":%llu",
+            m->auc, m->gauc, m->logloss, m->calibration, (unsigned long long)m->samples);
+    if (!isnan(m->oracle_auc)) fprintf(f, ",\"oracle_auc\":%.6f", m->oracle_auc);
+}
+
+/* The options train and eval share (they must see the same samples): --protocol, --negatives,
+ * --window. @return 1 handled, 0 not one of them, 2 usage error. */
+static int sample_opt(int c, trn_data_conf *dc, uint32_t *window) {
+    uint64_t v;
+    switch (c) {
+    case 'p':
+        if ((dc->protocol = trn_proto_parse(optarg)) < 0) {
+            fprintf(stderr, "trail: --protocol: '%s' is not auto, impressions, next or taobao\n", optarg);
+            return 2;
+        }
+        return 1;
+    case 'k':
+        if (core_parse_u64(optarg, 1, 63, "--negatives", &v)) return 2;
+        dc->negatives = (uint32_t)v;
+        return 1;
+    case 'T':
+        if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2;
+        *window = (uint32_t)v;
+        return 1;
+    default: return 0;
+    }
+}
+
+int trn_cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"events", 1, 0, 'e'},    {"model-out", 1, 0, 'o'}, {"variant", 1, 0, 'v'},
+        {"protocol", 1, 0, 'p'},  {"negatives", 1, 0, 'k'}, {"window", 1, 0, 'T'},
+        {"recent", 1, 0, 'N'},    {"epochs", 1, 0, 'E'},    {"batch", 1, 0, 'B'},
+        {"lr", 1, 0, 'l'},        {"seed", 1, 0, 's'},      {"threads", 1, 0, 't'},
+        {"clip", 1, 0, 'c'},      {"l2", 1, 0, 'L'},        {"patience", 1, 0, 'P'},
+        {"evals-per-epoch", 1, 0, 'V'}, {"dim", 1, 0, 'C'}, {"item-rows", 1, 0, 'I'},
+        {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
+        {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},      {0, 0, 0, 0}};
+    const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
+    trn_conf tc;
+    trn_data_conf dc;
+    mdl_config cfg;
+    uint64_t v;
+    double x;
+    int c, json = 0, recent_set = 0, window_set = 0;
+    char err[512];
+    trn_conf_default(&tc);
+    trn_data_conf_default(&dc);
+    mdl_config_default(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int so = sample_opt(c, &dc, &tc.window);
+        if (so == 2) return 2;
+        if (so == 1) {
+            window_set |= c == 'T';
+            continue;
+        }
+        switch (c) {
+        case 'e': events = optarg; break;
+        case 'o': out = optarg; break;
+        case 'v': variant = optarg; break;
+        case 'i': init = optarg; break;
+        case 'j': json = 1; break;
+        case 'N': if (core_parse_u64(optarg, 1, 1024, "--recent", &v)) return 2; cfg.n_recent = (uint32_t)v; recent_set = 1; break;
+        case 'E': if (core_parse_u64(optarg, 1, 100000, "--epochs", &v)) return 2; tc.epochs = (uint32_t)v; break;
+        case 'B': if (core_parse_u64(optarg, 1, TRN_MAX_BATCH, "--batch", &v)) return 2; tc.batch = (uint32_t)v; break;
+        case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &v)) return 2; tc.seed = dc.seed = cfg.seed = v; break;
+        case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; tc.threads = (uint32_t)v; break;
+        case 'P': if (core_parse_u64(optarg, 0, 1000, "--patience", &v)) return 2; tc.patience = (uint32_t)v; break;
+        case 'V': if (core_parse_u64(optarg, 1, 1000, "--evals-per-epoch", &v)) return 2; tc.evals_per_epoch = (uint32_t)v; break;
+        case 'C': if (core_parse_u64(optarg, 2, 1024, "--dim", &v)) return 2; cfg.C = (uint32_t)v; break;
+        case 'I': if (core_parse_u64(optarg, 1, 1u << 30, "--item-rows", &v)) return 2; cfg.item_rows = (uint32_t)v; break;
+        case 'K': if (core_parse_u64(optarg, 1, 1u << 30, "--cat-rows", &v)) return 2; cfg.cat_rows = (uint32_t)v; break;
+        case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
+        case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
+        case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
+        case 'h': {
+            unsigned a, b;
+            char extra;
+            if (sscanf(optarg, "%u,%u%c", &a, &b, &extra) != 2) {
+                fprintf(stderr, "trail: --hidden: '%s' is not H1,H2\n", optarg);
+                return 2;
+            }
+            cfg.h1 = a, cfg.h2 = b;
+            break;
+        }
+        case 'H': train_usage(stdout); return 0;
+        default: train_usage(stderr); return 2;
+        }
+    }
+    if (!events || !out || optind != argc) {
+        train_usage(stderr);
+        return 2;
+    }
+    if (dc.protocol == TRN_PROTO_TAOBAO) { /* the pinned protocol: long 256, short 16 */
+        if (!window_set) tc.window = 256;
+        if (!recent_set) cfg.n_recent = 16;
+    }
+    if (mdl_variant_parse(&cfg, variant, err, sizeof err)) {
+        fprintf(stderr, "trail: --variant: %s\n", err);
+        return 2;
+    }
+    mdl_model *m = NULL;
+    trn_data *d = NULL;
+    trn_report rep;
+    int rc = 1;
+    if (init) {
+        if (mdl_model_load(&m, init, err, sizeof err)) {
+            fprintf(stderr, "trail: --init: %s\n", err);
+            return 1;
+        }
+    } else {
+        if (mdl_config_check(&cfg, err, sizeof err)) {
+            fprintf(stderr, "trail: %s\n", err);
+            return 2;
+        }
+        if (mdl_model_init(&m, &cfg, err, sizeof err)) {
+            fprintf(stderr, "trail: %s\n", err);
+            return 1;
+        }
+    }
+    if (trn_data_load(&d, events, &dc, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    char vs[96];
+    mdl_variant_str(&m->cfg, vs, sizeof vs);
+    fprintf(stderr,
+            "train: events=%s protocol=%s samples=%zu train=%zu valid=%zu test=%zu users=%u "
+            "behaviors=%zu variant=%s window=%u recent=%u threads=%u%s%s\n",
+            events, trn_proto_name(d->protocol), d->n_samples, d->split[0], d->split[1] - d->split[0],
+            d->n_samples - d->split[1], d->n_users, d->n_beh, vs, tc.window, m->cfg.n_recent,
+            tc.threads, init ? " resume=" : "", init ? init : "");
+    tc.progress = stderr;
+    tc.progress_tty = isatty(2);
+    if (trn_train(m, d, &tc, &rep, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    if (mdl_model_save(m, out, 1, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "train: kept the model of epoch %.2f (valid gauc %.4f) in %s; %llu steps, %.1f s%s\n",
+            rep.best_epoch, rep.best_valid_gauc, out, (unsigned long long)rep.steps, rep.seconds,
+            rep.stopped_early ? ", stopped early" : "");
+    if (json) {
+        printf("{\"model\":\"%s\",\"variant\":\"%s\",\"protocol\":\"%s\",\"steps\":%llu,"
+               "\"seconds\":%.3f,\"best_epoch\":%.3f,\"stopped_early\":%s,\"valid\":{",
+               out, vs, trn_proto_name(d->protocol), (unsigned long long)rep.steps, rep.seconds,
+               rep.best_epoch, rep.stopped_early ? "true" : "false");
+        print_metrics_json(stdout, &rep.best_valid);
+        printf("}}\n");
+    }
+    rc = 0;
+done:
+    trn_data_destroy(d);
+    mdl_model_destroy(m);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static void eval_usage(FILE *f) {
+    fprintf(f, "usage: trail eval --model M --events FILE [options]\n"
+               "  --split S        test | valid | train | all (test)\n"
+               "  --protocol P     auto | impressions | next | taobao (auto)\n"
+               "  --negatives K (1)  --seed S (1)  --window T (256; the values used in training)\n"
+               "  --threads K (2)  --json\n");
+}
+
+int trn_cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'},  {"events", 1, 0, 'e'},    {"split", 1, 0, 'S'},
+        {"protocol", 1, 0, 'p'}, {"negatives", 1, 0, 'k'}, {"seed", 1, 0, 's'},
+        {"window", 1, 0, 'T'}, {"threads", 1, 0, 't'},   {"json", 0, 0, 'j'},
+        {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
+    const char *model = NULL, *events = NULL, *split = "test";
+    trn_data_conf dc;
+    uint32_t window = 256, threads = 2;
+    uint64_t v;
+    int c, json = 0;
+    char err[512];
+    trn_data_conf_default(&dc);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int so = sample_opt(c, &dc, &window);
+        if (so == 2) return 2;
+        if (so == 1) continue;
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'e': events = optarg; break;
+        case 'S': split = optarg; break;
+        case 'j': json = 1; break;
+        case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &v)) return 2; dc.seed = v; break;
+        case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; threads = (uint32_t)v; break;
+        case 'h': eval_usage(stdout); return 0;
+        default: eval_usage(stderr); return 2;
+        }
+    }
+    int si = !strcmp(split, "train") ? 0 : !strcmp(split, "valid") ? 1 : !strcmp(split, "test") ? 2
+             : !strcmp(split, "all") ? 3 : -1;
+    if (!model || !events || optind != argc || si < 0) {
+        if (si < 0) fprintf(stderr, "trail: --split: '%s' is not test, valid, train or all\n", split);
+        eval_usage(stderr);
+        return 2;
+    }
+    mdl_model *m = NULL;
+    trn_data *d = NULL;
+    trn_metrics mt;
+    int rc = 1;
+    if (mdl_model_load(&m, model, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        return 1;
+    }
+    if (trn_data_load(&d, events, &dc, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    size_t lo = 0, hi = d->n_samples;
+    if (si < 3) trn_data_split(d, si, &lo, &hi);
+    if (hi == lo) {
+        fprintf(stderr, "trail: split %s has no samples\n", split);
+        goto done;
+    }
+    if (trn_eval(m, d, lo, hi, window, threads, NULL, &mt, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    if (json) {
+        printf("{\"split\":\"%s\",\"protocol\":\"%s\",", split, trn_proto_name(d->protocol));
+        print_metrics_json(stdout, &mt);
+        printf(",\"gauc_users\":%llu}\n", (unsigned long long)mt.gauc_users);
+    } else {
+        printf("split=%s samples=%llu auc=%.4f gauc=%.4f logloss=%.4f calibration=%.4f", split,
+               (unsigned long long)mt.samples, mt.auc, mt.gauc, mt.logloss, mt.calibration);
+        if (!isnan(mt.oracle_auc)) printf(" oracle_auc=%.4f", mt.oracle_auc);
+        printf("\n");
+    }
+    rc = 0;
+done:
+    trn_data_destroy(d);
+    mdl_model_destroy(m);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int trn_cmd_bench_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"threads", 1, 0, 't'}, {"batch", 1, 0, 'B'}, {"window", 1, 0, 'T'}, {"recent", 1, 0, 'N'},
+        {"dim", 1, 0, 'C'},     {"steps", 1, 0, 'n'}, {"variant", 1, 0, 'v'}, {"json", 0, 0, 'j'},
+        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    trn_conf tc;
+    mdl_config cfg;
+    uint32_t steps = 20;
+    const char *variant = "full";
+    uint64_t v;
+    int c, json = 0;
+    char err[512];
+    trn_conf_default(&tc);
+    mdl_config_default(&cfg);
+    tc.window = 1024;
+    cfg.n_recent = 50;
+    cfg.C = 64;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; tc.threads = (uint32_t)v; break;
+        case 'B': if (core_parse_u64(optarg, 1, TRN_MAX_BATCH, "--batch", &v)) return 2; tc.batch = (uint32_t)v; break;
+        case 'T': if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2; tc.window = (uint32_t)v; break;
+        case 'N': if (core_parse_u64(optarg, 1, 1024, "--recent", &v)) return 2; cfg.n_recent = (uint32_t)v; break;
+        case 'C': if (core_parse_u64(optarg, 2, 1024, "--dim", &v)) return 2; cfg.C = (uint32_t)v; break;
+        case 'n': if (core_parse_u64(optarg, 1, 100000, "--steps", &v)) return 2; steps = (uint32_t)v; break;
+        case 'v': variant = optarg; break;
+        case 'j': json = 1; break;
+        case 'h':
+            printf("usage: trail bench train [--json] [--threads 2] [--batch 256] [--window 1024] "
+                   "[--recent 50] [--dim 64] [--steps 20] [--variant full]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (mdl_variant_parse(&cfg, variant, err, sizeof err) || mdl_config_check(&cfg, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        return 2;
+    }
+    /* Data: a synthetic stream long enough that the measured samples have full windows. */
+    trn_gen_conf gc;
+    sch_event *ev = NULL;
+    size_t n = 0;
+    trn_data *d = NULL;
+    mdl_model *m = NULL;
+    trn_data_conf dc;
+    double sps = 0;
+    int rc = 1;
+    trn_gen_conf_default(&gc);
+    gc.users = 64;
+    gc.items = 20000;
+    gc.events = (uint64_t)gc.users * (tc.window * 2 + 400);
+    gc.days = 30;
+    trn_data_conf_default(&dc);
+    dc.protocol = TRN_PROTO_IMPRESSIONS;
+    if (trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err) ||
+        trn_data_build(&d, ev, n, &dc, err, sizeof err) || mdl_model_init(&m, &cfg, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    /* keep only samples whose history fills the window */
+    size_t k = 0;
+    for (size_t i = 0; i < d->n_samples; i++)
+        if (d->samples[i].hist >= tc.window) d->samples[k++] = d->samples[i];
+    if (k < tc.batch) {
+        fprintf(stderr, "trail: bench: only %zu samples with %u behaviors of history\n", k, tc.window);
+        goto done;
+    }
+    d->n_samples = k;
+    d->split[0] = d->split[1] = k;
+    if (trn_bench_steps(m, d, &tc, steps, &sps, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    char vs[96];
+    mdl_variant_str(&cfg, vs, sizeof vs);
+    if (json)
+        printf("{\"bench\":\"train\",\"variant\":\"%s\",\"samples_per_s\":%.1f,\"batch\":%u,"
+               "\"threads\":%u,\"window\":%u,\"recent\":%u,\"C\":%u,\"steps\":%u}\n",
+               vs, sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C, steps);
+    else
+        printf("train: %s samples_per_s=%.1f (batch %u, %u threads, window %u, recent %u, C %u)\n", vs,
+               sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C);
+    rc = 0;
+done:
+    core_free(ev);
+    trn_data_destroy(d);
+    mdl_model_destroy(m);
+    return rc;
+}

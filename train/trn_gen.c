@@ -1,0 +1,374 @@
+/* trn_gen.c: the synthetic stream of `trail gen` (model in docs/SYNTHETIC.md).
+ *
+ * Does: item catalogue, per-user latent traits, sessions in time order, impressions with their true
+ * click probability from traits and past behaviors only. Does not: write files (trn_cli.c does).
+ */
+#include "trn_gen.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEN_T0 1700000000ll      /* 2023-11-14 22:13:20 UTC: day 0 of every stream */
+#define GEN_DAY 86400.0
+#define GEN_INTERESTS 4          /* long-term interest categories per user */
+#define GEN_SESSION_MEAN 8.0     /* behaviors per session (1 + geometric) */
+#define GEN_P_IMPRESSION 0.5     /* chance a session step shows an impression */
+#define GEN_HABIT_SHARE 0.25     /* share of sessions that are the daily habit */
+
+/* Click model coefficients (logit scale); see docs/SYNTHETIC.md. */
+#define B_BASE (-2.4)
+#define B_QUALITY 0.4
+#define B_LONG 1.6
+#define B_SESSION 0.9
+#define B_RECENCY 1.0
+#define B_PERIODIC 1.2
+#define RECENCY_S 3600.0         /* recency decays with exp(-gap / 1 h) */
+
+void trn_gen_conf_default(trn_gen_conf *conf) {
+    memset(conf, 0, sizeof *conf);
+    conf->users = 1000;
+    conf->items = 20000;
+    conf->events = 1000000;
+    conf->seed = 1;
+    conf->days = 60;
+    conf->until_day = -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalogue: items 1..I, categories 1..K, popularity Zipf(0.9) over a random rank, quality N(0,1).
+
+typedef struct gen_cat {
+    uint32_t K, I;
+    uint32_t *item_cat;   // (I) 0-based category of item i
+    float *quality;       // (I)
+    double *global_cdf;   // (I) cumulative popularity over all items
+    uint32_t *cat_start;  // (K+1) offsets into cat_items
+    uint32_t *cat_items;  // (I) items grouped by category
+    double *cat_cdf;      // (I) cumulative popularity within each category's group
+    double *catpop_cdf;   // (K) cumulative category popularity
+} gen_cat;
+
+static void cat_free(gen_cat *c) {
+    core_free(c->item_cat);
+    core_free(c->quality);
+    core_free(c->global_cdf);
+    core_free(c->cat_start);
+    core_free(c->cat_items);
+    core_free(c->cat_cdf);
+    core_free(c->catpop_cdf);
+}
+
+static int cat_build(gen_cat *c, uint32_t I, uint64_t seed) {
+    core_rng r;
+    uint32_t *rank = NULL, *fill = NULL;
+    double *pop = NULL;
+    memset(c, 0, sizeof *c);
+    c->I = I;
+    c->K = I / 40 < 8 ? 8 : I / 40;
+    c->item_cat = core_malloc(sizeof(uint32_t) * I);
+    c->quality = core_malloc(sizeof(float) * I);
+    c->global_cdf = core_malloc(sizeof(double) * I);
+    c->cat_start = core_calloc(c->K + 1, sizeof(uint32_t));
+    c->cat_items = core_malloc(sizeof(uint32_t) * I);
+    c->cat_cdf = core_malloc(sizeof(double) * I);
+    c->catpop_cdf = core_calloc(c->K, sizeof(double));
+    rank = core_malloc(sizeof(uint32_t) * I);
+    fill = core_calloc(c->K, sizeof(uint32_t));
+    pop = core_malloc(sizeof(double) * I);
+    if (!c->item_cat || !c->quality || !c->global_cdf || !c->cat_start || !c->cat_items ||
+        !c->cat_cdf || !c->catpop_cdf || !rank || !fill || !pop)
+        goto fail;
+    core_rng_seed(&r, seed ^ 0xC47A106ull);
+    for (uint32_t i = 0; i < I; i++) rank[i] = i;
+    for (uint32_t i = I - 1; i > 0; i--) { /* Fisher-Yates: popularity rank of item i */
+        uint32_t j = (uint32_t)core_rng_below(&r, i + 1), t = rank[i];
+        rank[i] = rank[j];
+        rank[j] = t;
+    }
+    double acc = 0;
+    for (uint32_t i = 0; i < I; i++) {
+        /* the first K items seed every category so none is empty */
+        c->item_cat[i] = i < c->K ? i : (uint32_t)core_rng_below(&r, c->K);
+        c->quality[i] = (float)core_rng_gauss(&r);
+        pop[i] = pow((double)rank[i] + 10.0, -0.9);
+        acc += pop[i];
+        c->global_cdf[i] = acc;
+        c->cat_start[c->item_cat[i] + 1]++;
+    }
+    for (uint32_t k = 0; k < c->K; k++) c->cat_start[k + 1] += c->cat_start[k];
+    for (uint32_t i = 0; i < I; i++) {
+        uint32_t k = c->item_cat[i];
+        c->cat_items[c->cat_start[k] + fill[k]++] = i;
+    }
+    acc = 0;
+    for (uint32_t k = 0; k < c->K; k++) {
+        double a = 0;
+        for (uint32_t j = c->cat_start[k]; j < c->cat_start[k + 1]; j++) {
+            a += pop[c->cat_items[j]];
+            c->cat_cdf[j] = a;
+        }
+        acc += a;
+        c->catpop_cdf[k] = acc;
+    }
+    core_free(rank);
+    core_free(fill);
+    core_free(pop);
+    return CORE_OK;
+fail:
+    core_free(rank);
+    core_free(fill);
+    core_free(pop);
+    cat_free(c);
+    return CORE_ENOMEM;
+}
+
+/* Index in [0, n) of the first cdf entry above u * cdf[n-1]. */
+static uint32_t cdf_draw(const double *cdf, uint32_t n, core_rng *r) {
+    double u = core_rng_uniform(r) * cdf[n - 1];
+    uint32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (cdf[mid] > u) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+static uint32_t draw_global(const gen_cat *c, core_rng *r) { return cdf_draw(c->global_cdf, c->I, r); }
+
+static uint32_t draw_in_cat(const gen_cat *c, uint32_t k, core_rng *r) {
+    uint32_t a = c->cat_start[k], n = c->cat_start[k + 1] - a;
+    return c->cat_items[a + cdf_draw(c->cat_cdf + a, n, r)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// One user's timeline
+
+typedef struct gen_out {
+    sch_event *ev;
+    size_t n, cap;
+} gen_out;
+
+static int out_push(gen_out *o, const sch_event *e) {
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 4096;
+        sch_event *p = core_realloc(o->ev, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        o->ev = p;
+        o->cap = cap;
+    }
+    o->ev[o->n++] = *e;
+    return CORE_OK;
+}
+
+typedef struct gen_user {
+    uint32_t interests[GEN_INTERESTS];
+    double propensity;    /* q_u */
+    double habit_hour_s;  /* H_u: seconds into the UTC day */
+    int64_t *last_in_cat; // (K) ts of the user's latest behavior per category, or INT64_MIN
+} gen_user;
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static int is_interest(const gen_user *u, uint32_t k) {
+    for (int i = 0; i < GEN_INTERESTS; i++)
+        if (u->interests[i] == k) return 1;
+    return 0;
+}
+
+/* The true click probability of item i for user u at time t during a session on `topic`.
+ * Reads only traits and u->last_in_cat, which holds behaviors generated before t. */
+static double click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic, int64_t t) {
+    uint32_t k = c->item_cat[i];
+    double z = B_BASE + u->propensity + B_QUALITY * c->quality[i];
+    if (is_interest(u, k)) z += B_LONG;
+    if (k == topic) z += B_SESSION;
+    if (u->last_in_cat[k] != INT64_MIN) z += B_RECENCY * exp(-(double)(t - u->last_in_cat[k]) / RECENCY_S);
+    if (k == u->interests[0]) { /* the habit category, near the habit hour (circular, 1 h) */
+        double tod = fmod((double)(t - GEN_T0), GEN_DAY), d = fabs(tod - u->habit_hour_s);
+        if (d > GEN_DAY / 2) d = GEN_DAY - d;
+        if (d < 3600.0) z += B_PERIODIC;
+    }
+    return sigmoid(z);
+}
+
+static uint8_t draw_action(core_rng *r) {
+    double a = core_rng_uniform(r);
+    return a < 0.90 ? SCH_ACTION_CLICK : a < 0.95 ? SCH_ACTION_CART : a < 0.98 ? SCH_ACTION_FAV : SCH_ACTION_BUY;
+}
+
+static double draw_exp(core_rng *r, double mean) { return -mean * log(1.0 - core_rng_uniform(r)); }
+
+static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u, uint32_t uid,
+                        double sessions_per_day, gen_out *o) {
+    /* Three streams per user, so traits, arrivals and session content stay independent. */
+    core_rng rt, ra, rs;
+    uint64_t base = core_hash_id(uid, conf->seed);
+    core_rng_seed(&rt, base ^ 1);
+    core_rng_seed(&ra, base ^ 2);
+    core_rng_seed(&rs, base ^ 3);
+    for (int i = 0; i < GEN_INTERESTS; i++) {
+        uint32_t k;
+        do k = (uint32_t)core_rng_below(&rt, c->K);
+        while (i > 0 && is_interest(u, k));
+        u->interests[i] = k;
+        for (int j = i + 1; j < GEN_INTERESTS; j++) u->interests[j] = k; /* keep is_interest exact */
+    }
+    u->propensity = 0.3 * core_rng_gauss(&rt);
+    u->habit_hour_s = core_rng_uniform(&rt) * GEN_DAY;
+    for (uint32_t k = 0; k < c->K; k++) u->last_in_cat[k] = INT64_MIN;
+
+    double horizon = (conf->until_day >= 0 ? conf->until_day : conf->days) * GEN_DAY;
+    double regular_rate = sessions_per_day * (1.0 - GEN_HABIT_SHARE) / GEN_DAY; /* per second */
+    double habit_p = fmin(1.0, sessions_per_day * GEN_HABIT_SHARE);
+    double next_regular = draw_exp(&ra, 1.0 / regular_rate);
+    double next_habit = -1;
+    int64_t habit_day = -1;
+    double t_free = 0; /* sessions do not overlap: one starts after the previous ended */
+    uint64_t step = 0;
+    for (;;) {
+        while (next_habit < 0) { /* the next day whose habit session happens */
+            habit_day++;
+            if ((double)habit_day * GEN_DAY > horizon + GEN_DAY) break;
+            if (core_rng_uniform(&ra) < habit_p)
+                next_habit = (double)habit_day * GEN_DAY + u->habit_hour_s + 600.0 * core_rng_gauss(&ra);
+        }
+        int habit = next_habit >= 0 && next_habit < next_regular;
+        double start = habit ? next_habit : next_regular;
+        if (habit) next_habit = -1;
+        else next_regular += draw_exp(&ra, 1.0 / regular_rate);
+        if (start < t_free) start = t_free;
+        if (start >= horizon) break;
+        uint32_t topic;
+        if (habit) topic = u->interests[0];
+        else if (core_rng_uniform(&rs) < 0.6) topic = u->interests[core_rng_below(&rs, GEN_INTERESTS)];
+        else topic = cdf_draw(c->catpop_cdf, c->K, &rs);
+        double t = start;
+        uint32_t len = 1;
+        while (core_rng_uniform(&rs) > 1.0 / GEN_SESSION_MEAN) len++;
+        for (uint32_t s = 0; s < len && t < horizon; s++, step++) {
+            t += 1.0 + draw_exp(&rs, 90.0);
+            sch_event e;
+            memset(&e, 0, sizeof e);
+            e.user_id = uid + 1;
+            if (core_rng_uniform(&rs) < GEN_P_IMPRESSION) {
+                double a = core_rng_uniform(&rs);
+                uint32_t i = a < 0.3   ? draw_in_cat(c, topic, &rs)
+                             : a < 0.6 ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
+                                       : draw_global(c, &rs);
+                e.ts = GEN_T0 + (int64_t)t;
+                double p = click_prob(c, u, i, topic, e.ts);
+                e.item_id = i + 1;
+                e.category_id = c->item_cat[i] + 1;
+                e.action = SCH_ACTION_VIEW;
+                e.label = core_rng_uniform(&rs) < p;
+                e.prob = (float)p;
+                e.request_id = ((uint64_t)(uid + 1) << 32) | (step & 0xffffffffu);
+                e.flags = SCH_F_LABEL | SCH_F_PROB | SCH_F_REQUEST;
+                if (t < horizon && out_push(o, &e)) return CORE_ENOMEM;
+                t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
+                memset(&e, 0, sizeof e);
+                e.user_id = uid + 1;
+            }
+            uint32_t i = core_rng_uniform(&rs) < 0.85 ? draw_in_cat(c, topic, &rs) : draw_global(c, &rs);
+            e.ts = GEN_T0 + (int64_t)t;
+            e.item_id = i + 1;
+            e.category_id = c->item_cat[i] + 1;
+            e.action = draw_action(&rs);
+            if (t < horizon && out_push(o, &e)) return CORE_ENOMEM;
+            u->last_in_cat[c->item_cat[i]] = e.ts;
+        }
+        t_free = t + 1.0;
+    }
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The merged stream
+
+typedef struct gen_key {
+    int64_t ts;
+    uint64_t user;
+    size_t idx;
+} gen_key;
+
+static int key_cmp(const void *a, const void *b) {
+    const gen_key *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    if (x->user != y->user) return x->user < y->user ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen_stats *stats,
+                   char *err, size_t err_size) {
+    gen_cat c;
+    gen_out o = {0};
+    gen_user u;
+    gen_key *keys = NULL;
+    sch_event *res = NULL;
+    int rc;
+    memset(&u, 0, sizeof u);
+    if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
+        conf->until_day > conf->days) {
+        snprintf(err, err_size, "gen: need users >= 1, items >= 16, events >= 1, days >= 1, until <= days");
+        return CORE_EINVAL;
+    }
+    if ((rc = cat_build(&c, conf->items, conf->seed))) return rc;
+    u.last_in_cat = core_malloc(sizeof(int64_t) * c.K);
+    if (!u.last_in_cat) goto nomem;
+    /* Events per session step: one behavior plus an impression half the time. Generate about 5%
+     * more than asked, so that the cut by time, not the rate, decides the count. */
+    double per_session = GEN_SESSION_MEAN * (1.0 + GEN_P_IMPRESSION);
+    double spd = 1.05 * (double)conf->events / ((double)conf->users * conf->days * per_session);
+    for (uint32_t uid = 0; uid < conf->users; uid++)
+        if (gen_user_run(conf, &c, &u, uid, spd, &o)) goto nomem;
+    keys = core_malloc(sizeof(gen_key) * (o.n ? o.n : 1));
+    if (!keys) goto nomem;
+    for (size_t i = 0; i < o.n; i++) keys[i] = (gen_key){o.ev[i].ts, o.ev[i].user_id, i};
+    qsort(keys, o.n, sizeof *keys, key_cmp);
+    size_t m = o.n < conf->events ? o.n : (size_t)conf->events;
+    res = core_malloc(sizeof(sch_event) * (m ? m : 1));
+    if (!res) goto nomem;
+    for (size_t i = 0; i < m; i++) res[i] = o.ev[keys[i].idx];
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        uint64_t imp[3] = {0}, clk[3] = {0};
+        double psum = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (!(res[i].flags & SCH_F_LABEL)) {
+                stats->behaviors++;
+                continue;
+            }
+            int part = i < m * 8 / 10 ? 0 : i < m * 9 / 10 ? 1 : 2;
+            imp[part]++;
+            clk[part] += res[i].label;
+            psum += res[i].prob;
+        }
+        for (int p = 0; p < 3; p++) {
+            stats->impressions += imp[p];
+            stats->clicks += clk[p];
+            stats->split_ctr[p] = imp[p] ? (double)clk[p] / (double)imp[p] : 0;
+        }
+        stats->mean_prob = stats->impressions ? psum / (double)stats->impressions : 0;
+    }
+    core_free(keys);
+    core_free(o.ev);
+    core_free(u.last_in_cat);
+    cat_free(&c);
+    *out = res;
+    *n = m;
+    return CORE_OK;
+nomem:
+    core_free(keys);
+    core_free(o.ev);
+    core_free(u.last_in_cat);
+    cat_free(&c);
+    snprintf(err, err_size, "gen: out of memory");
+    return CORE_ENOMEM;
+}

@@ -1,0 +1,40 @@
+/* trn_gen.h: `trail gen`, a synthetic event stream with planted structure and known truth.
+ *
+ * Each user's timeline is generated in time order from per-user random streams: latent traits
+ * first, then sessions one after another; an impression's true click probability is computed from
+ * the traits and the behaviors already generated, never from later ones. docs/SYNTHETIC.md states
+ * the model. The global stream is every user's events merged by (ts, user, sequence) and cut at the
+ * requested count, so cutting it earlier never changes what comes before the cut.
+ */
+#ifndef TRAIL_TRN_GEN_H
+#define TRAIL_TRN_GEN_H
+
+#include "sch_event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct trn_gen_conf {
+    uint32_t users;      /* U >= 1 */
+    uint32_t items;      /* I >= 16 */
+    uint64_t events;     /* E: events written (behaviors + impressions), at most */
+    uint64_t seed;
+    uint32_t days;       /* horizon in days (60); rates are derived from E / (U * days) */
+    double until_day;    /* stop generating at this day (<= days); for the causality test */
+} trn_gen_conf;
+
+typedef struct trn_gen_stats {
+    uint64_t behaviors, impressions, clicks;
+    double split_ctr[3];   /* click rate of impressions in the first 80% / next 10% / last 10% */
+    double mean_prob;      /* mean true probability over impressions */
+} trn_gen_stats;
+
+void trn_gen_conf_default(trn_gen_conf *conf);
+
+/** @brief Generate the stream into an array ordered by (ts, user, sequence).
+ *  @param[out] out events (core_free), @param[out] n their count.
+ *  @return CORE_OK, CORE_EINVAL (bad conf, reason in err) or CORE_ENOMEM. */
+int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen_stats *stats,
+                   char *err, size_t err_size);
+
+#endif

@@ -1,0 +1,599 @@
+/* trn_loop.c: batches, threads, the reduction, the optimizer step, evaluation and early stopping
+ * (trn_loop.h). The network itself is rank_net (ranker/rank_net.h). */
+#include "trn_loop.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_util.h"
+#include "rank_blas.h"
+#include "rank_net.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+/* A batch closes before a group that would overflow it, but a first group may be larger than the
+ * batch: nets are sized for this much more (groups are 1 + negatives samples). */
+#define TRN_GROUP_SLACK 64
+
+void trn_conf_default(trn_conf *c) {
+    memset(c, 0, sizeof *c);
+    c->epochs = 10;
+    c->batch = 256;
+    c->threads = 2;
+    c->window = 256;
+    c->evals_per_epoch = 2;
+    c->patience = 3;
+    c->seed = 1;
+    trn_adam_conf_default(&c->adam);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers: one rank_net, one gradient arena and one batch part each.
+
+typedef struct trn_worker {
+    rank_net *net;
+    float *grad;            /* gradient arena (model layout), zero outside dense + touched rows */
+    mdl_params gp;
+    rank_history *users;    // (max_B)
+    uint32_t *uidx;         // (max_B)
+    uint64_t *item, *cat;   // (max_B)
+    float *probs, *dlog;    // (max_B)
+    /* the current job */
+    const mdl_model *m;
+    const trn_data *d;
+    uint32_t window, max_B;
+    const size_t *sidx;     /* sample indices of this part (train) */
+    size_t lo, hi;          /* sample range (eval) */
+    float *preds;           /* eval output for [lo, hi) */
+    uint32_t n;
+    int backward;
+    float scale;            /* dlogit scale: 1 / batch size */
+    double loss;
+    int rc;
+    const uint32_t *t_item, *t_cat;
+    uint32_t n_ti, n_tc;
+} trn_worker;
+
+typedef struct trn_ctx {
+    uint32_t nt;
+    trn_worker *w;
+    trn_opt opt;
+    uint32_t *mark_item, *mark_cat; /* stamp per row: in the union of this step */
+    uint32_t *u_item, *u_cat;       /* the union of touched rows */
+    uint32_t stamp;
+    size_t n_floats;
+} trn_ctx;
+
+static void ctx_destroy(trn_ctx *x) {
+    if (!x) return;
+    for (uint32_t t = 0; x->w && t < x->nt; t++) {
+        trn_worker *w = &x->w[t];
+        rank_net_destroy(w->net);
+        core_free(w->grad);
+        core_free(w->users);
+        core_free(w->uidx);
+        core_free(w->item);
+        core_free(w->cat);
+        core_free(w->probs);
+        core_free(w->dlog);
+    }
+    core_free(x->w);
+    core_free(x->mark_item);
+    core_free(x->mark_cat);
+    core_free(x->u_item);
+    core_free(x->u_cat);
+    core_free(x);
+}
+
+static uint32_t needs_window(const mdl_config *cfg) { return cfg->long_kind != MDL_LONG_NONE; }
+
+static int ctx_new(trn_ctx **out, const mdl_model *m, uint32_t nt, uint32_t max_B, uint32_t window,
+                   int train, char *err, size_t err_size) {
+    trn_ctx *x = core_calloc(1, sizeof *x);
+    int rc = CORE_ENOMEM;
+    if (!x) goto nomem;
+    rank_blas_single_thread(); /* the workers are the parallelism; BLAS threads would fight them */
+    x->nt = nt;
+    x->n_floats = m->n_floats;
+    trn_opt_init(&x->opt, &m->cfg);
+    x->w = core_calloc(nt, sizeof *x->w);
+    if (!x->w) goto nomem;
+    rank_net_shape shape = {max_B, max_B, needs_window(&m->cfg) ? window : 0, 0, train};
+    for (uint32_t t = 0; t < nt; t++) {
+        trn_worker *w = &x->w[t];
+        if ((rc = rank_net_new(&w->net, &m->cfg, &shape, err, err_size))) goto fail;
+        rc = CORE_ENOMEM;
+        w->users = core_calloc(max_B, sizeof *w->users);
+        w->uidx = core_malloc(max_B * sizeof *w->uidx);
+        w->item = core_malloc(max_B * sizeof *w->item);
+        w->cat = core_malloc(max_B * sizeof *w->cat);
+        w->probs = core_malloc(max_B * sizeof *w->probs);
+        w->dlog = core_malloc(max_B * sizeof *w->dlog);
+        if (!w->users || !w->uidx || !w->item || !w->cat || !w->probs || !w->dlog) goto nomem;
+        if (train) {
+            w->grad = core_aligned_alloc(m->n_floats * sizeof(float));
+            if (!w->grad) goto nomem;
+            memset(w->grad, 0, m->n_floats * sizeof(float));
+            mdl_params_bind(&w->gp, &m->cfg, w->grad);
+        }
+        w->max_B = max_B;
+        w->window = window;
+    }
+    if (train) {
+        x->mark_item = core_calloc(m->cfg.item_rows, sizeof(uint32_t));
+        x->mark_cat = core_calloc(m->cfg.cat_rows, sizeof(uint32_t));
+        x->u_item = core_malloc(m->cfg.item_rows * sizeof(uint32_t));
+        x->u_cat = core_malloc(m->cfg.cat_rows * sizeof(uint32_t));
+        if (!x->mark_item || !x->mark_cat || !x->u_item || !x->u_cat) goto nomem;
+    }
+    *out = x;
+    return CORE_OK;
+nomem:
+    snprintf(err, err_size, "train: out of memory");
+    rc = CORE_ENOMEM;
+fail:
+    ctx_destroy(x);
+    return rc;
+}
+
+/* One rank_history per distinct (user, hist, ts) among consecutive samples. */
+static uint32_t fill_batch(trn_worker *w, const trn_sample *const *s, uint32_t n) {
+    const mdl_config *cfg = &w->m->cfg;
+    uint32_t U = 0, T = needs_window(cfg) ? w->window : 0;
+    for (uint32_t b = 0; b < n; b++) {
+        const trn_sample *x = s[b];
+        if (b == 0 || x->user != s[b - 1]->user || x->hist != s[b - 1]->hist || x->ts != s[b - 1]->ts) {
+            rank_history *h = &w->users[U++];
+            uint32_t nT, nN;
+            memset(h, 0, sizeof *h);
+            h->window = T ? trn_data_history(w->d, x, T, &nT) : NULL;
+            h->T = T ? nT : 0;
+            h->window_len = h->T;
+            h->recent = trn_data_history(w->d, x, cfg->n_recent, &nN);
+            h->N = nN;
+            h->now_ts = x->ts;
+        }
+        w->uidx[b] = U - 1;
+        w->item[b] = x->item_id;
+        w->cat[b] = x->category_id;
+    }
+    return U;
+}
+
+static int run_part(trn_worker *w, const trn_sample *const *s, uint32_t n, float *probs_out) {
+    rank_batch bt;
+    memset(&bt, 0, sizeof bt);
+    bt.U = fill_batch(w, s, n);
+    bt.users = w->users;
+    bt.item_id = w->item;
+    bt.category_id = w->cat;
+    bt.user = w->uidx;
+    bt.B = n;
+    int rc = rank_net_forward(w->net, w->m, &bt, NULL, probs_out);
+    if (rc || !w->backward) return rc;
+    for (uint32_t b = 0; b < n; b++) {
+        float p = probs_out[b], y = s[b]->label ? 1.0f : 0.0f;
+        double pc = p < 1e-7f ? 1e-7 : p > 1 - 1e-7f ? 1 - 1e-7 : p;
+        w->loss -= y > 0 ? log(pc) : log(1 - pc);
+        w->dlog[b] = (p - y) * w->scale; /* d(mean BCE)/dlogit */
+    }
+    rank_net_backward(w->net, w->m, &bt, w->dlog, &w->gp);
+    rank_net_touched(w->net, &w->t_item, &w->n_ti, &w->t_cat, &w->n_tc);
+    return CORE_OK;
+}
+
+static void *train_part(void *arg) {
+    trn_worker *w = arg;
+    const trn_sample *ptr[TRN_MAX_BATCH + TRN_GROUP_SLACK];
+    w->loss = 0;
+    w->n_ti = w->n_tc = 0;
+    w->rc = CORE_OK;
+    if (w->n == 0) return NULL;
+    for (uint32_t b = 0; b < w->n; b++) ptr[b] = &w->d->samples[w->sidx[b]];
+    w->rc = run_part(w, ptr, w->n, w->probs);
+    return NULL;
+}
+
+static void *eval_part(void *arg) {
+    trn_worker *w = arg;
+    const trn_sample *ptr[TRN_MAX_BATCH + TRN_GROUP_SLACK];
+    w->rc = CORE_OK;
+    for (size_t i = w->lo; i < w->hi && !w->rc; i += w->max_B) {
+        uint32_t n = (uint32_t)(w->hi - i < w->max_B ? w->hi - i : w->max_B);
+        for (uint32_t b = 0; b < n; b++) ptr[b] = &w->d->samples[i + b];
+        w->rc = run_part(w, ptr, n, w->preds + (i - w->lo));
+    }
+    return NULL;
+}
+
+/* Run fn on every worker: worker 0 on this thread, the others on their own threads. */
+static int run_workers(trn_ctx *x, void *(*fn)(void *)) {
+    pthread_t th[64];
+    uint32_t started = 0;
+    for (uint32_t t = 1; t < x->nt; t++, started++)
+        if (pthread_create(&th[t], NULL, fn, &x->w[t])) break;
+    fn(&x->w[0]);
+    for (uint32_t t = 1; t <= started; t++) pthread_join(th[t], NULL);
+    for (uint32_t t = started + 1; t < x->nt; t++) fn(&x->w[t]); /* could not start: run here */
+    for (uint32_t t = 0; t < x->nt; t++)
+        if (x->w[t].rc) return x->w[t].rc;
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+int trn_eval(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+             uint32_t threads, float *preds, trn_metrics *metrics, char *err, size_t err_size) {
+    trn_ctx *x = NULL;
+    float *p = preds;
+    uint8_t *lab = NULL;
+    uint64_t *usr = NULL;
+    float *orc = NULL;
+    size_t n = hi - lo;
+    int rc;
+    const uint32_t max_B = 256;
+    if (threads < 1) threads = 1;
+    if (threads > n / max_B + 1) threads = (uint32_t)(n / max_B + 1);
+    if ((rc = ctx_new(&x, m, threads, max_B, window, 0, err, err_size))) return rc;
+    rc = CORE_ENOMEM;
+    if (!p && !(p = core_malloc(sizeof(float) * (n ? n : 1)))) goto fail;
+    for (uint32_t t = 0; t < threads; t++) {
+        trn_worker *w = &x->w[t];
+        w->m = m;
+        w->d = d;
+        w->lo = lo + n * t / threads;
+        w->hi = lo + n * (t + 1) / threads;
+        w->preds = p + (w->lo - lo);
+        w->backward = 0;
+    }
+    if ((rc = run_workers(x, eval_part))) {
+        snprintf(err, err_size, "eval: forward failed: %s", core_strerror(rc));
+        goto fail;
+    }
+    if (metrics) {
+        rc = CORE_ENOMEM;
+        lab = core_malloc(n ? n : 1);
+        usr = core_malloc(sizeof(uint64_t) * (n ? n : 1));
+        orc = core_malloc(sizeof(float) * (n ? n : 1));
+        if (!lab || !usr || !orc) goto fail;
+        int all_prob = n > 0;
+        for (size_t i = 0; i < n; i++) {
+            const trn_sample *s = &d->samples[lo + i];
+            lab[i] = s->label;
+            usr[i] = d->user_id[s->user];
+            orc[i] = s->prob;
+            all_prob &= s->has_prob;
+        }
+        if ((rc = trn_metrics_compute(metrics, p, lab, usr, all_prob ? orc : NULL, n))) goto fail;
+    }
+    rc = CORE_OK;
+fail:
+    if (rc == CORE_ENOMEM) snprintf(err, err_size, "eval: out of memory");
+    if (p != preds) core_free(p);
+    core_free(lab);
+    core_free(usr);
+    core_free(orc);
+    ctx_destroy(x);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training
+
+/* Split a batch of samples (whole groups) into one contiguous part per worker, at group bounds. */
+static void assign_parts(trn_ctx *x, const trn_data *d, const size_t *sidx, uint32_t n) {
+    uint32_t start = 0;
+    for (uint32_t t = 0; t < x->nt; t++) {
+        uint32_t end = t + 1 == x->nt ? n : (uint32_t)((uint64_t)n * (t + 1) / x->nt);
+        if (end < start) end = start;
+        /* move the cut forward to the next group boundary */
+        while (end > start && end < n) {
+            const trn_sample *a = &d->samples[sidx[end - 1]], *b = &d->samples[sidx[end]];
+            if (a->user != b->user || a->hist != b->hist || a->ts != b->ts) break;
+            end++;
+        }
+        x->w[t].sidx = sidx + start;
+        x->w[t].n = end - start;
+        start = end;
+    }
+}
+
+/* Union the touched rows, reduce the arenas into worker 0's, step Adam, zero the arenas. */
+static void reduce_and_step(trn_ctx *x, mdl_model *m, const trn_adam_conf *ac, double *gnorm) {
+    uint32_t nu_i = 0, nu_c = 0;
+    if (++x->stamp == 0) { /* wrapped: clear the marks once every 2^32 steps */
+        memset(x->mark_item, 0, m->cfg.item_rows * sizeof(uint32_t));
+        memset(x->mark_cat, 0, m->cfg.cat_rows * sizeof(uint32_t));
+        x->stamp = 1;
+    }
+    for (uint32_t t = 0; t < x->nt; t++) {
+        trn_worker *w = &x->w[t];
+        for (uint32_t i = 0; i < w->n_ti; i++)
+            if (x->mark_item[w->t_item[i]] != x->stamp) {
+                x->mark_item[w->t_item[i]] = x->stamp;
+                x->u_item[nu_i++] = w->t_item[i];
+            }
+        for (uint32_t i = 0; i < w->n_tc; i++)
+            if (x->mark_cat[w->t_cat[i]] != x->stamp) {
+                x->mark_cat[w->t_cat[i]] = x->stamp;
+                x->u_cat[nu_c++] = w->t_cat[i];
+            }
+    }
+    float *g0 = x->w[0].grad;
+    for (uint32_t t = 1; t < x->nt; t++) {
+        trn_worker *w = &x->w[t];
+        trn_rows r = {w->t_item, w->n_ti, w->t_cat, w->n_tc};
+        trn_opt_accumulate(&x->opt, g0, w->grad, &r);
+        trn_opt_zero(&x->opt, w->grad, &r);
+    }
+    trn_rows all = {x->u_item, nu_i, x->u_cat, nu_c};
+    trn_adam_step(&x->opt, ac, m->arena, m->adam_m, m->adam_v, g0, &m->adam_step, &all, gnorm);
+    trn_opt_zero(&x->opt, g0, &all);
+}
+
+typedef struct trn_groups {
+    size_t *start; /* (n + 1) sample index of each group's first sample in the train split */
+    size_t n;
+    size_t *order; /* (n) shuffled group ids */
+} trn_groups;
+
+static int groups_build(trn_groups *g, const trn_data *d, size_t lo, size_t hi) {
+    g->start = core_malloc(sizeof(size_t) * (hi - lo + 1));
+    g->order = core_malloc(sizeof(size_t) * (hi - lo + 1));
+    if (!g->start || !g->order) return CORE_ENOMEM;
+    g->n = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const trn_sample *a = &d->samples[i];
+        if (i == lo || a->user != a[-1].user || a->hist != a[-1].hist || a->ts != a[-1].ts ||
+            i - g->start[g->n - 1] >= TRN_GROUP_SLACK) /* a long run of one context is cut */
+            g->start[g->n++] = i;
+    }
+    g->start[g->n] = hi;
+    for (size_t i = 0; i < g->n; i++) g->order[i] = i;
+    return CORE_OK;
+}
+
+static void fmt_dur(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "?");
+    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, cap, "%.0fs", s);
+}
+
+static void progress(const trn_conf *c, int final, double epoch, uint64_t step, uint64_t total,
+                     double sps, double loss, double vgauc, double best, double eta) {
+    if (!c->progress) return;
+    char e[32];
+    fmt_dur(e, sizeof e, eta);
+    if (c->progress_tty) {
+        int width = 24, fill = total ? (int)((double)width * (double)step / (double)total) : 0;
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = 0;
+        fprintf(c->progress, "\r[%s] epoch %.2f step %llu/%llu | %.0f samples/s | loss %.4f | "
+                             "valid gauc %.4f (best %.4f) | eta %s   ",
+                bar, epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vgauc,
+                best, e);
+        if (final) fputc('\n', c->progress);
+    } else {
+        fprintf(c->progress, "train: epoch=%.2f step=%llu/%llu samples_per_s=%.0f loss=%.4f "
+                             "valid_gauc=%.4f best=%.4f eta=%s\n",
+                epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vgauc, best, e);
+    }
+    fflush(c->progress);
+}
+
+/* Fill a batch from the shuffled groups starting at *gi; returns its sample count. */
+static uint32_t next_batch(const trn_groups *g, size_t *gi, size_t *sidx, uint32_t batch) {
+    uint32_t n = 0;
+    while (*gi < g->n) {
+        size_t id = g->order[*gi], len = g->start[id + 1] - g->start[id];
+        if (n > 0 && n + len > batch) break;
+        for (size_t k = 0; k < len; k++) sidx[n++] = g->start[id] + k; /* len <= TRN_GROUP_SLACK */
+        (*gi)++;
+    }
+    return n;
+}
+
+static int train_step(trn_ctx *x, mdl_model *m, const trn_data *d, const trn_conf *c,
+                      const size_t *sidx, uint32_t n, double *loss) {
+    assign_parts(x, d, sidx, n);
+    for (uint32_t t = 0; t < x->nt; t++) {
+        x->w[t].m = m;
+        x->w[t].d = d;
+        x->w[t].backward = 1;
+        x->w[t].scale = 1.0f / (float)n;
+    }
+    int rc = run_workers(x, train_part);
+    if (rc) return rc;
+    *loss = 0;
+    for (uint32_t t = 0; t < x->nt; t++) *loss += x->w[t].loss;
+    *loss /= n;
+    reduce_and_step(x, m, &c->adam, NULL);
+    return CORE_OK;
+}
+
+static int alloc_adam(mdl_model *m) {
+    if (m->adam_m && m->adam_v) return CORE_OK;
+    size_t bytes = m->n_floats * sizeof(float);
+    /* a fresh optimizer state: allocate what is missing, zero both, restart the step count */
+    if (!m->adam_m && !(m->adam_m = core_aligned_alloc(bytes))) return CORE_ENOMEM;
+    if (!m->adam_v && !(m->adam_v = core_aligned_alloc(bytes))) return CORE_ENOMEM;
+    memset(m->adam_m, 0, bytes);
+    memset(m->adam_v, 0, bytes);
+    m->adam_step = 0;
+    return CORE_OK;
+}
+
+int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *rep, char *err,
+              size_t err_size) {
+    trn_ctx *x = NULL;
+    trn_groups g = {0};
+    size_t *sidx = NULL;
+    float *best_p = NULL, *best_m = NULL, *best_v = NULL, *vpred = NULL;
+    uint64_t best_step = 0;
+    size_t tr_lo, tr_hi, va_lo, va_hi;
+    int rc;
+    double t0 = (double)core_now_ns() * 1e-9;
+    memset(rep, 0, sizeof *rep);
+    rep->best_valid_gauc = NAN;
+    if (c->batch < 1 || c->batch > TRN_MAX_BATCH || c->threads < 1 || c->threads > 64 || c->epochs < 1) {
+        snprintf(err, err_size, "train: batch must be 1..%d, threads 1..64, epochs >= 1", TRN_MAX_BATCH);
+        return CORE_EINVAL;
+    }
+    trn_data_split(d, 0, &tr_lo, &tr_hi);
+    trn_data_split(d, 1, &va_lo, &va_hi);
+    if (tr_hi == tr_lo) {
+        snprintf(err, err_size, "train: the train split is empty");
+        return CORE_EINVAL;
+    }
+    /* a group never straddles a batch, so the largest group bounds the batch from below */
+    uint32_t max_B = c->batch;
+    if ((rc = ctx_new(&x, m, c->threads, max_B + TRN_GROUP_SLACK, c->window, 1, err, err_size))) return rc;
+    rc = CORE_ENOMEM;
+    size_t bytes = m->n_floats * sizeof(float);
+    sidx = core_malloc(sizeof(size_t) * (max_B + TRN_GROUP_SLACK));
+    best_p = core_aligned_alloc(bytes);
+    best_m = core_aligned_alloc(bytes);
+    best_v = core_aligned_alloc(bytes);
+    vpred = core_malloc(sizeof(float) * (va_hi - va_lo + 1));
+    if (!sidx || !best_p || !best_m || !best_v || !vpred || alloc_adam(m) || groups_build(&g, d, tr_lo, tr_hi))
+        goto fail;
+
+    core_rng rng;
+    core_rng_seed(&rng, c->seed ^ 0x7EA1ull);
+    /* steps per epoch: count by dry-running the batching once */
+    uint64_t steps_per_epoch = 0;
+    {
+        size_t gi = 0;
+        while (next_batch(&g, &gi, sidx, c->batch)) steps_per_epoch++;
+    }
+    uint64_t total = steps_per_epoch * c->epochs, step = 0;
+    uint32_t epe = c->evals_per_epoch ? c->evals_per_epoch : 1;
+    uint32_t bad_evals = 0;
+    double best = -1, last_v = NAN, loss_ema = NAN, tstep = 0, epoch_now = 0;
+    uint64_t samples_timed = 0;
+    int have_valid = va_hi > va_lo;
+    for (uint32_t ep = 0; ep < c->epochs && !rep->stopped_early; ep++) {
+        for (size_t i = g.n; i > 1; i--) { /* Fisher-Yates over groups */
+            size_t j = (size_t)core_rng_below(&rng, i), t = g.order[i - 1];
+            g.order[i - 1] = g.order[j];
+            g.order[j] = t;
+        }
+        size_t gi = 0;
+        uint32_t n, evals_done = 0;
+        uint64_t s_in_epoch = 0;
+        while ((n = next_batch(&g, &gi, sidx, c->batch)) > 0) {
+            double loss, ts = (double)core_now_ns() * 1e-9;
+            if ((rc = train_step(x, m, d, c, sidx, n, &loss))) {
+                snprintf(err, err_size, "train: step %llu failed: %s", (unsigned long long)step,
+                         core_strerror(rc));
+                goto fail;
+            }
+            tstep += (double)core_now_ns() * 1e-9 - ts;
+            samples_timed += n;
+            rep->samples_seen += n;
+            step++, s_in_epoch++;
+            loss_ema = isnan(loss_ema) ? loss : 0.98 * loss_ema + 0.02 * loss;
+            double sps = (double)samples_timed / (tstep > 0 ? tstep : 1e-9);
+            double eta = (double)(total - step) * (tstep / (double)step);
+            epoch_now = ep + (double)s_in_epoch / (double)steps_per_epoch;
+            int eval_now = s_in_epoch * epe >= steps_per_epoch * (evals_done + 1) || gi >= g.n;
+            if (eval_now) {
+                evals_done++;
+                trn_metrics vm;
+                if (have_valid) {
+                    if ((rc = trn_eval(m, d, va_lo, va_hi, c->window, c->threads, vpred, &vm, err, err_size)))
+                        goto fail;
+                    last_v = vm.gauc;
+                } else {
+                    memset(&vm, 0, sizeof vm);
+                    last_v = -loss_ema; /* no validation split: keep the latest */
+                }
+                double score = isnan(last_v) ? -1 : last_v;
+                if (score > best || best < 0) {
+                    best = score;
+                    rep->best_valid_gauc = have_valid ? vm.gauc : NAN;
+                    rep->best_valid = vm;
+                    rep->best_epoch = ep + (double)s_in_epoch / (double)steps_per_epoch;
+                    memcpy(best_p, m->arena, bytes);
+                    memcpy(best_m, m->adam_m, bytes);
+                    memcpy(best_v, m->adam_v, bytes);
+                    best_step = m->adam_step;
+                    bad_evals = 0;
+                } else if (++bad_evals >= c->patience && c->patience > 0) {
+                    rep->stopped_early = 1;
+                }
+                progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
+                if (rep->stopped_early) break;
+            } else if (c->progress_tty && step % 10 == 0) {
+                progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
+            }
+        }
+    }
+    memcpy(m->arena, best_p, bytes);
+    memcpy(m->adam_m, best_m, bytes);
+    memcpy(m->adam_v, best_v, bytes);
+    m->adam_step = best_step;
+    mdl_model_refresh_versions(m);
+    rep->steps = step;
+    rep->seconds = (double)core_now_ns() * 1e-9 - t0;
+    progress(c, 1, epoch_now, step, total, (double)samples_timed / (tstep > 0 ? tstep : 1e-9),
+             loss_ema, last_v, best, 0);
+    rc = CORE_OK;
+fail:
+    if (rc == CORE_ENOMEM) snprintf(err, err_size, "train: out of memory");
+    core_free(g.start);
+    core_free(g.order);
+    core_free(sidx);
+    core_free(best_p);
+    core_free(best_m);
+    core_free(best_v);
+    core_free(vpred);
+    ctx_destroy(x);
+    return rc;
+}
+
+int trn_bench_steps(mdl_model *m, const trn_data *d, const trn_conf *c, uint32_t steps,
+                    double *samples_per_s, char *err, size_t err_size) {
+    trn_ctx *x = NULL;
+    trn_groups g = {0};
+    size_t *sidx = NULL;
+    size_t lo, hi;
+    int rc;
+    trn_data_split(d, 0, &lo, &hi);
+    if ((rc = ctx_new(&x, m, c->threads, c->batch + TRN_GROUP_SLACK, c->window, 1, err, err_size))) return rc;
+    rc = CORE_ENOMEM;
+    sidx = core_malloc(sizeof(size_t) * (c->batch + TRN_GROUP_SLACK));
+    if (!sidx || alloc_adam(m) || groups_build(&g, d, lo, hi)) goto fail;
+    size_t gi = 0;
+    uint64_t samples = 0;
+    double t = 0;
+    for (uint32_t s = 0; s <= steps; s++) { /* step 0 warms up and is not timed */
+        uint32_t n = next_batch(&g, &gi, sidx, c->batch);
+        if (n < c->batch) {
+            gi = 0;
+            n = next_batch(&g, &gi, sidx, c->batch);
+        }
+        double loss, t0 = (double)core_now_ns() * 1e-9;
+        if ((rc = train_step(x, m, d, c, sidx, n, &loss))) {
+            snprintf(err, err_size, "bench: step failed: %s", core_strerror(rc));
+            goto fail;
+        }
+        if (s > 0) {
+            t += (double)core_now_ns() * 1e-9 - t0;
+            samples += n;
+        }
+    }
+    *samples_per_s = (double)samples / t;
+    rc = CORE_OK;
+fail:
+    if (rc == CORE_ENOMEM) snprintf(err, err_size, "bench: out of memory");
+    core_free(g.start);
+    core_free(g.order);
+    core_free(sidx);
+    ctx_destroy(x);
+    return rc;
+}

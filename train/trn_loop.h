@@ -1,0 +1,67 @@
+/* trn_loop.h: the training loop and evaluation over point-in-time samples.
+ *
+ * A step takes a batch of sample groups (a positive with its negatives, or one impression, share
+ * one user context), splits it into one contiguous part per thread, runs rank_net forward and
+ * backward on each part into that thread's gradient arena, reduces the arenas in thread order
+ * (so a seed and a thread count give the same model bytes on every run), and applies one Adam
+ * step (trn_adam.h) to the dense parameters and the embedding rows the batch touched.
+ * Features are rebuilt per batch from trn_data_history: the window of `window` behaviors (SDIM
+ * buckets are built from it with the current embeddings; attention reads it) and the last
+ * n_recent of them for the short and temporal branches.
+ */
+#ifndef TRAIL_TRN_LOOP_H
+#define TRAIL_TRN_LOOP_H
+
+#include "mdl.h"
+#include "trn_adam.h"
+#include "trn_metrics.h"
+#include "trn_samples.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TRN_MAX_BATCH 4096
+
+typedef struct trn_conf {
+    uint32_t epochs;          /* 10 */
+    uint32_t batch;           /* samples per step (256) */
+    uint32_t threads;         /* 1..64 (2) */
+    uint32_t window;          /* long-term window T per sample (256) */
+    uint32_t evals_per_epoch; /* validation passes per epoch (2) */
+    uint32_t patience;        /* stop after this many evaluations without a better valid GAUC (3) */
+    uint64_t seed;            /* shuffling (1) */
+    trn_adam_conf adam;
+    FILE *progress;           /* NULL: quiet */
+    int progress_tty;         /* 1: one live line rewritten with \r; 0: plain lines */
+} trn_conf;
+
+typedef struct trn_report {
+    uint64_t steps, samples_seen;
+    double seconds;           /* wall time of the whole run, evaluations included */
+    double best_valid_gauc;
+    double best_epoch;        /* fractional epoch of the best evaluation */
+    trn_metrics best_valid;   /* validation metrics of the kept model */
+    int stopped_early;
+} trn_report;
+
+void trn_conf_default(trn_conf *c);
+
+/** @brief Train m in place on the train split of d and keep the parameters (and Adam state) of the
+ *  evaluation with the best valid GAUC. m->adam_m / adam_v are allocated when absent (a resumed
+ *  model keeps its own and its step count).
+ *  @return CORE_OK, CORE_ENOMEM, CORE_EINVAL (a config/shape problem, reason in err). */
+int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *rep, char *err,
+              size_t err_size);
+
+/** @brief Forward over samples [lo, hi) of d. preds: (hi - lo) click probabilities out, or NULL;
+ *  metrics out (or NULL). @return CORE_OK, CORE_ENOMEM, CORE_EINVAL. */
+int trn_eval(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+             uint32_t threads, float *preds, trn_metrics *metrics, char *err, size_t err_size);
+
+/** @brief Time training steps only (no evaluation) for `steps` batches; for `trail bench train`.
+ *  @param[out] samples_per_s */
+int trn_bench_steps(mdl_model *m, const trn_data *d, const trn_conf *c, uint32_t steps,
+                    double *samples_per_s, char *err, size_t err_size);
+
+#endif

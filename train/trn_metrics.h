@@ -1,0 +1,33 @@
+/* trn_metrics.h: ranking and probability metrics for evaluation (MODEL.md section 4).
+ *
+ * AUC counts tied scores as half (average ranks); GAUC = sum_u n_u AUC_u / sum_u n_u over users
+ * with both labels; log loss clips predictions to [1e-7, 1 - 1e-7]; calibration = mean prediction
+ * / mean label. Pure functions over arrays; they allocate scratch and free it before returning.
+ */
+#ifndef TRAIL_TRN_METRICS_H
+#define TRAIL_TRN_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct trn_metrics {
+    double auc;          /* NaN when only one class is present */
+    double gauc;         /* NaN when no user has both classes */
+    double logloss;
+    double calibration;  /* NaN when there are no positives */
+    double oracle_auc;   /* AUC of the true probabilities; NaN when none were given */
+    double mean_pred, mean_label;
+    uint64_t samples;
+    uint64_t gauc_users; /* users that entered GAUC */
+} trn_metrics;
+
+/** @brief AUC of score against label (ties count half). @param[out] auc NaN if one class only.
+ *  @return CORE_OK or CORE_ENOMEM. */
+int trn_auc(double *auc, const float *score, const uint8_t *label, size_t n);
+
+/** @brief Every metric at once. user: (n) group ids for GAUC; oracle: (n) true probabilities or
+ *  NULL. @return CORE_OK or CORE_ENOMEM. */
+int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *label,
+                        const uint64_t *user, const float *oracle, size_t n);
+
+#endif

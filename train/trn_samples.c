@@ -1,0 +1,332 @@
+/* trn_samples.c: point-in-time samples: load events, group behaviors per user, label, split. */
+#include "trn_samples.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "core_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BAD_SHOWN 5
+
+void trn_data_conf_default(trn_data_conf *conf) {
+    memset(conf, 0, sizeof *conf);
+    conf->protocol = TRN_PROTO_AUTO;
+    conf->negatives = 1;
+    conf->seed = 1;
+    conf->train_frac = 0.8;
+    conf->valid_frac = 0.1;
+}
+
+const char *trn_proto_name(int p) {
+    static const char *names[] = {"auto", "impressions", "next", "taobao"};
+    return p >= 0 && p <= TRN_PROTO_TAOBAO ? names[p] : "?";
+}
+
+int trn_proto_parse(const char *s) {
+    for (int p = 0; p <= TRN_PROTO_TAOBAO; p++)
+        if (!strcmp(s, trn_proto_name(p))) return p;
+    return -1;
+}
+
+void trn_data_destroy(trn_data *d) {
+    if (!d) return;
+    core_free(d->user_id);
+    core_free(d->beh_start);
+    core_free(d->beh);
+    core_free(d->samples);
+    core_free(d);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sorting helpers: every key ends with the event's file index, so ties keep file order.
+
+typedef struct ev_key {
+    uint64_t user;
+    int64_t ts;
+    size_t idx;
+} ev_key;
+
+static int by_user_ts(const void *a, const void *b) {
+    const ev_key *x = a, *y = b;
+    if (x->user != y->user) return x->user < y->user ? -1 : 1;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+typedef struct s_key {
+    int64_t ts;
+    size_t idx; /* source event's file index */
+    uint32_t sub; /* 0 = the positive or impression, 1.. = its negatives */
+    uint32_t pad;
+    trn_sample s;
+} s_key;
+
+static int by_time(const void *a, const void *b) {
+    const s_key *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    if (x->idx != y->idx) return x->idx < y->idx ? -1 : 1;
+    return x->sub < y->sub ? -1 : x->sub > y->sub;
+}
+
+typedef struct id_count {
+    uint64_t item, cat;
+    uint64_t count;
+} id_count;
+
+static int by_item(const void *a, const void *b) {
+    const id_count *x = a, *y = b;
+    return x->item < y->item ? -1 : x->item > y->item;
+}
+
+/* Number of entries of beh[0..n) with ts < t (they are sorted by ts). */
+static uint32_t count_before(const sch_behavior *beh, size_t n, int64_t t) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (beh[mid].ts < t) lo = mid + 1;
+        else hi = mid;
+    }
+    return (uint32_t)lo;
+}
+
+static void user_index(const trn_data *d, uint64_t uid, uint32_t *out) {
+    uint32_t lo = 0, hi = d->n_users;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (d->user_id[mid] < uid) lo = mid + 1;
+        else hi = mid;
+    }
+    *out = lo;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data_conf *conf,
+                   char *err, size_t err_size) {
+    trn_data *d = core_calloc(1, sizeof *d);
+    ev_key *keys = NULL;
+    s_key *sk = NULL;
+    id_count *items = NULL;
+    double *cdf = NULL;
+    size_t nk = 0, n_imp = 0, n_items = 0, ns = 0;
+    int rc = CORE_ENOMEM;
+    if (!d) return CORE_ENOMEM;
+    for (size_t i = 0; i < n; i++) n_imp += (ev[i].flags & SCH_F_LABEL) != 0;
+    d->protocol = conf->protocol != TRN_PROTO_AUTO ? conf->protocol
+                  : n_imp ? TRN_PROTO_IMPRESSIONS : TRN_PROTO_NEXT;
+    uint32_t k = d->protocol == TRN_PROTO_TAOBAO ? 1 : conf->negatives;
+
+    /* users of every event; behaviors grouped by user, each user's in (ts, file order) */
+    keys = core_malloc(sizeof(ev_key) * (n ? n : 1));
+    if (!keys) goto fail;
+    for (size_t i = 0; i < n; i++) keys[i] = (ev_key){ev[i].user_id, ev[i].ts, i};
+    qsort(keys, n, sizeof *keys, by_user_ts);
+    nk = n - n_imp;
+    d->beh = core_malloc(sizeof(sch_behavior) * (nk ? nk : 1));
+    if (!d->beh) goto fail;
+    uint32_t nu = 0;
+    for (size_t i = 0; i < n; i++) nu += i == 0 || keys[i].user != keys[i - 1].user;
+    d->user_id = core_malloc(sizeof(uint64_t) * (nu ? nu : 1));
+    d->beh_start = core_malloc(sizeof(size_t) * (nu + 1));
+    if (!d->user_id || !d->beh_start) goto fail;
+    d->n_users = 0;
+    size_t nb = 0, nbk = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sch_event *e = &ev[keys[i].idx];
+        if (i == 0 || keys[i].user != keys[i - 1].user) {
+            d->user_id[d->n_users] = keys[i].user;
+            d->beh_start[d->n_users++] = nb;
+        }
+        if (e->flags & SCH_F_LABEL) continue;
+        keys[nbk++] = keys[i]; /* keys now lists behaviors only, aligned with beh */
+        d->beh[nb++] = (sch_behavior){e->item_id, e->category_id, e->ts, e->action};
+    }
+    d->beh_start[d->n_users] = nb;
+    d->n_beh = nb;
+
+    if (d->protocol == TRN_PROTO_IMPRESSIONS) {
+        sk = core_malloc(sizeof(s_key) * (n_imp ? n_imp : 1));
+        if (!sk) goto fail;
+        for (size_t i = 0; i < n; i++) {
+            const sch_event *e = &ev[i];
+            if (!(e->flags & SCH_F_LABEL)) continue;
+            uint32_t u = 0;
+            trn_sample s = {0};
+            user_index(d, e->user_id, &u); /* every event's user is listed */
+            s.user = u;
+            s.hist = count_before(d->beh + d->beh_start[u], d->beh_start[u + 1] - d->beh_start[u], e->ts);
+            s.ts = e->ts;
+            s.item_id = e->item_id;
+            s.category_id = e->category_id;
+            s.label = e->label;
+            s.has_prob = (e->flags & SCH_F_PROB) != 0;
+            s.prob = s.has_prob ? e->prob : NAN;
+            sk[ns++] = (s_key){e->ts, i, 0, 0, s};
+        }
+    } else {
+        /* global popularity: behavior counts per item, each item with its first-seen category */
+        items = core_malloc(sizeof(id_count) * (nk ? nk : 1));
+        if (!items) goto fail;
+        for (size_t i = 0; i < n; i++)
+            if (!(ev[i].flags & SCH_F_LABEL))
+                items[n_items++] = (id_count){ev[i].item_id, ev[i].category_id, 1};
+        qsort(items, n_items, sizeof *items, by_item);
+        size_t m = 0;
+        for (size_t i = 0; i < n_items; i++) {
+            if (m && items[m - 1].item == items[i].item) items[m - 1].count++;
+            else items[m++] = items[i];
+        }
+        n_items = m;
+        for (size_t i = n; i-- > 0;) { /* overwrite with the earliest occurrence's category */
+            if (ev[i].flags & SCH_F_LABEL) continue;
+            id_count key = {ev[i].item_id, 0, 0};
+            id_count *it = bsearch(&key, items, n_items, sizeof *items, by_item);
+            it->cat = ev[i].category_id;
+        }
+        cdf = core_malloc(sizeof(double) * (n_items ? n_items : 1));
+        if (!cdf) goto fail;
+        double acc = 0;
+        for (size_t i = 0; i < n_items; i++) cdf[i] = acc += (double)items[i].count;
+        size_t npos = nk;
+        sk = core_malloc(sizeof(s_key) * (npos * (1 + k) + 1));
+        if (!sk) goto fail;
+        core_rng rng;
+        core_rng_seed(&rng, conf->seed ^ 0x5A3E1E5ull);
+        for (uint32_t u = 0; u < d->n_users; u++) {
+            const sch_behavior *b = d->beh + d->beh_start[u];
+            size_t len = d->beh_start[u + 1] - d->beh_start[u];
+            for (size_t j = 1; j < len; j++) {
+                trn_sample s = {0};
+                s.user = u;
+                s.hist = count_before(b, len, b[j].ts);
+                s.ts = b[j].ts;
+                s.item_id = b[j].item_id;
+                s.category_id = b[j].category_id;
+                s.label = 1;
+                s.prob = NAN;
+                size_t src = keys[d->beh_start[u] + j].idx;
+                sk[ns++] = (s_key){s.ts, src, 0, 0, s};
+                for (uint32_t q = 0; q < k; q++) {
+                    size_t pick = 0;
+                    for (int tries = 0; tries < 16; tries++) {
+                        double x = core_rng_uniform(&rng) * acc;
+                        size_t lo = 0, hi = n_items - 1;
+                        while (lo < hi) {
+                            size_t mid = (lo + hi) / 2;
+                            if (cdf[mid] > x) hi = mid;
+                            else lo = mid + 1;
+                        }
+                        pick = lo;
+                        if (items[pick].item != s.item_id) break;
+                    }
+                    trn_sample neg = s;
+                    neg.item_id = items[pick].item;
+                    neg.category_id = items[pick].cat;
+                    neg.label = 0;
+                    sk[ns++] = (s_key){s.ts, src, q + 1, 0, neg};
+                }
+            }
+        }
+    }
+    if (ns == 0) {
+        snprintf(err, err_size, "protocol %s: no samples (%zu behaviors, %zu impressions)",
+                 trn_proto_name(d->protocol), nk, n_imp);
+        rc = CORE_EINVAL;
+        goto fail;
+    }
+    qsort(sk, ns, sizeof *sk, by_time);
+    d->samples = core_malloc(sizeof(trn_sample) * ns);
+    if (!d->samples) goto fail;
+    for (size_t i = 0; i < ns; i++) d->samples[i] = sk[i].s;
+    d->n_samples = ns;
+    d->split[0] = (size_t)((double)ns * conf->train_frac);
+    d->split[1] = (size_t)((double)ns * (conf->train_frac + conf->valid_frac));
+    if (d->split[1] > ns) d->split[1] = ns;
+    core_free(keys);
+    core_free(sk);
+    core_free(items);
+    core_free(cdf);
+    *out = d;
+    return CORE_OK;
+fail:
+    if (rc == CORE_ENOMEM) snprintf(err, err_size, "samples: out of memory");
+    core_free(keys);
+    core_free(sk);
+    core_free(items);
+    core_free(cdf);
+    trn_data_destroy(d);
+    return rc;
+}
+
+int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, char *err,
+                  size_t err_size) {
+    sch_reader *r = NULL;
+    sch_event *ev = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t bad = 0, recno;
+    const char *rec;
+    size_t len;
+    char why[256];
+    int rc;
+    if ((rc = sch_reader_open(&r, path, SCH_MAX_JSON_BYTES, err, err_size))) return rc;
+    for (;;) {
+        rc = sch_reader_next(r, &rec, &len, &recno);
+        if (rc == 0) break;
+        if (rc == CORE_EIO) {
+            snprintf(err, err_size, "%s: read error after record %llu", path, (unsigned long long)recno);
+            goto fail;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 65536;
+            sch_event *p = core_realloc(ev, nc * sizeof *p);
+            if (!p) {
+                rc = CORE_ENOMEM;
+                snprintf(err, err_size, "%s: out of memory at record %llu", path, (unsigned long long)recno);
+                goto fail;
+            }
+            ev = p;
+            cap = nc;
+        }
+        if (rc == 1 && sch_event_decode(&ev[n], rec, len, why, sizeof why) == CORE_OK) {
+            n++;
+            continue;
+        }
+        if (rc != 1) snprintf(why, sizeof why, "%s", core_strerror(rc));
+        if (bad++ < MAX_BAD_SHOWN)
+            fprintf(stderr, "trail: %s: record %llu skipped: %s\n", path, (unsigned long long)recno, why);
+        if (rc == CORE_EFORMAT) break; /* a truncated binary tail ends the file */
+    }
+    sch_reader_close(r);
+    r = NULL;
+    if (bad > MAX_BAD_SHOWN)
+        fprintf(stderr, "trail: %s: %llu bad records skipped in all\n", path, (unsigned long long)bad);
+    if (n == 0) {
+        snprintf(err, err_size, "%s: no valid event records", path);
+        rc = CORE_EFORMAT;
+        goto fail;
+    }
+    rc = trn_data_build(out, ev, n, conf, err, err_size);
+    if (rc == CORE_OK) (*out)->bad_records = bad;
+    core_free(ev);
+    return rc;
+fail:
+    sch_reader_close(r);
+    core_free(ev);
+    return rc;
+}
+
+const sch_behavior *trn_data_history(const trn_data *d, const trn_sample *s, uint32_t max,
+                                     uint32_t *n) {
+    uint32_t take = s->hist < max ? s->hist : max;
+    *n = take;
+    return d->beh + d->beh_start[s->user] + (s->hist - take);
+}
+
+void trn_data_split(const trn_data *d, int split, size_t *lo, size_t *hi) {
+    *lo = split == 0 ? 0 : split == 1 ? d->split[0] : d->split[1];
+    *hi = split == 0 ? d->split[0] : split == 1 ? d->split[1] : d->n_samples;
+}
