@@ -10,13 +10,13 @@
 # The seed changes initialization, negative sampling and shuffling; the data are fixed.
 #
 # Usage: bash bench/quality.sh [--quick]
-#   env: TRAIL_BIN (default build/cli/trail), QUALITY_BUDGET_S (2700: runs that would start after
+#   env: TRAIL_BIN (default build/trail), QUALITY_BUDGET_S (2700: runs that would start after
 #   the budget is spent are skipped and the table says so), QUALITY_SEEDS ("1 2 3"),
 #   QUALITY_OUT (docs/QUALITY.md), QUALITY_WORK (a temporary directory).
 #   --quick: one seed, small synthetic set, one epoch: checks the script, not the models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRAIL=${TRAIL_BIN:-build/cli/trail}
+TRAIL=${TRAIL_BIN:-build/trail}
 BUDGET=${QUALITY_BUDGET_S:-2700}
 SEEDS=${QUALITY_SEEDS:-"1 2 3"}
 OUT=${QUALITY_OUT:-docs/QUALITY.md}

@@ -11,15 +11,35 @@ typedef struct trail_cmd {
     const char *help;
 } trail_cmd;
 
+/* `trail encode` replays a file, or runs as a Kafka worker when given brokers or a worker config. */
+static int cmd_encode(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--brokers", 9) || !strncmp(argv[i], "--config", 8))
+            return pipe_cmd_encode(argc, argv);
+    return enc_cmd_encode(argc, argv);
+}
+
 static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
     {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
-    {"encode", NULL, enc_cmd_encode, "replay an event file into the LMDB user state (resumable)"},
-    {"reencode", NULL, enc_cmd_reencode, "rebuild every user's buckets for a new model"},
-    {"inspect", NULL, enc_cmd_inspect, "print one user's encoder state (or the store's digest)"},
     {"import", "taobao", enc_cmd_import_taobao, "Taobao UserBehavior CSV -> event file"},
     {"import", "movielens", enc_cmd_import_movielens, "MovieLens ratings.csv -> event file"},
+    {"encode", NULL, cmd_encode, "apply events to the LMDB user state: --input FILE, or --brokers (worker)"},
+    {"encode-kafka", NULL, pipe_cmd_encode, "alias of `trail encode --brokers ...`"},
+    {"reencode", NULL, enc_cmd_reencode, "rebuild every user's buckets for a new model"},
+    {"inspect", NULL, enc_cmd_inspect, "print one user's encoder state (or the store's digest)"},
+    {"broker", NULL, pipe_cmd_broker, "run a local in-memory Kafka broker (dev/tests only)"},
+    {"produce", NULL, pipe_cmd_produce, "send an event file into a Kafka topic, keyed by user"},
+    {"record", NULL, pipe_cmd_record, "write a Kafka topic range to an event file"},
+    {"rank", NULL, rank_cmd_rank, "score candidates for one user from an encoder store"},
+    {"serve", NULL, rank_cmd_serve, "serve /v1/score over HTTP with hot model reload"},
+    {"gen", NULL, trn_cmd_gen, "write a synthetic event stream with known click probabilities"},
+    {"train", NULL, trn_cmd_train, "train a model on point-in-time samples of an event file"},
+    {"eval", NULL, trn_cmd_eval, "evaluate a model on a split of an event file (AUC, GAUC, log loss)"},
     {"bench", "encode", enc_cmd_bench_encode, "encoder throughput (kernel and end to end), JSON"},
+    {"bench", "rank", rank_cmd_bench, "serving latency: SDIM against exact target attention"},
+    {"bench", "pipeline", pipe_cmd_bench, "local broker -> worker -> LMDB throughput and freshness"},
+    {"bench", "train", trn_cmd_bench_train, "training throughput (samples/s)"},
 };
 
 static void usage(FILE *f) {

@@ -14,11 +14,17 @@ int enc_cmd_bench_encode(int argc, char **argv);     /* trail bench encode */
 
 int rank_cmd_bench(int argc, char **argv);  /* trail bench rank */
 int rank_cmd_rank(int argc, char **argv);   /* trail rank */
+int rank_cmd_serve(int argc, char **argv);  /* trail serve */
 
 int pipe_cmd_broker(int argc, char **argv);  /* trail broker */
 int pipe_cmd_produce(int argc, char **argv); /* trail produce */
 int pipe_cmd_record(int argc, char **argv);  /* trail record */
 int pipe_cmd_encode(int argc, char **argv);  /* trail encode-kafka (trail encode --brokers ...) */
 int pipe_cmd_bench(int argc, char **argv);   /* trail bench pipeline */
+
+int trn_cmd_gen(int argc, char **argv);     /* trail gen */
+int trn_cmd_train(int argc, char **argv);   /* trail train */
+int trn_cmd_eval(int argc, char **argv);    /* trail eval */
+int trn_cmd_bench_train(int argc, char **argv); /* trail bench train */
 
 #endif

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/out/quickstart
-TRAIL=$ROOT/build/cli/trail
+TRAIL=$ROOT/build/trail
 DATA=${TRAIL_DATA:-$ROOT/../shared/data}
 CSV=$DATA/taobao-userbehavior-head/UserBehavior_head.csv
 TOPIC=taobao

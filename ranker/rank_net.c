@@ -151,7 +151,7 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->built, U);
         TAKE(n->wsig, TT * S);
     }
-    if (c->long_kind == MDL_LONG_SDIM) {
+    if (buckets) { /* signatures of window behaviors (avgpool too) and of SDIM candidates */
         TAKE(n->memo_key, (size_t)n->memo_mask + 1);
         TAKE(n->memo_stamp, (size_t)n->memo_mask + 1);
         TAKE(n->memo_sig, ((size_t)n->memo_mask + 1) * S);
@@ -615,11 +615,11 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
         if (n->mark_i) touch(n, n->cir[i], n->ccr[i]);
     }
     rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
+    if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
+        memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
+        n->stamp = 1;
+    }
     if (cfg->long_kind == MDL_LONG_SDIM) {
-        if (++n->stamp == 0) { /* wrapped: forget every slot */
-            memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
-            n->stamp = 1;
-        }
         for (uint32_t i = 0; i < B; i++) {
             uint32_t b = n->perm[i];
             sign_one(n->csig + (size_t)i * n->S, n, m, bt->sigcache, bt->item_id[b],

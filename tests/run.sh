@@ -3,6 +3,7 @@
 #   build/       Release, all tests
 #   build-asan/  Debug with AddressSanitizer + UndefinedBehaviorSanitizer, all tests
 #   build-tsan/  ThreadSanitizer, the tests labelled "tsan" (concurrency: serving and workers)
+# then a bounded libFuzzer run of the request parser (tests/fuzz.sh).
 # Usage: bash tests/run.sh [--fast]   (--fast: Release tree only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +29,7 @@ if [ $fast -eq 0 ]; then
   if grep -rqs 'LABELS[^)]*tsan' tests/*.cmake; then
     TSAN_OPTIONS=halt_on_error=1 run_tree build-tsan RelWithDebInfo thread -L tsan
   fi
+  # libFuzzer on the /v1/score request parser, bounded; exits 1 on a finding
+  bash tests/fuzz.sh "${TRAIL_FUZZ_SECONDS:-60}"
 fi
 echo "tests: all trees passed"
