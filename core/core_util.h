@@ -12,6 +12,17 @@
 #include <time.h>
 #include <xxhash.h>
 
+/* Per-CPU clones of a hot loop (AVX-512 / AVX2 / baseline, picked at load time by an ifunc).
+ * ThreadSanitizer runs ifunc resolvers before its own start-up and crashes there, so a TSan
+ * build gets the baseline loop only. */
+#if defined(__SANITIZE_THREAD__)
+#define CORE_CLONES_AVX512
+#define CORE_CLONES_AVX2
+#else
+#define CORE_CLONES_AVX512 __attribute__((target_clones("avx512f", "avx2", "default")))
+#define CORE_CLONES_AVX2 __attribute__((target_clones("avx2", "default")))
+#endif
+
 /** @brief Hash an id (as 8 little-endian bytes) with a seed: XXH3-64. The row of an id in a table
  *  of R rows is core_hash_id(id, seed) % R. */
 static inline uint64_t core_hash_id(uint64_t id, uint64_t seed) {

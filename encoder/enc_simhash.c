@@ -1,4 +1,5 @@
 /* enc_simhash.c: SimHash signatures and the per-thread item-signature cache. */
+#include "core_util.h"
 #include "enc_simhash.h"
 
 #include "core_alloc.h"
@@ -36,7 +37,7 @@ struct enc_sigcache {
  * from 0.f, a multiply then an add), so the same bits; but SIGN_BLOCK sums advance together in
  * registers and vectorize across k. rt: (C, m); dot: (m) out. */
 #define SIGN_BLOCK 48
-__attribute__((target_clones("avx2", "default")))
+CORE_CLONES_AVX2
 static void project_t(float *dot, const float *x, const float *rt, int m, int C) {
     int kb = 0;
     for (; kb + SIGN_BLOCK <= m; kb += SIGN_BLOCK) {

@@ -10,6 +10,7 @@
  * state bytes are the same however a replay was split into transactions.
  * This file does no I/O; the store supplies window chunks through a loader (enc_state_int.h).
  */
+#include "core_util.h"
 #include "enc_state_int.h"
 
 #include "core_alloc.h"
@@ -173,7 +174,7 @@ update_rule(float *restrict sum, uint32_t *restrict cnt, const uint16_t *restric
 
 /* Cloned for AVX2 (picked at run time): element-wise adds round the same either way, so the state
  * bytes do not depend on the machine. */
-__attribute__((target_clones("avx2", "default")))
+CORE_CLONES_AVX2
 static void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint32_t cr, int sign) {
     const uint32_t h = s->C / 2;
     const float *xi = s->m->p.item_emb + (size_t)ir * h; // (C/2)

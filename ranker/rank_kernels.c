@@ -3,6 +3,7 @@
  * Each backward sits right after its forward and accumulates (+=). BLAS goes through rank_blas.h.
  * Nothing here allocates, logs or knows about models: shapes in, numbers out.
  */
+#include "core_util.h"
 #include "rank_kernels.h"
 
 #include "rank_blas.h"
@@ -16,7 +17,7 @@
  * without -ffast-math: fixed-width partial sums instead of one running reduction. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) &&                  \
     !defined(__SANITIZE_THREAD__)
-#define RANK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define RANK_CLONES CORE_CLONES_AVX512
 #else
 #define RANK_CLONES
 #endif
