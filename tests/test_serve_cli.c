@@ -1,7 +1,6 @@
 /* test_serve_cli.c: `trail serve` as a process: usage errors exit 2; it prints the port it
  * listens on; SIGHUP reloads the model file (a corrupt file is refused and the old model keeps
- * serving); SIGTERM drains and exits 0. The binary is $TRAIL_SERVE_BIN (the trail binary once the
- * real scorer and store are built, else a test host linked with the marked test fakes). */
+ * serving); SIGTERM drains and exits 0. */
 #include "test_serve_common.h"
 
 #include <signal.h>
@@ -10,14 +9,10 @@
 
 static char dir[256], model[512], store_dir[512], resp[1 << 16];
 
-static const char *serve_bin(void) {
-    const char *b = getenv("TRAIL_SERVE_BIN");
-    return b && *b ? b : test_trail_bin();
-}
 
 static int run_status(const char *args) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' serve %s >/dev/null 2>&1", serve_bin(), args);
+    snprintf(cmd, sizeof cmd, "'%s' serve %s >/dev/null 2>&1", test_trail_bin(), args);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -63,7 +58,7 @@ static void test_signals(void **state) {
     snprintf(cmd, sizeof cmd,
              "exec '%s' serve --model '%s' --store '%s' --listen 127.0.0.1:0 --threads 2 "
              "--window %d --recent %d",
-             serve_bin(), model, store_dir, TS_WINDOW, TS_RECENT);
+             test_trail_bin(), model, store_dir, TS_WINDOW, TS_RECENT);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
