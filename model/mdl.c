@@ -22,6 +22,9 @@
 #define TENSOR_ENTRY 64
 #define FLAG_ADAM 1u
 
+/* mdl_layout's tensor count at the most blocks: 5 before the blocks, 12 per block, 13 after */
+_Static_assert(5 + 12 * MDL_MAX_BLOCKS + 13 <= MDL_MAX_TENSORS, "MDL_MAX_TENSORS too small");
+
 void mdl_config_default(mdl_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->C = 64;
@@ -124,6 +127,8 @@ size_t mdl_layout(const mdl_config *c, mdl_tensor *t, int *n) {
     add_tensor(t, n, &off, "lnf_b", 1, C, 0);
     add_tensor(t, n, &off, "w_tq", 1, C, C);
     add_tensor(t, n, &off, "w_tk", 1, C, C);
+    add_tensor(t, n, &off, "w_lq", 1, C, C);
+    add_tensor(t, n, &off, "w_lk", 1, C, C);
     add_tensor(t, n, &off, "tin_emb", 1, c->tin_buckets + 1, C);
     add_tensor(t, n, &off, "w1", 1, c->h1, mdl_mlp_in_dim(c));
     add_tensor(t, n, &off, "b1", 1, c->h1, 0);
@@ -164,6 +169,8 @@ void mdl_params_bind(mdl_params *p, const mdl_config *c, float *a) {
     p->lnf_b = NEXT;
     p->w_tq = NEXT;
     p->w_tk = NEXT;
+    p->w_lq = NEXT;
+    p->w_lk = NEXT;
     p->tin_emb = NEXT;
     p->w1 = NEXT;
     p->b1 = NEXT;
@@ -262,6 +269,10 @@ int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err
             fill_gauss(x, t->count, 0.02, cfg->seed, t->name);
         } else if (!strcmp(base, "ln1_w") || !strcmp(base, "ln2_w") || !strcmp(base, "lnf_w")) {
             for (size_t k = 0; k < t->count; k++) x[k] = 1.f;
+        } else if (!strcmp(base, "w_lq") || !strcmp(base, "w_lk")) {
+            /* identity (see mdl_model_init in mdl.h): the long attention starts as q . x_k */
+            for (uint32_t k = 0; k < t->dims[0]; k++)
+                x[(size_t)k * t->dims[1] + k] = 1.f;
         } else if (t->ndim == 2) {
             /* a linear layer (out, in): fan-in scaling keeps activations near unit variance */
             fill_gauss(x, t->count, 1.0 / sqrt((double)t->dims[1]), cfg->seed, t->name);

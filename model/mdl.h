@@ -17,9 +17,9 @@
 #include <stdint.h>
 
 #define MDL_MAGIC "TRAILMDL"
-#define MDL_FORMAT_VERSION 1
+#define MDL_FORMAT_VERSION 2 /* 2: w_lq, w_lk (long = attention projections) */
 #define MDL_MAX_BLOCKS 4
-#define MDL_MAX_TENSORS 64
+#define MDL_MAX_TENSORS 72 /* mdl_layout: 5 + 12 per block + 13 others (66 at MDL_MAX_BLOCKS) */
 #define MDL_NAME_LEN 32
 
 typedef enum { MDL_LONG_NONE = 0, MDL_LONG_AVGPOOL = 1, MDL_LONG_SDIM = 2, MDL_LONG_ATTN = 3 } mdl_long;
@@ -68,6 +68,7 @@ typedef struct mdl_params {
     mdl_block blk[MDL_MAX_BLOCKS];
     float *lnf_w, *lnf_b; // (C), (C)
     float *w_tq, *w_tk;   // (C, C), (C, C) target-attention projections for the short branch
+    float *w_lq, *w_lk;   // (C, C), (C, C) target-attention projections for long = attention
     float *tin_emb;   // (tin_buckets + 1, C) row 0 = target
     float *w1, *b1;   // (h1, D), (h1)   D = mdl_mlp_in_dim
     float *w2, *b2;   // (h2, h1), (h2)
@@ -110,7 +111,10 @@ size_t mdl_layout(const mdl_config *cfg, mdl_tensor *tensors, int *n_tensors);
 void mdl_params_bind(mdl_params *p, const mdl_config *cfg, float *arena);
 
 /** @brief Allocate a model with a random initialization from cfg->seed (SimHash projection from
- *  N(0,1), embeddings N(0, 0.05^2), linear layers scaled by fan-in, LayerNorm 1/0, biases 0). */
+ *  N(0,1), embeddings N(0, 0.05^2), linear layers scaled by fan-in, LayerNorm 1/0, biases 0).
+ *  w_lq and w_lk start as the identity: long = attention then begins as plain dot-product
+ *  attention over the window (the baseline before it had projections) and learns how sharp and on
+ *  which embedding directions to attend from there. */
 int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err_size);
 /** @brief Recompute model_version and encoding_version from the parameters (after training). */
 void mdl_model_refresh_versions(mdl_model *m);

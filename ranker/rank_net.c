@@ -57,6 +57,10 @@ struct rank_net {
     uint32_t memo_mask, stamp;
     float *att_long;   // (max_B * max_T) train; (RANK_ATTN_BLOCK * max_T) serving
     size_t *aoff_long; // (U+1)
+    float *Ml;         // (C, C) w_lq^T w_lk: the long attention's folded projections
+    float *q2l;        // (B, C) q M for users projected on the candidate side
+    float *k2l;        // (B, C) x_k M^T for users projected on the window side (T < B_u rows each)
+    uint32_t *lkoff;   // (U+1) each user's first row in k2l
 
     // recent: short and temporal branches
     uint32_t *roff;                   // (U+1)
@@ -98,6 +102,7 @@ struct rank_net {
     float *dqkv;                                        // (NN, 3C)
     float *dr, *df;                                     // (NN, F)
     float *datt;                                        // (max(max_B * max_T, max_B * N, N * N))
+    float *dMl, *dq2l, *dk2l;                           // (C, C), (B, C), (B, C) long attention
 
     // touched rows (train)
     uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
@@ -163,6 +168,15 @@ static size_t carve(rank_net *n, char *base) {
     if (c->long_kind == MDL_LONG_ATTN) {
         TAKE(n->att_long, (tr ? B : (B < RANK_ATTN_BLOCK ? B : RANK_ATTN_BLOCK)) * n->sh.max_T);
         TAKE(n->aoff_long, U + 1);
+        TAKE(n->Ml, C * C);
+        TAKE(n->q2l, B * C);
+        TAKE(n->k2l, B * C);
+        TAKE(n->lkoff, U + 1);
+        if (tr) {
+            TAKE(n->dMl, C * C);
+            TAKE(n->dq2l, B * C);
+            TAKE(n->dk2l, B * C);
+        }
     }
     TAKE(n->roff, U + 1);
     TAKE(n->aoff_rec, U + 1);
@@ -397,6 +411,17 @@ static void sign_one(uint16_t *sig, rank_net *n, const mdl_model *m, enc_sigcach
     memcpy(sig, ms, S * sizeof *sig);
 }
 
+/* Where long = attention puts its folded projection M for a user with Bu candidates and T window
+ * rows: on the candidates (Bu C^2 flops) unless the window is shorter (T C^2). Serving (T = 10,000,
+ * B = 1,000) and training (T up to 256, about one candidate per user) project the candidates; a
+ * short history scored against many candidates projects its keys. Forward and backward agree. */
+enum { LONG_ATTN_NONE = 0, LONG_ATTN_QUERY = 1, LONG_ATTN_KEY = 2 };
+
+static int long_attn_side(uint32_t Bu, uint32_t T) {
+    if (!Bu || !T) return LONG_ATTN_NONE;
+    return T < Bu ? LONG_ATTN_KEY : LONG_ATTN_QUERY;
+}
+
 static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_params *p = &m->p;
     int C = n->C, S = n->S, nb = n->nb;
@@ -417,18 +442,33 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
         n->woff[u + 1] = w0 + T;
     }
     if (k == MDL_LONG_ATTN) {
+        /* score_k = <Wq q, Wk x_k> / sqrt(C) = q^T M x_k with M = Wq^T Wk, folded once per forward
+         * (C^3). Per user the projection goes on the smaller side: the Bu candidates (q2 = q M,
+         * rows) or the T window rows (k2 = x M^T); values stay the raw window embeddings. */
         float scale = 1.f / sqrtf((float)C);
+        rank_gemm(1, 0, C, C, C, 1.f, p->w_lq, C, p->w_lk, C, 0.f, n->Ml, C);
         n->aoff_long[0] = 0;
+        n->lkoff[0] = 0;
         for (uint32_t u = 0; u < bt->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, w0 = n->woff[u];
             uint32_t T = n->woff[u + 1] - w0;
-            const float *xu = n->xw + (size_t)w0 * C;
+            int side = long_attn_side(Bu, T);
+            const float *xu = n->xw + (size_t)w0 * C, *qu = n->q + (size_t)g0 * C, *ku = xu;
+            if (side == LONG_ATTN_QUERY) {
+                rank_gemm(0, 0, (int)Bu, C, C, 1.f, qu, C, n->Ml, C, 0.f, n->q2l + (size_t)g0 * C, C);
+                qu = n->q2l + (size_t)g0 * C;
+            } else if (side == LONG_ATTN_KEY) {
+                float *k2 = n->k2l + (size_t)n->lkoff[u] * C;
+                rank_gemm(0, 1, (int)T, C, C, 1.f, xu, C, n->Ml, C, 0.f, k2, C);
+                ku = k2;
+            }
+            n->lkoff[u + 1] = n->lkoff[u] + (side == LONG_ATTN_KEY ? T : 0);
             for (uint32_t b0 = 0; b0 < Bu; b0 += RANK_ATTN_BLOCK) {
                 uint32_t n_blk = Bu - b0 < RANK_ATTN_BLOCK ? Bu - b0 : RANK_ATTN_BLOCK;
                 /* serving reuses one block of scores; training keeps all for the backward */
                 float *att = n->att_long + (n->sh.train ? n->aoff_long[u] + (size_t)b0 * T : 0);
-                rank_tattn_forward(ulong + (size_t)(g0 + b0) * C, att, n->q + (size_t)(g0 + b0) * C,
-                                   xu, xu, (int)n_blk, (int)T, C, scale);
+                rank_tattn_forward(ulong + (size_t)(g0 + b0) * C, att, qu + (size_t)b0 * C, ku, xu,
+                                   (int)n_blk, (int)T, C, scale);
             }
             n->aoff_long[u + 1] = n->aoff_long[u] + (size_t)Bu * T;
         }
@@ -783,22 +823,44 @@ static void backward_recent(rank_net *n, const mdl_model *m, const mdl_params *g
     rank_embed_backward(g->item_emb, g->cat_emb, n->dxr, n->rir, n->rcr, NNu, C);
 }
 
-static void backward_long(rank_net *n, const mdl_params *g) {
+static void backward_long(rank_net *n, const mdl_model *m, const mdl_params *g) {
     int C = n->C, S = n->S, nb = n->nb;
     uint32_t k = n->cfg.long_kind;
     size_t TTu = n->woff[n->U];
     memset(n->dxw, 0, TTu * C * sizeof(float));
     if (k == MDL_LONG_ATTN) {
+        /* Query side, q2 = q M:   dq += dq2 M^T, dM += q^T dq2.
+         * Key side, k2 = x M^T:   dx += dk2 M,   dM += dk2^T x  (x also gets dv as the value).
+         * M = Wq^T Wk, M_ij = sum_o Wq_oi Wk_oj: dWq += Wk dM^T, dWk += Wq dM. */
         float scale = 1.f / sqrtf((float)C);
+        memset(n->dMl, 0, (size_t)C * C * sizeof(float));
         for (uint32_t u = 0; u < n->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, w0 = n->woff[u];
             uint32_t T = n->woff[u + 1] - w0;
-            const float *xu = n->xw + (size_t)w0 * C;
-            float *dxu = n->dxw + (size_t)w0 * C;
-            rank_tattn_backward(n->dq + (size_t)g0 * C, dxu, dxu, n->datt,
-                                n->dulong + (size_t)g0 * C, n->att_long + n->aoff_long[u],
-                                n->q + (size_t)g0 * C, xu, xu, (int)Bu, (int)T, C, scale);
+            const float *xu = n->xw + (size_t)w0 * C, *qu = n->q + (size_t)g0 * C;
+            const float *att = n->att_long + n->aoff_long[u], *dout = n->dulong + (size_t)g0 * C;
+            float *dxu = n->dxw + (size_t)w0 * C, *dqu = n->dq + (size_t)g0 * C;
+            int side = long_attn_side(Bu, T);
+            if (side == LONG_ATTN_QUERY) {
+                float *dq2 = n->dq2l + (size_t)g0 * C;
+                const float *q2 = n->q2l + (size_t)g0 * C;
+                memset(dq2, 0, (size_t)Bu * C * sizeof(float));
+                rank_tattn_backward(dq2, dxu, dxu, n->datt, dout, att, q2, xu, xu, (int)Bu, (int)T,
+                                    C, scale);
+                rank_gemm(0, 1, (int)Bu, C, C, 1.f, dq2, C, n->Ml, C, 1.f, dqu, C);
+                rank_gemm(1, 0, C, C, (int)Bu, 1.f, qu, C, dq2, C, 1.f, n->dMl, C);
+            } else if (side == LONG_ATTN_KEY) {
+                float *dk2 = n->dk2l + (size_t)n->lkoff[u] * C;
+                const float *k2 = n->k2l + (size_t)n->lkoff[u] * C;
+                memset(dk2, 0, (size_t)T * C * sizeof(float));
+                rank_tattn_backward(dqu, dk2, dxu, n->datt, dout, att, qu, k2, xu, (int)Bu, (int)T,
+                                    C, scale);
+                rank_gemm(0, 0, (int)T, C, C, 1.f, dk2, C, n->Ml, C, 1.f, dxu, C);
+                rank_gemm(1, 0, C, C, (int)T, 1.f, dk2, C, xu, C, 1.f, n->dMl, C);
+            }
         }
+        rank_gemm(0, 1, C, C, C, 1.f, m->p.w_lk, C, n->dMl, C, 1.f, g->w_lq, C);
+        rank_gemm(0, 0, C, C, C, 1.f, m->p.w_lq, C, n->dMl, C, 1.f, g->w_lk, C);
     } else {
         size_t VS = (size_t)S * nb * C;
         for (uint32_t u = 0; u < n->U; u++) {
@@ -873,7 +935,7 @@ void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, co
         if (cfg->temporal_kind != MDL_TEMPORAL_NONE)
             memcpy(n->dutin + row, dz + o, (size_t)C * sizeof(float));
     }
-    if (cfg->long_kind != MDL_LONG_NONE) backward_long(n, g);
+    if (cfg->long_kind != MDL_LONG_NONE) backward_long(n, m, g);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
         backward_recent(n, m, g);
     rank_embed_backward(g->item_emb, g->cat_emb, n->dq, n->cir, n->ccr, B, C);

@@ -5,6 +5,12 @@
  *   short    none | selfattn | din                 (last N recent behaviors per user)
  *   temporal none | tin                            (same recent behaviors, time-gap buckets)
  *
+ * long = attention (the DIN-long baseline) is exact target attention over the raw window with
+ * learned projections: u_long = sum_k a_k x_k, a = softmax_k(<w_lq q, w_lk x_k> / sqrt(C)); the
+ * values are the raw window embeddings, as SDIM sums raw embeddings. M = w_lq^T w_lk is folded
+ * once per forward and applied per user on the smaller side (the candidates, or a window shorter
+ * than its candidate group), so the per-candidate cost stays two sgemms over blocks of candidates.
+ *
  * Per user context (U of them) the candidate-independent work runs once: window and recent
  * embeddings, SDIM bucket sums (taken from the store, or built from the window), the self-attention
  * block(s) and the key projection of the short branch. Per candidate work (B of them) is batched

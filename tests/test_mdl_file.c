@@ -119,10 +119,38 @@ static void test_damage_is_refused(void **state) {
     write_bytes(bad, b, n);
     assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EVERSION);
     assert_null(l);
+    b[8] = 1; /* version 1, before long attention had projections: refused, saying both versions */
+    write_bytes(bad, b, n);
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EVERSION);
+    assert_null(l);
+    assert_non_null(strstr(err, "format version 1, this build reads version 2"));
     assert_int_equal(mdl_model_load(&l, "/nonexistent/model", err, sizeof err), CORE_EIO);
     free(b);
     mdl_model_destroy(a);
     test_rmtree(dir);
+}
+
+/* long = attention's projections exist in every variant's layout and start as the identity, so
+ * its first scores are the plain dot products q . x_k / sqrt(C) */
+static void test_long_attention_projections_start_at_identity(void **state) {
+    (void)state;
+    mdl_model *m = small_model(9);
+    uint32_t C = m->cfg.C;
+    for (uint32_t i = 0; i < C; i++)
+        for (uint32_t j = 0; j < C; j++) {
+            assert_true(m->p.w_lq[i * C + j] == (i == j ? 1.f : 0.f));
+            assert_true(m->p.w_lk[i * C + j] == (i == j ? 1.f : 0.f));
+        }
+    int found = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, "w_lq") || !strcmp(m->tensors[i].name, "w_lk")) {
+            assert_int_equal(m->tensors[i].dims[0], C);
+            assert_int_equal(m->tensors[i].dims[1], C);
+            assert_true(m->tensors[i].trainable);
+            found++;
+        }
+    assert_int_equal(found, 2);
+    mdl_model_destroy(m);
 }
 
 static void test_alloc_failures_are_clean(void **state) {
@@ -179,6 +207,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_and_determinism),
         cmocka_unit_test(test_adam_state_roundtrip),
         cmocka_unit_test(test_damage_is_refused),
+        cmocka_unit_test(test_long_attention_projections_start_at_identity),
         cmocka_unit_test(test_alloc_failures_are_clean),
         cmocka_unit_test(test_config_and_variants),
     };

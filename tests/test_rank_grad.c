@@ -40,21 +40,29 @@ typedef struct fixture {
     float w[B];
 } fixture;
 
+/* Every trainable tensor from N(0, sd^2) (LayerNorm gains around 1). The long attention's
+ * projections (format version 2) draw from their own stream, so every other tensor keeps the
+ * values, and every check the point, it had before they existed. */
 static void randomize(mdl_model *m, uint64_t seed) {
-    core_rng r;
+    core_rng r, rl;
     core_rng_seed(&r, seed);
+    core_rng_seed(&rl, seed ^ 0x6c6f6e67ull);
     for (int i = 0; i < m->n_tensors; i++) {
         const mdl_tensor *t = &m->tensors[i];
         if (!t->trainable) continue;
         float *x = m->arena + t->offset;
         int is_ln_w = strstr(t->name, "ln") && strstr(t->name, "_w");
         double sd = strstr(t->name, "emb") ? 0.5 : 0.4;
+        core_rng *g = !strcmp(t->name, "w_lq") || !strcmp(t->name, "w_lk") ? &rl : &r;
         for (size_t k = 0; k < t->count; k++)
-            x[k] = (float)((is_ln_w ? 1.0 : 0.0) + sd * core_rng_gauss(&r));
+            x[k] = (float)((is_ln_w ? 1.0 : 0.0) + sd * core_rng_gauss(g));
     }
 }
 
-static void setup_fixture(fixture *f, uint32_t lk, uint32_t sk, uint32_t tk) {
+/* t2: user 2's window length (9 by default). Long attention projects on the candidate side unless a
+ * user's window is shorter than its candidate group (user 2 has 3 candidates), so t2 = 2 puts user
+ * 2 on the key side while user 0 (14 rows, 2 candidates) stays on the query side. */
+static void setup_fixture(fixture *f, uint32_t lk, uint32_t sk, uint32_t tk, uint32_t t2) {
     mdl_config cfg;
     char err[256];
     memset(f, 0, sizeof *f);
@@ -84,7 +92,7 @@ static void setup_fixture(fixture *f, uint32_t lk, uint32_t sk, uint32_t tk) {
 
     core_rng r;
     core_rng_seed(&r, 5);
-    uint32_t T[U] = {14, 0, 9}, N[U] = {7, 0, 3};
+    uint32_t T[U] = {14, 0, t2}, N[U] = {7, 0, 3};
     int64_t now = 1700000000;
     for (int u = 0; u < U; u++) {
         for (uint32_t j = 0; j < T[u]; j++)
@@ -180,14 +188,15 @@ static int tensor_used(const mdl_config *c, const char *name) {
     int sa = c->short_kind == MDL_SHORT_SELFATTN, sh = c->short_kind != MDL_SHORT_NONE;
     if (!strncmp(name, "blk", 3) || !strncmp(name, "lnf", 3) || !strcmp(name, "pos_emb")) return sa;
     if (!strcmp(name, "w_tq") || !strcmp(name, "w_tk")) return sh;
+    if (!strcmp(name, "w_lq") || !strcmp(name, "w_lk")) return c->long_kind == MDL_LONG_ATTN;
     if (!strcmp(name, "tin_emb")) return c->temporal_kind != MDL_TEMPORAL_NONE;
     return strcmp(name, "simhash_r") != 0;
 }
 
-static int check_variant(uint32_t lk, uint32_t sk, uint32_t tk) {
+static int check_variant(uint32_t lk, uint32_t sk, uint32_t tk, uint32_t t2) {
     int n_bad = 0;
     fixture f;
-    setup_fixture(&f, lk, sk, tk);
+    setup_fixture(&f, lk, sk, tk, t2);
     mdl_model *m = f.m;
     char vname[64];
     mdl_variant_str(&m->cfg, vname, sizeof vname);
@@ -295,7 +304,10 @@ static void test_grad_every_variant(void **state) {
     for (uint32_t lk = 0; lk <= MDL_LONG_ATTN; lk++)
         for (uint32_t sk = 0; sk <= MDL_SHORT_DIN; sk++)
             for (uint32_t tk = 0; tk <= MDL_TEMPORAL_TIN; tk++)
-                n_bad += check_variant(lk, sk, tk);
+                n_bad += check_variant(lk, sk, tk, 9);
+    /* long attention with one user projected on the key side, one on the query side */
+    n_bad += check_variant(MDL_LONG_ATTN, MDL_SHORT_NONE, MDL_TEMPORAL_NONE, 2);
+    n_bad += check_variant(MDL_LONG_ATTN, MDL_SHORT_DIN, MDL_TEMPORAL_TIN, 2);
     assert_int_equal(n_bad, 0);
     /* a handful of entries may sit on a ReLU kink; nearly all must be checked */
     /* entries on a ReLU kink are replaced by others; nearly all attempts must be usable */
@@ -304,28 +316,37 @@ static void test_grad_every_variant(void **state) {
 }
 
 /* Regrouping candidates by user must not change any score: the same batch scored one candidate
- * at a time gives the same logits. */
+ * at a time gives the same logits. The second case is long attention with user 2 projected on the
+ * key side in the batch (2 window rows, 3 candidates) and on the query side when scored alone. */
 static void test_batch_equals_single(void **state) {
     (void)state;
-    fixture f;
-    setup_fixture(&f, MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN);
-    float all[B], one;
-    assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, all, NULL), 0);
-    for (int b = 0; b < B; b++) {
-        rank_batch s = {.users = &f.users[f.user[b]],
-                        .U = 1,
-                        .item_id = &f.item[b],
-                        .category_id = &f.cat[b],
-                        .B = 1,
-                        .sigcache = f.sc};
-        assert_int_equal(rank_net_forward(f.net, f.m, &s, &one, NULL), 0);
-        assert_true(fabs(one - all[b]) < 1e-5);
+    static const uint32_t cases[2][4] = {
+        {MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN, 9},
+        {MDL_LONG_ATTN, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 2},
+    };
+    for (int c = 0; c < 2; c++) {
+        fixture f;
+        setup_fixture(&f, cases[c][0], cases[c][1], cases[c][2], cases[c][3]);
+        float all[B], one;
+        assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, all, NULL), 0);
+        for (int b = 0; b < B; b++) {
+            rank_batch s = {.users = &f.users[f.user[b]],
+                            .U = 1,
+                            .item_id = &f.item[b],
+                            .category_id = &f.cat[b],
+                            .B = 1,
+                            .sigcache = f.sc};
+            assert_int_equal(rank_net_forward(f.net, f.m, &s, &one, NULL), 0);
+            assert_true(fabs(one - all[b]) < 1e-5);
+        }
+        teardown_fixture(&f);
     }
-    teardown_fixture(&f);
 }
 
 /* Gradients add over candidates: a batch of 130 (exact attention runs in blocks of 64) gives the
- * sum of the gradients of its first 100 and last 30 candidates scored separately. */
+ * sum of the gradients of its first 100 and last 30 candidates scored separately. The window has
+ * 40 rows, so the batch of 130 and the part of 100 fold the projections into the keys and the part
+ * of 30 into the queries: both sides give the same scores and gradients. */
 static void test_grad_additive_over_blocks(void **state) {
     (void)state;
     enum { NB = 130 };
@@ -393,7 +414,7 @@ static void test_grad_additive_over_blocks(void **state) {
 static void test_shape_limits(void **state) {
     (void)state;
     fixture f;
-    setup_fixture(&f, MDL_LONG_ATTN, MDL_SHORT_NONE, MDL_TEMPORAL_NONE);
+    setup_fixture(&f, MDL_LONG_ATTN, MDL_SHORT_NONE, MDL_TEMPORAL_NONE, 9);
     float lg[B];
     f.bt.B = B + 1;
     assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg, NULL), CORE_ETOOBIG);
