@@ -21,6 +21,7 @@
 #define HDR_TABLE_OFF 128
 #define TENSOR_ENTRY 64
 #define FLAG_ADAM 1u
+#define EMB_INIT_STD 0.05 /* item, category and TIN embeddings start N(0, EMB_INIT_STD^2) */
 
 /* mdl_layout's tensor count at the most blocks: 5 before the blocks, 12 per block, 13 after */
 _Static_assert(5 + 12 * MDL_MAX_BLOCKS + 13 <= MDL_MAX_TENSORS, "MDL_MAX_TENSORS too small");
@@ -264,15 +265,15 @@ int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err
             fill_gauss(x, t->count, 1.0, cfg->seed, t->name);
         } else if (!strcmp(base, "item_emb") || !strcmp(base, "cat_emb") ||
                    !strcmp(base, "tin_emb")) {
-            fill_gauss(x, t->count, 0.05, cfg->seed, t->name);
+            fill_gauss(x, t->count, EMB_INIT_STD, cfg->seed, t->name);
         } else if (!strcmp(base, "pos_emb")) {
             fill_gauss(x, t->count, 0.02, cfg->seed, t->name);
         } else if (!strcmp(base, "ln1_w") || !strcmp(base, "ln2_w") || !strcmp(base, "lnf_w")) {
             for (size_t k = 0; k < t->count; k++) x[k] = 1.f;
         } else if (!strcmp(base, "w_lq") || !strcmp(base, "w_lk")) {
-            /* identity (see mdl_model_init in mdl.h): the long attention starts as q . x_k */
+            /* identity / EMB_INIT_STD (see mdl_model_init in mdl.h) */
             for (uint32_t k = 0; k < t->dims[0]; k++)
-                x[(size_t)k * t->dims[1] + k] = 1.f;
+                x[(size_t)k * t->dims[1] + k] = (float)(1.0 / EMB_INIT_STD);
         } else if (t->ndim == 2) {
             /* a linear layer (out, in): fan-in scaling keeps activations near unit variance */
             fill_gauss(x, t->count, 1.0 / sqrt((double)t->dims[1]), cfg->seed, t->name);

@@ -112,9 +112,12 @@ void mdl_params_bind(mdl_params *p, const mdl_config *cfg, float *arena);
 
 /** @brief Allocate a model with a random initialization from cfg->seed (SimHash projection from
  *  N(0,1), embeddings N(0, 0.05^2), linear layers scaled by fan-in, LayerNorm 1/0, biases 0).
- *  w_lq and w_lk start as the identity: long = attention then begins as plain dot-product
- *  attention over the window (the baseline before it had projections) and learns how sharp and on
- *  which embedding directions to attend from there. */
+ *  w_lq and w_lk start as the identity divided by the embeddings' init std (0.05): scaled
+ *  dot-product attention assumes unit-variance inputs, and this makes <w_lq q, w_lk x>/sqrt(C) the
+ *  score unit-variance embeddings would give, so long = attention can attend sharply from the
+ *  start. (At the identity the scores are 400x smaller, the softmax over the window is nearly
+ *  uniform, and Adam at lr 1e-3 does not grow the projections enough in two epochs: it stayed
+ *  average pooling.) */
 int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err_size);
 /** @brief Recompute model_version and encoding_version from the parameters (after training). */
 void mdl_model_refresh_versions(mdl_model *m);

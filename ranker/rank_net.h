@@ -7,7 +7,8 @@
  *
  * long = attention (the DIN-long baseline) is exact target attention over the raw window with
  * learned projections: u_long = sum_k a_k x_k, a = softmax_k(<w_lq q, w_lk x_k> / sqrt(C)); the
- * values are the raw window embeddings, as SDIM sums raw embeddings. M = w_lq^T w_lk is folded
+ * values are the raw window embeddings, as SDIM sums raw embeddings (the projections' init is in
+ * mdl.h, mdl_model_init). M = w_lq^T w_lk is folded
  * once per forward and applied per user on the smaller side (the candidates, or a window shorter
  * than its candidate group), so the per-candidate cost stays two sgemms over blocks of candidates.
  *

@@ -130,16 +130,16 @@ static void test_damage_is_refused(void **state) {
     test_rmtree(dir);
 }
 
-/* long = attention's projections exist in every variant's layout and start as the identity, so
- * its first scores are the plain dot products q . x_k / sqrt(C) */
+/* long = attention's projections exist in every variant's layout and start as the identity / 0.05
+ * (the embeddings' init std), so its first scores are those unit-variance embeddings would give */
 static void test_long_attention_projections_start_at_identity(void **state) {
     (void)state;
     mdl_model *m = small_model(9);
     uint32_t C = m->cfg.C;
     for (uint32_t i = 0; i < C; i++)
         for (uint32_t j = 0; j < C; j++) {
-            assert_true(m->p.w_lq[i * C + j] == (i == j ? 1.f : 0.f));
-            assert_true(m->p.w_lk[i * C + j] == (i == j ? 1.f : 0.f));
+            assert_true(m->p.w_lq[i * C + j] == (i == j ? 20.f : 0.f));
+            assert_true(m->p.w_lk[i * C + j] == (i == j ? 20.f : 0.f));
         }
     int found = 0;
     for (int i = 0; i < m->n_tensors; i++)
