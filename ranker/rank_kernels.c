@@ -122,6 +122,20 @@ RANK_CLONES void rank_layernorm_backward(float *dinp, float *dw, float *db, cons
 // ---------------------------------------------------------------------------------------------
 // ReLU and element-wise product
 
+RANK_CLONES float rank_dot(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float s = 0.f;
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
+    return s;
+}
+
 RANK_CLONES void rank_relu_forward(float *out, const float *inp, int n) {
     for (int i = 0; i < n; i++)
         out[i] = inp[i] > 0.f ? inp[i] : 0.f;
@@ -507,22 +521,76 @@ RANK_CLONES void rank_l2rows_backward(float *dV, const float *dU, const float *U
     }
 }
 
+/* out[b] += sum_i P[i][sig[b][i]] over W-wide rows, 32 columns at a time in four 8-lane vector
+ * accumulators (registers), so each candidate reads S rows once and writes its output once; every
+ * column sums in the order i = 0..S-1, the same order as the plain loop. */
+typedef float rank_v8 __attribute__((vector_size(32)));
+/* a macro, not a function: a vector return value would change the ABI of baseline builds */
+#define V8_ADD(acc, p)                                                                             \
+    do {                                                                                           \
+        rank_v8 v_;                                                                                \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        (acc) += v_;                                                                               \
+    } while (0)
+
+RANK_CLONES void rank_gather_add(float *restrict out, const float *restrict P, const uint16_t *sig,
+                                 int B, int S, int nb, int W) {
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * W;
+        const uint16_t *sb = sig + (size_t)b * S;
+        int w0 = 0;
+        for (; w0 + 32 <= W; w0 += 32) {
+            rank_v8 a0, a1, a2, a3;
+            memcpy(&a0, o + w0, sizeof a0);
+            memcpy(&a1, o + w0 + 8, sizeof a1);
+            memcpy(&a2, o + w0 + 16, sizeof a2);
+            memcpy(&a3, o + w0 + 24, sizeof a3);
+            for (int i = 0; i < S; i++) {
+                const float *p = P + ((size_t)i * nb + sb[i]) * W + w0;
+                V8_ADD(a0, p);
+                V8_ADD(a1, p + 8);
+                V8_ADD(a2, p + 16);
+                V8_ADD(a3, p + 24);
+            }
+            memcpy(o + w0, &a0, sizeof a0);
+            memcpy(o + w0 + 8, &a1, sizeof a1);
+            memcpy(o + w0 + 16, &a2, sizeof a2);
+            memcpy(o + w0 + 24, &a3, sizeof a3);
+        }
+        for (; w0 + 8 <= W; w0 += 8) {
+            rank_v8 a;
+            memcpy(&a, o + w0, sizeof a);
+            for (int i = 0; i < S; i++)
+                V8_ADD(a, P + ((size_t)i * nb + sb[i]) * W + w0);
+            memcpy(o + w0, &a, sizeof a);
+        }
+        for (; w0 < W; w0++) {
+            float a = o[w0];
+            for (int i = 0; i < S; i++)
+                a += P[((size_t)i * nb + sb[i]) * W + w0];
+            o[w0] = a;
+        }
+    }
+}
+
+void rank_gather_add_naive(float *out, const float *P, const uint16_t *sig, int B, int S, int nb,
+                           int W) {
+    for (int b = 0; b < B; b++)
+        for (int w = 0; w < W; w++) {
+            double a = out[(size_t)b * W + w];
+            for (int i = 0; i < S; i++)
+                a += P[((size_t)i * nb + sig[(size_t)b * S + i]) * W + w];
+            out[(size_t)b * W + w] = (float)a;
+        }
+}
+
 RANK_CLONES void rank_sdim_forward(float *out, const float *U, const uint16_t *sig, int B, int S,
                                    int nb, int C) {
     float invS = 1.f / (float)S;
-    for (int b = 0; b < B; b++) {
-        float *o = out + (size_t)b * C;
-        const uint16_t *sb = sig + (size_t)b * S;
-        for (int c = 0; c < C; c++)
-            o[c] = 0.f;
-        for (int i = 0; i < S; i++) {
-            const float *u = U + ((size_t)i * nb + sb[i]) * C;
-            for (int c = 0; c < C; c++)
-                o[c] += u[c];
-        }
-        for (int c = 0; c < C; c++)
-            o[c] *= invS;
-    }
+    memset(out, 0, (size_t)B * C * sizeof *out);
+    rank_gather_add(out, U, sig, B, S, nb, C);
+    for (size_t i = 0; i < (size_t)B * C; i++)
+        out[i] *= invS;
 }
 
 RANK_CLONES void rank_sdim_backward(float *dU, const float *dout, const uint16_t *sig, int B, int S,

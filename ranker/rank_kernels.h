@@ -50,6 +50,8 @@ void rank_mul_backward(float *da, float *db, const float *dout, const float *a, 
 // Softmax in place over each row
 
 void rank_softmax_rows(float *x, int R, int T); // (R, T)
+/** @brief a . b over n floats (eight partial sums). */
+float rank_dot(const float *a, const float *b, int n);
 /** @brief In place: d holds dL/d(softmax output) on entry, dL/d(logits) on return. */
 void rank_softmax_rows_backward(float *d,         // (R, T)
                                 const float *att, // (R, T) the softmax output
@@ -112,6 +114,13 @@ void rank_l2rows_forward(float *U, float *norm, // (R, C), (R) saved
 void rank_l2rows_backward(float *dV,       // += (R, C)
                           const float *dU, // (R, C)
                           const float *U, const float *norm, int R, int C, float eps);
+
+/** @brief out[b] += sum_i P[i][sig[b][i]] for W-wide rows P (S, nb, W): the SDIM gather, also used
+ *  on the first layer's per-bucket projections when serving folds u_long into it. */
+void rank_gather_add(float *restrict out, const float *restrict P, const uint16_t *sig, // (B, W)
+                     int B, int S, int nb, int W);
+void rank_gather_add_naive(float *out, const float *P, const uint16_t *sig, int B, int S, int nb,
+                           int W);
 
 /** @brief u[b] = (1/S) sum_i U[i][sig[b][i]] with U the l2-normalized bucket sums. */
 void rank_sdim_forward(float *out,                          // (B, C)

@@ -87,7 +87,13 @@ struct rank_net {
     size_t *aoff_rec;          // (U+1) offsets of B_u * n_u attention rows
 
     // head
+    int fold;       /* the last forward folded the user-side terms into the first layer */
     float *z;       // (B, D)
+    float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
+    float *w1sel;   // (H1, <= 4C) serving: W1's candidate-dependent column blocks
+    float *zsel;    // (B, <= 4C) serving: the matching input columns
+    float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
+    float *Ps;      // (N, H1) serving: W1's u_short block applied to each short value row
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
 
@@ -222,6 +228,13 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->att_t, B * N);
     }
     TAKE(n->z, B * (size_t)n->D);
+    if (!tr) {
+        TAKE(n->hrow, n->H1);
+        TAKE(n->w1sel, (size_t)n->H1 * 4 * C);
+        TAKE(n->zsel, B * 4 * C);
+        if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
+        if (sh) TAKE(n->Ps, N * (size_t)n->H1);
+    }
     TAKE(n->a1, B * (size_t)n->H1);
     TAKE(n->a2, B * (size_t)n->H2);
     TAKE(n->logit, B);
@@ -391,11 +404,10 @@ static int check_batch(const rank_net *n, const mdl_model *m, const rank_batch *
  * one (it must be for the current weights), else computed from x with enc_simhash_sign (the
  * encoder's bits exactly), once per distinct rows in this forward. */
 static void sign_one(uint16_t *sig, rank_net *n, const mdl_model *m, enc_sigcache *sc,
-                     uint64_t item_id, uint64_t category_id, uint32_t ir, uint32_t cr,
-                     const float *x) {
+                     uint32_t ir, uint32_t cr, const float *x) {
     size_t S = (size_t)n->S;
-    if (sc) {
-        memcpy(sig, enc_sigcache_get(sc, item_id, category_id), S * sizeof *sig);
+    if (sc) { /* the signature depends only on the two rows */
+        memcpy(sig, enc_sigcache_get_rows(sc, ir, cr), S * sizeof *sig);
         return;
     }
     uint64_t key = (((uint64_t)ir << 32) | cr) + 1;
@@ -484,12 +496,10 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
             continue;
         }
         uint32_t w0 = n->woff[u], T = n->woff[u + 1] - w0;
-        const sch_behavior *w = h->window;
         float *V = n->V + (size_t)u * S * nb * C;
         for (uint32_t j = 0; j < T; j++)
-            sign_one(n->wsig + (size_t)(w0 + j) * S, n, m, bt->sigcache, w[j].item_id,
-                     w[j].category_id, n->wir[w0 + j], n->wcr[w0 + j],
-                     n->xw + (size_t)(w0 + j) * C);
+            sign_one(n->wsig + (size_t)(w0 + j) * S, n, m, bt->sigcache, n->wir[w0 + j],
+                     n->wcr[w0 + j], n->xw + (size_t)(w0 + j) * C);
         rank_buckets_forward(V, n->cnt + (size_t)u * S * nb, n->xw + (size_t)w0 * C,
                              n->wsig + (size_t)w0 * S, (int)T, S, nb, C);
         n->Vp[u] = V;
@@ -587,6 +597,13 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
         for (uint32_t u = 0; u < bt->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
             uint32_t nu = n->roff[u + 1] - r0;
+            if (n->fold && nu) { /* the head applies the weights to hs itself */
+                float *att = n->att_s + n->aoff_rec[u];
+                rank_gemm(0, 1, (int)Bu, (int)nu, C, scale, n->q + (size_t)g0 * C, C,
+                          n->k2 + (size_t)r0 * C, C, 0.f, att, (int)nu);
+                rank_softmax_rows(att, (int)Bu, (int)nu);
+                continue;
+            }
             rank_tattn_forward(n->ushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u],
                                n->q + (size_t)g0 * C, n->k2 + (size_t)r0 * C,
                                n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
@@ -614,13 +631,118 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
     }
 }
 
+/* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short | u_tin |
+ * dense] (training, evaluation over many users, small serving batches): a1 = W1 z + b1. */
+static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+    const mdl_config *cfg = &n->cfg;
+    const mdl_params *p = &m->p;
+    int C = n->C, D = n->D;
+    uint32_t B = n->B;
+        for (uint32_t i = 0; i < B; i++) {
+        float *z = n->z + (size_t)i * D;
+        size_t row = (size_t)i * C;
+        int o = 0;
+        memcpy(z, n->q + row, (size_t)C * sizeof *z);
+        o += C;
+        if (cfg->long_kind != MDL_LONG_NONE) {
+            memcpy(z + o, n->ulong + row, (size_t)C * sizeof *z);
+            o += C;
+            rank_mul_forward(z + o, n->q + row, n->ulong + row, C);
+            o += C;
+        }
+        if (cfg->short_kind != MDL_SHORT_NONE) {
+            memcpy(z + o, n->ushort + row, (size_t)C * sizeof *z);
+            o += C;
+        }
+        if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
+            memcpy(z + o, n->utin + row, (size_t)C * sizeof *z);
+            o += C;
+        }
+        if (cfg->n_dense) {
+            const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
+            if (h->dense)
+                memcpy(z + o, h->dense, cfg->n_dense * sizeof *z);
+            else
+                memset(z + o, 0, cfg->n_dense * sizeof *z);
+        }
+    }
+    rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
+}
+
+/* Serving (one user, many candidates): the first layer is linear in each input block, so the
+ * blocks that depend on the user alone fold in before the candidates multiply:
+ *   dense and avgpool's u_long:  W1_blk u, once, into the starting row (with b1);
+ *   sdim's u_long = (1/S) sum_i Un[i][sig_i]:  W1_ul u_long = sum_i P[i][sig_i] with
+ *     P = (1/S) Un W1_ul^T, (S nb) rows computed once, then a gather per candidate;
+ *   u_short = att hs:  W1_us u_short = att (hs W1_us^T), N rows once, then (B, N) x (N, H1).
+ * Only q, q (.) u_long, u_tin (and attention's u_long) go through the (B, D') x (D', H1) sgemm.
+ * Same sums in another order: the scores match head_first to float rounding (tested). */
+static void head_first_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+    const mdl_config *cfg = &n->cfg;
+    const mdl_params *p = &m->p;
+    const rank_history *h = &bt->users[0];
+    int C = n->C, D = n->D, H1 = n->H1;
+    uint32_t B = n->B;
+    int o_ul = -1, o_us = -1, o_ut = -1, o = C;
+    if (cfg->long_kind != MDL_LONG_NONE) o_ul = o, o += 2 * C; /* u_long, then q (.) u_long */
+    if (cfg->short_kind != MDL_SHORT_NONE) o_us = o, o += C;
+    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) o_ut = o, o += C;
+    /* the starting row */
+    float *r = n->hrow;
+    memcpy(r, p->b1, (size_t)H1 * sizeof *r);
+    for (int j = 0; j < H1; j++) {
+        const float *w = p->w1 + (size_t)j * D;
+        if (cfg->n_dense && h->dense) r[j] += rank_dot(w + o, h->dense, (int)cfg->n_dense);
+        if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
+    }
+    /* the candidate-dependent blocks, side by side */
+    int blk[4], nblk = 0;
+    blk[nblk++] = 0;
+    if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
+    if (o_ul >= 0) blk[nblk++] = o_ul + C;
+    if (o_ut >= 0) blk[nblk++] = o_ut;
+    int Ds = nblk * C;
+    for (int j = 0; j < H1; j++)
+        for (int k = 0; k < nblk; k++)
+            memcpy(n->w1sel + (size_t)j * Ds + k * C, p->w1 + (size_t)j * D + blk[k],
+                   (size_t)C * sizeof(float));
+    for (uint32_t i = 0; i < B; i++) {
+        float *zs = n->zsel + (size_t)i * Ds;
+        size_t row = (size_t)i * C;
+        memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
+        zs += C;
+        if (cfg->long_kind == MDL_LONG_ATTN) {
+            memcpy(zs, n->ulong + row, (size_t)C * sizeof *zs);
+            zs += C;
+        }
+        if (o_ul >= 0) {
+            rank_mul_forward(zs, n->q + row, n->ulong + row, C);
+            zs += C;
+        }
+        if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
+    }
+    for (uint32_t i = 0; i < B; i++)
+        memcpy(n->a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
+    rank_gemm(0, 1, (int)B, H1, Ds, 1.f, n->zsel, Ds, n->w1sel, Ds, 1.f, n->a1, H1);
+    if (cfg->long_kind == MDL_LONG_SDIM) {
+        int R = n->S * n->nb;
+        rank_gemm(0, 1, R, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f, n->Pl, H1);
+        rank_gather_add(n->a1, n->Pl, n->csig, (int)B, n->S, n->nb, H1);
+    }
+    int nu = o_us >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
+    if (nu > 0) { /* an empty recent sequence gives u_short = 0 */
+        rank_gemm(0, 1, nu, H1, C, 1.f, n->hs, C, p->w1 + o_us, D, 0.f, n->Ps, H1);
+        rank_gemm(0, 0, (int)B, H1, nu, 1.f, n->att_s, nu, n->Ps, H1, 1.f, n->a1, H1);
+    }
+}
+
 int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
                      float *probs) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
     int rc = check_batch(n, m, bt);
     if (rc) return rc;
-    int C = n->C, D = n->D;
+    int C = n->C;
     uint32_t B = bt->B, U = bt->U;
     n->B = B;
     n->U = U;
@@ -661,49 +783,28 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     }
     if (cfg->long_kind == MDL_LONG_SDIM) {
         for (uint32_t i = 0; i < B; i++) {
-            uint32_t b = n->perm[i];
-            sign_one(n->csig + (size_t)i * n->S, n, m, bt->sigcache, bt->item_id[b],
-                     bt->category_id[b], n->cir[i], n->ccr[i], n->q + (size_t)i * C);
+            if (bt->sigcache && i + 8 < B) /* cache slots are misses too: start them early */
+                enc_sigcache_prefetch(bt->sigcache, n->cir[i + 8], n->ccr[i + 8]);
+            sign_one(n->csig + (size_t)i * n->S, n, m, bt->sigcache, n->cir[i], n->ccr[i],
+                     n->q + (size_t)i * C);
         }
     }
+    /* serving folds the user-side first-layer terms when the batch is one user with enough
+     * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
+    n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
     if (cfg->long_kind != MDL_LONG_NONE) forward_long(n, m, bt);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
         forward_recent(n, m, bt);
 
-    /* head input z = [q | u_long | q (.) u_long | u_short | u_tin | dense] */
-    for (uint32_t i = 0; i < B; i++) {
-        float *z = n->z + (size_t)i * D;
-        size_t row = (size_t)i * C;
-        int o = 0;
-        memcpy(z, n->q + row, (size_t)C * sizeof *z);
-        o += C;
-        if (cfg->long_kind != MDL_LONG_NONE) {
-            memcpy(z + o, n->ulong + row, (size_t)C * sizeof *z);
-            o += C;
-            rank_mul_forward(z + o, n->q + row, n->ulong + row, C);
-            o += C;
-        }
-        if (cfg->short_kind != MDL_SHORT_NONE) {
-            memcpy(z + o, n->ushort + row, (size_t)C * sizeof *z);
-            o += C;
-        }
-        if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
-            memcpy(z + o, n->utin + row, (size_t)C * sizeof *z);
-            o += C;
-        }
-        if (cfg->n_dense) {
-            const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
-            if (h->dense)
-                memcpy(z + o, h->dense, cfg->n_dense * sizeof *z);
-            else
-                memset(z + o, 0, cfg->n_dense * sizeof *z);
-        }
-    }
-    rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
+    if (n->fold)
+        head_first_folded(n, m, bt);
+    else
+        head_first(n, m, bt);
     rank_relu_forward(n->a1, n->a1, (int)B * n->H1);
     rank_matmul_forward(n->a2, n->a1, p->w2, p->b2, (int)B, n->H1, n->H2);
     rank_relu_forward(n->a2, n->a2, (int)B * n->H2);
-    rank_matmul_forward(n->logit, n->a2, p->w3, p->b3, (int)B, n->H2, 1);
+    for (uint32_t i = 0; i < B; i++) /* one output: a dot product, not a one-column sgemm */
+        n->logit[i] = p->b3[0] + rank_dot(n->a2 + (size_t)i * n->H2, p->w3, n->H2);
     for (uint32_t i = 0; i < B; i++) {
         uint32_t b = n->perm[i];
         float lg = n->logit[i] += p->item_bias[n->cir[i]];
@@ -951,8 +1052,12 @@ void rank_net_touched(const rank_net *n, const uint32_t **item_rows, uint32_t *n
 }
 
 const float *rank_net_head_input(const rank_net *n, uint32_t b) {
-    CORE_ASSERT(b < n->B);
+    CORE_ASSERT(b < n->B && !n->fold);
     return n->z + (size_t)n->iperm[b] * n->D;
+}
+
+int rank_net_folded(const rank_net *n) {
+    return n->fold;
 }
 
 static uint64_t pattern_mix(uint64_t h, const float *x, size_t n) {

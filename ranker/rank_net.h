@@ -108,8 +108,14 @@ void rank_net_touched(const rank_net *net, const uint32_t **item_rows, uint32_t 
 
 /** @brief The MLP input row of candidate b (input order) from the last forward, mdl_mlp_in_dim(cfg)
  *  floats in the concat order above (so u_long is at offset C when long != none). For tests and
- *  train/serve parity checks. @remark Valid until the next forward on this net. */
+ *  train/serve parity checks. @remark Valid until the next forward on this net, if it did not
+ *  fold (rank_net_folded). */
 const float *rank_net_head_input(const rank_net *net, uint32_t b);
+
+/** @brief 1 if the last forward folded the user-side first-layer terms (serving: one user, at
+ *  least max(S * 2^tau, n_recent) candidates, not train mode); rank_net_head_input is then not
+ *  available. */
+int rank_net_folded(const rank_net *net);
 
 /** @brief A fingerprint of the ReLU on/off pattern of the last forward (MLP and FFN units). The
  *  network is smooth except at ReLU kinks (the hash is frozen by a signature cache), so a

@@ -421,6 +421,32 @@ static void test_embed_relu_mul(void **state) {
     assert_true(da[0] == 4 && da[1] == 50 && db[0] == 2 && db[1] == 30);
 }
 
+/* the gather-add (SDIM, and the folded first layer) and the dot product against naive loops, at
+ * widths that exercise the 32-wide, 8-wide and scalar parts */
+static void test_gather_add_and_dot(void **state) {
+    (void)state;
+    enum { B = 7, S = 5, nb = 4 };
+    static const int widths[] = {1, 7, 8, 31, 32, 45, 64, 200};
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+        int W = widths[wi];
+        float P[S * nb * 200], got[B * 200], want[B * 200];
+        uint16_t sig[B * S];
+        fill(P, (size_t)S * nb * W);
+        fill(got, (size_t)B * W);
+        memcpy(want, got, (size_t)B * W * sizeof *got);
+        for (int i = 0; i < B * S; i++)
+            sig[i] = (uint16_t)((i * 3 + i / 5) % nb);
+        rank_gather_add(got, P, sig, B, S, nb, W);
+        rank_gather_add_naive(want, P, sig, B, S, nb, W);
+        for (int i = 0; i < B * W; i++)
+            assert_true(fabsf(got[i] - want[i]) < 1e-5f);
+        double d = 0;
+        for (int i = 0; i < W; i++)
+            d += (double)P[i] * got[i];
+        assert_true(fabs(rank_dot(P, got, W) - d) < 1e-4);
+    }
+}
+
 int main(void) {
     rank_blas_single_thread();
     const struct CMUnitTest tests[] = {
@@ -438,6 +464,7 @@ int main(void) {
         cmocka_unit_test(test_avgpool_backward_fd),
         cmocka_unit_test(test_tin_hand_worked),
         cmocka_unit_test(test_embed_relu_mul),
+        cmocka_unit_test(test_gather_add_and_dot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,8 @@ typedef struct fx {
     uint64_t item[B], cat[B];
 } fx;
 
-static void make(fx *f, uint32_t long_kind) {
+static void make_variant(fx *f, uint32_t long_kind, uint32_t short_kind, uint32_t temporal_kind,
+                         uint32_t n_dense) {
     mdl_config cfg;
     char err[256];
     memset(f, 0, sizeof *f);
@@ -36,6 +37,9 @@ static void make(fx *f, uint32_t long_kind) {
     cfg.item_rows = 5000;
     cfg.cat_rows = 200;
     cfg.long_kind = long_kind;
+    cfg.short_kind = short_kind;
+    cfg.temporal_kind = temporal_kind;
+    cfg.n_dense = n_dense;
     cfg.n_recent = 20;
     cfg.h1 = 32;
     cfg.h2 = 16;
@@ -68,6 +72,12 @@ static void make(fx *f, uint32_t long_kind) {
             f->cnt[i * nb + sig[i]]++;
         }
     }
+}
+
+static void make(fx *f, uint32_t long_kind) {
+    mdl_config d;
+    mdl_config_default(&d);
+    make_variant(f, long_kind, d.short_kind, d.temporal_kind, 0);
 }
 
 static void unmake(fx *f) {
@@ -346,6 +356,81 @@ static void test_candidate_parse(void **state) {
     }
 }
 
+/* Serving one user with many candidates folds the user-side first-layer terms (u_long of sdim and
+ * avgpool, u_short, dense) into per-user projections; that must give the scores of the plain head
+ * (the training-mode net never folds) for every variant, and still allocate nothing. */
+static void test_folded_head_equals_assembled(void **state) {
+    (void)state;
+    enum { NB = 160 }; /* >= S * nb = 128 and >= n_recent: the serving net folds */
+    static const uint32_t longs[] = {MDL_LONG_NONE, MDL_LONG_AVGPOOL, MDL_LONG_SDIM, MDL_LONG_ATTN};
+    static const uint32_t shorts[] = {MDL_SHORT_NONE, MDL_SHORT_DIN, MDL_SHORT_SELFATTN};
+    uint64_t it[NB], ca[NB];
+    for (int b = 0; b < NB; b++)
+        it[b] = 1 + (uint64_t)b * 53 % 3000, ca[b] = 1 + (uint64_t)b * 7 % 100;
+    float dense[3] = {0.5f, -1.25f, 2.f};
+    int variants = 0;
+    for (size_t li = 0; li < sizeof longs / sizeof *longs; li++)
+        for (size_t si = 0; si < sizeof shorts / sizeof *shorts; si++)
+            for (uint32_t tin = 0; tin <= 1; tin++) {
+                if (longs[li] == MDL_LONG_NONE && shorts[si] == MDL_SHORT_NONE && !tin) continue;
+                uint32_t nd = (uint32_t)(variants % 2) * 3; /* every other variant has dense */
+                fx f;
+                make_variant(&f, longs[li], shorts[si], tin ? MDL_TEMPORAL_TIN : MDL_TEMPORAL_NONE,
+                             nd);
+                sch_behavior rec[N];
+                for (int k = 0; k < N; k++)
+                    rec[k] = f.win[T - N + k];
+                int attn = longs[li] == MDL_LONG_ATTN;
+                rank_history h = {.bucket_sum = attn ? NULL : f.V,
+                                  .bucket_cnt = attn ? NULL : f.cnt,
+                                  .window_len = T,
+                                  .window = f.win,
+                                  .T = attn ? T : 0,
+                                  .recent = rec,
+                                  .N = N,
+                                  .now_ts = 1700000000,
+                                  .dense = nd ? dense : NULL};
+                char err[256];
+                rank_net *plain;
+                enc_sigcache *sc;
+                rank_net_shape sh = {.max_B = NB, .max_U = 1, .max_T = T, .train = 1};
+                assert_int_equal(rank_net_new(&plain, &f.m->cfg, &sh, err, sizeof err), 0);
+                assert_int_equal(enc_sigcache_new(&sc, f.m, 4096), 0);
+                rank_batch bt = {
+                    .users = &h, .U = 1, .item_id = it, .category_id = ca, .B = NB, .sigcache = sc};
+                float want[NB], got[NB];
+                assert_int_equal(rank_net_forward(plain, f.m, &bt, NULL, want), 0);
+                assert_false(rank_net_folded(plain));
+                rank_scratch *s;
+                assert_int_equal(rank_scratch_new(&s, f.m, NB, T), 0);
+                core_alloc_fail_after(0, 1);
+                int rc = rank_score(got, s, f.m, &h, it, ca, NB);
+                core_alloc_fail_after(-1, 0);
+                assert_int_equal(rc, 0);
+                double worst = 0;
+                int spread = 0;
+                for (int b = 0; b < NB; b++) {
+                    double d = fabs((double)got[b] - want[b]);
+                    worst = d > worst ? d : worst;
+                    spread += fabsf(want[b] - want[0]) > 1e-4f;
+                }
+                if (worst > 2e-6)
+                    fail_msg("variant long %u short %u tin %u dense %u: folded head differs by %g",
+                             longs[li], shorts[si], tin, nd, worst);
+                assert_true(spread > NB / 2); /* the scores depend on the candidate */
+                /* fewer candidates than the fold repays: the plain head, same scores */
+                assert_int_equal(rank_score(got, s, f.m, &h, it, ca, 8), 0);
+                for (int b = 0; b < 8; b++)
+                    assert_true(fabs((double)got[b] - want[b]) <= 2e-6);
+                rank_scratch_destroy(s);
+                rank_net_destroy(plain);
+                enc_sigcache_destroy(sc);
+                unmake(&f);
+                variants++;
+            }
+    assert_int_equal(variants, 23);
+}
+
 int main(void) {
     rank_blas_single_thread();
     const struct CMUnitTest tests[] = {
@@ -356,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_candidate_parse),
         cmocka_unit_test(test_scratch_alloc_failures),
         cmocka_unit_test(test_attention_blocks_equal_single),
+        cmocka_unit_test(test_folded_head_equals_assembled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
