@@ -467,8 +467,9 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
             int side = long_attn_side(Bu, T);
             const float *xu = n->xw + (size_t)w0 * C, *qu = n->q + (size_t)g0 * C, *ku = xu;
             if (side == LONG_ATTN_QUERY) {
-                rank_gemm(0, 0, (int)Bu, C, C, 1.f, qu, C, n->Ml, C, 0.f, n->q2l + (size_t)g0 * C, C);
-                qu = n->q2l + (size_t)g0 * C;
+                float *q2 = n->q2l + (size_t)g0 * C;
+                rank_gemm(0, 0, (int)Bu, C, C, 1.f, qu, C, n->Ml, C, 0.f, q2, C);
+                qu = q2;
             } else if (side == LONG_ATTN_KEY) {
                 float *k2 = n->k2l + (size_t)n->lkoff[u] * C;
                 rank_gemm(0, 1, (int)T, C, C, 1.f, xu, C, n->Ml, C, 0.f, k2, C);
