@@ -243,12 +243,16 @@ static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
         att[i] = 1.f / (float)N;
     for (int i = -5; i < iters; i++) {
         int64_t t0 = core_now_ns();
-        rank_gemm(0, 1, (int)B, H1, 2 * C, 1.f, x, 2 * C, w, 2 * C, 0.f, a1, H1);
-        rank_gemm(0, 0, (int)B, H1, N, 1.f, att, N, kv, H1, 1.f, a1, H1);
-        rank_gemm(0, 1, (int)B, H2, H1, 1.f, a1, H1, m->p.w2, H1, 0.f, a2, H2);
-        for (int br = 0; br < 2; br++) /* short and TIN scores */
-            rank_gemm(0, 1, (int)B, N, C, 1.f, x, C, kv, C, 0.f, att, N);
-        rank_gemm(0, 0, (int)B, C, N, 1.f, att, N, kv, C, 0.f, x, C); /* TIN pooling */
+        for (uint32_t b0 = 0; b0 < B; b0 += 128) { /* blocks that stay in L2, as rank_net does */
+            int nb = (int)(B - b0 < 128 ? B - b0 : 128);
+            float *xb = x + (size_t)b0 * 2 * C, *ab = att + (size_t)b0 * N;
+            rank_gemm(0, 1, nb, H1, 2 * C, 1.f, xb, 2 * C, w, 2 * C, 0.f, a1, H1);
+            rank_gemm(0, 0, nb, H1, N, 1.f, ab, N, kv, H1, 1.f, a1, H1);
+            rank_gemm(0, 1, nb, H2, H1, 1.f, a1, H1, m->p.w2, H1, 0.f, a2, H2);
+            for (int br = 0; br < 2; br++) /* short and TIN scores */
+                rank_gemm(0, 1, nb, N, C, 1.f, xb, C, kv, C, 0.f, ab, N);
+            rank_gemm(0, 0, nb, C, N, 1.f, ab, N, kv, C, 0.f, xb, C); /* TIN pooling */
+        }
         if (i >= 0) t[i] = core_now_ns() - t0;
     }
     qsort(t, (size_t)iters, sizeof *t, cmp_i64);

@@ -146,6 +146,11 @@ RANK_CLONES void rank_relu_backward(float *dinp, const float *dout, const float 
         if (out[i] > 0.f) dinp[i] += dout[i];
 }
 
+RANK_CLONES void rank_add_forward(float *out, const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
 RANK_CLONES void rank_mul_forward(float *out, const float *a, const float *b, int n) {
     for (int i = 0; i < n; i++)
         out[i] = a[i] * b[i];

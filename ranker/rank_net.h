@@ -27,6 +27,7 @@
 
 #include "enc_simhash.h"
 #include "mdl.h"
+#include "rank_itemcache.h"
 #include "rank_score.h"
 
 #include <stdint.h>
@@ -64,6 +65,10 @@ typedef struct rank_batch {
      * are computed from the current embeddings with enc_simhash_sign, once per distinct
      * (item row, category row) per forward (training, whose embeddings change every step). */
     enc_sigcache *sigcache;
+    /* Serving: the candidates' first-layer q terms, kept across requests (rank_itemcache.h; for
+     * this model's weights); used when the forward folds the head (rank_net_folded). NULL: the q
+     * block goes through the candidate sgemm like the others. */
+    rank_itemcache *itemcache;
 } rank_batch;
 
 /** @brief Scratch and activations for a model config and the largest batch shape.
