@@ -218,26 +218,26 @@ done:
     return rc;
 }
 
-/* The arithmetic per request that no exact rewrite removes, at the bench's shapes, timed alone:
- * the first layer over the two candidate-by-user input blocks (q (.) u_long and u_tin: B x 2C ->
- * h1), the folded short term (B x N attention weights times N x h1), the second layer (h1 -> h2),
- * and the attention scores of the short and TIN branches plus TIN's pooling (B x N x C each).
- * The q block is left out (it could be cached per item across requests); the user-only terms
- * are folded (rank_net.c). What a request costs above this is gathers, softmax and copies. */
+/* The arithmetic per request that no exact rewrite removes, at the bench's shapes, timed alone
+ * over blocks of 128 candidates as rank_net runs them: the first layer over the candidate-by-user
+ * inputs (q (.) u_long, u_tin, and the N short attention weights against W1_us hs^T: B x (2C + N)
+ * -> h1), the second layer (h1 -> h2), and the attention scores of the short and TIN branches
+ * plus TIN's pooling (B x N x C each). The q block is left out (the item cache holds it); the
+ * user-only terms are folded (rank_net.c). A request costs gathers, softmax and copies above it. */
 static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
     const mdl_config *c = &m->cfg;
-    int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent;
-    size_t big = (size_t)B * (H1 > 2 * C ? H1 : 2 * C);
-    float *x = core_malloc(big * sizeof(float)), *w = core_malloc((size_t)H1 * 2 * C * 4),
+    int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent, K = 2 * C + N;
+    size_t big = (size_t)B * (size_t)(H1 > K ? H1 : K);
+    float *x = core_malloc(big * sizeof(float)), *w = core_malloc((size_t)H1 * K * 4),
           *a1 = core_malloc((size_t)B * H1 * 4), *a2 = core_malloc((size_t)B * H2 * 4),
-          *att = core_malloc((size_t)B * N * 4), *kv = core_malloc((size_t)N * (H1 + C) * 4);
+          *att = core_malloc((size_t)B * N * 4), *kv = core_malloc((size_t)N * C * 4);
     int rc = CORE_ENOMEM;
     if (!x || !w || !a1 || !a2 || !att || !kv) goto done;
     for (size_t i = 0; i < big; i++)
         x[i] = (float)(i % 17) * 0.01f;
-    for (size_t i = 0; i < (size_t)H1 * 2 * C; i++)
+    for (size_t i = 0; i < (size_t)H1 * K; i++)
         w[i] = (float)(i % 13) * 0.01f;
-    for (size_t i = 0; i < (size_t)N * (H1 + C); i++)
+    for (size_t i = 0; i < (size_t)N * C; i++)
         kv[i] = (float)(i % 11) * 0.01f;
     for (size_t i = 0; i < (size_t)B * N; i++)
         att[i] = 1.f / (float)N;
@@ -245,9 +245,8 @@ static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
         int64_t t0 = core_now_ns();
         for (uint32_t b0 = 0; b0 < B; b0 += 128) { /* blocks that stay in L2, as rank_net does */
             int nb = (int)(B - b0 < 128 ? B - b0 : 128);
-            float *xb = x + (size_t)b0 * 2 * C, *ab = att + (size_t)b0 * N;
-            rank_gemm(0, 1, nb, H1, 2 * C, 1.f, xb, 2 * C, w, 2 * C, 0.f, a1, H1);
-            rank_gemm(0, 0, nb, H1, N, 1.f, ab, N, kv, H1, 1.f, a1, H1);
+            float *xb = x + (size_t)b0 * K, *ab = att + (size_t)b0 * N;
+            rank_gemm(0, 1, nb, H1, K, 1.f, xb, K, w, K, 0.f, a1, H1);
             rank_gemm(0, 1, nb, H2, H1, 1.f, a1, H1, m->p.w2, H1, 0.f, a2, H2);
             for (int br = 0; br < 2; br++) /* short and TIN scores */
                 rank_gemm(0, 1, nb, N, C, 1.f, xb, C, kv, C, 0.f, ab, N);
