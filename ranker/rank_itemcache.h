@@ -3,7 +3,8 @@
  * The first layer's q block, W1[:, 0:C] q with q = [item_emb row | cat_emb row], depends on the
  * candidate's two embedding rows and the model alone, so a serving thread computes it once per
  * item and reuses it while the item keeps appearing in requests: 2 C h1 flops per candidate saved
- * (a quarter of the first layer at the defaults). Keyed by (item row, category row), two-way set
+ * (a quarter of the first layer at the defaults). The ranker stores [W1_q q | q] per item, so
+ * one lookup also replaces the two embedding-table reads. Keyed by (item row, category row), two-way set
  * associative, fixed size: a miss evicts the older entry of its set. Entries are valid for the one
  * model the cache was made for; the owner (rank_scratch) lives and dies with that model.
  *

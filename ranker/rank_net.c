@@ -90,9 +90,10 @@ struct rank_net {
                     //   W1's u_short block applied to each recent value row
     float *zsel;    // (B, <= 4C + N) serving: the matching input columns, then the short weights
     float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
-    uint32_t *miss; // (B) serving: candidates whose q term was not in the item cache
-    float *qmiss;   // (B, C) their q rows
-    float *pmiss;   // (B, H1) their q terms
+    const float **crow; // (B) serving: each candidate's item-cache row [W1_q q | q], or NULL
+    uint32_t *miss;     // (B) serving: candidates that were not in the item cache
+    float *qmiss;       // (B, C) their q rows
+    float *pmiss;       // (B, H1 + C) their rows to cache: [W1_q q | q]
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
 
@@ -225,9 +226,10 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->w1sel, (size_t)n->H1 * (4 * C + N));
         TAKE(n->zsel, B * (4 * C + N));
         if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
+        TAKE(n->crow, B);
         TAKE(n->miss, B);
         TAKE(n->qmiss, B * C);
-        TAKE(n->pmiss, B * (size_t)n->H1);
+        TAKE(n->pmiss, B * ((size_t)n->H1 + C));
     }
     TAKE(n->a1, B * (size_t)n->H1);
     TAKE(n->a2, B * (size_t)n->H2);
@@ -686,6 +688,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
                   n->Pl, H1);
 
     /* per block of candidates, every layer: the block's activations stay in L2 between passes */
+    uint32_t nm = 0; /* item-cache misses so far */
     for (uint32_t b0 = 0; b0 < B; b0 += RANK_HEAD_BLOCK) {
         uint32_t nbk = B - b0 < RANK_HEAD_BLOCK ? B - b0 : RANK_HEAD_BLOCK;
         float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
@@ -723,28 +726,26 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             }
             if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
         }
-        if (ic) {
-            uint32_t nm = 0;
+        if (ic) { /* rows looked up at the start of the forward; misses computed per block */
+            uint32_t m0 = nm;
             for (uint32_t i = b0; i < b0 + nbk; i++) {
-                if (i + 8 < B) rank_itemcache_prefetch(ic, n->cir[i + 8], n->ccr[i + 8]);
-                const float *pq = rank_itemcache_find(ic, n->cir[i], n->ccr[i]);
                 float *a = n->a1 + (size_t)i * H1;
-                if (pq) {
-                    rank_add_forward(a, r, pq, H1);
+                if (n->crow[i]) {
+                    rank_add_forward(a, r, n->crow[i], H1);
                 } else {
                     memcpy(a, r, (size_t)H1 * sizeof *r);
                     memcpy(n->qmiss + (size_t)nm * C, n->q + (size_t)i * C, (size_t)C * sizeof *r);
                     n->miss[nm++] = i;
                 }
             }
-            if (nm) {
-                rank_gemm(0, 1, (int)nm, H1, C, 1.f, n->qmiss, C, p->w1, D, 0.f, n->pmiss, H1);
-                for (uint32_t k = 0; k < nm; k++) {
-                    uint32_t i = n->miss[k];
-                    const float *pq = n->pmiss + (size_t)k * H1;
-                    float *a = n->a1 + (size_t)i * H1;
-                    rank_add_forward(a, a, pq, H1);
-                    rank_itemcache_put(ic, n->cir[i], n->ccr[i], pq);
+            if (nm > m0) {
+                float *pm = n->pmiss + (size_t)m0 * (H1 + C);
+                rank_gemm(0, 1, (int)(nm - m0), H1, C, 1.f, n->qmiss + (size_t)m0 * C, C, p->w1, D,
+                          0.f, pm, H1 + C);
+                for (uint32_t k = m0; k < nm; k++) {
+                    float *row = n->pmiss + (size_t)k * (H1 + C), *a = n->a1 + (size_t)n->miss[k] * H1;
+                    rank_add_forward(a, a, row, H1);
+                    memcpy(row + H1, n->qmiss + (size_t)k * C, (size_t)C * sizeof *row);
                 }
             }
         } else {
@@ -760,6 +761,10 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         for (uint32_t i = 0; i < nbk; i++)
             n->logit[b0 + i] = p->b3[0] + rank_dot(a2 + (size_t)i * H2, p->w3, H2);
     }
+    /* cache the misses only now: a put may move rows the blocks above still read via crow */
+    for (uint32_t k = 0; k < nm; k++)
+        rank_itemcache_put(ic, n->cir[n->miss[k]], n->ccr[n->miss[k]],
+                           n->pmiss + (size_t)k * (H1 + C));
 }
 
 int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
@@ -802,7 +807,22 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
         n->ccr[i] = mdl_cat_row(m, bt->category_id[b]);
         if (n->mark_i) touch(n, n->cir[i], n->ccr[i]);
     }
-    rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
+    /* serving folds the user-side first-layer terms when the batch is one user with enough
+     * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
+    n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
+    if (n->fold && bt->itemcache) { /* q of an item seen before comes with its first-layer term */
+        for (uint32_t i = 0; i < B; i++) {
+            if (i + 8 < B) rank_itemcache_prefetch(bt->itemcache, n->cir[i + 8], n->ccr[i + 8]);
+            const float *row = n->crow[i] = rank_itemcache_find(bt->itemcache, n->cir[i], n->ccr[i]);
+            if (row)
+                memcpy(n->q + (size_t)i * C, row + n->H1, (size_t)C * sizeof *row);
+            else
+                rank_embed_forward(n->q + (size_t)i * C, n->cir + i, n->ccr + i, p->item_emb,
+                                   p->cat_emb, 1, C);
+        }
+    } else {
+        rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
+    }
     if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
         memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
         n->stamp = 1;
@@ -815,9 +835,6 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
                      n->q + (size_t)i * C);
         }
     }
-    /* serving folds the user-side first-layer terms when the batch is one user with enough
-     * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
-    n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
     if (cfg->long_kind != MDL_LONG_NONE) forward_long(n, m, bt);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
         forward_recent(n, m, bt);
