@@ -22,19 +22,8 @@
 #define RANK_CLONES
 #endif
 
-/* sum of squares with eight independent partial sums (vectorizable) */
 static inline float sumsq(const float *v, int C) {
-    float acc[8] = {0};
-    int c = 0;
-    for (; c + 8 <= C; c += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += v[c + l] * v[c + l];
-    float s = 0.f;
-    for (; c < C; c++)
-        s += v[c] * v[c];
-    for (int l = 0; l < 8; l++)
-        s += acc[l];
-    return s;
+    return rank_dot(v, v, C);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,6 +133,11 @@ RANK_CLONES void rank_relu_forward(float *out, const float *inp, int n) {
 RANK_CLONES void rank_relu_backward(float *dinp, const float *dout, const float *out, int n) {
     for (int i = 0; i < n; i++)
         if (out[i] > 0.f) dinp[i] += dout[i];
+}
+
+RANK_CLONES void rank_add_forward(float *out, const float *a, const float *b, int n) {
+    for (int i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
 }
 
 RANK_CLONES void rank_mul_forward(float *out, const float *a, const float *b, int n) {

@@ -42,6 +42,8 @@ void rank_relu_forward(float *out, const float *inp, int n); // (n), (n); may al
 /** @brief dinp += dout where out > 0. */
 void rank_relu_backward(float *dinp, const float *dout, const float *out, int n);
 
+/** @brief out = a + b (out may alias a); its backward is the identity to both. */
+void rank_add_forward(float *out, const float *a, const float *b, int n);
 void rank_mul_forward(float *out, const float *a, const float *b, int n);
 void rank_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
                        int n);

@@ -90,10 +90,14 @@ struct rank_net {
     int fold;       /* the last forward folded the user-side terms into the first layer */
     float *z;       // (B, D)
     float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
-    float *w1sel;   // (H1, <= 4C) serving: W1's candidate-dependent column blocks
-    float *zsel;    // (B, <= 4C) serving: the matching input columns
+    float *w1sel;   // (H1, <= 4C + N) serving: W1's candidate-dependent column blocks, then
+                    //   W1's u_short block applied to each recent value row
+    float *zsel;    // (B, <= 4C + N) serving: the matching input columns, then the short weights
     float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
-    float *Ps;      // (N, H1) serving: W1's u_short block applied to each short value row
+    const float **crow; // (B) serving: each candidate's item-cache row [W1_q q | q], or NULL
+    uint32_t *miss;     // (B) serving: candidates that were not in the item cache
+    float *qmiss;       // (B, C) their q rows
+    float *pmiss;       // (B, H1 + C) their rows to cache: [W1_q q | q]
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
 
@@ -121,6 +125,9 @@ struct rank_net {
  * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM.
  */
 #define RANK_ATTN_BLOCK 64
+/* The folded serving head runs all its layers over blocks of this many candidates, so a block's
+ * first-layer activations (128 x h1 floats) stay in L2 across the passes that build them. */
+#define RANK_HEAD_BLOCK 128
 
 /* Carve every buffer out of one block: called once with base NULL to size it, then to assign. */
 static size_t carve(rank_net *n, char *base) {
@@ -230,10 +237,13 @@ static size_t carve(rank_net *n, char *base) {
     TAKE(n->z, B * (size_t)n->D);
     if (!tr) {
         TAKE(n->hrow, n->H1);
-        TAKE(n->w1sel, (size_t)n->H1 * 4 * C);
-        TAKE(n->zsel, B * 4 * C);
+        TAKE(n->w1sel, (size_t)n->H1 * (4 * C + N));
+        TAKE(n->zsel, B * (4 * C + N));
         if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
-        if (sh) TAKE(n->Ps, N * (size_t)n->H1);
+        TAKE(n->crow, B);
+        TAKE(n->miss, B);
+        TAKE(n->qmiss, B * C);
+        TAKE(n->pmiss, B * ((size_t)n->H1 + C));
     }
     TAKE(n->a1, B * (size_t)n->H1);
     TAKE(n->a2, B * (size_t)n->H2);
@@ -598,13 +608,7 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
         for (uint32_t u = 0; u < bt->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
             uint32_t nu = n->roff[u + 1] - r0;
-            if (n->fold && nu) { /* the head applies the weights to hs itself */
-                float *att = n->att_s + n->aoff_rec[u];
-                rank_gemm(0, 1, (int)Bu, (int)nu, C, scale, n->q + (size_t)g0 * C, C,
-                          n->k2 + (size_t)r0 * C, C, 0.f, att, (int)nu);
-                rank_softmax_rows(att, (int)Bu, (int)nu);
-                continue;
-            }
+            if (n->fold) continue; /* per block of candidates in head_folded */
             rank_tattn_forward(n->ushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u],
                                n->q + (size_t)g0 * C, n->k2 + (size_t)r0 * C,
                                n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
@@ -618,6 +622,7 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
             for (int c = 0; c < C; c++)
                 n->et[(size_t)r * C + c] = n->xr[(size_t)r * C + c] + te[c];
         }
+        if (n->fold) return; /* the per-candidate part runs per block in head_folded */
         for (uint32_t b = 0; b < bt->B; b++)
             for (int c = 0; c < C; c++)
                 n->vt[(size_t)b * C + c] = n->q[(size_t)b * C + c] + p->tin_emb[c];
@@ -675,20 +680,25 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
  *   dense and avgpool's u_long:  W1_blk u, once, into the starting row (with b1);
  *   sdim's u_long = (1/S) sum_i Un[i][sig_i]:  W1_ul u_long = sum_i P[i][sig_i] with
  *     P = (1/S) Un W1_ul^T, (S nb) rows computed once, then a gather per candidate;
- *   u_short = att hs:  W1_us u_short = att (hs W1_us^T), N rows once, then (B, N) x (N, H1).
- * Only q, q (.) u_long, u_tin (and attention's u_long) go through the (B, D') x (D', H1) sgemm.
- * Same sums in another order: the scores match head_first to float rounding (tested). */
-static void head_first_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+ *   u_short = att hs:  W1_us u_short = att (hs W1_us^T): N columns of W1 once, and the (B, N)
+ *     attention weights join the candidate sgemm's input.
+ * Only q, q (.) u_long, u_tin (and attention's u_long) go through the (B, D') x (D', H1) sgemm,
+ * and q's block not even that when the batch brings an item cache: W1_q q is then read per
+ * candidate, and computed (one sgemm over the misses) only for items not seen before.
+ * Same sums in another order: the scores match head_first to float rounding (tested). Then the
+ * ReLU, the second layer and the output, all over blocks of RANK_HEAD_BLOCK candidates. */
+static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
     const rank_history *h = &bt->users[0];
-    int C = n->C, D = n->D, H1 = n->H1;
+    int C = n->C, D = n->D, H1 = n->H1, H2 = n->H2;
     uint32_t B = n->B;
     int o_ul = -1, o_us = -1, o_ut = -1, o = C;
     if (cfg->long_kind != MDL_LONG_NONE) o_ul = o, o += 2 * C; /* u_long, then q (.) u_long */
     if (cfg->short_kind != MDL_SHORT_NONE) o_us = o, o += C;
     if (cfg->temporal_kind != MDL_TEMPORAL_NONE) o_ut = o, o += C;
-    /* the starting row */
+    /* per request: the starting row, W1's candidate-dependent blocks side by side, and the
+     * per-bucket and per-recent-row projections */
     float *r = n->hrow;
     memcpy(r, p->b1, (size_t)H1 * sizeof *r);
     for (int j = 0; j < H1; j++) {
@@ -696,45 +706,106 @@ static void head_first_folded(rank_net *n, const mdl_model *m, const rank_batch 
         if (cfg->n_dense && h->dense) r[j] += rank_dot(w + o, h->dense, (int)cfg->n_dense);
         if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
     }
-    /* the candidate-dependent blocks, side by side */
+    rank_itemcache *ic = bt->itemcache;
     int blk[4], nblk = 0;
-    blk[nblk++] = 0;
+    if (!ic) blk[nblk++] = 0;
     if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
     if (o_ul >= 0) blk[nblk++] = o_ul + C;
     if (o_ut >= 0) blk[nblk++] = o_ut;
-    int Ds = nblk * C;
+    /* recent rows (both branches use the same ones); none: u_short = 0 and TIN pools nothing */
+    int nr = o_us >= 0 || o_ut >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
+    int nu = o_us >= 0 ? nr : 0;
+    float scale = 1.f / sqrtf((float)C);
+    /* one sgemm per block: z' = [blocks (Ds) | short weights (nu)], W' = [W1 blocks | W1_us hs^T] */
+    int Ds = nblk * C, Dw = Ds + nu;
     for (int j = 0; j < H1; j++)
         for (int k = 0; k < nblk; k++)
-            memcpy(n->w1sel + (size_t)j * Ds + k * C, p->w1 + (size_t)j * D + blk[k],
+            memcpy(n->w1sel + (size_t)j * Dw + k * C, p->w1 + (size_t)j * D + blk[k],
                    (size_t)C * sizeof(float));
-    for (uint32_t i = 0; i < B; i++) {
-        float *zs = n->zsel + (size_t)i * Ds;
-        size_t row = (size_t)i * C;
-        memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
-        zs += C;
-        if (cfg->long_kind == MDL_LONG_ATTN) {
-            memcpy(zs, n->ulong + row, (size_t)C * sizeof *zs);
-            zs += C;
+    if (nu > 0)
+        rank_gemm(0, 1, H1, nu, C, 1.f, p->w1 + o_us, D, n->hs, C, 0.f, n->w1sel + Ds, Dw);
+    if (cfg->long_kind == MDL_LONG_SDIM)
+        rank_gemm(0, 1, n->S * n->nb, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f,
+                  n->Pl, H1);
+
+    /* per block of candidates, every layer: the block's activations stay in L2 between passes */
+    uint32_t nm = 0; /* item-cache misses so far */
+    for (uint32_t b0 = 0; b0 < B; b0 += RANK_HEAD_BLOCK) {
+        uint32_t nbk = B - b0 < RANK_HEAD_BLOCK ? B - b0 : RANK_HEAD_BLOCK;
+        float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
+        float *zsel = n->zsel + (size_t)b0 * Dw;
+        const float *qb = n->q + (size_t)b0 * C;
+        if (nu > 0) { /* short: the block's attention weights over the recent values */
+            float *att = n->att_s + (size_t)b0 * nu;
+            rank_gemm(0, 1, (int)nbk, nu, C, scale, qb, C, n->k2, C, 0.f, att, nu);
+            rank_softmax_rows(att, (int)nbk, nu);
+            for (uint32_t i = 0; i < nbk; i++)
+                memcpy(zsel + (size_t)i * Dw + Ds, att + (size_t)i * nu, (size_t)nu * sizeof *att);
         }
-        if (o_ul >= 0) {
-            rank_mul_forward(zs, n->q + row, n->ulong + row, C);
-            zs += C;
+        if (o_ut >= 0) { /* TIN for the block: v~ = q + tin_emb[0], u_tin = v~ (.) (att e~) */
+            float *vt = n->vt + (size_t)b0 * C, *pool = n->pool_t + (size_t)b0 * C;
+            for (uint32_t i = 0; i < nbk; i++)
+                rank_add_forward(vt + (size_t)i * C, qb + (size_t)i * C, p->tin_emb, C);
+            rank_tattn_forward(pool, n->att_t + (size_t)b0 * nr, vt, n->et, n->et, (int)nbk, nr, C,
+                               scale);
+            rank_mul_forward(n->utin + (size_t)b0 * C, vt, pool, (int)nbk * C);
         }
-        if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
+        for (uint32_t i = b0; i < b0 + nbk; i++) {
+            float *zs = n->zsel + (size_t)i * Dw;
+            size_t row = (size_t)i * C;
+            if (!ic) {
+                memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
+                zs += C;
+            }
+            if (cfg->long_kind == MDL_LONG_ATTN) {
+                memcpy(zs, n->ulong + row, (size_t)C * sizeof *zs);
+                zs += C;
+            }
+            if (o_ul >= 0) {
+                rank_mul_forward(zs, n->q + row, n->ulong + row, C);
+                zs += C;
+            }
+            if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
+        }
+        if (ic) { /* rows looked up at the start of the forward; misses computed per block */
+            uint32_t m0 = nm;
+            for (uint32_t i = b0; i < b0 + nbk; i++) {
+                float *a = n->a1 + (size_t)i * H1;
+                if (n->crow[i]) {
+                    rank_add_forward(a, r, n->crow[i], H1);
+                } else {
+                    memcpy(a, r, (size_t)H1 * sizeof *r);
+                    memcpy(n->qmiss + (size_t)nm * C, n->q + (size_t)i * C, (size_t)C * sizeof *r);
+                    n->miss[nm++] = i;
+                }
+            }
+            if (nm > m0) {
+                float *pm = n->pmiss + (size_t)m0 * (H1 + C);
+                rank_gemm(0, 1, (int)(nm - m0), H1, C, 1.f, n->qmiss + (size_t)m0 * C, C, p->w1, D,
+                          0.f, pm, H1 + C);
+                for (uint32_t k = m0; k < nm; k++) {
+                    float *row = n->pmiss + (size_t)k * (H1 + C), *a = n->a1 + (size_t)n->miss[k] * H1;
+                    rank_add_forward(a, a, row, H1);
+                    memcpy(row + H1, n->qmiss + (size_t)k * C, (size_t)C * sizeof *row);
+                }
+            }
+        } else {
+            for (uint32_t i = 0; i < nbk; i++)
+                memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
+        }
+        if (Dw > 0) rank_gemm(0, 1, (int)nbk, H1, Dw, 1.f, zsel, Dw, n->w1sel, Dw, 1.f, a1, H1);
+        if (cfg->long_kind == MDL_LONG_SDIM)
+            rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
+        rank_relu_forward(a1, a1, (int)nbk * H1);
+        rank_matmul_forward(a2, a1, p->w2, p->b2, (int)nbk, H1, H2);
+        rank_relu_forward(a2, a2, (int)nbk * H2);
+        for (uint32_t i = 0; i < nbk; i++)
+            n->logit[b0 + i] = p->b3[0] + rank_dot(a2 + (size_t)i * H2, p->w3, H2);
     }
-    for (uint32_t i = 0; i < B; i++)
-        memcpy(n->a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
-    rank_gemm(0, 1, (int)B, H1, Ds, 1.f, n->zsel, Ds, n->w1sel, Ds, 1.f, n->a1, H1);
-    if (cfg->long_kind == MDL_LONG_SDIM) {
-        int R = n->S * n->nb;
-        rank_gemm(0, 1, R, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f, n->Pl, H1);
-        rank_gather_add(n->a1, n->Pl, n->csig, (int)B, n->S, n->nb, H1);
-    }
-    int nu = o_us >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
-    if (nu > 0) { /* an empty recent sequence gives u_short = 0 */
-        rank_gemm(0, 1, nu, H1, C, 1.f, n->hs, C, p->w1 + o_us, D, 0.f, n->Ps, H1);
-        rank_gemm(0, 0, (int)B, H1, nu, 1.f, n->att_s, nu, n->Ps, H1, 1.f, n->a1, H1);
-    }
+    /* cache the misses only now: a put may move rows the blocks above still read via crow */
+    for (uint32_t k = 0; k < nm; k++)
+        rank_itemcache_put(ic, n->cir[n->miss[k]], n->ccr[n->miss[k]],
+                           n->pmiss + (size_t)k * (H1 + C));
 }
 
 int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
@@ -777,7 +848,22 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
         n->ccr[i] = mdl_cat_row(m, bt->category_id[b]);
         if (n->mark_i) touch(n, n->cir[i], n->ccr[i]);
     }
-    rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
+    /* serving folds the user-side first-layer terms when the batch is one user with enough
+     * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
+    n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
+    if (n->fold && bt->itemcache) { /* q of an item seen before comes with its first-layer term */
+        for (uint32_t i = 0; i < B; i++) {
+            if (i + 8 < B) rank_itemcache_prefetch(bt->itemcache, n->cir[i + 8], n->ccr[i + 8]);
+            const float *row = n->crow[i] = rank_itemcache_find(bt->itemcache, n->cir[i], n->ccr[i]);
+            if (row)
+                memcpy(n->q + (size_t)i * C, row + n->H1, (size_t)C * sizeof *row);
+            else
+                rank_embed_forward(n->q + (size_t)i * C, n->cir + i, n->ccr + i, p->item_emb,
+                                   p->cat_emb, 1, C);
+        }
+    } else {
+        rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
+    }
     if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
         memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
         n->stamp = 1;
@@ -790,22 +876,20 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
                      n->q + (size_t)i * C);
         }
     }
-    /* serving folds the user-side first-layer terms when the batch is one user with enough
-     * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
-    n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
     if (cfg->long_kind != MDL_LONG_NONE) forward_long(n, m, bt);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
         forward_recent(n, m, bt);
 
-    if (n->fold)
-        head_first_folded(n, m, bt);
-    else
+    if (n->fold) {
+        head_folded(n, m, bt);
+    } else {
         head_first(n, m, bt);
-    rank_relu_forward(n->a1, n->a1, (int)B * n->H1);
-    rank_matmul_forward(n->a2, n->a1, p->w2, p->b2, (int)B, n->H1, n->H2);
-    rank_relu_forward(n->a2, n->a2, (int)B * n->H2);
-    for (uint32_t i = 0; i < B; i++) /* one output: a dot product, not a one-column sgemm */
-        n->logit[i] = p->b3[0] + rank_dot(n->a2 + (size_t)i * n->H2, p->w3, n->H2);
+        rank_relu_forward(n->a1, n->a1, (int)B * n->H1);
+        rank_matmul_forward(n->a2, n->a1, p->w2, p->b2, (int)B, n->H1, n->H2);
+        rank_relu_forward(n->a2, n->a2, (int)B * n->H2);
+        for (uint32_t i = 0; i < B; i++) /* one output: a dot product, not a one-column sgemm */
+            n->logit[i] = p->b3[0] + rank_dot(n->a2 + (size_t)i * n->H2, p->w3, n->H2);
+    }
     for (uint32_t i = 0; i < B; i++) {
         uint32_t b = n->perm[i];
         float lg = n->logit[i] += p->item_bias[n->cir[i]];

@@ -614,8 +614,8 @@ void rank_server_conf_default(rank_server_conf *conf) {
     conf->threads = 4;
     conf->max_candidates = 2000;
     conf->max_body = 1u << 20;
-    conf->window = ec.window;
-    conf->recent = ec.recent;
+    conf->window = 0; /* the store's own sizes */
+    conf->recent = 0;
     conf->drain_ms = 10000;
 }
 
@@ -660,6 +660,9 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         if ((rc = enc_store_open(&srv->st, &ec, errstr, errstr_size))) goto fail;
         srv->own_store = 1;
     }
+    /* 0 means "as the store was created"; a size that differs was refused by enc_store_open */
+    if (!srv->conf.window) srv->conf.window = enc_store_window(srv->st);
+    if (!srv->conf.recent) srv->conf.recent = enc_store_recent(srv->st);
     // the model, checked against the store, with its scratch
     if ((rc = mdl_model_load(&m, srv->model_path, errstr, errstr_size))) goto fail;
     if ((rc = check_model(srv, m, srv->model_path, errstr, errstr_size))) {
@@ -681,7 +684,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         }
         if ((rc = rank_request_new(&ws->rq, conf->max_candidates, RANK_REQ_MAX_DENSE))) goto oom;
         rc = CORE_ENOMEM;
-        if (!(ws->window = core_malloc(((size_t)conf->window + 1) * sizeof(sch_behavior))))
+        if (!(ws->window = core_malloc(((size_t)srv->conf.window + 1) * sizeof(sch_behavior))))
             goto oom;
         if (!(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float))))
             goto oom;

@@ -36,8 +36,8 @@ typedef struct rank_server_conf {
     uint32_t threads;        /* K: HTTP threads and worker slots (default 4) */
     uint32_t max_candidates; /* per request (default 2000) */
     size_t max_body;         /* bytes (default 1 MiB) */
-    uint32_t window;         /* the store's raw window size (enc_store_conf; default 10,000) */
-    uint32_t recent;         /* the store's recent size (enc_store_conf; default 64) */
+    uint32_t window;         /* the store's raw window size; 0 = as the store was created */
+    uint32_t recent;         /* the store's recent size; 0 = as the store was created */
     uint32_t drain_ms;       /* how long stop waits for in-flight requests (default 10,000) */
 } rank_server_conf;
 

@@ -21,8 +21,8 @@ static void serve_usage(FILE *f) {
                "  --threads K          HTTP threads and worker slots (4)\n"
                "  --max-candidates N   candidates per request (2000)\n"
                "  --max-body BYTES     request body limit, K/M suffixes allowed (1M)\n"
-               "  --window L           the store's raw window size (10000)\n"
-               "  --recent N           the store's recent size (64)\n"
+               "  --window L           the store's raw window size (default: as stored)\n"
+               "  --recent N           the store's recent size (default: as stored)\n"
                "API: schemas/rank-api.md\n");
 }
 

@@ -419,6 +419,10 @@ static void test_embed_relu_mul(void **state) {
     assert_true(p[0] == 8 && p[1] == 15);
     rank_mul_backward(da, db, dp, a, b, 2);
     assert_true(da[0] == 4 && da[1] == 50 && db[0] == 2 && db[1] == 30);
+    rank_add_forward(p, a, b, 2);
+    assert_true(p[0] == 6 && p[1] == 8);
+    rank_add_forward(a, a, b, 2); /* in place */
+    assert_true(a[0] == 6 && a[1] == 8);
 }
 
 /* the gather-add (SDIM, and the folded first layer) and the dot product against naive loops, at

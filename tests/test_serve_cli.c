@@ -9,7 +9,6 @@
 
 static char dir[256], model[512], store_dir[512], resp[1 << 16];
 
-
 static int run_status(const char *args) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' serve %s >/dev/null 2>&1", test_trail_bin(), args);
@@ -55,10 +54,14 @@ static void test_signals(void **state) {
     // a model file that does not load
     assert_int_equal(run_status("--model /nonexistent.mdl --store /tmp --listen 127.0.0.1:0"), 1);
 
+    // sizes that differ from the store's are refused; without them the store's own are used
+    char args[1200];
+    snprintf(args, sizeof args, "--model '%s' --store '%s' --listen 127.0.0.1:0 --window %d", model,
+             store_dir, TS_WINDOW + 1);
+    assert_int_equal(run_status(args), 1);
     snprintf(cmd, sizeof cmd,
-             "exec '%s' serve --model '%s' --store '%s' --listen 127.0.0.1:0 --threads 2 "
-             "--window %d --recent %d",
-             test_trail_bin(), model, store_dir, TS_WINDOW, TS_RECENT);
+             "exec '%s' serve --model '%s' --store '%s' --listen 127.0.0.1:0 --threads 2",
+             test_trail_bin(), model, store_dir);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();

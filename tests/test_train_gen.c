@@ -4,6 +4,7 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "trn_gen.h"
+#include "trn_metrics.h"
 
 #include <math.h>
 
@@ -114,6 +115,26 @@ static void test_ordered_valid_and_calibrated(void **state) {
     assert_true(fabs(lsum / imp - psum / imp) < 4 * sqrt(0.25 / imp));
     /* stable click rate across the time split: within 10% relative of the training part */
     for (int p = 1; p < 3; p++) assert_true(fabs(st.split_ctr[p] / st.split_ctr[0] - 1) < 0.10);
+    /* the test-part bounds: the oracle recomputed here from the events' probabilities, and
+     * removing true terms of the logit (propensity, then quality) can only lose information */
+    size_t n_imp = (size_t)st.impressions, k = 0;
+    float *ps = malloc(sizeof(float) * n_imp);
+    uint8_t *ys = malloc(n_imp);
+    assert_true(ps && ys);
+    for (size_t i = 0, seen = 0; i < n; i++)
+        if ((a[i].flags & SCH_F_LABEL) && seen++ >= n_imp * 9 / 10) {
+            ps[k] = a[i].prob;
+            ys[k++] = a[i].label;
+        }
+    double oracle;
+    assert_int_equal(trn_auc(&oracle, ps, ys, k), CORE_OK);
+    assert_true(fabs(oracle - st.oracle_auc_test) < 1e-9);
+    assert_true(oracle > 0.7 && oracle < 0.95);
+    assert_true(st.auc_without_propensity < oracle);
+    assert_true(st.auc_without_propensity_quality < st.auc_without_propensity);
+    assert_true(st.auc_without_propensity_quality > 0.6);
+    free(ps);
+    free(ys);
     core_free(a);
 }
 

@@ -4,6 +4,7 @@
  * click probability from traits and past behaviors only. Does not: write files (trn_cli.c does).
  */
 #include "trn_gen.h"
+#include "trn_metrics.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -305,6 +306,41 @@ static int key_cmp(const void *a, const void *b) {
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* The AUCs of trn_gen_stats on the last 10% of impressions: the true logit, the logit less the
+ * user's propensity, and less the item's quality too (recovered from the stored probability). */
+static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, const double *prop,
+                          const gen_cat *c) {
+    size_t n_imp = 0, k = 0, n;
+    for (size_t i = 0; i < m; i++)
+        n_imp += (res[i].flags & SCH_F_LABEL) != 0;
+    n = n_imp - n_imp * 9 / 10;
+    float *s0 = core_malloc(sizeof(float) * (n ? n : 1)), *s1 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s2 = core_malloc(sizeof(float) * (n ? n : 1));
+    uint8_t *y = core_malloc(n ? n : 1);
+    int rc = CORE_ENOMEM;
+    if (!s0 || !s1 || !s2 || !y) goto done;
+    for (size_t i = 0, seen = 0; i < m; i++) {
+        if (!(res[i].flags & SCH_F_LABEL)) continue;
+        if (seen++ < n_imp * 9 / 10) continue;
+        double p = res[i].prob, lg = log(p / (1.0 - p));
+        lg -= prop[res[i].user_id - 1];
+        s0[k] = (float)p;
+        s1[k] = (float)lg;
+        s2[k] = (float)(lg - B_QUALITY * c->quality[res[i].item_id - 1]);
+        y[k++] = res[i].label;
+    }
+    trn_auc(&st->oracle_auc_test, s0, y, n);
+    trn_auc(&st->auc_without_propensity, s1, y, n);
+    trn_auc(&st->auc_without_propensity_quality, s2, y, n);
+    rc = CORE_OK;
+done:
+    core_free(s0);
+    core_free(s1);
+    core_free(s2);
+    core_free(y);
+    return rc;
+}
+
 int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen_stats *stats,
                    char *err, size_t err_size) {
     gen_cat c;
@@ -312,6 +348,7 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     gen_user u;
     gen_key *keys = NULL;
     sch_event *res = NULL;
+    double *prop = NULL;
     int rc;
     memset(&u, 0, sizeof u);
     if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
@@ -321,13 +358,16 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     }
     if ((rc = cat_build(&c, conf->items, conf->seed))) return rc;
     u.last_in_cat = core_malloc(sizeof(int64_t) * c.K);
-    if (!u.last_in_cat) goto nomem;
+    prop = core_malloc(sizeof(double) * conf->users);
+    if (!u.last_in_cat || !prop) goto nomem;
     /* Events per session step: one behavior plus an impression half the time. Generate about 5%
      * more than asked, so that the cut by time, not the rate, decides the count. */
     double per_session = GEN_SESSION_MEAN * (1.0 + GEN_P_IMPRESSION);
     double spd = 1.05 * (double)conf->events / ((double)conf->users * conf->days * per_session);
-    for (uint32_t uid = 0; uid < conf->users; uid++)
+    for (uint32_t uid = 0; uid < conf->users; uid++) {
         if (gen_user_run(conf, &c, &u, uid, spd, &o)) goto nomem;
+        prop[uid] = u.propensity;
+    }
     keys = core_malloc(sizeof(gen_key) * (o.n ? o.n : 1));
     if (!keys) goto nomem;
     for (size_t i = 0; i < o.n; i++) keys[i] = (gen_key){o.ev[i].ts, o.ev[i].user_id, i};
@@ -356,19 +396,25 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
             stats->split_ctr[p] = imp[p] ? (double)clk[p] / (double)imp[p] : 0;
         }
         stats->mean_prob = stats->impressions ? psum / (double)stats->impressions : 0;
+        if ((rc = test_part_aucs(stats, res, m, prop, &c))) goto fail;
     }
     core_free(keys);
     core_free(o.ev);
     core_free(u.last_in_cat);
+    core_free(prop);
     cat_free(&c);
     *out = res;
     *n = m;
     return CORE_OK;
 nomem:
+    rc = CORE_ENOMEM;
+fail:
     core_free(keys);
     core_free(o.ev);
     core_free(u.last_in_cat);
+    core_free(prop);
+    core_free(res);
     cat_free(&c);
     snprintf(err, err_size, "gen: out of memory");
-    return CORE_ENOMEM;
+    return rc;
 }

@@ -27,6 +27,12 @@ typedef struct trn_gen_stats {
     uint64_t behaviors, impressions, clicks;
     double split_ctr[3];   /* click rate of impressions in the first 80% / next 10% / last 10% */
     double mean_prob;      /* mean true probability over impressions */
+    /* On the last 10% of impressions (the impressions protocol's test split): the AUC of the true
+     * probability (the oracle), of the probability without the user's propensity q_u (no input
+     * of the ranker can see it: it shapes only labels, never behaviors), and without the item's
+     * quality too (seen only through the item's own labeled impressions). They bound what a
+     * history-only model can reach; NaN if the part has one class only. */
+    double oracle_auc_test, auc_without_propensity, auc_without_propensity_quality;
 } trn_gen_stats;
 
 void trn_gen_conf_default(trn_gen_conf *conf);
