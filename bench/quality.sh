@@ -170,6 +170,13 @@ elapsed=$(( $(date +%s) - start ))
         }
       } else printf "| synthetic targets | not run | **unknown** |\n"
     }' "$TSV"
+  bounds=$(grep -o 'oracle_auc=.*' "$LOG" | tail -1 || true)
+  if [ -n "$bounds" ]; then
+    echo
+    echo "Synthetic set, what a history-only model can reach (\`trail gen\`, docs/SYNTHETIC.md): the"
+    echo "AUC of the true logit on the test impressions, then without the user's propensity (no input"
+    echo "of the ranker sees it), then without the item's quality too: \`$bounds\`."
+  fi
   echo
   echo "Raw rows (set, variant, seed, status, auc, gauc, logloss, seconds, oracle_auc, samples):"
   echo
