@@ -3,7 +3,6 @@ add_library(trail_ranker STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rank_blas.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_kernels.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_net.c
-  ${CMAKE_CURRENT_LIST_DIR}/rank_itemcache.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_score.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_cli.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_cli_rank.c)

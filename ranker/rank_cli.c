@@ -222,8 +222,9 @@ done:
  * over blocks of 128 candidates as rank_net runs them: the first layer over the candidate-by-user
  * inputs (q (.) u_long, u_tin, and the N short attention weights against W1_us hs^T: B x (2C + N)
  * -> h1), the second layer (h1 -> h2), and the attention scores of the short and TIN branches
- * plus TIN's pooling (B x N x C each). The q block is left out (the item cache holds it); the
- * user-only terms are folded (rank_net.c). A request costs gathers, softmax and copies above it. */
+ * plus TIN's pooling (B x N x C each). The q block is left out (a per-item cache across requests
+ * could hold it); the user-only terms are folded (rank_net.c). A request costs the q block,
+ * gathers, softmax and copies above it. */
 static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
     const mdl_config *c = &m->cfg;
     int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent, K = 2 * C + N;
@@ -326,7 +327,8 @@ int rank_cmd_bench(int argc, char **argv) {
     bench_user u = {0};
     uint64_t *item = NULL, *cat = NULL;
     float *out = NULL, *x = NULL;
-    int64_t *ts = NULL, *ta = NULL, *tm = NULL, *tf = NULL, *cs = NULL, *ca = NULL;
+    int64_t *ts = NULL, *ta = NULL, *tm = NULL, *tf = NULL, *cs = NULL, *ca = NULL, *tfresh = NULL;
+    int fresh_n = (int)(iters < 100 ? iters : 100);
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
@@ -351,11 +353,12 @@ int rank_cmd_bench(int argc, char **argv) {
     ta = core_malloc(aiters * sizeof *ta);
     tm = core_malloc(iters * sizeof *tm);
     tf = core_malloc(iters * sizeof *tf);
+    tfresh = core_malloc(iters * sizeof *tfresh);
     cs = core_malloc(iters * sizeof *cs);
     ca = core_malloc(aiters * sizeof *ca);
     rc = CORE_ENOMEM;
     if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm || !tf ||
-        !cs || !ca)
+        !cs || !ca || !tfresh)
         goto fail;
 
     /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
@@ -394,6 +397,21 @@ int rank_cmd_bench(int argc, char **argv) {
         goto fail;
     rank_scratch_destroy(ss);
     ss = NULL;
+    /* the same user with new candidates every request (uniform over the 200k items), on a new
+     * scratch: the signature cache mostly misses */
+    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
+    for (int i = 0; i < fresh_n; i++) {
+        for (uint64_t b = 0; b < B; b++) {
+            item[b] = 1 + core_rng_below(&r, 200000);
+            cat[b] = 1 + item[b] % 5000;
+        }
+        int64_t t0 = core_now_ns();
+        if ((rc = rank_score(out, ss, m, &h, item, cat, (uint32_t)B))) goto fail;
+        tfresh[i] = core_now_ns() - t0;
+    }
+    qsort(tfresh, (size_t)fresh_n, sizeof *tfresh, cmp_i64);
+    rank_scratch_destroy(ss);
+    ss = NULL;
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = time_floor(tf, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
@@ -404,6 +422,7 @@ int rank_cmd_bench(int argc, char **argv) {
     double a50 = pct_us(ta, (int)aiters, 50), a99 = pct_us(ta, (int)aiters, 99);
     double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
     double f50 = pct_us(tf, (int)iters, 50), f99 = pct_us(tf, (int)iters, 99);
+    double n50 = pct_us(tfresh, fresh_n, 50), n99 = pct_us(tfresh, fresh_n, 99);
     double sc50 = pct_us(cs, (int)iters, 50), ac50 = pct_us(ca, (int)aiters, 50);
     double load = -1;
     FILE *lf = fopen("/proc/loadavg", "r");
@@ -419,18 +438,22 @@ int rank_cmd_bench(int argc, char **argv) {
                "\"user_state\": \"built in memory from the window by the bench (mdl_embed + "
                "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
                "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
+               "\"sdim_new_candidates_iters\": %d, \"sdim_new_candidates_p50_us\": %.1f, "
+               "\"sdim_new_candidates_p99_us\": %.1f, "
                "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
                "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
                "\"floor_sgemm_p50_us\": %.1f, \"floor_sgemm_p99_us\": %.1f, "
                "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f}\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
-               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99,
+               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99, fresh_n, n50, n99,
                (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99, f50, f99, sc50, ac50, load);
     } else {
         printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
         printf("  sdim       p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", s50, s99,
                (unsigned long long)iters);
+        printf("  sdim, new candidates every request (signature cache cold)  p50 %9.1f us   p99 %9.1f us\n",
+               n50, n99);
         printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", a50, a99,
                (unsigned long long)aiters);
         printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
@@ -460,6 +483,7 @@ fail:
     core_free(ta);
     core_free(tm);
     core_free(tf);
+    core_free(tfresh);
     core_free(cs);
     core_free(ca);
     return ret;

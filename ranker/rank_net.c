@@ -94,10 +94,6 @@ struct rank_net {
                     //   W1's u_short block applied to each recent value row
     float *zsel;    // (B, <= 4C + N) serving: the matching input columns, then the short weights
     float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
-    const float **crow; // (B) serving: each candidate's item-cache row [W1_q q | q], or NULL
-    uint32_t *miss;     // (B) serving: candidates that were not in the item cache
-    float *qmiss;       // (B, C) their q rows
-    float *pmiss;       // (B, H1 + C) their rows to cache: [W1_q q | q]
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
 
@@ -240,10 +236,6 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->w1sel, (size_t)n->H1 * (4 * C + N));
         TAKE(n->zsel, B * (4 * C + N));
         if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
-        TAKE(n->crow, B);
-        TAKE(n->miss, B);
-        TAKE(n->qmiss, B * C);
-        TAKE(n->pmiss, B * ((size_t)n->H1 + C));
     }
     TAKE(n->a1, B * (size_t)n->H1);
     TAKE(n->a2, B * (size_t)n->H2);
@@ -682,9 +674,7 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
  *     P = (1/S) Un W1_ul^T, (S nb) rows computed once, then a gather per candidate;
  *   u_short = att hs:  W1_us u_short = att (hs W1_us^T): N columns of W1 once, and the (B, N)
  *     attention weights join the candidate sgemm's input.
- * Only q, q (.) u_long, u_tin (and attention's u_long) go through the (B, D') x (D', H1) sgemm,
- * and q's block not even that when the batch brings an item cache: W1_q q is then read per
- * candidate, and computed (one sgemm over the misses) only for items not seen before.
+ * Only q, q (.) u_long, u_tin (and attention's u_long) go through the (B, D') x (D', H1) sgemm.
  * Same sums in another order: the scores match head_first to float rounding (tested). Then the
  * ReLU, the second layer and the output, all over blocks of RANK_HEAD_BLOCK candidates. */
 static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
@@ -706,9 +696,8 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         if (cfg->n_dense && h->dense) r[j] += rank_dot(w + o, h->dense, (int)cfg->n_dense);
         if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
     }
-    rank_itemcache *ic = bt->itemcache;
     int blk[4], nblk = 0;
-    if (!ic) blk[nblk++] = 0;
+    blk[nblk++] = 0;
     if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
     if (o_ul >= 0) blk[nblk++] = o_ul + C;
     if (o_ut >= 0) blk[nblk++] = o_ut;
@@ -729,7 +718,6 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
                   n->Pl, H1);
 
     /* per block of candidates, every layer: the block's activations stay in L2 between passes */
-    uint32_t nm = 0; /* item-cache misses so far */
     for (uint32_t b0 = 0; b0 < B; b0 += RANK_HEAD_BLOCK) {
         uint32_t nbk = B - b0 < RANK_HEAD_BLOCK ? B - b0 : RANK_HEAD_BLOCK;
         float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
@@ -753,10 +741,8 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         for (uint32_t i = b0; i < b0 + nbk; i++) {
             float *zs = n->zsel + (size_t)i * Dw;
             size_t row = (size_t)i * C;
-            if (!ic) {
-                memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
-                zs += C;
-            }
+            memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
+            zs += C;
             if (cfg->long_kind == MDL_LONG_ATTN) {
                 memcpy(zs, n->ulong + row, (size_t)C * sizeof *zs);
                 zs += C;
@@ -767,32 +753,8 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             }
             if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
         }
-        if (ic) { /* rows looked up at the start of the forward; misses computed per block */
-            uint32_t m0 = nm;
-            for (uint32_t i = b0; i < b0 + nbk; i++) {
-                float *a = n->a1 + (size_t)i * H1;
-                if (n->crow[i]) {
-                    rank_add_forward(a, r, n->crow[i], H1);
-                } else {
-                    memcpy(a, r, (size_t)H1 * sizeof *r);
-                    memcpy(n->qmiss + (size_t)nm * C, n->q + (size_t)i * C, (size_t)C * sizeof *r);
-                    n->miss[nm++] = i;
-                }
-            }
-            if (nm > m0) {
-                float *pm = n->pmiss + (size_t)m0 * (H1 + C);
-                rank_gemm(0, 1, (int)(nm - m0), H1, C, 1.f, n->qmiss + (size_t)m0 * C, C, p->w1, D,
-                          0.f, pm, H1 + C);
-                for (uint32_t k = m0; k < nm; k++) {
-                    float *row = n->pmiss + (size_t)k * (H1 + C), *a = n->a1 + (size_t)n->miss[k] * H1;
-                    rank_add_forward(a, a, row, H1);
-                    memcpy(row + H1, n->qmiss + (size_t)k * C, (size_t)C * sizeof *row);
-                }
-            }
-        } else {
-            for (uint32_t i = 0; i < nbk; i++)
-                memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
-        }
+        for (uint32_t i = 0; i < nbk; i++)
+            memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
         if (Dw > 0) rank_gemm(0, 1, (int)nbk, H1, Dw, 1.f, zsel, Dw, n->w1sel, Dw, 1.f, a1, H1);
         if (cfg->long_kind == MDL_LONG_SDIM)
             rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
@@ -802,10 +764,6 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         for (uint32_t i = 0; i < nbk; i++)
             n->logit[b0 + i] = p->b3[0] + rank_dot(a2 + (size_t)i * H2, p->w3, H2);
     }
-    /* cache the misses only now: a put may move rows the blocks above still read via crow */
-    for (uint32_t k = 0; k < nm; k++)
-        rank_itemcache_put(ic, n->cir[n->miss[k]], n->ccr[n->miss[k]],
-                           n->pmiss + (size_t)k * (H1 + C));
 }
 
 int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
@@ -851,19 +809,7 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     /* serving folds the user-side first-layer terms when the batch is one user with enough
      * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
     n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
-    if (n->fold && bt->itemcache) { /* q of an item seen before comes with its first-layer term */
-        for (uint32_t i = 0; i < B; i++) {
-            if (i + 8 < B) rank_itemcache_prefetch(bt->itemcache, n->cir[i + 8], n->ccr[i + 8]);
-            const float *row = n->crow[i] = rank_itemcache_find(bt->itemcache, n->cir[i], n->ccr[i]);
-            if (row)
-                memcpy(n->q + (size_t)i * C, row + n->H1, (size_t)C * sizeof *row);
-            else
-                rank_embed_forward(n->q + (size_t)i * C, n->cir + i, n->ccr + i, p->item_emb,
-                                   p->cat_emb, 1, C);
-        }
-    } else {
-        rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
-    }
+    rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
     if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
         memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
         n->stamp = 1;

@@ -34,7 +34,6 @@
 
 #include "enc_simhash.h"
 #include "mdl.h"
-#include "rank_itemcache.h"
 #include "rank_score.h"
 
 #include <stdint.h>
@@ -72,10 +71,6 @@ typedef struct rank_batch {
      * are computed from the current embeddings with enc_simhash_sign, once per distinct
      * (item row, category row) per forward (training, whose embeddings change every step). */
     enc_sigcache *sigcache;
-    /* Serving: per item [W1_q q | q] (width h1 + C), kept across requests (rank_itemcache.h; for
-     * this model's weights); used when the forward folds the head (rank_net_folded): a hit skips
-     * the embedding reads and the q block of the first layer. NULL: both computed per batch. */
-    rank_itemcache *itemcache;
 } rank_batch;
 
 /** @brief Scratch and activations for a model config and the largest batch shape.

@@ -407,11 +407,6 @@ static void test_folded_head_equals_assembled(void **state) {
                 int rc = rank_score(got, s, f.m, &h, it, ca, NB);
                 core_alloc_fail_after(-1, 0);
                 assert_int_equal(rc, 0);
-                /* again: every q term now comes from the item cache, bit for bit the same */
-                float warm[NB];
-                assert_int_equal(rank_score(warm, s, f.m, &h, it, ca, NB), 0);
-                for (int b = 0; b < NB; b++)
-                    assert_true(warm[b] == got[b]);
                 double worst = 0;
                 int spread = 0;
                 for (int b = 0; b < NB; b++) {
@@ -436,47 +431,6 @@ static void test_folded_head_equals_assembled(void **state) {
     assert_int_equal(variants, 23);
 }
 
-/* the item cache: a put is found, a set keeps the two newest keys, counters count */
-static void test_itemcache(void **state) {
-    (void)state;
-    rank_itemcache *c;
-    assert_int_equal(rank_itemcache_new(&c, 1, 3), 0); /* one set of two ways */
-    float a[3] = {1, 2, 3}, b[3] = {4, 5, 6}, d[3] = {7, 8, 9};
-    assert_null(rank_itemcache_find(c, 1, 1));
-    rank_itemcache_put(c, 1, 1, a);
-    rank_itemcache_put(c, 2, 1, b);
-    const float *r = rank_itemcache_find(c, 1, 1);
-    assert_non_null(r);
-    assert_memory_equal(r, a, sizeof a);
-    assert_non_null(r = rank_itemcache_find(c, 2, 1));
-    assert_memory_equal(r, b, sizeof b);
-    rank_itemcache_put(c, 1, 2, d); /* (1, 1) is the older: it goes */
-    assert_null(rank_itemcache_find(c, 1, 1));
-    assert_non_null(r = rank_itemcache_find(c, 1, 2));
-    assert_memory_equal(r, d, sizeof d);
-    assert_non_null(r = rank_itemcache_find(c, 2, 1));
-    assert_memory_equal(r, b, sizeof b);
-    rank_itemcache_put(c, 1, 2, a); /* a re-put replaces the row in place */
-    assert_memory_equal(rank_itemcache_find(c, 1, 2), a, sizeof a);
-    assert_non_null(rank_itemcache_find(c, 2, 1));
-    uint64_t hits, misses;
-    rank_itemcache_stats(c, &hits, &misses);
-    assert_int_equal(hits, 6);
-    assert_int_equal(misses, 2);
-    assert_true(rank_itemcache_bytes(c) >= 2 * 3 * sizeof(float));
-    rank_itemcache_destroy(c);
-    /* allocation failures are reported, not crashed on */
-    for (long k = 0; k < 3; k++) {
-        core_alloc_fail_after(k, 0);
-        int rc = rank_itemcache_new(&c, 64, 8);
-        core_alloc_fail_after(-1, 0);
-        if (rc == CORE_OK)
-            rank_itemcache_destroy(c);
-        else
-            assert_int_equal(rc, CORE_ENOMEM);
-    }
-}
-
 int main(void) {
     rank_blas_single_thread();
     const struct CMUnitTest tests[] = {
@@ -488,7 +442,6 @@ int main(void) {
         cmocka_unit_test(test_scratch_alloc_failures),
         cmocka_unit_test(test_attention_blocks_equal_single),
         cmocka_unit_test(test_folded_head_equals_assembled),
-        cmocka_unit_test(test_itemcache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
