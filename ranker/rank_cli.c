@@ -219,7 +219,7 @@ done:
 }
 
 /* The arithmetic per request that no exact rewrite removes, at the bench's shapes, timed alone
- * over blocks of 128 candidates as rank_net runs them: the first layer over the candidate-by-user
+ * over blocks of 512 candidates as rank_net runs them: the first layer over the candidate-by-user
  * inputs (q (.) u_long, u_tin, and the N short attention weights against W1_us hs^T: B x (2C + N)
  * -> h1), the second layer (h1 -> h2), and the attention scores of the short and TIN branches
  * plus TIN's pooling (B x N x C each). The q block is left out (a per-item cache across requests
@@ -244,8 +244,8 @@ static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
         att[i] = 1.f / (float)N;
     for (int i = -5; i < iters; i++) {
         int64_t t0 = core_now_ns();
-        for (uint32_t b0 = 0; b0 < B; b0 += 128) { /* blocks that stay in L2, as rank_net does */
-            int nb = (int)(B - b0 < 128 ? B - b0 : 128);
+        for (uint32_t b0 = 0; b0 < B; b0 += 512) { /* blocks as rank_net runs them */
+            int nb = (int)(B - b0 < 512 ? B - b0 : 512);
             float *xb = x + (size_t)b0 * K, *ab = att + (size_t)b0 * N;
             rank_gemm(0, 1, nb, H1, K, 1.f, xb, K, w, K, 0.f, a1, H1);
             rank_gemm(0, 1, nb, H2, H1, 1.f, a1, H1, m->p.w2, H1, 0.f, a2, H2);

@@ -361,7 +361,7 @@ static void test_candidate_parse(void **state) {
  * (the training-mode net never folds) for every variant, and still allocate nothing. */
 static void test_folded_head_equals_assembled(void **state) {
     (void)state;
-    enum { NB = 160 }; /* >= S * nb = 128 and >= n_recent: the serving net folds */
+    enum { NB = 520 }; /* >= S * nb = 128 and >= n_recent: the serving net folds; two blocks */
     static const uint32_t longs[] = {MDL_LONG_NONE, MDL_LONG_AVGPOOL, MDL_LONG_SDIM, MDL_LONG_ATTN};
     static const uint32_t shorts[] = {MDL_SHORT_NONE, MDL_SHORT_DIN, MDL_SHORT_SELFATTN};
     uint64_t it[NB], ca[NB];
