@@ -14,6 +14,7 @@
 #include "mdl.h"
 #include "rank_blas.h"
 #include "rank_kernels.h"
+#include "rank_net.h"
 #include "rank_score.h"
 #include "trail_cmds.h"
 
@@ -267,6 +268,38 @@ done:
     return rc;
 }
 
+/* rank_net_forward on one user, alternating a serving net that folds the head and one that
+ * does not (shape.no_fold), same signature cache: wall ns per call into tf and tp, sorted. */
+static int time_heads(int64_t *tf, int64_t *tp, int iters, const mdl_model *m,
+                      const rank_history *h, const uint64_t *item, const uint64_t *cat, uint32_t B,
+                      float *out) {
+    char err[256];
+    rank_net *nf = NULL, *np = NULL;
+    enc_sigcache *sc = NULL;
+    rank_net_shape sh = {.max_B = B, .max_U = 1};
+    int rc = rank_net_new(&nf, &m->cfg, &sh, err, sizeof err);
+    sh.no_fold = 1;
+    if (!rc) rc = rank_net_new(&np, &m->cfg, &sh, err, sizeof err);
+    if (!rc) rc = enc_sigcache_new(&sc, m, 1u << 16);
+    rank_batch bt = {.users = h, .U = 1, .item_id = item, .category_id = cat, .B = B, .sigcache = sc};
+    for (int i = -5; i < iters && !rc; i++) {
+        int64_t t0 = core_now_ns();
+        rc = rank_net_forward(nf, m, &bt, NULL, out);
+        int64_t t1 = core_now_ns();
+        if (!rc) rc = rank_net_forward(np, m, &bt, NULL, out);
+        int64_t t2 = core_now_ns();
+        if (i >= 0) tf[i] = t1 - t0, tp[i] = t2 - t1;
+    }
+    if (!rc && !rank_net_folded(nf)) rc = CORE_EINVAL; /* the bench shape must fold */
+    rank_net_destroy(nf);
+    rank_net_destroy(np);
+    enc_sigcache_destroy(sc);
+    if (rc) return rc;
+    qsort(tf, (size_t)iters, sizeof *tf, cmp_i64);
+    qsort(tp, (size_t)iters, sizeof *tp, cmp_i64);
+    return CORE_OK;
+}
+
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
@@ -328,6 +361,7 @@ int rank_cmd_bench(int argc, char **argv) {
     uint64_t *item = NULL, *cat = NULL;
     float *out = NULL, *x = NULL;
     int64_t *ts = NULL, *ta = NULL, *tm = NULL, *tf = NULL, *cs = NULL, *ca = NULL, *tfresh = NULL;
+    int64_t *thf = NULL, *thp = NULL;
     int fresh_n = (int)(iters < 100 ? iters : 100);
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
@@ -354,11 +388,13 @@ int rank_cmd_bench(int argc, char **argv) {
     tm = core_malloc(iters * sizeof *tm);
     tf = core_malloc(iters * sizeof *tf);
     tfresh = core_malloc(iters * sizeof *tfresh);
+    thf = core_malloc(iters * sizeof *thf);
+    thp = core_malloc(iters * sizeof *thp);
     cs = core_malloc(iters * sizeof *cs);
     ca = core_malloc(aiters * sizeof *ca);
     rc = CORE_ENOMEM;
     if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm || !tf ||
-        !cs || !ca || !tfresh)
+        !cs || !ca || !tfresh || !thf || !thp)
         goto fail;
 
     /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
@@ -397,6 +433,9 @@ int rank_cmd_bench(int argc, char **argv) {
         goto fail;
     rank_scratch_destroy(ss);
     ss = NULL;
+    /* the head with and without the folded first layer, alternating request by request in this
+     * process, so the machine's drift hits both alike */
+    if ((rc = time_heads(thf, thp, (int)iters, m, &h, item, cat, (uint32_t)B, out))) goto fail;
     /* the same user with new candidates every request (uniform over the 200k items), on a new
      * scratch: the signature cache mostly misses */
     if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
@@ -423,6 +462,7 @@ int rank_cmd_bench(int argc, char **argv) {
     double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
     double f50 = pct_us(tf, (int)iters, 50), f99 = pct_us(tf, (int)iters, 99);
     double n50 = pct_us(tfresh, fresh_n, 50), n99 = pct_us(tfresh, fresh_n, 99);
+    double hf50 = pct_us(thf, (int)iters, 50), hp50 = pct_us(thp, (int)iters, 50);
     double sc50 = pct_us(cs, (int)iters, 50), ac50 = pct_us(ca, (int)aiters, 50);
     double load = -1;
     FILE *lf = fopen("/proc/loadavg", "r");
@@ -439,13 +479,14 @@ int rank_cmd_bench(int argc, char **argv) {
                "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
                "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
                "\"sdim_new_candidates_iters\": %d, \"sdim_new_candidates_p50_us\": %.1f, "
-               "\"sdim_new_candidates_p99_us\": %.1f, "
+               "\"sdim_new_candidates_p99_us\": %.1f, \"folded_head_p50_us\": %.1f, "
+               "\"plain_head_p50_us\": %.1f, "
                "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
                "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
                "\"floor_sgemm_p50_us\": %.1f, \"floor_sgemm_p99_us\": %.1f, "
                "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f}\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
-               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99, fresh_n, n50, n99,
+               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99, fresh_n, n50, n99, hf50, hp50,
                (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99, f50, f99, sc50, ac50, load);
     } else {
         printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
@@ -454,6 +495,8 @@ int rank_cmd_bench(int argc, char **argv) {
                (unsigned long long)iters);
         printf("  sdim, new candidates every request (signature cache cold)  p50 %9.1f us   p99 %9.1f us\n",
                n50, n99);
+        printf("  head A/B   folded p50 %9.1f us   plain p50 %9.1f us   (alternating calls)\n",
+               hf50, hp50);
         printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", a50, a99,
                (unsigned long long)aiters);
         printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
@@ -484,6 +527,8 @@ fail:
     core_free(tm);
     core_free(tf);
     core_free(tfresh);
+    core_free(thf);
+    core_free(thp);
     core_free(cs);
     core_free(ca);
     return ret;

@@ -809,7 +809,8 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     }
     /* serving folds the user-side first-layer terms when the batch is one user with enough
      * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
-    n->fold = !n->sh.train && U == 1 && B >= (uint32_t)(n->S * n->nb) && B >= (uint32_t)n->N;
+    n->fold = !n->sh.train && !n->sh.no_fold && U == 1 && B >= (uint32_t)(n->S * n->nb) &&
+              B >= (uint32_t)n->N;
     rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
     if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
         memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);

@@ -47,6 +47,7 @@ typedef struct rank_net_shape {
                                   variant is not attention */
     uint32_t max_window_total; /* window behaviors over all users of a batch; 0 = max_U * max_T */
     int train;                 /* 1: save what rank_net_backward needs (and allow it) */
+    int no_fold;               /* 1: never fold the head (benchmarks compare the two heads) */
 } rank_net_shape;
 
 typedef struct rank_net rank_net;

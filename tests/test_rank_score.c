@@ -401,6 +401,16 @@ static void test_folded_head_equals_assembled(void **state) {
                 float want[NB], got[NB];
                 assert_int_equal(rank_net_forward(plain, f.m, &bt, NULL, want), 0);
                 assert_false(rank_net_folded(plain));
+                /* a serving net told not to fold runs the plain head: the same scores */
+                rank_net *nofold;
+                rank_net_shape shn = {.max_B = NB, .max_U = 1, .max_T = T, .no_fold = 1};
+                float nf[NB];
+                assert_int_equal(rank_net_new(&nofold, &f.m->cfg, &shn, err, sizeof err), 0);
+                assert_int_equal(rank_net_forward(nofold, f.m, &bt, NULL, nf), 0);
+                assert_false(rank_net_folded(nofold));
+                for (int b = 0; b < NB; b++)
+                    assert_true(fabs((double)nf[b] - want[b]) <= 1e-6);
+                rank_net_destroy(nofold);
                 rank_scratch *s;
                 assert_int_equal(rank_scratch_new(&s, f.m, NB, T), 0);
                 core_alloc_fail_after(0, 1);

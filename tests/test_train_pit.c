@@ -179,7 +179,7 @@ static void test_stored_buckets_score_like_training(void **state) {
         enc_ustate *us;
         enc_sigcache *sc;
         char err[256];
-        rank_net_shape shape = {1, 1, W, 0, 0};
+        rank_net_shape shape = {1, 1, W, 0, 0, 0};
         assert_int_equal(rank_net_new(&net, &f->m->cfg, &shape, err, sizeof err), CORE_OK);
         assert_int_equal(enc_ustate_new(&us, f->m, W), CORE_OK);
         assert_int_equal(enc_sigcache_new(&sc, f->m, 1024), CORE_OK);

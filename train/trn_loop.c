@@ -99,7 +99,7 @@ static int ctx_new(trn_ctx **out, const mdl_model *m, uint32_t nt, uint32_t max_
     trn_opt_init(&x->opt, &m->cfg);
     x->w = core_calloc(nt, sizeof *x->w);
     if (!x->w) goto nomem;
-    rank_net_shape shape = {max_B, max_B, needs_window(&m->cfg) ? window : 0, 0, train};
+    rank_net_shape shape = {max_B, max_B, needs_window(&m->cfg) ? window : 0, 0, train, 0};
     for (uint32_t t = 0; t < nt; t++) {
         trn_worker *w = &x->w[t];
         if ((rc = rank_net_new(&w->net, &m->cfg, &shape, err, err_size))) goto fail;
