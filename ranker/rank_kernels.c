@@ -277,12 +277,12 @@ void rank_tattn_forward(float *out, float *att, const float *q, const float *k, 
                         int B, int T, int C, float scale) {
     if (B <= 0) return;
     if (T <= 0) {
-        memset(out, 0, (size_t)B * C * sizeof(float));
+        if (out) memset(out, 0, (size_t)B * C * sizeof(float));
         return;
     }
     rank_gemm(0, 1, B, T, C, scale, q, C, k, C, 0.f, att, T); /* scale q k^T */
     rank_softmax_rows(att, B, T);
-    rank_gemm(0, 0, B, C, T, 1.f, att, T, v, C, 0.f, out, C); /* att v */
+    if (out) rank_gemm(0, 0, B, C, T, 1.f, att, T, v, C, 0.f, out, C); /* att v */
 }
 
 /* With a = softmax(z), z = scale q k^T, out = a v:

@@ -62,7 +62,8 @@ void rank_softmax_rows_backward(float *d,         // (R, T)
 // ---------------------------------------------------------------------------------------------
 // Target attention: each of B queries attends over T (key, value) rows.
 // out[b] = sum_t att[b,t] v[t], att[b,:] = softmax(scale * q[b] . k[t]). T = 0 gives out = 0.
-// Two sgemms and a softmax; k and v may be the same array (and dk, dv too).
+// Two sgemms and a softmax; k and v may be the same array (and dk, dv too). With out = NULL only
+// the weights att are computed (v unused): serving folds the pooling into the next layer.
 
 void rank_tattn_forward(float *out, float *att,         // (B, C), (B, T) saved
                         const float *q,                 // (B, C)

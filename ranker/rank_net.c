@@ -617,8 +617,7 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
         }
         if (n->fold) return; /* the per-candidate part runs per block in head_folded */
         for (uint32_t b = 0; b < bt->B; b++)
-            for (int c = 0; c < C; c++)
-                n->vt[(size_t)b * C + c] = n->q[(size_t)b * C + c] + p->tin_emb[c];
+            rank_add_forward(n->vt + (size_t)b * C, n->q + (size_t)b * C, p->tin_emb, C);
         for (uint32_t u = 0; u < bt->U; u++) {
             uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
             uint32_t nu = n->roff[u + 1] - r0;
@@ -726,8 +725,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         const float *qb = n->q + (size_t)b0 * C;
         if (nu > 0) { /* short: the block's attention weights over the recent values */
             float *att = n->att_s + (size_t)b0 * nu;
-            rank_gemm(0, 1, (int)nbk, nu, C, scale, qb, C, n->k2, C, 0.f, att, nu);
-            rank_softmax_rows(att, (int)nbk, nu);
+            rank_tattn_forward(NULL, att, qb, n->k2, NULL, (int)nbk, nu, C, scale);
             for (uint32_t i = 0; i < nbk; i++)
                 memcpy(zsel + (size_t)i * Dw + Ds, att + (size_t)i * nu, (size_t)nu * sizeof *att);
         }

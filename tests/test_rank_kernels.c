@@ -153,6 +153,10 @@ static void tattn_case(int B, int T, int C) {
     rank_tattn_forward_naive(o2, a2, q, k, v, B, T, C, scale);
     assert_close(o1, o2, B * C, 1e-5, "tattn out");
     assert_close(a1, a2, B * T, 1e-5, "tattn att");
+    float *a3 = falloc(B * T);
+    rank_tattn_forward(NULL, a3, q, k, NULL, B, T, C, scale); /* the weights alone */
+    assert_close(a3, a2, B * T, 1e-5, "tattn att without out");
+    free(a3);
     rank_tattn_backward(dq1, dk1, dv1, scr, d, a1, q, k, v, B, T, C, scale);
     rank_tattn_backward_naive(dq2, dk2, dv2, d, a1, q, k, v, B, T, C, scale);
     assert_close(dq1, dq2, B * C, 1e-5, "dq");
