@@ -15,6 +15,7 @@
  */
 #include "test_common.h"
 #include "test_proc.h"
+#include "pipe_test_util.h"
 
 #include "core_err.h"
 #include "core_log.h"
@@ -359,16 +360,7 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
     assert_matches_reference("ev", stores, 2);
 
     /* The malformed messages are in ev.dlq with reason and source headers. */
-    pipe_consumer *c;
-    char err[512];
-    assert_int_equal(pipe_consumer_new(&c, g_brokers, NULL, "ev.dlq", NULL, NULL, err, sizeof err),
-                     CORE_OK);
-    int np = 0;
-    assert_int_equal(pipe_consumer_partition_count(c, "ev.dlq", 10000, &np), CORE_OK);
-    int32_t parts[16];
-    int64_t offs[16];
-    for (int i = 0; i < np && i < 16; i++) parts[i] = i, offs[i] = PIPE_OFFSET_BEGINNING;
-    assert_int_equal(pipe_consumer_assign(c, "ev.dlq", parts, offs, np), CORE_OK);
+    pipe_consumer *c = pipe_test_consume_from_start(g_brokers, "ev.dlq", 10000);
     int seen = 0;
     int64_t t0 = core_now_ns();
     while (core_now_ns() - t0 < 5000000000ll) {

@@ -6,6 +6,7 @@
  * commits, a store failure stores no offsets, and brokers going down mid-stream lose nothing.
  */
 #include "test_common.h"
+#include "pipe_test_util.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -277,19 +278,7 @@ static void test_until_end_dead_letters_then_resumes_and_rebuilds(void **state) 
     pipe_metrics_destroy(met);
 
     /* The dead-letter topic holds the 8 malformed messages with reason and source headers. */
-    pipe_consumer *c;
-    char err[512];
-    assert_int_equal(pipe_consumer_new(&c, g_brokers, NULL, "w.dlq", NULL, NULL, err, sizeof err),
-                     CORE_OK);
-    int np = 0;
-    assert_int_equal(pipe_consumer_partition_count(c, "w.dlq", 5000, &np), CORE_OK);
-    int32_t parts[64];
-    int64_t offs[64];
-    for (int i = 0; i < np && i < 64; i++) {
-        parts[i] = i;
-        offs[i] = PIPE_OFFSET_BEGINNING;
-    }
-    assert_int_equal(pipe_consumer_assign(c, "w.dlq", parts, offs, np), CORE_OK);
+    pipe_consumer *c = pipe_test_consume_from_start(g_brokers, "w.dlq", 5000);
     int seen = 0, with_field_reason = 0;
     int64_t t0 = core_now_ns();
     while (seen < 8 && core_now_ns() - t0 < 20000000000ll) {
