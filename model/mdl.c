@@ -19,6 +19,8 @@
 
 #define HDR_CONFIG_OFF 40
 #define HDR_TABLE_OFF 128
+#define HDR_HEAD_FLAGS_OFF 124 /* reserved (0) in version 2 */
+#define HEAD_Q_SHORT 1u
 #define TENSOR_ENTRY 64
 #define FLAG_ADAM 1u
 #define EMB_INIT_STD 0.05 /* item, category and TIN embeddings start N(0, EMB_INIT_STD^2) */
@@ -44,6 +46,7 @@ void mdl_config_default(mdl_config *cfg) {
     cfg->h1 = 200;
     cfg->h2 = 80;
     cfg->n_dense = 0;
+    cfg->q_short = 1;
     cfg->seed = 1;
     cfg->hash_seed = 0x7472616931ull; /* "trai1" */
 }
@@ -69,6 +72,7 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
     if (c->tin_buckets < 1 || c->tin_buckets > 64) BAD("tin buckets %u must be in [1, 64]", c->tin_buckets);
     if (c->h1 < 1 || c->h1 > 8192 || c->h2 < 1 || c->h2 > 8192) BAD("MLP widths %u-%u must be in [1, 8192]", c->h1, c->h2);
     if (c->n_dense > 256) BAD("dense features %u must be at most 256", c->n_dense);
+    if (c->q_short > 1) BAD("q_short %u must be 0 or 1", c->q_short);
     return CORE_OK;
 #undef BAD
 }
@@ -77,6 +81,7 @@ uint32_t mdl_mlp_in_dim(const mdl_config *c) {
     uint32_t d = c->C;                                  /* q */
     if (c->long_kind != MDL_LONG_NONE) d += 2 * c->C;   /* u_long, q*u_long */
     if (c->short_kind != MDL_SHORT_NONE) d += c->C;     /* u_short */
+    if (c->short_kind != MDL_SHORT_NONE && c->q_short) d += c->C; /* q*u_short */
     if (c->temporal_kind != MDL_TEMPORAL_NONE) d += c->C; /* u_tin */
     return d + c->n_dense;
 }
@@ -194,6 +199,9 @@ static void config_bytes(const mdl_config *c, uint8_t out[80]) {
     memcpy(out + 72, &c->hash_seed, 8);
 }
 
+/* The header's head-flags word (offset 124): bit 0 = q_short. */
+static uint32_t head_flags(const mdl_config *c) { return c->q_short ? HEAD_Q_SHORT : 0; }
+
 static const mdl_tensor *find_tensor(const mdl_model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
@@ -207,6 +215,8 @@ void mdl_model_refresh_versions(mdl_model *m) {
     if (!s) abort();
     XXH3_64bits_reset(s);
     XXH3_64bits_update(s, cb, sizeof cb);
+    uint32_t hf = head_flags(&m->cfg); /* only when set: version-2 files keep their ids */
+    if (hf) XXH3_64bits_update(s, &hf, sizeof hf);
     XXH3_64bits_update(s, m->arena, m->n_floats * sizeof(float));
     m->model_version = XXH3_64bits_digest(s);
 
@@ -338,6 +348,8 @@ int mdl_model_save(const mdl_model *m, const char *path, int with_adam, char *er
     config_bytes(&m->cfg, buf + HDR_CONFIG_OFF);
     u32 = (uint32_t)m->n_tensors;
     memcpy(buf + 120, &u32, 4);
+    u32 = head_flags(&m->cfg);
+    memcpy(buf + HDR_HEAD_FLAGS_OFF, &u32, 4);
     for (int i = 0; i < m->n_tensors; i++) {
         const mdl_tensor *t = &m->tensors[i];
         uint8_t *e = buf + HDR_TABLE_OFF + (size_t)i * TENSOR_ENTRY;
@@ -414,9 +426,9 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
     uint32_t ver, flags, ntens;
     memcpy(&ver, buf + 8, 4);
     memcpy(&flags, buf + 12, 4);
-    if (ver != MDL_FORMAT_VERSION) {
-        snprintf(err, err_size, "model %s: format version %u, this build reads version %d", path,
-                 ver, MDL_FORMAT_VERSION);
+    if (ver < MDL_FORMAT_OLDEST || ver > MDL_FORMAT_VERSION) {
+        snprintf(err, err_size, "model %s: format version %u, this build reads versions %d to %d",
+                 path, ver, MDL_FORMAT_OLDEST, MDL_FORMAT_VERSION);
         rc = CORE_EVERSION;
         goto fail;
     }
@@ -436,6 +448,14 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
     cfg.h1 = u[13], cfg.h2 = u[14], cfg.n_dense = u[15];
     memcpy(&cfg.seed, buf + HDR_CONFIG_OFF + 64, 8);
     memcpy(&cfg.hash_seed, buf + HDR_CONFIG_OFF + 72, 8);
+    uint32_t hflags;
+    memcpy(&hflags, buf + HDR_HEAD_FLAGS_OFF, 4);
+    if ((hflags & ~HEAD_Q_SHORT) || (ver < 3 && hflags)) {
+        snprintf(err, err_size, "model %s: head flags 0x%x at offset %d: %s", path, hflags,
+                 HDR_HEAD_FLAGS_OFF, ver < 3 ? "reserved in format version 2, must be 0" : "unknown bits");
+        goto fail;
+    }
+    cfg.q_short = (hflags & HEAD_Q_SHORT) != 0;
     char cerr[200];
     if (mdl_config_check(&cfg, cerr, sizeof cerr)) {
         snprintf(err, err_size, "model %s: invalid config: %s", path, cerr);
@@ -559,15 +579,18 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
         {"sdim", MDL_LONG_SDIM, MDL_SHORT_DIN, MDL_TEMPORAL_NONE},
         {"full", MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN},
     };
+    const char *p = spec;
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
-        if (!strcmp(spec, presets[i].name)) {
+        size_t nl = strlen(presets[i].name);
+        if (!strncmp(spec, presets[i].name, nl) && (spec[nl] == 0 || spec[nl] == ',')) {
             cfg->long_kind = presets[i].l;
             cfg->short_kind = presets[i].s;
             cfg->temporal_kind = presets[i].t;
-            return CORE_OK;
+            p = spec + nl + (spec[nl] == ','); /* keys after a preset override it */
+            if (!*p && spec[nl] == ',') goto bad;
+            break;
         }
     }
-    const char *p = spec;
     while (*p) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -581,6 +604,8 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
             cfg->short_kind = (uint32_t)v;
         else if (klen == 8 && !memcmp(p, "temporal", 8) && (v = lookup(temporal_names, 2, eq + 1, vlen)) >= 0)
             cfg->temporal_kind = (uint32_t)v;
+        else if (klen == 7 && !memcmp(p, "q_short", 7) && vlen == 1 && (eq[1] == '0' || eq[1] == '1'))
+            cfg->q_short = (uint32_t)(eq[1] - '0');
         else
             goto bad;
         p = end ? end + 1 : p + len;
@@ -588,15 +613,16 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
     return CORE_OK;
 bad:
     snprintf(err, err_size,
-             "variant '%s': expected a preset (din-short, avgpool, din-long, sdim, full) or "
-             "long=none|avgpool|sdim|attention,short=none|selfattn|din,temporal=none|tin",
+             "variant '%s': expected a preset (din-short, avgpool, din-long, sdim, full) and/or "
+             "long=none|avgpool|sdim|attention,short=none|selfattn|din,temporal=none|tin,q_short=0|1",
              spec);
     return CORE_EINVAL;
 }
 
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap) {
-    snprintf(buf, cap, "long=%s,short=%s,temporal=%s", mdl_long_name(cfg->long_kind),
-             mdl_short_name(cfg->short_kind), mdl_temporal_name(cfg->temporal_kind));
+    snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d", mdl_long_name(cfg->long_kind),
+             mdl_short_name(cfg->short_kind), mdl_temporal_name(cfg->temporal_kind),
+             cfg->short_kind != MDL_SHORT_NONE && cfg->q_short);
 }
 
 void mdl_version_hex(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }

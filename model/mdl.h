@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #define MDL_MAGIC "TRAILMDL"
-#define MDL_FORMAT_VERSION 2 /* 2: w_lq, w_lk (long = attention projections) */
+#define MDL_FORMAT_VERSION 3 /* 3: head flags (q (.) u_short); 2: w_lq, w_lk */
+#define MDL_FORMAT_OLDEST 2  /* version 2 reads as version 3 with no head flags */
 #define MDL_MAX_BLOCKS 4
 #define MDL_MAX_TENSORS 72 /* mdl_layout: 5 + 12 per block + 13 others (66 at MDL_MAX_BLOCKS) */
 #define MDL_NAME_LEN 32
@@ -44,6 +45,7 @@ typedef struct mdl_config {
     uint32_t tin_buckets; /* log-scale time-gap buckets (row 0 of tin_emb is the target) */
     uint32_t h1, h2;      /* MLP hidden widths */
     uint32_t n_dense;     /* dense features appended to the MLP input (request-supplied) */
+    uint32_t q_short;     /* 1: q (.) u_short joins the MLP input after u_short (short != none) */
     uint64_t seed;        /* initialization and SimHash projection seed */
     uint64_t hash_seed;   /* id -> row hashing seed (items use it, categories use it + 1) */
 } mdl_config;
@@ -146,10 +148,12 @@ uint32_t mdl_tin_bucket(const mdl_config *cfg, int64_t gap_s);
 const char *mdl_long_name(uint32_t k);
 const char *mdl_short_name(uint32_t k);
 const char *mdl_temporal_name(uint32_t k);
-/** @brief Parse "long=sdim,short=selfattn,temporal=tin" style words; each key optional.
- *  Also accepts the preset names din-short, avgpool, din-long, sdim, full. */
+/** @brief Parse "long=sdim,short=selfattn,temporal=tin,q_short=1" style words; each key optional.
+ *  Also accepts the preset names din-short, avgpool, din-long, sdim, full, optionally followed
+ *  by keys that override them ("full,q_short=0"). */
 int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_size);
-/** @brief "sdim+selfattn+tin" style summary into buf. */
+/** @brief "long=sdim,short=selfattn,temporal=tin,q_short=1" into buf (q_short=1 only when it
+ *  takes effect, i.e. short != none). */
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap);
 /** @brief Hex string of a version, 16 chars + NUL. */
 void mdl_version_hex(uint64_t v, char out[17]);

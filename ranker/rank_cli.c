@@ -223,12 +223,14 @@ done:
  * over blocks of 512 candidates as rank_net runs them: the first layer over the candidate-by-user
  * inputs (q (.) u_long, u_tin, and the N short attention weights against W1_us hs^T: B x (2C + N)
  * -> h1), the second layer (h1 -> h2), and the attention scores of the short and TIN branches
- * plus TIN's pooling (B x N x C each). The q block is left out (a per-item cache across requests
+ * plus TIN's pooling (B x N x C each). With q_short, q (.) u_short adds C input columns and the
+ * short pooling (att hs) one more B x N x C product. The q block is left out (a per-item cache across requests
  * could hold it); the user-only terms are folded (rank_net.c). A request costs the q block,
  * gathers, softmax and copies above it. */
 static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
     const mdl_config *c = &m->cfg;
-    int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent, K = 2 * C + N;
+    int qs = c->q_short && c->short_kind != MDL_SHORT_NONE;
+    int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent, K = (2 + qs) * C + N;
     size_t big = (size_t)B * (size_t)(H1 > K ? H1 : K);
     float *x = core_malloc(big * sizeof(float)), *w = core_malloc((size_t)H1 * K * 4),
           *a1 = core_malloc((size_t)B * H1 * 4), *a2 = core_malloc((size_t)B * H2 * 4),
@@ -252,7 +254,8 @@ static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
             rank_gemm(0, 1, nb, H2, H1, 1.f, a1, H1, m->p.w2, H1, 0.f, a2, H2);
             for (int br = 0; br < 2; br++) /* short and TIN scores */
                 rank_gemm(0, 1, nb, N, C, 1.f, xb, C, kv, C, 0.f, ab, N);
-            rank_gemm(0, 0, nb, C, N, 1.f, ab, N, kv, C, 0.f, xb, C); /* TIN pooling */
+            for (int pl = 0; pl < 1 + qs; pl++) /* TIN pooling, and short pooling for q_short */
+                rank_gemm(0, 0, nb, C, N, 1.f, ab, N, kv, C, 0.f, xb, C);
         }
         if (i >= 0) t[i] = core_now_ns() - t0;
     }
@@ -303,18 +306,20 @@ static int time_heads(int64_t *tf, int64_t *tp, int iters, const mdl_model *m,
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
-            "                        [--iters K] [--attention-iters K] [--seed X]\n"
+            "                        [--iters K] [--attention-iters K] [--seed X] [--q-short 0|1]\n"
             "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
             "  once with long=sdim and once with long=attention (same weights), one thread.\n"
-            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=3 MLP 200-80, sdim+selfattn+tin.\n");
+            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=3 MLP 200-80, sdim+selfattn+tin, and\n"
+            "  the head without q (.) u_short (--q-short 1 adds it, as trained models have it).\n");
 }
 
 int rank_cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {
         {"json", 0, 0, 'j'},   {"candidates", 1, 0, 'B'}, {"window", 1, 0, 'T'},
         {"recent", 1, 0, 'N'}, {"iters", 1, 0, 'i'},      {"attention-iters", 1, 0, 'a'},
-        {"seed", 1, 0, 's'},   {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
-    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1;
+        {"seed", 1, 0, 's'},   {"q-short", 1, 0, 'q'},    {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 0;
     int json = 0, c, rc, ret = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -339,6 +344,9 @@ int rank_cmd_bench(int argc, char **argv) {
             break;
         case 's':
             if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &seed)) return 2;
+            break;
+        case 'q':
+            if (core_parse_u64(optarg, 0, 1, "--q-short", &qshort)) return 2;
             break;
         case 'h':
             bench_usage(stdout);
@@ -366,6 +374,7 @@ int rank_cmd_bench(int argc, char **argv) {
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
+    cfg.q_short = (uint32_t)qshort; /* 0: the head the ranker issue specifies */
     if ((rc = mdl_model_init(&m, &cfg, err, sizeof err))) {
         fprintf(stderr, "trail: bench rank: %s\n", err);
         return 1;

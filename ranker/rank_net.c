@@ -90,9 +90,9 @@ struct rank_net {
     int fold;       /* the last forward folded the user-side terms into the first layer */
     float *z;       // (B, D)
     float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
-    float *w1sel;   // (H1, <= 4C + N) serving: W1's candidate-dependent column blocks, then
+    float *w1sel;   // (H1, <= 5C + N) serving: W1's candidate-dependent column blocks, then
                     //   W1's u_short block applied to each recent value row
-    float *zsel;    // (B, <= 4C + N) serving: the matching input columns, then the short weights
+    float *zsel;    // (B, <= 5C + N) serving: the matching input columns, then the short weights
     float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
@@ -234,8 +234,8 @@ static size_t carve(rank_net *n, char *base) {
     TAKE(n->z, B * (size_t)n->D);
     if (!tr) {
         TAKE(n->hrow, n->H1);
-        TAKE(n->w1sel, (size_t)n->H1 * (4 * C + N));
-        TAKE(n->zsel, B * (4 * C + N));
+        TAKE(n->w1sel, (size_t)n->H1 * (5 * C + N));
+        TAKE(n->zsel, B * (5 * C + N));
         if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
     }
     TAKE(n->a1, B * (size_t)n->H1);
@@ -629,8 +629,8 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
     }
 }
 
-/* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short | u_tin |
- * dense] (training, evaluation over many users, small serving batches): a1 = W1 z + b1. */
+/* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short |
+ * q (.) u_short | u_tin | dense] (training, evaluation over many users, small serving batches): a1 = W1 z + b1. */
 static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
@@ -651,6 +651,10 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         if (cfg->short_kind != MDL_SHORT_NONE) {
             memcpy(z + o, n->ushort + row, (size_t)C * sizeof *z);
             o += C;
+            if (cfg->q_short) {
+                rank_mul_forward(z + o, n->q + row, n->ushort + row, C);
+                o += C;
+            }
         }
         if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
             memcpy(z + o, n->utin + row, (size_t)C * sizeof *z);
@@ -674,7 +678,8 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
  *     P = (1/S) Un W1_ul^T, (S nb) rows computed once, then a gather per candidate;
  *   u_short = att hs:  W1_us u_short = att (hs W1_us^T): N columns of W1 once, and the (B, N)
  *     attention weights join the candidate sgemm's input.
- * Only q, q (.) u_long, u_tin (and attention's u_long) go through the (B, D') x (D', H1) sgemm.
+ * Only q, q (.) u_long, q (.) u_short, u_tin (and attention's u_long) go through the
+ * (B, D') x (D', H1) sgemm; q (.) u_short needs u_short itself, att hs, per block.
  * Same sums in another order: the scores match head_first to float rounding (tested). Then the
  * ReLU, the second layer and the output, all over blocks of RANK_HEAD_BLOCK candidates. */
 static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
@@ -683,9 +688,10 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const rank_history *h = &bt->users[0];
     int C = n->C, D = n->D, H1 = n->H1, H2 = n->H2;
     uint32_t B = n->B;
-    int o_ul = -1, o_us = -1, o_ut = -1, o = C;
+    int o_ul = -1, o_us = -1, o_qs = -1, o_ut = -1, o = C;
     if (cfg->long_kind != MDL_LONG_NONE) o_ul = o, o += 2 * C; /* u_long, then q (.) u_long */
     if (cfg->short_kind != MDL_SHORT_NONE) o_us = o, o += C;
+    if (o_us >= 0 && cfg->q_short) o_qs = o, o += C;
     if (cfg->temporal_kind != MDL_TEMPORAL_NONE) o_ut = o, o += C;
     /* per request: the starting row, W1's candidate-dependent blocks side by side, and the
      * per-bucket and per-recent-row projections */
@@ -696,10 +702,11 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         if (cfg->n_dense && h->dense) r[j] += rank_dot(w + o, h->dense, (int)cfg->n_dense);
         if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
     }
-    int blk[4], nblk = 0;
+    int blk[5], nblk = 0; /* in the order the per-candidate loop below writes them */
     blk[nblk++] = 0;
     if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
     if (o_ul >= 0) blk[nblk++] = o_ul + C;
+    if (o_qs >= 0) blk[nblk++] = o_qs;
     if (o_ut >= 0) blk[nblk++] = o_ut;
     /* recent rows (both branches use the same ones); none: u_short = 0 and TIN pools nothing */
     int nr = o_us >= 0 || o_ut >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
@@ -728,6 +735,9 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             rank_tattn_forward(NULL, att, qb, n->k2, NULL, (int)nbk, nu, C, scale);
             for (uint32_t i = 0; i < nbk; i++)
                 memcpy(zsel + (size_t)i * Dw + Ds, att + (size_t)i * nu, (size_t)nu * sizeof *att);
+            if (o_qs >= 0) /* u_short itself, for q (.) u_short */
+                rank_gemm(0, 0, (int)nbk, C, nu, 1.f, att, nu, n->hs, C, 0.f,
+                          n->ushort + (size_t)b0 * C, C);
         }
         if (o_ut >= 0) { /* TIN for the block: v~ = q + tin_emb[0], u_tin = v~ (.) (att e~) */
             float *vt = n->vt + (size_t)b0 * C, *pool = n->pool_t + (size_t)b0 * C;
@@ -748,6 +758,10 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             }
             if (o_ul >= 0) {
                 rank_mul_forward(zs, n->q + row, n->ulong + row, C);
+                zs += C;
+            }
+            if (o_qs >= 0) {
+                rank_mul_forward(zs, n->q + row, n->ushort + row, C);
                 zs += C;
             }
             if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
@@ -1063,6 +1077,11 @@ void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, co
         if (cfg->short_kind != MDL_SHORT_NONE) {
             memcpy(n->dushort + row, dz + o, (size_t)C * sizeof(float));
             o += C;
+            if (cfg->q_short) { /* z = q (.) u_short: as q (.) u_long */
+                rank_mul_backward(n->dq + row, n->dushort + row, dz + o, n->q + row,
+                                  n->ushort + row, C);
+                o += C;
+            }
         }
         if (cfg->temporal_kind != MDL_TEMPORAL_NONE)
             memcpy(n->dutin + row, dz + o, (size_t)C * sizeof(float));

@@ -19,9 +19,10 @@
  * users.
  *
  * MLP input, in this order (width mdl_mlp_in_dim(cfg)):
- *   [ q (C) | u_long (C) | q (.) u_long (C) | u_short (C) | u_tin (C) | dense (n_dense) ]
- * where the u_long pair is present iff long != none, u_short iff short != none, u_tin iff
- * temporal != none. Then h1 = relu(W1 z + b1), h2 = relu(W2 h1 + b2),
+ *   [ q (C) | u_long (C) | q (.) u_long (C) | u_short (C) | q (.) u_short (C) | u_tin (C) |
+ *     dense (n_dense) ]
+ * where the u_long pair is present iff long != none, u_short iff short != none, q (.) u_short iff
+ * short != none and the config's q_short is set, u_tin iff temporal != none. Then h1 = relu(W1 z + b1), h2 = relu(W2 h1 + b2),
  * logit = w3 . h2 + b3 + item_bias[row(item)], p = sigmoid(logit).
  *
  * What this file does not do: losses, optimizers, sampling (the trainer owns those), I/O.

@@ -6,6 +6,8 @@
 #include "core_err.h"
 #include "mdl.h"
 
+#include <xxhash.h>
+
 static mdl_model *small_model(uint64_t seed) {
     mdl_config cfg;
     mdl_model *m;
@@ -123,10 +125,88 @@ static void test_damage_is_refused(void **state) {
     write_bytes(bad, b, n);
     assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EVERSION);
     assert_null(l);
-    assert_non_null(strstr(err, "format version 1, this build reads version 2"));
+    assert_non_null(strstr(err, "format version 1, this build reads versions 2 to 3"));
     assert_int_equal(mdl_model_load(&l, "/nonexistent/model", err, sizeof err), CORE_EIO);
     free(b);
     mdl_model_destroy(a);
+    test_rmtree(dir);
+}
+
+/* Rewrite a saved file's format version and head flags, with a valid checksum. */
+static void rewrite_header(const char *path, const uint8_t *b, size_t n, uint32_t ver,
+                           uint32_t head_flags) {
+    uint8_t *c = malloc(n);
+    assert_non_null(c);
+    memcpy(c, b, n);
+    memcpy(c + 8, &ver, 4);
+    memcpy(c + 124, &head_flags, 4);
+    uint64_t sum = XXH3_64bits(c, n - 8);
+    memcpy(c + n - 8, &sum, 8);
+    write_bytes(path, c, n);
+    free(c);
+}
+
+/* Format 3 added the head flags (q (.) u_short) in the word version 2 kept reserved as 0. A
+ * version-2 file reads as a model without q_short, with the same version ids; a version-2 file
+ * with the word set, or unknown flag bits, is refused. q_short round-trips. */
+static void test_head_flags_and_version_2(void **state) {
+    (void)state;
+    char dir[256], path[300], bad[300], err[256];
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.bin", dir);
+    snprintf(bad, sizeof bad, "%s/v2.bin", dir);
+    mdl_config cfg;
+    mdl_model *a, *l = NULL;
+    mdl_config_default(&cfg);
+    cfg.item_rows = 100, cfg.cat_rows = 10, cfg.C = 8;
+    for (uint32_t qs = 0; qs <= 1; qs++) {
+        cfg.q_short = qs;
+        assert_int_equal(mdl_model_init(&a, &cfg, err, sizeof err), CORE_OK);
+        assert_int_equal(a->tensors[0].dims[1], 4);
+        assert_int_equal(mdl_mlp_in_dim(&a->cfg), (qs ? 6 : 5) * 8);
+        assert_int_equal(mdl_model_save(a, path, 0, err, sizeof err), CORE_OK);
+        size_t n;
+        uint8_t *b = read_bytes(path, &n);
+        uint32_t hf;
+        memcpy(&hf, b + 124, 4);
+        assert_int_equal(hf, qs);
+        assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
+        assert_int_equal(l->cfg.q_short, qs);
+        assert_true(l->model_version == a->model_version);
+        mdl_model_destroy(l);
+        l = NULL;
+        rewrite_header(bad, b, n, 2, qs); /* version 2 */
+        if (!qs) {
+            assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_OK);
+            assert_int_equal(l->cfg.q_short, 0);
+            assert_true(l->model_version == a->model_version);
+            mdl_model_destroy(l);
+            l = NULL;
+        } else {
+            assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
+            assert_null(l);
+            assert_non_null(strstr(err, "reserved in format version 2"));
+        }
+        rewrite_header(bad, b, n, 3, qs | 4); /* a flag this build does not know */
+        assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
+        assert_null(l);
+        assert_non_null(strstr(err, "unknown bits"));
+        free(b);
+        mdl_model_destroy(a);
+    }
+    /* the flag is part of the model: the same weights with and without it differ in version */
+    cfg.q_short = 0;
+    assert_int_equal(mdl_model_init(&a, &cfg, err, sizeof err), CORE_OK);
+    cfg.short_kind = MDL_SHORT_NONE; /* no short branch: the flag changes no shape */
+    mdl_model *x, *y;
+    assert_int_equal(mdl_model_init(&x, &cfg, err, sizeof err), CORE_OK);
+    cfg.q_short = 1;
+    assert_int_equal(mdl_model_init(&y, &cfg, err, sizeof err), CORE_OK);
+    assert_int_equal(x->n_floats, y->n_floats);
+    assert_true(x->model_version != y->model_version);
+    mdl_model_destroy(a);
+    mdl_model_destroy(x);
+    mdl_model_destroy(y);
     test_rmtree(dir);
 }
 
@@ -181,14 +261,26 @@ static void test_config_and_variants(void **state) {
     char err[256];
     mdl_config_default(&cfg);
     assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_OK);
-    assert_int_equal(mdl_mlp_in_dim(&cfg), 5 * 64);
+    assert_int_equal(mdl_mlp_in_dim(&cfg), 6 * 64); /* q, u_long, q*u_long, u_short, q*u_short, u_tin */
     cfg.C = 63;
     assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_EINVAL);
     assert_non_null(strstr(err, "even"));
     mdl_config_default(&cfg);
     assert_int_equal(mdl_variant_parse(&cfg, "din-short", err, sizeof err), CORE_OK);
     assert_int_equal(cfg.long_kind, MDL_LONG_NONE);
+    assert_int_equal(mdl_mlp_in_dim(&cfg), 3 * 64);
+    assert_int_equal(mdl_variant_parse(&cfg, "din-short,q_short=0", err, sizeof err), CORE_OK);
+    assert_int_equal(cfg.q_short, 0);
     assert_int_equal(mdl_mlp_in_dim(&cfg), 2 * 64);
+    char vs[64];
+    mdl_variant_str(&cfg, vs, sizeof vs);
+    assert_string_equal(vs, "long=none,short=din,temporal=none,q_short=0");
+    assert_int_equal(mdl_variant_parse(&cfg, "full,q_short=1", err, sizeof err), CORE_OK);
+    mdl_variant_str(&cfg, vs, sizeof vs);
+    assert_string_equal(vs, "long=sdim,short=selfattn,temporal=tin,q_short=1");
+    assert_int_equal(mdl_variant_parse(&cfg, "full,", err, sizeof err), CORE_EINVAL);
+    assert_int_equal(mdl_variant_parse(&cfg, "q_short=2", err, sizeof err), CORE_EINVAL);
+    assert_int_equal(mdl_variant_parse(&cfg, "fullish", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "long=attention,temporal=tin", err, sizeof err), CORE_OK);
     assert_int_equal(cfg.long_kind, MDL_LONG_ATTN);
     assert_int_equal(cfg.temporal_kind, MDL_TEMPORAL_TIN);
@@ -207,6 +299,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_and_determinism),
         cmocka_unit_test(test_adam_state_roundtrip),
         cmocka_unit_test(test_damage_is_refused),
+        cmocka_unit_test(test_head_flags_and_version_2),
         cmocka_unit_test(test_long_attention_projections_start_at_identity),
         cmocka_unit_test(test_alloc_failures_are_clean),
         cmocka_unit_test(test_config_and_variants),

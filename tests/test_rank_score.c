@@ -28,6 +28,8 @@ typedef struct fx {
     uint64_t item[B], cat[B];
 } fx;
 
+static uint32_t variant_q_short = 1; /* make_variant's head: with q (.) u_short or not */
+
 static void make_variant(fx *f, uint32_t long_kind, uint32_t short_kind, uint32_t temporal_kind,
                          uint32_t n_dense) {
     mdl_config cfg;
@@ -40,6 +42,7 @@ static void make_variant(fx *f, uint32_t long_kind, uint32_t short_kind, uint32_
     cfg.short_kind = short_kind;
     cfg.temporal_kind = temporal_kind;
     cfg.n_dense = n_dense;
+    cfg.q_short = variant_q_short;
     cfg.n_recent = 20;
     cfg.h1 = 32;
     cfg.h2 = 16;
@@ -374,6 +377,8 @@ static void test_folded_head_equals_assembled(void **state) {
             for (uint32_t tin = 0; tin <= 1; tin++) {
                 if (longs[li] == MDL_LONG_NONE && shorts[si] == MDL_SHORT_NONE && !tin) continue;
                 uint32_t nd = (uint32_t)(variants % 2) * 3; /* every other variant has dense */
+                /* each short kind with and without q (.) u_short, four long/tin pairs each */
+                variant_q_short = (uint32_t)(li + si + tin) % 2;
                 fx f;
                 make_variant(&f, longs[li], shorts[si], tin ? MDL_TEMPORAL_TIN : MDL_TEMPORAL_NONE,
                              nd);
@@ -425,8 +430,8 @@ static void test_folded_head_equals_assembled(void **state) {
                     spread += fabsf(want[b] - want[0]) > 1e-4f;
                 }
                 if (worst > 2e-6)
-                    fail_msg("variant long %u short %u tin %u dense %u: folded head differs by %g",
-                             longs[li], shorts[si], tin, nd, worst);
+                    fail_msg("variant long %u short %u tin %u dense %u q_short %u: folded head "
+                             "differs by %g", longs[li], shorts[si], tin, nd, variant_q_short, worst);
                 assert_true(spread > NB / 2); /* the scores depend on the candidate */
                 /* fewer candidates than the fold repays: the plain head, same scores */
                 assert_int_equal(rank_score(got, s, f.m, &h, it, ca, 8), 0);
@@ -439,6 +444,7 @@ static void test_folded_head_equals_assembled(void **state) {
                 variants++;
             }
     assert_int_equal(variants, 23);
+    variant_q_short = 1;
 }
 
 int main(void) {
