@@ -40,6 +40,14 @@ static void test_gen_train_eval(void **state) {
     const char *keys[] = {"\"auc\":", "\"gauc\":", "\"logloss\":", "\"calibration\":", "\"samples\":",
                           "\"oracle_auc\":", "\"split\":\"test\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_non_null(strstr(out, keys[i]));
+    assert_null(strstr(out, "by_history"));
+    snprintf(cmd, sizeof cmd,
+             "%s eval --model %s/m.bin --events %s/g.jsonl --window 32 --by-history --json 2>/dev/null",
+             bin, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    const char *hk[] = {"\"by_history\":{\"item_in_window\":{\"positives\":",
+                        "\"category_in_window\":{\"positives\":", "\"neither\":{\"positives\":"};
+    for (size_t i = 0; i < sizeof hk / sizeof hk[0]; i++) assert_non_null(strstr(out, hk[i]));
     /* resume from the saved model (and its Adam state) */
     snprintf(cmd, sizeof cmd,
              "%s train --events %s/g.jsonl --model-out %s/m2.bin --init %s/m.bin --epochs 1 --batch 64 "

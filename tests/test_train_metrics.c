@@ -16,6 +16,27 @@ static void test_auc_counts_pairs(void **state) {
     assert_true(fabs(auc - 0.75) < 1e-12);
 }
 
+/* one group of positives against every negative; other groups' positives are left out */
+static void test_auc_of_a_group(void **state) {
+    (void)state;
+    const float s[] = {0.1f, 0.4f, 0.35f, 0.8f, 0.05f, 0.4f};
+    const uint8_t y[] = {0, 0, 1, 1, 1, 1};
+    const uint8_t g[] = {9, 9, 0, 0, 1, 2}; /* negatives' groups are ignored */
+    double auc;
+    uint64_t np;
+    assert_int_equal(trn_auc_group(&auc, &np, s, y, g, 0, 6), CORE_OK);
+    assert_int_equal(np, 2);
+    assert_true(fabs(auc - 0.75) < 1e-12); /* 0.35 beats 0.1; 0.8 beats both */
+    assert_int_equal(trn_auc_group(&auc, &np, s, y, g, 1, 6), CORE_OK);
+    assert_int_equal(np, 1);
+    assert_true(fabs(auc - 0.0) < 1e-12);
+    assert_int_equal(trn_auc_group(&auc, &np, s, y, g, 2, 6), CORE_OK);
+    assert_true(fabs(auc - 0.75) < 1e-12); /* 0.4 beats 0.1, ties 0.4 */
+    assert_int_equal(trn_auc_group(&auc, &np, s, y, g, 3, 6), CORE_OK);
+    assert_int_equal(np, 0);
+    assert_true(isnan(auc));
+}
+
 static void test_auc_ties_count_half(void **state) {
     (void)state;
     /* pos 0.5 ties two negatives (0.5 + 0.5), pos 0.9 beats both (2): 3/4 */
@@ -79,6 +100,7 @@ static void test_logloss_clips_extremes(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auc_counts_pairs),
+        cmocka_unit_test(test_auc_of_a_group),
         cmocka_unit_test(test_auc_ties_count_half),
         cmocka_unit_test(test_gauc_logloss_calibration),
         cmocka_unit_test(test_logloss_clips_extremes),

@@ -60,6 +60,27 @@ static void test_impressions_see_only_the_past(void **state) {
     trn_data_destroy(d);
 }
 
+/* trn_data_match: the item before the category, and only within the window */
+static void test_window_match(void **state) {
+    (void)state;
+    const sch_event ev[] = {beh(1, 100, 7, 10), beh(1, 101, 8, 20), imp(1, 100, 7, 30, 1),
+                            imp(1, 102, 8, 31, 0), imp(1, 103, 9, 32, 1), imp(1, 104, 7, 33, 1)};
+    trn_data_conf conf;
+    trn_data *d;
+    char err[256];
+    trn_data_conf_default(&conf);
+    assert_int_equal(trn_data_build(&d, ev, sizeof ev / sizeof ev[0], &conf, err, sizeof err), CORE_OK);
+    assert_int_equal(d->n_samples, 4);
+    const trn_sample *s = d->samples;
+    assert_int_equal(trn_data_match(d, &s[0], 256), TRN_MATCH_ITEM);
+    assert_int_equal(trn_data_match(d, &s[0], 1), TRN_MATCH_NONE); /* only 101 (cat 8) is seen */
+    assert_int_equal(trn_data_match(d, &s[1], 1), TRN_MATCH_CATEGORY);
+    assert_int_equal(trn_data_match(d, &s[2], 256), TRN_MATCH_NONE);
+    assert_int_equal(trn_data_match(d, &s[3], 256), TRN_MATCH_CATEGORY);
+    assert_int_equal(trn_data_match(d, &s[3], 1), TRN_MATCH_NONE);
+    trn_data_destroy(d);
+}
+
 static void test_next_behavior_with_negatives(void **state) {
     (void)state;
     sch_event ev[400];
@@ -157,6 +178,7 @@ static void test_load_skips_and_counts_bad_records(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_impressions_see_only_the_past),
+        cmocka_unit_test(test_window_match),
         cmocka_unit_test(test_next_behavior_with_negatives),
         cmocka_unit_test(test_no_samples_is_an_error),
         cmocka_unit_test(test_load_skips_and_counts_bad_records),

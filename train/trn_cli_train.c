@@ -204,7 +204,30 @@ static void eval_usage(FILE *f) {
                "  --split S        test | valid | train | all (test)\n"
                "  --protocol P     auto | impressions | next | taobao (auto)\n"
                "  --negatives K (1)  --seed S (1)  --window T (256; the values used in training)\n"
-               "  --threads K (2)  --json\n");
+               "  --threads K (2)  --json\n"
+               "  --by-history     also the AUC of each kind of positive against all negatives: its\n"
+               "                   item in the window, only its category, or neither\n");
+}
+
+/* --by-history: each kind of positive (trn_data_match over the model's window) against all
+ * negatives of [lo, hi). @return CORE_OK or CORE_ENOMEM. */
+static int by_history_aucs(const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                           const float *preds, double auc[3], uint64_t pos[3]) {
+    size_t n = hi - lo;
+    uint8_t *lab = core_malloc(n), *grp = core_malloc(n);
+    int rc = CORE_ENOMEM;
+    if (!lab || !grp) goto done;
+    for (size_t i = 0; i < n; i++) {
+        const trn_sample *s = &d->samples[lo + i];
+        lab[i] = s->label;
+        grp[i] = s->label ? (uint8_t)trn_data_match(d, s, window) : 0;
+    }
+    for (uint8_t k = 0; k < 3; k++)
+        if ((rc = trn_auc_group(&auc[k], &pos[k], preds, lab, grp, k, n))) goto done;
+done:
+    core_free(lab);
+    core_free(grp);
+    return rc;
 }
 
 int trn_cmd_eval(int argc, char **argv) {
@@ -212,12 +235,12 @@ int trn_cmd_eval(int argc, char **argv) {
         {"model", 1, 0, 'm'},  {"events", 1, 0, 'e'},    {"split", 1, 0, 'S'},
         {"protocol", 1, 0, 'p'}, {"negatives", 1, 0, 'k'}, {"seed", 1, 0, 's'},
         {"window", 1, 0, 'T'}, {"threads", 1, 0, 't'},   {"json", 0, 0, 'j'},
-        {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
+        {"by-history", 0, 0, 'b'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     const char *model = NULL, *events = NULL, *split = "test";
     trn_data_conf dc;
     uint32_t window = 256, threads = 2;
     uint64_t v;
-    int c, json = 0;
+    int c, json = 0, by_history = 0;
     char err[512];
     trn_data_conf_default(&dc);
     optind = 1;
@@ -226,6 +249,7 @@ int trn_cmd_eval(int argc, char **argv) {
         if (so == 2) return 2;
         if (so == 1) continue;
         switch (c) {
+        case 'b': by_history = 1; break;
         case 'm': model = optarg; break;
         case 'e': events = optarg; break;
         case 'S': split = optarg; break;
@@ -246,6 +270,7 @@ int trn_cmd_eval(int argc, char **argv) {
     mdl_model *m = NULL;
     trn_data *d = NULL;
     trn_metrics mt;
+    float *preds = NULL;
     int rc = 1;
     if (mdl_model_load(&m, model, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
@@ -261,22 +286,45 @@ int trn_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "trail: split %s has no samples\n", split);
         goto done;
     }
-    if (trn_eval(m, d, lo, hi, window, threads, NULL, &mt, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
+    if (!(preds = core_malloc((hi - lo) * sizeof *preds)) ||
+        trn_eval(m, d, lo, hi, window, threads, preds, &mt, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", preds ? err : "eval: out of memory");
+        goto done;
+    }
+    static const char *kinds[3] = {"item_in_window", "category_in_window", "neither"};
+    double kauc[3];
+    uint64_t kpos[3];
+    if (by_history && by_history_aucs(d, lo, hi, window, preds, kauc, kpos)) {
+        fprintf(stderr, "trail: eval: out of memory\n");
         goto done;
     }
     if (json) {
         printf("{\"split\":\"%s\",\"protocol\":\"%s\",", split, trn_proto_name(d->protocol));
         print_metrics_json(stdout, &mt);
-        printf(",\"gauc_users\":%llu}\n", (unsigned long long)mt.gauc_users);
+        printf(",\"gauc_users\":%llu", (unsigned long long)mt.gauc_users);
+        if (by_history) {
+            printf(",\"by_history\":{");
+            for (int k = 0; k < 3; k++) {
+                printf("%s\"%s\":{\"positives\":%llu,\"auc\":", k ? "," : "", kinds[k],
+                       (unsigned long long)kpos[k]);
+                if (isnan(kauc[k])) printf("null}");
+                else printf("%.6f}", kauc[k]);
+            }
+            printf("}");
+        }
+        printf("}\n");
     } else {
         printf("split=%s samples=%llu auc=%.4f gauc=%.4f logloss=%.4f calibration=%.4f", split,
                (unsigned long long)mt.samples, mt.auc, mt.gauc, mt.logloss, mt.calibration);
         if (!isnan(mt.oracle_auc)) printf(" oracle_auc=%.4f", mt.oracle_auc);
         printf("\n");
+        for (int k = 0; by_history && k < 3; k++)
+            printf("  positives with %s: %llu, auc against all negatives %.4f\n", kinds[k],
+                   (unsigned long long)kpos[k], kauc[k]);
     }
     rc = 0;
 done:
+    core_free(preds);
     trn_data_destroy(d);
     mdl_model_destroy(m);
     return rc;

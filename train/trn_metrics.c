@@ -54,6 +54,24 @@ int trn_auc(double *auc, const float *score, const uint8_t *label, size_t n) {
     return CORE_OK;
 }
 
+int trn_auc_group(double *auc, uint64_t *positives, const float *score, const uint8_t *label,
+                  const uint8_t *group, uint8_t g, size_t n) {
+    m_item *it = core_malloc(sizeof(m_item) * (n ? n : 1));
+    if (!it) return CORE_ENOMEM;
+    size_t k = 0;
+    uint64_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (label[i] && group[i] != g) continue; /* another group's positive */
+        np += label[i] ? 1 : 0;
+        it[k++] = (m_item){0, score[i], label[i] ? 1 : 0};
+    }
+    qsort(it, k, sizeof *it, by_score);
+    *auc = sorted_auc(it, k);
+    *positives = np;
+    core_free(it);
+    return CORE_OK;
+}
+
 int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *label,
                         const uint64_t *user, const float *oracle, size_t n) {
     m_item *it = core_malloc(sizeof(m_item) * (n ? n : 1));

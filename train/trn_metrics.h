@@ -25,6 +25,14 @@ typedef struct trn_metrics {
  *  @return CORE_OK or CORE_ENOMEM. */
 int trn_auc(double *auc, const float *score, const uint8_t *label, size_t n);
 
+/** @brief AUC of one group of positives against every negative: of the scores with label 1 and
+ *  group[i] == g, and all scores with label 0, the fraction of (positive, negative) pairs ordered
+ *  right (ties half). Breaks a ranking down by the kind of positive (trn_data_match: is the item,
+ *  or only its category, in the window). @param[out] auc NaN without such positives or negatives.
+ *  @param[out] positives the group's size. @return CORE_OK or CORE_ENOMEM. */
+int trn_auc_group(double *auc, uint64_t *positives, const float *score, const uint8_t *label,
+                  const uint8_t *group, uint8_t g, size_t n);
+
 /** @brief Every metric at once. user: (n) group ids for GAUC; oracle: (n) true probabilities or
  *  NULL. @return CORE_OK or CORE_ENOMEM. */
 int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *label,

@@ -326,6 +326,17 @@ const sch_behavior *trn_data_history(const trn_data *d, const trn_sample *s, uin
     return d->beh + d->beh_start[s->user] + (s->hist - take);
 }
 
+trn_match trn_data_match(const trn_data *d, const trn_sample *s, uint32_t window) {
+    uint32_t n;
+    const sch_behavior *h = trn_data_history(d, s, window, &n);
+    trn_match m = TRN_MATCH_NONE;
+    for (uint32_t k = 0; k < n; k++) {
+        if (h[k].item_id == s->item_id) return TRN_MATCH_ITEM;
+        if (h[k].category_id == s->category_id) m = TRN_MATCH_CATEGORY;
+    }
+    return m;
+}
+
 void trn_data_split(const trn_data *d, int split, size_t *lo, size_t *hi) {
     *lo = split == 0 ? 0 : split == 1 ? d->split[0] : d->split[1];
     *hi = split == 0 ? d->split[0] : split == 1 ? d->split[1] : d->n_samples;

@@ -74,6 +74,13 @@ void trn_data_destroy(trn_data *d);
 const sch_behavior *trn_data_history(const trn_data *d, const trn_sample *s, uint32_t max,
                                      uint32_t *n);
 
+/* What a sample's window holds of its candidate (trn_data_match). */
+typedef enum { TRN_MATCH_ITEM = 0, TRN_MATCH_CATEGORY = 1, TRN_MATCH_NONE = 2 } trn_match;
+
+/** @brief Does the sample's window (its last `window` behaviors before it) hold the candidate's
+ *  item (TRN_MATCH_ITEM), else an item of its category (TRN_MATCH_CATEGORY), else neither? */
+trn_match trn_data_match(const trn_data *d, const trn_sample *s, uint32_t window);
+
 /** @brief Index range [*lo, *hi) of a split: 0 train, 1 valid, 2 test. */
 void trn_data_split(const trn_data *d, int split, size_t *lo, size_t *hi);
 
