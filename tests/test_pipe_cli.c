@@ -1,13 +1,15 @@
 /* test_pipe_cli.c: `trail broker`, `trail produce` and `trail record` as processes on loopback.
  * The broker prints its bootstrap address first and honors --port; produce refuses malformed
  * records (counted, named by line) and keys by user id; record writes every event of the topic up
- * to the end offsets seen at start, and each user's events keep their order.
+ * to the end offsets seen at start, and each user's events keep their order. A recorded topic
+ * trains on the same point-in-time samples as the file that was produced into it.
  */
 #include "test_common.h"
 #include "test_proc.h"
 
 #include "core_err.h"
 #include "sch_event.h"
+#include "trn_samples.h"
 
 #include <inttypes.h>
 #include <unistd.h>
@@ -44,23 +46,23 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void test_broker_produce_record(void **state) {
-    (void)state;
-    char out[4200], err[4200], events[4200], rec[4200], brokers[256], line[512];
-    path(out, sizeof out, "broker.out");
-    path(err, sizeof err, "broker.err");
-    path(events, sizeof events, "in.jsonl");
-    path(rec, sizeof rec, "rec.jsonl");
-    /* A free port from the ephemeral range, tried a few times in case it is taken meanwhile. */
+/* `trail broker` on a free port from the ephemeral range (tried a few times in case it is taken
+ * meanwhile), topic t with 3 partitions; its bootstrap address into brokers. */
+static pid_t start_broker(char *brokers, size_t cap, const char *tag) {
+    char out[4200], err[4200], name[64];
+    snprintf(name, sizeof name, "%s.out", tag);
+    path(out, sizeof out, name);
+    snprintf(name, sizeof name, "%s.err", tag);
+    path(err, sizeof err, name);
     pid_t br = -1;
     int port = 0;
     for (int attempt = 0; attempt < 5 && br < 0; attempt++) {
-        port = 20000 + (int)((getpid() * 7 + attempt * 101) % 20000);
+        port = 20000 + (int)((getpid() * 7 + attempt * 101 + tag[0] * 13) % 20000);
         char ps[16];
         snprintf(ps, sizeof ps, "%d", port);
         char *argv[] = {g_bin, "broker", "--port", ps, "--partitions", "3", "--topics", "t", NULL};
         br = test_spawn(argv, out, err, 0);
-        if (!first_line(out, brokers, sizeof brokers, 5000)) {
+        if (!first_line(out, brokers, cap, 5000)) {
             test_wait_exit(br, 2000);
             br = -1;
         }
@@ -69,6 +71,15 @@ static void test_broker_produce_record(void **state) {
     char want[64];
     snprintf(want, sizeof want, "127.0.0.1:%d", port);
     assert_string_equal(brokers, want); /* first line: the bootstrap address, on --port */
+    return br;
+}
+
+static void test_broker_produce_record(void **state) {
+    (void)state;
+    char events[4200], rec[4200], brokers[256], line[512];
+    path(events, sizeof events, "in.jsonl");
+    path(rec, sizeof rec, "rec.jsonl");
+    pid_t br = start_broker(brokers, sizeof brokers, "broker");
 
     FILE *f = fopen(events, "w");
     assert_non_null(f);
@@ -112,6 +123,88 @@ static void test_broker_produce_record(void **state) {
     assert_int_equal(test_wait_exit(br, 10000), 0);
 }
 
+typedef struct sample_key {
+    uint64_t user, item, cat;
+    int64_t ts;
+    uint32_t hist;
+    uint8_t label;
+    uint64_t hist_digest; /* the window's behaviors, in order */
+} sample_key;
+
+#define CMP(f) if (x->f != y->f) return x->f < y->f ? -1 : 1
+static int cmp_key(const void *a, const void *b) {
+    const sample_key *x = a, *y = b;
+    CMP(ts);
+    CMP(user);
+    CMP(item);
+    CMP(cat);
+    CMP(hist);
+    CMP(label);
+    CMP(hist_digest);
+    return 0;
+}
+#undef CMP
+
+/* Each sample of d as a key, sorted: the comparison ignores only the order of samples that share
+ * a timestamp, which a topic's partitions interleave differently from the file. */
+static sample_key *sample_keys(const trn_data *d) {
+    sample_key *k = calloc(d->n_samples, sizeof *k);
+    assert_non_null(k);
+    for (size_t i = 0; i < d->n_samples; i++) {
+        const trn_sample *s = &d->samples[i];
+        uint32_t n;
+        const sch_behavior *h = trn_data_history(d, s, 64, &n);
+        uint64_t dg = 1469598103934665603ull;
+        for (uint32_t j = 0; j < n; j++)
+            dg = (dg ^ (h[j].item_id * 31 + h[j].category_id + (uint64_t)h[j].ts * 7)) * 1099511628211ull;
+        k[i] = (sample_key){d->user_id[s->user], s->item_id, s->category_id, s->ts, s->hist,
+                            s->label, dg};
+    }
+    qsort(k, d->n_samples, sizeof *k, cmp_key);
+    return k;
+}
+
+/* gen -> produce -> record -> the recorded file gives the samples the generated one gives */
+static void test_recorded_topic_gives_the_same_samples(void **state) {
+    (void)state;
+    char gen[4200], rec[4200], o[4200], e[4200], brokers[256], err[256];
+    path(gen, sizeof gen, "g.jsonl");
+    path(rec, sizeof rec, "g-rec.jsonl");
+    path(o, sizeof o, "g.out");
+    path(e, sizeof e, "g.err");
+    char *ag[] = {g_bin, "gen", "--users", "20", "--items", "300", "--events", "3000", "--days", "4",
+                  "--seed", "3", "--out", gen, NULL};
+    assert_int_equal(test_wait_exit(test_spawn(ag, o, e, 0), 30000), 0);
+    pid_t br = start_broker(brokers, sizeof brokers, "gbroker");
+    char *ap[] = {g_bin, "produce", "--brokers", brokers, "--topic", "t", "--input", gen, NULL};
+    assert_int_equal(test_wait_exit(test_spawn(ap, o, e, 0), 30000), 0);
+    char *ar[] = {g_bin, "record", "--brokers", brokers, "--topic", "t", "--out", rec, NULL};
+    assert_int_equal(test_wait_exit(test_spawn(ar, o, e, 0), 30000), 0);
+    kill(br, SIGTERM);
+    assert_int_equal(test_wait_exit(br, 10000), 0);
+
+    trn_data_conf dc;
+    trn_data *a, *b;
+    trn_data_conf_default(&dc);
+    dc.protocol = TRN_PROTO_IMPRESSIONS;
+    assert_int_equal(trn_data_load(&a, gen, &dc, err, sizeof err), CORE_OK);
+    assert_int_equal(trn_data_load(&b, rec, &dc, err, sizeof err), CORE_OK);
+    assert_true(a->n_samples > 500);
+    assert_int_equal(a->n_samples, b->n_samples);
+    assert_int_equal(a->n_beh, b->n_beh);
+    assert_int_equal(a->split[0], b->split[0]);
+    assert_int_equal(a->split[1], b->split[1]);
+    sample_key *ka = sample_keys(a), *kb = sample_keys(b);
+    for (size_t i = 0; i < a->n_samples; i++)
+        if (cmp_key(&ka[i], &kb[i]))
+            fail_msg("sample %zu differs: user %" PRIu64 " ts %" PRId64 " vs user %" PRIu64 " ts %" PRId64,
+                     i, ka[i].user, ka[i].ts, kb[i].user, kb[i].ts);
+    free(ka);
+    free(kb);
+    trn_data_destroy(a);
+    trn_data_destroy(b);
+}
+
 static void test_usage_errors_exit_2(void **state) {
     (void)state;
     char o[4200], e[4200];
@@ -132,6 +225,7 @@ static void test_usage_errors_exit_2(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_broker_produce_record),
+        cmocka_unit_test(test_recorded_topic_gives_the_same_samples),
         cmocka_unit_test(test_usage_errors_exit_2),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
