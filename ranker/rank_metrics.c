@@ -41,6 +41,7 @@ struct rank_metrics {
     _Atomic uint64_t errors[N_KINDS];
     _Atomic uint64_t candidates;
     _Atomic uint64_t unknown_users;
+    _Atomic uint64_t sig_hits, sig_misses;
     _Atomic uint64_t reloads_ok, reloads_failed;
     histogram latency;
     histogram age;
@@ -60,6 +61,11 @@ void rank_metrics_destroy(rank_metrics *mt) {
     if (!mt) return;
     pthread_mutex_destroy(&mt->mu);
     core_free(mt);
+}
+
+void rank_metrics_sigcache(rank_metrics *mt, uint64_t hits, uint64_t misses) {
+    atomic_fetch_add_explicit(&mt->sig_hits, hits, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mt->sig_misses, misses, memory_order_relaxed);
 }
 
 void rank_metrics_request(rank_metrics *mt, rank_endpoint ep) {
@@ -167,6 +173,14 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
         "# HELP trail_unknown_users_total Scored requests for users with no stored state.\n"
         "# TYPE trail_unknown_users_total counter\ntrail_unknown_users_total %llu\n",
         (unsigned long long)atomic_load_explicit(&mt->unknown_users, memory_order_relaxed));
+    put(&o,
+        "# HELP trail_signature_cache_lookups_total Candidate SimHash signatures looked up, by "
+        "result (a miss hashes the item).\n"
+        "# TYPE trail_signature_cache_lookups_total counter\n"
+        "trail_signature_cache_lookups_total{result=\"hit\"} %llu\n"
+        "trail_signature_cache_lookups_total{result=\"miss\"} %llu\n",
+        (unsigned long long)atomic_load_explicit(&mt->sig_hits, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&mt->sig_misses, memory_order_relaxed));
     put(&o,
         "# HELP trail_model_reloads_total Model reload attempts, by result.\n"
         "# TYPE trail_model_reloads_total counter\n"

@@ -32,6 +32,8 @@ void rank_metrics_error(rank_metrics *mt, const char *kind);
 /** @brief One scored request: its latency, the candidates scored, and the age of the user state
  *  read (age_s < 0: unknown user, counted apart). */
 void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s);
+/** @brief Signature-cache lookups of one request: answered from the cache, and hashed. */
+void rank_metrics_sigcache(rank_metrics *mt, uint64_t hits, uint64_t misses);
 /** @brief A reload attempt and, on success, the model now served. */
 void rank_metrics_reload(rank_metrics *mt, int ok);
 void rank_metrics_set_model(rank_metrics *mt, const char *model_version,

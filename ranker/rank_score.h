@@ -31,6 +31,9 @@ typedef struct rank_scratch rank_scratch;
 /** @brief Scratch for up to max_B candidates and max_T window behaviors. */
 int rank_scratch_new(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T);
 void rank_scratch_destroy(rank_scratch *s);
+/** @brief The scratch's signature cache counters since it was made: candidate lookups answered
+ *  from it, and lookups that hashed the item (a cold or evicted entry). Only long = sdim looks up. */
+void rank_scratch_sigcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t *misses);
 
 /** @brief Click probabilities for B candidates (item_id[b], category_id[b]), in order.
  *  @param[out] out (B) @return CORE_OK, or CORE_ETOOBIG if B or T exceed the scratch. */

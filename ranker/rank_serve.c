@@ -382,8 +382,12 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
         goto done;
     } // CORE_ENOTFOUND: an unknown user is scored with an empty history
     // the views are zero-copy: the read transaction stays open until scoring is done
+    uint64_t hit0, miss0, hit1, miss1; /* this slot's scratch is this thread's for the request */
+    rank_scratch_sigcache_stats(sm->scratch[si], &hit0, &miss0);
     rc = rank_score(ws->scores, sm->scratch[si], m, &h, rq->item_id, rq->category_id, rq->B);
     enc_reader_end(ws->rd);
+    rank_scratch_sigcache_stats(sm->scratch[si], &hit1, &miss1);
+    rank_metrics_sigcache(srv->mt, hit1 - hit0, miss1 - miss0);
     if (rc) {
         snprintf(msg, sizeof msg, "scoring failed: %s", core_strerror(rc));
         ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);

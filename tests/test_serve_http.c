@@ -349,6 +349,12 @@ static void test_metrics(void **state) {
     assert_true(metric(rb, "trail_candidates_scored_total ") >= 60);
     assert_true(metric(rb, "trail_user_state_age_seconds_count ") >= 4);
     assert_true(metric(rb, "trail_unknown_users_total ") >= 2);
+    /* sdim model: every scored candidate is one signature lookup, and the repeated candidates of
+     * the requests above hit */
+    long hits = metric(rb, "trail_signature_cache_lookups_total{result=\"hit\"} ");
+    long misses = metric(rb, "trail_signature_cache_lookups_total{result=\"miss\"} ");
+    assert_true(misses >= 1 && hits >= 1);
+    assert_int_equal(hits + misses, metric(rb, "trail_candidates_scored_total "));
     assert_true(metric(rb, "trail_model_reloads_total{result=\"ok\"} ") >= 3);
     assert_true(metric(rb, "trail_model_reloads_total{result=\"failed\"} ") >= 4);
     snprintf(want, sizeof want, "trail_model_info{model_version=\"%s\"", ver_a);

@@ -24,6 +24,8 @@ static void test_render(void **state) {
     rank_metrics_error(mt, "no_such_kind");
     rank_metrics_scored(mt, 700000, 10, 30); // 0.7 ms, age 30 s
     rank_metrics_scored(mt, 3000000, 5, -1); // 3 ms, unknown user
+    rank_metrics_sigcache(mt, 7, 3);
+    rank_metrics_sigcache(mt, 5, 0);
     rank_metrics_reload(mt, 1);
     rank_metrics_reload(mt, 0);
     rank_metrics_reload(mt, 0);
@@ -53,6 +55,9 @@ static void test_render(void **state) {
         "trail_user_state_age_seconds_count 1\n",
         "trail_user_state_age_seconds_sum 30.000000\n",
         "trail_unknown_users_total 1\n",
+        "# TYPE trail_signature_cache_lookups_total counter\n",
+        "trail_signature_cache_lookups_total{result=\"hit\"} 12\n",
+        "trail_signature_cache_lookups_total{result=\"miss\"} 3\n",
         "trail_model_reloads_total{result=\"ok\"} 1\n",
         "trail_model_reloads_total{result=\"failed\"} 2\n",
         "trail_model_info{model_version=\"00112233aabbccdd\",encoding_version=\"0123456789abcdef\","
