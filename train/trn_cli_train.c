@@ -18,7 +18,8 @@
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: trail train --events FILE --model-out M [options]\n"
-            "  --variant V        full | sdim | din-long | avgpool | din-short, or long=..,short=..,temporal=.. (full)\n"
+            "  --variant V        full | sdim | din-long | avgpool | din-short, or long=..,short=..,temporal=..\n"
+            "                     (full); q_short=0 after either drops q (.) u_short from the head\n"
             "  --protocol P       auto | impressions | next | taobao (auto: impressions if the file has any)\n"
             "  --negatives K      sampled negatives per positive for next (1)\n"
             "  --window T         long-term behaviors per sample (256)\n"
