@@ -148,6 +148,15 @@ static void put_histogram(out_buf *o, const char *name, const char *help, histog
         (unsigned long long)cum);
 }
 
+/* A counter with two values of a `result` label. */
+static void put_by_result(out_buf *o, const char *name, const char *help, const char *a,
+                          _Atomic uint64_t *va, const char *b, _Atomic uint64_t *vb) {
+    put(o, "# HELP %s %s\n# TYPE %s counter\n%s{result=\"%s\"} %llu\n%s{result=\"%s\"} %llu\n",
+        name, help, name, name, a,
+        (unsigned long long)atomic_load_explicit(va, memory_order_relaxed), name, b,
+        (unsigned long long)atomic_load_explicit(vb, memory_order_relaxed));
+}
+
 int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
     out_buf o = {buf, cap, 0, cap == 0};
     put(&o, "# HELP trail_requests_total HTTP requests received, by endpoint.\n"
@@ -173,21 +182,11 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
         "# HELP trail_unknown_users_total Scored requests for users with no stored state.\n"
         "# TYPE trail_unknown_users_total counter\ntrail_unknown_users_total %llu\n",
         (unsigned long long)atomic_load_explicit(&mt->unknown_users, memory_order_relaxed));
-    put(&o,
-        "# HELP trail_signature_cache_lookups_total Candidate SimHash signatures looked up, by "
-        "result (a miss hashes the item).\n"
-        "# TYPE trail_signature_cache_lookups_total counter\n"
-        "trail_signature_cache_lookups_total{result=\"hit\"} %llu\n"
-        "trail_signature_cache_lookups_total{result=\"miss\"} %llu\n",
-        (unsigned long long)atomic_load_explicit(&mt->sig_hits, memory_order_relaxed),
-        (unsigned long long)atomic_load_explicit(&mt->sig_misses, memory_order_relaxed));
-    put(&o,
-        "# HELP trail_model_reloads_total Model reload attempts, by result.\n"
-        "# TYPE trail_model_reloads_total counter\n"
-        "trail_model_reloads_total{result=\"ok\"} %llu\n"
-        "trail_model_reloads_total{result=\"failed\"} %llu\n",
-        (unsigned long long)atomic_load_explicit(&mt->reloads_ok, memory_order_relaxed),
-        (unsigned long long)atomic_load_explicit(&mt->reloads_failed, memory_order_relaxed));
+    put_by_result(&o, "trail_signature_cache_lookups_total",
+                  "Candidate SimHash signatures looked up, by result (a miss hashes the item).",
+                  "hit", &mt->sig_hits, "miss", &mt->sig_misses);
+    put_by_result(&o, "trail_model_reloads_total", "Model reload attempts, by result.", "ok",
+                  &mt->reloads_ok, "failed", &mt->reloads_failed);
     pthread_mutex_lock(&mt->mu);
     put(&o,
         "# HELP trail_model_info The model being served (value 1).\n"
