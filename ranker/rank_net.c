@@ -730,14 +730,14 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
         float *zsel = n->zsel + (size_t)b0 * Dw;
         const float *qb = n->q + (size_t)b0 * C;
+        float *us = o_qs >= 0 ? n->ushort + (size_t)b0 * C : NULL; /* for q (.) u_short */
         if (nu > 0) { /* short: the block's attention weights over the recent values */
             float *att = n->att_s + (size_t)b0 * nu;
-            rank_tattn_forward(NULL, att, qb, n->k2, NULL, (int)nbk, nu, C, scale);
+            rank_tattn_forward(us, att, qb, n->k2, us ? n->hs : NULL, (int)nbk, nu, C, scale);
             for (uint32_t i = 0; i < nbk; i++)
                 memcpy(zsel + (size_t)i * Dw + Ds, att + (size_t)i * nu, (size_t)nu * sizeof *att);
-            if (o_qs >= 0) /* u_short itself, for q (.) u_short */
-                rank_gemm(0, 0, (int)nbk, C, nu, 1.f, att, nu, n->hs, C, 0.f,
-                          n->ushort + (size_t)b0 * C, C);
+        } else if (us) { /* no recent rows: u_short = 0, as head_first has it */
+            memset(us, 0, (size_t)nbk * C * sizeof *us);
         }
         if (o_ut >= 0) { /* TIN for the block: v~ = q + tin_emb[0], u_tin = v~ (.) (att e~) */
             float *vt = n->vt + (size_t)b0 * C, *pool = n->pool_t + (size_t)b0 * C;

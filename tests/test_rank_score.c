@@ -437,6 +437,20 @@ static void test_folded_head_equals_assembled(void **state) {
                 assert_int_equal(rank_score(got, s, f.m, &h, it, ca, 8), 0);
                 for (int b = 0; b < 8; b++)
                     assert_true(fabs((double)got[b] - want[b]) <= 2e-6);
+                /* a user with no recent behaviors, right after one with them: u_short is 0,
+                 * not what the last request left in the scratch */
+                rank_history h0 = h;
+                h0.N = 0;
+                rank_batch b0 = bt;
+                b0.users = &h0;
+                assert_int_equal(rank_net_forward(plain, f.m, &b0, NULL, want), 0);
+                assert_int_equal(rank_score(got, s, f.m, &h, it, ca, NB), 0);
+                assert_int_equal(rank_score(got, s, f.m, &h0, it, ca, NB), 0);
+                for (int b = 0; b < NB; b++)
+                    if (fabs((double)got[b] - want[b]) > 2e-6)
+                        fail_msg("variant long %u short %u tin %u q_short %u, no recent: candidate "
+                                 "%d folded %g plain %g", longs[li], shorts[si], tin,
+                                 variant_q_short, b, got[b], want[b]);
                 rank_scratch_destroy(s);
                 rank_net_destroy(plain);
                 enc_sigcache_destroy(sc);
