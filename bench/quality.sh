@@ -59,8 +59,13 @@ proto_args() {
   esac
 }
 
-json_num() { # json key -> number (or empty)
-  sed -n "s/.*\"$2\":\([-0-9.eE+a-z]*\).*/\1/p" <<<"$1"
+json_num() { # json key -> number (or empty); the report's own keys, before its by_history part
+  sed -n "s/.*\"$2\":\([-0-9.eE+a-z]*\).*/\1/p" <<<"${1%%,\"by_history\"*}"
+}
+kind_auc() { # eval JSON, kind -> that kind of positive's AUC against all negatives (or nan)
+  local v
+  v=$(sed -n "s/.*\"$2\":{\"positives\":[0-9]*,\"auc\":\([-0-9.eE+a-z]*\)}.*/\1/p" <<<"$1")
+  [ -n "$v" ] && [ "$v" != null ] && echo "$v" || echo nan
 }
 
 # ---- runs: seeds outermost, so a budget cut leaves whole seeds
@@ -85,13 +90,15 @@ for seed in $SEEDS; do
       fi
       # shellcheck disable=SC2086
       ev=$("$TRAIL" eval --model "$model" --events "$WORK/$set.jsonl" $pa --seed "$seed" --window 256 \
-           --split test --json 2>>"$LOG")
+           --split test --by-history --json 2>>"$LOG")
       echo "  train: $tr" >>"$LOG"
       echo "  eval:  $ev" | tee -a "$LOG"
       oracle=$(json_num "$ev" oracle_auc)
-      printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$v" "$seed" \
+      printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$v" "$seed" \
         "$(json_num "$ev" auc)" "$(json_num "$ev" gauc)" "$(json_num "$ev" logloss)" \
-        "$(json_num "$tr" seconds)" "${oracle:-nan}" "$(json_num "$ev" samples)" >>"$TSV"
+        "$(json_num "$tr" seconds)" "${oracle:-nan}" "$(json_num "$ev" samples)" \
+        "$(kind_auc "$ev" item_in_window)" "$(kind_auc "$ev" category_in_window)" \
+        "$(kind_auc "$ev" neither)" >>"$TSV"
       rm -f "$model"
     done
   done
@@ -126,6 +133,7 @@ elapsed=$(( $(date +%s) - start ))
       t[k] += $8; t2[k] += $8 * $8
       if ($9 != "nan" && $9 != "") { o[$1] += $9; on[$1]++ }
       smp[$1] = $10
+      for (h = 0; h < 3; h++) if ($(11 + h) != "nan" && $(11 + h) != "") { hs[k, h] += $(11 + h); hn[k, h]++ }
     }
     END {
       ns = split(sets, S, " "); nv = split(variants, V, " ")
@@ -171,6 +179,18 @@ elapsed=$(( $(date +%s) - start ))
           printf "| synthetic: full within 0.02 of the oracle AUC | oracle - full = %.4f | %s |\n", d, (d <= 0.02 ? "yes" : "**no**")
         }
       } else printf "| synthetic targets | not run | **unknown** |\n"
+      printf "\n## By history (`trail eval --by-history`)\n\n"
+      printf "Test AUC of each kind of positive against all negatives, mean over seeds: its item in the\n"
+      printf "window of 256 (a repeat), only its category, or neither (docs/TRAINING.md reads them).\n\n"
+      printf "| set | variant | item in window | category only | neither |\n|---|---|---|---|---|\n"
+      for (i = 1; i <= ns; i++)
+        for (j = 1; j <= nv; j++) {
+          k = S[i] SUBSEP V[j]
+          if (!n[k]) continue
+          printf "| %s | %s", S[i], V[j]
+          for (h = 0; h < 3; h++) printf(hn[k, h] ? " | %.4f" : " | -", hn[k, h] ? hs[k, h] / hn[k, h] : 0)
+          printf " |\n"
+        }
     }' "$TSV"
   bounds=$(grep -o 'oracle_auc=.*' "$LOG" | tail -1 || true)
   if [ -n "$bounds" ]; then
@@ -180,7 +200,8 @@ elapsed=$(( $(date +%s) - start ))
     echo "of the ranker sees it), then without the item's quality too: \`$bounds\`."
   fi
   echo
-  echo "Raw rows (set, variant, seed, status, auc, gauc, logloss, seconds, oracle_auc, samples):"
+  echo "Raw rows (set, variant, seed, status, auc, gauc, logloss, seconds, oracle_auc, samples, then"
+  echo "the AUC of positives whose item is in the window, whose category only is, and neither):"
   echo
   echo '```'
   cat "$TSV"
