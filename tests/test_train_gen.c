@@ -133,6 +133,9 @@ static void test_ordered_valid_and_calibrated(void **state) {
     assert_true(st.auc_without_propensity < oracle);
     assert_true(st.auc_without_propensity_quality < st.auc_without_propensity);
     assert_true(st.auc_without_propensity_quality > 0.6);
+    /* the training labels show part of the quality: the estimate lies between none and the truth */
+    assert_true(st.auc_with_estimated_quality > st.auc_without_propensity_quality);
+    assert_true(st.auc_with_estimated_quality < st.auc_without_propensity);
     free(ps);
     free(ys);
     core_free(a);

@@ -31,8 +31,13 @@ typedef struct trn_gen_stats {
      * probability (the oracle), of the probability without the user's propensity q_u (no input
      * of the ranker can see it: it shapes only labels, never behaviors), and without the item's
      * quality too (seen only through the item's own labeled impressions). They bound what a
-     * history-only model can reach; NaN if the part has one class only. */
+     * history-only model can reach; NaN if the part has one class only. And the AUC without the
+     * propensity, with each item's quality replaced by the best estimate its impressions in the
+     * first 80% allow (MAP under the N(0, 1) prior, the rest of each logit known): what a model
+     * that learned every history term exactly, and item quality from the training labels, would
+     * reach. */
     double oracle_auc_test, auc_without_propensity, auc_without_propensity_quality;
+    double auc_with_estimated_quality;
 } trn_gen_stats;
 
 void trn_gen_conf_default(trn_gen_conf *conf);
