@@ -87,6 +87,9 @@ struct rank_net {
     size_t *aoff_rec;          // (U+1) offsets of B_u * n_u attention rows
 
     // head
+    /* the MLP input's column blocks (rank_net.h's order; D = mdl_mlp_in_dim): where u_long,
+     * q (.) u_long, u_short, q (.) u_short, u_tin and the dense features start, -1 if absent */
+    int o_ul, o_ulq, o_us, o_usq, o_ut, o_dense;
     int fold;       /* the last forward folded the user-side terms into the first layer */
     float *z;       // (B, D)
     float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
@@ -320,6 +323,14 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     n->TT = (uint32_t)tt;
     if (cfg->long_kind == MDL_LONG_NONE) n->TT = 0;
     n->NN = shape->max_U * cfg->n_recent;
+    int o = n->C; /* q first */
+    n->o_ul = n->o_ulq = n->o_us = n->o_usq = n->o_ut = -1;
+    if (cfg->long_kind != MDL_LONG_NONE) n->o_ul = o, n->o_ulq = o + n->C, o += 2 * n->C;
+    if (cfg->short_kind != MDL_SHORT_NONE) n->o_us = o, o += n->C;
+    if (cfg->short_kind != MDL_SHORT_NONE && cfg->q_short) n->o_usq = o, o += n->C;
+    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) n->o_ut = o, o += n->C;
+    n->o_dense = o;
+    CORE_ASSERT(o + (int)cfg->n_dense == n->D);
     n->memo_mask = 1;
     while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B))
         n->memo_mask = n->memo_mask * 2 + 1;
@@ -630,42 +641,32 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
 }
 
 /* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short |
- * q (.) u_short | u_tin | dense] (training, evaluation over many users, small serving batches): a1 = W1 z + b1. */
+ * q (.) u_short | u_tin | dense] (training, evaluation over many users, small serving batches):
+ * a1 = W1 z + b1. */
 static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
     int C = n->C, D = n->D;
+    size_t cb = (size_t)C * sizeof(float);
     uint32_t B = n->B;
-        for (uint32_t i = 0; i < B; i++) {
+    for (uint32_t i = 0; i < B; i++) {
         float *z = n->z + (size_t)i * D;
+        const float *q = n->q + (size_t)i * C;
         size_t row = (size_t)i * C;
-        int o = 0;
-        memcpy(z, n->q + row, (size_t)C * sizeof *z);
-        o += C;
-        if (cfg->long_kind != MDL_LONG_NONE) {
-            memcpy(z + o, n->ulong + row, (size_t)C * sizeof *z);
-            o += C;
-            rank_mul_forward(z + o, n->q + row, n->ulong + row, C);
-            o += C;
+        memcpy(z, q, cb);
+        if (n->o_ul >= 0) {
+            memcpy(z + n->o_ul, n->ulong + row, cb);
+            rank_mul_forward(z + n->o_ulq, q, n->ulong + row, C);
         }
-        if (cfg->short_kind != MDL_SHORT_NONE) {
-            memcpy(z + o, n->ushort + row, (size_t)C * sizeof *z);
-            o += C;
-            if (cfg->q_short) {
-                rank_mul_forward(z + o, n->q + row, n->ushort + row, C);
-                o += C;
-            }
-        }
-        if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
-            memcpy(z + o, n->utin + row, (size_t)C * sizeof *z);
-            o += C;
-        }
+        if (n->o_us >= 0) memcpy(z + n->o_us, n->ushort + row, cb);
+        if (n->o_usq >= 0) rank_mul_forward(z + n->o_usq, q, n->ushort + row, C);
+        if (n->o_ut >= 0) memcpy(z + n->o_ut, n->utin + row, cb);
         if (cfg->n_dense) {
             const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
             if (h->dense)
-                memcpy(z + o, h->dense, cfg->n_dense * sizeof *z);
+                memcpy(z + n->o_dense, h->dense, cfg->n_dense * sizeof *z);
             else
-                memset(z + o, 0, cfg->n_dense * sizeof *z);
+                memset(z + n->o_dense, 0, cfg->n_dense * sizeof *z);
         }
     }
     rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
@@ -688,25 +689,21 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const rank_history *h = &bt->users[0];
     int C = n->C, D = n->D, H1 = n->H1, H2 = n->H2;
     uint32_t B = n->B;
-    int o_ul = -1, o_us = -1, o_qs = -1, o_ut = -1, o = C;
-    if (cfg->long_kind != MDL_LONG_NONE) o_ul = o, o += 2 * C; /* u_long, then q (.) u_long */
-    if (cfg->short_kind != MDL_SHORT_NONE) o_us = o, o += C;
-    if (o_us >= 0 && cfg->q_short) o_qs = o, o += C;
-    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) o_ut = o, o += C;
+    int o_ul = n->o_ul, o_us = n->o_us, o_usq = n->o_usq, o_ut = n->o_ut;
     /* per request: the starting row, W1's candidate-dependent blocks side by side, and the
      * per-bucket and per-recent-row projections */
     float *r = n->hrow;
     memcpy(r, p->b1, (size_t)H1 * sizeof *r);
     for (int j = 0; j < H1; j++) {
         const float *w = p->w1 + (size_t)j * D;
-        if (cfg->n_dense && h->dense) r[j] += rank_dot(w + o, h->dense, (int)cfg->n_dense);
+        if (cfg->n_dense && h->dense) r[j] += rank_dot(w + n->o_dense, h->dense, (int)cfg->n_dense);
         if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
     }
     int blk[5], nblk = 0; /* in the order the per-candidate loop below writes them */
     blk[nblk++] = 0;
     if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
-    if (o_ul >= 0) blk[nblk++] = o_ul + C;
-    if (o_qs >= 0) blk[nblk++] = o_qs;
+    if (o_ul >= 0) blk[nblk++] = n->o_ulq;
+    if (o_usq >= 0) blk[nblk++] = o_usq;
     if (o_ut >= 0) blk[nblk++] = o_ut;
     /* recent rows (both branches use the same ones); none: u_short = 0 and TIN pools nothing */
     int nr = o_us >= 0 || o_ut >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
@@ -730,7 +727,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
         float *zsel = n->zsel + (size_t)b0 * Dw;
         const float *qb = n->q + (size_t)b0 * C;
-        float *us = o_qs >= 0 ? n->ushort + (size_t)b0 * C : NULL; /* for q (.) u_short */
+        float *us = o_usq >= 0 ? n->ushort + (size_t)b0 * C : NULL; /* for q (.) u_short */
         if (nu > 0) { /* short: the block's attention weights over the recent values */
             float *att = n->att_s + (size_t)b0 * nu;
             rank_tattn_forward(us, att, qb, n->k2, us ? n->hs : NULL, (int)nbk, nu, C, scale);
@@ -760,7 +757,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
                 rank_mul_forward(zs, n->q + row, n->ulong + row, C);
                 zs += C;
             }
-            if (o_qs >= 0) {
+            if (o_usq >= 0) {
                 rank_mul_forward(zs, n->q + row, n->ushort + row, C);
                 zs += C;
             }
@@ -1060,31 +1057,23 @@ void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, co
     rank_relu_backward(n->dp1, n->da1, n->a1, B * H1);
     memset(n->dz, 0, (size_t)B * D * sizeof(float));
     rank_matmul_backward(n->dz, g->w1, g->b1, n->dp1, n->z, p->w1, B, D, H1);
-    /* split dz along the concat order */
+    /* split dz along the blocks; a product block q (.) u gives dz u to q and dz q to u (the
+     * hash passes nothing to q) */
+    size_t cb = (size_t)C * sizeof(float);
     for (int i = 0; i < B; i++) {
         const float *dz = n->dz + (size_t)i * D;
         size_t row = (size_t)i * C;
-        int o = 0;
-        memcpy(n->dq + row, dz, (size_t)C * sizeof(float));
-        o += C;
-        if (cfg->long_kind != MDL_LONG_NONE) {
-            memcpy(n->dulong + row, dz + o, (size_t)C * sizeof(float));
-            o += C;
-            /* z_o = q (.) u_long: u_long gets dz q; q gets dz u_long (the hash passes nothing) */
-            rank_mul_backward(n->dq + row, n->dulong + row, dz + o, n->q + row, n->ulong + row, C);
-            o += C;
+        memcpy(n->dq + row, dz, cb);
+        if (n->o_ul >= 0) {
+            memcpy(n->dulong + row, dz + n->o_ul, cb);
+            rank_mul_backward(n->dq + row, n->dulong + row, dz + n->o_ulq, n->q + row,
+                              n->ulong + row, C);
         }
-        if (cfg->short_kind != MDL_SHORT_NONE) {
-            memcpy(n->dushort + row, dz + o, (size_t)C * sizeof(float));
-            o += C;
-            if (cfg->q_short) { /* z = q (.) u_short: as q (.) u_long */
-                rank_mul_backward(n->dq + row, n->dushort + row, dz + o, n->q + row,
-                                  n->ushort + row, C);
-                o += C;
-            }
-        }
-        if (cfg->temporal_kind != MDL_TEMPORAL_NONE)
-            memcpy(n->dutin + row, dz + o, (size_t)C * sizeof(float));
+        if (n->o_us >= 0) memcpy(n->dushort + row, dz + n->o_us, cb);
+        if (n->o_usq >= 0)
+            rank_mul_backward(n->dq + row, n->dushort + row, dz + n->o_usq, n->q + row,
+                              n->ushort + row, C);
+        if (n->o_ut >= 0) memcpy(n->dutin + row, dz + n->o_ut, cb);
     }
     if (cfg->long_kind != MDL_LONG_NONE) backward_long(n, m, g);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
