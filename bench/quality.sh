@@ -117,8 +117,9 @@ elapsed=$(( $(date +%s) - start ))
   echo "Sets: taobao = Taobao head, pinned protocol (\`--protocol taobao\`); movielens = MovieLens"
   echo "latest-small, next behavior with one popularity negative; synthetic = \`trail gen $GEN_ARGS\`"
   echo "(docs/SYNTHETIC.md), impressions with their true probability (oracle AUC)."
-  echo "Every variant's head has q (.) u_short (\`q_short=1\`, the default; docs/TRAINING.md compares"
-  echo "it with the issue's head)."
+  echo "Every variant's head has q (.) u_short (\`q_short=1\`), and SDIM's signatures hash the item"
+  echo "and category halves apart (\`hash=fields\`, S = 16, tau = 4): the defaults; docs/TRAINING.md"
+  echo "compares them with the issue's head and the paper's hashing."
   echo
   awk -F'\t' -v sets="$SETS" -v variants="$VARIANTS" -v seeds="$SEEDS" '
     function mean(s, n) { return n ? s / n : 0 }

@@ -21,6 +21,8 @@
 #define HDR_TABLE_OFF 128
 #define HDR_HEAD_FLAGS_OFF 124 /* reserved (0) in version 2 */
 #define HEAD_Q_SHORT 1u
+#define HEAD_SDIM_FIELDS 2u
+#define HEAD_KNOWN (HEAD_Q_SHORT | HEAD_SDIM_FIELDS)
 #define TENSOR_ENTRY 64
 #define FLAG_ADAM 1u
 #define EMB_INIT_STD 0.05 /* item, category and TIN embeddings start N(0, EMB_INIT_STD^2) */
@@ -32,7 +34,7 @@ void mdl_config_default(mdl_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->C = 64;
     cfg->S = 16;
-    cfg->tau = 3;
+    cfg->tau = 4;
     cfg->item_rows = 1u << 18;
     cfg->cat_rows = 1u << 14;
     cfg->long_kind = MDL_LONG_SDIM;
@@ -47,6 +49,7 @@ void mdl_config_default(mdl_config *cfg) {
     cfg->h2 = 80;
     cfg->n_dense = 0;
     cfg->q_short = 1;
+    cfg->sdim_hash = MDL_HASH_FIELDS;
     cfg->seed = 1;
     cfg->hash_seed = 0x7472616931ull; /* "trai1" */
 }
@@ -73,6 +76,9 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
     if (c->h1 < 1 || c->h1 > 8192 || c->h2 < 1 || c->h2 > 8192) BAD("MLP widths %u-%u must be in [1, 8192]", c->h1, c->h2);
     if (c->n_dense > 256) BAD("dense features %u must be at most 256", c->n_dense);
     if (c->q_short > 1) BAD("q_short %u must be 0 or 1", c->q_short);
+    if (c->sdim_hash > MDL_HASH_FIELDS) BAD("unknown SDIM hash %u", c->sdim_hash);
+    if (c->sdim_hash == MDL_HASH_FIELDS && c->S < 2)
+        BAD("field-wise SDIM hashing needs S >= 2 signatures (one per field), S=%u", c->S);
     return CORE_OK;
 #undef BAD
 }
@@ -199,8 +205,11 @@ static void config_bytes(const mdl_config *c, uint8_t out[80]) {
     memcpy(out + 72, &c->hash_seed, 8);
 }
 
-/* The header's head-flags word (offset 124): bit 0 = q_short. */
-static uint32_t head_flags(const mdl_config *c) { return c->q_short ? HEAD_Q_SHORT : 0; }
+/* The header's flags word (offset 124): bit 0 = q_short, bit 1 = field-wise SDIM hash. */
+static uint32_t head_flags(const mdl_config *c) {
+    return (c->q_short ? HEAD_Q_SHORT : 0) |
+           (c->sdim_hash == MDL_HASH_FIELDS ? HEAD_SDIM_FIELDS : 0);
+}
 
 static const mdl_tensor *find_tensor(const mdl_model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
@@ -273,6 +282,14 @@ int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err
         const char *base = dot ? dot + 1 : t->name;
         if (!strcmp(base, "simhash_r")) {
             fill_gauss(x, t->count, 1.0, cfg->seed, t->name);
+            if (cfg->sdim_hash == MDL_HASH_FIELDS) { /* x = [item C/2 | category C/2] */
+                uint32_t C = t->dims[1], half = C / 2, cat_proj = (cfg->S / 2) * cfg->tau;
+                for (uint32_t k = 0; k < t->dims[0]; k++) {
+                    float *row = x + (size_t)k * C;
+                    if (k < cat_proj) memset(row, 0, half * sizeof(float));  /* category only */
+                    else memset(row + half, 0, (C - half) * sizeof(float)); /* item only */
+                }
+            }
         } else if (!strcmp(base, "item_emb") || !strcmp(base, "cat_emb") ||
                    !strcmp(base, "tin_emb")) {
             fill_gauss(x, t->count, EMB_INIT_STD, cfg->seed, t->name);
@@ -450,12 +467,13 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
     memcpy(&cfg.hash_seed, buf + HDR_CONFIG_OFF + 72, 8);
     uint32_t hflags;
     memcpy(&hflags, buf + HDR_HEAD_FLAGS_OFF, 4);
-    if ((hflags & ~HEAD_Q_SHORT) || (ver < 3 && hflags)) {
+    if ((hflags & ~HEAD_KNOWN) || (ver < 3 && hflags)) {
         snprintf(err, err_size, "model %s: head flags 0x%x at offset %d: %s", path, hflags,
                  HDR_HEAD_FLAGS_OFF, ver < 3 ? "reserved in format version 2, must be 0" : "unknown bits");
         goto fail;
     }
     cfg.q_short = (hflags & HEAD_Q_SHORT) != 0;
+    cfg.sdim_hash = (hflags & HEAD_SDIM_FIELDS) ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
     char cerr[200];
     if (mdl_config_check(&cfg, cerr, sizeof cerr)) {
         snprintf(err, err_size, "model %s: invalid config: %s", path, cerr);
@@ -557,6 +575,7 @@ uint32_t mdl_tin_bucket(const mdl_config *cfg, int64_t gap_s) {
 static const char *long_names[] = {"none", "avgpool", "sdim", "attention"};
 static const char *short_names[] = {"none", "selfattn", "din"};
 static const char *temporal_names[] = {"none", "tin"};
+static const char *hash_names[] = {"concat", "fields"};
 
 const char *mdl_long_name(uint32_t k) { return k <= MDL_LONG_ATTN ? long_names[k] : "?"; }
 const char *mdl_short_name(uint32_t k) { return k <= MDL_SHORT_DIN ? short_names[k] : "?"; }
@@ -606,6 +625,9 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
             cfg->temporal_kind = (uint32_t)v;
         else if (klen == 7 && !memcmp(p, "q_short", 7) && vlen == 1 && (eq[1] == '0' || eq[1] == '1'))
             cfg->q_short = (uint32_t)(eq[1] - '0');
+        else if (klen == 4 && !memcmp(p, "hash", 4) &&
+                 (v = lookup(hash_names, 2, eq + 1, vlen)) >= 0)
+            cfg->sdim_hash = (uint32_t)v;
         else
             goto bad;
         p = end ? end + 1 : p + len;
@@ -614,15 +636,18 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
 bad:
     snprintf(err, err_size,
              "variant '%s': expected a preset (din-short, avgpool, din-long, sdim, full) and/or "
-             "long=none|avgpool|sdim|attention,short=none|selfattn|din,temporal=none|tin,q_short=0|1",
+             "long=none|avgpool|sdim|attention,short=none|selfattn|din,temporal=none|tin,"
+             "q_short=0|1,hash=concat|fields",
              spec);
     return CORE_EINVAL;
 }
 
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap) {
-    snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d", mdl_long_name(cfg->long_kind),
+    snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d%s", mdl_long_name(cfg->long_kind),
              mdl_short_name(cfg->short_kind), mdl_temporal_name(cfg->temporal_kind),
-             cfg->short_kind != MDL_SHORT_NONE && cfg->q_short);
+             cfg->short_kind != MDL_SHORT_NONE && cfg->q_short,
+             cfg->long_kind != MDL_LONG_SDIM ? ""
+             : cfg->sdim_hash == MDL_HASH_FIELDS ? ",hash=fields" : ",hash=concat");
 }
 
 void mdl_version_hex(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }

@@ -17,8 +17,8 @@
 #include <stdint.h>
 
 #define MDL_MAGIC "TRAILMDL"
-#define MDL_FORMAT_VERSION 3 /* 3: head flags (q (.) u_short); 2: w_lq, w_lk */
-#define MDL_FORMAT_OLDEST 2  /* version 2 reads as version 3 with no head flags */
+#define MDL_FORMAT_VERSION 3 /* 3: flags word (q (.) u_short, field-wise SDIM hash); 2: w_lq, w_lk */
+#define MDL_FORMAT_OLDEST 2  /* version 2 reads as version 3 with no flags */
 #define MDL_MAX_BLOCKS 4
 #define MDL_MAX_TENSORS 72 /* mdl_layout: 5 + 12 per block + 13 others (66 at MDL_MAX_BLOCKS) */
 #define MDL_NAME_LEN 32
@@ -28,6 +28,15 @@ typedef enum { MDL_LONG_NONE = 0, MDL_LONG_AVGPOOL = 1, MDL_LONG_SDIM = 2, MDL_L
  * the raw recent embeddings (the DIN-short baseline). */
 typedef enum { MDL_SHORT_NONE = 0, MDL_SHORT_SELFATTN = 1, MDL_SHORT_DIN = 2 } mdl_short;
 typedef enum { MDL_TEMPORAL_NONE = 0, MDL_TEMPORAL_TIN = 1 } mdl_temporal;
+/* What SDIM's signatures hash (the rows of the SimHash projection R):
+ * concat  every signature projects the whole item-side embedding [item | category] (the paper);
+ * fields  the first S/2 signatures project the category half only, the other S - S/2 the item
+ *         half only (R is zero off its field). A behavior of the candidate's category then shares
+ *         the candidate's bucket in every category signature, whatever its item: SDIM keeps the
+ *         category-level interest that concat blurs while new items' embeddings are near their
+ *         random start (docs/TRAINING.md measures it). Only R differs; bucket sums, lookups and
+ *         gradients are the same code. */
+typedef enum { MDL_HASH_CONCAT = 0, MDL_HASH_FIELDS = 1 } mdl_sdim_hash;
 
 typedef struct mdl_config {
     uint32_t C;           /* item-side embedding width: item C/2 + category C/2; even */
@@ -46,6 +55,7 @@ typedef struct mdl_config {
     uint32_t h1, h2;      /* MLP hidden widths */
     uint32_t n_dense;     /* dense features appended to the MLP input (request-supplied) */
     uint32_t q_short;     /* 1: q (.) u_short joins the MLP input after u_short (short != none) */
+    uint32_t sdim_hash;   /* mdl_sdim_hash: how R is drawn (fixed at init) */
     uint64_t seed;        /* initialization and SimHash projection seed */
     uint64_t hash_seed;   /* id -> row hashing seed (items use it, categories use it + 1) */
 } mdl_config;
@@ -100,7 +110,7 @@ typedef struct mdl_model {
     uint64_t adam_step;
 } mdl_model;
 
-/** @brief The defaults (C=64, S=16, tau=3, full model, MLP 200-80). */
+/** @brief The defaults (C=64, S=16, tau=4, field-wise SDIM hash, full model, MLP 200-80). */
 void mdl_config_default(mdl_config *cfg);
 /** @brief Check ranges and relations (C even, heads divide C, tau in 1..16, ...).
  *  @return CORE_OK or CORE_EINVAL with the reason in err. */
@@ -113,7 +123,8 @@ size_t mdl_layout(const mdl_config *cfg, mdl_tensor *tensors, int *n_tensors);
 void mdl_params_bind(mdl_params *p, const mdl_config *cfg, float *arena);
 
 /** @brief Allocate a model with a random initialization from cfg->seed (SimHash projection from
- *  N(0,1), embeddings N(0, 0.05^2), linear layers scaled by fan-in, LayerNorm 1/0, biases 0).
+ *  N(0,1), zero off each signature's field when sdim_hash = fields; embeddings N(0, 0.05^2),
+ *  linear layers scaled by fan-in, LayerNorm 1/0, biases 0).
  *  w_lq and w_lk start as the identity divided by the embeddings' init std (0.05): scaled
  *  dot-product attention assumes unit-variance inputs, and this makes <w_lq q, w_lk x>/sqrt(C) the
  *  score unit-variance embeddings would give, so long = attention can attend sharply from the
@@ -148,12 +159,12 @@ uint32_t mdl_tin_bucket(const mdl_config *cfg, int64_t gap_s);
 const char *mdl_long_name(uint32_t k);
 const char *mdl_short_name(uint32_t k);
 const char *mdl_temporal_name(uint32_t k);
-/** @brief Parse "long=sdim,short=selfattn,temporal=tin,q_short=1" style words; each key optional.
- *  Also accepts the preset names din-short, avgpool, din-long, sdim, full, optionally followed
- *  by keys that override them ("full,q_short=0"). */
+/** @brief Parse "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields" style words; each
+ *  key optional. Also accepts the preset names din-short, avgpool, din-long, sdim, full,
+ *  optionally followed by keys that override them ("full,q_short=0"). */
 int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_size);
-/** @brief "long=sdim,short=selfattn,temporal=tin,q_short=1" into buf (q_short=1 only when it
- *  takes effect, i.e. short != none). */
+/** @brief "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields" into buf (q_short=1 only
+ *  when it takes effect, i.e. short != none; hash only for long = sdim). */
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap);
 /** @brief Hex string of a version, 16 chars + NUL. */
 void mdl_version_hex(uint64_t v, char out[17]);

@@ -14,12 +14,15 @@ static void init_usage(FILE *f) {
             "usage: trail model init --out M [options]\n"
             "  --dim C            item-side embedding width, item C/2 + category C/2 (64)\n"
             "  --signatures S     SimHash signatures (16)\n"
-            "  --bits TAU         bits per signature (3)\n"
+            "  --bits TAU         bits per signature (4)\n"
             "  --item-rows R      hashed item embedding rows (262144)\n"
             "  --cat-rows R       hashed category embedding rows (16384)\n"
             "  --variant V        full | sdim | din-long | avgpool | din-short, or\n"
             "                     long=none|avgpool|sdim|attention,short=none|selfattn|din,temporal=none|tin;\n"
             "                     q_short=0|1 after either: q (.) u_short in the head (1)\n"
+            "                     hash=fields|concat after either: SDIM's signatures hash the item and\n"
+            "                     category halves apart (half the signatures each), or both together\n"
+            "                     (fields)\n"
             "  --recent N         short-term behaviors used (50)\n"
             "  --blocks K         self-attention blocks (1); --heads H (1); --ffn F (64)\n"
             "  --hidden H1,H2     MLP widths (200,80)\n"
@@ -138,10 +141,11 @@ int mdl_cmd_info(int argc, char **argv) {
         printf("{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\",\"dim\":%u,"
                "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
                "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
-               "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu}\n",
+               "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\"}\n",
                mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
                c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
-               (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step);
+               (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
+               c->sdim_hash == MDL_HASH_FIELDS ? "fields" : "concat");
     } else {
         printf("model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
                "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "

@@ -307,10 +307,12 @@ static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
             "                        [--iters K] [--attention-iters K] [--seed X] [--q-short 0|1]\n"
+            "                        [--bits TAU]\n"
             "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
             "  once with long=sdim and once with long=attention (same weights), one thread.\n"
-            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=3 MLP 200-80, sdim+selfattn+tin, and\n"
-            "  the head without q (.) u_short (--q-short 1 adds it, as trained models have it).\n");
+            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=4 (field-wise) MLP 200-80,\n"
+            "  sdim+selfattn+tin, and the head without q (.) u_short (--q-short 1 adds it, as\n"
+            "  trained models have it).\n");
 }
 
 int rank_cmd_bench(int argc, char **argv) {
@@ -318,8 +320,8 @@ int rank_cmd_bench(int argc, char **argv) {
         {"json", 0, 0, 'j'},   {"candidates", 1, 0, 'B'}, {"window", 1, 0, 'T'},
         {"recent", 1, 0, 'N'}, {"iters", 1, 0, 'i'},      {"attention-iters", 1, 0, 'a'},
         {"seed", 1, 0, 's'},   {"q-short", 1, 0, 'q'},    {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
-    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 0;
+        {"bits", 1, 0, 't'},   {0, 0, 0, 0}};
+    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 0, bits = 0;
     int json = 0, c, rc, ret = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -348,6 +350,9 @@ int rank_cmd_bench(int argc, char **argv) {
         case 'q':
             if (core_parse_u64(optarg, 0, 1, "--q-short", &qshort)) return 2;
             break;
+        case 't':
+            if (core_parse_u64(optarg, 1, 12, "--bits", &bits)) return 2;
+            break;
         case 'h':
             bench_usage(stdout);
             return 0;
@@ -375,6 +380,7 @@ int rank_cmd_bench(int argc, char **argv) {
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
     cfg.q_short = (uint32_t)qshort; /* 0: the head the ranker issue specifies */
+    if (bits) cfg.tau = (uint32_t)bits;
     if ((rc = mdl_model_init(&m, &cfg, err, sizeof err))) {
         fprintf(stderr, "trail: bench rank: %s\n", err);
         return 1;
@@ -479,7 +485,7 @@ int rank_cmd_bench(int argc, char **argv) {
         if (fscanf(lf, "%lf", &load) != 1) load = -1;
         fclose(lf);
     }
-    char vname[64];
+    char vname[96];
     mdl_variant_str(&cfg, vname, sizeof vname);
     if (json) {
         printf("{\"candidates\": %llu, \"window\": %llu, \"recent\": %llu, \"C\": %d, \"S\": %d, "

@@ -176,7 +176,7 @@ int rank_server_reload(rank_server *srv, const char *path, char version[17], cha
         goto fail;
     }
     if ((rc = served_new(&sm, srv, m, errstr, errstr_size))) goto fail; // frees m
-    char variant[64];
+    char variant[96];
     mdl_variant_str(&sm->m->cfg, variant, sizeof variant);
     pthread_mutex_lock(&srv->mu);
     old = srv->cur;
@@ -674,7 +674,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         goto fail;
     }
     if ((rc = served_new(&srv->cur, srv, m, errstr, errstr_size))) goto fail;
-    char variant[64];
+    char variant[96];
     mdl_variant_str(&m->cfg, variant, sizeof variant);
     rank_metrics_set_model(srv->mt, srv->cur->version, srv->cur->enc_version, variant);
     // worker slots

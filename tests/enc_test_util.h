@@ -13,8 +13,10 @@
 
 #include <math.h>
 
-/* A small model: C, S, tau as given; few rows so that ids collide and buckets fill. */
-static inline mdl_model *enc_test_model(uint32_t C, uint32_t S, uint32_t tau, uint64_t seed) {
+/* A small model: C, S, tau and SDIM's hash (mdl_sdim_hash) as given; few rows so that ids collide
+ * and buckets fill. */
+static inline mdl_model *enc_test_model_hash(uint32_t C, uint32_t S, uint32_t tau, uint64_t seed,
+                                             uint32_t sdim_hash) {
     mdl_config cfg;
     mdl_model *m = NULL;
     char err[256];
@@ -28,8 +30,14 @@ static inline mdl_model *enc_test_model(uint32_t C, uint32_t S, uint32_t tau, ui
     cfg.h1 = 8;
     cfg.h2 = 4;
     cfg.seed = seed;
+    cfg.sdim_hash = sdim_hash;
     if (mdl_model_init(&m, &cfg, err, sizeof err)) fail_msg("model init: %s", err);
     return m;
+}
+
+/* The same with the default hash (field-wise). */
+static inline mdl_model *enc_test_model(uint32_t C, uint32_t S, uint32_t tau, uint64_t seed) {
+    return enc_test_model_hash(C, S, tau, seed, MDL_HASH_FIELDS);
 }
 
 /* Behavior i of a reproducible random stream over a few thousand items. */

@@ -146,9 +146,10 @@ static void rewrite_header(const char *path, const uint8_t *b, size_t n, uint32_
     free(c);
 }
 
-/* Format 3 added the head flags (q (.) u_short) in the word version 2 kept reserved as 0. A
- * version-2 file reads as a model without q_short, with the same version ids; a version-2 file
- * with the word set, or unknown flag bits, is refused. q_short round-trips. */
+/* Format 3 added the flags word (bit 0 q (.) u_short, bit 1 field-wise SDIM hash) in the word
+ * version 2 kept reserved as 0. A version-2 file reads as a model with neither, with the same
+ * version ids; a version-2 file with the word set, or unknown flag bits, is refused. Both flags
+ * round-trip. */
 static void test_head_flags_and_version_2(void **state) {
     (void)state;
     char dir[256], path[300], bad[300], err[256];
@@ -159,8 +160,10 @@ static void test_head_flags_and_version_2(void **state) {
     mdl_model *a, *l = NULL;
     mdl_config_default(&cfg);
     cfg.item_rows = 100, cfg.cat_rows = 10, cfg.C = 8;
-    for (uint32_t qs = 0; qs <= 1; qs++) {
+    for (uint32_t f = 0; f <= 3; f++) {
+        uint32_t qs = f & 1, fields = f >> 1;
         cfg.q_short = qs;
+        cfg.sdim_hash = fields ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
         assert_int_equal(mdl_model_init(&a, &cfg, err, sizeof err), CORE_OK);
         assert_int_equal(a->tensors[0].dims[1], 4);
         assert_int_equal(mdl_mlp_in_dim(&a->cfg), (qs ? 6 : 5) * 8);
@@ -169,16 +172,19 @@ static void test_head_flags_and_version_2(void **state) {
         uint8_t *b = read_bytes(path, &n);
         uint32_t hf;
         memcpy(&hf, b + 124, 4);
-        assert_int_equal(hf, qs);
+        assert_int_equal(hf, f);
         assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
         assert_int_equal(l->cfg.q_short, qs);
+        assert_int_equal(l->cfg.sdim_hash, cfg.sdim_hash);
         assert_true(l->model_version == a->model_version);
+        assert_true(l->encoding_version == a->encoding_version);
         mdl_model_destroy(l);
         l = NULL;
-        rewrite_header(bad, b, n, 2, qs); /* version 2 */
-        if (!qs) {
+        rewrite_header(bad, b, n, 2, f); /* version 2 */
+        if (!f) {
             assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_OK);
             assert_int_equal(l->cfg.q_short, 0);
+            assert_int_equal(l->cfg.sdim_hash, MDL_HASH_CONCAT);
             assert_true(l->model_version == a->model_version);
             mdl_model_destroy(l);
             l = NULL;
@@ -187,7 +193,7 @@ static void test_head_flags_and_version_2(void **state) {
             assert_null(l);
             assert_non_null(strstr(err, "reserved in format version 2"));
         }
-        rewrite_header(bad, b, n, 3, qs | 4); /* a flag this build does not know */
+        rewrite_header(bad, b, n, 3, f | 4); /* a flag this build does not know */
         assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
         assert_null(l);
         assert_non_null(strstr(err, "unknown bits"));
@@ -204,6 +210,17 @@ static void test_head_flags_and_version_2(void **state) {
     assert_int_equal(mdl_model_init(&y, &cfg, err, sizeof err), CORE_OK);
     assert_int_equal(x->n_floats, y->n_floats);
     assert_true(x->model_version != y->model_version);
+    /* the hash draws another projection from the same seed: another encoding */
+    mdl_model *z;
+    cfg.sdim_hash = MDL_HASH_CONCAT;
+    assert_int_equal(mdl_model_init(&z, &cfg, err, sizeof err), CORE_OK);
+    assert_true(z->encoding_version != y->encoding_version);
+    cfg.S = 1; /* one signature cannot be split between two fields */
+    assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_OK);
+    cfg.sdim_hash = MDL_HASH_FIELDS;
+    assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "S >= 2"));
+    mdl_model_destroy(z);
     mdl_model_destroy(a);
     mdl_model_destroy(x);
     mdl_model_destroy(y);
@@ -272,12 +289,17 @@ static void test_config_and_variants(void **state) {
     assert_int_equal(mdl_variant_parse(&cfg, "din-short,q_short=0", err, sizeof err), CORE_OK);
     assert_int_equal(cfg.q_short, 0);
     assert_int_equal(mdl_mlp_in_dim(&cfg), 2 * 64);
-    char vs[64];
+    char vs[96];
     mdl_variant_str(&cfg, vs, sizeof vs);
     assert_string_equal(vs, "long=none,short=din,temporal=none,q_short=0");
     assert_int_equal(mdl_variant_parse(&cfg, "full,q_short=1", err, sizeof err), CORE_OK);
     mdl_variant_str(&cfg, vs, sizeof vs);
-    assert_string_equal(vs, "long=sdim,short=selfattn,temporal=tin,q_short=1");
+    assert_string_equal(vs, "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields");
+    assert_int_equal(mdl_variant_parse(&cfg, "sdim,hash=concat", err, sizeof err), CORE_OK);
+    assert_int_equal(cfg.sdim_hash, MDL_HASH_CONCAT);
+    mdl_variant_str(&cfg, vs, sizeof vs);
+    assert_string_equal(vs, "long=sdim,short=din,temporal=none,q_short=1,hash=concat");
+    assert_int_equal(mdl_variant_parse(&cfg, "sdim,hash=rows", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "full,", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "q_short=2", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "fullish", err, sizeof err), CORE_EINVAL);

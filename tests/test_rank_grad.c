@@ -206,7 +206,7 @@ static int check_variant(uint32_t lk, uint32_t sk, uint32_t tk, uint32_t t2) {
     fixture f;
     setup_fixture(&f, lk, sk, tk, t2);
     mdl_model *m = f.m;
-    char vname[64];
+    char vname[96];
     mdl_variant_str(&m->cfg, vname, sizeof vname);
     float *garena = calloc(m->n_floats, sizeof(float));
     assert_non_null(garena);

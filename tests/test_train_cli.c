@@ -29,11 +29,17 @@ static void test_gen_train_eval(void **state) {
     assert_int_equal(run(cmd, NULL, 0), 0);
     snprintf(cmd, sizeof cmd,
              "%s train --events %s/g.jsonl --model-out %s/m.bin --variant full --epochs 1 --batch 64 "
-             "--window 32 --recent 8 --dim 16 --item-rows 2048 --cat-rows 64 --hidden 16,8 --json 2>/dev/null",
+             "--window 32 --recent 8 --dim 16 --item-rows 2048 --cat-rows 64 --hidden 16,8 "
+             "--signatures 6 --bits 2 --json 2>/dev/null",
              bin, dir, dir);
     assert_int_equal(run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"protocol\":\"impressions\""));
     assert_non_null(strstr(out, "\"valid\":{\"auc\":"));
+    assert_non_null(strstr(out, "hash=fields"));
+    snprintf(cmd, sizeof cmd, "%s model info --model %s/m.bin --json 2>/dev/null", bin, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"signatures\":6,\"bits\":2,"));
+    assert_non_null(strstr(out, "\"sdim_hash\":\"fields\""));
     snprintf(cmd, sizeof cmd, "%s eval --model %s/m.bin --events %s/g.jsonl --window 32 --json 2>/dev/null",
              bin, dir, dir);
     assert_int_equal(run(cmd, out, sizeof out), 0);

@@ -19,7 +19,8 @@ static void train_usage(FILE *f) {
     fprintf(f,
             "usage: trail train --events FILE --model-out M [options]\n"
             "  --variant V        full | sdim | din-long | avgpool | din-short, or long=..,short=..,temporal=..\n"
-            "                     (full); q_short=0 after either drops q (.) u_short from the head\n"
+            "                     (full); q_short=0 after either drops q (.) u_short from the head,\n"
+            "                     hash=concat hashes SDIM's [item | category] whole (the paper)\n"
             "  --protocol P       auto | impressions | next | taobao (auto: impressions if the file has any)\n"
             "  --negatives K      sampled negatives per positive for next (1)\n"
             "  --window T         long-term behaviors per sample (256)\n"
@@ -30,6 +31,7 @@ static void train_usage(FILE *f) {
             "  --patience K       evaluations without a better valid GAUC before stopping (3)\n"
             "  --evals-per-epoch K  validation passes per epoch (2)\n"
             "  --dim C (64)  --item-rows R (262144)  --cat-rows R (16384)  --hidden H1,H2 (200,80)\n"
+            "  --signatures S (16)  --bits TAU (4)   SDIM's SimHash: S signatures of TAU bits\n"
             "  --init M           resume from a model file (its config and Adam state)\n"
             "  --json             print the final report as one JSON object on stdout\n"
             "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
@@ -74,6 +76,7 @@ int trn_cmd_train(int argc, char **argv) {
         {"clip", 1, 0, 'c'},      {"l2", 1, 0, 'L'},        {"patience", 1, 0, 'P'},
         {"evals-per-epoch", 1, 0, 'V'}, {"dim", 1, 0, 'C'}, {"item-rows", 1, 0, 'I'},
         {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
+        {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'},
         {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},      {0, 0, 0, 0}};
     const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
     trn_conf tc;
@@ -110,6 +113,8 @@ int trn_cmd_train(int argc, char **argv) {
         case 'C': if (core_parse_u64(optarg, 2, 1024, "--dim", &v)) return 2; cfg.C = (uint32_t)v; break;
         case 'I': if (core_parse_u64(optarg, 1, 1u << 30, "--item-rows", &v)) return 2; cfg.item_rows = (uint32_t)v; break;
         case 'K': if (core_parse_u64(optarg, 1, 1u << 30, "--cat-rows", &v)) return 2; cfg.cat_rows = (uint32_t)v; break;
+        case 'g': if (core_parse_u64(optarg, 1, 64, "--signatures", &v)) return 2; cfg.S = (uint32_t)v; break;
+        case 'u': if (core_parse_u64(optarg, 1, 16, "--bits", &v)) return 2; cfg.tau = (uint32_t)v; break;
         case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
         case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
         case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
