@@ -54,6 +54,31 @@ static void test_gen_train_eval(void **state) {
     const char *hk[] = {"\"by_history\":{\"item_in_window\":{\"positives\":",
                         "\"category_in_window\":{\"positives\":", "\"neither\":{\"positives\":"};
     for (size_t i = 0; i < sizeof hk / sizeof hk[0]; i++) assert_non_null(strstr(out, hk[i]));
+    /* pretraining on the file's own behaviors, then the impressions: the JSON reports both, and
+     * the next protocol refuses it (its samples are next-behavior samples already) */
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/g.jsonl --model-out %s/p.bin --pretrain 1 --epochs 1 --batch 64 "
+             "--window 32 --recent 8 --dim 16 --item-rows 2048 --cat-rows 64 --hidden 16,8 --json 2>%s/p.err",
+             bin, dir, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    unsigned long long psteps = 0;
+    const char *pj = strstr(out, "\"pretrain\":{\"steps\":");
+    assert_non_null(pj);
+    assert_int_equal(sscanf(pj, "\"pretrain\":{\"steps\":%llu", &psteps), 1);
+    assert_true(psteps > 0);
+    snprintf(cmd, sizeof cmd, "cat %s/p.err", dir);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    size_t ptrain = 0, pvalid = 0;
+    const char *pl = strstr(out, "pretrain: next-behavior samples train=");
+    assert_non_null(pl);
+    assert_int_equal(sscanf(pl, "pretrain: next-behavior samples train=%zu valid=%zu", &ptrain, &pvalid), 2);
+    assert_true(ptrain > 0 && pvalid > 0);
+    assert_true(psteps <= (ptrain + 63) / 64); /* at most the one epoch asked for */
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/g.jsonl --model-out %s/p2.bin --protocol next --pretrain 1 --epochs 1 "
+             "--window 32 2>&1", bin, dir, dir);
+    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "applies to --protocol impressions"));
     /* resume from the saved model (and its Adam state) */
     snprintf(cmd, sizeof cmd,
              "%s train --events %s/g.jsonl --model-out %s/m2.bin --init %s/m.bin --epochs 1 --batch 64 "

@@ -190,10 +190,64 @@ static void test_stored_buckets_score_like_training(void **state) {
     }
 }
 
+/* Pretraining (trail train --pretrain) re-splits the file's next-behavior samples at the
+ * impressions' valid and test start times: every pretraining train sample is strictly before the
+ * first valid impression, every valid one before the first test impression, checked against a
+ * scan; the split times of an empty split are INT64_MAX, and a test time before the valid time
+ * leaves the valid split empty. */
+static void test_split_at_times(void **state) {
+    fx *f = *state;
+    trn_gen_conf gc;
+    trn_data_conf dc;
+    sch_event *ev;
+    size_t n;
+    trn_data *p;
+    char err[256];
+    trn_gen_conf_default(&gc);
+    gc.users = 12, gc.items = 600, gc.events = 6000, gc.days = 10, gc.seed = 5; /* setup's stream */
+    assert_int_equal(trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err), CORE_OK);
+    trn_data_conf_default(&dc);
+    dc.protocol = TRN_PROTO_NEXT;
+    dc.negatives = 1;
+    assert_int_equal(trn_data_build(&p, ev, n, &dc, err, sizeof err), CORE_OK);
+    core_free(ev);
+    assert_int_equal(f->d->protocol, TRN_PROTO_IMPRESSIONS);
+    int64_t tv = trn_data_split_ts(f->d, 1), tt = trn_data_split_ts(f->d, 2);
+    assert_true(tv == f->d->samples[f->d->split[0]].ts && tt == f->d->samples[f->d->split[1]].ts);
+    assert_true(tv < tt);
+    trn_data_split_at(p, tv, tt);
+    size_t want0 = 0, want1 = 0;
+    for (size_t i = 0; i < p->n_samples; i++) {
+        want0 += p->samples[i].ts < tv;
+        want1 += p->samples[i].ts < tt;
+    }
+    assert_true(want0 > 0 && want1 > want0 && want1 < p->n_samples);
+    assert_int_equal(p->split[0], want0);
+    assert_int_equal(p->split[1], want1);
+    assert_true(p->samples[p->split[0] - 1].ts < tv && p->samples[p->split[0]].ts >= tv);
+    assert_true(trn_data_split_ts(p, 1) >= tv && trn_data_split_ts(p, 2) >= tt);
+    /* at a sample's own time: that sample (and any tied with it) is not train */
+    int64_t tm = p->samples[p->n_samples / 2].ts;
+    trn_data_split_at(p, tm, tm);
+    size_t wantm = 0;
+    for (size_t i = 0; i < p->n_samples; i++) wantm += p->samples[i].ts < tm;
+    assert_int_equal(p->split[0], wantm);
+    assert_int_equal(p->split[1], wantm);
+    assert_true(p->samples[wantm].ts == tm);
+    trn_data_split_at(p, tt, tv); /* test before valid: valid is empty */
+    assert_int_equal(p->split[0], want1);
+    assert_int_equal(p->split[1], want1);
+    trn_data_split_at(p, INT64_MAX, INT64_MAX); /* everything trains */
+    assert_int_equal(p->split[0], p->n_samples);
+    assert_true(trn_data_split_ts(p, 1) == INT64_MAX && trn_data_split_ts(p, 2) == INT64_MAX);
+    trn_data_destroy(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slices_equal_enc_ustate),
         cmocka_unit_test(test_stored_buckets_score_like_training),
+        cmocka_unit_test(test_split_at_times),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

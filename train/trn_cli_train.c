@@ -33,6 +33,9 @@ static void train_usage(FILE *f) {
             "  --dim C (64)  --item-rows R (262144)  --cat-rows R (16384)  --hidden H1,H2 (200,80)\n"
             "  --signatures S (16)  --bits TAU (4)   SDIM's SimHash: S signatures of TAU bits\n"
             "  --init M           resume from a model file (its config and Adam state)\n"
+            "  --pretrain E       impressions only: first up to E epochs of next-behavior samples\n"
+            "                     (one popularity negative) from the file's own behaviors of the\n"
+            "                     train period, stopped early on those of the valid period (0: off)\n"
             "  --json             print the final report as one JSON object on stdout\n"
             "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
             "--protocol, --negatives, --seed and --window to see the same samples.\n");
@@ -67,6 +70,53 @@ static int sample_opt(int c, trn_data_conf *dc, uint32_t *window) {
     }
 }
 
+/* --pretrain: next-behavior samples (one popularity negative, the same seed) from the file's own
+ * behaviors, split at the impressions' valid and test start times, so that pretraining learns
+ * from the train period only and stops on the valid period's behaviors; nothing of the test
+ * period is seen. Then the impressions train as usual from the pretrained weights and Adam state.
+ * Prints its own line; errors go to stderr. */
+static int pretrain_next(mdl_model *m, const trn_data *d, const char *events, const trn_data_conf *dc,
+                         const trn_conf *tc, uint32_t epochs, trn_report *rep) {
+    char err[512];
+    if (d->protocol != TRN_PROTO_IMPRESSIONS) {
+        fprintf(stderr, "trail: --pretrain: the %s protocol's samples are next-behavior samples "
+                        "already; pretraining applies to --protocol impressions\n",
+                trn_proto_name(d->protocol));
+        return 1;
+    }
+    trn_data_conf pc = *dc;
+    pc.protocol = TRN_PROTO_NEXT;
+    pc.negatives = 1;
+    trn_data *p = NULL;
+    if (trn_data_load(&p, events, &pc, err, sizeof err)) {
+        fprintf(stderr, "trail: --pretrain: %s\n", err);
+        return 1;
+    }
+    trn_data_split_at(p, trn_data_split_ts(d, 1), trn_data_split_ts(d, 2));
+    int rc = 1;
+    if (!p->split[0] || p->split[1] == p->split[0]) {
+        fprintf(stderr, "trail: --pretrain: %zu behaviors before the impressions' valid period and "
+                        "%zu within it; pretraining needs some of both\n",
+                p->split[0], p->split[1] - p->split[0]);
+        goto out;
+    }
+    fprintf(stderr, "pretrain: next-behavior samples train=%zu valid=%zu (before the impressions' "
+                    "valid and test periods), up to %u epochs\n",
+            p->split[0], p->split[1] - p->split[0], epochs);
+    trn_conf pt = *tc;
+    pt.epochs = epochs;
+    if (trn_train(m, p, &pt, rep, err, sizeof err)) {
+        fprintf(stderr, "trail: --pretrain: %s\n", err);
+        goto out;
+    }
+    fprintf(stderr, "pretrain: kept epoch %.2f (next-behavior valid gauc %.4f), %.1f s\n",
+            rep->best_epoch, rep->best_valid_gauc, rep->seconds);
+    rc = 0;
+out:
+    trn_data_destroy(p);
+    return rc;
+}
+
 int trn_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"events", 1, 0, 'e'},    {"model-out", 1, 0, 'o'}, {"variant", 1, 0, 'v'},
@@ -76,7 +126,7 @@ int trn_cmd_train(int argc, char **argv) {
         {"clip", 1, 0, 'c'},      {"l2", 1, 0, 'L'},        {"patience", 1, 0, 'P'},
         {"evals-per-epoch", 1, 0, 'V'}, {"dim", 1, 0, 'C'}, {"item-rows", 1, 0, 'I'},
         {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
-        {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'},
+        {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'}, {"pretrain", 1, 0, 'R'},
         {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},      {0, 0, 0, 0}};
     const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
     trn_conf tc;
@@ -85,6 +135,7 @@ int trn_cmd_train(int argc, char **argv) {
     uint64_t v;
     double x;
     int c, json = 0, recent_set = 0, window_set = 0;
+    uint32_t pretrain = 0;
     char err[512];
     trn_conf_default(&tc);
     trn_data_conf_default(&dc);
@@ -115,6 +166,7 @@ int trn_cmd_train(int argc, char **argv) {
         case 'K': if (core_parse_u64(optarg, 1, 1u << 30, "--cat-rows", &v)) return 2; cfg.cat_rows = (uint32_t)v; break;
         case 'g': if (core_parse_u64(optarg, 1, 64, "--signatures", &v)) return 2; cfg.S = (uint32_t)v; break;
         case 'u': if (core_parse_u64(optarg, 1, 16, "--bits", &v)) return 2; cfg.tau = (uint32_t)v; break;
+        case 'R': if (core_parse_u64(optarg, 0, 1000, "--pretrain", &v)) return 2; pretrain = (uint32_t)v; break;
         case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
         case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
         case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
@@ -177,6 +229,8 @@ int trn_cmd_train(int argc, char **argv) {
             tc.threads, init ? " resume=" : "", init ? init : "");
     tc.progress = stderr;
     tc.progress_tty = isatty(2);
+    trn_report prep = {0};
+    if (pretrain && pretrain_next(m, d, events, &dc, &tc, pretrain, &prep)) goto done;
     if (trn_train(m, d, &tc, &rep, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
@@ -188,13 +242,19 @@ int trn_cmd_train(int argc, char **argv) {
     fprintf(stderr, "train: kept the model of epoch %.2f (valid gauc %.4f) in %s; %llu steps, %.1f s%s\n",
             rep.best_epoch, rep.best_valid_gauc, out, (unsigned long long)rep.steps, rep.seconds,
             rep.stopped_early ? ", stopped early" : "");
+    rep.seconds += prep.seconds; /* the report's time is the whole run's */
     if (json) {
         printf("{\"model\":\"%s\",\"variant\":\"%s\",\"protocol\":\"%s\",\"steps\":%llu,"
                "\"seconds\":%.3f,\"best_epoch\":%.3f,\"stopped_early\":%s,\"valid\":{",
                out, vs, trn_proto_name(d->protocol), (unsigned long long)rep.steps, rep.seconds,
                rep.best_epoch, rep.stopped_early ? "true" : "false");
         print_metrics_json(stdout, &rep.best_valid);
-        printf("}}\n");
+        printf("}");
+        if (pretrain)
+            printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
+                   "\"valid_gauc\":%.6f}",
+                   (unsigned long long)prep.steps, prep.seconds, prep.best_epoch, prep.best_valid_gauc);
+        printf("}\n");
     }
     rc = 0;
 done:

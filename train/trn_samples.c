@@ -341,3 +341,24 @@ void trn_data_split(const trn_data *d, int split, size_t *lo, size_t *hi) {
     *lo = split == 0 ? 0 : split == 1 ? d->split[0] : d->split[1];
     *hi = split == 0 ? d->split[0] : split == 1 ? d->split[1] : d->n_samples;
 }
+
+/* samples are sorted by ts: the first index whose ts is at least t */
+static size_t first_at(const trn_data *d, int64_t t) {
+    size_t lo = 0, hi = d->n_samples;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->samples[mid].ts < t) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+void trn_data_split_at(trn_data *d, int64_t t_valid, int64_t t_test) {
+    d->split[0] = first_at(d, t_valid);
+    d->split[1] = first_at(d, t_test < t_valid ? t_valid : t_test);
+}
+
+int64_t trn_data_split_ts(const trn_data *d, int split) {
+    size_t i = d->split[split == 1 ? 0 : 1];
+    return i < d->n_samples ? d->samples[i].ts : INT64_MAX;
+}

@@ -84,6 +84,14 @@ trn_match trn_data_match(const trn_data *d, const trn_sample *s, uint32_t window
 /** @brief Index range [*lo, *hi) of a split: 0 train, 1 valid, 2 test. */
 void trn_data_split(const trn_data *d, int split, size_t *lo, size_t *hi);
 
+/** @brief Re-split d by time instead of by fraction: train = samples with ts < t_valid, valid =
+ *  those with t_valid <= ts < t_test, test = the rest (t_valid <= t_test). Pretraining on another
+ *  labeler's samples of the same file uses it to stay inside the main samples' train period. */
+void trn_data_split_at(trn_data *d, int64_t t_valid, int64_t t_test);
+/** @brief The first timestamp of split 1 (valid) or 2 (test), or INT64_MAX if that split is
+ *  empty. */
+int64_t trn_data_split_ts(const trn_data *d, int split);
+
 const char *trn_proto_name(int protocol);
 /** @brief "impressions", "next", "taobao" or "auto". @return the code or -1. */
 int trn_proto_parse(const char *s);
