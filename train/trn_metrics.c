@@ -45,13 +45,8 @@ static double sorted_auc(const m_item *it, size_t n) {
 }
 
 int trn_auc(double *auc, const float *score, const uint8_t *label, size_t n) {
-    m_item *it = core_malloc(sizeof(m_item) * (n ? n : 1));
-    if (!it) return CORE_ENOMEM;
-    for (size_t i = 0; i < n; i++) it[i] = (m_item){0, score[i], label[i] ? 1 : 0};
-    qsort(it, n, sizeof *it, by_score);
-    *auc = sorted_auc(it, n);
-    core_free(it);
-    return CORE_OK;
+    uint64_t positives;
+    return trn_auc_group(auc, &positives, score, label, NULL, 0, n);
 }
 
 int trn_auc_group(double *auc, uint64_t *positives, const float *score, const uint8_t *label,
@@ -61,7 +56,7 @@ int trn_auc_group(double *auc, uint64_t *positives, const float *score, const ui
     size_t k = 0;
     uint64_t np = 0;
     for (size_t i = 0; i < n; i++) {
-        if (label[i] && group[i] != g) continue; /* another group's positive */
+        if (label[i] && group && group[i] != g) continue; /* another group's positive */
         np += label[i] ? 1 : 0;
         it[k++] = (m_item){0, score[i], label[i] ? 1 : 0};
     }

@@ -28,7 +28,8 @@ int trn_auc(double *auc, const float *score, const uint8_t *label, size_t n);
 /** @brief AUC of one group of positives against every negative: of the scores with label 1 and
  *  group[i] == g, and all scores with label 0, the fraction of (positive, negative) pairs ordered
  *  right (ties half). Breaks a ranking down by the kind of positive (trn_data_match: is the item,
- *  or only its category, in the window). @param[out] auc NaN without such positives or negatives.
+ *  or only its category, in the window); group NULL takes every positive (trn_auc).
+ *  @param[out] auc NaN without such positives or negatives.
  *  @param[out] positives the group's size. @return CORE_OK or CORE_ENOMEM. */
 int trn_auc_group(double *auc, uint64_t *positives, const float *score, const uint8_t *label,
                   const uint8_t *group, uint8_t g, size_t n);
