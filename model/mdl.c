@@ -83,13 +83,21 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
 #undef BAD
 }
 
+void mdl_mlp_layout(const mdl_config *c, mdl_mlp_cols *o) {
+    int C = (int)c->C, d = C; /* q first */
+    o->ul = o->ulq = o->us = o->usq = o->ut = -1;
+    if (c->long_kind != MDL_LONG_NONE) o->ul = d, o->ulq = d + C, d += 2 * C;
+    if (c->short_kind != MDL_SHORT_NONE) o->us = d, d += C;
+    if (c->short_kind != MDL_SHORT_NONE && c->q_short) o->usq = d, d += C;
+    if (c->temporal_kind != MDL_TEMPORAL_NONE) o->ut = d, d += C;
+    o->dense = d;
+    o->D = d + (int)c->n_dense;
+}
+
 uint32_t mdl_mlp_in_dim(const mdl_config *c) {
-    uint32_t d = c->C;                                  /* q */
-    if (c->long_kind != MDL_LONG_NONE) d += 2 * c->C;   /* u_long, q*u_long */
-    if (c->short_kind != MDL_SHORT_NONE) d += c->C;     /* u_short */
-    if (c->short_kind != MDL_SHORT_NONE && c->q_short) d += c->C; /* q*u_short */
-    if (c->temporal_kind != MDL_TEMPORAL_NONE) d += c->C; /* u_tin */
-    return d + c->n_dense;
+    mdl_mlp_cols o;
+    mdl_mlp_layout(c, &o);
+    return (uint32_t)o.D;
 }
 
 static void add_tensor(mdl_tensor *t, int *n, size_t *off, const char *name, int trainable,
@@ -580,6 +588,7 @@ static const char *hash_names[] = {"concat", "fields"};
 const char *mdl_long_name(uint32_t k) { return k <= MDL_LONG_ATTN ? long_names[k] : "?"; }
 const char *mdl_short_name(uint32_t k) { return k <= MDL_SHORT_DIN ? short_names[k] : "?"; }
 const char *mdl_temporal_name(uint32_t k) { return k <= MDL_TEMPORAL_TIN ? temporal_names[k] : "?"; }
+const char *mdl_hash_name(uint32_t k) { return k <= MDL_HASH_FIELDS ? hash_names[k] : "?"; }
 
 static int lookup(const char **names, int n, const char *s, size_t len) {
     for (int i = 0; i < n; i++)
@@ -643,11 +652,12 @@ bad:
 }
 
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap) {
-    snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d%s", mdl_long_name(cfg->long_kind),
-             mdl_short_name(cfg->short_kind), mdl_temporal_name(cfg->temporal_kind),
-             cfg->short_kind != MDL_SHORT_NONE && cfg->q_short,
-             cfg->long_kind != MDL_LONG_SDIM ? ""
-             : cfg->sdim_hash == MDL_HASH_FIELDS ? ",hash=fields" : ",hash=concat");
+    int n = snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d",
+                     mdl_long_name(cfg->long_kind), mdl_short_name(cfg->short_kind),
+                     mdl_temporal_name(cfg->temporal_kind),
+                     cfg->short_kind != MDL_SHORT_NONE && cfg->q_short);
+    if (cfg->long_kind == MDL_LONG_SDIM && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, ",hash=%s", mdl_hash_name(cfg->sdim_hash));
 }
 
 void mdl_version_hex(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }

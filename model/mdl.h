@@ -115,6 +115,17 @@ void mdl_config_default(mdl_config *cfg);
 /** @brief Check ranges and relations (C even, heads divide C, tau in 1..16, ...).
  *  @return CORE_OK or CORE_EINVAL with the reason in err. */
 int mdl_config_check(const mdl_config *cfg, char *err, size_t err_size);
+/* Where each block of the MLP input starts (rank_net.h gives the order), -1 if the config has no
+ * such block; q is at 0. */
+typedef struct mdl_mlp_cols {
+    int ul, ulq;  /* u_long, q (.) u_long */
+    int us, usq;  /* u_short, q (.) u_short */
+    int ut;       /* u_tin */
+    int dense;    /* the n_dense request features */
+    int D;        /* the width */
+} mdl_mlp_cols;
+/** @brief The MLP input's column blocks for a config. */
+void mdl_mlp_layout(const mdl_config *cfg, mdl_mlp_cols *out);
 /** @brief MLP input width D: C (q) + C per enabled branch + C (q*u_long, if long) + n_dense. */
 uint32_t mdl_mlp_in_dim(const mdl_config *cfg);
 /** @brief The tensor list for a config, in file order. @return the number of floats in all. */
@@ -159,6 +170,7 @@ uint32_t mdl_tin_bucket(const mdl_config *cfg, int64_t gap_s);
 const char *mdl_long_name(uint32_t k);
 const char *mdl_short_name(uint32_t k);
 const char *mdl_temporal_name(uint32_t k);
+const char *mdl_hash_name(uint32_t k); /* mdl_sdim_hash: "concat", "fields" */
 /** @brief Parse "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields" style words; each
  *  key optional. Also accepts the preset names din-short, avgpool, din-long, sdim, full,
  *  optionally followed by keys that override them ("full,q_short=0"). */

@@ -145,7 +145,7 @@ int mdl_cmd_info(int argc, char **argv) {
                mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
                c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
                (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
-               c->sdim_hash == MDL_HASH_FIELDS ? "fields" : "concat");
+               mdl_hash_name(c->sdim_hash));
     } else {
         printf("model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
                "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "

@@ -229,7 +229,9 @@ done:
  * the q block, gathers, softmax and copies above it. */
 static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
     const mdl_config *c = &m->cfg;
-    int qs = c->q_short && c->short_kind != MDL_SHORT_NONE;
+    mdl_mlp_cols col;
+    mdl_mlp_layout(c, &col);
+    int qs = col.usq >= 0; /* q (.) u_short is in the head */
     int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent, K = (2 + qs) * C + N;
     size_t big = (size_t)B * (size_t)(H1 > K ? H1 : K);
     float *x = core_malloc(big * sizeof(float)), *w = core_malloc((size_t)H1 * K * 4),

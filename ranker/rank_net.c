@@ -87,9 +87,7 @@ struct rank_net {
     size_t *aoff_rec;          // (U+1) offsets of B_u * n_u attention rows
 
     // head
-    /* the MLP input's column blocks (rank_net.h's order; D = mdl_mlp_in_dim): where u_long,
-     * q (.) u_long, u_short, q (.) u_short, u_tin and the dense features start, -1 if absent */
-    int o_ul, o_ulq, o_us, o_usq, o_ut, o_dense;
+    mdl_mlp_cols col; /* the MLP input's column blocks (mdl_mlp_layout) */
     int fold;       /* the last forward folded the user-side terms into the first layer */
     float *z;       // (B, D)
     float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
@@ -313,7 +311,7 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     n->C = (int)cfg->C;
     n->S = (int)cfg->S;
     n->nb = 1 << cfg->tau;
-    n->D = (int)mdl_mlp_in_dim(cfg);
+    n->D = (int)mdl_mlp_in_dim(cfg); /* = col.D */
     n->H1 = (int)cfg->h1;
     n->H2 = (int)cfg->h2;
     n->N = (int)cfg->n_recent;
@@ -323,14 +321,7 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     n->TT = (uint32_t)tt;
     if (cfg->long_kind == MDL_LONG_NONE) n->TT = 0;
     n->NN = shape->max_U * cfg->n_recent;
-    int o = n->C; /* q first */
-    n->o_ul = n->o_ulq = n->o_us = n->o_usq = n->o_ut = -1;
-    if (cfg->long_kind != MDL_LONG_NONE) n->o_ul = o, n->o_ulq = o + n->C, o += 2 * n->C;
-    if (cfg->short_kind != MDL_SHORT_NONE) n->o_us = o, o += n->C;
-    if (cfg->short_kind != MDL_SHORT_NONE && cfg->q_short) n->o_usq = o, o += n->C;
-    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) n->o_ut = o, o += n->C;
-    n->o_dense = o;
-    CORE_ASSERT(o + (int)cfg->n_dense == n->D);
+    mdl_mlp_layout(cfg, &n->col);
     n->memo_mask = 1;
     while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B))
         n->memo_mask = n->memo_mask * 2 + 1;
@@ -654,19 +645,19 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         const float *q = n->q + (size_t)i * C;
         size_t row = (size_t)i * C;
         memcpy(z, q, cb);
-        if (n->o_ul >= 0) {
-            memcpy(z + n->o_ul, n->ulong + row, cb);
-            rank_mul_forward(z + n->o_ulq, q, n->ulong + row, C);
+        if (n->col.ul >= 0) {
+            memcpy(z + n->col.ul, n->ulong + row, cb);
+            rank_mul_forward(z + n->col.ulq, q, n->ulong + row, C);
         }
-        if (n->o_us >= 0) memcpy(z + n->o_us, n->ushort + row, cb);
-        if (n->o_usq >= 0) rank_mul_forward(z + n->o_usq, q, n->ushort + row, C);
-        if (n->o_ut >= 0) memcpy(z + n->o_ut, n->utin + row, cb);
+        if (n->col.us >= 0) memcpy(z + n->col.us, n->ushort + row, cb);
+        if (n->col.usq >= 0) rank_mul_forward(z + n->col.usq, q, n->ushort + row, C);
+        if (n->col.ut >= 0) memcpy(z + n->col.ut, n->utin + row, cb);
         if (cfg->n_dense) {
             const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
             if (h->dense)
-                memcpy(z + n->o_dense, h->dense, cfg->n_dense * sizeof *z);
+                memcpy(z + n->col.dense, h->dense, cfg->n_dense * sizeof *z);
             else
-                memset(z + n->o_dense, 0, cfg->n_dense * sizeof *z);
+                memset(z + n->col.dense, 0, cfg->n_dense * sizeof *z);
         }
     }
     rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
@@ -689,20 +680,21 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const rank_history *h = &bt->users[0];
     int C = n->C, D = n->D, H1 = n->H1, H2 = n->H2;
     uint32_t B = n->B;
-    int o_ul = n->o_ul, o_us = n->o_us, o_usq = n->o_usq, o_ut = n->o_ut;
+    int o_ul = n->col.ul, o_us = n->col.us, o_usq = n->col.usq, o_ut = n->col.ut;
     /* per request: the starting row, W1's candidate-dependent blocks side by side, and the
      * per-bucket and per-recent-row projections */
     float *r = n->hrow;
     memcpy(r, p->b1, (size_t)H1 * sizeof *r);
     for (int j = 0; j < H1; j++) {
         const float *w = p->w1 + (size_t)j * D;
-        if (cfg->n_dense && h->dense) r[j] += rank_dot(w + n->o_dense, h->dense, (int)cfg->n_dense);
+        if (cfg->n_dense && h->dense)
+            r[j] += rank_dot(w + n->col.dense, h->dense, (int)cfg->n_dense);
         if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
     }
     int blk[5], nblk = 0; /* in the order the per-candidate loop below writes them */
     blk[nblk++] = 0;
     if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
-    if (o_ul >= 0) blk[nblk++] = n->o_ulq;
+    if (o_ul >= 0) blk[nblk++] = n->col.ulq;
     if (o_usq >= 0) blk[nblk++] = o_usq;
     if (o_ut >= 0) blk[nblk++] = o_ut;
     /* recent rows (both branches use the same ones); none: u_short = 0 and TIN pools nothing */
@@ -1064,16 +1056,16 @@ void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, co
         const float *dz = n->dz + (size_t)i * D;
         size_t row = (size_t)i * C;
         memcpy(n->dq + row, dz, cb);
-        if (n->o_ul >= 0) {
-            memcpy(n->dulong + row, dz + n->o_ul, cb);
-            rank_mul_backward(n->dq + row, n->dulong + row, dz + n->o_ulq, n->q + row,
+        if (n->col.ul >= 0) {
+            memcpy(n->dulong + row, dz + n->col.ul, cb);
+            rank_mul_backward(n->dq + row, n->dulong + row, dz + n->col.ulq, n->q + row,
                               n->ulong + row, C);
         }
-        if (n->o_us >= 0) memcpy(n->dushort + row, dz + n->o_us, cb);
-        if (n->o_usq >= 0)
-            rank_mul_backward(n->dq + row, n->dushort + row, dz + n->o_usq, n->q + row,
+        if (n->col.us >= 0) memcpy(n->dushort + row, dz + n->col.us, cb);
+        if (n->col.usq >= 0)
+            rank_mul_backward(n->dq + row, n->dushort + row, dz + n->col.usq, n->q + row,
                               n->ushort + row, C);
-        if (n->o_ut >= 0) memcpy(n->dutin + row, dz + n->o_ut, cb);
+        if (n->col.ut >= 0) memcpy(n->dutin + row, dz + n->col.ut, cb);
     }
     if (cfg->long_kind != MDL_LONG_NONE) backward_long(n, m, g);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
