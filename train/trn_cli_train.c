@@ -75,8 +75,9 @@ static int sample_opt(int c, trn_data_conf *dc, uint32_t *window) {
  * from the train period only and stops on the valid period's behaviors; nothing of the test
  * period is seen. Then the impressions train as usual from the pretrained weights and Adam state.
  * Prints its own line; errors go to stderr. */
-static int pretrain_next(mdl_model *m, const trn_data *d, const char *events, const trn_data_conf *dc,
-                         const trn_conf *tc, uint32_t epochs, trn_report *rep) {
+static int pretrain_next(mdl_model *m, const trn_data *d, const sch_event *ev, size_t n_ev,
+                         const trn_data_conf *dc, const trn_conf *tc, uint32_t epochs,
+                         trn_report *rep) {
     char err[512];
     if (d->protocol != TRN_PROTO_IMPRESSIONS) {
         fprintf(stderr, "trail: --pretrain: the %s protocol's samples are next-behavior samples "
@@ -88,7 +89,7 @@ static int pretrain_next(mdl_model *m, const trn_data *d, const char *events, co
     pc.protocol = TRN_PROTO_NEXT;
     pc.negatives = 1;
     trn_data *p = NULL;
-    if (trn_data_load(&p, events, &pc, err, sizeof err)) {
+    if (trn_data_build(&p, ev, n_ev, &pc, err, sizeof err)) {
         fprintf(stderr, "trail: --pretrain: %s\n", err);
         return 1;
     }
@@ -199,6 +200,9 @@ int trn_cmd_train(int argc, char **argv) {
     mdl_model *m = NULL;
     trn_data *d = NULL;
     trn_report rep;
+    sch_event *ev = NULL;
+    size_t n_ev = 0;
+    uint64_t bad = 0;
     int rc = 1;
     if (init) {
         if (mdl_model_load(&m, init, err, sizeof err)) {
@@ -215,10 +219,13 @@ int trn_cmd_train(int argc, char **argv) {
             return 1;
         }
     }
-    if (trn_data_load(&d, events, &dc, err, sizeof err)) {
+    /* read once: pretraining builds its own samples from the same events */
+    if (trn_events_read(events, &ev, &n_ev, &bad, err, sizeof err) ||
+        trn_data_build(&d, ev, n_ev, &dc, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
     }
+    d->bad_records = bad;
     char vs[96];
     mdl_variant_str(&m->cfg, vs, sizeof vs);
     fprintf(stderr,
@@ -230,7 +237,9 @@ int trn_cmd_train(int argc, char **argv) {
     tc.progress = stderr;
     tc.progress_tty = isatty(2);
     trn_report prep = {0};
-    if (pretrain && pretrain_next(m, d, events, &dc, &tc, pretrain, &prep)) goto done;
+    if (pretrain && pretrain_next(m, d, ev, n_ev, &dc, &tc, pretrain, &prep)) goto done;
+    core_free(ev); /* the samples hold what training needs */
+    ev = NULL;
     if (trn_train(m, d, &tc, &rep, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
@@ -258,6 +267,7 @@ int trn_cmd_train(int argc, char **argv) {
     }
     rc = 0;
 done:
+    core_free(ev);
     trn_data_destroy(d);
     mdl_model_destroy(m);
     return rc;

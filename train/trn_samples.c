@@ -264,6 +264,19 @@ fail:
 
 int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, char *err,
                   size_t err_size) {
+    sch_event *ev;
+    size_t n;
+    uint64_t bad;
+    int rc = trn_events_read(path, &ev, &n, &bad, err, err_size);
+    if (rc) return rc;
+    rc = trn_data_build(out, ev, n, conf, err, err_size);
+    if (rc == CORE_OK) (*out)->bad_records = bad;
+    core_free(ev);
+    return rc;
+}
+
+int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *bad_out,
+                    char *err, size_t err_size) {
     sch_reader *r = NULL;
     sch_event *ev = NULL;
     size_t n = 0, cap = 0;
@@ -309,10 +322,10 @@ int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, c
         rc = CORE_EFORMAT;
         goto fail;
     }
-    rc = trn_data_build(out, ev, n, conf, err, err_size);
-    if (rc == CORE_OK) (*out)->bad_records = bad;
-    core_free(ev);
-    return rc;
+    *out = ev;
+    *n_out = n;
+    *bad_out = bad;
+    return CORE_OK;
 fail:
     sch_reader_close(r);
     core_free(ev);

@@ -64,7 +64,13 @@ void trn_data_conf_default(trn_data_conf *conf);
  *  the first few are named by record number on stderr. */
 int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, char *err,
                   size_t err_size);
-/** @brief Build from events in memory (tests); same rules, events in file order. */
+/** @brief The decoding half of trn_data_load: every valid event of the file, in file order, in
+ *  *ev (core_malloc'd, the caller frees), *n of them; records that fail to decode are skipped,
+ *  counted in *bad and the first few named on stderr. @return as trn_data_load. */
+int trn_events_read(const char *path, sch_event **ev, size_t *n, uint64_t *bad, char *err,
+                    size_t err_size);
+/** @brief Build from events in memory; same rules, events in file order. Several labelers'
+ *  samples of one file are built from one trn_events_read. */
 int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data_conf *conf,
                    char *err, size_t err_size);
 void trn_data_destroy(trn_data *d);
