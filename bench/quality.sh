@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/quality.sh: the quality table (docs/QUALITY.md). Trains and evaluates the five variants
-# (din-short, avgpool, din-long, sdim, full) with 3 seeds on three sets:
+# (din-short, avgpool, din-long, sdim, full) and full without its cross statistics (full,cross=0:
+# the issue's SDIM + selfattn + TIN) with 3 seeds on three sets:
 #   taobao     the Taobao head, pinned protocol (trail train --protocol taobao: one popularity
 #              negative per positive, long 256, short 16, 80/10/10 by time)
 #   movielens  MovieLens latest-small, the same next-behavior protocol (one negative, 256, 16)
@@ -22,7 +23,7 @@ SEEDS=${QUALITY_SEEDS:-"1 2 3"}
 OUT=${QUALITY_OUT:-docs/QUALITY.md}
 DATA=${TRAIL_DATA:-../shared/data}
 WORK=${QUALITY_WORK:-$(mktemp -d /tmp/trail-quality-XXXXXX)}
-VARIANTS="din-short avgpool din-long sdim full"
+VARIANTS="din-short avgpool din-long sdim full full,cross=0"
 SETS="taobao movielens synthetic"
 EPOCHS=2
 GEN_ARGS="--users 1000 --items 20000 --events 400000 --seed 1"
@@ -119,7 +120,10 @@ elapsed=$(( $(date +%s) - start ))
   echo "(docs/SYNTHETIC.md), impressions with their true probability (oracle AUC)."
   echo "Every variant's head has q (.) u_short (\`q_short=1\`), and SDIM's signatures hash the item"
   echo "and category halves apart (\`hash=fields\`, S = 16, tau = 4): the defaults; docs/TRAINING.md"
-  echo "compares them with the issue's head and the paper's hashing."
+  echo "compares them with the issue's head and the paper's hashing. \`full\` also has the cross"
+  echo "statistics (\`cross=1\`: 8 counts and times of the candidate's category and item in the window,"
+  echo "docs/TRAINING.md); \`full,cross=0\` is the same model without them, SDIM + selfattn + TIN as the"
+  echo "issue defines the full model."
   echo
   awk -F'\t' -v sets="$SETS" -v variants="$VARIANTS" -v seeds="$SEEDS" '
     function mean(s, n) { return n ? s / n : 0 }

@@ -22,7 +22,8 @@
 #define HDR_HEAD_FLAGS_OFF 124 /* reserved (0) in version 2 */
 #define HEAD_Q_SHORT 1u
 #define HEAD_SDIM_FIELDS 2u
-#define HEAD_KNOWN (HEAD_Q_SHORT | HEAD_SDIM_FIELDS)
+#define HEAD_CROSS 4u
+#define HEAD_KNOWN (HEAD_Q_SHORT | HEAD_SDIM_FIELDS | HEAD_CROSS)
 #define TENSOR_ENTRY 64
 #define FLAG_ADAM 1u
 #define EMB_INIT_STD 0.05 /* item, category and TIN embeddings start N(0, EMB_INIT_STD^2) */
@@ -50,6 +51,7 @@ void mdl_config_default(mdl_config *cfg) {
     cfg->n_dense = 0;
     cfg->q_short = 1;
     cfg->sdim_hash = MDL_HASH_FIELDS;
+    cfg->cross = 1;
     cfg->seed = 1;
     cfg->hash_seed = 0x7472616931ull; /* "trai1" */
 }
@@ -77,6 +79,7 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
     if (c->n_dense > 256) BAD("dense features %u must be at most 256", c->n_dense);
     if (c->q_short > 1) BAD("q_short %u must be 0 or 1", c->q_short);
     if (c->sdim_hash > MDL_HASH_FIELDS) BAD("unknown SDIM hash %u", c->sdim_hash);
+    if (c->cross > 1) BAD("cross %u must be 0 or 1", c->cross);
     if (c->sdim_hash == MDL_HASH_FIELDS && c->S < 2)
         BAD("field-wise SDIM hashing needs S >= 2 signatures (one per field), S=%u", c->S);
     return CORE_OK;
@@ -85,13 +88,18 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
 
 void mdl_mlp_layout(const mdl_config *c, mdl_mlp_cols *o) {
     int C = (int)c->C, d = C; /* q first */
-    o->ul = o->ulq = o->us = o->usq = o->ut = -1;
+    o->ul = o->ulq = o->us = o->usq = o->ut = o->cross = -1;
     if (c->long_kind != MDL_LONG_NONE) o->ul = d, o->ulq = d + C, d += 2 * C;
     if (c->short_kind != MDL_SHORT_NONE) o->us = d, d += C;
     if (c->short_kind != MDL_SHORT_NONE && c->q_short) o->usq = d, d += C;
     if (c->temporal_kind != MDL_TEMPORAL_NONE) o->ut = d, d += C;
+    if (c->cross) o->cross = d, d += MDL_CROSS_DIM;
     o->dense = d;
     o->D = d + (int)c->n_dense;
+}
+
+int mdl_reads_window(const mdl_config *c) {
+    return c->long_kind == MDL_LONG_ATTN || c->cross;
 }
 
 uint32_t mdl_mlp_in_dim(const mdl_config *c) {
@@ -213,10 +221,11 @@ static void config_bytes(const mdl_config *c, uint8_t out[80]) {
     memcpy(out + 72, &c->hash_seed, 8);
 }
 
-/* The header's flags word (offset 124): bit 0 = q_short, bit 1 = field-wise SDIM hash. */
+/* The header's flags word (offset 124): bit 0 = q_short, bit 1 = field-wise SDIM hash, bit 2 =
+ * cross statistics. */
 static uint32_t head_flags(const mdl_config *c) {
     return (c->q_short ? HEAD_Q_SHORT : 0) |
-           (c->sdim_hash == MDL_HASH_FIELDS ? HEAD_SDIM_FIELDS : 0);
+           (c->sdim_hash == MDL_HASH_FIELDS ? HEAD_SDIM_FIELDS : 0) | (c->cross ? HEAD_CROSS : 0);
 }
 
 static const mdl_tensor *find_tensor(const mdl_model *m, const char *name) {
@@ -482,6 +491,7 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
     }
     cfg.q_short = (hflags & HEAD_Q_SHORT) != 0;
     cfg.sdim_hash = (hflags & HEAD_SDIM_FIELDS) ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
+    cfg.cross = (hflags & HEAD_CROSS) != 0;
     char cerr[200];
     if (mdl_config_check(&cfg, cerr, sizeof cerr)) {
         snprintf(err, err_size, "model %s: invalid config: %s", path, cerr);
@@ -599,13 +609,13 @@ static int lookup(const char **names, int n, const char *s, size_t len) {
 int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_size) {
     static const struct {
         const char *name;
-        uint32_t l, s, t;
+        uint32_t l, s, t, x;
     } presets[] = {
-        {"din-short", MDL_LONG_NONE, MDL_SHORT_DIN, MDL_TEMPORAL_NONE},
-        {"avgpool", MDL_LONG_AVGPOOL, MDL_SHORT_DIN, MDL_TEMPORAL_NONE},
-        {"din-long", MDL_LONG_ATTN, MDL_SHORT_DIN, MDL_TEMPORAL_NONE},
-        {"sdim", MDL_LONG_SDIM, MDL_SHORT_DIN, MDL_TEMPORAL_NONE},
-        {"full", MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN},
+        {"din-short", MDL_LONG_NONE, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 0},
+        {"avgpool", MDL_LONG_AVGPOOL, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 0},
+        {"din-long", MDL_LONG_ATTN, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 0},
+        {"sdim", MDL_LONG_SDIM, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 0},
+        {"full", MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN, 1},
     };
     const char *p = spec;
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
@@ -614,6 +624,7 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
             cfg->long_kind = presets[i].l;
             cfg->short_kind = presets[i].s;
             cfg->temporal_kind = presets[i].t;
+            cfg->cross = presets[i].x;
             p = spec + nl + (spec[nl] == ','); /* keys after a preset override it */
             if (!*p && spec[nl] == ',') goto bad;
             break;
@@ -637,6 +648,8 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
         else if (klen == 4 && !memcmp(p, "hash", 4) &&
                  (v = lookup(hash_names, 2, eq + 1, vlen)) >= 0)
             cfg->sdim_hash = (uint32_t)v;
+        else if (klen == 5 && !memcmp(p, "cross", 5) && vlen == 1 && (eq[1] == '0' || eq[1] == '1'))
+            cfg->cross = (uint32_t)(eq[1] - '0');
         else
             goto bad;
         p = end ? end + 1 : p + len;
@@ -646,7 +659,7 @@ bad:
     snprintf(err, err_size,
              "variant '%s': expected a preset (din-short, avgpool, din-long, sdim, full) and/or "
              "long=none|avgpool|sdim|attention,short=none|selfattn|din,temporal=none|tin,"
-             "q_short=0|1,hash=concat|fields",
+             "q_short=0|1,hash=concat|fields,cross=0|1",
              spec);
     return CORE_EINVAL;
 }
@@ -657,7 +670,8 @@ void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap) {
                      mdl_temporal_name(cfg->temporal_kind),
                      cfg->short_kind != MDL_SHORT_NONE && cfg->q_short);
     if (cfg->long_kind == MDL_LONG_SDIM && n >= 0 && (size_t)n < cap)
-        snprintf(buf + n, cap - (size_t)n, ",hash=%s", mdl_hash_name(cfg->sdim_hash));
+        n += snprintf(buf + n, cap - (size_t)n, ",hash=%s", mdl_hash_name(cfg->sdim_hash));
+    if (cfg->cross && n >= 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, ",cross=1");
 }
 
 void mdl_version_hex(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }

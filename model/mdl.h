@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define MDL_MAGIC "TRAILMDL"
-#define MDL_FORMAT_VERSION 3 /* 3: flags word (q (.) u_short, field-wise SDIM hash); 2: w_lq, w_lk */
+#define MDL_FORMAT_VERSION 3 /* 3: flags word (q (.) u_short, SDIM hash, cross); 2: w_lq, w_lk */
 #define MDL_FORMAT_OLDEST 2  /* version 2 reads as version 3 with no flags */
 #define MDL_MAX_BLOCKS 4
 #define MDL_MAX_TENSORS 72 /* mdl_layout: 5 + 12 per block + 13 others (66 at MDL_MAX_BLOCKS) */
@@ -37,6 +37,8 @@ typedef enum { MDL_TEMPORAL_NONE = 0, MDL_TEMPORAL_TIN = 1 } mdl_temporal;
  *         random start (docs/TRAINING.md measures it). Only R differs; bucket sums, lookups and
  *         gradients are the same code. */
 typedef enum { MDL_HASH_CONCAT = 0, MDL_HASH_FIELDS = 1 } mdl_sdim_hash;
+/* Candidate x history statistics per candidate (the `cross` block of the MLP input). */
+#define MDL_CROSS_DIM 8
 
 typedef struct mdl_config {
     uint32_t C;           /* item-side embedding width: item C/2 + category C/2; even */
@@ -56,6 +58,8 @@ typedef struct mdl_config {
     uint32_t n_dense;     /* dense features appended to the MLP input (request-supplied) */
     uint32_t q_short;     /* 1: q (.) u_short joins the MLP input after u_short (short != none) */
     uint32_t sdim_hash;   /* mdl_sdim_hash: how R is drawn (fixed at init) */
+    uint32_t cross;       /* 1: MDL_CROSS_DIM candidate x history statistics join the MLP input
+                             (rank_net.h lists them); they read the raw window */
     uint64_t seed;        /* initialization and SimHash projection seed */
     uint64_t hash_seed;   /* id -> row hashing seed (items use it, categories use it + 1) */
 } mdl_config;
@@ -110,7 +114,8 @@ typedef struct mdl_model {
     uint64_t adam_step;
 } mdl_model;
 
-/** @brief The defaults (C=64, S=16, tau=4, field-wise SDIM hash, full model, MLP 200-80). */
+/** @brief The defaults (C=64, S=16, tau=4, field-wise SDIM hash, full model with the cross
+ *  statistics, MLP 200-80). */
 void mdl_config_default(mdl_config *cfg);
 /** @brief Check ranges and relations (C even, heads divide C, tau in 1..16, ...).
  *  @return CORE_OK or CORE_EINVAL with the reason in err. */
@@ -121,12 +126,16 @@ typedef struct mdl_mlp_cols {
     int ul, ulq;  /* u_long, q (.) u_long */
     int us, usq;  /* u_short, q (.) u_short */
     int ut;       /* u_tin */
+    int cross;    /* the MDL_CROSS_DIM candidate x history statistics */
     int dense;    /* the n_dense request features */
     int D;        /* the width */
 } mdl_mlp_cols;
 /** @brief The MLP input's column blocks for a config. */
 void mdl_mlp_layout(const mdl_config *cfg, mdl_mlp_cols *out);
-/** @brief MLP input width D: C (q) + C per enabled branch + C (q*u_long, if long) + n_dense. */
+/** @brief 1 if scoring with this config reads each user's raw window even when the store's
+ *  bucket sums are at hand: long = attention attends over it, cross counts in it. */
+int mdl_reads_window(const mdl_config *cfg);
+/** @brief MLP input width D: C (q) + C per enabled branch + C (q*u_long, if long) + cross + n_dense. */
 uint32_t mdl_mlp_in_dim(const mdl_config *cfg);
 /** @brief The tensor list for a config, in file order. @return the number of floats in all. */
 size_t mdl_layout(const mdl_config *cfg, mdl_tensor *tensors, int *n_tensors);
@@ -171,12 +180,14 @@ const char *mdl_long_name(uint32_t k);
 const char *mdl_short_name(uint32_t k);
 const char *mdl_temporal_name(uint32_t k);
 const char *mdl_hash_name(uint32_t k); /* mdl_sdim_hash: "concat", "fields" */
-/** @brief Parse "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields" style words; each
- *  key optional. Also accepts the preset names din-short, avgpool, din-long, sdim, full,
- *  optionally followed by keys that override them ("full,q_short=0"). */
+/** @brief Parse "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields,cross=1" style
+ *  words; each key optional. Also accepts the preset names din-short, avgpool, din-long, sdim,
+ *  full (the only one with cross=1), optionally followed by keys that override them
+ *  ("full,cross=0"). */
 int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_size);
-/** @brief "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields" into buf (q_short=1 only
- *  when it takes effect, i.e. short != none; hash only for long = sdim). */
+/** @brief "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields,cross=1" into buf
+ *  (q_short=1 only when it takes effect, i.e. short != none; hash only for long = sdim; cross
+ *  only when set). */
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap);
 /** @brief Hex string of a version, 16 chars + NUL. */
 void mdl_version_hex(uint64_t v, char out[17]);

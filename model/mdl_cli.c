@@ -23,6 +23,8 @@ static void init_usage(FILE *f) {
             "                     hash=fields|concat after either: SDIM's signatures hash the item and\n"
             "                     category halves apart (half the signatures each), or both together\n"
             "                     (fields)\n"
+            "                     cross=0|1 after either: candidate x history statistics in the head\n"
+            "                     (1 in full, 0 in the other presets)\n"
             "  --recent N         short-term behaviors used (50)\n"
             "  --blocks K         self-attention blocks (1); --heads H (1); --ffn F (64)\n"
             "  --hidden H1,H2     MLP widths (200,80)\n"
@@ -141,11 +143,12 @@ int mdl_cmd_info(int argc, char **argv) {
         printf("{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\",\"dim\":%u,"
                "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
                "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
-               "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\"}\n",
+               "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\","
+               "\"cross\":%u}\n",
                mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
                c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
                (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
-               mdl_hash_name(c->sdim_hash));
+               mdl_hash_name(c->sdim_hash), c->cross);
     } else {
         printf("model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
                "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "

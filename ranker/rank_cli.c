@@ -224,7 +224,7 @@ done:
  * inputs (q (.) u_long, u_tin, and the N short attention weights against W1_us hs^T: B x (2C + N)
  * -> h1), the second layer (h1 -> h2), and the attention scores of the short and TIN branches
  * plus TIN's pooling (B x N x C each). With q_short, q (.) u_short adds C input columns and the
- * short pooling (att hs) one more B x N x C product. The q block is left out (a per-item cache
+ * short pooling (att hs) one more B x N x C product; with cross, MDL_CROSS_DIM columns. The q block is left out (a per-item cache
  * across requests could hold it); the user-only terms are folded (rank_net.c). A request costs
  * the q block, gathers, softmax and copies above it. */
 static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
@@ -232,7 +232,8 @@ static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
     mdl_mlp_cols col;
     mdl_mlp_layout(c, &col);
     int qs = col.usq >= 0; /* q (.) u_short is in the head */
-    int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent, K = (2 + qs) * C + N;
+    int C = (int)c->C, H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent;
+    int K = (2 + qs) * C + (col.cross >= 0 ? MDL_CROSS_DIM : 0) + N;
     size_t big = (size_t)B * (size_t)(H1 > K ? H1 : K);
     float *x = core_malloc(big * sizeof(float)), *w = core_malloc((size_t)H1 * K * 4),
           *a1 = core_malloc((size_t)B * H1 * 4), *a2 = core_malloc((size_t)B * H2 * 4),
@@ -281,7 +282,7 @@ static int time_heads(int64_t *tf, int64_t *tp, int iters, const mdl_model *m,
     char err[256];
     rank_net *nf = NULL, *np = NULL;
     enc_sigcache *sc = NULL;
-    rank_net_shape sh = {.max_B = B, .max_U = 1};
+    rank_net_shape sh = {.max_B = B, .max_U = 1, .max_T = mdl_reads_window(&m->cfg) ? h->T : 0};
     int rc = rank_net_new(&nf, &m->cfg, &sh, err, sizeof err);
     sh.no_fold = 1;
     if (!rc) rc = rank_net_new(&np, &m->cfg, &sh, err, sizeof err);
@@ -309,12 +310,13 @@ static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
             "                        [--iters K] [--attention-iters K] [--seed X] [--q-short 0|1]\n"
-            "                        [--bits TAU]\n"
+            "                        [--bits TAU] [--cross 0|1]\n"
             "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
             "  once with long=sdim and once with long=attention (same weights), one thread.\n"
             "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=4 (field-wise) MLP 200-80,\n"
             "  sdim+selfattn+tin, and the head without q (.) u_short (--q-short 1 adds it, as\n"
-            "  trained models have it).\n");
+            "  trained models have it) and without the cross statistics (--cross 1 adds them and\n"
+            "  their pass over the window, as full has them).\n");
 }
 
 int rank_cmd_bench(int argc, char **argv) {
@@ -322,8 +324,9 @@ int rank_cmd_bench(int argc, char **argv) {
         {"json", 0, 0, 'j'},   {"candidates", 1, 0, 'B'}, {"window", 1, 0, 'T'},
         {"recent", 1, 0, 'N'}, {"iters", 1, 0, 'i'},      {"attention-iters", 1, 0, 'a'},
         {"seed", 1, 0, 's'},   {"q-short", 1, 0, 'q'},    {"help", 0, 0, 'h'},
-        {"bits", 1, 0, 't'},   {0, 0, 0, 0}};
+        {"bits", 1, 0, 't'},   {"cross", 1, 0, 'x'},      {0, 0, 0, 0}};
     uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 0, bits = 0;
+    uint64_t cross = 0;
     int json = 0, c, rc, ret = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -355,6 +358,9 @@ int rank_cmd_bench(int argc, char **argv) {
         case 't':
             if (core_parse_u64(optarg, 1, 12, "--bits", &bits)) return 2;
             break;
+        case 'x':
+            if (core_parse_u64(optarg, 0, 1, "--cross", &cross)) return 2;
+            break;
         case 'h':
             bench_usage(stdout);
             return 0;
@@ -382,6 +388,7 @@ int rank_cmd_bench(int argc, char **argv) {
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
     cfg.q_short = (uint32_t)qshort; /* 0: the head the ranker issue specifies */
+    cfg.cross = (uint32_t)cross;
     if (bits) cfg.tau = (uint32_t)bits;
     if ((rc = mdl_model_init(&m, &cfg, err, sizeof err))) {
         fprintf(stderr, "trail: bench rank: %s\n", err);
@@ -445,7 +452,7 @@ int rank_cmd_bench(int argc, char **argv) {
                       .N = nrec,
                       .now_ts = now};
 
-    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
+    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, cross ? (uint32_t)T : 0))) goto fail;
     if ((rc = time_scores(ts, cs, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B)))
         goto fail;
     rank_scratch_destroy(ss);
@@ -455,7 +462,7 @@ int rank_cmd_bench(int argc, char **argv) {
     if ((rc = time_heads(thf, thp, (int)iters, m, &h, item, cat, (uint32_t)B, out))) goto fail;
     /* the same user with new candidates every request (uniform over the 200k items), on a new
      * scratch: the signature cache mostly misses */
-    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, 0))) goto fail;
+    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, cross ? (uint32_t)T : 0))) goto fail;
     for (int i = 0; i < fresh_n; i++) {
         for (uint64_t b = 0; b < B; b++) {
             item[b] = 1 + core_rng_below(&r, 200000);

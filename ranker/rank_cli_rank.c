@@ -176,7 +176,7 @@ int rank_cmd_rank(int argc, char **argv) {
         rc = CORE_EMISMATCH;
         goto done;
     }
-    uint32_t wmax = m->cfg.long_kind == MDL_LONG_ATTN ? enc_store_window(st) : 0;
+    uint32_t wmax = mdl_reads_window(&m->cfg) ? enc_store_window(st) : 0;
     if ((rc = rank_scratch_new(&sc, m, cl.n ? cl.n : 1, wmax))) goto done;
     if ((rc = enc_reader_new(st, &rd))) goto done;
     out = core_malloc((cl.n ? cl.n : 1) * sizeof *out);

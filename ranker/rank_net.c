@@ -86,14 +86,22 @@ struct rank_net {
     float *att_t;              // (B * N)
     size_t *aoff_rec;          // (U+1) offsets of B_u * n_u attention rows
 
+    // cross: candidate x window statistics (grouped order), from two stamped hash tables keyed
+    // by the group's candidate categories and items
+    float *xf;                   // (B, MDL_CROSS_DIM)
+    struct xstat *xcat, *xitem;  // (xmask + 1) each
+    uint32_t xmask, xstamp;
+
     // head
     mdl_mlp_cols col; /* the MLP input's column blocks (mdl_mlp_layout) */
     int fold;       /* the last forward folded the user-side terms into the first layer */
     float *z;       // (B, D)
     float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
-    float *w1sel;   // (H1, <= 5C + N) serving: W1's candidate-dependent column blocks, then
-                    //   W1's u_short block applied to each recent value row
-    float *zsel;    // (B, <= 5C + N) serving: the matching input columns, then the short weights
+    float *w1sel;   // (H1, <= 5C + X + N) serving: W1's candidate-dependent column blocks (the
+                    //   cross block's X columns last), then W1's u_short block applied to each
+                    //   recent value row
+    float *zsel;    // (B, <= 5C + X + N) serving: the matching input columns, then the short
+                    //   weights
     float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
@@ -117,7 +125,20 @@ struct rank_net {
     uint32_t n_ti, n_tc;
 };
 
+/* One key of a cross table: a candidate's category (or item) id, and what the user's window
+ * holds of it. A slot is live in the current user group iff stamp == xstamp. */
+typedef struct xstat {
+    uint64_t key;
+    uint32_t stamp;
+    uint32_t cnt;  /* window behaviors with this id */
+    uint32_t tod;  /* of those, within RANK_CROSS_TOD_S of the request's time of day */
+    int64_t last;  /* the latest ts among them */
+    float eh, ed;  /* sum of exp(-gap / 1 h), exp(-gap / 1 day) over them */
+} xstat;
+
 #define A64(x) (((x) + 63) & ~(size_t)63)
+#define RANK_CROSS_TOD_S 3600 /* "same time of day": within an hour either way, any day */
+#define X_DIM MDL_CROSS_DIM
 /* Exact attention runs over blocks of this many candidates, so the block's (block, T) scores stay
  * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM.
  */
@@ -232,11 +253,16 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->utin, B * C);
         TAKE(n->att_t, B * N);
     }
+    if (c->cross) {
+        TAKE(n->xf, B * X_DIM);
+        TAKE(n->xcat, (size_t)n->xmask + 1);
+        TAKE(n->xitem, (size_t)n->xmask + 1);
+    }
     TAKE(n->z, B * (size_t)n->D);
     if (!tr) {
         TAKE(n->hrow, n->H1);
-        TAKE(n->w1sel, (size_t)n->H1 * (5 * C + N));
-        TAKE(n->zsel, B * (5 * C + N));
+        TAKE(n->w1sel, (size_t)n->H1 * (5 * C + X_DIM + N));
+        TAKE(n->zsel, B * (5 * C + X_DIM + N));
         if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
     }
     TAKE(n->a1, B * (size_t)n->H1);
@@ -325,6 +351,9 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     n->memo_mask = 1;
     while (n->memo_mask + 1 < 2 * ((uint64_t)n->TT + shape->max_B))
         n->memo_mask = n->memo_mask * 2 + 1;
+    n->xmask = 1; /* a user group's distinct candidate ids fill at most half of a table */
+    while (n->xmask + 1 < 2 * (uint64_t)shape->max_B)
+        n->xmask = n->xmask * 2 + 1;
     n->bytes = carve(n, NULL);
     n->mem = core_aligned_alloc(n->bytes);
     if (!n->mem) {
@@ -334,6 +363,10 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     }
     carve(n, n->mem);
     if (n->memo_stamp) memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
+    if (n->xcat) {
+        memset(n->xcat, 0, ((size_t)n->xmask + 1) * sizeof *n->xcat);
+        memset(n->xitem, 0, ((size_t)n->xmask + 1) * sizeof *n->xitem);
+    }
     if (n->mark_i) {
         memset(n->mark_i, 0, cfg->item_rows);
         memset(n->mark_c, 0, cfg->cat_rows);
@@ -361,7 +394,8 @@ static int cfg_same(const mdl_config *a, const mdl_config *b) {
            a->short_kind == b->short_kind && a->temporal_kind == b->temporal_kind &&
            a->n_recent == b->n_recent && a->n_blocks == b->n_blocks && a->n_heads == b->n_heads &&
            a->ffn_dim == b->ffn_dim && a->tin_buckets == b->tin_buckets && a->h1 == b->h1 &&
-           a->h2 == b->h2 && a->n_dense == b->n_dense;
+           a->h2 == b->h2 && a->n_dense == b->n_dense && a->q_short == b->q_short &&
+           a->cross == b->cross;
 }
 
 static void touch(rank_net *n, uint32_t ir, uint32_t cr) {
@@ -391,11 +425,11 @@ static int check_batch(const rank_net *n, const mdl_model *m, const rank_batch *
     uint64_t tot = 0;
     for (uint32_t u = 0; u < bt->U; u++) {
         const rank_history *h = &bt->users[u];
-        if (needs_window(n, h)) {
+        if (needs_window(n, h) || n->cfg.cross) {
             if (h->T > n->sh.max_T) return CORE_ETOOBIG;
             if (h->T && !h->window) return CORE_EINVAL;
-            tot += h->T;
         }
+        if (needs_window(n, h)) tot += h->T;
         if (h->N && !h->recent) return CORE_EINVAL;
     }
     if (tot > n->TT) return CORE_ETOOBIG;
@@ -631,8 +665,97 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
     }
 }
 
+/* The slot of key in a cross table: its live slot, else (insert) a fresh one, else NULL. */
+static xstat *xfind(xstat *t, uint32_t mask, uint32_t stamp, uint64_t key, int insert) {
+    uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    while (t[slot].stamp == stamp) { /* at most half full: terminates */
+        if (t[slot].key == key) return &t[slot];
+        slot = (slot + 1) & mask;
+    }
+    if (!insert) return NULL;
+    t[slot] = (xstat){.key = key, .stamp = stamp, .last = INT64_MIN};
+    return &t[slot];
+}
+
+static int64_t time_of_day(int64_t ts) {
+    int64_t d = ts % 86400;
+    return d < 0 ? d + 86400 : d;
+}
+
+/* log1p(minutes since t), for a gap of at least 0 s; RANK_CROSS_NEVER when there is no such
+ * behavior. On this scale a minute is 0.07, a day 0.73, a year 1.31. */
+#define RANK_CROSS_NEVER 1.5f
+static float log_gap(int64_t now, int64_t last) {
+    if (last == INT64_MIN) return RANK_CROSS_NEVER;
+    int64_t gap = now > last ? now - last : 0;
+    return log1pf((float)gap / 60.f) / 10.f;
+}
+
+/* The cross block: what each candidate's user window holds of the candidate's category and item.
+ * Per user group, the group's candidates key two tables, and one pass over the window adds each
+ * behavior to its category's and item's entries: O(T + Bu), so serving's 10,000-behavior window
+ * against 1,000 candidates is one pass. The inputs (request time, ids, timestamps) are data, not
+ * parameters: no gradient flows back into them. Per candidate (MDL_CROSS_DIM = 8):
+ *   0 log1p(behaviors of its category)      4 log1p(sum over them of exp(-gap / 1 day))
+ *   1 1 if the category occurs, else 0       5 log1p(those within 1 h of now's time of day)
+ *   2 log_gap(the category's latest)         6 log1p(behaviors of its item)
+ *   3 log1p(sum of exp(-gap / 1 h))          7 log_gap(the item's latest)
+ * gap = now_ts - ts, taken as 0 when negative (a clock ahead of the request). */
+static void forward_cross(rank_net *n, const rank_batch *bt) {
+    for (uint32_t u = 0; u < bt->U; u++) {
+        uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0;
+        if (!Bu) continue;
+        if (++n->xstamp == 0) { /* wrapped: forget every slot */
+            memset(n->xcat, 0, ((size_t)n->xmask + 1) * sizeof *n->xcat);
+            memset(n->xitem, 0, ((size_t)n->xmask + 1) * sizeof *n->xitem);
+            n->xstamp = 1;
+        }
+        for (uint32_t i = g0; i < g0 + Bu; i++) {
+            uint32_t b = n->perm[i];
+            xfind(n->xcat, n->xmask, n->xstamp, bt->category_id[b], 1);
+            xfind(n->xitem, n->xmask, n->xstamp, bt->item_id[b], 1);
+        }
+        const rank_history *h = &bt->users[u];
+        int64_t now = h->now_ts, tod_now = time_of_day(now);
+        for (uint32_t j = 0; j < h->T; j++) {
+            const sch_behavior *w = &h->window[j];
+            xstat *c = xfind(n->xcat, n->xmask, n->xstamp, w->category_id, 0);
+            if (c) {
+                float gap = now > w->ts ? (float)(now - w->ts) : 0.f;
+                int64_t dt = time_of_day(w->ts) - tod_now;
+                if (dt < 0) dt = -dt;
+                if (dt > 43200) dt = 86400 - dt;
+                c->cnt++;
+                c->tod += dt < RANK_CROSS_TOD_S;
+                if (w->ts > c->last) c->last = w->ts;
+                c->eh += expf(-gap / 3600.f);
+                c->ed += expf(-gap / 86400.f);
+            }
+            xstat *it = xfind(n->xitem, n->xmask, n->xstamp, w->item_id, 0);
+            if (it) {
+                it->cnt++;
+                if (w->ts > it->last) it->last = w->ts;
+            }
+        }
+        for (uint32_t i = g0; i < g0 + Bu; i++) {
+            uint32_t b = n->perm[i];
+            const xstat *c = xfind(n->xcat, n->xmask, n->xstamp, bt->category_id[b], 0);
+            const xstat *it = xfind(n->xitem, n->xmask, n->xstamp, bt->item_id[b], 0);
+            float *x = n->xf + (size_t)i * X_DIM;
+            x[0] = log1pf((float)c->cnt);
+            x[1] = c->cnt ? 1.f : 0.f;
+            x[2] = log_gap(now, c->last);
+            x[3] = log1pf(c->eh);
+            x[4] = log1pf(c->ed);
+            x[5] = log1pf((float)c->tod);
+            x[6] = log1pf((float)it->cnt);
+            x[7] = log_gap(now, it->last);
+        }
+    }
+}
+
 /* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short |
- * q (.) u_short | u_tin | dense] (training, evaluation over many users, small serving batches):
+ * q (.) u_short | u_tin | cross | dense] (training, evaluation over many users, small serving batches):
  * a1 = W1 z + b1. */
 static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
@@ -652,6 +775,8 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         if (n->col.us >= 0) memcpy(z + n->col.us, n->ushort + row, cb);
         if (n->col.usq >= 0) rank_mul_forward(z + n->col.usq, q, n->ushort + row, C);
         if (n->col.ut >= 0) memcpy(z + n->col.ut, n->utin + row, cb);
+        if (n->col.cross >= 0)
+            memcpy(z + n->col.cross, n->xf + (size_t)i * X_DIM, X_DIM * sizeof *z);
         if (cfg->n_dense) {
             const rank_history *h = &bt->users[bt->user ? bt->user[n->perm[i]] : 0];
             if (h->dense)
@@ -670,7 +795,7 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
  *     P = (1/S) Un W1_ul^T, (S nb) rows computed once, then a gather per candidate;
  *   u_short = att hs:  W1_us u_short = att (hs W1_us^T): N columns of W1 once, and the (B, N)
  *     attention weights join the candidate sgemm's input.
- * Only q, q (.) u_long, q (.) u_short, u_tin (and attention's u_long) go through the
+ * Only q, q (.) u_long, q (.) u_short, u_tin, cross (and attention's u_long) go through the
  * (B, D') x (D', H1) sgemm; q (.) u_short needs u_short itself, att hs, per block.
  * Same sums in another order: the scores match head_first to float rounding (tested). Then the
  * ReLU, the second layer and the output, all over blocks of RANK_HEAD_BLOCK candidates. */
@@ -701,12 +826,17 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     int nr = o_us >= 0 || o_ut >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
     int nu = o_us >= 0 ? nr : 0;
     float scale = 1.f / sqrtf((float)C);
-    /* one sgemm per block: z' = [blocks (Ds) | short weights (nu)], W' = [W1 blocks | W1_us hs^T] */
-    int Ds = nblk * C, Dw = Ds + nu;
-    for (int j = 0; j < H1; j++)
+    /* one sgemm per block: z' = [blocks | cross | short weights (nu)],
+     * W' = [W1 blocks | W1 cross | W1_us hs^T] */
+    int nx = n->col.cross >= 0 ? X_DIM : 0, Ds = nblk * C + nx, Dw = Ds + nu;
+    for (int j = 0; j < H1; j++) {
         for (int k = 0; k < nblk; k++)
             memcpy(n->w1sel + (size_t)j * Dw + k * C, p->w1 + (size_t)j * D + blk[k],
                    (size_t)C * sizeof(float));
+        if (nx)
+            memcpy(n->w1sel + (size_t)j * Dw + nblk * C, p->w1 + (size_t)j * D + n->col.cross,
+                   (size_t)nx * sizeof(float));
+    }
     if (nu > 0)
         rank_gemm(0, 1, H1, nu, C, 1.f, p->w1 + o_us, D, n->hs, C, 0.f, n->w1sel + Ds, Dw);
     if (cfg->long_kind == MDL_LONG_SDIM)
@@ -753,7 +883,11 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
                 rank_mul_forward(zs, n->q + row, n->ushort + row, C);
                 zs += C;
             }
-            if (o_ut >= 0) memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
+            if (o_ut >= 0) {
+                memcpy(zs, n->utin + row, (size_t)C * sizeof *zs);
+                zs += C;
+            }
+            if (nx) memcpy(zs, n->xf + (size_t)i * X_DIM, (size_t)nx * sizeof *zs);
         }
         for (uint32_t i = 0; i < nbk; i++)
             memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
@@ -828,6 +962,7 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     if (cfg->long_kind != MDL_LONG_NONE) forward_long(n, m, bt);
     if (cfg->short_kind != MDL_SHORT_NONE || cfg->temporal_kind != MDL_TEMPORAL_NONE)
         forward_recent(n, m, bt);
+    if (cfg->cross) forward_cross(n, bt);
 
     if (n->fold) {
         head_folded(n, m, bt);

@@ -20,9 +20,13 @@
  *
  * MLP input, in this order (width mdl_mlp_in_dim(cfg)):
  *   [ q (C) | u_long (C) | q (.) u_long (C) | u_short (C) | q (.) u_short (C) | u_tin (C) |
- *     dense (n_dense) ]
+ *     cross (MDL_CROSS_DIM) | dense (n_dense) ]
  * where the u_long pair is present iff long != none, u_short iff short != none, q (.) u_short iff
- * short != none and the config's q_short is set, u_tin iff temporal != none. Then h1 = relu(W1 z + b1), h2 = relu(W2 h1 + b2),
+ * short != none and the config's q_short is set, u_tin iff temporal != none, cross iff the
+ * config's cross is set: eight statistics of the candidate's category and item in the user's raw
+ * window (counts, time since the latest, hour- and day-decayed counts, the count at the request's
+ * time of day; rank_net.c, forward_cross, defines them). They are functions of the data, so they
+ * carry no gradient; W1's columns on them train as any other. Then h1 = relu(W1 z + b1), h2 = relu(W2 h1 + b2),
  * logit = w3 . h2 + b3 + item_bias[row(item)], p = sigmoid(logit).
  *
  * What this file does not do: losses, optimizers, sampling (the trainer owns those), I/O.
@@ -43,9 +47,9 @@
 typedef struct rank_net_shape {
     uint32_t max_B;            /* candidates per batch */
     uint32_t max_U;            /* user contexts per batch */
-    uint32_t max_T;            /* window behaviors per user (long = attention, or buckets built from
-                                  the window); 0 if every user brings stored bucket sums and the
-                                  variant is not attention */
+    uint32_t max_T;            /* window behaviors per user (long = attention, cross, or buckets
+                                  built from the window); 0 if every user brings stored bucket
+                                  sums and the model reads no window (mdl_reads_window) */
     uint32_t max_window_total; /* window behaviors over all users of a batch; 0 = max_U * max_T */
     int train;                 /* 1: save what rank_net_backward needs (and allow it) */
     int no_fold;               /* 1: never fold the head (benchmarks compare the two heads) */
@@ -60,6 +64,8 @@ typedef struct rank_net rank_net;
  * - long = attention: users[u].window (T behaviors) is attended over directly.
  * - short / temporal: users[u].recent, oldest first; the last min(N, cfg.n_recent) are used, and
  *   TIN buckets the gap users[u].now_ts - ts.
+ * - cross: users[u].window (T behaviors) is counted per candidate, whatever the long branch
+ *   (the stored buckets do not replace it); T = 0 is an empty history.
  * - dense: users[u].dense (n_dense floats) or NULL for zeros. */
 typedef struct rank_batch {
     const rank_history *users; // (U)

@@ -125,7 +125,7 @@ static int served_new(served_model **out, rank_server *srv, mdl_model *m, char *
     mdl_version_hex(m->model_version, sm->version);
     mdl_version_hex(m->encoding_version, sm->enc_version);
     if (!(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch))) goto fail;
-    uint32_t max_T = m->cfg.long_kind == MDL_LONG_ATTN ? srv->conf.window : 0;
+    uint32_t max_T = mdl_reads_window(&m->cfg) ? srv->conf.window : 0;
     for (uint32_t i = 0; i < sm->K; i++)
         if ((rc = rank_scratch_new(&sm->scratch[i], m, srv->conf.max_candidates, max_T))) goto fail;
     *out = sm;
@@ -365,7 +365,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
         h.N = view.recent_len;
         age = core_wall_s() - view.last_ts;
         if (age < 0) age = 0;
-        if (m->cfg.long_kind == MDL_LONG_ATTN &&
+        if (mdl_reads_window(&m->cfg) &&
             (rc = enc_reader_window(ws->rd, rq->user_id, ws->window, srv->conf.window, &h.T))) {
             snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
                      (unsigned long long)rq->user_id, core_strerror(rc));

@@ -160,13 +160,14 @@ static void test_head_flags_and_version_2(void **state) {
     mdl_model *a, *l = NULL;
     mdl_config_default(&cfg);
     cfg.item_rows = 100, cfg.cat_rows = 10, cfg.C = 8;
-    for (uint32_t f = 0; f <= 3; f++) {
-        uint32_t qs = f & 1, fields = f >> 1;
+    for (uint32_t f = 0; f <= 7; f++) {
+        uint32_t qs = f & 1, fields = (f >> 1) & 1, cross = f >> 2;
         cfg.q_short = qs;
         cfg.sdim_hash = fields ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
+        cfg.cross = cross;
         assert_int_equal(mdl_model_init(&a, &cfg, err, sizeof err), CORE_OK);
         assert_int_equal(a->tensors[0].dims[1], 4);
-        assert_int_equal(mdl_mlp_in_dim(&a->cfg), (qs ? 6 : 5) * 8);
+        assert_int_equal(mdl_mlp_in_dim(&a->cfg), (qs ? 6 : 5) * 8 + (cross ? MDL_CROSS_DIM : 0));
         assert_int_equal(mdl_model_save(a, path, 0, err, sizeof err), CORE_OK);
         size_t n;
         uint8_t *b = read_bytes(path, &n);
@@ -176,6 +177,7 @@ static void test_head_flags_and_version_2(void **state) {
         assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
         assert_int_equal(l->cfg.q_short, qs);
         assert_int_equal(l->cfg.sdim_hash, cfg.sdim_hash);
+        assert_int_equal(l->cfg.cross, cross);
         assert_true(l->model_version == a->model_version);
         assert_true(l->encoding_version == a->encoding_version);
         mdl_model_destroy(l);
@@ -193,7 +195,7 @@ static void test_head_flags_and_version_2(void **state) {
             assert_null(l);
             assert_non_null(strstr(err, "reserved in format version 2"));
         }
-        rewrite_header(bad, b, n, 3, f | 4); /* a flag this build does not know */
+        rewrite_header(bad, b, n, 3, f | 8); /* a flag this build does not know */
         assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
         assert_null(l);
         assert_non_null(strstr(err, "unknown bits"));
@@ -278,13 +280,20 @@ static void test_config_and_variants(void **state) {
     char err[256];
     mdl_config_default(&cfg);
     assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_OK);
-    assert_int_equal(mdl_mlp_in_dim(&cfg), 6 * 64); /* q, u_long, q*u_long, u_short, q*u_short, u_tin */
+    /* q, u_long, q*u_long, u_short, q*u_short, u_tin, cross */
+    assert_int_equal(mdl_mlp_in_dim(&cfg), 6 * 64 + MDL_CROSS_DIM);
+    assert_int_equal(cfg.cross, 1);
+    mdl_mlp_cols col;
+    mdl_mlp_layout(&cfg, &col);
+    assert_int_equal(col.cross, 6 * 64);
+    assert_int_equal(col.dense, 6 * 64 + MDL_CROSS_DIM);
     cfg.C = 63;
     assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_EINVAL);
     assert_non_null(strstr(err, "even"));
     mdl_config_default(&cfg);
     assert_int_equal(mdl_variant_parse(&cfg, "din-short", err, sizeof err), CORE_OK);
     assert_int_equal(cfg.long_kind, MDL_LONG_NONE);
+    assert_int_equal(cfg.cross, 0); /* only the full preset has the cross statistics */
     assert_int_equal(mdl_mlp_in_dim(&cfg), 3 * 64);
     assert_int_equal(mdl_variant_parse(&cfg, "din-short,q_short=0", err, sizeof err), CORE_OK);
     assert_int_equal(cfg.q_short, 0);
@@ -294,7 +303,14 @@ static void test_config_and_variants(void **state) {
     assert_string_equal(vs, "long=none,short=din,temporal=none,q_short=0");
     assert_int_equal(mdl_variant_parse(&cfg, "full,q_short=1", err, sizeof err), CORE_OK);
     mdl_variant_str(&cfg, vs, sizeof vs);
+    assert_string_equal(vs, "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields,cross=1");
+    assert_int_equal(mdl_variant_parse(&cfg, "full,cross=0", err, sizeof err), CORE_OK);
+    mdl_variant_str(&cfg, vs, sizeof vs);
     assert_string_equal(vs, "long=sdim,short=selfattn,temporal=tin,q_short=1,hash=fields");
+    assert_int_equal(mdl_variant_parse(&cfg, "din-long,cross=1", err, sizeof err), CORE_OK);
+    mdl_variant_str(&cfg, vs, sizeof vs);
+    assert_string_equal(vs, "long=attention,short=din,temporal=none,q_short=1,cross=1");
+    assert_int_equal(mdl_variant_parse(&cfg, "full,cross=2", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "sdim,hash=concat", err, sizeof err), CORE_OK);
     assert_int_equal(cfg.sdim_hash, MDL_HASH_CONCAT);
     mdl_variant_str(&cfg, vs, sizeof vs);

@@ -125,15 +125,19 @@ static void test_rank_matches_store_and_window(void **state) {
     enc_user_view v;
     assert_int_equal(enc_reader_user(rd, 2, &v), 0);
     assert_int_equal(v.window_len, 300);
+    /* the model has the cross statistics: they count in the user's raw window, the last 300 */
+    assert_int_equal(m->cfg.cross, 1);
     rank_history h = {.bucket_sum = v.bucket_sum,
                       .bucket_cnt = v.bucket_cnt,
                       .window_len = v.window_len,
+                      .window = &hist[2][NE - 300],
+                      .T = 300,
                       .recent = v.recent,
                       .N = v.recent_len,
                       .now_ts = 1700040000};
     rank_scratch *sc;
     float inproc[NC], direct[NC];
-    assert_int_equal(rank_scratch_new(&sc, m, NC, 0), 0);
+    assert_int_equal(rank_scratch_new(&sc, m, NC, 300), 0);
     assert_int_equal(rank_score(inproc, sc, m, &h, citem, ccat, NC), 0);
     for (int i = 0; i < NC; i++)
         assert_true(fabsf(inproc[i] - cli[i]) < 1e-6f);
@@ -145,8 +149,6 @@ static void test_rank_matches_store_and_window(void **state) {
     rank_history hw = h;
     hw.bucket_sum = NULL;
     hw.bucket_cnt = NULL;
-    hw.window = &hist[2][NE - 300];
-    hw.T = 300;
     rank_batch bt = {.users = &hw, .U = 1, .item_id = citem, .category_id = ccat, .B = NC};
     assert_int_equal(rank_net_forward(net, m, &bt, NULL, direct), 0);
     for (int i = 0; i < NC; i++)

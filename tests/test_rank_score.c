@@ -29,6 +29,7 @@ typedef struct fx {
 } fx;
 
 static uint32_t variant_q_short = 1; /* make_variant's head: with q (.) u_short or not */
+static uint32_t variant_cross = 1;   /* make_variant's head: with the cross statistics or not */
 
 static void make_variant(fx *f, uint32_t long_kind, uint32_t short_kind, uint32_t temporal_kind,
                          uint32_t n_dense) {
@@ -43,6 +44,7 @@ static void make_variant(fx *f, uint32_t long_kind, uint32_t short_kind, uint32_
     cfg.temporal_kind = temporal_kind;
     cfg.n_dense = n_dense;
     cfg.q_short = variant_q_short;
+    cfg.cross = variant_cross;
     cfg.n_recent = 20;
     cfg.h1 = 32;
     cfg.h2 = 16;
@@ -132,8 +134,13 @@ static void test_sdim_stored_equals_window(void **state) {
     rank_net_shape sh = {.max_B = B, .max_U = 1, .max_T = T};
     assert_int_equal(rank_net_new(&net, &f.m->cfg, &sh, err, sizeof err), 0);
     assert_int_equal(enc_sigcache_new(&sc, f.m, 4096), 0);
-    rank_history h = {
-        .bucket_sum = f.V, .bucket_cnt = f.cnt, .window_len = T, .now_ts = 1700000000};
+    /* the window rides along for the cross statistics only; SDIM reads the stored buckets */
+    rank_history h = {.bucket_sum = f.V,
+                      .bucket_cnt = f.cnt,
+                      .window_len = T,
+                      .window = f.win,
+                      .T = T,
+                      .now_ts = 1700000000};
     rank_batch bt = {
         .users = &h, .U = 1, .item_id = f.item, .category_id = f.cat, .B = B, .sigcache = sc};
     float p_stored[B], p_window[B];
@@ -359,6 +366,96 @@ static void test_candidate_parse(void **state) {
     }
 }
 
+/* The cross block of each candidate equals a plain scan of its own user's window, in double:
+ * counts of its category and item, the time since the latest of each (1.5 when absent), the hour-
+ * and day-decayed counts and the count at the request's time of day. Three users interleaved
+ * (one with an empty window), categories and items absent from a window, behaviors after the
+ * request time (gap 0) and on earlier days at nearly the same time of day (both sides of the
+ * hour, across midnight). */
+static void test_cross_statistics_match_a_scan(void **state) {
+    (void)state;
+    enum { XU = 3, XB = 30, XT = 240 };
+    fx f;
+    make_variant(&f, MDL_LONG_NONE, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 0);
+    const int64_t now = 1700000000 - 1700000000 % 86400 + 600; /* 00:10 UTC: the hour spans midnight */
+    static sch_behavior win[XU][XT];
+    uint32_t Tu[XU] = {XT, 0, 57};
+    core_rng r;
+    core_rng_seed(&r, 11);
+    for (int u = 0; u < XU; u++)
+        for (uint32_t j = 0; j < Tu[u]; j++) {
+            int64_t back; /* oldest first, the last few after the request */
+            switch (core_rng_below(&r, 4)) {
+            case 0: back = 86400 * (int64_t)(1 + core_rng_below(&r, 20)) +
+                           (int64_t)core_rng_below(&r, 7300) - 3650; break; /* ~ same time of day */
+            case 1: back = (int64_t)core_rng_below(&r, 4 * 3600); break;
+            case 2: back = (int64_t)core_rng_below(&r, 60 * 86400); break;
+            default: back = -(int64_t)core_rng_below(&r, 300); break;
+            }
+            win[u][j] = (sch_behavior){1 + core_rng_below(&r, 30), 1 + core_rng_below(&r, 8),
+                                       now - back, 1};
+        }
+    rank_history h[XU];
+    for (int u = 0; u < XU; u++)
+        h[u] = (rank_history){.window = win[u], .T = Tu[u], .now_ts = now + u};
+    uint64_t it[XB], ca[XB];
+    uint32_t us[XB];
+    for (int b = 0; b < XB; b++) { /* categories 9 and 10, items 31..35 never occur */
+        it[b] = 1 + core_rng_below(&r, 35);
+        ca[b] = 1 + core_rng_below(&r, 10);
+        us[b] = (uint32_t)(b * 7 % XU);
+    }
+    char err[256];
+    rank_net *net;
+    rank_net_shape sh = {.max_B = XB, .max_U = XU, .max_T = XT, .train = 1};
+    assert_int_equal(rank_net_new(&net, &f.m->cfg, &sh, err, sizeof err), 0);
+    rank_batch bt = {.users = h, .U = XU, .item_id = it, .category_id = ca, .user = us, .B = XB};
+    for (int pass = 0; pass < 2; pass++) { /* the second forward reuses the stamped tables */
+        assert_int_equal(rank_net_forward(net, f.m, &bt, NULL, NULL), 0);
+        mdl_mlp_cols col;
+        mdl_mlp_layout(&f.m->cfg, &col);
+        assert_true(col.cross > 0);
+        int seen = 0, never = 0, tod = 0;
+        for (int b = 0; b < XB; b++) {
+            const rank_history *hu = &h[us[b]];
+            double nc = 0, ni = 0, eh = 0, ed = 0, nt = 0;
+            int64_t lc = INT64_MIN, li = INT64_MIN;
+            for (uint32_t j = 0; j < hu->T; j++) {
+                const sch_behavior *w = &hu->window[j];
+                double gap = hu->now_ts > w->ts ? (double)(hu->now_ts - w->ts) : 0.;
+                if (w->category_id == ca[b]) {
+                    int64_t d = ((w->ts - hu->now_ts) % 86400 + 86400) % 86400;
+                    nc += 1;
+                    eh += exp(-gap / 3600.);
+                    ed += exp(-gap / 86400.);
+                    nt += d < 3600 || 86400 - d < 3600;
+                    if (w->ts > lc) lc = w->ts;
+                }
+                if (w->item_id == it[b]) {
+                    ni += 1;
+                    if (w->ts > li) li = w->ts;
+                }
+            }
+            double want[8] = {
+                log1p(nc), nc > 0,
+                lc == INT64_MIN ? 1.5 : log1p(fmax(0., (double)(hu->now_ts - lc)) / 60.) / 10.,
+                log1p(eh), log1p(ed), log1p(nt), log1p(ni),
+                li == INT64_MIN ? 1.5 : log1p(fmax(0., (double)(hu->now_ts - li)) / 60.) / 10.};
+            const float *z = rank_net_head_input(net, (uint32_t)b) + col.cross;
+            for (int k = 0; k < 8; k++)
+                if (fabs(z[k] - want[k]) > 1e-5 * (1 + fabs(want[k])))
+                    fail_msg("pass %d candidate %d (user %u) statistic %d: %.7g, scan %.7g", pass,
+                             b, us[b], k, z[k], want[k]);
+            seen += nc > 0;
+            never += nc == 0;
+            tod += nt > 0;
+        }
+        assert_true(seen > 5 && never > 5 && tod > 3); /* every case occurs */
+    }
+    rank_net_destroy(net);
+    unmake(&f);
+}
+
 /* Serving one user with many candidates folds the user-side first-layer terms (u_long of sdim and
  * avgpool, u_short, dense) into per-user projections; that must give the scores of the plain head
  * (the training-mode net never folds) for every variant, and still allocate nothing. */
@@ -379,6 +476,7 @@ static void test_folded_head_equals_assembled(void **state) {
                 uint32_t nd = (uint32_t)(variants % 2) * 3; /* every other variant has dense */
                 /* each short kind with and without q (.) u_short, four long/tin pairs each */
                 variant_q_short = (uint32_t)(li + si + tin) % 2;
+                variant_cross = (uint32_t)(li + si + tin + 1) % 2 || li == 3;
                 fx f;
                 make_variant(&f, longs[li], shorts[si], tin ? MDL_TEMPORAL_TIN : MDL_TEMPORAL_NONE,
                              nd);
@@ -390,7 +488,7 @@ static void test_folded_head_equals_assembled(void **state) {
                                   .bucket_cnt = attn ? NULL : f.cnt,
                                   .window_len = T,
                                   .window = f.win,
-                                  .T = attn ? T : 0,
+                                  .T = attn || variant_cross ? T : 0,
                                   .recent = rec,
                                   .N = N,
                                   .now_ts = 1700000000,
@@ -459,6 +557,7 @@ static void test_folded_head_equals_assembled(void **state) {
             }
     assert_int_equal(variants, 23);
     variant_q_short = 1;
+    variant_cross = 1;
 }
 
 int main(void) {
@@ -472,6 +571,7 @@ int main(void) {
         cmocka_unit_test(test_scratch_alloc_failures),
         cmocka_unit_test(test_attention_blocks_equal_single),
         cmocka_unit_test(test_folded_head_equals_assembled),
+        cmocka_unit_test(test_cross_statistics_match_a_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

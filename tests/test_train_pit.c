@@ -157,9 +157,7 @@ static void check_scores(fx *f, enc_ustate *us, const trn_sample *s, void *arg) 
     hs.bucket_sum = v.bucket_sum;
     hs.bucket_cnt = v.bucket_cnt;
     hs.window_len = v.window_len;
-    hs.window = NULL;
-    hs.T = 0;
-    hs.recent = v.recent;
+    hs.recent = v.recent; /* the window stays: the cross statistics count in it */
     hs.N = v.recent_len;
     bt.users = &hs;
     assert_int_equal(rank_net_forward(net, f->m, &bt, NULL, &p_serve), CORE_OK);

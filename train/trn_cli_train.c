@@ -21,6 +21,7 @@ static void train_usage(FILE *f) {
             "  --variant V        full | sdim | din-long | avgpool | din-short, or long=..,short=..,temporal=..\n"
             "                     (full); q_short=0 after either drops q (.) u_short from the head,\n"
             "                     hash=concat hashes SDIM's [item | category] whole (the paper)\n"
+            "                     cross=0 drops the candidate x history statistics full has\n"
             "  --protocol P       auto | impressions | next | taobao (auto: impressions if the file has any)\n"
             "  --negatives K      sampled negatives per positive for next (1)\n"
             "  --window T         long-term behaviors per sample (256)\n"

@@ -86,7 +86,9 @@ static void ctx_destroy(trn_ctx *x) {
     core_free(x);
 }
 
-static uint32_t needs_window(const mdl_config *cfg) { return cfg->long_kind != MDL_LONG_NONE; }
+static uint32_t needs_window(const mdl_config *cfg) {
+    return cfg->long_kind != MDL_LONG_NONE || mdl_reads_window(cfg);
+}
 
 static int ctx_new(trn_ctx **out, const mdl_model *m, uint32_t nt, uint32_t max_B, uint32_t window,
                    int train, char *err, size_t err_size) {
