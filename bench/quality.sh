@@ -203,7 +203,8 @@ elapsed=$(( $(date +%s) - start ))
     echo "Synthetic set, what a history-only model can reach (\`trail gen\`, docs/SYNTHETIC.md): the"
     echo "AUC of the true logit on the test impressions, then without the user's propensity (no input"
     echo "of the ranker sees it), then without the item's quality too, then with the quality the"
-    echo "training labels show (the ceiling for a model trained on this set): \`$bounds\`."
+    echo "training labels show, then also with the session's topic only as far as the session's"
+    echo "behaviors so far show it (the ceiling for a model trained on this set): \`$bounds\`."
   fi
   echo
   echo "Raw rows (set, variant, seed, status, auc, gauc, logloss, seconds, oracle_auc, samples, then"

@@ -151,19 +151,31 @@ static uint32_t draw_in_cat(const gen_cat *c, uint32_t k, core_rng *r) {
 // ---------------------------------------------------------------------------------------------
 // One user's timeline
 
+/* Events, and per impression what gen_session_posterior says of it (0 for behaviors): the
+ * posterior that the candidate's category is the session's topic, and whether it is. */
 typedef struct gen_out {
     sch_event *ev;
+    float *post;
+    uint8_t *topic;
     size_t n, cap;
 } gen_out;
 
-static int out_push(gen_out *o, const sch_event *e) {
+static int out_push(gen_out *o, const sch_event *e, double post, int topic) {
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 4096;
         sch_event *p = core_realloc(o->ev, cap * sizeof *p);
         if (!p) return CORE_ENOMEM;
         o->ev = p;
+        float *q = core_realloc(o->post, cap * sizeof *q);
+        if (!q) return CORE_ENOMEM;
+        o->post = q;
+        uint8_t *t = core_realloc(o->topic, cap * sizeof *t);
+        if (!t) return CORE_ENOMEM;
+        o->topic = t;
         o->cap = cap;
     }
+    o->post[o->n] = (float)post;
+    o->topic[o->n] = (uint8_t)topic;
     o->ev[o->n++] = *e;
     return CORE_OK;
 }
@@ -173,6 +185,9 @@ typedef struct gen_user {
     double propensity;    /* q_u */
     double habit_hour_s;  /* H_u: seconds into the UTC day */
     int64_t *last_in_cat; // (K) ts of the user's latest behavior per category, or INT64_MIN
+    uint32_t *sess_cnt;   // (K) behaviors per category in the current session so far
+    uint32_t *sess_cats;  // (K) the categories with sess_cnt > 0
+    uint32_t n_sess_cats;
 } gen_user;
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -197,6 +212,46 @@ static double click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32
         if (d < 3600.0) z += B_PERIODIC;
     }
     return sigmoid(z);
+}
+
+static double cat_weight(const gen_cat *c, uint32_t k) {
+    return c->catpop_cdf[k] - (k ? c->catpop_cdf[k - 1] : 0.0);
+}
+
+/* P(the session's topic is k | the session's behaviors so far), for an observer who knows more
+ * than any model: the user's interests, whether the session is the habit session, and where the
+ * session began. Prior: the habit session's topic is interests[0]; a regular session's is a
+ * uniform interest with probability 0.6, else a category by popularity. Each behavior so far is
+ * of the topic with probability 0.85 (an item by popularity within it), else a popular item from
+ * anywhere; the item's own weight cancels, leaving per behavior of category s a likelihood ratio
+ * r_s = 1 + 0.85 W / (0.15 W_s) (W_s the category's popularity, W the total) for topic s against
+ * a topic it does not match. In logs, against overflow in long sessions. */
+static double gen_session_posterior(const gen_cat *c, const gen_user *u, int habit, uint32_t k) {
+    double W = c->catpop_cdf[c->K - 1];
+#define PRIOR(s) (habit ? ((s) == u->interests[0] ? 1.0 : 0.0)                                     \
+                        : 0.6 / GEN_INTERESTS * is_interest(u, (s)) + 0.4 * cat_weight(c, (s)) / W)
+    double rest = 1.0, M = 0.0;
+    for (uint32_t j = 0; j < u->n_sess_cats; j++) { /* the largest log term, for scaling */
+        uint32_t s = u->sess_cats[j];
+        double pr = PRIOR(s);
+        rest -= pr;
+        if (pr > 0) {
+            double a = log(pr) + u->sess_cnt[s] * log1p(0.85 * W / (0.15 * cat_weight(c, s)));
+            if (a > M) M = a;
+        }
+    }
+    if (rest < 0) rest = 0; /* rounding */
+    double Z = rest * exp(-M), num = u->sess_cnt[k] ? 0.0 : PRIOR(k) * exp(-M);
+    for (uint32_t j = 0; j < u->n_sess_cats; j++) {
+        uint32_t s = u->sess_cats[j];
+        double pr = PRIOR(s);
+        if (pr <= 0) continue;
+        double e = exp(log(pr) + u->sess_cnt[s] * log1p(0.85 * W / (0.15 * cat_weight(c, s))) - M);
+        Z += e;
+        if (s == k) num = e;
+    }
+#undef PRIOR
+    return Z > 0 ? num / Z : 0.0;
 }
 
 static uint8_t draw_action(core_rng *r) {
@@ -251,6 +306,9 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
         else if (core_rng_uniform(&rs) < 0.6) topic = u->interests[core_rng_below(&rs, GEN_INTERESTS)];
         else topic = cdf_draw(c->catpop_cdf, c->K, &rs);
         double t = start;
+        for (uint32_t j = 0; j < u->n_sess_cats; j++) /* a new session: nothing seen of it yet */
+            u->sess_cnt[u->sess_cats[j]] = 0;
+        u->n_sess_cats = 0;
         uint32_t len = 1;
         while (core_rng_uniform(&rs) > 1.0 / GEN_SESSION_MEAN) len++;
         for (uint32_t s = 0; s < len && t < horizon; s++, step++) {
@@ -272,7 +330,8 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
                 e.prob = (float)p;
                 e.request_id = ((uint64_t)(uid + 1) << 32) | (step & 0xffffffffu);
                 e.flags = SCH_F_LABEL | SCH_F_PROB | SCH_F_REQUEST;
-                if (t < horizon && out_push(o, &e)) return CORE_ENOMEM;
+                double post = gen_session_posterior(c, u, habit, c->item_cat[i]);
+                if (t < horizon && out_push(o, &e, post, c->item_cat[i] == topic)) return CORE_ENOMEM;
                 t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
                 memset(&e, 0, sizeof e);
                 e.user_id = uid + 1;
@@ -282,8 +341,9 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
             e.item_id = i + 1;
             e.category_id = c->item_cat[i] + 1;
             e.action = draw_action(&rs);
-            if (t < horizon && out_push(o, &e)) return CORE_ENOMEM;
+            if (t < horizon && out_push(o, &e, 0.0, 0)) return CORE_ENOMEM;
             u->last_in_cat[c->item_cat[i]] = e.ts;
+            if (!u->sess_cnt[c->item_cat[i]]++) u->sess_cats[u->n_sess_cats++] = c->item_cat[i];
         }
         t_free = t + 1.0;
     }
@@ -340,19 +400,22 @@ static int estimate_quality(double *zhat, const sch_event *res, size_t m, size_t
 
 /* The AUCs of trn_gen_stats on the last 10% of impressions: the true logit, the logit less the
  * user's propensity, and less the item's quality too (recovered from the stored probability), and
- * with the quality the training labels show (estimate_quality) in its place. */
+ * with the quality the training labels show (estimate_quality) in its place; then that last one
+ * with the session term replaced by its expectation under gen_session_posterior (post, topic:
+ * per event, as out_push stored them). */
 static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, const double *prop,
-                          const gen_cat *c) {
+                          const float *post, const uint8_t *topic, const gen_cat *c) {
     size_t n_imp = 0, k = 0, n;
     for (size_t i = 0; i < m; i++)
         n_imp += (res[i].flags & SCH_F_LABEL) != 0;
     n = n_imp - n_imp * 9 / 10;
     float *s0 = core_malloc(sizeof(float) * (n ? n : 1)), *s1 = core_malloc(sizeof(float) * (n ? n : 1)),
-          *s2 = core_malloc(sizeof(float) * (n ? n : 1)), *s3 = core_malloc(sizeof(float) * (n ? n : 1));
+          *s2 = core_malloc(sizeof(float) * (n ? n : 1)), *s3 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s4 = core_malloc(sizeof(float) * (n ? n : 1));
     uint8_t *y = core_malloc(n ? n : 1);
     double *zhat = core_calloc(c->I, sizeof(double));
     int rc = CORE_ENOMEM;
-    if (!s0 || !s1 || !s2 || !s3 || !y || !zhat) goto done;
+    if (!s0 || !s1 || !s2 || !s3 || !s4 || !y || !zhat) goto done;
     if ((rc = estimate_quality(zhat, res, m, n_imp * 8 / 10, c))) goto done;
     for (size_t i = 0, seen = 0; i < m; i++) {
         if (!(res[i].flags & SCH_F_LABEL)) continue;
@@ -364,18 +427,22 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
         s1[k] = (float)lg;
         s2[k] = (float)(lg - B_QUALITY * c->quality[it]);
         s3[k] = (float)(lg - B_QUALITY * c->quality[it] + B_QUALITY * zhat[it]);
+        double z0 = s3[k] - (topic[i] ? B_SESSION : 0.0); /* every term but the session's */
+        s4[k] = (float)(post[i] * sigmoid(z0 + B_SESSION) + (1.0 - post[i]) * sigmoid(z0));
         y[k++] = res[i].label;
     }
     trn_auc(&st->oracle_auc_test, s0, y, n);
     trn_auc(&st->auc_without_propensity, s1, y, n);
     trn_auc(&st->auc_without_propensity_quality, s2, y, n);
     trn_auc(&st->auc_with_estimated_quality, s3, y, n);
+    trn_auc(&st->auc_session_from_history, s4, y, n);
     rc = CORE_OK;
 done:
     core_free(s0);
     core_free(s1);
     core_free(s2);
     core_free(s3);
+    core_free(s4);
     core_free(y);
     core_free(zhat);
     return rc;
@@ -389,6 +456,8 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     gen_key *keys = NULL;
     sch_event *res = NULL;
     double *prop = NULL;
+    float *rpost = NULL;
+    uint8_t *rtopic = NULL;
     int rc;
     memset(&u, 0, sizeof u);
     if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
@@ -398,8 +467,10 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     }
     if ((rc = cat_build(&c, conf->items, conf->seed))) return rc;
     u.last_in_cat = core_malloc(sizeof(int64_t) * c.K);
+    u.sess_cnt = core_calloc(c.K, sizeof(uint32_t));
+    u.sess_cats = core_malloc(sizeof(uint32_t) * c.K);
     prop = core_malloc(sizeof(double) * conf->users);
-    if (!u.last_in_cat || !prop) goto nomem;
+    if (!u.last_in_cat || !u.sess_cnt || !u.sess_cats || !prop) goto nomem;
     /* Events per session step: one behavior plus an impression half the time. Generate about 5%
      * more than asked, so that the cut by time, not the rate, decides the count. */
     double per_session = GEN_SESSION_MEAN * (1.0 + GEN_P_IMPRESSION);
@@ -415,7 +486,14 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     size_t m = o.n < conf->events ? o.n : (size_t)conf->events;
     res = core_malloc(sizeof(sch_event) * (m ? m : 1));
     if (!res) goto nomem;
-    for (size_t i = 0; i < m; i++) res[i] = o.ev[keys[i].idx];
+    rpost = core_malloc(sizeof(float) * (m ? m : 1));
+    rtopic = core_malloc(m ? m : 1);
+    if (!rpost || !rtopic) goto nomem;
+    for (size_t i = 0; i < m; i++) {
+        res[i] = o.ev[keys[i].idx];
+        rpost[i] = o.post[keys[i].idx];
+        rtopic[i] = o.topic[keys[i].idx];
+    }
     if (stats) {
         memset(stats, 0, sizeof *stats);
         uint64_t imp[3] = {0}, clk[3] = {0};
@@ -436,11 +514,17 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
             stats->split_ctr[p] = imp[p] ? (double)clk[p] / (double)imp[p] : 0;
         }
         stats->mean_prob = stats->impressions ? psum / (double)stats->impressions : 0;
-        if ((rc = test_part_aucs(stats, res, m, prop, &c))) goto fail;
+        if ((rc = test_part_aucs(stats, res, m, prop, rpost, rtopic, &c))) goto fail;
     }
     core_free(keys);
     core_free(o.ev);
+    core_free(o.post);
+    core_free(o.topic);
+    core_free(rpost);
+    core_free(rtopic);
     core_free(u.last_in_cat);
+    core_free(u.sess_cnt);
+    core_free(u.sess_cats);
     core_free(prop);
     cat_free(&c);
     *out = res;
@@ -451,7 +535,13 @@ nomem:
 fail:
     core_free(keys);
     core_free(o.ev);
+    core_free(o.post);
+    core_free(o.topic);
+    core_free(rpost);
+    core_free(rtopic);
     core_free(u.last_in_cat);
+    core_free(u.sess_cnt);
+    core_free(u.sess_cats);
     core_free(prop);
     core_free(res);
     cat_free(&c);

@@ -35,9 +35,13 @@ typedef struct trn_gen_stats {
      * propensity, with each item's quality replaced by the best estimate its impressions in the
      * first 80% allow (MAP under the N(0, 1) prior, the rest of each logit known): what a model
      * that learned every history term exactly, and item quality from the training labels, would
-     * reach. */
+     * reach. Last, that AUC with the session term (the candidate's category is the session's
+     * topic) replaced by its expectation given the session's behaviors so far, for an observer
+     * who also knows the user's interests, whether the session is the habit session and where it
+     * began: the first impression of a session comes before any of its behaviors, so no history
+     * shows its topic. */
     double oracle_auc_test, auc_without_propensity, auc_without_propensity_quality;
-    double auc_with_estimated_quality;
+    double auc_with_estimated_quality, auc_session_from_history;
 } trn_gen_stats;
 
 void trn_gen_conf_default(trn_gen_conf *conf);
