@@ -58,7 +58,8 @@ fi
   --protocol taobao --window 256 --epochs "${QUICKSTART_EPOCHS:-2}" --json >"$OUT/train.json"
 say "trained: $(cat "$OUT/train.json" | head -c 400)"
 
-# 4. Two encoder workers in one group, until both report caught up on /metrics.
+# 4. Two encoder workers in one group, until both report caught up on /metrics. Their stores keep
+#    the window the model was trained on (256): SDIM's sums and the cross counts depend on it.
 ENCODE="encode"
 if true; then
   GROUP_OPTS=(-X kafka.session.timeout.ms=6000 -X kafka.heartbeat.interval.ms=500
@@ -66,7 +67,8 @@ if true; then
   WPIDS=()
   for w in a b; do
     "$TRAIL" $ENCODE --brokers "$BROKERS" --topic "$TOPIC" --group quickstart \
-      --model "$OUT/model.bin" --store "$OUT/store-$w" --metrics 127.0.0.1:0 "${GROUP_OPTS[@]}" \
+      --model "$OUT/model.bin" --store "$OUT/store-$w" --window 256 --metrics 127.0.0.1:0 \
+      "${GROUP_OPTS[@]}" \
       >"$OUT/worker-$w.out" 2>"$OUT/worker-$w.log" &
     WPIDS+=($!)
     PIDS+=($!)

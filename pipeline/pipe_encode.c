@@ -31,6 +31,7 @@
 typedef struct enc_opts {
     const char *brokers, *topic, *group, *model, *store, *dlq_topic, *metrics, *log_level;
     uint64_t batch_max, batch_ms;
+    uint64_t window, recent; /* a new store's sizes; 0: an existing store's, else the defaults */
     int until_end;
     pipe_props props;
     char *file_strings[16]; /* values read from --config, owned */
@@ -56,6 +57,8 @@ static const conf_key conf_keys[] = {
     {"log_level", offsetof(enc_opts, log_level), 0, 0, 0, "0-7 (syslog scale, default 6)"},
     {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000, "events per LMDB txn (10000)"},
     {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (50)"},
+    {"window", offsetof(enc_opts, window), 1, 1, 1u << 24, "behaviors kept per user (10000)"},
+    {"recent", offsetof(enc_opts, recent), 1, 1, 1u << 24, "recent behaviors kept per user (64)"},
 };
 
 static int conf_set(enc_opts *o, const char *key, const char *val, char *err, size_t n) {
@@ -89,7 +92,7 @@ static int conf_set(enc_opts *o, const char *key, const char *val, char *err, si
     }
 unknown:
     snprintf(err, n, "unknown key '%s' (known: brokers topic group model store dlq_topic metrics "
-                     "log_level batch.max_events batch.max_ms kafka.*)",
+                     "log_level batch.max_events batch.max_ms window recent kafka.*)",
              key);
     return CORE_EINVAL;
 }
@@ -151,8 +154,13 @@ static void usage(FILE *f) {
             "  --metrics ADDR       serve Prometheus /metrics on 127.0.0.1:PORT\n"
             "  --batch N            events per LMDB transaction (10000)\n"
             "  --batch-ms MS        longest a batch stays open (50)\n"
+            "  --window L           behaviors kept per user in a new store (10000; an existing\n"
+            "                       store keeps its own, and a different L is refused). Use the\n"
+            "                       window the model was trained with (trail train --window)\n"
+            "  --recent N           recent behaviors kept per user in a new store (64)\n"
             "  --config FILE        key=value lines (brokers, topic, group, model, store, dlq_topic,\n"
-            "                       metrics, log_level, batch.max_events, batch.max_ms, kafka.*);\n"
+            "                       metrics, log_level, batch.max_events, batch.max_ms, window,\n"
+            "                       recent, kafka.*);\n"
             "                       command-line options override the file\n"
             "  -X kafka.key=value   any librdkafka property (SASL/SSL, timeouts, ...)\n");
 }
@@ -163,13 +171,13 @@ int pipe_cmd_encode(int argc, char **argv) {
         {"model", 1, 0, 'm'},   {"store", 1, 0, 's'},     {"until-end", 0, 0, 'u'},
         {"dlq-topic", 1, 0, 'd'}, {"metrics", 1, 0, 'M'}, {"config", 1, 0, 'c'},
         {"batch", 1, 0, 'n'},   {"batch-ms", 1, 0, 'w'},  {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"window", 1, 0, 'L'},  {"recent", 1, 0, 'R'},    {0, 0, 0, 0}};
     enc_opts o;
     memset(&o, 0, sizeof o);
     o.batch_max = 10000;
     o.batch_ms = 50;
     const char *cli[8] = {0}; /* brokers topic group model store dlq metrics */
-    uint64_t cli_batch = 0, cli_batch_ms = 0;
+    uint64_t cli_batch = 0, cli_batch_ms = 0, cli_window = 0, cli_recent = 0;
     pipe_props cli_props = {0};
     const char *config = NULL;
     char errstr[512];
@@ -195,6 +203,12 @@ int pipe_cmd_encode(int argc, char **argv) {
         case 'w':
             if (core_parse_u64(optarg, 1, 60000, "--batch-ms", &cli_batch_ms)) goto usage_err;
             break;
+        case 'L':
+            if (core_parse_u64(optarg, 1, 1u << 24, "--window", &cli_window)) goto usage_err;
+            break;
+        case 'R':
+            if (core_parse_u64(optarg, 1, 1u << 24, "--recent", &cli_recent)) goto usage_err;
+            break;
         case 'X':
             if (pipe_props_add_kv(&cli_props, optarg, errstr, sizeof errstr)) {
                 fprintf(stderr, "trail: encode: -X %s\n", errstr);
@@ -216,6 +230,8 @@ int pipe_cmd_encode(int argc, char **argv) {
         if (cli[i]) *fields[i] = cli[i];
     if (cli_batch) o.batch_max = cli_batch;
     if (cli_batch_ms) o.batch_ms = cli_batch_ms;
+    if (cli_window) o.window = cli_window;
+    if (cli_recent) o.recent = cli_recent;
     for (size_t i = 0; i < cli_props.n; i++)
         if (pipe_props_add(&o.props, cli_props.kv[2 * i], cli_props.kv[2 * i + 1])) goto out;
     if (o.log_level) {
@@ -237,6 +253,8 @@ int pipe_cmd_encode(int argc, char **argv) {
     enc_store_conf sc;
     enc_store_conf_default(&sc);
     sc.path = o.store;
+    sc.window = (uint32_t)o.window;
+    sc.recent = (uint32_t)o.recent;
     if (enc_store_open(&st, &sc, errstr, sizeof errstr) ||
         enc_store_bind_model(st, m, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: encode: %s\n", errstr);

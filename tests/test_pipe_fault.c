@@ -432,6 +432,30 @@ static void test_config_file_and_kafka_properties(void **state) {
                   "--store", st, "-X", "kafka.no.such.property=1", NULL};
     assert_int_equal(run(a2, log, 10000), 1);
     assert_true(file_has(log, "kafka.no.such.property"));
+    /* a new store takes its window from the file and its recent size from the command line, so
+     * it can match the window the model was trained with; a different window later is refused */
+    char stw[4200];
+    snprintf(stw, sizeof stw, "%s/s-window", g_dir);
+    f = fopen(conf, "w");
+    fprintf(f, "brokers = %s\ntopic = ev\nwindow = 300\nrecent = 50\n", g_brokers);
+    fclose(f);
+    char *a3[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw", "--model", g_model,
+                  "--store", stw, "--recent", "20", "--until-end", NULL};
+    assert_int_equal(run(a3, log, 60000), 0);
+    enc_store_conf sc;
+    enc_store *es;
+    char err[512];
+    enc_store_conf_default(&sc);
+    sc.path = stw;
+    sc.window = sc.recent = 0;
+    assert_int_equal(enc_store_open(&es, &sc, err, sizeof err), CORE_OK);
+    assert_int_equal(enc_store_window(es), 300);
+    assert_int_equal(enc_store_recent(es), 20);
+    enc_store_close(es);
+    char *a4[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw", "--model", g_model,
+                  "--store", stw, "--window", "400", "--recent", "20", "--until-end", NULL};
+    assert_int_not_equal(run(a4, log, 60000), 0);
+    assert_true(file_has(log, "holds window=300 recent=20 chunk=128; opened with window=400"));
 }
 
 int main(void) {
