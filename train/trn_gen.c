@@ -218,6 +218,13 @@ static double cat_weight(const gen_cat *c, uint32_t k) {
     return c->catpop_cdf[k] - (k ? c->catpop_cdf[k - 1] : 0.0);
 }
 
+/* The prior of topic s (see gen_session_posterior). */
+static double session_prior(const gen_cat *c, const gen_user *u, int habit, uint32_t s) {
+    if (habit) return s == u->interests[0] ? 1.0 : 0.0;
+    double W = c->catpop_cdf[c->K - 1];
+    return 0.6 / GEN_INTERESTS * is_interest(u, s) + 0.4 * cat_weight(c, s) / W;
+}
+
 /* P(the session's topic is k | the session's behaviors so far), for an observer who knows more
  * than any model: the user's interests, whether the session is the habit session, and where the
  * session began. Prior: the habit session's topic is interests[0]; a regular session's is a
@@ -228,29 +235,26 @@ static double cat_weight(const gen_cat *c, uint32_t k) {
  * a topic it does not match. In logs, against overflow in long sessions. */
 static double gen_session_posterior(const gen_cat *c, const gen_user *u, int habit, uint32_t k) {
     double W = c->catpop_cdf[c->K - 1];
-#define PRIOR(s) (habit ? ((s) == u->interests[0] ? 1.0 : 0.0)                                     \
-                        : 0.6 / GEN_INTERESTS * is_interest(u, (s)) + 0.4 * cat_weight(c, (s)) / W)
-    double rest = 1.0, M = 0.0;
-    for (uint32_t j = 0; j < u->n_sess_cats; j++) { /* the largest log term, for scaling */
-        uint32_t s = u->sess_cats[j];
-        double pr = PRIOR(s);
-        rest -= pr;
-        if (pr > 0) {
-            double a = log(pr) + u->sess_cnt[s] * log1p(0.85 * W / (0.15 * cat_weight(c, s)));
-            if (a > M) M = a;
-        }
-    }
-    if (rest < 0) rest = 0; /* rounding */
-    double Z = rest * exp(-M), num = u->sess_cnt[k] ? 0.0 : PRIOR(k) * exp(-M);
+    /* Z = sum over topics of prior * r^count, kept as exp(M) * Z with M the largest log term so
+     * far (at least 0, the log term of every topic without behaviors) */
+    double rest = 1.0, M = 0.0, Z = 0.0, num = 0.0;
     for (uint32_t j = 0; j < u->n_sess_cats; j++) {
         uint32_t s = u->sess_cats[j];
-        double pr = PRIOR(s);
+        double pr = session_prior(c, u, habit, s);
+        rest -= pr;
         if (pr <= 0) continue;
-        double e = exp(log(pr) + u->sess_cnt[s] * log1p(0.85 * W / (0.15 * cat_weight(c, s))) - M);
-        Z += e;
-        if (s == k) num = e;
+        double a = log(pr) + u->sess_cnt[s] * log1p(0.85 * W / (0.15 * cat_weight(c, s)));
+        if (a > M) { /* rescale what is summed so far to the new largest term */
+            Z *= exp(M - a);
+            num *= exp(M - a);
+            M = a;
+        }
+        Z += exp(a - M);
+        if (s == k) num = exp(a - M);
     }
-#undef PRIOR
+    if (rest < 0) rest = 0; /* rounding */
+    Z += rest * exp(-M); /* the topics without behaviors so far */
+    if (!u->sess_cnt[k]) num = session_prior(c, u, habit, k) * exp(-M);
     return Z > 0 ? num / Z : 0.0;
 }
 
