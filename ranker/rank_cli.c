@@ -452,7 +452,8 @@ int rank_cmd_bench(int argc, char **argv) {
                       .N = nrec,
                       .now_ts = now};
 
-    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, cross ? (uint32_t)T : 0))) goto fail;
+    uint32_t wT = mdl_reads_window(&cfg) ? (uint32_t)T : 0; /* window rows the scorer reads */
+    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, wT))) goto fail;
     if ((rc = time_scores(ts, cs, (int)iters, 5, out, ss, m, &h, item, cat, (uint32_t)B)))
         goto fail;
     rank_scratch_destroy(ss);
@@ -462,7 +463,7 @@ int rank_cmd_bench(int argc, char **argv) {
     if ((rc = time_heads(thf, thp, (int)iters, m, &h, item, cat, (uint32_t)B, out))) goto fail;
     /* the same user with new candidates every request (uniform over the 200k items), on a new
      * scratch: the signature cache mostly misses */
-    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, cross ? (uint32_t)T : 0))) goto fail;
+    if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, wT))) goto fail;
     for (int i = 0; i < fresh_n; i++) {
         for (uint64_t b = 0; b < B; b++) {
             item[b] = 1 + core_rng_below(&r, 200000);

@@ -442,16 +442,11 @@ static void test_config_file_and_kafka_properties(void **state) {
     char *a3[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw", "--model", g_model,
                   "--store", stw, "--recent", "20", "--until-end", NULL};
     assert_int_equal(run(a3, log, 60000), 0);
-    enc_store_conf sc;
-    enc_store *es;
-    char err[512];
-    enc_store_conf_default(&sc);
-    sc.path = stw;
-    sc.window = sc.recent = 0;
-    assert_int_equal(enc_store_open(&es, &sc, err, sizeof err), CORE_OK);
-    assert_int_equal(enc_store_window(es), 300);
-    assert_int_equal(enc_store_recent(es), 20);
-    enc_store_close(es);
+    opened o;
+    open_store(&o, stw);
+    assert_int_equal(enc_store_window(o.st), 300);
+    assert_int_equal(enc_store_recent(o.st), 20);
+    close_store(&o);
     char *a4[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw", "--model", g_model,
                   "--store", stw, "--window", "400", "--recent", "20", "--until-end", NULL};
     assert_int_not_equal(run(a4, log, 60000), 0);
