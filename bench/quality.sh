@@ -204,7 +204,13 @@ elapsed=$(( $(date +%s) - start ))
     echo "AUC of the true logit on the test impressions, then without the user's propensity (no input"
     echo "of the ranker sees it), then without the item's quality too, then with the quality the"
     echo "training labels show, then also with the session's topic only as far as the session's"
-    echo "behaviors so far show it (the ceiling for a model trained on this set): \`$bounds\`."
+    echo "behaviors so far show it, then also with the user's interests only as far as the past"
+    echo "sessions show them (the ceiling for a model trained on this set): \`$bounds\`."
+    ceil=$(printf '%s\n' "$bounds" | grep -o 'interests_from_history=[0-9.]*' | cut -d= -f2)
+    orc=$(printf '%s\n' "$bounds" | grep -o '^oracle_auc=[0-9.]*' | cut -d= -f2)
+    if [ -n "$ceil" ] && [ -n "$orc" ]; then
+      awk -v c="$ceil" -v o="$orc" 'BEGIN { printf "The oracle target (oracle - 0.02 = %.4f) lies %.4f below that ceiling.\n", o - 0.02, c - (o - 0.02) }'
+    fi
   fi
   echo
   echo "Raw rows (set, variant, seed, status, auc, gauc, logloss, seconds, oracle_auc, samples, then"

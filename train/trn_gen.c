@@ -151,31 +151,37 @@ static uint32_t draw_in_cat(const gen_cat *c, uint32_t k, core_rng *r) {
 // ---------------------------------------------------------------------------------------------
 // One user's timeline
 
-/* Events, and per impression what gen_session_posterior says of it (0 for behaviors): the
- * posterior that the candidate's category is the session's topic, and whether it is. */
+/* What the observers of test_part_aucs know of one impression (all zero for a behavior).
+ * post: gen_session_posterior of the candidate's category; topic: whether it is the session's.
+ * rest: the true logit less the propensity, the item's quality and the three terms an observer
+ * who does not know the user's interests must guess (long-term interest, session, habit).
+ * w: gen_interest_posterior's probabilities of those three terms, indexed by GEN_W. */
+typedef struct gen_obs {
+    float post, rest, w[6];
+    uint8_t topic;
+} gen_obs;
+
+/* w's index of (interest, session, habit); the habit term needs the interest */
+#define GEN_W(i, s, h) ((i) ? 2 + (s) + 2 * (h) : (s))
+
 typedef struct gen_out {
     sch_event *ev;
-    float *post;
-    uint8_t *topic;
+    gen_obs *obs;
     size_t n, cap;
 } gen_out;
 
-static int out_push(gen_out *o, const sch_event *e, double post, int topic) {
+static int out_push(gen_out *o, const sch_event *e, const gen_obs *ob) {
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 4096;
         sch_event *p = core_realloc(o->ev, cap * sizeof *p);
         if (!p) return CORE_ENOMEM;
         o->ev = p;
-        float *q = core_realloc(o->post, cap * sizeof *q);
+        gen_obs *q = core_realloc(o->obs, cap * sizeof *q);
         if (!q) return CORE_ENOMEM;
-        o->post = q;
-        uint8_t *t = core_realloc(o->topic, cap * sizeof *t);
-        if (!t) return CORE_ENOMEM;
-        o->topic = t;
+        o->obs = q;
         o->cap = cap;
     }
-    o->post[o->n] = (float)post;
-    o->topic[o->n] = (uint8_t)topic;
+    o->obs[o->n] = *ob;
     o->ev[o->n++] = *e;
     return CORE_OK;
 }
@@ -188,6 +194,10 @@ typedef struct gen_user {
     uint32_t *sess_cnt;   // (K) behaviors per category in the current session so far
     uint32_t *sess_cats;  // (K) the categories with sess_cnt > 0
     uint32_t n_sess_cats;
+    uint32_t *topic_n;    // (K) the user's past regular sessions per topic
+    uint32_t *topic_cats; // (K) the categories with topic_n > 0
+    uint32_t n_topic_cats;
+    int habit_seen;       /* a habit session has begun: its topic shows interests[0] */
 } gen_user;
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -198,19 +208,26 @@ static int is_interest(const gen_user *u, uint32_t k) {
     return 0;
 }
 
+/* Whether t lies within 1 h of u's habit hour (circular over the day). */
+static int near_habit_hour(const gen_user *u, int64_t t) {
+    double tod = fmod((double)(t - GEN_T0), GEN_DAY), d = fabs(tod - u->habit_hour_s);
+    if (d > GEN_DAY / 2) d = GEN_DAY - d;
+    return d < 3600.0;
+}
+
+/* The click logit's terms that an observer without the user's interests must guess. */
+static double guessed_terms(int interest, int session, int habit) {
+    return B_LONG * interest + B_SESSION * session + B_PERIODIC * habit;
+}
+
 /* The true click probability of item i for user u at time t during a session on `topic`.
  * Reads only traits and u->last_in_cat, which holds behaviors generated before t. */
 static double click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic, int64_t t) {
     uint32_t k = c->item_cat[i];
     double z = B_BASE + u->propensity + B_QUALITY * c->quality[i];
-    if (is_interest(u, k)) z += B_LONG;
-    if (k == topic) z += B_SESSION;
+    int habit = k == u->interests[0] && near_habit_hour(u, t);
+    z += guessed_terms(is_interest(u, k), k == topic, habit);
     if (u->last_in_cat[k] != INT64_MIN) z += B_RECENCY * exp(-(double)(t - u->last_in_cat[k]) / RECENCY_S);
-    if (k == u->interests[0]) { /* the habit category, near the habit hour (circular, 1 h) */
-        double tod = fmod((double)(t - GEN_T0), GEN_DAY), d = fabs(tod - u->habit_hour_s);
-        if (d > GEN_DAY / 2) d = GEN_DAY - d;
-        if (d < 3600.0) z += B_PERIODIC;
-    }
     return sigmoid(z);
 }
 
@@ -258,6 +275,115 @@ static double gen_session_posterior(const gen_cat *c, const gen_user *u, int hab
     return Z > 0 ? num / Z : 0.0;
 }
 
+/* Sums over the m-subsets T of a set of categories, each with a weight r and a likelihood l:
+ * e[m] = sum of prod_{j in T} r_j, g[m] = sum of prod_{j in T} r_j * sum_{j in T} l_j. Long double:
+ * the weights are powers with exponents in the tens. */
+typedef struct gen_esp {
+    long double e[GEN_INTERESTS + 1], g[GEN_INTERESTS + 1];
+} gen_esp;
+
+static void esp_add(gen_esp *s, long double r, long double l) {
+    for (int m = GEN_INTERESTS; m >= 1; m--) { /* downwards: the right sides are the old sums */
+        s->g[m] += r * (s->g[m - 1] + l * s->e[m - 1]);
+        s->e[m] += r * s->e[m - 1];
+    }
+}
+
+/* s with n more categories of r = l = 1: a subset takes j of s's and m - j of the n. */
+static gen_esp esp_with_plain(const gen_esp *s, uint32_t n) {
+    gen_esp o;
+    memset(&o, 0, sizeof o);
+    for (int m = 0; m <= GEN_INTERESTS; m++)
+        for (int j = 0; j <= m; j++) {
+            long double b = 1; /* C(n, m - j) */
+            for (int i = 0; i < m - j; i++) b = b * (long double)(n - i) / (long double)(i + 1);
+            o.e[m] += s->e[j] * b;
+            o.g[m] += (s->g[j] + s->e[j] * (long double)(m - j)) * b;
+        }
+    return o;
+}
+
+/* The posterior of an observer who knows less than gen_session_posterior's: not the user's four
+ * interests L, but the topic of every past session, which sessions are the habit session (so
+ * interests[0], once one has begun), the habit hour, where the current session began and its
+ * behaviors so far. Under a uniform prior over L, past regular sessions with n_s on topic s
+ * (chosen from L with 0.15 each, by popularity p_s with 0.4) weigh L by prod_{s in L} r_s,
+ * r_s = ((0.15 + 0.4 p_s) / (0.4 p_s))^n_s. A regular current session on topic S has prior
+ * 0.15 [S in L] + 0.4 p_S and likelihood l_S = (1 + 0.85 / (0.15 p_S))^(its behaviors in S so
+ * far), as in gen_session_posterior. Summing over L with esp sums gives, for candidate category
+ * k, the joint probability of (k in L, S == k, the habit term) in w (GEN_W). Categories with
+ * no past session and no behavior in this one have r = l = 1 and are counted, not listed. */
+static void gen_interest_posterior(const gen_cat *c, const gen_user *u, int habit, uint32_t k,
+                                   int near, float w[6]) {
+    double W = c->catpop_cdf[c->K - 1];
+    uint32_t L0 = u->interests[0];
+    int known = habit || u->habit_seen; /* interests[0] is known: L = {L0} + m more */
+    int m = GEN_INTERESTS - known;
+    memset(w, 0, 6 * sizeof(float));
+    if (known && k == L0 && habit) { /* the habit session's topic is L0 */
+        w[GEN_W(1, 1, near)] = 1.0f;
+        return;
+    }
+    gen_esp s; /* over the categories L may still hold, less k */
+    memset(&s, 0, sizeof s);
+    s.e[0] = 1;
+    uint32_t listed = 0;
+    long double A = 0; /* sum over S of l_S (0.4 p_S + 0.15 [S == L0 known]) */
+    for (int pass = 0; pass < 2; pass++) {
+        const uint32_t *cats = pass ? u->sess_cats : u->topic_cats;
+        uint32_t nc = pass ? u->n_sess_cats : u->n_topic_cats;
+        for (uint32_t j = 0; j < nc; j++) {
+            uint32_t q = cats[j];
+            if (pass && u->topic_n[q]) continue; /* listed in the first pass */
+            double p = cat_weight(c, q) / W;
+            long double r = powl((0.15L + 0.4L * p) / (0.4L * p), u->topic_n[q]);
+            long double l = habit ? 1 : powl(1.0L + 0.85L / (0.15L * p), u->sess_cnt[q]);
+            if (!habit) A += (l - 1) * 0.4L * p; /* on top of the sum with every l = 1 */
+            if (known && q == L0) {
+                if (!habit) A += 0.15L * l;
+                continue;
+            }
+            if (q == k) continue;
+            esp_add(&s, r, l);
+            listed++;
+        }
+    }
+    A += 0.4L;
+    if (known && !u->topic_n[L0] && !u->sess_cnt[L0]) A += 0.15L; /* l = 1 */
+    double pk = cat_weight(c, k) / W;
+    long double rk = powl((0.15L + 0.4L * pk) / (0.4L * pk), u->topic_n[k]);
+    long double lk = habit ? 1 : powl(1.0L + 0.85L / (0.15L * pk), u->sess_cnt[k]);
+    uint32_t rest = c->K - (uint32_t)known - 1;
+    if (known && k == L0) { /* only the session term is unknown */
+        gen_esp a = esp_with_plain(&s, rest + 1 - listed); /* k is L0, not among the rest */
+        long double Z = a.e[m] * A + 0.15L * a.g[m];
+        long double pS = lk * (0.4L * pk + 0.15L) * a.e[m] / Z;
+        w[GEN_W(1, 1, near)] = (float)pS;
+        w[GEN_W(1, 0, near)] = (float)(1 - pS);
+        return;
+    }
+    gen_esp a = esp_with_plain(&s, rest - listed); /* every candidate for L but k */
+    if (habit) { /* the session is on L0; it says nothing more of L */
+        long double p1 = rk * a.e[m - 1] / (a.e[m] + rk * a.e[m - 1]);
+        w[GEN_W(0, 0, 0)] = (float)(1 - p1);
+        w[GEN_W(1, 0, 0)] = (float)p1;
+        return;
+    }
+    long double em = a.e[m] + rk * a.e[m - 1];
+    long double gm = a.g[m] + rk * (a.g[m - 1] + lk * a.e[m - 1]);
+    long double Z = em * A + 0.15L * gm;
+    long double p11 = lk * (0.4L * pk + 0.15L) * rk * a.e[m - 1] / Z;
+    long double p01 = lk * 0.4L * pk * a.e[m] / Z;
+    long double p1 = rk * (a.e[m - 1] * (A + 0.15L * lk) + 0.15L * a.g[m - 1]) / Z;
+    long double h = !known && near ? 0.25L : 0; /* k is L0 for a quarter of the L holding it */
+    w[GEN_W(0, 0, 0)] = (float)(1 - p1 - p01);
+    w[GEN_W(0, 1, 0)] = (float)p01;
+    w[GEN_W(1, 0, 0)] = (float)((1 - h) * (p1 - p11));
+    w[GEN_W(1, 1, 0)] = (float)((1 - h) * p11);
+    w[GEN_W(1, 0, 1)] = (float)(h * (p1 - p11));
+    w[GEN_W(1, 1, 1)] = (float)(h * p11);
+}
+
 static uint8_t draw_action(core_rng *r) {
     double a = core_rng_uniform(r);
     return a < 0.90 ? SCH_ACTION_CLICK : a < 0.95 ? SCH_ACTION_CART : a < 0.98 ? SCH_ACTION_FAV : SCH_ACTION_BUY;
@@ -283,6 +409,9 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
     u->propensity = 0.3 * core_rng_gauss(&rt);
     u->habit_hour_s = core_rng_uniform(&rt) * GEN_DAY;
     for (uint32_t k = 0; k < c->K; k++) u->last_in_cat[k] = INT64_MIN;
+    for (uint32_t j = 0; j < u->n_topic_cats; j++) u->topic_n[u->topic_cats[j]] = 0;
+    u->n_topic_cats = 0;
+    u->habit_seen = 0;
 
     double horizon = (conf->until_day >= 0 ? conf->until_day : conf->days) * GEN_DAY;
     double regular_rate = sessions_per_day * (1.0 - GEN_HABIT_SHARE) / GEN_DAY; /* per second */
@@ -334,8 +463,17 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
                 e.prob = (float)p;
                 e.request_id = ((uint64_t)(uid + 1) << 32) | (step & 0xffffffffu);
                 e.flags = SCH_F_LABEL | SCH_F_PROB | SCH_F_REQUEST;
-                double post = gen_session_posterior(c, u, habit, c->item_cat[i]);
-                if (t < horizon && out_push(o, &e, post, c->item_cat[i] == topic)) return CORE_ENOMEM;
+                uint32_t k = c->item_cat[i];
+                int near = near_habit_hour(u, e.ts);
+                gen_obs ob = {0};
+                ob.post = (float)gen_session_posterior(c, u, habit, k);
+                ob.topic = k == topic;
+                double guessed =
+                    guessed_terms(is_interest(u, k), k == topic, k == u->interests[0] && near);
+                ob.rest = (float)(log(p / (1.0 - p)) - u->propensity - B_QUALITY * c->quality[i] -
+                                  guessed);
+                gen_interest_posterior(c, u, habit, k, near, ob.w);
+                if (t < horizon && out_push(o, &e, &ob)) return CORE_ENOMEM;
                 t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
                 memset(&e, 0, sizeof e);
                 e.user_id = uid + 1;
@@ -345,11 +483,14 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
             e.item_id = i + 1;
             e.category_id = c->item_cat[i] + 1;
             e.action = draw_action(&rs);
-            if (t < horizon && out_push(o, &e, 0.0, 0)) return CORE_ENOMEM;
+            gen_obs none = {0};
+            if (t < horizon && out_push(o, &e, &none)) return CORE_ENOMEM;
             u->last_in_cat[c->item_cat[i]] = e.ts;
             if (!u->sess_cnt[c->item_cat[i]]++) u->sess_cats[u->n_sess_cats++] = c->item_cat[i];
         }
         t_free = t + 1.0;
+        if (habit) u->habit_seen = 1; /* later sessions see this one's topic */
+        else if (!u->topic_n[topic]++) u->topic_cats[u->n_topic_cats++] = topic;
     }
     return CORE_OK;
 }
@@ -405,21 +546,23 @@ static int estimate_quality(double *zhat, const sch_event *res, size_t m, size_t
 /* The AUCs of trn_gen_stats on the last 10% of impressions: the true logit, the logit less the
  * user's propensity, and less the item's quality too (recovered from the stored probability), and
  * with the quality the training labels show (estimate_quality) in its place; then that last one
- * with the session term replaced by its expectation under gen_session_posterior (post, topic:
- * per event, as out_push stored them). */
+ * with the session term replaced by its expectation under gen_session_posterior; last, with the
+ * interest, session and habit terms replaced by their expectation under gen_interest_posterior
+ * (obs: per event, as out_push stored them). */
 static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, const double *prop,
-                          const float *post, const uint8_t *topic, const gen_cat *c) {
+                          const gen_obs *obs, const gen_cat *c) {
     size_t n_imp = 0, k = 0, n;
     for (size_t i = 0; i < m; i++)
         n_imp += (res[i].flags & SCH_F_LABEL) != 0;
     n = n_imp - n_imp * 9 / 10;
     float *s0 = core_malloc(sizeof(float) * (n ? n : 1)), *s1 = core_malloc(sizeof(float) * (n ? n : 1)),
           *s2 = core_malloc(sizeof(float) * (n ? n : 1)), *s3 = core_malloc(sizeof(float) * (n ? n : 1)),
-          *s4 = core_malloc(sizeof(float) * (n ? n : 1));
+          *s4 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s5 = core_malloc(sizeof(float) * (n ? n : 1));
     uint8_t *y = core_malloc(n ? n : 1);
     double *zhat = core_calloc(c->I, sizeof(double));
     int rc = CORE_ENOMEM;
-    if (!s0 || !s1 || !s2 || !s3 || !s4 || !y || !zhat) goto done;
+    if (!s0 || !s1 || !s2 || !s3 || !s4 || !s5 || !y || !zhat) goto done;
     if ((rc = estimate_quality(zhat, res, m, n_imp * 8 / 10, c))) goto done;
     for (size_t i = 0, seen = 0; i < m; i++) {
         if (!(res[i].flags & SCH_F_LABEL)) continue;
@@ -431,8 +574,14 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
         s1[k] = (float)lg;
         s2[k] = (float)(lg - B_QUALITY * c->quality[it]);
         s3[k] = (float)(lg - B_QUALITY * c->quality[it] + B_QUALITY * zhat[it]);
-        double z0 = s3[k] - (topic[i] ? B_SESSION : 0.0); /* every term but the session's */
-        s4[k] = (float)(post[i] * sigmoid(z0 + B_SESSION) + (1.0 - post[i]) * sigmoid(z0));
+        double z0 = s3[k] - (obs[i].topic ? B_SESSION : 0.0); /* every term but the session's */
+        s4[k] = (float)(obs[i].post * sigmoid(z0 + B_SESSION) + (1.0 - obs[i].post) * sigmoid(z0));
+        double z1 = obs[i].rest + B_QUALITY * zhat[it], e = 0; /* every term no one must guess */
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++)
+                for (int h = 0; h <= a; h++)
+                    e += obs[i].w[GEN_W(a, b, h)] * sigmoid(z1 + guessed_terms(a, b, h));
+        s5[k] = (float)e;
         y[k++] = res[i].label;
     }
     trn_auc(&st->oracle_auc_test, s0, y, n);
@@ -440,6 +589,7 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
     trn_auc(&st->auc_without_propensity_quality, s2, y, n);
     trn_auc(&st->auc_with_estimated_quality, s3, y, n);
     trn_auc(&st->auc_session_from_history, s4, y, n);
+    trn_auc(&st->auc_interests_from_history, s5, y, n);
     rc = CORE_OK;
 done:
     core_free(s0);
@@ -447,6 +597,7 @@ done:
     core_free(s2);
     core_free(s3);
     core_free(s4);
+    core_free(s5);
     core_free(y);
     core_free(zhat);
     return rc;
@@ -460,8 +611,7 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     gen_key *keys = NULL;
     sch_event *res = NULL;
     double *prop = NULL;
-    float *rpost = NULL;
-    uint8_t *rtopic = NULL;
+    gen_obs *robs = NULL;
     int rc;
     memset(&u, 0, sizeof u);
     if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
@@ -473,8 +623,11 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     u.last_in_cat = core_malloc(sizeof(int64_t) * c.K);
     u.sess_cnt = core_calloc(c.K, sizeof(uint32_t));
     u.sess_cats = core_malloc(sizeof(uint32_t) * c.K);
+    u.topic_n = core_calloc(c.K, sizeof(uint32_t));
+    u.topic_cats = core_malloc(sizeof(uint32_t) * c.K);
     prop = core_malloc(sizeof(double) * conf->users);
-    if (!u.last_in_cat || !u.sess_cnt || !u.sess_cats || !prop) goto nomem;
+    if (!u.last_in_cat || !u.sess_cnt || !u.sess_cats || !u.topic_n || !u.topic_cats || !prop)
+        goto nomem;
     /* Events per session step: one behavior plus an impression half the time. Generate about 5%
      * more than asked, so that the cut by time, not the rate, decides the count. */
     double per_session = GEN_SESSION_MEAN * (1.0 + GEN_P_IMPRESSION);
@@ -490,13 +643,11 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     size_t m = o.n < conf->events ? o.n : (size_t)conf->events;
     res = core_malloc(sizeof(sch_event) * (m ? m : 1));
     if (!res) goto nomem;
-    rpost = core_malloc(sizeof(float) * (m ? m : 1));
-    rtopic = core_malloc(m ? m : 1);
-    if (!rpost || !rtopic) goto nomem;
+    robs = core_malloc(sizeof(gen_obs) * (m ? m : 1));
+    if (!robs) goto nomem;
     for (size_t i = 0; i < m; i++) {
         res[i] = o.ev[keys[i].idx];
-        rpost[i] = o.post[keys[i].idx];
-        rtopic[i] = o.topic[keys[i].idx];
+        robs[i] = o.obs[keys[i].idx];
     }
     if (stats) {
         memset(stats, 0, sizeof *stats);
@@ -518,17 +669,17 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
             stats->split_ctr[p] = imp[p] ? (double)clk[p] / (double)imp[p] : 0;
         }
         stats->mean_prob = stats->impressions ? psum / (double)stats->impressions : 0;
-        if ((rc = test_part_aucs(stats, res, m, prop, rpost, rtopic, &c))) goto fail;
+        if ((rc = test_part_aucs(stats, res, m, prop, robs, &c))) goto fail;
     }
     core_free(keys);
     core_free(o.ev);
-    core_free(o.post);
-    core_free(o.topic);
-    core_free(rpost);
-    core_free(rtopic);
+    core_free(o.obs);
+    core_free(robs);
     core_free(u.last_in_cat);
     core_free(u.sess_cnt);
     core_free(u.sess_cats);
+    core_free(u.topic_n);
+    core_free(u.topic_cats);
     core_free(prop);
     cat_free(&c);
     *out = res;
@@ -539,13 +690,13 @@ nomem:
 fail:
     core_free(keys);
     core_free(o.ev);
-    core_free(o.post);
-    core_free(o.topic);
-    core_free(rpost);
-    core_free(rtopic);
+    core_free(o.obs);
+    core_free(robs);
     core_free(u.last_in_cat);
     core_free(u.sess_cnt);
     core_free(u.sess_cats);
+    core_free(u.topic_n);
+    core_free(u.topic_cats);
     core_free(prop);
     core_free(res);
     cat_free(&c);

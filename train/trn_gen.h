@@ -39,9 +39,12 @@ typedef struct trn_gen_stats {
      * topic) replaced by its expectation given the session's behaviors so far, for an observer
      * who also knows the user's interests, whether the session is the habit session and where it
      * began: the first impression of a session comes before any of its behaviors, so no history
-     * shows its topic. */
+     * shows its topic. Then that with the user's interests unknown too: the interest, session
+     * and habit terms replaced by their joint posterior for an observer who knows the topic of
+     * every past session and which were the habit session, but not the interests (the ceiling
+     * for a model trained on the stream; docs/SYNTHETIC.md). */
     double oracle_auc_test, auc_without_propensity, auc_without_propensity_quality;
-    double auc_with_estimated_quality, auc_session_from_history;
+    double auc_with_estimated_quality, auc_session_from_history, auc_interests_from_history;
 } trn_gen_stats;
 
 void trn_gen_conf_default(trn_gen_conf *conf);
