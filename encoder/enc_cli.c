@@ -66,7 +66,9 @@ static void usage_encode(FILE *f) {
             "  --model M      model file (its embeddings and SimHash build the buckets)\n"
             "  --store DIR    LMDB state directory (created if missing)\n"
             "  --input FILE   event file: JSON lines or the binary encoding ('-' = stdin, no resume)\n"
-            "  --window L     behaviors kept per user (10000; an existing store keeps its own)\n"
+            "  --window L     behaviors kept per user in a new store (the window the model was\n"
+            "                 trained on, or 10000 if it records none; an existing store keeps\n"
+            "                 its own)\n"
             "  --recent N     recent behaviors kept per user (64; an existing store keeps its own)\n"
             "  --batch K      records per LMDB write transaction (1000000)\n"
             "  --reject FILE  where malformed records go (DIR/rejects.jsonl)\n"
@@ -148,11 +150,14 @@ int enc_cmd_encode(int argc, char **argv) {
         fprintf(stderr, "trail encode: %s\n", err);
         return 1;
     }
+    conf.new_window = m->cfg.window; /* a new store keeps what the model was trained on */
     if ((rc = enc_store_open(&st, &conf, err, sizeof err)) ||
         (rc = enc_store_bind_model(st, m, err, sizeof err))) {
         fprintf(stderr, "trail encode: %s\n", err);
         goto out;
     }
+    if (mdl_window_mismatch(&m->cfg, enc_store_window(st), err, sizeof err))
+        fprintf(stderr, "trail encode: warning: model %s: %s\n", model_path, err);
     if (strcmp(input, "-") == 0) {
         snprintf(source, sizeof source, "file:-");
     } else {
@@ -335,6 +340,8 @@ int enc_cmd_reencode(int argc, char **argv) {
         fprintf(stderr, "trail reencode: %s\n", err);
         goto out;
     }
+    if (mdl_window_mismatch(&m->cfg, enc_store_window(st), err, sizeof err))
+        fprintf(stderr, "trail reencode: warning: model %s: %s\n", model_path, err);
     mdl_version_hex(enc_store_encoding_version(st), was);
     int64_t t0 = core_now_ns();
     if (enc_store_reencode(st, m, &users, err, sizeof err)) {

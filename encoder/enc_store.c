@@ -214,7 +214,7 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     what = "meta";
     rc = meta_get_u64(txn, st->meta, "format", &fmt);
     if (rc == MDB_NOTFOUND) { /* a new store remembers its shape */
-        if (!st->window) st->window = 10000;
+        if (!st->window) st->window = conf->new_window ? conf->new_window : 10000;
         if (!st->recent) st->recent = st->window < 64 ? st->window : 64;
         if (st->recent > st->window) {
             snprintf(errstr, errstr_size, "store %s: recent %u > window %u", conf->path,

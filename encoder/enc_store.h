@@ -29,7 +29,9 @@ typedef struct enc_store_conf {
     size_t map_size;       /* initial LMDB map size in bytes (default 1 GiB) */
     size_t map_max;        /* the map doubles on MDB_MAP_FULL up to this (default 1 TiB) */
     uint32_t window;       /* L_max: raw behaviors kept per user (default 10,000; 0: an existing
-                              store's, or 10,000 for a new one) */
+                              store's, or new_window for a new one) */
+    uint32_t new_window;   /* a new store's window when window is 0 (0: 10,000); the encoders
+                              pass the window the model was trained on */
     uint32_t recent;       /* recent behaviors kept per user (default 64; >= the model's N; 0: an
                               existing store's, or min(64, window) for a new one) */
     int durable;           /* 1: fsync every commit (default); 0: MDB_NOSYNC-class speed for

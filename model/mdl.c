@@ -23,7 +23,9 @@
 #define HEAD_Q_SHORT 1u
 #define HEAD_SDIM_FIELDS 2u
 #define HEAD_CROSS 4u
-#define HEAD_KNOWN (HEAD_Q_SHORT | HEAD_SDIM_FIELDS | HEAD_CROSS)
+#define HEAD_WINDOW_SHIFT 8 /* bits 8..31: the training window */
+#define HEAD_KNOWN                                                                                 \
+    (HEAD_Q_SHORT | HEAD_SDIM_FIELDS | HEAD_CROSS | (MDL_MAX_WINDOW << HEAD_WINDOW_SHIFT))
 #define TENSOR_ENTRY 64
 #define FLAG_ADAM 1u
 #define EMB_INIT_STD 0.05 /* item, category and TIN embeddings start N(0, EMB_INIT_STD^2) */
@@ -80,6 +82,7 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
     if (c->q_short > 1) BAD("q_short %u must be 0 or 1", c->q_short);
     if (c->sdim_hash > MDL_HASH_FIELDS) BAD("unknown SDIM hash %u", c->sdim_hash);
     if (c->cross > 1) BAD("cross %u must be 0 or 1", c->cross);
+    if (c->window > MDL_MAX_WINDOW) BAD("window %u must be at most 2^24 - 1", c->window);
     if (c->sdim_hash == MDL_HASH_FIELDS && c->S < 2)
         BAD("field-wise SDIM hashing needs S >= 2 signatures (one per field), S=%u", c->S);
     return CORE_OK;
@@ -100,6 +103,17 @@ void mdl_mlp_layout(const mdl_config *c, mdl_mlp_cols *o) {
 
 int mdl_reads_window(const mdl_config *c) {
     return c->long_kind == MDL_LONG_ATTN || c->cross;
+}
+
+int mdl_window_mismatch(const mdl_config *c, uint32_t store_window, char *msg, size_t cap) {
+    if (!c->window || c->window == store_window) return 0;
+    if (c->long_kind == MDL_LONG_NONE && !c->cross) return 0;
+    snprintf(msg, cap,
+             "the model was trained on windows of %u behaviors per user, the store keeps %u: its "
+             "long-term inputs differ from training (create the store with --window %u, or "
+             "train with --window %u)",
+             c->window, store_window, c->window, store_window);
+    return 1;
 }
 
 uint32_t mdl_mlp_in_dim(const mdl_config *c) {
@@ -222,10 +236,11 @@ static void config_bytes(const mdl_config *c, uint8_t out[80]) {
 }
 
 /* The header's flags word (offset 124): bit 0 = q_short, bit 1 = field-wise SDIM hash, bit 2 =
- * cross statistics. */
+ * cross statistics, bits 8..31 = the training window (0: not recorded). */
 static uint32_t head_flags(const mdl_config *c) {
     return (c->q_short ? HEAD_Q_SHORT : 0) |
-           (c->sdim_hash == MDL_HASH_FIELDS ? HEAD_SDIM_FIELDS : 0) | (c->cross ? HEAD_CROSS : 0);
+           (c->sdim_hash == MDL_HASH_FIELDS ? HEAD_SDIM_FIELDS : 0) | (c->cross ? HEAD_CROSS : 0) |
+           c->window << HEAD_WINDOW_SHIFT;
 }
 
 static const mdl_tensor *find_tensor(const mdl_model *m, const char *name) {
@@ -492,6 +507,7 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
     cfg.q_short = (hflags & HEAD_Q_SHORT) != 0;
     cfg.sdim_hash = (hflags & HEAD_SDIM_FIELDS) ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
     cfg.cross = (hflags & HEAD_CROSS) != 0;
+    cfg.window = hflags >> HEAD_WINDOW_SHIFT;
     char cerr[200];
     if (mdl_config_check(&cfg, cerr, sizeof cerr)) {
         snprintf(err, err_size, "model %s: invalid config: %s", path, cerr);

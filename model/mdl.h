@@ -60,6 +60,9 @@ typedef struct mdl_config {
     uint32_t sdim_hash;   /* mdl_sdim_hash: how R is drawn (fixed at init) */
     uint32_t cross;       /* 1: MDL_CROSS_DIM candidate x history statistics join the MLP input
                              (rank_net.h lists them); they read the raw window */
+    uint32_t window;      /* behaviors per user the model was trained on (0: not recorded); no
+                             shape depends on it, a store with another window serves with a
+                             warning (mdl_window_mismatch) */
     uint64_t seed;        /* initialization and SimHash projection seed */
     uint64_t hash_seed;   /* id -> row hashing seed (items use it, categories use it + 1) */
 } mdl_config;
@@ -135,6 +138,12 @@ void mdl_mlp_layout(const mdl_config *cfg, mdl_mlp_cols *out);
 /** @brief 1 if scoring with this config reads each user's raw window even when the store's
  *  bucket sums are at hand: long = attention attends over it, cross counts in it. */
 int mdl_reads_window(const mdl_config *cfg);
+/** @brief Nonzero if a store keeping store_window behaviors per user would give this model other
+ *  long-term inputs than it was trained on: the model records a window (cfg->window != 0), reads
+ *  the long history (any long branch sums or attends over the store's window; cross counts in
+ *  it), and store_window differs. The message then names both and what to do. */
+int mdl_window_mismatch(const mdl_config *cfg, uint32_t store_window, char *msg, size_t cap);
+#define MDL_MAX_WINDOW ((1u << 24) - 1) /* the model file keeps the window in 24 bits */
 /** @brief MLP input width D: C (q) + C per enabled branch + C (q*u_long, if long) + cross + n_dense. */
 uint32_t mdl_mlp_in_dim(const mdl_config *cfg);
 /** @brief The tensor list for a config, in file order. @return the number of floats in all. */

@@ -139,23 +139,25 @@ int mdl_cmd_info(int argc, char **argv) {
     mdl_version_hex(m->model_version, mv);
     mdl_version_hex(m->encoding_version, ev);
     mdl_variant_str(c, var, sizeof var);
+    char wbuf[48] = "not recorded";
+    if (c->window) snprintf(wbuf, sizeof wbuf, "%u behaviors per user", c->window);
     if (json) {
         printf("{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\",\"dim\":%u,"
                "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
                "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
                "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\","
-               "\"cross\":%u}\n",
+               "\"cross\":%u,\"window\":%u}\n",
                mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
                c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
                (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
-               mdl_hash_name(c->sdim_hash), c->cross);
+               mdl_hash_name(c->sdim_hash), c->cross, c->window);
     } else {
         printf("model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
                "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "
-               "dense=%u seed=%llu\n  %zu parameters%s\n",
+               "dense=%u seed=%llu\n  training window %s\n  %zu parameters%s\n",
                path, mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent,
                c->n_blocks, c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
-               (unsigned long long)c->seed, m->n_floats, m->adam_m ? " (with optimizer state)" : "");
+               (unsigned long long)c->seed, wbuf, m->n_floats, m->adam_m ? " (with optimizer state)" : "");
     }
     mdl_model_destroy(m);
     return 0;

@@ -57,7 +57,7 @@ static const conf_key conf_keys[] = {
     {"log_level", offsetof(enc_opts, log_level), 0, 0, 0, "0-7 (syslog scale, default 6)"},
     {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000, "events per LMDB txn (10000)"},
     {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (50)"},
-    {"window", offsetof(enc_opts, window), 1, 1, 1u << 24, "behaviors kept per user (10000)"},
+    {"window", offsetof(enc_opts, window), 1, 1, 1u << 24, "behaviors kept per user (the model's)"},
     {"recent", offsetof(enc_opts, recent), 1, 1, 1u << 24, "recent behaviors kept per user (64)"},
 };
 
@@ -154,9 +154,9 @@ static void usage(FILE *f) {
             "  --metrics ADDR       serve Prometheus /metrics on 127.0.0.1:PORT\n"
             "  --batch N            events per LMDB transaction (10000)\n"
             "  --batch-ms MS        longest a batch stays open (50)\n"
-            "  --window L           behaviors kept per user in a new store (10000; an existing\n"
-            "                       store keeps its own, and a different L is refused). Use the\n"
-            "                       window the model was trained with (trail train --window)\n"
+            "  --window L           behaviors kept per user in a new store (default: the window\n"
+            "                       the model was trained with, or 10000 if it records none; an\n"
+            "                       existing store keeps its own, and a different L is refused)\n"
             "  --recent N           recent behaviors kept per user in a new store (64)\n"
             "  --config FILE        key=value lines (brokers, topic, group, model, store, dlq_topic,\n"
             "                       metrics, log_level, batch.max_events, batch.max_ms, window,\n"
@@ -254,12 +254,15 @@ int pipe_cmd_encode(int argc, char **argv) {
     enc_store_conf_default(&sc);
     sc.path = o.store;
     sc.window = (uint32_t)o.window;
+    sc.new_window = m->cfg.window; /* a new store keeps what the model was trained on */
     sc.recent = (uint32_t)o.recent;
     if (enc_store_open(&st, &sc, errstr, sizeof errstr) ||
         enc_store_bind_model(st, m, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: encode: %s\n", errstr);
         goto out;
     }
+    if (mdl_window_mismatch(&m->cfg, enc_store_window(st), errstr, sizeof errstr))
+        CORE_LOG(CORE_LOG_WARNING, "encode: model %s: %s", o.model, errstr);
     if (pipe_metrics_new(&met, o.topic)) goto out;
     if (o.metrics) {
         int port;

@@ -176,6 +176,9 @@ int rank_cmd_rank(int argc, char **argv) {
         rc = CORE_EMISMATCH;
         goto done;
     }
+    char wmsg[256];
+    if (mdl_window_mismatch(&m->cfg, enc_store_window(st), wmsg, sizeof wmsg))
+        fprintf(stderr, "trail: rank: warning: model %s: %s\n", model, wmsg);
     uint32_t wmax = mdl_reads_window(&m->cfg) ? enc_store_window(st) : 0;
     if ((rc = rank_scratch_new(&sc, m, cl.n ? cl.n : 1, wmax))) goto done;
     if ((rc = enc_reader_new(st, &rd))) goto done;

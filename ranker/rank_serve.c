@@ -102,6 +102,9 @@ static int check_model(rank_server *srv, const mdl_model *m, const char *path, c
             path, a, b);
         return CORE_EMISMATCH;
     }
+    char wmsg[256];
+    if (mdl_window_mismatch(&m->cfg, srv->conf.window, wmsg, sizeof wmsg))
+        CORE_LOG(CORE_LOG_WARNING, "serve: %s: %s", path, wmsg);
     if (m->cfg.short_kind != MDL_SHORT_NONE && m->cfg.n_recent > srv->conf.recent)
         CORE_LOG(CORE_LOG_WARNING,
                  "serve: model uses %u recent behaviors, the store keeps %u: %s "

@@ -222,6 +222,54 @@ static void test_idempotent_and_reencode(void **state) {
     free(o);
 }
 
+/* A model that records its training window: a new store takes it, a store asked to keep another
+ * is made but the encoder and reencode warn, naming both windows. */
+static void test_store_takes_the_model_window(void **state) {
+    fixture *f = *state;
+    char wmodel[300], st_a[300], st_b[300], in[300], out[300], err[512];
+    snprintf(wmodel, sizeof wmodel, "%s/w.mdl", f->dir);
+    snprintf(st_a, sizeof st_a, "%s/sta", f->dir);
+    snprintf(st_b, sizeof st_b, "%s/stb", f->dir);
+    snprintf(in, sizeof in, "%s/inw.jsonl", f->dir);
+    snprintf(out, sizeof out, "%s/outw.txt", f->dir);
+    mdl_model *m;
+    assert_int_equal(mdl_model_load(&m, f->model, err, sizeof err), CORE_OK);
+    m->cfg.window = 150;
+    mdl_model_refresh_versions(m);
+    assert_int_equal(mdl_model_save(m, wmodel, 0, err, sizeof err), CORE_OK);
+    mdl_model_destroy(m);
+    write_events(in, 500, 5, 31);
+    const char *a[] = {"encode", "--model", wmodel, "--store", st_a, "--input", in, NULL};
+    assert_int_equal(run_trail(out, a), 0);
+    char *o = slurp(out, NULL);
+    assert_null(strstr(o, "warning"));
+    free(o);
+    const char *b[] = {"encode", "--model", wmodel, "--store", st_b, "--input", in,
+                       "--window", "200", NULL};
+    assert_int_equal(run_trail(out, b), 0);
+    o = slurp(out, NULL);
+    assert_non_null(strstr(o, "warning: model"));
+    assert_non_null(strstr(o, "windows of 150 behaviors per user, the store keeps 200"));
+    free(o);
+    const char *r[] = {"reencode", "--model", wmodel, "--store", st_b, NULL};
+    assert_int_equal(run_trail(out, r), 0);
+    o = slurp(out, NULL);
+    assert_non_null(strstr(o, "the store keeps 200"));
+    free(o);
+    const char *paths[2] = {st_a, st_b};
+    const uint32_t want[2] = {150, 200};
+    for (int i = 0; i < 2; i++) {
+        enc_store_conf conf;
+        enc_store *st;
+        enc_store_conf_default(&conf);
+        conf.path = paths[i];
+        conf.window = conf.recent = 0;
+        assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_OK);
+        assert_int_equal(enc_store_window(st), want[i]);
+        enc_store_close(st);
+    }
+}
+
 /* kill -9 in the middle of a replay, resume: the same state, positions and reject file as one
  * uninterrupted run. */
 static void test_kill9_resume(void **state) {
@@ -347,6 +395,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input_rejected),
         cmocka_unit_test(test_idempotent_and_reencode),
+        cmocka_unit_test(test_store_takes_the_model_window),
         cmocka_unit_test(test_kill9_resume),
         cmocka_unit_test(test_import),
     };

@@ -291,11 +291,22 @@ static void test_reopen_checks(void **state) {
     assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_EMISMATCH);
     assert_non_null(strstr(err, "window=300"));
     conf.window = conf.recent = 0;
+    conf.new_window = 256; /* a model trained on 256: an existing store keeps its own */
     assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_OK);
     assert_int_equal(enc_store_window(st), 300);
     assert_int_equal(enc_store_recent(st), 20);
     enc_batch *b;
     assert_int_equal(enc_batch_begin(st, &b), CORE_EINVAL); /* no model bound */
+    enc_store_close(st);
+    /* a new store takes new_window when no window is asked for, and 10,000 without either */
+    snprintf(path, sizeof path, "%s/fresh", f->dir);
+    assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_OK);
+    assert_int_equal(enc_store_window(st), 256);
+    enc_store_close(st);
+    snprintf(path, sizeof path, "%s/fresh2", f->dir);
+    conf.new_window = 0;
+    assert_int_equal(enc_store_open(&st, &conf, err, sizeof err), CORE_OK);
+    assert_int_equal(enc_store_window(st), 10000);
     enc_store_close(st);
 }
 

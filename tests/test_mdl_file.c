@@ -229,6 +229,60 @@ static void test_head_flags_and_version_2(void **state) {
     test_rmtree(dir);
 }
 
+/* The training window rides in bits 8..31 of the flags word: it round-trips, 0 means not
+ * recorded, it is part of model_version (not of encoding_version, no weight depends on it), and
+ * mdl_window_mismatch speaks only when the model reads the long history of a store that keeps
+ * another window. */
+static void test_training_window(void **state) {
+    (void)state;
+    char dir[256], path[300], err[256], msg[256];
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/w.bin", dir);
+    mdl_config cfg;
+    mdl_model *a, *l = NULL;
+    mdl_config_default(&cfg);
+    cfg.item_rows = 100, cfg.cat_rows = 10, cfg.C = 8;
+    assert_int_equal(mdl_model_init(&a, &cfg, err, sizeof err), CORE_OK);
+    uint64_t unrecorded = a->model_version;
+    a->cfg.window = 256;
+    mdl_model_refresh_versions(a);
+    assert_true(a->model_version != unrecorded);
+    assert_int_equal(mdl_model_save(a, path, 0, err, sizeof err), CORE_OK);
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    uint32_t hf;
+    memcpy(&hf, b + 124, 4);
+    assert_int_equal(hf, (256u << 8) | 7u); /* q_short, field-wise hash, cross */
+    assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
+    assert_int_equal(l->cfg.window, 256);
+    assert_true(l->model_version == a->model_version);
+    assert_true(l->encoding_version == a->encoding_version);
+    mdl_model_destroy(l);
+    free(b);
+    /* the largest window the word holds; one more is refused by the config check */
+    cfg.window = MDL_MAX_WINDOW;
+    assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_OK);
+    cfg.window = MDL_MAX_WINDOW + 1;
+    assert_int_equal(mdl_config_check(&cfg, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "window"));
+    /* the mismatch rule */
+    cfg.window = 256;
+    assert_int_equal(mdl_window_mismatch(&cfg, 256, msg, sizeof msg), 0);
+    assert_int_equal(mdl_window_mismatch(&cfg, 10000, msg, sizeof msg), 1);
+    assert_non_null(strstr(msg, "windows of 256 behaviors per user, the store keeps 10000"));
+    assert_non_null(strstr(msg, "--window 256"));
+    cfg.cross = 0; /* SDIM's sums still cover the store's window */
+    assert_int_equal(mdl_window_mismatch(&cfg, 10000, msg, sizeof msg), 1);
+    cfg.long_kind = MDL_LONG_NONE; /* nothing reads past the recent behaviors */
+    assert_int_equal(mdl_window_mismatch(&cfg, 10000, msg, sizeof msg), 0);
+    cfg.cross = 1;
+    assert_int_equal(mdl_window_mismatch(&cfg, 10000, msg, sizeof msg), 1);
+    cfg.window = 0; /* not recorded: nothing to compare */
+    assert_int_equal(mdl_window_mismatch(&cfg, 10000, msg, sizeof msg), 0);
+    mdl_model_destroy(a);
+    test_rmtree(dir);
+}
+
 /* long = attention's projections exist in every variant's layout and start as the identity / 0.05
  * (the embeddings' init std), so its first scores are those unit-variance embeddings would give */
 static void test_long_attention_projections_start_at_identity(void **state) {
@@ -338,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_adam_state_roundtrip),
         cmocka_unit_test(test_damage_is_refused),
         cmocka_unit_test(test_head_flags_and_version_2),
+        cmocka_unit_test(test_training_window),
         cmocka_unit_test(test_long_attention_projections_start_at_identity),
         cmocka_unit_test(test_alloc_failures_are_clean),
         cmocka_unit_test(test_config_and_variants),

@@ -451,6 +451,31 @@ static void test_config_file_and_kafka_properties(void **state) {
                   "--store", stw, "--window", "400", "--recent", "20", "--until-end", NULL};
     assert_int_not_equal(run(a4, log, 60000), 0);
     assert_true(file_has(log, "holds window=300 recent=20 chunk=128; opened with window=400"));
+    /* a model that records its training window: a new store without a window asked for takes
+     * it; the store of 300 above serves it with a warning naming both */
+    char wmodel[4200], stm[4200], err[512];
+    snprintf(wmodel, sizeof wmodel, "%s/w.bin", g_dir);
+    snprintf(stm, sizeof stm, "%s/s-model-window", g_dir);
+    mdl_model *m;
+    assert_int_equal(mdl_model_load(&m, g_model, err, sizeof err), CORE_OK);
+    m->cfg.window = 250;
+    mdl_model_refresh_versions(m);
+    assert_int_equal(mdl_model_save(m, wmodel, 0, err, sizeof err), CORE_OK);
+    mdl_model_destroy(m);
+    f = fopen(conf, "w");
+    fprintf(f, "brokers = %s\ntopic = ev\n", g_brokers);
+    fclose(f);
+    char *a5[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gm", "--model", wmodel,
+                  "--store", stm, "--until-end", NULL};
+    assert_int_equal(run(a5, log, 60000), 0);
+    assert_false(file_has(log, "windows of"));
+    open_store(&o, stm);
+    assert_int_equal(enc_store_window(o.st), 250);
+    close_store(&o);
+    char *a6[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw6", "--model", wmodel,
+                  "--store", stw, "--until-end", NULL};
+    assert_int_equal(run(a6, log, 60000), 0);
+    assert_true(file_has(log, "windows of 250 behaviors per user, the store keeps 300"));
 }
 
 int main(void) {

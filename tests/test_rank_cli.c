@@ -201,12 +201,47 @@ static void test_rank_bad_input(void **state) {
     assert_int_equal(run(cmd, out, sizeof out), 2);
 }
 
+/* A model that records the window it was trained on, scored against a store that keeps another:
+ * the scores are those of the same weights, with a warning on stderr that names both windows.
+ * Against a store of its own window, no warning. */
+static void test_rank_warns_of_another_window(void **state) {
+    (void)state;
+    char cmd[4096], out[8192], ref[8192], wpath[600], err[512];
+    snprintf(wpath, sizeof wpath, "%s/w.mdl", dir);
+    const uint32_t windows[2] = {256, 300};
+    for (int i = 0; i < 2; i++) {
+        m->cfg.window = windows[i];
+        mdl_model_refresh_versions(m);
+        assert_int_equal(mdl_model_save(m, wpath, 0, err, sizeof err), 0);
+        snprintf(cmd, sizeof cmd,
+                 "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s 2>%s/w.err",
+                 test_trail_bin(), wpath, store_path, cand_path, dir);
+        assert_int_equal(run(cmd, out, sizeof out), 0);
+        snprintf(cmd, sizeof cmd,
+                 "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s",
+                 test_trail_bin(), model_path, store_path, cand_path);
+        assert_int_equal(run(cmd, ref, sizeof ref), 0);
+        assert_string_equal(out, ref);
+        snprintf(cmd, sizeof cmd, "cat %s/w.err", dir);
+        assert_int_equal(run(cmd, out, sizeof out), 0);
+        if (i == 0) {
+            assert_non_null(strstr(out, "warning"));
+            assert_non_null(strstr(out, "windows of 256 behaviors per user, the store keeps 300"));
+        } else {
+            assert_null(strstr(out, "warning"));
+        }
+    }
+    m->cfg.window = 0;
+    mdl_model_refresh_versions(m);
+}
+
 int main(void) {
     rank_blas_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rank_matches_store_and_window),
         cmocka_unit_test(test_rank_unknown_user_and_json),
         cmocka_unit_test(test_rank_bad_input),
+        cmocka_unit_test(test_rank_warns_of_another_window),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,6 +5,7 @@
 #include "test_serve_common.h"
 
 #include "core_alloc.h"
+#include "core_log.h"
 #include "rank_score.h"
 
 #include <math.h>
@@ -282,6 +283,42 @@ static void test_reload(void **state) {
     assert_non_null(strstr(rb, ver_a));
 }
 
+static char logged[4096];
+
+static void keep_warnings(int level, const char *line, void *opaque) {
+    (void)opaque;
+    if (level <= CORE_LOG_WARNING && strlen(logged) + strlen(line) + 2 < sizeof logged) {
+        strcat(logged, line);
+        strcat(logged, "\n");
+    }
+}
+
+/* A model that records the window it was trained on loads on a store that keeps another, with a
+ * warning naming both; on a store of its own window, without one. */
+static void test_reload_warns_of_another_window(void **state) {
+    (void)state;
+    char path_w[600], err[512], version[17];
+    snprintf(path_w, sizeof path_w, "%s/w.mdl", dir);
+    core_log_set(keep_warnings, NULL);
+    const uint32_t windows[2] = {32, TS_WINDOW};
+    for (int i = 0; i < 2; i++) {
+        logged[0] = 0;
+        ma->cfg.window = windows[i];
+        mdl_model_refresh_versions(ma);
+        assert_int_equal(mdl_model_save(ma, path_w, 0, err, sizeof err), CORE_OK);
+        assert_int_equal(rank_server_reload(srv, path_w, version, err, sizeof err), CORE_OK);
+        if (i == 0)
+            assert_non_null(strstr(logged, "windows of 32 behaviors per user, the store keeps 64"));
+        else
+            assert_null(strstr(logged, "windows of"));
+    }
+    core_log_set(NULL, NULL);
+    ma->cfg.window = 0;
+    mdl_model_refresh_versions(ma);
+    assert_int_equal(rank_server_reload(srv, path_a, version, err, sizeof err), CORE_OK);
+    assert_string_equal(version, ver_a);
+}
+
 /* Every allocation of start can fail (transient and persistent): a clean error, nothing leaked
  * (the ASan tree checks), and the next attempt works. */
 static void test_start_alloc_failures(void **state) {
@@ -365,6 +402,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_score_good), cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_oversized),  cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_reload_warns_of_another_window),
         cmocka_unit_test(test_metrics),    cmocka_unit_test(test_start_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -539,6 +539,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     memcpy(m->adam_m, best_m, bytes);
     memcpy(m->adam_v, best_v, bytes);
     m->adam_step = best_step;
+    m->cfg.window = c->window; /* what serving compares its store's window with */
     mdl_model_refresh_versions(m);
     rep->steps = step;
     rep->seconds = (double)core_now_ns() * 1e-9 - t0;
