@@ -205,7 +205,9 @@ elapsed=$(( $(date +%s) - start ))
     echo "of the ranker sees it), then without the item's quality too, then with the quality the"
     echo "training labels show, then also with the session's topic only as far as the session's"
     echo "behaviors so far show it, then also with the user's interests only as far as the past"
-    echo "sessions show them (the ceiling for a model trained on this set): \`$bounds\`."
+    echo "sessions show them (the ceiling for a model trained on this set), then a learner that knows"
+    echo "the click model's form and is given those posteriors, fitting its five coefficients and"
+    echo "the item biases to the training labels: \`$bounds\`."
     ceil=$(printf '%s\n' "$bounds" | grep -o 'interests_from_history=[0-9.]*' | cut -d= -f2)
     orc=$(printf '%s\n' "$bounds" | grep -o '^oracle_auc=[0-9.]*' | cut -d= -f2)
     if [ -n "$ceil" ] && [ -n "$orc" ]; then

@@ -1,7 +1,8 @@
 /* test_train_gen_posterior.c: the interest posterior behind `trail gen`'s interests_from_history
- * bound equals a sum over every possible set of interests on a small catalogue.
+ * bound equals a sum over every possible set of interests on a small catalogue, and the
+ * known-form learner behind known_form_fitted recovers the truth from labels drawn from it.
  *
- * gen_interest_posterior is static, so this file compiles trn_gen.c into itself; the test links
+ * Both are static, so this file compiles trn_gen.c into itself; the test links
  * trail_train only for what trn_gen.c calls (metrics, schemas, core). */
 #include "test_common.h"
 
@@ -99,9 +100,64 @@ static void test_posterior_matches_enumeration(void **state) {
     cat_free(&c);
 }
 
+/* fit_known_form recovers the coefficients and biases of the mixture it assumes from labels drawn
+ * from it: 60,000 impressions of 100 items, random case probabilities and recency terms. */
+static void test_known_form_fit_recovers_the_truth(void **state) {
+    (void)state;
+    enum { N = 60000, I = 100 };
+    const double truth[FORM_K] = {-1.5, 1.4, 0.8, 1.1, 0.9};
+    sch_event *res = core_calloc(N, sizeof *res);
+    gen_obs *obs = core_calloc(N, sizeof *obs);
+    double bias[I], fit_th[FORM_K], *fit_b = core_malloc(sizeof(double) * I);
+    assert_true(res && obs && fit_b);
+    core_rng r;
+    core_rng_seed(&r, 5);
+    for (int i = 0; i < I; i++) bias[i] = B_QUALITY * core_rng_gauss(&r);
+    for (int j = 0; j < N; j++) {
+        double tot = 0; /* mostly one case, as the posteriors of a long history are */
+        int main_case = (int)core_rng_below(&r, 6);
+        for (int c = 0; c < 6; c++) tot += obs[j].w[c] = (float)core_rng_uniform(&r);
+        for (int c = 0; c < 6; c++)
+            obs[j].w[c] = (float)(0.2 * obs[j].w[c] / tot + 0.8 * (c == main_case));
+        obs[j].rest = (float)(B_BASE + core_rng_uniform(&r));
+        res[j].item_id = 1 + core_rng_below(&r, I);
+        res[j].flags = SCH_F_LABEL;
+        double p = form_prob(&obs[j], bias[res[j].item_id - 1], truth, NULL, NULL);
+        res[j].label = core_rng_uniform(&r) < p;
+    }
+    /* form_prob's gradients against central differences */
+    for (int j = 0; j < 20; j++) {
+        double dp[FORM_K], db, th[FORM_K], e = 1e-6, b0 = bias[res[j].item_id - 1];
+        memcpy(th, truth, sizeof th);
+        form_prob(&obs[j], b0, th, dp, &db);
+        for (int k = 0; k < FORM_K; k++) {
+            th[k] = truth[k] + e;
+            double hi = form_prob(&obs[j], b0, th, NULL, NULL);
+            th[k] = truth[k] - e;
+            double lo = form_prob(&obs[j], b0, th, NULL, NULL);
+            th[k] = truth[k];
+            assert_true(fabs((hi - lo) / (2 * e) - dp[k]) < 1e-6);
+        }
+        double hi = form_prob(&obs[j], b0 + e, th, NULL, NULL);
+        double lo = form_prob(&obs[j], b0 - e, th, NULL, NULL);
+        assert_true(fabs((hi - lo) / (2 * e) - db) < 1e-6);
+    }
+    assert_int_equal(fit_known_form(fit_th, fit_b, res, obs, N, N, I), CORE_OK);
+    for (int k = 0; k < FORM_K; k++)
+        if (fabs(fit_th[k] - truth[k]) > 0.1)
+            fail_msg("theta[%d] %.3f, truth %.3f", k, fit_th[k], truth[k]);
+    double err = 0;
+    for (int i = 0; i < I; i++) err += (fit_b[i] - bias[i]) * (fit_b[i] - bias[i]);
+    assert_true(sqrt(err / I) < 0.2); /* the biases' spread is 0.4 */
+    core_free(res);
+    core_free(obs);
+    core_free(fit_b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_posterior_matches_enumeration),
+        cmocka_unit_test(test_known_form_fit_recovers_the_truth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

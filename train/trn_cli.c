@@ -82,11 +82,11 @@ int trn_cmd_gen(int argc, char **argv) {
             "ctr_train=%.4f ctr_valid=%.4f ctr_test=%.4f mean_prob=%.4f\n"
             "gen: last 10%% of impressions: oracle_auc=%.4f without_propensity=%.4f "
             "without_propensity_and_quality=%.4f with_quality_from_train_labels=%.4f "
-            "session_from_history=%.4f interests_from_history=%.4f\n",
+            "session_from_history=%.4f interests_from_history=%.4f known_form_fitted=%.4f\n",
             n, out, (unsigned long long)st.behaviors, (unsigned long long)st.impressions,
             (unsigned long long)st.clicks, st.split_ctr[0], st.split_ctr[1], st.split_ctr[2],
             st.mean_prob, st.oracle_auc_test, st.auc_without_propensity,
             st.auc_without_propensity_quality, st.auc_with_estimated_quality,
-            st.auc_session_from_history, st.auc_interests_from_history);
+            st.auc_session_from_history, st.auc_interests_from_history, st.auc_known_form_fitted);
     return 0;
 }

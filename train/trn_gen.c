@@ -543,12 +543,96 @@ static int estimate_quality(double *zhat, const sch_event *res, size_t m, size_t
     return CORE_OK;
 }
 
+/* The known-form learner: an impression's click probability is
+ * p = sum_j w_j sigmoid(theta . x_j + b_item), over the six (interest, session, habit) cases j of
+ * gen_interest_posterior with their probabilities w_j, x_j = (1, interest, session, habit,
+ * recency term). form_prob gives p, and optionally its gradient in theta (dp, 5) and in the
+ * item's bias (db). */
+#define FORM_K 5
+
+static double form_prob(const gen_obs *o, double b, const double th[FORM_K], double dp[FORM_K],
+                        double *db) {
+    double R = o->rest - B_BASE, p = 0; /* rest is the base and the recency term */
+    if (dp) memset(dp, 0, FORM_K * sizeof *dp);
+    if (db) *db = 0;
+    for (int a = 0; a < 2; a++)
+        for (int s = 0; s < 2; s++)
+            for (int h = 0; h <= a; h++) {
+                double w = o->w[GEN_W(a, s, h)];
+                if (w <= 0) continue;
+                double x[FORM_K] = {1, a, s, h, R}, e = b, q;
+                for (int k = 0; k < FORM_K; k++) e += th[k] * x[k];
+                q = sigmoid(e);
+                p += w * q;
+                for (int k = 0; dp && k < FORM_K; k++) dp[k] += w * q * (1 - q) * x[k];
+                if (db) *db += w * q * (1 - q);
+            }
+    return fmin(fmax(p, 1e-12), 1 - 1e-12);
+}
+
+/* Fit theta and every item's bias to the labels of the first n_train impressions: maximum a
+ * posteriori with the biases under N(0, 0.4^2), the quality term's prior, by Fisher scoring (theta
+ * a 5 x 5 step, the biases one diagonal step each), alternating for 60 rounds from zero. What a
+ * learner that knows the click model's form and is handed the observer's posteriors learns from
+ * the training labels. bias: (I) out. */
+static int fit_known_form(double th[FORM_K], double *bias, const sch_event *res, const gen_obs *obs,
+                          size_t m, size_t n_train, uint32_t I) {
+    const double prior = 1.0 / (B_QUALITY * B_QUALITY);
+    double *g = core_malloc(sizeof(double) * I), *h = core_malloc(sizeof(double) * I);
+    if (!g || !h) {
+        core_free(g);
+        core_free(h);
+        return CORE_ENOMEM;
+    }
+    memset(th, 0, FORM_K * sizeof *th);
+    memset(bias, 0, I * sizeof *bias);
+    for (int round = 0; round < 60; round++) {
+        double A[FORM_K][FORM_K] = {{0}}, r[FORM_K] = {0}, dp[FORM_K], db;
+        for (size_t j = 0, seen = 0; j < m && seen < n_train; j++) {
+            if (!(res[j].flags & SCH_F_LABEL)) continue;
+            seen++;
+            double p = form_prob(&obs[j], bias[res[j].item_id - 1], th, dp, NULL);
+            double v = p * (1 - p), c = ((res[j].label ? 1.0 : 0.0) - p) / v;
+            for (int a = 0; a < FORM_K; a++) {
+                r[a] += c * dp[a];
+                for (int k = 0; k < FORM_K; k++) A[a][k] += dp[a] * dp[k] / v;
+            }
+        }
+        for (int a = 0; a < FORM_K; a++) A[a][a] += 1e-6 * (1 + A[a][a]); /* a case never seen */
+        for (int a = 0; a < FORM_K; a++) /* solve A step = r: A is symmetric positive definite */
+            for (int k = a + 1; k < FORM_K; k++) {
+                double f = A[k][a] / A[a][a];
+                for (int j = a; j < FORM_K; j++) A[k][j] -= f * A[a][j];
+                r[k] -= f * r[a];
+            }
+        for (int a = FORM_K - 1; a >= 0; a--) {
+            for (int k = a + 1; k < FORM_K; k++) r[a] -= A[a][k] * r[k];
+            r[a] /= A[a][a];
+            th[a] += r[a];
+        }
+        for (uint32_t i = 0; i < I; i++)
+            g[i] = -prior * bias[i], h[i] = prior;
+        for (size_t j = 0, seen = 0; j < m && seen < n_train; j++) {
+            if (!(res[j].flags & SCH_F_LABEL)) continue;
+            seen++;
+            uint32_t i = (uint32_t)(res[j].item_id - 1);
+            double p = form_prob(&obs[j], bias[i], th, NULL, &db), v = p * (1 - p);
+            g[i] += ((res[j].label ? 1.0 : 0.0) - p) / v * db;
+            h[i] += db * db / v;
+        }
+        for (uint32_t i = 0; i < I; i++) bias[i] += g[i] / h[i];
+    }
+    core_free(g);
+    core_free(h);
+    return CORE_OK;
+}
+
 /* The AUCs of trn_gen_stats on the last 10% of impressions: the true logit, the logit less the
  * user's propensity, and less the item's quality too (recovered from the stored probability), and
  * with the quality the training labels show (estimate_quality) in its place; then that last one
  * with the session term replaced by its expectation under gen_session_posterior; last, with the
  * interest, session and habit terms replaced by their expectation under gen_interest_posterior
- * (obs: per event, as out_push stored them). */
+ * (obs: per event, as out_push stored them); and the known-form learner's (fit_known_form). */
 static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, const double *prop,
                           const gen_obs *obs, const gen_cat *c) {
     size_t n_imp = 0, k = 0, n;
@@ -558,12 +642,15 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
     float *s0 = core_malloc(sizeof(float) * (n ? n : 1)), *s1 = core_malloc(sizeof(float) * (n ? n : 1)),
           *s2 = core_malloc(sizeof(float) * (n ? n : 1)), *s3 = core_malloc(sizeof(float) * (n ? n : 1)),
           *s4 = core_malloc(sizeof(float) * (n ? n : 1)),
-          *s5 = core_malloc(sizeof(float) * (n ? n : 1));
+          *s5 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s6 = core_malloc(sizeof(float) * (n ? n : 1));
     uint8_t *y = core_malloc(n ? n : 1);
-    double *zhat = core_calloc(c->I, sizeof(double));
+    double *zhat = core_calloc(c->I, sizeof(double)), *fbias = core_malloc(sizeof(double) * c->I);
+    double fth[FORM_K];
     int rc = CORE_ENOMEM;
-    if (!s0 || !s1 || !s2 || !s3 || !s4 || !s5 || !y || !zhat) goto done;
+    if (!s0 || !s1 || !s2 || !s3 || !s4 || !s5 || !s6 || !y || !zhat || !fbias) goto done;
     if ((rc = estimate_quality(zhat, res, m, n_imp * 8 / 10, c))) goto done;
+    if ((rc = fit_known_form(fth, fbias, res, obs, m, n_imp * 8 / 10, c->I))) goto done;
     for (size_t i = 0, seen = 0; i < m; i++) {
         if (!(res[i].flags & SCH_F_LABEL)) continue;
         if (seen++ < n_imp * 9 / 10) continue;
@@ -582,6 +669,7 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
                 for (int h = 0; h <= a; h++)
                     e += obs[i].w[GEN_W(a, b, h)] * sigmoid(z1 + guessed_terms(a, b, h));
         s5[k] = (float)e;
+        s6[k] = (float)form_prob(&obs[i], fbias[it], fth, NULL, NULL);
         y[k++] = res[i].label;
     }
     trn_auc(&st->oracle_auc_test, s0, y, n);
@@ -590,6 +678,7 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
     trn_auc(&st->auc_with_estimated_quality, s3, y, n);
     trn_auc(&st->auc_session_from_history, s4, y, n);
     trn_auc(&st->auc_interests_from_history, s5, y, n);
+    trn_auc(&st->auc_known_form_fitted, s6, y, n);
     rc = CORE_OK;
 done:
     core_free(s0);
@@ -598,6 +687,8 @@ done:
     core_free(s3);
     core_free(s4);
     core_free(s5);
+    core_free(s6);
+    core_free(fbias);
     core_free(y);
     core_free(zhat);
     return rc;
