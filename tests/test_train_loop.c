@@ -129,6 +129,47 @@ static void test_resume_continues_adam(void **state) {
     test_rmtree(dir);
 }
 
+/* Platt scaling on the valid split: the same training with and without it; with it, every
+ * prediction is sigmoid(slope * logit + offset) of the one without (folded into the weights),
+ * so rankings and AUC stay, and the valid split's mean prediction equals its mean label. */
+static void test_calibration_folds_into_the_weights(void **state) {
+    (void)state;
+    trn_conf c;
+    trn_report r0, r1;
+    char err[256];
+    small_conf(&c);
+    c.epochs = 1;
+    mdl_model *a = small_model("full"), *b = small_model("full");
+    c.calibrate = 0;
+    assert_int_equal(trn_train(a, data, &c, &r0, err, sizeof err), CORE_OK);
+    assert_int_equal(r0.calibrated, 0);
+    c.calibrate = 1;
+    assert_int_equal(trn_train(b, data, &c, &r1, err, sizeof err), CORE_OK);
+    assert_int_equal(r1.calibrated, 1);
+    assert_true(r1.cal_slope > 0);
+    assert_true(fabs(r1.raw_logloss - r0.best_valid.logloss) < 1e-9);
+    assert_true(r1.best_valid.logloss <= r0.best_valid.logloss);
+    assert_true(fabs(r1.best_valid.calibration - 1.0) < 1e-3);
+    assert_true(fabs(r0.best_valid.calibration - 1.0) > 1e-3); /* there was something to fix */
+    size_t lo, hi;
+    trn_data_split(data, 2, &lo, &hi);
+    float *pa = malloc(sizeof(float) * (hi - lo)), *pb = malloc(sizeof(float) * (hi - lo));
+    assert_true(pa && pb);
+    trn_metrics ta, tb;
+    assert_int_equal(trn_eval(a, data, lo, hi, c.window, 2, pa, &ta, err, sizeof err), CORE_OK);
+    assert_int_equal(trn_eval(b, data, lo, hi, c.window, 2, pb, &tb, err, sizeof err), CORE_OK);
+    for (size_t i = 0; i < hi - lo; i++) {
+        double za = log(pa[i] / (1.0 - pa[i])), zb = log(pb[i] / (1.0 - pb[i]));
+        if (fabs(zb - (r1.cal_slope * za + r1.cal_offset)) > 1e-3)
+            fail_msg("sample %zu: logit %.6f, expected %.6f", i, zb, r1.cal_slope * za + r1.cal_offset);
+    }
+    assert_true(fabs(ta.auc - tb.auc) < 1e-4);
+    free(pa);
+    free(pb);
+    mdl_model_destroy(a);
+    mdl_model_destroy(b);
+}
+
 static void test_bad_conf(void **state) {
     (void)state;
     trn_conf c;
@@ -147,6 +188,7 @@ int main(void) {
         cmocka_unit_test(test_learns),
         cmocka_unit_test(test_deterministic_with_two_threads),
         cmocka_unit_test(test_resume_continues_adam),
+        cmocka_unit_test(test_calibration_folds_into_the_weights),
         cmocka_unit_test(test_bad_conf),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

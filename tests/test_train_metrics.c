@@ -84,6 +84,35 @@ static void test_gauc_logloss_calibration(void **state) {
     assert_true(fabs(m.auc - wins / pairs) < 1e-12);
 }
 
+/* Platt scaling recovers the slope and offset that generated the labels, and refuses data that
+ * cannot identify them. */
+static void test_platt_fit(void **state) {
+    (void)state;
+    enum { N = 200000 };
+    float *p = malloc(sizeof(float) * N);
+    uint8_t *y = malloc(N);
+    assert_true(p && y);
+    uint64_t s = 12345;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double z = ((double)(s >> 11) / 9007199254740992.0) * 8 - 4; /* logit in [-4, 4] */
+        p[i] = (float)(1 / (1 + exp(-z)));
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        y[i] = u < 1 / (1 + exp(-(0.7 * z - 0.4)));
+    }
+    double a, c;
+    assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_OK);
+    assert_true(fabs(a - 0.7) < 0.03 && fabs(c + 0.4) < 0.03);
+    memset(y, 1, N); /* one class */
+    assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_EINVAL);
+    assert_true(a == 1 && c == 0);
+    for (int i = 0; i < N; i++) p[i] = 0.3f, y[i] = i % 3 == 0; /* nothing to scale */
+    assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_EINVAL);
+    free(p);
+    free(y);
+}
+
 static void test_logloss_clips_extremes(void **state) {
     (void)state;
     const uint64_t u[] = {1, 1};
@@ -104,6 +133,7 @@ int main(void) {
         cmocka_unit_test(test_auc_ties_count_half),
         cmocka_unit_test(test_gauc_logloss_calibration),
         cmocka_unit_test(test_logloss_clips_extremes),
+        cmocka_unit_test(test_platt_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,8 @@ static void train_usage(FILE *f) {
             "  --pretrain E       impressions only: first up to E epochs of next-behavior samples\n"
             "                     (one popularity negative) from the file's own behaviors of the\n"
             "                     train period, stopped early on those of the valid period (0: off)\n"
+            "  --calibrate 0|1    Platt-scale the kept model on the valid split: a logit slope and\n"
+            "                     offset, folded into the output layer and item biases (1)\n"
             "  --json             print the final report as one JSON object on stdout\n"
             "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
             "--protocol, --negatives, --seed and --window to see the same samples.\n");
@@ -107,6 +109,7 @@ static int pretrain_next(mdl_model *m, const trn_data *d, const sch_event *ev, s
             p->split[0], p->split[1] - p->split[0], epochs);
     trn_conf pt = *tc;
     pt.epochs = epochs;
+    pt.calibrate = 0; /* the impressions' training follows; it calibrates */
     if (trn_train(m, p, &pt, rep, err, sizeof err)) {
         fprintf(stderr, "trail: --pretrain: %s\n", err);
         goto out;
@@ -129,7 +132,8 @@ int trn_cmd_train(int argc, char **argv) {
         {"evals-per-epoch", 1, 0, 'V'}, {"dim", 1, 0, 'C'}, {"item-rows", 1, 0, 'I'},
         {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
         {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'}, {"pretrain", 1, 0, 'R'},
-        {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},      {0, 0, 0, 0}};
+        {"calibrate", 1, 0, 'A'}, {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},
+        {0, 0, 0, 0}};
     const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
     trn_conf tc;
     trn_data_conf dc;
@@ -169,6 +173,7 @@ int trn_cmd_train(int argc, char **argv) {
         case 'g': if (core_parse_u64(optarg, 1, 64, "--signatures", &v)) return 2; cfg.S = (uint32_t)v; break;
         case 'u': if (core_parse_u64(optarg, 1, 16, "--bits", &v)) return 2; cfg.tau = (uint32_t)v; break;
         case 'R': if (core_parse_u64(optarg, 0, 1000, "--pretrain", &v)) return 2; pretrain = (uint32_t)v; break;
+        case 'A': if (core_parse_u64(optarg, 0, 1, "--calibrate", &v)) return 2; tc.calibrate = (int)v; break;
         case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
         case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
         case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
@@ -249,6 +254,12 @@ int trn_cmd_train(int argc, char **argv) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
     }
+    if (rep.calibrated)
+        fprintf(stderr,
+                "train: calibrated on the valid split: logit' = %.4f logit %+.4f; valid log loss "
+                "%.4f -> %.4f, calibration %.4f -> %.4f\n",
+                rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.best_valid.logloss,
+                rep.raw_calibration, rep.best_valid.calibration);
     fprintf(stderr, "train: kept the model of epoch %.2f (valid gauc %.4f) in %s; %llu steps, %.1f s%s\n",
             rep.best_epoch, rep.best_valid_gauc, out, (unsigned long long)rep.steps, rep.seconds,
             rep.stopped_early ? ", stopped early" : "");
@@ -260,6 +271,10 @@ int trn_cmd_train(int argc, char **argv) {
                rep.best_epoch, rep.stopped_early ? "true" : "false");
         print_metrics_json(stdout, &rep.best_valid);
         printf("}");
+        if (rep.calibrated)
+            printf(",\"platt\":{\"slope\":%.6f,\"offset\":%.6f,\"valid_logloss_before\":%.6f,"
+                   "\"valid_calibration_before\":%.6f}",
+                   rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.raw_calibration);
         if (pretrain)
             printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
                    "\"valid_gauc\":%.6f}",

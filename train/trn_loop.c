@@ -25,6 +25,7 @@ void trn_conf_default(trn_conf *c) {
     c->evals_per_epoch = 2;
     c->patience = 3;
     c->seed = 1;
+    c->calibrate = 1;
     trn_adam_conf_default(&c->adam);
 }
 
@@ -429,6 +430,37 @@ static int alloc_adam(mdl_model *m) {
     return CORE_OK;
 }
 
+/* Platt scaling on the valid split, folded into the weights so that every scorer serves it:
+ * a * (w3 . h + b3 + item_bias) + c = (a w3) . h + (a b3 + c) + a item_bias. A fit that fails
+ * (see trn_platt_fit) leaves the model as it is. The valid metrics are measured again. */
+static int calibrate(mdl_model *m, const trn_data *d, size_t lo, size_t hi, const trn_conf *c,
+                     float *vpred, trn_report *rep, char *err, size_t err_size) {
+    size_t n = hi - lo;
+    uint8_t *lab = core_malloc(n ? n : 1);
+    if (!lab) {
+        snprintf(err, err_size, "train: out of memory");
+        return CORE_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) lab[i] = d->samples[lo + i].label;
+    int rc = trn_eval(m, d, lo, hi, c->window, c->threads, vpred, NULL, err, err_size);
+    double a, off;
+    if (rc || trn_platt_fit(&a, &off, vpred, lab, n) != CORE_OK) {
+        core_free(lab);
+        return rc;
+    }
+    core_free(lab);
+    mdl_params *p = &m->p;
+    for (uint32_t i = 0; i < m->cfg.h2; i++) p->w3[i] = (float)(a * p->w3[i]);
+    p->b3[0] = (float)(a * p->b3[0] + off);
+    for (uint32_t i = 0; i < m->cfg.item_rows; i++) p->item_bias[i] = (float)(a * p->item_bias[i]);
+    rep->calibrated = 1;
+    rep->cal_slope = a;
+    rep->cal_offset = off;
+    rep->raw_logloss = rep->best_valid.logloss;
+    rep->raw_calibration = rep->best_valid.calibration;
+    return trn_eval(m, d, lo, hi, c->window, c->threads, vpred, &rep->best_valid, err, err_size);
+}
+
 int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *rep, char *err,
               size_t err_size) {
     trn_ctx *x = NULL;
@@ -540,6 +572,9 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     memcpy(m->adam_v, best_v, bytes);
     m->adam_step = best_step;
     m->cfg.window = c->window; /* what serving compares its store's window with */
+    if (c->calibrate && have_valid &&
+        (rc = calibrate(m, d, va_lo, va_hi, c, vpred, rep, err, err_size)))
+        goto fail;
     mdl_model_refresh_versions(m);
     rep->steps = step;
     rep->seconds = (double)core_now_ns() * 1e-9 - t0;

@@ -31,6 +31,8 @@ typedef struct trn_conf {
     uint32_t evals_per_epoch; /* validation passes per epoch (2) */
     uint32_t patience;        /* stop after this many evaluations without a better valid GAUC (3) */
     uint64_t seed;            /* shuffling (1) */
+    int calibrate;            /* 1: after training, Platt-scale on the valid split, folded into the
+                                 output layer and the item biases (1) */
     trn_adam_conf adam;
     FILE *progress;           /* NULL: quiet */
     int progress_tty;         /* 1: one live line rewritten with \r; 0: plain lines */
@@ -41,8 +43,11 @@ typedef struct trn_report {
     double seconds;           /* wall time of the whole run, evaluations included */
     double best_valid_gauc;
     double best_epoch;        /* fractional epoch of the best evaluation */
-    trn_metrics best_valid;   /* validation metrics of the kept model */
+    trn_metrics best_valid;   /* validation metrics of the kept model (after calibration) */
     int stopped_early;
+    int calibrated;           /* 1: the kept model was Platt-scaled on the valid split */
+    double cal_slope, cal_offset;          /* its logit' = slope * logit + offset */
+    double raw_logloss, raw_calibration;   /* valid log loss and calibration before it */
 } trn_report;
 
 void trn_conf_default(trn_conf *c);

@@ -107,3 +107,31 @@ int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *labe
     core_free(it);
     return rc;
 }
+
+int trn_platt_fit(double *a, double *c, const float *pred, const uint8_t *label, size_t n) {
+    double A = 1, C = 0, pos = 0, zmin = INFINITY, zmax = -INFINITY;
+    *a = 1, *c = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = fmin(fmax(pred[i], 1e-7), 1 - 1e-7), z = log(p / (1 - p));
+        pos += label[i] != 0;
+        zmin = fmin(zmin, z), zmax = fmax(zmax, z);
+    }
+    if (pos == 0 || pos == (double)n || !(zmax > zmin)) return CORE_EINVAL;
+    for (int it = 0; it < 50; it++) {
+        double ga = 0, gc = 0, haa = 0, hac = 0, hcc = 0; /* gradient and Hessian of the loss */
+        for (size_t i = 0; i < n; i++) {
+            double p = fmin(fmax(pred[i], 1e-7), 1 - 1e-7), z = log(p / (1 - p));
+            double q = 1 / (1 + exp(-(A * z + C))), r = q - (label[i] ? 1 : 0), w = q * (1 - q);
+            ga += r * z, gc += r;
+            haa += w * z * z, hac += w * z, hcc += w;
+        }
+        double det = haa * hcc - hac * hac;
+        if (!(det > 0)) return CORE_EINVAL;
+        double da = (hcc * ga - hac * gc) / det, dc = (haa * gc - hac * ga) / det;
+        A -= da, C -= dc;
+        if (fabs(da) < 1e-10 && fabs(dc) < 1e-10) break;
+    }
+    if (!(A > 0) || !isfinite(C)) return CORE_EINVAL;
+    *a = A, *c = C;
+    return CORE_OK;
+}

@@ -39,4 +39,11 @@ int trn_auc_group(double *auc, uint64_t *positives, const float *score, const ui
 int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *label,
                         const uint64_t *user, const float *oracle, size_t n);
 
+/** @brief Platt scaling: the slope a and offset c that minimize the log loss of
+ *  sigmoid(a * logit(pred) + c) against label (Newton's method from a = 1, c = 0; predictions
+ *  clipped as for the log loss).
+ *  @return CORE_OK, or CORE_EINVAL when they are not identified (one class only, all predictions
+ *  equal) or the fit gives a <= 0 (a and c then stay 1 and 0). */
+int trn_platt_fit(double *a, double *c, const float *pred, const uint8_t *label, size_t n);
+
 #endif
