@@ -119,7 +119,7 @@ static void test_known_form_fit_recovers_the_truth(void **state) {
         for (int c = 0; c < 6; c++) tot += obs[j].w[c] = (float)core_rng_uniform(&r);
         for (int c = 0; c < 6; c++)
             obs[j].w[c] = (float)(0.2 * obs[j].w[c] / tot + 0.8 * (c == main_case));
-        obs[j].rest = (float)(B_BASE + core_rng_uniform(&r));
+        obs[j].recency = (float)core_rng_uniform(&r);
         res[j].item_id = 1 + core_rng_below(&r, I);
         res[j].flags = SCH_F_LABEL;
         double p = form_prob(&obs[j], bias[res[j].item_id - 1], truth, NULL, NULL);

@@ -153,11 +153,12 @@ static uint32_t draw_in_cat(const gen_cat *c, uint32_t k, core_rng *r) {
 
 /* What the observers of test_part_aucs know of one impression (all zero for a behavior).
  * post: gen_session_posterior of the candidate's category; topic: whether it is the session's.
- * rest: the true logit less the propensity, the item's quality and the three terms an observer
- * who does not know the user's interests must guess (long-term interest, session, habit).
+ * recency: the logit's recency term, which every observer sees (with the base, the only terms
+ * besides the propensity, the item's quality and the three terms an observer who does not know
+ * the user's interests must guess: long-term interest, session, habit).
  * w: gen_interest_posterior's probabilities of those three terms, indexed by GEN_W. */
 typedef struct gen_obs {
-    float post, rest, w[6];
+    float post, recency, w[6];
     uint8_t topic;
 } gen_obs;
 
@@ -220,14 +221,19 @@ static double guessed_terms(int interest, int session, int habit) {
     return B_LONG * interest + B_SESSION * session + B_PERIODIC * habit;
 }
 
+/* The recency term of category k at time t: 0 if u never touched k. */
+static double recency_term(const gen_user *u, uint32_t k, int64_t t) {
+    if (u->last_in_cat[k] == INT64_MIN) return 0.0;
+    return B_RECENCY * exp(-(double)(t - u->last_in_cat[k]) / RECENCY_S);
+}
+
 /* The true click probability of item i for user u at time t during a session on `topic`.
  * Reads only traits and u->last_in_cat, which holds behaviors generated before t. */
 static double click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic, int64_t t) {
     uint32_t k = c->item_cat[i];
-    double z = B_BASE + u->propensity + B_QUALITY * c->quality[i];
+    double z = B_BASE + u->propensity + B_QUALITY * c->quality[i] + recency_term(u, k, t);
     int habit = k == u->interests[0] && near_habit_hour(u, t);
     z += guessed_terms(is_interest(u, k), k == topic, habit);
-    if (u->last_in_cat[k] != INT64_MIN) z += B_RECENCY * exp(-(double)(t - u->last_in_cat[k]) / RECENCY_S);
     return sigmoid(z);
 }
 
@@ -320,7 +326,7 @@ static void gen_interest_posterior(const gen_cat *c, const gen_user *u, int habi
     int known = habit || u->habit_seen; /* interests[0] is known: L = {L0} + m more */
     int m = GEN_INTERESTS - known;
     memset(w, 0, 6 * sizeof(float));
-    if (known && k == L0 && habit) { /* the habit session's topic is L0 */
+    if (habit && k == L0) { /* the habit session's topic is L0 */
         w[GEN_W(1, 1, near)] = 1.0f;
         return;
     }
@@ -468,10 +474,7 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
                 gen_obs ob = {0};
                 ob.post = (float)gen_session_posterior(c, u, habit, k);
                 ob.topic = k == topic;
-                double guessed =
-                    guessed_terms(is_interest(u, k), k == topic, k == u->interests[0] && near);
-                ob.rest = (float)(log(p / (1.0 - p)) - u->propensity - B_QUALITY * c->quality[i] -
-                                  guessed);
+                ob.recency = (float)recency_term(u, k, e.ts);
                 gen_interest_posterior(c, u, habit, k, near, ob.w);
                 if (t < horizon && out_push(o, &e, &ob)) return CORE_ENOMEM;
                 t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
@@ -552,7 +555,7 @@ static int estimate_quality(double *zhat, const sch_event *res, size_t m, size_t
 
 static double form_prob(const gen_obs *o, double b, const double th[FORM_K], double dp[FORM_K],
                         double *db) {
-    double R = o->rest - B_BASE, p = 0; /* rest is the base and the recency term */
+    double R = o->recency, p = 0;
     if (dp) memset(dp, 0, FORM_K * sizeof *dp);
     if (db) *db = 0;
     for (int a = 0; a < 2; a++)
@@ -663,7 +666,7 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
         s3[k] = (float)(lg - B_QUALITY * c->quality[it] + B_QUALITY * zhat[it]);
         double z0 = s3[k] - (obs[i].topic ? B_SESSION : 0.0); /* every term but the session's */
         s4[k] = (float)(obs[i].post * sigmoid(z0 + B_SESSION) + (1.0 - obs[i].post) * sigmoid(z0));
-        double z1 = obs[i].rest + B_QUALITY * zhat[it], e = 0; /* every term no one must guess */
+        double z1 = B_BASE + obs[i].recency + B_QUALITY * zhat[it], e = 0; /* not guessed */
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++)
                 for (int h = 0; h <= a; h++)
