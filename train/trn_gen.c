@@ -167,8 +167,9 @@ typedef struct gen_obs {
 
 typedef struct gen_out {
     sch_event *ev;
-    gen_obs *obs;
+    gen_obs *obs; /* only when observe: the observers serve trn_gen_stats alone */
     size_t n, cap;
+    int observe;
 } gen_out;
 
 static int out_push(gen_out *o, const sch_event *e, const gen_obs *ob) {
@@ -177,12 +178,14 @@ static int out_push(gen_out *o, const sch_event *e, const gen_obs *ob) {
         sch_event *p = core_realloc(o->ev, cap * sizeof *p);
         if (!p) return CORE_ENOMEM;
         o->ev = p;
-        gen_obs *q = core_realloc(o->obs, cap * sizeof *q);
-        if (!q) return CORE_ENOMEM;
-        o->obs = q;
+        if (o->observe) {
+            gen_obs *q = core_realloc(o->obs, cap * sizeof *q);
+            if (!q) return CORE_ENOMEM;
+            o->obs = q;
+        }
         o->cap = cap;
     }
-    o->obs[o->n] = *ob;
+    if (o->observe) o->obs[o->n] = *ob;
     o->ev[o->n++] = *e;
     return CORE_OK;
 }
@@ -470,12 +473,13 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
                 e.request_id = ((uint64_t)(uid + 1) << 32) | (step & 0xffffffffu);
                 e.flags = SCH_F_LABEL | SCH_F_PROB | SCH_F_REQUEST;
                 uint32_t k = c->item_cat[i];
-                int near = near_habit_hour(u, e.ts);
                 gen_obs ob = {0};
-                ob.post = (float)gen_session_posterior(c, u, habit, k);
-                ob.topic = k == topic;
-                ob.recency = (float)recency_term(u, k, e.ts);
-                gen_interest_posterior(c, u, habit, k, near, ob.w);
+                if (o->observe) {
+                    ob.post = (float)gen_session_posterior(c, u, habit, k);
+                    ob.topic = k == topic;
+                    ob.recency = (float)recency_term(u, k, e.ts);
+                    gen_interest_posterior(c, u, habit, k, near_habit_hour(u, e.ts), ob.w);
+                }
                 if (t < horizon && out_push(o, &e, &ob)) return CORE_ENOMEM;
                 t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
                 memset(&e, 0, sizeof e);
@@ -708,6 +712,7 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     gen_obs *robs = NULL;
     int rc;
     memset(&u, 0, sizeof u);
+    o.observe = stats != NULL;
     if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
         conf->until_day > conf->days) {
         snprintf(err, err_size, "gen: need users >= 1, items >= 16, events >= 1, days >= 1, until <= days");
@@ -737,11 +742,10 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     size_t m = o.n < conf->events ? o.n : (size_t)conf->events;
     res = core_malloc(sizeof(sch_event) * (m ? m : 1));
     if (!res) goto nomem;
-    robs = core_malloc(sizeof(gen_obs) * (m ? m : 1));
-    if (!robs) goto nomem;
+    if (stats && !(robs = core_malloc(sizeof(gen_obs) * (m ? m : 1)))) goto nomem;
     for (size_t i = 0; i < m; i++) {
         res[i] = o.ev[keys[i].idx];
-        robs[i] = o.obs[keys[i].idx];
+        if (robs) robs[i] = o.obs[keys[i].idx];
     }
     if (stats) {
         memset(stats, 0, sizeof *stats);
