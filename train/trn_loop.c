@@ -431,10 +431,12 @@ static int alloc_adam(mdl_model *m) {
 }
 
 /* Platt scaling on the valid split, folded into the weights so that every scorer serves it:
- * a * (w3 . h + b3 + item_bias) + c = (a w3) . h + (a b3 + c) + a item_bias. A fit that fails
- * (see trn_platt_fit) leaves the model as it is. The valid metrics are measured again. */
+ * a * (w3 . h + b3 + item_bias) + c = (a w3) . h + (a b3 + c) + a item_bias. kept: the valid
+ * predictions of m as the evaluation that chose it made them. A fit that fails (see
+ * trn_platt_fit) leaves the model as it is. The valid metrics are measured again (into vpred). */
 static int calibrate(mdl_model *m, const trn_data *d, size_t lo, size_t hi, const trn_conf *c,
-                     float *vpred, trn_report *rep, char *err, size_t err_size) {
+                     const float *kept, float *vpred, trn_report *rep, char *err,
+                     size_t err_size) {
     size_t n = hi - lo;
     uint8_t *lab = core_malloc(n ? n : 1);
     if (!lab) {
@@ -442,13 +444,10 @@ static int calibrate(mdl_model *m, const trn_data *d, size_t lo, size_t hi, cons
         return CORE_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) lab[i] = d->samples[lo + i].label;
-    int rc = trn_eval(m, d, lo, hi, c->window, c->threads, vpred, NULL, err, err_size);
     double a, off;
-    if (rc || trn_platt_fit(&a, &off, vpred, lab, n) != CORE_OK) {
-        core_free(lab);
-        return rc;
-    }
+    int fit = trn_platt_fit(&a, &off, kept, lab, n);
     core_free(lab);
+    if (fit != CORE_OK) return CORE_OK;
     mdl_params *p = &m->p;
     for (uint32_t i = 0; i < m->cfg.h2; i++) p->w3[i] = (float)(a * p->w3[i]);
     p->b3[0] = (float)(a * p->b3[0] + off);
@@ -466,7 +465,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     trn_ctx *x = NULL;
     trn_groups g = {0};
     size_t *sidx = NULL;
-    float *best_p = NULL, *best_m = NULL, *best_v = NULL, *vpred = NULL;
+    float *best_p = NULL, *best_m = NULL, *best_v = NULL, *vpred = NULL, *best_vpred = NULL;
     uint64_t best_step = 0;
     size_t tr_lo, tr_hi, va_lo, va_hi;
     int rc;
@@ -493,7 +492,9 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     best_m = core_aligned_alloc(bytes);
     best_v = core_aligned_alloc(bytes);
     vpred = core_malloc(sizeof(float) * (va_hi - va_lo + 1));
-    if (!sidx || !best_p || !best_m || !best_v || !vpred || alloc_adam(m) || groups_build(&g, d, tr_lo, tr_hi))
+    best_vpred = core_malloc(sizeof(float) * (va_hi - va_lo + 1));
+    if (!sidx || !best_p || !best_m || !best_v || !vpred || !best_vpred || alloc_adam(m) ||
+        groups_build(&g, d, tr_lo, tr_hi))
         goto fail;
 
     core_rng rng;
@@ -555,6 +556,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
                     memcpy(best_p, m->arena, bytes);
                     memcpy(best_m, m->adam_m, bytes);
                     memcpy(best_v, m->adam_v, bytes);
+                    if (have_valid) memcpy(best_vpred, vpred, sizeof(float) * (va_hi - va_lo));
                     best_step = m->adam_step;
                     bad_evals = 0;
                 } else if (++bad_evals >= c->patience && c->patience > 0) {
@@ -573,7 +575,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     m->adam_step = best_step;
     m->cfg.window = c->window; /* what serving compares its store's window with */
     if (c->calibrate && have_valid &&
-        (rc = calibrate(m, d, va_lo, va_hi, c, vpred, rep, err, err_size)))
+        (rc = calibrate(m, d, va_lo, va_hi, c, best_vpred, vpred, rep, err, err_size)))
         goto fail;
     mdl_model_refresh_versions(m);
     rep->steps = step;
@@ -590,6 +592,7 @@ fail:
     core_free(best_m);
     core_free(best_v);
     core_free(vpred);
+    core_free(best_vpred);
     ctx_destroy(x);
     return rc;
 }
