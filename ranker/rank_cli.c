@@ -224,9 +224,9 @@ done:
  * inputs (q (.) u_long, u_tin, and the N short attention weights against W1_us hs^T: B x (2C + N)
  * -> h1), the second layer (h1 -> h2), and the attention scores of the short and TIN branches
  * plus TIN's pooling (B x N x C each). With q_short, q (.) u_short adds C input columns and the
- * short pooling (att hs) one more B x N x C product; with cross, MDL_CROSS_DIM columns. The q block is left out (a per-item cache
- * across requests could hold it); the user-only terms are folded (rank_net.c). A request costs
- * the q block, gathers, softmax and copies above it. */
+ * short pooling (att hs) one more B x N x C product; with cross, MDL_CROSS_DIM columns. The q
+ * block is left out (a per-item cache across requests could hold it); the user-only terms are
+ * folded (rank_net.c). A request costs the q block, gathers, softmax and copies above it. */
 static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
     const mdl_config *c = &m->cfg;
     mdl_mlp_cols col;

@@ -136,6 +136,12 @@ typedef struct xstat {
     float eh, ed;  /* sum of exp(-gap / 1 h), exp(-gap / 1 day) over them */
 } xstat;
 
+/* Empty both cross tables (no slot carries a live stamp). */
+static void xclear(rank_net *n) {
+    memset(n->xcat, 0, ((size_t)n->xmask + 1) * sizeof *n->xcat);
+    memset(n->xitem, 0, ((size_t)n->xmask + 1) * sizeof *n->xitem);
+}
+
 #define A64(x) (((x) + 63) & ~(size_t)63)
 #define RANK_CROSS_TOD_S 3600 /* "same time of day": within an hour either way, any day */
 #define X_DIM MDL_CROSS_DIM
@@ -363,10 +369,7 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
     }
     carve(n, n->mem);
     if (n->memo_stamp) memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
-    if (n->xcat) {
-        memset(n->xcat, 0, ((size_t)n->xmask + 1) * sizeof *n->xcat);
-        memset(n->xitem, 0, ((size_t)n->xmask + 1) * sizeof *n->xitem);
-    }
+    if (n->xcat) xclear(n);
     if (n->mark_i) {
         memset(n->mark_i, 0, cfg->item_rows);
         memset(n->mark_c, 0, cfg->cat_rows);
@@ -706,8 +709,7 @@ static void forward_cross(rank_net *n, const rank_batch *bt) {
         uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0;
         if (!Bu) continue;
         if (++n->xstamp == 0) { /* wrapped: forget every slot */
-            memset(n->xcat, 0, ((size_t)n->xmask + 1) * sizeof *n->xcat);
-            memset(n->xitem, 0, ((size_t)n->xmask + 1) * sizeof *n->xitem);
+            xclear(n);
             n->xstamp = 1;
         }
         for (uint32_t i = g0; i < g0 + Bu; i++) {
