@@ -145,6 +145,9 @@ int enc_cmd_encode(int argc, char **argv) {
     enc_counts n = {0};
     int rc, ret = 1;
     int64_t off = 0, recno = 0, rejpos = 0, t0 = core_now_ns();
+    /* known from the arguments alone: the summary at out names it even when opening fails */
+    if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
+    else snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
 
     if (mdl_model_load(&m, model_path, err, sizeof err)) {
         fprintf(stderr, "trail encode: %s\n", err);
@@ -184,8 +187,6 @@ int enc_cmd_encode(int argc, char **argv) {
         if (enc_store_get_offset(st, key, &rejpos) != CORE_OK) rejpos = 0;
         n.skipped = (uint64_t)recno;
     }
-    if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
-    else snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
     if (!(rej = reject_open(rpath, rejpos))) {
         fprintf(stderr, "trail encode: reject file %s: %s\n", rpath, strerror(errno));
         goto out;

@@ -208,6 +208,7 @@ static void test_idempotent_and_reencode(void **state) {
     assert_int_equal(WEXITSTATUS(run_trail(out, b)), 1);
     o = slurp(out, NULL);
     assert_non_null(strstr(o, "reencode"));
+    assert_non_null(strstr(o, "st2/rejects.jsonl")); /* the summary of a refused run names it */
     free(o);
     const char *r[] = {"reencode", "--model", f->model2, "--store", store, NULL};
     assert_int_equal(run_trail(out, r), 0);
