@@ -12,6 +12,7 @@
 #include "core_assert.h"
 #include "core_err.h"
 #include "rank_blas.h"
+#include "rank_engine.h"
 #include "rank_kernels.h"
 
 #include <math.h>
@@ -118,6 +119,12 @@ struct rank_net {
     float *dr, *df;                                     // (NN, F)
     float *datt;                                        // (max(max_B * max_T, max_B * N, N * N))
     float *dMl, *dq2l, *dk2l;                           // (C, C), (B, C), (B, C) long attention
+
+    // serving on an engine's path (rank_engine.h)
+    rank_route route;  /* this thread's buffers for routed GEMMs */
+    int routed;        /* route allocated (serving nets) */
+    void *short_buf;   /* (H1, N) packed W1_us hs^T, per request */
+    void *pg_scr;      /* the head's conversion scratch */
 
     // touched rows (train)
     uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
@@ -319,6 +326,27 @@ static size_t carve(rank_net *n, char *base) {
     return off;
 }
 
+/* The B shapes (N, K) of every GEMM a serving forward runs, for the route's buffers: linear
+ * layers (N = out features), attention scores (N = keys) and pooling (N = C, K = keys), the folded
+ * head's per-request projections. Exact attention's window is packed into a pinned buffer. */
+static int net_route_init(rank_net *n) {
+    int C = n->C, H1 = n->H1, H2 = n->H2, D = n->D, F = n->F, N = n->N, Snb = n->S * n->nb;
+    int hs = C / (n->NH > 0 ? n->NH : 1), T = (int)n->sh.max_T;
+    int attn = n->cfg.long_kind == MDL_LONG_ATTN;
+    int nk[] = {3 * C, C, C, C, F > 0 ? F : 1, C, C, F > 0 ? F : 1, /* self-attention block */
+                N, hs, hs, N, N, C, C, N,                                /* mha, short, TIN */
+                H1, D, H2, H1, 1, H2,                                     /* the unfolded head */
+                N, C, H1, C, Snb, C, C, Snb,                              /* folded projections */
+                attn && T < 4096 ? T : 1, C, C, attn && T < 4096 ? T : 1};
+    int rc = rank_route_init(&n->route, (int)(sizeof nk / sizeof *nk / 2), nk, attn ? T : 0, C);
+    if (rc) return rc;
+    n->routed = 1;
+    int kmax = n->D + (N > 0 ? N : 1) + 64;
+    n->short_buf = core_aligned_alloc(rank_pw_bytes_max(H1, N > 0 ? N : 1));
+    n->pg_scr = core_aligned_alloc(rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, kmax + 64));
+    return n->short_buf && n->pg_scr ? CORE_OK : CORE_ENOMEM;
+}
+
 int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *shape, char *err,
                  size_t err_size) {
     int rc = mdl_config_check(cfg, err, err_size);
@@ -368,6 +396,11 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
         return CORE_ENOMEM;
     }
     carve(n, n->mem);
+    if (!shape->train && (rc = net_route_init(n))) {
+        snprintf(err, err_size, "out of memory for the ranker's serving buffers");
+        rank_net_destroy(n);
+        return rc;
+    }
     if (n->memo_stamp) memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
     if (n->xcat) xclear(n);
     if (n->mark_i) {
@@ -380,6 +413,9 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
 
 void rank_net_destroy(rank_net *n) {
     if (!n) return;
+    rank_route_free(&n->route);
+    core_free(n->short_buf);
+    core_free(n->pg_scr);
     core_free(n->mem);
     core_free(n);
 }
@@ -518,6 +554,8 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
                 ku = k2;
             }
             n->lkoff[u + 1] = n->lkoff[u] + (side == LONG_ATTN_KEY ? T : 0);
+            rank_blas_pin(ku); /* a routed forward packs the window once for every block */
+            rank_blas_pin(xu);
             for (uint32_t b0 = 0; b0 < Bu; b0 += RANK_ATTN_BLOCK) {
                 uint32_t n_blk = Bu - b0 < RANK_ATTN_BLOCK ? Bu - b0 : RANK_ATTN_BLOCK;
                 /* serving reuses one block of scores; training keeps all for the backward */
@@ -525,6 +563,7 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
                 rank_tattn_forward(ulong + (size_t)(g0 + b0) * C, att, qu + (size_t)b0 * C, ku, xu,
                                    (int)n_blk, (int)T, C, scale);
             }
+            rank_blas_unpin();
             n->aoff_long[u + 1] = n->aoff_long[u] + (size_t)Bu * T;
         }
         return;
@@ -787,7 +826,13 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
                 memset(z + n->col.dense, 0, cfg->n_dense * sizeof *z);
         }
     }
-    rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
+    const rank_engine *e = bt->engine;
+    if (e && e->isa != RANK_ISA_FP32) {
+        rank_pseg sg = {n->z, D, &e->w1};
+        rank_pgemm(n->a1, n->H1, (int)B, &sg, 1, p->b1, 0, n->pg_scr);
+    } else {
+        rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
+    }
 }
 
 /* Serving (one user, many candidates): the first layer is linear in each input block, so the
@@ -801,6 +846,40 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
  * (B, D') x (D', H1) sgemm; q (.) u_short needs u_short itself, att hs, per block.
  * Same sums in another order: the scores match head_first to float rounding (tested). Then the
  * ReLU, the second layer and the output, all over blocks of RANK_HEAD_BLOCK candidates. */
+/* The folded head's candidate-dependent column blocks (C wide each), in the order head_folded
+ * writes them; the cross block, if any, follows them. */
+static int head_blocks_cfg(const mdl_config *cfg, const mdl_mlp_cols *col, int *blk) {
+    int nblk = 0;
+    blk[nblk++] = 0;
+    if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = col->ul;
+    if (col->ul >= 0) blk[nblk++] = col->ulq;
+    if (col->usq >= 0) blk[nblk++] = col->usq;
+    if (col->ut >= 0) blk[nblk++] = col->ut;
+    return nblk;
+}
+
+static int head_blocks(const rank_net *n, int *blk) {
+    return head_blocks_cfg(&n->cfg, &n->col, blk);
+}
+
+int rank_net_head_cols(const mdl_config *cfg, int *cols) {
+    mdl_mlp_cols col;
+    int blk[5], C = (int)cfg->C, k = 0;
+    mdl_mlp_layout(cfg, &col);
+    int nblk = head_blocks_cfg(cfg, &col, blk);
+    for (int b = 0; b < nblk; b++)
+        for (int c = 0; c < C; c++, k++)
+            if (cols) cols[k] = blk[b] + c;
+    if (col.cross >= 0)
+        for (int c = 0; c < X_DIM; c++, k++)
+            if (cols) cols[k] = col.cross + c;
+    return k;
+}
+
+unsigned long long rank_net_route_fallbacks(const rank_net *n) {
+    return n->route.fallbacks;
+}
+
 static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
@@ -818,12 +897,8 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             r[j] += rank_dot(w + n->col.dense, h->dense, (int)cfg->n_dense);
         if (cfg->long_kind == MDL_LONG_AVGPOOL) r[j] += rank_dot(w + o_ul, n->ulong, C);
     }
-    int blk[5], nblk = 0; /* in the order the per-candidate loop below writes them */
-    blk[nblk++] = 0;
-    if (cfg->long_kind == MDL_LONG_ATTN) blk[nblk++] = o_ul;
-    if (o_ul >= 0) blk[nblk++] = n->col.ulq;
-    if (o_usq >= 0) blk[nblk++] = o_usq;
-    if (o_ut >= 0) blk[nblk++] = o_ut;
+    int blk[5], nblk = head_blocks(n, blk); /* in the order the loop below writes them */
+    const rank_engine *e = bt->engine && bt->engine->isa != RANK_ISA_FP32 ? bt->engine : NULL;
     /* recent rows (both branches use the same ones); none: u_short = 0 and TIN pools nothing */
     int nr = o_us >= 0 || o_ut >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
     int nu = o_us >= 0 ? nr : 0;
@@ -831,7 +906,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     /* one sgemm per block: z' = [blocks | cross | short weights (nu)],
      * W' = [W1 blocks | W1 cross | W1_us hs^T] */
     int nx = n->col.cross >= 0 ? X_DIM : 0, Ds = nblk * C + nx, Dw = Ds + nu;
-    for (int j = 0; j < H1; j++) {
+    for (int j = 0; j < H1 && !e; j++) { /* an engine has them packed */
         for (int k = 0; k < nblk; k++)
             memcpy(n->w1sel + (size_t)j * Dw + k * C, p->w1 + (size_t)j * D + blk[k],
                    (size_t)C * sizeof(float));
@@ -839,8 +914,14 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             memcpy(n->w1sel + (size_t)j * Dw + nblk * C, p->w1 + (size_t)j * D + n->col.cross,
                    (size_t)nx * sizeof(float));
     }
-    if (nu > 0)
+    rank_pw pw_short;
+    if (nu > 0 && e) { /* W1_us hs^T, (H1, nu), packed for the engine's path */
+        rank_gemm(0, 1, H1, nu, C, 1.f, p->w1 + o_us, D, n->hs, C, 0.f, n->w1sel, nu);
+        rank_pw_wrap(&pw_short, e->isa, H1, nu, n->short_buf);
+        rank_pw_pack(&pw_short, n->w1sel, (size_t)nu, 1, nu, 1.f);
+    } else if (nu > 0) {
         rank_gemm(0, 1, H1, nu, C, 1.f, p->w1 + o_us, D, n->hs, C, 0.f, n->w1sel + Ds, Dw);
+    }
     if (cfg->long_kind == MDL_LONG_SDIM)
         rank_gemm(0, 1, n->S * n->nb, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f,
                   n->Pl, H1);
@@ -893,23 +974,51 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         }
         for (uint32_t i = 0; i < nbk; i++)
             memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
-        if (Dw > 0) rank_gemm(0, 1, (int)nbk, H1, Dw, 1.f, zsel, Dw, n->w1sel, Dw, 1.f, a1, H1);
-        if (cfg->long_kind == MDL_LONG_SDIM)
-            rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
-        rank_relu_forward(a1, a1, (int)nbk * H1);
-        rank_matmul_forward(a2, a1, p->w2, p->b2, (int)nbk, H1, H2);
-        rank_relu_forward(a2, a2, (int)nbk * H2);
+        if (e) { /* the gather first, then both column groups in one pass with the ReLU */
+            if (cfg->long_kind == MDL_LONG_SDIM)
+                rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
+            rank_pseg sg[2] = {{zsel, Dw, &e->w1c}, {zsel + Ds, Dw, &pw_short}};
+            rank_pgemm(a1, H1, (int)nbk, sg, nu > 0 ? 2 : 1, NULL, RANK_PG_ACC | RANK_PG_RELU,
+                       n->pg_scr);
+            rank_pseg s2 = {a1, H1, &e->w2};
+            rank_pgemm(a2, H2, (int)nbk, &s2, 1, p->b2, RANK_PG_RELU, n->pg_scr);
+        } else {
+            if (Dw > 0)
+                rank_gemm(0, 1, (int)nbk, H1, Dw, 1.f, zsel, Dw, n->w1sel, Dw, 1.f, a1, H1);
+            if (cfg->long_kind == MDL_LONG_SDIM)
+                rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
+            rank_relu_forward(a1, a1, (int)nbk * H1);
+            rank_matmul_forward(a2, a1, p->w2, p->b2, (int)nbk, H1, H2);
+            rank_relu_forward(a2, a2, (int)nbk * H2);
+        }
         for (uint32_t i = 0; i < nbk; i++)
             n->logit[b0 + i] = p->b3[0] + rank_dot(a2 + (size_t)i * H2, p->w3, H2);
     }
 }
 
+static void forward_body(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
+                         float *probs);
+
 int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
                      float *probs) {
-    const mdl_config *cfg = &n->cfg;
-    const mdl_params *p = &m->p;
     int rc = check_batch(n, m, bt);
     if (rc) return rc;
+    if (bt->engine && !n->routed) return CORE_EINVAL; /* training nets take no engine */
+    if (bt->engine) {
+        n->route.isa = bt->engine->isa;
+        n->route.known = bt->engine->known;
+        n->route.n_known = bt->engine->n_known;
+    }
+    rank_route *prev = rank_blas_route(bt->engine ? &n->route : NULL);
+    forward_body(n, m, bt, logits, probs);
+    rank_blas_route(prev);
+    return CORE_OK;
+}
+
+static void forward_body(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
+                         float *probs) {
+    const mdl_config *cfg = &n->cfg;
+    const mdl_params *p = &m->p;
     int C = n->C;
     uint32_t B = bt->B, U = bt->U;
     n->B = B;
@@ -971,8 +1080,13 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     } else {
         head_first(n, m, bt);
         rank_relu_forward(n->a1, n->a1, (int)B * n->H1);
-        rank_matmul_forward(n->a2, n->a1, p->w2, p->b2, (int)B, n->H1, n->H2);
-        rank_relu_forward(n->a2, n->a2, (int)B * n->H2);
+        if (bt->engine && bt->engine->isa != RANK_ISA_FP32) {
+            rank_pseg s2 = {n->a1, n->H1, &bt->engine->w2};
+            rank_pgemm(n->a2, n->H2, (int)B, &s2, 1, p->b2, RANK_PG_RELU, n->pg_scr);
+        } else {
+            rank_matmul_forward(n->a2, n->a1, p->w2, p->b2, (int)B, n->H1, n->H2);
+            rank_relu_forward(n->a2, n->a2, (int)B * n->H2);
+        }
         for (uint32_t i = 0; i < B; i++) /* one output: a dot product, not a one-column sgemm */
             n->logit[i] = p->b3[0] + rank_dot(n->a2 + (size_t)i * n->H2, p->w3, n->H2);
     }
@@ -982,7 +1096,6 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
         if (logits) logits[b] = lg;
         if (probs) probs[b] = 1.f / (1.f + expf(-lg));
     }
-    return CORE_OK;
 }
 
 // ---------------------------------------------------------------------------------------------

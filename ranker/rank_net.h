@@ -79,6 +79,10 @@ typedef struct rank_batch {
      * are computed from the current embeddings with enc_simhash_sign, once per distinct
      * (item row, category row) per forward (training, whose embeddings change every step). */
     enc_sigcache *sigcache;
+    /* Serving: the model's head packed for a compute path (rank_engine.h); the forward then runs
+     * every GEMM on that path's kernels. NULL (training, evaluation): OpenBLAS, fp32. Only nets
+     * built without shape.train take one. */
+    const struct rank_engine *engine;
 } rank_batch;
 
 /** @brief Scratch and activations for a model config and the largest batch shape.
@@ -124,6 +128,16 @@ const float *rank_net_head_input(const rank_net *net, uint32_t b);
  *  least max(S * 2^tau, n_recent) candidates, not train mode); rank_net_head_input is then not
  *  available. */
 int rank_net_folded(const rank_net *net);
+
+/** @brief The first layer's candidate-dependent input columns when serving folds the head, in
+ *  the order the folded head feeds them (q, [u_long for long = attention], q (.) u_long,
+ *  q (.) u_short, u_tin, cross): their indices into W1's D columns go to cols (room for 5C + 8;
+ *  NULL only counts). @return their number. */
+int rank_net_head_cols(const mdl_config *cfg, int *cols);
+
+/** @brief Calls of the last forwards that a route sent to OpenBLAS because a buffer was too small
+ *  (0 when the net sized everything; tests check it). */
+unsigned long long rank_net_route_fallbacks(const rank_net *net);
 
 /** @brief A fingerprint of the ReLU on/off pattern of the last forward (MLP and FFN units). The
  *  network is smooth except at ReLU kinks (the hash is frozen by a signature cache), so a

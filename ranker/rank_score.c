@@ -6,6 +6,7 @@
 #include "core_err.h"
 #include "enc_simhash.h"
 #include "rank_blas.h"
+#include "rank_engine.h"
 #include "rank_net.h"
 
 #include <stdio.h>
@@ -16,10 +17,16 @@ struct rank_scratch {
     const mdl_model *m; /* the model the net and the signature cache were built for */
     rank_net *net;
     enc_sigcache *sc; /* candidate signatures, valid for m's weights */
+    rank_engine *eng; /* m's head packed for the path this scratch runs */
     uint32_t max_B;
 };
 
 int rank_scratch_new(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T) {
+    return rank_scratch_new_isa(out, m, max_B, max_T, rank_isa_current());
+}
+
+int rank_scratch_new_isa(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T,
+                         rank_isa isa) {
     char err[256];
     rank_scratch *s = core_calloc(1, sizeof *s);
     int rc;
@@ -30,6 +37,7 @@ int rank_scratch_new(rank_scratch **out, const mdl_model *m, uint32_t max_B, uin
     rank_net_shape sh = {.max_B = max_B ? max_B : 1, .max_U = 1, .max_T = max_T, .train = 0};
     if ((rc = rank_net_new(&s->net, &m->cfg, &sh, err, sizeof err))) goto fail;
     if ((rc = enc_sigcache_new(&s->sc, m, RANK_SIGCACHE_SLOTS))) goto fail;
+    if ((rc = rank_engine_new(&s->eng, m, isa))) goto fail;
     *out = s;
     return CORE_OK;
 fail:
@@ -41,7 +49,16 @@ void rank_scratch_destroy(rank_scratch *s) {
     if (!s) return;
     rank_net_destroy(s->net);
     enc_sigcache_destroy(s->sc);
+    rank_engine_destroy(s->eng);
     core_free(s);
+}
+
+rank_isa rank_scratch_isa(const rank_scratch *s) {
+    return s->eng->isa;
+}
+
+unsigned long long rank_scratch_route_fallbacks(const rank_scratch *s) {
+    return rank_net_route_fallbacks(s->net);
 }
 
 void rank_scratch_sigcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t *misses) {
@@ -59,6 +76,7 @@ int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_histo
                      .category_id = category_id,
                      .user = NULL,
                      .B = B,
-                     .sigcache = s->sc};
+                     .sigcache = s->sc,
+                     .engine = s->eng};
     return rank_net_forward(s->net, m, &bt, NULL, out);
 }

@@ -8,6 +8,7 @@
 #define TRAIL_RANK_SCORE_H
 
 #include "mdl.h"
+#include "rank_isa.h"
 #include "sch_event.h"
 
 #include <stdint.h>
@@ -28,8 +29,16 @@ typedef struct rank_history {
 
 typedef struct rank_scratch rank_scratch;
 
-/** @brief Scratch for up to max_B candidates and max_T window behaviors. */
+/** @brief Scratch for up to max_B candidates and max_T window behaviors, with m's head packed for
+ *  the process's path (rank_isa_current). @return CORE_OK, CORE_ENOMEM, CORE_EINVAL. */
 int rank_scratch_new(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T);
+/** @brief The same on a given path; CORE_ERANGE if this machine cannot run it. */
+int rank_scratch_new_isa(rank_scratch **out, const mdl_model *m, uint32_t max_B, uint32_t max_T,
+                         rank_isa isa);
+/** @brief The path the scratch scores on. */
+rank_isa rank_scratch_isa(const rank_scratch *s);
+/** @brief GEMMs the scratch's net sent to OpenBLAS for lack of a reserved buffer (0 expected). */
+unsigned long long rank_scratch_route_fallbacks(const rank_scratch *s);
 void rank_scratch_destroy(rank_scratch *s);
 /** @brief The scratch's signature cache counters since it was made: candidate lookups answered
  *  from it, and lookups that hashed the item (a cold or evicted entry). Only long = sdim looks up. */

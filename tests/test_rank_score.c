@@ -561,6 +561,9 @@ static void test_folded_head_equals_assembled(void **state) {
 }
 
 int main(void) {
+    /* exact comparisons with fp32 references: score on the fp32 path (the reduced-precision
+     * paths are bounded against it in test_rank_paths) */
+    setenv("TRAIL_ISA", "fp32", 1);
     rank_blas_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sdim_stored_equals_window),

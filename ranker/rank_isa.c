@@ -1,0 +1,153 @@
+/* rank_isa.c: which serving path this process runs, and OpenBLAS's guess checked against cpuid. */
+#include "rank_isa.h"
+
+#include "core_cpu.h"
+#include "core_err.h"
+#include "rank_blas.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const g_names[RANK_ISA_COUNT] = {"scalar", "fp32", "avx2", "avx512-bf16",
+                                                     "amx-bf16"};
+
+const char *rank_isa_name(rank_isa isa) {
+    return (unsigned)isa < RANK_ISA_COUNT ? g_names[isa] : "unknown";
+}
+
+const char *rank_isa_precision(rank_isa isa) {
+    return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? "bf16" : "fp32";
+}
+
+int rank_isa_available(rank_isa isa) {
+    const core_cpu *c = core_cpu_get();
+    switch (isa) {
+    case RANK_ISA_SCALAR:
+    case RANK_ISA_FP32:
+        return 1;
+    case RANK_ISA_AVX2:
+        return c->avx2 && c->fma;
+    case RANK_ISA_AVX512_BF16:
+        return c->avx512f && c->avx512bw && c->avx512vl && c->avx512_bf16 && c->fma;
+    case RANK_ISA_AMX_BF16:
+        /* the kernel converts its inputs with AVX-512 BF16 instructions */
+        return c->amx_usable && c->amx_bf16 && rank_isa_available(RANK_ISA_AVX512_BF16);
+    default:
+        return 0;
+    }
+}
+
+rank_isa rank_isa_best(void) {
+    for (int i = RANK_ISA_COUNT - 1; i > RANK_ISA_AVX2; i--)
+        if (rank_isa_available((rank_isa)i)) return (rank_isa)i;
+    /* trail's own fp32 kernel before OpenBLAS's: it does not depend on OpenBLAS's core guess */
+    return rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
+}
+
+int rank_isa_parse(const char *name, rank_isa *out, char *err, size_t err_size) {
+    if (!strcmp(name, "auto")) {
+        *out = rank_isa_best();
+        return CORE_OK;
+    }
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        if (strcmp(name, g_names[i])) continue;
+        if (!rank_isa_available((rank_isa)i)) {
+            char have[128] = "";
+            for (int j = 0; j < RANK_ISA_COUNT; j++)
+                if (rank_isa_available((rank_isa)j)) {
+                    size_t n = strlen(have);
+                    snprintf(have + n, sizeof have - n, "%s%s", n ? ", " : "", g_names[j]);
+                }
+            snprintf(err, err_size,
+                     "ISA path '%s' needs CPU features this machine lacks (it has: %s; paths it "
+                     "runs: %s)",
+                     name, core_cpu_features()[0] ? core_cpu_features() : "none", have);
+            return CORE_ERANGE;
+        }
+        *out = (rank_isa)i;
+        return CORE_OK;
+    }
+    snprintf(err, err_size,
+             "unknown ISA path '%s' (expected auto, scalar, fp32, avx2, avx512-bf16 or amx-bf16)",
+             name);
+    return CORE_EINVAL;
+}
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_set; /* 0: not decided; 1: decided */
+static rank_isa g_isa;
+
+int rank_isa_init(char *err, size_t err_size) {
+    pthread_mutex_lock(&g_mu);
+    int rc = CORE_OK;
+    if (!g_set) {
+        const char *env = getenv("TRAIL_ISA");
+        rank_isa isa = rank_isa_best();
+        if (env && *env) {
+            char e[200];
+            rc = rank_isa_parse(env, &isa, e, sizeof e);
+            if (rc) snprintf(err, err_size, "TRAIL_ISA: %s", e);
+        }
+        if (!rc) {
+            g_isa = isa;
+            g_set = 1;
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
+rank_isa rank_isa_current(void) {
+    char err[256];
+    if (rank_isa_init(err, sizeof err)) return rank_isa_best();
+    pthread_mutex_lock(&g_mu);
+    rank_isa isa = g_isa;
+    pthread_mutex_unlock(&g_mu);
+    return isa;
+}
+
+int rank_isa_force(const char *name, char *err, size_t err_size) {
+    rank_isa isa;
+    int rc = rank_isa_parse(name, &isa, err, err_size);
+    if (rc) return rc;
+    pthread_mutex_lock(&g_mu);
+    g_isa = isa;
+    g_set = 1;
+    pthread_mutex_unlock(&g_mu);
+    return CORE_OK;
+}
+
+const char *rank_isa_openblas_core(void) {
+    return rank_blas_corename();
+}
+
+static int name_in(const char *core, const char *const *list) {
+    for (; *list; list++)
+        if (!strcasecmp(core, *list)) return 1;
+    return 0;
+}
+
+int rank_isa_openblas_check(char *warning, size_t size) {
+    static const char *const k512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    static const char *const k256[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
+                                       "SapphireRapids", NULL};
+    const core_cpu *c = core_cpu_get();
+    const char *core = rank_blas_corename(), *want = NULL, *has = NULL;
+    if (c->avx512f && !name_in(core, k512)) {
+        want = c->avx512_bf16 ? "Cooperlake" : "SkylakeX";
+        has = c->avx512_bf16 ? "AVX-512 with BF16" : "AVX-512";
+    } else if (!c->avx512f && c->avx2 && c->fma && !name_in(core, k256)) {
+        want = "Haswell";
+        has = "AVX2 and FMA";
+    }
+    warning[0] = '\0';
+    if (!want) return 0;
+    snprintf(warning, size,
+             "OpenBLAS picked its '%s' kernels but this CPU has %s: fp32 training and the fp32 "
+             "path run slower than they should; set OPENBLAS_CORETYPE=%s to fix (the serving "
+             "path, %s, does not use OpenBLAS's kernels)",
+             core, has, want, rank_isa_name(rank_isa_current()));
+    return 1;
+}

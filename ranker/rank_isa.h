@@ -1,0 +1,55 @@
+/* rank_isa.h: the serving head's compute paths and which one this process runs.
+ *
+ * A path is a precision and an instruction set for the packed GEMMs of the serving head
+ * (rank_pgemm.h). From lowest to highest:
+ *   scalar       portable C loops, fp32 (the reference every other path is tested against)
+ *   fp32         OpenBLAS sgemm, fp32 (training's engine; subject to OpenBLAS's core guess)
+ *   avx2         trail's own AVX2+FMA kernel, fp32
+ *   avx512-bf16  AVX-512 BF16 (vdpbf16ps): bf16 inputs, fp32 accumulation
+ *   amx-bf16     AMX tiles (tdpbf16ps): bf16 inputs, fp32 accumulation
+ * The default is the highest path the CPU and OS allow (core_cpu.h). TRAIL_ISA=<name> in the
+ * environment, or rank_isa_force (the --isa flags), picks another; naming a path this machine
+ * cannot run is an error, never a silent fallback.
+ */
+#ifndef TRAIL_RANK_ISA_H
+#define TRAIL_RANK_ISA_H
+
+#include <stddef.h>
+
+typedef enum rank_isa {
+    RANK_ISA_SCALAR = 0,
+    RANK_ISA_FP32,
+    RANK_ISA_AVX2,
+    RANK_ISA_AVX512_BF16,
+    RANK_ISA_AMX_BF16,
+    RANK_ISA_COUNT
+} rank_isa;
+
+/** @brief The path's name ("scalar", "fp32", "avx2", "avx512-bf16", "amx-bf16"). */
+const char *rank_isa_name(rank_isa isa);
+/** @brief The precision its GEMM inputs are rounded to ("fp32" or "bf16"). */
+const char *rank_isa_precision(rank_isa isa);
+/** @brief 1 if this CPU and OS can run the path. */
+int rank_isa_available(rank_isa isa);
+/** @brief Parse a name (or "auto": the best available).
+ *  @return CORE_OK, CORE_EINVAL for an unknown name, CORE_ERANGE for a path this machine lacks
+ *  (err says which, and what it has). */
+int rank_isa_parse(const char *name, rank_isa *out, char *err, size_t err_size);
+/** @brief The best path this machine runs. */
+rank_isa rank_isa_best(void);
+/** @brief The path new serving engines use: the forced one, else TRAIL_ISA, else the best.
+ *  An invalid TRAIL_ISA is reported by rank_isa_init; here it falls back to the best. */
+rank_isa rank_isa_current(void);
+/** @brief Read TRAIL_ISA once (commands call this at start so a bad value stops them with a
+ *  clear message). @return CORE_OK or the rank_isa_parse error, described in err. */
+int rank_isa_init(char *err, size_t err_size);
+/** @brief Force a path by name for this process (the --isa flags); same errors as rank_isa_parse. */
+int rank_isa_force(const char *name, char *err, size_t err_size);
+
+/** @brief OpenBLAS's chosen core name, and whether it looks like a worse guess than this CPU
+ *  allows (an SSE-era core on an AVX2 or AVX-512 machine). When it does, *warning holds one line
+ *  naming both and the fix; else it is set to "". */
+const char *rank_isa_openblas_core(void);
+int rank_isa_openblas_check(char *warning, size_t size);
+
+#endif

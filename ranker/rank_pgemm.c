@@ -1,0 +1,207 @@
+/* rank_pgemm.c: packing, the dispatch by path, and the scalar and OpenBLAS (fp32) paths. */
+#include "rank_pgemm.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "rank_blas.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define PANEL 16
+
+int rank_pgemm_kp(rank_isa isa, int K) {
+    switch (isa) {
+    case RANK_ISA_AVX512_BF16:
+        return (K + 1) & ~1;
+    case RANK_ISA_AMX_BF16:
+        return (K + 31) & ~31;
+    default:
+        return K;
+    }
+}
+
+static size_t elem_bytes(rank_isa isa) {
+    return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? 2 : 4;
+}
+
+static int panelled(rank_isa isa) {
+    return isa != RANK_ISA_SCALAR && isa != RANK_ISA_FP32;
+}
+
+int rank_pw_alloc(rank_pw *pw, rank_isa isa, int N, int max_K) {
+    memset(pw, 0, sizeof *pw);
+    if (N < 1 || max_K < 1 || N > (1 << 20) || max_K > (1 << 24) || (unsigned)isa >= RANK_ISA_COUNT)
+        return CORE_EINVAL;
+    pw->isa = isa;
+    pw->N = N;
+    pw->Np = panelled(isa) ? (N + PANEL - 1) / PANEL * PANEL : N;
+    pw->max_K = max_K;
+    size_t bytes = (size_t)pw->Np * (size_t)rank_pgemm_kp(isa, max_K) * elem_bytes(isa);
+    pw->data = core_aligned_alloc(bytes ? bytes : 64);
+    if (!pw->data) return CORE_ENOMEM;
+    memset(pw->data, 0, bytes);
+    return CORE_OK;
+}
+
+void rank_pw_wrap(rank_pw *pw, rank_isa isa, int N, int max_K, void *buf) {
+    memset(pw, 0, sizeof *pw);
+    pw->isa = isa;
+    pw->N = N;
+    pw->Np = panelled(isa) ? (N + PANEL - 1) / PANEL * PANEL : N;
+    pw->max_K = max_K;
+    pw->data = buf;
+}
+
+size_t rank_pw_bytes_max(int N, int K) {
+    size_t m = 0;
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        size_t np = panelled((rank_isa)i) ? (size_t)(N + PANEL - 1) / PANEL * PANEL : (size_t)N;
+        size_t b = np * (size_t)rank_pgemm_kp((rank_isa)i, K) * elem_bytes((rank_isa)i);
+        if (b > m) m = b;
+    }
+    return m;
+}
+
+void rank_pw_free(rank_pw *pw) {
+    if (!pw) return;
+    core_free(pw->data);
+    memset(pw, 0, sizeof *pw);
+}
+
+size_t rank_pw_bytes(const rank_pw *pw) {
+    return (size_t)pw->Np * (size_t)rank_pgemm_kp(pw->isa, pw->max_K) * elem_bytes(pw->isa);
+}
+
+/* fp32 to bf16, rounding to nearest even; NaN stays NaN */
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, float alpha) {
+    int N = pw->N, Np = pw->Np, Kp = rank_pgemm_kp(pw->isa, K);
+    pw->K = K;
+    pw->Kp = Kp;
+    if (pw->isa == RANK_ISA_SCALAR || pw->isa == RANK_ISA_FP32) { /* row-major (N, K) */
+        float *d = pw->data;
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++)
+                d[(size_t)n * K + k] = alpha * w[n * sn + k * sk];
+        return;
+    }
+    if (pw->isa == RANK_ISA_AVX2) { /* [panel][k][16] */
+        float *d = pw->data;
+        for (int p = 0; p < Np / PANEL; p++)
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < PANEL; j++) {
+                    int n = p * PANEL + j;
+                    d[((size_t)p * K + k) * PANEL + j] = n < N ? alpha * w[n * sn + k * sk] : 0.f;
+                }
+        return;
+    }
+    /* bf16: [panel][k / 2][16][2] */
+    uint16_t *d = pw->data;
+    for (int p = 0; p < Np / PANEL; p++)
+        for (int k = 0; k < Kp; k++)
+            for (int j = 0; j < PANEL; j++) {
+                int n = p * PANEL + j;
+                float v = n < N && k < K ? alpha * w[n * sn + k * sk] : 0.f;
+                d[(((size_t)p * (Kp / 2) + k / 2) * PANEL + j) * 2 + (k & 1)] = to_bf16(v);
+            }
+}
+
+size_t rank_pgemm_scratch_bytes(rank_isa isa, int max_kp_sum) {
+    switch (isa) {
+    case RANK_ISA_AVX512_BF16:
+        return (size_t)RANK_PG_MB * (size_t)max_kp_sum * 2 + 64;
+    case RANK_ISA_AMX_BF16: /* the converted block, and 4 C tiles of 16 x 16 fp32 */
+        return (size_t)RANK_PG_MB * (size_t)max_kp_sum * 2 + 4 * 1024 + 64 + 64;
+    default:
+        return 64;
+    }
+}
+
+static void init_rows(float *y, int ldy, int M, int N, const float *bias, int flags) {
+    if (flags & RANK_PG_ACC) return;
+    for (int m = 0; m < M; m++) {
+        if (bias)
+            memcpy(y + (size_t)m * ldy, bias, (size_t)N * sizeof *y);
+        else
+            memset(y + (size_t)m * ldy, 0, (size_t)N * sizeof *y);
+    }
+}
+
+static void relu_rows(float *y, int ldy, int M, int N, int flags) {
+    if (!(flags & RANK_PG_RELU)) return;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+            if (!(y[(size_t)m * ldy + n] > 0.f)) y[(size_t)m * ldy + n] = 0.f;
+}
+
+static void pgemm_scalar(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
+                         const float *bias, int flags) {
+    int N = seg[0].w->N;
+    init_rows(y, ldy, M, N, bias, flags);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = y[(size_t)m * ldy + n];
+            for (int g = 0; g < nseg; g++) {
+                const float *a = seg[g].a + (size_t)m * seg[g].lda;
+                const float *w = (const float *)seg[g].w->data + (size_t)n * seg[g].w->K;
+                for (int k = 0; k < seg[g].w->K; k++)
+                    s += a[k] * w[k];
+            }
+            y[(size_t)m * ldy + n] = s;
+        }
+    relu_rows(y, ldy, M, N, flags);
+}
+
+static void pgemm_blas(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
+                       const float *bias, int flags) {
+    int N = seg[0].w->N;
+    init_rows(y, ldy, M, N, bias, flags);
+    for (int g = 0; g < nseg; g++)
+        rank_gemm(0, 1, M, N, seg[g].w->K, 1.f, seg[g].a, seg[g].lda, seg[g].w->data,
+                  seg[g].w->K, 1.f, y, ldy);
+    relu_rows(y, ldy, M, N, flags);
+}
+
+void rank_pgemm(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                int flags, void *scratch) {
+    if (M <= 0 || nseg <= 0) return;
+    switch (seg[0].w->isa) {
+    case RANK_ISA_AVX2:
+        rank_pgemm_avx2(y, ldy, M, seg, nseg, bias, flags, scratch);
+        return;
+    case RANK_ISA_AVX512_BF16:
+        rank_pgemm_avx512bf16(y, ldy, M, seg, nseg, bias, flags, scratch);
+        return;
+    case RANK_ISA_AMX_BF16:
+        rank_pgemm_amx(y, ldy, M, seg, nseg, bias, flags, scratch);
+        return;
+    case RANK_ISA_FP32:
+        pgemm_blas(y, ldy, M, seg, nseg, bias, flags);
+        return;
+    default:
+        pgemm_scalar(y, ldy, M, seg, nseg, bias, flags);
+        return;
+    }
+}
+
+void rank_pgemm_naive(float *y, int ldy, int M, const float *const *a, const int *lda,
+                      const float *const *w, const int *K, int nseg, int N, const float *bias,
+                      int flags) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = (flags & RANK_PG_ACC) ? y[(size_t)m * ldy + n] : bias ? bias[n] : 0.0;
+            for (int g = 0; g < nseg; g++)
+                for (int k = 0; k < K[g]; k++)
+                    s += (double)a[g][(size_t)m * lda[g] + k] * w[g][(size_t)n * K[g] + k];
+            if ((flags & RANK_PG_RELU) && !(s > 0.0)) s = 0.0;
+            y[(size_t)m * ldy + n] = (float)s;
+        }
+}

@@ -1,0 +1,84 @@
+/* rank_pgemm_avx2.c: the fp32 path on AVX2 + FMA (compiled with -mavx2 -mfma; called only when
+ * the CPU has both). Weights in 16-column panels [panel][k][16]; activations read in place. A
+ * register tile is up to 6 rows by one panel (12 accumulators). */
+#include "rank_pgemm.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define MR 6
+
+static inline __attribute__((always_inline)) void tile(const int mr, float *y, int ldy, int m0,
+                                                       int p, const rank_pseg *seg, int nseg,
+                                                       int N, const float *bias, int flags) {
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int g = 0; g < nseg; g++) {
+        const rank_pw *w = seg[g].w;
+        int K = w->K;
+        const float *wp = (const float *)w->data + (size_t)p * K * 16;
+        const float *a = seg[g].a + (size_t)m0 * seg[g].lda;
+        size_t lda = (size_t)seg[g].lda;
+        for (int k = 0; k < K; k++) {
+            __m256 w0 = _mm256_load_ps(wp + (size_t)k * 16), w1 = _mm256_load_ps(wp + (size_t)k * 16 + 8);
+#pragma GCC unroll 6
+            for (int r = 0; r < mr; r++) {
+                __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+                acc[r][0] = _mm256_fmadd_ps(av, w0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(av, w1, acc[r][1]);
+            }
+        }
+    }
+    int n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
+    __m256i m_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
+    __m256 zero = _mm256_setzero_ps();
+    __m256 b0 = zero, b1 = zero;
+    if (!(flags & RANK_PG_ACC) && bias) {
+        b0 = _mm256_maskload_ps(bias + n0, m_lo);
+        b1 = _mm256_maskload_ps(bias + n0 + 8, m_hi);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        float *yr = y + (size_t)(m0 + r) * ldy + n0;
+        __m256 v0 = acc[r][0], v1 = acc[r][1];
+        if (flags & RANK_PG_ACC) {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(yr, m_lo));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(yr + 8, m_hi));
+        } else {
+            v0 = _mm256_add_ps(v0, b0);
+            v1 = _mm256_add_ps(v1, b1);
+        }
+        if (flags & RANK_PG_RELU) {
+            v0 = _mm256_max_ps(v0, zero);
+            v1 = _mm256_max_ps(v1, zero);
+        }
+        _mm256_maskstore_ps(yr, m_lo, v0);
+        _mm256_maskstore_ps(yr + 8, m_hi, v1);
+    }
+}
+
+void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                     int flags, void *scratch) {
+    (void)scratch;
+    int N = seg[0].w->N, np = seg[0].w->Np / 16;
+    for (int m0 = 0; m0 < M; m0 += RANK_PG_MB) {
+        int mb = M - m0 < RANK_PG_MB ? M - m0 : RANK_PG_MB;
+        for (int p = 0; p < np; p++) {
+            int r = 0;
+            for (; r + MR <= mb; r += MR)
+                tile(MR, y, ldy, m0 + r, p, seg, nseg, N, bias, flags);
+            switch (mb - r) {
+            case 5: tile(5, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
+            case 4: tile(4, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
+            case 3: tile(3, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
+            case 2: tile(2, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
+            case 1: tile(1, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
+            default: break;
+            }
+        }
+    }
+}

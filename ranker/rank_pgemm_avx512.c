@@ -1,0 +1,109 @@
+/* rank_pgemm_avx512.c: the bf16 path on AVX-512 BF16 (compiled with -mavx512f -mavx512bw
+ * -mavx512vl -mavx512bf16; called only when the CPU has them).
+ *
+ * Per block of RANK_PG_MB rows the activations are rounded to bf16 (round to nearest even, as the
+ * weights were) into the scratch, each segment's K padded to its even Kp with zeros. A register
+ * tile is up to 6 rows by 4 panels of 16 columns: 24 fp32 accumulators, each step one vdpbf16ps
+ * per (row, panel) taking a pair of k: a broadcast pair of activations against 16 pairs of weights.
+ */
+#include "rank_pgemm.h"
+#include "rank_pgemm_bf16.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MR 6
+#define NR 4
+
+static inline __attribute__((always_inline)) void
+tile(const int mr, const int nr, float *y, int ldy, int m0, const uint16_t *ab, int kt, int p0,
+     const rank_pseg *seg, int nseg, int N, const float *bias, int flags) {
+    __m512 acc[MR][NR];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nr; j++)
+            acc[r][j] = _mm512_setzero_ps();
+    const uint32_t *arow = (const uint32_t *)ab; /* pairs; row r at arow + r * kt / 2 */
+    size_t astride = (size_t)kt / 2;
+    for (int g = 0; g < nseg; g++) {
+        const rank_pw *w = seg[g].w;
+        int kp2 = w->Kp / 2;
+        size_t pstride = (size_t)kp2 * 16;
+        const uint32_t *wp = (const uint32_t *)w->data + (size_t)p0 * pstride;
+        for (int kk = 0; kk < kp2; kk++) {
+            __m512bh wv[NR];
+#pragma GCC unroll 4
+            for (int j = 0; j < nr; j++)
+                wv[j] = (__m512bh)_mm512_load_si512(wp + j * pstride + (size_t)kk * 16);
+#pragma GCC unroll 6
+            for (int r = 0; r < mr; r++) {
+                __m512bh av = (__m512bh)_mm512_set1_epi32((int)arow[r * astride + kk]);
+#pragma GCC unroll 4
+                for (int j = 0; j < nr; j++)
+                    acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, wv[j]);
+            }
+        }
+        arow += kp2;
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < nr; j++) {
+        int n0 = (p0 + j) * 16, cols = N - n0 < 16 ? N - n0 : 16;
+        __mmask16 mk = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
+        __m512 b = _mm512_setzero_ps();
+        if (!(flags & RANK_PG_ACC) && bias) b = _mm512_maskz_loadu_ps(mk, bias + n0);
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            float *yr = y + (size_t)(m0 + r) * ldy + n0;
+            __m512 v = acc[r][j];
+            v = _mm512_add_ps(v, (flags & RANK_PG_ACC) ? _mm512_maskz_loadu_ps(mk, yr) : b);
+            if (flags & RANK_PG_RELU) v = _mm512_max_ps(v, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(yr, mk, v);
+        }
+    }
+}
+
+#define TILE_ROWS(mr)                                                                              \
+    static void tile_##mr(int nr, float *y, int ldy, int m0, const uint16_t *ab, int kt, int p0,   \
+                          const rank_pseg *seg, int nseg, int N, const float *bias, int flags) {   \
+        switch (nr) {                                                                              \
+        case 4: tile(mr, 4, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;             \
+        case 3: tile(mr, 3, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;             \
+        case 2: tile(mr, 2, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;             \
+        default: tile(mr, 1, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;            \
+        }                                                                                          \
+    }
+TILE_ROWS(6)
+TILE_ROWS(5)
+TILE_ROWS(4)
+TILE_ROWS(3)
+TILE_ROWS(2)
+TILE_ROWS(1)
+
+void rank_pgemm_avx512bf16(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
+                           const float *bias, int flags, void *scratch) {
+    int N = seg[0].w->N, np = seg[0].w->Np / 16, kt = 0;
+    for (int g = 0; g < nseg; g++)
+        kt += seg[g].w->Kp;
+    uint16_t *ab = scratch;
+    for (int m0 = 0; m0 < M; m0 += RANK_PG_MB) {
+        int mb = M - m0 < RANK_PG_MB ? M - m0 : RANK_PG_MB;
+        rank_bf16_block(ab, kt, seg, nseg, m0, mb);
+        for (int p0 = 0; p0 < np; p0 += NR) {
+            int nr = np - p0 < NR ? np - p0 : NR;
+            int r = 0;
+            for (; r + MR <= mb; r += MR)
+                tile_6(nr, y, ldy, m0 + r, ab + (size_t)r * kt, kt, p0, seg, nseg, N, bias, flags);
+            const uint16_t *ar = ab + (size_t)r * kt;
+            switch (mb - r) {
+            case 5: tile_5(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
+            case 4: tile_4(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
+            case 3: tile_3(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
+            case 2: tile_2(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
+            case 1: tile_1(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
+            default: break;
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+/* test_rank_paths.c: the serving forward on every compute path this CPU runs, against the fp32
+ * path on the same requests: the folded head (many candidates), the unfolded head (few), and
+ * exact attention over the window (its GEMMs routed through the same path, window packed once).
+ *
+ * Bounds: fp32-precision paths (scalar, avx2) agree with fp32 (OpenBLAS) to 2e-5 in probability;
+ * bf16 paths to 5e-3, the serving accuracy bound of docs/ARCHITECTURE.md (the quality sets hold
+ * it with margin: docs/QUALITY.md). Every request on a path must run entirely on it: no GEMM
+ * falls back to OpenBLAS for lack of a buffer. Paths this CPU lacks are skipped, by name.
+ */
+#include "test_common.h"
+
+#include "core_err.h"
+#include "core_util.h"
+#include "enc_simhash.h"
+#include "mdl.h"
+#include "rank_isa.h"
+#include "rank_score.h"
+
+#include <math.h>
+
+#define T_WIN 3000
+#define NB_MAX 600
+
+typedef struct fixture {
+    mdl_model *m;
+    sch_behavior *win;
+    float *V;
+    uint32_t *cnt;
+    uint64_t item[NB_MAX], cat[NB_MAX];
+    rank_history h;
+} fixture;
+
+static void make_fixture(fixture *f, uint32_t long_kind) {
+    mdl_config cfg;
+    char err[256];
+    mdl_config_default(&cfg);
+    cfg.item_rows = 1u << 14;
+    cfg.cat_rows = 1u << 10;
+    cfg.q_short = 1;
+    cfg.cross = 1;
+    cfg.long_kind = long_kind;
+    cfg.seed = 7;
+    assert_int_equal(mdl_model_init(&f->m, &cfg, err, sizeof err), CORE_OK);
+    /* a larger output layer than the init's and item biases over (-2, 2), so the probabilities
+     * cover most of (0, 1) and the head's rounding shows in them */
+    for (uint32_t i = 0; i < cfg.h2; i++)
+        f->m->p.w3[i] *= 4.f;
+    core_rng rb;
+    core_rng_seed(&rb, 9);
+    for (uint32_t i = 0; i < cfg.item_rows; i++)
+        f->m->p.item_bias[i] = (float)core_rng_below(&rb, 4001) / 1000.f - 2.f;
+    int S = (int)cfg.S, nb = 1 << cfg.tau, C = (int)cfg.C;
+    f->win = calloc(T_WIN, sizeof *f->win);
+    f->V = calloc((size_t)S * nb * C, sizeof *f->V);
+    f->cnt = calloc((size_t)S * nb, sizeof *f->cnt);
+    core_rng r;
+    core_rng_seed(&r, 3);
+    int64_t now = 1700000000;
+    float x[1024];
+    uint16_t sig[64];
+    for (int j = 0; j < T_WIN; j++) {
+        uint64_t it = 1 + core_rng_below(&r, 3000);
+        f->win[j] = (sch_behavior){it, 1 + it % 97, now - (int64_t)(T_WIN - j) * 900, 1};
+        mdl_embed(f->m, f->win[j].item_id, f->win[j].category_id, x);
+        enc_simhash_sign(sig, x, f->m->p.simhash_r, S, (int)cfg.tau, C);
+        for (int i = 0; i < S; i++) {
+            for (int k = 0; k < C; k++)
+                f->V[((size_t)i * nb + sig[i]) * C + k] += x[k];
+            f->cnt[i * nb + sig[i]]++;
+        }
+    }
+    for (int b = 0; b < NB_MAX; b++) {
+        f->item[b] = 1 + core_rng_below(&r, 3000);
+        f->cat[b] = 1 + f->item[b] % 97;
+    }
+    f->h = (rank_history){.bucket_sum = f->V, .bucket_cnt = f->cnt, .window_len = T_WIN,
+                          .window = f->win, .T = T_WIN, .recent = f->win + T_WIN - 50, .N = 50,
+                          .now_ts = now};
+    /* center the logits: b3 minus their mean on the fp32 path */
+    rank_scratch *s;
+    float p[NB_MAX];
+    double mean = 0;
+    assert_int_equal(rank_scratch_new_isa(&s, f->m, NB_MAX, T_WIN, RANK_ISA_FP32), CORE_OK);
+    assert_int_equal(rank_score(p, s, f->m, &f->h, f->item, f->cat, NB_MAX), CORE_OK);
+    rank_scratch_destroy(s);
+    for (int b = 0; b < NB_MAX; b++)
+        mean += log(p[b] / (1.0 - p[b])) / NB_MAX;
+    f->m->p.b3[0] -= (float)mean;
+}
+
+static void free_fixture(fixture *f) {
+    mdl_model_destroy(f->m);
+    free(f->win), free(f->V), free(f->cnt);
+}
+
+static void check_paths(uint32_t long_kind, const uint32_t *sizes, int n_sizes) {
+    fixture f;
+    make_fixture(&f, long_kind);
+    float ref[NB_MAX], got[NB_MAX];
+    for (int z = 0; z < n_sizes; z++) {
+        uint32_t B = sizes[z];
+        rank_scratch *s;
+        assert_int_equal(rank_scratch_new_isa(&s, f.m, B, T_WIN, RANK_ISA_FP32), CORE_OK);
+        assert_int_equal(rank_score(ref, s, f.m, &f.h, f.item, f.cat, B), CORE_OK);
+        rank_scratch_destroy(s);
+        double lo = 1, hi = 0;
+        for (uint32_t b = 0; b < B; b++)
+            lo = fmin(lo, ref[b]), hi = fmax(hi, ref[b]);
+        if (B >= 100 && !(lo < 0.2 && hi > 0.8)) fail_msg("probabilities only span [%g, %g]", lo, hi);
+        for (int i = 0; i < RANK_ISA_COUNT; i++) {
+            rank_isa isa = (rank_isa)i;
+            if (!rank_isa_available(isa)) {
+                if (z == 0) printf("skip path %s: this CPU cannot run it\n", rank_isa_name(isa));
+                continue;
+            }
+            assert_int_equal(rank_scratch_new_isa(&s, f.m, B, T_WIN, isa), CORE_OK);
+            assert_int_equal(rank_scratch_isa(s), isa);
+            double worst = 0;
+            for (int rep = 0; rep < 2; rep++) { /* the second request reuses every buffer */
+                assert_int_equal(rank_score(got, s, f.m, &f.h, f.item, f.cat, B), CORE_OK);
+                for (uint32_t b = 0; b < B; b++)
+                    worst = fmax(worst, fabs((double)got[b] - ref[b]));
+            }
+            assert_int_equal(rank_scratch_route_fallbacks(s), 0);
+            rank_scratch_destroy(s);
+            double bound = !strcmp(rank_isa_precision(isa), "bf16") ? 5e-3 : 2e-5;
+            printf("long=%u B=%u path %-12s max |p - p_fp32| = %.2e (bound %.0e)\n", long_kind, B,
+                   rank_isa_name(isa), worst, bound);
+            assert_true(worst <= bound);
+        }
+    }
+    free_fixture(&f);
+}
+
+static void test_sdim_every_path(void **state) {
+    (void)state;
+    static const uint32_t sizes[] = {600, 257, 20, 1};
+    check_paths(MDL_LONG_SDIM, sizes, 4);
+}
+
+static void test_attention_every_path(void **state) {
+    (void)state;
+    static const uint32_t sizes[] = {300, 7};
+    check_paths(MDL_LONG_ATTN, sizes, 2);
+}
+
+static void test_unavailable_path_refused(void **state) {
+    (void)state;
+    fixture f;
+    make_fixture(&f, MDL_LONG_SDIM);
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        if (rank_isa_available((rank_isa)i)) continue;
+        rank_scratch *s = NULL;
+        assert_int_equal(rank_scratch_new_isa(&s, f.m, 10, 0, (rank_isa)i), CORE_ERANGE);
+        assert_null(s);
+    }
+    free_fixture(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sdim_every_path),
+        cmocka_unit_test(test_attention_every_path),
+        cmocka_unit_test(test_unavailable_path_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,192 @@
+/* test_rank_pgemm.c: every serving path's packed GEMM against the naive double-precision loop, on
+ * ragged shapes, several segments, bias / accumulate / ReLU, and strided (transposed) packing.
+ *
+ * Bounds, with s = sum_k |a_k w_k| for an output and K its inputs over all segments:
+ *   fp32 paths (scalar, fp32, avx2):  |y - ref| <= 4 K 2^-24 s + 1e-6   (fp32 accumulation)
+ *   bf16 paths:  against the loop over the same inputs rounded to bf16 (what the path is given):
+ *                |y - ref_bf16| <= 4 K 2^-24 s + 1e-6; and against fp32 inputs
+ *                |y - ref| <= (2^-8 + 4 K 2^-24) s + 1e-6 (each input rounds by at most 2^-9).
+ * Paths this CPU cannot run are skipped, and their names printed.
+ */
+#include "test_common.h"
+
+#include "core_alloc.h"
+#include "core_err.h"
+#include "rank_isa.h"
+#include "rank_pgemm.h"
+
+#include <math.h>
+
+static uint64_t rng = 99;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static float round_bf16(float f) { /* nearest even, as the paths round */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+typedef struct shape {
+    int M, N, nseg, K[3], ldpad, flags, bias;
+} shape;
+
+static void run_case(rank_isa isa, const shape *s) {
+    int M = s->M, N = s->N, ldy = N + s->ldpad, kp_sum = 0;
+    float *a[3], *w[3], *ab[3], *wb[3];
+    int lda[3];
+    rank_pw pw[3];
+    rank_pseg seg[3];
+    for (int g = 0; g < s->nseg; g++) {
+        int K = s->K[g];
+        lda[g] = K + s->ldpad;
+        a[g] = calloc((size_t)M * lda[g], 4);
+        w[g] = calloc((size_t)N * K, 4);
+        ab[g] = calloc((size_t)M * lda[g], 4);
+        wb[g] = calloc((size_t)N * K, 4);
+        for (size_t i = 0; i < (size_t)M * lda[g]; i++)
+            ab[g][i] = round_bf16(a[g][i] = frand() * (g + 1));
+        for (size_t i = 0; i < (size_t)N * K; i++)
+            w[g][i] = frand() * 0.5f;
+        /* pack from a transposed copy for the second segment: strides sn = 1, sk = N */
+        float *src = w[g];
+        size_t sn = (size_t)K, sk = 1;
+        float *wt = NULL;
+        if (g == 1) {
+            wt = malloc((size_t)N * K * 4);
+            for (int n = 0; n < N; n++)
+                for (int k = 0; k < K; k++)
+                    wt[(size_t)k * N + n] = w[g][(size_t)n * K + k];
+            src = wt, sn = 1, sk = (size_t)N;
+        }
+        assert_int_equal(rank_pw_alloc(&pw[g], isa, N, K + 3), CORE_OK);
+        rank_pw_pack(&pw[g], src, sn, sk, K, 2.f);
+        free(wt);
+        for (size_t i = 0; i < (size_t)N * K; i++) {
+            w[g][i] *= 2.f; /* the alpha the pack applied */
+            wb[g][i] = round_bf16(w[g][i]);
+        }
+        seg[g] = (rank_pseg){a[g], lda[g], &pw[g]};
+        kp_sum += rank_pgemm_kp(isa, K);
+    }
+    float *bias = malloc((size_t)N * 4), *y = malloc((size_t)M * ldy * 4);
+    float *ref = malloc((size_t)M * ldy * 4), *refb = malloc((size_t)M * ldy * 4);
+    float *mag = malloc((size_t)M * ldy * 4);
+    for (int n = 0; n < N; n++)
+        bias[n] = frand();
+    for (size_t i = 0; i < (size_t)M * ldy; i++)
+        y[i] = ref[i] = refb[i] = frand();
+    void *scr = core_aligned_alloc(rank_pgemm_scratch_bytes(isa, kp_sum));
+    assert_non_null(scr);
+    rank_pgemm(y, ldy, M, seg, s->nseg, s->bias ? bias : NULL, s->flags, scr);
+    const float *ca[3] = {a[0], a[1], a[2]}, *cw[3] = {w[0], w[1], w[2]};
+    const float *cab[3] = {ab[0], ab[1], ab[2]}, *cwb[3] = {wb[0], wb[1], wb[2]};
+    const float *cw_abs[3];
+    float *wabs[3], *aabs[3];
+    for (int g = 0; g < s->nseg; g++) {
+        wabs[g] = malloc((size_t)N * s->K[g] * 4);
+        aabs[g] = malloc((size_t)M * lda[g] * 4);
+        for (size_t i = 0; i < (size_t)N * s->K[g]; i++)
+            wabs[g][i] = fabsf(w[g][i]);
+        for (size_t i = 0; i < (size_t)M * lda[g]; i++)
+            aabs[g][i] = fabsf(a[g][i]);
+        cw_abs[g] = wabs[g];
+    }
+    const float *ca_abs[3] = {aabs[0], aabs[1], aabs[2]};
+    rank_pgemm_naive(ref, ldy, M, ca, lda, cw, s->K, s->nseg, N, s->bias ? bias : NULL, s->flags);
+    rank_pgemm_naive(refb, ldy, M, cab, lda, cwb, s->K, s->nseg, N, s->bias ? bias : NULL,
+                     s->flags);
+    rank_pgemm_naive(mag, ldy, M, ca_abs, lda, cw_abs, s->K, s->nseg, N, NULL, 0);
+    int Ksum = 0;
+    for (int g = 0; g < s->nseg; g++)
+        Ksum += s->K[g];
+    int bf = !strcmp(rank_isa_precision(isa), "bf16");
+    double acc_eps = 4.0 * Ksum * ldexp(1.0, -24);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < ldy; n++) {
+            size_t i = (size_t)m * ldy + n;
+            if (n >= N) { /* padding columns of y stay untouched */
+                assert_true(y[i] == ref[i]);
+                continue;
+            }
+            double sm = mag[i] + ((s->flags & RANK_PG_ACC) ? fabs(ref[i]) : 0.0) + 1.0;
+            double t_same = acc_eps * sm + 1e-6, t_fp32 = (bf ? ldexp(1.0, -8) : 0.0) * sm + t_same;
+            double d = fabs((double)y[i] - ref[i]), db = fabs((double)y[i] - refb[i]);
+            if (d > t_fp32 || (bf && db > t_same))
+                fail_msg("%s M=%d N=%d m=%d n=%d: %.8g vs fp32 %.8g (bound %.3g), bf16 inputs %.8g",
+                         rank_isa_name(isa), M, N, m, n, y[i], ref[i], t_fp32, refb[i]);
+        }
+    for (int g = 0; g < s->nseg; g++) {
+        free(a[g]), free(w[g]), free(ab[g]), free(wb[g]), free(wabs[g]), free(aabs[g]);
+        rank_pw_free(&pw[g]);
+    }
+    free(bias), free(y), free(ref), free(refb), free(mag);
+    core_free(scr);
+}
+
+static void test_paths_against_naive(void **state) {
+    (void)state;
+    static const shape cases[] = {
+        {1, 1, 1, {1}, 0, 0, 0},
+        {7, 17, 2, {3, 5}, 1, RANK_PG_RELU, 1},
+        {64, 200, 2, {264, 50}, 0, RANK_PG_RELU, 1},
+        {130, 80, 1, {200}, 3, RANK_PG_RELU | RANK_PG_ACC, 0},
+        {33, 31, 3, {33, 1, 64}, 2, RANK_PG_ACC, 1},
+        {100, 50, 1, {64}, 0, 0, 0},
+        {5, 64, 2, {31, 32}, 0, 0, 1},
+    };
+    int ran = 0;
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        if (!rank_isa_available((rank_isa)i)) {
+            printf("skip path %s: this CPU cannot run it\n", rank_isa_name((rank_isa)i));
+            continue;
+        }
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+            run_case((rank_isa)i, &cases[c]);
+        printf("path %s: %zu shapes within bounds\n", rank_isa_name((rank_isa)i),
+               sizeof cases / sizeof *cases);
+        ran++;
+    }
+    assert_true(ran >= 2); /* scalar and fp32 run everywhere */
+}
+
+static void test_isa_parse(void **state) {
+    (void)state;
+    char err[512];
+    rank_isa isa;
+    assert_int_equal(rank_isa_parse("auto", &isa, err, sizeof err), CORE_OK);
+    assert_int_equal(isa, rank_isa_best());
+    assert_int_equal(rank_isa_parse("scalar", &isa, err, sizeof err), CORE_OK);
+    assert_int_equal(isa, RANK_ISA_SCALAR);
+    assert_int_equal(rank_isa_parse("avx9000", &isa, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "avx9000"));
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        int rc = rank_isa_parse(rank_isa_name((rank_isa)i), &isa, err, sizeof err);
+        if (rank_isa_available((rank_isa)i)) {
+            assert_int_equal(rc, CORE_OK);
+            assert_int_equal(isa, i);
+        } else { /* a path the CPU lacks is an error naming it, never a silent fallback */
+            assert_int_equal(rc, CORE_ERANGE);
+            assert_non_null(strstr(err, rank_isa_name((rank_isa)i)));
+            assert_non_null(strstr(err, "lacks"));
+        }
+    }
+    assert_true(rank_isa_available(rank_isa_best()));
+    assert_int_equal(rank_isa_force("scalar", err, sizeof err), CORE_OK);
+    assert_int_equal(rank_isa_current(), RANK_ISA_SCALAR);
+    assert_int_equal(rank_isa_force("auto", err, sizeof err), CORE_OK);
+    assert_int_equal(rank_isa_current(), rank_isa_best());
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_paths_against_naive),
+        cmocka_unit_test(test_isa_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
