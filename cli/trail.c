@@ -40,6 +40,7 @@ static const trail_cmd cmds[] = {
     {"bench", "rank", rank_cmd_bench, "serving latency: SDIM against exact target attention"},
     {"bench", "pipeline", pipe_cmd_bench, "local broker -> worker -> LMDB throughput and freshness"},
     {"bench", "train", trn_cmd_bench_train, "training throughput (samples/s)"},
+    {"bench", "serve", rank_cmd_bench_serve, "HTTP serving end to end on loopback: req/s, p50/p99"},
 };
 
 static void usage(FILE *f) {

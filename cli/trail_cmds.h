@@ -15,6 +15,7 @@ int enc_cmd_bench_encode(int argc, char **argv);     /* trail bench encode */
 int rank_cmd_bench(int argc, char **argv);  /* trail bench rank */
 int rank_cmd_rank(int argc, char **argv);   /* trail rank */
 int rank_cmd_serve(int argc, char **argv);  /* trail serve */
+int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 
 int pipe_cmd_broker(int argc, char **argv);  /* trail broker */
 int pipe_cmd_produce(int argc, char **argv); /* trail produce */

@@ -6,3 +6,6 @@ trail_add_test(test_serve_reload SOURCES test_serve_reload.c LIBS trail_serve
   LABELS "serve;tsan" TIMEOUT 120)
 trail_add_test(test_serve_cli SOURCES test_serve_cli.c LIBS trail_serve LABELS serve TIMEOUT 120)
 add_dependencies(test_serve_cli trail)
+# `trail bench serve` through the CLI, briefly
+trail_add_test(test_bench_serve SOURCES test_bench_serve.c LIBS trail_serve LABELS serve TIMEOUT 180)
+add_dependencies(test_bench_serve trail)

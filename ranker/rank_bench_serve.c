@@ -1,0 +1,631 @@
+/* rank_bench_serve.c: `trail bench serve`: `trail serve` measured end to end on loopback.
+ *
+ * One run builds its own fixture in a temporary directory (removed at the end): a model file
+ * (the default config: full variant with q (.) u_short and the cross statistics, its window set to
+ * the store's) and an encoder store with NU users, each with a full window of T behaviors and 50
+ * recent. Then, for each K in {1, online CPUs} and each path in {the default one, fp32}, the path
+ * is forced for the process (rank_isa_force, which the server's scratches read at start), the
+ * server starts in this process on 127.0.0.1 (ephemeral port, K threads), and K client threads,
+ * each with one keep-alive HTTP/1.1 connection, send POST /v1/score back to back (closed loop):
+ * a warm-up, then S measured seconds. Every response must be a 200 with one score per candidate.
+ * A request's latency is the client's wall clock from just before the send to the end of the
+ * response; it counts if it completes inside the measured window. The clients share the machine's
+ * cores with the server's threads.
+ */
+#include "core_alloc.h"
+#include "core_args.h"
+#include "core_err.h"
+#include "core_log.h"
+#include "core_util.h"
+#include "enc_store.h"
+#include "mdl.h"
+#include "rank_isa.h"
+#include "rank_serve.h"
+#include "trail_cmds.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { NU = 8, RECENT = 50, MAX_RUNS = 4 };
+#define WARMUP_NS 500000000ll /* untimed requests before the measured window */
+#define IO_TIMEOUT_S 30       /* a response slower than this is an error, not a hang */
+#define NOW_TS 1700000000ll   /* the request time; behaviors lie before it */
+
+// ---------------------------------------------------------------------------------------------
+// Fixture
+
+/* Remove the files of a directory (one level: the store's) and the directory. */
+static void rm_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    char p[4608];
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* The model file and a store of NU users with T behaviors each (one every 10 minutes before
+ * NOW_TS, over 200k items in 5k categories). m must outlive st (the store is bound to it). */
+static int build_fixture(const char *model_path, const char *store_path, uint32_t T,
+                         mdl_model **m_out, enc_store **st_out, char *err, size_t cap) {
+    mdl_config cfg;
+    mdl_model *m = NULL;
+    enc_store *st = NULL;
+    enc_batch *b = NULL;
+    int rc;
+    mdl_config_default(&cfg);
+    cfg.q_short = 1;
+    cfg.cross = 1;
+    cfg.n_recent = RECENT;
+    cfg.window = T; /* the store keeps T: no mdl_window_mismatch */
+    if ((rc = mdl_model_init(&m, &cfg, err, cap))) return rc;
+    if ((rc = mdl_model_save(m, model_path, 0, err, cap))) goto fail;
+    enc_store_conf ec;
+    enc_store_conf_default(&ec);
+    ec.path = store_path;
+    ec.window = T;
+    ec.recent = RECENT;
+    ec.durable = 0;
+    ec.map_size = ((size_t)64 << 20) + (size_t)NU * T * 64;
+    if ((rc = enc_store_open(&st, &ec, err, cap))) goto fail;
+    if ((rc = enc_store_bind_model(st, m, err, cap))) goto fail;
+    core_rng r;
+    core_rng_seed(&r, 0x7365727665ull); /* "serve" */
+    for (uint64_t u = 1; u <= NU; u++) {
+        if ((rc = enc_batch_begin(st, &b))) goto fail_store;
+        for (uint32_t j = 0; j < T; j++) {
+            sch_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.user_id = u;
+            ev.item_id = 1 + core_rng_below(&r, 200000);
+            ev.category_id = 1 + ev.item_id % 5000;
+            ev.ts = NOW_TS - (int64_t)(T - j) * 600;
+            ev.action = SCH_ACTION_CLICK;
+            if ((rc = enc_batch_apply(b, &ev))) goto fail_store;
+        }
+        rc = enc_batch_commit(b);
+        b = NULL;
+        if (rc) goto fail_store;
+    }
+    *m_out = m;
+    *st_out = st;
+    return CORE_OK;
+fail_store:
+    snprintf(err, cap, "building the store: %s", core_strerror(rc));
+fail:
+    if (b) enc_batch_abort(b);
+    enc_store_close(st);
+    mdl_model_destroy(m);
+    return rc;
+}
+
+/* NU requests (one per user), headers and body, with B candidates each from a fixed seed. */
+static int build_requests(char **req, size_t *len, uint32_t B, size_t max_body, char *err,
+                          size_t cap) {
+    core_rng r;
+    core_rng_seed(&r, 0x63616e64ull); /* "cand" */
+    size_t bcap = (size_t)B * 64 + 256;
+    for (int u = 0; u < NU; u++) {
+        char *body = core_malloc(bcap);
+        if (!body) return CORE_ENOMEM;
+        size_t n = (size_t)snprintf(body, bcap, "{\"user_id\": %d, \"ts\": %lld, \"candidates\": [",
+                                    u + 1, NOW_TS);
+        for (uint32_t i = 0; i < B; i++) {
+            uint64_t item = 1 + core_rng_below(&r, 200000);
+            n += (size_t)snprintf(body + n, bcap - n,
+                                  "%s{\"item_id\": %llu, \"category_id\": %llu}", i ? ", " : "",
+                                  (unsigned long long)item, (unsigned long long)(1 + item % 5000));
+        }
+        n += (size_t)snprintf(body + n, bcap - n, "]}");
+        if (n > max_body) {
+            snprintf(err, cap,
+                     "a request of %u candidates is %zu bytes, above the server's "
+                     "max_body of %zu",
+                     B, n, max_body);
+            core_free(body);
+            return CORE_EINVAL;
+        }
+        size_t qcap = n + 256;
+        if (!(req[u] = core_malloc(qcap))) {
+            core_free(body);
+            return CORE_ENOMEM;
+        }
+        int h = snprintf(req[u], qcap,
+                         "POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                         "application/json\r\nContent-Length: %zu\r\n\r\n",
+                         n);
+        memcpy(req[u] + h, body, n);
+        len[u] = (size_t)h + n;
+        core_free(body);
+    }
+    return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator
+
+typedef struct run_ctx {
+    uint16_t port;
+    uint32_t B;
+    char *const *req;
+    const size_t *req_len;
+    _Atomic int64_t warm_end, end; /* INT64_MAX until every client has its first answer */
+    _Atomic int answered;          /* clients with at least one response */
+    _Atomic int stop;              /* a client failed: the others stop too */
+} run_ctx;
+
+typedef struct client {
+    pthread_t th;
+    int id;
+    run_ctx *rc;
+    int64_t *lat; /* ns of the requests that completed in the measured window */
+    size_t n, cap;
+    char *buf; /* response bytes, NUL-terminated */
+    size_t buf_cap;
+    int failed;
+    char err[512];
+} client;
+
+static int push_lat(client *c, int64_t ns) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 4096;
+        int64_t *p = core_realloc(c->lat, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        c->lat = p;
+        c->cap = cap;
+    }
+    c->lat[c->n++] = ns;
+    return CORE_OK;
+}
+
+static int send_all(int fd, const char *p, size_t n) {
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Offset just past the first "\r\n\r\n" in buf[0..n), or 0 if none yet. */
+static size_t header_end(const char *buf, size_t n) {
+    for (size_t i = 3; i < n; i++)
+        if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+            return i + 1;
+    return 0;
+}
+
+/* Read one response; check it is a 200 holding B scores. 0 or -1 with c->err set. */
+static int read_response(client *c, int fd, uint32_t B) {
+    size_t n = 0, hdr = 0, total = 0;
+    for (;;) {
+        if (n + 1 >= c->buf_cap) {
+            char *p = core_realloc(c->buf, c->buf_cap * 2);
+            if (!p) {
+                snprintf(c->err, sizeof c->err, "out of memory");
+                return -1;
+            }
+            c->buf = p;
+            c->buf_cap *= 2;
+        }
+        ssize_t k = recv(fd, c->buf + n, c->buf_cap - 1 - n, 0);
+        if (k <= 0) {
+            snprintf(c->err, sizeof c->err, "reading a response: %s",
+                     k == 0 ? "the server closed the connection" : "timeout or socket error");
+            return -1;
+        }
+        n += (size_t)k;
+        c->buf[n] = '\0';
+        if (!hdr && (hdr = header_end(c->buf, n))) {
+            const char *cl = NULL, *p = c->buf, *end = c->buf + hdr;
+            while (p < end) {
+                if (!strncasecmp(p, "Content-Length:", 15)) {
+                    cl = p + 15;
+                    break;
+                }
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                if (!nl) break;
+                p = nl + 1;
+            }
+            if (!cl) {
+                snprintf(c->err, sizeof c->err, "response without Content-Length");
+                return -1;
+            }
+            total = hdr + strtoull(cl, NULL, 10);
+        }
+        if (hdr && n >= total) break;
+    }
+    int status = -1;
+    if (sscanf(c->buf, "HTTP/1.%*d %d", &status) != 1 || status != 200) {
+        snprintf(c->err, sizeof c->err, "HTTP status %d (want 200): %.300s", status, c->buf + hdr);
+        return -1;
+    }
+    if (n != total) {
+        snprintf(c->err, sizeof c->err, "%zu bytes after the response's Content-Length", n - total);
+        return -1;
+    }
+    const char *s = strstr(c->buf + hdr, "\"scores\":[");
+    uint32_t got = 0;
+    if (s) {
+        s += 10;
+        if (*s != ']') got = 1;
+        for (; *s && *s != ']'; s++)
+            got += *s == ',';
+    }
+    if (!s || *s != ']' || got != B) {
+        snprintf(c->err, sizeof c->err, "response holds %u scores for %u candidates: %.200s", got,
+                 B, c->buf + hdr);
+        return -1;
+    }
+    return 0;
+}
+
+static void *client_main(void *arg) {
+    client *c = arg;
+    run_ctx *rc = c->rc;
+    struct sockaddr_in sa;
+    struct timeval tv = {IO_TIMEOUT_S, 0};
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(rc->port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {
+        snprintf(c->err, sizeof c->err, "cannot connect to 127.0.0.1:%u", rc->port);
+        c->failed = 1;
+        atomic_store(&rc->stop, 1);
+        return NULL;
+    }
+    for (uint64_t i = 0; !atomic_load_explicit(&rc->stop, memory_order_relaxed); i++) {
+        int u = (int)((c->id + i) % NU);
+        int64_t t0 = core_now_ns();
+        if (t0 >= atomic_load_explicit(&rc->end, memory_order_relaxed)) break;
+        if (send_all(fd, rc->req[u], rc->req_len[u])) {
+            snprintf(c->err, sizeof c->err, "sending a request: the connection failed");
+            goto fail;
+        }
+        if (read_response(c, fd, rc->B)) goto fail;
+        int64_t t1 = core_now_ns();
+        if (!i) atomic_fetch_add(&rc->answered, 1);
+        if (t1 >= atomic_load_explicit(&rc->warm_end, memory_order_relaxed) &&
+            t1 <= atomic_load_explicit(&rc->end, memory_order_relaxed) && push_lat(c, t1 - t0)) {
+            snprintf(c->err, sizeof c->err, "out of memory");
+            goto fail;
+        }
+    }
+    close(fd);
+    return NULL;
+fail:
+    c->failed = 1;
+    atomic_store(&rc->stop, 1);
+    close(fd);
+    return NULL;
+}
+
+typedef struct run_result {
+    const char *isa;
+    uint32_t K;
+    uint64_t requests;
+    double rps, cps, p50_us, p99_us;
+} run_result;
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* nearest rank */
+static double pct_us(const int64_t *sorted, size_t n, double p) {
+    long k = (long)ceil(p / 100.0 * (double)n) - 1;
+    if (k < 0) k = 0;
+    if ((size_t)k >= n) k = (long)n - 1;
+    return (double)sorted[k] / 1e3;
+}
+
+typedef struct bench {
+    const char *model_path;
+    enc_store *st;
+    uint32_t B, T;
+    double seconds;
+    char *req[NU];
+    size_t req_len[NU];
+} bench;
+
+/* One run: the path forced, the server started with K threads, K clients, the server stopped. */
+static int run_one(const bench *bn, uint32_t K, const char *isa, run_result *out, char *err,
+                   size_t cap) {
+    rank_server_conf conf;
+    rank_server *srv = NULL;
+    client *cl = NULL;
+    int64_t *all = NULL;
+    uint32_t started = 0;
+    int rc;
+    if ((rc = rank_isa_force(isa, err, cap))) return rc;
+    rank_server_conf_default(&conf);
+    conf.model_path = bn->model_path;
+    conf.store = bn->st;
+    conf.listen_host = "127.0.0.1";
+    conf.port = 0;
+    conf.threads = K;
+    conf.window = bn->T;
+    conf.recent = RECENT;
+    if ((rc = rank_server_start(&srv, &conf, err, cap))) return rc;
+    run_ctx ctx = {
+        .port = rank_server_port(srv), .B = bn->B, .req = bn->req, .req_len = bn->req_len};
+    atomic_init(&ctx.warm_end, INT64_MAX);
+    atomic_init(&ctx.end, INT64_MAX);
+    atomic_init(&ctx.answered, 0);
+    atomic_init(&ctx.stop, 0);
+    rc = CORE_ENOMEM;
+    snprintf(err, cap, "out of memory");
+    if (!(cl = core_calloc(K, sizeof *cl))) goto done;
+    for (uint32_t i = 0; i < K; i++) {
+        cl[i].id = (int)i;
+        cl[i].rc = &ctx;
+        cl[i].buf_cap = (size_t)bn->B * 20 + 4096;
+        if (!(cl[i].buf = core_malloc(cl[i].buf_cap))) goto done;
+    }
+    /* The clients connect one after another, each once the one before has its first answer:
+     * libmicrohttpd's pool lets whichever idle thread wakes first accept, so connections opened
+     * together tend to land on one thread while another idles; opened this way, each new one
+     * meets the busy threads busy and goes to an idle one. */
+    struct timespec nap = {0, 200000};
+    for (; started < K; started++) {
+        if (pthread_create(&cl[started].th, NULL, client_main, &cl[started])) {
+            snprintf(err, cap, "cannot start client thread %u", started);
+            rc = CORE_EIO;
+            atomic_store(&ctx.stop, 1);
+            goto done;
+        }
+        while (atomic_load(&ctx.answered) <= (int)started && !atomic_load(&ctx.stop))
+            nanosleep(&nap, NULL); /* bounded: a client gives up after IO_TIMEOUT_S */
+    }
+    int64_t warm_end = core_now_ns() + WARMUP_NS;
+    atomic_store(&ctx.warm_end, warm_end);
+    atomic_store(&ctx.end, warm_end + (int64_t)(bn->seconds * 1e9));
+done:
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(cl[i].th, NULL);
+    rank_server_stop(srv);
+    if (started < K) goto out; /* rc and err say why */
+    size_t n = 0;
+    for (uint32_t i = 0; i < K; i++) {
+        if (cl[i].failed) {
+            snprintf(err, cap, "%s, %u threads: client %u: %s", isa, K, i, cl[i].err);
+            rc = CORE_EFORMAT;
+            goto out;
+        }
+        n += cl[i].n;
+    }
+    if (!n) {
+        snprintf(err, cap,
+                 "%s, %u threads: no request completed in the measured %.3g s (raise "
+                 "--seconds)",
+                 isa, K, bn->seconds);
+        rc = CORE_ERANGE;
+        goto out;
+    }
+    if (!(all = core_malloc(n * sizeof *all))) {
+        rc = CORE_ENOMEM;
+        snprintf(err, cap, "out of memory");
+        goto out;
+    }
+    n = 0;
+    for (uint32_t i = 0; i < K; i++) {
+        memcpy(all + n, cl[i].lat, cl[i].n * sizeof *all);
+        n += cl[i].n;
+    }
+    qsort(all, n, sizeof *all, cmp_i64);
+    out->isa = isa;
+    out->K = K;
+    out->requests = n;
+    out->rps = (double)n / bn->seconds;
+    out->cps = out->rps * bn->B;
+    out->p50_us = pct_us(all, n, 50);
+    out->p99_us = pct_us(all, n, 99);
+    rc = CORE_OK;
+out:
+    for (uint32_t i = 0; cl && i < K; i++) {
+        core_free(cl[i].lat);
+        core_free(cl[i].buf);
+    }
+    core_free(cl);
+    core_free(all);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// trail bench serve
+
+static void bench_serve_usage(FILE *f) {
+    fprintf(f,
+            "usage: trail bench serve [--json] [--candidates B] [--window T] [--seconds S]\n"
+            "                         [--threads K] [--isa NAME]\n"
+            "  `trail serve` end to end on 127.0.0.1: a model (default config, q (.) u_short and\n"
+            "  cross) and a store of %d users with T behaviors and %d recent each, built in a\n"
+            "  temporary directory; for K in {1, online CPUs} and each path in {default, fp32},\n"
+            "  the server runs K threads and K clients send POST /v1/score back to back on one\n"
+            "  keep-alive connection each, 0.5 s warm-up then S measured seconds.\n"
+            "  --candidates B  candidates per request, 1..2000 (1000)\n"
+            "  --window T      behaviors per user, 50..1000000 (10000)\n"
+            "  --seconds S     measured seconds per run, 0.1..600 (3)\n"
+            "  --threads K     run only this K (server threads and clients)\n"
+            "  --isa NAME      the path compared with fp32 (default: TRAIL_ISA, else the best)\n"
+            "  speedup_kmax_vs_fp32 is taken at the largest K run.\n",
+            NU, RECENT);
+}
+
+static const run_result *find_run(const run_result *r, int n, const char *isa, uint32_t K) {
+    for (int i = 0; i < n; i++)
+        if (r[i].K == K && !strcmp(r[i].isa, isa)) return &r[i];
+    return NULL;
+}
+
+int rank_cmd_bench_serve(int argc, char **argv) {
+    static const struct option opts[] = {{"json", 0, 0, 'j'},    {"candidates", 1, 0, 'B'},
+                                         {"window", 1, 0, 'T'},  {"seconds", 1, 0, 's'},
+                                         {"threads", 1, 0, 'k'}, {"isa", 1, 0, 'i'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    uint64_t B = 1000, T = 10000, K = 0;
+    double seconds = 3;
+    const char *isa_arg = NULL;
+    int json = 0, c, ret = 1, rc;
+    char err[1024];
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            json = 1;
+            break;
+        case 'B':
+            if (core_parse_u64(optarg, 1, 2000, "--candidates", &B)) return 2;
+            break;
+        case 'T':
+            if (core_parse_u64(optarg, RECENT, 1000000, "--window", &T)) return 2;
+            break;
+        case 's':
+            if (core_parse_double(optarg, 0.1, 600, "--seconds", &seconds)) return 2;
+            break;
+        case 'k':
+            if (core_parse_u64(optarg, 1, 1024, "--threads", &K)) return 2;
+            break;
+        case 'i':
+            isa_arg = optarg;
+            break;
+        case 'h':
+            bench_serve_usage(stdout);
+            return 0;
+        default:
+            bench_serve_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "trail: bench serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    rank_isa def;
+    if (isa_arg ? rank_isa_parse(isa_arg, &def, err, sizeof err) : rank_isa_init(err, sizeof err)) {
+        fprintf(stderr, "trail: bench serve: %s%s\n", isa_arg ? "--isa: " : "", err);
+        return 2;
+    }
+    if (!isa_arg) def = rank_isa_current();
+    rank_server_conf dconf;
+    rank_server_conf_default(&dconf);
+    if (B > dconf.max_candidates) {
+        fprintf(stderr, "trail: bench serve: --candidates %llu is above the server's limit of %u\n",
+                (unsigned long long)B, dconf.max_candidates);
+        return 2;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint32_t nproc = ncpu > 0 ? (uint32_t)ncpu : 1;
+    uint32_t ks[2];
+    int nk = 0;
+    if (K) {
+        ks[nk++] = (uint32_t)K;
+    } else {
+        ks[nk++] = 1;
+        if (nproc > 1) ks[nk++] = nproc;
+    }
+    const char *paths[2] = {rank_isa_name(def), "fp32"};
+    int npaths = def == RANK_ISA_FP32 ? 1 : 2;
+
+    core_log_level = CORE_LOG_ERR; /* the server's notices (and libmicrohttpd's warning that a pool
+                                      of one thread is no pool) are noise here */
+    bench bn = {.B = (uint32_t)B, .T = (uint32_t)T, .seconds = seconds};
+    mdl_model *m = NULL;
+    char dir[4096] = "", model_path[4200], store_path[4200];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/trail-bench-serve-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "trail: bench serve: cannot create a directory like %s\n", dir);
+        return 1;
+    }
+    snprintf(model_path, sizeof model_path, "%s/bench.mdl", dir);
+    snprintf(store_path, sizeof store_path, "%s/store", dir);
+    bn.model_path = model_path;
+    if ((rc = build_fixture(model_path, store_path, (uint32_t)T, &m, &bn.st, err, sizeof err)))
+        goto fail;
+    if ((rc = build_requests(bn.req, bn.req_len, (uint32_t)B, dconf.max_body, err, sizeof err))) {
+        if (rc == CORE_ENOMEM) snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    run_result runs[MAX_RUNS];
+    int nr = 0;
+    for (int ki = 0; ki < nk; ki++)
+        for (int pi = 0; pi < npaths; pi++) {
+            if ((rc = run_one(&bn, ks[ki], paths[pi], &runs[nr], err, sizeof err))) goto fail;
+            nr++;
+        }
+    uint32_t kmax = ks[nk - 1];
+    const run_result *d1 = find_run(runs, nr, paths[0], ks[0]),
+                     *f1 = find_run(runs, nr, "fp32", ks[0]);
+    const run_result *dk = find_run(runs, nr, paths[0], kmax),
+                     *fk = find_run(runs, nr, "fp32", kmax);
+    double sp1 = d1->cps / f1->cps, spk = dk->cps / fk->cps;
+    if (json) {
+        printf(
+            "{\"candidates\": %u, \"window\": %u, \"recent\": %d, \"seconds\": %g, \"cores\": %u, "
+            "\"isa\": \"%s\", \"openblas_core\": \"%s\", \"runs\": [",
+            bn.B, bn.T, RECENT, seconds, nproc, paths[0], rank_isa_openblas_core());
+        for (int i = 0; i < nr; i++)
+            printf("%s{\"isa\": \"%s\", \"threads\": %u, \"requests\": %llu, \"requests_per_s\": "
+                   "%.1f, \"candidates_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f}",
+                   i ? ", " : "", runs[i].isa, runs[i].K, (unsigned long long)runs[i].requests,
+                   runs[i].rps, runs[i].cps, runs[i].p50_us, runs[i].p99_us);
+        printf("], \"speedup_k1_vs_fp32\": %.2f, \"speedup_kmax_vs_fp32\": %.2f}\n", sp1, spk);
+    } else {
+        printf("bench serve: %u candidates, window %u, recent %d, %d users, %g s per run after "
+               "0.5 s warm-up, %u cores, OpenBLAS core %s\n",
+               bn.B, bn.T, RECENT, NU, seconds, nproc, rank_isa_openblas_core());
+        for (int i = 0; i < nr; i++)
+            printf("  %-12s K=%-3u %8llu requests  %9.1f req/s  %11.0f candidates/s  "
+                   "p50 %9.1f us  p99 %9.1f us\n",
+                   runs[i].isa, runs[i].K, (unsigned long long)runs[i].requests, runs[i].rps,
+                   runs[i].cps, runs[i].p50_us, runs[i].p99_us);
+        printf("  speedup of %s over fp32 (candidates/s): K=%u %.2fx, K=%u %.2fx\n", paths[0],
+               ks[0], sp1, kmax, spk);
+    }
+    ret = 0;
+fail:
+    if (ret) fprintf(stderr, "trail: bench serve: %s\n", err);
+    for (int u = 0; u < NU; u++)
+        core_free(bn.req[u]);
+    enc_store_close(bn.st);
+    mdl_model_destroy(m);
+    unlink(model_path);
+    rm_dir(store_path);
+    rmdir(dir);
+    return ret;
+}
