@@ -96,8 +96,7 @@ run:;
 }
 
 size_t rank_route_pack_bytes(rank_isa isa, int N, int K) {
-    size_t np = (size_t)(N + 15) / 16 * 16, kp = (size_t)rank_pgemm_kp(isa, K);
-    return np * kp * (isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? 2 : 4);
+    return rank_pw_bytes_for(isa, N, K);
 }
 
 int rank_route_init(rank_route *r, int n_pairs, const int *nk, int pin_n, int pin_k) {

@@ -22,7 +22,7 @@ const char *rank_blas_corename(void);
 
 #include <stddef.h>
 
-#define RANK_ROUTE_PINS 2
+#define RANK_ROUTE_PINS 4
 
 /* A model weight packed ahead (rank_engine.h): a routed call whose B is ptr with this shape,
  * transposition, leading dimension and alpha uses pw instead of packing B again. */

@@ -12,7 +12,7 @@ static int add_known(rank_engine *e, const float *ptr, int trans, int ld, int N,
                      float alpha) {
     if (e->n_known >= RANK_ENGINE_KNOWN) return CORE_OK; /* packed per call instead */
     rank_route_known *kn = &e->known[e->n_known];
-    int rc = rank_pw_alloc(&kn->pw, e->isa, N, K);
+    int rc = rank_pw_alloc(&kn->pw, rank_isa_companion(e->isa), N, K);
     if (rc) return rc;
     if (trans)
         rank_pw_pack(&kn->pw, ptr, (size_t)ld, 1, K, alpha);
@@ -49,36 +49,56 @@ static int add_user_side(rank_engine *e, const mdl_model *m) {
     return rc;
 }
 
+/* Block i of ws: W1's columns cols[off .. off + width) packed as one weight. */
+static int add_block(rank_engine *e, rank_engine_w1 *ws, const mdl_model *m, const int *cols,
+                     int off, int width, float *tmp) {
+    int H1 = (int)m->cfg.h1, D = e->D;
+    if (ws->n >= RANK_ENGINE_SEGS || width <= 0) return CORE_EINVAL;
+    for (int j = 0; j < H1; j++)
+        for (int k = 0; k < width; k++)
+            tmp[(size_t)j * width + k] = m->p.w1[(size_t)j * D + cols[off + k]];
+    int rc = rank_pw_alloc(&ws->w[ws->n], e->isa, H1, width);
+    if (rc) return rc;
+    rank_pw_pack(&ws->w[ws->n], tmp, (size_t)width, 1, width, 1.f);
+    ws->off[ws->n++] = off;
+    return CORE_OK;
+}
+
 int rank_engine_new(rank_engine **out, const mdl_model *m, rank_isa isa) {
     if (!rank_isa_available(isa)) return CORE_ERANGE;
     const mdl_config *c = &m->cfg;
     rank_engine *e = core_calloc(1, sizeof *e);
     if (!e) return CORE_ENOMEM;
     e->isa = isa;
-    int H1 = (int)c->h1, H2 = (int)c->h2, D = (int)mdl_mlp_in_dim(c);
-    int Ds = rank_net_head_cols(c, NULL);
+    int H1 = (int)c->h1, H2 = (int)c->h2, D = (int)mdl_mlp_in_dim(c), C = (int)c->C;
+    int Ds = rank_net_head_cols(c, NULL), rc = CORE_ENOMEM;
     e->D = D;
     e->Ds = Ds;
-    int *cols = core_malloc((size_t)(Ds > 0 ? Ds : 1) * sizeof *cols);
-    float *tmp = core_malloc((size_t)H1 * (size_t)(Ds > 0 ? Ds : 1) * sizeof *tmp);
-    int rc = CORE_ENOMEM;
+    int *cols = core_malloc((size_t)(D > Ds ? D : Ds) * sizeof *cols);
+    float *tmp = core_malloc((size_t)H1 * (size_t)D * sizeof *tmp);
     if (!tmp || !cols) goto fail;
+    /* the unfolded head: the input blocks of mdl_mlp_layout, each its own segment */
+    mdl_mlp_cols col;
+    mdl_mlp_layout(c, &col);
+    for (int k = 0; k < D; k++)
+        cols[k] = k;
+    int starts[] = {0, col.ul, col.ulq, col.us, col.usq, col.ut, col.cross, col.dense};
+    int widths[] = {C, C, C, C, C, C, MDL_CROSS_DIM, (int)c->n_dense};
+    for (int b = 0; b < 8; b++)
+        if (starts[b] >= 0 && widths[b] > 0 && (b != 7 || c->n_dense) &&
+            (rc = add_block(e, &e->w1, m, cols, starts[b], widths[b], tmp)))
+            goto fail;
+    /* the folded head: C-wide blocks of its candidate columns, then the cross block */
     rank_net_head_cols(c, cols);
-    if ((rc = rank_pw_alloc(&e->w1, isa, H1, D))) goto fail;
-    if ((rc = rank_pw_alloc(&e->w1c, isa, H1, Ds > 0 ? Ds : 1))) goto fail;
+    int nx = c->cross ? MDL_CROSS_DIM : 0;
+    for (int off = 0; off < Ds - nx; off += C)
+        if ((rc = add_block(e, &e->w1c, m, cols, off, C, tmp))) goto fail;
+    if (nx && (rc = add_block(e, &e->w1c, m, cols, Ds - nx, nx, tmp))) goto fail;
     if ((rc = rank_pw_alloc(&e->w2, isa, H2, H1))) goto fail;
-    rank_pw_pack(&e->w1, m->p.w1, (size_t)D, 1, D, 1.f);
-    for (int j = 0; j < H1; j++)
-        for (int k = 0; k < Ds; k++)
-            tmp[(size_t)j * Ds + k] = m->p.w1[(size_t)j * D + cols[k]];
-    rank_pw_pack(&e->w1c, tmp, (size_t)Ds, 1, Ds, 1.f);
     rank_pw_pack(&e->w2, m->p.w2, (size_t)H1, 1, H1, 1.f);
+    if ((rc = add_user_side(e, m))) goto fail;
     core_free(tmp);
     core_free(cols);
-    if ((rc = add_user_side(e, m))) {
-        rank_engine_destroy(e);
-        return rc;
-    }
     *out = e;
     return CORE_OK;
 fail:
@@ -90,8 +110,10 @@ fail:
 
 void rank_engine_destroy(rank_engine *e) {
     if (!e) return;
-    rank_pw_free(&e->w1);
-    rank_pw_free(&e->w1c);
+    for (int i = 0; i < e->w1.n; i++)
+        rank_pw_free(&e->w1.w[i]);
+    for (int i = 0; i < e->w1c.n; i++)
+        rank_pw_free(&e->w1c.w[i]);
     rank_pw_free(&e->w2);
     for (int i = 0; i < e->n_known; i++)
         rank_pw_free(&e->known[i].pw);
@@ -99,7 +121,11 @@ void rank_engine_destroy(rank_engine *e) {
 }
 
 size_t rank_engine_bytes(const rank_engine *e) {
-    size_t b = sizeof *e + rank_pw_bytes(&e->w1) + rank_pw_bytes(&e->w1c) + rank_pw_bytes(&e->w2);
+    size_t b = sizeof *e + rank_pw_bytes(&e->w2);
+    for (int i = 0; i < e->w1.n; i++)
+        b += rank_pw_bytes(&e->w1.w[i]);
+    for (int i = 0; i < e->w1c.n; i++)
+        b += rank_pw_bytes(&e->w1c.w[i]);
     for (int i = 0; i < e->n_known; i++)
         b += rank_pw_bytes(&e->known[i].pw);
     return b;

@@ -18,11 +18,22 @@
 
 #define RANK_ENGINE_KNOWN (4 * MDL_MAX_BLOCKS + 4)
 
+#define RANK_ENGINE_SEGS 10
+
+/* W1 in column blocks, one GEMM segment each (the int8 paths scale each block's activations on
+ * their own: the head's input groups differ in range by orders of magnitude) */
+typedef struct rank_engine_w1 {
+    int n;                       /* blocks */
+    int off[RANK_ENGINE_SEGS];   /* first input column of each block */
+    rank_pw w[RANK_ENGINE_SEGS]; /* (h1, block width) */
+} rank_engine_w1;
+
 typedef struct rank_engine {
     rank_isa isa;
     int D, Ds;  /* the MLP input width; the folded head's candidate columns (rank_net_head_cols) */
-    rank_pw w1; /* (h1, D): W1 whole, for the unfolded head */
-    rank_pw w1c;/* (h1, Ds): W1's candidate-dependent columns in the folded head's order */
+    rank_engine_w1 w1;  /* the unfolded head: blocks of W1 over its D input columns */
+    rank_engine_w1 w1c; /* the folded head: W1's candidate-dependent columns, in the folded
+                           head's order (offsets into its Ds columns) */
     rank_pw w2; /* (h2, h1) */
     /* the user-side weights the forward's routed GEMMs take as B (self-attention blocks, the
      * short branch's projections, W1's u_long block for the per-bucket projections) */

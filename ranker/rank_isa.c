@@ -10,15 +10,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_names[RANK_ISA_COUNT] = {"scalar", "fp32", "avx2", "avx512-bf16",
-                                                     "amx-bf16"};
+static const char *const g_names[RANK_ISA_COUNT] = {
+    "scalar", "fp32", "avx2", "avx2-int8", "avx512-bf16", "avx512-vnni", "amx-bf16"};
 
 const char *rank_isa_name(rank_isa isa) {
     return (unsigned)isa < RANK_ISA_COUNT ? g_names[isa] : "unknown";
 }
 
 const char *rank_isa_precision(rank_isa isa) {
+    if (rank_isa_int8(isa)) return "int8";
     return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? "bf16" : "fp32";
+}
+
+int rank_isa_int8(rank_isa isa) {
+    return isa == RANK_ISA_AVX2_INT8 || isa == RANK_ISA_AVX512_VNNI;
+}
+
+rank_isa rank_isa_companion(rank_isa isa) {
+    if (isa == RANK_ISA_AVX2_INT8) return RANK_ISA_AVX2;
+    if (isa == RANK_ISA_AVX512_VNNI)
+        return rank_isa_available(RANK_ISA_AVX512_BF16) ? RANK_ISA_AVX512_BF16 : RANK_ISA_AVX2;
+    return isa;
 }
 
 int rank_isa_available(rank_isa isa) {
@@ -28,9 +40,12 @@ int rank_isa_available(rank_isa isa) {
     case RANK_ISA_FP32:
         return 1;
     case RANK_ISA_AVX2:
+    case RANK_ISA_AVX2_INT8:
         return c->avx2 && c->fma;
     case RANK_ISA_AVX512_BF16:
         return c->avx512f && c->avx512bw && c->avx512vl && c->avx512_bf16 && c->fma;
+    case RANK_ISA_AVX512_VNNI:
+        return c->avx512f && c->avx512bw && c->avx512vl && c->avx512_vnni && c->avx2 && c->fma;
     case RANK_ISA_AMX_BF16:
         /* the kernel converts its inputs with AVX-512 BF16 instructions */
         return c->amx_usable && c->amx_bf16 && rank_isa_available(RANK_ISA_AVX512_BF16);
@@ -70,7 +85,8 @@ int rank_isa_parse(const char *name, rank_isa *out, char *err, size_t err_size) 
         return CORE_OK;
     }
     snprintf(err, err_size,
-             "unknown ISA path '%s' (expected auto, scalar, fp32, avx2, avx512-bf16 or amx-bf16)",
+             "unknown ISA path '%s' (expected auto, scalar, fp32, avx2, avx2-int8, avx512-bf16, "
+             "avx512-vnni or amx-bf16)",
              name);
     return CORE_EINVAL;
 }

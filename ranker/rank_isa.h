@@ -5,8 +5,16 @@
  *   scalar       portable C loops, fp32 (the reference every other path is tested against)
  *   fp32         OpenBLAS sgemm, fp32 (training's engine; subject to OpenBLAS's core guess)
  *   avx2         trail's own AVX2+FMA kernel, fp32
+ *   avx2-int8    the head's layers in int8 on AVX2 (vpmaddubsw): 7-bit activations, 8-bit
+ *                weights, int32 sums; the other GEMMs of a request in fp32 (avx2)
  *   avx512-bf16  AVX-512 BF16 (vdpbf16ps): bf16 inputs, fp32 accumulation
+ *   avx512-vnni  the head's layers in int8 on AVX-512 VNNI (vpdpbusd): 8-bit activations and
+ *                weights, int32 sums; the other GEMMs in bf16 where the CPU has AVX-512 BF16,
+ *                else fp32
  *   amx-bf16     AMX tiles (tdpbf16ps): bf16 inputs, fp32 accumulation
+ * int8 quantizes each weight row with its own scale (per output channel) when the model is
+ * packed, and each activation row of each input block (the head's column groups) with its own
+ * scale per request; sums are exact in int32 and rescaled to fp32.
  * The default is the highest path the CPU and OS allow (core_cpu.h). TRAIL_ISA=<name> in the
  * environment, or rank_isa_force (the --isa flags), picks another; naming a path this machine
  * cannot run is an error, never a silent fallback.
@@ -20,15 +28,23 @@ typedef enum rank_isa {
     RANK_ISA_SCALAR = 0,
     RANK_ISA_FP32,
     RANK_ISA_AVX2,
+    RANK_ISA_AVX2_INT8,
     RANK_ISA_AVX512_BF16,
+    RANK_ISA_AVX512_VNNI,
     RANK_ISA_AMX_BF16,
     RANK_ISA_COUNT
 } rank_isa;
 
-/** @brief The path's name ("scalar", "fp32", "avx2", "avx512-bf16", "amx-bf16"). */
+/** @brief The path's name ("scalar", "fp32", "avx2", "avx2-int8", "avx512-bf16", "avx512-vnni",
+ *  "amx-bf16"). */
 const char *rank_isa_name(rank_isa isa);
-/** @brief The precision its GEMM inputs are rounded to ("fp32" or "bf16"). */
+/** @brief The precision of its head's GEMM inputs ("fp32", "bf16" or "int8"). */
 const char *rank_isa_precision(rank_isa isa);
+/** @brief 1 for the int8 paths. */
+int rank_isa_int8(rank_isa isa);
+/** @brief The path a request's other GEMMs (attention, self-attention, per-request projections)
+ *  run on: the path itself, except the int8 paths, which quantize only the head. */
+rank_isa rank_isa_companion(rank_isa isa);
 /** @brief 1 if this CPU and OS can run the path. */
 int rank_isa_available(rank_isa isa);
 /** @brief Parse a name (or "auto": the best available).

@@ -338,7 +338,10 @@ static int net_route_init(rank_net *n) {
                 H1, D, H2, H1, 1, H2,                                     /* the unfolded head */
                 N, C, H1, C, Snb, C, C, Snb,                              /* folded projections */
                 attn && T < 4096 ? T : 1, C, C, attn && T < 4096 ? T : 1};
-    int rc = rank_route_init(&n->route, (int)(sizeof nk / sizeof *nk / 2), nk, attn ? T : 0, C);
+    /* pinned: exact attention's window (T rows), or the recent rows (N) the short and TIN
+     * attention of every candidate block read */
+    int pin_rows = attn && T > N ? T : N;
+    int rc = rank_route_init(&n->route, (int)(sizeof nk / sizeof *nk / 2), nk, pin_rows, C);
     if (rc) return rc;
     n->routed = 1;
     int kmax = n->D + (N > 0 ? N : 1) + 64;
@@ -828,8 +831,10 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     }
     const rank_engine *e = bt->engine;
     if (e && e->isa != RANK_ISA_FP32) {
-        rank_pseg sg = {n->z, D, &e->w1};
-        rank_pgemm(n->a1, n->H1, (int)B, &sg, 1, p->b1, 0, n->pg_scr);
+        rank_pseg sg[RANK_ENGINE_SEGS];
+        for (int k = 0; k < e->w1.n; k++)
+            sg[k] = (rank_pseg){n->z + e->w1.off[k], D, &e->w1.w[k]};
+        rank_pgemm(n->a1, n->H1, (int)B, sg, e->w1.n, p->b1, 0, n->pg_scr);
     } else {
         rank_matmul_forward(n->a1, n->z, p->w1, p->b1, (int)B, D, n->H1);
     }
@@ -926,7 +931,16 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         rank_gemm(0, 1, n->S * n->nb, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f,
                   n->Pl, H1);
 
-    /* per block of candidates, every step from the short and TIN attention to the output */
+    /* per block of candidates, every step from the short and TIN attention to the output; a
+     * routed forward packs the recent rows' keys and values once for all blocks */
+    if (nu > 0) {
+        rank_blas_pin(n->k2);
+        rank_blas_pin(n->hs);
+    }
+    if (o_ut >= 0 && nr > 0) {
+        rank_blas_pin(n->et); /* keys and values: two packs */
+        rank_blas_pin(n->et);
+    }
     for (uint32_t b0 = 0; b0 < B; b0 += RANK_HEAD_BLOCK) {
         uint32_t nbk = B - b0 < RANK_HEAD_BLOCK ? B - b0 : RANK_HEAD_BLOCK;
         float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
@@ -977,9 +991,12 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         if (e) { /* the gather first, then both column groups in one pass with the ReLU */
             if (cfg->long_kind == MDL_LONG_SDIM)
                 rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
-            rank_pseg sg[2] = {{zsel, Dw, &e->w1c}, {zsel + Ds, Dw, &pw_short}};
-            rank_pgemm(a1, H1, (int)nbk, sg, nu > 0 ? 2 : 1, NULL, RANK_PG_ACC | RANK_PG_RELU,
-                       n->pg_scr);
+            rank_pseg sg[RANK_ENGINE_SEGS + 1];
+            int ns = 0;
+            for (int k = 0; k < e->w1c.n; k++)
+                sg[ns++] = (rank_pseg){zsel + e->w1c.off[k], Dw, &e->w1c.w[k]};
+            if (nu > 0) sg[ns++] = (rank_pseg){zsel + Ds, Dw, &pw_short};
+            rank_pgemm(a1, H1, (int)nbk, sg, ns, NULL, RANK_PG_ACC | RANK_PG_RELU, n->pg_scr);
             rank_pseg s2 = {a1, H1, &e->w2};
             rank_pgemm(a2, H2, (int)nbk, &s2, 1, p->b2, RANK_PG_RELU, n->pg_scr);
         } else {
@@ -994,6 +1011,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         for (uint32_t i = 0; i < nbk; i++)
             n->logit[b0 + i] = p->b3[0] + rank_dot(a2 + (size_t)i * H2, p->w3, H2);
     }
+    rank_blas_unpin();
 }
 
 static void forward_body(rank_net *n, const mdl_model *m, const rank_batch *bt, float *logits,
@@ -1005,7 +1023,7 @@ int rank_net_forward(rank_net *n, const mdl_model *m, const rank_batch *bt, floa
     if (rc) return rc;
     if (bt->engine && !n->routed) return CORE_EINVAL; /* training nets take no engine */
     if (bt->engine) {
-        n->route.isa = bt->engine->isa;
+        n->route.isa = rank_isa_companion(bt->engine->isa);
         n->route.known = bt->engine->known;
         n->route.n_known = bt->engine->n_known;
     }

@@ -5,6 +5,7 @@
 #include "core_err.h"
 #include "rank_blas.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -12,6 +13,9 @@
 
 int rank_pgemm_kp(rank_isa isa, int K) {
     switch (isa) {
+    case RANK_ISA_AVX512_VNNI:
+    case RANK_ISA_AVX2_INT8:
+        return (K + 3) & ~3;
     case RANK_ISA_AVX512_BF16:
         return (K + 1) & ~1;
     case RANK_ISA_AMX_BF16:
@@ -22,7 +26,25 @@ int rank_pgemm_kp(rank_isa isa, int K) {
 }
 
 static size_t elem_bytes(rank_isa isa) {
+    if (rank_isa_int8(isa)) return 1;
     return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? 2 : 4;
+}
+
+/* int8 weights carry a scale and a code sum per padded row after the codes */
+static size_t tail_bytes(rank_isa isa, size_t np) {
+    return rank_isa_int8(isa) ? np * (sizeof(float) + sizeof(int32_t)) : 0;
+}
+
+static size_t data_bytes(rank_isa isa, size_t np, int max_K) {
+    size_t b = np * (size_t)rank_pgemm_kp(isa, max_K) * elem_bytes(isa);
+    return (b + 63) & ~(size_t)63;
+}
+
+static void set_tail(rank_pw *pw) {
+    if (!rank_isa_int8(pw->isa)) return;
+    char *t = (char *)pw->data + data_bytes(pw->isa, (size_t)pw->Np, pw->max_K);
+    pw->scale = (float *)t;
+    pw->csum = (int32_t *)(t + (size_t)pw->Np * sizeof(float));
 }
 
 static int panelled(rank_isa isa) {
@@ -37,10 +59,11 @@ int rank_pw_alloc(rank_pw *pw, rank_isa isa, int N, int max_K) {
     pw->N = N;
     pw->Np = panelled(isa) ? (N + PANEL - 1) / PANEL * PANEL : N;
     pw->max_K = max_K;
-    size_t bytes = (size_t)pw->Np * (size_t)rank_pgemm_kp(isa, max_K) * elem_bytes(isa);
+    size_t bytes = data_bytes(isa, (size_t)pw->Np, max_K) + tail_bytes(isa, (size_t)pw->Np);
     pw->data = core_aligned_alloc(bytes ? bytes : 64);
     if (!pw->data) return CORE_ENOMEM;
     memset(pw->data, 0, bytes);
+    set_tail(pw);
     return CORE_OK;
 }
 
@@ -51,13 +74,19 @@ void rank_pw_wrap(rank_pw *pw, rank_isa isa, int N, int max_K, void *buf) {
     pw->Np = panelled(isa) ? (N + PANEL - 1) / PANEL * PANEL : N;
     pw->max_K = max_K;
     pw->data = buf;
+    set_tail(pw);
+}
+
+size_t rank_pw_bytes_for(rank_isa isa, int N, int K) {
+    size_t np = panelled(isa) ? (size_t)(N + PANEL - 1) / PANEL * PANEL : (size_t)N;
+    return data_bytes(isa, np, K) + tail_bytes(isa, np);
 }
 
 size_t rank_pw_bytes_max(int N, int K) {
     size_t m = 0;
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
         size_t np = panelled((rank_isa)i) ? (size_t)(N + PANEL - 1) / PANEL * PANEL : (size_t)N;
-        size_t b = np * (size_t)rank_pgemm_kp((rank_isa)i, K) * elem_bytes((rank_isa)i);
+        size_t b = data_bytes((rank_isa)i, np, K) + tail_bytes((rank_isa)i, np);
         if (b > m) m = b;
     }
     return m;
@@ -70,7 +99,7 @@ void rank_pw_free(rank_pw *pw) {
 }
 
 size_t rank_pw_bytes(const rank_pw *pw) {
-    return (size_t)pw->Np * (size_t)rank_pgemm_kp(pw->isa, pw->max_K) * elem_bytes(pw->isa);
+    return data_bytes(pw->isa, (size_t)pw->Np, pw->max_K) + tail_bytes(pw->isa, (size_t)pw->Np);
 }
 
 /* fp32 to bf16, rounding to nearest even; NaN stays NaN */
@@ -103,6 +132,29 @@ void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, floa
                 }
         return;
     }
+    if (rank_isa_int8(pw->isa)) { /* [panel][k / 4][16][4], a scale per row */
+        int8_t *d = pw->data;
+        for (int n = 0; n < Np; n++) {
+            float amax = 0.f;
+            for (int k = 0; k < K && n < N; k++) {
+                float v = fabsf(alpha * w[n * sn + k * sk]);
+                if (v > amax) amax = v;
+            }
+            float sc = amax > 0.f ? amax / 127.f : 1.f;
+            int32_t cs = 0;
+            int p = n / PANEL, j = n % PANEL;
+            for (int k = 0; k < Kp; k++) {
+                float v = n < N && k < K ? alpha * w[n * sn + k * sk] / sc : 0.f;
+                long q = lrintf(v);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                d[(((size_t)p * (Kp / 4) + k / 4) * PANEL + j) * 4 + (k & 3)] = (int8_t)q;
+                cs += (int32_t)q;
+            }
+            pw->scale[n] = sc;
+            pw->csum[n] = cs;
+        }
+        return;
+    }
     /* bf16: [panel][k / 2][16][2] */
     uint16_t *d = pw->data;
     for (int p = 0; p < Np / PANEL; p++)
@@ -116,6 +168,10 @@ void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, floa
 
 size_t rank_pgemm_scratch_bytes(rank_isa isa, int max_kp_sum) {
     switch (isa) {
+    case RANK_ISA_AVX512_VNNI:
+    case RANK_ISA_AVX2_INT8: /* the codes, then a scale and a zero point per row and segment */
+        return (size_t)RANK_PG_MB * (size_t)max_kp_sum + 64 +
+               (size_t)RANK_PG_MB * RANK_PG_MAXSEG * 8 + 64;
     case RANK_ISA_AVX512_BF16:
         return (size_t)RANK_PG_MB * (size_t)max_kp_sum * 2 + 64;
     case RANK_ISA_AMX_BF16: /* the converted block, and 4 C tiles of 16 x 16 fp32 */
@@ -182,6 +238,12 @@ void rank_pgemm(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const 
         return;
     case RANK_ISA_AMX_BF16:
         rank_pgemm_amx(y, ldy, M, seg, nseg, bias, flags, scratch);
+        return;
+    case RANK_ISA_AVX512_VNNI:
+        rank_pgemm_vnni(y, ldy, M, seg, nseg, bias, flags, scratch);
+        return;
+    case RANK_ISA_AVX2_INT8:
+        rank_pgemm_avx2i8(y, ldy, M, seg, nseg, bias, flags, scratch);
         return;
     case RANK_ISA_FP32:
         pgemm_blas(y, ldy, M, seg, nseg, bias, flags);

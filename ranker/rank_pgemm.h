@@ -10,6 +10,12 @@
  *   scalar, fp32, avx2:  fp32 (W row-major for scalar and fp32; 16-column panels for avx2)
  *   avx512-bf16, amx-bf16:  bf16 with round-to-nearest-even, W in 16-column panels of k pairs
  *     (the layout vdpbf16ps and AMX's B tiles both read), K padded to 2 (32 for AMX) with zeros.
+ *   avx512-vnni, avx2-int8:  int8. W in 16-column panels of k quads, each row symmetric with its
+ *     own scale (max |w| / 127). Each activation row of each segment gets its own scale per
+ *     call: nonnegative rows map [0, max] to 0..255 (avx2-int8: 0..127), others [-max, max] to
+ *     1..255 around a zero point of 128 (avx2-int8: 1..127 around 64, so vpmaddubsw's 16-bit
+ *     pair sums cannot saturate). Sums are exact in int32, then
+ *     y += scale_a * scale_w[n] * (sum - zero_point * sum_k q_w[n][k]).
  * Activations are rounded per call, in blocks, inside the scratch; weights when packed.
  */
 #ifndef TRAIL_RANK_PGEMM_H
@@ -18,6 +24,7 @@
 #include "rank_isa.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct rank_pw {
     rank_isa isa;
@@ -25,6 +32,8 @@ typedef struct rank_pw {
     int Np, Kp;   /* padded shape as stored */
     int max_K;    /* capacity: K can be repacked up to this */
     void *data;
+    float *scale;  /* int8 paths: (Np) each row's scale, W ~ scale[n] * q[n][k] */
+    int32_t *csum; /* int8 paths: (Np) sum over k of q[n][k] (for the activations' zero point) */
 } rank_pw;
 
 /** @brief Room for an N x K weight with K up to max_K, for a path. @return CORE_OK, CORE_ENOMEM,
@@ -37,6 +46,8 @@ void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, floa
 /** @brief A weight over a caller's buffer (rank_pw_bytes_max(N, max_K) bytes, 64-aligned): for
  *  per-request packs in a net's scratch, on whatever path the request runs. Not freed. */
 void rank_pw_wrap(rank_pw *pw, rank_isa isa, int N, int max_K, void *buf);
+/** @brief The bytes an (N, K) weight takes on a path. */
+size_t rank_pw_bytes_for(rank_isa isa, int N, int K);
 /** @brief The most bytes an (N, K) weight takes on any path. */
 size_t rank_pw_bytes_max(int N, int K);
 /** @brief Bytes held. */
@@ -76,8 +87,14 @@ void rank_pgemm_avx512bf16(float *y, int ldy, int M, const rank_pseg *seg, int n
                            const float *bias, int flags, void *scratch);
 void rank_pgemm_amx(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
                     int flags, void *scratch);
+void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                     int flags, void *scratch);
+void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
+                       const float *bias, int flags, void *scratch);
 
 /* Rows of A a path converts per block (the scratch holds one block). */
 #define RANK_PG_MB 64
+/* Segments one call takes at most (the int8 paths keep a scale per row and segment). */
+#define RANK_PG_MAXSEG 12
 
 #endif

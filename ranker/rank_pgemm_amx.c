@@ -10,6 +10,7 @@
  */
 #include "rank_pgemm.h"
 #include "rank_pgemm_bf16.h"
+#include "rank_pgemm_simd.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -24,18 +25,12 @@ typedef struct tilecfg {
 
 static void epilogue(float *y, int ldy, int m0, int rows, int n0, int N, const float *tmp,
                      const float *bias, int flags) {
-    int cols = N - n0 < 16 ? N - n0 : 16;
-    if (cols <= 0) return;
-    __mmask16 mk = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
-    __m512 b = _mm512_setzero_ps();
-    if (!(flags & RANK_PG_ACC) && bias) b = _mm512_maskz_loadu_ps(mk, bias + n0);
-    for (int r = 0; r < rows; r++) {
-        float *yr = y + (size_t)(m0 + r) * ldy + n0;
-        __m512 v = _mm512_load_ps(tmp + r * 16);
-        v = _mm512_add_ps(v, (flags & RANK_PG_ACC) ? _mm512_maskz_loadu_ps(mk, yr) : b);
-        if (flags & RANK_PG_RELU) v = _mm512_max_ps(v, _mm512_setzero_ps());
-        _mm512_mask_storeu_ps(yr, mk, v);
-    }
+    if (N - n0 <= 0) return;
+    __mmask16 mk = rank_x512_mask(N, n0);
+    __m512 b = rank_x512_bias(bias, n0, mk, flags);
+    for (int r = 0; r < rows; r++)
+        rank_x512_store(y + (size_t)(m0 + r) * ldy + n0, _mm512_load_ps(tmp + r * 16), b, mk,
+                        flags);
 }
 
 void rank_pgemm_amx(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,

@@ -2,6 +2,7 @@
  * the CPU has both). Weights in 16-column panels [panel][k][16]; activations read in place. A
  * register tile is up to 6 rows by one panel (12 accumulators). */
 #include "rank_pgemm.h"
+#include "rank_pgemm_simd.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -31,34 +32,13 @@ static inline __attribute__((always_inline)) void tile(const int mr, float *y, i
             }
         }
     }
-    int n0 = p * 16, cols = N - n0 < 16 ? N - n0 : 16;
-    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
-    __m256i m_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
-    __m256 zero = _mm256_setzero_ps();
-    __m256 b0 = zero, b1 = zero;
-    if (!(flags & RANK_PG_ACC) && bias) {
-        b0 = _mm256_maskload_ps(bias + n0, m_lo);
-        b1 = _mm256_maskload_ps(bias + n0 + 8, m_hi);
-    }
+    int n0 = p * 16;
+    __m256i m_lo, m_hi;
+    rank_x256_masks(N, n0, &m_lo, &m_hi);
 #pragma GCC unroll 6
-    for (int r = 0; r < mr; r++) {
-        float *yr = y + (size_t)(m0 + r) * ldy + n0;
-        __m256 v0 = acc[r][0], v1 = acc[r][1];
-        if (flags & RANK_PG_ACC) {
-            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(yr, m_lo));
-            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(yr + 8, m_hi));
-        } else {
-            v0 = _mm256_add_ps(v0, b0);
-            v1 = _mm256_add_ps(v1, b1);
-        }
-        if (flags & RANK_PG_RELU) {
-            v0 = _mm256_max_ps(v0, zero);
-            v1 = _mm256_max_ps(v1, zero);
-        }
-        _mm256_maskstore_ps(yr, m_lo, v0);
-        _mm256_maskstore_ps(yr + 8, m_hi, v1);
-    }
+    for (int r = 0; r < mr; r++)
+        rank_x256_store(y + (size_t)(m0 + r) * ldy + n0, acc[r][0], acc[r][1], bias, n0, m_lo,
+                        m_hi, flags);
 }
 
 void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,

@@ -8,6 +8,7 @@
  */
 #include "rank_pgemm.h"
 #include "rank_pgemm_bf16.h"
+#include "rank_pgemm_simd.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -49,18 +50,12 @@ tile(const int mr, const int nr, float *y, int ldy, int m0, const uint16_t *ab, 
     }
 #pragma GCC unroll 4
     for (int j = 0; j < nr; j++) {
-        int n0 = (p0 + j) * 16, cols = N - n0 < 16 ? N - n0 : 16;
-        __mmask16 mk = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
-        __m512 b = _mm512_setzero_ps();
-        if (!(flags & RANK_PG_ACC) && bias) b = _mm512_maskz_loadu_ps(mk, bias + n0);
+        int n0 = (p0 + j) * 16;
+        __mmask16 mk = rank_x512_mask(N, n0);
+        __m512 b = rank_x512_bias(bias, n0, mk, flags);
 #pragma GCC unroll 6
-        for (int r = 0; r < mr; r++) {
-            float *yr = y + (size_t)(m0 + r) * ldy + n0;
-            __m512 v = acc[r][j];
-            v = _mm512_add_ps(v, (flags & RANK_PG_ACC) ? _mm512_maskz_loadu_ps(mk, yr) : b);
-            if (flags & RANK_PG_RELU) v = _mm512_max_ps(v, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(yr, mk, v);
-        }
+        for (int r = 0; r < mr; r++)
+            rank_x512_store(y + (size_t)(m0 + r) * ldy + n0, acc[r][j], b, mk, flags);
     }
 }
 

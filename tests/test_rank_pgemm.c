@@ -6,6 +6,12 @@
  *   bf16 paths:  against the loop over the same inputs rounded to bf16 (what the path is given):
  *                |y - ref_bf16| <= 4 K 2^-24 s + 1e-6; and against fp32 inputs
  *                |y - ref| <= (2^-8 + 4 K 2^-24) s + 1e-6 (each input rounds by at most 2^-9).
+ *   int8 paths:  each activation row of each segment g rounds by at most s_a/2 (s_a = its max |a|
+ *                over its levels: 255 or 127 for a nonnegative row, 127 or 63 otherwise, VNNI or
+ *                AVX2), each weight by s_w/2 (s_w = the row's max |w| / 127), so
+ *                |y - ref| <= sum_g [s_a/2 sum|w| + s_w/2 sum|a| + K_g s_a s_w / 4] + the fp32 bound;
+ *                and on inputs that are their own codes (integers with max 127 per row) the
+ *                int32 sums are exact: y == ref.
  * Paths this CPU cannot run are skipped, and their names printed.
  */
 #include "test_common.h"
@@ -105,8 +111,30 @@ static void run_case(rank_isa isa, const shape *s) {
     int Ksum = 0;
     for (int g = 0; g < s->nseg; g++)
         Ksum += s->K[g];
-    int bf = !strcmp(rank_isa_precision(isa), "bf16");
+    int bf = !strcmp(rank_isa_precision(isa), "bf16"), i8 = rank_isa_int8(isa);
     double acc_eps = 4.0 * Ksum * ldexp(1.0, -24);
+    double *qb = calloc((size_t)M * N, sizeof *qb); /* the int8 rounding bound per output */
+    for (int g = 0; g < s->nseg && i8; g++) {
+        int K = s->K[g];
+        double top = isa == RANK_ISA_AVX2_INT8 ? 127 : 255, half = isa == RANK_ISA_AVX2_INT8 ? 63 : 127;
+        for (int m = 0; m < M; m++) {
+            double amax = 0, amin = 0, asum = 0;
+            for (int k = 0; k < K; k++) {
+                double v = a[g][(size_t)m * lda[g] + k];
+                amax = fmax(amax, v), amin = fmin(amin, v), asum += fabs(v);
+            }
+            double sa = amin >= 0 ? amax / top : fmax(amax, -amin) / half;
+            for (int n = 0; n < N; n++) {
+                double wmax = 0, wsum = 0;
+                for (int k = 0; k < K; k++) {
+                    double v = fabs(w[g][(size_t)n * K + k]);
+                    wmax = fmax(wmax, v), wsum += v;
+                }
+                double sw = wmax / 127;
+                qb[(size_t)m * N + n] += sa / 2 * wsum + sw / 2 * asum + K * sa * sw / 4;
+            }
+        }
+    }
     for (int m = 0; m < M; m++)
         for (int n = 0; n < ldy; n++) {
             size_t i = (size_t)m * ldy + n;
@@ -116,6 +144,7 @@ static void run_case(rank_isa isa, const shape *s) {
             }
             double sm = mag[i] + ((s->flags & RANK_PG_ACC) ? fabs(ref[i]) : 0.0) + 1.0;
             double t_same = acc_eps * sm + 1e-6, t_fp32 = (bf ? ldexp(1.0, -8) : 0.0) * sm + t_same;
+            if (i8) t_fp32 += qb[(size_t)m * N + n];
             double d = fabs((double)y[i] - ref[i]), db = fabs((double)y[i] - refb[i]);
             if (d > t_fp32 || (bf && db > t_same))
                 fail_msg("%s M=%d N=%d m=%d n=%d: %.8g vs fp32 %.8g (bound %.3g), bf16 inputs %.8g",
@@ -125,7 +154,7 @@ static void run_case(rank_isa isa, const shape *s) {
         free(a[g]), free(w[g]), free(ab[g]), free(wb[g]), free(wabs[g]), free(aabs[g]);
         rank_pw_free(&pw[g]);
     }
-    free(bias), free(y), free(ref), free(refb), free(mag);
+    free(bias), free(y), free(ref), free(refb), free(mag), free(qb);
     core_free(scr);
 }
 
@@ -153,6 +182,63 @@ static void test_paths_against_naive(void **state) {
         ran++;
     }
     assert_true(ran >= 2); /* scalar and fp32 run everywhere */
+}
+
+/* Integer inputs whose row maxima are 127 quantize to themselves (scale 1): the int8 paths'
+ * int32 sums, zero points and rescale must then give the exact result. */
+static void test_int8_exact_on_codes(void **state) {
+    (void)state;
+    enum { M = 37, N = 40, K0 = 70, K1 = 9 };
+    static float a0[M * K0], a1[M * K1], w0[N * K0], w1[N * K1], y[M * N];
+    /* a0: signed rows (zero point); a1: nonnegative rows; both filled per path below */
+    for (int n = 0; n < N; n++) {
+        for (int k = 0; k < K0; k++)
+            w0[n * K0 + k] = (float)((n * 11 + k * 5) % 255 - 127);
+        for (int k = 0; k < K1; k++)
+            w1[n * K1 + k] = (float)((n * 3 + k * 7) % 255 - 127);
+        w0[n * K0] = w1[n * K1] = -127.f;
+    }
+    for (int i = RANK_ISA_AVX2_INT8; i < RANK_ISA_COUNT; i++) {
+        rank_isa isa = (rank_isa)i;
+        if (!rank_isa_int8(isa)) continue;
+        if (!rank_isa_available(isa)) {
+            printf("skip path %s: this CPU cannot run it\n", rank_isa_name(isa));
+            continue;
+        }
+        int lev = isa == RANK_ISA_AVX2_INT8 ? 63 : 127; /* AVX2: 7-bit codes, signed within +-63 */
+        int top = isa == RANK_ISA_AVX2_INT8 ? 127 : 255; /* nonnegative rows: 0..top */
+        for (int m = 0; m < M; m++) {
+            for (int k = 0; k < K0; k++)
+                a0[m * K0 + k] = (float)((m * 7 + k * 13) % (2 * lev + 1) - lev);
+            a0[m * K0] = (float)lev;
+            for (int k = 0; k < K1; k++)
+                a1[m * K1 + k] = (float)((m * 5 + k * 3) % (top + 1));
+            a1[m * K1] = (float)top;
+        }
+        rank_pw p0, p1;
+        assert_int_equal(rank_pw_alloc(&p0, isa, N, K0), CORE_OK);
+        assert_int_equal(rank_pw_alloc(&p1, isa, N, K1), CORE_OK);
+        rank_pw_pack(&p0, w0, K0, 1, K0, 1.f);
+        rank_pw_pack(&p1, w1, K1, 1, K1, 1.f);
+        rank_pseg sg[2] = {{a0, K0, &p0}, {a1, K1, &p1}};
+        void *scr = core_aligned_alloc(rank_pgemm_scratch_bytes(isa, K0 + K1 + 8));
+        rank_pgemm(y, N, M, sg, 2, NULL, 0, scr);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double ref = 0;
+                for (int k = 0; k < K0; k++)
+                    ref += (double)a0[m * K0 + k] * w0[n * K0 + k];
+                for (int k = 0; k < K1; k++)
+                    ref += (double)a1[m * K1 + k] * w1[n * K1 + k];
+                if (y[m * N + n] != (float)ref)
+                    fail_msg("%s m=%d n=%d: %.9g vs %.9g", rank_isa_name(isa), m, n, y[m * N + n],
+                             ref);
+            }
+        printf("path %s: exact on integer codes\n", rank_isa_name(isa));
+        core_free(scr);
+        rank_pw_free(&p0);
+        rank_pw_free(&p1);
+    }
 }
 
 static void test_isa_parse(void **state) {
@@ -186,6 +272,7 @@ static void test_isa_parse(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths_against_naive),
+        cmocka_unit_test(test_int8_exact_on_codes),
         cmocka_unit_test(test_isa_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
