@@ -92,6 +92,8 @@ struct rank_net {
     float *xf;                   // (B, MDL_CROSS_DIM)
     struct xstat *xcat, *xitem;  // (xmask + 1) each
     uint32_t xmask, xstamp;
+    uint64_t *xbits;             // (2 * XBITS_WORDS) a bit per hashed candidate category, item:
+                                 // most window behaviors match no candidate and skip the tables
 
     // head
     mdl_mlp_cols col; /* the MLP input's column blocks (mdl_mlp_layout) */
@@ -152,6 +154,8 @@ static void xclear(rank_net *n) {
 #define A64(x) (((x) + 63) & ~(size_t)63)
 #define RANK_CROSS_TOD_S 3600 /* "same time of day": within an hour either way, any day */
 #define X_DIM MDL_CROSS_DIM
+#define XBITS_LOG 16 /* the cross prefilter: 2^16 bits per table, 8 KiB, stays in L1 */
+#define XBITS_WORDS ((1u << XBITS_LOG) / 64)
 /* Exact attention runs over blocks of this many candidates, so the block's (block, T) scores stay
  * in cache between the two sgemms and the softmax instead of streaming B * T floats through DRAM.
  */
@@ -270,6 +274,7 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->xf, B * X_DIM);
         TAKE(n->xcat, (size_t)n->xmask + 1);
         TAKE(n->xitem, (size_t)n->xmask + 1);
+        TAKE(n->xbits, 2 * XBITS_WORDS);
     }
     TAKE(n->z, B * (size_t)n->D);
     if (!tr) {
@@ -405,7 +410,10 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
         return rc;
     }
     if (n->memo_stamp) memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
-    if (n->xcat) xclear(n);
+    if (n->xcat) {
+        xclear(n);
+        memset(n->xbits, 0, 2 * XBITS_WORDS * sizeof *n->xbits);
+    }
     if (n->mark_i) {
         memset(n->mark_i, 0, cfg->item_rows);
         memset(n->mark_c, 0, cfg->cat_rows);
@@ -722,6 +730,20 @@ static xstat *xfind(xstat *t, uint32_t mask, uint32_t stamp, uint64_t key, int i
     return &t[slot];
 }
 
+static uint32_t xbit_slot(uint64_t key) {
+    return (uint32_t)((key * 0xD6E8FEB86659FD93ull) >> (64 - XBITS_LOG));
+}
+
+static void xbit_set(uint64_t *bits, uint64_t key) {
+    uint32_t s = xbit_slot(key);
+    bits[s / 64] |= 1ull << (s % 64);
+}
+
+static int xbit_get(const uint64_t *bits, uint64_t key) {
+    uint32_t s = xbit_slot(key);
+    return (int)((bits[s / 64] >> (s % 64)) & 1);
+}
+
 static int64_t time_of_day(int64_t ts) {
     int64_t d = ts % 86400;
     return d < 0 ? d + 86400 : d;
@@ -754,16 +776,21 @@ static void forward_cross(rank_net *n, const rank_batch *bt) {
             xclear(n);
             n->xstamp = 1;
         }
+        uint64_t *bc = n->xbits, *bi = n->xbits + XBITS_WORDS;
         for (uint32_t i = g0; i < g0 + Bu; i++) {
             uint32_t b = n->perm[i];
             xfind(n->xcat, n->xmask, n->xstamp, bt->category_id[b], 1);
             xfind(n->xitem, n->xmask, n->xstamp, bt->item_id[b], 1);
+            xbit_set(bc, bt->category_id[b]);
+            xbit_set(bi, bt->item_id[b]);
         }
         const rank_history *h = &bt->users[u];
         int64_t now = h->now_ts, tod_now = time_of_day(now);
         for (uint32_t j = 0; j < h->T; j++) {
             const sch_behavior *w = &h->window[j];
-            xstat *c = xfind(n->xcat, n->xmask, n->xstamp, w->category_id, 0);
+            int in_c = xbit_get(bc, w->category_id), in_i = xbit_get(bi, w->item_id);
+            if (!in_c && !in_i) continue;
+            xstat *c = in_c ? xfind(n->xcat, n->xmask, n->xstamp, w->category_id, 0) : NULL;
             if (c) {
                 float gap = now > w->ts ? (float)(now - w->ts) : 0.f;
                 int64_t dt = time_of_day(w->ts) - tod_now;
@@ -775,7 +802,7 @@ static void forward_cross(rank_net *n, const rank_batch *bt) {
                 c->eh += expf(-gap / 3600.f);
                 c->ed += expf(-gap / 86400.f);
             }
-            xstat *it = xfind(n->xitem, n->xmask, n->xstamp, w->item_id, 0);
+            xstat *it = in_i ? xfind(n->xitem, n->xmask, n->xstamp, w->item_id, 0) : NULL;
             if (it) {
                 it->cnt++;
                 if (w->ts > it->last) it->last = w->ts;
@@ -794,6 +821,11 @@ static void forward_cross(rank_net *n, const rank_batch *bt) {
             x[5] = log1pf((float)c->tod);
             x[6] = log1pf((float)it->cnt);
             x[7] = log_gap(now, it->last);
+        }
+        for (uint32_t i = g0; i < g0 + Bu; i++) { /* leave the filters empty for the next group */
+            uint32_t b = n->perm[i];
+            bc[xbit_slot(bt->category_id[b]) / 64] = 0;
+            bi[xbit_slot(bt->item_id[b]) / 64] = 0;
         }
     }
 }
