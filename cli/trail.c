@@ -1,5 +1,6 @@
 /* trail.c: the one CLI binary. Looks the subcommand up in a table and hands it argc/argv with
  * argv[0] set to the subcommand's name. */
+#include "rank_isa.h"
 #include "trail_cmds.h"
 
 #include <stdio.h>
@@ -21,7 +22,7 @@ static int cmd_encode(int argc, char **argv) {
 
 static const trail_cmd cmds[] = {
     {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
-    {"model", "info", mdl_cmd_info, "print a model file's config and versions"},
+    {"model", "info", rank_cmd_model_info, "print a model file's config, versions, and serving path"},
     {"import", "taobao", enc_cmd_import_taobao, "Taobao UserBehavior CSV -> event file"},
     {"import", "movielens", enc_cmd_import_movielens, "MovieLens ratings.csv -> event file"},
     {"encode", NULL, cmd_encode, "apply events to the LMDB user state: --input FILE, or --brokers (worker)"},
@@ -58,6 +59,15 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* commands whose arithmetic runs on OpenBLAS (training, evaluation, the fp32 path) say once
+     * when its kernel choice looks wrong for this CPU */
+    static const char *const blas_users[] = {"serve", "rank", "train", "eval", "bench"};
+    for (size_t i = 0; i < sizeof blas_users / sizeof *blas_users; i++)
+        if (!strcmp(argv[1], blas_users[i])) {
+            char warning[512];
+            if (rank_isa_openblas_check(warning, sizeof warning))
+                fprintf(stderr, "trail: warning: %s\n", warning);
+        }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const trail_cmd *c = &cmds[i];
         if (strcmp(argv[1], c->word1) != 0) continue;

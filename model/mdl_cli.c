@@ -115,6 +115,10 @@ int mdl_cmd_init(int argc, char **argv) {
 }
 
 int mdl_cmd_info(int argc, char **argv) {
+    return mdl_cmd_info_ext(argc, argv, NULL);
+}
+
+int mdl_cmd_info_ext(int argc, char **argv, void (*extra)(FILE *out, int json)) {
     const char *path = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -146,11 +150,13 @@ int mdl_cmd_info(int argc, char **argv) {
                "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
                "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
                "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\","
-               "\"cross\":%u,\"window\":%u}\n",
+               "\"cross\":%u,\"window\":%u",
                mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
                c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
                (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
                mdl_hash_name(c->sdim_hash), c->cross, c->window);
+        if (extra) extra(stdout, 1);
+        printf("}\n");
     } else {
         printf("model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
                "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "
@@ -158,6 +164,7 @@ int mdl_cmd_info(int argc, char **argv) {
                path, mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent,
                c->n_blocks, c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
                (unsigned long long)c->seed, wbuf, m->n_floats, m->adam_m ? " (with optimizer state)" : "");
+        if (extra) extra(stdout, 0);
     }
     mdl_model_destroy(m);
     return 0;

@@ -7,14 +7,18 @@
  */
 #include "rank_cli.h"
 #include "core_alloc.h"
+#include "core_cpu.h"
 #include "core_args.h"
 #include "core_err.h"
 #include "core_util.h"
 #include "enc_simhash.h"
 #include "mdl.h"
 #include "rank_blas.h"
+#include "rank_engine.h"
+#include "rank_isa.h"
 #include "rank_kernels.h"
 #include "rank_net.h"
+#include "rank_pgemm.h"
 #include "rank_score.h"
 #include "trail_cmds.h"
 
@@ -139,6 +143,18 @@ int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t
         return CORE_EFORMAT;
     }
     return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// trail model info, with the serving path
+
+int rank_cmd_model_info(int argc, char **argv) {
+    char err[256];
+    if (rank_isa_init(err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        return 2;
+    }
+    return mdl_cmd_info_ext(argc, argv, rank_isa_describe);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,13 +326,106 @@ static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
             "                        [--iters K] [--attention-iters K] [--seed X] [--q-short 0|1]\n"
-            "                        [--bits TAU] [--cross 0|1]\n"
+            "                        [--bits TAU] [--cross 0|1] [--isa PATH]\n"
             "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
             "  once with long=sdim and once with long=attention (same weights), one thread.\n"
-            "  Defaults: B=1000 T=10000 N=50, C=64 S=16 tau=4 (field-wise) MLP 200-80,\n"
-            "  sdim+selfattn+tin, and the head without q (.) u_short (--q-short 1 adds it, as\n"
-            "  trained models have it) and without the cross statistics (--cross 1 adds them and\n"
-            "  their pass over the window, as full has them).\n");
+            "  Defaults: the configuration a trained full model serves: B=1000 T=10000 N=50,\n"
+            "  C=64 S=16 tau=4 (field-wise) MLP 200-80, sdim+selfattn+tin, q (.) u_short in the\n"
+            "  head (--q-short 0 drops it) and the cross statistics (--cross 0 drops them).\n"
+            "  --isa picks the compute path the headline numbers and the attention baseline run\n"
+            "  on (default: the best this CPU runs, or TRAIL_ISA); every path the CPU runs is\n"
+            "  timed as well, and compared with fp32 on the same request.\n");
+}
+
+/* One compute path on the bench's request: p50/p99 over its runs and its largest difference
+ * from the fp32 path's probabilities. */
+typedef struct path_result {
+    int ran;
+    int iters;
+    double p50, p99, max_diff;
+} path_result;
+
+/* up to `iters` runs, fewer if a run is slow (the scalar reference): at most ~2 s of them */
+static int time_path(path_result *pr, rank_isa isa, const mdl_model *m, const rank_history *h,
+                     const uint64_t *item, const uint64_t *cat, uint32_t B, uint32_t wT,
+                     int iters, const float *ref, float *out) {
+    rank_scratch *s = NULL;
+    int rc = rank_scratch_new_isa(&s, m, B, wT, isa);
+    if (rc) return rc;
+    int64_t *t = core_malloc((size_t)iters * sizeof *t), *c = core_malloc((size_t)iters * sizeof *c);
+    if (!t || !c) {
+        rc = CORE_ENOMEM;
+        goto done;
+    }
+    int64_t t0 = core_now_ns();
+    if ((rc = rank_score(out, s, m, h, item, cat, B))) goto done;
+    int64_t one = core_now_ns() - t0, budget = 2000000000ll;
+    int n = iters;
+    if (one > 0 && (int64_t)n * one > budget) n = (int)(budget / one) < 10 ? 10 : (int)(budget / one);
+    if ((rc = time_scores(t, c, n, 3, out, s, m, h, item, cat, B))) goto done;
+    pr->ran = 1;
+    pr->iters = n;
+    pr->p50 = pct_us(t, n, 50);
+    pr->p99 = pct_us(t, n, 99);
+    pr->max_diff = 0;
+    for (uint32_t b = 0; ref && b < B; b++) {
+        double d = fabs((double)out[b] - ref[b]);
+        if (d > pr->max_diff) pr->max_diff = d;
+    }
+done:
+    core_free(t);
+    core_free(c);
+    rank_scratch_destroy(s);
+    return rc;
+}
+
+/* The head's two layers alone on a path, at the bench's shapes and blocks (candidates x the
+ * folded head's columns plus N short weights -> h1 -> h2): its wall time per request, sorted. */
+static int time_head_path(int64_t *t, int iters, rank_isa isa, const mdl_model *m, uint32_t B) {
+    const mdl_config *c = &m->cfg;
+    rank_engine *e = NULL;
+    int rc = rank_engine_new(&e, m, isa), H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent;
+    if (rc) return rc;
+    int Dw = e->Ds + N;
+    float *z = core_malloc((size_t)512 * Dw * sizeof *z), *a1 = core_malloc((size_t)512 * H1 * 4);
+    float *a2 = core_malloc((size_t)512 * H2 * 4), *ws = core_malloc((size_t)H1 * N * 4);
+    void *scr = core_aligned_alloc(rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, Dw + 256));
+    rank_pw short_w;
+    memset(&short_w, 0, sizeof short_w);
+    rc = CORE_ENOMEM;
+    if (!z || !a1 || !a2 || !ws || !scr) goto done;
+    if ((rc = rank_pw_alloc(&short_w, isa, H1, N))) goto done;
+    for (size_t i = 0; i < (size_t)512 * Dw; i++)
+        z[i] = (float)((int)(i % 29) - 14) * 0.01f;
+    for (size_t i = 0; i < (size_t)H1 * N; i++)
+        ws[i] = (float)((int)(i % 13) - 6) * 0.02f;
+    rank_pw_pack(&short_w, ws, (size_t)N, 1, N, 1.f);
+    rank_pseg sg[RANK_ENGINE_SEGS + 1];
+    int ns = 0;
+    for (int k = 0; k < e->w1c.n; k++)
+        sg[ns++] = (rank_pseg){z + e->w1c.off[k], Dw, &e->w1c.w[k]};
+    sg[ns++] = (rank_pseg){z + e->Ds, Dw, &short_w};
+    rank_pseg s2 = {a1, H1, &e->w2};
+    for (int i = -3; i < iters; i++) {
+        int64_t t0 = core_now_ns();
+        for (uint32_t b0 = 0; b0 < B; b0 += 512) {
+            int nb = (int)(B - b0 < 512 ? B - b0 : 512);
+            rank_pgemm(a1, H1, nb, sg, ns, m->p.b1, RANK_PG_RELU, scr);
+            rank_pgemm(a2, H2, nb, &s2, 1, m->p.b2, RANK_PG_RELU, scr);
+        }
+        if (i >= 0) t[i] = core_now_ns() - t0;
+    }
+    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    rc = CORE_OK;
+done:
+    rank_pw_free(&short_w);
+    core_free(z);
+    core_free(a1);
+    core_free(a2);
+    core_free(ws);
+    core_free(scr);
+    rank_engine_destroy(e);
+    return rc;
 }
 
 int rank_cmd_bench(int argc, char **argv) {
@@ -324,9 +433,15 @@ int rank_cmd_bench(int argc, char **argv) {
         {"json", 0, 0, 'j'},   {"candidates", 1, 0, 'B'}, {"window", 1, 0, 'T'},
         {"recent", 1, 0, 'N'}, {"iters", 1, 0, 'i'},      {"attention-iters", 1, 0, 'a'},
         {"seed", 1, 0, 's'},   {"q-short", 1, 0, 'q'},    {"help", 0, 0, 'h'},
-        {"bits", 1, 0, 't'},   {"cross", 1, 0, 'x'},      {0, 0, 0, 0}};
-    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 0, bits = 0;
-    uint64_t cross = 0;
+        {"bits", 1, 0, 't'},   {"cross", 1, 0, 'x'},      {"isa", 1, 0, 'I'},
+        {0, 0, 0, 0}};
+    uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 1, bits = 0;
+    uint64_t cross = 1;
+    char ierr[256];
+    if (rank_isa_init(ierr, sizeof ierr)) {
+        fprintf(stderr, "trail: bench rank: %s\n", ierr);
+        return 2;
+    }
     int json = 0, c, rc, ret = 1;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -361,6 +476,12 @@ int rank_cmd_bench(int argc, char **argv) {
         case 'x':
             if (core_parse_u64(optarg, 0, 1, "--cross", &cross)) return 2;
             break;
+        case 'I':
+            if (rank_isa_force(optarg, ierr, sizeof ierr)) {
+                fprintf(stderr, "trail: bench rank: --isa: %s\n", ierr);
+                return 2;
+            }
+            break;
         case 'h':
             bench_usage(stdout);
             return 0;
@@ -382,7 +503,8 @@ int rank_cmd_bench(int argc, char **argv) {
     uint64_t *item = NULL, *cat = NULL;
     float *out = NULL, *x = NULL;
     int64_t *ts = NULL, *ta = NULL, *tm = NULL, *tf = NULL, *cs = NULL, *ca = NULL, *tfresh = NULL;
-    int64_t *thf = NULL, *thp = NULL;
+    int64_t *thf = NULL, *thp = NULL, *thead = NULL;
+    float *ref = NULL;
     int fresh_n = (int)(iters < 100 ? iters : 100);
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
@@ -414,11 +536,12 @@ int rank_cmd_bench(int argc, char **argv) {
     tfresh = core_malloc(iters * sizeof *tfresh);
     thf = core_malloc(iters * sizeof *thf);
     thp = core_malloc(iters * sizeof *thp);
+    thead = core_malloc(iters * sizeof *thead);
     cs = core_malloc(iters * sizeof *cs);
     ca = core_malloc(aiters * sizeof *ca);
     rc = CORE_ENOMEM;
     if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm || !tf ||
-        !cs || !ca || !tfresh || !thf || !thp)
+        !cs || !ca || !tfresh || !thf || !thp || !thead)
         goto fail;
 
     /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
@@ -460,7 +583,9 @@ int rank_cmd_bench(int argc, char **argv) {
     ss = NULL;
     /* the head with and without the folded first layer, alternating request by request in this
      * process, so the machine's drift hits both alike */
-    if ((rc = time_heads(thf, thp, (int)iters, m, &h, item, cat, (uint32_t)B, out))) goto fail;
+    int folds = B >= (uint64_t)S * nb && B >= N; /* the folded head needs that many candidates */
+    if (folds && (rc = time_heads(thf, thp, (int)iters, m, &h, item, cat, (uint32_t)B, out)))
+        goto fail;
     /* the same user with new candidates every request (uniform over the 200k items), on a new
      * scratch: the signature cache mostly misses */
     if ((rc = rank_scratch_new(&ss, m, (uint32_t)B, wT))) goto fail;
@@ -476,6 +601,25 @@ int rank_cmd_bench(int argc, char **argv) {
     qsort(tfresh, (size_t)fresh_n, sizeof *tfresh, cmp_i64);
     rank_scratch_destroy(ss);
     ss = NULL;
+    /* every path this CPU runs on the same request, fp32 first (the reference) */
+    rank_isa isa = rank_isa_current();
+    path_result pr[RANK_ISA_COUNT];
+    memset(pr, 0, sizeof pr);
+    if (!(ref = core_malloc(B * sizeof *ref))) goto fail;
+    if ((rc = time_path(&pr[RANK_ISA_FP32], RANK_ISA_FP32, m, &h, item, cat, (uint32_t)B, wT,
+                        (int)iters, NULL, ref)))
+        goto fail;
+    for (int i = 0; i < RANK_ISA_COUNT; i++)
+        if (i != RANK_ISA_FP32 && rank_isa_available((rank_isa)i) &&
+            (rc = time_path(&pr[i], (rank_isa)i, m, &h, item, cat, (uint32_t)B, wT, (int)iters,
+                            ref, out)))
+            goto fail;
+    /* the chosen path's head GEMMs alone, against its instruction's peak on this core */
+    if ((rc = time_head_path(thead, (int)iters, isa, m, (uint32_t)B))) goto fail;
+    double head50 = pct_us(thead, (int)iters, 50);
+    double head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) + N) +
+                                    (double)cfg.h2 * cfg.h1);
+    double peak = rank_pgemm_peak_gmacs(isa, 200);
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = time_floor(tf, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
@@ -487,7 +631,13 @@ int rank_cmd_bench(int argc, char **argv) {
     double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
     double f50 = pct_us(tf, (int)iters, 50), f99 = pct_us(tf, (int)iters, 99);
     double n50 = pct_us(tfresh, fresh_n, 50), n99 = pct_us(tfresh, fresh_n, 99);
-    double hf50 = pct_us(thf, (int)iters, 50), hp50 = pct_us(thp, (int)iters, 50);
+    double hf50 = folds ? pct_us(thf, (int)iters, 50) : NAN;
+    double hp50 = folds ? pct_us(thp, (int)iters, 50) : NAN;
+    char hfs[32] = "null", hps[32] = "null"; /* JSON: no A/B when the head cannot fold */
+    if (folds) {
+        snprintf(hfs, sizeof hfs, "%.1f", hf50);
+        snprintf(hps, sizeof hps, "%.1f", hp50);
+    }
     double sc50 = pct_us(cs, (int)iters, 50), ac50 = pct_us(ca, (int)aiters, 50);
     double load = -1;
     FILE *lf = fopen("/proc/loadavg", "r");
@@ -504,15 +654,30 @@ int rank_cmd_bench(int argc, char **argv) {
                "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
                "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
                "\"sdim_new_candidates_iters\": %d, \"sdim_new_candidates_p50_us\": %.1f, "
-               "\"sdim_new_candidates_p99_us\": %.1f, \"folded_head_p50_us\": %.1f, "
-               "\"plain_head_p50_us\": %.1f, "
+               "\"sdim_new_candidates_p99_us\": %.1f, \"folded_head_p50_us\": %s, "
+               "\"plain_head_p50_us\": %s, "
                "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
                "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
                "\"floor_sgemm_p50_us\": %.1f, \"floor_sgemm_p99_us\": %.1f, "
-               "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f}\n",
+               "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
-               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99, fresh_n, n50, n99, hf50, hp50,
+               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99, fresh_n, n50, n99, hfs, hps,
                (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99, f50, f99, sc50, ac50, load);
+        printf(", \"isa\": \"%s\", \"precision\": \"%s\", \"cpu_features\": \"%s\", "
+               "\"openblas_core\": \"%s\", \"max_abs_diff_vs_fp32\": %.3g, \"paths\": {",
+               rank_isa_name(isa), rank_isa_precision(isa), core_cpu_features(),
+               rank_isa_openblas_core(), pr[isa].max_diff);
+        for (int i = 0, first = 1; i < RANK_ISA_COUNT; i++) {
+            if (!pr[i].ran) continue;
+            printf("%s\"%s\": {\"precision\": \"%s\", \"iters\": %d, \"p50_us\": %.1f, "
+                   "\"p99_us\": %.1f, \"max_abs_diff_vs_fp32\": %.3g}",
+                   first ? "" : ", ", rank_isa_name((rank_isa)i), rank_isa_precision((rank_isa)i),
+                   pr[i].iters, pr[i].p50, pr[i].p99, pr[i].max_diff);
+            first = 0;
+        }
+        printf("}, \"head_gemm_p50_us\": %.1f, \"head_gmacs_per_s\": %.1f, "
+               "\"peak_gmacs_per_s\": %.1f}\n",
+               head50, head_macs / head50 / 1e3, peak);
     } else {
         printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
@@ -532,6 +697,16 @@ int rank_cmd_bench(int argc, char **argv) {
                f50, f99);
         printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", sc50, ac50,
                load);
+        printf("  path       %s (%s); OpenBLAS core %s; CPU %s\n", rank_isa_name(isa),
+               rank_isa_precision(isa), rank_isa_openblas_core(), core_cpu_features());
+        for (int i = 0; i < RANK_ISA_COUNT; i++)
+            if (pr[i].ran)
+                printf("    %-12s p50 %9.1f us   p99 %9.1f us   max |p - p_fp32| %.2e  (%d runs)\n",
+                       rank_isa_name((rank_isa)i), pr[i].p50, pr[i].p99, pr[i].max_diff,
+                       pr[i].iters);
+        printf("  head GEMMs on %s: p50 %.1f us, %.1f GMAC/s; the instruction's peak here %.1f "
+               "GMAC/s\n",
+               rank_isa_name(isa), head50, head_macs / head50 / 1e3, peak);
     }
     ret = 0;
 fail:
@@ -554,6 +729,8 @@ fail:
     core_free(tfresh);
     core_free(thf);
     core_free(thp);
+    core_free(thead);
+    core_free(ref);
     core_free(cs);
     core_free(ca);
     return ret;

@@ -11,6 +11,7 @@
 #include "enc_store.h"
 #include "mdl.h"
 #include "rank_cli.h"
+#include "rank_isa.h"
 #include "rank_score.h"
 #include "trail_cmds.h"
 
@@ -80,20 +81,28 @@ static int read_candidates(cand_list *cl, const char *path) {
 static void rank_usage(FILE *f) {
     fprintf(f,
             "usage: trail rank --model M --store DIR --user ID [--ts T] --candidates FILE|-\n"
-            "                  [--json]\n"
+            "                  [--json] [--isa PATH]\n"
             "  Prints one click probability per candidate, in input order. A candidate line is\n"
             "  item_id,category_id or {\"item_id\": 1, \"category_id\": 2}. --ts is the request\n"
-            "  time in seconds (default now); an unknown user scores with an empty history.\n");
+            "  time in seconds (default now); an unknown user scores with an empty history.\n"
+            "  --isa picks the compute path (auto: the best this CPU runs; scalar, fp32, avx2,\n"
+            "  avx2-int8, avx512-bf16, avx512-vnni, amx-bf16); TRAIL_ISA does the same.\n");
 }
 
 int rank_cmd_rank(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", 1, 0, 'm'},      {"store", 1, 0, 'd'}, {"user", 1, 0, 'u'}, {"ts", 1, 0, 't'},
-        {"candidates", 1, 0, 'c'}, {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"candidates", 1, 0, 'c'}, {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {"isa", 1, 0, 'i'},
+        {0, 0, 0, 0}};
     const char *model = NULL, *store = NULL, *cands = NULL;
     uint64_t user = 0;
     int64_t ts = core_wall_s();
     int have_user = 0, json = 0, c, rc, ret = 1;
+    char ierr[256];
+    if (rank_isa_init(ierr, sizeof ierr)) {
+        fprintf(stderr, "trail: rank: %s\n", ierr);
+        return 2;
+    }
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -108,6 +117,12 @@ int rank_cmd_rank(int argc, char **argv) {
             break;
         case 'j':
             json = 1;
+            break;
+        case 'i':
+            if (rank_isa_force(optarg, ierr, sizeof ierr)) {
+                fprintf(stderr, "trail: rank: --isa: %s\n", ierr);
+                return 2;
+            }
             break;
         case 'u':
             if (core_parse_u64(optarg, 0, SCH_ID_MAX, "--user", &user)) return 2;

@@ -160,10 +160,37 @@ int rank_isa_openblas_check(char *warning, size_t size) {
     }
     warning[0] = '\0';
     if (!want) return 0;
+    rank_isa cur = rank_isa_current();
     snprintf(warning, size,
              "OpenBLAS picked its '%s' kernels but this CPU has %s: fp32 training and the fp32 "
-             "path run slower than they should; set OPENBLAS_CORETYPE=%s to fix (the serving "
-             "path, %s, does not use OpenBLAS's kernels)",
-             core, has, want, rank_isa_name(rank_isa_current()));
+             "path run slower than they should; set OPENBLAS_CORETYPE=%s to fix (%s)",
+             core, has, want,
+             cur == RANK_ISA_FP32 ? "serving is on the fp32 path, so it is slow too"
+                                  : "serving's own kernels do not depend on it");
     return 1;
+}
+
+void rank_isa_describe(FILE *out, int json) {
+    rank_isa isa = rank_isa_current();
+    char avail[160] = "";
+    for (int j = 0; j < RANK_ISA_COUNT; j++)
+        if (rank_isa_available((rank_isa)j)) {
+            size_t n = strlen(avail);
+            snprintf(avail + n, sizeof avail - n, json ? "%s\"%s\"" : "%s%s", n ? "," : "",
+                     g_names[j]);
+        }
+    const char *src = getenv("TRAIL_ISA") && *getenv("TRAIL_ISA") ? "TRAIL_ISA" : "best";
+    if (json)
+        fprintf(out,
+                ",\"serving_isa\":\"%s\",\"serving_precision\":\"%s\",\"isa_source\":\"%s\","
+                "\"isa_available\":[%s],\"cpu_features\":\"%s\",\"openblas_core\":\"%s\"",
+                rank_isa_name(isa), rank_isa_precision(isa), src, avail, core_cpu_features(),
+                rank_blas_corename());
+    else
+        fprintf(out,
+                "  serving path on this machine: %s (%s; %s)\n  paths this CPU runs: %s\n  CPU "
+                "features: %s\n  OpenBLAS core (training, fp32 path): %s\n",
+                rank_isa_name(isa), rank_isa_precision(isa),
+                !strcmp(src, "best") ? "the best it runs" : "set by TRAIL_ISA", avail,
+                core_cpu_features(), rank_blas_corename());
 }

@@ -23,6 +23,7 @@
 #define TRAIL_RANK_ISA_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum rank_isa {
     RANK_ISA_SCALAR = 0,
@@ -61,6 +62,10 @@ rank_isa rank_isa_current(void);
 int rank_isa_init(char *err, size_t err_size);
 /** @brief Force a path by name for this process (the --isa flags); same errors as rank_isa_parse. */
 int rank_isa_force(const char *name, char *err, size_t err_size);
+
+/** @brief The serving path this process would use and why, for `trail model info`, `bench rank`
+ *  and logs: JSON members (",\"serving_isa\":...", to follow others) or text lines. */
+void rank_isa_describe(FILE *out, int json);
 
 /** @brief OpenBLAS's chosen core name, and whether it looks like a worse guess than this CPU
  *  allows (an SSE-era core on an AVX2 or AVX-512 machine). When it does, *warning holds one line

@@ -47,6 +47,7 @@ struct rank_metrics {
     histogram age;
     pthread_mutex_t mu; /* guards the model strings */
     char model_version[17], encoding_version[17], variant[64];
+    char isa[32], precision[16], cpu[160], blas[48]; /* trail_ranker_isa_info */
 };
 
 int rank_metrics_new(rank_metrics **out) {
@@ -157,6 +158,16 @@ static void put_by_result(out_buf *o, const char *name, const char *help, const 
         (unsigned long long)atomic_load_explicit(vb, memory_order_relaxed));
 }
 
+void rank_metrics_set_isa(rank_metrics *mt, const char *isa, const char *precision,
+                          const char *cpu_features, const char *openblas_core) {
+    pthread_mutex_lock(&mt->mu);
+    snprintf(mt->isa, sizeof mt->isa, "%s", isa);
+    snprintf(mt->precision, sizeof mt->precision, "%s", precision);
+    snprintf(mt->cpu, sizeof mt->cpu, "%s", cpu_features);
+    snprintf(mt->blas, sizeof mt->blas, "%s", openblas_core);
+    pthread_mutex_unlock(&mt->mu);
+}
+
 int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
     out_buf o = {buf, cap, 0, cap == 0};
     put(&o, "# HELP trail_requests_total HTTP requests received, by endpoint.\n"
@@ -193,6 +204,14 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
         "# TYPE trail_model_info gauge\n"
         "trail_model_info{model_version=\"%s\",encoding_version=\"%s\",variant=\"%s\"} 1\n",
         mt->model_version, mt->encoding_version, mt->variant);
+    if (mt->isa[0])
+        put(&o,
+            "# HELP trail_ranker_isa_info The compute path scoring runs on (value 1): its name, "
+            "the precision of the head's inputs, the CPU features found, OpenBLAS's core.\n"
+            "# TYPE trail_ranker_isa_info gauge\n"
+            "trail_ranker_isa_info{isa=\"%s\",precision=\"%s\",cpu_features=\"%s\","
+            "openblas_core=\"%s\"} 1\n",
+            mt->isa, mt->precision, mt->cpu, mt->blas);
     pthread_mutex_unlock(&mt->mu);
     return o.overflow ? CORE_ETOOBIG : (int)o.n;
 }

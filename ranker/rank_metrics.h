@@ -39,6 +39,10 @@ void rank_metrics_reload(rank_metrics *mt, int ok);
 void rank_metrics_set_model(rank_metrics *mt, const char *model_version,
                             const char *encoding_version, const char *variant);
 
+/** @brief The compute path scoring runs on (rank_isa.h), for trail_ranker_isa_info. */
+void rank_metrics_set_isa(rank_metrics *mt, const char *isa, const char *precision,
+                          const char *cpu_features, const char *openblas_core);
+
 /** @brief Render every metric into buf. @return bytes written (without the NUL), or CORE_ETOOBIG
  *  if cap is too small (16 KiB suffices). */
 int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define PANEL 16
 
@@ -266,4 +267,37 @@ void rank_pgemm_naive(float *y, int ldy, int M, const float *const *a, const int
             if ((flags & RANK_PG_RELU) && !(s > 0.0)) s = 0.0;
             y[(size_t)m * ldy + n] = (float)s;
         }
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+double rank_pgemm_peak_gmacs(rank_isa isa, int ms) {
+    long iters = 1000;
+    for (int pass = 0; pass < 2; pass++) { /* a short run to size the real one */
+        double t0 = now_s(), macs;
+        switch (isa) {
+        case RANK_ISA_AVX2:
+        case RANK_ISA_AVX2_INT8:
+            macs = rank_pgemm_peak_avx2(isa == RANK_ISA_AVX2_INT8, iters);
+            break;
+        case RANK_ISA_AVX512_BF16:
+        case RANK_ISA_AVX512_VNNI:
+            macs = rank_pgemm_peak_avx512(isa == RANK_ISA_AVX512_VNNI, iters);
+            break;
+        case RANK_ISA_AMX_BF16:
+            macs = rank_pgemm_peak_amx(iters);
+            break;
+        default:
+            return 0;
+        }
+        double dt = now_s() - t0;
+        if (pass == 1) return macs / dt / 1e9;
+        double want = ms * 1e-3;
+        iters = dt > 0 ? (long)((double)iters * want / dt) + 1 : iters * 100;
+    }
+    return 0;
 }

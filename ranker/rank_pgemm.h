@@ -92,6 +92,16 @@ void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
 void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
                        const float *bias, int flags, void *scratch);
 
+/** @brief The core's peak rate of the path's multiply-accumulate instruction, in GMAC/s, timed
+ *  on registers alone for about ms milliseconds (vfmadd231ps for the fp32 paths, vdpbf16ps,
+ *  vpdpbusd, vpmaddubsw + vpmaddwd, tdpbf16ps): the ceiling a kernel's own rate is read against.
+ *  0 for scalar and fp32 (OpenBLAS) paths. */
+double rank_pgemm_peak_gmacs(rank_isa isa, int ms);
+double rank_pgemm_peak_avx2(int int8, long iters);
+double rank_pgemm_peak_avx512(int vnni, long iters);
+double rank_pgemm_peak_amx(long iters);
+double rank_pgemm_peak_bf16(long iters);
+
 /* Rows of A a path converts per block (the scratch holds one block). */
 #define RANK_PG_MB 64
 /* Segments one call takes at most (the int8 paths keep a scale per row and segment). */

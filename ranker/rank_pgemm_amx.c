@@ -98,3 +98,34 @@ void rank_pgemm_amx(float *y, int ldy, int M, const rank_pseg *seg, int nseg, co
     }
     _tile_release();
 }
+
+/* four C tiles, each step 4 tdpbf16ps of 16 x 16 x 32 */
+double rank_pgemm_peak_amx(long iters) {
+    static _Alignas(64) uint16_t buf[2][512];
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, buf[0], 64);
+    _tile_loadd(5, buf[1], 64);
+    _tile_loadd(6, buf[0], 64);
+    _tile_loadd(7, buf[1], 64);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    static _Alignas(64) float out[256];
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return (double)iters * 4 * 16 * 16 * 32;
+}

@@ -62,3 +62,43 @@ void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
         }
     }
 }
+
+/* 12 independent accumulators: enough to hide the latency on the cores seen here */
+double rank_pgemm_peak_avx2(int int8, long iters) {
+    if (int8) {
+        __m256i acc[12], a = _mm256_set1_epi8(3), w = _mm256_set1_epi8(-2),
+                           ones = _mm256_set1_epi16(1);
+        for (int j = 0; j < 12; j++)
+            acc[j] = _mm256_setzero_si256();
+        for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+            for (int j = 0; j < 12; j++)
+                acc[j] = _mm256_add_epi32(acc[j],
+                                          _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
+            __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]), "+x"(a));
+        }
+        int32_t sink[8];
+        __m256i t = acc[0];
+        for (int j = 1; j < 12; j++)
+            t = _mm256_add_epi32(t, acc[j]);
+        _mm256_storeu_si256((__m256i *)sink, t);
+        __asm__ volatile("" ::"m"(sink));
+        return (double)iters * 12 * 32;
+    }
+    __m256 acc[12], a = _mm256_set1_ps(1.f), w = _mm256_set1_ps(0.f);
+    for (int j = 0; j < 12; j++)
+        acc[j] = _mm256_set1_ps((float)j);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++)
+            acc[j] = _mm256_fmadd_ps(acc[j], a, w);
+        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]), "+x"(a));
+    }
+    float sink[8];
+    __m256 t = acc[0];
+    for (int j = 1; j < 12; j++)
+        t = _mm256_add_ps(t, acc[j]);
+    _mm256_storeu_ps(sink, t);
+    __asm__ volatile("" ::"m"(sink));
+    return (double)iters * 12 * 8;
+}

@@ -102,3 +102,22 @@ void rank_pgemm_avx512bf16(float *y, int ldy, int M, const rank_pseg *seg, int n
         }
     }
 }
+
+double rank_pgemm_peak_bf16(long iters) {
+    __m512 acc[16];
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), w = (__m512bh)_mm512_set1_epi16(0);
+    for (int j = 0; j < 16; j++)
+        acc[j] = _mm512_set1_ps((float)j);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            acc[j] = _mm512_dpbf16_ps(acc[j], a, w);
+        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[8]), "+v"(a));
+    }
+    __m512 t = acc[0];
+    for (int j = 1; j < 16; j++)
+        t = _mm512_add_ps(t, acc[j]);
+    volatile float sink = _mm512_reduce_add_ps(t);
+    (void)sink;
+    return (double)iters * 16 * 32;
+}

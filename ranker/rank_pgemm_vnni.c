@@ -159,3 +159,25 @@ void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
         }
     }
 }
+
+/* 16 independent accumulators of vpdpbusd (vnni) or vdpbf16ps (bf16, when the CPU has it) */
+double rank_pgemm_peak_avx512(int vnni, long iters) {
+    if (vnni) {
+        __m512i acc[16], a = _mm512_set1_epi8(3), w = _mm512_set1_epi8(-2);
+        for (int j = 0; j < 16; j++)
+            acc[j] = _mm512_setzero_si512();
+        for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                acc[j] = _mm512_dpbusd_epi32(acc[j], a, w);
+            __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[8]), "+v"(a));
+        }
+        __m512i t = acc[0];
+        for (int j = 1; j < 16; j++)
+            t = _mm512_add_epi32(t, acc[j]);
+        volatile int sink = _mm512_reduce_add_epi32(t);
+        (void)sink;
+        return (double)iters * 16 * 64;
+    }
+    return rank_pgemm_peak_bf16(iters);
+}

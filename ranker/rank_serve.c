@@ -2,10 +2,12 @@
 #include "rank_serve.h"
 
 #include "core_alloc.h"
+#include "core_cpu.h"
 #include "core_err.h"
 #include "core_log.h"
 #include "core_util.h"
 #include "mdl.h"
+#include "rank_isa.h"
 #include "rank_metrics.h"
 #include "rank_request.h"
 #include "rank_score.h"
@@ -680,6 +682,18 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     char variant[96];
     mdl_variant_str(&m->cfg, variant, sizeof variant);
     rank_metrics_set_model(srv->mt, srv->cur->version, srv->cur->enc_version, variant);
+    {
+        rank_isa isa = rank_isa_current();
+        char warning[512];
+        rank_metrics_set_isa(srv->mt, rank_isa_name(isa), rank_isa_precision(isa),
+                             core_cpu_features(), rank_isa_openblas_core());
+        CORE_LOG(CORE_LOG_NOTICE,
+                 "serve: compute path isa=%s precision=%s cpu_features=\"%s\" openblas_core=%s",
+                 rank_isa_name(isa), rank_isa_precision(isa), core_cpu_features(),
+                 rank_isa_openblas_core());
+        if (rank_isa_openblas_check(warning, sizeof warning))
+            CORE_LOG(CORE_LOG_WARNING, "serve: %s", warning);
+    }
     // worker slots
     rc = CORE_ENOMEM;
     if (!(srv->slots = core_calloc(conf->threads, sizeof *srv->slots))) goto oom;

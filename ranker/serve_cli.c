@@ -4,6 +4,7 @@
 #include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
+#include "rank_isa.h"
 #include "rank_serve.h"
 #include "trail_cmds.h"
 
@@ -23,6 +24,9 @@ static void serve_usage(FILE *f) {
                "  --max-body BYTES     request body limit, K/M suffixes allowed (1M)\n"
                "  --window L           the store's raw window size (default: as stored)\n"
                "  --recent N           the store's recent size (default: as stored)\n"
+               "  --isa PATH           compute path: auto (default: the best this CPU runs),\n"
+               "                       scalar, fp32, avx2, avx2-int8, avx512-bf16, avx512-vnni,\n"
+               "                       amx-bf16; or set TRAIL_ISA\n"
                "API: schemas/rank-api.md\n");
 }
 
@@ -31,13 +35,18 @@ int rank_cmd_serve(int argc, char **argv) {
                                          {"listen", 1, 0, 'l'},         {"threads", 1, 0, 't'},
                                          {"max-candidates", 1, 0, 'c'}, {"max-body", 1, 0, 'b'},
                                          {"window", 1, 0, 'w'},         {"recent", 1, 0, 'r'},
-                                         {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
+                                         {"isa", 1, 0, 'i'},            {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     rank_server_conf conf;
     char host[64], err[1024];
     const char *listen = NULL;
     uint64_t v;
     int c;
     rank_server_conf_default(&conf);
+    if (rank_isa_init(err, sizeof err)) {
+        fprintf(stderr, "trail: serve: %s\n", err);
+        return 2;
+    }
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -65,6 +74,12 @@ int rank_cmd_serve(int argc, char **argv) {
                 return 2;
             }
             conf.max_body = (size_t)v;
+            break;
+        case 'i':
+            if (rank_isa_force(optarg, err, sizeof err)) {
+                fprintf(stderr, "trail: serve: --isa: %s\n", err);
+                return 2;
+            }
             break;
         case 'w':
             if (core_parse_u64(optarg, 1, UINT32_MAX, "--window", &v)) return 2;

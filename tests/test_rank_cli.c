@@ -10,6 +10,7 @@
 #include "core_err.h"
 #include "enc_store.h"
 #include "rank_blas.h"
+#include "rank_isa.h"
 #include "rank_net.h"
 #include "rank_score.h"
 
@@ -201,6 +202,57 @@ static void test_rank_bad_input(void **state) {
     assert_int_equal(run(cmd, out, sizeof out), 2);
 }
 
+/* --isa: every path this CPU runs scores the same candidates within the serving bound of the fp32
+ * path (5e-3; fp32-precision paths 2e-5); a path it lacks, an unknown name or a bad TRAIL_ISA
+ * stop the command with exit 2 and a message naming it. `trail model info` names the path. */
+static void test_rank_isa_paths(void **state) {
+    (void)state;
+    char cmd[4096], out[8192], ref[8192];
+    snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 3 --candidates %s --isa fp32",
+             test_trail_bin(), model_path, store_path, cand_path);
+    assert_int_equal(run(cmd, ref, sizeof ref), 0);
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        const char *name = rank_isa_name((rank_isa)i);
+        snprintf(cmd, sizeof cmd,
+                 "%s rank --model %s --store %s --user 3 --candidates %s --isa %s 2>&1",
+                 test_trail_bin(), model_path, store_path, cand_path, name);
+        int rc = run(cmd, out, sizeof out);
+        if (!rank_isa_available((rank_isa)i)) {
+            assert_int_equal(rc, 2);
+            assert_non_null(strstr(out, name));
+            assert_non_null(strstr(out, "lacks"));
+            printf("path %s: refused on this CPU, as it should be\n", name);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        double bound = !strcmp(rank_isa_precision((rank_isa)i), "fp32") ? 2e-5 : 5e-3, worst = 0;
+        char *a = ref, *b = out;
+        for (int k = 0; k < NC; k++) {
+            char *ea, *eb;
+            double x = strtod(a, &ea), y = strtod(b, &eb);
+            assert_true(ea != a && eb != b);
+            worst = fmax(worst, fabs(x - y));
+            a = ea, b = eb;
+        }
+        printf("path %s: max |p - p_fp32| = %.2e\n", name, worst);
+        assert_true(worst <= bound);
+    }
+    snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 3 --candidates %s --isa avx9 2>&1",
+             test_trail_bin(), model_path, store_path, cand_path);
+    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "unknown ISA path 'avx9'"));
+    snprintf(cmd, sizeof cmd,
+             "TRAIL_ISA=avx9 %s rank --model %s --store %s --user 3 --candidates %s 2>&1",
+             test_trail_bin(), model_path, store_path, cand_path);
+    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "TRAIL_ISA"));
+    snprintf(cmd, sizeof cmd, "TRAIL_ISA=scalar %s model info --model %s --json", test_trail_bin(),
+             model_path);
+    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"serving_isa\":\"scalar\""));
+    assert_non_null(strstr(out, "\"openblas_core\":\""));
+}
+
 /* A model that records the window it was trained on, scored against a store that keeps another:
  * the scores are those of the same weights, with a warning on stderr that names both windows.
  * Against a store of its own window, no warning. */
@@ -244,6 +296,7 @@ int main(void) {
         cmocka_unit_test(test_rank_matches_store_and_window),
         cmocka_unit_test(test_rank_unknown_user_and_json),
         cmocka_unit_test(test_rank_bad_input),
+        cmocka_unit_test(test_rank_isa_paths),
         cmocka_unit_test(test_rank_warns_of_another_window),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

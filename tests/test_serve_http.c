@@ -6,6 +6,7 @@
 
 #include "core_alloc.h"
 #include "core_log.h"
+#include "rank_isa.h"
 #include "rank_score.h"
 
 #include <math.h>
@@ -395,6 +396,10 @@ static void test_metrics(void **state) {
     assert_true(metric(rb, "trail_model_reloads_total{result=\"ok\"} ") >= 3);
     assert_true(metric(rb, "trail_model_reloads_total{result=\"failed\"} ") >= 4);
     snprintf(want, sizeof want, "trail_model_info{model_version=\"%s\"", ver_a);
+    assert_non_null(strstr(rb, want));
+    /* the compute path the server scores on, as this process chose it */
+    snprintf(want, sizeof want, "trail_ranker_isa_info{isa=\"%s\",precision=\"%s\"",
+             rank_isa_name(rank_isa_current()), rank_isa_precision(rank_isa_current()));
     assert_non_null(strstr(rb, want));
 }
 

@@ -30,6 +30,7 @@ static void test_render(void **state) {
     rank_metrics_reload(mt, 0);
     rank_metrics_reload(mt, 0);
     rank_metrics_set_model(mt, "00112233aabbccdd", "0123456789abcdef", "sdim+selfattn+tin");
+    rank_metrics_set_isa(mt, "avx512-vnni", "int8", "avx2 fma avx512f", "Cooperlake");
     int n = rank_metrics_render(mt, buf, sizeof buf);
     assert_true(n > 0);
     assert_int_equal((size_t)n, strlen(buf));
@@ -62,6 +63,9 @@ static void test_render(void **state) {
         "trail_model_reloads_total{result=\"failed\"} 2\n",
         "trail_model_info{model_version=\"00112233aabbccdd\",encoding_version=\"0123456789abcdef\","
         "variant=\"sdim+selfattn+tin\"} 1\n",
+        "# TYPE trail_ranker_isa_info gauge\n",
+        "trail_ranker_isa_info{isa=\"avx512-vnni\",precision=\"int8\",cpu_features=\"avx2 fma "
+        "avx512f\",openblas_core=\"Cooperlake\"} 1\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(buf, want[i])) fail_msg("missing: %s\n--- output ---\n%s", want[i], buf);
