@@ -389,7 +389,8 @@ static int time_head_path(int64_t *t, int iters, rank_isa isa, const mdl_model *
     int Dw = e->Ds + N;
     float *z = core_malloc((size_t)512 * Dw * sizeof *z), *a1 = core_malloc((size_t)512 * H1 * 4);
     float *a2 = core_malloc((size_t)512 * H2 * 4), *ws = core_malloc((size_t)H1 * N * 4);
-    void *scr = core_aligned_alloc(rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, Dw + 256));
+    void *scr = core_aligned_alloc(
+        rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, Dw + 32 * (RANK_ENGINE_SEGS + 1)));
     rank_pw short_w;
     memset(&short_w, 0, sizeof short_w);
     rc = CORE_ENOMEM;

@@ -349,7 +349,8 @@ static int net_route_init(rank_net *n) {
     int rc = rank_route_init(&n->route, (int)(sizeof nk / sizeof *nk / 2), nk, pin_rows, C);
     if (rc) return rc;
     n->routed = 1;
-    int kmax = n->D + (N > 0 ? N : 1) + 64;
+    /* every segment of the head (W1 blocks and the short columns) pads K to at most 32 more */
+    int kmax = n->D + (N > 0 ? N : 1) + 32 * (RANK_ENGINE_SEGS + 1);
     n->short_buf = core_aligned_alloc(rank_pw_bytes_max(H1, N > 0 ? N : 1));
     n->pg_scr = core_aligned_alloc(rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, kmax + 64));
     return n->short_buf && n->pg_scr ? CORE_OK : CORE_ENOMEM;

@@ -40,7 +40,8 @@ static void test_gen_train_eval(void **state) {
     assert_int_equal(run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"signatures\":6,\"bits\":2,"));
     assert_non_null(strstr(out, "\"sdim_hash\":\"fields\""));
-    assert_non_null(strstr(out, "\"window\":32}")); /* what it was trained on */
+    assert_non_null(strstr(out, "\"window\":32,")); /* what it was trained on */
+    assert_non_null(strstr(out, "\"serving_isa\":\"")); /* and the path this CPU serves it on */
     snprintf(cmd, sizeof cmd, "%s eval --model %s/m.bin --events %s/g.jsonl --window 32 --json 2>/dev/null",
              bin, dir, dir);
     assert_int_equal(run(cmd, out, sizeof out), 0);
