@@ -33,7 +33,8 @@ rank_isa rank_isa_companion(rank_isa isa) {
     return isa;
 }
 
-int rank_isa_available(rank_isa isa) {
+/* what cpuid and the OS allow */
+static int cpu_runs(rank_isa isa) {
     const core_cpu *c = core_cpu_get();
     switch (isa) {
     case RANK_ISA_SCALAR:
@@ -48,10 +49,38 @@ int rank_isa_available(rank_isa isa) {
         return c->avx512f && c->avx512bw && c->avx512vl && c->avx512_vnni && c->avx2 && c->fma;
     case RANK_ISA_AMX_BF16:
         /* the kernel converts its inputs with AVX-512 BF16 instructions */
-        return c->amx_usable && c->amx_bf16 && rank_isa_available(RANK_ISA_AVX512_BF16);
+        return c->amx_usable && c->amx_bf16 && cpu_runs(RANK_ISA_AVX512_BF16);
     default:
         return 0;
     }
+}
+
+/* Each path the CPU runs is checked once per process against the naive loop before anything
+ * uses it (rank_pgemm_selftest): a path whose kernels misbehave on some CPU is then treated as
+ * unavailable, and said so once on stderr, instead of serving wrong scores. */
+static pthread_mutex_t g_test_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_tested[RANK_ISA_COUNT]; /* 0 not yet, 1 passed, -1 failed */
+static double g_test_err[RANK_ISA_COUNT], g_test_bound[RANK_ISA_COUNT];
+
+static int self_tested(rank_isa isa) {
+    pthread_mutex_lock(&g_test_mu);
+    if (!g_tested[isa]) {
+        int bad = rank_pgemm_selftest(isa, &g_test_err[isa], &g_test_bound[isa]);
+        g_tested[isa] = bad ? -1 : 1;
+        if (bad)
+            fprintf(stderr,
+                    "trail: error: the %s path failed its self-test on this CPU (error %.3g, "
+                    "bound %.3g); it is not used. Please report this with /proc/cpuinfo.\n",
+                    g_names[isa], g_test_err[isa], g_test_bound[isa]);
+    }
+    int ok = g_tested[isa] > 0;
+    pthread_mutex_unlock(&g_test_mu);
+    return ok;
+}
+
+int rank_isa_available(rank_isa isa) {
+    if ((unsigned)isa >= RANK_ISA_COUNT || !cpu_runs(isa)) return 0;
+    return self_tested(isa);
 }
 
 rank_isa rank_isa_best(void) {
@@ -69,6 +98,13 @@ int rank_isa_parse(const char *name, rank_isa *out, char *err, size_t err_size) 
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
         if (strcmp(name, g_names[i])) continue;
         if (!rank_isa_available((rank_isa)i)) {
+            if (cpu_runs((rank_isa)i)) {
+                snprintf(err, err_size,
+                         "ISA path '%s' failed its self-test on this CPU (error %.3g above the "
+                         "bound %.3g): it is not used",
+                         name, g_test_err[i], g_test_bound[i]);
+                return CORE_ERANGE;
+            }
             char have[128] = "";
             for (int j = 0; j < RANK_ISA_COUNT; j++)
                 if (rank_isa_available((rank_isa)j)) {

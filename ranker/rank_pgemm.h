@@ -92,6 +92,12 @@ void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
 void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
                        const float *bias, int flags, void *scratch);
 
+/** @brief Run a path's kernels once on small ragged shapes (several segments, bias, ReLU,
+ *  accumulation) against rank_pgemm_naive, with the bound of its precision (rank_pgemm.c).
+ *  @return 0 if within it; else nonzero, with the worst error in *err and its bound in *bound.
+ *  The caller must know the CPU runs the path. */
+int rank_pgemm_selftest(rank_isa isa, double *err, double *bound);
+
 /** @brief The core's peak rate of the path's multiply-accumulate instruction, in GMAC/s, timed
  *  on registers alone for about ms milliseconds (vfmadd231ps for the fp32 paths, vdpbf16ps,
  *  vpdpbusd, vpmaddubsw + vpmaddwd, tdpbf16ps): the ceiling a kernel's own rate is read against.
