@@ -42,7 +42,7 @@ static int cpu_runs(rank_isa isa) {
         return 1;
     case RANK_ISA_AVX2:
     case RANK_ISA_AVX2_INT8:
-        return c->avx2 && c->fma;
+        return c->avx2 && c->fma && c->f16c;
     case RANK_ISA_AVX512_BF16:
         return c->avx512f && c->avx512bw && c->avx512vl && c->avx512_bf16 && c->fma;
     case RANK_ISA_AVX512_VNNI:

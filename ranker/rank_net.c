@@ -106,6 +106,7 @@ struct rank_net {
     float *zsel;    // (B, <= 5C + X + N) serving: the matching input columns, then the short
                     //   weights
     float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
+    uint16_t *Pl16; // (S * nb, H1) the same in fp16, gathered by the reduced-precision paths
     float *a1, *a2; // (B, H1), (B, H2) after ReLU
     float *logit;   // (B)
 
@@ -281,7 +282,10 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->hrow, n->H1);
         TAKE(n->w1sel, (size_t)n->H1 * (5 * C + X_DIM + N));
         TAKE(n->zsel, B * (5 * C + X_DIM + N));
-        if (c->long_kind == MDL_LONG_SDIM) TAKE(n->Pl, S * nb * (size_t)n->H1);
+        if (c->long_kind == MDL_LONG_SDIM) {
+            TAKE(n->Pl, S * nb * (size_t)n->H1);
+            TAKE(n->Pl16, S * nb * (size_t)n->H1);
+        }
     }
     TAKE(n->a1, B * (size_t)n->H1);
     TAKE(n->a2, B * (size_t)n->H2);
@@ -963,6 +967,11 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     if (cfg->long_kind == MDL_LONG_SDIM)
         rank_gemm(0, 1, n->S * n->nb, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f,
                   n->Pl, H1);
+    /* the reduced-precision paths gather an fp16 copy: half the bytes through the cache for a
+     * rounding (2^-11 relative) far below their own */
+    int pl16 = e && cfg->long_kind == MDL_LONG_SDIM && strcmp(rank_isa_precision(e->isa), "fp32") &&
+               rank_isa_available(RANK_ISA_AVX2);
+    if (pl16) rank_f32_to_f16(n->Pl16, n->Pl, (size_t)n->S * n->nb * H1);
 
     /* per block of candidates, every step from the short and TIN attention to the output; a
      * routed forward packs the recent rows' keys and values once for all blocks */
@@ -1022,7 +1031,10 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         for (uint32_t i = 0; i < nbk; i++)
             memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
         if (e) { /* the gather first, then both column groups in one pass with the ReLU */
-            if (cfg->long_kind == MDL_LONG_SDIM)
+            if (cfg->long_kind == MDL_LONG_SDIM && pl16)
+                rank_gather_add_f16(a1, n->Pl16, n->csig + (size_t)b0 * n->S, (int)nbk, n->S,
+                                    n->nb, H1);
+            else if (cfg->long_kind == MDL_LONG_SDIM)
                 rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
             rank_pseg sg[RANK_ENGINE_SEGS + 1];
             int ns = 0;

@@ -108,6 +108,13 @@ double rank_pgemm_peak_avx512(int vnni, long iters);
 double rank_pgemm_peak_amx(long iters);
 double rank_pgemm_peak_bf16(long iters);
 
+/** @brief out[b] += sum_i P[i][sig[b][i]] with P in fp16 (rank_gather_add's fp16 twin, for the
+ *  reduced-precision paths; needs AVX2 and F16C). */
+void rank_gather_add_f16(float *out, const uint16_t *P, const uint16_t *sig, int B, int S, int nb,
+                         int W);
+/** @brief dst = fp16(src), rounding to nearest even (AVX2 and F16C). */
+void rank_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+
 /* Rows of A a path converts per block (the scratch holds one block). */
 #define RANK_PG_MB 64
 /* Segments one call takes at most (the int8 paths keep a scale per row and segment). */

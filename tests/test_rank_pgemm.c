@@ -19,6 +19,7 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "rank_isa.h"
+#include "rank_kernels.h"
 #include "rank_pgemm.h"
 
 #include <math.h>
@@ -241,6 +242,35 @@ static void test_int8_exact_on_codes(void **state) {
     }
 }
 
+/* The fp16 gather against the naive fp32 gather: each of the S terms rounds by at most 2^-11 of
+ * itself in fp16. */
+static void test_gather_f16(void **state) {
+    (void)state;
+    if (!rank_isa_available(RANK_ISA_AVX2)) {
+        printf("skip the fp16 gather: this CPU lacks AVX2/F16C\n");
+        return;
+    }
+    enum { S = 6, NB = 8, W = 45, B = 13 };
+    static float P[S * NB * W], out[B * W], ref[B * W], mag[B * W];
+    static uint16_t P16[S * NB * W], sig[B * S];
+    for (int i = 0; i < S * NB * W; i++)
+        P[i] = frand() * 3.f;
+    for (int i = 0; i < B * S; i++)
+        sig[i] = (uint16_t)((unsigned)(frand() + 1.f) * 4u % NB);
+    for (int i = 0; i < B * W; i++)
+        out[i] = ref[i] = frand(), mag[i] = 0.f;
+    rank_f32_to_f16(P16, P, S * NB * W);
+    rank_gather_add_f16(out, P16, sig, B, S, NB, W);
+    rank_gather_add_naive(ref, P, sig, B, S, NB, W);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < S; i++)
+            for (int w = 0; w < W; w++)
+                mag[b * W + w] += fabsf(P[(i * NB + sig[b * S + i]) * W + w]);
+    for (int i = 0; i < B * W; i++)
+        if (fabs((double)out[i] - ref[i]) > ldexp(1.0, -11) * mag[i] + 1e-5)
+            fail_msg("gather %d: %.8g vs %.8g", i, out[i], ref[i]);
+}
+
 static void test_isa_parse(void **state) {
     (void)state;
     char err[512];
@@ -273,6 +303,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths_against_naive),
         cmocka_unit_test(test_int8_exact_on_codes),
+        cmocka_unit_test(test_gather_f16),
         cmocka_unit_test(test_isa_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
