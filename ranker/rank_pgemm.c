@@ -146,7 +146,7 @@ void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, floa
             int p = n / PANEL, j = n % PANEL;
             for (int k = 0; k < Kp; k++) {
                 float v = n < N && k < K ? alpha * w[n * sn + k * sk] / sc : 0.f;
-                long q = lrintf(v);
+                int q = (int)(v + (v >= 0.f ? 0.5f : -0.5f)); /* nearest, ties away from 0 */
                 q = q > 127 ? 127 : q < -127 ? -127 : q;
                 d[(((size_t)p * (Kp / 4) + k / 4) * PANEL + j) * 4 + (k & 3)] = (int8_t)q;
                 cs += (int32_t)q;
@@ -156,15 +156,21 @@ void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, floa
         }
         return;
     }
-    /* bf16: [panel][k / 2][16][2] */
+    /* bf16: [panel][k / 2][16][2]; read along whichever stride of w is 1 */
     uint16_t *d = pw->data;
-    for (int p = 0; p < Np / PANEL; p++)
-        for (int k = 0; k < Kp; k++)
-            for (int j = 0; j < PANEL; j++) {
-                int n = p * PANEL + j;
-                float v = n < N && k < K ? alpha * w[n * sn + k * sk] : 0.f;
-                d[(((size_t)p * (Kp / 2) + k / 2) * PANEL + j) * 2 + (k & 1)] = to_bf16(v);
-            }
+    if (Np > N || Kp > K) memset(d, 0, (size_t)Np * Kp * sizeof *d);
+    if (sk == 1) {
+        for (int n = 0; n < N; n++) {
+            uint16_t *dn = d + (size_t)(n / PANEL) * (Kp / 2) * PANEL * 2 + (size_t)(n % PANEL) * 2;
+            for (int k = 0; k < K; k++)
+                dn[(size_t)(k / 2) * PANEL * 2 + (k & 1)] = to_bf16(alpha * w[n * sn + k]);
+        }
+    } else {
+        for (int k = 0; k < K; k++)
+            for (int n = 0; n < N; n++)
+                d[(((size_t)(n / PANEL) * (Kp / 2) + k / 2) * PANEL + n % PANEL) * 2 + (k & 1)] =
+                    to_bf16(alpha * w[n * sn + k * sk]);
+    }
 }
 
 size_t rank_pgemm_scratch_bytes(rank_isa isa, int max_kp_sum) {
