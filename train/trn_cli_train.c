@@ -3,6 +3,7 @@
 #include "core_args.h"
 #include "core_err.h"
 #include "mdl.h"
+#include "rank_isa.h"
 #include "trail_cmds.h"
 #include "trn_gen.h"
 #include "trn_loop.h"
@@ -298,7 +299,77 @@ static void eval_usage(FILE *f) {
                "  --negatives K (1)  --seed S (1)  --window T (256; the values used in training)\n"
                "  --threads K (2)  --json\n"
                "  --by-history     also the AUC of each kind of positive against all negatives: its\n"
-               "                   item in the window, only its category, or neither\n");
+               "                   item in the window, only its category, or neither\n"
+               "  --isa NAME       score on that serving compute path (scalar, fp32, avx2, avx512-bf16,\n"
+               "                   amx-bf16, auto; fp32 = training's OpenBLAS forward, the default)\n"
+               "  --paths          score on fp32, then on every other path this machine runs, and\n"
+               "                   report each one's difference from fp32 (\"paths\" in the JSON;\n"
+               "                   within_bounds: max |p - p_fp32| <= 5e-3, |AUC diff| <= 5e-4,\n"
+               "                   |log-loss diff| <= 1e-3)\n");
+}
+
+/* The serving paths' accuracy bounds against fp32 (docs/QUALITY.md, "Serving paths"). */
+#define PATH_MAX_ABS 5e-3
+#define PATH_AUC 5e-4
+#define PATH_LOGLOSS 1e-3
+
+typedef struct path_row {
+    rank_isa isa;
+    trn_metrics mt;
+    double max_abs, auc_diff, logloss_diff;
+    int ok;
+} path_row;
+
+static int diff_within(double a, double ref, double bound, double *diff) {
+    *diff = a - ref;
+    if (isnan(a) && isnan(ref)) { /* one class only: no AUC on either path */
+        *diff = 0;
+        return 1;
+    }
+    return fabs(*diff) <= bound;
+}
+
+/* --paths: every available path but fp32 against the fp32 predictions ref. rows: RANK_ISA_COUNT.
+ * @return the number of rows, or -1 (error printed). */
+static int eval_paths(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                      uint32_t threads, const float *ref, const trn_metrics *ref_mt, path_row *rows) {
+    char err[512];
+    size_t n = hi - lo;
+    float *p = core_malloc(n * sizeof *p);
+    int nr = 0;
+    if (!p) {
+        fprintf(stderr, "trail: eval: out of memory\n");
+        return -1;
+    }
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        rank_isa isa = (rank_isa)i;
+        if (isa == RANK_ISA_FP32 || !rank_isa_available(isa)) continue;
+        path_row *r = &rows[nr];
+        memset(r, 0, sizeof *r);
+        r->isa = isa;
+        if (trn_eval_isa(m, d, lo, hi, window, threads, isa, p, &r->mt, err, sizeof err)) {
+            fprintf(stderr, "trail: %s\n", err);
+            core_free(p);
+            return -1;
+        }
+        double mx = 0;
+        for (size_t k = 0; k < n; k++) {
+            double e = fabs((double)p[k] - (double)ref[k]);
+            if (!(e <= mx)) mx = e; /* a NaN prediction makes it NaN: out of bounds */
+        }
+        r->max_abs = mx;
+        int ok_auc = diff_within(r->mt.auc, ref_mt->auc, PATH_AUC, &r->auc_diff);
+        int ok_ll = diff_within(r->mt.logloss, ref_mt->logloss, PATH_LOGLOSS, &r->logloss_diff);
+        r->ok = mx <= PATH_MAX_ABS && ok_auc && ok_ll;
+        nr++;
+    }
+    core_free(p);
+    return nr;
+}
+
+static void print_num_json(double v) {
+    if (isnan(v) || isinf(v)) printf("null");
+    else printf("%.6g", v);
 }
 
 /* --by-history: each kind of positive (trn_data_match over the model's window) against all
@@ -327,8 +398,12 @@ int trn_cmd_eval(int argc, char **argv) {
         {"model", 1, 0, 'm'},  {"events", 1, 0, 'e'},    {"split", 1, 0, 'S'},
         {"protocol", 1, 0, 'p'}, {"negatives", 1, 0, 'k'}, {"seed", 1, 0, 's'},
         {"window", 1, 0, 'T'}, {"threads", 1, 0, 't'},   {"json", 0, 0, 'j'},
-        {"by-history", 0, 0, 'b'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
-    const char *model = NULL, *events = NULL, *split = "test";
+        {"by-history", 0, 0, 'b'}, {"isa", 1, 0, 'i'},   {"paths", 0, 0, 'P'},
+        {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    const char *model = NULL, *events = NULL, *split = "test", *isa_name = NULL;
+    rank_isa isa = RANK_ISA_FP32;
+    path_row rows[RANK_ISA_COUNT];
+    int n_rows = 0, paths = 0;
     trn_data_conf dc;
     uint32_t window = 256, threads = 2;
     uint64_t v;
@@ -342,6 +417,14 @@ int trn_cmd_eval(int argc, char **argv) {
         if (so == 1) continue;
         switch (c) {
         case 'b': by_history = 1; break;
+        case 'i':
+            if (rank_isa_parse(optarg, &isa, err, sizeof err)) {
+                fprintf(stderr, "trail: --isa: %s\n", err);
+                return 2;
+            }
+            isa_name = optarg;
+            break;
+        case 'P': paths = 1; break;
         case 'm': model = optarg; break;
         case 'e': events = optarg; break;
         case 'S': split = optarg; break;
@@ -354,8 +437,10 @@ int trn_cmd_eval(int argc, char **argv) {
     }
     int si = !strcmp(split, "train") ? 0 : !strcmp(split, "valid") ? 1 : !strcmp(split, "test") ? 2
              : !strcmp(split, "all") ? 3 : -1;
-    if (!model || !events || optind != argc || si < 0) {
+    if (!model || !events || optind != argc || si < 0 || (paths && isa_name)) {
         if (si < 0) fprintf(stderr, "trail: --split: '%s' is not test, valid, train or all\n", split);
+        if (paths && isa_name)
+            fprintf(stderr, "trail: --paths scores every path against fp32; it takes no --isa\n");
         eval_usage(stderr);
         return 2;
     }
@@ -379,10 +464,12 @@ int trn_cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (!(preds = core_malloc((hi - lo) * sizeof *preds)) ||
-        trn_eval(m, d, lo, hi, window, threads, preds, &mt, err, sizeof err)) {
+        trn_eval_isa(m, d, lo, hi, window, threads, isa, preds, &mt, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", preds ? err : "eval: out of memory");
         goto done;
     }
+    if (paths && (n_rows = eval_paths(m, d, lo, hi, window, threads, preds, &mt, rows)) < 0)
+        goto done;
     static const char *kinds[3] = {"item_in_window", "category_in_window", "neither"};
     double kauc[3];
     uint64_t kpos[3];
@@ -404,15 +491,47 @@ int trn_cmd_eval(int argc, char **argv) {
             }
             printf("}");
         }
+        if (isa_name)
+            printf(",\"isa\":\"%s\",\"precision\":\"%s\"", rank_isa_name(isa), rank_isa_precision(isa));
+        if (paths) {
+            printf(",\"paths\":[");
+            for (int r = 0; r < n_rows; r++) {
+                const path_row *w = &rows[r];
+                printf("%s{\"isa\":\"%s\",\"precision\":\"%s\",\"auc\":", r ? "," : "",
+                       rank_isa_name(w->isa), rank_isa_precision(w->isa));
+                print_num_json(w->mt.auc);
+                printf(",\"logloss\":");
+                print_num_json(w->mt.logloss);
+                printf(",\"max_abs_diff_vs_fp32\":");
+                print_num_json(w->max_abs);
+                printf(",\"auc_diff\":");
+                print_num_json(w->auc_diff);
+                printf(",\"logloss_diff\":");
+                print_num_json(w->logloss_diff);
+                printf(",\"within_bounds\":%s}", w->ok ? "true" : "false");
+            }
+            printf("],\"paths_unavailable\":[");
+            for (int i = 0, k = 0; i < RANK_ISA_COUNT; i++)
+                if (!rank_isa_available((rank_isa)i))
+                    printf("%s\"%s\"", k++ ? "," : "", rank_isa_name((rank_isa)i));
+            printf("]");
+        }
         printf("}\n");
     } else {
         printf("split=%s samples=%llu auc=%.4f gauc=%.4f logloss=%.4f calibration=%.4f", split,
                (unsigned long long)mt.samples, mt.auc, mt.gauc, mt.logloss, mt.calibration);
         if (!isnan(mt.oracle_auc)) printf(" oracle_auc=%.4f", mt.oracle_auc);
+        if (isa_name) printf(" isa=%s", rank_isa_name(isa));
         printf("\n");
         for (int k = 0; by_history && k < 3; k++)
             printf("  positives with %s: %llu, auc against all negatives %.4f\n", kinds[k],
                    (unsigned long long)kpos[k], kauc[k]);
+        for (int r = 0; r < n_rows; r++)
+            printf("  path %s (%s): auc=%.6f logloss=%.6f max|p-p_fp32|=%.3g auc_diff=%+.2g "
+                   "logloss_diff=%+.2g within_bounds=%s\n",
+                   rank_isa_name(rows[r].isa), rank_isa_precision(rows[r].isa), rows[r].mt.auc,
+                   rows[r].mt.logloss, rows[r].max_abs, rows[r].auc_diff, rows[r].logloss_diff,
+                   rows[r].ok ? "yes" : "no");
     }
     rc = 0;
 done:

@@ -6,6 +6,7 @@
 #include "core_err.h"
 #include "core_util.h"
 #include "rank_blas.h"
+#include "rank_engine.h"
 #include "rank_net.h"
 
 #include <math.h>
@@ -47,6 +48,7 @@ typedef struct trn_worker {
     const size_t *sidx;     /* sample indices of this part (train) */
     size_t lo, hi;          /* sample range (eval) */
     float *preds;           /* eval output for [lo, hi) */
+    const rank_engine *engine; /* eval on a serving path (shared, read-only); NULL: fp32 OpenBLAS */
     uint32_t n;
     int backward;
     float scale;            /* dlogit scale: 1 / batch size */
@@ -173,6 +175,7 @@ static int run_part(trn_worker *w, const trn_sample *const *s, uint32_t n, float
     bt.category_id = w->cat;
     bt.user = w->uidx;
     bt.B = n;
+    bt.engine = w->engine;
     int rc = rank_net_forward(w->net, w->m, &bt, NULL, probs_out);
     if (rc || !w->backward) return rc;
     for (uint32_t b = 0; b < n; b++) {
@@ -229,7 +232,14 @@ static int run_workers(trn_ctx *x, void *(*fn)(void *)) {
 
 int trn_eval(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
              uint32_t threads, float *preds, trn_metrics *metrics, char *err, size_t err_size) {
+    return trn_eval_isa(m, d, lo, hi, window, threads, RANK_ISA_FP32, preds, metrics, err, err_size);
+}
+
+int trn_eval_isa(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                 uint32_t threads, rank_isa isa, float *preds, trn_metrics *metrics, char *err,
+                 size_t err_size) {
     trn_ctx *x = NULL;
+    rank_engine *eng = NULL;
     float *p = preds;
     uint8_t *lab = NULL;
     uint64_t *usr = NULL;
@@ -239,11 +249,26 @@ int trn_eval(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32
     const uint32_t max_B = 256;
     if (threads < 1) threads = 1;
     if (threads > n / max_B + 1) threads = (uint32_t)(n / max_B + 1);
-    if ((rc = ctx_new(&x, m, threads, max_B, window, 0, err, err_size))) return rc;
+    if ((unsigned)isa >= RANK_ISA_COUNT || !rank_isa_available(isa)) {
+        snprintf(err, err_size, "eval: compute path '%s' is not available on this machine",
+                 rank_isa_name(isa));
+        return CORE_ERANGE;
+    }
+    /* fp32 is training's own forward (OpenBLAS, no engine): trn_eval's numbers exactly */
+    if (isa != RANK_ISA_FP32 && (rc = rank_engine_new(&eng, m, isa))) {
+        snprintf(err, err_size, "eval: packing the model for path %s: %s", rank_isa_name(isa),
+                 core_strerror(rc));
+        return rc;
+    }
+    if ((rc = ctx_new(&x, m, threads, max_B, window, 0, err, err_size))) {
+        rank_engine_destroy(eng);
+        return rc;
+    }
     rc = CORE_ENOMEM;
     if (!p && !(p = core_malloc(sizeof(float) * (n ? n : 1)))) goto fail;
     for (uint32_t t = 0; t < threads; t++) {
         trn_worker *w = &x->w[t];
+        w->engine = eng;
         w->m = m;
         w->d = d;
         w->lo = lo + n * t / threads;
@@ -279,6 +304,7 @@ fail:
     core_free(usr);
     core_free(orc);
     ctx_destroy(x);
+    rank_engine_destroy(eng);
     return rc;
 }
 

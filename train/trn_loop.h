@@ -13,6 +13,7 @@
 #define TRAIL_TRN_LOOP_H
 
 #include "mdl.h"
+#include "rank_isa.h"
 #include "trn_adam.h"
 #include "trn_metrics.h"
 #include "trn_samples.h"
@@ -63,6 +64,15 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
  *  metrics out (or NULL). @return CORE_OK, CORE_ENOMEM, CORE_EINVAL. */
 int trn_eval(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
              uint32_t threads, float *preds, trn_metrics *metrics, char *err, size_t err_size);
+
+/** @brief trn_eval on a serving compute path (rank_isa.h): one rank_engine of m for the path,
+ *  shared read-only by every evaluation thread, so the predictions are what `trail serve` on that
+ *  path would score for these samples. RANK_ISA_FP32 is trn_eval itself (OpenBLAS, no engine:
+ *  the same bytes). @return CORE_OK, CORE_ERANGE (the path is unknown or this machine cannot run
+ *  it; err says which), CORE_ENOMEM, CORE_EINVAL. */
+int trn_eval_isa(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                 uint32_t threads, rank_isa isa, float *preds, trn_metrics *metrics, char *err,
+                 size_t err_size);
 
 /** @brief Time training steps only (no evaluation) for `steps` batches; for `trail bench train`.
  *  @param[out] samples_per_s */
