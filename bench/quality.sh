@@ -10,11 +10,18 @@
 # Every run uses the same hyperparameters (below); nothing is tuned per set or per variant.
 # The seed changes initialization, negative sampling and shuffling; the data are fixed.
 #
-# Usage: bash bench/quality.sh [--quick]
+# Usage: bash bench/quality.sh [--quick] [--paths]
 #   env: TRAIL_BIN (default build/trail), QUALITY_BUDGET_S (2700: runs that would start after
 #   the budget is spent are skipped and the table says so), QUALITY_SEEDS ("1 2 3"),
-#   QUALITY_OUT (docs/QUALITY.md), QUALITY_WORK (a temporary directory).
+#   QUALITY_OUT (docs/QUALITY.md), QUALITY_WORK (a temporary directory),
+#   QUALITY_KEEP (out/quality-models; with --quick, QUALITY_WORK/models): where the full models
+#   are kept, as SET-full-SEED.model with SET-full-SEED.args (what trained it) beside it.
 #   --quick: one seed, small synthetic set, one epoch: checks the script, not the models.
+#   --paths: the serving compute paths (ranker/rank_isa.h) against fp32 instead of the main table:
+#   for each set and seed, the kept full model (trained now, with the same arguments, when it is
+#   absent or was trained on other arguments or data) scores the test split with
+#   `trail eval --paths`; writes the "Serving paths" section of QUALITY_OUT (replaced if there,
+#   appended if not) and leaves the rest of the file as it is. The main run keeps that section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIL=${TRAIL_BIN:-build/trail}
@@ -27,7 +34,18 @@ VARIANTS="din-short avgpool din-long sdim full full,cross=0"
 SETS="taobao movielens synthetic"
 EPOCHS=2
 GEN_ARGS="--users 1000 --items 20000 --events 400000 --seed 1"
-if [ "${1:-}" = "--quick" ]; then
+QUICK=0
+PATHS=0
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    --paths) PATHS=1 ;;
+    *) echo "usage: bash bench/quality.sh [--quick] [--paths]" >&2; exit 2 ;;
+  esac
+done
+KEEP=${QUALITY_KEEP:-out/quality-models}
+if [ "$QUICK" = 1 ]; then
+  KEEP=${QUALITY_KEEP:-$WORK/models}  # a check of the script never replaces the kept models
   SEEDS=1
   EPOCHS=1
   GEN_ARGS="--users 100 --items 2000 --events 30000 --seed 1"
@@ -69,6 +87,134 @@ kind_auc() { # eval JSON, kind -> that kind of positive's AUC against all negati
   [ -n "$v" ] && [ "$v" != null ] && echo "$v" || echo nan
 }
 
+# ---- kept full models
+model_args() { # set, seed -> what a kept full model must have been trained with, on which data
+  echo "train --variant full --seed $2 $(proto_args "$1") $(echo $TRAIN_ARGS)"
+  echo "events $1 $(cksum <"$WORK/$1.jsonl")"
+}
+keep_model() { # model file, set, seed, train JSON: move it to KEEP with what trained it
+  mkdir -p "$KEEP"
+  mv -f "$1" "$KEEP/$2-full-$3.model"
+  model_args "$2" "$3" >"$KEEP/$2-full-$3.args"
+  printf '%s\n' "$4" >"$KEEP/$2-full-$3.train.json"
+}
+
+# ---- --paths: the serving compute paths against fp32 on the kept full models
+if [ "$PATHS" = 1 ]; then
+  PTSV=$WORK/paths.tsv
+  : >"$PTSV"
+  unavailable=
+  start=$(date +%s)
+  trained=0
+  runs=0
+  for seed in $SEEDS; do
+    for set in $SETS; do
+      if [ $(($(date +%s) - start)) -ge "$BUDGET" ]; then
+        echo "quality: budget of ${BUDGET}s spent; skipping paths of $set seed $seed" | tee -a "$LOG"
+        printf '%s\t%s\tskipped\n' "$set" "$seed" >>"$PTSV"
+        continue
+      fi
+      model=$KEEP/$set-full-$seed.model
+      pa=$(proto_args "$set")
+      runs=$((runs + 1))
+      if [ -f "$model" ] && [ "$(cat "$KEEP/$set-full-$seed.args" 2>/dev/null)" = "$(model_args "$set" "$seed")" ]; then
+        echo "quality: paths: $set seed $seed: kept model $model" | tee -a "$LOG"
+      else
+        echo "quality: paths: $set seed $seed: training full (no kept model with these arguments)" | tee -a "$LOG"
+        # shellcheck disable=SC2086
+        if ! tr=$("$TRAIL" train --events "$WORK/$set.jsonl" $pa --variant full --seed "$seed" \
+                  --model-out "$WORK/$set-full-$seed.model" $TRAIN_ARGS --json 2>>"$LOG"); then
+          printf '%s\t%s\tfailed\n' "$set" "$seed" >>"$PTSV"
+          continue
+        fi
+        echo "  train: $tr" >>"$LOG"
+        keep_model "$WORK/$set-full-$seed.model" "$set" "$seed" "$tr"
+        trained=$((trained + 1))
+      fi
+      # shellcheck disable=SC2086
+      if ! ev=$("$TRAIL" eval --model "$model" --events "$WORK/$set.jsonl" $pa --seed "$seed" --window 256 \
+                --split test --paths --json 2>>"$LOG"); then
+        printf '%s\t%s\tfailed\n' "$set" "$seed" >>"$PTSV"
+        continue
+      fi
+      echo "  eval:  $ev" | tee -a "$LOG"
+      unavailable=$(sed -n 's/.*"paths_unavailable":\[\([^]]*\)\].*/\1/p' <<<"$ev" | tr -d '"' | sed 's/,/, /g')
+      p=${ev#*\"paths\":[}
+      p=${p%%]*}
+      # one row per path: set, seed, ok, path, precision, max |p - p_fp32|, AUC diff, log-loss diff,
+      # holds, then the fp32 AUC and log loss
+      tr '}' '\n' <<<"$p" | sed -n 's/.*"isa":"\([^"]*\)","precision":"\([^"]*\)".*"max_abs_diff_vs_fp32":\([^,]*\),"auc_diff":\([^,]*\),"logloss_diff":\([^,]*\),"within_bounds":\([a-z]*\).*/\1\t\2\t\3\t\4\t\5\t\6/p' |
+        while IFS= read -r row; do
+          printf '%s\t%s\tok\t%s\t%s\t%s\n' "$set" "$seed" "$row" "$(json_num "${ev%%,\"paths\"*}" auc)" \
+            "$(json_num "${ev%%,\"paths\"*}" logloss)"
+        done >>"$PTSV"
+    done
+  done
+  elapsed=$(( $(date +%s) - start ))
+  SEC=$WORK/paths.md
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
+  rerun="QUALITY_SEEDS=\"$(echo $SEEDS)\""
+  if [ -n "${QUALITY_KEEP:-}" ]; then rerun="$rerun QUALITY_KEEP=$KEEP"; fi
+  rerun="$rerun bash bench/quality.sh"
+  if [ "$QUICK" = 1 ]; then rerun="$rerun --quick"; fi
+  rerun="$rerun --paths"
+  {
+    echo "## Serving paths"
+    echo
+    echo "Written by \`bash bench/quality.sh --paths\` on $(date -u +%Y-%m-%d) in ${elapsed} s ($trained of $runs"
+    echo "models trained by this run, the others kept in \`$KEEP\`), on ${cpu:-this CPU}. The \`full\` model"
+    echo "of each set and seed (the hyperparameters above) scores its test split with \`trail eval --paths\`:"
+    echo "first on fp32 (OpenBLAS, training's own forward: the reference), then on every other compute"
+    echo "path this machine runs (ranker/rank_isa.h), each through one \`rank_engine\` as \`trail serve\`"
+    echo "uses it. Not measured here (this CPU lacks them): ${unavailable:-none}."
+    echo "A path holds when max |p - p_fp32| <= 5e-3 over the test samples, |AUC diff| <= 0.0005 and"
+    echo "|log-loss diff| <= 0.001 (diffs: the path's minus fp32's)."
+    echo
+    echo "| set | seed | path | precision | max \\|p - p_fp32\\| | AUC diff | log-loss diff | holds |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F'\t' '
+      $3 != "ok" { printf "| %s | %s | %s | | | | | **unknown** |\n", $1, $2, $3; bad++; next }
+      { printf "| %s | %s | %s | %s | %.2e | %+.2e | %+.2e | %s |\n", $1, $2, $4, $5, $6, $7, $8,
+          $9 == "true" ? "yes" : "**no**"; n++; if ($9 != "true") bad++ }
+      $3 == "ok" {
+        if (!($4 in pr)) order[++np] = $4
+        pr[$4] = $5
+        a = $6 + 0; if (a < 0) a = -a; if (a > mx[$4]) mx[$4] = a
+        a = $7 + 0; if (a < 0) a = -a; if (a > ad[$4]) ad[$4] = a
+        a = $8 + 0; if (a < 0) a = -a; if (a > ld[$4]) ld[$4] = a
+        runs[$4]++; if ($9 == "true") held[$4]++
+      }
+      END {
+        printf "\n%d path rows, %d do not hold%s.\n", n, bad + 0, bad ? "" : ": every path is within bounds"
+        printf "\nWorst over the sets and seeds, per path:\n\n"
+        printf "| path | precision | max \\|p - p_fp32\\| | max \\|AUC diff\\| | max \\|log-loss diff\\| | holds |\n"
+        printf "|---|---|---|---|---|---|\n"
+        for (i = 1; i <= np; i++) {
+          q = order[i]
+          printf "| %s | %s | %.2e | %.2e | %.2e | %s |\n", q, pr[q], mx[q], ad[q], ld[q],
+            held[q] == runs[q] ? "yes (" runs[q] " of " runs[q] ")" : "**no** (" held[q] + 0 " of " runs[q] ")"
+        }
+      }' "$PTSV"
+    echo
+    echo "Re-run only the evaluation (the models are kept): \`$rerun\`."
+  } >"$SEC"
+  if [ -f "$OUT" ] && grep -q '^## Serving paths$' "$OUT"; then
+    tmp=$(mktemp "$WORK/quality-md-XXXXXX")
+    awk -v sec="$SEC" '
+      /^## Serving paths$/ { while ((getline l < sec) > 0) print l; skip = 1; next }
+      skip && /^## / { skip = 0; print "" }
+      !skip' "$OUT" >"$tmp"
+    cat "$tmp" >"$OUT"
+    rm -f "$tmp"
+  else
+    if [ -s "$OUT" ]; then echo >>"$OUT"; fi
+    cat "$SEC" >>"$OUT"
+  fi
+  cat "$SEC"
+  echo "quality: wrote the Serving paths section of $OUT (${elapsed} s)"
+  exit 0
+fi
+
 # ---- runs: seeds outermost, so a budget cut leaves whole seeds
 start=$(date +%s)
 for seed in $SEEDS; do
@@ -100,13 +246,14 @@ for seed in $SEEDS; do
         "$(json_num "$tr" seconds)" "${oracle:-nan}" "$(json_num "$ev" samples)" \
         "$(kind_auc "$ev" item_in_window)" "$(kind_auc "$ev" category_in_window)" \
         "$(kind_auc "$ev" neither)" >>"$TSV"
-      rm -f "$model"
+      if [ "$v" = full ]; then keep_model "$model" "$set" "$seed" "$tr"; else rm -f "$model"; fi
     done
   done
 done
 elapsed=$(( $(date +%s) - start ))
 
-# ---- the table
+# ---- the table (a "Serving paths" section already in OUT, from --paths, is kept at its end)
+old_paths=$(awk '/^## Serving paths$/ { f = 1 } f && /^## / && !/^## Serving paths$/ { f = 0 } f' "$OUT" 2>/dev/null || true)
 {
   echo "# Quality"
   echo
@@ -221,5 +368,9 @@ elapsed=$(( $(date +%s) - start ))
   echo '```'
   cat "$TSV"
   echo '```'
+  if [ -n "$old_paths" ]; then
+    echo
+    printf '%s\n' "$old_paths"
+  fi
 } >"$OUT"
 echo "quality: wrote $OUT (${elapsed} s)"
