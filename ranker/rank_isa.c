@@ -66,7 +66,8 @@ static int self_tested(rank_isa isa) {
     pthread_mutex_lock(&g_test_mu);
     if (!g_tested[isa]) {
         int bad = rank_pgemm_selftest(isa, &g_test_err[isa], &g_test_bound[isa]);
-        g_tested[isa] = bad ? -1 : 1;
+        g_tested[isa] = bad == 1 ? -1 : 1; /* 1: out of bounds; a buffer too small is a bug of
+                                               the test's sizes, not of the path */
         if (bad)
             fprintf(stderr,
                     "trail: error: the %s path failed its self-test on this CPU (error %.3g, "

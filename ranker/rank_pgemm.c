@@ -316,26 +316,20 @@ double rank_pgemm_peak_gmacs(rank_isa isa, int ms) {
  * max/127) 2 * (1/63 + 1/127) s_max + 1e-5 with s_max the largest s of the row: a loose bound
  * that any layout or indexing error exceeds by far. */
 int rank_pgemm_selftest(rank_isa isa, double *err, double *bound) {
-    enum { M = 37, N = 45, NSEG = 3 };
+    enum { M = 37, N = 45, NSEG = 3, LDMAX = 73, KMAX = 70 };
     static const int K[NSEG] = {70, 9, 33};
-    float *a[NSEG], *w[NSEG], y[M * N], ref[M * N], mag[M * N], bias[N];
+    /* no allocation (a process short of memory, or a test injecting allocation failures, must
+     * not lose a path): the caller serializes calls, so static buffers serve */
+    static float a[NSEG][M * LDMAX], w[NSEG][N * KMAX], y[M * N], ref[M * N], bias[N];
+    static _Alignas(64) unsigned char wbuf[NSEG][48 * 1024], scr[64 * 1024];
     rank_pw pw[NSEG];
     rank_pseg sg[NSEG];
     int lda[NSEG], kp_sum = 0, rc = 0;
     uint64_t st = 0x9e3779b97f4a7c15ull;
-    memset(pw, 0, sizeof pw);
-    memset(a, 0, sizeof a);
-    memset(w, 0, sizeof w);
     *err = 0;
     *bound = 0;
     for (int g = 0; g < NSEG; g++) {
         lda[g] = K[g] + 3;
-        a[g] = core_malloc((size_t)M * lda[g] * sizeof(float));
-        w[g] = core_malloc((size_t)N * K[g] * sizeof(float));
-        if (!a[g] || !w[g] || rank_pw_alloc(&pw[g], isa, N, K[g])) {
-            rc = CORE_ENOMEM;
-            goto done;
-        }
         for (int i = 0; i < M * lda[g]; i++) {
             st = st * 6364136223846793005ull + 1442695040888963407ull;
             /* the second segment is nonnegative, like ReLU outputs */
@@ -346,18 +340,16 @@ int rank_pgemm_selftest(rank_isa isa, double *err, double *bound) {
             st = st * 6364136223846793005ull + 1442695040888963407ull;
             w[g][i] = (float)((double)(st >> 11) / 9007199254740992.0 - 0.5);
         }
+        if (rank_pw_bytes_for(isa, N, K[g]) > sizeof wbuf[g]) return CORE_ETOOBIG;
+        rank_pw_wrap(&pw[g], isa, N, K[g], wbuf[g]);
         rank_pw_pack(&pw[g], w[g], (size_t)K[g], 1, K[g], 1.f);
         sg[g] = (rank_pseg){a[g], lda[g], &pw[g]};
         kp_sum += rank_pgemm_kp(isa, K[g]);
     }
+    if (rank_pgemm_scratch_bytes(isa, kp_sum) > sizeof scr) return CORE_ETOOBIG;
     for (int n = 0; n < N; n++)
         bias[n] = (float)(n % 7) * 0.1f - 0.3f;
-    void *scr = core_aligned_alloc(rank_pgemm_scratch_bytes(isa, kp_sum));
-    if (!scr) {
-        rc = CORE_ENOMEM;
-        goto done;
-    }
-    for (int pass = 0; pass < 2 && !rc; pass++) { /* bias + ReLU, then accumulate */
+    for (int pass = 0; pass < 2; pass++) { /* bias + ReLU, then accumulate */
         int flags = pass ? RANK_PG_ACC : RANK_PG_RELU;
         for (int i = 0; i < M * N; i++)
             y[i] = ref[i] = pass ? (float)(i % 5) - 2.f : 0.f;
@@ -365,35 +357,28 @@ int rank_pgemm_selftest(rank_isa isa, double *err, double *bound) {
         const float *ca[NSEG] = {a[0], a[1], a[2]}, *cw[NSEG] = {w[0], w[1], w[2]};
         rank_pgemm_naive(ref, N, M, ca, lda, cw, K, NSEG, N, pass ? NULL : bias, flags);
         for (int m = 0; m < M; m++) {
-            double smax = 0;
+            double mag[N], smax = 0;
             for (int n = 0; n < N; n++) {
                 double s = fabs(pass ? (double)((m * N + n) % 5) - 2.0 : bias[n]);
                 for (int g = 0; g < NSEG; g++)
                     for (int k = 0; k < K[g]; k++)
-                        s += fabs((double)a[g][(size_t)m * lda[g] + k] * w[g][(size_t)n * K[g] + k]);
-                mag[m * N + n] = (float)s;
+                        s += fabs((double)a[g][m * lda[g] + k] * w[g][n * K[g] + k]);
+                mag[n] = s;
                 if (s > smax) smax = s;
             }
             for (int n = 0; n < N; n++) {
-                double s = mag[m * N + n], b;
+                double b;
                 if (rank_isa_int8(isa))
                     b = 2.0 * (1.0 / 63 + 1.0 / 127) * smax + 1e-5;
                 else if (!strcmp(rank_isa_precision(isa), "bf16"))
-                    b = ldexp(1.0, -7) * s + 1e-5;
+                    b = ldexp(1.0, -7) * mag[n] + 1e-5;
                 else
-                    b = 1e-5 * (1.0 + s);
+                    b = 1e-5 * (1.0 + mag[n]);
                 double d = fabs((double)y[m * N + n] - ref[m * N + n]);
                 if (!(d <= b)) rc = 1; /* NaN fails too */
                 if (!(d <= *err)) *err = d, *bound = b;
             }
         }
-    }
-    core_free(scr);
-done:
-    for (int g = 0; g < NSEG; g++) {
-        core_free(a[g]);
-        core_free(w[g]);
-        rank_pw_free(&pw[g]);
     }
     return rc;
 }
