@@ -84,9 +84,14 @@ int rank_isa_available(rank_isa isa) {
     return self_tested(isa);
 }
 
+double rank_isa_max_dp(rank_isa isa) {
+    if (rank_isa_int8(isa)) return 5e-2;
+    return !strcmp(rank_isa_precision(isa), "bf16") ? 5e-3 : 2e-5;
+}
+
 rank_isa rank_isa_best(void) {
     for (int i = RANK_ISA_COUNT - 1; i > RANK_ISA_AVX2; i--)
-        if (rank_isa_available((rank_isa)i)) return (rank_isa)i;
+        if (!rank_isa_int8((rank_isa)i) && rank_isa_available((rank_isa)i)) return (rank_isa)i;
     /* trail's own fp32 kernel before OpenBLAS's: it does not depend on OpenBLAS's core guess */
     return rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
 }
@@ -217,6 +222,7 @@ void rank_isa_describe(FILE *out, int json) {
                      g_names[j]);
         }
     const char *src = getenv("TRAIL_ISA") && *getenv("TRAIL_ISA") ? "TRAIL_ISA" : "best";
+    /* (an --isa flag forces the path too; the source then still reads "best" or TRAIL_ISA) */
     if (json)
         fprintf(out,
                 ",\"serving_isa\":\"%s\",\"serving_precision\":\"%s\",\"isa_source\":\"%s\","

@@ -14,7 +14,10 @@
  *   amx-bf16     AMX tiles (tdpbf16ps): bf16 inputs, fp32 accumulation
  * int8 quantizes each weight row with its own scale (per output channel) when the model is
  * packed, and each activation row of each input block (the head's column groups) with its own
- * scale per request; sums are exact in int32 and rescaled to fp32.
+ * scale per request; sums are exact in int32 and rescaled to fp32. The int8 paths are opt-in,
+ * never chosen by default: on trained models they keep AUC and log loss within 5e-4 and 1e-3 of
+ * fp32 but move single probabilities by up to ~2.5e-2, above the 5e-3 serving bound the
+ * default paths hold (docs/QUALITY.md, "Serving paths").
  * The default is the highest path the CPU and OS allow (core_cpu.h). TRAIL_ISA=<name> in the
  * environment, or rank_isa_force (the --isa flags), picks another; naming a path this machine
  * cannot run is an error, never a silent fallback.
@@ -43,6 +46,9 @@ const char *rank_isa_name(rank_isa isa);
 const char *rank_isa_precision(rank_isa isa);
 /** @brief 1 for the int8 paths. */
 int rank_isa_int8(rank_isa isa);
+/** @brief The documented bound of max |p - p_fp32| on a path: 2e-5 for fp32 precision, 5e-3
+ *  for bf16 (the serving bound), 5e-2 for the opt-in int8 paths. Tests hold each path to it. */
+double rank_isa_max_dp(rank_isa isa);
 /** @brief The path a request's other GEMMs (attention, self-attention, per-request projections)
  *  run on: the path itself, except the int8 paths, which quantize only the head. */
 rank_isa rank_isa_companion(rank_isa isa);
@@ -52,7 +58,7 @@ int rank_isa_available(rank_isa isa);
  *  @return CORE_OK, CORE_EINVAL for an unknown name, CORE_ERANGE for a path this machine lacks
  *  (err says which, and what it has). */
 int rank_isa_parse(const char *name, rank_isa *out, char *err, size_t err_size);
-/** @brief The best path this machine runs. */
+/** @brief The best path this machine runs that holds the serving bound (not an int8 path). */
 rank_isa rank_isa_best(void);
 /** @brief The path new serving engines use: the forced one, else TRAIL_ISA, else the best.
  *  An invalid TRAIL_ISA is reported by rank_isa_init; here it falls back to the best. */

@@ -225,7 +225,7 @@ static void test_rank_isa_paths(void **state) {
             continue;
         }
         assert_int_equal(rc, 0);
-        double bound = !strcmp(rank_isa_precision((rank_isa)i), "fp32") ? 2e-5 : 5e-3, worst = 0;
+        double bound = rank_isa_max_dp((rank_isa)i), worst = 0;
         char *a = ref, *b = out;
         for (int k = 0; k < NC; k++) {
             char *ea, *eb;
