@@ -75,7 +75,7 @@ double rank_pgemm_peak_avx2(int int8, long iters) {
             for (int j = 0; j < 12; j++)
                 acc[j] = _mm256_add_epi32(acc[j],
                                           _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
-            __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]), "+x"(a));
+            __asm__ volatile("" ::"x"(acc[0]), "x"(acc[5]), "x"(acc[11]));
         }
         int32_t sink[8];
         __m256i t = acc[0];
@@ -92,7 +92,7 @@ double rank_pgemm_peak_avx2(int int8, long iters) {
 #pragma GCC unroll 12
         for (int j = 0; j < 12; j++)
             acc[j] = _mm256_fmadd_ps(acc[j], a, w);
-        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]), "+x"(a));
+        __asm__ volatile("" ::"x"(acc[0]), "x"(acc[5]), "x"(acc[11]));
     }
     float sink[8];
     __m256 t = acc[0];

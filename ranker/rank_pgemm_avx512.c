@@ -112,7 +112,7 @@ double rank_pgemm_peak_bf16(long iters) {
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
             acc[j] = _mm512_dpbf16_ps(acc[j], a, w);
-        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[8]), "+v"(a));
+        __asm__ volatile("" ::"v"(acc[0]), "v"(acc[5]), "v"(acc[10]), "v"(acc[15]));
     }
     __m512 t = acc[0];
     for (int j = 1; j < 16; j++)

@@ -170,7 +170,7 @@ double rank_pgemm_peak_avx512(int vnni, long iters) {
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 acc[j] = _mm512_dpbusd_epi32(acc[j], a, w);
-            __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[8]), "+v"(a));
+            __asm__ volatile("" ::"v"(acc[0]), "v"(acc[5]), "v"(acc[10]), "v"(acc[15]));
         }
         __m512i t = acc[0];
         for (int j = 1; j < 16; j++)
