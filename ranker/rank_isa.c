@@ -11,7 +11,7 @@
 #include <string.h>
 
 static const char *const g_names[RANK_ISA_COUNT] = {
-    "scalar", "fp32", "avx2", "avx2-int8", "avx512-bf16", "avx512-vnni", "amx-bf16"};
+    "scalar", "fp32", "avx2", "avx2-int8", "avx2-int16", "avx512-bf16", "avx512-vnni", "amx-bf16"};
 
 const char *rank_isa_name(rank_isa isa) {
     return (unsigned)isa < RANK_ISA_COUNT ? g_names[isa] : "unknown";
@@ -19,6 +19,7 @@ const char *rank_isa_name(rank_isa isa) {
 
 const char *rank_isa_precision(rank_isa isa) {
     if (rank_isa_int8(isa)) return "int8";
+    if (isa == RANK_ISA_AVX2_INT16) return "int16";
     return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? "bf16" : "fp32";
 }
 
@@ -26,8 +27,12 @@ int rank_isa_int8(rank_isa isa) {
     return isa == RANK_ISA_AVX2_INT8 || isa == RANK_ISA_AVX512_VNNI;
 }
 
+int rank_isa_integer(rank_isa isa) {
+    return rank_isa_int8(isa) || isa == RANK_ISA_AVX2_INT16;
+}
+
 rank_isa rank_isa_companion(rank_isa isa) {
-    if (isa == RANK_ISA_AVX2_INT8) return RANK_ISA_AVX2;
+    if (isa == RANK_ISA_AVX2_INT8 || isa == RANK_ISA_AVX2_INT16) return RANK_ISA_AVX2;
     if (isa == RANK_ISA_AVX512_VNNI)
         return rank_isa_available(RANK_ISA_AVX512_BF16) ? RANK_ISA_AVX512_BF16 : RANK_ISA_AVX2;
     return isa;
@@ -42,6 +47,7 @@ static int cpu_runs(rank_isa isa) {
         return 1;
     case RANK_ISA_AVX2:
     case RANK_ISA_AVX2_INT8:
+    case RANK_ISA_AVX2_INT16:
         return c->avx2 && c->fma && c->f16c;
     case RANK_ISA_AVX512_BF16:
         return c->avx512f && c->avx512bw && c->avx512vl && c->avx512_bf16 && c->fma;
@@ -86,7 +92,7 @@ int rank_isa_available(rank_isa isa) {
 
 double rank_isa_max_dp(rank_isa isa) {
     if (rank_isa_int8(isa)) return 5e-2;
-    return !strcmp(rank_isa_precision(isa), "bf16") ? 5e-3 : 2e-5;
+    return !strcmp(rank_isa_precision(isa), "fp32") ? 2e-5 : 5e-3;
 }
 
 rank_isa rank_isa_best(void) {
@@ -127,8 +133,8 @@ int rank_isa_parse(const char *name, rank_isa *out, char *err, size_t err_size) 
         return CORE_OK;
     }
     snprintf(err, err_size,
-             "unknown ISA path '%s' (expected auto, scalar, fp32, avx2, avx2-int8, avx512-bf16, "
-             "avx512-vnni or amx-bf16)",
+             "unknown ISA path '%s' (expected auto, scalar, fp32, avx2, avx2-int8, avx2-int16, "
+             "avx512-bf16, avx512-vnni or amx-bf16)",
              name);
     return CORE_EINVAL;
 }

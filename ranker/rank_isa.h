@@ -7,6 +7,8 @@
  *   avx2         trail's own AVX2+FMA kernel, fp32
  *   avx2-int8    the head's layers in int8 on AVX2 (vpmaddubsw): 7-bit activations, 8-bit
  *                weights, int32 sums; the other GEMMs of a request in fp32 (avx2)
+ *   avx2-int16   the head's layers in 16-bit fixed point on AVX2 (vpmaddwd): 12-bit activations
+ *                and weights (a scale per row), int32 sums; the other GEMMs in fp32 (avx2)
  *   avx512-bf16  AVX-512 BF16 (vdpbf16ps): bf16 inputs, fp32 accumulation
  *   avx512-vnni  the head's layers in int8 on AVX-512 VNNI (vpdpbusd): 8-bit activations and
  *                weights, int32 sums; the other GEMMs in bf16 where the CPU has AVX-512 BF16,
@@ -33,19 +35,22 @@ typedef enum rank_isa {
     RANK_ISA_FP32,
     RANK_ISA_AVX2,
     RANK_ISA_AVX2_INT8,
+    RANK_ISA_AVX2_INT16,
     RANK_ISA_AVX512_BF16,
     RANK_ISA_AVX512_VNNI,
     RANK_ISA_AMX_BF16,
     RANK_ISA_COUNT
 } rank_isa;
 
-/** @brief The path's name ("scalar", "fp32", "avx2", "avx2-int8", "avx512-bf16", "avx512-vnni",
- *  "amx-bf16"). */
+/** @brief The path's name ("scalar", "fp32", "avx2", "avx2-int8", "avx2-int16", "avx512-bf16",
+ *  "avx512-vnni", "amx-bf16"). */
 const char *rank_isa_name(rank_isa isa);
-/** @brief The precision of its head's GEMM inputs ("fp32", "bf16" or "int8"). */
+/** @brief The precision of its head's GEMM inputs ("fp32", "bf16", "int16" or "int8"). */
 const char *rank_isa_precision(rank_isa isa);
 /** @brief 1 for the int8 paths. */
 int rank_isa_int8(rank_isa isa);
+/** @brief 1 for the integer paths (int8 and int16): scaled weights, quantized activations. */
+int rank_isa_integer(rank_isa isa);
 /** @brief The documented bound of max |p - p_fp32| on a path: 2e-5 for fp32 precision, 5e-3
  *  for bf16 (the serving bound), 5e-2 for the opt-in int8 paths. Tests hold each path to it. */
 double rank_isa_max_dp(rank_isa isa);

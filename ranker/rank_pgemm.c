@@ -12,8 +12,16 @@
 
 #define PANEL 16
 
+int rank_i16_weight_levels(int Kp) {
+    /* |a| <= 2047 codes; a segment's int32 sum must not overflow: Kp * 2047 * lw < 2^31 */
+    long lw = (2147483647L / 2047L) / (Kp > 0 ? Kp : 1);
+    return lw > 2047 ? 2047 : lw < 1 ? 1 : (int)lw;
+}
+
 int rank_pgemm_kp(rank_isa isa, int K) {
     switch (isa) {
+    case RANK_ISA_AVX2_INT16:
+        return (K + 1) & ~1;
     case RANK_ISA_AVX512_VNNI:
     case RANK_ISA_AVX2_INT8:
         return (K + 3) & ~3;
@@ -28,12 +36,14 @@ int rank_pgemm_kp(rank_isa isa, int K) {
 
 static size_t elem_bytes(rank_isa isa) {
     if (rank_isa_int8(isa)) return 1;
-    return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 ? 2 : 4;
+    return isa == RANK_ISA_AVX512_BF16 || isa == RANK_ISA_AMX_BF16 || isa == RANK_ISA_AVX2_INT16
+               ? 2
+               : 4;
 }
 
-/* int8 weights carry a scale and a code sum per padded row after the codes */
+/* integer weights carry a scale and a code sum per padded row after the codes */
 static size_t tail_bytes(rank_isa isa, size_t np) {
-    return rank_isa_int8(isa) ? np * (sizeof(float) + sizeof(int32_t)) : 0;
+    return rank_isa_integer(isa) ? np * (sizeof(float) + sizeof(int32_t)) : 0;
 }
 
 static size_t data_bytes(rank_isa isa, size_t np, int max_K) {
@@ -42,7 +52,7 @@ static size_t data_bytes(rank_isa isa, size_t np, int max_K) {
 }
 
 static void set_tail(rank_pw *pw) {
-    if (!rank_isa_int8(pw->isa)) return;
+    if (!rank_isa_integer(pw->isa)) return;
     char *t = (char *)pw->data + data_bytes(pw->isa, (size_t)pw->Np, pw->max_K);
     pw->scale = (float *)t;
     pw->csum = (int32_t *)(t + (size_t)pw->Np * sizeof(float));
@@ -133,6 +143,30 @@ void rank_pw_pack(rank_pw *pw, const float *w, size_t sn, size_t sk, int K, floa
                 }
         return;
     }
+    if (pw->isa == RANK_ISA_AVX2_INT16) { /* [panel][k / 2][16][2], a scale per row */
+        int16_t *d = pw->data;
+        int lw = rank_i16_weight_levels(Kp);
+        for (int n = 0; n < Np; n++) {
+            float amax = 0.f;
+            for (int k = 0; k < K && n < N; k++) {
+                float v = fabsf(alpha * w[n * sn + k * sk]);
+                if (v > amax) amax = v;
+            }
+            float sc = amax > 0.f ? amax / (float)lw : 1.f;
+            int32_t cs = 0;
+            int p = n / PANEL, j = n % PANEL;
+            for (int k = 0; k < Kp; k++) {
+                float v = n < N && k < K ? alpha * w[n * sn + k * sk] / sc : 0.f;
+                int q = (int)(v + (v >= 0.f ? 0.5f : -0.5f));
+                q = q > lw ? lw : q < -lw ? -lw : q;
+                d[(((size_t)p * (Kp / 2) + k / 2) * PANEL + j) * 2 + (k & 1)] = (int16_t)q;
+                cs += q;
+            }
+            pw->scale[n] = sc;
+            pw->csum[n] = cs;
+        }
+        return;
+    }
     if (rank_isa_int8(pw->isa)) { /* [panel][k / 4][16][4], a scale per row */
         int8_t *d = pw->data;
         for (int n = 0; n < Np; n++) {
@@ -178,6 +212,9 @@ size_t rank_pgemm_scratch_bytes(rank_isa isa, int max_kp_sum) {
     case RANK_ISA_AVX512_VNNI:
     case RANK_ISA_AVX2_INT8: /* the codes, then a scale and a zero point per row and segment */
         return (size_t)RANK_PG_MB * (size_t)max_kp_sum + 64 +
+               (size_t)RANK_PG_MB * RANK_PG_MAXSEG * 8 + 64;
+    case RANK_ISA_AVX2_INT16:
+        return (size_t)RANK_PG_MB * (size_t)max_kp_sum * 2 + 64 +
                (size_t)RANK_PG_MB * RANK_PG_MAXSEG * 8 + 64;
     case RANK_ISA_AVX512_BF16:
         return (size_t)RANK_PG_MB * (size_t)max_kp_sum * 2 + 64;
@@ -254,6 +291,9 @@ void rank_pgemm(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const 
     case RANK_ISA_AVX2_INT8:
         rank_pgemm_avx2i8(y, ldy, M, seg, nseg, bias, flags, scratch);
         return;
+    case RANK_ISA_AVX2_INT16:
+        rank_pgemm_avx2i16(y, ldy, M, seg, nseg, bias, flags, scratch);
+        return;
     case RANK_ISA_FP32:
         pgemm_blas(y, ldy, M, seg, nseg, bias, flags);
         return;
@@ -290,7 +330,9 @@ double rank_pgemm_peak_gmacs(rank_isa isa, int ms) {
         switch (isa) {
         case RANK_ISA_AVX2:
         case RANK_ISA_AVX2_INT8:
-            macs = rank_pgemm_peak_avx2(isa == RANK_ISA_AVX2_INT8, iters);
+        case RANK_ISA_AVX2_INT16:
+            macs = rank_pgemm_peak_avx2(isa == RANK_ISA_AVX2_INT8 ? 1 : isa == RANK_ISA_AVX2_INT16 ? 2 : 0,
+                                        iters);
             break;
         case RANK_ISA_AVX512_BF16:
         case RANK_ISA_AVX512_VNNI:
@@ -370,6 +412,8 @@ int rank_pgemm_selftest(rank_isa isa, double *err, double *bound) {
                 double b;
                 if (rank_isa_int8(isa))
                     b = 2.0 * (1.0 / 63 + 1.0 / 127) * smax + 1e-5;
+                else if (isa == RANK_ISA_AVX2_INT16)
+                    b = 2.0 * (2.0 / 2047) * smax + 1e-5;
                 else if (!strcmp(rank_isa_precision(isa), "bf16"))
                     b = ldexp(1.0, -7) * mag[n] + 1e-5;
                 else

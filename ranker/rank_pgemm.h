@@ -16,6 +16,10 @@
  *     1..255 around a zero point of 128 (avx2-int8: 1..127 around 64, so vpmaddubsw's 16-bit
  *     pair sums cannot saturate). Sums are exact in int32, then
  *     y += scale_a * scale_w[n] * (sum - zero_point * sum_k q_w[n][k]).
+ *   avx2-int16:  16-bit fixed point: W in 16-column panels of k pairs, each row symmetric with its
+ *     own scale over 2047 levels; each activation row of each segment over its own max / 2047
+ *     (no zero point); vpmaddwd's pair sums and the int32 sums are exact (rank_i16_weight_levels
+ *     keeps the longest segment's sum from overflowing).
  * Activations are rounded per call, in blocks, inside the scratch; weights when packed.
  */
 #ifndef TRAIL_RANK_PGEMM_H
@@ -91,6 +95,11 @@ void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
                      int flags, void *scratch);
 void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
                        const float *bias, int flags, void *scratch);
+void rank_pgemm_avx2i16(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
+                        const float *bias, int flags, void *scratch);
+/** @brief The int16 path's weight levels for a segment of Kp inputs: 2047 (12 bits) unless the
+ *  segment is so long that Kp * 2047 * levels could overflow its int32 sums. */
+int rank_i16_weight_levels(int Kp);
 
 /** @brief Run a path's kernels once on small ragged shapes (several segments, bias, ReLU,
  *  accumulation) against rank_pgemm_naive, with the bound of its precision (rank_pgemm.c).
@@ -103,7 +112,7 @@ int rank_pgemm_selftest(rank_isa isa, double *err, double *bound);
  *  vpdpbusd, vpmaddubsw + vpmaddwd, tdpbf16ps): the ceiling a kernel's own rate is read against.
  *  0 for scalar and fp32 (OpenBLAS) paths. */
 double rank_pgemm_peak_gmacs(rank_isa isa, int ms);
-double rank_pgemm_peak_avx2(int int8, long iters);
+double rank_pgemm_peak_avx2(int kind, long iters);
 double rank_pgemm_peak_avx512(int vnni, long iters);
 double rank_pgemm_peak_amx(long iters);
 double rank_pgemm_peak_bf16(long iters);

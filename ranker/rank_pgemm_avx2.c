@@ -64,17 +64,17 @@ void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
 }
 
 /* 12 independent accumulators: enough to hide the latency on the cores seen here */
-double rank_pgemm_peak_avx2(int int8, long iters) {
-    if (int8) {
-        __m256i acc[12], a = _mm256_set1_epi8(3), w = _mm256_set1_epi8(-2),
-                           ones = _mm256_set1_epi16(1);
+double rank_pgemm_peak_avx2(int kind, long iters) {
+    if (kind) { /* 1: vpmaddubsw + vpmaddwd + vpaddd (int8); 2: vpmaddwd + vpaddd (int16) */
+        __m256i acc[12], w = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
         for (int j = 0; j < 12; j++)
-            acc[j] = _mm256_setzero_si256();
+            acc[j] = _mm256_set1_epi8((char)(j + 1));
         for (long i = 0; i < iters; i++) {
 #pragma GCC unroll 12
             for (int j = 0; j < 12; j++)
-                acc[j] = _mm256_add_epi32(acc[j],
-                                          _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones));
+                acc[j] = _mm256_add_epi32( /* each chain feeds itself: nothing to hoist */
+                    acc[j], kind == 1 ? _mm256_madd_epi16(_mm256_maddubs_epi16(acc[j], w), ones)
+                                      : _mm256_madd_epi16(acc[j], w));
             __asm__ volatile("" ::"x"(acc[0]), "x"(acc[5]), "x"(acc[11]));
         }
         int32_t sink[8];
@@ -83,7 +83,7 @@ double rank_pgemm_peak_avx2(int int8, long iters) {
             t = _mm256_add_epi32(t, acc[j]);
         _mm256_storeu_si256((__m256i *)sink, t);
         __asm__ volatile("" ::"m"(sink));
-        return (double)iters * 12 * 32;
+        return (double)iters * 12 * (kind == 1 ? 32 : 16);
     }
     __m256 acc[12], a = _mm256_set1_ps(1.f), w = _mm256_set1_ps(0.f);
     for (int j = 0; j < 12; j++)

@@ -8,7 +8,8 @@
  *                |y - ref| <= (2^-8 + 4 K 2^-24) s + 1e-6 (each input rounds by at most 2^-9).
  *   int8 paths:  each activation row of each segment g rounds by at most s_a/2 (s_a = its max |a|
  *                over its levels: 255 or 127 for a nonnegative row, 127 or 63 otherwise, VNNI or
- *                AVX2), each weight by s_w/2 (s_w = the row's max |w| / 127), so
+ *                AVX2; 2047 on the int16 path), each weight by s_w/2 (s_w = the row's max |w| /
+ *                127; int16: / rank_i16_weight_levels), so
  *                |y - ref| <= sum_g [s_a/2 sum|w| + s_w/2 sum|a| + K_g s_a s_w / 4] + the fp32 bound;
  *                and on inputs that are their own codes (integers with max 127 per row) the
  *                int32 sums are exact: y == ref.
@@ -112,12 +113,15 @@ static void run_case(rank_isa isa, const shape *s) {
     int Ksum = 0;
     for (int g = 0; g < s->nseg; g++)
         Ksum += s->K[g];
-    int bf = !strcmp(rank_isa_precision(isa), "bf16"), i8 = rank_isa_int8(isa);
+    int bf = !strcmp(rank_isa_precision(isa), "bf16"), i8 = rank_isa_integer(isa);
     double acc_eps = 4.0 * Ksum * ldexp(1.0, -24);
     double *qb = calloc((size_t)M * N, sizeof *qb); /* the int8 rounding bound per output */
     for (int g = 0; g < s->nseg && i8; g++) {
         int K = s->K[g];
         double top = isa == RANK_ISA_AVX2_INT8 ? 127 : 255, half = isa == RANK_ISA_AVX2_INT8 ? 63 : 127;
+        double wlev = 127;
+        if (isa == RANK_ISA_AVX2_INT16) /* symmetric 12-bit codes, no zero point */
+            top = half = 2047, wlev = rank_i16_weight_levels(rank_pgemm_kp(isa, K));
         for (int m = 0; m < M; m++) {
             double amax = 0, amin = 0, asum = 0;
             for (int k = 0; k < K; k++) {
@@ -131,7 +135,7 @@ static void run_case(rank_isa isa, const shape *s) {
                     double v = fabs(w[g][(size_t)n * K + k]);
                     wmax = fmax(wmax, v), wsum += v;
                 }
-                double sw = wmax / 127;
+                double sw = wmax / wlev;
                 qb[(size_t)m * N + n] += sa / 2 * wsum + sw / 2 * asum + K * sa * sw / 4;
             }
         }
