@@ -86,7 +86,8 @@ static void rank_usage(FILE *f) {
             "  item_id,category_id or {\"item_id\": 1, \"category_id\": 2}. --ts is the request\n"
             "  time in seconds (default now); an unknown user scores with an empty history.\n"
             "  --isa picks the compute path (auto: the best this CPU runs; scalar, fp32, avx2,\n"
-            "  avx2-int8, avx512-bf16, avx512-vnni, amx-bf16); TRAIL_ISA does the same.\n");
+            "  avx2-int8, avx2-int16, avx512-bf16, avx512-vnni, amx-bf16); TRAIL_ISA does the\n"
+            "  same.\n");
 }
 
 int rank_cmd_rank(int argc, char **argv) {

@@ -25,8 +25,8 @@ static void serve_usage(FILE *f) {
                "  --window L           the store's raw window size (default: as stored)\n"
                "  --recent N           the store's recent size (default: as stored)\n"
                "  --isa PATH           compute path: auto (default: the best this CPU runs),\n"
-               "                       scalar, fp32, avx2, avx2-int8, avx512-bf16, avx512-vnni,\n"
-               "                       amx-bf16; or set TRAIL_ISA\n"
+               "                       scalar, fp32, avx2, avx2-int8, avx2-int16, avx512-bf16,\n"
+               "                       avx512-vnni, amx-bf16; or set TRAIL_ISA\n"
                "API: schemas/rank-api.md\n");
 }
 
