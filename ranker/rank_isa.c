@@ -6,6 +6,7 @@
 #include "rank_blas.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,24 +66,28 @@ static int cpu_runs(rank_isa isa) {
  * uses it (rank_pgemm_selftest): a path whose kernels misbehave on some CPU is then treated as
  * unavailable, and said so once on stderr, instead of serving wrong scores. */
 static pthread_mutex_t g_test_mu = PTHREAD_MUTEX_INITIALIZER;
-static int g_tested[RANK_ISA_COUNT]; /* 0 not yet, 1 passed, -1 failed */
+static _Atomic int g_tested[RANK_ISA_COUNT]; /* 0 not yet, 1 passed, -1 failed */
 static double g_test_err[RANK_ISA_COUNT], g_test_bound[RANK_ISA_COUNT];
 
 static int self_tested(rank_isa isa) {
+    int t = atomic_load_explicit(&g_tested[isa], memory_order_acquire);
+    if (t) return t > 0; /* the per-request calls stay lock-free */
     pthread_mutex_lock(&g_test_mu);
-    if (!g_tested[isa]) {
+    if (!atomic_load_explicit(&g_tested[isa], memory_order_relaxed)) {
+        /* the test's GEMMs must not be routed through a serving forward this thread may be in */
+        rank_route *prev = rank_blas_route(NULL);
         int bad = rank_pgemm_selftest(isa, &g_test_err[isa], &g_test_bound[isa]);
-        g_tested[isa] = bad == 1 ? -1 : 1; /* 1: out of bounds; a buffer too small is a bug of
-                                               the test's sizes, not of the path */
-        if (bad)
+        rank_blas_route(prev);
+        if (bad == 1)
             fprintf(stderr,
                     "trail: error: the %s path failed its self-test on this CPU (error %.3g, "
                     "bound %.3g); it is not used. Please report this with /proc/cpuinfo.\n",
                     g_names[isa], g_test_err[isa], g_test_bound[isa]);
+        /* 1: out of bounds; a buffer too small is a bug of the test's sizes, not of the path */
+        atomic_store_explicit(&g_tested[isa], bad == 1 ? -1 : 1, memory_order_release);
     }
-    int ok = g_tested[isa] > 0;
     pthread_mutex_unlock(&g_test_mu);
-    return ok;
+    return atomic_load_explicit(&g_tested[isa], memory_order_acquire) > 0;
 }
 
 int rank_isa_available(rank_isa isa) {
