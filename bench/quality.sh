@@ -186,6 +186,8 @@ if [ "$PATHS" = 1 ]; then
       }
       END {
         printf "\n%d path rows, %d do not hold%s.\n", n, bad + 0, bad ? "" : ": every path is within bounds"
+        printf "Only paths that hold are chosen by default (ranker/rank_isa.c, rank_isa_best); the int8\n"
+        printf "paths are opt-in (`--isa`) for users who accept single probabilities moving by more.\n"
         printf "\nWorst over the sets and seeds, per path:\n\n"
         printf "| path | precision | max \\|p - p_fp32\\| | max \\|AUC diff\\| | max \\|log-loss diff\\| | holds |\n"
         printf "|---|---|---|---|---|---|\n"
