@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it with test_rmtree. */
 static inline char *test_mkdtemp(char *buf, size_t cap) {
@@ -23,6 +24,23 @@ static inline void test_rmtree(const char *dir) {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* Run a shell command: its stdout into out (NUL-terminated; NULL discards it), its exit code
+ * returned (-1 if it did not exit normally). */
+static inline int test_run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    size_t n = 0;
+    if (!p) return -1;
+    if (out) {
+        n = fread(out, 1, cap - 1, p);
+        out[n] = 0;
+    } else {
+        char buf[4096];
+        while (fread(buf, 1, sizeof buf, p) > 0) {}
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* Path of the trail binary (set by ctest), for tests that run the CLI. */

@@ -82,23 +82,13 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* run a shell command; its stdout into out (NUL-terminated), its exit code returned */
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_rank_matches_store_and_window(void **state) {
     (void)state;
     char cmd[4096], out[8192];
     snprintf(cmd, sizeof cmd,
              "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s",
              test_trail_bin(), model_path, store_path, cand_path);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
     float cli[NC];
     char *p = out;
     for (int i = 0; i < NC; i++) {
@@ -167,7 +157,7 @@ static void test_rank_unknown_user_and_json(void **state) {
     char cmd[4096], out[8192];
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 777 --candidates %s --json",
              test_trail_bin(), model_path, store_path, cand_path);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"known_user\": false"));
     assert_non_null(strstr(out, "\"model_version\": \""));
     int n = 0;
@@ -186,20 +176,20 @@ static void test_rank_bad_input(void **state) {
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 1 --candidates %s 2>&1",
              test_trail_bin(), model_path, store_path, bad);
-    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_int_equal(test_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "bad.txt:3: bad candidate: unknown field \"cat\""));
     /* a model of another encoding is refused, naming the fix */
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 1 --candidates %s 2>&1",
              test_trail_bin(), other_path, store_path, cand_path);
-    assert_int_equal(run(cmd, out, sizeof out), 1);
+    assert_int_equal(test_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "encoding_version"));
     assert_non_null(strstr(out, "reencode"));
     /* usage errors exit 2 */
     snprintf(cmd, sizeof cmd, "%s rank --model %s --user 1 2>&1", test_trail_bin(), model_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user x --candidates %s 2>&1",
              test_trail_bin(), model_path, store_path, cand_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
 }
 
 /* --isa: every path this CPU runs scores the same candidates within the serving bound of the fp32
@@ -210,13 +200,13 @@ static void test_rank_isa_paths(void **state) {
     char cmd[4096], out[8192], ref[8192];
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 3 --candidates %s --isa fp32",
              test_trail_bin(), model_path, store_path, cand_path);
-    assert_int_equal(run(cmd, ref, sizeof ref), 0);
+    assert_int_equal(test_run(cmd, ref, sizeof ref), 0);
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
         const char *name = rank_isa_name((rank_isa)i);
         snprintf(cmd, sizeof cmd,
                  "%s rank --model %s --store %s --user 3 --candidates %s --isa %s 2>&1",
                  test_trail_bin(), model_path, store_path, cand_path, name);
-        int rc = run(cmd, out, sizeof out);
+        int rc = test_run(cmd, out, sizeof out);
         if (!rank_isa_available((rank_isa)i)) {
             assert_int_equal(rc, 2);
             assert_non_null(strstr(out, name));
@@ -239,16 +229,16 @@ static void test_rank_isa_paths(void **state) {
     }
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 3 --candidates %s --isa avx9 2>&1",
              test_trail_bin(), model_path, store_path, cand_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "unknown ISA path 'avx9'"));
     snprintf(cmd, sizeof cmd,
              "TRAIL_ISA=avx9 %s rank --model %s --store %s --user 3 --candidates %s 2>&1",
              test_trail_bin(), model_path, store_path, cand_path);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "TRAIL_ISA"));
     snprintf(cmd, sizeof cmd, "TRAIL_ISA=scalar %s model info --model %s --json", test_trail_bin(),
              model_path);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"serving_isa\":\"scalar\""));
     assert_non_null(strstr(out, "\"openblas_core\":\""));
 }
@@ -268,14 +258,14 @@ static void test_rank_warns_of_another_window(void **state) {
         snprintf(cmd, sizeof cmd,
                  "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s 2>%s/w.err",
                  test_trail_bin(), wpath, store_path, cand_path, dir);
-        assert_int_equal(run(cmd, out, sizeof out), 0);
+        assert_int_equal(test_run(cmd, out, sizeof out), 0);
         snprintf(cmd, sizeof cmd,
                  "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s",
                  test_trail_bin(), model_path, store_path, cand_path);
-        assert_int_equal(run(cmd, ref, sizeof ref), 0);
+        assert_int_equal(test_run(cmd, ref, sizeof ref), 0);
         assert_string_equal(out, ref);
         snprintf(cmd, sizeof cmd, "cat %s/w.err", dir);
-        assert_int_equal(run(cmd, out, sizeof out), 0);
+        assert_int_equal(test_run(cmd, out, sizeof out), 0);
         if (i == 0) {
             assert_non_null(strstr(out, "warning"));
             assert_non_null(strstr(out, "windows of 256 behaviors per user, the store keeps 300"));

@@ -1,6 +1,7 @@
 /* test_train_loop.c: training learns the planted structure, is deterministic with two threads,
  * keeps the best model, and resumes with its Adam state. */
 #include "test_common.h"
+#include "trn_test_util.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -15,18 +16,7 @@ static trn_data *data;
 
 static int setup(void **state) {
     (void)state;
-    trn_gen_conf gc;
-    trn_data_conf dc;
-    sch_event *ev;
-    size_t n;
-    char err[256];
-    trn_gen_conf_default(&gc);
-    gc.users = 60, gc.items = 800, gc.events = 36000, gc.days = 20, gc.seed = 3;
-    if (trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err)) return -1;
-    trn_data_conf_default(&dc);
-    if (trn_data_build(&data, ev, n, &dc, err, sizeof err)) return -1;
-    core_free(ev);
-    return 0;
+    return trn_test_data(&data, 60, 800, 36000, 20, 3);
 }
 
 static int teardown(void **state) {

@@ -6,6 +6,7 @@
  * fp32 through trn_eval_isa must be trn_eval's bytes. Paths this CPU lacks are skipped, by name.
  */
 #include "test_common.h"
+#include "trn_test_util.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -24,18 +25,7 @@ static trn_data *data;
 
 static int setup(void **state) {
     (void)state;
-    trn_gen_conf gc;
-    trn_data_conf dc;
-    sch_event *ev;
-    size_t n;
-    char err[256];
-    trn_gen_conf_default(&gc);
-    gc.users = 40, gc.items = 600, gc.events = 16000, gc.days = 12, gc.seed = 5;
-    if (trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err)) return -1;
-    trn_data_conf_default(&dc);
-    if (trn_data_build(&data, ev, n, &dc, err, sizeof err)) return -1;
-    core_free(ev);
-    return 0;
+    return trn_test_data(&data, 40, 600, 16000, 12, 5);
 }
 
 static int teardown(void **state) {
@@ -144,21 +134,6 @@ static void test_paths_din_long(void **state) {
     check_variant("din-long"); /* exact attention over the window: its GEMMs on the path */
 }
 
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    size_t n = 0;
-    if (!p) return -1;
-    if (out) {
-        n = fread(out, 1, cap - 1, p);
-        out[n] = 0;
-    } else {
-        char buf[4096];
-        while (fread(buf, 1, sizeof buf, p) > 0) {}
-    }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `trail eval --isa` and `--paths`: the old fields unchanged, one "paths" entry per available
  * path but fp32, every one within bounds; unknown paths and conflicting flags exit 2. */
 static void test_cli(void **state) {
@@ -172,16 +147,16 @@ static void test_cli(void **state) {
              "--epochs 1 --batch 64 --window 32 --recent 8 --dim 16 --item-rows 2048 --cat-rows 64 "
              "--hidden 16,8 --signatures 6 --bits 2 >/dev/null 2>&1",
              bin, dir, bin, dir, dir);
-    assert_int_equal(run(cmd, NULL, 0), 0);
+    assert_int_equal(test_run(cmd, NULL, 0), 0);
     const char *ev = "eval --window 32 --by-history --json";
     snprintf(cmd, sizeof cmd, "%s %s --model %s/m.bin --events %s/g.jsonl 2>/dev/null", bin, ev, dir, dir);
-    assert_int_equal(run(cmd, base, sizeof base), 0);
+    assert_int_equal(test_run(cmd, base, sizeof base), 0);
     assert_null(strstr(base, "\"paths\""));
     assert_null(strstr(base, "\"isa\""));
     /* --isa fp32 is the default evaluation plus the path's name */
     snprintf(cmd, sizeof cmd, "%s %s --isa fp32 --model %s/m.bin --events %s/g.jsonl 2>/dev/null",
              bin, ev, dir, dir);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
     size_t bl = strlen(base);
     assert_true(bl > 2);
     assert_memory_equal(out, base, bl - 2); /* all but the closing brace and newline */
@@ -189,7 +164,7 @@ static void test_cli(void **state) {
     /* --paths: the same report, then the paths */
     snprintf(cmd, sizeof cmd, "%s %s --paths --model %s/m.bin --events %s/g.jsonl 2>/dev/null", bin,
              ev, dir, dir);
-    assert_int_equal(run(cmd, out, sizeof out), 0);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_memory_equal(out, base, bl - 2);
     assert_non_null(strstr(out, ",\"paths\":["));
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
@@ -212,18 +187,18 @@ static void test_cli(void **state) {
     /* errors: unknown path, a path this machine lacks, --paths with --isa */
     snprintf(cmd, sizeof cmd, "%s eval --isa avx9000 --model %s/m.bin --events %s/g.jsonl 2>&1", bin,
              dir, dir);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "unknown ISA path 'avx9000'"));
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
         if (rank_isa_available((rank_isa)i)) continue;
         snprintf(cmd, sizeof cmd, "%s eval --isa %s --model %s/m.bin --events %s/g.jsonl 2>&1", bin,
                  rank_isa_name((rank_isa)i), dir, dir);
-        assert_int_equal(run(cmd, out, sizeof out), 2);
+        assert_int_equal(test_run(cmd, out, sizeof out), 2);
         assert_non_null(strstr(out, "needs CPU features this machine lacks"));
     }
     snprintf(cmd, sizeof cmd, "%s eval --isa scalar --paths --model %s/m.bin --events %s/g.jsonl 2>&1",
              bin, dir, dir);
-    assert_int_equal(run(cmd, out, sizeof out), 2);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
     test_rmtree(dir);
 }
 
