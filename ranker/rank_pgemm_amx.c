@@ -23,6 +23,18 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
+/* Palette 1, all eight tiles 16 rows of 64 bytes: 0-3 C (fp32), 4-5 A and 6-7 B (bf16 pairs). */
+static void tiles_config(void) {
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
 static void epilogue(float *y, int ldy, int m0, int rows, int n0, int N, const float *tmp,
                      const float *bias, int flags) {
     if (N - n0 <= 0) return;
@@ -41,14 +53,7 @@ void rank_pgemm_amx(float *y, int ldy, int M, const rank_pseg *seg, int nseg, co
     uint16_t *ab = scratch;
     float *tmp = (float *)((char *)scratch + (size_t)RANK_PG_MB * kt * 2 + 64 -
                            ((size_t)RANK_PG_MB * kt * 2) % 64);
-    tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    tiles_config();
     size_t astride = (size_t)kt * 2; /* bytes */
     for (int m0 = 0; m0 < M; m0 += RANK_PG_MB) {
         int mb = M - m0 < RANK_PG_MB ? M - m0 : RANK_PG_MB, mpad = (mb + 31) & ~31;
@@ -102,14 +107,7 @@ void rank_pgemm_amx(float *y, int ldy, int M, const rank_pseg *seg, int nseg, co
 /* four C tiles, each step 4 tdpbf16ps of 16 x 16 x 32 */
 double rank_pgemm_peak_amx(long iters) {
     static _Alignas(64) uint16_t buf[2][512];
-    tilecfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    tiles_config();
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
