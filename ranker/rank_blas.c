@@ -17,6 +17,12 @@ static int route_fp32(const rank_route *r) {
     return !r || r->isa == RANK_ISA_FP32;
 }
 
+/* the path a routed call runs on: fp32 (trail's own kernel) inside rank_blas_route_fp32 */
+static rank_isa route_isa(const rank_route *r) {
+    if (!r->fp32_only || !strcmp(rank_isa_precision(r->isa), "fp32")) return r->isa;
+    return rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
+}
+
 /* B as the packed weight W (N, K): W[n][k] = alpha op(B)[k][n] */
 static void route_pack(rank_pw *pw, rank_isa isa, void *buf, int N, int K, int trans_b,
                        const float *B, int ldb, float alpha) {
@@ -32,7 +38,8 @@ static void route_pack(rank_pw *pw, rank_isa isa, void *buf, int N, int K, int t
 static int route_gemm(rank_route *r, int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
                       int ldc) {
-    size_t need = rank_route_pack_bytes(r->isa, N, K);
+    rank_isa isa = route_isa(r);
+    size_t need = rank_route_pack_bytes(isa, N, K);
     int pinned = 0;
     for (int i = 0; i < RANK_ROUTE_PINS; i++)
         pinned |= r->pin[i].ptr == B && r->pin[i].cap >= need;
@@ -52,7 +59,7 @@ static int route_gemm(rank_route *r, int trans_a, int trans_b, int M, int N, int
     for (int i = 0; i < r->n_known; i++) {
         const rank_route_known *kn = &r->known[i];
         if (kn->ptr == B && kn->N == N && kn->K == K && kn->trans == trans_b && kn->ld == ldb &&
-            kn->alpha == alpha) {
+            kn->alpha == alpha && kn->pw.isa == isa) {
             pw = &kn->pw;
             goto run;
         }
@@ -73,12 +80,12 @@ static int route_gemm(rank_route *r, int trans_a, int trans_b, int M, int N, int
         struct rank_route_pin *p = &r->pin[slot];
         if (!(p->valid && p->N == N && p->K == K && p->trans == trans_b && p->ld == ldb &&
               p->alpha == alpha)) {
-            route_pack(&p->pw, r->isa, p->buf, N, K, trans_b, B, ldb, alpha);
+            route_pack(&p->pw, isa, p->buf, N, K, trans_b, B, ldb, alpha);
             p->valid = 1, p->N = N, p->K = K, p->trans = trans_b, p->ld = ldb, p->alpha = alpha;
         }
         pw = &p->pw;
     } else {
-        route_pack(&local, r->isa, r->pack, N, K, trans_b, B, ldb, alpha);
+        route_pack(&local, isa, r->pack, N, K, trans_b, B, ldb, alpha);
     }
 run:;
     int flags = 0;
@@ -143,6 +150,14 @@ void rank_route_free(rank_route *r) {
     for (int i = 0; i < RANK_ROUTE_PINS; i++)
         core_free(r->pin[i].buf);
     memset(r, 0, sizeof *r);
+}
+
+int rank_blas_route_fp32(int on) {
+    rank_route *r = tl_route;
+    if (!r) return 0;
+    int old = r->fp32_only;
+    r->fp32_only = on;
+    return old;
 }
 
 rank_route *rank_blas_route(rank_route *r) {

@@ -52,6 +52,7 @@ typedef struct rank_route {
         rank_pw pw;
     } pin[RANK_ROUTE_PINS];
     const rank_route_known *known; /* weights packed ahead, for the route's isa */
+    int fp32_only;                 /* rank_blas_route_fp32: routed calls run in fp32 */
     int n_known;
     unsigned long long calls, fallbacks; /* routed calls; calls that went to OpenBLAS instead */
 } rank_route;
@@ -65,6 +66,10 @@ size_t rank_route_pack_bytes(rank_isa isa, int N, int K);
 /** @brief Route this thread's rank_gemm / rank_matmul_forward calls through r (NULL: OpenBLAS;
  *  a route whose isa is RANK_ISA_FP32 also means OpenBLAS). @return the previous route. */
 rank_route *rank_blas_route(rank_route *r);
+/** @brief Inside a routed forward, run the next routed calls in fp32 on trail's own kernel (on)
+ *  or on the route's path again (off): for the few GEMMs whose rounding the rest amplifies.
+ *  @return the previous setting (0 when the thread has no route). */
+int rank_blas_route_fp32(int on);
 /** @brief While pinned, a B pointer's pack is kept across calls (the caller promises its contents
  *  do not change until rank_blas_unpin): exact attention reuses the window for every block. */
 void rank_blas_pin(const float *B);

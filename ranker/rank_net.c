@@ -552,6 +552,10 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
          * (C^3). Per user the projection goes on the smaller side: the Bu candidates (q2 = q M,
          * rows) or the T window rows (k2 = x M^T); values stay the raw window embeddings. */
         float scale = 1.f / sqrtf((float)C);
+        /* on the reduced-precision paths this branch runs in fp32 (trail's own kernels): a
+         * softmax over thousands of bf16-rounded scores moves probabilities by up to ~1e-2
+         * (test_rank_score), past the serving bound; fp32 holds it */
+        int prev32 = rank_blas_route_fp32(1);
         rank_gemm(1, 0, C, C, C, 1.f, p->w_lq, C, p->w_lk, C, 0.f, n->Ml, C);
         n->aoff_long[0] = 0;
         n->lkoff[0] = 0;
@@ -582,6 +586,7 @@ static void forward_long(rank_net *n, const mdl_model *m, const rank_batch *bt) 
             rank_blas_unpin();
             n->aoff_long[u + 1] = n->aoff_long[u] + (size_t)Bu * T;
         }
+        rank_blas_route_fp32(prev32);
         return;
     }
     /* sdim, avgpool: bucket sums per user, stored or built from the window */

@@ -13,6 +13,7 @@
 #include "enc_simhash.h"
 #include "rank_blas.h"
 #include "rank_cli.h"
+#include "rank_isa.h"
 #include "rank_net.h"
 #include "rank_score.h"
 
@@ -549,6 +550,30 @@ static void test_folded_head_equals_assembled(void **state) {
                         fail_msg("variant long %u short %u tin %u q_short %u, no recent: candidate "
                                  "%d folded %g plain %g", longs[li], shorts[si], tin,
                                  variant_q_short, b, got[b], want[b]);
+                /* every other compute path on the same requests (folded, with no recent
+                 * behaviors, unfolded), within its bound of the fp32 path that s runs */
+                float ref_h[NB], ref_h0[NB], pg[NB];
+                assert_int_equal(rank_score(ref_h, s, f.m, &h, it, ca, NB), 0);
+                assert_int_equal(rank_score(ref_h0, s, f.m, &h0, it, ca, NB), 0);
+                for (int i = 0; i < RANK_ISA_COUNT; i++) {
+                    if (i == RANK_ISA_FP32 || !rank_isa_available((rank_isa)i)) continue;
+                    rank_scratch *sp;
+                    assert_int_equal(rank_scratch_new_isa(&sp, f.m, NB, T, (rank_isa)i), 0);
+                    for (int pass = 0; pass < 3; pass++) {
+                        const rank_history *hh = pass == 1 ? &h0 : &h;
+                        const float *r = pass == 1 ? ref_h0 : ref_h;
+                        uint32_t nb = pass == 2 ? 8 : NB;
+                        assert_int_equal(rank_score(pg, sp, f.m, hh, it, ca, nb), 0);
+                        for (uint32_t b = 0; b < nb; b++)
+                            if (!(fabs((double)pg[b] - r[b]) <= rank_isa_max_dp((rank_isa)i)))
+                                fail_msg("variant long %u short %u tin %u dense %u: path %s "
+                                         "pass %d candidate %u: %g vs fp32 %g",
+                                         longs[li], shorts[si], tin, nd,
+                                         rank_isa_name((rank_isa)i), pass, b, pg[b], r[b]);
+                    }
+                    assert_int_equal(rank_scratch_route_fallbacks(sp), 0);
+                    rank_scratch_destroy(sp);
+                }
                 rank_scratch_destroy(s);
                 rank_net_destroy(plain);
                 enc_sigcache_destroy(sc);
