@@ -1,6 +1,8 @@
 /* rank_pgemm_avx2.c: the fp32 path on AVX2 + FMA (compiled with -mavx2 -mfma; called only when
  * the CPU has both). Weights in 16-column panels [panel][k][16]; activations read in place. A
- * register tile is up to 6 rows by one panel (12 accumulators). */
+ * register tile is up to 6 rows by one panel (12 accumulators). A single long segment (exact
+ * attention's pooling over a 10,000-behavior window) runs in chunks of KC inputs, accumulating
+ * into y, so a chunk of the rows and of each panel stays in cache across the tiles. */
 #include "rank_pgemm.h"
 #include "rank_pgemm_simd.h"
 
@@ -8,21 +10,24 @@
 #include <stdint.h>
 
 #define MR 6
+#define KC 256
 
+/* k in [kb, ke) of a single segment, or every k of each of several */
 static inline __attribute__((always_inline)) void tile(const int mr, float *y, int ldy, int m0,
                                                        int p, const rank_pseg *seg, int nseg,
-                                                       int N, const float *bias, int flags) {
+                                                       int N, const float *bias, int flags, int kb,
+                                                       int ke) {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int g = 0; g < nseg; g++) {
         const rank_pw *w = seg[g].w;
-        int K = w->K;
+        int K = w->K, k0 = nseg == 1 ? kb : 0, k1 = nseg == 1 ? ke : K;
         const float *wp = (const float *)w->data + (size_t)p * K * 16;
         const float *a = seg[g].a + (size_t)m0 * seg[g].lda;
         size_t lda = (size_t)seg[g].lda;
-        for (int k = 0; k < K; k++) {
+        for (int k = k0; k < k1; k++) {
             __m256 w0 = _mm256_load_ps(wp + (size_t)k * 16), w1 = _mm256_load_ps(wp + (size_t)k * 16 + 8);
 #pragma GCC unroll 6
             for (int r = 0; r < mr; r++) {
@@ -44,21 +49,30 @@ static inline __attribute__((always_inline)) void tile(const int mr, float *y, i
 void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
                      int flags, void *scratch) {
     (void)scratch;
-    int N = seg[0].w->N, np = seg[0].w->Np / 16;
+    int N = seg[0].w->N, np = seg[0].w->Np / 16, K0 = seg[0].w->K;
+    int kc = nseg == 1 && K0 > 2 * KC ? KC : K0 > 0 ? K0 : 1;
     for (int m0 = 0; m0 < M; m0 += RANK_PG_MB) {
         int mb = M - m0 < RANK_PG_MB ? M - m0 : RANK_PG_MB;
-        for (int p = 0; p < np; p++) {
-            int r = 0;
-            for (; r + MR <= mb; r += MR)
-                tile(MR, y, ldy, m0 + r, p, seg, nseg, N, bias, flags);
-            switch (mb - r) {
-            case 5: tile(5, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
-            case 4: tile(4, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
-            case 3: tile(3, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
-            case 2: tile(2, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
-            case 1: tile(1, y, ldy, m0 + r, p, seg, nseg, N, bias, flags); break;
-            default: break;
+        for (int kb = 0; kb < (nseg == 1 ? K0 : 1) || kb == 0; kb += kc) {
+            int ke = nseg == 1 ? (K0 - kb < kc ? K0 : kb + kc) : 0;
+            /* the first chunk starts from the bias (or y), later ones add to y; ReLU at the end */
+            int f = kb == 0 ? flags : RANK_PG_ACC;
+            if (nseg == 1 && ke < K0) f &= ~RANK_PG_RELU;
+            if (nseg == 1 && ke == K0 && kb > 0) f |= flags & RANK_PG_RELU;
+            for (int p = 0; p < np; p++) {
+                int r = 0;
+                for (; r + MR <= mb; r += MR)
+                    tile(MR, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
+                switch (mb - r) {
+                case 5: tile(5, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
+                case 4: tile(4, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
+                case 3: tile(3, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
+                case 2: tile(2, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
+                case 1: tile(1, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
+                default: break;
+                }
             }
+            if (nseg != 1) break;
         }
     }
 }

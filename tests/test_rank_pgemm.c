@@ -173,6 +173,8 @@ static void test_paths_against_naive(void **state) {
         {33, 31, 3, {33, 1, 64}, 2, RANK_PG_ACC, 1},
         {100, 50, 1, {64}, 0, 0, 0},
         {5, 64, 2, {31, 32}, 0, 0, 1},
+        {70, 40, 1, {1100}, 1, RANK_PG_RELU, 1},             /* long K: chunked on avx2 */
+        {9, 20, 1, {777}, 0, RANK_PG_ACC | RANK_PG_RELU, 0}, /* chunked, accumulating */
     };
     int ran = 0;
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
