@@ -154,6 +154,7 @@ int enc_cmd_encode(int argc, char **argv) {
         return 1;
     }
     conf.new_window = m->cfg.window; /* a new store keeps what the model was trained on */
+    conf.writer = 1; /* one writer per store: a second one is refused here, nothing touched */
     if ((rc = enc_store_open(&st, &conf, err, sizeof err)) ||
         (rc = enc_store_bind_model(st, m, err, sizeof err))) {
         fprintf(stderr, "trail encode: %s\n", err);
@@ -337,6 +338,7 @@ int enc_cmd_reencode(int argc, char **argv) {
     enc_store_conf_default(&conf);
     conf.path = dir;
     conf.window = conf.recent = 0;
+    conf.writer = 1; /* reencode writes: refused while another writer holds the store */
     if (mdl_model_load(&m, model_path, err, sizeof err) || enc_store_open(&st, &conf, err, sizeof err)) {
         fprintf(stderr, "trail reencode: %s\n", err);
         goto out;

@@ -10,6 +10,11 @@
  * enc_state's rule, and writes the bucket value once, the tail chunk(s), and deletes the chunks
  * that left the window. One LMDB write transaction per batch, with the input positions. A full map
  * is grown (abort, resize with no transaction active, redo) up to map_max.
+ *
+ * One writer: a writer handle (conf.writer) holds flock(LOCK_EX) on DIR/writer.lock for its whole
+ * life. Independently of it, each commit re-reads the positions it writes inside its transaction
+ * and compares them with where the handle's caller stands (position_check), so two writers that
+ * bypass the lock still never apply an event twice.
  */
 #include "enc_store.h"
 
@@ -20,11 +25,14 @@
 #include "enc_state_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define ENC_USER_MAGIC 0x31555254u /* "TRU1" */
 #define ENC_FORMAT 1u
@@ -55,8 +63,17 @@ typedef struct enc_bkey { /* sort key: user, then arrival */
     uint64_t seq;
 } enc_bkey;
 
+typedef struct enc_expect { /* where the caller stands in one source */
+    char *source;
+    int64_t value;
+    int present;   /* 0: the caller found no position (a fresh start) */
+} enc_expect;
+
 struct enc_store {
     MDB_env *env;
+    int lock_fd;              /* the writer lock (DIR/writer.lock), -1 when not held */
+    enc_expect *expect;       /* per source read or written through this handle */
+    size_t nexpect, capexpect;
     MDB_dbi meta, user, win, pos, wall;
     char *path;
     size_t map_size, map_max;
@@ -165,6 +182,51 @@ void enc_store_conf_default(enc_store_conf *conf) {
     conf->window = 10000;
     conf->recent = 64;
     conf->durable = 1;
+    conf->writer = 0;
+}
+
+/* Take the writer lock: flock(LOCK_EX | LOCK_NB) on DIR/writer.lock, kept until close (the kernel
+ * drops it when the process dies). Held: the file says who holds it. */
+static int writer_lock(enc_store *st, char *errstr, size_t errstr_size) {
+    char p[4096], buf[32];
+    snprintf(p, sizeof p, "%s/%s", st->path, ENC_LOCK_FILE);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+    if (fd < 0) {
+        snprintf(errstr, errstr_size, "store %s: writer lock %s: %s", st->path, p, strerror(errno));
+        return CORE_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+            long pid = 0;
+            if (k > 0) {
+                buf[k] = 0;
+                pid = strtol(buf, NULL, 10);
+            }
+            char who[48] = "pid unknown";
+            if (pid > 0) snprintf(who, sizeof who, "pid %ld", pid);
+            snprintf(errstr, errstr_size,
+                     "store %s: another writer holds it (%s, lock %s); a store has one writer at "
+                     "a time: stop that one or write to another store", st->path, who, p);
+            close(fd);
+            return CORE_ESTORE;
+        }
+        if (e != ENOLCK && e != EOPNOTSUPP && e != ENOSYS) {
+            snprintf(errstr, errstr_size, "store %s: writer lock %s: %s", st->path, p, strerror(e));
+            close(fd);
+            return CORE_EIO;
+        }
+        /* a filesystem without locks: the positions checked in each commit still keep a second
+         * writer from applying anything twice */
+        CORE_LOG(CORE_LOG_WARNING, "enc_store: no writer lock on this filesystem path=%s err=%s",
+                 st->path, strerror(e));
+    }
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid()); /* never empty while it changes */
+    if (pwrite(fd, buf, (size_t)n, 0) != n || ftruncate(fd, n) != 0)
+        CORE_LOG(CORE_LOG_WARNING, "enc_store: cannot write the pid into %s: %s", p, strerror(errno));
+    st->lock_fd = fd;
+    return CORE_OK;
 }
 
 int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
@@ -179,6 +241,7 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     }
     enc_store *st = core_calloc(1, sizeof *st);
     if (!st) return CORE_ENOMEM;
+    st->lock_fd = -1;
     st->path = core_strdup(conf->path);
     if (!st->path) {
         core_free(st);
@@ -193,6 +256,10 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         snprintf(errstr, errstr_size, "store %s: mkdir: %s", conf->path, strerror(errno));
         enc_store_close(st);
         return CORE_EIO;
+    }
+    if (conf->writer && (rc = writer_lock(st, errstr, errstr_size))) { /* before LMDB touches it */
+        enc_store_close(st);
+        return rc;
     }
     what = "env";
     if ((rc = mdb_env_create(&st->env))) goto fail;
@@ -273,6 +340,9 @@ out:
 void enc_store_close(enc_store *st) {
     if (!st) return;
     if (st->env) mdb_env_close(st->env);
+    if (st->lock_fd >= 0) close(st->lock_fd); /* after LMDB: released once nothing is written */
+    for (size_t i = 0; i < st->nexpect; i++) core_free(st->expect[i].source);
+    core_free(st->expect);
     enc_sigcache_destroy(st->cache);
     enc_ustate_destroy(st->us);
     core_free(st->scratch);
@@ -584,6 +654,94 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
     return mdb_put(txn, st->wall, &kv, &dv, 0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Positions: where the caller stands, checked against the store inside the write transaction
+
+static enc_expect *expect_find(enc_store *st, const char *source) {
+    for (size_t i = 0; i < st->nexpect; i++)
+        if (!strcmp(st->expect[i].source, source)) return &st->expect[i];
+    return NULL;
+}
+
+static void expect_drop(enc_store *st, enc_expect *e) {
+    core_free(e->source);
+    *e = st->expect[--st->nexpect];
+}
+
+/* Remember where the caller stands in source. Never fails: without memory the source is dropped,
+ * and goes unchecked (a stale entry would refuse good batches). */
+static void expect_note(enc_store *st, const char *source, int present, int64_t value) {
+    enc_expect *e = expect_find(st, source);
+    if (!e) {
+        if (st->nexpect == st->capexpect) {
+            size_t cap = st->capexpect ? st->capexpect * 2 : 8;
+            enc_expect *p = core_realloc(st->expect, cap * sizeof *p);
+            if (!p) return;
+            st->expect = p;
+            st->capexpect = cap;
+        }
+        char *dup = core_strdup(source);
+        if (!dup) return;
+        e = &st->expect[st->nexpect++];
+        e->source = dup;
+    }
+    e->present = present;
+    e->value = value;
+}
+
+/* "X#..." when the batch also sets "X": it follows X (a file's #rec and #rej). */
+static int pos_follows(const enc_batch *b, size_t i) {
+    const char *s = b->pos[i].source;
+    if (!strchr(s, '#')) return 0;
+    for (size_t j = 0; j < b->npos; j++) {
+        size_t n = strlen(b->pos[j].source);
+        if (j != i && s[n] == '#' && !strncmp(s, b->pos[j].source, n)) return 1;
+    }
+    return 0;
+}
+
+enum { POS_APPLY = 0, POS_SKIP = 1 };
+
+/* Compare, inside txn, the stored position of every checked source the batch sets with where the
+ * caller stands. Returns POS_APPLY (all where the caller stands), POS_SKIP (all already at or past
+ * the batch's new positions: another writer applied these events), an LMDB/CORE error, or
+ * CORE_ESTORE (another writer applied part of them, or a position moved back). */
+static int position_check(enc_store *st, MDB_txn *txn, const enc_batch *b) {
+    size_t equal = 0, covered = 0;
+    for (size_t i = 0; i < b->npos; i++) {
+        const enc_expect *e;
+        if (pos_follows(b, i) || !(e = expect_find(st, b->pos[i].source))) continue;
+        MDB_val k = {strlen(b->pos[i].source), b->pos[i].source}, v;
+        int rc = mdb_get(txn, st->pos, &k, &v), present = rc == 0;
+        int64_t stored = 0;
+        if (rc && rc != MDB_NOTFOUND) return rc;
+        if (present) {
+            if (v.mv_size != 8) return CORE_EFORMAT;
+            stored = (int64_t)le64_get(v.mv_data);
+        }
+        int64_t next = b->pos[i].next_offset;
+        if (present == e->present && (!present || stored == e->value)) {
+            equal++;
+        } else if (present && stored >= next) {
+            covered++;
+        } else {
+            CORE_LOG(CORE_LOG_ERR,
+                     "enc_store: position moved by another writer path=%s source=%s "
+                     "expected=%lld stored=%lld batch_next=%lld: batch refused, nothing written",
+                     st->path, b->pos[i].source, e->present ? (long long)e->value : -1LL,
+                     present ? (long long)stored : -1LL, (long long)next);
+            return CORE_ESTORE;
+        }
+    }
+    if (covered && equal) { /* the events cannot be told apart by source */
+        CORE_LOG(CORE_LOG_ERR, "enc_store: positions moved by another writer path=%s: %zu of %zu "
+                               "sources already past this batch; batch refused, nothing written",
+                 st->path, covered, covered + equal);
+        return CORE_ESTORE;
+    }
+    return covered ? POS_SKIP : POS_APPLY;
+}
+
 int enc_batch_commit(enc_batch *b) {
     enc_store *st = b->st;
     enc_bkey *keys = NULL;
@@ -609,20 +767,24 @@ int enc_batch_commit(enc_batch *b) {
     int dead = 0;
     mdb_reader_check(st->env, &dead); /* slots of killed readers would pin old pages */
     if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", st->path, dead);
+    int skip = 0;
     for (;;) {
         if ((rc = txn_begin(st, 0, &txn))) break;
-        for (size_t lo = 0; lo < b->n && !rc;) {
+        rc = position_check(st, txn, b);
+        skip = rc == POS_SKIP;
+        if (skip) rc = CORE_OK;
+        for (size_t lo = 0; lo < b->n && !rc && !skip;) {
             size_t hi = lo + 1;
             while (hi < b->n && keys[hi].user_id == keys[lo].user_id) hi++;
             rc = flush_user(st, txn, b, keys, lo, hi, now);
             lo = hi;
         }
-        for (size_t i = 0; i < b->npos && !rc; i++) {
+        for (size_t i = 0; i < b->npos && !rc && !skip; i++) {
             MDB_val k = {strlen(b->pos[i].source), b->pos[i].source};
             MDB_val v = {8, &b->pos[i].next_offset};
             rc = mdb_put(txn, st->pos, &k, &v, 0);
         }
-        if (rc) {
+        if (rc || skip) {
             mdb_txn_abort(txn);
         } else {
             rc = mdb_txn_commit(txn);
@@ -635,6 +797,13 @@ int enc_batch_commit(enc_batch *b) {
         CORE_LOG(CORE_LOG_ERR, "enc_store: commit failed path=%s events=%zu err=%s", st->path, b->n,
                  core_strerror(rc));
         rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+    } else {
+        if (skip)
+            CORE_LOG(CORE_LOG_NOTICE, "enc_store: batch already applied by another writer "
+                                      "path=%s events=%zu: skipped", st->path, b->n);
+        for (size_t i = 0; i < b->npos; i++) /* the caller now stands at the batch's end */
+            if (expect_find(st, b->pos[i].source))
+                expect_note(st, b->pos[i].source, 1, b->pos[i].next_offset);
     }
     batch_free(b);
     return rc;
@@ -651,6 +820,12 @@ int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset
         else rc = CORE_EFORMAT;
     }
     mdb_txn_abort(txn);
+    if (rc == 0 || rc == MDB_NOTFOUND) {
+        expect_note(st, source, rc == 0, rc == 0 ? *next_offset : 0);
+    } else {
+        enc_expect *e = expect_find(st, source);
+        if (e) expect_drop(st, e);
+    }
     return rc == 0 ? CORE_OK : rc == CORE_EFORMAT ? rc : lmdb_err(rc);
 }
 

@@ -10,6 +10,12 @@
  * The byte layout is specified in schemas/state.md.
  *
  * Threads: one enc_batch (writer) at a time per store; any number of enc_readers, one per thread.
+ *
+ * One writer per store: a handle opened with conf.writer holds an exclusive flock on
+ * DIR/writer.lock (ENC_LOCK_FILE) from open to close (or the process's death); a second such open,
+ * in this process or another, is refused. Readers (serve, rank, inspect) do not take it. Whatever
+ * the lock, each commit re-reads the input positions it writes inside its write transaction and
+ * never applies a batch whose events the store already holds (enc_batch_commit).
  */
 #ifndef TRAIL_ENC_STORE_H
 #define TRAIL_ENC_STORE_H
@@ -36,12 +42,22 @@ typedef struct enc_store_conf {
                               existing store's, or min(64, window) for a new one) */
     int durable;           /* 1: fsync every commit (default); 0: MDB_NOSYNC-class speed for
                               rebuilds that can be redone */
+    int writer;            /* 1: this handle is the store's writer: take the writer lock at open
+                              and hold it until close (a store another writer holds is refused
+                              with CORE_ESTORE and an errstr naming the store
+                              and the holder's pid, nothing touched). 0 (default): no lock, for
+                              readers and in-process fixtures */
 } enc_store_conf;
+
+/** The writer lock's file name inside the store directory; it holds the holder's pid. */
+#define ENC_LOCK_FILE "writer.lock"
+
 
 void enc_store_conf_default(enc_store_conf *conf);
 
 /** @brief Open or create a store. A store remembers its window and recent sizes; opening with
- *  different ones fails with CORE_EMISMATCH. */
+ *  different ones fails with CORE_EMISMATCH. With conf->writer, a store whose writer lock another
+ *  handle holds fails with CORE_ESTORE ("another writer holds it") before anything is opened. */
 int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size);
 void enc_store_close(enc_store *st);
 
@@ -88,11 +104,27 @@ int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset);
 /** @brief Behaviors buffered in this batch (labeled impressions are not buffered). */
 size_t enc_batch_size(const enc_batch *b);
 /** @brief Commit; the batch is freed whatever the result. A full map is grown and the batch
- *  replayed internally, or CORE_EFULL is returned with nothing written. */
+ *  replayed internally, or CORE_EFULL is returned with nothing written.
+ *
+ *  Positions are checked inside the write transaction, whether or not the writer lock is held.
+ *  The handle remembers, per source, where its caller stands: the value enc_store_get_offset last
+ *  returned for it (or that it had none), then each value a batch of this handle set for it. A
+ *  source this handle never read is written unchecked. For every other source the batch sets
+ *  ("X#..." keys set in the same batch, such as a file's "#rec" and "#rej", follow "X"), the
+ *  stored position is re-read:
+ *  - all equal to where the caller stands: the batch is applied and the positions written;
+ *  - all at or past the batch's new positions (another writer applied these events): nothing is
+ *    applied or written, CORE_OK (logged);
+ *  - anything else (another writer applied part of the batch, or positions moved back):
+ *    CORE_ESTORE with nothing written (logged with the positions); re-read the positions with
+ *    enc_store_get_offset to go on.
+ *  So no interleaving of writers on one store applies an event twice. */
 int enc_batch_commit(enc_batch *b);
 void enc_batch_abort(enc_batch *b);
 
-/** @brief Read a stored input position (CORE_ENOTFOUND if none). */
+/** @brief Read a stored input position (CORE_ENOTFOUND if none), and remember it as where this
+ *  handle's caller stands in that source (see enc_batch_commit). Not concurrently with a commit
+ *  on the same handle. */
 int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset);
 
 // ---------------------------------------------------------------------------------------------
