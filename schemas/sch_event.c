@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -42,6 +43,11 @@ int sch_event_validate(const sch_event *ev, char *err, size_t err_size) {
         snprintf(err, err_size, "field 'label': must be 0 or 1");
         return CORE_ERANGE;
     }
+    if ((ev->flags & SCH_F_REQUEST) && ev->request_id > SCH_ID_MAX) {
+        snprintf(err, err_size, "field 'request_id': %llu is above %llu",
+                 (unsigned long long)ev->request_id, (unsigned long long)SCH_ID_MAX);
+        return CORE_ERANGE;
+    }
     if ((ev->flags & SCH_F_PROB) && !(ev->prob >= 0.f && ev->prob <= 1.f)) {
         snprintf(err, err_size, "field 'prob': must be in [0, 1]");
         return CORE_ERANGE;
@@ -49,8 +55,20 @@ int sch_event_validate(const sch_event *ev, char *err, size_t err_size) {
     return CORE_OK;
 }
 
+uint64_t sch_request_id_hash(const char *s, size_t n) { return XXH3_64bits(s, n) & SCH_ID_MAX; }
+
 // ---------------------------------------------------------------------------------------------
 // JSON
+
+/* The length of the longest prefix of s[0..n) of at most max bytes that does not end inside a
+ * UTF-8 sequence (s is valid UTF-8: jansson checked it), so a message quoting it stays valid UTF-8
+ * (reject files keep it as text). */
+static int utf8_prefix(const char *s, size_t n, size_t max) {
+    if (n <= max) return (int)n;
+    size_t k = max;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+    return (int)k;
+}
 
 static int json_uint(const json_t *v, const char *key, uint64_t max, uint64_t *out, char *err,
                      size_t err_size) {
@@ -112,9 +130,10 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
             }
             int a = sch_action_parse(json_string_value(v), json_string_length(v));
             if (!a) {
+                const char *sv = json_string_value(v);
                 snprintf(err, err_size,
-                         "field 'action': unknown value '%.32s' (click, cart, fav, buy, rate, view)",
-                         json_string_value(v));
+                         "field 'action': unknown value '%.*s' (click, cart, fav, buy, rate, view)",
+                         utf8_prefix(sv, strlen(sv), 32), sv);
                 rc = CORE_ERANGE;
                 goto done;
             }
@@ -134,7 +153,7 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
             out->flags |= SCH_F_LABEL;
         } else if (!strcmp(key, "request_id")) {
             if (json_is_string(v)) {
-                out->request_id = XXH3_64bits(json_string_value(v), json_string_length(v));
+                out->request_id = sch_request_id_hash(json_string_value(v), json_string_length(v));
             } else if ((rc = json_uint(v, key, SCH_ID_MAX, &out->request_id, err, err_size))) {
                 goto done;
             }
@@ -162,7 +181,7 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
                 goto done;
             }
         } else {
-            snprintf(err, err_size, "unknown field '%.40s'", key);
+            snprintf(err, err_size, "unknown field '%.*s'", utf8_prefix(key, strlen(key), 40), key);
             rc = CORE_EFORMAT;
             goto done;
         }
@@ -181,7 +200,22 @@ done:
     return rc;
 }
 
+/* prob with the fewest significant digits (6 to 9) that read back, through the decoder's own
+ * path (strtod, then float), as the same float: 6 keeps the usual values short ("0.31"), 9 always
+ * suffices for a float. */
+static int prob_str(float p, char *buf, size_t cap) {
+    int n = 0;
+    for (int digits = 6; digits <= 9; digits++) {
+        n = snprintf(buf, cap, "%.*g", digits, (double)p);
+        if (n < 0 || (size_t)n >= cap) return CORE_ETOOBIG;
+        if ((float)strtod(buf, NULL) == p) break;
+    }
+    return n;
+}
+
 int sch_event_to_json(const sch_event *ev, char *buf, size_t cap) {
+    char why[160];
+    if (sch_event_validate(ev, why, sizeof why)) return CORE_ERANGE;
     int n = snprintf(buf, cap,
                      "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld",
                      (unsigned long long)ev->user_id, (unsigned long long)ev->item_id,
@@ -201,7 +235,9 @@ int sch_event_to_json(const sch_event *ev, char *buf, size_t cap) {
         len += (size_t)n;
     }
     if (ev->flags & SCH_F_PROB) {
-        n = snprintf(buf + len, cap - len, ",\"prob\":%.6g", (double)ev->prob);
+        char pb[40];
+        if (prob_str(ev->prob, pb, sizeof pb) < 0) return CORE_ETOOBIG;
+        n = snprintf(buf + len, cap - len, ",\"prob\":%s", pb);
         if (n < 0 || (size_t)n >= cap - len) return CORE_ETOOBIG;
         len += (size_t)n;
     }
@@ -278,7 +314,10 @@ int sch_event_from_bin(sch_event *out, const uint8_t *buf, size_t n, char *err, 
     out->item_id = get_u64(buf + 16);
     out->category_id = get_u64(buf + 24);
     out->ts = (int64_t)get_u64(buf + 32);
-    out->request_id = get_u64(buf + 40);
+    /* bit 63 is cleared: before request ids were held to 63 bits, `trail record --binary` stored
+     * a string id's full XXH3-64 here; its low 63 bits are what the JSON decoder keeps for the
+     * same string now (sch_request_id_hash) */
+    out->request_id = (out->flags & SCH_F_REQUEST) ? get_u64(buf + 40) & SCH_ID_MAX : 0;
     return sch_event_validate(out, err, err_size);
 }
 
@@ -418,6 +457,8 @@ int sch_writer_open(sch_writer **out, const char *path, int binary, char *errstr
 }
 
 int sch_writer_put(sch_writer *w, const sch_event *ev) {
+    char why[160];
+    if (sch_event_validate(ev, why, sizeof why)) return CORE_ERANGE; /* readers would reject it */
     if (w->binary) {
         uint8_t rec[SCH_BIN_RECORD_SIZE];
         sch_event_to_bin(ev, rec);

@@ -40,7 +40,8 @@ typedef struct sch_event {
     uint64_t item_id;
     uint64_t category_id;
     int64_t ts;           /* seconds since the epoch, UTC */
-    uint64_t request_id;  /* integer id, or XXH3-64 of a string id; valid if SCH_F_REQUEST */
+    uint64_t request_id;  /* integer id, or sch_request_id_hash of a string id; 0 .. SCH_ID_MAX;
+                             valid if SCH_F_REQUEST */
     float prob;           /* true click probability in [0,1]; valid if SCH_F_PROB */
     uint8_t action;       /* sch_action */
     uint8_t label;        /* 0 or 1; valid if SCH_F_LABEL */
@@ -66,13 +67,24 @@ int sch_action_parse(const char *s, size_t n);
  *  @return CORE_OK, CORE_EFORMAT, CORE_ERANGE or CORE_ETOOBIG. */
 int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, size_t err_size);
 
-/** @brief Encode as one JSON object without a newline. @return bytes written (excluding NUL), or
- *  CORE_ETOOBIG if cap is too small (256 always suffices). */
+/** @brief A string request id as the decoders keep it: its XXH3-64 with bit 63 cleared, so every
+ *  request_id, integer or string, is in 0 .. SCH_ID_MAX and prints as an integer that
+ *  sch_event_from_json accepts. */
+uint64_t sch_request_id_hash(const char *s, size_t n);
+
+/** @brief Encode as one JSON object without a newline; sch_event_from_json reads it back as the
+ *  same event (prob is written with as many digits as that takes, at most 9).
+ *  @return bytes written (excluding NUL), CORE_ERANGE for an event sch_event_validate rejects
+ *  (nothing a decoder would refuse is written), or CORE_ETOOBIG if cap is too small (256 always
+ *  suffices). */
 int sch_event_to_json(const sch_event *ev, char *buf, size_t cap);
 
 /** @brief Decode one 52-byte binary record (checks magic, version, action, ranges and XXH32).
+ *  A request_id's bit 63 is cleared (see sch_request_id_hash); a field whose flag is clear is 0.
  *  @return CORE_OK, CORE_EFORMAT, CORE_ECHECKSUM, CORE_EVERSION or CORE_ERANGE. */
 int sch_event_from_bin(sch_event *out, const uint8_t *buf, size_t n, char *err, size_t err_size);
+/** @brief Encode a valid event (sch_event_validate) as a binary record; sch_event_from_bin reads
+ *  it back as the same event. Fields whose flag is clear are written as 0. */
 void sch_event_to_bin(const sch_event *ev, uint8_t out[SCH_BIN_RECORD_SIZE]);
 
 /** @brief Decode either encoding, chosen by the first byte (SCH_BIN_MAGIC or JSON). */
@@ -107,6 +119,8 @@ void sch_reader_close(sch_reader *r);
 /** @brief A writer for either encoding ("-" is stdout). */
 typedef struct sch_writer sch_writer;
 int sch_writer_open(sch_writer **out, const char *path, int binary, char *errstr, size_t errstr_size);
+/** @brief Append one event. @return CORE_OK, CORE_ERANGE for an event sch_event_validate rejects
+ *  (not written: the readers would refuse it), CORE_EIO. */
 int sch_writer_put(sch_writer *w, const sch_event *ev);
 /** @brief Flush, fsync (files) and close. @return CORE_OK or CORE_EIO. */
 int sch_writer_close(sch_writer *w);
