@@ -21,6 +21,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -59,6 +61,14 @@ struct rank_server {
 
     pthread_mutex_t reload_mu; /* one reload at a time */
     _Atomic int in_flight;     /* requests between their first callback and completion */
+    _Atomic int open_conns;    /* connections libmicrohttpd has accepted and not yet closed */
+
+    /* the read deadline (conn_sweeper) */
+    pthread_mutex_t conn_mu; /* guards conns and sweep_stop */
+    pthread_cond_t sweep_cv;
+    struct conn_track *conns; /* every accepted connection within the limit */
+    int sweep_stop, sweeper_running;
+    pthread_t sweeper;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -284,6 +294,61 @@ static enum MHD_Result respond_error(rank_server *srv, struct MHD_Connection *c,
                                      const char *kind, const char *message,
                                      const rank_req_error *pe) {
     return respond_error_allow(srv, c, status, kind, message, pe, NULL);
+}
+
+static char uri_too_long_mark; /* a request's *con_cls: answer 414 (uri_seen) */
+static char over_limit_mark;   /* a connection's socket_context: answered 503 (connection_notify) */
+
+/* One accepted connection, for the read deadline: its socket_context, linked in srv->conns under
+ * conn_mu from libmicrohttpd's STARTED notification to its CLOSED one. libmicrohttpd sends
+ * CLOSED before it closes the socket, so fd is open while the tracker is linked. */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    int cut;               /* shut down by conn_sweeper */
+    _Atomic int answering; /* from a request's last callback to its completion */
+    _Atomic int64_t since; /* ns: accepted, or the previous answer completed */
+} conn_track;
+
+static conn_track *conn_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    void *p = ci ? ci->socket_context : NULL;
+    return p == &over_limit_mark ? NULL : p;
+}
+
+/* The request is read in full: the deadline stops while it is scored and answered. */
+static void conn_answering(struct MHD_Connection *c) {
+    conn_track *t = conn_of(c);
+    if (t) atomic_store(&t->answering, 1);
+}
+
+/* The request head's own limits (rank_serve.h). libmicrohttpd hands the application the path
+ * without its query, so the target's length is taken here, where the whole of it is seen; the
+ * value returned becomes the request's *con_cls, so a mark tells handle_request to answer 414. */
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
+    (void)cls;
+    (void)c;
+    return uri && strlen(uri) > RANK_MAX_URI ? &uri_too_long_mark : NULL;
+}
+
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value) {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; // "name: value\r\n"
+    return MHD_YES;
+}
+
+/* Whether a Content-Type names application/json (parameters such as charset allowed). */
+static int content_type_is_json(const char *ct) {
+    static const char want[] = "application/json";
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, want, sizeof want - 1) != 0) return 0;
+    ct += sizeof want - 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
 }
 
 int rank_addr_is_loopback(const struct sockaddr *sa) {
@@ -513,7 +578,27 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
     rank_server *srv = cls;
     conn_state *cs = *con_cls;
     (void)version;
+    if (!cs) { // answered 503 when it was accepted (refuse_over_limit): drop the request
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context == &over_limit_mark) return MHD_NO;
+    }
+    if (cs == (conn_state *)(void *)&uri_too_long_mark) {
+        char msg[128];
+        *con_cls = NULL;
+        snprintf(msg, sizeof msg, "request target longer than %d bytes", RANK_MAX_URI);
+        return respond_error(srv, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long", msg, NULL);
+    }
     if (!cs) { // headers are in: route, and refuse what is refused before reading a body
+        size_t head = 0;
+        MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &head);
+        if (head > RANK_MAX_HEADERS) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "header lines of %zu bytes are above the limit of %d", head,
+                     RANK_MAX_HEADERS);
+            return respond_error(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                 "headers_too_large", msg, NULL);
+        }
         int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
         rank_endpoint ep = !strcmp(url, "/v1/score")       ? RANK_EP_SCORE
                            : !strcmp(url, "/healthz")      ? RANK_EP_HEALTHZ
@@ -537,6 +622,14 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         if (ep == RANK_EP_RELOAD && !peer_is_loopback(c))
             return respond_error(srv, c, MHD_HTTP_FORBIDDEN, "forbidden",
                                  "/admin/reload is accepted only from loopback peers", NULL);
+        const char *ct =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ep == RANK_EP_SCORE && ct && !content_type_is_json(ct)) {
+            snprintf(msg, sizeof msg, "Content-Type \"%.80s\": the body must be application/json",
+                     ct);
+            return respond_error(srv, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                                 msg, NULL);
+        }
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
@@ -591,6 +684,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         cs->n += k;
         return MHD_YES;
     }
+    conn_answering(c);
     if (cs->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "body is above the limit of %zu bytes", srv->conf.max_body);
@@ -626,13 +720,114 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
                               enum MHD_RequestTerminationCode toe) {
     rank_server *srv = cls;
     conn_state *cs = *con_cls;
-    (void)c;
+    conn_track *t = conn_of(c);
     (void)toe;
-    if (!cs) return;
+    if (t) { // the next request on this connection has a full read deadline of its own
+        atomic_store(&t->since, core_now_ns());
+        atomic_store(&t->answering, 0);
+    }
+    if (!cs || cs == (conn_state *)(void *)&uri_too_long_mark) return;
     core_free(cs->body);
     core_free(cs);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* The total limit. libmicrohttpd's own MHD_OPTION_CONNECTION_LIMIT stops accepting when it is
+ * reached, which leaves new clients waiting in the listen backlog until a connection closes; so
+ * the limit is counted here instead, and a connection over it is answered 503 at once: the
+ * answer is written straight to the fresh socket (libmicrohttpd has not touched it yet), the
+ * socket is shut down both ways so that libmicrohttpd sees the end of it on its next poll and
+ * closes it, and, should the client have sent its request already, handle_request drops it.
+ * libmicrohttpd's own limit stays above this one, as a backstop. */
+#define CONN_HEADROOM 64u /* libmicrohttpd's limit is max_connections + this + threads */
+
+static void refuse_over_limit(rank_server *srv, struct MHD_Connection *c) {
+#define OVERLOADED_BODY                                                                            \
+    "{\"error\":\"overloaded\",\"message\":\"too many open connections; try again later\"}\n"
+    _Static_assert(sizeof OVERLOADED_BODY - 1 == 78, "Content-Length below");
+    static const char answer[] =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Connection: close\r\nRetry-After: 1\r\nContent-Length: 78\r\n\r\n" OVERLOADED_BODY;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    rank_metrics_error(srv->mt, "overloaded");
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+    if (!ci) return;
+    // best effort: a fresh socket's send buffer takes these few bytes without blocking
+    ssize_t k = send(ci->connect_fd, answer, sizeof answer - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)k;
+    shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
+static void connection_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
+    rank_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        int open = atomic_fetch_add(&srv->open_conns, 1) + 1;
+        if ((uint32_t)open > srv->conf.max_connections) {
+            *socket_context = &over_limit_mark;
+            refuse_over_limit(srv, c);
+            return;
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = ci ? core_calloc(1, sizeof *t) : NULL;
+        if (!t) return; // untracked: only libmicrohttpd's inactivity timeout applies
+        t->fd = ci->connect_fd;
+        atomic_init(&t->answering, 0);
+        atomic_init(&t->since, core_now_ns());
+        pthread_mutex_lock(&srv->conn_mu);
+        t->next = srv->conns;
+        if (t->next) t->next->prev = t;
+        srv->conns = t;
+        pthread_mutex_unlock(&srv->conn_mu);
+        *socket_context = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        atomic_fetch_sub(&srv->open_conns, 1);
+        conn_track *t = *socket_context;
+        *socket_context = NULL;
+        if (!t || t == (void *)&over_limit_mark) return;
+        pthread_mutex_lock(&srv->conn_mu);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            srv->conns = t->next;
+        if (t->next) t->next->prev = t->prev;
+        pthread_mutex_unlock(&srv->conn_mu);
+        core_free(t);
+    }
+}
+
+/* The read deadline. libmicrohttpd's timeout counts inactivity only, so a client that trickles a
+ * byte now and then would keep its connection forever; this thread shuts down, a few times a
+ * second, every connection that has been reading one request (its head and body, or the wait for
+ * it on a kept-alive connection) for longer than read_timeout_s. libmicrohttpd then reads the end
+ * of the socket and closes it (no answer: the client is not reading one). */
+static void *conn_sweeper(void *arg) {
+    rank_server *srv = arg;
+    const int64_t limit = (int64_t)srv->conf.read_timeout_s * 1000000000;
+    pthread_mutex_lock(&srv->conn_mu);
+    while (!srv->sweep_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&srv->sweep_cv, &srv->conn_mu, &ts);
+        int64_t now = core_now_ns();
+        unsigned n = 0;
+        for (conn_track *t = srv->conns; t; t = t->next)
+            if (!t->cut && !atomic_load(&t->answering) && now - atomic_load(&t->since) > limit) {
+                t->cut = 1;
+                shutdown(t->fd, SHUT_RDWR);
+                n++;
+            }
+        if (n)
+            CORE_LOG(CORE_LOG_INFO, "serve: closed %u connections past the %u s read deadline", n,
+                     srv->conf.read_timeout_s);
+    }
+    pthread_mutex_unlock(&srv->conn_mu);
+    return NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -659,6 +854,9 @@ void rank_server_conf_default(rank_server_conf *conf) {
     conf->window = 0; /* the store's own sizes */
     conf->recent = 0;
     conf->drain_ms = 10000;
+    conf->max_connections = 1000;
+    conf->max_connections_per_ip = 64;
+    conf->read_timeout_s = 5;
 }
 
 int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
@@ -668,10 +866,11 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     int rc = CORE_ENOMEM;
     struct sockaddr_in sa;
     if (!conf->model_path || (!conf->store && !conf->store_path) || !conf->threads ||
-        conf->threads > 1024 || !conf->max_candidates || conf->max_body < 64) {
+        conf->threads > 1024 || !conf->max_candidates || conf->max_body < 64 ||
+        conf->max_connections < conf->threads || !conf->read_timeout_s) {
         snprintf(errstr, errstr_size,
-                 "serve: need a model, a store, 1..1024 threads, max_candidates > 0 "
-                 "and max_body >= 64");
+                 "serve: need a model, a store, 1..1024 threads, max_candidates > 0, "
+                 "max_body >= 64, max_connections >= threads and read_timeout_s > 0");
         return CORE_EINVAL;
     }
     memset(&sa, 0, sizeof sa);
@@ -689,6 +888,9 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     pthread_mutex_init(&srv->reload_mu, NULL);
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->next_slot, 0);
+    atomic_init(&srv->open_conns, 0);
+    pthread_mutex_init(&srv->conn_mu, NULL);
+    pthread_cond_init(&srv->sweep_cv, NULL);
     if (!(srv->model_path = core_strdup(conf->model_path))) goto oom;
     if ((rc = rank_metrics_new(&srv->mt))) goto oom;
     if (conf->store) {
@@ -745,12 +947,29 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         ws->out_cap = (size_t)conf->max_candidates * 20 + 128; // "%.9g," is at most 16 bytes
         if (!(ws->out = core_malloc(ws->out_cap))) goto oom;
     }
-    srv->d =
-        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port,
-                         NULL, NULL, handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned)conf->threads, MHD_OPTION_NOTIFY_COMPLETED, request_completed,
-                         srv, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur < (rlim_t)conf->max_connections + CONN_HEADROOM + conf->threads + 32)
+            CORE_LOG(CORE_LOG_WARNING,
+                     "serve: max_connections=%u but the open-file limit is %llu: accepting will "
+                     "fail before the connection limit is reached (raise ulimit -n)",
+                     conf->max_connections, (unsigned long long)rl.rlim_cur);
+    }
+    // Limits: the total is counted in connection_notify (503 at once); libmicrohttpd closes a
+    // connection over the per-address limit at accept, without an answer. The read deadline is
+    // conn_sweeper's; libmicrohttpd's inactivity timeout, of the same length, also bounds a
+    // client that stops reading its answer.
+    srv->d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port, NULL, NULL,
+        handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->threads,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)conf->read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(conf->max_connections + CONN_HEADROOM + conf->threads),
+        MHD_OPTION_NOTIFY_CONNECTION, connection_notify, srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)conf->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)RANK_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_END);
     if (!srv->d) {
         rc = CORE_EIO;
         snprintf(errstr, errstr_size,
@@ -758,14 +977,22 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
                  conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port);
         goto fail;
     }
+    if (pthread_create(&srv->sweeper, NULL, conn_sweeper, srv) != 0) {
+        rc = CORE_ENOMEM;
+        snprintf(errstr, errstr_size, "serve: cannot start the read-deadline thread");
+        goto fail;
+    }
+    srv->sweeper_running = 1;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : conf->port;
     CORE_LOG(CORE_LOG_NOTICE,
              "serve: listening addr=%s:%u threads=%u model=%s model_version=%s encoding_version=%s "
-             "variant=%s max_candidates=%u max_body=%zu",
+             "variant=%s max_candidates=%u max_body=%zu max_connections=%u "
+             "max_connections_per_ip=%u read_timeout_s=%u",
              conf->listen_host ? conf->listen_host : "127.0.0.1", srv->port, conf->threads,
              srv->model_path, srv->cur->version, srv->cur->enc_version, variant,
-             conf->max_candidates, conf->max_body);
+             conf->max_candidates, conf->max_body, conf->max_connections,
+             conf->max_connections_per_ip, conf->read_timeout_s);
     *out = srv;
     return CORE_OK;
 oom:
@@ -789,7 +1016,14 @@ void rank_server_stop(rank_server *srv) {
         while (atomic_load(&srv->in_flight) > 0 && core_now_ns() < deadline)
             nanosleep(&ts, NULL);
         int left = atomic_load(&srv->in_flight);
-        MHD_stop_daemon(srv->d);
+        if (srv->sweeper_running) {
+            pthread_mutex_lock(&srv->conn_mu);
+            srv->sweep_stop = 1;
+            pthread_cond_signal(&srv->sweep_cv);
+            pthread_mutex_unlock(&srv->conn_mu);
+            pthread_join(srv->sweeper, NULL);
+        }
+        MHD_stop_daemon(srv->d); // closes what is left; their CLOSED notifications free trackers
         CORE_LOG(CORE_LOG_NOTICE, "serve: stopped in_flight_at_stop=%d", left);
     }
     for (uint32_t i = 0; srv->slots && i < srv->conf.threads; i++) {
@@ -807,5 +1041,7 @@ void rank_server_stop(rank_server *srv) {
     core_free(srv->model_path);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->reload_mu);
+    pthread_mutex_destroy(&srv->conn_mu);
+    pthread_cond_destroy(&srv->sweep_cv);
     core_free(srv);
 }

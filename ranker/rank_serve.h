@@ -14,6 +14,12 @@
  * scratch allocated, all off the request path; then one pointer swap under a mutex makes it the
  * served model. Requests that hold the old one finish on it; the last reference frees it.
  *
+ * Abuse (rank_server_conf's limits): a connection past max_connections is answered 503 in JSON
+ * and closed as soon as it is accepted; libmicrohttpd closes one past max_connections_per_ip; one
+ * more thread (the sweeper) closes connections whose request is not read within read_timeout_s.
+ * Each accepted connection carries a small tracker (its socket_context) for that; nothing else is
+ * allocated per connection beyond libmicrohttpd's RANK_CONN_MEMORY pool.
+ *
  * Not here: signal handling and argument parsing (serve_cli.c), request parsing (rank_request.h),
  * the counters (rank_metrics.h), scoring itself (rank_score.h), the store (enc_store.h).
  */
@@ -39,7 +45,24 @@ typedef struct rank_server_conf {
     uint32_t window;         /* the store's raw window size; 0 = as the store was created */
     uint32_t recent;         /* the store's recent size; 0 = as the store was created */
     uint32_t drain_ms;       /* how long stop waits for in-flight requests (default 10,000) */
+    /* Connection abuse (schemas/rank-api.md, "Limits"): a connection over a limit is closed by
+     * libmicrohttpd as soon as it is accepted, before any byte is read (it gives the application
+     * no way to answer it). */
+    uint32_t max_connections;        /* open connections in all (default 1000; >= threads) */
+    uint32_t max_connections_per_ip; /* open connections per client address (default 64; 0: none) */
+    uint32_t read_timeout_s; /* read deadline: a request's head and body must arrive within this
+                              * of the connection opening or the previous answer, else the
+                              * connection is closed; also libmicrohttpd's inactivity timeout
+                              * (default 5) */
 } rank_server_conf;
+
+/* Request-head limits answered in JSON (414 uri_too_long, 431 headers_too_large). libmicrohttpd
+ * gets RANK_CONN_MEMORY per connection, so heads between these limits and about that size reach
+ * the application; a request line or header block that does not fit in it is answered by
+ * libmicrohttpd itself (schemas/rank-api.md, "Answers that are not JSON"). */
+#define RANK_MAX_URI 8192            /* bytes of the request target, query included */
+#define RANK_MAX_HEADERS 16384       /* bytes of all header lines (name, ": ", value, CRLF) */
+#define RANK_CONN_MEMORY (64u << 10) /* libmicrohttpd's per-connection memory pool */
 
 void rank_server_conf_default(rank_server_conf *conf);
 

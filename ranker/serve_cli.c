@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static void serve_usage(FILE *f) {
     fprintf(f, "usage: trail serve --model M --store DIR --listen HOST:PORT [options]\n"
@@ -24,18 +25,48 @@ static void serve_usage(FILE *f) {
                "  --max-body BYTES     request body limit, K/M suffixes allowed (1M)\n"
                "  --window L           the store's raw window size (default: as stored)\n"
                "  --recent N           the store's recent size (default: as stored)\n"
+               "  --max-connections N  open connections in all; past it a client gets 503 at\n"
+               "                       once (1000)\n"
+               "  --max-connections-per-ip N\n"
+               "                       open connections per client address (64; 0: no limit;\n"
+               "                       behind a proxy, above its connection pool)\n"
+               "  --read-timeout S     a request (head and body) must arrive within S seconds\n"
+               "                       of the connection or the previous answer, else the\n"
+               "                       connection is closed (5)\n"
                "  --isa PATH           compute path: auto (default: the best this CPU runs),\n"
                "                       scalar, fp32, avx2, avx2-int8, avx2-int16, avx512-bf16,\n"
                "                       avx512-vnni, amx-bf16; or set TRAIL_ISA\n"
                "API: schemas/rank-api.md\n");
 }
 
+/* Each connection is a descriptor: raise the soft open-file limit toward the hard one so that
+ * the connection limit, not EMFILE, is what refuses connections (rank_server_start warns if the
+ * limit stays too low). */
+static void raise_nofile(uint32_t max_connections, uint32_t threads) {
+    struct rlimit rl;
+    // libmicrohttpd's backstop limit is max_connections + 64 + threads; then the store, the model,
+    // logs, the listen socket
+    rlim_t want = (rlim_t)max_connections + threads + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int rank_cmd_serve(int argc, char **argv) {
-    static const struct option opts[] = {{"model", 1, 0, 'm'},          {"store", 1, 0, 's'},
-                                         {"listen", 1, 0, 'l'},         {"threads", 1, 0, 't'},
-                                         {"max-candidates", 1, 0, 'c'}, {"max-body", 1, 0, 'b'},
-                                         {"window", 1, 0, 'w'},         {"recent", 1, 0, 'r'},
-                                         {"isa", 1, 0, 'i'},            {"help", 0, 0, 'h'},
+    static const struct option opts[] = {{"model", 1, 0, 'm'},
+                                         {"store", 1, 0, 's'},
+                                         {"listen", 1, 0, 'l'},
+                                         {"threads", 1, 0, 't'},
+                                         {"max-candidates", 1, 0, 'c'},
+                                         {"max-body", 1, 0, 'b'},
+                                         {"window", 1, 0, 'w'},
+                                         {"recent", 1, 0, 'r'},
+                                         {"isa", 1, 0, 'i'},
+                                         {"help", 0, 0, 'h'},
+                                         {"max-connections", 1, 0, 'C'},
+                                         {"max-connections-per-ip", 1, 0, 'P'},
+                                         {"read-timeout", 1, 0, 'T'},
                                          {0, 0, 0, 0}};
     rank_server_conf conf;
     char host[64], err[1024];
@@ -89,6 +120,18 @@ int rank_cmd_serve(int argc, char **argv) {
             if (core_parse_u64(optarg, 1, UINT32_MAX, "--recent", &v)) return 2;
             conf.recent = (uint32_t)v;
             break;
+        case 'C':
+            if (core_parse_u64(optarg, 1, 1000000, "--max-connections", &v)) return 2;
+            conf.max_connections = (uint32_t)v;
+            break;
+        case 'P':
+            if (core_parse_u64(optarg, 0, 1000000, "--max-connections-per-ip", &v)) return 2;
+            conf.max_connections_per_ip = (uint32_t)v;
+            break;
+        case 'T':
+            if (core_parse_u64(optarg, 1, 3600, "--read-timeout", &v)) return 2;
+            conf.read_timeout_s = (uint32_t)v;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -101,6 +144,12 @@ int rank_cmd_serve(int argc, char **argv) {
         serve_usage(stderr);
         return 2;
     }
+    if (conf.max_connections < conf.threads) {
+        fprintf(stderr, "trail: --max-connections: must be at least --threads (%u)\n",
+                conf.threads);
+        return 2;
+    }
+    raise_nofile(conf.max_connections, conf.threads);
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host) {
         fprintf(stderr, "trail: --listen: '%s' is not HOST:PORT\n", listen);

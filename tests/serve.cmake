@@ -9,3 +9,7 @@ add_dependencies(test_serve_cli trail)
 # `trail bench serve` through the CLI, briefly
 trail_add_test(test_bench_serve SOURCES test_bench_serve.c LIBS trail_serve LABELS serve TIMEOUT 180)
 add_dependencies(test_bench_serve trail)
+# Malformed requests answered in JSON; connection limits and read deadlines keep /healthz up
+trail_add_test(test_serve_abuse SOURCES test_serve_abuse.c LIBS trail_serve
+  LABELS "serve;tsan" TIMEOUT 60)
+add_dependencies(test_serve_abuse trail)
