@@ -25,12 +25,23 @@ static void put(const char *name, const uint8_t *p, size_t n) {
     if (!f || (n && fwrite(p, 1, n, f) != n) || fclose(f) != 0) abort();
 }
 
+static void cleanup(void) {
+    static const char *names[] = {"in.csv", "movies.csv", "out.jsonl"};
+    char path[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", g_dir, names[i]);
+        unlink(path);
+    }
+    rmdir(g_dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_dir[0]) {
         const char *tmp = getenv("TMPDIR");
         snprintf(g_dir, sizeof g_dir, "%s/trail-fuzz-import-%ld", tmp && *tmp ? tmp : "/tmp",
                  (long)getpid());
         if (mkdir(g_dir, 0700) != 0) abort();
+        atexit(cleanup);
     }
     if (size < 1) return 0;
     int movielens = data[0] & 1;
