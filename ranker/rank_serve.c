@@ -622,6 +622,17 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         if (ep == RANK_EP_RELOAD && !peer_is_loopback(c))
             return respond_error(srv, c, MHD_HTTP_FORBIDDEN, "forbidden",
                                  "/admin/reload is accepted only from loopback peers", NULL);
+        // libmicrohttpd decodes chunked bodies only; with any other transfer coding it would read
+        // the body until the client closes, and the request would hang to the read deadline
+        const char *te =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (te && strcasecmp(te, "chunked") != 0) {
+            snprintf(msg, sizeof msg,
+                     "Transfer-Encoding \"%.80s\": only chunked (or a Content-Length) is supported",
+                     te);
+            return respond_error(srv, c, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_transfer_encoding",
+                                 msg, NULL);
+        }
         const char *ct =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (ep == RANK_EP_SCORE && ct && !content_type_is_json(ct)) {

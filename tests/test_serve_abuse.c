@@ -278,6 +278,29 @@ static void test_wrong_content_type_is_415(void **state) {
     fx_stop(&fx);
 }
 
+/* A transfer coding other than chunked: 501 in JSON at once (libmicrohttpd would read such a
+ * body until the client closes, so the request used to hang without an answer). */
+static void test_unknown_transfer_encoding_is_501(void **state) {
+    fixture fx;
+    char *b;
+    static const char *const te[] = {"gzip", "chunked, gzip", "identity"};
+    (void)state;
+    fx_start(&fx, 0, 0, 0);
+    for (size_t i = 0; i < sizeof te / sizeof *te; i++) {
+        int n = snprintf(req, sizeof req,
+                         "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         "Content-Type: application/json\r\nTransfer-Encoding: %s\r\n\r\n{}",
+                         te[i]);
+        double t0 = now_s();
+        int st = exchange(fx.port, NULL, req, (size_t)n, resp, sizeof resp, &b, 3000);
+        if (st != 501 || now_s() - t0 > 1.0)
+            fail_msg("Transfer-Encoding %s: status %d after %.2f s:\n%.300s", te[i], st,
+                     now_s() - t0, resp);
+        assert_json_error(resp, b, "unsupported_transfer_encoding");
+    }
+    fx_stop(&fx);
+}
+
 /* What libmicrohttpd 0.9.x answers itself, from inside its parser, without calling the
  * application (schemas/rank-api.md, "Answers that are not JSON"): the statuses are right and the
  * connection is closed; the body is its HTML. Pinned so that a libmicrohttpd that changes this
@@ -499,6 +522,7 @@ int main(void) {
         cmocka_unit_test(test_uri_too_long_is_json),
         cmocka_unit_test(test_headers_too_large_is_json),
         cmocka_unit_test(test_wrong_content_type_is_415),
+        cmocka_unit_test(test_unknown_transfer_encoding_is_501),
         cmocka_unit_test(test_parser_answers_keep_status),
         cmocka_unit_test(test_idle_and_slow_clients_cannot_block),
         cmocka_unit_test(test_total_limit_answers_503),
