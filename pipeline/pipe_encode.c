@@ -256,6 +256,7 @@ int pipe_cmd_encode(int argc, char **argv) {
     sc.window = (uint32_t)o.window;
     sc.new_window = m->cfg.window; /* a new store keeps what the model was trained on */
     sc.recent = (uint32_t)o.recent;
+    sc.writer = 1; /* one writer per store: a second worker on it is refused at open */
     if (enc_store_open(&st, &sc, errstr, sizeof errstr) ||
         enc_store_bind_model(st, m, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: encode: %s\n", errstr);
