@@ -88,6 +88,7 @@ static int ts_cmp(const void *a, const void *b) {
 
 /* One user's events in time order, ties in file order. */
 static void sort_by_time(evbuf *b) {
+    if (b->n < 2) return; /* also: qsort with a NULL base (an empty buffer) is undefined */
     for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = i;
     qsort(b->ev, b->n, sizeof *b->ev, ts_cmp);
     for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = 0;

@@ -441,6 +441,71 @@ done:
     return rc;
 }
 
+/* The config of a model file's header (the first HDR_TABLE_OFF bytes), checked. */
+static int parse_config(const uint8_t *hdr, uint32_t ver, mdl_config *cfg, const char *path,
+                        char *err, size_t err_size) {
+    uint32_t u[16];
+    memcpy(u, hdr + HDR_CONFIG_OFF, 64);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->C = u[0], cfg->S = u[1], cfg->tau = u[2], cfg->item_rows = u[3], cfg->cat_rows = u[4];
+    cfg->long_kind = u[5], cfg->short_kind = u[6], cfg->temporal_kind = u[7], cfg->n_recent = u[8];
+    cfg->n_blocks = u[9], cfg->n_heads = u[10], cfg->ffn_dim = u[11], cfg->tin_buckets = u[12];
+    cfg->h1 = u[13], cfg->h2 = u[14], cfg->n_dense = u[15];
+    memcpy(&cfg->seed, hdr + HDR_CONFIG_OFF + 64, 8);
+    memcpy(&cfg->hash_seed, hdr + HDR_CONFIG_OFF + 72, 8);
+    uint32_t hflags;
+    memcpy(&hflags, hdr + HDR_HEAD_FLAGS_OFF, 4);
+    if ((hflags & ~HEAD_KNOWN) || (ver < 3 && hflags)) {
+        snprintf(err, err_size, "model %s: head flags 0x%x at offset %d: %s", path, hflags,
+                 HDR_HEAD_FLAGS_OFF, ver < 3 ? "reserved in format version 2, must be 0" : "unknown bits");
+        return CORE_EFORMAT;
+    }
+    cfg->q_short = (hflags & HEAD_Q_SHORT) != 0;
+    cfg->sdim_hash = (hflags & HEAD_SDIM_FIELDS) ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
+    cfg->cross = (hflags & HEAD_CROSS) != 0;
+    cfg->window = hflags >> HEAD_WINDOW_SHIFT;
+    char cerr[200];
+    if (mdl_config_check(cfg, cerr, sizeof cerr)) {
+        snprintf(err, err_size, "model %s: invalid config: %s", path, cerr);
+        return CORE_EFORMAT;
+    }
+    return CORE_OK;
+}
+
+/* Magic, version, config, and the file size the config implies (computed, nothing allocated). */
+static int check_header(const uint8_t *hdr, size_t total, const char *path, char *err,
+                        size_t err_size) {
+    if (memcmp(hdr, MDL_MAGIC, 8) != 0) {
+        snprintf(err, err_size, "model %s: bad magic (not a trail model file)", path);
+        return CORE_EFORMAT;
+    }
+    uint32_t ver, flags;
+    memcpy(&ver, hdr + 8, 4);
+    memcpy(&flags, hdr + 12, 4);
+    if (ver < MDL_FORMAT_OLDEST || ver > MDL_FORMAT_VERSION) {
+        snprintf(err, err_size, "model %s: format version %u, this build reads versions %d to %d",
+                 path, ver, MDL_FORMAT_OLDEST, MDL_FORMAT_VERSION);
+        return CORE_EVERSION;
+    }
+    mdl_config cfg;
+    int rc = parse_config(hdr, ver, &cfg, path, err, err_size);
+    if (rc) return rc;
+    mdl_tensor t[MDL_MAX_TENSORS];
+    int n;
+    size_t floats = mdl_layout(&cfg, t, &n);
+    /* in long double: a crafted config's product must not wrap */
+    long double want = (long double)data_offset(n) +
+                       (long double)floats * sizeof(float) * ((flags & FLAG_ADAM) ? 3 : 1) + 8;
+    if (want != (long double)total) {
+        snprintf(err, err_size,
+                 "model %s: its header's config implies %.0Lf bytes but the file has %zu "
+                 "(truncated, or a corrupt header)",
+                 path, want, total);
+        return CORE_EFORMAT;
+    }
+    return CORE_OK;
+}
+
 int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size) {
     FILE *f = fopen(path, "rb");
     uint8_t *buf = NULL;
@@ -458,12 +523,26 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
         return CORE_EFORMAT;
     }
     size_t total = (size_t)sb.st_size;
+    /* the header first: magic, version and the size its config implies are checked against the
+     * file before anything the size of the file (or of the config) is allocated */
+    uint8_t hdr[HDR_TABLE_OFF];
+    if (fread(hdr, 1, sizeof hdr, f) != sizeof hdr) {
+        snprintf(err, err_size, "read model %s: %s", path, strerror(errno));
+        fclose(f);
+        return CORE_EIO;
+    }
+    if ((rc = check_header(hdr, total, path, err, err_size))) {
+        fclose(f);
+        return rc;
+    }
+    rc = CORE_EFORMAT;
     if (!(buf = core_malloc(total))) {
         fclose(f);
         snprintf(err, err_size, "model %s: out of memory reading %zu bytes", path, total);
         return CORE_ENOMEM;
     }
-    if (fread(buf, 1, total, f) != total) {
+    memcpy(buf, hdr, sizeof hdr);
+    if (fread(buf + sizeof hdr, 1, total - sizeof hdr, f) != total - sizeof hdr) {
         snprintf(err, err_size, "read model %s: %s", path, strerror(errno));
         rc = CORE_EIO;
         goto fail;
@@ -489,30 +568,7 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
         goto fail;
     }
     mdl_config cfg;
-    uint32_t u[16];
-    memcpy(u, buf + HDR_CONFIG_OFF, 64);
-    cfg.C = u[0], cfg.S = u[1], cfg.tau = u[2], cfg.item_rows = u[3], cfg.cat_rows = u[4];
-    cfg.long_kind = u[5], cfg.short_kind = u[6], cfg.temporal_kind = u[7], cfg.n_recent = u[8];
-    cfg.n_blocks = u[9], cfg.n_heads = u[10], cfg.ffn_dim = u[11], cfg.tin_buckets = u[12];
-    cfg.h1 = u[13], cfg.h2 = u[14], cfg.n_dense = u[15];
-    memcpy(&cfg.seed, buf + HDR_CONFIG_OFF + 64, 8);
-    memcpy(&cfg.hash_seed, buf + HDR_CONFIG_OFF + 72, 8);
-    uint32_t hflags;
-    memcpy(&hflags, buf + HDR_HEAD_FLAGS_OFF, 4);
-    if ((hflags & ~HEAD_KNOWN) || (ver < 3 && hflags)) {
-        snprintf(err, err_size, "model %s: head flags 0x%x at offset %d: %s", path, hflags,
-                 HDR_HEAD_FLAGS_OFF, ver < 3 ? "reserved in format version 2, must be 0" : "unknown bits");
-        goto fail;
-    }
-    cfg.q_short = (hflags & HEAD_Q_SHORT) != 0;
-    cfg.sdim_hash = (hflags & HEAD_SDIM_FIELDS) ? MDL_HASH_FIELDS : MDL_HASH_CONCAT;
-    cfg.cross = (hflags & HEAD_CROSS) != 0;
-    cfg.window = hflags >> HEAD_WINDOW_SHIFT;
-    char cerr[200];
-    if (mdl_config_check(&cfg, cerr, sizeof cerr)) {
-        snprintf(err, err_size, "model %s: invalid config: %s", path, cerr);
-        goto fail;
-    }
+    if ((rc = parse_config(buf, ver, &cfg, path, err, err_size))) goto fail;
     if ((rc = model_alloc(&m, &cfg))) {
         snprintf(err, err_size, "model %s: out of memory", path);
         goto fail;

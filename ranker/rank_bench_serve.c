@@ -380,6 +380,9 @@ static int run_one(const bench *bn, uint32_t K, const char *isa, run_result *out
     conf.threads = K;
     conf.window = bn->T;
     conf.recent = RECENT;
+    /* every client connects from 127.0.0.1: no per-address cap, and room for all of them */
+    conf.max_connections_per_ip = 0;
+    if (conf.max_connections < 2 * K + 8) conf.max_connections = 2 * K + 8;
     if ((rc = rank_server_start(&srv, &conf, err, cap))) return rc;
     run_ctx ctx = {
         .port = rank_server_port(srv), .B = bn->B, .req = bn->req, .req_len = bn->req_len};

@@ -102,9 +102,26 @@ static void test_damage_is_refused(void **state) {
     size_t n;
     uint8_t *b = read_bytes(path, &n);
 
-    write_bytes(bad, b, n / 2); /* truncated */
-    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_ECHECKSUM);
-    assert_non_null(strstr(err, "checksum"));
+    write_bytes(bad, b, n / 2); /* truncated: the header's config implies more bytes */
+    assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
+    assert_non_null(strstr(err, "truncated"));
+    /* a header whose config asks for 2^26 item rows, in a small file: refused from the header
+     * alone, before anything is allocated (every allocation would fail here) */
+    {
+        uint8_t *c = malloc(n);
+        assert_non_null(c);
+        memcpy(c, b, n);
+        uint32_t rows = 1u << 26;
+        memcpy(c + 40 + 12, &rows, 4); /* config word 3: item_rows */
+        write_bytes(bad, c, n);
+        core_alloc_fail_after(0, 1);
+        int rc = mdl_model_load(&l, bad, err, sizeof err);
+        core_alloc_fail_after(-1, 0);
+        assert_int_equal(rc, CORE_EFORMAT);
+        assert_null(l);
+        assert_non_null(strstr(err, "implies"));
+        free(c);
+    }
     write_bytes(bad, b, 20); /* truncated into the header */
     assert_int_equal(mdl_model_load(&l, bad, err, sizeof err), CORE_EFORMAT);
     assert_non_null(strstr(err, "too short"));
