@@ -48,6 +48,11 @@ void pipe_worker_conf_default(pipe_worker_conf *conf) {
     conf->batch_ms = 50;
 }
 
+/* The handler is process-wide and no thread of a worker blocks these signals, so whichever
+ * thread the kernel picks (the main loop, librdkafka's, OpenBLAS's, the metrics server's) sets
+ * the flag and the loop sees it; no thread is left with a default action that kills the process.
+ * SA_RESTART: a signal taken by a thread in the middle of a system call (a store write, a socket
+ * read) restarts the call rather than failing it with EINTR. */
 static volatile int *g_stop_flag;
 static void on_stop_signal(int sig) {
     (void)sig;
@@ -59,6 +64,7 @@ void pipe_stop_on_signals(volatile int *stop) {
     g_stop_flag = stop;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

@@ -1,6 +1,16 @@
 /* serve_cli.c: `trail serve`: parse options, start the server, and turn signals into actions
- * (SIGHUP: reload the model; SIGTERM/SIGINT: drain and exit 0). Signals are blocked in every
- * thread and taken synchronously with sigwait here, so no work happens in a signal handler. */
+ * (SIGHUP: reload the model; SIGTERM/SIGINT: drain and exit 0).
+ *
+ * Signals: handlers (sigaction, SA_RESTART) for SIGHUP, SIGTERM and SIGINT only set a flag and
+ * write a byte to a self-pipe (async-signal-safe); the main thread's loop polls the pipe and does
+ * the work. The signals are blocked in every thread this process creates (the HTTP pool, the
+ * read-deadline sweeper), but not in threads libraries started before main ran: OpenBLAS starts
+ * its pool in its library constructor, with nothing blocked. The kernel may deliver a
+ * process-directed signal to any thread that does not block it; with handlers installed, one
+ * landing on an OpenBLAS thread runs the handler there and is still seen by the loop, where
+ * before (sigwait in main, default actions elsewhere) a SIGHUP arriving while main was busy
+ * reloading killed the process. Flags coalesce: any number of SIGHUPs during a reload cause one
+ * more reload, never a queue of them. */
 #include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
@@ -8,12 +18,17 @@
 #include "rank_serve.h"
 #include "trail_cmds.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static void serve_usage(FILE *f) {
     fprintf(f, "usage: trail serve --model M --store DIR --listen HOST:PORT [options]\n"
@@ -51,6 +66,77 @@ static void raise_nofile(uint32_t max_connections, uint32_t threads) {
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* The self-pipe: what the handlers tell the loop. Lock-free atomics are async-signal-safe. */
+static int sig_pipe[2] = {-1, -1};
+static _Atomic int sig_hup, sig_stop;
+
+static void on_signal(int sig) {
+    int saved = errno;
+    if (sig == SIGHUP)
+        atomic_store(&sig_hup, 1);
+    else
+        atomic_store(&sig_stop, sig);
+    char b = (char)sig;
+    // non-blocking: a full pipe already wakes the loop, and the flags say what came
+    ssize_t k = write(sig_pipe[1], &b, 1);
+    (void)k;
+    errno = saved;
+}
+
+/* Install the handlers (process-wide, so whichever thread the kernel picks runs them), then block
+ * the signals in this thread so that the threads the server creates inherit the mask.
+ * @return 0, or -1 with errno. */
+static int signals_install(sigset_t *set) {
+    struct sigaction sa;
+    if (pipe(sig_pipe) != 0) return -1;
+    for (int i = 0; i < 2; i++)
+        if (fcntl(sig_pipe[i], F_SETFL, O_NONBLOCK) != 0 ||
+            fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC) != 0)
+            return -1;
+    sigemptyset(set);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_mask = *set; // one handler at a time per thread
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGHUP, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
+        sigaction(SIGINT, &sa, NULL))
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return pthread_sigmask(SIG_BLOCK, set, NULL) == 0 ? 0 : -1;
+}
+
+/* The one place signals are acted on: reload on SIGHUP (coalesced), return on SIGTERM/SIGINT. */
+static void signals_loop(rank_server *srv, const sigset_t *set) {
+    char err[1024], buf[64];
+    // the server's threads exist and block the signals; this one may now take them too
+    pthread_sigmask(SIG_UNBLOCK, set, NULL);
+    for (;;) {
+        int stop = atomic_load(&sig_stop);
+        if (stop) {
+            CORE_LOG(CORE_LOG_NOTICE, "serve: %s: draining",
+                     stop == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
+        }
+        if (atomic_exchange(&sig_hup, 0)) { // SIGHUPs from here on ask for another reload
+            CORE_LOG(CORE_LOG_NOTICE, "serve: SIGHUP: reloading");
+            rank_server_reload(srv, NULL, NULL, err, sizeof err); // logs either way
+            continue;
+        }
+        struct pollfd pfd = {sig_pipe[0], POLLIN, 0};
+        int n = poll(&pfd, 1, 1000); // the timeout only bounds a missed wake-up
+        if (n < 0 && errno != EINTR) {
+            CORE_LOG(CORE_LOG_ERR, "serve: poll on the signal pipe: %s", strerror(errno));
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        while (read(sig_pipe[0], buf, sizeof buf) > 0) {
+        } // drain; the flags say what came
+    }
 }
 
 int rank_cmd_serve(int argc, char **argv) {
@@ -161,14 +247,13 @@ int rank_cmd_serve(int argc, char **argv) {
     conf.listen_host = host;
     conf.port = (uint16_t)v;
 
-    // block the signals in this thread before any other starts, so every thread inherits the mask
+    // handlers first, then blocked in this thread before any other starts, so every thread the
+    // server creates inherits the mask (a SIGHUP during start is acted on once it has started)
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (signals_install(&set) != 0) {
+        fprintf(stderr, "trail: serve: installing signal handlers: %s\n", strerror(errno));
+        return 1;
+    }
 
     rank_server *srv = NULL;
     int rc = rank_server_start(&srv, &conf, err, sizeof err);
@@ -179,17 +264,7 @@ int rank_cmd_serve(int argc, char **argv) {
     // one line a supervisor or test can wait for
     printf("listening on %s:%u\n", host, rank_server_port(srv));
     fflush(stdout);
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
-        if (sig == SIGHUP) {
-            CORE_LOG(CORE_LOG_NOTICE, "serve: SIGHUP: reloading");
-            rank_server_reload(srv, NULL, NULL, err, sizeof err); // logs either way
-            continue;
-        }
-        CORE_LOG(CORE_LOG_NOTICE, "serve: %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        break;
-    }
+    signals_loop(srv, &set);
     rank_server_stop(srv);
     return 0;
 }

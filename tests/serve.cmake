@@ -13,3 +13,7 @@ add_dependencies(test_bench_serve trail)
 trail_add_test(test_serve_abuse SOURCES test_serve_abuse.c LIBS trail_serve
   LABELS "serve;tsan" TIMEOUT 60)
 add_dependencies(test_serve_abuse trail)
+# A storm of SIGHUPs (OpenBLAS's threads on) never kills `trail serve`; reloads are coalesced
+trail_add_test(test_serve_signals SOURCES test_serve_signals.c LIBS trail_serve LABELS serve
+  TIMEOUT 60)
+add_dependencies(test_serve_signals trail)

@@ -14,6 +14,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TS_USER 1    /* the user with a history in the test store */
@@ -21,24 +24,11 @@
 #define TS_RECENT 16
 #define TS_NOW 1512000000ll
 
-/* Send raw bytes, read the whole response (the request says Connection: close).
- * @return the HTTP status, or -1 on a socket error; *body points into resp. */
-static inline int http_raw(uint16_t port, const char *req, size_t req_len, char *resp, size_t cap,
-                           char **body) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    struct timeval tv = {10, 0};
+/* Send raw bytes on a connected socket, read the whole response (the request says Connection:
+ * close), close it. @return the HTTP status, or -1 on a socket error; *body points into resp. */
+static inline int http_exchange(int fd, const char *req, size_t req_len, char *resp, size_t cap,
+                                char **body) {
     size_t n = 0, off = 0;
-    *body = resp;
-    resp[0] = '\0';
-    if (fd < 0) return -1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) goto fail;
     while (off < req_len) {
         ssize_t k = send(fd, req + off, req_len - off, MSG_NOSIGNAL);
         if (k <= 0) break; // the server may answer and close before reading everything
@@ -57,22 +47,85 @@ static inline int http_raw(uint16_t port, const char *req, size_t req_len, char 
     char *b = strstr(resp, "\r\n\r\n");
     *body = b ? b + 4 : resp + n;
     return status;
-fail:
-    close(fd);
-    return -1;
+}
+
+static inline void sock_timeouts(int fd) {
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* http_exchange on 127.0.0.1:port. */
+static inline int http_raw(uint16_t port, const char *req, size_t req_len, char *resp, size_t cap,
+                           char **body) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    *body = resp;
+    resp[0] = '\0';
+    if (fd < 0) return -1;
+    sock_timeouts(fd);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return http_exchange(fd, req, req_len, resp, cap, body);
+}
+
+/* http_exchange on a Unix socket (the admin listener). */
+static inline int http_raw_unix(const char *path, const char *req, size_t req_len, char *resp,
+                                size_t cap, char **body) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa;
+    *body = resp;
+    resp[0] = '\0';
+    if (fd < 0) return -1;
+    sock_timeouts(fd);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return http_exchange(fd, req, req_len, resp, cap, body);
+}
+
+/* A request with Connection: close and a JSON body (NULL: empty), plus extra header lines
+ * (NULL, or lines each ending in \r\n). @return its length; free *out. */
+static inline size_t http_request(char **out, const char *method, const char *path,
+                                  const char *body, const char *headers) {
+    size_t blen = body ? strlen(body) : 0;
+    size_t qcap = blen + 512 + (headers ? strlen(headers) : 0);
+    char *req = malloc(qcap);
+    int n = snprintf(req, qcap,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n%s\r\n",
+                     method, path, blen, headers ? headers : "");
+    if (blen) memcpy(req + n, body, blen);
+    *out = req;
+    return (size_t)n + blen;
+}
+
+/* POST/GET on the admin Unix socket, with extra header lines (or NULL). */
+static inline int http_do_unix(const char *sock, const char *method, const char *path,
+                               const char *body, const char *headers, char *resp, size_t cap,
+                               char **resp_body) {
+    char *req;
+    size_t n = http_request(&req, method, path, body, headers);
+    int status = http_raw_unix(sock, req, n, resp, cap, resp_body);
+    free(req);
+    return status;
 }
 
 static inline int http_do(uint16_t port, const char *method, const char *path, const char *body,
                           char *resp, size_t cap, char **resp_body) {
-    size_t blen = body ? strlen(body) : 0;
-    size_t qcap = blen + 512;
-    char *req = malloc(qcap);
-    int n = snprintf(req, qcap,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: "
-                     "application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, blen);
-    if (blen) memcpy(req + n, body, blen);
-    int status = http_raw(port, req, (size_t)n + blen, resp, cap, resp_body);
+    char *req;
+    size_t n = http_request(&req, method, path, body, NULL);
+    int status = http_raw(port, req, n, resp, cap, resp_body);
     free(req);
     return status;
 }
@@ -164,6 +217,48 @@ static inline void serve_conf(rank_server_conf *conf, const char *model_path, en
     conf->port = 0;
     conf->window = TS_WINDOW;
     conf->recent = TS_RECENT;
+}
+
+/* Start `trail serve ARGS` as a child process (exec'd through sh, so pid is the server's) and
+ * wait for its "listening on HOST:PORT" line. *out is its stdout, for later lines. blas_threads:
+ * OPENBLAS_NUM_THREADS for the child (NULL: as inherited). @return the port, 0 if it did not
+ * start. */
+static inline unsigned serve_spawn(const char *args, const char *blas_threads, pid_t *pid,
+                                   FILE **out) {
+    char cmd[4096], line[256];
+    int fds[2];
+    unsigned port = 0;
+    snprintf(cmd, sizeof cmd, "exec '%s' serve %s", test_trail_bin(), args);
+    if (pipe(fds) != 0) return 0;
+    *pid = fork();
+    if (*pid < 0) return 0;
+    if (*pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        if (blas_threads) setenv("OPENBLAS_NUM_THREADS", blas_threads, 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    *out = fdopen(fds[0], "r");
+    if (*out && fgets(line, sizeof line, *out) &&
+        sscanf(line, "listening on %*[^:]:%u", &port) == 1)
+        return port;
+    return 0;
+}
+
+/* Wait up to ms for pid to exit. @return its wait status, or -1 if it is still running. */
+static inline int serve_wait_exit(pid_t pid, int ms) {
+    int status = -1;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < ms / 10; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0) return -1;
+        nanosleep(&ts, NULL);
+    }
+    return -1;
 }
 
 #endif
