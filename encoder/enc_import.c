@@ -70,6 +70,54 @@ static int parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
+/* s shown in a message: at most 40 bytes, bytes outside printable ASCII as '?'. */
+static const char *show(const char *s, char *buf, size_t cap) {
+    size_t k = 0;
+    for (; s[k] && k < 40 && k + 4 < cap; k++)
+        buf[k] = s[k] >= 0x20 && s[k] < 0x7f ? s[k] : '?';
+    if (s[k] && k + 4 < cap) buf[k++] = '.', buf[k++] = '.', buf[k++] = '.';
+    buf[k] = 0;
+    return buf;
+}
+
+/* Parse one row's fields into e; 0, or -1 with the reason in why. */
+static int parse_row(char **f, int nf, int movielens, const uint8_t *genre, size_t n_genre,
+                     sch_event *e, char *why, size_t cap) {
+    static const char *const names[2][5] = {{"user_id", "item_id", "category_id", "behavior", "ts"},
+                                            {"userId", "movieId", "rating", "timestamp", ""}};
+    const int want = movielens ? 4 : 5, ts_col = movielens ? 3 : 4;
+    char b[48];
+    uint64_t ts;
+    memset(e, 0, sizeof *e);
+    if (nf != want) {
+        snprintf(why, cap, "%d field%s, expected %d", nf, nf == 1 ? "" : "s", want);
+        return -1;
+    }
+    int bad = parse_u64(f[0], &e->user_id) ? 0 : parse_u64(f[1], &e->item_id) ? 1
+            : !movielens && parse_u64(f[2], &e->category_id) ? 2
+            : parse_u64(f[ts_col], &ts) ? ts_col : -1;
+    if (bad >= 0) {
+        snprintf(why, cap, "%s '%s' is not an integer in 0..2^63-1", names[movielens][bad],
+                 show(f[bad], b, sizeof b));
+        return -1;
+    }
+    if (movielens) {
+        e->action = SCH_ACTION_RATE;
+        e->category_id = e->item_id < n_genre ? genre[e->item_id] : 0;
+    } else {
+        int a = sch_action_parse(f[3], strlen(f[3]));
+        if (a < SCH_ACTION_CLICK || a > SCH_ACTION_BUY) {
+            snprintf(why, cap, "behavior '%s' is not pv, cart, fav or buy", show(f[3], b, sizeof b));
+            return -1;
+        }
+        e->action = (uint8_t)a;
+    }
+    e->ts = (int64_t)ts;
+    return sch_event_validate(e, why, cap) == CORE_OK ? 0 : -1;
+}
+
+#define IMPORT_SHOW_MAX 20 /* malformed rows reported one by one; the rest are counted */
+
 static int flush_user(sch_writer *w, evbuf *b, uint64_t *written) {
     for (size_t i = 0; i < b->n; i++) {
         if (sch_writer_put(w, &b->ev[i])) return CORE_EIO;
@@ -105,7 +153,10 @@ static void usage_import(FILE *f) {
                "  the directory of ratings.csv) mapped to:\n   ");
     for (size_t k = 0; k < N_GENRES; k++)
         fprintf(f, " %zu=%s%s", k, genre_ids[k], k % 6 == 5 ? "\n   " : "");
-    fprintf(f, "\n  (0 also for a movie missing from movies.csv)\n");
+    fprintf(f, "\n  (0 also for a movie missing from movies.csv)\n"
+               "malformed rows are skipped, each reported with its line and reason (the first %d;\n"
+               "  then a count); exit status 1 when nothing was imported (every row malformed, or\n"
+               "  an empty file), 0 otherwise, 2 on a usage error\n", IMPORT_SHOW_MAX);
 }
 
 static int import_run(int argc, char **argv, int movielens) {
@@ -191,31 +242,16 @@ static int import_run(int argc, char **argv, int movielens) {
         if (movielens && lineno == 1 && !strncmp(line, "userId", 6)) continue;
         int nf = csv_split(line, f, 6);
         sch_event e;
-        memset(&e, 0, sizeof e);
-        uint64_t ts, rowuser;
-        int ok = nf == (movielens ? 4 : 5);
-        if (ok) ok = !parse_u64(f[0], &rowuser) && !parse_u64(f[1], &e.item_id);
-        if (ok && movielens) {
-            ok = !parse_u64(f[3], &ts);
-            e.action = SCH_ACTION_RATE;
-            e.category_id = e.item_id < n_genre ? genre[e.item_id] : 0;
-        } else if (ok) {
-            ok = !parse_u64(f[2], &e.category_id) && !parse_u64(f[4], &ts);
-            int a = sch_action_parse(f[3], strlen(f[3]));
-            if (a < SCH_ACTION_CLICK || a > SCH_ACTION_BUY) ok = 0;
-            e.action = (uint8_t)a;
-        }
-        if (ok) {
-            e.user_id = rowuser;
-            e.ts = (int64_t)ts;
-            ok = sch_event_validate(&e, err, sizeof err) == CORE_OK;
-        }
+        char why[256];
+        uint64_t rowuser;
+        int ok = !parse_row(f, nf, movielens, genre, n_genre, &e, why, sizeof why);
+        rowuser = e.user_id;
         if (!ok) {
             if (partial) cut_user = parse_u64(f[0], &rowuser) ? cur_user : rowuser;
             if (!partial) { /* a bad complete row is reported; a cut last line is expected */
-                fprintf(stderr, "trail import: %s:%llu: malformed row skipped\n", in,
-                        (unsigned long long)lineno);
-                bad++;
+                if (++bad <= IMPORT_SHOW_MAX)
+                    fprintf(stderr, "trail import: %s:%llu: malformed row skipped: %s\n", in,
+                            (unsigned long long)lineno, why);
             }
             continue;
         }
@@ -244,11 +280,23 @@ static int import_run(int argc, char **argv, int movielens) {
         goto io;
     }
     w = NULL;
+    if (bad > IMPORT_SHOW_MAX)
+        fprintf(stderr, "trail import: ... %llu more malformed rows skipped (%llu in all; the first "
+                        "%d are shown)\n", (unsigned long long)(bad - IMPORT_SHOW_MAX),
+                (unsigned long long)bad, IMPORT_SHOW_MAX);
     printf("import %s %s -> %s: %llu events written (%llu rows read, %llu malformed rows skipped, "
            "%llu rows of the truncated last user dropped)\n",
            movielens ? "movielens" : "taobao", in, out, (unsigned long long)written,
            (unsigned long long)rows, (unsigned long long)bad, (unsigned long long)dropped);
     ret = 0;
+    if (written == 0) { /* an empty file, the wrong file, the wrong format: not a success */
+        fprintf(stderr, "trail import: nothing imported from %s (%llu lines: %llu malformed rows, "
+                        "%llu rows of a cut last user); is it a %s file?\n",
+                in, (unsigned long long)lineno, (unsigned long long)bad,
+                (unsigned long long)dropped,
+                movielens ? "MovieLens ratings.csv" : "Taobao UserBehavior.csv");
+        ret = 1;
+    }
     goto out;
 io:
     fprintf(stderr, "trail import: I/O error on %s or %s: %s\n", in, out, strerror(errno));

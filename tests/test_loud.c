@@ -1,0 +1,124 @@
+/* test_loud.c: failures that must not look like success (issue 14, item 6). Each case runs the
+ * trail binary (TRAIL_BIN) as a child process on input that used to exit 0 or hang:
+ * `trail import` of a file whose every row is malformed. */
+#include "test_common.h"
+
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[256], model[300], cmd[4096], out[1 << 16];
+} fx;
+
+/* Run "TRAIL_BIN args" (printf-style) in the fixture's directory, stdout and stderr into f->out;
+ * returns the exit code. */
+static int trail(fx *f, const char *fmt, ...) {
+    char args[3000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(f->cmd, sizeof f->cmd, "cd '%s' && '%s' %s 2>&1", f->dir, test_trail_bin(), args);
+    return test_run(f->cmd, f->out, sizeof f->out);
+}
+
+static void write_file(fx *f, const char *name, const char *data, size_t n) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(data, 1, n, fp), n);
+    fclose(fp);
+}
+
+static void write_str(fx *f, const char *name, const char *s) { write_file(f, name, s, strlen(s)); }
+
+static void append_str(fx *f, const char *name, const char *s) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    FILE *fp = fopen(p, "ab");
+    assert_non_null(fp);
+    fputs(s, fp);
+    fclose(fp);
+}
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    if (!f || !test_mkdtemp(f->dir, sizeof f->dir)) return -1;
+    *state = f;
+    if (trail(f, "model init --out m.bin --dim 16 --signatures 4 --bits 3 --item-rows 4096 "
+                 "--cat-rows 64 --seed 1") != 0) {
+        fprintf(stderr, "%s\n", f->out);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    test_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
+#define HAS(s) do { if (!strstr(f->out, (s))) fail_msg("no \"%s\" in:\n%s", (s), f->out); } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// import
+
+/* n lines of the form fmt % i */
+static void write_lines(fx *f, const char *name, const char *head, const char *fmt, int n) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs(head, fp);
+    for (int i = 0; i < n; i++) fprintf(fp, fmt, i, i);
+    fclose(fp);
+}
+
+static int count(const char *s, const char *sub) {
+    int k = 0;
+    for (const char *p = s; (p = strstr(p, sub)) != NULL; p += strlen(sub)) k++;
+    return k;
+}
+
+static void test_import_all_malformed(void **state) {
+    fx *f = *state;
+    /* MovieLens ratings with ';' for ',': every row malformed */
+    write_str(f, "movies.csv", "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n");
+    write_lines(f, "ratings.csv", "userId,movieId,rating,timestamp\n", "%d;1;4.0;96498%04d\n", 5000);
+    assert_int_equal(trail(f, "import movielens ratings.csv --out ml.jsonl"), 1);
+    assert_int_equal(count(f->out, "malformed row skipped: 1 field, expected 4"), 20);
+    HAS("ratings.csv:2: malformed row skipped: 1 field, expected 4");
+    HAS("... 4980 more malformed rows skipped (5000 in all");
+    HAS("nothing imported from ratings.csv");
+    HAS("0 events written");
+
+    /* taobao: each reason names the field */
+    write_str(f, "tb.csv", "1,x,100,pv,1511544070\n1,10,100,zz,1511544070\n1,10,100,pv,99999999999\n"
+                           "1,10\n");
+    assert_int_equal(trail(f, "import taobao tb.csv --out tb.jsonl"), 1);
+    HAS("tb.csv:1: malformed row skipped: item_id 'x' is not an integer");
+    HAS("tb.csv:2: malformed row skipped: behavior 'zz' is not pv, cart, fav or buy");
+    HAS("tb.csv:3: malformed row skipped: field 'ts'");
+    HAS("tb.csv:4: malformed row skipped: 2 fields, expected 5");
+    HAS("nothing imported from tb.csv");
+
+    /* an empty file imports nothing: an error too */
+    write_str(f, "empty.csv", "");
+    assert_int_equal(trail(f, "import taobao empty.csv --out e.jsonl"), 1);
+    HAS("nothing imported from empty.csv");
+
+    /* some malformed among many good rows: exit 0, counted */
+    write_lines(f, "ok.csv", "", "1,%d,100,pv,151154%04d\n", 100);
+    append_str(f, "ok.csv", "1,oops,100,pv,1511549999\n2,1,1,pv,1511549999\n");
+    assert_int_equal(trail(f, "import taobao ok.csv --out ok.jsonl"), 0);
+    HAS("101 events written (101 rows read, 1 malformed rows skipped");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_import_all_malformed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
