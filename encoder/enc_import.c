@@ -240,11 +240,15 @@ static int import_run(int argc, char **argv, int movielens) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
         if (movielens && lineno == 1 && !strncmp(line, "userId", 6)) continue;
+        /* getline keeps NUL bytes; the field parsers would stop at one and read a prefix */
+        const char *nul = memchr(line, 0, (size_t)len);
         int nf = csv_split(line, f, 6);
         sch_event e;
         char why[256];
         uint64_t rowuser;
-        int ok = !parse_row(f, nf, movielens, genre, n_genre, &e, why, sizeof why);
+        memset(&e, 0, sizeof e);
+        int ok = !nul && !parse_row(f, nf, movielens, genre, n_genre, &e, why, sizeof why);
+        if (nul) snprintf(why, sizeof why, "NUL byte at byte %zu", (size_t)(nul - line) + 1);
         rowuser = e.user_id;
         if (!ok) {
             if (partial) cut_user = parse_u64(f[0], &rowuser) ? cur_user : rowuser;

@@ -1,6 +1,6 @@
 /* test_loud.c: failures that must not look like success (issue 14, item 6). Each case runs the
  * trail binary (TRAIL_BIN) as a child process on input that used to exit 0 or hang:
- * `trail import` of a file whose every row is malformed. */
+ * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte. */
 #include "test_common.h"
 
 #include <unistd.h>
@@ -17,7 +17,7 @@ static int trail(fx *f, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(f->cmd, sizeof f->cmd, "cd '%s' && '%s' %s 2>&1", f->dir, test_trail_bin(), args);
+    snprintf(f->cmd, sizeof f->cmd, "cd '%s' && { '%s' %s; } 2>&1", f->dir, test_trail_bin(), args);
     return test_run(f->cmd, f->out, sizeof f->out);
 }
 
@@ -116,9 +116,26 @@ static void test_import_all_malformed(void **state) {
     HAS("101 events written (101 rows read, 1 malformed rows skipped");
 }
 
+static void test_import_nul_byte(void **state) {
+    fx *f = *state;
+    /* a NUL inside the last field: the row used to import as 1511544090 with the tail ignored */
+    static const char tb[] = "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\0junk\n"
+                             "3,14,102,pv,15115\0" "44092\n4,15,103,pv,1511544099\n";
+    write_file(f, "nul.csv", tb, sizeof tb - 1);
+    assert_int_equal(trail(f, "import taobao nul.csv --out nul.jsonl && cat nul.jsonl"), 0);
+    HAS("nul.csv:2: malformed row skipped: NUL byte at byte 25");
+    HAS("nul.csv:3: malformed row skipped: NUL byte at byte 18");
+    HAS("\"user_id\":1,");
+    HAS("\"user_id\":4,");
+    HAS("2 events written (2 rows read, 2 malformed rows skipped");
+    assert_null(strstr(f->out, "\"user_id\":2,"));
+    assert_null(strstr(f->out, "\"user_id\":3,"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_import_all_malformed),
+        cmocka_unit_test(test_import_nul_byte),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
