@@ -3,7 +3,10 @@
  * Taobao UserBehavior (user_id,item_id,category_id,behavior_type,timestamp; no header; rows of a
  * user contiguous and in time order): pv -> click, cart, fav, buy, in file order. A file cut in the
  * middle of a line (the shipped head is) has a truncated last user: every row of the user whose
- * line is cut is dropped. Rows outside the dataset's nominal 9-day window are kept: they are data.
+ * line is cut is dropped. A last line without a newline counts as cut when it does not parse, or
+ * when its timestamp has fewer digits than the row before it (cut inside the number); otherwise
+ * it is a complete row and its user is kept. Rows outside the dataset's nominal 9-day window are
+ * kept: they are data.
  *
  * MovieLens ratings.csv (userId,movieId,rating,timestamp; header; CRLF or LF): each rating becomes
  * action "rate"; the category is the movie's first genre in movies.csv (read from the same
@@ -146,7 +149,9 @@ static void usage_import(FILE *f) {
     fprintf(f, "usage: trail import taobao FILE --out EVENTS [--binary]\n"
                "       trail import movielens ratings.csv --out EVENTS [--binary]\n"
                "taobao: user_id,item_id,category_id,behavior,ts rows in file order; pv -> click, cart,\n"
-               "  fav, buy. A file cut inside its last line loses that last user entirely. Rows outside\n"
+               "  fav, buy. A file cut inside its last line loses that last user entirely (a last\n"
+               "  line without a newline is cut if it does not parse or its timestamp has fewer\n"
+               "  digits than the row before; else it is whole and its user kept). Rows outside\n"
                "  the dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
                "movielens: each rating -> action \"rate\" (the rating value is not kept), a user's\n"
                "  ratings in time order; category = the movie's first genre in movies.csv (read from\n"
@@ -234,9 +239,11 @@ static int import_run(int argc, char **argv, int movielens) {
         goto out;
     }
     int partial = 0;
+    size_t prev_ts_len = 0; /* digits of the last good row's timestamp */
     while ((len = getline(&line, &cap, fi)) > 0) {
         lineno++;
-        partial = line[len - 1] != '\n';
+        /* no newline: the last line, complete or cut (a CRLF line cut before its LF is whole) */
+        partial = line[len - 1] != '\n' && line[len - 1] != '\r';
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
         if (movielens && lineno == 1 && !strncmp(line, "userId", 6)) continue;
@@ -259,6 +266,13 @@ static int import_run(int argc, char **argv, int movielens) {
             }
             continue;
         }
+        size_t ts_len = strlen(f[movielens ? 3 : 4]);
+        if (partial && ts_len < prev_ts_len) { /* cut inside its timestamp */
+            cut_user = rowuser;
+            continue;
+        }
+        partial = 0; /* a last line without a newline that parses whole is a complete row */
+        prev_ts_len = ts_len;
         rows++;
         cut_user = rowuser;
         if (have_user && rowuser != cur_user) {
@@ -270,6 +284,8 @@ static int import_run(int argc, char **argv, int movielens) {
         if (evbuf_push(&ub, &e)) goto out;
     }
     if (ferror(fi)) goto io;
+    if (partial && movielens)
+        fprintf(stderr, "trail import: the last line of %s is cut; skipped it\n", in);
     if (partial && !movielens && have_user && cut_user == cur_user) {
         /* the file was cut inside the last user's rows: drop that user */
         dropped = ub.n;

@@ -1,6 +1,7 @@
 /* test_loud.c: failures that must not look like success (issue 14, item 6). Each case runs the
  * trail binary (TRAIL_BIN) as a child process on input that used to exit 0 or hang:
- * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte. */
+ * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte;
+ * a complete last row without a newline (kept, not dropped as cut). */
 #include "test_common.h"
 
 #include <unistd.h>
@@ -132,10 +133,33 @@ static void test_import_nul_byte(void **state) {
     assert_null(strstr(f->out, "\"user_id\":3,"));
 }
 
+static void test_import_last_line_without_newline(void **state) {
+    fx *f = *state;
+    /* complete: user 2 is kept (it used to be dropped as "cut") */
+    write_str(f, "nonl.csv", "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\n2,13,101,pv,1511544091");
+    assert_int_equal(trail(f, "import taobao nonl.csv --out nonl.jsonl && cat nonl.jsonl"), 0);
+    HAS("3 events written (3 rows read, 0 malformed rows skipped, 0 rows of the truncated");
+    HAS("\"item_id\":13,\"category_id\":101,\"action\":\"click\",\"ts\":1511544091}");
+    /* a CRLF file cut between CR and LF: complete too */
+    write_str(f, "cr.csv", "1,10,100,pv,1511544070\r\n2,12,101,cart,1511544090\r");
+    assert_int_equal(trail(f, "import taobao cr.csv --out cr.jsonl"), 0);
+    HAS("2 events written");
+    /* cut inside the timestamp (parses, but fewer digits): user 2 dropped */
+    write_str(f, "cut.csv", "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\n2,13,101,pv,15115");
+    assert_int_equal(trail(f, "import taobao cut.csv --out cut.jsonl"), 0);
+    HAS("1 events written (2 rows read, 0 malformed rows skipped, 1 rows of the truncated");
+    HAS("dropped user 2 (1 rows)");
+    /* cut inside the behavior: user 2 dropped */
+    write_str(f, "cut2.csv", "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\n2,13,101,ca");
+    assert_int_equal(trail(f, "import taobao cut2.csv --out cut2.jsonl"), 0);
+    HAS("1 events written (2 rows read, 0 malformed rows skipped, 1 rows of the truncated");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_import_all_malformed),
         cmocka_unit_test(test_import_nul_byte),
+        cmocka_unit_test(test_import_last_line_without_newline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
