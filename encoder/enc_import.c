@@ -155,7 +155,8 @@ static void usage_import(FILE *f) {
                "  the dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
                "movielens: each rating -> action \"rate\" (the rating value is not kept), a user's\n"
                "  ratings in time order; category = the movie's first genre in movies.csv (read from\n"
-               "  the directory of ratings.csv) mapped to:\n   ");
+               "  the directory of ratings.csv; missing, unreadable or without a movie row is an\n"
+               "  error) mapped to:\n   ");
     for (size_t k = 0; k < N_GENRES; k++)
         fprintf(f, " %zu=%s%s", k, genre_ids[k], k % 6 == 5 ? "\n   " : "");
     fprintf(f, "\n  (0 also for a movie missing from movies.csv)\n"
@@ -190,7 +191,7 @@ static int import_run(int argc, char **argv, int movielens) {
     sch_writer *w = NULL;
     evbuf ub = {0};
     uint8_t *genre = NULL; /* movieId -> category id */
-    size_t n_genre = 0;
+    size_t n_genre = 0, n_movies = 0;
     uint64_t rows = 0, written = 0, bad = 0, dropped = 0, cur_user = 0, cut_user = 0, lineno = 0;
     int ret = 1, have_user = 0;
 
@@ -227,8 +228,17 @@ static int import_run(int argc, char **argv, int movielens) {
                 n_genre = nn;
             }
             genre[id] = cat;
+            n_movies++;
         }
+        /* an unreadable or empty movies.csv would silently give every rating category 0 */
+        int rerr = ferror(fm) ? errno : 0;
         fclose(fm);
+        if (rerr || n_movies == 0) {
+            fprintf(stderr, "trail import movielens: %s: %s\n", mpath,
+                    rerr ? strerror(rerr) : "no movie rows (movieId,title,genres); the categories "
+                                            "come from it");
+            goto out;
+        }
     }
     if (!(fi = fopen(in, "r"))) {
         fprintf(stderr, "trail import: %s: %s\n", in, strerror(errno));

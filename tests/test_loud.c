@@ -1,7 +1,8 @@
 /* test_loud.c: failures that must not look like success (issue 14, item 6). Each case runs the
  * trail binary (TRAIL_BIN) as a child process on input that used to exit 0 or hang:
  * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte;
- * a complete last row without a newline (kept, not dropped as cut). */
+ * a complete last row without a newline (kept, not dropped as cut);
+ * an empty or unreadable movies.csv. */
 #include "test_common.h"
 
 #include <unistd.h>
@@ -155,11 +156,41 @@ static void test_import_last_line_without_newline(void **state) {
     HAS("1 events written (2 rows read, 0 malformed rows skipped, 1 rows of the truncated");
 }
 
+static void test_import_movies_csv_unusable(void **state) {
+    fx *f = *state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/mv/dir/movies.csv'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    write_str(f, "mv/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n");
+    write_str(f, "mv/dir/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n");
+    /* empty: every category would have been 0, exit 0 */
+    write_str(f, "mv/movies.csv", "");
+    assert_int_equal(trail(f, "import movielens mv/ratings.csv --out mv.jsonl"), 1);
+    HAS("mv/movies.csv: no movie rows");
+    /* only the header */
+    write_str(f, "mv/movies.csv", "movieId,title,genres\n");
+    assert_int_equal(trail(f, "import movielens mv/ratings.csv --out mv.jsonl"), 1);
+    HAS("mv/movies.csv: no movie rows");
+    /* unreadable (a directory opens but does not read) */
+    assert_int_equal(trail(f, "import movielens mv/dir/ratings.csv --out mv.jsonl"), 1);
+    HAS("mv/dir/movies.csv: Is a directory");
+    /* missing */
+    snprintf(cmd, sizeof cmd, "rm -f '%s/mv/movies.csv'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(trail(f, "import movielens mv/ratings.csv --out mv.jsonl"), 1);
+    HAS("mv/movies.csv: No such file");
+    /* a usable one */
+    write_str(f, "mv/movies.csv", "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n");
+    assert_int_equal(trail(f, "import movielens mv/ratings.csv --out mv.jsonl && cat mv.jsonl"), 0);
+    HAS("\"category_id\":2,");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_import_all_malformed),
         cmocka_unit_test(test_import_nul_byte),
         cmocka_unit_test(test_import_last_line_without_newline),
+        cmocka_unit_test(test_import_movies_csv_unusable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
