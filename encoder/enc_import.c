@@ -10,9 +10,11 @@
  *
  * MovieLens ratings.csv (userId,movieId,rating,timestamp; header; CRLF or LF): each rating becomes
  * action "rate"; the category is the movie's first genre in movies.csv (read from the same
- * directory), mapped to the fixed ids of genre_ids below. A user's ratings are written in time
- * order (ties in file order), since ratings.csv lists them by movie. The rating value is not part
- * of the event.
+ * directory), mapped to the fixed ids of genre_ids below. The ratings are written grouped by user
+ * (users in increasing id), each user's in time order (ties in file order), wherever in the file a
+ * user's rows are: ratings.csv lists a user's ratings by movie, ML-100k's u.data (as CSV) mixes
+ * users. So every rating is held in memory until the end: 48 bytes each (ML-25M: 1.2 GB, up to
+ * twice that while the buffer grows). The rating value is not part of the event.
  */
 #include "core_alloc.h"
 #include "core_err.h"
@@ -130,18 +132,18 @@ static int flush_user(sch_writer *w, evbuf *b, uint64_t *written) {
     return CORE_OK;
 }
 
-static int ts_cmp(const void *a, const void *b) {
+static int user_ts_cmp(const void *a, const void *b) {
     const sch_event *x = a, *y = b;
+    if (x->user_id != y->user_id) return x->user_id < y->user_id ? -1 : 1;
     if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
     /* ties keep file order: request_id temporarily holds the row number */
     return x->request_id < y->request_id ? -1 : x->request_id > y->request_id;
 }
 
-/* One user's events in time order, ties in file order. */
-static void sort_by_time(evbuf *b) {
-    if (b->n < 2) return; /* also: qsort with a NULL base (an empty buffer) is undefined */
-    for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = i;
-    qsort(b->ev, b->n, sizeof *b->ev, ts_cmp);
+/* Every event grouped by user (ascending id), each user's in time order, ties in file order;
+ * request_id holds each event's row number on entry and is 0 on return. */
+static void sort_by_user_time(evbuf *b) {
+    if (b->n > 1) qsort(b->ev, b->n, sizeof *b->ev, user_ts_cmp); /* qsort(NULL, 0) is undefined */
     for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = 0;
 }
 
@@ -153,8 +155,10 @@ static void usage_import(FILE *f) {
                "  line without a newline is cut if it does not parse or its timestamp has fewer\n"
                "  digits than the row before; else it is whole and its user kept). Rows outside\n"
                "  the dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
-               "movielens: each rating -> action \"rate\" (the rating value is not kept), a user's\n"
-               "  ratings in time order; category = the movie's first genre in movies.csv (read from\n"
+               "movielens: each rating -> action \"rate\" (the rating value is not kept); output\n"
+               "  grouped by user (increasing id), each user's ratings in time order wherever they\n"
+               "  are in the file (all ratings held in memory: 48 bytes each); category = the\n"
+               "  movie's first genre in movies.csv (read from\n"
                "  the directory of ratings.csv; missing, unreadable or without a movie row is an\n"
                "  error) mapped to:\n   ");
     for (size_t k = 0; k < N_GENRES; k++)
@@ -285,12 +289,13 @@ static int import_run(int argc, char **argv, int movielens) {
         prev_ts_len = ts_len;
         rows++;
         cut_user = rowuser;
-        if (have_user && rowuser != cur_user) {
-            if (movielens) sort_by_time(&ub);
-            if (flush_user(w, &ub, &written)) goto io;
-        }
+        /* taobao streams user by user; movielens keeps every rating until the end, since a
+         * user's rows need not be together (ML-100k's are not) */
+        if (!movielens && have_user && rowuser != cur_user && flush_user(w, &ub, &written))
+            goto io;
         cur_user = rowuser;
         have_user = 1;
+        if (movielens) e.request_id = rows; /* the row number, for sort_by_user_time's ties */
         if (evbuf_push(&ub, &e)) goto out;
     }
     if (ferror(fi)) goto io;
@@ -303,7 +308,7 @@ static int import_run(int argc, char **argv, int movielens) {
         fprintf(stderr, "trail import: the last line of %s is cut; dropped user %llu (%llu rows)\n",
                 in, (unsigned long long)cur_user, (unsigned long long)dropped);
     }
-    if (movielens) sort_by_time(&ub);
+    if (movielens) sort_by_user_time(&ub);
     if (flush_user(w, &ub, &written)) goto io;
     if (sch_writer_close(w)) {
         w = NULL;

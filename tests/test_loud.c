@@ -2,7 +2,8 @@
  * trail binary (TRAIL_BIN) as a child process on input that used to exit 0 or hang:
  * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte;
  * a complete last row without a newline (kept, not dropped as cut);
- * an empty or unreadable movies.csv. */
+ * an empty or unreadable movies.csv; MovieLens ratings with users interleaved (written
+ * grouped by user, in time order). */
 #include "test_common.h"
 
 #include <unistd.h>
@@ -185,12 +186,36 @@ static void test_import_movies_csv_unusable(void **state) {
     HAS("\"category_id\":2,");
 }
 
+static void test_import_movielens_ungrouped(void **state) {
+    fx *f = *state;
+    /* users interleaved, as in ML-100k's u.data: each user's ratings must come out together and in
+     * time order (ties in file order), not in runs of consecutive rows */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/ug'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    write_str(f, "ug/movies.csv", "movieId,title,genres\n1,A,Action\n2,B,Comedy\n3,C,Drama\n");
+    write_str(f, "ug/ratings.csv", "userId,movieId,rating,timestamp\n"
+                                   "7,1,4.0,30\n2,2,4.0,20\n7,3,3.0,10\n2,1,3.0,5\n7,2,1.0,30\n"
+                                   "2,3,5.0,50\n");
+    assert_int_equal(trail(f, "import movielens ug/ratings.csv --out ug.jsonl >/dev/null && "
+                              "cat ug.jsonl"), 0);
+    const char *want =
+        "{\"user_id\":2,\"item_id\":1,\"category_id\":1,\"action\":\"rate\",\"ts\":5}\n"
+        "{\"user_id\":2,\"item_id\":2,\"category_id\":5,\"action\":\"rate\",\"ts\":20}\n"
+        "{\"user_id\":2,\"item_id\":3,\"category_id\":8,\"action\":\"rate\",\"ts\":50}\n"
+        "{\"user_id\":7,\"item_id\":3,\"category_id\":8,\"action\":\"rate\",\"ts\":10}\n"
+        "{\"user_id\":7,\"item_id\":1,\"category_id\":1,\"action\":\"rate\",\"ts\":30}\n"
+        "{\"user_id\":7,\"item_id\":2,\"category_id\":5,\"action\":\"rate\",\"ts\":30}\n";
+    if (strcmp(f->out, want)) fail_msg("movielens import, users interleaved:\n%s", f->out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_import_all_malformed),
         cmocka_unit_test(test_import_nul_byte),
         cmocka_unit_test(test_import_last_line_without_newline),
         cmocka_unit_test(test_import_movies_csv_unusable),
+        cmocka_unit_test(test_import_movielens_ungrouped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
