@@ -40,7 +40,10 @@ static void produce_usage(FILE *f) {
                "  by its decimal user id. Malformed records are reported and not sent.\n"
                "  --rate R         events per second (default: as fast as possible)\n"
                "  --no-validate    send every record as is, keyed by user id when it decodes\n"
-               "  -X key=value     librdkafka producer property (kafka. prefix optional)\n");
+               "  -X key=value     librdkafka producer property (kafka. prefix optional)\n"
+               "  Delivery is bounded: a message the cluster has not acknowledged within\n"
+               "  message.timeout.ms (30000 unless -X sets it; 0 waits forever) fails. Exit\n"
+               "  status 1 if any sent event was not delivered, 2 on a usage error.\n");
 }
 
 int pipe_cmd_produce(int argc, char **argv) {
@@ -76,6 +79,13 @@ int pipe_cmd_produce(int argc, char **argv) {
         }
     }
     if (!brokers || !topic || !input || optind != argc) goto usage_err;
+    /* the producer's own default (0: retry forever) hangs on a dead broker; bound it here */
+    if (!pipe_props_get(&props, "message.timeout.ms") &&
+        pipe_props_add(&props, "message.timeout.ms", "30000")) {
+        fprintf(stderr, "trail: produce: out of memory\n");
+        goto out;
+    }
+    const char *mto = pipe_props_get(&props, "message.timeout.ms");
     if (sch_reader_open(&r, input, SCH_MAX_JSON_BYTES, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: produce: %s\n", errstr);
         goto out;
@@ -125,8 +135,20 @@ int pipe_cmd_produce(int argc, char **argv) {
         if (rate > 0) sleep_ns((int64_t)((double)sent * 1e9 / rate) - (core_now_ns() - t0));
         else if ((sent & 1023) == 0) pipe_producer_poll(p, 0);
     }
-    if (pipe_producer_flush(p, -1, &g_stop)) fprintf(stderr, "trail: produce: interrupted\n");
     uint64_t delivered, failed;
+    for (int64_t tw = core_now_ns();;) { /* wait for the outcome of every message, saying so */
+        int frc = pipe_producer_flush(p, 1000, &g_stop);
+        if (frc == CORE_ESTOPPED) {
+            fprintf(stderr, "trail: produce: interrupted\n");
+            break;
+        }
+        if (frc == CORE_OK) break;
+        pipe_producer_counts(p, &delivered, &failed);
+        fprintf(stderr, "trail: produce: waiting %.0f s for %" PRIu64 " undelivered of %" PRIu64
+                " sent (%" PRIu64 " delivered, %" PRIu64 " failed; message.timeout.ms=%s)\n",
+                (double)(core_now_ns() - tw) / 1e9, sent - delivered - failed, sent, delivered,
+                failed, mto);
+    }
     pipe_producer_counts(p, &delivered, &failed);
     double secs = (double)(core_now_ns() - t0) / 1e9;
     if (rejected > 20) fprintf(stderr, "trail: produce: ... %" PRIu64 " rejects in all\n", rejected);
@@ -134,6 +156,10 @@ int pipe_cmd_produce(int argc, char **argv) {
            ", rejected %" PRIu64 ") in %.2f s\n",
            sent, topic, delivered, failed, rejected, secs);
     rc = (failed || delivered != sent || g_stop) ? 1 : 0;
+    if (delivered != sent)
+        fprintf(stderr, "trail: produce: %" PRIu64 " of %" PRIu64 " events were not delivered to %s "
+                "at %s (%" PRIu64 " failed, each reason logged above; is the cluster up?)\n",
+                sent - delivered, sent, topic, brokers, failed);
 out:
     pipe_producer_destroy(p);
     sch_reader_close(r);

@@ -3,9 +3,13 @@
  * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte;
  * a complete last row without a newline (kept, not dropped as cut);
  * an empty or unreadable movies.csv; MovieLens ratings with users interleaved (written
- * grouped by user, in time order). */
+ * grouped by user, in time order); `trail produce` to a broker address where nothing listens. */
 #include "test_common.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -21,6 +25,17 @@ static int trail(fx *f, const char *fmt, ...) {
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
     snprintf(f->cmd, sizeof f->cmd, "cd '%s' && { '%s' %s; } 2>&1", f->dir, test_trail_bin(), args);
+    return test_run(f->cmd, f->out, sizeof f->out);
+}
+
+/* A shell command (printf-style) in the fixture's directory, stdout and stderr into f->out. */
+static int test_run_fmt(fx *f, const char *fmt, ...) {
+    char c[3000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c, sizeof c, fmt, ap);
+    va_end(ap);
+    snprintf(f->cmd, sizeof f->cmd, "cd '%s' && { %s; } 2>&1", f->dir, c);
     return test_run(f->cmd, f->out, sizeof f->out);
 }
 
@@ -209,6 +224,52 @@ static void test_import_movielens_ungrouped(void **state) {
     if (strcmp(f->out, want)) fail_msg("movielens import, users interleaved:\n%s", f->out);
 }
 
+// ---------------------------------------------------------------------------------------------
+// produce
+
+/* A loopback port nothing listens on (bound, read back, closed). */
+static int dead_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t n = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_produce_dead_broker(void **state) {
+    fx *f = *state;
+    write_str(f, "ev.jsonl",
+              "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}\n"
+              "{\"user_id\":2,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000001}\n"
+              "{\"user_id\":3,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000002}\n");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* `timeout` turns the old hang into 124; the bound under test is the 2 s message timeout */
+    int rc = test_run_fmt(f, "timeout 30 '%s' produce --brokers 127.0.0.1:%d --topic t --input "
+                             "ev.jsonl -X kafka.message.timeout.ms=2000", test_trail_bin(),
+                          dead_port());
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (rc != 1) fail_msg("produce to a dead broker: exit %d after %.1f s:\n%s", rc, secs, f->out);
+    assert_true(secs < 15);
+    HAS("undelivered of 3 sent (0 delivered, 0 failed; message.timeout.ms=2000)");
+    HAS("3 of 3 events were not delivered to t at 127.0.0.1:");
+    HAS("produced 3 events to t (delivered 0, failed 3, rejected 0)");
+
+    /* without -X the bound is 30 s, not forever (message.timeout.ms=0); 3 s show it is in force.
+     * KILL, not TERM: on TERM produce stops waiting but its producer's close still flushes 10 s */
+    rc = test_run_fmt(f, "timeout -s KILL 3 '%s' produce --brokers 127.0.0.1:%d --topic t "
+                         "--input ev.jsonl", test_trail_bin(), dead_port());
+    assert_int_equal(rc, 137);
+    HAS("undelivered of 3 sent (0 delivered, 0 failed; message.timeout.ms=30000)");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_import_all_malformed),
@@ -216,6 +277,7 @@ int main(void) {
         cmocka_unit_test(test_import_last_line_without_newline),
         cmocka_unit_test(test_import_movies_csv_unusable),
         cmocka_unit_test(test_import_movielens_ungrouped),
+        cmocka_unit_test(test_produce_dead_broker),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
