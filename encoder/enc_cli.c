@@ -107,7 +107,11 @@ static void usage_encode(FILE *f) {
             "  --reject FILE  where malformed records go (DIR/rejects.jsonl)\n"
             "  --map-size B   initial LMDB map size (1G); --map-max B: growth limit (1T)\n"
             "  --no-sync      do not fsync each commit (a rebuild that can be redone)\n"
-            "  --json         print the summary as one JSON object\n");
+            "  --json         print the summary as one JSON object\n"
+            "exit status: 0 when the input was replayed, even if some records were rejected (they\n"
+            "  are counted in the summary and kept in the reject file); 1 on an error, or when\n"
+            "  this run read records and rejected every one of them (wrong format, not events);\n"
+            "  2 on a usage error\n");
 }
 
 typedef struct enc_counts {
@@ -176,7 +180,7 @@ int enc_cmd_encode(int argc, char **argv) {
     FILE *rej = NULL;
     enc_batch *b = NULL;
     enc_counts n = {0};
-    int rc, ret = 1;
+    int rc, ret = 1, complete = 0;
     int64_t off = 0, recno = 0, rejpos = 0, t0 = core_now_ns();
     /* known from the arguments alone: the summary at out names it even when opening fails */
     if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
@@ -300,6 +304,10 @@ int enc_cmd_encode(int argc, char **argv) {
         if (g_stop) break;
     }
     ret = 0;
+    /* nothing usable: a CSV given as events, random bytes. The rejects are committed (a rerun
+     * skips them), but the run failed at what it was for, so it must not look like success. */
+    complete = 1;
+    if (n.read > 0 && n.rejected == n.read) ret = 1;
 out:
     if (b) enc_batch_abort(b);
     {
@@ -312,7 +320,7 @@ out:
                    input, (unsigned long long)total, (unsigned long long)n.read,
                    (unsigned long long)n.applied, (unsigned long long)n.impressions,
                    (unsigned long long)n.rejected, (unsigned long long)n.skipped, rpath, dt,
-                   ret == 0 && !g_stop ? "true" : "false");
+                   complete && !g_stop ? "true" : "false");
         } else {
             printf("encode %s: %llu records = %llu applied (behaviors) + %llu impressions (labeled, "
                    "not behaviors) + %llu rejected + %llu skipped (already applied)\n",
@@ -322,6 +330,10 @@ out:
             printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0,
                    rpath, g_stop ? "; stopped by signal (resume by running the same command)" : "");
         }
+        if (n.read > 0 && n.rejected == n.read)
+            fprintf(stderr, "trail encode: every record read from %s was rejected (%llu of %llu), "
+                            "nothing applied; the reasons are in %s\n",
+                    input, (unsigned long long)n.rejected, (unsigned long long)n.read, rpath);
     }
     if (rej) fclose(rej);
     sch_reader_close(rd);

@@ -141,7 +141,7 @@ static void test_bad_input_rejected(void **state) {
     const size_t total = nl + 2;
 
     const char *b[] = {"encode", "--model", f->model, "--store", store, "--input", bad, "--json", NULL};
-    assert_int_equal(run_trail(out, b), 0);
+    assert_int_equal(run_trail(out, b), 1 << 8); /* exit 1: every record was rejected */
     char *o = slurp(out, NULL);
     char want[128];
     snprintf(want, sizeof want, "\"records\":%zu,\"read\":%zu,\"applied\":0,\"impressions\":0,\"rejected\":%zu",

@@ -3,7 +3,8 @@
  * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte;
  * a complete last row without a newline (kept, not dropped as cut);
  * an empty or unreadable movies.csv; MovieLens ratings with users interleaved (written
- * grouped by user, in time order); `trail produce` to a broker address where nothing listens. */
+ * grouped by user, in time order); `trail produce` to a broker address where nothing listens; `trail encode --input` whose every
+ * record is rejected. */
 #include "test_common.h"
 
 #include <arpa/inet.h>
@@ -225,6 +226,55 @@ static void test_import_movielens_ungrouped(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// encode
+
+static void test_encode_all_rejected(void **state) {
+    fx *f = *state;
+    /* a MovieLens CSV given as events */
+    write_str(f, "r.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.0,964981247\n");
+    assert_int_equal(trail(f, "encode --model m.bin --store s1 --input r.csv"), 1);
+    HAS("every record read from r.csv was rejected (3 of 3)");
+    HAS("s1/rejects.jsonl");
+    /* the rejects were committed: the rerun has nothing left to read and says so with 0 */
+    assert_int_equal(trail(f, "encode --model m.bin --store s1 --input r.csv"), 0);
+    HAS("3 skipped");
+
+    /* 1 MB of garbage, some of it in lines longer than the reader's limit; --json too */
+    size_t n = 1 << 20;
+    char *g = malloc(n);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        g[i] = (char)(x >> 32);
+    }
+    memset(g + 1000, 'a', 100000); /* one line > 64 KiB */
+    write_file(f, "garbage.bin", g, n);
+    free(g);
+    assert_int_equal(trail(f, "encode --model m.bin --store s2 --input garbage.bin --json"), 1);
+    HAS("\"applied\":0");
+    HAS("\"complete\":true");
+    HAS("every record read from garbage.bin was rejected");
+    HAS("s2/rejects.jsonl");
+}
+
+static void test_encode_some_rejected_is_ok(void **state) {
+    fx *f = *state;
+    char buf[8192] = "";
+    for (int i = 0; i < 50; i++) {
+        char l[160];
+        snprintf(l, sizeof l,
+                 "{\"user_id\":%d,\"item_id\":%d,\"category_id\":3,\"action\":\"click\",\"ts\":%d}\n",
+                 i % 5, 100 + i, 1500000000 + i);
+        strcat(buf, l);
+        if (i % 10 == 9) strcat(buf, "not an event\n");
+    }
+    write_str(f, "mixed.jsonl", buf);
+    assert_int_equal(trail(f, "encode --model m.bin --store s3 --input mixed.jsonl"), 0);
+    HAS("50 applied");
+    HAS("5 rejected");
+}
+
+// ---------------------------------------------------------------------------------------------
 // produce
 
 /* A loopback port nothing listens on (bound, read back, closed). */
@@ -278,6 +328,8 @@ int main(void) {
         cmocka_unit_test(test_import_movies_csv_unusable),
         cmocka_unit_test(test_import_movielens_ungrouped),
         cmocka_unit_test(test_produce_dead_broker),
+        cmocka_unit_test(test_encode_all_rejected),
+        cmocka_unit_test(test_encode_some_rejected_is_ok),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -343,12 +343,13 @@ static void make_model(char *model, size_t cap) {
     assert_int_equal(run(out, argv, 60000), 0);
 }
 
-/* `trail encode --input FILE --json`: its summary must show `want` (e.g. "impressions":8,...). */
-static void encode_expect(char *model, char *input, char *store, const char *want) {
+/* `trail encode --input FILE --json`: its summary must show `want` (e.g. "impressions":8,...) and
+ * it must exit with rc (1 when every record is rejected). */
+static void encode_expect(char *model, char *input, char *store, const char *want, int rc) {
     char out[4200];
     path(out, sizeof out, "encode.out");
     char *argv[] = {g_bin, "encode", "--model", model, "--store", store, "--input", input, "--json", NULL};
-    assert_int_equal(run(out, argv, 60000), 0);
+    assert_int_equal(run(out, argv, 60000), rc);
     char *o = slurp(out);
     assert_non_null(o);
     if (!strstr(o, want)) fail_msg("encode %s: %s lacks %s", input, o, want);
@@ -384,7 +385,7 @@ static void test_rejects_keep_utf8(void **state) {
     fclose(f);
     char want[100];
     snprintf(want, sizeof want, "\"rejected\":%zu", nl);
-    encode_expect(model, in, store, want);
+    encode_expect(model, in, store, want, 1);
 
     char *rj = slurp(rej);
     assert_non_null(rj);
@@ -491,7 +492,7 @@ static void test_record_reads_back(void **state) {
         assert_int_equal(run(out, recv, 30000), 0);
         snprintf(want, sizeof want, "\"records\":%d,\"read\":%d,\"applied\":%d,\"impressions\":%d,\"rejected\":0",
                  2 * N, 2 * N, N, N);
-        encode_expect(model, rec, store, want);
+        encode_expect(model, rec, store, want, 0);
     }
     kill(br, SIGTERM);
     assert_true(test_wait_exit(br, 10000) >= 0);
