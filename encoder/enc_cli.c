@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define ENC_MAX_LINE (1u << 16) /* longer lines are skipped whole and rejected */
 
@@ -98,7 +99,9 @@ static void usage_encode(FILE *f) {
             "usage: trail encode --model M --store DIR --input FILE [options]\n"
             "  --model M      model file (its embeddings and SimHash build the buckets)\n"
             "  --store DIR    LMDB state directory (created if missing)\n"
-            "  --input FILE   event file: JSON lines or the binary encoding ('-' = stdin, no resume)\n"
+            "  --input FILE   event file: JSON lines or the binary encoding ('-' = stdin, no resume);\n"
+            "                 a resumed file must still begin with the bytes already applied\n"
+            "                 (appending is fine; replacing or truncating it is refused)\n"
             "  --window L     behaviors kept per user in a new store (the window the model was\n"
             "                 trained on, or 10000 if it records none; an existing store keeps\n"
             "                 its own)\n"
@@ -112,6 +115,28 @@ static void usage_encode(FILE *f) {
             "  are counted in the summary and kept in the reject file); 1 on an error, or when\n"
             "  this run read records and rejected every one of them (wrong format, not events);\n"
             "  2 on a usage error\n");
+}
+
+/* The identity of a file input: XXH3-64 of its bytes before the committed position, kept with
+ * that position ("file:PATH#id"). A second handle reads the file as far as the reader has, so the
+ * hash always covers exactly the bytes committed. */
+typedef struct input_id {
+    FILE *f;
+    XXH3_state_t *st;
+    uint64_t at; /* bytes hashed */
+} input_id;
+
+/* hash up to byte `to` (at most the file's length; returns CORE_EIO if it is shorter) */
+static int input_id_advance(input_id *id, uint64_t to) {
+    char buf[65536];
+    while (id->at < to) {
+        size_t want = to - id->at < sizeof buf ? (size_t)(to - id->at) : sizeof buf;
+        size_t got = fread(buf, 1, want, id->f);
+        if (got == 0) return CORE_EIO;
+        XXH3_64bits_update(id->st, buf, got);
+        id->at += got;
+    }
+    return CORE_OK;
 }
 
 typedef struct enc_counts {
@@ -182,6 +207,9 @@ int enc_cmd_encode(int argc, char **argv) {
     enc_counts n = {0};
     int rc, ret = 1, complete = 0;
     int64_t off = 0, recno = 0, rejpos = 0, t0 = core_now_ns();
+    input_id iid = {0}; /* file inputs: the hash of the bytes applied */
+    int64_t want_id = 0;
+    int have_id = 0;
     /* known from the arguments alone: the summary at out names it even when opening fails */
     if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
     else snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
@@ -213,8 +241,39 @@ int enc_cmd_encode(int argc, char **argv) {
         fprintf(stderr, "trail encode: %s\n", err);
         goto out;
     }
+    if (strcmp(input, "-") != 0) {
+        if (!(iid.f = fopen(input, "rb")) || !(iid.st = XXH3_createState())) {
+            fprintf(stderr, "trail encode: --input %s: %s\n", input, strerror(errno));
+            goto out;
+        }
+        XXH3_64bits_reset(iid.st);
+    }
     /* resume: the position and reject length committed with the state */
     if (strcmp(input, "-") != 0 && enc_store_get_offset(st, source, &off) == CORE_OK) {
+        /* the file must still begin with the bytes the state has applied */
+        struct stat isb;
+        snprintf(key, sizeof key, "%s#id", source);
+        have_id = enc_store_get_offset(st, key, &want_id) == CORE_OK;
+        if (fstat(fileno(iid.f), &isb) == 0 && (uint64_t)isb.st_size < (uint64_t)off) {
+            fprintf(stderr,
+                    "trail encode: %s is %lld bytes, but the store %s has applied it up to byte "
+                    "%lld: the file was replaced or truncated since; refusing to guess which "
+                    "records are new (encode into a new store, or restore the file)\n",
+                    input, (long long)isb.st_size, conf.path, (long long)off);
+            goto out;
+        }
+        if (input_id_advance(&iid, (uint64_t)off) != CORE_OK) {
+            fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
+            goto out;
+        }
+        if (have_id && (int64_t)XXH3_64bits_digest(iid.st) != want_id) {
+            fprintf(stderr,
+                    "trail encode: %s no longer begins with the %lld bytes the store %s applied "
+                    "from it (their hash differs): the file was replaced since; refusing to "
+                    "guess which records are new (encode into a new store, or restore the file)\n",
+                    input, (long long)off, conf.path);
+            goto out;
+        }
         snprintf(key, sizeof key, "%s#rec", source);
         if (enc_store_get_offset(st, key, &recno) != CORE_OK ||
             sch_reader_seek(rd, (uint64_t)off, (uint64_t)recno) != CORE_OK) {
@@ -291,6 +350,16 @@ int enc_cmd_encode(int argc, char **argv) {
             }
             snprintf(key, sizeof key, "%s#rej", source);
             if ((rc = enc_batch_set_offset(b, key, (int64_t)ftello(rej)))) goto out;
+            if (iid.f) { /* the identity of the bytes this commit covers */
+                if (input_id_advance(&iid, sch_reader_offset(rd)) != CORE_OK) {
+                    fprintf(stderr, "trail encode: reading %s: the file changed while it was "
+                                    "read\n", input);
+                    goto out;
+                }
+                snprintf(key, sizeof key, "%s#id", source);
+                if ((rc = enc_batch_set_offset(b, key, (int64_t)XXH3_64bits_digest(iid.st))))
+                    goto out;
+            }
             rc = enc_batch_commit(b);
             b = NULL;
             if (rc) {
@@ -310,6 +379,8 @@ int enc_cmd_encode(int argc, char **argv) {
     if (n.read > 0 && n.rejected == n.read) ret = 1;
 out:
     if (b) enc_batch_abort(b);
+    if (iid.f) fclose(iid.f);
+    if (iid.st) XXH3_freeState(iid.st);
     {
         double dt = (double)(core_now_ns() - t0) / 1e9;
         uint64_t total = n.skipped + n.read;
