@@ -229,6 +229,26 @@ static int writer_lock(enc_store *st, char *errstr, size_t errstr_size) {
     return CORE_OK;
 }
 
+/* A data.mdb shorter than the pages its meta page says are in use (a copy cut short, a full disk
+ * during a copy) makes LMDB's first read past the end a SIGBUS: refuse it at open instead. */
+static int check_not_truncated(enc_store *st, const char *path, char *errstr, size_t errstr_size) {
+    MDB_envinfo info;
+    MDB_stat ms;
+    struct stat sb;
+    char dpath[4096];
+    if (mdb_env_info(st->env, &info) || mdb_env_stat(st->env, &ms)) return CORE_OK;
+    snprintf(dpath, sizeof dpath, "%s/data.mdb", path);
+    if (stat(dpath, &sb) != 0) return CORE_OK;
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    if ((uint64_t)sb.st_size >= need) return CORE_OK;
+    snprintf(errstr, errstr_size,
+             "store %s: data.mdb is %lld bytes but its pages reach byte %llu: the file was "
+             "truncated (a copy cut short? a full disk?); restore it, or rebuild the store "
+             "(replay the input into a new store)",
+             path, (long long)sb.st_size, (unsigned long long)need);
+    return CORE_ESTORE;
+}
+
 int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
     MDB_txn *txn = NULL;
     int rc, dead = 0;
@@ -268,6 +288,7 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     unsigned flags = MDB_NOTLS | (conf->durable ? 0 : MDB_NOSYNC);
     what = "open";
     if ((rc = mdb_env_open(st->env, conf->path, flags, 0664))) goto fail;
+    if ((rc = check_not_truncated(st, conf->path, errstr, errstr_size))) goto out;
     mdb_reader_check(st->env, &dead);
     if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", conf->path, dead);
     what = "dbi";

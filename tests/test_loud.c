@@ -274,6 +274,29 @@ static void test_encode_some_rejected_is_ok(void **state) {
     HAS("5 rejected");
 }
 
+/* A store whose data.mdb was cut short: every command that opens it says so and exits 1 (it
+ * used to die of SIGBUS on the first page past the end). */
+static void test_truncated_store_refused(void **state) {
+    fx *f = *state;
+    write_str(f, "t.jsonl", "");
+    for (int i = 0; i < 400; i++) {
+        char l[160];
+        snprintf(l, sizeof l,
+                 "{\"user_id\":%d,\"item_id\":%d,\"category_id\":3,\"action\":\"click\",\"ts\":%d}\n",
+                 i % 40, 100 + i, 1500000000 + i);
+        write_str(f, "t.jsonl", l);
+    }
+    assert_int_equal(trail(f, "encode --model m.bin --store st --input t.jsonl"), 0);
+    char p[400];
+    snprintf(p, sizeof p, "%s/st/data.mdb", f->dir);
+    assert_int_equal(truncate(p, 12288), 0); /* three pages: the meta pages and one more */
+    assert_int_equal(trail(f, "inspect --store st --digest"), 1);
+    HAS("data.mdb is 12288 bytes");
+    HAS("truncated");
+    assert_int_equal(trail(f, "encode --model m.bin --store st --input t.jsonl"), 1);
+    HAS("truncated");
+}
+
 // ---------------------------------------------------------------------------------------------
 // produce
 
@@ -330,6 +353,7 @@ int main(void) {
         cmocka_unit_test(test_produce_dead_broker),
         cmocka_unit_test(test_encode_all_rejected),
         cmocka_unit_test(test_encode_some_rejected_is_ok),
+        cmocka_unit_test(test_truncated_store_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
