@@ -13,6 +13,7 @@
 #include "rank_score.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -24,7 +25,10 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 /* A model being served, with one scratch per worker slot. Freed by its last reference. */
 typedef struct served_model {
@@ -45,9 +49,23 @@ typedef struct worker_slot {
     size_t out_cap;
 } worker_slot;
 
+/* What a daemon's request callbacks get as cls: the server, and which listener it is. */
+typedef struct listener {
+    struct rank_server *srv;
+    int admin;
+} listener;
+
 struct rank_server {
     rank_server_conf conf;
-    char *model_path; /* owned copy; changes with a reload that names a path */
+    listener pub, adm;
+    struct MHD_Daemon *admin_d; /* the admin listener, or NULL */
+    uint16_t admin_port;
+    char *admin_path; /* owned: the Unix socket to remove at stop */
+    int admin_made;   /* admin_path was bound by this server */
+    dev_t admin_dev;  /* the socket file it made (removed only if it is still that file) */
+    ino_t admin_ino;
+    char *admin_token; /* owned copy */
+    char *model_path;  /* owned copy; changes with a reload that names a path */
     enc_store *st;
     int own_store;
     struct MHD_Daemon *d;
@@ -231,13 +249,18 @@ typedef struct conn_state {
     int too_big;
 } conn_state;
 
+/* allow: the Allow header of a 405, or the WWW-Authenticate challenge of a 401 (NULL: none). */
 static enum MHD_Result respond_allow(struct MHD_Connection *c, unsigned status, const char *type,
                                      const char *body, size_t n, const char *allow) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (allow)
+        MHD_add_response_header(r,
+                                status == MHD_HTTP_UNAUTHORIZED ? MHD_HTTP_HEADER_WWW_AUTHENTICATE
+                                                                : MHD_HTTP_HEADER_ALLOW,
+                                allow);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -367,10 +390,22 @@ int rank_addr_is_loopback(const struct sockaddr *sa) {
     return 0;
 }
 
-static int peer_is_loopback(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    return ci && rank_addr_is_loopback(ci->client_addr);
+/* An admin request's bearer token, compared in time independent of where it differs.
+ * @return 0 ok, 401 no "Authorization: Bearer", 403 another token. */
+static unsigned admin_auth(const rank_server *srv, struct MHD_Connection *c) {
+    const char *want = srv->admin_token;
+    if (!want) return 0;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return MHD_HTTP_UNAUTHORIZED;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (!*h) return MHD_HTTP_UNAUTHORIZED; // "Bearer" and nothing: no credentials
+    size_t n = strlen(h), m = strlen(want);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < m; i++)
+        diff |= (unsigned char)(want[i] ^ (i < n ? h[i] : 0));
+    return diff ? MHD_HTTP_FORBIDDEN : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,7 +610,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls) {
-    rank_server *srv = cls;
+    const listener *l = cls;
+    rank_server *srv = l->srv;
     conn_state *cs = *con_cls;
     (void)version;
     if (!cs) { // answered 503 when it was accepted (refuse_over_limit): drop the request
@@ -599,18 +635,35 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             return respond_error(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
                                  "headers_too_large", msg, NULL);
         }
+        if (l->admin) { // every admin request, whatever its path, shows the token first
+            unsigned denied = admin_auth(srv, c);
+            if (denied == MHD_HTTP_UNAUTHORIZED) {
+                rank_metrics_request(srv->mt, RANK_EP_OTHER);
+                return respond_error_allow(
+                    srv, c, denied, "unauthorized",
+                    "the admin listener needs an \"Authorization: Bearer <token>\" header", NULL,
+                    "Bearer realm=\"trail admin\"");
+            }
+            if (denied) {
+                rank_metrics_request(srv->mt, RANK_EP_OTHER);
+                return respond_error(srv, c, denied, "forbidden", "wrong admin token", NULL);
+            }
+        }
         int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
         rank_endpoint ep = !strcmp(url, "/v1/score")       ? RANK_EP_SCORE
                            : !strcmp(url, "/healthz")      ? RANK_EP_HEALTHZ
                            : !strcmp(url, "/metrics")      ? RANK_EP_METRICS
                            : !strcmp(url, "/admin/reload") ? RANK_EP_RELOAD
                                                            : RANK_EP_OTHER;
+        // admin endpoints only on the admin listener; scoring only on the public one
+        if (l->admin ? ep == RANK_EP_SCORE : ep == RANK_EP_RELOAD) ep = RANK_EP_OTHER;
         char msg[256];
         rank_metrics_request(srv->mt, ep);
         if (ep == RANK_EP_OTHER) {
-            snprintf(msg, sizeof msg,
-                     "no such path: %.100s (paths: /v1/score, /healthz, /metrics, /admin/reload)",
-                     url);
+            snprintf(msg, sizeof msg, "no such path: %.100s (paths: %s)", url,
+                     l->admin ? "/admin/reload, /healthz, /metrics"
+                              : "/v1/score, /healthz, /metrics; /admin/reload is on the admin "
+                                "listener");
             return respond_error(srv, c, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
         }
         int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
@@ -619,9 +672,6 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             return respond_error_allow(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                        msg, NULL, want_post ? "POST" : "GET, HEAD");
         }
-        if (ep == RANK_EP_RELOAD && !peer_is_loopback(c))
-            return respond_error(srv, c, MHD_HTTP_FORBIDDEN, "forbidden",
-                                 "/admin/reload is accepted only from loopback peers", NULL);
         // libmicrohttpd decodes chunked bodies only; with any other transfer coding it would read
         // the body until the client closes, and the request would hang to the read deadline
         const char *te =
@@ -729,7 +779,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 
 static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
-    rank_server *srv = cls;
+    rank_server *srv = ((const listener *)cls)->srv;
     conn_state *cs = *con_cls;
     conn_track *t = conn_of(c);
     (void)toe;
@@ -854,6 +904,106 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 // ---------------------------------------------------------------------------------------------
 // Start and stop
 
+/* The admin Unix socket, mode 0600: a stale one (nothing answers on it) is replaced, one a live
+ * server answers on is refused. */
+static int admin_unix_listen(rank_server *srv, int *out, char *err, size_t cap) {
+    const char *path = srv->admin_path;
+    struct sockaddr_un sa;
+    struct stat st;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof sa.sun_path) {
+        snprintf(err, cap, "serve: admin socket path '%s': empty or longer than %zu bytes", path,
+                 sizeof sa.sun_path - 1);
+        return CORE_EINVAL;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, n + 1);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, cap, "serve: admin socket %s: exists and is not a socket", path);
+            return CORE_EINVAL;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0) close(probe);
+        if (live) {
+            snprintf(err, cap,
+                     "serve: admin socket %s: another server answers on it (give this one "
+                     "another path)",
+                     path);
+            return CORE_EIO;
+        }
+        unlink(path); // stale: its server is gone
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, cap, "serve: admin socket: %s", strerror(errno));
+        return CORE_EIO;
+    }
+    mode_t old = umask(0177); // born 0600: only the server's user may connect
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc == 0 && stat(path, &st) == 0) { // this file is ours to remove at stop
+        srv->admin_made = 1;
+        srv->admin_dev = st.st_dev;
+        srv->admin_ino = st.st_ino;
+    }
+    if (rc != 0 || listen(fd, 16) != 0) {
+        snprintf(err, cap, "serve: cannot listen on admin socket %s: %s", path, strerror(errno));
+        close(fd);
+        return CORE_EIO;
+    }
+    *out = fd;
+    return CORE_OK;
+}
+
+/* The admin listener: one thread, a few connections, no scoring. */
+static int admin_start(rank_server *srv, char *err, size_t cap) {
+    const rank_server_conf *conf = &srv->conf;
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (conf->admin_socket) {
+        int fd = -1, rc = admin_unix_listen(srv, &fd, err, cap);
+        if (rc) return rc;
+        srv->admin_d = MHD_start_daemon(
+            flags, 0, NULL, NULL, handle_request, &srv->adm, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+            NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED,
+            request_completed, &srv->adm, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)conf->read_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 16u,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)RANK_CONN_MEMORY,
+            MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_END);
+        if (!srv->admin_d) { // fd is not closed here: libmicrohttpd may have closed it already
+            snprintf(err, cap, "serve: cannot serve on admin socket %s", srv->admin_path);
+            return CORE_EIO;
+        }
+        CORE_LOG(CORE_LOG_NOTICE, "serve: admin listener unix:%s token=%s", srv->admin_path,
+                 srv->admin_token ? "yes" : "no");
+        return CORE_OK;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(conf->admin_port);
+    inet_pton(AF_INET, conf->admin_host, &sa.sin_addr); // checked by rank_server_start
+    srv->admin_d = MHD_start_daemon(
+        flags, conf->admin_port, NULL, NULL, handle_request, &srv->adm, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
+        request_completed, &srv->adm, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)conf->read_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)RANK_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_END);
+    if (!srv->admin_d) {
+        snprintf(err, cap,
+                 "serve: cannot listen for admin on %s:%u (in use, or not an address here)",
+                 conf->admin_host, conf->admin_port);
+        return CORE_EIO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->admin_d, MHD_DAEMON_INFO_BIND_PORT);
+    srv->admin_port = di ? di->port : conf->admin_port;
+    CORE_LOG(CORE_LOG_NOTICE, "serve: admin listener addr=%s:%u token=%s", conf->admin_host,
+             srv->admin_port, srv->admin_token ? "yes" : "no");
+    return CORE_OK;
+}
+
 void rank_server_conf_default(rank_server_conf *conf) {
     enc_store_conf ec;
     enc_store_conf_default(&ec);
@@ -893,8 +1043,36 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
                  conf->listen_host);
         return CORE_EINVAL;
     }
+    if (conf->admin_socket && conf->admin_host) {
+        snprintf(errstr, errstr_size, "serve: an admin socket or an admin address, not both");
+        return CORE_EINVAL;
+    }
+    if (conf->admin_token && !conf->admin_token[0]) {
+        snprintf(errstr, errstr_size, "serve: the admin token is empty");
+        return CORE_EINVAL;
+    }
+    if (conf->admin_host) {
+        struct sockaddr_in as;
+        memset(&as, 0, sizeof as);
+        as.sin_family = AF_INET;
+        if (inet_pton(AF_INET, conf->admin_host, &as.sin_addr) != 1) {
+            snprintf(errstr, errstr_size, "serve: admin address '%s' is not an IPv4 address",
+                     conf->admin_host);
+            return CORE_EINVAL;
+        }
+        if (!conf->admin_token && (ntohl(as.sin_addr.s_addr) >> 24) != 127) {
+            snprintf(errstr, errstr_size,
+                     "serve: admin address %s is not loopback: it needs a token (anyone who "
+                     "reaches it could reload the model)",
+                     conf->admin_host);
+            return CORE_EINVAL;
+        }
+    }
     if (!(srv = core_calloc(1, sizeof *srv))) goto oom;
     srv->conf = *conf;
+    srv->pub.srv = srv;
+    srv->adm.srv = srv;
+    srv->adm.admin = 1;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->reload_mu, NULL);
     atomic_init(&srv->in_flight, 0);
@@ -903,6 +1081,8 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     pthread_mutex_init(&srv->conn_mu, NULL);
     pthread_cond_init(&srv->sweep_cv, NULL);
     if (!(srv->model_path = core_strdup(conf->model_path))) goto oom;
+    if (conf->admin_socket && !(srv->admin_path = core_strdup(conf->admin_socket))) goto oom;
+    if (conf->admin_token && !(srv->admin_token = core_strdup(conf->admin_token))) goto oom;
     if ((rc = rank_metrics_new(&srv->mt))) goto oom;
     if (conf->store) {
         srv->st = conf->store;
@@ -973,9 +1153,9 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     // client that stops reading its answer.
     srv->d = MHD_start_daemon(
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port, NULL, NULL,
-        handle_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        handle_request, &srv->pub, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->threads,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, &srv->pub, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)conf->read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(conf->max_connections + CONN_HEADROOM + conf->threads),
         MHD_OPTION_NOTIFY_CONNECTION, connection_notify, srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -994,6 +1174,8 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         goto fail;
     }
     srv->sweeper_running = 1;
+    if ((conf->admin_socket || conf->admin_host) && (rc = admin_start(srv, errstr, errstr_size)))
+        goto fail;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : conf->port;
     CORE_LOG(CORE_LOG_NOTICE,
@@ -1018,8 +1200,20 @@ uint16_t rank_server_port(const rank_server *srv) {
     return srv->port;
 }
 
+uint16_t rank_server_admin_port(const rank_server *srv) {
+    return srv->admin_port;
+}
+
 void rank_server_stop(rank_server *srv) {
     if (!srv) return;
+    // the admin listener first: a reload in progress finishes (its thread is joined)
+    if (srv->admin_d) MHD_stop_daemon(srv->admin_d);
+    if (srv->admin_made) { // remove the socket, unless another server has since put its own there
+        struct stat st;
+        if (lstat(srv->admin_path, &st) == 0 && st.st_dev == srv->admin_dev &&
+            st.st_ino == srv->admin_ino)
+            unlink(srv->admin_path);
+    }
     if (srv->d) {
         MHD_quiesce_daemon(srv->d); // no new connections; the ones open finish their requests
         int64_t deadline = core_now_ns() + (int64_t)srv->conf.drain_ms * 1000000;
@@ -1050,6 +1244,8 @@ void rank_server_stop(rank_server *srv) {
     if (srv->own_store) enc_store_close(srv->st);
     rank_metrics_destroy(srv->mt);
     core_free(srv->model_path);
+    core_free(srv->admin_path);
+    core_free(srv->admin_token);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->reload_mu);
     pthread_mutex_destroy(&srv->conn_mu);

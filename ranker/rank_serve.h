@@ -9,7 +9,7 @@
  * connection state and body buffer (sized by Content-Length, at most max_body) and libmicrohttpd's
  * copy of the response. Each request reads one model from start to end.
  *
- * Reload (rank_server_reload; SIGHUP in `trail serve`; POST /admin/reload from loopback peers):
+ * Reload (rank_server_reload; SIGHUP in `trail serve`; POST /admin/reload on the admin listener):
  * the new model is loaded and verified completely, checked against the store's encoding, and its
  * scratch allocated, all off the request path; then one pointer swap under a mutex makes it the
  * served model. Requests that hold the old one finish on it; the last reference frees it.
@@ -19,6 +19,11 @@
  * more thread (the sweeper) closes connections whose request is not read within read_timeout_s.
  * Each accepted connection carries a small tracker (its socket_context) for that; nothing else is
  * allocated per connection beyond libmicrohttpd's RANK_CONN_MEMORY pool.
+ *
+ * Admin: /admin/reload is served only by a second libmicrohttpd daemon (one thread) on its own
+ * listener, a Unix socket (file permissions decide who reloads) or a TCP address (optionally with
+ * a bearer token), never by the public listener: a peer-address rule cannot tell a client from
+ * a reverse proxy on the same host.
  *
  * Not here: signal handling and argument parsing (serve_cli.c), request parsing (rank_request.h),
  * the counters (rank_metrics.h), scoring itself (rank_score.h), the store (enc_store.h).
@@ -54,6 +59,18 @@ typedef struct rank_server_conf {
                               * of the connection opening or the previous answer, else the
                               * connection is closed; also libmicrohttpd's inactivity timeout
                               * (default 5) */
+    /* The admin listener (POST /admin/reload, and GET /healthz and /metrics), apart from the
+     * public one, which answers /admin/reload 404: at most one of admin_socket and admin_host.
+     * Neither: no admin endpoint (reload through rank_server_reload, SIGHUP in `trail serve`). */
+    const char *admin_socket; /* a Unix socket path, created mode 0600 (a stale socket there is
+                               * replaced; one a live server answers on is an error), removed at
+                               * stop */
+    const char *admin_host;   /* or an IPv4 address to listen on for admin, with admin_port (0: an
+                               * ephemeral port, rank_server_admin_port); other than loopback only
+                               * with admin_token */
+    uint16_t admin_port;
+    const char *admin_token; /* if set, every admin request needs "Authorization: Bearer <it>":
+                              * 401 without, 403 with another token */
 } rank_server_conf;
 
 /* Request-head limits answered in JSON (414 uri_too_long, 431 headers_too_large). libmicrohttpd
@@ -76,6 +93,9 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
 /** @brief The port the server listens on. */
 uint16_t rank_server_port(const rank_server *srv);
 
+/** @brief The admin listener's TCP port (admin_host), 0 if it has none. */
+uint16_t rank_server_admin_port(const rank_server *srv);
+
 /** @brief Load path (NULL: the current model path), verify it, check its encoding against the
  *  store, allocate its scratch, and swap it in. On any failure the old model keeps serving.
  *  On success a given path becomes the current one.
@@ -85,7 +105,8 @@ uint16_t rank_server_port(const rank_server *srv);
 int rank_server_reload(rank_server *srv, const char *path, char version[17], char *errstr,
                        size_t errstr_size);
 
-/** @brief Whether a peer address may call /admin/reload: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
+/** @brief Whether an address is loopback: 127.0.0.0/8, ::1, or ::ffff:127.x.y.z (an admin TCP
+ *  listener elsewhere needs a token). */
 struct sockaddr;
 int rank_addr_is_loopback(const struct sockaddr *sa);
 

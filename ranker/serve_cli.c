@@ -32,7 +32,8 @@
 
 static void serve_usage(FILE *f) {
     fprintf(f, "usage: trail serve --model M --store DIR --listen HOST:PORT [options]\n"
-               "  --model M            model file (reloaded on SIGHUP and POST /admin/reload)\n"
+               "  --model M            model file (reloaded on SIGHUP and POST /admin/reload on\n"
+               "                       the admin listener)\n"
                "  --store DIR          the encoder's store\n"
                "  --listen HOST:PORT   IPv4 address and port (port 0: any free port)\n"
                "  --threads K          HTTP threads and worker slots (4)\n"
@@ -51,6 +52,15 @@ static void serve_usage(FILE *f) {
                "  --isa PATH           compute path: auto (default: the best this CPU runs),\n"
                "                       scalar, fp32, avx2, avx2-int8, avx2-int16, avx512-bf16,\n"
                "                       avx512-vnni, amx-bf16; or set TRAIL_ISA\n"
+               "  --admin-socket PATH  the admin listener (POST /admin/reload, GET /healthz,\n"
+               "                       /metrics): a Unix socket, mode 0600, so only this user\n"
+               "                       (and root) may reload (default: STORE/admin.sock)\n"
+               "  --admin-listen HOST:PORT\n"
+               "                       instead, an IPv4 address for the admin listener; one\n"
+               "                       other than loopback needs --admin-token-file\n"
+               "  --admin-token-file F admin requests need \"Authorization: Bearer <token>\",\n"
+               "                       the token being F's first line\n"
+               "  The public listener has no admin endpoint: POST /admin/reload there is 404.\n"
                "API: schemas/rank-api.md\n");
 }
 
@@ -66,6 +76,50 @@ static void raise_nofile(uint32_t max_connections, uint32_t threads) {
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* HOST:PORT into host and *port. @return 0, or -1 with the reason on stderr. */
+static int split_host_port(const char *arg, const char *flag, char *host, size_t cap,
+                           uint64_t *port) {
+    const char *colon = strrchr(arg, ':');
+    char what[64];
+    if (!colon || colon == arg || (size_t)(colon - arg) >= cap) {
+        fprintf(stderr, "trail: %s: '%s' is not HOST:PORT\n", flag, arg);
+        return -1;
+    }
+    memcpy(host, arg, (size_t)(colon - arg));
+    host[colon - arg] = '\0';
+    snprintf(what, sizeof what, "%s port", flag);
+    return core_parse_u64(colon + 1, 0, 65535, what, port) ? -1 : 0;
+}
+
+/* The admin token: the file's first line, without its line end or trailing blanks.
+ * @return 0, or -1 with the reason on stderr. */
+static int read_token(const char *path, char *token, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "trail: --admin-token-file: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!fgets(token, (int)cap, f)) token[0] = '\0';
+    fclose(f);
+    size_t n = strlen(token);
+    while (n && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' ' ||
+                 token[n - 1] == '\t'))
+        token[--n] = '\0';
+    if (!n) {
+        fprintf(stderr, "trail: --admin-token-file: %s: no token on its first line\n", path);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e) {
+            fprintf(stderr,
+                    "trail: --admin-token-file: %s: the token must be printable ASCII "
+                    "without spaces\n",
+                    path);
+            return -1;
+        }
+    return 0;
 }
 
 /* The self-pipe: what the handlers tell the loop. Lock-free atomics are async-signal-safe. */
@@ -153,10 +207,13 @@ int rank_cmd_serve(int argc, char **argv) {
                                          {"max-connections", 1, 0, 'C'},
                                          {"max-connections-per-ip", 1, 0, 'P'},
                                          {"read-timeout", 1, 0, 'T'},
+                                         {"admin-socket", 1, 0, 'A'},
+                                         {"admin-listen", 1, 0, 'L'},
+                                         {"admin-token-file", 1, 0, 'K'},
                                          {0, 0, 0, 0}};
     rank_server_conf conf;
-    char host[64], err[1024];
-    const char *listen = NULL;
+    char host[64], admin_host[64], err[1024], token[4096], admin_sock[4096];
+    const char *listen = NULL, *admin_listen = NULL, *token_file = NULL;
     uint64_t v;
     int c;
     rank_server_conf_default(&conf);
@@ -218,6 +275,15 @@ int rank_cmd_serve(int argc, char **argv) {
             if (core_parse_u64(optarg, 1, 3600, "--read-timeout", &v)) return 2;
             conf.read_timeout_s = (uint32_t)v;
             break;
+        case 'A':
+            conf.admin_socket = optarg;
+            break;
+        case 'L':
+            admin_listen = optarg;
+            break;
+        case 'K':
+            token_file = optarg;
+            break;
         case 'h':
             serve_usage(stdout);
             return 0;
@@ -236,16 +302,26 @@ int rank_cmd_serve(int argc, char **argv) {
         return 2;
     }
     raise_nofile(conf.max_connections, conf.threads);
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host) {
-        fprintf(stderr, "trail: --listen: '%s' is not HOST:PORT\n", listen);
-        return 2;
-    }
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
-    if (core_parse_u64(colon + 1, 0, 65535, "--listen port", &v)) return 2;
+    if (split_host_port(listen, "--listen", host, sizeof host, &v)) return 2;
     conf.listen_host = host;
     conf.port = (uint16_t)v;
+    if (admin_listen && conf.admin_socket) {
+        fprintf(stderr, "trail: serve: --admin-socket or --admin-listen, not both\n");
+        return 2;
+    }
+    if (admin_listen) {
+        if (split_host_port(admin_listen, "--admin-listen", admin_host, sizeof admin_host, &v))
+            return 2;
+        conf.admin_host = admin_host;
+        conf.admin_port = (uint16_t)v;
+    } else if (!conf.admin_socket) {
+        snprintf(admin_sock, sizeof admin_sock, "%s/admin.sock", conf.store_path);
+        conf.admin_socket = admin_sock;
+    }
+    if (token_file) {
+        if (read_token(token_file, token, sizeof token)) return 2;
+        conf.admin_token = token;
+    }
 
     // handlers first, then blocked in this thread before any other starts, so every thread the
     // server creates inherits the mask (a SIGHUP during start is acted on once it has started)
@@ -263,6 +339,10 @@ int rank_cmd_serve(int argc, char **argv) {
     }
     // one line a supervisor or test can wait for
     printf("listening on %s:%u\n", host, rank_server_port(srv));
+    if (conf.admin_host)
+        printf("admin on %s:%u\n", conf.admin_host, rank_server_admin_port(srv));
+    else
+        printf("admin on unix:%s\n", conf.admin_socket);
     fflush(stdout);
     signals_loop(srv, &set);
     rank_server_stop(srv);

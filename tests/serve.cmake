@@ -17,3 +17,7 @@ add_dependencies(test_serve_abuse trail)
 trail_add_test(test_serve_signals SOURCES test_serve_signals.c LIBS trail_serve LABELS serve
   TIMEOUT 60)
 add_dependencies(test_serve_signals trail)
+# Admin endpoints only on the admin listener (Unix socket by default; TCP with a bearer token)
+trail_add_test(test_serve_admin SOURCES test_serve_admin.c LIBS trail_serve LABELS serve
+  TIMEOUT 60)
+add_dependencies(test_serve_admin trail)

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -86,7 +87,12 @@ static inline int http_raw_unix(const char *path, const char *req, size_t req_le
     sock_timeouts(fd);
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    size_t plen = strlen(path);
+    if (plen >= sizeof sa.sun_path) {
+        close(fd);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, plen + 1);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
@@ -219,10 +225,18 @@ static inline void serve_conf(rank_server_conf *conf, const char *model_path, en
     conf->recent = TS_RECENT;
 }
 
+/* One line of a child's stdout (opened unbuffered by serve_spawn), waiting at most ms for it.
+ * @return line, or NULL on timeout or end of file. */
+static inline char *serve_read_line(FILE *out, char *line, size_t cap, int ms) {
+    struct pollfd pfd = {fileno(out), POLLIN, 0};
+    if (poll(&pfd, 1, ms) <= 0) return NULL;
+    return fgets(line, (int)cap, out);
+}
+
 /* Start `trail serve ARGS` as a child process (exec'd through sh, so pid is the server's) and
- * wait for its "listening on HOST:PORT" line. *out is its stdout, for later lines. blas_threads:
- * OPENBLAS_NUM_THREADS for the child (NULL: as inherited). @return the port, 0 if it did not
- * start. */
+ * wait (10 s at most) for its "listening on HOST:PORT" line. *out is its stdout, unbuffered, for
+ * later lines (serve_read_line). blas_threads: OPENBLAS_NUM_THREADS for the child (NULL: as
+ * inherited). @return the port, 0 if it did not start. */
 static inline unsigned serve_spawn(const char *args, const char *blas_threads, pid_t *pid,
                                    FILE **out) {
     char cmd[4096], line[256];
@@ -242,7 +256,8 @@ static inline unsigned serve_spawn(const char *args, const char *blas_threads, p
     }
     close(fds[1]);
     *out = fdopen(fds[0], "r");
-    if (*out && fgets(line, sizeof line, *out) &&
+    if (*out) setvbuf(*out, NULL, _IONBF, 0); // so that poll sees what is not read yet
+    if (*out && serve_read_line(*out, line, sizeof line, 10000) &&
         sscanf(line, "listening on %*[^:]:%u", &port) == 1)
         return port;
     return 0;

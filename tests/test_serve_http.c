@@ -1,7 +1,8 @@
 /* test_serve_http.c: the server over HTTP on 127.0.0.1 (ephemeral port): good requests (scores
  * in candidate order, equal to a direct rank_score call), every malformed class with its status
- * and error kind, an unknown user, reload of a good, a corrupt and a mismatched model (the old one
- * keeps serving), and the /metrics text. */
+ * and error kind, an unknown user, reload of a good, a corrupt and a mismatched model through the
+ * admin Unix socket (the old one keeps serving; the public listener answers /admin/reload 404),
+ * and the /metrics text. */
 #include "test_serve_common.h"
 
 #include "core_alloc.h"
@@ -12,6 +13,7 @@
 #include <math.h>
 
 static char dir[256], path_a[512], path_b[512], path_bad[512], path_other[512], store_dir[512];
+static char admin_sock[512];
 static mdl_model *ma, *mb;
 static enc_store *st;
 static rank_server *srv;
@@ -29,6 +31,7 @@ static int setup(void **state) {
     snprintf(path_bad, sizeof path_bad, "%s/bad.mdl", dir);
     snprintf(path_other, sizeof path_other, "%s/other.mdl", dir);
     snprintf(store_dir, sizeof store_dir, "%s/store", dir);
+    snprintf(admin_sock, sizeof admin_sock, "%s/admin.sock", dir);
     ma = make_model(path_a, 1, 0.f, 2);
     mb = make_model(path_b, 1, 0.75f, 2);
     mdl_model_destroy(make_model(path_other, 99, 0.f, 2)); // another encoding_version
@@ -48,6 +51,7 @@ static int setup(void **state) {
     conf.threads = 2;
     conf.max_candidates = 50;
     conf.max_body = 8192;
+    conf.admin_socket = admin_sock;
     if (rank_server_start(&srv, &conf, err, sizeof err) != CORE_OK) {
         fprintf(stderr, "start: %s\n", err);
         return -1;
@@ -234,23 +238,31 @@ static void test_reload(void **state) {
     float s[4];
     const char *one = "{\"user_id\": 1, \"ts\": 1512000000, \"candidates\": [{\"item_id\": 5, "
                       "\"category_id\": 7}]}";
-    // a good model
+    // the public listener has no admin endpoint, whoever the peer is (a proxy on this host is
+    // loopback too)
     snprintf(body, sizeof body, "{\"model\": \"%s\"}", path_b);
-    assert_int_equal(http_do(port, "POST", "/admin/reload", body, resp, sizeof resp, &rb), 200);
+    bad_req public = {"POST", "/admin/reload", body, 404, "not_found", "admin listener"};
+    check_error(http_do(port, "POST", "/admin/reload", body, resp, sizeof resp, &rb), &rb, &public);
+    score(one, v, s, 4);
+    assert_string_equal(v, ver_a);
+    // a good model, through the admin socket
+    assert_int_equal(
+        http_do_unix(admin_sock, "POST", "/admin/reload", body, NULL, resp, sizeof resp, &rb), 200);
     assert_non_null(strstr(rb, ver_b));
     assert_non_null(strstr(rb, ver_a)); // previous_model_version
     score(one, v, s, 4);
     assert_string_equal(v, ver_b);
     // a corrupt model is refused; b keeps serving
     snprintf(body, sizeof body, "{\"model\": \"%s\"}", path_bad);
-    int status = http_do(port, "POST", "/admin/reload", body, resp, sizeof resp, &rb);
+    int status =
+        http_do_unix(admin_sock, "POST", "/admin/reload", body, NULL, resp, sizeof resp, &rb);
     bad_req corrupt = {"POST", "/admin/reload", body, 422, "reload_failed", "bad.mdl"};
     check_error(status, &rb, &corrupt);
     score(one, v, s, 4);
     assert_string_equal(v, ver_b);
     // a model whose encoding differs from the store's buckets is refused; b keeps serving
     snprintf(body, sizeof body, "{\"model\": \"%s\"}", path_other);
-    status = http_do(port, "POST", "/admin/reload", body, resp, sizeof resp, &rb);
+    status = http_do_unix(admin_sock, "POST", "/admin/reload", body, NULL, resp, sizeof resp, &rb);
     bad_req other = {"POST", "/admin/reload",     body,
                      409,    "encoding_mismatch", "does not match the store"};
     check_error(status, &rb, &other);
@@ -259,18 +271,24 @@ static void test_reload(void **state) {
     // a missing file, bad bodies
     bad_req missing = {"POST", "/admin/reload", "{\"model\": \"/nonexistent/x.mdl\"}",
                        422,    "reload_failed", "/nonexistent/x.mdl"};
-    check_error(http_do(port, "POST", "/admin/reload", missing.body, resp, sizeof resp, &rb), &rb,
-                &missing);
+    check_error(http_do_unix(admin_sock, "POST", "/admin/reload", missing.body, NULL, resp,
+                             sizeof resp, &rb),
+                &rb, &missing);
     bad_req unknown = {"POST", "/admin/reload", "{\"path\": \"x\"}", 400, "unknown_field", "path"};
-    check_error(http_do(port, "POST", "/admin/reload", unknown.body, resp, sizeof resp, &rb), &rb,
-                &unknown);
+    check_error(http_do_unix(admin_sock, "POST", "/admin/reload", unknown.body, NULL, resp,
+                             sizeof resp, &rb),
+                &rb, &unknown);
     bad_req notjson = {"POST", "/admin/reload", "{\"model\": ", 400, "bad_json", NULL};
-    check_error(http_do(port, "POST", "/admin/reload", notjson.body, resp, sizeof resp, &rb), &rb,
-                &notjson);
+    check_error(http_do_unix(admin_sock, "POST", "/admin/reload", notjson.body, NULL, resp,
+                             sizeof resp, &rb),
+                &rb, &notjson);
     bad_req get = {"GET", "/admin/reload", NULL, 405, "method_not_allowed", NULL};
-    check_error(http_do(port, "GET", "/admin/reload", NULL, resp, sizeof resp, &rb), &rb, &get);
+    check_error(
+        http_do_unix(admin_sock, "GET", "/admin/reload", NULL, NULL, resp, sizeof resp, &rb), &rb,
+        &get);
     // no body: reread the current path (b's, since the reload that named it succeeded)
-    assert_int_equal(http_do(port, "POST", "/admin/reload", NULL, resp, sizeof resp, &rb), 200);
+    assert_int_equal(
+        http_do_unix(admin_sock, "POST", "/admin/reload", NULL, NULL, resp, sizeof resp, &rb), 200);
     assert_non_null(strstr(rb, ver_b));
     // the SIGHUP path: the library call, back to a
     assert_int_equal(rank_server_reload(srv, path_a, version, err, sizeof err), CORE_OK);
@@ -326,8 +344,11 @@ static void test_start_alloc_failures(void **state) {
     (void)state;
     rank_server_conf conf;
     char err[512];
+    char sock2[600];
+    snprintf(sock2, sizeof sock2, "%s/admin2.sock", dir); // beside the running server's
     serve_conf(&conf, path_a, st);
     conf.threads = 2;
+    conf.admin_socket = sock2;
     for (int persistent = 0; persistent < 2; persistent++) {
         int failures = 0;
         for (long n = 0;; n++) {
@@ -405,10 +426,13 @@ static void test_metrics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_score_good), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_oversized),  cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_score_good),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_reload),
         cmocka_unit_test(test_reload_warns_of_another_window),
-        cmocka_unit_test(test_metrics),    cmocka_unit_test(test_start_alloc_failures),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_start_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

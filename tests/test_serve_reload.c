@@ -1,7 +1,8 @@
 /* test_serve_reload.c: concurrent requests during repeated reloads never see a mixed model.
  * Models a and b share an encoding but differ in parameters, so their scores differ. Both score
  * vectors are taken from the quiet server first; then client threads hammer /v1/score while the
- * main thread swaps a and b back and forth (library reload, the SIGHUP path, and /admin/reload).
+ * main thread swaps a and b back and forth (library reload, the SIGHUP path, and /admin/reload on
+ * the admin Unix socket).
  * Every response must name a or b and carry exactly that model's scores. Labelled tsan: the
  * ThreadSanitizer tree runs it to check the swap and the reference counts for races. */
 #include "test_serve_common.h"
@@ -13,7 +14,7 @@
 #define N_REQ 60 /* per client */
 #define B 400
 
-static char dir[256], path_a[512], path_b[512], store_dir[512];
+static char dir[256], path_a[512], path_b[512], store_dir[512], admin_sock[512];
 static rank_server *srv;
 static uint16_t port;
 static char ver[2][17];
@@ -28,6 +29,7 @@ static int setup(void **state) {
     snprintf(path_a, sizeof path_a, "%s/a.mdl", dir);
     snprintf(path_b, sizeof path_b, "%s/b.mdl", dir);
     snprintf(store_dir, sizeof store_dir, "%s/store", dir);
+    snprintf(admin_sock, sizeof admin_sock, "%s/admin.sock", dir);
     int k = snprintf(body, sizeof body, "{\"user_id\":%d,\"ts\":%lld,\"candidates\":[", TS_USER,
                      TS_NOW);
     for (int b = 0; b < B; b++)
@@ -74,6 +76,7 @@ static void test_no_mixed_model(void **state) {
     mdl_version_hex(mb->model_version, ver[1]);
     serve_conf(&conf, path_a, st);
     conf.threads = 4;
+    conf.admin_socket = admin_sock;
     assert_int_equal(rank_server_start(&srv, &conf, err, sizeof err), CORE_OK);
     port = rank_server_port(srv);
     // each model's scores, from the quiet server
@@ -94,7 +97,8 @@ static void test_no_mixed_model(void **state) {
         if (reloads % 3 == 2) { // every third swap through the admin endpoint
             char rbody[600];
             snprintf(rbody, sizeof rbody, "{\"model\":\"%s\"}", p);
-            assert_int_equal(http_do(port, "POST", "/admin/reload", rbody, resp, sizeof resp, &rb),
+            assert_int_equal(http_do_unix(admin_sock, "POST", "/admin/reload", rbody, NULL, resp,
+                                          sizeof resp, &rb),
                              200);
         } else {
             assert_int_equal(rank_server_reload(srv, p, v, err, sizeof err), CORE_OK);

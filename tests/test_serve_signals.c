@@ -19,6 +19,17 @@
 static char dir[256], model[512], store_dir[512];
 static uint16_t port;
 static atomic_int stop_client, n_ok, n_bad;
+static pid_t live = -1; /* the server running, killed by teardown should the test fail */
+
+static int teardown(void **state) {
+    (void)state;
+    if (live > 0) {
+        kill(live, SIGKILL);
+        waitpid(live, NULL, 0);
+    }
+    if (dir[0]) test_rmtree(dir);
+    return 0;
+}
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -78,6 +89,7 @@ static void test_sighup_storm(void **state) {
     pid_t pid = -1;
     FILE *out = NULL;
     port = (uint16_t)serve_spawn(args, "4", &pid, &out);
+    live = pid;
     assert_true(port != 0);
     assert_int_equal(http_do(port, "GET", "/healthz", NULL, resp, sizeof resp, &rb), 200);
     assert_non_null(strstr(rb, va));
@@ -94,6 +106,7 @@ static void test_sighup_storm(void **state) {
     pthread_join(th, NULL);
 
     int early = serve_wait_exit(pid, 10);
+    if (early != -1) live = -1;
     if (early != -1)
         fail_msg("trail serve died during the storm: %s %d", WIFSIGNALED(early) ? "signal" : "exit",
                  WIFSIGNALED(early) ? WTERMSIG(early) : WEXITSTATUS(early));
@@ -117,14 +130,14 @@ static void test_sighup_storm(void **state) {
 
     assert_int_equal(kill(pid, SIGTERM), 0);
     int status = serve_wait_exit(pid, 5000);
+    if (status != -1) live = -1;
     assert_true(status != -1 && WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     fclose(out);
     mdl_model_destroy(m);
-    test_rmtree(dir);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_sighup_storm)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, teardown);
 }
