@@ -330,6 +330,15 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
             (rc = meta_get_u64(txn, st->meta, "chunk", &ch)) ||
             (rc = meta_get_u64(txn, st->meta, "encoding_version", &ev)))
             goto fail;
+        if (w < 1 || w > UINT32_MAX || r > w || ch < 1) { /* a damaged or hand-edited meta */
+            snprintf(errstr, errstr_size,
+                     "store %s: meta holds window=%llu recent=%llu chunk=%llu: not a valid shape "
+                     "(window >= 1, recent <= window); the store's meta is damaged",
+                     conf->path, (unsigned long long)w, (unsigned long long)r,
+                     (unsigned long long)ch);
+            rc = CORE_EFORMAT;
+            goto out;
+        }
         if (!st->window) st->window = (uint32_t)w;
         if (!st->recent) st->recent = (uint32_t)r;
         if (w != st->window || r != st->recent || ch != ENC_CHUNK) {

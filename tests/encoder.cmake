@@ -5,5 +5,5 @@ trail_add_test(test_enc_state SOURCES test_enc_state.c LIBS trail_encoder LABELS
 trail_add_test(test_enc_store SOURCES test_enc_store.c LIBS trail_encoder LABELS store)
 trail_add_test(test_enc_cli SOURCES test_enc_cli.c LIBS trail_encoder LABELS store)
 trail_add_test(test_enc_lock SOURCES test_enc_lock.c LIBS trail_encoder LABELS store)
-trail_add_test(test_loud SOURCES test_loud.c LIBS trail_encoder LABELS store TIMEOUT 120)
+trail_add_test(test_loud SOURCES test_loud.c LIBS trail_encoder PkgConfig::LMDB LABELS store TIMEOUT 120)
 trail_add_test(test_enc_resume SOURCES test_enc_resume.c LIBS trail_encoder LABELS store)

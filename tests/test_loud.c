@@ -7,6 +7,8 @@
  * record is rejected. */
 #include "test_common.h"
 
+#include <lmdb.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -297,6 +299,33 @@ static void test_truncated_store_refused(void **state) {
     HAS("truncated");
 }
 
+/* A store whose meta says window = 0 (damaged, or edited by hand) is refused with a message
+ * naming the values; it used to stop the process on an assertion. */
+static void test_store_bad_meta_refused(void **state) {
+    fx *f = *state;
+    write_str(f, "b.jsonl",
+              "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}\n");
+    assert_int_equal(trail(f, "encode --model m.bin --store sb --input b.jsonl"), 0);
+    char p[400];
+    snprintf(p, sizeof p, "%s/sb", f->dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    uint64_t zero = 0;
+    MDB_val k = {6, (void *)"window"}, v = {8, &zero};
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, p, 0, 0664), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(trail(f, "inspect --store sb --digest"), 1);
+    HAS("window=0");
+    HAS("damaged");
+}
+
 // ---------------------------------------------------------------------------------------------
 // produce
 
@@ -354,6 +383,7 @@ int main(void) {
         cmocka_unit_test(test_encode_all_rejected),
         cmocka_unit_test(test_encode_some_rejected_is_ok),
         cmocka_unit_test(test_truncated_store_refused),
+        cmocka_unit_test(test_store_bad_meta_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
