@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -208,6 +209,7 @@ int enc_cmd_encode(int argc, char **argv) {
     int rc, ret = 1, complete = 0;
     int64_t off = 0, recno = 0, rejpos = 0, t0 = core_now_ns();
     input_id iid = {0}; /* file inputs: the hash of the bytes applied */
+    enc_counts bc = {0}; /* the batch being built: folded into n when it commits */
     int64_t want_id = 0;
     int have_id = 0;
     /* known from the arguments alone: the summary at out names it even when opening fails */
@@ -310,7 +312,7 @@ int enc_cmd_encode(int argc, char **argv) {
         } else {
             sch_event ev;
             char why[256];
-            n.read++;
+            bc.read++;
             in_batch++;
             if (rc == CORE_ETOOBIG) {
                 snprintf(why, sizeof why, "record longer than %u bytes", ENC_MAX_LINE);
@@ -326,15 +328,15 @@ int enc_cmd_encode(int argc, char **argv) {
                 fprintf(rej, "\",\"record\":\"");
                 json_bytes(rej, rec, utf8_cut(rec, len, 200));
                 fprintf(rej, "%s\"}\n", len > 200 ? "..." : "");
-                n.rejected++;
+                bc.rejected++;
                 rej_in_batch++;
             } else if (ev.flags & SCH_F_LABEL) {
-                n.impressions++;
+                bc.impressions++;
             } else if ((rc = enc_batch_apply(b, &ev))) {
                 fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
                 goto out;
             } else {
-                n.applied++;
+                bc.applied++;
             }
         }
         if (in_batch >= batch || eof || (g_stop && in_batch)) {
@@ -344,7 +346,7 @@ int enc_cmd_encode(int argc, char **argv) {
             }
             snprintf(key, sizeof key, "%s#rec", source);
             if ((rc = enc_batch_set_offset(b, source, (int64_t)sch_reader_offset(rd))) ||
-                (rc = enc_batch_set_offset(b, key, (int64_t)(n.skipped + n.read)))) {
+                (rc = enc_batch_set_offset(b, key, (int64_t)(n.skipped + n.read + bc.read)))) {
                 fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
                 goto out;
             }
@@ -363,11 +365,22 @@ int enc_cmd_encode(int argc, char **argv) {
             rc = enc_batch_commit(b);
             b = NULL;
             if (rc) {
-                fprintf(stderr, "trail encode: commit to %s failed: %s%s (state unchanged since "
-                                "the last commit)\n", conf.path, core_strerror(rc),
-                        rc == CORE_EFULL ? "; raise --map-max" : "");
+                char why[160] = "";
+                struct statvfs fs; /* a full disk reaches here as LMDB's write error */
+                if (statvfs(conf.path, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 20))
+                    snprintf(why, sizeof why, "; no space left on the device of %s (%llu bytes "
+                             "free)", conf.path, (unsigned long long)fs.f_bavail * fs.f_frsize);
+                fprintf(stderr, "trail encode: commit to %s failed: %s%s%s (state unchanged since "
+                                "the last commit; the %llu records of this batch were not applied "
+                                "and a rerun resumes before them)\n", conf.path, core_strerror(rc),
+                        rc == CORE_EFULL ? "; raise --map-max" : "", why,
+                        (unsigned long long)bc.read);
                 goto out;
             }
+            /* only committed records count in the summary */
+            n.read += bc.read, n.applied += bc.applied, n.impressions += bc.impressions;
+            n.rejected += bc.rejected;
+            bc = (enc_counts){0};
             in_batch = rej_in_batch = 0;
         }
         if (g_stop) break;

@@ -326,6 +326,31 @@ static void test_store_bad_meta_refused(void **state) {
     HAS("damaged");
 }
 
+/* A commit that fails (the map may not grow further) leaves the summary counting only what was
+ * committed: the rerun skips exactly that many records. It used to count the failed batch too. */
+static void test_failed_commit_counts(void **state) {
+    fx *f = *state;
+    assert_int_equal(trail(f, "gen --users 300 --items 3000 --events 30000 --seed 3 --out g3.jsonl"),
+                     0);
+    assert_int_equal(trail(f, "encode --model m.bin --store sf --input g3.jsonl --batch 1000 "
+                              "--map-size 512K --map-max 1M"),
+                     1);
+    HAS("were not applied");
+    unsigned long long done = 0, skipped = 0;
+    const char *p = strstr(f->out, "encode g3.jsonl: ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "encode g3.jsonl: %llu records", &done), 1);
+    assert_true(done > 0 && done % 1000 == 0); /* whole batches only */
+    assert_int_equal(trail(f, "encode --model m.bin --store sf --input g3.jsonl --batch 1000 "
+                              "--map-max 1G"),
+                     0);
+    p = strstr(f->out, " skipped (already applied)");
+    assert_non_null(p);
+    while (p > f->out && p[-1] >= '0' && p[-1] <= '9') p--;
+    assert_int_equal(sscanf(p, "%llu", &skipped), 1);
+    assert_int_equal(skipped, done);
+}
+
 // ---------------------------------------------------------------------------------------------
 // produce
 
@@ -384,6 +409,7 @@ int main(void) {
         cmocka_unit_test(test_encode_some_rejected_is_ok),
         cmocka_unit_test(test_truncated_store_refused),
         cmocka_unit_test(test_store_bad_meta_refused),
+        cmocka_unit_test(test_failed_commit_counts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
