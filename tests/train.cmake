@@ -10,3 +10,4 @@ trail_add_test(test_train_cli SOURCES test_train_cli.c LIBS trail_train LABELS u
 trail_add_test(test_train_faults SOURCES test_train_faults.c LIBS trail_train LABELS unit)
 trail_add_test(test_train_parity SOURCES test_train_parity.c LIBS trail_train LABELS store)
 trail_add_test(test_train_paths SOURCES test_train_paths.c LIBS trail_train LABELS unit)
+trail_add_test(test_train_fixes SOURCES test_train_fixes.c LIBS trail_train LABELS unit)

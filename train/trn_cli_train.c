@@ -267,9 +267,9 @@ int trn_cmd_train(int argc, char **argv) {
     rep.seconds += prep.seconds; /* the report's time is the whole run's */
     if (json) {
         printf("{\"model\":\"%s\",\"variant\":\"%s\",\"protocol\":\"%s\",\"steps\":%llu,"
-               "\"seconds\":%.3f,\"best_epoch\":%.3f,\"stopped_early\":%s,\"valid\":{",
+               "\"seconds\":%.3f,\"best_epoch\":%.3f,\"evals\":%llu,\"stopped_early\":%s,\"valid\":{",
                out, vs, trn_proto_name(d->protocol), (unsigned long long)rep.steps, rep.seconds,
-               rep.best_epoch, rep.stopped_early ? "true" : "false");
+               rep.best_epoch, (unsigned long long)rep.evals, rep.stopped_early ? "true" : "false");
         print_metrics_json(stdout, &rep.best_valid);
         printf("}");
         if (rep.calibrated)

@@ -414,6 +414,14 @@ static void progress(const trn_conf *c, int final, double epoch, uint64_t step, 
     fflush(c->progress);
 }
 
+static void shuffle_groups(trn_groups *g, core_rng *rng) {
+    for (size_t i = g->n; i > 1; i--) { /* Fisher-Yates over groups */
+        size_t j = (size_t)core_rng_below(rng, i), t = g->order[i - 1];
+        g->order[i - 1] = g->order[j];
+        g->order[j] = t;
+    }
+}
+
 /* Fill a batch from the shuffled groups starting at *gi; returns its sample count. */
 static uint32_t next_batch(const trn_groups *g, size_t *gi, size_t *sidx, uint32_t batch) {
     uint32_t n = 0;
@@ -492,7 +500,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     trn_groups g = {0};
     size_t *sidx = NULL;
     float *best_p = NULL, *best_m = NULL, *best_v = NULL, *vpred = NULL, *best_vpred = NULL;
-    uint64_t best_step = 0;
+    uint64_t best_step = 0, *steps_ep = NULL;
     size_t tr_lo, tr_hi, va_lo, va_hi;
     int rc;
     double t0 = (double)core_now_ns() * 1e-9;
@@ -525,24 +533,38 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
 
     core_rng rng;
     core_rng_seed(&rng, c->seed ^ 0x7EA1ull);
-    /* steps per epoch: count by dry-running the batching once */
-    uint64_t steps_per_epoch = 0;
+    /* Steps of each epoch: a batch closes before a group that would overflow it, so the count
+     * depends on the shuffled order (groups of 3 and 1 pack into batches of 4 in one order, not
+     * in another). Replay every epoch's shuffle on a copy of the order and the RNG and count its
+     * batches: the evaluations are scheduled on the epoch's real steps and the total is exact. */
+    if (!(steps_ep = core_malloc(sizeof(uint64_t) * c->epochs))) goto fail;
+    uint64_t total = 0, step = 0;
     {
-        size_t gi = 0;
-        while (next_batch(&g, &gi, sidx, c->batch)) steps_per_epoch++;
+        core_rng r2 = rng;
+        size_t *saved = g.order;
+        if (!(g.order = core_malloc(sizeof(size_t) * (g.n + 1)))) {
+            g.order = saved;
+            goto fail;
+        }
+        memcpy(g.order, saved, sizeof(size_t) * g.n);
+        for (uint32_t ep = 0; ep < c->epochs; ep++) {
+            shuffle_groups(&g, &r2);
+            size_t gi = 0;
+            steps_ep[ep] = 0;
+            while (next_batch(&g, &gi, sidx, c->batch)) steps_ep[ep]++;
+            total += steps_ep[ep];
+        }
+        core_free(g.order);
+        g.order = saved;
     }
-    uint64_t total = steps_per_epoch * c->epochs, step = 0;
     uint32_t epe = c->evals_per_epoch ? c->evals_per_epoch : 1;
     uint32_t bad_evals = 0;
     double best = -1, last_v = NAN, loss_ema = NAN, tstep = 0, epoch_now = 0;
     uint64_t samples_timed = 0;
     int have_valid = va_hi > va_lo;
     for (uint32_t ep = 0; ep < c->epochs && !rep->stopped_early; ep++) {
-        for (size_t i = g.n; i > 1; i--) { /* Fisher-Yates over groups */
-            size_t j = (size_t)core_rng_below(&rng, i), t = g.order[i - 1];
-            g.order[i - 1] = g.order[j];
-            g.order[j] = t;
-        }
+        shuffle_groups(&g, &rng);
+        uint64_t steps_per_epoch = steps_ep[ep];
         size_t gi = 0;
         uint32_t n, evals_done = 0;
         uint64_t s_in_epoch = 0;
@@ -561,9 +583,13 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
             double sps = (double)samples_timed / (tstep > 0 ? tstep : 1e-9);
             double eta = (double)(total - step) * (tstep / (double)step);
             epoch_now = ep + (double)s_in_epoch / (double)steps_per_epoch;
-            int eval_now = s_in_epoch * epe >= steps_per_epoch * (evals_done + 1) || gi >= g.n;
+            /* at most one evaluation a step; the epoch's last step always evaluates: min(epe,
+             * steps) evaluations per epoch */
+            int eval_now = s_in_epoch >= steps_per_epoch || gi >= g.n ||
+                           s_in_epoch * epe >= steps_per_epoch * (evals_done + 1);
             if (eval_now) {
                 evals_done++;
+                rep->evals++;
                 trn_metrics vm;
                 if (have_valid) {
                     if ((rc = trn_eval(m, d, va_lo, va_hi, c->window, c->threads, vpred, &vm, err, err_size)))
@@ -619,6 +645,7 @@ fail:
     core_free(best_v);
     core_free(vpred);
     core_free(best_vpred);
+    core_free(steps_ep);
     ctx_destroy(x);
     return rc;
 }

@@ -41,6 +41,8 @@ typedef struct trn_conf {
 
 typedef struct trn_report {
     uint64_t steps, samples_seen;
+    uint64_t evals;           /* validation passes run: min(evals_per_epoch, steps) per epoch
+                                 (fewer after an early stop) */
     double seconds;           /* wall time of the whole run, evaluations included */
     double best_valid_gauc;
     double best_epoch;        /* fractional epoch of the best evaluation */
