@@ -1174,8 +1174,6 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         goto fail;
     }
     srv->sweeper_running = 1;
-    if ((conf->admin_socket || conf->admin_host) && (rc = admin_start(srv, errstr, errstr_size)))
-        goto fail;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : conf->port;
     CORE_LOG(CORE_LOG_NOTICE,
@@ -1186,6 +1184,9 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
              srv->model_path, srv->cur->version, srv->cur->enc_version, variant,
              conf->max_candidates, conf->max_body, conf->max_connections,
              conf->max_connections_per_ip, conf->read_timeout_s);
+    // last: from here a reload may swap cur and model_path, which the line above reads
+    if ((conf->admin_socket || conf->admin_host) && (rc = admin_start(srv, errstr, errstr_size)))
+        goto fail;
     *out = srv;
     return CORE_OK;
 oom:

@@ -14,10 +14,10 @@ trail_add_test(test_serve_abuse SOURCES test_serve_abuse.c LIBS trail_serve
   LABELS "serve;tsan" TIMEOUT 60)
 add_dependencies(test_serve_abuse trail)
 # A storm of SIGHUPs (OpenBLAS's threads on) never kills `trail serve`; reloads are coalesced
-trail_add_test(test_serve_signals SOURCES test_serve_signals.c LIBS trail_serve LABELS serve
-  TIMEOUT 60)
+trail_add_test(test_serve_signals SOURCES test_serve_signals.c LIBS trail_serve
+  LABELS "serve;tsan" TIMEOUT 60)
 add_dependencies(test_serve_signals trail)
 # Admin endpoints only on the admin listener (Unix socket by default; TCP with a bearer token)
-trail_add_test(test_serve_admin SOURCES test_serve_admin.c LIBS trail_serve LABELS serve
-  TIMEOUT 60)
+trail_add_test(test_serve_admin SOURCES test_serve_admin.c LIBS trail_serve
+  LABELS "serve;tsan" TIMEOUT 60)
 add_dependencies(test_serve_admin trail)
