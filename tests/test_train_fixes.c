@@ -102,9 +102,123 @@ static void test_one_eval_per_scheduled_point(void **state) {
     trn_data_destroy(d);
 }
 
+/* mean log loss of sigmoid(a logit(p) + c), predictions clipped as trn_platt_fit clips them */
+static double platt_loss(const double *z, const uint8_t *y, size_t n, double a, double c) {
+    double l = 0;
+    for (size_t i = 0; i < n; i++) {
+        double t = a * z[i] + c, m = y[i] ? -t : t; /* loss = softplus(m) */
+        l += m > 0 ? m + log1p(exp(-m)) : log1p(exp(m));
+    }
+    return l / (double)n;
+}
+
+/* Overconfident predictions (|logit| 5..9) whose labels follow a far flatter curve (slope 0.29,
+ * offset 0.118): at slope 1 the Hessian is tiny against the gradient, and undamped Newton's first
+ * step overshoots into a negative slope and diverges (before the fix: CORE_EINVAL, the model left
+ * uncalibrated). The fit must reach the log-loss optimum that a slow, plain gradient descent
+ * finds, and never be worse than the identity. */
+static void test_platt_converges_on_overconfident_predictions(void **state) {
+    (void)state;
+    enum { N = 4000 };
+    float *p = malloc(sizeof(float) * N);
+    double *z = malloc(sizeof(double) * N);
+    uint8_t *y = malloc(N);
+    assert_true(p && y && z);
+    uint64_t s = 777;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        double zz = (i % 2 ? 1 : -1) * (5 + 4 * u);
+        p[i] = (float)(1 / (1 + exp(-zz)));
+        double pc = fmin(fmax(p[i], 1e-7), 1 - 1e-7);
+        z[i] = log(pc / (1 - pc));
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        u = (double)(s >> 11) / 9007199254740992.0;
+        y[i] = u < 1 / (1 + exp(-(0.29 * z[i] + 0.118)));
+    }
+    /* the reference optimum: gradient descent, small fixed steps, many of them (convex loss) */
+    double ra = 1, rc = 0;
+    for (int it = 0; it < 20000; it++) {
+        double ga = 0, gc = 0;
+        for (int i = 0; i < N; i++) {
+            double q = 1 / (1 + exp(-(ra * z[i] + rc))), r = q - y[i];
+            ga += r * z[i], gc += r;
+        }
+        ra -= 0.02 * ga / N, rc -= 0.2 * gc / N;
+    }
+    double a = 0, c = 0;
+    assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_OK);
+    double lf = platt_loss(z, y, N, a, c), lr = platt_loss(z, y, N, ra, rc);
+    double li = platt_loss(z, y, N, 1, 0);
+    fprintf(stderr, "platt: fit %.5f %+.5f loss %.6f; reference %.5f %+.5f loss %.6f; identity %.6f\n",
+            a, c, lf, ra, rc, lr, li);
+    assert_true(fabs(a - ra) < 1e-3 && fabs(c - rc) < 1e-3);
+    assert_true(lf <= lr + 1e-9);
+    assert_true(lf <= li);
+    free(p);
+    free(z);
+    free(y);
+}
+
+/* The packed-groups stream as a JSON-lines file: labels as packed_groups' up to group
+ * zero_from, 0 after it; impressions without "action" (rejected by the decoder) when no_action;
+ * a garbage line after every `garbage`-th group (0: none). */
+static void write_events(const char *path, size_t groups, size_t zero_from, int no_action,
+                         size_t garbage) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < groups; i++) {
+        unsigned long long u = i % 8, item = 1 + (i * 7) % 50;
+        fprintf(f, "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,\"action\":\"click\","
+                   "\"ts\":%zu}\n", u, item, 1 + item % 5, 1000 + 10 * i);
+        for (size_t j = 0; j < (i % 2 ? 1u : 3u); j++) {
+            unsigned long long it = 1 + (i * 13 + j * 5) % 50;
+            fprintf(f, "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,%s\"ts\":%zu,"
+                       "\"label\":%d}\n", u, it, 1 + it % 5, no_action ? "" : "\"action\":\"view\",",
+                    1005 + 10 * i, i < zero_from && (i + j) % 3 == 0);
+        }
+        if (garbage && i % garbage == garbage - 1) fprintf(f, "{\"user_id\": oops\n");
+    }
+    fclose(f);
+}
+
+#define SMALL_ARGS "--epochs 1 --batch 16 --window 8 --recent 4 --dim 8 --item-rows 256 " \
+                   "--cat-rows 16 --hidden 16,8 --signatures 4 --bits 2 --threads 1"
+
+/* A valid split with one class only cannot be calibrated: the run says so on stderr and in the
+ * JSON (before the fix: nothing, and the JSON had no trace of it). */
+static void test_skipped_calibration_is_reported(void **state) {
+    (void)state;
+    char dir[256], cmd[2048], out[8192];
+    const char *bin = test_trail_bin();
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, "%s/e.jsonl", dir);
+    write_events(cmd, 300, 210, 0, 0);
+    snprintf(cmd, sizeof cmd, "%s train --events %s/e.jsonl --model-out %s/m.bin " SMALL_ARGS
+             " --json 2>%s/err", bin, dir, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    fprintf(stderr, "%s", out);
+    assert_non_null(strstr(out, "\"calibration\":\"skipped: the valid split has one class only\""));
+    assert_null(strstr(out, "\"platt\":"));
+    snprintf(cmd, sizeof cmd, "cat %s/err", dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "warning: calibration skipped: the valid split has one class only"));
+    /* both classes: calibrated, as before */
+    snprintf(cmd, sizeof cmd, "%s/e.jsonl", dir);
+    write_events(cmd, 300, 300, 0, 0);
+    snprintf(cmd, sizeof cmd, "%s train --events %s/e.jsonl --model-out %s/m.bin " SMALL_ARGS
+             " --json 2>/dev/null", bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"calibration\":\"platt\""));
+    assert_non_null(strstr(out, "\"platt\":{\"slope\":"));
+    test_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_eval_per_scheduled_point),
+        cmocka_unit_test(test_platt_converges_on_overconfident_predictions),
+        cmocka_unit_test(test_skipped_calibration_is_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -261,6 +261,9 @@ int trn_cmd_train(int argc, char **argv) {
                 "%.4f -> %.4f, calibration %.4f -> %.4f\n",
                 rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.best_valid.logloss,
                 rep.raw_calibration, rep.best_valid.calibration);
+    if (rep.cal_skipped[0])
+        fprintf(stderr, "trail: warning: calibration skipped: %s; the model is saved "
+                        "uncalibrated\n", rep.cal_skipped);
     fprintf(stderr, "train: kept the model of epoch %.2f (valid gauc %.4f) in %s; %llu steps, %.1f s%s\n",
             rep.best_epoch, rep.best_valid_gauc, out, (unsigned long long)rep.steps, rep.seconds,
             rep.stopped_early ? ", stopped early" : "");
@@ -276,6 +279,10 @@ int trn_cmd_train(int argc, char **argv) {
             printf(",\"platt\":{\"slope\":%.6f,\"offset\":%.6f,\"valid_logloss_before\":%.6f,"
                    "\"valid_calibration_before\":%.6f}",
                    rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.raw_calibration);
+        /* "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>" */
+        if (rep.calibrated) printf(",\"calibration\":\"platt\"");
+        else if (rep.cal_skipped[0]) printf(",\"calibration\":\"skipped: %s\"", rep.cal_skipped);
+        else printf(",\"calibration\":\"off\"");
         if (pretrain)
             printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
                    "\"valid_gauc\":%.6f}",

@@ -467,7 +467,8 @@ static int alloc_adam(mdl_model *m) {
 /* Platt scaling on the valid split, folded into the weights so that every scorer serves it:
  * a * (w3 . h + b3 + item_bias) + c = (a w3) . h + (a b3 + c) + a item_bias. kept: the valid
  * predictions of m as the evaluation that chose it made them. A fit that fails (see
- * trn_platt_fit) leaves the model as it is. The valid metrics are measured again (into vpred). */
+ * trn_platt_fit) leaves the model as it is and says why in rep->cal_skipped. The valid metrics
+ * are measured again (into vpred). */
 static int calibrate(mdl_model *m, const trn_data *d, size_t lo, size_t hi, const trn_conf *c,
                      const float *kept, float *vpred, trn_report *rep, char *err,
                      size_t err_size) {
@@ -479,9 +480,13 @@ static int calibrate(mdl_model *m, const trn_data *d, size_t lo, size_t hi, cons
     }
     for (size_t i = 0; i < n; i++) lab[i] = d->samples[lo + i].label;
     double a, off;
-    int fit = trn_platt_fit(&a, &off, kept, lab, n);
+    char why[128];
+    int fit = trn_platt_fit_why(&a, &off, kept, lab, n, why, sizeof why);
     core_free(lab);
-    if (fit != CORE_OK) return CORE_OK;
+    if (fit != CORE_OK) { /* the model stays as it is; the caller says so */
+        snprintf(rep->cal_skipped, sizeof rep->cal_skipped, "%s", why[0] ? why : core_strerror(fit));
+        return CORE_OK;
+    }
     mdl_params *p = &m->p;
     for (uint32_t i = 0; i < m->cfg.h2; i++) p->w3[i] = (float)(a * p->w3[i]);
     p->b3[0] = (float)(a * p->b3[0] + off);
@@ -626,6 +631,8 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     memcpy(m->adam_v, best_v, bytes);
     m->adam_step = best_step;
     m->cfg.window = c->window; /* what serving compares its store's window with */
+    if (c->calibrate && !have_valid)
+        snprintf(rep->cal_skipped, sizeof rep->cal_skipped, "the valid split is empty");
     if (c->calibrate && have_valid &&
         (rc = calibrate(m, d, va_lo, va_hi, c, best_vpred, vpred, rep, err, err_size)))
         goto fail;

@@ -49,6 +49,7 @@ typedef struct trn_report {
     trn_metrics best_valid;   /* validation metrics of the kept model (after calibration) */
     int stopped_early;
     int calibrated;           /* 1: the kept model was Platt-scaled on the valid split */
+    char cal_skipped[160];    /* calibration was asked for but not done: why ("" otherwise) */
     double cal_slope, cal_offset;          /* its logit' = slope * logit + offset */
     double raw_logloss, raw_calibration;   /* valid log loss and calibration before it */
 } trn_report;

@@ -5,6 +5,7 @@
 #include "core_err.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 typedef struct m_item {
@@ -108,30 +109,116 @@ int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *labe
     return rc;
 }
 
-int trn_platt_fit(double *a, double *c, const float *pred, const uint8_t *label, size_t n) {
-    double A = 1, C = 0, pos = 0, zmin = INFINITY, zmax = -INFINITY;
-    *a = 1, *c = 0;
+/* mean log loss of sigmoid(A z + C) against y: softplus(-t) for a positive, softplus(t) for a
+ * negative, evaluated without overflow */
+static double platt_loss(const double *z, const uint8_t *y, size_t n, double A, double C) {
+    double l = 0;
     for (size_t i = 0; i < n; i++) {
-        double p = fmin(fmax(pred[i], 1e-7), 1 - 1e-7), z = log(p / (1 - p));
-        pos += label[i] != 0;
-        zmin = fmin(zmin, z), zmax = fmax(zmax, z);
+        double t = A * z[i] + C, m = y[i] ? -t : t;
+        l += m > 0 ? m + log1p(exp(-m)) : log1p(exp(m));
     }
-    if (pos == 0 || pos == (double)n || !(zmax > zmin)) return CORE_EINVAL;
-    for (int it = 0; it < 50; it++) {
-        double ga = 0, gc = 0, haa = 0, hac = 0, hcc = 0; /* gradient and Hessian of the loss */
+    return l / (double)n;
+}
+
+static void set_why(char *why, size_t cap, const char *msg) {
+    if (why && cap) snprintf(why, cap, "%s", msg);
+}
+
+int trn_platt_fit(double *a, double *c, const float *pred, const uint8_t *label, size_t n) {
+    return trn_platt_fit_why(a, c, pred, label, n, NULL, 0);
+}
+
+int trn_platt_fit_why(double *a, double *c, const float *pred, const uint8_t *label, size_t n,
+                      char *why, size_t why_size) {
+    double pos = 0, zmin = INFINITY, zmax = -INFINITY;
+    *a = 1, *c = 0;
+    set_why(why, why_size, "");
+    if (n == 0) {
+        set_why(why, why_size, "no valid samples");
+        return CORE_EINVAL;
+    }
+    double *z = core_malloc(sizeof(double) * n);
+    uint8_t *y = core_malloc(n);
+    if (!z || !y) {
+        core_free(z);
+        core_free(y);
+        set_why(why, why_size, "out of memory");
+        return CORE_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double p = fmin(fmax(pred[i], 1e-7), 1 - 1e-7);
+        z[i] = log(p / (1 - p));
+        y[i] = label[i] != 0;
+        pos += y[i];
+        zmin = fmin(zmin, z[i]), zmax = fmax(zmax, z[i]);
+    }
+    int rc = CORE_EINVAL;
+    if (pos == 0 || pos == (double)n) {
+        set_why(why, why_size, "the valid split has one class only");
+        goto out;
+    }
+    if (!(zmax > zmin)) {
+        set_why(why, why_size, "every valid prediction is the same");
+        goto out;
+    }
+    /* Damped Newton on the (convex) mean log loss from the identity: the Newton direction where
+     * the Hessian is positive definite and the direction descends, else the gradient's; then
+     * halve the step until the loss falls enough (Armijo). Overconfident predictions make the
+     * Hessian at a = 1 tiny against the gradient, and a full Newton step overshoots to a
+     * negative slope and diverges from there; the line search cannot. */
+    double A = 1, C = 0, L = platt_loss(z, y, n, A, C), L0 = L;
+    int converged = 0;
+    for (int it = 0; it < 200 && !converged; it++) {
+        double ga = 0, gc = 0, haa = 0, hac = 0, hcc = 0;
         for (size_t i = 0; i < n; i++) {
-            double p = fmin(fmax(pred[i], 1e-7), 1 - 1e-7), z = log(p / (1 - p));
-            double q = 1 / (1 + exp(-(A * z + C))), r = q - (label[i] ? 1 : 0), w = q * (1 - q);
-            ga += r * z, gc += r;
-            haa += w * z * z, hac += w * z, hcc += w;
+            double t = A * z[i] + C, q = t >= 0 ? 1 / (1 + exp(-t)) : exp(t) / (1 + exp(t));
+            double r = q - y[i], w = q * (1 - q);
+            ga += r * z[i], gc += r;
+            haa += w * z[i] * z[i], hac += w * z[i], hcc += w;
         }
-        double det = haa * hcc - hac * hac;
-        if (!(det > 0)) return CORE_EINVAL;
-        double da = (hcc * ga - hac * gc) / det, dc = (haa * gc - hac * ga) / det;
-        A -= da, C -= dc;
-        if (fabs(da) < 1e-10 && fabs(dc) < 1e-10) break;
+        ga /= (double)n, gc /= (double)n, haa /= (double)n, hac /= (double)n, hcc /= (double)n;
+        if (fabs(ga) < 1e-9 && fabs(gc) < 1e-9) {
+            converged = 1;
+            break;
+        }
+        double det = haa * hcc - hac * hac, da = -ga, dc = -gc;
+        if (det > 1e-12 * (haa * hcc) && haa > 0 && hcc > 0) {
+            double na = -(hcc * ga - hac * gc) / det, nc = -(haa * gc - hac * ga) / det;
+            if (na * ga + nc * gc < 0) da = na, dc = nc;
+        }
+        double slope = da * ga + dc * gc, step = 1, Ln = L;
+        int moved = 0;
+        for (int k = 0; k < 60; k++, step *= 0.5) {
+            Ln = platt_loss(z, y, n, A + step * da, C + step * dc);
+            if (isfinite(Ln) && Ln <= L + 1e-4 * step * slope) {
+                moved = 1;
+                break;
+            }
+        }
+        if (!moved) { /* no step lowers the loss: as good as this precision allows */
+            converged = fabs(ga) < 1e-6 && fabs(gc) < 1e-6;
+            break;
+        }
+        A += step * da, C += step * dc, L = Ln;
     }
-    if (!(A > 0) || !isfinite(C)) return CORE_EINVAL;
+    if (!(L < L0) || !isfinite(A) || !isfinite(C)) {
+        /* the identity is already (near) the optimum, or nothing better was found */
+        set_why(why, why_size, converged ? "the identity is already the best fit"
+                                         : "the fit could not improve on the identity");
+        rc = converged ? CORE_OK : CORE_ERANGE;
+        goto out;
+    }
+    if (!(A > 0)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the best fit has slope %.4g <= 0 (predictions rank the "
+                                  "valid labels backwards)", A);
+        set_why(why, why_size, msg);
+        goto out;
+    }
     *a = A, *c = C;
-    return CORE_OK;
+    rc = CORE_OK;
+out:
+    core_free(z);
+    core_free(y);
+    return rc;
 }

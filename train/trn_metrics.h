@@ -39,11 +39,20 @@ int trn_auc_group(double *auc, uint64_t *positives, const float *score, const ui
 int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *label,
                         const uint64_t *user, const float *oracle, size_t n);
 
-/** @brief Platt scaling: the slope a and offset c that minimize the log loss of
- *  sigmoid(a * logit(pred) + c) against label (Newton's method from a = 1, c = 0; predictions
- *  clipped as for the log loss).
- *  @return CORE_OK, or CORE_EINVAL when they are not identified (one class only, all predictions
- *  equal) or the fit gives a <= 0 (a and c then stay 1 and 0). */
+/** @brief Platt scaling: the slope a and offset c that minimize the mean log loss of
+ *  sigmoid(a * logit(pred) + c) against label (predictions clipped as for the log loss). Damped
+ *  Newton from a = 1, c = 0: the Newton step where the Hessian allows, else the gradient's, halved
+ *  until the loss falls (Armijo); stops when the gradient is below 1e-9. The loss never rises, so
+ *  the fit is never worse than the identity.
+ *  @return CORE_OK (a fit, or the identity when it is already the optimum), CORE_EINVAL when they
+ *  are not identified (one class only, all predictions equal) or the optimum has a <= 0,
+ *  CORE_ERANGE when no step improved on the identity before the gradient was small,
+ *  CORE_ENOMEM; on any error a and c stay 1 and 0. */
 int trn_platt_fit(double *a, double *c, const float *pred, const uint8_t *label, size_t n);
+
+/** @brief trn_platt_fit, and why (a short phrase, "" on a fit) in why[why_size] (why may be NULL):
+ *  what a caller that skips calibration reports. */
+int trn_platt_fit_why(double *a, double *c, const float *pred, const uint8_t *label, size_t n,
+                      char *why, size_t why_size);
 
 #endif
