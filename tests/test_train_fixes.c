@@ -214,11 +214,65 @@ static void test_skipped_calibration_is_reported(void **state) {
     test_rmtree(dir);
 }
 
+/* --protocol auto on a file whose impressions all lack "action": before the fix it trained the
+ * next-behavior protocol on the behaviors and exited 0. Now it refuses by name, as it does with
+ * 2% garbage lines; --strict 0 goes ahead with a warning. */
+static void test_auto_refuses_to_switch_task(void **state) {
+    (void)state;
+    char dir[256], cmd[2048], out[8192];
+    const char *bin = test_trail_bin();
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, "%s/noaction.jsonl", dir);
+    write_events(cmd, 300, 300, 1, 0);
+    snprintf(cmd, sizeof cmd, "%s/garbage.jsonl", dir);
+    write_events(cmd, 300, 300, 0, 16); /* 18 garbage lines of 918: 2.0% */
+    snprintf(cmd, sizeof cmd, "%s/fine.jsonl", dir);
+    write_events(cmd, 300, 300, 0, 150); /* 2 of 902: 0.2% */
+    /* every labeled record rejected */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/noaction.jsonl --model-out %s/m.bin --protocol auto "
+             SMALL_ARGS " --json 2>&1 >/dev/null", bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "all 600 labeled records (impressions) were rejected"));
+    assert_non_null(strstr(out, "'action'"));
+    assert_null(strstr(out, "protocol=next"));
+    /* the default protocol is auto: the same refusal */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/noaction.jsonl --model-out %s/m.bin "
+             SMALL_ARGS " 2>&1 >/dev/null", bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "were rejected"));
+    /* more than 1% of the records rejected */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/garbage.jsonl --model-out %s/m.bin --protocol auto "
+             SMALL_ARGS " 2>&1 >/dev/null", bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "18 of 918 records (2.0%) were rejected, more than 1%"));
+    /* a named protocol is what the user asked for: no refusal (the bad records are still
+     * reported, as before) */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/garbage.jsonl --model-out %s/m.bin --protocol "
+             "impressions " SMALL_ARGS " --json 2>/dev/null", bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    /* under 1%: auto goes ahead */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/fine.jsonl --model-out %s/m.bin " SMALL_ARGS
+             " --json 2>/dev/null", bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"protocol\":\"impressions\""));
+    /* --strict 0: trains (the next-behavior protocol, as auto picks) and warns */
+    snprintf(cmd, sizeof cmd, "%s train --events %s/noaction.jsonl --model-out %s/m.bin --strict 0 "
+             SMALL_ARGS " --json 2>%s/err", bin, dir, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"protocol\":\"next\""));
+    snprintf(cmd, sizeof cmd, "cat %s/err", dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "warning:"));
+    assert_non_null(strstr(out, "were rejected"));
+    test_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_eval_per_scheduled_point),
         cmocka_unit_test(test_platt_converges_on_overconfident_predictions),
         cmocka_unit_test(test_skipped_calibration_is_reported),
+        cmocka_unit_test(test_auto_refuses_to_switch_task),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,8 @@ static void train_usage(FILE *f) {
             "                     hash=concat hashes SDIM's [item | category] whole (the paper)\n"
             "                     cross=0 drops the candidate x history statistics full has\n"
             "  --protocol P       auto | impressions | next | taobao (auto: impressions if the file has any)\n"
+            "  --strict 0|1       1: auto refuses a file whose labeled records were all rejected, or\n"
+            "                     with more than 1%% of its records rejected; 0: warn and go on (1)\n"
             "  --negatives K      sampled negatives per positive for next (1)\n"
             "  --window T         long-term behaviors per sample (256)\n"
             "  --recent N         short-term behaviors, the model's N (50; taobao: 16)\n"
@@ -134,14 +136,14 @@ int trn_cmd_train(int argc, char **argv) {
         {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
         {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'}, {"pretrain", 1, 0, 'R'},
         {"calibrate", 1, 0, 'A'}, {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},
-        {0, 0, 0, 0}};
+        {"strict", 1, 0, 'Z'},    {0, 0, 0, 0}};
     const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
     trn_conf tc;
     trn_data_conf dc;
     mdl_config cfg;
     uint64_t v;
     double x;
-    int c, json = 0, recent_set = 0, window_set = 0;
+    int c, json = 0, recent_set = 0, window_set = 0, strict = 1;
     uint32_t pretrain = 0;
     char err[512];
     trn_conf_default(&tc);
@@ -175,6 +177,7 @@ int trn_cmd_train(int argc, char **argv) {
         case 'u': if (core_parse_u64(optarg, 1, 16, "--bits", &v)) return 2; cfg.tau = (uint32_t)v; break;
         case 'R': if (core_parse_u64(optarg, 0, 1000, "--pretrain", &v)) return 2; pretrain = (uint32_t)v; break;
         case 'A': if (core_parse_u64(optarg, 0, 1, "--calibrate", &v)) return 2; tc.calibrate = (int)v; break;
+        case 'Z': if (core_parse_u64(optarg, 0, 1, "--strict", &v)) return 2; strict = (int)v; break;
         case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
         case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
         case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
@@ -209,7 +212,7 @@ int trn_cmd_train(int argc, char **argv) {
     trn_report rep;
     sch_event *ev = NULL;
     size_t n_ev = 0;
-    uint64_t bad = 0;
+    trn_read_stats rs;
     int rc = 1;
     if (init) {
         if (mdl_model_load(&m, init, err, sizeof err)) {
@@ -227,12 +230,27 @@ int trn_cmd_train(int argc, char **argv) {
         }
     }
     /* read once: pretraining builds its own samples from the same events */
-    if (trn_events_read(events, &ev, &n_ev, &bad, err, sizeof err) ||
-        trn_data_build(&d, ev, n_ev, &dc, err, sizeof err)) {
+    if (trn_events_read_stats(events, &ev, &n_ev, &rs, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
     }
-    d->bad_records = bad;
+    if (dc.protocol == TRN_PROTO_AUTO) { /* auto must not switch task because records were lost */
+        size_t n_lab = 0;
+        char why[640];
+        for (size_t i = 0; i < n_ev; i++) n_lab += (ev[i].flags & SCH_F_LABEL) != 0;
+        if (trn_auto_check(&rs, n_lab, why, sizeof why)) {
+            if (strict) {
+                fprintf(stderr, "trail: %s: %s (or --strict 0 to go ahead)\n", events, why);
+                goto done;
+            }
+            fprintf(stderr, "trail: warning: %s: %s; going ahead (--strict 0)\n", events, why);
+        }
+    }
+    if (trn_data_build(&d, ev, n_ev, &dc, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        goto done;
+    }
+    d->bad_records = rs.bad;
     char vs[96];
     mdl_variant_str(&m->cfg, vs, sizeof vs);
     fprintf(stderr,

@@ -5,6 +5,7 @@
 #include "core_err.h"
 #include "core_util.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +278,47 @@ int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, c
 
 int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *bad_out,
                     char *err, size_t err_size) {
+    trn_read_stats st;
+    int rc = trn_events_read_stats(path, out, n_out, &st, err, err_size);
+    if (rc == CORE_OK) *bad_out = st.bad;
+    return rc;
+}
+
+/* Did a rejected record carry a label? JSON: an object with a "label" key, whatever else is
+ * wrong with it; binary: the label-present flag. */
+static int rejected_is_labeled(const char *rec, size_t len, int binary) {
+    if (binary) return len >= 4 && (rec[3] & 1);
+    json_error_t je;
+    json_t *o = json_loadb(rec, len, JSON_DISABLE_EOF_CHECK, &je);
+    int labeled = o && json_is_object(o) && json_object_get(o, "label") != NULL;
+    json_decref(o);
+    return labeled;
+}
+
+int trn_auto_check(const trn_read_stats *st, size_t n_labeled, char *msg, size_t msg_size) {
+    if (st->bad_labeled > 0 && n_labeled == 0) {
+        snprintf(msg, msg_size,
+                 "--protocol auto: all %llu labeled records (impressions) were rejected (first: "
+                 "%s), so auto would train the next-behavior protocol instead; fix the records, "
+                 "or pass --protocol next to train on the behaviors",
+                 (unsigned long long)st->bad_labeled, st->bad_labeled_why);
+        return 1;
+    }
+    if (st->records > 0 && (double)st->bad > 0.01 * (double)st->records) {
+        snprintf(msg, msg_size,
+                 "--protocol auto: %llu of %llu records (%.1f%%) were rejected, more than 1%%%s%s; "
+                 "fix the file, or name the protocol",
+                 (unsigned long long)st->bad, (unsigned long long)st->records,
+                 100.0 * (double)st->bad / (double)st->records,
+                 st->bad_labeled ? "; labeled among them, first: " : "",
+                 st->bad_labeled ? st->bad_labeled_why : "");
+        return 1;
+    }
+    return 0;
+}
+
+int trn_events_read_stats(const char *path, sch_event **out, size_t *n_out, trn_read_stats *st,
+                          char *err, size_t err_size) {
     sch_reader *r = NULL;
     sch_event *ev = NULL;
     size_t n = 0, cap = 0;
@@ -285,6 +327,7 @@ int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *
     size_t len;
     char why[256];
     int rc;
+    memset(st, 0, sizeof *st);
     if ((rc = sch_reader_open(&r, path, SCH_MAX_JSON_BYTES, err, err_size))) return rc;
     for (;;) {
         rc = sch_reader_next(r, &rec, &len, &recno);
@@ -309,12 +352,18 @@ int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *
             continue;
         }
         if (rc != 1) snprintf(why, sizeof why, "%s", core_strerror(rc));
+        if (rc == 1 && rejected_is_labeled(rec, len, sch_reader_is_binary(r)) &&
+            st->bad_labeled++ == 0)
+            snprintf(st->bad_labeled_why, sizeof st->bad_labeled_why, "record %llu: %.120s",
+                     (unsigned long long)recno, why);
         if (bad++ < MAX_BAD_SHOWN)
             fprintf(stderr, "trail: %s: record %llu skipped: %s\n", path, (unsigned long long)recno, why);
         if (rc == CORE_EFORMAT) break; /* a truncated binary tail ends the file */
     }
     sch_reader_close(r);
     r = NULL;
+    st->bad = bad;
+    st->records = n + bad;
     if (bad > MAX_BAD_SHOWN)
         fprintf(stderr, "trail: %s: %llu bad records skipped in all\n", path, (unsigned long long)bad);
     if (n == 0) {
@@ -324,7 +373,6 @@ int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *
     }
     *out = ev;
     *n_out = n;
-    *bad_out = bad;
     return CORE_OK;
 fail:
     sch_reader_close(r);

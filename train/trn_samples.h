@@ -69,6 +69,26 @@ int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, c
  *  counted in *bad and the first few named on stderr. @return as trn_data_load. */
 int trn_events_read(const char *path, sch_event **ev, size_t *n, uint64_t *bad, char *err,
                     size_t err_size);
+/* What trn_events_read_stats saw: every record, the rejected ones, and of those the labeled
+ * impressions (a JSON record with a "label" key, a binary one with its label flag), which would
+ * have been samples of the impressions protocol. */
+typedef struct trn_read_stats {
+    uint64_t records;          /* valid + rejected */
+    uint64_t bad;              /* rejected */
+    uint64_t bad_labeled;      /* rejected records that carried a label */
+    char bad_labeled_why[160]; /* the first one's record number and reason ("" if none) */
+} trn_read_stats;
+
+/** @brief trn_events_read, with the counts above in *st. */
+int trn_events_read_stats(const char *path, sch_event **ev, size_t *n, trn_read_stats *st,
+                          char *err, size_t err_size);
+
+/** @brief May `--protocol auto` go ahead on this file? It may not when the file holds labeled
+ *  records and every one was rejected (auto would quietly train the next-behavior task instead of
+ *  the impressions), or when more than 1% of all records were rejected. n_labeled: labeled
+ *  events that decoded. @return 0 yes; 1 no, with the reason (one line, no newline) in msg. */
+int trn_auto_check(const trn_read_stats *st, size_t n_labeled, char *msg, size_t msg_size);
+
 /** @brief Build from events in memory; same rules, events in file order. Several labelers'
  *  samples of one file are built from one trn_events_read. */
 int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data_conf *conf,
