@@ -540,9 +540,15 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     core_rng_seed(&rng, c->seed ^ 0x7EA1ull);
     /* Steps of each epoch: a batch closes before a group that would overflow it, so the count
      * depends on the shuffled order (groups of 3 and 1 pack into batches of 4 in one order, not
-     * in another). Replay every epoch's shuffle on a copy of the order and the RNG and count its
-     * batches: the evaluations are scheduled on the epoch's real steps and the total is exact. */
-    if (!(steps_ep = core_malloc(sizeof(uint64_t) * c->epochs))) goto fail;
+     * in another). Each epoch counts its batches after its shuffle, and the evaluations are
+     * scheduled on that count. For the progress line's total, the shuffles of the first K epochs
+     * are replayed up front on a copy of the order and the RNG (the same shuffles training will
+     * make), K as many as 2^26 group visits allow (all of them but for very long runs); later
+     * epochs are estimated from the last counted one until they are counted. */
+    uint32_t K = c->epochs;
+    if ((uint64_t)K * (g.n + 1) > (1ull << 26)) K = (uint32_t)((1ull << 26) / (g.n + 1));
+    if (K < 1) K = 1;
+    if (!(steps_ep = core_malloc(sizeof(uint64_t) * K))) goto fail;
     uint64_t total = 0, step = 0;
     {
         core_rng r2 = rng;
@@ -552,7 +558,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
             goto fail;
         }
         memcpy(g.order, saved, sizeof(size_t) * g.n);
-        for (uint32_t ep = 0; ep < c->epochs; ep++) {
+        for (uint32_t ep = 0; ep < K; ep++) {
             shuffle_groups(&g, &r2);
             size_t gi = 0;
             steps_ep[ep] = 0;
@@ -561,6 +567,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
         }
         core_free(g.order);
         g.order = saved;
+        total += (uint64_t)(c->epochs - K) * steps_ep[K - 1];
     }
     uint32_t epe = c->evals_per_epoch ? c->evals_per_epoch : 1;
     uint32_t bad_evals = 0;
@@ -569,8 +576,12 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     int have_valid = va_hi > va_lo;
     for (uint32_t ep = 0; ep < c->epochs && !rep->stopped_early; ep++) {
         shuffle_groups(&g, &rng);
-        uint64_t steps_per_epoch = steps_ep[ep];
+        uint64_t steps_per_epoch = 0;
         size_t gi = 0;
+        while (next_batch(&g, &gi, sidx, c->batch)) steps_per_epoch++;
+        gi = 0;
+        if (ep >= K) /* past the replayed epochs: this one counted, the rest estimated from it */
+            total = step + (uint64_t)(c->epochs - ep) * steps_per_epoch;
         uint32_t n, evals_done = 0;
         uint64_t s_in_epoch = 0;
         while ((n = next_batch(&g, &gi, sidx, c->batch)) > 0) {
