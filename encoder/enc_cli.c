@@ -532,6 +532,7 @@ int enc_cmd_inspect(int argc, char **argv) {
     enc_store_conf_default(&conf);
     conf.path = dir;
     conf.window = conf.recent = 0;
+    conf.must_exist = 1;
     if (enc_store_open(&st, &conf, err, sizeof err)) {
         fprintf(stderr, "trail inspect: %s\n", err);
         goto out;

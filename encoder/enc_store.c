@@ -272,6 +272,19 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     st->window = conf->window;
     st->recent = conf->recent;
     st->durable = conf->durable;
+    if (conf->must_exist) {
+        char dpath[4096];
+        struct stat dsb;
+        snprintf(dpath, sizeof dpath, "%s/data.mdb", conf->path);
+        if (stat(dpath, &dsb) != 0) {
+            snprintf(errstr, errstr_size,
+                     "store %s: no store there (%s: %s); name an existing store (one that "
+                     "trail encode wrote)",
+                     conf->path, dpath, strerror(errno));
+            enc_store_close(st);
+            return CORE_ENOTFOUND;
+        }
+    }
     if (mkdir(conf->path, 0775) != 0 && errno != EEXIST) {
         snprintf(errstr, errstr_size, "store %s: mkdir: %s", conf->path, strerror(errno));
         enc_store_close(st);

@@ -47,6 +47,9 @@ typedef struct enc_store_conf {
                               with CORE_ESTORE and an errstr naming the store
                               and the holder's pid, nothing touched). 0 (default): no lock, for
                               readers and in-process fixtures */
+    int must_exist;        /* 1: refuse (CORE_ENOTFOUND, errstr naming the path) a directory that
+                              holds no store instead of creating one: readers (serve, rank,
+                              inspect) given a mistyped path */
 } enc_store_conf;
 
 /** The writer lock's file name inside the store directory; it holds the holder's pid. */

@@ -176,6 +176,7 @@ int rank_cmd_rank(int argc, char **argv) {
     conf.path = store;
     conf.window = 0; /* the store's own sizes */
     conf.recent = 0;
+    conf.must_exist = 1; /* a mistyped path is an error, not an empty store */
     if ((rc = enc_store_open(&st, &conf, err, sizeof err))) {
         fprintf(stderr, "trail: rank: %s\n", err);
         goto done;

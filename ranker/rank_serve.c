@@ -1092,6 +1092,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         ec.path = conf->store_path;
         ec.window = conf->window;
         ec.recent = conf->recent;
+        ec.must_exist = !conf->create_store; /* a mistyped --store is refused */
         if ((rc = enc_store_open(&srv->st, &ec, errstr, errstr_size))) goto fail;
         srv->own_store = 1;
     }

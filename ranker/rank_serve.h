@@ -50,6 +50,7 @@ typedef struct rank_server_conf {
     uint32_t window;         /* the store's raw window size; 0 = as the store was created */
     uint32_t recent;         /* the store's recent size; 0 = as the store was created */
     uint32_t drain_ms;       /* how long stop waits for in-flight requests (default 10,000) */
+    int create_store;        /* 1: create store_path if it holds no store (default 0: refused) */
     /* Connection abuse (schemas/rank-api.md, "Limits"): a connection over a limit is closed by
      * libmicrohttpd as soon as it is accepted, before any byte is read (it gives the application
      * no way to answer it). */

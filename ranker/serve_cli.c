@@ -49,6 +49,8 @@ static void serve_usage(FILE *f) {
                "  --read-timeout S     a request (head and body) must arrive within S seconds\n"
                "                       of the connection or the previous answer, else the\n"
                "                       connection is closed (5)\n"
+               "  --create-store       create --store if it holds no store (default: refused, so a\n"
+               "                       mistyped path is an error, not an empty store)\n"
                "  --isa PATH           compute path: auto (default: the best this CPU runs),\n"
                "                       scalar, fp32, avx2, avx2-int8, avx2-int16, avx512-bf16,\n"
                "                       avx512-vnni, amx-bf16; or set TRAIL_ISA\n"
@@ -210,6 +212,7 @@ int rank_cmd_serve(int argc, char **argv) {
                                          {"admin-socket", 1, 0, 'A'},
                                          {"admin-listen", 1, 0, 'L'},
                                          {"admin-token-file", 1, 0, 'K'},
+                                         {"create-store", 0, 0, 'N'},
                                          {0, 0, 0, 0}};
     rank_server_conf conf;
     char host[64], admin_host[64], err[1024], token[4096], admin_sock[4096];
@@ -248,6 +251,9 @@ int rank_cmd_serve(int argc, char **argv) {
                 return 2;
             }
             conf.max_body = (size_t)v;
+            break;
+        case 'N':
+            conf.create_store = 1;
             break;
         case 'i':
             if (rank_isa_force(optarg, err, sizeof err)) {

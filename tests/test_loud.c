@@ -8,6 +8,7 @@
 #include "test_common.h"
 
 #include <lmdb.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -351,6 +352,22 @@ static void test_failed_commit_counts(void **state) {
     assert_int_equal(skipped, done);
 }
 
+/* A mistyped store path is an error for the readers (serve, rank, inspect), not an empty store
+ * created on the spot that scores everyone as unknown. */
+static void test_readers_refuse_missing_store(void **state) {
+    fx *f = *state;
+    assert_int_equal(trail(f, "serve --model m.bin --store typo --listen 127.0.0.1:0"), 1);
+    HAS("no store there");
+    write_str(f, "c.txt", "1,2\n");
+    assert_int_equal(trail(f, "rank --model m.bin --store typo --user 1 --candidates c.txt"), 1);
+    HAS("store typo");
+    assert_int_equal(trail(f, "inspect --store typo --digest"), 1);
+    char p[400];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/typo", f->dir);
+    assert_int_not_equal(stat(p, &sb), 0); /* nothing was created */
+}
+
 // ---------------------------------------------------------------------------------------------
 // produce
 
@@ -410,6 +427,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_store_refused),
         cmocka_unit_test(test_store_bad_meta_refused),
         cmocka_unit_test(test_failed_commit_counts),
+        cmocka_unit_test(test_readers_refuse_missing_store),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
