@@ -21,6 +21,7 @@ const char *core_strerror(int rc) {
     case CORE_EMISMATCH: return "model and state encoding mismatch";
     case CORE_ESTOPPED: return "stopped";
     case CORE_ERANGE: return "value out of range";
+    case CORE_EBUSY: return "already in progress";
     default: break;
     }
     if (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE) return mdb_strerror(rc);

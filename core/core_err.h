@@ -23,6 +23,7 @@ enum {
     CORE_EMISMATCH = -1011,/* a model and a store (or two models) disagree on their encoding */
     CORE_ESTOPPED = -1012, /* the operation was interrupted by a stop request */
     CORE_ERANGE = -1013,   /* a number is out of its allowed range */
+    CORE_EBUSY = -1014,    /* the same operation is already in progress (a reload) */
 };
 
 /** @brief Describe any return code: CORE_E*, an LMDB code, or a positive errno.

@@ -18,7 +18,7 @@ static const char *const error_kinds[] = {
     "bad_dense", "body_too_large", "not_found", "method_not_allowed", "forbidden", "bad_user_state",
     "store", "overloaded", "scoring", "encoding_mismatch", "reload_failed", "uri_too_long",
     "headers_too_large", "unsupported_media_type", "unsupported_transfer_encoding", "unauthorized",
-    "other"};
+    "reload_in_progress", "other"};
 #define N_KINDS (sizeof error_kinds / sizeof error_kinds[0])
 
 static const char *const endpoint_names[RANK_EP_COUNT] = {"/v1/score", "/healthz", "/metrics",

@@ -188,13 +188,25 @@ static int slot_of_thread(rank_server *srv) {
 // ---------------------------------------------------------------------------------------------
 // Reload
 
-int rank_server_reload(rank_server *srv, const char *path, char version[17], char *errstr,
-                       size_t errstr_size) {
+/* wait 0: CORE_EBUSY at once if another reload is loading (the admin endpoint answers 409 while
+ * a slow or stuck load, such as a model path that is a FIFO, holds the first) */
+static int reload(rank_server *srv, const char *path, char version[17], char *errstr,
+                  size_t errstr_size, int wait) {
     mdl_model *m = NULL;
     served_model *sm = NULL, *old = NULL;
     char *new_path = NULL;
     int rc;
-    pthread_mutex_lock(&srv->reload_mu);
+    if (wait) {
+        pthread_mutex_lock(&srv->reload_mu);
+    } else if (pthread_mutex_trylock(&srv->reload_mu) != 0) {
+        snprintf(errstr, errstr_size, "a reload is in progress; try again when it has finished");
+        if (version) {
+            served_model *cur = served_acquire(srv);
+            memcpy(version, cur->version, 17);
+            served_release(cur);
+        }
+        return CORE_EBUSY;
+    }
     const char *p = path ? path : srv->model_path;
     int64_t t0 = core_now_ns();
     if ((rc = mdl_model_load(&m, p, errstr, errstr_size))) goto fail;
@@ -237,6 +249,11 @@ fail:
     if (version) memcpy(version, srv->cur->version, 17);
     pthread_mutex_unlock(&srv->reload_mu);
     return rc;
+}
+
+int rank_server_reload(rank_server *srv, const char *path, char version[17], char *errstr,
+                       size_t errstr_size) {
+    return reload(srv, path, version, errstr, errstr_size, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -587,7 +604,11 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
     served_model *sm = served_acquire(srv);
     memcpy(prev, sm->version, sizeof prev);
     served_release(sm);
-    int rc = rank_server_reload(srv, path, version, err, sizeof err);
+    int rc = reload(srv, path, version, err, sizeof err, 0);
+    if (rc == CORE_EBUSY) {
+        ret = respond_error(srv, c, MHD_HTTP_CONFLICT, "reload_in_progress", err, NULL);
+        goto done;
+    }
     if (rc) {
         unsigned status = rc == CORE_EMISMATCH ? MHD_HTTP_CONFLICT
                           : rc == CORE_ENOMEM  ? MHD_HTTP_INTERNAL_SERVER_ERROR
@@ -961,7 +982,10 @@ static int admin_unix_listen(rank_server *srv, int *out, char *err, size_t cap) 
 /* The admin listener: one thread, a few connections, no scoring. */
 static int admin_start(rank_server *srv, char *err, size_t cap) {
     const rank_server_conf *conf = &srv->conf;
-    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* a thread per connection (at most 16): a reload stuck loading (a model path that is a
+     * FIFO, slow storage) must not stop the next admin request from being answered, 409 */
+    const unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
     if (conf->admin_socket) {
         int fd = -1, rc = admin_unix_listen(srv, &fd, err, cap);
         if (rc) return rc;

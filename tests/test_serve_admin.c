@@ -7,6 +7,7 @@
  * both admin flags at once, are refused. */
 #include "test_serve_common.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -253,9 +254,74 @@ static void test_usage(void **state) {
     assert_true(S_ISREG(st.st_mode));
 }
 
+/* A reload stuck loading (the model path is a FIFO nobody writes) holds neither the public
+ * listener nor the admin one: a second reload is answered 409 reload_in_progress at once, scoring
+ * and health answer, and when the load ends (the FIFO gets bytes that are no model) the first
+ * reload fails 422 and the old model keeps serving. */
+static void test_stuck_reload(void **state) {
+    (void)state;
+    char args[2400], line[700], fifo[600], cmd[4096], outp[600], *rb;
+    pid_t pid = -1;
+    FILE *out = NULL;
+    put_model(0);
+    snprintf(fifo, sizeof fifo, "%s/fifo.mdl", dir);
+    snprintf(outp, sizeof outp, "%s/first.out", dir);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(args, sizeof args, "--model '%s' --store '%s' --listen 127.0.0.1:0 --threads 2", model,
+             store_dir);
+    uint16_t port = (uint16_t)serve_spawn(args, NULL, &pid, &out);
+    live = pid;
+    assert_true(port != 0);
+    assert_non_null(serve_read_line(out, line, sizeof line, 10000));
+    /* the first reload, in the background: it blocks opening the FIFO */
+    snprintf(cmd, sizeof cmd,
+             "curl -sS --max-time 20 --unix-socket '%s' -X POST -d '{\"model\": \"%s\"}' "
+             "http://localhost/admin/reload > '%s' 2>&1 &",
+             sock, fifo, outp);
+    assert_int_equal(system(cmd), 0);
+    int status = 0;
+    for (int t = 0; t < 100; t++) { /* until the first one holds the reload */
+        usleep(50000);
+        status = http_do_unix(sock, "POST", "/admin/reload", NULL, NULL, resp, sizeof resp, &rb);
+        if (status == 409) break;
+    }
+    check_json_error(status, rb, 409, "reload_in_progress");
+    assert_int_equal(http_do(port, "GET", "/healthz", NULL, resp, sizeof resp, &rb), 200);
+    assert_non_null(strstr(rb, va));
+    status = http_do(port, "POST", "/v1/score",
+                     "{\"user_id\":1,\"candidates\":[{\"item_id\":5,\"category_id\":7}]}",
+                     resp, sizeof resp, &rb);
+    assert_int_equal(status, 200);
+    /* release the load with bytes that are no model: the first reload fails, nothing changes */
+    int fd = open(fifo, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "not a model\n", 12), 12);
+    close(fd);
+    char first[4096] = "";
+    for (int t = 0; t < 200 && !strstr(first, "}"); t++) {
+        usleep(50000);
+        FILE *f = fopen(outp, "r");
+        if (f) {
+            size_t n = fread(first, 1, sizeof first - 1, f);
+            first[n] = 0;
+            fclose(f);
+        }
+    }
+    assert_non_null(strstr(first, "\"error\":\"reload_failed\""));
+    assert_int_equal(http_do(port, "GET", "/healthz", NULL, resp, sizeof resp, &rb), 200);
+    assert_non_null(strstr(rb, va));
+    /* and the next reload goes through */
+    assert_int_equal(
+        http_do_unix(sock, "POST", "/admin/reload", NULL, NULL, resp, sizeof resp, &rb), 200);
+    stop(pid, out);
+    unlink(fifo);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_unix_socket, kill_live),
                                        cmocka_unit_test_teardown(test_tcp_token, kill_live),
-                                       cmocka_unit_test_teardown(test_usage, kill_live)};
+                                       cmocka_unit_test_teardown(test_usage, kill_live),
+                                       cmocka_unit_test_teardown(test_stuck_reload, kill_live)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
