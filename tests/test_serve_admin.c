@@ -7,6 +7,7 @@
  * both admin flags at once, are refused. */
 #include "test_serve_common.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -69,6 +70,7 @@ static void stop(pid_t pid, FILE *out) {
 static void check_json_error(int status, const char *body, int want_status, const char *kind) {
     char want[64];
     snprintf(want, sizeof want, "\"error\":\"%s\"", kind);
+    if (!body) body = "";
     if (status != want_status || !strstr(body, want) || !strstr(body, "\"message\":\""))
         fail_msg("want %d %s, got %d %s", want_status, kind, status, body);
 }
@@ -281,8 +283,19 @@ static void test_stuck_reload(void **state) {
              sock, fifo, outp);
     assert_int_equal(system(cmd), 0);
     int status = 0;
-    for (int t = 0; t < 100; t++) { /* until the first one holds the reload */
+    rb = NULL;
+    for (int t = 0; t < 200; t++) { /* until the first one holds the reload */
         usleep(50000);
+        char got[512] = "";
+        FILE *f = fopen(outp, "r");
+        if (f) {
+            got[fread(got, 1, sizeof got - 1, f)] = 0;
+            fclose(f);
+        }
+        if (strstr(got, "reload_in_progress")) { /* it met one of ours: send it again */
+            assert_int_equal(system(cmd), 0);
+            continue;
+        }
         status = http_do_unix(sock, "POST", "/admin/reload", NULL, NULL, resp, sizeof resp, &rb);
         if (status == 409) break;
     }
@@ -293,11 +306,16 @@ static void test_stuck_reload(void **state) {
                      "{\"user_id\":1,\"candidates\":[{\"item_id\":5,\"category_id\":7}]}",
                      resp, sizeof resp, &rb);
     assert_int_equal(status, 200);
-    /* release the load with bytes that are no model: the first reload fails, nothing changes */
+    /* release the load: opening the write end lets the loader's open return; it finds no model
+     * (a FIFO has no size) and may close its end before the bytes go in, so the write may fail
+     * with EPIPE (SIGPIPE is ignored for it) */
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
     int fd = open(fifo, O_WRONLY);
     assert_true(fd >= 0);
-    assert_int_equal(write(fd, "not a model\n", 12), 12);
+    ssize_t wr = write(fd, "not a model\n", 12);
+    assert_true(wr == 12 || (wr < 0 && errno == EPIPE));
     close(fd);
+    signal(SIGPIPE, old_pipe);
     char first[4096] = "";
     for (int t = 0; t < 200 && !strstr(first, "}"); t++) {
         usleep(50000);
