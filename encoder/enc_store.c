@@ -1149,3 +1149,10 @@ int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32
     *n = k;
     return CORE_OK;
 }
+
+int enc_store_readable(enc_store *st) {
+    MDB_txn *txn;
+    if (!st || txn_begin(st, MDB_RDONLY, &txn) != 0) return 0;
+    mdb_txn_abort(txn);
+    return 1;
+}

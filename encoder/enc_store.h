@@ -52,6 +52,9 @@ typedef struct enc_store_conf {
                               inspect) given a mistyped path */
 } enc_store_conf;
 
+/** @brief 1 if a read transaction on the store begins and ends (readiness probes). */
+int enc_store_readable(enc_store *st);
+
 /** The writer lock's file name inside the store directory; it holds the holder's pid. */
 #define ENC_LOCK_FILE "writer.lock"
 

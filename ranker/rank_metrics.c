@@ -21,8 +21,8 @@ static const char *const error_kinds[] = {
     "reload_in_progress", "other"};
 #define N_KINDS (sizeof error_kinds / sizeof error_kinds[0])
 
-static const char *const endpoint_names[RANK_EP_COUNT] = {"/v1/score", "/healthz", "/metrics",
-                                                          "/admin/reload", "other"};
+static const char *const endpoint_names[RANK_EP_COUNT] = {
+    "/v1/score", "/healthz", "/metrics", "/admin/reload", "/readyz", "/v1/models/current", "other"};
 
 // latency buckets, seconds
 static const double lat_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
@@ -48,7 +48,7 @@ struct rank_metrics {
     histogram latency;
     histogram age;
     pthread_mutex_t mu; /* guards the model strings */
-    char model_version[17], encoding_version[17], variant[64];
+    char model_version[17], encoding_version[17], variant[128]; /* variants are up to ~90 bytes */
     char isa[32], precision[16], cpu[160], blas[48]; /* trail_ranker_isa_info */
 };
 

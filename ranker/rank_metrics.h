@@ -18,6 +18,8 @@ typedef enum {
     RANK_EP_HEALTHZ,   /* GET /healthz */
     RANK_EP_METRICS,   /* GET /metrics */
     RANK_EP_RELOAD,    /* POST /admin/reload */
+    RANK_EP_READYZ,    /* GET /readyz */
+    RANK_EP_MODEL,     /* GET /v1/models/current */
     RANK_EP_OTHER,     /* anything else (answered 404/405) */
     RANK_EP_COUNT
 } rank_endpoint;

@@ -37,6 +37,7 @@ typedef struct served_model {
     uint32_t K;
     _Atomic int refs;
     char version[17], enc_version[17];
+    int64_t loaded_at; /* wall-clock seconds when it was loaded */
 } served_model;
 
 /* What one request in flight borrows; K of them, allocated at start. */
@@ -157,6 +158,7 @@ static int served_new(served_model **out, rank_server *srv, mdl_model *m, char *
     atomic_init(&sm->refs, 1);
     mdl_version_hex(m->model_version, sm->version);
     mdl_version_hex(m->encoding_version, sm->enc_version);
+    sm->loaded_at = core_wall_s();
     if (!(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch))) goto fail;
     uint32_t max_T = mdl_reads_window(&m->cfg) ? srv->conf.window : 0;
     for (uint32_t i = 0; i < sm->K; i++)
@@ -671,20 +673,22 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             }
         }
         int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-        rank_endpoint ep = !strcmp(url, "/v1/score")       ? RANK_EP_SCORE
-                           : !strcmp(url, "/healthz")      ? RANK_EP_HEALTHZ
-                           : !strcmp(url, "/metrics")      ? RANK_EP_METRICS
-                           : !strcmp(url, "/admin/reload") ? RANK_EP_RELOAD
-                                                           : RANK_EP_OTHER;
+        rank_endpoint ep = !strcmp(url, "/v1/score")            ? RANK_EP_SCORE
+                           : !strcmp(url, "/healthz")           ? RANK_EP_HEALTHZ
+                           : !strcmp(url, "/readyz")            ? RANK_EP_READYZ
+                           : !strcmp(url, "/metrics")           ? RANK_EP_METRICS
+                           : !strcmp(url, "/v1/models/current") ? RANK_EP_MODEL
+                           : !strcmp(url, "/admin/reload")      ? RANK_EP_RELOAD
+                                                                : RANK_EP_OTHER;
         // admin endpoints only on the admin listener; scoring only on the public one
         if (l->admin ? ep == RANK_EP_SCORE : ep == RANK_EP_RELOAD) ep = RANK_EP_OTHER;
         char msg[256];
         rank_metrics_request(srv->mt, ep);
         if (ep == RANK_EP_OTHER) {
             snprintf(msg, sizeof msg, "no such path: %.100s (paths: %s)", url,
-                     l->admin ? "/admin/reload, /healthz, /metrics"
-                              : "/v1/score, /healthz, /metrics; /admin/reload is on the admin "
-                                "listener");
+                     l->admin ? "/admin/reload, /healthz, /readyz, /metrics, /v1/models/current"
+                              : "/v1/score, /healthz, /readyz, /metrics, /v1/models/current; "
+                                "/admin/reload is on the admin listener");
             return respond_error(srv, c, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
         }
         int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
@@ -782,6 +786,35 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         served_model *sm = served_acquire(srv);
         int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"model_version\":\"%s\"}\n",
                          sm->version);
+        served_release(sm);
+        return respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
+    }
+    case RANK_EP_READYZ: { /* ready: a model is served and the store answers a read */
+        char body[256];
+        served_model *sm = served_acquire(srv);
+        int ok = enc_store_readable(srv->st);
+        int n = snprintf(body, sizeof body,
+                         "{\"status\":\"%s\",\"model_version\":\"%s\",\"store\":\"%s\"}\n",
+                         ok ? "ready" : "not_ready", sm->version, ok ? "readable" : "unreadable");
+        served_release(sm);
+        return respond(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
+                       (size_t)n);
+    }
+    case RANK_EP_MODEL: { /* what is served, as the metadata endpoints of model servers have it */
+        char body[1024], variant[96];
+        served_model *sm = served_acquire(srv);
+        const mdl_config *mc = &sm->m->cfg;
+        rank_isa isa = rank_isa_current();
+        mdl_variant_str(mc, variant, sizeof variant);
+        int n = snprintf(
+            body, sizeof body,
+            "{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\","
+            "\"path\":\"%s\",\"loaded_at\":%lld,\"isa\":\"%s\",\"precision\":\"%s\","
+            "\"config\":{\"dim\":%u,\"signatures\":%u,\"bits\":%u,\"recent\":%u,\"hidden\":[%u,%u],"
+            "\"dense\":%u,\"window\":%u},\"store\":{\"window\":%u,\"recent\":%u}}\n",
+            sm->version, sm->enc_version, variant, srv->model_path, (long long)sm->loaded_at,
+            rank_isa_name(isa), rank_isa_precision(isa), mc->C, mc->S, mc->tau, mc->n_recent,
+            mc->h1, mc->h2, mc->n_dense, mc->window, srv->conf.window, srv->conf.recent);
         served_release(sm);
         return respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
     }

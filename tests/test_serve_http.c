@@ -79,6 +79,28 @@ static int score(const char *body, char version[17], float *scores, int max) {
     return n;
 }
 
+/* Readiness (a model served, the store answering a read) and the served model's metadata:
+ * versions, variant, compute path, load time, config, the store's shape. */
+static void test_readyz_and_model(void **state) {
+    (void)state;
+    char *rb = NULL, want[96];
+    assert_int_equal(http_do(port, "GET", "/readyz", NULL, resp, sizeof resp, &rb), 200);
+    assert_non_null(strstr(rb, "\"status\":\"ready\""));
+    assert_non_null(strstr(rb, "\"store\":\"readable\""));
+    assert_int_equal(http_do(port, "GET", "/v1/models/current", NULL, resp, sizeof resp, &rb), 200);
+    snprintf(want, sizeof want, "\"model_version\":\"%s\"", ver_a);
+    if (!strstr(rb, want)) { /* the reload test may have left b served */
+        snprintf(want, sizeof want, "\"model_version\":\"%s\"", ver_b);
+        assert_non_null(strstr(rb, want));
+    }
+    snprintf(want, sizeof want, "\"isa\":\"%s\"", rank_isa_name(rank_isa_current()));
+    assert_non_null(strstr(rb, want));
+    assert_non_null(strstr(rb, "\"encoding_version\":\""));
+    assert_non_null(strstr(rb, "\"loaded_at\":"));
+    assert_non_null(strstr(rb, "\"config\":{\"dim\":"));
+    assert_int_equal(http_do(port, "POST", "/readyz", "{}", resp, sizeof resp, &rb), 405);
+}
+
 static void test_score_good(void **state) {
     (void)state;
     char v[17];
@@ -427,6 +449,7 @@ static void test_metrics(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_score_good),
+        cmocka_unit_test(test_readyz_and_model),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_reload),
