@@ -19,11 +19,10 @@ target_sources(trail_ranker PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx512.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_amx.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_vnni.c
-  ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2i8.c
-  ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2i16.c)
+  ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2int.c)
 set(TRAIL_AVX512_FLAGS -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16)
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2.c
-  ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2i8.c ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2i16.c PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+  ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2int.c PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_vnni.c PROPERTIES
   COMPILE_OPTIONS "${TRAIL_AVX512_FLAGS};-mavx512vnni")
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx512.c PROPERTIES

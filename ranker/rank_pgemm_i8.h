@@ -33,14 +33,15 @@ static inline rank_i8q rank_i8_params(float amin, float amax, int top, int zp, i
     return q;
 }
 
-/* RANK_I8_BLOCK(name, row): a function name(ab, qs, kt, seg, nseg, m0, mb) quantizing rows
+/* RANK_I8_BLOCK(name, row, T): a function name(ab, qs, kt, seg, nseg, m0, mb) quantizing rows
  * [m0, m0 + mb) of every segment side by side with row(dst, src, K, Kp) (the path's own
- * vectorized quantizer): codes of row r at ab + r * kt, its quantizers at qs + r * nseg. */
-#define RANK_I8_BLOCK(name, row)                                                                   \
-    static void name(uint8_t *ab, rank_i8q *qs, int kt, const rank_pseg *seg, int nseg, int m0,  \
+ * vectorized quantizer) into codes of type T: row r's at ab + r * kt, its quantizers at
+ * qs + r * nseg. */
+#define RANK_I8_BLOCK(name, row, T)                                                                \
+    static void name(T *ab, rank_i8q *qs, int kt, const rank_pseg *seg, int nseg, int m0,        \
                      int mb) {                                                                     \
         for (int r = 0; r < mb; r++) {                                                             \
-            uint8_t *dst = ab + (size_t)r * kt;                                                    \
+            T *dst = ab + (size_t)r * kt;                                                          \
             for (int g = 0; g < nseg; g++) {                                                       \
                 qs[r * nseg + g] = row(dst, seg[g].a + (size_t)(m0 + r) * seg[g].lda, seg[g].w->K, \
                                        seg[g].w->Kp);                                              \
@@ -49,7 +50,7 @@ static inline rank_i8q rank_i8_params(float amin, float amax, int top, int zp, i
         }                                                                                          \
     }
 
-/* The scratch's parts: codes (RANK_PG_MB * kt bytes), then the quantizers. */
+/* The scratch's parts: codes (RANK_PG_MB * kt bytes, kt counting bytes), then the quantizers. */
 static inline rank_i8q *rank_i8_qs(void *scratch, int kt) {
     size_t off = ((size_t)RANK_PG_MB * (size_t)kt + 63) & ~(size_t)63;
     return (rank_i8q *)((char *)scratch + off);

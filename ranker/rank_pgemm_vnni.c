@@ -45,7 +45,7 @@ static rank_i8q quant_row(uint8_t *dst, const float *src, int K, int Kp) {
     return q;
 }
 
-RANK_I8_BLOCK(quant_block, quant_row)
+RANK_I8_BLOCK(quant_block, quant_row, uint8_t)
 
 static inline __attribute__((always_inline)) void
 tile(const int mr, const int nr, float *y, int ldy, int m0, const uint8_t *ab,
