@@ -3,6 +3,7 @@
  * Raw sockets on 127.0.0.1; the attackers connect from other loopback addresses (127.0.0.2..)
  * so that the per-address limit applies to them and not to the checking client. */
 #include "test_common.h"
+#include "test_http.h"
 
 #include "core_err.h"
 #include "enc_store.h"
@@ -59,28 +60,11 @@ fail:
  * within timeout_ms. @return the status, -1 if no status line came; *body into resp. */
 static int exchange(uint16_t port, const char *src, const char *req, size_t len, char *resp,
                     size_t cap, char **body, int timeout_ms) {
-    size_t off = 0, n = 0;
-    int fd = dial(port, src, timeout_ms), status = -1;
     resp[0] = '\0';
     *body = resp;
+    int fd = dial(port, src, timeout_ms);
     if (fd < 0) return -1;
-    while (off < len) {
-        ssize_t k = send(fd, req + off, len - off, MSG_NOSIGNAL);
-        if (k <= 0) break; // the server may answer and close before reading everything
-        off += (size_t)k;
-    }
-    for (;;) {
-        ssize_t k = recv(fd, resp + n, cap - 1 - n, 0);
-        if (k <= 0) break;
-        n += (size_t)k;
-        if (n == cap - 1) break;
-    }
-    close(fd);
-    resp[n] = '\0';
-    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) return -1;
-    char *b = strstr(resp, "\r\n\r\n");
-    *body = b ? b + 4 : resp + n;
-    return status;
+    return http_exchange(fd, req, len, resp, cap, body);
 }
 
 /* The answer is a JSON error of this kind, sent as application/json. */

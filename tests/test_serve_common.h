@@ -4,6 +4,7 @@
 #define TRAIL_TEST_SERVE_COMMON_H
 
 #include "test_common.h"
+#include "test_http.h"
 
 #include "core_err.h"
 #include "enc_store.h"
@@ -24,31 +25,6 @@
 #define TS_WINDOW 64 /* the test store's window and recent sizes */
 #define TS_RECENT 16
 #define TS_NOW 1512000000ll
-
-/* Send raw bytes on a connected socket, read the whole response (the request says Connection:
- * close), close it. @return the HTTP status, or -1 on a socket error; *body points into resp. */
-static inline int http_exchange(int fd, const char *req, size_t req_len, char *resp, size_t cap,
-                                char **body) {
-    size_t n = 0, off = 0;
-    while (off < req_len) {
-        ssize_t k = send(fd, req + off, req_len - off, MSG_NOSIGNAL);
-        if (k <= 0) break; // the server may answer and close before reading everything
-        off += (size_t)k;
-    }
-    for (;;) {
-        ssize_t k = recv(fd, resp + n, cap - 1 - n, 0);
-        if (k <= 0) break;
-        n += (size_t)k;
-        if (n == cap - 1) break;
-    }
-    close(fd);
-    resp[n] = '\0';
-    int status = -1;
-    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1) return -1;
-    char *b = strstr(resp, "\r\n\r\n");
-    *body = b ? b + 4 : resp + n;
-    return status;
-}
 
 static inline void sock_timeouts(int fd) {
     struct timeval tv = {10, 0};
