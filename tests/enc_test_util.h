@@ -9,7 +9,9 @@
 #include "core_util.h"
 #include "enc_simhash.h"
 #include "enc_state.h"
+#include "enc_store.h"
 #include "mdl.h"
+#include "sch_event.h"
 
 #include <math.h>
 
@@ -116,6 +118,41 @@ static inline int enc_test_dir_teardown(void **state) {
     test_rmtree(f->dir);
     free(f);
     return 0;
+}
+
+/* Write n good JSON events over `users` users; every `bad_every`-th line (if nonzero) is malformed.
+ * (The state digest of a store directory follows.) */
+static inline void enc_test_write_events(const char *path, size_t n, uint64_t users, size_t bad_every) {
+    FILE *fp = fopen(path, "w");
+    core_rng r;
+    core_rng_seed(&r, n + users);
+    char line[256];
+    for (size_t i = 0; i < n; i++) {
+        if (bad_every && i % bad_every == bad_every - 1) {
+            fprintf(fp, "{\"user_id\":1,\"item_id\":\"x\"}\n");
+            continue;
+        }
+        sch_behavior b = enc_test_behavior(&r, 1500000000 + (int64_t)i);
+        sch_event e = {.user_id = 1 + core_rng_below(&r, users), .item_id = b.item_id,
+                       .category_id = b.category_id, .ts = b.ts, .action = b.action};
+        sch_event_to_json(&e, line, sizeof line);
+        fprintf(fp, "%s\n", line);
+    }
+    fclose(fp);
+}
+
+static inline uint64_t enc_test_store_digest(const char *dir, int what) {
+    char err[512];
+    enc_store_conf conf;
+    enc_store *st;
+    uint64_t d = 0;
+    enc_store_conf_default(&conf);
+    conf.path = dir;
+    conf.window = conf.recent = 0;
+    if (enc_store_open(&st, &conf, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(enc_store_digest(st, what, &d), CORE_OK);
+    enc_store_close(st);
+    return d;
 }
 
 #endif

@@ -63,40 +63,6 @@ static int setup(void **state) {
 
 #define teardown enc_test_dir_teardown
 
-/* n good JSON events over `users` users; every `bad_every`-th line (if nonzero) is malformed. */
-static void write_events(const char *path, size_t n, uint64_t users, size_t bad_every) {
-    FILE *fp = fopen(path, "w");
-    core_rng r;
-    core_rng_seed(&r, n + users);
-    char line[256];
-    for (size_t i = 0; i < n; i++) {
-        if (bad_every && i % bad_every == bad_every - 1) {
-            fprintf(fp, "{\"user_id\":1,\"item_id\":\"x\"}\n");
-            continue;
-        }
-        sch_behavior b = enc_test_behavior(&r, 1500000000 + (int64_t)i);
-        sch_event e = {.user_id = 1 + core_rng_below(&r, users), .item_id = b.item_id,
-                       .category_id = b.category_id, .ts = b.ts, .action = b.action};
-        sch_event_to_json(&e, line, sizeof line);
-        fprintf(fp, "%s\n", line);
-    }
-    fclose(fp);
-}
-
-static uint64_t store_digest(const char *dir, int what) {
-    char err[512];
-    enc_store_conf conf;
-    enc_store *st;
-    uint64_t d = 0;
-    enc_store_conf_default(&conf);
-    conf.path = dir;
-    conf.window = conf.recent = 0;
-    if (enc_store_open(&st, &conf, err, sizeof err)) fail_msg("%s", err);
-    assert_int_equal(enc_store_digest(st, what, &d), CORE_OK);
-    enc_store_close(st);
-    return d;
-}
-
 static void test_bad_input_rejected(void **state) {
     fixture *f = *state;
     char store[300], good[300], bad[300], out[300], rej[300];
@@ -105,10 +71,10 @@ static void test_bad_input_rejected(void **state) {
     snprintf(bad, sizeof bad, "%s/bad.jsonl", f->dir);
     snprintf(out, sizeof out, "%s/out.txt", f->dir);
     snprintf(rej, sizeof rej, "%s/st/rejects.jsonl", f->dir);
-    write_events(good, 300, 5, 0);
+    enc_test_write_events(good, 300, 5, 0);
     const char *a[] = {"encode", "--model", f->model, "--store", store, "--input", good, "--window", "100", NULL};
     assert_int_equal(run_trail(out, a), 0);
-    uint64_t d0 = store_digest(store, ENC_DIGEST_STATE);
+    uint64_t d0 = enc_test_store_digest(store, ENC_DIGEST_STATE);
 
     FILE *fp = fopen(bad, "w");
     const char *lines[] = {
@@ -162,7 +128,7 @@ static void test_bad_input_rejected(void **state) {
     assert_int_equal(count, total);
     assert_non_null(strstr(rj, "longer than"));
     free(rj);
-    assert_true(store_digest(store, ENC_DIGEST_STATE) == d0); /* no state change */
+    assert_true(enc_test_store_digest(store, ENC_DIGEST_STATE) == d0); /* no state change */
 
     /* binary: a good record, one with a flipped byte, a truncated tail */
     char bin[300];
@@ -193,16 +159,16 @@ static void test_idempotent_and_reencode(void **state) {
     snprintf(store, sizeof store, "%s/st2", f->dir);
     snprintf(in, sizeof in, "%s/in.jsonl", f->dir);
     snprintf(out, sizeof out, "%s/out2.txt", f->dir);
-    write_events(in, 2000, 10, 97);
+    enc_test_write_events(in, 2000, 10, 97);
     const char *a[] = {"encode", "--model", f->model, "--store", store, "--input", in, "--batch", "300", "--json", NULL};
     assert_int_equal(run_trail(out, a), 0);
-    uint64_t d = store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS);
+    uint64_t d = enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     assert_int_equal(run_trail(out, a), 0);
     char *o = slurp(out, NULL);
     if (!strstr(o, "\"records\":2000,\"read\":0,\"applied\":0,\"impressions\":0,\"rejected\":0,\"skipped\":2000"))
         fail_msg("second run: %s", o);
     free(o);
-    assert_true(store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS) == d);
+    assert_true(enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS) == d);
 
     const char *b[] = {"encode", "--model", f->model2, "--store", store, "--input", in, NULL};
     assert_int_equal(WEXITSTATUS(run_trail(out, b)), 1);
@@ -239,7 +205,7 @@ static void test_store_takes_the_model_window(void **state) {
     mdl_model_refresh_versions(m);
     assert_int_equal(mdl_model_save(m, wmodel, 0, err, sizeof err), CORE_OK);
     mdl_model_destroy(m);
-    write_events(in, 500, 5, 31);
+    enc_test_write_events(in, 500, 5, 31);
     const char *a[] = {"encode", "--model", wmodel, "--store", st_a, "--input", in, NULL};
     assert_int_equal(run_trail(out, a), 0);
     char *o = slurp(out, NULL);
@@ -282,7 +248,7 @@ static void test_kill9_resume(void **state) {
     snprintf(out, sizeof out, "%s/out3.txt", f->dir);
     snprintf(ra, sizeof ra, "%s/a/rejects.jsonl", f->dir);
     snprintf(rb, sizeof rb, "%s/b/rejects.jsonl", f->dir);
-    write_events(in, 40000, 25, 501);
+    enc_test_write_events(in, 40000, 25, 501);
     const char *a[] = {"encode", "--model", f->model, "--store", sa, "--input", in, "--batch", "150", "--window", "300", NULL};
     assert_int_equal(run_trail(out, a), 0);
     const char *b[] = {"encode", "--model", f->model, "--store", sb, "--input", in, "--batch", "150", "--window", "300", NULL};
@@ -344,9 +310,9 @@ static void test_kill9_resume(void **state) {
     assert_true(killed > 0);
     assert_true(mid > 0); /* at least one kill landed in the middle of the replay */
     assert_int_equal(run_trail(out, b), 0); /* resume to the end */
-    assert_true(store_digest(sa, ENC_DIGEST_STATE) == store_digest(sb, ENC_DIGEST_STATE));
+    assert_true(enc_test_store_digest(sa, ENC_DIGEST_STATE) == enc_test_store_digest(sb, ENC_DIGEST_STATE));
     /* the positions are keyed by the same input path, so they match too */
-    assert_true(store_digest(sa, ENC_DIGEST_POS) == store_digest(sb, ENC_DIGEST_POS));
+    assert_true(enc_test_store_digest(sa, ENC_DIGEST_POS) == enc_test_store_digest(sb, ENC_DIGEST_POS));
     size_t na, nb;
     char *xa = slurp(ra, &na), *xb = slurp(rb, &nb);
     assert_int_equal(na, nb);

@@ -93,40 +93,6 @@ static int setup(void **state) {
 
 #define teardown enc_test_dir_teardown
 
-/* n JSON events over `users` users; every 97th line malformed. */
-static void write_events(const char *path, size_t n, uint64_t users) {
-    FILE *fp = fopen(path, "w");
-    core_rng r;
-    core_rng_seed(&r, n + users);
-    char line[256];
-    for (size_t i = 0; i < n; i++) {
-        if (i % 97 == 96) {
-            fprintf(fp, "{\"user_id\":1,\"item_id\":\"x\"}\n");
-            continue;
-        }
-        sch_behavior b = enc_test_behavior(&r, 1500000000 + (int64_t)i);
-        sch_event e = {.user_id = 1 + core_rng_below(&r, users), .item_id = b.item_id,
-                       .category_id = b.category_id, .ts = b.ts, .action = b.action};
-        sch_event_to_json(&e, line, sizeof line);
-        fprintf(fp, "%s\n", line);
-    }
-    fclose(fp);
-}
-
-static uint64_t store_digest(const char *dir, int what) {
-    char err[512];
-    enc_store_conf conf;
-    enc_store *st;
-    uint64_t d = 0;
-    enc_store_conf_default(&conf);
-    conf.path = dir;
-    conf.window = conf.recent = 0;
-    if (enc_store_open(&st, &conf, err, sizeof err)) fail_msg("%s", err);
-    assert_int_equal(enc_store_digest(st, what, &d), CORE_OK);
-    enc_store_close(st);
-    return d;
-}
-
 /* The refusal names the store, says another writer holds it, and gives the holder's pid (holder
  * 0: any). */
 static void assert_refused(const char *out, const char *store, pid_t holder) {
@@ -148,7 +114,7 @@ static void test_cli_second_writer_refused(void **state) {
     snprintf(outa, sizeof outa, "%s/outa.txt", f->dir);
     snprintf(outi, sizeof outi, "%s/outi.txt", f->dir);
     snprintf(empty, sizeof empty, "%s/empty.jsonl", f->dir);
-    write_events(ev, 5000, 40);
+    enc_test_write_events(ev, 5000, 40, 97);
     fclose(fopen(empty, "w"));
     const char *r[] = {"encode", "--model", f->model, "--store", ref, "--input", ev, "--batch", "1000", NULL};
     assert_int_equal(run_trail(out, r), 0);
@@ -183,7 +149,7 @@ static void test_cli_second_writer_refused(void **state) {
     free(data);
     close(wfd);
     assert_int_equal(test_wait_exit(pa, 120000), 0);
-    assert_true(store_digest(st, ENC_DIGEST_STATE) == store_digest(ref, ENC_DIGEST_STATE));
+    assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) == enc_test_store_digest(ref, ENC_DIGEST_STATE));
     char rj[2][400]; /* the refused writers did not touch the reject file either */
     snprintf(rj[0], sizeof rj[0], "%s/rejects.jsonl", ref);
     snprintf(rj[1], sizeof rj[1], "%s/rejects.jsonl", st);
@@ -206,7 +172,7 @@ static void test_cli_second_writer_refused(void **state) {
     assert_int_equal(test_wait_exit(pk, 20000), 128 + SIGKILL);
     close(wfd);
     assert_int_equal(run_trail(out, e), 0);
-    assert_true(store_digest(st, ENC_DIGEST_STATE) == store_digest(ref, ENC_DIGEST_STATE));
+    assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) == enc_test_store_digest(ref, ENC_DIGEST_STATE));
 }
 
 /* The issue's reproduction: `for i in 1 2; do trail encode ... --batch 1000 & done`. Whichever
@@ -217,10 +183,10 @@ static void test_cli_race(void **state) {
     char ev[300], ref[300], out[2][300];
     snprintf(ev, sizeof ev, "%s/race.jsonl", f->dir);
     snprintf(ref, sizeof ref, "%s/race-ref", f->dir);
-    write_events(ev, 20000, 200);
+    enc_test_write_events(ev, 20000, 200, 97);
     const char *r[] = {"encode", "--model", f->model, "--store", ref, "--input", ev, "--batch", "1000", NULL};
     assert_int_equal(run_trail(NULL, r), 0);
-    uint64_t want = store_digest(ref, ENC_DIGEST_STATE | ENC_DIGEST_POS);
+    uint64_t want = enc_test_store_digest(ref, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     for (int round = 0; round < 3; round++) {
         char st[300];
         snprintf(st, sizeof st, "%s/race%d", f->dir, round);
@@ -238,7 +204,7 @@ static void test_cli_race(void **state) {
             assert_int_equal(rc[k], 1);
             assert_refused(out[k], st, 0);
         }
-        assert_true(store_digest(st, ENC_DIGEST_STATE | ENC_DIGEST_POS) == want);
+        assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE | ENC_DIGEST_POS) == want);
     }
 }
 
