@@ -93,4 +93,18 @@ static inline double core_wall_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* qsort comparator of int64_t, ascending */
+static inline int core_cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile p (0..100) of n >= 1 sorted nanosecond samples, in microseconds. */
+static inline double core_pct_us(const int64_t *sorted, size_t n, double p) {
+    long k = (long)ceil(p / 100.0 * (double)n) - 1;
+    if (k < 0) k = 0;
+    if ((size_t)k >= n) k = (long)n - 1;
+    return (double)sorted[k] / 1e3;
+}
+
 #endif

@@ -340,19 +340,6 @@ typedef struct run_result {
     double rps, cps, p50_us, p99_us;
 } run_result;
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* nearest rank */
-static double pct_us(const int64_t *sorted, size_t n, double p) {
-    long k = (long)ceil(p / 100.0 * (double)n) - 1;
-    if (k < 0) k = 0;
-    if ((size_t)k >= n) k = (long)n - 1;
-    return (double)sorted[k] / 1e3;
-}
-
 typedef struct bench {
     const char *model_path;
     enc_store *st;
@@ -449,14 +436,14 @@ done:
         memcpy(all + n, cl[i].lat, cl[i].n * sizeof *all);
         n += cl[i].n;
     }
-    qsort(all, n, sizeof *all, cmp_i64);
+    qsort(all, n, sizeof *all, core_cmp_i64);
     out->isa = isa;
     out->K = K;
     out->requests = n;
     out->rps = (double)n / bn->seconds;
     out->cps = out->rps * bn->B;
-    out->p50_us = pct_us(all, n, 50);
-    out->p99_us = pct_us(all, n, 99);
+    out->p50_us = core_pct_us(all, n, 50);
+    out->p99_us = core_pct_us(all, n, 99);
     rc = CORE_OK;
 out:
     for (uint32_t i = 0; cl && i < K; i++) {

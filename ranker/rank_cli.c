@@ -166,19 +166,6 @@ typedef struct bench_user {
     uint32_t *cnt;        // (S, nb)
 } bench_user;
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* nearest-rank percentile of sorted samples */
-static double pct_us(const int64_t *sorted, int n, double p) {
-    int k = (int)ceil(p / 100.0 * n) - 1;
-    if (k < 0) k = 0;
-    if (k >= n) k = n - 1;
-    return (double)sorted[k] / 1e3;
-}
-
 static int64_t thread_cpu_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -200,8 +187,8 @@ static int time_scores(int64_t *t, int64_t *cpu, int iters, int warm, float *out
     }
     for (uint32_t b = 0; b < B; b++)
         if (!(out[b] > 0.f && out[b] < 1.f)) return CORE_ERANGE;
-    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
-    qsort(cpu, (size_t)iters, sizeof *cpu, cmp_i64);
+    qsort(t, (size_t)iters, sizeof *t, core_cmp_i64);
+    qsort(cpu, (size_t)iters, sizeof *cpu, core_cmp_i64);
     return CORE_OK;
 }
 
@@ -225,7 +212,7 @@ static int time_mlp(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
         rank_matmul_forward(lg, a2, m->p.w3, m->p.b3, (int)B, H2, 1);
         if (i >= 0) t[i] = core_now_ns() - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    qsort(t, (size_t)iters, sizeof *t, core_cmp_i64);
     rc = CORE_OK;
 done:
     core_free(z);
@@ -278,7 +265,7 @@ static int time_floor(int64_t *t, int iters, const mdl_model *m, uint32_t B) {
         }
         if (i >= 0) t[i] = core_now_ns() - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    qsort(t, (size_t)iters, sizeof *t, core_cmp_i64);
     rc = CORE_OK;
 done:
     core_free(x);
@@ -317,8 +304,8 @@ static int time_heads(int64_t *tf, int64_t *tp, int iters, const mdl_model *m,
     rank_net_destroy(np);
     enc_sigcache_destroy(sc);
     if (rc) return rc;
-    qsort(tf, (size_t)iters, sizeof *tf, cmp_i64);
-    qsort(tp, (size_t)iters, sizeof *tp, cmp_i64);
+    qsort(tf, (size_t)iters, sizeof *tf, core_cmp_i64);
+    qsort(tp, (size_t)iters, sizeof *tp, core_cmp_i64);
     return CORE_OK;
 }
 
@@ -365,8 +352,8 @@ static int time_path(path_result *pr, rank_isa isa, const mdl_model *m, const ra
     if ((rc = time_scores(t, c, n, 3, out, s, m, h, item, cat, B))) goto done;
     pr->ran = 1;
     pr->iters = n;
-    pr->p50 = pct_us(t, n, 50);
-    pr->p99 = pct_us(t, n, 99);
+    pr->p50 = core_pct_us(t, n, 50);
+    pr->p99 = core_pct_us(t, n, 99);
     pr->max_diff = 0;
     for (uint32_t b = 0; ref && b < B; b++) {
         double d = fabs((double)out[b] - ref[b]);
@@ -416,7 +403,7 @@ static int time_head_path(int64_t *t, int iters, rank_isa isa, const mdl_model *
         }
         if (i >= 0) t[i] = core_now_ns() - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_i64);
+    qsort(t, (size_t)iters, sizeof *t, core_cmp_i64);
     rc = CORE_OK;
 done:
     rank_pw_free(&short_w);
@@ -599,7 +586,7 @@ int rank_cmd_bench(int argc, char **argv) {
         if ((rc = rank_score(out, ss, m, &h, item, cat, (uint32_t)B))) goto fail;
         tfresh[i] = core_now_ns() - t0;
     }
-    qsort(tfresh, (size_t)fresh_n, sizeof *tfresh, cmp_i64);
+    qsort(tfresh, (size_t)fresh_n, sizeof *tfresh, core_cmp_i64);
     rank_scratch_destroy(ss);
     ss = NULL;
     /* every path this CPU runs on the same request, fp32 first (the reference) */
@@ -617,7 +604,7 @@ int rank_cmd_bench(int argc, char **argv) {
             goto fail;
     /* the chosen path's head GEMMs alone, against its instruction's peak on this core */
     if ((rc = time_head_path(thead, (int)iters, isa, m, (uint32_t)B))) goto fail;
-    double head50 = pct_us(thead, (int)iters, 50);
+    double head50 = core_pct_us(thead, (size_t)iters, 50);
     double head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) + N) +
                                     (double)cfg.h2 * cfg.h1);
     double peak = rank_pgemm_peak_gmacs(isa, 200);
@@ -627,19 +614,19 @@ int rank_cmd_bench(int argc, char **argv) {
     if ((rc = time_scores(ta, ca, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B)))
         goto fail;
 
-    double s50 = pct_us(ts, (int)iters, 50), s99 = pct_us(ts, (int)iters, 99);
-    double a50 = pct_us(ta, (int)aiters, 50), a99 = pct_us(ta, (int)aiters, 99);
-    double m50 = pct_us(tm, (int)iters, 50), m99 = pct_us(tm, (int)iters, 99);
-    double f50 = pct_us(tf, (int)iters, 50), f99 = pct_us(tf, (int)iters, 99);
-    double n50 = pct_us(tfresh, fresh_n, 50), n99 = pct_us(tfresh, fresh_n, 99);
-    double hf50 = folds ? pct_us(thf, (int)iters, 50) : NAN;
-    double hp50 = folds ? pct_us(thp, (int)iters, 50) : NAN;
+    double s50 = core_pct_us(ts, (size_t)iters, 50), s99 = core_pct_us(ts, (size_t)iters, 99);
+    double a50 = core_pct_us(ta, (size_t)aiters, 50), a99 = core_pct_us(ta, (size_t)aiters, 99);
+    double m50 = core_pct_us(tm, (size_t)iters, 50), m99 = core_pct_us(tm, (size_t)iters, 99);
+    double f50 = core_pct_us(tf, (size_t)iters, 50), f99 = core_pct_us(tf, (size_t)iters, 99);
+    double n50 = core_pct_us(tfresh, fresh_n, 50), n99 = core_pct_us(tfresh, fresh_n, 99);
+    double hf50 = folds ? core_pct_us(thf, (size_t)iters, 50) : NAN;
+    double hp50 = folds ? core_pct_us(thp, (size_t)iters, 50) : NAN;
     char hfs[32] = "null", hps[32] = "null"; /* JSON: no A/B when the head cannot fold */
     if (folds) {
         snprintf(hfs, sizeof hfs, "%.1f", hf50);
         snprintf(hps, sizeof hps, "%.1f", hp50);
     }
-    double sc50 = pct_us(cs, (int)iters, 50), ac50 = pct_us(ca, (int)aiters, 50);
+    double sc50 = core_pct_us(cs, (size_t)iters, 50), ac50 = core_pct_us(ca, (size_t)aiters, 50);
     double load = -1;
     FILE *lf = fopen("/proc/loadavg", "r");
     if (lf) {
