@@ -70,6 +70,7 @@ int rank_engine_new(rank_engine **out, const mdl_model *m, rank_isa isa) {
     rank_engine *e = core_calloc(1, sizeof *e);
     if (!e) return CORE_ENOMEM;
     e->isa = isa;
+    e->gather_f16 = strcmp(rank_isa_precision(isa), "fp32") && rank_isa_available(RANK_ISA_AVX2);
     int H1 = (int)c->h1, H2 = (int)c->h2, D = (int)mdl_mlp_in_dim(c), C = (int)c->C;
     int Ds = rank_net_head_cols(c, NULL), rc = CORE_ENOMEM;
     e->D = D;

@@ -35,6 +35,9 @@ typedef struct rank_engine {
     rank_engine_w1 w1c; /* the folded head: W1's candidate-dependent columns, in the folded
                            head's order (offsets into its Ds columns) */
     rank_pw w2; /* (h2, h1) */
+    int gather_f16; /* SDIM's per-bucket projections are gathered from an fp16 copy: the
+                       reduced-precision paths (half the bytes through the cache, for a rounding
+                       of 2^-11 relative, far below their own), where AVX2 and F16C run */
     /* the user-side weights the forward's routed GEMMs take as B (self-attention blocks, the
      * short branch's projections, W1's u_long block for the per-bucket projections) */
     rank_route_known known[RANK_ENGINE_KNOWN];

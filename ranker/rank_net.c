@@ -972,10 +972,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     if (cfg->long_kind == MDL_LONG_SDIM)
         rank_gemm(0, 1, n->S * n->nb, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f,
                   n->Pl, H1);
-    /* the reduced-precision paths gather an fp16 copy: half the bytes through the cache for a
-     * rounding (2^-11 relative) far below their own */
-    int pl16 = e && cfg->long_kind == MDL_LONG_SDIM && strcmp(rank_isa_precision(e->isa), "fp32") &&
-               rank_isa_available(RANK_ISA_AVX2);
+    int pl16 = e && e->gather_f16 && cfg->long_kind == MDL_LONG_SDIM;
     if (pl16) rank_f32_to_f16(n->Pl16, n->Pl, (size_t)n->S * n->nb * H1);
 
     /* per block of candidates, every step from the short and TIN attention to the output; a
