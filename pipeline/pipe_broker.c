@@ -2,7 +2,7 @@
  *
  * It is librdkafka 2.0.2's mock cluster kept alive by this process: real TCP listeners on
  * 127.0.0.1 that any Kafka client (trail, kcat, another process) can reach. DEV ONLY. What it
- * cannot do (from ../shared/NOTES.md): keep more than 5 MiB or 100,000 message sets per partition
+ * cannot do (seen with librdkafka 2.0.2): keep more than 5 MiB or 100,000 message sets per partition
  * (older ones are dropped), answer ListOffsets by timestamp, return more than one message set per
  * partition per fetch (throughput is not representative: never benchmark Kafka with it), honor
  * transactions, or keep anything after this process exits (data is in memory only).
