@@ -3,12 +3,53 @@
 #include "core_log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int core_log_level = CORE_LOG_INFO;
 static core_log_cb *log_cb;
 static void *log_opaque;
+static _Atomic int journal = -1; /* -1: not decided yet */
+
+int core_log_level_parse(const char *name, int *level, char *err, unsigned long errlen) {
+    static const struct {
+        const char *name;
+        int level;
+    } names[] = {{"error", CORE_LOG_ERR},   {"err", CORE_LOG_ERR},   {"warn", CORE_LOG_WARNING},
+                 {"warning", CORE_LOG_WARNING}, {"notice", CORE_LOG_NOTICE}, {"info", CORE_LOG_INFO},
+                 {"debug", CORE_LOG_DEBUG}};
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (!strcasecmp(name, names[i].name)) {
+            *level = names[i].level;
+            return 0;
+        }
+    if (name && name[0] >= '3' && name[0] <= '7' && !name[1]) {
+        *level = name[0] - '0';
+        return 0;
+    }
+    snprintf(err, errlen, "unknown log level '%s' (error, warn, notice, info, debug, or 3-7)",
+             name ? name : "");
+    return -1;
+}
+
+void core_log_set_journal(int on) {
+    journal = on;
+}
+
+/* systemd sets JOURNAL_STREAM=dev:ino for the stream it connected to stderr; it only holds when
+ * stderr is still that stream (not redirected by a wrapper). */
+static int stderr_is_journal(void) {
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st)) return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void core_log_set(core_log_cb *cb, void *opaque) {
     log_cb = cb;
@@ -24,6 +65,12 @@ void core_log_write(int level, const char *fmt, ...) {
     va_end(ap);
     if (log_cb) {
         log_cb(level, msg, log_opaque);
+        return;
+    }
+    if (journal < 0) journal = stderr_is_journal();
+    if (journal) { /* the journal stamps time itself and reads the priority from <N> */
+        snprintf(line, sizeof line, "<%d>%s\n", level < 0 ? 0 : level > 7 ? 7 : level, msg);
+        fputs(line, stderr);
         return;
     }
     struct timespec ts;

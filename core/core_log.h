@@ -18,6 +18,14 @@ extern int core_log_level;
 void core_log_set(core_log_cb *cb, void *opaque);
 void core_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/** @brief Parse a level name for `--log-level`: error, warn, notice, info or debug (or 3-7).
+ *  @return 0 and *level set, or -1 with a message naming the value and the accepted names. */
+int core_log_level_parse(const char *name, int *level, char *err, unsigned long errlen);
+
+/** @brief Whether the default sink writes syslog priority prefixes ("<6>") instead of timestamps:
+ *  set at the first write from JOURNAL_STREAM (stderr is the systemd journal), or forced here. */
+void core_log_set_journal(int on);
+
 #define CORE_LOG(level, ...)                                                                       \
     do {                                                                                           \
         if ((level) <= core_log_level) core_log_write((level), __VA_ARGS__);                       \
