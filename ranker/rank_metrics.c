@@ -3,12 +3,16 @@
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_version.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static const char *const error_kinds[] = {
     // request parsing (rank_request.h)
@@ -24,18 +28,32 @@ static const char *const error_kinds[] = {
 static const char *const endpoint_names[RANK_EP_COUNT] = {
     "/v1/score", "/healthz", "/metrics", "/admin/reload", "/readyz", "/v1/models/current", "other"};
 
+/* The status codes trail_http_requests_total counts by name: every code the server answers
+ * with (rank-api.md); any other lands in "other", so the label set stays bounded. */
+static const unsigned status_codes[] = {200, 400, 401, 403, 404, 405, 409, 413,
+                                        414, 415, 422, 431, 500, 501, 503};
+#define N_CODES (sizeof status_codes / sizeof status_codes[0] + 1) /* + "other" */
+
 // latency buckets, seconds
 static const double lat_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                 0.05,   0.1,   0.25,  0.5,   1,    2.5};
 #define N_LAT (sizeof lat_le / sizeof lat_le[0])
+// whole-request buckets, seconds: a /healthz answer (tens of us) to a request that waited on a
+// slow client or a stuck store (seconds)
+static const double http_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+#define N_HTTP_LE (sizeof http_le / sizeof http_le[0])
 // user-state age buckets, seconds: a minute, hours, a day, a week, a month
 static const double age_le[] = {1, 10, 60, 300, 900, 3600, 21600, 86400, 604800, 2592000};
 #define N_AGE (sizeof age_le / sizeof age_le[0])
 
+#define MAX_LE 16
+_Static_assert(N_LAT <= MAX_LE && N_HTTP_LE <= MAX_LE && N_AGE <= MAX_LE, "histogram slots");
+
 typedef struct histogram {
-    _Atomic uint64_t bucket[16]; /* non-cumulative; last slot is +Inf */
+    _Atomic uint64_t bucket[MAX_LE + 1]; /* non-cumulative; the slot after the last bound: +Inf */
     _Atomic uint64_t count;
-    _Atomic uint64_t sum_us; /* sum in microseconds (latency) or seconds (age) */
+    _Atomic uint64_t sum; /* in the histogram's unit: ns, us or s (rendered times a scale) */
 } histogram;
 
 struct rank_metrics {
@@ -47,15 +65,62 @@ struct rank_metrics {
     _Atomic uint64_t reloads_ok, reloads_failed;
     histogram latency;
     histogram age;
+    _Atomic uint64_t http[RANK_EP_COUNT][N_CODES]; /* answered requests by endpoint and status */
+    histogram http_latency;                        /* ns, every answered request */
+    double start_time; /* process_start_time_seconds (0: /proc could not tell) */
     pthread_mutex_t mu; /* guards the model strings */
     char model_version[17], encoding_version[17], variant[128]; /* variants are up to ~90 bytes */
     char isa[32], precision[16], cpu[160], blas[48]; /* trail_ranker_isa_info */
 };
 
+/* This process's /proc/self/stat fields that the process_* metrics need (proc(5)): CPU time in
+ * clock ticks, start time in ticks after boot, virtual size in bytes, resident size in pages.
+ * @return 0, or -1 if /proc is not there or reads otherwise. */
+typedef struct proc_stat {
+    unsigned long utime, stime, vsize;
+    unsigned long long start_ticks;
+    long rss_pages;
+} proc_stat;
+
+static int read_proc_stat(proc_stat *ps) {
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name before it may hold anything */
+    if (!p) return -1;
+    // fields 3 (state) .. 24 (rss)
+    return sscanf(p + 1,
+                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
+                  "%llu %lu %ld",
+                  &ps->utime, &ps->stime, &ps->start_ticks, &ps->vsize, &ps->rss_pages) == 5
+               ? 0
+               : -1;
+}
+
+/* When this process started, in Unix seconds: the boot time (/proc/stat's btime) plus the start
+ * in ticks after boot. 0 if /proc cannot tell. */
+static double process_start_time(void) {
+    proc_stat ps;
+    char line[256];
+    unsigned long long btime = 0;
+    long tck = sysconf(_SC_CLK_TCK);
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %llu", &btime) == 1) break;
+    fclose(f);
+    if (!btime || tck <= 0 || read_proc_stat(&ps)) return 0;
+    return (double)btime + (double)ps.start_ticks / (double)tck;
+}
+
 int rank_metrics_new(rank_metrics **out) {
     rank_metrics *mt = core_calloc(1, sizeof *mt);
     if (!mt) return CORE_ENOMEM;
     pthread_mutex_init(&mt->mu, NULL);
+    mt->start_time = process_start_time();
     *out = mt;
     return CORE_OK;
 }
@@ -88,7 +153,18 @@ static void observe(histogram *h, const double *le, size_t n, double x, uint64_t
         i++;
     atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum_us, sum_units, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, sum_units, memory_order_relaxed);
+}
+
+void rank_metrics_http(rank_metrics *mt, rank_endpoint ep, unsigned status, int64_t latency_ns) {
+    size_t i = 0;
+    while (i < N_CODES - 1 && status_codes[i] != status)
+        i++;
+    if ((unsigned)ep >= RANK_EP_COUNT) ep = RANK_EP_OTHER;
+    if (latency_ns < 0) latency_ns = 0;
+    atomic_fetch_add_explicit(&mt->http[ep][i], 1, memory_order_relaxed);
+    observe(&mt->http_latency, http_le, N_HTTP_LE, (double)latency_ns * 1e-9,
+            (uint64_t)latency_ns);
 }
 
 void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s) {
@@ -147,7 +223,7 @@ static void put_histogram(out_buf *o, const char *name, const char *help, histog
             put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     }
     put(o, "%s_sum %.6f\n%s_count %llu\n", name,
-        (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) * sum_scale, name,
+        (double)atomic_load_explicit(&h->sum, memory_order_relaxed) * sum_scale, name,
         (unsigned long long)cum);
 }
 
@@ -168,6 +244,75 @@ void rank_metrics_set_isa(rank_metrics *mt, const char *isa, const char *precisi
     snprintf(mt->cpu, sizeof mt->cpu, "%s", cpu_features);
     snprintf(mt->blas, sizeof mt->blas, "%s", openblas_core);
     pthread_mutex_unlock(&mt->mu);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the binary is, and the process_* metrics of Prometheus' client libraries
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#if defined(__clang__)
+#define BUILD_COMPILER "clang " STR(__clang_major__) "." STR(__clang_minor__) "." STR(__clang_patchlevel__)
+#elif defined(__GNUC__)
+#define BUILD_COMPILER "gcc " STR(__GNUC__) "." STR(__GNUC_MINOR__) "." STR(__GNUC_PATCHLEVEL__)
+#else
+#define BUILD_COMPILER "unknown"
+#endif
+/* The instruction set the binary itself was compiled for (an x86-64 microarchitecture level;
+ * higher with TRAIL_NATIVE): what a CPU must have to run it at all. The kernels picked at run
+ * time are trail_ranker_isa_info's. */
+#if defined(__x86_64__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define BUILD_ISA "x86-64-v4"
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__BMI2__)
+#define BUILD_ISA "x86-64-v3"
+#elif defined(__SSE4_2__) && defined(__POPCNT__)
+#define BUILD_ISA "x86-64-v2"
+#else
+#define BUILD_ISA "x86-64"
+#endif
+#elif defined(__aarch64__)
+#define BUILD_ISA "aarch64"
+#else
+#define BUILD_ISA "unknown"
+#endif
+
+/* Descriptors open now, not counting the one that lists them. -1 if /proc cannot tell. */
+static long open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    long n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1;
+}
+
+static void put_gauge(out_buf *o, const char *name, const char *type, const char *help, double v) {
+    put(o, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, v);
+}
+
+static void put_process(out_buf *o, double start_time) {
+    proc_stat ps;
+    struct rlimit rl;
+    long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE), fds = open_fds();
+    if (read_proc_stat(&ps) == 0 && tck > 0 && page > 0) {
+        put_gauge(o, "process_cpu_seconds_total", "counter",
+                  "Total user and system CPU time spent in seconds.",
+                  (double)(ps.utime + ps.stime) / (double)tck);
+        put_gauge(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                  (double)ps.rss_pages * (double)page);
+        put_gauge(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                  (double)ps.vsize);
+    }
+    if (fds >= 0)
+        put_gauge(o, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        put_gauge(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                  rl.rlim_cur == RLIM_INFINITY ? 1.8446744073709552e19 : (double)rl.rlim_cur);
+    if (start_time > 0)
+        put_gauge(o, "process_start_time_seconds", "gauge",
+                  "Start time of the process since unix epoch in seconds.", start_time);
 }
 
 int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
@@ -215,5 +360,31 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
             "openblas_core=\"%s\"} 1\n",
             mt->isa, mt->precision, mt->cpu, mt->blas);
     pthread_mutex_unlock(&mt->mu);
+    put(&o,
+        "# HELP trail_build_info The running binary (value 1): its version, the compiler that "
+        "built it, and the instruction set it was compiled for.\n"
+        "# TYPE trail_build_info gauge\n"
+        "trail_build_info{version=\"%s\",compiler=\"%s\",isa=\"%s\"} 1\n",
+        TRAIL_VERSION, BUILD_COMPILER, BUILD_ISA);
+    put_process(&o, mt->start_time);
+    put(&o, "# HELP trail_http_requests_total HTTP requests answered, by status code and path "
+            "(known paths; any other is \"other\").\n"
+            "# TYPE trail_http_requests_total counter\n");
+    for (int e = 0; e < RANK_EP_COUNT; e++)
+        for (size_t i = 0; i < N_CODES; i++) {
+            uint64_t v = atomic_load_explicit(&mt->http[e][i], memory_order_relaxed);
+            char code[16];
+            if (!v) continue; /* a series appears with its first request */
+            if (i < N_CODES - 1)
+                snprintf(code, sizeof code, "%u", status_codes[i]);
+            else
+                snprintf(code, sizeof code, "other");
+            put(&o, "trail_http_requests_total{code=\"%s\",path=\"%s\"} %llu\n", code,
+                endpoint_names[e], (unsigned long long)v);
+        }
+    put_histogram(&o, "trail_http_request_duration_seconds",
+                  "Time from a request's first line to its answer's completion, for every answered "
+                  "request (reading, parsing, failures included).",
+                  &mt->http_latency, http_le, N_HTTP_LE, 1e-9);
     return o.overflow ? CORE_ETOOBIG : (int)o.n;
 }

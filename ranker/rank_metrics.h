@@ -1,7 +1,9 @@
 /* rank_metrics.h: the server's counters and histograms, rendered in the Prometheus text format.
  *
  * Updates are lock-free (C11 atomics) so request threads never wait on each other for a counter;
- * only the model-info labels (changed on reload) sit behind a mutex. Error kinds are a fixed list
+ * only the model-info labels (changed on reload) sit behind a mutex. trail_http_requests_total
+ * keeps one counter per (endpoint, status) pair of fixed lists, so a request costs two atomic adds
+ * there and three in the duration histogram. Error kinds are a fixed list
  * (RANK_ERROR_KINDS in rank_metrics.c) so the label set stays bounded whatever clients send.
  * This file knows nothing of HTTP or models beyond the version strings it is handed.
  */
@@ -28,6 +30,10 @@ int rank_metrics_new(rank_metrics **out);
 void rank_metrics_destroy(rank_metrics *mt);
 
 void rank_metrics_request(rank_metrics *mt, rank_endpoint ep);
+/** @brief One answered HTTP request (trail_http_requests_total{code,path} and
+ *  trail_http_request_duration_seconds): its endpoint, the status answered (codes outside the
+ *  server's list count as "other"), and its time from the request line to completion. */
+void rank_metrics_http(rank_metrics *mt, rank_endpoint ep, unsigned status, int64_t latency_ns);
 /** @brief Count one error of a kind (a rank_req_error kind or a server kind such as
  *  body_too_large, not_found); a kind outside the fixed list is counted as "other". */
 void rank_metrics_error(rank_metrics *mt, const char *kind);
@@ -45,8 +51,10 @@ void rank_metrics_set_model(rank_metrics *mt, const char *model_version,
 void rank_metrics_set_isa(rank_metrics *mt, const char *isa, const char *precision,
                           const char *cpu_features, const char *openblas_core);
 
-/** @brief Render every metric into buf. @return bytes written (without the NUL), or CORE_ETOOBIG
- *  if cap is too small (16 KiB suffices). */
+/** @brief Render every metric into buf, with trail_build_info and the process_* metrics (read
+ *  from /proc/self at each call). @return bytes written (without the NUL), or CORE_ETOOBIG if cap
+ *  is too small (RANK_METRICS_MAX suffices). */
+#define RANK_METRICS_MAX (32u << 10)
 int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap);
 
 #endif

@@ -261,16 +261,24 @@ int rank_server_reload(rank_server *srv, const char *path, char version[17], cha
 // ---------------------------------------------------------------------------------------------
 // HTTP plumbing
 
+/* One request, from its request line (uri_seen allocates it) to its completion
+ * (request_completed frees it): libmicrohttpd's *con_cls. */
 typedef struct conn_state {
+    struct MHD_Connection *c;
     rank_endpoint ep;
+    int uri_too_long; /* the target is longer than RANK_MAX_URI: answered 414 */
+    int routed;       /* the head is in and was routed; counted in srv->in_flight */
     char *body;
     size_t n, cap;
     int too_big;
+    int64_t t0;      /* ns: the request line was read */
+    unsigned status; /* the answer queued, 0 while none is */
 } conn_state;
 
 /* allow: the Allow header of a 405, or the WWW-Authenticate challenge of a 401 (NULL: none). */
-static enum MHD_Result respond_allow(struct MHD_Connection *c, unsigned status, const char *type,
+static enum MHD_Result respond_allow(conn_state *cs, unsigned status, const char *type,
                                      const char *body, size_t n, const char *allow) {
+    struct MHD_Connection *c = cs->c;
     struct MHD_Response *r =
         MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
@@ -282,12 +290,13 @@ static enum MHD_Result respond_allow(struct MHD_Connection *c, unsigned status, 
                                 allow);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES) cs->status = status;
     return ret;
 }
 
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
+static enum MHD_Result respond(conn_state *cs, unsigned status, const char *type,
                                const char *body, size_t n) {
-    return respond_allow(c, status, type, body, n, NULL);
+    return respond_allow(cs, status, type, body, n, NULL);
 }
 
 /* Append s to a JSON string literal body (quotes, backslashes and controls escaped). */
@@ -307,8 +316,7 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
 }
 
 /* {"error": kind, "message": ..., "field": ..., "offset": ..., "line": ..., "column": ...} */
-static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connection *c,
-                                           unsigned status, const char *kind, const char *message,
+static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, unsigned status, const char *kind, const char *message,
                                            const rank_req_error *pe, const char *allow) {
     char msg[512], field[160], body[1024];
     int n;
@@ -328,17 +336,16 @@ static enum MHD_Result respond_error_allow(rank_server *srv, struct MHD_Connecti
     CORE_LOG(status >= 500 ? CORE_LOG_WARNING : CORE_LOG_DEBUG,
              "serve: %s status=%u kind=%s message=\"%s\"", status >= 500 ? "failed" : "rejected",
              status, kind, msg);
-    return respond_allow(c, status, "application/json", body,
+    return respond_allow(cs, status, "application/json", body,
                          (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
 }
 
-static enum MHD_Result respond_error(rank_server *srv, struct MHD_Connection *c, unsigned status,
+static enum MHD_Result respond_error(rank_server *srv, conn_state *cs, unsigned status,
                                      const char *kind, const char *message,
                                      const rank_req_error *pe) {
-    return respond_error_allow(srv, c, status, kind, message, pe, NULL);
+    return respond_error_allow(srv, cs, status, kind, message, pe, NULL);
 }
 
-static char uri_too_long_mark; /* a request's *con_cls: answer 414 (uri_seen) */
 static char over_limit_mark;   /* a connection's socket_context: answered 503 (connection_notify) */
 
 /* One accepted connection, for the read deadline: its socket_context, linked in srv->conns under
@@ -365,13 +372,21 @@ static void conn_answering(struct MHD_Connection *c) {
     if (t) atomic_store(&t->answering, 1);
 }
 
-/* The request head's own limits (rank_serve.h). libmicrohttpd hands the application the path
- * without its query, so the target's length is taken here, where the whole of it is seen; the
- * value returned becomes the request's *con_cls, so a mark tells handle_request to answer 414. */
+/* A request begins: its request line is read. The value returned becomes the request's
+ * *con_cls, and libmicrohttpd hands it to request_completed however the request ends, so this
+ * is where its clock starts (the latency histogram covers reading and parsing) and the one place
+ * it is allocated. libmicrohttpd hands the application the path without its query, so the
+ * target's length (the request head's own limit, rank_serve.h) is taken here, where the whole of
+ * it is seen. NULL (out of memory): the request is dropped. */
 static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
     (void)cls;
-    (void)c;
-    return uri && strlen(uri) > RANK_MAX_URI ? &uri_too_long_mark : NULL;
+    conn_state *cs = core_calloc(1, sizeof *cs);
+    if (!cs) return NULL;
+    cs->t0 = core_now_ns();
+    cs->c = c;
+    cs->ep = RANK_EP_OTHER;
+    cs->uri_too_long = uri && strlen(uri) > RANK_MAX_URI;
+    return cs;
 }
 
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -463,8 +478,7 @@ static size_t format_score(char *out, size_t cap, float score) {
     return n + (size_t)nd;
 }
 
-static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
-                                    const conn_state *cs) {
+static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
     int64_t t0 = core_now_ns();
     rank_req_error pe;
     char msg[256];
@@ -472,7 +486,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
     enum MHD_Result ret;
     int si = slot_of_thread(srv);
     if (si < 0)
-        return respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+        return respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
                              "more HTTP threads than worker slots", NULL);
     worker_slot *ws = &srv->slots[si];
     served_model *sm = served_acquire(srv);
@@ -480,13 +494,13 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
     rank_request *rq = ws->rq;
     int rc = rank_request_parse(rq, cs->body ? cs->body : "", cs->n, &pe);
     if (rc) {
-        ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, pe.kind, pe.message, &pe);
+        ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, pe.kind, pe.message, &pe);
         goto done;
     }
     if (rq->has_dense && rq->n_dense != m->cfg.n_dense) {
         snprintf(msg, sizeof msg, "dense: %u values given, the model takes exactly %u", rq->n_dense,
                  m->cfg.n_dense);
-        ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad_dense", msg, NULL);
+        ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, "bad_dense", msg, NULL);
         goto done;
     }
     rank_history h;
@@ -496,7 +510,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
     int64_t age = -1;
     if ((rc = enc_reader_begin(ws->rd))) {
         snprintf(msg, sizeof msg, "reading the store: %s", core_strerror(rc));
-        ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
         goto done;
     }
     rc = enc_reader_user(ws->rd, rq->user_id, &view);
@@ -512,7 +526,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
                 "fit model %s",
                 (unsigned long long)rq->user_id, a, view.S, view.n_buckets, view.C, sm->version);
             enc_reader_end(ws->rd);
-            ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "bad_user_state", msg, NULL);
+            ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "bad_user_state", msg, NULL);
             goto done;
         }
         h.bucket_sum = view.bucket_sum;
@@ -527,7 +541,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
             snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
                      (unsigned long long)rq->user_id, core_strerror(rc));
             enc_reader_end(ws->rd);
-            ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+            ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
             goto done;
         }
         h.window = ws->window;
@@ -535,7 +549,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
         snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)rq->user_id,
                  core_strerror(rc));
         enc_reader_end(ws->rd);
-        ret = respond_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
         goto done;
     } // CORE_ENOTFOUND: an unknown user is scored with an empty history
     // the views are zero-copy: the read transaction stays open until scoring is done
@@ -547,7 +561,7 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
     rank_metrics_sigcache(srv->mt, hit1 - hit0, miss1 - miss0);
     if (rc) {
         snprintf(msg, sizeof msg, "scoring failed: %s", core_strerror(rc));
-        ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
+        ret = respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
         goto done;
     }
     size_t n = (size_t)snprintf(ws->out, ws->out_cap, "{\"model_version\":\"%s\",\"scores\":[",
@@ -555,22 +569,21 @@ static enum MHD_Result handle_score(rank_server *srv, struct MHD_Connection *c,
     for (uint32_t b = 0; b < rq->B; b++) {
         if (!isfinite(ws->scores[b])) {
             snprintf(msg, sizeof msg, "candidate %u scored a non-finite value", b);
-            ret = respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
+            ret = respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
             goto done;
         }
         if (b) ws->out[n++] = ',';
         n += format_score(ws->out + n, ws->out_cap - n, ws->scores[b]);
     }
     n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "]}\n");
-    ret = respond(c, MHD_HTTP_OK, "application/json", ws->out, n);
+    ret = respond(cs, MHD_HTTP_OK, "application/json", ws->out, n);
     rank_metrics_scored(srv->mt, core_now_ns() - t0, rq->B, age);
 done:
     served_release(sm);
     return ret;
 }
 
-static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
-                                     const conn_state *cs) {
+static enum MHD_Result handle_reload(rank_server *srv, conn_state *cs) {
     char err[768], version[17], prev[17], body[256];
     const char *path = NULL;
     json_t *root = NULL;
@@ -583,7 +596,7 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
         if (!root || !json_is_object(root)) {
             snprintf(err, sizeof err, "reload body: %s",
                      root ? "expected a JSON object" : jerr.text);
-            ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, root ? "bad_type" : "bad_json", err,
+            ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, root ? "bad_type" : "bad_json", err,
                                 NULL);
             goto done;
         }
@@ -591,11 +604,11 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
             if (strcmp(key, "model") != 0) {
                 snprintf(err, sizeof err, "reload body: unknown field \"%.40s\" (fields: model)",
                          key);
-                ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "unknown_field", err, NULL);
+                ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, "unknown_field", err, NULL);
                 goto done;
             }
             if (!json_is_string(v)) {
-                ret = respond_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad_type",
+                ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, "bad_type",
                                     "reload body: model: expected a string (a model file path)",
                                     NULL);
                 goto done;
@@ -608,7 +621,7 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
     served_release(sm);
     int rc = reload(srv, path, version, err, sizeof err, 0);
     if (rc == CORE_EBUSY) {
-        ret = respond_error(srv, c, MHD_HTTP_CONFLICT, "reload_in_progress", err, NULL);
+        ret = respond_error(srv, cs, MHD_HTTP_CONFLICT, "reload_in_progress", err, NULL);
         goto done;
     }
     if (rc) {
@@ -616,14 +629,14 @@ static enum MHD_Result handle_reload(rank_server *srv, struct MHD_Connection *c,
                           : rc == CORE_ENOMEM  ? MHD_HTTP_INTERNAL_SERVER_ERROR
                                                : MHD_HTTP_UNPROCESSABLE_CONTENT;
         ret =
-            respond_error(srv, c, status,
+            respond_error(srv, cs, status,
                           rc == CORE_EMISMATCH ? "encoding_mismatch" : "reload_failed", err, NULL);
         goto done;
     }
     int n =
         snprintf(body, sizeof body,
                  "{\"model_version\":\"%s\",\"previous_model_version\":\"%s\"}\n", version, prev);
-    ret = respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
+    ret = respond(cs, MHD_HTTP_OK, "application/json", body, (size_t)n);
 done:
     json_decref(root);
     return ret;
@@ -637,42 +650,17 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
     rank_server *srv = l->srv;
     conn_state *cs = *con_cls;
     (void)version;
-    if (!cs) { // answered 503 when it was accepted (refuse_over_limit): drop the request
+    if (!cs) return MHD_NO; // uri_seen ran out of memory: drop the request
+    if (!cs->routed) { // headers are in: route, and refuse what is refused before reading a body
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        // answered 503 when it was accepted (refuse_over_limit): drop the request
         if (ci && ci->socket_context == &over_limit_mark) return MHD_NO;
-    }
-    if (cs == (conn_state *)(void *)&uri_too_long_mark) {
-        char msg[128];
-        *con_cls = NULL;
-        snprintf(msg, sizeof msg, "request target longer than %d bytes", RANK_MAX_URI);
-        return respond_error(srv, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long", msg, NULL);
-    }
-    if (!cs) { // headers are in: route, and refuse what is refused before reading a body
-        size_t head = 0;
-        MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &head);
-        if (head > RANK_MAX_HEADERS) {
+        if (cs->uri_too_long) {
             char msg[128];
-            snprintf(msg, sizeof msg, "header lines of %zu bytes are above the limit of %d", head,
-                     RANK_MAX_HEADERS);
-            return respond_error(srv, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                 "headers_too_large", msg, NULL);
+            snprintf(msg, sizeof msg, "request target longer than %d bytes", RANK_MAX_URI);
+            return respond_error(srv, cs, MHD_HTTP_URI_TOO_LONG, "uri_too_long", msg, NULL);
         }
-        if (l->admin) { // every admin request, whatever its path, shows the token first
-            unsigned denied = admin_auth(srv, c);
-            if (denied == MHD_HTTP_UNAUTHORIZED) {
-                rank_metrics_request(srv->mt, RANK_EP_OTHER);
-                return respond_error_allow(
-                    srv, c, denied, "unauthorized",
-                    "the admin listener needs an \"Authorization: Bearer <token>\" header", NULL,
-                    "Bearer realm=\"trail admin\"");
-            }
-            if (denied) {
-                rank_metrics_request(srv->mt, RANK_EP_OTHER);
-                return respond_error(srv, c, denied, "forbidden", "wrong admin token", NULL);
-            }
-        }
-        int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
         rank_endpoint ep = !strcmp(url, "/v1/score")            ? RANK_EP_SCORE
                            : !strcmp(url, "/healthz")           ? RANK_EP_HEALTHZ
                            : !strcmp(url, "/readyz")            ? RANK_EP_READYZ
@@ -682,6 +670,31 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                                                                 : RANK_EP_OTHER;
         // admin endpoints only on the admin listener; scoring only on the public one
         if (l->admin ? ep == RANK_EP_SCORE : ep == RANK_EP_RELOAD) ep = RANK_EP_OTHER;
+        cs->ep = ep;
+        size_t head = 0;
+        MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &head);
+        if (head > RANK_MAX_HEADERS) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "header lines of %zu bytes are above the limit of %d", head,
+                     RANK_MAX_HEADERS);
+            return respond_error(srv, cs, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                 "headers_too_large", msg, NULL);
+        }
+        if (l->admin) { // every admin request, whatever its path, shows the token first
+            unsigned denied = admin_auth(srv, c);
+            if (denied == MHD_HTTP_UNAUTHORIZED) {
+                rank_metrics_request(srv->mt, RANK_EP_OTHER);
+                return respond_error_allow(
+                    srv, cs, denied, "unauthorized",
+                    "the admin listener needs an \"Authorization: Bearer <token>\" header", NULL,
+                    "Bearer realm=\"trail admin\"");
+            }
+            if (denied) {
+                rank_metrics_request(srv->mt, RANK_EP_OTHER);
+                return respond_error(srv, cs, denied, "forbidden", "wrong admin token", NULL);
+            }
+        }
+        int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
         char msg[256];
         rank_metrics_request(srv->mt, ep);
         if (ep == RANK_EP_OTHER) {
@@ -689,12 +702,12 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                      l->admin ? "/admin/reload, /healthz, /readyz, /metrics, /v1/models/current"
                               : "/v1/score, /healthz, /readyz, /metrics, /v1/models/current; "
                                 "/admin/reload is on the admin listener");
-            return respond_error(srv, c, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
+            return respond_error(srv, cs, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
         }
         int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
         if (want_post ? !post : !get) {
             snprintf(msg, sizeof msg, "%.16s %s: use %s", method, url, want_post ? "POST" : "GET");
-            return respond_error_allow(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+            return respond_error_allow(srv, cs, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                        msg, NULL, want_post ? "POST" : "GET, HEAD");
         }
         // libmicrohttpd decodes chunked bodies only; with any other transfer coding it would read
@@ -705,7 +718,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             snprintf(msg, sizeof msg,
                      "Transfer-Encoding \"%.80s\": only chunked (or a Content-Length) is supported",
                      te);
-            return respond_error(srv, c, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_transfer_encoding",
+            return respond_error(srv, cs, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_transfer_encoding",
                                  msg, NULL);
         }
         const char *ct =
@@ -713,7 +726,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         if (ep == RANK_EP_SCORE && ct && !content_type_is_json(ct)) {
             snprintf(msg, sizeof msg, "Content-Type \"%.80s\": the body must be application/json",
                      ct);
-            return respond_error(srv, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+            return respond_error(srv, cs, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                                  msg, NULL);
         }
         const char *cl =
@@ -722,16 +735,11 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         if (len > srv->conf.max_body) {
             snprintf(msg, sizeof msg, "body of %llu bytes is above the limit of %zu", len,
                      srv->conf.max_body);
-            return respond_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
+            return respond_error(srv, cs, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
         }
-        if (!(cs = core_calloc(1, sizeof *cs))) return MHD_NO;
-        cs->ep = ep;
-        if (len && !(cs->body = core_malloc(cs->cap = (size_t)len))) {
-            core_free(cs);
-            return MHD_NO;
-        }
+        if (len && !(cs->body = core_malloc(cs->cap = (size_t)len))) return MHD_NO;
+        cs->routed = 1;
         atomic_fetch_add(&srv->in_flight, 1);
-        *con_cls = cs;
         return MHD_YES;
     }
     if (*upload_data_size) { // a piece of the body: keep it unless it breaks the limit
@@ -774,20 +782,20 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
     if (cs->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "body is above the limit of %zu bytes", srv->conf.max_body);
-        return respond_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
+        return respond_error(srv, cs, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
     }
     switch (cs->ep) {
     case RANK_EP_SCORE:
-        return handle_score(srv, c, cs);
+        return handle_score(srv, cs);
     case RANK_EP_RELOAD:
-        return handle_reload(srv, c, cs);
+        return handle_reload(srv, cs);
     case RANK_EP_HEALTHZ: {
         char body[96];
         served_model *sm = served_acquire(srv);
         int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"model_version\":\"%s\"}\n",
                          sm->version);
         served_release(sm);
-        return respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
+        return respond(cs, MHD_HTTP_OK, "application/json", body, (size_t)n);
     }
     case RANK_EP_READYZ: { /* ready: a model is served and the store answers a read */
         char body[256];
@@ -797,7 +805,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                          "{\"status\":\"%s\",\"model_version\":\"%s\",\"store\":\"%s\"}\n",
                          ok ? "ready" : "not_ready", sm->version, ok ? "readable" : "unreadable");
         served_release(sm);
-        return respond(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
+        return respond(cs, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
                        (size_t)n);
     }
     case RANK_EP_MODEL: { /* what is served, as the metadata endpoints of model servers have it */
@@ -816,15 +824,15 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             rank_isa_name(isa), rank_isa_precision(isa), mc->C, mc->S, mc->tau, mc->n_recent,
             mc->h1, mc->h2, mc->n_dense, mc->window, srv->conf.window, srv->conf.recent);
         served_release(sm);
-        return respond(c, MHD_HTTP_OK, "application/json", body, (size_t)n);
+        return respond(cs, MHD_HTTP_OK, "application/json", body, (size_t)n);
     }
     case RANK_EP_METRICS: {
-        char body[16384];
+        char body[RANK_METRICS_MAX];
         int n = rank_metrics_render(srv->mt, body, sizeof body);
         if (n < 0)
-            return respond_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
+            return respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
                                  "metrics too large", NULL);
-        return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4", body, (size_t)n);
+        return respond(cs, MHD_HTTP_OK, "text/plain; version=0.0.4", body, (size_t)n);
     }
     default:
         return MHD_NO;
@@ -841,11 +849,13 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
         atomic_store(&t->since, core_now_ns());
         atomic_store(&t->answering, 0);
     }
-    if (!cs || cs == (conn_state *)(void *)&uri_too_long_mark) return;
+    if (!cs) return;
+    *con_cls = NULL;
+    // only answered requests: one cut mid-body or dropped has no status (its kind is counted)
+    if (cs->status) rank_metrics_http(srv->mt, cs->ep, cs->status, core_now_ns() - cs->t0);
+    if (cs->routed) atomic_fetch_sub(&srv->in_flight, 1);
     core_free(cs->body);
     core_free(cs);
-    *con_cls = NULL;
-    atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 /* The total limit. libmicrohttpd's own MHD_OPTION_CONNECTION_LIMIT stops accepting when it is
@@ -867,6 +877,7 @@ static void refuse_over_limit(rank_server *srv, struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     rank_metrics_error(srv->mt, "overloaded");
+    rank_metrics_http(srv->mt, RANK_EP_OTHER, 503, 0); /* answered before any request is read */
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
     if (!ci) return;
     // best effort: a fresh socket's send buffer takes these few bytes without blocking

@@ -7,6 +7,7 @@
 
 #include "core_alloc.h"
 #include "core_log.h"
+#include "core_version.h"
 #include "rank_isa.h"
 #include "rank_score.h"
 
@@ -446,6 +447,63 @@ static void test_metrics(void **state) {
     assert_non_null(strstr(rb, want));
 }
 
+/* The sum of trail_http_requests_total's series. */
+static long http_total(const char *text) {
+    long sum = 0;
+    for (const char *p = text; (p = strstr(p, "\ntrail_http_requests_total{"));) {
+        p = strchr(p, '}');
+        sum += strtol(p + 2, NULL, 10);
+    }
+    return sum;
+}
+
+/* Every answered request is counted by status code and path, and timed from its request line:
+ * failures (a parse error, an unknown path, a wrong method, a body too large) too; the server's
+ * build and process metrics are there. */
+static void test_http_metrics(void **state) {
+    (void)state;
+    char *rb = NULL, before[32768], want[160];
+    const char *score_line = "trail_http_requests_total{code=\"200\",path=\"/v1/score\"} ";
+    assert_int_equal(http_do(port, "GET", "/metrics", NULL, resp, sizeof resp, &rb), 200);
+    snprintf(before, sizeof before, "%s", rb);
+    long count0 = metric(before, "trail_http_request_duration_seconds_count ");
+    assert_int_equal(count0, http_total(before)); // nothing else in flight
+    const char *hdr = "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+                      "10000000\r\n\r\n";
+    assert_int_equal(http_raw(port, hdr, strlen(hdr), resp, sizeof resp, &rb), 413);
+    assert_int_equal(http_do(port, "POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [",
+                             resp, sizeof resp, &rb),
+                     400);
+    assert_int_equal(http_do(port, "GET", "/nope", NULL, resp, sizeof resp, &rb), 404);
+    assert_int_equal(http_do(port, "POST", "/healthz", "{}", resp, sizeof resp, &rb), 405);
+    assert_int_equal(http_do(port, "POST", "/v1/score",
+                             "{\"user_id\": 1, \"candidates\": [{\"item_id\": 5, "
+                             "\"category_id\": 7}]}",
+                             resp, sizeof resp, &rb),
+                     200);
+    assert_int_equal(http_do(port, "GET", "/metrics", NULL, resp, sizeof resp, &rb), 200);
+    // the five above and the first /metrics (it completed after it was rendered)
+    assert_int_equal(metric(rb, "trail_http_request_duration_seconds_count "), count0 + 6);
+    assert_int_equal(metric(rb, "trail_http_request_duration_seconds_bucket{le=\"+Inf\"} "),
+                     count0 + 6);
+    assert_int_equal(http_total(rb), count0 + 6);
+    assert_int_equal(metric(rb, "trail_http_requests_total{code=\"413\",path=\"/v1/score\"} "),
+                     metric(before, "trail_http_requests_total{code=\"413\",path=\"/v1/score\"} ") + 1);
+    assert_true(metric(rb, "trail_http_requests_total{code=\"400\",path=\"/v1/score\"} ") >= 12);
+    assert_true(metric(rb, "trail_http_requests_total{code=\"404\",path=\"other\"} ") >= 3);
+    assert_true(metric(rb, "trail_http_requests_total{code=\"405\",path=\"/healthz\"} ") >= 2);
+    assert_int_equal(metric(rb, score_line), metric(before, score_line) + 1);
+    assert_true(metric(rb, "trail_http_requests_total{code=\"200\",path=\"/metrics\"} ") >= 2);
+    snprintf(want, sizeof want, "\ntrail_build_info{version=\"%s\",compiler=\"", TRAIL_VERSION);
+    assert_non_null(strstr(rb, want));
+    assert_true(metric(rb, "process_resident_memory_bytes ") > 1000000);
+    assert_true(metric(rb, "process_open_fds ") > 3);
+    assert_true(metric(rb, "process_start_time_seconds ") > 1500000000);
+    assert_non_null(strstr(rb, "\nprocess_cpu_seconds_total "));
+    assert_non_null(strstr(rb, "\nprocess_max_fds "));
+    assert_non_null(strstr(rb, "\nprocess_virtual_memory_bytes "));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_score_good),
@@ -455,6 +513,7 @@ int main(void) {
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_reload_warns_of_another_window),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_http_metrics),
         cmocka_unit_test(test_start_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
