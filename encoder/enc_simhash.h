@@ -1,4 +1,4 @@
-/* enc_simhash.h: multi-round SimHash signatures (MODEL.md section 1) and a per-thread cache of
+/* enc_simhash.h: multi-round SimHash signatures (docs/MODEL.md section 3) and a per-thread cache of
  * item signatures.
  *
  * bit_k(x) = 1 if (R x)_k > 0 else 0 (a tie at exactly 0 gives 0), R = (S*tau, C) from the model;

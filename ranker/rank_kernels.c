@@ -1,4 +1,4 @@
-/* rank_kernels.c: forward/backward kernel pairs of the ranking network (MODEL.md sections 1-4).
+/* rank_kernels.c: forward/backward kernel pairs of the ranking network (docs/MODEL.md section 5).
  *
  * Each backward sits right after its forward and accumulates (+=). BLAS goes through rank_blas.h.
  * Nothing here allocates, logs or knows about models: shapes in, numbers out.

@@ -1,4 +1,4 @@
-/* rank_kernels.h: the ranker's kernels, each a forward/backward pair (STYLE.md section 5).
+/* rank_kernels.h: the ranker's kernels, each a forward/backward pair.
  *
  * Arguments: outputs, then what the forward saves for the backward, then inputs, then weights,
  * then dimensions. Backward functions accumulate (+=) into every gradient they take. No kernel
@@ -96,7 +96,7 @@ void rank_mha_backward_naive(float *dqkv, const float *dout, const float *att, c
                              int N, int C, int NH);
 
 // ---------------------------------------------------------------------------------------------
-// SDIM (MODEL.md section 1). nb = 2^tau buckets per signature.
+// SDIM (docs/MODEL.md sections 3 and 5.2). nb = 2^tau buckets per signature.
 
 /** @brief Bucket sums V[i][sig[j][i]] += x_j over T behaviors (V and cnt are overwritten). */
 void rank_buckets_forward(float *V, uint32_t *cnt,             // (S, nb, C), (S, nb)

@@ -1,6 +1,6 @@
 /* rank_net.h: the ranking network, forward and backward, batched over B (candidate, user) pairs.
  *
- * One code path for every variant; the model's config picks the branches (MODEL.md sections 1-4):
+ * One code path for every variant; the model's config picks the branches (docs/MODEL.md section 5):
  *   long     none | avgpool | sdim | attention     (window of T behaviors per user)
  *   short    none | selfattn | din                 (last N recent behaviors per user)
  *   temporal none | tin                            (same recent behaviors, time-gap buckets)

@@ -13,7 +13,7 @@
  *    the signed sum cancels;
  *  - tensors a variant does not use must get exactly zero gradient, used ones a nonzero one.
  * SDIM signatures are frozen during the check by a pre-warmed signature cache, as the hash has no
- * gradient (MODEL.md section 1).
+ * gradient (docs/MODEL.md section 5.2).
  */
 #include "test_common.h"
 

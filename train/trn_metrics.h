@@ -1,4 +1,4 @@
-/* trn_metrics.h: ranking and probability metrics for evaluation (MODEL.md section 4).
+/* trn_metrics.h: ranking and probability metrics for evaluation.
  *
  * AUC counts tied scores as half (average ranks); GAUC = sum_u n_u AUC_u / sum_u n_u over users
  * with both labels; log loss clips predictions to [1e-7, 1 - 1e-7]; calibration = mean prediction
