@@ -7,14 +7,14 @@ PKGS=(
   build-essential cmake pkg-config git
   librdkafka-dev        # Kafka client (consumer groups, producer, mock cluster for dev/tests)
   liblmdb-dev lmdb-utils  # per-user encoder state; mdb_stat/mdb_dump for operators
-  libopenblas-dev       # sgemm for the ranker
+  libopenblas-dev       # sgemm for training and the fp32 serving path
   libxxhash-dev         # XXH3 for id hashing and checksums
   libcmocka-dev         # unit tests
   libmicrohttpd-dev     # HTTP server for /v1/score and /metrics
   libjansson-dev        # JSON parsing with line/column errors
-  clang libclang-rt-14-dev  # libFuzzer target for the request parser
-  kcat curl             # command-line Kafka client and HTTP client for the quickstart and tests
-  python3               # small helpers in bench/ scripts
+  clang libclang-rt-14-dev  # libFuzzer: request, events, model file, importers, worker config
+  kcat curl             # kcat: Kafka CLI for operators (no script runs it); curl: quickstart, tests
+  python3               # small helpers in bench/ scripts and the quickstart
 )
 
 missing=()

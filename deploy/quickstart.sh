@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job end to end on one machine, with the local broker:
 #   install dependencies, build, start `trail broker`, import the Taobao sample into a topic,
-#   run two encoder workers in one consumer group until they catch up, get a model (trained once
-#   `trail train` exists, else initialized), start `trail serve`, score one user's candidates and
-#   print the top items, then stop everything it started and exit 0.
-# Stages whose command is not built yet (the project grows in parallel) are skipped with a note.
-# Everything it writes goes to out/quickstart/. Usage: bash deploy/quickstart.sh
+#   train a model on it (`trail train`), run two encoder workers in one consumer group until they
+#   catch up, start `trail serve`, score one user's candidates and print the top items, then stop
+#   everything it started and exit 0.
+# The sample is $TRAIL_DATA/taobao-userbehavior-head/UserBehavior_head.csv. The build goes to
+# build/, everything else it writes to out/quickstart/. Usage: bash deploy/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
