@@ -396,21 +396,26 @@ out:
     if (iid.st) XXH3_freeState(iid.st);
     {
         double dt = (double)(core_now_ns() - t0) / 1e9;
-        uint64_t total = n.skipped + n.read;
+        uint64_t total = n.skipped + n.read, damaged = 0, quar = 0;
+        if (st) enc_store_damage(st, &damaged, &quar); /* committed batches only */
+        n.applied -= quar < n.applied ? quar : n.applied;
         if (json) {
             printf("{\"input\":\"%s\",\"records\":%llu,\"read\":%llu,\"applied\":%llu,"
-                   "\"impressions\":%llu,\"rejected\":%llu,\"skipped\":%llu,\"reject_file\":\"%s\","
-                   "\"seconds\":%.3f,\"complete\":%s}\n",
+                   "\"impressions\":%llu,\"rejected\":%llu,\"skipped\":%llu,\"quarantined\":%llu,"
+                   "\"reject_file\":\"%s\",\"seconds\":%.3f,\"complete\":%s}\n",
                    input, (unsigned long long)total, (unsigned long long)n.read,
                    (unsigned long long)n.applied, (unsigned long long)n.impressions,
-                   (unsigned long long)n.rejected, (unsigned long long)n.skipped, rpath, dt,
-                   complete && !g_stop ? "true" : "false");
+                   (unsigned long long)n.rejected, (unsigned long long)n.skipped,
+                   (unsigned long long)quar, rpath, dt, complete && !g_stop ? "true" : "false");
         } else {
             printf("encode %s: %llu records = %llu applied (behaviors) + %llu impressions (labeled, "
-                   "not behaviors) + %llu rejected + %llu skipped (already applied)\n",
+                   "not behaviors) + %llu rejected + %llu skipped (already applied)%s",
                    input, (unsigned long long)total, (unsigned long long)n.applied,
                    (unsigned long long)n.impressions, (unsigned long long)n.rejected,
-                   (unsigned long long)n.skipped);
+                   (unsigned long long)n.skipped, quar ? "" : "\n");
+            if (quar)
+                printf(" + %llu quarantined (their users' stored state is damaged: trail inspect "
+                       "--verify)\n", (unsigned long long)quar);
             printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0,
                    rpath, g_stop ? "; stopped by signal (resume by running the same command)" : "");
         }
@@ -493,14 +498,26 @@ out:
 // ---------------------------------------------------------------------------------------------
 // inspect
 
+static void verify_line(uint64_t user_id, const char *what, uint64_t chunk, int err, void *opaque) {
+    (void)opaque;
+    char where[48] = "record";
+    if (!strcmp(what, "chunk")) snprintf(where, sizeof where, "window chunk %llu", (unsigned long long)chunk);
+    fprintf(stderr, "trail inspect: user %llu: %s failed its %s\n", (unsigned long long)user_id,
+            where, err == CORE_ECHECKSUM ? "checksum" : "format check");
+}
+
 int enc_cmd_inspect(int argc, char **argv) {
     static const struct option opts[] = {{"store", 1, 0, 's'}, {"user", 1, 0, 'u'},
                                          {"json", 0, 0, 'j'},  {"digest", 0, 0, 'd'},
-                                         {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+                                         {"verify", 0, 0, 'v'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *dir = NULL;
     uint64_t uid = 0;
-    int c, json = 0, have_user = 0, digest = 0;
-    const char *usage = "usage: trail inspect --store DIR (--user ID [--json] | --digest)\n";
+    int c, json = 0, have_user = 0, digest = 0, verify = 0;
+    const char *usage =
+        "usage: trail inspect --store DIR (--user ID [--json] | --digest | --verify)\n"
+        "  --verify  check every user record and window chunk against its checksum; prints a\n"
+        "            JSON summary, names each damaged user on stderr, exits 1 if any\n";
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -511,11 +528,12 @@ int enc_cmd_inspect(int argc, char **argv) {
             break;
         case 'j': json = 1; break;
         case 'd': digest = 1; break;
+        case 'v': verify = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (!dir || have_user == digest || optind != argc) {
+    if (!dir || have_user + digest + verify != 1 || optind != argc) {
         fputs(usage, stderr);
         return 2;
     }
@@ -551,6 +569,23 @@ int enc_cmd_inspect(int argc, char **argv) {
         printf("{\"state_digest\":\"%s\",\"positions_digest\":\"%s\",\"users\":%llu,"
                "\"chunks\":%llu}\n", ver, pos, (unsigned long long)users, (unsigned long long)chunks);
         ret = 0;
+        goto out;
+    }
+    if (verify) {
+        enc_verify_report vr;
+        if ((rc = enc_store_verify(st, verify_line, NULL, &vr))) {
+            fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
+            goto out;
+        }
+        printf("{\"users\":%llu,\"chunks\":%llu,\"damaged_users\":%llu,"
+               "\"quarantined_events\":%llu,\"checksums\":%s}\n",
+               (unsigned long long)vr.users, (unsigned long long)vr.chunks,
+               (unsigned long long)vr.damaged_users, (unsigned long long)vr.quarantined,
+               vr.checksums ? "true" : "false");
+        if (!vr.checksums)
+            fprintf(stderr, "trail inspect: %s was written before checksums: only formats were "
+                            "checked (its next writer adds them)\n", dir);
+        ret = vr.damaged_users ? 1 : 0;
         goto out;
     }
     if ((rc = enc_reader_new(st, &r)) || (rc = enc_reader_begin(r))) {

@@ -27,12 +27,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define ENC_USER_MAGIC 0x31555254u /* "TRU1" */
 #define ENC_FORMAT 1u
@@ -48,7 +50,8 @@ typedef struct enc_uhdr {
     int64_t last_ts;
     uint64_t encoding_version;
     uint64_t action_cnt[ENC_NACTIONS];
-    uint8_t reserved[16];
+    uint64_t checksum; /* record_sum(): 0 in stores written before checksums (meta "checksums") */
+    uint8_t reserved[8];
 } enc_uhdr;
 _Static_assert(sizeof(enc_uhdr) == 128, "user header is 128 bytes");
 
@@ -74,7 +77,10 @@ struct enc_store {
     int lock_fd;              /* the writer lock (DIR/writer.lock), -1 when not held */
     enc_expect *expect;       /* per source read or written through this handle */
     size_t nexpect, capexpect;
-    MDB_dbi meta, user, win, pos, wall;
+    MDB_dbi meta, user, win, pos, wall, quar;
+    int checksums;            /* meta "checksums" = 1: every record and chunk carries its sum */
+    atomic_ullong corrupt;    /* damaged user states met (reads, and writes' batches) */
+    uint64_t quarantined;     /* events this handle's commits quarantined */
     char *path;
     size_t map_size, map_max;
     uint32_t window, recent;
@@ -170,6 +176,117 @@ static int map_grow(enc_store *st) {
     st->map_size = next;
     CORE_LOG(CORE_LOG_NOTICE, "enc_store: map grown path=%s map_size=%zu", st->path, next);
     return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums (schemas/state.md, "Integrity"): XXH3-64 over a value with its checksum field zeroed,
+// seeded by the key, so a value copied under another key fails too. LMDB itself checks nothing.
+
+#define ENC_SUM_OFF 112 /* enc_uhdr.checksum */
+#define ENC_CHUNK_SUM_OFF 28 /* in the chunk's first record: pad bytes 3..6 */
+
+static uint64_t record_sum(uint64_t user_id, const uint8_t *v, size_t len) {
+    uint8_t head[sizeof(enc_uhdr)];
+    memcpy(head, v, sizeof head);
+    memset(head + ENC_SUM_OFF, 0, 8);
+    uint64_t h = XXH3_64bits_withSeed(head, sizeof head, user_id ^ 0x7573657200000000ull);
+    return XXH3_64bits_withSeed(v + sizeof head, len - sizeof head, h);
+}
+
+static uint32_t chunk_sum(uint64_t user_id, uint64_t chunk, const uint8_t *v, size_t len) {
+    uint8_t first[sizeof(enc_rec)];
+    memcpy(first, v, sizeof first);
+    memset(first + ENC_CHUNK_SUM_OFF, 0, 4);
+    uint64_t h = XXH3_64bits_withSeed(first, sizeof first, user_id ^ (chunk * 0x9E3779B97F4A7C15ull));
+    return (uint32_t)XXH3_64bits_withSeed(v + sizeof first, len - sizeof first, h);
+}
+
+static void record_seal(uint64_t user_id, uint8_t *v, size_t len) {
+    uint64_t h = record_sum(user_id, v, len);
+    memcpy(v + ENC_SUM_OFF, &h, 8);
+}
+
+static void chunk_seal(uint64_t user_id, uint64_t chunk, uint8_t *v, size_t len) {
+    uint32_t h = chunk_sum(user_id, chunk, v, len);
+    memcpy(v + ENC_CHUNK_SUM_OFF, &h, 4);
+}
+
+static int record_ok(const enc_store *st, uint64_t user_id, const MDB_val *v) {
+    uint64_t h;
+    if (!st->checksums) return 1;
+    memcpy(&h, (const uint8_t *)v->mv_data + ENC_SUM_OFF, 8);
+    return h == record_sum(user_id, v->mv_data, v->mv_size);
+}
+
+static int chunk_ok(const enc_store *st, uint64_t user_id, uint64_t chunk, const MDB_val *v) {
+    uint32_t h;
+    if (!st->checksums || v->mv_size < sizeof(enc_rec)) return 1;
+    memcpy(&h, (const uint8_t *)v->mv_data + ENC_CHUNK_SUM_OFF, 4);
+    return h == chunk_sum(user_id, chunk, v->mv_data, v->mv_size);
+}
+
+static uint64_t key_u64(const MDB_val *k) {
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) x = x << 8 | ((const uint8_t *)k->mv_data)[i];
+    return x;
+}
+
+/* A store written before checksums gets them from its first writer, every record and chunk in
+ * the open transaction (so all or none). Values that fail the format check are left alone: they
+ * were damaged before and stay reported as such. Each value is found with a fresh cursor and
+ * rewritten with mdb_put (a put through the iterating cursor can cross-link overflow pages). */
+static int add_checksums(enc_store *st, MDB_txn *txn, uint64_t *users, uint64_t *chunks) {
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = 0;
+    uint8_t *buf = NULL, key[16];
+    size_t cap = 0;
+    *users = *chunks = 0;
+    for (int d = 0; d < 2 && !rc; d++) {
+        MDB_dbi dbi = d ? st->win : st->user;
+        size_t klen = d ? 16 : 8;
+        memset(key, 0, sizeof key);
+        for (int first = 1;; first = 0) {
+            if ((rc = mdb_cursor_open(txn, dbi, &cur))) break;
+            k = (MDB_val){klen, key};
+            rc = mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE);
+            if (!rc && !first && k.mv_size == klen && !memcmp(k.mv_data, key, klen))
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* past the one just sealed */
+            mdb_cursor_close(cur);
+            if (rc) break;
+            if (k.mv_size != klen) {
+                rc = CORE_EFORMAT; /* no key of another size is ever written */
+                break;
+            }
+            memcpy(key, k.mv_data, klen);
+            if (v.mv_size < (d ? sizeof(enc_rec) : sizeof(enc_uhdr))) continue;
+            if (v.mv_size > cap) {
+                uint8_t *nb = core_realloc(buf, v.mv_size);
+                if (!nb) {
+                    rc = CORE_ENOMEM;
+                    break;
+                }
+                buf = nb;
+                cap = v.mv_size;
+            }
+            memcpy(buf, v.mv_data, v.mv_size);
+            uint64_t uid = key_u64(&k);
+            if (d) {
+                chunk_seal(uid, key_u64(&(MDB_val){8, key + 8}), buf, v.mv_size);
+            } else {
+                enc_uhdr h;
+                memcpy(&h, buf, sizeof h);
+                if (h.magic != ENC_USER_MAGIC) continue;
+                record_seal(uid, buf, v.mv_size);
+            }
+            MDB_val kv = {klen, key}, nv = {v.mv_size, buf};
+            if ((rc = mdb_put(txn, dbi, &kv, &nv, 0))) break;
+            ++*(d ? chunks : users);
+        }
+        if (rc == MDB_NOTFOUND) rc = 0;
+    }
+    core_free(buf);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +428,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     if ((rc = mdb_dbi_open(txn, "win", MDB_CREATE, &st->win))) goto fail;
     if ((rc = mdb_dbi_open(txn, "pos", MDB_CREATE, &st->pos))) goto fail;
     if ((rc = mdb_dbi_open(txn, "wall", MDB_CREATE, &st->wall))) goto fail;
-    uint64_t fmt, w, r, ch, ev = 0;
+    if ((rc = mdb_dbi_open(txn, "quarantine", MDB_CREATE, &st->quar))) goto fail;
+    uint64_t fmt, w, r, ch, ev = 0, sums = 0;
     what = "meta";
     rc = meta_get_u64(txn, st->meta, "format", &fmt);
     if (rc == MDB_NOTFOUND) { /* a new store remembers its shape */
@@ -327,8 +445,10 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
             (rc = meta_put_u64(txn, st->meta, "window", st->window)) ||
             (rc = meta_put_u64(txn, st->meta, "recent", st->recent)) ||
             (rc = meta_put_u64(txn, st->meta, "chunk", ENC_CHUNK)) ||
-            (rc = meta_put_u64(txn, st->meta, "encoding_version", 0)))
+            (rc = meta_put_u64(txn, st->meta, "encoding_version", 0)) ||
+            (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
             goto fail;
+        sums = 1;
     } else if (rc) {
         goto fail;
     } else {
@@ -362,7 +482,25 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
             rc = CORE_EMISMATCH;
             goto out;
         }
+        rc = meta_get_u64(txn, st->meta, "checksums", &sums);
+        if (rc == MDB_NOTFOUND) {
+            sums = 0;
+            rc = 0;
+        }
+        if (rc) goto fail;
+        if (!sums && conf->writer) { /* written before checksums: its first writer adds them */
+            uint64_t nu, nc;
+            what = "adding checksums";
+            if ((rc = add_checksums(st, txn, &nu, &nc)) ||
+                (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
+                goto fail;
+            sums = 1;
+            CORE_LOG(CORE_LOG_NOTICE,
+                     "enc_store: added checksums to a store written before them path=%s users=%llu "
+                     "chunks=%llu", conf->path, (unsigned long long)nu, (unsigned long long)nc);
+        }
     }
+    st->checksums = sums == 1;
     st->enc_version = ev;
     if ((rc = mdb_txn_commit(txn))) {
         txn = NULL;
@@ -466,7 +604,7 @@ int enc_store_bind_model(enc_store *st, const mdl_model *m, char *errstr, size_t
 
 typedef struct uctx { /* what the chunk loader needs */
     MDB_txn *txn;
-    MDB_dbi win;
+    const enc_store *st;
     uint64_t user_id;
 } uctx;
 
@@ -480,24 +618,25 @@ static int load_chunk(void *opaque, uint64_t chunk_no, enc_rec *out, uint32_t *n
     uint8_t kb[16];
     win_key(kb, u->user_id, chunk_no);
     MDB_val k = {16, kb}, v;
-    int rc = mdb_get(u->txn, u->win, &k, &v);
+    int rc = mdb_get(u->txn, u->st->win, &k, &v);
     if (rc == MDB_NOTFOUND) return CORE_EFORMAT; /* the header says the chunk exists */
     if (rc) return lmdb_err(rc);
     if (v.mv_size % sizeof(enc_rec) || v.mv_size > ENC_CHUNK * sizeof(enc_rec)) return CORE_EFORMAT;
+    if (!chunk_ok(u->st, u->user_id, chunk_no, &v)) return CORE_ECHECKSUM;
     memcpy(out, v.mv_data, v.mv_size);
     *n = (uint32_t)(v.mv_size / sizeof(enc_rec));
     return CORE_OK;
 }
 
-/* Validate a user value; on success *h is a copy of the header. */
-static int user_check(const MDB_val *v, enc_uhdr *h) {
+/* Validate a user value (format, then checksum); on success *h is a copy of the header. */
+static int user_check(const enc_store *st, uint64_t user_id, const MDB_val *v, enc_uhdr *h) {
     if (v->mv_size < sizeof *h) return CORE_EFORMAT;
     memcpy(h, v->mv_data, sizeof *h);
+    if (!record_ok(st, user_id, v)) return CORE_ECHECKSUM; /* before the fields it covers */
     if (h->magic != ENC_USER_MAGIC || h->format != ENC_FORMAT) return CORE_EFORMAT;
     if (!h->S || !h->NB || !h->C || h->S > 4096 || h->NB > 65536 || h->C > 65536) return CORE_EFORMAT;
     size_t need = sizeof *h + (size_t)h->S * h->NB * h->C * 4 + (size_t)h->S * h->NB * 4;
-    if (v->mv_size != need) return CORE_EFORMAT;
-    return CORE_OK;
+    return v->mv_size == need ? CORE_OK : CORE_EFORMAT;
 }
 
 static int user_get(MDB_txn *txn, MDB_dbi dbi, uint64_t user_id, MDB_val *v) {
@@ -533,6 +672,7 @@ static int user_put(enc_store *st, MDB_txn *txn, uint64_t user_id, const enc_ust
     memcpy(p, &h, sizeof h);
     memcpy(p + sizeof h, enc_ustate_sum(us), nsum);
     memcpy(p + sizeof h + nsum, enc_ustate_cnt(us), ncnt);
+    record_seal(user_id, p, v.mv_size);
     return CORE_OK;
 }
 
@@ -628,12 +768,47 @@ static void bkey_sort(enc_bkey *keys, enc_bkey *tmp, size_t n) {
     }
 }
 
+typedef struct enc_damage { /* what a batch met of damaged users */
+    uint64_t users, events;
+} enc_damage;
+
+/* A user whose stored record or window chunk is damaged (format or checksum) keeps it untouched;
+ * the batch's events for that user go to the "quarantine" database, in the same transaction as
+ * the positions, so they are neither applied nor lost (trail inspect --verify lists them). */
+static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc_bkey *keys,
+                      size_t lo, size_t hi, int why, enc_damage *dmg) {
+    uint64_t uid = keys[lo].user_id, seq = 0;
+    int rc = meta_get_u64(txn, st->meta, "quarantined", &seq);
+    if (rc && rc != MDB_NOTFOUND) return rc;
+    CORE_LOG(CORE_LOG_ERR,
+             "enc_store: user %llu: stored state failed its %s; the user's state is kept as is "
+             "and its %zu events of this batch are quarantined (trail inspect --store %s "
+             "--verify) path=%s",
+             (unsigned long long)uid, why == CORE_ECHECKSUM ? "checksum" : "format check",
+             hi - lo, st->path, st->path);
+    for (size_t i = lo; i < hi; i++, seq++) {
+        const enc_bev *e = &b->ev[keys[i].seq];
+        enc_rec r = {e->item_id, e->category_id, e->ts, e->action, {0}};
+        uint8_t kb[16];
+        win_key(kb, uid, seq);
+        MDB_val kv = {16, kb}, dv = {sizeof r, &r};
+        if ((rc = mdb_put(txn, st->quar, &kv, &dv, 0))) return rc;
+    }
+    dmg->users++;
+    dmg->events += hi - lo;
+    return meta_put_u64(txn, st->meta, "quarantined", seq);
+}
+
+static int damaged(int rc) {
+    return rc == CORE_ECHECKSUM || rc == CORE_EFORMAT;
+}
+
 /* Apply events ev[keys[lo..hi)] (one user, arrival order) and write that user. */
 static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc_bkey *keys,
-                      size_t lo, size_t hi, int64_t now) {
+                      size_t lo, size_t hi, int64_t now, enc_damage *dmg) {
     enc_ustate *us = st->us;
     uint64_t uid = keys[lo].user_id;
-    uctx u = {txn, st->win, uid};
+    uctx u = {txn, st, uid};
     MDB_val v;
     enc_uhdr h;
     int rc = user_get(txn, st->user, uid, &v);
@@ -643,7 +818,8 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
     } else if (rc) {
         return rc;
     } else {
-        if ((rc = user_check(&v, &h))) return rc;
+        if ((rc = user_check(st, uid, &v, &h)))
+            return damaged(rc) ? quarantine(st, txn, b, keys, lo, hi, rc, dmg) : rc;
         const mdl_config *c = &st->m->cfg;
         if (h.S != c->S || h.NB != (1u << c->tau) || h.C != c->C ||
             h.encoding_version != st->enc_version)
@@ -664,7 +840,8 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
         const enc_bev *e = &b->ev[keys[i].seq];
         st->scratch[i - lo] = (sch_behavior){e->item_id, e->category_id, e->ts, e->action};
     }
-    if ((rc = enc_ustate_apply_many(us, st->cache, st->scratch, hi - lo))) return rc;
+    if ((rc = enc_ustate_apply_many(us, st->cache, st->scratch, hi - lo)))
+        return damaged(rc) ? quarantine(st, txn, b, keys, lo, hi, rc, dmg) : rc;
     uint64_t n1 = enc_ustate_n_events(us);
     uint64_t h0 = n0 > L ? n0 - L : 0, h1 = n1 > L ? n1 - L : 0;
     if ((rc = user_put(st, txn, uid, us, st->enc_version))) return rc;
@@ -676,8 +853,10 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
         if ((rc = enc_ustate_chunk(us, k, &recs, &n))) return rc;
         uint8_t kb[16];
         win_key(kb, uid, k);
-        MDB_val kv = {16, kb}, dv = {n * sizeof(enc_rec), (void *)(uintptr_t)recs};
-        if ((rc = mdb_put(txn, st->win, &kv, &dv, 0))) return rc;
+        MDB_val kv = {16, kb}, dv = {n * sizeof(enc_rec), NULL};
+        if ((rc = mdb_put(txn, st->win, &kv, &dv, MDB_RESERVE))) return rc;
+        memcpy(dv.mv_data, recs, dv.mv_size);
+        chunk_seal(uid, k, dv.mv_data, dv.mv_size);
     }
     /* chunks that existed and have left the window entirely */
     if (n0 > 0) {
@@ -811,7 +990,9 @@ int enc_batch_commit(enc_batch *b) {
     mdb_reader_check(st->env, &dead); /* slots of killed readers would pin old pages */
     if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", st->path, dead);
     int skip = 0;
+    enc_damage dmg;
     for (;;) {
+        memset(&dmg, 0, sizeof dmg); /* a redone batch counts again from zero */
         if ((rc = txn_begin(st, 0, &txn))) break;
         rc = position_check(st, txn, b);
         skip = rc == POS_SKIP;
@@ -819,7 +1000,7 @@ int enc_batch_commit(enc_batch *b) {
         for (size_t lo = 0; lo < b->n && !rc && !skip;) {
             size_t hi = lo + 1;
             while (hi < b->n && keys[hi].user_id == keys[lo].user_id) hi++;
-            rc = flush_user(st, txn, b, keys, lo, hi, now);
+            rc = flush_user(st, txn, b, keys, lo, hi, now, &dmg);
             lo = hi;
         }
         for (size_t i = 0; i < b->npos && !rc && !skip; i++) {
@@ -844,6 +1025,8 @@ int enc_batch_commit(enc_batch *b) {
         if (skip)
             CORE_LOG(CORE_LOG_NOTICE, "enc_store: batch already applied by another writer "
                                       "path=%s events=%zu: skipped", st->path, b->n);
+        atomic_fetch_add(&st->corrupt, dmg.users);
+        st->quarantined += dmg.events;
         for (size_t i = 0; i < b->npos; i++) /* the caller now stands at the batch's end */
             if (expect_find(st, b->pos[i].source))
                 expect_note(st, b->pos[i].source, 1, b->pos[i].next_offset);
@@ -904,15 +1087,25 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
         uint64_t uid = 0;
         for (int i = 0; i < 8; i++) uid = uid << 8 | ((const uint8_t *)k.mv_data)[i];
         enc_uhdr h;
-        if ((rc = user_check(&v, &h))) break;
-        uctx u = {txn, st->win, uid};
-        enc_ustate_set_loader(us, load_chunk, &u);
-        enc_ustate_restore(us, h.n_events, h.last_ts, h.action_cnt, NULL, NULL);
-        if ((rc = enc_ustate_recompute(us, cache))) break;
-        if ((rc = user_put(st, txn, uid, us, m->encoding_version))) break;
-        n++;
+        uctx u = {txn, st, uid};
         more = uid != UINT64_MAX;
         next = uid + 1;
+        if (!(rc = user_check(st, uid, &v, &h))) {
+            enc_ustate_set_loader(us, load_chunk, &u);
+            enc_ustate_restore(us, h.n_events, h.last_ts, h.action_cnt, NULL, NULL);
+            rc = enc_ustate_recompute(us, cache);
+        }
+        if (damaged(rc)) { /* left as it is, and still reported by readers and --verify */
+            CORE_LOG(CORE_LOG_ERR, "enc_store: reencode: user %llu: stored state failed its %s; "
+                                   "left as it is path=%s", (unsigned long long)uid,
+                     rc == CORE_ECHECKSUM ? "checksum" : "format check", st->path);
+            atomic_fetch_add(&st->corrupt, 1);
+            rc = 0;
+            continue;
+        }
+        if (rc) break;
+        if ((rc = user_put(st, txn, uid, us, m->encoding_version))) break;
+        n++;
     }
     if (!rc) rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version);
     st->m = old;
@@ -1003,6 +1196,74 @@ int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks) {
     return rc ? lmdb_err(rc) : CORE_OK;
 }
 
+void enc_store_damage(const enc_store *st, uint64_t *damaged, uint64_t *quarantined) {
+    *damaged = atomic_load(&((enc_store *)(uintptr_t)st)->corrupt);
+    *quarantined = st->quarantined;
+}
+
+/* The window chunks a checked header says exist: each present, of a valid size, and sealed. */
+static int verify_window(const enc_store *st, MDB_txn *txn, uint64_t uid, const enc_uhdr *h,
+                         uint64_t *chunk, uint64_t *checked) {
+    if (!h->n_events) return CORE_OK;
+    for (uint64_t k = (h->n_events - h->window_len) / ENC_CHUNK; k <= (h->n_events - 1) / ENC_CHUNK;
+         k++) {
+        uint8_t kb[16];
+        win_key(kb, uid, k);
+        MDB_val kv = {16, kb}, v;
+        int rc = mdb_get(txn, st->win, &kv, &v);
+        *chunk = k;
+        if (rc == MDB_NOTFOUND) return CORE_EFORMAT;
+        if (rc) return lmdb_err(rc);
+        ++*checked;
+        if (!v.mv_size || v.mv_size % sizeof(enc_rec) || v.mv_size > ENC_CHUNK * sizeof(enc_rec))
+            return CORE_EFORMAT;
+        if (!chunk_ok(st, uid, k, &v)) return CORE_ECHECKSUM;
+    }
+    return CORE_OK;
+}
+
+int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_report *out) {
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    MDB_stat qs;
+    MDB_val k, v;
+    memset(out, 0, sizeof *out);
+    out->checksums = st->checksums;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc) return lmdb_err(rc);
+    if ((rc = mdb_stat(txn, st->quar, &qs))) goto done;
+    out->quarantined = qs.ms_entries;
+    if ((rc = mdb_cursor_open(txn, st->user, &cur))) goto done;
+    for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
+         op = MDB_NEXT) {
+        if (k.mv_size != 8) {
+            rc = CORE_EFORMAT;
+            break;
+        }
+        uint64_t uid = key_u64(&k), chunk = 0;
+        enc_uhdr h;
+        out->users++;
+        const char *what = "record";
+        int e = user_check(st, uid, &v, &h);
+        if (!e) {
+            what = "chunk";
+            if ((e = verify_window(st, txn, uid, &h, &chunk, &out->chunks)) && !damaged(e)) {
+                rc = e;
+                break;
+            }
+        }
+        if (e) {
+            out->damaged_users++;
+            if (cb) cb(uid, what, chunk, e, opaque);
+        }
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+done:
+    if (cur) mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc ? lmdb_err(rc) : CORE_OK;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Readers
 
@@ -1064,8 +1325,17 @@ static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, 
         int rc = mdb_get(r->txn, r->st->win, &kv, &v);
         if (rc) return rc == MDB_NOTFOUND ? CORE_EFORMAT : lmdb_err(rc);
         uint64_t have = v.mv_size / sizeof(enc_rec);
-        if (v.mv_size % sizeof(enc_rec) || k * ENC_CHUNK + have < (to < (k + 1) * ENC_CHUNK ? to : (k + 1) * ENC_CHUNK))
-            return CORE_EFORMAT;
+        rc = v.mv_size % sizeof(enc_rec) ||
+                     k * ENC_CHUNK + have < (to < (k + 1) * ENC_CHUNK ? to : (k + 1) * ENC_CHUNK)
+                 ? CORE_EFORMAT
+                 : chunk_ok(r->st, uid, k, &v) ? CORE_OK : CORE_ECHECKSUM;
+        if (rc) {
+            atomic_fetch_add(&r->st->corrupt, 1);
+            CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: window chunk %llu failed its %s path=%s",
+                     (unsigned long long)uid, (unsigned long long)k,
+                     rc == CORE_ECHECKSUM ? "checksum" : "format check", r->st->path);
+            return rc;
+        }
         const uint8_t *p = v.mv_data;
         for (; j < to && j < (k + 1) * ENC_CHUNK; j++) {
             enc_rec rec;
@@ -1086,7 +1356,13 @@ static int reader_record(enc_reader *r, uint64_t user_id, MDB_val *v, enc_uhdr *
     if (!r->active) return CORE_EINVAL;
     int rc = user_get(r->txn, r->st->user, user_id, v);
     if (rc) return lmdb_err(rc);
-    return user_check(v, h);
+    if ((rc = user_check(r->st, user_id, v, h)) && damaged(rc)) {
+        atomic_fetch_add(&r->st->corrupt, 1);
+        CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: stored state failed its %s path=%s",
+                 (unsigned long long)user_id, rc == CORE_ECHECKSUM ? "checksum" : "format check",
+                 r->st->path);
+    }
+    return rc;
 }
 
 int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {

@@ -92,6 +92,26 @@ int enc_store_digest(enc_store *st, int what, uint64_t *out);
 /** @brief Number of users and of stored window chunks. */
 int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks);
 
+/* Integrity (schemas/state.md, "Integrity"): every user record and window chunk carries a checksum
+ * that every read checks. A damaged user fails its reads (CORE_ECHECKSUM, or CORE_EFORMAT for a
+ * value of the wrong shape) while every other user is read and written as before; a batch's events
+ * for a damaged user are quarantined (kept in the store, not applied). */
+typedef struct enc_verify_report {
+    uint64_t users, chunks;       /* checked */
+    uint64_t damaged_users;       /* users whose record or a window chunk failed */
+    uint64_t quarantined;         /* events held in quarantine */
+    int checksums;                /* 0: a store written before checksums (format checks only) */
+} enc_verify_report;
+/** @brief Called once per damaged user found by enc_store_verify: what failed ("record" or
+ *  "chunk"), the chunk number for a chunk, and the error (CORE_ECHECKSUM or CORE_EFORMAT). */
+typedef void enc_verify_cb(uint64_t user_id, const char *what, uint64_t chunk, int err,
+                           void *opaque);
+/** @brief Check every user record and every chunk of every window, in one read transaction. */
+int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_report *out);
+/** @brief Damaged user states met through this handle (reads, and users whose events a commit
+ *  quarantined), and events its commits quarantined. Safe from any thread. */
+void enc_store_damage(const enc_store *st, uint64_t *damaged, uint64_t *quarantined);
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 

@@ -6,6 +6,8 @@
 #include "enc_state_int.h"
 #include "enc_store.h"
 
+#include <xxhash.h>
+
 typedef enc_test_dir fixture;
 #define setup enc_test_dir_setup
 #define teardown enc_test_dir_teardown
@@ -480,8 +482,9 @@ static void test_layout_matches_state_md(void **state) {
         if (meta[i].nk == 5 && !memcmp(meta[i].k, "chunk", 5)) assert_int_equal(v, 128), seen++;
         if (meta[i].nk == 16 && !memcmp(meta[i].k, "encoding_version", 16))
             assert_true(v == m->encoding_version), seen++;
+        if (meta[i].nk == 9 && !memcmp(meta[i].k, "checksums", 9)) assert_int_equal(v, 1), seen++;
     }
-    assert_int_equal(seen, 3);
+    assert_int_equal(seen, 4);
     assert_int_equal(nuser, 2);
     enc_reader *r;
     assert_int_equal(enc_reader_new(st, &r), CORE_OK);
@@ -495,6 +498,11 @@ static void test_layout_matches_state_md(void **state) {
         uint32_t S = rd32le(v + 8), NB = rd32le(v + 12), C = rd32le(v + 16), wl = rd32le(v + 20);
         assert_int_equal(S, 4), assert_int_equal(NB, 8), assert_int_equal(C, 16);
         assert_int_equal(user[i].nv, 128 + 4 * S * NB * C + 4 * S * NB);
+        uint8_t hb[128]; /* the checksum, as state.md's "Integrity" computes it */
+        memcpy(hb, v, 128);
+        memset(hb + 112, 0, 8);
+        uint64_t h1 = XXH3_64bits_withSeed(hb, 128, uid ^ 0x7573657200000000ull);
+        assert_true(rd64le(v + 112) == XXH3_64bits_withSeed(v + 128, user[i].nv - 128, h1));
         uint64_t n = rd64le(v + 24);
         enc_user_view uv;
         assert_int_equal(enc_reader_user(r, uid, &uv), CORE_OK);
@@ -520,6 +528,12 @@ static void test_layout_matches_state_md(void **state) {
             assert_true(k >= k0 && k <= k1); /* only window chunks are kept */
             chunks++;
             assert_int_equal(win[c].nv % 32, 0);
+            uint8_t first[32];
+            memcpy(first, win[c].v, 32);
+            memset(first + 28, 0, 4);
+            uint64_t c1 = XXH3_64bits_withSeed(first, 32, uid ^ (k * 0x9E3779B97F4A7C15ull));
+            assert_int_equal(rd32le(win[c].v + 28),
+                             (uint32_t)XXH3_64bits_withSeed(win[c].v + 32, win[c].nv - 32, c1));
             for (size_t q = 0; q < win[c].nv / 32; q++) {
                 uint64_t j = k * 128 + q;
                 if (j < head) continue;
