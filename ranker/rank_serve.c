@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,6 +83,15 @@ struct rank_server {
     pthread_mutex_t reload_mu; /* one reload at a time */
     _Atomic int in_flight;     /* requests between their first callback and completion */
     _Atomic int open_conns;    /* connections libmicrohttpd has accepted and not yet closed */
+
+    /* logs (rank_serve.h, "Logs") */
+    int access_fd;            /* -1: no access log */
+    int own_access_fd;        /* access_fd was opened here (closed at stop) */
+    char rid_prefix[17];      /* generated request ids: this random prefix, '-', a counter */
+    _Atomic uint64_t rid_next;
+    _Atomic int64_t rej_sec;       /* the rate limit of client-error lines: the current second */
+    _Atomic uint32_t rej_n;        /* lines logged in it */
+    _Atomic uint64_t rej_suppressed; /* lines not logged since the last summary */
 
     /* the read deadline (conn_sweeper) */
     pthread_mutex_t conn_mu; /* guards conns and sweep_stop */
@@ -273,7 +284,131 @@ typedef struct conn_state {
     int too_big;
     int64_t t0;      /* ns: the request line was read */
     unsigned status; /* the answer queued, 0 while none is */
+    const char *kind;    /* the error kind answered (a static string), or NULL */
+    uint32_t candidates; /* scored */
+    char method[12];     /* for the access log */
+    char target[160];    /* the request target as received, cut and escaped (access log only) */
+    char rid[RANK_REQUEST_ID_MAX + 1]; /* X-Request-Id */
 } conn_state;
+
+// ---------------------------------------------------------------------------------------------
+// Request ids and operators' logs
+
+/* Whether a client's X-Request-Id may be echoed: 1..RANK_REQUEST_ID_MAX bytes of printable ASCII
+ * without spaces, quotes or backslashes, so that it is one token in a log line and needs no
+ * escaping anywhere it goes. */
+static int request_id_sane(const char *id) {
+    size_t n = 0;
+    for (; id[n]; n++)
+        if (n == RANK_REQUEST_ID_MAX || id[n] <= ' ' || id[n] > '~' || id[n] == '"' ||
+            id[n] == '\\')
+            return 0;
+    return n > 0;
+}
+
+/* A new id: this process's random prefix and the next number (unique within the process, and
+ * across processes but for a 2^-64 chance). */
+static void request_id_new(rank_server *srv, char rid[RANK_REQUEST_ID_MAX + 1]) {
+    snprintf(rid, RANK_REQUEST_ID_MAX + 1, "%s-%llu", srv->rid_prefix,
+             (unsigned long long)atomic_fetch_add_explicit(&srv->rid_next, 1,
+                                                           memory_order_relaxed));
+}
+
+/* The request's id: the client's, if sane, else a new one. */
+static void request_id(rank_server *srv, conn_state *cs) {
+    const char *id = MHD_lookup_connection_value(cs->c, MHD_HEADER_KIND, "X-Request-Id");
+    if (id && request_id_sane(id))
+        snprintf(cs->rid, sizeof cs->rid, "%s", id);
+    else
+        request_id_new(srv, cs->rid);
+}
+
+/* The rate limit of client-error lines: whether one more may be logged now (at most
+ * log_4xx_per_s in each second). Each line not logged is counted, and the count is logged,
+ * lock-free, by the first line of a later second (or at stop): logged + suppressed is exact. */
+static void rejected_summary(rank_server *srv) {
+    uint64_t k = atomic_exchange(&srv->rej_suppressed, 0);
+    if (k)
+        CORE_LOG(CORE_LOG_INFO,
+                 "serve: rejected-request lines suppressed=%llu (more than %u a second)",
+                 (unsigned long long)k, srv->conf.log_4xx_per_s);
+}
+
+static int rejected_log_ok(rank_server *srv) {
+    if (core_log_level < CORE_LOG_INFO) return 0;
+    int64_t now = core_now_ns() / 1000000000, w = atomic_load(&srv->rej_sec);
+    if (w != now && atomic_compare_exchange_strong(&srv->rej_sec, &w, now)) {
+        atomic_store(&srv->rej_n, 0);
+        rejected_summary(srv);
+    }
+    if (atomic_fetch_add(&srv->rej_n, 1) < srv->conf.log_4xx_per_s) return 1;
+    atomic_fetch_add(&srv->rej_suppressed, 1);
+    return 0;
+}
+
+/* s into out (cap >= 4) as one log token: bytes outside printable ASCII, spaces, quotes and
+ * backslashes as %XX (a target's own %XX escapes are kept as sent); cut to fit. */
+static void log_token(char *out, size_t cap, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (; *s && n + 4 <= cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\\') {
+            out[n++] = '%';
+            out[n++] = hex[ch >> 4];
+            out[n++] = hex[ch & 15];
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* The peer's address for the access log: IPv4 or IPv6, "unix" on the admin socket. */
+static void client_addr(struct MHD_Connection *c, char *out, size_t cap) {
+    const union MHD_ConnectionInfo *ci =
+        c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    snprintf(out, cap, "-");
+    if (!sa) return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)cap);
+    else if (sa->sa_family == AF_UNIX)
+        snprintf(out, cap, "unix");
+}
+
+/* One access-log line: time (UTC), method, path, status (0: no answer from trail: cut, or
+ * answered by libmicrohttpd itself), candidates, latency, request id, client address, and the
+ * error kind if any. One write(2), so lines of different threads never interleave (a regular
+ * file opened O_APPEND, or a pipe: lines are below PIPE_BUF). */
+static void access_log(rank_server *srv, struct MHD_Connection *c, const conn_state *cs,
+                       int64_t latency_ns) {
+    char line[1024], addr[INET6_ADDRSTRLEN + 8];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    client_addr(c, addr, sizeof addr);
+    int n = snprintf(line, sizeof line,
+                     "time=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ method=%s path=%s status=%u "
+                     "candidates=%u latency_ms=%.3f request_id=%s client=%s%s%s\n",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, cs->method[0] ? cs->method : "-",
+                     cs->target[0] ? cs->target : "-", cs->status, cs->candidates,
+                     (double)latency_ns / 1e6, cs->rid[0] ? cs->rid : "-", addr,
+                     cs->kind ? " error=" : "", cs->kind ? cs->kind : "");
+    if (n < 0) return;
+    if ((size_t)n >= sizeof line) { /* cannot happen with the fields' bounds; keep the line end */
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    ssize_t k = write(srv->access_fd, line, (size_t)n);
+    (void)k; /* a full disk or a closed pipe loses lines, never requests */
+}
 
 /* allow: the Allow header of a 405, or the WWW-Authenticate challenge of a 401 (NULL: none). */
 static enum MHD_Result respond_allow(conn_state *cs, unsigned status, const char *type,
@@ -283,6 +418,7 @@ static enum MHD_Result respond_allow(conn_state *cs, unsigned status, const char
         MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (cs->rid[0]) MHD_add_response_header(r, "X-Request-Id", cs->rid);
     if (allow)
         MHD_add_response_header(r,
                                 status == MHD_HTTP_UNAUTHORIZED ? MHD_HTTP_HEADER_WWW_AUTHENTICATE
@@ -322,6 +458,7 @@ static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, uns
     int n;
     json_escape(msg, sizeof msg, message);
     rank_metrics_error(srv->mt, kind);
+    cs->kind = kind;
     if (pe) {
         json_escape(field, sizeof field, pe->field);
         n = snprintf(
@@ -332,10 +469,14 @@ static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, uns
     } else {
         n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
     }
-    // a client's mistake is a counter (and a debug line); a server-side failure is an event of note
-    CORE_LOG(status >= 500 ? CORE_LOG_WARNING : CORE_LOG_DEBUG,
-             "serve: %s status=%u kind=%s message=\"%s\"", status >= 500 ? "failed" : "rejected",
-             status, kind, msg);
+    // a server-side failure is an event of note; a client's mistake is a counter and an info
+    // line, rate-limited so that a misbehaving client cannot flood the log
+    if (status >= 500)
+        CORE_LOG(CORE_LOG_WARNING, "serve: failed status=%u kind=%s request_id=%s message=\"%s\"",
+                 status, kind, cs->rid, msg);
+    else if (rejected_log_ok(srv))
+        CORE_LOG(CORE_LOG_INFO, "serve: rejected status=%u kind=%s request_id=%s message=\"%s\"",
+                 status, kind, cs->rid, msg);
     return respond_allow(cs, status, "application/json", body,
                          (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
 }
@@ -379,13 +520,14 @@ static void conn_answering(struct MHD_Connection *c) {
  * target's length (the request head's own limit, rank_serve.h) is taken here, where the whole of
  * it is seen. NULL (out of memory): the request is dropped. */
 static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
-    (void)cls;
+    const rank_server *srv = cls;
     conn_state *cs = core_calloc(1, sizeof *cs);
     if (!cs) return NULL;
     cs->t0 = core_now_ns();
     cs->c = c;
     cs->ep = RANK_EP_OTHER;
     cs->uri_too_long = uri && strlen(uri) > RANK_MAX_URI;
+    if (srv->access_fd >= 0 && uri) log_token(cs->target, sizeof cs->target, uri);
     return cs;
 }
 
@@ -497,6 +639,7 @@ static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
         ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, pe.kind, pe.message, &pe);
         goto done;
     }
+    cs->candidates = rq->B;
     if (rq->has_dense && rq->n_dense != m->cfg.n_dense) {
         snprintf(msg, sizeof msg, "dense: %u values given, the model takes exactly %u", rq->n_dense,
                  m->cfg.n_dense);
@@ -656,6 +799,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         // answered 503 when it was accepted (refuse_over_limit): drop the request
         if (ci && ci->socket_context == &over_limit_mark) return MHD_NO;
+        request_id(srv, cs);
+        log_token(cs->method, sizeof cs->method, method);
         if (cs->uri_too_long) {
             char msg[128];
             snprintf(msg, sizeof msg, "request target longer than %d bytes", RANK_MAX_URI);
@@ -751,9 +896,12 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
             cs->n += k;
             if (cs->n <= srv->conf.max_body) return MHD_YES;
             rank_metrics_error(srv->mt, "body_too_large");
-            CORE_LOG(CORE_LOG_INFO,
-                     "serve: connection cut: chunked body past twice the %zu-byte limit",
-                     srv->conf.max_body);
+            cs->kind = "body_too_large";
+            if (rejected_log_ok(srv))
+                CORE_LOG(CORE_LOG_INFO,
+                         "serve: connection cut: chunked body past twice the %zu-byte limit "
+                         "request_id=%s",
+                         srv->conf.max_body, cs->rid);
             return MHD_NO;
         }
         if (k > srv->conf.max_body - cs->n) { // stop buffering at the limit; the rest is discarded
@@ -851,8 +999,10 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
     }
     if (!cs) return;
     *con_cls = NULL;
+    int64_t latency = core_now_ns() - cs->t0;
     // only answered requests: one cut mid-body or dropped has no status (its kind is counted)
-    if (cs->status) rank_metrics_http(srv->mt, cs->ep, cs->status, core_now_ns() - cs->t0);
+    if (cs->status) rank_metrics_http(srv->mt, cs->ep, cs->status, latency);
+    if (srv->access_fd >= 0) access_log(srv, c, cs, latency);
     if (cs->routed) atomic_fetch_sub(&srv->in_flight, 1);
     core_free(cs->body);
     core_free(cs);
@@ -871,17 +1021,26 @@ static void refuse_over_limit(rank_server *srv, struct MHD_Connection *c) {
 #define OVERLOADED_BODY                                                                            \
     "{\"error\":\"overloaded\",\"message\":\"too many open connections; try again later\"}\n"
     _Static_assert(sizeof OVERLOADED_BODY - 1 == 78, "Content-Length below");
-    static const char answer[] =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        "Connection: close\r\nRetry-After: 1\r\nContent-Length: 78\r\n\r\n" OVERLOADED_BODY;
+    conn_state cs; /* what the access log needs of a request that was never read */
+    char answer[512];
+    memset(&cs, 0, sizeof cs);
+    cs.status = 503;
+    cs.kind = "overloaded";
+    request_id_new(srv, cs.rid);
+    int n = snprintf(answer, sizeof answer,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Connection: close\r\nRetry-After: 1\r\nX-Request-Id: %s\r\n"
+                     "Content-Length: 78\r\n\r\n" OVERLOADED_BODY,
+                     cs.rid);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     rank_metrics_error(srv->mt, "overloaded");
     rank_metrics_http(srv->mt, RANK_EP_OTHER, 503, 0); /* answered before any request is read */
+    if (srv->access_fd >= 0) access_log(srv, c, &cs, 0);
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
     if (!ci) return;
     // best effort: a fresh socket's send buffer takes these few bytes without blocking
-    ssize_t k = send(ci->connect_fd, answer, sizeof answer - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t k = send(ci->connect_fd, answer, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)k;
     shutdown(ci->connect_fd, SHUT_RDWR);
 }
@@ -1086,6 +1245,30 @@ void rank_server_conf_default(rank_server_conf *conf) {
     conf->max_connections = 1000;
     conf->max_connections_per_ip = 64;
     conf->read_timeout_s = 5;
+    conf->log_4xx_per_s = 10;
+}
+
+/* The access log's descriptor ("-": stdout) and the prefix of generated request ids. */
+static int logs_open(rank_server *srv, char *err, size_t cap) {
+    const char *path = srv->conf.access_log;
+    uint64_t r;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) { // entropy not ready yet
+        uint64_t x = (uint64_t)core_now_ns() ^ ((uint64_t)getpid() << 32);
+        r = core_splitmix64(&x);
+    }
+    snprintf(srv->rid_prefix, sizeof srv->rid_prefix, "%016llx", (unsigned long long)r);
+    if (!path) return CORE_OK;
+    if (!strcmp(path, "-")) {
+        srv->access_fd = STDOUT_FILENO;
+        return CORE_OK;
+    }
+    srv->access_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (srv->access_fd < 0) {
+        snprintf(err, cap, "serve: access log %s: %s", path, strerror(errno));
+        return CORE_EIO;
+    }
+    srv->own_access_fd = 1;
+    return CORE_OK;
 }
 
 int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
@@ -1138,6 +1321,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     }
     if (!(srv = core_calloc(1, sizeof *srv))) goto oom;
     srv->conf = *conf;
+    srv->access_fd = -1;
     srv->pub.srv = srv;
     srv->adm.srv = srv;
     srv->adm.admin = 1;
@@ -1152,6 +1336,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     if (conf->admin_socket && !(srv->admin_path = core_strdup(conf->admin_socket))) goto oom;
     if (conf->admin_token && !(srv->admin_token = core_strdup(conf->admin_token))) goto oom;
     if ((rc = rank_metrics_new(&srv->mt))) goto oom;
+    if ((rc = logs_open(srv, errstr, errstr_size))) goto fail;
     if (conf->store) {
         srv->st = conf->store;
     } else {
@@ -1301,6 +1486,8 @@ void rank_server_stop(rank_server *srv) {
         MHD_stop_daemon(srv->d); // closes what is left; their CLOSED notifications free trackers
         CORE_LOG(CORE_LOG_NOTICE, "serve: stopped in_flight_at_stop=%d", left);
     }
+    rejected_summary(srv); // what the rate limit held back since its last line
+    if (srv->own_access_fd) close(srv->access_fd);
     for (uint32_t i = 0; srv->slots && i < srv->conf.threads; i++) {
         worker_slot *ws = &srv->slots[i];
         enc_reader_destroy(ws->rd);

@@ -25,6 +25,10 @@
  * a bearer token), never by the public listener: a peer-address rule cannot tell a client from
  * a reverse proxy on the same host.
  *
+ * Logs: every request carries an id (X-Request-Id); an optional access log gets one line per
+ * request, written with a single write(2) from the thread that completed it (no lock, and lines
+ * of different threads do not interleave); client errors are logged at info, rate-limited.
+ *
  * Not here: signal handling and argument parsing (serve_cli.c), request parsing (rank_request.h),
  * the counters (rank_metrics.h), scoring itself (rank_score.h), the store (enc_store.h).
  */
@@ -72,7 +76,18 @@ typedef struct rank_server_conf {
     uint16_t admin_port;
     const char *admin_token; /* if set, every admin request needs "Authorization: Bearer <it>":
                               * 401 without, 403 with another token */
+    /* Operators' logs (schemas/rank-api.md, "Logs and request ids"). */
+    const char *access_log;  /* one line per request, both listeners: a file (created mode 0640,
+                              * appended), "-" for stdout, NULL for none */
+    uint32_t log_4xx_per_s;  /* client errors (4xx) logged at info, at most this many lines a
+                              * second; the rest are counted and the count logged (default 10) */
 } rank_server_conf;
+
+/* X-Request-Id: a client's own id is echoed when it is 1..RANK_REQUEST_ID_MAX bytes of printable
+ * ASCII without spaces, quotes or backslashes; otherwise (or without one) the server makes one,
+ * a random per-process prefix and a counter. Every answer of the application carries it, and the
+ * access log and the request's error log lines name it. */
+#define RANK_REQUEST_ID_MAX 128
 
 /* Request-head limits answered in JSON (414 uri_too_long, 431 headers_too_large). libmicrohttpd
  * gets RANK_CONN_MEMORY per connection, so heads between these limits and about that size reach

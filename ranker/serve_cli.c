@@ -62,6 +62,11 @@ static void serve_usage(FILE *f) {
                "                       other than loopback needs --admin-token-file\n"
                "  --admin-token-file F admin requests need \"Authorization: Bearer <token>\",\n"
                "                       the token being F's first line\n"
+               "  --log-level LEVEL    error, warn, notice, info or debug (info): client errors\n"
+               "                       (4xx) are info lines, at most 10 a second\n"
+               "  --access-log PATH|-  one line per request (time, method, path, status,\n"
+               "                       candidates, latency, request id, client), appended to\n"
+               "                       PATH or written to stdout\n"
                "  The public listener has no admin endpoint: POST /admin/reload there is 404.\n"
                "API: schemas/rank-api.md\n");
 }
@@ -213,6 +218,8 @@ int rank_cmd_serve(int argc, char **argv) {
                                          {"admin-listen", 1, 0, 'L'},
                                          {"admin-token-file", 1, 0, 'K'},
                                          {"create-store", 0, 0, 'N'},
+                                         {"log-level", 1, 0, 'V'},
+                                         {"access-log", 1, 0, 'G'},
                                          {0, 0, 0, 0}};
     rank_server_conf conf;
     char host[64], admin_host[64], err[1024], token[4096], admin_sock[4096];
@@ -289,6 +296,19 @@ int rank_cmd_serve(int argc, char **argv) {
             break;
         case 'K':
             token_file = optarg;
+            break;
+        case 'V':
+            if (core_log_level_parse(optarg, &core_log_level, err, sizeof err)) {
+                fprintf(stderr, "trail: serve: --log-level: %s\n", err);
+                return 2;
+            }
+            break;
+        case 'G':
+            if (!optarg[0]) {
+                fprintf(stderr, "trail: serve: --access-log: a file path, or - for stdout\n");
+                return 2;
+            }
+            conf.access_log = optarg;
             break;
         case 'h':
             serve_usage(stdout);

@@ -21,3 +21,7 @@ add_dependencies(test_serve_signals trail)
 trail_add_test(test_serve_admin SOURCES test_serve_admin.c LIBS trail_serve
   LABELS "serve;tsan" TIMEOUT 60)
 add_dependencies(test_serve_admin trail)
+# What an operator reads: --log-level, X-Request-Id, the access log, rate-limited client errors
+trail_add_test(test_serve_logs SOURCES test_serve_logs.c LIBS trail_serve
+  LABELS "serve;tsan" TIMEOUT 60)
+add_dependencies(test_serve_logs trail)

@@ -462,6 +462,7 @@ static void test_total_limit_answers_503(void **state) {
             fail_msg("past the total limit: status %d after %.2f s:\n%.300s", st, now_s() - t1,
                      resp);
         assert_json_error(resp, b, "overloaded");
+        assert_non_null(strstr(resp, "\r\nX-Request-Id: ")); // even this answer has an id
         // and a client past the limit that sends nothing is closed at once
         int fd = dial(fx.port, "127.0.2.2", 1000);
         if (fd >= 0 && !closed_within(fd, 500))
