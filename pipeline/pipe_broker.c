@@ -152,13 +152,15 @@ static void usage(FILE *f) {
                "  --brokers K      brokers in the cluster (1)\n"
                "  --topics a,b     topics to create up front (others are auto-created with the\n"
                "                   mock's default of 4 partitions)\n"
+               "  --log-level L    error, warn, notice, info (default) or debug\n"
                "  SIGUSR1 takes all brokers down (data kept), SIGUSR2 brings them back.\n");
 }
 
 int pipe_cmd_broker(int argc, char **argv) {
     static const struct option opts[] = {{"partitions", 1, 0, 'p'}, {"port", 1, 0, 'P'},
                                          {"brokers", 1, 0, 'b'},    {"topics", 1, 0, 't'},
-                                         {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+                                         {"log-level", 1, 0, 'l'},  {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     uint64_t partitions = 4, port = 0, nbrokers = 1;
     const char *topics = NULL;
     int c;
@@ -175,6 +177,14 @@ int pipe_cmd_broker(int argc, char **argv) {
             if (core_parse_u64(optarg, 1, 16, "--brokers", &nbrokers)) return 2;
             break;
         case 't': topics = optarg; break;
+        case 'l': {
+            char err[256];
+            if (core_log_level_parse(optarg, &core_log_level, err, sizeof err)) {
+                fprintf(stderr, "trail: broker: %s\n", err);
+                return 2;
+            }
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -30,11 +30,12 @@
 
 typedef struct enc_opts {
     const char *brokers, *topic, *group, *model, *store, *dlq_topic, *metrics, *log_level;
-    uint64_t batch_max, batch_ms;
+    const char *partitioner, *on_misrouted;
+    uint64_t batch_max, batch_ms, ready_max_lag;
     uint64_t window, recent; /* a new store's sizes; 0: an existing store's, else the defaults */
     int until_end;
     pipe_props props;
-    char *file_strings[16]; /* values read from --config, owned */
+    char *file_strings[32]; /* values read from --config, owned */
     int n_file_strings;
 } enc_opts;
 
@@ -53,8 +54,11 @@ static const conf_key conf_keys[] = {
     {"model", offsetof(enc_opts, model), 0, 0, 0, "model file (embeddings and SimHash)"},
     {"store", offsetof(enc_opts, store), 0, 0, 0, "LMDB store directory"},
     {"dlq_topic", offsetof(enc_opts, dlq_topic), 0, 0, 0, "dead-letter topic (<topic>.dlq)"},
-    {"metrics", offsetof(enc_opts, metrics), 0, 0, 0, "127.0.0.1:PORT for /metrics"},
-    {"log_level", offsetof(enc_opts, log_level), 0, 0, 0, "0-7 (syslog scale, default 6)"},
+    {"metrics", offsetof(enc_opts, metrics), 0, 0, 0, "HOST:PORT for /metrics, /readyz, /healthz"},
+    {"log_level", offsetof(enc_opts, log_level), 0, 0, 0, "error warn notice info debug (info)"},
+    {"partitioner", offsetof(enc_opts, partitioner), 0, 0, 0, "the producers' partitioner"},
+    {"on_misrouted", offsetof(enc_opts, on_misrouted), 0, 0, 0, "dlq, apply or fail (dlq)"},
+    {"ready_max_lag", offsetof(enc_opts, ready_max_lag), 1, 0, INT64_MAX, "/readyz lag bound"},
     {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000, "events per LMDB txn (10000)"},
     {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (50)"},
     {"window", offsetof(enc_opts, window), 1, 1, 1u << 24, "behaviors kept per user (the model's)"},
@@ -66,6 +70,8 @@ static int conf_set(enc_opts *o, const char *key, const char *val, char *err, si
         if (!key[6]) goto unknown;
         return pipe_props_add(&o->props, key + 6, val) ? CORE_ENOMEM : CORE_OK;
     }
+    if (!strncmp(key, "consumer.", 9) || !strncmp(key, "producer.", 9)) /* Kafka Connect's way */
+        return pipe_props_add(&o->props, key, val) ? CORE_ENOMEM : CORE_OK;
     for (size_t i = 0; i < sizeof conf_keys / sizeof conf_keys[0]; i++) {
         const conf_key *k = &conf_keys[i];
         if (strcmp(k->name, key) != 0) continue;
@@ -79,7 +85,7 @@ static int conf_set(enc_opts *o, const char *key, const char *val, char *err, si
             }
             *(uint64_t *)(void *)((char *)o + k->off) = v;
         } else {
-            if (o->n_file_strings == 16) {
+            if (o->n_file_strings == 32) {
                 snprintf(err, n, "%s: too many keys", key);
                 return CORE_EINVAL;
             }
@@ -92,7 +98,8 @@ static int conf_set(enc_opts *o, const char *key, const char *val, char *err, si
     }
 unknown:
     snprintf(err, n, "unknown key '%s' (known: brokers topic group model store dlq_topic metrics "
-                     "log_level batch.max_events batch.max_ms window recent kafka.*)",
+                     "log_level partitioner on_misrouted ready_max_lag batch.max_events "
+                     "batch.max_ms window recent kafka.* consumer.* producer.*)",
              key);
     return CORE_EINVAL;
 }
@@ -151,7 +158,17 @@ static void usage(FILE *f) {
             "                       applied (backfill, rebuild); a progress bar on a terminal.\n"
             "                       In a group it covers the partitions assigned to this member\n"
             "  --dlq-topic T        dead-letter topic (default <topic>.dlq)\n"
-            "  --metrics ADDR       serve Prometheus /metrics on 127.0.0.1:PORT\n"
+            "  --partitioner NAME   how the topic's producers map keys to partitions, librdkafka's\n"
+            "                       names: consistent_random (librdkafka clients' default: kcat,\n"
+            "                       confluent-kafka), murmur2_random (Java's; trail produce's;\n"
+            "                       the default), consistent, murmur2, fnv1a, fnv1a_random\n"
+            "  --on-misrouted A     a message whose key is not its user_id, or maps to another\n"
+            "                       partition: dlq (default: dead-lettered), apply, or fail (stop)\n"
+            "  --metrics ADDR       serve /metrics, /readyz and /healthz on HOST:PORT,\n"
+            "                       [IPv6]:PORT or :PORT (every interface)\n"
+            "  --ready-max-lag N    /readyz answers 200 when partitions are assigned and each\n"
+            "                       trails its high watermark by at most N messages (%d)\n"
+            "  --log-level L        error, warn, notice, info (default) or debug\n"
             "  --batch N            events per LMDB transaction (10000)\n"
             "  --batch-ms MS        longest a batch stays open (50)\n"
             "  --window L           behaviors kept per user in a new store (default: the window\n"
@@ -159,10 +176,16 @@ static void usage(FILE *f) {
             "                       existing store keeps its own, and a different L is refused)\n"
             "  --recent N           recent behaviors kept per user in a new store (64)\n"
             "  --config FILE        key=value lines (brokers, topic, group, model, store, dlq_topic,\n"
-            "                       metrics, log_level, batch.max_events, batch.max_ms, window,\n"
-            "                       recent, kafka.*);\n"
-            "                       command-line options override the file\n"
-            "  -X kafka.key=value   any librdkafka property (SASL/SSL, timeouts, ...)\n");
+            "                       metrics, log_level, partitioner, on_misrouted, ready_max_lag,\n"
+            "                       batch.max_events, batch.max_ms, window, recent, kafka.*,\n"
+            "                       consumer.*, producer.*); command-line options override the file\n"
+            "  -X kafka.key=value   a librdkafka property for every client that takes it;\n"
+            "  -X consumer.key=v    for the consumer only; -X producer.key=v for the dead-letter\n"
+            "                       producer only. Refused: enable.auto.offset.store,\n"
+            "                       enable.auto.commit, group.id, isolation.level other than\n"
+            "                       read_committed, dead-letter acks other than all, partitioner,\n"
+            "                       and a bootstrap.servers other than --brokers\n",
+            PIPE_READY_MAX_LAG_DEFAULT);
 }
 
 int pipe_cmd_encode(int argc, char **argv) {
@@ -171,13 +194,17 @@ int pipe_cmd_encode(int argc, char **argv) {
         {"model", 1, 0, 'm'},   {"store", 1, 0, 's'},     {"until-end", 0, 0, 'u'},
         {"dlq-topic", 1, 0, 'd'}, {"metrics", 1, 0, 'M'}, {"config", 1, 0, 'c'},
         {"batch", 1, 0, 'n'},   {"batch-ms", 1, 0, 'w'},  {"help", 0, 0, 'h'},
-        {"window", 1, 0, 'L'},  {"recent", 1, 0, 'R'},    {0, 0, 0, 0}};
+        {"window", 1, 0, 'L'},  {"recent", 1, 0, 'R'},    {"partitioner", 1, 0, 'P'},
+        {"on-misrouted", 1, 0, 'O'}, {"ready-max-lag", 1, 0, 'Y'}, {"log-level", 1, 0, 'l'},
+        {0, 0, 0, 0}};
     enc_opts o;
     memset(&o, 0, sizeof o);
     o.batch_max = 10000;
     o.batch_ms = 50;
-    const char *cli[8] = {0}; /* brokers topic group model store dlq metrics */
-    uint64_t cli_batch = 0, cli_batch_ms = 0, cli_window = 0, cli_recent = 0;
+    o.ready_max_lag = PIPE_READY_MAX_LAG_DEFAULT;
+    const char *cli[11] = {0}; /* the fields[] below, in order */
+    uint64_t cli_batch = 0, cli_batch_ms = 0, cli_window = 0, cli_recent = 0, cli_lag = 0;
+    int has_lag = 0;
     pipe_props cli_props = {0};
     const char *config = NULL;
     char errstr[512];
@@ -195,6 +222,13 @@ int pipe_cmd_encode(int argc, char **argv) {
         case 's': cli[4] = optarg; break;
         case 'd': cli[5] = optarg; break;
         case 'M': cli[6] = optarg; break;
+        case 'P': cli[7] = optarg; break;
+        case 'O': cli[8] = optarg; break;
+        case 'l': cli[9] = optarg; break;
+        case 'Y':
+            if (core_parse_u64(optarg, 0, INT64_MAX, "--ready-max-lag", &cli_lag)) goto usage_err;
+            has_lag = 1;
+            break;
         case 'u': o.until_end = 1; break;
         case 'c': config = optarg; break;
         case 'n':
@@ -224,24 +258,35 @@ int pipe_cmd_encode(int argc, char **argv) {
     }
     if (optind != argc) goto usage_err;
     if (config && conf_load(&o, config) != CORE_OK) goto out;
-    const char **fields[] = {&o.brokers, &o.topic, &o.group, &o.model, &o.store, &o.dlq_topic,
-                             &o.metrics};
-    for (int i = 0; i < 7; i++)
+    const char **fields[] = {&o.brokers,   &o.topic,       &o.group,     &o.model,
+                             &o.store,     &o.dlq_topic,   &o.metrics,   &o.partitioner,
+                             &o.on_misrouted, &o.log_level};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (cli[i]) *fields[i] = cli[i];
+    if (has_lag) o.ready_max_lag = cli_lag;
     if (cli_batch) o.batch_max = cli_batch;
     if (cli_batch_ms) o.batch_ms = cli_batch_ms;
     if (cli_window) o.window = cli_window;
     if (cli_recent) o.recent = cli_recent;
     for (size_t i = 0; i < cli_props.n; i++)
         if (pipe_props_add(&o.props, cli_props.kv[2 * i], cli_props.kv[2 * i + 1])) goto out;
-    if (o.log_level) {
-        uint64_t lv;
-        if (core_parse_u64(o.log_level, 0, 7, "log_level", &lv)) goto out;
-        core_log_level = (int)lv;
+    pipe_partitioner part = PIPE_PARTITIONER_DEFAULT;
+    pipe_misrouted on_mis = PIPE_MISROUTED_DLQ;
+    if ((o.log_level && core_log_level_parse(o.log_level, &core_log_level, errstr, sizeof errstr)) ||
+        (o.partitioner && pipe_partitioner_parse(o.partitioner, &part, errstr, sizeof errstr)) ||
+        (o.on_misrouted && pipe_misrouted_parse(o.on_misrouted, &on_mis, errstr, sizeof errstr))) {
+        fprintf(stderr, "trail: encode: %s\n", errstr);
+        goto usage_err;
     }
     if (!o.brokers || !o.topic || !o.group || !o.model || !o.store) {
         fprintf(stderr, "trail: encode: --brokers, --topic, --group, --model and --store are "
                         "required (on the command line or in --config)\n");
+        goto usage_err;
+    }
+
+    if (pipe_props_check(&o.props, PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER,
+                         o.brokers, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: encode: %s\n", errstr);
         goto usage_err;
     }
 
@@ -265,13 +310,19 @@ int pipe_cmd_encode(int argc, char **argv) {
     if (mdl_window_mismatch(&m->cfg, enc_store_window(st), errstr, sizeof errstr))
         CORE_LOG(CORE_LOG_WARNING, "encode: model %s: %s", o.model, errstr);
     if (pipe_metrics_new(&met, o.topic)) goto out;
+    pipe_metrics_set_ready_max_lag(met, (int64_t)o.ready_max_lag);
     if (o.metrics) {
         int port;
         if (pipe_metrics_serve(met, o.metrics, &port, errstr, sizeof errstr)) {
             fprintf(stderr, "trail: encode: %s\n", errstr);
             goto out;
         }
-        CORE_LOG(CORE_LOG_NOTICE, "encode: metrics url=http://127.0.0.1:%d/metrics", port);
+        /* the host as given (no host: every interface, shown as 0.0.0.0) */
+        const char *host = o.metrics, *colon = strrchr(o.metrics, ':');
+        int hl = (int)(colon - host);
+        if (!hl) host = "0.0.0.0", hl = 7;
+        CORE_LOG(CORE_LOG_NOTICE, "encode: metrics url=http://%.*s:%d/metrics readyz=/readyz "
+                 "ready_max_lag=%" PRIu64, hl, host, port, o.ready_max_lag);
     }
     CORE_LOG(CORE_LOG_NOTICE,
              "encode: config brokers=%s topic=%s group=%s model=%s store=%s dlq_topic=%s "
@@ -297,6 +348,8 @@ int pipe_cmd_encode(int argc, char **argv) {
     wc.group = o.group;
     wc.dlq_topic = o.dlq_topic;
     wc.props = &o.props;
+    wc.partitioner = part;
+    wc.on_misrouted = on_mis;
     wc.batch_max = (uint32_t)o.batch_max;
     wc.batch_ms = (uint32_t)o.batch_ms;
     wc.until_end = o.until_end;

@@ -40,7 +40,14 @@ static void produce_usage(FILE *f) {
                "  by its decimal user id. Malformed records are reported and not sent.\n"
                "  --rate R         events per second (default: as fast as possible)\n"
                "  --no-validate    send every record as is, keyed by user id when it decodes\n"
-               "  -X key=value     librdkafka producer property (kafka. prefix optional)\n"
+               "  --partitioner P  librdkafka's partitioner name (murmur2_random, as Java clients;\n"
+               "                   consistent_random, as librdkafka clients; consistent, murmur2,\n"
+               "                   fnv1a, fnv1a_random; random spreads a user over partitions,\n"
+               "                   which workers dead-letter); workers must be given the same\n"
+               "  --log-level L    error, warn, notice, info (default) or debug\n"
+               "  -X key=value     librdkafka producer property (kafka. and producer. prefixes\n"
+               "                   optional); partitioner and a bootstrap.servers other than\n"
+               "                   --brokers are refused\n"
                "  Delivery is bounded: a message the cluster has not acknowledged within\n"
                "  message.timeout.ms (30000 unless -X sets it; 0 waits forever) fails. Exit\n"
                "  status 1 if any sent event was not delivered, 2 on a usage error.\n");
@@ -49,9 +56,10 @@ static void produce_usage(FILE *f) {
 int pipe_cmd_produce(int argc, char **argv) {
     static const struct option opts[] = {
         {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},       {"input", 1, 0, 'i'},
-        {"rate", 1, 0, 'r'},    {"no-validate", 0, 0, 'n'},
-        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+        {"rate", 1, 0, 'r'},    {"no-validate", 0, 0, 'n'}, {"partitioner", 1, 0, 'P'},
+        {"log-level", 1, 0, 'l'}, {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     const char *brokers = NULL, *topic = NULL, *input = NULL;
+    pipe_partitioner part = PIPE_PARTITIONER_DEFAULT;
     double rate = 0;
     int validate = 1, c, rc = 1;
     char errstr[512];
@@ -68,6 +76,14 @@ int pipe_cmd_produce(int argc, char **argv) {
             if (core_parse_double(optarg, 1, 1e9, "--rate", &rate)) goto usage_err;
             break;
         case 'n': validate = 0; break;
+        case 'P':
+        case 'l':
+            if ((c == 'P' && pipe_partitioner_parse(optarg, &part, errstr, sizeof errstr)) ||
+                (c == 'l' && core_log_level_parse(optarg, &core_log_level, errstr, sizeof errstr))) {
+                fprintf(stderr, "trail: produce: %s\n", errstr);
+                goto usage_err;
+            }
+            break;
         case 'X':
             if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
                 fprintf(stderr, "trail: produce: -X %s\n", errstr);
@@ -79,6 +95,14 @@ int pipe_cmd_produce(int argc, char **argv) {
         }
     }
     if (!brokers || !topic || !input || optind != argc) goto usage_err;
+    if (pipe_props_check(&props, PIPE_CLIENT_PRODUCER, brokers, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: produce: -X %s\n", errstr);
+        goto usage_err;
+    }
+    if (pipe_props_add(&props, "partitioner", pipe_partitioner_name(part))) {
+        fprintf(stderr, "trail: produce: out of memory\n");
+        goto out;
+    }
     /* the producer's own default (0: retry forever) hangs on a dead broker; bound it here */
     if (!pipe_props_get(&props, "message.timeout.ms") &&
         pipe_props_add(&props, "message.timeout.ms", "30000")) {
@@ -176,7 +200,7 @@ usage_err:
 
 static void record_usage(FILE *f) {
     fprintf(f, "usage: trail record --brokers B --topic T --out FILE [--from beginning|OFFSET]\n"
-               "                    [--to end] [--binary] [-X key=value]\n"
+               "                    [--to end] [--binary] [--log-level L] [-X key=value]\n"
                "  Writes every event of the topic's partitions from --from (default beginning) up to\n"
                "  the end offsets seen at start, as JSON lines (or --binary) that\n"
                "  `trail encode --input` reads. Undecodable messages are reported and skipped.\n");
@@ -186,7 +210,8 @@ int pipe_cmd_record(int argc, char **argv) {
     static const struct option opts[] = {{"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},
                                          {"out", 1, 0, 'o'},     {"from", 1, 0, 'f'},
                                          {"to", 1, 0, 'T'},      {"binary", 0, 0, 'B'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+                                         {"log-level", 1, 0, 'l'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *brokers = NULL, *topic = NULL, *outpath = NULL;
     int64_t from = PIPE_OFFSET_BEGINNING;
     int binary = 0, c, rc = 1, np = 0;
@@ -214,6 +239,12 @@ int pipe_cmd_record(int argc, char **argv) {
             }
             break;
         case 'B': binary = 1; break;
+        case 'l':
+            if (core_log_level_parse(optarg, &core_log_level, errstr, sizeof errstr)) {
+                fprintf(stderr, "trail: record: %s\n", errstr);
+                goto usage_err;
+            }
+            break;
         case 'X':
             if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
                 fprintf(stderr, "trail: record: -X %s\n", errstr);
@@ -225,6 +256,10 @@ int pipe_cmd_record(int argc, char **argv) {
         }
     }
     if (!brokers || !topic || !outpath || optind != argc) goto usage_err;
+    if (pipe_props_check(&props, PIPE_CLIENT_CONSUMER, brokers, errstr, sizeof errstr)) {
+        fprintf(stderr, "trail: record: -X %s\n", errstr);
+        goto usage_err;
+    }
     if (pipe_consumer_new(&cons, brokers, NULL, topic, &props, NULL, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: record: %s\n", errstr);
         goto out;

@@ -9,8 +9,10 @@
 #include "core_log.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---------------------------------------------------------------------------------------------
@@ -67,6 +69,140 @@ void pipe_props_free(pipe_props *p) {
     memset(p, 0, sizeof(*p));
 }
 
+/* Which clients librdkafka accepts a property for, from its own table
+ * (rd_kafka_conf_properties_show: "name | C/P | ..."), read once. */
+typedef struct prop_scope {
+    char name[64];
+    unsigned clients; /* PIPE_CLIENT_PRODUCER | PIPE_CLIENT_CONSUMER */
+} prop_scope;
+
+static prop_scope *g_scopes;
+static size_t g_n_scopes;
+static pthread_once_t g_scopes_once = PTHREAD_ONCE_INIT;
+
+static void scopes_load(void) {
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return;
+    rd_kafka_conf_properties_show(f);
+    fclose(f);
+    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        char name[64], cp[8];
+        if (sscanf(line, "%63[a-z0-9._-] | %7[CP*] |", name, cp) != 2) continue;
+        if (g_n_scopes == cap) {
+            size_t nc = cap ? 2 * cap : 256;
+            prop_scope *ns = core_realloc(g_scopes, nc * sizeof(*ns));
+            if (!ns) break;
+            g_scopes = ns;
+            cap = nc;
+        }
+        prop_scope *sc = &g_scopes[g_n_scopes++];
+        snprintf(sc->name, sizeof sc->name, "%s", name);
+        sc->clients = cp[0] == 'C' ? PIPE_CLIENT_CONSUMER
+                      : cp[0] == 'P' ? PIPE_CLIENT_PRODUCER
+                                     : PIPE_CLIENT_PRODUCER | PIPE_CLIENT_CONSUMER;
+    }
+    free(text); /* open_memstream's buffer comes from malloc */
+}
+
+/* The clients librdkafka takes name for; both for a name it does not list (a plugin's: let
+ * rd_kafka_conf_set judge it). */
+static unsigned prop_clients(const char *name) {
+    pthread_once(&g_scopes_once, scopes_load);
+    unsigned c = 0;
+    for (size_t i = 0; i < g_n_scopes; i++) /* a name can be listed twice (global and topic) */
+        if (!strcmp(g_scopes[i].name, name)) c |= g_scopes[i].clients;
+    return c ? c : PIPE_CLIENT_PRODUCER | PIPE_CLIENT_CONSUMER;
+}
+
+/* Split key into its client prefix (0 for none) and the librdkafka name. */
+static unsigned prop_prefix(const char *key, const char **name) {
+    if (!strncmp(key, "consumer.", 9)) {
+        *name = key + 9;
+        return PIPE_CLIENT_CONSUMER;
+    }
+    if (!strncmp(key, "producer.", 9)) {
+        *name = key + 9;
+        return PIPE_CLIENT_PRODUCER;
+    }
+    *name = key;
+    return 0;
+}
+
+/* Whether a property reaches client, and under which name. */
+static int prop_reaches(const char *key, unsigned client, const char **name) {
+    unsigned prefix = prop_prefix(key, name);
+    return prefix ? prefix == client : (prop_clients(*name) & client) != 0;
+}
+
+int pipe_props_select(const pipe_props *p, unsigned client, pipe_props *out) {
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; p && i < p->n; i++) {
+        const char *name;
+        if (prop_reaches(p->kv[2 * i], client, &name) &&
+            pipe_props_add(out, name, p->kv[2 * i + 1])) {
+            pipe_props_free(out);
+            return CORE_ENOMEM;
+        }
+    }
+    return CORE_OK;
+}
+
+int pipe_props_check(const pipe_props *p, unsigned clients, const char *brokers, char *errstr,
+                     size_t errstr_size) {
+    for (size_t i = 0; p && i < p->n; i++) {
+        const char *key = p->kv[2 * i], *val = p->kv[2 * i + 1], *name;
+        unsigned prefix = prop_prefix(key, &name);
+        unsigned reach = prefix ? prefix : prop_clients(name) & clients;
+        const char *why = NULL;
+        if (!*name) {
+            why = "no property name after the prefix";
+        } else if (prefix && !(clients & prefix)) {
+            why = prefix == PIPE_CLIENT_CONSUMER ? "this command runs no consumer"
+                                                 : "this command runs no producer";
+        } else if (prefix && !(prop_clients(name) & prefix)) {
+            why = prefix == PIPE_CLIENT_CONSUMER ? "librdkafka takes it for producers only"
+                                                 : "librdkafka takes it for consumers only";
+        } else if (!reach) {
+            why = clients == PIPE_CLIENT_PRODUCER ? "a consumer property; this command produces"
+                                                  : "a producer property; this command consumes";
+        } else if (!strcmp(name, "bootstrap.servers") || !strcmp(name, "metadata.broker.list")) {
+            if (!brokers || strcmp(val, brokers) != 0) {
+                snprintf(errstr, errstr_size,
+                         "kafka.%s=%s: differs from --brokers %s, which names the cluster (set "
+                         "the brokers once, with --brokers or brokers=)",
+                         key, val, brokers ? brokers : "(none)");
+                return CORE_EINVAL;
+            }
+        } else if (!strcmp(name, "partitioner")) {
+            why = "set by --partitioner, which the workers check messages against too";
+        } else if (clients & PIPE_CLIENT_WORKER) {
+            if (!strcmp(name, "enable.auto.offset.store"))
+                why = "set by the worker (false): offsets are stored only after the LMDB commit "
+                      "that holds them";
+            else if (!strcmp(name, "enable.auto.commit"))
+                why = "set by the worker (true): the stored offsets are committed as a monitoring "
+                      "hint, the store's own offsets are where it resumes";
+            else if (!strcmp(name, "group.id"))
+                why = "set by --group (group=)";
+            else if (!strcmp(name, "isolation.level") && strcmp(val, "read_committed") != 0)
+                why = "must be read_committed: the state must not hold events of aborted "
+                      "transactions";
+            else if (!strcmp(name, "acks") && (reach & PIPE_CLIENT_PRODUCER) &&
+                     strcmp(val, "all") != 0 && strcmp(val, "-1") != 0)
+                why = "must be all for the dead-letter producer: a batch commits past a dead "
+                      "letter only once every in-sync replica has it";
+        }
+        if (why) {
+            snprintf(errstr, errstr_size, "kafka.%s: refused: %s", key, why);
+            return CORE_EINVAL;
+        }
+    }
+    return CORE_OK;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared setup
 
@@ -75,9 +211,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     CORE_LOG(level, "kafka: %s %s", fac, buf);
 }
 
-/* Builds a conf from defaults[] then props (props win). On failure errstr names the key. */
-static rd_kafka_conf_t *conf_build(const char *brokers, const char *const *defaults,
-                                   const pipe_props *props, char *errstr, size_t errstr_size) {
+/* Builds a conf for one client from defaults[] then the props that reach it (props win). On
+ * failure errstr names the key. */
+static rd_kafka_conf_t *conf_build(unsigned client, const char *brokers,
+                                   const char *const *defaults, const pipe_props *props,
+                                   char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) !=
         RD_KAFKA_CONF_OK)
@@ -88,8 +226,9 @@ static rd_kafka_conf_t *conf_build(const char *brokers, const char *const *defau
             goto fail;
     for (size_t i = 0; props && i < props->n; i++) {
         char e[256];
-        if (rd_kafka_conf_set(conf, props->kv[2 * i], props->kv[2 * i + 1], e, sizeof e) !=
-            RD_KAFKA_CONF_OK) {
+        const char *name;
+        if (!prop_reaches(props->kv[2 * i], client, &name)) continue;
+        if (rd_kafka_conf_set(conf, name, props->kv[2 * i + 1], e, sizeof e) != RD_KAFKA_CONF_OK) {
             snprintf(errstr, errstr_size, "kafka.%s: %s", props->kv[2 * i], e);
             goto fail;
         }
@@ -132,7 +271,8 @@ int pipe_producer_new(pipe_producer **out, const char *brokers, const pipe_props
                                            "message.timeout.ms", "0", NULL};
     pipe_producer *p = core_calloc(1, sizeof(*p));
     if (!p) return CORE_ENOMEM;
-    rd_kafka_conf_t *conf = conf_build(brokers, defaults, props, errstr, errstr_size);
+    rd_kafka_conf_t *conf =
+        conf_build(PIPE_CLIENT_PRODUCER, brokers, defaults, props, errstr, errstr_size);
     if (!conf) goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, p);
@@ -277,16 +417,24 @@ int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *grou
     rd_kafka_topic_partition_list_t *sub = NULL;
     if (!c) return CORE_ENOMEM;
     if (cbs) c->cbs = *cbs;
-    const char *strat = props ? pipe_props_get(props, "partition.assignment.strategy") : NULL;
+    pipe_props mine;
+    if (pipe_props_select(props, PIPE_CLIENT_CONSUMER, &mine)) {
+        core_free(c);
+        return CORE_ENOMEM;
+    }
+    const char *strat = pipe_props_get(&mine, "partition.assignment.strategy");
     if (strat && strstr(strat, "cooperative")) {
         snprintf(errstr, errstr_size,
                  "kafka.partition.assignment.strategy=%s: cooperative rebalancing is not used with "
                  "librdkafka 2.0.2 (known bugs); use range or roundrobin",
                  strat);
+        pipe_props_free(&mine);
         goto fail;
     }
-    rd_kafka_conf_t *conf =
-        conf_build(brokers, group ? group_defaults : reader_defaults, props, errstr, errstr_size);
+    pipe_props_free(&mine);
+    rd_kafka_conf_t *conf = conf_build(PIPE_CLIENT_CONSUMER, brokers,
+                                       group ? group_defaults : reader_defaults, props, errstr,
+                                       errstr_size);
     if (!conf) goto fail;
     if (group &&
         rd_kafka_conf_set(conf, "group.id", group, errstr, errstr_size) != RD_KAFKA_CONF_OK) {
@@ -408,6 +556,15 @@ int pipe_consumer_header(pipe_consumer *c, const char *name, const void **val, s
     return rd_kafka_header_get_last(h, name, val, len) ? CORE_ENOTFOUND : CORE_OK;
 }
 
+size_t pipe_consumer_headers(pipe_consumer *c, pipe_header *out, size_t cap) {
+    rd_kafka_headers_t *h = NULL;
+    if (!c->cur || rd_kafka_message_headers(c->cur, &h) || !h) return 0;
+    size_t n = rd_kafka_header_cnt(h);
+    for (size_t i = 0; i < n && i < cap; i++)
+        if (rd_kafka_header_get_all(h, i, &out[i].name, &out[i].value, &out[i].len)) return i;
+    return n;
+}
+
 void pipe_consumer_store_offsets(pipe_consumer *c, const char *topic, const int32_t *parts,
                                  const int64_t *next_offsets, int n) {
     if (n <= 0) return;
@@ -431,36 +588,48 @@ void pipe_consumer_close(pipe_consumer *c) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Partitioning
+// Partitioning: librdkafka's own functions. With a non-empty key none of them reads the topic
+// handle (only their keyless path, the random partitioner, asks it which partitions are
+// available), so NULL is passed and keyless messages are answered here.
 
-/* Kafka's murmur2 (seed 0x9747b28c), as librdkafka's murmur2 partitioner and Java's default use. */
-static uint32_t murmur2(const uint8_t *d, size_t len) {
-    const uint32_t m = 0x5bd1e995;
-    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
-    while (len >= 4) {
-        uint32_t k = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
-                     (uint32_t)d[3] << 24;
-        k *= m;
-        k ^= k >> 24;
-        k *= m;
-        h *= m;
-        h ^= k;
-        d += 4;
-        len -= 4;
-    }
-    switch (len) {
-    case 3: h ^= (uint32_t)d[2] << 16; /* fall through */
-    case 2: h ^= (uint32_t)d[1] << 8;  /* fall through */
-    case 1:
-        h ^= d[0];
-        h *= m;
-    }
-    h ^= h >> 13;
-    h *= m;
-    h ^= h >> 15;
-    return h;
+typedef int32_t partitioner_fn(const rd_kafka_topic_t *, const void *, size_t, int32_t, void *,
+                               void *);
+static const struct {
+    const char *name;
+    partitioner_fn *fn; /* NULL: no key decides */
+    int keyless_random; /* a keyless message goes to a random partition */
+} partitioners[PIPE_PART_N] = {
+    [PIPE_PART_RANDOM] = {"random", NULL, 1},
+    [PIPE_PART_CONSISTENT] = {"consistent", rd_kafka_msg_partitioner_consistent, 0},
+    [PIPE_PART_CONSISTENT_RANDOM] = {"consistent_random", rd_kafka_msg_partitioner_consistent_random, 1},
+    [PIPE_PART_MURMUR2] = {"murmur2", rd_kafka_msg_partitioner_murmur2, 0},
+    [PIPE_PART_MURMUR2_RANDOM] = {"murmur2_random", rd_kafka_msg_partitioner_murmur2_random, 1},
+    [PIPE_PART_FNV1A] = {"fnv1a", rd_kafka_msg_partitioner_fnv1a, 0},
+    [PIPE_PART_FNV1A_RANDOM] = {"fnv1a_random", rd_kafka_msg_partitioner_fnv1a_random, 1},
+};
+
+const char *pipe_partitioner_name(pipe_partitioner part) {
+    return (unsigned)part < PIPE_PART_N ? partitioners[part].name : "?";
 }
 
-int32_t pipe_partition_of(const void *key, size_t key_len, int32_t n) {
-    return (int32_t)((murmur2(key, key_len) & 0x7fffffff) % (uint32_t)n);
+int pipe_partitioner_parse(const char *name, pipe_partitioner *out, char *errstr,
+                           size_t errstr_size) {
+    for (int i = 0; i < PIPE_PART_N; i++)
+        if (name && !strcmp(name, partitioners[i].name)) {
+            *out = (pipe_partitioner)i;
+            return CORE_OK;
+        }
+    snprintf(errstr, errstr_size,
+             "partitioner '%s' is not one of librdkafka's: random, consistent, consistent_random, "
+             "murmur2, murmur2_random, fnv1a, fnv1a_random",
+             name ? name : "");
+    return CORE_EINVAL;
+}
+
+int32_t pipe_partition_of(pipe_partitioner part, const void *key, size_t key_len, int32_t n) {
+    if ((unsigned)part >= PIPE_PART_N || n <= 0 || !partitioners[part].fn) return -1;
+    /* librdkafka's keyless test: consistent_random looks at the length, the others at the
+     * pointer (rdkafka_msg.c); an empty key is keyless for every *_random one here. */
+    if ((!key || !key_len) && partitioners[part].keyless_random) return -1;
+    return partitioners[part].fn(NULL, key ? key : "", key_len, n, NULL, NULL);
 }

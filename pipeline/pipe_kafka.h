@@ -20,6 +20,11 @@
 
 // ---------------------------------------------------------------------------------------------
 // Properties: librdkafka key/value pairs, in the order given (a later key overrides an earlier one)
+//
+// A key may carry a client prefix, as Kafka Connect's worker configs do: `consumer.KEY` reaches
+// only the consumer, `producer.KEY` only the producer. An unprefixed key reaches every client of
+// the command that librdkafka accepts it for (its C/P column: C the consumer, P the producer, *
+// both), so a consumer property never reaches the worker's dead-letter producer.
 
 typedef struct pipe_props {
     char **kv;  // (2 * n) key, value, key, value, ...
@@ -33,6 +38,58 @@ int pipe_props_add_kv(pipe_props *p, const char *kv, char *errstr, size_t errstr
 const char *pipe_props_get(const pipe_props *p, const char *key);
 void pipe_props_free(pipe_props *p);
 
+/* The clients a command runs, for pipe_props_check and pipe_props_select. */
+enum {
+    PIPE_CLIENT_PRODUCER = 1,
+    PIPE_CLIENT_CONSUMER = 2,
+    PIPE_CLIENT_WORKER = 4, /* the consumer is the encoder worker and the producer its dead-letter
+                               producer: the properties its guarantees rest on are trail's */
+};
+
+/** @brief Refuse what the command's clients cannot take, naming the property and why: a prefix
+ *  for a client the command does not run (`consumer.*` on `trail produce`), a prefixed property
+ *  librdkafka does not accept for that client (`consumer.acks`), a `bootstrap.servers` (or
+ *  `metadata.broker.list`, in any prefix) that differs from `brokers`, and `partitioner` (the
+ *  commands' --partitioner sets it). With PIPE_CLIENT_WORKER also `enable.auto.offset.store`,
+ *  `enable.auto.commit`, `group.id` (--group), `isolation.level` other than read_committed, and a
+ *  dead-letter `acks` other than all. @param clients PIPE_CLIENT_* bits. */
+int pipe_props_check(const pipe_props *p, unsigned clients, const char *brokers, char *errstr,
+                     size_t errstr_size);
+/** @brief Into *out (empty), the properties that reach one client (PIPE_CLIENT_PRODUCER or
+ *  PIPE_CLIENT_CONSUMER), prefixes stripped, in order. */
+int pipe_props_select(const pipe_props *p, unsigned client, pipe_props *out);
+
+// ---------------------------------------------------------------------------------------------
+// Partitioners: librdkafka's, by its names
+
+typedef enum pipe_partitioner {
+    PIPE_PART_RANDOM,            /* no key decides: a user's events spread over partitions */
+    PIPE_PART_CONSISTENT,        /* CRC32(key) % P */
+    PIPE_PART_CONSISTENT_RANDOM, /* CRC32, keyless messages random: librdkafka clients' default
+                                    (kcat, confluent-kafka-python, Go, .NET) */
+    PIPE_PART_MURMUR2,           /* (murmur2(key) & 0x7fffffff) % P: Java's default */
+    PIPE_PART_MURMUR2_RANDOM,    /* murmur2, keyless messages random */
+    PIPE_PART_FNV1A,             /* FNV-1a(key) % P */
+    PIPE_PART_FNV1A_RANDOM,      /* FNV-1a, keyless messages random */
+    PIPE_PART_N
+} pipe_partitioner;
+
+/* trail's default: what Java producers, Kafka Connect and Kafka Streams use, and what `trail
+ * produce` has always written, so topics produced before the setting existed keep checking clean. */
+#define PIPE_PARTITIONER_DEFAULT PIPE_PART_MURMUR2_RANDOM
+
+/** @brief librdkafka's name of a partitioner ("murmur2_random"). */
+const char *pipe_partitioner_name(pipe_partitioner part);
+/** @brief The partitioner named `name` (librdkafka's names). @return CORE_OK or CORE_EINVAL with
+ *  errstr naming the value and the accepted names. */
+int pipe_partitioner_parse(const char *name, pipe_partitioner *out, char *errstr,
+                           size_t errstr_size);
+/** @brief The partition librdkafka's partitioner `part` picks for a key among n, computed by
+ *  librdkafka's own function. Scoring routes a user (key: the decimal user id) to the worker that
+ *  owns it with this. @return -1 when no key decides: `random`, or a keyless message under a
+ *  *_random partitioner. */
+int32_t pipe_partition_of(pipe_partitioner part, const void *key, size_t key_len, int32_t n);
+
 // ---------------------------------------------------------------------------------------------
 // Producer
 
@@ -44,9 +101,9 @@ typedef struct pipe_header {
     size_t len;
 } pipe_header;
 
-/** @brief A producer for `brokers`; props override the defaults (acks=all, idempotence on, lz4
- *  off, linger 5 ms, partitioner murmur2_random so keyed partitions match Java clients and
- *  pipe_partition_of). */
+/** @brief A producer for `brokers`; props (the ones that reach a producer, pipe_props_select)
+ *  override the defaults (acks=all, idempotence on, linger 5 ms, partitioner
+ *  PIPE_PARTITIONER_DEFAULT; `trail produce --partitioner` sets `partitioner` in props). */
 int pipe_producer_new(pipe_producer **out, const char *brokers, const pipe_props *props,
                       char *errstr, size_t errstr_size);
 /** @brief Queue one message (copied). Waits, serving delivery reports, while the local queue is
@@ -96,7 +153,8 @@ typedef struct pipe_consumer_cbs {
 
 /** @brief A consumer-group member subscribed to topic (group != NULL), or, with group == NULL, a
  *  plain reader to be positioned with pipe_consumer_assign. Defaults: enable.auto.offset.store=false,
- *  auto.offset.reset=earliest, eager assignor; props override. */
+ *  auto.offset.reset=earliest, eager assignor; props (the ones that reach a consumer,
+ *  pipe_props_select) override. */
 int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *group,
                       const char *topic, const pipe_props *props, const pipe_consumer_cbs *cbs,
                       char *errstr, size_t errstr_size);
@@ -113,6 +171,9 @@ int pipe_consumer_poll(pipe_consumer *c, int timeout_ms, pipe_msg *out);
 /** @brief Value of the message header `name` on the message last polled (not NUL-terminated).
  *  @return CORE_OK or CORE_ENOTFOUND. */
 int pipe_consumer_header(pipe_consumer *c, const char *name, const void **val, size_t *len);
+/** @brief Every header of the message last polled, in order: the first cap into out (names,
+ *  values valid until the next poll; a null value has value NULL). @return how many it has. */
+size_t pipe_consumer_headers(pipe_consumer *c, pipe_header *out, size_t cap);
 /** @brief Store next offsets (after the LMDB commit) and send them to the group coordinator,
  *  asynchronously; a monitoring hint only. */
 void pipe_consumer_store_offsets(pipe_consumer *c, const char *topic, const int32_t *parts,
@@ -135,11 +196,6 @@ const char *pipe_mock_bootstraps(const pipe_mock *mk);
 /** @brief Take every broker down (connections closed, new ones refused, data kept) or up. */
 void pipe_mock_set_down(pipe_mock *mk, int down);
 void pipe_mock_destroy(pipe_mock *mk);
-
-/** @brief The partition librdkafka's murmur2 partitioner (and Java's default) picks for a key
- *  (the decimal user id), among n partitions. Scoring routes a user to the worker that owns it
- *  with this. */
-int32_t pipe_partition_of(const void *key, size_t key_len, int32_t n);
 
 /** @brief librdkafka's version string, e.g. "2.0.2". */
 const char *pipe_kafka_version(void);

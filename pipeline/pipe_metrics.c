@@ -1,4 +1,5 @@
-/* pipe_metrics.c: Prometheus text for the encoder worker, served by libmicrohttpd on loopback. */
+/* pipe_metrics.c: Prometheus text, readiness and liveness for the encoder worker, served by
+ * libmicrohttpd on the address the operator gives. */
 #include "pipe_metrics.h"
 
 #include "core_alloc.h"
@@ -7,6 +8,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -38,6 +40,8 @@ struct pipe_metrics {
     atomic_uint_fast64_t c[PIPE_M_N];
     hist commit, fresh;
     atomic_int caught_up;
+    char partitioner[32];      /* set before serving */
+    int64_t ready_max_lag;     /* set before serving */
     pthread_mutex_t mu;        /* guards parts */
     part_gauge *parts;         // (n_parts)
     int32_t n_parts;
@@ -50,6 +54,7 @@ int pipe_metrics_new(pipe_metrics **out, const char *topic) {
     pipe_metrics *m = core_calloc(1, sizeof(*m));
     if (!m) return CORE_ENOMEM;
     snprintf(m->topic, sizeof m->topic, "%s", topic);
+    m->ready_max_lag = PIPE_READY_MAX_LAG_DEFAULT;
     pthread_mutex_init(&m->mu, NULL);
     *out = m;
     return CORE_OK;
@@ -121,6 +126,35 @@ out:
 
 void pipe_metrics_set_caught_up(pipe_metrics *m, int v) { atomic_store(&m->caught_up, v); }
 
+void pipe_metrics_set_partitioner(pipe_metrics *m, const char *name) {
+    snprintf(m->partitioner, sizeof m->partitioner, "%s", name);
+}
+
+void pipe_metrics_set_ready_max_lag(pipe_metrics *m, int64_t max_lag) { m->ready_max_lag = max_lag; }
+
+int pipe_metrics_ready(pipe_metrics *m, char *why, size_t cap) {
+    int na = 0, ready = 1;
+    pthread_mutex_lock(&m->mu);
+    for (int32_t p = 0; p < m->n_parts && ready; p++) {
+        if (!m->parts[p].assigned) continue;
+        na++;
+        if (m->parts[p].lag < 0) {
+            snprintf(why, cap, "partition %d: lag not known yet (statistics pending)", (int)p);
+            ready = 0;
+        } else if (m->parts[p].lag > m->ready_max_lag) {
+            snprintf(why, cap, "partition %d: lag %" PRId64 " above %" PRId64, (int)p,
+                     m->parts[p].lag, m->ready_max_lag);
+            ready = 0;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (ready && !na) {
+        snprintf(why, cap, "no partitions assigned");
+        ready = 0;
+    }
+    return ready;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
@@ -167,18 +201,34 @@ static void render_hist(sbuf *b, const char *name, const char *help, hist *h, co
 }
 
 char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
-    static const char *names[PIPE_M_N][2] = {
-        {"trail_pipeline_consumed_total", "messages polled from assigned partitions"},
-        {"trail_pipeline_applied_total", "events in committed LMDB batches"},
-        {"trail_pipeline_dead_lettered_total", "malformed messages sent to the dead-letter topic"},
-        {"trail_pipeline_kafka_errors_total", "consumer errors reported by librdkafka (retried)"},
-        {"trail_pipeline_batches_total", "committed LMDB write transactions"},
-        {"trail_pipeline_rebalances_total", "partition assignments received"},
-        {"trail_pipeline_rebuilds_total", "partitions assigned with no stored state (replayed)"}};
+    static const char *names[PIPE_M_N][3] = { /* family, labels, help */
+        {"trail_pipeline_consumed_total", "", "messages polled from assigned partitions"},
+        {"trail_pipeline_applied_total", "", "events in committed LMDB batches"},
+        {"trail_pipeline_dead_lettered_total", "",
+         "messages sent to the dead-letter topic (invalid, rejected, misrouted)"},
+        {"trail_pipeline_kafka_errors_total", "", "consumer errors reported by librdkafka (retried)"},
+        {"trail_pipeline_batches_total", "", "committed LMDB write transactions"},
+        {"trail_pipeline_rebalances_total", "", "partition assignments received"},
+        {"trail_pipeline_rebuilds_total", "", "partitions assigned with no stored state (replayed)"},
+        {"trail_pipeline_misrouted_total", "{reason=\"key_mismatch\"}",
+         "messages whose key is not their event's user_id, or maps to another partition under "
+         "the configured partitioner"},
+        {"trail_pipeline_misrouted_total", "{reason=\"wrong_partition\"}", NULL},
+        {"trail_pipeline_tombstones_total", "", "null-value messages, skipped"}};
     sbuf b = {0};
-    for (int i = 0; i < PIPE_M_N; i++)
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", names[i][0],
-                  names[i][1], names[i][0], names[i][0], (uint64_t)atomic_load(&m->c[i]));
+    for (int i = 0; i < PIPE_M_N; i++) {
+        if (names[i][2]) /* a family's first series carries its help */
+            sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", names[i][0], names[i][2],
+                      names[i][0]);
+        sb_printf(&b, "%s%s %" PRIu64 "\n", names[i][0], names[i][1],
+                  (uint64_t)atomic_load(&m->c[i]));
+    }
+    if (m->partitioner[0])
+        sb_printf(&b, "# HELP trail_pipeline_partitioner_info the partitioner this worker checks "
+                      "message keys against (--partitioner)\n"
+                      "# TYPE trail_pipeline_partitioner_info gauge\n"
+                      "trail_pipeline_partitioner_info{partitioner=\"%s\"} 1\n",
+                  m->partitioner);
     render_hist(&b, "trail_pipeline_batch_commit_seconds", "LMDB batch commit latency",
                 &m->commit, commit_le, COMMIT_NB);
     render_hist(&b, "trail_pipeline_freshness_seconds",
@@ -220,22 +270,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)upload_size;
     (void)ctx;
     pipe_metrics *m = cls;
-    struct MHD_Response *resp;
     unsigned status = MHD_HTTP_OK;
-    char *body = NULL;
+    char *body = NULL, small[512];
+    const char *type = "application/json";
     size_t len = 0;
-    static char not_found[] = "not found: GET /metrics\n", oom[] = "out of memory\n";
-    if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0) {
-        status = MHD_HTTP_NOT_FOUND;
-        resp = MHD_create_response_from_buffer(strlen(not_found), not_found,
-                                               MHD_RESPMEM_PERSISTENT);
-    } else if (!(body = pipe_metrics_render(m, &len))) {
-        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        resp = MHD_create_response_from_buffer(strlen(oom), oom, MHD_RESPMEM_PERSISTENT);
+    if (strcmp(method, "GET") != 0) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        len = (size_t)snprintf(small, sizeof small, "{\"error\": \"only GET is served\"}\n");
+    } else if (!strcmp(url, "/metrics")) {
+        if ((body = pipe_metrics_render(m, &len)) != NULL) {
+            type = "text/plain; version=0.0.4";
+        } else {
+            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+            len = (size_t)snprintf(small, sizeof small, "{\"error\": \"out of memory\"}\n");
+        }
+    } else if (!strcmp(url, "/readyz")) {
+        char why[256];
+        if (pipe_metrics_ready(m, why, sizeof why)) {
+            len = (size_t)snprintf(small, sizeof small, "{\"ready\": true}\n");
+        } else {
+            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            len = (size_t)snprintf(small, sizeof small, "{\"ready\": false, \"reason\": \"%s\"}\n",
+                                   why);
+        }
+    } else if (!strcmp(url, "/healthz")) {
+        len = (size_t)snprintf(small, sizeof small, "{\"status\": \"ok\"}\n");
     } else {
-        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
-        MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4");
+        status = MHD_HTTP_NOT_FOUND;
+        len = (size_t)snprintf(small, sizeof small,
+                               "{\"error\": \"not found: GET /metrics, /readyz or /healthz\"}\n");
     }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body ? body : small, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, "Content-Type", type);
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     core_free(body);
@@ -245,34 +312,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *errstr,
                        size_t errstr_size) {
     const char *colon = strrchr(addr, ':');
-    char host[64];
-    if (!colon || (size_t)(colon - addr) >= sizeof host) goto bad;
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = 0;
-    if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0) {
-        snprintf(errstr, errstr_size, "metrics address %s: only 127.0.0.1 (loopback) is served",
-                 addr);
-        return CORE_EINVAL;
+    char host[256];
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (!colon || hl >= sizeof host || !colon[1]) goto bad;
+    memcpy(host, addr, hl);
+    host[hl] = 0;
+    if (host[0] == '[') { /* [IPv6]:PORT */
+        if (hl < 3 || host[hl - 1] != ']') goto bad;
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = 0;
+    } else if (strchr(host, ':')) {
+        goto bad; /* a bare IPv6 address needs brackets to tell it from the port */
     }
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) goto bad;
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                                on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-                                MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (*end || port < 0 || port > 65535) goto bad;
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    if (gai) {
+        snprintf(errstr, errstr_size, "metrics address %s: %s", addr, gai_strerror(gai));
+        return CORE_EINVAL;
+    }
+    /* ":PORT" resolves to the IPv4 wildcard first on glibc: every IPv4 interface */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    m->httpd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
+                                ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    freeaddrinfo(ai);
     if (!m->httpd) {
-        snprintf(errstr, errstr_size, "metrics: cannot listen on %s (port in use?)", addr);
+        snprintf(errstr, errstr_size, "metrics: cannot listen on %s (port in use? address not "
+                 "on this host?)", addr);
         return CORE_EIO;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT);
     *port_out = di ? di->port : (int)port;
     return CORE_OK;
 bad:
-    snprintf(errstr, errstr_size, "metrics address '%s' is not 127.0.0.1:PORT", addr);
+    snprintf(errstr, errstr_size, "metrics address '%s' is not HOST:PORT, [IPv6]:PORT or :PORT",
+             addr);
     return CORE_EINVAL;
 }

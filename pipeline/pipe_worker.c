@@ -40,12 +40,31 @@ typedef struct worker {
     int64_t *ts;       // (batch_max) message timestamps of the open batch, ms
     int failed;        /* a failure inside a callback: the loop stops with it */
     uint64_t n_kafka_err;
+    int32_t nparts;    /* the topic's partition count, re-read after every assignment */
+    int recount;       /* an assignment arrived: re-read nparts before the next message */
+    uint32_t n_skip;   /* tombstones in the open batch: consumed, nothing applied */
+    pipe_header *hdrs; // (hdrs_cap) a dead letter's headers: the source's, then trail's
+    size_t hdrs_cap;
+    char why[512];     /* what stopped the loop from inside handle() */
 } worker;
+
+int pipe_misrouted_parse(const char *name, pipe_misrouted *out, char *errstr, size_t errstr_size) {
+    static const char *const names[] = {"dlq", "apply", "fail"};
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, names[i])) {
+            *out = (pipe_misrouted)i;
+            return CORE_OK;
+        }
+    snprintf(errstr, errstr_size, "on-misrouted '%s' is not dlq, apply or fail", name ? name : "");
+    return CORE_EINVAL;
+}
 
 void pipe_worker_conf_default(pipe_worker_conf *conf) {
     memset(conf, 0, sizeof(*conf));
     conf->batch_max = 10000;
     conf->batch_ms = 50;
+    conf->partitioner = PIPE_PARTITIONER_DEFAULT;
+    conf->on_misrouted = PIPE_MISROUTED_DLQ;
 }
 
 /* The handler is process-wide and no thread of a worker blocks these signals, so whichever
@@ -121,7 +140,9 @@ static int caught_up(const worker *w) {
 static void update_gauges(worker *w) {
     for (int32_t p = 0; p < w->np; p++) {
         int64_t lag = -1;
-        if (w->hi[p] >= 0) lag = w->hi[p] - (w->stored[p] >= 0 ? w->stored[p] : w->lo[p]);
+        /* unknown (-1) until statistics gathered after the assignment report (see caught_up) */
+        if (w->hi[p] >= 0 && w->fresh[p] <= 0)
+            lag = w->hi[p] - (w->stored[p] >= 0 ? w->stored[p] : w->lo[p]);
         if (lag < -1) lag = 0;
         pipe_metrics_set_partition(w->met, p, w->assigned[p], lag);
     }
@@ -145,7 +166,7 @@ static int flush_dlq(worker *w) {
 static void batch_reset(worker *w) {
     for (int32_t p = 0; p < w->np; p++) w->pending[p] = -1;
     w->open = 0;
-    w->n = w->n_dlq = 0;
+    w->n = w->n_dlq = w->n_skip = 0;
 }
 
 /* Commit the open batch: offsets into the same transaction, dead letters acknowledged first. */
@@ -192,7 +213,7 @@ static int commit_batch(worker *w) {
         }
     }
     pipe_consumer_store_offsets(w->cons, w->conf->topic, parts, offs, k);
-    pipe_metrics_add(w->met, PIPE_M_APPLIED, w->n - w->n_dlq);
+    pipe_metrics_add(w->met, PIPE_M_APPLIED, w->n - w->n_dlq - w->n_skip);
     pipe_metrics_add(w->met, PIPE_M_BATCHES, 1);
     batch_reset(w);
     update_gauges(w);
@@ -246,6 +267,7 @@ static void on_assign(void *opaque, const char *topic, const int32_t *parts, int
         w->assigned[p] = 1;
         w->fresh[p] = 2;
     }
+    w->recount = 1; /* partitions may have been added: the check needs the count */
     update_gauges(w);
 }
 
@@ -289,25 +311,95 @@ static void on_stats(void *opaque, const char *json, size_t len) {
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-static int dead_letter(worker *w, const pipe_msg *m, const char *reason) {
+/* Send the message being handled to the dead-letter topic: its key, value and headers, then
+ * trail's: trail.reason (what is wrong, for people), trail.reason.code (invalid, rejected,
+ * key_mismatch, wrong_partition), and where it came from. */
+static int dead_letter(worker *w, const pipe_msg *m, const char *code, const char *reason) {
     char part[16], off[24];
     snprintf(part, sizeof part, "%d", (int)m->partition);
     snprintf(off, sizeof off, "%" PRId64, m->offset);
-    pipe_header h[4] = {{"trail.reason", reason, strlen(reason)},
-                        {"trail.source.topic", m->topic, strlen(m->topic)},
-                        {"trail.source.partition", part, strlen(part)},
-                        {"trail.source.offset", off, strlen(off)}};
+    const pipe_header trail_h[5] = {{"trail.reason", reason, strlen(reason)},
+                                    {"trail.reason.code", code, strlen(code)},
+                                    {"trail.source.topic", m->topic, strlen(m->topic)},
+                                    {"trail.source.partition", part, strlen(part)},
+                                    {"trail.source.offset", off, strlen(off)}};
+    size_t ns = pipe_consumer_headers(w->cons, NULL, 0);
+    if (ns + 5 > w->hdrs_cap) {
+        pipe_header *h = core_realloc(w->hdrs, (ns + 5) * sizeof(*h));
+        if (!h) return CORE_ENOMEM;
+        w->hdrs = h;
+        w->hdrs_cap = ns + 5;
+    }
+    ns = pipe_consumer_headers(w->cons, w->hdrs, ns);
+    memcpy(w->hdrs + ns, trail_h, sizeof trail_h);
     int rc = pipe_producer_send(w->dlq, w->dlq_topic, -1, m->key, m->key_len, m->payload, m->len,
-                                h, 4, m->ts_ms > 0 ? m->ts_ms : 0, NULL);
+                                w->hdrs, ns + 5, m->ts_ms > 0 ? m->ts_ms : 0, NULL);
     if (rc) return rc;
     w->n_dlq++;
     uint64_t k = pipe_metrics_get(w->met, PIPE_M_DEAD_LETTERED);
     pipe_metrics_add(w->met, PIPE_M_DEAD_LETTERED, 1);
     if (k < 100 || k % 1000 == 0)
         CORE_LOG(CORE_LOG_NOTICE,
-                 "pipe: dead-letter topic=%s partition=%d offset=%" PRId64 " to=%s reason=\"%s\"",
-                 m->topic, (int)m->partition, m->offset, w->dlq_topic, reason);
+                 "pipe: dead-letter topic=%s partition=%d offset=%" PRId64 " to=%s code=%s "
+                 "reason=\"%s\"",
+                 m->topic, (int)m->partition, m->offset, w->dlq_topic, code, reason);
     return CORE_OK;
+}
+
+/* The key for a log line: quoted when short and printable, else its length. */
+static void key_show(const pipe_msg *m, char *buf, size_t cap) {
+    int printable = m->key && m->key_len <= 40;
+    for (size_t i = 0; printable && i < m->key_len; i++)
+        printable = ((const unsigned char *)m->key)[i] >= 0x20 &&
+                    ((const unsigned char *)m->key)[i] < 0x7f;
+    if (!m->key) snprintf(buf, cap, "(none)");
+    else if (printable) snprintf(buf, cap, "'%.*s'", (int)m->key_len, (const char *)m->key);
+    else snprintf(buf, cap, "(%zu bytes)", m->key_len);
+}
+
+/* NULL if m is where `trail produce` would have put ev; else the reason code, with why filled.
+ * The key must be ev's decimal user_id, byte for byte, and map to m's partition. */
+static const char *misrouted(const worker *w, const pipe_msg *m, const sch_event *ev, char *why,
+                             size_t cap) {
+    char want[24], shown[64];
+    int k = snprintf(want, sizeof want, "%" PRIu64, ev->user_id);
+    if (!m->key || m->key_len != (size_t)k || memcmp(m->key, want, (size_t)k) != 0) {
+        key_show(m, shown, sizeof shown);
+        snprintf(why, cap, "key_mismatch: key %s is not the event's user_id %s", shown, want);
+        return "key_mismatch";
+    }
+    int32_t p = pipe_partition_of(w->conf->partitioner, m->key, m->key_len, w->nparts);
+    if (p != m->partition) {
+        snprintf(why, cap,
+                 "wrong_partition: key '%s' maps to partition %d of %d under %s, not %d (do the "
+                 "producers use another partitioner? see --partitioner)",
+                 want, (int)p, (int)w->nparts, pipe_partitioner_name(w->conf->partitioner),
+                 (int)m->partition);
+        return "wrong_partition";
+    }
+    return NULL;
+}
+
+/* Count a misrouted message and act as on_misrouted says: 1 it was dead-lettered, 0 apply it, or
+ * an error (CORE_EINVAL with w->why under PIPE_MISROUTED_FAIL). */
+static int misrouted_act(worker *w, const pipe_msg *m, const char *code, const char *why) {
+    uint64_t k = pipe_metrics_get(w->met, PIPE_M_MISROUTED_KEY) +
+                 pipe_metrics_get(w->met, PIPE_M_MISROUTED_PARTITION);
+    pipe_metrics_add(w->met, strcmp(code, "key_mismatch") ? PIPE_M_MISROUTED_PARTITION
+                                                          : PIPE_M_MISROUTED_KEY, 1);
+    if (w->conf->on_misrouted == PIPE_MISROUTED_FAIL) {
+        snprintf(w->why, sizeof w->why, "misrouted message %s/%d@%" PRId64 ": %s (--on-misrouted "
+                 "fail)", w->conf->topic, (int)m->partition, m->offset, why);
+        return CORE_EINVAL;
+    }
+    int apply = w->conf->on_misrouted == PIPE_MISROUTED_APPLY;
+    if (k < 10 || k % 10000 == 0)
+        CORE_LOG(CORE_LOG_WARNING, "pipe: misrouted partition=%d offset=%" PRId64 " %s (%s)",
+                 (int)m->partition, m->offset, why,
+                 apply ? "applied: --on-misrouted apply" : "dead-lettered");
+    if (apply) return 0;
+    int rc = dead_letter(w, m, code, why);
+    return rc ? rc : 1;
 }
 
 static int handle(worker *w, const pipe_msg *m) {
@@ -318,26 +410,32 @@ static int handle(worker *w, const pipe_msg *m) {
         (w->pending[p] >= 0 && m->offset < w->pending[p]))
         return CORE_OK; /* already applied: never twice */
     pipe_metrics_add(w->met, PIPE_M_CONSUMED, 1);
-    int rc;
+    int rc = CORE_OK;
     if (!w->open) {
         if ((rc = s->begin(s->ctx)) != CORE_OK) return rc;
         w->open = 1;
         w->t_open_ns = core_now_ns();
     }
+    int64_t ts = -1; /* freshness is measured for applied events only */
     sch_event ev;
     char err[256];
-    rc = sch_event_decode(&ev, m->payload, m->len, err, sizeof err);
-    int64_t ts = m->ts_ms; /* freshness is measured for applied events only */
-    if (rc == CORE_OK) {
+    const char *code;
+    if (!m->payload) { /* a null value (tombstone): nothing to apply, nothing wrong */
+        pipe_metrics_add(w->met, PIPE_M_TOMBSTONES, 1);
+        w->n_skip++;
+    } else if (sch_event_decode(&ev, m->payload, m->len, err, sizeof err) != CORE_OK) {
+        rc = dead_letter(w, m, "invalid", err);
+    } else if ((code = misrouted(w, m, &ev, err, sizeof err)) != NULL &&
+               (rc = misrouted_act(w, m, code, err)) != 0) {
+        if (rc > 0) rc = CORE_OK; /* dead-lettered */
+    } else {
         rc = s->apply(s->ctx, &ev);
         if (rc == CORE_EINVAL || rc == CORE_ERANGE || rc == CORE_EFORMAT) {
             snprintf(err, sizeof err, "rejected by the encoder: %s", core_strerror(rc));
-            rc = dead_letter(w, m, err);
-            ts = -1;
+            rc = dead_letter(w, m, "rejected", err);
+        } else {
+            ts = m->ts_ms;
         }
-    } else {
-        rc = dead_letter(w, m, err);
-        ts = -1;
     }
     if (rc) return rc;
     w->pending[p] = m->offset + 1;
@@ -385,8 +483,21 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     int rc = CORE_ENOMEM, np = 0;
     snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s", conf->dlq_topic ? conf->dlq_topic : "");
     if (!conf->dlq_topic) snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s.dlq", conf->topic);
+    if (conf->partitioner == PIPE_PART_RANDOM) {
+        snprintf(errstr, errstr_size, "partitioner random: no key decides a message's partition, "
+                 "so a user's events would spread over every worker; name the producers' keyed "
+                 "partitioner");
+        rc = CORE_EINVAL;
+        goto out;
+    }
+    rc = pipe_props_check(conf->props,
+                          PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER,
+                          conf->brokers, errstr, errstr_size);
+    if (rc) goto out;
+    pipe_metrics_set_partitioner(met, pipe_partitioner_name(conf->partitioner));
+    rc = CORE_ENOMEM;
     if (!(w.ts = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.ts)))) goto out;
-    if (pipe_props_add(&props, "statistics.interval.ms", "1000")) goto out;
+    if (pipe_props_add(&props, "consumer.statistics.interval.ms", "1000")) goto out;
     for (size_t i = 0; conf->props && i < conf->props->n; i++)
         if (pipe_props_add(&props, conf->props->kv[2 * i], conf->props->kv[2 * i + 1])) goto out;
 
@@ -402,6 +513,7 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
         goto out;
     }
     if ((rc = grow(&w, np)) != CORE_OK) goto out;
+    w.nparts = np;
     for (int32_t p = 0; p < np; p++) {
         if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.lo[p], &w.end[p])) {
             snprintf(errstr, errstr_size, "topic %s partition %d: watermarks unavailable",
@@ -412,9 +524,12 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     }
     CORE_LOG(CORE_LOG_NOTICE,
              "pipe: start topic=%s group=%s partitions=%d dlq=%s batch_max=%u batch_ms=%u "
-             "until_end=%d",
+             "until_end=%d partitioner=%s on_misrouted=%s",
              conf->topic, conf->group, np, w.dlq_topic, conf->batch_max, conf->batch_ms,
-             conf->until_end);
+             conf->until_end, pipe_partitioner_name(conf->partitioner),
+             conf->on_misrouted == PIPE_MISROUTED_APPLY  ? "apply"
+             : conf->on_misrouted == PIPE_MISROUTED_FAIL ? "fail"
+                                                         : "dlq");
     batch_reset(&w);
 
     int64_t t0 = core_now_ns(), t_progress = t0;
@@ -432,6 +547,16 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
             rc = w.failed;
             break;
         }
+        if (w.recount) { /* after an assignment, before its first message */
+            int n = 0;
+            w.recount = 0;
+            if (pipe_consumer_partition_count(w.cons, conf->topic, 10000, &n) == CORE_OK &&
+                n != w.nparts) {
+                CORE_LOG(CORE_LOG_NOTICE, "pipe: partitions topic=%s was=%d now=%d", conf->topic,
+                         (int)w.nparts, n);
+                w.nparts = n;
+            }
+        }
         if (k && m.err) {
             if (m.err_fatal) {
                 snprintf(errstr, errstr_size, "fatal Kafka error: %s", m.errstr);
@@ -443,8 +568,11 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
                 CORE_LOG(CORE_LOG_WARNING, "pipe: consume-error partition=%d err=\"%s\" (retrying)",
                          (int)m.partition, m.errstr);
         } else if (k && (rc = handle(&w, &m)) != CORE_OK) {
-            snprintf(errstr, errstr_size, "applying %s/%d@%" PRId64 ": %s", conf->topic,
-                     (int)m.partition, m.offset, core_strerror(rc));
+            if (w.why[0])
+                snprintf(errstr, errstr_size, "%s", w.why);
+            else
+                snprintf(errstr, errstr_size, "applying %s/%d@%" PRId64 ": %s", conf->topic,
+                         (int)m.partition, m.offset, core_strerror(rc));
             break;
         }
         if (w.open && (w.n >= conf->batch_max ||
@@ -471,10 +599,14 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     }
     if (conf->progress) progress(&w, t0, 1);
     CORE_LOG(CORE_LOG_NOTICE,
-             "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64,
+             "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64
+             " misrouted=%" PRIu64 " tombstones=%" PRIu64,
              rc ? core_strerror(rc) : *conf->stop ? "signal" : "until-end",
              pipe_metrics_get(met, PIPE_M_CONSUMED), pipe_metrics_get(met, PIPE_M_APPLIED),
-             pipe_metrics_get(met, PIPE_M_DEAD_LETTERED));
+             pipe_metrics_get(met, PIPE_M_DEAD_LETTERED),
+             pipe_metrics_get(met, PIPE_M_MISROUTED_KEY) +
+                 pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION),
+             pipe_metrics_get(met, PIPE_M_TOMBSTONES));
 out:
     pipe_consumer_close(w.cons); /* revoke callback: nothing open by now */
     if (w.failed && rc == CORE_OK) rc = w.failed;
@@ -491,5 +623,6 @@ out:
     core_free(w.hi);
     core_free(w.fresh);
     core_free(w.ts);
+    core_free(w.hdrs);
     return rc;
 }

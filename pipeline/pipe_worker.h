@@ -1,6 +1,7 @@
 /* pipe_worker.h: the encoder worker's consume loop: a consumer-group member that applies events to
  * a state sink in batches (one write transaction each) with the consumed offsets written in the
- * same transaction, dead-letters malformed messages, and drains on stop.
+ * same transaction, dead-letters malformed messages, checks every message's routing, skips
+ * tombstones, and drains on stop.
  *
  * The sink is a small table of functions so the loop can be tested without LMDB; pipe_store.c binds
  * it to enc_store (enc_batch_*), which is what `trail encode --brokers` uses.
@@ -11,7 +12,12 @@
  *   none (a rebuild);
  * - at-least-once delivery into the sink, dead-letter topic included: a batch holding dead-lettered
  *   messages commits only after the dead-letter producer has them acknowledged;
- * - Kafka's committed offsets are a monitoring hint, stored only after the sink commit.
+ * - Kafka's committed offsets are a monitoring hint, stored only after the sink commit;
+ * - routing: a message applies only if its key is its event's decimal user_id (as `trail produce`
+ *   writes it) and the configured partitioner maps that key to the partition it came from, so one
+ *   user's state is never split across workers without a count and a log line; otherwise it is
+ *   misrouted: counted by reason (key_mismatch, wrong_partition) and dead-lettered, applied or
+ *   fatal as on_misrouted says. A null value (tombstone) is counted and skipped.
  */
 #ifndef TRAIL_PIPE_WORKER_H
 #define TRAIL_PIPE_WORKER_H
@@ -35,10 +41,26 @@ typedef struct pipe_sink {
     int (*get_offset)(void *ctx, const char *source, int64_t *next_offset);
 } pipe_sink;
 
+/* What a misrouted message does. */
+typedef enum pipe_misrouted {
+    PIPE_MISROUTED_DLQ,   /* dead-lettered with its reason (default): state never splits, the
+                             message is kept for a re-keyed replay, the worker keeps going */
+    PIPE_MISROUTED_APPLY, /* applied anyway (still counted): a topic known to be mixed */
+    PIPE_MISROUTED_FAIL,  /* the worker stops with an error naming the message */
+} pipe_misrouted;
+
+/** @brief "dlq", "apply" or "fail". @return CORE_OK or CORE_EINVAL with errstr naming it. */
+int pipe_misrouted_parse(const char *name, pipe_misrouted *out, char *errstr, size_t errstr_size);
+
 typedef struct pipe_worker_conf {
     const char *brokers, *topic, *group;
     const char *dlq_topic;     /* NULL: "<topic>.dlq" */
-    const pipe_props *props;   /* librdkafka properties for the consumer and the DLQ producer */
+    const pipe_props *props;   /* librdkafka properties: consumer.* to the consumer, producer.* to
+                                  the DLQ producer, others to each that takes them (pipe_kafka.h);
+                                  checked with pipe_props_check(PIPE_CLIENT_WORKER) */
+    pipe_partitioner partitioner; /* how the topic's producers map keys (PIPE_PARTITIONER_DEFAULT);
+                                     `random` is refused: no key would decide a user's partition */
+    pipe_misrouted on_misrouted;  /* PIPE_MISROUTED_DLQ by default */
     uint32_t batch_max;        /* events per write transaction (default 10000) */
     uint32_t batch_ms;         /* longest a batch stays open, ms (default 50) */
     int until_end;             /* exit once the assigned partitions reach the end offsets seen at start */
@@ -55,7 +77,9 @@ void pipe_stop_on_signals(volatile int *stop);
 /** @brief Run the loop until *stop, --until-end completion, or a fatal error. On every exit path
  *  the open batch is committed (or aborted on a store failure), the consumer leaves the group and
  *  the dead-letter producer is flushed.
- *  @return CORE_OK, CORE_EKAFKA (fatal Kafka error or setup), or the sink's failure code. */
+ *  @return CORE_OK, CORE_EKAFKA (fatal Kafka error or setup), CORE_EINVAL (a property or the
+ *  partitioner refused, or a misrouted message under PIPE_MISROUTED_FAIL; errstr says which), or
+ *  the sink's failure code. */
 int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_metrics *met,
                     char *errstr, size_t errstr_size);
 

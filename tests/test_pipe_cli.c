@@ -222,11 +222,70 @@ static void test_usage_errors_exit_2(void **state) {
     assert_int_equal(test_wait_exit(test_spawn(a4, o, e, 0), 5000), 2);
 }
 
+/* stderr of the last run holds needle */
+static int err_says(const char *e, const char *needle) {
+    char buf[8192];
+    FILE *f = fopen(e, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    if (!strstr(buf, needle)) fprintf(stderr, "wanted '%s' in: %s\n", needle, buf);
+    return strstr(buf, needle) != NULL;
+}
+
+/* The operations flags refuse bad values before anything starts (exit 2), and the message names
+ * the value or the property and why: --partitioner, --on-misrouted, --log-level on every
+ * long-running pipeline command, -X properties the worker's guarantees rest on, client prefixes
+ * for a client the command does not run, and a bootstrap.servers that differs from --brokers. */
+static void test_ops_flags_refused_by_name(void **state) {
+    (void)state;
+    char o[4200], e[4200];
+    path(o, sizeof o, "f.out");
+    path(e, sizeof e, "f.err");
+#define ENC g_bin, "encode", "--brokers", "127.0.0.1:1", "--topic", "t", "--group", "g", \
+            "--model", "/nonexistent/m.bin", "--store", "/nonexistent/s"
+#define PRODUCE g_bin, "produce", "--brokers", "127.0.0.1:1", "--topic", "t", "--input", "-"
+#define RECORD g_bin, "record", "--brokers", "127.0.0.1:1", "--topic", "t", "--out", "/dev/null"
+    static struct {
+        char *argv[24];
+        const char *says;
+    } cases[] = {
+        {{ENC, "--partitioner", "crc32", NULL}, "partitioner 'crc32' is not one of librdkafka's"},
+        {{ENC, "--on-misrouted", "drop", NULL}, "on-misrouted 'drop' is not dlq, apply or fail"},
+        {{ENC, "--log-level", "loud", NULL}, "loud"},
+        {{ENC, "-X", "kafka.enable.auto.commit=false", NULL},
+         "kafka.enable.auto.commit: refused: set by the worker"},
+        {{ENC, "-X", "enable.auto.offset.store=true", NULL}, "kafka.enable.auto.offset.store"},
+        {{ENC, "-X", "consumer.isolation.level=read_uncommitted", NULL},
+         "kafka.consumer.isolation.level: refused: must be read_committed"},
+        {{ENC, "-X", "bootstrap.servers=10.0.0.1:9092", NULL},
+         "differs from --brokers 127.0.0.1:1"},
+        {{ENC, "-X", "consumer.acks=all", NULL}, "producers only"},
+        {{PRODUCE, "--partitioner", "java", NULL}, "partitioner 'java'"},
+        {{PRODUCE, "-X", "consumer.fetch.wait.max.ms=5", NULL},
+         "kafka.consumer.fetch.wait.max.ms: refused: this command runs no consumer"},
+        {{PRODUCE, "-X", "partitioner=consistent_random", NULL}, "set by --partitioner"},
+        {{PRODUCE, "--log-level", "chatty", NULL}, "chatty"},
+        {{RECORD, "--log-level", "x9", NULL}, "x9"},
+        {{RECORD, "-X", "producer.linger.ms=1", NULL}, "runs no producer"},
+        {{g_bin, "broker", "--log-level", "verbose", NULL}, "verbose"},
+    };
+#undef ENC
+#undef PRODUCE
+#undef RECORD
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(test_wait_exit(test_spawn(cases[i].argv, o, e, 0), 10000),
+                         2);
+        assert_true(err_says(e, cases[i].says));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_broker_produce_record),
         cmocka_unit_test(test_recorded_topic_gives_the_same_samples),
         cmocka_unit_test(test_usage_errors_exit_2),
+        cmocka_unit_test(test_ops_flags_refused_by_name),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

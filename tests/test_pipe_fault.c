@@ -71,24 +71,8 @@ static int wait_in_file(const char *path, const char *needle, char *out, size_t 
 
 /* GET /metrics into buf (NUL-terminated); 0 if the worker does not answer. */
 static int http_metrics(int port, char *buf, size_t cap) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    size_t n = 0;
-    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        close(fd);
-        return 0;
-    }
-    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
-    if (write(fd, req, strlen(req)) < 0) {
-        close(fd);
-        return 0;
-    }
-    ssize_t k;
-    while (n < cap - 1 && (k = read(fd, buf + n, cap - 1 - n)) > 0) n += (size_t)k;
-    buf[n] = 0;
-    close(fd);
-    return n > 0;
+    char *body;
+    return pipe_test_http_get("127.0.0.1", port, "/metrics", buf, cap, &body) == 200;
 }
 
 static int http_caught_up(int port) {
@@ -285,7 +269,7 @@ static void assert_matches_reference(const char *topic, const char *const *store
     for (uint64_t u = 1; u <= NUSERS; u++) {
         char key[24];
         int kl = snprintf(key, sizeof key, "%" PRIu64, u);
-        int p = pipe_partition_of(key, (size_t)kl, NPART);
+        int p = pipe_partition_of(PIPE_PARTITIONER_DEFAULT, key, (size_t)kl, NPART);
         assert_same_user(&w[owner[p]], &ref, u);
     }
     for (int i = 0; i < n_stores; i++) close_store(&w[i]);

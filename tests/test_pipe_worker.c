@@ -1,9 +1,18 @@
 /* test_pipe_worker.c: the consume loop against librdkafka's mock cluster (in process, loopback),
  * with an in-memory sink whose per-user fingerprint depends on the order of events, so a lost,
- * duplicated or reordered event changes it. Covers: the partitioner matches librdkafka's, batches
- * carry their offsets, malformed messages reach the dead-letter topic with their headers, a second
- * run resumes at the stored offsets, an empty sink rebuilds from the beginning, a stop drains and
- * commits, a store failure stores no offsets, and brokers going down mid-stream lose nothing.
+ * duplicated or reordered event changes it. Covers: pipe_partition_of equals the partition a
+ * librdkafka producer picks under each keyed partitioner, batches carry their offsets, malformed
+ * messages reach the dead-letter topic with their headers, a second run resumes at the stored
+ * offsets, an empty sink rebuilds from the beginning, a stop drains and commits, a store failure
+ * stores no offsets, brokers going down mid-stream lose nothing; misrouted messages (key not the
+ * user id, key of another partition) are counted and dead-lettered, applied or fatal as asked,
+ * tombstones are skipped, a consistent_random topic checks clean under that setting; client
+ * prefixes keep consumer properties off the dead-letter producer; /readyz turns 200 once caught up.
+ *
+ * What the mock cluster shows: librdkafka's producer-side partitioning, message keys, headers,
+ * null values and explicit partitions travel as a real broker would carry them. What it cannot:
+ * producers of other languages (the Java murmur2 equivalence rests on librdkafka's documentation),
+ * partitions added to a live topic (the mock has no CreatePartitions), real readiness under load.
  */
 #include "test_common.h"
 #include "pipe_test_util.h"
@@ -123,7 +132,8 @@ static int setup(void **state) {
     (void)state;
     char err[512];
     core_log_level = CORE_LOG_WARNING;
-    if (pipe_mock_new(&g_mock, 1, 0, "parts,w,drain,fail,down", 4, err, sizeof err)) {
+    if (pipe_mock_new(&g_mock, 1, 0, "parts,w,drain,fail,down,mis,crc,warn,ready", 4, err,
+                      sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -184,8 +194,17 @@ static void produce_events(const char *topic, int from, int to, int with_bad, ui
     pipe_producer_destroy(p);
 }
 
-static int run_worker(const char *topic, const char *group, pipe_sink *s, int until_end,
-                      volatile int *stop, uint32_t batch_max, pipe_metrics **met_out) {
+/* Overrides of the worker's defaults for one run (NULL: none). */
+typedef struct run_opts {
+    pipe_partitioner partitioner;
+    pipe_misrouted on_misrouted;
+    char *err;           /* the worker's errstr, 512 bytes */
+    pipe_metrics *met;   /* use this one (the caller destroys it) */
+} run_opts;
+
+static int run_worker_opts(const char *topic, const char *group, pipe_sink *s, int until_end,
+                           volatile int *stop, uint32_t batch_max, pipe_metrics **met_out,
+                           const run_opts *ro) {
     pipe_worker_conf wc;
     pipe_props props = {0};
     pipe_metrics *met;
@@ -198,14 +217,25 @@ static int run_worker(const char *topic, const char *group, pipe_sink *s, int un
     wc.props = &props;
     wc.until_end = until_end;
     wc.stop = stop;
+    if (ro) {
+        wc.partitioner = ro->partitioner;
+        wc.on_misrouted = ro->on_misrouted;
+    }
     if (batch_max) wc.batch_max = batch_max;
-    assert_int_equal(pipe_metrics_new(&met, topic), CORE_OK);
+    if (ro && ro->met) met = ro->met;
+    else assert_int_equal(pipe_metrics_new(&met, topic), CORE_OK);
     int rc = pipe_worker_run(&wc, s, met, err, sizeof err);
-    if (rc) fprintf(stderr, "worker: %s\n", err);
+    if (rc && !(ro && ro->err)) fprintf(stderr, "worker: %s\n", err);
+    if (ro && ro->err) snprintf(ro->err, 512, "%s", err);
     pipe_props_free(&props);
     if (met_out) *met_out = met;
-    else pipe_metrics_destroy(met);
+    else if (!(ro && ro->met)) pipe_metrics_destroy(met);
     return rc;
+}
+
+static int run_worker(const char *topic, const char *group, pipe_sink *s, int until_end,
+                      volatile int *stop, uint32_t batch_max, pipe_metrics **met_out) {
+    return run_worker_opts(topic, group, s, until_end, stop, batch_max, met_out, NULL);
 }
 
 static int64_t sum_offsets(const fake_sink *f) {
@@ -217,40 +247,65 @@ static int64_t sum_offsets(const fake_sink *f) {
 // ---------------------------------------------------------------------------------------------
 // Tests
 
+static const pipe_partitioner keyed[] = {PIPE_PART_CONSISTENT, PIPE_PART_CONSISTENT_RANDOM,
+                                         PIPE_PART_MURMUR2,    PIPE_PART_MURMUR2_RANDOM,
+                                         PIPE_PART_FNV1A,      PIPE_PART_FNV1A_RANDOM};
+
+/* A producer whose `partitioner` property is part's name (NULL props for the default). */
+static pipe_producer *producer_with(pipe_partitioner part) {
+    pipe_producer *p;
+    pipe_props props = {0};
+    char err[512];
+    assert_int_equal(pipe_props_add(&props, "partitioner", pipe_partitioner_name(part)), CORE_OK);
+    assert_int_equal(pipe_producer_new(&p, g_brokers, &props, err, sizeof err), CORE_OK);
+    pipe_props_free(&props);
+    return p;
+}
+
 static void test_partition_of_matches_librdkafka(void **state) {
     (void)state;
-    pipe_producer *p;
-    pipe_consumer *c;
-    char err[512], key[24];
-    assert_int_equal(pipe_producer_new(&p, g_brokers, NULL, err, sizeof err), CORE_OK);
-    for (int u = 0; u < 200; u++) {
-        int k = snprintf(key, sizeof key, "%d", u * 7919);
-        assert_int_equal(pipe_producer_send(p, "parts", -1, key, (size_t)k, "x", 1, NULL, 0, 0, NULL),
-                         CORE_OK);
+    char key[24];
+    const int nk = 100, np = (int)(sizeof keyed / sizeof keyed[0]);
+    /* Each keyed partitioner's producer sends 100 keys, the partitioner's name as the value. */
+    for (int i = 0; i < np; i++) {
+        pipe_producer *p = producer_with(keyed[i]);
+        const char *name = pipe_partitioner_name(keyed[i]);
+        for (int u = 0; u < nk; u++) {
+            int k = snprintf(key, sizeof key, "%d", u * 7919);
+            assert_int_equal(pipe_producer_send(p, "parts", -1, key, (size_t)k, name,
+                                                strlen(name), NULL, 0, 0, NULL),
+                             CORE_OK);
+        }
+        assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
+        pipe_producer_destroy(p);
     }
-    assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
-    pipe_producer_destroy(p);
-    assert_int_equal(pipe_consumer_new(&c, g_brokers, NULL, "parts", NULL, NULL, err, sizeof err),
-                     CORE_OK);
-    int np = 0;
-    assert_int_equal(pipe_consumer_partition_count(c, "parts", 5000, &np), CORE_OK);
-    assert_int_equal(np, 4);
-    int32_t parts[4] = {0, 1, 2, 3};
-    int64_t offs[4] = {PIPE_OFFSET_BEGINNING, PIPE_OFFSET_BEGINNING, PIPE_OFFSET_BEGINNING,
-                       PIPE_OFFSET_BEGINNING};
-    assert_int_equal(pipe_consumer_assign(c, "parts", parts, offs, 4), CORE_OK);
-    int seen = 0, per[4] = {0};
+    pipe_consumer *c = pipe_test_consume_from_start(g_brokers, "parts", 5000);
+    int seen = 0, per[4] = {0}, differ = 0;
     int64_t t0 = core_now_ns();
-    while (seen < 200 && core_now_ns() - t0 < 20000000000ll) {
+    while (seen < nk * np && core_now_ns() - t0 < 20000000000ll) {
         pipe_msg m;
+        char name[32];
+        pipe_partitioner part;
         if (!pipe_consumer_poll(c, 200, &m) || m.err) continue;
-        assert_int_equal(m.partition, pipe_partition_of(m.key, m.key_len, 4));
+        snprintf(name, sizeof name, "%.*s", (int)m.len, (const char *)m.payload);
+        assert_int_equal(pipe_partitioner_parse(name, &part, name, sizeof name), CORE_OK);
+        assert_int_equal(m.partition, pipe_partition_of(part, m.key, m.key_len, 4));
         per[m.partition]++;
         seen++;
+        differ += pipe_partition_of(PIPE_PART_CONSISTENT_RANDOM, m.key, m.key_len, 4) !=
+                  pipe_partition_of(PIPE_PART_MURMUR2_RANDOM, m.key, m.key_len, 4);
     }
-    assert_int_equal(seen, 200);
-    for (int i = 0; i < 4; i++) assert_true(per[i] > 20); /* keys spread over the partitions */
+    assert_int_equal(seen, nk * np);
+    for (int i = 0; i < 4; i++) assert_true(per[i] > 20 * np); /* keys spread over the partitions */
+    assert_true(differ > seen / 2); /* CRC32 and murmur2 disagree on most keys: the setting matters */
     pipe_consumer_close(c);
+    /* No key decides under random, or for a keyless message under a *_random partitioner. */
+    assert_int_equal(pipe_partition_of(PIPE_PART_RANDOM, "7", 1, 4), -1);
+    assert_int_equal(pipe_partition_of(PIPE_PART_MURMUR2_RANDOM, NULL, 0, 4), -1);
+    pipe_partitioner part;
+    char err[256];
+    assert_int_equal(pipe_partitioner_parse("crc32", &part, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "'crc32'"));
 }
 
 static void test_until_end_dead_letters_then_resumes_and_rebuilds(void **state) {
@@ -374,6 +429,340 @@ static void test_brokers_down_mid_stream_lose_nothing(void **state) {
     assert_int_equal(sum_offsets(&f), 2000);
 }
 
+/* Send one raw message: key (NULL none), value (NULL a tombstone), partition (-1: the default
+ * partitioner's), one header x-src=src when src is given. */
+static void send_raw(const char *topic, const char *key, const char *val, int32_t partition,
+                     const char *src) {
+    pipe_producer *p;
+    char err[512];
+    pipe_header h = {"x-src", src, src ? strlen(src) : 0};
+    assert_int_equal(pipe_producer_new(&p, g_brokers, NULL, err, sizeof err), CORE_OK);
+    assert_int_equal(pipe_producer_send(p, topic, partition, key, key ? strlen(key) : 0, val,
+                                        val ? strlen(val) : 0, src ? &h : NULL, src ? 1 : 0, 0,
+                                        NULL),
+                     CORE_OK);
+    assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
+    pipe_producer_destroy(p);
+}
+
+static int32_t part_of(const char *key) {
+    return pipe_partition_of(PIPE_PARTITIONER_DEFAULT, key, strlen(key), 4);
+}
+
+static void test_misrouted_and_tombstones(void **state) {
+    (void)state;
+    static fake_sink f, g, h;
+    pipe_sink s;
+    uint64_t fp[NUSERS] = {0}, cnt[NUSERS] = {0};
+    volatile int stop = 0;
+    pipe_metrics *met;
+    char buf[300], err[512];
+    produce_events("mis", 0, 200, 0, fp, cnt);
+    /* user 5's event keyed "6" (key_mismatch), user 7's keyed "7" on the next partition
+     * (wrong_partition), a tombstone, and invalid JSON; the last two carry a source header. */
+    sch_event e5 = event_of(5), e7 = event_of(7);
+    e5.ts += 1000;
+    e7.ts += 1000;
+    sch_event_to_json(&e5, buf, sizeof buf);
+    send_raw("mis", "6", buf, -1, NULL);
+    sch_event_to_json(&e7, buf, sizeof buf);
+    send_raw("mis", "7", buf, (part_of("7") + 1) % 4, "from-7");
+    send_raw("mis", "8", NULL, -1, NULL);
+    send_raw("mis", "9", "not json", -1, "from-9");
+
+    /* dlq (the default): counted, dead-lettered, the state holds only the well-routed events. */
+    fake_init(&f, &s);
+    assert_int_equal(run_worker("mis", "g-mis", &s, 1, &stop, 0, &met), CORE_OK);
+    assert_memory_equal(f.fp, fp, sizeof fp);
+    assert_int_equal(sum_offsets(&f), 204);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_MISROUTED_KEY), 1);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION), 1);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_TOMBSTONES), 1);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_DEAD_LETTERED), 3);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_APPLIED), 200);
+    size_t len;
+    char *text = pipe_metrics_render(met, &len);
+    assert_non_null(strstr(text, "trail_pipeline_misrouted_total{reason=\"key_mismatch\"} 1\n"));
+    assert_non_null(strstr(text, "trail_pipeline_misrouted_total{reason=\"wrong_partition\"} 1\n"));
+    assert_non_null(strstr(text, "trail_pipeline_tombstones_total 1\n"));
+    assert_non_null(strstr(text, "trail_pipeline_partitioner_info{partitioner=\"murmur2_random\"} 1"));
+    core_free(text);
+    pipe_metrics_destroy(met);
+
+    /* The dead letters: reason codes, and the source's own headers kept. */
+    pipe_consumer *c = pipe_test_consume_from_start(g_brokers, "mis.dlq", 5000);
+    int seen = 0, codes = 0, kept = 0;
+    int64_t t0 = core_now_ns();
+    while (seen < 3 && core_now_ns() - t0 < 20000000000ll) {
+        pipe_msg m;
+        const void *v;
+        size_t vl;
+        char code[32], src[32] = "";
+        if (!pipe_consumer_poll(c, 200, &m) || m.err) continue;
+        assert_int_equal(pipe_consumer_header(c, "trail.reason.code", &v, &vl), CORE_OK);
+        snprintf(code, sizeof code, "%.*s", (int)vl, (const char *)v);
+        if (pipe_consumer_header(c, "x-src", &v, &vl) == CORE_OK)
+            snprintf(src, sizeof src, "%.*s", (int)vl, (const char *)v);
+        assert_int_equal(pipe_consumer_header(c, "trail.reason", &v, &vl), CORE_OK);
+        if (!strcmp(code, "key_mismatch")) codes |= 1, kept += !src[0];
+        if (!strcmp(code, "wrong_partition")) codes |= 2, kept += !strcmp(src, "from-7");
+        if (!strcmp(code, "invalid")) codes |= 4, kept += !strcmp(src, "from-9");
+        seen++;
+    }
+    assert_int_equal(seen, 3);
+    assert_int_equal(codes, 7);
+    assert_int_equal(kept, 3);
+    pipe_consumer_close(c);
+
+    /* apply: still counted, and applied. */
+    fp[5] = fold(fp[5], &e5);
+    fp[7] = fold(fp[7], &e7);
+    fake_init(&g, &s);
+    run_opts ro = {PIPE_PARTITIONER_DEFAULT, PIPE_MISROUTED_APPLY, NULL, NULL};
+    assert_int_equal(run_worker_opts("mis", "g-mis-apply", &s, 1, &stop, 0, &met, &ro), CORE_OK);
+    assert_memory_equal(g.fp, fp, sizeof fp);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_MISROUTED_KEY), 1);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION), 1);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_DEAD_LETTERED), 1); /* the invalid one */
+    pipe_metrics_destroy(met);
+
+    /* fail: the worker stops at the first, naming it; nothing past it is committed. */
+    fake_init(&h, &s);
+    ro = (run_opts){PIPE_PARTITIONER_DEFAULT, PIPE_MISROUTED_FAIL, err, NULL};
+    assert_int_equal(run_worker_opts("mis", "g-mis-fail", &s, 1, &stop, 0, NULL, &ro),
+                     CORE_EINVAL);
+    assert_non_null(strstr(err, "misrouted message mis/"));
+    assert_true(strstr(err, "key_mismatch: key '6' is not the event's user_id 5") ||
+                strstr(err, "wrong_partition: key '7'"));
+    assert_false(h.open);
+    assert_true(sum_offsets(&h) < 204);
+
+    /* random cannot be checked: refused up front. */
+    ro = (run_opts){PIPE_PART_RANDOM, PIPE_MISROUTED_DLQ, err, NULL};
+    assert_int_equal(run_worker_opts("mis", "g-mis-r", &s, 1, &stop, 0, NULL, &ro), CORE_EINVAL);
+    assert_non_null(strstr(err, "partitioner random"));
+}
+
+/* A topic written by librdkafka's default partitioner (kcat, confluent-kafka): clean under
+ * --partitioner consistent_random, and most users misrouted under the murmur2 default. */
+static void test_consistent_random_topic(void **state) {
+    (void)state;
+    static fake_sink f, g;
+    pipe_sink s;
+    uint64_t fp[NUSERS] = {0};
+    volatile int stop = 0;
+    pipe_metrics *met;
+    char buf[300], key[24];
+    pipe_producer *p = producer_with(PIPE_PART_CONSISTENT_RANDOM);
+    for (int i = 0; i < 200; i++) {
+        sch_event ev = event_of(i);
+        int n = sch_event_to_json(&ev, buf, sizeof buf);
+        int k = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
+        assert_int_equal(pipe_producer_send(p, "crc", -1, key, (size_t)k, buf, (size_t)n, NULL, 0,
+                                            0, NULL),
+                         CORE_OK);
+        fp[ev.user_id] = fold(fp[ev.user_id], &ev);
+    }
+    assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
+    pipe_producer_destroy(p);
+    fake_init(&f, &s);
+    run_opts ro = {PIPE_PART_CONSISTENT_RANDOM, PIPE_MISROUTED_DLQ, NULL, NULL};
+    assert_int_equal(run_worker_opts("crc", "g-crc", &s, 1, &stop, 0, &met, &ro), CORE_OK);
+    assert_memory_equal(f.fp, fp, sizeof fp);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION), 0);
+    pipe_metrics_destroy(met);
+    fake_init(&g, &s);
+    assert_int_equal(run_worker("crc", "g-crc-m", &s, 1, &stop, 0, &met), CORE_OK);
+    assert_true(pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION) > 100);
+    assert_int_equal(pipe_metrics_get(met, PIPE_M_MISROUTED_KEY), 0);
+    pipe_metrics_destroy(met);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties: client prefixes and refusals (no cluster needed)
+
+static void test_props_prefixes_and_refusals(void **state) {
+    (void)state;
+    pipe_props p = {0}, c, pr;
+    char err[512];
+    const unsigned worker = PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER;
+    assert_int_equal(pipe_props_add(&p, "session.timeout.ms", "6000"), CORE_OK); /* C */
+    assert_int_equal(pipe_props_add(&p, "acks", "all"), CORE_OK);                 /* P */
+    assert_int_equal(pipe_props_add(&p, "client.id", "x"), CORE_OK);              /* * */
+    assert_int_equal(pipe_props_add(&p, "producer.linger.ms", "20"), CORE_OK);
+    assert_int_equal(pipe_props_add(&p, "consumer.client.id", "y"), CORE_OK);
+    assert_int_equal(pipe_props_check(&p, worker, "b:9092", err, sizeof err), CORE_OK);
+    assert_int_equal(pipe_props_select(&p, PIPE_CLIENT_CONSUMER, &c), CORE_OK);
+    assert_int_equal(pipe_props_select(&p, PIPE_CLIENT_PRODUCER, &pr), CORE_OK);
+    assert_int_equal(c.n, 3);
+    assert_string_equal(pipe_props_get(&c, "session.timeout.ms"), "6000");
+    assert_string_equal(pipe_props_get(&c, "client.id"), "y"); /* the later, prefixed one */
+    assert_null(pipe_props_get(&c, "acks"));
+    assert_null(pipe_props_get(&c, "linger.ms"));
+    assert_int_equal(pr.n, 3);
+    assert_string_equal(pipe_props_get(&pr, "acks"), "all");
+    assert_string_equal(pipe_props_get(&pr, "linger.ms"), "20");
+    assert_string_equal(pipe_props_get(&pr, "client.id"), "x");
+    assert_null(pipe_props_get(&pr, "session.timeout.ms"));
+    pipe_props_free(&c);
+    pipe_props_free(&pr);
+    pipe_props_free(&p);
+
+    static const struct {
+        const char *key, *val;
+        unsigned clients;
+        const char *says; /* NULL: accepted */
+    } cases[] = {
+        {"enable.auto.offset.store", "true", worker, "kafka.enable.auto.offset.store: refused"},
+        {"consumer.enable.auto.commit", "false", worker, "kafka.consumer.enable.auto.commit: refused"},
+        {"isolation.level", "read_uncommitted", worker, "must be read_committed"},
+        {"isolation.level", "read_committed", worker, NULL},
+        {"group.id", "other", worker, "set by --group"},
+        {"producer.acks", "1", worker, "must be all"},
+        {"enable.auto.commit", "false", PIPE_CLIENT_CONSUMER, NULL}, /* trail record's own */
+        {"bootstrap.servers", "other:9092", worker, "differs from --brokers b:9092"},
+        {"producer.metadata.broker.list", "other:9092", PIPE_CLIENT_PRODUCER, "differs"},
+        {"bootstrap.servers", "b:9092", PIPE_CLIENT_PRODUCER, NULL},
+        {"consumer.acks", "all", worker, "librdkafka takes it for producers only"},
+        {"consumer.fetch.wait.max.ms", "10", PIPE_CLIENT_PRODUCER, "runs no consumer"},
+        {"producer.linger.ms", "10", PIPE_CLIENT_CONSUMER, "runs no producer"},
+        {"session.timeout.ms", "6000", PIPE_CLIENT_PRODUCER, "a consumer property"},
+        {"partitioner", "consistent_random", PIPE_CLIENT_PRODUCER, "--partitioner"},
+        {"consumer.", "x", worker, "no property name"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pipe_props q = {0};
+        err[0] = 0;
+        assert_int_equal(pipe_props_add(&q, cases[i].key, cases[i].val), CORE_OK);
+        int rc = pipe_props_check(&q, cases[i].clients, "b:9092", err, sizeof err);
+        if (!cases[i].says) {
+            assert_int_equal(rc, CORE_OK);
+        } else {
+            if (rc != CORE_EINVAL || !strstr(err, cases[i].says))
+                fail_msg("%s=%s: rc %d, '%s'", cases[i].key, cases[i].val, rc, err);
+            assert_non_null(strstr(err, cases[i].key)); /* the error names the property */
+        }
+        pipe_props_free(&q);
+    }
+}
+
+/* Consumer properties no longer reach the dead-letter producer, so librdkafka has nothing to warn
+ * about (it logged CONFWARN for each at every start). */
+static int g_confwarn;
+static void catch_confwarn(int level, const char *line, void *opaque) {
+    (void)level;
+    (void)opaque;
+    if (strstr(line, "CONFWARN")) __atomic_store_n(&g_confwarn, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_no_confwarn_at_start(void **state) {
+    (void)state;
+    static fake_sink f;
+    pipe_sink s;
+    volatile int stop = 0;
+    fake_init(&f, &s);
+    produce_events("warn", 0, 20, 0, NULL, NULL);
+    core_log_set(catch_confwarn, NULL);
+    int rc = run_worker("warn", "g-warn", &s, 1, &stop, 0, NULL); /* session.timeout.ms & co */
+    core_log_set(NULL, NULL);
+    assert_int_equal(rc, CORE_OK);
+    assert_int_equal(f.applied, 20);
+    assert_false(__atomic_load_n(&g_confwarn, __ATOMIC_SEQ_CST));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness: /readyz on the metrics port, any address
+
+static void test_readyz_unit_and_bind(void **state) {
+    (void)state;
+    pipe_metrics *m;
+    char why[256], resp[8192], err[512], *body;
+    int port;
+    assert_int_equal(pipe_metrics_new(&m, "t"), CORE_OK);
+    pipe_metrics_set_ready_max_lag(m, 10);
+    assert_false(pipe_metrics_ready(m, why, sizeof why));
+    assert_string_equal(why, "no partitions assigned");
+    pipe_metrics_set_partition(m, 0, 1, -1);
+    assert_false(pipe_metrics_ready(m, why, sizeof why));
+    assert_non_null(strstr(why, "partition 0: lag not known"));
+    pipe_metrics_set_partition(m, 0, 1, 10);
+    pipe_metrics_set_partition(m, 2, 1, 11);
+    assert_false(pipe_metrics_ready(m, why, sizeof why));
+    assert_string_equal(why, "partition 2: lag 11 above 10");
+    pipe_metrics_set_partition(m, 2, 0, 11); /* revoked: no longer counts */
+    assert_true(pipe_metrics_ready(m, why, sizeof why));
+    /* 127.0.0.2 is loopback too, yet no "127.0.0.1" or "localhost": refused before */
+    assert_int_equal(pipe_metrics_serve(m, "127.0.0.2:0", &port, err, sizeof err), CORE_OK);
+    assert_int_equal(pipe_test_http_get("127.0.0.2", port, "/readyz", resp, sizeof resp, &body),
+                     200);
+    assert_non_null(strstr(body, "\"ready\": true"));
+    assert_int_equal(pipe_test_http_get("127.0.0.2", port, "/healthz", resp, sizeof resp, &body),
+                     200);
+    pipe_metrics_set_partition(m, 0, 1, 50);
+    assert_int_equal(pipe_test_http_get("127.0.0.2", port, "/readyz", resp, sizeof resp, &body),
+                     503);
+    assert_non_null(strstr(body, "\"reason\": \"partition 0: lag 50 above 10\""));
+    assert_int_equal(pipe_test_http_get("127.0.0.2", port, "/nope", resp, sizeof resp, &body), 404);
+    pipe_metrics_destroy(m);
+    /* a name, and errors that name the address */
+    assert_int_equal(pipe_metrics_new(&m, "t"), CORE_OK);
+    assert_int_equal(pipe_metrics_serve(m, "localhost:0", &port, err, sizeof err), CORE_OK);
+    pipe_metrics_destroy(m);
+    assert_int_equal(pipe_metrics_new(&m, "t"), CORE_OK);
+    assert_int_equal(pipe_metrics_serve(m, "::1:9464", &port, err, sizeof err), CORE_EINVAL);
+    assert_non_null(strstr(err, "'::1:9464'"));
+    assert_int_equal(pipe_metrics_serve(m, "no-such-host.invalid:0", &port, err, sizeof err),
+                     CORE_EINVAL);
+    assert_non_null(strstr(err, "no-such-host.invalid:0"));
+    pipe_metrics_destroy(m);
+}
+
+typedef struct ready_run {
+    pipe_sink *s;
+    pipe_metrics *met;
+    volatile int stop;
+    int rc;
+} ready_run;
+
+static void *ready_worker(void *arg) {
+    ready_run *r = arg;
+    run_opts ro = {PIPE_PARTITIONER_DEFAULT, PIPE_MISROUTED_DLQ, NULL, r->met};
+    r->rc = run_worker_opts("ready", "g-ready", r->s, 0, &r->stop, 0, NULL, &ro);
+    return NULL;
+}
+
+/* A live worker: /readyz says 503 (why) until its partitions are assigned and the statistics
+ * after the assignment put every lag within the bound, then 200. */
+static void test_readyz_worker(void **state) {
+    (void)state;
+    static fake_sink f;
+    static ready_run r;
+    pipe_sink s;
+    char resp[8192], err[512], *body;
+    int port, status = 0;
+    pthread_t th;
+    fake_init(&f, &s);
+    produce_events("ready", 0, 100, 0, NULL, NULL);
+    r.s = &s;
+    assert_int_equal(pipe_metrics_new(&r.met, "ready"), CORE_OK);
+    assert_int_equal(pipe_metrics_serve(r.met, "127.0.0.1:0", &port, err, sizeof err), CORE_OK);
+    assert_int_equal(pipe_test_http_get("127.0.0.1", port, "/readyz", resp, sizeof resp, &body),
+                     503);
+    assert_non_null(strstr(body, "no partitions assigned"));
+    assert_int_equal(pthread_create(&th, NULL, ready_worker, &r), 0);
+    int64_t t0 = core_now_ns();
+    while (status != 200 && core_now_ns() - t0 < 30000000000ll) {
+        status = pipe_test_http_get("127.0.0.1", port, "/readyz", resp, sizeof resp, &body);
+        if (status != 200) { struct timespec ts = {0, 100000000}; nanosleep(&ts, NULL); };
+    }
+    r.stop = 1;
+    pthread_join(th, NULL);
+    assert_int_equal(status, 200);
+    assert_int_equal(r.rc, CORE_OK);
+    assert_int_equal(f.applied, 100);
+    pipe_metrics_destroy(r.met);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partition_of_matches_librdkafka),
@@ -381,6 +770,12 @@ int main(void) {
         cmocka_unit_test(test_stop_drains_and_commits),
         cmocka_unit_test(test_store_failure_stores_no_offsets),
         cmocka_unit_test(test_brokers_down_mid_stream_lose_nothing),
+        cmocka_unit_test(test_misrouted_and_tombstones),
+        cmocka_unit_test(test_consistent_random_topic),
+        cmocka_unit_test(test_props_prefixes_and_refusals),
+        cmocka_unit_test(test_no_confwarn_at_start),
+        cmocka_unit_test(test_readyz_unit_and_bind),
+        cmocka_unit_test(test_readyz_worker),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
