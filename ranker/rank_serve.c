@@ -6,6 +6,7 @@
 #include "core_err.h"
 #include "core_log.h"
 #include "core_util.h"
+#include "core_version.h"
 #include "mdl.h"
 #include "rank_isa.h"
 #include "rank_metrics.h"
@@ -40,6 +41,7 @@ typedef struct served_model {
     _Atomic int refs;
     char version[17], enc_version[17];
     int64_t loaded_at; /* wall-clock seconds when it was loaded */
+    char *path;        /* owned: the file it was loaded from (GET /v1/models/current) */
 } served_model;
 
 /* What one request in flight borrows; K of them, allocated at start. */
@@ -114,6 +116,7 @@ static void served_free(served_model *sm) {
         rank_scratch_destroy(sm->scratch[i]);
     core_free(sm->scratch);
     mdl_model_destroy(sm->m);
+    core_free(sm->path);
     core_free(sm);
 }
 
@@ -155,8 +158,9 @@ static int check_model(rank_server *srv, const mdl_model *m, const char *path, c
     return CORE_OK;
 }
 
-/* Takes ownership of m (freed on failure too). */
-static int served_new(served_model **out, rank_server *srv, mdl_model *m, char *err, size_t cap) {
+/* Takes ownership of m (freed on failure too); path is the file it came from. */
+static int served_new(served_model **out, rank_server *srv, mdl_model *m, const char *path,
+                      char *err, size_t cap) {
     served_model *sm = core_calloc(1, sizeof *sm);
     int rc = CORE_ENOMEM;
     if (!sm) {
@@ -170,7 +174,9 @@ static int served_new(served_model **out, rank_server *srv, mdl_model *m, char *
     mdl_version_hex(m->model_version, sm->version);
     mdl_version_hex(m->encoding_version, sm->enc_version);
     sm->loaded_at = core_wall_s();
-    if (!(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch))) goto fail;
+    if (!(sm->path = core_strdup(path)) ||
+        !(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch)))
+        goto fail;
     uint32_t max_T = mdl_reads_window(&m->cfg) ? srv->conf.window : 0;
     for (uint32_t i = 0; i < sm->K; i++)
         if ((rc = rank_scratch_new(&sm->scratch[i], m, srv->conf.max_candidates, max_T))) goto fail;
@@ -233,7 +239,7 @@ static int reload(rank_server *srv, const char *path, char version[17], char *er
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    if ((rc = served_new(&sm, srv, m, errstr, errstr_size))) goto fail; // frees m
+    if ((rc = served_new(&sm, srv, m, p, errstr, errstr_size))) goto fail; // frees m
     char variant[96];
     mdl_variant_str(&sm->m->cfg, variant, sizeof variant);
     pthread_mutex_lock(&srv->mu);
@@ -785,6 +791,54 @@ done:
     return ret;
 }
 
+/* GET /v1/models/current: what is served, as the model-metadata endpoints of model servers have
+ * it (schemas/rank-api.md, "Conventions"). Built with jansson: the model's path is the client's
+ * text (any bytes, any length) and must come out as valid JSON. */
+static enum MHD_Result handle_model(rank_server *srv, conn_state *cs) {
+    char variant[96], loaded[32], ascii[1024];
+    served_model *sm = served_acquire(srv);
+    const mdl_config *mc = &sm->m->cfg;
+    rank_isa isa = rank_isa_current();
+    time_t t = (time_t)sm->loaded_at;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(loaded, sizeof loaded, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    mdl_variant_str(mc, variant, sizeof variant);
+    json_t *path = json_string(sm->path);
+    if (!path) { // not UTF-8: its bytes escaped as the access log escapes them (and cut)
+        log_token(ascii, sizeof ascii, sm->path);
+        path = json_string(ascii);
+    }
+    // "o": the reference to path is the object's (or dropped if packing fails)
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:o*,s:I,s:s,s:s,s:s,"
+        "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:[I,I],s:I,s:s,s:I,s:I},"
+        "s:{s:I,s:I},s:{s:s,s:s}}",
+        "model_version", sm->version, "encoding_version", sm->enc_version, "variant", variant,
+        "path", path, "loaded_at", (json_int_t)sm->loaded_at, "loaded_at_utc", loaded, "isa",
+        rank_isa_name(isa), "precision", rank_isa_precision(isa), "config", "dim",
+        (json_int_t)mc->C, "signatures", (json_int_t)mc->S, "bits", (json_int_t)mc->tau,
+        "item_rows", (json_int_t)mc->item_rows, "cat_rows", (json_int_t)mc->cat_rows, "recent",
+        (json_int_t)mc->n_recent, "blocks", (json_int_t)mc->n_blocks, "heads",
+        (json_int_t)mc->n_heads, "ffn", (json_int_t)mc->ffn_dim, "tin_buckets",
+        (json_int_t)mc->tin_buckets, "hidden", (json_int_t)mc->h1, (json_int_t)mc->h2, "dense",
+        (json_int_t)mc->n_dense, "sdim_hash", mdl_hash_name(mc->sdim_hash), "cross",
+        (json_int_t)mc->cross, "window", (json_int_t)mc->window, "store", "window",
+        (json_int_t)srv->conf.window, "recent", (json_int_t)srv->conf.recent, "server", "name",
+        "trail", "version", TRAIL_VERSION);
+    served_release(sm);
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body)
+        return respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
+                             "out of memory describing the model", NULL);
+    size_t n = strlen(body);
+    body[n] = '\n'; // json_dumps' NUL becomes the line end; respond copies n + 1 bytes
+    enum MHD_Result ret = respond(cs, MHD_HTTP_OK, "application/json", body, n + 1);
+    free(body);
+    return ret;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -956,24 +1010,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         return respond(cs, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
                        (size_t)n);
     }
-    case RANK_EP_MODEL: { /* what is served, as the metadata endpoints of model servers have it */
-        char body[1024], variant[96];
-        served_model *sm = served_acquire(srv);
-        const mdl_config *mc = &sm->m->cfg;
-        rank_isa isa = rank_isa_current();
-        mdl_variant_str(mc, variant, sizeof variant);
-        int n = snprintf(
-            body, sizeof body,
-            "{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\","
-            "\"path\":\"%s\",\"loaded_at\":%lld,\"isa\":\"%s\",\"precision\":\"%s\","
-            "\"config\":{\"dim\":%u,\"signatures\":%u,\"bits\":%u,\"recent\":%u,\"hidden\":[%u,%u],"
-            "\"dense\":%u,\"window\":%u},\"store\":{\"window\":%u,\"recent\":%u}}\n",
-            sm->version, sm->enc_version, variant, srv->model_path, (long long)sm->loaded_at,
-            rank_isa_name(isa), rank_isa_precision(isa), mc->C, mc->S, mc->tau, mc->n_recent,
-            mc->h1, mc->h2, mc->n_dense, mc->window, srv->conf.window, srv->conf.recent);
-        served_release(sm);
-        return respond(cs, MHD_HTTP_OK, "application/json", body, (size_t)n);
-    }
+    case RANK_EP_MODEL:
+        return handle_model(srv, cs);
     case RANK_EP_METRICS: {
         char body[RANK_METRICS_MAX];
         int n = rank_metrics_render(srv->mt, body, sizeof body);
@@ -1358,7 +1396,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
         mdl_model_destroy(m);
         goto fail;
     }
-    if ((rc = served_new(&srv->cur, srv, m, errstr, errstr_size))) goto fail;
+    if ((rc = served_new(&srv->cur, srv, m, srv->model_path, errstr, errstr_size))) goto fail;
     char variant[96];
     mdl_variant_str(&m->cfg, variant, sizeof variant);
     rank_metrics_set_model(srv->mt, srv->cur->version, srv->cur->enc_version, variant);

@@ -11,6 +11,7 @@
 #include "rank_isa.h"
 #include "rank_score.h"
 
+#include <jansson.h>
 #include <math.h>
 
 static char dir[256], path_a[512], path_b[512], path_bad[512], path_other[512], store_dir[512];
@@ -100,6 +101,60 @@ static void test_readyz_and_model(void **state) {
     assert_non_null(strstr(rb, "\"loaded_at\":"));
     assert_non_null(strstr(rb, "\"config\":{\"dim\":"));
     assert_int_equal(http_do(port, "POST", "/readyz", "{}", resp, sizeof resp, &rb), 405);
+}
+
+/* GET /v1/models/current, parsed: a JSON object with the server's version, the config as
+ * `trail model info --json` names it, and the load time in both forms. */
+static json_t *model_metadata(void) {
+    char *rb = NULL;
+    json_error_t jerr;
+    assert_int_equal(http_do(port, "GET", "/v1/models/current", NULL, resp, sizeof resp, &rb), 200);
+    json_t *o = json_loads(rb, 0, &jerr);
+    if (!o) fail_msg("not JSON (%s): %.300s", jerr.text, rb);
+    return o;
+}
+
+/* The metadata names the served model's own file, as valid JSON whatever bytes and length the
+ * path has (a quote, a backslash, 3,000 bytes: it was printed raw into a 1 KiB buffer), plus the
+ * server's version, the config (the names of `trail model info --json`), the encoding version,
+ * the compute path and the load time. */
+static void test_model_metadata(void **state) {
+    (void)state;
+    char odd[600], err[512], version[17], loaded[32];
+    static char long_path[4096];
+    snprintf(odd, sizeof odd, "%s/q\"uo\\te.mdl", dir);
+    assert_int_equal(link(path_a, odd), 0);
+    int k = snprintf(long_path, sizeof long_path, "%s", dir);
+    while (k < 3000)
+        k += snprintf(long_path + k, sizeof long_path - (size_t)k, "/.");
+    snprintf(long_path + k, sizeof long_path - (size_t)k, "/a.mdl");
+    const char *paths[] = {odd, long_path, path_a};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(rank_server_reload(srv, paths[i], version, err, sizeof err), CORE_OK);
+        json_t *o = model_metadata();
+        assert_string_equal(json_string_value(json_object_get(o, "path")), paths[i]);
+        assert_string_equal(json_string_value(json_object_get(o, "model_version")), ver_a);
+        assert_int_equal(strlen(json_string_value(json_object_get(o, "encoding_version"))), 16);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "server"), "version")),
+                            TRAIL_VERSION);
+        assert_string_equal(json_string_value(json_object_get(o, "isa")),
+                            rank_isa_name(rank_isa_current()));
+        json_t *cfg = json_object_get(o, "config");
+        assert_int_equal(json_integer_value(json_object_get(cfg, "item_rows")), 1024);
+        assert_int_equal(json_integer_value(json_object_get(cfg, "dim")), 16);
+        assert_int_equal(json_integer_value(json_object_get(cfg, "dense")), 2);
+        assert_int_equal(json_integer_value(json_array_get(json_object_get(cfg, "hidden"), 1)), 8);
+        time_t t = (time_t)json_integer_value(json_object_get(o, "loaded_at"));
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(loaded, sizeof loaded, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        assert_true(t > 1500000000 && t <= time(NULL));
+        assert_string_equal(json_string_value(json_object_get(o, "loaded_at_utc")), loaded);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "store"), "window")),
+                         TS_WINDOW);
+        json_decref(o);
+    }
+    unlink(odd);
 }
 
 static void test_score_good(void **state) {
@@ -508,6 +563,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_score_good),
         cmocka_unit_test(test_readyz_and_model),
+        cmocka_unit_test(test_model_metadata),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_reload),
