@@ -1,7 +1,7 @@
-/* core_err.c: descriptions of CORE_E* codes, delegating LMDB and errno codes to their owners. */
+/* core_err.c: descriptions of CORE_E* codes and errno values. LMDB's codes never get here: the
+ * encoder translates them at each call (enc_store.c, lmdb_err) and names them itself. */
 #include "core_err.h"
 
-#include <lmdb.h>
 #include <string.h>
 
 const char *core_strerror(int rc) {
@@ -24,7 +24,6 @@ const char *core_strerror(int rc) {
     case CORE_EBUSY: return "already in progress";
     default: break;
     }
-    if (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE) return mdb_strerror(rc);
     if (rc > 0) return strerror(rc);
     return "unknown error";
 }

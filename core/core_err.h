@@ -26,7 +26,7 @@ enum {
     CORE_EBUSY = -1014,    /* the same operation is already in progress (a reload) */
 };
 
-/** @brief Describe any return code: CORE_E*, an LMDB code, or a positive errno.
+/** @brief Describe a return code: CORE_E* or a positive errno (the encoder names LMDB's own).
  *  @return a static string; never NULL. */
 const char *core_strerror(int rc);
 

@@ -150,6 +150,12 @@ static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t x)
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+/* LMDB's codes stay inside this file: callers get CORE_E* (lmdb_err), logs and messages get
+ * LMDB's own words for its codes (store_strerror). */
+static const char *store_strerror(int rc) {
+    return rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE ? mdb_strerror(rc) : core_strerror(rc);
+}
+
 static int lmdb_err(int rc) {
     if (rc == MDB_MAP_FULL) return CORE_EFULL;
     if (rc == MDB_NOTFOUND) return CORE_ENOTFOUND;
@@ -1019,7 +1025,7 @@ int enc_batch_commit(enc_batch *b) {
     }
     if (rc) {
         CORE_LOG(CORE_LOG_ERR, "enc_store: commit failed path=%s events=%zu err=%s", st->path, b->n,
-                 core_strerror(rc));
+                 store_strerror(rc));
         rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
     } else {
         if (skip)
@@ -1135,7 +1141,7 @@ int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char 
     }
     if (rc) {
         snprintf(errstr, errstr_size, "reencode %s: %s (nothing changed)", st->path,
-                 rc == CORE_EFORMAT ? "corrupt user state" : core_strerror(rc));
+                 rc == CORE_EFORMAT ? "corrupt user state" : store_strerror(rc));
         enc_sigcache_destroy(cache);
         enc_ustate_destroy(us);
         return rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
