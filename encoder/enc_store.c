@@ -80,7 +80,7 @@ struct enc_store {
     MDB_dbi meta, user, win, pos, wall, quar;
     int checksums;            /* meta "checksums" = 1: every record and chunk carries its sum */
     atomic_ullong corrupt;    /* damaged user states met (reads, and writes' batches) */
-    uint64_t quarantined;     /* events this handle's commits quarantined */
+    atomic_ullong quarantined; /* events this handle's commits quarantined */
     char *path;
     size_t map_size, map_max;
     uint32_t window, recent;
@@ -1032,7 +1032,7 @@ int enc_batch_commit(enc_batch *b) {
             CORE_LOG(CORE_LOG_NOTICE, "enc_store: batch already applied by another writer "
                                       "path=%s events=%zu: skipped", st->path, b->n);
         atomic_fetch_add(&st->corrupt, dmg.users);
-        st->quarantined += dmg.events;
+        atomic_fetch_add(&st->quarantined, dmg.events);
         for (size_t i = 0; i < b->npos; i++) /* the caller now stands at the batch's end */
             if (expect_find(st, b->pos[i].source))
                 expect_note(st, b->pos[i].source, 1, b->pos[i].next_offset);
@@ -1204,7 +1204,7 @@ int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks) {
 
 void enc_store_damage(const enc_store *st, uint64_t *damaged, uint64_t *quarantined) {
     *damaged = atomic_load(&((enc_store *)(uintptr_t)st)->corrupt);
-    *quarantined = st->quarantined;
+    *quarantined = atomic_load(&((enc_store *)(uintptr_t)st)->quarantined);
 }
 
 /* The window chunks a checked header says exist: each present, of a valid size, and sealed. */

@@ -311,6 +311,7 @@ int pipe_cmd_encode(int argc, char **argv) {
         CORE_LOG(CORE_LOG_WARNING, "encode: model %s: %s", o.model, errstr);
     if (pipe_metrics_new(&met, o.topic)) goto out;
     pipe_metrics_set_ready_max_lag(met, (int64_t)o.ready_max_lag);
+    pipe_metrics_set_store(met, st);
     if (o.metrics) {
         int port;
         if (pipe_metrics_serve(met, o.metrics, &port, errstr, sizeof errstr)) {

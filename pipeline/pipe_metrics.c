@@ -4,6 +4,7 @@
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "enc_store.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -41,6 +42,7 @@ struct pipe_metrics {
     hist commit, fresh;
     atomic_int caught_up;
     char partitioner[32];      /* set before serving */
+    const enc_store *store;    /* set before serving; its damage counters are atomics */
     int64_t ready_max_lag;     /* set before serving */
     pthread_mutex_t mu;        /* guards parts */
     part_gauge *parts;         // (n_parts)
@@ -131,6 +133,8 @@ void pipe_metrics_set_partitioner(pipe_metrics *m, const char *name) {
 }
 
 void pipe_metrics_set_ready_max_lag(pipe_metrics *m, int64_t max_lag) { m->ready_max_lag = max_lag; }
+
+void pipe_metrics_set_store(pipe_metrics *m, struct enc_store *st) { m->store = st; }
 
 int pipe_metrics_ready(pipe_metrics *m, char *why, size_t cap) {
     int na = 0, ready = 1;
@@ -229,6 +233,19 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
                       "# TYPE trail_pipeline_partitioner_info gauge\n"
                       "trail_pipeline_partitioner_info{partitioner=\"%s\"} 1\n",
                   m->partitioner);
+    if (m->store) {
+        uint64_t damaged, quarantined;
+        enc_store_damage(m->store, &damaged, &quarantined);
+        sb_printf(&b, "# HELP trail_store_damaged_users_total users whose stored state failed its "
+                      "checksum or format check when a batch touched them (schemas/state.md, "
+                      "Integrity)\n# TYPE trail_store_damaged_users_total counter\n"
+                      "trail_store_damaged_users_total %" PRIu64 "\n"
+                      "# HELP trail_store_quarantined_events_total events held in the store's "
+                      "quarantine instead of being applied to a damaged user\n"
+                      "# TYPE trail_store_quarantined_events_total counter\n"
+                      "trail_store_quarantined_events_total %" PRIu64 "\n",
+                  damaged, quarantined);
+    }
     render_hist(&b, "trail_pipeline_batch_commit_seconds", "LMDB batch commit latency",
                 &m->commit, commit_le, COMMIT_NB);
     render_hist(&b, "trail_pipeline_freshness_seconds",

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 typedef struct pipe_metrics pipe_metrics;
+struct enc_store;
 
 enum {
     PIPE_M_CONSUMED,      /* messages polled from assigned partitions */
@@ -44,6 +45,8 @@ void pipe_metrics_set_partition(pipe_metrics *m, int32_t partition, int assigned
 void pipe_metrics_set_caught_up(pipe_metrics *m, int caught_up);
 /** @brief The partitioner the worker checks keys with, exported as an info gauge for routers. */
 void pipe_metrics_set_partitioner(pipe_metrics *m, const char *name);
+/** @brief The store whose damage counts (enc_store_damage) the metrics report; set before serving. */
+void pipe_metrics_set_store(pipe_metrics *m, struct enc_store *st);
 
 /** Default of --ready-max-lag: per partition, messages the store may trail the high watermark by
  *  and still answer ready (about 0.1 s of a 10,000 events/s partition; statistics, where the high

@@ -6,7 +6,9 @@
  * Before checksums, each of these changed bytes was served and extended without an error. */
 #include "enc_test_util.h"
 
+#include "core_alloc.h"
 #include "enc_state_int.h"
+#include "pipe_metrics.h"
 
 #include <lmdb.h>
 
@@ -215,6 +217,17 @@ static void test_damage_costs_one_user(void **state) {
     assert_int_equal(enc_store_verify(st, NULL, NULL, &vr), CORE_OK);
     assert_int_equal(vr.damaged_users, 3);
     assert_int_equal(vr.quarantined, 300);
+    pipe_metrics *met; /* what a Kafka worker on this store reports */
+    size_t len;
+    assert_int_equal(pipe_metrics_new(&met, "t"), CORE_OK);
+    pipe_metrics_set_store(met, st);
+    char *text = pipe_metrics_render(met, &len), want[96];
+    assert_non_null(text);
+    assert_non_null(strstr(text, "trail_store_quarantined_events_total 300\n"));
+    snprintf(want, sizeof want, "trail_store_damaged_users_total %llu\n", (unsigned long long)damaged);
+    assert_non_null(strstr(text, want));
+    core_free(text);
+    pipe_metrics_destroy(met);
     int64_t next;
     assert_int_equal(enc_store_get_offset(st, "file:t", &next), CORE_OK);
     assert_int_equal(next, pos); /* the positions moved with the batch */
