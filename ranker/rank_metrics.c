@@ -22,7 +22,7 @@ static const char *const error_kinds[] = {
     "bad_dense", "body_too_large", "not_found", "method_not_allowed", "forbidden", "bad_user_state",
     "store", "overloaded", "scoring", "encoding_mismatch", "reload_failed", "uri_too_long",
     "headers_too_large", "unsupported_media_type", "unsupported_transfer_encoding", "unauthorized",
-    "reload_in_progress", "other"};
+    "reload_in_progress", "damaged_user_state", "other"};
 #define N_KINDS (sizeof error_kinds / sizeof error_kinds[0])
 
 static const char *const endpoint_names[RANK_EP_COUNT] = {
@@ -61,6 +61,7 @@ struct rank_metrics {
     _Atomic uint64_t errors[N_KINDS];
     _Atomic uint64_t candidates;
     _Atomic uint64_t unknown_users;
+    _Atomic uint64_t store_damaged; /* the store's count (enc_store_damage), set before a render */
     _Atomic uint64_t sig_hits, sig_misses;
     _Atomic uint64_t reloads_ok, reloads_failed;
     histogram latency;
@@ -134,6 +135,10 @@ void rank_metrics_destroy(rank_metrics *mt) {
 void rank_metrics_sigcache(rank_metrics *mt, uint64_t hits, uint64_t misses) {
     atomic_fetch_add_explicit(&mt->sig_hits, hits, memory_order_relaxed);
     atomic_fetch_add_explicit(&mt->sig_misses, misses, memory_order_relaxed);
+}
+
+void rank_metrics_store_damage(rank_metrics *mt, uint64_t damaged) {
+    atomic_store_explicit(&mt->store_damaged, damaged, memory_order_relaxed);
 }
 
 void rank_metrics_request(rank_metrics *mt, rank_endpoint ep) {
@@ -327,6 +332,11 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
     for (size_t i = 0; i < N_KINDS; i++)
         put(&o, "trail_request_errors_total{kind=\"%s\"} %llu\n", error_kinds[i],
             (unsigned long long)atomic_load_explicit(&mt->errors[i], memory_order_relaxed));
+    put(&o,
+        "# HELP trail_store_damaged_users_total Reads of a user whose stored state failed its "
+        "checksum or format check (schemas/state.md, Integrity).\n"
+        "# TYPE trail_store_damaged_users_total counter\ntrail_store_damaged_users_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&mt->store_damaged, memory_order_relaxed));
     put_histogram(&o, "trail_score_latency_seconds", "Time to answer a scored /v1/score request.",
                   &mt->latency, lat_le, N_LAT, 1e-6);
     put(&o,

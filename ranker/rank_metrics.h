@@ -42,6 +42,9 @@ void rank_metrics_error(rank_metrics *mt, const char *kind);
 void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s);
 /** @brief Signature-cache lookups of one request: answered from the cache, and hashed. */
 void rank_metrics_sigcache(rank_metrics *mt, uint64_t hits, uint64_t misses);
+/** @brief The store's count of damaged user reads (enc_store_damage), rendered as
+ *  trail_store_damaged_users_total. */
+void rank_metrics_store_damage(rank_metrics *mt, uint64_t damaged);
 /** @brief A reload attempt and, on success, the model now served. */
 void rank_metrics_reload(rank_metrics *mt, int ok);
 void rank_metrics_set_model(rank_metrics *mt, const char *model_version,

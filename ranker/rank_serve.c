@@ -487,6 +487,12 @@ static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, uns
                          (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
 }
 
+/* A user whose stored record or window chunk failed its checksum or format check: the server's
+ * fault for that user alone (500, kind damaged_user_state), not the store's (503, store). */
+static int damaged_state(int rc) {
+    return rc == CORE_ECHECKSUM || rc == CORE_EFORMAT;
+}
+
 static enum MHD_Result respond_error(rank_server *srv, conn_state *cs, unsigned status,
                                      const char *kind, const char *message,
                                      const rank_req_error *pe) {
@@ -690,15 +696,23 @@ static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
             snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
                      (unsigned long long)rq->user_id, core_strerror(rc));
             enc_reader_end(ws->rd);
-            ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+            ret = damaged_state(rc) ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                                    "damaged_user_state", msg, NULL)
+                                    : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store",
+                                                    msg, NULL);
             goto done;
         }
         h.window = ws->window;
     } else if (rc != CORE_ENOTFOUND) {
         snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)rq->user_id,
-                 core_strerror(rc));
+                 damaged_state(rc) ? "stored state failed its checksum or format check (damaged; "
+                                     "trail inspect --verify)"
+                                   : core_strerror(rc));
         enc_reader_end(ws->rd);
-        ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        ret = damaged_state(rc) ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                                "damaged_user_state", msg, NULL)
+                                : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store",
+                                                msg, NULL);
         goto done;
     } // CORE_ENOTFOUND: an unknown user is scored with an empty history
     // the views are zero-copy: the read transaction stays open until scoring is done
@@ -1014,6 +1028,9 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         return handle_model(srv, cs);
     case RANK_EP_METRICS: {
         char body[RANK_METRICS_MAX];
+        uint64_t damaged, quarantined;
+        enc_store_damage(srv->st, &damaged, &quarantined);
+        rank_metrics_store_damage(srv->mt, damaged);
         int n = rank_metrics_render(srv->mt, body, sizeof body);
         if (n < 0)
             return respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",

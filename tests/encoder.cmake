@@ -8,4 +8,4 @@ trail_add_test(test_enc_lock SOURCES test_enc_lock.c LIBS trail_encoder LABELS s
 trail_add_test(test_loud SOURCES test_loud.c LIBS trail_encoder PkgConfig::LMDB LABELS store TIMEOUT 120)
 trail_add_test(test_enc_resume SOURCES test_enc_resume.c LIBS trail_encoder LABELS store)
 # checksummed user records and window chunks: damage names one user and costs only that user
-trail_add_test(test_enc_integrity SOURCES test_enc_integrity.c LIBS trail_pipeline PkgConfig::LMDB LABELS store)
+trail_add_test(test_enc_integrity SOURCES test_enc_integrity.c LIBS trail_pipeline trail_serve PkgConfig::LMDB LABELS store)

@@ -9,6 +9,7 @@
 #include "core_alloc.h"
 #include "enc_state_int.h"
 #include "pipe_metrics.h"
+#include "test_serve_common.h"
 
 #include <lmdb.h>
 
@@ -368,6 +369,27 @@ static void test_cli(void **state) {
     snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 3 --candidates %s 2>&1", bin,
              f->model, st, cand);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
+
+    /* serve: that user gets a 500 naming it, the others are scored, /metrics counts it */
+    char args[1024], resp[8192], *body;
+    pid_t pid = -1;
+    FILE *sout = NULL;
+    snprintf(args, sizeof args, "--model %s --store %s --listen 127.0.0.1:0 2>/dev/null", f->model,
+             st);
+    uint16_t port = (uint16_t)serve_spawn(args, "1", &pid, &sout);
+    assert_true(port > 0);
+    const char *req2 = "{\"user_id\": 2, \"candidates\": [{\"item_id\": 5, \"category_id\": 1}]}";
+    const char *req3 = "{\"user_id\": 3, \"candidates\": [{\"item_id\": 5, \"category_id\": 1}]}";
+    assert_int_equal(http_do(port, "POST", "/v1/score", req2, resp, sizeof resp, &body), 500);
+    assert_non_null(strstr(body, "damaged_user_state"));
+    assert_non_null(strstr(body, "user 2"));
+    assert_int_equal(http_do(port, "POST", "/v1/score", req3, resp, sizeof resp, &body), 200);
+    assert_int_equal(http_do(port, "GET", "/metrics", NULL, resp, sizeof resp, &body), 200);
+    assert_non_null(strstr(body, "trail_store_damaged_users_total 1\n"));
+    assert_non_null(strstr(body, "trail_request_errors_total{kind=\"damaged_user_state\"} 1\n"));
+    kill(pid, SIGTERM);
+    assert_true(serve_wait_exit(pid, 10000) >= 0);
+    if (sout) fclose(sout);
     snprintf(cmd, sizeof cmd, "%s encode --model %s --store %s --input %s --json 2>/dev/null", bin,
              f->model, st, ev2);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
