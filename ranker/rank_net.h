@@ -39,9 +39,23 @@
 
 #include "enc_simhash.h"
 #include "mdl.h"
-#include "rank_score.h"
+#include "sch_event.h"
 
 #include <stdint.h>
+
+/* Everything the ranker knows of one user at request time. Pointers are borrowed. */
+typedef struct rank_history {
+    const float *bucket_sum;    // (S, 2^tau, C) SDIM bucket sums, or NULL: no long-term state
+    const uint32_t *bucket_cnt; // (S, 2^tau)
+    uint32_t window_len;        /* behaviors behind the buckets (avgpool uses sum/len) */
+    const sch_behavior *window; // (T) raw window oldest first: needed by long=attention, and by
+                                //     sdim/avgpool when bucket_sum is NULL (buckets built from it)
+    uint32_t T;
+    const sch_behavior *recent; // (N) recent behaviors oldest first (at most cfg.n_recent used)
+    uint32_t N;
+    int64_t now_ts;             /* request time, seconds */
+    const float *dense;         // (n_dense) or NULL (zeros)
+} rank_history;
 
 /* Sizes a rank_net is built for; a batch beyond any of them is refused with CORE_ETOOBIG. */
 typedef struct rank_net_shape {
@@ -57,7 +71,7 @@ typedef struct rank_net_shape {
 
 typedef struct rank_net rank_net;
 
-/* One batch. Users are rank_history contexts (rank_score.h), one per distinct history:
+/* One batch. Users are rank_history contexts (above), one per distinct history:
  * - long = sdim | avgpool: if users[u].bucket_sum is set, the stored buckets are used (serving); if
  *   it is NULL, buckets are built here from users[u].window (training; required for backward).
  *   An empty history (no buckets and T = 0) gives u_long = 0.

@@ -9,23 +9,9 @@
 
 #include "mdl.h"
 #include "rank_isa.h"
-#include "sch_event.h"
+#include "rank_net.h" /* rank_history: what the ranker knows of one user */
 
 #include <stdint.h>
-
-/* Everything the ranker knows of one user at request time. Pointers are borrowed. */
-typedef struct rank_history {
-    const float *bucket_sum;    // (S, 2^tau, C) SDIM bucket sums, or NULL: no long-term state
-    const uint32_t *bucket_cnt; // (S, 2^tau)
-    uint32_t window_len;        /* behaviors behind the buckets (avgpool uses sum/len) */
-    const sch_behavior *window; // (T) raw window oldest first: needed by long=attention, and by
-                                //     sdim/avgpool when bucket_sum is NULL (buckets built from it)
-    uint32_t T;
-    const sch_behavior *recent; // (N) recent behaviors oldest first (at most cfg.n_recent used)
-    uint32_t N;
-    int64_t now_ts;             /* request time, seconds */
-    const float *dense;         // (n_dense) or NULL (zeros)
-} rank_history;
 
 typedef struct rank_scratch rank_scratch;
 
