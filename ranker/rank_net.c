@@ -651,11 +651,13 @@ static void forward_block(rank_net *n, const mdl_model *m, int l, int NNu) {
         n->bx[l + 1][i] = n->h[l][i] + n->tmp[i];
 }
 
-static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+/* The recent branches' per-user half: each user's recent rows (last min(N, n_recent)), their
+ * embeddings, the self-attention blocks (hs), the folded keys k2 for short target attention, and
+ * TIN's e~ rows. recent_candidates does the per-candidate half. */
+static void recent_users(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_params *p = &m->p;
     const mdl_config *cfg = &n->cfg;
     int C = n->C;
-    float scale = 1.f / sqrtf((float)C);
     n->roff[0] = 0;
     for (uint32_t u = 0; u < bt->U; u++) {
         const rank_history *h = &bt->users[u];
@@ -697,35 +699,52 @@ static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt
          * user, instead of projecting every candidate */
         rank_matmul_forward(n->kp, n->hs, p->w_tk, NULL, NNu, C, C);
         rank_gemm(0, 0, NNu, C, C, 1.f, n->kp, C, p->w_tq, C, 0.f, n->k2, C);
-        for (uint32_t u = 0; u < bt->U; u++) {
-            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
-            uint32_t nu = n->roff[u + 1] - r0;
-            if (n->fold) continue; /* per block of candidates in head_folded */
-            rank_tattn_forward(n->ushort + (size_t)g0 * C, n->att_s + n->aoff_rec[u],
-                               n->q + (size_t)g0 * C, n->k2 + (size_t)r0 * C,
-                               n->hs + (size_t)r0 * C, (int)Bu, (int)nu, C, scale);
-        }
     }
     if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
-        /* e~_k = x_k + tin_emb[bucket_k]; v~ = q + tin_emb[0];
-         * u_tin = sum_k softmax_k(<e~_k, v~>/sqrt(C)) (e~_k (.) v~) = v~ (.) (att e~) */
+        /* e~_k = x_k + tin_emb[bucket_k] (v~ and the pooling: recent_candidates) */
         for (int r = 0; r < NNu; r++) {
             const float *te = p->tin_emb + (size_t)n->rtb[r] * C;
             for (int c = 0; c < C; c++)
                 n->et[(size_t)r * C + c] = n->xr[(size_t)r * C + c] + te[c];
         }
-        if (n->fold) return; /* the per-candidate part runs per block in head_folded */
-        for (uint32_t b = 0; b < bt->B; b++)
-            rank_add_forward(n->vt + (size_t)b * C, n->q + (size_t)b * C, p->tin_emb, C);
-        for (uint32_t u = 0; u < bt->U; u++) {
-            uint32_t g0 = n->goff[u], Bu = n->goff[u + 1] - g0, r0 = n->roff[u];
-            uint32_t nu = n->roff[u + 1] - r0;
-            const float *eu = n->et + (size_t)r0 * C;
-            rank_tattn_forward(n->pool_t + (size_t)g0 * C, n->att_t + n->aoff_rec[u],
-                               n->vt + (size_t)g0 * C, eu, eu, (int)Bu, (int)nu, C, scale);
-        }
-        rank_mul_forward(n->utin, n->vt, n->pool_t, (int)bt->B * C);
     }
+}
+
+/* The recent branches' per-candidate half, for candidates [i0, i0 + nb) of user u (a whole
+ * group, or one block of the folded head's):
+ *   short: att_s = softmax(q . k2 / sqrt(C)) over the user's recent rows, and u_short = att_s hs
+ *          when `ushort` (the folded head takes W1_us u_short as att_s (hs W1_us^T) instead);
+ *   TIN:   v~ = q + tin_emb[0], u_tin = sum_k softmax_k(<e~_k, v~>/sqrt(C)) (e~_k (.) v~)
+ *          = v~ (.) (att_t e~).
+ * No recent rows gives u_short = 0 and u_tin = 0. */
+static void recent_candidates(rank_net *n, const mdl_model *m, uint32_t u, uint32_t i0,
+                              uint32_t nb, int ushort) {
+    const mdl_config *cfg = &n->cfg;
+    int C = n->C;
+    float scale = 1.f / sqrtf((float)C);
+    uint32_t r0 = n->roff[u], nu = n->roff[u + 1] - r0;
+    size_t arow = n->aoff_rec[u] + (size_t)(i0 - n->goff[u]) * nu; /* (nb, nu) weights */
+    const float *q = n->q + (size_t)i0 * C;
+    if (cfg->short_kind != MDL_SHORT_NONE) {
+        float *us = ushort ? n->ushort + (size_t)i0 * C : NULL;
+        rank_tattn_forward(us, n->att_s + arow, q, n->k2 + (size_t)r0 * C,
+                           us ? n->hs + (size_t)r0 * C : NULL, (int)nb, (int)nu, C, scale);
+    }
+    if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
+        float *vt = n->vt + (size_t)i0 * C, *pool = n->pool_t + (size_t)i0 * C;
+        const float *eu = n->et + (size_t)r0 * C;
+        for (uint32_t i = 0; i < nb; i++)
+            rank_add_forward(vt + (size_t)i * C, q + (size_t)i * C, m->p.tin_emb, C);
+        rank_tattn_forward(pool, n->att_t + arow, vt, eu, eu, (int)nb, (int)nu, C, scale);
+        rank_mul_forward(n->utin + (size_t)i0 * C, vt, pool, (int)nb * C);
+    }
+}
+
+static void forward_recent(rank_net *n, const mdl_model *m, const rank_batch *bt) {
+    recent_users(n, m, bt);
+    if (n->fold) return; /* the per-candidate half runs per block in head_folded */
+    for (uint32_t u = 0; u < bt->U; u++)
+        recent_candidates(n, m, u, n->goff[u], n->goff[u + 1] - n->goff[u], 1);
 }
 
 /* The slot of key in a cross table: its live slot, else (insert) a fresh one, else NULL. */
@@ -949,7 +968,6 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     /* recent rows (both branches use the same ones); none: u_short = 0 and TIN pools nothing */
     int nr = o_us >= 0 || o_ut >= 0 ? (int)(n->roff[1] - n->roff[0]) : 0;
     int nu = o_us >= 0 ? nr : 0;
-    float scale = 1.f / sqrtf((float)C);
     /* one sgemm per block: z' = [blocks | cross | short weights (nu)],
      * W' = [W1 blocks | W1 cross | W1_us hs^T] */
     int nx = n->col.cross >= 0 ? X_DIM : 0, Ds = nblk * C + nx, Dw = Ds + nu;
@@ -989,24 +1007,11 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         uint32_t nbk = B - b0 < RANK_HEAD_BLOCK ? B - b0 : RANK_HEAD_BLOCK;
         float *a1 = n->a1 + (size_t)b0 * H1, *a2 = n->a2 + (size_t)b0 * H2;
         float *zsel = n->zsel + (size_t)b0 * Dw;
-        const float *qb = n->q + (size_t)b0 * C;
-        float *us = o_usq >= 0 ? n->ushort + (size_t)b0 * C : NULL; /* for q (.) u_short */
-        if (nu > 0) { /* short: the block's attention weights over the recent values */
-            float *att = n->att_s + (size_t)b0 * nu;
-            rank_tattn_forward(us, att, qb, n->k2, us ? n->hs : NULL, (int)nbk, nu, C, scale);
-            for (uint32_t i = 0; i < nbk; i++)
-                memcpy(zsel + (size_t)i * Dw + Ds, att + (size_t)i * nu, (size_t)nu * sizeof *att);
-        } else if (us) { /* no recent rows: u_short = 0, as head_first has it */
-            memset(us, 0, (size_t)nbk * C * sizeof *us);
-        }
-        if (o_ut >= 0) { /* TIN for the block: v~ = q + tin_emb[0], u_tin = v~ (.) (att e~) */
-            float *vt = n->vt + (size_t)b0 * C, *pool = n->pool_t + (size_t)b0 * C;
-            for (uint32_t i = 0; i < nbk; i++)
-                rank_add_forward(vt + (size_t)i * C, qb + (size_t)i * C, p->tin_emb, C);
-            rank_tattn_forward(pool, n->att_t + (size_t)b0 * nr, vt, n->et, n->et, (int)nbk, nr, C,
-                               scale);
-            rank_mul_forward(n->utin + (size_t)b0 * C, vt, pool, (int)nbk * C);
-        }
+        if (o_us >= 0 || o_ut >= 0) /* short and TIN for the block (u_short for q (.) u_short) */
+            recent_candidates(n, m, 0, b0, nbk, o_usq >= 0);
+        for (uint32_t i = 0; nu > 0 && i < nbk; i++) /* the short weights join the sgemm */
+            memcpy(zsel + (size_t)i * Dw + Ds, n->att_s + (size_t)(b0 + i) * nu,
+                   (size_t)nu * sizeof *n->att_s);
         for (uint32_t i = b0; i < b0 + nbk; i++) {
             float *zs = n->zsel + (size_t)i * Dw;
             size_t row = (size_t)i * C;
