@@ -22,6 +22,7 @@
 #include "pipe_worker.h"
 #include "trail_cmds.h"
 
+#include <stdatomic.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -69,7 +70,7 @@ typedef struct bench {
     pipe_props props;
     pipe_sink sink;
     pipe_metrics *met;
-    volatile int stop;
+    atomic_int stop;
     int until_end;
     uint32_t batch_max;
     int rc;

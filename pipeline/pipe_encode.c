@@ -17,6 +17,7 @@
 #include "pipe_worker.h"
 #include "trail_cmds.h"
 
+#include <stdatomic.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -147,7 +148,7 @@ static int conf_load(enc_opts *o, const char *path) {
 // ---------------------------------------------------------------------------------------------
 // The command
 
-static volatile int g_stop;
+static atomic_int g_stop;
 
 static void usage(FILE *f) {
     fprintf(f,

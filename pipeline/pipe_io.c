@@ -16,6 +16,7 @@
 #include "sch_event.h"
 #include "trail_cmds.h"
 
+#include <stdatomic.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -23,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-static volatile int g_stop;
+static atomic_int g_stop;
 
 static void sleep_ns(int64_t ns) {
     if (ns <= 0) return;

@@ -290,7 +290,7 @@ fail:
 
 int pipe_producer_send(pipe_producer *p, const char *topic, int32_t partition, const void *key,
                        size_t key_len, const void *val, size_t val_len, const pipe_header *hdrs,
-                       size_t n_hdrs, int64_t ts_ms, volatile int *stop) {
+                       size_t n_hdrs, int64_t ts_ms, atomic_int *stop) {
     for (;;) {
         rd_kafka_headers_t *h = NULL;
         if (n_hdrs) {
@@ -318,7 +318,7 @@ int pipe_producer_send(pipe_producer *p, const char *topic, int32_t partition, c
 
 void pipe_producer_poll(pipe_producer *p, int timeout_ms) { rd_kafka_poll(p->rk, timeout_ms); }
 
-int pipe_producer_flush(pipe_producer *p, int timeout_ms, volatile int *stop) {
+int pipe_producer_flush(pipe_producer *p, int timeout_ms, atomic_int *stop) {
     int waited = 0;
     while (rd_kafka_outq_len(p->rk) > 0) {
         if (stop && *stop) return CORE_ESTOPPED;

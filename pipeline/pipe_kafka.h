@@ -12,6 +12,7 @@
 #ifndef TRAIL_PIPE_KAFKA_H
 #define TRAIL_PIPE_KAFKA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,12 +112,12 @@ int pipe_producer_new(pipe_producer **out, const char *brokers, const pipe_props
  *  @return CORE_OK, CORE_ESTOPPED if *stop became nonzero while waiting, or CORE_EKAFKA. */
 int pipe_producer_send(pipe_producer *p, const char *topic, int32_t partition, const void *key,
                        size_t key_len, const void *val, size_t val_len, const pipe_header *hdrs,
-                       size_t n_hdrs, int64_t ts_ms, volatile int *stop);
+                       size_t n_hdrs, int64_t ts_ms, atomic_int *stop);
 /** @brief Serve delivery reports for up to timeout_ms. */
 void pipe_producer_poll(pipe_producer *p, int timeout_ms);
 /** @brief Wait until every queued message is delivered or failed (timeout_ms < 0: forever, unless
  *  *stop). @return CORE_OK if the queue drained, CORE_ESTOPPED/CORE_EKAFKA otherwise. */
-int pipe_producer_flush(pipe_producer *p, int timeout_ms, volatile int *stop);
+int pipe_producer_flush(pipe_producer *p, int timeout_ms, atomic_int *stop);
 /** @brief Messages acknowledged by the broker and messages that failed permanently, so far. */
 void pipe_producer_counts(const pipe_producer *p, uint64_t *delivered, uint64_t *failed);
 void pipe_producer_destroy(pipe_producer *p);

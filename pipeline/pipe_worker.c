@@ -11,12 +11,25 @@
 #include "core_log.h"
 #include "core_util.h"
 
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What the worker knows of one partition of its topic. */
+typedef struct part_state {
+    int assigned;
+    int64_t pending; /* next offset in the open batch, -1 none */
+    int64_t stored;  /* next offset committed in the sink, -1 none */
+    int64_t start;   /* where this member resumed the partition (progress) */
+    int64_t lo;      /* low watermark at start */
+    int64_t end;     /* high watermark at start (--until-end target); 0: nothing to wait for */
+    int64_t hi;      /* latest high watermark (statistics) */
+    int64_t fresh;   /* statistics reports still to see before hi counts (after assignment) */
+} part_state;
 
 typedef struct worker {
     const pipe_worker_conf *conf;
@@ -25,15 +38,8 @@ typedef struct worker {
     pipe_consumer *cons;
     pipe_producer *dlq;
     char dlq_topic[256];
-    int32_t np;        /* partitions the arrays below cover */
-    uint8_t *assigned; // (np)
-    int64_t *pending;  // (np) next offset in the open batch, -1 none
-    int64_t *stored;   // (np) next offset committed in the sink, -1 none
-    int64_t *start;    // (np) where this member resumed the partition (progress)
-    int64_t *lo;       // (np) low watermark at start
-    int64_t *end;      // (np) high watermark at start (--until-end target)
-    int64_t *hi;       // (np) latest high watermark (statistics)
-    int64_t *fresh;    // (np) statistics reports still to see before hi counts (after assignment)
+    int32_t np;        /* partitions `part` covers */
+    part_state *part;  // (np)
     int open;          /* a sink batch is open */
     uint32_t n, n_dlq; /* messages and dead-lettered messages in the open batch */
     int64_t t_open_ns;
@@ -72,13 +78,13 @@ void pipe_worker_conf_default(pipe_worker_conf *conf) {
  * the flag and the loop sees it; no thread is left with a default action that kills the process.
  * SA_RESTART: a signal taken by a thread in the middle of a system call (a store write, a socket
  * read) restarts the call rather than failing it with EINTR. */
-static volatile int *g_stop_flag;
+static atomic_int *g_stop_flag;
 static void on_stop_signal(int sig) {
     (void)sig;
     if (g_stop_flag) *g_stop_flag = 1;
 }
 
-void pipe_stop_on_signals(volatile int *stop) {
+void pipe_stop_on_signals(atomic_int *stop) {
     struct sigaction sa;
     g_stop_flag = stop;
     memset(&sa, 0, sizeof sa);
@@ -95,29 +101,25 @@ static void source_name(const worker *w, int32_t p, char *buf, size_t cap) {
 
 static int grow(worker *w, int32_t np) {
     if (np <= w->np) return CORE_OK;
-    int64_t **arrs[] = {&w->pending, &w->stored, &w->start, &w->lo, &w->end, &w->hi, &w->fresh};
-    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) {
-        int64_t *a = core_realloc(*arrs[i], (size_t)np * sizeof(int64_t));
-        if (!a) return CORE_ENOMEM;
-        for (int32_t p = w->np; p < np; p++) a[p] = i == 4 ? 0 : -1; /* end 0: nothing to wait for */
-        *arrs[i] = a;
-    }
-    uint8_t *as = core_realloc(w->assigned, (size_t)np);
-    if (!as) return CORE_ENOMEM;
-    memset(as + w->np, 0, (size_t)(np - w->np));
-    w->assigned = as;
+    part_state *a = core_realloc(w->part, (size_t)np * sizeof *a);
+    if (!a) return CORE_ENOMEM;
+    for (int32_t p = w->np; p < np; p++)
+        a[p] = (part_state){.pending = -1, .stored = -1, .start = -1, .lo = -1, .end = 0, .hi = -1,
+                            .fresh = -1};
+    w->part = a;
     w->np = np;
     return CORE_OK;
 }
 
-/* Every assigned partition's committed offset has reached target[] (a partition whose target is 0
+/* Every assigned partition's committed offset has reached its end (a partition whose end is 0
  * or below its low watermark has nothing to wait for). 0 while nothing is assigned. */
-static int all_reached(const worker *w, const int64_t *target) {
+static int all_reached(const worker *w) {
     int any = 0;
     for (int32_t p = 0; p < w->np; p++) {
-        if (!w->assigned[p]) continue;
+        if (!w->part[p].assigned) continue;
         any = 1;
-        if (target[p] > 0 && target[p] > w->lo[p] && w->stored[p] < target[p]) return 0;
+        int64_t t = w->part[p].end;
+        if (t > 0 && t > w->part[p].lo && w->part[p].stored < t) return 0;
     }
     return any;
 }
@@ -129,10 +131,10 @@ static int all_reached(const worker *w, const int64_t *target) {
 static int caught_up(const worker *w) {
     int any = 0;
     for (int32_t p = 0; p < w->np; p++) {
-        if (!w->assigned[p]) continue;
+        if (!w->part[p].assigned) continue;
         any = 1;
-        if (w->fresh[p] != 0 || w->hi[p] < 0) return 0;
-        if (w->hi[p] > w->lo[p] && w->hi[p] > 0 && w->stored[p] < w->hi[p]) return 0;
+        if (w->part[p].fresh != 0 || w->part[p].hi < 0) return 0;
+        if (w->part[p].hi > w->part[p].lo && w->part[p].hi > 0 && w->part[p].stored < w->part[p].hi) return 0;
     }
     return any;
 }
@@ -141,10 +143,10 @@ static void update_gauges(worker *w) {
     for (int32_t p = 0; p < w->np; p++) {
         int64_t lag = -1;
         /* unknown (-1) until statistics gathered after the assignment report (see caught_up) */
-        if (w->hi[p] >= 0 && w->fresh[p] <= 0)
-            lag = w->hi[p] - (w->stored[p] >= 0 ? w->stored[p] : w->lo[p]);
+        if (w->part[p].hi >= 0 && w->part[p].fresh <= 0)
+            lag = w->part[p].hi - (w->part[p].stored >= 0 ? w->part[p].stored : w->part[p].lo);
         if (lag < -1) lag = 0;
-        pipe_metrics_set_partition(w->met, p, w->assigned[p], lag);
+        pipe_metrics_set_partition(w->met, p, w->part[p].assigned, lag);
     }
     pipe_metrics_set_caught_up(w->met, caught_up(w));
 }
@@ -164,7 +166,7 @@ static int flush_dlq(worker *w) {
 }
 
 static void batch_reset(worker *w) {
-    for (int32_t p = 0; p < w->np; p++) w->pending[p] = -1;
+    for (int32_t p = 0; p < w->np; p++) w->part[p].pending = -1;
     w->open = 0;
     w->n = w->n_dlq = w->n_skip = 0;
 }
@@ -176,9 +178,9 @@ static int commit_batch(worker *w) {
     char src[300];
     int rc = CORE_OK;
     for (int32_t p = 0; p < w->np; p++) {
-        if (w->pending[p] < 0) continue;
+        if (w->part[p].pending < 0) continue;
         source_name(w, p, src, sizeof src);
-        if ((rc = s->set_offset(s->ctx, src, w->pending[p])) != CORE_OK) goto fail;
+        if ((rc = s->set_offset(s->ctx, src, w->part[p].pending)) != CORE_OK) goto fail;
     }
     if (w->n_dlq && (rc = flush_dlq(w)) != CORE_OK) {
         CORE_LOG(CORE_LOG_ERR, "pipe: batch-aborted reason=\"dead letters not acknowledged\" "
@@ -203,10 +205,10 @@ static int commit_batch(worker *w) {
     int64_t offs[64];
     int k = 0;
     for (int32_t p = 0; p < w->np; p++) {
-        if (w->pending[p] < 0) continue;
-        w->stored[p] = w->pending[p];
+        if (w->part[p].pending < 0) continue;
+        w->part[p].stored = w->part[p].pending;
         parts[k] = p;
-        offs[k++] = w->pending[p];
+        offs[k++] = w->part[p].pending;
         if (k == 64) {
             pipe_consumer_store_offsets(w->cons, w->conf->topic, parts, offs, k);
             k = 0;
@@ -245,14 +247,14 @@ static void on_assign(void *opaque, const char *topic, const int32_t *parts, int
         rc = w->sink->get_offset(w->sink->ctx, src, &next);
         if (rc == CORE_OK) {
             offsets[i] = next;
-            w->stored[p] = next;
-            w->start[p] = next;
+            w->part[p].stored = next;
+            w->part[p].start = next;
             CORE_LOG(CORE_LOG_NOTICE, "pipe: assigned topic=%s partition=%d resume=%" PRId64,
                      w->conf->topic, (int)p, next);
         } else if (rc == CORE_ENOTFOUND) {
             offsets[i] = PIPE_OFFSET_BEGINNING;
-            w->stored[p] = -1;
-            w->start[p] = w->lo[p] > 0 ? w->lo[p] : 0;
+            w->part[p].stored = -1;
+            w->part[p].start = w->part[p].lo > 0 ? w->part[p].lo : 0;
             pipe_metrics_add(w->met, PIPE_M_REBUILDS, 1);
             CORE_LOG(CORE_LOG_NOTICE,
                      "pipe: assigned topic=%s partition=%d resume=beginning (no state here: "
@@ -264,8 +266,8 @@ static void on_assign(void *opaque, const char *topic, const int32_t *parts, int
             w->failed = rc;
             offsets[i] = PIPE_OFFSET_END; /* nothing is applied: the loop stops first */
         }
-        w->assigned[p] = 1;
-        w->fresh[p] = 2;
+        w->part[p].assigned = 1;
+        w->part[p].fresh = 2;
     }
     w->recount = 1; /* partitions may have been added: the check needs the count */
     update_gauges(w);
@@ -277,9 +279,9 @@ static void on_revoke(void *opaque, const char *topic, const int32_t *parts, int
     int rc = commit_batch(w);
     if (rc && !w->failed) w->failed = rc;
     for (int i = 0; i < n; i++) {
-        if (parts[i] < w->np) w->assigned[parts[i]] = 0;
+        if (parts[i] < w->np) w->part[parts[i]].assigned = 0;
         CORE_LOG(CORE_LOG_NOTICE, "pipe: revoked topic=%s partition=%d committed=%" PRId64,
-                 w->conf->topic, (int)parts[i], parts[i] < w->np ? w->stored[parts[i]] : -1);
+                 w->conf->topic, (int)parts[i], parts[i] < w->np ? w->part[parts[i]].stored : -1);
     }
     update_gauges(w);
 }
@@ -300,10 +302,10 @@ static void on_stats(void *opaque, const char *json, size_t len) {
         long p = strtol(key, NULL, 10);
         json_t *hi = json_object_get(v, "hi_offset");
         if (p >= 0 && p < w->np && json_is_integer(hi) && json_integer_value(hi) >= 0)
-            w->hi[p] = json_integer_value(hi);
+            w->part[p].hi = json_integer_value(hi);
     }
     for (int32_t p = 0; p < w->np; p++)
-        if (w->assigned[p] && w->fresh[p] > 0) w->fresh[p]--;
+        if (w->part[p].assigned && w->part[p].fresh > 0) w->part[p].fresh--;
     json_decref(root);
     update_gauges(w);
 }
@@ -405,9 +407,9 @@ static int misrouted_act(worker *w, const pipe_msg *m, const char *code, const c
 static int handle(worker *w, const pipe_msg *m) {
     const pipe_sink *s = w->sink;
     int32_t p = m->partition;
-    if (p < 0 || p >= w->np || !w->assigned[p]) return CORE_OK; /* stale after a revoke */
-    if ((w->stored[p] >= 0 && m->offset < w->stored[p]) ||
-        (w->pending[p] >= 0 && m->offset < w->pending[p]))
+    if (p < 0 || p >= w->np || !w->part[p].assigned) return CORE_OK; /* stale after a revoke */
+    if ((w->part[p].stored >= 0 && m->offset < w->part[p].stored) ||
+        (w->part[p].pending >= 0 && m->offset < w->part[p].pending))
         return CORE_OK; /* already applied: never twice */
     pipe_metrics_add(w->met, PIPE_M_CONSUMED, 1);
     int rc = CORE_OK;
@@ -438,7 +440,7 @@ static int handle(worker *w, const pipe_msg *m) {
         }
     }
     if (rc) return rc;
-    w->pending[p] = m->offset + 1;
+    w->part[p].pending = m->offset + 1;
     w->ts[w->n++] = ts;
     return CORE_OK;
 }
@@ -446,10 +448,10 @@ static int handle(worker *w, const pipe_msg *m) {
 static void progress(worker *w, int64_t t0, int final) {
     int64_t total = 0, done = 0;
     for (int32_t p = 0; p < w->np; p++) {
-        if (!w->assigned[p] || w->end[p] <= w->start[p]) continue;
-        total += w->end[p] - w->start[p];
-        int64_t at = w->stored[p] > w->start[p] ? w->stored[p] : w->start[p];
-        done += (at < w->end[p] ? at : w->end[p]) - w->start[p];
+        if (!w->part[p].assigned || w->part[p].end <= w->part[p].start) continue;
+        total += w->part[p].end - w->part[p].start;
+        int64_t at = w->part[p].stored > w->part[p].start ? w->part[p].stored : w->part[p].start;
+        done += (at < w->part[p].end ? at : w->part[p].end) - w->part[p].start;
     }
     if (!total && !final) return; /* nothing assigned yet */
     double secs = (double)(core_now_ns() - t0) / 1e9;
@@ -481,6 +483,10 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     w.met = met;
     pipe_props props = {0};
     int rc = CORE_ENOMEM, np = 0;
+    if (!conf->stop) { /* the only way to drain and exit: required */
+        snprintf(errstr, errstr_size, "worker conf: stop flag missing");
+        return CORE_EINVAL;
+    }
     snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s", conf->dlq_topic ? conf->dlq_topic : "");
     if (!conf->dlq_topic) snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s.dlq", conf->topic);
     if (conf->partitioner == PIPE_PART_RANDOM) {
@@ -515,7 +521,7 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     if ((rc = grow(&w, np)) != CORE_OK) goto out;
     w.nparts = np;
     for (int32_t p = 0; p < np; p++) {
-        if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.lo[p], &w.end[p])) {
+        if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.part[p].lo, &w.part[p].end)) {
             snprintf(errstr, errstr_size, "topic %s partition %d: watermarks unavailable",
                      conf->topic, (int)p);
             rc = CORE_EKAFKA;
@@ -535,7 +541,7 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     int64_t t0 = core_now_ns(), t_progress = t0;
     rc = CORE_OK;
     while (!*conf->stop) {
-        if (conf->until_end && !w.open && all_reached(&w, w.end)) break;
+        if (conf->until_end && !w.open && all_reached(&w)) break;
         int timeout = 200;
         if (w.open) {
             int64_t left = (int64_t)conf->batch_ms - (core_now_ns() - w.t_open_ns) / 1000000;
@@ -614,14 +620,7 @@ out:
         rc = CORE_EKAFKA;
     pipe_producer_destroy(w.dlq);
     pipe_props_free(&props);
-    core_free(w.assigned);
-    core_free(w.pending);
-    core_free(w.stored);
-    core_free(w.start);
-    core_free(w.lo);
-    core_free(w.end);
-    core_free(w.hi);
-    core_free(w.fresh);
+    core_free(w.part);
     core_free(w.ts);
     core_free(w.hdrs);
     return rc;

@@ -26,6 +26,7 @@
 #include "pipe_metrics.h"
 #include "sch_event.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct pipe_sink {
@@ -65,14 +66,15 @@ typedef struct pipe_worker_conf {
     uint32_t batch_ms;         /* longest a batch stays open, ms (default 50) */
     int until_end;             /* exit once the assigned partitions reach the end offsets seen at start */
     int progress;              /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
-    volatile int *stop;        /* set to 1 (signal handler) to drain and exit */
+    atomic_int *stop;          /* required: set to 1 (signal handler, another thread) to drain
+                                  and exit; an atomic, read by the loop and librdkafka waits */
 } pipe_worker_conf;
 
 void pipe_worker_conf_default(pipe_worker_conf *conf);
 
 /** @brief Make SIGTERM and SIGINT set *stop to 1 (the drain request the loops poll).
  *  @remark process-wide; the last call wins. */
-void pipe_stop_on_signals(volatile int *stop);
+void pipe_stop_on_signals(atomic_int *stop);
 
 /** @brief Run the loop until *stop, --until-end completion, or a fatal error. On every exit path
  *  the open batch is committed (or aborted on a store failure), the consumer leaves the group and

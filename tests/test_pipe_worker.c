@@ -26,6 +26,7 @@
 #include "pipe_worker.h"
 #include "sch_event.h"
 
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <time.h>
@@ -48,7 +49,7 @@ typedef struct fake_sink {
     uint64_t applied;     /* committed applies */
     uint64_t stop_after;  /* set *stop once this many applies were staged (0: never) */
     uint64_t staged_total;
-    volatile int *stop;
+    atomic_int *stop;
     pipe_mock *down_at_mock; /* take the brokers down after down_at applies */
     uint64_t down_at;
 } fake_sink;
@@ -203,7 +204,7 @@ typedef struct run_opts {
 } run_opts;
 
 static int run_worker_opts(const char *topic, const char *group, pipe_sink *s, int until_end,
-                           volatile int *stop, uint32_t batch_max, pipe_metrics **met_out,
+                           atomic_int *stop, uint32_t batch_max, pipe_metrics **met_out,
                            const run_opts *ro) {
     pipe_worker_conf wc;
     pipe_props props = {0};
@@ -234,7 +235,7 @@ static int run_worker_opts(const char *topic, const char *group, pipe_sink *s, i
 }
 
 static int run_worker(const char *topic, const char *group, pipe_sink *s, int until_end,
-                      volatile int *stop, uint32_t batch_max, pipe_metrics **met_out) {
+                      atomic_int *stop, uint32_t batch_max, pipe_metrics **met_out) {
     return run_worker_opts(topic, group, s, until_end, stop, batch_max, met_out, NULL);
 }
 
@@ -313,7 +314,7 @@ static void test_until_end_dead_letters_then_resumes_and_rebuilds(void **state) 
     static fake_sink f, g;
     pipe_sink s, sg;
     uint64_t fp[NUSERS] = {0}, cnt[NUSERS] = {0};
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pipe_metrics *met;
     fake_init(&f, &s);
     produce_events("w", 0, 400, 1, fp, cnt);
@@ -375,7 +376,7 @@ static void test_stop_drains_and_commits(void **state) {
     (void)state;
     static fake_sink f;
     pipe_sink s;
-    volatile int stop = 0;
+    atomic_int stop = 0;
     fake_init(&f, &s);
     produce_events("drain", 0, 1000, 0, NULL, NULL);
     f.stop_after = 333;
@@ -391,7 +392,7 @@ static void test_store_failure_stores_no_offsets(void **state) {
     (void)state;
     static fake_sink f;
     pipe_sink s;
-    volatile int stop = 0;
+    atomic_int stop = 0;
     fake_init(&f, &s);
     produce_events("fail", 0, 100, 0, NULL, NULL);
     f.fail_commit = 1;
@@ -415,7 +416,7 @@ static void test_brokers_down_mid_stream_lose_nothing(void **state) {
     static fake_sink f;
     pipe_sink s;
     uint64_t fp[NUSERS] = {0}, cnt[NUSERS] = {0};
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pthread_t th;
     fake_init(&f, &s);
     produce_events("down", 0, 2000, 0, fp, cnt);
@@ -454,7 +455,7 @@ static void test_misrouted_and_tombstones(void **state) {
     static fake_sink f, g, h;
     pipe_sink s;
     uint64_t fp[NUSERS] = {0}, cnt[NUSERS] = {0};
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pipe_metrics *met;
     char buf[300], err[512];
     produce_events("mis", 0, 200, 0, fp, cnt);
@@ -550,7 +551,7 @@ static void test_consistent_random_topic(void **state) {
     static fake_sink f, g;
     pipe_sink s;
     uint64_t fp[NUSERS] = {0};
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pipe_metrics *met;
     char buf[300], key[24];
     pipe_producer *p = producer_with(PIPE_PART_CONSISTENT_RANDOM);
@@ -659,7 +660,7 @@ static void test_no_confwarn_at_start(void **state) {
     (void)state;
     static fake_sink f;
     pipe_sink s;
-    volatile int stop = 0;
+    atomic_int stop = 0;
     fake_init(&f, &s);
     produce_events("warn", 0, 20, 0, NULL, NULL);
     core_log_set(catch_confwarn, NULL);
@@ -720,7 +721,7 @@ static void test_readyz_unit_and_bind(void **state) {
 typedef struct ready_run {
     pipe_sink *s;
     pipe_metrics *met;
-    volatile int stop;
+    atomic_int stop;
     int rc;
 } ready_run;
 
