@@ -652,9 +652,10 @@ static int user_get(MDB_txn *txn, MDB_dbi dbi, uint64_t user_id, MDB_val *v) {
     return mdb_get(txn, dbi, &k, v);
 }
 
-static int user_put(enc_store *st, MDB_txn *txn, uint64_t user_id, const enc_ustate *us,
-                    uint64_t enc_version) {
-    const mdl_config *c = &st->m->cfg;
+/* Write a user's record with model m's shape (the bound model, or reencode's new one). */
+static int user_put(enc_store *st, MDB_txn *txn, const mdl_model *m, uint64_t user_id,
+                    const enc_ustate *us) {
+    const mdl_config *c = &m->cfg;
     uint32_t NB = 1u << c->tau;
     size_t nsum = (size_t)c->S * NB * c->C * 4, ncnt = (size_t)c->S * NB * 4;
     uint8_t kb[8];
@@ -672,7 +673,7 @@ static int user_put(enc_store *st, MDB_txn *txn, uint64_t user_id, const enc_ust
     h.n_events = enc_ustate_n_events(us);
     h.window_len = (uint32_t)(h.n_events < st->window ? h.n_events : st->window);
     h.last_ts = enc_ustate_last_ts(us);
-    h.encoding_version = enc_version;
+    h.encoding_version = m->encoding_version;
     memcpy(h.action_cnt, enc_ustate_action_cnt(us), sizeof h.action_cnt);
     uint8_t *p = v.mv_data;
     memcpy(p, &h, sizeof h);
@@ -850,7 +851,7 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
         return damaged(rc) ? quarantine(st, txn, b, keys, lo, hi, rc, dmg) : rc;
     uint64_t n1 = enc_ustate_n_events(us);
     uint64_t h0 = n0 > L ? n0 - L : 0, h1 = n1 > L ? n1 - L : 0;
-    if ((rc = user_put(st, txn, uid, us, st->enc_version))) return rc;
+    if ((rc = user_put(st, txn, st->m, uid, us))) return rc;
     /* chunks that now hold window behaviors and got new ones */
     uint64_t kfirst = n0 / ENC_CHUNK > h1 / ENC_CHUNK ? n0 / ENC_CHUNK : h1 / ENC_CHUNK;
     for (uint64_t k = kfirst; k <= (n1 - 1) / ENC_CHUNK; k++) {
@@ -1070,8 +1071,6 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
     MDB_cursor *cur = NULL;
     int rc = txn_begin(st, 0, &txn);
     if (rc) return rc;
-    const mdl_model *old = st->m;
-    st->m = m; /* user_put writes with the new model's shape */
     uint64_t next = 0, n = 0;
     int more = 1;
     while (more) {
@@ -1110,11 +1109,10 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
             continue;
         }
         if (rc) break;
-        if ((rc = user_put(st, txn, uid, us, m->encoding_version))) break;
+        if ((rc = user_put(st, txn, m, uid, us))) break;
         n++;
     }
     if (!rc) rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version);
-    st->m = old;
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
