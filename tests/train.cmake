@@ -1,5 +1,6 @@
 # Tests of the training module (train/).
 trail_add_test(test_train_gen SOURCES test_train_gen.c LIBS trail_train LABELS unit)
+trail_add_test(test_train_gen_world SOURCES test_train_gen_world.c LIBS trail_train LABELS unit)
 trail_add_test(test_train_gen_posterior SOURCES test_train_gen_posterior.c LIBS trail_train LABELS unit)
 trail_add_test(test_train_metrics SOURCES test_train_metrics.c LIBS trail_train LABELS unit)
 trail_add_test(test_train_adam SOURCES test_train_adam.c LIBS trail_train LABELS unit)

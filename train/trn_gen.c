@@ -31,6 +31,19 @@
 #define B_PERIODIC 1.2
 #define RECENCY_S 3600.0         /* recency decays with exp(-gap / 1 h) */
 
+/* The resurfacing world (docs/SYNTHETIC.md): each interest returns in bursts weeks apart. */
+#define RES_ITEMS_PER_CAT 400    /* K = I / 400 categories */
+#define RES_ITEM_POP 0.5         /* item popularity (r + 10)^-0.5: flat, so items rarely repeat */
+#define RES_CAT_POP 0.6          /* items per category ~ (k + 1)^-0.6: some kinds are common */
+#define RES_SESSION_MEAN 5.0     /* steps per session (1 + geometric) */
+#define RES_GAP_MIN_DAYS 7.0     /* an interest's bursts are 7 + Exp(14) days apart */
+#define RES_GAP_EXP_DAYS 14.0
+#define RES_FIRST_DAYS 21.0      /* its first burst starts uniform over the first 21 days */
+#define RES_BURST_SHARE 0.7      /* share of a user's sessions that belong to bursts */
+#define RB_BASE (-2.3)
+#define RB_LONG 1.6
+#define RB_SESSION 0.8
+
 void trn_gen_conf_default(trn_gen_conf *conf) {
     memset(conf, 0, sizeof *conf);
     conf->users = 1000;
@@ -39,6 +52,7 @@ void trn_gen_conf_default(trn_gen_conf *conf) {
     conf->seed = 1;
     conf->days = 60;
     conf->until_day = -1;
+    conf->world = TRN_GEN_WORLD_SESSIONS;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,13 +79,21 @@ static void cat_free(gen_cat *c) {
     core_free(c->catpop_cdf);
 }
 
-static int cat_build(gen_cat *c, uint32_t I, uint64_t seed) {
+static uint32_t cdf_draw(const double *cdf, uint32_t n, core_rng *r);
+
+/* The sessions world: K = I / 40, each item's category uniform, popularity (r + 10)^-0.9. The
+ * resurfacing world: K = I / 400, categories drawn with weight (k + 1)^-0.6, popularity
+ * (r + 10)^-0.5. */
+static int cat_build(gen_cat *c, uint32_t I, uint64_t seed, trn_gen_world world) {
     core_rng r;
     uint32_t *rank = NULL, *fill = NULL;
-    double *pop = NULL;
+    double *pop = NULL, *kind_cdf = NULL;
+    int res = world == TRN_GEN_WORLD_RESURFACING;
+    uint32_t per_cat = res ? RES_ITEMS_PER_CAT : 40;
+    double pop_exp = res ? RES_ITEM_POP : 0.9;
     memset(c, 0, sizeof *c);
     c->I = I;
-    c->K = I / 40 < 8 ? 8 : I / 40;
+    c->K = I / per_cat < 8 ? 8 : I / per_cat;
     c->item_cat = core_malloc(sizeof(uint32_t) * I);
     c->quality = core_malloc(sizeof(float) * I);
     c->global_cdf = core_malloc(sizeof(double) * I);
@@ -82,7 +104,10 @@ static int cat_build(gen_cat *c, uint32_t I, uint64_t seed) {
     rank = core_malloc(sizeof(uint32_t) * I);
     fill = core_calloc(c->K, sizeof(uint32_t));
     pop = core_malloc(sizeof(double) * I);
-    if (!c->item_cat || !c->quality || !c->global_cdf || !c->cat_start || !c->cat_items ||
+    if (res && (kind_cdf = core_malloc(sizeof(double) * c->K)))
+        for (uint32_t k = 0; k < c->K; k++)
+            kind_cdf[k] = (k ? kind_cdf[k - 1] : 0.0) + pow((double)k + 1.0, -RES_CAT_POP);
+    if ((res && !kind_cdf) || !c->item_cat || !c->quality || !c->global_cdf || !c->cat_start || !c->cat_items ||
         !c->cat_cdf || !c->catpop_cdf || !rank || !fill || !pop)
         goto fail;
     core_rng_seed(&r, seed ^ 0xC47A106ull);
@@ -95,9 +120,9 @@ static int cat_build(gen_cat *c, uint32_t I, uint64_t seed) {
     double acc = 0;
     for (uint32_t i = 0; i < I; i++) {
         /* the first K items seed every category so none is empty */
-        c->item_cat[i] = i < c->K ? i : (uint32_t)core_rng_below(&r, c->K);
+        c->item_cat[i] = i < c->K ? i : res ? cdf_draw(kind_cdf, c->K, &r) : (uint32_t)core_rng_below(&r, c->K);
         c->quality[i] = (float)core_rng_gauss(&r);
-        pop[i] = pow((double)rank[i] + 10.0, -0.9);
+        pop[i] = pow((double)rank[i] + 10.0, -pop_exp);
         acc += pop[i];
         c->global_cdf[i] = acc;
         c->cat_start[c->item_cat[i] + 1]++;
@@ -120,11 +145,13 @@ static int cat_build(gen_cat *c, uint32_t I, uint64_t seed) {
     core_free(rank);
     core_free(fill);
     core_free(pop);
+    core_free(kind_cdf);
     return CORE_OK;
 fail:
     core_free(rank);
     core_free(fill);
     core_free(pop);
+    core_free(kind_cdf);
     cat_free(c);
     return CORE_ENOMEM;
 }
@@ -400,22 +427,58 @@ static uint8_t draw_action(core_rng *r) {
 
 static double draw_exp(core_rng *r, double mean) { return -mean * log(1.0 - core_rng_uniform(r)); }
 
-static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u, uint32_t uid,
-                        double sessions_per_day, gen_out *o) {
-    /* Three streams per user, so traits, arrivals and session content stay independent. */
-    core_rng rt, ra, rs;
+/* Three streams per user, so traits, arrivals and session content stay independent; then the
+ * traits both worlds share: GEN_INTERESTS distinct interests, uniform, and the propensity. */
+static void user_begin(const trn_gen_conf *conf, const gen_cat *c, gen_user *u, uint32_t uid,
+                       core_rng *rt, core_rng *ra, core_rng *rs) {
     uint64_t base = core_hash_id(uid, conf->seed);
-    core_rng_seed(&rt, base ^ 1);
-    core_rng_seed(&ra, base ^ 2);
-    core_rng_seed(&rs, base ^ 3);
+    core_rng_seed(rt, base ^ 1);
+    core_rng_seed(ra, base ^ 2);
+    core_rng_seed(rs, base ^ 3);
     for (int i = 0; i < GEN_INTERESTS; i++) {
         uint32_t k;
-        do k = (uint32_t)core_rng_below(&rt, c->K);
+        do k = (uint32_t)core_rng_below(rt, c->K);
         while (i > 0 && is_interest(u, k));
         u->interests[i] = k;
         for (int j = i + 1; j < GEN_INTERESTS; j++) u->interests[j] = k; /* keep is_interest exact */
     }
-    u->propensity = 0.3 * core_rng_gauss(&rt);
+    u->propensity = 0.3 * core_rng_gauss(rt);
+}
+
+/* An impression of item i at t with true probability p, its label drawn from rs. */
+static sch_event impression_event(const gen_cat *c, uint32_t uid, uint32_t i, double t, double p,
+                                  uint64_t step, core_rng *rs) {
+    sch_event e;
+    memset(&e, 0, sizeof e);
+    e.user_id = uid + 1;
+    e.ts = GEN_T0 + (int64_t)t;
+    e.item_id = i + 1;
+    e.category_id = c->item_cat[i] + 1;
+    e.action = SCH_ACTION_VIEW;
+    e.label = core_rng_uniform(rs) < p;
+    e.prob = (float)p;
+    e.request_id = ((uint64_t)(uid + 1) << 32) | (step & 0xffffffffu);
+    e.flags = SCH_F_LABEL | SCH_F_PROB | SCH_F_REQUEST;
+    return e;
+}
+
+/* A behavior at t: an item of the topic (0.85) or a popular one from anywhere, its action drawn. */
+static sch_event behavior_event(const gen_cat *c, uint32_t uid, uint32_t topic, double t, core_rng *rs) {
+    sch_event e;
+    memset(&e, 0, sizeof e);
+    uint32_t i = core_rng_uniform(rs) < 0.85 ? draw_in_cat(c, topic, rs) : draw_global(c, rs);
+    e.user_id = uid + 1;
+    e.ts = GEN_T0 + (int64_t)t;
+    e.item_id = i + 1;
+    e.category_id = c->item_cat[i] + 1;
+    e.action = draw_action(rs);
+    return e;
+}
+
+static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u, uint32_t uid,
+                        double sessions_per_day, gen_out *o) {
+    core_rng rt, ra, rs;
+    user_begin(conf, c, u, uid, &rt, &ra, &rs);
     u->habit_hour_s = core_rng_uniform(&rt) * GEN_DAY;
     for (uint32_t k = 0; k < c->K; k++) u->last_in_cat[k] = INT64_MIN;
     for (uint32_t j = 0; j < u->n_topic_cats; j++) u->topic_n[u->topic_cats[j]] = 0;
@@ -456,22 +519,12 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
         for (uint32_t s = 0; s < len && t < horizon; s++, step++) {
             t += 1.0 + draw_exp(&rs, 90.0);
             sch_event e;
-            memset(&e, 0, sizeof e);
-            e.user_id = uid + 1;
             if (core_rng_uniform(&rs) < GEN_P_IMPRESSION) {
                 double a = core_rng_uniform(&rs);
                 uint32_t i = a < 0.3   ? draw_in_cat(c, topic, &rs)
                              : a < 0.6 ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
                                        : draw_global(c, &rs);
-                e.ts = GEN_T0 + (int64_t)t;
-                double p = click_prob(c, u, i, topic, e.ts);
-                e.item_id = i + 1;
-                e.category_id = c->item_cat[i] + 1;
-                e.action = SCH_ACTION_VIEW;
-                e.label = core_rng_uniform(&rs) < p;
-                e.prob = (float)p;
-                e.request_id = ((uint64_t)(uid + 1) << 32) | (step & 0xffffffffu);
-                e.flags = SCH_F_LABEL | SCH_F_PROB | SCH_F_REQUEST;
+                e = impression_event(c, uid, i, t, click_prob(c, u, i, topic, GEN_T0 + (int64_t)t), step, &rs);
                 uint32_t k = c->item_cat[i];
                 gen_obs ob = {0};
                 if (o->observe) {
@@ -482,24 +535,110 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
                 }
                 if (t < horizon && out_push(o, &e, &ob)) return CORE_ENOMEM;
                 t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
-                memset(&e, 0, sizeof e);
-                e.user_id = uid + 1;
             }
-            uint32_t i = core_rng_uniform(&rs) < 0.85 ? draw_in_cat(c, topic, &rs) : draw_global(c, &rs);
-            e.ts = GEN_T0 + (int64_t)t;
-            e.item_id = i + 1;
-            e.category_id = c->item_cat[i] + 1;
-            e.action = draw_action(&rs);
+            e = behavior_event(c, uid, topic, t, &rs);
             gen_obs none = {0};
             if (t < horizon && out_push(o, &e, &none)) return CORE_ENOMEM;
-            u->last_in_cat[c->item_cat[i]] = e.ts;
-            if (!u->sess_cnt[c->item_cat[i]]++) u->sess_cats[u->n_sess_cats++] = c->item_cat[i];
+            uint32_t bk = (uint32_t)e.category_id - 1;
+            u->last_in_cat[bk] = e.ts;
+            if (!u->sess_cnt[bk]++) u->sess_cats[u->n_sess_cats++] = bk;
         }
         t_free = t + 1.0;
         if (habit) u->habit_seen = 1; /* later sessions see this one's topic */
         else if (!u->topic_n[topic]++) u->topic_cats[u->n_topic_cats++] = topic;
     }
     return CORE_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resurfacing world: one user's timeline
+
+typedef struct res_session {
+    double start;
+    uint32_t topic;
+} res_session;
+
+static int res_cmp(const void *a, const void *b) {
+    const res_session *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int res_push(res_session **v, size_t *n, size_t *cap, double start, uint32_t topic) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        res_session *p = core_realloc(*v, nc * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        *v = p;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = (res_session){start, topic};
+    return CORE_OK;
+}
+
+/* The click probability in the resurfacing world: interest and session terms, no recency or
+ * habit (docs/SYNTHETIC.md). */
+static double res_click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic) {
+    uint32_t k = c->item_cat[i];
+    return sigmoid(RB_BASE + u->propensity + B_QUALITY * c->quality[i] + RB_LONG * is_interest(u, k) +
+                   RB_SESSION * (k == topic));
+}
+
+/* Every session of the user is planned first (arrivals from ra over the whole --days, so a cut at
+ * --until-day keeps the past), then played in time order with content from rs. Each interest
+ * bursts: the first burst starts uniform over the first 21 days, the next 7 + Exp(14) days after
+ * the previous; a burst is 1 + geometric sessions on the interest, each starting uniform within
+ * the burst's day. Between bursts, background sessions (Poisson) explore categories by
+ * popularity. bursts: the mean sessions per burst; background: sessions per day. */
+static int res_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u, uint32_t uid,
+                        double burst_mean, double background, gen_out *o) {
+    core_rng rt, ra, rs;
+    res_session *ss = NULL;
+    size_t ns = 0, cap = 0;
+    user_begin(conf, c, u, uid, &rt, &ra, &rs);
+    double days = (double)conf->days * GEN_DAY;
+    double horizon = (conf->until_day >= 0 ? conf->until_day : conf->days) * GEN_DAY;
+    double p_more = burst_mean > 1 ? 1.0 - 1.0 / burst_mean : 0.0; /* 1 + geometric */
+    for (int i = 0; i < GEN_INTERESTS; i++)
+        for (double b = core_rng_uniform(&ra) * RES_FIRST_DAYS * GEN_DAY; b < days;
+             b += (RES_GAP_MIN_DAYS + draw_exp(&ra, RES_GAP_EXP_DAYS)) * GEN_DAY) {
+            do
+                if (res_push(&ss, &ns, &cap, b + core_rng_uniform(&ra) * GEN_DAY, u->interests[i])) goto nomem;
+            while (core_rng_uniform(&ra) < p_more);
+        }
+    if (background > 0)
+        for (double t = draw_exp(&ra, GEN_DAY / background); t < days; t += draw_exp(&ra, GEN_DAY / background))
+            if (res_push(&ss, &ns, &cap, t, cdf_draw(c->catpop_cdf, c->K, &ra))) goto nomem;
+    qsort(ss, ns, sizeof *ss, res_cmp);
+    double t_free = 0;
+    uint64_t step = 0;
+    for (size_t j = 0; j < ns; j++) {
+        double t = ss[j].start < t_free ? t_free : ss[j].start;
+        uint32_t topic = ss[j].topic, len = 1;
+        if (t >= horizon) break;
+        while (core_rng_uniform(&rs) > 1.0 / RES_SESSION_MEAN) len++;
+        for (uint32_t s = 0; s < len && t < horizon; s++, step++) {
+            t += 1.0 + draw_exp(&rs, 90.0);
+            sch_event e;
+            gen_obs none = {0};
+            if (core_rng_uniform(&rs) < GEN_P_IMPRESSION) {
+                double a = core_rng_uniform(&rs);
+                uint32_t i = a < 0.2   ? draw_in_cat(c, topic, &rs)
+                             : a < 0.6 ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
+                                       : draw_global(c, &rs);
+                e = impression_event(c, uid, i, t, res_click_prob(c, u, i, topic), step, &rs);
+                if (t < horizon && out_push(o, &e, &none)) goto nomem;
+                t += 1.0 + draw_exp(&rs, 20.0);
+            }
+            e = behavior_event(c, uid, topic, t, &rs);
+            if (t < horizon && out_push(o, &e, &none)) goto nomem;
+        }
+        t_free = t + 1.0;
+    }
+    core_free(ss);
+    return CORE_OK;
+nomem:
+    core_free(ss);
+    return CORE_ENOMEM;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -657,7 +796,7 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
     int rc = CORE_ENOMEM;
     if (!s0 || !s1 || !s2 || !s3 || !s4 || !s5 || !s6 || !y || !zhat || !fbias) goto done;
     if ((rc = estimate_quality(zhat, res, m, n_imp * 8 / 10, c))) goto done;
-    if ((rc = fit_known_form(fth, fbias, res, obs, m, n_imp * 8 / 10, c->I))) goto done;
+    if (obs && (rc = fit_known_form(fth, fbias, res, obs, m, n_imp * 8 / 10, c->I))) goto done;
     for (size_t i = 0, seen = 0; i < m; i++) {
         if (!(res[i].flags & SCH_F_LABEL)) continue;
         if (seen++ < n_imp * 9 / 10) continue;
@@ -668,6 +807,10 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
         s1[k] = (float)lg;
         s2[k] = (float)(lg - B_QUALITY * c->quality[it]);
         s3[k] = (float)(lg - B_QUALITY * c->quality[it] + B_QUALITY * zhat[it]);
+        if (!obs) { /* the resurfacing world: no observers */
+            y[k++] = res[i].label;
+            continue;
+        }
         double z0 = s3[k] - (obs[i].topic ? B_SESSION : 0.0); /* every term but the session's */
         s4[k] = (float)(obs[i].post * sigmoid(z0 + B_SESSION) + (1.0 - obs[i].post) * sigmoid(z0));
         double z1 = B_BASE + obs[i].recency + B_QUALITY * zhat[it], e = 0; /* not guessed */
@@ -683,9 +826,12 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
     trn_auc(&st->auc_without_propensity, s1, y, n);
     trn_auc(&st->auc_without_propensity_quality, s2, y, n);
     trn_auc(&st->auc_with_estimated_quality, s3, y, n);
-    trn_auc(&st->auc_session_from_history, s4, y, n);
-    trn_auc(&st->auc_interests_from_history, s5, y, n);
-    trn_auc(&st->auc_known_form_fitted, s6, y, n);
+    st->auc_session_from_history = st->auc_interests_from_history = st->auc_known_form_fitted = NAN;
+    if (obs) {
+        trn_auc(&st->auc_session_from_history, s4, y, n);
+        trn_auc(&st->auc_interests_from_history, s5, y, n);
+        trn_auc(&st->auc_known_form_fitted, s6, y, n);
+    }
     rc = CORE_OK;
 done:
     core_free(s0);
@@ -712,13 +858,14 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     gen_obs *robs = NULL;
     int rc;
     memset(&u, 0, sizeof u);
-    o.observe = stats != NULL;
+    o.observe = stats != NULL && conf->world == TRN_GEN_WORLD_SESSIONS;
     if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
-        conf->until_day > conf->days) {
-        snprintf(err, err_size, "gen: need users >= 1, items >= 16, events >= 1, days >= 1, until <= days");
+        conf->until_day > conf->days ||
+        (conf->world != TRN_GEN_WORLD_SESSIONS && conf->world != TRN_GEN_WORLD_RESURFACING)) {
+        snprintf(err, err_size, "gen: need users >= 1, items >= 16, events >= 1, days >= 1, until <= days, a known world");
         return CORE_EINVAL;
     }
-    if ((rc = cat_build(&c, conf->items, conf->seed))) return rc;
+    if ((rc = cat_build(&c, conf->items, conf->seed, conf->world))) return rc;
     u.last_in_cat = core_malloc(sizeof(int64_t) * c.K);
     u.sess_cnt = core_calloc(c.K, sizeof(uint32_t));
     u.sess_cats = core_malloc(sizeof(uint32_t) * c.K);
@@ -729,10 +876,18 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
         goto nomem;
     /* Events per session step: one behavior plus an impression half the time. Generate about 5%
      * more than asked, so that the cut by time, not the rate, decides the count. */
-    double per_session = GEN_SESSION_MEAN * (1.0 + GEN_P_IMPRESSION);
+    int res_world = conf->world == TRN_GEN_WORLD_RESURFACING;
+    double per_session = (res_world ? RES_SESSION_MEAN : GEN_SESSION_MEAN) * (1.0 + GEN_P_IMPRESSION);
     double spd = 1.05 * (double)conf->events / ((double)conf->users * conf->days * per_session);
+    /* resurfacing: RES_BURST_SHARE of the sessions in bursts, about days / 21 bursts per interest
+     * (a burst has at least one session, so a small budget gets more than its share), the rest
+     * background */
+    double bursts = GEN_INTERESTS * (double)conf->days / (RES_GAP_MIN_DAYS + RES_GAP_EXP_DAYS);
+    double burst_mean = fmax(1.0, RES_BURST_SHARE * spd * conf->days / bursts);
     for (uint32_t uid = 0; uid < conf->users; uid++) {
-        if (gen_user_run(conf, &c, &u, uid, spd, &o)) goto nomem;
+        if (res_world ? res_user_run(conf, &c, &u, uid, burst_mean, (1.0 - RES_BURST_SHARE) * spd, &o)
+                      : gen_user_run(conf, &c, &u, uid, spd, &o))
+            goto nomem;
         prop[uid] = u.propensity;
     }
     keys = core_malloc(sizeof(gen_key) * (o.n ? o.n : 1));
@@ -742,7 +897,7 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     size_t m = o.n < conf->events ? o.n : (size_t)conf->events;
     res = core_malloc(sizeof(sch_event) * (m ? m : 1));
     if (!res) goto nomem;
-    if (stats && !(robs = core_malloc(sizeof(gen_obs) * (m ? m : 1)))) goto nomem;
+    if (o.observe && !(robs = core_malloc(sizeof(gen_obs) * (m ? m : 1)))) goto nomem;
     for (size_t i = 0; i < m; i++) {
         res[i] = o.ev[keys[i].idx];
         if (robs) robs[i] = o.obs[keys[i].idx];

@@ -14,6 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The worlds of `trail gen --world` (docs/SYNTHETIC.md). */
+typedef enum trn_gen_world {
+    TRN_GEN_WORLD_SESSIONS = 0,    /* the default: interests revisited in sessions days apart */
+    TRN_GEN_WORLD_RESURFACING = 1, /* interests return in bursts weeks apart; items rarely repeat */
+} trn_gen_world;
+
 typedef struct trn_gen_conf {
     uint32_t users;      /* U >= 1 */
     uint32_t items;      /* I >= 16 */
@@ -21,6 +27,7 @@ typedef struct trn_gen_conf {
     uint64_t seed;
     uint32_t days;       /* horizon in days (60); rates are derived from E / (U * days) */
     double until_day;    /* stop generating at this day (<= days); for the causality test */
+    trn_gen_world world; /* TRN_GEN_WORLD_SESSIONS unless told */
 } trn_gen_conf;
 
 typedef struct trn_gen_stats {
@@ -46,7 +53,8 @@ typedef struct trn_gen_stats {
     double oracle_auc_test, auc_without_propensity, auc_without_propensity_quality;
     double auc_with_estimated_quality, auc_session_from_history, auc_interests_from_history;
     /* A learner that knows the click model's form and is handed those posteriors, fitting its
-     * five coefficients and the item biases to the first 80% of impressions' labels. */
+     * five coefficients and the item biases to the first 80% of impressions' labels.
+     * The resurfacing world has no such observers: these last three are NaN there. */
     double auc_known_form_fitted;
 } trn_gen_stats;
 
