@@ -15,10 +15,23 @@ static void test_gen_train_eval(void **state) {
     snprintf(cmd, sizeof cmd,
              "%s train --events %s/g.jsonl --model-out %s/m.bin --variant full --epochs 1 --batch 64 "
              "--window 32 --recent 8 --dim 16 --item-rows 2048 --cat-rows 64 --hidden 16,8 "
-             "--signatures 6 --bits 2 --json 2>/dev/null",
-             bin, dir, dir);
+             "--signatures 6 --bits 2 --json 2>%s/t.err",
+             bin, dir, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"protocol\":\"impressions\""));
+    /* the progress log: no value before the first evaluation, and the last line once */
+    char log[4096];
+    snprintf(cmd, sizeof cmd, "grep '^train: epoch=' %s/t.err", dir);
+    assert_int_equal(test_run(cmd, log, sizeof log), 0);
+    assert_null(strstr(log, "nan"));
+    assert_null(strstr(log, "best=-1"));
+    const char *last = log, *nl;
+    while ((nl = strchr(last, '\n')) && nl[1]) last = nl + 1;
+    char step[64]; /* "step=A/B " of the last line: no earlier line is at that step */
+    const char *sp = strstr(last, "step=");
+    assert_non_null(sp);
+    snprintf(step, sizeof step, "%.*s", (int)strcspn(sp, " ") + 1, sp);
+    assert_true(strstr(log, step) == sp);
     assert_non_null(strstr(out, "\"valid\":{\"auc\":"));
     assert_non_null(strstr(out, "hash=fields"));
     snprintf(cmd, sizeof cmd, "%s model info --model %s/m.bin --json 2>/dev/null", bin, dir);

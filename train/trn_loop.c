@@ -394,22 +394,24 @@ static void fmt_dur(char *buf, size_t cap, double s) {
 static void progress(const trn_conf *c, int final, double epoch, uint64_t step, uint64_t total,
                      double sps, double loss, double vgauc, double best, double eta) {
     if (!c->progress) return;
-    char e[32];
+    char e[32], vg[16] = "-", bs[16] = "-"; /* "-" until the first evaluation */
     fmt_dur(e, sizeof e, eta);
+    if (!isnan(vgauc)) snprintf(vg, sizeof vg, "%.4f", vgauc);
+    if (best >= 0) snprintf(bs, sizeof bs, "%.4f", best);
     if (c->progress_tty) {
         int width = 24, fill = total ? (int)((double)width * (double)step / (double)total) : 0;
         char bar[32];
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
         fprintf(c->progress, "\r[%s] epoch %.2f step %llu/%llu | %.0f samples/s | loss %.4f | "
-                             "valid gauc %.4f (best %.4f) | eta %s   ",
-                bar, epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vgauc,
-                best, e);
+                             "valid gauc %s (best %s) | eta %s   ",
+                bar, epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vg, bs,
+                e);
         if (final) fputc('\n', c->progress);
     } else {
         fprintf(c->progress, "train: epoch=%.2f step=%llu/%llu samples_per_s=%.0f loss=%.4f "
-                             "valid_gauc=%.4f best=%.4f eta=%s\n",
-                epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vgauc, best, e);
+                             "valid_gauc=%s best=%s eta=%s\n",
+                epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vg, bs, e);
     }
     fflush(c->progress);
 }
@@ -549,7 +551,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     if ((uint64_t)K * (g.n + 1) > (1ull << 26)) K = (uint32_t)((1ull << 26) / (g.n + 1));
     if (K < 1) K = 1;
     if (!(steps_ep = core_malloc(sizeof(uint64_t) * K))) goto fail;
-    uint64_t total = 0, step = 0;
+    uint64_t total = 0, step = 0, printed = UINT64_MAX; /* the step of the last progress line */
     {
         core_rng r2 = rng;
         size_t *saved = g.order;
@@ -631,6 +633,7 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
                     rep->stopped_early = 1;
                 }
                 progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
+                printed = step;
                 if (rep->stopped_early) break;
             } else if (c->progress_tty && step % 10 == 0) {
                 progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
@@ -650,8 +653,9 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     mdl_model_refresh_versions(m);
     rep->steps = step;
     rep->seconds = (double)core_now_ns() * 1e-9 - t0;
-    progress(c, 1, epoch_now, step, total, (double)samples_timed / (tstep > 0 ? tstep : 1e-9),
-             loss_ema, last_v, best, 0);
+    if (c->progress_tty || printed != step) /* a log already has the last evaluation's line */
+        progress(c, 1, epoch_now, step, total, (double)samples_timed / (tstep > 0 ? tstep : 1e-9),
+                 loss_ema, last_v, best, 0);
     rc = CORE_OK;
 fail:
     if (rc == CORE_ENOMEM) snprintf(err, err_size, "train: out of memory");
