@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int core_parse_u64(const char *s, uint64_t min, uint64_t max, const char *what, uint64_t *out) {
+int core_scan_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t n) {
     char *end;
     errno = 0;
     if (!s || !*s || *s == '-') goto bad;
@@ -17,12 +17,12 @@ int core_parse_u64(const char *s, uint64_t min, uint64_t max, const char *what, 
     *out = v;
     return CORE_OK;
 bad:
-    fprintf(stderr, "trail: %s: '%s' is not an integer in [%llu, %llu]\n", what, s ? s : "",
-            (unsigned long long)min, (unsigned long long)max);
+    snprintf(why, n, "'%s' is not an integer in [%llu, %llu]", s ? s : "", (unsigned long long)min,
+             (unsigned long long)max);
     return CORE_EINVAL;
 }
 
-int core_parse_i64(const char *s, int64_t min, int64_t max, const char *what, int64_t *out) {
+int core_scan_i64(const char *s, int64_t min, int64_t max, int64_t *out, char *why, size_t n) {
     char *end;
     errno = 0;
     if (!s || !*s) goto bad;
@@ -31,12 +31,12 @@ int core_parse_i64(const char *s, int64_t min, int64_t max, const char *what, in
     *out = v;
     return CORE_OK;
 bad:
-    fprintf(stderr, "trail: %s: '%s' is not an integer in [%lld, %lld]\n", what, s ? s : "",
-            (long long)min, (long long)max);
+    snprintf(why, n, "'%s' is not an integer in [%lld, %lld]", s ? s : "", (long long)min,
+             (long long)max);
     return CORE_EINVAL;
 }
 
-int core_parse_double(const char *s, double min, double max, const char *what, double *out) {
+int core_scan_double(const char *s, double min, double max, double *out, char *why, size_t n) {
     char *end;
     errno = 0;
     if (!s || !*s) goto bad;
@@ -45,11 +45,11 @@ int core_parse_double(const char *s, double min, double max, const char *what, d
     *out = v;
     return CORE_OK;
 bad:
-    fprintf(stderr, "trail: %s: '%s' is not a number in [%g, %g]\n", what, s ? s : "", min, max);
+    snprintf(why, n, "'%s' is not a number in [%g, %g]", s ? s : "", min, max);
     return CORE_EINVAL;
 }
 
-int core_parse_size(const char *s, const char *what, uint64_t *out) {
+int core_scan_size(const char *s, uint64_t *out, char *why, size_t n) {
     char *end;
     errno = 0;
     if (!s || !*s || *s == '-') goto bad;
@@ -68,7 +68,32 @@ int core_parse_size(const char *s, const char *what, uint64_t *out) {
     *out = v << shift;
     return CORE_OK;
 bad:
-    fprintf(stderr, "trail: %s: '%s' is not a size (bytes, or a number with K, M, G or T)\n", what,
-            s ? s : "");
+    snprintf(why, n, "'%s' is not a size (bytes, or a number with K, M, G or T)", s ? s : "");
     return CORE_EINVAL;
+}
+
+/* the printing forms: "trail: <what>: <why>" on stderr */
+static int said(int rc, const char *what, const char *why) {
+    if (rc) fprintf(stderr, "trail: %s: %s\n", what, why);
+    return rc;
+}
+
+int core_parse_u64(const char *s, uint64_t min, uint64_t max, const char *what, uint64_t *out) {
+    char why[256];
+    return said(core_scan_u64(s, min, max, out, why, sizeof why), what, why);
+}
+
+int core_parse_i64(const char *s, int64_t min, int64_t max, const char *what, int64_t *out) {
+    char why[256];
+    return said(core_scan_i64(s, min, max, out, why, sizeof why), what, why);
+}
+
+int core_parse_double(const char *s, double min, double max, const char *what, double *out) {
+    char why[256];
+    return said(core_scan_double(s, min, max, out, why, sizeof why), what, why);
+}
+
+int core_parse_size(const char *s, const char *what, uint64_t *out) {
+    char why[256];
+    return said(core_scan_size(s, out, why, sizeof why), what, why);
 }

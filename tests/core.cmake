@@ -4,3 +4,4 @@ trail_add_test(test_sch_event SOURCES test_sch_event.c LIBS trail_schemas LABELS
 trail_add_test(test_sch_roundtrip SOURCES test_sch_roundtrip.c LIBS trail_schemas LABELS unit kafka TIMEOUT 120)
 trail_add_test(test_mdl_file SOURCES test_mdl_file.c LIBS trail_model LABELS unit)
 trail_add_test(test_core_log SOURCES test_core_log.c LIBS trail_core LABELS unit)
+trail_add_test(test_core_opts SOURCES test_core_opts.c LIBS trail_core LABELS unit)
