@@ -4,6 +4,7 @@
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_proc.h"
 #include "enc_store.h"
 
 #include <arpa/inet.h>
@@ -43,6 +44,7 @@ struct pipe_metrics {
     atomic_int caught_up;
     char partitioner[32];      /* set before serving */
     const enc_store *store;    /* set before serving; its damage counters are atomics */
+    double start_time;         /* process_start_time_seconds (0: unknown) */
     int64_t ready_max_lag;     /* set before serving */
     pthread_mutex_t mu;        /* guards parts */
     part_gauge *parts;         // (n_parts)
@@ -57,6 +59,7 @@ int pipe_metrics_new(pipe_metrics **out, const char *topic) {
     if (!m) return CORE_ENOMEM;
     snprintf(m->topic, sizeof m->topic, "%s", topic);
     m->ready_max_lag = PIPE_READY_MAX_LAG_DEFAULT;
+    m->start_time = core_proc_start_time();
     pthread_mutex_init(&m->mu, NULL);
     *out = m;
     return CORE_OK;
@@ -233,6 +236,8 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
                       "# TYPE trail_pipeline_partitioner_info gauge\n"
                       "trail_pipeline_partitioner_info{partitioner=\"%s\"} 1\n",
                   m->partitioner);
+    char proc[2048]; /* trail_build_info and process_*, as trail serve has them */
+    if (core_proc_metrics(proc, sizeof proc, m->start_time) >= 0) sb_printf(&b, "%s", proc);
     if (m->store) {
         uint64_t damaged, quarantined;
         enc_store_damage(m->store, &damaged, &quarantined);
