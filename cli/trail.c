@@ -1,64 +1,127 @@
-/* trail.c: the one CLI binary. Looks the subcommand up in a table and hands it argc/argv with
- * argv[0] set to the subcommand's name. */
+/* trail.c: the one CLI binary. Each module exports its commands as core_cmd tables; this file
+ * lists them, finds the one argv names and hands it argc/argv with argv[0] set to the command's
+ * last word. `trail --help`, `trail GROUP --help`, `trail help CMD` and `trail --version` are
+ * answered here, on stdout with exit 0. */
+#include "core_opts.h"
+#include "core_version.h"
 #include "rank_isa.h"
 #include "trail_cmds.h"
 
 #include <stdio.h>
 #include <string.h>
 
-typedef struct trail_cmd {
-    const char *word1, *word2; /* "model", "init"; word2 NULL for one-word commands */
-    int (*run)(int argc, char **argv);
-    const char *help;
-} trail_cmd;
-
-/* `trail encode` replays a file, or runs as a Kafka worker when given brokers or a worker config. */
+/* `trail encode` replays a file, or runs as a Kafka worker when given brokers or a worker config;
+ * its help shows both. */
 static int cmd_encode(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            char *help[] = {argv[0], argv[i], NULL};
+            int rc = enc_cmd_encode(2, help);
+            printf("\nAs a Kafka worker (given --brokers or --config):\n\n");
+            return rc | pipe_cmd_encode(2, help);
+        }
         if (!strncmp(argv[i], "--brokers", 9) || !strncmp(argv[i], "--config", 8))
             return pipe_cmd_encode(argc, argv);
+    }
     return enc_cmd_encode(argc, argv);
 }
 
-static const trail_cmd cmds[] = {
-    {"model", "init", mdl_cmd_init, "write a randomly initialized model file"},
-    {"model", "info", rank_cmd_model_info, "print a model file's config, versions, and serving path"},
-    {"import", "taobao", enc_cmd_import_taobao, "Taobao UserBehavior CSV -> event file"},
-    {"import", "movielens", enc_cmd_import_movielens, "MovieLens ratings.csv -> event file"},
-    {"encode", NULL, cmd_encode, "apply events to the LMDB user state: --input FILE, or --brokers (worker)"},
-    {"encode-kafka", NULL, pipe_cmd_encode, "alias of `trail encode --brokers ...`"},
-    {"reencode", NULL, enc_cmd_reencode, "rebuild every user's buckets for a new model"},
-    {"inspect", NULL, enc_cmd_inspect, "print one user's encoder state (or the store's digest)"},
-    {"broker", NULL, pipe_cmd_broker, "run a local in-memory Kafka broker (dev/tests only)"},
-    {"produce", NULL, pipe_cmd_produce, "send an event file into a Kafka topic, keyed by user"},
-    {"record", NULL, pipe_cmd_record, "write a Kafka topic range to an event file"},
-    {"rank", NULL, rank_cmd_rank, "score candidates for one user from an encoder store"},
-    {"serve", NULL, rank_cmd_serve, "serve /v1/score over HTTP with hot model reload"},
-    {"gen", NULL, trn_cmd_gen, "write a synthetic event stream with known click probabilities"},
-    {"train", NULL, trn_cmd_train, "train a model on point-in-time samples of an event file"},
-    {"eval", NULL, trn_cmd_eval, "evaluate a model on a split of an event file (AUC, GAUC, log loss)"},
-    {"bench", "encode", enc_cmd_bench_encode, "encoder throughput (kernel and end to end), JSON"},
-    {"bench", "rank", rank_cmd_bench, "serving latency: SDIM against exact target attention"},
-    {"bench", "pipeline", pipe_cmd_bench, "local broker -> worker -> LMDB throughput and freshness"},
-    {"bench", "train", trn_cmd_bench_train, "training throughput (samples/s)"},
-    {"bench", "serve", rank_cmd_bench_serve, "HTTP serving end to end on loopback: req/s, p50/p99"},
+/* the commands still parsing their own options */
+static const core_cmd legacy[] = {
+    {"model init", "write a randomly initialized model file", mdl_cmd_init, NULL},
+    {"model info", "print a model file's config, versions, and serving path", rank_cmd_model_info, NULL},
+    {"import taobao", "Taobao UserBehavior CSV -> event file", enc_cmd_import_taobao, NULL},
+    {"import movielens", "MovieLens ratings.csv -> event file", enc_cmd_import_movielens, NULL},
+    {"encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode, NULL},
+    {"encode-kafka", "alias of `trail encode --brokers ...`", pipe_cmd_encode, NULL},
+    {"reencode", "rebuild every user's buckets for a new model", enc_cmd_reencode, NULL},
+    {"inspect", "print one user's encoder state (or the store's digest)", enc_cmd_inspect, NULL},
+    {"broker", "run a local in-memory Kafka broker (dev/tests only)", pipe_cmd_broker, NULL},
+    {"produce", "send an event file into a Kafka topic, keyed by user", pipe_cmd_produce, NULL},
+    {"record", "write a Kafka topic range to an event file", pipe_cmd_record, NULL},
+    {"rank", "score candidates for one user from an encoder store", rank_cmd_rank, NULL},
+    {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL},
+    {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL},
+    {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL},
+    {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL},
+    {"bench encode", "encoder throughput (kernel and end to end), JSON", enc_cmd_bench_encode, NULL},
+    {"bench rank", "serving latency: SDIM against exact target attention", rank_cmd_bench, NULL},
+    {"bench pipeline", "local broker -> worker -> LMDB throughput and freshness", pipe_cmd_bench, NULL},
+    {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL},
+    {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL},
 };
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: trail <command> [options]   (trail <command> --help for its options)\n\n");
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "%s%s%s", cmds[i].word1, cmds[i].word2 ? " " : "",
-                 cmds[i].word2 ? cmds[i].word2 : "");
-        fprintf(f, "  %-20s %s\n", name, cmds[i].help);
+#define N_LEGACY (sizeof legacy / sizeof *legacy)
+static const core_cmd *cmds[N_LEGACY + 64];
+
+static void collect(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < N_LEGACY; i++) cmds[n++] = &legacy[i];
+    cmds[n] = NULL;
+}
+
+/* the commands whose name starts with group (all when group is NULL) */
+static void list(FILE *f, const char *group) {
+    size_t gl = group ? strlen(group) : 0;
+    fprintf(f, "usage: trail %s%s<command> [options]   (trail %s%s<command> --help for its options)\n\n",
+            group ? group : "", group ? " " : "", group ? group : "", group ? " " : "");
+    for (size_t i = 0; cmds[i]; i++)
+        if (!group || (!strncmp(cmds[i]->name, group, gl) && cmds[i]->name[gl] == ' '))
+            fprintf(f, "  %-20s %s\n", cmds[i]->name, cmds[i]->summary);
+    if (!group) fprintf(f, "\n  trail help <command>, trail --version\n");
+}
+
+static int is_group(const char *word) {
+    size_t n = strlen(word);
+    for (size_t i = 0; cmds[i]; i++)
+        if (!strncmp(cmds[i]->name, word, n) && cmds[i]->name[n] == ' ') return 1;
+    return 0;
+}
+
+/* the command argv[0..] names ("model info" or "rank"); *words says how many words it took */
+static const core_cmd *lookup(int argc, char **argv, int *words) {
+    char two[128] = "";
+    if (argc >= 2) snprintf(two, sizeof two, "%s %s", argv[0], argv[1]);
+    for (size_t i = 0; cmds[i]; i++)
+        if (argc >= 2 && !strcmp(cmds[i]->name, two)) return *words = 2, cmds[i];
+    for (size_t i = 0; cmds[i]; i++)
+        if (!strcmp(cmds[i]->name, argv[0])) return *words = 1, cmds[i];
+    return NULL;
+}
+
+static int is_help(const char *a) {
+    return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+static int unknown(int argc, char **argv) {
+    fprintf(stderr, "trail: unknown command '%s%s%s'\n\n", argv[0], argc >= 2 ? " " : "",
+            argc >= 2 ? argv[1] : "");
+    list(stderr, is_group(argv[0]) ? argv[0] : NULL);
+    return 2;
+}
+
+/* trail help [CMD...]: the command's own --help, a group's list, or everything */
+static int help(int argc, char **argv) {
+    int words;
+    if (argc == 0) return list(stdout, NULL), 0;
+    const core_cmd *c = lookup(argc, argv, &words);
+    if (c) {
+        char *hv[] = {argv[words - 1], "--help", NULL};
+        return c->run(2, hv);
     }
+    if (argc == 1 && is_group(argv[0])) return list(stdout, argv[0]), 0;
+    return unknown(argc, argv);
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    collect();
+    if (argc < 2) {
+        list(stderr, NULL);
+        return 2;
     }
+    if (is_help(argv[1])) return list(stdout, NULL), 0;
+    if (!strcmp(argv[1], "--version")) return printf("trail %s\n", TRAIL_VERSION), 0;
+    if (!strcmp(argv[1], "help")) return help(argc - 2, argv + 2);
     /* commands whose arithmetic runs on OpenBLAS (training, evaluation, the fp32 path) say once
      * when its kernel choice looks wrong for this CPU */
     static const char *const blas_users[] = {"serve", "rank", "train", "eval", "bench"};
@@ -68,14 +131,12 @@ int main(int argc, char **argv) {
             if (rank_isa_openblas_check(warning, sizeof warning))
                 fprintf(stderr, "trail: warning: %s\n", warning);
         }
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        const trail_cmd *c = &cmds[i];
-        if (strcmp(argv[1], c->word1) != 0) continue;
-        if (!c->word2) return c->run(argc - 1, argv + 1);
-        if (argc >= 3 && !strcmp(argv[2], c->word2)) return c->run(argc - 2, argv + 2);
+    int words;
+    const core_cmd *c = lookup(argc - 1, argv + 1, &words);
+    if (c) return c->run(argc - words, argv + words);
+    if (is_group(argv[1]) && (argc == 2 || is_help(argv[2]))) {
+        list(argc == 2 ? stderr : stdout, argv[1]);
+        return argc == 2 ? 2 : 0;
     }
-    fprintf(stderr, "trail: unknown command '%s%s%s'\n\n", argv[1], argc >= 3 ? " " : "",
-            argc >= 3 ? argv[2] : "");
-    usage(stderr);
-    return 2;
+    return unknown(argc - 1, argv + 1);
 }
