@@ -15,6 +15,7 @@ PKGS=(
   clang libclang-rt-14-dev  # libFuzzer: request, events, model file, importers, worker config
   kcat curl             # kcat: Kafka CLI for operators (no script runs it); curl: quickstart, tests
   python3               # small helpers in bench/ scripts and the quickstart
+  systemd               # systemd-analyze, systemd-sysusers: tests/test_deploy.sh checks the units
 )
 
 missing=()
