@@ -48,7 +48,7 @@ static void enumerate(const gen_cat *c, const gen_user *u, int habit, uint32_t k
 static void test_posterior_matches_enumeration(void **state) {
     (void)state;
     gen_cat c;
-    assert_int_equal(cat_build(&c, 320, 7), CORE_OK); /* K = 8 categories */
+    assert_int_equal(cat_build(&c, 320, 7, TRN_GEN_WORLD_SESSIONS), CORE_OK); /* K = 8 categories */
     uint32_t K = c.K;
     assert_int_equal(K, 8);
     gen_user u;

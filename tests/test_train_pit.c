@@ -148,7 +148,7 @@ static void check_scores(fx *f, enc_ustate *us, const trn_sample *s, void *arg) 
     h.recent = trn_data_history(f->d, s, NREC, &nr);
     h.N = nr;
     h.now_ts = s->ts;
-    rank_batch bt = {&h, 1, &s->item_id, &s->category_id, NULL, 1, NULL, NULL};
+    rank_batch bt = {.users = &h, .U = 1, .item_id = &s->item_id, .category_id = &s->category_id, .B = 1};
     float p_train, p_serve;
     assert_int_equal(rank_net_forward(net, f->m, &bt, NULL, &p_train), CORE_OK);
     enc_user_view v;
