@@ -859,6 +859,20 @@ static void forward_cross(rank_net *n, const rank_batch *bt) {
     }
 }
 
+/* Scale a head-input row's branch blocks by keep (RANK_BRANCHES multipliers): the forward of
+ * branch dropout, and, on dz, its backward. */
+static void scale_branches(const rank_net *n, float *row, const float *keep) {
+    const int blk[][2] = {{n->col.ul, RANK_BR_LONG},  {n->col.ulq, RANK_BR_LONG},
+                          {n->col.us, RANK_BR_SHORT}, {n->col.usq, RANK_BR_SHORT},
+                          {n->col.ut, RANK_BR_TIN},   {n->col.cross, RANK_BR_CROSS}};
+    for (size_t k = 0; k < sizeof blk / sizeof blk[0]; k++) {
+        if (blk[k][0] < 0) continue;
+        int w = blk[k][1] == RANK_BR_CROSS ? X_DIM : n->C;
+        float f = keep[blk[k][1]];
+        for (int c = 0; c < w; c++) row[blk[k][0] + c] *= f;
+    }
+}
+
 /* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short |
  * q (.) u_short | u_tin | cross | dense] (training, evaluation over many users, small serving batches):
  * a1 = W1 z + b1. */
@@ -889,6 +903,7 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             else
                 memset(z + n->col.dense, 0, cfg->n_dense * sizeof *z);
         }
+        if (bt->branch_keep) scale_branches(n, z, bt->branch_keep + (size_t)n->perm[i] * RANK_BRANCHES);
     }
     const rank_engine *e = bt->engine;
     if (e && e->isa != RANK_ISA_FP32) {
@@ -1127,6 +1142,7 @@ static void forward_body(rank_net *n, const mdl_model *m, const rank_batch *bt, 
      * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
     n->fold = !n->sh.train && !n->sh.no_fold && U == 1 && B >= (uint32_t)(n->S * n->nb) &&
               B >= (uint32_t)n->N;
+    CORE_ASSERT(!bt->branch_keep || n->sh.train); /* dropout is training's: serving never folds it */
     rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
     if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
         memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
@@ -1373,8 +1389,9 @@ void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, co
      * hash passes nothing to q) */
     size_t cb = (size_t)C * sizeof(float);
     for (int i = 0; i < B; i++) {
-        const float *dz = n->dz + (size_t)i * D;
+        float *dz = n->dz + (size_t)i * D;
         size_t row = (size_t)i * C;
+        if (bt->branch_keep) scale_branches(n, dz, bt->branch_keep + (size_t)n->perm[i] * RANK_BRANCHES);
         memcpy(n->dq + row, dz, cb);
         if (n->col.ul >= 0) {
             memcpy(n->dulong + row, dz + n->col.ul, cb);

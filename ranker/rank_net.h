@@ -97,7 +97,15 @@ typedef struct rank_batch {
      * every GEMM on that path's kernels. NULL (training, evaluation): OpenBLAS, fp32. Only nets
      * built without shape.train take one. */
     const struct rank_engine *engine;
+    /* Training only (branch dropout): per candidate, RANK_BRANCHES multipliers of the head's
+     * branch blocks, in the order of enum rank_branch (0 drops the block, 1/(1-p) keeps it);
+     * forward and backward must see the same. NULL (evaluation, serving): every block as is. */
+    const float *branch_keep;  // (B x RANK_BRANCHES)
 } rank_batch;
+
+/* The head's branch blocks branch_keep scales: u_long with q (.) u_long, u_short with
+ * q (.) u_short, u_tin, the cross statistics. q and dense are never dropped. */
+enum rank_branch { RANK_BR_LONG, RANK_BR_SHORT, RANK_BR_TIN, RANK_BR_CROSS, RANK_BRANCHES };
 
 /** @brief Scratch and activations for a model config and the largest batch shape.
  *  @return CORE_OK, CORE_EINVAL (bad shape, message in err), CORE_ENOMEM. */

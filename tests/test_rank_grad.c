@@ -63,6 +63,9 @@ static void randomize(mdl_model *m, uint64_t seed) {
  * user's window is shorter than its candidate group (user 2 has 3 candidates), so t2 = 2 puts user
  * 2 on the key side while user 0 (14 rows, 2 candidates) stays on the query side. */
 static uint32_t fixture_q_short = 1; /* the head with or without q (.) u_short */
+static uint32_t fixture_cross = 0;   /* the cross statistics in the head */
+static float fixture_keep[B * RANK_BRANCHES]; /* branch dropout's multipliers, when used */
+static int fixture_dropout = 0;
 
 static void setup_fixture(fixture *f, uint32_t lk, uint32_t sk, uint32_t tk, uint32_t t2) {
     mdl_config cfg;
@@ -87,6 +90,7 @@ static void setup_fixture(fixture *f, uint32_t lk, uint32_t sk, uint32_t tk, uin
     cfg.n_dense = 2;
     cfg.seed = 7;
     cfg.q_short = fixture_q_short;
+    cfg.cross = fixture_cross;
     assert_int_equal(mdl_model_init(&f->m, &cfg, err, sizeof err), 0);
     randomize(f->m, 99 + lk * 16 + sk * 4 + tk);
     rank_net_shape sh = {.max_B = B, .max_U = U, .max_T = 14, .train = 1};
@@ -125,7 +129,8 @@ static void setup_fixture(fixture *f, uint32_t lk, uint32_t sk, uint32_t tk, uin
                          .category_id = f->cat,
                          .user = f->user,
                          .B = B,
-                         .sigcache = f->sc};
+                         .sigcache = f->sc,
+                         .branch_keep = fixture_dropout ? fixture_keep : NULL};
 }
 
 static void teardown_fixture(fixture *f) {
@@ -326,6 +331,42 @@ static void test_grad_every_variant(void **state) {
         fail_msg("%d of %d finite-difference checks skipped at ReLU kinks", n_skipped, n_checks);
 }
 
+/* Branch dropout: a fixed mask, some blocks dropped and the others scaled, in the forward and the
+ * backward alike; with and without the cross statistics (which need no gradient, but are masked). */
+static void test_grad_branch_dropout(void **state) {
+    (void)state;
+    int n_bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < RANK_BRANCHES; k++)
+            fixture_keep[b * RANK_BRANCHES + k] = (b + k) % 3 == 0 ? 0.f : 1.25f;
+    fixture_dropout = 1;
+    for (fixture_cross = 0; fixture_cross <= 1; fixture_cross++) {
+        n_bad += check_variant(MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN, 9);
+        n_bad += check_variant(MDL_LONG_ATTN, MDL_SHORT_DIN, MDL_TEMPORAL_TIN, 2);
+    }
+    /* a dropped block changes the scores; a mask of ones is no mask */
+    fixture_cross = 1;
+    fixture f;
+    float lg0[B], lg1[B], lg2[B];
+    fixture_dropout = 0;
+    setup_fixture(&f, MDL_LONG_SDIM, MDL_SHORT_SELFATTN, MDL_TEMPORAL_TIN, 9);
+    loss(&f);
+    assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg0, NULL), 0);
+    f.bt.branch_keep = fixture_keep;
+    assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg1, NULL), 0);
+    for (int k = 0; k < B * RANK_BRANCHES; k++) fixture_keep[k] = 1.f;
+    assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg2, NULL), 0);
+    int moved = 0;
+    for (int b = 0; b < B; b++) {
+        moved += lg1[b] != lg0[b];
+        assert_true(lg2[b] == lg0[b]);
+    }
+    assert_true(moved == B);
+    teardown_fixture(&f);
+    fixture_cross = 0;
+    assert_int_equal(n_bad, 0);
+}
+
 /* Regrouping candidates by user must not change any score: the same batch scored one candidate
  * at a time gives the same logits. The second case is long attention with user 2 projected on the
  * key side in the batch (2 window rows, 3 candidates) and on the query side when scored alone. */
@@ -451,6 +492,7 @@ int main(void) {
     rank_blas_single_thread();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_every_variant),
+        cmocka_unit_test(test_grad_branch_dropout),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_shape_limits),
         cmocka_unit_test(test_grad_additive_over_blocks),

@@ -31,6 +31,8 @@ static void train_usage(FILE *f) {
             "  --recent N         short-term behaviors, the model's N (50; taobao: 16)\n"
             "  --epochs E (10)  --batch B (256)  --lr X (1e-3)  --seed S (1)  --threads K (2)\n"
             "  --clip X           global gradient-norm clip, 0 = off (5)\n"
+            "  --branch-dropout P training only: zero each sample's u_long, u_short, u_tin and\n"
+            "                     cross blocks of the head, each with probability P (0)\n"
             "  --l2 X             L2 on the embedding rows a batch touches (0)\n"
             "  --patience K       evaluations without a better valid GAUC before stopping (3)\n"
             "  --evals-per-epoch K  validation passes per epoch (2)\n"
@@ -136,7 +138,7 @@ int trn_cmd_train(int argc, char **argv) {
         {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
         {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'}, {"pretrain", 1, 0, 'R'},
         {"calibrate", 1, 0, 'A'}, {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},
-        {"strict", 1, 0, 'Z'},    {0, 0, 0, 0}};
+        {"strict", 1, 0, 'Z'},    {"branch-dropout", 1, 0, 'D'}, {0, 0, 0, 0}};
     const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
     trn_conf tc;
     trn_data_conf dc;
@@ -181,6 +183,7 @@ int trn_cmd_train(int argc, char **argv) {
         case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
         case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
         case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
+        case 'D': if (core_parse_double(optarg, 0, 0.9, "--branch-dropout", &x)) return 2; tc.branch_dropout = (float)x; break;
         case 'h': {
             unsigned a, b;
             char extra;

@@ -41,6 +41,9 @@ typedef struct trn_worker {
     uint32_t *uidx;         // (max_B)
     uint64_t *item, *cat;   // (max_B)
     float *probs, *dlog;    // (max_B)
+    float *keep;            // (max_B x RANK_BRANCHES) branch dropout's multipliers, train only
+    float drop;             /* the branch dropout probability of this step (0: none) */
+    uint64_t drop_seed;     /* with the sample index, draws its mask */
     /* the current job */
     const mdl_model *m;
     const trn_data *d;
@@ -80,6 +83,7 @@ static void ctx_destroy(trn_ctx *x) {
         core_free(w->cat);
         core_free(w->probs);
         core_free(w->dlog);
+        core_free(w->keep);
     }
     core_free(x->w);
     core_free(x->mark_item);
@@ -118,7 +122,8 @@ static int ctx_new(trn_ctx **out, const mdl_model *m, uint32_t nt, uint32_t max_
         if (!w->users || !w->uidx || !w->item || !w->cat || !w->probs || !w->dlog) goto nomem;
         if (train) {
             w->grad = core_aligned_alloc(m->n_floats * sizeof(float));
-            if (!w->grad) goto nomem;
+            w->keep = core_malloc((size_t)max_B * RANK_BRANCHES * sizeof *w->keep);
+            if (!w->grad || !w->keep) goto nomem;
             memset(w->grad, 0, m->n_floats * sizeof(float));
             mdl_params_bind(&w->gp, &m->cfg, w->grad);
         }
@@ -176,6 +181,7 @@ static int run_part(trn_worker *w, const trn_sample *const *s, uint32_t n, float
     bt.user = w->uidx;
     bt.B = n;
     bt.engine = w->engine;
+    if (w->backward && w->drop > 0) bt.branch_keep = w->keep;
     int rc = rank_net_forward(w->net, w->m, &bt, NULL, probs_out);
     if (rc || !w->backward) return rc;
     for (uint32_t b = 0; b < n; b++) {
@@ -197,6 +203,14 @@ static void *train_part(void *arg) {
     w->rc = CORE_OK;
     if (w->n == 0) return NULL;
     for (uint32_t b = 0; b < w->n; b++) ptr[b] = &w->d->samples[w->sidx[b]];
+    /* branch dropout: each sample's mask from its index and the step, so it does not depend on
+     * how the batch was split over threads */
+    for (uint32_t b = 0; w->drop > 0 && b < w->n; b++) {
+        core_rng r;
+        core_rng_seed(&r, core_hash_id(w->sidx[b], w->drop_seed));
+        for (int k = 0; k < RANK_BRANCHES; k++)
+            w->keep[(size_t)b * RANK_BRANCHES + k] = core_rng_uniform(&r) < w->drop ? 0.f : 1.f / (1.f - w->drop);
+    }
     w->rc = run_part(w, ptr, w->n, w->probs);
     return NULL;
 }
@@ -444,6 +458,8 @@ static int train_step(trn_ctx *x, mdl_model *m, const trn_data *d, const trn_con
         x->w[t].d = d;
         x->w[t].backward = 1;
         x->w[t].scale = 1.0f / (float)n;
+        x->w[t].drop = c->branch_dropout;
+        x->w[t].drop_seed = core_hash_id(m->adam_step, c->seed ^ 0xD509ull);
     }
     int rc = run_workers(x, train_part);
     if (rc) return rc;

@@ -34,6 +34,9 @@ typedef struct trn_conf {
     uint64_t seed;            /* shuffling (1) */
     int calibrate;            /* 1: after training, Platt-scale on the valid split, folded into the
                                  output layer and the item biases (1) */
+    float branch_dropout;     /* each step, each sample's head blocks u_long, u_short, u_tin and
+                                 cross are each zeroed with this probability, the kept ones scaled
+                                 by 1 / (1 - p); evaluation and serving see them all (0) */
     trn_adam_conf adam;
     FILE *progress;           /* NULL: quiet */
     int progress_tty;         /* 1: one live line rewritten with \r; 0: plain lines */
