@@ -4,7 +4,7 @@
 #   2. `systemd-analyze verify` the installed units (an instance of the encoder template) with the
 #      scratch tree as --root, so ExecStart/ExecReload must name executables that exist there;
 #   3. `systemd-analyze security --offline=yes` on each: the overall exposure must be below 2.0;
-#   4. `systemd-sysusers --dry-run` on the installed sysusers.d entry, where systemd-sysusers exists;
+#   4. `systemd-sysusers --dry-run` on the installed sysusers.d entry (where that tool exists);
 #   5. run the installed serve unit's ExecStart by hand (the installed binary, the unit's flags and
 #      Environment=, with /var/lib/trail moved into the scratch tree and port 8080 replaced by a
 #      free one), under PR_SET_MDWE where the kernel has it (what MemoryDenyWriteExecute= enforces),
@@ -37,7 +37,10 @@ done
 SERVE_UNIT=$UNITDIR/trail-serve.service
 exec_line=$(sed -n 's/^ExecStart=//p' "$SERVE_UNIT")
 reload_line=$(sed -n 's/^ExecReload=//p' "$SERVE_UNIT")
-case " $exec_line " in *" --listen "*) ;; *) fail "the serve unit's ExecStart has no --listen" ;; esac
+case " $exec_line " in
+  *" --listen "*) ;;
+  *) fail "the serve unit's ExecStart has no --listen" ;;
+esac
 [ -n "$reload_line" ] || fail "the serve unit has no ExecReload"
 
 # 2. verify. The scratch root holds only what trail installs, so it gets what a host has anyway:
@@ -122,7 +125,8 @@ say "/v1/score: $st $(cat "$SCRATCH/last.body")"
 read -ra reload <<<"${reload_line//\$MAINPID/$SERVE}"
 "${reload[@]}" || fail "ExecReload (${reload[*]}) failed"
 for _ in $(seq 100); do grep -q 'serve: reloaded' "$SCRATCH/serve.log" && break; sleep 0.1; done
-grep -q 'serve: reloaded' "$SCRATCH/serve.log" || { cat "$SCRATCH/serve.log"; fail "ExecReload did not reload"; }
+grep -q 'serve: reloaded' "$SCRATCH/serve.log" ||
+  { cat "$SCRATCH/serve.log"; fail "ExecReload did not reload"; }
 say "ExecReload: $(grep -o 'serve: reloaded path=[^ ]*' "$SCRATCH/serve.log")"
 rc=0
 stop "$SERVE" || rc=$?

@@ -60,7 +60,8 @@ start_worker() {
       grep -q '^trail_pipeline_caught_up 1$' && { ok=1; break; }
     sleep 0.1
   done
-  [ $ok -eq 1 ] || { cat "$D/worker-$label.log"; fail "$label: the worker did not catch up in 30 s"; }
+  [ $ok -eq 1 ] ||
+    { cat "$D/worker-$label.log"; fail "$label: the worker did not catch up in 30 s"; }
   say "$label: worker host pid $WORKER, $(ns_pid "$WORKER")"
 }
 ns_pid() { grep NSpid "/proc/$1/status" | tr -s '\t' ' '; }
