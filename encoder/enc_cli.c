@@ -578,14 +578,17 @@ int enc_cmd_inspect(int argc, char **argv) {
             goto out;
         }
         printf("{\"users\":%llu,\"chunks\":%llu,\"damaged_users\":%llu,"
-               "\"quarantined_events\":%llu,\"checksums\":%s}\n",
+               "\"quarantined_events\":%llu,\"checksums\":%s,\"positions_ok\":%s}\n",
                (unsigned long long)vr.users, (unsigned long long)vr.chunks,
                (unsigned long long)vr.damaged_users, (unsigned long long)vr.quarantined,
-               vr.checksums ? "true" : "false");
+               vr.checksums ? "true" : "false", vr.positions_ok ? "true" : "false");
+        if (!vr.positions_ok)
+            fprintf(stderr, "trail inspect: %s: the input positions failed their checksum (a "
+                            "resumed input would skip or repeat events)\n", dir);
         if (!vr.checksums)
             fprintf(stderr, "trail inspect: %s was written before checksums: only formats were "
                             "checked (its next writer adds them)\n", dir);
-        ret = vr.damaged_users ? 1 : 0;
+        ret = vr.damaged_users || !vr.positions_ok ? 1 : 0;
         goto out;
     }
     if ((rc = enc_reader_new(st, &r)) || (rc = enc_reader_begin(r))) {

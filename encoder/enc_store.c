@@ -231,6 +231,39 @@ static int chunk_ok(const enc_store *st, uint64_t user_id, uint64_t chunk, const
     return h == chunk_sum(user_id, chunk, v->mv_data, v->mv_size);
 }
 
+/* The input positions, all of them (`pos`, in key order): exactly-once rests on them as much as on
+ * the state, so meta "pos_checksum" holds this sum, rewritten by every commit that moves one. */
+static int pos_sum(const enc_store *st, MDB_txn *txn, uint64_t *out) {
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, st->pos, &cur);
+    if (rc) return rc;
+    uint64_t h = 0x706f730000000000ull;
+    for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
+        uint64_t lens[2] = {k.mv_size, v.mv_size};
+        h = XXH3_64bits_withSeed(lens, sizeof lens, h);
+        h = XXH3_64bits_withSeed(k.mv_data, k.mv_size, h);
+        h = XXH3_64bits_withSeed(v.mv_data, v.mv_size, h);
+    }
+    mdb_cursor_close(cur);
+    *out = h;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* CORE_OK when the positions match meta "pos_checksum" (or the store has none yet), else
+ * CORE_ECHECKSUM, logged: a resumed input would skip or repeat events. */
+static int pos_ok(const enc_store *st, MDB_txn *txn) {
+    uint64_t want, have;
+    int rc = st->checksums ? meta_get_u64(txn, st->meta, "pos_checksum", &want) : MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND) return CORE_OK;
+    if (rc || (rc = pos_sum(st, txn, &have))) return rc;
+    if (have == want) return CORE_OK;
+    CORE_LOG(CORE_LOG_ERR, "enc_store: the input positions failed their checksum path=%s: a "
+                           "resumed input would skip or repeat events; rebuild the store from its "
+                           "source", st->path);
+    return CORE_ECHECKSUM;
+}
+
 static uint64_t key_u64(const MDB_val *k) {
     uint64_t x = 0;
     for (int i = 0; i < 8; i++) x = x << 8 | ((const uint8_t *)k->mv_data)[i];
@@ -497,7 +530,9 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         if (!sums && conf->writer) { /* written before checksums: its first writer adds them */
             uint64_t nu, nc;
             what = "adding checksums";
-            if ((rc = add_checksums(st, txn, &nu, &nc)) ||
+            uint64_t ps;
+            if ((rc = add_checksums(st, txn, &nu, &nc)) || (rc = pos_sum(st, txn, &ps)) ||
+                (rc = meta_put_u64(txn, st->meta, "pos_checksum", ps)) ||
                 (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
                 goto fail;
             sums = 1;
@@ -1015,6 +1050,10 @@ int enc_batch_commit(enc_batch *b) {
             MDB_val v = {8, &b->pos[i].next_offset};
             rc = mdb_put(txn, st->pos, &k, &v, 0);
         }
+        if (!rc && !skip && b->npos) {
+            uint64_t ps;
+            if (!(rc = pos_sum(st, txn, &ps))) rc = meta_put_u64(txn, st->meta, "pos_checksum", ps);
+        }
         if (rc || skip) {
             mdb_txn_abort(txn);
         } else {
@@ -1047,7 +1086,8 @@ int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset
     int rc = txn_begin(st, MDB_RDONLY, &txn);
     if (rc) return lmdb_err(rc);
     MDB_val k = {strlen(source), (void *)(uintptr_t)source}, v;
-    rc = mdb_get(txn, st->pos, &k, &v);
+    rc = pos_ok(st, txn);
+    if (!rc) rc = mdb_get(txn, st->pos, &k, &v);
     if (rc == 0) {
         if (v.mv_size == 8) *next_offset = (int64_t)le64_get(v.mv_data);
         else rc = CORE_EFORMAT;
@@ -1059,7 +1099,7 @@ int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset
         enc_expect *e = expect_find(st, source);
         if (e) expect_drop(st, e);
     }
-    return rc == 0 ? CORE_OK : rc == CORE_EFORMAT ? rc : lmdb_err(rc);
+    return rc == 0 ? CORE_OK : lmdb_err(rc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1175,6 +1215,8 @@ int enc_store_digest(enc_store *st, int what, uint64_t *out) {
         uint64_t tag = (uint64_t)d;
         XXH3_64bits_update(xs, &tag, 8);
         for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
+            if (d == 0 && k.mv_size == 12 && !memcmp(k.mv_data, "pos_checksum", 12))
+                continue; /* derived from the positions, which ENC_DIGEST_POS covers */
             uint64_t lens[2] = {k.mv_size, v.mv_size};
             XXH3_64bits_update(xs, lens, sizeof lens);
             XXH3_64bits_update(xs, k.mv_data, k.mv_size);
@@ -1237,6 +1279,10 @@ int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_
     if (rc) return lmdb_err(rc);
     if ((rc = mdb_stat(txn, st->quar, &qs))) goto done;
     out->quarantined = qs.ms_entries;
+    rc = pos_ok(st, txn);
+    out->positions_ok = rc != CORE_ECHECKSUM;
+    if (rc && rc != CORE_ECHECKSUM) goto done;
+    rc = 0;
     if ((rc = mdb_cursor_open(txn, st->user, &cur))) goto done;
     for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
          op = MDB_NEXT) {

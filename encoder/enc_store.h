@@ -101,6 +101,8 @@ typedef struct enc_verify_report {
     uint64_t damaged_users;       /* users whose record or a window chunk failed */
     uint64_t quarantined;         /* events held in quarantine */
     int checksums;                /* 0: a store written before checksums (format checks only) */
+    int positions_ok;             /* 0: the input positions failed their checksum (meta
+                                     pos_checksum): a resumed input would skip or repeat events */
 } enc_verify_report;
 /** @brief Called once per damaged user found by enc_store_verify: what failed ("record" or
  *  "chunk"), the chunk number for a chunk, and the error (CORE_ECHECKSUM or CORE_EFORMAT). */

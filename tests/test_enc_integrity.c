@@ -64,15 +64,13 @@ static void be64(uint8_t *p, uint64_t v) {
 /* Change one byte of a stored value (XOR x, nonzero) through LMDB, as a bad disk or a stray write
  * inside a value would: db "user" (key = user) or "win" (key = user, chunk). Returns the value's
  * size, or 0 when there is no such value. */
-static size_t damage(const char *path, const char *db, uint64_t uid, uint64_t chunk, size_t off,
-                     uint8_t x) {
+static size_t damage_key(const char *path, const char *db, const void *key, size_t klen,
+                         size_t off, uint8_t x) {
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
-    uint8_t kb[16], buf[70000];
-    be64(kb, uid);
-    be64(kb + 8, chunk);
-    MDB_val k = {strcmp(db, "win") ? 8 : 16, kb}, v;
+    uint8_t buf[70000];
+    MDB_val k = {klen, (void *)(uintptr_t)key}, v;
     assert_int_equal(mdb_env_create(&env), 0);
     assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
     assert_int_equal(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
@@ -91,6 +89,14 @@ static size_t damage(const char *path, const char *db, uint64_t uid, uint64_t ch
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
     return n;
+}
+
+static size_t damage(const char *path, const char *db, uint64_t uid, uint64_t chunk, size_t off,
+                     uint8_t x) {
+    uint8_t kb[16];
+    be64(kb, uid);
+    be64(kb + 8, chunk);
+    return damage_key(path, db, kb, strcmp(db, "win") ? 8 : 16, off, x);
 }
 
 /* a store written before checksums: no meta "checksums", zeros where the sums go (keys collected
@@ -232,6 +238,15 @@ static void test_damage_costs_one_user(void **state) {
     int64_t next;
     assert_int_equal(enc_store_get_offset(st, "file:t", &next), CORE_OK);
     assert_int_equal(next, pos); /* the positions moved with the batch */
+    assert_true(vr.positions_ok);
+    enc_store_close(st);
+
+    /* a damaged position would skip or repeat events on resume: refused, and verify says so */
+    assert_int_equal(damage_key(path, "pos", "file:t", 6, 2, 0x01), 8);
+    st = open_at(path, 1);
+    assert_int_equal(enc_store_get_offset(st, "file:t", &next), CORE_ECHECKSUM);
+    assert_int_equal(enc_store_verify(st, NULL, NULL, &vr), CORE_OK);
+    assert_false(vr.positions_ok);
     enc_store_close(st);
     mdl_model_destroy(m);
 }
