@@ -4,6 +4,8 @@
  * answered here, on stdout with exit 0. */
 #include "core_opts.h"
 #include "core_version.h"
+#include "mdl_cli.h"
+#include "rank_cli.h"
 #include "rank_isa.h"
 #include "trail_cmds.h"
 
@@ -28,8 +30,6 @@ static int cmd_encode(int argc, char **argv) {
 
 /* the commands still parsing their own options */
 static const core_cmd legacy[] = {
-    {"model init", "write a randomly initialized model file", mdl_cmd_init, NULL},
-    {"model info", "print a model file's config, versions, and serving path", rank_cmd_model_info, NULL},
     {"import taobao", "Taobao UserBehavior CSV -> event file", enc_cmd_import_taobao, NULL},
     {"import movielens", "MovieLens ratings.csv -> event file", enc_cmd_import_movielens, NULL},
     {"encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode, NULL},
@@ -51,11 +51,16 @@ static const core_cmd legacy[] = {
     {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL},
 };
 
+/* each module's table, in the order `trail --help` lists them */
+static const core_cmd *const *const tables[] = {mdl_cmds, rank_cmds};
+
 #define N_LEGACY (sizeof legacy / sizeof *legacy)
 static const core_cmd *cmds[N_LEGACY + 64];
 
 static void collect(void) {
     size_t n = 0;
+    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+        for (size_t i = 0; tables[t][i] && n < sizeof cmds / sizeof *cmds - 1; i++) cmds[n++] = tables[t][i];
     for (size_t i = 0; i < N_LEGACY; i++) cmds[n++] = &legacy[i];
     cmds[n] = NULL;
 }

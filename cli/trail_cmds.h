@@ -5,11 +5,6 @@
 
 #include <stdio.h>
 
-int mdl_cmd_init(int argc, char **argv);    /* trail model init */
-int mdl_cmd_info(int argc, char **argv);    /* trail model info, without the serving path */
-/* the same, with extra(out, json) printing more fields (JSON members after a comma, or lines) */
-int mdl_cmd_info_ext(int argc, char **argv, void (*extra)(FILE *out, int json));
-int rank_cmd_model_info(int argc, char **argv); /* trail model info: plus this CPU's serving path */
 int enc_cmd_encode(int argc, char **argv);   /* trail encode (file replay) */
 int enc_cmd_reencode(int argc, char **argv); /* trail reencode */
 int enc_cmd_inspect(int argc, char **argv);  /* trail inspect */

@@ -18,8 +18,11 @@ typedef struct flat {
 
 static int flatten(const core_opt *opts, char *base, flat *f, int n) {
     for (const core_opt *o = opts; o && o->type != CORE_OPT_END; o++) {
+        int shadowed = 0; /* a row listed before overrides a shared row of the same name */
+        for (int k = 0; k < n && base && o->name && !shadowed; k++)
+            shadowed = !strcmp(f[k].o->name, o->name);
         if (o->type == CORE_OPT_TABLE) n = flatten(o->sub, o->dst, f, n);
-        else if (n < MAX_OPTS) f[n++] = (flat){o, base};
+        else if (n < MAX_OPTS && !shadowed) f[n++] = (flat){o, base};
     }
     return n;
 }

@@ -34,7 +34,8 @@ typedef enum core_opt_type {
     CORE_OPT_ENUM,    /* int: the value's index in choices (NULL-terminated) */
     CORE_OPT_FUNC,    /* fn(value, dst, err, err_size) parses; nonzero and a reason refuse it */
     CORE_OPT_ARG,     /* a positional argument (const char *), matched in table order */
-    CORE_OPT_TABLE,   /* the options of sub, whose entries store at dst + their off */
+    CORE_OPT_TABLE,   /* the options of sub, whose entries store at dst + their off; a row of
+                         the command's listed before it overrides the shared row of its name */
 } core_opt_type;
 
 enum {
@@ -79,6 +80,7 @@ typedef struct core_opt {
 #define CORE_OPT_FILE(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h)}
 #define CORE_OPT_NEED(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h), .flags = CORE_OPT_REQUIRED}
 #define CORE_OPT_FN(n, f, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_FUNC, d, a, h), .fn = (f)}
+#define CORE_OPT_INCLUDE(table, d) {.type = CORE_OPT_TABLE, .dst = (d), .sub = (table)}
 #define CORE_OPT_ENDROW {.name = NULL}
 
 typedef struct core_cmd {

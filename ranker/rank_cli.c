@@ -19,6 +19,7 @@
 #include "rank_kernels.h"
 #include "rank_net.h"
 #include "rank_pgemm.h"
+#include "mdl_cli.h"
 #include "rank_score.h"
 #include "trail_cmds.h"
 
@@ -148,13 +149,16 @@ int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t
 // ---------------------------------------------------------------------------------------------
 // trail model info, with the serving path
 
+static const core_cmd model_info_cmd = {
+    "model info", "print a model file's config, versions, and serving path", rank_cmd_model_info, NULL};
+
 int rank_cmd_model_info(int argc, char **argv) {
     char err[256];
     if (rank_isa_init(err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         return 2;
     }
-    return mdl_cmd_info_ext(argc, argv, rank_isa_describe);
+    return mdl_cmd_info_ext(&model_info_cmd, argc, argv, rank_isa_describe);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -723,3 +727,5 @@ fail:
     core_free(ca);
     return ret;
 }
+
+const core_cmd *const rank_cmds[] = {&model_info_cmd, NULL};

@@ -2,6 +2,8 @@
 #ifndef TRAIL_RANK_CLI_H
 #define TRAIL_RANK_CLI_H
 
+#include "core_opts.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,5 +13,9 @@
  *  @return CORE_OK, or CORE_EFORMAT / CORE_ERANGE with the reason in err. */
 int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
                          char *err, size_t err_size);
+
+extern const core_cmd *const rank_cmds[]; /* the ranker's commands, NULL-terminated */
+
+int rank_cmd_model_info(int argc, char **argv); /* trail model info, with the serving path */
 
 #endif

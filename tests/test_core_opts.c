@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -258,6 +259,30 @@ static void help_output(void **state) {
     assert_string_equal(v.name, "--help");
 }
 
+/* a command's row listed before a shared table overrides the shared row of the same name */
+static void shared_row_overridden(void **state) {
+    (void)state;
+    uint32_t own = 3;
+    const core_opt with_own[] = {
+        CORE_OPT_U32("width", &own, "W", 1, 8, "this command's width"),
+        {.type = CORE_OPT_TABLE, .dst = &v.sh, .sub = shared_opts},
+        CORE_OPT_ENDROW};
+    char *argv[] = {"sub", "--width", "5", "--mode", "fast", NULL};
+    defaults();
+    assert_int_equal(core_opts_parse(&demo, with_own, 5, argv), CORE_OPTS_GO);
+    assert_int_equal(own, 5);
+    assert_int_equal(v.sh.width, 64);
+    assert_int_equal(v.sh.mode, 0);
+    char *too_wide[] = {"sub", "--width", "9", NULL};
+    fflush(stderr);
+    int se = dup(2), nul = open("/dev/null", O_WRONLY);
+    dup2(nul, 2);
+    int rc = core_opts_parse(&demo, with_own, 3, too_wide);
+    dup2(se, 2);
+    close(se), close(nul);
+    assert_int_equal(rc, 2);
+}
+
 static void usage_line(void **state) {
     (void)state;
     char pe[] = "/tmp/trail-opts-XXXXXX";
@@ -279,7 +304,8 @@ int main(void) {
         cmocka_unit_test(types_and_values), cmocka_unit_test(defaults_stay),
         cmocka_unit_test(bounds),           cmocka_unit_test(missing_and_unknown),
         cmocka_unit_test(abbreviation_refused), cmocka_unit_test(repeats),
-        cmocka_unit_test(help_output),      cmocka_unit_test(usage_line),
+        cmocka_unit_test(help_output),      cmocka_unit_test(shared_row_overridden),
+        cmocka_unit_test(usage_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
