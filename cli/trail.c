@@ -5,6 +5,7 @@
 #include "core_opts.h"
 #include "core_version.h"
 #include "mdl_cli.h"
+#include "pipe_cli.h"
 #include "rank_cli.h"
 #include "rank_isa.h"
 #include "trail_cmds.h"
@@ -36,9 +37,6 @@ static const core_cmd legacy[] = {
     {"encode-kafka", "alias of `trail encode --brokers ...`", pipe_cmd_encode, NULL},
     {"reencode", "rebuild every user's buckets for a new model", enc_cmd_reencode, NULL},
     {"inspect", "print one user's encoder state (or the store's digest)", enc_cmd_inspect, NULL},
-    {"broker", "run a local in-memory Kafka broker (dev/tests only)", pipe_cmd_broker, NULL},
-    {"produce", "send an event file into a Kafka topic, keyed by user", pipe_cmd_produce, NULL},
-    {"record", "write a Kafka topic range to an event file", pipe_cmd_record, NULL},
     {"rank", "score candidates for one user from an encoder store", rank_cmd_rank, NULL},
     {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL},
     {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL},
@@ -52,7 +50,7 @@ static const core_cmd legacy[] = {
 };
 
 /* each module's table, in the order `trail --help` lists them */
-static const core_cmd *const *const tables[] = {mdl_cmds, rank_cmds};
+static const core_cmd *const *const tables[] = {mdl_cmds, pipe_cmds, rank_cmds};
 
 #define N_LEGACY (sizeof legacy / sizeof *legacy)
 static const core_cmd *cmds[N_LEGACY + 64];

@@ -17,11 +17,6 @@ int rank_cmd_rank(int argc, char **argv);   /* trail rank */
 int rank_cmd_serve(int argc, char **argv);  /* trail serve */
 int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 
-int pipe_cmd_broker(int argc, char **argv);  /* trail broker */
-int pipe_cmd_produce(int argc, char **argv); /* trail produce */
-int pipe_cmd_record(int argc, char **argv);  /* trail record */
-int pipe_cmd_encode(int argc, char **argv);  /* trail encode-kafka (trail encode --brokers ...) */
-int pipe_cmd_bench(int argc, char **argv);   /* trail bench pipeline */
 
 int trn_cmd_gen(int argc, char **argv);     /* trail gen */
 int trn_cmd_train(int argc, char **argv);   /* trail train */

@@ -3,6 +3,7 @@
 
 #include "core_args.h"
 #include "core_err.h"
+#include "core_log.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -312,4 +313,9 @@ void core_opts_help(const core_cmd *cmd, const core_opt *opts, FILE *f) {
     fprintf(f, "%-*s%s\n", HELP_COL, "  --help", "print this help and exit");
     if (cmd->more && *cmd->more)
         fprintf(f, "\n%s%s", cmd->more, cmd->more[strlen(cmd->more) - 1] == '\n' ? "" : "\n");
+}
+
+int core_opt_log_level(const char *value, void *dst, char *err, size_t err_size) {
+    (void)dst;
+    return core_log_level_parse(value, &core_log_level, err, err_size);
 }

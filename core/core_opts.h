@@ -80,6 +80,10 @@ typedef struct core_opt {
 #define CORE_OPT_FILE(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h)}
 #define CORE_OPT_NEED(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h), .flags = CORE_OPT_REQUIRED}
 #define CORE_OPT_FN(n, f, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_FUNC, d, a, h), .fn = (f)}
+/* --log-level L into core_log_level */
+#define CORE_OPT_LOG_LEVEL                                                                          \
+    {CORE_OPT_ROW("log-level", CORE_OPT_FUNC, NULL, "L", "error, warn, notice, info or debug"),     \
+     .fn = core_opt_log_level, .def = "info"}
 #define CORE_OPT_INCLUDE(table, d) {.type = CORE_OPT_TABLE, .dst = (d), .sub = (table)}
 #define CORE_OPT_ENDROW {.name = NULL}
 
@@ -91,6 +95,9 @@ typedef struct core_cmd {
 } core_cmd;
 
 #define CORE_OPTS_GO (-1)
+
+/** @brief A CORE_OPT_FUNC parser: a log level's name or number into core_log_level. */
+int core_opt_log_level(const char *value, void *dst, char *err, size_t err_size);
 
 /** @brief Parse argv[1..argc-1] against opts for cmd.
  *  @return CORE_OPTS_GO to go on; else the exit code: 0 after printing the help, 2 after a usage

@@ -15,15 +15,13 @@
  * other bind() passes straight through to the C library.
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
 #include "pipe_kafka.h"
-#include "trail_cmds.h"
+#include "pipe_cli.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
-#include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
@@ -140,64 +138,33 @@ static void on_signal(int sig) {
     else g_stop = 1;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: trail broker [--partitions P] [--port N] [--brokers K] [--topics a,b]\n"
-               "  Runs librdkafka's in-memory mock Kafka cluster on 127.0.0.1 for development and\n"
-               "  tests, and prints its bootstrap address (host:port[,host:port]) as the first line.\n"
-               "  DEV ONLY: data lives in this process's memory and dies with it; at most 5 MiB or\n"
-               "  100,000 message sets per partition are kept; no transactions; no ListOffsets by\n"
-               "  time; not a throughput reference. Runs until SIGTERM/SIGINT.\n"
-               "  --partitions P   partitions of each --topics topic (4)\n"
-               "  --port N         first listener port; broker i listens on N+i (default: any free)\n"
-               "  --brokers K      brokers in the cluster (1)\n"
-               "  --topics a,b     topics to create up front (others are auto-created with the\n"
-               "                   mock's default of 4 partitions)\n"
-               "  --log-level L    error, warn, notice, info (default) or debug\n"
-               "  SIGUSR1 takes all brokers down (data kept), SIGUSR2 brings them back.\n");
-}
+const core_cmd pipe_broker_cmd = {
+    "broker", "run a local in-memory Kafka broker (dev/tests only)", pipe_cmd_broker,
+    "Runs librdkafka's in-memory mock Kafka cluster on 127.0.0.1 for development and tests, and\n"
+    "prints its bootstrap address (host:port[,host:port]) as the first line.\n"
+    "DEV ONLY: data lives in this process's memory and dies with it; at most 5 MiB or 100,000\n"
+    "message sets per partition are kept; no transactions; no ListOffsets by time; not a\n"
+    "throughput reference. Runs until SIGTERM/SIGINT. SIGUSR1 takes all brokers down (data\n"
+    "kept), SIGUSR2 brings them back.\n"};
 
 int pipe_cmd_broker(int argc, char **argv) {
-    static const struct option opts[] = {{"partitions", 1, 0, 'p'}, {"port", 1, 0, 'P'},
-                                         {"brokers", 1, 0, 'b'},    {"topics", 1, 0, 't'},
-                                         {"log-level", 1, 0, 'l'},  {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
     uint64_t partitions = 4, port = 0, nbrokers = 1;
     const char *topics = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            if (core_parse_u64(optarg, 1, 10000, "--partitions", &partitions)) return 2;
-            break;
-        case 'P':
-            if (core_parse_u64(optarg, 1, 65535, "--port", &port)) return 2;
-            break;
-        case 'b':
-            if (core_parse_u64(optarg, 1, 16, "--brokers", &nbrokers)) return 2;
-            break;
-        case 't': topics = optarg; break;
-        case 'l': {
-            char err[256];
-            if (core_log_level_parse(optarg, &core_log_level, err, sizeof err)) {
-                fprintf(stderr, "trail: broker: %s\n", err);
-                return 2;
-            }
-            break;
-        }
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (port && port + nbrokers - 1 > 65535) {
-        fprintf(stderr, "trail: broker: --port %llu + %llu brokers exceeds 65535\n",
-                (unsigned long long)port, (unsigned long long)nbrokers);
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_U64("partitions", &partitions, "P", 1, 10000, "partitions of each --topics topic"),
+        {CORE_OPT_ROW("port", CORE_OPT_U64, &port, "N",
+                      "first listener port; broker i listens on N+i"),
+         .umin = 1, .umax = 65535, .def = "any free"},
+        CORE_OPT_U64("brokers", &nbrokers, "K", 1, 16, "brokers in the cluster"),
+        CORE_OPT_STR("topics", &topics, "a,b",
+                     "topics to create up front (others are auto-created with the mock's\n"
+                     "default of 4 partitions)"),
+        CORE_OPT_LOG_LEVEL, CORE_OPT_ENDROW};
+    int rc = core_opts_parse(&pipe_broker_cmd, opts, argc, argv);
+    if (rc != CORE_OPTS_GO) return rc;
+    if (port && port + nbrokers - 1 > 65535)
+        return core_cmd_usage(&pipe_broker_cmd, "--port %llu + %llu brokers exceeds 65535",
+                              (unsigned long long)port, (unsigned long long)nbrokers);
 
     char errstr[512];
     pipe_mock *mk = NULL;

@@ -15,7 +15,7 @@
 #include "pipe_metrics.h"
 #include "pipe_store.h"
 #include "pipe_worker.h"
-#include "trail_cmds.h"
+#include "pipe_cli.h"
 
 #include <stdatomic.h>
 #include <getopt.h>

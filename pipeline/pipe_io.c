@@ -14,10 +14,9 @@
 #include "pipe_kafka.h"
 #include "pipe_worker.h"
 #include "sch_event.h"
-#include "trail_cmds.h"
+#include "pipe_cli.h"
 
 #include <stdatomic.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,73 +31,63 @@ static void sleep_ns(int64_t ns) {
     nanosleep(&ts, NULL);
 }
 
+int pipe_opt_prop(const char *value, void *props, char *err, size_t err_size) {
+    return pipe_props_add_kv(props, value, err, err_size);
+}
+
+int pipe_opt_partitioner(const char *value, void *part, char *err, size_t err_size) {
+    return pipe_partitioner_parse(value, part, err, err_size);
+}
+
+const core_cmd *const pipe_cmds[] = {&pipe_broker_cmd, &pipe_produce_cmd, &pipe_record_cmd, NULL};
+
 // ---------------------------------------------------------------------------------------------
 // trail produce
 
-static void produce_usage(FILE *f) {
-    fprintf(f, "usage: trail produce --brokers B --topic T --input FILE [--rate R] [options]\n"
-               "  Sends each event of FILE (JSON lines or binary; '-' is stdin) as one message keyed\n"
-               "  by its decimal user id. Malformed records are reported and not sent.\n"
-               "  --rate R         events per second (default: as fast as possible)\n"
-               "  --no-validate    send every record as is, keyed by user id when it decodes\n"
-               "  --partitioner P  librdkafka's partitioner name (murmur2_random, as Java clients;\n"
-               "                   consistent_random, as librdkafka clients; consistent, murmur2,\n"
-               "                   fnv1a, fnv1a_random; random spreads a user over partitions,\n"
-               "                   which workers dead-letter); workers must be given the same\n"
-               "  --log-level L    error, warn, notice, info (default) or debug\n"
-               "  -X key=value     librdkafka producer property (kafka. and producer. prefixes\n"
-               "                   optional); partitioner and a bootstrap.servers other than\n"
-               "                   --brokers are refused\n"
-               "  Delivery is bounded: a message the cluster has not acknowledged within\n"
-               "  message.timeout.ms (30000 unless -X sets it; 0 waits forever) fails. Exit\n"
-               "  status 1 if any sent event was not delivered, 2 on a usage error.\n");
-}
+const core_cmd pipe_produce_cmd = {
+    "produce", "send an event file into a Kafka topic, keyed by user", pipe_cmd_produce,
+    "Sends each event of FILE (JSON lines or binary; '-' is stdin) as one message keyed by its\n"
+    "decimal user id. Malformed records are reported and not sent. Delivery is bounded: a\n"
+    "message the cluster has not acknowledged within message.timeout.ms (30000 unless -X sets\n"
+    "it; 0 waits forever) fails. Exit status 1 if any sent event was not delivered, 2 on a\n"
+    "usage error.\n"};
 
 int pipe_cmd_produce(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},       {"input", 1, 0, 'i'},
-        {"rate", 1, 0, 'r'},    {"no-validate", 0, 0, 'n'}, {"partitioner", 1, 0, 'P'},
-        {"log-level", 1, 0, 'l'}, {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     const char *brokers = NULL, *topic = NULL, *input = NULL;
     pipe_partitioner part = PIPE_PARTITIONER_DEFAULT;
     double rate = 0;
-    int validate = 1, c, rc = 1;
+    int no_validate = 0, rc = 1;
     char errstr[512];
     pipe_props props = {0};
     pipe_producer *p = NULL;
     sch_reader *r = NULL;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b': brokers = optarg; break;
-        case 't': topic = optarg; break;
-        case 'i': input = optarg; break;
-        case 'r':
-            if (core_parse_double(optarg, 1, 1e9, "--rate", &rate)) goto usage_err;
-            break;
-        case 'n': validate = 0; break;
-        case 'P':
-        case 'l':
-            if ((c == 'P' && pipe_partitioner_parse(optarg, &part, errstr, sizeof errstr)) ||
-                (c == 'l' && core_log_level_parse(optarg, &core_log_level, errstr, sizeof errstr))) {
-                fprintf(stderr, "trail: produce: %s\n", errstr);
-                goto usage_err;
-            }
-            break;
-        case 'X':
-            if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
-                fprintf(stderr, "trail: produce: -X %s\n", errstr);
-                goto usage_err;
-            }
-            break;
-        case 'h': produce_usage(stdout); pipe_props_free(&props); return 0;
-        default: goto usage_err;
-        }
+    const core_opt opts[] = {
+        CORE_OPT_NEED("brokers", &brokers, "B", "bootstrap servers, host:port[,host:port]"),
+        CORE_OPT_NEED("topic", &topic, "T", "the topic"),
+        CORE_OPT_NEED("input", &input, "FILE", "event file, JSON lines or binary ('-' is stdin)"),
+        {CORE_OPT_ROW("rate", CORE_OPT_DOUBLE, &rate, "R", "events per second"), .dmin = 1,
+         .dmax = 1e9, .def = "as fast as possible"},
+        CORE_OPT_FLG("no-validate", &no_validate, "send every record as is, keyed by user id when it decodes"),
+        {CORE_OPT_ROW("partitioner", CORE_OPT_FUNC, &part, "P",
+                      "librdkafka's partitioner name (murmur2_random, as Java clients;\n"
+                      "consistent_random, as librdkafka clients; consistent, murmur2, fnv1a,\n"
+                      "fnv1a_random; random spreads a user over partitions, which workers\n"
+                      "dead-letter); workers must be given the same"),
+         .fn = pipe_opt_partitioner, .def = "murmur2_random"},
+        CORE_OPT_LOG_LEVEL,
+        PIPE_OPT_PROPS(&props, "librdkafka producer property (kafka. and producer. prefixes\n"
+                               "optional); partitioner and a bootstrap.servers other than\n"
+                               "--brokers are refused"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&pipe_produce_cmd, opts, argc, argv)) != CORE_OPTS_GO) {
+        pipe_props_free(&props);
+        return rc;
     }
-    if (!brokers || !topic || !input || optind != argc) goto usage_err;
+    rc = 1;
+    int validate = !no_validate;
     if (pipe_props_check(&props, PIPE_CLIENT_PRODUCER, brokers, errstr, sizeof errstr)) {
-        fprintf(stderr, "trail: produce: -X %s\n", errstr);
-        goto usage_err;
+        pipe_props_free(&props);
+        return core_cmd_usage(&pipe_produce_cmd, "-X %s", errstr);
     }
     if (pipe_props_add(&props, "partitioner", pipe_partitioner_name(part))) {
         fprintf(stderr, "trail: produce: out of memory\n");
@@ -190,76 +179,56 @@ out:
     sch_reader_close(r);
     pipe_props_free(&props);
     return rc;
-usage_err:
-    produce_usage(stderr);
-    pipe_props_free(&props);
-    return 2;
 }
 
 // ---------------------------------------------------------------------------------------------
 // trail record
 
-static void record_usage(FILE *f) {
-    fprintf(f, "usage: trail record --brokers B --topic T --out FILE [--from beginning|OFFSET]\n"
-               "                    [--to end] [--binary] [--log-level L] [-X key=value]\n"
-               "  Writes every event of the topic's partitions from --from (default beginning) up to\n"
-               "  the end offsets seen at start, as JSON lines (or --binary) that\n"
-               "  `trail encode --input` reads. Undecodable messages are reported and skipped.\n");
+/* --from: beginning or an offset */
+static int parse_from(const char *v, void *from, char *err, size_t n) {
+    if (!strcmp(v, "beginning")) return *(int64_t *)from = PIPE_OFFSET_BEGINNING, 0;
+    if (!core_scan_i64(v, 0, INT64_MAX, from, err, n)) return 0;
+    snprintf(err, n, "'%s' is neither 'beginning' nor an offset in [0, %lld]", v, (long long)INT64_MAX);
+    return 1;
 }
 
+static const char *const to_end[] = {"end", NULL};
+
+const core_cmd pipe_record_cmd = {
+    "record", "write a Kafka topic range to an event file", pipe_cmd_record,
+    "Writes every event of the topic's partitions from --from up to the end offsets seen at\n"
+    "start, as JSON lines (or --binary) that `trail encode --input` reads. Undecodable\n"
+    "messages are reported and skipped.\n"};
+
 int pipe_cmd_record(int argc, char **argv) {
-    static const struct option opts[] = {{"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},
-                                         {"out", 1, 0, 'o'},     {"from", 1, 0, 'f'},
-                                         {"to", 1, 0, 'T'},      {"binary", 0, 0, 'B'},
-                                         {"log-level", 1, 0, 'l'}, {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
     const char *brokers = NULL, *topic = NULL, *outpath = NULL;
     int64_t from = PIPE_OFFSET_BEGINNING;
-    int binary = 0, c, rc = 1, np = 0;
+    int binary = 0, rc = 1, np = 0, to = 0;
     char errstr[512];
     pipe_props props = {0};
     pipe_consumer *cons = NULL;
     sch_writer *w = NULL;
     int32_t *parts = NULL;
     int64_t *start = NULL, *end = NULL;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b': brokers = optarg; break;
-        case 't': topic = optarg; break;
-        case 'o': outpath = optarg; break;
-        case 'f':
-            if (strcmp(optarg, "beginning") != 0 &&
-                core_parse_i64(optarg, 0, INT64_MAX, "--from", &from))
-                goto usage_err;
-            break;
-        case 'T':
-            if (strcmp(optarg, "end") != 0) {
-                fprintf(stderr, "trail: record: --to accepts only 'end'\n");
-                goto usage_err;
-            }
-            break;
-        case 'B': binary = 1; break;
-        case 'l':
-            if (core_log_level_parse(optarg, &core_log_level, errstr, sizeof errstr)) {
-                fprintf(stderr, "trail: record: %s\n", errstr);
-                goto usage_err;
-            }
-            break;
-        case 'X':
-            if (pipe_props_add_kv(&props, optarg, errstr, sizeof errstr)) {
-                fprintf(stderr, "trail: record: -X %s\n", errstr);
-                goto usage_err;
-            }
-            break;
-        case 'h': record_usage(stdout); pipe_props_free(&props); return 0;
-        default: goto usage_err;
-        }
+    const core_opt opts[] = {
+        CORE_OPT_NEED("brokers", &brokers, "B", "bootstrap servers, host:port[,host:port]"),
+        CORE_OPT_NEED("topic", &topic, "T", "the topic"),
+        CORE_OPT_NEED("out", &outpath, "FILE", "the event file to write"),
+        {CORE_OPT_ROW("from", CORE_OPT_FUNC, &from, "beginning|OFFSET", "first offset of each partition"),
+         .fn = parse_from, .def = "beginning"},
+        {CORE_OPT_ROW("to", CORE_OPT_ENUM, &to, NULL, "the end offsets seen at start"), .choices = to_end},
+        CORE_OPT_FLG("binary", &binary, "write the binary event file instead of JSON lines"),
+        CORE_OPT_LOG_LEVEL,
+        PIPE_OPT_PROPS(&props, "librdkafka consumer property"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&pipe_record_cmd, opts, argc, argv)) != CORE_OPTS_GO) {
+        pipe_props_free(&props);
+        return rc;
     }
-    if (!brokers || !topic || !outpath || optind != argc) goto usage_err;
+    rc = 1;
     if (pipe_props_check(&props, PIPE_CLIENT_CONSUMER, brokers, errstr, sizeof errstr)) {
-        fprintf(stderr, "trail: record: -X %s\n", errstr);
-        goto usage_err;
+        pipe_props_free(&props);
+        return core_cmd_usage(&pipe_record_cmd, "-X %s", errstr);
     }
     if (pipe_consumer_new(&cons, brokers, NULL, topic, &props, NULL, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: record: %s\n", errstr);
@@ -330,8 +299,4 @@ out:
     core_free(end);
     pipe_props_free(&props);
     return rc;
-usage_err:
-    record_usage(stderr);
-    pipe_props_free(&props);
-    return 2;
 }

@@ -4,7 +4,7 @@
  * (which overrides the file) names a file that does not exist, so a config that parses stops at
  * the model load: nothing connects, opens a store or serves metrics. The command must return 1
  * or 2, never crash, leak or read out of bounds. */
-#include "trail_cmds.h"
+#include "pipe_cli.h"
 
 #include <stdint.h>
 #include <stdio.h>
