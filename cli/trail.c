@@ -4,6 +4,7 @@
  * answered here, on stdout with exit 0. */
 #include "core_opts.h"
 #include "core_version.h"
+#include "enc_cli.h"
 #include "mdl_cli.h"
 #include "pipe_cli.h"
 #include "rank_cli.h"
@@ -31,26 +32,22 @@ static int cmd_encode(int argc, char **argv) {
 
 /* the commands still parsing their own options */
 static const core_cmd legacy[] = {
-    {"import taobao", "Taobao UserBehavior CSV -> event file", enc_cmd_import_taobao, NULL},
-    {"import movielens", "MovieLens ratings.csv -> event file", enc_cmd_import_movielens, NULL},
-    {"encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode, NULL},
-    {"encode-kafka", "alias of `trail encode --brokers ...`", pipe_cmd_encode, NULL},
-    {"reencode", "rebuild every user's buckets for a new model", enc_cmd_reencode, NULL},
-    {"inspect", "print one user's encoder state (or the store's digest)", enc_cmd_inspect, NULL},
-    {"rank", "score candidates for one user from an encoder store", rank_cmd_rank, NULL},
-    {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL},
-    {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL},
-    {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL},
-    {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL},
-    {"bench encode", "encoder throughput (kernel and end to end), JSON", enc_cmd_bench_encode, NULL},
-    {"bench rank", "serving latency: SDIM against exact target attention", rank_cmd_bench, NULL},
-    {"bench pipeline", "local broker -> worker -> LMDB throughput and freshness", pipe_cmd_bench, NULL},
-    {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL},
-    {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL},
+    {"encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode, NULL, NULL},
+    {"encode-kafka", "alias of `trail encode --brokers ...`", pipe_cmd_encode, NULL, NULL},
+    {"reencode", "rebuild every user's buckets for a new model", enc_cmd_reencode, NULL, NULL},
+    {"inspect", "print one user's encoder state (or the store's digest)", enc_cmd_inspect, NULL, NULL},
+    {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL, NULL},
+    {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL, NULL},
+    {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL, NULL},
+    {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL, NULL},
+    {"bench encode", "encoder throughput (kernel and end to end), JSON", enc_cmd_bench_encode, NULL, NULL},
+    {"bench pipeline", "local broker -> worker -> LMDB throughput and freshness", pipe_cmd_bench, NULL, NULL},
+    {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL, NULL},
+    {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL, NULL},
 };
 
 /* each module's table, in the order `trail --help` lists them */
-static const core_cmd *const *const tables[] = {mdl_cmds, pipe_cmds, rank_cmds};
+static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, pipe_cmds, rank_cmds};
 
 #define N_LEGACY (sizeof legacy / sizeof *legacy)
 static const core_cmd *cmds[N_LEGACY + 64];

@@ -5,15 +5,6 @@
 
 #include <stdio.h>
 
-int enc_cmd_encode(int argc, char **argv);   /* trail encode (file replay) */
-int enc_cmd_reencode(int argc, char **argv); /* trail reencode */
-int enc_cmd_inspect(int argc, char **argv);  /* trail inspect */
-int enc_cmd_import_taobao(int argc, char **argv);    /* trail import taobao */
-int enc_cmd_import_movielens(int argc, char **argv); /* trail import movielens */
-int enc_cmd_bench_encode(int argc, char **argv);     /* trail bench encode */
-
-int rank_cmd_bench(int argc, char **argv);  /* trail bench rank */
-int rank_cmd_rank(int argc, char **argv);   /* trail rank */
 int rank_cmd_serve(int argc, char **argv);  /* trail serve */
 int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 

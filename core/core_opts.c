@@ -313,6 +313,10 @@ void core_opts_help(const core_cmd *cmd, const core_opt *opts, FILE *f) {
     fprintf(f, "%-*s%s\n", HELP_COL, "  --help", "print this help and exit");
     if (cmd->more && *cmd->more)
         fprintf(f, "\n%s%s", cmd->more, cmd->more[strlen(cmd->more) - 1] == '\n' ? "" : "\n");
+    if (cmd->more_fn) {
+        if (!cmd->more) fprintf(f, "\n");
+        cmd->more_fn(f);
+    }
 }
 
 int core_opt_log_level(const char *value, void *dst, char *err, size_t err_size) {

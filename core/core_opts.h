@@ -92,6 +92,7 @@ typedef struct core_cmd {
     const char *summary;  /* one line, for `trail --help` */
     int (*run)(int argc, char **argv);
     const char *more;     /* help text after the options, or NULL */
+    void (*more_fn)(FILE *f); /* help text that is computed, after more; or NULL */
 } core_cmd;
 
 #define CORE_OPTS_GO (-1)

@@ -20,7 +20,7 @@
 #include "enc_state_int.h"
 #include "enc_store.h"
 #include "mdl.h"
-#include "trail_cmds.h"
+#include "enc_cli.h"
 
 #include <dirent.h>
 #include <getopt.h>

@@ -14,7 +14,7 @@
 #include "enc_store.h"
 #include "mdl.h"
 #include "sch_event.h"
-#include "trail_cmds.h"
+#include "enc_cli.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -19,10 +19,9 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "sch_event.h"
-#include "trail_cmds.h"
+#include "enc_cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,47 +146,48 @@ static void sort_by_user_time(evbuf *b) {
     for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = 0;
 }
 
-static void usage_import(FILE *f) {
-    fprintf(f, "usage: trail import taobao FILE --out EVENTS [--binary]\n"
-               "       trail import movielens ratings.csv --out EVENTS [--binary]\n"
-               "taobao: user_id,item_id,category_id,behavior,ts rows in file order; pv -> click, cart,\n"
-               "  fav, buy. A file cut inside its last line loses that last user entirely (a last\n"
-               "  line without a newline is cut if it does not parse or its timestamp has fewer\n"
-               "  digits than the row before; else it is whole and its user kept). Rows outside\n"
-               "  the dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
-               "movielens: each rating -> action \"rate\" (the rating value is not kept); output\n"
-               "  grouped by user (increasing id), each user's ratings in time order wherever they\n"
-               "  are in the file (all ratings held in memory: 48 bytes each); category = the\n"
-               "  movie's first genre in movies.csv (read from\n"
-               "  the directory of ratings.csv; missing, unreadable or without a movie row is an\n"
-               "  error) mapped to:\n   ");
-    for (size_t k = 0; k < N_GENRES; k++)
-        fprintf(f, " %zu=%s%s", k, genre_ids[k], k % 6 == 5 ? "\n   " : "");
-    fprintf(f, "\n  (0 also for a movie missing from movies.csv)\n"
-               "malformed rows are skipped, each reported with its line and reason (the first %d;\n"
-               "  then a count); exit status 1 when nothing was imported (every row malformed, or\n"
-               "  an empty file), 0 otherwise, 2 on a usage error\n", IMPORT_SHOW_MAX);
+#define MALFORMED_HELP                                                                             \
+    "Malformed rows are skipped, each reported with its line and reason (the first %d; then a\n"  \
+    "count); exit status 1 when nothing was imported (every row malformed, or an empty file),\n" \
+    "0 otherwise, 2 on a usage error.\n"
+
+static void taobao_help(FILE *f) {
+    fprintf(f, "user_id,item_id,category_id,behavior,ts rows in file order; pv -> click, cart, fav,\n"
+               "buy. A file cut inside its last line loses that last user entirely (a last line\n"
+               "without a newline is cut if it does not parse or its timestamp has fewer digits\n"
+               "than the row before; else it is whole and its user kept). Rows outside the\n"
+               "dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
+               MALFORMED_HELP, IMPORT_SHOW_MAX);
 }
 
+static void movielens_help(FILE *f) {
+    fprintf(f, "Each rating -> action \"rate\" (the rating value is not kept); output grouped by\n"
+               "user (increasing id), each user's ratings in time order wherever they are in the\n"
+               "file (all ratings held in memory: 48 bytes each); category = the movie's first\n"
+               "genre in movies.csv (read from the directory of ratings.csv; missing, unreadable\n"
+               "or without a movie row is an error) mapped to:\n   ");
+    for (size_t k = 0; k < N_GENRES; k++)
+        fprintf(f, " %zu=%s%s", k, genre_ids[k], k % 6 == 5 ? "\n   " : "");
+    fprintf(f, "\n(0 also for a movie missing from movies.csv)\n" MALFORMED_HELP, IMPORT_SHOW_MAX);
+}
+
+const core_cmd enc_import_taobao_cmd = {"import taobao", "Taobao UserBehavior CSV -> event file",
+                                        enc_cmd_import_taobao, NULL, taobao_help};
+const core_cmd enc_import_movielens_cmd = {"import movielens", "MovieLens ratings.csv -> event file",
+                                           enc_cmd_import_movielens, NULL, movielens_help};
+
 static int import_run(int argc, char **argv, int movielens) {
-    static const struct option opts[] = {
-        {"out", 1, 0, 'o'}, {"binary", 0, 0, 'b'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *out = NULL;
-    int c, binary = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'o') out = optarg;
-        else if (c == 'b') binary = 1;
-        else {
-            usage_import(c == 'h' ? stdout : stderr);
-            return c == 'h' ? 0 : 2;
-        }
-    }
-    if (!out || optind != argc - 1) {
-        usage_import(stderr);
-        return 2;
-    }
-    const char *in = argv[optind];
+    const char *out = NULL, *in = NULL;
+    int binary = 0;
+    const core_opt opts[] = {
+        CORE_OPT_NEED("out", &out, "EVENTS", "the event file to write"),
+        CORE_OPT_FLG("binary", &binary, "write the binary event file instead of JSON lines"),
+        {CORE_OPT_ROW(movielens ? "ratings.csv" : "FILE", CORE_OPT_ARG, &in, NULL, "the input CSV"),
+         .flags = CORE_OPT_REQUIRED},
+        CORE_OPT_ENDROW};
+    int rc = core_opts_parse(movielens ? &enc_import_movielens_cmd : &enc_import_taobao_cmd, opts,
+                             argc, argv);
+    if (rc != CORE_OPTS_GO) return rc;
     char err[512], *line = NULL, *f[8];
     size_t cap = 0;
     ssize_t len;
@@ -346,3 +346,5 @@ out:
 
 int enc_cmd_import_taobao(int argc, char **argv) { return import_run(argc, argv, 0); }
 int enc_cmd_import_movielens(int argc, char **argv) { return import_run(argc, argv, 1); }
+
+const core_cmd *const enc_cmds[] = {&enc_import_taobao_cmd, &enc_import_movielens_cmd, NULL};

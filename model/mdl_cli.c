@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 static const core_cmd init_cmd = {"model init", "write a randomly initialized model file", mdl_cmd_init,
-                                   NULL};
+                                   NULL, NULL};
 const core_cmd *const mdl_cmds[] = {&init_cmd, NULL};
 
 int mdl_cmd_init(int argc, char **argv) {

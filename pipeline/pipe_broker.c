@@ -145,7 +145,7 @@ const core_cmd pipe_broker_cmd = {
     "DEV ONLY: data lives in this process's memory and dies with it; at most 5 MiB or 100,000\n"
     "message sets per partition are kept; no transactions; no ListOffsets by time; not a\n"
     "throughput reference. Runs until SIGTERM/SIGINT. SIGUSR1 takes all brokers down (data\n"
-    "kept), SIGUSR2 brings them back.\n"};
+    "kept), SIGUSR2 brings them back.\n", NULL};
 
 int pipe_cmd_broker(int argc, char **argv) {
     uint64_t partitions = 4, port = 0, nbrokers = 1;

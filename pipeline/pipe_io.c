@@ -50,7 +50,7 @@ const core_cmd pipe_produce_cmd = {
     "decimal user id. Malformed records are reported and not sent. Delivery is bounded: a\n"
     "message the cluster has not acknowledged within message.timeout.ms (30000 unless -X sets\n"
     "it; 0 waits forever) fails. Exit status 1 if any sent event was not delivered, 2 on a\n"
-    "usage error.\n"};
+    "usage error.\n", NULL};
 
 int pipe_cmd_produce(int argc, char **argv) {
     const char *brokers = NULL, *topic = NULL, *input = NULL;
@@ -198,7 +198,7 @@ const core_cmd pipe_record_cmd = {
     "record", "write a Kafka topic range to an event file", pipe_cmd_record,
     "Writes every event of the topic's partitions from --from up to the end offsets seen at\n"
     "start, as JSON lines (or --binary) that `trail encode --input` reads. Undecodable\n"
-    "messages are reported and skipped.\n"};
+    "messages are reported and skipped.\n", NULL};
 
 int pipe_cmd_record(int argc, char **argv) {
     const char *brokers = NULL, *topic = NULL, *outpath = NULL;

@@ -8,7 +8,6 @@
 #include "rank_cli.h"
 #include "core_alloc.h"
 #include "core_cpu.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_util.h"
 #include "enc_simhash.h"
@@ -21,10 +20,8 @@
 #include "rank_pgemm.h"
 #include "mdl_cli.h"
 #include "rank_score.h"
-#include "trail_cmds.h"
 
 #include <ctype.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +147,7 @@ int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t
 // trail model info, with the serving path
 
 static const core_cmd model_info_cmd = {
-    "model info", "print a model file's config, versions, and serving path", rank_cmd_model_info, NULL};
+    "model info", "print a model file's config, versions, and serving path", rank_cmd_model_info, NULL, NULL};
 
 int rank_cmd_model_info(int argc, char **argv) {
     char err[256];
@@ -313,21 +310,6 @@ static int time_heads(int64_t *tf, int64_t *tp, int iters, const mdl_model *m,
     return CORE_OK;
 }
 
-static void bench_usage(FILE *f) {
-    fprintf(f,
-            "usage: trail bench rank [--json] [--candidates B] [--window T] [--recent N]\n"
-            "                        [--iters K] [--attention-iters K] [--seed X] [--q-short 0|1]\n"
-            "                        [--bits TAU] [--cross 0|1] [--isa PATH]\n"
-            "  Scores B candidates for one user with a T-behavior window and N recent behaviors,\n"
-            "  once with long=sdim and once with long=attention (same weights), one thread.\n"
-            "  Defaults: the configuration a trained full model serves: B=1000 T=10000 N=50,\n"
-            "  C=64 S=16 tau=4 (field-wise) MLP 200-80, sdim+selfattn+tin, q (.) u_short in the\n"
-            "  head (--q-short 0 drops it) and the cross statistics (--cross 0 drops them).\n"
-            "  --isa picks the compute path the headline numbers and the attention baseline run\n"
-            "  on (default: the best this CPU runs, or TRAIL_ISA); every path the CPU runs is\n"
-            "  timed as well, and compared with fp32 on the same request.\n");
-}
-
 /* One compute path on the bench's request: p50/p99 over its runs and its largest difference
  * from the fp32 path's probabilities. */
 typedef struct path_result {
@@ -420,13 +402,68 @@ done:
     return rc;
 }
 
+/* every path this CPU runs on the same request, fp32 first (the reference) */
+static int time_paths(path_result *pr, const mdl_model *m, const rank_history *h,
+                      const uint64_t *item, const uint64_t *cat, uint32_t B, uint32_t wT, int iters,
+                      float *out) {
+    float *ref = core_malloc(B * sizeof *ref);
+    int rc = ref ? time_path(&pr[RANK_ISA_FP32], RANK_ISA_FP32, m, h, item, cat, B, wT, iters, NULL, ref)
+                 : CORE_ENOMEM;
+    for (int i = 0; !rc && i < RANK_ISA_COUNT; i++)
+        if (i != RANK_ISA_FP32 && rank_isa_available((rank_isa)i))
+            rc = time_path(&pr[i], (rank_isa)i, m, h, item, cat, B, wT, iters, ref, out);
+    core_free(ref);
+    return rc;
+}
+
+/* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes, and its SDIM
+ * buckets, built as the encoder would (mdl_embed + enc_simhash_sign) */
+static int bench_user_build(bench_user *u, const mdl_model *m, uint64_t T, int64_t now, core_rng *r) {
+    const mdl_config *cfg = &m->cfg;
+    int S = (int)cfg->S, nb = 1 << cfg->tau, C = (int)cfg->C;
+    float x[1024];
+    uint16_t sig[64];
+    u->window = core_malloc((T ? T : 1) * sizeof *u->window);
+    u->V = core_calloc((size_t)S * nb * C, sizeof *u->V);
+    u->cnt = core_calloc((size_t)S * nb, sizeof *u->cnt);
+    if (!u->window || !u->V || !u->cnt) return CORE_ENOMEM;
+    for (uint64_t j = 0; j < T; j++) {
+        uint64_t it = 1 + core_rng_below(r, 200000);
+        u->window[j] = (sch_behavior){it, 1 + it % 5000, now - (int64_t)(T - j) * 600, 1};
+        mdl_embed(m, u->window[j].item_id, u->window[j].category_id, x);
+        enc_simhash_sign(sig, x, m->p.simhash_r, S, (int)cfg->tau, C);
+        for (int i = 0; i < S; i++) {
+            float *v = u->V + ((size_t)i * nb + sig[i]) * C;
+            for (int k = 0; k < C; k++)
+                v[k] += x[k];
+            u->cnt[i * nb + sig[i]]++;
+        }
+    }
+    return CORE_OK;
+}
+
+static const core_cmd bench_cmd = {
+    "bench rank", "serving latency: SDIM against exact target attention", rank_cmd_bench,
+    "Scores B candidates for one user with a T-behavior window and N recent behaviors, once\n"
+    "with long=sdim and once with long=attention (same weights), one thread. The defaults are\n"
+    "the configuration a trained full model serves: C=64 S=16 tau=4 (field-wise) MLP 200-80,\n"
+    "sdim+selfattn+tin, q (.) u_short in the head and the cross statistics. --isa picks the\n"
+    "path the headline numbers and the attention baseline run on; every path the CPU runs is\n"
+    "timed as well, and compared with fp32 on the same request.\n", NULL};
+
+/* the bench's timings and what its report prints besides them */
+typedef struct bench_stats {
+    double s50, s99, a50, a99, m50, m99, f50, f99, n50, n99, hf50, hp50, sc50, ac50;
+    double head50, head_macs, peak;
+    int fresh_n, folds;
+    rank_isa isa;
+    path_result pr[RANK_ISA_COUNT];
+} bench_stats;
+
+static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t N, uint64_t iters,
+                         uint64_t aiters, const bench_stats *st, int json);
+
 int rank_cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"json", 0, 0, 'j'},   {"candidates", 1, 0, 'B'}, {"window", 1, 0, 'T'},
-        {"recent", 1, 0, 'N'}, {"iters", 1, 0, 'i'},      {"attention-iters", 1, 0, 'a'},
-        {"seed", 1, 0, 's'},   {"q-short", 1, 0, 'q'},    {"help", 0, 0, 'h'},
-        {"bits", 1, 0, 't'},   {"cross", 1, 0, 'x'},      {"isa", 1, 0, 'I'},
-        {0, 0, 0, 0}};
     uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 1, bits = 0;
     uint64_t cross = 1;
     char ierr[256];
@@ -434,58 +471,23 @@ int rank_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "trail: bench rank: %s\n", ierr);
         return 2;
     }
-    int json = 0, c, rc, ret = 1;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j':
-            json = 1;
-            break;
-        case 'B':
-            if (core_parse_u64(optarg, 1, 100000, "--candidates", &B)) return 2;
-            break;
-        case 'T':
-            if (core_parse_u64(optarg, 0, 1000000, "--window", &T)) return 2;
-            break;
-        case 'N':
-            if (core_parse_u64(optarg, 1, 1024, "--recent", &N)) return 2;
-            break;
-        case 'i':
-            if (core_parse_u64(optarg, 1, 1000000, "--iters", &iters)) return 2;
-            break;
-        case 'a':
-            if (core_parse_u64(optarg, 1, 100000, "--attention-iters", &aiters)) return 2;
-            break;
-        case 's':
-            if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &seed)) return 2;
-            break;
-        case 'q':
-            if (core_parse_u64(optarg, 0, 1, "--q-short", &qshort)) return 2;
-            break;
-        case 't':
-            if (core_parse_u64(optarg, 1, 12, "--bits", &bits)) return 2;
-            break;
-        case 'x':
-            if (core_parse_u64(optarg, 0, 1, "--cross", &cross)) return 2;
-            break;
-        case 'I':
-            if (rank_isa_force(optarg, ierr, sizeof ierr)) {
-                fprintf(stderr, "trail: bench rank: --isa: %s\n", ierr);
-                return 2;
-            }
-            break;
-        case 'h':
-            bench_usage(stdout);
-            return 0;
-        default:
-            bench_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "trail: bench rank: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    int json = 0, rc, ret = 1;
+    const core_opt opts[] = {
+        CORE_OPT_FLG("json", &json, "print one JSON object"),
+        CORE_OPT_U64("candidates", &B, "B", 1, 100000, "candidates per request"),
+        CORE_OPT_U64("window", &T, "T", 0, 1000000, "the user's long-term behaviors"),
+        CORE_OPT_U64("recent", &N, "N", 1, 1024, "recent behaviors"),
+        CORE_OPT_U64("iters", &iters, "K", 1, 1000000, "timed SDIM requests"),
+        CORE_OPT_U64("attention-iters", &aiters, "K", 1, 100000, "timed exact-attention requests"),
+        CORE_OPT_U64("seed", &seed, "X", 0, UINT64_MAX, "model and request seed"),
+        {CORE_OPT_ROW("q-short", CORE_OPT_U64, &qshort, "0|1", "q (.) u_short in the head"), .umax = 1},
+        {CORE_OPT_ROW("bits", CORE_OPT_U64, &bits, "TAU", "bits per signature"), .umin = 1,
+         .umax = 12, .def = "4"},
+        {CORE_OPT_ROW("cross", CORE_OPT_U64, &cross, "0|1", "the cross statistics in the head"),
+         .umax = 1},
+        RANK_OPT_ISA,
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&bench_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
 
     mdl_config cfg;
     char err[256];
@@ -493,10 +495,15 @@ int rank_cmd_bench(int argc, char **argv) {
     rank_scratch *ss = NULL, *sa = NULL;
     bench_user u = {0};
     uint64_t *item = NULL, *cat = NULL;
-    float *out = NULL, *x = NULL;
-    int64_t *ts = NULL, *ta = NULL, *tm = NULL, *tf = NULL, *cs = NULL, *ca = NULL, *tfresh = NULL;
-    int64_t *thf = NULL, *thp = NULL, *thead = NULL;
-    float *ref = NULL;
+    float *out = NULL;
+    /* one block of timings: iters each of ts, tm, tf, tfresh, thf, thp, thead, cs; aiters each
+     * of ta, ca */
+    int64_t *tbuf = core_malloc((8 * iters + 2 * aiters) * sizeof *tbuf);
+    int64_t *ts = tbuf, *tm = ts + iters, *tf = tm + iters, *tfresh = tf + iters;
+    int64_t *thf = tfresh + iters, *thp = thf + iters, *thead = thp + iters, *cs = thead + iters;
+    int64_t *ta = cs + iters, *ca = ta + aiters;
+    bench_stats st;
+    memset(&st, 0, sizeof st);
     int fresh_n = (int)(iters < 100 ? iters : 100);
     mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
@@ -506,6 +513,7 @@ int rank_cmd_bench(int argc, char **argv) {
     if (bits) cfg.tau = (uint32_t)bits;
     if ((rc = mdl_model_init(&m, &cfg, err, sizeof err))) {
         fprintf(stderr, "trail: bench rank: %s\n", err);
+        core_free(tbuf);
         return 1;
     }
     /* the baseline: the same weights with exact target attention over the window */
@@ -513,46 +521,16 @@ int rank_cmd_bench(int argc, char **argv) {
     ma->cfg.long_kind = MDL_LONG_ATTN;
     mdl_params_bind(&ma->p, &ma->cfg, ma->arena);
 
-    int S = (int)cfg.S, nb = 1 << cfg.tau, C = (int)cfg.C;
-    u.window = core_malloc((T ? T : 1) * sizeof *u.window);
-    u.V = core_calloc((size_t)S * nb * C, sizeof *u.V);
-    u.cnt = core_calloc((size_t)S * nb, sizeof *u.cnt);
+    int S = (int)cfg.S, nb = 1 << cfg.tau;
     item = core_malloc(B * sizeof *item);
     cat = core_malloc(B * sizeof *cat);
     out = core_malloc(B * sizeof *out);
-    x = core_malloc((size_t)C * sizeof *x);
-    ts = core_malloc(iters * sizeof *ts);
-    ta = core_malloc(aiters * sizeof *ta);
-    tm = core_malloc(iters * sizeof *tm);
-    tf = core_malloc(iters * sizeof *tf);
-    tfresh = core_malloc(iters * sizeof *tfresh);
-    thf = core_malloc(iters * sizeof *thf);
-    thp = core_malloc(iters * sizeof *thp);
-    thead = core_malloc(iters * sizeof *thead);
-    cs = core_malloc(iters * sizeof *cs);
-    ca = core_malloc(aiters * sizeof *ca);
     rc = CORE_ENOMEM;
-    if (!u.window || !u.V || !u.cnt || !item || !cat || !out || !x || !ts || !ta || !tm || !tf ||
-        !cs || !ca || !tfresh || !thf || !thp || !thead)
-        goto fail;
-
-    /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes */
+    if (!tbuf || !item || !cat || !out) goto fail;
     core_rng r;
     core_rng_seed(&r, seed ^ 0x62656e6368ull);
     int64_t now = 1700000000;
-    uint16_t sig[64];
-    for (uint64_t j = 0; j < T; j++) {
-        uint64_t it = 1 + core_rng_below(&r, 200000);
-        u.window[j] = (sch_behavior){it, 1 + it % 5000, now - (int64_t)(T - j) * 600, 1};
-        mdl_embed(m, u.window[j].item_id, u.window[j].category_id, x);
-        enc_simhash_sign(sig, x, m->p.simhash_r, S, (int)cfg.tau, C);
-        for (int i = 0; i < S; i++) {
-            float *v = u.V + ((size_t)i * nb + sig[i]) * C;
-            for (int k = 0; k < C; k++)
-                v[k] += x[k];
-            u.cnt[i * nb + sig[i]]++;
-        }
-    }
+    if ((rc = bench_user_build(&u, m, T, now, &r))) goto fail;
     for (uint64_t b = 0; b < B; b++) {
         item[b] = 1 + core_rng_below(&r, 200000);
         cat[b] = 1 + item[b] % 5000;
@@ -595,111 +573,29 @@ int rank_cmd_bench(int argc, char **argv) {
     ss = NULL;
     /* every path this CPU runs on the same request, fp32 first (the reference) */
     rank_isa isa = rank_isa_current();
-    path_result pr[RANK_ISA_COUNT];
-    memset(pr, 0, sizeof pr);
-    if (!(ref = core_malloc(B * sizeof *ref))) goto fail;
-    if ((rc = time_path(&pr[RANK_ISA_FP32], RANK_ISA_FP32, m, &h, item, cat, (uint32_t)B, wT,
-                        (int)iters, NULL, ref)))
-        goto fail;
-    for (int i = 0; i < RANK_ISA_COUNT; i++)
-        if (i != RANK_ISA_FP32 && rank_isa_available((rank_isa)i) &&
-            (rc = time_path(&pr[i], (rank_isa)i, m, &h, item, cat, (uint32_t)B, wT, (int)iters,
-                            ref, out)))
-            goto fail;
+    if ((rc = time_paths(st.pr, m, &h, item, cat, (uint32_t)B, wT, (int)iters, out))) goto fail;
     /* the chosen path's head GEMMs alone, against its instruction's peak on this core */
     if ((rc = time_head_path(thead, (int)iters, isa, m, (uint32_t)B))) goto fail;
-    double head50 = core_pct_us(thead, (size_t)iters, 50);
-    double head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) + N) +
-                                    (double)cfg.h2 * cfg.h1);
-    double peak = rank_pgemm_peak_gmacs(isa, 200);
+    st.head50 = core_pct_us(thead, (size_t)iters, 50);
+    st.head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) + N) +
+                                (double)cfg.h2 * cfg.h1);
+    st.peak = rank_pgemm_peak_gmacs(isa, 200);
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = time_floor(tf, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = rank_scratch_new(&sa, ma, (uint32_t)B, (uint32_t)T))) goto fail;
     if ((rc = time_scores(ta, ca, (int)aiters, 2, out, sa, ma, &h, item, cat, (uint32_t)B)))
         goto fail;
 
-    double s50 = core_pct_us(ts, (size_t)iters, 50), s99 = core_pct_us(ts, (size_t)iters, 99);
-    double a50 = core_pct_us(ta, (size_t)aiters, 50), a99 = core_pct_us(ta, (size_t)aiters, 99);
-    double m50 = core_pct_us(tm, (size_t)iters, 50), m99 = core_pct_us(tm, (size_t)iters, 99);
-    double f50 = core_pct_us(tf, (size_t)iters, 50), f99 = core_pct_us(tf, (size_t)iters, 99);
-    double n50 = core_pct_us(tfresh, fresh_n, 50), n99 = core_pct_us(tfresh, fresh_n, 99);
-    double hf50 = folds ? core_pct_us(thf, (size_t)iters, 50) : NAN;
-    double hp50 = folds ? core_pct_us(thp, (size_t)iters, 50) : NAN;
-    char hfs[32] = "null", hps[32] = "null"; /* JSON: no A/B when the head cannot fold */
-    if (folds) {
-        snprintf(hfs, sizeof hfs, "%.1f", hf50);
-        snprintf(hps, sizeof hps, "%.1f", hp50);
-    }
-    double sc50 = core_pct_us(cs, (size_t)iters, 50), ac50 = core_pct_us(ca, (size_t)aiters, 50);
-    double load = -1;
-    FILE *lf = fopen("/proc/loadavg", "r");
-    if (lf) {
-        if (fscanf(lf, "%lf", &load) != 1) load = -1;
-        fclose(lf);
-    }
-    char vname[96];
-    mdl_variant_str(&cfg, vname, sizeof vname);
-    if (json) {
-        printf("{\"candidates\": %llu, \"window\": %llu, \"recent\": %llu, \"C\": %d, \"S\": %d, "
-               "\"tau\": %u, \"mlp\": \"%u-%u\", \"threads\": 1, \"variant\": \"%s\", "
-               "\"user_state\": \"built in memory from the window by the bench (mdl_embed + "
-               "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
-               "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
-               "\"sdim_new_candidates_iters\": %d, \"sdim_new_candidates_p50_us\": %.1f, "
-               "\"sdim_new_candidates_p99_us\": %.1f, \"folded_head_p50_us\": %s, "
-               "\"plain_head_p50_us\": %s, "
-               "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
-               "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
-               "\"floor_sgemm_p50_us\": %.1f, \"floor_sgemm_p99_us\": %.1f, "
-               "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f",
-               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, C, S, cfg.tau,
-               cfg.h1, cfg.h2, vname, (unsigned long long)iters, s50, s99, fresh_n, n50, n99, hfs, hps,
-               (unsigned long long)aiters, a50, a99, a50 / s50, m50, m99, f50, f99, sc50, ac50, load);
-        printf(", \"isa\": \"%s\", \"precision\": \"%s\", \"cpu_features\": \"%s\", "
-               "\"openblas_core\": \"%s\", \"max_abs_diff_vs_fp32\": %.3g, \"paths\": {",
-               rank_isa_name(isa), rank_isa_precision(isa), core_cpu_features(),
-               rank_isa_openblas_core(), pr[isa].max_diff);
-        for (int i = 0, first = 1; i < RANK_ISA_COUNT; i++) {
-            if (!pr[i].ran) continue;
-            printf("%s\"%s\": {\"precision\": \"%s\", \"iters\": %d, \"p50_us\": %.1f, "
-                   "\"p99_us\": %.1f, \"max_abs_diff_vs_fp32\": %.3g}",
-                   first ? "" : ", ", rank_isa_name((rank_isa)i), rank_isa_precision((rank_isa)i),
-                   pr[i].iters, pr[i].p50, pr[i].p99, pr[i].max_diff);
-            first = 0;
-        }
-        printf("}, \"head_gemm_p50_us\": %.1f, \"head_gmacs_per_s\": %.1f, "
-               "\"peak_gmacs_per_s\": %.1f}\n",
-               head50, head_macs / head50 / 1e3, peak);
-    } else {
-        printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
-               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
-        printf("  sdim       p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", s50, s99,
-               (unsigned long long)iters);
-        printf("  sdim, new candidates every request (signature cache cold)  p50 %9.1f us   p99 %9.1f us\n",
-               n50, n99);
-        printf("  head A/B   folded p50 %9.1f us   plain p50 %9.1f us   (alternating calls)\n",
-               hf50, hp50);
-        printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", a50, a99,
-               (unsigned long long)aiters);
-        printf("  speedup    %.2fx (attention p50 / sdim p50)\n", a50 / s50);
-        printf(
-            "  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
-            m50, m99);
-        printf("  floor      p50 %9.1f us   p99 %9.1f us   (the sgemms no exact rewrite removes)\n",
-               f50, f99);
-        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", sc50, ac50,
-               load);
-        printf("  path       %s (%s); OpenBLAS core %s; CPU %s\n", rank_isa_name(isa),
-               rank_isa_precision(isa), rank_isa_openblas_core(), core_cpu_features());
-        for (int i = 0; i < RANK_ISA_COUNT; i++)
-            if (pr[i].ran)
-                printf("    %-12s p50 %9.1f us   p99 %9.1f us   max |p - p_fp32| %.2e  (%d runs)\n",
-                       rank_isa_name((rank_isa)i), pr[i].p50, pr[i].p99, pr[i].max_diff,
-                       pr[i].iters);
-        printf("  head GEMMs on %s: p50 %.1f us, %.1f GMAC/s; the instruction's peak here %.1f "
-               "GMAC/s\n",
-               rank_isa_name(isa), head50, head_macs / head50 / 1e3, peak);
-    }
+    st.s50 = core_pct_us(ts, (size_t)iters, 50), st.s99 = core_pct_us(ts, (size_t)iters, 99);
+    st.a50 = core_pct_us(ta, (size_t)aiters, 50), st.a99 = core_pct_us(ta, (size_t)aiters, 99);
+    st.m50 = core_pct_us(tm, (size_t)iters, 50), st.m99 = core_pct_us(tm, (size_t)iters, 99);
+    st.f50 = core_pct_us(tf, (size_t)iters, 50), st.f99 = core_pct_us(tf, (size_t)iters, 99);
+    st.n50 = core_pct_us(tfresh, fresh_n, 50), st.n99 = core_pct_us(tfresh, fresh_n, 99);
+    st.hf50 = folds ? core_pct_us(thf, (size_t)iters, 50) : NAN;
+    st.hp50 = folds ? core_pct_us(thp, (size_t)iters, 50) : NAN;
+    st.sc50 = core_pct_us(cs, (size_t)iters, 50), st.ac50 = core_pct_us(ca, (size_t)aiters, 50);
+    st.fresh_n = fresh_n, st.folds = folds, st.isa = isa;
+    bench_report(&cfg, B, T, N, iters, aiters, &st, json);
     ret = 0;
 fail:
     if (ret) fprintf(stderr, "trail: bench rank: %s\n", core_strerror(rc));
@@ -713,19 +609,92 @@ fail:
     core_free(item);
     core_free(cat);
     core_free(out);
-    core_free(x);
-    core_free(ts);
-    core_free(ta);
-    core_free(tm);
-    core_free(tf);
-    core_free(tfresh);
-    core_free(thf);
-    core_free(thp);
-    core_free(thead);
-    core_free(ref);
-    core_free(cs);
-    core_free(ca);
+    core_free(tbuf);
     return ret;
 }
 
-const core_cmd *const rank_cmds[] = {&model_info_cmd, NULL};
+int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size) {
+    (void)dst;
+    return rank_isa_force(value, err, err_size);
+}
+
+const core_cmd *const rank_cmds[] = {&model_info_cmd, &rank_rank_cmd, &bench_cmd, NULL};
+
+/* the bench's result: one JSON object, or lines */
+static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t N, uint64_t iters,
+                         uint64_t aiters, const bench_stats *st, int json) {
+    char hfs[32] = "null", hps[32] = "null"; /* JSON: no A/B when the head cannot fold */
+    if (st->folds) {
+        snprintf(hfs, sizeof hfs, "%.1f", st->hf50);
+        snprintf(hps, sizeof hps, "%.1f", st->hp50);
+    }
+    double load = -1;
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf", &load) != 1) load = -1;
+        fclose(lf);
+    }
+    char vname[96];
+    mdl_variant_str(cfg, vname, sizeof vname);
+    if (json) {
+        printf("{\"candidates\": %llu, \"window\": %llu, \"recent\": %llu, \"C\": %d, \"S\": %d, "
+               "\"tau\": %u, \"mlp\": \"%u-%u\", \"threads\": 1, \"variant\": \"%s\", "
+               "\"user_state\": \"built in memory from the window by the bench (mdl_embed + "
+               "enc_simhash_sign)\", \"signature_cache\": \"warm\", "
+               "\"sdim_iters\": %llu, \"sdim_p50_us\": %.1f, \"sdim_p99_us\": %.1f, "
+               "\"sdim_new_candidates_iters\": %d, \"sdim_new_candidates_p50_us\": %.1f, "
+               "\"sdim_new_candidates_p99_us\": %.1f, \"folded_head_p50_us\": %s, "
+               "\"plain_head_p50_us\": %s, "
+               "\"attention_iters\": %llu, \"attention_p50_us\": %.1f, \"attention_p99_us\": %.1f, "
+               "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
+               "\"floor_sgemm_p50_us\": %.1f, \"floor_sgemm_p99_us\": %.1f, "
+               "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f",
+               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, cfg->C, cfg->S, cfg->tau,
+               cfg->h1, cfg->h2, vname, (unsigned long long)iters, st->s50, st->s99, st->fresh_n, st->n50, st->n99, hfs, hps,
+               (unsigned long long)aiters, st->a50, st->a99, st->a50 / st->s50, st->m50, st->m99, st->f50, st->f99, st->sc50, st->ac50, load);
+        printf(", \"isa\": \"%s\", \"precision\": \"%s\", \"cpu_features\": \"%s\", "
+               "\"openblas_core\": \"%s\", \"max_abs_diff_vs_fp32\": %.3g, \"paths\": {",
+               rank_isa_name(st->isa), rank_isa_precision(st->isa), core_cpu_features(),
+               rank_isa_openblas_core(), st->pr[st->isa].max_diff);
+        for (int i = 0, first = 1; i < RANK_ISA_COUNT; i++) {
+            if (!st->pr[i].ran) continue;
+            printf("%s\"%s\": {\"precision\": \"%s\", \"iters\": %d, \"p50_us\": %.1f, "
+                   "\"p99_us\": %.1f, \"max_abs_diff_vs_fp32\": %.3g}",
+                   first ? "" : ", ", rank_isa_name((rank_isa)i), rank_isa_precision((rank_isa)i),
+                   st->pr[i].iters, st->pr[i].p50, st->pr[i].p99, st->pr[i].max_diff);
+            first = 0;
+        }
+        printf("}, \"head_gemm_p50_us\": %.1f, \"head_gmacs_per_s\": %.1f, "
+               "\"peak_gmacs_per_s\": %.1f}\n",
+               st->head50, st->head_macs / st->head50 / 1e3, st->peak);
+    } else {
+        printf("bench rank: %llu candidates, window %llu, recent %llu, %s, one thread\n",
+               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
+        printf("  sdim       p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", st->s50, st->s99,
+               (unsigned long long)iters);
+        printf("  sdim, new candidates every request (signature cache cold)  p50 %9.1f us   p99 %9.1f us\n",
+               st->n50, st->n99);
+        printf("  head A/B   folded p50 %9.1f us   plain p50 %9.1f us   (alternating calls)\n",
+               st->hf50, st->hp50);
+        printf("  attention  p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", st->a50, st->a99,
+               (unsigned long long)aiters);
+        printf("  speedup    %.2fx (attention p50 / sdim p50)\n", st->a50 / st->s50);
+        printf(
+            "  MLP alone  p50 %9.1f us   p99 %9.1f us   (the head's sgemms at the same shapes)\n",
+            st->m50, st->m99);
+        printf("  floor      p50 %9.1f us   p99 %9.1f us   (the sgemms no exact rewrite removes)\n",
+               st->f50, st->f99);
+        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", st->sc50, st->ac50,
+               load);
+        printf("  path       %s (%s); OpenBLAS core %s; CPU %s\n", rank_isa_name(st->isa),
+               rank_isa_precision(st->isa), rank_isa_openblas_core(), core_cpu_features());
+        for (int i = 0; i < RANK_ISA_COUNT; i++)
+            if (st->pr[i].ran)
+                printf("    %-12s p50 %9.1f us   p99 %9.1f us   max |p - p_fp32| %.2e  (%d runs)\n",
+                       rank_isa_name((rank_isa)i), st->pr[i].p50, st->pr[i].p99, st->pr[i].max_diff,
+                       st->pr[i].iters);
+        printf("  head GEMMs on %s: p50 %.1f us, %.1f GMAC/s; the instruction's peak here %.1f "
+               "GMAC/s\n",
+               rank_isa_name(st->isa), st->head50, st->head_macs / st->head50 / 1e3, st->peak);
+    }
+}

@@ -5,7 +5,6 @@
  * the store's buckets is refused: its embeddings would not match the sums the store holds.
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_util.h"
 #include "enc_store.h"
@@ -13,10 +12,8 @@
 #include "rank_cli.h"
 #include "rank_isa.h"
 #include "rank_score.h"
-#include "trail_cmds.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,77 +75,34 @@ static int read_candidates(cand_list *cl, const char *path) {
     return rc;
 }
 
-static void rank_usage(FILE *f) {
-    fprintf(f,
-            "usage: trail rank --model M --store DIR --user ID [--ts T] --candidates FILE|-\n"
-            "                  [--json] [--isa PATH]\n"
-            "  Prints one click probability per candidate, in input order. A candidate line is\n"
-            "  item_id,category_id or {\"item_id\": 1, \"category_id\": 2}. --ts is the request\n"
-            "  time in seconds (default now); an unknown user scores with an empty history.\n"
-            "  --isa picks the compute path (auto: the best this CPU runs; scalar, fp32, avx2,\n"
-            "  avx2-int8, avx2-int16, avx512-bf16, avx512-vnni, amx-bf16); TRAIL_ISA does the\n"
-            "  same.\n");
-}
+const core_cmd rank_rank_cmd = {
+    "rank", "score candidates for one user from an encoder store", rank_cmd_rank,
+    "Prints one click probability per candidate, in input order. A candidate line is\n"
+    "item_id,category_id or {\"item_id\": 1, \"category_id\": 2}; an unknown user scores with\n"
+    "an empty history.\n", NULL};
 
 int rank_cmd_rank(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", 1, 0, 'm'},      {"store", 1, 0, 'd'}, {"user", 1, 0, 'u'}, {"ts", 1, 0, 't'},
-        {"candidates", 1, 0, 'c'}, {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {"isa", 1, 0, 'i'},
-        {0, 0, 0, 0}};
     const char *model = NULL, *store = NULL, *cands = NULL;
     uint64_t user = 0;
     int64_t ts = core_wall_s();
-    int have_user = 0, json = 0, c, rc, ret = 1;
+    int json = 0, rc, ret = 1;
     char ierr[256];
     if (rank_isa_init(ierr, sizeof ierr)) {
         fprintf(stderr, "trail: rank: %s\n", ierr);
         return 2;
     }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'd':
-            store = optarg;
-            break;
-        case 'c':
-            cands = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'i':
-            if (rank_isa_force(optarg, ierr, sizeof ierr)) {
-                fprintf(stderr, "trail: rank: --isa: %s\n", ierr);
-                return 2;
-            }
-            break;
-        case 'u':
-            if (core_parse_u64(optarg, 0, SCH_ID_MAX, "--user", &user)) return 2;
-            have_user = 1;
-            break;
-        case 't':
-            if (core_parse_i64(optarg, SCH_TS_MIN, SCH_TS_MAX, "--ts", &ts)) return 2;
-            break;
-        case 'h':
-            rank_usage(stdout);
-            return 0;
-        default:
-            rank_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc || !model || !store || !cands || !have_user) {
-        if (optind != argc)
-            fprintf(stderr, "trail: rank: unexpected argument '%s'\n", argv[optind]);
-        else
-            fprintf(stderr,
-                    "trail: rank: --model, --store, --user and --candidates are required\n");
-        rank_usage(stderr);
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_NEED("model", &model, "M", "the model file"),
+        CORE_OPT_NEED("store", &store, "DIR", "the encoder's LMDB store"),
+        {CORE_OPT_ROW("user", CORE_OPT_U64, &user, "ID", "the user to score for"), .umin = 0,
+         .umax = SCH_ID_MAX, .flags = CORE_OPT_REQUIRED},
+        {CORE_OPT_ROW("ts", CORE_OPT_I64, &ts, "T", "the request time in seconds"),
+         .imin = SCH_TS_MIN, .imax = SCH_TS_MAX, .def = "now"},
+        CORE_OPT_NEED("candidates", &cands, "FILE|-", "one candidate per line"),
+        CORE_OPT_FLG("json", &json, "print one JSON object"),
+        RANK_OPT_ISA,
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&rank_rank_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
 
     char err[512];
     mdl_model *m = NULL;

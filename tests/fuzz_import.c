@@ -5,7 +5,7 @@
  * (the importers write only what `trail encode --input` accepts). */
 #include "core_err.h"
 #include "sch_event.h"
-#include "trail_cmds.h"
+#include "enc_cli.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@ static int run_noop(int argc, char **argv) {
     return 0;
 }
 
-static const core_cmd demo = {"demo sub", "a command to test the parser", run_noop, "Trailing text.\n"};
+static const core_cmd demo = {"demo sub", "a command to test the parser", run_noop, "Trailing text.\n", NULL};
 
 typedef struct shared {
     uint32_t width;

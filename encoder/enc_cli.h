@@ -1,0 +1,18 @@
+/* enc_cli.h: the encoder's commands: import, encode (file replay), reencode, inspect, bench
+ * encode. Each returns a process exit code: 0 success, 1 runtime failure, 2 usage error. */
+#ifndef TRAIL_ENC_CLI_H
+#define TRAIL_ENC_CLI_H
+
+#include "core_opts.h"
+
+extern const core_cmd *const enc_cmds[]; /* NULL-terminated */
+extern const core_cmd enc_import_taobao_cmd, enc_import_movielens_cmd;
+
+int enc_cmd_encode(int argc, char **argv);           /* trail encode (file replay) */
+int enc_cmd_reencode(int argc, char **argv);         /* trail reencode */
+int enc_cmd_inspect(int argc, char **argv);          /* trail inspect */
+int enc_cmd_import_taobao(int argc, char **argv);    /* trail import taobao */
+int enc_cmd_import_movielens(int argc, char **argv); /* trail import movielens */
+int enc_cmd_bench_encode(int argc, char **argv);     /* trail bench encode */
+
+#endif
