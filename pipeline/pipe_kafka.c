@@ -7,12 +7,15 @@
 #include "core_assert.h"
 #include "core_err.h"
 #include "core_log.h"
+#include "core_util.h"
 
+#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 // ---------------------------------------------------------------------------------------------
@@ -352,7 +355,27 @@ struct pipe_consumer {
     pipe_consumer_cbs cbs;
     int fatal;
     char errbuf[512];
+    /* The caller's callbacks run under cb_mu and only while !detached: a close that outlives its
+     * deadline (pipe_consumer_close) detaches them before the caller frees what they touch. */
+    pthread_mutex_t cb_mu;
+    int detached;
+    /* the close, run on its own thread so that its wait can be bounded */
+    pthread_mutex_t close_mu;
+    pthread_cond_t close_cv;
+    int close_done;
 };
+
+/* Whether the caller's callbacks may run now; on 1, cb_mu is held until cbs_end. */
+static int cbs_begin(pipe_consumer *c) {
+    pthread_mutex_lock(&c->cb_mu);
+    if (!c->detached) return 1;
+    pthread_mutex_unlock(&c->cb_mu);
+    return 0;
+}
+
+static void cbs_end(pipe_consumer *c) {
+    pthread_mutex_unlock(&c->cb_mu);
+}
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     pipe_consumer *c = opaque;
@@ -372,7 +395,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     (void)rk;
     pipe_consumer *c = opaque;
-    if (c->cbs.stats) c->cbs.stats(c->cbs.opaque, json, len);
+    if (c->cbs.stats && cbs_begin(c)) {
+        c->cbs.stats(c->cbs.opaque, json, len);
+        cbs_end(c);
+    }
     return 0; /* librdkafka frees json */
 }
 
@@ -388,14 +414,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     for (int i = 1; i < n; i++) CORE_ASSERT(!strcmp(parts->elems[i].topic, topic));
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < n; i++) offs[i] = PIPE_OFFSET_BEGINNING;
-        if (c->cbs.assign) c->cbs.assign(c->cbs.opaque, topic, ids, offs, n);
+        if (c->cbs.assign && cbs_begin(c)) {
+            c->cbs.assign(c->cbs.opaque, topic, ids, offs, n);
+            cbs_end(c);
+        }
         for (int i = 0; i < n; i++) parts->elems[i].offset = offs[i];
         rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
         if (e) CORE_LOG(CORE_LOG_ERR, "pipe: assign-failed err=\"%s\"", rd_kafka_err2str(e));
     } else {
-        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && c->cbs.revoke)
-            c->cbs.revoke(c->cbs.opaque, topic, ids, n);
-        else if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && c->cbs.revoke) {
+            if (cbs_begin(c)) {
+                c->cbs.revoke(c->cbs.opaque, topic, ids, n);
+                cbs_end(c);
+            }
+        } else if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             CORE_LOG(CORE_LOG_ERR, "pipe: rebalance-error err=\"%s\"", rd_kafka_err2str(err));
         rd_kafka_assign(rk, NULL);
     }
@@ -416,6 +448,9 @@ int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *grou
     pipe_consumer *c = core_calloc(1, sizeof(*c));
     rd_kafka_topic_partition_list_t *sub = NULL;
     if (!c) return CORE_ENOMEM;
+    pthread_mutex_init(&c->cb_mu, NULL);
+    pthread_mutex_init(&c->close_mu, NULL);
+    pthread_cond_init(&c->close_cv, NULL);
     if (cbs) c->cbs = *cbs;
     pipe_props mine;
     if (pipe_props_select(props, PIPE_CLIENT_CONSUMER, &mine)) {
@@ -576,14 +611,61 @@ void pipe_consumer_store_offsets(pipe_consumer *c, const char *topic, const int3
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* How long closing a consumer may wait for its group to acknowledge the leave: with the
+ * coordinator gone, librdkafka's own close waits out the session timeout (45 s by default), which
+ * kept a stopped worker up for most of a minute. Closing is the last thing a worker process does
+ * before it exits. */
+#define PIPE_CLOSE_MS 10000
+
+static void *close_thread(void *arg) {
+    pipe_consumer *c = arg;
+    rd_kafka_consumer_close(c->rk);
+    pthread_mutex_lock(&c->close_mu);
+    c->close_done = 1;
+    pthread_cond_signal(&c->close_cv);
+    pthread_mutex_unlock(&c->close_mu);
+    return NULL;
+}
+
 void pipe_consumer_close(pipe_consumer *c) {
     if (!c) return;
     if (c->cur) rd_kafka_message_destroy(c->cur);
     c->cur = NULL;
-    if (c->rk) {
-        rd_kafka_consumer_close(c->rk); /* runs the revoke callback and leaves the group */
+    if (c->rk) { /* run the revoke callback and leave the group, for PIPE_CLOSE_MS at most */
+        pthread_t th;
+        int timed_out = 0;
+        if (pthread_create(&th, NULL, close_thread, c) != 0) {
+            close_thread(c); /* no thread: wait as long as librdkafka does */
+        } else {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += PIPE_CLOSE_MS / 1000;
+            pthread_mutex_lock(&c->close_mu);
+            while (!c->close_done && !timed_out)
+                timed_out = pthread_cond_timedwait(&c->close_cv, &c->close_mu, &dl) == ETIMEDOUT;
+            timed_out = !c->close_done;
+            pthread_mutex_unlock(&c->close_mu);
+            if (!timed_out) pthread_join(th, NULL);
+        }
+        if (timed_out) { /* the coordinator is unreachable: librdkafka's close waits out the
+                          * group session (45 s by default). The caller's callbacks are detached
+                          * and the handle is left to the process's exit, which follows (the
+                          * stored positions, not the group's, say where to resume) */
+            pthread_mutex_lock(&c->cb_mu);
+            c->detached = 1;
+            pthread_mutex_unlock(&c->cb_mu);
+            pthread_detach(th);
+            CORE_LOG(CORE_LOG_WARNING, "kafka: consumer did not leave its group within %d ms "
+                                       "(coordinator unreachable?); leaving the handle to the "
+                                       "process exit",
+                     PIPE_CLOSE_MS);
+            return;
+        }
         rd_kafka_destroy(c->rk);
     }
+    pthread_mutex_destroy(&c->cb_mu);
+    pthread_mutex_destroy(&c->close_mu);
+    pthread_cond_destroy(&c->close_cv);
     core_free(c);
 }
 
