@@ -13,6 +13,24 @@
 #include <string.h>
 #include <sys/wait.h>
 
+/* The allocation-failure sweep (core_alloc.h's fault injection): run `call` with allocation n
+ * failing (and every later one too when `persistent`), for n = 0, 1, ... until it succeeds. Every
+ * run before that must fail with CORE_ENOMEM, after which `on_fail` runs (check that nothing was
+ * left behind); then `on_ok` runs once (free what the call made). `sweep_n`, the failing
+ * allocation's index, is in scope in both. */
+#define TEST_ALLOC_SWEEP(persistent, call, on_fail, on_ok)                                          \
+    for (long sweep_n = 0;; sweep_n++) {                                                           \
+        core_alloc_fail_after(sweep_n, (persistent));                                                    \
+        int sweep_rc_ = (call);                                                                    \
+        core_alloc_fail_after(-1, 0);                                                              \
+        if (sweep_rc_ == CORE_OK) {                                                                \
+            on_ok;                                                                                 \
+            break;                                                                                 \
+        }                                                                                          \
+        assert_int_equal(sweep_rc_, CORE_ENOMEM);                                                  \
+        on_fail;                                                                                   \
+    }
+
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it with test_rmtree. */
 static inline char *test_mkdtemp(char *buf, size_t cap) {
     const char *tmp = getenv("TMPDIR");

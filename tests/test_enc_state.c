@@ -102,17 +102,8 @@ static void test_apply_many_equals_apply(void **state) {
 static void test_ustate_alloc_failures(void **state) {
     (void)state;
     mdl_model *m = enc_test_model(16, 4, 3, 3);
-    for (long n = 0;; n++) {
-        enc_ustate *s = NULL;
-        core_alloc_fail_after(n, 0);
-        int rc = enc_ustate_new(&s, m, 1000);
-        core_alloc_fail_after(-1, 0);
-        if (rc == CORE_OK) {
-            enc_ustate_destroy(s);
-            break;
-        }
-        assert_int_equal(rc, CORE_ENOMEM);
-    }
+    enc_ustate *s = NULL;
+    TEST_ALLOC_SWEEP(0, enc_ustate_new(&s, m, 1000), assert_null(s), enc_ustate_destroy(s));
     mdl_model_destroy(m);
 }
 

@@ -330,19 +330,11 @@ static void test_alloc_failures_are_clean(void **state) {
     mdl_config_default(&cfg);
     cfg.item_rows = 100;
     cfg.cat_rows = 10;
-    for (long n = 0;; n++) {
-        mdl_model *m = NULL;
-        core_alloc_fail_after(n, 1);
-        int rc = mdl_model_init(&m, &cfg, err, sizeof err);
-        core_alloc_fail_after(-1, 0);
-        if (rc == CORE_OK) {
-            mdl_model_destroy(m);
-            assert_true(n > 0);
-            break;
-        }
-        assert_int_equal(rc, CORE_ENOMEM);
-        assert_null(m);
-    }
+    mdl_model *m = NULL;
+    TEST_ALLOC_SWEEP(1, mdl_model_init(&m, &cfg, err, sizeof err), assert_null(m), {
+        mdl_model_destroy(m);
+        assert_true(sweep_n > 0);
+    });
 }
 
 static void test_config_and_variants(void **state) {

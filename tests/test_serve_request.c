@@ -188,17 +188,10 @@ static void test_new_alloc_failures(void **state) {
     (void)state;
     rank_request *r = NULL;
     assert_int_equal(rank_request_new(&r, 1, RANK_REQ_MAX_DENSE + 1), CORE_EINVAL);
-    for (long n = 0;; n++) {
-        core_alloc_fail_after(n, 1);
-        int rc = rank_request_new(&r, 10, 10);
-        core_alloc_fail_after(-1, 0);
-        if (rc == CORE_OK) {
-            assert_true(n >= 4);
-            rank_request_destroy(r);
-            break;
-        }
-        assert_int_equal(rc, CORE_ENOMEM);
-    }
+    TEST_ALLOC_SWEEP(1, rank_request_new(&r, 10, 10), (void)0, {
+        assert_true(sweep_n >= 4);
+        rank_request_destroy(r);
+    });
 }
 
 static void test_candidate_line(void **state) {

@@ -28,21 +28,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Run op with the k-th allocation failing, k = 0, 1, ... until it succeeds. */
-#define FAULT_LOOP(persistent, op, on_ok)                                                          \
-    do {                                                                                           \
-        int rc_, k_ = 0;                                                                           \
-        for (;; k_++) {                                                                            \
-            core_alloc_fail_after(k_, persistent);                                                 \
-            rc_ = (op);                                                                            \
-            core_alloc_fail_after(-1, 0);                                                          \
-            if (rc_ == CORE_OK) break;                                                             \
-            assert_int_equal(rc_, CORE_ENOMEM);                                                    \
-            assert_true(k_ < 100000);                                                              \
-        }                                                                                          \
-        on_ok;                                                                                     \
-    } while (0)
-
 static void test_gen_and_samples(void **state) {
     (void)state;
     for (int persistent = 0; persistent < 2; persistent++) {
@@ -52,14 +37,17 @@ static void test_gen_and_samples(void **state) {
         char err[256];
         trn_gen_conf_default(&gc);
         gc.users = 4, gc.items = 100, gc.events = 300, gc.days = 3;
-        FAULT_LOOP(persistent, trn_gen_events(&gc, &out, &n, NULL, err, sizeof err), core_free(out));
+        TEST_ALLOC_SWEEP(persistent, trn_gen_events(&gc, &out, &n, NULL, err, sizeof err),
+                         assert_true(sweep_n < 100000), core_free(out));
         trn_data_conf dc;
         trn_data *d = NULL;
         trn_data_conf_default(&dc);
-        FAULT_LOOP(persistent, trn_data_build(&d, ev, n_ev, &dc, err, sizeof err), trn_data_destroy(d));
+        TEST_ALLOC_SWEEP(persistent, trn_data_build(&d, ev, n_ev, &dc, err, sizeof err),
+                         assert_true(sweep_n < 100000), trn_data_destroy(d));
         dc.protocol = TRN_PROTO_NEXT;
         dc.negatives = 2;
-        FAULT_LOOP(persistent, trn_data_build(&d, ev, n_ev, &dc, err, sizeof err), trn_data_destroy(d));
+        TEST_ALLOC_SWEEP(persistent, trn_data_build(&d, ev, n_ev, &dc, err, sizeof err),
+                         assert_true(sweep_n < 100000), trn_data_destroy(d));
     }
 }
 
@@ -70,7 +58,8 @@ static void test_metrics(void **state) {
     const uint64_t u[] = {1, 1, 2, 2};
     trn_metrics m;
     for (int persistent = 0; persistent < 2; persistent++)
-        FAULT_LOOP(persistent, trn_metrics_compute(&m, p, y, u, p, 4), assert_true(m.auc == 1.0));
+        TEST_ALLOC_SWEEP(persistent, trn_metrics_compute(&m, p, y, u, p, 4),
+                         assert_true(sweep_n < 100000), assert_true(m.auc == 1.0));
 }
 
 static void test_train(void **state) {
@@ -91,7 +80,8 @@ static void test_train(void **state) {
         mdl_model *m;
         trn_report r;
         assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
-        FAULT_LOOP(persistent, trn_train(m, d, &c, &r, err, sizeof err), assert_true(r.steps > 0));
+        TEST_ALLOC_SWEEP(persistent, trn_train(m, d, &c, &r, err, sizeof err),
+                         assert_true(sweep_n < 100000), assert_true(r.steps > 0));
         mdl_model_destroy(m);
     }
     trn_data_destroy(d);
