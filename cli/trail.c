@@ -34,8 +34,6 @@ static int cmd_encode(int argc, char **argv) {
 static const core_cmd legacy[] = {
     {"encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode, NULL, NULL},
     {"encode-kafka", "alias of `trail encode --brokers ...`", pipe_cmd_encode, NULL, NULL},
-    {"reencode", "rebuild every user's buckets for a new model", enc_cmd_reencode, NULL, NULL},
-    {"inspect", "print one user's encoder state (or the store's digest)", enc_cmd_inspect, NULL, NULL},
     {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL, NULL},
     {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL, NULL},
     {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL, NULL},

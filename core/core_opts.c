@@ -9,7 +9,8 @@
 #include <string.h>
 
 #define MAX_OPTS 128 /* options of one command, shared tables included */
-#define HELP_COL 24  /* where the help text starts */
+#define HELP_COL 24   /* where the help text starts */
+#define HELP_WIDTH 96 /* a help line's default and bounds go below it rather than past this */
 
 /* An option and the base its shared table stores at. */
 typedef struct flat {
@@ -227,8 +228,13 @@ static int default_str(const flat *f, char *b, size_t n) {
     if (!d) return 0;
     switch (o->type) {
     case CORE_OPT_U32: return snprintf(b, n, "%u", *(const uint32_t *)d);
-    case CORE_OPT_U64:
-    case CORE_OPT_SIZE: return snprintf(b, n, "%llu", *(const unsigned long long *)d);
+    case CORE_OPT_U64: return snprintf(b, n, "%llu", *(const unsigned long long *)d);
+    case CORE_OPT_SIZE: {
+        unsigned long long v = *(const unsigned long long *)d;
+        int k = 0;
+        while (k < 4 && v && !(v & 1023)) v >>= 10, k++; /* 1073741824 -> 1G */
+        return snprintf(b, n, "%llu%s", v, k ? (const char *[]){"", "K", "M", "G", "T"}[k] : "");
+    }
     case CORE_OPT_INT: return snprintf(b, n, "%d", *(const int *)d);
     case CORE_OPT_I64: return snprintf(b, n, "%lld", *(const long long *)d);
     case CORE_OPT_DOUBLE: return snprintf(b, n, "%g", *(const double *)d);
@@ -291,7 +297,10 @@ static void help_line(const flat *fl, FILE *f) {
     const char *h = o->help ? o->help : "";
     for (const char *nl; (nl = strchr(h, '\n')); h = nl + 1)
         fprintf(f, "%.*s\n%*s", (int)(nl - h), h, HELP_COL, "");
-    fprintf(f, "%s%s\n", h, tail);
+    if (HELP_COL + strlen(h) + strlen(tail) > HELP_WIDTH) /* the tail on a line of its own */
+        fprintf(f, "%s\n%*s%s\n", h, HELP_COL, "", tail + 1);
+    else
+        fprintf(f, "%s%s\n", h, tail);
 }
 
 void core_opts_help(const core_cmd *cmd, const core_opt *opts, FILE *f) {

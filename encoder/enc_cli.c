@@ -7,7 +7,6 @@
  * neither the state nor the reject file ever holds a record twice.
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_util.h"
 #include "enc_state_int.h"
@@ -18,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -95,28 +93,13 @@ static FILE *reject_open(const char *path, int64_t keep) {
     return f;
 }
 
-static void usage_encode(FILE *f) {
-    fprintf(f,
-            "usage: trail encode --model M --store DIR --input FILE [options]\n"
-            "  --model M      model file (its embeddings and SimHash build the buckets)\n"
-            "  --store DIR    LMDB state directory (created if missing)\n"
-            "  --input FILE   event file: JSON lines or the binary encoding ('-' = stdin, no resume);\n"
-            "                 a resumed file must still begin with the bytes already applied\n"
-            "                 (appending is fine; replacing or truncating it is refused)\n"
-            "  --window L     behaviors kept per user in a new store (the window the model was\n"
-            "                 trained on, or 10000 if it records none; an existing store keeps\n"
-            "                 its own)\n"
-            "  --recent N     recent behaviors kept per user (64; an existing store keeps its own)\n"
-            "  --batch K      records per LMDB write transaction (1000000)\n"
-            "  --reject FILE  where malformed records go (DIR/rejects.jsonl)\n"
-            "  --map-size B   initial LMDB map size (1G); --map-max B: growth limit (1T)\n"
-            "  --no-sync      do not fsync each commit (a rebuild that can be redone)\n"
-            "  --json         print the summary as one JSON object\n"
-            "exit status: 0 when the input was replayed, even if some records were rejected (they\n"
-            "  are counted in the summary and kept in the reject file); 1 on an error, or when\n"
-            "  this run read records and rejected every one of them (wrong format, not events);\n"
-            "  2 on a usage error\n");
-}
+const core_cmd enc_encode_cmd = {
+    "encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)",
+    enc_cmd_encode,
+    "exit status: 0 when the input was replayed, even if some records were rejected (they are\n"
+    "counted in the summary and kept in the reject file); 1 on an error, or when this run read\n"
+    "records and rejected every one of them (wrong format, not events); 2 on a usage error\n",
+    NULL};
 
 /* The identity of a file input: XXH3-64 of its bytes before the committed position, kept with
  * that position ("file:PATH#id"). A second handle reads the file as far as the reader has, so the
@@ -144,74 +127,212 @@ typedef struct enc_counts {
     uint64_t skipped, applied, impressions, rejected, read;
 } enc_counts;
 
+/* a resumed file input: the position and reject length committed with the state; the file
+ * must still begin with the bytes the state has applied. Errors are printed. */
+static int encode_resume(enc_store *st, sch_reader *rd, input_id *iid, const char *source,
+                         const char *input, const char *store, int64_t off, int64_t *rejpos,
+                         uint64_t *skipped) {
+    char key[PATH_MAX + 32];
+    int64_t want_id = 0, recno = 0;
+    int have_id;
+    /* the file must still begin with the bytes the state has applied */
+    struct stat isb;
+    snprintf(key, sizeof key, "%s#id", source);
+    have_id = enc_store_get_offset(st, key, &want_id) == CORE_OK;
+    if (fstat(fileno(iid->f), &isb) == 0 && (uint64_t)isb.st_size < (uint64_t)off) {
+        fprintf(stderr,
+                "trail encode: %s is %lld bytes, but the store %s has applied it up to byte "
+                "%lld: the file was replaced or truncated since; refusing to guess which "
+                "records are new (encode into a new store, or restore the file)\n",
+                input, (long long)isb.st_size, store, (long long)off);
+        return CORE_EINVAL;
+    }
+    if (input_id_advance(iid, (uint64_t)off) != CORE_OK) {
+        fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
+        return CORE_EINVAL;
+    }
+    if (have_id && (int64_t)XXH3_64bits_digest(iid->st) != want_id) {
+        fprintf(stderr,
+                "trail encode: %s no longer begins with the %lld bytes the store %s applied "
+                "from it (their hash differs): the file was replaced since; refusing to "
+                "guess which records are new (encode into a new store, or restore the file)\n",
+                input, (long long)off, store);
+        return CORE_EINVAL;
+    }
+    snprintf(key, sizeof key, "%s#rec", source);
+    if (enc_store_get_offset(st, key, &recno) != CORE_OK ||
+        sch_reader_seek(rd, (uint64_t)off, (uint64_t)recno) != CORE_OK) {
+        fprintf(stderr, "trail encode: cannot resume %s at byte %lld\n", input, (long long)off);
+        return CORE_EINVAL;
+    }
+    snprintf(key, sizeof key, "%s#rej", source);
+    if (enc_store_get_offset(st, key, rejpos) != CORE_OK) *rejpos = 0;
+    *skipped = (uint64_t)recno;
+    return CORE_OK;
+}
+
+
+/* one record the reader returned (rc: its status): rejected with its reason into rej, counted
+ * as an impression, or applied to b. @return 0, or an error of the batch (printed). */
+static int encode_record(enc_batch *b, FILE *rej, int rc, const char *rec, size_t len, uint64_t rn,
+                         enc_counts *bc, uint64_t *rej_in_batch) {
+    sch_event ev;
+    char why[256];
+    bc->read++;
+    if (rc == CORE_ETOOBIG) {
+        snprintf(why, sizeof why, "record longer than %u bytes", ENC_MAX_LINE);
+    } else if (rc == CORE_EFORMAT) {
+        snprintf(why, sizeof why, "truncated binary record (%zu of %d bytes)", len,
+                 SCH_BIN_RECORD_SIZE);
+    } else {
+        rc = sch_event_decode(&ev, rec, len, why, sizeof why);
+    }
+    if (rc != 1 && rc != CORE_OK) {
+        fprintf(rej, "{\"line\":%llu,\"reason\":\"", (unsigned long long)rn);
+        json_bytes(rej, why, strlen(why));
+        fprintf(rej, "\",\"record\":\"");
+        json_bytes(rej, rec, utf8_cut(rec, len, 200));
+        fprintf(rej, "%s\"}\n", len > 200 ? "..." : "");
+        bc->rejected++;
+        (*rej_in_batch)++;
+    } else if (ev.flags & SCH_F_LABEL) {
+        bc->impressions++;
+    } else if ((rc = enc_batch_apply(b, &ev))) {
+        fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
+        return rc;
+    } else {
+        bc->applied++;
+    }
+    return 0;
+}
+
+/* the run's summary on stdout (JSON or lines); only committed batches count */
+static void encode_summary(enc_counts n, enc_store *st, const char *input, const char *rpath,
+                           int json, int complete, int64_t t0) {
+    double dt = (double)(core_now_ns() - t0) / 1e9;
+    uint64_t total = n.skipped + n.read, damaged = 0, quar = 0;
+    if (st) enc_store_damage(st, &damaged, &quar); /* committed batches only */
+    n.applied -= quar < n.applied ? quar : n.applied;
+    if (json) {
+        printf("{\"input\":\"%s\",\"records\":%llu,\"read\":%llu,\"applied\":%llu,"
+               "\"impressions\":%llu,\"rejected\":%llu,\"skipped\":%llu,\"quarantined\":%llu,"
+               "\"reject_file\":\"%s\",\"seconds\":%.3f,\"complete\":%s}\n",
+               input, (unsigned long long)total, (unsigned long long)n.read,
+               (unsigned long long)n.applied, (unsigned long long)n.impressions,
+               (unsigned long long)n.rejected, (unsigned long long)n.skipped,
+               (unsigned long long)quar, rpath, dt, complete && !g_stop ? "true" : "false");
+    } else {
+        printf("encode %s: %llu records = %llu applied (behaviors) + %llu impressions (labeled, "
+               "not behaviors) + %llu rejected + %llu skipped (already applied)%s",
+               input, (unsigned long long)total, (unsigned long long)n.applied,
+               (unsigned long long)n.impressions, (unsigned long long)n.rejected,
+               (unsigned long long)n.skipped, quar ? "" : "\n");
+        if (quar)
+            printf(" + %llu quarantined (their users' stored state is damaged: trail inspect "
+                   "--verify)\n", (unsigned long long)quar);
+        printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0,
+               rpath, g_stop ? "; stopped by signal (resume by running the same command)" : "");
+    }
+    if (n.read > 0 && n.rejected == n.read)
+        fprintf(stderr, "trail encode: every record read from %s was rejected (%llu of %llu), "
+                        "nothing applied; the reasons are in %s\n",
+                input, (unsigned long long)n.rejected, (unsigned long long)n.read, rpath);
+}
+
+/* commit the batch b with the input position, record count, reject length and identity it
+ * covers; b is consumed (committed, or aborted on an error). @return 0, or 1 after printing
+ * why. */
+static int encode_commit(enc_batch *b, sch_reader *rd, FILE *rej, const char *rpath, int durable,
+                         int rej_in_batch, const char *source, uint64_t records,
+                         uint64_t batch_read, input_id *iid, const char *input, const char *store) {
+    char key[PATH_MAX + 32];
+    int rc;
+    if (fflush(rej) != 0 || (rej_in_batch && durable && fsync(fileno(rej)) != 0)) {
+        fprintf(stderr, "trail encode: writing %s: %s\n", rpath, strerror(errno));
+        goto abort;
+    }
+    snprintf(key, sizeof key, "%s#rec", source);
+    if ((rc = enc_batch_set_offset(b, source, (int64_t)sch_reader_offset(rd))) ||
+        (rc = enc_batch_set_offset(b, key, (int64_t)records))) {
+        fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
+        goto abort;
+    }
+    snprintf(key, sizeof key, "%s#rej", source);
+    if ((rc = enc_batch_set_offset(b, key, (int64_t)ftello(rej)))) goto abort;
+    if (iid->f) { /* the identity of the bytes this commit covers */
+        if (input_id_advance(iid, sch_reader_offset(rd)) != CORE_OK) {
+            fprintf(stderr, "trail encode: reading %s: the file changed while it was "
+                            "read\n", input);
+            goto abort;
+        }
+        snprintf(key, sizeof key, "%s#id", source);
+        if ((rc = enc_batch_set_offset(b, key, (int64_t)XXH3_64bits_digest(iid->st))))
+            goto abort;
+    }
+    rc = enc_batch_commit(b);
+    if (rc) {
+        char why[160] = "";
+        struct statvfs fs; /* a full disk reaches here as LMDB's write error */
+        if (statvfs(store, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 20))
+            snprintf(why, sizeof why, "; no space left on the device of %s (%llu bytes "
+                     "free)", store, (unsigned long long)fs.f_bavail * fs.f_frsize);
+        fprintf(stderr, "trail encode: commit to %s failed: %s%s%s (state unchanged since "
+                        "the last commit; the %llu records of this batch were not applied "
+                        "and a rerun resumes before them)\n", store, core_strerror(rc),
+                rc == CORE_EFULL ? "; raise --map-max" : "", why,
+                (unsigned long long)batch_read);
+        return 1;
+    }
+    return 0;
+abort:
+    enc_batch_abort(b);
+    return 1;
+}
+
 int enc_cmd_encode(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", 1, 0, 'm'},   {"store", 1, 0, 's'},    {"input", 1, 0, 'i'},
-        {"window", 1, 0, 'w'},  {"recent", 1, 0, 'r'},   {"batch", 1, 0, 'b'},
-        {"reject", 1, 0, 'R'},  {"brokers", 1, 0, 'B'},  {"map-size", 1, 0, 'M'},
-        {"map-max", 1, 0, 'X'}, {"no-sync", 0, 0, 'n'},  {"json", 0, 0, 'j'},
-        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     const char *model_path = NULL, *input = NULL, *reject_path = NULL;
     enc_store_conf conf;
-    uint64_t v, batch = 1000000;
-    int c, json = 0;
+    uint64_t batch = 1000000;
+    int json = 0, rc;
     enc_store_conf_default(&conf);
     conf.window = conf.recent = 0; /* adopt an existing store's, else the defaults */
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model_path = optarg; break;
-        case 's': conf.path = optarg; break;
-        case 'i': input = optarg; break;
-        case 'R': reject_path = optarg; break;
-        case 'w':
-            if (core_parse_u64(optarg, 1, 1u << 24, "--window", &v)) return 2;
-            conf.window = (uint32_t)v;
-            break;
-        case 'r':
-            if (core_parse_u64(optarg, 1, 1u << 24, "--recent", &v)) return 2;
-            conf.recent = (uint32_t)v;
-            break;
-        case 'b':
-            if (core_parse_u64(optarg, 1, 100000000, "--batch", &batch)) return 2;
-            break;
-        case 'M':
-            if (core_parse_size(optarg, "--map-size", &v)) return 2;
-            conf.map_size = v;
-            break;
-        case 'X':
-            if (core_parse_size(optarg, "--map-max", &v)) return 2;
-            conf.map_max = v;
-            break;
-        case 'n': conf.durable = 0; break;
-        case 'j': json = 1; break;
-        case 'B':
-            fprintf(stderr, "trail encode: this build's encode replays files only (--input FILE); "
-                            "Kafka mode (--brokers) is not part of it\n");
-            return 2;
-        case 'h': usage_encode(stdout); return 0;
-        default: usage_encode(stderr); return 2;
-        }
-    }
-    if (!model_path || !conf.path || !input || optind != argc) {
-        usage_encode(stderr);
-        return 2;
-    }
+    int no_sync = !conf.durable;
+    const core_opt opts[] = {
+        CORE_OPT_NEED("model", &model_path, "M", "model file (its embeddings and SimHash build the buckets)"),
+        CORE_OPT_NEED("store", &conf.path, "DIR", "LMDB state directory (created if missing)"),
+        CORE_OPT_NEED("input", &input, "FILE",
+                      "event file: JSON lines or the binary encoding ('-' = stdin, no resume);\n"
+                      "a resumed file must still begin with the bytes already applied\n"
+                      "(appending is fine; replacing or truncating it is refused)"),
+        {CORE_OPT_ROW("window", CORE_OPT_U32, &conf.window, "L",
+                      "behaviors kept per user in a new store (an existing store keeps its own)"),
+         .umin = 1, .umax = 1u << 24, .def = "the model's training window, or 10000"},
+        {CORE_OPT_ROW("recent", CORE_OPT_U32, &conf.recent, "N",
+                      "recent behaviors kept per user (an existing store keeps its own)"),
+         .umin = 1, .umax = 1u << 24, .def = "64"},
+        CORE_OPT_U64("batch", &batch, "K", 1, 100000000, "records per LMDB write transaction"),
+        {CORE_OPT_ROW("reject", CORE_OPT_PATH, &reject_path, "FILE", "where malformed records go"),
+         .def = "DIR/rejects.jsonl"},
+        {CORE_OPT_ROW("map-size", CORE_OPT_SIZE, &conf.map_size, "B", "initial LMDB map size")},
+        {CORE_OPT_ROW("map-max", CORE_OPT_SIZE, &conf.map_max, "B", "LMDB map growth limit")},
+        CORE_OPT_FLG("no-sync", &no_sync, "do not fsync each commit (a rebuild that can be redone)"),
+        CORE_OPT_FLG("json", &json, "print the summary as one JSON object"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&enc_encode_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
+    conf.durable = !no_sync;
     if (conf.map_max < conf.map_size) conf.map_max = conf.map_size;
 
-    char err[1024], source[PATH_MAX + 16], key[PATH_MAX + 32], rpath[PATH_MAX + 32];
+    char err[1024], source[PATH_MAX + 16], rpath[PATH_MAX + 32];
     mdl_model *m = NULL;
     enc_store *st = NULL;
     sch_reader *rd = NULL;
     FILE *rej = NULL;
     enc_batch *b = NULL;
     enc_counts n = {0};
-    int rc, ret = 1, complete = 0;
-    int64_t off = 0, recno = 0, rejpos = 0, t0 = core_now_ns();
+    int ret = 1, complete = 0;
+    int64_t off = 0, rejpos = 0, t0 = core_now_ns();
     input_id iid = {0}; /* file inputs: the hash of the bytes applied */
     enc_counts bc = {0}; /* the batch being built: folded into n when it commits */
-    int64_t want_id = 0;
-    int have_id = 0;
     /* known from the arguments alone: the summary at out names it even when opening fails */
     if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
     else snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
@@ -251,41 +372,9 @@ int enc_cmd_encode(int argc, char **argv) {
         XXH3_64bits_reset(iid.st);
     }
     /* resume: the position and reject length committed with the state */
-    if (strcmp(input, "-") != 0 && enc_store_get_offset(st, source, &off) == CORE_OK) {
-        /* the file must still begin with the bytes the state has applied */
-        struct stat isb;
-        snprintf(key, sizeof key, "%s#id", source);
-        have_id = enc_store_get_offset(st, key, &want_id) == CORE_OK;
-        if (fstat(fileno(iid.f), &isb) == 0 && (uint64_t)isb.st_size < (uint64_t)off) {
-            fprintf(stderr,
-                    "trail encode: %s is %lld bytes, but the store %s has applied it up to byte "
-                    "%lld: the file was replaced or truncated since; refusing to guess which "
-                    "records are new (encode into a new store, or restore the file)\n",
-                    input, (long long)isb.st_size, conf.path, (long long)off);
-            goto out;
-        }
-        if (input_id_advance(&iid, (uint64_t)off) != CORE_OK) {
-            fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
-            goto out;
-        }
-        if (have_id && (int64_t)XXH3_64bits_digest(iid.st) != want_id) {
-            fprintf(stderr,
-                    "trail encode: %s no longer begins with the %lld bytes the store %s applied "
-                    "from it (their hash differs): the file was replaced since; refusing to "
-                    "guess which records are new (encode into a new store, or restore the file)\n",
-                    input, (long long)off, conf.path);
-            goto out;
-        }
-        snprintf(key, sizeof key, "%s#rec", source);
-        if (enc_store_get_offset(st, key, &recno) != CORE_OK ||
-            sch_reader_seek(rd, (uint64_t)off, (uint64_t)recno) != CORE_OK) {
-            fprintf(stderr, "trail encode: cannot resume %s at byte %lld\n", input, (long long)off);
-            goto out;
-        }
-        snprintf(key, sizeof key, "%s#rej", source);
-        if (enc_store_get_offset(st, key, &rejpos) != CORE_OK) rejpos = 0;
-        n.skipped = (uint64_t)recno;
-    }
+    if (strcmp(input, "-") != 0 && enc_store_get_offset(st, source, &off) == CORE_OK &&
+        encode_resume(st, rd, &iid, source, input, conf.path, off, &rejpos, &n.skipped))
+        goto out;
     if (!(rej = reject_open(rpath, rejpos))) {
         fprintf(stderr, "trail encode: reject file %s: %s\n", rpath, strerror(errno));
         goto out;
@@ -310,73 +399,14 @@ int enc_cmd_encode(int argc, char **argv) {
             fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
             goto out;
         } else {
-            sch_event ev;
-            char why[256];
-            bc.read++;
             in_batch++;
-            if (rc == CORE_ETOOBIG) {
-                snprintf(why, sizeof why, "record longer than %u bytes", ENC_MAX_LINE);
-            } else if (rc == CORE_EFORMAT) {
-                snprintf(why, sizeof why, "truncated binary record (%zu of %d bytes)", len,
-                         SCH_BIN_RECORD_SIZE);
-            } else {
-                rc = sch_event_decode(&ev, rec, len, why, sizeof why);
-            }
-            if (rc != 1 && rc != CORE_OK) {
-                fprintf(rej, "{\"line\":%llu,\"reason\":\"", (unsigned long long)rn);
-                json_bytes(rej, why, strlen(why));
-                fprintf(rej, "\",\"record\":\"");
-                json_bytes(rej, rec, utf8_cut(rec, len, 200));
-                fprintf(rej, "%s\"}\n", len > 200 ? "..." : "");
-                bc.rejected++;
-                rej_in_batch++;
-            } else if (ev.flags & SCH_F_LABEL) {
-                bc.impressions++;
-            } else if ((rc = enc_batch_apply(b, &ev))) {
-                fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
-                goto out;
-            } else {
-                bc.applied++;
-            }
+            if (encode_record(b, rej, rc, rec, len, rn, &bc, &rej_in_batch)) goto out;
         }
         if (in_batch >= batch || eof || (g_stop && in_batch)) {
-            if (fflush(rej) != 0 || (rej_in_batch && conf.durable && fsync(fileno(rej)) != 0)) {
-                fprintf(stderr, "trail encode: writing %s: %s\n", rpath, strerror(errno));
-                goto out;
-            }
-            snprintf(key, sizeof key, "%s#rec", source);
-            if ((rc = enc_batch_set_offset(b, source, (int64_t)sch_reader_offset(rd))) ||
-                (rc = enc_batch_set_offset(b, key, (int64_t)(n.skipped + n.read + bc.read)))) {
-                fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
-                goto out;
-            }
-            snprintf(key, sizeof key, "%s#rej", source);
-            if ((rc = enc_batch_set_offset(b, key, (int64_t)ftello(rej)))) goto out;
-            if (iid.f) { /* the identity of the bytes this commit covers */
-                if (input_id_advance(&iid, sch_reader_offset(rd)) != CORE_OK) {
-                    fprintf(stderr, "trail encode: reading %s: the file changed while it was "
-                                    "read\n", input);
-                    goto out;
-                }
-                snprintf(key, sizeof key, "%s#id", source);
-                if ((rc = enc_batch_set_offset(b, key, (int64_t)XXH3_64bits_digest(iid.st))))
-                    goto out;
-            }
-            rc = enc_batch_commit(b);
+            rc = encode_commit(b, rd, rej, rpath, conf.durable, rej_in_batch != 0, source,
+                               n.skipped + n.read + bc.read, bc.read, &iid, input, conf.path);
             b = NULL;
-            if (rc) {
-                char why[160] = "";
-                struct statvfs fs; /* a full disk reaches here as LMDB's write error */
-                if (statvfs(conf.path, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 20))
-                    snprintf(why, sizeof why, "; no space left on the device of %s (%llu bytes "
-                             "free)", conf.path, (unsigned long long)fs.f_bavail * fs.f_frsize);
-                fprintf(stderr, "trail encode: commit to %s failed: %s%s%s (state unchanged since "
-                                "the last commit; the %llu records of this batch were not applied "
-                                "and a rerun resumes before them)\n", conf.path, core_strerror(rc),
-                        rc == CORE_EFULL ? "; raise --map-max" : "", why,
-                        (unsigned long long)bc.read);
-                goto out;
-            }
+            if (rc) goto out;
             /* only committed records count in the summary */
             n.read += bc.read, n.applied += bc.applied, n.impressions += bc.impressions;
             n.rejected += bc.rejected;
@@ -394,36 +424,7 @@ out:
     if (b) enc_batch_abort(b);
     if (iid.f) fclose(iid.f);
     if (iid.st) XXH3_freeState(iid.st);
-    {
-        double dt = (double)(core_now_ns() - t0) / 1e9;
-        uint64_t total = n.skipped + n.read, damaged = 0, quar = 0;
-        if (st) enc_store_damage(st, &damaged, &quar); /* committed batches only */
-        n.applied -= quar < n.applied ? quar : n.applied;
-        if (json) {
-            printf("{\"input\":\"%s\",\"records\":%llu,\"read\":%llu,\"applied\":%llu,"
-                   "\"impressions\":%llu,\"rejected\":%llu,\"skipped\":%llu,\"quarantined\":%llu,"
-                   "\"reject_file\":\"%s\",\"seconds\":%.3f,\"complete\":%s}\n",
-                   input, (unsigned long long)total, (unsigned long long)n.read,
-                   (unsigned long long)n.applied, (unsigned long long)n.impressions,
-                   (unsigned long long)n.rejected, (unsigned long long)n.skipped,
-                   (unsigned long long)quar, rpath, dt, complete && !g_stop ? "true" : "false");
-        } else {
-            printf("encode %s: %llu records = %llu applied (behaviors) + %llu impressions (labeled, "
-                   "not behaviors) + %llu rejected + %llu skipped (already applied)%s",
-                   input, (unsigned long long)total, (unsigned long long)n.applied,
-                   (unsigned long long)n.impressions, (unsigned long long)n.rejected,
-                   (unsigned long long)n.skipped, quar ? "" : "\n");
-            if (quar)
-                printf(" + %llu quarantined (their users' stored state is damaged: trail inspect "
-                       "--verify)\n", (unsigned long long)quar);
-            printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0,
-                   rpath, g_stop ? "; stopped by signal (resume by running the same command)" : "");
-        }
-        if (n.read > 0 && n.rejected == n.read)
-            fprintf(stderr, "trail encode: every record read from %s was rejected (%llu of %llu), "
-                            "nothing applied; the reasons are in %s\n",
-                    input, (unsigned long long)n.rejected, (unsigned long long)n.read, rpath);
-    }
+    encode_summary(n, st, input, rpath, json, complete, t0);
     if (rej) fclose(rej);
     sch_reader_close(rd);
     enc_store_close(st);
@@ -441,24 +442,16 @@ static int store_exists(const char *dir) {
     return stat(p, &sb) == 0;
 }
 
+static const core_cmd reencode_cmd = {"reencode", "rebuild every user's buckets for a new model",
+                                      enc_cmd_reencode, NULL, NULL};
+
 int enc_cmd_reencode(int argc, char **argv) {
-    static const struct option opts[] = {{"model", 1, 0, 'm'}, {"store", 1, 0, 's'},
-                                         {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     const char *model_path = NULL, *dir = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'm') model_path = optarg;
-        else if (c == 's') dir = optarg;
-        else {
-            fprintf(c == 'h' ? stdout : stderr, "usage: trail reencode --model NEW --store DIR\n");
-            return c == 'h' ? 0 : 2;
-        }
-    }
-    if (!model_path || !dir || optind != argc) {
-        fprintf(stderr, "usage: trail reencode --model NEW --store DIR\n");
-        return 2;
-    }
+    const core_opt opts[] = {CORE_OPT_NEED("model", &model_path, "NEW", "the new model file"),
+                             CORE_OPT_NEED("store", &dir, "DIR", "the store to rebuild"),
+                             CORE_OPT_ENDROW};
+    int rc = core_opts_parse(&reencode_cmd, opts, argc, argv);
+    if (rc != CORE_OPTS_GO) return rc;
     if (!store_exists(dir)) {
         fprintf(stderr, "trail reencode: no store at %s\n", dir);
         return 1;
@@ -506,37 +499,69 @@ static void verify_line(uint64_t user_id, const char *what, uint64_t chunk, int 
             where, err == CORE_ECHECKSUM ? "checksum" : "format check");
 }
 
+/* inspect --digest: the state's and the positions' digests; @return the exit code */
+static int inspect_digest(enc_store *st, const char *dir) {
+    char ver[17];
+    int rc;
+    uint64_t d, dp, users, chunks;
+    char pos[17];
+    if ((rc = enc_store_digest(st, ENC_DIGEST_STATE, &d)) ||
+        (rc = enc_store_digest(st, ENC_DIGEST_POS, &dp)) ||
+        (rc = enc_store_users(st, &users, &chunks))) {
+        fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
+        return 1;
+    }
+    mdl_version_hex(d, ver);
+    mdl_version_hex(dp, pos);
+    printf("{\"state_digest\":\"%s\",\"positions_digest\":\"%s\",\"users\":%llu,"
+           "\"chunks\":%llu}\n", ver, pos, (unsigned long long)users, (unsigned long long)chunks);
+    return 0;
+}
+
+/* inspect --verify: every record and chunk against its checksum; @return the exit code */
+static int inspect_verify(enc_store *st, const char *dir) {
+    int rc;
+    enc_verify_report vr;
+    if ((rc = enc_store_verify(st, verify_line, NULL, &vr))) {
+        fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
+        return 1;
+    }
+    printf("{\"users\":%llu,\"chunks\":%llu,\"damaged_users\":%llu,"
+           "\"quarantined_events\":%llu,\"checksums\":%s,\"positions_ok\":%s}\n",
+           (unsigned long long)vr.users, (unsigned long long)vr.chunks,
+           (unsigned long long)vr.damaged_users, (unsigned long long)vr.quarantined,
+           vr.checksums ? "true" : "false", vr.positions_ok ? "true" : "false");
+    if (!vr.positions_ok)
+        fprintf(stderr, "trail inspect: %s: the input positions failed their checksum (a "
+                        "resumed input would skip or repeat events)\n", dir);
+    if (!vr.checksums)
+        fprintf(stderr, "trail inspect: %s was written before checksums: only formats were "
+                        "checked (its next writer adds them)\n", dir);
+    return vr.damaged_users || !vr.positions_ok ? 1 : 0;
+}
+
+static const core_cmd inspect_cmd = {
+    "inspect", "print one user's encoder state (or the store's digest)", enc_cmd_inspect,
+    "Give exactly one of --user, --digest and --verify.\n", NULL};
+
 int enc_cmd_inspect(int argc, char **argv) {
-    static const struct option opts[] = {{"store", 1, 0, 's'}, {"user", 1, 0, 'u'},
-                                         {"json", 0, 0, 'j'},  {"digest", 0, 0, 'd'},
-                                         {"verify", 0, 0, 'v'}, {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
     const char *dir = NULL;
     uint64_t uid = 0;
-    int c, json = 0, have_user = 0, digest = 0, verify = 0;
-    const char *usage =
-        "usage: trail inspect --store DIR (--user ID [--json] | --digest | --verify)\n"
-        "  --verify  check every user record and window chunk against its checksum; prints a\n"
-        "            JSON summary, names each damaged user on stderr, exits 1 if any\n";
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': dir = optarg; break;
-        case 'u':
-            if (core_parse_u64(optarg, 0, SCH_ID_MAX, "--user", &uid)) return 2;
-            have_user = 1;
-            break;
-        case 'j': json = 1; break;
-        case 'd': digest = 1; break;
-        case 'v': verify = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
-        }
-    }
-    if (!dir || have_user + digest + verify != 1 || optind != argc) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    int json = 0, have_user = 0, digest = 0, verify = 0;
+    const core_opt opts[] = {
+        CORE_OPT_NEED("store", &dir, "DIR", "the store"),
+        {CORE_OPT_ROW("user", CORE_OPT_U64, &uid, "ID", "print this user's state"), .umin = 0,
+         .umax = SCH_ID_MAX, .seen = &have_user, .flags = CORE_OPT_NODEF},
+        CORE_OPT_FLG("json", &json, "with --user: as one JSON object"),
+        CORE_OPT_FLG("digest", &digest, "print the store's digest"),
+        CORE_OPT_FLG("verify", &verify,
+                     "check every user record and window chunk against its checksum; prints a\n"
+                     "JSON summary, names each damaged user on stderr, exits 1 if any"),
+        CORE_OPT_ENDROW};
+    int rc = core_opts_parse(&inspect_cmd, opts, argc, argv);
+    if (rc != CORE_OPTS_GO) return rc;
+    if (have_user + digest + verify != 1)
+        return core_cmd_usage(&inspect_cmd, "give exactly one of --user, --digest and --verify");
     if (!store_exists(dir)) {
         fprintf(stderr, "trail inspect: no store at %s\n", dir);
         return 1;
@@ -546,7 +571,7 @@ int enc_cmd_inspect(int argc, char **argv) {
     enc_reader *r = NULL;
     enc_store_conf conf;
     enc_user_view u;
-    int rc, ret = 1, begun = 0;
+    int ret = 1, begun = 0;
     enc_store_conf_default(&conf);
     conf.path = dir;
     conf.window = conf.recent = 0;
@@ -555,40 +580,8 @@ int enc_cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "trail inspect: %s\n", err);
         goto out;
     }
-    if (digest) {
-        uint64_t d, dp, users, chunks;
-        char pos[17];
-        if ((rc = enc_store_digest(st, ENC_DIGEST_STATE, &d)) ||
-            (rc = enc_store_digest(st, ENC_DIGEST_POS, &dp)) ||
-            (rc = enc_store_users(st, &users, &chunks))) {
-            fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
-            goto out;
-        }
-        mdl_version_hex(d, ver);
-        mdl_version_hex(dp, pos);
-        printf("{\"state_digest\":\"%s\",\"positions_digest\":\"%s\",\"users\":%llu,"
-               "\"chunks\":%llu}\n", ver, pos, (unsigned long long)users, (unsigned long long)chunks);
-        ret = 0;
-        goto out;
-    }
-    if (verify) {
-        enc_verify_report vr;
-        if ((rc = enc_store_verify(st, verify_line, NULL, &vr))) {
-            fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
-            goto out;
-        }
-        printf("{\"users\":%llu,\"chunks\":%llu,\"damaged_users\":%llu,"
-               "\"quarantined_events\":%llu,\"checksums\":%s,\"positions_ok\":%s}\n",
-               (unsigned long long)vr.users, (unsigned long long)vr.chunks,
-               (unsigned long long)vr.damaged_users, (unsigned long long)vr.quarantined,
-               vr.checksums ? "true" : "false", vr.positions_ok ? "true" : "false");
-        if (!vr.positions_ok)
-            fprintf(stderr, "trail inspect: %s: the input positions failed their checksum (a "
-                            "resumed input would skip or repeat events)\n", dir);
-        if (!vr.checksums)
-            fprintf(stderr, "trail inspect: %s was written before checksums: only formats were "
-                            "checked (its next writer adds them)\n", dir);
-        ret = vr.damaged_users || !vr.positions_ok ? 1 : 0;
+    if (digest || verify) {
+        ret = digest ? inspect_digest(st, dir) : inspect_verify(st, dir);
         goto out;
     }
     if ((rc = enc_reader_new(st, &r)) || (rc = enc_reader_begin(r))) {
@@ -676,3 +669,7 @@ out:
     enc_store_close(st);
     return ret;
 }
+
+/* `encode` is not listed: trail lists it with the Kafka worker's (enc_encode_cmd) */
+const core_cmd *const enc_cmds[] = {&enc_import_taobao_cmd, &enc_import_movielens_cmd, &reencode_cmd,
+                                    &inspect_cmd, NULL};

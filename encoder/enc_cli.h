@@ -7,6 +7,7 @@
 
 extern const core_cmd *const enc_cmds[]; /* NULL-terminated */
 extern const core_cmd enc_import_taobao_cmd, enc_import_movielens_cmd;
+extern const core_cmd enc_encode_cmd; /* the file replay: trail lists `encode` itself */
 
 int enc_cmd_encode(int argc, char **argv);           /* trail encode (file replay) */
 int enc_cmd_reencode(int argc, char **argv);         /* trail reencode */

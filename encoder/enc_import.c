@@ -346,5 +346,3 @@ out:
 
 int enc_cmd_import_taobao(int argc, char **argv) { return import_run(argc, argv, 0); }
 int enc_cmd_import_movielens(int argc, char **argv) { return import_run(argc, argv, 1); }
-
-const core_cmd *const enc_cmds[] = {&enc_import_taobao_cmd, &enc_import_movielens_cmd, NULL};
