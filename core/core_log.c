@@ -16,7 +16,7 @@ static core_log_cb *log_cb;
 static void *log_opaque;
 static _Atomic int journal = -1; /* -1: not decided yet */
 
-int core_log_level_parse(const char *name, int *level, char *err, unsigned long errlen) {
+int core_log_level_parse(const char *name, int *level, char *err, size_t errlen) {
     static const struct {
         const char *name;
         int level;
@@ -35,6 +35,11 @@ int core_log_level_parse(const char *name, int *level, char *err, unsigned long 
     snprintf(err, errlen, "unknown log level '%s' (error, warn, notice, info, debug, or 3-7)",
              name ? name : "");
     return -1;
+}
+
+int core_log_level_opt(const char *value, void *dst, char *err, size_t errlen) {
+    (void)dst;
+    return core_log_level_parse(value, &core_log_level, err, errlen);
 }
 
 void core_log_set_journal(int on) {
