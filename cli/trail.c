@@ -20,32 +20,36 @@ static int cmd_encode(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             char *help[] = {argv[0], argv[i], NULL};
-            int rc = enc_cmd_encode(2, help);
+            int rc = enc_encode_cmd.run(2, help);
             printf("\nAs a Kafka worker (given --brokers or --config):\n\n");
-            return rc | pipe_cmd_encode(2, help);
+            return rc | pipe_encode_cmd.run(2, help);
         }
         if (!strncmp(argv[i], "--brokers", 9) || !strncmp(argv[i], "--config", 8))
-            return pipe_cmd_encode(argc, argv);
+            return pipe_encode_cmd.run(argc, argv);
     }
-    return enc_cmd_encode(argc, argv);
+    return enc_encode_cmd.run(argc, argv);
 }
+
+static const core_cmd encode_cmd = {
+    "encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode,
+    NULL, NULL};
+static const core_cmd encode_kafka_cmd = {"encode-kafka", "alias of `trail encode --brokers ...`",
+                                          pipe_cmd_encode, NULL, NULL};
+static const core_cmd *const trail_cmds[] = {&encode_cmd, &encode_kafka_cmd, NULL};
 
 /* the commands still parsing their own options */
 static const core_cmd legacy[] = {
-    {"encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode, NULL, NULL},
-    {"encode-kafka", "alias of `trail encode --brokers ...`", pipe_cmd_encode, NULL, NULL},
     {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL, NULL},
     {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL, NULL},
     {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL, NULL},
     {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL, NULL},
-    {"bench encode", "encoder throughput (kernel and end to end), JSON", enc_cmd_bench_encode, NULL, NULL},
     {"bench pipeline", "local broker -> worker -> LMDB throughput and freshness", pipe_cmd_bench, NULL, NULL},
     {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL, NULL},
     {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL, NULL},
 };
 
 /* each module's table, in the order `trail --help` lists them */
-static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, pipe_cmds, rank_cmds};
+static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, trail_cmds, pipe_cmds, rank_cmds};
 
 #define N_LEGACY (sizeof legacy / sizeof *legacy)
 static const core_cmd *cmds[N_LEGACY + 64];

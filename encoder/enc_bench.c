@@ -14,7 +14,6 @@
  * end-to-end figure starts after).
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_util.h"
 #include "enc_state_int.h"
@@ -23,7 +22,6 @@
 #include "enc_cli.h"
 
 #include <dirent.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,71 +84,24 @@ static void rm_store(const char *dir) {
     rmdir(dir);
 }
 
-static void usage_bench(FILE *f) {
-    fprintf(f, "usage: trail bench encode [--json] [--events E] [--users U] [--window L] [--batch K]\n"
-               "                          [--store DIR] [--no-sync] [--seed X] [--kernel-only]\n"
-               "  defaults: 5000000 events, 20000 users (Zipf), window 10000, batch 1000000,\n"
-               "  a fresh store in $TMPDIR removed afterwards, fsync per commit\n");
-}
+/* E events of U Zipf users over NITEMS Zipf items, and their order user by user */
+typedef struct workload {
+    sch_event *ev;
+    uint32_t *order, *start; /* order[start[u]..start[u+1]): user u's events in arrival order */
+    uint64_t full;           /* users with at least L events */
+} workload;
 
-int enc_cmd_bench_encode(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"json", 0, 0, 'j'},  {"events", 1, 0, 'e'}, {"users", 1, 0, 'u'},   {"window", 1, 0, 'w'},
-        {"batch", 1, 0, 'b'}, {"store", 1, 0, 's'},  {"no-sync", 0, 0, 'n'}, {"seed", 1, 0, 'S'},
-        {"kernel-only", 0, 0, 'k'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    uint64_t E = 5000000, U = 20000, L = 10000, K = 1000000, seed = 1, v;
-    const char *dir = NULL;
-    int c, json = 0, durable = 1, kernel_only = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'e': if (core_parse_u64(optarg, 1, 100000000, "--events", &E)) return 2; break;
-        case 'u': if (core_parse_u64(optarg, 1, 10000000, "--users", &U)) return 2; break;
-        case 'w': if (core_parse_u64(optarg, 1, 1000000, "--window", &L)) return 2; break;
-        case 'b': if (core_parse_u64(optarg, 1, 100000000, "--batch", &K)) return 2; break;
-        case 'S': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &seed)) return 2; break;
-        case 's': dir = optarg; break;
-        case 'n': durable = 0; break;
-        case 'k': kernel_only = 1; break;
-        case 'h': usage_bench(stdout); return 0;
-        default: usage_bench(stderr); return 2;
-        }
-    }
-    (void)v;
-    if (optind != argc) {
-        usage_bench(stderr);
-        return 2;
-    }
-    const uint32_t NITEMS = 1000000, NCATS = 10000;
-    mdl_config cfg;
-    mdl_model *m = NULL;
-    sch_event *ev = NULL;
-    uint32_t *uidx = NULL, *order = NULL, *start = NULL;
-    double *ucdf = NULL, *icdf = NULL;
-    enc_sigcache *cache = NULL;
-    enc_ustate *us = NULL;
-    enc_store *st = NULL;
-    enc_batch *b = NULL;
-    char err[1024], tmpl[4096];
-    int ret = 1, made_dir = 0;
-    mdl_config_default(&cfg);
-    cfg.C = 64;
-    cfg.S = 16;
-    cfg.tau = 3;
-    cfg.seed = seed;
-    if (mdl_model_init(&m, &cfg, err, sizeof err)) {
-        fprintf(stderr, "trail bench encode: %s\n", err);
-        return 1;
-    }
-    // ---- workload
-    ev = core_malloc(E * sizeof *ev);
-    uidx = core_malloc(E * sizeof *uidx);
-    order = core_malloc(E * sizeof *order);
-    start = core_calloc(U + 1, sizeof *start);
-    ucdf = zipf_cdf((uint32_t)U);
-    icdf = zipf_cdf(NITEMS);
-    if (!ev || !uidx || !order || !start || !ucdf || !icdf) {
+#define NITEMS 1000000u
+#define NCATS 10000u
+
+static int make_workload(workload *w, uint64_t E, uint64_t U, uint64_t L, uint64_t seed) {
+    uint32_t *uidx = core_malloc(E * sizeof *uidx), *fill = core_malloc(U * sizeof *fill);
+    double *ucdf = zipf_cdf((uint32_t)U), *icdf = zipf_cdf(NITEMS);
+    w->ev = core_malloc(E * sizeof *w->ev);
+    w->order = core_malloc(E * sizeof *w->order);
+    w->start = core_calloc(U + 1, sizeof *w->start);
+    int rc = 1;
+    if (!w->ev || !uidx || !fill || !w->order || !w->start || !ucdf || !icdf) {
         fprintf(stderr, "trail bench encode: out of memory for %llu events\n", (unsigned long long)E);
         goto out;
     }
@@ -158,7 +109,7 @@ int enc_cmd_bench_encode(int argc, char **argv) {
     core_rng_seed(&rng, seed);
     for (uint64_t i = 0; i < E; i++) {
         uint32_t u = zipf_draw(ucdf, (uint32_t)U, &rng), it = zipf_draw(icdf, NITEMS, &rng);
-        sch_event *e = &ev[i];
+        sch_event *e = &w->ev[i];
         memset(e, 0, sizeof *e);
         /* ids scattered over the id space as real ids are, so LMDB keys do not arrive sorted */
         e->user_id = core_hash_id(u, 11) & SCH_ID_MAX;
@@ -167,42 +118,30 @@ int enc_cmd_bench_encode(int argc, char **argv) {
         e->ts = 1700000000 + (int64_t)(i / 10);
         e->action = (uint8_t)(1 + core_rng_below(&rng, 4));
         uidx[i] = u;
-        start[u + 1]++;
+        w->start[u + 1]++;
     }
-    uint64_t full = 0;
-    for (uint64_t u = 0; u < U; u++) full += start[u + 1] >= L;
-    for (uint64_t u = 0; u < U; u++) start[u + 1] += start[u];
-    { /* stable counting sort by user: each user's events in arrival order */
-        uint32_t *fill = core_malloc(U * sizeof *fill);
-        if (!fill) goto out;
-        memcpy(fill, start, U * sizeof *fill);
-        for (uint64_t i = 0; i < E; i++) order[fill[uidx[i]]++] = (uint32_t)i;
-        core_free(fill);
-    }
-    // ---- JSON decode (a sample)
-    uint64_t nj = E < 200000 ? E : 200000;
-    double json_rate;
-    {
-        char line[512], why[128];
-        sch_event d;
-        int64_t t = 0;
-        for (uint64_t i = 0; i < nj; i++) {
-            int n = sch_event_to_json(&ev[i], line, sizeof line);
-            int64_t t0 = core_now_ns();
-            int rc = sch_event_from_json(&d, line, (size_t)n, why, sizeof why);
-            t += core_now_ns() - t0;
-            if (rc || d.user_id != ev[i].user_id) {
-                fprintf(stderr, "trail bench encode: JSON round trip failed: %s\n", why);
-                goto out;
-            }
-        }
-        json_rate = nj / ((double)t / 1e9);
-    }
-    // ---- kernel
-    if (enc_sigcache_new(&cache, m, 1u << 18) || enc_ustate_new(&us, m, (uint32_t)L)) goto out;
-    /* the behaviors user after user, as a batch hands them to the rule (not timed) */
+    w->full = 0;
+    for (uint64_t u = 0; u < U; u++) w->full += w->start[u + 1] >= L;
+    for (uint64_t u = 0; u < U; u++) w->start[u + 1] += w->start[u];
+    /* stable counting sort by user: each user's events in arrival order */
+    memcpy(fill, w->start, U * sizeof *fill);
+    for (uint64_t i = 0; i < E; i++) w->order[fill[uidx[i]]++] = (uint32_t)i;
+    rc = 0;
+out:
+    core_free(uidx);
+    core_free(fill);
+    core_free(ucdf);
+    core_free(icdf);
+    return rc;
+}
+
+/* the encoding rule alone over the behaviors user after user, as a batch hands them to it (the
+ * copy is not timed): wall and CPU seconds, and the signature cache's hit rate */
+static int time_kernel(enc_ustate *us, enc_sigcache *cache, const sch_event *ev,
+                       const uint32_t *order, const uint32_t *start, uint64_t E, uint64_t U,
+                       double *wall_s, double *cpu, double *hit_rate) {
     sch_behavior *bh = core_malloc(E * sizeof *bh);
-    if (!bh) goto out;
+    if (!bh) return 1;
     for (uint64_t j = 0; j < E; j++) {
         const sch_event *e = &ev[order[j]];
         bh[j] = (sch_behavior){e->item_id, e->category_id, e->ts, e->action};
@@ -213,11 +152,86 @@ int enc_cmd_bench_encode(int argc, char **argv) {
         enc_ustate_reset(us);
         if (enc_ustate_apply_many(us, cache, bh + start[u], start[u + 1] - start[u])) abort();
     }
-    double kernel_s = (double)(core_now_ns() - t0) / 1e9, kernel_cpu = cpu_s() - c0;
+    *wall_s = (double)(core_now_ns() - t0) / 1e9, *cpu = cpu_s() - c0;
     uint64_t hits, misses;
     enc_sigcache_stats(cache, &hits, &misses);
-    double hit_rate = (double)hits / (double)(hits + misses ? hits + misses : 1);
+    *hit_rate = (double)hits / (double)(hits + misses ? hits + misses : 1);
     core_free(bh);
+    return 0;
+}
+
+/* events decoded from JSON per second, on a sample of ev (each encoded first, untimed) */
+static int json_decode_rate(const sch_event *ev, uint64_t nj, double *rate) {
+    char line[512], why[128];
+    sch_event d;
+    int64_t t = 0;
+    for (uint64_t i = 0; i < nj; i++) {
+        int n = sch_event_to_json(&ev[i], line, sizeof line);
+        int64_t t0 = core_now_ns();
+        int rc = sch_event_from_json(&d, line, (size_t)n, why, sizeof why);
+        t += core_now_ns() - t0;
+        if (rc || d.user_id != ev[i].user_id) {
+            fprintf(stderr, "trail bench encode: JSON round trip failed: %s\n", why);
+            return 1;
+        }
+    }
+    *rate = nj / ((double)t / 1e9);
+    return 0;
+}
+
+const core_cmd enc_bench_cmd = {"bench encode", "encoder throughput (kernel and end to end), JSON",
+                                enc_cmd_bench_encode, NULL, NULL};
+
+int enc_cmd_bench_encode(int argc, char **argv) {
+    uint64_t E = 5000000, U = 20000, L = 10000, K = 1000000, seed = 1;
+    const char *dir = NULL;
+    int json = 0, no_sync = 0, kernel_only = 0;
+    const core_opt opts[] = {
+        CORE_OPT_FLG("json", &json, "print one JSON object"),
+        CORE_OPT_U64("events", &E, "E", 1, 100000000, "events"),
+        CORE_OPT_U64("users", &U, "U", 1, 10000000, "users (Zipf)"),
+        CORE_OPT_U64("window", &L, "L", 1, 1000000, "behaviors kept per user"),
+        CORE_OPT_U64("batch", &K, "K", 1, 100000000, "events per commit"),
+        {CORE_OPT_ROW("store", CORE_OPT_PATH, &dir, "DIR", "the store"),
+         .def = "a fresh one in $TMPDIR, removed afterwards"},
+        CORE_OPT_FLG("no-sync", &no_sync, "do not fsync each commit"),
+        CORE_OPT_U64("seed", &seed, "X", 0, UINT64_MAX, "workload and model seed"),
+        CORE_OPT_FLG("kernel-only", &kernel_only, "time the encoding rule alone, no store (JSON)"),
+        CORE_OPT_ENDROW};
+    int ret = core_opts_parse(&enc_bench_cmd, opts, argc, argv), durable = !no_sync;
+    if (ret != CORE_OPTS_GO) return ret;
+    mdl_config cfg;
+    mdl_model *m = NULL;
+    workload w = {0};
+    sch_event *ev = NULL;
+    uint32_t *order = NULL, *start = NULL;
+    enc_sigcache *cache = NULL;
+    enc_ustate *us = NULL;
+    enc_store *st = NULL;
+    enc_batch *b = NULL;
+    char err[1024], tmpl[4096];
+    int made_dir = 0;
+    ret = 1;
+    mdl_config_default(&cfg);
+    cfg.C = 64;
+    cfg.S = 16;
+    cfg.tau = 3;
+    cfg.seed = seed;
+    if (mdl_model_init(&m, &cfg, err, sizeof err)) {
+        fprintf(stderr, "trail bench encode: %s\n", err);
+        return 1;
+    }
+    // ---- workload
+    if (make_workload(&w, E, U, L, seed)) goto out;
+    ev = w.ev, order = w.order, start = w.start;
+    // ---- JSON decode (a sample)
+    uint64_t nj = E < 200000 ? E : 200000;
+    double json_rate;
+    if (json_decode_rate(ev, nj, &json_rate)) goto out;
+    // ---- kernel
+    if (enc_sigcache_new(&cache, m, 1u << 18) || enc_ustate_new(&us, m, (uint32_t)L)) goto out;
+    double kernel_s, kernel_cpu, hit_rate;
+    if (time_kernel(us, cache, ev, order, start, E, U, &kernel_s, &kernel_cpu, &hit_rate)) goto out;
     if (kernel_only) {
         printf("{\"bench\":\"encode\",\"events\":%llu,\"users\":%llu,\"window\":%llu,"
                "\"kernel_events_per_s\":%.0f,\"kernel_s\":%.3f,\"kernel_cpu_events_per_s\":%.0f,"
@@ -251,8 +265,8 @@ int enc_cmd_bench_encode(int argc, char **argv) {
     }
     uint64_t commits = 0;
     int rc;
-    t0 = core_now_ns();
-    c0 = cpu_s();
+    int64_t t0 = core_now_ns();
+    double c0 = cpu_s();
     for (uint64_t i = 0; i < E; i++) {
         if (!b && (rc = enc_batch_begin(st, &b))) goto fail_rc;
         if ((rc = enc_batch_apply(b, &ev[i]))) goto fail_rc;
@@ -278,13 +292,13 @@ int enc_cmd_bench_encode(int argc, char **argv) {
                (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, cfg.C, cfg.S,
                cfg.tau, E / e2e_s, E / kernel_s, json_rate, e2e_s, kernel_s, (unsigned long long)K,
                (unsigned long long)commits, durable ? "true" : "false", (unsigned long long)users,
-               (unsigned long long)chunks, (unsigned long long)full, store_mb, NITEMS,
+               (unsigned long long)chunks, (unsigned long long)w.full, store_mb, NITEMS,
                (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, load1(), hit_rate);
     } else {
         printf("bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"
                "  kernel      %.0f events/s (%.3f s)\n  end to end  %.0f events/s (%.3f s, %llu "
                "commits of %llu, %s)\n  json decode %.0f events/s\n  store %.1f MB\n",
-               (unsigned long long)E, (unsigned long long)U, (unsigned long long)full,
+               (unsigned long long)E, (unsigned long long)U, (unsigned long long)w.full,
                (unsigned long long)L, cfg.C, cfg.S, cfg.tau, E / kernel_s, kernel_s, E / e2e_s, e2e_s,
                (unsigned long long)commits, (unsigned long long)K, durable ? "fsync" : "no sync",
                json_rate, store_mb);
@@ -299,12 +313,9 @@ out:
     if (made_dir) rm_store(tmpl);
     enc_ustate_destroy(us);
     enc_sigcache_destroy(cache);
-    core_free(ev);
-    core_free(uidx);
-    core_free(order);
-    core_free(start);
-    core_free(ucdf);
-    core_free(icdf);
+    core_free(w.ev);
+    core_free(w.order);
+    core_free(w.start);
     mdl_model_destroy(m);
     return ret;
 }

@@ -672,4 +672,4 @@ out:
 
 /* `encode` is not listed: trail lists it with the Kafka worker's (enc_encode_cmd) */
 const core_cmd *const enc_cmds[] = {&enc_import_taobao_cmd, &enc_import_movielens_cmd, &reencode_cmd,
-                                    &inspect_cmd, NULL};
+                                    &inspect_cmd, &enc_bench_cmd, NULL};

@@ -6,7 +6,7 @@
 #include "core_opts.h"
 
 extern const core_cmd *const enc_cmds[]; /* NULL-terminated */
-extern const core_cmd enc_import_taobao_cmd, enc_import_movielens_cmd;
+extern const core_cmd enc_import_taobao_cmd, enc_import_movielens_cmd, enc_bench_cmd;
 extern const core_cmd enc_encode_cmd; /* the file replay: trail lists `encode` itself */
 
 int enc_cmd_encode(int argc, char **argv);           /* trail encode (file replay) */

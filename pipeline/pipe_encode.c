@@ -6,7 +6,6 @@
  * and turns SIGTERM/SIGINT into a drain: finish the batch, commit, leave the group, exit 0.
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
 #include "enc_store.h"
@@ -18,7 +17,6 @@
 #include "pipe_cli.h"
 
 #include <stdatomic.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -150,158 +148,65 @@ static int conf_load(enc_opts *o, const char *path) {
 
 static atomic_int g_stop;
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: trail encode --brokers B --topic T --group G --model M --store DIR [options]\n"
-            "  A consumer-group member that applies events to the LMDB store in batches, with the\n"
-            "  consumed offsets in the same transaction (effectively-once state).\n"
-            "  --until-end          exit once everything up to the end offsets seen at start is\n"
-            "                       applied (backfill, rebuild); a progress bar on a terminal.\n"
-            "                       In a group it covers the partitions assigned to this member\n"
-            "  --dlq-topic T        dead-letter topic (default <topic>.dlq)\n"
-            "  --partitioner NAME   how the topic's producers map keys to partitions, librdkafka's\n"
-            "                       names: consistent_random (librdkafka clients' default: kcat,\n"
-            "                       confluent-kafka), murmur2_random (Java's; trail produce's;\n"
-            "                       the default), consistent, murmur2, fnv1a, fnv1a_random\n"
-            "  --on-misrouted A     a message whose key is not its user_id, or maps to another\n"
-            "                       partition: dlq (default: dead-lettered), apply, or fail (stop)\n"
-            "  --metrics ADDR       serve /metrics, /readyz and /healthz on HOST:PORT,\n"
-            "                       [IPv6]:PORT or :PORT (every interface)\n"
-            "  --ready-max-lag N    /readyz answers 200 when partitions are assigned and each\n"
-            "                       trails its high watermark by at most N messages (%d)\n"
-            "  --log-level L        error, warn, notice, info (default) or debug\n"
-            "  --batch N            events per LMDB transaction (10000)\n"
-            "  --batch-ms MS        longest a batch stays open (50)\n"
-            "  --window L           behaviors kept per user in a new store (default: the window\n"
-            "                       the model was trained with, or 10000 if it records none; an\n"
-            "                       existing store keeps its own, and a different L is refused)\n"
-            "  --recent N           recent behaviors kept per user in a new store (64)\n"
-            "  --config FILE        key=value lines (brokers, topic, group, model, store, dlq_topic,\n"
-            "                       metrics, log_level, partitioner, on_misrouted, ready_max_lag,\n"
-            "                       batch.max_events, batch.max_ms, window, recent, kafka.*,\n"
-            "                       consumer.*, producer.*); command-line options override the file\n"
-            "  -X kafka.key=value   a librdkafka property for every client that takes it;\n"
-            "  -X consumer.key=v    for the consumer only; -X producer.key=v for the dead-letter\n"
-            "                       producer only. Refused: enable.auto.offset.store,\n"
-            "                       enable.auto.commit, group.id, isolation.level other than\n"
-            "                       read_committed, dead-letter acks other than all, partitioner,\n"
-            "                       and a bootstrap.servers other than --brokers\n",
-            PIPE_READY_MAX_LAG_DEFAULT);
+const core_cmd pipe_encode_cmd = {
+    "encode", "apply events from Kafka to the LMDB user state (a consumer-group worker)",
+    pipe_cmd_encode,
+    "A consumer-group member that applies events to the LMDB store in batches, with the\n"
+    "consumed offsets in the same transaction (effectively-once state). --brokers, --topic,\n"
+    "--group, --model and --store are required, on the command line or in --config.\n",
+    NULL};
+
+/* the config file's settings, then the command line's over them */
+static int merge_cli(enc_opts *o, const char *const cli[10], const enc_opts *c, int has_lag,
+                     const pipe_props *cli_props) {
+    const char **fields[] = {&o->brokers,   &o->topic,       &o->group,     &o->model,
+                             &o->store,     &o->dlq_topic,   &o->metrics,   &o->partitioner,
+                             &o->on_misrouted, &o->log_level};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (cli[i]) *fields[i] = cli[i];
+    if (has_lag) o->ready_max_lag = c->ready_max_lag;
+    if (c->batch_max) o->batch_max = c->batch_max;
+    if (c->batch_ms) o->batch_ms = c->batch_ms;
+    if (c->window) o->window = c->window;
+    if (c->recent) o->recent = c->recent;
+    for (size_t i = 0; i < cli_props->n; i++)
+        if (pipe_props_add(&o->props, cli_props->kv[2 * i], cli_props->kv[2 * i + 1])) return 1;
+    return 0;
 }
 
-int pipe_cmd_encode(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},     {"group", 1, 0, 'g'},
-        {"model", 1, 0, 'm'},   {"store", 1, 0, 's'},     {"until-end", 0, 0, 'u'},
-        {"dlq-topic", 1, 0, 'd'}, {"metrics", 1, 0, 'M'}, {"config", 1, 0, 'c'},
-        {"batch", 1, 0, 'n'},   {"batch-ms", 1, 0, 'w'},  {"help", 0, 0, 'h'},
-        {"window", 1, 0, 'L'},  {"recent", 1, 0, 'R'},    {"partitioner", 1, 0, 'P'},
-        {"on-misrouted", 1, 0, 'O'}, {"ready-max-lag", 1, 0, 'Y'}, {"log-level", 1, 0, 'l'},
-        {0, 0, 0, 0}};
-    enc_opts o;
-    memset(&o, 0, sizeof o);
-    o.batch_max = 10000;
-    o.batch_ms = 50;
-    o.ready_max_lag = PIPE_READY_MAX_LAG_DEFAULT;
-    const char *cli[11] = {0}; /* the fields[] below, in order */
-    uint64_t cli_batch = 0, cli_batch_ms = 0, cli_window = 0, cli_recent = 0, cli_lag = 0;
-    int has_lag = 0;
-    pipe_props cli_props = {0};
-    const char *config = NULL;
+/* the settings in effect, at notice level (secrets hidden) */
+static void log_config(const enc_opts *o) {
+    CORE_LOG(CORE_LOG_NOTICE,
+             "encode: config brokers=%s topic=%s group=%s model=%s store=%s dlq_topic=%s "
+             "batch.max_events=%" PRIu64 " batch.max_ms=%" PRIu64 " kafka_props=%zu",
+             o->brokers, o->topic, o->group, o->model, o->store,
+             o->dlq_topic ? o->dlq_topic : "<topic>.dlq", o->batch_max, o->batch_ms, o->props.n);
+    for (size_t i = 0; i < o->props.n; i++) {
+        const char *k = o->props.kv[2 * i];
+        int secret = strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.oauthbearer");
+        CORE_LOG(CORE_LOG_INFO, "encode: config kafka.%s=%s", k,
+                 secret ? "(hidden)" : o->props.kv[2 * i + 1]);
+    }
+}
+
+/* the worker itself: the model, the store, /metrics, then pipe_worker_run until stopped (or the
+ * end, --until-end). @return the exit code. */
+static int worker_run(enc_opts *o, pipe_partitioner part, pipe_misrouted on_mis) {
     char errstr[512];
-    int c, rc = 2;
     mdl_model *m = NULL;
     enc_store *st = NULL;
     pipe_metrics *met = NULL;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b': cli[0] = optarg; break;
-        case 't': cli[1] = optarg; break;
-        case 'g': cli[2] = optarg; break;
-        case 'm': cli[3] = optarg; break;
-        case 's': cli[4] = optarg; break;
-        case 'd': cli[5] = optarg; break;
-        case 'M': cli[6] = optarg; break;
-        case 'P': cli[7] = optarg; break;
-        case 'O': cli[8] = optarg; break;
-        case 'l': cli[9] = optarg; break;
-        case 'Y':
-            if (core_parse_u64(optarg, 0, INT64_MAX, "--ready-max-lag", &cli_lag)) goto usage_err;
-            has_lag = 1;
-            break;
-        case 'u': o.until_end = 1; break;
-        case 'c': config = optarg; break;
-        case 'n':
-            if (core_parse_u64(optarg, 1, 1000000, "--batch", &cli_batch)) goto usage_err;
-            break;
-        case 'w':
-            if (core_parse_u64(optarg, 1, 60000, "--batch-ms", &cli_batch_ms)) goto usage_err;
-            break;
-        case 'L':
-            if (core_parse_u64(optarg, 1, 1u << 24, "--window", &cli_window)) goto usage_err;
-            break;
-        case 'R':
-            if (core_parse_u64(optarg, 1, 1u << 24, "--recent", &cli_recent)) goto usage_err;
-            break;
-        case 'X':
-            if (pipe_props_add_kv(&cli_props, optarg, errstr, sizeof errstr)) {
-                fprintf(stderr, "trail: encode: -X %s\n", errstr);
-                goto usage_err;
-            }
-            break;
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        default: goto usage_err;
-        }
-    }
-    if (optind != argc) goto usage_err;
-    if (config && conf_load(&o, config) != CORE_OK) goto out;
-    const char **fields[] = {&o.brokers,   &o.topic,       &o.group,     &o.model,
-                             &o.store,     &o.dlq_topic,   &o.metrics,   &o.partitioner,
-                             &o.on_misrouted, &o.log_level};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (cli[i]) *fields[i] = cli[i];
-    if (has_lag) o.ready_max_lag = cli_lag;
-    if (cli_batch) o.batch_max = cli_batch;
-    if (cli_batch_ms) o.batch_ms = cli_batch_ms;
-    if (cli_window) o.window = cli_window;
-    if (cli_recent) o.recent = cli_recent;
-    for (size_t i = 0; i < cli_props.n; i++)
-        if (pipe_props_add(&o.props, cli_props.kv[2 * i], cli_props.kv[2 * i + 1])) goto out;
-    pipe_partitioner part = PIPE_PARTITIONER_DEFAULT;
-    pipe_misrouted on_mis = PIPE_MISROUTED_DLQ;
-    if ((o.log_level && core_log_level_parse(o.log_level, &core_log_level, errstr, sizeof errstr)) ||
-        (o.partitioner && pipe_partitioner_parse(o.partitioner, &part, errstr, sizeof errstr)) ||
-        (o.on_misrouted && pipe_misrouted_parse(o.on_misrouted, &on_mis, errstr, sizeof errstr))) {
-        fprintf(stderr, "trail: encode: %s\n", errstr);
-        goto usage_err;
-    }
-    if (!o.brokers || !o.topic || !o.group || !o.model || !o.store) {
-        fprintf(stderr, "trail: encode: --brokers, --topic, --group, --model and --store are "
-                        "required (on the command line or in --config)\n");
-        goto usage_err;
-    }
-
-    if (pipe_props_check(&o.props, PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER,
-                         o.brokers, errstr, sizeof errstr)) {
-        fprintf(stderr, "trail: encode: %s\n", errstr);
-        goto usage_err;
-    }
-
-    rc = 1;
-    if (mdl_model_load(&m, o.model, errstr, sizeof errstr)) {
+    int rc = 1;
+    if (mdl_model_load(&m, o->model, errstr, sizeof errstr)) {
         fprintf(stderr, "trail: encode: %s\n", errstr);
         goto out;
     }
     enc_store_conf sc;
     enc_store_conf_default(&sc);
-    sc.path = o.store;
-    sc.window = (uint32_t)o.window;
+    sc.path = o->store;
+    sc.window = (uint32_t)o->window;
     sc.new_window = m->cfg.window; /* a new store keeps what the model was trained on */
-    sc.recent = (uint32_t)o.recent;
+    sc.recent = (uint32_t)o->recent;
     sc.writer = 1; /* one writer per store: a second worker on it is refused at open */
     if (enc_store_open(&st, &sc, errstr, sizeof errstr) ||
         enc_store_bind_model(st, m, errstr, sizeof errstr)) {
@@ -309,34 +214,24 @@ int pipe_cmd_encode(int argc, char **argv) {
         goto out;
     }
     if (mdl_window_mismatch(&m->cfg, enc_store_window(st), errstr, sizeof errstr))
-        CORE_LOG(CORE_LOG_WARNING, "encode: model %s: %s", o.model, errstr);
-    if (pipe_metrics_new(&met, o.topic)) goto out;
-    pipe_metrics_set_ready_max_lag(met, (int64_t)o.ready_max_lag);
+        CORE_LOG(CORE_LOG_WARNING, "encode: model %s: %s", o->model, errstr);
+    if (pipe_metrics_new(&met, o->topic)) goto out;
+    pipe_metrics_set_ready_max_lag(met, (int64_t)o->ready_max_lag);
     pipe_metrics_set_store(met, st);
-    if (o.metrics) {
+    if (o->metrics) {
         int port;
-        if (pipe_metrics_serve(met, o.metrics, &port, errstr, sizeof errstr)) {
+        if (pipe_metrics_serve(met, o->metrics, &port, errstr, sizeof errstr)) {
             fprintf(stderr, "trail: encode: %s\n", errstr);
             goto out;
         }
         /* the host as given (no host: every interface, shown as 0.0.0.0) */
-        const char *host = o.metrics, *colon = strrchr(o.metrics, ':');
+        const char *host = o->metrics, *colon = strrchr(o->metrics, ':');
         int hl = (int)(colon - host);
         if (!hl) host = "0.0.0.0", hl = 7;
         CORE_LOG(CORE_LOG_NOTICE, "encode: metrics url=http://%.*s:%d/metrics readyz=/readyz "
-                 "ready_max_lag=%" PRIu64, hl, host, port, o.ready_max_lag);
+                 "ready_max_lag=%" PRIu64, hl, host, port, o->ready_max_lag);
     }
-    CORE_LOG(CORE_LOG_NOTICE,
-             "encode: config brokers=%s topic=%s group=%s model=%s store=%s dlq_topic=%s "
-             "batch.max_events=%" PRIu64 " batch.max_ms=%" PRIu64 " kafka_props=%zu",
-             o.brokers, o.topic, o.group, o.model, o.store, o.dlq_topic ? o.dlq_topic : "<topic>.dlq",
-             o.batch_max, o.batch_ms, o.props.n);
-    for (size_t i = 0; i < o.props.n; i++) {
-        const char *k = o.props.kv[2 * i];
-        int secret = strstr(k, "password") || strstr(k, "secret") || strstr(k, "sasl.oauthbearer");
-        CORE_LOG(CORE_LOG_INFO, "encode: config kafka.%s=%s", k,
-                 secret ? "(hidden)" : o.props.kv[2 * i + 1]);
-    }
+    log_config(o);
 
     pipe_stop_on_signals(&g_stop);
 
@@ -345,17 +240,17 @@ int pipe_cmd_encode(int argc, char **argv) {
     pipe_store_sink_init(&ss, st, &sink);
     pipe_worker_conf wc;
     pipe_worker_conf_default(&wc);
-    wc.brokers = o.brokers;
-    wc.topic = o.topic;
-    wc.group = o.group;
-    wc.dlq_topic = o.dlq_topic;
-    wc.props = &o.props;
+    wc.brokers = o->brokers;
+    wc.topic = o->topic;
+    wc.group = o->group;
+    wc.dlq_topic = o->dlq_topic;
+    wc.props = &o->props;
     wc.partitioner = part;
     wc.on_misrouted = on_mis;
-    wc.batch_max = (uint32_t)o.batch_max;
-    wc.batch_ms = (uint32_t)o.batch_ms;
-    wc.until_end = o.until_end;
-    wc.progress = o.until_end ? (isatty(STDERR_FILENO) ? 2 : 1) : 0;
+    wc.batch_max = (uint32_t)o->batch_max;
+    wc.batch_ms = (uint32_t)o->batch_ms;
+    wc.until_end = o->until_end;
+    wc.progress = o->until_end ? (isatty(STDERR_FILENO) ? 2 : 1) : 0;
     wc.stop = &g_stop;
     int wrc = pipe_worker_run(&wc, &sink, met, errstr, sizeof errstr);
     if (wrc) {
@@ -371,12 +266,106 @@ out:
     pipe_metrics_destroy(met);
     enc_store_close(st);
     mdl_model_destroy(m);
+    return rc;
+}
+
+int pipe_cmd_encode(int argc, char **argv) {
+    enc_opts o, c; /* c: the command line's numbers (0: not given) */
+    memset(&o, 0, sizeof o);
+    memset(&c, 0, sizeof c);
+    o.batch_max = 10000;
+    o.batch_ms = 50;
+    o.ready_max_lag = c.ready_max_lag = PIPE_READY_MAX_LAG_DEFAULT;
+    const char *cli[10] = {0}; /* merge_cli's fields, in order */
+    int has_lag = 0;
+    pipe_props cli_props = {0};
+    const char *config = NULL;
+    char errstr[512];
+    int rc = 2;
+    const core_opt opts[] = {
+        CORE_OPT_STR("brokers", &cli[0], "B", "bootstrap servers, host:port[,host:port]"),
+        CORE_OPT_STR("topic", &cli[1], "T", "the topic"),
+        CORE_OPT_STR("group", &cli[2], "G", "the consumer group"),
+        CORE_OPT_STR("model", &cli[3], "M", "the model file"),
+        CORE_OPT_STR("store", &cli[4], "DIR", "the LMDB store"),
+        CORE_OPT_FLG("until-end", &o.until_end,
+                     "exit once everything up to the end offsets seen at start is applied\n"
+                     "(backfill, rebuild); a progress bar on a terminal. In a group it covers\n"
+                     "the partitions assigned to this member"),
+        {CORE_OPT_ROW("dlq-topic", CORE_OPT_STRING, &cli[5], "T", "dead-letter topic"),
+         .def = "<topic>.dlq"},
+        {CORE_OPT_ROW("partitioner", CORE_OPT_STRING, &cli[7], "NAME",
+                      "how the topic's producers map keys to partitions, librdkafka's names:\n"
+                      "consistent_random (librdkafka clients' default: kcat, confluent-kafka),\n"
+                      "murmur2_random (Java's; trail produce's), consistent, murmur2, fnv1a,\n"
+                      "fnv1a_random"),
+         .def = "murmur2_random"},
+        {CORE_OPT_ROW("on-misrouted", CORE_OPT_STRING, &cli[8], "A",
+                      "a message whose key is not its user_id, or maps to another partition:\n"
+                      "dlq (dead-lettered), apply, or fail (stop)"),
+         .def = "dlq"},
+        CORE_OPT_STR("metrics", &cli[6], "ADDR",
+                     "serve /metrics, /readyz and /healthz on HOST:PORT, [IPv6]:PORT or :PORT\n"
+                     "(every interface)"),
+        {CORE_OPT_ROW("ready-max-lag", CORE_OPT_U64, &c.ready_max_lag, "N",
+                      "/readyz answers 200 when partitions are assigned and each trails its\n"
+                      "high watermark by at most N messages"),
+         .umax = INT64_MAX, .seen = &has_lag},
+        {CORE_OPT_ROW("log-level", CORE_OPT_STRING, &cli[9], "L", "error, warn, notice, info or debug"),
+         .def = "info"},
+        {CORE_OPT_ROW("batch", CORE_OPT_U64, &c.batch_max, "N", "events per LMDB transaction"),
+         .umin = 1, .umax = 1000000, .def = "10000"},
+        {CORE_OPT_ROW("batch-ms", CORE_OPT_U64, &c.batch_ms, "MS", "longest a batch stays open"),
+         .umin = 1, .umax = 60000, .def = "50"},
+        {CORE_OPT_ROW("window", CORE_OPT_U64, &c.window, "L",
+                      "behaviors kept per user in a new store (an existing store keeps its own,\n"
+                      "and a different L is refused)"),
+         .umin = 1, .umax = 1u << 24, .def = "the model's training window, or 10000"},
+        {CORE_OPT_ROW("recent", CORE_OPT_U64, &c.recent, "N", "recent behaviors kept per user in a new store"),
+         .umin = 1, .umax = 1u << 24, .def = "64"},
+        CORE_OPT_FILE("config", &config, "FILE",
+                      "key=value lines (brokers, topic, group, model, store, dlq_topic, metrics,\n"
+                      "log_level, partitioner, on_misrouted, ready_max_lag, batch.max_events,\n"
+                      "batch.max_ms, window, recent, kafka.*, consumer.*, producer.*);\n"
+                      "command-line options override the file"),
+        PIPE_OPT_PROPS(&cli_props,
+                       "kafka.key=value: a librdkafka property for every client that takes it;\n"
+                       "consumer.key=v for the consumer only; producer.key=v for the dead-letter\n"
+                       "producer only. Refused: enable.auto.offset.store, enable.auto.commit,\n"
+                       "group.id, isolation.level other than read_committed, dead-letter acks\n"
+                       "other than all, partitioner, and a bootstrap.servers other than --brokers"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&pipe_encode_cmd, opts, argc, argv)) != CORE_OPTS_GO) {
+        pipe_props_free(&cli_props);
+        return rc;
+    }
+    rc = 2;
+    if (config && conf_load(&o, config) != CORE_OK) goto out;
+    if (merge_cli(&o, cli, &c, has_lag, &cli_props)) goto out;
+    pipe_partitioner part = PIPE_PARTITIONER_DEFAULT;
+    pipe_misrouted on_mis = PIPE_MISROUTED_DLQ;
+    if ((o.log_level && core_log_level_parse(o.log_level, &core_log_level, errstr, sizeof errstr)) ||
+        (o.partitioner && pipe_partitioner_parse(o.partitioner, &part, errstr, sizeof errstr)) ||
+        (o.on_misrouted && pipe_misrouted_parse(o.on_misrouted, &on_mis, errstr, sizeof errstr))) {
+        rc = core_cmd_usage(&pipe_encode_cmd, "%s", errstr);
+        goto out;
+    }
+    if (!o.brokers || !o.topic || !o.group || !o.model || !o.store) {
+        rc = core_cmd_usage(&pipe_encode_cmd, "--brokers, --topic, --group, --model and --store are "
+                                              "required (on the command line or in --config)");
+        goto out;
+    }
+
+    if (pipe_props_check(&o.props, PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER,
+                         o.brokers, errstr, sizeof errstr)) {
+        rc = core_cmd_usage(&pipe_encode_cmd, "%s", errstr);
+        goto out;
+    }
+
+    rc = worker_run(&o, part, on_mis);
+out:
     pipe_props_free(&cli_props);
     pipe_props_free(&o.props);
     for (int i = 0; i < o.n_file_strings; i++) core_free(o.file_strings[i]);
     return rc;
-usage_err:
-    usage(stderr);
-    rc = 2;
-    goto out;
 }
