@@ -39,17 +39,16 @@ static const core_cmd *const trail_cmds[] = {&encode_cmd, &encode_kafka_cmd, NUL
 
 /* the commands still parsing their own options */
 static const core_cmd legacy[] = {
-    {"serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve, NULL, NULL},
     {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL, NULL},
     {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL, NULL},
     {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL, NULL},
-    {"bench pipeline", "local broker -> worker -> LMDB throughput and freshness", pipe_cmd_bench, NULL, NULL},
     {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL, NULL},
     {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL, NULL},
 };
 
 /* each module's table, in the order `trail --help` lists them */
-static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, trail_cmds, pipe_cmds, rank_cmds};
+static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, trail_cmds, pipe_cmds, rank_cmds,
+                                                serve_cmds};
 
 #define N_LEGACY (sizeof legacy / sizeof *legacy)
 static const core_cmd *cmds[N_LEGACY + 64];

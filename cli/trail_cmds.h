@@ -5,7 +5,6 @@
 
 #include <stdio.h>
 
-int rank_cmd_serve(int argc, char **argv);  /* trail serve */
 int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 
 

@@ -76,6 +76,7 @@ typedef struct core_opt {
 #define CORE_OPT_FLT(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_FLOAT, d, a, h), .dmin = (lo), .dmax = (hi)}
 #define CORE_OPT_BOOL(n, d, h) {CORE_OPT_ROW(n, CORE_OPT_INT, d, "0|1", h), .imin = 0, .imax = 1}
 #define CORE_OPT_FLG(n, d, h) {CORE_OPT_ROW(n, CORE_OPT_FLAG, d, NULL, h)}
+#define CORE_OPT_JSON(d) CORE_OPT_FLG("json", d, "print one JSON object")
 #define CORE_OPT_STR(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_STRING, d, a, h)}
 #define CORE_OPT_FILE(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h)}
 #define CORE_OPT_NEED(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h), .flags = CORE_OPT_REQUIRED}

@@ -187,7 +187,7 @@ int enc_cmd_bench_encode(int argc, char **argv) {
     const char *dir = NULL;
     int json = 0, no_sync = 0, kernel_only = 0;
     const core_opt opts[] = {
-        CORE_OPT_FLG("json", &json, "print one JSON object"),
+        CORE_OPT_JSON(&json),
         CORE_OPT_U64("events", &E, "E", 1, 100000000, "events"),
         CORE_OPT_U64("users", &U, "U", 1, 10000000, "users (Zipf)"),
         CORE_OPT_U64("window", &L, "L", 1, 1000000, "behaviors kept per user"),

@@ -44,7 +44,7 @@ int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv, void (*extra)(F
     const char *path = NULL;
     int json = 0;
     const core_opt opts[] = {CORE_OPT_NEED("model", &path, "M", "the model file"),
-                             CORE_OPT_FLG("json", &json, "print one JSON object"), CORE_OPT_ENDROW};
+                             CORE_OPT_JSON(&json), CORE_OPT_ENDROW};
     int rc = core_opts_parse(cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
     mdl_model *m;

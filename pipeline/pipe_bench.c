@@ -10,7 +10,6 @@
  * not a throughput reference, and the output says so.
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
 #include "core_util.h"
@@ -23,7 +22,6 @@
 #include "pipe_cli.h"
 
 #include <stdatomic.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -142,39 +140,95 @@ static int open_store(const char *dir, const char *sub, const mdl_model *m, enc_
     return CORE_OK;
 }
 
+/* what bench pipeline reports: phase 1's throughput and phase 2's freshness (sorted samples) */
+typedef struct bench_result {
+    uint64_t applied, parts, batch, rate;
+    double load_s, *sorted;
+    size_t ns;
+} bench_result;
+
+static void bench_print(const bench_result *r, const mdl_config *c, int json) {
+    double eps = r->load_s > 0 ? (double)r->applied / r->load_s : 0;
+    double p50 = pct(r->sorted, r->ns, 0.50), p99 = pct(r->sorted, r->ns, 0.99);
+    double mx = r->ns ? r->sorted[r->ns - 1] : -1;
+    if (!json) {
+        printf("bench pipeline: %" PRIu64 " partitions, batches of up to %" PRIu64 ", model C=%u "
+               "S=%u tau=%u\n  throughput  %.0f events/s (%" PRIu64 " events in %.3f s, group join "
+               "excluded)\n  freshness   p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu events at %"
+               PRIu64 "/s)\n  broker      librdkafka %s mock cluster in process: not a "
+               "throughput reference\n",
+               r->parts, r->batch, c->C, c->S, c->tau, eps, r->applied, r->load_s, p50, p99, mx,
+               r->ns, r->rate, pipe_kafka_version());
+        return;
+    }
+    printf("{\"bench\":\"pipeline\",\"events\":%" PRIu64 ",\"partitions\":%" PRIu64
+           ",\"batch_max\":%" PRIu64 ",\"durable_commits\":true,\"events_per_s\":%.0f,"
+           "\"load_seconds\":%.3f,\"offered_rate\":%" PRIu64 ",\"freshness_events\":%zu,"
+           "\"freshness_p50_ms\":%.2f,\"freshness_p99_ms\":%.2f,\"freshness_max_ms\":%.2f,"
+           "\"model_C\":%u,\"model_S\":%u,\"model_tau\":%u,"
+           "\"broker\":\"librdkafka %s mock cluster, in process, loopback\","
+           "\"note\":\"the local mock broker is not a throughput reference (in-memory, one "
+           "message set per partition per fetch); events_per_s excludes group join\"}\n",
+           r->applied, r->parts, r->batch, eps, r->load_s, r->rate, r->ns, p50, p99, mx, c->C, c->S,
+           c->tau, pipe_kafka_version());
+}
+
+/* Phase 2: a worker thread on b (set up), events offered at rate once it has joined its group;
+ * the freshness samples, sorted, into res. @return 0, or 1 with the reason in err. */
+static int phase_live(bench *b, pipe_producer *p, uint64_t n2, uint64_t rate, core_rng *r,
+                      int64_t *ts, bench_result *res, char *err, size_t err_size) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, worker_main, b)) return snprintf(err, err_size, "no thread"), 1;
+    int64_t t_wait = core_now_ns();
+    while (!pipe_metrics_get(b->met, PIPE_M_REBALANCES) && core_now_ns() - t_wait < 30000000000ll) {
+        struct timespec sl = {0, 20 * 1000 * 1000};
+        nanosleep(&sl, NULL);
+    }
+    struct timespec settle = {1, 0};
+    nanosleep(&settle, NULL);
+    int src = send_events(p, "bench-live", n2, (double)rate, r, ts);
+    t_wait = core_now_ns();
+    while (pipe_metrics_get(b->met, PIPE_M_APPLIED) < n2 && core_now_ns() - t_wait < 60000000000ll) {
+        struct timespec sl = {0, 20 * 1000 * 1000};
+        nanosleep(&sl, NULL);
+    }
+    b->stop = 1;
+    pthread_join(th, NULL);
+    if (src || b->rc) {
+        snprintf(err, err_size, "phase 2: %.400s", b->rc ? b->err : "producing failed");
+        return 1;
+    }
+    const double *smp = pipe_metrics_samples(b->met, &res->ns);
+    if (!(res->sorted = core_malloc((res->ns ? res->ns : 1) * sizeof(double))))
+        return snprintf(err, err_size, "out of memory"), 1;
+    memcpy(res->sorted, smp, res->ns * sizeof(double));
+    qsort(res->sorted, res->ns, sizeof(double), cmp_double);
+    return 0;
+}
+
+const core_cmd pipe_bench_cmd = {
+    "bench pipeline", "local broker -> worker -> LMDB throughput and freshness", pipe_cmd_bench,
+    "Local mock broker -> encoder worker -> committed LMDB state, in process: phase 1 drains a\n"
+    "pre-loaded topic (throughput), phase 2 offers --rate events/s for --seconds (freshness).\n",
+    NULL};
+
 int pipe_cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"json", 0, 0, 'j'},    {"events", 1, 0, 'n'},
-                                         {"rate", 1, 0, 'r'},    {"seconds", 1, 0, 's'},
-                                         {"partitions", 1, 0, 'p'}, {"model", 1, 0, 'm'},
-                                         {"batch", 1, 0, 'B'},   {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
     uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000;
     const char *model = NULL;
-    int json = 0, c, rc = 1;
+    int json = 0, rc = 1;
     char err[512], dir[4096];
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'n': if (core_parse_u64(optarg, 1000, 90000000, "--events", &n)) return 2; break;
-        case 'r': if (core_parse_u64(optarg, 1, 1000000, "--rate", &rate)) return 2; break;
-        case 's': if (core_parse_u64(optarg, 1, 3600, "--seconds", &secs)) return 2; break;
-        case 'p': if (core_parse_u64(optarg, 1, 64, "--partitions", &parts)) return 2; break;
-        case 'B': if (core_parse_u64(optarg, 1, 1000000, "--batch", &batch)) return 2; break;
-        case 'm': model = optarg; break;
-        case 'h':
-        default:
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: trail bench pipeline --json [--events N (100000)] [--rate R (2000)]\n"
-                    "       [--seconds S (10)] [--partitions P (4)] [--batch N (10000)] [--model M]\n"
-                    "  Local mock broker -> encoder worker -> committed LMDB state, in process.\n");
-            return c == 'h' ? 0 : 2;
-        }
-    }
-    if (!json || optind != argc) {
-        fprintf(stderr, "trail: bench pipeline: --json is required (one JSON object on stdout)\n");
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_JSON(&json),
+        CORE_OPT_U64("events", &n, "N", 1000, 90000000, "phase 1's pre-loaded events"),
+        CORE_OPT_U64("rate", &rate, "R", 1, 1000000, "phase 2's offered events per second"),
+        CORE_OPT_U64("seconds", &secs, "S", 1, 3600, "phase 2's length"),
+        CORE_OPT_U64("partitions", &parts, "P", 1, 64, "the topics' partitions"),
+        CORE_OPT_U64("batch", &batch, "N", 1, 1000000, "events per LMDB transaction"),
+        {CORE_OPT_ROW("model", CORE_OPT_PATH, &model, "M", "the model the worker encodes with"),
+         .def = "a fresh default model"},
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&pipe_bench_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
+    rc = 1;
     core_log_level = CORE_LOG_ERR;
     mdl_model *m = NULL;
     pipe_mock *mk = NULL;
@@ -239,45 +293,10 @@ int pipe_cmd_bench(int argc, char **argv) {
         pipe_props_add(&b2.props, "fetch.wait.max.ms", "10") ||
         pipe_metrics_new(&b2.met, "bench-live") || pipe_metrics_keep_samples(b2.met, n2))
         goto fail;
-    pthread_t th;
-    if (pthread_create(&th, NULL, worker_main, &b2)) goto fail;
-    int64_t t_wait = core_now_ns();
-    while (!pipe_metrics_get(b2.met, PIPE_M_REBALANCES) && core_now_ns() - t_wait < 30000000000ll) {
-        struct timespec sl = {0, 20 * 1000 * 1000};
-        nanosleep(&sl, NULL);
-    }
-    struct timespec settle = {1, 0};
-    nanosleep(&settle, NULL);
-    int src = send_events(p, "bench-live", n2, (double)rate, &r, &ts);
-    t_wait = core_now_ns();
-    while (pipe_metrics_get(b2.met, PIPE_M_APPLIED) < n2 && core_now_ns() - t_wait < 60000000000ll) {
-        struct timespec sl = {0, 20 * 1000 * 1000};
-        nanosleep(&sl, NULL);
-    }
-    b2.stop = 1;
-    pthread_join(th, NULL);
-    if (src || b2.rc) {
-        snprintf(err, sizeof err, "phase 2: %.400s", b2.rc ? b2.err : "producing failed");
-        goto fail;
-    }
-    size_t ns;
-    const double *smp = pipe_metrics_samples(b2.met, &ns);
-    double *sorted = core_malloc((ns ? ns : 1) * sizeof(double));
-    if (!sorted) goto fail;
-    memcpy(sorted, smp, ns * sizeof(double));
-    qsort(sorted, ns, sizeof(double), cmp_double);
-    printf("{\"bench\":\"pipeline\",\"events\":%" PRIu64 ",\"partitions\":%" PRIu64
-           ",\"batch_max\":%" PRIu64 ",\"durable_commits\":true,\"events_per_s\":%.0f,"
-           "\"load_seconds\":%.3f,\"offered_rate\":%" PRIu64 ",\"freshness_events\":%zu,"
-           "\"freshness_p50_ms\":%.2f,\"freshness_p99_ms\":%.2f,\"freshness_max_ms\":%.2f,"
-           "\"model_C\":%u,\"model_S\":%u,\"model_tau\":%u,"
-           "\"broker\":\"librdkafka %s mock cluster, in process, loopback\","
-           "\"note\":\"the local mock broker is not a throughput reference (in-memory, one "
-           "message set per partition per fetch); events_per_s excludes group join\"}\n",
-           applied1, parts, batch, load_s > 0 ? (double)applied1 / load_s : 0, load_s, rate, ns,
-           pct(sorted, ns, 0.50), pct(sorted, ns, 0.99), ns ? sorted[ns - 1] : -1, m->cfg.C,
-           m->cfg.S, m->cfg.tau, pipe_kafka_version());
-    core_free(sorted);
+    bench_result res = {applied1, parts, batch, rate, load_s, NULL, 0};
+    if (phase_live(&b2, p, n2, rate, &r, &ts, &res, err, sizeof err)) goto fail;
+    bench_print(&res, &m->cfg, json);
+    core_free(res.sorted);
     rc = 0;
     goto out;
 fail:

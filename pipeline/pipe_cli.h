@@ -6,7 +6,7 @@
 #include "core_opts.h"
 
 extern const core_cmd *const pipe_cmds[]; /* NULL-terminated */
-extern const core_cmd pipe_broker_cmd, pipe_produce_cmd, pipe_record_cmd;
+extern const core_cmd pipe_broker_cmd, pipe_produce_cmd, pipe_record_cmd, pipe_bench_cmd;
 extern const core_cmd pipe_encode_cmd; /* the Kafka worker: trail lists `encode` itself */
 
 int pipe_cmd_broker(int argc, char **argv);  /* trail broker */

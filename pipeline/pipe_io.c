@@ -39,7 +39,8 @@ int pipe_opt_partitioner(const char *value, void *part, char *err, size_t err_si
     return pipe_partitioner_parse(value, part, err, err_size);
 }
 
-const core_cmd *const pipe_cmds[] = {&pipe_broker_cmd, &pipe_produce_cmd, &pipe_record_cmd, NULL};
+const core_cmd *const pipe_cmds[] = {&pipe_broker_cmd, &pipe_produce_cmd, &pipe_record_cmd,
+                                     &pipe_bench_cmd, NULL};
 
 // ---------------------------------------------------------------------------------------------
 // trail produce

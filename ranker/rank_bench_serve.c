@@ -13,7 +13,6 @@
  * cores with the server's threads.
  */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
 #include "core_util.h"
@@ -21,11 +20,10 @@
 #include "mdl.h"
 #include "rank_isa.h"
 #include "rank_serve.h"
-#include "trail_cmds.h"
+#include "rank_cli.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -458,23 +456,19 @@ out:
 // ---------------------------------------------------------------------------------------------
 // trail bench serve
 
-static void bench_serve_usage(FILE *f) {
-    fprintf(f,
-            "usage: trail bench serve [--json] [--candidates B] [--window T] [--seconds S]\n"
-            "                         [--threads K] [--isa NAME]\n"
-            "  `trail serve` end to end on 127.0.0.1: a model (default config, q (.) u_short and\n"
-            "  cross) and a store of %d users with T behaviors and %d recent each, built in a\n"
-            "  temporary directory; for K in {1, online CPUs} and each path in {default, fp32},\n"
-            "  the server runs K threads and K clients send POST /v1/score back to back on one\n"
-            "  keep-alive connection each, 0.5 s warm-up then S measured seconds.\n"
-            "  --candidates B  candidates per request, 1..2000 (1000)\n"
-            "  --window T      behaviors per user, 50..1000000 (10000)\n"
-            "  --seconds S     measured seconds per run, 0.1..600 (3)\n"
-            "  --threads K     run only this K (server threads and clients)\n"
-            "  --isa NAME      the path compared with fp32 (default: TRAIL_ISA, else the best)\n"
-            "  speedup_kmax_vs_fp32 is taken at the largest K run.\n",
+static void bench_serve_more(FILE *f) {
+    fprintf(f, "`trail serve` end to end on 127.0.0.1: a model (default config, q (.) u_short and\n"
+               "cross) and a store of %d users with T behaviors and %d recent each, built in a\n"
+               "temporary directory; for K in {1, online CPUs} and each path in {default, fp32},\n"
+               "the server runs K threads and K clients send POST /v1/score back to back on one\n"
+               "keep-alive connection each, 0.5 s warm-up then S measured seconds.\n"
+               "speedup_kmax_vs_fp32 is taken at the largest K run.\n",
             NU, RECENT);
 }
+
+const core_cmd rank_bench_serve_cmd = {"bench serve",
+                                       "HTTP serving end to end on loopback: req/s, p50/p99",
+                                       rank_cmd_bench_serve, NULL, bench_serve_more};
 
 static const run_result *find_run(const run_result *r, int n, const char *isa, uint32_t K) {
     for (int i = 0; i < n; i++)
@@ -483,61 +477,32 @@ static const run_result *find_run(const run_result *r, int n, const char *isa, u
 }
 
 int rank_cmd_bench_serve(int argc, char **argv) {
-    static const struct option opts[] = {{"json", 0, 0, 'j'},    {"candidates", 1, 0, 'B'},
-                                         {"window", 1, 0, 'T'},  {"seconds", 1, 0, 's'},
-                                         {"threads", 1, 0, 'k'}, {"isa", 1, 0, 'i'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     uint64_t B = 1000, T = 10000, K = 0;
     double seconds = 3;
     const char *isa_arg = NULL;
-    int json = 0, c, ret = 1, rc;
+    int json = 0, ret = 1, rc;
     char err[1024];
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j':
-            json = 1;
-            break;
-        case 'B':
-            if (core_parse_u64(optarg, 1, 2000, "--candidates", &B)) return 2;
-            break;
-        case 'T':
-            if (core_parse_u64(optarg, RECENT, 1000000, "--window", &T)) return 2;
-            break;
-        case 's':
-            if (core_parse_double(optarg, 0.1, 600, "--seconds", &seconds)) return 2;
-            break;
-        case 'k':
-            if (core_parse_u64(optarg, 1, 1024, "--threads", &K)) return 2;
-            break;
-        case 'i':
-            isa_arg = optarg;
-            break;
-        case 'h':
-            bench_serve_usage(stdout);
-            return 0;
-        default:
-            bench_serve_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "trail: bench serve: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_JSON(&json),
+        CORE_OPT_U64("candidates", &B, "B", 1, 2000, "candidates per request"),
+        CORE_OPT_U64("window", &T, "T", RECENT, 1000000, "behaviors per user"),
+        CORE_OPT_DBL("seconds", &seconds, "S", 0.1, 600, "measured seconds per run"),
+        {CORE_OPT_ROW("threads", CORE_OPT_U64, &K, "K", "run only this K (server threads and clients)"),
+         .umin = 1, .umax = 1024, .def = "1 and the online CPUs"},
+        {CORE_OPT_ROW("isa", CORE_OPT_STRING, &isa_arg, "NAME", "the path compared with fp32"),
+         .def = "TRAIL_ISA, else the best"},
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&rank_bench_serve_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     rank_isa def;
-    if (isa_arg ? rank_isa_parse(isa_arg, &def, err, sizeof err) : rank_isa_init(err, sizeof err)) {
-        fprintf(stderr, "trail: bench serve: %s%s\n", isa_arg ? "--isa: " : "", err);
-        return 2;
-    }
+    if (isa_arg ? rank_isa_parse(isa_arg, &def, err, sizeof err) : rank_isa_init(err, sizeof err))
+        return core_cmd_usage(&rank_bench_serve_cmd, "%s%s", isa_arg ? "--isa: " : "", err);
     if (!isa_arg) def = rank_isa_current();
     rank_server_conf dconf;
     rank_server_conf_default(&dconf);
-    if (B > dconf.max_candidates) {
-        fprintf(stderr, "trail: bench serve: --candidates %llu is above the server's limit of %u\n",
-                (unsigned long long)B, dconf.max_candidates);
-        return 2;
-    }
+    if (B > dconf.max_candidates)
+        return core_cmd_usage(&rank_bench_serve_cmd,
+                              "--candidates %llu is above the server's limit of %u",
+                              (unsigned long long)B, dconf.max_candidates);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     uint32_t nproc = ncpu > 0 ? (uint32_t)ncpu : 1;
     uint32_t ks[2];

@@ -473,7 +473,7 @@ int rank_cmd_bench(int argc, char **argv) {
     }
     int json = 0, rc, ret = 1;
     const core_opt opts[] = {
-        CORE_OPT_FLG("json", &json, "print one JSON object"),
+        CORE_OPT_JSON(&json),
         CORE_OPT_U64("candidates", &B, "B", 1, 100000, "candidates per request"),
         CORE_OPT_U64("window", &T, "T", 0, 1000000, "the user's long-term behaviors"),
         CORE_OPT_U64("recent", &N, "N", 1, 1024, "recent behaviors"),

@@ -30,4 +30,9 @@ int rank_cmd_model_info(int argc, char **argv); /* trail model info, with the se
 int rank_cmd_rank(int argc, char **argv);       /* trail rank */
 int rank_cmd_bench(int argc, char **argv);      /* trail bench rank */
 
+/* trail_serve's commands (serve_cli.c, rank_bench_serve.c) */
+extern const core_cmd *const serve_cmds[]; /* NULL-terminated */
+int rank_cmd_serve(int argc, char **argv);       /* trail serve */
+int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
+
 #endif

@@ -99,7 +99,7 @@ int rank_cmd_rank(int argc, char **argv) {
         {CORE_OPT_ROW("ts", CORE_OPT_I64, &ts, "T", "the request time in seconds"),
          .imin = SCH_TS_MIN, .imax = SCH_TS_MAX, .def = "now"},
         CORE_OPT_NEED("candidates", &cands, "FILE|-", "one candidate per line"),
-        CORE_OPT_FLG("json", &json, "print one JSON object"),
+        CORE_OPT_JSON(&json),
         RANK_OPT_ISA,
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&rank_rank_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;

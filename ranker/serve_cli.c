@@ -16,11 +16,10 @@
 #include "core_log.h"
 #include "rank_isa.h"
 #include "rank_serve.h"
-#include "trail_cmds.h"
+#include "rank_cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,46 +29,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static void serve_usage(FILE *f) {
-    fprintf(f, "usage: trail serve --model M --store DIR --listen HOST:PORT [options]\n"
-               "  --model M            model file (reloaded on SIGHUP and POST /admin/reload on\n"
-               "                       the admin listener)\n"
-               "  --store DIR          the encoder's store\n"
-               "  --listen HOST:PORT   IPv4 address and port (port 0: any free port)\n"
-               "  --threads K          HTTP threads and worker slots (4)\n"
-               "  --max-candidates N   candidates per request (2000)\n"
-               "  --max-body BYTES     request body limit, K/M suffixes allowed (1M)\n"
-               "  --window L           the store's raw window size (default: as stored)\n"
-               "  --recent N           the store's recent size (default: as stored)\n"
-               "  --max-connections N  open connections in all; past it a client gets 503 at\n"
-               "                       once (1000)\n"
-               "  --max-connections-per-ip N\n"
-               "                       open connections per client address (64; 0: no limit;\n"
-               "                       behind a proxy, above its connection pool)\n"
-               "  --read-timeout S     a request (head and body) must arrive within S seconds\n"
-               "                       of the connection or the previous answer, else the\n"
-               "                       connection is closed (5)\n"
-               "  --create-store       create --store if it holds no store (default: refused, so a\n"
-               "                       mistyped path is an error, not an empty store)\n"
-               "  --isa PATH           compute path: auto (default: the best this CPU runs),\n"
-               "                       scalar, fp32, avx2, avx2-int8, avx2-int16, avx512-bf16,\n"
-               "                       avx512-vnni, amx-bf16; or set TRAIL_ISA\n"
-               "  --admin-socket PATH  the admin listener (POST /admin/reload, GET /healthz,\n"
-               "                       /metrics): a Unix socket, mode 0600, so only this user\n"
-               "                       (and root) may reload (default: STORE/admin.sock)\n"
-               "  --admin-listen HOST:PORT\n"
-               "                       instead, an IPv4 address for the admin listener; one\n"
-               "                       other than loopback needs --admin-token-file\n"
-               "  --admin-token-file F admin requests need \"Authorization: Bearer <token>\",\n"
-               "                       the token being F's first line\n"
-               "  --log-level LEVEL    error, warn, notice, info or debug (info): client errors\n"
-               "                       (4xx) are info lines, at most 10 a second\n"
-               "  --access-log PATH|-  one line per request (time, method, path, status,\n"
-               "                       candidates, latency, request id, client), appended to\n"
-               "                       PATH or written to stdout\n"
-               "  The public listener has no admin endpoint: POST /admin/reload there is 404.\n"
-               "API: schemas/rank-api.md\n");
-}
+static const core_cmd rank_serve_cmd = {
+    "serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve,
+    "The public listener has no admin endpoint: POST /admin/reload there is 404.\n"
+    "API: schemas/rank-api.md\n", NULL};
 
 /* Each connection is a descriptor: raise the soft open-file limit toward the hard one so that
  * the connection limit, not EMFILE, is what refuses connections (rank_server_start warns if the
@@ -201,140 +164,71 @@ static void signals_loop(rank_server *srv, const sigset_t *set) {
 }
 
 int rank_cmd_serve(int argc, char **argv) {
-    static const struct option opts[] = {{"model", 1, 0, 'm'},
-                                         {"store", 1, 0, 's'},
-                                         {"listen", 1, 0, 'l'},
-                                         {"threads", 1, 0, 't'},
-                                         {"max-candidates", 1, 0, 'c'},
-                                         {"max-body", 1, 0, 'b'},
-                                         {"window", 1, 0, 'w'},
-                                         {"recent", 1, 0, 'r'},
-                                         {"isa", 1, 0, 'i'},
-                                         {"help", 0, 0, 'h'},
-                                         {"max-connections", 1, 0, 'C'},
-                                         {"max-connections-per-ip", 1, 0, 'P'},
-                                         {"read-timeout", 1, 0, 'T'},
-                                         {"admin-socket", 1, 0, 'A'},
-                                         {"admin-listen", 1, 0, 'L'},
-                                         {"admin-token-file", 1, 0, 'K'},
-                                         {"create-store", 0, 0, 'N'},
-                                         {"log-level", 1, 0, 'V'},
-                                         {"access-log", 1, 0, 'G'},
-                                         {0, 0, 0, 0}};
     rank_server_conf conf;
     char host[64], admin_host[64], err[1024], token[4096], admin_sock[4096];
     const char *listen = NULL, *admin_listen = NULL, *token_file = NULL;
     uint64_t v;
-    int c;
     rank_server_conf_default(&conf);
     if (rank_isa_init(err, sizeof err)) {
         fprintf(stderr, "trail: serve: %s\n", err);
         return 2;
     }
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            conf.model_path = optarg;
-            break;
-        case 's':
-            conf.store_path = optarg;
-            break;
-        case 'l':
-            listen = optarg;
-            break;
-        case 't':
-            if (core_parse_u64(optarg, 1, 1024, "--threads", &v)) return 2;
-            conf.threads = (uint32_t)v;
-            break;
-        case 'c':
-            if (core_parse_u64(optarg, 1, 1000000, "--max-candidates", &v)) return 2;
-            conf.max_candidates = (uint32_t)v;
-            break;
-        case 'b':
-            if (core_parse_size(optarg, "--max-body", &v)) return 2;
-            if (v < 64 || v > (1ull << 30)) {
-                fprintf(stderr, "trail: --max-body: must be between 64 bytes and 1G\n");
-                return 2;
-            }
-            conf.max_body = (size_t)v;
-            break;
-        case 'N':
-            conf.create_store = 1;
-            break;
-        case 'i':
-            if (rank_isa_force(optarg, err, sizeof err)) {
-                fprintf(stderr, "trail: serve: --isa: %s\n", err);
-                return 2;
-            }
-            break;
-        case 'w':
-            if (core_parse_u64(optarg, 1, UINT32_MAX, "--window", &v)) return 2;
-            conf.window = (uint32_t)v;
-            break;
-        case 'r':
-            if (core_parse_u64(optarg, 1, UINT32_MAX, "--recent", &v)) return 2;
-            conf.recent = (uint32_t)v;
-            break;
-        case 'C':
-            if (core_parse_u64(optarg, 1, 1000000, "--max-connections", &v)) return 2;
-            conf.max_connections = (uint32_t)v;
-            break;
-        case 'P':
-            if (core_parse_u64(optarg, 0, 1000000, "--max-connections-per-ip", &v)) return 2;
-            conf.max_connections_per_ip = (uint32_t)v;
-            break;
-        case 'T':
-            if (core_parse_u64(optarg, 1, 3600, "--read-timeout", &v)) return 2;
-            conf.read_timeout_s = (uint32_t)v;
-            break;
-        case 'A':
-            conf.admin_socket = optarg;
-            break;
-        case 'L':
-            admin_listen = optarg;
-            break;
-        case 'K':
-            token_file = optarg;
-            break;
-        case 'V':
-            if (core_log_level_parse(optarg, &core_log_level, err, sizeof err)) {
-                fprintf(stderr, "trail: serve: --log-level: %s\n", err);
-                return 2;
-            }
-            break;
-        case 'G':
-            if (!optarg[0]) {
-                fprintf(stderr, "trail: serve: --access-log: a file path, or - for stdout\n");
-                return 2;
-            }
-            conf.access_log = optarg;
-            break;
-        case 'h':
-            serve_usage(stdout);
-            return 0;
-        default:
-            serve_usage(stderr);
-            return 2;
-        }
-    }
-    if (!conf.model_path || !conf.store_path || !listen || optind != argc) {
-        serve_usage(stderr);
-        return 2;
-    }
-    if (conf.max_connections < conf.threads) {
-        fprintf(stderr, "trail: --max-connections: must be at least --threads (%u)\n",
-                conf.threads);
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_NEED("model", &conf.model_path, "M",
+                      "model file (reloaded on SIGHUP and POST /admin/reload on the admin\n"
+                      "listener)"),
+        CORE_OPT_NEED("store", &conf.store_path, "DIR", "the encoder's store"),
+        CORE_OPT_NEED("listen", &listen, "HOST:PORT", "IPv4 address and port (port 0: any free port)"),
+        CORE_OPT_U32("threads", &conf.threads, "K", 1, 1024, "HTTP threads and worker slots"),
+        CORE_OPT_U32("max-candidates", &conf.max_candidates, "N", 1, 1000000, "candidates per request"),
+        {CORE_OPT_ROW("max-body", CORE_OPT_SIZE, &conf.max_body, "BYTES",
+                      "request body limit, K/M suffixes allowed"),
+         .umin = 64, .umax = 1ull << 30},
+        {CORE_OPT_ROW("window", CORE_OPT_U32, &conf.window, "L", "the store's raw window size"),
+         .umin = 1, .umax = UINT32_MAX, .def = "as stored"},
+        {CORE_OPT_ROW("recent", CORE_OPT_U32, &conf.recent, "N", "the store's recent size"),
+         .umin = 1, .umax = UINT32_MAX, .def = "as stored"},
+        CORE_OPT_U32("max-connections", &conf.max_connections, "N", 1, 1000000,
+                     "open connections in all; past it a client gets 503 at once"),
+        CORE_OPT_U32("max-connections-per-ip", &conf.max_connections_per_ip, "N", 0, 1000000,
+                     "open connections per client address (0: no limit; behind a proxy, above\n"
+                     "its connection pool)"),
+        CORE_OPT_U32("read-timeout", &conf.read_timeout_s, "S", 1, 3600,
+                     "a request (head and body) must arrive within S seconds of the connection\n"
+                     "or the previous answer, else the connection is closed"),
+        CORE_OPT_FLG("create-store", &conf.create_store,
+                     "create --store if it holds no store (default: refused, so a mistyped path\n"
+                     "is an error, not an empty store)"),
+        RANK_OPT_ISA,
+        {CORE_OPT_ROW("admin-socket", CORE_OPT_PATH, &conf.admin_socket, "PATH",
+                      "the admin listener (POST /admin/reload, GET /healthz, /metrics): a Unix\n"
+                      "socket, mode 0600, so only this user (and root) may reload"),
+         .def = "STORE/admin.sock"},
+        CORE_OPT_STR("admin-listen", &admin_listen, "HOST:PORT",
+                     "instead, an IPv4 address for the admin listener; one other than loopback\n"
+                     "needs --admin-token-file"),
+        CORE_OPT_FILE("admin-token-file", &token_file, "F",
+                      "admin requests need \"Authorization: Bearer <token>\", the token being F's\n"
+                      "first line"),
+        {CORE_OPT_ROW("log-level", CORE_OPT_FUNC, NULL, "L",
+                      "error, warn, notice, info or debug: client errors (4xx) are info lines,\n"
+                      "at most 10 a second"),
+         .fn = core_opt_log_level, .def = "info"},
+        CORE_OPT_FILE("access-log", &conf.access_log, "PATH|-",
+                      "one line per request (time, method, path, status, candidates, latency,\n"
+                      "request id, client), appended to PATH or written to stdout"),
+        CORE_OPT_ENDROW};
+    int rc = core_opts_parse(&rank_serve_cmd, opts, argc, argv);
+    if (rc != CORE_OPTS_GO) return rc;
+    if (conf.max_connections < conf.threads)
+        return core_cmd_usage(&rank_serve_cmd, "--max-connections: must be at least --threads (%u)",
+                              conf.threads);
     raise_nofile(conf.max_connections, conf.threads);
     if (split_host_port(listen, "--listen", host, sizeof host, &v)) return 2;
     conf.listen_host = host;
     conf.port = (uint16_t)v;
-    if (admin_listen && conf.admin_socket) {
-        fprintf(stderr, "trail: serve: --admin-socket or --admin-listen, not both\n");
-        return 2;
-    }
+    if (admin_listen && conf.admin_socket)
+        return core_cmd_usage(&rank_serve_cmd, "--admin-socket or --admin-listen, not both");
     if (admin_listen) {
         if (split_host_port(admin_listen, "--admin-listen", admin_host, sizeof admin_host, &v))
             return 2;
@@ -358,7 +252,7 @@ int rank_cmd_serve(int argc, char **argv) {
     }
 
     rank_server *srv = NULL;
-    int rc = rank_server_start(&srv, &conf, err, sizeof err);
+    rc = rank_server_start(&srv, &conf, err, sizeof err);
     if (rc) {
         fprintf(stderr, "trail: serve: %s\n", err);
         return 1;
@@ -374,3 +268,5 @@ int rank_cmd_serve(int argc, char **argv) {
     rank_server_stop(srv);
     return 0;
 }
+
+const core_cmd *const serve_cmds[] = {&rank_serve_cmd, NULL};
