@@ -3,7 +3,6 @@
 
 #include "core_args.h"
 #include "core_err.h"
-#include "core_log.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -326,9 +325,4 @@ void core_opts_help(const core_cmd *cmd, const core_opt *opts, FILE *f) {
         if (!cmd->more) fprintf(f, "\n");
         cmd->more_fn(f);
     }
-}
-
-int core_opt_log_level(const char *value, void *dst, char *err, size_t err_size) {
-    (void)dst;
-    return core_log_level_parse(value, &core_log_level, err, err_size);
 }

@@ -15,6 +15,8 @@
 #ifndef TRAIL_CORE_OPTS_H
 #define TRAIL_CORE_OPTS_H
 
+#include "core_log.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -84,7 +86,7 @@ typedef struct core_opt {
 /* --log-level L into core_log_level */
 #define CORE_OPT_LOG_LEVEL                                                                          \
     {CORE_OPT_ROW("log-level", CORE_OPT_FUNC, NULL, "L", "error, warn, notice, info or debug"),     \
-     .fn = core_opt_log_level, .def = "info"}
+     .fn = core_log_level_opt, .def = "info"}
 #define CORE_OPT_INCLUDE(table, d) {.type = CORE_OPT_TABLE, .dst = (d), .sub = (table)}
 #define CORE_OPT_ENDROW {.name = NULL}
 
@@ -98,8 +100,7 @@ typedef struct core_cmd {
 
 #define CORE_OPTS_GO (-1)
 
-/** @brief A CORE_OPT_FUNC parser: a log level's name or number into core_log_level. */
-int core_opt_log_level(const char *value, void *dst, char *err, size_t err_size);
+
 
 /** @brief Parse argv[1..argc-1] against opts for cmd.
  *  @return CORE_OPTS_GO to go on; else the exit code: 0 after printing the help, 2 after a usage

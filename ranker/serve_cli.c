@@ -213,7 +213,7 @@ int rank_cmd_serve(int argc, char **argv) {
         {CORE_OPT_ROW("log-level", CORE_OPT_FUNC, NULL, "L",
                       "error, warn, notice, info or debug: client errors (4xx) are info lines,\n"
                       "at most 10 a second"),
-         .fn = core_opt_log_level, .def = "info"},
+         .fn = core_log_level_opt, .def = "info"},
         CORE_OPT_FILE("access-log", &conf.access_log, "PATH|-",
                       "one line per request (time, method, path, status, candidates, latency,\n"
                       "request id, client), appended to PATH or written to stdout"),
