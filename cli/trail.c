@@ -10,6 +10,7 @@
 #include "rank_cli.h"
 #include "rank_isa.h"
 #include "trail_cmds.h"
+#include "trn_cli.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +40,6 @@ static const core_cmd *const trail_cmds[] = {&encode_cmd, &encode_kafka_cmd, NUL
 
 /* the commands still parsing their own options */
 static const core_cmd legacy[] = {
-    {"gen", "write a synthetic event stream with known click probabilities", trn_cmd_gen, NULL, NULL},
     {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL, NULL},
     {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL, NULL},
     {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL, NULL},
@@ -48,7 +48,7 @@ static const core_cmd legacy[] = {
 
 /* each module's table, in the order `trail --help` lists them */
 static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, trail_cmds, pipe_cmds, rank_cmds,
-                                                serve_cmds};
+                                                serve_cmds, trn_cmds};
 
 #define N_LEGACY (sizeof legacy / sizeof *legacy)
 static const core_cmd *cmds[N_LEGACY + 64];

@@ -8,7 +8,6 @@
 int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 
 
-int trn_cmd_gen(int argc, char **argv);     /* trail gen */
 int trn_cmd_train(int argc, char **argv);   /* trail train */
 int trn_cmd_eval(int argc, char **argv);    /* trail eval */
 int trn_cmd_bench_train(int argc, char **argv); /* trail bench train */

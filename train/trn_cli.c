@@ -1,75 +1,49 @@
 /* trn_cli.c: `trail gen`. */
-#include "core_args.h"
 #include "core_alloc.h"
 #include "core_err.h"
 #include "sch_event.h"
-#include "trail_cmds.h"
+#include "trn_cli.h"
 #include "trn_gen.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void gen_usage(FILE *f) {
-    fprintf(f, "usage: trail gen --out FILE [options]\n"
-               "  --users U       users (1000)\n"
-               "  --items I       items (20000); categories are I/40 (at least 8)\n"
-               "  --events E      events written, behaviors and impressions (1000000)\n"
-               "  --seed S        seed (1)\n"
-               "  --days D        horizon in days (60; 120 with --world resurfacing)\n"
-               "  --world W       sessions (the default): interests revisited in sessions days apart;\n"
-               "                  resurfacing: interests return in bursts weeks apart, items rarely repeat\n"
-               "  --until-day X   stop the timelines at day X (same stream, cut earlier)\n"
-               "  --binary        write the binary event file instead of JSON lines\n"
-               "The model is documented in docs/SYNTHETIC.md.\n");
-}
+static const char *const worlds[] = {"sessions", "resurfacing", NULL}; /* trn_gen_world's order */
+
+const core_cmd trn_gen_cmd = {"gen", "write a synthetic event stream with known click probabilities",
+                              trn_cmd_gen, "The model is documented in docs/SYNTHETIC.md.\n", NULL};
 
 int trn_cmd_gen(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"out", 1, 0, 'o'},  {"users", 1, 0, 'u'},     {"items", 1, 0, 'i'},
-        {"events", 1, 0, 'e'}, {"seed", 1, 0, 's'},    {"days", 1, 0, 'd'},
-        {"until-day", 1, 0, 'x'}, {"binary", 0, 0, 'b'}, {"world", 1, 0, 'w'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     trn_gen_conf conf;
     trn_gen_stats st;
     const char *out = NULL;
-    int binary = 0, days_given = 0, c, rc;
-    uint64_t v;
+    int binary = 0, days_given = 0, world = 0, rc;
     char err[512];
     trn_gen_conf_default(&conf);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'u': if (core_parse_u64(optarg, 1, 100000000, "--users", &v)) return 2; conf.users = (uint32_t)v; break;
-        case 'i': if (core_parse_u64(optarg, 16, 1000000000, "--items", &v)) return 2; conf.items = (uint32_t)v; break;
-        case 'e': if (core_parse_u64(optarg, 1, 2000000000, "--events", &v)) return 2; conf.events = v; break;
-        case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &v)) return 2; conf.seed = v; break;
-        case 'd': if (core_parse_u64(optarg, 1, 3650, "--days", &v)) return 2; conf.days = (uint32_t)v; days_given = 1; break;
-        case 'w':
-            if (!strcmp(optarg, "sessions")) conf.world = TRN_GEN_WORLD_SESSIONS;
-            else if (!strcmp(optarg, "resurfacing")) conf.world = TRN_GEN_WORLD_RESURFACING;
-            else {
-                fprintf(stderr, "trail: --world: '%s' is not sessions or resurfacing\n", optarg);
-                return 2;
-            }
-            break;
-        case 'x': if (core_parse_double(optarg, 0, 3650, "--until-day", &conf.until_day)) return 2; break;
-        case 'b': binary = 1; break;
-        case 'h': gen_usage(stdout); return 0;
-        default: gen_usage(stderr); return 2;
-        }
-    }
-    if (!out || optind != argc) {
-        gen_usage(stderr);
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_NEED("out", &out, "FILE", "the event file to write"),
+        CORE_OPT_U32("users", &conf.users, "U", 1, 100000000, "users"),
+        CORE_OPT_U32("items", &conf.items, "I", 16, 1000000000, "items; categories are I/40 (at least 8)"),
+        CORE_OPT_U64("events", &conf.events, "E", 1, 2000000000, "events written, behaviors and impressions"),
+        CORE_OPT_U64("seed", &conf.seed, "S", 0, UINT64_MAX, "seed"),
+        {CORE_OPT_ROW("days", CORE_OPT_U32, &conf.days, "D", "horizon in days"), .umin = 1,
+         .umax = 3650, .seen = &days_given, .def = "60; 120 with --world resurfacing"},
+        {CORE_OPT_ROW("world", CORE_OPT_ENUM, &world, "W",
+                      "sessions: interests revisited in sessions days apart; resurfacing:\n"
+                      "interests return in bursts weeks apart, items rarely repeat"),
+         .choices = worlds},
+        {CORE_OPT_ROW("until-day", CORE_OPT_DOUBLE, &conf.until_day, "X",
+                      "stop the timelines at day X (same stream, cut earlier)"),
+         .dmin = 0, .dmax = 3650, .def = "off"},
+        CORE_OPT_FLG("binary", &binary, "write the binary event file instead of JSON lines"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&trn_gen_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
+    conf.world = world ? TRN_GEN_WORLD_RESURFACING : TRN_GEN_WORLD_SESSIONS;
     if (conf.world == TRN_GEN_WORLD_RESURFACING && !days_given) conf.days = 120; /* weeks apart */
-    if (conf.until_day > conf.days) {
-        fprintf(stderr, "trail: --until-day must not exceed --days\n");
-        return 2;
-    }
+    if (conf.until_day > conf.days)
+        return core_cmd_usage(&trn_gen_cmd, "--until-day %g exceeds --days %u", conf.until_day,
+                              conf.days);
     sch_event *ev = NULL;
     size_t n = 0;
     sch_writer *w = NULL;
@@ -104,3 +78,5 @@ int trn_cmd_gen(int argc, char **argv) {
     fputc('\n', stderr);
     return 0;
 }
+
+const core_cmd *const trn_cmds[] = {&trn_gen_cmd, NULL};
