@@ -1050,11 +1050,12 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             }
             if (nx) memcpy(zs, n->xf + (size_t)i * X_DIM, (size_t)nx * sizeof *zs);
         }
-        for (uint32_t i = 0; i < nbk; i++)
+        int fused = e && cfg->long_kind == MDL_LONG_SDIM && pl16; /* the gather starts from r */
+        for (uint32_t i = 0; i < nbk && !fused; i++)
             memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
         if (e) { /* the gather first, then both column groups in one pass with the ReLU */
-            if (cfg->long_kind == MDL_LONG_SDIM && pl16)
-                rank_gather_add_f16(a1, n->Pl16, n->csig + (size_t)b0 * n->S, (int)nbk, n->S,
+            if (fused)
+                rank_gather_add_f16(a1, r, n->Pl16, n->csig + (size_t)b0 * n->S, (int)nbk, n->S,
                                     n->nb, H1);
             else if (cfg->long_kind == MDL_LONG_SDIM)
                 rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);

@@ -117,10 +117,12 @@ double rank_pgemm_peak_avx512(int vnni, long iters);
 double rank_pgemm_peak_amx(long iters);
 double rank_pgemm_peak_bf16(long iters);
 
-/** @brief out[b] += sum_i P[i][sig[b][i]] with P in fp16 (rank_gather_add's fp16 twin, for the
- *  reduced-precision paths; needs AVX2 and F16C). */
-void rank_gather_add_f16(float *out, const uint16_t *P, const uint16_t *sig, int B, int S, int nb,
-                         int W);
+/** @brief out[b] = start + sum_i P[i][sig[b][i]] with P in fp16 (rank_gather_add's fp16 twin, for
+ *  the reduced-precision paths; needs AVX2 and F16C). start: one row (W) every out[b] begins from,
+ *  or NULL to add to out[b] itself; the sums are the same either way, in the same order (the
+ *  folded head starts each candidate from its per-request row without copying it first). */
+void rank_gather_add_f16(float *out, const float *start, const uint16_t *P, const uint16_t *sig,
+                         int B, int S, int nb, int W);
 /** @brief dst = fp16(src), rounding to nearest even (AVX2 and F16C). */
 void rank_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 

@@ -266,7 +266,14 @@ static void test_gather_f16(void **state) {
     for (int i = 0; i < B * W; i++)
         out[i] = ref[i] = frand(), mag[i] = 0.f;
     rank_f32_to_f16(P16, P, S * NB * W);
-    rank_gather_add_f16(out, P16, sig, B, S, NB, W);
+    static float row[W], fused[B * W];
+    for (int i = 0; i < W; i++)
+        row[i] = frand();
+    for (int b = 0; b < B; b++) /* out[b] = row + gather, as copy-then-add and as one pass */
+        memcpy(out + b * W, row, sizeof row), memcpy(ref + b * W, row, sizeof row);
+    rank_gather_add_f16(fused, row, P16, sig, B, S, NB, W);
+    rank_gather_add_f16(out, NULL, P16, sig, B, S, NB, W);
+    assert_memory_equal(fused, out, sizeof fused); /* the same sums in the same order */
     rank_gather_add_naive(ref, P, sig, B, S, NB, W);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < S; i++)
