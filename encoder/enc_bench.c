@@ -280,28 +280,31 @@ int enc_cmd_bench_encode(int argc, char **argv) {
     double e2e_s = (double)(core_now_ns() - t0) / 1e9, e2e_cpu = cpu_s() - c0;
     uint64_t users, chunks;
     if ((rc = enc_store_users(st, &users, &chunks))) goto fail_rc;
-    double store_mb = (double)dir_bytes(dir) / 1048576.0;
+    uint64_t store_bytes = dir_bytes(dir);
+    double store_mb = (double)store_bytes / 1048576.0;
+    double per_user = users ? (double)store_bytes / (double)users : 0; /* pages in use, all DBs */
     if (json) {
         printf("{\"bench\":\"encode\",\"events\":%llu,\"users\":%llu,\"window\":%llu,\"dim\":%u,"
                "\"signatures\":%u,\"bits\":%u,\"events_per_s\":%.0f,\"kernel_events_per_s\":%.0f,"
                "\"json_decode_events_per_s\":%.0f,\"end_to_end_s\":%.3f,\"kernel_s\":%.3f,"
                "\"batch\":%llu,\"commits\":%llu,\"durable\":%s,\"users_stored\":%llu,"
                "\"chunks_stored\":%llu,\"users_window_full\":%llu,\"store_mb\":%.1f,"
+               "\"store_bytes_per_user\":%.0f,"
                "\"user_zipf_s\":1.0,\"items\":%u,\"item_zipf_s\":1.0,\"seed\":%llu,"
                "\"kernel_cpu_events_per_s\":%.0f,\"cpu_events_per_s\":%.0f,\"load_avg_1m\":%.2f,\"sigcache_hit_rate\":%.4f}\n",
                (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, cfg.C, cfg.S,
                cfg.tau, E / e2e_s, E / kernel_s, json_rate, e2e_s, kernel_s, (unsigned long long)K,
                (unsigned long long)commits, durable ? "true" : "false", (unsigned long long)users,
-               (unsigned long long)chunks, (unsigned long long)w.full, store_mb, NITEMS,
+               (unsigned long long)chunks, (unsigned long long)w.full, store_mb, per_user, NITEMS,
                (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, load1(), hit_rate);
     } else {
         printf("bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"
                "  kernel      %.0f events/s (%.3f s)\n  end to end  %.0f events/s (%.3f s, %llu "
-               "commits of %llu, %s)\n  json decode %.0f events/s\n  store %.1f MB\n",
+               "commits of %llu, %s)\n  json decode %.0f events/s\n  store %.1f MB (%.0f bytes a user)\n",
                (unsigned long long)E, (unsigned long long)U, (unsigned long long)w.full,
                (unsigned long long)L, cfg.C, cfg.S, cfg.tau, E / kernel_s, kernel_s, E / e2e_s, e2e_s,
                (unsigned long long)commits, (unsigned long long)K, durable ? "fsync" : "no sync",
-               json_rate, store_mb);
+               json_rate, store_mb, per_user);
     }
     ret = 0;
     goto out;

@@ -361,6 +361,29 @@ static void test_import(void **state) {
     free(o);
 }
 
+/* bench encode runs end to end and reports what the store costs a user: at least the user record
+ * (128 + 4 S NB C + 4 S NB bytes, with the bench's C, S and tau) */
+static void test_bench_encode(void **state) {
+    fixture *f = *state;
+    char out[300];
+    snprintf(out, sizeof out, "%s/bench.json", f->dir);
+    const char *a[] = {"bench", "encode", "--json", "--events", "20000", "--users", "200",
+                       "--window", "100", NULL};
+    assert_int_equal(run_trail(out, a), 0);
+    char *o = slurp(out, NULL);
+    assert_non_null(o);
+    const char *p = strstr(o, "\"store_bytes_per_user\":");
+    assert_non_null(p);
+    double per_user = strtod(p + 23, NULL);
+    const char *bits = strstr(o, "\"bits\":"), *dim = strstr(o, "\"dim\":");
+    const char *sigs = strstr(o, "\"signatures\":");
+    assert_true(bits && dim && sigs);
+    double nb = (double)(1 << atoi(bits + 7)), S = atof(sigs + 13), C = atof(dim + 6);
+    assert_true(per_user >= 128 + 4 * S * nb * C + 4 * S * nb); /* at least the user record */
+    assert_non_null(strstr(o, "\"events_per_s\":"));
+    free(o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input_rejected),
@@ -368,6 +391,7 @@ int main(void) {
         cmocka_unit_test(test_store_takes_the_model_window),
         cmocka_unit_test(test_kill9_resume),
         cmocka_unit_test(test_import),
+        cmocka_unit_test(test_bench_encode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
