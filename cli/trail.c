@@ -9,7 +9,6 @@
 #include "pipe_cli.h"
 #include "rank_cli.h"
 #include "rank_isa.h"
-#include "trail_cmds.h"
 #include "trn_cli.h"
 
 #include <stdio.h>
@@ -38,37 +37,33 @@ static const core_cmd encode_kafka_cmd = {"encode-kafka", "alias of `trail encod
                                           pipe_cmd_encode, NULL, NULL};
 static const core_cmd *const trail_cmds[] = {&encode_cmd, &encode_kafka_cmd, NULL};
 
-/* the commands still parsing their own options */
-static const core_cmd legacy[] = {
-    {"train", "train a model on point-in-time samples of an event file", trn_cmd_train, NULL, NULL},
-    {"eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval, NULL, NULL},
-    {"bench train", "training throughput (samples/s)", trn_cmd_bench_train, NULL, NULL},
-    {"bench serve", "HTTP serving end to end on loopback: req/s, p50/p99", rank_cmd_bench_serve, NULL, NULL},
-};
-
 /* each module's table, in the order `trail --help` lists them */
 static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, trail_cmds, pipe_cmds, rank_cmds,
                                                 serve_cmds, trn_cmds};
 
-#define N_LEGACY (sizeof legacy / sizeof *legacy)
-static const core_cmd *cmds[N_LEGACY + 64];
+static const core_cmd *cmds[64];
 
 static void collect(void) {
     size_t n = 0;
     for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
         for (size_t i = 0; tables[t][i] && n < sizeof cmds / sizeof *cmds - 1; i++) cmds[n++] = tables[t][i];
-    for (size_t i = 0; i < N_LEGACY; i++) cmds[n++] = &legacy[i];
     cmds[n] = NULL;
 }
 
-/* the commands whose name starts with group (all when group is NULL) */
+/* the commands whose name starts with group (all when group is NULL), a group's together */
 static void list(FILE *f, const char *group) {
     size_t gl = group ? strlen(group) : 0;
     fprintf(f, "usage: trail %s%s<command> [options]   (trail %s%s<command> --help for its options)\n\n",
             group ? group : "", group ? " " : "", group ? group : "", group ? " " : "");
-    for (size_t i = 0; cmds[i]; i++)
-        if (!group || (!strncmp(cmds[i]->name, group, gl) && cmds[i]->name[gl] == ' '))
-            fprintf(f, "  %-20s %s\n", cmds[i]->name, cmds[i]->summary);
+    for (size_t i = 0; cmds[i]; i++) {
+        size_t w = strcspn(cmds[i]->name, " "), seen = 0;
+        for (size_t k = 0; k < i && !seen; k++) /* its first word was listed with an earlier one */
+            seen = !strncmp(cmds[k]->name, cmds[i]->name, w) && strcspn(cmds[k]->name, " ") == w;
+        for (size_t j = i; cmds[j] && !seen; j++)
+            if (!strncmp(cmds[j]->name, cmds[i]->name, w) && strcspn(cmds[j]->name, " ") == w &&
+                (!group || (!strncmp(cmds[j]->name, group, gl) && cmds[j]->name[gl] == ' ')))
+                fprintf(f, "  %-20s %s\n", cmds[j]->name, cmds[j]->summary);
+    }
     if (!group) fprintf(f, "\n  trail help <command>, trail --version\n");
 }
 

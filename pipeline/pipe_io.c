@@ -31,14 +31,6 @@ static void sleep_ns(int64_t ns) {
     nanosleep(&ts, NULL);
 }
 
-int pipe_opt_prop(const char *value, void *props, char *err, size_t err_size) {
-    return pipe_props_add_kv(props, value, err, err_size);
-}
-
-int pipe_opt_partitioner(const char *value, void *part, char *err, size_t err_size) {
-    return pipe_partitioner_parse(value, part, err, err_size);
-}
-
 const core_cmd *const pipe_cmds[] = {&pipe_broker_cmd, &pipe_produce_cmd, &pipe_record_cmd,
                                      &pipe_bench_cmd, NULL};
 

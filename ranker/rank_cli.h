@@ -32,6 +32,7 @@ int rank_cmd_bench(int argc, char **argv);      /* trail bench rank */
 
 /* trail_serve's commands (serve_cli.c, rank_bench_serve.c) */
 extern const core_cmd *const serve_cmds[]; /* NULL-terminated */
+extern const core_cmd rank_bench_serve_cmd;
 int rank_cmd_serve(int argc, char **argv);       /* trail serve */
 int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 

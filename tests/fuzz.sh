@@ -27,7 +27,7 @@ mkdir -p "$work"
 
 flags=(-std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
   -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
-  -Icore -Ischemas -Iranker -Imodel -Iencoder -Ipipeline -Icli)
+  -Icore -Ischemas -Iranker -Imodel -Iencoder -Ipipeline)
 core=(core/core_alloc.c core/core_err.c)
 build() { # target sources... -- libs...
   local t=$1
@@ -39,12 +39,13 @@ for t in "${targets[@]}"; do
   request) build request ranker/rank_request.c "${core[@]}" -llmdb ;;
   event_json | event_bin) build "$t" schemas/sch_event.c "${core[@]}" -ljansson -lxxhash -llmdb ;;
   model) build model model/mdl.c "${core[@]}" -lxxhash -llmdb -lm ;;
-  import) build import encoder/enc_import.c schemas/sch_event.c "${core[@]}" -ljansson -lxxhash -llmdb ;;
+  import) build import encoder/enc_import.c schemas/sch_event.c "${core[@]}" core/core_opts.c \
+    core/core_args.c core/core_log.c -ljansson -lxxhash -llmdb ;;
   worker_config)
     build worker_config pipeline/pipe_encode.c pipeline/pipe_worker.c pipeline/pipe_kafka.c \
       pipeline/pipe_metrics.c pipeline/pipe_store.c encoder/enc_store.c encoder/enc_state.c \
       encoder/enc_simhash.c model/mdl.c schemas/sch_event.c core/core_alloc.c core/core_err.c \
-      core/core_log.c core/core_args.c core/core_cpu.c \
+      core/core_log.c core/core_args.c core/core_cpu.c core/core_opts.c pipeline/pipe_opts.c \
       -lrdkafka -lmicrohttpd -llmdb -ljansson -lxxhash -lpthread -lm -ldl ;;
   *) echo "fuzz.sh: unknown target '$t' (${all[*]})" >&2; exit 2 ;;
   esac

@@ -79,4 +79,5 @@ int trn_cmd_gen(int argc, char **argv) {
     return 0;
 }
 
-const core_cmd *const trn_cmds[] = {&trn_gen_cmd, NULL};
+const core_cmd *const trn_cmds[] = {&trn_gen_cmd, &trn_train_cmd, &trn_eval_cmd, &trn_bench_train_cmd,
+                                    NULL};

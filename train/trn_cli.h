@@ -5,7 +5,7 @@
 #include "core_opts.h"
 
 extern const core_cmd *const trn_cmds[]; /* NULL-terminated */
-extern const core_cmd trn_gen_cmd;
+extern const core_cmd trn_gen_cmd, trn_train_cmd, trn_eval_cmd, trn_bench_train_cmd;
 
 int trn_cmd_gen(int argc, char **argv);         /* trail gen */
 int trn_cmd_train(int argc, char **argv);       /* trail train */

@@ -1,53 +1,24 @@
 /* trn_cli_train.c: `trail train`, `trail eval` and `trail bench train`. */
 #include "core_alloc.h"
-#include "core_args.h"
 #include "core_err.h"
 #include "mdl.h"
 #include "rank_isa.h"
-#include "trail_cmds.h"
+#include "mdl_opts.h"
+#include "trn_cli.h"
 #include "trn_gen.h"
 #include "trn_loop.h"
 #include "trn_samples.h"
 
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void train_usage(FILE *f) {
-    fprintf(f,
-            "usage: trail train --events FILE --model-out M [options]\n"
-            "  --variant V        full | sdim | din-long | avgpool | din-short, or long=..,short=..,temporal=..\n"
-            "                     (full); q_short=0 after either drops q (.) u_short from the head,\n"
-            "                     hash=concat hashes SDIM's [item | category] whole (the paper)\n"
-            "                     cross=0 drops the candidate x history statistics full has\n"
-            "  --protocol P       auto | impressions | next | taobao (auto: impressions if the file has any)\n"
-            "  --strict 0|1       1: auto refuses a file whose labeled records were all rejected, or\n"
-            "                     with more than 1%% of its records rejected; 0: warn and go on (1)\n"
-            "  --negatives K      sampled negatives per positive for next (1)\n"
-            "  --window T         long-term behaviors per sample (256)\n"
-            "  --recent N         short-term behaviors, the model's N (50; taobao: 16)\n"
-            "  --epochs E (10)  --batch B (256)  --lr X (1e-3)  --seed S (1)  --threads K (2)\n"
-            "  --clip X           global gradient-norm clip, 0 = off (5)\n"
-            "  --branch-dropout P training only: zero each sample's u_long, u_short, u_tin and\n"
-            "                     cross blocks of the head, each with probability P (0)\n"
-            "  --l2 X             L2 on the embedding rows a batch touches (0)\n"
-            "  --patience K       evaluations without a better valid GAUC before stopping (3)\n"
-            "  --evals-per-epoch K  validation passes per epoch (2)\n"
-            "  --dim C (64)  --item-rows R (262144)  --cat-rows R (16384)  --hidden H1,H2 (200,80)\n"
-            "  --signatures S (16)  --bits TAU (4)   SDIM's SimHash: S signatures of TAU bits\n"
-            "  --init M           resume from a model file (its config and Adam state)\n"
-            "  --pretrain E       impressions only: first up to E epochs of next-behavior samples\n"
-            "                     (one popularity negative) from the file's own behaviors of the\n"
-            "                     train period, stopped early on those of the valid period (0: off)\n"
-            "  --calibrate 0|1    Platt-scale the kept model on the valid split: a logit slope and\n"
-            "                     offset, folded into the output layer and item biases (1)\n"
-            "  --json             print the final report as one JSON object on stdout\n"
-            "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
-            "--protocol, --negatives, --seed and --window to see the same samples.\n");
-}
+const core_cmd trn_train_cmd = {
+    "train", "train a model on point-in-time samples of an event file", trn_cmd_train,
+    "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
+    "--protocol, --negatives, --seed and --window to see the same samples.\n", NULL};
 
 static void print_metrics_json(FILE *f, const trn_metrics *m) {
     fprintf(f, "\"auc\":%.6f,\"gauc\":%.6f,\"logloss\":%.6f,\"calibration\":%.6f,\"samples\":%llu",
@@ -55,28 +26,22 @@ static void print_metrics_json(FILE *f, const trn_metrics *m) {
     if (!isnan(m->oracle_auc)) fprintf(f, ",\"oracle_auc\":%.6f", m->oracle_auc);
 }
 
-/* The options train and eval share (they must see the same samples): --protocol, --negatives,
- * --window. @return 1 handled, 0 not one of them, 2 usage error. */
-static int sample_opt(int c, trn_data_conf *dc, uint32_t *window) {
-    uint64_t v;
-    switch (c) {
-    case 'p':
-        if ((dc->protocol = trn_proto_parse(optarg)) < 0) {
-            fprintf(stderr, "trail: --protocol: '%s' is not auto, impressions, next or taobao\n", optarg);
-            return 2;
-        }
-        return 1;
-    case 'k':
-        if (core_parse_u64(optarg, 1, 63, "--negatives", &v)) return 2;
-        dc->negatives = (uint32_t)v;
-        return 1;
-    case 'T':
-        if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2;
-        *window = (uint32_t)v;
-        return 1;
-    default: return 0;
-    }
+static int parse_protocol(const char *v, void *protocol, char *err, size_t n) {
+    int p = trn_proto_parse(v);
+    if (p < 0) return snprintf(err, n, "'%s' is not auto, impressions, next or taobao", v), 1;
+    *(int *)protocol = p;
+    return 0;
 }
+
+/* The rows train and eval share (they must see the same samples): --protocol, --negatives,
+ * --window. */
+#define TRN_SAMPLE_OPTS(dc, window, window_seen)                                                    \
+    {CORE_OPT_ROW("protocol", CORE_OPT_FUNC, &(dc).protocol, "P",                                   \
+                  "auto | impressions | next | taobao (auto: impressions if the file has any)"),   \
+     .fn = parse_protocol, .def = "auto"},                                                          \
+    CORE_OPT_U32("negatives", &(dc).negatives, "K", 1, 63, "sampled negatives per positive for next"), \
+    {CORE_OPT_ROW("window", CORE_OPT_U32, window, "T", "long-term behaviors per sample"), .umin = 1, \
+     .umax = 100000, .seen = window_seen}
 
 /* --pretrain: next-behavior samples (one popularity negative, the same seed) from the file's own
  * behaviors, split at the impressions' valid and test start times, so that pretraining learns
@@ -128,87 +93,56 @@ out:
 }
 
 int trn_cmd_train(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"events", 1, 0, 'e'},    {"model-out", 1, 0, 'o'}, {"variant", 1, 0, 'v'},
-        {"protocol", 1, 0, 'p'},  {"negatives", 1, 0, 'k'}, {"window", 1, 0, 'T'},
-        {"recent", 1, 0, 'N'},    {"epochs", 1, 0, 'E'},    {"batch", 1, 0, 'B'},
-        {"lr", 1, 0, 'l'},        {"seed", 1, 0, 's'},      {"threads", 1, 0, 't'},
-        {"clip", 1, 0, 'c'},      {"l2", 1, 0, 'L'},        {"patience", 1, 0, 'P'},
-        {"evals-per-epoch", 1, 0, 'V'}, {"dim", 1, 0, 'C'}, {"item-rows", 1, 0, 'I'},
-        {"cat-rows", 1, 0, 'K'},  {"hidden", 1, 0, 'h'},    {"init", 1, 0, 'i'},
-        {"signatures", 1, 0, 'g'}, {"bits", 1, 0, 'u'}, {"pretrain", 1, 0, 'R'},
-        {"calibrate", 1, 0, 'A'}, {"json", 0, 0, 'j'},      {"help", 0, 0, 'H'},
-        {"strict", 1, 0, 'Z'},    {"branch-dropout", 1, 0, 'D'}, {0, 0, 0, 0}};
-    const char *events = NULL, *out = NULL, *init = NULL, *variant = "full";
+    const char *events = NULL, *out = NULL, *init = NULL;
     trn_conf tc;
     trn_data_conf dc;
     mdl_config cfg;
-    uint64_t v;
-    double x;
-    int c, json = 0, recent_set = 0, window_set = 0, strict = 1;
+    int rc, json = 0, recent_set = 0, window_set = 0, strict = 1;
     uint32_t pretrain = 0;
     char err[512];
     trn_conf_default(&tc);
     trn_data_conf_default(&dc);
     mdl_config_default(&cfg);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int so = sample_opt(c, &dc, &tc.window);
-        if (so == 2) return 2;
-        if (so == 1) {
-            window_set |= c == 'T';
-            continue;
-        }
-        switch (c) {
-        case 'e': events = optarg; break;
-        case 'o': out = optarg; break;
-        case 'v': variant = optarg; break;
-        case 'i': init = optarg; break;
-        case 'j': json = 1; break;
-        case 'N': if (core_parse_u64(optarg, 1, 1024, "--recent", &v)) return 2; cfg.n_recent = (uint32_t)v; recent_set = 1; break;
-        case 'E': if (core_parse_u64(optarg, 1, 100000, "--epochs", &v)) return 2; tc.epochs = (uint32_t)v; break;
-        case 'B': if (core_parse_u64(optarg, 1, TRN_MAX_BATCH, "--batch", &v)) return 2; tc.batch = (uint32_t)v; break;
-        case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &v)) return 2; tc.seed = dc.seed = cfg.seed = v; break;
-        case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; tc.threads = (uint32_t)v; break;
-        case 'P': if (core_parse_u64(optarg, 0, 1000, "--patience", &v)) return 2; tc.patience = (uint32_t)v; break;
-        case 'V': if (core_parse_u64(optarg, 1, 1000, "--evals-per-epoch", &v)) return 2; tc.evals_per_epoch = (uint32_t)v; break;
-        case 'C': if (core_parse_u64(optarg, 2, 1024, "--dim", &v)) return 2; cfg.C = (uint32_t)v; break;
-        case 'I': if (core_parse_u64(optarg, 1, 1u << 30, "--item-rows", &v)) return 2; cfg.item_rows = (uint32_t)v; break;
-        case 'K': if (core_parse_u64(optarg, 1, 1u << 30, "--cat-rows", &v)) return 2; cfg.cat_rows = (uint32_t)v; break;
-        case 'g': if (core_parse_u64(optarg, 1, 64, "--signatures", &v)) return 2; cfg.S = (uint32_t)v; break;
-        case 'u': if (core_parse_u64(optarg, 1, 16, "--bits", &v)) return 2; cfg.tau = (uint32_t)v; break;
-        case 'R': if (core_parse_u64(optarg, 0, 1000, "--pretrain", &v)) return 2; pretrain = (uint32_t)v; break;
-        case 'A': if (core_parse_u64(optarg, 0, 1, "--calibrate", &v)) return 2; tc.calibrate = (int)v; break;
-        case 'Z': if (core_parse_u64(optarg, 0, 1, "--strict", &v)) return 2; strict = (int)v; break;
-        case 'l': if (core_parse_double(optarg, 0, 10, "--lr", &x)) return 2; tc.adam.lr = (float)x; break;
-        case 'c': if (core_parse_double(optarg, 0, 1e6, "--clip", &x)) return 2; tc.adam.clip = (float)x; break;
-        case 'L': if (core_parse_double(optarg, 0, 100, "--l2", &x)) return 2; tc.adam.l2_emb = (float)x; break;
-        case 'D': if (core_parse_double(optarg, 0, 0.9, "--branch-dropout", &x)) return 2; tc.branch_dropout = (float)x; break;
-        case 'h': {
-            unsigned a, b;
-            char extra;
-            if (sscanf(optarg, "%u,%u%c", &a, &b, &extra) != 2) {
-                fprintf(stderr, "trail: --hidden: '%s' is not H1,H2\n", optarg);
-                return 2;
-            }
-            cfg.h1 = a, cfg.h2 = b;
-            break;
-        }
-        case 'H': train_usage(stdout); return 0;
-        default: train_usage(stderr); return 2;
-        }
-    }
-    if (!events || !out || optind != argc) {
-        train_usage(stderr);
-        return 2;
-    }
+    uint64_t seed = tc.seed;
+    const core_opt opts[] = {
+        CORE_OPT_NEED("events", &events, "FILE", "the event file"),
+        CORE_OPT_NEED("model-out", &out, "M", "the model file to write"),
+        TRN_SAMPLE_OPTS(dc, &tc.window, &window_set),
+        {CORE_OPT_ROW("strict", CORE_OPT_INT, &strict, "0|1",
+                      "1: auto refuses a file whose labeled records were all rejected, or with\n"
+                      "more than 1% of its records rejected; 0: warn and go on"),
+         .imin = 0, .imax = 1},
+        {CORE_OPT_ROW("recent", CORE_OPT_U32, &cfg.n_recent, "N", "short-term behaviors, the model's N"),
+         .umin = 1, .umax = 1024, .seen = &recent_set, .def = "50; taobao: 16"},
+        CORE_OPT_INCLUDE(mdl_opts_shape, &cfg),
+        CORE_OPT_U32("epochs", &tc.epochs, "E", 1, 100000, "passes over the train split"),
+        CORE_OPT_U32("batch", &tc.batch, "B", 1, TRN_MAX_BATCH, "samples per step"),
+        CORE_OPT_FLT("lr", &tc.adam.lr, "X", 0, 10, "Adam's learning rate"),
+        CORE_OPT_U64("seed", &seed, "S", 0, UINT64_MAX, "initialization, negative sampling and shuffling"),
+        CORE_OPT_U32("threads", &tc.threads, "K", 1, 64, "training threads"),
+        CORE_OPT_FLT("clip", &tc.adam.clip, "X", 0, 1e6, "global gradient-norm clip, 0 = off"),
+        CORE_OPT_FLT("branch-dropout", &tc.branch_dropout, "P", 0, 0.9,
+                     "training only: zero each sample's u_long, u_short, u_tin and cross blocks\n"
+                     "of the head, each with probability P"),
+        CORE_OPT_FLT("l2", &tc.adam.l2_emb, "X", 0, 100, "L2 on the embedding rows a batch touches"),
+        CORE_OPT_U32("patience", &tc.patience, "K", 0, 1000,
+                     "evaluations without a better valid GAUC before stopping"),
+        CORE_OPT_U32("evals-per-epoch", &tc.evals_per_epoch, "K", 1, 1000, "validation passes per epoch"),
+        CORE_OPT_FILE("init", &init, "M", "resume from a model file (its config and Adam state)"),
+        CORE_OPT_U32("pretrain", &pretrain, "E",  0, 1000,
+                     "impressions only: first up to E epochs of next-behavior samples (one\n"
+                     "popularity negative) from the file's own behaviors of the train period,\n"
+                     "stopped early on those of the valid period (0: off)"),
+        CORE_OPT_BOOL("calibrate", &tc.calibrate,
+                      "Platt-scale the kept model on the valid split: a logit slope and offset,\n"
+                      "folded into the output layer and item biases"),
+        CORE_OPT_FLG("json", &json, "print the final report as one JSON object on stdout"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&trn_train_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
+    tc.seed = dc.seed = cfg.seed = seed;
     if (dc.protocol == TRN_PROTO_TAOBAO) { /* the pinned protocol: long 256, short 16 */
         if (!window_set) tc.window = 256;
         if (!recent_set) cfg.n_recent = 16;
-    }
-    if (mdl_variant_parse(&cfg, variant, err, sizeof err)) {
-        fprintf(stderr, "trail: --variant: %s\n", err);
-        return 2;
     }
     mdl_model *m = NULL;
     trn_data *d = NULL;
@@ -216,7 +150,7 @@ int trn_cmd_train(int argc, char **argv) {
     sch_event *ev = NULL;
     size_t n_ev = 0;
     trn_read_stats rs;
-    int rc = 1;
+    rc = 1;
     if (init) {
         if (mdl_model_load(&m, init, err, sizeof err)) {
             fprintf(stderr, "trail: --init: %s\n", err);
@@ -320,21 +254,11 @@ done:
 
 // ---------------------------------------------------------------------------------------------
 
-static void eval_usage(FILE *f) {
-    fprintf(f, "usage: trail eval --model M --events FILE [options]\n"
-               "  --split S        test | valid | train | all (test)\n"
-               "  --protocol P     auto | impressions | next | taobao (auto)\n"
-               "  --negatives K (1)  --seed S (1)  --window T (256; the values used in training)\n"
-               "  --threads K (2)  --json\n"
-               "  --by-history     also the AUC of each kind of positive against all negatives: its\n"
-               "                   item in the window, only its category, or neither\n"
-               "  --isa NAME       score on that serving compute path (scalar, fp32, avx2, avx512-bf16,\n"
-               "                   amx-bf16, auto; fp32 = training's OpenBLAS forward, the default)\n"
-               "  --paths          score on fp32, then on every other path this machine runs, and\n"
-               "                   report each one's difference from fp32 (\"paths\" in the JSON;\n"
-               "                   within_bounds: max |p - p_fp32| <= 5e-3, |AUC diff| <= 5e-4,\n"
-               "                   |log-loss diff| <= 1e-3)\n");
-}
+const core_cmd trn_eval_cmd = {
+    "eval", "evaluate a model on a split of an event file (AUC, GAUC, log loss)", trn_cmd_eval,
+    "--protocol, --negatives, --seed and --window: the values used in training.\n", NULL};
+
+static const char *const splits[] = {"train", "valid", "test", "all", NULL};
 
 /* The serving paths' accuracy bounds against fp32 (docs/QUALITY.md, "Serving paths"). */
 #define PATH_MAX_ABS 5e-3
@@ -422,61 +346,46 @@ done:
 }
 
 int trn_cmd_eval(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", 1, 0, 'm'},  {"events", 1, 0, 'e'},    {"split", 1, 0, 'S'},
-        {"protocol", 1, 0, 'p'}, {"negatives", 1, 0, 'k'}, {"seed", 1, 0, 's'},
-        {"window", 1, 0, 'T'}, {"threads", 1, 0, 't'},   {"json", 0, 0, 'j'},
-        {"by-history", 0, 0, 'b'}, {"isa", 1, 0, 'i'},   {"paths", 0, 0, 'P'},
-        {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
-    const char *model = NULL, *events = NULL, *split = "test", *isa_name = NULL;
+    const char *model = NULL, *events = NULL, *isa_name = NULL;
     rank_isa isa = RANK_ISA_FP32;
     path_row rows[RANK_ISA_COUNT];
-    int n_rows = 0, paths = 0;
+    int n_rows = 0, paths = 0, si = 2, rc;
     trn_data_conf dc;
     uint32_t window = 256, threads = 2;
-    uint64_t v;
-    int c, json = 0, by_history = 0;
+    int json = 0, by_history = 0;
     char err[512];
     trn_data_conf_default(&dc);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int so = sample_opt(c, &dc, &window);
-        if (so == 2) return 2;
-        if (so == 1) continue;
-        switch (c) {
-        case 'b': by_history = 1; break;
-        case 'i':
-            if (rank_isa_parse(optarg, &isa, err, sizeof err)) {
-                fprintf(stderr, "trail: --isa: %s\n", err);
-                return 2;
-            }
-            isa_name = optarg;
-            break;
-        case 'P': paths = 1; break;
-        case 'm': model = optarg; break;
-        case 'e': events = optarg; break;
-        case 'S': split = optarg; break;
-        case 'j': json = 1; break;
-        case 's': if (core_parse_u64(optarg, 0, UINT64_MAX, "--seed", &v)) return 2; dc.seed = v; break;
-        case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; threads = (uint32_t)v; break;
-        case 'h': eval_usage(stdout); return 0;
-        default: eval_usage(stderr); return 2;
-        }
-    }
-    int si = !strcmp(split, "train") ? 0 : !strcmp(split, "valid") ? 1 : !strcmp(split, "test") ? 2
-             : !strcmp(split, "all") ? 3 : -1;
-    if (!model || !events || optind != argc || si < 0 || (paths && isa_name)) {
-        if (si < 0) fprintf(stderr, "trail: --split: '%s' is not test, valid, train or all\n", split);
-        if (paths && isa_name)
-            fprintf(stderr, "trail: --paths scores every path against fp32; it takes no --isa\n");
-        eval_usage(stderr);
-        return 2;
-    }
+    const core_opt opts[] = {
+        CORE_OPT_NEED("model", &model, "M", "the model file"),
+        CORE_OPT_NEED("events", &events, "FILE", "the event file"),
+        {CORE_OPT_ROW("split", CORE_OPT_ENUM, &si, NULL, "the samples scored"), .choices = splits},
+        TRN_SAMPLE_OPTS(dc, &window, NULL),
+        CORE_OPT_U64("seed", &dc.seed, "S", 0, UINT64_MAX, "negative sampling"),
+        CORE_OPT_U32("threads", &threads, "K", 1, 64, "scoring threads"),
+        CORE_OPT_JSON(&json),
+        CORE_OPT_FLG("by-history", &by_history,
+                     "also the AUC of each kind of positive against all negatives: its item in\n"
+                     "the window, only its category, or neither"),
+        {CORE_OPT_ROW("isa", CORE_OPT_STRING, &isa_name, "NAME",
+                      "score on that serving compute path (scalar, fp32, avx2, avx512-bf16,\n"
+                      "amx-bf16, auto; fp32 = training's OpenBLAS forward)"),
+         .def = "fp32"},
+        CORE_OPT_FLG("paths", &paths,
+                     "score on fp32, then on every other path this machine runs, and report each\n"
+                     "one's difference from fp32 (\"paths\" in the JSON; within_bounds: max\n"
+                     "|p - p_fp32| <= 5e-3, |AUC diff| <= 5e-4, |log-loss diff| <= 1e-3)"),
+        CORE_OPT_ENDROW};
+    if ((rc = core_opts_parse(&trn_eval_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
+    if (isa_name && rank_isa_parse(isa_name, &isa, err, sizeof err))
+        return core_cmd_usage(&trn_eval_cmd, "--isa: %s", err);
+    if (paths && isa_name)
+        return core_cmd_usage(&trn_eval_cmd, "--paths scores every path against fp32; it takes no --isa");
+    const char *split = splits[si];
     mdl_model *m = NULL;
     trn_data *d = NULL;
     trn_metrics mt;
     float *preds = NULL;
-    int rc = 1;
+    rc = 1;
     if (mdl_model_load(&m, model, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         return 1;
@@ -571,41 +480,33 @@ done:
 
 // ---------------------------------------------------------------------------------------------
 
+const core_cmd trn_bench_train_cmd = {"bench train", "training throughput (samples/s)",
+                                      trn_cmd_bench_train, NULL, NULL};
+
 int trn_cmd_bench_train(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"threads", 1, 0, 't'}, {"batch", 1, 0, 'B'}, {"window", 1, 0, 'T'}, {"recent", 1, 0, 'N'},
-        {"dim", 1, 0, 'C'},     {"steps", 1, 0, 'n'}, {"variant", 1, 0, 'v'}, {"json", 0, 0, 'j'},
-        {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     trn_conf tc;
     mdl_config cfg;
     uint32_t steps = 20;
     const char *variant = "full";
-    uint64_t v;
-    int c, json = 0;
+    int json = 0;
     char err[512];
     trn_conf_default(&tc);
     mdl_config_default(&cfg);
     tc.window = 1024;
     cfg.n_recent = 50;
     cfg.C = 64;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 't': if (core_parse_u64(optarg, 1, 64, "--threads", &v)) return 2; tc.threads = (uint32_t)v; break;
-        case 'B': if (core_parse_u64(optarg, 1, TRN_MAX_BATCH, "--batch", &v)) return 2; tc.batch = (uint32_t)v; break;
-        case 'T': if (core_parse_u64(optarg, 1, 100000, "--window", &v)) return 2; tc.window = (uint32_t)v; break;
-        case 'N': if (core_parse_u64(optarg, 1, 1024, "--recent", &v)) return 2; cfg.n_recent = (uint32_t)v; break;
-        case 'C': if (core_parse_u64(optarg, 2, 1024, "--dim", &v)) return 2; cfg.C = (uint32_t)v; break;
-        case 'n': if (core_parse_u64(optarg, 1, 100000, "--steps", &v)) return 2; steps = (uint32_t)v; break;
-        case 'v': variant = optarg; break;
-        case 'j': json = 1; break;
-        case 'h':
-            printf("usage: trail bench train [--json] [--threads 2] [--batch 256] [--window 1024] "
-                   "[--recent 50] [--dim 64] [--steps 20] [--variant full]\n");
-            return 0;
-        default: return 2;
-        }
-    }
+    const core_opt opts[] = {
+        CORE_OPT_U32("threads", &tc.threads, "K", 1, 64, "training threads"),
+        CORE_OPT_U32("batch", &tc.batch, "B", 1, TRN_MAX_BATCH, "samples per step"),
+        CORE_OPT_U32("window", &tc.window, "T", 1, 100000, "long-term behaviors per sample"),
+        CORE_OPT_U32("recent", &cfg.n_recent, "N", 1, 1024, "short-term behaviors"),
+        CORE_OPT_U32("dim", &cfg.C, "C", 2, 1024, "item-side embedding width; even"),
+        CORE_OPT_U32("steps", &steps, "K", 1, 100000, "timed steps"),
+        CORE_OPT_STR("variant", &variant, "V", "the model variant (as train's --variant)"),
+        CORE_OPT_JSON(&json),
+        CORE_OPT_ENDROW};
+    int rc = core_opts_parse(&trn_bench_train_cmd, opts, argc, argv);
+    if (rc != CORE_OPTS_GO) return rc;
     if (mdl_variant_parse(&cfg, variant, err, sizeof err) || mdl_config_check(&cfg, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         return 2;
@@ -618,7 +519,7 @@ int trn_cmd_bench_train(int argc, char **argv) {
     mdl_model *m = NULL;
     trn_data_conf dc;
     double sps = 0;
-    int rc = 1;
+    rc = 1;
     trn_gen_conf_default(&gc);
     gc.users = 64;
     gc.items = 20000;
