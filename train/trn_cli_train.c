@@ -43,6 +43,30 @@ static int parse_protocol(const char *v, void *protocol, char *err, size_t n) {
     {CORE_OPT_ROW("window", CORE_OPT_U32, window, "T", "long-term behaviors per sample"), .umin = 1, \
      .umax = 100000, .seen = window_seen}
 
+/* train --json: the run's report as one JSON object on stdout */
+static void print_train_json(const char *out, const char *vs, int protocol, const trn_report *rep,
+                             uint32_t pretrain, const trn_report *prep) {
+    printf("{\"model\":\"%s\",\"variant\":\"%s\",\"protocol\":\"%s\",\"steps\":%llu,"
+           "\"seconds\":%.3f,\"best_epoch\":%.3f,\"evals\":%llu,\"stopped_early\":%s,\"valid\":{",
+           out, vs, trn_proto_name(protocol), (unsigned long long)rep->steps, rep->seconds,
+           rep->best_epoch, (unsigned long long)rep->evals, rep->stopped_early ? "true" : "false");
+    print_metrics_json(stdout, &rep->best_valid);
+    printf("}");
+    if (rep->calibrated)
+        printf(",\"platt\":{\"slope\":%.6f,\"offset\":%.6f,\"valid_logloss_before\":%.6f,"
+               "\"valid_calibration_before\":%.6f}",
+               rep->cal_slope, rep->cal_offset, rep->raw_logloss, rep->raw_calibration);
+    /* "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>" */
+    if (rep->calibrated) printf(",\"calibration\":\"platt\"");
+    else if (rep->cal_skipped[0]) printf(",\"calibration\":\"skipped: %s\"", rep->cal_skipped);
+    else printf(",\"calibration\":\"off\"");
+    if (pretrain)
+        printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
+               "\"valid_gauc\":%.6f}",
+               (unsigned long long)prep->steps, prep->seconds, prep->best_epoch, prep->best_valid_gauc);
+    printf("}\n");
+}
+
 /* --pretrain: next-behavior samples (one popularity negative, the same seed) from the file's own
  * behaviors, split at the impressions' valid and test start times, so that pretraining learns
  * from the train period only and stops on the valid period's behaviors; nothing of the test
@@ -223,27 +247,7 @@ int trn_cmd_train(int argc, char **argv) {
             rep.best_epoch, rep.best_valid_gauc, out, (unsigned long long)rep.steps, rep.seconds,
             rep.stopped_early ? ", stopped early" : "");
     rep.seconds += prep.seconds; /* the report's time is the whole run's */
-    if (json) {
-        printf("{\"model\":\"%s\",\"variant\":\"%s\",\"protocol\":\"%s\",\"steps\":%llu,"
-               "\"seconds\":%.3f,\"best_epoch\":%.3f,\"evals\":%llu,\"stopped_early\":%s,\"valid\":{",
-               out, vs, trn_proto_name(d->protocol), (unsigned long long)rep.steps, rep.seconds,
-               rep.best_epoch, (unsigned long long)rep.evals, rep.stopped_early ? "true" : "false");
-        print_metrics_json(stdout, &rep.best_valid);
-        printf("}");
-        if (rep.calibrated)
-            printf(",\"platt\":{\"slope\":%.6f,\"offset\":%.6f,\"valid_logloss_before\":%.6f,"
-                   "\"valid_calibration_before\":%.6f}",
-                   rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.raw_calibration);
-        /* "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>" */
-        if (rep.calibrated) printf(",\"calibration\":\"platt\"");
-        else if (rep.cal_skipped[0]) printf(",\"calibration\":\"skipped: %s\"", rep.cal_skipped);
-        else printf(",\"calibration\":\"off\"");
-        if (pretrain)
-            printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
-                   "\"valid_gauc\":%.6f}",
-                   (unsigned long long)prep.steps, prep.seconds, prep.best_epoch, prep.best_valid_gauc);
-        printf("}\n");
-    }
+    if (json) print_train_json(out, vs, d->protocol, &rep, pretrain, &prep);
     rc = 0;
 done:
     core_free(ev);
