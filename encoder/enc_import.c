@@ -146,6 +146,57 @@ static void sort_by_user_time(evbuf *b) {
     for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = 0;
 }
 
+/* movies.csv beside ratings.csv (movieId,title,genres; a title may hold commas): each movie's
+ * first genre as a category id, into *genre (movieId -> id, *n_genre entries). @return 0, or 1
+ * after printing why (missing, unreadable, or without a movie row). */
+static int load_genres(const char *in, uint8_t **genre, size_t *n_genre) {
+    char mpath[PATH_MAX], *line = NULL;
+    size_t cap = 0, n_movies = 0;
+    ssize_t len;
+    const char *slash = strrchr(in, '/');
+    snprintf(mpath, sizeof mpath, "%.*smovies.csv", slash ? (int)(slash - in + 1) : 0, in);
+    FILE *fm = fopen(mpath, "r");
+    if (!fm) {
+        fprintf(stderr, "trail import movielens: %s: %s\n", mpath, strerror(errno));
+        return 1;
+    }
+    while ((len = getline(&line, &cap, fm)) > 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        char *comma = strchr(line, ','), *last = strrchr(line, ',');
+        uint64_t id;
+        if (!comma || comma == last) continue;
+        *comma = 0;
+        if (parse_u64(line, &id) || id > 100000000) continue; /* the header, or junk */
+        char *g = last + 1, *bar = strchr(g, '|');
+        if (bar) *bar = 0;
+        uint8_t cat = 0;
+        for (size_t k = 0; k < N_GENRES; k++)
+            if (!strcmp(g, genre_ids[k])) cat = (uint8_t)k;
+        if (id >= *n_genre) {
+            size_t nn = (size_t)id * 2 + 1024;
+            uint8_t *p = core_realloc(*genre, nn);
+            if (!p) break;
+            memset(p + *n_genre, 0, nn - *n_genre);
+            *genre = p;
+            *n_genre = nn;
+        }
+        (*genre)[id] = cat;
+        n_movies++;
+    }
+    /* an unreadable or empty movies.csv would silently give every rating category 0 */
+    int rerr = ferror(fm) ? errno : 0, nomem = len > 0; /* the loop stopped early: realloc */
+    fclose(fm);
+    free(line); /* allocated by getline */
+    if (rerr || nomem || n_movies == 0) {
+        fprintf(stderr, "trail import movielens: %s: %s\n", mpath,
+                nomem  ? "out of memory"
+                : rerr ? strerror(rerr)
+                       : "no movie rows (movieId,title,genres); the categories come from it");
+        return 1;
+    }
+    return 0;
+}
+
 #define MALFORMED_HELP                                                                             \
     "Malformed rows are skipped, each reported with its line and reason (the first %d; then a\n"  \
     "count); exit status 1 when nothing was imported (every row malformed, or an empty file),\n" \
@@ -195,55 +246,11 @@ static int import_run(int argc, char **argv, int movielens) {
     sch_writer *w = NULL;
     evbuf ub = {0};
     uint8_t *genre = NULL; /* movieId -> category id */
-    size_t n_genre = 0, n_movies = 0;
+    size_t n_genre = 0;
     uint64_t rows = 0, written = 0, bad = 0, dropped = 0, cur_user = 0, cut_user = 0, lineno = 0;
     int ret = 1, have_user = 0;
 
-    if (movielens) { /* movies.csv beside ratings.csv: movieId,title,genres (title may hold commas) */
-        char mpath[PATH_MAX];
-        const char *slash = strrchr(in, '/');
-        snprintf(mpath, sizeof mpath, "%.*smovies.csv", slash ? (int)(slash - in + 1) : 0, in);
-        FILE *fm = fopen(mpath, "r");
-        if (!fm) {
-            fprintf(stderr, "trail import movielens: %s: %s\n", mpath, strerror(errno));
-            goto out;
-        }
-        while ((len = getline(&line, &cap, fm)) > 0) {
-            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-            char *comma = strchr(line, ','), *last = strrchr(line, ',');
-            uint64_t id;
-            if (!comma || comma == last) continue;
-            *comma = 0;
-            if (parse_u64(line, &id) || id > 100000000) continue; /* the header, or junk */
-            char *g = last + 1, *bar = strchr(g, '|');
-            if (bar) *bar = 0;
-            uint8_t cat = 0;
-            for (size_t k = 0; k < N_GENRES; k++)
-                if (!strcmp(g, genre_ids[k])) cat = (uint8_t)k;
-            if (id >= n_genre) {
-                size_t nn = (size_t)id * 2 + 1024;
-                uint8_t *p = core_realloc(genre, nn);
-                if (!p) {
-                    fclose(fm);
-                    goto out;
-                }
-                memset(p + n_genre, 0, nn - n_genre);
-                genre = p;
-                n_genre = nn;
-            }
-            genre[id] = cat;
-            n_movies++;
-        }
-        /* an unreadable or empty movies.csv would silently give every rating category 0 */
-        int rerr = ferror(fm) ? errno : 0;
-        fclose(fm);
-        if (rerr || n_movies == 0) {
-            fprintf(stderr, "trail import movielens: %s: %s\n", mpath,
-                    rerr ? strerror(rerr) : "no movie rows (movieId,title,genres); the categories "
-                                            "come from it");
-            goto out;
-        }
-    }
+    if (movielens && load_genres(in, &genre, &n_genre)) goto out;
     if (!(fi = fopen(in, "r"))) {
         fprintf(stderr, "trail import: %s: %s\n", in, strerror(errno));
         goto out;
