@@ -48,19 +48,18 @@ static void raise_nofile(uint32_t max_connections, uint32_t threads) {
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-/* HOST:PORT into host and *port. @return 0, or -1 with the reason on stderr. */
+/* HOST:PORT into host and *port. @return 0, or 2 (the exit code) after a usage error's line. */
 static int split_host_port(const char *arg, const char *flag, char *host, size_t cap,
                            uint64_t *port) {
     const char *colon = strrchr(arg, ':');
-    char what[64];
-    if (!colon || colon == arg || (size_t)(colon - arg) >= cap) {
-        fprintf(stderr, "trail: %s: '%s' is not HOST:PORT\n", flag, arg);
-        return -1;
-    }
+    char why[128];
+    if (!colon || colon == arg || (size_t)(colon - arg) >= cap)
+        return core_cmd_usage(&rank_serve_cmd, "%s: '%s' is not HOST:PORT", flag, arg);
     memcpy(host, arg, (size_t)(colon - arg));
     host[colon - arg] = '\0';
-    snprintf(what, sizeof what, "%s port", flag);
-    return core_parse_u64(colon + 1, 0, 65535, what, port) ? -1 : 0;
+    if (core_scan_u64(colon + 1, 0, 65535, port, why, sizeof why))
+        return core_cmd_usage(&rank_serve_cmd, "%s: port %s", flag, why);
+    return 0;
 }
 
 /* The admin token: the file's first line, without its line end or trailing blanks.
