@@ -71,29 +71,3 @@ bad:
     snprintf(why, n, "'%s' is not a size (bytes, or a number with K, M, G or T)", s ? s : "");
     return CORE_EINVAL;
 }
-
-/* the printing forms: "trail: <what>: <why>" on stderr */
-static int said(int rc, const char *what, const char *why) {
-    if (rc) fprintf(stderr, "trail: %s: %s\n", what, why);
-    return rc;
-}
-
-int core_parse_u64(const char *s, uint64_t min, uint64_t max, const char *what, uint64_t *out) {
-    char why[256];
-    return said(core_scan_u64(s, min, max, out, why, sizeof why), what, why);
-}
-
-int core_parse_i64(const char *s, int64_t min, int64_t max, const char *what, int64_t *out) {
-    char why[256];
-    return said(core_scan_i64(s, min, max, out, why, sizeof why), what, why);
-}
-
-int core_parse_double(const char *s, double min, double max, const char *what, double *out) {
-    char why[256];
-    return said(core_scan_double(s, min, max, out, why, sizeof why), what, why);
-}
-
-int core_parse_size(const char *s, const char *what, uint64_t *out) {
-    char why[256];
-    return said(core_scan_size(s, out, why, sizeof why), what, why);
-}
