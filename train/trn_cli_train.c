@@ -491,7 +491,6 @@ int trn_cmd_bench_train(int argc, char **argv) {
     trn_conf tc;
     mdl_config cfg;
     uint32_t steps = 20;
-    const char *variant = "full";
     int json = 0;
     char err[512];
     trn_conf_default(&tc);
@@ -503,15 +502,13 @@ int trn_cmd_bench_train(int argc, char **argv) {
         CORE_OPT_U32("threads", &tc.threads, "K", 1, 64, "training threads"),
         CORE_OPT_U32("batch", &tc.batch, "B", 1, TRN_MAX_BATCH, "samples per step"),
         CORE_OPT_U32("window", &tc.window, "T", 1, 100000, "long-term behaviors per sample"),
-        CORE_OPT_U32("recent", &cfg.n_recent, "N", 1, 1024, "short-term behaviors"),
-        CORE_OPT_U32("dim", &cfg.C, "C", 2, 1024, "item-side embedding width; even"),
         CORE_OPT_U32("steps", &steps, "K", 1, 100000, "timed steps"),
-        CORE_OPT_STR("variant", &variant, "V", "the model variant (as train's --variant)"),
+        CORE_OPT_INCLUDE(mdl_opts_shape, &cfg),
         CORE_OPT_JSON(&json),
         CORE_OPT_ENDROW};
     int rc = core_opts_parse(&trn_bench_train_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
-    if (mdl_variant_parse(&cfg, variant, err, sizeof err) || mdl_config_check(&cfg, err, sizeof err)) {
+    if (mdl_config_check(&cfg, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         return 2;
     }
