@@ -317,6 +317,7 @@ int enc_cmd_encode(int argc, char **argv) {
         {CORE_OPT_ROW("map-max", CORE_OPT_SIZE, &conf.map_max, "B", "LMDB map growth limit")},
         CORE_OPT_FLG("no-sync", &no_sync, "do not fsync each commit (a rebuild that can be redone)"),
         CORE_OPT_FLG("json", &json, "print the summary as one JSON object"),
+        CORE_OPT_LOG_LEVEL,
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&enc_encode_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     conf.durable = !no_sync;
@@ -449,6 +450,7 @@ int enc_cmd_reencode(int argc, char **argv) {
     const char *model_path = NULL, *dir = NULL;
     const core_opt opts[] = {CORE_OPT_NEED("model", &model_path, "NEW", "the new model file"),
                              CORE_OPT_NEED("store", &dir, "DIR", "the store to rebuild"),
+                             CORE_OPT_LOG_LEVEL,
                              CORE_OPT_ENDROW};
     int rc = core_opts_parse(&reencode_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;

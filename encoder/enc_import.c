@@ -235,6 +235,7 @@ static int import_run(int argc, char **argv, int movielens) {
         CORE_OPT_FLG("binary", &binary, "write the binary event file instead of JSON lines"),
         {CORE_OPT_ROW(movielens ? "ratings.csv" : "FILE", CORE_OPT_ARG, &in, NULL, "the input CSV"),
          .flags = CORE_OPT_REQUIRED},
+        CORE_OPT_LOG_LEVEL,
         CORE_OPT_ENDROW};
     int rc = core_opts_parse(movielens ? &enc_import_movielens_cmd : &enc_import_taobao_cmd, opts,
                              argc, argv);

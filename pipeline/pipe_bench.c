@@ -226,6 +226,7 @@ int pipe_cmd_bench(int argc, char **argv) {
         CORE_OPT_U64("batch", &batch, "N", 1, 1000000, "events per LMDB transaction"),
         {CORE_OPT_ROW("model", CORE_OPT_PATH, &model, "M", "the model the worker encodes with"),
          .def = "a fresh default model"},
+        CORE_OPT_LOG_LEVEL,
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&pipe_bench_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     rc = 1;

@@ -118,11 +118,33 @@ static void usage_errors_name_the_flag(void **state) {
     usage_error("eval --model m --events e --split dev", (const char *[]){"--split: 'dev'", NULL});
 }
 
+/* every long-running command takes --log-level, and names a bad level */
+static void log_level_everywhere(void **state) {
+    (void)state;
+    const char *cmds[] = {"encode --model m --store s --input e",
+                          "encode --brokers b --topic t --group g --model m --store s",
+                          "reencode --model m --store s",
+                          "serve --model m --store s --listen 127.0.0.1:0",
+                          "train --events e --model-out m",
+                          "eval --model m --events e",
+                          "import taobao x.csv --out o",
+                          "produce --brokers b --topic t --input e",
+                          "record --brokers b --topic t --out o",
+                          "broker",
+                          "bench pipeline"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[512];
+        snprintf(args, sizeof args, "%s --log-level chatty", cmds[i]);
+        usage_error(args, (const char *[]){"log", "level", "'chatty'", NULL});
+    }
+}
+
 int main(void) {
     int fd = mkstemp(errpath);
     if (fd < 0) return 1;
     close(fd);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(log_level_everywhere),
         cmocka_unit_test(every_command_has_help),
         cmocka_unit_test(groups_version_and_encode),
         cmocka_unit_test(usage_errors_name_the_flag),

@@ -161,6 +161,7 @@ int trn_cmd_train(int argc, char **argv) {
                       "Platt-scale the kept model on the valid split: a logit slope and offset,\n"
                       "folded into the output layer and item biases"),
         CORE_OPT_FLG("json", &json, "print the final report as one JSON object on stdout"),
+        CORE_OPT_LOG_LEVEL,
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&trn_train_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     tc.seed = dc.seed = cfg.seed = seed;
@@ -378,6 +379,7 @@ int trn_cmd_eval(int argc, char **argv) {
                      "score on fp32, then on every other path this machine runs, and report each\n"
                      "one's difference from fp32 (\"paths\" in the JSON; within_bounds: max\n"
                      "|p - p_fp32| <= 5e-3, |AUC diff| <= 5e-4, |log-loss diff| <= 1e-3)"),
+        CORE_OPT_LOG_LEVEL,
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&trn_eval_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     if (isa_name && rank_isa_parse(isa_name, &isa, err, sizeof err))
