@@ -42,7 +42,9 @@ void omp_set_num_threads(int n); /* libgomp, oneDNN's threading runtime in Debia
 #define NL 2      /* layers */
 
 static const int g_bs[NBS] = {BLK, MTOT - BLK};
-static int bs_index(int mb) { return mb == BLK ? 0 : 1; }
+static int bs_index(int mb) {
+    return mb == BLK ? 0 : 1;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* The problem */
@@ -99,18 +101,25 @@ static void setup_problem(void) {
     g_H = xalloc(sizeof(float) * MTOT * 200);
     g_W2 = xalloc(sizeof(float) * 80 * 200);
     g_b2 = xalloc(sizeof(float) * 80);
-    for (int i = 0; i < MTOT * 264; i++) g_A1[i] = urand(-1.f, 1.f);
-    for (int i = 0; i < MTOT * 50; i++) g_A2[i] = urand(-1.f, 1.f);
+    for (int i = 0; i < MTOT * 264; i++)
+        g_A1[i] = urand(-1.f, 1.f);
+    for (int i = 0; i < MTOT * 50; i++)
+        g_A2[i] = urand(-1.f, 1.f);
     float a1 = sqrtf(3.f / 314.f), a2 = sqrtf(6.f / 200.f);
-    for (int i = 0; i < 200 * 314; i++) g_W1[i] = urand(-a1, a1);
-    for (int i = 0; i < 200; i++) g_b1[i] = urand(-0.1f, 0.1f);
-    for (int i = 0; i < 80 * 200; i++) g_W2[i] = urand(-a2, a2);
-    for (int i = 0; i < 80; i++) g_b2[i] = urand(-0.1f, 0.1f);
+    for (int i = 0; i < 200 * 314; i++)
+        g_W1[i] = urand(-a1, a1);
+    for (int i = 0; i < 200; i++)
+        g_b1[i] = urand(-0.1f, 0.1f);
+    for (int i = 0; i < 80 * 200; i++)
+        g_W2[i] = urand(-a2, a2);
+    for (int i = 0; i < 80; i++)
+        g_b2[i] = urand(-0.1f, 0.1f);
     layer *L = &g_L[0];
     *L = (layer){"layer1", 200, 2, {264, 50}, {0, 264}, 314, {g_A1, g_A2}, g_W1, g_b1, NULL, 0};
     L->ref = xalloc(sizeof(double) * MTOT * 200);
     reference(L);
-    for (int i = 0; i < MTOT * 200; i++) g_H[i] = (float)L->ref[i]; /* layer 2 reads layer 1 */
+    for (int i = 0; i < MTOT * 200; i++)
+        g_H[i] = (float)L->ref[i]; /* layer 2 reads layer 1 */
     L = &g_L[1];
     *L = (layer){"layer2", 80, 1, {200, 0}, {0, 0}, 200, {g_H, NULL}, g_W2, g_b2, NULL, 1};
     L->ref = xalloc(sizeof(double) * MTOT * 80);
@@ -125,7 +134,7 @@ struct contender {
     char name[48];
     const char *library, *precision;
     char setup[600];
-    char skip[400]; /* why it does not run here ("" if it does) */
+    char skip[400];  /* why it does not run here ("" if it does) */
     char impl[2048]; /* JSON object body: primitive -> implementation name */
     /* y (MTOT, N): rows m0 .. m0 + mb of layer l */
     void (*run)(contender *c, int l, int m0, int mb, float *y);
@@ -166,9 +175,8 @@ static void trail_prepare(contender *c, rank_isa isa) {
     c->precision = rank_isa_precision(isa);
     c->run = trail_run;
     if (!rank_isa_available(isa)) {
-        snprintf(c->skip, sizeof c->skip,
-                 "this CPU/OS does not run path %s (usable features: %s)", rank_isa_name(isa),
-                 core_cpu_features()[0] ? core_cpu_features() : "none");
+        snprintf(c->skip, sizeof c->skip, "this CPU/OS does not run path %s (usable features: %s)",
+                 rank_isa_name(isa), core_cpu_features()[0] ? core_cpu_features() : "none");
         return;
     }
     snprintf(c->setup, sizeof c->setup,
@@ -177,12 +185,12 @@ static void trail_prepare(contender *c, rank_isa isa) {
              "(RANK_PG_RELU)%s",
              rank_isa_name(isa),
              !strcmp(rank_isa_precision(isa), "bf16")   ? "; fp32 activations rounded to bf16 "
-                                                           "inside the call (timed)"
+                                                          "inside the call (timed)"
              : !strcmp(rank_isa_precision(isa), "int8") ? "; weights quantized per output channel "
-                                                           "when packed, fp32 activations "
-                                                           "quantized per row inside the call "
-                                                           "(timed)"
-                                                         : "");
+                                                          "when packed, fp32 activations "
+                                                          "quantized per row inside the call "
+                                                          "(timed)"
+                                                        : "");
     trail_st *s = xalloc(sizeof *s);
     size_t sb = 0;
     for (int l = 0; l < NL; l++) {
@@ -254,25 +262,27 @@ typedef struct dnn_lb { /* one layer, one block size */
 typedef struct dnn_st {
     int kind;
     dnn_lb lb[NL][NBS];
-    void *low[NL];     /* bf16 or u8 activations, (BLK, Ktot) */
-    int8_t *wq[NL];    /* int8: (N, Ktot) quantized weights */
-    float *wsc[NL];    /* int8: per output channel weight scales */
-    float *osc;        /* int8: output scales, src scale * wsc[n] */
-    float *bq[NL];     /* int8: bias / output scale (oneDNN 2.x adds the bias before scaling) */
-    int32_t zp[NL];    /* int8: source zero point per layer */
+    void *low[NL];  /* bf16 or u8 activations, (BLK, Ktot) */
+    int8_t *wq[NL]; /* int8: (N, Ktot) quantized weights */
+    float *wsc[NL]; /* int8: per output channel weight scales */
+    float *osc;     /* int8: output scales, src scale * wsc[n] */
+    float *bq[NL];  /* int8: bias / output scale (oneDNN 2.x adds the bias before scaling) */
+    int32_t zp[NL]; /* int8: source zero point per layer */
 } dnn_st;
 
-#define DNN(call)                                                                                 \
-    do {                                                                                          \
-        dnnl_status_t st_ = (call);                                                               \
-        if (st_ != dnnl_success) {                                                                \
-            snprintf(c->skip, sizeof c->skip, "oneDNN %s: %s", #call, dnnl_status2str(st_));      \
-            return -1;                                                                            \
-        }                                                                                         \
+#define DNN(call)                                                                                  \
+    do {                                                                                           \
+        dnnl_status_t st_ = (call);                                                                \
+        if (st_ != dnnl_success) {                                                                 \
+            snprintf(c->skip, sizeof c->skip, "oneDNN %s: %s", #call, dnnl_status2str(st_));       \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
 
 /* oneDNN takes data handles as void * even for inputs it only reads */
-static void *unconst(const void *p) { return (void *)(uintptr_t)p; }
+static void *unconst(const void *p) {
+    return (void *)(uintptr_t)p;
+}
 
 static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
     const char *s = NULL;
@@ -288,10 +298,14 @@ static void md_strided(dnnl_memory_desc_t *md, int rows, int cols, int ld, dnnl_
 
 /* One matmul: src (mb, K) with leading dimension lda, weights (K, N) packed by oneDNN ("any")
  * from W's columns koff.. (or the int8 copy), optional bias, optional sum post-op, ReLU. */
-static int dnn_mm_make(contender *c, dnn_st *s, dnn_mm *mm, const layer *L, int mb, int K,
-                       int koff, int lda, int with_bias, int with_sum, int relu, const char *key) {
-    dnnl_data_type_t sdt = s->kind == DNN_F32 ? dnnl_f32 : s->kind == DNN_BF16 ? dnnl_bf16 : dnnl_u8;
-    dnnl_data_type_t wdt = s->kind == DNN_F32 ? dnnl_f32 : s->kind == DNN_BF16 ? dnnl_bf16 : dnnl_s8;
+static int dnn_mm_make(contender *c, dnn_st *s, dnn_mm *mm, const layer *L, int mb, int K, int koff,
+                       int lda, int with_bias, int with_sum, int relu, const char *key) {
+    dnnl_data_type_t sdt = s->kind == DNN_F32    ? dnnl_f32
+                           : s->kind == DNN_BF16 ? dnnl_bf16
+                                                 : dnnl_u8;
+    dnnl_data_type_t wdt = s->kind == DNN_F32    ? dnnl_f32
+                           : s->kind == DNN_BF16 ? dnnl_bf16
+                                                 : dnnl_s8;
     dnnl_memory_desc_t smd, wmd, bmd, dmd, uwmd;
     md_strided(&smd, mb, K, lda, sdt);
     dnnl_dims_t wd = {K, L->N}, bd = {1, L->N};
@@ -403,8 +417,10 @@ static float maxabs(const float *a, int rows, int cols) {
     }
     float t[4], r = 0.f;
     _mm_storeu_ps(t, _mm_max_ps(m0, m1));
-    for (int j = 0; j < 4; j++) r = t[j] > r ? t[j] : r;
-    for (; i < n; i++) r = fabsf(a[i]) > r ? fabsf(a[i]) : r;
+    for (int j = 0; j < 4; j++)
+        r = t[j] > r ? t[j] : r;
+    for (; i < n; i++)
+        r = fabsf(a[i]) > r ? fabsf(a[i]) : r;
     return r;
 }
 
@@ -477,7 +493,8 @@ static int dnn_prepare_inner(contender *c, dnn_st *s) {
             for (int n = 0; n < L->N; n++) {
                 const float *wr = L->w + (size_t)n * L->Ktot;
                 float mx = 0.f;
-                for (int k = 0; k < L->Ktot; k++) mx = fabsf(wr[k]) > mx ? fabsf(wr[k]) : mx;
+                for (int k = 0; k < L->Ktot; k++)
+                    mx = fabsf(wr[k]) > mx ? fabsf(wr[k]) : mx;
                 float sc = mx > 0.f ? mx / 127.f : 1.f;
                 s->wsc[l][n] = sc;
                 for (int k = 0; k < L->Ktot; k++)
@@ -549,10 +566,10 @@ static void dnn_prepare(contender *c, int kind) {
 
 typedef struct xs_st {
     int bf16;
-    float *wt[NL][2];            /* fp32: W^T per segment, (K_s, N) */
+    float *wt[NL][2]; /* fp32: W^T per segment, (K_s, N) */
     libxsmm_smmfunction k[NL][2][NBS];
-    uint16_t *wv[NL];            /* bf16: W^T over all K in VNNI pairs, [Ktot/2][N][2] */
-    uint16_t *low[NL];           /* bf16 activations (BLK, Ktot) */
+    uint16_t *wv[NL];  /* bf16: W^T over all K in VNNI pairs, [Ktot/2][N][2] */
+    uint16_t *low[NL]; /* bf16 activations (BLK, Ktot) */
     libxsmm_bsmmfunction kb[NL][NBS];
 } xs_st;
 
@@ -615,8 +632,8 @@ static void xs_prepare(contender *c, int bf16) {
                 for (int b = 0; b < NBS; b++) {
                     float alpha = 1.f, beta = g ? 1.f : 0.f;
                     int flags = g ? 0 : LIBXSMM_GEMM_FLAG_BETA_0;
-                    s->k[l][g][b] = libxsmm_smmdispatch(N, g_bs[b], K, &N, &K, &N, &alpha, &beta,
-                                                        &flags, &pf);
+                    s->k[l][g][b] =
+                        libxsmm_smmdispatch(N, g_bs[b], K, &N, &K, &N, &alpha, &beta, &flags, &pf);
                     if (!s->k[l][g][b]) {
                         snprintf(c->skip, sizeof c->skip,
                                  "libxsmm_smmdispatch returned no kernel for m %d n %d k %d "
@@ -637,9 +654,11 @@ static void xs_prepare(contender *c, int bf16) {
             float *col = xalloc(sizeof(float) * (size_t)K);
             uint16_t *colb = xalloc(sizeof(uint16_t) * (size_t)K);
             for (int n = 0; n < N; n++) {
-                for (int k = 0; k < K; k++) col[k] = L->w[(size_t)n * K + k];
+                for (int k = 0; k < K; k++)
+                    col[k] = L->w[(size_t)n * K + k];
                 cvt_bf16(col, colb, (int)K);
-                for (int k = 0; k < K; k++) s->wv[l][((size_t)(k / 2) * N + n) * 2 + (k & 1)] = colb[k];
+                for (int k = 0; k < K; k++)
+                    s->wv[l][((size_t)(k / 2) * N + n) * 2 + (k & 1)] = colb[k];
             }
             free(col);
             free(colb);
@@ -697,16 +716,19 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 static void once(contender *c, int l, int rows, float *y) {
-    for (int m0 = 0; m0 < rows; m0 += BLK) c->run(c, l, m0, rows - m0 < BLK ? rows - m0 : BLK, y);
+    for (int m0 = 0; m0 < rows; m0 += BLK)
+        c->run(c, l, m0, rows - m0 < BLK ? rows - m0 : BLK, y);
 }
 
 static meas measure(contender *c, int l, int rows, float *y) {
     const layer *L = &g_L[l];
     meas r;
     memset(&r, 0, sizeof r);
-    for (size_t i = 0; i < (size_t)MTOT * L->N; i++) y[i] = NAN;
+    for (size_t i = 0; i < (size_t)MTOT * L->N; i++)
+        y[i] = NAN;
     double t0 = now_s();
-    for (int w = 0; w < g_warmup && (w == 0 || now_s() - t0 < g_max_s / 4); w++) once(c, l, rows, y);
+    for (int w = 0; w < g_warmup && (w == 0 || now_s() - t0 < g_max_s / 4); w++)
+        once(c, l, rows, y);
     double *t = xalloc(sizeof(double) * (size_t)g_reps);
     double start = now_s();
     int n = 0;
@@ -774,7 +796,8 @@ static void cpu_string(char *out, size_t size) {
         char *colon = strchr(line, ':');
         if (!colon) continue;
         char *v = colon + 1;
-        while (*v == ' ') v++;
+        while (*v == ' ')
+            v++;
         v[strcspn(v, "\n")] = 0;
         if (!have_model && !strncmp(line, "model name", 10)) {
             snprintf(model, sizeof model, "%s", v);
@@ -807,17 +830,28 @@ static void loadavg(char *out, size_t size) {
 
 static const char *dnnl_isa_name(dnnl_cpu_isa_t i) {
     switch (i) {
-    case dnnl_cpu_isa_sse41: return "sse41";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
-    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "all/unknown";
+    case dnnl_cpu_isa_sse41:
+        return "sse41";
+    case dnnl_cpu_isa_avx:
+        return "avx";
+    case dnnl_cpu_isa_avx2:
+        return "avx2";
+    case dnnl_cpu_isa_avx2_vnni:
+        return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic:
+        return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops:
+        return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core:
+        return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni:
+        return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16:
+        return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx:
+        return "avx512_core_amx";
+    default:
+        return "all/unknown";
     }
 }
 
@@ -834,8 +868,9 @@ static void env_field(const char *k, int last) {
 }
 
 static void print_meas(const char *key, const meas *m, int last) {
-    printf("        \"%s\": {\"median_us\": %.2f, \"p99_us\": %.2f, \"gflops\": %.2f, \"reps\": %d, ",
-           key, m->median_us, m->p99_us, m->gflops, m->reps);
+    printf(
+        "        \"%s\": {\"median_us\": %.2f, \"p99_us\": %.2f, \"gflops\": %.2f, \"reps\": %d, ",
+        key, m->median_us, m->p99_us, m->gflops, m->reps);
     if (m->finite)
         printf("\"max_abs_diff\": %.3g, ", m->max_abs_diff);
     else
@@ -884,16 +919,19 @@ int main(int argc, char **argv) {
     contender cs[MAXC];
     memset(cs, 0, sizeof cs);
     int nc = 0;
-    for (int i = 0; i < RANK_ISA_COUNT; i++) trail_prepare(&cs[nc++], (rank_isa)i);
+    for (int i = 0; i < RANK_ISA_COUNT; i++)
+        trail_prepare(&cs[nc++], (rank_isa)i);
     blas_prepare(&cs[nc++]);
-    for (int k = DNN_F32; k <= DNN_INT8; k++) dnn_prepare(&cs[nc++], k);
+    for (int k = DNN_F32; k <= DNN_INT8; k++)
+        dnn_prepare(&cs[nc++], k);
     xs_prepare(&cs[nc++], 0);
     xs_prepare(&cs[nc++], 1);
 
     float *y = xalloc(sizeof(float) * MTOT * 200);
     meas res[MAXC][NL][2];
     int shown[MAXC];
-    for (int i = 0; i < nc; i++) shown[i] = selected(cs[i].name);
+    for (int i = 0; i < nc; i++)
+        shown[i] = selected(cs[i].name);
     for (int i = 0; i < nc; i++) {
         if (!shown[i]) continue;
         if (cs[i].skip[0] || !cs[i].st) {
@@ -939,7 +977,9 @@ int main(int argc, char **argv) {
            dv->patch);
     json_str(stdout, dv->hash ? dv->hash : "");
     printf(",\n    \"onednn_cpu_runtime\": \"%s\",\n    \"onednn_effective_isa\": \"%s\",\n",
-           dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OMP" : dv->cpu_runtime == DNNL_RUNTIME_SEQ ? "SEQ" : "other",
+           dv->cpu_runtime == DNNL_RUNTIME_OMP   ? "OMP"
+           : dv->cpu_runtime == DNNL_RUNTIME_SEQ ? "SEQ"
+                                                 : "other",
            dnnl_isa_name(dnnl_get_effective_cpu_isa()));
     printf("    \"libxsmm_version\": \"%s\",\n    \"libxsmm_target\": ", LIBXSMM_CONFIG_VERSION);
     json_str(stdout, libxsmm_get_target_arch());

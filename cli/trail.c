@@ -31,30 +31,33 @@ static int cmd_encode(int argc, char **argv) {
 }
 
 static const core_cmd encode_cmd = {
-    "encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)", cmd_encode,
-    NULL, NULL};
+    "encode", "apply events to the LMDB user state: --input FILE, or --brokers (worker)",
+    cmd_encode, NULL, NULL};
 static const core_cmd encode_kafka_cmd = {"encode-kafka", "alias of `trail encode --brokers ...`",
                                           pipe_cmd_encode, NULL, NULL};
 static const core_cmd *const trail_cmds[] = {&encode_cmd, &encode_kafka_cmd, NULL};
 
 /* each module's table, in the order `trail --help` lists them */
-static const core_cmd *const *const tables[] = {mdl_cmds, enc_cmds, trail_cmds, pipe_cmds, rank_cmds,
-                                                serve_cmds, trn_cmds};
+static const core_cmd *const *const tables[] = {mdl_cmds,  enc_cmds,   trail_cmds, pipe_cmds,
+                                                rank_cmds, serve_cmds, trn_cmds};
 
 static const core_cmd *cmds[64];
 
 static void collect(void) {
     size_t n = 0;
     for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
-        for (size_t i = 0; tables[t][i] && n < sizeof cmds / sizeof *cmds - 1; i++) cmds[n++] = tables[t][i];
+        for (size_t i = 0; tables[t][i] && n < sizeof cmds / sizeof *cmds - 1; i++)
+            cmds[n++] = tables[t][i];
     cmds[n] = NULL;
 }
 
 /* the commands whose name starts with group (all when group is NULL), a group's together */
 static void list(FILE *f, const char *group) {
     size_t gl = group ? strlen(group) : 0;
-    fprintf(f, "usage: trail %s%s<command> [options]   (trail %s%s<command> --help for its options)\n\n",
-            group ? group : "", group ? " " : "", group ? group : "", group ? " " : "");
+    fprintf(
+        f,
+        "usage: trail %s%s<command> [options]   (trail %s%s<command> --help for its options)\n\n",
+        group ? group : "", group ? " " : "", group ? group : "", group ? " " : "");
     for (size_t i = 0; cmds[i]; i++) {
         size_t w = strcspn(cmds[i]->name, " "), seen = 0;
         for (size_t k = 0; k < i && !seen; k++) /* its first word was listed with an earlier one */

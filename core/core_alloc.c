@@ -22,13 +22,17 @@ void core_alloc_fail_after(long n, int persistent) {
     fail_persistent = persistent;
 }
 
-void *core_malloc(size_t n) { return should_fail() ? NULL : malloc(n ? n : 1); }
+void *core_malloc(size_t n) {
+    return should_fail() ? NULL : malloc(n ? n : 1);
+}
 
 void *core_calloc(size_t count, size_t size) {
     return should_fail() ? NULL : calloc(count ? count : 1, size ? size : 1);
 }
 
-void *core_realloc(void *p, size_t n) { return should_fail() ? NULL : realloc(p, n ? n : 1); }
+void *core_realloc(void *p, size_t n) {
+    return should_fail() ? NULL : realloc(p, n ? n : 1);
+}
 
 void *core_aligned_alloc(size_t n) {
     void *p = NULL;
@@ -44,4 +48,6 @@ char *core_strdup(const char *s) {
     return d;
 }
 
-void core_free(void *p) { free(p); }
+void core_free(void *p) {
+    free(p);
+}

@@ -57,12 +57,30 @@ int core_scan_size(const char *s, uint64_t *out, char *why, size_t n) {
     if (errno) goto bad;
     int shift = 0;
     switch (*end) {
-    case 0: break;
-    case 'K': case 'k': shift = 10; end++; break;
-    case 'M': case 'm': shift = 20; end++; break;
-    case 'G': case 'g': shift = 30; end++; break;
-    case 'T': case 't': shift = 40; end++; break;
-    default: goto bad;
+    case 0:
+        break;
+    case 'K':
+    case 'k':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+    case 'm':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+    case 'g':
+        shift = 30;
+        end++;
+        break;
+    case 'T':
+    case 't':
+        shift = 40;
+        end++;
+        break;
+    default:
+        goto bad;
     }
     if (*end || (shift && v > (~0ull >> shift))) goto bad;
     *out = v << shift;

@@ -63,7 +63,7 @@ static void detect(void) {
     __get_cpuid(1, &a, &b, &cx, &d);
     int osxsave = (cx >> 27) & 1, avx = (cx >> 28) & 1, fma = (cx >> 12) & 1, f16c = (cx >> 29) & 1;
     uint64_t xcr0 = osxsave ? xgetbv0() : 0;
-    int os_ymm = (xcr0 & 0x6) == 0x6;            /* XMM and YMM state */
+    int os_ymm = (xcr0 & 0x6) == 0x6;             /* XMM and YMM state */
     int os_zmm = os_ymm && (xcr0 & 0xe0) == 0xe0; /* opmask, ZMM_Hi256, Hi16_ZMM */
     int os_tile = (xcr0 & 0x60000) == 0x60000;    /* XTILECFG, XTILEDATA */
     if (maxleaf < 7) return;

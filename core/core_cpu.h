@@ -9,7 +9,7 @@
 #define TRAIL_CORE_CPU_H
 
 typedef struct core_cpu {
-    int avx2, fma, f16c;                     /* with the OS saving YMM state */
+    int avx2, fma, f16c;                       /* with the OS saving YMM state */
     int avx512f, avx512bw, avx512vl, avx512dq; /* with the OS saving ZMM and opmask state */
     int avx512_vnni, avx512_bf16, avx_vnni;
     int amx_tile, amx_bf16, amx_int8; /* the CPU has AMX (cpuid) */

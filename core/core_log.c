@@ -20,8 +20,9 @@ int core_log_level_parse(const char *name, int *level, char *err, size_t errlen)
     static const struct {
         const char *name;
         int level;
-    } names[] = {{"error", CORE_LOG_ERR},   {"err", CORE_LOG_ERR},   {"warn", CORE_LOG_WARNING},
-                 {"warning", CORE_LOG_WARNING}, {"notice", CORE_LOG_NOTICE}, {"info", CORE_LOG_INFO},
+    } names[] = {{"error", CORE_LOG_ERR},     {"err", CORE_LOG_ERR},
+                 {"warn", CORE_LOG_WARNING},  {"warning", CORE_LOG_WARNING},
+                 {"notice", CORE_LOG_NOTICE}, {"info", CORE_LOG_INFO},
                  {"debug", CORE_LOG_DEBUG}};
     for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
         if (!strcasecmp(name, names[i].name)) {
@@ -62,7 +63,8 @@ void core_log_set(core_log_cb *cb, void *opaque) {
 }
 
 void core_log_write(int level, const char *fmt, ...) {
-    static const char *names[] = {"EMERG", "ALERT", "CRIT", "ERR", "WARN", "NOTICE", "INFO", "DEBUG"};
+    static const char *names[] = {"EMERG", "ALERT",  "CRIT", "ERR",
+                                  "WARN",  "NOTICE", "INFO", "DEBUG"};
     char msg[1024], line[1200];
     va_list ap;
     va_start(ap, fmt);
@@ -84,6 +86,9 @@ void core_log_write(int level, const char *fmt, ...) {
     gmtime_r(&ts.tv_sec, &tm);
     snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-             names[level < 0 ? 0 : level > 7 ? 7 : level], msg);
+             names[level < 0   ? 0
+                   : level > 7 ? 7
+                               : level],
+             msg);
     fputs(line, stderr);
 }

@@ -9,8 +9,13 @@
 
 #include <stddef.h>
 
-enum { CORE_LOG_ERR = 3, CORE_LOG_WARNING = 4, CORE_LOG_NOTICE = 5, CORE_LOG_INFO = 6,
-       CORE_LOG_DEBUG = 7 };
+enum {
+    CORE_LOG_ERR = 3,
+    CORE_LOG_WARNING = 4,
+    CORE_LOG_NOTICE = 5,
+    CORE_LOG_INFO = 6,
+    CORE_LOG_DEBUG = 7
+};
 
 typedef void core_log_cb(int level, const char *line, void *opaque);
 

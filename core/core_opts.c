@@ -7,7 +7,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#define MAX_OPTS 128 /* options of one command, shared tables included */
+#define MAX_OPTS 128  /* options of one command, shared tables included */
 #define HELP_COL 24   /* where the help text starts */
 #define HELP_WIDTH 96 /* a help line's default and bounds go below it rather than past this */
 
@@ -22,8 +22,10 @@ static int flatten(const core_opt *opts, char *base, flat *f, int n) {
         int shadowed = 0; /* a row listed before overrides a shared row of the same name */
         for (int k = 0; k < n && base && o->name && !shadowed; k++)
             shadowed = !strcmp(f[k].o->name, o->name);
-        if (o->type == CORE_OPT_TABLE) n = flatten(o->sub, o->dst, f, n);
-        else if (n < MAX_OPTS && !shadowed) f[n++] = (flat){o, base};
+        if (o->type == CORE_OPT_TABLE)
+            n = flatten(o->sub, o->dst, f, n);
+        else if (n < MAX_OPTS && !shadowed)
+            f[n++] = (flat){o, base};
     }
     return n;
 }
@@ -83,8 +85,10 @@ static int unknown(const core_cmd *cmd, const flat *f, int n, const char *arg) {
                 used += (size_t)snprintf(like + used, sizeof like - used, "%s--%s",
                                          hits++ ? " or " : "", f[k].o->name);
     if (hits)
-        return core_cmd_usage(cmd, "unknown option '%.*s' (did you mean %s? names are not "
-                                   "abbreviated)", (int)len, arg, like);
+        return core_cmd_usage(cmd,
+                              "unknown option '%.*s' (did you mean %s? names are not "
+                              "abbreviated)",
+                              (int)len, arg, like);
     return core_cmd_usage(cmd, "unknown option '%.*s'", (int)len, arg);
 }
 
@@ -97,7 +101,8 @@ static int set_value(const core_opt *o, void *d, const char *v, char *why, size_
         if (core_scan_u64(v, o->umin, o->umax, &u, why, n)) return 1;
         *(uint32_t *)d = (uint32_t)u;
         return 0;
-    case CORE_OPT_U64: return core_scan_u64(v, o->umin, o->umax, d, why, n) != 0;
+    case CORE_OPT_U64:
+        return core_scan_u64(v, o->umin, o->umax, d, why, n) != 0;
     case CORE_OPT_SIZE:
         if (core_scan_size(v, &u, why, n)) return 1;
         if (o->umax && (u < o->umin || u > o->umax)) {
@@ -111,8 +116,10 @@ static int set_value(const core_opt *o, void *d, const char *v, char *why, size_
         if (core_scan_i64(v, o->imin, o->imax, &s, why, n)) return 1;
         *(int *)d = (int)s;
         return 0;
-    case CORE_OPT_I64: return core_scan_i64(v, o->imin, o->imax, d, why, n) != 0;
-    case CORE_OPT_DOUBLE: return core_scan_double(v, o->dmin, o->dmax, d, why, n) != 0;
+    case CORE_OPT_I64:
+        return core_scan_i64(v, o->imin, o->imax, d, why, n) != 0;
+    case CORE_OPT_DOUBLE:
+        return core_scan_double(v, o->dmin, o->dmax, d, why, n) != 0;
     case CORE_OPT_FLOAT:
         if (core_scan_double(v, o->dmin, o->dmax, &x, why, n)) return 1;
         *(float *)d = (float)x;
@@ -123,7 +130,9 @@ static int set_value(const core_opt *o, void *d, const char *v, char *why, size_
             return 1;
         }
         /* fall through */
-    case CORE_OPT_STRING: *(const char **)d = v; return 0;
+    case CORE_OPT_STRING:
+        *(const char **)d = v;
+        return 0;
     case CORE_OPT_ENUM: {
         size_t used = (size_t)snprintf(why, n, "'%s' is not one of", v);
         for (int i = 0; o->choices[i]; i++) {
@@ -132,12 +141,16 @@ static int set_value(const core_opt *o, void *d, const char *v, char *why, size_
                 return 0;
             }
             if (used < n)
-                used += (size_t)snprintf(why + used, n - used, "%s %s", i ? "," : "", o->choices[i]);
+                used +=
+                    (size_t)snprintf(why + used, n - used, "%s %s", i ? "," : "", o->choices[i]);
         }
         return 1;
     }
-    case CORE_OPT_FUNC: return o->fn(v, d, why, n) != 0;
-    default: snprintf(why, n, "option type %d has no value", (int)o->type); return 1;
+    case CORE_OPT_FUNC:
+        return o->fn(v, d, why, n) != 0;
+    default:
+        snprintf(why, n, "option type %d has no value", (int)o->type);
+        return 1;
     }
 }
 
@@ -226,25 +239,34 @@ static int default_str(const flat *f, char *b, size_t n) {
     if (o->def) return snprintf(b, n, "%s", o->def) > 0;
     if (!d) return 0;
     switch (o->type) {
-    case CORE_OPT_U32: return snprintf(b, n, "%u", *(const uint32_t *)d);
-    case CORE_OPT_U64: return snprintf(b, n, "%llu", *(const unsigned long long *)d);
+    case CORE_OPT_U32:
+        return snprintf(b, n, "%u", *(const uint32_t *)d);
+    case CORE_OPT_U64:
+        return snprintf(b, n, "%llu", *(const unsigned long long *)d);
     case CORE_OPT_SIZE: {
         unsigned long long v = *(const unsigned long long *)d;
         int k = 0;
-        while (k < 4 && v && !(v & 1023)) v >>= 10, k++; /* 1073741824 -> 1G */
+        while (k < 4 && v && !(v & 1023))
+            v >>= 10, k++; /* 1073741824 -> 1G */
         return snprintf(b, n, "%llu%s", v, k ? (const char *[]){"", "K", "M", "G", "T"}[k] : "");
     }
-    case CORE_OPT_INT: return snprintf(b, n, "%d", *(const int *)d);
-    case CORE_OPT_I64: return snprintf(b, n, "%lld", *(const long long *)d);
-    case CORE_OPT_DOUBLE: return snprintf(b, n, "%g", *(const double *)d);
-    case CORE_OPT_FLOAT: return snprintf(b, n, "%g", *(const float *)d);
+    case CORE_OPT_INT:
+        return snprintf(b, n, "%d", *(const int *)d);
+    case CORE_OPT_I64:
+        return snprintf(b, n, "%lld", *(const long long *)d);
+    case CORE_OPT_DOUBLE:
+        return snprintf(b, n, "%g", *(const double *)d);
+    case CORE_OPT_FLOAT:
+        return snprintf(b, n, "%g", *(const float *)d);
     case CORE_OPT_STRING:
     case CORE_OPT_PATH: {
         const char *v = *(const char *const *)d;
         return v ? snprintf(b, n, "%s", v) : 0;
     }
-    case CORE_OPT_ENUM: return snprintf(b, n, "%s", o->choices[*(const int *)d]);
-    default: return 0;
+    case CORE_OPT_ENUM:
+        return snprintf(b, n, "%s", o->choices[*(const int *)d]);
+    default:
+        return 0;
     }
 }
 
@@ -257,14 +279,17 @@ static int bounds_str(const core_opt *o, char *b, size_t n) {
         /* fall through */
     case CORE_OPT_U64:
         if (o->umin == 0 && o->umax == UINT64_MAX) return 0;
-        return snprintf(b, n, "%llu..%llu", (unsigned long long)o->umin, (unsigned long long)o->umax);
+        return snprintf(b, n, "%llu..%llu", (unsigned long long)o->umin,
+                        (unsigned long long)o->umax);
     case CORE_OPT_INT:
     case CORE_OPT_I64:
         if (o->imin == INT64_MIN && o->imax == INT64_MAX) return 0;
         return snprintf(b, n, "%lld..%lld", (long long)o->imin, (long long)o->imax);
     case CORE_OPT_DOUBLE:
-    case CORE_OPT_FLOAT: return snprintf(b, n, "%g..%g", o->dmin, o->dmax);
-    default: return 0;
+    case CORE_OPT_FLOAT:
+        return snprintf(b, n, "%g..%g", o->dmin, o->dmax);
+    default:
+        return 0;
     }
 }
 
@@ -287,12 +312,15 @@ static void help_line(const flat *fl, FILE *f) {
     }
     int has_def = default_str(fl, def, sizeof def) > 0;
     int has_bounds = bounds_str(o, bounds, sizeof bounds) > 0;
-    if (o->flags & CORE_OPT_REQUIRED) snprintf(tail, sizeof tail, " (required)");
+    if (o->flags & CORE_OPT_REQUIRED)
+        snprintf(tail, sizeof tail, " (required)");
     else if (has_def || has_bounds)
         snprintf(tail, sizeof tail, " (%s%s%s%s)", has_def ? "default " : "", def,
                  has_def && has_bounds ? "; " : "", bounds);
-    if (len >= HELP_COL - 1) fprintf(f, "%s\n%*s", left, HELP_COL, "");
-    else fprintf(f, "%-*s", HELP_COL, left);
+    if (len >= HELP_COL - 1)
+        fprintf(f, "%s\n%*s", left, HELP_COL, "");
+    else
+        fprintf(f, "%-*s", HELP_COL, left);
     const char *h = o->help ? o->help : "";
     for (const char *nl; (nl = strchr(h, '\n')); h = nl + 1)
         fprintf(f, "%.*s\n%*s", (int)(nl - h), h, HELP_COL, "");
@@ -309,15 +337,18 @@ void core_opts_help(const core_cmd *cmd, const core_opt *opts, FILE *f) {
     for (int k = 0; k < n; k++) {
         const core_opt *o = fl[k].o;
         if (o->type == CORE_OPT_ARG) continue;
-        if (o->flags & CORE_OPT_REQUIRED) fprintf(f, " --%s %s", o->name, arg_name(o));
-        else optional = 1;
+        if (o->flags & CORE_OPT_REQUIRED)
+            fprintf(f, " --%s %s", o->name, arg_name(o));
+        else
+            optional = 1;
     }
     if (optional) fprintf(f, " [options]");
     for (int k = 0; k < n; k++)
         if (fl[k].o->type == CORE_OPT_ARG)
             fprintf(f, (fl[k].o->flags & CORE_OPT_REQUIRED) ? " %s" : " [%s]", fl[k].o->name);
     fprintf(f, "\n%s\n\n", cmd->summary);
-    for (int k = 0; k < n; k++) help_line(&fl[k], f);
+    for (int k = 0; k < n; k++)
+        help_line(&fl[k], f);
     fprintf(f, "%-*s%s\n", HELP_COL, "  --help", "print this help and exit");
     if (cmd->more && *cmd->more)
         fprintf(f, "\n%s%s", cmd->more, cmd->more[strlen(cmd->more) - 1] == '\n' ? "" : "\n");

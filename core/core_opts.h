@@ -49,12 +49,12 @@ enum {
 typedef int (*core_opt_fn)(const char *value, void *dst, char *err, size_t err_size);
 
 typedef struct core_opt {
-    const char *name;  /* long name without the dashes ("model"); a positional's name in help */
+    const char *name; /* long name without the dashes ("model"); a positional's name in help */
     core_opt_type type;
-    void *dst;         /* where the value goes; NULL in a shared table (see off) */
-    const char *arg;   /* the value's name in help ("M", "FILE"); NULL: "X" */
-    const char *help;  /* one line; '\n' continues it on the next line */
-    unsigned flags;    /* CORE_OPT_* */
+    void *dst;        /* where the value goes; NULL in a shared table (see off) */
+    const char *arg;  /* the value's name in help ("M", "FILE"); NULL: "X" */
+    const char *help; /* one line; '\n' continues it on the next line */
+    unsigned flags;   /* CORE_OPT_* */
     uint64_t umin, umax;
     int64_t imin, imax;
     double dmin, dmax;
@@ -70,37 +70,51 @@ typedef struct core_opt {
 /* Table rows: CORE_OPT_ROW names the first fields (for a row with more, in braces); the others are
  * whole rows of the common types. */
 #define CORE_OPT_ROW(n, t, d, a, h) .name = (n), .type = (t), .dst = (d), .arg = (a), .help = (h)
-#define CORE_OPT_U32(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_U32, d, a, h), .umin = (lo), .umax = (hi)}
-#define CORE_OPT_U64(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_U64, d, a, h), .umin = (lo), .umax = (hi)}
-#define CORE_OPT_INT(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_INT, d, a, h), .imin = (lo), .imax = (hi)}
-#define CORE_OPT_I64(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_I64, d, a, h), .imin = (lo), .imax = (hi)}
-#define CORE_OPT_DBL(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_DOUBLE, d, a, h), .dmin = (lo), .dmax = (hi)}
-#define CORE_OPT_FLT(n, d, a, lo, hi, h) {CORE_OPT_ROW(n, CORE_OPT_FLOAT, d, a, h), .dmin = (lo), .dmax = (hi)}
-#define CORE_OPT_BOOL(n, d, h) {CORE_OPT_ROW(n, CORE_OPT_INT, d, "0|1", h), .imin = 0, .imax = 1}
-#define CORE_OPT_FLG(n, d, h) {CORE_OPT_ROW(n, CORE_OPT_FLAG, d, NULL, h)}
+#define CORE_OPT_U32(n, d, a, lo, hi, h)                                                           \
+    { CORE_OPT_ROW(n, CORE_OPT_U32, d, a, h), .umin = (lo), .umax = (hi) }
+#define CORE_OPT_U64(n, d, a, lo, hi, h)                                                           \
+    { CORE_OPT_ROW(n, CORE_OPT_U64, d, a, h), .umin = (lo), .umax = (hi) }
+#define CORE_OPT_INT(n, d, a, lo, hi, h)                                                           \
+    { CORE_OPT_ROW(n, CORE_OPT_INT, d, a, h), .imin = (lo), .imax = (hi) }
+#define CORE_OPT_I64(n, d, a, lo, hi, h)                                                           \
+    { CORE_OPT_ROW(n, CORE_OPT_I64, d, a, h), .imin = (lo), .imax = (hi) }
+#define CORE_OPT_DBL(n, d, a, lo, hi, h)                                                           \
+    { CORE_OPT_ROW(n, CORE_OPT_DOUBLE, d, a, h), .dmin = (lo), .dmax = (hi) }
+#define CORE_OPT_FLT(n, d, a, lo, hi, h)                                                           \
+    { CORE_OPT_ROW(n, CORE_OPT_FLOAT, d, a, h), .dmin = (lo), .dmax = (hi) }
+#define CORE_OPT_BOOL(n, d, h)                                                                     \
+    { CORE_OPT_ROW(n, CORE_OPT_INT, d, "0|1", h), .imin = 0, .imax = 1 }
+#define CORE_OPT_FLG(n, d, h)                                                                      \
+    { CORE_OPT_ROW(n, CORE_OPT_FLAG, d, NULL, h) }
 #define CORE_OPT_JSON(d) CORE_OPT_FLG("json", d, "print one JSON object")
-#define CORE_OPT_STR(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_STRING, d, a, h)}
-#define CORE_OPT_FILE(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h)}
-#define CORE_OPT_NEED(n, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h), .flags = CORE_OPT_REQUIRED}
-#define CORE_OPT_FN(n, f, d, a, h) {CORE_OPT_ROW(n, CORE_OPT_FUNC, d, a, h), .fn = (f)}
+#define CORE_OPT_STR(n, d, a, h)                                                                   \
+    { CORE_OPT_ROW(n, CORE_OPT_STRING, d, a, h) }
+#define CORE_OPT_FILE(n, d, a, h)                                                                  \
+    { CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h) }
+#define CORE_OPT_NEED(n, d, a, h)                                                                  \
+    { CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h), .flags = CORE_OPT_REQUIRED }
+#define CORE_OPT_FN(n, f, d, a, h)                                                                 \
+    { CORE_OPT_ROW(n, CORE_OPT_FUNC, d, a, h), .fn = (f) }
 /* --log-level L into core_log_level */
-#define CORE_OPT_LOG_LEVEL                                                                          \
-    {CORE_OPT_ROW("log-level", CORE_OPT_FUNC, NULL, "L", "error, warn, notice, info or debug"),     \
-     .fn = core_log_level_opt, .def = "info"}
-#define CORE_OPT_INCLUDE(table, d) {.type = CORE_OPT_TABLE, .dst = (d), .sub = (table)}
-#define CORE_OPT_ENDROW {.name = NULL}
+#define CORE_OPT_LOG_LEVEL                                                                         \
+    {                                                                                              \
+        CORE_OPT_ROW("log-level", CORE_OPT_FUNC, NULL, "L", "error, warn, notice, info or debug"), \
+            .fn = core_log_level_opt, .def = "info"                                                \
+    }
+#define CORE_OPT_INCLUDE(table, d)                                                                 \
+    { .type = CORE_OPT_TABLE, .dst = (d), .sub = (table) }
+#define CORE_OPT_ENDROW                                                                            \
+    { .name = NULL }
 
 typedef struct core_cmd {
-    const char *name;     /* "model init" */
-    const char *summary;  /* one line, for `trail --help` */
+    const char *name;    /* "model init" */
+    const char *summary; /* one line, for `trail --help` */
     int (*run)(int argc, char **argv);
-    const char *more;     /* help text after the options, or NULL */
+    const char *more;         /* help text after the options, or NULL */
     void (*more_fn)(FILE *f); /* help text that is computed, after more; or NULL */
 } core_cmd;
 
 #define CORE_OPTS_GO (-1)
-
-
 
 /** @brief Parse argv[1..argc-1] against opts for cmd.
  *  @return CORE_OPTS_GO to go on; else the exit code: 0 after printing the help, 2 after a usage
@@ -112,7 +126,6 @@ void core_opts_help(const core_cmd *cmd, const core_opt *opts, FILE *f);
 
 /** @brief A usage error the table cannot see (options that conflict, ...): prints
  *  "trail CMD: <message>; see 'trail CMD --help'" to stderr. @return 2, the exit code. */
-int core_cmd_usage(const core_cmd *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int core_cmd_usage(const core_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -57,7 +57,8 @@ double core_proc_start_time(void) {
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #if defined(__clang__)
-#define BUILD_COMPILER "clang " STR(__clang_major__) "." STR(__clang_minor__) "." STR(__clang_patchlevel__)
+#define BUILD_COMPILER                                                                             \
+    "clang " STR(__clang_major__) "." STR(__clang_minor__) "." STR(__clang_patchlevel__)
 #elif defined(__GNUC__)
 #define BUILD_COMPILER "gcc " STR(__GNUC__) "." STR(__GNUC_MINOR__) "." STR(__GNUC_PATCHLEVEL__)
 #else
@@ -135,7 +136,8 @@ int core_proc_metrics(char *buf, size_t cap, double start_time) {
         gauge(&b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
               (double)ps.vsize);
     }
-    if (fds >= 0) gauge(&b, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
+    if (fds >= 0)
+        gauge(&b, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
         gauge(&b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
               rl.rlim_cur == RLIM_INFINITY ? 1.8446744073709552e19 : (double)rl.rlim_cur);

@@ -27,7 +27,8 @@
  *  of R rows is core_hash_id(id, seed) % R. */
 static inline uint64_t core_hash_id(uint64_t id, uint64_t seed) {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(id >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(id >> (8 * i));
     return XXH3_64bits_withSeed(b, 8, seed);
 }
 
@@ -43,7 +44,8 @@ static inline uint64_t core_splitmix64(uint64_t *x) {
 }
 
 static inline void core_rng_seed(core_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = core_splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = core_splitmix64(&seed);
 }
 
 static inline uint64_t core_rng_next(core_rng *r) {
@@ -65,7 +67,8 @@ static inline double core_rng_uniform(core_rng *r) {
     return (double)(core_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/** @brief Uniform integer in [0, n), n > 0 (Lemire's multiply-shift; bias below 2^-32 for n < 2^32). */
+/** @brief Uniform integer in [0, n), n > 0 (Lemire's multiply-shift; bias below 2^-32 for n <
+ * 2^32). */
 static inline uint64_t core_rng_below(core_rng *r, uint64_t n) {
     __extension__ typedef unsigned __int128 u128;
     return (uint64_t)(((u128)core_rng_next(r) * n) >> 64);
@@ -85,7 +88,9 @@ static inline int64_t core_now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-static inline int64_t core_wall_s(void) { return (int64_t)time(NULL); }
+static inline int64_t core_wall_s(void) {
+    return (int64_t)time(NULL);
+}
 
 static inline double core_wall_ms(void) {
     struct timespec ts;

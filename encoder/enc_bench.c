@@ -34,8 +34,10 @@
 static double *zipf_cdf(uint32_t n) {
     double *cdf = core_malloc(n * sizeof *cdf), s = 0;
     if (!cdf) return NULL;
-    for (uint32_t r = 0; r < n; r++) cdf[r] = (s += 1.0 / (r + 1));
-    for (uint32_t r = 0; r < n; r++) cdf[r] /= s;
+    for (uint32_t r = 0; r < n; r++)
+        cdf[r] = (s += 1.0 / (r + 1));
+    for (uint32_t r = 0; r < n; r++)
+        cdf[r] /= s;
     return cdf;
 }
 
@@ -44,8 +46,10 @@ static uint32_t zipf_draw(const double *cdf, uint32_t n, core_rng *rng) {
     uint32_t lo = 0, hi = n - 1;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (cdf[mid] < u) lo = mid + 1;
-        else hi = mid;
+        if (cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -102,7 +106,8 @@ static int make_workload(workload *w, uint64_t E, uint64_t U, uint64_t L, uint64
     w->start = core_calloc(U + 1, sizeof *w->start);
     int rc = 1;
     if (!w->ev || !uidx || !fill || !w->order || !w->start || !ucdf || !icdf) {
-        fprintf(stderr, "trail bench encode: out of memory for %llu events\n", (unsigned long long)E);
+        fprintf(stderr, "trail bench encode: out of memory for %llu events\n",
+                (unsigned long long)E);
         goto out;
     }
     core_rng rng;
@@ -121,11 +126,14 @@ static int make_workload(workload *w, uint64_t E, uint64_t U, uint64_t L, uint64
         w->start[u + 1]++;
     }
     w->full = 0;
-    for (uint64_t u = 0; u < U; u++) w->full += w->start[u + 1] >= L;
-    for (uint64_t u = 0; u < U; u++) w->start[u + 1] += w->start[u];
+    for (uint64_t u = 0; u < U; u++)
+        w->full += w->start[u + 1] >= L;
+    for (uint64_t u = 0; u < U; u++)
+        w->start[u + 1] += w->start[u];
     /* stable counting sort by user: each user's events in arrival order */
     memcpy(fill, w->start, U * sizeof *fill);
-    for (uint64_t i = 0; i < E; i++) w->order[fill[uidx[i]]++] = (uint32_t)i;
+    for (uint64_t i = 0; i < E; i++)
+        w->order[fill[uidx[i]]++] = (uint32_t)i;
     rc = 0;
 out:
     core_free(uidx);
@@ -259,7 +267,8 @@ int enc_cmd_bench_encode(int argc, char **argv) {
     conf.recent = L < 64 ? (uint32_t)L : 64;
     conf.durable = durable;
     conf.map_size = (size_t)4 << 30;
-    if (enc_store_open(&st, &conf, err, sizeof err) || enc_store_bind_model(st, m, err, sizeof err)) {
+    if (enc_store_open(&st, &conf, err, sizeof err) ||
+        enc_store_bind_model(st, m, err, sizeof err)) {
         fprintf(stderr, "trail bench encode: %s\n", err);
         goto out;
     }
@@ -291,20 +300,23 @@ int enc_cmd_bench_encode(int argc, char **argv) {
                "\"chunks_stored\":%llu,\"users_window_full\":%llu,\"store_mb\":%.1f,"
                "\"store_bytes_per_user\":%.0f,"
                "\"user_zipf_s\":1.0,\"items\":%u,\"item_zipf_s\":1.0,\"seed\":%llu,"
-               "\"kernel_cpu_events_per_s\":%.0f,\"cpu_events_per_s\":%.0f,\"load_avg_1m\":%.2f,\"sigcache_hit_rate\":%.4f}\n",
+               "\"kernel_cpu_events_per_s\":%.0f,\"cpu_events_per_s\":%.0f,\"load_avg_1m\":%.2f,"
+               "\"sigcache_hit_rate\":%.4f}\n",
                (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, cfg.C, cfg.S,
                cfg.tau, E / e2e_s, E / kernel_s, json_rate, e2e_s, kernel_s, (unsigned long long)K,
                (unsigned long long)commits, durable ? "true" : "false", (unsigned long long)users,
                (unsigned long long)chunks, (unsigned long long)w.full, store_mb, per_user, NITEMS,
                (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, load1(), hit_rate);
     } else {
-        printf("bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"
-               "  kernel      %.0f events/s (%.3f s)\n  end to end  %.0f events/s (%.3f s, %llu "
-               "commits of %llu, %s)\n  json decode %.0f events/s\n  store %.1f MB (%.0f bytes a user)\n",
-               (unsigned long long)E, (unsigned long long)U, (unsigned long long)w.full,
-               (unsigned long long)L, cfg.C, cfg.S, cfg.tau, E / kernel_s, kernel_s, E / e2e_s, e2e_s,
-               (unsigned long long)commits, (unsigned long long)K, durable ? "fsync" : "no sync",
-               json_rate, store_mb, per_user);
+        printf(
+            "bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"
+            "  kernel      %.0f events/s (%.3f s)\n  end to end  %.0f events/s (%.3f s, %llu "
+            "commits of %llu, %s)\n  json decode %.0f events/s\n  store %.1f MB (%.0f bytes a "
+            "user)\n",
+            (unsigned long long)E, (unsigned long long)U, (unsigned long long)w.full,
+            (unsigned long long)L, cfg.C, cfg.S, cfg.tau, E / kernel_s, kernel_s, E / e2e_s, e2e_s,
+            (unsigned long long)commits, (unsigned long long)K, durable ? "fsync" : "no sync",
+            json_rate, store_mb, per_user);
     }
     ret = 0;
     goto out;

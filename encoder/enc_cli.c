@@ -44,9 +44,9 @@ static size_t utf8_char(const unsigned char *s, size_t n) {
     if (c > 0xF4 || !len || len > n) return 0;
     for (size_t k = 1; k < len; k++)
         if ((s[k] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
     if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-    if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
     if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
     return len;
 }
@@ -60,13 +60,17 @@ static void json_bytes(FILE *f, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = u[i];
         size_t len;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
-        else if (c < 0x80) fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\u%04x", c);
+        else if (c < 0x80)
+            fputc(c, f);
         else if ((len = utf8_char(u + i, n - i)) != 0) {
             fwrite(u + i, 1, len, f);
             i += len - 1;
-        } else fprintf(f, "\\u%04x", c);
+        } else
+            fprintf(f, "\\u%04x", c);
     }
 }
 
@@ -74,13 +78,15 @@ static void json_bytes(FILE *f, const char *s, size_t n) {
 static size_t utf8_cut(const char *s, size_t n, size_t max) {
     if (n <= max) return n;
     size_t k = max;
-    for (size_t back = 0; back < 3 && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80; back++) k--;
+    for (size_t back = 0; back < 3 && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80; back++)
+        k--;
     /* s[k] starts the character the cut falls in; keep the cut where it was if that is no
      * well-formed character (invalid bytes are escaped one by one anyway) */
     return k < max && utf8_char((const unsigned char *)s + k, n - k) > max - k ? k : max;
 }
 
-/* Open (creating) the reject file and cut it to `keep` bytes: what earlier committed batches wrote. */
+/* Open (creating) the reject file and cut it to `keep` bytes: what earlier committed batches wrote.
+ */
 static FILE *reject_open(const char *path, int64_t keep) {
     int fd = open(path, O_WRONLY | O_CREAT, 0644);
     if (fd < 0) return NULL;
@@ -171,7 +177,6 @@ static int encode_resume(enc_store *st, sch_reader *rd, input_id *iid, const cha
     return CORE_OK;
 }
 
-
 /* one record the reader returned (rc: its status): rejected with its reason into rej, counted
  * as an impression, or applied to b. @return 0, or an error of the batch (printed). */
 static int encode_record(enc_batch *b, FILE *rej, int rc, const char *rec, size_t len, uint64_t rn,
@@ -229,13 +234,15 @@ static void encode_summary(enc_counts n, enc_store *st, const char *input, const
                (unsigned long long)n.skipped, quar ? "" : "\n");
         if (quar)
             printf(" + %llu quarantined (their users' stored state is damaged: trail inspect "
-                   "--verify)\n", (unsigned long long)quar);
-        printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0,
-               rpath, g_stop ? "; stopped by signal (resume by running the same command)" : "");
+                   "--verify)\n",
+                   (unsigned long long)quar);
+        printf("  %.3f s, %.0f records/s; rejects in %s%s\n", dt, dt > 0 ? n.read / dt : 0.0, rpath,
+               g_stop ? "; stopped by signal (resume by running the same command)" : "");
     }
     if (n.read > 0 && n.rejected == n.read)
-        fprintf(stderr, "trail encode: every record read from %s was rejected (%llu of %llu), "
-                        "nothing applied; the reasons are in %s\n",
+        fprintf(stderr,
+                "trail encode: every record read from %s was rejected (%llu of %llu), "
+                "nothing applied; the reasons are in %s\n",
                 input, (unsigned long long)n.rejected, (unsigned long long)n.read, rpath);
 }
 
@@ -261,25 +268,29 @@ static int encode_commit(enc_batch *b, sch_reader *rd, FILE *rej, const char *rp
     if ((rc = enc_batch_set_offset(b, key, (int64_t)ftello(rej)))) goto abort;
     if (iid->f) { /* the identity of the bytes this commit covers */
         if (input_id_advance(iid, sch_reader_offset(rd)) != CORE_OK) {
-            fprintf(stderr, "trail encode: reading %s: the file changed while it was "
-                            "read\n", input);
+            fprintf(stderr,
+                    "trail encode: reading %s: the file changed while it was "
+                    "read\n",
+                    input);
             goto abort;
         }
         snprintf(key, sizeof key, "%s#id", source);
-        if ((rc = enc_batch_set_offset(b, key, (int64_t)XXH3_64bits_digest(iid->st))))
-            goto abort;
+        if ((rc = enc_batch_set_offset(b, key, (int64_t)XXH3_64bits_digest(iid->st)))) goto abort;
     }
     rc = enc_batch_commit(b);
     if (rc) {
         char why[160] = "";
         struct statvfs fs; /* a full disk reaches here as LMDB's write error */
         if (statvfs(store, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 20))
-            snprintf(why, sizeof why, "; no space left on the device of %s (%llu bytes "
-                     "free)", store, (unsigned long long)fs.f_bavail * fs.f_frsize);
-        fprintf(stderr, "trail encode: commit to %s failed: %s%s%s (state unchanged since "
-                        "the last commit; the %llu records of this batch were not applied "
-                        "and a rerun resumes before them)\n", store, core_strerror(rc),
-                rc == CORE_EFULL ? "; raise --map-max" : "", why,
+            snprintf(why, sizeof why,
+                     "; no space left on the device of %s (%llu bytes "
+                     "free)",
+                     store, (unsigned long long)fs.f_bavail * fs.f_frsize);
+        fprintf(stderr,
+                "trail encode: commit to %s failed: %s%s%s (state unchanged since "
+                "the last commit; the %llu records of this batch were not applied "
+                "and a rerun resumes before them)\n",
+                store, core_strerror(rc), rc == CORE_EFULL ? "; raise --map-max" : "", why,
                 (unsigned long long)batch_read);
         return 1;
     }
@@ -298,7 +309,8 @@ int enc_cmd_encode(int argc, char **argv) {
     conf.window = conf.recent = 0; /* adopt an existing store's, else the defaults */
     int no_sync = !conf.durable;
     const core_opt opts[] = {
-        CORE_OPT_NEED("model", &model_path, "M", "model file (its embeddings and SimHash build the buckets)"),
+        CORE_OPT_NEED("model", &model_path, "M",
+                      "model file (its embeddings and SimHash build the buckets)"),
         CORE_OPT_NEED("store", &conf.path, "DIR", "LMDB state directory (created if missing)"),
         CORE_OPT_NEED("input", &input, "FILE",
                       "event file: JSON lines or the binary encoding ('-' = stdin, no resume);\n"
@@ -315,7 +327,8 @@ int enc_cmd_encode(int argc, char **argv) {
          .def = "DIR/rejects.jsonl"},
         {CORE_OPT_ROW("map-size", CORE_OPT_SIZE, &conf.map_size, "B", "initial LMDB map size")},
         {CORE_OPT_ROW("map-max", CORE_OPT_SIZE, &conf.map_max, "B", "LMDB map growth limit")},
-        CORE_OPT_FLG("no-sync", &no_sync, "do not fsync each commit (a rebuild that can be redone)"),
+        CORE_OPT_FLG("no-sync", &no_sync,
+                     "do not fsync each commit (a rebuild that can be redone)"),
         CORE_OPT_FLG("json", &json, "print the summary as one JSON object"),
         CORE_OPT_LOG_LEVEL,
         CORE_OPT_ENDROW};
@@ -332,11 +345,13 @@ int enc_cmd_encode(int argc, char **argv) {
     enc_counts n = {0};
     int ret = 1, complete = 0;
     int64_t off = 0, rejpos = 0, t0 = core_now_ns();
-    input_id iid = {0}; /* file inputs: the hash of the bytes applied */
+    input_id iid = {0};  /* file inputs: the hash of the bytes applied */
     enc_counts bc = {0}; /* the batch being built: folded into n when it commits */
     /* known from the arguments alone: the summary at out names it even when opening fails */
-    if (reject_path) snprintf(rpath, sizeof rpath, "%s", reject_path);
-    else snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
+    if (reject_path)
+        snprintf(rpath, sizeof rpath, "%s", reject_path);
+    else
+        snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
 
     if (mdl_model_load(&m, model_path, err, sizeof err)) {
         fprintf(stderr, "trail encode: %s\n", err);
@@ -450,8 +465,7 @@ int enc_cmd_reencode(int argc, char **argv) {
     const char *model_path = NULL, *dir = NULL;
     const core_opt opts[] = {CORE_OPT_NEED("model", &model_path, "NEW", "the new model file"),
                              CORE_OPT_NEED("store", &dir, "DIR", "the store to rebuild"),
-                             CORE_OPT_LOG_LEVEL,
-                             CORE_OPT_ENDROW};
+                             CORE_OPT_LOG_LEVEL, CORE_OPT_ENDROW};
     int rc = core_opts_parse(&reencode_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
     if (!store_exists(dir)) {
@@ -468,7 +482,8 @@ int enc_cmd_reencode(int argc, char **argv) {
     conf.path = dir;
     conf.window = conf.recent = 0;
     conf.writer = 1; /* reencode writes: refused while another writer holds the store */
-    if (mdl_model_load(&m, model_path, err, sizeof err) || enc_store_open(&st, &conf, err, sizeof err)) {
+    if (mdl_model_load(&m, model_path, err, sizeof err) ||
+        enc_store_open(&st, &conf, err, sizeof err)) {
         fprintf(stderr, "trail reencode: %s\n", err);
         goto out;
     }
@@ -481,8 +496,9 @@ int enc_cmd_reencode(int argc, char **argv) {
         goto out;
     }
     mdl_version_hex(m->encoding_version, now);
-    printf("reencode %s: %llu users rebuilt from their windows, encoding version %s -> %s (%.3f s)\n",
-           dir, (unsigned long long)users, was, now, (double)(core_now_ns() - t0) / 1e9);
+    printf(
+        "reencode %s: %llu users rebuilt from their windows, encoding version %s -> %s (%.3f s)\n",
+        dir, (unsigned long long)users, was, now, (double)(core_now_ns() - t0) / 1e9);
     ret = 0;
 out:
     enc_store_close(st);
@@ -496,7 +512,8 @@ out:
 static void verify_line(uint64_t user_id, const char *what, uint64_t chunk, int err, void *opaque) {
     (void)opaque;
     char where[48] = "record";
-    if (!strcmp(what, "chunk")) snprintf(where, sizeof where, "window chunk %llu", (unsigned long long)chunk);
+    if (!strcmp(what, "chunk"))
+        snprintf(where, sizeof where, "window chunk %llu", (unsigned long long)chunk);
     fprintf(stderr, "trail inspect: user %llu: %s failed its %s\n", (unsigned long long)user_id,
             where, err == CORE_ECHECKSUM ? "checksum" : "format check");
 }
@@ -516,7 +533,8 @@ static int inspect_digest(enc_store *st, const char *dir) {
     mdl_version_hex(d, ver);
     mdl_version_hex(dp, pos);
     printf("{\"state_digest\":\"%s\",\"positions_digest\":\"%s\",\"users\":%llu,"
-           "\"chunks\":%llu}\n", ver, pos, (unsigned long long)users, (unsigned long long)chunks);
+           "\"chunks\":%llu}\n",
+           ver, pos, (unsigned long long)users, (unsigned long long)chunks);
     return 0;
 }
 
@@ -534,11 +552,15 @@ static int inspect_verify(enc_store *st, const char *dir) {
            (unsigned long long)vr.damaged_users, (unsigned long long)vr.quarantined,
            vr.checksums ? "true" : "false", vr.positions_ok ? "true" : "false");
     if (!vr.positions_ok)
-        fprintf(stderr, "trail inspect: %s: the input positions failed their checksum (a "
-                        "resumed input would skip or repeat events)\n", dir);
+        fprintf(stderr,
+                "trail inspect: %s: the input positions failed their checksum (a "
+                "resumed input would skip or repeat events)\n",
+                dir);
     if (!vr.checksums)
-        fprintf(stderr, "trail inspect: %s was written before checksums: only formats were "
-                        "checked (its next writer adds them)\n", dir);
+        fprintf(stderr,
+                "trail inspect: %s was written before checksums: only formats were "
+                "checked (its next writer adds them)\n",
+                dir);
     return vr.damaged_users || !vr.positions_ok ? 1 : 0;
 }
 
@@ -613,9 +635,10 @@ int enc_cmd_inspect(int argc, char **argv) {
         printf("},\"recent\":[");
         for (uint32_t i = 0; i < u.recent_len; i++) {
             const sch_behavior *bh = &u.recent[i];
-            printf("%s{\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld}",
-                   i ? "," : "", (unsigned long long)bh->item_id, (unsigned long long)bh->category_id,
-                   sch_action_name(bh->action) ? sch_action_name(bh->action) : "?", (long long)bh->ts);
+            printf(
+                "%s{\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld}",
+                i ? "," : "", (unsigned long long)bh->item_id, (unsigned long long)bh->category_id,
+                sch_action_name(bh->action) ? sch_action_name(bh->action) : "?", (long long)bh->ts);
         }
         printf("],\"bucket_counts\":[");
         for (uint32_t i = 0; i < u.S; i++) {
@@ -630,19 +653,20 @@ int enc_cmd_inspect(int argc, char **argv) {
             for (uint32_t k = 0; k < u.n_buckets; k++) {
                 const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
                 double s2 = 0;
-                for (uint32_t d = 0; d < u.C; d++) s2 += (double)x[d] * x[d];
+                for (uint32_t d = 0; d < u.C; d++)
+                    s2 += (double)x[d] * x[d];
                 printf("%s%.6g", k ? "," : "", sqrt(s2));
             }
             printf("]");
         }
         printf("]}\n");
     } else {
-        printf("user %llu\n  encoding version %s (S=%u, %u buckets, C=%u)\n  window %u of %u "
-               "behaviors, %llu ever applied\n  last event ts %lld, updated at %lld (wall clock)\n  "
-               "actions:",
-               (unsigned long long)uid, ver, u.S, u.n_buckets, u.C, u.window_len,
-               enc_store_window(st), (unsigned long long)u.n_events, (long long)u.last_ts,
-               (long long)u.updated_at);
+        printf(
+            "user %llu\n  encoding version %s (S=%u, %u buckets, C=%u)\n  window %u of %u "
+            "behaviors, %llu ever applied\n  last event ts %lld, updated at %lld (wall clock)\n  "
+            "actions:",
+            (unsigned long long)uid, ver, u.S, u.n_buckets, u.C, u.window_len, enc_store_window(st),
+            (unsigned long long)u.n_events, (long long)u.last_ts, (long long)u.updated_at);
         for (int a = 1; a <= SCH_ACTION_MAX; a++)
             if (u.action_cnt[a])
                 printf(" %s=%llu", sch_action_name(a), (unsigned long long)u.action_cnt[a]);
@@ -658,7 +682,8 @@ int enc_cmd_inspect(int argc, char **argv) {
             for (uint32_t k = 0; k < u.n_buckets; k++) {
                 const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
                 double s2 = 0;
-                for (uint32_t d = 0; d < u.C; d++) s2 += (double)x[d] * x[d];
+                for (uint32_t d = 0; d < u.C; d++)
+                    s2 += (double)x[d] * x[d];
                 printf(" %u/%.3g", u.bucket_cnt[i * u.n_buckets + k], sqrt(s2));
             }
             printf("\n");
@@ -673,5 +698,6 @@ out:
 }
 
 /* `encode` is not listed: trail lists it with the Kafka worker's (enc_encode_cmd) */
-const core_cmd *const enc_cmds[] = {&enc_import_taobao_cmd, &enc_import_movielens_cmd, &reencode_cmd,
-                                    &inspect_cmd, &enc_bench_cmd, NULL};
+const core_cmd *const enc_cmds[] = {&enc_import_taobao_cmd, &enc_import_movielens_cmd,
+                                    &reencode_cmd,          &inspect_cmd,
+                                    &enc_bench_cmd,         NULL};

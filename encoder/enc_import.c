@@ -28,10 +28,26 @@
 #include <string.h>
 
 /* MovieLens genres -> category ids (stable; 0 = no genre listed or movie not in movies.csv). */
-static const char *const genre_ids[] = {
-    "(no genres listed)", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery",
-    "Romance", "Sci-Fi", "Thriller", "War", "Western"};
+static const char *const genre_ids[] = {"(no genres listed)",
+                                        "Action",
+                                        "Adventure",
+                                        "Animation",
+                                        "Children",
+                                        "Comedy",
+                                        "Crime",
+                                        "Documentary",
+                                        "Drama",
+                                        "Fantasy",
+                                        "Film-Noir",
+                                        "Horror",
+                                        "IMAX",
+                                        "Musical",
+                                        "Mystery",
+                                        "Romance",
+                                        "Sci-Fi",
+                                        "Thriller",
+                                        "War",
+                                        "Western"};
 #define N_GENRES (sizeof genre_ids / sizeof genre_ids[0])
 
 typedef struct evbuf {
@@ -97,9 +113,11 @@ static int parse_row(char **f, int nf, int movielens, const uint8_t *genre, size
         snprintf(why, cap, "%d field%s, expected %d", nf, nf == 1 ? "" : "s", want);
         return -1;
     }
-    int bad = parse_u64(f[0], &e->user_id) ? 0 : parse_u64(f[1], &e->item_id) ? 1
-            : !movielens && parse_u64(f[2], &e->category_id) ? 2
-            : parse_u64(f[ts_col], &ts) ? ts_col : -1;
+    int bad = parse_u64(f[0], &e->user_id)                     ? 0
+              : parse_u64(f[1], &e->item_id)                   ? 1
+              : !movielens && parse_u64(f[2], &e->category_id) ? 2
+              : parse_u64(f[ts_col], &ts)                      ? ts_col
+                                                               : -1;
     if (bad >= 0) {
         snprintf(why, cap, "%s '%s' is not an integer in 0..2^63-1", names[movielens][bad],
                  show(f[bad], b, sizeof b));
@@ -111,7 +129,8 @@ static int parse_row(char **f, int nf, int movielens, const uint8_t *genre, size
     } else {
         int a = sch_action_parse(f[3], strlen(f[3]));
         if (a < SCH_ACTION_CLICK || a > SCH_ACTION_BUY) {
-            snprintf(why, cap, "behavior '%s' is not pv, cart, fav or buy", show(f[3], b, sizeof b));
+            snprintf(why, cap, "behavior '%s' is not pv, cart, fav or buy",
+                     show(f[3], b, sizeof b));
             return -1;
         }
         e->action = (uint8_t)a;
@@ -143,7 +162,8 @@ static int user_ts_cmp(const void *a, const void *b) {
  * request_id holds each event's row number on entry and is 0 on return. */
 static void sort_by_user_time(evbuf *b) {
     if (b->n > 1) qsort(b->ev, b->n, sizeof *b->ev, user_ts_cmp); /* qsort(NULL, 0) is undefined */
-    for (size_t i = 0; i < b->n; i++) b->ev[i].request_id = 0;
+    for (size_t i = 0; i < b->n; i++)
+        b->ev[i].request_id = 0;
 }
 
 /* movies.csv beside ratings.csv (movieId,title,genres; a title may hold commas): each movie's
@@ -161,7 +181,8 @@ static int load_genres(const char *in, uint8_t **genre, size_t *n_genre) {
         return 1;
     }
     while ((len = getline(&line, &cap, fm)) > 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
         char *comma = strchr(line, ','), *last = strrchr(line, ',');
         uint64_t id;
         if (!comma || comma == last) continue;
@@ -198,17 +219,19 @@ static int load_genres(const char *in, uint8_t **genre, size_t *n_genre) {
 }
 
 #define MALFORMED_HELP                                                                             \
-    "Malformed rows are skipped, each reported with its line and reason (the first %d; then a\n"  \
-    "count); exit status 1 when nothing was imported (every row malformed, or an empty file),\n" \
+    "Malformed rows are skipped, each reported with its line and reason (the first %d; then a\n"   \
+    "count); exit status 1 when nothing was imported (every row malformed, or an empty file),\n"   \
     "0 otherwise, 2 on a usage error.\n"
 
 static void taobao_help(FILE *f) {
-    fprintf(f, "user_id,item_id,category_id,behavior,ts rows in file order; pv -> click, cart, fav,\n"
-               "buy. A file cut inside its last line loses that last user entirely (a last line\n"
-               "without a newline is cut if it does not parse or its timestamp has fewer digits\n"
-               "than the row before; else it is whole and its user kept). Rows outside the\n"
-               "dataset's nominal 9-day window are kept (they are data; filter downstream).\n"
-               MALFORMED_HELP, IMPORT_SHOW_MAX);
+    fprintf(f,
+            "user_id,item_id,category_id,behavior,ts rows in file order; pv -> click, cart, fav,\n"
+            "buy. A file cut inside its last line loses that last user entirely (a last line\n"
+            "without a newline is cut if it does not parse or its timestamp has fewer digits\n"
+            "than the row before; else it is whole and its user kept). Rows outside the\n"
+            "dataset's nominal 9-day window are kept (they are data; filter "
+            "downstream).\n" MALFORMED_HELP,
+            IMPORT_SHOW_MAX);
 }
 
 static void movielens_help(FILE *f) {
@@ -224,7 +247,8 @@ static void movielens_help(FILE *f) {
 
 const core_cmd enc_import_taobao_cmd = {"import taobao", "Taobao UserBehavior CSV -> event file",
                                         enc_cmd_import_taobao, NULL, taobao_help};
-const core_cmd enc_import_movielens_cmd = {"import movielens", "MovieLens ratings.csv -> event file",
+const core_cmd enc_import_movielens_cmd = {"import movielens",
+                                           "MovieLens ratings.csv -> event file",
                                            enc_cmd_import_movielens, NULL, movielens_help};
 
 static int import_run(int argc, char **argv, int movielens) {
@@ -266,7 +290,8 @@ static int import_run(int argc, char **argv, int movielens) {
         lineno++;
         /* no newline: the last line, complete or cut (a CRLF line cut before its LF is whole) */
         partial = line[len - 1] != '\n' && line[len - 1] != '\r';
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
         if (len == 0) continue;
         if (movielens && lineno == 1 && !strncmp(line, "userId", 6)) continue;
         /* getline keeps NUL bytes; the field parsers would stop at one and read a prefix */
@@ -299,8 +324,7 @@ static int import_run(int argc, char **argv, int movielens) {
         cut_user = rowuser;
         /* taobao streams user by user; movielens keeps every rating until the end, since a
          * user's rows need not be together (ML-100k's are not) */
-        if (!movielens && have_user && rowuser != cur_user && flush_user(w, &ub, &written))
-            goto io;
+        if (!movielens && have_user && rowuser != cur_user && flush_user(w, &ub, &written)) goto io;
         cur_user = rowuser;
         have_user = 1;
         if (movielens) e.request_id = rows; /* the row number, for sort_by_user_time's ties */
@@ -324,17 +348,20 @@ static int import_run(int argc, char **argv, int movielens) {
     }
     w = NULL;
     if (bad > IMPORT_SHOW_MAX)
-        fprintf(stderr, "trail import: ... %llu more malformed rows skipped (%llu in all; the first "
-                        "%d are shown)\n", (unsigned long long)(bad - IMPORT_SHOW_MAX),
-                (unsigned long long)bad, IMPORT_SHOW_MAX);
+        fprintf(stderr,
+                "trail import: ... %llu more malformed rows skipped (%llu in all; the first "
+                "%d are shown)\n",
+                (unsigned long long)(bad - IMPORT_SHOW_MAX), (unsigned long long)bad,
+                IMPORT_SHOW_MAX);
     printf("import %s %s -> %s: %llu events written (%llu rows read, %llu malformed rows skipped, "
            "%llu rows of the truncated last user dropped)\n",
            movielens ? "movielens" : "taobao", in, out, (unsigned long long)written,
            (unsigned long long)rows, (unsigned long long)bad, (unsigned long long)dropped);
     ret = 0;
     if (written == 0) { /* an empty file, the wrong file, the wrong format: not a success */
-        fprintf(stderr, "trail import: nothing imported from %s (%llu lines: %llu malformed rows, "
-                        "%llu rows of a cut last user); is it a %s file?\n",
+        fprintf(stderr,
+                "trail import: nothing imported from %s (%llu lines: %llu malformed rows, "
+                "%llu rows of a cut last user); is it a %s file?\n",
                 in, (unsigned long long)lineno, (unsigned long long)bad,
                 (unsigned long long)dropped,
                 movielens ? "MovieLens ratings.csv" : "Taobao UserBehavior.csv");
@@ -352,5 +379,9 @@ out:
     return ret;
 }
 
-int enc_cmd_import_taobao(int argc, char **argv) { return import_run(argc, argv, 0); }
-int enc_cmd_import_movielens(int argc, char **argv) { return import_run(argc, argv, 1); }
+int enc_cmd_import_taobao(int argc, char **argv) {
+    return import_run(argc, argv, 0);
+}
+int enc_cmd_import_movielens(int argc, char **argv) {
+    return import_run(argc, argv, 1);
+}

@@ -13,7 +13,8 @@ void enc_simhash_sign(uint16_t *sig, const float *x, const float *R, int S, int 
         for (int k = 0; k < tau; k++) {
             const float *r = R + (size_t)(i * tau + k) * C;
             float dot = 0.f;
-            for (int c = 0; c < C; c++) dot += r[c] * x[c];
+            for (int c = 0; c < C; c++)
+                dot += r[c] * x[c];
             /* a tie at exactly 0 gives bit 0 */
             if (dot > 0.f) s |= (uint16_t)(1u << k);
         }
@@ -23,13 +24,13 @@ void enc_simhash_sign(uint16_t *sig, const float *x, const float *R, int S, int 
 
 struct enc_sigcache {
     const mdl_model *m;
-    uint32_t mask;    /* slots - 1 */
+    uint32_t mask; /* slots - 1 */
     uint32_t S;
-    uint64_t *keys;   // (slots) item row << 32 | category row, plus 1 (0 = empty)
-    uint16_t *sigs;   // (slots, S)
-    float *x;         // (C) scratch embedding
-    float *rt;        // (C, S*tau) the projection transposed
-    float *dot;       // (S*tau) scratch
+    uint64_t *keys; // (slots) item row << 32 | category row, plus 1 (0 = empty)
+    uint16_t *sigs; // (slots, S)
+    float *x;       // (C) scratch embedding
+    float *rt;      // (C, S*tau) the projection transposed
+    float *dot;     // (S*tau) scratch
     uint64_t hits, misses;
 };
 
@@ -44,18 +45,21 @@ static void project_t(float *dot, const float *x, const float *rt, int m, int C)
         float acc[SIGN_BLOCK] = {0};
         for (int c = 0; c < C; c++) {
             const float xc = x[c], *r = rt + (size_t)c * m + kb;
-            for (int j = 0; j < SIGN_BLOCK; j++) acc[j] += r[j] * xc;
+            for (int j = 0; j < SIGN_BLOCK; j++)
+                acc[j] += r[j] * xc;
         }
         memcpy(dot + kb, acc, sizeof acc);
     }
     for (int k = kb; k < m; k++) { /* the rest, one sum at a time */
         float d = 0.f;
-        for (int c = 0; c < C; c++) d += rt[(size_t)c * m + k] * x[c];
+        for (int c = 0; c < C; c++)
+            d += rt[(size_t)c * m + k] * x[c];
         dot[k] = d;
     }
 }
 
-static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, int S, int tau, int C) {
+static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, int S, int tau,
+                   int C) {
     project_t(dot, x, rt, S * tau, C);
     for (int i = 0; i < S; i++) {
         uint16_t s = 0;
@@ -67,7 +71,8 @@ static void sign_t(uint16_t *sig, float *dot, const float *x, const float *rt, i
 
 int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots) {
     uint32_t n = 2; /* two ways at least */
-    while (n < slots && n < (1u << 30)) n <<= 1;
+    while (n < slots && n < (1u << 30))
+        n <<= 1;
     enc_sigcache *c = core_calloc(1, sizeof *c);
     if (!c) return CORE_ENOMEM;
     c->m = m;
@@ -84,7 +89,8 @@ int enc_sigcache_new(enc_sigcache **out, const mdl_model *m, uint32_t slots) {
         return CORE_ENOMEM;
     }
     for (size_t k = 0; k < mk; k++)
-        for (uint32_t d = 0; d < m->cfg.C; d++) c->rt[d * mk + k] = m->p.simhash_r[k * m->cfg.C + d];
+        for (uint32_t d = 0; d < m->cfg.C; d++)
+            c->rt[d * mk + k] = m->p.simhash_r[k * m->cfg.C + d];
     *out = c;
     return CORE_OK;
 }

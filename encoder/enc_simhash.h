@@ -14,8 +14,9 @@
 /** @brief Signatures of x. sig: (S) out; x: (C); R: (S*tau, C). */
 void enc_simhash_sign(uint16_t *sig, const float *x, const float *R, int S, int tau, int C);
 
-/* A two-way set-associative cache from an item's (item row, category row) to its embedding's signatures.
- * Not thread-safe: one per thread. Entries are valid for the model given at creation. */
+/* A two-way set-associative cache from an item's (item row, category row) to its embedding's
+ * signatures. Not thread-safe: one per thread. Entries are valid for the model given at creation.
+ */
 typedef struct enc_sigcache enc_sigcache;
 
 /** @param slots rounded up to a power of two. */

@@ -96,10 +96,14 @@ void enc_ustate_set_loader(enc_ustate *s, enc_chunk_load_fn *fn, void *opaque) {
 void enc_ustate_restore(enc_ustate *s, uint64_t n_events, int64_t last_ts,
                         const uint64_t *action_cnt, const void *sum, const void *cnt) {
     size_t nsum = (size_t)s->S * s->NB * s->C * sizeof(float), ncnt = (size_t)s->S * s->NB * 4;
-    if (sum) memcpy(s->sum, sum, nsum);
-    else memset(s->sum, 0, nsum);
-    if (cnt) memcpy(s->cnt, cnt, ncnt);
-    else memset(s->cnt, 0, ncnt);
+    if (sum)
+        memcpy(s->sum, sum, nsum);
+    else
+        memset(s->sum, 0, nsum);
+    if (cnt)
+        memcpy(s->cnt, cnt, ncnt);
+    else
+        memset(s->cnt, 0, ncnt);
     memcpy(s->action_cnt, action_cnt, sizeof s->action_cnt);
     memset(s->slot_chunk, 0, s->nslots * sizeof(uint64_t));
     s->n_events = n_events;
@@ -160,14 +164,18 @@ update_rule(float *restrict sum, uint32_t *restrict cnt, const uint16_t *restric
         size_t b = (size_t)i * NB + sig[i];
         float *restrict v = sum + b * C; // (C)
         if (sign > 0) {
-            for (uint32_t c = 0; c < h; c++) v[c] += xi[c];
-            for (uint32_t c = 0; c < h; c++) v[h + c] += xc[c];
+            for (uint32_t c = 0; c < h; c++)
+                v[c] += xi[c];
+            for (uint32_t c = 0; c < h; c++)
+                v[h + c] += xc[c];
             cnt[b]++;
         } else if (--cnt[b] == 0) {
             memset(v, 0, C * sizeof(float)); /* an empty bucket is exactly zero: no drift left */
         } else {
-            for (uint32_t c = 0; c < h; c++) v[c] -= xi[c];
-            for (uint32_t c = 0; c < h; c++) v[h + c] -= xc[c];
+            for (uint32_t c = 0; c < h; c++)
+                v[c] -= xi[c];
+            for (uint32_t c = 0; c < h; c++)
+                v[h + c] -= xc[c];
         }
     }
 }
@@ -179,8 +187,10 @@ static void buckets_update(enc_ustate *s, const uint16_t *sig, uint32_t ir, uint
     const uint32_t h = s->C / 2;
     const float *xi = s->m->p.item_emb + (size_t)ir * h; // (C/2)
     const float *xc = s->m->p.cat_emb + (size_t)cr * h;  // (C/2)
-    if (s->C == 64) update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, 64, sign);
-    else update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, s->C, sign);
+    if (s->C == 64)
+        update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, 64, sign);
+    else
+        update_rule(s->sum, s->cnt, sig, xi, xc, s->S, s->NB, s->C, sign);
 }
 
 /* Rows and signatures of behavior j (whose chunk is in memory): kept from its append, or looked
@@ -219,7 +229,8 @@ int enc_ustate_recompute(enc_ustate *s, enc_sigcache *c) {
 }
 
 /* The rule for one behavior whose embedding rows are (ir, cr). */
-static int apply_one(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, uint32_t ir, uint32_t cr) {
+static int apply_one(enc_ustate *s, enc_sigcache *c, const sch_behavior *b, uint32_t ir,
+                     uint32_t cr) {
     enc_rec *ch;
     int rc, evicted = 0;
     if (s->n_events >= s->L) { /* full: the oldest leaves first */
@@ -358,9 +369,21 @@ uint32_t enc_ustate_window(const enc_ustate *s, sch_behavior *out, uint32_t max)
     return copy_tail((enc_ustate *)(uintptr_t)s, s->n_events - n, out);
 }
 
-uint64_t enc_ustate_n_events(const enc_ustate *s) { return s->n_events; }
-int64_t enc_ustate_last_ts(const enc_ustate *s) { return s->last_ts; }
-const uint64_t *enc_ustate_action_cnt(const enc_ustate *s) { return s->action_cnt; }
-const float *enc_ustate_sum(const enc_ustate *s) { return s->sum; }
-const uint32_t *enc_ustate_cnt(const enc_ustate *s) { return s->cnt; }
-uint32_t enc_ustate_window_cap(const enc_ustate *s) { return s->L; }
+uint64_t enc_ustate_n_events(const enc_ustate *s) {
+    return s->n_events;
+}
+int64_t enc_ustate_last_ts(const enc_ustate *s) {
+    return s->last_ts;
+}
+const uint64_t *enc_ustate_action_cnt(const enc_ustate *s) {
+    return s->action_cnt;
+}
+const float *enc_ustate_sum(const enc_ustate *s) {
+    return s->sum;
+}
+const uint32_t *enc_ustate_cnt(const enc_ustate *s) {
+    return s->cnt;
+}
+uint32_t enc_ustate_window_cap(const enc_ustate *s) {
+    return s->L;
+}

@@ -3,9 +3,9 @@
  * in LMDB pulls in only the chunks an update touches (the head chunk to evict from, the tail chunk
  * to append to, and all of them when the sums are recomputed).
  *
- * Window indexing: behavior number j (0-based, in arrival order over the user's whole history) lives
- * in chunk j / ENC_CHUNK at position j % ENC_CHUNK. The window holds j in [n_events - window_len,
- * n_events), window_len = min(n_events, window). See schemas/state.md.
+ * Window indexing: behavior number j (0-based, in arrival order over the user's whole history)
+ * lives in chunk j / ENC_CHUNK at position j % ENC_CHUNK. The window holds j in [n_events -
+ * window_len, n_events), window_len = min(n_events, window). See schemas/state.md.
  */
 #ifndef TRAIL_ENC_STATE_INT_H
 #define TRAIL_ENC_STATE_INT_H
@@ -18,8 +18,8 @@
 #error "the state records are little-endian and copied as is; port enc_rec encoding first"
 #endif
 
-#define ENC_CHUNK 128u  /* behaviors per window chunk (4 KiB values) */
-#define ENC_NACTIONS 8  /* per-action counters, indexed by sch_action (0 unused) */
+#define ENC_CHUNK 128u /* behaviors per window chunk (4 KiB values) */
+#define ENC_NACTIONS 8 /* per-action counters, indexed by sch_action (0 unused) */
 
 /* One behavior as stored (32 bytes, little-endian, pad zero). */
 typedef struct enc_rec {

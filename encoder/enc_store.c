@@ -69,28 +69,28 @@ typedef struct enc_bkey { /* sort key: user, then arrival */
 typedef struct enc_expect { /* where the caller stands in one source */
     char *source;
     int64_t value;
-    int present;   /* 0: the caller found no position (a fresh start) */
+    int present; /* 0: the caller found no position (a fresh start) */
 } enc_expect;
 
 struct enc_store {
     MDB_env *env;
-    int lock_fd;              /* the writer lock (DIR/writer.lock), -1 when not held */
-    enc_expect *expect;       /* per source read or written through this handle */
+    int lock_fd;        /* the writer lock (DIR/writer.lock), -1 when not held */
+    enc_expect *expect; /* per source read or written through this handle */
     size_t nexpect, capexpect;
     MDB_dbi meta, user, win, pos, wall, quar;
-    int checksums;            /* meta "checksums" = 1: every record and chunk carries its sum */
-    atomic_ullong corrupt;    /* damaged user states met (reads, and writes' batches) */
+    int checksums;             /* meta "checksums" = 1: every record and chunk carries its sum */
+    atomic_ullong corrupt;     /* damaged user states met (reads, and writes' batches) */
     atomic_ullong quarantined; /* events this handle's commits quarantined */
     char *path;
     size_t map_size, map_max;
     uint32_t window, recent;
     int durable;
-    uint64_t enc_version;     /* of the buckets held (0: empty) */
-    const mdl_model *m;       /* bound model */
-    enc_sigcache *cache;      /* for m */
-    enc_ustate *us;           /* for m, reused user after user */
+    uint64_t enc_version; /* of the buckets held (0: empty) */
+    const mdl_model *m;   /* bound model */
+    enc_sigcache *cache;  /* for m */
+    enc_ustate *us;       /* for m, reused user after user */
     int batch_open;
-    sch_behavior *scratch;    /* one user's behaviors of a batch */
+    sch_behavior *scratch; /* one user's behaviors of a batch */
     size_t scap;
     /* buffers kept from batch to batch (first touches of fresh memory cost page faults) */
     enc_bev *ev_spare;
@@ -116,7 +116,7 @@ struct enc_reader {
     enc_store *st;
     MDB_txn *txn;
     int active;
-    float *sum;          /* copies when a value is not 4-byte aligned (tiny configs) */
+    float *sum; /* copies when a value is not 4-byte aligned (tiny configs) */
     uint32_t *cnt;
     size_t sum_cap, cnt_cap;
     sch_behavior *recent; // (st->recent)
@@ -127,7 +127,8 @@ struct enc_reader {
 // Keys and small values
 
 static void be64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
 static uint64_t le64_get(const void *p) {
@@ -166,7 +167,8 @@ static int lmdb_err(int rc) {
 static int txn_begin(enc_store *st, unsigned flags, MDB_txn **txn) {
     int rc = mdb_txn_begin(st->env, NULL, flags, txn);
     if (rc == MDB_MAP_RESIZED) {
-        if ((rc = mdb_env_set_mapsize(st->env, 0)) == 0) rc = mdb_txn_begin(st->env, NULL, flags, txn);
+        if ((rc = mdb_env_set_mapsize(st->env, 0)) == 0)
+            rc = mdb_txn_begin(st->env, NULL, flags, txn);
     }
     return rc;
 }
@@ -188,7 +190,7 @@ static int map_grow(enc_store *st) {
 // Checksums (schemas/state.md, "Integrity"): XXH3-64 over a value with its checksum field zeroed,
 // seeded by the key, so a value copied under another key fails too. LMDB itself checks nothing.
 
-#define ENC_SUM_OFF 112 /* enc_uhdr.checksum */
+#define ENC_SUM_OFF 112      /* enc_uhdr.checksum */
 #define ENC_CHUNK_SUM_OFF 28 /* in the chunk's first record: pad bytes 3..6 */
 
 static uint64_t record_sum(uint64_t user_id, const uint8_t *v, size_t len) {
@@ -203,7 +205,8 @@ static uint32_t chunk_sum(uint64_t user_id, uint64_t chunk, const uint8_t *v, si
     uint8_t first[sizeof(enc_rec)];
     memcpy(first, v, sizeof first);
     memset(first + ENC_CHUNK_SUM_OFF, 0, 4);
-    uint64_t h = XXH3_64bits_withSeed(first, sizeof first, user_id ^ (chunk * 0x9E3779B97F4A7C15ull));
+    uint64_t h =
+        XXH3_64bits_withSeed(first, sizeof first, user_id ^ (chunk * 0x9E3779B97F4A7C15ull));
     return (uint32_t)XXH3_64bits_withSeed(v + sizeof first, len - sizeof first, h);
 }
 
@@ -239,7 +242,8 @@ static int pos_sum(const enc_store *st, MDB_txn *txn, uint64_t *out) {
     int rc = mdb_cursor_open(txn, st->pos, &cur);
     if (rc) return rc;
     uint64_t h = 0x706f730000000000ull;
-    for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
+    for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
+         op = MDB_NEXT) {
         uint64_t lens[2] = {k.mv_size, v.mv_size};
         h = XXH3_64bits_withSeed(lens, sizeof lens, h);
         h = XXH3_64bits_withSeed(k.mv_data, k.mv_size, h);
@@ -258,15 +262,18 @@ static int pos_ok(const enc_store *st, MDB_txn *txn) {
     if (rc == MDB_NOTFOUND) return CORE_OK;
     if (rc || (rc = pos_sum(st, txn, &have))) return rc;
     if (have == want) return CORE_OK;
-    CORE_LOG(CORE_LOG_ERR, "enc_store: the input positions failed their checksum path=%s: a "
-                           "resumed input would skip or repeat events; rebuild the store from its "
-                           "source", st->path);
+    CORE_LOG(CORE_LOG_ERR,
+             "enc_store: the input positions failed their checksum path=%s: a "
+             "resumed input would skip or repeat events; rebuild the store from its "
+             "source",
+             st->path);
     return CORE_ECHECKSUM;
 }
 
 static uint64_t key_u64(const MDB_val *k) {
     uint64_t x = 0;
-    for (int i = 0; i < 8; i++) x = x << 8 | ((const uint8_t *)k->mv_data)[i];
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | ((const uint8_t *)k->mv_data)[i];
     return x;
 }
 
@@ -364,7 +371,8 @@ static int writer_lock(enc_store *st, char *errstr, size_t errstr_size) {
             if (pid > 0) snprintf(who, sizeof who, "pid %ld", pid);
             snprintf(errstr, errstr_size,
                      "store %s: another writer holds it (%s, lock %s); a store has one writer at "
-                     "a time: stop that one or write to another store", st->path, who, p);
+                     "a time: stop that one or write to another store",
+                     st->path, who, p);
             close(fd);
             return CORE_ESTORE;
         }
@@ -380,7 +388,8 @@ static int writer_lock(enc_store *st, char *errstr, size_t errstr_size) {
     }
     int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid()); /* never empty while it changes */
     if (pwrite(fd, buf, (size_t)n, 0) != n || ftruncate(fd, n) != 0)
-        CORE_LOG(CORE_LOG_WARNING, "enc_store: cannot write the pid into %s: %s", p, strerror(errno));
+        CORE_LOG(CORE_LOG_WARNING, "enc_store: cannot write the pid into %s: %s", p,
+                 strerror(errno));
     st->lock_fd = fd;
     return CORE_OK;
 }
@@ -411,8 +420,9 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     const char *what = "";
     if (!conf->path || (conf->window && conf->recent > conf->window) || conf->map_size < 65536 ||
         conf->map_max < conf->map_size) {
-        snprintf(errstr, errstr_size, "store conf: need a path, recent <= window, "
-                                      "map_size >= 64 KiB and map_max >= map_size");
+        snprintf(errstr, errstr_size,
+                 "store conf: need a path, recent <= window, "
+                 "map_size >= 64 KiB and map_max >= map_size");
         return CORE_EINVAL;
     }
     enc_store *st = core_calloc(1, sizeof *st);
@@ -459,7 +469,9 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     if ((rc = mdb_env_open(st->env, conf->path, flags, 0664))) goto fail;
     if ((rc = check_not_truncated(st, conf->path, errstr, errstr_size))) goto out;
     mdb_reader_check(st->env, &dead);
-    if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", conf->path, dead);
+    if (dead)
+        CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", conf->path,
+                 dead);
     what = "dbi";
     if ((rc = txn_begin(st, 0, &txn))) goto fail;
     if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta))) goto fail;
@@ -475,8 +487,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         if (!st->window) st->window = conf->new_window ? conf->new_window : 10000;
         if (!st->recent) st->recent = st->window < 64 ? st->window : 64;
         if (st->recent > st->window) {
-            snprintf(errstr, errstr_size, "store %s: recent %u > window %u", conf->path,
-                     st->recent, st->window);
+            snprintf(errstr, errstr_size, "store %s: recent %u > window %u", conf->path, st->recent,
+                     st->window);
             rc = CORE_EINVAL;
             goto out;
         }
@@ -516,7 +528,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         if (w != st->window || r != st->recent || ch != ENC_CHUNK) {
             snprintf(errstr, errstr_size,
                      "store %s holds window=%llu recent=%llu chunk=%llu; opened with window=%u "
-                     "recent=%u chunk=%u", conf->path, (unsigned long long)w, (unsigned long long)r,
+                     "recent=%u chunk=%u",
+                     conf->path, (unsigned long long)w, (unsigned long long)r,
                      (unsigned long long)ch, st->window, st->recent, ENC_CHUNK);
             rc = CORE_EMISMATCH;
             goto out;
@@ -538,7 +551,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
             sums = 1;
             CORE_LOG(CORE_LOG_NOTICE,
                      "enc_store: added checksums to a store written before them path=%s users=%llu "
-                     "chunks=%llu", conf->path, (unsigned long long)nu, (unsigned long long)nc);
+                     "chunks=%llu",
+                     conf->path, (unsigned long long)nu, (unsigned long long)nc);
         }
     }
     st->checksums = sums == 1;
@@ -563,7 +577,8 @@ void enc_store_close(enc_store *st) {
     if (!st) return;
     if (st->env) mdb_env_close(st->env);
     if (st->lock_fd >= 0) close(st->lock_fd); /* after LMDB: released once nothing is written */
-    for (size_t i = 0; i < st->nexpect; i++) core_free(st->expect[i].source);
+    for (size_t i = 0; i < st->nexpect; i++)
+        core_free(st->expect[i].source);
     core_free(st->expect);
     enc_sigcache_destroy(st->cache);
     enc_ustate_destroy(st->us);
@@ -575,13 +590,20 @@ void enc_store_close(enc_store *st) {
     core_free(st);
 }
 
-uint64_t enc_store_encoding_version(enc_store *st) { return st->enc_version; }
+uint64_t enc_store_encoding_version(enc_store *st) {
+    return st->enc_version;
+}
 
-uint32_t enc_store_window(const enc_store *st) { return st->window; }
-uint32_t enc_store_recent(const enc_store *st) { return st->recent; }
+uint32_t enc_store_window(const enc_store *st) {
+    return st->window;
+}
+uint32_t enc_store_recent(const enc_store *st) {
+    return st->recent;
+}
 
 /* Cache and reusable user state for model m. */
-static int bind_scratch(const mdl_model *m, uint32_t window, enc_sigcache **cache, enc_ustate **us) {
+static int bind_scratch(const mdl_model *m, uint32_t window, enc_sigcache **cache,
+                        enc_ustate **us) {
     int rc;
     *cache = NULL;
     *us = NULL;
@@ -675,7 +697,8 @@ static int user_check(const enc_store *st, uint64_t user_id, const MDB_val *v, e
     memcpy(h, v->mv_data, sizeof *h);
     if (!record_ok(st, user_id, v)) return CORE_ECHECKSUM; /* before the fields it covers */
     if (h->magic != ENC_USER_MAGIC || h->format != ENC_FORMAT) return CORE_EFORMAT;
-    if (!h->S || !h->NB || !h->C || h->S > 4096 || h->NB > 65536 || h->C > 65536) return CORE_EFORMAT;
+    if (!h->S || !h->NB || !h->C || h->S > 4096 || h->NB > 65536 || h->C > 65536)
+        return CORE_EFORMAT;
     size_t need = sizeof *h + (size_t)h->S * h->NB * h->C * 4 + (size_t)h->S * h->NB * 4;
     return v->mv_size == need ? CORE_OK : CORE_EFORMAT;
 }
@@ -753,7 +776,9 @@ int enc_batch_apply(enc_batch *b, const sch_event *ev) {
     return CORE_OK;
 }
 
-size_t enc_batch_size(const enc_batch *b) { return b->n; }
+size_t enc_batch_size(const enc_batch *b) {
+    return b->n;
+}
 
 int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset) {
     for (size_t i = 0; i < b->npos; i++) {
@@ -779,7 +804,8 @@ int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset) 
 
 static void batch_free(enc_batch *b) {
     if (!b) return;
-    for (size_t i = 0; i < b->npos; i++) core_free(b->pos[i].source);
+    for (size_t i = 0; i < b->npos; i++)
+        core_free(b->pos[i].source);
     core_free(b->pos);
     core_free(b->st->ev_spare);
     b->st->ev_spare = b->ev;
@@ -788,7 +814,9 @@ static void batch_free(enc_batch *b) {
     core_free(b);
 }
 
-void enc_batch_abort(enc_batch *b) { batch_free(b); }
+void enc_batch_abort(enc_batch *b) {
+    batch_free(b);
+}
 
 /* Sort keys by user_id, keeping arrival order within a user: an LSD radix sort (stable), one pass
  * per byte of the id, skipping bytes that are the same in every key. tmp: (n) scratch. */
@@ -797,7 +825,8 @@ static void bkey_sort(enc_bkey *keys, enc_bkey *tmp, size_t n) {
     for (int byte = 0; byte < 8; byte++) {
         int shift = 8 * byte;
         memset(hist, 0, sizeof hist);
-        for (size_t i = 0; i < n; i++) hist[(keys[i].user_id >> shift) & 255]++;
+        for (size_t i = 0; i < n; i++)
+            hist[(keys[i].user_id >> shift) & 255]++;
         if (hist[(keys[0].user_id >> shift) & 255] == n) continue; /* one value: nothing moves */
         size_t sum = 0;
         for (int d = 0; d < 256; d++) {
@@ -805,7 +834,8 @@ static void bkey_sort(enc_bkey *keys, enc_bkey *tmp, size_t n) {
             hist[d] = sum;
             sum += c;
         }
-        for (size_t i = 0; i < n; i++) tmp[hist[(keys[i].user_id >> shift) & 255]++] = keys[i];
+        for (size_t i = 0; i < n; i++)
+            tmp[hist[(keys[i].user_id >> shift) & 255]++] = keys[i];
         memcpy(keys, tmp, n * sizeof *keys);
     }
 }
@@ -826,8 +856,8 @@ static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
              "enc_store: user %llu: stored state failed its %s; the user's state is kept as is "
              "and its %zu events of this batch are quarantined (trail inspect --store %s "
              "--verify) path=%s",
-             (unsigned long long)uid, why == CORE_ECHECKSUM ? "checksum" : "format check",
-             hi - lo, st->path, st->path);
+             (unsigned long long)uid, why == CORE_ECHECKSUM ? "checksum" : "format check", hi - lo,
+             st->path, st->path);
     for (size_t i = lo; i < hi; i++, seq++) {
         const enc_bev *e = &b->ev[keys[i].seq];
         enc_rec r = {e->item_id, e->category_id, e->ts, e->action, {0}};
@@ -998,8 +1028,9 @@ static int position_check(enc_store *st, MDB_txn *txn, const enc_batch *b) {
         }
     }
     if (covered && equal) { /* the events cannot be told apart by source */
-        CORE_LOG(CORE_LOG_ERR, "enc_store: positions moved by another writer path=%s: %zu of %zu "
-                               "sources already past this batch; batch refused, nothing written",
+        CORE_LOG(CORE_LOG_ERR,
+                 "enc_store: positions moved by another writer path=%s: %zu of %zu "
+                 "sources already past this batch; batch refused, nothing written",
                  st->path, covered, covered + equal);
         return CORE_ESTORE;
     }
@@ -1024,13 +1055,15 @@ int enc_batch_commit(enc_batch *b) {
             }
         }
         keys = st->keys;
-        for (size_t i = 0; i < b->n; i++) keys[i] = (enc_bkey){b->ev[i].user_id, i};
+        for (size_t i = 0; i < b->n; i++)
+            keys[i] = (enc_bkey){b->ev[i].user_id, i};
         bkey_sort(keys, st->keys_tmp, b->n);
     }
     int64_t now = core_wall_s();
     int dead = 0;
     mdb_reader_check(st->env, &dead); /* slots of killed readers would pin old pages */
-    if (dead) CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", st->path, dead);
+    if (dead)
+        CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", st->path, dead);
     int skip = 0;
     enc_damage dmg;
     for (;;) {
@@ -1041,7 +1074,8 @@ int enc_batch_commit(enc_batch *b) {
         if (skip) rc = CORE_OK;
         for (size_t lo = 0; lo < b->n && !rc && !skip;) {
             size_t hi = lo + 1;
-            while (hi < b->n && keys[hi].user_id == keys[lo].user_id) hi++;
+            while (hi < b->n && keys[hi].user_id == keys[lo].user_id)
+                hi++;
             rc = flush_user(st, txn, b, keys, lo, hi, now, &dmg);
             lo = hi;
         }
@@ -1069,8 +1103,10 @@ int enc_batch_commit(enc_batch *b) {
         rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
     } else {
         if (skip)
-            CORE_LOG(CORE_LOG_NOTICE, "enc_store: batch already applied by another writer "
-                                      "path=%s events=%zu: skipped", st->path, b->n);
+            CORE_LOG(CORE_LOG_NOTICE,
+                     "enc_store: batch already applied by another writer "
+                     "path=%s events=%zu: skipped",
+                     st->path, b->n);
         atomic_fetch_add(&st->corrupt, dmg.users);
         atomic_fetch_add(&st->quarantined, dmg.events);
         for (size_t i = 0; i < b->npos; i++) /* the caller now stands at the batch's end */
@@ -1089,8 +1125,10 @@ int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset
     rc = pos_ok(st, txn);
     if (!rc) rc = mdb_get(txn, st->pos, &k, &v);
     if (rc == 0) {
-        if (v.mv_size == 8) *next_offset = (int64_t)le64_get(v.mv_data);
-        else rc = CORE_EFORMAT;
+        if (v.mv_size == 8)
+            *next_offset = (int64_t)le64_get(v.mv_data);
+        else
+            rc = CORE_EFORMAT;
     }
     mdb_txn_abort(txn);
     if (rc == 0 || rc == MDB_NOTFOUND) {
@@ -1130,7 +1168,8 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
             break;
         }
         uint64_t uid = 0;
-        for (int i = 0; i < 8; i++) uid = uid << 8 | ((const uint8_t *)k.mv_data)[i];
+        for (int i = 0; i < 8; i++)
+            uid = uid << 8 | ((const uint8_t *)k.mv_data)[i];
         enc_uhdr h;
         uctx u = {txn, st, uid};
         more = uid != UINT64_MAX;
@@ -1141,9 +1180,11 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
             rc = enc_ustate_recompute(us, cache);
         }
         if (damaged(rc)) { /* left as it is, and still reported by readers and --verify */
-            CORE_LOG(CORE_LOG_ERR, "enc_store: reencode: user %llu: stored state failed its %s; "
-                                   "left as it is path=%s", (unsigned long long)uid,
-                     rc == CORE_ECHECKSUM ? "checksum" : "format check", st->path);
+            CORE_LOG(CORE_LOG_ERR,
+                     "enc_store: reencode: user %llu: stored state failed its %s; "
+                     "left as it is path=%s",
+                     (unsigned long long)uid, rc == CORE_ECHECKSUM ? "checksum" : "format check",
+                     st->path);
             atomic_fetch_add(&st->corrupt, 1);
             rc = 0;
             continue;
@@ -1214,7 +1255,8 @@ int enc_store_digest(enc_store *st, int what, uint64_t *out) {
         MDB_val k, v;
         uint64_t tag = (uint64_t)d;
         XXH3_64bits_update(xs, &tag, 8);
-        for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
+        for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
+             op = MDB_NEXT) {
             if (d == 0 && k.mv_size == 12 && !memcmp(k.mv_data, "pos_checksum", 12))
                 continue; /* derived from the positions, which ENC_DIGEST_POS covers */
             uint64_t lens[2] = {k.mv_size, v.mv_size};
@@ -1378,7 +1420,8 @@ static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, 
         rc = v.mv_size % sizeof(enc_rec) ||
                      k * ENC_CHUNK + have < (to < (k + 1) * ENC_CHUNK ? to : (k + 1) * ENC_CHUNK)
                  ? CORE_EFORMAT
-                 : chunk_ok(r->st, uid, k, &v) ? CORE_OK : CORE_ECHECKSUM;
+             : chunk_ok(r->st, uid, k, &v) ? CORE_OK
+                                           : CORE_ECHECKSUM;
         if (rc) {
             atomic_fetch_add(&r->st->corrupt, 1);
             CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: window chunk %llu failed its %s path=%s",
@@ -1465,7 +1508,8 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     return CORE_OK;
 }
 
-int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max, uint32_t *n) {
+int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max,
+                      uint32_t *n) {
     MDB_val v;
     enc_uhdr h;
     int rc = reader_record(r, user_id, &v, &h);

@@ -31,25 +31,25 @@ typedef struct enc_batch enc_batch;
 typedef struct enc_reader enc_reader;
 
 typedef struct enc_store_conf {
-    const char *path;      /* directory (created if missing) */
-    size_t map_size;       /* initial LMDB map size in bytes (default 1 GiB) */
-    size_t map_max;        /* the map doubles on MDB_MAP_FULL up to this (default 1 TiB) */
-    uint32_t window;       /* L_max: raw behaviors kept per user (default 10,000; 0: an existing
-                              store's, or new_window for a new one) */
-    uint32_t new_window;   /* a new store's window when window is 0 (0: 10,000); the encoders
-                              pass the window the model was trained on */
-    uint32_t recent;       /* recent behaviors kept per user (default 64; >= the model's N; 0: an
-                              existing store's, or min(64, window) for a new one) */
-    int durable;           /* 1: fsync every commit (default); 0: MDB_NOSYNC-class speed for
-                              rebuilds that can be redone */
-    int writer;            /* 1: this handle is the store's writer: take the writer lock at open
-                              and hold it until close (a store another writer holds is refused
-                              with CORE_ESTORE and an errstr naming the store
-                              and the holder's pid, nothing touched). 0 (default): no lock, for
-                              readers and in-process fixtures */
-    int must_exist;        /* 1: refuse (CORE_ENOTFOUND, errstr naming the path) a directory that
-                              holds no store instead of creating one: readers (serve, rank,
-                              inspect) given a mistyped path */
+    const char *path;    /* directory (created if missing) */
+    size_t map_size;     /* initial LMDB map size in bytes (default 1 GiB) */
+    size_t map_max;      /* the map doubles on MDB_MAP_FULL up to this (default 1 TiB) */
+    uint32_t window;     /* L_max: raw behaviors kept per user (default 10,000; 0: an existing
+                            store's, or new_window for a new one) */
+    uint32_t new_window; /* a new store's window when window is 0 (0: 10,000); the encoders
+                            pass the window the model was trained on */
+    uint32_t recent;     /* recent behaviors kept per user (default 64; >= the model's N; 0: an
+                            existing store's, or min(64, window) for a new one) */
+    int durable;         /* 1: fsync every commit (default); 0: MDB_NOSYNC-class speed for
+                            rebuilds that can be redone */
+    int writer;          /* 1: this handle is the store's writer: take the writer lock at open
+                            and hold it until close (a store another writer holds is refused
+                            with CORE_ESTORE and an errstr naming the store
+                            and the holder's pid, nothing touched). 0 (default): no lock, for
+                            readers and in-process fixtures */
+    int must_exist;      /* 1: refuse (CORE_ENOTFOUND, errstr naming the path) a directory that
+                            holds no store instead of creating one: readers (serve, rank,
+                            inspect) given a mistyped path */
 } enc_store_conf;
 
 /** @brief 1 if a read transaction on the store begins and ends (readiness probes). */
@@ -57,7 +57,6 @@ int enc_store_readable(enc_store *st);
 
 /** The writer lock's file name inside the store directory; it holds the holder's pid. */
 #define ENC_LOCK_FILE "writer.lock"
-
 
 void enc_store_conf_default(enc_store_conf *conf);
 
@@ -81,7 +80,8 @@ uint32_t enc_store_recent(const enc_store *st);
  *  write transaction that also switches the store's encoding_version: readers see either the old
  *  buckets or the new ones, never a mix. Binds m on success. A full map is grown and the rebuild
  *  redone; on any error nothing changes. @param[out] users users rebuilt.
- *  @remark holds the writer lock for the whole rebuild; m must outlive the store or the next bind. */
+ *  @remark holds the writer lock for the whole rebuild; m must outlive the store or the next bind.
+ */
 int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char *errstr,
                        size_t errstr_size);
 enum { ENC_DIGEST_STATE = 1, ENC_DIGEST_POS = 2 };
@@ -97,12 +97,12 @@ int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks);
  * value of the wrong shape) while every other user is read and written as before; a batch's events
  * for a damaged user are quarantined (kept in the store, not applied). */
 typedef struct enc_verify_report {
-    uint64_t users, chunks;       /* checked */
-    uint64_t damaged_users;       /* users whose record or a window chunk failed */
-    uint64_t quarantined;         /* events held in quarantine */
-    int checksums;                /* 0: a store written before checksums (format checks only) */
-    int positions_ok;             /* 0: the input positions failed their checksum (meta
-                                     pos_checksum): a resumed input would skip or repeat events */
+    uint64_t users, chunks; /* checked */
+    uint64_t damaged_users; /* users whose record or a window chunk failed */
+    uint64_t quarantined;   /* events held in quarantine */
+    int checksums;          /* 0: a store written before checksums (format checks only) */
+    int positions_ok;       /* 0: the input positions failed their checksum (meta
+                               pos_checksum): a resumed input would skip or repeat events */
 } enc_verify_report;
 /** @brief Called once per damaged user found by enc_store_verify: what failed ("record" or
  *  "chunk"), the chunk number for a chunk, and the error (CORE_ECHECKSUM or CORE_EFORMAT). */
@@ -161,16 +161,16 @@ int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset
 typedef struct enc_user_view {
     uint64_t user_id;
     uint64_t encoding_version;
-    uint32_t S, n_buckets, C;     /* n_buckets = 2^tau */
-    const float *bucket_sum;      // (S, n_buckets, C)
-    const uint32_t *bucket_cnt;   // (S, n_buckets)
-    uint32_t window_len;          /* behaviors in the raw window */
+    uint32_t S, n_buckets, C;   /* n_buckets = 2^tau */
+    const float *bucket_sum;    // (S, n_buckets, C)
+    const uint32_t *bucket_cnt; // (S, n_buckets)
+    uint32_t window_len;        /* behaviors in the raw window */
     uint32_t recent_len;
-    const sch_behavior *recent;   // (recent_len) oldest first; a copy inside the reader
-    int64_t last_ts;              /* ts of the newest behavior */
-    int64_t updated_at;           /* wall-clock seconds of the last write to this user */
-    uint64_t n_events;            /* behaviors ever applied */
-    const uint64_t *action_cnt;   // (8) behaviors ever applied per sch_action (index 0 unused)
+    const sch_behavior *recent; // (recent_len) oldest first; a copy inside the reader
+    int64_t last_ts;            /* ts of the newest behavior */
+    int64_t updated_at;         /* wall-clock seconds of the last write to this user */
+    uint64_t n_events;          /* behaviors ever applied */
+    const uint64_t *action_cnt; // (8) behaviors ever applied per sch_action (index 0 unused)
 } enc_user_view;
 
 /** @brief A per-thread reader, allocated once (serving allocates nothing per request). */
@@ -181,7 +181,8 @@ int enc_reader_begin(enc_reader *r);
 /** @brief A user's state. @return CORE_OK, or CORE_ENOTFOUND for a user with no state. */
 int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out);
 /** @brief Copy the last min(max, window_len) behaviors of the window, oldest first. */
-int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max, uint32_t *n);
+int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32_t max,
+                      uint32_t *n);
 void enc_reader_end(enc_reader *r);
 
 #endif

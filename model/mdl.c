@@ -67,17 +67,22 @@ int mdl_config_check(const mdl_config *c, char *err, size_t err_size) {
     if (c->C < 2 || c->C > 1024 || c->C % 2) BAD("dim C=%u must be even and in [2, 1024]", c->C);
     if (c->S < 1 || c->S > 64) BAD("signatures S=%u must be in [1, 64]", c->S);
     if (c->tau < 1 || c->tau > 16) BAD("bits tau=%u must be in [1, 16]", c->tau);
-    if (c->item_rows < 1 || c->item_rows > (1u << 26)) BAD("item rows %u must be in [1, 2^26]", c->item_rows);
-    if (c->cat_rows < 1 || c->cat_rows > (1u << 24)) BAD("category rows %u must be in [1, 2^24]", c->cat_rows);
+    if (c->item_rows < 1 || c->item_rows > (1u << 26))
+        BAD("item rows %u must be in [1, 2^26]", c->item_rows);
+    if (c->cat_rows < 1 || c->cat_rows > (1u << 24))
+        BAD("category rows %u must be in [1, 2^24]", c->cat_rows);
     if (c->long_kind > MDL_LONG_ATTN) BAD("unknown long variant %u", c->long_kind);
     if (c->short_kind > MDL_SHORT_DIN) BAD("unknown short variant %u", c->short_kind);
     if (c->temporal_kind > MDL_TEMPORAL_TIN) BAD("unknown temporal variant %u", c->temporal_kind);
     if (c->n_recent < 1 || c->n_recent > 1024) BAD("recent N=%u must be in [1, 1024]", c->n_recent);
-    if (c->n_blocks < 1 || c->n_blocks > MDL_MAX_BLOCKS) BAD("blocks %u must be in [1, %d]", c->n_blocks, MDL_MAX_BLOCKS);
+    if (c->n_blocks < 1 || c->n_blocks > MDL_MAX_BLOCKS)
+        BAD("blocks %u must be in [1, %d]", c->n_blocks, MDL_MAX_BLOCKS);
     if (c->n_heads < 1 || c->C % c->n_heads) BAD("heads %u must divide C=%u", c->n_heads, c->C);
     if (c->ffn_dim < 1 || c->ffn_dim > 8192) BAD("ffn width %u must be in [1, 8192]", c->ffn_dim);
-    if (c->tin_buckets < 1 || c->tin_buckets > 64) BAD("tin buckets %u must be in [1, 64]", c->tin_buckets);
-    if (c->h1 < 1 || c->h1 > 8192 || c->h2 < 1 || c->h2 > 8192) BAD("MLP widths %u-%u must be in [1, 8192]", c->h1, c->h2);
+    if (c->tin_buckets < 1 || c->tin_buckets > 64)
+        BAD("tin buckets %u must be in [1, 64]", c->tin_buckets);
+    if (c->h1 < 1 || c->h1 > 8192 || c->h2 < 1 || c->h2 > 8192)
+        BAD("MLP widths %u-%u must be in [1, 8192]", c->h1, c->h2);
     if (c->n_dense > 256) BAD("dense features %u must be at most 256", c->n_dense);
     if (c->q_short > 1) BAD("q_short %u must be 0 or 1", c->q_short);
     if (c->sdim_hash > MDL_HASH_FIELDS) BAD("unknown SDIM hash %u", c->sdim_hash);
@@ -227,9 +232,10 @@ void mdl_params_bind(mdl_params *p, const mdl_config *c, float *a) {
 // Fingerprints
 
 static void config_bytes(const mdl_config *c, uint8_t out[80]) {
-    uint32_t u[16] = {c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->long_kind, c->short_kind,
-                      c->temporal_kind, c->n_recent, c->n_blocks, c->n_heads, c->ffn_dim,
-                      c->tin_buckets, c->h1, c->h2, c->n_dense};
+    uint32_t u[16] = {c->C,           c->S,         c->tau,        c->item_rows,
+                      c->cat_rows,    c->long_kind, c->short_kind, c->temporal_kind,
+                      c->n_recent,    c->n_blocks,  c->n_heads,    c->ffn_dim,
+                      c->tin_buckets, c->h1,        c->h2,         c->n_dense};
     memcpy(out, u, 64);
     memcpy(out + 64, &c->seed, 8);
     memcpy(out + 72, &c->hash_seed, 8);
@@ -296,7 +302,8 @@ static int model_alloc(mdl_model **out, const mdl_config *cfg) {
 static void fill_gauss(float *x, size_t n, double std, uint64_t seed, const char *name) {
     core_rng r;
     core_rng_seed(&r, seed ^ XXH3_64bits(name, strlen(name)));
-    for (size_t i = 0; i < n; i++) x[i] = (float)(std * core_rng_gauss(&r));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(std * core_rng_gauss(&r));
 }
 
 int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err_size) {
@@ -318,8 +325,10 @@ int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err
                 uint32_t C = t->dims[1], half = C / 2, cat_proj = (cfg->S / 2) * cfg->tau;
                 for (uint32_t k = 0; k < t->dims[0]; k++) {
                     float *row = x + (size_t)k * C;
-                    if (k < cat_proj) memset(row, 0, half * sizeof(float));  /* category only */
-                    else memset(row + half, 0, (C - half) * sizeof(float)); /* item only */
+                    if (k < cat_proj)
+                        memset(row, 0, half * sizeof(float)); /* category only */
+                    else
+                        memset(row + half, 0, (C - half) * sizeof(float)); /* item only */
                 }
             }
         } else if (!strcmp(base, "item_emb") || !strcmp(base, "cat_emb") ||
@@ -328,7 +337,8 @@ int mdl_model_init(mdl_model **out, const mdl_config *cfg, char *err, size_t err
         } else if (!strcmp(base, "pos_emb")) {
             fill_gauss(x, t->count, 0.02, cfg->seed, t->name);
         } else if (!strcmp(base, "ln1_w") || !strcmp(base, "ln2_w") || !strcmp(base, "lnf_w")) {
-            for (size_t k = 0; k < t->count; k++) x[k] = 1.f;
+            for (size_t k = 0; k < t->count; k++)
+                x[k] = 1.f;
         } else if (!strcmp(base, "w_lq") || !strcmp(base, "w_lk")) {
             /* identity / EMB_INIT_STD (see mdl_model_init in mdl.h) */
             for (uint32_t k = 0; k < t->dims[0]; k++)
@@ -372,7 +382,8 @@ static size_t data_offset(int n_tensors) {
     return (off + 63) & ~(size_t)63;
 }
 
-int mdl_model_save(const mdl_model *m, const char *path, int with_adam, char *err, size_t err_size) {
+int mdl_model_save(const mdl_model *m, const char *path, int with_adam, char *err,
+                   size_t err_size) {
     int adam = with_adam && m->adam_m && m->adam_v;
     size_t doff = data_offset(m->n_tensors);
     size_t pbytes = m->n_floats * sizeof(float);
@@ -457,7 +468,8 @@ static int parse_config(const uint8_t *hdr, uint32_t ver, mdl_config *cfg, const
     memcpy(&hflags, hdr + HDR_HEAD_FLAGS_OFF, 4);
     if ((hflags & ~HEAD_KNOWN) || (ver < 3 && hflags)) {
         snprintf(err, err_size, "model %s: head flags 0x%x at offset %d: %s", path, hflags,
-                 HDR_HEAD_FLAGS_OFF, ver < 3 ? "reserved in format version 2, must be 0" : "unknown bits");
+                 HDR_HEAD_FLAGS_OFF,
+                 ver < 3 ? "reserved in format version 2, must be 0" : "unknown bits");
         return CORE_EFORMAT;
     }
     cfg->q_short = (hflags & HEAD_Q_SHORT) != 0;
@@ -579,8 +591,10 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
     size_t pbytes = m->n_floats * sizeof(float);
     int adam = (flags & FLAG_ADAM) != 0;
     if (ntens != (uint32_t)m->n_tensors || total != doff + pbytes * (adam ? 3 : 1) + 8) {
-        snprintf(err, err_size, "model %s: %u tensors in %zu bytes, but its config implies %d tensors in %zu bytes",
-                 path, ntens, total, m->n_tensors, doff + pbytes * (adam ? 3 : 1) + 8);
+        snprintf(
+            err, err_size,
+            "model %s: %u tensors in %zu bytes, but its config implies %d tensors in %zu bytes",
+            path, ntens, total, m->n_tensors, doff + pbytes * (adam ? 3 : 1) + 8);
         goto fail;
     }
     for (int i = 0; i < m->n_tensors; i++) {
@@ -593,8 +607,9 @@ int mdl_model_load(mdl_model **out, const char *path, char *err, size_t err_size
         memcpy(&off, e + 52, 8);
         if (memcmp(e, t->name, MDL_NAME_LEN) != 0 || ndim != t->ndim ||
             memcmp(dims, t->dims, 16) != 0 || off != doff + t->offset * sizeof(float)) {
-            snprintf(err, err_size, "model %s: tensor %d (%.32s) does not match the layout of its config",
-                     path, i, (const char *)e);
+            snprintf(err, err_size,
+                     "model %s: tensor %d (%.32s) does not match the layout of its config", path, i,
+                     (const char *)e);
             goto fail;
         }
     }
@@ -667,10 +682,18 @@ static const char *short_names[] = {"none", "selfattn", "din"};
 static const char *temporal_names[] = {"none", "tin"};
 static const char *hash_names[] = {"concat", "fields"};
 
-const char *mdl_long_name(uint32_t k) { return k <= MDL_LONG_ATTN ? long_names[k] : "?"; }
-const char *mdl_short_name(uint32_t k) { return k <= MDL_SHORT_DIN ? short_names[k] : "?"; }
-const char *mdl_temporal_name(uint32_t k) { return k <= MDL_TEMPORAL_TIN ? temporal_names[k] : "?"; }
-const char *mdl_hash_name(uint32_t k) { return k <= MDL_HASH_FIELDS ? hash_names[k] : "?"; }
+const char *mdl_long_name(uint32_t k) {
+    return k <= MDL_LONG_ATTN ? long_names[k] : "?";
+}
+const char *mdl_short_name(uint32_t k) {
+    return k <= MDL_SHORT_DIN ? short_names[k] : "?";
+}
+const char *mdl_temporal_name(uint32_t k) {
+    return k <= MDL_TEMPORAL_TIN ? temporal_names[k] : "?";
+}
+const char *mdl_hash_name(uint32_t k) {
+    return k <= MDL_HASH_FIELDS ? hash_names[k] : "?";
+}
 
 static int lookup(const char **names, int n, const char *s, size_t len) {
     for (int i = 0; i < n; i++)
@@ -711,11 +734,14 @@ int mdl_variant_parse(mdl_config *cfg, const char *spec, char *err, size_t err_s
         int v;
         if (klen == 4 && !memcmp(p, "long", 4) && (v = lookup(long_names, 4, eq + 1, vlen)) >= 0)
             cfg->long_kind = (uint32_t)v;
-        else if (klen == 5 && !memcmp(p, "short", 5) && (v = lookup(short_names, 3, eq + 1, vlen)) >= 0)
+        else if (klen == 5 && !memcmp(p, "short", 5) &&
+                 (v = lookup(short_names, 3, eq + 1, vlen)) >= 0)
             cfg->short_kind = (uint32_t)v;
-        else if (klen == 8 && !memcmp(p, "temporal", 8) && (v = lookup(temporal_names, 2, eq + 1, vlen)) >= 0)
+        else if (klen == 8 && !memcmp(p, "temporal", 8) &&
+                 (v = lookup(temporal_names, 2, eq + 1, vlen)) >= 0)
             cfg->temporal_kind = (uint32_t)v;
-        else if (klen == 7 && !memcmp(p, "q_short", 7) && vlen == 1 && (eq[1] == '0' || eq[1] == '1'))
+        else if (klen == 7 && !memcmp(p, "q_short", 7) && vlen == 1 &&
+                 (eq[1] == '0' || eq[1] == '1'))
             cfg->q_short = (uint32_t)(eq[1] - '0');
         else if (klen == 4 && !memcmp(p, "hash", 4) &&
                  (v = lookup(hash_names, 2, eq + 1, vlen)) >= 0)
@@ -737,13 +763,15 @@ bad:
 }
 
 void mdl_variant_str(const mdl_config *cfg, char *buf, size_t cap) {
-    int n = snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d",
-                     mdl_long_name(cfg->long_kind), mdl_short_name(cfg->short_kind),
-                     mdl_temporal_name(cfg->temporal_kind),
-                     cfg->short_kind != MDL_SHORT_NONE && cfg->q_short);
+    int n =
+        snprintf(buf, cap, "long=%s,short=%s,temporal=%s,q_short=%d", mdl_long_name(cfg->long_kind),
+                 mdl_short_name(cfg->short_kind), mdl_temporal_name(cfg->temporal_kind),
+                 cfg->short_kind != MDL_SHORT_NONE && cfg->q_short);
     if (cfg->long_kind == MDL_LONG_SDIM && n >= 0 && (size_t)n < cap)
         n += snprintf(buf + n, cap - (size_t)n, ",hash=%s", mdl_hash_name(cfg->sdim_hash));
     if (cfg->cross && n >= 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, ",cross=1");
 }
 
-void mdl_version_hex(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
+void mdl_version_hex(uint64_t v, char out[17]) {
+    snprintf(out, 17, "%016llx", (unsigned long long)v);
+}

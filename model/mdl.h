@@ -23,7 +23,12 @@
 #define MDL_MAX_TENSORS 72 /* mdl_layout: 5 + 12 per block + 13 others (66 at MDL_MAX_BLOCKS) */
 #define MDL_NAME_LEN 32
 
-typedef enum { MDL_LONG_NONE = 0, MDL_LONG_AVGPOOL = 1, MDL_LONG_SDIM = 2, MDL_LONG_ATTN = 3 } mdl_long;
+typedef enum {
+    MDL_LONG_NONE = 0,
+    MDL_LONG_AVGPOOL = 1,
+    MDL_LONG_SDIM = 2,
+    MDL_LONG_ATTN = 3
+} mdl_long;
 /* short: none; selfattn = transformer block(s) then target attention; din = target attention over
  * the raw recent embeddings (the DIN-short baseline). */
 typedef enum { MDL_SHORT_NONE = 0, MDL_SHORT_SELFATTN = 1, MDL_SHORT_DIN = 2 } mdl_short;
@@ -41,30 +46,30 @@ typedef enum { MDL_HASH_CONCAT = 0, MDL_HASH_FIELDS = 1 } mdl_sdim_hash;
 #define MDL_CROSS_DIM 8
 
 typedef struct mdl_config {
-    uint32_t C;           /* item-side embedding width: item C/2 + category C/2; even */
-    uint32_t S;           /* SimHash signatures */
-    uint32_t tau;         /* bits per signature; 2^tau buckets each */
-    uint32_t item_rows;   /* hashed item embedding rows */
-    uint32_t cat_rows;    /* hashed category embedding rows */
-    uint32_t long_kind;   /* mdl_long */
-    uint32_t short_kind;  /* mdl_short */
+    uint32_t C;             /* item-side embedding width: item C/2 + category C/2; even */
+    uint32_t S;             /* SimHash signatures */
+    uint32_t tau;           /* bits per signature; 2^tau buckets each */
+    uint32_t item_rows;     /* hashed item embedding rows */
+    uint32_t cat_rows;      /* hashed category embedding rows */
+    uint32_t long_kind;     /* mdl_long */
+    uint32_t short_kind;    /* mdl_short */
     uint32_t temporal_kind; /* mdl_temporal */
-    uint32_t n_recent;    /* N: short-term behaviors the ranker uses (positional rows) */
-    uint32_t n_blocks;    /* self-attention blocks, 1..MDL_MAX_BLOCKS */
-    uint32_t n_heads;     /* heads per block; divides C */
-    uint32_t ffn_dim;     /* feed-forward width inside a block */
-    uint32_t tin_buckets; /* log-scale time-gap buckets (row 0 of tin_emb is the target) */
-    uint32_t h1, h2;      /* MLP hidden widths */
-    uint32_t n_dense;     /* dense features appended to the MLP input (request-supplied) */
-    uint32_t q_short;     /* 1: q (.) u_short joins the MLP input after u_short (short != none) */
-    uint32_t sdim_hash;   /* mdl_sdim_hash: how R is drawn (fixed at init) */
-    uint32_t cross;       /* 1: MDL_CROSS_DIM candidate x history statistics join the MLP input
-                             (rank_net.h lists them); they read the raw window */
-    uint32_t window;      /* behaviors per user the model was trained on (0: not recorded); no
-                             shape depends on it, a store with another window serves with a
-                             warning (mdl_window_mismatch) */
-    uint64_t seed;        /* initialization and SimHash projection seed */
-    uint64_t hash_seed;   /* id -> row hashing seed (items use it, categories use it + 1) */
+    uint32_t n_recent;      /* N: short-term behaviors the ranker uses (positional rows) */
+    uint32_t n_blocks;      /* self-attention blocks, 1..MDL_MAX_BLOCKS */
+    uint32_t n_heads;       /* heads per block; divides C */
+    uint32_t ffn_dim;       /* feed-forward width inside a block */
+    uint32_t tin_buckets;   /* log-scale time-gap buckets (row 0 of tin_emb is the target) */
+    uint32_t h1, h2;        /* MLP hidden widths */
+    uint32_t n_dense;       /* dense features appended to the MLP input (request-supplied) */
+    uint32_t q_short;       /* 1: q (.) u_short joins the MLP input after u_short (short != none) */
+    uint32_t sdim_hash;     /* mdl_sdim_hash: how R is drawn (fixed at init) */
+    uint32_t cross;         /* 1: MDL_CROSS_DIM candidate x history statistics join the MLP input
+                               (rank_net.h lists them); they read the raw window */
+    uint32_t window;        /* behaviors per user the model was trained on (0: not recorded); no
+                               shape depends on it, a store with another window serves with a
+                               warning (mdl_window_mismatch) */
+    uint64_t seed;          /* initialization and SimHash projection seed */
+    uint64_t hash_seed;     /* id -> row hashing seed (items use it, categories use it + 1) */
 } mdl_config;
 
 /* Pointers into an arena; shapes in comments. Unused branches still exist (a model holds every
@@ -88,25 +93,25 @@ typedef struct mdl_params {
     float *lnf_w, *lnf_b; // (C), (C)
     float *w_tq, *w_tk;   // (C, C), (C, C) target-attention projections for the short branch
     float *w_lq, *w_lk;   // (C, C), (C, C) target-attention projections for long = attention
-    float *tin_emb;   // (tin_buckets + 1, C) row 0 = target
-    float *w1, *b1;   // (h1, D), (h1)   D = mdl_mlp_in_dim
-    float *w2, *b2;   // (h2, h1), (h2)
-    float *w3, *b3;   // (h2), (1)
+    float *tin_emb;       // (tin_buckets + 1, C) row 0 = target
+    float *w1, *b1;       // (h1, D), (h1)   D = mdl_mlp_in_dim
+    float *w2, *b2;       // (h2, h1), (h2)
+    float *w3, *b3;       // (h2), (1)
 } mdl_params;
 
 typedef struct mdl_tensor {
     char name[MDL_NAME_LEN];
     uint32_t ndim;
     uint32_t dims[4];
-    size_t offset;    /* in floats from the arena start */
-    size_t count;     /* floats */
-    int trainable;    /* 0 for simhash_r */
+    size_t offset; /* in floats from the arena start */
+    size_t count;  /* floats */
+    int trainable; /* 0 for simhash_r */
 } mdl_tensor;
 
 typedef struct mdl_model {
     mdl_config cfg;
     mdl_params p;
-    float *arena;          /* all parameters, 64-byte aligned */
+    float *arena; /* all parameters, 64-byte aligned */
     size_t n_floats;
     int n_tensors;
     mdl_tensor tensors[MDL_MAX_TENSORS];
@@ -126,12 +131,12 @@ int mdl_config_check(const mdl_config *cfg, char *err, size_t err_size);
 /* Where each block of the MLP input starts (rank_net.h gives the order), -1 if the config has no
  * such block; q is at 0. */
 typedef struct mdl_mlp_cols {
-    int ul, ulq;  /* u_long, q (.) u_long */
-    int us, usq;  /* u_short, q (.) u_short */
-    int ut;       /* u_tin */
-    int cross;    /* the MDL_CROSS_DIM candidate x history statistics */
-    int dense;    /* the n_dense request features */
-    int D;        /* the width */
+    int ul, ulq; /* u_long, q (.) u_long */
+    int us, usq; /* u_short, q (.) u_short */
+    int ut;      /* u_tin */
+    int cross;   /* the MDL_CROSS_DIM candidate x history statistics */
+    int dense;   /* the n_dense request features */
+    int D;       /* the width */
 } mdl_mlp_cols;
 /** @brief The MLP input's column blocks for a config. */
 void mdl_mlp_layout(const mdl_config *cfg, mdl_mlp_cols *out);
@@ -144,7 +149,8 @@ int mdl_reads_window(const mdl_config *cfg);
  *  it), and store_window differs. The message then names both and what to do. */
 int mdl_window_mismatch(const mdl_config *cfg, uint32_t store_window, char *msg, size_t cap);
 #define MDL_MAX_WINDOW ((1u << 24) - 1) /* the model file keeps the window in 24 bits */
-/** @brief MLP input width D: C (q) + C per enabled branch + C (q*u_long, if long) + cross + n_dense. */
+/** @brief MLP input width D: C (q) + C per enabled branch + C (q*u_long, if long) + cross +
+ * n_dense. */
 uint32_t mdl_mlp_in_dim(const mdl_config *cfg);
 /** @brief The tensor list for a config, in file order. @return the number of floats in all. */
 size_t mdl_layout(const mdl_config *cfg, mdl_tensor *tensors, int *n_tensors);
@@ -181,7 +187,8 @@ uint32_t mdl_cat_row(const mdl_model *m, uint64_t category_id);
 /** @brief The item-side embedding x = [item_emb[row(item)], cat_emb[row(cat)]]. out: (C). */
 void mdl_embed(const mdl_model *m, uint64_t item_id, uint64_t category_id, float *out);
 /** @brief TIN time-gap bucket for gap = t_request - t_behavior in seconds: 1 for gaps under 60 s
- *  (and negative gaps), then one bucket per doubling, capped at tin_buckets. Row 0 is the target. */
+ *  (and negative gaps), then one bucket per doubling, capped at tin_buckets. Row 0 is the target.
+ */
 uint32_t mdl_tin_bucket(const mdl_config *cfg, int64_t gap_s);
 
 /** @brief Names for variants, for the CLI and the JSON output. */

@@ -7,8 +7,8 @@
 
 #include <stdio.h>
 
-static const core_cmd init_cmd = {"model init", "write a randomly initialized model file", mdl_cmd_init,
-                                   NULL, NULL};
+static const core_cmd init_cmd = {"model init", "write a randomly initialized model file",
+                                  mdl_cmd_init, NULL, NULL};
 const core_cmd *const mdl_cmds[] = {&init_cmd, NULL};
 
 int mdl_cmd_init(int argc, char **argv) {
@@ -16,12 +16,12 @@ int mdl_cmd_init(int argc, char **argv) {
     const char *out = NULL;
     char err[512];
     mdl_config_default(&cfg);
-    const core_opt opts[] = {
-        CORE_OPT_NEED("out", &out, "M", "the model file to write"),
-        CORE_OPT_INCLUDE(mdl_opts_shape, &cfg),
-        CORE_OPT_INCLUDE(mdl_opts_arch, &cfg),
-        CORE_OPT_U64("seed", &cfg.seed, "X", 0, UINT64_MAX, "initialization and SimHash projection seed"),
-        CORE_OPT_ENDROW};
+    const core_opt opts[] = {CORE_OPT_NEED("out", &out, "M", "the model file to write"),
+                             CORE_OPT_INCLUDE(mdl_opts_shape, &cfg),
+                             CORE_OPT_INCLUDE(mdl_opts_arch, &cfg),
+                             CORE_OPT_U64("seed", &cfg.seed, "X", 0, UINT64_MAX,
+                                          "initialization and SimHash projection seed"),
+                             CORE_OPT_ENDROW};
     int rc = core_opts_parse(&init_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
     mdl_model *m = NULL;
@@ -40,7 +40,8 @@ int mdl_cmd_init(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
-int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv, void (*extra)(FILE *out, int json)) {
+int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
+                     void (*extra)(FILE *out, int json)) {
     const char *path = NULL;
     int json = 0;
     const core_opt opts[] = {CORE_OPT_NEED("model", &path, "M", "the model file"),
@@ -60,24 +61,27 @@ int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv, void (*extra)(F
     char wbuf[48] = "not recorded";
     if (c->window) snprintf(wbuf, sizeof wbuf, "%u behaviors per user", c->window);
     if (json) {
-        printf("{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\",\"dim\":%u,"
-               "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
-               "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
-               "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\","
-               "\"cross\":%u,\"window\":%u",
-               mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
-               c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
-               (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
-               mdl_hash_name(c->sdim_hash), c->cross, c->window);
+        printf(
+            "{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\",\"dim\":%u,"
+            "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
+            "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
+            "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\","
+            "\"cross\":%u,\"window\":%u",
+            mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
+            c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
+            (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
+            mdl_hash_name(c->sdim_hash), c->cross, c->window);
         if (extra) extra(stdout, 1);
         printf("}\n");
     } else {
-        printf("model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
-               "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "
-               "dense=%u seed=%llu\n  training window %s\n  %zu parameters%s\n",
-               path, mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent,
-               c->n_blocks, c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
-               (unsigned long long)c->seed, wbuf, m->n_floats, m->adam_m ? " (with optimizer state)" : "");
+        printf(
+            "model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
+            "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "
+            "dense=%u seed=%llu\n  training window %s\n  %zu parameters%s\n",
+            path, mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent,
+            c->n_blocks, c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
+            (unsigned long long)c->seed, wbuf, m->n_floats,
+            m->adam_m ? " (with optimizer state)" : "");
         if (extra) extra(stdout, 0);
     }
     mdl_model_destroy(m);

@@ -10,6 +10,7 @@ extern const core_cmd *const mdl_cmds[]; /* NULL-terminated */
 int mdl_cmd_init(int argc, char **argv);
 /** @brief `trail model info` as cmd: extra(out, json), when set, prints more fields (JSON members
  *  after a comma, or lines). */
-int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv, void (*extra)(FILE *out, int json));
+int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
+                     void (*extra)(FILE *out, int json));
 
 #endif

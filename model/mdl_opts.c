@@ -22,9 +22,11 @@ static int parse_hidden(const char *v, void *cfg, char *err, size_t n) {
     return 0;
 }
 
-#define CFG_U32(name, field, arg, lo, hi, help)                                                     \
-    {CORE_OPT_ROW(name, CORE_OPT_U32, NULL, arg, help), .umin = (lo), .umax = (hi),                 \
-     .off = offsetof(mdl_config, field)}
+#define CFG_U32(name, field, arg, lo, hi, help)                                                    \
+    {                                                                                              \
+        CORE_OPT_ROW(name, CORE_OPT_U32, NULL, arg, help), .umin = (lo), .umax = (hi),             \
+                                                           .off = offsetof(mdl_config, field)      \
+    }
 
 const core_opt mdl_opts_shape[] = {
     {CORE_OPT_ROW("variant", CORE_OPT_FUNC, NULL, "V",

@@ -2,12 +2,12 @@
  * to committed LMDB state, and freshness percentiles at a fixed offered rate.
  *
  * Everything runs in this process on loopback: librdkafka's mock cluster, a producer, and the
- * encoder worker loop writing a fresh store in a temporary directory (durable commits, the default).
- * Phase 1 pre-loads N events and times the worker from its first batch to its last commit (group
- * join time excluded). Phase 2 starts the worker, waits for its assignment, offers R events/s for S
- * seconds stamped with the send time, and reports commit time minus message timestamp.
- * The mock broker returns one message set per partition per fetch and keeps data in memory: it is
- * not a throughput reference, and the output says so.
+ * encoder worker loop writing a fresh store in a temporary directory (durable commits, the
+ * default). Phase 1 pre-loads N events and times the worker from its first batch to its last commit
+ * (group join time excluded). Phase 2 starts the worker, waits for its assignment, offers R
+ * events/s for S seconds stamped with the send time, and reports commit time minus message
+ * timestamp. The mock broker returns one message set per partition per fetch and keeps data in
+ * memory: it is not a throughput reference, and the output says so.
  */
 #include "core_alloc.h"
 #include "core_err.h"
@@ -107,7 +107,8 @@ static int send_events(pipe_producer *p, const char *topic, uint64_t n, double r
         if (rate > 0) {
             int64_t due = t0 + (int64_t)((double)(i + 1) * 1e9 / rate), now = core_now_ns();
             if (due > now) {
-                struct timespec sl = {(time_t)((due - now) / 1000000000), (long)((due - now) % 1000000000)};
+                struct timespec sl = {(time_t)((due - now) / 1000000000),
+                                      (long)((due - now) % 1000000000)};
                 nanosleep(&sl, NULL);
             }
             pipe_producer_poll(p, 0);
@@ -152,13 +153,14 @@ static void bench_print(const bench_result *r, const mdl_config *c, int json) {
     double p50 = pct(r->sorted, r->ns, 0.50), p99 = pct(r->sorted, r->ns, 0.99);
     double mx = r->ns ? r->sorted[r->ns - 1] : -1;
     if (!json) {
-        printf("bench pipeline: %" PRIu64 " partitions, batches of up to %" PRIu64 ", model C=%u "
-               "S=%u tau=%u\n  throughput  %.0f events/s (%" PRIu64 " events in %.3f s, group join "
-               "excluded)\n  freshness   p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu events at %"
-               PRIu64 "/s)\n  broker      librdkafka %s mock cluster in process: not a "
-               "throughput reference\n",
-               r->parts, r->batch, c->C, c->S, c->tau, eps, r->applied, r->load_s, p50, p99, mx,
-               r->ns, r->rate, pipe_kafka_version());
+        printf(
+            "bench pipeline: %" PRIu64 " partitions, batches of up to %" PRIu64 ", model C=%u "
+            "S=%u tau=%u\n  throughput  %.0f events/s (%" PRIu64 " events in %.3f s, group join "
+            "excluded)\n  freshness   p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu events at %" PRIu64
+            "/s)\n  broker      librdkafka %s mock cluster in process: not a "
+            "throughput reference\n",
+            r->parts, r->batch, c->C, c->S, c->tau, eps, r->applied, r->load_s, p50, p99, mx, r->ns,
+            r->rate, pipe_kafka_version());
         return;
     }
     printf("{\"bench\":\"pipeline\",\"events\":%" PRIu64 ",\"partitions\":%" PRIu64
@@ -188,7 +190,8 @@ static int phase_live(bench *b, pipe_producer *p, uint64_t n2, uint64_t rate, co
     nanosleep(&settle, NULL);
     int src = send_events(p, "bench-live", n2, (double)rate, r, ts);
     t_wait = core_now_ns();
-    while (pipe_metrics_get(b->met, PIPE_M_APPLIED) < n2 && core_now_ns() - t_wait < 60000000000ll) {
+    while (pipe_metrics_get(b->met, PIPE_M_APPLIED) < n2 &&
+           core_now_ns() - t_wait < 60000000000ll) {
         struct timespec sl = {0, 20 * 1000 * 1000};
         nanosleep(&sl, NULL);
     }

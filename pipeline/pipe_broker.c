@@ -2,10 +2,10 @@
  *
  * It is librdkafka 2.0.2's mock cluster kept alive by this process: real TCP listeners on
  * 127.0.0.1 that any Kafka client (trail, kcat, another process) can reach. DEV ONLY. What it
- * cannot do (seen with librdkafka 2.0.2): keep more than 5 MiB or 100,000 message sets per partition
- * (older ones are dropped), answer ListOffsets by timestamp, return more than one message set per
- * partition per fetch (throughput is not representative: never benchmark Kafka with it), honor
- * transactions, or keep anything after this process exits (data is in memory only).
+ * cannot do (seen with librdkafka 2.0.2): keep more than 5 MiB or 100,000 message sets per
+ * partition (older ones are dropped), answer ListOffsets by timestamp, return more than one message
+ * set per partition per fetch (throughput is not representative: never benchmark Kafka with it),
+ * honor transactions, or keep anything after this process exits (data is in memory only).
  *
  * Fault injection for tests: SIGUSR1 takes every broker down (connections closed, new ones refused,
  * data kept), SIGUSR2 brings them back up. SIGTERM/SIGINT stop it.
@@ -51,7 +51,8 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len) {
         memcpy(&real, &sym, sizeof real);
     }
     int port = atomic_load(&bind_next_port);
-    if (port && addr && addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+    if (port && addr && addr->sa_family == AF_INET &&
+        len >= (socklen_t)sizeof(struct sockaddr_in)) {
         struct sockaddr_in sin;
         memcpy(&sin, addr, sizeof sin);
         if (sin.sin_port == 0 && sin.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
@@ -115,8 +116,10 @@ const char *pipe_mock_bootstraps(const pipe_mock *mk) {
 
 void pipe_mock_set_down(pipe_mock *mk, int down) {
     for (int i = 1; i <= mk->n_brokers; i++) { /* the mock numbers brokers from 1 */
-        if (down) rd_kafka_mock_broker_set_down(mk->mc, i);
-        else rd_kafka_mock_broker_set_up(mk->mc, i);
+        if (down)
+            rd_kafka_mock_broker_set_down(mk->mc, i);
+        else
+            rd_kafka_mock_broker_set_up(mk->mc, i);
     }
 }
 
@@ -133,9 +136,12 @@ void pipe_mock_destroy(pipe_mock *mk) {
 static volatile sig_atomic_t g_stop, g_down, g_up;
 
 static void on_signal(int sig) {
-    if (sig == SIGUSR1) g_down = 1;
-    else if (sig == SIGUSR2) g_up = 1;
-    else g_stop = 1;
+    if (sig == SIGUSR1)
+        g_down = 1;
+    else if (sig == SIGUSR2)
+        g_up = 1;
+    else
+        g_stop = 1;
 }
 
 const core_cmd pipe_broker_cmd = {
@@ -145,7 +151,8 @@ const core_cmd pipe_broker_cmd = {
     "DEV ONLY: data lives in this process's memory and dies with it; at most 5 MiB or 100,000\n"
     "message sets per partition are kept; no transactions; no ListOffsets by time; not a\n"
     "throughput reference. Runs until SIGTERM/SIGINT. SIGUSR1 takes all brokers down (data\n"
-    "kept), SIGUSR2 brings them back.\n", NULL};
+    "kept), SIGUSR2 brings them back.\n",
+    NULL};
 
 int pipe_cmd_broker(int argc, char **argv) {
     uint64_t partitions = 4, port = 0, nbrokers = 1;
@@ -159,7 +166,8 @@ int pipe_cmd_broker(int argc, char **argv) {
         CORE_OPT_STR("topics", &topics, "a,b",
                      "topics to create up front (others are auto-created with the mock's\n"
                      "default of 4 partitions)"),
-        CORE_OPT_LOG_LEVEL, CORE_OPT_ENDROW};
+        CORE_OPT_LOG_LEVEL,
+        CORE_OPT_ENDROW};
     int rc = core_opts_parse(&pipe_broker_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
     if (port && port + nbrokers - 1 > 65535)
@@ -187,8 +195,7 @@ int pipe_cmd_broker(int argc, char **argv) {
     CORE_LOG(CORE_LOG_NOTICE,
              "broker: up bootstrap=%s brokers=%d partitions=%d topics=%s (dev-only mock cluster: "
              "in-memory, not a throughput reference)",
-             pipe_mock_bootstraps(mk), (int)nbrokers, (int)partitions,
-             topics ? topics : "-");
+             pipe_mock_bootstraps(mk), (int)nbrokers, (int)partitions, topics ? topics : "-");
     while (!g_stop) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);

@@ -20,8 +20,10 @@ int pipe_cmd_bench(int argc, char **argv);   /* trail bench pipeline */
 int pipe_opt_prop(const char *value, void *props, char *err, size_t err_size);
 int pipe_opt_partitioner(const char *value, void *part, char *err, size_t err_size);
 
-#define PIPE_OPT_PROPS(props, help)                                                                 \
-    {CORE_OPT_ROW("kafka-property", CORE_OPT_FUNC, props, "key=value", help),                       \
-     .fn = pipe_opt_prop, .flags = CORE_OPT_MULTI, .short_name = 'X'}
+#define PIPE_OPT_PROPS(props, help)                                                                \
+    {                                                                                              \
+        CORE_OPT_ROW("kafka-property", CORE_OPT_FUNC, props, "key=value", help),                   \
+            .fn = pipe_opt_prop, .flags = CORE_OPT_MULTI, .short_name = 'X'                        \
+    }
 
 #endif

@@ -40,7 +40,7 @@ typedef struct enc_opts {
 
 typedef struct conf_key {
     const char *name;
-    size_t off;        /* offset of the const char * or uint64_t field */
+    size_t off; /* offset of the const char * or uint64_t field */
     int is_num;
     uint64_t min, max; /* bounds of a number */
     const char *help;
@@ -58,7 +58,8 @@ static const conf_key conf_keys[] = {
     {"partitioner", offsetof(enc_opts, partitioner), 0, 0, 0, "the producers' partitioner"},
     {"on_misrouted", offsetof(enc_opts, on_misrouted), 0, 0, 0, "dlq, apply or fail (dlq)"},
     {"ready_max_lag", offsetof(enc_opts, ready_max_lag), 1, 0, INT64_MAX, "/readyz lag bound"},
-    {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000, "events per LMDB txn (10000)"},
+    {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000,
+     "events per LMDB txn (10000)"},
     {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (50)"},
     {"window", offsetof(enc_opts, window), 1, 1, 1u << 24, "behaviors kept per user (the model's)"},
     {"recent", offsetof(enc_opts, recent), 1, 1, 1u << 24, "recent behaviors kept per user (64)"},
@@ -96,9 +97,10 @@ static int conf_set(enc_opts *o, const char *key, const char *val, char *err, si
         return CORE_OK;
     }
 unknown:
-    snprintf(err, n, "unknown key '%s' (known: brokers topic group model store dlq_topic metrics "
-                     "log_level partitioner on_misrouted ready_max_lag batch.max_events "
-                     "batch.max_ms window recent kafka.* consumer.* producer.*)",
+    snprintf(err, n,
+             "unknown key '%s' (known: brokers topic group model store dlq_topic metrics "
+             "log_level partitioner on_misrouted ready_max_lag batch.max_events "
+             "batch.max_ms window recent kafka.* consumer.* producer.*)",
              key);
     return CORE_EINVAL;
 }
@@ -114,14 +116,16 @@ static int conf_load(enc_opts *o, const char *path) {
     while (fgets(line, sizeof line, f)) {
         lineno++;
         char *s = line, *e;
-        while (*s == ' ' || *s == '\t') s++;
+        while (*s == ' ' || *s == '\t')
+            s++;
         for (char *h = s; *h; h++) /* a '#' after whitespace starts a comment */
             if (*h == '#' && h > s && (h[-1] == ' ' || h[-1] == '\t')) {
                 *h = 0;
                 break;
             }
         e = s + strlen(s);
-        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) *--e = 0;
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            *--e = 0;
         if (!*s || *s == '#') continue;
         char *eq = strchr(s, '=');
         if (!eq) {
@@ -130,10 +134,12 @@ static int conf_load(enc_opts *o, const char *path) {
             break;
         }
         char *ke = eq;
-        while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+        while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t'))
+            ke--;
         *ke = 0;
         char *v = eq + 1;
-        while (*v == ' ' || *v == '\t') v++;
+        while (*v == ' ' || *v == '\t')
+            v++;
         if ((rc = conf_set(o, s, v, err, sizeof err)) != CORE_OK) {
             fprintf(stderr, "trail: encode: %s:%d: %s\n", path, lineno, err);
             break;
@@ -159,8 +165,8 @@ const core_cmd pipe_encode_cmd = {
 /* the config file's settings, then the command line's over them */
 static int merge_cli(enc_opts *o, const char *const cli[10], const enc_opts *c, int has_lag,
                      const pipe_props *cli_props) {
-    const char **fields[] = {&o->brokers,   &o->topic,       &o->group,     &o->model,
-                             &o->store,     &o->dlq_topic,   &o->metrics,   &o->partitioner,
+    const char **fields[] = {&o->brokers,      &o->topic,     &o->group,   &o->model,
+                             &o->store,        &o->dlq_topic, &o->metrics, &o->partitioner,
                              &o->on_misrouted, &o->log_level};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (cli[i]) *fields[i] = cli[i];
@@ -228,8 +234,10 @@ static int worker_run(enc_opts *o, pipe_partitioner part, pipe_misrouted on_mis)
         const char *host = o->metrics, *colon = strrchr(o->metrics, ':');
         int hl = (int)(colon - host);
         if (!hl) host = "0.0.0.0", hl = 7;
-        CORE_LOG(CORE_LOG_NOTICE, "encode: metrics url=http://%.*s:%d/metrics readyz=/readyz "
-                 "ready_max_lag=%" PRIu64, hl, host, port, o->ready_max_lag);
+        CORE_LOG(CORE_LOG_NOTICE,
+                 "encode: metrics url=http://%.*s:%d/metrics readyz=/readyz "
+                 "ready_max_lag=%" PRIu64,
+                 hl, host, port, o->ready_max_lag);
     }
     log_config(o);
 
@@ -311,7 +319,8 @@ int pipe_cmd_encode(int argc, char **argv) {
                       "/readyz answers 200 when partitions are assigned and each trails its\n"
                       "high watermark by at most N messages"),
          .umax = INT64_MAX, .seen = &has_lag},
-        {CORE_OPT_ROW("log-level", CORE_OPT_STRING, &cli[9], "L", "error, warn, notice, info or debug"),
+        {CORE_OPT_ROW("log-level", CORE_OPT_STRING, &cli[9], "L",
+                      "error, warn, notice, info or debug"),
          .def = "info"},
         {CORE_OPT_ROW("batch", CORE_OPT_U64, &c.batch_max, "N", "events per LMDB transaction"),
          .umin = 1, .umax = 1000000, .def = "10000"},
@@ -321,7 +330,8 @@ int pipe_cmd_encode(int argc, char **argv) {
                       "behaviors kept per user in a new store (an existing store keeps its own,\n"
                       "and a different L is refused)"),
          .umin = 1, .umax = 1u << 24, .def = "the model's training window, or 10000"},
-        {CORE_OPT_ROW("recent", CORE_OPT_U64, &c.recent, "N", "recent behaviors kept per user in a new store"),
+        {CORE_OPT_ROW("recent", CORE_OPT_U64, &c.recent, "N",
+                      "recent behaviors kept per user in a new store"),
          .umin = 1, .umax = 1u << 24, .def = "64"},
         CORE_OPT_FILE("config", &config, "FILE",
                       "key=value lines (brokers, topic, group, model, store, dlq_topic, metrics,\n"
@@ -344,15 +354,17 @@ int pipe_cmd_encode(int argc, char **argv) {
     if (merge_cli(&o, cli, &c, has_lag, &cli_props)) goto out;
     pipe_partitioner part = PIPE_PARTITIONER_DEFAULT;
     pipe_misrouted on_mis = PIPE_MISROUTED_DLQ;
-    if ((o.log_level && core_log_level_parse(o.log_level, &core_log_level, errstr, sizeof errstr)) ||
+    if ((o.log_level &&
+         core_log_level_parse(o.log_level, &core_log_level, errstr, sizeof errstr)) ||
         (o.partitioner && pipe_partitioner_parse(o.partitioner, &part, errstr, sizeof errstr)) ||
         (o.on_misrouted && pipe_misrouted_parse(o.on_misrouted, &on_mis, errstr, sizeof errstr))) {
         rc = core_cmd_usage(&pipe_encode_cmd, "%s", errstr);
         goto out;
     }
     if (!o.brokers || !o.topic || !o.group || !o.model || !o.store) {
-        rc = core_cmd_usage(&pipe_encode_cmd, "--brokers, --topic, --group, --model and --store are "
-                                              "required (on the command line or in --config)");
+        rc =
+            core_cmd_usage(&pipe_encode_cmd, "--brokers, --topic, --group, --model and --store are "
+                                             "required (on the command line or in --config)");
         goto out;
     }
 
@@ -366,6 +378,7 @@ int pipe_cmd_encode(int argc, char **argv) {
 out:
     pipe_props_free(&cli_props);
     pipe_props_free(&o.props);
-    for (int i = 0; i < o.n_file_strings; i++) core_free(o.file_strings[i]);
+    for (int i = 0; i < o.n_file_strings; i++)
+        core_free(o.file_strings[i]);
     return rc;
 }

@@ -43,7 +43,8 @@ const core_cmd pipe_produce_cmd = {
     "decimal user id. Malformed records are reported and not sent. Delivery is bounded: a\n"
     "message the cluster has not acknowledged within message.timeout.ms (30000 unless -X sets\n"
     "it; 0 waits forever) fails. Exit status 1 if any sent event was not delivered, 2 on a\n"
-    "usage error.\n", NULL};
+    "usage error.\n",
+    NULL};
 
 int pipe_cmd_produce(int argc, char **argv) {
     const char *brokers = NULL, *topic = NULL, *input = NULL;
@@ -60,7 +61,8 @@ int pipe_cmd_produce(int argc, char **argv) {
         CORE_OPT_NEED("input", &input, "FILE", "event file, JSON lines or binary ('-' is stdin)"),
         {CORE_OPT_ROW("rate", CORE_OPT_DOUBLE, &rate, "R", "events per second"), .dmin = 1,
          .dmax = 1e9, .def = "as fast as possible"},
-        CORE_OPT_FLG("no-validate", &no_validate, "send every record as is, keyed by user id when it decodes"),
+        CORE_OPT_FLG("no-validate", &no_validate,
+                     "send every record as is, keyed by user id when it decodes"),
         {CORE_OPT_ROW("partitioner", CORE_OPT_FUNC, &part, "P",
                       "librdkafka's partitioner name (murmur2_random, as Java clients;\n"
                       "consistent_random, as librdkafka clients; consistent, murmur2, fnv1a,\n"
@@ -139,8 +141,10 @@ int pipe_cmd_produce(int argc, char **argv) {
                                &g_stop))
             break;
         sent++;
-        if (rate > 0) sleep_ns((int64_t)((double)sent * 1e9 / rate) - (core_now_ns() - t0));
-        else if ((sent & 1023) == 0) pipe_producer_poll(p, 0);
+        if (rate > 0)
+            sleep_ns((int64_t)((double)sent * 1e9 / rate) - (core_now_ns() - t0));
+        else if ((sent & 1023) == 0)
+            pipe_producer_poll(p, 0);
     }
     uint64_t delivered, failed;
     for (int64_t tw = core_now_ns();;) { /* wait for the outcome of every message, saying so */
@@ -151,20 +155,23 @@ int pipe_cmd_produce(int argc, char **argv) {
         }
         if (frc == CORE_OK) break;
         pipe_producer_counts(p, &delivered, &failed);
-        fprintf(stderr, "trail: produce: waiting %.0f s for %" PRIu64 " undelivered of %" PRIu64
+        fprintf(stderr,
+                "trail: produce: waiting %.0f s for %" PRIu64 " undelivered of %" PRIu64
                 " sent (%" PRIu64 " delivered, %" PRIu64 " failed; message.timeout.ms=%s)\n",
                 (double)(core_now_ns() - tw) / 1e9, sent - delivered - failed, sent, delivered,
                 failed, mto);
     }
     pipe_producer_counts(p, &delivered, &failed);
     double secs = (double)(core_now_ns() - t0) / 1e9;
-    if (rejected > 20) fprintf(stderr, "trail: produce: ... %" PRIu64 " rejects in all\n", rejected);
+    if (rejected > 20)
+        fprintf(stderr, "trail: produce: ... %" PRIu64 " rejects in all\n", rejected);
     printf("produced %" PRIu64 " events to %s (delivered %" PRIu64 ", failed %" PRIu64
            ", rejected %" PRIu64 ") in %.2f s\n",
            sent, topic, delivered, failed, rejected, secs);
     rc = (failed || delivered != sent || g_stop) ? 1 : 0;
     if (delivered != sent)
-        fprintf(stderr, "trail: produce: %" PRIu64 " of %" PRIu64 " events were not delivered to %s "
+        fprintf(stderr,
+                "trail: produce: %" PRIu64 " of %" PRIu64 " events were not delivered to %s "
                 "at %s (%" PRIu64 " failed, each reason logged above; is the cluster up?)\n",
                 sent - delivered, sent, topic, brokers, failed);
 out:
@@ -181,7 +188,8 @@ out:
 static int parse_from(const char *v, void *from, char *err, size_t n) {
     if (!strcmp(v, "beginning")) return *(int64_t *)from = PIPE_OFFSET_BEGINNING, 0;
     if (!core_scan_i64(v, 0, INT64_MAX, from, err, n)) return 0;
-    snprintf(err, n, "'%s' is neither 'beginning' nor an offset in [0, %lld]", v, (long long)INT64_MAX);
+    snprintf(err, n, "'%s' is neither 'beginning' nor an offset in [0, %lld]", v,
+             (long long)INT64_MAX);
     return 1;
 }
 
@@ -191,7 +199,8 @@ const core_cmd pipe_record_cmd = {
     "record", "write a Kafka topic range to an event file", pipe_cmd_record,
     "Writes every event of the topic's partitions from --from up to the end offsets seen at\n"
     "start, as JSON lines (or --binary) that `trail encode --input` reads. Undecodable\n"
-    "messages are reported and skipped.\n", NULL};
+    "messages are reported and skipped.\n",
+    NULL};
 
 int pipe_cmd_record(int argc, char **argv) {
     const char *brokers = NULL, *topic = NULL, *outpath = NULL;
@@ -207,9 +216,11 @@ int pipe_cmd_record(int argc, char **argv) {
         CORE_OPT_NEED("brokers", &brokers, "B", "bootstrap servers, host:port[,host:port]"),
         CORE_OPT_NEED("topic", &topic, "T", "the topic"),
         CORE_OPT_NEED("out", &outpath, "FILE", "the event file to write"),
-        {CORE_OPT_ROW("from", CORE_OPT_FUNC, &from, "beginning|OFFSET", "first offset of each partition"),
+        {CORE_OPT_ROW("from", CORE_OPT_FUNC, &from, "beginning|OFFSET",
+                      "first offset of each partition"),
          .fn = parse_from, .def = "beginning"},
-        {CORE_OPT_ROW("to", CORE_OPT_ENUM, &to, NULL, "the end offsets seen at start"), .choices = to_end},
+        {CORE_OPT_ROW("to", CORE_OPT_ENUM, &to, NULL, "the end offsets seen at start"),
+         .choices = to_end},
         CORE_OPT_FLG("binary", &binary, "write the binary event file instead of JSON lines"),
         CORE_OPT_LOG_LEVEL,
         PIPE_OPT_PROPS(&props, "librdkafka consumer property"),

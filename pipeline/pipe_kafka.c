@@ -67,7 +67,8 @@ const char *pipe_props_get(const pipe_props *p, const char *key) {
 }
 
 void pipe_props_free(pipe_props *p) {
-    for (size_t i = 0; i < 2 * p->n; i++) core_free(p->kv[i]);
+    for (size_t i = 0; i < 2 * p->n; i++)
+        core_free(p->kv[i]);
     core_free(p->kv);
     memset(p, 0, sizeof(*p));
 }
@@ -103,7 +104,7 @@ static void scopes_load(void) {
         }
         prop_scope *sc = &g_scopes[g_n_scopes++];
         snprintf(sc->name, sizeof sc->name, "%s", name);
-        sc->clients = cp[0] == 'C' ? PIPE_CLIENT_CONSUMER
+        sc->clients = cp[0] == 'C'   ? PIPE_CLIENT_CONSUMER
                       : cp[0] == 'P' ? PIPE_CLIENT_PRODUCER
                                      : PIPE_CLIENT_PRODUCER | PIPE_CLIENT_CONSUMER;
     }
@@ -243,9 +244,13 @@ fail:
     return NULL;
 }
 
-const char *pipe_kafka_version(void) { return rd_kafka_version_str(); }
+const char *pipe_kafka_version(void) {
+    return rd_kafka_version_str();
+}
 
-const char *pipe_kafka_err2str(int err) { return rd_kafka_err2str((rd_kafka_resp_err_t)err); }
+const char *pipe_kafka_err2str(int err) {
+    return rd_kafka_err2str((rd_kafka_resp_err_t)err);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Producer
@@ -269,9 +274,17 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque) {
 
 int pipe_producer_new(pipe_producer **out, const char *brokers, const pipe_props *props,
                       char *errstr, size_t errstr_size) {
-    static const char *const defaults[] = {"acks", "all", "enable.idempotence", "true",
-                                           "linger.ms", "5", "partitioner", "murmur2_random",
-                                           "message.timeout.ms", "0", NULL};
+    static const char *const defaults[] = {"acks",
+                                           "all",
+                                           "enable.idempotence",
+                                           "true",
+                                           "linger.ms",
+                                           "5",
+                                           "partitioner",
+                                           "murmur2_random",
+                                           "message.timeout.ms",
+                                           "0",
+                                           NULL};
     pipe_producer *p = core_calloc(1, sizeof(*p));
     if (!p) return CORE_ENOMEM;
     rd_kafka_conf_t *conf =
@@ -301,12 +314,12 @@ int pipe_producer_send(pipe_producer *p, const char *topic, int32_t partition, c
             for (size_t i = 0; i < n_hdrs; i++)
                 rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, (ssize_t)hdrs[i].len);
         }
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_KEY((void *)(uintptr_t)key, key_len),
-            RD_KAFKA_V_VALUE((void *)(uintptr_t)val, val_len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts_ms),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY((void *)(uintptr_t)key, key_len),
+                              RD_KAFKA_V_VALUE((void *)(uintptr_t)val, val_len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts_ms),
+                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
         if (!err) return CORE_OK; /* the message now owns h */
         if (h) rd_kafka_headers_destroy(h);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -319,7 +332,9 @@ int pipe_producer_send(pipe_producer *p, const char *topic, int32_t partition, c
     }
 }
 
-void pipe_producer_poll(pipe_producer *p, int timeout_ms) { rd_kafka_poll(p->rk, timeout_ms); }
+void pipe_producer_poll(pipe_producer *p, int timeout_ms) {
+    rd_kafka_poll(p->rk, timeout_ms);
+}
 
 int pipe_producer_flush(pipe_producer *p, int timeout_ms, atomic_int *stop) {
     int waited = 0;
@@ -409,16 +424,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int32_t *ids = core_calloc((size_t)n + 1, sizeof(*ids));
     int64_t *offs = core_calloc((size_t)n + 1, sizeof(*offs));
     CORE_ASSERT(ids && offs);
-    for (int i = 0; i < n; i++) ids[i] = parts->elems[i].partition;
+    for (int i = 0; i < n; i++)
+        ids[i] = parts->elems[i].partition;
     const char *topic = n ? parts->elems[0].topic : "";
-    for (int i = 1; i < n; i++) CORE_ASSERT(!strcmp(parts->elems[i].topic, topic));
+    for (int i = 1; i < n; i++)
+        CORE_ASSERT(!strcmp(parts->elems[i].topic, topic));
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < n; i++) offs[i] = PIPE_OFFSET_BEGINNING;
+        for (int i = 0; i < n; i++)
+            offs[i] = PIPE_OFFSET_BEGINNING;
         if (c->cbs.assign && cbs_begin(c)) {
             c->cbs.assign(c->cbs.opaque, topic, ids, offs, n);
             cbs_end(c);
         }
-        for (int i = 0; i < n; i++) parts->elems[i].offset = offs[i];
+        for (int i = 0; i < n; i++)
+            parts->elems[i].offset = offs[i];
         rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
         if (e) CORE_LOG(CORE_LOG_ERR, "pipe: assign-failed err=\"%s\"", rd_kafka_err2str(e));
     } else {
@@ -438,13 +457,20 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *group,
                       const char *topic, const pipe_props *props, const pipe_consumer_cbs *cbs,
                       char *errstr, size_t errstr_size) {
-    static const char *const group_defaults[] = {
-        "enable.auto.offset.store", "false", "enable.auto.commit", "true",
-        "auto.offset.reset", "earliest", "enable.partition.eof", "false",
-        "partition.assignment.strategy", "range,roundrobin", NULL};
+    static const char *const group_defaults[] = {"enable.auto.offset.store",
+                                                 "false",
+                                                 "enable.auto.commit",
+                                                 "true",
+                                                 "auto.offset.reset",
+                                                 "earliest",
+                                                 "enable.partition.eof",
+                                                 "false",
+                                                 "partition.assignment.strategy",
+                                                 "range,roundrobin",
+                                                 NULL};
     static const char *const reader_defaults[] = {
-        "group.id", "trail-record", "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false", "auto.offset.reset", "earliest", NULL};
+        "group.id", "trail-record",      "enable.auto.commit", "false", "enable.auto.offset.store",
+        "false",    "auto.offset.reset", "earliest",           NULL};
     pipe_consumer *c = core_calloc(1, sizeof(*c));
     rd_kafka_topic_partition_list_t *sub = NULL;
     if (!c) return CORE_ENOMEM;
@@ -467,9 +493,9 @@ int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *grou
         goto fail;
     }
     pipe_props_free(&mine);
-    rd_kafka_conf_t *conf = conf_build(PIPE_CLIENT_CONSUMER, brokers,
-                                       group ? group_defaults : reader_defaults, props, errstr,
-                                       errstr_size);
+    rd_kafka_conf_t *conf =
+        conf_build(PIPE_CLIENT_CONSUMER, brokers, group ? group_defaults : reader_defaults, props,
+                   errstr, errstr_size);
     if (!conf) goto fail;
     if (group &&
         rd_kafka_conf_set(conf, "group.id", group, errstr, errstr_size) != RD_KAFKA_CONF_OK) {
@@ -525,8 +551,8 @@ int pipe_consumer_partition_count(pipe_consumer *c, const char *topic, int timeo
     return rc;
 }
 
-int pipe_consumer_watermarks(pipe_consumer *c, const char *topic, int32_t partition,
-                             int timeout_ms, int64_t *lo, int64_t *hi) {
+int pipe_consumer_watermarks(pipe_consumer *c, const char *topic, int32_t partition, int timeout_ms,
+                             int64_t *lo, int64_t *hi) {
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(c->rk, topic, partition, lo, hi, timeout_ms);
     if (e) {
@@ -540,7 +566,8 @@ int pipe_consumer_watermarks(pipe_consumer *c, const char *topic, int32_t partit
 int pipe_consumer_assign(pipe_consumer *c, const char *topic, const int32_t *parts,
                          const int64_t *offsets, int n) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
-    for (int i = 0; i < n; i++) rd_kafka_topic_partition_list_add(l, topic, parts[i])->offset = offsets[i];
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topic, parts[i])->offset = offsets[i];
     rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     return e ? CORE_EKAFKA : CORE_OK;
@@ -655,9 +682,10 @@ void pipe_consumer_close(pipe_consumer *c) {
             c->detached = 1;
             pthread_mutex_unlock(&c->cb_mu);
             pthread_detach(th);
-            CORE_LOG(CORE_LOG_WARNING, "kafka: consumer did not leave its group within %d ms "
-                                       "(coordinator unreachable?); leaving the handle to the "
-                                       "process exit",
+            CORE_LOG(CORE_LOG_WARNING,
+                     "kafka: consumer did not leave its group within %d ms "
+                     "(coordinator unreachable?); leaving the handle to the "
+                     "process exit",
                      PIPE_CLOSE_MS);
             return;
         }
@@ -683,7 +711,8 @@ static const struct {
 } partitioners[PIPE_PART_N] = {
     [PIPE_PART_RANDOM] = {"random", NULL, 1},
     [PIPE_PART_CONSISTENT] = {"consistent", rd_kafka_msg_partitioner_consistent, 0},
-    [PIPE_PART_CONSISTENT_RANDOM] = {"consistent_random", rd_kafka_msg_partitioner_consistent_random, 1},
+    [PIPE_PART_CONSISTENT_RANDOM] = {"consistent_random",
+                                     rd_kafka_msg_partitioner_consistent_random, 1},
     [PIPE_PART_MURMUR2] = {"murmur2", rd_kafka_msg_partitioner_murmur2, 0},
     [PIPE_PART_MURMUR2_RANDOM] = {"murmur2_random", rd_kafka_msg_partitioner_murmur2_random, 1},
     [PIPE_PART_FNV1A] = {"fnv1a", rd_kafka_msg_partitioner_fnv1a, 0},

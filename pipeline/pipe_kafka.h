@@ -7,7 +7,8 @@
  * statistics callback. Kafka properties travel as string pairs and reach rd_kafka_conf_set
  * unchanged, so SASL/SSL and every other librdkafka property pass through.
  *
- * Not here: batching, state, dead-lettering policy (pipe_worker.c), the mock cluster (pipe_broker.c).
+ * Not here: batching, state, dead-lettering policy (pipe_worker.c), the mock cluster
+ * (pipe_broker.c).
  */
 #ifndef TRAIL_PIPE_KAFKA_H
 #define TRAIL_PIPE_KAFKA_H
@@ -28,7 +29,7 @@
 // both), so a consumer property never reaches the worker's dead-letter producer.
 
 typedef struct pipe_props {
-    char **kv;  // (2 * n) key, value, key, value, ...
+    char **kv; // (2 * n) key, value, key, value, ...
     size_t n, cap;
 } pipe_props;
 
@@ -76,7 +77,8 @@ typedef enum pipe_partitioner {
 } pipe_partitioner;
 
 /* trail's default: what Java producers, Kafka Connect and Kafka Streams use, and what `trail
- * produce` has always written, so topics produced before the setting existed keep checking clean. */
+ * produce` has always written, so topics produced before the setting existed keep checking clean.
+ */
 #define PIPE_PARTITIONER_DEFAULT PIPE_PART_MURMUR2_RANDOM
 
 /** @brief librdkafka's name of a partitioner ("murmur2_random"). */
@@ -136,10 +138,10 @@ typedef struct pipe_msg {
     size_t key_len;
     const void *payload;
     size_t len;
-    int64_t ts_ms;       /* message timestamp (CreateTime), -1 if none */
-    int err;             /* 0, or a librdkafka error code (message-level or consumer error) */
-    int err_fatal;       /* the handle hit a fatal error: stop */
-    const char *errstr;  /* when err != 0 */
+    int64_t ts_ms;      /* message timestamp (CreateTime), -1 if none */
+    int err;            /* 0, or a librdkafka error code (message-level or consumer error) */
+    int err_fatal;      /* the handle hit a fatal error: stop */
+    const char *errstr; /* when err != 0 */
 } pipe_msg;
 
 typedef struct pipe_consumer_cbs {
@@ -153,17 +155,17 @@ typedef struct pipe_consumer_cbs {
 } pipe_consumer_cbs;
 
 /** @brief A consumer-group member subscribed to topic (group != NULL), or, with group == NULL, a
- *  plain reader to be positioned with pipe_consumer_assign. Defaults: enable.auto.offset.store=false,
- *  auto.offset.reset=earliest, eager assignor; props (the ones that reach a consumer,
- *  pipe_props_select) override. */
+ *  plain reader to be positioned with pipe_consumer_assign. Defaults:
+ * enable.auto.offset.store=false, auto.offset.reset=earliest, eager assignor; props (the ones that
+ * reach a consumer, pipe_props_select) override. */
 int pipe_consumer_new(pipe_consumer **out, const char *brokers, const char *group,
                       const char *topic, const pipe_props *props, const pipe_consumer_cbs *cbs,
                       char *errstr, size_t errstr_size);
 /** @brief Read topic's partition count from the cluster's metadata. */
 int pipe_consumer_partition_count(pipe_consumer *c, const char *topic, int timeout_ms, int *n);
 /** @brief Low and high watermark (next offset to be written) of one partition. */
-int pipe_consumer_watermarks(pipe_consumer *c, const char *topic, int32_t partition,
-                             int timeout_ms, int64_t *lo, int64_t *hi);
+int pipe_consumer_watermarks(pipe_consumer *c, const char *topic, int32_t partition, int timeout_ms,
+                             int64_t *lo, int64_t *hi);
 /** @brief Assign partitions directly (no group) starting at offsets. */
 int pipe_consumer_assign(pipe_consumer *c, const char *topic, const int32_t *parts,
                          const int64_t *offsets, int n);

@@ -24,7 +24,7 @@
 static const double commit_le[COMMIT_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                             0.05,   0.1,   0.25,   0.5,   1,    2.5};
 static const double fresh_le[FRESH_NB] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                                          2.5,   5,    10,   30,   60,  300, 3600};
+                                          2.5,   5,    10,    30,   60,  300,  3600};
 
 typedef struct hist {
     atomic_uint_fast64_t bucket[16]; /* cumulative counts are built at render time */
@@ -42,14 +42,14 @@ struct pipe_metrics {
     atomic_uint_fast64_t c[PIPE_M_N];
     hist commit, fresh;
     atomic_int caught_up;
-    char partitioner[32];      /* set before serving */
-    const enc_store *store;    /* set before serving; its damage counters are atomics */
-    double start_time;         /* process_start_time_seconds (0: unknown) */
-    int64_t ready_max_lag;     /* set before serving */
-    pthread_mutex_t mu;        /* guards parts */
-    part_gauge *parts;         // (n_parts)
+    char partitioner[32];   /* set before serving */
+    const enc_store *store; /* set before serving; its damage counters are atomics */
+    double start_time;      /* process_start_time_seconds (0: unknown) */
+    int64_t ready_max_lag;  /* set before serving */
+    pthread_mutex_t mu;     /* guards parts */
+    part_gauge *parts;      // (n_parts)
     int32_t n_parts;
-    double *samples;           // (samples_cap) freshness in ms
+    double *samples; // (samples_cap) freshness in ms
     size_t samples_n, samples_cap;
     struct MHD_Daemon *httpd;
 };
@@ -74,14 +74,17 @@ void pipe_metrics_destroy(pipe_metrics *m) {
     core_free(m);
 }
 
-void pipe_metrics_add(pipe_metrics *m, int counter, uint64_t n) { atomic_fetch_add(&m->c[counter], n); }
+void pipe_metrics_add(pipe_metrics *m, int counter, uint64_t n) {
+    atomic_fetch_add(&m->c[counter], n);
+}
 uint64_t pipe_metrics_get(const pipe_metrics *m, int counter) {
     return atomic_load(&((pipe_metrics *)(uintptr_t)m)->c[counter]);
 }
 
 static void hist_observe(hist *h, const double *le, int nb, double v) {
     int i = 0;
-    while (i < nb && v > le[i]) i++;
+    while (i < nb && v > le[i])
+        i++;
     atomic_fetch_add(&h->bucket[i], 1);
     atomic_fetch_add(&h->count, 1);
     /* single writer (the worker thread), so load+store is not racing another writer */
@@ -119,7 +122,8 @@ void pipe_metrics_set_partition(pipe_metrics *m, int32_t p, int assigned, int64_
         int32_t n = p + 1 > 2 * m->n_parts ? p + 1 : 2 * m->n_parts;
         part_gauge *g = core_realloc(m->parts, (size_t)n * sizeof(*g));
         if (!g) goto out; /* a gauge is dropped; counting goes on */
-        for (int32_t i = m->n_parts; i < n; i++) g[i] = (part_gauge){0, -1};
+        for (int32_t i = m->n_parts; i < n; i++)
+            g[i] = (part_gauge){0, -1};
         m->parts = g;
         m->n_parts = n;
     }
@@ -129,15 +133,21 @@ out:
     pthread_mutex_unlock(&m->mu);
 }
 
-void pipe_metrics_set_caught_up(pipe_metrics *m, int v) { atomic_store(&m->caught_up, v); }
+void pipe_metrics_set_caught_up(pipe_metrics *m, int v) {
+    atomic_store(&m->caught_up, v);
+}
 
 void pipe_metrics_set_partitioner(pipe_metrics *m, const char *name) {
     snprintf(m->partitioner, sizeof m->partitioner, "%s", name);
 }
 
-void pipe_metrics_set_ready_max_lag(pipe_metrics *m, int64_t max_lag) { m->ready_max_lag = max_lag; }
+void pipe_metrics_set_ready_max_lag(pipe_metrics *m, int64_t max_lag) {
+    m->ready_max_lag = max_lag;
+}
 
-void pipe_metrics_set_store(pipe_metrics *m, struct enc_store *st) { m->store = st; }
+void pipe_metrics_set_store(pipe_metrics *m, struct enc_store *st) {
+    m->store = st;
+}
 
 int pipe_metrics_ready(pipe_metrics *m, char *why, size_t cap) {
     int na = 0, ready = 1;
@@ -183,7 +193,8 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char 
             return;
         }
         size_t cap = b->cap ? 2 * b->cap : 4096;
-        while (cap < b->n + (size_t)k + 1) cap *= 2;
+        while (cap < b->n + (size_t)k + 1)
+            cap *= 2;
         char *q = core_realloc(b->p, cap);
         if (!q) {
             b->oom = 1;
@@ -208,15 +219,18 @@ static void render_hist(sbuf *b, const char *name, const char *help, hist *h, co
 }
 
 char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
-    static const char *names[PIPE_M_N][3] = { /* family, labels, help */
+    static const char *names[PIPE_M_N][3] = {
+        /* family, labels, help */
         {"trail_pipeline_consumed_total", "", "messages polled from assigned partitions"},
         {"trail_pipeline_applied_total", "", "events in committed LMDB batches"},
         {"trail_pipeline_dead_lettered_total", "",
          "messages sent to the dead-letter topic (invalid, rejected, misrouted)"},
-        {"trail_pipeline_kafka_errors_total", "", "consumer errors reported by librdkafka (retried)"},
+        {"trail_pipeline_kafka_errors_total", "",
+         "consumer errors reported by librdkafka (retried)"},
         {"trail_pipeline_batches_total", "", "committed LMDB write transactions"},
         {"trail_pipeline_rebalances_total", "", "partition assignments received"},
-        {"trail_pipeline_rebuilds_total", "", "partitions assigned with no stored state (replayed)"},
+        {"trail_pipeline_rebuilds_total", "",
+         "partitions assigned with no stored state (replayed)"},
         {"trail_pipeline_misrouted_total", "{reason=\"key_mismatch\"}",
          "messages whose key is not their event's user_id, or maps to another partition under "
          "the configured partitioner"},
@@ -231,33 +245,36 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
                   (uint64_t)atomic_load(&m->c[i]));
     }
     if (m->partitioner[0])
-        sb_printf(&b, "# HELP trail_pipeline_partitioner_info the partitioner this worker checks "
-                      "message keys against (--partitioner)\n"
-                      "# TYPE trail_pipeline_partitioner_info gauge\n"
-                      "trail_pipeline_partitioner_info{partitioner=\"%s\"} 1\n",
+        sb_printf(&b,
+                  "# HELP trail_pipeline_partitioner_info the partitioner this worker checks "
+                  "message keys against (--partitioner)\n"
+                  "# TYPE trail_pipeline_partitioner_info gauge\n"
+                  "trail_pipeline_partitioner_info{partitioner=\"%s\"} 1\n",
                   m->partitioner);
     char proc[2048]; /* trail_build_info and process_*, as trail serve has them */
     if (core_proc_metrics(proc, sizeof proc, m->start_time) >= 0) sb_printf(&b, "%s", proc);
     if (m->store) {
         uint64_t damaged, quarantined;
         enc_store_damage(m->store, &damaged, &quarantined);
-        sb_printf(&b, "# HELP trail_store_damaged_users_total users whose stored state failed its "
-                      "checksum or format check when a batch touched them (schemas/state.md, "
-                      "Integrity)\n# TYPE trail_store_damaged_users_total counter\n"
-                      "trail_store_damaged_users_total %" PRIu64 "\n"
-                      "# HELP trail_store_quarantined_events_total events held in the store's "
-                      "quarantine instead of being applied to a damaged user\n"
-                      "# TYPE trail_store_quarantined_events_total counter\n"
-                      "trail_store_quarantined_events_total %" PRIu64 "\n",
+        sb_printf(&b,
+                  "# HELP trail_store_damaged_users_total users whose stored state failed its "
+                  "checksum or format check when a batch touched them (schemas/state.md, "
+                  "Integrity)\n# TYPE trail_store_damaged_users_total counter\n"
+                  "trail_store_damaged_users_total %" PRIu64 "\n"
+                  "# HELP trail_store_quarantined_events_total events held in the store's "
+                  "quarantine instead of being applied to a damaged user\n"
+                  "# TYPE trail_store_quarantined_events_total counter\n"
+                  "trail_store_quarantined_events_total %" PRIu64 "\n",
                   damaged, quarantined);
     }
-    render_hist(&b, "trail_pipeline_batch_commit_seconds", "LMDB batch commit latency",
-                &m->commit, commit_le, COMMIT_NB);
+    render_hist(&b, "trail_pipeline_batch_commit_seconds", "LMDB batch commit latency", &m->commit,
+                commit_le, COMMIT_NB);
     render_hist(&b, "trail_pipeline_freshness_seconds",
                 "batch commit time minus the message timestamp", &m->fresh, fresh_le, FRESH_NB);
-    sb_printf(&b, "# HELP trail_pipeline_caught_up 1 when every assigned partition's committed "
-                  "offset reached its high watermark\n# TYPE trail_pipeline_caught_up gauge\n"
-                  "trail_pipeline_caught_up %d\n",
+    sb_printf(&b,
+              "# HELP trail_pipeline_caught_up 1 when every assigned partition's committed "
+              "offset reached its high watermark\n# TYPE trail_pipeline_caught_up gauge\n"
+              "trail_pipeline_caught_up %d\n",
               atomic_load(&m->caught_up));
     sb_printf(&b, "# HELP trail_pipeline_consumer_lag messages between the partition's high "
                   "watermark (librdkafka statistics) and the offset committed in LMDB\n"
@@ -265,12 +282,14 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
     pthread_mutex_lock(&m->mu);
     for (int32_t p = 0; p < m->n_parts; p++)
         if (m->parts[p].assigned && m->parts[p].lag >= 0)
-            sb_printf(&b, "trail_pipeline_consumer_lag{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
+            sb_printf(&b,
+                      "trail_pipeline_consumer_lag{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
                       m->topic, (int)p, m->parts[p].lag);
     sb_printf(&b, "# HELP trail_pipeline_assigned_partitions partitions this member owns\n"
                   "# TYPE trail_pipeline_assigned_partitions gauge\n");
     int na = 0;
-    for (int32_t p = 0; p < m->n_parts; p++) na += m->parts[p].assigned != 0;
+    for (int32_t p = 0; p < m->n_parts; p++)
+        na += m->parts[p].assigned != 0;
     pthread_mutex_unlock(&m->mu);
     sb_printf(&b, "trail_pipeline_assigned_partitions %d\n", na);
     if (b.oom) {
@@ -366,8 +385,10 @@ int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *e
                                 ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!m->httpd) {
-        snprintf(errstr, errstr_size, "metrics: cannot listen on %s (port in use? address not "
-                 "on this host?)", addr);
+        snprintf(errstr, errstr_size,
+                 "metrics: cannot listen on %s (port in use? address not "
+                 "on this host?)",
+                 addr);
         return CORE_EIO;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT);

@@ -23,7 +23,7 @@ enum {
     PIPE_M_REBUILDS,      /* partitions assigned with no stored state, replayed from the start */
     PIPE_M_MISROUTED_KEY, /* messages whose key is not their event's user_id */
     PIPE_M_MISROUTED_PARTITION, /* messages whose key maps to another partition */
-    PIPE_M_TOMBSTONES,    /* null-value messages, skipped */
+    PIPE_M_TOMBSTONES,          /* null-value messages, skipped */
     PIPE_M_N
 };
 
@@ -45,7 +45,8 @@ void pipe_metrics_set_partition(pipe_metrics *m, int32_t partition, int assigned
 void pipe_metrics_set_caught_up(pipe_metrics *m, int caught_up);
 /** @brief The partitioner the worker checks keys with, exported as an info gauge for routers. */
 void pipe_metrics_set_partitioner(pipe_metrics *m, const char *name);
-/** @brief The store whose damage counts (enc_store_damage) the metrics report; set before serving. */
+/** @brief The store whose damage counts (enc_store_damage) the metrics report; set before serving.
+ */
 void pipe_metrics_set_store(pipe_metrics *m, struct enc_store *st);
 
 /** Default of --ready-max-lag: per partition, messages the store may trail the high watermark by

@@ -11,7 +11,9 @@ static int ss_begin(void *ctx) {
     pipe_store_sink *s = ctx;
     return enc_batch_begin(s->st, &s->b);
 }
-static int ss_apply(void *ctx, const sch_event *ev) { return enc_batch_apply(((pipe_store_sink *)ctx)->b, ev); }
+static int ss_apply(void *ctx, const sch_event *ev) {
+    return enc_batch_apply(((pipe_store_sink *)ctx)->b, ev);
+}
 static int ss_set_offset(void *ctx, const char *src, int64_t next) {
     return enc_batch_set_offset(((pipe_store_sink *)ctx)->b, src, next);
 }
@@ -35,4 +37,3 @@ void pipe_store_sink_init(pipe_store_sink *ss, enc_store *st, pipe_sink *out) {
     ss->b = NULL;
     *out = (pipe_sink){ss, ss_begin, ss_apply, ss_set_offset, ss_commit, ss_abort, ss_get_offset};
 }
-

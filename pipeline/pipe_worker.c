@@ -43,15 +43,15 @@ typedef struct worker {
     int open;          /* a sink batch is open */
     uint32_t n, n_dlq; /* messages and dead-lettered messages in the open batch */
     int64_t t_open_ns;
-    int64_t *ts;       // (batch_max) message timestamps of the open batch, ms
-    int failed;        /* a failure inside a callback: the loop stops with it */
+    int64_t *ts; // (batch_max) message timestamps of the open batch, ms
+    int failed;  /* a failure inside a callback: the loop stops with it */
     uint64_t n_kafka_err;
     int32_t nparts;    /* the topic's partition count, re-read after every assignment */
     int recount;       /* an assignment arrived: re-read nparts before the next message */
     uint32_t n_skip;   /* tombstones in the open batch: consumed, nothing applied */
     pipe_header *hdrs; // (hdrs_cap) a dead letter's headers: the source's, then trail's
     size_t hdrs_cap;
-    char why[512];     /* what stopped the loop from inside handle() */
+    char why[512]; /* what stopped the loop from inside handle() */
 } worker;
 
 int pipe_misrouted_parse(const char *name, pipe_misrouted *out, char *errstr, size_t errstr_size) {
@@ -104,8 +104,8 @@ static int grow(worker *w, int32_t np) {
     part_state *a = core_realloc(w->part, (size_t)np * sizeof *a);
     if (!a) return CORE_ENOMEM;
     for (int32_t p = w->np; p < np; p++)
-        a[p] = (part_state){.pending = -1, .stored = -1, .start = -1, .lo = -1, .end = 0, .hi = -1,
-                            .fresh = -1};
+        a[p] = (part_state){
+            .pending = -1, .stored = -1, .start = -1, .lo = -1, .end = 0, .hi = -1, .fresh = -1};
     w->part = a;
     w->np = np;
     return CORE_OK;
@@ -134,7 +134,8 @@ static int caught_up(const worker *w) {
         if (!w->part[p].assigned) continue;
         any = 1;
         if (w->part[p].fresh != 0 || w->part[p].hi < 0) return 0;
-        if (w->part[p].hi > w->part[p].lo && w->part[p].hi > 0 && w->part[p].stored < w->part[p].hi) return 0;
+        if (w->part[p].hi > w->part[p].lo && w->part[p].hi > 0 && w->part[p].stored < w->part[p].hi)
+            return 0;
     }
     return any;
 }
@@ -154,7 +155,8 @@ static void update_gauges(worker *w) {
 // ---------------------------------------------------------------------------------------------
 // Batches
 
-/* Wait until the dead-letter producer has every message acknowledged. On stop, give it 10 s more. */
+/* Wait until the dead-letter producer has every message acknowledged. On stop, give it 10 s more.
+ */
 static int flush_dlq(worker *w) {
     uint64_t d0, f0, d1, f1;
     pipe_producer_counts(w->dlq, &d0, &f0);
@@ -166,7 +168,8 @@ static int flush_dlq(worker *w) {
 }
 
 static void batch_reset(worker *w) {
-    for (int32_t p = 0; p < w->np; p++) w->part[p].pending = -1;
+    for (int32_t p = 0; p < w->np; p++)
+        w->part[p].pending = -1;
     w->open = 0;
     w->n = w->n_dlq = w->n_skip = 0;
 }
@@ -183,8 +186,9 @@ static int commit_batch(worker *w) {
         if ((rc = s->set_offset(s->ctx, src, w->part[p].pending)) != CORE_OK) goto fail;
     }
     if (w->n_dlq && (rc = flush_dlq(w)) != CORE_OK) {
-        CORE_LOG(CORE_LOG_ERR, "pipe: batch-aborted reason=\"dead letters not acknowledged\" "
-                               "events=%u (they will be consumed again)",
+        CORE_LOG(CORE_LOG_ERR,
+                 "pipe: batch-aborted reason=\"dead letters not acknowledged\" "
+                 "events=%u (they will be consumed again)",
                  w->n);
         goto fail;
     }
@@ -293,9 +297,8 @@ static void on_stats(void *opaque, const char *json, size_t len) {
     json_error_t jerr;
     json_t *root = json_loadb(json, len, 0, &jerr);
     if (!root) return;
-    json_t *parts = json_object_get(json_object_get(json_object_get(root, "topics"),
-                                                    w->conf->topic),
-                                    "partitions");
+    json_t *parts = json_object_get(
+        json_object_get(json_object_get(root, "topics"), w->conf->topic), "partitions");
     const char *key;
     json_t *v;
     json_object_foreach(parts, key, v) {
@@ -352,11 +355,14 @@ static int dead_letter(worker *w, const pipe_msg *m, const char *code, const cha
 static void key_show(const pipe_msg *m, char *buf, size_t cap) {
     int printable = m->key && m->key_len <= 40;
     for (size_t i = 0; printable && i < m->key_len; i++)
-        printable = ((const unsigned char *)m->key)[i] >= 0x20 &&
-                    ((const unsigned char *)m->key)[i] < 0x7f;
-    if (!m->key) snprintf(buf, cap, "(none)");
-    else if (printable) snprintf(buf, cap, "'%.*s'", (int)m->key_len, (const char *)m->key);
-    else snprintf(buf, cap, "(%zu bytes)", m->key_len);
+        printable =
+            ((const unsigned char *)m->key)[i] >= 0x20 && ((const unsigned char *)m->key)[i] < 0x7f;
+    if (!m->key)
+        snprintf(buf, cap, "(none)");
+    else if (printable)
+        snprintf(buf, cap, "'%.*s'", (int)m->key_len, (const char *)m->key);
+    else
+        snprintf(buf, cap, "(%zu bytes)", m->key_len);
 }
 
 /* NULL if m is where `trail produce` would have put ev; else the reason code, with why filled.
@@ -387,11 +393,14 @@ static const char *misrouted(const worker *w, const pipe_msg *m, const sch_event
 static int misrouted_act(worker *w, const pipe_msg *m, const char *code, const char *why) {
     uint64_t k = pipe_metrics_get(w->met, PIPE_M_MISROUTED_KEY) +
                  pipe_metrics_get(w->met, PIPE_M_MISROUTED_PARTITION);
-    pipe_metrics_add(w->met, strcmp(code, "key_mismatch") ? PIPE_M_MISROUTED_PARTITION
-                                                          : PIPE_M_MISROUTED_KEY, 1);
+    pipe_metrics_add(
+        w->met, strcmp(code, "key_mismatch") ? PIPE_M_MISROUTED_PARTITION : PIPE_M_MISROUTED_KEY,
+        1);
     if (w->conf->on_misrouted == PIPE_MISROUTED_FAIL) {
-        snprintf(w->why, sizeof w->why, "misrouted message %s/%d@%" PRId64 ": %s (--on-misrouted "
-                 "fail)", w->conf->topic, (int)m->partition, m->offset, why);
+        snprintf(w->why, sizeof w->why,
+                 "misrouted message %s/%d@%" PRId64 ": %s (--on-misrouted "
+                 "fail)",
+                 w->conf->topic, (int)m->partition, m->offset, why);
         return CORE_EINVAL;
     }
     int apply = w->conf->on_misrouted == PIPE_MISROUTED_APPLY;
@@ -460,13 +469,15 @@ static void progress(worker *w, int64_t t0, int final) {
     if (w->conf->progress == 2) {
         char bar[41];
         int k = (int)(frac * 40);
-        for (int i = 0; i < 40; i++) bar[i] = i < k ? '#' : '.';
+        for (int i = 0; i < 40; i++)
+            bar[i] = i < k ? '#' : '.';
         bar[40] = 0;
         fprintf(stderr, "\r[%s] %5.1f%% %" PRId64 "/%" PRId64 " %.0f ev/s dlq %" PRIu64 "%s", bar,
                 100 * frac, done, total, rate, pipe_metrics_get(w->met, PIPE_M_DEAD_LETTERED),
                 final ? "\n" : "");
     } else {
-        fprintf(stderr, "encode: progress done=%" PRId64 " of=%" PRId64 " rate=%.0f dlq=%" PRIu64 "\n",
+        fprintf(stderr,
+                "encode: progress done=%" PRId64 " of=%" PRId64 " rate=%.0f dlq=%" PRIu64 "\n",
                 done, total, rate, pipe_metrics_get(w->met, PIPE_M_DEAD_LETTERED));
     }
 }
@@ -490,7 +501,8 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s", conf->dlq_topic ? conf->dlq_topic : "");
     if (!conf->dlq_topic) snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s.dlq", conf->topic);
     if (conf->partitioner == PIPE_PART_RANDOM) {
-        snprintf(errstr, errstr_size, "partitioner random: no key decides a message's partition, "
+        snprintf(errstr, errstr_size,
+                 "partitioner random: no key decides a message's partition, "
                  "so a user's events would spread over every worker; name the producers' keyed "
                  "partitioner");
         rc = CORE_EINVAL;
@@ -521,7 +533,8 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     if ((rc = grow(&w, np)) != CORE_OK) goto out;
     w.nparts = np;
     for (int32_t p = 0; p < np; p++) {
-        if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.part[p].lo, &w.part[p].end)) {
+        if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.part[p].lo,
+                                     &w.part[p].end)) {
             snprintf(errstr, errstr_size, "topic %s partition %d: watermarks unavailable",
                      conf->topic, (int)p);
             rc = CORE_EKAFKA;
@@ -588,7 +601,8 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
                 break;
             }
         }
-        if (conf->progress && core_now_ns() - t_progress > (conf->progress == 2 ? 200 : 2000) * 1000000ll) {
+        if (conf->progress &&
+            core_now_ns() - t_progress > (conf->progress == 2 ? 200 : 2000) * 1000000ll) {
             progress(&w, t0, 0);
             t_progress = core_now_ns();
         }
@@ -607,7 +621,9 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     CORE_LOG(CORE_LOG_NOTICE,
              "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64
              " misrouted=%" PRIu64 " tombstones=%" PRIu64,
-             rc ? core_strerror(rc) : *conf->stop ? "signal" : "until-end",
+             rc            ? core_strerror(rc)
+             : *conf->stop ? "signal"
+                           : "until-end",
              pipe_metrics_get(met, PIPE_M_CONSUMED), pipe_metrics_get(met, PIPE_M_APPLIED),
              pipe_metrics_get(met, PIPE_M_DEAD_LETTERED),
              pipe_metrics_get(met, PIPE_M_MISROUTED_KEY) +

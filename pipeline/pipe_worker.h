@@ -55,19 +55,19 @@ int pipe_misrouted_parse(const char *name, pipe_misrouted *out, char *errstr, si
 
 typedef struct pipe_worker_conf {
     const char *brokers, *topic, *group;
-    const char *dlq_topic;     /* NULL: "<topic>.dlq" */
-    const pipe_props *props;   /* librdkafka properties: consumer.* to the consumer, producer.* to
-                                  the DLQ producer, others to each that takes them (pipe_kafka.h);
-                                  checked with pipe_props_check(PIPE_CLIENT_WORKER) */
+    const char *dlq_topic;   /* NULL: "<topic>.dlq" */
+    const pipe_props *props; /* librdkafka properties: consumer.* to the consumer, producer.* to
+                                the DLQ producer, others to each that takes them (pipe_kafka.h);
+                                checked with pipe_props_check(PIPE_CLIENT_WORKER) */
     pipe_partitioner partitioner; /* how the topic's producers map keys (PIPE_PARTITIONER_DEFAULT);
                                      `random` is refused: no key would decide a user's partition */
     pipe_misrouted on_misrouted;  /* PIPE_MISROUTED_DLQ by default */
-    uint32_t batch_max;        /* events per write transaction (default 10000) */
-    uint32_t batch_ms;         /* longest a batch stays open, ms (default 50) */
-    int until_end;             /* exit once the assigned partitions reach the end offsets seen at start */
-    int progress;              /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
-    atomic_int *stop;          /* required: set to 1 (signal handler, another thread) to drain
-                                  and exit; an atomic, read by the loop and librdkafka waits */
+    uint32_t batch_max;           /* events per write transaction (default 10000) */
+    uint32_t batch_ms;            /* longest a batch stays open, ms (default 50) */
+    int until_end;    /* exit once the assigned partitions reach the end offsets seen at start */
+    int progress;     /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
+    atomic_int *stop; /* required: set to 1 (signal handler, another thread) to drain
+                         and exit; an atomic, read by the loop and librdkafka waits */
 } pipe_worker_conf;
 
 void pipe_worker_conf_default(pipe_worker_conf *conf);

@@ -457,12 +457,13 @@ out:
 // trail bench serve
 
 static void bench_serve_more(FILE *f) {
-    fprintf(f, "`trail serve` end to end on 127.0.0.1: a model (default config, q (.) u_short and\n"
-               "cross) and a store of %d users with T behaviors and %d recent each, built in a\n"
-               "temporary directory; for K in {1, online CPUs} and each path in {default, fp32},\n"
-               "the server runs K threads and K clients send POST /v1/score back to back on one\n"
-               "keep-alive connection each, 0.5 s warm-up then S measured seconds.\n"
-               "speedup_kmax_vs_fp32 is taken at the largest K run.\n",
+    fprintf(f,
+            "`trail serve` end to end on 127.0.0.1: a model (default config, q (.) u_short and\n"
+            "cross) and a store of %d users with T behaviors and %d recent each, built in a\n"
+            "temporary directory; for K in {1, online CPUs} and each path in {default, fp32},\n"
+            "the server runs K threads and K clients send POST /v1/score back to back on one\n"
+            "keep-alive connection each, 0.5 s warm-up then S measured seconds.\n"
+            "speedup_kmax_vs_fp32 is taken at the largest K run.\n",
             NU, RECENT);
 }
 
@@ -487,7 +488,8 @@ int rank_cmd_bench_serve(int argc, char **argv) {
         CORE_OPT_U64("candidates", &B, "B", 1, 2000, "candidates per request"),
         CORE_OPT_U64("window", &T, "T", RECENT, 1000000, "behaviors per user"),
         CORE_OPT_DBL("seconds", &seconds, "S", 0.1, 600, "measured seconds per run"),
-        {CORE_OPT_ROW("threads", CORE_OPT_U64, &K, "K", "run only this K (server threads and clients)"),
+        {CORE_OPT_ROW("threads", CORE_OPT_U64, &K, "K",
+                      "run only this K (server threads and clients)"),
          .umin = 1, .umax = 1024, .def = "1 and the online CPUs"},
         {CORE_OPT_ROW("isa", CORE_OPT_STRING, &isa_arg, "NAME", "the path compared with fp32"),
          .def = "TRAIL_ISA, else the best"},

@@ -124,7 +124,8 @@ int rank_route_init(rank_route *r, int n_pairs, const int *nk, int pin_n, int pi
     r->max_k = max_k;
     r->pack = core_aligned_alloc(cap);
     /* the widest conversion scratch of any path, for K up to max_k */
-    size_t sb = rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, rank_pgemm_kp(RANK_ISA_AMX_BF16, max_k));
+    size_t sb =
+        rank_pgemm_scratch_bytes(RANK_ISA_AMX_BF16, rank_pgemm_kp(RANK_ISA_AMX_BF16, max_k));
     r->scr = core_aligned_alloc(sb);
     r->at_cap = (size_t)max_m * max_m;
     r->at = core_aligned_alloc(r->at_cap * sizeof *r->at);

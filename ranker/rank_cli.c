@@ -146,8 +146,9 @@ int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t
 // ---------------------------------------------------------------------------------------------
 // trail model info, with the serving path
 
-static const core_cmd model_info_cmd = {
-    "model info", "print a model file's config, versions, and serving path", rank_cmd_model_info, NULL, NULL};
+static const core_cmd model_info_cmd = {"model info",
+                                        "print a model file's config, versions, and serving path",
+                                        rank_cmd_model_info, NULL, NULL};
 
 int rank_cmd_model_info(int argc, char **argv) {
     char err[256];
@@ -291,7 +292,8 @@ static int time_heads(int64_t *tf, int64_t *tp, int iters, const mdl_model *m,
     sh.no_fold = 1;
     if (!rc) rc = rank_net_new(&np, &m->cfg, &sh, err, sizeof err);
     if (!rc) rc = enc_sigcache_new(&sc, m, 1u << 16);
-    rank_batch bt = {.users = h, .U = 1, .item_id = item, .category_id = cat, .B = B, .sigcache = sc};
+    rank_batch bt = {
+        .users = h, .U = 1, .item_id = item, .category_id = cat, .B = B, .sigcache = sc};
     for (int i = -5; i < iters && !rc; i++) {
         int64_t t0 = core_now_ns();
         rc = rank_net_forward(nf, m, &bt, NULL, out);
@@ -320,12 +322,13 @@ typedef struct path_result {
 
 /* up to `iters` runs, fewer if a run is slow (the scalar reference): at most ~2 s of them */
 static int time_path(path_result *pr, rank_isa isa, const mdl_model *m, const rank_history *h,
-                     const uint64_t *item, const uint64_t *cat, uint32_t B, uint32_t wT,
-                     int iters, const float *ref, float *out) {
+                     const uint64_t *item, const uint64_t *cat, uint32_t B, uint32_t wT, int iters,
+                     const float *ref, float *out) {
     rank_scratch *s = NULL;
     int rc = rank_scratch_new_isa(&s, m, B, wT, isa);
     if (rc) return rc;
-    int64_t *t = core_malloc((size_t)iters * sizeof *t), *c = core_malloc((size_t)iters * sizeof *c);
+    int64_t *t = core_malloc((size_t)iters * sizeof *t),
+            *c = core_malloc((size_t)iters * sizeof *c);
     if (!t || !c) {
         rc = CORE_ENOMEM;
         goto done;
@@ -334,7 +337,8 @@ static int time_path(path_result *pr, rank_isa isa, const mdl_model *m, const ra
     if ((rc = rank_score(out, s, m, h, item, cat, B))) goto done;
     int64_t one = core_now_ns() - t0, budget = 2000000000ll;
     int n = iters;
-    if (one > 0 && (int64_t)n * one > budget) n = (int)(budget / one) < 10 ? 10 : (int)(budget / one);
+    if (one > 0 && (int64_t)n * one > budget)
+        n = (int)(budget / one) < 10 ? 10 : (int)(budget / one);
     if ((rc = time_scores(t, c, n, 3, out, s, m, h, item, cat, B))) goto done;
     pr->ran = 1;
     pr->iters = n;
@@ -407,8 +411,9 @@ static int time_paths(path_result *pr, const mdl_model *m, const rank_history *h
                       const uint64_t *item, const uint64_t *cat, uint32_t B, uint32_t wT, int iters,
                       float *out) {
     float *ref = core_malloc(B * sizeof *ref);
-    int rc = ref ? time_path(&pr[RANK_ISA_FP32], RANK_ISA_FP32, m, h, item, cat, B, wT, iters, NULL, ref)
-                 : CORE_ENOMEM;
+    int rc =
+        ref ? time_path(&pr[RANK_ISA_FP32], RANK_ISA_FP32, m, h, item, cat, B, wT, iters, NULL, ref)
+            : CORE_ENOMEM;
     for (int i = 0; !rc && i < RANK_ISA_COUNT; i++)
         if (i != RANK_ISA_FP32 && rank_isa_available((rank_isa)i))
             rc = time_path(&pr[i], (rank_isa)i, m, h, item, cat, B, wT, iters, ref, out);
@@ -418,7 +423,8 @@ static int time_paths(path_result *pr, const mdl_model *m, const rank_history *h
 
 /* one user: T behaviors over 200k items in 5k categories, one every ~10 minutes, and its SDIM
  * buckets, built as the encoder would (mdl_embed + enc_simhash_sign) */
-static int bench_user_build(bench_user *u, const mdl_model *m, uint64_t T, int64_t now, core_rng *r) {
+static int bench_user_build(bench_user *u, const mdl_model *m, uint64_t T, int64_t now,
+                            core_rng *r) {
     const mdl_config *cfg = &m->cfg;
     int S = (int)cfg->S, nb = 1 << cfg->tau, C = (int)cfg->C;
     float x[1024];
@@ -449,7 +455,8 @@ static const core_cmd bench_cmd = {
     "the configuration a trained full model serves: C=64 S=16 tau=4 (field-wise) MLP 200-80,\n"
     "sdim+selfattn+tin, q (.) u_short in the head and the cross statistics. --isa picks the\n"
     "path the headline numbers and the attention baseline run on; every path the CPU runs is\n"
-    "timed as well, and compared with fp32 on the same request.\n", NULL};
+    "timed as well, and compared with fp32 on the same request.\n",
+    NULL};
 
 /* the bench's timings and what its report prints besides them */
 typedef struct bench_stats {
@@ -480,7 +487,8 @@ int rank_cmd_bench(int argc, char **argv) {
         CORE_OPT_U64("iters", &iters, "K", 1, 1000000, "timed SDIM requests"),
         CORE_OPT_U64("attention-iters", &aiters, "K", 1, 100000, "timed exact-attention requests"),
         CORE_OPT_U64("seed", &seed, "X", 0, UINT64_MAX, "model and request seed"),
-        {CORE_OPT_ROW("q-short", CORE_OPT_U64, &qshort, "0|1", "q (.) u_short in the head"), .umax = 1},
+        {CORE_OPT_ROW("q-short", CORE_OPT_U64, &qshort, "0|1", "q (.) u_short in the head"),
+         .umax = 1},
         {CORE_OPT_ROW("bits", CORE_OPT_U64, &bits, "TAU", "bits per signature"), .umin = 1,
          .umax = 12, .def = "4"},
         {CORE_OPT_ROW("cross", CORE_OPT_U64, &cross, "0|1", "the cross statistics in the head"),
@@ -649,9 +657,11 @@ static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t
                "\"speedup\": %.2f, \"mlp_only_p50_us\": %.1f, \"mlp_only_p99_us\": %.1f, "
                "\"floor_sgemm_p50_us\": %.1f, \"floor_sgemm_p99_us\": %.1f, "
                "\"sdim_cpu_p50_us\": %.1f, \"attention_cpu_p50_us\": %.1f, \"loadavg_1m\": %.2f",
-               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, cfg->C, cfg->S, cfg->tau,
-               cfg->h1, cfg->h2, vname, (unsigned long long)iters, st->s50, st->s99, st->fresh_n, st->n50, st->n99, hfs, hps,
-               (unsigned long long)aiters, st->a50, st->a99, st->a50 / st->s50, st->m50, st->m99, st->f50, st->f99, st->sc50, st->ac50, load);
+               (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, cfg->C, cfg->S,
+               cfg->tau, cfg->h1, cfg->h2, vname, (unsigned long long)iters, st->s50, st->s99,
+               st->fresh_n, st->n50, st->n99, hfs, hps, (unsigned long long)aiters, st->a50,
+               st->a99, st->a50 / st->s50, st->m50, st->m99, st->f50, st->f99, st->sc50, st->ac50,
+               load);
         printf(", \"isa\": \"%s\", \"precision\": \"%s\", \"cpu_features\": \"%s\", "
                "\"openblas_core\": \"%s\", \"max_abs_diff_vs_fp32\": %.3g, \"paths\": {",
                rank_isa_name(st->isa), rank_isa_precision(st->isa), core_cpu_features(),
@@ -672,7 +682,8 @@ static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t
                (unsigned long long)B, (unsigned long long)T, (unsigned long long)N, vname);
         printf("  sdim       p50 %9.1f us   p99 %9.1f us   (%llu runs)\n", st->s50, st->s99,
                (unsigned long long)iters);
-        printf("  sdim, new candidates every request (signature cache cold)  p50 %9.1f us   p99 %9.1f us\n",
+        printf("  sdim, new candidates every request (signature cache cold)  p50 %9.1f us   p99 "
+               "%9.1f us\n",
                st->n50, st->n99);
         printf("  head A/B   folded p50 %9.1f us   plain p50 %9.1f us   (alternating calls)\n",
                st->hf50, st->hp50);
@@ -684,8 +695,8 @@ static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t
             st->m50, st->m99);
         printf("  floor      p50 %9.1f us   p99 %9.1f us   (the sgemms no exact rewrite removes)\n",
                st->f50, st->f99);
-        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", st->sc50, st->ac50,
-               load);
+        printf("  thread CPU p50: sdim %.1f us, attention %.1f us; load average %.2f\n", st->sc50,
+               st->ac50, load);
         printf("  path       %s (%s); OpenBLAS core %s; CPU %s\n", rank_isa_name(st->isa),
                rank_isa_precision(st->isa), rank_isa_openblas_core(), core_cpu_features());
         for (int i = 0; i < RANK_ISA_COUNT; i++)

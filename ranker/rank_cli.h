@@ -19,12 +19,14 @@ extern const core_cmd rank_rank_cmd;
 
 /* --isa NAME: rank_isa_force (call rank_isa_init before parsing) */
 int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size);
-#define RANK_OPT_ISA                                                                                \
-    {CORE_OPT_ROW("isa", CORE_OPT_FUNC, NULL, "PATH",                                               \
-                  "the compute path: auto (the best this CPU runs), scalar, fp32, avx2,\n"         \
-                  "avx2-int8, avx2-int16, avx512-bf16, avx512-vnni, amx-bf16; TRAIL_ISA does\n"   \
-                  "the same"),                                                                     \
-     .fn = rank_opt_isa, .def = "auto"}
+#define RANK_OPT_ISA                                                                               \
+    {                                                                                              \
+        CORE_OPT_ROW("isa", CORE_OPT_FUNC, NULL, "PATH",                                           \
+                     "the compute path: auto (the best this CPU runs), scalar, fp32, avx2,\n"      \
+                     "avx2-int8, avx2-int16, avx512-bf16, avx512-vnni, amx-bf16; TRAIL_ISA does\n" \
+                     "the same"),                                                                  \
+            .fn = rank_opt_isa, .def = "auto"                                                      \
+    }
 
 int rank_cmd_model_info(int argc, char **argv); /* trail model info, with the serving path */
 int rank_cmd_rank(int argc, char **argv);       /* trail rank */

@@ -79,7 +79,8 @@ const core_cmd rank_rank_cmd = {
     "rank", "score candidates for one user from an encoder store", rank_cmd_rank,
     "Prints one click probability per candidate, in input order. A candidate line is\n"
     "item_id,category_id or {\"item_id\": 1, \"category_id\": 2}; an unknown user scores with\n"
-    "an empty history.\n", NULL};
+    "an empty history.\n",
+    NULL};
 
 int rank_cmd_rank(int argc, char **argv) {
     const char *model = NULL, *store = NULL, *cands = NULL;

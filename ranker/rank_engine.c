@@ -43,8 +43,7 @@ static int add_user_side(rank_engine *e, const mdl_model *m) {
     if (c->long_kind == MDL_LONG_SDIM) {
         mdl_mlp_cols col;
         mdl_mlp_layout(c, &col);
-        if (!rc)
-            rc = add_known(e, p->w1 + col.ul, 1, e->D, (int)c->h1, C, 1.f / (float)c->S);
+        if (!rc) rc = add_known(e, p->w1 + col.ul, 1, e->D, (int)c->h1, C, 1.f / (float)c->S);
     }
     return rc;
 }

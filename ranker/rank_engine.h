@@ -30,14 +30,14 @@ typedef struct rank_engine_w1 {
 
 typedef struct rank_engine {
     rank_isa isa;
-    int D, Ds;  /* the MLP input width; the folded head's candidate columns (rank_net_head_cols) */
+    int D, Ds; /* the MLP input width; the folded head's candidate columns (rank_net_head_cols) */
     rank_engine_w1 w1;  /* the unfolded head: blocks of W1 over its D input columns */
     rank_engine_w1 w1c; /* the folded head: W1's candidate-dependent columns, in the folded
                            head's order (offsets into its Ds columns) */
-    rank_pw w2; /* (h2, h1) */
-    int gather_f16; /* SDIM's per-bucket projections are gathered from an fp16 copy: the
-                       reduced-precision paths (half the bytes through the cache, for a rounding
-                       of 2^-11 relative, far below their own), where AVX2 and F16C run */
+    rank_pw w2;         /* (h2, h1) */
+    int gather_f16;     /* SDIM's per-bucket projections are gathered from an fp16 copy: the
+                           reduced-precision paths (half the bytes through the cache, for a rounding
+                           of 2^-11 relative, far below their own), where AVX2 and F16C run */
     /* the user-side weights the forward's routed GEMMs take as B (self-attention blocks, the
      * short branch's projections, W1's u_long block for the per-bucket projections) */
     rank_route_known known[RANK_ENGINE_KNOWN];

@@ -200,7 +200,7 @@ static int name_in(const char *core, const char *const *list) {
 
 int rank_isa_openblas_check(char *warning, size_t size) {
     static const char *const k512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
-    static const char *const k256[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
+    static const char *const k256[] = {"Haswell",        "Zen", "SkylakeX", "Cooperlake",
                                        "SapphireRapids", NULL};
     const core_cpu *c = core_cpu_get();
     const char *core = rank_blas_corename(), *want = NULL, *has = NULL;

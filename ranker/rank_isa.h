@@ -71,7 +71,8 @@ rank_isa rank_isa_current(void);
 /** @brief Read TRAIL_ISA once (commands call this at start so a bad value stops them with a
  *  clear message). @return CORE_OK or the rank_isa_parse error, described in err. */
 int rank_isa_init(char *err, size_t err_size);
-/** @brief Force a path by name for this process (the --isa flags); same errors as rank_isa_parse. */
+/** @brief Force a path by name for this process (the --isa flags); same errors as rank_isa_parse.
+ */
 int rank_isa_force(const char *name, char *err, size_t err_size);
 
 /** @brief The serving path this process would use and why, for `trail model info`, `bench rank`

@@ -66,10 +66,10 @@ struct rank_metrics {
     histogram age;
     _Atomic uint64_t http[RANK_EP_COUNT][N_CODES]; /* answered requests by endpoint and status */
     histogram http_latency;                        /* ns, every answered request */
-    double start_time; /* process_start_time_seconds (0: /proc could not tell) */
+    double start_time;  /* process_start_time_seconds (0: /proc could not tell) */
     pthread_mutex_t mu; /* guards the model strings */
     char model_version[17], encoding_version[17], variant[128]; /* variants are up to ~90 bytes */
-    char isa[32], precision[16], cpu[160], blas[48]; /* trail_ranker_isa_info */
+    char isa[32], precision[16], cpu[160], blas[48];            /* trail_ranker_isa_info */
 };
 
 int rank_metrics_new(rank_metrics **out) {
@@ -123,8 +123,7 @@ void rank_metrics_http(rank_metrics *mt, rank_endpoint ep, unsigned status, int6
     if ((unsigned)ep >= RANK_EP_COUNT) ep = RANK_EP_OTHER;
     if (latency_ns < 0) latency_ns = 0;
     atomic_fetch_add_explicit(&mt->http[ep][i], 1, memory_order_relaxed);
-    observe(&mt->http_latency, http_le, N_HTTP_LE, (double)latency_ns * 1e-9,
-            (uint64_t)latency_ns);
+    observe(&mt->http_latency, http_le, N_HTTP_LE, (double)latency_ns * 1e-9, (uint64_t)latency_ns);
 }
 
 void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s) {
@@ -260,8 +259,10 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
             mt->isa, mt->precision, mt->cpu, mt->blas);
     pthread_mutex_unlock(&mt->mu);
     char proc[2048];
-    if (core_proc_metrics(proc, sizeof proc, mt->start_time) < 0) o.overflow = 1;
-    else put(&o, "%s", proc);
+    if (core_proc_metrics(proc, sizeof proc, mt->start_time) < 0)
+        o.overflow = 1;
+    else
+        put(&o, "%s", proc);
     put(&o, "# HELP trail_http_requests_total HTTP requests answered, by status code and path "
             "(known paths; any other is \"other\").\n"
             "# TYPE trail_http_requests_total counter\n");

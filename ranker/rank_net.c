@@ -89,26 +89,26 @@ struct rank_net {
 
     // cross: candidate x window statistics (grouped order), from two stamped hash tables keyed
     // by the group's candidate categories and items
-    float *xf;                   // (B, MDL_CROSS_DIM)
-    struct xstat *xcat, *xitem;  // (xmask + 1) each
+    float *xf;                  // (B, MDL_CROSS_DIM)
+    struct xstat *xcat, *xitem; // (xmask + 1) each
     uint32_t xmask, xstamp;
-    uint64_t *xbits;             // (2 * XBITS_WORDS) a bit per hashed candidate category, item:
-                                 // most window behaviors match no candidate and skip the tables
+    uint64_t *xbits; // (2 * XBITS_WORDS) a bit per hashed candidate category, item:
+                     // most window behaviors match no candidate and skip the tables
 
     // head
     mdl_mlp_cols col; /* the MLP input's column blocks (mdl_mlp_layout) */
-    int fold;       /* the last forward folded the user-side terms into the first layer */
-    float *z;       // (B, D)
-    float *hrow;    // (H1) serving: b1 plus the user-constant first-layer terms
-    float *w1sel;   // (H1, <= 5C + X + N) serving: W1's candidate-dependent column blocks (the
-                    //   cross block's X columns last), then W1's u_short block applied to each
-                    //   recent value row
-    float *zsel;    // (B, <= 5C + X + N) serving: the matching input columns, then the short
-                    //   weights
-    float *Pl;      // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
-    uint16_t *Pl16; // (S * nb, H1) the same in fp16, gathered by the reduced-precision paths
-    float *a1, *a2; // (B, H1), (B, H2) after ReLU
-    float *logit;   // (B)
+    int fold;         /* the last forward folded the user-side terms into the first layer */
+    float *z;         // (B, D)
+    float *hrow;      // (H1) serving: b1 plus the user-constant first-layer terms
+    float *w1sel;     // (H1, <= 5C + X + N) serving: W1's candidate-dependent column blocks (the
+                      //   cross block's X columns last), then W1's u_short block applied to each
+                      //   recent value row
+    float *zsel;      // (B, <= 5C + X + N) serving: the matching input columns, then the short
+                      //   weights
+    float *Pl;        // (S * nb, H1) serving: W1's u_long block applied to each unit bucket / S
+    uint16_t *Pl16;   // (S * nb, H1) the same in fp16, gathered by the reduced-precision paths
+    float *a1, *a2;   // (B, H1), (B, H2) after ReLU
+    float *logit;     // (B)
 
     // backward scratch (train)
     float *dl;                                          // (B)
@@ -124,10 +124,10 @@ struct rank_net {
     float *dMl, *dq2l, *dk2l;                           // (C, C), (B, C), (B, C) long attention
 
     // serving on an engine's path (rank_engine.h)
-    rank_route route;  /* this thread's buffers for routed GEMMs */
-    int routed;        /* route allocated (serving nets) */
-    void *short_buf;   /* (H1, N) packed W1_us hs^T, per request */
-    void *pg_scr;      /* the head's conversion scratch */
+    rank_route route; /* this thread's buffers for routed GEMMs */
+    int routed;       /* route allocated (serving nets) */
+    void *short_buf;  /* (H1, N) packed W1_us hs^T, per request */
+    void *pg_scr;     /* the head's conversion scratch */
 
     // touched rows (train)
     uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
@@ -140,10 +140,10 @@ struct rank_net {
 typedef struct xstat {
     uint64_t key;
     uint32_t stamp;
-    uint32_t cnt;  /* window behaviors with this id */
-    uint32_t tod;  /* of those, within RANK_CROSS_TOD_S of the request's time of day */
-    int64_t last;  /* the latest ts among them */
-    float eh, ed;  /* sum of exp(-gap / 1 h), exp(-gap / 1 day) over them */
+    uint32_t cnt; /* window behaviors with this id */
+    uint32_t tod; /* of those, within RANK_CROSS_TOD_S of the request's time of day */
+    int64_t last; /* the latest ts among them */
+    float eh, ed; /* sum of exp(-gap / 1 h), exp(-gap / 1 day) over them */
 } xstat;
 
 /* Empty both cross tables (no slot carries a live stamp). */
@@ -163,7 +163,8 @@ static void xclear(rank_net *n) {
 #define RANK_ATTN_BLOCK 64
 /* The folded serving head runs every per-candidate step over blocks of this many candidates.
  * Measured here with 128, 256, 512 and 1024: no difference above this machine's noise; smaller
- * blocks repack W1's columns more often (once per sgemm call), larger ones stream more through L3. */
+ * blocks repack W1's columns more often (once per sgemm call), larger ones stream more through L3.
+ */
 #define RANK_HEAD_BLOCK 512
 
 /* Carve every buffer out of one block: called once with base NULL to size it, then to assign. */
@@ -342,11 +343,40 @@ static int net_route_init(rank_net *n) {
     int C = n->C, H1 = n->H1, H2 = n->H2, D = n->D, F = n->F, N = n->N, Snb = n->S * n->nb;
     int hs = C / (n->NH > 0 ? n->NH : 1), T = (int)n->sh.max_T;
     int attn = n->cfg.long_kind == MDL_LONG_ATTN;
-    int nk[] = {3 * C, C, C, C, F > 0 ? F : 1, C, C, F > 0 ? F : 1, /* self-attention block */
-                N, hs, hs, N, N, C, C, N,                                /* mha, short, TIN */
-                H1, D, H2, H1, 1, H2,                                     /* the unfolded head */
-                N, C, H1, C, Snb, C, C, Snb,                              /* folded projections */
-                attn && T < 4096 ? T : 1, C, C, attn && T < 4096 ? T : 1};
+    int nk[] = {3 * C,
+                C,
+                C,
+                C,
+                F > 0 ? F : 1,
+                C,
+                C,
+                F > 0 ? F : 1, /* self-attention block */
+                N,
+                hs,
+                hs,
+                N,
+                N,
+                C,
+                C,
+                N, /* mha, short, TIN */
+                H1,
+                D,
+                H2,
+                H1,
+                1,
+                H2, /* the unfolded head */
+                N,
+                C,
+                H1,
+                C,
+                Snb,
+                C,
+                C,
+                Snb, /* folded projections */
+                attn && T < 4096 ? T : 1,
+                C,
+                C,
+                attn && T < 4096 ? T : 1};
     /* pinned: exact attention's window (T rows), or the recent rows (N) the short and TIN
      * attention of every candidate block read */
     int pin_rows = attn && T > N ? T : N;
@@ -370,8 +400,8 @@ int rank_net_new(rank_net **out, const mdl_config *cfg, const rank_net_shape *sh
                  shape->max_B, shape->max_U, shape->max_T);
         return CORE_EINVAL;
     }
-    uint64_t tt = shape->max_window_total ? shape->max_window_total
-                                          : (uint64_t)shape->max_U * shape->max_T;
+    uint64_t tt =
+        shape->max_window_total ? shape->max_window_total : (uint64_t)shape->max_U * shape->max_T;
     if (tt > (1u << 28)) {
         snprintf(err, err_size, "net shape: %llu window behaviors per batch exceed 2^28",
                  (unsigned long long)tt);
@@ -497,8 +527,8 @@ static int check_batch(const rank_net *n, const mdl_model *m, const rank_batch *
 /* The S signatures of one item-side embedding x (rows ir, cr): from the cache when the batch has
  * one (it must be for the current weights), else computed from x with enc_simhash_sign (the
  * encoder's bits exactly), once per distinct rows in this forward. */
-static void sign_one(uint16_t *sig, rank_net *n, const mdl_model *m, enc_sigcache *sc,
-                     uint32_t ir, uint32_t cr, const float *x) {
+static void sign_one(uint16_t *sig, rank_net *n, const mdl_model *m, enc_sigcache *sc, uint32_t ir,
+                     uint32_t cr, const float *x) {
     size_t S = (size_t)n->S;
     if (sc) { /* the signature depends only on the two rows */
         memcpy(sig, enc_sigcache_get_rows(sc, ir, cr), S * sizeof *sig);
@@ -717,8 +747,8 @@ static void recent_users(rank_net *n, const mdl_model *m, const rank_batch *bt) 
  *   TIN:   v~ = q + tin_emb[0], u_tin = sum_k softmax_k(<e~_k, v~>/sqrt(C)) (e~_k (.) v~)
  *          = v~ (.) (att_t e~).
  * No recent rows gives u_short = 0 and u_tin = 0. */
-static void recent_candidates(rank_net *n, const mdl_model *m, uint32_t u, uint32_t i0,
-                              uint32_t nb, int ushort) {
+static void recent_candidates(rank_net *n, const mdl_model *m, uint32_t u, uint32_t i0, uint32_t nb,
+                              int ushort) {
     const mdl_config *cfg = &n->cfg;
     int C = n->C;
     float scale = 1.f / sqrtf((float)C);
@@ -869,13 +899,14 @@ static void scale_branches(const rank_net *n, float *row, const float *keep) {
         if (blk[k][0] < 0) continue;
         int w = blk[k][1] == RANK_BR_CROSS ? X_DIM : n->C;
         float f = keep[blk[k][1]];
-        for (int c = 0; c < w; c++) row[blk[k][0] + c] *= f;
+        for (int c = 0; c < w; c++)
+            row[blk[k][0] + c] *= f;
     }
 }
 
 /* The first layer over the assembled input z = [q | u_long | q (.) u_long | u_short |
- * q (.) u_short | u_tin | cross | dense] (training, evaluation over many users, small serving batches):
- * a1 = W1 z + b1. */
+ * q (.) u_short | u_tin | cross | dense] (training, evaluation over many users, small serving
+ * batches): a1 = W1 z + b1. */
 static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
@@ -903,7 +934,8 @@ static void head_first(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             else
                 memset(z + n->col.dense, 0, cfg->n_dense * sizeof *z);
         }
-        if (bt->branch_keep) scale_branches(n, z, bt->branch_keep + (size_t)n->perm[i] * RANK_BRANCHES);
+        if (bt->branch_keep)
+            scale_branches(n, z, bt->branch_keep + (size_t)n->perm[i] * RANK_BRANCHES);
     }
     const rank_engine *e = bt->engine;
     if (e && e->isa != RANK_ISA_FP32) {
@@ -1068,8 +1100,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             rank_pseg s2 = {a1, H1, &e->w2};
             rank_pgemm(a2, H2, (int)nbk, &s2, 1, p->b2, RANK_PG_RELU, n->pg_scr);
         } else {
-            if (Dw > 0)
-                rank_gemm(0, 1, (int)nbk, H1, Dw, 1.f, zsel, Dw, n->w1sel, Dw, 1.f, a1, H1);
+            if (Dw > 0) rank_gemm(0, 1, (int)nbk, H1, Dw, 1.f, zsel, Dw, n->w1sel, Dw, 1.f, a1, H1);
             if (cfg->long_kind == MDL_LONG_SDIM)
                 rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
             rank_relu_forward(a1, a1, (int)nbk * H1);
@@ -1143,7 +1174,8 @@ static void forward_body(rank_net *n, const mdl_model *m, const rank_batch *bt, 
      * candidates to repay the per-user projections (S nb bucket rows, N short rows) */
     n->fold = !n->sh.train && !n->sh.no_fold && U == 1 && B >= (uint32_t)(n->S * n->nb) &&
               B >= (uint32_t)n->N;
-    CORE_ASSERT(!bt->branch_keep || n->sh.train); /* dropout is training's: serving never folds it */
+    CORE_ASSERT(!bt->branch_keep ||
+                n->sh.train); /* dropout is training's: serving never folds it */
     rank_embed_forward(n->q, n->cir, n->ccr, p->item_emb, p->cat_emb, (int)B, C);
     if (n->memo_stamp && ++n->stamp == 0) { /* wrapped: forget every slot */
         memset(n->memo_stamp, 0, ((size_t)n->memo_mask + 1) * sizeof *n->memo_stamp);
@@ -1392,7 +1424,8 @@ void rank_net_backward(rank_net *n, const mdl_model *m, const rank_batch *bt, co
     for (int i = 0; i < B; i++) {
         float *dz = n->dz + (size_t)i * D;
         size_t row = (size_t)i * C;
-        if (bt->branch_keep) scale_branches(n, dz, bt->branch_keep + (size_t)n->perm[i] * RANK_BRANCHES);
+        if (bt->branch_keep)
+            scale_branches(n, dz, bt->branch_keep + (size_t)n->perm[i] * RANK_BRANCHES);
         memcpy(n->dq + row, dz, cb);
         if (n->col.ul >= 0) {
             memcpy(n->dulong + row, dz + n->col.ul, cb);

@@ -26,8 +26,8 @@
  * config's cross is set: eight statistics of the candidate's category and item in the user's raw
  * window (counts, time since the latest, hour- and day-decayed counts, the count at the request's
  * time of day; rank_net.c, forward_cross, defines them). They are functions of the data, so they
- * carry no gradient; W1's columns on them train as any other. Then h1 = relu(W1 z + b1), h2 = relu(W2 h1 + b2),
- * logit = w3 . h2 + b3 + item_bias[row(item)], p = sigmoid(logit).
+ * carry no gradient; W1's columns on them train as any other. Then h1 = relu(W1 z + b1), h2 =
+ * relu(W2 h1 + b2), logit = w3 . h2 + b3 + item_bias[row(item)], p = sigmoid(logit).
  *
  * What this file does not do: losses, optimizers, sampling (the trainer owns those), I/O.
  *
@@ -53,8 +53,8 @@ typedef struct rank_history {
     uint32_t T;
     const sch_behavior *recent; // (N) recent behaviors oldest first (at most cfg.n_recent used)
     uint32_t N;
-    int64_t now_ts;             /* request time, seconds */
-    const float *dense;         // (n_dense) or NULL (zeros)
+    int64_t now_ts;     /* request time, seconds */
+    const float *dense; // (n_dense) or NULL (zeros)
 } rank_history;
 
 /* Sizes a rank_net is built for; a batch beyond any of them is refused with CORE_ETOOBIG. */
@@ -100,7 +100,7 @@ typedef struct rank_batch {
     /* Training only (branch dropout): per candidate, RANK_BRANCHES multipliers of the head's
      * branch blocks, in the order of enum rank_branch (0 drops the block, 1/(1-p) keeps it);
      * forward and backward must see the same. NULL (evaluation, serving): every block as is. */
-    const float *branch_keep;  // (B x RANK_BRANCHES)
+    const float *branch_keep; // (B x RANK_BRANCHES)
 } rank_batch;
 
 /* The head's branch blocks branch_keep scales: u_long with q (.) u_long, u_short with

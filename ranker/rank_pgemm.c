@@ -237,7 +237,8 @@ static void init_rows(float *y, int ldy, int M, int N, const float *bias, int fl
 
 static void relu_rows(float *y, int ldy, int M, int N, int flags) {
     if (!(flags & RANK_PG_RELU)) return;
-    for (int m = 0; m < M; m++) { /* branch-free: a data-dependent branch mispredicts half the time */
+    for (int m = 0; m < M;
+         m++) { /* branch-free: a data-dependent branch mispredicts half the time */
         float *r = y + (size_t)m * ldy;
         for (int n = 0; n < N; n++)
             r[n] = r[n] > 0.f ? r[n] : 0.f;
@@ -262,13 +263,13 @@ static void pgemm_scalar(float *y, int ldy, int M, const rank_pseg *seg, int nse
     relu_rows(y, ldy, M, N, flags);
 }
 
-static void pgemm_blas(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
-                       const float *bias, int flags) {
+static void pgemm_blas(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                       int flags) {
     int N = seg[0].w->N;
     init_rows(y, ldy, M, N, bias, flags);
     for (int g = 0; g < nseg; g++)
-        rank_gemm(0, 1, M, N, seg[g].w->K, 1.f, seg[g].a, seg[g].lda, seg[g].w->data,
-                  seg[g].w->K, 1.f, y, ldy);
+        rank_gemm(0, 1, M, N, seg[g].w->K, 1.f, seg[g].a, seg[g].lda, seg[g].w->data, seg[g].w->K,
+                  1.f, y, ldy);
     relu_rows(y, ldy, M, N, flags);
 }
 
@@ -331,7 +332,9 @@ double rank_pgemm_peak_gmacs(rank_isa isa, int ms) {
         case RANK_ISA_AVX2:
         case RANK_ISA_AVX2_INT8:
         case RANK_ISA_AVX2_INT16:
-            macs = rank_pgemm_peak_avx2(isa == RANK_ISA_AVX2_INT8 ? 1 : isa == RANK_ISA_AVX2_INT16 ? 2 : 0,
+            macs = rank_pgemm_peak_avx2(isa == RANK_ISA_AVX2_INT8    ? 1
+                                        : isa == RANK_ISA_AVX2_INT16 ? 2
+                                                                     : 0,
                                         iters);
             break;
         case RANK_ISA_AVX512_BF16:

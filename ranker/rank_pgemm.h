@@ -32,9 +32,9 @@
 
 typedef struct rank_pw {
     rank_isa isa;
-    int N, K;     /* logical shape (N outputs, K inputs) */
-    int Np, Kp;   /* padded shape as stored */
-    int max_K;    /* capacity: K can be repacked up to this */
+    int N, K;   /* logical shape (N outputs, K inputs) */
+    int Np, Kp; /* padded shape as stored */
+    int max_K;  /* capacity: K can be repacked up to this */
     void *data;
     float *scale;  /* int8 paths: (Np) each row's scale, W ~ scale[n] * q[n][k] */
     int32_t *csum; /* int8 paths: (Np) sum over k of q[n][k] (for the activations' zero point) */
@@ -93,10 +93,10 @@ void rank_pgemm_amx(float *y, int ldy, int M, const rank_pseg *seg, int nseg, co
                     int flags, void *scratch);
 void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
                      int flags, void *scratch);
-void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
-                       const float *bias, int flags, void *scratch);
-void rank_pgemm_avx2i16(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
-                        const float *bias, int flags, void *scratch);
+void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                       int flags, void *scratch);
+void rank_pgemm_avx2i16(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                        int flags, void *scratch);
 /** @brief The int16 path's weight levels for a segment of Kp inputs: 2047 (12 bits) unless the
  *  segment is so long that Kp * 2047 * levels could overflow its int32 sums. */
 int rank_i16_weight_levels(int Kp);

@@ -14,8 +14,8 @@
 
 /* k in [kb, ke) of a single segment, or every k of each of several */
 static inline __attribute__((always_inline)) void tile(const int mr, float *y, int ldy, int m0,
-                                                       int p, const rank_pseg *seg, int nseg,
-                                                       int N, const float *bias, int flags, int kb,
+                                                       int p, const rank_pseg *seg, int nseg, int N,
+                                                       const float *bias, int flags, int kb,
                                                        int ke) {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
@@ -28,7 +28,8 @@ static inline __attribute__((always_inline)) void tile(const int mr, float *y, i
         const float *a = seg[g].a + (size_t)m0 * seg[g].lda;
         size_t lda = (size_t)seg[g].lda;
         for (int k = k0; k < k1; k++) {
-            __m256 w0 = _mm256_load_ps(wp + (size_t)k * 16), w1 = _mm256_load_ps(wp + (size_t)k * 16 + 8);
+            __m256 w0 = _mm256_load_ps(wp + (size_t)k * 16),
+                   w1 = _mm256_load_ps(wp + (size_t)k * 16 + 8);
 #pragma GCC unroll 6
             for (int r = 0; r < mr; r++) {
                 __m256 av = _mm256_broadcast_ss(a + r * lda + k);
@@ -42,8 +43,8 @@ static inline __attribute__((always_inline)) void tile(const int mr, float *y, i
     rank_x256_masks(N, n0, &m_lo, &m_hi);
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
-        rank_x256_store(y + (size_t)(m0 + r) * ldy + n0, acc[r][0], acc[r][1], bias, n0, m_lo,
-                        m_hi, flags);
+        rank_x256_store(y + (size_t)(m0 + r) * ldy + n0, acc[r][0], acc[r][1], bias, n0, m_lo, m_hi,
+                        flags);
 }
 
 void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
@@ -64,12 +65,23 @@ void rank_pgemm_avx2(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
                 for (; r + MR <= mb; r += MR)
                     tile(MR, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
                 switch (mb - r) {
-                case 5: tile(5, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
-                case 4: tile(4, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
-                case 3: tile(3, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
-                case 2: tile(2, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
-                case 1: tile(1, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke); break;
-                default: break;
+                case 5:
+                    tile(5, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
+                    break;
+                case 4:
+                    tile(4, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
+                    break;
+                case 3:
+                    tile(3, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
+                    break;
+                case 2:
+                    tile(2, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
+                    break;
+                case 1:
+                    tile(1, y, ldy, m0 + r, p, seg, nseg, N, bias, f, kb, ke);
+                    break;
+                default:
+                    break;
                 }
             }
             if (nseg != 1) break;
@@ -86,9 +98,11 @@ double rank_pgemm_peak_avx2(int kind, long iters) {
         for (long i = 0; i < iters; i++) {
 #pragma GCC unroll 12
             for (int j = 0; j < 12; j++)
-                acc[j] = _mm256_add_epi32( /* each chain feeds itself: nothing to hoist */
-                    acc[j], kind == 1 ? _mm256_madd_epi16(_mm256_maddubs_epi16(acc[j], w), ones)
-                                      : _mm256_madd_epi16(acc[j], w));
+                acc[j] =
+                    _mm256_add_epi32(/* each chain feeds itself: nothing to hoist */
+                                     acc[j], kind == 1 ? _mm256_madd_epi16(
+                                                             _mm256_maddubs_epi16(acc[j], w), ones)
+                                                       : _mm256_madd_epi16(acc[j], w));
             __asm__ volatile("" ::"x"(acc[0]), "x"(acc[5]), "x"(acc[11]));
         }
         int32_t sink[8];
@@ -152,15 +166,15 @@ void rank_gather_add_f16(float *out, const float *start, const uint16_t *P, cons
         for (; w0 + 8 <= W; w0 += 8) {
             __m256 a = _mm256_loadu_ps(s0 + w0);
             for (int i = 0; i < S; i++)
-                a = _mm256_add_ps(a, _mm256_cvtph_ps(_mm_loadu_si128(
-                                         (const __m128i *)(P + ((size_t)i * nb + sb[i]) * W + w0))));
+                a = _mm256_add_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((
+                                         const __m128i *)(P + ((size_t)i * nb + sb[i]) * W + w0))));
             _mm256_storeu_ps(o + w0, a);
         }
         for (; w0 < W; w0++) {
             float a = s0[w0];
             for (int i = 0; i < S; i++)
-                a += _mm_cvtss_f32(_mm_cvtph_ps(
-                    _mm_cvtsi32_si128(P[((size_t)i * nb + sb[i]) * W + w0])));
+                a += _mm_cvtss_f32(
+                    _mm_cvtph_ps(_mm_cvtsi32_si128(P[((size_t)i * nb + sb[i]) * W + w0])));
             o[w0] = a;
         }
     }

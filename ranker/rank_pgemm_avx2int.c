@@ -29,7 +29,6 @@ static float hmax8(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-
 /* int8: 7-bit codes (top 127, zero point 64 for signed rows), nearest */
 static rank_i8q quant_row8(uint8_t *dst, const float *src, int K, int Kp) {
     __m256 vmax = _mm256_setzero_ps(), vmin = _mm256_setzero_ps();
@@ -157,9 +156,9 @@ tile(const int mr, const int cb, float *y, int ldy, int m0, const uint8_t *ab, c
                         flags);
 }
 
-static inline __attribute__((always_inline)) void
-run(const int cb, float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
-    int flags, void *scratch) {
+static inline __attribute__((always_inline)) void run(const int cb, float *y, int ldy, int M,
+                                                      const rank_pseg *seg, int nseg,
+                                                      const float *bias, int flags, void *scratch) {
     int N = seg[0].w->N, np = seg[0].w->Np / 16, kt = 0;
     for (int g = 0; g < nseg; g++)
         kt += seg[g].w->Kp;
@@ -180,21 +179,28 @@ run(const int cb, float *y, int ldy, int M, const rank_pseg *seg, int nseg, cons
             const uint8_t *ar = ab + r * astride;
             const rank_i8q *qr = qs + r * nseg;
             switch (mb - r) {
-            case 3: tile(3, cb, y, ldy, m0 + r, ar, qr, kt, p, seg, nseg, N, bias, flags); break;
-            case 2: tile(2, cb, y, ldy, m0 + r, ar, qr, kt, p, seg, nseg, N, bias, flags); break;
-            case 1: tile(1, cb, y, ldy, m0 + r, ar, qr, kt, p, seg, nseg, N, bias, flags); break;
-            default: break;
+            case 3:
+                tile(3, cb, y, ldy, m0 + r, ar, qr, kt, p, seg, nseg, N, bias, flags);
+                break;
+            case 2:
+                tile(2, cb, y, ldy, m0 + r, ar, qr, kt, p, seg, nseg, N, bias, flags);
+                break;
+            case 1:
+                tile(1, cb, y, ldy, m0 + r, ar, qr, kt, p, seg, nseg, N, bias, flags);
+                break;
+            default:
+                break;
             }
         }
     }
 }
 
-void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
-                       const float *bias, int flags, void *scratch) {
+void rank_pgemm_avx2i8(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                       int flags, void *scratch) {
     run(1, y, ldy, M, seg, nseg, bias, flags, scratch);
 }
 
-void rank_pgemm_avx2i16(float *y, int ldy, int M, const rank_pseg *seg, int nseg,
-                        const float *bias, int flags, void *scratch) {
+void rank_pgemm_avx2i16(float *y, int ldy, int M, const rank_pseg *seg, int nseg, const float *bias,
+                        int flags, void *scratch) {
     run(2, y, ldy, M, seg, nseg, bias, flags, scratch);
 }

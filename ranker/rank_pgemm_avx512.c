@@ -17,9 +17,10 @@
 #define MR 6
 #define NR 4
 
-static inline __attribute__((always_inline)) void
-tile(const int mr, const int nr, float *y, int ldy, int m0, const uint16_t *ab, int kt, int p0,
-     const rank_pseg *seg, int nseg, int N, const float *bias, int flags) {
+static inline __attribute__((always_inline)) void tile(const int mr, const int nr, float *y,
+                                                       int ldy, int m0, const uint16_t *ab, int kt,
+                                                       int p0, const rank_pseg *seg, int nseg,
+                                                       int N, const float *bias, int flags) {
     __m512 acc[MR][NR];
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
@@ -63,10 +64,18 @@ tile(const int mr, const int nr, float *y, int ldy, int m0, const uint16_t *ab, 
     static void tile_##mr(int nr, float *y, int ldy, int m0, const uint16_t *ab, int kt, int p0,   \
                           const rank_pseg *seg, int nseg, int N, const float *bias, int flags) {   \
         switch (nr) {                                                                              \
-        case 4: tile(mr, 4, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;             \
-        case 3: tile(mr, 3, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;             \
-        case 2: tile(mr, 2, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;             \
-        default: tile(mr, 1, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags); break;            \
+        case 4:                                                                                    \
+            tile(mr, 4, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags);                        \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            tile(mr, 3, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags);                        \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            tile(mr, 2, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags);                        \
+            break;                                                                                 \
+        default:                                                                                   \
+            tile(mr, 1, y, ldy, m0, ab, kt, p0, seg, nseg, N, bias, flags);                        \
+            break;                                                                                 \
         }                                                                                          \
     }
 TILE_ROWS(6)
@@ -92,12 +101,23 @@ void rank_pgemm_avx512bf16(float *y, int ldy, int M, const rank_pseg *seg, int n
                 tile_6(nr, y, ldy, m0 + r, ab + (size_t)r * kt, kt, p0, seg, nseg, N, bias, flags);
             const uint16_t *ar = ab + (size_t)r * kt;
             switch (mb - r) {
-            case 5: tile_5(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
-            case 4: tile_4(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
-            case 3: tile_3(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
-            case 2: tile_2(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
-            case 1: tile_1(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags); break;
-            default: break;
+            case 5:
+                tile_5(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 4:
+                tile_4(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 3:
+                tile_3(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 2:
+                tile_2(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 1:
+                tile_1(nr, y, ldy, m0 + r, ar, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            default:
+                break;
             }
         }
     }

@@ -20,7 +20,8 @@ static inline void rank_bf16_row(uint16_t *dst, const float *src, int n, int kp)
         int r = n - k;
         __mmask16 mlo = (__mmask16)(r >= 16 ? 0xffff : (1u << r) - 1);
         __mmask16 mhi = (__mmask16)(r <= 16 ? 0 : (1u << (r - 16)) - 1);
-        __m512 lo = _mm512_maskz_loadu_ps(mlo, src + k), hi = _mm512_maskz_loadu_ps(mhi, src + k + 16);
+        __m512 lo = _mm512_maskz_loadu_ps(mlo, src + k),
+               hi = _mm512_maskz_loadu_ps(mhi, src + k + 16);
         __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
         int w = kp - k < 32 ? kp - k : 32; /* the padding to kp is zeros */
         _mm512_mask_storeu_epi16(dst + k, (__mmask32)(w == 32 ? 0xffffffffu : (1u << w) - 1), v);
@@ -37,8 +38,7 @@ static inline void rank_bf16_block(uint16_t *ab, int kt, const rank_pseg *seg, i
     for (int r = 0; r < mb; r++) {
         uint16_t *dst = ab + (size_t)r * kt;
         for (int g = 0; g < nseg; g++) {
-            rank_bf16_row(dst, seg[g].a + (size_t)(m0 + r) * seg[g].lda, seg[g].w->K,
-                          seg[g].w->Kp);
+            rank_bf16_row(dst, seg[g].a + (size_t)(m0 + r) * seg[g].lda, seg[g].w->K, seg[g].w->Kp);
             dst += seg[g].w->Kp;
         }
     }

@@ -38,13 +38,13 @@ static inline rank_i8q rank_i8_params(float amin, float amax, int top, int zp, i
  * vectorized quantizer) into codes of type T: row r's at ab + r * kt, its quantizers at
  * qs + r * nseg. */
 #define RANK_I8_BLOCK(name, row, T)                                                                \
-    static void name(T *ab, rank_i8q *qs, int kt, const rank_pseg *seg, int nseg, int m0,        \
+    static void name(T *ab, rank_i8q *qs, int kt, const rank_pseg *seg, int nseg, int m0,          \
                      int mb) {                                                                     \
         for (int r = 0; r < mb; r++) {                                                             \
             T *dst = ab + (size_t)r * kt;                                                          \
             for (int g = 0; g < nseg; g++) {                                                       \
-                qs[r * nseg + g] = row(dst, seg[g].a + (size_t)(m0 + r) * seg[g].lda, seg[g].w->K, \
-                                       seg[g].w->Kp);                                              \
+                qs[r * nseg + g] =                                                                 \
+                    row(dst, seg[g].a + (size_t)(m0 + r) * seg[g].lda, seg[g].w->K, seg[g].w->Kp); \
                 dst += seg[g].w->Kp;                                                               \
             }                                                                                      \
         }                                                                                          \

@@ -31,8 +31,8 @@ static rank_i8q quant_row(uint8_t *dst, const float *src, int K, int Kp) {
         vmax = _mm512_max_ps(vmax, v);
         vmin = _mm512_min_ps(vmin, v);
     }
-    rank_i8q q = rank_i8_params(_mm512_reduce_min_ps(vmin), _mm512_reduce_max_ps(vmax), 255, 128,
-                                127);
+    rank_i8q q =
+        rank_i8_params(_mm512_reduce_min_ps(vmin), _mm512_reduce_max_ps(vmax), 255, 128, 127);
     __m512 inv = _mm512_set1_ps(1.f / q.scale), off = _mm512_set1_ps((float)q.zp);
     for (k = 0; k < K; k += 16) { /* nearest, then saturate to 0..255 */
         __mmask16 mk = (__mmask16)(K - k >= 16 ? 0xffff : (1u << (K - k)) - 1);
@@ -48,9 +48,8 @@ static rank_i8q quant_row(uint8_t *dst, const float *src, int K, int Kp) {
 RANK_I8_BLOCK(quant_block, quant_row, uint8_t)
 
 static inline __attribute__((always_inline)) void
-tile(const int mr, const int nr, float *y, int ldy, int m0, const uint8_t *ab,
-     const rank_i8q *qs, int kt, int p0, const rank_pseg *seg, int nseg, int N, const float *bias,
-     int flags) {
+tile(const int mr, const int nr, float *y, int ldy, int m0, const uint8_t *ab, const rank_i8q *qs,
+     int kt, int p0, const rank_pseg *seg, int nseg, int N, const float *bias, int flags) {
     __m512 fs[MR][NR];
 #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
@@ -117,10 +116,18 @@ tile(const int mr, const int nr, float *y, int ldy, int m0, const uint8_t *ab,
                           const rank_i8q *qs, int kt, int p0, const rank_pseg *seg, int nseg,      \
                           int N, const float *bias, int flags) {                                   \
         switch (nr) {                                                                              \
-        case 4: tile(mr, 4, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags); break;         \
-        case 3: tile(mr, 3, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags); break;         \
-        case 2: tile(mr, 2, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags); break;         \
-        default: tile(mr, 1, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags); break;        \
+        case 4:                                                                                    \
+            tile(mr, 4, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags);                    \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            tile(mr, 3, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags);                    \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            tile(mr, 2, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags);                    \
+            break;                                                                                 \
+        default:                                                                                   \
+            tile(mr, 1, y, ldy, m0, ab, qs, kt, p0, seg, nseg, N, bias, flags);                    \
+            break;                                                                                 \
         }                                                                                          \
     }
 TILE_ROWS(6)
@@ -144,17 +151,28 @@ void rank_pgemm_vnni(float *y, int ldy, int M, const rank_pseg *seg, int nseg, c
             int nr = np - p0 < NR ? np - p0 : NR;
             int r = 0;
             for (; r + MR <= mb; r += MR)
-                tile_6(nr, y, ldy, m0 + r, ab + (size_t)r * kt, qs + r * nseg, kt, p0, seg, nseg,
-                       N, bias, flags);
+                tile_6(nr, y, ldy, m0 + r, ab + (size_t)r * kt, qs + r * nseg, kt, p0, seg, nseg, N,
+                       bias, flags);
             const uint8_t *ar = ab + (size_t)r * kt;
             const rank_i8q *qr = qs + r * nseg;
             switch (mb - r) {
-            case 5: tile_5(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags); break;
-            case 4: tile_4(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags); break;
-            case 3: tile_3(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags); break;
-            case 2: tile_2(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags); break;
-            case 1: tile_1(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags); break;
-            default: break;
+            case 5:
+                tile_5(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 4:
+                tile_4(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 3:
+                tile_3(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 2:
+                tile_2(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            case 1:
+                tile_1(nr, y, ldy, m0 + r, ar, qr, kt, p0, seg, nseg, N, bias, flags);
+                break;
+            default:
+                break;
             }
         }
     }

@@ -27,7 +27,8 @@ rank_isa rank_scratch_isa(const rank_scratch *s);
 unsigned long long rank_scratch_route_fallbacks(const rank_scratch *s);
 void rank_scratch_destroy(rank_scratch *s);
 /** @brief The scratch's signature cache counters since it was made: candidate lookups answered
- *  from it, and lookups that hashed the item (a cold or evicted entry). Only long = sdim looks up. */
+ *  from it, and lookups that hashed the item (a cold or evicted entry). Only long = sdim looks up.
+ */
 void rank_scratch_sigcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t *misses);
 
 /** @brief Click probabilities for B candidates (item_id[b], category_id[b]), in order.

@@ -87,12 +87,12 @@ struct rank_server {
     _Atomic int open_conns;    /* connections libmicrohttpd has accepted and not yet closed */
 
     /* logs (rank_serve.h, "Logs") */
-    int access_fd;            /* -1: no access log */
-    int own_access_fd;        /* access_fd was opened here (closed at stop) */
-    char rid_prefix[17];      /* generated request ids: this random prefix, '-', a counter */
+    int access_fd;       /* -1: no access log */
+    int own_access_fd;   /* access_fd was opened here (closed at stop) */
+    char rid_prefix[17]; /* generated request ids: this random prefix, '-', a counter */
     _Atomic uint64_t rid_next;
-    _Atomic int64_t rej_sec;       /* the rate limit of client-error lines: the current second */
-    _Atomic uint32_t rej_n;        /* lines logged in it */
+    _Atomic int64_t rej_sec;         /* the rate limit of client-error lines: the current second */
+    _Atomic uint32_t rej_n;          /* lines logged in it */
     _Atomic uint64_t rej_suppressed; /* lines not logged since the last summary */
 
     /* the read deadline (conn_sweeper) */
@@ -174,8 +174,7 @@ static int served_new(served_model **out, rank_server *srv, mdl_model *m, const 
     mdl_version_hex(m->model_version, sm->version);
     mdl_version_hex(m->encoding_version, sm->enc_version);
     sm->loaded_at = core_wall_s();
-    if (!(sm->path = core_strdup(path)) ||
-        !(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch)))
+    if (!(sm->path = core_strdup(path)) || !(sm->scratch = core_calloc(sm->K, sizeof *sm->scratch)))
         goto fail;
     uint32_t max_T = mdl_reads_window(&m->cfg) ? srv->conf.window : 0;
     for (uint32_t i = 0; i < sm->K; i++)
@@ -288,8 +287,8 @@ typedef struct conn_state {
     char *body;
     size_t n, cap;
     int too_big;
-    int64_t t0;      /* ns: the request line was read */
-    unsigned status; /* the answer queued, 0 while none is */
+    int64_t t0;          /* ns: the request line was read */
+    unsigned status;     /* the answer queued, 0 while none is */
     const char *kind;    /* the error kind answered (a static string), or NULL */
     uint32_t candidates; /* scored */
     char method[12];     /* for the access log */
@@ -315,9 +314,9 @@ static int request_id_sane(const char *id) {
 /* A new id: this process's random prefix and the next number (unique within the process, and
  * across processes but for a 2^-64 chance). */
 static void request_id_new(rank_server *srv, char rid[RANK_REQUEST_ID_MAX + 1]) {
-    snprintf(rid, RANK_REQUEST_ID_MAX + 1, "%s-%llu", srv->rid_prefix,
-             (unsigned long long)atomic_fetch_add_explicit(&srv->rid_next, 1,
-                                                           memory_order_relaxed));
+    snprintf(
+        rid, RANK_REQUEST_ID_MAX + 1, "%s-%llu", srv->rid_prefix,
+        (unsigned long long)atomic_fetch_add_explicit(&srv->rid_next, 1, memory_order_relaxed));
 }
 
 /* The request's id: the client's, if sane, else a new one. */
@@ -402,8 +401,8 @@ static void access_log(rank_server *srv, struct MHD_Connection *c, const conn_st
     int n = snprintf(line, sizeof line,
                      "time=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ method=%s path=%s status=%u "
                      "candidates=%u latency_ms=%.3f request_id=%s client=%s%s%s\n",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, cs->method[0] ? cs->method : "-",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, cs->method[0] ? cs->method : "-",
                      cs->target[0] ? cs->target : "-", cs->status, cs->candidates,
                      (double)latency_ns / 1e6, cs->rid[0] ? cs->rid : "-", addr,
                      cs->kind ? " error=" : "", cs->kind ? cs->kind : "");
@@ -436,8 +435,8 @@ static enum MHD_Result respond_allow(conn_state *cs, unsigned status, const char
     return ret;
 }
 
-static enum MHD_Result respond(conn_state *cs, unsigned status, const char *type,
-                               const char *body, size_t n) {
+static enum MHD_Result respond(conn_state *cs, unsigned status, const char *type, const char *body,
+                               size_t n) {
     return respond_allow(cs, status, type, body, n, NULL);
 }
 
@@ -458,7 +457,8 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
 }
 
 /* {"error": kind, "message": ..., "field": ..., "offset": ..., "line": ..., "column": ...} */
-static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, unsigned status, const char *kind, const char *message,
+static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, unsigned status,
+                                           const char *kind, const char *message,
                                            const rank_req_error *pe, const char *allow) {
     char msg[512], field[160], body[1024];
     int n;
@@ -499,7 +499,7 @@ static enum MHD_Result respond_error(rank_server *srv, conn_state *cs, unsigned 
     return respond_error_allow(srv, cs, status, kind, message, pe, NULL);
 }
 
-static char over_limit_mark;   /* a connection's socket_context: answered 503 (connection_notify) */
+static char over_limit_mark; /* a connection's socket_context: answered 503 (connection_notify) */
 
 /* One accepted connection, for the read deadline: its socket_context, linked in srv->conns under
  * conn_mu from libmicrohttpd's STARTED notification to its CLOSED one. libmicrohttpd sends
@@ -613,7 +613,7 @@ static size_t format_score(char *out, size_t cap, float score) {
     double t = v * 1e9, fl = floor(t); /* nine digits, 100000000..1000000000 */
     uint64_t d = (uint64_t)fl;
     if (t - fl > 0.5 || (t - fl == 0.5 && (d & 1))) d++; /* ties to even, as printf */
-    if (d >= 1000000000u) { /* rounded up to the next power of ten */
+    if (d >= 1000000000u) {                              /* rounded up to the next power of ten */
         d /= 10;
         if (lead == 0) return (size_t)snprintf(out, cap, "%.9g", (double)score);
         lead--;
@@ -622,7 +622,8 @@ static size_t format_score(char *out, size_t cap, float score) {
     for (int i = 8; i >= 0; i--, d /= 10)
         dig[i] = (char)('0' + d % 10);
     int nd = 9;
-    while (nd > 1 && dig[nd - 1] == '0') nd--;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
     size_t n = 0;
     out[n++] = '0';
     out[n++] = '.';
@@ -696,10 +697,10 @@ static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
             snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
                      (unsigned long long)rq->user_id, core_strerror(rc));
             enc_reader_end(ws->rd);
-            ret = damaged_state(rc) ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                                    "damaged_user_state", msg, NULL)
-                                    : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store",
-                                                    msg, NULL);
+            ret = damaged_state(rc)
+                      ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "damaged_user_state",
+                                      msg, NULL)
+                      : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
             goto done;
         }
         h.window = ws->window;
@@ -709,10 +710,10 @@ static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
                                      "trail inspect --verify)"
                                    : core_strerror(rc));
         enc_reader_end(ws->rd);
-        ret = damaged_state(rc) ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                                "damaged_user_state", msg, NULL)
-                                : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store",
-                                                msg, NULL);
+        ret = damaged_state(rc)
+                  ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "damaged_user_state",
+                                  msg, NULL)
+                  : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
         goto done;
     } // CORE_ENOTFOUND: an unknown user is scored with an empty history
     // the views are zero-copy: the read transaction stays open until scoring is done
@@ -1021,8 +1022,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                          "{\"status\":\"%s\",\"model_version\":\"%s\",\"store\":\"%s\"}\n",
                          ok ? "ready" : "not_ready", sm->version, ok ? "readable" : "unreadable");
         served_release(sm);
-        return respond(cs, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body,
-                       (size_t)n);
+        return respond(cs, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+                       body, (size_t)n);
     }
     case RANK_EP_MODEL:
         return handle_model(srv, cs);

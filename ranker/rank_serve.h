@@ -77,10 +77,10 @@ typedef struct rank_server_conf {
     const char *admin_token; /* if set, every admin request needs "Authorization: Bearer <it>":
                               * 401 without, 403 with another token */
     /* Operators' logs (schemas/rank-api.md, "Logs and request ids"). */
-    const char *access_log;  /* one line per request, both listeners: a file (created mode 0640,
-                              * appended), "-" for stdout, NULL for none */
-    uint32_t log_4xx_per_s;  /* client errors (4xx) logged at info, at most this many lines a
-                              * second; the rest are counted and the count logged (default 10) */
+    const char *access_log; /* one line per request, both listeners: a file (created mode 0640,
+                             * appended), "-" for stdout, NULL for none */
+    uint32_t log_4xx_per_s; /* client errors (4xx) logged at info, at most this many lines a
+                             * second; the rest are counted and the count logged (default 10) */
 } rank_server_conf;
 
 /* X-Request-Id: a client's own id is echoed when it is 1..RANK_REQUEST_ID_MAX bytes of printable

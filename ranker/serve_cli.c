@@ -32,7 +32,8 @@
 static const core_cmd rank_serve_cmd = {
     "serve", "serve /v1/score over HTTP with hot model reload", rank_cmd_serve,
     "The public listener has no admin endpoint: POST /admin/reload there is 404.\n"
-    "API: schemas/rank-api.md\n", NULL};
+    "API: schemas/rank-api.md\n",
+    NULL};
 
 /* Each connection is a descriptor: raise the soft open-file limit toward the hard one so that
  * the connection limit, not EMFILE, is what refuses connections (rank_server_start warns if the
@@ -177,9 +178,11 @@ int rank_cmd_serve(int argc, char **argv) {
                       "model file (reloaded on SIGHUP and POST /admin/reload on the admin\n"
                       "listener)"),
         CORE_OPT_NEED("store", &conf.store_path, "DIR", "the encoder's store"),
-        CORE_OPT_NEED("listen", &listen, "HOST:PORT", "IPv4 address and port (port 0: any free port)"),
+        CORE_OPT_NEED("listen", &listen, "HOST:PORT",
+                      "IPv4 address and port (port 0: any free port)"),
         CORE_OPT_U32("threads", &conf.threads, "K", 1, 1024, "HTTP threads and worker slots"),
-        CORE_OPT_U32("max-candidates", &conf.max_candidates, "N", 1, 1000000, "candidates per request"),
+        CORE_OPT_U32("max-candidates", &conf.max_candidates, "N", 1, 1000000,
+                     "candidates per request"),
         {CORE_OPT_ROW("max-body", CORE_OPT_SIZE, &conf.max_body, "BYTES",
                       "request body limit, K/M suffixes allowed"),
          .umin = 64, .umax = 1ull << 30},

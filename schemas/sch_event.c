@@ -55,7 +55,9 @@ int sch_event_validate(const sch_event *ev, char *err, size_t err_size) {
     return CORE_OK;
 }
 
-uint64_t sch_request_id_hash(const char *s, size_t n) { return XXH3_64bits(s, n) & SCH_ID_MAX; }
+uint64_t sch_request_id_hash(const char *s, size_t n) {
+    return XXH3_64bits(s, n) & SCH_ID_MAX;
+}
 
 // ---------------------------------------------------------------------------------------------
 // JSON
@@ -66,7 +68,8 @@ uint64_t sch_request_id_hash(const char *s, size_t n) { return XXH3_64bits(s, n)
 static int utf8_prefix(const char *s, size_t n, size_t max) {
     if (n <= max) return (int)n;
     size_t k = max;
-    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+        k--;
     return (int)k;
 }
 
@@ -74,7 +77,9 @@ static int json_uint(const json_t *v, const char *key, uint64_t max, uint64_t *o
                      size_t err_size) {
     if (!json_is_integer(v)) {
         snprintf(err, err_size, "field '%s': expected a non-negative integer, got %s", key,
-                 json_is_string(v) ? "a string" : json_is_real(v) ? "a fraction" : "another type");
+                 json_is_string(v) ? "a string"
+                 : json_is_real(v) ? "a fraction"
+                                   : "another type");
         return CORE_EFORMAT;
     }
     json_int_t x = json_integer_value(v);
@@ -94,14 +99,16 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
     unsigned seen = 0; /* bit per required field: user, item, category, action, ts */
 
     if (n > SCH_MAX_JSON_BYTES) {
-        snprintf(err, err_size, "event is %zu bytes, above the %d-byte limit", n, SCH_MAX_JSON_BYTES);
+        snprintf(err, err_size, "event is %zu bytes, above the %d-byte limit", n,
+                 SCH_MAX_JSON_BYTES);
         return CORE_ETOOBIG;
     }
     memset(out, 0, sizeof *out);
     root = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         snprintf(err, err_size, "%s at column %d: %s",
-                 json_error_code(&jerr) == json_error_invalid_utf8 ? "invalid UTF-8" : "invalid JSON",
+                 json_error_code(&jerr) == json_error_invalid_utf8 ? "invalid UTF-8"
+                                                                   : "invalid JSON",
                  jerr.column, jerr.text);
         return CORE_EFORMAT;
     }
@@ -175,7 +182,8 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
         } else if (!strcmp(key, "v")) {
             if ((rc = json_uint(v, key, 255, &u, err, err_size))) goto done;
             if (u != SCH_EVENT_VERSION) {
-                snprintf(err, err_size, "field 'v': schema version %llu is not supported (this build reads %d)",
+                snprintf(err, err_size,
+                         "field 'v': schema version %llu is not supported (this build reads %d)",
                          (unsigned long long)u, SCH_EVENT_VERSION);
                 rc = CORE_EVERSION;
                 goto done;
@@ -216,12 +224,12 @@ static int prob_str(float p, char *buf, size_t cap) {
 int sch_event_to_json(const sch_event *ev, char *buf, size_t cap) {
     char why[160];
     if (sch_event_validate(ev, why, sizeof why)) return CORE_ERANGE;
-    int n = snprintf(buf, cap,
-                     "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld",
-                     (unsigned long long)ev->user_id, (unsigned long long)ev->item_id,
-                     (unsigned long long)ev->category_id,
-                     sch_action_name(ev->action) ? sch_action_name(ev->action) : "click",
-                     (long long)ev->ts);
+    int n = snprintf(
+        buf, cap,
+        "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld",
+        (unsigned long long)ev->user_id, (unsigned long long)ev->item_id,
+        (unsigned long long)ev->category_id,
+        sch_action_name(ev->action) ? sch_action_name(ev->action) : "click", (long long)ev->ts);
     if (n < 0 || (size_t)n >= cap) return CORE_ETOOBIG;
     size_t len = (size_t)n;
     if (ev->flags & SCH_F_LABEL) {
@@ -230,7 +238,8 @@ int sch_event_to_json(const sch_event *ev, char *buf, size_t cap) {
         len += (size_t)n;
     }
     if (ev->flags & SCH_F_REQUEST) {
-        n = snprintf(buf + len, cap - len, ",\"request_id\":%llu", (unsigned long long)ev->request_id);
+        n = snprintf(buf + len, cap - len, ",\"request_id\":%llu",
+                     (unsigned long long)ev->request_id);
         if (n < 0 || (size_t)n >= cap - len) return CORE_ETOOBIG;
         len += (size_t)n;
     }
@@ -251,15 +260,18 @@ int sch_event_to_json(const sch_event *ev, char *buf, size_t cap) {
 // Binary record: see events.md for the byte layout.
 
 static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint64_t get_u64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
 static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -363,7 +375,8 @@ int sch_reader_open(sch_reader **out, const char *path, size_t max_line, char *e
             r->binary = 1;
             r->offset = 8;
         } else if (r->is_stdin) {
-            snprintf(errstr, errstr_size, "%s: starts with 'T' but is not a binary event file", path);
+            snprintf(errstr, errstr_size, "%s: starts with 'T' but is not a binary event file",
+                     path);
             sch_reader_close(r);
             return CORE_EFORMAT;
         } else {
@@ -379,8 +392,12 @@ nomem:
     return CORE_ENOMEM;
 }
 
-int sch_reader_is_binary(const sch_reader *r) { return r->binary; }
-uint64_t sch_reader_offset(const sch_reader *r) { return r->offset; }
+int sch_reader_is_binary(const sch_reader *r) {
+    return r->binary;
+}
+uint64_t sch_reader_offset(const sch_reader *r) {
+    return r->offset;
+}
 
 int sch_reader_seek(sch_reader *r, uint64_t offset, uint64_t recno) {
     if (r->is_stdin) return CORE_EINVAL;
@@ -406,8 +423,10 @@ int sch_reader_next(sch_reader *r, const char **rec, size_t *n, uint64_t *recno)
         while ((c = getc(r->f)) != EOF) {
             r->offset++;
             if (c == '\n') break;
-            if (len < r->max_line) r->buf[len++] = (char)c;
-            else too_long = 1;
+            if (len < r->max_line)
+                r->buf[len++] = (char)c;
+            else
+                too_long = 1;
         }
         if (c == EOF && len == 0 && !too_long) return ferror(r->f) ? CORE_EIO : 0;
         r->recno++;
@@ -435,7 +454,8 @@ struct sch_writer {
     int binary;
 };
 
-int sch_writer_open(sch_writer **out, const char *path, int binary, char *errstr, size_t errstr_size) {
+int sch_writer_open(sch_writer **out, const char *path, int binary, char *errstr,
+                    size_t errstr_size) {
     sch_writer *w = core_calloc(1, sizeof *w);
     if (!w) return CORE_ENOMEM;
     w->binary = binary;

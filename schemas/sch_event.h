@@ -12,11 +12,11 @@
 
 #define SCH_EVENT_VERSION 1
 #define SCH_BIN_RECORD_SIZE 52
-#define SCH_BIN_MAGIC 0xE7         /* first byte of a binary record */
+#define SCH_BIN_MAGIC 0xE7            /* first byte of a binary record */
 #define SCH_BIN_FILE_MAGIC "TRLEVB01" /* first 8 bytes of a binary event file */
-#define SCH_MAX_JSON_BYTES 4096    /* a longer JSON event is rejected without being parsed */
-#define SCH_TS_MIN 0ll             /* ts is seconds since the Unix epoch, UTC */
-#define SCH_TS_MAX 4102444800ll    /* 2100-01-01: later timestamps are rejected as bad input */
+#define SCH_MAX_JSON_BYTES 4096       /* a longer JSON event is rejected without being parsed */
+#define SCH_TS_MIN 0ll                /* ts is seconds since the Unix epoch, UTC */
+#define SCH_TS_MAX 4102444800ll       /* 2100-01-01: later timestamps are rejected as bad input */
 #define SCH_ID_MAX 0x7fffffffffffffffull /* ids are non-negative and fit in int64 */
 
 typedef enum sch_action {
@@ -24,28 +24,28 @@ typedef enum sch_action {
     SCH_ACTION_CART = 2,
     SCH_ACTION_FAV = 3,
     SCH_ACTION_BUY = 4,
-    SCH_ACTION_RATE = 5,  /* an explicit rating (MovieLens) */
-    SCH_ACTION_VIEW = 6,  /* an impression that was shown; the label says if it was clicked */
+    SCH_ACTION_RATE = 5, /* an explicit rating (MovieLens) */
+    SCH_ACTION_VIEW = 6, /* an impression that was shown; the label says if it was clicked */
     SCH_ACTION_MAX = 6
 } sch_action;
 
 enum {
-    SCH_F_LABEL = 1,      /* label is present: a labeled impression, not a behavior */
-    SCH_F_PROB = 2,       /* prob is present (synthetic data: the true click probability) */
-    SCH_F_REQUEST = 4,    /* request_id is present */
+    SCH_F_LABEL = 1,   /* label is present: a labeled impression, not a behavior */
+    SCH_F_PROB = 2,    /* prob is present (synthetic data: the true click probability) */
+    SCH_F_REQUEST = 4, /* request_id is present */
 };
 
 typedef struct sch_event {
     uint64_t user_id;
     uint64_t item_id;
     uint64_t category_id;
-    int64_t ts;           /* seconds since the epoch, UTC */
-    uint64_t request_id;  /* integer id, or sch_request_id_hash of a string id; 0 .. SCH_ID_MAX;
-                             valid if SCH_F_REQUEST */
-    float prob;           /* true click probability in [0,1]; valid if SCH_F_PROB */
-    uint8_t action;       /* sch_action */
-    uint8_t label;        /* 0 or 1; valid if SCH_F_LABEL */
-    uint8_t flags;        /* SCH_F_* */
+    int64_t ts;          /* seconds since the epoch, UTC */
+    uint64_t request_id; /* integer id, or sch_request_id_hash of a string id; 0 .. SCH_ID_MAX;
+                            valid if SCH_F_REQUEST */
+    float prob;          /* true click probability in [0,1]; valid if SCH_F_PROB */
+    uint8_t action;      /* sch_action */
+    uint8_t label;       /* 0 or 1; valid if SCH_F_LABEL */
+    uint8_t flags;       /* SCH_F_* */
 } sch_event;
 
 /* One retained behavior, as the encoder keeps it and the ranker reads it (oldest first). */
@@ -118,7 +118,8 @@ void sch_reader_close(sch_reader *r);
 
 /** @brief A writer for either encoding ("-" is stdout). */
 typedef struct sch_writer sch_writer;
-int sch_writer_open(sch_writer **out, const char *path, int binary, char *errstr, size_t errstr_size);
+int sch_writer_open(sch_writer **out, const char *path, int binary, char *errstr,
+                    size_t errstr_size);
 /** @brief Append one event. @return CORE_OK, CORE_ERANGE for an event sch_event_validate rejects
  *  (not written: the readers would refuse it), CORE_EIO. */
 int sch_writer_put(sch_writer *w, const sch_event *ev);

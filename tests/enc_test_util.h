@@ -67,7 +67,8 @@ static inline void enc_test_brute(const mdl_model *m, const sch_behavior *win, u
         enc_simhash_sign(sig, x, m->p.simhash_r, (int)S, (int)m->cfg.tau, (int)C);
         for (uint32_t i = 0; i < S; i++) {
             size_t b = (size_t)i * NB + sig[i];
-            for (uint32_t c = 0; c < C; c++) sum[b * C + c] += x[c];
+            for (uint32_t c = 0; c < C; c++)
+                sum[b * C + c] += x[c];
             cnt[b]++;
         }
     }
@@ -122,7 +123,8 @@ static inline int enc_test_dir_teardown(void **state) {
 
 /* Write n good JSON events over `users` users; every `bad_every`-th line (if nonzero) is malformed.
  * (The state digest of a store directory follows.) */
-static inline void enc_test_write_events(const char *path, size_t n, uint64_t users, size_t bad_every) {
+static inline void enc_test_write_events(const char *path, size_t n, uint64_t users,
+                                         size_t bad_every) {
     FILE *fp = fopen(path, "w");
     core_rng r;
     core_rng_seed(&r, n + users);
@@ -133,8 +135,11 @@ static inline void enc_test_write_events(const char *path, size_t n, uint64_t us
             continue;
         }
         sch_behavior b = enc_test_behavior(&r, 1500000000 + (int64_t)i);
-        sch_event e = {.user_id = 1 + core_rng_below(&r, users), .item_id = b.item_id,
-                       .category_id = b.category_id, .ts = b.ts, .action = b.action};
+        sch_event e = {.user_id = 1 + core_rng_below(&r, users),
+                       .item_id = b.item_id,
+                       .category_id = b.category_id,
+                       .ts = b.ts,
+                       .action = b.action};
         sch_event_to_json(&e, line, sizeof line);
         fprintf(fp, "%s\n", line);
     }

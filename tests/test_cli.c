@@ -32,7 +32,8 @@ static int trail(const char *args) {
 
 static int lines(const char *s) {
     int n = 0;
-    for (; *s; s++) n += *s == '\n';
+    for (; *s; s++)
+        n += *s == '\n';
     return n;
 }
 
@@ -101,8 +102,8 @@ static void usage_error(const char *args, const char *const *says) {
 
 static void usage_errors_name_the_flag(void **state) {
     (void)state;
-    usage_error("model info --model", (const char *[]){"trail model info: --model: missing value",
-                                                       "--help", NULL});
+    usage_error("model info --model",
+                (const char *[]){"trail model info: --model: missing value", "--help", NULL});
     usage_error("model info --mod m.bin", (const char *[]){"'--mod'", "--model", NULL});
     usage_error("bench rank --js", (const char *[]){"'--js'", "--json", NULL});
     usage_error("record --brokers b --topic t --out o --to 100",
@@ -112,7 +113,8 @@ static void usage_errors_name_the_flag(void **state) {
     usage_error("train --events e --model-out m --item-rows 1073741824",
                 (const char *[]){"--item-rows", NULL});
     usage_error("gen --out g --users 5 --users 6", (const char *[]){"--users: given twice", NULL});
-    usage_error("rank --model m --store s --candidates c", (const char *[]){"--user is required", NULL});
+    usage_error("rank --model m --store s --candidates c",
+                (const char *[]){"--user is required", NULL});
     usage_error("import taobao --out x", (const char *[]){"missing argument FILE", NULL});
     usage_error("inspect --store s --digest --verify", (const char *[]){"exactly one", NULL});
     usage_error("eval --model m --events e --split dev", (const char *[]){"--split: 'dev'", NULL});

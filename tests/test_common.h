@@ -18,9 +18,9 @@
  * run before that must fail with CORE_ENOMEM, after which `on_fail` runs (check that nothing was
  * left behind); then `on_ok` runs once (free what the call made). `sweep_n`, the failing
  * allocation's index, is in scope in both. */
-#define TEST_ALLOC_SWEEP(persistent, call, on_fail, on_ok)                                          \
+#define TEST_ALLOC_SWEEP(persistent, call, on_fail, on_ok)                                         \
     for (long sweep_n = 0;; sweep_n++) {                                                           \
-        core_alloc_fail_after(sweep_n, (persistent));                                                    \
+        core_alloc_fail_after(sweep_n, (persistent));                                              \
         int sweep_rc_ = (call);                                                                    \
         core_alloc_fail_after(-1, 0);                                                              \
         if (sweep_rc_ == CORE_OK) {                                                                \
@@ -55,7 +55,8 @@ static inline int test_run(const char *cmd, char *out, size_t cap) {
         out[n] = 0;
     } else {
         char buf[4096];
-        while (fread(buf, 1, sizeof buf, p) > 0) {}
+        while (fread(buf, 1, sizeof buf, p) > 0) {
+        }
     }
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;

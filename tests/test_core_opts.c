@@ -19,7 +19,8 @@ static int run_noop(int argc, char **argv) {
     return 0;
 }
 
-static const core_cmd demo = {"demo sub", "a command to test the parser", run_noop, "Trailing text.\n", NULL};
+static const core_cmd demo = {"demo sub", "a command to test the parser", run_noop,
+                              "Trailing text.\n", NULL};
 
 typedef struct shared {
     uint32_t width;
@@ -108,7 +109,8 @@ static int parse(const char *first, ...) {
     int argc = 1;
     va_list ap;
     va_start(ap, first);
-    for (const char *a = first; a; a = va_arg(ap, const char *)) argv[argc++] = (char *)(uintptr_t)a;
+    for (const char *a = first; a; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)(uintptr_t)a;
     va_end(ap);
     char po[] = "/tmp/trail-opts-XXXXXX", pe[] = "/tmp/trail-opts-XXXXXX";
     int fo = mkstemp(po), fe = mkstemp(pe), so = dup(1), se = dup(2);
@@ -138,10 +140,11 @@ static void assert_usage(int rc, const char *says) {
 static void types_and_values(void **state) {
     (void)state;
     defaults();
-    assert_int_equal(parse("--model", "m.bin", "--json", "--recent=16", "--events", "18446744073709551615",
-                           "--cache", "2M", "--offset", "-5", "--lr", "0.5", "--clip=2.5", "--strict",
-                           "0", "--name", "", "--hidden", "3,4", "-X", "a=1", "-Xb=2", "--x", "c=3",
-                           "in.txt", "--width", "8", "--mode", "fast", NULL),
+    assert_int_equal(parse("--model", "m.bin", "--json", "--recent=16", "--events",
+                           "18446744073709551615", "--cache", "2M", "--offset", "-5", "--lr", "0.5",
+                           "--clip=2.5", "--strict", "0", "--name", "", "--hidden", "3,4", "-X",
+                           "a=1", "-Xb=2", "--x", "c=3", "in.txt", "--width", "8", "--mode", "fast",
+                           NULL),
                      CORE_OPTS_GO);
     assert_string_equal(v.model, "m.bin");
     assert_int_equal(v.json, 1);
@@ -177,19 +180,25 @@ static void defaults_stay(void **state) {
 static void bounds(void **state) {
     (void)state;
     defaults();
-    assert_usage(parse("--model", "m", "--recent", "0", NULL), "--recent: '0' is not an integer in [1, 1024]");
+    assert_usage(parse("--model", "m", "--recent", "0", NULL),
+                 "--recent: '0' is not an integer in [1, 1024]");
     assert_usage(parse("--model", "m", "--recent", "1025", NULL), "--recent: '1025'");
     assert_usage(parse("--model", "m", "--recent", "-1", NULL), "--recent: '-1'");
     assert_usage(parse("--model", "m", "--recent", "12x", NULL), "--recent: '12x'");
     assert_usage(parse("--model", "m", "--events", "18446744073709551616", NULL), "--events");
-    assert_usage(parse("--model", "m", "--offset", "101", NULL), "--offset: '101' is not an integer in [-100, 100]");
-    assert_usage(parse("--model", "m", "--lr", "nan", NULL), "--lr: 'nan' is not a number in [0, 10]");
+    assert_usage(parse("--model", "m", "--offset", "101", NULL),
+                 "--offset: '101' is not an integer in [-100, 100]");
+    assert_usage(parse("--model", "m", "--lr", "nan", NULL),
+                 "--lr: 'nan' is not a number in [0, 10]");
     assert_usage(parse("--model", "m", "--lr", "11", NULL), "--lr");
     assert_usage(parse("--model", "m", "--strict", "2", NULL), "--strict");
-    assert_usage(parse("--model", "m", "--cache", "1", NULL), "--cache: '1' is not a size in [1024,");
+    assert_usage(parse("--model", "m", "--cache", "1", NULL),
+                 "--cache: '1' is not a size in [1024,");
     assert_usage(parse("--model", "m", "--cache", "3Q", NULL), "--cache: '3Q' is not a size");
-    assert_usage(parse("--model", "m", "--width", "1", NULL), "--width: '1' is not an integer in [2, 1024]");
-    assert_usage(parse("--model", "m", "--mode", "slow", NULL), "--mode: 'slow' is not one of fast, exact");
+    assert_usage(parse("--model", "m", "--width", "1", NULL),
+                 "--width: '1' is not an integer in [2, 1024]");
+    assert_usage(parse("--model", "m", "--mode", "slow", NULL),
+                 "--mode: 'slow' is not one of fast, exact");
     assert_usage(parse("--model", "m", "--hidden", "3", NULL), "--hidden: '3' is not A,B");
     assert_int_equal(v.n32, 50); /* a refused value leaves the default */
 }
@@ -212,9 +221,11 @@ static void missing_and_unknown(void **state) {
 static void abbreviation_refused(void **state) {
     (void)state;
     defaults();
-    assert_usage(parse("--mod", "m", NULL), "unknown option '--mod' (did you mean --model or --mode? ");
+    assert_usage(parse("--mod", "m", NULL),
+                 "unknown option '--mod' (did you mean --model or --mode? ");
     assert_usage(parse("--model", "m", "--js", NULL), "did you mean --json?");
-    assert_usage(parse("--model", "m", "--re=3", NULL), "unknown option '--re' (did you mean --recent?");
+    assert_usage(parse("--model", "m", "--re=3", NULL),
+                 "unknown option '--re' (did you mean --recent?");
 }
 
 static void repeats(void **state) {
@@ -263,10 +274,9 @@ static void help_output(void **state) {
 static void shared_row_overridden(void **state) {
     (void)state;
     uint32_t own = 3;
-    const core_opt with_own[] = {
-        CORE_OPT_U32("width", &own, "W", 1, 8, "this command's width"),
-        {.type = CORE_OPT_TABLE, .dst = &v.sh, .sub = shared_opts},
-        CORE_OPT_ENDROW};
+    const core_opt with_own[] = {CORE_OPT_U32("width", &own, "W", 1, 8, "this command's width"),
+                                 {.type = CORE_OPT_TABLE, .dst = &v.sh, .sub = shared_opts},
+                                 CORE_OPT_ENDROW};
     char *argv[] = {"sub", "--width", "5", "--mode", "fast", NULL};
     defaults();
     assert_int_equal(core_opts_parse(&demo, with_own, 5, argv), CORE_OPTS_GO);
@@ -296,15 +306,20 @@ static void usage_line(void **state) {
     close(se);
     slurp(fe, err_buf, sizeof err_buf);
     assert_int_equal(rc, 2);
-    assert_string_equal(err_buf, "trail demo sub: --to: 100 is not a timestamp; see 'trail demo sub --help'\n");
+    assert_string_equal(
+        err_buf, "trail demo sub: --to: 100 is not a timestamp; see 'trail demo sub --help'\n");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(types_and_values), cmocka_unit_test(defaults_stay),
-        cmocka_unit_test(bounds),           cmocka_unit_test(missing_and_unknown),
-        cmocka_unit_test(abbreviation_refused), cmocka_unit_test(repeats),
-        cmocka_unit_test(help_output),      cmocka_unit_test(shared_row_overridden),
+        cmocka_unit_test(types_and_values),
+        cmocka_unit_test(defaults_stay),
+        cmocka_unit_test(bounds),
+        cmocka_unit_test(missing_and_unknown),
+        cmocka_unit_test(abbreviation_refused),
+        cmocka_unit_test(repeats),
+        cmocka_unit_test(help_output),
+        cmocka_unit_test(shared_row_overridden),
         cmocka_unit_test(usage_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,7 +21,8 @@ static int run_trail(const char *out, const char *const *args) {
     const char *argv[32];
     int n = 0;
     argv[n++] = test_trail_bin();
-    for (; *args && n < 31; args++) argv[n++] = *args;
+    for (; *args && n < 31; args++)
+        argv[n++] = *args;
     argv[n] = NULL;
     pid_t pid = fork();
     if (pid == 0) {
@@ -53,10 +54,12 @@ static char *slurp(const char *path, size_t *n) {
 static int setup(void **state) {
     if (enc_test_dir_setup(state)) return -1;
     fixture *f = *state;
-    const char *a1[] = {"model", "init", "--out", f->model, "--dim", "16", "--signatures", "4",
-                        "--bits", "3", "--item-rows", "4096", "--cat-rows", "64", "--seed", "1", NULL};
-    const char *a2[] = {"model", "init", "--out", f->model2, "--dim", "16", "--signatures", "4",
-                        "--bits", "3", "--item-rows", "4096", "--cat-rows", "64", "--seed", "2", NULL};
+    const char *a1[] = {"model",        "init", "--out",  f->model, "--dim",       "16",
+                        "--signatures", "4",    "--bits", "3",      "--item-rows", "4096",
+                        "--cat-rows",   "64",   "--seed", "1",      NULL};
+    const char *a2[] = {"model",        "init", "--out",  f->model2, "--dim",       "16",
+                        "--signatures", "4",    "--bits", "3",       "--item-rows", "4096",
+                        "--cat-rows",   "64",   "--seed", "2",       NULL};
     if (run_trail(NULL, a1) != 0 || run_trail(NULL, a2) != 0) return -1;
     return 0;
 }
@@ -72,21 +75,27 @@ static void test_bad_input_rejected(void **state) {
     snprintf(out, sizeof out, "%s/out.txt", f->dir);
     snprintf(rej, sizeof rej, "%s/st/rejects.jsonl", f->dir);
     enc_test_write_events(good, 300, 5, 0);
-    const char *a[] = {"encode", "--model", f->model, "--store", store, "--input", good, "--window", "100", NULL};
+    const char *a[] = {"encode",  "--model", f->model,   "--store", store,
+                       "--input", good,      "--window", "100",     NULL};
     assert_int_equal(run_trail(out, a), 0);
     uint64_t d0 = enc_test_store_digest(store, ENC_DIGEST_STATE);
 
     FILE *fp = fopen(bad, "w");
     const char *lines[] = {
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":15",      /* truncated */
-        "{\"user_id\":\"1\",\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}",
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":15", /* truncated
+                                                                                          */
+        "{\"user_id\":\"1\",\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":"
+        "1500000000}",
         "{\"user_id\":-5,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}",
-        "{\"user_id\":1,\"item_id\":99999999999999999999,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}",
+        "{\"user_id\":1,\"item_id\":99999999999999999999,\"category_id\":3,\"action\":\"click\","
+        "\"ts\":1500000000}",
         "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":9999999999}",
         "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":-1}",
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"cl\xff\xfe" "ck\",\"ts\":1500000000}",
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\"}",                  /* no ts */
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000,\"x\":1}",
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"cl\xff\xfe"
+        "ck\",\"ts\":1500000000}",
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\"}", /* no ts */
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000,"
+        "\"x\":1}",
         "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"teleport\",\"ts\":1500000000}",
         "hello",
         "[1,2,3]",
@@ -94,7 +103,8 @@ static void test_bad_input_rejected(void **state) {
         "{\"user_id\":1,\"item_id\":2,\"category_id\":null,\"action\":\"click\",\"ts\":1500000000}",
     };
     size_t nl = sizeof lines / sizeof lines[0];
-    for (size_t i = 0; i < nl; i++) fprintf(fp, "%s\n", lines[i]);
+    for (size_t i = 0; i < nl; i++)
+        fprintf(fp, "%s\n", lines[i]);
     fputs("{\"user_id\":1,\"pad\":\"", fp); /* a 10 MB line */
     for (int i = 0; i < 10 * 1024; i++) {
         char k[1024];
@@ -106,12 +116,14 @@ static void test_bad_input_rejected(void **state) {
     fclose(fp);
     const size_t total = nl + 2;
 
-    const char *b[] = {"encode", "--model", f->model, "--store", store, "--input", bad, "--json", NULL};
+    const char *b[] = {"encode",  "--model", f->model, "--store", store,
+                       "--input", bad,       "--json", NULL};
     assert_int_equal(run_trail(out, b), 1 << 8); /* exit 1: every record was rejected */
     char *o = slurp(out, NULL);
     char want[128];
-    snprintf(want, sizeof want, "\"records\":%zu,\"read\":%zu,\"applied\":0,\"impressions\":0,\"rejected\":%zu",
-             total, total, total);
+    snprintf(want, sizeof want,
+             "\"records\":%zu,\"read\":%zu,\"applied\":0,\"impressions\":0,\"rejected\":%zu", total,
+             total, total);
     if (!strstr(o, want)) fail_msg("summary %s lacks %s", o, want);
     free(o);
     /* one reject line per bad record, with its line number and a reason */
@@ -134,7 +146,8 @@ static void test_bad_input_rejected(void **state) {
     char bin[300];
     snprintf(bin, sizeof bin, "%s/ev.bin", f->dir);
     fp = fopen(bin, "wb");
-    sch_event e = {.user_id = 77, .item_id = 5, .category_id = 6, .ts = 1500000000, .action = SCH_ACTION_BUY};
+    sch_event e = {
+        .user_id = 77, .item_id = 5, .category_id = 6, .ts = 1500000000, .action = SCH_ACTION_BUY};
     uint8_t rec[SCH_BIN_RECORD_SIZE];
     fwrite(SCH_BIN_FILE_MAGIC, 1, 8, fp);
     sch_event_to_bin(&e, rec);
@@ -143,7 +156,8 @@ static void test_bad_input_rejected(void **state) {
     fwrite(rec, 1, sizeof rec, fp);
     fwrite(rec, 1, 20, fp);
     fclose(fp);
-    const char *c[] = {"encode", "--model", f->model, "--store", store, "--input", bin, "--json", NULL};
+    const char *c[] = {"encode",  "--model", f->model, "--store", store,
+                       "--input", bin,       "--json", NULL};
     assert_int_equal(run_trail(out, c), 0);
     o = slurp(out, NULL);
     if (!strstr(o, "\"records\":3,\"read\":3,\"applied\":1,\"impressions\":0,\"rejected\":2"))
@@ -160,12 +174,14 @@ static void test_idempotent_and_reencode(void **state) {
     snprintf(in, sizeof in, "%s/in.jsonl", f->dir);
     snprintf(out, sizeof out, "%s/out2.txt", f->dir);
     enc_test_write_events(in, 2000, 10, 97);
-    const char *a[] = {"encode", "--model", f->model, "--store", store, "--input", in, "--batch", "300", "--json", NULL};
+    const char *a[] = {"encode", "--model", f->model, "--store", store, "--input",
+                       in,       "--batch", "300",    "--json",  NULL};
     assert_int_equal(run_trail(out, a), 0);
     uint64_t d = enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     assert_int_equal(run_trail(out, a), 0);
     char *o = slurp(out, NULL);
-    if (!strstr(o, "\"records\":2000,\"read\":0,\"applied\":0,\"impressions\":0,\"rejected\":0,\"skipped\":2000"))
+    if (!strstr(o, "\"records\":2000,\"read\":0,\"applied\":0,\"impressions\":0,\"rejected\":0,"
+                   "\"skipped\":2000"))
         fail_msg("second run: %s", o);
     free(o);
     assert_true(enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS) == d);
@@ -179,7 +195,8 @@ static void test_idempotent_and_reencode(void **state) {
     const char *r[] = {"reencode", "--model", f->model2, "--store", store, NULL};
     assert_int_equal(run_trail(out, r), 0);
     assert_int_equal(run_trail(out, b), 0);
-    const char *k[] = {"encode", "--model", f->model2, "--store", store, "--input", in, "--brokers", "x", NULL};
+    const char *k[] = {"encode",  "--model", f->model2,   "--store", store,
+                       "--input", in,        "--brokers", "x",       NULL};
     assert_int_equal(WEXITSTATUS(run_trail(out, k)), 2);
     const char *i[] = {"inspect", "--store", store, "--user", "3", "--json", NULL};
     assert_int_equal(run_trail(out, i), 0);
@@ -211,8 +228,8 @@ static void test_store_takes_the_model_window(void **state) {
     char *o = slurp(out, NULL);
     assert_null(strstr(o, "warning"));
     free(o);
-    const char *b[] = {"encode", "--model", wmodel, "--store", st_b, "--input", in,
-                       "--window", "200", NULL};
+    const char *b[] = {"encode",  "--model", wmodel,     "--store", st_b,
+                       "--input", in,        "--window", "200",     NULL};
     assert_int_equal(run_trail(out, b), 0);
     o = slurp(out, NULL);
     assert_non_null(strstr(o, "warning: model"));
@@ -249,9 +266,11 @@ static void test_kill9_resume(void **state) {
     snprintf(ra, sizeof ra, "%s/a/rejects.jsonl", f->dir);
     snprintf(rb, sizeof rb, "%s/b/rejects.jsonl", f->dir);
     enc_test_write_events(in, 40000, 25, 501);
-    const char *a[] = {"encode", "--model", f->model, "--store", sa, "--input", in, "--batch", "150", "--window", "300", NULL};
+    const char *a[] = {"encode", "--model", f->model, "--store",  sa,    "--input",
+                       in,       "--batch", "150",    "--window", "300", NULL};
     assert_int_equal(run_trail(out, a), 0);
-    const char *b[] = {"encode", "--model", f->model, "--store", sb, "--input", in, "--batch", "150", "--window", "300", NULL};
+    const char *b[] = {"encode", "--model", f->model, "--store",  sb,    "--input",
+                       in,       "--batch", "150",    "--window", "300", NULL};
     int killed = 0, mid = 0;
     struct timespec ts = {0, 0};
     struct stat sbuf;
@@ -269,7 +288,8 @@ static void test_kill9_resume(void **state) {
             dup2(fd, 1);
             dup2(fd, 2);
             const char *argv[16] = {test_trail_bin()};
-            for (int k = 0; b[k]; k++) argv[k + 1] = b[k];
+            for (int k = 0; b[k]; k++)
+                argv[k + 1] = b[k];
             execv(argv[0], (char *const *)(uintptr_t)argv);
             _exit(127);
         }
@@ -310,9 +330,11 @@ static void test_kill9_resume(void **state) {
     assert_true(killed > 0);
     assert_true(mid > 0); /* at least one kill landed in the middle of the replay */
     assert_int_equal(run_trail(out, b), 0); /* resume to the end */
-    assert_true(enc_test_store_digest(sa, ENC_DIGEST_STATE) == enc_test_store_digest(sb, ENC_DIGEST_STATE));
+    assert_true(enc_test_store_digest(sa, ENC_DIGEST_STATE) ==
+                enc_test_store_digest(sb, ENC_DIGEST_STATE));
     /* the positions are keyed by the same input path, so they match too */
-    assert_true(enc_test_store_digest(sa, ENC_DIGEST_POS) == enc_test_store_digest(sb, ENC_DIGEST_POS));
+    assert_true(enc_test_store_digest(sa, ENC_DIGEST_POS) ==
+                enc_test_store_digest(sb, ENC_DIGEST_POS));
     size_t na, nb;
     char *xa = slurp(ra, &na), *xb = slurp(rb, &nb);
     assert_int_equal(na, nb);
@@ -330,12 +352,14 @@ static void test_import(void **state) {
     snprintf(out, sizeof out, "%s/out4.txt", f->dir);
     FILE *fp = fopen(csv, "w");
     fputs("1,10,100,pv,1511544070\n1,11,100,buy,1511544080\n2,12,101,cart,1511544090\n"
-          "2,13,101,fav,1511544091\n3,14,102,pv,1511544092\n3,15,10", fp); /* user 3 is cut */
+          "2,13,101,fav,1511544091\n3,14,102,pv,1511544092\n3,15,10",
+          fp); /* user 3 is cut */
     fclose(fp);
     const char *a[] = {"import", "taobao", csv, "--out", ev, NULL};
     assert_int_equal(run_trail(out, a), 0);
     char *o = slurp(ev, NULL);
-    assert_non_null(strstr(o, "{\"user_id\":1,\"item_id\":10,\"category_id\":100,\"action\":\"click\",\"ts\":1511544070}"));
+    assert_non_null(strstr(o, "{\"user_id\":1,\"item_id\":10,\"category_id\":100,\"action\":"
+                              "\"click\",\"ts\":1511544070}"));
     assert_non_null(strstr(o, "\"action\":\"buy\""));
     assert_non_null(strstr(o, "\"action\":\"fav\""));
     assert_null(strstr(o, "\"user_id\":3")); /* the truncated last user is dropped */
@@ -345,18 +369,23 @@ static void test_import(void **state) {
     snprintf(mv, sizeof mv, "%s/movies.csv", f->dir);
     fp = fopen(mv, "w");
     fputs("movieId,title,genres\r\n1,Toy Story (1995),Adventure|Animation\r\n"
-          "2,\"American President, The (1995)\",Comedy|Drama|Romance\r\n3,Unknown,(no genres listed)\r\n", fp);
+          "2,\"American President, The (1995)\",Comedy|Drama|Romance\r\n3,Unknown,(no genres "
+          "listed)\r\n",
+          fp);
     fclose(fp);
     fp = fopen(ml, "w");
-    fputs("userId,movieId,rating,timestamp\r\n1,1,4.0,964982703\r\n1,2,4.0,964981247\r\n1,3,3.5,964982224\r\n", fp);
+    fputs("userId,movieId,rating,timestamp\r\n1,1,4.0,964982703\r\n1,2,4.0,964981247\r\n1,3,3.5,"
+          "964982224\r\n",
+          fp);
     fclose(fp);
     const char *b[] = {"import", "movielens", ml, "--out", ev, NULL};
     assert_int_equal(run_trail(out, b), 0);
     o = slurp(ev, NULL);
     /* time order within the user; category = first genre (Adventure 2, Comedy 5, none 0) */
-    const char *want = "{\"user_id\":1,\"item_id\":2,\"category_id\":5,\"action\":\"rate\",\"ts\":964981247}\n"
-                       "{\"user_id\":1,\"item_id\":3,\"category_id\":0,\"action\":\"rate\",\"ts\":964982224}\n"
-                       "{\"user_id\":1,\"item_id\":1,\"category_id\":2,\"action\":\"rate\",\"ts\":964982703}\n";
+    const char *want =
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":5,\"action\":\"rate\",\"ts\":964981247}\n"
+        "{\"user_id\":1,\"item_id\":3,\"category_id\":0,\"action\":\"rate\",\"ts\":964982224}\n"
+        "{\"user_id\":1,\"item_id\":1,\"category_id\":2,\"action\":\"rate\",\"ts\":964982703}\n";
     if (strcmp(o, want)) fail_msg("movielens import:\n%s", o);
     free(o);
 }
@@ -367,8 +396,8 @@ static void test_bench_encode(void **state) {
     fixture *f = *state;
     char out[300];
     snprintf(out, sizeof out, "%s/bench.json", f->dir);
-    const char *a[] = {"bench", "encode", "--json", "--events", "20000", "--users", "200",
-                       "--window", "100", NULL};
+    const char *a[] = {"bench",   "encode", "--json",   "--events", "20000",
+                       "--users", "200",    "--window", "100",      NULL};
     assert_int_equal(run_trail(out, a), 0);
     char *o = slurp(out, NULL);
     assert_non_null(o);

@@ -47,8 +47,11 @@ static void encode(enc_store *st, const mdl_model *m, size_t n, uint64_t seed, i
         assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
         for (size_t j = i; j < n && j < i + 200; j++) {
             sch_behavior bh = enc_test_behavior(&r, 7000 + (int64_t)j);
-            sch_event e = {.user_id = uid_of(j % USERS), .item_id = bh.item_id,
-                           .category_id = bh.category_id, .ts = bh.ts, .action = bh.action};
+            sch_event e = {.user_id = uid_of(j % USERS),
+                           .item_id = bh.item_id,
+                           .category_id = bh.category_id,
+                           .ts = bh.ts,
+                           .action = bh.action};
             assert_int_equal(enc_batch_apply(b, &e), CORE_OK);
         }
         *pos += 200;
@@ -58,14 +61,15 @@ static void encode(enc_store *st, const mdl_model *m, size_t n, uint64_t seed, i
 }
 
 static void be64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
 /* Change one byte of a stored value (XOR x, nonzero) through LMDB, as a bad disk or a stray write
  * inside a value would: db "user" (key = user) or "win" (key = user, chunk). Returns the value's
  * size, or 0 when there is no such value. */
-static size_t damage_key(const char *path, const char *db, const void *key, size_t klen,
-                         size_t off, uint8_t x) {
+static size_t damage_key(const char *path, const char *db, const void *key, size_t klen, size_t off,
+                         uint8_t x) {
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
@@ -120,7 +124,8 @@ static void make_old(const char *path) {
         size_t n = 0, klen = d ? 16 : 8;
         assert_int_equal(mdb_dbi_open(txn, d ? "win" : "user", 0, &dbi), 0);
         assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
-        for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op) == 0; op = MDB_NEXT) {
+        for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op) == 0;
+             op = MDB_NEXT) {
             assert_true(n < 4096 && k.mv_size == klen);
             memcpy(keys[n++], k.mv_data, klen);
         }
@@ -198,7 +203,8 @@ static void test_damage_costs_one_user(void **state) {
     assert_true(damage(path, "win", uid_of(11), 1, 32 * 5 + 9, 0x80) > 0);
 
     st = open_at(path, 1);
-    uint64_t before[USERS] = {0}, after[USERS] = {0}, three = (1ull << 3) | (1ull << 7) | (1ull << 11);
+    uint64_t before[USERS] = {0}, after[USERS] = {0},
+             three = (1ull << 3) | (1ull << 7) | (1ull << 11);
     assert_int_equal(failing_users(st, before), three);
     enc_verify_report vr;
     seen s = {0};
@@ -231,7 +237,8 @@ static void test_damage_costs_one_user(void **state) {
     char *text = pipe_metrics_render(met, &len), want[96];
     assert_non_null(text);
     assert_non_null(strstr(text, "trail_store_quarantined_events_total 300\n"));
-    snprintf(want, sizeof want, "trail_store_damaged_users_total %llu\n", (unsigned long long)damaged);
+    snprintf(want, sizeof want, "trail_store_damaged_users_total %llu\n",
+             (unsigned long long)damaged);
     assert_non_null(strstr(text, want));
     core_free(text);
     pipe_metrics_destroy(met);
@@ -280,7 +287,8 @@ static void test_random_flips(void **state) {
     seen s = {0};
     assert_int_equal(enc_store_verify(st, note, &s, &vr), CORE_OK);
     uint64_t named = 0;
-    for (int i = 0; i < s.n; i++) named |= 1ull << ((s.uid[i] - 1000) / 31);
+    for (int i = 0; i < s.n; i++)
+        named |= 1ull << ((s.uid[i] - 1000) / 31);
     assert_int_equal(named, hit);
     assert_int_equal(vr.damaged_users, (uint64_t)__builtin_popcountll(hit));
     uint64_t bad = failing_users(st, NULL);
@@ -366,8 +374,9 @@ static void test_cli(void **state) {
     assert_non_null(fp);
     fputs("5,1\n6,2\n", fp);
     fclose(fp);
-    snprintf(cmd, sizeof cmd, "%s encode --model %s --store %s --input %s --window 100 >/dev/null 2>&1",
-             bin, f->model, st, ev1);
+    snprintf(cmd, sizeof cmd,
+             "%s encode --model %s --store %s --input %s --window 100 >/dev/null 2>&1", bin,
+             f->model, st, ev1);
     assert_int_equal(test_run(cmd, NULL, 0), 0);
     snprintf(cmd, sizeof cmd, "%s inspect --store %s --verify 2>&1", bin, st);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);

@@ -25,7 +25,8 @@ static int run_trail(const char *out, const char *const *args) {
     const char *argv[32];
     int n = 0;
     argv[n++] = test_trail_bin();
-    for (; *args && n < 31; args++) argv[n++] = *args;
+    for (; *args && n < 31; args++)
+        argv[n++] = *args;
     argv[n] = NULL;
     pid_t pid = test_spawn((char *const *)(uintptr_t)argv, out ? out : "/dev/null",
                            out ? out : "/dev/null", 0);
@@ -37,7 +38,8 @@ static pid_t spawn_stdin(const char *out, const char *const *args, int *wfd) {
     const char *argv[32];
     int n = 0, p[2];
     argv[n++] = test_trail_bin();
-    for (; *args && n < 31; args++) argv[n++] = *args;
+    for (; *args && n < 31; args++)
+        argv[n++] = *args;
     argv[n] = NULL;
     if (pipe(p) != 0) fail_msg("pipe: %s", strerror(errno));
     pid_t pid = fork();
@@ -86,8 +88,9 @@ static void wait_lock_holder(const char *store, pid_t pid) {
 static int setup(void **state) {
     if (enc_test_dir_setup(state)) return -1;
     fixture *f = *state;
-    const char *a[] = {"model", "init", "--out", f->model, "--dim", "16", "--signatures", "4",
-                       "--bits", "3", "--item-rows", "4096", "--cat-rows", "64", "--seed", "1", NULL};
+    const char *a[] = {"model",        "init", "--out",  f->model, "--dim",       "16",
+                       "--signatures", "4",    "--bits", "3",      "--item-rows", "4096",
+                       "--cat-rows",   "64",   "--seed", "1",      NULL};
     return run_trail(NULL, a) == 0 ? 0 : -1;
 }
 
@@ -116,16 +119,19 @@ static void test_cli_second_writer_refused(void **state) {
     snprintf(empty, sizeof empty, "%s/empty.jsonl", f->dir);
     enc_test_write_events(ev, 5000, 40, 97);
     fclose(fopen(empty, "w"));
-    const char *r[] = {"encode", "--model", f->model, "--store", ref, "--input", ev, "--batch", "1000", NULL};
+    const char *r[] = {"encode",  "--model", f->model,  "--store", ref,
+                       "--input", ev,        "--batch", "1000",    NULL};
     assert_int_equal(run_trail(out, r), 0);
 
     /* writer A holds the store: it reads stdin, which stays open until the test writes it */
     int wfd;
-    const char *a[] = {"encode", "--model", f->model, "--store", st, "--input", "-", "--batch", "1000", NULL};
+    const char *a[] = {"encode",  "--model", f->model,  "--store", st,
+                       "--input", "-",       "--batch", "1000",    NULL};
     pid_t pa = spawn_stdin(outa, a, &wfd);
     wait_lock_holder(st, pa);
 
-    const char *b[] = {"encode", "--model", f->model, "--store", st, "--input", ev, "--batch", "1000", NULL};
+    const char *b[] = {"encode",  "--model", f->model,  "--store", st,
+                       "--input", ev,        "--batch", "1000",    NULL};
     assert_int_equal(run_trail(out, b), 1);
     assert_refused(out, st, pa);
     const char *re[] = {"reencode", "--model", f->model, "--store", st, NULL};
@@ -149,7 +155,8 @@ static void test_cli_second_writer_refused(void **state) {
     free(data);
     close(wfd);
     assert_int_equal(test_wait_exit(pa, 120000), 0);
-    assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) == enc_test_store_digest(ref, ENC_DIGEST_STATE));
+    assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) ==
+                enc_test_store_digest(ref, ENC_DIGEST_STATE));
     char rj[2][400]; /* the refused writers did not touch the reject file either */
     snprintf(rj[0], sizeof rj[0], "%s/rejects.jsonl", ref);
     snprintf(rj[1], sizeof rj[1], "%s/rejects.jsonl", st);
@@ -172,7 +179,8 @@ static void test_cli_second_writer_refused(void **state) {
     assert_int_equal(test_wait_exit(pk, 20000), 128 + SIGKILL);
     close(wfd);
     assert_int_equal(run_trail(out, e), 0);
-    assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) == enc_test_store_digest(ref, ENC_DIGEST_STATE));
+    assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) ==
+                enc_test_store_digest(ref, ENC_DIGEST_STATE));
 }
 
 /* The issue's reproduction: `for i in 1 2; do trail encode ... --batch 1000 & done`. Whichever
@@ -184,14 +192,15 @@ static void test_cli_race(void **state) {
     snprintf(ev, sizeof ev, "%s/race.jsonl", f->dir);
     snprintf(ref, sizeof ref, "%s/race-ref", f->dir);
     enc_test_write_events(ev, 20000, 200, 97);
-    const char *r[] = {"encode", "--model", f->model, "--store", ref, "--input", ev, "--batch", "1000", NULL};
+    const char *r[] = {"encode",  "--model", f->model,  "--store", ref,
+                       "--input", ev,        "--batch", "1000",    NULL};
     assert_int_equal(run_trail(NULL, r), 0);
     uint64_t want = enc_test_store_digest(ref, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     for (int round = 0; round < 3; round++) {
         char st[300];
         snprintf(st, sizeof st, "%s/race%d", f->dir, round);
         const char *argv[] = {test_trail_bin(), "encode", "--model", f->model, "--store", st,
-                              "--input", ev, "--batch", "1000", NULL};
+                              "--input",        ev,       "--batch", "1000",   NULL};
         pid_t pid[2];
         for (int k = 0; k < 2; k++) {
             snprintf(out[k], sizeof out[k], "%s/race%d-%d.txt", f->dir, round, k);
@@ -272,7 +281,8 @@ static sch_event *make_events(size_t n, uint64_t users, uint64_t seed) {
 static int file_batch(enc_store *st, const sch_event *ev, size_t lo, size_t hi) {
     enc_batch *b;
     assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
-    for (size_t i = lo; i < hi; i++) assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
+    for (size_t i = lo; i < hi; i++)
+        assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
     assert_int_equal(enc_batch_set_offset(b, "file:x", (int64_t)hi), CORE_OK);
     assert_int_equal(enc_batch_set_offset(b, "file:x#rec", (int64_t)hi), CORE_OK);
     return enc_batch_commit(b);
@@ -297,7 +307,8 @@ static void test_positions_checked_in_txn(void **state) {
     snprintf(rp, sizeof rp, "%s/pos-ref", f->dir);
     snprintf(sp, sizeof sp, "%s/pos", f->dir);
     enc_store *ref = open_handle(rp, 0, m);
-    for (size_t i = 0; i < N; i += 100) assert_int_equal(file_batch(ref, ev, i, i + 100), CORE_OK);
+    for (size_t i = 0; i < N; i += 100)
+        assert_int_equal(file_batch(ref, ev, i, i + 100), CORE_OK);
     uint64_t want;
     assert_int_equal(enc_store_digest(ref, ENC_DIGEST_STATE | ENC_DIGEST_POS, &want), CORE_OK);
     enc_store_close(ref);
@@ -339,7 +350,8 @@ static int kafka_batch(enc_store *st, const sch_event *ev, const size_t lo[2], c
     assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
     for (int p = 0; p < 2; p++) { /* partition p holds the events of users with parity p */
         for (size_t i = lo[p]; i < hi[p]; i++) {
-            if (ev[i].user_id % 2 == (uint64_t)p) assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
+            if (ev[i].user_id % 2 == (uint64_t)p)
+                assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
         }
         snprintf(src, sizeof src, "kafka:t:%d", p);
         assert_int_equal(enc_batch_set_offset(b, src, (int64_t)hi[p]), CORE_OK);

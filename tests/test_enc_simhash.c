@@ -16,10 +16,14 @@ static void check_collision_rate(const mdl_model *m, double theta, core_rng *r, 
     long hit = 0, trials = 0;
     for (int p = 0; p < pairs; p++) {
         double nx = 0, dz = 0, nz = 0;
-        for (int c = 0; c < C; c++) x[c] = (float)core_rng_gauss(r), y[c] = (float)core_rng_gauss(r);
-        for (int c = d0; c < d1; c++) nx += (double)x[c] * x[c];
-        for (int c = d0; c < d1; c++) z[c] = (float)core_rng_gauss(r), dz += (double)z[c] * x[c];
-        for (int c = d0; c < d1; c++) z[c] -= (float)(dz / nx) * x[c], nz += (double)z[c] * z[c];
+        for (int c = 0; c < C; c++)
+            x[c] = (float)core_rng_gauss(r), y[c] = (float)core_rng_gauss(r);
+        for (int c = d0; c < d1; c++)
+            nx += (double)x[c] * x[c];
+        for (int c = d0; c < d1; c++)
+            z[c] = (float)core_rng_gauss(r), dz += (double)z[c] * x[c];
+        for (int c = d0; c < d1; c++)
+            z[c] -= (float)(dz / nx) * x[c], nz += (double)z[c] * z[c];
         nx = sqrt(nx);
         nz = sqrt(nz);
         /* within [d0, d1): y = cos(theta) x/|x| + sin(theta) z/|z|, z orthogonal to x */
@@ -27,7 +31,8 @@ static void check_collision_rate(const mdl_model *m, double theta, core_rng *r, 
             y[c] = (float)(cos(theta) * x[c] / nx + sin(theta) * z[c] / nz);
         enc_simhash_sign(sx, x, m->p.simhash_r, S, tau, C);
         enc_simhash_sign(sy, y, m->p.simhash_r, S, tau, C);
-        for (int i = s0; i < s1; i++) hit += sx[i] == sy[i];
+        for (int i = s0; i < s1; i++)
+            hit += sx[i] == sy[i];
         trials += s1 - s0;
     }
     double p = pow(1 - theta / M_PI, tau), got = (double)hit / trials;
@@ -35,7 +40,8 @@ static void check_collision_rate(const mdl_model *m, double theta, core_rng *r, 
      * so they are independent: 5 standard errors plus the float rounding of y */
     double tol = 5 * sqrt(p * (1 - p) / trials) + 1e-3;
     if (fabs(got - p) > tol)
-        fail_msg("theta=%.3f tau=%d: collision rate %.4f, expected %.4f +- %.4f", theta, tau, got, p, tol);
+        fail_msg("theta=%.3f tau=%d: collision rate %.4f, expected %.4f +- %.4f", theta, tau, got,
+                 p, tol);
     free(x), free(y), free(z), free(sx), free(sy);
 }
 
@@ -75,8 +81,10 @@ static void test_fields_hash_each_half(void **state) {
             const float *row = m->p.simhash_r + (size_t)k * C;
             int cat = k < scat * tau;
             uint32_t nz_item = 0, nz_cat = 0;
-            for (uint32_t d = 0; d < half; d++) nz_item += row[d] != 0.f;
-            for (uint32_t d = half; d < C; d++) nz_cat += row[d] != 0.f;
+            for (uint32_t d = 0; d < half; d++)
+                nz_item += row[d] != 0.f;
+            for (uint32_t d = half; d < C; d++)
+                nz_cat += row[d] != 0.f;
             assert_int_equal(cat ? nz_item : nz_cat, 0);
             assert_int_equal(cat ? nz_cat : nz_item, half); /* Gaussian on its own field */
         }
@@ -91,12 +99,16 @@ static void test_fields_hash_each_half(void **state) {
             mdl_embed(m, i2, cat, y); /* same category, another item */
             enc_simhash_sign(sx, x, m->p.simhash_r, (int)S, (int)tau, (int)C);
             enc_simhash_sign(sy, y, m->p.simhash_r, (int)S, (int)tau, (int)C);
-            for (uint32_t i = 0; i < scat; i++) assert_int_equal(sx[i], sy[i]);
-            for (uint32_t i = scat; i < S; i++) item_agree += sx[i] == sy[i];
+            for (uint32_t i = 0; i < scat; i++)
+                assert_int_equal(sx[i], sy[i]);
+            for (uint32_t i = scat; i < S; i++)
+                item_agree += sx[i] == sy[i];
             mdl_embed(m, i1, cat + 1, y); /* same item, another category */
             enc_simhash_sign(sy, y, m->p.simhash_r, (int)S, (int)tau, (int)C);
-            for (uint32_t i = scat; i < S; i++) assert_int_equal(sx[i], sy[i]);
-            for (uint32_t i = 0; i < scat; i++) cat_agree += sx[i] == sy[i];
+            for (uint32_t i = scat; i < S; i++)
+                assert_int_equal(sx[i], sy[i]);
+            for (uint32_t i = 0; i < scat; i++)
+                cat_agree += sx[i] == sy[i];
         }
         /* the other field still separates: random halves agree about 2^-tau of the time */
         assert_true(item_agree < 500L * (S - scat) / 2);
@@ -113,7 +125,8 @@ static void test_tie_gives_zero(void **state) {
     float x[16] = {0};
     uint16_t sig[4];
     enc_simhash_sign(sig, x, m->p.simhash_r, 4, 3, 16);
-    for (int i = 0; i < 4; i++) assert_int_equal(sig[i], 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sig[i], 0);
     mdl_model_destroy(m);
 }
 
@@ -122,7 +135,8 @@ static void test_tie_gives_zero(void **state) {
  * above the block size. */
 static void test_cache_equals_direct(void **state) {
     (void)state;
-    const uint32_t shapes[4][3] = {{64, 16, 3}, {16, 5, 3}, {32, 20, 3}, {8, 64, 2}}; /* C, S, tau */
+    const uint32_t shapes[4][3] = {
+        {64, 16, 3}, {16, 5, 3}, {32, 20, 3}, {8, 64, 2}}; /* C, S, tau */
     for (int t = 0; t < 4; t++) {
         uint32_t C = shapes[t][0], S = shapes[t][1], tau = shapes[t][2];
         mdl_model *m = enc_test_model(C, S, tau, 3 + t);

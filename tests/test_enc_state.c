@@ -7,7 +7,8 @@
 
 /* Stream n behaviors through a state with window L; at checkpoints compare the window with the
  * last L behaviors streamed and the sums with a brute-force recomputation. */
-static void run_stream(uint32_t C, uint32_t S, uint32_t tau, uint32_t L, uint32_t n, uint32_t every) {
+static void run_stream(uint32_t C, uint32_t S, uint32_t tau, uint32_t L, uint32_t n,
+                       uint32_t every) {
     mdl_model *m = enc_test_model(C, S, tau, 5);
     enc_ustate *s;
     enc_sigcache *c;
@@ -77,8 +78,10 @@ static void test_apply_many_equals_apply(void **state) {
     sch_behavior bs[1000];
     for (int round = 0; round < 5; round++) {
         size_t n = 1 + core_rng_below(&r, 999);
-        for (size_t i = 0; i < n; i++) bs[i] = enc_test_behavior(&r, round * 1000 + (int64_t)i);
-        for (size_t i = 0; i < n; i++) enc_ustate_apply(a, c, &bs[i]);
+        for (size_t i = 0; i < n; i++)
+            bs[i] = enc_test_behavior(&r, round * 1000 + (int64_t)i);
+        for (size_t i = 0; i < n; i++)
+            enc_ustate_apply(a, c, &bs[i]);
         assert_int_equal(enc_ustate_apply_many(b, c, bs, n), CORE_OK);
         enc_user_view va, vb;
         enc_ustate_view(a, 8, &va);

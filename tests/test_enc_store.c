@@ -59,7 +59,8 @@ static void encode(enc_store *st, const sch_event *ev, size_t n, uint64_t split)
         size_t k = split ? 1 + core_rng_below(&r, split) : n;
         enc_batch *b;
         assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
-        for (size_t j = i; j < n && j < i + k; j++) assert_int_equal(enc_batch_apply(b, &ev[j]), CORE_OK);
+        for (size_t j = i; j < n && j < i + k; j++)
+            assert_int_equal(enc_batch_apply(b, &ev[j]), CORE_OK);
         assert_int_equal(enc_batch_set_offset(b, "file:test", (int64_t)(i + k)), CORE_OK);
         assert_int_equal(enc_batch_commit(b), CORE_OK);
         i += k;
@@ -128,13 +129,15 @@ static void test_determinism_and_one_rule(void **state) {
         }
         assert_true(sv.updated_at > 0);
         uint64_t acts = 0;
-        for (int a = 0; a < 8; a++) acts += sv.action_cnt[a];
+        for (int a = 0; a < 8; a++)
+            acts += sv.action_cnt[a];
         assert_int_equal(acts, sv.n_events);
         uint32_t got;
         assert_int_equal(enc_reader_window(r, uid, win, 300, &got), CORE_OK);
         assert_int_equal(got, mv.window_len);
         assert_int_equal(enc_ustate_window(us, mwin, 300), got);
-        for (uint32_t k = 0; k < got; k++) assert_int_equal(win[k].item_id, mwin[k].item_id);
+        for (uint32_t k = 0; k < got; k++)
+            assert_int_equal(win[k].item_id, mwin[k].item_id);
         enc_reader_end(r);
     }
     enc_user_view v;
@@ -144,7 +147,8 @@ static void test_determinism_and_one_rule(void **state) {
     enc_reader_destroy(r);
     enc_ustate_destroy(us);
     enc_sigcache_destroy(c);
-    for (int s = 0; s < 3; s++) enc_store_close(st[s]);
+    for (int s = 0; s < 3; s++)
+        enc_store_close(st[s]);
     free(ev);
     mdl_model_destroy(m);
 }
@@ -162,7 +166,8 @@ static void test_reencode_equals_fresh(void **state) {
         uint64_t u = i % 10;
         ev[i].user_id = u < 6 ? 1 + u % 3 : 50 + u % 2; /* users 1..3: 900 each, 50/51: 300 each */
     }
-    enc_store *x = open_store(f->dir, "x", 1000, 16, 0, 0), *y = open_store(f->dir, "y", 1000, 16, 0, 0);
+    enc_store *x = open_store(f->dir, "x", 1000, 16, 0, 0),
+              *y = open_store(f->dir, "y", 1000, 16, 0, 0);
     /* window 1000: users 1..3 (about 830 behaviors) never evict; shrink for 50/51 below */
     assert_int_equal(enc_store_bind_model(x, ma, err, sizeof err), CORE_OK);
     assert_int_equal(enc_store_bind_model(y, mb, err, sizeof err), CORE_OK);
@@ -200,7 +205,8 @@ static void test_reencode_equals_fresh(void **state) {
     enc_store_close(x);
 
     /* with eviction (window 100): counts exact, sums within float rounding of the fresh encode */
-    enc_store *x2 = open_store(f->dir, "x2", 100, 16, 0, 0), *y2 = open_store(f->dir, "y2", 100, 16, 0, 0);
+    enc_store *x2 = open_store(f->dir, "x2", 100, 16, 0, 0),
+              *y2 = open_store(f->dir, "y2", 100, 16, 0, 0);
     assert_int_equal(enc_store_bind_model(x2, ma, err, sizeof err), CORE_OK);
     assert_int_equal(enc_store_bind_model(y2, mb, err, sizeof err), CORE_OK);
     encode(x2, ev, n, 300);
@@ -218,7 +224,8 @@ static void test_reencode_equals_fresh(void **state) {
         assert_int_equal(enc_reader_user(ry, uids[k], &b), CORE_OK);
         assert_memory_equal(a.bucket_cnt, b.bucket_cnt, 32 * sizeof(uint32_t));
         assert_int_equal(a.n_events, b.n_events);
-        for (int i = 0; i < 32 * 16; i++) assert_true(fabsf(a.bucket_sum[i] - b.bucket_sum[i]) <= 1e-5f);
+        for (int i = 0; i < 32 * 16; i++)
+            assert_true(fabsf(a.bucket_sum[i] - b.bucket_sum[i]) <= 1e-5f);
     }
     enc_reader_end(rx);
     enc_reader_end(ry);
@@ -261,7 +268,8 @@ static void test_full_map(void **state) {
     uint64_t before = digest(s, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     enc_batch *b;
     assert_int_equal(enc_batch_begin(s, &b), CORE_OK);
-    for (size_t i = 4; i < n; i++) assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
+    for (size_t i = 4; i < n; i++)
+        assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
     assert_int_equal(enc_batch_set_offset(b, "file:test", 99999), CORE_OK);
     assert_int_equal(enc_batch_commit(b), CORE_EFULL);
     assert_true(digest(s, ENC_DIGEST_STATE | ENC_DIGEST_POS) == before);
@@ -362,7 +370,8 @@ static void test_alloc_failures(void **state) {
         if ((rc = enc_store_open(&st, &conf, err, sizeof err))) goto check;
         if ((rc = enc_store_bind_model(st, m, err, sizeof err))) goto check;
         if ((rc = enc_batch_begin(st, &b))) goto check;
-        for (int i = 0; i < 300 && !rc; i++) rc = enc_batch_apply(b, &ev[i]);
+        for (int i = 0; i < 300 && !rc; i++)
+            rc = enc_batch_apply(b, &ev[i]);
         if (!rc) rc = enc_batch_set_offset(b, "file:x", 300);
         if (rc) {
             enc_batch_abort(b);
@@ -423,7 +432,10 @@ static dump_kv *mdb_dump_db(const char *dir, const char *name, size_t *n) {
     size_t cnt = 0;
     int data = 0, want_value = 0;
     while (fgets(line, (int)cap, p)) {
-        if (!strncmp(line, "HEADER=END", 10)) { data = 1; continue; }
+        if (!strncmp(line, "HEADER=END", 10)) {
+            data = 1;
+            continue;
+        }
         if (!strncmp(line, "DATA=END", 8)) break;
         if (!data || line[0] != ' ') continue;
         uint8_t *b = malloc(strlen(line) / 2 + 1);
@@ -446,18 +458,23 @@ static dump_kv *mdb_dump_db(const char *dir, const char *name, size_t *n) {
 
 static uint64_t rd64le(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 static uint64_t rd64be(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
     return v;
 }
-static uint32_t rd32le(const uint8_t *p) { return (uint32_t)rd64le((const uint8_t[8]){p[0], p[1], p[2], p[3]}); }
+static uint32_t rd32le(const uint8_t *p) {
+    return (uint32_t)rd64le((const uint8_t[8]){p[0], p[1], p[2], p[3]});
+}
 
 static void free_dump(dump_kv *kv, size_t n) {
-    for (size_t i = 0; i < n; i++) free(kv[i].k), free(kv[i].v);
+    for (size_t i = 0; i < n; i++)
+        free(kv[i].k), free(kv[i].v);
     free(kv);
 }
 
@@ -511,7 +528,8 @@ static void test_layout_matches_state_md(void **state) {
         assert_int_equal((int64_t)rd64le(v + 32), uv.last_ts);
         assert_true(rd64le(v + 40) == m->encoding_version);
         uint64_t acts = 0;
-        for (int a = 0; a < 8; a++) acts += rd64le(v + 48 + 8 * a);
+        for (int a = 0; a < 8; a++)
+            acts += rd64le(v + 48 + 8 * a);
         assert_int_equal(acts, n);
         assert_memory_equal(v + 128, uv.bucket_sum, 4 * S * NB * C);
         assert_memory_equal(v + 128 + 4 * S * NB * C, uv.bucket_cnt, 4 * S * NB);

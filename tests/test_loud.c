@@ -3,8 +3,8 @@
  * `trail import` of a file whose every row is malformed; a CSV field holding a NUL byte;
  * a complete last row without a newline (kept, not dropped as cut);
  * an empty or unreadable movies.csv; MovieLens ratings with users interleaved (written
- * grouped by user, in time order); `trail produce` to a broker address where nothing listens; `trail encode --input` whose every
- * record is rejected. */
+ * grouped by user, in time order); `trail produce` to a broker address where nothing listens;
+ * `trail encode --input` whose every record is rejected. */
 #include "test_common.h"
 
 #include <lmdb.h>
@@ -52,7 +52,9 @@ static void write_file(fx *f, const char *name, const char *data, size_t n) {
     fclose(fp);
 }
 
-static void write_str(fx *f, const char *name, const char *s) { write_file(f, name, s, strlen(s)); }
+static void write_str(fx *f, const char *name, const char *s) {
+    write_file(f, name, s, strlen(s));
+}
 
 static void append_str(fx *f, const char *name, const char *s) {
     char p[400];
@@ -82,7 +84,10 @@ static int teardown(void **state) {
     return 0;
 }
 
-#define HAS(s) do { if (!strstr(f->out, (s))) fail_msg("no \"%s\" in:\n%s", (s), f->out); } while (0)
+#define HAS(s)                                                                                     \
+    do {                                                                                           \
+        if (!strstr(f->out, (s))) fail_msg("no \"%s\" in:\n%s", (s), f->out);                      \
+    } while (0)
 
 // ---------------------------------------------------------------------------------------------
 // import
@@ -94,13 +99,15 @@ static void write_lines(fx *f, const char *name, const char *head, const char *f
     FILE *fp = fopen(p, "wb");
     assert_non_null(fp);
     fputs(head, fp);
-    for (int i = 0; i < n; i++) fprintf(fp, fmt, i, i);
+    for (int i = 0; i < n; i++)
+        fprintf(fp, fmt, i, i);
     fclose(fp);
 }
 
 static int count(const char *s, const char *sub) {
     int k = 0;
-    for (const char *p = s; (p = strstr(p, sub)) != NULL; p += strlen(sub)) k++;
+    for (const char *p = s; (p = strstr(p, sub)) != NULL; p += strlen(sub))
+        k++;
     return k;
 }
 
@@ -108,7 +115,8 @@ static void test_import_all_malformed(void **state) {
     fx *f = *state;
     /* MovieLens ratings with ';' for ',': every row malformed */
     write_str(f, "movies.csv", "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n");
-    write_lines(f, "ratings.csv", "userId,movieId,rating,timestamp\n", "%d;1;4.0;96498%04d\n", 5000);
+    write_lines(f, "ratings.csv", "userId,movieId,rating,timestamp\n", "%d;1;4.0;96498%04d\n",
+                5000);
     assert_int_equal(trail(f, "import movielens ratings.csv --out ml.jsonl"), 1);
     assert_int_equal(count(f->out, "malformed row skipped: 1 field, expected 4"), 20);
     HAS("ratings.csv:2: malformed row skipped: 1 field, expected 4");
@@ -117,8 +125,9 @@ static void test_import_all_malformed(void **state) {
     HAS("0 events written");
 
     /* taobao: each reason names the field */
-    write_str(f, "tb.csv", "1,x,100,pv,1511544070\n1,10,100,zz,1511544070\n1,10,100,pv,99999999999\n"
-                           "1,10\n");
+    write_str(f, "tb.csv",
+              "1,x,100,pv,1511544070\n1,10,100,zz,1511544070\n1,10,100,pv,99999999999\n"
+              "1,10\n");
     assert_int_equal(trail(f, "import taobao tb.csv --out tb.jsonl"), 1);
     HAS("tb.csv:1: malformed row skipped: item_id 'x' is not an integer");
     HAS("tb.csv:2: malformed row skipped: behavior 'zz' is not pv, cart, fav or buy");
@@ -142,7 +151,8 @@ static void test_import_nul_byte(void **state) {
     fx *f = *state;
     /* a NUL inside the last field: the row used to import as 1511544090 with the tail ignored */
     static const char tb[] = "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\0junk\n"
-                             "3,14,102,pv,15115\0" "44092\n4,15,103,pv,1511544099\n";
+                             "3,14,102,pv,15115\0"
+                             "44092\n4,15,103,pv,1511544099\n";
     write_file(f, "nul.csv", tb, sizeof tb - 1);
     assert_int_equal(trail(f, "import taobao nul.csv --out nul.jsonl && cat nul.jsonl"), 0);
     HAS("nul.csv:2: malformed row skipped: NUL byte at byte 25");
@@ -157,7 +167,8 @@ static void test_import_nul_byte(void **state) {
 static void test_import_last_line_without_newline(void **state) {
     fx *f = *state;
     /* complete: user 2 is kept (it used to be dropped as "cut") */
-    write_str(f, "nonl.csv", "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\n2,13,101,pv,1511544091");
+    write_str(f, "nonl.csv",
+              "1,10,100,pv,1511544070\n2,12,101,cart,1511544090\n2,13,101,pv,1511544091");
     assert_int_equal(trail(f, "import taobao nonl.csv --out nonl.jsonl && cat nonl.jsonl"), 0);
     HAS("3 events written (3 rows read, 0 malformed rows skipped, 0 rows of the truncated");
     HAS("\"item_id\":13,\"category_id\":101,\"action\":\"click\",\"ts\":1511544091}");
@@ -213,11 +224,13 @@ static void test_import_movielens_ungrouped(void **state) {
     snprintf(cmd, sizeof cmd, "mkdir -p '%s/ug'", f->dir);
     assert_int_equal(system(cmd), 0);
     write_str(f, "ug/movies.csv", "movieId,title,genres\n1,A,Action\n2,B,Comedy\n3,C,Drama\n");
-    write_str(f, "ug/ratings.csv", "userId,movieId,rating,timestamp\n"
-                                   "7,1,4.0,30\n2,2,4.0,20\n7,3,3.0,10\n2,1,3.0,5\n7,2,1.0,30\n"
-                                   "2,3,5.0,50\n");
+    write_str(f, "ug/ratings.csv",
+              "userId,movieId,rating,timestamp\n"
+              "7,1,4.0,30\n2,2,4.0,20\n7,3,3.0,10\n2,1,3.0,5\n7,2,1.0,30\n"
+              "2,3,5.0,50\n");
     assert_int_equal(trail(f, "import movielens ug/ratings.csv --out ug.jsonl >/dev/null && "
-                              "cat ug.jsonl"), 0);
+                              "cat ug.jsonl"),
+                     0);
     const char *want =
         "{\"user_id\":2,\"item_id\":1,\"category_id\":1,\"action\":\"rate\",\"ts\":5}\n"
         "{\"user_id\":2,\"item_id\":2,\"category_id\":5,\"action\":\"rate\",\"ts\":20}\n"
@@ -234,7 +247,8 @@ static void test_import_movielens_ungrouped(void **state) {
 static void test_encode_all_rejected(void **state) {
     fx *f = *state;
     /* a MovieLens CSV given as events */
-    write_str(f, "r.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.0,964981247\n");
+    write_str(f, "r.csv",
+              "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.0,964981247\n");
     assert_int_equal(trail(f, "encode --model m.bin --store s1 --input r.csv"), 1);
     HAS("every record read from r.csv was rejected (3 of 3)");
     HAS("s1/rejects.jsonl");
@@ -265,9 +279,10 @@ static void test_encode_some_rejected_is_ok(void **state) {
     char buf[8192] = "";
     for (int i = 0; i < 50; i++) {
         char l[160];
-        snprintf(l, sizeof l,
-                 "{\"user_id\":%d,\"item_id\":%d,\"category_id\":3,\"action\":\"click\",\"ts\":%d}\n",
-                 i % 5, 100 + i, 1500000000 + i);
+        snprintf(
+            l, sizeof l,
+            "{\"user_id\":%d,\"item_id\":%d,\"category_id\":3,\"action\":\"click\",\"ts\":%d}\n",
+            i % 5, 100 + i, 1500000000 + i);
         strcat(buf, l);
         if (i % 10 == 9) strcat(buf, "not an event\n");
     }
@@ -284,9 +299,10 @@ static void test_truncated_store_refused(void **state) {
     write_str(f, "t.jsonl", "");
     for (int i = 0; i < 400; i++) {
         char l[160];
-        snprintf(l, sizeof l,
-                 "{\"user_id\":%d,\"item_id\":%d,\"category_id\":3,\"action\":\"click\",\"ts\":%d}\n",
-                 i % 40, 100 + i, 1500000000 + i);
+        snprintf(
+            l, sizeof l,
+            "{\"user_id\":%d,\"item_id\":%d,\"category_id\":3,\"action\":\"click\",\"ts\":%d}\n",
+            i % 40, 100 + i, 1500000000 + i);
         write_str(f, "t.jsonl", l);
     }
     assert_int_equal(trail(f, "encode --model m.bin --store st --input t.jsonl"), 0);
@@ -304,8 +320,9 @@ static void test_truncated_store_refused(void **state) {
  * naming the values; it used to stop the process on an assertion. */
 static void test_store_bad_meta_refused(void **state) {
     fx *f = *state;
-    write_str(f, "b.jsonl",
-              "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}\n");
+    write_str(
+        f, "b.jsonl",
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}\n");
     assert_int_equal(trail(f, "encode --model m.bin --store sb --input b.jsonl"), 0);
     char p[400];
     snprintf(p, sizeof p, "%s/sb", f->dir);
@@ -331,8 +348,8 @@ static void test_store_bad_meta_refused(void **state) {
  * committed: the rerun skips exactly that many records. It used to count the failed batch too. */
 static void test_failed_commit_counts(void **state) {
     fx *f = *state;
-    assert_int_equal(trail(f, "gen --users 300 --items 3000 --events 30000 --seed 3 --out g3.jsonl"),
-                     0);
+    assert_int_equal(
+        trail(f, "gen --users 300 --items 3000 --events 30000 --seed 3 --out g3.jsonl"), 0);
     assert_int_equal(trail(f, "encode --model m.bin --store sf --input g3.jsonl --batch 1000 "
                               "--map-size 512K --map-max 1M"),
                      1);
@@ -347,7 +364,8 @@ static void test_failed_commit_counts(void **state) {
                      0);
     p = strstr(f->out, " skipped (already applied)");
     assert_non_null(p);
-    while (p > f->out && p[-1] >= '0' && p[-1] <= '9') p--;
+    while (p > f->out && p[-1] >= '0' && p[-1] <= '9')
+        p--;
     assert_int_equal(sscanf(p, "%llu", &skipped), 1);
     assert_int_equal(skipped, done);
 }
@@ -388,16 +406,18 @@ static int dead_port(void) {
 
 static void test_produce_dead_broker(void **state) {
     fx *f = *state;
-    write_str(f, "ev.jsonl",
-              "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}\n"
-              "{\"user_id\":2,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000001}\n"
-              "{\"user_id\":3,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000002}\n");
+    write_str(
+        f, "ev.jsonl",
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000000}\n"
+        "{\"user_id\":2,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000001}\n"
+        "{\"user_id\":3,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":1500000002}\n");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     /* `timeout` turns the old hang into 124; the bound under test is the 2 s message timeout */
-    int rc = test_run_fmt(f, "timeout 30 '%s' produce --brokers 127.0.0.1:%d --topic t --input "
-                             "ev.jsonl -X kafka.message.timeout.ms=2000", test_trail_bin(),
-                          dead_port());
+    int rc = test_run_fmt(f,
+                          "timeout 30 '%s' produce --brokers 127.0.0.1:%d --topic t --input "
+                          "ev.jsonl -X kafka.message.timeout.ms=2000",
+                          test_trail_bin(), dead_port());
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc != 1) fail_msg("produce to a dead broker: exit %d after %.1f s:\n%s", rc, secs, f->out);
@@ -408,8 +428,10 @@ static void test_produce_dead_broker(void **state) {
 
     /* without -X the bound is 30 s, not forever (message.timeout.ms=0); 3 s show it is in force.
      * KILL, not TERM: on TERM produce stops waiting but its producer's close still flushes 10 s */
-    rc = test_run_fmt(f, "timeout -s KILL 3 '%s' produce --brokers 127.0.0.1:%d --topic t "
-                         "--input ev.jsonl", test_trail_bin(), dead_port());
+    rc = test_run_fmt(f,
+                      "timeout -s KILL 3 '%s' produce --brokers 127.0.0.1:%d --topic t "
+                      "--input ev.jsonl",
+                      test_trail_bin(), dead_port());
     assert_int_equal(rc, 137);
     HAS("undelivered of 3 sent (0 delivered, 0 failed; message.timeout.ms=30000)");
 }

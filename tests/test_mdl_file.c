@@ -78,7 +78,8 @@ static void test_adam_state_roundtrip(void **state) {
     mdl_model *a = small_model(3), *l;
     a->adam_m = core_aligned_alloc(a->n_floats * sizeof(float));
     a->adam_v = core_aligned_alloc(a->n_floats * sizeof(float));
-    for (size_t i = 0; i < a->n_floats; i++) a->adam_m[i] = (float)i, a->adam_v[i] = 1.f / (float)(i + 1);
+    for (size_t i = 0; i < a->n_floats; i++)
+        a->adam_m[i] = (float)i, a->adam_v[i] = 1.f / (float)(i + 1);
     a->adam_step = 42;
     assert_int_equal(mdl_model_save(a, path, 1, err, sizeof err), CORE_OK);
     assert_int_equal(mdl_model_load(&l, path, err, sizeof err), CORE_OK);
@@ -382,7 +383,8 @@ static void test_config_and_variants(void **state) {
     assert_int_equal(mdl_variant_parse(&cfg, "full,", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "q_short=2", err, sizeof err), CORE_EINVAL);
     assert_int_equal(mdl_variant_parse(&cfg, "fullish", err, sizeof err), CORE_EINVAL);
-    assert_int_equal(mdl_variant_parse(&cfg, "long=attention,temporal=tin", err, sizeof err), CORE_OK);
+    assert_int_equal(mdl_variant_parse(&cfg, "long=attention,temporal=tin", err, sizeof err),
+                     CORE_OK);
     assert_int_equal(cfg.long_kind, MDL_LONG_ATTN);
     assert_int_equal(cfg.temporal_kind, MDL_TEMPORAL_TIN);
     assert_int_equal(mdl_variant_parse(&cfg, "long=huge", err, sizeof err), CORE_EINVAL);

@@ -32,7 +32,9 @@ static int first_line(const char *path, char *buf, size_t cap, int timeout_ms) {
     return 0;
 }
 
-static void path(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", g_dir, name); }
+static void path(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", g_dir, name);
+}
 
 static int setup(void **state) {
     (void)state;
@@ -84,8 +86,10 @@ static void test_broker_produce_record(void **state) {
     FILE *f = fopen(events, "w");
     assert_non_null(f);
     for (int i = 0; i < 300; i++) {
-        fprintf(f, "{\"user_id\":%d,\"item_id\":%d,\"category_id\":%d,\"action\":\"click\",\"ts\":%d}\n",
-                i % 17, 1000 + i, i % 5, 1511544070 + i);
+        fprintf(
+            f,
+            "{\"user_id\":%d,\"item_id\":%d,\"category_id\":%d,\"action\":\"click\",\"ts\":%d}\n",
+            i % 17, 1000 + i, i % 5, 1511544070 + i);
         if (i == 100) fprintf(f, "{\"user_id\":1,\"item_id\":2}\n");
         if (i == 200) fprintf(f, "not json\n");
     }
@@ -93,7 +97,8 @@ static void test_broker_produce_record(void **state) {
     char pout[4200], perr[4200];
     path(pout, sizeof pout, "produce.out");
     path(perr, sizeof perr, "produce.err");
-    char *prod[] = {g_bin, "produce", "--brokers", brokers, "--topic", "t", "--input", events, NULL};
+    char *prod[] = {g_bin, "produce", "--brokers", brokers, "--topic",
+                    "t",   "--input", events,      NULL};
     assert_int_equal(test_wait_exit(test_spawn(prod, pout, perr, 0), 30000), 0);
     assert_true(first_line(pout, line, sizeof line, 100));
     assert_non_null(strstr(line, "produced 300 events"));
@@ -106,7 +111,8 @@ static void test_broker_produce_record(void **state) {
     f = fopen(rec, "r");
     assert_non_null(f);
     int n = 0, last_item[17];
-    for (int u = 0; u < 17; u++) last_item[u] = -1;
+    for (int u = 0; u < 17; u++)
+        last_item[u] = -1;
     while (fgets(line, sizeof line, f)) {
         sch_event ev;
         char e[256];
@@ -131,7 +137,8 @@ typedef struct sample_key {
     uint64_t hist_digest; /* the window's behaviors, in order */
 } sample_key;
 
-#define CMP(f) if (x->f != y->f) return x->f < y->f ? -1 : 1
+#define CMP(f)                                                                                     \
+    if (x->f != y->f) return x->f < y->f ? -1 : 1
 static int cmp_key(const void *a, const void *b) {
     const sample_key *x = a, *y = b;
     CMP(ts);
@@ -156,9 +163,10 @@ static sample_key *sample_keys(const trn_data *d) {
         const sch_behavior *h = trn_data_history(d, s, 64, &n);
         uint64_t dg = 1469598103934665603ull;
         for (uint32_t j = 0; j < n; j++)
-            dg = (dg ^ (h[j].item_id * 31 + h[j].category_id + (uint64_t)h[j].ts * 7)) * 1099511628211ull;
-        k[i] = (sample_key){d->user_id[s->user], s->item_id, s->category_id, s->ts, s->hist,
-                            s->label, dg};
+            dg = (dg ^ (h[j].item_id * 31 + h[j].category_id + (uint64_t)h[j].ts * 7)) *
+                 1099511628211ull;
+        k[i] = (sample_key){
+            d->user_id[s->user], s->item_id, s->category_id, s->ts, s->hist, s->label, dg};
     }
     qsort(k, d->n_samples, sizeof *k, cmp_key);
     return k;
@@ -172,8 +180,8 @@ static void test_recorded_topic_gives_the_same_samples(void **state) {
     path(rec, sizeof rec, "g-rec.jsonl");
     path(o, sizeof o, "g.out");
     path(e, sizeof e, "g.err");
-    char *ag[] = {g_bin, "gen", "--users", "20", "--items", "300", "--events", "3000", "--days", "4",
-                  "--seed", "3", "--out", gen, NULL};
+    char *ag[] = {g_bin,    "gen", "--users", "20", "--items", "300", "--events", "3000",
+                  "--days", "4",   "--seed",  "3",  "--out",   gen,   NULL};
     assert_int_equal(test_wait_exit(test_spawn(ag, o, e, 0), 30000), 0);
     pid_t br = start_broker(brokers, sizeof brokers, "gbroker");
     char *ap[] = {g_bin, "produce", "--brokers", brokers, "--topic", "t", "--input", gen, NULL};
@@ -197,7 +205,8 @@ static void test_recorded_topic_gives_the_same_samples(void **state) {
     sample_key *ka = sample_keys(a), *kb = sample_keys(b);
     for (size_t i = 0; i < a->n_samples; i++)
         if (cmp_key(&ka[i], &kb[i]))
-            fail_msg("sample %zu differs: user %" PRIu64 " ts %" PRId64 " vs user %" PRIu64 " ts %" PRId64,
+            fail_msg("sample %zu differs: user %" PRIu64 " ts %" PRId64 " vs user %" PRIu64
+                     " ts %" PRId64,
                      i, ka[i].user, ka[i].ts, kb[i].user, kb[i].ts);
     free(ka);
     free(kb);
@@ -214,11 +223,11 @@ static void test_usage_errors_exit_2(void **state) {
     assert_int_equal(test_wait_exit(test_spawn(a1, o, e, 0), 5000), 2);
     char *a2[] = {g_bin, "produce", "--topic", "t", NULL};
     assert_int_equal(test_wait_exit(test_spawn(a2, o, e, 0), 5000), 2);
-    char *a3[] = {g_bin, "record", "--brokers", "127.0.0.1:1", "--topic", "t", "--out", o, "--to",
-                  "5", NULL};
+    char *a3[] = {g_bin,   "record", "--brokers", "127.0.0.1:1", "--topic", "t",
+                  "--out", o,        "--to",      "5",           NULL};
     assert_int_equal(test_wait_exit(test_spawn(a3, o, e, 0), 5000), 2);
-    char *a4[] = {g_bin, "produce", "--brokers", "127.0.0.1:1", "--topic", "t", "--input", o,
-                  "-X", "no-equals-sign", NULL};
+    char *a4[] = {g_bin,     "produce", "--brokers", "127.0.0.1:1",    "--topic", "t",
+                  "--input", o,         "-X",        "no-equals-sign", NULL};
     assert_int_equal(test_wait_exit(test_spawn(a4, o, e, 0), 5000), 2);
 }
 
@@ -242,8 +251,9 @@ static void test_ops_flags_refused_by_name(void **state) {
     char o[4200], e[4200];
     path(o, sizeof o, "f.out");
     path(e, sizeof e, "f.err");
-#define ENC g_bin, "encode", "--brokers", "127.0.0.1:1", "--topic", "t", "--group", "g", \
-            "--model", "/nonexistent/m.bin", "--store", "/nonexistent/s"
+#define ENC                                                                                        \
+    g_bin, "encode", "--brokers", "127.0.0.1:1", "--topic", "t", "--group", "g", "--model",        \
+        "/nonexistent/m.bin", "--store", "/nonexistent/s"
 #define PRODUCE g_bin, "produce", "--brokers", "127.0.0.1:1", "--topic", "t", "--input", "-"
 #define RECORD g_bin, "record", "--brokers", "127.0.0.1:1", "--topic", "t", "--out", "/dev/null"
     static struct {
@@ -274,8 +284,7 @@ static void test_ops_flags_refused_by_name(void **state) {
 #undef PRODUCE
 #undef RECORD
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        assert_int_equal(test_wait_exit(test_spawn(cases[i].argv, o, e, 0), 10000),
-                         2);
+        assert_int_equal(test_wait_exit(test_spawn(cases[i].argv, o, e, 0), 10000), 2);
         assert_true(err_says(e, cases[i].says));
     }
 }

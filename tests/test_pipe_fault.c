@@ -50,7 +50,8 @@ static int run(char *const argv[], const char *logpath, int timeout_ms) {
 }
 
 /* Wait for `needle` in a file; copy the rest of its line into out. */
-static int wait_in_file(const char *path, const char *needle, char *out, size_t cap, int timeout_ms) {
+static int wait_in_file(const char *path, const char *needle, char *out, size_t cap,
+                        int timeout_ms) {
     for (int t = 0; t < timeout_ms; t += 50) {
         FILE *f = fopen(path, "r");
         char line[2048];
@@ -112,12 +113,11 @@ static int setup(void **state) {
     snprintf(g_bin, sizeof g_bin, "%s", test_trail_bin());
     char *bin = g_bin;
     snprintf(log, sizeof log, "%s/setup.log", g_dir);
-    char *init[] = {bin, "model", "init", "--out", g_model, "--item-rows", "4096",
-                    "--cat-rows", "512", NULL};
+    char *init[] = {bin,           "model", "init",       "--out", g_model,
+                    "--item-rows", "4096",  "--cat-rows", "512",   NULL};
     if (run(init, log, 60000) != 0) return -1;
     /* The reference: one uninterrupted file replay (malformed lines go to its reject file). */
-    char *enc[] = {bin, "encode", "--model", g_model, "--store", g_ref, "--input", g_events,
-                   NULL};
+    char *enc[] = {bin, "encode", "--model", g_model, "--store", g_ref, "--input", g_events, NULL};
     if (run(enc, log, 120000) != 0) return -1;
     char out[4200];
     snprintf(out, sizeof out, "%s/broker.out", g_dir);
@@ -144,8 +144,10 @@ static int teardown(void **state) {
         kill(g_broker, SIGTERM);
         test_wait_exit(g_broker, 10000);
     }
-    if (getenv("TRAIL_TEST_KEEP")) fprintf(stderr, "kept %s\n", g_dir);
-    else test_rmtree(g_dir);
+    if (getenv("TRAIL_TEST_KEEP"))
+        fprintf(stderr, "kept %s\n", g_dir);
+    else
+        test_rmtree(g_dir);
     return 0;
 }
 
@@ -272,7 +274,8 @@ static void assert_matches_reference(const char *topic, const char *const *store
         int p = pipe_partition_of(PIPE_PARTITIONER_DEFAULT, key, (size_t)kl, NPART);
         assert_same_user(&w[owner[p]], &ref, u);
     }
-    for (int i = 0; i < n_stores; i++) close_store(&w[i]);
+    for (int i = 0; i < n_stores; i++)
+        close_store(&w[i]);
     close_store(&ref);
 }
 
@@ -291,8 +294,8 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
     assert_true(wait_in_file(la, "pipe: assigned", NULL, 0, 30000));
     assert_true(wait_in_file(lb, "pipe: assigned", NULL, 0, 30000));
     /* Feed at a fixed rate so the kill lands mid-stream. */
-    char *prod[] = {g_bin, "produce", "--brokers", g_brokers, "--topic", "ev",
-                    "--input", g_events, "--no-validate", "--rate", "4000", NULL};
+    char *prod[] = {g_bin,     "produce", "--brokers",     g_brokers, "--topic", "ev",
+                    "--input", g_events,  "--no-validate", "--rate",  "4000",    NULL};
     pid_t pp = spawn(prod, lp);
     test_msleep(1500);
     kill(a, SIGKILL);
@@ -326,8 +329,8 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
         assert_true(http_metrics(i ? pb : pa, body, sizeof body));
         assert_non_null(strstr(body, "trail_pipeline_assigned_partitions 2\n"));
         int zeros = 0;
-        for (char *q = body; (q = strstr(q, "trail_pipeline_consumer_lag{topic=\"ev\",partition=\""));
-             q++) {
+        for (char *q = body;
+             (q = strstr(q, "trail_pipeline_consumer_lag{topic=\"ev\",partition=\"")); q++) {
             const char *brace = strchr(q, '}');
             zeros += brace && !strncmp(brace, "} 0\n", 4);
         }
@@ -336,7 +339,8 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
     }
     kill(a, SIGTERM);
     kill(b, SIGTERM);
-    assert_int_equal(test_wait_exit(a, 30000), 0); /* SIGTERM drains: commit, leave the group, exit 0 */
+    assert_int_equal(test_wait_exit(a, 30000),
+                     0); /* SIGTERM drains: commit, leave the group, exit 0 */
     assert_int_equal(test_wait_exit(b, 30000), 0);
     assert_true(wait_in_file(la, "stop reason=signal", NULL, 0, 1000));
     assert_true(wait_in_file(lb, "stop reason=signal", NULL, 0, 1000));
@@ -370,8 +374,8 @@ static void test_brokers_down_mid_stream_until_end(void **state) {
     snprintf(s, sizeof s, "%s/s2", g_dir);
     snprintf(l, sizeof l, "%s/worker-2.log", g_dir);
     snprintf(lp, sizeof lp, "%s/produce2.log", g_dir);
-    char *prod[] = {g_bin, "produce", "--brokers", g_brokers, "--topic", "ev2",
-                    "--input", g_events, "--no-validate", NULL};
+    char *prod[] = {g_bin, "produce", "--brokers", g_brokers,       "--topic",
+                    "ev2", "--input", g_events,    "--no-validate", NULL};
     assert_int_equal(run(prod, lp, 60000), 0);
     pid_t w = start_worker("ev2", s, l, 1, "20"); /* small fsynced batches: slow enough */
     assert_true(wait_in_file(l, "pipe: assigned", NULL, 0, 30000));
@@ -399,8 +403,8 @@ static void test_config_file_and_kafka_properties(void **state) {
     assert_non_null(f);
     fprintf(f, "# comment\nbrokers = %s\ntopic = ev\nbatch.max_events = 0\n", g_brokers);
     fclose(f);
-    char *a1[] = {g_bin, "encode-kafka", "--config", conf, "--group", "g", "--model", g_model,
-                  "--store", st, NULL};
+    char *a1[] = {g_bin,     "encode-kafka", "--config", conf, "--group", "g",
+                  "--model", g_model,        "--store",  st,   NULL};
     assert_int_equal(run(a1, log, 10000), 2); /* out of bounds, named with file:line */
     assert_true(file_has(log, "w.conf:4: batch.max_events: '0' is not an integer in [1, 1000000]"));
     f = fopen(conf, "w");
@@ -412,8 +416,10 @@ static void test_config_file_and_kafka_properties(void **state) {
     f = fopen(conf, "w");
     fprintf(f, "brokers = %s\ntopic = ev   # trailing comment\n", g_brokers);
     fclose(f);
-    char *a2[] = {g_bin, "encode-kafka", "--config", conf, "--group", "g", "--model", g_model,
-                  "--store", st, "-X", "kafka.no.such.property=1", NULL};
+    char *a2[] = {
+        g_bin,     "encode-kafka", "--config", conf, "--group", "g",
+        "--model", g_model,        "--store",  st,   "-X",      "kafka.no.such.property=1",
+        NULL};
     assert_int_equal(run(a2, log, 10000), 1);
     assert_true(file_has(log, "kafka.no.such.property"));
     /* a new store takes its window from the file and its recent size from the command line, so
@@ -423,16 +429,18 @@ static void test_config_file_and_kafka_properties(void **state) {
     f = fopen(conf, "w");
     fprintf(f, "brokers = %s\ntopic = ev\nwindow = 300\nrecent = 50\n", g_brokers);
     fclose(f);
-    char *a3[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw", "--model", g_model,
-                  "--store", stw, "--recent", "20", "--until-end", NULL};
+    char *a3[] = {g_bin,      "encode-kafka", "--config",    conf,      "--group",
+                  "gw",       "--model",      g_model,       "--store", stw,
+                  "--recent", "20",           "--until-end", NULL};
     assert_int_equal(run(a3, log, 60000), 0);
     opened o;
     open_store(&o, stw);
     assert_int_equal(enc_store_window(o.st), 300);
     assert_int_equal(enc_store_recent(o.st), 20);
     close_store(&o);
-    char *a4[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw", "--model", g_model,
-                  "--store", stw, "--window", "400", "--recent", "20", "--until-end", NULL};
+    char *a4[] = {g_bin,      "encode-kafka", "--config",    conf, "--group",  "gw",
+                  "--model",  g_model,        "--store",     stw,  "--window", "400",
+                  "--recent", "20",           "--until-end", NULL};
     assert_int_not_equal(run(a4, log, 60000), 0);
     assert_true(file_has(log, "holds window=300 recent=20 chunk=128; opened with window=400"));
     /* a model that records its training window: a new store without a window asked for takes
@@ -449,15 +457,15 @@ static void test_config_file_and_kafka_properties(void **state) {
     f = fopen(conf, "w");
     fprintf(f, "brokers = %s\ntopic = ev\n", g_brokers);
     fclose(f);
-    char *a5[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gm", "--model", wmodel,
-                  "--store", stm, "--until-end", NULL};
+    char *a5[] = {g_bin,     "encode-kafka", "--config", conf, "--group",     "gm",
+                  "--model", wmodel,         "--store",  stm,  "--until-end", NULL};
     assert_int_equal(run(a5, log, 60000), 0);
     assert_false(file_has(log, "windows of"));
     open_store(&o, stm);
     assert_int_equal(enc_store_window(o.st), 250);
     close_store(&o);
-    char *a6[] = {g_bin, "encode-kafka", "--config", conf, "--group", "gw6", "--model", wmodel,
-                  "--store", stw, "--until-end", NULL};
+    char *a6[] = {g_bin,     "encode-kafka", "--config", conf, "--group",     "gw6",
+                  "--model", wmodel,         "--store",  stw,  "--until-end", NULL};
     assert_int_equal(run(a6, log, 60000), 0);
     assert_true(file_has(log, "windows of 250 behaviors per user, the store keeps 300"));
 }

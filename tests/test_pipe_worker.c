@@ -40,14 +40,14 @@ static int g_went_down; /* set when the fake sink took the brokers down */
 // A fake sink: per-user order-sensitive fingerprint and count, offsets by source, staged batches
 
 typedef struct fake_sink {
-    uint64_t fp[NUSERS], cnt[NUSERS];         /* committed */
-    uint64_t sfp[NUSERS], scnt[NUSERS];       /* staged in the open batch */
+    uint64_t fp[NUSERS], cnt[NUSERS];   /* committed */
+    uint64_t sfp[NUSERS], scnt[NUSERS]; /* staged in the open batch */
     char src[16][64];
     int64_t off[16], soff[16];
     int nsrc, open;
-    int fail_commit;      /* commit returns CORE_ESTORE */
-    uint64_t applied;     /* committed applies */
-    uint64_t stop_after;  /* set *stop once this many applies were staged (0: never) */
+    int fail_commit;     /* commit returns CORE_ESTORE */
+    uint64_t applied;    /* committed applies */
+    uint64_t stop_after; /* set *stop once this many applies were staged (0: never) */
     uint64_t staged_total;
     atomic_int *stop;
     pipe_mock *down_at_mock; /* take the brokers down after down_at applies */
@@ -103,14 +103,17 @@ static int f_commit(void *ctx) {
     f->open = 0;
     if (f->fail_commit) return CORE_ESTORE;
     uint64_t n = 0;
-    for (int u = 0; u < NUSERS; u++) n += f->scnt[u] - f->cnt[u];
+    for (int u = 0; u < NUSERS; u++)
+        n += f->scnt[u] - f->cnt[u];
     f->applied += n;
     memcpy(f->fp, f->sfp, sizeof f->fp);
     memcpy(f->cnt, f->scnt, sizeof f->cnt);
     memcpy(f->off, f->soff, sizeof f->off);
     return CORE_OK;
 }
-static void f_abort(void *ctx) { ((fake_sink *)ctx)->open = 0; }
+static void f_abort(void *ctx) {
+    ((fake_sink *)ctx)->open = 0;
+}
 static int f_get_offset(void *ctx, const char *s, int64_t *next) {
     fake_sink *f = ctx;
     int i = find_src(f, s);
@@ -156,8 +159,10 @@ static void group_props(pipe_props *p) {
 
 /* Event i of a deterministic stream: user i % NUSERS. */
 static sch_event event_of(int i) {
-    sch_event ev = {.user_id = (uint64_t)(i % NUSERS), .item_id = 1000 + (uint64_t)i * 7,
-                    .category_id = 10 + (uint64_t)(i % 13), .ts = 1511544070 + i,
+    sch_event ev = {.user_id = (uint64_t)(i % NUSERS),
+                    .item_id = 1000 + (uint64_t)i * 7,
+                    .category_id = 10 + (uint64_t)(i % 13),
+                    .ts = 1511544070 + i,
                     .action = SCH_ACTION_CLICK};
     return ev;
 }
@@ -171,9 +176,9 @@ static void produce_events(const char *topic, int from, int to, int with_bad, ui
         sch_event ev = event_of(i);
         int n = sch_event_to_json(&ev, buf, sizeof buf);
         int k = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
-        assert_int_equal(pipe_producer_send(p, topic, -1, key, (size_t)k, buf, (size_t)n, NULL, 0,
-                                            0, NULL),
-                         CORE_OK);
+        assert_int_equal(
+            pipe_producer_send(p, topic, -1, key, (size_t)k, buf, (size_t)n, NULL, 0, 0, NULL),
+            CORE_OK);
         if (fp) {
             fp[ev.user_id] = fold(fp[ev.user_id], &ev);
             cnt[ev.user_id]++;
@@ -183,9 +188,9 @@ static void produce_events(const char *topic, int from, int to, int with_bad, ui
                                         "{\"user_id\": 3, \"item_id\": 4, \"category_id\": 5, "
                                         "\"action\": \"click\", \"ts\": 1, \"extra\": 1}"};
             const char *b = bad[(i / 50) % 3];
-            assert_int_equal(pipe_producer_send(p, topic, -1, key, (size_t)k, b, strlen(b), NULL,
-                                                0, 0, NULL),
-                             CORE_OK);
+            assert_int_equal(
+                pipe_producer_send(p, topic, -1, key, (size_t)k, b, strlen(b), NULL, 0, 0, NULL),
+                CORE_OK);
         }
     }
     assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
@@ -199,8 +204,8 @@ static void produce_events(const char *topic, int from, int to, int with_bad, ui
 typedef struct run_opts {
     pipe_partitioner partitioner;
     pipe_misrouted on_misrouted;
-    char *err;           /* the worker's errstr, 512 bytes */
-    pipe_metrics *met;   /* use this one (the caller destroys it) */
+    char *err;         /* the worker's errstr, 512 bytes */
+    pipe_metrics *met; /* use this one (the caller destroys it) */
 } run_opts;
 
 static int run_worker_opts(const char *topic, const char *group, pipe_sink *s, int until_end,
@@ -223,14 +228,18 @@ static int run_worker_opts(const char *topic, const char *group, pipe_sink *s, i
         wc.on_misrouted = ro->on_misrouted;
     }
     if (batch_max) wc.batch_max = batch_max;
-    if (ro && ro->met) met = ro->met;
-    else assert_int_equal(pipe_metrics_new(&met, topic), CORE_OK);
+    if (ro && ro->met)
+        met = ro->met;
+    else
+        assert_int_equal(pipe_metrics_new(&met, topic), CORE_OK);
     int rc = pipe_worker_run(&wc, s, met, err, sizeof err);
     if (rc && !(ro && ro->err)) fprintf(stderr, "worker: %s\n", err);
     if (ro && ro->err) snprintf(ro->err, 512, "%s", err);
     pipe_props_free(&props);
-    if (met_out) *met_out = met;
-    else if (!(ro && ro->met)) pipe_metrics_destroy(met);
+    if (met_out)
+        *met_out = met;
+    else if (!(ro && ro->met))
+        pipe_metrics_destroy(met);
     return rc;
 }
 
@@ -241,7 +250,8 @@ static int run_worker(const char *topic, const char *group, pipe_sink *s, int un
 
 static int64_t sum_offsets(const fake_sink *f) {
     int64_t s = 0;
-    for (int i = 0; i < f->nsrc; i++) s += f->off[i];
+    for (int i = 0; i < f->nsrc; i++)
+        s += f->off[i];
     return s;
 }
 
@@ -273,8 +283,8 @@ static void test_partition_of_matches_librdkafka(void **state) {
         const char *name = pipe_partitioner_name(keyed[i]);
         for (int u = 0; u < nk; u++) {
             int k = snprintf(key, sizeof key, "%d", u * 7919);
-            assert_int_equal(pipe_producer_send(p, "parts", -1, key, (size_t)k, name,
-                                                strlen(name), NULL, 0, 0, NULL),
+            assert_int_equal(pipe_producer_send(p, "parts", -1, key, (size_t)k, name, strlen(name),
+                                                NULL, 0, 0, NULL),
                              CORE_OK);
         }
         assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
@@ -297,8 +307,10 @@ static void test_partition_of_matches_librdkafka(void **state) {
                   pipe_partition_of(PIPE_PART_MURMUR2_RANDOM, m.key, m.key_len, 4);
     }
     assert_int_equal(seen, nk * np);
-    for (int i = 0; i < 4; i++) assert_true(per[i] > 20 * np); /* keys spread over the partitions */
-    assert_true(differ > seen / 2); /* CRC32 and murmur2 disagree on most keys: the setting matters */
+    for (int i = 0; i < 4; i++)
+        assert_true(per[i] > 20 * np); /* keys spread over the partitions */
+    assert_true(differ >
+                seen / 2); /* CRC32 and murmur2 disagree on most keys: the setting matters */
     pipe_consumer_close(c);
     /* No key decides under random, or for a keyless message under a *_random partitioner. */
     assert_int_equal(pipe_partition_of(PIPE_PART_RANDOM, "7", 1, 4), -1);
@@ -410,7 +422,8 @@ static void test_store_failure_stores_no_offsets(void **state) {
 static void *bring_up_later(void *arg) {
     (void)arg;
     struct timespec tick = {0, 10 * 1000 * 1000}, ts = {3, 0};
-    while (!__atomic_load_n(&g_went_down, __ATOMIC_SEQ_CST)) nanosleep(&tick, NULL);
+    while (!__atomic_load_n(&g_went_down, __ATOMIC_SEQ_CST))
+        nanosleep(&tick, NULL);
     nanosleep(&ts, NULL); /* down for 3 s, mid-stream */
     pipe_mock_set_down(g_mock, 0);
     return NULL;
@@ -491,7 +504,8 @@ static void test_misrouted_and_tombstones(void **state) {
     assert_non_null(strstr(text, "trail_pipeline_misrouted_total{reason=\"key_mismatch\"} 1\n"));
     assert_non_null(strstr(text, "trail_pipeline_misrouted_total{reason=\"wrong_partition\"} 1\n"));
     assert_non_null(strstr(text, "trail_pipeline_tombstones_total 1\n"));
-    assert_non_null(strstr(text, "trail_pipeline_partitioner_info{partitioner=\"murmur2_random\"} 1"));
+    assert_non_null(
+        strstr(text, "trail_pipeline_partitioner_info{partitioner=\"murmur2_random\"} 1"));
     core_free(text);
     pipe_metrics_destroy(met);
 
@@ -535,8 +549,7 @@ static void test_misrouted_and_tombstones(void **state) {
     /* fail: the worker stops at the first, naming it; nothing past it is committed. */
     fake_init(&h, &s);
     ro = (run_opts){PIPE_PARTITIONER_DEFAULT, PIPE_MISROUTED_FAIL, err, NULL};
-    assert_int_equal(run_worker_opts("mis", "g-mis-fail", &s, 1, &stop, 0, NULL, &ro),
-                     CORE_EINVAL);
+    assert_int_equal(run_worker_opts("mis", "g-mis-fail", &s, 1, &stop, 0, NULL, &ro), CORE_EINVAL);
     assert_non_null(strstr(err, "misrouted message mis/"));
     assert_true(strstr(err, "key_mismatch: key '6' is not the event's user_id 5") ||
                 strstr(err, "wrong_partition: key '7'"));
@@ -564,9 +577,9 @@ static void test_consistent_random_topic(void **state) {
         sch_event ev = event_of(i);
         int n = sch_event_to_json(&ev, buf, sizeof buf);
         int k = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
-        assert_int_equal(pipe_producer_send(p, "crc", -1, key, (size_t)k, buf, (size_t)n, NULL, 0,
-                                            0, NULL),
-                         CORE_OK);
+        assert_int_equal(
+            pipe_producer_send(p, "crc", -1, key, (size_t)k, buf, (size_t)n, NULL, 0, 0, NULL),
+            CORE_OK);
         fp[ev.user_id] = fold(fp[ev.user_id], &ev);
     }
     assert_int_equal(pipe_producer_flush(p, 10000, NULL), CORE_OK);
@@ -593,8 +606,8 @@ static void test_props_prefixes_and_refusals(void **state) {
     char err[512];
     const unsigned worker = PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER;
     assert_int_equal(pipe_props_add(&p, "session.timeout.ms", "6000"), CORE_OK); /* C */
-    assert_int_equal(pipe_props_add(&p, "acks", "all"), CORE_OK);                 /* P */
-    assert_int_equal(pipe_props_add(&p, "client.id", "x"), CORE_OK);              /* * */
+    assert_int_equal(pipe_props_add(&p, "acks", "all"), CORE_OK);                /* P */
+    assert_int_equal(pipe_props_add(&p, "client.id", "x"), CORE_OK);             /* * */
     assert_int_equal(pipe_props_add(&p, "producer.linger.ms", "20"), CORE_OK);
     assert_int_equal(pipe_props_add(&p, "consumer.client.id", "y"), CORE_OK);
     assert_int_equal(pipe_props_check(&p, worker, "b:9092", err, sizeof err), CORE_OK);
@@ -620,7 +633,8 @@ static void test_props_prefixes_and_refusals(void **state) {
         const char *says; /* NULL: accepted */
     } cases[] = {
         {"enable.auto.offset.store", "true", worker, "kafka.enable.auto.offset.store: refused"},
-        {"consumer.enable.auto.commit", "false", worker, "kafka.consumer.enable.auto.commit: refused"},
+        {"consumer.enable.auto.commit", "false", worker,
+         "kafka.consumer.enable.auto.commit: refused"},
         {"isolation.level", "read_uncommitted", worker, "must be read_committed"},
         {"isolation.level", "read_committed", worker, NULL},
         {"group.id", "other", worker, "set by --group"},
@@ -759,7 +773,10 @@ static void test_readyz_worker(void **state) {
     int64_t t0 = core_now_ns();
     while (status != 200 && core_now_ns() - t0 < 30000000000ll) {
         status = pipe_test_http_get("127.0.0.1", port, "/readyz", resp, sizeof resp, &body);
-        if (status != 200) { struct timespec ts = {0, 100000000}; nanosleep(&ts, NULL); };
+        if (status != 200) {
+            struct timespec ts = {0, 100000000};
+            nanosleep(&ts, NULL);
+        };
     }
     r.stop = 1;
     pthread_join(th, NULL);

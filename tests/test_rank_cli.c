@@ -227,7 +227,8 @@ static void test_rank_isa_paths(void **state) {
         printf("path %s: max |p - p_fp32| = %.2e\n", name, worst);
         assert_true(worst <= bound);
     }
-    snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 3 --candidates %s --isa avx9 2>&1",
+    snprintf(cmd, sizeof cmd,
+             "%s rank --model %s --store %s --user 3 --candidates %s --isa avx9 2>&1",
              test_trail_bin(), model_path, store_path, cand_path);
     assert_int_equal(test_run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "unknown ISA path 'avx9'"));
@@ -255,9 +256,10 @@ static void test_rank_warns_of_another_window(void **state) {
         m->cfg.window = windows[i];
         mdl_model_refresh_versions(m);
         assert_int_equal(mdl_model_save(m, wpath, 0, err, sizeof err), 0);
-        snprintf(cmd, sizeof cmd,
-                 "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s 2>%s/w.err",
-                 test_trail_bin(), wpath, store_path, cand_path, dir);
+        snprintf(
+            cmd, sizeof cmd,
+            "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s 2>%s/w.err",
+            test_trail_bin(), wpath, store_path, cand_path, dir);
         assert_int_equal(test_run(cmd, out, sizeof out), 0);
         snprintf(cmd, sizeof cmd,
                  "%s rank --model %s --store %s --user 2 --ts 1700040000 --candidates %s",

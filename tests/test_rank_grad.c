@@ -62,8 +62,8 @@ static void randomize(mdl_model *m, uint64_t seed) {
 /* t2: user 2's window length (9 by default). Long attention projects on the candidate side unless a
  * user's window is shorter than its candidate group (user 2 has 3 candidates), so t2 = 2 puts user
  * 2 on the key side while user 0 (14 rows, 2 candidates) stays on the query side. */
-static uint32_t fixture_q_short = 1; /* the head with or without q (.) u_short */
-static uint32_t fixture_cross = 0;   /* the cross statistics in the head */
+static uint32_t fixture_q_short = 1;          /* the head with or without q (.) u_short */
+static uint32_t fixture_cross = 0;            /* the cross statistics in the head */
 static float fixture_keep[B * RANK_BRANCHES]; /* branch dropout's multipliers, when used */
 static int fixture_dropout = 0;
 
@@ -332,7 +332,8 @@ static void test_grad_every_variant(void **state) {
 }
 
 /* Branch dropout: a fixed mask, some blocks dropped and the others scaled, in the forward and the
- * backward alike; with and without the cross statistics (which need no gradient, but are masked). */
+ * backward alike; with and without the cross statistics (which need no gradient, but are masked).
+ */
 static void test_grad_branch_dropout(void **state) {
     (void)state;
     int n_bad = 0;
@@ -354,7 +355,8 @@ static void test_grad_branch_dropout(void **state) {
     assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg0, NULL), 0);
     f.bt.branch_keep = fixture_keep;
     assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg1, NULL), 0);
-    for (int k = 0; k < B * RANK_BRANCHES; k++) fixture_keep[k] = 1.f;
+    for (int k = 0; k < B * RANK_BRANCHES; k++)
+        fixture_keep[k] = 1.f;
     assert_int_equal(rank_net_forward(f.net, f.m, &f.bt, lg2, NULL), 0);
     int moved = 0;
     for (int b = 0; b < B; b++) {

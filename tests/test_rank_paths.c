@@ -73,8 +73,13 @@ static void make_fixture(fixture *f, uint32_t long_kind) {
         f->item[b] = 1 + core_rng_below(&r, 3000);
         f->cat[b] = 1 + f->item[b] % 97;
     }
-    f->h = (rank_history){.bucket_sum = f->V, .bucket_cnt = f->cnt, .window_len = T_WIN,
-                          .window = f->win, .T = T_WIN, .recent = f->win + T_WIN - 50, .N = 50,
+    f->h = (rank_history){.bucket_sum = f->V,
+                          .bucket_cnt = f->cnt,
+                          .window_len = T_WIN,
+                          .window = f->win,
+                          .T = T_WIN,
+                          .recent = f->win + T_WIN - 50,
+                          .N = 50,
                           .now_ts = now};
     /* center the logits: b3 minus their mean on the fp32 path */
     rank_scratch *s;
@@ -106,7 +111,8 @@ static void check_paths(uint32_t long_kind, const uint32_t *sizes, int n_sizes) 
         double lo = 1, hi = 0;
         for (uint32_t b = 0; b < B; b++)
             lo = fmin(lo, ref[b]), hi = fmax(hi, ref[b]);
-        if (B >= 100 && !(lo < 0.2 && hi > 0.8)) fail_msg("probabilities only span [%g, %g]", lo, hi);
+        if (B >= 100 && !(lo < 0.2 && hi > 0.8))
+            fail_msg("probabilities only span [%g, %g]", lo, hi);
         for (int i = 0; i < RANK_ISA_COUNT; i++) {
             rank_isa isa = (rank_isa)i;
             if (!rank_isa_available(isa)) {

@@ -10,10 +10,9 @@
  *                over its levels: 255 or 127 for a nonnegative row, 127 or 63 otherwise, VNNI or
  *                AVX2; 2047 on the int16 path), each weight by s_w/2 (s_w = the row's max |w| /
  *                127; int16: / rank_i16_weight_levels), so
- *                |y - ref| <= sum_g [s_a/2 sum|w| + s_w/2 sum|a| + K_g s_a s_w / 4] + the fp32 bound;
- *                and on inputs that are their own codes (integers with max 127 per row) the
- *                int32 sums are exact: y == ref.
- * Paths this CPU cannot run are skipped, and their names printed.
+ *                |y - ref| <= sum_g [s_a/2 sum|w| + s_w/2 sum|a| + K_g s_a s_w / 4] + the fp32
+ * bound; and on inputs that are their own codes (integers with max 127 per row) the int32 sums are
+ * exact: y == ref. Paths this CPU cannot run are skipped, and their names printed.
  */
 #include "test_common.h"
 
@@ -118,7 +117,8 @@ static void run_case(rank_isa isa, const shape *s) {
     double *qb = calloc((size_t)M * N, sizeof *qb); /* the int8 rounding bound per output */
     for (int g = 0; g < s->nseg && i8; g++) {
         int K = s->K[g];
-        double top = isa == RANK_ISA_AVX2_INT8 ? 127 : 255, half = isa == RANK_ISA_AVX2_INT8 ? 63 : 127;
+        double top = isa == RANK_ISA_AVX2_INT8 ? 127 : 255,
+               half = isa == RANK_ISA_AVX2_INT8 ? 63 : 127;
         double wlev = 127;
         if (isa == RANK_ISA_AVX2_INT16) /* symmetric 12-bit codes, no zero point */
             top = half = 2047, wlev = rank_i16_weight_levels(rank_pgemm_kp(isa, K));
@@ -212,7 +212,7 @@ static void test_int8_exact_on_codes(void **state) {
             printf("skip path %s: this CPU cannot run it\n", rank_isa_name(isa));
             continue;
         }
-        int lev = isa == RANK_ISA_AVX2_INT8 ? 63 : 127; /* AVX2: 7-bit codes, signed within +-63 */
+        int lev = isa == RANK_ISA_AVX2_INT8 ? 63 : 127;  /* AVX2: 7-bit codes, signed within +-63 */
         int top = isa == RANK_ISA_AVX2_INT8 ? 127 : 255; /* nonnegative rows: 0..top */
         for (int m = 0; m < M; m++) {
             for (int k = 0; k < K0; k++)

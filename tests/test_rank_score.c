@@ -367,7 +367,8 @@ static void test_cross_statistics_match_a_scan(void **state) {
     enum { XU = 3, XB = 30, XT = 240 };
     fx f;
     make_variant(&f, MDL_LONG_NONE, MDL_SHORT_DIN, MDL_TEMPORAL_NONE, 0);
-    const int64_t now = 1700000000 - 1700000000 % 86400 + 600; /* 00:10 UTC: the hour spans midnight */
+    const int64_t now =
+        1700000000 - 1700000000 % 86400 + 600; /* 00:10 UTC: the hour spans midnight */
     static sch_behavior win[XU][XT];
     uint32_t Tu[XU] = {XT, 0, 57};
     core_rng r;
@@ -376,11 +377,19 @@ static void test_cross_statistics_match_a_scan(void **state) {
         for (uint32_t j = 0; j < Tu[u]; j++) {
             int64_t back; /* oldest first, the last few after the request */
             switch (core_rng_below(&r, 4)) {
-            case 0: back = 86400 * (int64_t)(1 + core_rng_below(&r, 20)) +
-                           (int64_t)core_rng_below(&r, 7300) - 3650; break; /* ~ same time of day */
-            case 1: back = (int64_t)core_rng_below(&r, 4 * 3600); break;
-            case 2: back = (int64_t)core_rng_below(&r, 60 * 86400); break;
-            default: back = -(int64_t)core_rng_below(&r, 300); break;
+            case 0:
+                back = 86400 * (int64_t)(1 + core_rng_below(&r, 20)) +
+                       (int64_t)core_rng_below(&r, 7300) - 3650;
+                break; /* ~ same time of day */
+            case 1:
+                back = (int64_t)core_rng_below(&r, 4 * 3600);
+                break;
+            case 2:
+                back = (int64_t)core_rng_below(&r, 60 * 86400);
+                break;
+            default:
+                back = -(int64_t)core_rng_below(&r, 300);
+                break;
             }
             win[u][j] = (sch_behavior){1 + core_rng_below(&r, 30), 1 + core_rng_below(&r, 8),
                                        now - back, 1};
@@ -427,9 +436,13 @@ static void test_cross_statistics_match_a_scan(void **state) {
                 }
             }
             double want[8] = {
-                log1p(nc), nc > 0,
+                log1p(nc),
+                nc > 0,
                 lc == INT64_MIN ? 1.5 : log1p(fmax(0., (double)(hu->now_ts - lc)) / 60.) / 10.,
-                log1p(eh), log1p(ed), log1p(nt), log1p(ni),
+                log1p(eh),
+                log1p(ed),
+                log1p(nt),
+                log1p(ni),
                 li == INT64_MIN ? 1.5 : log1p(fmax(0., (double)(hu->now_ts - li)) / 60.) / 10.};
             const float *z = rank_net_head_input(net, (uint32_t)b) + col.cross;
             for (int k = 0; k < 8; k++)
@@ -519,7 +532,8 @@ static void test_folded_head_equals_assembled(void **state) {
                 }
                 if (worst > 2e-6)
                     fail_msg("variant long %u short %u tin %u dense %u q_short %u: folded head "
-                             "differs by %g", longs[li], shorts[si], tin, nd, variant_q_short, worst);
+                             "differs by %g",
+                             longs[li], shorts[si], tin, nd, variant_q_short, worst);
                 assert_true(spread > NB / 2); /* the scores depend on the candidate */
                 /* fewer candidates than the fold repays: the plain head, same scores */
                 assert_int_equal(rank_score(got, s, f.m, &h, it, ca, 8), 0);
@@ -537,8 +551,8 @@ static void test_folded_head_equals_assembled(void **state) {
                 for (int b = 0; b < NB; b++)
                     if (fabs((double)got[b] - want[b]) > 2e-6)
                         fail_msg("variant long %u short %u tin %u q_short %u, no recent: candidate "
-                                 "%d folded %g plain %g", longs[li], shorts[si], tin,
-                                 variant_q_short, b, got[b], want[b]);
+                                 "%d folded %g plain %g",
+                                 longs[li], shorts[si], tin, variant_q_short, b, got[b], want[b]);
                 /* every other compute path on the same requests (folded, with no recent
                  * behaviors, unfolded), within its bound of the fp32 path that s runs */
                 float ref_h[NB], ref_h0[NB], pg[NB];
@@ -557,8 +571,8 @@ static void test_folded_head_equals_assembled(void **state) {
                             if (!(fabs((double)pg[b] - r[b]) <= rank_isa_max_dp((rank_isa)i)))
                                 fail_msg("variant long %u short %u tin %u dense %u: path %s "
                                          "pass %d candidate %u: %g vs fp32 %g",
-                                         longs[li], shorts[si], tin, nd,
-                                         rank_isa_name((rank_isa)i), pass, b, pg[b], r[b]);
+                                         longs[li], shorts[si], tin, nd, rank_isa_name((rank_isa)i),
+                                         pass, b, pg[b], r[b]);
                     }
                     assert_int_equal(rank_scratch_route_fallbacks(sp), 0);
                     rank_scratch_destroy(sp);

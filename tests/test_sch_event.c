@@ -14,7 +14,9 @@ static void test_json_roundtrip(void **state) {
     sch_event ev, back;
     char err[256], buf[400];
     assert_int_equal(decode("{\"user_id\":7,\"item_id\":2268318,\"category_id\":2520377,"
-                            "\"action\":\"pv\",\"ts\":1511544070}", &ev, err), CORE_OK);
+                            "\"action\":\"pv\",\"ts\":1511544070}",
+                            &ev, err),
+                     CORE_OK);
     assert_int_equal(ev.user_id, 7);
     assert_int_equal(ev.item_id, 2268318);
     assert_int_equal(ev.category_id, 2520377);
@@ -33,8 +35,13 @@ static void test_json_roundtrip(void **state) {
 
 static void test_binary_roundtrip_and_corruption(void **state) {
     (void)state;
-    sch_event ev = {.user_id = 1, .item_id = 2, .category_id = 3, .ts = 1500000000,
-                    .action = SCH_ACTION_BUY, .flags = SCH_F_LABEL, .label = 1};
+    sch_event ev = {.user_id = 1,
+                    .item_id = 2,
+                    .category_id = 3,
+                    .ts = 1500000000,
+                    .action = SCH_ACTION_BUY,
+                    .flags = SCH_F_LABEL,
+                    .label = 1};
     sch_event back;
     uint8_t rec[SCH_BIN_RECORD_SIZE];
     char err[256];
@@ -56,21 +63,40 @@ static void test_json_rejects(void **state) {
         int rc;
         const char *needle;
     } cases[] = {
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\"", CORE_EFORMAT, "invalid JSON"},
-        {"{\"user_id\":\"1\",\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5}", CORE_EFORMAT, "user_id"},
-        {"{\"user_id\":1,\"item_id\":2.5,\"category_id\":3,\"action\":\"click\",\"ts\":5}", CORE_EFORMAT, "item_id"},
-        {"{\"user_id\":-1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5}", CORE_ERANGE, "user_id"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":99999999999}", CORE_ERANGE, "ts"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"poke\",\"ts\":5}", CORE_ERANGE, "action"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"ts\":5}", CORE_EFORMAT, "missing field 'action'"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"color\":1}", CORE_EFORMAT, "unknown field 'color'"},
-        {"{\"user_id\":1,\"user_id\":2,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5}", CORE_EFORMAT, "duplicate"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"cl\xff\",\"ts\":5}", CORE_EFORMAT, "UTF-8"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\"", CORE_EFORMAT,
+         "invalid JSON"},
+        {"{\"user_id\":\"1\",\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5}",
+         CORE_EFORMAT, "user_id"},
+        {"{\"user_id\":1,\"item_id\":2.5,\"category_id\":3,\"action\":\"click\",\"ts\":5}",
+         CORE_EFORMAT, "item_id"},
+        {"{\"user_id\":-1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5}",
+         CORE_ERANGE, "user_id"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":99999999999}",
+         CORE_ERANGE, "ts"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"poke\",\"ts\":5}",
+         CORE_ERANGE, "action"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"ts\":5}", CORE_EFORMAT,
+         "missing field 'action'"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"color\":"
+         "1}",
+         CORE_EFORMAT, "unknown field 'color'"},
+        {"{\"user_id\":1,\"user_id\":2,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":"
+         "5}",
+         CORE_EFORMAT, "duplicate"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"cl\xff\",\"ts\":5}",
+         CORE_EFORMAT, "UTF-8"},
         {"[1,2]", CORE_EFORMAT, "object"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"label\":2}", CORE_ERANGE, "label"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"prob\":1.5}", CORE_ERANGE, "prob"},
-        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"v\":2}", CORE_EVERSION, "version"},
-        {"{\"user_id\":99999999999999999999,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5}", CORE_EFORMAT, "invalid JSON"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"label\":"
+         "2}",
+         CORE_ERANGE, "label"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"prob\":1."
+         "5}",
+         CORE_ERANGE, "prob"},
+        {"{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"v\":2}",
+         CORE_EVERSION, "version"},
+        {"{\"user_id\":99999999999999999999,\"item_id\":2,\"category_id\":3,\"action\":\"click\","
+         "\"ts\":5}",
+         CORE_EFORMAT, "invalid JSON"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sch_event ev;
@@ -98,7 +124,8 @@ static void test_reader_lines_and_long_lines(void **state) {
     snprintf(path, sizeof path, "%s/ev.jsonl", dir);
     FILE *f = fopen(path, "w");
     fputs("{\"a\":1}\r\n\n", f);
-    for (int i = 0; i < 5000; i++) fputc('x', f);
+    for (int i = 0; i < 5000; i++)
+        fputc('x', f);
     fputs("\nlast", f);
     fclose(f);
     sch_reader *r;

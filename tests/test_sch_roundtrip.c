@@ -32,25 +32,29 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void path(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", g_dir, name); }
+static void path(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", g_dir, name);
+}
 
 /* A 63-bit id: an extreme one time in four, else random with a random bit length. */
 static uint64_t rand_id(core_rng *r) {
-    static const uint64_t ext[] = {0, 1, 2, SCH_ID_MAX, SCH_ID_MAX - 1, 1ull << 32, (1ull << 53) + 1,
-                                   1ull << 62};
+    static const uint64_t ext[] = {
+        0, 1, 2, SCH_ID_MAX, SCH_ID_MAX - 1, 1ull << 32, (1ull << 53) + 1, 1ull << 62};
     if (core_rng_below(r, 4) == 0) return ext[core_rng_below(r, sizeof ext / sizeof ext[0])];
     unsigned bits = 1 + (unsigned)core_rng_below(r, 63);
     return core_rng_next(r) >> (64 - bits);
 }
 
 static int64_t rand_ts(core_rng *r) {
-    static const int64_t ext[] = {SCH_TS_MIN, SCH_TS_MIN + 1, SCH_TS_MAX, SCH_TS_MAX - 1, 1511544070};
+    static const int64_t ext[] = {SCH_TS_MIN, SCH_TS_MIN + 1, SCH_TS_MAX, SCH_TS_MAX - 1,
+                                  1511544070};
     if (core_rng_below(r, 4) == 0) return ext[core_rng_below(r, sizeof ext / sizeof ext[0])];
     return (int64_t)core_rng_below(r, (uint64_t)SCH_TS_MAX + 1);
 }
 
 static float rand_prob(core_rng *r) {
-    static const float ext[] = {0.f, 1.f, -0.f, 1e-45f, 1.17549435e-38f, 0.5f, 0.99999994f, 0.1f, 0.31f};
+    static const float ext[] = {0.f,  1.f,         -0.f, 1e-45f, 1.17549435e-38f,
+                                0.5f, 0.99999994f, 0.1f, 0.31f};
     if (core_rng_below(r, 4) == 0) return ext[core_rng_below(r, sizeof ext / sizeof ext[0])];
     uint32_t u = (uint32_t)(core_rng_next(r) >> 40); /* 24 bits */
     float p = (float)u / (float)(1u << 24);
@@ -75,13 +79,15 @@ static sch_event rand_event(core_rng *r) {
 }
 
 static int same_event(const sch_event *a, const sch_event *b) {
-    return a->user_id == b->user_id && a->item_id == b->item_id && a->category_id == b->category_id &&
-           a->ts == b->ts && a->action == b->action && a->flags == b->flags && a->label == b->label &&
-           a->request_id == b->request_id && a->prob == b->prob; /* -0 == 0: JSON has one zero */
+    return a->user_id == b->user_id && a->item_id == b->item_id &&
+           a->category_id == b->category_id && a->ts == b->ts && a->action == b->action &&
+           a->flags == b->flags && a->label == b->label && a->request_id == b->request_id &&
+           a->prob == b->prob; /* -0 == 0: JSON has one zero */
 }
 
 static void describe(const sch_event *e, char *buf, size_t cap) {
-    snprintf(buf, cap, "user %llu item %llu cat %llu ts %lld action %u flags %u label %u req %llu prob %.9g",
+    snprintf(buf, cap,
+             "user %llu item %llu cat %llu ts %lld action %u flags %u label %u req %llu prob %.9g",
              (unsigned long long)e->user_id, (unsigned long long)e->item_id,
              (unsigned long long)e->category_id, (long long)e->ts, e->action, e->flags, e->label,
              (unsigned long long)e->request_id, (double)e->prob);
@@ -155,10 +161,13 @@ static void test_random_events(void **state) {
 static void put_cp(uint32_t cp, int escape, char *js, size_t *jn, char *raw, size_t *rn) {
     char u[4];
     size_t k;
-    if (cp < 0x80) u[0] = (char)cp, k = 1;
-    else if (cp < 0x800) u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 63)), k = 2;
+    if (cp < 0x80)
+        u[0] = (char)cp, k = 1;
+    else if (cp < 0x800)
+        u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 63)), k = 2;
     else if (cp < 0x10000)
-        u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | ((cp >> 6) & 63)), u[2] = (char)(0x80 | (cp & 63)), k = 3;
+        u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | ((cp >> 6) & 63)),
+        u[2] = (char)(0x80 | (cp & 63)), k = 3;
     else
         u[0] = (char)(0xF0 | cp >> 18), u[1] = (char)(0x80 | ((cp >> 12) & 63)),
         u[2] = (char)(0x80 | ((cp >> 6) & 63)), u[3] = (char)(0x80 | (cp & 63)), k = 4;
@@ -170,7 +179,8 @@ static void put_cp(uint32_t cp, int escape, char *js, size_t *jn, char *raw, siz
     } else if (cp < 0x20 || escape) {
         if (cp >= 0x10000) {
             uint32_t v = cp - 0x10000;
-            *jn += (size_t)sprintf(js + *jn, "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
+            *jn += (size_t)sprintf(js + *jn, "\\u%04x\\u%04x", 0xD800 + (v >> 10),
+                                   0xDC00 + (v & 0x3FF));
         } else {
             *jn += (size_t)sprintf(js + *jn, "\\u%04x", cp);
         }
@@ -199,13 +209,19 @@ static void test_string_request_ids(void **state) {
             for (int k = 0; k < len; k++) {
                 uint32_t cp;
                 switch (core_rng_below(&r, 4)) {
-                case 0: cp = 1 + (uint32_t)core_rng_below(&r, 0x7f); break;
-                case 1: cp = 0x80 + (uint32_t)core_rng_below(&r, 0x800 - 0x80); break;
+                case 0:
+                    cp = 1 + (uint32_t)core_rng_below(&r, 0x7f);
+                    break;
+                case 1:
+                    cp = 0x80 + (uint32_t)core_rng_below(&r, 0x800 - 0x80);
+                    break;
                 case 2:
                     cp = 0x800 + (uint32_t)core_rng_below(&r, 0x10000 - 0x800);
                     if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0x4E2D; /* no lone surrogates */
                     break;
-                default: cp = 0x10000 + (uint32_t)core_rng_below(&r, 0x110000 - 0x10000); break;
+                default:
+                    cp = 0x10000 + (uint32_t)core_rng_below(&r, 0x110000 - 0x10000);
+                    break;
                 }
                 put_cp(cp, (int)core_rng_below(&r, 2), body, &jn, raw, &rn);
             }
@@ -242,8 +258,13 @@ static void test_old_binary_request_id(void **state) {
         s = id;
         full = XXH3_64bits(s, strlen(s));
     }
-    sch_event e = {.user_id = 1, .item_id = 5, .category_id = 7, .ts = 1511544100,
-                   .action = SCH_ACTION_VIEW, .flags = SCH_F_LABEL | SCH_F_REQUEST, .label = 1};
+    sch_event e = {.user_id = 1,
+                   .item_id = 5,
+                   .category_id = 7,
+                   .ts = 1511544100,
+                   .action = SCH_ACTION_VIEW,
+                   .flags = SCH_F_LABEL | SCH_F_REQUEST,
+                   .label = 1};
     e.request_id = full; /* what the old writer held: invalid now */
     char err[256], js[300];
     assert_int_equal(sch_event_validate(&e, err, sizeof err), CORE_ERANGE);
@@ -257,7 +278,8 @@ static void test_old_binary_request_id(void **state) {
     char line[200];
     snprintf(line, sizeof line,
              "{\"user_id\":1,\"item_id\":5,\"category_id\":7,\"action\":\"view\",\"ts\":1511544100,"
-             "\"label\":1,\"request_id\":\"%s\"}", s);
+             "\"label\":1,\"request_id\":\"%s\"}",
+             s);
     sch_event fromjs;
     assert_int_equal(sch_event_from_json(&fromjs, line, strlen(line), err, sizeof err), CORE_OK);
     assert_true(same_event(&back, &fromjs));
@@ -272,7 +294,8 @@ static void test_files(void **state) {
     assert_non_null(ev);
     core_rng r;
     core_rng_seed(&r, 5);
-    for (int i = 0; i < N; i++) ev[i] = rand_event(&r);
+    for (int i = 0; i < N; i++)
+        ev[i] = rand_event(&r);
     for (int binary = 0; binary < 2; binary++) {
         char file[4200], err[256];
         path(file, sizeof file, binary ? "ev.bin" : "ev.jsonl");
@@ -338,8 +361,9 @@ static void make_model(char *model, size_t cap) {
     path(model, cap, "m.trail");
     char out[4200];
     path(out, sizeof out, "model.out");
-    char *argv[] = {g_bin, "model", "init", "--out", model, "--dim", "16", "--signatures", "4",
-                    "--bits", "3", "--item-rows", "4096", "--cat-rows", "64", NULL};
+    char *argv[] = {g_bin,  "model",        "init", "--out",  model, "--dim",
+                    "16",   "--signatures", "4",    "--bits", "3",   "--item-rows",
+                    "4096", "--cat-rows",   "64",   NULL};
     assert_int_equal(run(out, argv, 60000), 0);
 }
 
@@ -348,7 +372,8 @@ static void make_model(char *model, size_t cap) {
 static void encode_expect(char *model, char *input, char *store, const char *want, int rc) {
     char out[4200];
     path(out, sizeof out, "encode.out");
-    char *argv[] = {g_bin, "encode", "--model", model, "--store", store, "--input", input, "--json", NULL};
+    char *argv[] = {g_bin, "encode",  "--model", model,    "--store",
+                    store, "--input", input,     "--json", NULL};
     assert_int_equal(run(out, argv, 60000), rc);
     char *o = slurp(out);
     assert_non_null(o);
@@ -366,22 +391,33 @@ static void test_rejects_keep_utf8(void **state) {
     path(store, sizeof store, "st-rej");
     snprintf(rej, sizeof rej, "%s/rejects.jsonl", store);
     char longrec[400];
-    int ln = snprintf(longrec, sizeof longrec,
-                      "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"note\":\"");
-    while (ln < 330) ln += snprintf(longrec + ln, sizeof longrec - (size_t)ln, "\xe5\x95\x86"); /* 商 */
+    int ln = snprintf(
+        longrec, sizeof longrec,
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"note\":\"");
+    while (ln < 330)
+        ln += snprintf(longrec + ln, sizeof longrec - (size_t)ln, "\xe5\x95\x86"); /* 商 */
     snprintf(longrec + ln, sizeof longrec - (size_t)ln, "\"}");
+    /* clang-format off: it does not settle on these concatenations with trailing comments */
+    // clang-format off
     const char *lines[] = {
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"\xe7\x82\xb9\xe5\x87\xbb\",\"ts\":5}", /* 点击 */
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,\"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87\":1}", /* ключ */
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"caf\xc3\xa9 \xf0\x9f\x9b\x92\",\"ts\":5}", /* café 🛒 */
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"cl\xff\xfe\",\"ts\":5}", /* not UTF-8 */
-        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"\xed\xa0\x80\xc0\xaf\",\"ts\":5}", /* surrogate, overlong */
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":"
+        "\"\xe7\x82\xb9\xe5\x87\xbb\",\"ts\":5}",                          /* 点击 */
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":\"click\",\"ts\":5,"
+        "\"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87\":1}",                               /* ключ */
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":"
+        "\"caf\xc3\xa9 \xf0\x9f\x9b\x92\",\"ts\":5}",                     /* café 🛒 */
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":"
+        "\"cl\xff\xfe\",\"ts\":5}",                                        /* not UTF-8 */
+        "{\"user_id\":1,\"item_id\":2,\"category_id\":3,\"action\":"
+        "\"\xed\xa0\x80\xc0\xaf\",\"ts\":5}",                   /* surrogate, overlong */
         longrec,
     };
+    // clang-format on
     const size_t nl = sizeof lines / sizeof lines[0];
     FILE *f = fopen(in, "wb");
     assert_non_null(f);
-    for (size_t i = 0; i < nl; i++) fprintf(f, "%s\n", lines[i]);
+    for (size_t i = 0; i < nl; i++)
+        fprintf(f, "%s\n", lines[i]);
     fclose(f);
     char want[100];
     snprintf(want, sizeof want, "\"rejected\":%zu", nl);
@@ -396,7 +432,9 @@ static void test_rejects_keep_utf8(void **state) {
         *nlp = 0; /* the checks below look at this line only */
         json_error_t jerr;
         json_t *o = json_loadb(line, (size_t)(nlp - line), 0, &jerr);
-        if (!o) fail_msg("reject line %zu is not JSON (%s): %.*s", i + 1, jerr.text, (int)(nlp - line), line);
+        if (!o)
+            fail_msg("reject line %zu is not JSON (%s): %.*s", i + 1, jerr.text, (int)(nlp - line),
+                     line);
         const char *recs = json_string_value(json_object_get(o, "record"));
         const char *reason = json_string_value(json_object_get(o, "reason"));
         assert_non_null(recs);
@@ -404,10 +442,13 @@ static void test_rejects_keep_utf8(void **state) {
         size_t len = strlen(lines[i]);
         if (i == 3 || i == 4) { /* invalid bytes: each as \u00XX, read back as Latin-1 */
             assert_null(strstr(line, "\xff"));
-            assert_non_null(strstr(line, i == 3 ? "cl\\u00ff\\u00fe" : "\\u00ed\\u00a0\\u0080\\u00c0\\u00af"));
+            assert_non_null(
+                strstr(line, i == 3 ? "cl\\u00ff\\u00fe" : "\\u00ed\\u00a0\\u0080\\u00c0\\u00af"));
         } else if (len <= 200) { /* the record, byte for byte, and raw in the file */
             assert_string_equal(recs, lines[i]);
-            assert_non_null(strstr(line, i == 0 ? "\xe7\x82\xb9\xe5\x87\xbb" : i == 1 ? "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87" : "caf\xc3\xa9 \xf0\x9f\x9b\x92"));
+            assert_non_null(strstr(line, i == 0   ? "\xe7\x82\xb9\xe5\x87\xbb"
+                                         : i == 1 ? "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"
+                                                  : "caf\xc3\xa9 \xf0\x9f\x9b\x92"));
             assert_null(strstr(line, "\\u00")); /* nothing escaped as Latin-1 */
         } else { /* cut at 200 bytes or just before, on a character boundary, then "..." */
             size_t rl = strlen(recs);
@@ -416,7 +457,8 @@ static void test_rejects_keep_utf8(void **state) {
             assert_string_equal(recs + rl - 3, "...");
             assert_null(strstr(line, "\\u00"));
         }
-        if (i == 0) assert_non_null(strstr(reason, "\xe7\x82\xb9\xe5\x87\xbb")); /* the reason quotes it */
+        if (i == 0)
+            assert_non_null(strstr(reason, "\xe7\x82\xb9\xe5\x87\xbb")); /* the reason quotes it */
         if (i == 1) assert_non_null(strstr(reason, "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"));
         json_decref(o);
         line = nlp + 1;
@@ -433,8 +475,7 @@ static pid_t start_broker(char *brokers, size_t cap) {
         int port = 20000 + (int)((getpid() * 11 + attempt * 211 + 7) % 20000);
         char ps[16];
         snprintf(ps, sizeof ps, "%d", port);
-        char *argv[] = {g_bin, "broker", "--port", ps, "--partitions", "2",
-                        "--topics", "t", NULL};
+        char *argv[] = {g_bin, "broker", "--port", ps, "--partitions", "2", "--topics", "t", NULL};
         pid_t br = test_spawn(argv, out, out, 0);
         for (int t = 0; t < 5000; t += 50) {
             FILE *f = fopen(out, "r");
@@ -471,11 +512,13 @@ static void test_record_reads_back(void **state) {
         char id[32];
         snprintf(id, sizeof id, "req-%d", i);
         top += XXH3_64bits(id, strlen(id)) >> 63 != 0;
-        fprintf(f, "{\"user_id\":%d,\"item_id\":%d,\"category_id\":7,\"action\":\"view\",\"ts\":%d,"
-                   "\"label\":%d,\"request_id\":\"%s\"}\n",
+        fprintf(f,
+                "{\"user_id\":%d,\"item_id\":%d,\"category_id\":7,\"action\":\"view\",\"ts\":%d,"
+                "\"label\":%d,\"request_id\":\"%s\"}\n",
                 i % 5, 100 + i, 1511544100 + i, i % 2, id);
-        fprintf(f, "{\"user_id\":%d,\"item_id\":%d,\"category_id\":7,\"action\":\"click\",\"ts\":%d}\n",
-                i % 5, 100 + i, 1511544101 + i);
+        fprintf(
+            f, "{\"user_id\":%d,\"item_id\":%d,\"category_id\":7,\"action\":\"click\",\"ts\":%d}\n",
+            i % 5, 100 + i, 1511544101 + i);
     }
     fclose(f);
     assert_true(top > N / 4);
@@ -487,10 +530,13 @@ static void test_record_reads_back(void **state) {
         char rec[4200], store[4200], want[160];
         path(rec, sizeof rec, binary ? "rec.bin" : "rec.jsonl");
         path(store, sizeof store, binary ? "st-bin" : "st-json");
-        char *recv[] = {bin, "record", "--brokers", brokers, "--topic", "t", "--out", rec,
-                        binary ? "--binary" : NULL, NULL};
+        char *recv[] = {bin,     "record",  "--brokers",
+                        brokers, "--topic", "t",
+                        "--out", rec,       binary ? "--binary" : NULL,
+                        NULL};
         assert_int_equal(run(out, recv, 30000), 0);
-        snprintf(want, sizeof want, "\"records\":%d,\"read\":%d,\"applied\":%d,\"impressions\":%d,\"rejected\":0",
+        snprintf(want, sizeof want,
+                 "\"records\":%d,\"read\":%d,\"applied\":%d,\"impressions\":%d,\"rejected\":0",
                  2 * N, 2 * N, N, N);
         encode_expect(model, rec, store, want, 0);
     }

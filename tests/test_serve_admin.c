@@ -303,8 +303,8 @@ static void test_stuck_reload(void **state) {
     assert_int_equal(http_do(port, "GET", "/healthz", NULL, resp, sizeof resp, &rb), 200);
     assert_non_null(strstr(rb, va));
     status = http_do(port, "POST", "/v1/score",
-                     "{\"user_id\":1,\"candidates\":[{\"item_id\":5,\"category_id\":7}]}",
-                     resp, sizeof resp, &rb);
+                     "{\"user_id\":1,\"candidates\":[{\"item_id\":5,\"category_id\":7}]}", resp,
+                     sizeof resp, &rb);
     assert_int_equal(status, 200);
     /* release the load: opening the write end lets the loader's open return; it finds no model
      * (a FIFO has no size) and may close its end before the bytes go in, so the write may fail

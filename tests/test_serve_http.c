@@ -135,8 +135,9 @@ static void test_model_metadata(void **state) {
         assert_string_equal(json_string_value(json_object_get(o, "path")), paths[i]);
         assert_string_equal(json_string_value(json_object_get(o, "model_version")), ver_a);
         assert_int_equal(strlen(json_string_value(json_object_get(o, "encoding_version"))), 16);
-        assert_string_equal(json_string_value(json_object_get(json_object_get(o, "server"), "version")),
-                            TRAIL_VERSION);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(o, "server"), "version")),
+            TRAIL_VERSION);
         assert_string_equal(json_string_value(json_object_get(o, "isa")),
                             rank_isa_name(rank_isa_current()));
         json_t *cfg = json_object_get(o, "config");
@@ -526,8 +527,8 @@ static void test_http_metrics(void **state) {
     const char *hdr = "POST /v1/score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
                       "10000000\r\n\r\n";
     assert_int_equal(http_raw(port, hdr, strlen(hdr), resp, sizeof resp, &rb), 413);
-    assert_int_equal(http_do(port, "POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [",
-                             resp, sizeof resp, &rb),
+    assert_int_equal(http_do(port, "POST", "/v1/score", "{\"user_id\": 1, \"candidates\": [", resp,
+                             sizeof resp, &rb),
                      400);
     assert_int_equal(http_do(port, "GET", "/nope", NULL, resp, sizeof resp, &rb), 404);
     assert_int_equal(http_do(port, "POST", "/healthz", "{}", resp, sizeof resp, &rb), 405);
@@ -543,7 +544,8 @@ static void test_http_metrics(void **state) {
                      count0 + 6);
     assert_int_equal(http_total(rb), count0 + 6);
     assert_int_equal(metric(rb, "trail_http_requests_total{code=\"413\",path=\"/v1/score\"} "),
-                     metric(before, "trail_http_requests_total{code=\"413\",path=\"/v1/score\"} ") + 1);
+                     metric(before, "trail_http_requests_total{code=\"413\",path=\"/v1/score\"} ") +
+                         1);
     assert_true(metric(rb, "trail_http_requests_total{code=\"400\",path=\"/v1/score\"} ") >= 12);
     assert_true(metric(rb, "trail_http_requests_total{code=\"404\",path=\"other\"} ") >= 3);
     assert_true(metric(rb, "trail_http_requests_total{code=\"405\",path=\"/healthz\"} ") >= 2);

@@ -186,8 +186,9 @@ static void test_access_log_and_ids(void **state) {
     // one whole line per request, each with every field
     assert_int_equal(count(text, "\n"), THREADS * PER_THREAD);
     for (const char *line = text; *line; line = strchr(line, '\n') + 1) {
-        static const char *const fields[] = {" method=", " path=", " status=", " candidates=",
-                                             " latency_ms=", " request_id=", " client=127.0.0.1"};
+        static const char *const fields[] = {
+            " method=",     " path=",       " status=",         " candidates=",
+            " latency_ms=", " request_id=", " client=127.0.0.1"};
         int len = (int)(strchr(line, '\n') - line);
         if (strncmp(line, "time=", 5) != 0) fail_msg("line: %.*s", len, line);
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
@@ -199,10 +200,10 @@ static void test_access_log_and_ids(void **state) {
     for (int t = 0; t < THREADS; t++)
         for (int i = 0; i < PER_THREAD; i++) {
             snprintf(pat, sizeof pat, " request_id=%s ", args[t].ids[i]);
-            if (count(text, pat) != 1) fail_msg("id %s: %d lines", args[t].ids[i], count(text, pat));
+            if (count(text, pat) != 1)
+                fail_msg("id %s: %d lines", args[t].ids[i], count(text, pat));
         }
-    snprintf(pat, sizeof pat,
-             "method=POST path=/v1/score status=200 candidates=1 latency_ms=");
+    snprintf(pat, sizeof pat, "method=POST path=/v1/score status=200 candidates=1 latency_ms=");
     assert_int_equal(count(text, pat), THREADS * PER_THREAD / 5);
     assert_int_equal(count(text, " error=bad_json\n"), THREADS * PER_THREAD / 5);
     assert_int_equal(count(text, "path=/nope status=404 "), THREADS * PER_THREAD / 5);

@@ -50,7 +50,8 @@ static void check_exposition(const char *text) {
             assert_true(!strcmp(kind, "counter") || !strcmp(kind, "gauge") ||
                         !strcmp(kind, "histogram"));
         } else {
-            size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:0123456789");
+            size_t n =
+                strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:0123456789");
             if (!n || !same_family(line, n, family, type))
                 fail_msg("sample outside its family (%s): %.*s", family, (int)(nl - line), line);
             const char *v = line + n;
@@ -92,10 +93,10 @@ static void test_render(void **state) {
     rank_metrics_reload(mt, 0);
     rank_metrics_set_model(mt, "00112233aabbccdd", "0123456789abcdef", "sdim+selfattn+tin");
     rank_metrics_set_isa(mt, "avx512-vnni", "int8", "avx2 fma avx512f", "Cooperlake");
-    rank_metrics_http(mt, RANK_EP_SCORE, 200, 300000);     // 0.3 ms
-    rank_metrics_http(mt, RANK_EP_SCORE, 200, 800000);     // 0.8 ms
-    rank_metrics_http(mt, RANK_EP_SCORE, 400, 50000);      // 50 us: a parse error
-    rank_metrics_http(mt, RANK_EP_OTHER, 404, 20000);      // 20 us
+    rank_metrics_http(mt, RANK_EP_SCORE, 200, 300000);       // 0.3 ms
+    rank_metrics_http(mt, RANK_EP_SCORE, 200, 800000);       // 0.8 ms
+    rank_metrics_http(mt, RANK_EP_SCORE, 400, 50000);        // 50 us: a parse error
+    rank_metrics_http(mt, RANK_EP_OTHER, 404, 20000);        // 20 us
     rank_metrics_http(mt, RANK_EP_HEALTHZ, 299, 3000000000); // 3 s, a code outside the list
     int n = rank_metrics_render(mt, buf, sizeof buf);
     assert_true(n > 0);

@@ -54,7 +54,8 @@ static void test_two_steps_by_hand(void **state) {
     ac.clip = 0;
     ac.lr = 0.01f;
     trn_rows rows = {item_rows, 1, cat_rows, 1};
-    size_t d = f->o.dense_off, it = f->o.item_off + 3 * f->o.half, un = f->o.item_off + 5 * f->o.half;
+    size_t d = f->o.dense_off, it = f->o.item_off + 3 * f->o.half,
+           un = f->o.item_off + 5 * f->o.half;
     float *p0 = malloc(f->n * sizeof(float));
     memcpy(p0, f->p, f->n * sizeof(float));
     f->g[d] = 0.5f;
@@ -116,20 +117,24 @@ static void test_zero_accumulate_norm(void **state) {
     fx *f = *state;
     trn_rows rows = {item_rows, 1, cat_rows, 1};
     float *a = calloc(f->n, sizeof(float)), *b2 = calloc(f->n, sizeof(float));
-    for (size_t i = 0; i < f->n; i++) b2[i] = 1.0f;
+    for (size_t i = 0; i < f->n; i++)
+        b2[i] = 1.0f;
     trn_opt_accumulate(&f->o, a, b2, &rows);
     size_t half = f->o.half;
     size_t expect = (f->o.dense_end - f->o.dense_off) + 2 * half + 1;
     double s = 0;
-    for (size_t i = 0; i < f->n; i++) s += a[i];
+    for (size_t i = 0; i < f->n; i++)
+        s += a[i];
     assert_true(fabs(s - (double)expect) < 0.5);
     assert_true(fabs(trn_opt_grad_norm(&f->o, a, &rows) - sqrt((double)expect)) < 1e-6);
     assert_true(a[f->o.item_off + 2 * half] == 0 && a[f->o.item_off + 3 * half] == 1);
     assert_true(a[f->o.bias_off + 3] == 1 && a[f->o.bias_off + 4] == 0);
-    for (size_t i = 0; i < f->n; i++) b2[i] = 1.0f;
+    for (size_t i = 0; i < f->n; i++)
+        b2[i] = 1.0f;
     trn_opt_zero(&f->o, b2, &rows);
     s = 0;
-    for (size_t i = 0; i < f->n; i++) s += b2[i];
+    for (size_t i = 0; i < f->n; i++)
+        s += b2[i];
     assert_true(fabs(s - (double)(f->n - expect)) < 0.5);
     free(a);
     free(b2);

@@ -35,13 +35,20 @@ static trn_data *packed_groups(size_t groups) {
     assert_non_null(ev);
     for (size_t i = 0; i < groups; i++) {
         uint64_t u = i % 8, item = 1 + (i * 7) % 50;
-        ev[n++] = (sch_event){.user_id = u, .item_id = item, .category_id = 1 + item % 5,
-                              .ts = (int64_t)(1000 + 10 * i), .action = SCH_ACTION_CLICK};
+        ev[n++] = (sch_event){.user_id = u,
+                              .item_id = item,
+                              .category_id = 1 + item % 5,
+                              .ts = (int64_t)(1000 + 10 * i),
+                              .action = SCH_ACTION_CLICK};
         for (size_t j = 0; j < (i % 2 ? 1u : 3u); j++) {
             uint64_t it = 1 + (i * 13 + j * 5) % 50;
-            ev[n++] = (sch_event){.user_id = u, .item_id = it, .category_id = 1 + it % 5,
-                                  .ts = (int64_t)(1005 + 10 * i), .action = SCH_ACTION_VIEW,
-                                  .label = (uint8_t)((i + j) % 3 == 0), .flags = SCH_F_LABEL};
+            ev[n++] = (sch_event){.user_id = u,
+                                  .item_id = it,
+                                  .category_id = 1 + it % 5,
+                                  .ts = (int64_t)(1005 + 10 * i),
+                                  .action = SCH_ACTION_VIEW,
+                                  .label = (uint8_t)((i + j) % 3 == 0),
+                                  .flags = SCH_F_LABEL};
         }
     }
     trn_data_conf dc;
@@ -151,8 +158,9 @@ static void test_platt_converges_on_overconfident_predictions(void **state) {
     assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_OK);
     double lf = platt_loss(z, y, N, a, c), lr = platt_loss(z, y, N, ra, rc);
     double li = platt_loss(z, y, N, 1, 0);
-    fprintf(stderr, "platt: fit %.5f %+.5f loss %.6f; reference %.5f %+.5f loss %.6f; identity %.6f\n",
-            a, c, lf, ra, rc, lr, li);
+    fprintf(stderr,
+            "platt: fit %.5f %+.5f loss %.6f; reference %.5f %+.5f loss %.6f; identity %.6f\n", a,
+            c, lf, ra, rc, lr, li);
     assert_true(fabs(a - ra) < 1e-3 && fabs(c - rc) < 1e-3);
     assert_true(lf <= lr + 1e-9);
     assert_true(lf <= li);
@@ -170,21 +178,26 @@ static void write_events(const char *path, size_t groups, size_t zero_from, int 
     assert_non_null(f);
     for (size_t i = 0; i < groups; i++) {
         unsigned long long u = i % 8, item = 1 + (i * 7) % 50;
-        fprintf(f, "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,\"action\":\"click\","
-                   "\"ts\":%zu}\n", u, item, 1 + item % 5, 1000 + 10 * i);
+        fprintf(f,
+                "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,\"action\":\"click\","
+                "\"ts\":%zu}\n",
+                u, item, 1 + item % 5, 1000 + 10 * i);
         for (size_t j = 0; j < (i % 2 ? 1u : 3u); j++) {
             unsigned long long it = 1 + (i * 13 + j * 5) % 50;
-            fprintf(f, "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,%s\"ts\":%zu,"
-                       "\"label\":%d}\n", u, it, 1 + it % 5, no_action ? "" : "\"action\":\"view\",",
-                    1005 + 10 * i, i < zero_from && (i + j) % 3 == 0);
+            fprintf(f,
+                    "{\"user_id\":%llu,\"item_id\":%llu,\"category_id\":%llu,%s\"ts\":%zu,"
+                    "\"label\":%d}\n",
+                    u, it, 1 + it % 5, no_action ? "" : "\"action\":\"view\",", 1005 + 10 * i,
+                    i < zero_from && (i + j) % 3 == 0);
         }
         if (garbage && i % garbage == garbage - 1) fprintf(f, "{\"user_id\": oops\n");
     }
     fclose(f);
 }
 
-#define SMALL_ARGS "--epochs 1 --batch 16 --window 8 --recent 4 --dim 8 --item-rows 256 " \
-                   "--cat-rows 16 --hidden 16,8 --signatures 4 --bits 2 --threads 1"
+#define SMALL_ARGS                                                                                 \
+    "--epochs 1 --batch 16 --window 8 --recent 4 --dim 8 --item-rows 256 "                         \
+    "--cat-rows 16 --hidden 16,8 --signatures 4 --bits 2 --threads 1"
 
 /* A valid split with one class only cannot be calibrated: the run says so on stderr and in the
  * JSON (before the fix: nothing, and the JSON had no trace of it). */
@@ -195,20 +208,23 @@ static void test_skipped_calibration_is_reported(void **state) {
     assert_non_null(test_mkdtemp(dir, sizeof dir));
     snprintf(cmd, sizeof cmd, "%s/e.jsonl", dir);
     write_events(cmd, 300, 210, 0, 0);
-    snprintf(cmd, sizeof cmd, "%s train --events %s/e.jsonl --model-out %s/m.bin " SMALL_ARGS
-             " --json 2>%s/err", bin, dir, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/e.jsonl --model-out %s/m.bin " SMALL_ARGS " --json 2>%s/err",
+             bin, dir, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     fprintf(stderr, "%s", out);
     assert_non_null(strstr(out, "\"calibration\":\"skipped: the valid split has one class only\""));
     assert_null(strstr(out, "\"platt\":"));
     snprintf(cmd, sizeof cmd, "cat %s/err", dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
-    assert_non_null(strstr(out, "warning: calibration skipped: the valid split has one class only"));
+    assert_non_null(
+        strstr(out, "warning: calibration skipped: the valid split has one class only"));
     /* both classes: calibrated, as before */
     snprintf(cmd, sizeof cmd, "%s/e.jsonl", dir);
     write_events(cmd, 300, 300, 0, 0);
-    snprintf(cmd, sizeof cmd, "%s train --events %s/e.jsonl --model-out %s/m.bin " SMALL_ARGS
-             " --json 2>/dev/null", bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/e.jsonl --model-out %s/m.bin " SMALL_ARGS " --json 2>/dev/null",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"calibration\":\"platt\""));
     assert_non_null(strstr(out, "\"platt\":{\"slope\":"));
@@ -230,35 +246,47 @@ static void test_auto_refuses_to_switch_task(void **state) {
     snprintf(cmd, sizeof cmd, "%s/fine.jsonl", dir);
     write_events(cmd, 300, 300, 0, 150); /* 2 of 902: 0.2% */
     /* every labeled record rejected */
-    snprintf(cmd, sizeof cmd, "%s train --events %s/noaction.jsonl --model-out %s/m.bin --protocol auto "
-             SMALL_ARGS " --json 2>&1 >/dev/null", bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/noaction.jsonl --model-out %s/m.bin --protocol auto " SMALL_ARGS
+             " --json 2>&1 >/dev/null",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "all 600 labeled records (impressions) were rejected"));
     assert_non_null(strstr(out, "'action'"));
     assert_null(strstr(out, "protocol=next"));
     /* the default protocol is auto: the same refusal */
-    snprintf(cmd, sizeof cmd, "%s train --events %s/noaction.jsonl --model-out %s/m.bin "
-             SMALL_ARGS " 2>&1 >/dev/null", bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/noaction.jsonl --model-out %s/m.bin " SMALL_ARGS
+             " 2>&1 >/dev/null",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "were rejected"));
     /* more than 1% of the records rejected */
-    snprintf(cmd, sizeof cmd, "%s train --events %s/garbage.jsonl --model-out %s/m.bin --protocol auto "
-             SMALL_ARGS " 2>&1 >/dev/null", bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/garbage.jsonl --model-out %s/m.bin --protocol auto " SMALL_ARGS
+             " 2>&1 >/dev/null",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "18 of 918 records (2.0%) were rejected, more than 1%"));
     /* a named protocol is what the user asked for: no refusal (the bad records are still
      * reported, as before) */
-    snprintf(cmd, sizeof cmd, "%s train --events %s/garbage.jsonl --model-out %s/m.bin --protocol "
-             "impressions " SMALL_ARGS " --json 2>/dev/null", bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/garbage.jsonl --model-out %s/m.bin --protocol "
+             "impressions " SMALL_ARGS " --json 2>/dev/null",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     /* under 1%: auto goes ahead */
-    snprintf(cmd, sizeof cmd, "%s train --events %s/fine.jsonl --model-out %s/m.bin " SMALL_ARGS
-             " --json 2>/dev/null", bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/fine.jsonl --model-out %s/m.bin " SMALL_ARGS
+             " --json 2>/dev/null",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"protocol\":\"impressions\""));
     /* --strict 0: trains (the next-behavior protocol, as auto picks) and warns */
-    snprintf(cmd, sizeof cmd, "%s train --events %s/noaction.jsonl --model-out %s/m.bin --strict 0 "
-             SMALL_ARGS " --json 2>%s/err", bin, dir, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/noaction.jsonl --model-out %s/m.bin --strict 0 " SMALL_ARGS
+             " --json 2>%s/err",
+             bin, dir, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "\"protocol\":\"next\""));
     snprintf(cmd, sizeof cmd, "cat %s/err", dir);

@@ -37,8 +37,10 @@ static void test_cut_in_time_keeps_the_past(void **state) {
     int64_t cutoff = 1700000000ll + (int64_t)(9.5 * 86400);
     size_t ia = 0, ib = 0, compared = 0, impressions = 0;
     for (;;) {
-        while (ia < na && a[ia].ts >= cutoff) ia++;
-        while (ib < nb && b[ib].ts >= cutoff) ib++;
+        while (ia < na && a[ia].ts >= cutoff)
+            ia++;
+        while (ib < nb && b[ib].ts >= cutoff)
+            ib++;
         if (ia == na || ib == nb) break;
         assert_int_equal(a[ia].user_id, b[ib].user_id);
         assert_int_equal(a[ia].item_id, b[ib].item_id);
@@ -50,11 +52,14 @@ static void test_cut_in_time_keeps_the_past(void **state) {
         compared++, ia++, ib++;
     }
     /* both streams end their pre-cutoff part together */
-    while (ia < na && a[ia].ts >= cutoff) ia++;
-    while (ib < nb && b[ib].ts >= cutoff) ib++;
+    while (ia < na && a[ia].ts >= cutoff)
+        ia++;
+    while (ib < nb && b[ib].ts >= cutoff)
+        ib++;
     assert_int_equal(ia, na);
     assert_int_equal(ib, nb);
-    for (size_t i = 0; i < nb; i++) assert_true(b[i].ts < cutoff);
+    for (size_t i = 0; i < nb; i++)
+        assert_true(b[i].ts < cutoff);
     assert_true(compared > 1000);
     assert_true(impressions > 300);
     assert_true(nb < na);
@@ -77,7 +82,8 @@ static void test_same_seed_same_stream_other_seed_differs(void **state) {
     c.seed = 8;
     gen(&c, &d, &nd, NULL);
     size_t same = 0;
-    for (size_t i = 0; i < na && i < nd; i++) same += a[i].item_id == d[i].item_id;
+    for (size_t i = 0; i < na && i < nd; i++)
+        same += a[i].item_id == d[i].item_id;
     assert_true(same < na / 10);
     core_free(a);
     core_free(b);
@@ -114,7 +120,8 @@ static void test_ordered_valid_and_calibrated(void **state) {
     /* labels are drawn from prob: the click rate matches the mean probability (~4 sigma) */
     assert_true(fabs(lsum / imp - psum / imp) < 4 * sqrt(0.25 / imp));
     /* stable click rate across the time split: within 10% relative of the training part */
-    for (int p = 1; p < 3; p++) assert_true(fabs(st.split_ctr[p] / st.split_ctr[0] - 1) < 0.10);
+    for (int p = 1; p < 3; p++)
+        assert_true(fabs(st.split_ctr[p] / st.split_ctr[0] - 1) < 0.10);
     /* the test-part bounds: the oracle recomputed here from the events' probabilities, and
      * removing true terms of the logit (propensity, then quality) can only lose information */
     size_t n_imp = (size_t)st.impressions, k = 0;
@@ -174,7 +181,8 @@ static void test_cli_writes_a_readable_file(void **state) {
     char dir[256], cmd[1024], path[512];
     assert_non_null(test_mkdtemp(dir, sizeof dir));
     snprintf(path, sizeof path, "%s/g.jsonl", dir);
-    snprintf(cmd, sizeof cmd, "%s gen --users 20 --items 500 --events 3000 --seed 3 --out %s 2>/dev/null",
+    snprintf(cmd, sizeof cmd,
+             "%s gen --users 20 --items 500 --events 3000 --seed 3 --out %s 2>/dev/null",
              test_trail_bin(), path);
     assert_int_equal(system(cmd), 0);
     sch_reader *r;

@@ -33,7 +33,8 @@ static void enumerate(const gen_cat *c, const gen_user *u, int habit, uint32_t k
                                     u->topic_n[s]);
                     for (uint32_t S = 0; S < K; S++) {
                         double p = cat_weight(c, S) / W, cur;
-                        if (habit) cur = S == L0;
+                        if (habit)
+                            cur = S == L0;
                         else
                             cur = (0.15 * in_interests(L0, T, S) + 0.4 * p) *
                                   pow(1 + 0.85 / (0.15 * p), u->sess_cnt[S]);
@@ -42,7 +43,8 @@ static void enumerate(const gen_cat *c, const gen_user *u, int habit, uint32_t k
                     }
                 }
     }
-    for (int j = 0; j < 6; j++) P[j] /= tot;
+    for (int j = 0; j < 6; j++)
+        P[j] /= tot;
 }
 
 static void test_posterior_matches_enumeration(void **state) {
@@ -67,10 +69,12 @@ static void test_posterior_matches_enumeration(void **state) {
         u.n_sess_cats = u.n_topic_cats = 0;
         for (int i = 0; i < GEN_INTERESTS; i++) {
             uint32_t k;
-            do k = (uint32_t)core_rng_below(&r, K);
+            do
+                k = (uint32_t)core_rng_below(&r, K);
             while (i > 0 && is_interest(&u, k));
             u.interests[i] = k;
-            for (int j = i + 1; j < GEN_INTERESTS; j++) u.interests[j] = k;
+            for (int j = i + 1; j < GEN_INTERESTS; j++)
+                u.interests[j] = k;
         }
         /* past sessions' topics, mostly interests; behaviors of the current session so far */
         for (int j = (int)core_rng_below(&r, 7); j > 0; j--) {
@@ -89,7 +93,8 @@ static void test_posterior_matches_enumeration(void **state) {
             double P[6];
             gen_interest_posterior(&c, &u, habit, k, near, w);
             enumerate(&c, &u, habit, k, near, P);
-            for (int j = 0; j < 6; j++) worst = fmax(worst, fabs(P[j] - w[j]));
+            for (int j = 0; j < 6; j++)
+                worst = fmax(worst, fabs(P[j] - w[j]));
         }
     }
     assert_true(worst < 1e-5);
@@ -112,11 +117,13 @@ static void test_known_form_fit_recovers_the_truth(void **state) {
     assert_true(res && obs && fit_b);
     core_rng r;
     core_rng_seed(&r, 5);
-    for (int i = 0; i < I; i++) bias[i] = B_QUALITY * core_rng_gauss(&r);
+    for (int i = 0; i < I; i++)
+        bias[i] = B_QUALITY * core_rng_gauss(&r);
     for (int j = 0; j < N; j++) {
         double tot = 0; /* mostly one case, as the posteriors of a long history are */
         int main_case = (int)core_rng_below(&r, 6);
-        for (int c = 0; c < 6; c++) tot += obs[j].w[c] = (float)core_rng_uniform(&r);
+        for (int c = 0; c < 6; c++)
+            tot += obs[j].w[c] = (float)core_rng_uniform(&r);
         for (int c = 0; c < 6; c++)
             obs[j].w[c] = (float)(0.2 * obs[j].w[c] / tot + 0.8 * (c == main_case));
         obs[j].recency = (float)core_rng_uniform(&r);
@@ -147,7 +154,8 @@ static void test_known_form_fit_recovers_the_truth(void **state) {
         if (fabs(fit_th[k] - truth[k]) > 0.1)
             fail_msg("theta[%d] %.3f, truth %.3f", k, fit_th[k], truth[k]);
     double err = 0;
-    for (int i = 0; i < I; i++) err += (fit_b[i] - bias[i]) * (fit_b[i] - bias[i]);
+    for (int i = 0; i < I; i++)
+        err += (fit_b[i] - bias[i]) * (fit_b[i] - bias[i]);
     assert_true(sqrt(err / I) < 0.2); /* the biases' spread is 0.4 */
     core_free(res);
     core_free(obs);

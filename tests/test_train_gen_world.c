@@ -9,7 +9,9 @@
 
 #include <math.h>
 
-#define DORMANT_S (7 * 86400ll) /* "long ago": the category's latest behavior is older than this */
+#define DORMANT_S                                                                                  \
+    (7 * 86400ll) /* "long ago": the category's latest behavior is older than this                 \
+                   */
 
 static void res_conf(trn_gen_conf *c) {
     trn_gen_conf_default(c);
@@ -58,7 +60,8 @@ static int64_t *last_slot(last_tab *t, uint64_t user, uint64_t id, int insert) {
 static world_props measure(const sch_event *ev, size_t n) {
     last_tab cat = {0}, item = {0};
     cat.cap = item.cap = 1;
-    while (cat.cap < 4 * n) cat.cap *= 2;
+    while (cat.cap < 4 * n)
+        cat.cap *= 2;
     item.cap = cat.cap;
     cat.key = calloc(cat.cap, sizeof *cat.key);
     cat.ts = calloc(cat.cap, sizeof *cat.ts);
@@ -106,7 +109,8 @@ static void test_same_seed_same_stream_and_causal(void **state) {
     c.seed = 6;
     gen(&c, &d, &nd, NULL);
     size_t same = 0;
-    for (size_t i = 0; i < na && i < nd; i++) same += a[i].item_id == d[i].item_id;
+    for (size_t i = 0; i < na && i < nd; i++)
+        same += a[i].item_id == d[i].item_id;
     assert_true(same < na / 20);
     /* cut at day 40: every event before the cut is the same, bit for bit */
     c.seed = 5;
@@ -117,7 +121,8 @@ static void test_same_seed_same_stream_and_causal(void **state) {
     gen(&cut, &e, &ne, NULL);
     int64_t cutoff = 1700000000ll + 40 * 86400ll;
     size_t before = 0;
-    while (before < nd && d[before].ts < cutoff) before++;
+    while (before < nd && d[before].ts < cutoff)
+        before++;
     assert_int_equal(ne, before);
     assert_true(ne > 3000 && ne < nd);
     assert_memory_equal(d, e, ne * sizeof *e);
@@ -168,7 +173,8 @@ static void test_resurfacing_property(void **state) {
     }
     double imp = (double)st.impressions;
     assert_true(fabs(lsum / imp - psum / imp) < 4 * sqrt(0.25 / imp));
-    for (int p = 1; p < 3; p++) assert_true(fabs(st.split_ctr[p] / st.split_ctr[0] - 1) < 0.10);
+    for (int p = 1; p < 3; p++)
+        assert_true(fabs(st.split_ctr[p] / st.split_ctr[0] - 1) < 0.10);
     /* the oracle and the bounds that need no observer; the observers' three are NaN here */
     assert_true(st.oracle_auc_test > 0.7 && st.oracle_auc_test < 0.95);
     assert_true(st.auc_without_propensity < st.oracle_auc_test);
@@ -186,21 +192,24 @@ static void test_cli_world(void **state) {
     char dir[256], cmd[1024], out[64];
     assert_non_null(test_mkdtemp(dir, sizeof dir));
     /* --world sessions is the default, byte for byte */
-    snprintf(cmd, sizeof cmd,
-             "cd %s && %s gen --users 20 --items 500 --events 3000 --out a.jsonl 2>/dev/null && "
-             "%s gen --users 20 --items 500 --events 3000 --world sessions --out b.jsonl 2>/dev/null && "
-             "cmp -s a.jsonl b.jsonl && echo same",
-             dir, test_trail_bin(), test_trail_bin());
+    snprintf(
+        cmd, sizeof cmd,
+        "cd %s && %s gen --users 20 --items 500 --events 3000 --out a.jsonl 2>/dev/null && "
+        "%s gen --users 20 --items 500 --events 3000 --world sessions --out b.jsonl 2>/dev/null && "
+        "cmp -s a.jsonl b.jsonl && echo same",
+        dir, test_trail_bin(), test_trail_bin());
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_string_equal(out, "same\n");
     /* the other world writes another stream, without the observers' bounds */
-    snprintf(cmd, sizeof cmd,
-             "cd %s && %s gen --world resurfacing --users 20 --items 5000 --events 3000 --out c.jsonl "
-             "2>err && wc -l <c.jsonl && ! grep -q known_form_fitted err && grep -c oracle_auc= err",
-             dir, test_trail_bin());
+    snprintf(
+        cmd, sizeof cmd,
+        "cd %s && %s gen --world resurfacing --users 20 --items 5000 --events 3000 --out c.jsonl "
+        "2>err && wc -l <c.jsonl && ! grep -q known_form_fitted err && grep -c oracle_auc= err",
+        dir, test_trail_bin());
     assert_int_equal(test_run(cmd, out, sizeof out), 0);
     assert_string_equal(out, "3000\n1\n");
-    snprintf(cmd, sizeof cmd, "%s gen --world elsewhere --out %s/d.jsonl 2>/dev/null", test_trail_bin(), dir);
+    snprintf(cmd, sizeof cmd, "%s gen --world elsewhere --out %s/d.jsonl 2>/dev/null",
+             test_trail_bin(), dir);
     assert_int_equal(WEXITSTATUS(system(cmd)), 2);
     test_rmtree(dir);
 }

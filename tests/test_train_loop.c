@@ -151,7 +151,8 @@ static void test_calibration_folds_into_the_weights(void **state) {
     for (size_t i = 0; i < hi - lo; i++) {
         double za = log(pa[i] / (1.0 - pa[i])), zb = log(pb[i] / (1.0 - pb[i]));
         if (fabs(zb - (r1.cal_slope * za + r1.cal_offset)) > 1e-3)
-            fail_msg("sample %zu: logit %.6f, expected %.6f", i, zb, r1.cal_slope * za + r1.cal_offset);
+            fail_msg("sample %zu: logit %.6f, expected %.6f", i, zb,
+                     r1.cal_slope * za + r1.cal_offset);
     }
     assert_true(fabs(ta.auc - tb.auc) < 1e-4);
     free(pa);

@@ -107,7 +107,8 @@ static void test_platt_fit(void **state) {
     memset(y, 1, N); /* one class */
     assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_EINVAL);
     assert_true(a == 1 && c == 0);
-    for (int i = 0; i < N; i++) p[i] = 0.3f, y[i] = i % 3 == 0; /* nothing to scale */
+    for (int i = 0; i < N; i++)
+        p[i] = 0.3f, y[i] = i % 3 == 0; /* nothing to scale */
     assert_int_equal(trn_platt_fit(&a, &c, p, y, N), CORE_EINVAL);
     free(p);
     free(y);

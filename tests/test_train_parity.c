@@ -27,7 +27,8 @@ static void parity_for(const char *variant, const sch_event *ev, size_t n, trn_d
     enc_batch *b;
     char err[512], dir[256];
     mdl_config_default(&cfg);
-    cfg.C = 16, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 2048, cfg.cat_rows = 64, cfg.n_recent = NREC;
+    cfg.C = 16, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 2048, cfg.cat_rows = 64,
+    cfg.n_recent = NREC;
     cfg.ffn_dim = 16, cfg.h1 = 16, cfg.h2 = 8, cfg.tin_buckets = 16, cfg.seed = 4;
     assert_int_equal(mdl_variant_parse(&cfg, variant, err, sizeof err), CORE_OK);
     assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
@@ -43,7 +44,8 @@ static void parity_for(const char *variant, const sch_event *ev, size_t n, trn_d
     assert_int_equal(enc_store_open(&st, &sc, err, sizeof err), CORE_OK);
     assert_int_equal(enc_store_bind_model(st, m, err, sizeof err), CORE_OK);
     assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
-    for (size_t i = 0; i < n; i++) assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(enc_batch_apply(b, &ev[i]), CORE_OK);
     assert_int_equal(enc_batch_commit(b), CORE_OK);
     uint64_t v0 = enc_store_encoding_version(st);
 
@@ -150,9 +152,10 @@ static void test_parity_every_variant(void **state) {
     assert_int_equal(trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err), CORE_OK);
     trn_data_conf_default(&dc);
     assert_int_equal(trn_data_build(&d, ev, n, &dc, err, sizeof err), CORE_OK);
-    const char *variants[] = {"full", "sdim", "din-long", "avgpool", "din-short",
-                              "long=attention,short=selfattn,temporal=tin"};
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) parity_for(variants[i], ev, n, d);
+    const char *variants[] = {"full",    "sdim",      "din-long",
+                              "avgpool", "din-short", "long=attention,short=selfattn,temporal=tin"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++)
+        parity_for(variants[i], ev, n, d);
     trn_data_destroy(d);
     core_free(ev);
 }

@@ -66,8 +66,8 @@ static void check_variant(const char *variant) {
     /* the reference: fp32 on three threads, as every path below; through the new entry point it is
      * the old evaluation, to the byte */
     assert_int_equal(trn_eval(m, data, lo, hi, WIN, 3, ref, &mref, err, sizeof err), CORE_OK);
-    assert_int_equal(trn_eval_isa(m, data, lo, hi, WIN, 3, RANK_ISA_FP32, fp, &mfp, err, sizeof err),
-                     CORE_OK);
+    assert_int_equal(
+        trn_eval_isa(m, data, lo, hi, WIN, 3, RANK_ISA_FP32, fp, &mfp, err, sizeof err), CORE_OK);
     assert_memory_equal(ref, fp, n * sizeof *ref);
     assert_true(mref.auc == mfp.auc && mref.gauc == mfp.gauc && mref.logloss == mfp.logloss);
     int ran = 0, bad = 0;
@@ -84,7 +84,8 @@ static void check_variant(const char *variant) {
          * batches: the GEMMs' blocking, so the rounding, may differ) within the same bound */
         int full = !strcmp(rank_isa_precision(isa), "fp32");
         double bound = rank_isa_max_dp(isa);
-        assert_int_equal(trn_eval_isa(m, data, lo, hi, WIN, 3, isa, p, &mp, err, sizeof err), CORE_OK);
+        assert_int_equal(trn_eval_isa(m, data, lo, hi, WIN, 3, isa, p, &mp, err, sizeof err),
+                         CORE_OK);
         float *p1 = malloc(n * sizeof *p1);
         assert_non_null(p1);
         assert_int_equal(trn_eval_isa(m, data, lo, hi, WIN, 3, isa, p1, NULL, err, sizeof err),
@@ -94,29 +95,35 @@ static void check_variant(const char *variant) {
                          CORE_OK);
         double mx = 0, mx1 = 0;
         for (size_t k = 0; k < n; k++) {
-            double e = fabs((double)p[k] - (double)ref[k]), e1 = fabs((double)p1[k] - (double)ref[k]);
+            double e = fabs((double)p[k] - (double)ref[k]),
+                   e1 = fabs((double)p1[k] - (double)ref[k]);
             if (!(e <= mx)) mx = e;
             if (!(e1 <= mx1)) mx1 = e1;
         }
         free(p1);
-        fprintf(stderr, "%s: path %-12s (%s) max|p - p_fp32| = %.3g (one thread %.3g)  auc %+.2g  "
-                "logloss %+.2g\n", variant, rank_isa_name(isa), rank_isa_precision(isa), mx, mx1,
-                mp.auc - mref.auc, mp.logloss - mref.logloss);
-        /* every path is checked before the test fails, so the output names each one out of bounds */
+        fprintf(stderr,
+                "%s: path %-12s (%s) max|p - p_fp32| = %.3g (one thread %.3g)  auc %+.2g  "
+                "logloss %+.2g\n",
+                variant, rank_isa_name(isa), rank_isa_precision(isa), mx, mx1, mp.auc - mref.auc,
+                mp.logloss - mref.logloss);
+        /* every path is checked before the test fails, so the output names each one out of bounds
+         */
         if (!(mx <= bound && mx1 <= bound && fabs(mp.auc - mref.auc) <= 5e-4 &&
               fabs(mp.logloss - mref.logloss) <= 1e-3)) {
-            fprintf(stderr, "%s: path %s (%s) is OUT OF BOUNDS: max|p - p_fp32| %.3g (bound %.0e), "
-                    "|AUC diff| %.2g (5e-4), |log-loss diff| %.2g (1e-3)\n", variant,
-                    rank_isa_name(isa), rank_isa_precision(isa), mx > mx1 ? mx : mx1, bound,
-                    fabs(mp.auc - mref.auc), fabs(mp.logloss - mref.logloss));
+            fprintf(stderr,
+                    "%s: path %s (%s) is OUT OF BOUNDS: max|p - p_fp32| %.3g (bound %.0e), "
+                    "|AUC diff| %.2g (5e-4), |log-loss diff| %.2g (1e-3)\n",
+                    variant, rank_isa_name(isa), rank_isa_precision(isa), mx > mx1 ? mx : mx1,
+                    bound, fabs(mp.auc - mref.auc), fabs(mp.logloss - mref.logloss));
             bad++;
         }
         if (!full) assert_true(mx > 0); /* the path really ran */
         ran++;
     }
     assert_true(ran >= 2); /* scalar and fp32 run everywhere */
-    assert_int_equal(trn_eval_isa(m, data, lo, hi, WIN, 2, RANK_ISA_COUNT, p, NULL, err, sizeof err),
-                     CORE_ERANGE);
+    assert_int_equal(
+        trn_eval_isa(m, data, lo, hi, WIN, 2, RANK_ISA_COUNT, p, NULL, err, sizeof err),
+        CORE_ERANGE);
     free(ref);
     free(fp);
     free(p);
@@ -149,7 +156,8 @@ static void test_cli(void **state) {
              bin, dir, bin, dir, dir);
     assert_int_equal(test_run(cmd, NULL, 0), 0);
     const char *ev = "eval --window 32 --by-history --json";
-    snprintf(cmd, sizeof cmd, "%s %s --model %s/m.bin --events %s/g.jsonl 2>/dev/null", bin, ev, dir, dir);
+    snprintf(cmd, sizeof cmd, "%s %s --model %s/m.bin --events %s/g.jsonl 2>/dev/null", bin, ev,
+             dir, dir);
     assert_int_equal(test_run(cmd, base, sizeof base), 0);
     assert_null(strstr(base, "\"paths\""));
     assert_null(strstr(base, "\"isa\""));
@@ -169,11 +177,13 @@ static void test_cli(void **state) {
     assert_non_null(strstr(out, ",\"paths\":["));
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
         char key[64];
-        snprintf(key, sizeof key, "{\"isa\":\"%s\",\"precision\":\"%s\",", rank_isa_name((rank_isa)i),
-                 rank_isa_precision((rank_isa)i));
+        snprintf(key, sizeof key, "{\"isa\":\"%s\",\"precision\":\"%s\",",
+                 rank_isa_name((rank_isa)i), rank_isa_precision((rank_isa)i));
         int want = i != RANK_ISA_FP32 && rank_isa_available((rank_isa)i);
-        if (want) assert_non_null(strstr(out, key));
-        else assert_null(strstr(out, key));
+        if (want)
+            assert_non_null(strstr(out, key));
+        else
+            assert_null(strstr(out, key));
     }
     /* the fp32-precision paths hold (the others' accuracy is test_paths_*'s) */
     const char *sc = strstr(out, "{\"isa\":\"scalar\"");
@@ -185,8 +195,8 @@ static void test_cli(void **state) {
     assert_non_null(strstr(out, "\"auc_diff\":"));
     assert_non_null(strstr(out, "\"logloss_diff\":"));
     /* errors: unknown path, a path this machine lacks, --paths with --isa */
-    snprintf(cmd, sizeof cmd, "%s eval --isa avx9000 --model %s/m.bin --events %s/g.jsonl 2>&1", bin,
-             dir, dir);
+    snprintf(cmd, sizeof cmd, "%s eval --isa avx9000 --model %s/m.bin --events %s/g.jsonl 2>&1",
+             bin, dir, dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "unknown ISA path 'avx9000'"));
     for (int i = 0; i < RANK_ISA_COUNT; i++) {
@@ -196,8 +206,9 @@ static void test_cli(void **state) {
         assert_int_equal(test_run(cmd, out, sizeof out), 2);
         assert_non_null(strstr(out, "needs CPU features this machine lacks"));
     }
-    snprintf(cmd, sizeof cmd, "%s eval --isa scalar --paths --model %s/m.bin --events %s/g.jsonl 2>&1",
-             bin, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s eval --isa scalar --paths --model %s/m.bin --events %s/g.jsonl 2>&1", bin, dir,
+             dir);
     assert_int_equal(test_run(cmd, out, sizeof out), 2);
     test_rmtree(dir);
 }

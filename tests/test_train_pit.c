@@ -73,7 +73,8 @@ static size_t walk(fx *f, enc_ustate *us, enc_sigcache *sc, walk_fn *fn, void *c
         for (size_t i = 0; i < d->n_samples; i++) {
             const trn_sample *s = &d->samples[i];
             if (s->user != u) continue;
-            while (applied < s->hist) enc_ustate_apply(us, sc, &all[applied++]);
+            while (applied < s->hist)
+                enc_ustate_apply(us, sc, &all[applied++]);
             fn(f, us, s, ctx);
             visited++;
         }
@@ -82,9 +83,9 @@ static size_t walk(fx *f, enc_ustate *us, enc_sigcache *sc, walk_fn *fn, void *c
 }
 
 typedef struct slice_ctx {
-    float *ref;      /* brute-force bucket sums */
+    float *ref; /* brute-force bucket sums */
     uint32_t *cnt;
-    size_t full;     /* samples whose window was full (eviction happened) */
+    size_t full; /* samples whose window was full (eviction happened) */
 } slice_ctx;
 
 static void check_slice(fx *f, enc_ustate *us, const trn_sample *s, void *arg) {
@@ -96,12 +97,14 @@ static void check_slice(fx *f, enc_ustate *us, const trn_sample *s, void *arg) {
     uint16_t sig[64];
     const sch_behavior *h = trn_data_history(f->d, s, W, &n);
     assert_int_equal(enc_ustate_window(us, win, W), n);
-    for (uint32_t k = 0; k < n; k++) assert_true(same_behavior(&h[k], &win[k]));
+    for (uint32_t k = 0; k < n; k++)
+        assert_true(same_behavior(&h[k], &win[k]));
     enc_user_view v;
     enc_ustate_view(us, NREC, &v);
     const sch_behavior *r = trn_data_history(f->d, s, NREC, &nr);
     assert_int_equal(v.recent_len, nr);
-    for (uint32_t k = 0; k < nr; k++) assert_true(same_behavior(&r[k], &v.recent[k]));
+    for (uint32_t k = 0; k < nr; k++)
+        assert_true(same_behavior(&r[k], &v.recent[k]));
     /* bucket sums: brute force over the slice */
     memset(x->ref, 0, (size_t)cfg->S * nb * C * sizeof(float));
     memset(x->cnt, 0, (size_t)cfg->S * nb * sizeof(uint32_t));
@@ -110,11 +113,13 @@ static void check_slice(fx *f, enc_ustate *us, const trn_sample *s, void *arg) {
         enc_simhash_sign(sig, e, f->m->p.simhash_r, (int)cfg->S, (int)cfg->tau, (int)C);
         for (uint32_t si = 0; si < cfg->S; si++) {
             x->cnt[si * nb + sig[si]]++;
-            for (uint32_t c = 0; c < C; c++) x->ref[((size_t)si * nb + sig[si]) * C + c] += e[c];
+            for (uint32_t c = 0; c < C; c++)
+                x->ref[((size_t)si * nb + sig[si]) * C + c] += e[c];
         }
     }
     assert_int_equal(v.window_len, n);
-    for (size_t k = 0; k < (size_t)cfg->S * nb; k++) assert_int_equal(v.bucket_cnt[k], x->cnt[k]);
+    for (size_t k = 0; k < (size_t)cfg->S * nb; k++)
+        assert_int_equal(v.bucket_cnt[k], x->cnt[k]);
     for (size_t k = 0; k < (size_t)cfg->S * nb * C; k++)
         assert_true(fabsf(v.bucket_sum[k] - x->ref[k]) <= 1e-4f * (1.0f + fabsf(x->ref[k])));
     x->full += n == W;
@@ -148,7 +153,8 @@ static void check_scores(fx *f, enc_ustate *us, const trn_sample *s, void *arg) 
     h.recent = trn_data_history(f->d, s, NREC, &nr);
     h.N = nr;
     h.now_ts = s->ts;
-    rank_batch bt = {.users = &h, .U = 1, .item_id = &s->item_id, .category_id = &s->category_id, .B = 1};
+    rank_batch bt = {
+        .users = &h, .U = 1, .item_id = &s->item_id, .category_id = &s->category_id, .B = 1};
     float p_train, p_serve;
     assert_int_equal(rank_net_forward(net, f->m, &bt, NULL, &p_train), CORE_OK);
     enc_user_view v;
@@ -228,7 +234,8 @@ static void test_split_at_times(void **state) {
     int64_t tm = p->samples[p->n_samples / 2].ts;
     trn_data_split_at(p, tm, tm);
     size_t wantm = 0;
-    for (size_t i = 0; i < p->n_samples; i++) wantm += p->samples[i].ts < tm;
+    for (size_t i = 0; i < p->n_samples; i++)
+        wantm += p->samples[i].ts < tm;
     assert_int_equal(p->split[0], wantm);
     assert_int_equal(p->split[1], wantm);
     assert_true(p->samples[wantm].ts == tm);

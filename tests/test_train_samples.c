@@ -26,15 +26,16 @@ static void test_impressions_see_only_the_past(void **state) {
     (void)state;
     /* file order: user 2 interleaved with user 1; user 1 has two behaviors tied at ts 20 */
     const sch_event ev[] = {
-        beh(1, 100, 7, 10), beh(2, 200, 8, 5),       imp(1, 101, 7, 20, 1), beh(1, 102, 7, 20),
-        beh(1, 103, 9, 20), imp(2, 201, 8, 5, 0),    beh(1, 104, 9, 30),    imp(1, 105, 9, 31, 0),
+        beh(1, 100, 7, 10),    beh(2, 200, 8, 5),    imp(1, 101, 7, 20, 1), beh(1, 102, 7, 20),
+        beh(1, 103, 9, 20),    imp(2, 201, 8, 5, 0), beh(1, 104, 9, 30),    imp(1, 105, 9, 31, 0),
         imp(3, 300, 1, 40, 1), /* a user with no behaviors at all */
     };
     trn_data_conf conf;
     trn_data *d;
     char err[256];
     trn_data_conf_default(&conf);
-    assert_int_equal(trn_data_build(&d, ev, sizeof ev / sizeof ev[0], &conf, err, sizeof err), CORE_OK);
+    assert_int_equal(trn_data_build(&d, ev, sizeof ev / sizeof ev[0], &conf, err, sizeof err),
+                     CORE_OK);
     assert_int_equal(d->protocol, TRN_PROTO_IMPRESSIONS);
     assert_int_equal(d->n_samples, 4);
     assert_int_equal(d->n_users, 3);
@@ -63,13 +64,14 @@ static void test_impressions_see_only_the_past(void **state) {
 /* trn_data_match: the item before the category, and only within the window */
 static void test_window_match(void **state) {
     (void)state;
-    const sch_event ev[] = {beh(1, 100, 7, 10), beh(1, 101, 8, 20), imp(1, 100, 7, 30, 1),
+    const sch_event ev[] = {beh(1, 100, 7, 10),    beh(1, 101, 8, 20),    imp(1, 100, 7, 30, 1),
                             imp(1, 102, 8, 31, 0), imp(1, 103, 9, 32, 1), imp(1, 104, 7, 33, 1)};
     trn_data_conf conf;
     trn_data *d;
     char err[256];
     trn_data_conf_default(&conf);
-    assert_int_equal(trn_data_build(&d, ev, sizeof ev / sizeof ev[0], &conf, err, sizeof err), CORE_OK);
+    assert_int_equal(trn_data_build(&d, ev, sizeof ev / sizeof ev[0], &conf, err, sizeof err),
+                     CORE_OK);
     assert_int_equal(d->n_samples, 4);
     const trn_sample *s = d->samples;
     assert_int_equal(trn_data_match(d, &s[0], 256), TRN_MATCH_ITEM);

@@ -27,7 +27,8 @@ void trn_opt_init(trn_opt *o, const mdl_config *cfg) {
     o->half = cfg->C / 2;
     o->dense_off = t[4].offset;
     o->dense_end = total;
-    for (int i = 4; i < n; i++) CORE_ASSERT(t[i].trainable);
+    for (int i = 4; i < n; i++)
+        CORE_ASSERT(t[i].trainable);
 }
 
 /* Visit every (offset, length) span of the dense region and the listed rows. */
@@ -57,14 +58,16 @@ void trn_opt_zero(const trn_opt *o, float *g, const trn_rows *rows) {
 
 void trn_opt_accumulate(const trn_opt *o, float *dst, const float *src, const trn_rows *rows) {
     FOR_SPANS(o, rows, off, len, {
-        for (size_t i = 0; i < len; i++) dst[off + i] += src[off + i];
+        for (size_t i = 0; i < len; i++)
+            dst[off + i] += src[off + i];
     });
 }
 
 double trn_opt_grad_norm(const trn_opt *o, const float *g, const trn_rows *rows) {
     double s = 0;
     FOR_SPANS(o, rows, off, len, {
-        for (size_t i = 0; i < len; i++) s += (double)g[off + i] * g[off + i];
+        for (size_t i = 0; i < len; i++)
+            s += (double)g[off + i] * g[off + i];
     });
     return sqrt(s);
 }
@@ -74,12 +77,14 @@ void trn_adam_step(const trn_opt *o, const trn_adam_conf *ac, float *param, floa
     if (ac->l2_emb > 0) { /* d/dw (l2/2 |w|^2) = l2 w on every touched row */
         for (uint32_t r = 0; r < rows->n_item; r++) {
             size_t off = o->item_off + (size_t)rows->item[r] * o->half;
-            for (uint32_t i = 0; i < o->half; i++) g[off + i] += ac->l2_emb * param[off + i];
+            for (uint32_t i = 0; i < o->half; i++)
+                g[off + i] += ac->l2_emb * param[off + i];
             g[o->bias_off + rows->item[r]] += ac->l2_emb * param[o->bias_off + rows->item[r]];
         }
         for (uint32_t r = 0; r < rows->n_cat; r++) {
             size_t off = o->cat_off + (size_t)rows->cat[r] * o->half;
-            for (uint32_t i = 0; i < o->half; i++) g[off + i] += ac->l2_emb * param[off + i];
+            for (uint32_t i = 0; i < o->half; i++)
+                g[off + i] += ac->l2_emb * param[off + i];
         }
     }
     double gn = trn_opt_grad_norm(o, g, rows);

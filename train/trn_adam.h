@@ -20,19 +20,19 @@
 #include <stdint.h>
 
 typedef struct trn_adam_conf {
-    float lr;      /* 1e-3 */
-    float beta1;   /* 0.9 */
-    float beta2;   /* 0.999 */
-    float eps;     /* 1e-8 */
-    float clip;    /* global-norm clip; 0 = off (5, as in TIN's code) */
-    float l2_emb;  /* L2 on touched embedding rows (item, category, item bias); 0 = off */
+    float lr;     /* 1e-3 */
+    float beta1;  /* 0.9 */
+    float beta2;  /* 0.999 */
+    float eps;    /* 1e-8 */
+    float clip;   /* global-norm clip; 0 = off (5, as in TIN's code) */
+    float l2_emb; /* L2 on touched embedding rows (item, category, item bias); 0 = off */
 } trn_adam_conf;
 
 /* Unique embedding rows a batch touched. */
 typedef struct trn_rows {
     const uint32_t *item; // (n_item) item rows (item_emb and item_bias), no duplicates
     uint32_t n_item;
-    const uint32_t *cat;  // (n_cat) category rows (cat_emb), no duplicates
+    const uint32_t *cat; // (n_cat) category rows (cat_emb), no duplicates
     uint32_t n_cat;
 } trn_rows;
 

@@ -11,7 +11,8 @@
 
 static const char *const worlds[] = {"sessions", "resurfacing", NULL}; /* trn_gen_world's order */
 
-const core_cmd trn_gen_cmd = {"gen", "write a synthetic event stream with known click probabilities",
+const core_cmd trn_gen_cmd = {"gen",
+                              "write a synthetic event stream with known click probabilities",
                               trn_cmd_gen, "The model is documented in docs/SYNTHETIC.md.\n", NULL};
 
 int trn_cmd_gen(int argc, char **argv) {
@@ -24,8 +25,10 @@ int trn_cmd_gen(int argc, char **argv) {
     const core_opt opts[] = {
         CORE_OPT_NEED("out", &out, "FILE", "the event file to write"),
         CORE_OPT_U32("users", &conf.users, "U", 1, 100000000, "users"),
-        CORE_OPT_U32("items", &conf.items, "I", 16, 1000000000, "items; categories are I/40 (at least 8)"),
-        CORE_OPT_U64("events", &conf.events, "E", 1, 2000000000, "events written, behaviors and impressions"),
+        CORE_OPT_U32("items", &conf.items, "I", 16, 1000000000,
+                     "items; categories are I/40 (at least 8)"),
+        CORE_OPT_U64("events", &conf.events, "E", 1, 2000000000,
+                     "events written, behaviors and impressions"),
         CORE_OPT_U64("seed", &conf.seed, "S", 0, UINT64_MAX, "seed"),
         {CORE_OPT_ROW("days", CORE_OPT_U32, &conf.days, "D", "horizon in days"), .umin = 1,
          .umax = 3650, .seen = &days_given, .def = "60; 120 with --world resurfacing"},
@@ -56,7 +59,8 @@ int trn_cmd_gen(int argc, char **argv) {
         core_free(ev);
         return 1;
     }
-    for (size_t i = 0; i < n && !rc; i++) rc = sch_writer_put(w, &ev[i]);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = sch_writer_put(w, &ev[i]);
     int rc2 = sch_writer_close(w);
     core_free(ev);
     if (rc || rc2) {
@@ -73,11 +77,12 @@ int trn_cmd_gen(int argc, char **argv) {
             st.mean_prob, st.oracle_auc_test, st.auc_without_propensity,
             st.auc_without_propensity_quality, st.auc_with_estimated_quality);
     if (conf.world == TRN_GEN_WORLD_SESSIONS) /* the observers exist in this world only */
-        fprintf(stderr, " session_from_history=%.4f interests_from_history=%.4f known_form_fitted=%.4f",
-                st.auc_session_from_history, st.auc_interests_from_history, st.auc_known_form_fitted);
+        fprintf(
+            stderr, " session_from_history=%.4f interests_from_history=%.4f known_form_fitted=%.4f",
+            st.auc_session_from_history, st.auc_interests_from_history, st.auc_known_form_fitted);
     fputc('\n', stderr);
     return 0;
 }
 
-const core_cmd *const trn_cmds[] = {&trn_gen_cmd, &trn_train_cmd, &trn_eval_cmd, &trn_bench_train_cmd,
-                                    NULL};
+const core_cmd *const trn_cmds[] = {&trn_gen_cmd, &trn_train_cmd, &trn_eval_cmd,
+                                    &trn_bench_train_cmd, NULL};

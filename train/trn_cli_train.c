@@ -18,7 +18,8 @@
 const core_cmd trn_train_cmd = {
     "train", "train a model on point-in-time samples of an event file", trn_cmd_train,
     "The seed drives initialization, negative sampling and shuffling; evaluate with the same\n"
-    "--protocol, --negatives, --seed and --window to see the same samples.\n", NULL};
+    "--protocol, --negatives, --seed and --window to see the same samples.\n",
+    NULL};
 
 static void print_metrics_json(FILE *f, const trn_metrics *m) {
     fprintf(f, "\"auc\":%.6f,\"gauc\":%.6f,\"logloss\":%.6f,\"calibration\":%.6f,\"samples\":%llu",
@@ -35,13 +36,16 @@ static int parse_protocol(const char *v, void *protocol, char *err, size_t n) {
 
 /* The rows train and eval share (they must see the same samples): --protocol, --negatives,
  * --window. */
-#define TRN_SAMPLE_OPTS(dc, window, window_seen)                                                    \
-    {CORE_OPT_ROW("protocol", CORE_OPT_FUNC, &(dc).protocol, "P",                                   \
+#define TRN_SAMPLE_OPTS(dc, window, window_seen)                                                   \
+    {CORE_OPT_ROW("protocol", CORE_OPT_FUNC, &(dc).protocol, "P",                                  \
                   "auto | impressions | next | taobao (auto: impressions if the file has any)"),   \
-     .fn = parse_protocol, .def = "auto"},                                                          \
-    CORE_OPT_U32("negatives", &(dc).negatives, "K", 1, 63, "sampled negatives per positive for next"), \
-    {CORE_OPT_ROW("window", CORE_OPT_U32, window, "T", "long-term behaviors per sample"), .umin = 1, \
-     .umax = 100000, .seen = window_seen}
+     .fn = parse_protocol, .def = "auto"},                                                         \
+        CORE_OPT_U32("negatives", &(dc).negatives, "K", 1, 63,                                     \
+                     "sampled negatives per positive for next"),                                   \
+    {                                                                                              \
+        CORE_OPT_ROW("window", CORE_OPT_U32, window, "T", "long-term behaviors per sample"),       \
+            .umin = 1, .umax = 100000, .seen = window_seen                                         \
+    }
 
 /* train --json: the run's report as one JSON object on stdout */
 static void print_train_json(const char *out, const char *vs, int protocol, const trn_report *rep,
@@ -57,13 +61,17 @@ static void print_train_json(const char *out, const char *vs, int protocol, cons
                "\"valid_calibration_before\":%.6f}",
                rep->cal_slope, rep->cal_offset, rep->raw_logloss, rep->raw_calibration);
     /* "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>" */
-    if (rep->calibrated) printf(",\"calibration\":\"platt\"");
-    else if (rep->cal_skipped[0]) printf(",\"calibration\":\"skipped: %s\"", rep->cal_skipped);
-    else printf(",\"calibration\":\"off\"");
+    if (rep->calibrated)
+        printf(",\"calibration\":\"platt\"");
+    else if (rep->cal_skipped[0])
+        printf(",\"calibration\":\"skipped: %s\"", rep->cal_skipped);
+    else
+        printf(",\"calibration\":\"off\"");
     if (pretrain)
         printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
                "\"valid_gauc\":%.6f}",
-               (unsigned long long)prep->steps, prep->seconds, prep->best_epoch, prep->best_valid_gauc);
+               (unsigned long long)prep->steps, prep->seconds, prep->best_epoch,
+               prep->best_valid_gauc);
     printf("}\n");
 }
 
@@ -77,8 +85,9 @@ static int pretrain_next(mdl_model *m, const trn_data *d, const sch_event *ev, s
                          trn_report *rep) {
     char err[512];
     if (d->protocol != TRN_PROTO_IMPRESSIONS) {
-        fprintf(stderr, "trail: --pretrain: the %s protocol's samples are next-behavior samples "
-                        "already; pretraining applies to --protocol impressions\n",
+        fprintf(stderr,
+                "trail: --pretrain: the %s protocol's samples are next-behavior samples "
+                "already; pretraining applies to --protocol impressions\n",
                 trn_proto_name(d->protocol));
         return 1;
     }
@@ -93,13 +102,15 @@ static int pretrain_next(mdl_model *m, const trn_data *d, const sch_event *ev, s
     trn_data_split_at(p, trn_data_split_ts(d, 1), trn_data_split_ts(d, 2));
     int rc = 1;
     if (!p->split[0] || p->split[1] == p->split[0]) {
-        fprintf(stderr, "trail: --pretrain: %zu behaviors before the impressions' valid period and "
-                        "%zu within it; pretraining needs some of both\n",
+        fprintf(stderr,
+                "trail: --pretrain: %zu behaviors before the impressions' valid period and "
+                "%zu within it; pretraining needs some of both\n",
                 p->split[0], p->split[1] - p->split[0]);
         goto out;
     }
-    fprintf(stderr, "pretrain: next-behavior samples train=%zu valid=%zu (before the impressions' "
-                    "valid and test periods), up to %u epochs\n",
+    fprintf(stderr,
+            "pretrain: next-behavior samples train=%zu valid=%zu (before the impressions' "
+            "valid and test periods), up to %u epochs\n",
             p->split[0], p->split[1] - p->split[0], epochs);
     trn_conf pt = *tc;
     pt.epochs = epochs;
@@ -136,24 +147,28 @@ int trn_cmd_train(int argc, char **argv) {
                       "1: auto refuses a file whose labeled records were all rejected, or with\n"
                       "more than 1% of its records rejected; 0: warn and go on"),
          .imin = 0, .imax = 1},
-        {CORE_OPT_ROW("recent", CORE_OPT_U32, &cfg.n_recent, "N", "short-term behaviors, the model's N"),
+        {CORE_OPT_ROW("recent", CORE_OPT_U32, &cfg.n_recent, "N",
+                      "short-term behaviors, the model's N"),
          .umin = 1, .umax = 1024, .seen = &recent_set, .def = "50; taobao: 16"},
         CORE_OPT_INCLUDE(mdl_opts_shape, &cfg),
         CORE_OPT_U32("epochs", &tc.epochs, "E", 1, 100000, "passes over the train split"),
         CORE_OPT_U32("batch", &tc.batch, "B", 1, TRN_MAX_BATCH, "samples per step"),
         CORE_OPT_FLT("lr", &tc.adam.lr, "X", 0, 10, "Adam's learning rate"),
-        CORE_OPT_U64("seed", &seed, "S", 0, UINT64_MAX, "initialization, negative sampling and shuffling"),
+        CORE_OPT_U64("seed", &seed, "S", 0, UINT64_MAX,
+                     "initialization, negative sampling and shuffling"),
         CORE_OPT_U32("threads", &tc.threads, "K", 1, 64, "training threads"),
         CORE_OPT_FLT("clip", &tc.adam.clip, "X", 0, 1e6, "global gradient-norm clip, 0 = off"),
         CORE_OPT_FLT("branch-dropout", &tc.branch_dropout, "P", 0, 0.9,
                      "training only: zero each sample's u_long, u_short, u_tin and cross blocks\n"
                      "of the head, each with probability P"),
-        CORE_OPT_FLT("l2", &tc.adam.l2_emb, "X", 0, 100, "L2 on the embedding rows a batch touches"),
+        CORE_OPT_FLT("l2", &tc.adam.l2_emb, "X", 0, 100,
+                     "L2 on the embedding rows a batch touches"),
         CORE_OPT_U32("patience", &tc.patience, "K", 0, 1000,
                      "evaluations without a better valid GAUC before stopping"),
-        CORE_OPT_U32("evals-per-epoch", &tc.evals_per_epoch, "K", 1, 1000, "validation passes per epoch"),
+        CORE_OPT_U32("evals-per-epoch", &tc.evals_per_epoch, "K", 1, 1000,
+                     "validation passes per epoch"),
         CORE_OPT_FILE("init", &init, "M", "resume from a model file (its config and Adam state)"),
-        CORE_OPT_U32("pretrain", &pretrain, "E",  0, 1000,
+        CORE_OPT_U32("pretrain", &pretrain, "E", 0, 1000,
                      "impressions only: first up to E epochs of next-behavior samples (one\n"
                      "popularity negative) from the file's own behaviors of the train period,\n"
                      "stopped early on those of the valid period (0: off)"),
@@ -199,7 +214,8 @@ int trn_cmd_train(int argc, char **argv) {
     if (dc.protocol == TRN_PROTO_AUTO) { /* auto must not switch task because records were lost */
         size_t n_lab = 0;
         char why[640];
-        for (size_t i = 0; i < n_ev; i++) n_lab += (ev[i].flags & SCH_F_LABEL) != 0;
+        for (size_t i = 0; i < n_ev; i++)
+            n_lab += (ev[i].flags & SCH_F_LABEL) != 0;
         if (trn_auto_check(&rs, n_lab, why, sizeof why)) {
             if (strict) {
                 fprintf(stderr, "trail: %s: %s (or --strict 0 to go ahead)\n", events, why);
@@ -218,9 +234,9 @@ int trn_cmd_train(int argc, char **argv) {
     fprintf(stderr,
             "train: events=%s protocol=%s samples=%zu train=%zu valid=%zu test=%zu users=%u "
             "behaviors=%zu variant=%s window=%u recent=%u threads=%u%s%s\n",
-            events, trn_proto_name(d->protocol), d->n_samples, d->split[0], d->split[1] - d->split[0],
-            d->n_samples - d->split[1], d->n_users, d->n_beh, vs, tc.window, m->cfg.n_recent,
-            tc.threads, init ? " resume=" : "", init ? init : "");
+            events, trn_proto_name(d->protocol), d->n_samples, d->split[0],
+            d->split[1] - d->split[0], d->n_samples - d->split[1], d->n_users, d->n_beh, vs,
+            tc.window, m->cfg.n_recent, tc.threads, init ? " resume=" : "", init ? init : "");
     tc.progress = stderr;
     tc.progress_tty = isatty(2);
     trn_report prep = {0};
@@ -242,9 +258,12 @@ int trn_cmd_train(int argc, char **argv) {
                 rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.best_valid.logloss,
                 rep.raw_calibration, rep.best_valid.calibration);
     if (rep.cal_skipped[0])
-        fprintf(stderr, "trail: warning: calibration skipped: %s; the model is saved "
-                        "uncalibrated\n", rep.cal_skipped);
-    fprintf(stderr, "train: kept the model of epoch %.2f (valid gauc %.4f) in %s; %llu steps, %.1f s%s\n",
+        fprintf(stderr,
+                "trail: warning: calibration skipped: %s; the model is saved "
+                "uncalibrated\n",
+                rep.cal_skipped);
+    fprintf(stderr,
+            "train: kept the model of epoch %.2f (valid gauc %.4f) in %s; %llu steps, %.1f s%s\n",
             rep.best_epoch, rep.best_valid_gauc, out, (unsigned long long)rep.steps, rep.seconds,
             rep.stopped_early ? ", stopped early" : "");
     rep.seconds += prep.seconds; /* the report's time is the whole run's */
@@ -289,7 +308,8 @@ static int diff_within(double a, double ref, double bound, double *diff) {
 /* --paths: every available path but fp32 against the fp32 predictions ref. rows: RANK_ISA_COUNT.
  * @return the number of rows, or -1 (error printed). */
 static int eval_paths(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
-                      uint32_t threads, const float *ref, const trn_metrics *ref_mt, path_row *rows) {
+                      uint32_t threads, const float *ref, const trn_metrics *ref_mt,
+                      path_row *rows) {
     char err[512];
     size_t n = hi - lo;
     float *p = core_malloc(n * sizeof *p);
@@ -325,8 +345,10 @@ static int eval_paths(const mdl_model *m, const trn_data *d, size_t lo, size_t h
 }
 
 static void print_num_json(double v) {
-    if (isnan(v) || isinf(v)) printf("null");
-    else printf("%.6g", v);
+    if (isnan(v) || isinf(v))
+        printf("null");
+    else
+        printf("%.6g", v);
 }
 
 /* --by-history: each kind of positive (trn_data_match over the model's window) against all
@@ -385,7 +407,8 @@ int trn_cmd_eval(int argc, char **argv) {
     if (isa_name && rank_isa_parse(isa_name, &isa, err, sizeof err))
         return core_cmd_usage(&trn_eval_cmd, "--isa: %s", err);
     if (paths && isa_name)
-        return core_cmd_usage(&trn_eval_cmd, "--paths scores every path against fp32; it takes no --isa");
+        return core_cmd_usage(&trn_eval_cmd,
+                              "--paths scores every path against fp32; it takes no --isa");
     const char *split = splits[si];
     mdl_model *m = NULL;
     trn_data *d = NULL;
@@ -429,13 +452,16 @@ int trn_cmd_eval(int argc, char **argv) {
             for (int k = 0; k < 3; k++) {
                 printf("%s\"%s\":{\"positives\":%llu,\"auc\":", k ? "," : "", kinds[k],
                        (unsigned long long)kpos[k]);
-                if (isnan(kauc[k])) printf("null}");
-                else printf("%.6f}", kauc[k]);
+                if (isnan(kauc[k]))
+                    printf("null}");
+                else
+                    printf("%.6f}", kauc[k]);
             }
             printf("}");
         }
         if (isa_name)
-            printf(",\"isa\":\"%s\",\"precision\":\"%s\"", rank_isa_name(isa), rank_isa_precision(isa));
+            printf(",\"isa\":\"%s\",\"precision\":\"%s\"", rank_isa_name(isa),
+                   rank_isa_precision(isa));
         if (paths) {
             printf(",\"paths\":[");
             for (int r = 0; r < n_rows; r++) {
@@ -531,7 +557,8 @@ int trn_cmd_bench_train(int argc, char **argv) {
     trn_data_conf_default(&dc);
     dc.protocol = TRN_PROTO_IMPRESSIONS;
     if (trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err) ||
-        trn_data_build(&d, ev, n, &dc, err, sizeof err) || mdl_model_init(&m, &cfg, err, sizeof err)) {
+        trn_data_build(&d, ev, n, &dc, err, sizeof err) ||
+        mdl_model_init(&m, &cfg, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
     }
@@ -540,7 +567,8 @@ int trn_cmd_bench_train(int argc, char **argv) {
     for (size_t i = 0; i < d->n_samples; i++)
         if (d->samples[i].hist >= tc.window) d->samples[k++] = d->samples[i];
     if (k < tc.batch) {
-        fprintf(stderr, "trail: bench: only %zu samples with %u behaviors of history\n", k, tc.window);
+        fprintf(stderr, "trail: bench: only %zu samples with %u behaviors of history\n", k,
+                tc.window);
         goto done;
     }
     d->n_samples = k;
@@ -556,8 +584,8 @@ int trn_cmd_bench_train(int argc, char **argv) {
                "\"threads\":%u,\"window\":%u,\"recent\":%u,\"C\":%u,\"steps\":%u}\n",
                vs, sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C, steps);
     else
-        printf("train: %s samples_per_s=%.1f (batch %u, %u threads, window %u, recent %u, C %u)\n", vs,
-               sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C);
+        printf("train: %s samples_per_s=%.1f (batch %u, %u threads, window %u, recent %u, C %u)\n",
+               vs, sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C);
     rc = 0;
 done:
     core_free(ev);

@@ -15,12 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GEN_T0 1700000000ll      /* 2023-11-14 22:13:20 UTC: day 0 of every stream */
+#define GEN_T0 1700000000ll /* 2023-11-14 22:13:20 UTC: day 0 of every stream */
 #define GEN_DAY 86400.0
-#define GEN_INTERESTS 4          /* long-term interest categories per user */
-#define GEN_SESSION_MEAN 8.0     /* behaviors per session (1 + geometric) */
-#define GEN_P_IMPRESSION 0.5     /* chance a session step shows an impression */
-#define GEN_HABIT_SHARE 0.25     /* share of sessions that are the daily habit */
+#define GEN_INTERESTS 4      /* long-term interest categories per user */
+#define GEN_SESSION_MEAN 8.0 /* behaviors per session (1 + geometric) */
+#define GEN_P_IMPRESSION 0.5 /* chance a session step shows an impression */
+#define GEN_HABIT_SHARE 0.25 /* share of sessions that are the daily habit */
 
 /* Click model coefficients (logit scale); see docs/SYNTHETIC.md. */
 #define B_BASE (-2.4)
@@ -29,17 +29,17 @@
 #define B_SESSION 0.9
 #define B_RECENCY 1.0
 #define B_PERIODIC 1.2
-#define RECENCY_S 3600.0         /* recency decays with exp(-gap / 1 h) */
+#define RECENCY_S 3600.0 /* recency decays with exp(-gap / 1 h) */
 
 /* The resurfacing world (docs/SYNTHETIC.md): each interest returns in bursts weeks apart. */
-#define RES_ITEMS_PER_CAT 400    /* K = I / 400 categories */
-#define RES_ITEM_POP 0.5         /* item popularity (r + 10)^-0.5: flat, so items rarely repeat */
-#define RES_CAT_POP 0.6          /* items per category ~ (k + 1)^-0.6: some kinds are common */
-#define RES_SESSION_MEAN 5.0     /* steps per session (1 + geometric) */
-#define RES_GAP_MIN_DAYS 7.0     /* an interest's bursts are 7 + Exp(14) days apart */
+#define RES_ITEMS_PER_CAT 400 /* K = I / 400 categories */
+#define RES_ITEM_POP 0.5      /* item popularity (r + 10)^-0.5: flat, so items rarely repeat */
+#define RES_CAT_POP 0.6       /* items per category ~ (k + 1)^-0.6: some kinds are common */
+#define RES_SESSION_MEAN 5.0  /* steps per session (1 + geometric) */
+#define RES_GAP_MIN_DAYS 7.0  /* an interest's bursts are 7 + Exp(14) days apart */
 #define RES_GAP_EXP_DAYS 14.0
-#define RES_FIRST_DAYS 21.0      /* its first burst starts uniform over the first 21 days */
-#define RES_BURST_SHARE 0.7      /* share of a user's sessions that belong to bursts */
+#define RES_FIRST_DAYS 21.0 /* its first burst starts uniform over the first 21 days */
+#define RES_BURST_SHARE 0.7 /* share of a user's sessions that belong to bursts */
 #define RB_BASE (-2.3)
 #define RB_LONG 1.6
 #define RB_SESSION 0.8
@@ -60,13 +60,13 @@ void trn_gen_conf_default(trn_gen_conf *conf) {
 
 typedef struct gen_cat {
     uint32_t K, I;
-    uint32_t *item_cat;   // (I) 0-based category of item i
-    float *quality;       // (I)
-    double *global_cdf;   // (I) cumulative popularity over all items
-    uint32_t *cat_start;  // (K+1) offsets into cat_items
-    uint32_t *cat_items;  // (I) items grouped by category
-    double *cat_cdf;      // (I) cumulative popularity within each category's group
-    double *catpop_cdf;   // (K) cumulative category popularity
+    uint32_t *item_cat;  // (I) 0-based category of item i
+    float *quality;      // (I)
+    double *global_cdf;  // (I) cumulative popularity over all items
+    uint32_t *cat_start; // (K+1) offsets into cat_items
+    uint32_t *cat_items; // (I) items grouped by category
+    double *cat_cdf;     // (I) cumulative popularity within each category's group
+    double *catpop_cdf;  // (K) cumulative category popularity
 } gen_cat;
 
 static void cat_free(gen_cat *c) {
@@ -107,11 +107,12 @@ static int cat_build(gen_cat *c, uint32_t I, uint64_t seed, trn_gen_world world)
     if (res && (kind_cdf = core_malloc(sizeof(double) * c->K)))
         for (uint32_t k = 0; k < c->K; k++)
             kind_cdf[k] = (k ? kind_cdf[k - 1] : 0.0) + pow((double)k + 1.0, -RES_CAT_POP);
-    if ((res && !kind_cdf) || !c->item_cat || !c->quality || !c->global_cdf || !c->cat_start || !c->cat_items ||
-        !c->cat_cdf || !c->catpop_cdf || !rank || !fill || !pop)
+    if ((res && !kind_cdf) || !c->item_cat || !c->quality || !c->global_cdf || !c->cat_start ||
+        !c->cat_items || !c->cat_cdf || !c->catpop_cdf || !rank || !fill || !pop)
         goto fail;
     core_rng_seed(&r, seed ^ 0xC47A106ull);
-    for (uint32_t i = 0; i < I; i++) rank[i] = i;
+    for (uint32_t i = 0; i < I; i++)
+        rank[i] = i;
     for (uint32_t i = I - 1; i > 0; i--) { /* Fisher-Yates: popularity rank of item i */
         uint32_t j = (uint32_t)core_rng_below(&r, i + 1), t = rank[i];
         rank[i] = rank[j];
@@ -120,14 +121,17 @@ static int cat_build(gen_cat *c, uint32_t I, uint64_t seed, trn_gen_world world)
     double acc = 0;
     for (uint32_t i = 0; i < I; i++) {
         /* the first K items seed every category so none is empty */
-        c->item_cat[i] = i < c->K ? i : res ? cdf_draw(kind_cdf, c->K, &r) : (uint32_t)core_rng_below(&r, c->K);
+        c->item_cat[i] = i < c->K ? i
+                         : res    ? cdf_draw(kind_cdf, c->K, &r)
+                                  : (uint32_t)core_rng_below(&r, c->K);
         c->quality[i] = (float)core_rng_gauss(&r);
         pop[i] = pow((double)rank[i] + 10.0, -pop_exp);
         acc += pop[i];
         c->global_cdf[i] = acc;
         c->cat_start[c->item_cat[i] + 1]++;
     }
-    for (uint32_t k = 0; k < c->K; k++) c->cat_start[k + 1] += c->cat_start[k];
+    for (uint32_t k = 0; k < c->K; k++)
+        c->cat_start[k + 1] += c->cat_start[k];
     for (uint32_t i = 0; i < I; i++) {
         uint32_t k = c->item_cat[i];
         c->cat_items[c->cat_start[k] + fill[k]++] = i;
@@ -162,13 +166,17 @@ static uint32_t cdf_draw(const double *cdf, uint32_t n, core_rng *r) {
     uint32_t lo = 0, hi = n - 1;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (cdf[mid] > u) hi = mid;
-        else lo = mid + 1;
+        if (cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return lo;
 }
 
-static uint32_t draw_global(const gen_cat *c, core_rng *r) { return cdf_draw(c->global_cdf, c->I, r); }
+static uint32_t draw_global(const gen_cat *c, core_rng *r) {
+    return cdf_draw(c->global_cdf, c->I, r);
+}
 
 static uint32_t draw_in_cat(const gen_cat *c, uint32_t k, core_rng *r) {
     uint32_t a = c->cat_start[k], n = c->cat_start[k + 1] - a;
@@ -228,10 +236,12 @@ typedef struct gen_user {
     uint32_t *topic_n;    // (K) the user's past regular sessions per topic
     uint32_t *topic_cats; // (K) the categories with topic_n > 0
     uint32_t n_topic_cats;
-    int habit_seen;       /* a habit session has begun: its topic shows interests[0] */
+    int habit_seen; /* a habit session has begun: its topic shows interests[0] */
 } gen_user;
 
-static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double sigmoid(double x) {
+    return 1.0 / (1.0 + exp(-x));
+}
 
 static int is_interest(const gen_user *u, uint32_t k) {
     for (int i = 0; i < GEN_INTERESTS; i++)
@@ -259,7 +269,8 @@ static double recency_term(const gen_user *u, uint32_t k, int64_t t) {
 
 /* The true click probability of item i for user u at time t during a session on `topic`.
  * Reads only traits and u->last_in_cat, which holds behaviors generated before t. */
-static double click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic, int64_t t) {
+static double click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic,
+                         int64_t t) {
     uint32_t k = c->item_cat[i];
     double z = B_BASE + u->propensity + B_QUALITY * c->quality[i] + recency_term(u, k, t);
     int habit = k == u->interests[0] && near_habit_hour(u, t);
@@ -306,7 +317,7 @@ static double gen_session_posterior(const gen_cat *c, const gen_user *u, int hab
         if (s == k) num = exp(a - M);
     }
     if (rest < 0) rest = 0; /* rounding */
-    Z += rest * exp(-M); /* the topics without behaviors so far */
+    Z += rest * exp(-M);    /* the topics without behaviors so far */
     if (!u->sess_cnt[k]) num = session_prior(c, u, habit, k) * exp(-M);
     return Z > 0 ? num / Z : 0.0;
 }
@@ -332,7 +343,8 @@ static gen_esp esp_with_plain(const gen_esp *s, uint32_t n) {
     for (int m = 0; m <= GEN_INTERESTS; m++)
         for (int j = 0; j <= m; j++) {
             long double b = 1; /* C(n, m - j) */
-            for (int i = 0; i < m - j; i++) b = b * (long double)(n - i) / (long double)(i + 1);
+            for (int i = 0; i < m - j; i++)
+                b = b * (long double)(n - i) / (long double)(i + 1);
             o.e[m] += s->e[j] * b;
             o.g[m] += (s->g[j] + s->e[j] * (long double)(m - j)) * b;
         }
@@ -390,7 +402,7 @@ static void gen_interest_posterior(const gen_cat *c, const gen_user *u, int habi
     long double rk = powl((0.15L + 0.4L * pk) / (0.4L * pk), u->topic_n[k]);
     long double lk = habit ? 1 : powl(1.0L + 0.85L / (0.15L * pk), u->sess_cnt[k]);
     uint32_t rest = c->K - (uint32_t)known - 1;
-    if (known && k == L0) { /* only the session term is unknown */
+    if (known && k == L0) {                                /* only the session term is unknown */
         gen_esp a = esp_with_plain(&s, rest + 1 - listed); /* k is L0, not among the rest */
         long double Z = a.e[m] * A + 0.15L * a.g[m];
         long double pS = lk * (0.4L * pk + 0.15L) * a.e[m] / Z;
@@ -422,10 +434,15 @@ static void gen_interest_posterior(const gen_cat *c, const gen_user *u, int habi
 
 static uint8_t draw_action(core_rng *r) {
     double a = core_rng_uniform(r);
-    return a < 0.90 ? SCH_ACTION_CLICK : a < 0.95 ? SCH_ACTION_CART : a < 0.98 ? SCH_ACTION_FAV : SCH_ACTION_BUY;
+    return a < 0.90   ? SCH_ACTION_CLICK
+           : a < 0.95 ? SCH_ACTION_CART
+           : a < 0.98 ? SCH_ACTION_FAV
+                      : SCH_ACTION_BUY;
 }
 
-static double draw_exp(core_rng *r, double mean) { return -mean * log(1.0 - core_rng_uniform(r)); }
+static double draw_exp(core_rng *r, double mean) {
+    return -mean * log(1.0 - core_rng_uniform(r));
+}
 
 /* Three streams per user, so traits, arrivals and session content stay independent; then the
  * traits both worlds share: GEN_INTERESTS distinct interests, uniform, and the propensity. */
@@ -437,10 +454,12 @@ static void user_begin(const trn_gen_conf *conf, const gen_cat *c, gen_user *u, 
     core_rng_seed(rs, base ^ 3);
     for (int i = 0; i < GEN_INTERESTS; i++) {
         uint32_t k;
-        do k = (uint32_t)core_rng_below(rt, c->K);
+        do
+            k = (uint32_t)core_rng_below(rt, c->K);
         while (i > 0 && is_interest(u, k));
         u->interests[i] = k;
-        for (int j = i + 1; j < GEN_INTERESTS; j++) u->interests[j] = k; /* keep is_interest exact */
+        for (int j = i + 1; j < GEN_INTERESTS; j++)
+            u->interests[j] = k; /* keep is_interest exact */
     }
     u->propensity = 0.3 * core_rng_gauss(rt);
 }
@@ -463,7 +482,8 @@ static sch_event impression_event(const gen_cat *c, uint32_t uid, uint32_t i, do
 }
 
 /* A behavior at t: an item of the topic (0.85) or a popular one from anywhere, its action drawn. */
-static sch_event behavior_event(const gen_cat *c, uint32_t uid, uint32_t topic, double t, core_rng *rs) {
+static sch_event behavior_event(const gen_cat *c, uint32_t uid, uint32_t topic, double t,
+                                core_rng *rs) {
     sch_event e;
     memset(&e, 0, sizeof e);
     uint32_t i = core_rng_uniform(rs) < 0.85 ? draw_in_cat(c, topic, rs) : draw_global(c, rs);
@@ -480,8 +500,10 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
     core_rng rt, ra, rs;
     user_begin(conf, c, u, uid, &rt, &ra, &rs);
     u->habit_hour_s = core_rng_uniform(&rt) * GEN_DAY;
-    for (uint32_t k = 0; k < c->K; k++) u->last_in_cat[k] = INT64_MIN;
-    for (uint32_t j = 0; j < u->n_topic_cats; j++) u->topic_n[u->topic_cats[j]] = 0;
+    for (uint32_t k = 0; k < c->K; k++)
+        u->last_in_cat[k] = INT64_MIN;
+    for (uint32_t j = 0; j < u->n_topic_cats; j++)
+        u->topic_n[u->topic_cats[j]] = 0;
     u->n_topic_cats = 0;
     u->habit_seen = 0;
 
@@ -498,33 +520,43 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
             habit_day++;
             if ((double)habit_day * GEN_DAY > horizon + GEN_DAY) break;
             if (core_rng_uniform(&ra) < habit_p)
-                next_habit = (double)habit_day * GEN_DAY + u->habit_hour_s + 600.0 * core_rng_gauss(&ra);
+                next_habit =
+                    (double)habit_day * GEN_DAY + u->habit_hour_s + 600.0 * core_rng_gauss(&ra);
         }
         int habit = next_habit >= 0 && next_habit < next_regular;
         double start = habit ? next_habit : next_regular;
-        if (habit) next_habit = -1;
-        else next_regular += draw_exp(&ra, 1.0 / regular_rate);
+        if (habit)
+            next_habit = -1;
+        else
+            next_regular += draw_exp(&ra, 1.0 / regular_rate);
         if (start < t_free) start = t_free;
         if (start >= horizon) break;
         uint32_t topic;
-        if (habit) topic = u->interests[0];
-        else if (core_rng_uniform(&rs) < 0.6) topic = u->interests[core_rng_below(&rs, GEN_INTERESTS)];
-        else topic = cdf_draw(c->catpop_cdf, c->K, &rs);
+        if (habit)
+            topic = u->interests[0];
+        else if (core_rng_uniform(&rs) < 0.6)
+            topic = u->interests[core_rng_below(&rs, GEN_INTERESTS)];
+        else
+            topic = cdf_draw(c->catpop_cdf, c->K, &rs);
         double t = start;
         for (uint32_t j = 0; j < u->n_sess_cats; j++) /* a new session: nothing seen of it yet */
             u->sess_cnt[u->sess_cats[j]] = 0;
         u->n_sess_cats = 0;
         uint32_t len = 1;
-        while (core_rng_uniform(&rs) > 1.0 / GEN_SESSION_MEAN) len++;
+        while (core_rng_uniform(&rs) > 1.0 / GEN_SESSION_MEAN)
+            len++;
         for (uint32_t s = 0; s < len && t < horizon; s++, step++) {
             t += 1.0 + draw_exp(&rs, 90.0);
             sch_event e;
             if (core_rng_uniform(&rs) < GEN_P_IMPRESSION) {
                 double a = core_rng_uniform(&rs);
-                uint32_t i = a < 0.3   ? draw_in_cat(c, topic, &rs)
-                             : a < 0.6 ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
-                                       : draw_global(c, &rs);
-                e = impression_event(c, uid, i, t, click_prob(c, u, i, topic, GEN_T0 + (int64_t)t), step, &rs);
+                uint32_t i =
+                    a < 0.3 ? draw_in_cat(c, topic, &rs)
+                    : a < 0.6
+                        ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
+                        : draw_global(c, &rs);
+                e = impression_event(c, uid, i, t, click_prob(c, u, i, topic, GEN_T0 + (int64_t)t),
+                                     step, &rs);
                 uint32_t k = c->item_cat[i];
                 gen_obs ob = {0};
                 if (o->observe) {
@@ -534,7 +566,8 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
                     gen_interest_posterior(c, u, habit, k, near_habit_hour(u, e.ts), ob.w);
                 }
                 if (t < horizon && out_push(o, &e, &ob)) return CORE_ENOMEM;
-                t += 1.0 + draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
+                t += 1.0 +
+                     draw_exp(&rs, 20.0); /* the behavior comes strictly after the impression */
             }
             e = behavior_event(c, uid, topic, t, &rs);
             gen_obs none = {0};
@@ -544,8 +577,10 @@ static int gen_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
             if (!u->sess_cnt[bk]++) u->sess_cats[u->n_sess_cats++] = bk;
         }
         t_free = t + 1.0;
-        if (habit) u->habit_seen = 1; /* later sessions see this one's topic */
-        else if (!u->topic_n[topic]++) u->topic_cats[u->n_topic_cats++] = topic;
+        if (habit)
+            u->habit_seen = 1; /* later sessions see this one's topic */
+        else if (!u->topic_n[topic]++)
+            u->topic_cats[u->n_topic_cats++] = topic;
     }
     return CORE_OK;
 }
@@ -579,8 +614,8 @@ static int res_push(res_session **v, size_t *n, size_t *cap, double start, uint3
  * habit (docs/SYNTHETIC.md). */
 static double res_click_prob(const gen_cat *c, const gen_user *u, uint32_t i, uint32_t topic) {
     uint32_t k = c->item_cat[i];
-    return sigmoid(RB_BASE + u->propensity + B_QUALITY * c->quality[i] + RB_LONG * is_interest(u, k) +
-                   RB_SESSION * (k == topic));
+    return sigmoid(RB_BASE + u->propensity + B_QUALITY * c->quality[i] +
+                   RB_LONG * is_interest(u, k) + RB_SESSION * (k == topic));
 }
 
 /* Every session of the user is planned first (arrivals from ra over the whole --days, so a cut at
@@ -602,11 +637,13 @@ static int res_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
         for (double b = core_rng_uniform(&ra) * RES_FIRST_DAYS * GEN_DAY; b < days;
              b += (RES_GAP_MIN_DAYS + draw_exp(&ra, RES_GAP_EXP_DAYS)) * GEN_DAY) {
             do
-                if (res_push(&ss, &ns, &cap, b + core_rng_uniform(&ra) * GEN_DAY, u->interests[i])) goto nomem;
+                if (res_push(&ss, &ns, &cap, b + core_rng_uniform(&ra) * GEN_DAY, u->interests[i]))
+                    goto nomem;
             while (core_rng_uniform(&ra) < p_more);
         }
     if (background > 0)
-        for (double t = draw_exp(&ra, GEN_DAY / background); t < days; t += draw_exp(&ra, GEN_DAY / background))
+        for (double t = draw_exp(&ra, GEN_DAY / background); t < days;
+             t += draw_exp(&ra, GEN_DAY / background))
             if (res_push(&ss, &ns, &cap, t, cdf_draw(c->catpop_cdf, c->K, &ra))) goto nomem;
     qsort(ss, ns, sizeof *ss, res_cmp);
     double t_free = 0;
@@ -615,16 +652,19 @@ static int res_user_run(const trn_gen_conf *conf, const gen_cat *c, gen_user *u,
         double t = ss[j].start < t_free ? t_free : ss[j].start;
         uint32_t topic = ss[j].topic, len = 1;
         if (t >= horizon) break;
-        while (core_rng_uniform(&rs) > 1.0 / RES_SESSION_MEAN) len++;
+        while (core_rng_uniform(&rs) > 1.0 / RES_SESSION_MEAN)
+            len++;
         for (uint32_t s = 0; s < len && t < horizon; s++, step++) {
             t += 1.0 + draw_exp(&rs, 90.0);
             sch_event e;
             gen_obs none = {0};
             if (core_rng_uniform(&rs) < GEN_P_IMPRESSION) {
                 double a = core_rng_uniform(&rs);
-                uint32_t i = a < 0.2   ? draw_in_cat(c, topic, &rs)
-                             : a < 0.6 ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
-                                       : draw_global(c, &rs);
+                uint32_t i =
+                    a < 0.2 ? draw_in_cat(c, topic, &rs)
+                    : a < 0.6
+                        ? draw_in_cat(c, u->interests[core_rng_below(&rs, GEN_INTERESTS)], &rs)
+                        : draw_global(c, &rs);
                 e = impression_event(c, uid, i, t, res_click_prob(c, u, i, topic), step, &rs);
                 if (t < horizon && out_push(o, &e, &none)) goto nomem;
                 t += 1.0 + draw_exp(&rs, 20.0);
@@ -707,10 +747,12 @@ static double form_prob(const gen_obs *o, double b, const double th[FORM_K], dou
                 double w = o->w[GEN_W(a, s, h)];
                 if (w <= 0) continue;
                 double x[FORM_K] = {1, a, s, h, R}, e = b, q;
-                for (int k = 0; k < FORM_K; k++) e += th[k] * x[k];
+                for (int k = 0; k < FORM_K; k++)
+                    e += th[k] * x[k];
                 q = sigmoid(e);
                 p += w * q;
-                for (int k = 0; dp && k < FORM_K; k++) dp[k] += w * q * (1 - q) * x[k];
+                for (int k = 0; dp && k < FORM_K; k++)
+                    dp[k] += w * q * (1 - q) * x[k];
                 if (db) *db += w * q * (1 - q);
             }
     return fmin(fmax(p, 1e-12), 1 - 1e-12);
@@ -741,18 +783,22 @@ static int fit_known_form(double th[FORM_K], double *bias, const sch_event *res,
             double v = p * (1 - p), c = ((res[j].label ? 1.0 : 0.0) - p) / v;
             for (int a = 0; a < FORM_K; a++) {
                 r[a] += c * dp[a];
-                for (int k = 0; k < FORM_K; k++) A[a][k] += dp[a] * dp[k] / v;
+                for (int k = 0; k < FORM_K; k++)
+                    A[a][k] += dp[a] * dp[k] / v;
             }
         }
-        for (int a = 0; a < FORM_K; a++) A[a][a] += 1e-6 * (1 + A[a][a]); /* a case never seen */
+        for (int a = 0; a < FORM_K; a++)
+            A[a][a] += 1e-6 * (1 + A[a][a]); /* a case never seen */
         for (int a = 0; a < FORM_K; a++) /* solve A step = r: A is symmetric positive definite */
             for (int k = a + 1; k < FORM_K; k++) {
                 double f = A[k][a] / A[a][a];
-                for (int j = a; j < FORM_K; j++) A[k][j] -= f * A[a][j];
+                for (int j = a; j < FORM_K; j++)
+                    A[k][j] -= f * A[a][j];
                 r[k] -= f * r[a];
             }
         for (int a = FORM_K - 1; a >= 0; a--) {
-            for (int k = a + 1; k < FORM_K; k++) r[a] -= A[a][k] * r[k];
+            for (int k = a + 1; k < FORM_K; k++)
+                r[a] -= A[a][k] * r[k];
             r[a] /= A[a][a];
             th[a] += r[a];
         }
@@ -766,7 +812,8 @@ static int fit_known_form(double th[FORM_K], double *bias, const sch_event *res,
             g[i] += ((res[j].label ? 1.0 : 0.0) - p) / v * db;
             h[i] += db * db / v;
         }
-        for (uint32_t i = 0; i < I; i++) bias[i] += g[i] / h[i];
+        for (uint32_t i = 0; i < I; i++)
+            bias[i] += g[i] / h[i];
     }
     core_free(g);
     core_free(h);
@@ -785,8 +832,10 @@ static int test_part_aucs(trn_gen_stats *st, const sch_event *res, size_t m, con
     for (size_t i = 0; i < m; i++)
         n_imp += (res[i].flags & SCH_F_LABEL) != 0;
     n = n_imp - n_imp * 9 / 10;
-    float *s0 = core_malloc(sizeof(float) * (n ? n : 1)), *s1 = core_malloc(sizeof(float) * (n ? n : 1)),
-          *s2 = core_malloc(sizeof(float) * (n ? n : 1)), *s3 = core_malloc(sizeof(float) * (n ? n : 1)),
+    float *s0 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s1 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s2 = core_malloc(sizeof(float) * (n ? n : 1)),
+          *s3 = core_malloc(sizeof(float) * (n ? n : 1)),
           *s4 = core_malloc(sizeof(float) * (n ? n : 1)),
           *s5 = core_malloc(sizeof(float) * (n ? n : 1)),
           *s6 = core_malloc(sizeof(float) * (n ? n : 1));
@@ -862,7 +911,9 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     if (conf->users < 1 || conf->items < 16 || conf->events < 1 || conf->days < 1 ||
         conf->until_day > conf->days ||
         (conf->world != TRN_GEN_WORLD_SESSIONS && conf->world != TRN_GEN_WORLD_RESURFACING)) {
-        snprintf(err, err_size, "gen: need users >= 1, items >= 16, events >= 1, days >= 1, until <= days, a known world");
+        snprintf(err, err_size,
+                 "gen: need users >= 1, items >= 16, events >= 1, days >= 1, until <= days, a "
+                 "known world");
         return CORE_EINVAL;
     }
     if ((rc = cat_build(&c, conf->items, conf->seed, conf->world))) return rc;
@@ -877,7 +928,8 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     /* Events per session step: one behavior plus an impression half the time. Generate about 5%
      * more than asked, so that the cut by time, not the rate, decides the count. */
     int res_world = conf->world == TRN_GEN_WORLD_RESURFACING;
-    double per_session = (res_world ? RES_SESSION_MEAN : GEN_SESSION_MEAN) * (1.0 + GEN_P_IMPRESSION);
+    double per_session =
+        (res_world ? RES_SESSION_MEAN : GEN_SESSION_MEAN) * (1.0 + GEN_P_IMPRESSION);
     double spd = 1.05 * (double)conf->events / ((double)conf->users * conf->days * per_session);
     /* resurfacing: RES_BURST_SHARE of the sessions in bursts, about days / 21 bursts per interest
      * (a burst has at least one session, so a small budget gets more than its share), the rest
@@ -885,14 +937,16 @@ int trn_gen_events(const trn_gen_conf *conf, sch_event **out, size_t *n, trn_gen
     double bursts = GEN_INTERESTS * (double)conf->days / (RES_GAP_MIN_DAYS + RES_GAP_EXP_DAYS);
     double burst_mean = fmax(1.0, RES_BURST_SHARE * spd * conf->days / bursts);
     for (uint32_t uid = 0; uid < conf->users; uid++) {
-        if (res_world ? res_user_run(conf, &c, &u, uid, burst_mean, (1.0 - RES_BURST_SHARE) * spd, &o)
-                      : gen_user_run(conf, &c, &u, uid, spd, &o))
+        if (res_world
+                ? res_user_run(conf, &c, &u, uid, burst_mean, (1.0 - RES_BURST_SHARE) * spd, &o)
+                : gen_user_run(conf, &c, &u, uid, spd, &o))
             goto nomem;
         prop[uid] = u.propensity;
     }
     keys = core_malloc(sizeof(gen_key) * (o.n ? o.n : 1));
     if (!keys) goto nomem;
-    for (size_t i = 0; i < o.n; i++) keys[i] = (gen_key){o.ev[i].ts, o.ev[i].user_id, i};
+    for (size_t i = 0; i < o.n; i++)
+        keys[i] = (gen_key){o.ev[i].ts, o.ev[i].user_id, i};
     qsort(keys, o.n, sizeof *keys, key_cmp);
     size_t m = o.n < conf->events ? o.n : (size_t)conf->events;
     res = core_malloc(sizeof(sch_event) * (m ? m : 1));

@@ -21,9 +21,9 @@ typedef enum trn_gen_world {
 } trn_gen_world;
 
 typedef struct trn_gen_conf {
-    uint32_t users;      /* U >= 1 */
-    uint32_t items;      /* I >= 16 */
-    uint64_t events;     /* E: events written (behaviors + impressions), at most */
+    uint32_t users;  /* U >= 1 */
+    uint32_t items;  /* I >= 16 */
+    uint64_t events; /* E: events written (behaviors + impressions), at most */
     uint64_t seed;
     uint32_t days;       /* horizon in days (60); rates are derived from E / (U * days) */
     double until_day;    /* stop generating at this day (<= days); for the causality test */
@@ -32,8 +32,8 @@ typedef struct trn_gen_conf {
 
 typedef struct trn_gen_stats {
     uint64_t behaviors, impressions, clicks;
-    double split_ctr[3];   /* click rate of impressions in the first 80% / next 10% / last 10% */
-    double mean_prob;      /* mean true probability over impressions */
+    double split_ctr[3]; /* click rate of impressions in the first 80% / next 10% / last 10% */
+    double mean_prob;    /* mean true probability over impressions */
     /* On the last 10% of impressions (the impressions protocol's test split): the AUC of the true
      * probability (the oracle), of the probability without the user's propensity q_u (no input
      * of the ranker can see it: it shapes only labels, never behaviors), and without the item's

@@ -35,26 +35,26 @@ void trn_conf_default(trn_conf *c) {
 
 typedef struct trn_worker {
     rank_net *net;
-    float *grad;            /* gradient arena (model layout), zero outside dense + touched rows */
+    float *grad; /* gradient arena (model layout), zero outside dense + touched rows */
     mdl_params gp;
-    rank_history *users;    // (max_B)
-    uint32_t *uidx;         // (max_B)
-    uint64_t *item, *cat;   // (max_B)
-    float *probs, *dlog;    // (max_B)
-    float *keep;            // (max_B x RANK_BRANCHES) branch dropout's multipliers, train only
-    float drop;             /* the branch dropout probability of this step (0: none) */
-    uint64_t drop_seed;     /* with the sample index, draws its mask */
+    rank_history *users;  // (max_B)
+    uint32_t *uidx;       // (max_B)
+    uint64_t *item, *cat; // (max_B)
+    float *probs, *dlog;  // (max_B)
+    float *keep;          // (max_B x RANK_BRANCHES) branch dropout's multipliers, train only
+    float drop;           /* the branch dropout probability of this step (0: none) */
+    uint64_t drop_seed;   /* with the sample index, draws its mask */
     /* the current job */
     const mdl_model *m;
     const trn_data *d;
     uint32_t window, max_B;
-    const size_t *sidx;     /* sample indices of this part (train) */
-    size_t lo, hi;          /* sample range (eval) */
-    float *preds;           /* eval output for [lo, hi) */
+    const size_t *sidx;        /* sample indices of this part (train) */
+    size_t lo, hi;             /* sample range (eval) */
+    float *preds;              /* eval output for [lo, hi) */
     const rank_engine *engine; /* eval on a serving path (shared, read-only); NULL: fp32 OpenBLAS */
     uint32_t n;
     int backward;
-    float scale;            /* dlogit scale: 1 / batch size */
+    float scale; /* dlogit scale: 1 / batch size */
     double loss;
     int rc;
     const uint32_t *t_item, *t_cat;
@@ -153,7 +153,8 @@ static uint32_t fill_batch(trn_worker *w, const trn_sample *const *s, uint32_t n
     uint32_t U = 0, T = needs_window(cfg) ? w->window : 0;
     for (uint32_t b = 0; b < n; b++) {
         const trn_sample *x = s[b];
-        if (b == 0 || x->user != s[b - 1]->user || x->hist != s[b - 1]->hist || x->ts != s[b - 1]->ts) {
+        if (b == 0 || x->user != s[b - 1]->user || x->hist != s[b - 1]->hist ||
+            x->ts != s[b - 1]->ts) {
             rank_history *h = &w->users[U++];
             uint32_t nT, nN;
             memset(h, 0, sizeof *h);
@@ -202,14 +203,16 @@ static void *train_part(void *arg) {
     w->n_ti = w->n_tc = 0;
     w->rc = CORE_OK;
     if (w->n == 0) return NULL;
-    for (uint32_t b = 0; b < w->n; b++) ptr[b] = &w->d->samples[w->sidx[b]];
+    for (uint32_t b = 0; b < w->n; b++)
+        ptr[b] = &w->d->samples[w->sidx[b]];
     /* branch dropout: each sample's mask from its index and the step, so it does not depend on
      * how the batch was split over threads */
     for (uint32_t b = 0; w->drop > 0 && b < w->n; b++) {
         core_rng r;
         core_rng_seed(&r, core_hash_id(w->sidx[b], w->drop_seed));
         for (int k = 0; k < RANK_BRANCHES; k++)
-            w->keep[(size_t)b * RANK_BRANCHES + k] = core_rng_uniform(&r) < w->drop ? 0.f : 1.f / (1.f - w->drop);
+            w->keep[(size_t)b * RANK_BRANCHES + k] =
+                core_rng_uniform(&r) < w->drop ? 0.f : 1.f / (1.f - w->drop);
     }
     w->rc = run_part(w, ptr, w->n, w->probs);
     return NULL;
@@ -221,7 +224,8 @@ static void *eval_part(void *arg) {
     w->rc = CORE_OK;
     for (size_t i = w->lo; i < w->hi && !w->rc; i += w->max_B) {
         uint32_t n = (uint32_t)(w->hi - i < w->max_B ? w->hi - i : w->max_B);
-        for (uint32_t b = 0; b < n; b++) ptr[b] = &w->d->samples[i + b];
+        for (uint32_t b = 0; b < n; b++)
+            ptr[b] = &w->d->samples[i + b];
         w->rc = run_part(w, ptr, n, w->preds + (i - w->lo));
     }
     return NULL;
@@ -234,8 +238,10 @@ static int run_workers(trn_ctx *x, void *(*fn)(void *)) {
     for (uint32_t t = 1; t < x->nt; t++, started++)
         if (pthread_create(&th[t], NULL, fn, &x->w[t])) break;
     fn(&x->w[0]);
-    for (uint32_t t = 1; t <= started; t++) pthread_join(th[t], NULL);
-    for (uint32_t t = started + 1; t < x->nt; t++) fn(&x->w[t]); /* could not start: run here */
+    for (uint32_t t = 1; t <= started; t++)
+        pthread_join(th[t], NULL);
+    for (uint32_t t = started + 1; t < x->nt; t++)
+        fn(&x->w[t]); /* could not start: run here */
     for (uint32_t t = 0; t < x->nt; t++)
         if (x->w[t].rc) return x->w[t].rc;
     return CORE_OK;
@@ -246,7 +252,8 @@ static int run_workers(trn_ctx *x, void *(*fn)(void *)) {
 
 int trn_eval(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
              uint32_t threads, float *preds, trn_metrics *metrics, char *err, size_t err_size) {
-    return trn_eval_isa(m, d, lo, hi, window, threads, RANK_ISA_FP32, preds, metrics, err, err_size);
+    return trn_eval_isa(m, d, lo, hi, window, threads, RANK_ISA_FP32, preds, metrics, err,
+                        err_size);
 }
 
 int trn_eval_isa(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
@@ -394,15 +401,20 @@ static int groups_build(trn_groups *g, const trn_data *d, size_t lo, size_t hi) 
             g->start[g->n++] = i;
     }
     g->start[g->n] = hi;
-    for (size_t i = 0; i < g->n; i++) g->order[i] = i;
+    for (size_t i = 0; i < g->n; i++)
+        g->order[i] = i;
     return CORE_OK;
 }
 
 static void fmt_dur(char *buf, size_t cap, double s) {
-    if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "?");
-    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(buf, cap, "%.0fs", s);
+    if (!(s >= 0) || s > 1e7)
+        snprintf(buf, cap, "?");
+    else if (s >= 3600)
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60)
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, cap, "%.0fs", s);
 }
 
 static void progress(const trn_conf *c, int final, double epoch, uint64_t step, uint64_t total,
@@ -415,16 +427,19 @@ static void progress(const trn_conf *c, int final, double epoch, uint64_t step, 
     if (c->progress_tty) {
         int width = 24, fill = total ? (int)((double)width * (double)step / (double)total) : 0;
         char bar[32];
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        for (int i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
-        fprintf(c->progress, "\r[%s] epoch %.2f step %llu/%llu | %.0f samples/s | loss %.4f | "
-                             "valid gauc %s (best %s) | eta %s   ",
+        fprintf(c->progress,
+                "\r[%s] epoch %.2f step %llu/%llu | %.0f samples/s | loss %.4f | "
+                "valid gauc %s (best %s) | eta %s   ",
                 bar, epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vg, bs,
                 e);
         if (final) fputc('\n', c->progress);
     } else {
-        fprintf(c->progress, "train: epoch=%.2f step=%llu/%llu samples_per_s=%.0f loss=%.4f "
-                             "valid_gauc=%s best=%s eta=%s\n",
+        fprintf(c->progress,
+                "train: epoch=%.2f step=%llu/%llu samples_per_s=%.0f loss=%.4f "
+                "valid_gauc=%s best=%s eta=%s\n",
                 epoch, (unsigned long long)step, (unsigned long long)total, sps, loss, vg, bs, e);
     }
     fflush(c->progress);
@@ -444,7 +459,8 @@ static uint32_t next_batch(const trn_groups *g, size_t *gi, size_t *sidx, uint32
     while (*gi < g->n) {
         size_t id = g->order[*gi], len = g->start[id + 1] - g->start[id];
         if (n > 0 && n + len > batch) break;
-        for (size_t k = 0; k < len; k++) sidx[n++] = g->start[id] + k; /* len <= TRN_GROUP_SLACK */
+        for (size_t k = 0; k < len; k++)
+            sidx[n++] = g->start[id] + k; /* len <= TRN_GROUP_SLACK */
         (*gi)++;
     }
     return n;
@@ -464,7 +480,8 @@ static int train_step(trn_ctx *x, mdl_model *m, const trn_data *d, const trn_con
     int rc = run_workers(x, train_part);
     if (rc) return rc;
     *loss = 0;
-    for (uint32_t t = 0; t < x->nt; t++) *loss += x->w[t].loss;
+    for (uint32_t t = 0; t < x->nt; t++)
+        *loss += x->w[t].loss;
     *loss /= n;
     reduce_and_step(x, m, &c->adam, NULL);
     return CORE_OK;
@@ -488,27 +505,30 @@ static int alloc_adam(mdl_model *m) {
  * trn_platt_fit) leaves the model as it is and says why in rep->cal_skipped. The valid metrics
  * are measured again (into vpred). */
 static int calibrate(mdl_model *m, const trn_data *d, size_t lo, size_t hi, const trn_conf *c,
-                     const float *kept, float *vpred, trn_report *rep, char *err,
-                     size_t err_size) {
+                     const float *kept, float *vpred, trn_report *rep, char *err, size_t err_size) {
     size_t n = hi - lo;
     uint8_t *lab = core_malloc(n ? n : 1);
     if (!lab) {
         snprintf(err, err_size, "train: out of memory");
         return CORE_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) lab[i] = d->samples[lo + i].label;
+    for (size_t i = 0; i < n; i++)
+        lab[i] = d->samples[lo + i].label;
     double a, off;
     char why[128];
     int fit = trn_platt_fit_why(&a, &off, kept, lab, n, why, sizeof why);
     core_free(lab);
     if (fit != CORE_OK) { /* the model stays as it is; the caller says so */
-        snprintf(rep->cal_skipped, sizeof rep->cal_skipped, "%s", why[0] ? why : core_strerror(fit));
+        snprintf(rep->cal_skipped, sizeof rep->cal_skipped, "%s",
+                 why[0] ? why : core_strerror(fit));
         return CORE_OK;
     }
     mdl_params *p = &m->p;
-    for (uint32_t i = 0; i < m->cfg.h2; i++) p->w3[i] = (float)(a * p->w3[i]);
+    for (uint32_t i = 0; i < m->cfg.h2; i++)
+        p->w3[i] = (float)(a * p->w3[i]);
     p->b3[0] = (float)(a * p->b3[0] + off);
-    for (uint32_t i = 0; i < m->cfg.item_rows; i++) p->item_bias[i] = (float)(a * p->item_bias[i]);
+    for (uint32_t i = 0; i < m->cfg.item_rows; i++)
+        p->item_bias[i] = (float)(a * p->item_bias[i]);
     rep->calibrated = 1;
     rep->cal_slope = a;
     rep->cal_offset = off;
@@ -529,8 +549,10 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     double t0 = (double)core_now_ns() * 1e-9;
     memset(rep, 0, sizeof *rep);
     rep->best_valid_gauc = NAN;
-    if (c->batch < 1 || c->batch > TRN_MAX_BATCH || c->threads < 1 || c->threads > 64 || c->epochs < 1) {
-        snprintf(err, err_size, "train: batch must be 1..%d, threads 1..64, epochs >= 1", TRN_MAX_BATCH);
+    if (c->batch < 1 || c->batch > TRN_MAX_BATCH || c->threads < 1 || c->threads > 64 ||
+        c->epochs < 1) {
+        snprintf(err, err_size, "train: batch must be 1..%d, threads 1..64, epochs >= 1",
+                 TRN_MAX_BATCH);
         return CORE_EINVAL;
     }
     trn_data_split(d, 0, &tr_lo, &tr_hi);
@@ -541,7 +563,8 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
     }
     /* a group never straddles a batch, so the largest group bounds the batch from below */
     uint32_t max_B = c->batch;
-    if ((rc = ctx_new(&x, m, c->threads, max_B + TRN_GROUP_SLACK, c->window, 1, err, err_size))) return rc;
+    if ((rc = ctx_new(&x, m, c->threads, max_B + TRN_GROUP_SLACK, c->window, 1, err, err_size)))
+        return rc;
     rc = CORE_ENOMEM;
     size_t bytes = m->n_floats * sizeof(float);
     sidx = core_malloc(sizeof(size_t) * (max_B + TRN_GROUP_SLACK));
@@ -580,7 +603,8 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
             shuffle_groups(&g, &r2);
             size_t gi = 0;
             steps_ep[ep] = 0;
-            while (next_batch(&g, &gi, sidx, c->batch)) steps_ep[ep]++;
+            while (next_batch(&g, &gi, sidx, c->batch))
+                steps_ep[ep]++;
             total += steps_ep[ep];
         }
         core_free(g.order);
@@ -596,7 +620,8 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
         shuffle_groups(&g, &rng);
         uint64_t steps_per_epoch = 0;
         size_t gi = 0;
-        while (next_batch(&g, &gi, sidx, c->batch)) steps_per_epoch++;
+        while (next_batch(&g, &gi, sidx, c->batch))
+            steps_per_epoch++;
         gi = 0;
         if (ep >= K) /* past the replayed epochs: this one counted, the rest estimated from it */
             total = step + (uint64_t)(c->epochs - ep) * steps_per_epoch;
@@ -626,7 +651,8 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
                 rep->evals++;
                 trn_metrics vm;
                 if (have_valid) {
-                    if ((rc = trn_eval(m, d, va_lo, va_hi, c->window, c->threads, vpred, &vm, err, err_size)))
+                    if ((rc = trn_eval(m, d, va_lo, va_hi, c->window, c->threads, vpred, &vm, err,
+                                       err_size)))
                         goto fail;
                     last_v = vm.gauc;
                 } else {
@@ -696,7 +722,8 @@ int trn_bench_steps(mdl_model *m, const trn_data *d, const trn_conf *c, uint32_t
     size_t lo, hi;
     int rc;
     trn_data_split(d, 0, &lo, &hi);
-    if ((rc = ctx_new(&x, m, c->threads, c->batch + TRN_GROUP_SLACK, c->window, 1, err, err_size))) return rc;
+    if ((rc = ctx_new(&x, m, c->threads, c->batch + TRN_GROUP_SLACK, c->window, 1, err, err_size)))
+        return rc;
     rc = CORE_ENOMEM;
     sidx = core_malloc(sizeof(size_t) * (c->batch + TRN_GROUP_SLACK));
     if (!sidx || alloc_adam(m) || groups_build(&g, d, lo, hi)) goto fail;

@@ -38,23 +38,23 @@ typedef struct trn_conf {
                                  cross are each zeroed with this probability, the kept ones scaled
                                  by 1 / (1 - p); evaluation and serving see them all (0) */
     trn_adam_conf adam;
-    FILE *progress;           /* NULL: quiet */
-    int progress_tty;         /* 1: one live line rewritten with \r; 0: plain lines */
+    FILE *progress;   /* NULL: quiet */
+    int progress_tty; /* 1: one live line rewritten with \r; 0: plain lines */
 } trn_conf;
 
 typedef struct trn_report {
     uint64_t steps, samples_seen;
-    uint64_t evals;           /* validation passes run: min(evals_per_epoch, steps) per epoch
-                                 (fewer after an early stop) */
-    double seconds;           /* wall time of the whole run, evaluations included */
+    uint64_t evals; /* validation passes run: min(evals_per_epoch, steps) per epoch
+                       (fewer after an early stop) */
+    double seconds; /* wall time of the whole run, evaluations included */
     double best_valid_gauc;
-    double best_epoch;        /* fractional epoch of the best evaluation */
-    trn_metrics best_valid;   /* validation metrics of the kept model (after calibration) */
+    double best_epoch;      /* fractional epoch of the best evaluation */
+    trn_metrics best_valid; /* validation metrics of the kept model (after calibration) */
     int stopped_early;
-    int calibrated;           /* 1: the kept model was Platt-scaled on the valid split */
-    char cal_skipped[160];    /* calibration was asked for but not done: why ("" otherwise) */
-    double cal_slope, cal_offset;          /* its logit' = slope * logit + offset */
-    double raw_logloss, raw_calibration;   /* valid log loss and calibration before it */
+    int calibrated;               /* 1: the kept model was Platt-scaled on the valid split */
+    char cal_skipped[160];        /* calibration was asked for but not done: why ("" otherwise) */
+    double cal_slope, cal_offset; /* its logit' = slope * logit + offset */
+    double raw_logloss, raw_calibration; /* valid log loss and calibration before it */
 } trn_report;
 
 void trn_conf_default(trn_conf *c);

@@ -31,7 +31,8 @@ static double sorted_auc(const m_item *it, size_t n) {
     size_t i = 0;
     while (i < n) {
         size_t j = i;
-        while (j < n && it[j].score == it[i].score) j++;
+        while (j < n && it[j].score == it[i].score)
+            j++;
         double avg_rank = 0.5 * (double)(i + 1 + j); /* ranks i+1 .. j */
         for (size_t k = i; k < j; k++)
             if (it[k].label) {
@@ -93,7 +94,8 @@ int trn_metrics_compute(trn_metrics *out, const float *pred, const uint8_t *labe
     out->gauc_users = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < n && it[j].user == it[i].user) j++;
+        while (j < n && it[j].user == it[i].user)
+            j++;
         double a = sorted_auc(it + i, j - i);
         if (!isnan(a)) {
             gsum += (double)(j - i) * a;
@@ -203,15 +205,18 @@ int trn_platt_fit_why(double *a, double *c, const float *pred, const uint8_t *la
     }
     if (!(L < L0) || !isfinite(A) || !isfinite(C)) {
         /* the identity is already (near) the optimum, or nothing better was found */
-        set_why(why, why_size, converged ? "the identity is already the best fit"
-                                         : "the fit could not improve on the identity");
+        set_why(why, why_size,
+                converged ? "the identity is already the best fit"
+                          : "the fit could not improve on the identity");
         rc = converged ? CORE_OK : CORE_ERANGE;
         goto out;
     }
     if (!(A > 0)) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the best fit has slope %.4g <= 0 (predictions rank the "
-                                  "valid labels backwards)", A);
+        snprintf(msg, sizeof msg,
+                 "the best fit has slope %.4g <= 0 (predictions rank the "
+                 "valid labels backwards)",
+                 A);
         set_why(why, why_size, msg);
         goto out;
     }

@@ -11,11 +11,11 @@
 #include <stdint.h>
 
 typedef struct trn_metrics {
-    double auc;          /* NaN when only one class is present */
-    double gauc;         /* NaN when no user has both classes */
+    double auc;  /* NaN when only one class is present */
+    double gauc; /* NaN when no user has both classes */
     double logloss;
-    double calibration;  /* NaN when there are no positives */
-    double oracle_auc;   /* AUC of the true probabilities; NaN when none were given */
+    double calibration; /* NaN when there are no positives */
+    double oracle_auc;  /* AUC of the true probabilities; NaN when none were given */
     double mean_pred, mean_label;
     uint64_t samples;
     uint64_t gauc_users; /* users that entered GAUC */

@@ -60,7 +60,7 @@ static int by_user_ts(const void *a, const void *b) {
 
 typedef struct s_key {
     int64_t ts;
-    size_t idx; /* source event's file index */
+    size_t idx;   /* source event's file index */
     uint32_t sub; /* 0 = the positive or impression, 1.. = its negatives */
     uint32_t pad;
     trn_sample s;
@@ -88,8 +88,10 @@ static uint32_t count_before(const sch_behavior *beh, size_t n, int64_t t) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (beh[mid].ts < t) lo = mid + 1;
-        else hi = mid;
+        if (beh[mid].ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return (uint32_t)lo;
 }
@@ -98,8 +100,10 @@ static void user_index(const trn_data *d, uint64_t uid, uint32_t *out) {
     uint32_t lo = 0, hi = d->n_users;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (d->user_id[mid] < uid) lo = mid + 1;
-        else hi = mid;
+        if (d->user_id[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     *out = lo;
 }
@@ -116,21 +120,25 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
     size_t nk = 0, n_imp = 0, n_items = 0, ns = 0;
     int rc = CORE_ENOMEM;
     if (!d) return CORE_ENOMEM;
-    for (size_t i = 0; i < n; i++) n_imp += (ev[i].flags & SCH_F_LABEL) != 0;
+    for (size_t i = 0; i < n; i++)
+        n_imp += (ev[i].flags & SCH_F_LABEL) != 0;
     d->protocol = conf->protocol != TRN_PROTO_AUTO ? conf->protocol
-                  : n_imp ? TRN_PROTO_IMPRESSIONS : TRN_PROTO_NEXT;
+                  : n_imp                          ? TRN_PROTO_IMPRESSIONS
+                                                   : TRN_PROTO_NEXT;
     uint32_t k = d->protocol == TRN_PROTO_TAOBAO ? 1 : conf->negatives;
 
     /* users of every event; behaviors grouped by user, each user's in (ts, file order) */
     keys = core_malloc(sizeof(ev_key) * (n ? n : 1));
     if (!keys) goto fail;
-    for (size_t i = 0; i < n; i++) keys[i] = (ev_key){ev[i].user_id, ev[i].ts, i};
+    for (size_t i = 0; i < n; i++)
+        keys[i] = (ev_key){ev[i].user_id, ev[i].ts, i};
     qsort(keys, n, sizeof *keys, by_user_ts);
     nk = n - n_imp;
     d->beh = core_malloc(sizeof(sch_behavior) * (nk ? nk : 1));
     if (!d->beh) goto fail;
     uint32_t nu = 0;
-    for (size_t i = 0; i < n; i++) nu += i == 0 || keys[i].user != keys[i - 1].user;
+    for (size_t i = 0; i < n; i++)
+        nu += i == 0 || keys[i].user != keys[i - 1].user;
     d->user_id = core_malloc(sizeof(uint64_t) * (nu ? nu : 1));
     d->beh_start = core_malloc(sizeof(size_t) * (nu + 1));
     if (!d->user_id || !d->beh_start) goto fail;
@@ -159,7 +167,8 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
             trn_sample s = {0};
             user_index(d, e->user_id, &u); /* every event's user is listed */
             s.user = u;
-            s.hist = count_before(d->beh + d->beh_start[u], d->beh_start[u + 1] - d->beh_start[u], e->ts);
+            s.hist = count_before(d->beh + d->beh_start[u], d->beh_start[u + 1] - d->beh_start[u],
+                                  e->ts);
             s.ts = e->ts;
             s.item_id = e->item_id;
             s.category_id = e->category_id;
@@ -178,8 +187,10 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
         qsort(items, n_items, sizeof *items, by_item);
         size_t m = 0;
         for (size_t i = 0; i < n_items; i++) {
-            if (m && items[m - 1].item == items[i].item) items[m - 1].count++;
-            else items[m++] = items[i];
+            if (m && items[m - 1].item == items[i].item)
+                items[m - 1].count++;
+            else
+                items[m++] = items[i];
         }
         n_items = m;
         for (size_t i = n; i-- > 0;) { /* overwrite with the earliest occurrence's category */
@@ -191,7 +202,8 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
         cdf = core_malloc(sizeof(double) * (n_items ? n_items : 1));
         if (!cdf) goto fail;
         double acc = 0;
-        for (size_t i = 0; i < n_items; i++) cdf[i] = acc += (double)items[i].count;
+        for (size_t i = 0; i < n_items; i++)
+            cdf[i] = acc += (double)items[i].count;
         size_t npos = nk;
         sk = core_malloc(sizeof(s_key) * (npos * (1 + k) + 1));
         if (!sk) goto fail;
@@ -218,8 +230,10 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
                         size_t lo = 0, hi = n_items - 1;
                         while (lo < hi) {
                             size_t mid = (lo + hi) / 2;
-                            if (cdf[mid] > x) hi = mid;
-                            else lo = mid + 1;
+                            if (cdf[mid] > x)
+                                hi = mid;
+                            else
+                                lo = mid + 1;
                         }
                         pick = lo;
                         if (items[pick].item != s.item_id) break;
@@ -242,7 +256,8 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
     qsort(sk, ns, sizeof *sk, by_time);
     d->samples = core_malloc(sizeof(trn_sample) * ns);
     if (!d->samples) goto fail;
-    for (size_t i = 0; i < ns; i++) d->samples[i] = sk[i].s;
+    for (size_t i = 0; i < ns; i++)
+        d->samples[i] = sk[i].s;
     d->n_samples = ns;
     d->split[0] = (size_t)((double)ns * conf->train_frac);
     d->split[1] = (size_t)((double)ns * (conf->train_frac + conf->valid_frac));
@@ -276,8 +291,8 @@ int trn_data_load(trn_data **out, const char *path, const trn_data_conf *conf, c
     return rc;
 }
 
-int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *bad_out,
-                    char *err, size_t err_size) {
+int trn_events_read(const char *path, sch_event **out, size_t *n_out, uint64_t *bad_out, char *err,
+                    size_t err_size) {
     trn_read_stats st;
     int rc = trn_events_read_stats(path, out, n_out, &st, err, err_size);
     if (rc == CORE_OK) *bad_out = st.bad;
@@ -333,7 +348,8 @@ int trn_events_read_stats(const char *path, sch_event **out, size_t *n_out, trn_
         rc = sch_reader_next(r, &rec, &len, &recno);
         if (rc == 0) break;
         if (rc == CORE_EIO) {
-            snprintf(err, err_size, "%s: read error after record %llu", path, (unsigned long long)recno);
+            snprintf(err, err_size, "%s: read error after record %llu", path,
+                     (unsigned long long)recno);
             goto fail;
         }
         if (n == cap) {
@@ -341,7 +357,8 @@ int trn_events_read_stats(const char *path, sch_event **out, size_t *n_out, trn_
             sch_event *p = core_realloc(ev, nc * sizeof *p);
             if (!p) {
                 rc = CORE_ENOMEM;
-                snprintf(err, err_size, "%s: out of memory at record %llu", path, (unsigned long long)recno);
+                snprintf(err, err_size, "%s: out of memory at record %llu", path,
+                         (unsigned long long)recno);
                 goto fail;
             }
             ev = p;
@@ -357,7 +374,8 @@ int trn_events_read_stats(const char *path, sch_event **out, size_t *n_out, trn_
             snprintf(st->bad_labeled_why, sizeof st->bad_labeled_why, "record %llu: %.120s",
                      (unsigned long long)recno, why);
         if (bad++ < MAX_BAD_SHOWN)
-            fprintf(stderr, "trail: %s: record %llu skipped: %s\n", path, (unsigned long long)recno, why);
+            fprintf(stderr, "trail: %s: record %llu skipped: %s\n", path, (unsigned long long)recno,
+                    why);
         if (rc == CORE_EFORMAT) break; /* a truncated binary tail ends the file */
     }
     sch_reader_close(r);
@@ -365,7 +383,8 @@ int trn_events_read_stats(const char *path, sch_event **out, size_t *n_out, trn_
     st->bad = bad;
     st->records = n + bad;
     if (bad > MAX_BAD_SHOWN)
-        fprintf(stderr, "trail: %s: %llu bad records skipped in all\n", path, (unsigned long long)bad);
+        fprintf(stderr, "trail: %s: %llu bad records skipped in all\n", path,
+                (unsigned long long)bad);
     if (n == 0) {
         snprintf(err, err_size, "%s: no valid event records", path);
         rc = CORE_EFORMAT;
@@ -408,8 +427,10 @@ static size_t first_at(const trn_data *d, int64_t t) {
     size_t lo = 0, hi = d->n_samples;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (d->samples[mid].ts < t) lo = mid + 1;
-        else hi = mid;
+        if (d->samples[mid].ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }

@@ -24,36 +24,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { TRN_PROTO_AUTO = 0, TRN_PROTO_IMPRESSIONS, TRN_PROTO_NEXT, TRN_PROTO_TAOBAO } trn_proto;
+typedef enum {
+    TRN_PROTO_AUTO = 0,
+    TRN_PROTO_IMPRESSIONS,
+    TRN_PROTO_NEXT,
+    TRN_PROTO_TAOBAO
+} trn_proto;
 
 typedef struct trn_data_conf {
-    int protocol;        /* trn_proto; auto = impressions if the file has any, else next */
-    uint32_t negatives;  /* k for next (taobao forces 1) */
-    uint64_t seed;       /* negative sampling */
+    int protocol;       /* trn_proto; auto = impressions if the file has any, else next */
+    uint32_t negatives; /* k for next (taobao forces 1) */
+    uint64_t seed;      /* negative sampling */
     double train_frac, valid_frac; /* 0.8, 0.1 */
 } trn_data_conf;
 
 typedef struct trn_sample {
-    uint32_t user;       /* index into trn_data.user_id */
-    uint32_t hist;       /* the user's behaviors with ts < this ts */
+    uint32_t user; /* index into trn_data.user_id */
+    uint32_t hist; /* the user's behaviors with ts < this ts */
     int64_t ts;
     uint64_t item_id, category_id;
-    float prob;          /* true click probability, if has_prob */
+    float prob; /* true click probability, if has_prob */
     uint8_t label;
     uint8_t has_prob;
 } trn_sample;
 
 typedef struct trn_data {
     uint32_t n_users;
-    uint64_t *user_id;      // (n_users)
-    size_t *beh_start;      // (n_users + 1) offsets into beh
-    sch_behavior *beh;      // behaviors grouped by user, each user's in (ts, file order)
+    uint64_t *user_id; // (n_users)
+    size_t *beh_start; // (n_users + 1) offsets into beh
+    sch_behavior *beh; // behaviors grouped by user, each user's in (ts, file order)
     size_t n_beh;
-    trn_sample *samples;    // (n_samples) sorted by (ts, file order)
+    trn_sample *samples; // (n_samples) sorted by (ts, file order)
     size_t n_samples;
-    size_t split[2];        /* train [0, split[0]), valid [split[0], split[1]), test [split[1], n) */
-    int protocol;           /* the labeler used (never auto) */
-    uint64_t bad_records;   /* records that failed to decode (skipped, reported on stderr) */
+    size_t split[2];      /* train [0, split[0]), valid [split[0], split[1]), test [split[1], n) */
+    int protocol;         /* the labeler used (never auto) */
+    uint64_t bad_records; /* records that failed to decode (skipped, reported on stderr) */
 } trn_data;
 
 void trn_data_conf_default(trn_data_conf *conf);
