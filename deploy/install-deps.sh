@@ -13,6 +13,7 @@ PKGS=(
   libmicrohttpd-dev     # HTTP server for /v1/score and /metrics
   libjansson-dev        # JSON parsing with line/column errors
   clang libclang-rt-14-dev  # libFuzzer: request, events, model file, importers, worker config
+  clang-format          # tests/format.sh: the code as .clang-format writes it
   kcat curl             # kcat: Kafka CLI for operators (no script runs it); curl: quickstart, tests
   python3               # small helpers in bench/ scripts and the quickstart
   systemd               # systemd-analyze, systemd-sysusers: tests/test_deploy.sh checks the units
