@@ -112,6 +112,7 @@ static void test_same_seed_same_stream_and_causal(void **state) {
     for (size_t i = 0; i < na && i < nd; i++)
         same += a[i].item_id == d[i].item_id;
     assert_true(same < na / 20);
+    core_free(d);
     /* cut at day 40: every event before the cut is the same, bit for bit */
     c.seed = 5;
     c.events = 10000000;
