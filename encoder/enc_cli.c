@@ -565,8 +565,8 @@ static int inspect_verify(enc_store *st, const char *dir) {
 }
 
 static const core_cmd inspect_cmd = {
-    "inspect", "print one user's encoder state, the store's digest, or a check of its checksums", enc_cmd_inspect,
-    "Give exactly one of --user, --digest and --verify.\n", NULL};
+    "inspect", "print one user's encoder state, the store's digest, or a check of its checksums",
+    enc_cmd_inspect, "Give exactly one of --user, --digest and --verify.\n", NULL};
 
 int enc_cmd_inspect(int argc, char **argv) {
     const char *dir = NULL;
