@@ -1,8 +1,9 @@
 /* rank_score.h: score a batch of candidates for one user (the serving path).
  *
  * Candidate-independent work (self-attention over the recent behaviors, gathering the window for
- * the attention variant) runs once per call; per-candidate work is batched through sgemm. Nothing
- * here allocates: a rank_scratch is sized once per thread for the largest batch and window.
+ * the attention variant) runs once per call; per-candidate work is batched into GEMMs on the
+ * scratch's compute path (rank_engine.h). Nothing here allocates: a rank_scratch is sized once
+ * per thread for the largest batch and window.
  */
 #ifndef TRAIL_RANK_SCORE_H
 #define TRAIL_RANK_SCORE_H
