@@ -62,6 +62,22 @@ static inline int test_run(const char *cmd, char *out, size_t cap) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A whole file, NUL-terminated, in a malloc'd buffer (the caller frees it); its length into *n
+ * when n is not NULL. NULL if it cannot be opened. */
+static inline char *test_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
+    if (buf) buf[got] = 0;
+    fclose(f);
+    if (n) *n = got;
+    return buf;
+}
+
 /* Path of the trail binary (set by ctest), for tests that run the CLI. */
 static inline const char *test_trail_bin(void) {
     const char *b = getenv("TRAIL_BIN");

@@ -37,20 +37,6 @@ static int run_trail(const char *out, const char *const *args) {
     return status;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    if (n) *n = got;
-    return buf;
-}
-
 static int setup(void **state) {
     if (enc_test_dir_setup(state)) return -1;
     fixture *f = *state;
@@ -119,7 +105,7 @@ static void test_bad_input_rejected(void **state) {
     const char *b[] = {"encode",  "--model", f->model, "--store", store,
                        "--input", bad,       "--json", NULL};
     assert_int_equal(run_trail(out, b), 1 << 8); /* exit 1: every record was rejected */
-    char *o = slurp(out, NULL);
+    char *o = test_slurp(out, NULL);
     char want[128];
     snprintf(want, sizeof want,
              "\"records\":%zu,\"read\":%zu,\"applied\":0,\"impressions\":0,\"rejected\":%zu", total,
@@ -127,7 +113,7 @@ static void test_bad_input_rejected(void **state) {
     if (!strstr(o, want)) fail_msg("summary %s lacks %s", o, want);
     free(o);
     /* one reject line per bad record, with its line number and a reason */
-    char *rj = slurp(rej, NULL);
+    char *rj = test_slurp(rej, NULL);
     assert_non_null(rj);
     size_t count = 0;
     for (char *p = rj; (p = strstr(p, "{\"line\":")); p++) {
@@ -159,7 +145,7 @@ static void test_bad_input_rejected(void **state) {
     const char *c[] = {"encode",  "--model", f->model, "--store", store,
                        "--input", bin,       "--json", NULL};
     assert_int_equal(run_trail(out, c), 0);
-    o = slurp(out, NULL);
+    o = test_slurp(out, NULL);
     if (!strstr(o, "\"records\":3,\"read\":3,\"applied\":1,\"impressions\":0,\"rejected\":2"))
         fail_msg("binary summary: %s", o);
     free(o);
@@ -179,7 +165,7 @@ static void test_idempotent_and_reencode(void **state) {
     assert_int_equal(run_trail(out, a), 0);
     uint64_t d = enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     assert_int_equal(run_trail(out, a), 0);
-    char *o = slurp(out, NULL);
+    char *o = test_slurp(out, NULL);
     if (!strstr(o, "\"records\":2000,\"read\":0,\"applied\":0,\"impressions\":0,\"rejected\":0,"
                    "\"skipped\":2000"))
         fail_msg("second run: %s", o);
@@ -188,7 +174,7 @@ static void test_idempotent_and_reencode(void **state) {
 
     const char *b[] = {"encode", "--model", f->model2, "--store", store, "--input", in, NULL};
     assert_int_equal(WEXITSTATUS(run_trail(out, b)), 1);
-    o = slurp(out, NULL);
+    o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "reencode"));
     assert_non_null(strstr(o, "st2/rejects.jsonl")); /* the summary of a refused run names it */
     free(o);
@@ -200,7 +186,7 @@ static void test_idempotent_and_reencode(void **state) {
     assert_int_equal(WEXITSTATUS(run_trail(out, k)), 2);
     const char *i[] = {"inspect", "--store", store, "--user", "3", "--json", NULL};
     assert_int_equal(run_trail(out, i), 0);
-    o = slurp(out, NULL);
+    o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "\"bucket_counts\":[["));
     assert_non_null(strstr(o, "\"window_len\":"));
     free(o);
@@ -225,19 +211,19 @@ static void test_store_takes_the_model_window(void **state) {
     enc_test_write_events(in, 500, 5, 31);
     const char *a[] = {"encode", "--model", wmodel, "--store", st_a, "--input", in, NULL};
     assert_int_equal(run_trail(out, a), 0);
-    char *o = slurp(out, NULL);
+    char *o = test_slurp(out, NULL);
     assert_null(strstr(o, "warning"));
     free(o);
     const char *b[] = {"encode",  "--model", wmodel,     "--store", st_b,
                        "--input", in,        "--window", "200",     NULL};
     assert_int_equal(run_trail(out, b), 0);
-    o = slurp(out, NULL);
+    o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "warning: model"));
     assert_non_null(strstr(o, "windows of 150 behaviors per user, the store keeps 200"));
     free(o);
     const char *r[] = {"reencode", "--model", wmodel, "--store", st_b, NULL};
     assert_int_equal(run_trail(out, r), 0);
-    o = slurp(out, NULL);
+    o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "the store keeps 200"));
     free(o);
     const char *paths[2] = {st_a, st_b};
@@ -336,7 +322,7 @@ static void test_kill9_resume(void **state) {
     assert_true(enc_test_store_digest(sa, ENC_DIGEST_POS) ==
                 enc_test_store_digest(sb, ENC_DIGEST_POS));
     size_t na, nb;
-    char *xa = slurp(ra, &na), *xb = slurp(rb, &nb);
+    char *xa = test_slurp(ra, &na), *xb = test_slurp(rb, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(xa, xb, na);
     assert_true(na > 0);
@@ -357,7 +343,7 @@ static void test_import(void **state) {
     fclose(fp);
     const char *a[] = {"import", "taobao", csv, "--out", ev, NULL};
     assert_int_equal(run_trail(out, a), 0);
-    char *o = slurp(ev, NULL);
+    char *o = test_slurp(ev, NULL);
     assert_non_null(strstr(o, "{\"user_id\":1,\"item_id\":10,\"category_id\":100,\"action\":"
                               "\"click\",\"ts\":1511544070}"));
     assert_non_null(strstr(o, "\"action\":\"buy\""));
@@ -380,7 +366,7 @@ static void test_import(void **state) {
     fclose(fp);
     const char *b[] = {"import", "movielens", ml, "--out", ev, NULL};
     assert_int_equal(run_trail(out, b), 0);
-    o = slurp(ev, NULL);
+    o = test_slurp(ev, NULL);
     /* time order within the user; category = first genre (Adventure 2, Comedy 5, none 0) */
     const char *want =
         "{\"user_id\":1,\"item_id\":2,\"category_id\":5,\"action\":\"rate\",\"ts\":964981247}\n"
@@ -399,7 +385,7 @@ static void test_bench_encode(void **state) {
     const char *a[] = {"bench",   "encode", "--json",   "--events", "20000",
                        "--users", "200",    "--window", "100",      NULL};
     assert_int_equal(run_trail(out, a), 0);
-    char *o = slurp(out, NULL);
+    char *o = test_slurp(out, NULL);
     assert_non_null(o);
     const char *p = strstr(o, "\"store_bytes_per_user\":");
     assert_non_null(p);

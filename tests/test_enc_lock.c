@@ -58,25 +58,12 @@ static pid_t spawn_stdin(const char *out, const char *const *args, int *wfd) {
     return pid;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
-}
-
 /* Wait (up to 20 s) until the store's lock file names pid: the writer then holds the lock. */
 static void wait_lock_holder(const char *store, pid_t pid) {
     char p[600];
     snprintf(p, sizeof p, "%s/%s", store, ENC_LOCK_FILE);
     for (int t = 0; t < 1000; t++) {
-        char *s = slurp(p);
+        char *s = test_slurp(p, NULL);
         long got = s ? strtol(s, NULL, 10) : 0;
         free(s);
         if (got == (long)pid) return;
@@ -99,7 +86,7 @@ static int setup(void **state) {
 /* The refusal names the store, says another writer holds it, and gives the holder's pid (holder
  * 0: any). */
 static void assert_refused(const char *out, const char *store, pid_t holder) {
-    char *o = slurp(out), pid[32] = "pid ";
+    char *o = test_slurp(out, NULL), pid[32] = "pid ";
     assert_non_null(o);
     if (holder) snprintf(pid, sizeof pid, "pid %ld", (long)holder);
     if (!strstr(o, "another writer holds it") || !strstr(o, store) || !strstr(o, pid))
@@ -140,12 +127,12 @@ static void test_cli_second_writer_refused(void **state) {
     /* readers need no lock */
     const char *i[] = {"inspect", "--store", st, "--digest", NULL};
     assert_int_equal(run_trail(outi, i), 0);
-    char *o = slurp(outi);
+    char *o = test_slurp(outi, NULL);
     assert_non_null(strstr(o, "\"state_digest\":"));
     free(o);
 
     /* A replays the file through stdin and ends: the state of one uninterrupted replay */
-    char *data = slurp(ev);
+    char *data = test_slurp(ev, NULL);
     size_t len = strlen(data), done = 0;
     while (done < len) {
         ssize_t k = write(wfd, data + done, len - done);
@@ -160,7 +147,7 @@ static void test_cli_second_writer_refused(void **state) {
     char rj[2][400]; /* the refused writers did not touch the reject file either */
     snprintf(rj[0], sizeof rj[0], "%s/rejects.jsonl", ref);
     snprintf(rj[1], sizeof rj[1], "%s/rejects.jsonl", st);
-    char *x = slurp(rj[0]), *y = slurp(rj[1]);
+    char *x = test_slurp(rj[0], NULL), *y = test_slurp(rj[1], NULL);
     assert_non_null(x);
     assert_non_null(y);
     assert_true(strlen(x) > 0);

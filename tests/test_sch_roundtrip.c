@@ -344,19 +344,6 @@ static int run(const char *out, char *const argv[], int timeout_ms) {
     return test_wait_exit(test_spawn(argv, out, out, 0), timeout_ms);
 }
 
-static char *slurp(const char *file) {
-    FILE *f = fopen(file, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    return buf;
-}
-
 static void make_model(char *model, size_t cap) {
     path(model, cap, "m.trail");
     char out[4200];
@@ -375,7 +362,7 @@ static void encode_expect(char *model, char *input, char *store, const char *wan
     char *argv[] = {g_bin, "encode",  "--model", model,    "--store",
                     store, "--input", input,     "--json", NULL};
     assert_int_equal(run(out, argv, 60000), rc);
-    char *o = slurp(out);
+    char *o = test_slurp(out, NULL);
     assert_non_null(o);
     if (!strstr(o, want)) fail_msg("encode %s: %s lacks %s", input, o, want);
     free(o);
@@ -423,7 +410,7 @@ static void test_rejects_keep_utf8(void **state) {
     snprintf(want, sizeof want, "\"rejected\":%zu", nl);
     encode_expect(model, in, store, want, 1);
 
-    char *rj = slurp(rej);
+    char *rj = test_slurp(rej, NULL);
     assert_non_null(rj);
     char *line = rj;
     for (size_t i = 0; i < nl; i++) {

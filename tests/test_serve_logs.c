@@ -34,12 +34,8 @@ static int teardown(void **state) {
 
 /* A whole file, NUL-terminated (free it). */
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    char *buf = malloc(1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    char *buf = test_slurp(path, NULL);
+    if (!buf) fail_msg("cannot open %s", path);
     return buf;
 }
 
