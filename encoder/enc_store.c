@@ -840,6 +840,15 @@ static void bkey_sort(enc_bkey *keys, enc_bkey *tmp, size_t n) {
     }
 }
 
+static int damaged(int rc) {
+    return rc == CORE_ECHECKSUM || rc == CORE_EFORMAT;
+}
+
+/* What a damaged value failed, for the log lines: "failed its checksum / format check". */
+static const char *damage_kind(int rc) {
+    return rc == CORE_ECHECKSUM ? "checksum" : "format check";
+}
+
 typedef struct enc_damage { /* what a batch met of damaged users */
     uint64_t users, events;
 } enc_damage;
@@ -856,8 +865,7 @@ static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
              "enc_store: user %llu: stored state failed its %s; the user's state is kept as is "
              "and its %zu events of this batch are quarantined (trail inspect --store %s "
              "--verify) path=%s",
-             (unsigned long long)uid, why == CORE_ECHECKSUM ? "checksum" : "format check", hi - lo,
-             st->path, st->path);
+             (unsigned long long)uid, damage_kind(why), hi - lo, st->path, st->path);
     for (size_t i = lo; i < hi; i++, seq++) {
         const enc_bev *e = &b->ev[keys[i].seq];
         enc_rec r = {e->item_id, e->category_id, e->ts, e->action, {0}};
@@ -869,10 +877,6 @@ static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
     dmg->users++;
     dmg->events += hi - lo;
     return meta_put_u64(txn, st->meta, "quarantined", seq);
-}
-
-static int damaged(int rc) {
-    return rc == CORE_ECHECKSUM || rc == CORE_EFORMAT;
 }
 
 /* Apply events ev[keys[lo..hi)] (one user, arrival order) and write that user. */
@@ -1183,8 +1187,7 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
             CORE_LOG(CORE_LOG_ERR,
                      "enc_store: reencode: user %llu: stored state failed its %s; "
                      "left as it is path=%s",
-                     (unsigned long long)uid, rc == CORE_ECHECKSUM ? "checksum" : "format check",
-                     st->path);
+                     (unsigned long long)uid, damage_kind(rc), st->path);
             atomic_fetch_add(&st->corrupt, 1);
             rc = 0;
             continue;
@@ -1285,8 +1288,8 @@ int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks) {
 }
 
 void enc_store_damage(const enc_store *st, uint64_t *damaged, uint64_t *quarantined) {
-    *damaged = atomic_load(&((enc_store *)(uintptr_t)st)->corrupt);
-    *quarantined = atomic_load(&((enc_store *)(uintptr_t)st)->quarantined);
+    *damaged = atomic_load(&st->corrupt);
+    *quarantined = atomic_load(&st->quarantined);
 }
 
 /* The window chunks a checked header says exist: each present, of a valid size, and sealed. */
@@ -1425,8 +1428,7 @@ static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, 
         if (rc) {
             atomic_fetch_add(&r->st->corrupt, 1);
             CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: window chunk %llu failed its %s path=%s",
-                     (unsigned long long)uid, (unsigned long long)k,
-                     rc == CORE_ECHECKSUM ? "checksum" : "format check", r->st->path);
+                     (unsigned long long)uid, (unsigned long long)k, damage_kind(rc), r->st->path);
             return rc;
         }
         const uint8_t *p = v.mv_data;
@@ -1452,8 +1454,7 @@ static int reader_record(enc_reader *r, uint64_t user_id, MDB_val *v, enc_uhdr *
     if ((rc = user_check(r->st, user_id, v, h)) && damaged(rc)) {
         atomic_fetch_add(&r->st->corrupt, 1);
         CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: stored state failed its %s path=%s",
-                 (unsigned long long)user_id, rc == CORE_ECHECKSUM ? "checksum" : "format check",
-                 r->st->path);
+                 (unsigned long long)user_id, damage_kind(rc), r->st->path);
     }
     return rc;
 }
