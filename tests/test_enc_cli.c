@@ -2,6 +2,7 @@
  * input is rejected with reasons and leaves the state alone, replays are idempotent, kill -9 in the
  * middle of a replay and a resume give the state of an uninterrupted run, importers, reencode. */
 #include "enc_test_util.h"
+#include "test_proc.h"
 
 #include "enc_store.h"
 #include "sch_event.h"
@@ -15,28 +16,6 @@
 
 typedef enc_test_dir fixture;
 
-/* Run TRAIL_BIN with args (NULL-terminated); stdout+stderr to `out` (or /dev/null). Returns the
- * wait status. */
-static int run_trail(const char *out, const char *const *args) {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = test_trail_bin();
-    for (; *args && n < 31; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(argv[0], (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    return status;
-}
-
 static int setup(void **state) {
     if (enc_test_dir_setup(state)) return -1;
     fixture *f = *state;
@@ -46,7 +25,7 @@ static int setup(void **state) {
     const char *a2[] = {"model",        "init", "--out",  f->model2, "--dim",       "16",
                         "--signatures", "4",    "--bits", "3",       "--item-rows", "4096",
                         "--cat-rows",   "64",   "--seed", "2",       NULL};
-    if (run_trail(NULL, a1) != 0 || run_trail(NULL, a2) != 0) return -1;
+    if (test_run_trail(NULL, a1) != 0 || test_run_trail(NULL, a2) != 0) return -1;
     return 0;
 }
 
@@ -63,7 +42,7 @@ static void test_bad_input_rejected(void **state) {
     enc_test_write_events(good, 300, 5, 0);
     const char *a[] = {"encode",  "--model", f->model,   "--store", store,
                        "--input", good,      "--window", "100",     NULL};
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     uint64_t d0 = enc_test_store_digest(store, ENC_DIGEST_STATE);
 
     FILE *fp = fopen(bad, "w");
@@ -104,7 +83,7 @@ static void test_bad_input_rejected(void **state) {
 
     const char *b[] = {"encode",  "--model", f->model, "--store", store,
                        "--input", bad,       "--json", NULL};
-    assert_int_equal(run_trail(out, b), 1 << 8); /* exit 1: every record was rejected */
+    assert_int_equal(test_run_trail(out, b), 1); /* every record was rejected */
     char *o = test_slurp(out, NULL);
     char want[128];
     snprintf(want, sizeof want,
@@ -144,7 +123,7 @@ static void test_bad_input_rejected(void **state) {
     fclose(fp);
     const char *c[] = {"encode",  "--model", f->model, "--store", store,
                        "--input", bin,       "--json", NULL};
-    assert_int_equal(run_trail(out, c), 0);
+    assert_int_equal(test_run_trail(out, c), 0);
     o = test_slurp(out, NULL);
     if (!strstr(o, "\"records\":3,\"read\":3,\"applied\":1,\"impressions\":0,\"rejected\":2"))
         fail_msg("binary summary: %s", o);
@@ -162,9 +141,9 @@ static void test_idempotent_and_reencode(void **state) {
     enc_test_write_events(in, 2000, 10, 97);
     const char *a[] = {"encode", "--model", f->model, "--store", store, "--input",
                        in,       "--batch", "300",    "--json",  NULL};
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     uint64_t d = enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS);
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     char *o = test_slurp(out, NULL);
     if (!strstr(o, "\"records\":2000,\"read\":0,\"applied\":0,\"impressions\":0,\"rejected\":0,"
                    "\"skipped\":2000"))
@@ -173,19 +152,19 @@ static void test_idempotent_and_reencode(void **state) {
     assert_true(enc_test_store_digest(store, ENC_DIGEST_STATE | ENC_DIGEST_POS) == d);
 
     const char *b[] = {"encode", "--model", f->model2, "--store", store, "--input", in, NULL};
-    assert_int_equal(WEXITSTATUS(run_trail(out, b)), 1);
+    assert_int_equal(test_run_trail(out, b), 1);
     o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "reencode"));
     assert_non_null(strstr(o, "st2/rejects.jsonl")); /* the summary of a refused run names it */
     free(o);
     const char *r[] = {"reencode", "--model", f->model2, "--store", store, NULL};
-    assert_int_equal(run_trail(out, r), 0);
-    assert_int_equal(run_trail(out, b), 0);
+    assert_int_equal(test_run_trail(out, r), 0);
+    assert_int_equal(test_run_trail(out, b), 0);
     const char *k[] = {"encode",  "--model", f->model2,   "--store", store,
                        "--input", in,        "--brokers", "x",       NULL};
-    assert_int_equal(WEXITSTATUS(run_trail(out, k)), 2);
+    assert_int_equal(test_run_trail(out, k), 2);
     const char *i[] = {"inspect", "--store", store, "--user", "3", "--json", NULL};
-    assert_int_equal(run_trail(out, i), 0);
+    assert_int_equal(test_run_trail(out, i), 0);
     o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "\"bucket_counts\":[["));
     assert_non_null(strstr(o, "\"window_len\":"));
@@ -210,19 +189,19 @@ static void test_store_takes_the_model_window(void **state) {
     mdl_model_destroy(m);
     enc_test_write_events(in, 500, 5, 31);
     const char *a[] = {"encode", "--model", wmodel, "--store", st_a, "--input", in, NULL};
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     char *o = test_slurp(out, NULL);
     assert_null(strstr(o, "warning"));
     free(o);
     const char *b[] = {"encode",  "--model", wmodel,     "--store", st_b,
                        "--input", in,        "--window", "200",     NULL};
-    assert_int_equal(run_trail(out, b), 0);
+    assert_int_equal(test_run_trail(out, b), 0);
     o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "warning: model"));
     assert_non_null(strstr(o, "windows of 150 behaviors per user, the store keeps 200"));
     free(o);
     const char *r[] = {"reencode", "--model", wmodel, "--store", st_b, NULL};
-    assert_int_equal(run_trail(out, r), 0);
+    assert_int_equal(test_run_trail(out, r), 0);
     o = test_slurp(out, NULL);
     assert_non_null(strstr(o, "the store keeps 200"));
     free(o);
@@ -254,7 +233,7 @@ static void test_kill9_resume(void **state) {
     enc_test_write_events(in, 40000, 25, 501);
     const char *a[] = {"encode", "--model", f->model, "--store",  sa,    "--input",
                        in,       "--batch", "150",    "--window", "300", NULL};
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     const char *b[] = {"encode", "--model", f->model, "--store",  sb,    "--input",
                        in,       "--batch", "150",    "--window", "300", NULL};
     int killed = 0, mid = 0;
@@ -315,7 +294,7 @@ static void test_kill9_resume(void **state) {
     }
     assert_true(killed > 0);
     assert_true(mid > 0); /* at least one kill landed in the middle of the replay */
-    assert_int_equal(run_trail(out, b), 0); /* resume to the end */
+    assert_int_equal(test_run_trail(out, b), 0); /* resume to the end */
     assert_true(enc_test_store_digest(sa, ENC_DIGEST_STATE) ==
                 enc_test_store_digest(sb, ENC_DIGEST_STATE));
     /* the positions are keyed by the same input path, so they match too */
@@ -342,7 +321,7 @@ static void test_import(void **state) {
           fp); /* user 3 is cut */
     fclose(fp);
     const char *a[] = {"import", "taobao", csv, "--out", ev, NULL};
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     char *o = test_slurp(ev, NULL);
     assert_non_null(strstr(o, "{\"user_id\":1,\"item_id\":10,\"category_id\":100,\"action\":"
                               "\"click\",\"ts\":1511544070}"));
@@ -365,7 +344,7 @@ static void test_import(void **state) {
           fp);
     fclose(fp);
     const char *b[] = {"import", "movielens", ml, "--out", ev, NULL};
-    assert_int_equal(run_trail(out, b), 0);
+    assert_int_equal(test_run_trail(out, b), 0);
     o = test_slurp(ev, NULL);
     /* time order within the user; category = first genre (Adventure 2, Comedy 5, none 0) */
     const char *want =
@@ -384,7 +363,7 @@ static void test_bench_encode(void **state) {
     snprintf(out, sizeof out, "%s/bench.json", f->dir);
     const char *a[] = {"bench",   "encode", "--json",   "--events", "20000",
                        "--users", "200",    "--window", "100",      NULL};
-    assert_int_equal(run_trail(out, a), 0);
+    assert_int_equal(test_run_trail(out, a), 0);
     char *o = test_slurp(out, NULL);
     assert_non_null(o);
     const char *p = strstr(o, "\"store_bytes_per_user\":");

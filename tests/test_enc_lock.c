@@ -20,19 +20,6 @@
 
 typedef enc_test_dir fixture;
 
-/* Run TRAIL_BIN with args (NULL-terminated), stdout+stderr to out; the exit code (128+sig). */
-static int run_trail(const char *out, const char *const *args) {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = test_trail_bin();
-    for (; *args && n < 31; args++)
-        argv[n++] = *args;
-    argv[n] = NULL;
-    pid_t pid = test_spawn((char *const *)(uintptr_t)argv, out ? out : "/dev/null",
-                           out ? out : "/dev/null", 0);
-    return test_wait_exit(pid, 120000);
-}
-
 /* Spawn TRAIL_BIN with args, stdin from a new pipe (*wfd: its write end), output to out. */
 static pid_t spawn_stdin(const char *out, const char *const *args, int *wfd) {
     const char *argv[32];
@@ -78,7 +65,7 @@ static int setup(void **state) {
     const char *a[] = {"model",        "init", "--out",  f->model, "--dim",       "16",
                        "--signatures", "4",    "--bits", "3",      "--item-rows", "4096",
                        "--cat-rows",   "64",   "--seed", "1",      NULL};
-    return run_trail(NULL, a) == 0 ? 0 : -1;
+    return test_run_trail(NULL, a) == 0 ? 0 : -1;
 }
 
 #define teardown enc_test_dir_teardown
@@ -108,7 +95,7 @@ static void test_cli_second_writer_refused(void **state) {
     fclose(fopen(empty, "w"));
     const char *r[] = {"encode",  "--model", f->model,  "--store", ref,
                        "--input", ev,        "--batch", "1000",    NULL};
-    assert_int_equal(run_trail(out, r), 0);
+    assert_int_equal(test_run_trail(out, r), 0);
 
     /* writer A holds the store: it reads stdin, which stays open until the test writes it */
     int wfd;
@@ -119,14 +106,14 @@ static void test_cli_second_writer_refused(void **state) {
 
     const char *b[] = {"encode",  "--model", f->model,  "--store", st,
                        "--input", ev,        "--batch", "1000",    NULL};
-    assert_int_equal(run_trail(out, b), 1);
+    assert_int_equal(test_run_trail(out, b), 1);
     assert_refused(out, st, pa);
     const char *re[] = {"reencode", "--model", f->model, "--store", st, NULL};
-    assert_int_equal(run_trail(out, re), 1);
+    assert_int_equal(test_run_trail(out, re), 1);
     assert_refused(out, st, pa);
     /* readers need no lock */
     const char *i[] = {"inspect", "--store", st, "--digest", NULL};
-    assert_int_equal(run_trail(outi, i), 0);
+    assert_int_equal(test_run_trail(outi, i), 0);
     char *o = test_slurp(outi, NULL);
     assert_non_null(strstr(o, "\"state_digest\":"));
     free(o);
@@ -157,15 +144,15 @@ static void test_cli_second_writer_refused(void **state) {
 
     /* the lock went with A; and with a writer killed by SIGKILL */
     const char *e[] = {"encode", "--model", f->model, "--store", st, "--input", empty, NULL};
-    assert_int_equal(run_trail(out, e), 0);
+    assert_int_equal(test_run_trail(out, e), 0);
     pid_t pk = spawn_stdin(outa, a, &wfd);
     wait_lock_holder(st, pk);
-    assert_int_equal(run_trail(out, e), 1);
+    assert_int_equal(test_run_trail(out, e), 1);
     assert_refused(out, st, pk);
     kill(pk, SIGKILL);
     assert_int_equal(test_wait_exit(pk, 20000), 128 + SIGKILL);
     close(wfd);
-    assert_int_equal(run_trail(out, e), 0);
+    assert_int_equal(test_run_trail(out, e), 0);
     assert_true(enc_test_store_digest(st, ENC_DIGEST_STATE) ==
                 enc_test_store_digest(ref, ENC_DIGEST_STATE));
 }
@@ -181,7 +168,7 @@ static void test_cli_race(void **state) {
     enc_test_write_events(ev, 20000, 200, 97);
     const char *r[] = {"encode",  "--model", f->model,  "--store", ref,
                        "--input", ev,        "--batch", "1000",    NULL};
-    assert_int_equal(run_trail(NULL, r), 0);
+    assert_int_equal(test_run_trail(NULL, r), 0);
     uint64_t want = enc_test_store_digest(ref, ENC_DIGEST_STATE | ENC_DIGEST_POS);
     for (int round = 0; round < 3; round++) {
         char st[300];

@@ -43,4 +43,18 @@ static inline int test_wait_exit(pid_t pid, int timeout_ms) {
     return -1;
 }
 
+/* Run TRAIL_BIN (test_common.h's test_trail_bin) with args (NULL-terminated), stdout and stderr
+ * to out (NULL: /dev/null), for 120 s at most: test_wait_exit's result. */
+static inline int test_run_trail(const char *out, const char *const *args) {
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = test_trail_bin();
+    for (; *args && n < 31; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = test_spawn((char *const *)(uintptr_t)argv, out ? out : "/dev/null",
+                           out ? out : "/dev/null", 0);
+    return test_wait_exit(pid, 120000);
+}
+
 #endif
