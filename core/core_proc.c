@@ -94,55 +94,49 @@ static long open_fds(void) {
     return n - 1;
 }
 
-typedef struct pbuf {
-    char *p;
-    size_t cap, n;
-    int over;
-} pbuf;
-
-__attribute__((format(printf, 2, 3))) static void pput(pbuf *b, const char *fmt, ...) {
+void core_textbuf_printf(core_textbuf *b, const char *fmt, ...) {
     va_list ap;
-    if (b->over) return;
+    if (b->overflow) return;
     va_start(ap, fmt);
     int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
     va_end(ap);
     if (k < 0 || (size_t)k >= b->cap - b->n)
-        b->over = 1;
+        b->overflow = 1;
     else
         b->n += (size_t)k;
 }
 
-static void gauge(pbuf *b, const char *name, const char *type, const char *help, double v) {
-    pput(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, v);
+static void gauge(core_textbuf *b, const char *name, const char *type, const char *help, double v) {
+    core_textbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name,
+                        v);
 }
 
-int core_proc_metrics(char *buf, size_t cap, double start_time) {
-    pbuf b = {buf, cap, 0, cap == 0};
-    pput(&b,
-         "# HELP trail_build_info The running binary (value 1): its version, the compiler that "
-         "built it, and the instruction set it was compiled for.\n"
-         "# TYPE trail_build_info gauge\n"
-         "trail_build_info{version=\"%s\",compiler=\"%s\",isa=\"%s\"} 1\n",
-         TRAIL_VERSION, BUILD_COMPILER, BUILD_ISA);
+void core_proc_metrics(core_textbuf *b, double start_time) {
+    core_textbuf_printf(
+        b,
+        "# HELP trail_build_info The running binary (value 1): its version, the compiler that "
+        "built it, and the instruction set it was compiled for.\n"
+        "# TYPE trail_build_info gauge\n"
+        "trail_build_info{version=\"%s\",compiler=\"%s\",isa=\"%s\"} 1\n",
+        TRAIL_VERSION, BUILD_COMPILER, BUILD_ISA);
     proc_stat ps;
     struct rlimit rl;
     long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE), fds = open_fds();
     if (read_proc_stat(&ps) == 0 && tck > 0 && page > 0) {
-        gauge(&b, "process_cpu_seconds_total", "counter",
+        gauge(b, "process_cpu_seconds_total", "counter",
               "Total user and system CPU time spent in seconds.",
               (double)(ps.utime + ps.stime) / (double)tck);
-        gauge(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        gauge(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
               (double)ps.rss_pages * (double)page);
-        gauge(&b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+        gauge(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
               (double)ps.vsize);
     }
     if (fds >= 0)
-        gauge(&b, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
+        gauge(b, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        gauge(&b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+        gauge(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
               rl.rlim_cur == RLIM_INFINITY ? 1.8446744073709552e19 : (double)rl.rlim_cur);
     if (start_time > 0)
-        gauge(&b, "process_start_time_seconds", "gauge",
+        gauge(b, "process_start_time_seconds", "gauge",
               "Start time of the process since unix epoch in seconds.", start_time);
-    return b.over ? -1 : (int)b.n;
 }

@@ -11,8 +11,19 @@
  *  cannot tell. Read it once at start. */
 double core_proc_start_time(void);
 
-/** @brief Write trail_build_info and the process_* metrics (Prometheus text, each family with its
- *  HELP and TYPE) into buf. @return bytes written, or -1 if cap is too small. */
-int core_proc_metrics(char *buf, size_t cap, double start_time);
+/* Text appended to a fixed buffer: p[0..n) written so far, NUL-terminated; overflow is set (and
+ * later writes ignored) once something did not fit. */
+typedef struct core_textbuf {
+    char *p;
+    size_t cap, n;
+    int overflow;
+} core_textbuf;
+
+void core_textbuf_printf(core_textbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/** @brief Append trail_build_info and the process_* metrics (Prometheus text, each family with its
+ *  HELP and TYPE) to b. */
+void core_proc_metrics(core_textbuf *b, double start_time);
 
 #endif

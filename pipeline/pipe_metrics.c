@@ -252,7 +252,9 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
                   "trail_pipeline_partitioner_info{partitioner=\"%s\"} 1\n",
                   m->partitioner);
     char proc[2048]; /* trail_build_info and process_*, as trail serve has them */
-    if (core_proc_metrics(proc, sizeof proc, m->start_time) >= 0) sb_printf(&b, "%s", proc);
+    core_textbuf pt = {proc, sizeof proc, 0, 0};
+    core_proc_metrics(&pt, m->start_time);
+    if (!pt.overflow) sb_printf(&b, "%s", proc);
     if (m->store) {
         uint64_t damaged, quarantined;
         enc_store_damage(m->store, &damaged, &quarantined);

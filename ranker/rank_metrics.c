@@ -6,7 +6,6 @@
 #include "core_proc.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -152,44 +151,28 @@ void rank_metrics_set_model(rank_metrics *mt, const char *model_version,
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-typedef struct out_buf {
-    char *p;
-    size_t cap, n;
-    int overflow;
-} out_buf;
-
-__attribute__((format(printf, 2, 3))) static void put(out_buf *o, const char *fmt, ...) {
-    va_list ap;
-    if (o->overflow) return;
-    va_start(ap, fmt);
-    int k = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
-    va_end(ap);
-    if (k < 0 || (size_t)k >= o->cap - o->n)
-        o->overflow = 1;
-    else
-        o->n += (size_t)k;
-}
-
-static void put_histogram(out_buf *o, const char *name, const char *help, histogram *h,
+static void put_histogram(core_textbuf *o, const char *name, const char *help, histogram *h,
                           const double *le, size_t n, double sum_scale) {
     uint64_t cum = 0;
-    put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    core_textbuf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (size_t i = 0; i <= n; i++) {
         cum += atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
         if (i < n)
-            put(o, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+            core_textbuf_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, le[i],
+                                (unsigned long long)cum);
         else
-            put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+            core_textbuf_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     }
-    put(o, "%s_sum %.6f\n%s_count %llu\n", name,
-        (double)atomic_load_explicit(&h->sum, memory_order_relaxed) * sum_scale, name,
-        (unsigned long long)cum);
+    core_textbuf_printf(o, "%s_sum %.6f\n%s_count %llu\n", name,
+                        (double)atomic_load_explicit(&h->sum, memory_order_relaxed) * sum_scale,
+                        name, (unsigned long long)cum);
 }
 
 /* A counter with two values of a `result` label. */
-static void put_by_result(out_buf *o, const char *name, const char *help, const char *a,
+static void put_by_result(core_textbuf *o, const char *name, const char *help, const char *a,
                           _Atomic uint64_t *va, const char *b, _Atomic uint64_t *vb) {
-    put(o, "# HELP %s %s\n# TYPE %s counter\n%s{result=\"%s\"} %llu\n%s{result=\"%s\"} %llu\n",
+    core_textbuf_printf(
+        o, "# HELP %s %s\n# TYPE %s counter\n%s{result=\"%s\"} %llu\n%s{result=\"%s\"} %llu\n",
         name, help, name, name, a,
         (unsigned long long)atomic_load_explicit(va, memory_order_relaxed), name, b,
         (unsigned long long)atomic_load_explicit(vb, memory_order_relaxed));
@@ -209,32 +192,38 @@ void rank_metrics_set_isa(rank_metrics *mt, const char *isa, const char *precisi
 // What the binary is, and the process_* metrics of Prometheus' client libraries
 
 int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
-    out_buf o = {buf, cap, 0, cap == 0};
-    put(&o, "# HELP trail_requests_total HTTP requests received, by endpoint.\n"
-            "# TYPE trail_requests_total counter\n");
+    core_textbuf o = {buf, cap, 0, cap == 0};
+    core_textbuf_printf(&o, "# HELP trail_requests_total HTTP requests received, by endpoint.\n"
+                            "# TYPE trail_requests_total counter\n");
     for (int i = 0; i < RANK_EP_COUNT; i++)
-        put(&o, "trail_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[i],
+        core_textbuf_printf(
+            &o, "trail_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[i],
             (unsigned long long)atomic_load_explicit(&mt->requests[i], memory_order_relaxed));
-    put(&o, "# HELP trail_request_errors_total Requests answered with an error, by kind.\n"
+    core_textbuf_printf(
+        &o, "# HELP trail_request_errors_total Requests answered with an error, by kind.\n"
             "# TYPE trail_request_errors_total counter\n");
     for (size_t i = 0; i < N_KINDS; i++)
-        put(&o, "trail_request_errors_total{kind=\"%s\"} %llu\n", error_kinds[i],
+        core_textbuf_printf(
+            &o, "trail_request_errors_total{kind=\"%s\"} %llu\n", error_kinds[i],
             (unsigned long long)atomic_load_explicit(&mt->errors[i], memory_order_relaxed));
-    put(&o,
+    core_textbuf_printf(
+        &o,
         "# HELP trail_store_damaged_users_total Reads of a user whose stored state failed its "
         "checksum or format check (schemas/state.md, Integrity).\n"
         "# TYPE trail_store_damaged_users_total counter\ntrail_store_damaged_users_total %llu\n",
         (unsigned long long)atomic_load_explicit(&mt->store_damaged, memory_order_relaxed));
     put_histogram(&o, "trail_score_latency_seconds", "Time to answer a scored /v1/score request.",
                   &mt->latency, lat_le, N_LAT, 1e-6);
-    put(&o,
+    core_textbuf_printf(
+        &o,
         "# HELP trail_candidates_scored_total Candidates scored.\n"
         "# TYPE trail_candidates_scored_total counter\ntrail_candidates_scored_total %llu\n",
         (unsigned long long)atomic_load_explicit(&mt->candidates, memory_order_relaxed));
     put_histogram(&o, "trail_user_state_age_seconds",
                   "Request time minus the newest behavior in the user state read.", &mt->age,
                   age_le, N_AGE, 1.0);
-    put(&o,
+    core_textbuf_printf(
+        &o,
         "# HELP trail_unknown_users_total Scored requests for users with no stored state.\n"
         "# TYPE trail_unknown_users_total counter\ntrail_unknown_users_total %llu\n",
         (unsigned long long)atomic_load_explicit(&mt->unknown_users, memory_order_relaxed));
@@ -244,13 +233,15 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
     put_by_result(&o, "trail_model_reloads_total", "Model reload attempts, by result.", "ok",
                   &mt->reloads_ok, "failed", &mt->reloads_failed);
     pthread_mutex_lock(&mt->mu);
-    put(&o,
+    core_textbuf_printf(
+        &o,
         "# HELP trail_model_info The model being served (value 1).\n"
         "# TYPE trail_model_info gauge\n"
         "trail_model_info{model_version=\"%s\",encoding_version=\"%s\",variant=\"%s\"} 1\n",
         mt->model_version, mt->encoding_version, mt->variant);
     if (mt->isa[0])
-        put(&o,
+        core_textbuf_printf(
+            &o,
             "# HELP trail_ranker_isa_info The compute path scoring runs on (value 1): its name, "
             "the precision of the head's inputs, the CPU features found, OpenBLAS's core.\n"
             "# TYPE trail_ranker_isa_info gauge\n"
@@ -258,12 +249,9 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
             "openblas_core=\"%s\"} 1\n",
             mt->isa, mt->precision, mt->cpu, mt->blas);
     pthread_mutex_unlock(&mt->mu);
-    char proc[2048];
-    if (core_proc_metrics(proc, sizeof proc, mt->start_time) < 0)
-        o.overflow = 1;
-    else
-        put(&o, "%s", proc);
-    put(&o, "# HELP trail_http_requests_total HTTP requests answered, by status code and path "
+    core_proc_metrics(&o, mt->start_time);
+    core_textbuf_printf(
+        &o, "# HELP trail_http_requests_total HTTP requests answered, by status code and path "
             "(known paths; any other is \"other\").\n"
             "# TYPE trail_http_requests_total counter\n");
     for (int e = 0; e < RANK_EP_COUNT; e++)
@@ -275,8 +263,8 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
                 snprintf(code, sizeof code, "%u", status_codes[i]);
             else
                 snprintf(code, sizeof code, "other");
-            put(&o, "trail_http_requests_total{code=\"%s\",path=\"%s\"} %llu\n", code,
-                endpoint_names[e], (unsigned long long)v);
+            core_textbuf_printf(&o, "trail_http_requests_total{code=\"%s\",path=\"%s\"} %llu\n",
+                                code, endpoint_names[e], (unsigned long long)v);
         }
     put_histogram(&o, "trail_http_request_duration_seconds",
                   "Time from a request's first line to its answer's completion, for every answered "
