@@ -30,8 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Cumulative Zipf(1) distribution over n ranks. cdf: (n) */
-static double *zipf_cdf(uint32_t n) {
+double *enc_zipf_cdf(uint32_t n) {
     double *cdf = core_malloc(n * sizeof *cdf), s = 0;
     if (!cdf) return NULL;
     for (uint32_t r = 0; r < n; r++)
@@ -41,7 +40,7 @@ static double *zipf_cdf(uint32_t n) {
     return cdf;
 }
 
-static uint32_t zipf_draw(const double *cdf, uint32_t n, core_rng *rng) {
+uint32_t enc_zipf_draw(const double *cdf, uint32_t n, core_rng *rng) {
     double u = core_rng_uniform(rng);
     uint32_t lo = 0, hi = n - 1;
     while (lo < hi) {
@@ -100,7 +99,7 @@ typedef struct workload {
 
 static int make_workload(workload *w, uint64_t E, uint64_t U, uint64_t L, uint64_t seed) {
     uint32_t *uidx = core_malloc(E * sizeof *uidx), *fill = core_malloc(U * sizeof *fill);
-    double *ucdf = zipf_cdf((uint32_t)U), *icdf = zipf_cdf(NITEMS);
+    double *ucdf = enc_zipf_cdf((uint32_t)U), *icdf = enc_zipf_cdf(NITEMS);
     w->ev = core_malloc(E * sizeof *w->ev);
     w->order = core_malloc(E * sizeof *w->order);
     w->start = core_calloc(U + 1, sizeof *w->start);
@@ -113,7 +112,7 @@ static int make_workload(workload *w, uint64_t E, uint64_t U, uint64_t L, uint64
     core_rng rng;
     core_rng_seed(&rng, seed);
     for (uint64_t i = 0; i < E; i++) {
-        uint32_t u = zipf_draw(ucdf, (uint32_t)U, &rng), it = zipf_draw(icdf, NITEMS, &rng);
+        uint32_t u = enc_zipf_draw(ucdf, (uint32_t)U, &rng), it = enc_zipf_draw(icdf, NITEMS, &rng);
         sch_event *e = &w->ev[i];
         memset(e, 0, sizeof *e);
         /* ids scattered over the id space as real ids are, so LMDB keys do not arrive sorted */

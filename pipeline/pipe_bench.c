@@ -3,16 +3,22 @@
  *
  * Everything runs in this process on loopback: librdkafka's mock cluster, a producer, and the
  * encoder worker loop writing a fresh store in a temporary directory (durable commits, the
- * default). Phase 1 pre-loads N events and times the worker from its first batch to its last commit
- * (group join time excluded). Phase 2 starts the worker, waits for its assignment, offers R
- * events/s for S seconds stamped with the send time, and reports commit time minus message
- * timestamp. The mock broker returns one message set per partition per fetch and keeps data in
- * memory: it is not a throughput reference, and the output says so.
+ * default; the store's default window, 10,000). Users are Zipf(1) over --users ids (rank r gets a
+ * share proportional to 1/r), items uniform. Phase 1 pre-loads N events and times the worker from
+ * its first batch until every behavior is in every tier of the state (group join time excluded).
+ * Phase 2 starts the worker, waits for its assignment, offers R events/s for S seconds stamped with
+ * the send time, and reports freshness: for each behavior, the time from the worker receiving it
+ * (and from its producer stamping it) until a reader sees it in its user's recent sequence (and,
+ * separately, in its bucket sums). bytes_written_per_event is what the process handed to write(2)
+ * (/proc/self/io wchar: LMDB's page writes) during phase 2, over its events. The mock broker
+ * returns one message set per partition per fetch and keeps data in memory: it is not a throughput
+ * reference, and the output says so.
  */
 #include "core_alloc.h"
 #include "core_err.h"
 #include "core_log.h"
 #include "core_util.h"
+#include "enc_cli.h"
 #include "enc_store.h"
 #include "mdl.h"
 #include "pipe_kafka.h"
@@ -63,6 +69,32 @@ static int t_get_offset(void *ctx, const char *s, int64_t *n) {
     return t->inner.get_offset(t->inner.ctx, s, n);
 }
 
+/* Freshness samples (ms) of phase 2, per tier: from receive, and from produce. */
+typedef struct fresh_samples {
+    double *v[2][2]; // [tier][0 receive, 1 produce] (cap)
+    size_t n[2][2], cap;
+    atomic_uint_fast64_t done; /* behaviors visible in the buckets tier (the last one) */
+} fresh_samples;
+
+static void on_visible(void *arg, int tier, double from_recv_ms, double from_prod_ms) {
+    fresh_samples *f = arg;
+    double x[2] = {from_recv_ms, from_prod_ms};
+    for (int k = 0; k < 2; k++)
+        if (x[k] >= 0 && f->n[tier][k] < f->cap) f->v[tier][k][f->n[tier][k]++] = x[k];
+    if (tier == PIPE_TIER_BUCKETS) atomic_fetch_add(&f->done, 1);
+}
+
+/* Bytes this process handed to write(2) and friends so far (/proc/self/io wchar); -1 unknown. */
+static int64_t bytes_written(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    long long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %lld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
 typedef struct bench {
     const char *brokers;
     pipe_props props;
@@ -71,6 +103,7 @@ typedef struct bench {
     atomic_int stop;
     int until_end;
     uint32_t batch_max;
+    fresh_samples *fresh; /* phase 2 */
     int rc;
     char err[512];
 } bench;
@@ -86,19 +119,30 @@ static void *worker_main(void *arg) {
     wc.until_end = b->until_end;
     wc.stop = &b->stop;
     if (b->batch_max) wc.batch_max = b->batch_max;
+    if (b->fresh) {
+        wc.on_visible = on_visible;
+        wc.visible_arg = b->fresh;
+    }
     b->rc = pipe_worker_run(&wc, &b->sink, b->met, b->err, sizeof b->err);
     return NULL;
 }
 
-static int send_events(pipe_producer *p, const char *topic, uint64_t n, double rate, core_rng *r,
-                       int64_t *ts) {
+typedef struct workload {
+    const double *cdf; // (users) Zipf(1) over user ranks
+    uint32_t users;
+    core_rng r;
+    int64_t ts;
+} workload;
+
+static int send_events(pipe_producer *p, const char *topic, uint64_t n, double rate, workload *wl) {
     char buf[300], key[24];
     int64_t t0 = core_now_ns();
+    core_rng *r = &wl->r;
     for (uint64_t i = 0; i < n; i++) {
-        sch_event ev = {.user_id = 1 + core_rng_below(r, 2000),
+        sch_event ev = {.user_id = 1 + enc_zipf_draw(wl->cdf, wl->users, r),
                         .item_id = 1 + core_rng_below(r, 50000),
                         .action = SCH_ACTION_CLICK,
-                        .ts = (*ts)++ / 16};
+                        .ts = wl->ts++ / 16};
         ev.category_id = 1 + ev.item_id % 3000;
         int len = sch_event_to_json(&ev, buf, sizeof buf);
         int kl = snprintf(key, sizeof key, "%" PRIu64, ev.user_id);
@@ -141,44 +185,77 @@ static int open_store(const char *dir, const char *sub, const mdl_model *m, enc_
     return CORE_OK;
 }
 
-/* what bench pipeline reports: phase 1's throughput and phase 2's freshness (sorted samples) */
+/* what bench pipeline reports: phase 1's throughput, phase 2's freshness (samples sorted) */
 typedef struct bench_result {
-    uint64_t applied, parts, batch, rate;
-    double load_s, *sorted;
-    size_t ns;
+    uint64_t applied, parts, batch, rate, users;
+    double load_s;
+    int64_t load_bytes, live_bytes; /* written during each phase (-1 unknown) */
+    uint64_t live_events;
+    fresh_samples f;
 } bench_result;
+
+static double per_event(int64_t bytes, uint64_t events) {
+    return bytes >= 0 && events ? (double)bytes / (double)events : -1;
+}
 
 static void bench_print(const bench_result *r, const mdl_config *c, int json) {
     double eps = r->load_s > 0 ? (double)r->applied / r->load_s : 0;
-    double p50 = pct(r->sorted, r->ns, 0.50), p99 = pct(r->sorted, r->ns, 0.99);
-    double mx = r->ns ? r->sorted[r->ns - 1] : -1;
+    double q[2][2][3]; // [tier][receive, produce][p50, p99, max]
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++) {
+            size_t n = r->f.n[t][k];
+            q[t][k][0] = pct(r->f.v[t][k], n, 0.50);
+            q[t][k][1] = pct(r->f.v[t][k], n, 0.99);
+            q[t][k][2] = n ? r->f.v[t][k][n - 1] : -1;
+        }
+    double bpe = per_event(r->live_bytes, r->live_events);
+    double lbpe = per_event(r->load_bytes, r->applied);
     if (!json) {
-        printf(
-            "bench pipeline: %" PRIu64 " partitions, batches of up to %" PRIu64 ", model C=%u "
-            "S=%u tau=%u\n  throughput  %.0f events/s (%" PRIu64 " events in %.3f s, group join "
-            "excluded)\n  freshness   p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu events at %" PRIu64
-            "/s)\n  broker      librdkafka %s mock cluster in process: not a "
-            "throughput reference\n",
-            r->parts, r->batch, c->C, c->S, c->tau, eps, r->applied, r->load_s, p50, p99, mx, r->ns,
-            r->rate, pipe_kafka_version());
+        printf("bench pipeline: %" PRIu64 " partitions, batches of up to %" PRIu64
+               ", Zipf(1) over %" PRIu64 " users, model C=%u S=%u tau=%u\n"
+               "  throughput  %.0f events/s (%" PRIu64 " events in %.3f s, group join excluded, "
+               "every tier caught up), %.0f bytes written per event\n"
+               "  freshness   %zu events at %" PRIu64 "/s, receive to visible (produce to "
+               "visible):\n"
+               "    recent    p50 %.2f ms (%.2f), p99 %.2f ms (%.2f), max %.2f ms\n"
+               "    buckets   p50 %.2f ms (%.2f), p99 %.2f ms (%.2f), max %.2f ms\n"
+               "    %.0f bytes written per event\n"
+               "  broker      librdkafka %s mock cluster in process: not a "
+               "throughput reference\n",
+               r->parts, r->batch, r->users, c->C, c->S, c->tau, eps, r->applied, r->load_s, lbpe,
+               r->f.n[0][0], r->rate, q[0][0][0], q[0][1][0], q[0][0][1], q[0][1][1], q[0][0][2],
+               q[1][0][0], q[1][1][0], q[1][0][1], q[1][1][1], q[1][0][2], bpe,
+               pipe_kafka_version());
         return;
     }
     printf("{\"bench\":\"pipeline\",\"events\":%" PRIu64 ",\"partitions\":%" PRIu64
-           ",\"batch_max\":%" PRIu64 ",\"durable_commits\":true,\"events_per_s\":%.0f,"
-           "\"load_seconds\":%.3f,\"offered_rate\":%" PRIu64 ",\"freshness_events\":%zu,"
-           "\"freshness_p50_ms\":%.2f,\"freshness_p99_ms\":%.2f,\"freshness_max_ms\":%.2f,"
+           ",\"batch_max\":%" PRIu64 ",\"users\":%" PRIu64 ",\"user_distribution\":\"zipf1\","
+           "\"durable_commits\":true,\"events_per_s\":%.0f,\"load_seconds\":%.3f,"
+           "\"load_bytes_written_per_event\":%.1f,\"offered_rate\":%" PRIu64
+           ",\"freshness_events\":%zu,"
+           "\"freshness_recent_p50_ms\":%.2f,\"freshness_recent_p99_ms\":%.2f,"
+           "\"freshness_recent_max_ms\":%.2f,"
+           "\"freshness_buckets_p50_ms\":%.2f,\"freshness_buckets_p99_ms\":%.2f,"
+           "\"freshness_buckets_max_ms\":%.2f,"
+           "\"freshness_recent_from_produce_p50_ms\":%.2f,"
+           "\"freshness_recent_from_produce_p99_ms\":%.2f,"
+           "\"freshness_buckets_from_produce_p50_ms\":%.2f,"
+           "\"freshness_buckets_from_produce_p99_ms\":%.2f,"
+           "\"bytes_written_per_event\":%.1f,"
            "\"model_C\":%u,\"model_S\":%u,\"model_tau\":%u,"
            "\"broker\":\"librdkafka %s mock cluster, in process, loopback\","
-           "\"note\":\"the local mock broker is not a throughput reference (in-memory, one "
+           "\"note\":\"freshness: worker receive (from_produce: producer timestamp) to visible to "
+           "a reader; the local mock broker is not a throughput reference (in-memory, one "
            "message set per partition per fetch); events_per_s excludes group join\"}\n",
-           r->applied, r->parts, r->batch, eps, r->load_s, r->rate, r->ns, p50, p99, mx, c->C, c->S,
-           c->tau, pipe_kafka_version());
+           r->applied, r->parts, r->batch, r->users, eps, r->load_s, lbpe, r->rate, r->f.n[0][0],
+           q[0][0][0], q[0][0][1], q[0][0][2], q[1][0][0], q[1][0][1], q[1][0][2], q[0][1][0],
+           q[0][1][1], q[1][1][0], q[1][1][1], bpe, c->C, c->S, c->tau, pipe_kafka_version());
 }
 
 /* Phase 2: a worker thread on b (set up), events offered at rate once it has joined its group;
- * the freshness samples, sorted, into res. @return 0, or 1 with the reason in err. */
-static int phase_live(bench *b, pipe_producer *p, uint64_t n2, uint64_t rate, core_rng *r,
-                      int64_t *ts, bench_result *res, char *err, size_t err_size) {
+ * the freshness samples, sorted, into res->f (b->fresh). @return 0, or 1 with the reason in err. */
+static int phase_live(bench *b, pipe_producer *p, uint64_t n2, uint64_t rate, workload *wl,
+                      bench_result *res, char *err, size_t err_size) {
     pthread_t th;
     if (pthread_create(&th, NULL, worker_main, b)) return snprintf(err, err_size, "no thread"), 1;
     int64_t t_wait = core_now_ns();
@@ -188,24 +265,26 @@ static int phase_live(bench *b, pipe_producer *p, uint64_t n2, uint64_t rate, co
     }
     struct timespec settle = {1, 0};
     nanosleep(&settle, NULL);
-    int src = send_events(p, "bench-live", n2, (double)rate, r, ts);
+    int64_t w0 = bytes_written();
+    int src = send_events(p, "bench-live", n2, (double)rate, wl);
     t_wait = core_now_ns();
-    while (pipe_metrics_get(b->met, PIPE_M_APPLIED) < n2 &&
-           core_now_ns() - t_wait < 60000000000ll) {
+    /* every behavior visible in every tier (the last tier's samples arrive last) */
+    while (atomic_load(&b->fresh->done) < n2 && core_now_ns() - t_wait < 60000000000ll) {
         struct timespec sl = {0, 20 * 1000 * 1000};
         nanosleep(&sl, NULL);
     }
     b->stop = 1;
     pthread_join(th, NULL);
+    int64_t w1 = bytes_written();
+    res->live_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
+    res->live_events = pipe_metrics_get(b->met, PIPE_M_APPLIED);
     if (src || b->rc) {
         snprintf(err, err_size, "phase 2: %.400s", b->rc ? b->err : "producing failed");
         return 1;
     }
-    const double *smp = pipe_metrics_samples(b->met, &res->ns);
-    if (!(res->sorted = core_malloc((res->ns ? res->ns : 1) * sizeof(double))))
-        return snprintf(err, err_size, "out of memory"), 1;
-    memcpy(res->sorted, smp, res->ns * sizeof(double));
-    qsort(res->sorted, res->ns, sizeof(double), cmp_double);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++)
+            qsort(res->f.v[t][k], res->f.n[t][k], sizeof(double), cmp_double);
     return 0;
 }
 
@@ -216,7 +295,7 @@ const core_cmd pipe_bench_cmd = {
     NULL};
 
 int pipe_cmd_bench(int argc, char **argv) {
-    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000;
+    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000, users = 2000;
     const char *model = NULL;
     int json = 0, rc = 1;
     char err[512], dir[4096];
@@ -227,6 +306,7 @@ int pipe_cmd_bench(int argc, char **argv) {
         CORE_OPT_U64("seconds", &secs, "S", 1, 3600, "phase 2's length"),
         CORE_OPT_U64("partitions", &parts, "P", 1, 64, "the topics' partitions"),
         CORE_OPT_U64("batch", &batch, "N", 1, 1000000, "events per LMDB transaction"),
+        CORE_OPT_U64("users", &users, "U", 1, 10000000, "user ids, drawn Zipf(1)"),
         {CORE_OPT_ROW("model", CORE_OPT_PATH, &model, "M", "the model the worker encodes with"),
          .def = "a fresh default model"},
         CORE_OPT_LOG_LEVEL,
@@ -239,6 +319,10 @@ int pipe_cmd_bench(int argc, char **argv) {
     pipe_producer *p = NULL;
     enc_store *st1 = NULL, *st2 = NULL;
     bench b1, b2;
+    bench_result res;
+    workload wl;
+    memset(&wl, 0, sizeof wl);
+    memset(&res, 0, sizeof res);
     memset(&b1, 0, sizeof b1);
     memset(&b2, 0, sizeof b2);
     const char *tmp = getenv("TMPDIR");
@@ -256,12 +340,17 @@ int pipe_cmd_bench(int argc, char **argv) {
     }
     if (pipe_mock_new(&mk, 1, 0, "bench-load,bench-live", (int)parts, err, sizeof err)) goto fail;
     if (pipe_producer_new(&p, pipe_mock_bootstraps(mk), NULL, err, sizeof err)) goto fail;
-    core_rng r;
-    core_rng_seed(&r, 42);
-    int64_t ts = 1511544070ll * 16;
+    wl.users = (uint32_t)users;
+    wl.ts = 1511544070ll * 16;
+    if (!(wl.cdf = enc_zipf_cdf((uint32_t)users))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    core_rng_seed(&wl.r, 42);
 
     /* Phase 1: throughput over a pre-loaded topic. */
-    if (send_events(p, "bench-load", n, 0, &r, &ts)) {
+    int64_t w0 = bytes_written();
+    if (send_events(p, "bench-load", n, 0, &wl)) {
         snprintf(err, sizeof err, "pre-loading the topic failed");
         goto fail;
     }
@@ -284,6 +373,7 @@ int pipe_cmd_bench(int argc, char **argv) {
     }
     double load_s = (double)(ts1.t_last_ns - ts1.t_first_ns) / 1e9;
     uint64_t applied1 = pipe_metrics_get(b1.met, PIPE_M_APPLIED);
+    int64_t w1 = bytes_written();
 
     /* Phase 2: freshness at a fixed offered rate. */
     if (open_store(dir, "live", m, &st2)) goto out;
@@ -295,12 +385,26 @@ int pipe_cmd_bench(int argc, char **argv) {
     if (pipe_props_add(&b2.props, "session.timeout.ms", "6000") ||
         pipe_props_add(&b2.props, "heartbeat.interval.ms", "500") ||
         pipe_props_add(&b2.props, "fetch.wait.max.ms", "10") ||
-        pipe_metrics_new(&b2.met, "bench-live") || pipe_metrics_keep_samples(b2.met, n2))
+        pipe_metrics_new(&b2.met, "bench-live"))
         goto fail;
-    bench_result res = {applied1, parts, batch, rate, load_s, NULL, 0};
-    if (phase_live(&b2, p, n2, rate, &r, &ts, &res, err, sizeof err)) goto fail;
+    res.applied = applied1;
+    res.parts = parts;
+    res.batch = batch;
+    res.rate = rate;
+    res.users = users;
+    res.load_s = load_s;
+    res.live_bytes = -1;
+    res.load_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
+    res.f.cap = n2;
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++)
+            if (!(res.f.v[t][k] = core_malloc(n2 * sizeof(double)))) {
+                snprintf(err, sizeof err, "out of memory");
+                goto fail;
+            }
+    b2.fresh = &res.f;
+    if (phase_live(&b2, p, n2, rate, &wl, &res, err, sizeof err)) goto fail;
     bench_print(&res, &m->cfg, json);
-    core_free(res.sorted);
     rc = 0;
     goto out;
 fail:
@@ -315,6 +419,10 @@ out:
     enc_store_close(st1);
     enc_store_close(st2);
     mdl_model_destroy(m);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 2; k++)
+            core_free(res.f.v[t][k]);
+    core_free((void *)(uintptr_t)wl.cdf);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "trail: bench pipeline: could not remove %s\n", dir);

@@ -41,6 +41,7 @@ struct pipe_metrics {
     char topic[256];
     atomic_uint_fast64_t c[PIPE_M_N];
     hist commit, fresh;
+    hist visible[2]; /* receive to visible to readers: the recent tier, the buckets tier */
     atomic_int caught_up;
     char partitioner[32];   /* set before serving */
     const enc_store *store; /* set before serving; its damage counters are atomics */
@@ -98,6 +99,10 @@ void pipe_metrics_observe_commit(pipe_metrics *m, double s) {
 void pipe_metrics_observe_freshness(pipe_metrics *m, double s) {
     hist_observe(&m->fresh, fresh_le, FRESH_NB, s);
     if (m->samples_n < m->samples_cap) m->samples[m->samples_n++] = s * 1e3;
+}
+
+void pipe_metrics_observe_visible(pipe_metrics *m, int tier, double s) {
+    hist_observe(&m->visible[tier ? 1 : 0], fresh_le, FRESH_NB, s);
 }
 
 int pipe_metrics_keep_samples(pipe_metrics *m, size_t cap) {
@@ -273,6 +278,13 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
                 commit_le, COMMIT_NB);
     render_hist(&b, "trail_pipeline_freshness_seconds",
                 "batch commit time minus the message timestamp", &m->fresh, fresh_le, FRESH_NB);
+    render_hist(&b, "trail_pipeline_freshness_recent_seconds",
+                "worker receive to visible to readers: the behavior in its user's recent "
+                "sequence, window and counters",
+                &m->visible[0], fresh_le, FRESH_NB);
+    render_hist(&b, "trail_pipeline_freshness_buckets_seconds",
+                "worker receive to visible to readers: the behavior in its user's bucket sums",
+                &m->visible[1], fresh_le, FRESH_NB);
     sb_printf(&b,
               "# HELP trail_pipeline_caught_up 1 when every assigned partition's committed "
               "offset reached its high watermark\n# TYPE trail_pipeline_caught_up gauge\n"

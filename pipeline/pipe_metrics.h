@@ -35,6 +35,10 @@ uint64_t pipe_metrics_get(const pipe_metrics *m, int counter);
 void pipe_metrics_observe_commit(pipe_metrics *m, double seconds);
 /** @brief One freshness sample: commit wall time minus the message's timestamp. */
 void pipe_metrics_observe_freshness(pipe_metrics *m, double seconds);
+enum { PIPE_TIER_RECENT = 0, PIPE_TIER_BUCKETS = 1 };
+/** @brief One behavior became visible to readers: in the tier's part of its user's state (recent
+ *  sequence, window and counters; or the bucket sums), seconds after the worker received it. */
+void pipe_metrics_observe_visible(pipe_metrics *m, int tier, double seconds);
 /** @brief Keep up to cap raw freshness samples (milliseconds) for a benchmark's percentiles. */
 int pipe_metrics_keep_samples(pipe_metrics *m, size_t cap);
 /** @brief The kept samples (valid until destroy; not thread-safe against concurrent observe). */

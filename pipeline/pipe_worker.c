@@ -43,8 +43,10 @@ typedef struct worker {
     int open;          /* a sink batch is open */
     uint32_t n, n_dlq; /* messages and dead-lettered messages in the open batch */
     int64_t t_open_ns;
-    int64_t *ts; // (batch_max) message timestamps of the open batch, ms
-    int failed;  /* a failure inside a callback: the loop stops with it */
+    int64_t *ts;       // (batch_max) message timestamps of the open batch, ms
+    int64_t *recv_ns;  // (batch_max) when this worker received each message; -1: nothing applied
+    int64_t t_recv_ns; /* when the message being handled was received (polled) */
+    int failed;        /* a failure inside a callback: the loop stops with it */
     uint64_t n_kafka_err;
     int32_t nparts;    /* the topic's partition count, re-read after every assignment */
     int recount;       /* an assignment arrived: re-read nparts before the next message */
@@ -202,9 +204,20 @@ static int commit_batch(worker *w) {
         return rc;
     }
     double now_ms = core_wall_ms();
-    pipe_metrics_observe_commit(w->met, (double)(core_now_ns() - t0) / 1e9);
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->ts[i] > 0) pipe_metrics_observe_freshness(w->met, (now_ms - (double)w->ts[i]) / 1e3);
+    int64_t now_ns = core_now_ns();
+    pipe_metrics_observe_commit(w->met, (double)(now_ns - t0) / 1e9);
+    for (uint32_t i = 0; i < w->n; i++) {
+        if (w->recv_ns[i] < 0) continue; /* freshness is measured for applied events only */
+        double from_recv = (double)(now_ns - w->recv_ns[i]) / 1e6;
+        double from_prod = w->ts[i] > 0 ? now_ms - (double)w->ts[i] : -1;
+        if (from_prod >= 0) pipe_metrics_observe_freshness(w->met, from_prod / 1e3);
+        /* one transaction makes the whole behavior visible: both tiers at once */
+        for (int tier = PIPE_TIER_RECENT; tier <= PIPE_TIER_BUCKETS; tier++) {
+            pipe_metrics_observe_visible(w->met, tier, from_recv / 1e3);
+            if (w->conf->on_visible)
+                w->conf->on_visible(w->conf->visible_arg, tier, from_recv, from_prod);
+        }
+    }
     int32_t parts[64];
     int64_t offs[64];
     int k = 0;
@@ -427,7 +440,7 @@ static int handle(worker *w, const pipe_msg *m) {
         w->open = 1;
         w->t_open_ns = core_now_ns();
     }
-    int64_t ts = -1; /* freshness is measured for applied events only */
+    int64_t ts = -1, recv = -1; /* freshness is measured for applied events only */
     sch_event ev;
     char err[256];
     const char *code;
@@ -446,11 +459,13 @@ static int handle(worker *w, const pipe_msg *m) {
             rc = dead_letter(w, m, "rejected", err);
         } else {
             ts = m->ts_ms;
+            recv = w->t_recv_ns;
         }
     }
     if (rc) return rc;
     w->part[p].pending = m->offset + 1;
-    w->ts[w->n++] = ts;
+    w->ts[w->n] = ts;
+    w->recv_ns[w->n++] = recv;
     return CORE_OK;
 }
 
@@ -514,7 +529,9 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     if (rc) goto out;
     pipe_metrics_set_partitioner(met, pipe_partitioner_name(conf->partitioner));
     rc = CORE_ENOMEM;
-    if (!(w.ts = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.ts)))) goto out;
+    if (!(w.ts = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.ts))) ||
+        !(w.recv_ns = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.recv_ns))))
+        goto out;
     if (pipe_props_add(&props, "consumer.statistics.interval.ms", "1000")) goto out;
     for (size_t i = 0; conf->props && i < conf->props->n; i++)
         if (pipe_props_add(&props, conf->props->kv[2 * i], conf->props->kv[2 * i + 1])) goto out;
@@ -562,6 +579,7 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
         }
         pipe_msg m;
         int k = pipe_consumer_poll(w.cons, timeout, &m);
+        w.t_recv_ns = core_now_ns();
         if (w.failed) {
             rc = w.failed;
             break;
@@ -638,6 +656,7 @@ out:
     pipe_props_free(&props);
     core_free(w.part);
     core_free(w.ts);
+    core_free(w.recv_ns);
     core_free(w.hdrs);
     return rc;
 }

@@ -64,8 +64,14 @@ typedef struct pipe_worker_conf {
     pipe_misrouted on_misrouted;  /* PIPE_MISROUTED_DLQ by default */
     uint32_t batch_max;           /* events per write transaction (default 10000) */
     uint32_t batch_ms;            /* longest a batch stays open, ms (default 50) */
-    int until_end;    /* exit once the assigned partitions reach the end offsets seen at start */
-    int progress;     /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
+    int until_end; /* exit once the assigned partitions reach the end offsets seen at start */
+    int progress;  /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
+    /* optional: called on the worker thread for each applied behavior once it is visible to
+       readers in one tier's part of its user's state (PIPE_TIER_RECENT, PIPE_TIER_BUCKETS), with
+       milliseconds since the worker received it and since its producer stamped it (-1: no
+       timestamp) */
+    void (*on_visible)(void *arg, int tier, double from_receive_ms, double from_produce_ms);
+    void *visible_arg;
     atomic_int *stop; /* required: set to 1 (signal handler, another thread) to drain
                          and exit; an atomic, read by the loop and librdkafka waits */
 } pipe_worker_conf;

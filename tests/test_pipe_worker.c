@@ -342,6 +342,9 @@ static void test_until_end_dead_letters_then_resumes_and_rebuilds(void **state) 
     assert_non_null(text);
     assert_non_null(strstr(text, "trail_pipeline_dead_lettered_total 8\n"));
     assert_non_null(strstr(text, "trail_pipeline_freshness_seconds_count 400\n"));
+    /* receive to visible, per tier: every applied behavior once in each */
+    assert_non_null(strstr(text, "trail_pipeline_freshness_recent_seconds_count 400\n"));
+    assert_non_null(strstr(text, "trail_pipeline_freshness_buckets_seconds_count 400\n"));
     /* what the process is, as trail serve reports it (core_proc.h) */
     assert_non_null(strstr(text, "\ntrail_build_info{version=\""));
     assert_non_null(strstr(text, "\nprocess_resident_memory_bytes "));
