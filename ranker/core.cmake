@@ -14,6 +14,7 @@ target_link_libraries(trail_ranker PUBLIC trail_encoder trail_model trail_schema
 target_sources(trail_ranker PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rank_isa.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_engine.c
+  ${CMAKE_CURRENT_LIST_DIR}/rank_qcache.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx2.c
   ${CMAKE_CURRENT_LIST_DIR}/rank_pgemm_avx512.c

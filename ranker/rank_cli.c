@@ -380,7 +380,7 @@ static int time_head_path(int64_t *t, int iters, rank_isa isa, const mdl_model *
     rank_pw_pack(&short_w, ws, (size_t)N, 1, N, 1.f);
     rank_pseg sg[RANK_ENGINE_SEGS + 1];
     int ns = 0;
-    for (int k = 0; k < e->w1c.n; k++)
+    for (int k = e->gather_f16 ? 1 : 0; k < e->w1c.n; k++) /* q's block: from the q-term cache */
         sg[ns++] = (rank_pseg){z + e->w1c.off[k], Dw, &e->w1c.w[k]};
     sg[ns++] = (rank_pseg){z + e->Ds, Dw, &short_w};
     rank_pseg s2 = {a1, H1, &e->w2};
@@ -585,7 +585,10 @@ int rank_cmd_bench(int argc, char **argv) {
     /* the chosen path's head GEMMs alone, against its instruction's peak on this core */
     if ((rc = time_head_path(thead, (int)iters, isa, m, (uint32_t)B))) goto fail;
     st.head50 = core_pct_us(thead, (size_t)iters, 50);
-    st.head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) + N) +
+    int q_cols = strcmp(rank_isa_precision(isa), "fp32") && rank_isa_available(RANK_ISA_AVX2)
+                     ? (int)cfg.C /* q's first-layer term comes from the per-item cache */
+                     : 0;
+    st.head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) - q_cols + N) +
                                 (double)cfg.h2 * cfg.h1);
     st.peak = rank_pgemm_peak_gmacs(isa, 200);
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;

@@ -14,6 +14,7 @@
 #include "rank_blas.h"
 #include "rank_engine.h"
 #include "rank_kernels.h"
+#include "rank_qcache.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -128,6 +129,12 @@ struct rank_net {
     int routed;       /* route allocated (serving nets) */
     void *short_buf;  /* (H1, N) packed W1_us hs^T, per request */
     void *pg_scr;     /* the head's conversion scratch */
+    /* serving with a q-term cache (rank_qcache.h), per block of candidates: each one's row, the
+     * misses (their candidate index, q rows, products, fp16 rows) */
+    const uint16_t **qptr;
+    uint32_t *qmiss;
+    float *qm_a, *qm_y;
+    uint16_t *qm16;
 
     // touched rows (train)
     uint8_t *mark_i, *mark_c; // (item_rows), (cat_rows)
@@ -283,6 +290,12 @@ static size_t carve(rank_net *n, char *base) {
         TAKE(n->hrow, n->H1);
         TAKE(n->w1sel, (size_t)n->H1 * (5 * C + X_DIM + N));
         TAKE(n->zsel, B * (5 * C + X_DIM + N));
+        size_t hb = B < RANK_HEAD_BLOCK ? B : RANK_HEAD_BLOCK; /* a q-term cache's block */
+        TAKE(n->qptr, hb);
+        TAKE(n->qmiss, hb);
+        TAKE(n->qm_a, hb * C);
+        TAKE(n->qm_y, hb * n->H1);
+        TAKE(n->qm16, hb * n->H1);
         if (c->long_kind == MDL_LONG_SDIM) {
             TAKE(n->Pl, S * nb * (size_t)n->H1);
             TAKE(n->Pl16, S * nb * (size_t)n->H1);
@@ -993,6 +1006,32 @@ unsigned long long rank_net_route_fallbacks(const rank_net *n) {
     return n->route.fallbacks;
 }
 
+/* The q terms of candidates b0 .. b0+nbk-1 into n->qptr: found in the cache, or computed for
+ * all the misses at once by the path's GEMM on W1's q block (segment 0 of the engine's folded
+ * head: the same kernel and weights that would have multiplied q in the head), into n->qm16,
+ * whose rows the caller stores once the block is done. Returns the number of misses (listed in
+ * n->qmiss). */
+static uint32_t q_rows(rank_net *n, rank_qcache *qc, const rank_engine *e, uint32_t b0,
+                       uint32_t nbk) {
+    int C = n->C, H1 = n->H1;
+    uint32_t nm = 0;
+    for (uint32_t i = b0; i < b0 + nbk; i++) {
+        if (i + 8 < b0 + nbk) rank_qcache_prefetch(qc, n->cir[i + 8], n->ccr[i + 8]);
+        n->qptr[i - b0] = rank_qcache_find(qc, n->cir[i], n->ccr[i]);
+        if (!n->qptr[i - b0]) {
+            memcpy(n->qm_a + (size_t)nm * C, n->q + (size_t)i * C, (size_t)C * sizeof *n->qm_a);
+            n->qmiss[nm++] = i;
+        }
+    }
+    if (!nm) return 0;
+    rank_pseg sg = {n->qm_a, C, &e->w1c.w[0]};
+    rank_pgemm(n->qm_y, H1, (int)nm, &sg, 1, NULL, 0, n->pg_scr);
+    rank_f32_to_f16(n->qm16, n->qm_y, (size_t)nm * H1);
+    for (uint32_t k = 0; k < nm; k++)
+        n->qptr[n->qmiss[k] - b0] = n->qm16 + (size_t)k * H1;
+    return nm;
+}
+
 static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
     const mdl_config *cfg = &n->cfg;
     const mdl_params *p = &m->p;
@@ -1038,6 +1077,8 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         rank_gemm(0, 1, n->S * n->nb, H1, C, 1.f / (float)n->S, n->Un, C, p->w1 + o_ul, D, 0.f,
                   n->Pl, H1);
     int pl16 = e && e->gather_f16 && cfg->long_kind == MDL_LONG_SDIM;
+    /* q's first-layer term from the per-item cache (rank_qcache.h), not the GEMM */
+    int qc = e && e->gather_f16 && bt->qcache;
     if (pl16) rank_f32_to_f16(n->Pl16, n->Pl, (size_t)n->S * n->nb * H1);
 
     /* per block of candidates, every step from the short and TIN attention to the output; a
@@ -1062,7 +1103,7 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         for (uint32_t i = b0; i < b0 + nbk; i++) {
             float *zs = n->zsel + (size_t)i * Dw;
             size_t row = (size_t)i * C;
-            memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
+            if (!qc) memcpy(zs, n->q + row, (size_t)C * sizeof *zs);
             zs += C;
             if (cfg->long_kind == MDL_LONG_ATTN) {
                 memcpy(zs, n->ulong + row, (size_t)C * sizeof *zs);
@@ -1082,18 +1123,27 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
             }
             if (nx) memcpy(zs, n->xf + (size_t)i * X_DIM, (size_t)nx * sizeof *zs);
         }
-        int fused = e && cfg->long_kind == MDL_LONG_SDIM && pl16; /* the gather starts from r */
+        /* the gather starts from r */
+        int fused = qc || (e && cfg->long_kind == MDL_LONG_SDIM && pl16);
         for (uint32_t i = 0; i < nbk && !fused; i++)
             memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
-        if (e) { /* the gather first, then both column groups in one pass with the ReLU */
-            if (fused)
+        if (e) {      /* the gather first, then both column groups in one pass with the ReLU */
+            if (qc) { /* cached q terms; the block's misses computed together, stored after */
+                uint32_t nm = q_rows(n, bt->qcache, e, b0, nbk);
+                rank_gather_add_f16(a1, r, pl16 ? n->Pl16 : NULL,
+                                    pl16 ? n->csig + (size_t)b0 * n->S : NULL, (int)nbk,
+                                    pl16 ? n->S : 0, n->nb, H1, n->qptr);
+                for (uint32_t k = 0; k < nm; k++)
+                    rank_qcache_put(bt->qcache, n->cir[n->qmiss[k]], n->ccr[n->qmiss[k]],
+                                    n->qm16 + (size_t)k * H1);
+            } else if (fused)
                 rank_gather_add_f16(a1, r, n->Pl16, n->csig + (size_t)b0 * n->S, (int)nbk, n->S,
-                                    n->nb, H1);
+                                    n->nb, H1, NULL);
             else if (cfg->long_kind == MDL_LONG_SDIM)
                 rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
             rank_pseg sg[RANK_ENGINE_SEGS + 1];
             int ns = 0;
-            for (int k = 0; k < e->w1c.n; k++)
+            for (int k = qc ? 1 : 0; k < e->w1c.n; k++) /* segment 0 is q's: cached instead */
                 sg[ns++] = (rank_pseg){zsel + e->w1c.off[k], Dw, &e->w1c.w[k]};
             if (nu > 0) sg[ns++] = (rank_pseg){zsel + Ds, Dw, &pw_short};
             rank_pgemm(a1, H1, (int)nbk, sg, ns, NULL, RANK_PG_ACC | RANK_PG_RELU, n->pg_scr);

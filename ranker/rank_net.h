@@ -97,6 +97,10 @@ typedef struct rank_batch {
      * every GEMM on that path's kernels. NULL (training, evaluation): OpenBLAS, fp32. Only nets
      * built without shape.train take one. */
     const struct rank_engine *engine;
+    /* Serving with an engine whose path gathers in fp16: the candidates' q terms of the first
+     * layer come from this per-thread cache (rank_qcache.h), which must be for this model. NULL:
+     * q goes through the head's GEMM like the other blocks. */
+    struct rank_qcache *qcache;
     /* Training only (branch dropout): per candidate, RANK_BRANCHES multipliers of the head's
      * branch blocks, in the order of enum rank_branch (0 drops the block, 1/(1-p) keeps it);
      * forward and backward must see the same. NULL (evaluation, serving): every block as is. */

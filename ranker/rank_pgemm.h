@@ -120,9 +120,11 @@ double rank_pgemm_peak_bf16(long iters);
 /** @brief out[b] = start + sum_i P[i][sig[b][i]] with P in fp16 (rank_gather_add's fp16 twin, for
  *  the reduced-precision paths; needs AVX2 and F16C). start: one row (W) every out[b] begins from,
  *  or NULL to add to out[b] itself; the sums are the same either way, in the same order (the
- *  folded head starts each candidate from its per-request row without copying it first). */
+ *  folded head starts each candidate from its per-request row without copying it first).
+ *  extra: NULL, or per out row one more fp16 row (W) added after the S gathered ones (the
+ *  candidate's cached first-layer term, rank_qcache.h). */
 void rank_gather_add_f16(float *out, const float *start, const uint16_t *P, const uint16_t *sig,
-                         int B, int S, int nb, int W);
+                         int B, int S, int nb, int W, const uint16_t *const *extra);
 /** @brief dst = fp16(src), rounding to nearest even (AVX2 and F16C). */
 void rank_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 

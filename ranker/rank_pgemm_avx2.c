@@ -141,23 +141,32 @@ void rank_f32_to_f16(uint16_t *dst, const float *src, size_t n) {
             _mm_cvtps_ph(_mm_set_ss(src[i]), _MM_FROUND_TO_NEAREST_INT), 0);
 }
 
+/* one more fp16 row into four running sums of 8 */
+#define GATHER_ADD4(p)                                                                             \
+    do {                                                                                           \
+        a0 = _mm256_add_ps(a0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))));            \
+        a1 = _mm256_add_ps(a1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 8))));      \
+        a2 = _mm256_add_ps(a2, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 16))));     \
+        a3 = _mm256_add_ps(a3, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + 24))));     \
+    } while (0)
+
+static inline float f16_to_f32(uint16_t h) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
 void rank_gather_add_f16(float *out, const float *start, const uint16_t *P, const uint16_t *sig,
-                         int B, int S, int nb, int W) {
+                         int B, int S, int nb, int W, const uint16_t *const *extra) {
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * W;
         const float *s0 = start ? start : o;
-        const uint16_t *sb = sig + (size_t)b * S;
+        const uint16_t *sb = sig + (size_t)b * S, *x = extra ? extra[b] : NULL;
         int w0 = 0;
         for (; w0 + 32 <= W; w0 += 32) {
             __m256 a0 = _mm256_loadu_ps(s0 + w0), a1 = _mm256_loadu_ps(s0 + w0 + 8);
             __m256 a2 = _mm256_loadu_ps(s0 + w0 + 16), a3 = _mm256_loadu_ps(s0 + w0 + 24);
-            for (int i = 0; i < S; i++) {
-                const uint16_t *p = P + ((size_t)i * nb + sb[i]) * W + w0;
-                a0 = _mm256_add_ps(a0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)));
-                a1 = _mm256_add_ps(a1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8))));
-                a2 = _mm256_add_ps(a2, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16))));
-                a3 = _mm256_add_ps(a3, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 24))));
-            }
+            for (int i = 0; i < S; i++)
+                GATHER_ADD4(P + ((size_t)i * nb + sb[i]) * W + w0);
+            if (x) GATHER_ADD4(x + w0);
             _mm256_storeu_ps(o + w0, a0);
             _mm256_storeu_ps(o + w0 + 8, a1);
             _mm256_storeu_ps(o + w0 + 16, a2);
@@ -168,13 +177,15 @@ void rank_gather_add_f16(float *out, const float *start, const uint16_t *P, cons
             for (int i = 0; i < S; i++)
                 a = _mm256_add_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((
                                          const __m128i *)(P + ((size_t)i * nb + sb[i]) * W + w0))));
+            if (x)
+                a = _mm256_add_ps(a, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + w0))));
             _mm256_storeu_ps(o + w0, a);
         }
         for (; w0 < W; w0++) {
             float a = s0[w0];
             for (int i = 0; i < S; i++)
-                a += _mm_cvtss_f32(
-                    _mm_cvtph_ps(_mm_cvtsi32_si128(P[((size_t)i * nb + sb[i]) * W + w0])));
+                a += f16_to_f32(P[((size_t)i * nb + sb[i]) * W + w0]);
+            if (x) a += f16_to_f32(x[w0]);
             o[w0] = a;
         }
     }

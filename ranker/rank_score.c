@@ -8,16 +8,20 @@
 #include "rank_blas.h"
 #include "rank_engine.h"
 #include "rank_net.h"
+#include "rank_qcache.h"
 
 #include <stdio.h>
 
 #define RANK_SIGCACHE_SLOTS (1u << 16)
+/* candidates' first-layer q terms: 16k items of h1 fp16 each (6.5 MB at h1 = 200) per thread */
+#define RANK_QCACHE_SLOTS (1u << 14)
 
 struct rank_scratch {
     const mdl_model *m; /* the model the net and the signature cache were built for */
     rank_net *net;
     enc_sigcache *sc; /* candidate signatures, valid for m's weights */
     rank_engine *eng; /* m's head packed for the path this scratch runs */
+    rank_qcache *qc;  /* the candidates' q terms, for paths that gather in fp16; else NULL */
     uint32_t max_B;
 };
 
@@ -38,6 +42,8 @@ int rank_scratch_new_isa(rank_scratch **out, const mdl_model *m, uint32_t max_B,
     if ((rc = rank_net_new(&s->net, &m->cfg, &sh, err, sizeof err))) goto fail;
     if ((rc = enc_sigcache_new(&s->sc, m, RANK_SIGCACHE_SLOTS))) goto fail;
     if ((rc = rank_engine_new(&s->eng, m, isa))) goto fail;
+    if (s->eng->gather_f16 && (rc = rank_qcache_new(&s->qc, RANK_QCACHE_SLOTS, (int)m->cfg.h1)))
+        goto fail;
     *out = s;
     return CORE_OK;
 fail:
@@ -50,6 +56,7 @@ void rank_scratch_destroy(rank_scratch *s) {
     rank_net_destroy(s->net);
     enc_sigcache_destroy(s->sc);
     rank_engine_destroy(s->eng);
+    rank_qcache_destroy(s->qc);
     core_free(s);
 }
 
@@ -77,6 +84,7 @@ int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_histo
                      .user = NULL,
                      .B = B,
                      .sigcache = s->sc,
-                     .engine = s->eng};
+                     .engine = s->eng,
+                     .qcache = s->qc};
     return rank_net_forward(s->net, m, &bt, NULL, out);
 }

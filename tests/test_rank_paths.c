@@ -14,6 +14,7 @@
 #include "enc_simhash.h"
 #include "mdl.h"
 #include "rank_isa.h"
+#include "rank_qcache.h"
 #include "rank_score.h"
 
 #include <math.h>
@@ -122,11 +123,15 @@ static void check_paths(uint32_t long_kind, const uint32_t *sizes, int n_sizes) 
             assert_int_equal(rank_scratch_new_isa(&s, f.m, B, T_WIN, isa), CORE_OK);
             assert_int_equal(rank_scratch_isa(s), isa);
             double worst = 0;
+            float first[NB_MAX];
             for (int rep = 0; rep < 2; rep++) { /* the second request reuses every buffer */
                 assert_int_equal(rank_score(got, s, f.m, &f.h, f.item, f.cat, B), CORE_OK);
                 for (uint32_t b = 0; b < B; b++)
                     worst = fmax(worst, fabs((double)got[b] - ref[b]));
+                if (rep == 0) memcpy(first, got, B * sizeof *got);
             }
+            /* the second request found every candidate's q term in the cache the first filled */
+            assert_memory_equal(first, got, B * sizeof *got);
             assert_int_equal(rank_scratch_route_fallbacks(s), 0);
             rank_scratch_destroy(s);
             double bound = rank_isa_max_dp(isa);
@@ -150,6 +155,46 @@ static void test_attention_every_path(void **state) {
     check_paths(MDL_LONG_ATTN, sizes, 2);
 }
 
+/* The q-term cache is a store: a put row comes back from find, bit for bit, until two other keys
+ * of its set were used after it (least recently used way replaced); a key put twice keeps its
+ * first row. */
+static void test_qcache_hits_and_evictions(void **state) {
+    (void)state;
+    enum { W = 37 };
+    rank_qcache *c;
+    assert_int_equal(rank_qcache_new(&c, 2, W), CORE_OK); /* one set of two ways */
+    uint16_t row[3][W], other[W];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < W; j++)
+            row[i][j] = (uint16_t)(1000 * i + 7 * j + 1);
+    memset(other, 0xab, sizeof other);
+    const uint32_t ir[3] = {5, 5, 9}, cr[3] = {1, 2, 1}; /* keys differ in either row */
+#define FIND(i) rank_qcache_find(c, ir[i], cr[i])
+#define PUT(i, r) rank_qcache_put(c, ir[i], cr[i], r)
+    assert_null(FIND(0));
+    PUT(0, row[0]);
+    assert_null(FIND(1));
+    PUT(1, row[1]);
+    assert_memory_equal(FIND(0), row[0], sizeof row[0]); /* a: used after b */
+    PUT(0, other);                                       /* already there: unchanged */
+    assert_null(FIND(2));
+    PUT(2, row[2]); /* evicts b, the older */
+    assert_memory_equal(FIND(0), row[0], sizeof row[0]);
+    assert_memory_equal(FIND(2), row[2], sizeof row[2]);
+    assert_null(FIND(1));
+    PUT(1, row[1]); /* evicts a: c was used after it */
+    assert_null(FIND(0));
+    assert_memory_equal(FIND(1), row[1], sizeof row[1]);
+    assert_memory_equal(FIND(2), row[2], sizeof row[2]);
+#undef FIND
+#undef PUT
+    uint64_t hits, misses;
+    rank_qcache_stats(c, &hits, &misses);
+    assert_int_equal(hits, 5);
+    assert_int_equal(misses, 5);
+    rank_qcache_destroy(c);
+}
+
 static void test_unavailable_path_refused(void **state) {
     (void)state;
     fixture f;
@@ -167,6 +212,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sdim_every_path),
         cmocka_unit_test(test_attention_every_path),
+        cmocka_unit_test(test_qcache_hits_and_evictions),
         cmocka_unit_test(test_unavailable_path_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -271,8 +271,8 @@ static void test_gather_f16(void **state) {
         row[i] = frand();
     for (int b = 0; b < B; b++) /* out[b] = row + gather, as copy-then-add and as one pass */
         memcpy(out + b * W, row, sizeof row), memcpy(ref + b * W, row, sizeof row);
-    rank_gather_add_f16(fused, row, P16, sig, B, S, NB, W);
-    rank_gather_add_f16(out, NULL, P16, sig, B, S, NB, W);
+    rank_gather_add_f16(fused, row, P16, sig, B, S, NB, W, NULL);
+    rank_gather_add_f16(out, NULL, P16, sig, B, S, NB, W, NULL);
     assert_memory_equal(fused, out, sizeof fused); /* the same sums in the same order */
     rank_gather_add_naive(ref, P, sig, B, S, NB, W);
     for (int b = 0; b < B; b++)
@@ -282,6 +282,48 @@ static void test_gather_f16(void **state) {
     for (int i = 0; i < B * W; i++)
         if (fabs((double)out[i] - ref[i]) > ldexp(1.0, -11) * mag[i] + 1e-5)
             fail_msg("gather %d: %.8g vs %.8g", i, out[i], ref[i]);
+}
+
+/* IEEE half to float, by its bits (no F16C needed here) */
+static float half_to_float(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    float v = e == 0 ? ldexpf((float)m, -24) : ldexpf((float)(m | 1024), e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+/* The per-candidate extra row: gathered after the S rows, as one more fp16 term. */
+static void test_gather_extra_row(void **state) {
+    (void)state;
+    if (!rank_isa_available(RANK_ISA_AVX2)) {
+        printf("skip the fp16 extra row: this CPU lacks AVX2/F16C\n");
+        return;
+    }
+    enum { S = 3, NB = 4, W = 45, B = 5 };
+    static float P[S * NB * W], X[B * W], row[W], out[B * W], ref[B * W];
+    static uint16_t P16[S * NB * W], X16[B * W], sig[B * S];
+    for (int i = 0; i < S * NB * W; i++)
+        P[i] = frand();
+    for (int i = 0; i < B * W; i++)
+        X[i] = frand() * 2.f;
+    for (int i = 0; i < W; i++)
+        row[i] = frand();
+    for (int i = 0; i < B * S; i++)
+        sig[i] = (uint16_t)(i * 7 % NB);
+    rank_f32_to_f16(P16, P, S * NB * W);
+    rank_f32_to_f16(X16, X, B * W);
+    const uint16_t *extra[B];
+    for (int b = 0; b < B; b++)
+        extra[b] = X16 + (size_t)(B - 1 - b) * W; /* any row, not the b-th */
+    rank_gather_add_f16(out, row, P16, sig, B, S, NB, W, extra);
+    for (int b = 0; b < B; b++) /* the same sums one candidate at a time, and without the row */
+        for (int w = 0; w < W; w++) {
+            float a = row[w];
+            for (int i = 0; i < S; i++) {
+                a += half_to_float(P16[(i * NB + sig[b * S + i]) * W + w]);
+            }
+            ref[b * W + w] = a + half_to_float(extra[b][w]);
+        }
+    assert_memory_equal(out, ref, sizeof out);
 }
 
 static void test_isa_parse(void **state) {
@@ -314,9 +356,8 @@ static void test_isa_parse(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paths_against_naive),
-        cmocka_unit_test(test_int8_exact_on_codes),
-        cmocka_unit_test(test_gather_f16),
+        cmocka_unit_test(test_paths_against_naive), cmocka_unit_test(test_int8_exact_on_codes),
+        cmocka_unit_test(test_gather_f16),          cmocka_unit_test(test_gather_extra_row),
         cmocka_unit_test(test_isa_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
