@@ -231,6 +231,50 @@ static void test_skipped_calibration_is_reported(void **state) {
     test_rmtree(dir);
 }
 
+/* --epochs 0 with --init recalibrates a trained model without training it (how the quality
+ * table's kept models took the level of trn_level_prior): no steps, a Platt fit, the ranking
+ * unchanged; without --init it is a usage error. */
+static void test_epochs_0_recalibrates(void **state) {
+    (void)state;
+    char dir[256], cmd[2048], out[8192], a0[64], a1[64];
+    const char *bin = test_trail_bin();
+    assert_non_null(test_mkdtemp(dir, sizeof dir));
+    snprintf(cmd, sizeof cmd, "%s/e.jsonl", dir);
+    write_events(cmd, 300, 300, 0, 0);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/e.jsonl --model-out %s/m0.bin " SMALL_ARGS
+             " --calibrate 0 --json 2>/dev/null",
+             bin, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"calibration\":\"off\""));
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/e.jsonl --init %s/m0.bin --epochs 0 --model-out %s/m1.bin "
+             "--window 8 --threads 1 --json 2>/dev/null",
+             bin, dir, dir, dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"steps\":0,"));
+    assert_non_null(strstr(out, "\"calibration\":\"platt\""));
+    assert_non_null(strstr(out, "\"rate_w_valid\":"));
+    const char *m[2] = {"m0", "m1"};
+    char *auc[2] = {a0, a1};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s eval --model %s/%s.bin --events %s/e.jsonl --window 8 --split test --json "
+                 "2>/dev/null",
+                 bin, dir, m[k], dir);
+        assert_int_equal(test_run(cmd, out, sizeof out), 0);
+        const char *p = strstr(out, "\"auc\":");
+        assert_non_null(p);
+        snprintf(auc[k], 64, "%.*s", (int)strcspn(p, ","), p);
+    }
+    assert_string_equal(a0, a1);
+    snprintf(cmd, sizeof cmd,
+             "%s train --events %s/e.jsonl --epochs 0 --model-out %s/m2.bin 2>/dev/null", bin, dir,
+             dir);
+    assert_int_equal(test_run(cmd, out, sizeof out), 2);
+    test_rmtree(dir);
+}
+
 /* --protocol auto on a file whose impressions all lack "action": before the fix it trained the
  * next-behavior protocol on the behaviors and exited 0. Now it refuses by name, as it does with
  * 2% garbage lines; --strict 0 goes ahead with a warning. */
@@ -300,6 +344,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_eval_per_scheduled_point),
         cmocka_unit_test(test_platt_converges_on_overconfident_predictions),
+        cmocka_unit_test(test_epochs_0_recalibrates),
         cmocka_unit_test(test_skipped_calibration_is_reported),
         cmocka_unit_test(test_auto_refuses_to_switch_task),
     };

@@ -121,7 +121,8 @@ static void test_resume_continues_adam(void **state) {
 
 /* Platt scaling on the valid split: the same training with and without it; with it, every
  * prediction is sigmoid(slope * logit + offset) of the one without (folded into the weights),
- * so rankings and AUC stay, and the valid split's mean prediction equals its mean label. */
+ * so rankings and AUC stay, and the valid split's mean prediction is trn_level_prior's rate of
+ * the data's train and valid labels. */
 static void test_calibration_folds_into_the_weights(void **state) {
     (void)state;
     trn_conf c;
@@ -139,9 +140,22 @@ static void test_calibration_folds_into_the_weights(void **state) {
     assert_true(r1.cal_slope > 0);
     assert_true(fabs(r1.raw_logloss - r0.best_valid.logloss) < 1e-9);
     assert_true(r1.best_valid.logloss <= r0.best_valid.logloss);
-    assert_true(fabs(r1.best_valid.calibration - 1.0) < 1e-3);
     assert_true(fabs(r0.best_valid.calibration - 1.0) > 1e-3); /* there was something to fix */
-    size_t lo, hi;
+    size_t lo, hi, tlo, thi;
+    trn_data_split(data, 0, &tlo, &thi);
+    trn_data_split(data, 1, &lo, &hi);
+    uint8_t *yl = malloc(hi - lo + thi - tlo);
+    assert_non_null(yl);
+    for (size_t i = tlo; i < hi; i++) /* train, then valid: the splits are adjacent */
+        yl[i - tlo] = data->samples[i].label;
+    double rate, w;
+    assert_int_equal(trn_level_prior(&rate, &w, yl, thi - tlo, yl + (thi - tlo), hi - lo), CORE_OK);
+    free(yl);
+    assert_true(fabs(r1.cal_rate - rate) < 1e-12 && fabs(r1.cal_rate_w_valid - w) < 1e-12);
+    assert_true(fabs(r1.best_valid.mean_pred - rate) < 1e-5);
+    print_message("calibration: valid click rate %.5f, train %.5f weight %.3f -> mean prediction "
+                  "%.5f\n",
+                  r1.best_valid.mean_label, rate, w, r1.best_valid.mean_pred);
     trn_data_split(data, 2, &lo, &hi);
     float *pa = malloc(sizeof(float) * (hi - lo)), *pb = malloc(sizeof(float) * (hi - lo));
     assert_true(pa && pb);

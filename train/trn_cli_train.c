@@ -58,8 +58,9 @@ static void print_train_json(const char *out, const char *vs, int protocol, cons
     printf("}");
     if (rep->calibrated)
         printf(",\"platt\":{\"slope\":%.6f,\"offset\":%.6f,\"valid_logloss_before\":%.6f,"
-               "\"valid_calibration_before\":%.6f}",
-               rep->cal_slope, rep->cal_offset, rep->raw_logloss, rep->raw_calibration);
+               "\"valid_calibration_before\":%.6f,\"rate\":%.6f,\"rate_w_valid\":%.6f}",
+               rep->cal_slope, rep->cal_offset, rep->raw_logloss, rep->raw_calibration,
+               rep->cal_rate, rep->cal_rate_w_valid);
     /* "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>" */
     if (rep->calibrated)
         printf(",\"calibration\":\"platt\"");
@@ -151,7 +152,8 @@ int trn_cmd_train(int argc, char **argv) {
                       "short-term behaviors, the model's N"),
          .umin = 1, .umax = 1024, .seen = &recent_set, .def = "50; taobao: 16"},
         CORE_OPT_INCLUDE(mdl_opts_shape, &cfg),
-        CORE_OPT_U32("epochs", &tc.epochs, "E", 1, 100000, "passes over the train split"),
+        CORE_OPT_U32("epochs", &tc.epochs, "E", 0, 100000,
+                     "passes over the train split (0, with --init: only calibrate that model)"),
         CORE_OPT_U32("batch", &tc.batch, "B", 1, TRN_MAX_BATCH, "samples per step"),
         CORE_OPT_FLT("lr", &tc.adam.lr, "X", 0, 10, "Adam's learning rate"),
         CORE_OPT_U64("seed", &seed, "S", 0, UINT64_MAX,
@@ -180,6 +182,10 @@ int trn_cmd_train(int argc, char **argv) {
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&trn_train_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     tc.seed = dc.seed = cfg.seed = seed;
+    if (tc.epochs == 0 && (!init || pretrain))
+        return core_cmd_usage(&trn_train_cmd,
+                              "--epochs 0 calibrates the --init model only; it needs --init and "
+                              "takes no --pretrain");
     if (dc.protocol == TRN_PROTO_TAOBAO) { /* the pinned protocol: long 256, short 16 */
         if (!window_set) tc.window = 256;
         if (!recent_set) cfg.n_recent = 16;
@@ -243,7 +249,7 @@ int trn_cmd_train(int argc, char **argv) {
     if (pretrain && pretrain_next(m, d, ev, n_ev, &dc, &tc, pretrain, &prep)) goto done;
     core_free(ev); /* the samples hold what training needs */
     ev = NULL;
-    if (trn_train(m, d, &tc, &rep, err, sizeof err)) {
+    if ((tc.epochs ? trn_train : trn_calibrate)(m, d, &tc, &rep, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         goto done;
     }
@@ -254,9 +260,11 @@ int trn_cmd_train(int argc, char **argv) {
     if (rep.calibrated)
         fprintf(stderr,
                 "train: calibrated on the valid split: logit' = %.4f logit %+.4f; valid log loss "
-                "%.4f -> %.4f, calibration %.4f -> %.4f\n",
+                "%.4f -> %.4f, calibration %.4f -> %.4f (mean prediction %.4f: the valid click "
+                "rate %.4f weighted %.2f, the train split's the rest)\n",
                 rep.cal_slope, rep.cal_offset, rep.raw_logloss, rep.best_valid.logloss,
-                rep.raw_calibration, rep.best_valid.calibration);
+                rep.raw_calibration, rep.best_valid.calibration, rep.cal_rate,
+                rep.best_valid.mean_label, rep.cal_rate_w_valid);
     if (rep.cal_skipped[0])
         fprintf(stderr,
                 "trail: warning: calibration skipped: %s; the model is saved "

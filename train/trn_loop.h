@@ -32,8 +32,9 @@ typedef struct trn_conf {
     uint32_t evals_per_epoch; /* validation passes per epoch (2) */
     uint32_t patience;        /* stop after this many evaluations without a better valid GAUC (3) */
     uint64_t seed;            /* shuffling (1) */
-    int calibrate;            /* 1: after training, Platt-scale on the valid split, folded into the
-                                 output layer and the item biases (1) */
+    int calibrate;            /* 1: after training, Platt-scale on the valid split (its level
+                                 set by trn_level_prior), folded into the output layer and the
+                                 item biases (1) */
     float branch_dropout;     /* each step, each sample's head blocks u_long, u_short, u_tin and
                                  cross are each zeroed with this probability, the kept ones scaled
                                  by 1 / (1 - p); evaluation and serving see them all (0) */
@@ -54,6 +55,8 @@ typedef struct trn_report {
     int calibrated;               /* 1: the kept model was Platt-scaled on the valid split */
     char cal_skipped[160];        /* calibration was asked for but not done: why ("" otherwise) */
     double cal_slope, cal_offset; /* its logit' = slope * logit + offset */
+    double cal_rate;              /* the valid mean prediction it was set to (trn_level_prior) */
+    double cal_rate_w_valid; /* that rate's weight on the valid labels' mean (1 - on train's) */
     double raw_logloss, raw_calibration; /* valid log loss and calibration before it */
 } trn_report;
 
@@ -65,6 +68,13 @@ void trn_conf_default(trn_conf *c);
  *  @return CORE_OK, CORE_ENOMEM, CORE_EINVAL (a config/shape problem, reason in err). */
 int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *rep, char *err,
               size_t err_size);
+
+/** @brief No training: score the valid split of d with m as it is and calibrate m on it as
+ *  trn_train calibrates its kept model (when c->calibrate; skips are reported the same way).
+ *  rep has the valid metrics and the fit; steps are 0. What `trail train --init M --epochs 0`
+ *  runs: a trained model recalibrated without retraining it. @return as trn_train. */
+int trn_calibrate(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *rep, char *err,
+                  size_t err_size);
 
 /** @brief Forward over samples [lo, hi) of d. preds: (hi - lo) click probabilities out, or NULL;
  *  metrics out (or NULL). @return CORE_OK, CORE_ENOMEM, CORE_EINVAL. */

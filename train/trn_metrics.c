@@ -227,3 +227,77 @@ out:
     core_free(y);
     return rc;
 }
+
+int trn_level_prior(double *rate, double *w_valid, const uint8_t *train_label, size_t n_train,
+                    const uint8_t *valid_label, size_t n_valid) {
+    if (n_valid == 0) return CORE_EINVAL;
+    double sv = 0, st = 0;
+    for (size_t i = 0; i < n_valid; i++)
+        sv += valid_label[i] != 0;
+    for (size_t i = 0; i < n_train; i++)
+        st += train_label[i] != 0;
+    double mv = sv / (double)n_valid;
+    *rate = mv, *w_valid = 1;
+    size_t k = n_train / n_valid;
+    if (k < 2 || st == 0 || st == (double)n_train) return CORE_OK;
+    double mt = st / (double)n_train;
+    /* the k blocks of n_valid train labels that end where valid starts */
+    const uint8_t *b0 = train_label + (n_train - k * n_valid);
+    double bm = 0, bm2 = 0, bvar = 0;
+    for (size_t j = 0; j < k; j++) {
+        double s = 0;
+        for (size_t i = 0; i < n_valid; i++)
+            s += b0[j * n_valid + i] != 0;
+        double m = s / (double)n_valid;
+        bm += m, bm2 += m * m, bvar += m * (1 - m) / (double)n_valid;
+    }
+    bm /= (double)k, bvar /= (double)k;
+    double between = (bm2 - (double)k * bm * bm) / (double)(k - 1);
+    double tau2 = fmax(0, between - bvar);
+    double var_v = mv * (1 - mv) / (double)n_valid, var_t = mt * (1 - mt) / (double)n_train;
+    if (!(var_v > 0)) return CORE_OK; /* one class in valid: nothing to shrink */
+    double w = (1 / var_v) / (1 / var_v + 1 / (var_t + tau2));
+    *w_valid = w;
+    *rate = w * mv + (1 - w) * mt;
+    return CORE_OK;
+}
+
+/* mean of sigmoid(a z + c) and its derivative in c */
+static double level_mean(const double *z, size_t n, double a, double c, double *d) {
+    double s = 0, ds = 0;
+    for (size_t i = 0; i < n; i++) {
+        double t = a * z[i] + c, q = t >= 0 ? 1 / (1 + exp(-t)) : exp(t) / (1 + exp(t));
+        s += q, ds += q * (1 - q);
+    }
+    *d = ds / (double)n;
+    return s / (double)n;
+}
+
+int trn_platt_level(double *c, double a, const float *pred, size_t n, double rate) {
+    if (n == 0 || !(rate > 0 && rate < 1)) return CORE_EINVAL;
+    double *z = core_malloc(sizeof(double) * n);
+    if (!z) return CORE_ENOMEM;
+    double zmin = INFINITY, zmax = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        double p = fmin(fmax(pred[i], 1e-7), 1 - 1e-7);
+        z[i] = a * log(p / (1 - p));
+        zmin = fmin(zmin, z[i]), zmax = fmax(zmax, z[i]);
+    }
+    /* the mean rises with c from 0 to 1: at lo it is below rate, at hi above */
+    double r = log(rate / (1 - rate)), lo = r - zmax - 1, hi = r - zmin + 1, x = *c, d;
+    if (!(x > lo && x < hi)) x = 0.5 * (lo + hi);
+    for (int it = 0; it < 200; it++) {
+        double f = level_mean(z, n, 1, x, &d) - rate;
+        if (fabs(f) < 1e-12) break;
+        if (f < 0)
+            lo = x;
+        else
+            hi = x;
+        double nx = d > 0 ? x - f / d : 0.5 * (lo + hi);
+        x = nx > lo && nx < hi ? nx : 0.5 * (lo + hi);
+        if (hi - lo < 1e-14) break;
+    }
+    core_free(z);
+    *c = x;
+    return CORE_OK;
+}

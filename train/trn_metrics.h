@@ -55,4 +55,24 @@ int trn_platt_fit(double *a, double *c, const float *pred, const uint8_t *label,
 int trn_platt_fit_why(double *a, double *c, const float *pred, const uint8_t *label, size_t n,
                       char *why, size_t why_size);
 
+/** @brief The click rate a calibration should give the valid split: the valid labels' mean,
+ *  shrunk toward the train labels' mean by how much the rate is seen to move between periods.
+ *  The last k = n_train / n_valid blocks of n_valid train labels (consecutive, ending where valid
+ *  starts) give the between-period variance of the rate beyond binomial noise, tau^2 = max(0,
+ *  var(block means) - mean(m (1 - m) / n_valid)); then w = (1 / s_v) / (1 / s_v + 1 / (s_t +
+ *  tau^2)) with s_v, s_t the binomial variances of the valid and train means, and
+ *  rate = w mean_valid + (1 - w) mean_train (empirical Bayes: a stationary rate pools all the
+ *  labels, a rate that moves keeps the valid split's). w = 1 (the valid mean) when there are
+ *  fewer than 2 blocks or the train labels are one class.
+ *  @param[out] rate the target mean prediction on valid. @param[out] w_valid the weight w.
+ *  @return CORE_OK, or CORE_EINVAL when n_valid is 0. */
+int trn_level_prior(double *rate, double *w_valid, const uint8_t *train_label, size_t n_train,
+                    const uint8_t *valid_label, size_t n_valid);
+
+/** @brief The offset c for which the mean of sigmoid(a * logit(pred) + c) over the n predictions
+ *  (clipped as for the log loss) equals rate, starting from *c: Newton on the monotone mean,
+ *  kept inside a bracket that bisection shrinks. @return CORE_OK, CORE_EINVAL (n = 0, rate not
+ *  inside (0, 1)), CORE_ENOMEM; on error *c is unchanged. */
+int trn_platt_level(double *c, double a, const float *pred, size_t n, double rate);
+
 #endif
