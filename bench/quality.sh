@@ -20,6 +20,7 @@
 #   the budget is spent are skipped and the table says so; the five sets took about 100 minutes
 #   of runs for 3 seeds on 2 shared cores), QUALITY_SEEDS ("1 2 3"), QUALITY_SETS (all five),
 #   QUALITY_OUT (docs/QUALITY.md), QUALITY_WORK (a temporary directory),
+#   QUALITY_THREADS (2: trail train --threads; 1 on a machine shared with other jobs),
 #   QUALITY_KEEP (out/quality-models; with --quick, QUALITY_WORK/models): where the full models
 #   are kept, as SET-full-SEED.model with SET-full-SEED.args (what trained it) beside it.
 #   --quick: one seed, small synthetic set, one epoch: checks the script, not the models.
@@ -39,6 +40,7 @@ WORK=${QUALITY_WORK:-$(mktemp -d /tmp/trail-quality-XXXXXX)}
 VARIANTS="din-short avgpool din-long sdim full full,cross=0"
 SETS=${QUALITY_SETS:-"taobao taobao-sparse movielens synthetic resurfacing"}
 EPOCHS=4
+THREADS=${QUALITY_THREADS:-2}
 GEN_ARGS="--users 1000 --items 20000 --events 400000 --seed 1"
 RES_ARGS="--world resurfacing --users 1500 --items 200000 --events 450000 --seed 1"
 QUICK=0
@@ -62,7 +64,7 @@ fi
 # The shared hyperparameters (TIN's clip 5; L2 on touched embedding rows; early stopping on valid
 # GAUC, evaluated twice per epoch, patience 2, the best evaluation kept).
 TRAIN_ARGS="--epochs $EPOCHS --batch 256 --lr 1e-3 --clip 5 --l2 1e-3 --evals-per-epoch 2 --patience 2
-  --item-rows 131072 --cat-rows 8192 --window 256 --recent 16 --threads 2"
+  --item-rows 131072 --cat-rows 8192 --window 256 --recent 16 --threads $THREADS"
 export OPENBLAS_NUM_THREADS=1   # the trainer's own threads use the cores
 
 [ -x "$TRAIL" ] || { echo "quality: $TRAIL not found; build first (cmake --build build)" >&2; exit 2; }
