@@ -522,19 +522,22 @@ static void verify_line(uint64_t user_id, const char *what, uint64_t chunk, int 
 static int inspect_digest(enc_store *st, const char *dir) {
     char ver[17];
     int rc;
-    uint64_t d, dp, users, chunks;
+    uint64_t d, dp, users, chunks, lagging;
     char pos[17];
     if ((rc = enc_store_digest(st, ENC_DIGEST_STATE, &d)) ||
         (rc = enc_store_digest(st, ENC_DIGEST_POS, &dp)) ||
-        (rc = enc_store_users(st, &users, &chunks))) {
+        (rc = enc_store_users(st, &users, &chunks)) || (rc = enc_store_lagging(st, &lagging))) {
         fprintf(stderr, "trail inspect: %s: %s\n", dir, core_strerror(rc));
         return 1;
     }
     mdl_version_hex(d, ver);
     mdl_version_hex(dp, pos);
+    /* the state digest covers every tier (heads, sums, window, lag marks); lagging_users 0: caught
+     * up, so equal digests mean equal states however the tiers' commits fell */
     printf("{\"state_digest\":\"%s\",\"positions_digest\":\"%s\",\"users\":%llu,"
-           "\"chunks\":%llu}\n",
-           ver, pos, (unsigned long long)users, (unsigned long long)chunks);
+           "\"chunks\":%llu,\"lagging_users\":%llu}\n",
+           ver, pos, (unsigned long long)users, (unsigned long long)chunks,
+           (unsigned long long)lagging);
     return 0;
 }
 
@@ -579,8 +582,8 @@ int enc_cmd_inspect(int argc, char **argv) {
         CORE_OPT_FLG("json", &json, "with --user: as one JSON object"),
         CORE_OPT_FLG("digest", &digest, "print the store's digest"),
         CORE_OPT_FLG("verify", &verify,
-                     "check every user record and window chunk against its checksum; prints a\n"
-                     "JSON summary, names each damaged user on stderr, exits 1 if any"),
+                     "check every user's head, sums and window chunks against their checksums;\n"
+                     "prints a JSON summary, names each damaged user on stderr, exits 1 if any"),
         CORE_OPT_ENDROW};
     int rc = core_opts_parse(&inspect_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
@@ -621,11 +624,11 @@ int enc_cmd_inspect(int argc, char **argv) {
     mdl_version_hex(u.encoding_version, ver);
     if (json) {
         printf("{\"user_id\":%llu,\"encoding_version\":\"%s\",\"window_len\":%u,\"window_max\":%u,"
-               "\"n_events\":%llu,\"last_ts\":%lld,\"updated_at\":%lld,\"signatures\":%u,"
-               "\"buckets\":%u,\"dim\":%u,\"actions\":{",
+               "\"n_events\":%llu,\"n_summed\":%llu,\"last_ts\":%lld,\"updated_at\":%lld,"
+               "\"signatures\":%u,\"buckets\":%u,\"dim\":%u,\"actions\":{",
                (unsigned long long)uid, ver, u.window_len, enc_store_window(st),
-               (unsigned long long)u.n_events, (long long)u.last_ts, (long long)u.updated_at, u.S,
-               u.n_buckets, u.C);
+               (unsigned long long)u.n_events, (unsigned long long)u.n_summed, (long long)u.last_ts,
+               (long long)u.updated_at, u.S, u.n_buckets, u.C);
         for (int a = 1, first = 1; a <= SCH_ACTION_MAX; a++) {
             if (!u.action_cnt[a]) continue;
             printf("%s\"%s\":%llu", first ? "" : ",", sch_action_name(a),
@@ -663,10 +666,11 @@ int enc_cmd_inspect(int argc, char **argv) {
     } else {
         printf(
             "user %llu\n  encoding version %s (S=%u, %u buckets, C=%u)\n  window %u of %u "
-            "behaviors, %llu ever applied\n  last event ts %lld, updated at %lld (wall clock)\n  "
-            "actions:",
+            "behaviors, %llu ever applied, the buckets hold the first %llu\n  last event ts %lld, "
+            "updated at %lld (wall clock)\n  actions:",
             (unsigned long long)uid, ver, u.S, u.n_buckets, u.C, u.window_len, enc_store_window(st),
-            (unsigned long long)u.n_events, (long long)u.last_ts, (long long)u.updated_at);
+            (unsigned long long)u.n_events, (unsigned long long)u.n_summed, (long long)u.last_ts,
+            (long long)u.updated_at);
         for (int a = 1; a <= SCH_ACTION_MAX; a++)
             if (u.action_cnt[a])
                 printf(" %s=%llu", sch_action_name(a), (unsigned long long)u.action_cnt[a]);

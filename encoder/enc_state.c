@@ -132,7 +132,10 @@ static int chunk_get(enc_ustate *s, uint64_t k, enc_rec **out) {
         uint32_t n = 0;
         int rc = s->load(s->load_opaque, k, c, &n);
         if (rc) return rc;
-        if (n != chunk_count(s, k)) return CORE_EFORMAT;
+        /* a stored chunk may already hold behaviors this state has not applied yet (the store's
+         * bucket sums trail its window, schemas/state.md): they are rewritten, identically, as
+         * the state applies them */
+        if (n < chunk_count(s, k)) return CORE_EFORMAT;
         s->slot_chunk[slot] = k + 1;
         memset(s->rows + (size_t)slot * ENC_CHUNK * 2, 0xff, ENC_CHUNK * 2 * sizeof(uint32_t));
     }
@@ -360,6 +363,7 @@ void enc_ustate_view(enc_ustate *s, uint32_t recent_max, enc_user_view *out) {
     out->recent_len = copy_tail(s, s->n_events - nr, s->recent);
     out->last_ts = s->last_ts;
     out->n_events = s->n_events;
+    out->n_summed = s->n_events;
 }
 
 uint32_t enc_ustate_window(const enc_ustate *s, sch_behavior *out, uint32_t max) {

@@ -31,7 +31,8 @@ typedef struct enc_rec {
 } enc_rec;
 _Static_assert(sizeof(enc_rec) == 32, "enc_rec is 32 bytes on disk");
 
-/* Fill out[0..n) with chunk chunk_no (n = records stored); CORE_OK or an error code. */
+/* Fill out[0..n) with chunk chunk_no (n = records stored, at least those the state has applied
+ * from it; more are allowed: behaviors stored but not applied yet); CORE_OK or an error code. */
 typedef int enc_chunk_load_fn(void *opaque, uint64_t chunk_no, enc_rec *out, uint32_t *n);
 
 /** @brief From now on the window is not all in memory: chunks come through fn on demand. */

@@ -1,15 +1,21 @@
 /* enc_store.c: the per-user encoder state in LMDB (the only file that includes lmdb.h).
  *
  * Layout (byte-precise in schemas/state.md): DBI "meta" (store parameters, encoding version),
- * "user" (per user one value: header + bucket sums + counts), "win" (the raw window in chunks of
- * ENC_CHUNK behaviors keyed (user, chunk#)), "pos" (input positions), "wall" (wall-clock
- * updated_at per user, kept apart so state comparisons can skip it).
+ * "user" (per user a 128-byte head: counters, window length, how many behaviors the sums hold),
+ * "sums" (per user the bucket sums and counts), "win" (the raw window in chunks of ENC_CHUNK
+ * behaviors keyed (user, chunk#)), "lag" (users whose sums trail their window), "pos" (input
+ * positions), "wall" (wall-clock updated_at per user, kept apart so state comparisons can skip it).
  *
- * Writing: enc_batch_apply only buffers events. enc_batch_commit groups them by user (arrival
- * order kept within a user), and per user loads the state once, applies all its events through
- * enc_state's rule, and writes the bucket value once, the tail chunk(s), and deletes the chunks
- * that left the window. One LMDB write transaction per batch, with the input positions. A full map
- * is grown (abort, resize with no transaction active, redo) up to map_max.
+ * Writing, in two tiers (schemas/state.md, "Two tiers"):
+ * - tier 1, enc_batch_commit: enc_batch_apply only buffers events; the commit groups them by user
+ *   (arrival order kept within a user), appends each user's behaviors to its window chunks,
+ *   rewrites its head, marks it in "lag" if its sums were current, and writes the input positions:
+ *   one LMDB write transaction, a few KB per user, no embedding touched;
+ * - tier 2, enc_store_catch_up: for the oldest lag marks, applies behaviors n_summed..n_events-1
+ *   to the user's sums through enc_state's rule (one at a time, arrival order: the bytes equal an
+ *   uninterrupted replay's), writes the sums, deletes the chunks that left the window behind
+ *   them, clears the mark; small transactions with a time budget.
+ * A full map is grown (abort, resize with no transaction active, redo) up to map_max.
  *
  * One writer: a writer handle (conf.writer) holds flock(LOCK_EX) on DIR/writer.lock for its whole
  * life. Independently of it, each commit re-reads the positions it writes inside its transaction
@@ -36,11 +42,14 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define ENC_USER_MAGIC 0x31555254u /* "TRU1" */
-#define ENC_FORMAT 1u
+#define ENC_USER_MAGIC 0x31555254u /* "TRU1": a format-1 user record (converted at open) */
+#define ENC_HEAD_MAGIC 0x32485254u /* "TRH2": a user's head */
+#define ENC_SUMS_MAGIC 0x32535254u /* "TRS2": a user's bucket sums */
+#define ENC_FORMAT 2u
 #define ENC_SIGCACHE_SLOTS (1u << 18)
 
-/* The head of a "user" value; sums (S, NB, C) floats and counts (S, NB) u32 follow. */
+/* A "user" value: the user's head (format 2). In format 1 the same 128 bytes began the record,
+ * with the sums and counts after them and zero where n_summed is. */
 typedef struct enc_uhdr {
     uint32_t magic;
     uint32_t format;
@@ -50,10 +59,23 @@ typedef struct enc_uhdr {
     int64_t last_ts;
     uint64_t encoding_version;
     uint64_t action_cnt[ENC_NACTIONS];
-    uint64_t checksum; /* record_sum(): 0 in stores written before checksums (meta "checksums") */
-    uint8_t reserved[8];
+    uint64_t checksum; /* head_sum() (format 1: record_sum(), 0 before checksums) */
+    uint64_t n_summed; /* behaviors the bucket sums include (<= n_events) */
 } enc_uhdr;
-_Static_assert(sizeof(enc_uhdr) == 128, "user header is 128 bytes");
+_Static_assert(sizeof(enc_uhdr) == 128, "user head is 128 bytes");
+
+/* The head of a "sums" value; sums (S, NB, C) floats and counts (S, NB) u32 follow. */
+typedef struct enc_shdr {
+    uint32_t magic;
+    uint32_t format;
+    uint32_t S, NB, C;
+    uint32_t zero;
+    uint64_t n_summed;         /* behaviors these sums include: the head's n_summed */
+    uint64_t encoding_version; /* the head's */
+    uint64_t checksum;         /* sums_sum() */
+    uint8_t reserved[16];
+} enc_shdr;
+_Static_assert(sizeof(enc_shdr) == 64, "sums header is 64 bytes");
 
 typedef struct enc_bev { /* a buffered behavior */
     uint64_t user_id, item_id, category_id;
@@ -77,7 +99,10 @@ struct enc_store {
     int lock_fd;        /* the writer lock (DIR/writer.lock), -1 when not held */
     enc_expect *expect; /* per source read or written through this handle */
     size_t nexpect, capexpect;
-    MDB_dbi meta, user, win, pos, wall, quar;
+    MDB_dbi meta, user, win, pos, wall, quar, sums, lag;
+    uint64_t lag_seq; /* the next lag mark's sequence (one per tier-1 commit) */
+    uint64_t *caught; /* users a catch-up transaction brought up to date */
+    size_t ncaught, capcaught;
     int checksums;             /* meta "checksums" = 1: every record and chunk carries its sum */
     atomic_ullong corrupt;     /* damaged user states met (reads, and writes' batches) */
     atomic_ullong quarantined; /* events this handle's commits quarantined */
@@ -85,6 +110,7 @@ struct enc_store {
     size_t map_size, map_max;
     uint32_t window, recent;
     int durable;
+    int defer_sums;       /* conf.defer_sums */
     uint64_t enc_version; /* of the buckets held (0: empty) */
     const mdl_model *m;   /* bound model */
     enc_sigcache *cache;  /* for m */
@@ -210,6 +236,33 @@ static uint32_t chunk_sum(uint64_t user_id, uint64_t chunk, const uint8_t *v, si
     return (uint32_t)XXH3_64bits_withSeed(v + sizeof first, len - sizeof first, h);
 }
 
+/* A format-2 head: one XXH3 over its 128 bytes, checksum zeroed. */
+static uint64_t head_sum(uint64_t user_id, const uint8_t *v) {
+    uint8_t head[sizeof(enc_uhdr)];
+    memcpy(head, v, sizeof head);
+    memset(head + ENC_SUM_OFF, 0, 8);
+    return XXH3_64bits_withSeed(head, sizeof head, user_id ^ 0x7573657200000000ull);
+}
+
+#define ENC_SUMS_SUM_OFF 40 /* enc_shdr.checksum */
+
+static uint64_t sums_sum(uint64_t user_id, const uint8_t *v, size_t len) {
+    uint8_t head[sizeof(enc_shdr)];
+    memcpy(head, v, sizeof head);
+    memset(head + ENC_SUMS_SUM_OFF, 0, 8);
+    uint64_t h = XXH3_64bits_withSeed(head, sizeof head, user_id ^ 0x73756d7300000000ull);
+    return XXH3_64bits_withSeed(v + sizeof head, len - sizeof head, h);
+}
+
+static void head_seal(uint64_t user_id, enc_uhdr *h) {
+    h->checksum = head_sum(user_id, (const uint8_t *)h);
+}
+
+static void sums_seal(uint64_t user_id, uint8_t *v, size_t len) {
+    uint64_t h = sums_sum(user_id, v, len);
+    memcpy(v + ENC_SUMS_SUM_OFF, &h, 8);
+}
+
 static void record_seal(uint64_t user_id, uint8_t *v, size_t len) {
     uint64_t h = record_sum(user_id, v, len);
     memcpy(v + ENC_SUM_OFF, &h, 8);
@@ -225,6 +278,20 @@ static int record_ok(const enc_store *st, uint64_t user_id, const MDB_val *v) {
     if (!st->checksums) return 1;
     memcpy(&h, (const uint8_t *)v->mv_data + ENC_SUM_OFF, 8);
     return h == record_sum(user_id, v->mv_data, v->mv_size);
+}
+
+static int head_ok(const enc_store *st, uint64_t user_id, const MDB_val *v) {
+    uint64_t h;
+    if (!st->checksums) return 1;
+    memcpy(&h, (const uint8_t *)v->mv_data + ENC_SUM_OFF, 8);
+    return h == head_sum(user_id, v->mv_data);
+}
+
+static int sums_ok(const enc_store *st, uint64_t user_id, const MDB_val *v) {
+    uint64_t h;
+    if (!st->checksums) return 1;
+    memcpy(&h, (const uint8_t *)v->mv_data + ENC_SUMS_SUM_OFF, 8);
+    return h == sums_sum(user_id, v->mv_data, v->mv_size);
 }
 
 static int chunk_ok(const enc_store *st, uint64_t user_id, uint64_t chunk, const MDB_val *v) {
@@ -335,6 +402,76 @@ static int add_checksums(enc_store *st, MDB_txn *txn, uint64_t *users, uint64_t 
     return rc;
 }
 
+/* Format 1 kept each user's counters and sums in one "user" record; format 2 splits it into the
+ * head ("user") and the sums ("sums"), caught up (n_summed = n_events). The store's first writer
+ * converts every record in the open transaction (all or none). A record that fails its checksum or
+ * format check is left as it is: it stays reported as damaged. Same cursor discipline as
+ * add_checksums. */
+static int migrate_v1(enc_store *st, MDB_txn *txn, uint64_t *users) {
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = 0;
+    uint8_t *buf = NULL, key[8] = {0};
+    size_t cap = 0;
+    *users = 0;
+    for (int first = 1;; first = 0) {
+        if ((rc = mdb_cursor_open(txn, st->user, &cur))) break;
+        k = (MDB_val){8, key};
+        rc = mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE);
+        if (!rc && !first && k.mv_size == 8 && !memcmp(k.mv_data, key, 8))
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        mdb_cursor_close(cur);
+        if (rc) break;
+        if (k.mv_size != 8) {
+            rc = CORE_EFORMAT;
+            break;
+        }
+        memcpy(key, k.mv_data, 8);
+        uint64_t uid = key_u64(&k);
+        enc_uhdr h;
+        if (v.mv_size < sizeof h) continue;
+        memcpy(&h, v.mv_data, sizeof h);
+        size_t body = v.mv_size - sizeof h;
+        if (h.magic != ENC_USER_MAGIC || h.format != 1 || !record_ok(st, uid, &v) || !h.S ||
+            !h.NB || !h.C || h.S > 4096 || h.NB > 65536 || h.C > 65536 ||
+            body != (size_t)h.S * h.NB * h.C * 4 + (size_t)h.S * h.NB * 4)
+            continue; /* damaged: left for readers and --verify to report */
+        if (sizeof(enc_shdr) + body > cap) {
+            uint8_t *nb = core_realloc(buf, sizeof(enc_shdr) + body);
+            if (!nb) {
+                rc = CORE_ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap = sizeof(enc_shdr) + body;
+        }
+        enc_shdr sh;
+        memset(&sh, 0, sizeof sh);
+        sh.magic = ENC_SUMS_MAGIC;
+        sh.format = ENC_FORMAT;
+        sh.S = h.S;
+        sh.NB = h.NB;
+        sh.C = h.C;
+        sh.n_summed = h.n_events;
+        sh.encoding_version = h.encoding_version;
+        memcpy(buf, &sh, sizeof sh);
+        memcpy(buf + sizeof sh, (const uint8_t *)v.mv_data + sizeof h, body);
+        sums_seal(uid, buf, sizeof sh + body);
+        h.magic = ENC_HEAD_MAGIC;
+        h.format = ENC_FORMAT;
+        h.n_summed = h.n_events;
+        head_seal(uid, &h);
+        MDB_val kv = {8, key}, sv = {sizeof sh + body, buf}, hv = {sizeof h, &h};
+        if ((rc = mdb_put(txn, st->sums, &kv, &sv, 0)) ||
+            (rc = mdb_put(txn, st->user, &kv, &hv, 0)))
+            break;
+        ++*users;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    core_free(buf);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Open, close, bind
 
@@ -438,6 +575,7 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     st->window = conf->window;
     st->recent = conf->recent;
     st->durable = conf->durable;
+    st->defer_sums = conf->defer_sums;
     if (conf->must_exist) {
         char dpath[4096];
         struct stat dsb;
@@ -462,7 +600,7 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     }
     what = "env";
     if ((rc = mdb_env_create(&st->env))) goto fail;
-    if ((rc = mdb_env_set_maxdbs(st->env, 8))) goto fail;
+    if ((rc = mdb_env_set_maxdbs(st->env, 10))) goto fail;
     if ((rc = mdb_env_set_mapsize(st->env, st->map_size))) goto fail;
     unsigned flags = MDB_NOTLS | (conf->durable ? 0 : MDB_NOSYNC);
     what = "open";
@@ -480,6 +618,8 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     if ((rc = mdb_dbi_open(txn, "pos", MDB_CREATE, &st->pos))) goto fail;
     if ((rc = mdb_dbi_open(txn, "wall", MDB_CREATE, &st->wall))) goto fail;
     if ((rc = mdb_dbi_open(txn, "quarantine", MDB_CREATE, &st->quar))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "sums", MDB_CREATE, &st->sums))) goto fail;
+    if ((rc = mdb_dbi_open(txn, "lag", MDB_CREATE, &st->lag))) goto fail;
     uint64_t fmt, w, r, ch, ev = 0, sums = 0;
     what = "meta";
     rc = meta_get_u64(txn, st->meta, "format", &fmt);
@@ -503,8 +643,20 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     } else if (rc) {
         goto fail;
     } else {
-        if (fmt != ENC_FORMAT) {
-            snprintf(errstr, errstr_size, "store %s: state format %llu, this build reads %u",
+        if (fmt == 1 && !conf->writer) {
+            snprintf(errstr, errstr_size,
+                     "store %s: state format 1, this build reads %u: its first writer converts "
+                     "it in place, in one transaction (run `trail encode` on it once, or `trail "
+                     "reencode`), or rebuild it (replay the input into a new store)",
+                     conf->path, ENC_FORMAT);
+            rc = CORE_EVERSION;
+            goto out;
+        }
+        if (fmt != ENC_FORMAT && fmt != 1) {
+            snprintf(errstr, errstr_size,
+                     "store %s: state format %llu, this build reads %u (and converts 1); "
+                     "rebuild it with the build that wrote it, or replay the input into a new "
+                     "store",
                      conf->path, (unsigned long long)fmt, ENC_FORMAT);
             rc = CORE_EVERSION;
             goto out;
@@ -554,6 +706,29 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
                      "chunks=%llu",
                      conf->path, (unsigned long long)nu, (unsigned long long)nc);
         }
+        if (fmt == 1) { /* a writer (checked above): convert to format 2 */
+            uint64_t nu;
+            what = "converting format 1";
+            st->checksums = sums == 1;
+            if ((rc = migrate_v1(st, txn, &nu)) ||
+                (rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)))
+                goto fail;
+            CORE_LOG(CORE_LOG_NOTICE,
+                     "enc_store: converted a format-1 store to format %u (heads and sums "
+                     "apart) path=%s users=%llu",
+                     ENC_FORMAT, conf->path, (unsigned long long)nu);
+        }
+    }
+    { /* the next lag mark sorts after every stored one */
+        MDB_cursor *cur;
+        MDB_val k, v;
+        what = "lag";
+        if ((rc = mdb_cursor_open(txn, st->lag, &cur))) goto fail;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        mdb_cursor_close(cur);
+        if (rc == 0 && k.mv_size == 16) st->lag_seq = key_u64(&k) + 1;
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc) goto fail;
     }
     st->checksums = sums == 1;
     st->enc_version = ev;
@@ -586,6 +761,7 @@ void enc_store_close(enc_store *st) {
     core_free(st->ev_spare);
     core_free(st->keys);
     core_free(st->keys_tmp);
+    core_free(st->caught);
     core_free(st->path);
     core_free(st);
 }
@@ -691,16 +867,33 @@ static int load_chunk(void *opaque, uint64_t chunk_no, enc_rec *out, uint32_t *n
     return CORE_OK;
 }
 
-/* Validate a user value (format, then checksum); on success *h is a copy of the header. */
+/* Validate a user's head (format, then checksum); on success *h is a copy of it. */
 static int user_check(const enc_store *st, uint64_t user_id, const MDB_val *v, enc_uhdr *h) {
-    if (v->mv_size < sizeof *h) return CORE_EFORMAT;
+    if (v->mv_size != sizeof *h) return CORE_EFORMAT;
     memcpy(h, v->mv_data, sizeof *h);
-    if (!record_ok(st, user_id, v)) return CORE_ECHECKSUM; /* before the fields it covers */
-    if (h->magic != ENC_USER_MAGIC || h->format != ENC_FORMAT) return CORE_EFORMAT;
-    if (!h->S || !h->NB || !h->C || h->S > 4096 || h->NB > 65536 || h->C > 65536)
+    if (!head_ok(st, user_id, v)) return CORE_ECHECKSUM; /* before the fields it covers */
+    if (h->magic != ENC_HEAD_MAGIC || h->format != ENC_FORMAT) return CORE_EFORMAT;
+    if (!h->S || !h->NB || !h->C || h->S > 4096 || h->NB > 65536 || h->C > 65536 ||
+        h->n_summed > h->n_events)
         return CORE_EFORMAT;
-    size_t need = sizeof *h + (size_t)h->S * h->NB * h->C * 4 + (size_t)h->S * h->NB * 4;
-    return v->mv_size == need ? CORE_OK : CORE_EFORMAT;
+    return CORE_OK;
+}
+
+static size_t sums_size(uint32_t S, uint32_t NB, uint32_t C) {
+    return sizeof(enc_shdr) + (size_t)S * NB * C * 4 + (size_t)S * NB * 4;
+}
+
+/* Validate a user's sums against its checked head h (shape, n_summed, encoding_version). */
+static int sums_check(const enc_store *st, uint64_t user_id, const MDB_val *v, const enc_uhdr *h) {
+    enc_shdr sh;
+    if (v->mv_size < sizeof sh) return CORE_EFORMAT;
+    memcpy(&sh, v->mv_data, sizeof sh);
+    if (!sums_ok(st, user_id, v)) return CORE_ECHECKSUM;
+    if (sh.magic != ENC_SUMS_MAGIC || sh.format != ENC_FORMAT || sh.S != h->S || sh.NB != h->NB ||
+        sh.C != h->C || sh.n_summed != h->n_summed || sh.encoding_version != h->encoding_version ||
+        v->mv_size != sums_size(sh.S, sh.NB, sh.C))
+        return CORE_EFORMAT;
+    return CORE_OK;
 }
 
 static int user_get(MDB_txn *txn, MDB_dbi dbi, uint64_t user_id, MDB_val *v) {
@@ -710,35 +903,47 @@ static int user_get(MDB_txn *txn, MDB_dbi dbi, uint64_t user_id, MDB_val *v) {
     return mdb_get(txn, dbi, &k, v);
 }
 
-/* Write a user's record with model m's shape (the bound model, or reencode's new one). */
-static int user_put(enc_store *st, MDB_txn *txn, const mdl_model *m, uint64_t user_id,
-                    const enc_ustate *us) {
+static int head_put(enc_store *st, MDB_txn *txn, uint64_t user_id, enc_uhdr *h) {
+    uint8_t kb[8];
+    be64(kb, user_id);
+    head_seal(user_id, h);
+    MDB_val k = {8, kb}, v = {sizeof *h, h};
+    return mdb_put(txn, st->user, &k, &v, 0);
+}
+
+/* Write a user's sums (us's, which include n_summed behaviors) with model m's shape (the bound
+ * model, or reencode's new one). */
+static int sums_put(enc_store *st, MDB_txn *txn, const mdl_model *m, uint64_t user_id,
+                    uint64_t n_summed, const enc_ustate *us) {
     const mdl_config *c = &m->cfg;
     uint32_t NB = 1u << c->tau;
     size_t nsum = (size_t)c->S * NB * c->C * 4, ncnt = (size_t)c->S * NB * 4;
     uint8_t kb[8];
     be64(kb, user_id);
-    MDB_val k = {8, kb}, v = {sizeof(enc_uhdr) + nsum + ncnt, NULL};
-    int rc = mdb_put(txn, st->user, &k, &v, MDB_RESERVE);
+    MDB_val k = {8, kb}, v = {sums_size(c->S, NB, c->C), NULL};
+    int rc = mdb_put(txn, st->sums, &k, &v, MDB_RESERVE);
     if (rc) return rc;
-    enc_uhdr h;
+    enc_shdr h;
     memset(&h, 0, sizeof h);
-    h.magic = ENC_USER_MAGIC;
+    h.magic = ENC_SUMS_MAGIC;
     h.format = ENC_FORMAT;
     h.S = c->S;
     h.NB = NB;
     h.C = c->C;
-    h.n_events = enc_ustate_n_events(us);
-    h.window_len = (uint32_t)(h.n_events < st->window ? h.n_events : st->window);
-    h.last_ts = enc_ustate_last_ts(us);
+    h.n_summed = n_summed;
     h.encoding_version = m->encoding_version;
-    memcpy(h.action_cnt, enc_ustate_action_cnt(us), sizeof h.action_cnt);
     uint8_t *p = v.mv_data;
     memcpy(p, &h, sizeof h);
     memcpy(p + sizeof h, enc_ustate_sum(us), nsum);
     memcpy(p + sizeof h + nsum, enc_ustate_cnt(us), ncnt);
-    record_seal(user_id, p, v.mv_size);
+    sums_seal(user_id, p, v.mv_size);
     return CORE_OK;
+}
+
+/* Chunks present for a user whose sums hold n_summed behaviors: from the first chunk of the window
+ * as it stood at n_summed (the evictions tier 2 has still to subtract) to the tail. */
+static uint64_t chunk_first(uint64_t n_summed, uint64_t window) {
+    return (n_summed - (n_summed < window ? n_summed : window)) / ENC_CHUNK;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,78 +1084,83 @@ static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
     return meta_put_u64(txn, st->meta, "quarantined", seq);
 }
 
-/* Apply events ev[keys[lo..hi)] (one user, arrival order) and write that user. */
+static void lag_key(uint8_t key[16], uint64_t seq, uint64_t user_id) {
+    be64(key, seq);
+    be64(key + 8, user_id);
+}
+
+/* Tier 1 for one user: append events ev[keys[lo..hi)] (arrival order) to its window chunks,
+ * rewrite its head, and mark it lagging if its sums were current. The sums are not touched. */
 static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc_bkey *keys,
                       size_t lo, size_t hi, int64_t now, enc_damage *dmg) {
-    enc_ustate *us = st->us;
     uint64_t uid = keys[lo].user_id;
-    uctx u = {txn, st, uid};
     MDB_val v;
     enc_uhdr h;
+    const mdl_config *c = &st->m->cfg;
     int rc = user_get(txn, st->user, uid, &v);
-    enc_ustate_set_loader(us, load_chunk, &u);
     if (rc == MDB_NOTFOUND) {
-        enc_ustate_reset(us);
+        memset(&h, 0, sizeof h);
+        h.magic = ENC_HEAD_MAGIC;
+        h.format = ENC_FORMAT;
+        h.S = c->S;
+        h.NB = 1u << c->tau;
+        h.C = c->C;
+        h.encoding_version = st->enc_version;
     } else if (rc) {
         return rc;
     } else {
         if ((rc = user_check(st, uid, &v, &h)))
             return damaged(rc) ? quarantine(st, txn, b, keys, lo, hi, rc, dmg) : rc;
-        const mdl_config *c = &st->m->cfg;
         if (h.S != c->S || h.NB != (1u << c->tau) || h.C != c->C ||
             h.encoding_version != st->enc_version)
             return CORE_EMISMATCH;
-        const uint8_t *p = v.mv_data; /* restore copies bytes: the value may be 2-byte aligned */
-        enc_ustate_restore(us, h.n_events, h.last_ts, h.action_cnt, p + sizeof h,
-                           p + sizeof h + (size_t)h.S * h.NB * h.C * 4);
     }
-    uint64_t L = st->window, n0 = enc_ustate_n_events(us);
-    if (hi - lo > st->scap) {
-        size_t cap = (hi - lo) * 2;
-        sch_behavior *p = core_realloc(st->scratch, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        st->scratch = p;
-        st->scap = cap;
+    uint64_t n0 = h.n_events;
+    enc_rec buf[ENC_CHUNK];
+    uint32_t at = (uint32_t)(n0 % ENC_CHUNK);
+    if (at) { /* the partial tail chunk, checked before anything of this user is written */
+        uint32_t n = 0;
+        uctx u = {txn, st, uid};
+        if ((rc = load_chunk(&u, n0 / ENC_CHUNK, buf, &n)) == CORE_OK && n != at) rc = CORE_EFORMAT;
+        if (rc) return damaged(rc) ? quarantine(st, txn, b, keys, lo, hi, rc, dmg) : rc;
     }
-    for (size_t i = lo; i < hi; i++) {
-        const enc_bev *e = &b->ev[keys[i].seq];
-        st->scratch[i - lo] = (sch_behavior){e->item_id, e->category_id, e->ts, e->action};
-    }
-    if ((rc = enc_ustate_apply_many(us, st->cache, st->scratch, hi - lo)))
-        return damaged(rc) ? quarantine(st, txn, b, keys, lo, hi, rc, dmg) : rc;
-    uint64_t n1 = enc_ustate_n_events(us);
-    uint64_t h0 = n0 > L ? n0 - L : 0, h1 = n1 > L ? n1 - L : 0;
-    if ((rc = user_put(st, txn, st->m, uid, us))) return rc;
-    /* chunks that now hold window behaviors and got new ones */
-    uint64_t kfirst = n0 / ENC_CHUNK > h1 / ENC_CHUNK ? n0 / ENC_CHUNK : h1 / ENC_CHUNK;
-    for (uint64_t k = kfirst; k <= (n1 - 1) / ENC_CHUNK; k++) {
-        const enc_rec *recs;
-        uint32_t n;
-        if ((rc = enc_ustate_chunk(us, k, &recs, &n))) return rc;
+    for (size_t i = lo; i < hi;) {
+        uint64_t k = h.n_events / ENC_CHUNK;
+        for (; i < hi && at < ENC_CHUNK; i++, at++) {
+            const enc_bev *e = &b->ev[keys[i].seq];
+            enc_rec *r = &buf[at];
+            memset(r, 0, sizeof *r);
+            r->item_id = e->item_id;
+            r->category_id = e->category_id;
+            r->ts = e->ts;
+            r->action = e->action;
+            h.n_events++;
+            if (e->ts > h.last_ts || h.n_events == 1) h.last_ts = e->ts;
+            h.action_cnt[e->action < ENC_NACTIONS ? e->action : 0]++;
+        }
         uint8_t kb[16];
         win_key(kb, uid, k);
-        MDB_val kv = {16, kb}, dv = {n * sizeof(enc_rec), NULL};
+        MDB_val kv = {16, kb}, dv = {at * sizeof(enc_rec), NULL};
         if ((rc = mdb_put(txn, st->win, &kv, &dv, MDB_RESERVE))) return rc;
-        memcpy(dv.mv_data, recs, dv.mv_size);
+        memcpy(dv.mv_data, buf, dv.mv_size);
         chunk_seal(uid, k, dv.mv_data, dv.mv_size);
+        at = 0;
     }
-    /* chunks that existed and have left the window entirely */
-    if (n0 > 0) {
-        uint64_t kend = (n0 - 1) / ENC_CHUNK + 1;
-        if (kend > h1 / ENC_CHUNK) kend = h1 / ENC_CHUNK;
-        for (uint64_t k = h0 / ENC_CHUNK; k < kend; k++) {
-            uint8_t kb[16];
-            win_key(kb, uid, k);
-            MDB_val kv = {16, kb};
-            rc = mdb_del(txn, st->win, &kv, NULL);
-            if (rc && rc != MDB_NOTFOUND) return rc;
-        }
+    h.window_len = (uint32_t)(h.n_events < st->window ? h.n_events : st->window);
+    if (h.n_summed == n0) { /* its sums were current: tier 2 has it to do from now on */
+        uint8_t lk[16];
+        lag_key(lk, st->lag_seq, uid);
+        MDB_val kv = {16, lk}, dv = {0, NULL};
+        if ((rc = mdb_put(txn, st->lag, &kv, &dv, 0))) return rc;
     }
+    if ((rc = head_put(st, txn, uid, &h))) return rc;
     uint8_t kb[8];
     be64(kb, uid);
     MDB_val kv = {8, kb}, dv = {8, &now};
     return mdb_put(txn, st->wall, &kv, &dv, 0);
 }
+
+static int catch_up_in(enc_store *st, MDB_txn *txn, int64_t t0, int64_t budget_ns, uint64_t *left);
 
 // ---------------------------------------------------------------------------------------------
 // Positions: where the caller stands, checked against the store inside the write transaction
@@ -1092,6 +1302,10 @@ int enc_batch_commit(enc_batch *b) {
             uint64_t ps;
             if (!(rc = pos_sum(st, txn, &ps))) rc = meta_put_u64(txn, st->meta, "pos_checksum", ps);
         }
+        if (!rc && !skip && !st->defer_sums) { /* tier 2 in the same transaction */
+            uint64_t left;
+            rc = catch_up_in(st, txn, core_now_ns(), INT64_MAX, &left);
+        }
         if (rc || skip) {
             mdb_txn_abort(txn);
         } else {
@@ -1106,6 +1320,7 @@ int enc_batch_commit(enc_batch *b) {
                  store_strerror(rc));
         rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
     } else {
+        if (!skip) st->lag_seq++;
         if (skip)
             CORE_LOG(CORE_LOG_NOTICE,
                      "enc_store: batch already applied by another writer "
@@ -1113,6 +1328,7 @@ int enc_batch_commit(enc_batch *b) {
                      st->path, b->n);
         atomic_fetch_add(&st->corrupt, dmg.users);
         atomic_fetch_add(&st->quarantined, dmg.events);
+
         for (size_t i = 0; i < b->npos; i++) /* the caller now stands at the batch's end */
             if (expect_find(st, b->pos[i].source))
                 expect_note(st, b->pos[i].source, 1, b->pos[i].next_offset);
@@ -1142,6 +1358,186 @@ int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset
         if (e) expect_drop(st, e);
     }
     return rc == 0 ? CORE_OK : lmdb_err(rc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tier 2: the sums catch up with the window
+
+/* Delete user uid's chunks [k0, k1): they left the window before the sums' position. */
+static int chunks_drop(enc_store *st, MDB_txn *txn, uint64_t uid, uint64_t k0, uint64_t k1) {
+    for (uint64_t k = k0; k < k1; k++) {
+        uint8_t kb[16];
+        win_key(kb, uid, k);
+        MDB_val kv = {16, kb};
+        int rc = mdb_del(txn, st->win, &kv, NULL);
+        if (rc && rc != MDB_NOTFOUND) return rc;
+    }
+    return CORE_OK;
+}
+
+/* Bring user uid's sums up to its head: behaviors n_summed..n_events-1 through enc_state's rule,
+ * one at a time in arrival order, from the window chunks. CORE_OK, an LMDB error, or a damage
+ * code (CORE_ECHECKSUM, CORE_EFORMAT) with nothing of the user written. */
+static int sum_user(enc_store *st, MDB_txn *txn, uint64_t uid) {
+    MDB_val v, sv;
+    enc_uhdr h;
+    int rc = user_get(txn, st->user, uid, &v);
+    if (rc) return rc == MDB_NOTFOUND ? CORE_EFORMAT : rc; /* a mark names a user with a head */
+    if ((rc = user_check(st, uid, &v, &h))) return rc;
+    const mdl_config *c = &st->m->cfg;
+    if (h.S != c->S || h.NB != (1u << c->tau) || h.C != c->C ||
+        h.encoding_version != st->enc_version)
+        return CORE_EMISMATCH;
+    if (h.n_summed == h.n_events) return CORE_OK;
+    const uint8_t *sp = NULL;
+    if ((rc = user_get(txn, st->sums, uid, &sv)) == 0) {
+        if ((rc = sums_check(st, uid, &sv, &h))) return rc;
+        sp = (const uint8_t *)sv.mv_data + sizeof(enc_shdr);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    } else if (h.n_summed) {
+        return CORE_EFORMAT; /* sums of n_summed behaviors are missing */
+    }
+    enc_ustate *us = st->us;
+    uctx u = {txn, st, uid};
+    uint64_t zero[ENC_NACTIONS] = {0};
+    enc_ustate_set_loader(us, load_chunk, &u);
+    /* restore copies the bytes: the value may sit unaligned in a leaf page */
+    enc_ustate_restore(us, h.n_summed, 0, zero, sp, sp ? sp + (size_t)h.S * h.NB * h.C * 4 : NULL);
+    enc_rec recs[ENC_CHUNK];
+    for (uint64_t j = h.n_summed; j < h.n_events;) {
+        uint64_t k = j / ENC_CHUNK;
+        uint32_t n = 0, p = (uint32_t)(j % ENC_CHUNK);
+        if ((rc = load_chunk(&u, k, recs, &n))) return rc;
+        uint64_t end =
+            h.n_events - k * ENC_CHUNK < ENC_CHUNK ? h.n_events - k * ENC_CHUNK : ENC_CHUNK;
+        if (n < end) return CORE_EFORMAT;
+        if (st->scap < ENC_CHUNK) {
+            sch_behavior *q = core_realloc(st->scratch, ENC_CHUNK * sizeof *q);
+            if (!q) return CORE_ENOMEM;
+            st->scratch = q;
+            st->scap = ENC_CHUNK;
+        }
+        for (uint32_t i = p; i < end; i++)
+            st->scratch[i - p] =
+                (sch_behavior){recs[i].item_id, recs[i].category_id, recs[i].ts, recs[i].action};
+        if ((rc = enc_ustate_apply_many(us, st->cache, st->scratch, end - p))) return rc;
+        j = k * ENC_CHUNK + end;
+    }
+    uint64_t k0 = chunk_first(h.n_summed, st->window), k1 = chunk_first(h.n_events, st->window);
+    h.n_summed = h.n_events;
+    if ((rc = sums_put(st, txn, st->m, uid, h.n_summed, us)) || (rc = head_put(st, txn, uid, &h)))
+        return rc;
+    return chunks_drop(st, txn, uid, k0, k1);
+}
+
+static int caught_note(enc_store *st, uint64_t uid) {
+    if (st->ncaught == st->capcaught) {
+        size_t cap = st->capcaught ? st->capcaught * 2 : 256;
+        uint64_t *p = core_realloc(st->caught, cap * sizeof *p);
+        if (!p) return CORE_ENOMEM;
+        st->caught = p;
+        st->capcaught = cap;
+    }
+    st->caught[st->ncaught++] = uid;
+    return CORE_OK;
+}
+
+/* Tier 2 inside txn: the oldest marks first, until none is left or budget_ns has passed since t0
+ * (at least one user). *left: marks still there. */
+static int catch_up_in(enc_store *st, MDB_txn *txn, int64_t t0, int64_t budget_ns, uint64_t *left) {
+    MDB_cursor *cur;
+    MDB_stat ls;
+    int rc;
+    st->ncaught = 0;
+    for (;;) {
+        MDB_val k, v;
+        if ((rc = mdb_cursor_open(txn, st->lag, &cur))) break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            break;
+        }
+        if (rc) break;
+        if (k.mv_size != 16) {
+            rc = CORE_EFORMAT; /* no key of another size is ever written */
+            break;
+        }
+        uint8_t key[16];
+        memcpy(key, k.mv_data, 16);
+        uint64_t uid = key_u64(&(MDB_val){8, key + 8});
+        rc = sum_user(st, txn, uid);
+        if (damaged(rc)) { /* left as it is: readers and --verify report it */
+            CORE_LOG(CORE_LOG_ERR,
+                     "enc_store: user %llu: stored state failed its %s; its bucket sums stay "
+                     "where they are (trail inspect --store %s --verify) path=%s",
+                     (unsigned long long)uid, damage_kind(rc), st->path, st->path);
+            atomic_fetch_add(&st->corrupt, 1);
+            rc = 0;
+        } else if (!rc) {
+            rc = caught_note(st, uid);
+        }
+        MDB_val kv = {16, key};
+        if (rc || (rc = mdb_del(txn, st->lag, &kv, NULL))) break;
+        if (core_now_ns() - t0 >= budget_ns) break;
+    }
+    if (!rc) rc = mdb_stat(txn, st->lag, &ls);
+    if (!rc) *left = ls.ms_entries;
+    return rc;
+}
+
+/* One tier-2 transaction (catch_up_in). */
+static int catch_up_txn(enc_store *st, int64_t t0, int64_t budget_ns, uint64_t *left) {
+    MDB_txn *txn;
+    int rc = txn_begin(st, 0, &txn);
+    if (rc) return rc;
+    if ((rc = catch_up_in(st, txn, t0, budget_ns, left))) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* Catch-up transactions until budget_ns has passed (a full map grown and the transaction redone);
+ * an LMDB or CORE code, logged. */
+static int catch_up_all(enc_store *st, int64_t budget_ns, uint64_t *left) {
+    int64_t t0 = core_now_ns();
+    uint64_t nleft = 0;
+    int rc;
+    for (;;) {
+        rc = catch_up_txn(st, t0, budget_ns, &nleft);
+        if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue; /* redo it whole */
+        if (rc || !nleft || core_now_ns() - t0 >= budget_ns) break;
+    }
+    if (rc)
+        CORE_LOG(CORE_LOG_ERR, "enc_store: catch-up failed path=%s err=%s", st->path,
+                 store_strerror(rc));
+    if (left) *left = nleft;
+    return rc;
+}
+
+int enc_store_catch_up(enc_store *st, int64_t budget_ns, enc_caught_cb *cb, void *opaque,
+                       uint64_t *left) {
+    uint64_t nleft = 0;
+    if (!st->m) return CORE_EINVAL; /* an open batch is fine: it only buffers until its commit */
+    int rc = catch_up_all(st, budget_ns, &nleft);
+    if (rc) return rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+    if (cb)
+        for (size_t i = 0; i < st->ncaught; i++)
+            cb(opaque, st->caught[i]);
+    if (left) *left = nleft;
+    return CORE_OK;
+}
+
+int enc_store_lagging(enc_store *st, uint64_t *n) {
+    MDB_txn *txn;
+    MDB_stat s;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc) return lmdb_err(rc);
+    if (!(rc = mdb_stat(txn, st->lag, &s))) *n = s.ms_entries;
+    mdb_txn_abort(txn);
+    return rc ? lmdb_err(rc) : CORE_OK;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1181,7 +1577,7 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
         if (!(rc = user_check(st, uid, &v, &h))) {
             enc_ustate_set_loader(us, load_chunk, &u);
             enc_ustate_restore(us, h.n_events, h.last_ts, h.action_cnt, NULL, NULL);
-            rc = enc_ustate_recompute(us, cache);
+            rc = enc_ustate_recompute(us, cache); /* the whole window: lagging sums too */
         }
         if (damaged(rc)) { /* left as it is, and still reported by readers and --verify */
             CORE_LOG(CORE_LOG_ERR,
@@ -1193,9 +1589,19 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
             continue;
         }
         if (rc) break;
-        if ((rc = user_put(st, txn, m, uid, us))) break;
+        uint64_t k0 = chunk_first(h.n_summed, st->window), k1 = chunk_first(h.n_events, st->window);
+        h.n_summed = h.n_events;
+        h.encoding_version = m->encoding_version;
+        h.S = m->cfg.S;
+        h.NB = 1u << m->cfg.tau;
+        h.C = m->cfg.C;
+        if ((rc = sums_put(st, txn, m, uid, h.n_summed, us)) || (rc = head_put(st, txn, uid, &h)) ||
+            (rc = chunks_drop(st, txn, uid, k0, k1)))
+            break;
         n++;
     }
+    /* every user is caught up now (damaged ones are left as they are, unmarked) */
+    if (!rc) rc = mdb_drop(txn, st->lag, 0);
     if (!rc) rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version);
     if (rc) {
         mdb_txn_abort(txn);
@@ -1250,8 +1656,8 @@ int enc_store_digest(enc_store *st, int what, uint64_t *out) {
         return CORE_ENOMEM;
     }
     XXH3_64bits_reset(xs);
-    MDB_dbi dbis[4] = {st->meta, st->user, st->win, st->pos};
-    for (int d = 0; d < 4 && !rc; d++) {
+    MDB_dbi dbis[6] = {st->meta, st->user, st->win, st->pos, st->sums, st->lag};
+    for (int d = 0; d < 6 && !rc; d++) {
         if (!(what & (d == 3 ? ENC_DIGEST_POS : ENC_DIGEST_STATE))) continue;
         MDB_cursor *cur;
         if ((rc = mdb_cursor_open(txn, dbis[d], &cur))) break;
@@ -1292,11 +1698,12 @@ void enc_store_damage(const enc_store *st, uint64_t *damaged, uint64_t *quaranti
     *quarantined = atomic_load(&st->quarantined);
 }
 
-/* The window chunks a checked header says exist: each present, of a valid size, and sealed. */
+/* The window chunks a checked head says exist (those tier 2 still needs included): each present,
+ * of a valid size, and sealed. */
 static int verify_window(const enc_store *st, MDB_txn *txn, uint64_t uid, const enc_uhdr *h,
                          uint64_t *chunk, uint64_t *checked) {
     if (!h->n_events) return CORE_OK;
-    for (uint64_t k = (h->n_events - h->window_len) / ENC_CHUNK; k <= (h->n_events - 1) / ENC_CHUNK;
+    for (uint64_t k = chunk_first(h->n_summed, st->window); k <= (h->n_events - 1) / ENC_CHUNK;
          k++) {
         uint8_t kb[16];
         win_key(kb, uid, k);
@@ -1340,6 +1747,19 @@ int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_
         out->users++;
         const char *what = "record";
         int e = user_check(st, uid, &v, &h);
+        if (!e) { /* the sums: present unless the user has none yet */
+            MDB_val sv;
+            what = "sums";
+            e = user_get(txn, st->sums, uid, &sv);
+            if (e == 0)
+                e = sums_check(st, uid, &sv, &h);
+            else if (e == MDB_NOTFOUND)
+                e = h.n_summed ? CORE_EFORMAT : 0;
+            else {
+                rc = e;
+                break;
+            }
+        }
         if (!e) {
             what = "chunk";
             if ((e = verify_window(st, txn, uid, &h, &chunk, &out->chunks)) && !damaged(e)) {
@@ -1459,12 +1879,25 @@ static int reader_record(enc_reader *r, uint64_t user_id, MDB_val *v, enc_uhdr *
     return rc;
 }
 
+/* Room for a copy of the sums and counts (nsum floats, ncnt counts). */
+static int reader_room(enc_reader *r, size_t nsum, size_t ncnt) {
+    if (r->sum_cap >= nsum && r->cnt_cap >= ncnt) return CORE_OK;
+    core_free(r->sum);
+    core_free(r->cnt);
+    r->sum = core_malloc(nsum * 4);
+    r->cnt = core_malloc(ncnt * 4);
+    r->sum_cap = r->cnt_cap = 0;
+    if (!r->sum || !r->cnt) return CORE_ENOMEM;
+    r->sum_cap = nsum;
+    r->cnt_cap = ncnt;
+    return CORE_OK;
+}
+
 int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
-    MDB_val v;
+    MDB_val v, sv;
     enc_uhdr h;
     int rc = reader_record(r, user_id, &v, &h);
     if (rc) return rc;
-    const uint8_t *p = v.mv_data;
     size_t nsum = (size_t)h.S * h.NB * h.C, ncnt = (size_t)h.S * h.NB;
     memset(out, 0, sizeof *out);
     out->user_id = user_id;
@@ -1472,25 +1905,38 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     out->S = h.S;
     out->n_buckets = h.NB;
     out->C = h.C;
-    if (((uintptr_t)p & 3) == 0) { /* values on overflow pages are page-aligned: zero copy */
-        out->bucket_sum = (const float *)(const void *)(p + sizeof h);
-        out->bucket_cnt = (const uint32_t *)(const void *)(p + sizeof h + nsum * 4);
-    } else { /* small values sit in a leaf page, only 2-byte aligned: copy */
-        if (r->sum_cap < nsum || r->cnt_cap < ncnt) {
-            core_free(r->sum);
-            core_free(r->cnt);
-            r->sum = core_malloc(nsum * 4);
-            r->cnt = core_malloc(ncnt * 4);
-            r->sum_cap = r->cnt_cap = 0;
-            if (!r->sum || !r->cnt) return CORE_ENOMEM;
-            r->sum_cap = nsum;
-            r->cnt_cap = ncnt;
-        }
-        memcpy(r->sum, p + sizeof h, nsum * 4);
-        memcpy(r->cnt, p + sizeof h + nsum * 4, ncnt * 4);
+    /* the sums, checked against the head (same encoding_version: reencode writes both in one
+     * transaction); a user whose first behaviors tier 2 has not reached yet has none: zeros */
+    rc = user_get(r->txn, r->st->sums, user_id, &sv);
+    if (rc == 0 && (rc = sums_check(r->st, user_id, &sv, &h))) {
+        atomic_fetch_add(&r->st->corrupt, 1);
+        CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: bucket sums failed their %s path=%s",
+                 (unsigned long long)user_id, damage_kind(rc), r->st->path);
+        return rc;
+    }
+    if (rc == MDB_NOTFOUND) {
+        if (h.n_summed) return CORE_EFORMAT;
+        if ((rc = reader_room(r, nsum, ncnt))) return rc;
+        memset(r->sum, 0, nsum * 4);
+        memset(r->cnt, 0, ncnt * 4);
         out->bucket_sum = r->sum;
         out->bucket_cnt = r->cnt;
+    } else if (rc) {
+        return lmdb_err(rc);
+    } else {
+        const uint8_t *p = (const uint8_t *)sv.mv_data + sizeof(enc_shdr);
+        if (((uintptr_t)p & 3) == 0) { /* values on overflow pages are page-aligned: zero copy */
+            out->bucket_sum = (const float *)(const void *)p;
+            out->bucket_cnt = (const uint32_t *)(const void *)(p + nsum * 4);
+        } else { /* small values sit in a leaf page, only 2-byte aligned: copy */
+            if ((rc = reader_room(r, nsum, ncnt))) return rc;
+            memcpy(r->sum, p, nsum * 4);
+            memcpy(r->cnt, p + nsum * 4, ncnt * 4);
+            out->bucket_sum = r->sum;
+            out->bucket_cnt = r->cnt;
+        }
     }
+    out->n_summed = h.n_summed;
     out->window_len = h.window_len;
     uint32_t nr = r->st->recent < h.window_len ? r->st->recent : h.window_len;
     if ((rc = reader_copy(r, user_id, h.n_events - nr, h.n_events, r->recent))) return rc;

@@ -47,6 +47,10 @@ typedef struct enc_store_conf {
                             with CORE_ESTORE and an errstr naming the store
                             and the holder's pid, nothing touched). 0 (default): no lock, for
                             readers and in-process fixtures */
+    int defer_sums;      /* 1: enc_batch_commit commits tier 1 only and the caller runs
+                            enc_store_catch_up (the Kafka worker, between batches); 0 (default):
+                            each commit also brings every lagging user's sums up to date in the
+                            same transaction (file replay, fixtures): all or nothing, as one */
     int must_exist;      /* 1: refuse (CORE_ENOTFOUND, errstr naming the path) a directory that
                             holds no store instead of creating one: readers (serve, rank,
                             inspect) given a mistyped path */
@@ -131,7 +135,8 @@ int enc_batch_apply(enc_batch *b, const sch_event *ev);
 int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset);
 /** @brief Behaviors buffered in this batch (labeled impressions are not buffered). */
 size_t enc_batch_size(const enc_batch *b);
-/** @brief Commit; the batch is freed whatever the result. A full map is grown and the batch
+/** @brief Commit (tier 1: the window, counters and positions; the bucket sums follow in
+ *  enc_store_catch_up); the batch is freed whatever the result. A full map is grown and the batch
  *  replayed internally, or CORE_EFULL is returned with nothing written.
  *
  *  Positions are checked inside the write transaction, whether or not the writer lock is held.
@@ -149,6 +154,22 @@ size_t enc_batch_size(const enc_batch *b);
  *  So no interleaving of writers on one store applies an event twice. */
 int enc_batch_commit(enc_batch *b);
 void enc_batch_abort(enc_batch *b);
+
+/** @brief Called by enc_store_catch_up, after its commit, for each user whose sums now include
+ *  every behavior its head holds. */
+typedef void enc_caught_cb(void *opaque, uint64_t user_id);
+/** @brief Tier 2 (schemas/state.md, "Two tiers"): enc_batch_commit appends behaviors to the window
+ *  and the user's head (visible to readers at once) and marks the user lagging; this brings the
+ *  bucket sums of lagging users, oldest mark first, up to their heads, applying each behavior with
+ *  the same rule and order as an uninterrupted replay (the bytes are equal), in one write
+ *  transaction that stops taking users once budget_ns has passed (at least one is done). Damaged
+ *  users are logged, counted and left as they are. May run while a batch is open (the batch only
+ *  buffers until its commit), on the thread that commits it.
+ *  @param[out] left marks still there after the commit (0: every tier caught up); may be NULL. */
+int enc_store_catch_up(enc_store *st, int64_t budget_ns, enc_caught_cb *cb, void *opaque,
+                       uint64_t *left);
+/** @brief Users whose sums trail their window (lag marks); 0 when the store is caught up. */
+int enc_store_lagging(enc_store *st, uint64_t *n);
 
 /** @brief Read a stored input position (CORE_ENOTFOUND if none), and remember it as where this
  *  handle's caller stands in that source (see enc_batch_commit). Not concurrently with a commit
@@ -170,6 +191,7 @@ typedef struct enc_user_view {
     int64_t last_ts;            /* ts of the newest behavior */
     int64_t updated_at;         /* wall-clock seconds of the last write to this user */
     uint64_t n_events;          /* behaviors ever applied */
+    uint64_t n_summed;          /* behaviors the bucket sums include (n_events once caught up) */
     const uint64_t *action_cnt; // (8) behaviors ever applied per sch_action (index 0 unused)
 } enc_user_view;
 

@@ -68,6 +68,13 @@ static int t_get_offset(void *ctx, const char *s, int64_t *n) {
     timed_sink *t = ctx;
     return t->inner.get_offset(t->inner.ctx, s, n);
 }
+static int t_catch_up(void *ctx, int64_t budget_ns, void (*done)(void *, uint64_t), void *arg,
+                      uint64_t *left) {
+    timed_sink *t = ctx;
+    int rc = t->inner.catch_up(t->inner.ctx, budget_ns, done, arg, left);
+    t->t_last_ns = core_now_ns();
+    return rc;
+}
 
 /* Freshness samples (ms) of phase 2, per tier: from receive, and from produce. */
 typedef struct fresh_samples {
@@ -102,7 +109,7 @@ typedef struct bench {
     pipe_metrics *met;
     atomic_int stop;
     int until_end;
-    uint32_t batch_max;
+    uint32_t batch_max, batch_ms;
     fresh_samples *fresh; /* phase 2 */
     int rc;
     char err[512];
@@ -119,6 +126,7 @@ static void *worker_main(void *arg) {
     wc.until_end = b->until_end;
     wc.stop = &b->stop;
     if (b->batch_max) wc.batch_max = b->batch_max;
+    if (b->batch_ms) wc.batch_ms = b->batch_ms;
     if (b->fresh) {
         wc.on_visible = on_visible;
         wc.visible_arg = b->fresh;
@@ -172,12 +180,14 @@ static double pct(const double *v, size_t n, double q) {
     return v[i < n ? i : n - 1];
 }
 
-static int open_store(const char *dir, const char *sub, const mdl_model *m, enc_store **st) {
+static int open_store(const char *dir, const char *sub, const mdl_model *m, int tiers,
+                      enc_store **st) {
     char path[4200], err[512];
     enc_store_conf sc;
     enc_store_conf_default(&sc);
     snprintf(path, sizeof path, "%s/%s", dir, sub);
     sc.path = path;
+    sc.defer_sums = tiers == 2;
     if (enc_store_open(st, &sc, err, sizeof err) || enc_store_bind_model(*st, m, err, sizeof err)) {
         fprintf(stderr, "trail: bench pipeline: %s\n", err);
         return CORE_ESTORE;
@@ -187,7 +197,7 @@ static int open_store(const char *dir, const char *sub, const mdl_model *m, enc_
 
 /* what bench pipeline reports: phase 1's throughput, phase 2's freshness (samples sorted) */
 typedef struct bench_result {
-    uint64_t applied, parts, batch, rate, users;
+    uint64_t applied, parts, batch, batch_ms, rate, users, tiers;
     double load_s;
     int64_t load_bytes, live_bytes; /* written during each phase (-1 unknown) */
     uint64_t live_events;
@@ -229,7 +239,8 @@ static void bench_print(const bench_result *r, const mdl_config *c, int json) {
         return;
     }
     printf("{\"bench\":\"pipeline\",\"events\":%" PRIu64 ",\"partitions\":%" PRIu64
-           ",\"batch_max\":%" PRIu64 ",\"users\":%" PRIu64 ",\"user_distribution\":\"zipf1\","
+           ",\"batch_max\":%" PRIu64 ",\"batch_ms\":%" PRIu64 ",\"tiers\":%" PRIu64
+           ",\"users\":%" PRIu64 ",\"user_distribution\":\"zipf1\","
            "\"durable_commits\":true,\"events_per_s\":%.0f,\"load_seconds\":%.3f,"
            "\"load_bytes_written_per_event\":%.1f,\"offered_rate\":%" PRIu64
            ",\"freshness_events\":%zu,"
@@ -247,9 +258,10 @@ static void bench_print(const bench_result *r, const mdl_config *c, int json) {
            "\"note\":\"freshness: worker receive (from_produce: producer timestamp) to visible to "
            "a reader; the local mock broker is not a throughput reference (in-memory, one "
            "message set per partition per fetch); events_per_s excludes group join\"}\n",
-           r->applied, r->parts, r->batch, r->users, eps, r->load_s, lbpe, r->rate, r->f.n[0][0],
-           q[0][0][0], q[0][0][1], q[0][0][2], q[1][0][0], q[1][0][1], q[1][0][2], q[0][1][0],
-           q[0][1][1], q[1][1][0], q[1][1][1], bpe, c->C, c->S, c->tau, pipe_kafka_version());
+           r->applied, r->parts, r->batch, r->batch_ms, r->tiers, r->users, eps, r->load_s, lbpe,
+           r->rate, r->f.n[0][0], q[0][0][0], q[0][0][1], q[0][0][2], q[1][0][0], q[1][0][1],
+           q[1][0][2], q[0][1][0], q[0][1][1], q[1][1][0], q[1][1][1], bpe, c->C, c->S, c->tau,
+           pipe_kafka_version());
 }
 
 /* Phase 2: a worker thread on b (set up), events offered at rate once it has joined its group;
@@ -295,7 +307,8 @@ const core_cmd pipe_bench_cmd = {
     NULL};
 
 int pipe_cmd_bench(int argc, char **argv) {
-    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000, users = 2000;
+    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000, users = 2000, tiers = 2;
+    uint64_t batch_ms = 0;
     const char *model = NULL;
     int json = 0, rc = 1;
     char err[512], dir[4096];
@@ -307,6 +320,11 @@ int pipe_cmd_bench(int argc, char **argv) {
         CORE_OPT_U64("partitions", &parts, "P", 1, 64, "the topics' partitions"),
         CORE_OPT_U64("batch", &batch, "N", 1, 1000000, "events per LMDB transaction"),
         CORE_OPT_U64("users", &users, "U", 1, 10000000, "user ids, drawn Zipf(1)"),
+        {CORE_OPT_ROW("batch-ms", CORE_OPT_U64, &batch_ms, "MS", "longest a batch stays open"),
+         .umin = 1, .umax = 60000, .def = "the worker's, 20"},
+        CORE_OPT_U64("tiers", &tiers, "T", 1, 2,
+                     "2: bucket sums caught up between batches (the worker's way); 1: every\n"
+                     "commit writes them (the design before two tiers, for comparison)"),
         {CORE_OPT_ROW("model", CORE_OPT_PATH, &model, "M", "the model the worker encodes with"),
          .def = "a fresh default model"},
         CORE_OPT_LOG_LEVEL,
@@ -354,14 +372,16 @@ int pipe_cmd_bench(int argc, char **argv) {
         snprintf(err, sizeof err, "pre-loading the topic failed");
         goto fail;
     }
-    if (open_store(dir, "load", m, &st1)) goto out;
+    if (open_store(dir, "load", m, (int)tiers, &st1)) goto out;
     pipe_store_sink ss1, ss2;
     timed_sink ts1 = {0}, ts2 = {0};
-    pipe_store_sink_init(&ss1, st1, &ts1.inner);
+    pipe_store_sink_init(&ss1, st1, tiers == 2, &ts1.inner);
     b1.brokers = pipe_mock_bootstraps(mk);
-    b1.sink = (pipe_sink){&ts1, t_begin, t_apply, t_set_offset, t_commit, t_abort, t_get_offset};
+    b1.sink = (pipe_sink){&ts1,     t_begin, t_apply,      t_set_offset,
+                          t_commit, t_abort, t_get_offset, tiers == 2 ? t_catch_up : NULL};
     b1.until_end = 1;
     b1.batch_max = (uint32_t)batch;
+    b1.batch_ms = (uint32_t)batch_ms;
     if (pipe_props_add(&b1.props, "session.timeout.ms", "6000") ||
         pipe_props_add(&b1.props, "heartbeat.interval.ms", "500") ||
         pipe_metrics_new(&b1.met, "bench-load"))
@@ -376,11 +396,13 @@ int pipe_cmd_bench(int argc, char **argv) {
     int64_t w1 = bytes_written();
 
     /* Phase 2: freshness at a fixed offered rate. */
-    if (open_store(dir, "live", m, &st2)) goto out;
-    pipe_store_sink_init(&ss2, st2, &ts2.inner);
+    if (open_store(dir, "live", m, (int)tiers, &st2)) goto out;
+    pipe_store_sink_init(&ss2, st2, tiers == 2, &ts2.inner);
     b2.brokers = b1.brokers;
-    b2.sink = (pipe_sink){&ts2, t_begin, t_apply, t_set_offset, t_commit, t_abort, t_get_offset};
+    b2.sink = (pipe_sink){&ts2,     t_begin, t_apply,      t_set_offset,
+                          t_commit, t_abort, t_get_offset, tiers == 2 ? t_catch_up : NULL};
     b2.batch_max = (uint32_t)batch;
+    b2.batch_ms = (uint32_t)batch_ms;
     uint64_t n2 = rate * secs;
     if (pipe_props_add(&b2.props, "session.timeout.ms", "6000") ||
         pipe_props_add(&b2.props, "heartbeat.interval.ms", "500") ||
@@ -390,6 +412,10 @@ int pipe_cmd_bench(int argc, char **argv) {
     res.applied = applied1;
     res.parts = parts;
     res.batch = batch;
+    pipe_worker_conf wd;
+    pipe_worker_conf_default(&wd);
+    res.batch_ms = batch_ms ? batch_ms : wd.batch_ms;
+    res.tiers = tiers;
     res.rate = rate;
     res.users = users;
     res.load_s = load_s;

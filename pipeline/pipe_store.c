@@ -1,5 +1,6 @@
-/* pipe_store.c: the worker's sink bound to enc_store's batch API (one LMDB write transaction per
- * batch; offsets are written with enc_batch_set_offset inside it). */
+/* pipe_store.c: the worker's sink bound to enc_store's batch API: one LMDB write transaction per
+ * batch (tier 1; offsets are written with enc_batch_set_offset inside it), and the bucket sums'
+ * catch-up (tier 2, enc_store_catch_up) when the store defers it (enc_store_conf.defer_sums). */
 #include "pipe_store.h"
 
 #include "core_err.h"
@@ -32,8 +33,14 @@ static int ss_get_offset(void *ctx, const char *src, int64_t *next) {
     return enc_store_get_offset(((pipe_store_sink *)ctx)->st, src, next);
 }
 
-void pipe_store_sink_init(pipe_store_sink *ss, enc_store *st, pipe_sink *out) {
+static int ss_catch_up(void *ctx, int64_t budget_ns, void (*done)(void *arg, uint64_t user_id),
+                       void *arg, uint64_t *left) {
+    return enc_store_catch_up(((pipe_store_sink *)ctx)->st, budget_ns, done, arg, left);
+}
+
+void pipe_store_sink_init(pipe_store_sink *ss, enc_store *st, int deferred, pipe_sink *out) {
     ss->st = st;
     ss->b = NULL;
-    *out = (pipe_sink){ss, ss_begin, ss_apply, ss_set_offset, ss_commit, ss_abort, ss_get_offset};
+    *out = (pipe_sink){ss,        ss_begin, ss_apply,      ss_set_offset,
+                       ss_commit, ss_abort, ss_get_offset, deferred ? ss_catch_up : NULL};
 }

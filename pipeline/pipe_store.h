@@ -11,7 +11,8 @@ typedef struct pipe_store_sink {
     enc_batch *b; /* the open batch, or NULL */
 } pipe_store_sink;
 
-/** @brief Fill *out with a sink writing to st. @remark ss and st must outlive the sink's use. */
-void pipe_store_sink_init(pipe_store_sink *ss, enc_store *st, pipe_sink *out);
+/** @brief Fill *out with a sink writing to st; deferred: st was opened with defer_sums, and the
+ *  sink's catch_up runs its tier 2. @remark ss and st must outlive the sink's use. */
+void pipe_store_sink_init(pipe_store_sink *ss, enc_store *st, int deferred, pipe_sink *out);
 
 #endif

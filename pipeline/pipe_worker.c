@@ -3,6 +3,11 @@
  * One thread does everything: poll, apply, commit, and the rebalance and statistics callbacks,
  * which librdkafka serves from inside pipe_consumer_poll. So a revoke can commit the open batch
  * directly, and no state here needs a lock (the metrics HTTP thread reads only pipe_metrics).
+ *
+ * Cadence, with a sink that has two tiers (schemas/state.md, "Two tiers"): a batch commits
+ * (tier 1: window, counters, positions) when it holds batch_max events or has been open batch_ms;
+ * whenever no message is waiting, the sink's catch_up (tier 2: bucket sums, oldest lag first) runs
+ * in slices of at most TIER2_SLICE_MS that end before the open batch is due.
  */
 #include "pipe_worker.h"
 
@@ -19,7 +24,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What the worker knows of one partition of its topic. */
+#define TIER2_SLICE_MS 10   /* longest tier-2 transaction between polls (its fsync comes on top) */
+#define PEND_MAX (1u << 22) /* behaviors awaiting their bucket sums that freshness follows */
+
+/* Behaviors committed in tier 1 whose bucket sums have not caught up yet, per user: when they
+ * were received and produced, for the buckets-tier freshness. An open-addressing table (linear
+ * probing, backward-shift deletion) of users, each heading a list in a pool of entries. */
+typedef struct pend_ent {
+    int64_t recv_ns;
+    double prod_ms;
+    uint32_t next; /* index + 1 of the user's next entry; 0: the last */
+} pend_ent;
+typedef struct pend_slot {
+    uint64_t uid;
+    uint32_t head, tail; /* index + 1 in the pool; head 0: an empty slot */
+} pend_slot;
+typedef struct pend_map {
+    pend_slot *slot; // (cap), cap a power of 2, at most half full
+    size_t cap, used;
+    pend_ent *ent;                 // (ent_cap)
+    uint32_t ent_cap, ent_n, free; /* free: index + 1 of a freed entry's chain */
+} pend_map;
 typedef struct part_state {
     int assigned;
     int64_t pending; /* next offset in the open batch, -1 none */
@@ -45,6 +70,9 @@ typedef struct worker {
     int64_t t_open_ns;
     int64_t *ts;       // (batch_max) message timestamps of the open batch, ms
     int64_t *recv_ns;  // (batch_max) when this worker received each message; -1: nothing applied
+    uint64_t *uid;     // (batch_max) the user of each applied behavior
+    pend_map pend;     /* committed, awaiting their sums (a sink with catch_up) */
+    int lagging;       /* the sink reported users whose sums trail (or a batch committed since) */
     int64_t t_recv_ns; /* when the message being handled was received (polled) */
     int failed;        /* a failure inside a callback: the loop stops with it */
     uint64_t n_kafka_err;
@@ -70,7 +98,7 @@ int pipe_misrouted_parse(const char *name, pipe_misrouted *out, char *errstr, si
 void pipe_worker_conf_default(pipe_worker_conf *conf) {
     memset(conf, 0, sizeof(*conf));
     conf->batch_max = 10000;
-    conf->batch_ms = 50;
+    conf->batch_ms = 20;
     conf->partitioner = PIPE_PARTITIONER_DEFAULT;
     conf->on_misrouted = PIPE_MISROUTED_DLQ;
 }
@@ -151,7 +179,133 @@ static void update_gauges(worker *w) {
         if (lag < -1) lag = 0;
         pipe_metrics_set_partition(w->met, p, w->part[p].assigned, lag);
     }
-    pipe_metrics_set_caught_up(w->met, caught_up(w));
+    pipe_metrics_set_caught_up(w->met, caught_up(w) && !w->lagging);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviors awaiting their bucket sums
+
+static size_t pend_home(const pend_map *p, uint64_t uid) {
+    return (size_t)((uid * 0x9E3779B97F4A7C15ull) >> 20) & (p->cap - 1);
+}
+
+static pend_slot *pend_find(pend_map *p, uint64_t uid) {
+    if (!p->cap) return NULL;
+    for (size_t i = pend_home(p, uid);; i = (i + 1) & (p->cap - 1)) {
+        if (!p->slot[i].head) return NULL;
+        if (p->slot[i].uid == uid) return &p->slot[i];
+    }
+}
+
+static int pend_grow(pend_map *p) {
+    size_t cap = p->cap ? p->cap * 2 : 1024;
+    pend_slot *s = core_calloc(cap, sizeof *s), *old = p->slot;
+    if (!s) return CORE_ENOMEM;
+    size_t ocap = p->cap;
+    p->slot = s;
+    p->cap = cap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (!old[i].head) continue;
+        size_t j = pend_home(p, old[i].uid);
+        while (s[j].head)
+            j = (j + 1) & (cap - 1);
+        s[j] = old[i];
+    }
+    core_free(old);
+    return CORE_OK;
+}
+
+/* One behavior of uid committed in tier 1: remembered until its sums catch up. Without room (the
+ * sums far behind, or no memory) it is not followed: freshness samples only, state is unaffected.
+ */
+static void pend_add(pend_map *p, uint64_t uid, int64_t recv_ns, double prod_ms) {
+    uint32_t e;
+    if (p->free) {
+        e = p->free - 1;
+        p->free = p->ent[e].next;
+    } else {
+        if (p->ent_n == PEND_MAX) return;
+        if (p->ent_n == p->ent_cap) {
+            uint32_t cap = p->ent_cap ? p->ent_cap * 2 : 4096;
+            pend_ent *n = core_realloc(p->ent, cap * sizeof *n);
+            if (!n) return;
+            p->ent = n;
+            p->ent_cap = cap;
+        }
+        e = p->ent_n++;
+    }
+    p->ent[e] = (pend_ent){recv_ns, prod_ms, 0};
+    pend_slot *s = pend_find(p, uid);
+    if (s) {
+        p->ent[s->tail - 1].next = e + 1;
+        s->tail = e + 1;
+        return;
+    }
+    if ((p->used + 1) * 2 > p->cap && pend_grow(p)) {
+        p->ent[e].next = p->free; /* back to the free chain */
+        p->free = e + 1;
+        return;
+    }
+    size_t i = pend_home(p, uid);
+    while (p->slot[i].head)
+        i = (i + 1) & (p->cap - 1);
+    p->slot[i] = (pend_slot){uid, e + 1, e + 1};
+    p->used++;
+}
+
+/* Remove slot s (backward-shift deletion keeps every probe chain unbroken). */
+static void pend_del(pend_map *p, pend_slot *s) {
+    size_t i = (size_t)(s - p->slot);
+    for (size_t j = (i + 1) & (p->cap - 1); p->slot[j].head; j = (j + 1) & (p->cap - 1)) {
+        size_t h = pend_home(p, p->slot[j].uid);
+        /* move j into the hole at i unless its home lies cyclically in (i, j] */
+        if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
+            p->slot[i] = p->slot[j];
+            i = j;
+        }
+    }
+    p->slot[i].head = 0;
+    p->used--;
+}
+
+static void visible(worker *w, int tier, int64_t now_ns, double now_ms, int64_t recv_ns,
+                    double prod_ms) {
+    double from_recv = (double)(now_ns - recv_ns) / 1e6;
+    double from_prod = prod_ms > 0 ? now_ms - prod_ms : -1;
+    pipe_metrics_observe_visible(w->met, tier, from_recv / 1e3);
+    if (w->conf->on_visible) w->conf->on_visible(w->conf->visible_arg, tier, from_recv, from_prod);
+}
+
+/* catch_up's callback: every committed behavior of uid is in its sums now. */
+static void on_caught(void *arg, uint64_t uid) {
+    worker *w = arg;
+    pend_slot *s = pend_find(&w->pend, uid);
+    if (!s) return;
+    int64_t now_ns = core_now_ns();
+    double now_ms = core_wall_ms();
+    uint32_t e = s->head;
+    while (e) {
+        pend_ent *x = &w->pend.ent[e - 1];
+        uint32_t next = x->next;
+        visible(w, PIPE_TIER_BUCKETS, now_ns, now_ms, x->recv_ns, x->prod_ms);
+        x->next = w->pend.free;
+        w->pend.free = e;
+        e = next;
+    }
+    pend_del(&w->pend, s);
+}
+
+/* Tier 2 for at most budget_ns (a sink with catch_up, users lagging). */
+static int catch_up(worker *w, int64_t budget_ns) {
+    uint64_t left = 0;
+    int rc = w->sink->catch_up(w->sink->ctx, budget_ns, on_caught, w, &left);
+    if (rc != CORE_OK) {
+        CORE_LOG(CORE_LOG_ERR, "pipe: catch-up-failed err=\"%s\"", core_strerror(rc));
+        return rc;
+    }
+    w->lagging = left > 0;
+    if (!w->lagging) pipe_metrics_set_caught_up(w->met, caught_up(w));
+    return CORE_OK;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,16 +362,15 @@ static int commit_batch(worker *w) {
     pipe_metrics_observe_commit(w->met, (double)(now_ns - t0) / 1e9);
     for (uint32_t i = 0; i < w->n; i++) {
         if (w->recv_ns[i] < 0) continue; /* freshness is measured for applied events only */
-        double from_recv = (double)(now_ns - w->recv_ns[i]) / 1e6;
-        double from_prod = w->ts[i] > 0 ? now_ms - (double)w->ts[i] : -1;
-        if (from_prod >= 0) pipe_metrics_observe_freshness(w->met, from_prod / 1e3);
-        /* one transaction makes the whole behavior visible: both tiers at once */
-        for (int tier = PIPE_TIER_RECENT; tier <= PIPE_TIER_BUCKETS; tier++) {
-            pipe_metrics_observe_visible(w->met, tier, from_recv / 1e3);
-            if (w->conf->on_visible)
-                w->conf->on_visible(w->conf->visible_arg, tier, from_recv, from_prod);
-        }
+        double prod_ms = w->ts[i] > 0 ? (double)w->ts[i] : -1;
+        if (prod_ms > 0) pipe_metrics_observe_freshness(w->met, (now_ms - prod_ms) / 1e3);
+        visible(w, PIPE_TIER_RECENT, now_ns, now_ms, w->recv_ns[i], prod_ms);
+        if (s->catch_up) /* the sums follow in tier 2 */
+            pend_add(&w->pend, w->uid[i], w->recv_ns[i], prod_ms);
+        else /* one transaction made the whole behavior visible */
+            visible(w, PIPE_TIER_BUCKETS, now_ns, now_ms, w->recv_ns[i], prod_ms);
     }
+    if (s->catch_up && w->n > w->n_dlq + w->n_skip) w->lagging = 1;
     int32_t parts[64];
     int64_t offs[64];
     int k = 0;
@@ -441,6 +594,7 @@ static int handle(worker *w, const pipe_msg *m) {
         w->t_open_ns = core_now_ns();
     }
     int64_t ts = -1, recv = -1; /* freshness is measured for applied events only */
+    uint64_t uid = 0;
     sch_event ev;
     char err[256];
     const char *code;
@@ -460,11 +614,13 @@ static int handle(worker *w, const pipe_msg *m) {
         } else {
             ts = m->ts_ms;
             recv = w->t_recv_ns;
+            uid = ev.user_id;
         }
     }
     if (rc) return rc;
     w->part[p].pending = m->offset + 1;
     w->ts[w->n] = ts;
+    w->uid[w->n] = uid;
     w->recv_ns[w->n++] = recv;
     return CORE_OK;
 }
@@ -530,7 +686,8 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     pipe_metrics_set_partitioner(met, pipe_partitioner_name(conf->partitioner));
     rc = CORE_ENOMEM;
     if (!(w.ts = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.ts))) ||
-        !(w.recv_ns = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.recv_ns))))
+        !(w.recv_ns = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.recv_ns))) ||
+        !(w.uid = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.uid))))
         goto out;
     if (pipe_props_add(&props, "consumer.statistics.interval.ms", "1000")) goto out;
     for (size_t i = 0; conf->props && i < conf->props->n; i++)
@@ -567,19 +724,32 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
              : conf->on_misrouted == PIPE_MISROUTED_FAIL ? "fail"
                                                          : "dlq");
     batch_reset(&w);
+    w.lagging = sink->catch_up != NULL; /* a killed run may have left lag marks: tier 2 looks */
 
     int64_t t0 = core_now_ns(), t_progress = t0;
     rc = CORE_OK;
     while (!*conf->stop) {
-        if (conf->until_end && !w.open && all_reached(&w)) break;
+        if (conf->until_end && !w.open && !w.lagging && all_reached(&w)) break;
         int timeout = 200;
         if (w.open) {
             int64_t left = (int64_t)conf->batch_ms - (core_now_ns() - w.t_open_ns) / 1000000;
             timeout = left < 0 ? 0 : (int)left;
         }
+        if (w.lagging) timeout = 0; /* tier 2 has work: only take what is waiting */
         pipe_msg m;
         int k = pipe_consumer_poll(w.cons, timeout, &m);
         w.t_recv_ns = core_now_ns();
+        if (!k && w.lagging) { /* nothing waiting: a tier-2 slice, ending before the batch is due */
+            int64_t budget = TIER2_SLICE_MS * 1000000ll;
+            if (w.open) {
+                int64_t due = w.t_open_ns + (int64_t)conf->batch_ms * 1000000 - core_now_ns();
+                if (due < budget) budget = due;
+            }
+            if (budget > 0 && (rc = catch_up(&w, budget)) != CORE_OK) {
+                snprintf(errstr, errstr_size, "bucket sums catch-up: %s", core_strerror(rc));
+                break;
+            }
+        }
         if (w.failed) {
             rc = w.failed;
             break;
@@ -635,6 +805,11 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
             batch_reset(&w);
         }
     }
+    /* and the bucket sums: a stopped worker leaves every tier caught up (a killed one leaves lag
+     * marks, which the next run's tier 2 takes up) */
+    while (rc == CORE_OK && w.lagging && w.cons)
+        if ((rc = catch_up(&w, INT64_MAX)) != CORE_OK)
+            snprintf(errstr, errstr_size, "final bucket sums catch-up: %s", core_strerror(rc));
     if (conf->progress) progress(&w, t0, 1);
     CORE_LOG(CORE_LOG_NOTICE,
              "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64
@@ -657,6 +832,9 @@ out:
     core_free(w.part);
     core_free(w.ts);
     core_free(w.recv_ns);
+    core_free(w.uid);
+    core_free(w.pend.slot);
+    core_free(w.pend.ent);
     core_free(w.hdrs);
     return rc;
 }

@@ -40,6 +40,14 @@ typedef struct pipe_sink {
     void (*abort)(void *ctx);
     /** CORE_OK with *next_offset, or CORE_ENOTFOUND. */
     int (*get_offset)(void *ctx, const char *source, int64_t *next_offset);
+    /** Optional (NULL: a commit makes its behaviors visible in every tier). Tier 2: commit shows
+     *  a behavior in its user's recent sequence, window and counters; this brings the bucket sums
+     *  of users that trail them up to date, for about budget_ns, in one transaction, calling
+     *  done(arg, user_id) after it commits for each user whose sums now hold every committed
+     *  behavior. *left: users still trailing (0: every tier caught up). Any error stops the
+     *  worker. */
+    int (*catch_up)(void *ctx, int64_t budget_ns, void (*done)(void *arg, uint64_t user_id),
+                    void *arg, uint64_t *left);
 } pipe_sink;
 
 /* What a misrouted message does. */
@@ -63,7 +71,7 @@ typedef struct pipe_worker_conf {
                                      `random` is refused: no key would decide a user's partition */
     pipe_misrouted on_misrouted;  /* PIPE_MISROUTED_DLQ by default */
     uint32_t batch_max;           /* events per write transaction (default 10000) */
-    uint32_t batch_ms;            /* longest a batch stays open, ms (default 50) */
+    uint32_t batch_ms;            /* longest a batch stays open, ms (default 20) */
     int until_end; /* exit once the assigned partitions reach the end offsets seen at start */
     int progress;  /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
     /* optional: called on the worker thread for each applied behavior once it is visible to

@@ -488,9 +488,12 @@ static void test_layout_matches_state_md(void **state) {
     encode(st, ev, 1200, 250);
     snprintf(path, sizeof path, "%s/layout", f->dir);
 
-    size_t nmeta, nuser, nwin;
+    size_t nmeta, nuser, nwin, nsums, nlag;
     dump_kv *meta = mdb_dump_db(path, "meta", &nmeta), *user = mdb_dump_db(path, "user", &nuser);
-    dump_kv *win = mdb_dump_db(path, "win", &nwin);
+    dump_kv *win = mdb_dump_db(path, "win", &nwin), *sums = mdb_dump_db(path, "sums", &nsums);
+    dump_kv *lag = mdb_dump_db(path, "lag", &nlag);
+    assert_int_equal(nlag, 0); /* caught up: every lag mark cleared */
+    assert_int_equal(nsums, 2);
     int seen = 0;
     for (size_t i = 0; i < nmeta; i++) {
         assert_int_equal(meta[i].nv, 8);
@@ -500,8 +503,9 @@ static void test_layout_matches_state_md(void **state) {
         if (meta[i].nk == 16 && !memcmp(meta[i].k, "encoding_version", 16))
             assert_true(v == m->encoding_version), seen++;
         if (meta[i].nk == 9 && !memcmp(meta[i].k, "checksums", 9)) assert_int_equal(v, 1), seen++;
+        if (meta[i].nk == 6 && !memcmp(meta[i].k, "format", 6)) assert_int_equal(v, 2), seen++;
     }
-    assert_int_equal(seen, 4);
+    assert_int_equal(seen, 5);
     assert_int_equal(nuser, 2);
     enc_reader *r;
     assert_int_equal(enc_reader_new(st, &r), CORE_OK);
@@ -510,17 +514,30 @@ static void test_layout_matches_state_md(void **state) {
         const uint8_t *v = user[i].v;
         uint64_t uid = rd64be(user[i].k);
         assert_int_equal(user[i].nk, 8);
-        assert_memory_equal(v, "TRU1", 4);
-        assert_int_equal(rd32le(v + 4), 1);
+        assert_memory_equal(v, "TRH2", 4); /* the head */
+        assert_int_equal(rd32le(v + 4), 2);
         uint32_t S = rd32le(v + 8), NB = rd32le(v + 12), C = rd32le(v + 16), wl = rd32le(v + 20);
         assert_int_equal(S, 4), assert_int_equal(NB, 8), assert_int_equal(C, 16);
-        assert_int_equal(user[i].nv, 128 + 4 * S * NB * C + 4 * S * NB);
+        assert_int_equal(user[i].nv, 128);
         uint8_t hb[128]; /* the checksum, as state.md's "Integrity" computes it */
         memcpy(hb, v, 128);
         memset(hb + 112, 0, 8);
-        uint64_t h1 = XXH3_64bits_withSeed(hb, 128, uid ^ 0x7573657200000000ull);
-        assert_true(rd64le(v + 112) == XXH3_64bits_withSeed(v + 128, user[i].nv - 128, h1));
+        assert_true(rd64le(v + 112) == XXH3_64bits_withSeed(hb, 128, uid ^ 0x7573657200000000ull));
         uint64_t n = rd64le(v + 24);
+        assert_true(rd64le(v + 120) == n); /* n_summed: caught up */
+        /* the sums: same key, a 64-byte header, then sums and counts */
+        assert_true(sums[i].nk == 8 && !memcmp(sums[i].k, user[i].k, 8));
+        const uint8_t *sv = sums[i].v;
+        assert_int_equal(sums[i].nv, 64 + 4 * S * NB * C + 4 * S * NB);
+        assert_memory_equal(sv, "TRS2", 4);
+        assert_int_equal(rd32le(sv + 4), 2);
+        assert_true(rd32le(sv + 8) == S && rd32le(sv + 12) == NB && rd32le(sv + 16) == C);
+        assert_true(rd64le(sv + 24) == n && rd64le(sv + 32) == m->encoding_version);
+        uint8_t sh[64];
+        memcpy(sh, sv, 64);
+        memset(sh + 40, 0, 8);
+        uint64_t h1 = XXH3_64bits_withSeed(sh, 64, uid ^ 0x73756d7300000000ull);
+        assert_true(rd64le(sv + 40) == XXH3_64bits_withSeed(sv + 64, sums[i].nv - 64, h1));
         enc_user_view uv;
         assert_int_equal(enc_reader_user(r, uid, &uv), CORE_OK);
         assert_int_equal(n, uv.n_events);
@@ -531,8 +548,8 @@ static void test_layout_matches_state_md(void **state) {
         for (int a = 0; a < 8; a++)
             acts += rd64le(v + 48 + 8 * a);
         assert_int_equal(acts, n);
-        assert_memory_equal(v + 128, uv.bucket_sum, 4 * S * NB * C);
-        assert_memory_equal(v + 128 + 4 * S * NB * C, uv.bucket_cnt, 4 * S * NB);
+        assert_memory_equal(sv + 64, uv.bucket_sum, 4 * S * NB * C);
+        assert_memory_equal(sv + 64 + 4 * S * NB * C, uv.bucket_cnt, 4 * S * NB);
         /* the window from the chunks, as state.md says to read it */
         sch_behavior want[200];
         uint32_t got;
@@ -569,7 +586,124 @@ static void test_layout_matches_state_md(void **state) {
     free_dump(meta, nmeta);
     free_dump(user, nuser);
     free_dump(win, nwin);
+    free_dump(sums, nsums);
+    free_dump(lag, nlag);
     enc_store_close(st);
+    free(ev);
+    mdl_model_destroy(m);
+}
+
+static void reopen_deferred(enc_store **st, const char *dir, const char *name, const mdl_model *m) {
+    char path[512], err[512];
+    enc_store_conf conf;
+    enc_store_close(*st);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    enc_store_conf_default(&conf);
+    conf.path = path;
+    conf.window = 200;
+    conf.recent = 16;
+    conf.durable = 0;
+    conf.defer_sums = 1;
+    *st = NULL;
+    if (enc_store_open(st, &conf, err, sizeof err)) fail_msg("open %s: %s", path, err);
+    assert_int_equal(enc_store_bind_model(*st, m, err, sizeof err), CORE_OK);
+}
+
+typedef struct caught_log {
+    uint64_t n, last;
+} caught_log;
+
+static void on_caught(void *opaque, uint64_t user_id) {
+    caught_log *c = opaque;
+    c->n++;
+    c->last = user_id;
+}
+
+/* Two tiers (schemas/state.md): tier-1 commits (window, head) and tier-2 catch-ups (sums) in any
+ * interleaving, with the store closed and reopened between them as a kill -9 between the tiers'
+ * commits leaves it, end byte-identical to one uninterrupted replay once caught up; meanwhile a
+ * reader sees every committed behavior in the recent sequence and counters, and sums that hold
+ * n_summed of them. Window 200: evictions and the recompute every 200 evictions both happen. */
+static void test_tiers_interleaved_equal_replay(void **state) {
+    fixture *f = *state;
+    mdl_model *m = enc_test_model(16, 4, 3, 81);
+    char err[512];
+    const size_t n = 9000;
+    sch_event *ev = make_events(n, 12, 17); /* ~700 behaviors a user: 3 windows and more */
+    enc_store *ref = open_store(f->dir, "tref", 200, 16, 0, 0);
+    assert_int_equal(enc_store_bind_model(ref, m, err, sizeof err), CORE_OK);
+    encode(ref, ev, n, 0);
+    uint64_t want = digest(ref, ENC_DIGEST_STATE), lag;
+    assert_int_equal(enc_store_lagging(ref, &lag), CORE_OK);
+    assert_int_equal(lag, 0); /* a store that does not defer its sums is always caught up */
+    enc_store_close(ref);
+
+    for (int trial = 0; trial < 4; trial++) {
+        char name[32];
+        snprintf(name, sizeof name, "tiers%d", trial);
+        enc_store *st = NULL;
+        reopen_deferred(&st, f->dir, name, m);
+        core_rng r;
+        core_rng_seed(&r, 100 + (uint64_t)trial);
+        uint64_t applied[12] = {0}, max_lag = 0, reopened = 0;
+        for (size_t i = 0; i < n;) {
+            size_t k = 1 + core_rng_below(&r, 300);
+            enc_batch *b;
+            assert_int_equal(enc_batch_begin(st, &b), CORE_OK);
+            for (size_t j = i; j < n && j < i + k; j++) {
+                assert_int_equal(enc_batch_apply(b, &ev[j]), CORE_OK);
+                if (!(ev[j].flags & SCH_F_LABEL)) applied[(ev[j].user_id - 100) / 7919]++;
+            }
+            assert_int_equal(enc_batch_set_offset(b, "file:test", (int64_t)(i + k)), CORE_OK);
+            assert_int_equal(enc_batch_commit(b), CORE_OK);
+            i += k;
+            assert_int_equal(enc_store_lagging(st, &lag), CORE_OK);
+            if (lag > max_lag) max_lag = lag;
+            /* the heads are current at once; the sums hold what tier 2 reached */
+            enc_reader *rd;
+            enc_user_view v;
+            assert_int_equal(enc_reader_new(st, &rd), CORE_OK);
+            assert_int_equal(enc_reader_begin(rd), CORE_OK);
+            for (uint64_t u = 0; u < 12; u++) {
+                if (!applied[u]) continue;
+                assert_int_equal(enc_reader_user(rd, 100 + u * 7919, &v), CORE_OK);
+                assert_int_equal(v.n_events, applied[u]);
+                assert_true(v.n_summed <= v.n_events);
+                uint64_t cnt = 0, wl = v.n_summed < 200 ? v.n_summed : 200;
+                for (uint32_t q = 0; q < v.n_buckets; q++)
+                    cnt += v.bucket_cnt[q]; /* signature 0's counts: the summed window */
+                assert_int_equal(cnt, wl);
+            }
+            enc_reader_end(rd);
+            enc_reader_destroy(rd);
+            switch (core_rng_below(&r, 5)) {
+            case 0: /* tier 2 not run: the lag grows */
+                break;
+            case 1: { /* one user, the oldest mark */
+                caught_log c = {0};
+                uint64_t before = lag, left;
+                assert_int_equal(enc_store_catch_up(st, 0, on_caught, &c, &left), CORE_OK);
+                if (before) assert_int_equal(c.n, 1), assert_int_equal(left, before - 1);
+                break;
+            }
+            case 2: { /* everyone */
+                uint64_t left;
+                assert_int_equal(enc_store_catch_up(st, INT64_MAX, NULL, NULL, &left), CORE_OK);
+                assert_int_equal(left, 0);
+                break;
+            }
+            default: /* killed between the tiers: what LMDB committed is what a restart sees */
+                reopen_deferred(&st, f->dir, name, m);
+                reopened++;
+            }
+        }
+        assert_true(max_lag > 1 && reopened > 0);
+        uint64_t left;
+        assert_int_equal(enc_store_catch_up(st, INT64_MAX, NULL, NULL, &left), CORE_OK);
+        assert_int_equal(left, 0);
+        assert_true(digest(st, ENC_DIGEST_STATE) == want);
+        enc_store_close(st);
+    }
     free(ev);
     mdl_model_destroy(m);
 }
@@ -583,6 +717,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_zero_copy_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_matches_state_md, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tiers_interleaved_equal_replay, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

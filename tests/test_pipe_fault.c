@@ -2,7 +2,9 @@
  * `trail broker` (librdkafka's mock cluster in its own process, loopback).
  *
  * 1. Two `trail encode-kafka` workers in one group consume a topic fed at a fixed rate; one is
- *    killed with SIGKILL mid-stream and restarted on its store; once both are caught up, SIGTERM
+ *    killed with SIGKILL mid-stream, between the two tiers' commits (behaviors committed to its
+ *    users' windows whose bucket sums had not caught up: lag marks in the store), and restarted
+ *    on its store; once both are caught up (every tier), SIGTERM
  *    drains them (exit 0, "stop reason=signal"). For every user, the state held by a store whose
  *    committed offset for the user's partition is the partition's end equals, byte for byte (all
  *    but the wall-clock updated_at), the state a single uninterrupted `trail encode --input` file
@@ -202,6 +204,18 @@ static void open_store(opened *o, const char *path) {
     assert_int_equal(enc_reader_new(o->st, &o->r), CORE_OK);
 }
 
+/* Users of the store at path whose bucket sums trail their window (lag marks), read as serve reads.
+ */
+static uint64_t store_lagging(const char *path) {
+    opened o;
+    uint64_t n = 0;
+    open_store(&o, path);
+    assert_int_equal(enc_store_lagging(o.st, &n), CORE_OK);
+    enc_reader_destroy(o.r);
+    enc_store_close(o.st);
+    return n;
+}
+
 static void close_store(opened *o) {
     enc_reader_destroy(o->r);
     enc_store_close(o->st);
@@ -227,6 +241,7 @@ static void assert_same_user(opened *a, opened *b, uint64_t uid) {
     assert_int_equal(va.last_ts, vb.last_ts);
     assert_int_equal(va.n_events, vb.n_events);
     assert_memory_equal(va.action_cnt, vb.action_cnt, 8 * sizeof(uint64_t));
+    assert_int_equal(va.n_summed, vb.n_summed); /* every tier caught up */
     assert_int_equal(enc_reader_window(a->r, uid, wa, 20000, &na), CORE_OK);
     assert_int_equal(enc_reader_window(b->r, uid, wb, 20000, &nb), CORE_OK);
     assert_int_equal(na, nb);
@@ -256,6 +271,9 @@ static void assert_matches_reference(const char *topic, const char *const *store
     open_store(&ref, g_ref);
     for (int i = 0; i < n_stores; i++) {
         open_store(&w[i], stores[i]);
+        uint64_t lag = 1;
+        assert_int_equal(enc_store_lagging(w[i].st, &lag), CORE_OK);
+        assert_int_equal(lag, 0); /* caught up: every behavior is in its user's sums */
         for (int p = 0; p < NPART; p++) {
             snprintf(src, sizeof src, "kafka:%s:%d", topic, p);
             if (enc_store_get_offset(w[i].st, src, &off[i][p]) != CORE_OK) off[i][p] = -1;
@@ -295,11 +313,16 @@ static void test_group_kill9_restart_equals_file_replay(void **state) {
     assert_true(wait_in_file(lb, "pipe: assigned", NULL, 0, 30000));
     /* Feed at a fixed rate so the kill lands mid-stream. */
     char *prod[] = {g_bin,     "produce", "--brokers",     g_brokers, "--topic", "ev",
-                    "--input", g_events,  "--no-validate", "--rate",  "4000",    NULL};
+                    "--input", g_events,  "--no-validate", "--rate",  "3000",    NULL};
     pid_t pp = spawn(prod, lp);
-    test_msleep(1500);
+    test_msleep(1000);
+    /* kill when a's store holds behaviors whose sums have not caught up: between the tiers */
+    for (int t = 0; t < 2000 && !store_lagging(sa); t++)
+        test_msleep(1);
     kill(a, SIGKILL);
     assert_int_equal(test_wait_exit(a, 5000), 128 + SIGKILL);
+    uint64_t lag_at_kill = store_lagging(sa);
+    assert_true(lag_at_kill > 0);
     test_msleep(1000);
     a = start_worker("ev", sa, la, 0, "200");
     assert_int_equal(test_wait_exit(pp, 60000), 0);

@@ -123,7 +123,7 @@ static int f_get_offset(void *ctx, const char *s, int64_t *next) {
 }
 static void fake_init(fake_sink *f, pipe_sink *s) {
     memset(f, 0, sizeof(*f));
-    *s = (pipe_sink){f, f_begin, f_apply, f_set_offset, f_commit, f_abort, f_get_offset};
+    *s = (pipe_sink){f, f_begin, f_apply, f_set_offset, f_commit, f_abort, f_get_offset, NULL};
 }
 
 // ---------------------------------------------------------------------------------------------
