@@ -11,6 +11,7 @@
  * model is large enough (a 2^17-row item table) that each reload takes a few milliseconds, so
  * the storm hits that window many times. */
 #include "test_serve_common.h"
+#include "test_model.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -68,18 +69,9 @@ static void test_sighup_storm(void **state) {
     assert_non_null(test_mkdtemp(dir, sizeof dir));
     snprintf(model, sizeof model, "%s/m.mdl", dir);
     snprintf(store_dir, sizeof store_dir, "%s/store", dir);
-    mdl_config_default(&cfg);
-    cfg.C = 16;
-    cfg.S = 4;
-    cfg.tau = 2;
-    cfg.item_rows = 1u << 17;
-    cfg.cat_rows = 64;
-    cfg.n_recent = 8;
-    cfg.ffn_dim = 16;
-    cfg.h1 = 16;
-    cfg.h2 = 8;
-    cfg.seed = 1;
-    assert_int_equal(mdl_model_init(&m, &cfg, args, sizeof args), CORE_OK);
+    test_model_config(&cfg, 16);
+    cfg.item_rows = 1u << 17, cfg.h1 = 16, cfg.h2 = 8, cfg.seed = 1, cfg.tin_buckets = 24;
+    m = test_model_new(&cfg, NULL);
     assert_int_equal(mdl_model_save(m, model, 0, args, sizeof args), CORE_OK);
     mdl_version_hex(m->model_version, va);
     enc_store_close(make_store(store_dir, m));

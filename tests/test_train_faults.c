@@ -1,6 +1,7 @@
 /* test_train_faults.c: every allocation failure in generation, sample building, metrics and
  * training returns CORE_ENOMEM cleanly (ASan checks for leaks), transient and persistent. */
 #include "test_common.h"
+#include "test_model.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -70,9 +71,9 @@ static void test_train(void **state) {
     char err[256];
     trn_data_conf_default(&dc);
     assert_int_equal(trn_data_build(&d, ev, n_ev, &dc, err, sizeof err), CORE_OK);
-    mdl_config_default(&cfg);
-    cfg.C = 8, cfg.S = 2, cfg.tau = 2, cfg.item_rows = 256, cfg.cat_rows = 16, cfg.n_recent = 4;
-    cfg.ffn_dim = 8, cfg.h1 = 8, cfg.h2 = 4, cfg.tin_buckets = 8;
+    test_model_config(&cfg, 8); /* smaller still: the sweep trains once per allocation */
+    cfg.S = 2, cfg.item_rows = 256, cfg.cat_rows = 16, cfg.n_recent = 4;
+    cfg.h1 = 8, cfg.h2 = 4, cfg.tin_buckets = 8, cfg.seed = 1;
     trn_conf c;
     trn_conf_default(&c);
     c.epochs = 1, c.batch = 128, c.window = 8, c.evals_per_epoch = 1;

@@ -3,6 +3,7 @@
  * through the serving path (enc_reader + rank_score) and through the training-time forward
  * (trn_eval on the same point-in-time samples): at most 1e-4 apart, for every variant. */
 #include "test_common.h"
+#include "test_model.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -26,12 +27,9 @@ static void parity_for(const char *variant, const sch_event *ev, size_t n, trn_d
     enc_store_conf sc;
     enc_batch *b;
     char err[512], dir[256];
-    mdl_config_default(&cfg);
-    cfg.C = 16, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 2048, cfg.cat_rows = 64,
-    cfg.n_recent = NREC;
-    cfg.ffn_dim = 16, cfg.h1 = 16, cfg.h2 = 8, cfg.tin_buckets = 16, cfg.seed = 4;
-    assert_int_equal(mdl_variant_parse(&cfg, variant, err, sizeof err), CORE_OK);
-    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
+    test_model_config(&cfg, 16);
+    cfg.n_recent = NREC, cfg.h1 = 16, cfg.h2 = 8, cfg.seed = 4;
+    m = test_model_new(&cfg, variant);
 
     /* the store, encoded with the initial model */
     assert_non_null(test_mkdtemp(dir, sizeof dir));

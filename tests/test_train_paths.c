@@ -6,6 +6,7 @@
  * fp32 through trn_eval_isa must be trn_eval's bytes. Paths this CPU lacks are skipped, by name.
  */
 #include "test_common.h"
+#include "test_model.h"
 #include "trn_test_util.h"
 
 #include "core_alloc.h"
@@ -40,11 +41,8 @@ static mdl_model *trained(const char *variant) {
     trn_conf c;
     trn_report r;
     char err[256];
-    mdl_config_default(&cfg);
-    cfg.C = 16, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 2048, cfg.cat_rows = 64, cfg.n_recent = 8;
-    cfg.ffn_dim = 16, cfg.h1 = 32, cfg.h2 = 16, cfg.tin_buckets = 16, cfg.seed = 9;
-    assert_int_equal(mdl_variant_parse(&cfg, variant, err, sizeof err), CORE_OK);
-    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
+    test_model_config(&cfg, 16);
+    m = test_model_new(&cfg, variant);
     trn_conf_default(&c);
     c.epochs = 1, c.batch = 64, c.threads = 2, c.window = WIN, c.adam.lr = 3e-3f;
     assert_int_equal(trn_train(m, data, &c, &r, err, sizeof err), CORE_OK);

@@ -4,6 +4,7 @@
  * window and recent sequence, and bucket sums that match brute force over the slice. And rank_net
  * must score the same from stored buckets (serving) as from the window (training). */
 #include "test_common.h"
+#include "test_model.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -38,9 +39,9 @@ static int setup(void **state) {
     trn_data_conf_default(&dc);
     if (trn_data_build(&f->d, ev, n, &dc, err, sizeof err)) return -1;
     core_free(ev);
-    mdl_config_default(&cfg);
-    cfg.C = 8, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 1024, cfg.cat_rows = 64, cfg.n_recent = NREC;
-    cfg.ffn_dim = 8, cfg.h1 = 8, cfg.h2 = 4, cfg.tin_buckets = 12;
+    test_model_config(&cfg, 8);
+    cfg.item_rows = 1024, cfg.n_recent = NREC, cfg.h1 = 8, cfg.h2 = 4, cfg.tin_buckets = 12;
+    cfg.seed = 1;
     if (mdl_model_init(&f->m, &cfg, err, sizeof err)) return -1;
     *state = f;
     return 0;
