@@ -10,7 +10,6 @@ PKGS=(
   libopenblas-dev       # sgemm for training and the fp32 serving path
   libxxhash-dev         # XXH3 for id hashing and checksums
   libcmocka-dev         # unit tests
-  libmicrohttpd-dev     # HTTP server for /v1/score and /metrics
   libjansson-dev        # JSON parsing with line/column errors
   clang libclang-rt-14-dev  # libFuzzer: request, events, model file, importers, worker config
   clang-format          # tests/format.sh: the code as .clang-format writes it

@@ -1,15 +1,16 @@
 /* pipe_metrics.c: Prometheus text, readiness and liveness for the encoder worker, served by
- * libmicrohttpd on the address the operator gives. */
+ * core_http on the address the operator gives. */
 #include "pipe_metrics.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_http.h"
 #include "core_proc.h"
 #include "enc_store.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -52,7 +53,7 @@ struct pipe_metrics {
     int32_t n_parts;
     double *samples; // (samples_cap) freshness in ms
     size_t samples_n, samples_cap;
-    struct MHD_Daemon *httpd;
+    core_http_server *httpd;
 };
 
 int pipe_metrics_new(pipe_metrics **out, const char *topic) {
@@ -68,7 +69,7 @@ int pipe_metrics_new(pipe_metrics **out, const char *topic) {
 
 void pipe_metrics_destroy(pipe_metrics *m) {
     if (!m) return;
-    if (m->httpd) MHD_stop_daemon(m->httpd);
+    core_http_stop(m->httpd);
     pthread_mutex_destroy(&m->mu);
     core_free(m->parts);
     core_free(m->samples);
@@ -317,51 +318,52 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **ctx) {
-    (void)version;
-    (void)upload;
-    (void)upload_size;
+/* The endpoint's error answers: {"error": kind, "message": ...}, as trail serve's. */
+static void on_error(void *ctx, core_http_req *rq, unsigned status, const char *kind,
+                     const char *message) {
+    char msg[320], body[512];
     (void)ctx;
-    pipe_metrics *m = cls;
-    unsigned status = MHD_HTTP_OK;
+    core_http_json_escape(msg, sizeof msg, message);
+    int n = snprintf(body, sizeof body, "{\"error\": \"%s\", \"message\": \"%s\"}\n", kind, msg);
+    core_http_respond(rq, status, "application/json", body, (size_t)n,
+                      status == 405   ? "Allow: GET, HEAD\r\n"
+                      : status == 503 ? "Retry-After: 1\r\n"
+                                      : NULL);
+}
+
+static void on_request(void *ctx, core_http_req *rq) {
+    pipe_metrics *m = ctx;
+    unsigned status = 200;
     char *body = NULL, small[512];
-    const char *type = "application/json";
+    const char *type = "application/json", *url = rq->path;
     size_t len = 0;
-    if (strcmp(method, "GET") != 0) {
-        status = MHD_HTTP_METHOD_NOT_ALLOWED;
-        len = (size_t)snprintf(small, sizeof small, "{\"error\": \"only GET is served\"}\n");
-    } else if (!strcmp(url, "/metrics")) {
-        if ((body = pipe_metrics_render(m, &len)) != NULL) {
-            type = "text/plain; version=0.0.4";
-        } else {
-            status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-            len = (size_t)snprintf(small, sizeof small, "{\"error\": \"out of memory\"}\n");
+    if (strcmp(rq->method, "GET") != 0 && strcmp(rq->method, "HEAD") != 0) {
+        on_error(ctx, rq, 405, "method_not_allowed", "only GET (and HEAD) is served");
+        return;
+    }
+    if (!strcmp(url, "/metrics")) {
+        if ((body = pipe_metrics_render(m, &len)) == NULL) {
+            on_error(ctx, rq, 500, "other", "out of memory");
+            return;
         }
+        type = "text/plain; version=0.0.4";
     } else if (!strcmp(url, "/readyz")) {
         char why[256];
         if (pipe_metrics_ready(m, why, sizeof why)) {
             len = (size_t)snprintf(small, sizeof small, "{\"ready\": true}\n");
         } else {
-            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            status = 503;
             len = (size_t)snprintf(small, sizeof small, "{\"ready\": false, \"reason\": \"%s\"}\n",
                                    why);
         }
     } else if (!strcmp(url, "/healthz")) {
         len = (size_t)snprintf(small, sizeof small, "{\"status\": \"ok\"}\n");
     } else {
-        status = MHD_HTTP_NOT_FOUND;
-        len = (size_t)snprintf(small, sizeof small,
-                               "{\"error\": \"not found: GET /metrics, /readyz or /healthz\"}\n");
+        on_error(ctx, rq, 404, "not_found", "no such path: GET /metrics, /readyz or /healthz");
+        return;
     }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, body ? body : small, MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(resp, "Content-Type", type);
-    enum MHD_Result r = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
+    core_http_respond(rq, status, type, body ? body : small, len, NULL);
     core_free(body);
-    return r;
 }
 
 int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *errstr,
@@ -393,20 +395,30 @@ int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *e
         return CORE_EINVAL;
     }
     /* ":PORT" resolves to the IPv4 wildcard first on glibc: every IPv4 interface */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    m->httpd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
-                                ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    int fd = core_http_listen_tcp(ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(ai);
-    if (!m->httpd) {
+    if (fd < 0) {
         snprintf(errstr, errstr_size,
-                 "metrics: cannot listen on %s (port in use? address not "
-                 "on this host?)",
-                 addr);
+                 "metrics: cannot listen on %s: %s (port in use? address not on this host?)", addr,
+                 strerror(errno));
         return CORE_EIO;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT);
-    *port_out = di ? di->port : (int)port;
+    /* one thread: a scrape renders in microseconds; a few scrapers and probes at a time */
+    core_http_conf hc;
+    memset(&hc, 0, sizeof hc);
+    hc.threads = 1;
+    hc.max_connections = 64;
+    hc.read_timeout_s = 10;
+    hc.max_uri = 1024;
+    hc.max_headers = 8192;
+    hc.max_body = 4096;
+    hc.name = "metrics";
+    hc.hooks.ctx = m;
+    hc.hooks.handle = on_request;
+    hc.hooks.error = on_error;
+    int rc = core_http_start(&m->httpd, fd, &hc, errstr, errstr_size);
+    if (rc) return rc;
+    *port_out = core_http_port(m->httpd);
     return CORE_OK;
 bad:
     snprintf(errstr, errstr_size, "metrics address '%s' is not HOST:PORT, [IPv6]:PORT or :PORT",

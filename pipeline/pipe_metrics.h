@@ -1,5 +1,5 @@
 /* pipe_metrics.h: the encoder worker's counters, histograms and per-partition lag, rendered as
- * Prometheus text and served with readiness and liveness (libmicrohttpd, its own thread).
+ * Prometheus text and served with readiness and liveness (core_http, its own threads).
  *
  * Writers: the worker thread. Readers: the HTTP thread. Counters and histogram buckets are atomics;
  * the per-partition table is under a mutex. No allocation on the update path.

@@ -385,9 +385,9 @@ static int run_one(const bench *bn, uint32_t K, const char *isa, run_result *out
         if (!(cl[i].buf = core_malloc(cl[i].buf_cap))) goto done;
     }
     /* The clients connect one after another, each once the one before has its first answer:
-     * libmicrohttpd's pool lets whichever idle thread wakes first accept, so connections opened
-     * together tend to land on one thread while another idles; opened this way, each new one
-     * meets the busy threads busy and goes to an idle one. */
+     * the server hands a new connection to a thread that is not inside a handler when one is
+     * free, and opened this way each new one meets the busy threads busy and goes to an idle
+     * one (opened together, they would be dealt round robin, which is as even). */
     struct timespec nap = {0, 200000};
     for (; started < K; started++) {
         if (pthread_create(&cl[started].th, NULL, client_main, &cl[started])) {
@@ -518,8 +518,7 @@ int rank_cmd_bench_serve(int argc, char **argv) {
     const char *paths[2] = {rank_isa_name(def), "fp32"};
     int npaths = def == RANK_ISA_FP32 ? 1 : 2;
 
-    core_log_level = CORE_LOG_ERR; /* the server's notices (and libmicrohttpd's warning that a pool
-                                      of one thread is no pool) are noise here */
+    core_log_level = CORE_LOG_ERR; /* the server's notices are noise here */
     bench bn = {.B = (uint32_t)B, .T = (uint32_t)T, .seconds = seconds};
     mdl_model *m = NULL;
     char dir[4096] = "", model_path[4200], store_path[4200];

@@ -19,7 +19,9 @@ static const char *const error_kinds[] = {
     "bad_dense", "body_too_large", "not_found", "method_not_allowed", "forbidden", "bad_user_state",
     "store", "overloaded", "scoring", "encoding_mismatch", "reload_failed", "uri_too_long",
     "headers_too_large", "unsupported_media_type", "unsupported_transfer_encoding", "unauthorized",
-    "reload_in_progress", "damaged_user_state", "other"};
+    "reload_in_progress", "damaged_user_state",
+    // the HTTP layer (core_http.h)
+    "bad_request", "bad_content_length", "bad_chunked_body", "http_version_not_supported", "other"};
 #define N_KINDS (sizeof error_kinds / sizeof error_kinds[0])
 
 static const char *const endpoint_names[RANK_EP_COUNT] = {
@@ -28,7 +30,7 @@ static const char *const endpoint_names[RANK_EP_COUNT] = {
 /* The status codes trail_http_requests_total counts by name: every code the server answers
  * with (rank-api.md); any other lands in "other", so the label set stays bounded. */
 static const unsigned status_codes[] = {200, 400, 401, 403, 404, 405, 409, 413,
-                                        414, 415, 422, 431, 500, 501, 503};
+                                        414, 415, 422, 431, 500, 501, 503, 505};
 #define N_CODES (sizeof status_codes / sizeof status_codes[0] + 1) /* + "other" */
 
 // latency buckets, seconds

@@ -4,6 +4,7 @@
 #include "core_alloc.h"
 #include "core_cpu.h"
 #include "core_err.h"
+#include "core_http.h"
 #include "core_log.h"
 #include "core_util.h"
 #include "core_version.h"
@@ -17,7 +18,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -54,7 +54,7 @@ typedef struct worker_slot {
     size_t out_cap;
 } worker_slot;
 
-/* What a daemon's request callbacks get as cls: the server, and which listener it is. */
+/* What a listener's hooks get as ctx: the server, and which listener it is. */
 typedef struct listener {
     struct rank_server *srv;
     int admin;
@@ -63,7 +63,7 @@ typedef struct listener {
 struct rank_server {
     rank_server_conf conf;
     listener pub, adm;
-    struct MHD_Daemon *admin_d; /* the admin listener, or NULL */
+    core_http_server *admin_http; /* the admin listener, or NULL */
     uint16_t admin_port;
     char *admin_path; /* owned: the Unix socket to remove at stop */
     int admin_made;   /* admin_path was bound by this server */
@@ -73,7 +73,7 @@ struct rank_server {
     char *model_path;  /* owned copy; changes with a reload that names a path */
     enc_store *st;
     int own_store;
-    struct MHD_Daemon *d;
+    core_http_server *http; /* the public listener */
     uint16_t port;
     rank_metrics *mt;
 
@@ -83,8 +83,7 @@ struct rank_server {
     _Atomic uint32_t next_slot; /* slots handed to threads so far */
 
     pthread_mutex_t reload_mu; /* one reload at a time */
-    _Atomic int in_flight;     /* requests between their first callback and completion */
-    _Atomic int open_conns;    /* connections libmicrohttpd has accepted and not yet closed */
+    _Atomic int in_flight;     /* requests between their routing and completion */
 
     /* logs (rank_serve.h, "Logs") */
     int access_fd;       /* -1: no access log */
@@ -94,13 +93,6 @@ struct rank_server {
     _Atomic int64_t rej_sec;         /* the rate limit of client-error lines: the current second */
     _Atomic uint32_t rej_n;          /* lines logged in it */
     _Atomic uint64_t rej_suppressed; /* lines not logged since the last summary */
-
-    /* the read deadline (conn_sweeper) */
-    pthread_mutex_t conn_mu; /* guards conns and sweep_stop */
-    pthread_cond_t sweep_cv;
-    struct conn_track *conns; /* every accepted connection within the limit */
-    int sweep_stop, sweeper_running;
-    pthread_t sweeper;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -277,24 +269,17 @@ int rank_server_reload(rank_server *srv, const char *path, char version[17], cha
 // ---------------------------------------------------------------------------------------------
 // HTTP plumbing
 
-/* One request, from its request line (uri_seen allocates it) to its completion
- * (request_completed frees it): libmicrohttpd's *con_cls. */
-typedef struct conn_state {
-    struct MHD_Connection *c;
+/* One request's own state: core_http's per-request data (rq->data), zeroed for each request. */
+typedef struct req_state {
     rank_endpoint ep;
-    int uri_too_long; /* the target is longer than RANK_MAX_URI: answered 414 */
-    int routed;       /* the head is in and was routed; counted in srv->in_flight */
-    char *body;
-    size_t n, cap;
-    int too_big;
-    int64_t t0;          /* ns: the request line was read */
-    unsigned status;     /* the answer queued, 0 while none is */
+    int routed;          /* passed the head's checks; counted in srv->in_flight */
+    int counted;         /* counted in trail_requests_total */
     const char *kind;    /* the error kind answered (a static string), or NULL */
     uint32_t candidates; /* scored */
     char method[12];     /* for the access log */
     char target[160];    /* the request target as received, cut and escaped (access log only) */
     char rid[RANK_REQUEST_ID_MAX + 1]; /* X-Request-Id */
-} conn_state;
+} req_state;
 
 // ---------------------------------------------------------------------------------------------
 // Request ids and operators' logs
@@ -320,8 +305,8 @@ static void request_id_new(rank_server *srv, char rid[RANK_REQUEST_ID_MAX + 1]) 
 }
 
 /* The request's id: the client's, if sane, else a new one. */
-static void request_id(rank_server *srv, conn_state *cs) {
-    const char *id = MHD_lookup_connection_value(cs->c, MHD_HEADER_KIND, "X-Request-Id");
+static void request_id(rank_server *srv, const core_http_req *rq, req_state *cs) {
+    const char *id = core_http_header(rq, "X-Request-Id");
     if (id && request_id_sane(id))
         snprintf(cs->rid, sizeof cs->rid, "%s", id);
     else
@@ -370,10 +355,7 @@ static void log_token(char *out, size_t cap, const char *s) {
 }
 
 /* The peer's address for the access log: IPv4 or IPv6, "unix" on the admin socket. */
-static void client_addr(struct MHD_Connection *c, char *out, size_t cap) {
-    const union MHD_ConnectionInfo *ci =
-        c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+static void client_addr(const struct sockaddr *sa, char *out, size_t cap) {
     snprintf(out, cap, "-");
     if (!sa) return;
     if (sa->sa_family == AF_INET)
@@ -386,24 +368,24 @@ static void client_addr(struct MHD_Connection *c, char *out, size_t cap) {
         snprintf(out, cap, "unix");
 }
 
-/* One access-log line: time (UTC), method, path, status (0: no answer from trail: cut, or
- * answered by libmicrohttpd itself), candidates, latency, request id, client address, and the
- * error kind if any. One write(2), so lines of different threads never interleave (a regular
- * file opened O_APPEND, or a pipe: lines are below PIPE_BUF). */
-static void access_log(rank_server *srv, struct MHD_Connection *c, const conn_state *cs,
+/* One access-log line: time (UTC), method, path, status (0: no answer: the connection was cut),
+ * candidates, latency, request id, client address, and the error kind if any. One write(2), so
+ * lines of different threads never interleave (a regular file opened O_APPEND, or a pipe: lines are
+ * below PIPE_BUF). */
+static void access_log(rank_server *srv, const core_http_req *rq, const req_state *cs,
                        int64_t latency_ns) {
     char line[1024], addr[INET6_ADDRSTRLEN + 8];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    client_addr(c, addr, sizeof addr);
+    client_addr(rq->peer, addr, sizeof addr);
     int n = snprintf(line, sizeof line,
                      "time=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ method=%s path=%s status=%u "
                      "candidates=%u latency_ms=%.3f request_id=%s client=%s%s%s\n",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, cs->method[0] ? cs->method : "-",
-                     cs->target[0] ? cs->target : "-", cs->status, cs->candidates,
+                     cs->target[0] ? cs->target : "-", rq->status, cs->candidates,
                      (double)latency_ns / 1e6, cs->rid[0] ? cs->rid : "-", addr,
                      cs->kind ? " error=" : "", cs->kind ? cs->kind : "");
     if (n < 0) return;
@@ -415,58 +397,33 @@ static void access_log(rank_server *srv, struct MHD_Connection *c, const conn_st
     (void)k; /* a full disk or a closed pipe loses lines, never requests */
 }
 
-/* allow: the Allow header of a 405, or the WWW-Authenticate challenge of a 401 (NULL: none). */
-static enum MHD_Result respond_allow(conn_state *cs, unsigned status, const char *type,
-                                     const char *body, size_t n, const char *allow) {
-    struct MHD_Connection *c = cs->c;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
-    if (!r) return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (cs->rid[0]) MHD_add_response_header(r, "X-Request-Id", cs->rid);
-    if (allow)
-        MHD_add_response_header(r,
-                                status == MHD_HTTP_UNAUTHORIZED ? MHD_HTTP_HEADER_WWW_AUTHENTICATE
-                                                                : MHD_HTTP_HEADER_ALLOW,
-                                allow);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    if (ret == MHD_YES) cs->status = status;
-    return ret;
+/* extra: one more header line ("Name: value\r\n": a 405's Allow, a 401's WWW-Authenticate, an
+ * overloaded answer's Retry-After), or NULL. */
+static int respond_extra(core_http_req *rq, const req_state *cs, unsigned status, const char *type,
+                         const char *body, size_t n, const char *extra) {
+    char hdrs[RANK_REQUEST_ID_MAX + 128];
+    size_t k = 0;
+    if (cs->rid[0]) k = (size_t)snprintf(hdrs, sizeof hdrs, "X-Request-Id: %s\r\n", cs->rid);
+    if (extra) snprintf(hdrs + k, sizeof hdrs - k, "%s", extra);
+    return core_http_respond(rq, status, type, body, n, cs->rid[0] || extra ? hdrs : NULL);
 }
 
-static enum MHD_Result respond(conn_state *cs, unsigned status, const char *type, const char *body,
-                               size_t n) {
-    return respond_allow(cs, status, type, body, n, NULL);
-}
-
-/* Append s to a JSON string literal body (quotes, backslashes and controls escaped). */
-static size_t json_escape(char *out, size_t cap, const char *s) {
-    size_t n = 0;
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            out[n++] = '\\', out[n++] = (char)c;
-        else if (c < 0x20)
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        else
-            out[n++] = (char)c;
-    }
-    out[n] = '\0';
-    return n;
+static int respond(core_http_req *rq, const req_state *cs, unsigned status, const char *type,
+                   const char *body, size_t n) {
+    return respond_extra(rq, cs, status, type, body, n, NULL);
 }
 
 /* {"error": kind, "message": ..., "field": ..., "offset": ..., "line": ..., "column": ...} */
-static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, unsigned status,
-                                           const char *kind, const char *message,
-                                           const rank_req_error *pe, const char *allow) {
+static int respond_error_extra(rank_server *srv, core_http_req *rq, req_state *cs, unsigned status,
+                               const char *kind, const char *message, const rank_req_error *pe,
+                               const char *extra) {
     char msg[512], field[160], body[1024];
     int n;
-    json_escape(msg, sizeof msg, message);
+    core_http_json_escape(msg, sizeof msg, message);
     rank_metrics_error(srv->mt, kind);
     cs->kind = kind;
     if (pe) {
-        json_escape(field, sizeof field, pe->field);
+        core_http_json_escape(field, sizeof field, pe->field);
         n = snprintf(
             body, sizeof body,
             "{\"error\":\"%s\",\"message\":\"%s\",\"field\":\"%s\",\"offset\":%zu,\"line\":%u,"
@@ -476,15 +433,17 @@ static enum MHD_Result respond_error_allow(rank_server *srv, conn_state *cs, uns
         n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
     }
     // a server-side failure is an event of note; a client's mistake is a counter and an info
-    // line, rate-limited so that a misbehaving client cannot flood the log
-    if (status >= 500)
+    // line, rate-limited so that a misbehaving client cannot flood the log (so are the 5xx a
+    // client causes: a transfer coding or HTTP version not spoken, a connection over a limit)
+    int clients = status < 500 || status == 501 || status == 505 || !strcmp(kind, "overloaded");
+    if (!clients)
         CORE_LOG(CORE_LOG_WARNING, "serve: failed status=%u kind=%s request_id=%s message=\"%s\"",
                  status, kind, cs->rid, msg);
     else if (rejected_log_ok(srv))
         CORE_LOG(CORE_LOG_INFO, "serve: rejected status=%u kind=%s request_id=%s message=\"%s\"",
                  status, kind, cs->rid, msg);
-    return respond_allow(cs, status, "application/json", body,
-                         (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, allow);
+    return respond_extra(rq, cs, status, "application/json", body,
+                         (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, extra);
 }
 
 /* A user whose stored record or window chunk failed its checksum or format check: the server's
@@ -493,61 +452,9 @@ static int damaged_state(int rc) {
     return rc == CORE_ECHECKSUM || rc == CORE_EFORMAT;
 }
 
-static enum MHD_Result respond_error(rank_server *srv, conn_state *cs, unsigned status,
-                                     const char *kind, const char *message,
-                                     const rank_req_error *pe) {
-    return respond_error_allow(srv, cs, status, kind, message, pe, NULL);
-}
-
-static char over_limit_mark; /* a connection's socket_context: answered 503 (connection_notify) */
-
-/* One accepted connection, for the read deadline: its socket_context, linked in srv->conns under
- * conn_mu from libmicrohttpd's STARTED notification to its CLOSED one. libmicrohttpd sends
- * CLOSED before it closes the socket, so fd is open while the tracker is linked. */
-typedef struct conn_track {
-    struct conn_track *prev, *next;
-    int fd;
-    int cut;               /* shut down by conn_sweeper */
-    _Atomic int answering; /* from a request's last callback to its completion */
-    _Atomic int64_t since; /* ns: accepted, or the previous answer completed */
-} conn_track;
-
-static conn_track *conn_of(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    void *p = ci ? ci->socket_context : NULL;
-    return p == &over_limit_mark ? NULL : p;
-}
-
-/* The request is read in full: the deadline stops while it is scored and answered. */
-static void conn_answering(struct MHD_Connection *c) {
-    conn_track *t = conn_of(c);
-    if (t) atomic_store(&t->answering, 1);
-}
-
-/* A request begins: its request line is read. The value returned becomes the request's
- * *con_cls, and libmicrohttpd hands it to request_completed however the request ends, so this
- * is where its clock starts (the latency histogram covers reading and parsing) and the one place
- * it is allocated. libmicrohttpd hands the application the path without its query, so the
- * target's length (the request head's own limit, rank_serve.h) is taken here, where the whole of
- * it is seen. NULL (out of memory): the request is dropped. */
-static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *c) {
-    const rank_server *srv = cls;
-    conn_state *cs = core_calloc(1, sizeof *cs);
-    if (!cs) return NULL;
-    cs->t0 = core_now_ns();
-    cs->c = c;
-    cs->ep = RANK_EP_OTHER;
-    cs->uri_too_long = uri && strlen(uri) > RANK_MAX_URI;
-    if (srv->access_fd >= 0 && uri) log_token(cs->target, sizeof cs->target, uri);
-    return cs;
-}
-
-static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value) {
-    (void)kind;
-    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; // "name: value\r\n"
-    return MHD_YES;
+static int respond_error(rank_server *srv, core_http_req *rq, req_state *cs, unsigned status,
+                         const char *kind, const char *message, const rank_req_error *pe) {
+    return respond_error_extra(srv, rq, cs, status, kind, message, pe, NULL);
 }
 
 /* Whether a Content-Type names application/json (parameters such as charset allowed). */
@@ -580,20 +487,20 @@ int rank_addr_is_loopback(const struct sockaddr *sa) {
 
 /* An admin request's bearer token, compared in time independent of where it differs.
  * @return 0 ok, 401 no "Authorization: Bearer", 403 another token. */
-static unsigned admin_auth(const rank_server *srv, struct MHD_Connection *c) {
+static unsigned admin_auth(const rank_server *srv, const core_http_req *rq) {
     const char *want = srv->admin_token;
     if (!want) return 0;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return MHD_HTTP_UNAUTHORIZED;
+    const char *h = core_http_header(rq, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 401;
     h += 7;
     while (*h == ' ')
         h++;
-    if (!*h) return MHD_HTTP_UNAUTHORIZED; // "Bearer" and nothing: no credentials
+    if (!*h) return 401; // "Bearer" and nothing: no credentials
     size_t n = strlen(h), m = strlen(want);
     unsigned char diff = (unsigned char)(n != m);
     for (size_t i = 0; i < m; i++)
         diff |= (unsigned char)(want[i] ^ (i < n ? h[i] : 0));
-    return diff ? MHD_HTTP_FORBIDDEN : 0;
+    return diff ? 403 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,43 +540,43 @@ static size_t format_score(char *out, size_t cap, float score) {
     return n + (size_t)nd;
 }
 
-static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
+static int handle_score(rank_server *srv, core_http_req *rq, req_state *cs) {
     int64_t t0 = core_now_ns();
     rank_req_error pe;
     char msg[256];
     enc_user_view view;
-    enum MHD_Result ret;
+    int ret;
     int si = slot_of_thread(srv);
     if (si < 0)
-        return respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
-                             "more HTTP threads than worker slots", NULL);
+        return respond_error(srv, rq, cs, 503, "overloaded", "more HTTP threads than worker slots",
+                             NULL);
     worker_slot *ws = &srv->slots[si];
     served_model *sm = served_acquire(srv);
     const mdl_model *m = sm->m;
-    rank_request *rq = ws->rq;
-    int rc = rank_request_parse(rq, cs->body ? cs->body : "", cs->n, &pe);
+    rank_request *req = ws->rq;
+    int rc = rank_request_parse(req, rq->body ? rq->body : "", rq->body_len, &pe);
     if (rc) {
-        ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, pe.kind, pe.message, &pe);
+        ret = respond_error(srv, rq, cs, 400, pe.kind, pe.message, &pe);
         goto done;
     }
-    cs->candidates = rq->B;
-    if (rq->has_dense && rq->n_dense != m->cfg.n_dense) {
-        snprintf(msg, sizeof msg, "dense: %u values given, the model takes exactly %u", rq->n_dense,
-                 m->cfg.n_dense);
-        ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, "bad_dense", msg, NULL);
+    cs->candidates = req->B;
+    if (req->has_dense && req->n_dense != m->cfg.n_dense) {
+        snprintf(msg, sizeof msg, "dense: %u values given, the model takes exactly %u",
+                 req->n_dense, m->cfg.n_dense);
+        ret = respond_error(srv, rq, cs, 400, "bad_dense", msg, NULL);
         goto done;
     }
     rank_history h;
     memset(&h, 0, sizeof h);
-    h.now_ts = rq->has_ts ? rq->ts : core_wall_s();
-    h.dense = rq->has_dense && rq->n_dense ? rq->dense : NULL;
+    h.now_ts = req->has_ts ? req->ts : core_wall_s();
+    h.dense = req->has_dense && req->n_dense ? req->dense : NULL;
     int64_t age = -1;
     if ((rc = enc_reader_begin(ws->rd))) {
         snprintf(msg, sizeof msg, "reading the store: %s", core_strerror(rc));
-        ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        ret = respond_error(srv, rq, cs, 503, "store", msg, NULL);
         goto done;
     }
-    rc = enc_reader_user(ws->rd, rq->user_id, &view);
+    rc = enc_reader_user(ws->rd, req->user_id, &view);
     if (rc == CORE_OK) {
         if (model_reads_buckets(&m->cfg) &&
             (view.encoding_version != m->encoding_version || view.S != m->cfg.S ||
@@ -680,9 +587,9 @@ static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
                 msg, sizeof msg,
                 "user %llu: stored buckets (encoding_version %s, S=%u, %u buckets, C=%u) do not "
                 "fit model %s",
-                (unsigned long long)rq->user_id, a, view.S, view.n_buckets, view.C, sm->version);
+                (unsigned long long)req->user_id, a, view.S, view.n_buckets, view.C, sm->version);
             enc_reader_end(ws->rd);
-            ret = respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "bad_user_state", msg, NULL);
+            ret = respond_error(srv, rq, cs, 503, "bad_user_state", msg, NULL);
             goto done;
         }
         h.bucket_sum = view.bucket_sum;
@@ -693,86 +600,82 @@ static enum MHD_Result handle_score(rank_server *srv, conn_state *cs) {
         age = core_wall_s() - view.last_ts;
         if (age < 0) age = 0;
         if (mdl_reads_window(&m->cfg) &&
-            (rc = enc_reader_window(ws->rd, rq->user_id, ws->window, srv->conf.window, &h.T))) {
+            (rc = enc_reader_window(ws->rd, req->user_id, ws->window, srv->conf.window, &h.T))) {
             snprintf(msg, sizeof msg, "user %llu: reading the window: %s",
-                     (unsigned long long)rq->user_id, core_strerror(rc));
+                     (unsigned long long)req->user_id, core_strerror(rc));
             enc_reader_end(ws->rd);
             ret = damaged_state(rc)
-                      ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "damaged_user_state",
-                                      msg, NULL)
-                      : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+                      ? respond_error(srv, rq, cs, 500, "damaged_user_state", msg, NULL)
+                      : respond_error(srv, rq, cs, 503, "store", msg, NULL);
             goto done;
         }
         h.window = ws->window;
     } else if (rc != CORE_ENOTFOUND) {
-        snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)rq->user_id,
+        snprintf(msg, sizeof msg, "user %llu: %s", (unsigned long long)req->user_id,
                  damaged_state(rc) ? "stored state failed its checksum or format check (damaged; "
                                      "trail inspect --verify)"
                                    : core_strerror(rc));
         enc_reader_end(ws->rd);
-        ret = damaged_state(rc)
-                  ? respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "damaged_user_state",
-                                  msg, NULL)
-                  : respond_error(srv, cs, MHD_HTTP_SERVICE_UNAVAILABLE, "store", msg, NULL);
+        ret = damaged_state(rc) ? respond_error(srv, rq, cs, 500, "damaged_user_state", msg, NULL)
+                                : respond_error(srv, rq, cs, 503, "store", msg, NULL);
         goto done;
     } // CORE_ENOTFOUND: an unknown user is scored with an empty history
     // the views are zero-copy: the read transaction stays open until scoring is done
     uint64_t hit0, miss0, hit1, miss1; /* this slot's scratch is this thread's for the request */
     rank_scratch_sigcache_stats(sm->scratch[si], &hit0, &miss0);
-    rc = rank_score(ws->scores, sm->scratch[si], m, &h, rq->item_id, rq->category_id, rq->B);
+    rc = rank_score(ws->scores, sm->scratch[si], m, &h, req->item_id, req->category_id, req->B);
     enc_reader_end(ws->rd);
     rank_scratch_sigcache_stats(sm->scratch[si], &hit1, &miss1);
     rank_metrics_sigcache(srv->mt, hit1 - hit0, miss1 - miss0);
     if (rc) {
         snprintf(msg, sizeof msg, "scoring failed: %s", core_strerror(rc));
-        ret = respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
+        ret = respond_error(srv, rq, cs, 500, "scoring", msg, NULL);
         goto done;
     }
     size_t n = (size_t)snprintf(ws->out, ws->out_cap, "{\"model_version\":\"%s\",\"scores\":[",
                                 sm->version);
-    for (uint32_t b = 0; b < rq->B; b++) {
+    for (uint32_t b = 0; b < req->B; b++) {
         if (!isfinite(ws->scores[b])) {
             snprintf(msg, sizeof msg, "candidate %u scored a non-finite value", b);
-            ret = respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "scoring", msg, NULL);
+            ret = respond_error(srv, rq, cs, 500, "scoring", msg, NULL);
             goto done;
         }
         if (b) ws->out[n++] = ',';
         n += format_score(ws->out + n, ws->out_cap - n, ws->scores[b]);
     }
     n += (size_t)snprintf(ws->out + n, ws->out_cap - n, "]}\n");
-    ret = respond(cs, MHD_HTTP_OK, "application/json", ws->out, n);
-    rank_metrics_scored(srv->mt, core_now_ns() - t0, rq->B, age);
+    ret = respond(rq, cs, 200, "application/json", ws->out, n);
+    rank_metrics_scored(srv->mt, core_now_ns() - t0, req->B, age);
 done:
     served_release(sm);
     return ret;
 }
 
-static enum MHD_Result handle_reload(rank_server *srv, conn_state *cs) {
+static int handle_reload(rank_server *srv, core_http_req *rq, req_state *cs) {
     char err[768], version[17], prev[17], body[256];
     const char *path = NULL;
     json_t *root = NULL;
     json_error_t jerr;
-    enum MHD_Result ret;
-    if (cs->n) { // optional {"model": "/path/to/model"}
-        root = json_loadb(cs->body, cs->n, JSON_REJECT_DUPLICATES, &jerr);
+    int ret;
+    if (rq->body_len) { // optional {"model": "/path/to/model"}
+        root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
         const char *key;
         json_t *v;
         if (!root || !json_is_object(root)) {
             snprintf(err, sizeof err, "reload body: %s",
                      root ? "expected a JSON object" : jerr.text);
-            ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, root ? "bad_type" : "bad_json", err,
-                                NULL);
+            ret = respond_error(srv, rq, cs, 400, root ? "bad_type" : "bad_json", err, NULL);
             goto done;
         }
         json_object_foreach(root, key, v) {
             if (strcmp(key, "model") != 0) {
                 snprintf(err, sizeof err, "reload body: unknown field \"%.40s\" (fields: model)",
                          key);
-                ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, "unknown_field", err, NULL);
+                ret = respond_error(srv, rq, cs, 400, "unknown_field", err, NULL);
                 goto done;
             }
             if (!json_is_string(v)) {
-                ret = respond_error(srv, cs, MHD_HTTP_BAD_REQUEST, "bad_type",
+                ret = respond_error(srv, rq, cs, 400, "bad_type",
                                     "reload body: model: expected a string (a model file path)",
                                     NULL);
                 goto done;
@@ -785,22 +688,20 @@ static enum MHD_Result handle_reload(rank_server *srv, conn_state *cs) {
     served_release(sm);
     int rc = reload(srv, path, version, err, sizeof err, 0);
     if (rc == CORE_EBUSY) {
-        ret = respond_error(srv, cs, MHD_HTTP_CONFLICT, "reload_in_progress", err, NULL);
+        ret = respond_error(srv, rq, cs, 409, "reload_in_progress", err, NULL);
         goto done;
     }
     if (rc) {
-        unsigned status = rc == CORE_EMISMATCH ? MHD_HTTP_CONFLICT
-                          : rc == CORE_ENOMEM  ? MHD_HTTP_INTERNAL_SERVER_ERROR
-                                               : MHD_HTTP_UNPROCESSABLE_CONTENT;
+        unsigned status = rc == CORE_EMISMATCH ? 409 : rc == CORE_ENOMEM ? 500 : 422;
         ret =
-            respond_error(srv, cs, status,
+            respond_error(srv, rq, cs, status,
                           rc == CORE_EMISMATCH ? "encoding_mismatch" : "reload_failed", err, NULL);
         goto done;
     }
     int n =
         snprintf(body, sizeof body,
                  "{\"model_version\":\"%s\",\"previous_model_version\":\"%s\"}\n", version, prev);
-    ret = respond(cs, MHD_HTTP_OK, "application/json", body, (size_t)n);
+    ret = respond(rq, cs, 200, "application/json", body, (size_t)n);
 done:
     json_decref(root);
     return ret;
@@ -809,7 +710,7 @@ done:
 /* GET /v1/models/current: what is served, as the model-metadata endpoints of model servers have
  * it (schemas/rank-api.md, "Conventions"). Built with jansson: the model's path is the client's
  * text (any bytes, any length) and must come out as valid JSON. */
-static enum MHD_Result handle_model(rank_server *srv, conn_state *cs) {
+static int handle_model(rank_server *srv, core_http_req *rq, req_state *cs) {
     char variant[96], loaded[32], ascii[1024];
     served_model *sm = served_acquire(srv);
     const mdl_config *mc = &sm->m->cfg;
@@ -845,174 +746,115 @@ static enum MHD_Result handle_model(rank_server *srv, conn_state *cs) {
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!body)
-        return respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
-                             "out of memory describing the model", NULL);
+        return respond_error(srv, rq, cs, 500, "other", "out of memory describing the model", NULL);
     size_t n = strlen(body);
     body[n] = '\n'; // json_dumps' NUL becomes the line end; respond copies n + 1 bytes
-    enum MHD_Result ret = respond(cs, MHD_HTTP_OK, "application/json", body, n + 1);
+    int ret = respond(rq, cs, 200, "application/json", body, n + 1);
     free(body);
     return ret;
 }
 
-static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
-                                      const char *method, const char *version,
-                                      const char *upload_data, size_t *upload_data_size,
-                                      void **con_cls) {
-    const listener *l = cls;
+/* What a request's head says: its id, its method and target for the access log, and the endpoint
+ * (admin endpoints only on the admin listener, scoring only on the public one). Also for a
+ * request refused while its head was read, as far as it was. */
+static void request_route(const listener *l, const core_http_req *rq, req_state *cs) {
     rank_server *srv = l->srv;
-    conn_state *cs = *con_cls;
-    (void)version;
-    if (!cs) return MHD_NO; // uri_seen ran out of memory: drop the request
-    if (!cs->routed) { // headers are in: route, and refuse what is refused before reading a body
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        // answered 503 when it was accepted (refuse_over_limit): drop the request
-        if (ci && ci->socket_context == &over_limit_mark) return MHD_NO;
-        request_id(srv, cs);
-        log_token(cs->method, sizeof cs->method, method);
-        if (cs->uri_too_long) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "request target longer than %d bytes", RANK_MAX_URI);
-            return respond_error(srv, cs, MHD_HTTP_URI_TOO_LONG, "uri_too_long", msg, NULL);
-        }
-        rank_endpoint ep = !strcmp(url, "/v1/score")            ? RANK_EP_SCORE
-                           : !strcmp(url, "/healthz")           ? RANK_EP_HEALTHZ
-                           : !strcmp(url, "/readyz")            ? RANK_EP_READYZ
-                           : !strcmp(url, "/metrics")           ? RANK_EP_METRICS
-                           : !strcmp(url, "/v1/models/current") ? RANK_EP_MODEL
-                           : !strcmp(url, "/admin/reload")      ? RANK_EP_RELOAD
-                                                                : RANK_EP_OTHER;
-        // admin endpoints only on the admin listener; scoring only on the public one
-        if (l->admin ? ep == RANK_EP_SCORE : ep == RANK_EP_RELOAD) ep = RANK_EP_OTHER;
-        cs->ep = ep;
-        size_t head = 0;
-        MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &head);
-        if (head > RANK_MAX_HEADERS) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "header lines of %zu bytes are above the limit of %d", head,
-                     RANK_MAX_HEADERS);
-            return respond_error(srv, cs, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                 "headers_too_large", msg, NULL);
-        }
-        if (l->admin) { // every admin request, whatever its path, shows the token first
-            unsigned denied = admin_auth(srv, c);
-            if (denied == MHD_HTTP_UNAUTHORIZED) {
-                rank_metrics_request(srv->mt, RANK_EP_OTHER);
-                return respond_error_allow(
-                    srv, cs, denied, "unauthorized",
-                    "the admin listener needs an \"Authorization: Bearer <token>\" header", NULL,
-                    "Bearer realm=\"trail admin\"");
-            }
-            if (denied) {
-                rank_metrics_request(srv->mt, RANK_EP_OTHER);
-                return respond_error(srv, cs, denied, "forbidden", "wrong admin token", NULL);
-            }
-        }
-        int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-        char msg[256];
-        rank_metrics_request(srv->mt, ep);
-        if (ep == RANK_EP_OTHER) {
-            snprintf(msg, sizeof msg, "no such path: %.100s (paths: %s)", url,
-                     l->admin ? "/admin/reload, /healthz, /readyz, /metrics, /v1/models/current"
-                              : "/v1/score, /healthz, /readyz, /metrics, /v1/models/current; "
-                                "/admin/reload is on the admin listener");
-            return respond_error(srv, cs, MHD_HTTP_NOT_FOUND, "not_found", msg, NULL);
-        }
-        int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
-        if (want_post ? !post : !get) {
-            snprintf(msg, sizeof msg, "%.16s %s: use %s", method, url, want_post ? "POST" : "GET");
-            return respond_error_allow(srv, cs, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                                       msg, NULL, want_post ? "POST" : "GET, HEAD");
-        }
-        // libmicrohttpd decodes chunked bodies only; with any other transfer coding it would read
-        // the body until the client closes, and the request would hang to the read deadline
-        const char *te =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-        if (te && strcasecmp(te, "chunked") != 0) {
-            snprintf(msg, sizeof msg,
-                     "Transfer-Encoding \"%.80s\": only chunked (or a Content-Length) is supported",
-                     te);
-            return respond_error(srv, cs, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_transfer_encoding",
-                                 msg, NULL);
-        }
-        const char *ct =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (ep == RANK_EP_SCORE && ct && !content_type_is_json(ct)) {
-            snprintf(msg, sizeof msg, "Content-Type \"%.80s\": the body must be application/json",
-                     ct);
-            return respond_error(srv, cs, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                                 msg, NULL);
-        }
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
-        if (len > srv->conf.max_body) {
-            snprintf(msg, sizeof msg, "body of %llu bytes is above the limit of %zu", len,
-                     srv->conf.max_body);
-            return respond_error(srv, cs, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
-        }
-        if (len && !(cs->body = core_malloc(cs->cap = (size_t)len))) return MHD_NO;
-        cs->routed = 1;
-        atomic_fetch_add(&srv->in_flight, 1);
-        return MHD_YES;
+    const char *url = rq->path;
+    request_id(srv, rq, cs);
+    log_token(cs->method, sizeof cs->method, rq->method);
+    if (srv->access_fd >= 0) {
+        char target[sizeof cs->target];
+        snprintf(target, sizeof target, "%s%s%s", url, rq->query ? "?" : "",
+                 rq->query ? rq->query : "");
+        log_token(cs->target, sizeof cs->target, target);
     }
-    if (*upload_data_size) { // a piece of the body: keep it unless it breaks the limit
-        size_t k = *upload_data_size;
-        *upload_data_size = 0;
-        if (cs->too_big) {
-            // a modest overshoot is read and dropped so the client gets its 413; a stream that
-            // goes on past twice the limit is cut (libmicrohttpd cannot answer mid-body)
-            cs->n += k;
-            if (cs->n <= srv->conf.max_body) return MHD_YES;
-            rank_metrics_error(srv->mt, "body_too_large");
-            cs->kind = "body_too_large";
-            if (rejected_log_ok(srv))
-                CORE_LOG(CORE_LOG_INFO,
-                         "serve: connection cut: chunked body past twice the %zu-byte limit "
-                         "request_id=%s",
-                         srv->conf.max_body, cs->rid);
-            return MHD_NO;
+    rank_endpoint ep = !strcmp(url, "/v1/score")            ? RANK_EP_SCORE
+                       : !strcmp(url, "/healthz")           ? RANK_EP_HEALTHZ
+                       : !strcmp(url, "/readyz")            ? RANK_EP_READYZ
+                       : !strcmp(url, "/metrics")           ? RANK_EP_METRICS
+                       : !strcmp(url, "/v1/models/current") ? RANK_EP_MODEL
+                       : !strcmp(url, "/admin/reload")      ? RANK_EP_RELOAD
+                                                            : RANK_EP_OTHER;
+    if (l->admin ? ep == RANK_EP_SCORE : ep == RANK_EP_RELOAD) ep = RANK_EP_OTHER;
+    cs->ep = ep;
+}
+
+/* The head is in and well-formed (core_http checked its framing and limits): refuse what is
+ * refused before the body is read. */
+static void on_head(void *ctx, core_http_req *rq) {
+    const listener *l = ctx;
+    rank_server *srv = l->srv;
+    req_state *cs = rq->data;
+    const char *url = rq->path, *method = rq->method;
+    request_route(l, rq, cs);
+    rank_endpoint ep = cs->ep;
+    cs->counted = 1;
+    if (l->admin) { // every admin request, whatever its path, shows the token first
+        unsigned denied = admin_auth(srv, rq);
+        if (denied == 401) {
+            rank_metrics_request(srv->mt, RANK_EP_OTHER);
+            respond_error_extra(
+                srv, rq, cs, denied, "unauthorized",
+                "the admin listener needs an \"Authorization: Bearer <token>\" header", NULL,
+                "WWW-Authenticate: Bearer realm=\"trail admin\"\r\n");
+            return;
         }
-        if (k > srv->conf.max_body - cs->n) { // stop buffering at the limit; the rest is discarded
-            cs->too_big = 1;
-            core_free(cs->body);
-            cs->body = NULL;
-            cs->n = k - (srv->conf.max_body - cs->n); // from here n counts bytes past the limit
-            cs->cap = 0;
-            return MHD_YES;
+        if (denied) {
+            rank_metrics_request(srv->mt, RANK_EP_OTHER);
+            respond_error(srv, rq, cs, denied, "forbidden", "wrong admin token", NULL);
+            return;
         }
-        if (cs->n + k > cs->cap) {
-            size_t cap = cs->cap ? cs->cap : 4096;
-            while (cap < cs->n + k)
-                cap *= 2;
-            if (cap > srv->conf.max_body) cap = srv->conf.max_body;
-            char *nb = core_realloc(cs->body, cap);
-            if (!nb) return MHD_NO;
-            cs->body = nb;
-            cs->cap = cap;
-        }
-        memcpy(cs->body + cs->n, upload_data, k);
-        cs->n += k;
-        return MHD_YES;
     }
-    conn_answering(c);
-    if (cs->too_big) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "body is above the limit of %zu bytes", srv->conf.max_body);
-        return respond_error(srv, cs, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg, NULL);
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    char msg[256];
+    rank_metrics_request(srv->mt, ep);
+    if (ep == RANK_EP_OTHER) {
+        snprintf(msg, sizeof msg, "no such path: %.100s (paths: %s)", url,
+                 l->admin ? "/admin/reload, /healthz, /readyz, /metrics, /v1/models/current"
+                          : "/v1/score, /healthz, /readyz, /metrics, /v1/models/current; "
+                            "/admin/reload is on the admin listener");
+        respond_error(srv, rq, cs, 404, "not_found", msg, NULL);
+        return;
     }
+    int want_post = ep == RANK_EP_SCORE || ep == RANK_EP_RELOAD;
+    if (want_post ? !post : !get) {
+        snprintf(msg, sizeof msg, "%.16s %s: use %s", method, url, want_post ? "POST" : "GET");
+        respond_error_extra(srv, rq, cs, 405, "method_not_allowed", msg, NULL,
+                            want_post ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
+        return;
+    }
+    const char *ct = core_http_header(rq, "Content-Type");
+    if (ep == RANK_EP_SCORE && ct && !content_type_is_json(ct)) {
+        char quoted[96]; /* the client's bytes, as the access log writes them */
+        log_token(quoted, sizeof quoted, ct);
+        snprintf(msg, sizeof msg, "Content-Type \"%s\": the body must be application/json", quoted);
+        respond_error(srv, rq, cs, 415, "unsupported_media_type", msg, NULL);
+        return;
+    }
+    cs->routed = 1;
+    atomic_fetch_add(&srv->in_flight, 1);
+}
+
+/* The body is in: answer. */
+static void on_handle(void *ctx, core_http_req *rq) {
+    const listener *l = ctx;
+    rank_server *srv = l->srv;
+    req_state *cs = rq->data;
     switch (cs->ep) {
     case RANK_EP_SCORE:
-        return handle_score(srv, cs);
+        handle_score(srv, rq, cs);
+        return;
     case RANK_EP_RELOAD:
-        return handle_reload(srv, cs);
+        handle_reload(srv, rq, cs);
+        return;
     case RANK_EP_HEALTHZ: {
         char body[96];
         served_model *sm = served_acquire(srv);
         int n = snprintf(body, sizeof body, "{\"status\":\"ok\",\"model_version\":\"%s\"}\n",
                          sm->version);
         served_release(sm);
-        return respond(cs, MHD_HTTP_OK, "application/json", body, (size_t)n);
+        respond(rq, cs, 200, "application/json", body, (size_t)n);
+        return;
     }
     case RANK_EP_READYZ: { /* ready: a model is served and the store answers a read */
         char body[256];
@@ -1022,11 +864,12 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
                          "{\"status\":\"%s\",\"model_version\":\"%s\",\"store\":\"%s\"}\n",
                          ok ? "ready" : "not_ready", sm->version, ok ? "readable" : "unreadable");
         served_release(sm);
-        return respond(cs, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
-                       body, (size_t)n);
+        respond(rq, cs, ok ? 200 : 503, "application/json", body, (size_t)n);
+        return;
     }
     case RANK_EP_MODEL:
-        return handle_model(srv, cs);
+        handle_model(srv, rq, cs);
+        return;
     case RANK_EP_METRICS: {
         char body[RANK_METRICS_MAX];
         uint64_t damaged, quarantined;
@@ -1034,151 +877,54 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
         rank_metrics_store_damage(srv->mt, damaged);
         int n = rank_metrics_render(srv->mt, body, sizeof body);
         if (n < 0)
-            return respond_error(srv, cs, MHD_HTTP_INTERNAL_SERVER_ERROR, "other",
-                                 "metrics too large", NULL);
-        return respond(cs, MHD_HTTP_OK, "text/plain; version=0.0.4", body, (size_t)n);
-    }
-    default:
-        return MHD_NO;
-    }
-}
-
-static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                              enum MHD_RequestTerminationCode toe) {
-    rank_server *srv = ((const listener *)cls)->srv;
-    conn_state *cs = *con_cls;
-    conn_track *t = conn_of(c);
-    (void)toe;
-    if (t) { // the next request on this connection has a full read deadline of its own
-        atomic_store(&t->since, core_now_ns());
-        atomic_store(&t->answering, 0);
-    }
-    if (!cs) return;
-    *con_cls = NULL;
-    int64_t latency = core_now_ns() - cs->t0;
-    // only answered requests: one cut mid-body or dropped has no status (its kind is counted)
-    if (cs->status) rank_metrics_http(srv->mt, cs->ep, cs->status, latency);
-    if (srv->access_fd >= 0) access_log(srv, c, cs, latency);
-    if (cs->routed) atomic_fetch_sub(&srv->in_flight, 1);
-    core_free(cs->body);
-    core_free(cs);
-}
-
-/* The total limit. libmicrohttpd's own MHD_OPTION_CONNECTION_LIMIT stops accepting when it is
- * reached, which leaves new clients waiting in the listen backlog until a connection closes; so
- * the limit is counted here instead, and a connection over it is answered 503 at once: the
- * answer is written straight to the fresh socket (libmicrohttpd has not touched it yet), the
- * socket is shut down both ways so that libmicrohttpd sees the end of it on its next poll and
- * closes it, and, should the client have sent its request already, handle_request drops it.
- * libmicrohttpd's own limit stays above this one, as a backstop. */
-#define CONN_HEADROOM 64u /* libmicrohttpd's limit is max_connections + this + threads */
-
-static void refuse_over_limit(rank_server *srv, struct MHD_Connection *c) {
-#define OVERLOADED_BODY                                                                            \
-    "{\"error\":\"overloaded\",\"message\":\"too many open connections; try again later\"}\n"
-    _Static_assert(sizeof OVERLOADED_BODY - 1 == 78, "Content-Length below");
-    conn_state cs; /* what the access log needs of a request that was never read */
-    char answer[512];
-    memset(&cs, 0, sizeof cs);
-    cs.status = 503;
-    cs.kind = "overloaded";
-    request_id_new(srv, cs.rid);
-    int n = snprintf(answer, sizeof answer,
-                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                     "Connection: close\r\nRetry-After: 1\r\nX-Request-Id: %s\r\n"
-                     "Content-Length: 78\r\n\r\n" OVERLOADED_BODY,
-                     cs.rid);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    rank_metrics_error(srv->mt, "overloaded");
-    rank_metrics_http(srv->mt, RANK_EP_OTHER, 503, 0); /* answered before any request is read */
-    if (srv->access_fd >= 0) access_log(srv, c, &cs, 0);
-    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
-    if (!ci) return;
-    // best effort: a fresh socket's send buffer takes these few bytes without blocking
-    ssize_t k = send(ci->connect_fd, answer, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)k;
-    shutdown(ci->connect_fd, SHUT_RDWR);
-}
-
-static void connection_notify(void *cls, struct MHD_Connection *c, void **socket_context,
-                              enum MHD_ConnectionNotificationCode code) {
-    rank_server *srv = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        int open = atomic_fetch_add(&srv->open_conns, 1) + 1;
-        if ((uint32_t)open > srv->conf.max_connections) {
-            *socket_context = &over_limit_mark;
-            refuse_over_limit(srv, c);
-            return;
-        }
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        conn_track *t = ci ? core_calloc(1, sizeof *t) : NULL;
-        if (!t) return; // untracked: only libmicrohttpd's inactivity timeout applies
-        t->fd = ci->connect_fd;
-        atomic_init(&t->answering, 0);
-        atomic_init(&t->since, core_now_ns());
-        pthread_mutex_lock(&srv->conn_mu);
-        t->next = srv->conns;
-        if (t->next) t->next->prev = t;
-        srv->conns = t;
-        pthread_mutex_unlock(&srv->conn_mu);
-        *socket_context = t;
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        atomic_fetch_sub(&srv->open_conns, 1);
-        conn_track *t = *socket_context;
-        *socket_context = NULL;
-        if (!t || t == (void *)&over_limit_mark) return;
-        pthread_mutex_lock(&srv->conn_mu);
-        if (t->prev)
-            t->prev->next = t->next;
+            respond_error(srv, rq, cs, 500, "other", "metrics too large", NULL);
         else
-            srv->conns = t->next;
-        if (t->next) t->next->prev = t->prev;
-        pthread_mutex_unlock(&srv->conn_mu);
-        core_free(t);
+            respond(rq, cs, 200, "text/plain; version=0.0.4", body, (size_t)n);
+        return;
+    }
+    default: /* on_head answered every other endpoint */
+        return;
     }
 }
 
-/* The read deadline. libmicrohttpd's timeout counts inactivity only, so a client that trickles a
- * byte now and then would keep its connection forever; this thread shuts down, a few times a
- * second, every connection that has been reading one request (its head and body, or the wait for
- * it on a kept-alive connection) for longer than read_timeout_s. libmicrohttpd then reads the end
- * of the socket and closes it (no answer: the client is not reading one). */
-static void *conn_sweeper(void *arg) {
-    rank_server *srv = arg;
-    const int64_t limit = (int64_t)srv->conf.read_timeout_s * 1000000000;
-    pthread_mutex_lock(&srv->conn_mu);
-    while (!srv->sweep_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-        pthread_cond_timedwait(&srv->sweep_cv, &srv->conn_mu, &ts);
-        int64_t now = core_now_ns();
-        unsigned n = 0;
-        for (conn_track *t = srv->conns; t; t = t->next)
-            if (!t->cut && !atomic_load(&t->answering) && now - atomic_load(&t->since) > limit) {
-                t->cut = 1;
-                shutdown(t->fd, SHUT_RDWR);
-                n++;
-            }
-        if (n)
-            CORE_LOG(CORE_LOG_INFO, "serve: closed %u connections past the %u s read deadline", n,
-                     srv->conf.read_timeout_s);
+/* A request core_http refused (malformed, over a limit: core_http.h's table), or a connection
+ * over a connection limit (no request read: an "overloaded" answer with Retry-After). */
+static void on_error(void *ctx, core_http_req *rq, unsigned status, const char *kind,
+                     const char *message) {
+    const listener *l = ctx;
+    req_state *cs = rq->data;
+    if (!cs->rid[0]) request_route(l, rq, cs);
+    if (!cs->counted) {
+        cs->counted = 1;
+        rank_metrics_request(l->srv->mt, cs->ep);
     }
-    pthread_mutex_unlock(&srv->conn_mu);
-    return NULL;
+    respond_error_extra(l->srv, rq, cs, status, kind, message, NULL,
+                        status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap) {
-    char line[512];
-    (void)cls;
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    CORE_LOG(CORE_LOG_WARNING, "serve: http %s", line);
+/* The request is over (answered, or its connection cut): counters and the access log. */
+static void on_done(void *ctx, core_http_req *rq, int64_t latency) {
+    rank_server *srv = ((const listener *)ctx)->srv;
+    req_state *cs = rq->data;
+    // only answered requests: one cut mid-body has no status
+    if (rq->status) rank_metrics_http(srv->mt, cs->ep, rq->status, latency);
+    if (srv->access_fd >= 0) access_log(srv, rq, cs, latency);
+    if (cs->routed) atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* A listener's core_http settings: the public one's limits, the hooks. */
+static void http_conf(rank_server *srv, listener *l, core_http_conf *hc) {
+    memset(hc, 0, sizeof *hc);
+    hc->threads = srv->conf.threads;
+    hc->max_connections = srv->conf.max_connections;
+    hc->max_connections_per_ip = srv->conf.max_connections_per_ip;
+    hc->read_timeout_s = srv->conf.read_timeout_s;
+    hc->max_uri = RANK_MAX_URI;
+    hc->max_headers = RANK_MAX_HEADERS;
+    hc->max_body = srv->conf.max_body;
+    hc->req_data = sizeof(req_state);
+    hc->name = l->admin ? "serve admin" : "serve";
+    hc->hooks = (core_http_hooks){l, on_head, on_handle, on_error, on_done};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1238,52 +984,42 @@ static int admin_unix_listen(rank_server *srv, int *out, char *err, size_t cap) 
     return CORE_OK;
 }
 
-/* The admin listener: one thread, a few connections, no scoring. */
+/* The admin listener: a few threads, a few connections, no scoring. A reload stuck loading (a
+ * model path that is a FIFO, slow storage) holds the thread it runs on; a new connection goes to
+ * a thread that is not inside a handler, so the next admin request is answered (409). */
+#define ADMIN_THREADS 4
+#define ADMIN_CONNECTIONS 16
+
 static int admin_start(rank_server *srv, char *err, size_t cap) {
     const rank_server_conf *conf = &srv->conf;
-    /* a thread per connection (at most 16): a reload stuck loading (a model path that is a
-     * FIFO, slow storage) must not stop the next admin request from being answered, 409 */
-    const unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    int fd = -1, rc;
     if (conf->admin_socket) {
-        int fd = -1, rc = admin_unix_listen(srv, &fd, err, cap);
-        if (rc) return rc;
-        srv->admin_d = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle_request, &srv->adm, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-            NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_NOTIFY_COMPLETED,
-            request_completed, &srv->adm, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)conf->read_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 16u,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)RANK_CONN_MEMORY,
-            MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_END);
-        if (!srv->admin_d) { // fd is not closed here: libmicrohttpd may have closed it already
-            snprintf(err, cap, "serve: cannot serve on admin socket %s", srv->admin_path);
+        if ((rc = admin_unix_listen(srv, &fd, err, cap))) return rc;
+    } else {
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(conf->admin_port);
+        inet_pton(AF_INET, conf->admin_host, &sa.sin_addr); // checked by rank_server_start
+        if ((fd = core_http_listen_tcp((struct sockaddr *)&sa, sizeof sa)) < 0) {
+            snprintf(err, cap, "serve: cannot listen for admin on %s:%u: %s", conf->admin_host,
+                     conf->admin_port, strerror(errno));
             return CORE_EIO;
         }
+    }
+    core_http_conf hc;
+    http_conf(srv, &srv->adm, &hc);
+    hc.threads = ADMIN_THREADS;
+    hc.max_connections = ADMIN_CONNECTIONS;
+    hc.max_connections_per_ip = 0;
+    if ((rc = core_http_start(&srv->admin_http, fd, &hc, err, cap))) return rc;
+    srv->admin_port = core_http_port(srv->admin_http);
+    if (conf->admin_socket)
         CORE_LOG(CORE_LOG_NOTICE, "serve: admin listener unix:%s token=%s", srv->admin_path,
                  srv->admin_token ? "yes" : "no");
-        return CORE_OK;
-    }
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(conf->admin_port);
-    inet_pton(AF_INET, conf->admin_host, &sa.sin_addr); // checked by rank_server_start
-    srv->admin_d = MHD_start_daemon(
-        flags, conf->admin_port, NULL, NULL, handle_request, &srv->adm, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
-        request_completed, &srv->adm, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)conf->read_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)RANK_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_END);
-    if (!srv->admin_d) {
-        snprintf(err, cap,
-                 "serve: cannot listen for admin on %s:%u (in use, or not an address here)",
-                 conf->admin_host, conf->admin_port);
-        return CORE_EIO;
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->admin_d, MHD_DAEMON_INFO_BIND_PORT);
-    srv->admin_port = di ? di->port : conf->admin_port;
-    CORE_LOG(CORE_LOG_NOTICE, "serve: admin listener addr=%s:%u token=%s", conf->admin_host,
-             srv->admin_port, srv->admin_token ? "yes" : "no");
+    else
+        CORE_LOG(CORE_LOG_NOTICE, "serve: admin listener addr=%s:%u token=%s", conf->admin_host,
+                 srv->admin_port, srv->admin_token ? "yes" : "no");
     return CORE_OK;
 }
 
@@ -1385,9 +1121,6 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     pthread_mutex_init(&srv->reload_mu, NULL);
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->next_slot, 0);
-    atomic_init(&srv->open_conns, 0);
-    pthread_mutex_init(&srv->conn_mu, NULL);
-    pthread_cond_init(&srv->sweep_cv, NULL);
     if (!(srv->model_path = core_strdup(conf->model_path))) goto oom;
     if (conf->admin_socket && !(srv->admin_path = core_strdup(conf->admin_socket))) goto oom;
     if (conf->admin_token && !(srv->admin_token = core_strdup(conf->admin_token))) goto oom;
@@ -1451,41 +1184,26 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     {
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-            rl.rlim_cur < (rlim_t)conf->max_connections + CONN_HEADROOM + conf->threads + 32)
+            rl.rlim_cur < (rlim_t)conf->max_connections + conf->threads + 32)
             CORE_LOG(CORE_LOG_WARNING,
                      "serve: max_connections=%u but the open-file limit is %llu: accepting will "
                      "fail before the connection limit is reached (raise ulimit -n)",
                      conf->max_connections, (unsigned long long)rl.rlim_cur);
     }
-    // Limits: the total is counted in connection_notify (503 at once); libmicrohttpd closes a
-    // connection over the per-address limit at accept, without an answer. The read deadline is
-    // conn_sweeper's; libmicrohttpd's inactivity timeout, of the same length, also bounds a
-    // client that stops reading its answer.
-    srv->d = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, conf->port, NULL, NULL,
-        handle_request, &srv->pub, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->threads,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, &srv->pub, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)conf->read_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(conf->max_connections + CONN_HEADROOM + conf->threads),
-        MHD_OPTION_NOTIFY_CONNECTION, connection_notify, srv, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)conf->max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)RANK_CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_END);
-    if (!srv->d) {
-        rc = CORE_EIO;
-        snprintf(errstr, errstr_size,
-                 "serve: cannot listen on %s:%u (in use, or not an address here)",
-                 conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port);
-        goto fail;
+    {
+        int lfd = core_http_listen_tcp((struct sockaddr *)&sa, sizeof sa);
+        if (lfd < 0) {
+            rc = CORE_EIO;
+            snprintf(errstr, errstr_size, "serve: cannot listen on %s:%u: %s",
+                     conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port,
+                     strerror(errno));
+            goto fail;
+        }
+        core_http_conf hc;
+        http_conf(srv, &srv->pub, &hc);
+        if ((rc = core_http_start(&srv->http, lfd, &hc, errstr, errstr_size))) goto fail;
+        srv->port = core_http_port(srv->http);
     }
-    if (pthread_create(&srv->sweeper, NULL, conn_sweeper, srv) != 0) {
-        rc = CORE_ENOMEM;
-        snprintf(errstr, errstr_size, "serve: cannot start the read-deadline thread");
-        goto fail;
-    }
-    srv->sweeper_running = 1;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : conf->port;
     CORE_LOG(CORE_LOG_NOTICE,
              "serve: listening addr=%s:%u threads=%u model=%s model_version=%s encoding_version=%s "
              "variant=%s max_candidates=%u max_body=%zu max_connections=%u "
@@ -1518,28 +1236,21 @@ uint16_t rank_server_admin_port(const rank_server *srv) {
 void rank_server_stop(rank_server *srv) {
     if (!srv) return;
     // the admin listener first: a reload in progress finishes (its thread is joined)
-    if (srv->admin_d) MHD_stop_daemon(srv->admin_d);
+    core_http_stop(srv->admin_http);
     if (srv->admin_made) { // remove the socket, unless another server has since put its own there
         struct stat st;
         if (lstat(srv->admin_path, &st) == 0 && st.st_dev == srv->admin_dev &&
             st.st_ino == srv->admin_ino)
             unlink(srv->admin_path);
     }
-    if (srv->d) {
-        MHD_quiesce_daemon(srv->d); // no new connections; the ones open finish their requests
+    if (srv->http) {
+        core_http_quiesce(srv->http); // no new connections; the ones open finish their requests
         int64_t deadline = core_now_ns() + (int64_t)srv->conf.drain_ms * 1000000;
         struct timespec ts = {0, 5 * 1000 * 1000};
         while (atomic_load(&srv->in_flight) > 0 && core_now_ns() < deadline)
             nanosleep(&ts, NULL);
         int left = atomic_load(&srv->in_flight);
-        if (srv->sweeper_running) {
-            pthread_mutex_lock(&srv->conn_mu);
-            srv->sweep_stop = 1;
-            pthread_cond_signal(&srv->sweep_cv);
-            pthread_mutex_unlock(&srv->conn_mu);
-            pthread_join(srv->sweeper, NULL);
-        }
-        MHD_stop_daemon(srv->d); // closes what is left; their CLOSED notifications free trackers
+        core_http_stop(srv->http); // closes what is left
         CORE_LOG(CORE_LOG_NOTICE, "serve: stopped in_flight_at_stop=%d", left);
     }
     rejected_summary(srv); // what the rate limit held back since its last line
@@ -1561,7 +1272,5 @@ void rank_server_stop(rank_server *srv) {
     core_free(srv->admin_token);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->reload_mu);
-    pthread_mutex_destroy(&srv->conn_mu);
-    pthread_cond_destroy(&srv->sweep_cv);
     core_free(srv);
 }

@@ -1,26 +1,25 @@
 /* rank_serve.h: the HTTP scoring server (schemas/rank-api.md): POST /v1/score, GET /healthz,
  * GET /metrics, POST /admin/reload, with hot model reload.
  *
- * Threads: libmicrohttpd runs a pool of K threads. Each thread owns one of K worker slots (an
- * enc_reader, a parsed-request buffer, a window buffer, a response buffer, all allocated at start;
- * a slot's reader is used by its thread only), and each request takes a reference to the served
- * model; the served model carries one rank_scratch per slot, sized for it when it was loaded. So
- * parsing, the store read and scoring allocate nothing; what a request does allocate is its
- * connection state and body buffer (sized by Content-Length, at most max_body) and libmicrohttpd's
- * copy of the response. Each request reads one model from start to end.
+ * Threads: the HTTP layer (core_http.h) runs K worker threads and an acceptor. Each worker owns
+ * one of K worker slots (an enc_reader, a parsed-request buffer, a window buffer, a response
+ * buffer, all allocated at start; a slot's reader is used by its thread only), and each request
+ * takes a reference to the served model; the served model carries one rank_scratch per slot,
+ * sized for it when it was loaded. So parsing, the store read and scoring allocate nothing; what
+ * a connection allocates (its buffers, kept across its requests: the body at most max_body) is
+ * core_http's. Each request reads one model from start to end.
  *
  * Reload (rank_server_reload; SIGHUP in `trail serve`; POST /admin/reload on the admin listener):
  * the new model is loaded and verified completely, checked against the store's encoding, and its
  * scratch allocated, all off the request path; then one pointer swap under a mutex makes it the
  * served model. Requests that hold the old one finish on it; the last reference frees it.
  *
- * Abuse (rank_server_conf's limits): a connection past max_connections is answered 503 in JSON
- * and closed as soon as it is accepted; libmicrohttpd closes one past max_connections_per_ip; one
- * more thread (the sweeper) closes connections whose request is not read within read_timeout_s.
- * Each accepted connection carries a small tracker (its socket_context) for that; nothing else is
- * allocated per connection beyond libmicrohttpd's RANK_CONN_MEMORY pool.
+ * Abuse (rank_server_conf's limits, enforced by core_http): a connection past max_connections or
+ * max_connections_per_ip is answered 503 in JSON and closed as soon as it is accepted; one whose
+ * request is not read within read_timeout_s is closed; every malformed request is answered in
+ * JSON with its own error kind (schemas/rank-api.md, "Errors").
  *
- * Admin: /admin/reload is served only by a second libmicrohttpd daemon (one thread) on its own
+ * Admin: /admin/reload is served only by a second core_http server (a few threads) on its own
  * listener, a Unix socket (file permissions decide who reloads) or a TCP address (optionally with
  * a bearer token), never by the public listener: a peer-address rule cannot tell a client from
  * a reverse proxy on the same host.
@@ -55,15 +54,14 @@ typedef struct rank_server_conf {
     uint32_t recent;         /* the store's recent size; 0 = as the store was created */
     uint32_t drain_ms;       /* how long stop waits for in-flight requests (default 10,000) */
     int create_store;        /* 1: create store_path if it holds no store (default 0: refused) */
-    /* Connection abuse (schemas/rank-api.md, "Limits"): a connection over a limit is closed by
-     * libmicrohttpd as soon as it is accepted, before any byte is read (it gives the application
-     * no way to answer it). */
+    /* Connection abuse (schemas/rank-api.md, "Limits"): a connection over a limit is answered 503
+     * overloaded and closed as soon as it is accepted, before any byte is read. */
     uint32_t max_connections;        /* open connections in all (default 1000; >= threads) */
     uint32_t max_connections_per_ip; /* open connections per client address (default 64; 0: none) */
     uint32_t read_timeout_s; /* read deadline: a request's head and body must arrive within this
                               * of the connection opening or the previous answer, else the
-                              * connection is closed; also libmicrohttpd's inactivity timeout
-                              * (default 5) */
+                              * connection is closed; also how long a client may read nothing
+                              * of its answer (default 5) */
     /* The admin listener (POST /admin/reload, and GET /healthz and /metrics), apart from the
      * public one, which answers /admin/reload 404: at most one of admin_socket and admin_host.
      * Neither: no admin endpoint (reload through rank_server_reload, SIGHUP in `trail serve`). */
@@ -89,13 +87,10 @@ typedef struct rank_server_conf {
  * access log and the request's error log lines name it. */
 #define RANK_REQUEST_ID_MAX 128
 
-/* Request-head limits answered in JSON (414 uri_too_long, 431 headers_too_large). libmicrohttpd
- * gets RANK_CONN_MEMORY per connection, so heads between these limits and about that size reach
- * the application; a request line or header block that does not fit in it is answered by
- * libmicrohttpd itself (schemas/rank-api.md, "Answers that are not JSON"). */
-#define RANK_MAX_URI 8192            /* bytes of the request target, query included */
-#define RANK_MAX_HEADERS 16384       /* bytes of all header lines (name, ": ", value, CRLF) */
-#define RANK_CONN_MEMORY (64u << 10) /* libmicrohttpd's per-connection memory pool */
+/* Request-head limits answered in JSON (414 uri_too_long, 431 headers_too_large), however far a
+ * request goes past them: core_http stops reading a head at its limit. */
+#define RANK_MAX_URI 8192      /* bytes of the request target, query included */
+#define RANK_MAX_HEADERS 16384 /* bytes of all header lines as sent (name, ":", value, CRLF) */
 
 void rank_server_conf_default(rank_server_conf *conf);
 

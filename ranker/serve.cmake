@@ -8,4 +8,4 @@ add_library(trail_serve STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rank_bench_serve.c)
 target_include_directories(trail_serve PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(trail_serve PUBLIC trail_ranker trail_encoder trail_model trail_schemas
-  trail_core PkgConfig::MHD PkgConfig::JANSSON Threads::Threads PRIVATE trail_warnings)
+  trail_core PkgConfig::JANSSON Threads::Threads PRIVATE trail_warnings)

@@ -3,14 +3,14 @@
  *
  * Signals: handlers (sigaction, SA_RESTART) for SIGHUP, SIGTERM and SIGINT only set a flag and
  * write a byte to a self-pipe (async-signal-safe); the main thread's loop polls the pipe and does
- * the work. The signals are blocked in every thread this process creates (the HTTP pool, the
- * read-deadline sweeper), but not in threads libraries started before main ran: OpenBLAS starts
- * its pool in its library constructor, with nothing blocked. The kernel may deliver a
- * process-directed signal to any thread that does not block it; with handlers installed, one
- * landing on an OpenBLAS thread runs the handler there and is still seen by the loop, where
- * before (sigwait in main, default actions elsewhere) a SIGHUP arriving while main was busy
- * reloading killed the process. Flags coalesce: any number of SIGHUPs during a reload cause one
- * more reload, never a queue of them. */
+ * the work. The signals are blocked in every thread this process creates (the HTTP workers and
+ * acceptors, which core_http also creates with every signal blocked), but not in threads libraries
+ * started before main ran: OpenBLAS starts its pool in its library constructor, with nothing
+ * blocked. The kernel may deliver a process-directed signal to any thread that does not block it;
+ * with handlers installed, one landing on an OpenBLAS thread runs the handler there and is still
+ * seen by the loop, where before (sigwait in main, default actions elsewhere) a SIGHUP arriving
+ * while main was busy reloading killed the process. Flags coalesce: any number of SIGHUPs during a
+ * reload cause one more reload, never a queue of them. */
 #include "core_args.h"
 #include "core_err.h"
 #include "core_log.h"
@@ -40,9 +40,10 @@ static const core_cmd rank_serve_cmd = {
  * limit stays too low). */
 static void raise_nofile(uint32_t max_connections, uint32_t threads) {
     struct rlimit rl;
-    // libmicrohttpd's backstop limit is max_connections + 64 + threads; then the store, the model,
-    // logs, the listen socket
-    rlim_t want = (rlim_t)max_connections + threads + 256;
+    // the connections within the limit, as many again (and 64) refused ones being answered 503
+    // and closed (core_http.c's backstop), then the threads' epoll sets and pipes, the store,
+    // the model, logs, the listen sockets
+    rlim_t want = 2 * (rlim_t)max_connections + 64 + 3 * (rlim_t)threads + 256;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;

@@ -25,3 +25,7 @@ add_dependencies(test_serve_admin trail)
 trail_add_test(test_serve_logs SOURCES test_serve_logs.c LIBS trail_serve
   LABELS "serve;tsan" TIMEOUT 60)
 add_dependencies(test_serve_logs trail)
+# Requests the HTTP layer refuses while reading them (request line, version, headers, framing,
+# limits) are answered in JSON, counted and logged; also the Kafka worker's metrics endpoint
+trail_add_test(test_serve_malformed SOURCES test_serve_malformed.c LIBS trail_serve trail_pipeline
+  LABELS "serve;tsan" TIMEOUT 60)
