@@ -1196,10 +1196,14 @@ uint16_t core_http_port(const core_http_server *s) {
 }
 
 /* Create a thread with every signal blocked in it (the process handles signals in one place:
- * a signal must never land on one of these). */
+ * a signal must never land on one of these), but for the ones a fault raises in the thread
+ * itself: blocked, those kill the process without running a handler (a sanitizer's report). */
 static int spawn(pthread_t *th, void *(*fn)(void *), void *arg) {
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
     sigset_t all, old;
     sigfillset(&all);
+    for (size_t i = 0; i < sizeof faults / sizeof *faults; i++)
+        sigdelset(&all, faults[i]);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(th, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
