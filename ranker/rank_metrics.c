@@ -62,6 +62,7 @@ struct rank_metrics {
     _Atomic uint64_t unknown_users;
     _Atomic uint64_t store_damaged; /* the store's count (enc_store_damage), set before a render */
     _Atomic uint64_t sig_hits, sig_misses;
+    _Atomic uint64_t q_hits, q_misses;
     _Atomic uint64_t reloads_ok, reloads_failed;
     histogram latency;
     histogram age;
@@ -91,6 +92,11 @@ void rank_metrics_destroy(rank_metrics *mt) {
 void rank_metrics_sigcache(rank_metrics *mt, uint64_t hits, uint64_t misses) {
     atomic_fetch_add_explicit(&mt->sig_hits, hits, memory_order_relaxed);
     atomic_fetch_add_explicit(&mt->sig_misses, misses, memory_order_relaxed);
+}
+
+void rank_metrics_qcache(rank_metrics *mt, uint64_t hits, uint64_t misses) {
+    atomic_fetch_add_explicit(&mt->q_hits, hits, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mt->q_misses, misses, memory_order_relaxed);
 }
 
 void rank_metrics_store_damage(rank_metrics *mt, uint64_t damaged) {
@@ -232,6 +238,10 @@ int rank_metrics_render(rank_metrics *mt, char *buf, size_t cap) {
     put_by_result(&o, "trail_signature_cache_lookups_total",
                   "Candidate SimHash signatures looked up, by result (a miss hashes the item).",
                   "hit", &mt->sig_hits, "miss", &mt->sig_misses);
+    put_by_result(&o, "trail_item_term_cache_lookups_total",
+                  "Candidate items' first-layer q terms looked up (reduced-precision paths, many "
+                  "candidates), by result (a miss computes it).",
+                  "hit", &mt->q_hits, "miss", &mt->q_misses);
     put_by_result(&o, "trail_model_reloads_total", "Model reload attempts, by result.", "ok",
                   &mt->reloads_ok, "failed", &mt->reloads_failed);
     pthread_mutex_lock(&mt->mu);

@@ -42,6 +42,8 @@ void rank_metrics_error(rank_metrics *mt, const char *kind);
 void rank_metrics_scored(rank_metrics *mt, int64_t latency_ns, uint32_t candidates, int64_t age_s);
 /** @brief Signature-cache lookups of one request: answered from the cache, and hashed. */
 void rank_metrics_sigcache(rank_metrics *mt, uint64_t hits, uint64_t misses);
+/** @brief Count lookups of the candidates' first-layer q terms (rank_qcache.h). */
+void rank_metrics_qcache(rank_metrics *mt, uint64_t hits, uint64_t misses);
 /** @brief The store's count of damaged user reads (enc_store_damage), rendered as
  *  trail_store_damaged_users_total. */
 void rank_metrics_store_damage(rank_metrics *mt, uint64_t damaged);

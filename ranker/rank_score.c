@@ -72,6 +72,11 @@ void rank_scratch_sigcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t
     enc_sigcache_stats(s->sc, hits, misses);
 }
 
+void rank_scratch_qcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t *misses) {
+    *hits = *misses = 0;
+    if (s->qc) rank_qcache_stats(s->qc, hits, misses);
+}
+
 int rank_score(float *out, rank_scratch *s, const mdl_model *m, const rank_history *h,
                const uint64_t *item_id, const uint64_t *category_id, uint32_t B) {
     if (m != s->m) return CORE_EINVAL; /* the signature cache holds another model's hashes */

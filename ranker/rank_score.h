@@ -31,6 +31,9 @@ void rank_scratch_destroy(rank_scratch *s);
  *  from it, and lookups that hashed the item (a cold or evicted entry). Only long = sdim looks up.
  */
 void rank_scratch_sigcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t *misses);
+/** @brief The same for the candidates' q-term cache (rank_qcache.h); 0 and 0 on paths without
+ *  one (fp32, scalar). */
+void rank_scratch_qcache_stats(const rank_scratch *s, uint64_t *hits, uint64_t *misses);
 
 /** @brief Click probabilities for B candidates (item_id[b], category_id[b]), in order.
  *  @param[out] out (B) @return CORE_OK, or CORE_ETOOBIG if B or T exceed the scratch. */

@@ -622,11 +622,15 @@ static int handle_score(rank_server *srv, core_http_req *rq, req_state *cs) {
     } // CORE_ENOTFOUND: an unknown user is scored with an empty history
     // the views are zero-copy: the read transaction stays open until scoring is done
     uint64_t hit0, miss0, hit1, miss1; /* this slot's scratch is this thread's for the request */
+    uint64_t qh0, qm0, qh1, qm1;
     rank_scratch_sigcache_stats(sm->scratch[si], &hit0, &miss0);
+    rank_scratch_qcache_stats(sm->scratch[si], &qh0, &qm0);
     rc = rank_score(ws->scores, sm->scratch[si], m, &h, req->item_id, req->category_id, req->B);
     enc_reader_end(ws->rd);
     rank_scratch_sigcache_stats(sm->scratch[si], &hit1, &miss1);
     rank_metrics_sigcache(srv->mt, hit1 - hit0, miss1 - miss0);
+    rank_scratch_qcache_stats(sm->scratch[si], &qh1, &qm1);
+    rank_metrics_qcache(srv->mt, qh1 - qh0, qm1 - qm0);
     if (rc) {
         snprintf(msg, sizeof msg, "scoring failed: %s", core_strerror(rc));
         ret = respond_error(srv, rq, cs, 500, "scoring", msg, NULL);

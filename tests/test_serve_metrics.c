@@ -88,6 +88,7 @@ static void test_render(void **state) {
     rank_metrics_scored(mt, 3000000, 5, -1); // 3 ms, unknown user
     rank_metrics_sigcache(mt, 7, 3);
     rank_metrics_sigcache(mt, 5, 0);
+    rank_metrics_qcache(mt, 900, 100);
     rank_metrics_reload(mt, 1);
     rank_metrics_reload(mt, 0);
     rank_metrics_reload(mt, 0);
@@ -126,6 +127,9 @@ static void test_render(void **state) {
         "# TYPE trail_signature_cache_lookups_total counter\n",
         "trail_signature_cache_lookups_total{result=\"hit\"} 12\n",
         "trail_signature_cache_lookups_total{result=\"miss\"} 3\n",
+        "# TYPE trail_item_term_cache_lookups_total counter\n",
+        "trail_item_term_cache_lookups_total{result=\"hit\"} 900\n",
+        "trail_item_term_cache_lookups_total{result=\"miss\"} 100\n",
         "trail_model_reloads_total{result=\"ok\"} 1\n",
         "trail_model_reloads_total{result=\"failed\"} 2\n",
         "trail_model_info{model_version=\"00112233aabbccdd\",encoding_version=\"0123456789abcdef\","
