@@ -4,6 +4,7 @@
  * so that the per-address limit applies to them and not to the checking client. */
 #include "test_common.h"
 #include "test_http.h"
+#include "test_model.h"
 
 #include "core_err.h"
 #include "enc_store.h"
@@ -94,18 +95,9 @@ typedef struct fixture {
 static void make_model(fixture *fx) {
     mdl_config cfg;
     char err[256];
-    mdl_config_default(&cfg);
-    cfg.C = 16;
-    cfg.S = 4;
-    cfg.tau = 2;
-    cfg.item_rows = 1024;
-    cfg.cat_rows = 64;
-    cfg.n_recent = 8;
-    cfg.ffn_dim = 16;
-    cfg.h1 = 16;
-    cfg.h2 = 8;
-    cfg.seed = 7;
-    if (mdl_model_init(&fx->m, &cfg, err, sizeof err) != CORE_OK) fail_msg("model: %s", err);
+    test_model_config(&cfg, 16);
+    cfg.item_rows = 1024, cfg.h1 = 16, cfg.h2 = 8, cfg.tin_buckets = 24, cfg.seed = 7;
+    fx->m = test_model_new(&cfg, NULL);
     if (mdl_model_save(fx->m, fx->model, 0, err, sizeof err) != CORE_OK) fail_msg("save: %s", err);
 }
 

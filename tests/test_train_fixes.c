@@ -3,6 +3,7 @@
  * converges where undamped Newton diverged, and a skipped calibration is reported; `--protocol
  * auto` refuses to switch task when labeled records were rejected. */
 #include "test_common.h"
+#include "test_model.h"
 
 #include "core_alloc.h"
 #include "core_err.h"
@@ -15,14 +16,9 @@
 
 static mdl_model *small_model(void) {
     mdl_config cfg;
-    mdl_model *m;
-    char err[256];
-    mdl_config_default(&cfg);
-    cfg.C = 8, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 256, cfg.cat_rows = 16, cfg.n_recent = 4;
-    cfg.ffn_dim = 8, cfg.h1 = 16, cfg.h2 = 8, cfg.tin_buckets = 8, cfg.seed = 5;
-    assert_int_equal(mdl_variant_parse(&cfg, "full", err, sizeof err), CORE_OK);
-    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
-    return m;
+    test_model_config(&cfg, 8);
+    cfg.item_rows = 256, cfg.cat_rows = 16, cfg.n_recent = 4, cfg.tin_buckets = 8, cfg.seed = 5;
+    return test_model_new(&cfg, "full");
 }
 
 /* Impression groups (one user, one time: one batch group each) of 3 and 1 samples, alternating,

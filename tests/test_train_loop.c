@@ -1,6 +1,7 @@
 /* test_train_loop.c: training learns the planted structure, is deterministic with two threads,
  * keeps the best model, and resumes with its Adam state. */
 #include "test_common.h"
+#include "test_model.h"
 #include "trn_test_util.h"
 
 #include "core_alloc.h"
@@ -27,14 +28,8 @@ static int teardown(void **state) {
 
 static mdl_model *small_model(const char *variant) {
     mdl_config cfg;
-    mdl_model *m;
-    char err[256];
-    mdl_config_default(&cfg);
-    cfg.C = 16, cfg.S = 4, cfg.tau = 2, cfg.item_rows = 2048, cfg.cat_rows = 64, cfg.n_recent = 8;
-    cfg.ffn_dim = 16, cfg.h1 = 32, cfg.h2 = 16, cfg.tin_buckets = 16, cfg.seed = 9;
-    assert_int_equal(mdl_variant_parse(&cfg, variant, err, sizeof err), CORE_OK);
-    assert_int_equal(mdl_model_init(&m, &cfg, err, sizeof err), CORE_OK);
-    return m;
+    test_model_config(&cfg, 16);
+    return test_model_new(&cfg, variant);
 }
 
 static void small_conf(trn_conf *c) {
