@@ -8,6 +8,7 @@
 #   model          the model file loader                                  tests/fuzz_corpus/model/
 #   import         the Taobao and MovieLens CSV importers                 tests/fuzz_corpus/import/
 #   worker_config  the encoder worker's --config file                     tests/fuzz_corpus/worker_config/
+#   http           the HTTP layer, one connection's bytes (core_http)     tests/fuzz_corpus/http/
 # Exits non-zero if a fuzzer finds a crash, a leak, a timeout, a sanitizer report or a contract
 # violation; the reproducer is left in the work directory and its path printed, with the end of
 # that target's log. Reproduce with: $work/fuzz_<target> <reproducer>
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-${TRAIL_FUZZ_SECONDS:-60}}
 shift $(($# > 0 ? 1 : 0))
-all=(request event_json event_bin model import worker_config)
+all=(request event_json event_bin model import worker_config http)
 targets=("${@:-${all[@]}}")
 cc=${CLANG:-clang}
 work=${TRAIL_FUZZ_DIR:-build-fuzz}
@@ -48,6 +49,7 @@ for t in "${targets[@]}"; do
       core/core_log.c core/core_args.c core/core_cpu.c core/core_opts.c core/core_proc.c core/core_http.c \
       pipeline/pipe_opts.c \
       -lrdkafka -llmdb -ljansson -lxxhash -lpthread -lm -ldl ;;
+  http) build http core/core_http.c core/core_log.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
   *) echo "fuzz.sh: unknown target '$t' (${all[*]})" >&2; exit 2 ;;
   esac
 done
