@@ -6,8 +6,9 @@
  *
  * Cadence, with a sink that has two tiers (schemas/state.md, "Two tiers"): a batch commits
  * (tier 1: window, counters, positions) when it holds batch_max events or has been open batch_ms;
- * whenever no message is waiting, the sink's catch_up (tier 2: bucket sums, oldest lag first) runs
- * in slices of at most TIER2_SLICE_MS that end before the open batch is due.
+ * the sink's catch_up (tier 2: bucket sums, oldest lag first) runs in slices of at most
+ * TIER2_SLICE_MS: one after each batch commit, and more whenever no message is waiting, ending
+ * (their commit included, as measured) before the open batch is due.
  */
 #include "pipe_worker.h"
 
@@ -68,13 +69,15 @@ typedef struct worker {
     int open;          /* a sink batch is open */
     uint32_t n, n_dlq; /* messages and dead-lettered messages in the open batch */
     int64_t t_open_ns;
-    int64_t *ts;       // (batch_max) message timestamps of the open batch, ms
-    int64_t *recv_ns;  // (batch_max) when this worker received each message; -1: nothing applied
-    uint64_t *uid;     // (batch_max) the user of each applied behavior
-    pend_map pend;     /* committed, awaiting their sums (a sink with catch_up) */
-    int lagging;       /* the sink reported users whose sums trail (or a batch committed since) */
-    int64_t t_recv_ns; /* when the message being handled was received (polled) */
-    int failed;        /* a failure inside a callback: the loop stops with it */
+    int64_t *ts;        // (batch_max) message timestamps of the open batch, ms
+    int64_t *recv_ns;   // (batch_max) when this worker received each message; -1: nothing applied
+    uint64_t *uid;      // (batch_max) the user of each applied behavior
+    pend_map pend;      /* committed, awaiting their sums (a sink with catch_up) */
+    int lagging;        /* the sink reported users whose sums trail (or a batch committed since) */
+    int64_t t2_over_ns; /* how long a tier-2 slice runs past its budget (its commit): a moving
+                           average, kept off the open batch's due time */
+    int64_t t_recv_ns;  /* when the message being handled was received (polled) */
+    int failed;         /* a failure inside a callback: the loop stops with it */
     uint64_t n_kafka_err;
     int32_t nparts;    /* the topic's partition count, re-read after every assignment */
     int recount;       /* an assignment arrived: re-read nparts before the next message */
@@ -298,7 +301,10 @@ static void on_caught(void *arg, uint64_t uid) {
 /* Tier 2 for at most budget_ns (a sink with catch_up, users lagging). */
 static int catch_up(worker *w, int64_t budget_ns) {
     uint64_t left = 0;
+    int64_t t0 = core_now_ns();
     int rc = w->sink->catch_up(w->sink->ctx, budget_ns, on_caught, w, &left);
+    int64_t over = core_now_ns() - t0 - budget_ns;
+    if (budget_ns < INT64_MAX / 2) w->t2_over_ns += ((over > 0 ? over : 0) - w->t2_over_ns) / 8;
     if (rc != CORE_OK) {
         CORE_LOG(CORE_LOG_ERR, "pipe: catch-up-failed err=\"%s\"", core_strerror(rc));
         return rc;
@@ -741,8 +747,9 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
         w.t_recv_ns = core_now_ns();
         if (!k && w.lagging) { /* nothing waiting: a tier-2 slice, ending before the batch is due */
             int64_t budget = TIER2_SLICE_MS * 1000000ll;
-            if (w.open) {
-                int64_t due = w.t_open_ns + (int64_t)conf->batch_ms * 1000000 - core_now_ns();
+            if (w.open) { /* the slice's commit too must end before the batch is due */
+                int64_t due =
+                    w.t_open_ns + (int64_t)conf->batch_ms * 1000000 - core_now_ns() - w.t2_over_ns;
                 if (due < budget) budget = due;
             }
             if (budget > 0 && (rc = catch_up(&w, budget)) != CORE_OK) {
@@ -786,6 +793,12 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
                        (core_now_ns() - w.t_open_ns) / 1000000 >= (int64_t)conf->batch_ms)) {
             if ((rc = commit_batch(&w)) != CORE_OK) {
                 snprintf(errstr, errstr_size, "batch commit: %s", core_strerror(rc));
+                break;
+            }
+            /* and a tier-2 slice, messages waiting or not (no batch is open yet): a worker that
+             * is never idle still brings the sums along */
+            if (w.lagging && (rc = catch_up(&w, TIER2_SLICE_MS * 1000000ll)) != CORE_OK) {
+                snprintf(errstr, errstr_size, "bucket sums catch-up: %s", core_strerror(rc));
                 break;
             }
         }

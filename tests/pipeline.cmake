@@ -3,4 +3,4 @@
 trail_add_test(test_pipe_worker SOURCES test_pipe_worker.c LIBS trail_pipeline LABELS kafka long TIMEOUT 120)
 trail_add_test(test_pipe_cli SOURCES test_pipe_cli.c LIBS trail_train LABELS kafka TIMEOUT 120)
 # End to end through the CLI (worker processes, kill -9, broker down/up).
-trail_add_test(test_pipe_fault SOURCES test_pipe_fault.c LIBS trail_pipeline LABELS kafka long TIMEOUT 240)
+trail_add_test(test_pipe_fault SOURCES test_pipe_fault.c LIBS trail_pipeline PkgConfig::LMDB LABELS kafka long TIMEOUT 240)
