@@ -858,13 +858,11 @@ static void parse_input(conn *c) {
 
 /* Room to read into the input buffer. @return 0, or -1 (full at its largest, or out of memory). */
 static int in_room(conn *c) {
-    if (c->in_off == c->in_n && c->st != ST_HEAD) {
+    if (c->in_off == c->in_n) { /* all consumed: the next read gets the whole buffer */
         c->in_off = c->in_n = 0;
-    } else if (c->in_off && c->st != ST_HEAD) {
-        memmove(c->in, c->in + c->in_off, c->in_n - c->in_off);
-        c->in_n -= c->in_off;
-        c->in_off = 0;
-    } else if (c->st == ST_HEAD && c->in_off && c->in_n == c->in_cap) {
+    } else if (c->in_off && (c->st != ST_HEAD || c->in_n == c->in_cap)) {
+        /* a part of a line is pending; a head being read moves only when the buffer is full, as
+         * a slow client's head would otherwise be moved at every read */
         memmove(c->in, c->in + c->in_off, c->in_n - c->in_off);
         c->in_n -= c->in_off;
         c->in_off = 0;
