@@ -4,32 +4,41 @@
 #   replay_kill9   a file replay killed with SIGKILL at random moments (1 to 3 kills a trial),
 #                  then resumed to the end: survived = state and positions byte-identical to one
 #                  uninterrupted replay (trail inspect --digest) and the reject file identical
+#   worker_kill9   the Kafka worker (`trail encode --brokers ... --until-end` on `trail broker`)
+#                  killed with SIGKILL at random moments (1 to 3 kills a trial; a kill that leaves
+#                  lag marks, lagging_users > 0 in `trail inspect --digest`, landed between the
+#                  two tiers' commits), then run to the topic's end: survived = no lag left and the
+#                  state, every tier, byte-identical to the uninterrupted file replay's
+#                  (state_digest)
 #   byte_flips     a copy of a store with random bytes changed anywhere in data.mdb (values and
 #                  LMDB's own pages alike): survived = `trail inspect --verify` and `trail rank` for
 #                  every user end with a normal exit status (never a signal), and every changed
 #                  user value is reported (verify exits 1) or the flip landed outside the values
 #                  (verify exits 0 and every user still ranks)
-# The Kafka worker's kill -9 trials are test_pipe_fault (ctest), the malformed inputs the fuzz
+# More Kafka worker kill -9 trials are in test_pipe_fault (ctest), the malformed inputs the fuzz
 # targets (tests/fuzz.sh), the HTTP abuse cases test_serve_abuse, the reloads test_serve_reload.
 #
-# Usage: bash bench/attack.sh [--replay N] [--flips N]   (defaults 20 and 20)
+# Usage: bash bench/attack.sh [--replay N] [--worker N] [--flips N]   (defaults 20, 5 and 20)
 #   env: TRAIL_BIN (default build/trail), ATTACK_WORK (a temporary directory, removed after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIL=${TRAIL_BIN:-build/trail}
 TRAIL=$(realpath "$TRAIL")
 REPLAY=20
+WORKER=5
 FLIPS=20
 while [ $# -gt 0 ]; do
   case $1 in
     --replay) REPLAY=$2; shift 2 ;;
+    --worker) WORKER=$2; shift 2 ;;
     --flips) FLIPS=$2; shift 2 ;;
-    *) echo "usage: bash bench/attack.sh [--replay N] [--flips N]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/attack.sh [--replay N] [--worker N] [--flips N]" >&2; exit 2 ;;
   esac
 done
 [ -x "$TRAIL" ] || { echo "attack: $TRAIL not found; build first" >&2; exit 2; }
 WORK=${ATTACK_WORK:-$(mktemp -d /tmp/trail-attack-XXXXXX)}
-trap 'rm -rf "$WORK"' EXIT
+bpid=
+trap '[ -n "$bpid" ] && kill $bpid 2>/dev/null; rm -rf "$WORK"' EXIT
 cd "$WORK"
 
 # A small model and 60,000 events over 200 users, one line in 97 malformed (rejects to compare).
@@ -67,6 +76,56 @@ for t in $(seq "$REPLAY"); do
 done
 printf '{"trial":"replay_kill9","cases":%d,"kills":%d,"killed_mid_replay":%d,"survived":%d}\n' \
   "$REPLAY" "$kills" "$mid" "$same"
+
+# --- worker_kill9
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; } # one JSON field of one line
+"$TRAIL" broker --partitions 4 >broker.out 2>broker.err &
+bpid=$!
+for _ in $(seq 100); do [ -s broker.out ] && break; sleep 0.1; done
+brokers=$(head -1 broker.out)
+ref_state=$(echo "$ref" | field state_digest)
+# a group of its own each start (the store, not the group, holds the positions): no rebalance waits
+# for a killed member's session to expire
+wargs() { echo --brokers "$brokers" --topic "wt$1" --group "wt$1-$RANDOM$RANDOM" --model m.bin \
+  --store w --window 300 --batch 200 --until-end; }
+kills=0 between=0 same=0
+for t in $(seq "$WORKER"); do
+  rm -rf w
+  # validated: the malformed lines stay out (dead letters would make each commit wait for their
+  # acknowledgement, and the file replay never applies them either)
+  "$TRAIL" produce --brokers "$brokers" --topic "wt$t" --input ev.jsonl >/dev/null 2>&1 ||
+    { echo "attack: producing topic wt$t failed" >&2; exit 1; }
+  n=$((1 + RANDOM % 3))
+  for _ in $(seq $n); do
+    : >worker.log
+    # shellcheck disable=SC2046
+    "$TRAIL" encode $(wargs "$t") >worker.log 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do grep -q "pipe: assigned" worker.log && break; sleep 0.05; done
+    sleep "0.$(printf '%03d' $((RANDOM % 900)))" # into the stream: 300 commits, a few seconds
+    if kill -9 $pid 2>/dev/null; then kills=$((kills + 1)); fi
+    wait $pid 2>/dev/null || true
+    if [ -e w/data.mdb ]; then
+      lag=$("$TRAIL" inspect --store w --digest 2>/dev/null | field lagging_users)
+      [ "${lag:-0}" -gt 0 ] && between=$((between + 1))
+      echo "attack: worker trial $t: killed, ${lag:-0} users lagging" >&2
+    fi
+  done
+  # shellcheck disable=SC2046
+  "$TRAIL" encode $(wargs "$t") >worker.log 2>&1 || echo "attack: worker trial $t: the last run failed" >&2
+  d=$("$TRAIL" inspect --store w --digest)
+  if [ "$(echo "$d" | field state_digest)" = "$ref_state" ] && [ "$(echo "$d" | field lagging_users)" = 0 ]; then
+    same=$((same + 1))
+  else
+    echo "attack: worker trial $t differs from the uninterrupted replay: $d" >&2
+  fi
+  echo "attack: worker trial $t/$WORKER done" >&2
+done
+kill $bpid 2>/dev/null || true
+wait $bpid 2>/dev/null || true
+bpid=
+printf '{"trial":"worker_kill9","cases":%d,"kills":%d,"killed_between_tiers":%d,"survived":%d}\n' \
+  "$WORKER" "$kills" "$between" "$same"
 
 # --- byte_flips
 size=$(stat -c %s ref/data.mdb)
