@@ -321,7 +321,7 @@ int pipe_cmd_bench(int argc, char **argv) {
         CORE_OPT_U64("batch", &batch, "N", 1, 1000000, "events per LMDB transaction"),
         CORE_OPT_U64("users", &users, "U", 1, 10000000, "user ids, drawn Zipf(1)"),
         {CORE_OPT_ROW("batch-ms", CORE_OPT_U64, &batch_ms, "MS", "longest a batch stays open"),
-         .umin = 1, .umax = 60000, .def = "the worker's, 20"},
+         .umin = 1, .umax = 60000, .def = "the worker's, 15"},
         CORE_OPT_U64("tiers", &tiers, "T", 1, 2,
                      "2: bucket sums caught up between batches (the worker's way); 1: every\n"
                      "commit writes them (the design before two tiers, for comparison)"),

@@ -60,7 +60,7 @@ static const conf_key conf_keys[] = {
     {"ready_max_lag", offsetof(enc_opts, ready_max_lag), 1, 0, INT64_MAX, "/readyz lag bound"},
     {"batch.max_events", offsetof(enc_opts, batch_max), 1, 1, 1000000,
      "events per LMDB txn (10000)"},
-    {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (20)"},
+    {"batch.max_ms", offsetof(enc_opts, batch_ms), 1, 1, 60000, "longest open batch, ms (15)"},
     {"window", offsetof(enc_opts, window), 1, 1, 1u << 24, "behaviors kept per user (the model's)"},
     {"recent", offsetof(enc_opts, recent), 1, 1, 1u << 24, "recent behaviors kept per user (64)"},
 };
@@ -283,7 +283,7 @@ int pipe_cmd_encode(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     memset(&c, 0, sizeof c);
     o.batch_max = 10000;
-    o.batch_ms = 20;
+    o.batch_ms = 15;
     o.ready_max_lag = c.ready_max_lag = PIPE_READY_MAX_LAG_DEFAULT;
     const char *cli[10] = {0}; /* merge_cli's fields, in order */
     int has_lag = 0;
@@ -326,7 +326,7 @@ int pipe_cmd_encode(int argc, char **argv) {
         {CORE_OPT_ROW("batch", CORE_OPT_U64, &c.batch_max, "N", "events per LMDB transaction"),
          .umin = 1, .umax = 1000000, .def = "10000"},
         {CORE_OPT_ROW("batch-ms", CORE_OPT_U64, &c.batch_ms, "MS", "longest a batch stays open"),
-         .umin = 1, .umax = 60000, .def = "20"},
+         .umin = 1, .umax = 60000, .def = "15"},
         {CORE_OPT_ROW("window", CORE_OPT_U64, &c.window, "L",
                       "behaviors kept per user in a new store (an existing store keeps its own,\n"
                       "and a different L is refused)"),

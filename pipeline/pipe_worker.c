@@ -27,6 +27,9 @@
 
 #define TIER2_SLICE_MS 10   /* longest tier-2 transaction between polls (its fsync comes on top) */
 #define PEND_MAX (1u << 22) /* behaviors awaiting their bucket sums that freshness follows */
+#define AGE_RING 4096       /* batches whose behaviors' sums are followed (about 80 s of them) */
+#define BEHIND_MS 500       /* sums older than this: tier 2 takes TIER2_BEHIND_MS after a batch */
+#define TIER2_BEHIND_MS 50
 
 /* Behaviors committed in tier 1 whose bucket sums have not caught up yet, per user: when they
  * were received and produced, for the buckets-tier freshness. An open-addressing table (linear
@@ -34,7 +37,8 @@
 typedef struct pend_ent {
     int64_t recv_ns;
     double prod_ms;
-    uint32_t next; /* index + 1 of the user's next entry; 0: the last */
+    uint32_t next;  /* index + 1 of the user's next entry; 0: the last */
+    uint32_t batch; /* its batch's slot in the age ring */
 } pend_ent;
 typedef struct pend_slot {
     uint64_t uid;
@@ -45,6 +49,14 @@ typedef struct pend_map {
     size_t cap, used;
     pend_ent *ent;                 // (ent_cap)
     uint32_t ent_cap, ent_n, free; /* free: index + 1 of a freed entry's chain */
+    /* per committed batch (sequence mod AGE_RING): when it opened and how many of its behaviors
+     * still await their sums; lo..seq-1 are the batches not known to be all summed (a slot
+     * reused before its batch was summed keeps counting both: the age is an estimate) */
+    struct {
+        int64_t t_ns;
+        int64_t left;
+    } age[AGE_RING];
+    uint64_t seq, lo;
 } pend_map;
 typedef struct part_state {
     int assigned;
@@ -101,7 +113,7 @@ int pipe_misrouted_parse(const char *name, pipe_misrouted *out, char *errstr, si
 void pipe_worker_conf_default(pipe_worker_conf *conf) {
     memset(conf, 0, sizeof(*conf));
     conf->batch_max = 10000;
-    conf->batch_ms = 20;
+    conf->batch_ms = 15;
     conf->partitioner = PIPE_PARTITIONER_DEFAULT;
     conf->on_misrouted = PIPE_MISROUTED_DLQ;
 }
@@ -221,7 +233,7 @@ static int pend_grow(pend_map *p) {
 /* One behavior of uid committed in tier 1: remembered until its sums catch up. Without room (the
  * sums far behind, or no memory) it is not followed: freshness samples only, state is unaffected.
  */
-static void pend_add(pend_map *p, uint64_t uid, int64_t recv_ns, double prod_ms) {
+static void pend_add(pend_map *p, uint64_t uid, int64_t recv_ns, double prod_ms, uint32_t batch) {
     uint32_t e;
     if (p->free) {
         e = p->free - 1;
@@ -237,7 +249,8 @@ static void pend_add(pend_map *p, uint64_t uid, int64_t recv_ns, double prod_ms)
         }
         e = p->ent_n++;
     }
-    p->ent[e] = (pend_ent){recv_ns, prod_ms, 0};
+    p->ent[e] = (pend_ent){recv_ns, prod_ms, 0, batch};
+    p->age[batch].left++;
     pend_slot *s = pend_find(p, uid);
     if (s) {
         p->ent[s->tail - 1].next = e + 1;
@@ -247,6 +260,7 @@ static void pend_add(pend_map *p, uint64_t uid, int64_t recv_ns, double prod_ms)
     if ((p->used + 1) * 2 > p->cap && pend_grow(p)) {
         p->ent[e].next = p->free; /* back to the free chain */
         p->free = e + 1;
+        p->age[batch].left--;
         return;
     }
     size_t i = pend_home(p, uid);
@@ -291,11 +305,20 @@ static void on_caught(void *arg, uint64_t uid) {
         pend_ent *x = &w->pend.ent[e - 1];
         uint32_t next = x->next;
         visible(w, PIPE_TIER_BUCKETS, now_ns, now_ms, x->recv_ns, x->prod_ms);
+        w->pend.age[x->batch].left--;
         x->next = w->pend.free;
         w->pend.free = e;
         e = next;
     }
     pend_del(&w->pend, s);
+}
+
+/* How long ago the oldest batch with behaviors still missing from their sums opened (0: none). */
+static int64_t sums_age_ns(pend_map *p, int64_t now_ns) {
+    if (p->seq - p->lo > AGE_RING) p->lo = p->seq - AGE_RING;
+    while (p->lo < p->seq && p->age[p->lo % AGE_RING].left <= 0)
+        p->lo++;
+    return p->lo < p->seq ? now_ns - p->age[p->lo % AGE_RING].t_ns : 0;
 }
 
 /* Tier 2 for at most budget_ns (a sink with catch_up, users lagging). */
@@ -366,13 +389,19 @@ static int commit_batch(worker *w) {
     double now_ms = core_wall_ms();
     int64_t now_ns = core_now_ns();
     pipe_metrics_observe_commit(w->met, (double)(now_ns - t0) / 1e9);
+    uint32_t slot = (uint32_t)(w->pend.seq % AGE_RING);
+    if (s->catch_up) {
+        w->pend.age[slot].t_ns = w->t_open_ns;
+        if (w->pend.age[slot].left < 0) w->pend.age[slot].left = 0;
+        w->pend.seq++;
+    }
     for (uint32_t i = 0; i < w->n; i++) {
         if (w->recv_ns[i] < 0) continue; /* freshness is measured for applied events only */
         double prod_ms = w->ts[i] > 0 ? (double)w->ts[i] : -1;
         if (prod_ms > 0) pipe_metrics_observe_freshness(w->met, (now_ms - prod_ms) / 1e3);
         visible(w, PIPE_TIER_RECENT, now_ns, now_ms, w->recv_ns[i], prod_ms);
         if (s->catch_up) /* the sums follow in tier 2 */
-            pend_add(&w->pend, w->uid[i], w->recv_ns[i], prod_ms);
+            pend_add(&w->pend, w->uid[i], w->recv_ns[i], prod_ms, slot);
         else /* one transaction made the whole behavior visible */
             visible(w, PIPE_TIER_BUCKETS, now_ns, now_ms, w->recv_ns[i], prod_ms);
     }
@@ -796,8 +825,12 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
                 break;
             }
             /* and a tier-2 slice, messages waiting or not (no batch is open yet): a worker that
-             * is never idle still brings the sums along */
-            if (w.lagging && (rc = catch_up(&w, TIER2_SLICE_MS * 1000000ll)) != CORE_OK) {
+             * is never idle still brings the sums along, and a longer one when they fall behind
+             * (the next batch opens later: consuming yields to the sums, not the reverse) */
+            int64_t slice = sums_age_ns(&w.pend, core_now_ns()) > BEHIND_MS * 1000000ll
+                                ? TIER2_BEHIND_MS
+                                : TIER2_SLICE_MS;
+            if (w.lagging && (rc = catch_up(&w, slice * 1000000ll)) != CORE_OK) {
                 snprintf(errstr, errstr_size, "bucket sums catch-up: %s", core_strerror(rc));
                 break;
             }

@@ -71,7 +71,7 @@ typedef struct pipe_worker_conf {
                                      `random` is refused: no key would decide a user's partition */
     pipe_misrouted on_misrouted;  /* PIPE_MISROUTED_DLQ by default */
     uint32_t batch_max;           /* events per write transaction (default 10000) */
-    uint32_t batch_ms;            /* longest a batch stays open, ms (default 20) */
+    uint32_t batch_ms;            /* longest a batch stays open, ms (default 15) */
     int until_end; /* exit once the assigned partitions reach the end offsets seen at start */
     int progress;  /* 0 none, 1 a line every 2 s, 2 a terminal progress bar */
     /* optional: called on the worker thread for each applied behavior once it is visible to
