@@ -364,6 +364,7 @@ void enc_ustate_view(enc_ustate *s, uint32_t recent_max, enc_user_view *out) {
     out->last_ts = s->last_ts;
     out->n_events = s->n_events;
     out->n_summed = s->n_events;
+    out->summed_len = wl;
 }
 
 uint32_t enc_ustate_window(const enc_ustate *s, sch_behavior *out, uint32_t max) {

@@ -1938,6 +1938,7 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     }
     out->n_summed = h.n_summed;
     out->window_len = h.window_len;
+    out->summed_len = (uint32_t)(h.n_summed < r->st->window ? h.n_summed : r->st->window);
     uint32_t nr = r->st->recent < h.window_len ? r->st->recent : h.window_len;
     if ((rc = reader_copy(r, user_id, h.n_events - nr, h.n_events, r->recent))) return rc;
     out->recent_len = nr;

@@ -186,6 +186,8 @@ typedef struct enc_user_view {
     const float *bucket_sum;    // (S, n_buckets, C)
     const uint32_t *bucket_cnt; // (S, n_buckets)
     uint32_t window_len;        /* behaviors in the raw window */
+    uint32_t summed_len;        /* behaviors behind the bucket sums: min(n_summed, window), which
+                                   is window_len once the sums caught up (what avgpool divides by) */
     uint32_t recent_len;
     const sch_behavior *recent; // (recent_len) oldest first; a copy inside the reader
     int64_t last_ts;            /* ts of the newest behavior */

@@ -179,7 +179,7 @@ int rank_cmd_rank(int argc, char **argv) {
         }
         h.bucket_sum = v.bucket_sum;
         h.bucket_cnt = v.bucket_cnt;
-        h.window_len = v.window_len;
+        h.window_len = v.summed_len; /* behind the buckets: the sums may trail the window */
         h.recent = v.recent;
         h.N = v.recent_len;
         if (wmax) {

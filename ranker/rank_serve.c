@@ -594,7 +594,7 @@ static int handle_score(rank_server *srv, core_http_req *rq, req_state *cs) {
         }
         h.bucket_sum = view.bucket_sum;
         h.bucket_cnt = view.bucket_cnt;
-        h.window_len = view.window_len;
+        h.window_len = view.summed_len; /* behind the buckets: the sums may trail the window */
         h.recent = view.recent;
         h.N = view.recent_len;
         age = core_wall_s() - view.last_ts;

@@ -673,6 +673,7 @@ static void test_tiers_interleaved_equal_replay(void **state) {
                 for (uint32_t q = 0; q < v.n_buckets; q++)
                     cnt += v.bucket_cnt[q]; /* signature 0's counts: the summed window */
                 assert_int_equal(cnt, wl);
+                assert_int_equal(v.summed_len, wl); /* what avgpool divides the sums by */
             }
             enc_reader_end(rd);
             enc_reader_destroy(rd);
