@@ -8,11 +8,11 @@
 #include <string.h>
 
 /* B = ptr as a routed rank_gemm would take it: W[n][k] = alpha op(B)[k][n] */
-static int add_known(rank_engine *e, const float *ptr, int trans, int ld, int N, int K,
-                     float alpha) {
+static int add_known(rank_engine *e, rank_isa isa, const float *ptr, int trans, int ld, int N,
+                     int K, float alpha) {
     if (e->n_known >= RANK_ENGINE_KNOWN) return CORE_OK; /* packed per call instead */
     rank_route_known *kn = &e->known[e->n_known];
-    int rc = rank_pw_alloc(&kn->pw, rank_isa_companion(e->isa), N, K);
+    int rc = rank_pw_alloc(&kn->pw, isa, N, K);
     if (rc) return rc;
     if (trans)
         rank_pw_pack(&kn->pw, ptr, (size_t)ld, 1, K, alpha);
@@ -28,22 +28,27 @@ static int add_user_side(rank_engine *e, const mdl_model *m) {
     const mdl_config *c = &m->cfg;
     const mdl_params *p = &m->p;
     int C = (int)c->C, F = (int)c->ffn_dim, rc = CORE_OK;
+    /* the recent rows' GEMMs run in fp32 on every path (rank_net.c, recent_users) */
+    rank_isa rec = rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
+    if (!strcmp(rank_isa_precision(e->isa), "fp32")) rec = e->isa;
     if (c->short_kind == MDL_SHORT_SELFATTN)
         for (uint32_t l = 0; l < c->n_blocks && !rc; l++) {
             const mdl_block *w = &p->blk[l];
-            if (!rc) rc = add_known(e, w->w_qkv, 1, C, 3 * C, C, 1.f);
-            if (!rc) rc = add_known(e, w->w_o, 1, C, C, C, 1.f);
-            if (!rc) rc = add_known(e, w->w_ff1, 1, C, F, C, 1.f);
-            if (!rc) rc = add_known(e, w->w_ff2, 1, F, C, F, 1.f);
+            if (!rc) rc = add_known(e, rec, w->w_qkv, 1, C, 3 * C, C, 1.f);
+            if (!rc) rc = add_known(e, rec, w->w_o, 1, C, C, C, 1.f);
+            if (!rc) rc = add_known(e, rec, w->w_ff1, 1, C, F, C, 1.f);
+            if (!rc) rc = add_known(e, rec, w->w_ff2, 1, F, C, F, 1.f);
         }
     if (c->short_kind != MDL_SHORT_NONE) {
-        if (!rc) rc = add_known(e, p->w_tk, 1, C, C, C, 1.f);
-        if (!rc) rc = add_known(e, p->w_tq, 0, C, C, C, 1.f);
+        if (!rc) rc = add_known(e, rec, p->w_tk, 1, C, C, C, 1.f);
+        if (!rc) rc = add_known(e, rec, p->w_tq, 0, C, C, C, 1.f);
     }
     if (c->long_kind == MDL_LONG_SDIM) {
         mdl_mlp_cols col;
         mdl_mlp_layout(c, &col);
-        if (!rc) rc = add_known(e, p->w1 + col.ul, 1, e->D, (int)c->h1, C, 1.f / (float)c->S);
+        if (!rc)
+            rc = add_known(e, rank_isa_companion(e->isa), p->w1 + col.ul, 1, e->D, (int)c->h1, C,
+                           1.f / (float)c->S);
     }
     return rc;
 }

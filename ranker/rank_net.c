@@ -724,6 +724,11 @@ static void recent_users(rank_net *n, const mdl_model *m, const rank_batch *bt) 
             n->aoff_rec[u] + (size_t)(n->goff[u + 1] - n->goff[u]) * (n->roff[u + 1] - n->roff[u]);
 
     if (cfg->short_kind != MDL_SHORT_NONE) {
+        /* the recent rows' user-side GEMMs (the self-attention blocks, the key projections) run
+         * in fp32 on every path: they are a few per request, and in bf16 their rounding, passed
+         * through layer norms, softmaxes and residuals, moved trained models' probabilities by
+         * up to 5.04e-3 (past the serving bound; 3.6e-3 with these in fp32) */
+        int prev32 = rank_blas_route_fp32(1);
         if (cfg->short_kind == MDL_SHORT_SELFATTN) {
             for (int r = 0; r < NNu; r++) {
                 const float *pe = p->pos_emb + (size_t)n->rpos[r] * C;
@@ -742,6 +747,7 @@ static void recent_users(rank_net *n, const mdl_model *m, const rank_batch *bt) 
          * user, instead of projecting every candidate */
         rank_matmul_forward(n->kp, n->hs, p->w_tk, NULL, NNu, C, C);
         rank_gemm(0, 0, NNu, C, C, 1.f, n->kp, C, p->w_tq, C, 0.f, n->k2, C);
+        rank_blas_route_fp32(prev32);
     }
     if (cfg->temporal_kind != MDL_TEMPORAL_NONE) {
         /* e~_k = x_k + tin_emb[bucket_k] (v~ and the pooling: recent_candidates) */
