@@ -19,8 +19,7 @@ static int route_fp32(const rank_route *r) {
 
 /* the path a routed call runs on: fp32 (trail's own kernel) inside rank_blas_route_fp32 */
 static rank_isa route_isa(const rank_route *r) {
-    if (!r->fp32_only || !strcmp(rank_isa_precision(r->isa), "fp32")) return r->isa;
-    return rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
+    return r->fp32_only ? rank_isa_fp32_twin(r->isa) : r->isa;
 }
 
 /* B as the packed weight W (N, K): W[n][k] = alpha op(B)[k][n] */

@@ -28,9 +28,9 @@ static int add_user_side(rank_engine *e, const mdl_model *m) {
     const mdl_config *c = &m->cfg;
     const mdl_params *p = &m->p;
     int C = (int)c->C, F = (int)c->ffn_dim, rc = CORE_OK;
-    /* the recent rows' GEMMs run in fp32 on every path (rank_net.c, recent_users) */
-    rank_isa rec = rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
-    if (!strcmp(rank_isa_precision(e->isa), "fp32")) rec = e->isa;
+    /* the recent rows' GEMMs run in fp32 on every path (rank_net.c, recent_users): packed for
+     * the path the route runs them on */
+    rank_isa rec = rank_isa_fp32_twin(rank_isa_companion(e->isa));
     if (c->short_kind == MDL_SHORT_SELFATTN)
         for (uint32_t l = 0; l < c->n_blocks && !rc; l++) {
             const mdl_block *w = &p->blk[l];

@@ -39,6 +39,11 @@ rank_isa rank_isa_companion(rank_isa isa) {
     return isa;
 }
 
+rank_isa rank_isa_fp32_twin(rank_isa isa) {
+    if (!strcmp(rank_isa_precision(isa), "fp32")) return isa;
+    return rank_isa_available(RANK_ISA_AVX2) ? RANK_ISA_AVX2 : RANK_ISA_SCALAR;
+}
+
 /* what cpuid and the OS allow */
 static int cpu_runs(rank_isa isa) {
     const core_cpu *c = core_cpu_get();

@@ -57,6 +57,10 @@ double rank_isa_max_dp(rank_isa isa);
 /** @brief The path a request's other GEMMs (attention, self-attention, per-request projections)
  *  run on: the path itself, except the int8 paths, which quantize only the head. */
 rank_isa rank_isa_companion(rank_isa isa);
+/** @brief The path the GEMMs that must stay in fp32 run on beside a path (exact attention's
+ *  window, the recent rows' self-attention): the path itself if it computes in fp32, else
+ *  trail's own fp32 kernel (avx2, or scalar without AVX2). */
+rank_isa rank_isa_fp32_twin(rank_isa isa);
 /** @brief 1 if this CPU and OS can run the path. */
 int rank_isa_available(rank_isa isa);
 /** @brief Parse a name (or "auto": the best available).
