@@ -81,8 +81,3 @@ void rank_qcache_stats(const rank_qcache *c, uint64_t *hits, uint64_t *misses) {
     *hits = c->hits;
     *misses = c->misses;
 }
-
-size_t rank_qcache_bytes(const rank_qcache *c) {
-    size_t n = (size_t)c->mask + 1;
-    return sizeof *c + n * sizeof *c->keys + n / 2 + n * (size_t)c->W * sizeof *c->rows;
-}

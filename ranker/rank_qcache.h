@@ -15,7 +15,6 @@
 #ifndef TRAIL_RANK_QCACHE_H
 #define TRAIL_RANK_QCACHE_H
 
-#include <stddef.h>
 #include <stdint.h>
 
 typedef struct rank_qcache rank_qcache;
@@ -34,6 +33,5 @@ void rank_qcache_put(rank_qcache *c, uint32_t ir, uint32_t cr, const uint16_t *r
 void rank_qcache_prefetch(const rank_qcache *c, uint32_t ir, uint32_t cr);
 /** @brief Lookups that found their row, and lookups that did not. */
 void rank_qcache_stats(const rank_qcache *c, uint64_t *hits, uint64_t *misses);
-size_t rank_qcache_bytes(const rank_qcache *c);
 
 #endif
