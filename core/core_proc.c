@@ -140,3 +140,13 @@ void core_proc_metrics(core_textbuf *b, double start_time) {
         gauge(b, "process_start_time_seconds", "gauge",
               "Start time of the process since unix epoch in seconds.", start_time);
 }
+
+double core_proc_load1(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}

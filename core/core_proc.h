@@ -11,6 +11,10 @@
  *  cannot tell. Read it once at start. */
 double core_proc_start_time(void);
 
+/** @brief The machine's 1-minute load average (/proc/loadavg), or -1 if it cannot be read: the
+ *  benchmarks print it, since other work on a shared machine makes their timings noisy. */
+double core_proc_load1(void);
+
 /* Text appended to a fixed buffer: p[0..n) written so far, NUL-terminated; overflow is set (and
  * later writes ignored) once something did not fit. */
 typedef struct core_textbuf {

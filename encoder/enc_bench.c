@@ -15,6 +15,7 @@
  */
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_proc.h"
 #include "core_util.h"
 #include "enc_state_int.h"
 #include "enc_store.h"
@@ -58,17 +59,6 @@ static double cpu_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The 1-minute load average (other work on the machine makes the wall-clock rates noisy). */
-static double load1(void) {
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1) l = -1;
-        fclose(f);
-    }
-    return l;
 }
 
 static uint64_t dir_bytes(const char *dir) {
@@ -305,7 +295,7 @@ int enc_cmd_bench_encode(int argc, char **argv) {
                cfg.tau, E / e2e_s, E / kernel_s, json_rate, e2e_s, kernel_s, (unsigned long long)K,
                (unsigned long long)commits, durable ? "true" : "false", (unsigned long long)users,
                (unsigned long long)chunks, (unsigned long long)w.full, store_mb, per_user, NITEMS,
-               (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, load1(), hit_rate);
+               (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, core_proc_load1(), hit_rate);
     } else {
         printf(
             "bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"

@@ -9,6 +9,7 @@
 #include "core_alloc.h"
 #include "core_cpu.h"
 #include "core_err.h"
+#include "core_proc.h"
 #include "core_util.h"
 #include "enc_simhash.h"
 #include "mdl.h"
@@ -357,8 +358,10 @@ done:
 }
 
 /* The head's two layers alone on a path, at the bench's shapes and blocks (candidates x the
- * folded head's columns plus N short weights -> h1 -> h2): its wall time per request, sorted. */
-static int time_head_path(int64_t *t, int iters, rank_isa isa, const mdl_model *m, uint32_t B) {
+ * folded head's GEMM columns plus N short weights -> h1 -> h2): its wall time per request,
+ * sorted, and the multiply-adds one request takes (*macs). */
+static int time_head_path(int64_t *t, double *macs, int iters, rank_isa isa, const mdl_model *m,
+                          uint32_t B) {
     const mdl_config *c = &m->cfg;
     rank_engine *e = NULL;
     int rc = rank_engine_new(&e, m, isa), H1 = (int)c->h1, H2 = (int)c->h2, N = (int)c->n_recent;
@@ -384,6 +387,10 @@ static int time_head_path(int64_t *t, int iters, rank_isa isa, const mdl_model *
         sg[ns++] = (rank_pseg){z + e->w1c.off[k], Dw, &e->w1c.w[k]};
     sg[ns++] = (rank_pseg){z + e->Ds, Dw, &short_w};
     rank_pseg s2 = {a1, H1, &e->w2};
+    *macs = (double)H1 * H2;
+    for (int k = 0; k < ns; k++)
+        *macs += (double)H1 * sg[k].w->K;
+    *macs *= B;
     for (int i = -3; i < iters; i++) {
         int64_t t0 = core_now_ns();
         for (uint32_t b0 = 0; b0 < B; b0 += 512) {
@@ -583,13 +590,8 @@ int rank_cmd_bench(int argc, char **argv) {
     rank_isa isa = rank_isa_current();
     if ((rc = time_paths(st.pr, m, &h, item, cat, (uint32_t)B, wT, (int)iters, out))) goto fail;
     /* the chosen path's head GEMMs alone, against its instruction's peak on this core */
-    if ((rc = time_head_path(thead, (int)iters, isa, m, (uint32_t)B))) goto fail;
+    if ((rc = time_head_path(thead, &st.head_macs, (int)iters, isa, m, (uint32_t)B))) goto fail;
     st.head50 = core_pct_us(thead, (size_t)iters, 50);
-    int q_cols = strcmp(rank_isa_precision(isa), "fp32") && rank_isa_available(RANK_ISA_AVX2)
-                     ? (int)cfg.C /* q's first-layer term comes from the per-item cache */
-                     : 0;
-    st.head_macs = (double)B * (cfg.h1 * (double)(rank_net_head_cols(&cfg, NULL) - q_cols + N) +
-                                (double)cfg.h2 * cfg.h1);
     st.peak = rank_pgemm_peak_gmacs(isa, 200);
     if ((rc = time_mlp(tm, (int)iters, m, (uint32_t)B))) goto fail;
     if ((rc = time_floor(tf, (int)iters, m, (uint32_t)B))) goto fail;
@@ -639,12 +641,7 @@ static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t
         snprintf(hfs, sizeof hfs, "%.1f", st->hf50);
         snprintf(hps, sizeof hps, "%.1f", st->hp50);
     }
-    double load = -1;
-    FILE *lf = fopen("/proc/loadavg", "r");
-    if (lf) {
-        if (fscanf(lf, "%lf", &load) != 1) load = -1;
-        fclose(lf);
-    }
+    double load = core_proc_load1();
     char vname[96];
     mdl_variant_str(cfg, vname, sizeof vname);
     if (json) {
