@@ -727,7 +727,7 @@ static void recent_users(rank_net *n, const mdl_model *m, const rank_batch *bt) 
         /* the recent rows' user-side GEMMs (the self-attention blocks, the key projections) run
          * in fp32 on every path: they are a few per request, and in bf16 their rounding, passed
          * through layer norms, softmaxes and residuals, moved trained models' probabilities by
-         * up to 5.04e-3 (past the serving bound; 3.6e-3 with these in fp32) */
+         * up to 5.04e-3 (past the serving bound; 3.3e-3 with these in fp32) */
         int prev32 = rank_blas_route_fp32(1);
         if (cfg->short_kind == MDL_SHORT_SELFATTN) {
             for (int r = 0; r < NNu; r++) {
@@ -1133,19 +1133,18 @@ static void head_folded(rank_net *n, const mdl_model *m, const rank_batch *bt) {
         int fused = qc || (e && cfg->long_kind == MDL_LONG_SDIM && pl16);
         for (uint32_t i = 0; i < nbk && !fused; i++)
             memcpy(a1 + (size_t)i * H1, r, (size_t)H1 * sizeof *r);
-        if (e) {      /* the gather first, then both column groups in one pass with the ReLU */
-            if (qc) { /* cached q terms; the block's misses computed together, stored after */
-                uint32_t nm = q_rows(n, bt->qcache, e, b0, nbk);
+        if (e) { /* the gather first, then both column groups in one pass with the ReLU */
+            /* SDIM's rows (pl16) and the cached q terms (qc) start from r; a block's q misses
+             * are computed together and stored after its gather */
+            if (fused) {
+                uint32_t nm = qc ? q_rows(n, bt->qcache, e, b0, nbk) : 0;
                 rank_gather_add_f16(a1, r, pl16 ? n->Pl16 : NULL,
                                     pl16 ? n->csig + (size_t)b0 * n->S : NULL, (int)nbk,
-                                    pl16 ? n->S : 0, n->nb, H1, n->qptr);
+                                    pl16 ? n->S : 0, n->nb, H1, qc ? n->qptr : NULL);
                 for (uint32_t k = 0; k < nm; k++)
                     rank_qcache_put(bt->qcache, n->cir[n->qmiss[k]], n->ccr[n->qmiss[k]],
                                     n->qm16 + (size_t)k * H1);
-            } else if (fused)
-                rank_gather_add_f16(a1, r, n->Pl16, n->csig + (size_t)b0 * n->S, (int)nbk, n->S,
-                                    n->nb, H1, NULL);
-            else if (cfg->long_kind == MDL_LONG_SDIM)
+            } else if (cfg->long_kind == MDL_LONG_SDIM)
                 rank_gather_add(a1, n->Pl, n->csig + (size_t)b0 * n->S, (int)nbk, n->S, n->nb, H1);
             rank_pseg sg[RANK_ENGINE_SEGS + 1];
             int ns = 0;
