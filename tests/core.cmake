@@ -5,6 +5,8 @@ trail_add_test(test_sch_roundtrip SOURCES test_sch_roundtrip.c LIBS trail_schema
 trail_add_test(test_mdl_file SOURCES test_mdl_file.c LIBS trail_model LABELS unit)
 trail_add_test(test_core_log SOURCES test_core_log.c LIBS trail_core LABELS unit)
 trail_add_test(test_core_opts SOURCES test_core_opts.c LIBS trail_core LABELS unit)
+# the output layer's JSON and text forms, the temporary tree, percentiles
+trail_add_test(test_core_report SOURCES test_core_report.c LIBS trail_core PkgConfig::JANSSON LABELS unit)
 # the command layer as the binary shows it: every command's --help, groups, --version, one-line
 # usage errors naming the flag
 trail_add_test(test_cli SOURCES test_cli.c LIBS trail_core LABELS unit)
