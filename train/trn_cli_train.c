@@ -76,58 +76,6 @@ static void print_train_json(const char *out, const char *vs, int protocol, cons
     printf("}\n");
 }
 
-/* --pretrain: next-behavior samples (one popularity negative, the same seed) from the file's own
- * behaviors, split at the impressions' valid and test start times, so that pretraining learns
- * from the train period only and stops on the valid period's behaviors; nothing of the test
- * period is seen. Then the impressions train as usual from the pretrained weights and Adam state.
- * Prints its own line; errors go to stderr. */
-static int pretrain_next(mdl_model *m, const trn_data *d, const sch_event *ev, size_t n_ev,
-                         const trn_data_conf *dc, const trn_conf *tc, uint32_t epochs,
-                         trn_report *rep) {
-    char err[512];
-    if (d->protocol != TRN_PROTO_IMPRESSIONS) {
-        fprintf(stderr,
-                "trail: --pretrain: the %s protocol's samples are next-behavior samples "
-                "already; pretraining applies to --protocol impressions\n",
-                trn_proto_name(d->protocol));
-        return 1;
-    }
-    trn_data_conf pc = *dc;
-    pc.protocol = TRN_PROTO_NEXT;
-    pc.negatives = 1;
-    trn_data *p = NULL;
-    if (trn_data_build(&p, ev, n_ev, &pc, err, sizeof err)) {
-        fprintf(stderr, "trail: --pretrain: %s\n", err);
-        return 1;
-    }
-    trn_data_split_at(p, trn_data_split_ts(d, 1), trn_data_split_ts(d, 2));
-    int rc = 1;
-    if (!p->split[0] || p->split[1] == p->split[0]) {
-        fprintf(stderr,
-                "trail: --pretrain: %zu behaviors before the impressions' valid period and "
-                "%zu within it; pretraining needs some of both\n",
-                p->split[0], p->split[1] - p->split[0]);
-        goto out;
-    }
-    fprintf(stderr,
-            "pretrain: next-behavior samples train=%zu valid=%zu (before the impressions' "
-            "valid and test periods), up to %u epochs\n",
-            p->split[0], p->split[1] - p->split[0], epochs);
-    trn_conf pt = *tc;
-    pt.epochs = epochs;
-    pt.calibrate = 0; /* the impressions' training follows; it calibrates */
-    if (trn_train(m, p, &pt, rep, err, sizeof err)) {
-        fprintf(stderr, "trail: --pretrain: %s\n", err);
-        goto out;
-    }
-    fprintf(stderr, "pretrain: kept epoch %.2f (next-behavior valid gauc %.4f), %.1f s\n",
-            rep->best_epoch, rep->best_valid_gauc, rep->seconds);
-    rc = 0;
-out:
-    trn_data_destroy(p);
-    return rc;
-}
-
 int trn_cmd_train(int argc, char **argv) {
     const char *events = NULL, *out = NULL, *init = NULL;
     trn_conf tc;
@@ -197,26 +145,17 @@ int trn_cmd_train(int argc, char **argv) {
     size_t n_ev = 0;
     trn_read_stats rs;
     rc = 1;
-    if (init) {
-        if (mdl_model_load(&m, init, err, sizeof err)) {
-            fprintf(stderr, "trail: --init: %s\n", err);
-            return 1;
-        }
-    } else {
-        if (mdl_config_check(&cfg, err, sizeof err)) {
-            fprintf(stderr, "trail: %s\n", err);
-            return 2;
-        }
-        if (mdl_model_init(&m, &cfg, err, sizeof err)) {
-            fprintf(stderr, "trail: %s\n", err);
-            return 1;
-        }
+    if (!init && mdl_config_check(&cfg, err, sizeof err)) {
+        fprintf(stderr, "trail: %s\n", err);
+        return 2;
+    }
+    if (init ? mdl_model_load(&m, init, err, sizeof err)
+             : mdl_model_init(&m, &cfg, err, sizeof err)) {
+        fprintf(stderr, "trail: %s%s\n", init ? "--init: " : "", err);
+        return 1;
     }
     /* read once: pretraining builds its own samples from the same events */
-    if (trn_events_read_stats(events, &ev, &n_ev, &rs, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
+    if (trn_events_read_stats(events, &ev, &n_ev, &rs, err, sizeof err)) goto fail;
     if (dc.protocol == TRN_PROTO_AUTO) { /* auto must not switch task because records were lost */
         size_t n_lab = 0;
         char why[640];
@@ -230,10 +169,7 @@ int trn_cmd_train(int argc, char **argv) {
             fprintf(stderr, "trail: warning: %s: %s; going ahead (--strict 0)\n", events, why);
         }
     }
-    if (trn_data_build(&d, ev, n_ev, &dc, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
+    if (trn_data_build(&d, ev, n_ev, &dc, err, sizeof err)) goto fail;
     d->bad_records = rs.bad;
     char vs[96];
     mdl_variant_str(&m->cfg, vs, sizeof vs);
@@ -246,17 +182,13 @@ int trn_cmd_train(int argc, char **argv) {
     tc.progress = stderr;
     tc.progress_tty = isatty(2);
     trn_report prep = {0};
-    if (pretrain && pretrain_next(m, d, ev, n_ev, &dc, &tc, pretrain, &prep)) goto done;
+    if (pretrain && trn_pretrain(m, d, ev, n_ev, &dc, &tc, pretrain, &prep, err, sizeof err))
+        goto fail;
     core_free(ev); /* the samples hold what training needs */
     ev = NULL;
-    if ((tc.epochs ? trn_train : trn_calibrate)(m, d, &tc, &rep, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
-    if (mdl_model_save(m, out, 1, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
+    if ((tc.epochs ? trn_train : trn_calibrate)(m, d, &tc, &rep, err, sizeof err) ||
+        mdl_model_save(m, out, 1, err, sizeof err))
+        goto fail;
     if (rep.calibrated)
         fprintf(stderr,
                 "train: calibrated on the valid split: logit' = %.4f logit %+.4f; valid log loss "
@@ -277,6 +209,9 @@ int trn_cmd_train(int argc, char **argv) {
     rep.seconds += prep.seconds; /* the report's time is the whole run's */
     if (json) print_train_json(out, vs, d->protocol, &rep, pretrain, &prep);
     rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "trail: %s\n", err);
 done:
     core_free(ev);
     trn_data_destroy(d);
@@ -292,66 +227,6 @@ const core_cmd trn_eval_cmd = {
 
 static const char *const splits[] = {"train", "valid", "test", "all", NULL};
 
-/* The serving paths' accuracy bounds against fp32 (docs/QUALITY.md, "Serving paths"). */
-#define PATH_MAX_ABS 5e-3
-#define PATH_AUC 5e-4
-#define PATH_LOGLOSS 1e-3
-
-typedef struct path_row {
-    rank_isa isa;
-    trn_metrics mt;
-    double max_abs, auc_diff, logloss_diff;
-    int ok;
-} path_row;
-
-static int diff_within(double a, double ref, double bound, double *diff) {
-    *diff = a - ref;
-    if (isnan(a) && isnan(ref)) { /* one class only: no AUC on either path */
-        *diff = 0;
-        return 1;
-    }
-    return fabs(*diff) <= bound;
-}
-
-/* --paths: every available path but fp32 against the fp32 predictions ref. rows: RANK_ISA_COUNT.
- * @return the number of rows, or -1 (error printed). */
-static int eval_paths(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
-                      uint32_t threads, const float *ref, const trn_metrics *ref_mt,
-                      path_row *rows) {
-    char err[512];
-    size_t n = hi - lo;
-    float *p = core_malloc(n * sizeof *p);
-    int nr = 0;
-    if (!p) {
-        fprintf(stderr, "trail: eval: out of memory\n");
-        return -1;
-    }
-    for (int i = 0; i < RANK_ISA_COUNT; i++) {
-        rank_isa isa = (rank_isa)i;
-        if (isa == RANK_ISA_FP32 || !rank_isa_available(isa)) continue;
-        path_row *r = &rows[nr];
-        memset(r, 0, sizeof *r);
-        r->isa = isa;
-        if (trn_eval_isa(m, d, lo, hi, window, threads, isa, p, &r->mt, err, sizeof err)) {
-            fprintf(stderr, "trail: %s\n", err);
-            core_free(p);
-            return -1;
-        }
-        double mx = 0;
-        for (size_t k = 0; k < n; k++) {
-            double e = fabs((double)p[k] - (double)ref[k]);
-            if (!(e <= mx)) mx = e; /* a NaN prediction makes it NaN: out of bounds */
-        }
-        r->max_abs = mx;
-        int ok_auc = diff_within(r->mt.auc, ref_mt->auc, PATH_AUC, &r->auc_diff);
-        int ok_ll = diff_within(r->mt.logloss, ref_mt->logloss, PATH_LOGLOSS, &r->logloss_diff);
-        r->ok = mx <= PATH_MAX_ABS && ok_auc && ok_ll;
-        nr++;
-    }
-    core_free(p);
-    return nr;
-}
-
 static void print_num_json(double v) {
     if (isnan(v) || isinf(v))
         printf("null");
@@ -359,31 +234,10 @@ static void print_num_json(double v) {
         printf("%.6g", v);
 }
 
-/* --by-history: each kind of positive (trn_data_match over the model's window) against all
- * negatives of [lo, hi). @return CORE_OK or CORE_ENOMEM. */
-static int by_history_aucs(const trn_data *d, size_t lo, size_t hi, uint32_t window,
-                           const float *preds, double auc[3], uint64_t pos[3]) {
-    size_t n = hi - lo;
-    uint8_t *lab = core_malloc(n), *grp = core_malloc(n);
-    int rc = CORE_ENOMEM;
-    if (!lab || !grp) goto done;
-    for (size_t i = 0; i < n; i++) {
-        const trn_sample *s = &d->samples[lo + i];
-        lab[i] = s->label;
-        grp[i] = s->label ? (uint8_t)trn_data_match(d, s, window) : 0;
-    }
-    for (uint8_t k = 0; k < 3; k++)
-        if ((rc = trn_auc_group(&auc[k], &pos[k], preds, lab, grp, k, n))) goto done;
-done:
-    core_free(lab);
-    core_free(grp);
-    return rc;
-}
-
 int trn_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *events = NULL, *isa_name = NULL;
     rank_isa isa = RANK_ISA_FP32;
-    path_row rows[RANK_ISA_COUNT];
+    trn_path_row rows[RANK_ISA_COUNT];
     int n_rows = 0, paths = 0, si = 2, rc;
     trn_data_conf dc;
     uint32_t window = 256, threads = 2;
@@ -423,34 +277,25 @@ int trn_cmd_eval(int argc, char **argv) {
     trn_metrics mt;
     float *preds = NULL;
     rc = 1;
-    if (mdl_model_load(&m, model, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        return 1;
-    }
-    if (trn_data_load(&d, events, &dc, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
+    if (mdl_model_load(&m, model, err, sizeof err) ||
+        trn_data_load(&d, events, &dc, err, sizeof err))
+        goto fail;
     size_t lo = 0, hi = d->n_samples;
     if (si < 3) trn_data_split(d, si, &lo, &hi);
     if (hi == lo) {
-        fprintf(stderr, "trail: split %s has no samples\n", split);
-        goto done;
+        snprintf(err, sizeof err, "split %s has no samples", split);
+        goto fail;
     }
-    if (!(preds = core_malloc((hi - lo) * sizeof *preds)) ||
-        trn_eval_isa(m, d, lo, hi, window, threads, isa, preds, &mt, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", preds ? err : "eval: out of memory");
-        goto done;
-    }
-    if (paths && (n_rows = eval_paths(m, d, lo, hi, window, threads, preds, &mt, rows)) < 0)
-        goto done;
     static const char *kinds[3] = {"item_in_window", "category_in_window", "neither"};
     double kauc[3];
     uint64_t kpos[3];
-    if (by_history && by_history_aucs(d, lo, hi, window, preds, kauc, kpos)) {
-        fprintf(stderr, "trail: eval: out of memory\n");
-        goto done;
-    }
+    snprintf(err, sizeof err, "eval: out of memory"); /* unless a step below says otherwise */
+    if (!(preds = core_malloc((hi - lo) * sizeof *preds)) ||
+        trn_eval_isa(m, d, lo, hi, window, threads, isa, preds, &mt, err, sizeof err) ||
+        (paths && (n_rows = trn_eval_paths(m, d, lo, hi, window, threads, preds, &mt, rows, err,
+                                           sizeof err)) < 0) ||
+        (by_history && trn_eval_by_history(d, lo, hi, window, preds, kauc, kpos)))
+        goto fail;
     if (json) {
         printf("{\"split\":\"%s\",\"protocol\":\"%s\",", split, trn_proto_name(d->protocol));
         print_metrics_json(stdout, &mt);
@@ -473,7 +318,7 @@ int trn_cmd_eval(int argc, char **argv) {
         if (paths) {
             printf(",\"paths\":[");
             for (int r = 0; r < n_rows; r++) {
-                const path_row *w = &rows[r];
+                const trn_path_row *w = &rows[r];
                 printf("%s{\"isa\":\"%s\",\"precision\":\"%s\",\"auc\":", r ? "," : "",
                        rank_isa_name(w->isa), rank_isa_precision(w->isa));
                 print_num_json(w->mt.auc);
@@ -511,6 +356,9 @@ int trn_cmd_eval(int argc, char **argv) {
                    rows[r].ok ? "yes" : "no");
     }
     rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "trail: %s\n", err);
 done:
     core_free(preds);
     trn_data_destroy(d);

@@ -816,3 +816,105 @@ fail:
     ctx_destroy(x);
     return rc;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pretraining, and the evaluations `trail eval` adds
+
+int trn_pretrain(mdl_model *m, const trn_data *d, const sch_event *ev, size_t n_ev,
+                 const trn_data_conf *dc, const trn_conf *c, uint32_t epochs, trn_report *rep,
+                 char *err, size_t err_size) {
+    char why[512];
+    if (d->protocol != TRN_PROTO_IMPRESSIONS) {
+        snprintf(err, err_size,
+                 "--pretrain: the %s protocol's samples are next-behavior samples already; "
+                 "pretraining applies to --protocol impressions",
+                 trn_proto_name(d->protocol));
+        return CORE_EINVAL;
+    }
+    trn_data_conf pc = *dc;
+    pc.protocol = TRN_PROTO_NEXT;
+    pc.negatives = 1;
+    trn_data *p = NULL;
+    int rc = trn_data_build(&p, ev, n_ev, &pc, why, sizeof why);
+    if (rc) return snprintf(err, err_size, "--pretrain: %s", why), rc;
+    trn_data_split_at(p, trn_data_split_ts(d, 1), trn_data_split_ts(d, 2));
+    if (!p->split[0] || p->split[1] == p->split[0]) {
+        snprintf(err, err_size,
+                 "--pretrain: %zu behaviors before the impressions' valid period and %zu within "
+                 "it; pretraining needs some of both",
+                 p->split[0], p->split[1] - p->split[0]);
+        trn_data_destroy(p);
+        return CORE_EINVAL;
+    }
+    if (c->progress)
+        fprintf(c->progress,
+                "pretrain: next-behavior samples train=%zu valid=%zu (before the impressions' "
+                "valid and test periods), up to %u epochs\n",
+                p->split[0], p->split[1] - p->split[0], epochs);
+    trn_conf pt = *c;
+    pt.epochs = epochs;
+    pt.calibrate = 0; /* the impressions' training follows; it calibrates */
+    if ((rc = trn_train(m, p, &pt, rep, why, sizeof why)))
+        snprintf(err, err_size, "--pretrain: %s", why);
+    else if (c->progress)
+        fprintf(c->progress, "pretrain: kept epoch %.2f (next-behavior valid gauc %.4f), %.1f s\n",
+                rep->best_epoch, rep->best_valid_gauc, rep->seconds);
+    trn_data_destroy(p);
+    return rc;
+}
+
+/* a - ref within bound (both NaN, one class only: no AUC on either path, counts as within) */
+static int diff_within(double a, double ref, double bound, double *diff) {
+    int none = isnan(a) && isnan(ref);
+    *diff = none ? 0 : a - ref;
+    return none || fabs(*diff) <= bound;
+}
+
+int trn_eval_paths(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                   uint32_t threads, const float *ref, const trn_metrics *ref_mt,
+                   trn_path_row *rows, char *err, size_t err_size) {
+    size_t n = hi - lo;
+    float *p = core_malloc(n * sizeof *p);
+    int nr = 0;
+    if (!p) return snprintf(err, err_size, "eval: out of memory"), -1;
+    for (int i = 0; i < RANK_ISA_COUNT; i++) {
+        rank_isa isa = (rank_isa)i;
+        if (isa == RANK_ISA_FP32 || !rank_isa_available(isa)) continue;
+        trn_path_row *r = &rows[nr++];
+        memset(r, 0, sizeof *r);
+        r->isa = isa;
+        if (trn_eval_isa(m, d, lo, hi, window, threads, isa, p, &r->mt, err, err_size)) {
+            nr = -1;
+            break;
+        }
+        for (size_t k = 0; k < n; k++) {
+            double e = fabs((double)p[k] - (double)ref[k]);
+            if (!(e <= r->max_abs))
+                r->max_abs = e; /* a NaN prediction makes it NaN: out of bounds */
+        }
+        int ok_auc = diff_within(r->mt.auc, ref_mt->auc, TRN_PATH_AUC, &r->auc_diff);
+        int ok_ll = diff_within(r->mt.logloss, ref_mt->logloss, TRN_PATH_LOGLOSS, &r->logloss_diff);
+        r->ok = r->max_abs <= TRN_PATH_MAX_ABS && ok_auc && ok_ll;
+    }
+    core_free(p);
+    return nr;
+}
+
+int trn_eval_by_history(const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                        const float *preds, double auc[3], uint64_t pos[3]) {
+    size_t n = hi - lo;
+    uint8_t *lab = core_malloc(n), *grp = core_malloc(n);
+    int rc = CORE_ENOMEM;
+    if (!lab || !grp) goto done;
+    for (size_t i = 0; i < n; i++) {
+        const trn_sample *s = &d->samples[lo + i];
+        lab[i] = s->label;
+        grp[i] = s->label ? (uint8_t)trn_data_match(d, s, window) : 0;
+    }
+    for (uint8_t k = 0; k < 3; k++)
+        if ((rc = trn_auc_group(&auc[k], &pos[k], preds, lab, grp, k, n))) goto done;
+done:
+    core_free(lab);
+    core_free(grp);
+    return rc;
+}

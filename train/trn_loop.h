@@ -95,4 +95,41 @@ int trn_eval_isa(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, ui
 int trn_bench_steps(mdl_model *m, const trn_data *d, const trn_conf *c, uint32_t steps,
                     double *samples_per_s, char *err, size_t err_size);
 
+/** @brief Pretraining for the impressions protocol (`trail train --pretrain E`): next-behavior
+ *  samples (one popularity negative, dc's seed) from d's own events ev, split at the impressions'
+ *  valid and test start times, so that pretraining learns from the train period only and stops
+ *  on the valid period's behaviors; nothing of the test period is seen. m then trains on the
+ *  impressions as usual from the pretrained weights and Adam state. Up to epochs epochs, no
+ *  calibration; c->progress (when set) gets its lines. @return CORE_OK, or an error with the
+ *  reason in err (d of another protocol: CORE_EINVAL). */
+int trn_pretrain(mdl_model *m, const trn_data *d, const sch_event *ev, size_t n_ev,
+                 const trn_data_conf *dc, const trn_conf *c, uint32_t epochs, trn_report *rep,
+                 char *err, size_t err_size);
+
+/* The serving paths' accuracy bounds against fp32 (docs/QUALITY.md, "Serving paths"). */
+#define TRN_PATH_MAX_ABS 5e-3
+#define TRN_PATH_AUC 5e-4
+#define TRN_PATH_LOGLOSS 1e-3
+
+/* One serving path's evaluation against fp32's (trn_eval_paths). */
+typedef struct trn_path_row {
+    rank_isa isa;
+    trn_metrics mt;
+    double max_abs, auc_diff, logloss_diff; /* max |p - p_fp32|, AUC and log-loss differences */
+    int ok;                                 /* each within its bound above */
+} trn_path_row;
+
+/** @brief trn_eval_isa on every path this machine runs but fp32, each against the fp32
+ *  predictions ref and metrics ref_mt of the same samples. rows: RANK_ISA_COUNT.
+ *  @return the number of rows, or -1 with the reason in err. */
+int trn_eval_paths(const mdl_model *m, const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                   uint32_t threads, const float *ref, const trn_metrics *ref_mt,
+                   trn_path_row *rows, char *err, size_t err_size);
+
+/** @brief The AUC of each kind of positive of [lo, hi) (trn_match over window: auc[k], pos[k] for
+ *  k = TRN_MATCH_ITEM ...) against all its negatives, from the predictions preds.
+ *  @return CORE_OK or CORE_ENOMEM. */
+int trn_eval_by_history(const trn_data *d, size_t lo, size_t hi, uint32_t window,
+                        const float *preds, double auc[3], uint64_t pos[3]);
+
 #endif
