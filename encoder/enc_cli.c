@@ -1,10 +1,6 @@
-/* enc_cli.c: the encoder's commands: `trail encode` (file replay), `trail reencode`,
- * `trail inspect`. Importers are in enc_import.c, the benchmark in enc_bench.c.
- *
- * File replay is exactly-once: the input position (byte offset and record number) and the reject
- * file's length are written in the same LMDB transaction as the state the records produced. A
- * resumed run seeks to the stored position and truncates the reject file to the stored length, so
- * neither the state nor the reject file ever holds a record twice.
+/* enc_cli.c: the encoder's commands: `trail encode` (file replay; the replay itself, exactly once,
+ * is enc_replay in enc_import.c), `trail reencode`, `trail inspect`. Importers are in
+ * enc_import.c, the benchmark in enc_bench.c.
  */
 #include "core_alloc.h"
 #include "core_err.h"
@@ -15,88 +11,17 @@
 #include "sch_event.h"
 #include "enc_cli.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-#include <xxhash.h>
-
-#define ENC_MAX_LINE (1u << 16) /* longer lines are skipped whole and rejected */
 
 static volatile sig_atomic_t g_stop;
 static void on_stop(int sig) {
     (void)sig;
     g_stop = 1;
-}
-
-/* Length of the UTF-8 sequence at s[0..n) if it is one well-formed character (no overlong form,
- * no surrogate, at most U+10FFFF), else 0. */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (c > 0xF4 || !len || len > n) return 0;
-    for (size_t k = 1; k < len; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-    if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-    if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
-    return len;
-}
-
-/* Write s[0..n) as the body of a JSON string: printable ASCII and well-formed UTF-8 kept as they
- * are, '"' and '\\' escaped, control bytes and bytes that are not well-formed UTF-8 as \u00XX (read
- * as Latin-1), so a reject line is valid JSON (and valid UTF-8) whatever bytes the bad record held,
- * and a record's text reads as it was. */
-static void json_bytes(FILE *f, const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = u[i];
-        size_t len;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else if (c < 0x80)
-            fputc(c, f);
-        else if ((len = utf8_char(u + i, n - i)) != 0) {
-            fwrite(u + i, 1, len, f);
-            i += len - 1;
-        } else
-            fprintf(f, "\\u%04x", c);
-    }
-}
-
-/* At most max bytes of s[0..n), not ending inside a well-formed UTF-8 character. */
-static size_t utf8_cut(const char *s, size_t n, size_t max) {
-    if (n <= max) return n;
-    size_t k = max;
-    for (size_t back = 0; back < 3 && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80; back++)
-        k--;
-    /* s[k] starts the character the cut falls in; keep the cut where it was if that is no
-     * well-formed character (invalid bytes are escaped one by one anyway) */
-    return k < max && utf8_char((const unsigned char *)s + k, n - k) > max - k ? k : max;
-}
-
-/* Open (creating) the reject file and cut it to `keep` bytes: what earlier committed batches wrote.
- */
-static FILE *reject_open(const char *path, int64_t keep) {
-    int fd = open(path, O_WRONLY | O_CREAT, 0644);
-    if (fd < 0) return NULL;
-    if (ftruncate(fd, keep) != 0 || lseek(fd, keep, SEEK_SET) < 0) {
-        close(fd);
-        return NULL;
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) close(fd);
-    return f;
 }
 
 const core_cmd enc_encode_cmd = {
@@ -107,112 +32,8 @@ const core_cmd enc_encode_cmd = {
     "records and rejected every one of them (wrong format, not events); 2 on a usage error\n",
     NULL};
 
-/* The identity of a file input: XXH3-64 of its bytes before the committed position, kept with
- * that position ("file:PATH#id"). A second handle reads the file as far as the reader has, so the
- * hash always covers exactly the bytes committed. */
-typedef struct input_id {
-    FILE *f;
-    XXH3_state_t *st;
-    uint64_t at; /* bytes hashed */
-} input_id;
-
-/* hash up to byte `to` (at most the file's length; returns CORE_EIO if it is shorter) */
-static int input_id_advance(input_id *id, uint64_t to) {
-    char buf[65536];
-    while (id->at < to) {
-        size_t want = to - id->at < sizeof buf ? (size_t)(to - id->at) : sizeof buf;
-        size_t got = fread(buf, 1, want, id->f);
-        if (got == 0) return CORE_EIO;
-        XXH3_64bits_update(id->st, buf, got);
-        id->at += got;
-    }
-    return CORE_OK;
-}
-
-typedef struct enc_counts {
-    uint64_t skipped, applied, impressions, rejected, read;
-} enc_counts;
-
-/* a resumed file input: the position and reject length committed with the state; the file
- * must still begin with the bytes the state has applied. Errors are printed. */
-static int encode_resume(enc_store *st, sch_reader *rd, input_id *iid, const char *source,
-                         const char *input, const char *store, int64_t off, int64_t *rejpos,
-                         uint64_t *skipped) {
-    char key[PATH_MAX + 32];
-    int64_t want_id = 0, recno = 0;
-    int have_id;
-    /* the file must still begin with the bytes the state has applied */
-    struct stat isb;
-    snprintf(key, sizeof key, "%s#id", source);
-    have_id = enc_store_get_offset(st, key, &want_id) == CORE_OK;
-    if (fstat(fileno(iid->f), &isb) == 0 && (uint64_t)isb.st_size < (uint64_t)off) {
-        fprintf(stderr,
-                "trail encode: %s is %lld bytes, but the store %s has applied it up to byte "
-                "%lld: the file was replaced or truncated since; refusing to guess which "
-                "records are new (encode into a new store, or restore the file)\n",
-                input, (long long)isb.st_size, store, (long long)off);
-        return CORE_EINVAL;
-    }
-    if (input_id_advance(iid, (uint64_t)off) != CORE_OK) {
-        fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
-        return CORE_EINVAL;
-    }
-    if (have_id && (int64_t)XXH3_64bits_digest(iid->st) != want_id) {
-        fprintf(stderr,
-                "trail encode: %s no longer begins with the %lld bytes the store %s applied "
-                "from it (their hash differs): the file was replaced since; refusing to "
-                "guess which records are new (encode into a new store, or restore the file)\n",
-                input, (long long)off, store);
-        return CORE_EINVAL;
-    }
-    snprintf(key, sizeof key, "%s#rec", source);
-    if (enc_store_get_offset(st, key, &recno) != CORE_OK ||
-        sch_reader_seek(rd, (uint64_t)off, (uint64_t)recno) != CORE_OK) {
-        fprintf(stderr, "trail encode: cannot resume %s at byte %lld\n", input, (long long)off);
-        return CORE_EINVAL;
-    }
-    snprintf(key, sizeof key, "%s#rej", source);
-    if (enc_store_get_offset(st, key, rejpos) != CORE_OK) *rejpos = 0;
-    *skipped = (uint64_t)recno;
-    return CORE_OK;
-}
-
-/* one record the reader returned (rc: its status): rejected with its reason into rej, counted
- * as an impression, or applied to b. @return 0, or an error of the batch (printed). */
-static int encode_record(enc_batch *b, FILE *rej, int rc, const char *rec, size_t len, uint64_t rn,
-                         enc_counts *bc, uint64_t *rej_in_batch) {
-    sch_event ev;
-    char why[256];
-    bc->read++;
-    if (rc == CORE_ETOOBIG) {
-        snprintf(why, sizeof why, "record longer than %u bytes", ENC_MAX_LINE);
-    } else if (rc == CORE_EFORMAT) {
-        snprintf(why, sizeof why, "truncated binary record (%zu of %d bytes)", len,
-                 SCH_BIN_RECORD_SIZE);
-    } else {
-        rc = sch_event_decode(&ev, rec, len, why, sizeof why);
-    }
-    if (rc != 1 && rc != CORE_OK) {
-        fprintf(rej, "{\"line\":%llu,\"reason\":\"", (unsigned long long)rn);
-        json_bytes(rej, why, strlen(why));
-        fprintf(rej, "\",\"record\":\"");
-        json_bytes(rej, rec, utf8_cut(rec, len, 200));
-        fprintf(rej, "%s\"}\n", len > 200 ? "..." : "");
-        bc->rejected++;
-        (*rej_in_batch)++;
-    } else if (ev.flags & SCH_F_LABEL) {
-        bc->impressions++;
-    } else if ((rc = enc_batch_apply(b, &ev))) {
-        fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
-        return rc;
-    } else {
-        bc->applied++;
-    }
-    return 0;
-}
-
 /* the run's summary on stdout (JSON or lines); only committed batches count */
-static void encode_summary(enc_counts n, enc_store *st, const char *input, const char *rpath,
+static void encode_summary(enc_replay_counts n, enc_store *st, const char *input, const char *rpath,
                            int json, int complete, int64_t t0) {
     double dt = (double)(core_now_ns() - t0) / 1e9;
     uint64_t total = n.skipped + n.read, damaged = 0, quar = 0;
@@ -244,60 +65,6 @@ static void encode_summary(enc_counts n, enc_store *st, const char *input, const
                 "trail encode: every record read from %s was rejected (%llu of %llu), "
                 "nothing applied; the reasons are in %s\n",
                 input, (unsigned long long)n.rejected, (unsigned long long)n.read, rpath);
-}
-
-/* commit the batch b with the input position, record count, reject length and identity it
- * covers; b is consumed (committed, or aborted on an error). @return 0, or 1 after printing
- * why. */
-static int encode_commit(enc_batch *b, sch_reader *rd, FILE *rej, const char *rpath, int durable,
-                         int rej_in_batch, const char *source, uint64_t records,
-                         uint64_t batch_read, input_id *iid, const char *input, const char *store) {
-    char key[PATH_MAX + 32];
-    int rc;
-    if (fflush(rej) != 0 || (rej_in_batch && durable && fsync(fileno(rej)) != 0)) {
-        fprintf(stderr, "trail encode: writing %s: %s\n", rpath, strerror(errno));
-        goto abort;
-    }
-    snprintf(key, sizeof key, "%s#rec", source);
-    if ((rc = enc_batch_set_offset(b, source, (int64_t)sch_reader_offset(rd))) ||
-        (rc = enc_batch_set_offset(b, key, (int64_t)records))) {
-        fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
-        goto abort;
-    }
-    snprintf(key, sizeof key, "%s#rej", source);
-    if ((rc = enc_batch_set_offset(b, key, (int64_t)ftello(rej)))) goto abort;
-    if (iid->f) { /* the identity of the bytes this commit covers */
-        if (input_id_advance(iid, sch_reader_offset(rd)) != CORE_OK) {
-            fprintf(stderr,
-                    "trail encode: reading %s: the file changed while it was "
-                    "read\n",
-                    input);
-            goto abort;
-        }
-        snprintf(key, sizeof key, "%s#id", source);
-        if ((rc = enc_batch_set_offset(b, key, (int64_t)XXH3_64bits_digest(iid->st)))) goto abort;
-    }
-    rc = enc_batch_commit(b);
-    if (rc) {
-        char why[160] = "";
-        struct statvfs fs; /* a full disk reaches here as LMDB's write error */
-        if (statvfs(store, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (64u << 20))
-            snprintf(why, sizeof why,
-                     "; no space left on the device of %s (%llu bytes "
-                     "free)",
-                     store, (unsigned long long)fs.f_bavail * fs.f_frsize);
-        fprintf(stderr,
-                "trail encode: commit to %s failed: %s%s%s (state unchanged since "
-                "the last commit; the %llu records of this batch were not applied "
-                "and a rerun resumes before them)\n",
-                store, core_strerror(rc), rc == CORE_EFULL ? "; raise --map-max" : "", why,
-                (unsigned long long)batch_read);
-        return 1;
-    }
-    return 0;
-abort:
-    enc_batch_abort(b);
-    return 1;
 }
 
 int enc_cmd_encode(int argc, char **argv) {
@@ -336,113 +103,43 @@ int enc_cmd_encode(int argc, char **argv) {
     conf.durable = !no_sync;
     if (conf.map_max < conf.map_size) conf.map_max = conf.map_size;
 
-    char err[1024], source[PATH_MAX + 16], rpath[PATH_MAX + 32];
+    char err[1024], rpath[PATH_MAX + 32];
     mdl_model *m = NULL;
     enc_store *st = NULL;
-    sch_reader *rd = NULL;
-    FILE *rej = NULL;
-    enc_batch *b = NULL;
-    enc_counts n = {0};
+    enc_replay_counts n = {0};
     int ret = 1, complete = 0;
-    int64_t off = 0, rejpos = 0, t0 = core_now_ns();
-    input_id iid = {0};  /* file inputs: the hash of the bytes applied */
-    enc_counts bc = {0}; /* the batch being built: folded into n when it commits */
-    /* known from the arguments alone: the summary at out names it even when opening fails */
+    int64_t t0 = core_now_ns();
+    /* known from the arguments alone: the summary names it even when opening fails */
     if (reject_path)
         snprintf(rpath, sizeof rpath, "%s", reject_path);
     else
         snprintf(rpath, sizeof rpath, "%s/rejects.jsonl", conf.path);
-
     if (mdl_model_load(&m, model_path, err, sizeof err)) {
         fprintf(stderr, "trail encode: %s\n", err);
         return 1;
     }
     conf.new_window = m->cfg.window; /* a new store keeps what the model was trained on */
     conf.writer = 1; /* one writer per store: a second one is refused here, nothing touched */
-    if ((rc = enc_store_open(&st, &conf, err, sizeof err)) ||
-        (rc = enc_store_bind_model(st, m, err, sizeof err))) {
+    if (enc_store_open(&st, &conf, err, sizeof err) ||
+        enc_store_bind_model(st, m, err, sizeof err)) {
         fprintf(stderr, "trail encode: %s\n", err);
         goto out;
     }
     if (mdl_window_mismatch(&m->cfg, enc_store_window(st), err, sizeof err))
         fprintf(stderr, "trail encode: warning: model %s: %s\n", model_path, err);
-    if (strcmp(input, "-") == 0) {
-        snprintf(source, sizeof source, "file:-");
-    } else {
-        char real[PATH_MAX];
-        if (!realpath(input, real)) {
-            fprintf(stderr, "trail encode: --input %s: %s\n", input, strerror(errno));
-            goto out;
-        }
-        snprintf(source, sizeof source, "file:%s", real);
-    }
-    if ((rc = sch_reader_open(&rd, input, ENC_MAX_LINE, err, sizeof err))) {
+    signal(SIGINT, on_stop);
+    signal(SIGTERM, on_stop);
+    enc_replay_conf rp = {input, rpath, conf.path, batch, conf.durable, &g_stop};
+    if (enc_replay(st, &rp, &n, err, sizeof err)) {
         fprintf(stderr, "trail encode: %s\n", err);
         goto out;
     }
-    if (strcmp(input, "-") != 0) {
-        if (!(iid.f = fopen(input, "rb")) || !(iid.st = XXH3_createState())) {
-            fprintf(stderr, "trail encode: --input %s: %s\n", input, strerror(errno));
-            goto out;
-        }
-        XXH3_64bits_reset(iid.st);
-    }
-    /* resume: the position and reject length committed with the state */
-    if (strcmp(input, "-") != 0 && enc_store_get_offset(st, source, &off) == CORE_OK &&
-        encode_resume(st, rd, &iid, source, input, conf.path, off, &rejpos, &n.skipped))
-        goto out;
-    if (!(rej = reject_open(rpath, rejpos))) {
-        fprintf(stderr, "trail encode: reject file %s: %s\n", rpath, strerror(errno));
-        goto out;
-    }
-    signal(SIGINT, on_stop);
-    signal(SIGTERM, on_stop);
-
-    uint64_t in_batch = 0, rej_in_batch = 0;
-    int eof = 0;
-    while (!eof) {
-        if (!b && (rc = enc_batch_begin(st, &b))) {
-            fprintf(stderr, "trail encode: %s\n", core_strerror(rc));
-            goto out;
-        }
-        const char *rec;
-        size_t len;
-        uint64_t rn;
-        rc = sch_reader_next(rd, &rec, &len, &rn);
-        if (rc == 0) {
-            eof = 1;
-        } else if (rc == CORE_EIO) {
-            fprintf(stderr, "trail encode: reading %s: %s\n", input, strerror(errno));
-            goto out;
-        } else {
-            in_batch++;
-            if (encode_record(b, rej, rc, rec, len, rn, &bc, &rej_in_batch)) goto out;
-        }
-        if (in_batch >= batch || eof || (g_stop && in_batch)) {
-            rc = encode_commit(b, rd, rej, rpath, conf.durable, rej_in_batch != 0, source,
-                               n.skipped + n.read + bc.read, bc.read, &iid, input, conf.path);
-            b = NULL;
-            if (rc) goto out;
-            /* only committed records count in the summary */
-            n.read += bc.read, n.applied += bc.applied, n.impressions += bc.impressions;
-            n.rejected += bc.rejected;
-            bc = (enc_counts){0};
-            in_batch = rej_in_batch = 0;
-        }
-        if (g_stop) break;
-    }
-    ret = 0;
     /* nothing usable: a CSV given as events, random bytes. The rejects are committed (a rerun
      * skips them), but the run failed at what it was for, so it must not look like success. */
     complete = 1;
-    if (n.read > 0 && n.rejected == n.read) ret = 1;
+    ret = n.read > 0 && n.rejected == n.read;
 out:
-    if (b) enc_batch_abort(b);
-    if (iid.f) fclose(iid.f);
-    if (iid.st) XXH3_freeState(iid.st);
     encode_summary(n, st, input, rpath, json, complete, t0);
-    if (rej) fclose(rej);
-    sch_reader_close(rd);
     enc_store_close(st);
     mdl_model_destroy(m);
     return ret;
