@@ -1,5 +1,5 @@
-/* rank_cli.c: `trail bench rank` (serving latency of SDIM against exact target attention) and the
- * candidate-line parser of `trail rank` (whose store side is in rank_cli_rank.c).
+/* rank_cli.c: `trail bench rank` (serving latency of SDIM against exact target attention) and
+ * `trail model info` with the serving path.
  *
  * The bench builds one user in memory from a synthetic window: bucket sums by embedding each
  * behavior (mdl_embed) and hashing it (enc_simhash_sign), exactly the encoder's rule, so no store
@@ -22,127 +22,11 @@
 #include "mdl_cli.h"
 #include "rank_score.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-// ---------------------------------------------------------------------------------------------
-// Candidate lines
-
-typedef struct cur {
-    const char *p, *end;
-} cur;
-
-static void skip_ws(cur *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r'))
-        c->p++;
-}
-
-/* an unsigned decimal id, at most SCH_ID_MAX */
-static int parse_id(cur *c, uint64_t *out, const char *what, char *err, size_t err_size) {
-    const char *start = c->p;
-    uint64_t v = 0;
-    if (c->p >= c->end || !isdigit((unsigned char)*c->p)) {
-        snprintf(err, err_size, "%s: expected an unsigned integer", what);
-        return CORE_EFORMAT;
-    }
-    for (; c->p < c->end && isdigit((unsigned char)*c->p); c->p++) {
-        if (v > (SCH_ID_MAX - (uint64_t)(*c->p - '0')) / 10) {
-            snprintf(err, err_size, "%s: %.*s... is larger than %llu", what,
-                     (int)(c->p - start + 1), start, (unsigned long long)SCH_ID_MAX);
-            return CORE_ERANGE;
-        }
-        v = v * 10 + (uint64_t)(*c->p - '0');
-    }
-    *out = v;
-    return CORE_OK;
-}
-
-int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
-                         char *err, size_t err_size) {
-    cur c = {line, line + n};
-    int rc;
-    skip_ws(&c);
-    if (c.p < c.end && *c.p == '{') {
-        /* {"item_id": 1, "category_id": 2} */
-        int have_item = 0, have_cat = 0;
-        c.p++;
-        for (;;) {
-            skip_ws(&c);
-            if (c.p >= c.end || *c.p != '"') {
-                snprintf(err, err_size, "expected a quoted key");
-                return CORE_EFORMAT;
-            }
-            const char *k = ++c.p;
-            while (c.p < c.end && *c.p != '"')
-                c.p++;
-            if (c.p >= c.end) {
-                snprintf(err, err_size, "unterminated key");
-                return CORE_EFORMAT;
-            }
-            size_t kn = (size_t)(c.p++ - k);
-            int is_item = kn == 7 && !memcmp(k, "item_id", 7);
-            int is_cat = kn == 11 && !memcmp(k, "category_id", 11);
-            if (!is_item && !is_cat) {
-                snprintf(err, err_size, "unknown field \"%.*s\" (expected item_id, category_id)",
-                         (int)(kn > 40 ? 40 : kn), k);
-                return CORE_EFORMAT;
-            }
-            if ((is_item && have_item) || (is_cat && have_cat)) {
-                snprintf(err, err_size, "duplicate field \"%.*s\"", (int)kn, k);
-                return CORE_EFORMAT;
-            }
-            skip_ws(&c);
-            if (c.p >= c.end || *c.p != ':') {
-                snprintf(err, err_size, "expected ':' after \"%.*s\"", (int)kn, k);
-                return CORE_EFORMAT;
-            }
-            c.p++;
-            skip_ws(&c);
-            if ((rc = parse_id(&c, is_item ? item_id : category_id,
-                               is_item ? "item_id" : "category_id", err, err_size)))
-                return rc;
-            have_item |= is_item;
-            have_cat |= is_cat;
-            skip_ws(&c);
-            if (c.p < c.end && *c.p == ',') {
-                c.p++;
-                continue;
-            }
-            if (c.p < c.end && *c.p == '}') {
-                c.p++;
-                break;
-            }
-            snprintf(err, err_size, "expected ',' or '}'");
-            return CORE_EFORMAT;
-        }
-        if (!have_item || !have_cat) {
-            snprintf(err, err_size, "missing field %s", have_item ? "category_id" : "item_id");
-            return CORE_EFORMAT;
-        }
-    } else {
-        /* item_id,category_id */
-        if ((rc = parse_id(&c, item_id, "item_id", err, err_size))) return rc;
-        skip_ws(&c);
-        if (c.p >= c.end || *c.p != ',') {
-            snprintf(err, err_size, "expected item_id,category_id or a JSON object");
-            return CORE_EFORMAT;
-        }
-        c.p++;
-        skip_ws(&c);
-        if ((rc = parse_id(&c, category_id, "category_id", err, err_size))) return rc;
-    }
-    skip_ws(&c);
-    if (c.p != c.end) {
-        snprintf(err, err_size, "unexpected text after the candidate: \"%.*s\"",
-                 (int)(c.end - c.p > 20 ? 20 : c.end - c.p), c.p);
-        return CORE_EFORMAT;
-    }
-    return CORE_OK;
-}
 
 // ---------------------------------------------------------------------------------------------
 // trail model info, with the serving path
@@ -631,7 +515,7 @@ int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size) {
     return rank_isa_force(value, err, err_size);
 }
 
-const core_cmd *const rank_cmds[] = {&model_info_cmd, &rank_rank_cmd, &bench_cmd, NULL};
+const core_cmd *const rank_cmds[] = {&model_info_cmd, &bench_cmd, NULL};
 
 /* the bench's result: one JSON object, or lines */
 static void bench_report(const mdl_config *cfg, uint64_t B, uint64_t T, uint64_t N, uint64_t iters,

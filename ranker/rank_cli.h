@@ -7,15 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/** @brief Parse one candidate line (without its newline): `item_id,category_id` or the JSON object
- *  `{"item_id": 1, "category_id": 2}` (both keys required, no others, any order, ids unsigned
- *  integers up to 2^63-1, surrounding spaces allowed).
- *  @return CORE_OK, or CORE_EFORMAT / CORE_ERANGE with the reason in err. */
-int rank_candidate_parse(const char *line, size_t n, uint64_t *item_id, uint64_t *category_id,
-                         char *err, size_t err_size);
-
 extern const core_cmd *const rank_cmds[]; /* the ranker's commands, NULL-terminated */
-extern const core_cmd rank_rank_cmd;
 
 /* --isa NAME: rank_isa_force (call rank_isa_init before parsing) */
 int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size);
@@ -29,12 +21,12 @@ int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size);
     }
 
 int rank_cmd_model_info(int argc, char **argv); /* trail model info, with the serving path */
-int rank_cmd_rank(int argc, char **argv);       /* trail rank */
 int rank_cmd_bench(int argc, char **argv);      /* trail bench rank */
 
-/* trail_serve's commands (serve_cli.c, rank_bench_serve.c) */
+/* trail_serve's commands (rank_cli_rank.c, serve_cli.c, rank_bench_serve.c) */
 extern const core_cmd *const serve_cmds[]; /* NULL-terminated */
-extern const core_cmd rank_bench_serve_cmd;
+extern const core_cmd rank_rank_cmd, rank_bench_serve_cmd;
+int rank_cmd_rank(int argc, char **argv);        /* trail rank */
 int rank_cmd_serve(int argc, char **argv);       /* trail serve */
 int rank_cmd_bench_serve(int argc, char **argv); /* trail bench serve */
 

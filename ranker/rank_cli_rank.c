@@ -11,6 +11,7 @@
 #include "mdl.h"
 #include "rank_cli.h"
 #include "rank_isa.h"
+#include "rank_request.h"
 #include "rank_score.h"
 
 #include <errno.h>
@@ -27,7 +28,8 @@ typedef struct cand_list {
 /* Read every candidate line; blank lines are skipped. On a bad line: message with file and line. */
 static int read_candidates(cand_list *cl, const char *path) {
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-    char *line = NULL, err[256];
+    char *line = NULL;
+    rank_req_error pe;
     size_t cap = 0;
     ssize_t len;
     uint64_t lineno = 0;
@@ -57,11 +59,10 @@ static int read_candidates(cand_list *cl, const char *path) {
             cl->cat = b;
             cl->cap = nc;
         }
-        rc = rank_candidate_parse(line, (size_t)len, &cl->item[cl->n], &cl->cat[cl->n], err,
-                                  sizeof err);
+        rc = rank_candidate_line_parse(line, (size_t)len, &cl->item[cl->n], &cl->cat[cl->n], &pe);
         if (rc) {
-            fprintf(stderr, "trail: rank: %s:%llu: bad candidate: %s\n",
-                    strcmp(path, "-") ? path : "<stdin>", (unsigned long long)lineno, err);
+            fprintf(stderr, "trail: rank: %s:%llu:%u: %s\n", strcmp(path, "-") ? path : "<stdin>",
+                    (unsigned long long)lineno, pe.col, pe.message);
             break;
         }
         cl->n++;

@@ -272,4 +272,4 @@ int rank_cmd_serve(int argc, char **argv) {
     return 0;
 }
 
-const core_cmd *const serve_cmds[] = {&rank_serve_cmd, &rank_bench_serve_cmd, NULL};
+const core_cmd *const serve_cmds[] = {&rank_rank_cmd, &rank_serve_cmd, &rank_bench_serve_cmd, NULL};

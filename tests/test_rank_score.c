@@ -12,7 +12,6 @@
 #include "core_util.h"
 #include "enc_simhash.h"
 #include "rank_blas.h"
-#include "rank_cli.h"
 #include "rank_isa.h"
 #include "rank_net.h"
 #include "rank_score.h"
@@ -315,47 +314,6 @@ static void test_scratch_alloc_failures(void **state) {
     unmake(&f);
 }
 
-static void test_candidate_parse(void **state) {
-    (void)state;
-    uint64_t it, ca;
-    char err[256];
-    struct {
-        const char *line;
-        int rc;
-        uint64_t it, ca;
-        const char *msg;
-    } cases[] = {
-        {"5,7", 0, 5, 7, NULL},
-        {"  5 , 7 \r", 0, 5, 7, NULL},
-        {"{\"item_id\": 1, \"category_id\": 2}", 0, 1, 2, NULL},
-        {"{ \"category_id\":2,\"item_id\":1 }", 0, 1, 2, NULL},
-        {"9223372036854775807,0", 0, 9223372036854775807ull, 0, NULL},
-        {"9223372036854775808,0", CORE_ERANGE, 0, 0, "larger than"},
-        {"5;7", CORE_EFORMAT, 0, 0, "expected item_id,category_id"},
-        {"5,7,9", CORE_EFORMAT, 0, 0, "unexpected text"},
-        {"-5,7", CORE_EFORMAT, 0, 0, "item_id: expected an unsigned integer"},
-        {"5,", CORE_EFORMAT, 0, 0, "category_id: expected"},
-        {"{\"item_id\": 1}", CORE_EFORMAT, 0, 0, "missing field category_id"},
-        {"{\"item_id\": 1, \"category_id\": 2, \"x\": 3}", CORE_EFORMAT, 0, 0,
-         "unknown field \"x\""},
-        {"{\"item_id\": 1, \"item_id\": 2}", CORE_EFORMAT, 0, 0, "duplicate field"},
-        {"{\"item_id\": \"1\", \"category_id\": 2}", CORE_EFORMAT, 0, 0, "expected an unsigned"},
-        {"{\"item_id\": 1, \"category_id\": 2", CORE_EFORMAT, 0, 0, "expected ',' or '}'"},
-        {"{\"item_id\": 1.5, \"category_id\": 2}", CORE_EFORMAT, 0, 0, "expected ',' or '}'"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        err[0] = 0;
-        int rc =
-            rank_candidate_parse(cases[i].line, strlen(cases[i].line), &it, &ca, err, sizeof err);
-        if (rc != cases[i].rc)
-            fail_msg("'%s': rc %d, want %d (%s)", cases[i].line, rc, cases[i].rc, err);
-        if (!rc)
-            assert_true(it == cases[i].it && ca == cases[i].ca);
-        else if (!strstr(err, cases[i].msg))
-            fail_msg("'%s': message '%s'", cases[i].line, err);
-    }
-}
-
 /* The cross block of each candidate equals a plain scan of its own user's window, in double:
  * counts of its category and item, the time since the latest of each (1.5 when absent), the hour-
  * and day-decayed counts and the count at the request's time of day. Three users interleaved
@@ -598,7 +556,6 @@ int main(void) {
         cmocka_unit_test(test_avgpool_stored_equals_mean),
         cmocka_unit_test(test_rank_score_order_and_limits),
         cmocka_unit_test(test_attention_window_limit),
-        cmocka_unit_test(test_candidate_parse),
         cmocka_unit_test(test_scratch_alloc_failures),
         cmocka_unit_test(test_attention_blocks_equal_single),
         cmocka_unit_test(test_folded_head_equals_assembled),

@@ -197,11 +197,20 @@ static void test_new_alloc_failures(void **state) {
 static void test_candidate_line(void **state) {
     (void)state;
     uint64_t item = 0, cat = 0;
-    const char *l1 = "5,7\n", *l2 = "  {\"category_id\": 9, \"item_id\": 6}\r\n";
-    assert_int_equal(rank_candidate_line_parse(l1, strlen(l1), &item, &cat, &pe), CORE_OK);
-    assert_true(item == 5 && cat == 7);
-    assert_int_equal(rank_candidate_line_parse(l2, strlen(l2), &item, &cat, &pe), CORE_OK);
-    assert_true(item == 6 && cat == 9);
+    static const struct {
+        const char *line;
+        uint64_t item, cat;
+    } good[] = {
+        {"5,7\n", 5, 7},
+        {"  5 , 7 \r", 5, 7},
+        {"  {\"category_id\": 9, \"item_id\": 6}\r\n", 6, 9},
+        {"9223372036854775807,0", 9223372036854775807ull, 0},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        if (rank_candidate_line_parse(good[i].line, strlen(good[i].line), &item, &cat, &pe))
+            fail_msg("line '%s': %s", good[i].line, pe.message);
+        assert_true(item == good[i].item && cat == good[i].cat);
+    }
     static const struct {
         const char *line;
         const char *kind, *field;
@@ -216,6 +225,10 @@ static void test_candidate_line(void **state) {
         {"{\"item_id\":5}", "missing_field", "candidate.category_id"},
         {"{\"item_id\":5,\"category_id\":7,\"x\":1}", "unknown_field", "candidate"},
         {"{\"item_id\":5,\"category_id\":7} 3", "bad_json", ""},
+        {"9223372036854775808,0", "bad_value", "item_id"},
+        {"{\"item_id\": 1, \"item_id\": 2}", "duplicate_field", "candidate.item_id"},
+        {"{\"item_id\": 1, \"category_id\": 2", "bad_json", "candidate"},
+        {"{\"item_id\": 1.5, \"category_id\": 2}", "bad_type", "candidate.item_id"},
     };
     for (size_t i = 0; i < sizeof bad_lines / sizeof bad_lines[0]; i++) {
         int rc = rank_candidate_line_parse(bad_lines[i].line, strlen(bad_lines[i].line), &item,
