@@ -16,6 +16,7 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "core_proc.h"
+#include "core_report.h"
 #include "core_util.h"
 #include "enc_state_int.h"
 #include "enc_store.h"
@@ -66,15 +67,6 @@ static uint64_t dir_bytes(const char *dir) {
     struct stat sb;
     snprintf(p, sizeof p, "%s/data.mdb", dir);
     return stat(p, &sb) == 0 ? (uint64_t)sb.st_blocks * 512 : 0;
-}
-
-static void rm_store(const char *dir) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/data.mdb", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/lock.mdb", dir);
-    unlink(p);
-    rmdir(dir);
 }
 
 /* E events of U Zipf users over NITEMS Zipf items, and their order user by user */
@@ -176,6 +168,60 @@ static int json_decode_rate(const sch_event *ev, uint64_t nj, double *rate) {
     return 0;
 }
 
+/* the end-to-end run: ev through enc_batch_apply and enc_batch_commit (a batch of K) into a
+ * fresh store in dir (NULL: a temporary one, removed afterwards) */
+typedef struct e2e_result {
+    double s, cpu;
+    uint64_t commits, users, chunks, store_bytes;
+} e2e_result;
+
+static int end_to_end(const mdl_model *m, const sch_event *ev, uint64_t E, uint64_t L, uint64_t K,
+                      int durable, const char *dir, e2e_result *res) {
+    enc_store_conf conf;
+    enc_store *st = NULL;
+    enc_batch *b = NULL;
+    char err[1024], tmpl[4096];
+    int rc = CORE_OK, ret = 1;
+    if (!dir && core_tmpdir_make(tmpl, sizeof tmpl, "trail-bench")) {
+        fprintf(stderr, "trail bench encode: mkdtemp %s failed\n", tmpl);
+        return 1;
+    }
+    enc_store_conf_default(&conf);
+    conf.path = dir ? dir : tmpl;
+    conf.window = (uint32_t)L;
+    conf.recent = L < 64 ? (uint32_t)L : 64;
+    conf.durable = durable;
+    conf.map_size = (size_t)4 << 30;
+    if (enc_store_open(&st, &conf, err, sizeof err) ||
+        enc_store_bind_model(st, m, err, sizeof err)) {
+        fprintf(stderr, "trail bench encode: %s\n", err);
+        goto out;
+    }
+    int64_t t0 = core_now_ns();
+    double c0 = cpu_s();
+    for (uint64_t i = 0; i < E && !rc; i++) {
+        if (!b && (rc = enc_batch_begin(st, &b))) break;
+        if ((rc = enc_batch_apply(b, &ev[i]))) break;
+        if (enc_batch_size(b) >= K || i + 1 == E) {
+            rc = enc_batch_commit(b);
+            b = NULL;
+            res->commits++;
+        }
+    }
+    res->s = (double)(core_now_ns() - t0) / 1e9, res->cpu = cpu_s() - c0;
+    if (rc || (rc = enc_store_users(st, &res->users, &res->chunks))) {
+        fprintf(stderr, "trail bench encode: store: %s\n", core_strerror(rc));
+        goto out;
+    }
+    res->store_bytes = dir_bytes(conf.path);
+    ret = 0;
+out:
+    if (b) enc_batch_abort(b);
+    enc_store_close(st);
+    if (!dir) core_rmtree(tmpl);
+    return ret;
+}
+
 const core_cmd enc_bench_cmd = {"bench encode", "encoder throughput (kernel and end to end), JSON",
                                 enc_cmd_bench_encode, NULL, NULL};
 
@@ -200,14 +246,9 @@ int enc_cmd_bench_encode(int argc, char **argv) {
     mdl_config cfg;
     mdl_model *m = NULL;
     workload w = {0};
-    sch_event *ev = NULL;
-    uint32_t *order = NULL, *start = NULL;
     enc_sigcache *cache = NULL;
     enc_ustate *us = NULL;
-    enc_store *st = NULL;
-    enc_batch *b = NULL;
-    char err[1024], tmpl[4096];
-    int made_dir = 0;
+    char err[1024];
     ret = 1;
     mdl_config_default(&cfg);
     cfg.C = 64;
@@ -218,103 +259,60 @@ int enc_cmd_bench_encode(int argc, char **argv) {
         fprintf(stderr, "trail bench encode: %s\n", err);
         return 1;
     }
-    // ---- workload
-    if (make_workload(&w, E, U, L, seed)) goto out;
-    ev = w.ev, order = w.order, start = w.start;
-    // ---- JSON decode (a sample)
+    // ---- workload, JSON decode (a sample), kernel
     uint64_t nj = E < 200000 ? E : 200000;
-    double json_rate;
-    if (json_decode_rate(ev, nj, &json_rate)) goto out;
-    // ---- kernel
-    if (enc_sigcache_new(&cache, m, 1u << 18) || enc_ustate_new(&us, m, (uint32_t)L)) goto out;
-    double kernel_s, kernel_cpu, hit_rate;
-    if (time_kernel(us, cache, ev, order, start, E, U, &kernel_s, &kernel_cpu, &hit_rate)) goto out;
+    double json_rate, kernel_s, kernel_cpu, hit_rate;
+    if (make_workload(&w, E, U, L, seed) || json_decode_rate(w.ev, nj, &json_rate) ||
+        enc_sigcache_new(&cache, m, 1u << 18) || enc_ustate_new(&us, m, (uint32_t)L) ||
+        time_kernel(us, cache, w.ev, w.order, w.start, E, U, &kernel_s, &kernel_cpu, &hit_rate))
+        goto out;
+    e2e_result e = {0};
+    if (!kernel_only && end_to_end(m, w.ev, E, L, K, durable, dir, &e)) goto out;
+    core_report r;
+    core_report_begin(&r, stdout, json || kernel_only ? CORE_REPORT_JSON_TIGHT : CORE_REPORT_TEXT,
+                      "bench encode");
+    core_report_str(&r, "bench", "encode");
+    core_report_u64(&r, "events", E);
+    core_report_u64(&r, "users", U);
+    core_report_u64(&r, "window", L);
     if (kernel_only) {
-        printf("{\"bench\":\"encode\",\"events\":%llu,\"users\":%llu,\"window\":%llu,"
-               "\"kernel_events_per_s\":%.0f,\"kernel_s\":%.3f,\"kernel_cpu_events_per_s\":%.0f,"
-               "\"sigcache_hit_rate\":%.4f}\n",
-               (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, E / kernel_s,
-               kernel_s, E / kernel_cpu, hit_rate);
+        core_report_num(&r, "kernel_events_per_s", "%.0f", E / kernel_s);
+        core_report_num(&r, "kernel_s", "%.3f", kernel_s);
+        core_report_num(&r, "kernel_cpu_events_per_s", "%.0f", E / kernel_cpu);
+        core_report_num(&r, "sigcache_hit_rate", "%.4f", hit_rate);
+        core_report_end(&r);
         ret = 0;
         goto out;
     }
-    // ---- end to end
-    enc_store_conf conf;
-    enc_store_conf_default(&conf);
-    if (!dir) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(tmpl, sizeof tmpl, "%s/trail-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(tmpl)) {
-            fprintf(stderr, "trail bench encode: mkdtemp %s failed\n", tmpl);
-            goto out;
-        }
-        dir = tmpl;
-        made_dir = 1;
-    }
-    conf.path = dir;
-    conf.window = (uint32_t)L;
-    conf.recent = L < 64 ? (uint32_t)L : 64;
-    conf.durable = durable;
-    conf.map_size = (size_t)4 << 30;
-    if (enc_store_open(&st, &conf, err, sizeof err) ||
-        enc_store_bind_model(st, m, err, sizeof err)) {
-        fprintf(stderr, "trail bench encode: %s\n", err);
-        goto out;
-    }
-    uint64_t commits = 0;
-    int rc;
-    int64_t t0 = core_now_ns();
-    double c0 = cpu_s();
-    for (uint64_t i = 0; i < E; i++) {
-        if (!b && (rc = enc_batch_begin(st, &b))) goto fail_rc;
-        if ((rc = enc_batch_apply(b, &ev[i]))) goto fail_rc;
-        if (enc_batch_size(b) >= K || i + 1 == E) {
-            rc = enc_batch_commit(b);
-            b = NULL;
-            commits++;
-            if (rc) goto fail_rc;
-        }
-    }
-    double e2e_s = (double)(core_now_ns() - t0) / 1e9, e2e_cpu = cpu_s() - c0;
-    uint64_t users, chunks;
-    if ((rc = enc_store_users(st, &users, &chunks))) goto fail_rc;
-    uint64_t store_bytes = dir_bytes(dir);
-    double store_mb = (double)store_bytes / 1048576.0;
-    double per_user = users ? (double)store_bytes / (double)users : 0; /* pages in use, all DBs */
-    if (json) {
-        printf("{\"bench\":\"encode\",\"events\":%llu,\"users\":%llu,\"window\":%llu,\"dim\":%u,"
-               "\"signatures\":%u,\"bits\":%u,\"events_per_s\":%.0f,\"kernel_events_per_s\":%.0f,"
-               "\"json_decode_events_per_s\":%.0f,\"end_to_end_s\":%.3f,\"kernel_s\":%.3f,"
-               "\"batch\":%llu,\"commits\":%llu,\"durable\":%s,\"users_stored\":%llu,"
-               "\"chunks_stored\":%llu,\"users_window_full\":%llu,\"store_mb\":%.1f,"
-               "\"store_bytes_per_user\":%.0f,"
-               "\"user_zipf_s\":1.0,\"items\":%u,\"item_zipf_s\":1.0,\"seed\":%llu,"
-               "\"kernel_cpu_events_per_s\":%.0f,\"cpu_events_per_s\":%.0f,\"load_avg_1m\":%.2f,"
-               "\"sigcache_hit_rate\":%.4f}\n",
-               (unsigned long long)E, (unsigned long long)U, (unsigned long long)L, cfg.C, cfg.S,
-               cfg.tau, E / e2e_s, E / kernel_s, json_rate, e2e_s, kernel_s, (unsigned long long)K,
-               (unsigned long long)commits, durable ? "true" : "false", (unsigned long long)users,
-               (unsigned long long)chunks, (unsigned long long)w.full, store_mb, per_user, NITEMS,
-               (unsigned long long)seed, E / kernel_cpu, E / e2e_cpu, core_proc_load1(), hit_rate);
-    } else {
-        printf(
-            "bench encode: %llu events, %llu users (%llu fill the %llu window), C=%u S=%u tau=%u\n"
-            "  kernel      %.0f events/s (%.3f s)\n  end to end  %.0f events/s (%.3f s, %llu "
-            "commits of %llu, %s)\n  json decode %.0f events/s\n  store %.1f MB (%.0f bytes a "
-            "user)\n",
-            (unsigned long long)E, (unsigned long long)U, (unsigned long long)w.full,
-            (unsigned long long)L, cfg.C, cfg.S, cfg.tau, E / kernel_s, kernel_s, E / e2e_s, e2e_s,
-            (unsigned long long)commits, (unsigned long long)K, durable ? "fsync" : "no sync",
-            json_rate, store_mb, per_user);
-    }
+    core_report_u64(&r, "dim", cfg.C);
+    core_report_u64(&r, "signatures", cfg.S);
+    core_report_u64(&r, "bits", cfg.tau);
+    core_report_num(&r, "events_per_s", "%.0f", E / e.s);
+    core_report_num(&r, "kernel_events_per_s", "%.0f", E / kernel_s);
+    core_report_num(&r, "json_decode_events_per_s", "%.0f", json_rate);
+    core_report_num(&r, "end_to_end_s", "%.3f", e.s);
+    core_report_num(&r, "kernel_s", "%.3f", kernel_s);
+    core_report_u64(&r, "batch", K);
+    core_report_u64(&r, "commits", e.commits);
+    core_report_bool(&r, "durable", durable);
+    core_report_u64(&r, "users_stored", e.users);
+    core_report_u64(&r, "chunks_stored", e.chunks);
+    core_report_u64(&r, "users_window_full", w.full);
+    core_report_num(&r, "store_mb", "%.1f", (double)e.store_bytes / 1048576.0);
+    /* pages in use, all DBs */
+    core_report_num(&r, "store_bytes_per_user", "%.0f",
+                    e.users ? (double)e.store_bytes / (double)e.users : 0);
+    core_report_num(&r, "user_zipf_s", "%.1f", 1.0);
+    core_report_u64(&r, "items", NITEMS);
+    core_report_num(&r, "item_zipf_s", "%.1f", 1.0);
+    core_report_u64(&r, "seed", seed);
+    core_report_num(&r, "kernel_cpu_events_per_s", "%.0f", E / kernel_cpu);
+    core_report_num(&r, "cpu_events_per_s", "%.0f", E / e.cpu);
+    core_report_num(&r, "load_avg_1m", "%.2f", core_proc_load1());
+    core_report_num(&r, "sigcache_hit_rate", "%.4f", hit_rate);
+    core_report_end(&r);
     ret = 0;
-    goto out;
-fail_rc:
-    fprintf(stderr, "trail bench encode: store: %s\n", core_strerror(rc));
 out:
-    if (b) enc_batch_abort(b);
-    enc_store_close(st);
-    if (made_dir) rm_store(tmpl);
     enc_ustate_destroy(us);
     enc_sigcache_destroy(cache);
     core_free(w.ev);
