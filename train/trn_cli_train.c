@@ -1,6 +1,7 @@
 /* trn_cli_train.c: `trail train`, `trail eval` and `trail bench train`. */
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_report.h"
 #include "mdl.h"
 #include "rank_isa.h"
 #include "mdl_opts.h"
@@ -21,10 +22,14 @@ const core_cmd trn_train_cmd = {
     "--protocol, --negatives, --seed and --window to see the same samples.\n",
     NULL};
 
-static void print_metrics_json(FILE *f, const trn_metrics *m) {
-    fprintf(f, "\"auc\":%.6f,\"gauc\":%.6f,\"logloss\":%.6f,\"calibration\":%.6f,\"samples\":%llu",
-            m->auc, m->gauc, m->logloss, m->calibration, (unsigned long long)m->samples);
-    if (!isnan(m->oracle_auc)) fprintf(f, ",\"oracle_auc\":%.6f", m->oracle_auc);
+/* the fields of metrics train --json's "valid" and eval share */
+static void report_metrics(core_report *r, const trn_metrics *m) {
+    core_report_num(r, "auc", "%.6f", m->auc);
+    core_report_num(r, "gauc", "%.6f", m->gauc);
+    core_report_num(r, "logloss", "%.6f", m->logloss);
+    core_report_num(r, "calibration", "%.6f", m->calibration);
+    core_report_u64(r, "samples", m->samples);
+    if (!isnan(m->oracle_auc)) core_report_num(r, "oracle_auc", "%.6f", m->oracle_auc);
 }
 
 static int parse_protocol(const char *v, void *protocol, char *err, size_t n) {
@@ -50,30 +55,44 @@ static int parse_protocol(const char *v, void *protocol, char *err, size_t n) {
 /* train --json: the run's report as one JSON object on stdout */
 static void print_train_json(const char *out, const char *vs, int protocol, const trn_report *rep,
                              uint32_t pretrain, const trn_report *prep) {
-    printf("{\"model\":\"%s\",\"variant\":\"%s\",\"protocol\":\"%s\",\"steps\":%llu,"
-           "\"seconds\":%.3f,\"best_epoch\":%.3f,\"evals\":%llu,\"stopped_early\":%s,\"valid\":{",
-           out, vs, trn_proto_name(protocol), (unsigned long long)rep->steps, rep->seconds,
-           rep->best_epoch, (unsigned long long)rep->evals, rep->stopped_early ? "true" : "false");
-    print_metrics_json(stdout, &rep->best_valid);
-    printf("}");
-    if (rep->calibrated)
-        printf(",\"platt\":{\"slope\":%.6f,\"offset\":%.6f,\"valid_logloss_before\":%.6f,"
-               "\"valid_calibration_before\":%.6f,\"rate\":%.6f,\"rate_w_valid\":%.6f}",
-               rep->cal_slope, rep->cal_offset, rep->raw_logloss, rep->raw_calibration,
-               rep->cal_rate, rep->cal_rate_w_valid);
-    /* "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>" */
-    if (rep->calibrated)
-        printf(",\"calibration\":\"platt\"");
-    else if (rep->cal_skipped[0])
-        printf(",\"calibration\":\"skipped: %s\"", rep->cal_skipped);
-    else
-        printf(",\"calibration\":\"off\"");
-    if (pretrain)
-        printf(",\"pretrain\":{\"steps\":%llu,\"seconds\":%.3f,\"best_epoch\":%.3f,"
-               "\"valid_gauc\":%.6f}",
-               (unsigned long long)prep->steps, prep->seconds, prep->best_epoch,
-               prep->best_valid_gauc);
-    printf("}\n");
+    core_report r;
+    core_report_begin(&r, stdout, CORE_REPORT_JSON_TIGHT, NULL);
+    core_report_str(&r, "model", out);
+    core_report_str(&r, "variant", vs);
+    core_report_str(&r, "protocol", trn_proto_name(protocol));
+    core_report_u64(&r, "steps", rep->steps);
+    core_report_num(&r, "seconds", "%.3f", rep->seconds);
+    core_report_num(&r, "best_epoch", "%.3f", rep->best_epoch);
+    core_report_u64(&r, "evals", rep->evals);
+    core_report_bool(&r, "stopped_early", rep->stopped_early);
+    core_report_obj(&r, "valid");
+    report_metrics(&r, &rep->best_valid);
+    core_report_close(&r);
+    /* "calibration": "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>"
+     */
+    if (rep->calibrated) {
+        core_report_obj(&r, "platt");
+        core_report_num(&r, "slope", "%.6f", rep->cal_slope);
+        core_report_num(&r, "offset", "%.6f", rep->cal_offset);
+        core_report_num(&r, "valid_logloss_before", "%.6f", rep->raw_logloss);
+        core_report_num(&r, "valid_calibration_before", "%.6f", rep->raw_calibration);
+        core_report_num(&r, "rate", "%.6f", rep->cal_rate);
+        core_report_num(&r, "rate_w_valid", "%.6f", rep->cal_rate_w_valid);
+        core_report_close(&r);
+        core_report_str(&r, "calibration", "platt");
+    } else if (rep->cal_skipped[0]) {
+        core_report_strf(&r, "calibration", "skipped: %s", rep->cal_skipped);
+    } else {
+        core_report_str(&r, "calibration", "off");
+    }
+    if (pretrain) {
+        core_report_obj(&r, "pretrain");
+        core_report_u64(&r, "steps", prep->steps);
+        core_report_num(&r, "seconds", "%.3f", prep->seconds);
+        core_report_num(&r, "best_epoch", "%.3f", prep->best_epoch);
+        core_report_num(&r, "valid_gauc", "%.6f", prep->best_valid_gauc);
+    }
+    core_report_end(&r);
 }
 
 int trn_cmd_train(int argc, char **argv) {
@@ -227,13 +246,6 @@ const core_cmd trn_eval_cmd = {
 
 static const char *const splits[] = {"train", "valid", "test", "all", NULL};
 
-static void print_num_json(double v) {
-    if (isnan(v) || isinf(v))
-        printf("null");
-    else
-        printf("%.6g", v);
-}
-
 int trn_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *events = NULL, *isa_name = NULL;
     rank_isa isa = RANK_ISA_FP32;
@@ -296,65 +308,48 @@ int trn_cmd_eval(int argc, char **argv) {
                                            sizeof err)) < 0) ||
         (by_history && trn_eval_by_history(d, lo, hi, window, preds, kauc, kpos)))
         goto fail;
-    if (json) {
-        printf("{\"split\":\"%s\",\"protocol\":\"%s\",", split, trn_proto_name(d->protocol));
-        print_metrics_json(stdout, &mt);
-        printf(",\"gauc_users\":%llu", (unsigned long long)mt.gauc_users);
-        if (by_history) {
-            printf(",\"by_history\":{");
-            for (int k = 0; k < 3; k++) {
-                printf("%s\"%s\":{\"positives\":%llu,\"auc\":", k ? "," : "", kinds[k],
-                       (unsigned long long)kpos[k]);
-                if (isnan(kauc[k]))
-                    printf("null}");
-                else
-                    printf("%.6f}", kauc[k]);
-            }
-            printf("}");
+    core_report r;
+    core_report_begin(&r, stdout, json ? CORE_REPORT_JSON_TIGHT : CORE_REPORT_TEXT, "eval");
+    core_report_str(&r, "split", split);
+    core_report_str(&r, "protocol", trn_proto_name(d->protocol));
+    report_metrics(&r, &mt);
+    core_report_u64(&r, "gauc_users", mt.gauc_users);
+    if (by_history) {
+        core_report_obj(&r, "by_history");
+        for (int k = 0; k < 3; k++) {
+            core_report_obj(&r, kinds[k]);
+            core_report_u64(&r, "positives", kpos[k]);
+            core_report_num(&r, "auc", "%.6f", kauc[k]);
+            core_report_close(&r);
         }
-        if (isa_name)
-            printf(",\"isa\":\"%s\",\"precision\":\"%s\"", rank_isa_name(isa),
-                   rank_isa_precision(isa));
-        if (paths) {
-            printf(",\"paths\":[");
-            for (int r = 0; r < n_rows; r++) {
-                const trn_path_row *w = &rows[r];
-                printf("%s{\"isa\":\"%s\",\"precision\":\"%s\",\"auc\":", r ? "," : "",
-                       rank_isa_name(w->isa), rank_isa_precision(w->isa));
-                print_num_json(w->mt.auc);
-                printf(",\"logloss\":");
-                print_num_json(w->mt.logloss);
-                printf(",\"max_abs_diff_vs_fp32\":");
-                print_num_json(w->max_abs);
-                printf(",\"auc_diff\":");
-                print_num_json(w->auc_diff);
-                printf(",\"logloss_diff\":");
-                print_num_json(w->logloss_diff);
-                printf(",\"within_bounds\":%s}", w->ok ? "true" : "false");
-            }
-            printf("],\"paths_unavailable\":[");
-            for (int i = 0, k = 0; i < RANK_ISA_COUNT; i++)
-                if (!rank_isa_available((rank_isa)i))
-                    printf("%s\"%s\"", k++ ? "," : "", rank_isa_name((rank_isa)i));
-            printf("]");
-        }
-        printf("}\n");
-    } else {
-        printf("split=%s samples=%llu auc=%.4f gauc=%.4f logloss=%.4f calibration=%.4f", split,
-               (unsigned long long)mt.samples, mt.auc, mt.gauc, mt.logloss, mt.calibration);
-        if (!isnan(mt.oracle_auc)) printf(" oracle_auc=%.4f", mt.oracle_auc);
-        if (isa_name) printf(" isa=%s", rank_isa_name(isa));
-        printf("\n");
-        for (int k = 0; by_history && k < 3; k++)
-            printf("  positives with %s: %llu, auc against all negatives %.4f\n", kinds[k],
-                   (unsigned long long)kpos[k], kauc[k]);
-        for (int r = 0; r < n_rows; r++)
-            printf("  path %s (%s): auc=%.6f logloss=%.6f max|p-p_fp32|=%.3g auc_diff=%+.2g "
-                   "logloss_diff=%+.2g within_bounds=%s\n",
-                   rank_isa_name(rows[r].isa), rank_isa_precision(rows[r].isa), rows[r].mt.auc,
-                   rows[r].mt.logloss, rows[r].max_abs, rows[r].auc_diff, rows[r].logloss_diff,
-                   rows[r].ok ? "yes" : "no");
+        core_report_close(&r);
     }
+    if (isa_name) {
+        core_report_str(&r, "isa", rank_isa_name(isa));
+        core_report_str(&r, "precision", rank_isa_precision(isa));
+    }
+    if (paths) {
+        core_report_arr(&r, "paths");
+        for (int i = 0; i < n_rows; i++) {
+            const trn_path_row *w = &rows[i];
+            core_report_obj(&r, NULL);
+            core_report_str(&r, "isa", rank_isa_name(w->isa));
+            core_report_str(&r, "precision", rank_isa_precision(w->isa));
+            core_report_num(&r, "auc", "%.6g", w->mt.auc);
+            core_report_num(&r, "logloss", "%.6g", w->mt.logloss);
+            core_report_num(&r, "max_abs_diff_vs_fp32", "%.6g", w->max_abs);
+            core_report_num(&r, "auc_diff", "%.6g", w->auc_diff);
+            core_report_num(&r, "logloss_diff", "%.6g", w->logloss_diff);
+            core_report_bool(&r, "within_bounds", w->ok);
+            core_report_close(&r);
+        }
+        core_report_close(&r);
+        core_report_arr(&r, "paths_unavailable");
+        for (int i = 0; i < RANK_ISA_COUNT; i++)
+            if (!rank_isa_available((rank_isa)i))
+                core_report_str(&r, NULL, rank_isa_name((rank_isa)i));
+    }
+    core_report_end(&r);
     rc = 0;
     goto done;
 fail:
@@ -435,13 +430,18 @@ int trn_cmd_bench_train(int argc, char **argv) {
     }
     char vs[96];
     mdl_variant_str(&cfg, vs, sizeof vs);
-    if (json)
-        printf("{\"bench\":\"train\",\"variant\":\"%s\",\"samples_per_s\":%.1f,\"batch\":%u,"
-               "\"threads\":%u,\"window\":%u,\"recent\":%u,\"C\":%u,\"steps\":%u}\n",
-               vs, sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C, steps);
-    else
-        printf("train: %s samples_per_s=%.1f (batch %u, %u threads, window %u, recent %u, C %u)\n",
-               vs, sps, tc.batch, tc.threads, tc.window, cfg.n_recent, cfg.C);
+    core_report r;
+    core_report_begin(&r, stdout, json ? CORE_REPORT_JSON_TIGHT : CORE_REPORT_TEXT, "bench train");
+    core_report_str(&r, "bench", "train");
+    core_report_str(&r, "variant", vs);
+    core_report_num(&r, "samples_per_s", "%.1f", sps);
+    core_report_u64(&r, "batch", tc.batch);
+    core_report_u64(&r, "threads", tc.threads);
+    core_report_u64(&r, "window", tc.window);
+    core_report_u64(&r, "recent", cfg.n_recent);
+    core_report_u64(&r, "C", cfg.C);
+    core_report_u64(&r, "steps", steps);
+    core_report_end(&r);
     rc = 0;
 done:
     core_free(ev);
