@@ -163,9 +163,60 @@ static uint64_t le64_get(const void *p) {
     return v;
 }
 
+/* LMDB's codes stop at the call that returns them: every mdb_* result used goes through lmdb_err,
+ * so the functions of this file return and compare CORE_E* codes only. MDB_NOTFOUND becomes
+ * CORE_ENOTFOUND (absent), MDB_MAP_FULL CORE_EFULL (the map is grown and the transaction redone,
+ * up to map_max), any other failure (an MDB_ code, an errno) CORE_ESTORE; MDB_MAP_RESIZED is
+ * answered at the call (txn_begin, enc_reader_begin). The call that failed and LMDB's code are
+ * kept, per thread, for the messages that name them (store_strerror, store_failure). */
+static _Thread_local struct {
+    const char *what; /* the call, "mdb_put win" */
+    int rc;           /* LMDB's code; 0 since lmdb_forget */
+} lmdb_last;
+
+static int lmdb_code(int rc) {
+    return !rc                  ? CORE_OK
+           : rc == MDB_NOTFOUND ? CORE_ENOTFOUND
+           : rc == MDB_MAP_FULL ? CORE_EFULL
+                                : CORE_ESTORE;
+}
+
+static int lmdb_err(int rc, const char *what) {
+    if (rc) {
+        lmdb_last.what = what;
+        lmdb_last.rc = rc;
+    }
+    return lmdb_code(rc);
+}
+
+/* An operation that reports its failure in words starts with nothing recorded. */
+static void lmdb_forget(void) {
+    lmdb_last.rc = 0;
+}
+
+/* 1 if rc came from the last mdb_* call that failed on this thread since lmdb_forget. */
+static int lmdb_gave(int rc) {
+    return lmdb_last.rc && lmdb_code(lmdb_last.rc) == rc;
+}
+
+/* Words for rc in messages: LMDB's when it gave rc ("MDB_MAP_FULL: Environment mapsize limit
+ * reached"), else core_strerror's. */
+static const char *store_strerror(int rc) {
+    return lmdb_gave(rc) ? mdb_strerror(lmdb_last.rc) : core_strerror(rc);
+}
+
+/* store_strerror for the log, after the call that failed when LMDB gave rc ("mdb_put win:
+ * MDB_MAP_FULL: Environment mapsize limit reached"). Valid until the next call on this thread. */
+static const char *store_failure(int rc) {
+    static _Thread_local char buf[160];
+    if (!lmdb_gave(rc)) return core_strerror(rc);
+    snprintf(buf, sizeof buf, "%s: %s", lmdb_last.what, mdb_strerror(lmdb_last.rc));
+    return buf;
+}
+
 static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out) {
     MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v;
-    int rc = mdb_get(txn, dbi, &k, &v);
+    int rc = lmdb_err(mdb_get(txn, dbi, &k, &v), "mdb_get meta");
     if (rc) return rc;
     if (v.mv_size != 8) return CORE_EFORMAT;
     *out = le64_get(v.mv_data);
@@ -174,39 +225,25 @@ static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *o
 
 static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t x) {
     MDB_val k = {strlen(name), (void *)(uintptr_t)name}, v = {8, &x};
-    return mdb_put(txn, dbi, &k, &v, 0);
+    return lmdb_err(mdb_put(txn, dbi, &k, &v, 0), "mdb_put meta");
 }
 
-/* LMDB's codes stay inside this file: callers get CORE_E* (lmdb_err), logs and messages get
- * LMDB's own words for its codes (store_strerror). */
-static const char *store_strerror(int rc) {
-    return rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE ? mdb_strerror(rc) : core_strerror(rc);
-}
-
-static int lmdb_err(int rc) {
-    if (rc == MDB_MAP_FULL) return CORE_EFULL;
-    if (rc == MDB_NOTFOUND) return CORE_ENOTFOUND;
-    return rc > -1100 && rc <= -1000 ? rc : CORE_ESTORE;
-}
-
-/* Begin a transaction, adopting a map grown by another process. */
+/* Begin a transaction, adopting a map grown by another process (MDB_MAP_RESIZED). */
 static int txn_begin(enc_store *st, unsigned flags, MDB_txn **txn) {
     int rc = mdb_txn_begin(st->env, NULL, flags, txn);
-    if (rc == MDB_MAP_RESIZED) {
-        if ((rc = mdb_env_set_mapsize(st->env, 0)) == 0)
-            rc = mdb_txn_begin(st->env, NULL, flags, txn);
-    }
-    return rc;
+    if (rc != MDB_MAP_RESIZED) return lmdb_err(rc, "mdb_txn_begin");
+    if ((rc = lmdb_err(mdb_env_set_mapsize(st->env, 0), "mdb_env_set_mapsize"))) return rc;
+    return lmdb_err(mdb_txn_begin(st->env, NULL, flags, txn), "mdb_txn_begin");
 }
 
 static int map_grow(enc_store *st) {
     MDB_envinfo info;
-    mdb_env_info(st->env, &info);
+    int rc = lmdb_err(mdb_env_info(st->env, &info), "mdb_env_info");
+    if (rc) return rc;
     size_t cur = info.me_mapsize > st->map_size ? info.me_mapsize : st->map_size;
     if (cur >= st->map_max) return CORE_EFULL;
     size_t next = cur * 2 > st->map_max ? st->map_max : cur * 2;
-    int rc = mdb_env_set_mapsize(st->env, next);
-    if (rc) return CORE_ESTORE;
+    if ((rc = lmdb_err(mdb_env_set_mapsize(st->env, next), "mdb_env_set_mapsize"))) return rc;
     st->map_size = next;
     CORE_LOG(CORE_LOG_NOTICE, "enc_store: map grown path=%s map_size=%zu", st->path, next);
     return CORE_OK;
@@ -306,10 +343,11 @@ static int chunk_ok(const enc_store *st, uint64_t user_id, uint64_t chunk, const
 static int pos_sum(const enc_store *st, MDB_txn *txn, uint64_t *out) {
     MDB_cursor *cur;
     MDB_val k, v;
-    int rc = mdb_cursor_open(txn, st->pos, &cur);
+    int rc = lmdb_err(mdb_cursor_open(txn, st->pos, &cur), "mdb_cursor_open pos");
     if (rc) return rc;
     uint64_t h = 0x706f730000000000ull;
-    for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
+    for (int op = MDB_FIRST;
+         !(rc = lmdb_err(mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op), "mdb_cursor_get pos"));
          op = MDB_NEXT) {
         uint64_t lens[2] = {k.mv_size, v.mv_size};
         h = XXH3_64bits_withSeed(lens, sizeof lens, h);
@@ -318,15 +356,15 @@ static int pos_sum(const enc_store *st, MDB_txn *txn, uint64_t *out) {
     }
     mdb_cursor_close(cur);
     *out = h;
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return rc == CORE_ENOTFOUND ? CORE_OK : rc;
 }
 
 /* CORE_OK when the positions match meta "pos_checksum" (or the store has none yet), else
  * CORE_ECHECKSUM, logged: a resumed input would skip or repeat events. */
 static int pos_ok(const enc_store *st, MDB_txn *txn) {
     uint64_t want, have;
-    int rc = st->checksums ? meta_get_u64(txn, st->meta, "pos_checksum", &want) : MDB_NOTFOUND;
-    if (rc == MDB_NOTFOUND) return CORE_OK;
+    int rc = st->checksums ? meta_get_u64(txn, st->meta, "pos_checksum", &want) : CORE_ENOTFOUND;
+    if (rc == CORE_ENOTFOUND) return CORE_OK;
     if (rc || (rc = pos_sum(st, txn, &have))) return rc;
     if (have == want) return CORE_OK;
     CORE_LOG(CORE_LOG_ERR,
@@ -360,11 +398,14 @@ static int add_checksums(enc_store *st, MDB_txn *txn, uint64_t *users, uint64_t 
         size_t klen = d ? 16 : 8;
         memset(key, 0, sizeof key);
         for (int first = 1;; first = 0) {
-            if ((rc = mdb_cursor_open(txn, dbi, &cur))) break;
+            if ((rc = lmdb_err(mdb_cursor_open(txn, dbi, &cur), "mdb_cursor_open (checksums)")))
+                break;
             k = (MDB_val){klen, key};
-            rc = mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE);
+            rc = lmdb_err(mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE),
+                          "mdb_cursor_get (checksums)");
             if (!rc && !first && k.mv_size == klen && !memcmp(k.mv_data, key, klen))
-                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* past the one just sealed */
+                rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_NEXT), /* past the one just sealed */
+                              "mdb_cursor_get (checksums)");
             mdb_cursor_close(cur);
             if (rc) break;
             if (k.mv_size != klen) {
@@ -393,10 +434,11 @@ static int add_checksums(enc_store *st, MDB_txn *txn, uint64_t *users, uint64_t 
                 record_seal(uid, buf, v.mv_size);
             }
             MDB_val kv = {klen, key}, nv = {v.mv_size, buf};
-            if ((rc = mdb_put(txn, dbi, &kv, &nv, 0))) break;
+            if ((rc = lmdb_err(mdb_put(txn, dbi, &kv, &nv, 0), d ? "mdb_put win" : "mdb_put user")))
+                break;
             ++*(d ? chunks : users);
         }
-        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc == CORE_ENOTFOUND) rc = CORE_OK;
     }
     core_free(buf);
     return rc;
@@ -415,11 +457,12 @@ static int migrate_v1(enc_store *st, MDB_txn *txn, uint64_t *users) {
     size_t cap = 0;
     *users = 0;
     for (int first = 1;; first = 0) {
-        if ((rc = mdb_cursor_open(txn, st->user, &cur))) break;
+        if ((rc = lmdb_err(mdb_cursor_open(txn, st->user, &cur), "mdb_cursor_open user"))) break;
         k = (MDB_val){8, key};
-        rc = mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE);
+        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, first ? MDB_FIRST : MDB_SET_RANGE),
+                      "mdb_cursor_get user");
         if (!rc && !first && k.mv_size == 8 && !memcmp(k.mv_data, key, 8))
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_NEXT), "mdb_cursor_get user");
         mdb_cursor_close(cur);
         if (rc) break;
         if (k.mv_size != 8) {
@@ -462,12 +505,12 @@ static int migrate_v1(enc_store *st, MDB_txn *txn, uint64_t *users) {
         h.n_summed = h.n_events;
         head_seal(uid, &h);
         MDB_val kv = {8, key}, sv = {sizeof sh + body, buf}, hv = {sizeof h, &h};
-        if ((rc = mdb_put(txn, st->sums, &kv, &sv, 0)) ||
-            (rc = mdb_put(txn, st->user, &kv, &hv, 0)))
+        if ((rc = lmdb_err(mdb_put(txn, st->sums, &kv, &sv, 0), "mdb_put sums")) ||
+            (rc = lmdb_err(mdb_put(txn, st->user, &kv, &hv, 0), "mdb_put user")))
             break;
         ++*users;
     }
-    if (rc == MDB_NOTFOUND) rc = 0;
+    if (rc == CORE_ENOTFOUND) rc = CORE_OK;
     core_free(buf);
     return rc;
 }
@@ -538,7 +581,9 @@ static int check_not_truncated(enc_store *st, const char *path, char *errstr, si
     MDB_stat ms;
     struct stat sb;
     char dpath[4096];
-    if (mdb_env_info(st->env, &info) || mdb_env_stat(st->env, &ms)) return CORE_OK;
+    if (lmdb_err(mdb_env_info(st->env, &info), "mdb_env_info") ||
+        lmdb_err(mdb_env_stat(st->env, &ms), "mdb_env_stat"))
+        return CORE_OK; /* nothing to compare with: LMDB's own checks remain */
     snprintf(dpath, sizeof dpath, "%s/data.mdb", path);
     if (stat(dpath, &sb) != 0) return CORE_OK;
     uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
@@ -598,32 +643,33 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         enc_store_close(st);
         return rc;
     }
+    lmdb_forget();
     what = "env";
-    if ((rc = mdb_env_create(&st->env))) goto fail;
-    if ((rc = mdb_env_set_maxdbs(st->env, 10))) goto fail;
-    if ((rc = mdb_env_set_mapsize(st->env, st->map_size))) goto fail;
+    if ((rc = lmdb_err(mdb_env_create(&st->env), "mdb_env_create")) ||
+        (rc = lmdb_err(mdb_env_set_maxdbs(st->env, 10), "mdb_env_set_maxdbs")) ||
+        (rc = lmdb_err(mdb_env_set_mapsize(st->env, st->map_size), "mdb_env_set_mapsize")))
+        goto fail;
     unsigned flags = MDB_NOTLS | (conf->durable ? 0 : MDB_NOSYNC);
     what = "open";
-    if ((rc = mdb_env_open(st->env, conf->path, flags, 0664))) goto fail;
+    if ((rc = lmdb_err(mdb_env_open(st->env, conf->path, flags, 0664), "mdb_env_open"))) goto fail;
     if ((rc = check_not_truncated(st, conf->path, errstr, errstr_size))) goto out;
-    mdb_reader_check(st->env, &dead);
+    (void)mdb_reader_check(st->env, &dead); /* best effort, as in each commit */
     if (dead)
         CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", conf->path,
                  dead);
     what = "dbi";
     if ((rc = txn_begin(st, 0, &txn))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "user", MDB_CREATE, &st->user))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "win", MDB_CREATE, &st->win))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "pos", MDB_CREATE, &st->pos))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "wall", MDB_CREATE, &st->wall))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "quarantine", MDB_CREATE, &st->quar))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "sums", MDB_CREATE, &st->sums))) goto fail;
-    if ((rc = mdb_dbi_open(txn, "lag", MDB_CREATE, &st->lag))) goto fail;
+    static const char *const names[] = {"meta", "user",       "win",  "pos",
+                                        "wall", "quarantine", "sums", "lag"};
+    MDB_dbi *dbis[] = {&st->meta, &st->user, &st->win,  &st->pos,
+                       &st->wall, &st->quar, &st->sums, &st->lag};
+    for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++)
+        if ((rc = lmdb_err(mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]), "mdb_dbi_open")))
+            goto fail;
     uint64_t fmt, w, r, ch, ev = 0, sums = 0;
     what = "meta";
     rc = meta_get_u64(txn, st->meta, "format", &fmt);
-    if (rc == MDB_NOTFOUND) { /* a new store remembers its shape */
+    if (rc == CORE_ENOTFOUND) { /* a new store remembers its shape */
         if (!st->window) st->window = conf->new_window ? conf->new_window : 10000;
         if (!st->recent) st->recent = st->window < 64 ? st->window : 64;
         if (st->recent > st->window) {
@@ -687,7 +733,7 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
             goto out;
         }
         rc = meta_get_u64(txn, st->meta, "checksums", &sums);
-        if (rc == MDB_NOTFOUND) {
+        if (rc == CORE_ENOTFOUND) {
             sums = 0;
             rc = 0;
         }
@@ -723,25 +769,23 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         MDB_cursor *cur;
         MDB_val k, v;
         what = "lag";
-        if ((rc = mdb_cursor_open(txn, st->lag, &cur))) goto fail;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        if ((rc = lmdb_err(mdb_cursor_open(txn, st->lag, &cur), "mdb_cursor_open lag"))) goto fail;
+        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_LAST), "mdb_cursor_get lag");
         mdb_cursor_close(cur);
-        if (rc == 0 && k.mv_size == 16) st->lag_seq = key_u64(&k) + 1;
-        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc == CORE_OK && k.mv_size == 16) st->lag_seq = key_u64(&k) + 1;
+        if (rc == CORE_ENOTFOUND) rc = CORE_OK;
         if (rc) goto fail;
     }
     st->checksums = sums == 1;
     st->enc_version = ev;
-    if ((rc = mdb_txn_commit(txn))) {
-        txn = NULL;
-        goto fail;
-    }
+    rc = lmdb_err(mdb_txn_commit(txn), "mdb_txn_commit");
+    txn = NULL;
+    if (rc) goto fail;
     *out = st;
     return CORE_OK;
 fail:
     snprintf(errstr, errstr_size, "store %s: lmdb %s: %s", conf->path, what,
-             rc == CORE_EFORMAT ? "meta value of the wrong size" : mdb_strerror(rc));
-    rc = rc == CORE_EFORMAT ? CORE_EFORMAT : lmdb_err(rc);
+             rc == CORE_EFORMAT ? "meta value of the wrong size" : store_strerror(rc));
 out:
     if (txn) mdb_txn_abort(txn);
     enc_store_close(st);
@@ -811,22 +855,23 @@ int enc_store_bind_model(enc_store *st, const mdl_model *m, char *errstr, size_t
         return rc;
     }
     if (!st->enc_version) { /* an empty store takes the model's version */
+        lmdb_forget();
         for (;;) {
             if ((rc = txn_begin(st, 0, &txn))) break;
             if ((rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version))) {
                 mdb_txn_abort(txn);
-                if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue;
+                if (rc == CORE_EFULL && map_grow(st) == CORE_OK) continue;
                 break;
             }
-            rc = mdb_txn_commit(txn);
-            if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue;
+            rc = lmdb_err(mdb_txn_commit(txn), "mdb_txn_commit");
+            if (rc == CORE_EFULL && map_grow(st) == CORE_OK) continue;
             break;
         }
         if (rc) {
-            snprintf(errstr, errstr_size, "store %s: lmdb: %s", st->path, mdb_strerror(rc));
+            snprintf(errstr, errstr_size, "store %s: lmdb: %s", st->path, store_strerror(rc));
             enc_sigcache_destroy(cache);
             enc_ustate_destroy(us);
-            return lmdb_err(rc);
+            return rc;
         }
         st->enc_version = m->encoding_version;
     }
@@ -857,9 +902,9 @@ static int load_chunk(void *opaque, uint64_t chunk_no, enc_rec *out, uint32_t *n
     uint8_t kb[16];
     win_key(kb, u->user_id, chunk_no);
     MDB_val k = {16, kb}, v;
-    int rc = mdb_get(u->txn, u->st->win, &k, &v);
-    if (rc == MDB_NOTFOUND) return CORE_EFORMAT; /* the header says the chunk exists */
-    if (rc) return lmdb_err(rc);
+    int rc = lmdb_err(mdb_get(u->txn, u->st->win, &k, &v), "mdb_get win");
+    if (rc == CORE_ENOTFOUND) return CORE_EFORMAT; /* the header says the chunk exists */
+    if (rc) return rc;
     if (v.mv_size % sizeof(enc_rec) || v.mv_size > ENC_CHUNK * sizeof(enc_rec)) return CORE_EFORMAT;
     if (!chunk_ok(u->st, u->user_id, chunk_no, &v)) return CORE_ECHECKSUM;
     memcpy(out, v.mv_data, v.mv_size);
@@ -896,11 +941,12 @@ static int sums_check(const enc_store *st, uint64_t user_id, const MDB_val *v, c
     return CORE_OK;
 }
 
-static int user_get(MDB_txn *txn, MDB_dbi dbi, uint64_t user_id, MDB_val *v) {
+/* A user's value in dbi ("user" or "sums", named in what for the messages). */
+static int user_get(MDB_txn *txn, MDB_dbi dbi, const char *what, uint64_t user_id, MDB_val *v) {
     uint8_t kb[8];
     be64(kb, user_id);
     MDB_val k = {8, kb};
-    return mdb_get(txn, dbi, &k, v);
+    return lmdb_err(mdb_get(txn, dbi, &k, v), what);
 }
 
 static int head_put(enc_store *st, MDB_txn *txn, uint64_t user_id, enc_uhdr *h) {
@@ -908,7 +954,7 @@ static int head_put(enc_store *st, MDB_txn *txn, uint64_t user_id, enc_uhdr *h) 
     be64(kb, user_id);
     head_seal(user_id, h);
     MDB_val k = {8, kb}, v = {sizeof *h, h};
-    return mdb_put(txn, st->user, &k, &v, 0);
+    return lmdb_err(mdb_put(txn, st->user, &k, &v, 0), "mdb_put user");
 }
 
 /* Write a user's sums (us's, which include n_summed behaviors) with model m's shape (the bound
@@ -921,7 +967,7 @@ static int sums_put(enc_store *st, MDB_txn *txn, const mdl_model *m, uint64_t us
     uint8_t kb[8];
     be64(kb, user_id);
     MDB_val k = {8, kb}, v = {sums_size(c->S, NB, c->C), NULL};
-    int rc = mdb_put(txn, st->sums, &k, &v, MDB_RESERVE);
+    int rc = lmdb_err(mdb_put(txn, st->sums, &k, &v, MDB_RESERVE), "mdb_put sums");
     if (rc) return rc;
     enc_shdr h;
     memset(&h, 0, sizeof h);
@@ -1065,7 +1111,7 @@ static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
                       size_t lo, size_t hi, int why, enc_damage *dmg) {
     uint64_t uid = keys[lo].user_id, seq = 0;
     int rc = meta_get_u64(txn, st->meta, "quarantined", &seq);
-    if (rc && rc != MDB_NOTFOUND) return rc;
+    if (rc && rc != CORE_ENOTFOUND) return rc;
     CORE_LOG(CORE_LOG_ERR,
              "enc_store: user %llu: stored state failed its %s; the user's state is kept as is "
              "and its %zu events of this batch are quarantined (trail inspect --store %s "
@@ -1077,7 +1123,7 @@ static int quarantine(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
         uint8_t kb[16];
         win_key(kb, uid, seq);
         MDB_val kv = {16, kb}, dv = {sizeof r, &r};
-        if ((rc = mdb_put(txn, st->quar, &kv, &dv, 0))) return rc;
+        if ((rc = lmdb_err(mdb_put(txn, st->quar, &kv, &dv, 0), "mdb_put quarantine"))) return rc;
     }
     dmg->users++;
     dmg->events += hi - lo;
@@ -1097,8 +1143,8 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
     MDB_val v;
     enc_uhdr h;
     const mdl_config *c = &st->m->cfg;
-    int rc = user_get(txn, st->user, uid, &v);
-    if (rc == MDB_NOTFOUND) {
+    int rc = user_get(txn, st->user, "mdb_get user", uid, &v);
+    if (rc == CORE_ENOTFOUND) {
         memset(&h, 0, sizeof h);
         h.magic = ENC_HEAD_MAGIC;
         h.format = ENC_FORMAT;
@@ -1141,7 +1187,7 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
         uint8_t kb[16];
         win_key(kb, uid, k);
         MDB_val kv = {16, kb}, dv = {at * sizeof(enc_rec), NULL};
-        if ((rc = mdb_put(txn, st->win, &kv, &dv, MDB_RESERVE))) return rc;
+        if ((rc = lmdb_err(mdb_put(txn, st->win, &kv, &dv, MDB_RESERVE), "mdb_put win"))) return rc;
         memcpy(dv.mv_data, buf, dv.mv_size);
         chunk_seal(uid, k, dv.mv_data, dv.mv_size);
         at = 0;
@@ -1151,13 +1197,13 @@ static int flush_user(enc_store *st, MDB_txn *txn, const enc_batch *b, const enc
         uint8_t lk[16];
         lag_key(lk, st->lag_seq, uid);
         MDB_val kv = {16, lk}, dv = {0, NULL};
-        if ((rc = mdb_put(txn, st->lag, &kv, &dv, 0))) return rc;
+        if ((rc = lmdb_err(mdb_put(txn, st->lag, &kv, &dv, 0), "mdb_put lag"))) return rc;
     }
     if ((rc = head_put(st, txn, uid, &h))) return rc;
     uint8_t kb[8];
     be64(kb, uid);
     MDB_val kv = {8, kb}, dv = {8, &now};
-    return mdb_put(txn, st->wall, &kv, &dv, 0);
+    return lmdb_err(mdb_put(txn, st->wall, &kv, &dv, 0), "mdb_put wall");
 }
 
 static int catch_up_in(enc_store *st, MDB_txn *txn, int64_t t0, int64_t budget_ns, uint64_t *left);
@@ -1212,17 +1258,17 @@ enum { POS_APPLY = 0, POS_SKIP = 1 };
 
 /* Compare, inside txn, the stored position of every checked source the batch sets with where the
  * caller stands. Returns POS_APPLY (all where the caller stands), POS_SKIP (all already at or past
- * the batch's new positions: another writer applied these events), an LMDB/CORE error, or
- * CORE_ESTORE (another writer applied part of them, or a position moved back). */
+ * the batch's new positions: another writer applied these events), a CORE error, or CORE_ESTORE
+ * (another writer applied part of them, or a position moved back). */
 static int position_check(enc_store *st, MDB_txn *txn, const enc_batch *b) {
     size_t equal = 0, covered = 0;
     for (size_t i = 0; i < b->npos; i++) {
         const enc_expect *e;
         if (pos_follows(b, i) || !(e = expect_find(st, b->pos[i].source))) continue;
         MDB_val k = {strlen(b->pos[i].source), b->pos[i].source}, v;
-        int rc = mdb_get(txn, st->pos, &k, &v), present = rc == 0;
+        int rc = lmdb_err(mdb_get(txn, st->pos, &k, &v), "mdb_get pos"), present = rc == CORE_OK;
         int64_t stored = 0;
-        if (rc && rc != MDB_NOTFOUND) return rc;
+        if (rc && rc != CORE_ENOTFOUND) return rc;
         if (present) {
             if (v.mv_size != 8) return CORE_EFORMAT;
             stored = (int64_t)le64_get(v.mv_data);
@@ -1275,7 +1321,8 @@ int enc_batch_commit(enc_batch *b) {
     }
     int64_t now = core_wall_s();
     int dead = 0;
-    mdb_reader_check(st->env, &dead); /* slots of killed readers would pin old pages */
+    lmdb_forget();
+    (void)mdb_reader_check(st->env, &dead); /* best effort: killed readers' slots pin old pages */
     if (dead)
         CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", st->path, dead);
     int skip = 0;
@@ -1296,7 +1343,7 @@ int enc_batch_commit(enc_batch *b) {
         for (size_t i = 0; i < b->npos && !rc && !skip; i++) {
             MDB_val k = {strlen(b->pos[i].source), b->pos[i].source};
             MDB_val v = {8, &b->pos[i].next_offset};
-            rc = mdb_put(txn, st->pos, &k, &v, 0);
+            rc = lmdb_err(mdb_put(txn, st->pos, &k, &v, 0), "mdb_put pos");
         }
         if (!rc && !skip && b->npos) {
             uint64_t ps;
@@ -1309,16 +1356,15 @@ int enc_batch_commit(enc_batch *b) {
         if (rc || skip) {
             mdb_txn_abort(txn);
         } else {
-            rc = mdb_txn_commit(txn);
+            rc = lmdb_err(mdb_txn_commit(txn), "mdb_txn_commit");
         }
         txn = NULL;
-        if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue; /* redo the whole batch */
+        if (rc == CORE_EFULL && map_grow(st) == CORE_OK) continue; /* redo the whole batch */
         break;
     }
     if (rc) {
         CORE_LOG(CORE_LOG_ERR, "enc_store: commit failed path=%s events=%zu err=%s", st->path, b->n,
-                 store_strerror(rc));
-        rc = rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+                 store_failure(rc));
     } else {
         if (!skip) st->lag_seq++;
         if (skip)
@@ -1340,24 +1386,24 @@ int enc_batch_commit(enc_batch *b) {
 int enc_store_get_offset(enc_store *st, const char *source, int64_t *next_offset) {
     MDB_txn *txn;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
-    if (rc) return lmdb_err(rc);
+    if (rc) return rc;
     MDB_val k = {strlen(source), (void *)(uintptr_t)source}, v;
     rc = pos_ok(st, txn);
-    if (!rc) rc = mdb_get(txn, st->pos, &k, &v);
-    if (rc == 0) {
+    if (!rc) rc = lmdb_err(mdb_get(txn, st->pos, &k, &v), "mdb_get pos");
+    if (rc == CORE_OK) {
         if (v.mv_size == 8)
             *next_offset = (int64_t)le64_get(v.mv_data);
         else
             rc = CORE_EFORMAT;
     }
     mdb_txn_abort(txn);
-    if (rc == 0 || rc == MDB_NOTFOUND) {
-        expect_note(st, source, rc == 0, rc == 0 ? *next_offset : 0);
+    if (rc == CORE_OK || rc == CORE_ENOTFOUND) {
+        expect_note(st, source, rc == CORE_OK, rc == CORE_OK ? *next_offset : 0);
     } else {
         enc_expect *e = expect_find(st, source);
         if (e) expect_drop(st, e);
     }
-    return rc == 0 ? CORE_OK : lmdb_err(rc);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1369,20 +1415,20 @@ static int chunks_drop(enc_store *st, MDB_txn *txn, uint64_t uid, uint64_t k0, u
         uint8_t kb[16];
         win_key(kb, uid, k);
         MDB_val kv = {16, kb};
-        int rc = mdb_del(txn, st->win, &kv, NULL);
-        if (rc && rc != MDB_NOTFOUND) return rc;
+        int rc = lmdb_err(mdb_del(txn, st->win, &kv, NULL), "mdb_del win");
+        if (rc && rc != CORE_ENOTFOUND) return rc;
     }
     return CORE_OK;
 }
 
 /* Bring user uid's sums up to its head: behaviors n_summed..n_events-1 through enc_state's rule,
- * one at a time in arrival order, from the window chunks. CORE_OK, an LMDB error, or a damage
- * code (CORE_ECHECKSUM, CORE_EFORMAT) with nothing of the user written. */
+ * one at a time in arrival order, from the window chunks. CORE_OK, an error, or a damage code
+ * (CORE_ECHECKSUM, CORE_EFORMAT) with nothing of the user written. */
 static int sum_user(enc_store *st, MDB_txn *txn, uint64_t uid) {
     MDB_val v, sv;
     enc_uhdr h;
-    int rc = user_get(txn, st->user, uid, &v);
-    if (rc) return rc == MDB_NOTFOUND ? CORE_EFORMAT : rc; /* a mark names a user with a head */
+    int rc = user_get(txn, st->user, "mdb_get user", uid, &v);
+    if (rc) return rc == CORE_ENOTFOUND ? CORE_EFORMAT : rc; /* a mark names a user with a head */
     if ((rc = user_check(st, uid, &v, &h))) return rc;
     const mdl_config *c = &st->m->cfg;
     if (h.S != c->S || h.NB != (1u << c->tau) || h.C != c->C ||
@@ -1390,10 +1436,10 @@ static int sum_user(enc_store *st, MDB_txn *txn, uint64_t uid) {
         return CORE_EMISMATCH;
     if (h.n_summed == h.n_events) return CORE_OK;
     const uint8_t *sp = NULL;
-    if ((rc = user_get(txn, st->sums, uid, &sv)) == 0) {
+    if ((rc = user_get(txn, st->sums, "mdb_get sums", uid, &sv)) == CORE_OK) {
         if ((rc = sums_check(st, uid, &sv, &h))) return rc;
         sp = (const uint8_t *)sv.mv_data + sizeof(enc_shdr);
-    } else if (rc != MDB_NOTFOUND) {
+    } else if (rc != CORE_ENOTFOUND) {
         return rc;
     } else if (h.n_summed) {
         return CORE_EFORMAT; /* sums of n_summed behaviors are missing */
@@ -1452,11 +1498,11 @@ static int catch_up_in(enc_store *st, MDB_txn *txn, int64_t t0, int64_t budget_n
     st->ncaught = 0;
     for (;;) {
         MDB_val k, v;
-        if ((rc = mdb_cursor_open(txn, st->lag, &cur))) break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if ((rc = lmdb_err(mdb_cursor_open(txn, st->lag, &cur), "mdb_cursor_open lag"))) break;
+        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_FIRST), "mdb_cursor_get lag");
         mdb_cursor_close(cur);
-        if (rc == MDB_NOTFOUND) {
-            rc = 0;
+        if (rc == CORE_ENOTFOUND) {
+            rc = CORE_OK;
             break;
         }
         if (rc) break;
@@ -1479,10 +1525,10 @@ static int catch_up_in(enc_store *st, MDB_txn *txn, int64_t t0, int64_t budget_n
             rc = caught_note(st, uid);
         }
         MDB_val kv = {16, key};
-        if (rc || (rc = mdb_del(txn, st->lag, &kv, NULL))) break;
+        if (rc || (rc = lmdb_err(mdb_del(txn, st->lag, &kv, NULL), "mdb_del lag"))) break;
         if (core_now_ns() - t0 >= budget_ns) break;
     }
-    if (!rc) rc = mdb_stat(txn, st->lag, &ls);
+    if (!rc) rc = lmdb_err(mdb_stat(txn, st->lag, &ls), "mdb_stat lag");
     if (!rc) *left = ls.ms_entries;
     return rc;
 }
@@ -1496,23 +1542,24 @@ static int catch_up_txn(enc_store *st, int64_t t0, int64_t budget_ns, uint64_t *
         mdb_txn_abort(txn);
         return rc;
     }
-    return mdb_txn_commit(txn);
+    return lmdb_err(mdb_txn_commit(txn), "mdb_txn_commit");
 }
 
 /* Catch-up transactions until budget_ns has passed (a full map grown and the transaction redone);
- * an LMDB or CORE code, logged. */
+ * a CORE code, logged. */
 static int catch_up_all(enc_store *st, int64_t budget_ns, uint64_t *left) {
     int64_t t0 = core_now_ns();
     uint64_t nleft = 0;
     int rc;
+    lmdb_forget();
     for (;;) {
         rc = catch_up_txn(st, t0, budget_ns, &nleft);
-        if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue; /* redo it whole */
+        if (rc == CORE_EFULL && map_grow(st) == CORE_OK) continue; /* redo it whole */
         if (rc || !nleft || core_now_ns() - t0 >= budget_ns) break;
     }
     if (rc)
         CORE_LOG(CORE_LOG_ERR, "enc_store: catch-up failed path=%s err=%s", st->path,
-                 store_strerror(rc));
+                 store_failure(rc));
     if (left) *left = nleft;
     return rc;
 }
@@ -1522,7 +1569,7 @@ int enc_store_catch_up(enc_store *st, int64_t budget_ns, enc_caught_cb *cb, void
     uint64_t nleft = 0;
     if (!st->m) return CORE_EINVAL; /* an open batch is fine: it only buffers until its commit */
     int rc = catch_up_all(st, budget_ns, &nleft);
-    if (rc) return rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+    if (rc) return rc;
     if (cb)
         for (size_t i = 0; i < st->ncaught; i++)
             cb(opaque, st->caught[i]);
@@ -1534,10 +1581,10 @@ int enc_store_lagging(enc_store *st, uint64_t *n) {
     MDB_txn *txn;
     MDB_stat s;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
-    if (rc) return lmdb_err(rc);
-    if (!(rc = mdb_stat(txn, st->lag, &s))) *n = s.ms_entries;
+    if (rc) return rc;
+    if (!(rc = lmdb_err(mdb_stat(txn, st->lag, &s), "mdb_stat lag"))) *n = s.ms_entries;
     mdb_txn_abort(txn);
-    return rc ? lmdb_err(rc) : CORE_OK;
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1555,11 +1602,11 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
         uint8_t kb[8];
         be64(kb, next);
         MDB_val k = {8, kb}, v;
-        if ((rc = mdb_cursor_open(txn, st->user, &cur))) break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if ((rc = lmdb_err(mdb_cursor_open(txn, st->user, &cur), "mdb_cursor_open user"))) break;
+        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE), "mdb_cursor_get user");
         mdb_cursor_close(cur);
-        if (rc == MDB_NOTFOUND) {
-            rc = 0;
+        if (rc == CORE_ENOTFOUND) {
+            rc = CORE_OK;
             break;
         }
         if (rc) break;
@@ -1601,13 +1648,13 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
         n++;
     }
     /* every user is caught up now (damaged ones are left as they are, unmarked) */
-    if (!rc) rc = mdb_drop(txn, st->lag, 0);
+    if (!rc) rc = lmdb_err(mdb_drop(txn, st->lag, 0), "mdb_drop lag");
     if (!rc) rc = meta_put_u64(txn, st->meta, "encoding_version", m->encoding_version);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
     }
-    if ((rc = mdb_txn_commit(txn))) return rc;
+    if ((rc = lmdb_err(mdb_txn_commit(txn), "mdb_txn_commit"))) return rc;
     *users = n;
     return CORE_OK;
 }
@@ -1622,9 +1669,10 @@ int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char 
         snprintf(errstr, errstr_size, "reencode %s: out of memory", st->path);
         return rc;
     }
+    lmdb_forget();
     for (;;) {
         rc = reencode_txn(st, m, cache, us, users);
-        if (rc == MDB_MAP_FULL && map_grow(st) == CORE_OK) continue;
+        if (rc == CORE_EFULL && map_grow(st) == CORE_OK) continue;
         break;
     }
     if (rc) {
@@ -1632,7 +1680,7 @@ int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char 
                  rc == CORE_EFORMAT ? "corrupt user state" : store_strerror(rc));
         enc_sigcache_destroy(cache);
         enc_ustate_destroy(us);
-        return rc == MDB_MAP_FULL ? CORE_EFULL : lmdb_err(rc);
+        return rc;
     }
     enc_sigcache_destroy(st->cache);
     enc_ustate_destroy(st->us);
@@ -1649,7 +1697,7 @@ int enc_store_reencode(enc_store *st, const mdl_model *m, uint64_t *users, char 
 int enc_store_digest(enc_store *st, int what, uint64_t *out) {
     MDB_txn *txn;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
-    if (rc) return lmdb_err(rc);
+    if (rc) return rc;
     XXH3_state_t *xs = XXH3_createState();
     if (!xs) {
         mdb_txn_abort(txn);
@@ -1660,11 +1708,12 @@ int enc_store_digest(enc_store *st, int what, uint64_t *out) {
     for (int d = 0; d < 6 && !rc; d++) {
         if (!(what & (d == 3 ? ENC_DIGEST_POS : ENC_DIGEST_STATE))) continue;
         MDB_cursor *cur;
-        if ((rc = mdb_cursor_open(txn, dbis[d], &cur))) break;
+        if ((rc = lmdb_err(mdb_cursor_open(txn, dbis[d], &cur), "mdb_cursor_open (digest)"))) break;
         MDB_val k, v;
         uint64_t tag = (uint64_t)d;
         XXH3_64bits_update(xs, &tag, 8);
-        for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
+        for (int op = MDB_FIRST; !(rc = lmdb_err(mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op),
+                                                 "mdb_cursor_get (digest)"));
              op = MDB_NEXT) {
             if (d == 0 && k.mv_size == 12 && !memcmp(k.mv_data, "pos_checksum", 12))
                 continue; /* derived from the positions, which ENC_DIGEST_POS covers */
@@ -1673,24 +1722,24 @@ int enc_store_digest(enc_store *st, int what, uint64_t *out) {
             XXH3_64bits_update(xs, k.mv_data, k.mv_size);
             XXH3_64bits_update(xs, v.mv_data, v.mv_size);
         }
-        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc == CORE_ENOTFOUND) rc = CORE_OK;
         mdb_cursor_close(cur);
     }
     *out = XXH3_64bits_digest(xs);
     XXH3_freeState(xs);
     mdb_txn_abort(txn);
-    return rc ? lmdb_err(rc) : CORE_OK;
+    return rc;
 }
 
 int enc_store_users(enc_store *st, uint64_t *users, uint64_t *chunks) {
     MDB_txn *txn;
     MDB_stat s;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
-    if (rc) return lmdb_err(rc);
-    if (!(rc = mdb_stat(txn, st->user, &s))) *users = s.ms_entries;
-    if (!rc && !(rc = mdb_stat(txn, st->win, &s))) *chunks = s.ms_entries;
+    if (rc) return rc;
+    if (!(rc = lmdb_err(mdb_stat(txn, st->user, &s), "mdb_stat user"))) *users = s.ms_entries;
+    if (!rc && !(rc = lmdb_err(mdb_stat(txn, st->win, &s), "mdb_stat win"))) *chunks = s.ms_entries;
     mdb_txn_abort(txn);
-    return rc ? lmdb_err(rc) : CORE_OK;
+    return rc;
 }
 
 void enc_store_damage(const enc_store *st, uint64_t *damaged, uint64_t *quarantined) {
@@ -1708,10 +1757,10 @@ static int verify_window(const enc_store *st, MDB_txn *txn, uint64_t uid, const 
         uint8_t kb[16];
         win_key(kb, uid, k);
         MDB_val kv = {16, kb}, v;
-        int rc = mdb_get(txn, st->win, &kv, &v);
+        int rc = lmdb_err(mdb_get(txn, st->win, &kv, &v), "mdb_get win");
         *chunk = k;
-        if (rc == MDB_NOTFOUND) return CORE_EFORMAT;
-        if (rc) return lmdb_err(rc);
+        if (rc == CORE_ENOTFOUND) return CORE_EFORMAT;
+        if (rc) return rc;
         ++*checked;
         if (!v.mv_size || v.mv_size % sizeof(enc_rec) || v.mv_size > ENC_CHUNK * sizeof(enc_rec))
             return CORE_EFORMAT;
@@ -1728,15 +1777,16 @@ int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_
     memset(out, 0, sizeof *out);
     out->checksums = st->checksums;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
-    if (rc) return lmdb_err(rc);
-    if ((rc = mdb_stat(txn, st->quar, &qs))) goto done;
+    if (rc) return rc;
+    if ((rc = lmdb_err(mdb_stat(txn, st->quar, &qs), "mdb_stat quarantine"))) goto done;
     out->quarantined = qs.ms_entries;
     rc = pos_ok(st, txn);
     out->positions_ok = rc != CORE_ECHECKSUM;
     if (rc && rc != CORE_ECHECKSUM) goto done;
     rc = 0;
-    if ((rc = mdb_cursor_open(txn, st->user, &cur))) goto done;
-    for (int op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
+    if ((rc = lmdb_err(mdb_cursor_open(txn, st->user, &cur), "mdb_cursor_open user"))) goto done;
+    for (int op = MDB_FIRST;
+         !(rc = lmdb_err(mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op), "mdb_cursor_get user"));
          op = MDB_NEXT) {
         if (k.mv_size != 8) {
             rc = CORE_EFORMAT;
@@ -1750,10 +1800,10 @@ int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_
         if (!e) { /* the sums: present unless the user has none yet */
             MDB_val sv;
             what = "sums";
-            e = user_get(txn, st->sums, uid, &sv);
-            if (e == 0)
+            e = user_get(txn, st->sums, "mdb_get sums", uid, &sv);
+            if (e == CORE_OK)
                 e = sums_check(st, uid, &sv, &h);
-            else if (e == MDB_NOTFOUND)
+            else if (e == CORE_ENOTFOUND)
                 e = h.n_summed ? CORE_EFORMAT : 0;
             else {
                 rc = e;
@@ -1772,11 +1822,11 @@ int enc_store_verify(enc_store *st, enc_verify_cb *cb, void *opaque, enc_verify_
             if (cb) cb(uid, what, chunk, e, opaque);
         }
     }
-    if (rc == MDB_NOTFOUND) rc = 0;
+    if (rc == CORE_ENOTFOUND) rc = CORE_OK;
 done:
     if (cur) mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    return rc ? lmdb_err(rc) : CORE_OK;
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1809,16 +1859,16 @@ int enc_reader_begin(enc_reader *r) {
     if (r->active) return CORE_EINVAL;
     if (r->txn) {
         rc = mdb_txn_renew(r->txn);
-        if (rc == MDB_MAP_RESIZED) {
+        if (rc == MDB_MAP_RESIZED) { /* a fresh transaction adopts the grown map */
             mdb_txn_abort(r->txn);
             r->txn = NULL;
-        } else if (rc) {
-            return lmdb_err(rc);
+        } else if ((rc = lmdb_err(rc, "mdb_txn_renew"))) {
+            return rc;
         }
     }
     if (!r->txn && (rc = txn_begin(r->st, MDB_RDONLY, &r->txn))) {
         r->txn = NULL;
-        return lmdb_err(rc);
+        return rc;
     }
     r->active = 1;
     return CORE_OK;
@@ -1837,8 +1887,8 @@ static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, 
         uint8_t kb[16];
         win_key(kb, uid, k);
         MDB_val kv = {16, kb}, v;
-        int rc = mdb_get(r->txn, r->st->win, &kv, &v);
-        if (rc) return rc == MDB_NOTFOUND ? CORE_EFORMAT : lmdb_err(rc);
+        int rc = lmdb_err(mdb_get(r->txn, r->st->win, &kv, &v), "mdb_get win");
+        if (rc) return rc == CORE_ENOTFOUND ? CORE_EFORMAT : rc;
         uint64_t have = v.mv_size / sizeof(enc_rec);
         rc = v.mv_size % sizeof(enc_rec) ||
                      k * ENC_CHUNK + have < (to < (k + 1) * ENC_CHUNK ? to : (k + 1) * ENC_CHUNK)
@@ -1869,8 +1919,8 @@ static int reader_copy(enc_reader *r, uint64_t uid, uint64_t from, uint64_t to, 
 /* A user's record in the reader's transaction, checked; *h is a copy of its header. */
 static int reader_record(enc_reader *r, uint64_t user_id, MDB_val *v, enc_uhdr *h) {
     if (!r->active) return CORE_EINVAL;
-    int rc = user_get(r->txn, r->st->user, user_id, v);
-    if (rc) return lmdb_err(rc);
+    int rc = user_get(r->txn, r->st->user, "mdb_get user", user_id, v);
+    if (rc) return rc;
     if ((rc = user_check(r->st, user_id, v, h)) && damaged(rc)) {
         atomic_fetch_add(&r->st->corrupt, 1);
         CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: stored state failed its %s path=%s",
@@ -1907,14 +1957,14 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     out->C = h.C;
     /* the sums, checked against the head (same encoding_version: reencode writes both in one
      * transaction); a user whose first behaviors tier 2 has not reached yet has none: zeros */
-    rc = user_get(r->txn, r->st->sums, user_id, &sv);
-    if (rc == 0 && (rc = sums_check(r->st, user_id, &sv, &h))) {
+    rc = user_get(r->txn, r->st->sums, "mdb_get sums", user_id, &sv);
+    if (rc == CORE_OK && (rc = sums_check(r->st, user_id, &sv, &h))) {
         atomic_fetch_add(&r->st->corrupt, 1);
         CORE_LOG(CORE_LOG_ERR, "enc_store: user %llu: bucket sums failed their %s path=%s",
                  (unsigned long long)user_id, damage_kind(rc), r->st->path);
         return rc;
     }
-    if (rc == MDB_NOTFOUND) {
+    if (rc == CORE_ENOTFOUND) {
         if (h.n_summed) return CORE_EFORMAT;
         if ((rc = reader_room(r, nsum, ncnt))) return rc;
         memset(r->sum, 0, nsum * 4);
@@ -1922,7 +1972,7 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
         out->bucket_sum = r->sum;
         out->bucket_cnt = r->cnt;
     } else if (rc) {
-        return lmdb_err(rc);
+        return rc;
     } else {
         const uint8_t *p = (const uint8_t *)sv.mv_data + sizeof(enc_shdr);
         if (((uintptr_t)p & 3) == 0) { /* values on overflow pages are page-aligned: zero copy */
@@ -1951,7 +2001,8 @@ int enc_reader_user(enc_reader *r, uint64_t user_id, enc_user_view *out) {
     uint8_t kb[8];
     be64(kb, user_id);
     MDB_val kv = {8, kb};
-    if (mdb_get(r->txn, r->st->wall, &kv, &wv) == 0 && wv.mv_size == 8)
+    if (lmdb_err(mdb_get(r->txn, r->st->wall, &kv, &wv), "mdb_get wall") == CORE_OK &&
+        wv.mv_size == 8) /* none (or unreadable): updated_at stays 0 */
         out->updated_at = (int64_t)le64_get(wv.mv_data);
     return CORE_OK;
 }
@@ -1970,7 +2021,7 @@ int enc_reader_window(enc_reader *r, uint64_t user_id, sch_behavior *out, uint32
 
 int enc_store_readable(enc_store *st) {
     MDB_txn *txn;
-    if (!st || txn_begin(st, MDB_RDONLY, &txn) != 0) return 0;
+    if (!st || txn_begin(st, MDB_RDONLY, &txn) != CORE_OK) return 0;
     mdb_txn_abort(txn);
     return 1;
 }
