@@ -17,6 +17,7 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "core_log.h"
+#include "core_report.h"
 #include "core_util.h"
 #include "enc_cli.h"
 #include "enc_store.h"
@@ -35,8 +36,10 @@
 #include <string.h>
 #include <time.h>
 
-/* Times the sink: first begin to last commit. */
+/* The store sink, timed from its first begin to its last commit (phase 1). ss comes first: the
+ * store sink's own calls, given this struct as their context, find theirs at its address. */
 typedef struct timed_sink {
+    pipe_store_sink ss;
     pipe_sink inner;
     int64_t t_first_ns, t_last_ns;
 } timed_sink;
@@ -46,27 +49,11 @@ static int t_begin(void *ctx) {
     if (!t->t_first_ns) t->t_first_ns = core_now_ns();
     return t->inner.begin(t->inner.ctx);
 }
-static int t_apply(void *ctx, const sch_event *ev) {
-    timed_sink *t = ctx;
-    return t->inner.apply(t->inner.ctx, ev);
-}
-static int t_set_offset(void *ctx, const char *s, int64_t n) {
-    timed_sink *t = ctx;
-    return t->inner.set_offset(t->inner.ctx, s, n);
-}
 static int t_commit(void *ctx) {
     timed_sink *t = ctx;
     int rc = t->inner.commit(t->inner.ctx);
     t->t_last_ns = core_now_ns();
     return rc;
-}
-static void t_abort(void *ctx) {
-    timed_sink *t = ctx;
-    t->inner.abort(t->inner.ctx);
-}
-static int t_get_offset(void *ctx, const char *s, int64_t *n) {
-    timed_sink *t = ctx;
-    return t->inner.get_offset(t->inner.ctx, s, n);
 }
 static int t_catch_up(void *ctx, int64_t budget_ns, void (*done)(void *, uint64_t), void *arg,
                       uint64_t *left) {
@@ -102,6 +89,18 @@ static int64_t bytes_written(void) {
     return v;
 }
 
+/* bench pipeline's options, and what it measured: phase 1's throughput, phase 2's freshness
+ * (samples sorted) */
+typedef struct bench_run {
+    uint64_t n, rate, secs, parts, batch, users, tiers, batch_ms;
+    uint64_t applied; /* phase 1's events */
+    double load_s;
+    int64_t load_bytes, live_bytes; /* written during each phase (-1 unknown) */
+    uint64_t live_events;
+    fresh_samples f;
+} bench_run;
+
+/* One phase's worker: the topic bench-load (until_end: drain it) or bench-live. */
 typedef struct bench {
     const char *brokers;
     pipe_props props;
@@ -114,6 +113,20 @@ typedef struct bench {
     int rc;
     char err[512];
 } bench;
+
+/* the worker's settings for phase until_end ? 1 : 2, on sink; @return 0, or 1 without memory */
+static int bench_init(bench *b, const char *brokers, const bench_run *run, int until_end,
+                      pipe_sink sink) {
+    b->brokers = brokers;
+    b->sink = sink;
+    b->until_end = until_end;
+    b->batch_max = (uint32_t)run->batch;
+    b->batch_ms = (uint32_t)run->batch_ms;
+    return pipe_props_add(&b->props, "session.timeout.ms", "6000") ||
+           pipe_props_add(&b->props, "heartbeat.interval.ms", "500") ||
+           (!until_end && pipe_props_add(&b->props, "fetch.wait.max.ms", "10")) ||
+           pipe_metrics_new(&b->met, until_end ? "bench-load" : "bench-live");
+}
 
 static void *worker_main(void *arg) {
     bench *b = arg;
@@ -142,6 +155,11 @@ typedef struct workload {
     int64_t ts;
 } workload;
 
+static void sleep_ns(int64_t ns) {
+    struct timespec sl = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    nanosleep(&sl, NULL);
+}
+
 static int send_events(pipe_producer *p, const char *topic, uint64_t n, double rate, workload *wl) {
     char buf[300], key[24];
     int64_t t0 = core_now_ns();
@@ -158,11 +176,7 @@ static int send_events(pipe_producer *p, const char *topic, uint64_t n, double r
             return CORE_EKAFKA;
         if (rate > 0) {
             int64_t due = t0 + (int64_t)((double)(i + 1) * 1e9 / rate), now = core_now_ns();
-            if (due > now) {
-                struct timespec sl = {(time_t)((due - now) / 1000000000),
-                                      (long)((due - now) % 1000000000)};
-                nanosleep(&sl, NULL);
-            }
+            if (due > now) sleep_ns(due - now);
             pipe_producer_poll(p, 0);
         }
     }
@@ -172,12 +186,6 @@ static int send_events(pipe_producer *p, const char *topic, uint64_t n, double r
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, size_t n, double q) {
-    if (!n) return -1;
-    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
 }
 
 static int open_store(const char *dir, const char *sub, const mdl_model *m, int tiers,
@@ -195,108 +203,89 @@ static int open_store(const char *dir, const char *sub, const mdl_model *m, int 
     return CORE_OK;
 }
 
-/* what bench pipeline reports: phase 1's throughput, phase 2's freshness (samples sorted) */
-typedef struct bench_result {
-    uint64_t applied, parts, batch, batch_ms, rate, users, tiers;
-    double load_s;
-    int64_t load_bytes, live_bytes; /* written during each phase (-1 unknown) */
-    uint64_t live_events;
-    fresh_samples f;
-} bench_result;
-
 static double per_event(int64_t bytes, uint64_t events) {
     return bytes >= 0 && events ? (double)bytes / (double)events : -1;
 }
 
-static void bench_print(const bench_result *r, const mdl_config *c, int json) {
-    double eps = r->load_s > 0 ? (double)r->applied / r->load_s : 0;
-    double q[2][2][3]; // [tier][receive, produce][p50, p99, max]
-    for (int t = 0; t < 2; t++)
-        for (int k = 0; k < 2; k++) {
-            size_t n = r->f.n[t][k];
-            q[t][k][0] = pct(r->f.v[t][k], n, 0.50);
-            q[t][k][1] = pct(r->f.v[t][k], n, 0.99);
-            q[t][k][2] = n ? r->f.v[t][k][n - 1] : -1;
-        }
-    double bpe = per_event(r->live_bytes, r->live_events);
-    double lbpe = per_event(r->load_bytes, r->applied);
-    if (!json) {
-        printf("bench pipeline: %" PRIu64 " partitions, batches of up to %" PRIu64
-               ", Zipf(1) over %" PRIu64 " users, model C=%u S=%u tau=%u\n"
-               "  throughput  %.0f events/s (%" PRIu64 " events in %.3f s, group join excluded, "
-               "every tier caught up), %.0f bytes written per event\n"
-               "  freshness   %zu events at %" PRIu64 "/s, receive to visible (produce to "
-               "visible):\n"
-               "    recent    p50 %.2f ms (%.2f), p99 %.2f ms (%.2f), max %.2f ms\n"
-               "    buckets   p50 %.2f ms (%.2f), p99 %.2f ms (%.2f), max %.2f ms\n"
-               "    %.0f bytes written per event\n"
-               "  broker      librdkafka %s mock cluster in process: not a "
-               "throughput reference\n",
-               r->parts, r->batch, r->users, c->C, c->S, c->tau, eps, r->applied, r->load_s, lbpe,
-               r->f.n[0][0], r->rate, q[0][0][0], q[0][1][0], q[0][0][1], q[0][1][1], q[0][0][2],
-               q[1][0][0], q[1][1][0], q[1][0][1], q[1][1][1], q[1][0][2], bpe,
-               pipe_kafka_version());
-        return;
-    }
-    printf("{\"bench\":\"pipeline\",\"events\":%" PRIu64 ",\"partitions\":%" PRIu64
-           ",\"batch_max\":%" PRIu64 ",\"batch_ms\":%" PRIu64 ",\"tiers\":%" PRIu64
-           ",\"users\":%" PRIu64 ",\"user_distribution\":\"zipf1\","
-           "\"durable_commits\":true,\"events_per_s\":%.0f,\"load_seconds\":%.3f,"
-           "\"load_bytes_written_per_event\":%.1f,\"offered_rate\":%" PRIu64
-           ",\"freshness_events\":%zu,"
-           "\"freshness_recent_p50_ms\":%.2f,\"freshness_recent_p99_ms\":%.2f,"
-           "\"freshness_recent_max_ms\":%.2f,"
-           "\"freshness_buckets_p50_ms\":%.2f,\"freshness_buckets_p99_ms\":%.2f,"
-           "\"freshness_buckets_max_ms\":%.2f,"
-           "\"freshness_recent_from_produce_p50_ms\":%.2f,"
-           "\"freshness_recent_from_produce_p99_ms\":%.2f,"
-           "\"freshness_buckets_from_produce_p50_ms\":%.2f,"
-           "\"freshness_buckets_from_produce_p99_ms\":%.2f,"
-           "\"bytes_written_per_event\":%.1f,"
-           "\"model_C\":%u,\"model_S\":%u,\"model_tau\":%u,"
-           "\"broker\":\"librdkafka %s mock cluster, in process, loopback\","
-           "\"note\":\"freshness: worker receive (from_produce: producer timestamp) to visible to "
-           "a reader; the local mock broker is not a throughput reference (in-memory, one "
-           "message set per partition per fetch); events_per_s excludes group join\"}\n",
-           r->applied, r->parts, r->batch, r->batch_ms, r->tiers, r->users, eps, r->load_s, lbpe,
-           r->rate, r->f.n[0][0], q[0][0][0], q[0][0][1], q[0][0][2], q[1][0][0], q[1][0][1],
-           q[1][0][2], q[0][1][0], q[0][1][1], q[1][1][0], q[1][1][1], bpe, c->C, c->S, c->tau,
-           pipe_kafka_version());
+/* the q quantile (1: the max) of tier t's samples from receive (k 0) or produce (k 1); -1: none */
+static double fresh_q(const fresh_samples *f, int t, int k, double q) {
+    size_t n = f->n[t][k], i = (size_t)(q * (double)(n ? n - 1 : 0) + 0.5);
+    return n ? f->v[t][k][i < n ? i : n - 1] : -1;
 }
 
-/* Phase 2: a worker thread on b (set up), events offered at rate once it has joined its group;
- * the freshness samples, sorted, into res->f (b->fresh). @return 0, or 1 with the reason in err. */
-static int phase_live(bench *b, pipe_producer *p, uint64_t n2, uint64_t rate, workload *wl,
-                      bench_result *res, char *err, size_t err_size) {
+static void bench_print(const bench_run *r, const mdl_config *c, int json) {
+    core_report o;
+    core_report_begin(&o, stdout, json ? CORE_REPORT_JSON_TIGHT : CORE_REPORT_TEXT,
+                      "bench pipeline");
+    core_report_str(&o, "bench", "pipeline");
+    core_report_u64(&o, "events", r->applied);
+    core_report_u64(&o, "partitions", r->parts);
+    core_report_u64(&o, "batch_max", r->batch);
+    core_report_u64(&o, "batch_ms", r->batch_ms);
+    core_report_u64(&o, "tiers", r->tiers);
+    core_report_u64(&o, "users", r->users);
+    core_report_str(&o, "user_distribution", "zipf1");
+    core_report_bool(&o, "durable_commits", 1);
+    core_report_num(&o, "events_per_s", "%.0f", r->load_s > 0 ? r->applied / r->load_s : 0);
+    core_report_num(&o, "load_seconds", "%.3f", r->load_s);
+    core_report_num(&o, "load_bytes_written_per_event", "%.1f",
+                    per_event(r->load_bytes, r->applied));
+    core_report_u64(&o, "offered_rate", r->rate);
+    core_report_u64(&o, "freshness_events", r->f.n[0][0]);
+    const fresh_samples *f = &r->f;
+    core_report_num(&o, "freshness_recent_p50_ms", "%.2f", fresh_q(f, 0, 0, 0.50));
+    core_report_num(&o, "freshness_recent_p99_ms", "%.2f", fresh_q(f, 0, 0, 0.99));
+    core_report_num(&o, "freshness_recent_max_ms", "%.2f", fresh_q(f, 0, 0, 1));
+    core_report_num(&o, "freshness_buckets_p50_ms", "%.2f", fresh_q(f, 1, 0, 0.50));
+    core_report_num(&o, "freshness_buckets_p99_ms", "%.2f", fresh_q(f, 1, 0, 0.99));
+    core_report_num(&o, "freshness_buckets_max_ms", "%.2f", fresh_q(f, 1, 0, 1));
+    core_report_num(&o, "freshness_recent_from_produce_p50_ms", "%.2f", fresh_q(f, 0, 1, 0.50));
+    core_report_num(&o, "freshness_recent_from_produce_p99_ms", "%.2f", fresh_q(f, 0, 1, 0.99));
+    core_report_num(&o, "freshness_buckets_from_produce_p50_ms", "%.2f", fresh_q(f, 1, 1, 0.50));
+    core_report_num(&o, "freshness_buckets_from_produce_p99_ms", "%.2f", fresh_q(f, 1, 1, 0.99));
+    core_report_num(&o, "bytes_written_per_event", "%.1f",
+                    per_event(r->live_bytes, r->live_events));
+    core_report_u64(&o, "model_C", c->C);
+    core_report_u64(&o, "model_S", c->S);
+    core_report_u64(&o, "model_tau", c->tau);
+    core_report_strf(&o, "broker", "librdkafka %s mock cluster, in process, loopback",
+                     pipe_kafka_version());
+    core_report_str(&o, "note",
+                    "freshness: worker receive (from_produce: producer timestamp) to visible to a "
+                    "reader; the local mock broker is not a throughput reference (in-memory, one "
+                    "message set per partition per fetch); events_per_s excludes group join");
+    core_report_end(&o);
+}
+
+/* Phase 2: a worker thread on b (set up), events offered at run->rate once it has joined its
+ * group; the freshness samples, sorted, into run->f (b->fresh). @return 0, or 1 with the reason in
+ * err. */
+static int phase_live(bench *b, pipe_producer *p, uint64_t n2, workload *wl, bench_run *run,
+                      char *err, size_t err_size) {
     pthread_t th;
     if (pthread_create(&th, NULL, worker_main, b)) return snprintf(err, err_size, "no thread"), 1;
     int64_t t_wait = core_now_ns();
-    while (!pipe_metrics_get(b->met, PIPE_M_REBALANCES) && core_now_ns() - t_wait < 30000000000ll) {
-        struct timespec sl = {0, 20 * 1000 * 1000};
-        nanosleep(&sl, NULL);
-    }
-    struct timespec settle = {1, 0};
-    nanosleep(&settle, NULL);
+    while (!pipe_metrics_get(b->met, PIPE_M_REBALANCES) && core_now_ns() - t_wait < 30000000000ll)
+        sleep_ns(20000000);
+    sleep_ns(1000000000); /* settle */
     int64_t w0 = bytes_written();
-    int src = send_events(p, "bench-live", n2, (double)rate, wl);
+    int src = send_events(p, "bench-live", n2, (double)run->rate, wl);
     t_wait = core_now_ns();
     /* every behavior visible in every tier (the last tier's samples arrive last) */
-    while (atomic_load(&b->fresh->done) < n2 && core_now_ns() - t_wait < 60000000000ll) {
-        struct timespec sl = {0, 20 * 1000 * 1000};
-        nanosleep(&sl, NULL);
-    }
+    while (atomic_load(&b->fresh->done) < n2 && core_now_ns() - t_wait < 60000000000ll)
+        sleep_ns(20000000);
     b->stop = 1;
     pthread_join(th, NULL);
     int64_t w1 = bytes_written();
-    res->live_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
-    res->live_events = pipe_metrics_get(b->met, PIPE_M_APPLIED);
+    run->live_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
+    run->live_events = pipe_metrics_get(b->met, PIPE_M_APPLIED);
     if (src || b->rc) {
         snprintf(err, err_size, "phase 2: %.400s", b->rc ? b->err : "producing failed");
         return 1;
     }
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 2; k++)
-            qsort(res->f.v[t][k], res->f.n[t][k], sizeof(double), cmp_double);
+            qsort(run->f.v[t][k], run->f.n[t][k], sizeof(double), cmp_double);
     return 0;
 }
 
@@ -307,22 +296,28 @@ const core_cmd pipe_bench_cmd = {
     NULL};
 
 int pipe_cmd_bench(int argc, char **argv) {
-    uint64_t n = 100000, rate = 2000, secs = 10, parts = 4, batch = 10000, users = 2000, tiers = 2;
-    uint64_t batch_ms = 0;
+    bench_run run = {.n = 100000,
+                     .rate = 2000,
+                     .secs = 10,
+                     .parts = 4,
+                     .batch = 10000,
+                     .users = 2000,
+                     .tiers = 2,
+                     .live_bytes = -1};
     const char *model = NULL;
     int json = 0, rc = 1;
     char err[512], dir[4096];
     const core_opt opts[] = {
         CORE_OPT_JSON(&json),
-        CORE_OPT_U64("events", &n, "N", 1000, 90000000, "phase 1's pre-loaded events"),
-        CORE_OPT_U64("rate", &rate, "R", 1, 1000000, "phase 2's offered events per second"),
-        CORE_OPT_U64("seconds", &secs, "S", 1, 3600, "phase 2's length"),
-        CORE_OPT_U64("partitions", &parts, "P", 1, 64, "the topics' partitions"),
-        CORE_OPT_U64("batch", &batch, "N", 1, 1000000, "events per LMDB transaction"),
-        CORE_OPT_U64("users", &users, "U", 1, 10000000, "user ids, drawn Zipf(1)"),
-        {CORE_OPT_ROW("batch-ms", CORE_OPT_U64, &batch_ms, "MS", "longest a batch stays open"),
+        CORE_OPT_U64("events", &run.n, "N", 1000, 90000000, "phase 1's pre-loaded events"),
+        CORE_OPT_U64("rate", &run.rate, "R", 1, 1000000, "phase 2's offered events per second"),
+        CORE_OPT_U64("seconds", &run.secs, "S", 1, 3600, "phase 2's length"),
+        CORE_OPT_U64("partitions", &run.parts, "P", 1, 64, "the topics' partitions"),
+        CORE_OPT_U64("batch", &run.batch, "N", 1, 1000000, "events per LMDB transaction"),
+        CORE_OPT_U64("users", &run.users, "U", 1, 10000000, "user ids, drawn Zipf(1)"),
+        {CORE_OPT_ROW("batch-ms", CORE_OPT_U64, &run.batch_ms, "MS", "longest a batch stays open"),
          .umin = 1, .umax = 60000, .def = "the worker's, 15"},
-        CORE_OPT_U64("tiers", &tiers, "T", 1, 2,
+        CORE_OPT_U64("tiers", &run.tiers, "T", 1, 2,
                      "2: bucket sums caught up between batches (the worker's way); 1: every\n"
                      "commit writes them (the design before two tiers, for comparison)"),
         {CORE_OPT_ROW("model", CORE_OPT_PATH, &model, "M", "the model the worker encodes with"),
@@ -336,101 +331,65 @@ int pipe_cmd_bench(int argc, char **argv) {
     pipe_mock *mk = NULL;
     pipe_producer *p = NULL;
     enc_store *st1 = NULL, *st2 = NULL;
-    bench b1, b2;
-    bench_result res;
-    workload wl;
-    memset(&wl, 0, sizeof wl);
-    memset(&res, 0, sizeof res);
-    memset(&b1, 0, sizeof b1);
-    memset(&b2, 0, sizeof b2);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/trail-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
+    bench b1 = {0}, b2 = {0};
+    workload wl = {.users = (uint32_t)run.users, .ts = 1511544070ll * 16};
+    mdl_config cfg;
+    mdl_config_default(&cfg);
+    if (core_tmpdir_make(dir, sizeof dir, "trail-bench")) {
         fprintf(stderr, "trail: bench pipeline: mkdtemp %s failed\n", dir);
         return 1;
     }
-    if (model) {
-        if (mdl_model_load(&m, model, err, sizeof err)) goto fail;
-    } else {
-        mdl_config cfg;
-        mdl_config_default(&cfg);
-        if (mdl_model_init(&m, &cfg, err, sizeof err)) goto fail;
-    }
-    if (pipe_mock_new(&mk, 1, 0, "bench-load,bench-live", (int)parts, err, sizeof err)) goto fail;
-    if (pipe_producer_new(&p, pipe_mock_bootstraps(mk), NULL, err, sizeof err)) goto fail;
-    wl.users = (uint32_t)users;
-    wl.ts = 1511544070ll * 16;
-    if (!(wl.cdf = enc_zipf_cdf((uint32_t)users))) {
-        snprintf(err, sizeof err, "out of memory");
+    if ((model ? mdl_model_load(&m, model, err, sizeof err)
+               : mdl_model_init(&m, &cfg, err, sizeof err)) ||
+        pipe_mock_new(&mk, 1, 0, "bench-load,bench-live", (int)run.parts, err, sizeof err) ||
+        pipe_producer_new(&p, pipe_mock_bootstraps(mk), NULL, err, sizeof err))
         goto fail;
-    }
+    snprintf(err, sizeof err, "out of memory");
+    if (!(wl.cdf = enc_zipf_cdf((uint32_t)run.users))) goto fail;
     core_rng_seed(&wl.r, 42);
 
     /* Phase 1: throughput over a pre-loaded topic. */
     int64_t w0 = bytes_written();
-    if (send_events(p, "bench-load", n, 0, &wl)) {
+    if (send_events(p, "bench-load", run.n, 0, &wl)) {
         snprintf(err, sizeof err, "pre-loading the topic failed");
         goto fail;
     }
-    if (open_store(dir, "load", m, (int)tiers, &st1)) goto out;
-    pipe_store_sink ss1, ss2;
-    timed_sink ts1 = {0}, ts2 = {0};
-    pipe_store_sink_init(&ss1, st1, tiers == 2, &ts1.inner);
-    b1.brokers = pipe_mock_bootstraps(mk);
-    b1.sink = (pipe_sink){&ts1,     t_begin, t_apply,      t_set_offset,
-                          t_commit, t_abort, t_get_offset, tiers == 2 ? t_catch_up : NULL};
-    b1.until_end = 1;
-    b1.batch_max = (uint32_t)batch;
-    b1.batch_ms = (uint32_t)batch_ms;
-    if (pipe_props_add(&b1.props, "session.timeout.ms", "6000") ||
-        pipe_props_add(&b1.props, "heartbeat.interval.ms", "500") ||
-        pipe_metrics_new(&b1.met, "bench-load"))
-        goto fail;
+    if (open_store(dir, "load", m, (int)run.tiers, &st1)) goto out;
+    timed_sink ts = {0};
+    pipe_store_sink_init(&ts.ss, st1, run.tiers == 2, &ts.inner);
+    pipe_sink timed = ts.inner;
+    timed.ctx = &ts;
+    timed.begin = t_begin;
+    timed.commit = t_commit;
+    timed.catch_up = run.tiers == 2 ? t_catch_up : NULL;
+    if (bench_init(&b1, pipe_mock_bootstraps(mk), &run, 1, timed)) goto fail;
     worker_main(&b1);
     if (b1.rc) {
         snprintf(err, sizeof err, "phase 1 worker: %.400s", b1.err);
         goto fail;
     }
-    double load_s = (double)(ts1.t_last_ns - ts1.t_first_ns) / 1e9;
-    uint64_t applied1 = pipe_metrics_get(b1.met, PIPE_M_APPLIED);
+    run.load_s = (double)(ts.t_last_ns - ts.t_first_ns) / 1e9;
+    run.applied = pipe_metrics_get(b1.met, PIPE_M_APPLIED);
     int64_t w1 = bytes_written();
+    run.load_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
 
     /* Phase 2: freshness at a fixed offered rate. */
-    if (open_store(dir, "live", m, (int)tiers, &st2)) goto out;
-    pipe_store_sink_init(&ss2, st2, tiers == 2, &ts2.inner);
-    b2.brokers = b1.brokers;
-    b2.sink = (pipe_sink){&ts2,     t_begin, t_apply,      t_set_offset,
-                          t_commit, t_abort, t_get_offset, tiers == 2 ? t_catch_up : NULL};
-    b2.batch_max = (uint32_t)batch;
-    b2.batch_ms = (uint32_t)batch_ms;
-    uint64_t n2 = rate * secs;
-    if (pipe_props_add(&b2.props, "session.timeout.ms", "6000") ||
-        pipe_props_add(&b2.props, "heartbeat.interval.ms", "500") ||
-        pipe_props_add(&b2.props, "fetch.wait.max.ms", "10") ||
-        pipe_metrics_new(&b2.met, "bench-live"))
-        goto fail;
-    res.applied = applied1;
-    res.parts = parts;
-    res.batch = batch;
+    if (open_store(dir, "live", m, (int)run.tiers, &st2)) goto out;
+    pipe_store_sink ss2;
+    pipe_sink live;
+    pipe_store_sink_init(&ss2, st2, run.tiers == 2, &live);
+    if (bench_init(&b2, b1.brokers, &run, 0, live)) goto fail;
+    uint64_t n2 = run.rate * run.secs;
     pipe_worker_conf wd;
     pipe_worker_conf_default(&wd);
-    res.batch_ms = batch_ms ? batch_ms : wd.batch_ms;
-    res.tiers = tiers;
-    res.rate = rate;
-    res.users = users;
-    res.load_s = load_s;
-    res.live_bytes = -1;
-    res.load_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
-    res.f.cap = n2;
+    if (!run.batch_ms) run.batch_ms = wd.batch_ms;
+    run.f.cap = n2;
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 2; k++)
-            if (!(res.f.v[t][k] = core_malloc(n2 * sizeof(double)))) {
-                snprintf(err, sizeof err, "out of memory");
-                goto fail;
-            }
-    b2.fresh = &res.f;
-    if (phase_live(&b2, p, n2, rate, &wl, &res, err, sizeof err)) goto fail;
-    bench_print(&res, &m->cfg, json);
+            if (!(run.f.v[t][k] = core_malloc(n2 * sizeof(double)))) goto fail;
+    b2.fresh = &run.f;
+    if (phase_live(&b2, p, n2, &wl, &run, err, sizeof err)) goto fail;
+    bench_print(&run, &m->cfg, json);
     rc = 0;
     goto out;
 fail:
@@ -447,10 +406,8 @@ out:
     mdl_model_destroy(m);
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 2; k++)
-            core_free(res.f.v[t][k]);
+            core_free(run.f.v[t][k]);
     core_free((void *)(uintptr_t)wl.cdf);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "trail: bench pipeline: could not remove %s\n", dir);
+    if (core_rmtree(dir)) fprintf(stderr, "trail: bench pipeline: could not remove %s\n", dir);
     return rc;
 }
