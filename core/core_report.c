@@ -225,3 +225,12 @@ core_pcts core_pcts_us(int64_t *ns, size_t n) {
     qsort(ns, n, sizeof *ns, core_cmp_i64);
     return (core_pcts){core_pct_us(ns, n, 50), core_pct_us(ns, n, 99)};
 }
+
+void core_report_pcts(core_report *r, const char *name, core_pcts p) {
+    char k[2][128];
+    const char *sep = name && *name ? "_" : "";
+    snprintf(k[0], sizeof k[0], "%s%sp50_us", name ? name : "", sep);
+    snprintf(k[1], sizeof k[1], "%s%sp99_us", name ? name : "", sep);
+    core_report_num(r, k[0], "%.1f", p.p50);
+    core_report_num(r, k[1], "%.1f", p.p99);
+}

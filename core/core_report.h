@@ -97,5 +97,8 @@ typedef struct core_pcts {
 
 /** @brief Sort n >= 1 nanosecond samples in place; their nearest-rank p50 and p99 in us. */
 core_pcts core_pcts_us(int64_t *ns, size_t n);
+/** @brief Two fields, "<name>_p50_us" and "<name>_p99_us" ("p50_us", "p99_us" when name is NULL
+ *  or ""), each "%.1f". */
+void core_report_pcts(core_report *r, const char *name, core_pcts p);
 
 #endif

@@ -4,6 +4,7 @@
 #include "core_err.h"
 #include "mdl.h"
 #include "mdl_opts.h"
+#include "core_report.h"
 
 #include <stdio.h>
 
@@ -49,7 +50,7 @@ int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
     int rc = core_opts_parse(cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
     mdl_model *m;
-    char err[512], mv[17], ev[17], var[96];
+    char err[512], mv[17], ev[17], var[96], title[4200];
     if (mdl_model_load(&m, path, err, sizeof err)) {
         fprintf(stderr, "trail: %s\n", err);
         return 1;
@@ -58,32 +59,37 @@ int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
     mdl_version_hex(m->model_version, mv);
     mdl_version_hex(m->encoding_version, ev);
     mdl_variant_str(c, var, sizeof var);
-    char wbuf[48] = "not recorded";
-    if (c->window) snprintf(wbuf, sizeof wbuf, "%u behaviors per user", c->window);
-    if (json) {
-        printf(
-            "{\"model_version\":\"%s\",\"encoding_version\":\"%s\",\"variant\":\"%s\",\"dim\":%u,"
-            "\"signatures\":%u,\"bits\":%u,\"item_rows\":%u,\"cat_rows\":%u,\"recent\":%u,"
-            "\"blocks\":%u,\"heads\":%u,\"ffn\":%u,\"tin_buckets\":%u,\"hidden\":[%u,%u],"
-            "\"dense\":%u,\"seed\":%llu,\"parameters\":%zu,\"adam_step\":%llu,\"sdim_hash\":\"%s\","
-            "\"cross\":%u,\"window\":%u",
-            mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent, c->n_blocks,
-            c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
-            (unsigned long long)c->seed, m->n_floats, (unsigned long long)m->adam_step,
-            mdl_hash_name(c->sdim_hash), c->cross, c->window);
-        if (extra) extra(stdout, 1);
-        printf("}\n");
-    } else {
-        printf(
-            "model %s\n  model_version %s\n  encoding_version %s\n  variant %s\n  C=%u S=%u tau=%u "
-            "item_rows=%u cat_rows=%u N=%u blocks=%u heads=%u ffn=%u tin_buckets=%u mlp=%u-%u "
-            "dense=%u seed=%llu\n  training window %s\n  %zu parameters%s\n",
-            path, mv, ev, var, c->C, c->S, c->tau, c->item_rows, c->cat_rows, c->n_recent,
-            c->n_blocks, c->n_heads, c->ffn_dim, c->tin_buckets, c->h1, c->h2, c->n_dense,
-            (unsigned long long)c->seed, wbuf, m->n_floats,
-            m->adam_m ? " (with optimizer state)" : "");
-        if (extra) extra(stdout, 0);
-    }
+    snprintf(title, sizeof title, "model %s", path);
+    core_report r;
+    core_report_begin(&r, stdout, json ? CORE_REPORT_JSON_TIGHT : CORE_REPORT_TEXT, title);
+    core_report_str(&r, "model_version", mv);
+    core_report_str(&r, "encoding_version", ev);
+    core_report_str(&r, "variant", var);
+    core_report_u64(&r, "dim", c->C);
+    core_report_u64(&r, "signatures", c->S);
+    core_report_u64(&r, "bits", c->tau);
+    core_report_u64(&r, "item_rows", c->item_rows);
+    core_report_u64(&r, "cat_rows", c->cat_rows);
+    core_report_u64(&r, "recent", c->n_recent);
+    core_report_u64(&r, "blocks", c->n_blocks);
+    core_report_u64(&r, "heads", c->n_heads);
+    core_report_u64(&r, "ffn", c->ffn_dim);
+    core_report_u64(&r, "tin_buckets", c->tin_buckets);
+    core_report_arr(&r, "hidden");
+    core_report_u64(&r, NULL, c->h1);
+    core_report_u64(&r, NULL, c->h2);
+    core_report_close(&r);
+    core_report_u64(&r, "dense", c->n_dense);
+    core_report_u64(&r, "seed", c->seed);
+    core_report_u64(&r, "parameters", m->n_floats);
+    core_report_u64(&r, "adam_step", m->adam_step);
+    core_report_str(&r, "sdim_hash", mdl_hash_name(c->sdim_hash));
+    core_report_u64(&r, "cross", c->cross);
+    core_report_u64(&r, "window", c->window); /* the training window; 0: not recorded */
+    if (!json) core_report_bool(&r, "optimizer_state", m->adam_m != NULL);
+    fflush(stdout);
+    if (extra) extra(stdout, json); /* after the last field, before the object closes */
+    core_report_end(&r);
     mdl_model_destroy(m);
     return 0;
 }

@@ -8,8 +8,8 @@
 extern const core_cmd *const mdl_cmds[]; /* NULL-terminated */
 
 int mdl_cmd_init(int argc, char **argv);
-/** @brief `trail model info` as cmd: extra(out, json), when set, prints more fields (JSON members
- *  after a comma, or lines). */
+/** @brief `trail model info` as cmd: extra(out, json), when set, prints more fields after the
+ *  last one (JSON members, each after a comma, before the object closes; or lines). */
 int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
                      void (*extra)(FILE *out, int json));
 

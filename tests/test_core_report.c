@@ -177,6 +177,16 @@ static void percentiles(void **state) {
     int64_t one = 2500;
     p = core_pcts_us(&one, 1);
     assert_true(p.p50 == 2.5 && p.p99 == 2.5);
+    static char buf[256];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    core_report r;
+    core_report_begin(&r, f, CORE_REPORT_JSON, NULL);
+    core_report_pcts(&r, "sdim", (core_pcts){1.25, 99.0});
+    core_report_pcts(&r, NULL, (core_pcts){2.0, NAN});
+    core_report_end(&r);
+    fclose(f);
+    assert_string_equal(buf, "{\"sdim_p50_us\": 1.2, \"sdim_p99_us\": 99.0, \"p50_us\": 2.0, "
+                             "\"p99_us\": null}\n");
 }
 
 int main(void) {
