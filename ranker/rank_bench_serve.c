@@ -15,6 +15,7 @@
 #include "core_alloc.h"
 #include "core_err.h"
 #include "core_log.h"
+#include "core_report.h"
 #include "core_util.h"
 #include "enc_store.h"
 #include "mdl.h"
@@ -23,7 +24,6 @@
 #include "rank_cli.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,22 +45,6 @@ enum { NU = 8, RECENT = 50, MAX_RUNS = 4 };
 
 // ---------------------------------------------------------------------------------------------
 // Fixture
-
-/* Remove the files of a directory (one level: the store's) and the directory. */
-static void rm_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    char p[4608];
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 
 /* The model file and a store of NU users with T behaviors each (one every 10 minutes before
  * NOW_TS, over 200k items in 5k categories). m must outlive st (the store is bound to it). */
@@ -335,7 +319,8 @@ typedef struct run_result {
     const char *isa;
     uint32_t K;
     uint64_t requests;
-    double rps, cps, p50_us, p99_us;
+    double rps, cps;
+    core_pcts lat;
 } run_result;
 
 typedef struct bench {
@@ -434,14 +419,12 @@ done:
         memcpy(all + n, cl[i].lat, cl[i].n * sizeof *all);
         n += cl[i].n;
     }
-    qsort(all, n, sizeof *all, core_cmp_i64);
     out->isa = isa;
     out->K = K;
     out->requests = n;
     out->rps = (double)n / bn->seconds;
     out->cps = out->rps * bn->B;
-    out->p50_us = core_pct_us(all, n, 50);
-    out->p99_us = core_pct_us(all, n, 99);
+    out->lat = core_pcts_us(all, n);
     rc = CORE_OK;
 out:
     for (uint32_t i = 0; cl && i < K; i++) {
@@ -521,10 +504,8 @@ int rank_cmd_bench_serve(int argc, char **argv) {
     core_log_level = CORE_LOG_ERR; /* the server's notices are noise here */
     bench bn = {.B = (uint32_t)B, .T = (uint32_t)T, .seconds = seconds};
     mdl_model *m = NULL;
-    char dir[4096] = "", model_path[4200], store_path[4200];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/trail-bench-serve-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
+    char dir[4096], model_path[4200], store_path[4200];
+    if (core_tmpdir_make(dir, sizeof dir, "trail-bench-serve")) {
         fprintf(stderr, "trail: bench serve: cannot create a directory like %s\n", dir);
         return 1;
     }
@@ -550,29 +531,35 @@ int rank_cmd_bench_serve(int argc, char **argv) {
     const run_result *dk = find_run(runs, nr, paths[0], kmax),
                      *fk = find_run(runs, nr, "fp32", kmax);
     double sp1 = d1->cps / f1->cps, spk = dk->cps / fk->cps;
-    if (json) {
-        printf(
-            "{\"candidates\": %u, \"window\": %u, \"recent\": %d, \"seconds\": %g, \"cores\": %u, "
-            "\"isa\": \"%s\", \"openblas_core\": \"%s\", \"runs\": [",
-            bn.B, bn.T, RECENT, seconds, nproc, paths[0], rank_isa_openblas_core());
-        for (int i = 0; i < nr; i++)
-            printf("%s{\"isa\": \"%s\", \"threads\": %u, \"requests\": %llu, \"requests_per_s\": "
-                   "%.1f, \"candidates_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": %.1f}",
-                   i ? ", " : "", runs[i].isa, runs[i].K, (unsigned long long)runs[i].requests,
-                   runs[i].rps, runs[i].cps, runs[i].p50_us, runs[i].p99_us);
-        printf("], \"speedup_k1_vs_fp32\": %.2f, \"speedup_kmax_vs_fp32\": %.2f}\n", sp1, spk);
-    } else {
-        printf("bench serve: %u candidates, window %u, recent %d, %d users, %g s per run after "
-               "0.5 s warm-up, %u cores, OpenBLAS core %s\n",
-               bn.B, bn.T, RECENT, NU, seconds, nproc, rank_isa_openblas_core());
-        for (int i = 0; i < nr; i++)
-            printf("  %-12s K=%-3u %8llu requests  %9.1f req/s  %11.0f candidates/s  "
-                   "p50 %9.1f us  p99 %9.1f us\n",
-                   runs[i].isa, runs[i].K, (unsigned long long)runs[i].requests, runs[i].rps,
-                   runs[i].cps, runs[i].p50_us, runs[i].p99_us);
-        printf("  speedup of %s over fp32 (candidates/s): K=%u %.2fx, K=%u %.2fx\n", paths[0],
-               ks[0], sp1, kmax, spk);
+    char title[256];
+    snprintf(title, sizeof title,
+             "bench serve: %d users, %g s per run after 0.5 s warm-up, speedup over fp32 in "
+             "candidates/s at K=%u and K=%u",
+             NU, seconds, ks[0], kmax);
+    core_report r;
+    core_report_begin(&r, stdout, json ? CORE_REPORT_JSON : CORE_REPORT_TEXT, title);
+    core_report_u64(&r, "candidates", bn.B);
+    core_report_u64(&r, "window", bn.T);
+    core_report_u64(&r, "recent", RECENT);
+    core_report_num(&r, "seconds", "%g", seconds);
+    core_report_u64(&r, "cores", nproc);
+    core_report_str(&r, "isa", paths[0]);
+    core_report_str(&r, "openblas_core", rank_isa_openblas_core());
+    core_report_arr(&r, "runs");
+    for (int i = 0; i < nr; i++) {
+        core_report_obj(&r, NULL);
+        core_report_str(&r, "isa", runs[i].isa);
+        core_report_u64(&r, "threads", runs[i].K);
+        core_report_u64(&r, "requests", runs[i].requests);
+        core_report_num(&r, "requests_per_s", "%.1f", runs[i].rps);
+        core_report_num(&r, "candidates_per_s", "%.0f", runs[i].cps);
+        core_report_pcts(&r, NULL, runs[i].lat);
+        core_report_close(&r);
     }
+    core_report_close(&r);
+    core_report_num(&r, "speedup_k1_vs_fp32", "%.2f", sp1);
+    core_report_num(&r, "speedup_kmax_vs_fp32", "%.2f", spk);
+    core_report_end(&r);
     ret = 0;
 fail:
     if (ret) fprintf(stderr, "trail: bench serve: %s\n", err);
@@ -580,8 +567,6 @@ fail:
         core_free(bn.req[u]);
     enc_store_close(bn.st);
     mdl_model_destroy(m);
-    unlink(model_path);
-    rm_dir(store_path);
-    rmdir(dir);
+    core_rmtree(dir);
     return ret;
 }
