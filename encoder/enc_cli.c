@@ -4,12 +4,14 @@
  */
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_report.h"
 #include "core_util.h"
 #include "enc_state_int.h"
 #include "enc_store.h"
 #include "mdl.h"
 #include "sch_event.h"
 #include "enc_cli.h"
+#include "enc_import.h"
 
 #include <limits.h>
 #include <math.h>
@@ -148,11 +150,22 @@ out:
 // ---------------------------------------------------------------------------------------------
 // reencode
 
-static int store_exists(const char *dir) {
-    char p[PATH_MAX + 16];
+/* Open the existing store in dir for `trail CMD` (writer: reencode; the readers refuse a missing
+ * store). @return 0, or 1 after saying why. */
+static int open_existing(const char *cmd, const char *dir, int writer, enc_store **st) {
+    char p[PATH_MAX + 16], err[1024];
     struct stat sb;
+    enc_store_conf conf;
     snprintf(p, sizeof p, "%s/data.mdb", dir);
-    return stat(p, &sb) == 0;
+    if (stat(p, &sb) != 0) return fprintf(stderr, "trail %s: no store at %s\n", cmd, dir), 1;
+    enc_store_conf_default(&conf);
+    conf.path = dir;
+    conf.window = conf.recent = 0;
+    conf.writer = writer; /* reencode writes: refused while another writer holds the store */
+    conf.must_exist = !writer;
+    if (enc_store_open(st, &conf, err, sizeof err))
+        return fprintf(stderr, "trail %s: %s\n", cmd, err), 1;
+    return 0;
 }
 
 static const core_cmd reencode_cmd = {"reencode", "rebuild every user's buckets for a new model",
@@ -165,22 +178,13 @@ int enc_cmd_reencode(int argc, char **argv) {
                              CORE_OPT_LOG_LEVEL, CORE_OPT_ENDROW};
     int rc = core_opts_parse(&reencode_cmd, opts, argc, argv);
     if (rc != CORE_OPTS_GO) return rc;
-    if (!store_exists(dir)) {
-        fprintf(stderr, "trail reencode: no store at %s\n", dir);
-        return 1;
-    }
     char err[1024], was[17], now[17];
     mdl_model *m = NULL;
     enc_store *st = NULL;
-    enc_store_conf conf;
     uint64_t users = 0;
     int ret = 1;
-    enc_store_conf_default(&conf);
-    conf.path = dir;
-    conf.window = conf.recent = 0;
-    conf.writer = 1; /* reencode writes: refused while another writer holds the store */
-    if (mdl_model_load(&m, model_path, err, sizeof err) ||
-        enc_store_open(&st, &conf, err, sizeof err)) {
+    if (open_existing("reencode", dir, 1, &st)) return 1;
+    if (mdl_model_load(&m, model_path, err, sizeof err)) {
         fprintf(stderr, "trail reencode: %s\n", err);
         goto out;
     }
@@ -286,24 +290,12 @@ int enc_cmd_inspect(int argc, char **argv) {
     if (rc != CORE_OPTS_GO) return rc;
     if (have_user + digest + verify != 1)
         return core_cmd_usage(&inspect_cmd, "give exactly one of --user, --digest and --verify");
-    if (!store_exists(dir)) {
-        fprintf(stderr, "trail inspect: no store at %s\n", dir);
-        return 1;
-    }
-    char err[1024], ver[17];
+    char ver[17];
     enc_store *st = NULL;
     enc_reader *r = NULL;
-    enc_store_conf conf;
     enc_user_view u;
     int ret = 1, begun = 0;
-    enc_store_conf_default(&conf);
-    conf.path = dir;
-    conf.window = conf.recent = 0;
-    conf.must_exist = 1;
-    if (enc_store_open(&st, &conf, err, sizeof err)) {
-        fprintf(stderr, "trail inspect: %s\n", err);
-        goto out;
-    }
+    if (open_existing("inspect", dir, 0, &st)) return 1;
     if (digest || verify) {
         ret = digest ? inspect_digest(st, dir) : inspect_verify(st, dir);
         goto out;
@@ -319,77 +311,54 @@ int enc_cmd_inspect(int argc, char **argv) {
         goto out;
     }
     mdl_version_hex(u.encoding_version, ver);
-    if (json) {
-        printf("{\"user_id\":%llu,\"encoding_version\":\"%s\",\"window_len\":%u,\"window_max\":%u,"
-               "\"n_events\":%llu,\"n_summed\":%llu,\"last_ts\":%lld,\"updated_at\":%lld,"
-               "\"signatures\":%u,\"buckets\":%u,\"dim\":%u,\"actions\":{",
-               (unsigned long long)uid, ver, u.window_len, enc_store_window(st),
-               (unsigned long long)u.n_events, (unsigned long long)u.n_summed, (long long)u.last_ts,
-               (long long)u.updated_at, u.S, u.n_buckets, u.C);
-        for (int a = 1, first = 1; a <= SCH_ACTION_MAX; a++) {
-            if (!u.action_cnt[a]) continue;
-            printf("%s\"%s\":%llu", first ? "" : ",", sch_action_name(a),
-                   (unsigned long long)u.action_cnt[a]);
-            first = 0;
-        }
-        printf("},\"recent\":[");
-        for (uint32_t i = 0; i < u.recent_len; i++) {
-            const sch_behavior *bh = &u.recent[i];
-            printf(
-                "%s{\"item_id\":%llu,\"category_id\":%llu,\"action\":\"%s\",\"ts\":%lld}",
-                i ? "," : "", (unsigned long long)bh->item_id, (unsigned long long)bh->category_id,
-                sch_action_name(bh->action) ? sch_action_name(bh->action) : "?", (long long)bh->ts);
-        }
-        printf("],\"bucket_counts\":[");
-        for (uint32_t i = 0; i < u.S; i++) {
-            printf("%s[", i ? "," : "");
-            for (uint32_t k = 0; k < u.n_buckets; k++)
-                printf("%s%u", k ? "," : "", u.bucket_cnt[i * u.n_buckets + k]);
-            printf("]");
-        }
-        printf("],\"bucket_norms\":[");
-        for (uint32_t i = 0; i < u.S; i++) {
-            printf("%s[", i ? "," : "");
-            for (uint32_t k = 0; k < u.n_buckets; k++) {
-                const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
-                double s2 = 0;
-                for (uint32_t d = 0; d < u.C; d++)
-                    s2 += (double)x[d] * x[d];
-                printf("%s%.6g", k ? "," : "", sqrt(s2));
-            }
-            printf("]");
-        }
-        printf("]}\n");
-    } else {
-        printf(
-            "user %llu\n  encoding version %s (S=%u, %u buckets, C=%u)\n  window %u of %u "
-            "behaviors, %llu ever applied, the buckets hold the first %llu\n  last event ts %lld, "
-            "updated at %lld (wall clock)\n  actions:",
-            (unsigned long long)uid, ver, u.S, u.n_buckets, u.C, u.window_len, enc_store_window(st),
-            (unsigned long long)u.n_events, (unsigned long long)u.n_summed, (long long)u.last_ts,
-            (long long)u.updated_at);
-        for (int a = 1; a <= SCH_ACTION_MAX; a++)
-            if (u.action_cnt[a])
-                printf(" %s=%llu", sch_action_name(a), (unsigned long long)u.action_cnt[a]);
-        printf("\n  recent (oldest first):\n");
-        for (uint32_t i = 0; i < u.recent_len; i++)
-            printf("    %lld %-5s item %llu category %llu\n", (long long)u.recent[i].ts,
-                   sch_action_name(u.recent[i].action) ? sch_action_name(u.recent[i].action) : "?",
-                   (unsigned long long)u.recent[i].item_id,
-                   (unsigned long long)u.recent[i].category_id);
-        printf("  buckets (count / norm) per signature:\n");
-        for (uint32_t i = 0; i < u.S; i++) {
-            printf("    s%-3u", i);
-            for (uint32_t k = 0; k < u.n_buckets; k++) {
-                const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
-                double s2 = 0;
-                for (uint32_t d = 0; d < u.C; d++)
-                    s2 += (double)x[d] * x[d];
-                printf(" %u/%.3g", u.bucket_cnt[i * u.n_buckets + k], sqrt(s2));
-            }
-            printf("\n");
-        }
+    core_report o;
+    core_report_begin(&o, stdout, json ? CORE_REPORT_JSON_TIGHT : CORE_REPORT_TEXT, "inspect");
+    core_report_u64(&o, "user_id", uid);
+    core_report_str(&o, "encoding_version", ver);
+    core_report_u64(&o, "window_len", u.window_len);
+    core_report_u64(&o, "window_max", enc_store_window(st));
+    core_report_u64(&o, "n_events", u.n_events);
+    core_report_u64(&o, "n_summed", u.n_summed);
+    core_report_i64(&o, "last_ts", u.last_ts);
+    core_report_i64(&o, "updated_at", u.updated_at);
+    core_report_u64(&o, "signatures", u.S);
+    core_report_u64(&o, "buckets", u.n_buckets);
+    core_report_u64(&o, "dim", u.C);
+    core_report_obj(&o, "actions");
+    for (int a = 1; a <= SCH_ACTION_MAX; a++)
+        if (u.action_cnt[a]) core_report_u64(&o, sch_action_name(a), u.action_cnt[a]);
+    core_report_close(&o);
+    core_report_arr(&o, "recent"); /* oldest first */
+    for (uint32_t i = 0; i < u.recent_len; i++) {
+        const sch_behavior *bh = &u.recent[i];
+        core_report_obj(&o, NULL);
+        core_report_u64(&o, "item_id", bh->item_id);
+        core_report_u64(&o, "category_id", bh->category_id);
+        core_report_str(&o, "action",
+                        sch_action_name(bh->action) ? sch_action_name(bh->action) : "?");
+        core_report_i64(&o, "ts", bh->ts);
+        core_report_close(&o);
     }
+    core_report_close(&o);
+    for (int norms = 0; norms < 2; norms++) { /* per signature: each bucket's count, then norm */
+        core_report_arr(&o, norms ? "bucket_norms" : "bucket_counts");
+        for (uint32_t i = 0; i < u.S; i++) {
+            core_report_arr(&o, NULL);
+            for (uint32_t k = 0; k < u.n_buckets; k++) {
+                const float *x = u.bucket_sum + ((size_t)i * u.n_buckets + k) * u.C;
+                double s2 = 0;
+                for (uint32_t d = 0; d < u.C && norms; d++)
+                    s2 += (double)x[d] * x[d];
+                if (norms)
+                    core_report_num(&o, NULL, "%.6g", sqrt(s2));
+                else
+                    core_report_u64(&o, NULL, u.bucket_cnt[i * u.n_buckets + k]);
+            }
+            core_report_close(&o);
+        }
+        core_report_close(&o);
+    }
+    core_report_end(&o);
     ret = 0;
 out:
     if (begun) enc_reader_end(r);

@@ -22,6 +22,7 @@
 #include "core_err.h"
 #include "sch_event.h"
 #include "enc_cli.h"
+#include "enc_import.h"
 #include "enc_store.h"
 
 #include <errno.h>
