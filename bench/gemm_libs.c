@@ -17,6 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "core_cpu.h"
+#include "core_report.h"
 #include "rank_blas.h"
 #include "rank_isa.h"
 #include "rank_pgemm.h"
@@ -134,8 +135,9 @@ struct contender {
     char name[48];
     const char *library, *precision;
     char setup[600];
-    char skip[400];  /* why it does not run here ("" if it does) */
-    char impl[2048]; /* JSON object body: primitive -> implementation name */
+    char skip[400];        /* why it does not run here ("" if it does) */
+    char impl[16][2][160]; /* primitive -> implementation name */
+    int nimpl;
     /* y (MTOT, N): rows m0 .. m0 + mb of layer l */
     void (*run)(contender *c, int l, int m0, int mb, float *y);
     void *st;
@@ -756,34 +758,12 @@ static meas measure(contender *c, int l, int rows, float *y) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* JSON */
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; s && *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
+/* The report */
 
 static void impl_add(contender *c, const char *key, const char *val) {
-    size_t n = strlen(c->impl);
-    char buf[512];
-    FILE *m = fmemopen(buf, sizeof buf, "w");
-    if (!m) return;
-    fprintf(m, "%s", n ? ", " : "");
-    json_str(m, key);
-    fputs(": ", m);
-    json_str(m, val);
-    fclose(m);
-    buf[sizeof buf - 1] = 0;
-    if (n + strlen(buf) + 1 < sizeof c->impl) memcpy(c->impl + n, buf, strlen(buf) + 1);
+    if (c->nimpl == (int)(sizeof c->impl / sizeof c->impl[0])) return;
+    snprintf(c->impl[c->nimpl][0], sizeof c->impl[0][0], "%s", key);
+    snprintf(c->impl[c->nimpl++][1], sizeof c->impl[0][1], "%s", val);
 }
 
 static void cpu_string(char *out, size_t size) {
@@ -828,54 +808,38 @@ static void loadavg(char *out, size_t size) {
     snprintf(out, size, "%.2f %.2f %.2f", a, b, c);
 }
 
-static const char *dnnl_isa_name(dnnl_cpu_isa_t i) {
-    switch (i) {
-    case dnnl_cpu_isa_sse41:
-        return "sse41";
-    case dnnl_cpu_isa_avx:
-        return "avx";
-    case dnnl_cpu_isa_avx2:
-        return "avx2";
-    case dnnl_cpu_isa_avx2_vnni:
-        return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_mic:
-        return "avx512_mic";
-    case dnnl_cpu_isa_avx512_mic_4ops:
-        return "avx512_mic_4ops";
-    case dnnl_cpu_isa_avx512_core:
-        return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni:
-        return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16:
-        return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx:
-        return "avx512_core_amx";
-    default:
-        return "all/unknown";
-    }
+static void report_meas(core_report *r, const char *key, const meas *m) {
+    core_report_obj(r, key);
+    core_report_num(r, "median_us", "%.2f", m->median_us);
+    core_report_num(r, "p99_us", "%.2f", m->p99_us);
+    core_report_num(r, "gflops", "%.2f", m->gflops);
+    core_report_i64(r, "reps", m->reps);
+    core_report_num(r, "max_abs_diff", "%.3g", m->finite ? m->max_abs_diff : NAN);
+    if (!m->finite) core_report_str(r, "error", "non-finite output");
+    core_report_num(r, "max_abs_ref", "%.3g", m->max_abs_ref);
+    core_report_close(r);
 }
 
-static void env_field(const char *k, int last) {
-    const char *v = getenv(k);
-    printf("    ");
-    json_str(stdout, k);
-    printf(": ");
-    if (v)
-        json_str(stdout, v);
-    else
-        printf("null");
-    printf("%s\n", last ? "" : ",");
-}
-
-static void print_meas(const char *key, const meas *m, int last) {
-    printf(
-        "        \"%s\": {\"median_us\": %.2f, \"p99_us\": %.2f, \"gflops\": %.2f, \"reps\": %d, ",
-        key, m->median_us, m->p99_us, m->gflops, m->reps);
-    if (m->finite)
-        printf("\"max_abs_diff\": %.3g, ", m->max_abs_diff);
-    else
-        printf("\"max_abs_diff\": null, \"error\": \"non-finite output\", ");
-    printf("\"max_abs_ref\": %.3g}%s\n", m->max_abs_ref, last ? "" : ",");
+static void report_libraries(core_report *r) {
+    const dnnl_version_t *dv = dnnl_version();
+    char owarn[512] = "";
+    rank_isa_openblas_check(owarn, sizeof owarn);
+    const char *isa = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()); /* "cpu_isa_avx2" */
+    core_report_obj(r, "libraries");
+    core_report_str(r, "openblas_core", rank_blas_corename());
+    core_report_str(r, "openblas_config", openblas_get_config());
+    core_report_str(r, "openblas_warning", owarn);
+    core_report_strf(r, "onednn_version", "%d.%d.%d", dv->major, dv->minor, dv->patch);
+    core_report_str(r, "onednn_hash", dv->hash ? dv->hash : "");
+    core_report_str(r, "onednn_cpu_runtime",
+                    dv->cpu_runtime == DNNL_RUNTIME_OMP   ? "OMP"
+                    : dv->cpu_runtime == DNNL_RUNTIME_SEQ ? "SEQ"
+                                                          : "other");
+    core_report_str(r, "onednn_effective_isa", strncmp(isa, "cpu_isa_", 8) ? isa : isa + 8);
+    core_report_str(r, "libxsmm_version", LIBXSMM_CONFIG_VERSION);
+    core_report_str(r, "libxsmm_target", libxsmm_get_target_arch());
+    core_report_str(r, "trail_best_isa", rank_isa_name(rank_isa_best()));
+    core_report_close(r);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -948,82 +912,72 @@ int main(int argc, char **argv) {
     loadavg(load1, sizeof load1);
     char cpu[1400];
     cpu_string(cpu, sizeof cpu);
-    const dnnl_version_t *dv = dnnl_version();
-    char owarn[512] = "";
-    rank_isa_openblas_check(owarn, sizeof owarn);
-
-    printf("{\n  \"cpu\": ");
-    json_str(stdout, cpu);
-    printf(",\n  \"cpu_features_trail\": ");
-    json_str(stdout, core_cpu_features());
-    printf(",\n  \"loadavg_start_end\": [\"%s\", \"%s\"],\n  \"online_cpus\": %ld", load0, load1,
-           sysconf(_SC_NPROCESSORS_ONLN));
-    printf(",\n  \"threads\": 1,\n  \"shapes\": {\"block_rows\": %d, \"rows_per_request\": %d, "
-           "\"layer1\": {\"N\": 200, \"K\": [264, 50]}, \"layer2\": {\"N\": 80, \"K\": [200]}, "
-           "\"m512\": \"one block of 512 rows\", \"m1000\": \"blocks of 512 + 488 rows\"},\n",
-           BLK, MTOT);
-    printf("  \"timing\": {\"reps\": %d, \"warmup\": %d, \"max_seconds_per_measurement\": %g, "
-           "\"clock\": \"CLOCK_MONOTONIC around one layer (all its blocks), including bias, ReLU "
-           "and any activation conversion\", \"max_abs_diff\": \"against a double-precision loop "
-           "over the same fp32 inputs\"},\n",
-           g_reps, g_warmup, g_max_s);
-    printf("  \"libraries\": {\n    \"openblas_core\": ");
-    json_str(stdout, rank_blas_corename());
-    printf(",\n    \"openblas_config\": ");
-    json_str(stdout, openblas_get_config());
-    printf(",\n    \"openblas_warning\": ");
-    json_str(stdout, owarn);
-    printf(",\n    \"onednn_version\": \"%d.%d.%d\",\n    \"onednn_hash\": ", dv->major, dv->minor,
-           dv->patch);
-    json_str(stdout, dv->hash ? dv->hash : "");
-    printf(",\n    \"onednn_cpu_runtime\": \"%s\",\n    \"onednn_effective_isa\": \"%s\",\n",
-           dv->cpu_runtime == DNNL_RUNTIME_OMP   ? "OMP"
-           : dv->cpu_runtime == DNNL_RUNTIME_SEQ ? "SEQ"
-                                                 : "other",
-           dnnl_isa_name(dnnl_get_effective_cpu_isa()));
-    printf("    \"libxsmm_version\": \"%s\",\n    \"libxsmm_target\": ", LIBXSMM_CONFIG_VERSION);
-    json_str(stdout, libxsmm_get_target_arch());
-    printf(",\n    \"trail_best_isa\": ");
-    json_str(stdout, rank_isa_name(rank_isa_best()));
-    printf("\n  },\n  \"env\": {\n");
-    env_field("OPENBLAS_CORETYPE", 0);
-    env_field("OPENBLAS_NUM_THREADS", 0);
-    env_field("OMP_NUM_THREADS", 0);
-    env_field("DNNL_MAX_CPU_ISA", 0);
-    env_field("LIBXSMM_TARGET", 0);
-    env_field("TRAIL_ISA", 1);
-    printf("  },\n  \"contenders\": [\n");
-    int last = -1;
-    for (int i = 0; i < nc; i++)
-        if (shown[i]) last = i;
+    core_report r;
+    core_report_begin(&r, stdout, CORE_REPORT_JSON_PRETTY, NULL);
+    core_report_str(&r, "cpu", cpu);
+    core_report_str(&r, "cpu_features_trail", core_cpu_features());
+    core_report_arr(&r, "loadavg_start_end");
+    core_report_str(&r, NULL, load0);
+    core_report_str(&r, NULL, load1);
+    core_report_close(&r);
+    core_report_i64(&r, "online_cpus", sysconf(_SC_NPROCESSORS_ONLN));
+    core_report_u64(&r, "threads", 1);
+    core_report_obj(&r, "shapes");
+    core_report_u64(&r, "block_rows", BLK);
+    core_report_u64(&r, "rows_per_request", MTOT);
+    for (int l = 0; l < NL; l++) {
+        core_report_obj(&r, g_L[l].name);
+        core_report_u64(&r, "N", (uint64_t)g_L[l].N);
+        core_report_arr(&r, "K");
+        for (int g = 0; g < g_L[l].nseg; g++)
+            core_report_u64(&r, NULL, (uint64_t)g_L[l].K[g]);
+        core_report_close(&r);
+        core_report_close(&r);
+    }
+    core_report_str(&r, "m512", "one block of 512 rows");
+    core_report_str(&r, "m1000", "blocks of 512 + 488 rows");
+    core_report_close(&r);
+    core_report_obj(&r, "timing");
+    core_report_i64(&r, "reps", g_reps);
+    core_report_i64(&r, "warmup", g_warmup);
+    core_report_num(&r, "max_seconds_per_measurement", "%g", g_max_s);
+    core_report_str(&r, "clock",
+                    "CLOCK_MONOTONIC around one layer (all its blocks), including "
+                    "bias, ReLU and any activation conversion");
+    core_report_str(&r, "max_abs_diff",
+                    "against a double-precision loop over the same fp32 inputs");
+    core_report_close(&r);
+    report_libraries(&r);
+    static const char *const env[] = {"OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+                                      "OMP_NUM_THREADS",   "DNNL_MAX_CPU_ISA",
+                                      "LIBXSMM_TARGET",    "TRAIL_ISA"};
+    core_report_obj(&r, "env");
+    for (size_t i = 0; i < sizeof env / sizeof env[0]; i++)
+        core_report_str(&r, env[i], getenv(env[i]));
+    core_report_close(&r);
+    core_report_arr(&r, "contenders");
     for (int i = 0; i < nc; i++) {
         contender *c = &cs[i];
         if (!shown[i]) continue;
-        printf("    {\n      \"name\": ");
-        json_str(stdout, c->name);
-        printf(",\n      \"library\": \"%s\",\n      \"precision\": \"%s\",\n", c->library,
-               c->precision);
-        if (c->setup[0]) {
-            printf("      \"setup\": ");
-            json_str(stdout, c->setup);
-            printf(",\n");
+        core_report_obj(&r, NULL);
+        core_report_str(&r, "name", c->name);
+        core_report_str(&r, "library", c->library);
+        core_report_str(&r, "precision", c->precision);
+        if (c->setup[0]) core_report_str(&r, "setup", c->setup);
+        if (c->nimpl) core_report_obj(&r, "impl");
+        for (int k = 0; k < c->nimpl; k++)
+            core_report_str(&r, c->impl[k][0], c->impl[k][1]);
+        if (c->nimpl) core_report_close(&r);
+        if (c->skip[0]) core_report_str(&r, "skipped", c->skip);
+        for (int l = 0; !c->skip[0] && l < NL; l++) {
+            core_report_obj(&r, g_L[l].name);
+            report_meas(&r, "m512", &res[i][l][0]);
+            report_meas(&r, "m1000", &res[i][l][1]);
+            core_report_close(&r);
         }
-        if (c->impl[0]) printf("      \"impl\": {%s},\n", c->impl);
-        if (c->skip[0]) {
-            printf("      \"skipped\": ");
-            json_str(stdout, c->skip);
-            printf("\n    }%s\n", i < last ? "," : "");
-            continue;
-        }
-        for (int l = 0; l < NL; l++) {
-            printf("      \"%s\": {\n", g_L[l].name);
-            print_meas("m512", &res[i][l][0], 0);
-            print_meas("m1000", &res[i][l][1], 1);
-            printf("      }%s\n", l + 1 < NL ? "," : "");
-        }
-        printf("    }%s\n", i < last ? "," : "");
+        core_report_close(&r);
     }
-    printf("  ]\n}\n");
+    core_report_end(&r);
     libxsmm_finalize();
     return 0;
 }
