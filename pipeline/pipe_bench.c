@@ -100,51 +100,41 @@ typedef struct bench_run {
     fresh_samples f;
 } bench_run;
 
-/* One phase's worker: the topic bench-load (until_end: drain it) or bench-live. */
+/* One phase's worker: on the topic bench-load (phase 1: until_end, drain it) or bench-live. */
 typedef struct bench {
-    const char *brokers;
+    pipe_worker_conf wc;
     pipe_props props;
     pipe_sink sink;
     pipe_metrics *met;
     atomic_int stop;
-    int until_end;
-    uint32_t batch_max, batch_ms;
-    fresh_samples *fresh; /* phase 2 */
     int rc;
     char err[512];
 } bench;
 
-/* the worker's settings for phase until_end ? 1 : 2, on sink; @return 0, or 1 without memory */
+/* phase 1 (until_end) or 2's worker on sink; fresh: phase 2's samples. @return 0, or 1 without
+ * memory */
 static int bench_init(bench *b, const char *brokers, const bench_run *run, int until_end,
-                      pipe_sink sink) {
-    b->brokers = brokers;
+                      pipe_sink sink, fresh_samples *fresh) {
+    pipe_worker_conf_default(&b->wc);
+    b->wc.brokers = brokers;
+    b->wc.topic = b->wc.group = until_end ? "bench-load" : "bench-live";
+    b->wc.props = &b->props;
+    b->wc.until_end = until_end;
+    b->wc.stop = &b->stop;
+    b->wc.batch_max = (uint32_t)run->batch;
+    if (run->batch_ms) b->wc.batch_ms = (uint32_t)run->batch_ms;
+    b->wc.on_visible = fresh ? on_visible : NULL;
+    b->wc.visible_arg = fresh;
     b->sink = sink;
-    b->until_end = until_end;
-    b->batch_max = (uint32_t)run->batch;
-    b->batch_ms = (uint32_t)run->batch_ms;
     return pipe_props_add(&b->props, "session.timeout.ms", "6000") ||
            pipe_props_add(&b->props, "heartbeat.interval.ms", "500") ||
            (!until_end && pipe_props_add(&b->props, "fetch.wait.max.ms", "10")) ||
-           pipe_metrics_new(&b->met, until_end ? "bench-load" : "bench-live");
+           pipe_metrics_new(&b->met, b->wc.topic);
 }
 
 static void *worker_main(void *arg) {
     bench *b = arg;
-    pipe_worker_conf wc;
-    pipe_worker_conf_default(&wc);
-    wc.brokers = b->brokers;
-    wc.topic = b->until_end ? "bench-load" : "bench-live";
-    wc.group = wc.topic;
-    wc.props = &b->props;
-    wc.until_end = b->until_end;
-    wc.stop = &b->stop;
-    if (b->batch_max) wc.batch_max = b->batch_max;
-    if (b->batch_ms) wc.batch_ms = b->batch_ms;
-    if (b->fresh) {
-        wc.on_visible = on_visible;
-        wc.visible_arg = b->fresh;
-    }
-    b->rc = pipe_worker_run(&wc, &b->sink, b->met, b->err, sizeof b->err);
+    b->rc = pipe_worker_run(&b->wc, &b->sink, b->met, b->err, sizeof b->err);
     return NULL;
 }
 
@@ -258,7 +248,7 @@ static void bench_print(const bench_run *r, const mdl_config *c, int json) {
 }
 
 /* Phase 2: a worker thread on b (set up), events offered at run->rate once it has joined its
- * group; the freshness samples, sorted, into run->f (b->fresh). @return 0, or 1 with the reason in
+ * group; the freshness samples, sorted, into run->f (b's). @return 0, or 1 with the reason in
  * err. */
 static int phase_live(bench *b, pipe_producer *p, uint64_t n2, workload *wl, bench_run *run,
                       char *err, size_t err_size) {
@@ -272,7 +262,7 @@ static int phase_live(bench *b, pipe_producer *p, uint64_t n2, workload *wl, ben
     int src = send_events(p, "bench-live", n2, (double)run->rate, wl);
     t_wait = core_now_ns();
     /* every behavior visible in every tier (the last tier's samples arrive last) */
-    while (atomic_load(&b->fresh->done) < n2 && core_now_ns() - t_wait < 60000000000ll)
+    while (atomic_load(&run->f.done) < n2 && core_now_ns() - t_wait < 60000000000ll)
         sleep_ns(20000000);
     b->stop = 1;
     pthread_join(th, NULL);
@@ -362,7 +352,7 @@ int pipe_cmd_bench(int argc, char **argv) {
     timed.begin = t_begin;
     timed.commit = t_commit;
     timed.catch_up = run.tiers == 2 ? t_catch_up : NULL;
-    if (bench_init(&b1, pipe_mock_bootstraps(mk), &run, 1, timed)) goto fail;
+    if (bench_init(&b1, pipe_mock_bootstraps(mk), &run, 1, timed, NULL)) goto fail;
     worker_main(&b1);
     if (b1.rc) {
         snprintf(err, sizeof err, "phase 1 worker: %.400s", b1.err);
@@ -378,16 +368,13 @@ int pipe_cmd_bench(int argc, char **argv) {
     pipe_store_sink ss2;
     pipe_sink live;
     pipe_store_sink_init(&ss2, st2, run.tiers == 2, &live);
-    if (bench_init(&b2, b1.brokers, &run, 0, live)) goto fail;
+    if (bench_init(&b2, b1.wc.brokers, &run, 0, live, &run.f)) goto fail;
     uint64_t n2 = run.rate * run.secs;
-    pipe_worker_conf wd;
-    pipe_worker_conf_default(&wd);
-    if (!run.batch_ms) run.batch_ms = wd.batch_ms;
+    run.batch_ms = b2.wc.batch_ms; /* the worker's default when not given */
     run.f.cap = n2;
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 2; k++)
             if (!(run.f.v[t][k] = core_malloc(n2 * sizeof(double)))) goto fail;
-    b2.fresh = &run.f;
     if (phase_live(&b2, p, n2, &wl, &run, err, sizeof err)) goto fail;
     bench_print(&run, &m->cfg, json);
     rc = 0;
