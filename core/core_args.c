@@ -3,10 +3,12 @@
 
 #include "core_err.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int core_scan_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t n) {
     char *end;
@@ -54,34 +56,11 @@ int core_scan_size(const char *s, uint64_t *out, char *why, size_t n) {
     errno = 0;
     if (!s || !*s || *s == '-') goto bad;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno) goto bad;
-    int shift = 0;
-    switch (*end) {
-    case 0:
-        break;
-    case 'K':
-    case 'k':
-        shift = 10;
-        end++;
-        break;
-    case 'M':
-    case 'm':
-        shift = 20;
-        end++;
-        break;
-    case 'G':
-    case 'g':
-        shift = 30;
-        end++;
-        break;
-    case 'T':
-    case 't':
-        shift = 40;
-        end++;
-        break;
-    default:
-        goto bad;
-    }
+    if (errno || end == s) goto bad; /* digits first: "K" alone is not a size */
+    const char *units = "KMGT", *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    int shift = u ? 10 * (int)(u - units + 1) : 0; /* K: 2^10 ... T: 2^40 */
+    if (*end && !u) goto bad;
+    end += u != NULL;
     if (*end || (shift && v > (~0ull >> shift))) goto bad;
     *out = v << shift;
     return CORE_OK;

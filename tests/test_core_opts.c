@@ -195,6 +195,7 @@ static void bounds(void **state) {
     assert_usage(parse("--model", "m", "--cache", "1", NULL),
                  "--cache: '1' is not a size in [1024,");
     assert_usage(parse("--model", "m", "--cache", "3Q", NULL), "--cache: '3Q' is not a size");
+    assert_usage(parse("--model", "m", "--cache", "K", NULL), "--cache: 'K' is not a size");
     assert_usage(parse("--model", "m", "--width", "1", NULL),
                  "--width: '1' is not an integer in [2, 1024]");
     assert_usage(parse("--model", "m", "--mode", "slow", NULL),
