@@ -25,35 +25,27 @@ typedef struct cand_list {
     uint32_t n, cap;
 } cand_list;
 
-/* Read every candidate line; blank lines are skipped. On a bad line: message with file and line. */
-static int read_candidates(cand_list *cl, const char *path) {
+/* Read every candidate line; blank lines are skipped. A bad line's message names its file, line
+ * and column. */
+static int read_candidates(cand_list *cl, const char *path, char *err, size_t cap) {
     FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
     char *line = NULL;
     rank_req_error pe;
-    size_t cap = 0;
+    size_t lcap = 0;
     ssize_t len;
     uint64_t lineno = 0;
-    int rc = CORE_OK;
-    if (!f) {
-        fprintf(stderr, "trail: rank: cannot open candidates %s: %s\n", path, strerror(errno));
-        return CORE_EIO;
-    }
-    while ((len = getline(&line, &cap, f)) != -1) {
+    int rc = f ? CORE_OK : CORE_EIO;
+    while (f && (len = getline(&line, &lcap, f)) != -1) {
         lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        size_t k = 0;
-        while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t'))
-            k++;
-        if (k == (size_t)len) continue;
+        if (!line[strspn(line, " \t\r\n")]) continue;
         if (cl->n == cl->cap) {
             uint32_t nc = cl->cap ? cl->cap * 2 : 1024;
             uint64_t *a = core_realloc(cl->item, nc * sizeof *a);
             if (a) cl->item = a;
             uint64_t *b = a ? core_realloc(cl->cat, nc * sizeof *b) : NULL;
             if (!a || !b) {
+                snprintf(err, cap, "out of memory reading candidates");
                 rc = CORE_ENOMEM;
-                fprintf(stderr, "trail: rank: out of memory reading candidates\n");
                 break;
             }
             cl->cat = b;
@@ -61,18 +53,19 @@ static int read_candidates(cand_list *cl, const char *path) {
         }
         rc = rank_candidate_line_parse(line, (size_t)len, &cl->item[cl->n], &cl->cat[cl->n], &pe);
         if (rc) {
-            fprintf(stderr, "trail: rank: %s:%llu:%u: %s\n", strcmp(path, "-") ? path : "<stdin>",
-                    (unsigned long long)lineno, pe.col, pe.message);
+            snprintf(err, cap, "%s:%llu:%u: %s", f == stdin ? "<stdin>" : path,
+                     (unsigned long long)lineno, pe.col, pe.message);
             break;
         }
         cl->n++;
     }
-    if (!rc && ferror(f)) {
-        fprintf(stderr, "trail: rank: reading %s: %s\n", path, strerror(errno));
+    if (!f || (!rc && ferror(f))) {
+        snprintf(err, cap, "%s candidates %s: %s", f ? "reading" : "cannot open", path,
+                 strerror(errno));
         rc = CORE_EIO;
     }
     free(line); /* allocated by getline */
-    if (f != stdin) fclose(f);
+    if (f && f != stdin) fclose(f);
     return rc;
 }
 
@@ -106,7 +99,7 @@ int rank_cmd_rank(int argc, char **argv) {
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&rank_rank_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
 
-    char err[512];
+    char err[512] = "", wmsg[256];
     mdl_model *m = NULL;
     enc_store *st = NULL;
     enc_reader *rd = NULL;
@@ -116,40 +109,33 @@ int rank_cmd_rank(int argc, char **argv) {
     float *out = NULL;
     int in_txn = 0;
     struct stat sb;
-
-    if (stat(store, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, "trail: rank: store %s is not a directory\n", store);
-        return 1;
-    }
-    if ((rc = mdl_model_load(&m, model, err, sizeof err))) {
-        fprintf(stderr, "trail: rank: %s\n", err);
-        return 1;
-    }
-    if ((rc = read_candidates(&cl, cands))) goto done;
-
     enc_store_conf conf;
     enc_store_conf_default(&conf);
     conf.path = store;
     conf.window = 0; /* the store's own sizes */
     conf.recent = 0;
     conf.must_exist = 1; /* a mistyped path is an error, not an empty store */
-    if ((rc = enc_store_open(&st, &conf, err, sizeof err))) {
-        fprintf(stderr, "trail: rank: %s\n", err);
+    rc = CORE_EIO;
+    if (stat(store, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(err, sizeof err, "store %s is not a directory", store);
         goto done;
     }
+    if ((rc = mdl_model_load(&m, model, err, sizeof err)) ||
+        (rc = read_candidates(&cl, cands, err, sizeof err)) ||
+        (rc = enc_store_open(&st, &conf, err, sizeof err)))
+        goto done;
     uint64_t sv = enc_store_encoding_version(st);
     if (sv && sv != m->encoding_version) {
         char a[17], b[17];
         mdl_version_hex(m->encoding_version, a);
         mdl_version_hex(sv, b);
-        fprintf(stderr,
-                "trail: rank: model %s has encoding_version %s but the store %s holds buckets of "
-                "%s: reencode the store with this model (trail reencode) first\n",
-                model, a, store, b);
+        snprintf(err, sizeof err,
+                 "model %s has encoding_version %s but the store %s holds buckets of %s: "
+                 "reencode the store with this model (trail reencode) first",
+                 model, a, store, b);
         rc = CORE_EMISMATCH;
         goto done;
     }
-    char wmsg[256];
     if (mdl_window_mismatch(&m->cfg, enc_store_window(st), wmsg, sizeof wmsg))
         fprintf(stderr, "trail: rank: warning: model %s: %s\n", model, wmsg);
     uint32_t wmax = mdl_reads_window(&m->cfg) ? enc_store_window(st) : 0;
@@ -171,10 +157,10 @@ int rank_cmd_rank(int argc, char **argv) {
         known = 1;
         if (v.encoding_version != m->encoding_version || v.S != m->cfg.S || v.C != m->cfg.C ||
             v.n_buckets != (1u << m->cfg.tau)) {
-            fprintf(stderr,
-                    "trail: rank: user %llu's state was encoded for another model "
-                    "(encoding_version or S/C/tau differ): reencode the store\n",
-                    (unsigned long long)user);
+            snprintf(err, sizeof err,
+                     "user %llu's state was encoded for another model (encoding_version or "
+                     "S/C/tau differ): reencode the store",
+                     (unsigned long long)user);
             rc = CORE_EMISMATCH;
             goto done;
         }
@@ -190,8 +176,8 @@ int rank_cmd_rank(int argc, char **argv) {
             h.T = nw;
         }
     } else if (rc != CORE_ENOTFOUND) {
-        fprintf(stderr, "trail: rank: reading user %llu: %s\n", (unsigned long long)user,
-                core_strerror(rc));
+        snprintf(err, sizeof err, "reading user %llu: %s", (unsigned long long)user,
+                 core_strerror(rc));
         goto done;
     }
     rc = rank_score(out, sc, m, &h, cl.item, cl.cat, cl.n);
@@ -213,10 +199,9 @@ int rank_cmd_rank(int argc, char **argv) {
             printf("%.9g\n", out[i]);
     }
     ret = fflush(stdout) == 0 ? 0 : 1;
+    if (ret) snprintf(err, sizeof err, "writing the scores: %s", strerror(errno));
 done:
-    if (ret && rc && rc != CORE_EFORMAT && rc != CORE_ERANGE && rc != CORE_EMISMATCH &&
-        rc != CORE_EIO)
-        fprintf(stderr, "trail: rank: %s\n", core_strerror(rc));
+    if (ret) fprintf(stderr, "trail: rank: %s\n", err[0] ? err : core_strerror(rc));
     if (in_txn) enc_reader_end(rd);
     enc_reader_destroy(rd);
     enc_store_close(st);
