@@ -12,6 +12,7 @@
  * response; it counts if it completes inside the measured window. The clients share the machine's
  * cores with the server's threads.
  */
+#define _GNU_SOURCE /* memmem, strcasestr */
 #include "core_alloc.h"
 #include "core_err.h"
 #include "core_log.h"
@@ -32,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -190,14 +190,6 @@ static int send_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
-/* Offset just past the first "\r\n\r\n" in buf[0..n), or 0 if none yet. */
-static size_t header_end(const char *buf, size_t n) {
-    for (size_t i = 3; i < n; i++)
-        if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
-            return i + 1;
-    return 0;
-}
-
 /* Read one response; check it is a 200 holding B scores. 0 or -1 with c->err set. */
 static int read_response(client *c, int fd, uint32_t B) {
     size_t n = 0, hdr = 0, total = 0;
@@ -219,22 +211,15 @@ static int read_response(client *c, int fd, uint32_t B) {
         }
         n += (size_t)k;
         c->buf[n] = '\0';
-        if (!hdr && (hdr = header_end(c->buf, n))) {
-            const char *cl = NULL, *p = c->buf, *end = c->buf + hdr;
-            while (p < end) {
-                if (!strncasecmp(p, "Content-Length:", 15)) {
-                    cl = p + 15;
-                    break;
-                }
-                const char *nl = memchr(p, '\n', (size_t)(end - p));
-                if (!nl) break;
-                p = nl + 1;
-            }
-            if (!cl) {
+        const char *he = hdr ? NULL : memmem(c->buf, n, "\r\n\r\n", 4);
+        if (he) {
+            hdr = (size_t)(he - c->buf) + 4;
+            const char *cl = strcasestr(c->buf, "\r\nContent-Length:");
+            if (!cl || cl > he) {
                 snprintf(c->err, sizeof c->err, "response without Content-Length");
                 return -1;
             }
-            total = hdr + strtoull(cl, NULL, 10);
+            total = hdr + strtoull(cl + 17, NULL, 10);
         }
         if (hdr && n >= total) break;
     }
