@@ -68,8 +68,7 @@ static void print_train_json(const char *out, const char *vs, int protocol, cons
     core_report_obj(&r, "valid");
     report_metrics(&r, &rep->best_valid);
     core_report_close(&r);
-    /* "calibration": "platt" (the fit is under "platt"), "off" (--calibrate 0) or "skipped: <why>"
-     */
+    /* "calibration": "platt" (the fit under "platt"), "off" (--calibrate 0) or "skipped: why" */
     if (rep->calibrated) {
         core_report_obj(&r, "platt");
         core_report_num(&r, "slope", "%.6f", rep->cal_slope);
@@ -176,11 +175,8 @@ int trn_cmd_train(int argc, char **argv) {
     /* read once: pretraining builds its own samples from the same events */
     if (trn_events_read_stats(events, &ev, &n_ev, &rs, err, sizeof err)) goto fail;
     if (dc.protocol == TRN_PROTO_AUTO) { /* auto must not switch task because records were lost */
-        size_t n_lab = 0;
         char why[640];
-        for (size_t i = 0; i < n_ev; i++)
-            n_lab += (ev[i].flags & SCH_F_LABEL) != 0;
-        if (trn_auto_check(&rs, n_lab, why, sizeof why)) {
+        if (trn_auto_check(&rs, ev, n_ev, why, sizeof why)) {
             if (strict) {
                 fprintf(stderr, "trail: %s: %s (or --strict 0 to go ahead)\n", events, why);
                 goto done;
@@ -409,25 +405,20 @@ int trn_cmd_bench_train(int argc, char **argv) {
     dc.protocol = TRN_PROTO_IMPRESSIONS;
     if (trn_gen_events(&gc, &ev, &n, NULL, err, sizeof err) ||
         trn_data_build(&d, ev, n, &dc, err, sizeof err) ||
-        mdl_model_init(&m, &cfg, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
+        mdl_model_init(&m, &cfg, err, sizeof err))
+        goto fail;
     /* keep only samples whose history fills the window */
     size_t k = 0;
     for (size_t i = 0; i < d->n_samples; i++)
         if (d->samples[i].hist >= tc.window) d->samples[k++] = d->samples[i];
     if (k < tc.batch) {
-        fprintf(stderr, "trail: bench: only %zu samples with %u behaviors of history\n", k,
-                tc.window);
-        goto done;
+        snprintf(err, sizeof err, "bench: only %zu samples with %u behaviors of history", k,
+                 tc.window);
+        goto fail;
     }
     d->n_samples = k;
     d->split[0] = d->split[1] = k;
-    if (trn_bench_steps(m, d, &tc, steps, &sps, err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        goto done;
-    }
+    if (trn_bench_steps(m, d, &tc, steps, &sps, err, sizeof err)) goto fail;
     char vs[96];
     mdl_variant_str(&cfg, vs, sizeof vs);
     core_report r;
@@ -443,6 +434,9 @@ int trn_cmd_bench_train(int argc, char **argv) {
     core_report_u64(&r, "steps", steps);
     core_report_end(&r);
     rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "trail: %s\n", err);
 done:
     core_free(ev);
     trn_data_destroy(d);

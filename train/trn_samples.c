@@ -310,7 +310,11 @@ static int rejected_is_labeled(const char *rec, size_t len, int binary) {
     return labeled;
 }
 
-int trn_auto_check(const trn_read_stats *st, size_t n_labeled, char *msg, size_t msg_size) {
+int trn_auto_check(const trn_read_stats *st, const sch_event *ev, size_t n, char *msg,
+                   size_t msg_size) {
+    size_t n_labeled = 0;
+    for (size_t i = 0; i < n && !n_labeled; i++)
+        n_labeled += (ev[i].flags & SCH_F_LABEL) != 0;
     if (st->bad_labeled > 0 && n_labeled == 0) {
         snprintf(msg, msg_size,
                  "--protocol auto: all %llu labeled records (impressions) were rejected (first: "

@@ -90,9 +90,10 @@ int trn_events_read_stats(const char *path, sch_event **ev, size_t *n, trn_read_
 
 /** @brief May `--protocol auto` go ahead on this file? It may not when the file holds labeled
  *  records and every one was rejected (auto would quietly train the next-behavior task instead of
- *  the impressions), or when more than 1% of all records were rejected. n_labeled: labeled
- *  events that decoded. @return 0 yes; 1 no, with the reason (one line, no newline) in msg. */
-int trn_auto_check(const trn_read_stats *st, size_t n_labeled, char *msg, size_t msg_size);
+ *  the impressions), or when more than 1% of all records were rejected. ev, n: the events that
+ *  decoded. @return 0 yes; 1 no, with the reason (one line, no newline) in msg. */
+int trn_auto_check(const trn_read_stats *st, const sch_event *ev, size_t n, char *msg,
+                   size_t msg_size);
 
 /** @brief Build from events in memory; same rules, events in file order. Several labelers'
  *  samples of one file are built from one trn_events_read. */
