@@ -439,12 +439,6 @@ const core_cmd rank_bench_serve_cmd = {"bench serve",
                                        "HTTP serving end to end on loopback: req/s, p50/p99",
                                        rank_cmd_bench_serve, NULL, bench_serve_more};
 
-static const run_result *find_run(const run_result *r, int n, const char *isa, uint32_t K) {
-    for (int i = 0; i < n; i++)
-        if (r[i].K == K && !strcmp(r[i].isa, isa)) return &r[i];
-    return NULL;
-}
-
 int rank_cmd_bench_serve(int argc, char **argv) {
     uint64_t B = 1000, T = 10000, K = 0;
     double seconds = 3;
@@ -511,11 +505,9 @@ int rank_cmd_bench_serve(int argc, char **argv) {
             nr++;
         }
     uint32_t kmax = ks[nk - 1];
-    const run_result *d1 = find_run(runs, nr, paths[0], ks[0]),
-                     *f1 = find_run(runs, nr, "fp32", ks[0]);
-    const run_result *dk = find_run(runs, nr, paths[0], kmax),
-                     *fk = find_run(runs, nr, "fp32", kmax);
-    double sp1 = d1->cps / f1->cps, spk = dk->cps / fk->cps;
+    /* runs[ki * npaths + pi]: the default path, then fp32 (the same run when the default is) */
+    const run_result *r1 = runs, *rk = runs + (nk - 1) * npaths;
+    double sp1 = r1[0].cps / r1[npaths - 1].cps, spk = rk[0].cps / rk[npaths - 1].cps;
     char title[256];
     snprintf(title, sizeof title,
              "bench serve: %d users, %g s per run after 0.5 s warm-up, speedup over fp32 in "
