@@ -18,6 +18,7 @@
 
 #include "core_cpu.h"
 #include "core_report.h"
+#include "core_util.h"
 #include "rank_blas.h"
 #include "rank_isa.h"
 #include "rank_pgemm.h"
@@ -604,6 +605,12 @@ static void xs_run(contender *c, int l, int m0, int mb, float *y) {
     bias_relu(yo, mb, L->N, L->bias);
 }
 
+static void xs_no_kernel(contender *c, const char *kind, int m, int n, int k) {
+    snprintf(c->skip, sizeof c->skip,
+             "libxsmm_%sdispatch returned no kernel for m %d n %d k %d (target %s)", kind, m, n, k,
+             libxsmm_get_target_arch());
+}
+
 static void xs_prepare(contender *c, int bf16) {
     snprintf(c->name, sizeof c->name, bf16 ? "libxsmm-bf16" : "libxsmm-f32");
     c->library = "libxsmm";
@@ -637,10 +644,7 @@ static void xs_prepare(contender *c, int bf16) {
                     s->k[l][g][b] =
                         libxsmm_smmdispatch(N, g_bs[b], K, &N, &K, &N, &alpha, &beta, &flags, &pf);
                     if (!s->k[l][g][b]) {
-                        snprintf(c->skip, sizeof c->skip,
-                                 "libxsmm_smmdispatch returned no kernel for m %d n %d k %d "
-                                 "(target %s)",
-                                 (int)N, g_bs[b], (int)K, libxsmm_get_target_arch());
+                        xs_no_kernel(c, "smm", (int)N, g_bs[b], (int)K);
                         return;
                     }
                 }
@@ -670,10 +674,7 @@ static void xs_prepare(contender *c, int bf16) {
                 s->kb[l][b] =
                     libxsmm_bsmmdispatch(N, g_bs[b], K, &N, &K, &N, &alpha, &beta, &flags, &pf);
                 if (!s->kb[l][b]) {
-                    snprintf(c->skip, sizeof c->skip,
-                             "libxsmm_bsmmdispatch returned no kernel for m %d n %d k %d "
-                             "(target %s)",
-                             (int)N, g_bs[b], (int)K, libxsmm_get_target_arch());
+                    xs_no_kernel(c, "bsmm", (int)N, g_bs[b], (int)K);
                     return;
                 }
             }
@@ -707,9 +708,7 @@ static int selected(const char *name) {
 static double g_max_s = 4.0;
 
 static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    return 1e-9 * (double)core_now_ns();
 }
 
 static int cmp_d(const void *a, const void *b) {
