@@ -68,29 +68,18 @@ static int split_host_port(const char *arg, const char *flag, char *host, size_t
  * @return 0, or -1 with the reason on stderr. */
 static int read_token(const char *path, char *token, size_t cap) {
     FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "trail: --admin-token-file: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (!fgets(token, (int)cap, f)) token[0] = '\0';
-    fclose(f);
-    size_t n = strlen(token);
-    while (n && (token[n - 1] == '\n' || token[n - 1] == '\r' || token[n - 1] == ' ' ||
-                 token[n - 1] == '\t'))
+    const char *why = f ? NULL : strerror(errno);
+    if (f && !fgets(token, (int)cap, f)) token[0] = '\0';
+    if (f) fclose(f);
+    size_t n = f ? strlen(token) : 0;
+    while (n && strchr("\n\r \t", token[n - 1]))
         token[--n] = '\0';
-    if (!n) {
-        fprintf(stderr, "trail: --admin-token-file: %s: no token on its first line\n", path);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e) {
-            fprintf(stderr,
-                    "trail: --admin-token-file: %s: the token must be printable ASCII "
-                    "without spaces\n",
-                    path);
-            return -1;
-        }
-    return 0;
+    for (size_t i = 0; !why && i < n; i++)
+        if ((unsigned char)token[i] < 0x21 || (unsigned char)token[i] > 0x7e)
+            why = "the token must be printable ASCII without spaces";
+    if (!why && !n) why = "no token on its first line";
+    if (why) fprintf(stderr, "trail: --admin-token-file: %s: %s\n", path, why);
+    return why ? -1 : 0;
 }
 
 /* The self-pipe: what the handlers tell the loop. Lock-free atomics are async-signal-safe. */
