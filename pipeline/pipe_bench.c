@@ -100,10 +100,13 @@ typedef struct bench_run {
     fresh_samples f;
 } bench_run;
 
-/* One phase's worker: on the topic bench-load (phase 1: until_end, drain it) or bench-live. */
+/* One phase's worker: on the topic bench-load (phase 1: until_end, drain it) or bench-live, into
+ * its own store (DIR/load or DIR/live) through the timed sink. */
 typedef struct bench {
     pipe_worker_conf wc;
     pipe_props props;
+    enc_store *st;
+    timed_sink ts;
     pipe_sink sink;
     pipe_metrics *met;
     atomic_int stop;
@@ -111,10 +114,25 @@ typedef struct bench {
     char err[512];
 } bench;
 
-/* phase 1 (until_end) or 2's worker on sink; fresh: phase 2's samples. @return 0, or 1 without
- * memory */
-static int bench_init(bench *b, const char *brokers, const bench_run *run, int until_end,
-                      pipe_sink sink, fresh_samples *fresh) {
+/* phase 1 (until_end) or 2's worker and store; fresh: phase 2's samples. @return 0, or 1 with the
+ * reason in err */
+static int bench_init(bench *b, const char *dir, const mdl_model *m, const char *brokers,
+                      const bench_run *run, int until_end, fresh_samples *fresh, char *err,
+                      size_t err_size) {
+    char path[4200];
+    enc_store_conf sc;
+    enc_store_conf_default(&sc);
+    snprintf(path, sizeof path, "%s/%s", dir, until_end ? "load" : "live");
+    sc.path = path;
+    sc.defer_sums = run->tiers == 2;
+    if (enc_store_open(&b->st, &sc, err, err_size) || enc_store_bind_model(b->st, m, err, err_size))
+        return 1;
+    pipe_store_sink_init(&b->ts.ss, b->st, run->tiers == 2, &b->ts.inner);
+    b->sink = b->ts.inner;
+    b->sink.ctx = &b->ts;
+    b->sink.begin = t_begin;
+    b->sink.commit = t_commit;
+    b->sink.catch_up = run->tiers == 2 ? t_catch_up : NULL;
     pipe_worker_conf_default(&b->wc);
     b->wc.brokers = brokers;
     b->wc.topic = b->wc.group = until_end ? "bench-load" : "bench-live";
@@ -125,11 +143,17 @@ static int bench_init(bench *b, const char *brokers, const bench_run *run, int u
     if (run->batch_ms) b->wc.batch_ms = (uint32_t)run->batch_ms;
     b->wc.on_visible = fresh ? on_visible : NULL;
     b->wc.visible_arg = fresh;
-    b->sink = sink;
+    snprintf(err, err_size, "out of memory");
     return pipe_props_add(&b->props, "session.timeout.ms", "6000") ||
            pipe_props_add(&b->props, "heartbeat.interval.ms", "500") ||
            (!until_end && pipe_props_add(&b->props, "fetch.wait.max.ms", "10")) ||
            pipe_metrics_new(&b->met, b->wc.topic);
+}
+
+static void bench_free(bench *b) {
+    pipe_metrics_destroy(b->met);
+    pipe_props_free(&b->props);
+    enc_store_close(b->st);
 }
 
 static void *worker_main(void *arg) {
@@ -176,21 +200,6 @@ static int send_events(pipe_producer *p, const char *topic, uint64_t n, double r
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-static int open_store(const char *dir, const char *sub, const mdl_model *m, int tiers,
-                      enc_store **st) {
-    char path[4200], err[512];
-    enc_store_conf sc;
-    enc_store_conf_default(&sc);
-    snprintf(path, sizeof path, "%s/%s", dir, sub);
-    sc.path = path;
-    sc.defer_sums = tiers == 2;
-    if (enc_store_open(st, &sc, err, sizeof err) || enc_store_bind_model(*st, m, err, sizeof err)) {
-        fprintf(stderr, "trail: bench pipeline: %s\n", err);
-        return CORE_ESTORE;
-    }
-    return CORE_OK;
 }
 
 static double per_event(int64_t bytes, uint64_t events) {
@@ -320,7 +329,6 @@ int pipe_cmd_bench(int argc, char **argv) {
     mdl_model *m = NULL;
     pipe_mock *mk = NULL;
     pipe_producer *p = NULL;
-    enc_store *st1 = NULL, *st2 = NULL;
     bench b1 = {0}, b2 = {0};
     workload wl = {.users = (uint32_t)run.users, .ts = 1511544070ll * 16};
     mdl_config cfg;
@@ -344,37 +352,26 @@ int pipe_cmd_bench(int argc, char **argv) {
         snprintf(err, sizeof err, "pre-loading the topic failed");
         goto fail;
     }
-    if (open_store(dir, "load", m, (int)run.tiers, &st1)) goto out;
-    timed_sink ts = {0};
-    pipe_store_sink_init(&ts.ss, st1, run.tiers == 2, &ts.inner);
-    pipe_sink timed = ts.inner;
-    timed.ctx = &ts;
-    timed.begin = t_begin;
-    timed.commit = t_commit;
-    timed.catch_up = run.tiers == 2 ? t_catch_up : NULL;
-    if (bench_init(&b1, pipe_mock_bootstraps(mk), &run, 1, timed, NULL)) goto fail;
+    if (bench_init(&b1, dir, m, pipe_mock_bootstraps(mk), &run, 1, NULL, err, sizeof err))
+        goto fail;
     worker_main(&b1);
     if (b1.rc) {
         snprintf(err, sizeof err, "phase 1 worker: %.400s", b1.err);
         goto fail;
     }
-    run.load_s = (double)(ts.t_last_ns - ts.t_first_ns) / 1e9;
+    run.load_s = (double)(b1.ts.t_last_ns - b1.ts.t_first_ns) / 1e9;
     run.applied = pipe_metrics_get(b1.met, PIPE_M_APPLIED);
     int64_t w1 = bytes_written();
     run.load_bytes = w0 >= 0 && w1 >= w0 ? w1 - w0 : -1;
 
     /* Phase 2: freshness at a fixed offered rate. */
-    if (open_store(dir, "live", m, (int)run.tiers, &st2)) goto out;
-    pipe_store_sink ss2;
-    pipe_sink live;
-    pipe_store_sink_init(&ss2, st2, run.tiers == 2, &live);
-    if (bench_init(&b2, b1.wc.brokers, &run, 0, live, &run.f)) goto fail;
+    if (bench_init(&b2, dir, m, b1.wc.brokers, &run, 0, &run.f, err, sizeof err)) goto fail;
     uint64_t n2 = run.rate * run.secs;
     run.batch_ms = b2.wc.batch_ms; /* the worker's default when not given */
     run.f.cap = n2;
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 2; k++)
-            if (!(run.f.v[t][k] = core_malloc(n2 * sizeof(double)))) goto fail;
+            if (!(run.f.v[t][k] = core_malloc(n2 * sizeof(double)))) goto fail; /* err: memory */
     if (phase_live(&b2, p, n2, &wl, &run, err, sizeof err)) goto fail;
     bench_print(&run, &m->cfg, json);
     rc = 0;
@@ -382,14 +379,10 @@ int pipe_cmd_bench(int argc, char **argv) {
 fail:
     fprintf(stderr, "trail: bench pipeline: %s\n", err);
 out:
-    pipe_metrics_destroy(b1.met);
-    pipe_metrics_destroy(b2.met);
-    pipe_props_free(&b1.props);
-    pipe_props_free(&b2.props);
+    bench_free(&b1);
+    bench_free(&b2);
     pipe_producer_destroy(p);
     pipe_mock_destroy(mk);
-    enc_store_close(st1);
-    enc_store_close(st2);
     mdl_model_destroy(m);
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 2; k++)
