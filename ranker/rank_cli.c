@@ -37,12 +37,8 @@ static const core_cmd model_info_cmd = {"model info",
                                         rank_cmd_model_info, NULL, NULL};
 
 int rank_cmd_model_info(int argc, char **argv) {
-    char err[256];
-    if (rank_isa_init(err, sizeof err)) {
-        fprintf(stderr, "trail: %s\n", err);
-        return 2;
-    }
-    return mdl_cmd_info_ext(&model_info_cmd, argc, argv, rank_isa_describe);
+    int rc = rank_cli_isa_init(&model_info_cmd);
+    return rc ? rc : mdl_cmd_info_ext(&model_info_cmd, argc, argv, rank_isa_describe);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,12 +411,8 @@ static int bench_run(bench_stats *st, const mdl_model *m, const mdl_model *ma, b
 int rank_cmd_bench(int argc, char **argv) {
     uint64_t B = 1000, T = 10000, N = 50, iters = 300, aiters = 30, seed = 1, qshort = 1, bits = 0;
     uint64_t cross = 1;
-    char ierr[256];
-    if (rank_isa_init(ierr, sizeof ierr)) {
-        fprintf(stderr, "trail: bench rank: %s\n", ierr);
-        return 2;
-    }
-    int json = 0, rc;
+    int json = 0, rc = rank_cli_isa_init(&bench_cmd);
+    if (rc) return rc;
     const core_opt opts[] = {
         CORE_OPT_JSON(&json),
         CORE_OPT_U64("candidates", &B, "B", 1, 100000, "candidates per request"),
@@ -479,6 +471,13 @@ int rank_cmd_bench(int argc, char **argv) {
     core_free(q.cat);
     core_free(q.out);
     return rc ? 1 : 0;
+}
+
+int rank_cli_isa_init(const core_cmd *cmd) {
+    char err[256];
+    if (!rank_isa_init(err, sizeof err)) return 0;
+    fprintf(stderr, "trail: %s: %s\n", cmd->name, err);
+    return 2;
 }
 
 int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size) {

@@ -9,7 +9,11 @@
 
 extern const core_cmd *const rank_cmds[]; /* the ranker's commands, NULL-terminated */
 
-/* --isa NAME: rank_isa_force (call rank_isa_init before parsing) */
+/** @brief rank_isa_init for cmd: 0, or 2 (the exit code) after printing why (TRAIL_ISA names no
+ *  path this CPU runs). Call it before parsing --isa. */
+int rank_cli_isa_init(const core_cmd *cmd);
+
+/* --isa NAME: rank_isa_force (call rank_cli_isa_init before parsing) */
 int rank_opt_isa(const char *value, void *dst, char *err, size_t err_size);
 #define RANK_OPT_ISA                                                                               \
     {                                                                                              \

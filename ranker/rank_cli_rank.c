@@ -81,11 +81,7 @@ int rank_cmd_rank(int argc, char **argv) {
     uint64_t user = 0;
     int64_t ts = core_wall_s();
     int json = 0, rc, ret = 1;
-    char ierr[256];
-    if (rank_isa_init(ierr, sizeof ierr)) {
-        fprintf(stderr, "trail: rank: %s\n", ierr);
-        return 2;
-    }
+    if ((rc = rank_cli_isa_init(&rank_rank_cmd))) return rc;
     const core_opt opts[] = {
         CORE_OPT_NEED("model", &model, "M", "the model file"),
         CORE_OPT_NEED("store", &store, "DIR", "the encoder's LMDB store"),

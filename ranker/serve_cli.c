@@ -159,10 +159,8 @@ int rank_cmd_serve(int argc, char **argv) {
     const char *listen = NULL, *admin_listen = NULL, *token_file = NULL;
     uint64_t v;
     rank_server_conf_default(&conf);
-    if (rank_isa_init(err, sizeof err)) {
-        fprintf(stderr, "trail: serve: %s\n", err);
-        return 2;
-    }
+    int rc = rank_cli_isa_init(&rank_serve_cmd);
+    if (rc) return rc;
     const core_opt opts[] = {
         CORE_OPT_NEED("model", &conf.model_path, "M",
                       "model file (reloaded on SIGHUP and POST /admin/reload on the admin\n"
@@ -210,8 +208,7 @@ int rank_cmd_serve(int argc, char **argv) {
                       "one line per request (time, method, path, status, candidates, latency,\n"
                       "request id, client), appended to PATH or written to stdout"),
         CORE_OPT_ENDROW};
-    int rc = core_opts_parse(&rank_serve_cmd, opts, argc, argv);
-    if (rc != CORE_OPTS_GO) return rc;
+    if ((rc = core_opts_parse(&rank_serve_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
     if (conf.max_connections < conf.threads)
         return core_cmd_usage(&rank_serve_cmd, "--max-connections: must be at least --threads (%u)",
                               conf.threads);
