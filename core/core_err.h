@@ -1,8 +1,9 @@
 /* core_err.h: the project's error codes and their descriptions.
  *
  * Library functions return CORE_OK (0) or a negative CORE_E* code in -1000..-1099, which stays
- * clear of LMDB's -30799..-30779 and librdkafka's -200.. range. core_strerror() also describes LMDB
- * codes and positive errno values, so a caller can print any rc it is handed.
+ * clear of LMDB's -30799..-30779 and librdkafka's -200.. range. core_strerror() describes these
+ * codes and positive errno values. LMDB's own codes never reach it: the encoder translates each
+ * mdb_* result where it is called (enc_store.c) and names LMDB's error in its log line.
  */
 #ifndef TRAIL_CORE_ERR_H
 #define TRAIL_CORE_ERR_H
