@@ -74,8 +74,6 @@ typedef struct core_opt {
     { CORE_OPT_ROW(n, CORE_OPT_U32, d, a, h), .umin = (lo), .umax = (hi) }
 #define CORE_OPT_U64(n, d, a, lo, hi, h)                                                           \
     { CORE_OPT_ROW(n, CORE_OPT_U64, d, a, h), .umin = (lo), .umax = (hi) }
-#define CORE_OPT_INT(n, d, a, lo, hi, h)                                                           \
-    { CORE_OPT_ROW(n, CORE_OPT_INT, d, a, h), .imin = (lo), .imax = (hi) }
 #define CORE_OPT_I64(n, d, a, lo, hi, h)                                                           \
     { CORE_OPT_ROW(n, CORE_OPT_I64, d, a, h), .imin = (lo), .imax = (hi) }
 #define CORE_OPT_DBL(n, d, a, lo, hi, h)                                                           \
@@ -93,8 +91,6 @@ typedef struct core_opt {
     { CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h) }
 #define CORE_OPT_NEED(n, d, a, h)                                                                  \
     { CORE_OPT_ROW(n, CORE_OPT_PATH, d, a, h), .flags = CORE_OPT_REQUIRED }
-#define CORE_OPT_FN(n, f, d, a, h)                                                                 \
-    { CORE_OPT_ROW(n, CORE_OPT_FUNC, d, a, h), .fn = (f) }
 /* --log-level L into core_log_level */
 #define CORE_OPT_LOG_LEVEL                                                                         \
     {                                                                                              \
