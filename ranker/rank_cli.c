@@ -82,7 +82,7 @@ static int time_calls(core_pcts *wall, core_pcts *cpu, int iters, int warm, benc
     return rc;
 }
 
-/* rank_score, the serving call, with m on scratch s; every probability must be in (0, 1) */
+/* rank_score, the serving call, with m on scratch s */
 typedef struct score_ctx {
     const mdl_model *m;
     rank_scratch *s;
@@ -90,21 +90,24 @@ typedef struct score_ctx {
 
 static int call_score(void *ctx, const bench_req *q) {
     score_ctx *x = ctx;
-    int rc = rank_score(q->out, x->s, x->m, &q->h, q->item, q->cat, q->B);
-    for (uint32_t b = 0; !rc && b < q->B; b++)
-        if (!(q->out[b] > 0.f && q->out[b] < 1.f)) rc = CORE_ERANGE;
-    return rc;
+    return rank_score(q->out, x->s, x->m, &q->h, q->item, q->cat, q->B);
 }
 
-/* time_calls of rank_score with m on a new scratch of this process's path (or of isa) */
+/* every probability of the last call in (0, 1) */
+static int scores_ok(const bench_req *q) {
+    for (uint32_t b = 0; b < q->B; b++)
+        if (!(q->out[b] > 0.f && q->out[b] < 1.f)) return CORE_ERANGE;
+    return CORE_OK;
+}
+
+/* time_calls of rank_score with m on a new scratch reading wT window rows */
 static int time_scores(core_pcts *wall, core_pcts *cpu, int iters, int warm, const mdl_model *m,
-                       const bench_req *q, uint32_t wT, int isa) {
+                       const bench_req *q, uint32_t wT) {
     score_ctx x = {m, NULL};
-    int rc = isa < 0 ? rank_scratch_new(&x.s, m, q->B, wT)
-                     : rank_scratch_new_isa(&x.s, m, q->B, wT, (rank_isa)isa);
+    int rc = rank_scratch_new(&x.s, m, q->B, wT);
     if (!rc) rc = time_calls(wall, cpu, iters, warm, call_score, &x, q);
     rank_scratch_destroy(x.s);
-    return rc;
+    return rc ? rc : scores_ok(q);
 }
 
 /* Buffers for the GEMM-only timings, filled with a fixed pattern: (i % mod - off) * scale */
@@ -115,7 +118,7 @@ static void fill(float *p, size_t n, int mod, int off, float scale) {
 
 typedef struct gemm_ctx {
     const mdl_model *m;
-    float *x, *w, *a1, *a2, *att, *kv; /* x: (B, max(K, h1)), w: (h1, K), att: (B, N), kv: (N, C) */
+    float *x, *w, *a1, *a2, *att, *kv; /* each sized for the largest of the three uses */
     int K, qs;
     const rank_engine *e; /* the head path's */
     rank_pseg sg[RANK_ENGINE_SEGS + 1];
@@ -302,14 +305,14 @@ static int time_paths(bench_stats *st, const mdl_model *m, const bench_req *q, i
         }
         if (one > 0 && n * one > budget) n = budget / one < 10 ? 10 : budget / one;
         if (!rc) rc = time_calls(&st->path[i].t, NULL, (int)n, 3, call_score, &x, q);
+        if (!rc) rc = scores_ok(q);
         rank_scratch_destroy(x.s);
-        st->path[i].ran = !rc, st->path[i].iters = (int)n;
+        st->path[i].ran = !rc;
+        st->path[i].iters = (int)n;
         for (uint32_t b = 0; b < q->B; b++) {
+            if (i == RANK_ISA_FP32) ref[b] = q->out[b];
             double d = fabs((double)q->out[b] - ref[b]);
-            if (i == RANK_ISA_FP32)
-                ref[b] = q->out[b];
-            else if (d > st->path[i].max_diff)
-                st->path[i].max_diff = d;
+            if (d > st->path[i].max_diff) st->path[i].max_diff = d;
         }
     }
     core_free(ref);
@@ -383,7 +386,7 @@ static int bench_run(bench_stats *st, const mdl_model *m, const mdl_model *ma, b
                      int iters, int aiters, core_rng *r) {
     int rc, S = (int)m->cfg.S, nb = 1 << m->cfg.tau;
     st->isa = rank_isa_current();
-    if ((rc = time_scores(&st->sdim, &st->sdim_cpu, iters, 5, m, q, q->wT, -1))) return rc;
+    if ((rc = time_scores(&st->sdim, &st->sdim_cpu, iters, 5, m, q, q->wT))) return rc;
     /* the head with and without the folded first layer; it needs that many candidates */
     st->folded = st->plain = (core_pcts){NAN, NAN};
     if (q->B >= (uint32_t)(S * nb) && q->B >= m->cfg.n_recent && (rc = time_heads(st, iters, m, q)))
@@ -405,7 +408,7 @@ static int bench_run(bench_stats *st, const mdl_model *m, const mdl_model *ma, b
     if (rc || (rc = time_paths(st, m, q, iters)) || (rc = time_gemms(st, m, q, iters))) return rc;
     /* the chosen path's head GEMMs against its instruction's peak on this core */
     st->peak = rank_pgemm_peak_gmacs(st->isa, 200);
-    return time_scores(&st->attn, &st->attn_cpu, aiters, 2, ma, q, q->h.T, -1);
+    return time_scores(&st->attn, &st->attn_cpu, aiters, 2, ma, q, q->h.T);
 }
 
 int rank_cmd_bench(int argc, char **argv) {
