@@ -23,14 +23,11 @@
 #include "mdl.h"
 #include "enc_cli.h"
 
-#include <dirent.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 double *enc_zipf_cdf(uint32_t n) {
     double *cdf = core_malloc(n * sizeof *cdf), s = 0;

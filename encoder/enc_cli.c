@@ -2,11 +2,9 @@
  * is enc_replay in enc_import.c), `trail reencode`, `trail inspect`. Importers are in
  * enc_import.c, the benchmark in enc_bench.c.
  */
-#include "core_alloc.h"
 #include "core_err.h"
 #include "core_report.h"
 #include "core_util.h"
-#include "enc_state_int.h"
 #include "enc_store.h"
 #include "mdl.h"
 #include "sch_event.h"
