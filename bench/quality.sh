@@ -22,7 +22,12 @@
 #   QUALITY_OUT (docs/QUALITY.md), QUALITY_WORK (a temporary directory),
 #   QUALITY_THREADS (2: trail train --threads; 1 on a machine shared with other jobs),
 #   QUALITY_KEEP (out/quality-models; with --quick, QUALITY_WORK/models): where the full models
-#   are kept, as SET-full-SEED.model with SET-full-SEED.args (what trained it) beside it.
+#   are kept, as SET-full-SEED.model with SET-full-SEED.args (what trained it) beside it,
+#   QUALITY_VARIANTS (the six below), QUALITY_TRAIN_EXTRA (more trail train options, given before
+#   the shared ones, e.g. "--hidden 64,32"; the table's header shows them). To compare one change
+#   on the full model, write the table elsewhere and keep its models apart:
+#     QUALITY_VARIANTS=full QUALITY_TRAIN_EXTRA="--hidden 64,32" QUALITY_OUT=/tmp/q.md \
+#     QUALITY_KEEP=/tmp/q-models bash bench/quality.sh
 #   --quick: one seed, small synthetic set, one epoch: checks the script, not the models.
 #   --paths: the serving compute paths (ranker/rank_isa.h) against fp32 instead of the main table:
 #   for each set and seed, the kept full model (trained now, with the same arguments, when it is
@@ -37,7 +42,7 @@ SEEDS=${QUALITY_SEEDS:-"1 2 3"}
 OUT=${QUALITY_OUT:-docs/QUALITY.md}
 DATA=${TRAIL_DATA:-../shared/data}
 WORK=${QUALITY_WORK:-$(mktemp -d /tmp/trail-quality-XXXXXX)}
-VARIANTS="din-short avgpool din-long sdim full full,cross=0"
+VARIANTS=${QUALITY_VARIANTS:-"din-short avgpool din-long sdim full full,cross=0"}
 SETS=${QUALITY_SETS:-"taobao taobao-sparse movielens synthetic resurfacing"}
 EPOCHS=4
 THREADS=${QUALITY_THREADS:-2}
@@ -63,7 +68,7 @@ if [ "$QUICK" = 1 ]; then
 fi
 # The shared hyperparameters (TIN's clip 5; L2 on touched embedding rows; early stopping on valid
 # GAUC, evaluated twice per epoch, patience 2, the best evaluation kept).
-TRAIN_ARGS="--epochs $EPOCHS --batch 256 --lr 1e-3 --clip 5 --l2 1e-3 --evals-per-epoch 2 --patience 2
+TRAIN_ARGS="${QUALITY_TRAIN_EXTRA:+$QUALITY_TRAIN_EXTRA }--epochs $EPOCHS --batch 256 --lr 1e-3 --clip 5 --l2 1e-3 --evals-per-epoch 2 --patience 2
   --item-rows 131072 --cat-rows 8192 --window 256 --recent 16 --threads $THREADS"
 export OPENBLAS_NUM_THREADS=1   # the trainer's own threads use the cores
 
