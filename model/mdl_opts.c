@@ -11,7 +11,7 @@ static int parse_variant(const char *v, void *cfg, char *err, size_t n) {
 }
 
 /* H1,H2 into mdl_config's h1 and h2 */
-static int parse_hidden(const char *v, void *cfg, char *err, size_t n) {
+int mdl_opt_hidden(const char *v, void *cfg, char *err, size_t n) {
     unsigned a, b;
     char extra;
     if (sscanf(v, "%u,%u%c", &a, &b, &extra) != 2 || a < 1 || a > 8192 || b < 1 || b > 8192) {
@@ -44,7 +44,7 @@ const core_opt mdl_opts_shape[] = {
     CFG_U32("item-rows", item_rows, "R", 1, 1u << 26, "hashed item embedding rows"),
     CFG_U32("cat-rows", cat_rows, "R", 1, 1u << 24, "hashed category embedding rows"),
     CFG_U32("recent", n_recent, "N", 1, 1024, "short-term behaviors used"),
-    {CORE_OPT_ROW("hidden", CORE_OPT_FUNC, NULL, "H1,H2", "MLP widths"), .fn = parse_hidden,
+    {CORE_OPT_ROW("hidden", CORE_OPT_FUNC, NULL, "H1,H2", "MLP widths"), .fn = mdl_opt_hidden,
      .def = "200,80"},
     CORE_OPT_ENDROW};
 

@@ -12,5 +12,8 @@
 extern const core_opt mdl_opts_shape[];
 /* --blocks, --heads, --ffn, --tin-buckets, --dense: what only `trail model init` sets */
 extern const core_opt mdl_opts_arch[];
+/* --hidden's parser (H1,H2 into an mdl_config's h1 and h2), for a command that takes the MLP's
+ * widths alone (`trail bench rank`) */
+int mdl_opt_hidden(const char *v, void *cfg, char *err, size_t n);
 
 #endif

@@ -21,6 +21,7 @@
 #include "rank_net.h"
 #include "rank_pgemm.h"
 #include "mdl_cli.h"
+#include "mdl_opts.h"
 #include "rank_score.h"
 
 #include <math.h>
@@ -416,6 +417,8 @@ int rank_cmd_bench(int argc, char **argv) {
     uint64_t cross = 1;
     int json = 0, rc = rank_cli_isa_init(&bench_cmd);
     if (rc) return rc;
+    mdl_config cfg;
+    mdl_config_default(&cfg);
     const core_opt opts[] = {
         CORE_OPT_JSON(&json),
         CORE_OPT_U64("candidates", &B, "B", 1, 100000, "candidates per request"),
@@ -430,16 +433,16 @@ int rank_cmd_bench(int argc, char **argv) {
          .umax = 12, .def = "4"},
         {CORE_OPT_ROW("cross", CORE_OPT_U64, &cross, "0|1", "the cross statistics in the head"),
          .umax = 1},
+        {CORE_OPT_ROW("hidden", CORE_OPT_FUNC, &cfg, "H1,H2", "the MLP's widths"),
+         .fn = mdl_opt_hidden, .def = "200,80"},
         RANK_OPT_ISA,
         CORE_OPT_ENDROW};
     if ((rc = core_opts_parse(&bench_cmd, opts, argc, argv)) != CORE_OPTS_GO) return rc;
 
-    mdl_config cfg;
     char err[256];
     mdl_model *m = NULL, *ma = NULL;
     bench_req q = {0};
     bench_stats st = {.fresh_n = (int)(iters < 100 ? iters : 100)};
-    mdl_config_default(&cfg);
     cfg.n_recent = (uint32_t)N;
     cfg.seed = seed;
     cfg.q_short = (uint32_t)qshort; /* 0: the head the ranker issue specifies */

@@ -120,6 +120,20 @@ static void usage_errors_name_the_flag(void **state) {
     usage_error("eval --model m --events e --split dev", (const char *[]){"--split: 'dev'", NULL});
 }
 
+/* bench rank builds the model it is told: --hidden reaches the MLP it times (and reports), and
+ * every path it times stays within the serving bound of fp32 on that model */
+static void bench_rank_takes_the_widths(void **state) {
+    (void)state;
+    assert_int_equal(trail("bench rank --json --candidates 300 --window 500 --iters 3 "
+                           "--attention-iters 1 --hidden 32,16"),
+                     0);
+    assert_non_null(strstr(out, "\"mlp\": \"32-16\""));
+    const char *d = strstr(out, "\"max_abs_diff_vs_fp32\": ");
+    assert_non_null(d);
+    assert_true(strtod(d + strlen("\"max_abs_diff_vs_fp32\": "), NULL) <= 5e-3);
+    usage_error("bench rank --hidden 64", (const char *[]){"--hidden: '64' is not H1,H2", NULL});
+}
+
 /* every long-running command takes --log-level, and names a bad level */
 static void log_level_everywhere(void **state) {
     (void)state;
@@ -146,10 +160,9 @@ int main(void) {
     if (fd < 0) return 1;
     close(fd);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(log_level_everywhere),
-        cmocka_unit_test(every_command_has_help),
-        cmocka_unit_test(groups_version_and_encode),
-        cmocka_unit_test(usage_errors_name_the_flag),
+        cmocka_unit_test(log_level_everywhere),        cmocka_unit_test(every_command_has_help),
+        cmocka_unit_test(groups_version_and_encode),   cmocka_unit_test(usage_errors_name_the_flag),
+        cmocka_unit_test(bench_rank_takes_the_widths),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(errpath);
