@@ -9,7 +9,7 @@
 #include "mdl.h"
 #include "sch_event.h"
 #include "enc_cli.h"
-#include "enc_import.h"
+#include "enc_replay.h"
 
 #include <limits.h>
 #include <math.h>

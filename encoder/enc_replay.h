@@ -1,7 +1,6 @@
-/* enc_import.h: the file replay behind `trail encode --input` (enc_import.c, beside the dataset
- * importers). */
-#ifndef TRAIL_ENC_IMPORT_H
-#define TRAIL_ENC_IMPORT_H
+/* enc_replay.h: the file replay behind `trail encode --input` (enc_replay.c). */
+#ifndef TRAIL_ENC_REPLAY_H
+#define TRAIL_ENC_REPLAY_H
 
 #include "enc_store.h"
 
