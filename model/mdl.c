@@ -110,6 +110,10 @@ int mdl_reads_window(const mdl_config *c) {
     return c->long_kind == MDL_LONG_ATTN || c->cross;
 }
 
+int mdl_reads_buckets(const mdl_config *c) {
+    return c->long_kind == MDL_LONG_SDIM || c->long_kind == MDL_LONG_AVGPOOL;
+}
+
 int mdl_window_mismatch(const mdl_config *c, uint32_t store_window, char *msg, size_t cap) {
     if (!c->window || c->window == store_window) return 0;
     if (c->long_kind == MDL_LONG_NONE && !c->cross) return 0;

@@ -143,6 +143,9 @@ void mdl_mlp_layout(const mdl_config *cfg, mdl_mlp_cols *out);
 /** @brief 1 if scoring with this config reads each user's raw window even when the store's
  *  bucket sums are at hand: long = attention attends over it, cross counts in it. */
 int mdl_reads_window(const mdl_config *cfg);
+/** @brief 1 if scoring with this config reads the store's bucket sums (long = sdim or avgpool),
+ *  which must then have been encoded with the model's encoding_version, S, tau and C. */
+int mdl_reads_buckets(const mdl_config *cfg);
 /** @brief Nonzero if a store keeping store_window behaviors per user would give this model other
  *  long-term inputs than it was trained on: the model records a window (cfg->window != 0), reads
  *  the long history (any long branch sums or attends over the store's window; cross counts in

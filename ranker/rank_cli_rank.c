@@ -13,6 +13,7 @@
 #include "rank_isa.h"
 #include "rank_request.h"
 #include "rank_score.h"
+#include "rank_serve.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -121,7 +122,7 @@ int rank_cmd_rank(int argc, char **argv) {
         (rc = enc_store_open(&st, &conf, err, sizeof err)))
         goto done;
     uint64_t sv = enc_store_encoding_version(st);
-    if (sv && sv != m->encoding_version) {
+    if (mdl_reads_buckets(&m->cfg) && sv && sv != m->encoding_version) {
         char a[17], b[17];
         mdl_version_hex(m->encoding_version, a);
         mdl_version_hex(sv, b);
@@ -151,20 +152,7 @@ int rank_cmd_rank(int argc, char **argv) {
     rc = enc_reader_user(rd, user, &v);
     if (rc == CORE_OK) {
         known = 1;
-        if (v.encoding_version != m->encoding_version || v.S != m->cfg.S || v.C != m->cfg.C ||
-            v.n_buckets != (1u << m->cfg.tau)) {
-            snprintf(err, sizeof err,
-                     "user %llu's state was encoded for another model (encoding_version or "
-                     "S/C/tau differ): reencode the store",
-                     (unsigned long long)user);
-            rc = CORE_EMISMATCH;
-            goto done;
-        }
-        h.bucket_sum = v.bucket_sum;
-        h.bucket_cnt = v.bucket_cnt;
-        h.window_len = v.summed_len; /* behind the buckets: the sums may trail the window */
-        h.recent = v.recent;
-        h.N = v.recent_len;
+        if ((rc = rank_history_from_view(&h, &v, m, user, err, sizeof err))) goto done;
         if (wmax) {
             uint32_t nw = 0;
             if ((rc = enc_reader_window(rd, user, window, wmax, &nw))) goto done;

@@ -98,10 +98,6 @@ struct rank_server {
 // ---------------------------------------------------------------------------------------------
 // Served models and slots
 
-static int model_reads_buckets(const mdl_config *cfg) {
-    return cfg->long_kind == MDL_LONG_SDIM || cfg->long_kind == MDL_LONG_AVGPOOL;
-}
-
 static void served_free(served_model *sm) {
     if (!sm) return;
     for (uint32_t i = 0; sm->scratch && i < sm->K; i++)
@@ -128,7 +124,7 @@ static served_model *served_acquire(rank_server *srv) {
 static int check_model(rank_server *srv, const mdl_model *m, const char *path, char *err,
                        size_t cap) {
     uint64_t sv = enc_store_encoding_version(srv->st);
-    if (model_reads_buckets(&m->cfg) && sv != 0 && sv != m->encoding_version) {
+    if (mdl_reads_buckets(&m->cfg) && sv != 0 && sv != m->encoding_version) {
         char a[17], b[17];
         mdl_version_hex(m->encoding_version, a);
         mdl_version_hex(sv, b);
@@ -578,25 +574,11 @@ static int handle_score(rank_server *srv, core_http_req *rq, req_state *cs) {
     }
     rc = enc_reader_user(ws->rd, req->user_id, &view);
     if (rc == CORE_OK) {
-        if (model_reads_buckets(&m->cfg) &&
-            (view.encoding_version != m->encoding_version || view.S != m->cfg.S ||
-             view.n_buckets != (1u << m->cfg.tau) || view.C != m->cfg.C)) {
-            char a[17];
-            mdl_version_hex(view.encoding_version, a);
-            snprintf(
-                msg, sizeof msg,
-                "user %llu: stored buckets (encoding_version %s, S=%u, %u buckets, C=%u) do not "
-                "fit model %s",
-                (unsigned long long)req->user_id, a, view.S, view.n_buckets, view.C, sm->version);
+        if ((rc = rank_history_from_view(&h, &view, m, req->user_id, msg, sizeof msg))) {
             enc_reader_end(ws->rd);
             ret = respond_error(srv, rq, cs, 503, "bad_user_state", msg, NULL);
             goto done;
         }
-        h.bucket_sum = view.bucket_sum;
-        h.bucket_cnt = view.bucket_cnt;
-        h.window_len = view.summed_len; /* behind the buckets: the sums may trail the window */
-        h.recent = view.recent;
-        h.N = view.recent_len;
         age = core_wall_s() - view.last_ts;
         if (age < 0) age = 0;
         if (mdl_reads_window(&m->cfg) &&
@@ -1277,4 +1259,28 @@ void rank_server_stop(rank_server *srv) {
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->reload_mu);
     core_free(srv);
+}
+
+int rank_history_from_view(rank_history *h, const enc_user_view *v, const mdl_model *m,
+                           uint64_t user, char *err, size_t err_size) {
+    if (mdl_reads_buckets(&m->cfg) &&
+        (v->encoding_version != m->encoding_version || v->S != m->cfg.S ||
+         v->n_buckets != (1u << m->cfg.tau) || v->C != m->cfg.C)) {
+        char a[17], b[17];
+        mdl_version_hex(v->encoding_version, a);
+        mdl_version_hex(m->encoding_version, b);
+        snprintf(err, err_size,
+                 "user %llu: stored buckets (encoding_version %s, S=%u, %u buckets, C=%u) do not "
+                 "fit the model's (encoding_version %s, S=%u, %u buckets, C=%u): reencode the "
+                 "store with this model",
+                 (unsigned long long)user, a, v->S, v->n_buckets, v->C, b, m->cfg.S,
+                 1u << m->cfg.tau, m->cfg.C);
+        return CORE_EMISMATCH;
+    }
+    h->bucket_sum = v->bucket_sum;
+    h->bucket_cnt = v->bucket_cnt;
+    h->window_len = v->summed_len; /* behind the buckets: the sums may trail the window */
+    h->recent = v->recent;
+    h->N = v->recent_len;
+    return CORE_OK;
 }

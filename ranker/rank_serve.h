@@ -35,6 +35,8 @@
 #define TRAIL_RANK_SERVE_H
 
 #include "enc_store.h"
+#include "mdl.h"
+#include "rank_net.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -124,5 +126,12 @@ int rank_addr_is_loopback(const struct sockaddr *sa);
 /** @brief Stop accepting, wait up to drain_ms for in-flight requests, stop, free everything.
  *  NULL-safe. */
 void rank_server_stop(rank_server *srv);
+
+/** @brief h's stored part from a user's view (zero-copy: valid while the view's read transaction
+ *  is open; the window, when the model reads it, is the caller's): buckets, the sums' length and
+ *  the recent sequence. @return CORE_OK, or CORE_EMISMATCH with the reason in err when the model
+ *  reads buckets encoded for another (encoding_version, S, tau, C). */
+int rank_history_from_view(rank_history *h, const enc_user_view *v, const mdl_model *m,
+                           uint64_t user, char *err, size_t err_size);
 
 #endif

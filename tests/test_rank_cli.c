@@ -185,6 +185,21 @@ static void test_rank_bad_input(void **state) {
     assert_int_equal(test_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "encoding_version"));
     assert_non_null(strstr(out, "reencode"));
+    /* ... unless it reads no buckets: din-short scores from the recent sequence alone, whatever
+     * model encoded the store (as serve does) */
+    char dpath[600], err[512];
+    snprintf(dpath, sizeof dpath, "%s/din.mdl", dir);
+    mdl_config dc;
+    mdl_config_default(&dc);
+    dc.item_rows = 4096, dc.cat_rows = 256, dc.seed = 3;
+    assert_int_equal(mdl_variant_parse(&dc, "din-short", err, sizeof err), 0);
+    mdl_model *dm;
+    assert_int_equal(mdl_model_init(&dm, &dc, err, sizeof err), 0);
+    assert_int_equal(mdl_model_save(dm, dpath, 0, err, sizeof err), 0);
+    mdl_model_destroy(dm);
+    snprintf(cmd, sizeof cmd, "%s rank --model %s --store %s --user 1 --candidates %s 2>&1",
+             test_trail_bin(), dpath, store_path, cand_path);
+    assert_int_equal(test_run(cmd, out, sizeof out), 0);
     /* usage errors exit 2 */
     snprintf(cmd, sizeof cmd, "%s rank --model %s --user 1 2>&1", test_trail_bin(), model_path);
     assert_int_equal(test_run(cmd, out, sizeof out), 2);
