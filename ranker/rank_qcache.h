@@ -8,7 +8,7 @@
  * path's own kernel and weights (the numbers the GEMM would have produced), gathers them, and
  * only then stores them, so no row a block uses is evicted under it.
  *
- * Rows are fp16, the precision of the folded head's other gathered rows. Two-way set associative
+ * Rows are fp16, the precision of the folded head's other gathered rows. Eight-way set associative
  * on (item row, category row), least recently used way replaced; not thread-safe (one per
  * scratch); valid for the model and path it was filled for.
  */
