@@ -300,6 +300,13 @@ size_t core_http_json_escape(char *out, size_t cap, const char *s) {
     return n;
 }
 
+size_t core_http_error_json(char *out, size_t cap, const char *kind, const char *message) {
+    char msg[512];
+    core_http_json_escape(msg, sizeof msg, message);
+    int n = snprintf(out, cap, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
 const char *core_http_header(const core_http_req *rq, const char *name) {
     const conn *c = rq->conn;
     for (int i = 0; i < c->nh; i++)

@@ -127,6 +127,10 @@ int core_http_respond(core_http_req *rq, unsigned status, const char *content_ty
  *  to fit out (cap >= 8), NUL-ended: for error messages that quote what a client sent.
  *  @return the length written. */
 size_t core_http_json_escape(char *out, size_t cap, const char *s);
+/** @brief The JSON error body every endpoint answers with, {"error":"KIND","message":"..."} and a
+ *  newline, the message escaped (and cut to fit out; kind is a fixed identifier).
+ *  @return its length (< cap). */
+size_t core_http_error_json(char *out, size_t cap, const char *kind, const char *message);
 
 /** @brief Stop accepting (the listening socket is closed); requests in progress go on, each
  *  connection closes after its next answer, and idle kept-alive ones are closed. */

@@ -321,11 +321,10 @@ char *pipe_metrics_render(pipe_metrics *m, size_t *len) {
 /* The endpoint's error answers: {"error": kind, "message": ...}, as trail serve's. */
 static void on_error(void *ctx, core_http_req *rq, unsigned status, const char *kind,
                      const char *message) {
-    char msg[320], body[512];
+    char body[640];
     (void)ctx;
-    core_http_json_escape(msg, sizeof msg, message);
-    int n = snprintf(body, sizeof body, "{\"error\": \"%s\", \"message\": \"%s\"}\n", kind, msg);
-    core_http_respond(rq, status, "application/json", body, (size_t)n,
+    size_t n = core_http_error_json(body, sizeof body, kind, message);
+    core_http_respond(rq, status, "application/json", body, n,
                       status == 405   ? "Allow: GET, HEAD\r\n"
                       : status == 503 ? "Retry-After: 1\r\n"
                                       : NULL);

@@ -414,19 +414,20 @@ static int respond_error_extra(rank_server *srv, core_http_req *rq, req_state *c
                                const char *kind, const char *message, const rank_req_error *pe,
                                const char *extra) {
     char msg[512], field[160], body[1024];
-    int n;
+    size_t n;
     core_http_json_escape(msg, sizeof msg, message);
     rank_metrics_error(srv->mt, kind);
     cs->kind = kind;
     if (pe) {
         core_http_json_escape(field, sizeof field, pe->field);
-        n = snprintf(
+        int k = snprintf(
             body, sizeof body,
             "{\"error\":\"%s\",\"message\":\"%s\",\"field\":\"%s\",\"offset\":%zu,\"line\":%u,"
             "\"column\":%u}\n",
             kind, msg, field, pe->offset, pe->line, pe->col);
+        n = (size_t)k < sizeof body ? (size_t)k : sizeof body - 1;
     } else {
-        n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
+        n = core_http_error_json(body, sizeof body, kind, message);
     }
     // a server-side failure is an event of note; a client's mistake is a counter and an info
     // line, rate-limited so that a misbehaving client cannot flood the log (so are the 5xx a
@@ -438,8 +439,7 @@ static int respond_error_extra(rank_server *srv, core_http_req *rq, req_state *c
     else if (rejected_log_ok(srv))
         CORE_LOG(CORE_LOG_INFO, "serve: rejected status=%u kind=%s request_id=%s message=\"%s\"",
                  status, kind, cs->rid, msg);
-    return respond_extra(rq, cs, status, "application/json", body,
-                         (size_t)n < sizeof body ? (size_t)n : sizeof body - 1, extra);
+    return respond_extra(rq, cs, status, "application/json", body, n, extra);
 }
 
 /* A user whose stored record or window chunk failed its checksum or format check: the server's

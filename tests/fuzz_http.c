@@ -30,11 +30,10 @@ static void on_handle(void *ctx, core_http_req *rq) {
 
 static void on_error(void *ctx, core_http_req *rq, unsigned status, const char *kind,
                      const char *message) {
-    char msg[320], body[512];
+    char body[640];
     (void)ctx;
-    core_http_json_escape(msg, sizeof msg, message);
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", kind, msg);
-    core_http_respond(rq, status, "application/json", body, (size_t)n,
+    size_t n = core_http_error_json(body, sizeof body, kind, message);
+    core_http_respond(rq, status, "application/json", body, n,
                       rq->is_head ? "X-Head: 1\r\n" : NULL);
 }
 
