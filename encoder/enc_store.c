@@ -382,6 +382,19 @@ static uint64_t key_u64(const MDB_val *k) {
     return x;
 }
 
+/* One positioning of a fresh cursor of dbi (op: MDB_FIRST, MDB_LAST, or MDB_SET_RANGE from k):
+ * the entry into k and v, valid while txn is and writes nothing; CORE_ENOTFOUND when there is
+ * none. what names the get for the log ("mdb_cursor_get lag"). */
+static int cursor_once(MDB_txn *txn, MDB_dbi dbi, MDB_cursor_op op, MDB_val *k, MDB_val *v,
+                       const char *what) {
+    MDB_cursor *cur;
+    int rc = lmdb_err(mdb_cursor_open(txn, dbi, &cur), "mdb_cursor_open");
+    if (rc) return rc;
+    rc = lmdb_err(mdb_cursor_get(cur, k, v, op), what);
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 /* A store written before checksums gets them from its first writer, every record and chunk in
  * the open transaction (so all or none). Values that fail the format check are left alone: they
  * were damaged before and stay reported as such. Each value is found with a fresh cursor and
@@ -766,12 +779,9 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
         }
     }
     { /* the next lag mark sorts after every stored one */
-        MDB_cursor *cur;
         MDB_val k, v;
         what = "lag";
-        if ((rc = lmdb_err(mdb_cursor_open(txn, st->lag, &cur), "mdb_cursor_open lag"))) goto fail;
-        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_LAST), "mdb_cursor_get lag");
-        mdb_cursor_close(cur);
+        rc = cursor_once(txn, st->lag, MDB_LAST, &k, &v, "mdb_cursor_get lag");
         if (rc == CORE_OK && k.mv_size == 16) st->lag_seq = key_u64(&k) + 1;
         if (rc == CORE_ENOTFOUND) rc = CORE_OK;
         if (rc) goto fail;
@@ -1492,15 +1502,12 @@ static int caught_note(enc_store *st, uint64_t uid) {
 /* Tier 2 inside txn: the oldest marks first, until none is left or budget_ns has passed since t0
  * (at least one user). *left: marks still there. */
 static int catch_up_in(enc_store *st, MDB_txn *txn, int64_t t0, int64_t budget_ns, uint64_t *left) {
-    MDB_cursor *cur;
     MDB_stat ls;
     int rc;
     st->ncaught = 0;
     for (;;) {
         MDB_val k, v;
-        if ((rc = lmdb_err(mdb_cursor_open(txn, st->lag, &cur), "mdb_cursor_open lag"))) break;
-        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_FIRST), "mdb_cursor_get lag");
-        mdb_cursor_close(cur);
+        rc = cursor_once(txn, st->lag, MDB_FIRST, &k, &v, "mdb_cursor_get lag");
         if (rc == CORE_ENOTFOUND) {
             rc = CORE_OK;
             break;
@@ -1593,7 +1600,6 @@ int enc_store_lagging(enc_store *st, uint64_t *n) {
 static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, enc_ustate *us,
                         uint64_t *users) {
     MDB_txn *txn;
-    MDB_cursor *cur = NULL;
     int rc = txn_begin(st, 0, &txn);
     if (rc) return rc;
     uint64_t next = 0, n = 0;
@@ -1602,9 +1608,7 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
         uint8_t kb[8];
         be64(kb, next);
         MDB_val k = {8, kb}, v;
-        if ((rc = lmdb_err(mdb_cursor_open(txn, st->user, &cur), "mdb_cursor_open user"))) break;
-        rc = lmdb_err(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE), "mdb_cursor_get user");
-        mdb_cursor_close(cur);
+        rc = cursor_once(txn, st->user, MDB_SET_RANGE, &k, &v, "mdb_cursor_get user");
         if (rc == CORE_ENOTFOUND) {
             rc = CORE_OK;
             break;
@@ -1614,9 +1618,7 @@ static int reencode_txn(enc_store *st, const mdl_model *m, enc_sigcache *cache, 
             rc = CORE_EFORMAT;
             break;
         }
-        uint64_t uid = 0;
-        for (int i = 0; i < 8; i++)
-            uid = uid << 8 | ((const uint8_t *)k.mv_data)[i];
+        uint64_t uid = key_u64(&k);
         enc_uhdr h;
         uctx u = {txn, st, uid};
         more = uid != UINT64_MAX;
