@@ -1,6 +1,7 @@
 /* core_alloc.c: malloc wrappers with an injectable failure point (SQLite faultsim style). */
 #include "core_alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,4 +51,18 @@ char *core_strdup(const char *s) {
 
 void core_free(void *p) {
     free(p);
+}
+
+int core_grow(void *pp, size_t *cap, size_t need, size_t elem, size_t first) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : (first ? first : 1);
+    while (c < need)
+        c = c > SIZE_MAX / 2 ? need : c * 2;
+    if (!elem || c > SIZE_MAX / elem) return -1;
+    void *old, *p;
+    memcpy(&old, pp, sizeof old); /* pp points at a T*, not necessarily a void* */
+    if (!(p = core_realloc(old, c * elem))) return -1;
+    memcpy(pp, &p, sizeof p);
+    *cap = c;
+    return 0;
 }
