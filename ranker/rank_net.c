@@ -175,178 +175,225 @@ static void xclear(rank_net *n) {
 #define RANK_HEAD_BLOCK 512
 
 /* Carve every buffer out of one block: called once with base NULL to size it, then to assign. */
-static size_t carve(rank_net *n, char *base) {
-    size_t off = 0;
-#define TAKE(ptr, count)                                                                           \
-    do {                                                                                           \
-        size_t bytes_ = (size_t)(count) * sizeof(*(ptr));                                          \
-        (ptr) = base ? (void *)(base + off) : NULL;                                                \
-        off += A64(bytes_);                                                                        \
-    } while (0)
-    const mdl_config *c = &n->cfg;
-    size_t B = n->sh.max_B, U = n->sh.max_U, C = (size_t)n->C, S = (size_t)n->S, nb = (size_t)n->nb;
-    size_t TT = n->TT, NN = n->NN, N = (size_t)n->N, F = (size_t)n->F;
-    int tr = n->sh.train;
-    int is_long = c->long_kind != MDL_LONG_NONE,
-        buckets = c->long_kind == MDL_LONG_SDIM || c->long_kind == MDL_LONG_AVGPOOL;
-    int rec = c->short_kind != MDL_SHORT_NONE || c->temporal_kind != MDL_TEMPORAL_NONE;
-    int sa = c->short_kind == MDL_SHORT_SELFATTN, sh = c->short_kind != MDL_SHORT_NONE;
-    int tin = c->temporal_kind != MDL_TEMPORAL_NONE;
+/* The arena's layout: each buffer takes the next 64-byte-aligned slice; with base NULL the
+ * pointers stay NULL and only the size is counted (the first of carve's two passes). */
+typedef struct arena {
+    char *base;
+    size_t off;
+} arena;
 
-    TAKE(n->perm, B);
-    TAKE(n->iperm, B);
-    TAKE(n->goff, U + 1);
-    TAKE(n->cir, B);
-    TAKE(n->ccr, B);
-    TAKE(n->csig, B * S);
-    TAKE(n->q, B * C);
-    if (is_long) TAKE(n->ulong, B * C);
+static void *arena_take(arena *a, size_t bytes) {
+    void *p = a->base ? a->base + a->off : NULL;
+    a->off += A64(bytes);
+    return p;
+}
+
+#define TAKE(ptr, count) ((ptr) = arena_take(a, (size_t)(count) * sizeof *(ptr)))
+
+/* The sizes the buffers are counted in, and which branches the model has. */
+typedef struct dims {
+    size_t B, U, C, S, nb, TT, NN, N, F;
+    int tr, is_long, buckets, rec, sa, sh, tin;
+} dims;
+
+/* What a forward reads and writes per batch: the candidates' order and rows, their signatures,
+ * the long-term branch's buckets and window, exact attention's scores. */
+static void carve_batch(rank_net *n, const dims *d, arena *a) {
+    const mdl_config *c = &n->cfg;
+    TAKE(n->perm, d->B);
+    TAKE(n->iperm, d->B);
+    TAKE(n->goff, d->U + 1);
+    TAKE(n->cir, d->B);
+    TAKE(n->ccr, d->B);
+    TAKE(n->csig, d->B * d->S);
+    TAKE(n->q, d->B * d->C);
+    if (d->is_long) TAKE(n->ulong, d->B * d->C);
     if (c->long_kind == MDL_LONG_SDIM) {
-        TAKE(n->Un, U * S * nb * C);
-        TAKE(n->Unorm, U * S * nb);
-        if (tr) TAKE(n->dUn, U * S * nb * C);
+        TAKE(n->Un, d->U * d->S * d->nb * d->C);
+        TAKE(n->Unorm, d->U * d->S * d->nb);
+        if (d->tr) TAKE(n->dUn, d->U * d->S * d->nb * d->C);
     }
-    if (buckets) {
-        TAKE(n->V, U * S * nb * C);
-        TAKE(n->cnt, U * S * nb);
-        TAKE(n->Vp, U);
-        TAKE(n->wlen, U);
-        TAKE(n->built, U);
-        TAKE(n->wsig, TT * S);
+    if (d->buckets) {
+        TAKE(n->V, d->U * d->S * d->nb * d->C);
+        TAKE(n->cnt, d->U * d->S * d->nb);
+        TAKE(n->Vp, d->U);
+        TAKE(n->wlen, d->U);
+        TAKE(n->built, d->U);
+        TAKE(n->wsig, d->TT * d->S);
     }
-    if (buckets) { /* signatures of window behaviors (avgpool too) and of SDIM candidates */
+    if (d->buckets) { /* signatures of window behaviors (avgpool too) and of SDIM candidates */
         TAKE(n->memo_key, (size_t)n->memo_mask + 1);
         TAKE(n->memo_stamp, (size_t)n->memo_mask + 1);
-        TAKE(n->memo_sig, ((size_t)n->memo_mask + 1) * S);
+        TAKE(n->memo_sig, ((size_t)n->memo_mask + 1) * d->S);
     }
-    TAKE(n->woff, U + 1);
-    TAKE(n->wir, TT);
-    TAKE(n->wcr, TT);
-    TAKE(n->xw, TT * C);
+    TAKE(n->woff, d->U + 1);
+    TAKE(n->wir, d->TT);
+    TAKE(n->wcr, d->TT);
+    TAKE(n->xw, d->TT * d->C);
     if (c->long_kind == MDL_LONG_ATTN) {
-        TAKE(n->att_long, (tr ? B : (B < RANK_ATTN_BLOCK ? B : RANK_ATTN_BLOCK)) * n->sh.max_T);
-        TAKE(n->aoff_long, U + 1);
-        TAKE(n->Ml, C * C);
-        TAKE(n->q2l, B * C);
-        TAKE(n->k2l, B * C);
-        TAKE(n->lkoff, U + 1);
-        if (tr) {
-            TAKE(n->dMl, C * C);
-            TAKE(n->dq2l, B * C);
-            TAKE(n->dk2l, B * C);
+        TAKE(n->att_long,
+             (d->tr ? d->B : (d->B < RANK_ATTN_BLOCK ? d->B : RANK_ATTN_BLOCK)) * n->sh.max_T);
+        TAKE(n->aoff_long, d->U + 1);
+        TAKE(n->Ml, d->C * d->C);
+        TAKE(n->q2l, d->B * d->C);
+        TAKE(n->k2l, d->B * d->C);
+        TAKE(n->lkoff, d->U + 1);
+        if (d->tr) {
+            TAKE(n->dMl, d->C * d->C);
+            TAKE(n->dq2l, d->B * d->C);
+            TAKE(n->dk2l, d->B * d->C);
         }
     }
-    TAKE(n->roff, U + 1);
-    TAKE(n->aoff_rec, U + 1);
-    if (rec) {
-        TAKE(n->rir, NN);
-        TAKE(n->rcr, NN);
-        TAKE(n->rpos, NN);
-        TAKE(n->rtb, NN);
-        TAKE(n->xr, NN * C);
-        TAKE(n->tmp, NN * C);
+}
+
+/* The recent behaviors: their rows, the self-attention blocks, the short-term and TIN branches. */
+static void carve_recent(rank_net *n, const dims *d, arena *a) {
+    TAKE(n->roff, d->U + 1);
+    TAKE(n->aoff_rec, d->U + 1);
+    if (d->rec) {
+        TAKE(n->rir, d->NN);
+        TAKE(n->rcr, d->NN);
+        TAKE(n->rpos, d->NN);
+        TAKE(n->rtb, d->NN);
+        TAKE(n->xr, d->NN * d->C);
+        TAKE(n->tmp, d->NN * d->C);
     }
-    if (sa) {
+    if (d->sa) {
         for (int l = 0; l <= n->L; l++)
-            TAKE(n->bx[l], NN * C);
+            TAKE(n->bx[l], d->NN * d->C);
         for (int l = 0; l < n->L; l++) {
-            TAKE(n->ln1[l], NN * C);
-            TAKE(n->ln1m[l], NN);
-            TAKE(n->ln1r[l], NN);
-            TAKE(n->qkv[l], NN * 3 * C);
-            TAKE(n->matt[l], U * (size_t)n->NH * N * N);
-            TAKE(n->y[l], NN * C);
-            TAKE(n->h[l], NN * C);
-            TAKE(n->ln2[l], NN * C);
-            TAKE(n->ln2m[l], NN);
-            TAKE(n->ln2r[l], NN);
-            TAKE(n->f1[l], NN * F);
+            TAKE(n->ln1[l], d->NN * d->C);
+            TAKE(n->ln1m[l], d->NN);
+            TAKE(n->ln1r[l], d->NN);
+            TAKE(n->qkv[l], d->NN * 3 * d->C);
+            TAKE(n->matt[l], d->U * (size_t)n->NH * d->N * d->N);
+            TAKE(n->y[l], d->NN * d->C);
+            TAKE(n->h[l], d->NN * d->C);
+            TAKE(n->ln2[l], d->NN * d->C);
+            TAKE(n->ln2m[l], d->NN);
+            TAKE(n->ln2r[l], d->NN);
+            TAKE(n->f1[l], d->NN * d->F);
         }
-        TAKE(n->lnf, NN * C);
-        TAKE(n->lnfm, NN);
-        TAKE(n->lnfr, NN);
+        TAKE(n->lnf, d->NN * d->C);
+        TAKE(n->lnfm, d->NN);
+        TAKE(n->lnfr, d->NN);
     }
-    if (sh) {
-        TAKE(n->kp, NN * C);
-        TAKE(n->k2, NN * C);
-        TAKE(n->att_s, B * N);
-        TAKE(n->ushort, B * C);
+    if (d->sh) {
+        TAKE(n->kp, d->NN * d->C);
+        TAKE(n->k2, d->NN * d->C);
+        TAKE(n->att_s, d->B * d->N);
+        TAKE(n->ushort, d->B * d->C);
     }
-    if (tin) {
-        TAKE(n->et, NN * C);
-        TAKE(n->vt, B * C);
-        TAKE(n->pool_t, B * C);
-        TAKE(n->utin, B * C);
-        TAKE(n->att_t, B * N);
+    if (d->tin) {
+        TAKE(n->et, d->NN * d->C);
+        TAKE(n->vt, d->B * d->C);
+        TAKE(n->pool_t, d->B * d->C);
+        TAKE(n->utin, d->B * d->C);
+        TAKE(n->att_t, d->B * d->N);
     }
+}
+
+/* The cross statistics and the MLP head: its input, the serving head's folded projections and
+ * q-term cache block, the layers' activations. */
+static void carve_head(rank_net *n, const dims *d, arena *a) {
+    const mdl_config *c = &n->cfg;
     if (c->cross) {
-        TAKE(n->xf, B * X_DIM);
+        TAKE(n->xf, d->B * X_DIM);
         TAKE(n->xcat, (size_t)n->xmask + 1);
         TAKE(n->xitem, (size_t)n->xmask + 1);
         TAKE(n->xbits, 2 * XBITS_WORDS);
     }
-    TAKE(n->z, B * (size_t)n->D);
-    if (!tr) {
+    TAKE(n->z, d->B * (size_t)n->D);
+    if (!n->sh.train) {
         TAKE(n->hrow, n->H1);
-        TAKE(n->w1sel, (size_t)n->H1 * (5 * C + X_DIM + N));
-        TAKE(n->zsel, B * (5 * C + X_DIM + N));
-        size_t hb = B < RANK_HEAD_BLOCK ? B : RANK_HEAD_BLOCK; /* a q-term cache's block */
+        TAKE(n->w1sel, (size_t)n->H1 * (5 * d->C + X_DIM + d->N));
+        TAKE(n->zsel, d->B * (5 * d->C + X_DIM + d->N));
+        size_t hb = d->B < RANK_HEAD_BLOCK ? d->B : RANK_HEAD_BLOCK; /* a q-term cache's block */
         TAKE(n->qptr, hb);
         TAKE(n->qmiss, hb);
-        TAKE(n->qm_a, hb * C);
+        TAKE(n->qm_a, hb * d->C);
         TAKE(n->qm_y, hb * n->H1);
         TAKE(n->qm16, hb * n->H1);
         if (c->long_kind == MDL_LONG_SDIM) {
-            TAKE(n->Pl, S * nb * (size_t)n->H1);
-            TAKE(n->Pl16, S * nb * (size_t)n->H1);
+            TAKE(n->Pl, d->S * d->nb * (size_t)n->H1);
+            TAKE(n->Pl16, d->S * d->nb * (size_t)n->H1);
         }
     }
-    TAKE(n->a1, B * (size_t)n->H1);
-    TAKE(n->a2, B * (size_t)n->H2);
-    TAKE(n->logit, B);
-    if (tr) {
-        TAKE(n->dl, B);
-        TAKE(n->da1, B * (size_t)n->H1);
-        TAKE(n->dp1, B * (size_t)n->H1);
-        TAKE(n->da2, B * (size_t)n->H2);
-        TAKE(n->dp2, B * (size_t)n->H2);
-        TAKE(n->dz, B * (size_t)n->D);
-        TAKE(n->dq, B * C);
-        if (is_long) TAKE(n->dulong, B * C);
-        if (buckets) TAKE(n->dV, U * S * nb * C);
-        TAKE(n->dsum, C);
-        TAKE(n->dxw, TT * C);
-        if (sh) {
-            TAKE(n->dushort, B * C);
-            TAKE(n->dk2, NN * C);
-            TAKE(n->dkp, NN * C);
-            TAKE(n->dhs, NN * C);
-        }
-        if (tin) {
-            TAKE(n->dutin, B * C);
-            TAKE(n->dvt, B * C);
-            TAKE(n->dpool, B * C);
-            TAKE(n->det, NN * C);
-        }
-        if (rec) TAKE(n->dxr, NN * C);
-        if (sa) {
-            TAKE(n->dx, NN * C);
-            TAKE(n->dh, NN * C);
-            TAKE(n->dt2, NN * C);
-            TAKE(n->dqkv, NN * 3 * C);
-            TAKE(n->dr, NN * F);
-            TAKE(n->df, NN * F);
-        }
-        size_t datt = B * N > N * N ? B * N : N * N;
-        if (c->long_kind == MDL_LONG_ATTN && B * n->sh.max_T > datt) datt = B * n->sh.max_T;
-        TAKE(n->datt, datt);
-        TAKE(n->mark_i, c->item_rows);
-        TAKE(n->mark_c, c->cat_rows);
-        TAKE(n->t_ir, B + TT + NN);
-        TAKE(n->t_cr, B + TT + NN);
+    TAKE(n->a1, d->B * (size_t)n->H1);
+    TAKE(n->a2, d->B * (size_t)n->H2);
+    TAKE(n->logit, d->B);
+}
+
+/* Training's gradients of everything above. */
+static void carve_grads(rank_net *n, const dims *d, arena *a) {
+    const mdl_config *c = &n->cfg;
+    TAKE(n->dl, d->B);
+    TAKE(n->da1, d->B * (size_t)n->H1);
+    TAKE(n->dp1, d->B * (size_t)n->H1);
+    TAKE(n->da2, d->B * (size_t)n->H2);
+    TAKE(n->dp2, d->B * (size_t)n->H2);
+    TAKE(n->dz, d->B * (size_t)n->D);
+    TAKE(n->dq, d->B * d->C);
+    if (d->is_long) TAKE(n->dulong, d->B * d->C);
+    if (d->buckets) TAKE(n->dV, d->U * d->S * d->nb * d->C);
+    TAKE(n->dsum, d->C);
+    TAKE(n->dxw, d->TT * d->C);
+    if (d->sh) {
+        TAKE(n->dushort, d->B * d->C);
+        TAKE(n->dk2, d->NN * d->C);
+        TAKE(n->dkp, d->NN * d->C);
+        TAKE(n->dhs, d->NN * d->C);
     }
+    if (d->tin) {
+        TAKE(n->dutin, d->B * d->C);
+        TAKE(n->dvt, d->B * d->C);
+        TAKE(n->dpool, d->B * d->C);
+        TAKE(n->det, d->NN * d->C);
+    }
+    if (d->rec) TAKE(n->dxr, d->NN * d->C);
+    if (d->sa) {
+        TAKE(n->dx, d->NN * d->C);
+        TAKE(n->dh, d->NN * d->C);
+        TAKE(n->dt2, d->NN * d->C);
+        TAKE(n->dqkv, d->NN * 3 * d->C);
+        TAKE(n->dr, d->NN * d->F);
+        TAKE(n->df, d->NN * d->F);
+    }
+    size_t datt = d->B * d->N > d->N * d->N ? d->B * d->N : d->N * d->N;
+    if (c->long_kind == MDL_LONG_ATTN && d->B * n->sh.max_T > datt) datt = d->B * n->sh.max_T;
+    TAKE(n->datt, datt);
+    TAKE(n->mark_i, c->item_rows);
+    TAKE(n->mark_c, c->cat_rows);
+    TAKE(n->t_ir, d->B + d->TT + d->NN);
+    TAKE(n->t_cr, d->B + d->TT + d->NN);
+}
 #undef TAKE
-    return off;
+
+/* Lay out every buffer of the net in one arena at base; @return its size in bytes. */
+static size_t carve(rank_net *n, char *base) {
+    const mdl_config *c = &n->cfg;
+    dims d = {.B = n->sh.max_B,
+              .U = n->sh.max_U,
+              .C = (size_t)n->C,
+              .S = (size_t)n->S,
+              .nb = (size_t)n->nb,
+              .TT = n->TT,
+              .NN = n->NN,
+              .N = (size_t)n->N,
+              .F = (size_t)n->F,
+              .tr = n->sh.train,
+              .is_long = c->long_kind != MDL_LONG_NONE,
+              .buckets = c->long_kind == MDL_LONG_SDIM || c->long_kind == MDL_LONG_AVGPOOL,
+              .rec = c->short_kind != MDL_SHORT_NONE || c->temporal_kind != MDL_TEMPORAL_NONE,
+              .sa = c->short_kind == MDL_SHORT_SELFATTN,
+              .sh = c->short_kind != MDL_SHORT_NONE,
+              .tin = c->temporal_kind != MDL_TEMPORAL_NONE};
+    arena a = {base, 0};
+    carve_batch(n, &d, &a);
+    carve_recent(n, &d, &a);
+    carve_head(n, &d, &a);
+    if (d.tr) carve_grads(n, &d, &a);
+    return a.off;
 }
 
 /* The B shapes (N, K) of every GEMM a serving forward runs, for the route's buffers: linear
