@@ -389,15 +389,7 @@ static void conn_close(conn *c) {
 
 /* Append n bytes and a NUL to the head buffer. @return the offset, 0 out of memory. */
 static uint32_t hb_add(conn *c, const char *p, size_t n) {
-    if (c->hb_n + n + 1 > c->hb_cap) {
-        size_t cap = c->hb_cap ? c->hb_cap : 512;
-        while (cap < c->hb_n + n + 1)
-            cap *= 2;
-        char *q = core_realloc(c->hb, cap);
-        if (!q) return 0;
-        c->hb = q;
-        c->hb_cap = cap;
-    }
+    if (core_grow(&c->hb, &c->hb_cap, c->hb_n + n + 1, 1, 512)) return 0;
     uint32_t off = (uint32_t)c->hb_n;
     memcpy(c->hb + off, p, n);
     c->hb[off + n] = '\0';
@@ -626,15 +618,7 @@ static int head_framing(conn *c) {
 
 /* Room for n more body bytes. @return 0, or -1 out of memory. */
 static int body_reserve(conn *c, size_t n) {
-    if (c->body_n + n <= c->body_cap) return 0;
-    size_t cap = c->body_cap ? c->body_cap : 4096;
-    while (cap < c->body_n + n)
-        cap *= 2;
-    char *p = core_realloc(c->body, cap);
-    if (!p) return -1;
-    c->body = p;
-    c->body_cap = cap;
-    return 0;
+    return core_grow(&c->body, &c->body_cap, c->body_n + n, 1, 4096);
 }
 
 /* The line at p (avail bytes): its length without its CRLF into *len. kind names the part being

@@ -56,13 +56,7 @@ typedef struct evbuf {
 } evbuf;
 
 static int evbuf_push(evbuf *b, const sch_event *e) {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        sch_event *p = core_realloc(b->ev, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        b->ev = p;
-        b->cap = cap;
-    }
+    if (core_grow(&b->ev, &b->cap, b->n + 1, sizeof *b->ev, 1024)) return CORE_ENOMEM;
     b->ev[b->n++] = *e;
     return CORE_OK;
 }

@@ -22,13 +22,8 @@
 // Properties
 
 int pipe_props_add(pipe_props *p, const char *key, const char *val) {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? 2 * p->cap : 16;
-        char **kv = core_realloc(p->kv, 2 * cap * sizeof(*kv));
-        if (!kv) return CORE_ENOMEM;
-        p->kv = kv;
-        p->cap = cap;
-    }
+    if (core_grow(&p->kv, &p->cap, p->n + 1, 2 * sizeof *p->kv, 16)) /* key, value pairs */
+        return CORE_ENOMEM;
     char *k = core_strdup(key), *v = core_strdup(val);
     if (!k || !v) {
         core_free(k);
@@ -95,13 +90,7 @@ static void scopes_load(void) {
         nl = strchr(line, '\n');
         char name[64], cp[8];
         if (sscanf(line, "%63[a-z0-9._-] | %7[CP*] |", name, cp) != 2) continue;
-        if (g_n_scopes == cap) {
-            size_t nc = cap ? 2 * cap : 256;
-            prop_scope *ns = core_realloc(g_scopes, nc * sizeof(*ns));
-            if (!ns) break;
-            g_scopes = ns;
-            cap = nc;
-        }
+        if (core_grow(&g_scopes, &cap, g_n_scopes + 1, sizeof *g_scopes, 256)) break;
         prop_scope *sc = &g_scopes[g_n_scopes++];
         snprintf(sc->name, sizeof sc->name, "%s", name);
         sc->clients = cp[0] == 'C'   ? PIPE_CLIENT_CONSUMER

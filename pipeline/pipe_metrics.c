@@ -198,16 +198,10 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char 
             b->n += (size_t)k;
             return;
         }
-        size_t cap = b->cap ? 2 * b->cap : 4096;
-        while (cap < b->n + (size_t)k + 1)
-            cap *= 2;
-        char *q = core_realloc(b->p, cap);
-        if (!q) {
+        if (core_grow(&b->p, &b->cap, b->n + (size_t)k + 1, 1, 4096)) {
             b->oom = 1;
             return;
         }
-        b->p = q;
-        b->cap = cap;
     }
 }
 

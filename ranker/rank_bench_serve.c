@@ -169,13 +169,7 @@ typedef struct client {
 } client;
 
 static int push_lat(client *c, int64_t ns) {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 4096;
-        int64_t *p = core_realloc(c->lat, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        c->lat = p;
-        c->cap = cap;
-    }
+    if (core_grow(&c->lat, &c->cap, c->n + 1, sizeof *c->lat, 4096)) return CORE_ENOMEM;
     c->lat[c->n++] = ns;
     return CORE_OK;
 }
@@ -194,14 +188,9 @@ static int send_all(int fd, const char *p, size_t n) {
 static int read_response(client *c, int fd, uint32_t B) {
     size_t n = 0, hdr = 0, total = 0;
     for (;;) {
-        if (n + 1 >= c->buf_cap) {
-            char *p = core_realloc(c->buf, c->buf_cap * 2);
-            if (!p) {
-                snprintf(c->err, sizeof c->err, "out of memory");
-                return -1;
-            }
-            c->buf = p;
-            c->buf_cap *= 2;
+        if (core_grow(&c->buf, &c->buf_cap, n + 2, 1, 4096)) {
+            snprintf(c->err, sizeof c->err, "out of memory");
+            return -1;
         }
         ssize_t k = recv(fd, c->buf + n, c->buf_cap - 1 - n, 0);
         if (k <= 0) {

@@ -23,7 +23,8 @@
 
 typedef struct cand_list {
     uint64_t *item, *cat;
-    uint32_t n, cap;
+    uint32_t n;
+    size_t cap;
 } cand_list;
 
 /* Read every candidate line; blank lines are skipped. A bad line's message names its file, line
@@ -39,19 +40,14 @@ static int read_candidates(cand_list *cl, const char *path, char *err, size_t ca
     while (f && (len = getline(&line, &lcap, f)) != -1) {
         lineno++;
         if (!line[strspn(line, " \t\r\n")]) continue;
-        if (cl->n == cl->cap) {
-            uint32_t nc = cl->cap ? cl->cap * 2 : 1024;
-            uint64_t *a = core_realloc(cl->item, nc * sizeof *a);
-            if (a) cl->item = a;
-            uint64_t *b = a ? core_realloc(cl->cat, nc * sizeof *b) : NULL;
-            if (!a || !b) {
-                snprintf(err, cap, "out of memory reading candidates");
-                rc = CORE_ENOMEM;
-                break;
-            }
-            cl->cat = b;
-            cl->cap = nc;
+        size_t ci = cl->cap, cc = cl->cap; /* item and cat grow together */
+        if (core_grow(&cl->item, &ci, cl->n + 1, sizeof *cl->item, 1024) ||
+            core_grow(&cl->cat, &cc, cl->n + 1, sizeof *cl->cat, 1024)) {
+            snprintf(err, cap, "out of memory reading candidates");
+            rc = CORE_ENOMEM;
+            break;
         }
+        cl->cap = cc;
         rc = rank_candidate_line_parse(line, (size_t)len, &cl->item[cl->n], &cl->cat[cl->n], &pe);
         if (rc) {
             snprintf(err, cap, "%s:%llu:%u: %s", f == stdin ? "<stdin>" : path,

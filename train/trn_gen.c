@@ -208,18 +208,11 @@ typedef struct gen_out {
 } gen_out;
 
 static int out_push(gen_out *o, const sch_event *e, const gen_obs *ob) {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 4096;
-        sch_event *p = core_realloc(o->ev, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        o->ev = p;
-        if (o->observe) {
-            gen_obs *q = core_realloc(o->obs, cap * sizeof *q);
-            if (!q) return CORE_ENOMEM;
-            o->obs = q;
-        }
-        o->cap = cap;
-    }
+    size_t ce = o->cap, co = o->cap; /* ev and obs grow together */
+    if (core_grow(&o->ev, &ce, o->n + 1, sizeof *o->ev, 4096) ||
+        (o->observe && core_grow(&o->obs, &co, o->n + 1, sizeof *o->obs, 4096)))
+        return CORE_ENOMEM;
+    o->cap = ce;
     if (o->observe) o->obs[o->n] = *ob;
     o->ev[o->n++] = *e;
     return CORE_OK;
@@ -599,13 +592,7 @@ static int res_cmp(const void *a, const void *b) {
 }
 
 static int res_push(res_session **v, size_t *n, size_t *cap, double start, uint32_t topic) {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        res_session *p = core_realloc(*v, nc * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        *v = p;
-        *cap = nc;
-    }
+    if (core_grow(v, cap, *n + 1, sizeof **v, 64)) return CORE_ENOMEM;
     (*v)[(*n)++] = (res_session){start, topic};
     return CORE_OK;
 }
