@@ -1021,13 +1021,7 @@ int enc_batch_begin(enc_store *st, enc_batch **out) {
 
 int enc_batch_apply(enc_batch *b, const sch_event *ev) {
     if (ev->flags & SCH_F_LABEL) return CORE_OK; /* an impression, not a behavior */
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        enc_bev *p = core_realloc(b->ev, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        b->ev = p;
-        b->cap = cap;
-    }
+    if (core_grow(&b->ev, &b->cap, b->n + 1, sizeof *b->ev, 4096)) return CORE_ENOMEM;
     enc_bev *e = &b->ev[b->n++];
     e->user_id = ev->user_id;
     e->item_id = ev->item_id;
@@ -1049,13 +1043,7 @@ int enc_batch_set_offset(enc_batch *b, const char *source, int64_t next_offset) 
         }
     }
     if (strlen(source) > 500) return CORE_EINVAL; /* LMDB keys stop at 511 bytes */
-    if (b->npos == b->cappos) {
-        size_t cap = b->cappos ? b->cappos * 2 : 4;
-        enc_bpos *p = core_realloc(b->pos, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        b->pos = p;
-        b->cappos = cap;
-    }
+    if (core_grow(&b->pos, &b->cappos, b->npos + 1, sizeof *b->pos, 4)) return CORE_ENOMEM;
     char *s = core_strdup(source);
     if (!s) return CORE_ENOMEM;
     b->pos[b->npos].source = s;
@@ -1237,13 +1225,7 @@ static void expect_drop(enc_store *st, enc_expect *e) {
 static void expect_note(enc_store *st, const char *source, int present, int64_t value) {
     enc_expect *e = expect_find(st, source);
     if (!e) {
-        if (st->nexpect == st->capexpect) {
-            size_t cap = st->capexpect ? st->capexpect * 2 : 8;
-            enc_expect *p = core_realloc(st->expect, cap * sizeof *p);
-            if (!p) return;
-            st->expect = p;
-            st->capexpect = cap;
-        }
+        if (core_grow(&st->expect, &st->capexpect, st->nexpect + 1, sizeof *st->expect, 8)) return;
         char *dup = core_strdup(source);
         if (!dup) return;
         e = &st->expect[st->nexpect++];
@@ -1488,13 +1470,8 @@ static int sum_user(enc_store *st, MDB_txn *txn, uint64_t uid) {
 }
 
 static int caught_note(enc_store *st, uint64_t uid) {
-    if (st->ncaught == st->capcaught) {
-        size_t cap = st->capcaught ? st->capcaught * 2 : 256;
-        uint64_t *p = core_realloc(st->caught, cap * sizeof *p);
-        if (!p) return CORE_ENOMEM;
-        st->caught = p;
-        st->capcaught = cap;
-    }
+    if (core_grow(&st->caught, &st->capcaught, st->ncaught + 1, sizeof *st->caught, 256))
+        return CORE_ENOMEM;
     st->caught[st->ncaught++] = uid;
     return CORE_OK;
 }

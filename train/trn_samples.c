@@ -356,17 +356,11 @@ int trn_events_read_stats(const char *path, sch_event **out, size_t *n_out, trn_
                      (unsigned long long)recno);
             goto fail;
         }
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            sch_event *p = core_realloc(ev, nc * sizeof *p);
-            if (!p) {
-                rc = CORE_ENOMEM;
-                snprintf(err, err_size, "%s: out of memory at record %llu", path,
-                         (unsigned long long)recno);
-                goto fail;
-            }
-            ev = p;
-            cap = nc;
+        if (core_grow(&ev, &cap, n + 1, sizeof *ev, 65536)) {
+            rc = CORE_ENOMEM;
+            snprintf(err, err_size, "%s: out of memory at record %llu", path,
+                     (unsigned long long)recno);
+            goto fail;
         }
         if (rc == 1 && sch_event_decode(&ev[n], rec, len, why, sizeof why) == CORE_OK) {
             n++;
