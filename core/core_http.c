@@ -4,6 +4,7 @@
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_json.h"
 #include "core_log.h"
 #include "core_util.h"
 
@@ -285,24 +286,9 @@ int core_http_respond(core_http_req *rq, unsigned status, const char *content_ty
     return 0;
 }
 
-size_t core_http_json_escape(char *out, size_t cap, const char *s) {
-    size_t n = 0;
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            out[n++] = '\\', out[n++] = (char)c;
-        else if (c < 0x20)
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        else
-            out[n++] = (char)c;
-    }
-    out[n] = '\0';
-    return n;
-}
-
 size_t core_http_error_json(char *out, size_t cap, const char *kind, const char *message) {
     char msg[512];
-    core_http_json_escape(msg, sizeof msg, message);
+    core_json_escape(msg, sizeof msg, message);
     int n = snprintf(out, cap, "{\"error\":\"%s\",\"message\":\"%s\"}\n", kind, msg);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }

@@ -1,6 +1,8 @@
 /* core_report.c: the report writer (JSON or text from the same calls) and the benches' helpers. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "core_report.h"
+
+#include "core_json.h"
 #include "core_util.h"
 
 #include <ftw.h>
@@ -46,21 +48,6 @@ static int field(core_report *r, const char *key) {
 /* End a scalar field: a text line ends unless its level is inline. */
 static void field_end(core_report *r) {
     if (!is_json(r) && !r->line[r->depth - 1]) fputc('\n', r->f);
-}
-
-void core_json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
 }
 
 void core_report_begin(core_report *r, FILE *f, core_report_style style, const char *title) {

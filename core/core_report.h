@@ -78,9 +78,6 @@ void core_report_obj(core_report *r, const char *key);
 void core_report_arr(core_report *r, const char *key);
 void core_report_close(core_report *r);
 
-/** @brief Write s as a JSON string, quotes included (", \ and control characters escaped). */
-void core_json_str(FILE *f, const char *s);
-
 /* ---- helpers the benches share ---- */
 
 /** @brief Create a fresh directory "$TMPDIR/NAME-XXXXXX" ($TMPDIR unset or empty: /tmp) into

@@ -9,6 +9,7 @@
 #include "enc_replay.h"
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_json.h"
 #include "sch_event.h"
 #include "enc_store.h"
 
@@ -24,55 +25,6 @@
 #include <xxhash.h>
 
 #define ENC_MAX_LINE (1u << 16) /* longer lines are skipped whole and rejected */
-
-/* Length of the UTF-8 sequence at s[0..n) if it is one well-formed character (no overlong form,
- * no surrogate, at most U+10FFFF), else 0. */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (c > 0xF4 || !len || len > n) return 0;
-    for (size_t k = 1; k < len; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-    if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-    if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-    if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
-    return len;
-}
-
-/* Write s[0..n) as the body of a JSON string: printable ASCII and well-formed UTF-8 kept as they
- * are, '"' and '\\' escaped, control bytes and bytes that are not well-formed UTF-8 as \u00XX (read
- * as Latin-1), so a reject line is valid JSON (and valid UTF-8) whatever bytes the bad record held,
- * and a record's text reads as it was. */
-static void json_bytes(FILE *f, const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = u[i];
-        size_t len;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else if (c < 0x80)
-            fputc(c, f);
-        else if ((len = utf8_char(u + i, n - i)) != 0) {
-            fwrite(u + i, 1, len, f);
-            i += len - 1;
-        } else
-            fprintf(f, "\\u%04x", c);
-    }
-}
-
-/* At most max bytes of s[0..n), not ending inside a well-formed UTF-8 character. */
-static size_t utf8_cut(const char *s, size_t n, size_t max) {
-    if (n <= max) return n;
-    size_t k = max;
-    for (size_t back = 0; back < 3 && k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80; back++)
-        k--;
-    /* s[k] starts the character the cut falls in; keep the cut where it was if that is no
-     * well-formed character (invalid bytes are escaped one by one anyway) */
-    return k < max && utf8_char((const unsigned char *)s + k, n - k) > max - k ? k : max;
-}
 
 /* Open (creating) the reject file and cut it to `keep` bytes: what earlier committed batches
  * wrote. */
@@ -171,9 +123,9 @@ static int replay_record(replay *r, enc_batch *b, int rc, const char *rec, size_
         rc = sch_event_decode(&ev, rec, len, why, sizeof why);
     if (rc != 1 && rc != CORE_OK) {
         fprintf(r->rej, "{\"line\":%llu,\"reason\":\"", (unsigned long long)rn);
-        json_bytes(r->rej, why, strlen(why));
+        core_json_write(r->rej, why, strlen(why));
         fprintf(r->rej, "\",\"record\":\"");
-        json_bytes(r->rej, rec, utf8_cut(rec, len, 200));
+        core_json_write(r->rej, rec, core_utf8_cut(rec, len, 200));
         fprintf(r->rej, "%s\"}\n", len > 200 ? "..." : "");
         bc->rejected++;
     } else if (ev.flags & SCH_F_LABEL) {

@@ -46,10 +46,10 @@ for t in "${targets[@]}"; do
     build worker_config pipeline/pipe_encode.c pipeline/pipe_worker.c pipeline/pipe_kafka.c \
       pipeline/pipe_metrics.c pipeline/pipe_store.c encoder/enc_store.c encoder/enc_state.c \
       encoder/enc_simhash.c model/mdl.c schemas/sch_event.c core/core_alloc.c core/core_err.c \
-      core/core_log.c core/core_args.c core/core_cpu.c core/core_opts.c core/core_proc.c core/core_http.c \
+      core/core_log.c core/core_args.c core/core_cpu.c core/core_opts.c core/core_proc.c core/core_http.c core/core_json.c \
       pipeline/pipe_opts.c \
       -lrdkafka -llmdb -ljansson -lxxhash -lpthread -lm -ldl ;;
-  http) build http core/core_http.c core/core_log.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
+  http) build http core/core_http.c core/core_json.c core/core_log.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
   *) echo "fuzz.sh: unknown target '$t' (${all[*]})" >&2; exit 2 ;;
   esac
 done
