@@ -47,8 +47,9 @@ typedef struct pend_slot {
 typedef struct pend_map {
     pend_slot *slot; // (cap), cap a power of 2, at most half full
     size_t cap, used;
-    pend_ent *ent;                 // (ent_cap)
-    uint32_t ent_cap, ent_n, free; /* free: index + 1 of a freed entry's chain */
+    pend_ent *ent; // (ent_cap)
+    size_t ent_cap;
+    uint32_t ent_n, free; /* free: index + 1 of a freed entry's chain */
     /* per committed batch (sequence mod AGE_RING): when it opened and how many of its behaviors
      * still await their sums; lo..seq-1 are the batches not known to be all summed (a slot
      * reused before its batch was summed keeps counting both: the age is an estimate) */
@@ -240,13 +241,7 @@ static void pend_add(pend_map *p, uint64_t uid, int64_t recv_ns, double prod_ms,
         p->free = p->ent[e].next;
     } else {
         if (p->ent_n == PEND_MAX) return;
-        if (p->ent_n == p->ent_cap) {
-            uint32_t cap = p->ent_cap ? p->ent_cap * 2 : 4096;
-            pend_ent *n = core_realloc(p->ent, cap * sizeof *n);
-            if (!n) return;
-            p->ent = n;
-            p->ent_cap = cap;
-        }
+        if (core_grow(&p->ent, &p->ent_cap, (size_t)p->ent_n + 1, sizeof *p->ent, 4096)) return;
         e = p->ent_n++;
     }
     p->ent[e] = (pend_ent){recv_ns, prod_ms, 0, batch};
