@@ -596,14 +596,190 @@ out:
     return rc;
 }
 
+/* One training run, from batch to batch: the schedule, the progress line's numbers, and the model
+ * of the best evaluation so far, which the run ends with. */
+typedef struct trn_run {
+    mdl_model *m;
+    const trn_data *d;
+    const trn_conf *c;
+    trn_report *rep;
+    trn_ctx *x;
+    trn_groups g;
+    core_rng rng;
+    size_t *sidx; /* the batch's sample indices */
+    size_t tr_lo, tr_hi, va_lo, va_hi;
+    int have_valid;
+    size_t bytes;                  /* the model arena's, and each Adam moment's */
+    uint32_t K;                    /* the first epochs, whose steps were counted up front */
+    uint64_t total, step, printed; /* steps planned, done; the step of the last progress line */
+    uint64_t samples_timed;
+    double tstep, loss_ema, last_v, best, epoch_now;
+    uint32_t bad_evals;
+    float *vpred; /* the latest evaluation's valid predictions */
+    /* the best evaluation's model (arena, Adam moments and step) and valid predictions */
+    float *best_p, *best_m, *best_v, *best_vpred;
+    uint64_t best_step;
+} trn_run;
+
+static int run_alloc(trn_run *r) {
+    size_t nv = r->va_hi - r->va_lo + 1;
+    r->bytes = r->m->n_floats * sizeof(float);
+    r->sidx = core_malloc(sizeof(size_t) * (r->c->batch + TRN_GROUP_SLACK));
+    r->best_p = core_aligned_alloc(r->bytes);
+    r->best_m = core_aligned_alloc(r->bytes);
+    r->best_v = core_aligned_alloc(r->bytes);
+    r->vpred = core_malloc(sizeof(float) * nv);
+    r->best_vpred = core_malloc(sizeof(float) * nv);
+    if (!r->sidx || !r->best_p || !r->best_m || !r->best_v || !r->vpred || !r->best_vpred ||
+        alloc_adam(r->m) || groups_build(&r->g, r->d, r->tr_lo, r->tr_hi))
+        return CORE_ENOMEM;
+    return CORE_OK;
+}
+
+static void run_free(trn_run *r) {
+    core_free(r->g.start);
+    core_free(r->g.order);
+    core_free(r->sidx);
+    core_free(r->best_p);
+    core_free(r->best_m);
+    core_free(r->best_v);
+    core_free(r->vpred);
+    core_free(r->best_vpred);
+    ctx_destroy(r->x);
+}
+
+/* The batches next_batch makes of g's order, counted (sidx: scratch). */
+static uint64_t count_steps(const trn_groups *g, size_t *sidx, uint32_t batch) {
+    uint64_t steps = 0;
+    size_t gi = 0;
+    while (next_batch(g, &gi, sidx, batch))
+        steps++;
+    return steps;
+}
+
+/* The progress line's total. Steps of each epoch: a batch closes before a group that would
+ * overflow it, so the count depends on the shuffled order (groups of 3 and 1 pack into batches of
+ * 4 in one order, not in another). Each epoch counts its batches after its shuffle, and the
+ * evaluations are scheduled on that count. For the total, the shuffles of the first K epochs are
+ * replayed up front on a copy of the order and the RNG (the same shuffles training will make), K
+ * as many as 2^26 group visits allow (all of them but for very long runs); later epochs are
+ * estimated from the last counted one until they are counted. */
+static int plan_steps(trn_run *r) {
+    uint32_t epochs = r->c->epochs, K = epochs;
+    if ((uint64_t)K * (r->g.n + 1) > (1ull << 26)) K = (uint32_t)((1ull << 26) / (r->g.n + 1));
+    if (K < 1) K = 1;
+    trn_groups g = r->g;
+    core_rng r2 = r->rng;
+    uint64_t steps = 0;
+    if (!(g.order = core_malloc(sizeof(size_t) * (g.n + 1)))) return CORE_ENOMEM;
+    memcpy(g.order, r->g.order, sizeof(size_t) * g.n);
+    for (uint32_t ep = 0; ep < K; ep++) {
+        shuffle_groups(&g, &r2);
+        steps = count_steps(&g, r->sidx, r->c->batch);
+        r->total += steps;
+    }
+    core_free(g.order);
+    r->total += (uint64_t)(epochs - K) * steps;
+    r->K = K;
+    return CORE_OK;
+}
+
+static double run_sps(const trn_run *r) {
+    return (double)r->samples_timed / (r->tstep > 0 ? r->tstep : 1e-9);
+}
+
+/* Evaluate on the valid split (without one, the training loss stands in): a better score keeps
+ * the model, patience evaluations without one stop the run (rep->stopped_early). */
+static int evaluate(trn_run *r, char *err, size_t err_size) {
+    const trn_conf *c = r->c;
+    trn_report *rep = r->rep;
+    trn_metrics vm;
+    int rc;
+    rep->evals++;
+    if (r->have_valid) {
+        if ((rc = trn_eval(r->m, r->d, r->va_lo, r->va_hi, c->window, c->threads, r->vpred, &vm,
+                           err, err_size)))
+            return rc;
+        r->last_v = vm.gauc;
+    } else {
+        memset(&vm, 0, sizeof vm);
+        r->last_v = -r->loss_ema; /* no validation split: keep the latest */
+    }
+    double score = isnan(r->last_v) ? -1 : r->last_v;
+    if (score > r->best || r->best < 0) {
+        r->best = score;
+        rep->best_valid_gauc = r->have_valid ? vm.gauc : NAN;
+        rep->best_valid = vm;
+        rep->best_epoch = r->epoch_now;
+        memcpy(r->best_p, r->m->arena, r->bytes);
+        memcpy(r->best_m, r->m->adam_m, r->bytes);
+        memcpy(r->best_v, r->m->adam_v, r->bytes);
+        if (r->have_valid) memcpy(r->best_vpred, r->vpred, sizeof(float) * (r->va_hi - r->va_lo));
+        r->best_step = r->m->adam_step;
+        r->bad_evals = 0;
+    } else if (++r->bad_evals >= c->patience && c->patience > 0) {
+        rep->stopped_early = 1;
+    }
+    return CORE_OK;
+}
+
+/* Epoch ep: shuffle the groups, count this order's steps, train on its batches with min(epe,
+ * steps) evaluations among them; a stop (rep->stopped_early) ends it at its evaluation. */
+static int train_epoch(trn_run *r, uint32_t ep, char *err, size_t err_size) {
+    const trn_conf *c = r->c;
+    uint32_t epe = c->evals_per_epoch ? c->evals_per_epoch : 1;
+    shuffle_groups(&r->g, &r->rng);
+    uint64_t steps_per_epoch = count_steps(&r->g, r->sidx, c->batch);
+    if (ep >= r->K) /* past the replayed epochs: this one counted, the rest estimated from it */
+        r->total = r->step + (uint64_t)(c->epochs - ep) * steps_per_epoch;
+    uint32_t n, evals_done = 0;
+    uint64_t s_in_epoch = 0;
+    size_t gi = 0;
+    int rc;
+    while ((n = next_batch(&r->g, &gi, r->sidx, c->batch)) > 0) {
+        double loss, ts = (double)core_now_ns() * 1e-9;
+        if ((rc = train_step(r->x, r->m, r->d, c, r->sidx, n, &loss))) {
+            snprintf(err, err_size, "train: step %llu failed: %s", (unsigned long long)r->step,
+                     core_strerror(rc));
+            return rc;
+        }
+        r->tstep += (double)core_now_ns() * 1e-9 - ts;
+        r->samples_timed += n;
+        r->rep->samples_seen += n;
+        r->step++, s_in_epoch++;
+        r->loss_ema = isnan(r->loss_ema) ? loss : 0.98 * r->loss_ema + 0.02 * loss;
+        double eta = (double)(r->total - r->step) * (r->tstep / (double)r->step);
+        r->epoch_now = ep + (double)s_in_epoch / (double)steps_per_epoch;
+        /* at most one evaluation a step; the epoch's last step always evaluates: min(epe,
+         * steps) evaluations per epoch */
+        int eval_now = s_in_epoch >= steps_per_epoch || gi >= r->g.n ||
+                       s_in_epoch * epe >= steps_per_epoch * (evals_done + 1);
+        if (eval_now) {
+            evals_done++;
+            if ((rc = evaluate(r, err, err_size))) return rc;
+            progress(c, 0, r->epoch_now, r->step, r->total, run_sps(r), r->loss_ema, r->last_v,
+                     r->best, eta);
+            r->printed = r->step;
+            if (r->rep->stopped_early) break;
+        } else if (c->progress_tty && r->step % 10 == 0) {
+            progress(c, 0, r->epoch_now, r->step, r->total, run_sps(r), r->loss_ema, r->last_v,
+                     r->best, eta);
+        }
+    }
+    return CORE_OK;
+}
+
+/* The run ends with the best evaluation's model: its weights, Adam state and step. */
+static void restore_best(trn_run *r) {
+    memcpy(r->m->arena, r->best_p, r->bytes);
+    memcpy(r->m->adam_m, r->best_m, r->bytes);
+    memcpy(r->m->adam_v, r->best_v, r->bytes);
+    r->m->adam_step = r->best_step;
+}
+
 int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *rep, char *err,
               size_t err_size) {
-    trn_ctx *x = NULL;
-    trn_groups g = {0};
-    size_t *sidx = NULL;
-    float *best_p = NULL, *best_m = NULL, *best_v = NULL, *vpred = NULL, *best_vpred = NULL;
-    uint64_t best_step = 0, *steps_ep = NULL;
-    size_t tr_lo, tr_hi, va_lo, va_hi;
+    trn_run r = {.m = m, .d = d, .c = c, .rep = rep};
     int rc;
     double t0 = (double)core_now_ns() * 1e-9;
     memset(rep, 0, sizeof *rep);
@@ -614,163 +790,42 @@ int trn_train(mdl_model *m, const trn_data *d, const trn_conf *c, trn_report *re
                  TRN_MAX_BATCH);
         return CORE_EINVAL;
     }
-    trn_data_split(d, 0, &tr_lo, &tr_hi);
-    trn_data_split(d, 1, &va_lo, &va_hi);
-    if (tr_hi == tr_lo) {
+    trn_data_split(d, 0, &r.tr_lo, &r.tr_hi);
+    trn_data_split(d, 1, &r.va_lo, &r.va_hi);
+    if (r.tr_hi == r.tr_lo) {
         snprintf(err, err_size, "train: the train split is empty");
         return CORE_EINVAL;
     }
+    r.have_valid = r.va_hi > r.va_lo;
+    r.best = -1; /* no evaluation yet */
+    r.last_v = r.loss_ema = NAN;
+    r.printed = UINT64_MAX;
     /* a group never straddles a batch, so the largest group bounds the batch from below */
-    uint32_t max_B = c->batch;
-    if ((rc = ctx_new(&x, m, c->threads, max_B + TRN_GROUP_SLACK, c->window, 1, err, err_size)))
-        return rc;
+    uint32_t max_B = c->batch + TRN_GROUP_SLACK;
+    if ((rc = ctx_new(&r.x, m, c->threads, max_B, c->window, 1, err, err_size))) return rc;
     rc = CORE_ENOMEM;
-    size_t bytes = m->n_floats * sizeof(float);
-    sidx = core_malloc(sizeof(size_t) * (max_B + TRN_GROUP_SLACK));
-    best_p = core_aligned_alloc(bytes);
-    best_m = core_aligned_alloc(bytes);
-    best_v = core_aligned_alloc(bytes);
-    vpred = core_malloc(sizeof(float) * (va_hi - va_lo + 1));
-    best_vpred = core_malloc(sizeof(float) * (va_hi - va_lo + 1));
-    if (!sidx || !best_p || !best_m || !best_v || !vpred || !best_vpred || alloc_adam(m) ||
-        groups_build(&g, d, tr_lo, tr_hi))
-        goto fail;
-
-    core_rng rng;
-    core_rng_seed(&rng, c->seed ^ 0x7EA1ull);
-    /* Steps of each epoch: a batch closes before a group that would overflow it, so the count
-     * depends on the shuffled order (groups of 3 and 1 pack into batches of 4 in one order, not
-     * in another). Each epoch counts its batches after its shuffle, and the evaluations are
-     * scheduled on that count. For the progress line's total, the shuffles of the first K epochs
-     * are replayed up front on a copy of the order and the RNG (the same shuffles training will
-     * make), K as many as 2^26 group visits allow (all of them but for very long runs); later
-     * epochs are estimated from the last counted one until they are counted. */
-    uint32_t K = c->epochs;
-    if ((uint64_t)K * (g.n + 1) > (1ull << 26)) K = (uint32_t)((1ull << 26) / (g.n + 1));
-    if (K < 1) K = 1;
-    if (!(steps_ep = core_malloc(sizeof(uint64_t) * K))) goto fail;
-    uint64_t total = 0, step = 0, printed = UINT64_MAX; /* the step of the last progress line */
-    {
-        core_rng r2 = rng;
-        size_t *saved = g.order;
-        if (!(g.order = core_malloc(sizeof(size_t) * (g.n + 1)))) {
-            g.order = saved;
-            goto fail;
-        }
-        memcpy(g.order, saved, sizeof(size_t) * g.n);
-        for (uint32_t ep = 0; ep < K; ep++) {
-            shuffle_groups(&g, &r2);
-            size_t gi = 0;
-            steps_ep[ep] = 0;
-            while (next_batch(&g, &gi, sidx, c->batch))
-                steps_ep[ep]++;
-            total += steps_ep[ep];
-        }
-        core_free(g.order);
-        g.order = saved;
-        total += (uint64_t)(c->epochs - K) * steps_ep[K - 1];
-    }
-    uint32_t epe = c->evals_per_epoch ? c->evals_per_epoch : 1;
-    uint32_t bad_evals = 0;
-    double best = -1, last_v = NAN, loss_ema = NAN, tstep = 0, epoch_now = 0;
-    uint64_t samples_timed = 0;
-    int have_valid = va_hi > va_lo;
-    for (uint32_t ep = 0; ep < c->epochs && !rep->stopped_early; ep++) {
-        shuffle_groups(&g, &rng);
-        uint64_t steps_per_epoch = 0;
-        size_t gi = 0;
-        while (next_batch(&g, &gi, sidx, c->batch))
-            steps_per_epoch++;
-        gi = 0;
-        if (ep >= K) /* past the replayed epochs: this one counted, the rest estimated from it */
-            total = step + (uint64_t)(c->epochs - ep) * steps_per_epoch;
-        uint32_t n, evals_done = 0;
-        uint64_t s_in_epoch = 0;
-        while ((n = next_batch(&g, &gi, sidx, c->batch)) > 0) {
-            double loss, ts = (double)core_now_ns() * 1e-9;
-            if ((rc = train_step(x, m, d, c, sidx, n, &loss))) {
-                snprintf(err, err_size, "train: step %llu failed: %s", (unsigned long long)step,
-                         core_strerror(rc));
-                goto fail;
-            }
-            tstep += (double)core_now_ns() * 1e-9 - ts;
-            samples_timed += n;
-            rep->samples_seen += n;
-            step++, s_in_epoch++;
-            loss_ema = isnan(loss_ema) ? loss : 0.98 * loss_ema + 0.02 * loss;
-            double sps = (double)samples_timed / (tstep > 0 ? tstep : 1e-9);
-            double eta = (double)(total - step) * (tstep / (double)step);
-            epoch_now = ep + (double)s_in_epoch / (double)steps_per_epoch;
-            /* at most one evaluation a step; the epoch's last step always evaluates: min(epe,
-             * steps) evaluations per epoch */
-            int eval_now = s_in_epoch >= steps_per_epoch || gi >= g.n ||
-                           s_in_epoch * epe >= steps_per_epoch * (evals_done + 1);
-            if (eval_now) {
-                evals_done++;
-                rep->evals++;
-                trn_metrics vm;
-                if (have_valid) {
-                    if ((rc = trn_eval(m, d, va_lo, va_hi, c->window, c->threads, vpred, &vm, err,
-                                       err_size)))
-                        goto fail;
-                    last_v = vm.gauc;
-                } else {
-                    memset(&vm, 0, sizeof vm);
-                    last_v = -loss_ema; /* no validation split: keep the latest */
-                }
-                double score = isnan(last_v) ? -1 : last_v;
-                if (score > best || best < 0) {
-                    best = score;
-                    rep->best_valid_gauc = have_valid ? vm.gauc : NAN;
-                    rep->best_valid = vm;
-                    rep->best_epoch = ep + (double)s_in_epoch / (double)steps_per_epoch;
-                    memcpy(best_p, m->arena, bytes);
-                    memcpy(best_m, m->adam_m, bytes);
-                    memcpy(best_v, m->adam_v, bytes);
-                    if (have_valid) memcpy(best_vpred, vpred, sizeof(float) * (va_hi - va_lo));
-                    best_step = m->adam_step;
-                    bad_evals = 0;
-                } else if (++bad_evals >= c->patience && c->patience > 0) {
-                    rep->stopped_early = 1;
-                }
-                progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
-                printed = step;
-                if (rep->stopped_early) break;
-            } else if (c->progress_tty && step % 10 == 0) {
-                progress(c, 0, epoch_now, step, total, sps, loss_ema, last_v, best, eta);
-            }
-        }
-    }
-    memcpy(m->arena, best_p, bytes);
-    memcpy(m->adam_m, best_m, bytes);
-    memcpy(m->adam_v, best_v, bytes);
-    m->adam_step = best_step;
+    if (run_alloc(&r)) goto fail;
+    core_rng_seed(&r.rng, c->seed ^ 0x7EA1ull);
+    if (plan_steps(&r)) goto fail;
+    for (uint32_t ep = 0; ep < c->epochs && !rep->stopped_early; ep++)
+        if ((rc = train_epoch(&r, ep, err, err_size))) goto fail;
+    restore_best(&r);
     m->cfg.window = c->window; /* what serving compares its store's window with */
-    if (c->calibrate && !have_valid)
+    if (c->calibrate && !r.have_valid)
         snprintf(rep->cal_skipped, sizeof rep->cal_skipped, "the valid split is empty");
-    if (c->calibrate && have_valid &&
-        (rc =
-             calibrate(m, d, tr_lo, tr_hi, va_lo, va_hi, c, best_vpred, vpred, rep, err, err_size)))
+    if (c->calibrate && r.have_valid &&
+        (rc = calibrate(m, d, r.tr_lo, r.tr_hi, r.va_lo, r.va_hi, c, r.best_vpred, r.vpred, rep,
+                        err, err_size)))
         goto fail;
     mdl_model_refresh_versions(m);
-    rep->steps = step;
+    rep->steps = r.step;
     rep->seconds = (double)core_now_ns() * 1e-9 - t0;
-    if (c->progress_tty || printed != step) /* a log already has the last evaluation's line */
-        progress(c, 1, epoch_now, step, total, (double)samples_timed / (tstep > 0 ? tstep : 1e-9),
-                 loss_ema, last_v, best, 0);
+    if (c->progress_tty || r.printed != r.step) /* a log already has the last evaluation's line */
+        progress(c, 1, r.epoch_now, r.step, r.total, run_sps(&r), r.loss_ema, r.last_v, r.best, 0);
     rc = CORE_OK;
 fail:
     if (rc == CORE_ENOMEM) snprintf(err, err_size, "train: out of memory");
-    core_free(g.start);
-    core_free(g.order);
-    core_free(sidx);
-    core_free(best_p);
-    core_free(best_m);
-    core_free(best_v);
-    core_free(vpred);
-    core_free(best_vpred);
-    core_free(steps_ep);
-    ctx_destroy(x);
+    run_free(&r);
     return rc;
 }
 
