@@ -686,6 +686,243 @@ static void progress(worker *w, int64_t t0, int final) {
 // ---------------------------------------------------------------------------------------------
 // The loop
 
+/* The checks of conf that need no broker; the partitioner is shown in the metrics. */
+static int conf_check(const pipe_worker_conf *conf, pipe_metrics *met, char *errstr,
+                      size_t errstr_size) {
+    if (!conf->stop) { /* the only way to drain and exit: required */
+        snprintf(errstr, errstr_size, "worker conf: stop flag missing");
+        return CORE_EINVAL;
+    }
+    if (conf->partitioner == PIPE_PART_RANDOM) {
+        snprintf(errstr, errstr_size,
+                 "partitioner random: no key decides a message's partition, "
+                 "so a user's events would spread over every worker; name the producers' keyed "
+                 "partitioner");
+        return CORE_EINVAL;
+    }
+    int rc = pipe_props_check(conf->props,
+                              PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER,
+                              conf->brokers, errstr, errstr_size);
+    if (rc) return rc;
+    pipe_metrics_set_partitioner(met, pipe_partitioner_name(conf->partitioner));
+    return CORE_OK;
+}
+
+/* The open batch's arrays, the dead-letter producer, the consumer (props: its properties, freed
+ * by the caller) and the topic's partitions, each with its watermarks at start. */
+static int worker_open(worker *w, pipe_props *props, char *errstr, size_t errstr_size) {
+    const pipe_worker_conf *conf = w->conf;
+    size_t n = conf->batch_max ? conf->batch_max : 1;
+    int np = 0, rc;
+    snprintf(w->dlq_topic, sizeof w->dlq_topic, "%s", conf->dlq_topic ? conf->dlq_topic : "");
+    if (!conf->dlq_topic) snprintf(w->dlq_topic, sizeof w->dlq_topic, "%s.dlq", conf->topic);
+    if (!(w->ts = core_calloc(n, sizeof(*w->ts))) ||
+        !(w->recv_ns = core_calloc(n, sizeof(*w->recv_ns))) ||
+        !(w->uid = core_calloc(n, sizeof(*w->uid))))
+        return CORE_ENOMEM;
+    if (pipe_props_add(props, "consumer.statistics.interval.ms", "1000")) return CORE_ENOMEM;
+    for (size_t i = 0; conf->props && i < conf->props->n; i++)
+        if (pipe_props_add(props, conf->props->kv[2 * i], conf->props->kv[2 * i + 1]))
+            return CORE_ENOMEM;
+
+    if (pipe_producer_new(&w->dlq, conf->brokers, conf->props, errstr, errstr_size))
+        return CORE_EKAFKA;
+    pipe_consumer_cbs cbs = {on_assign, on_revoke, on_stats, w};
+    if (pipe_consumer_new(&w->cons, conf->brokers, conf->group, conf->topic, props, &cbs, errstr,
+                          errstr_size))
+        return CORE_EKAFKA;
+    if (pipe_consumer_partition_count(w->cons, conf->topic, 10000, &np)) {
+        snprintf(errstr, errstr_size, "topic %s: no metadata (does it exist? is %s reachable?)",
+                 conf->topic, conf->brokers);
+        return CORE_EKAFKA;
+    }
+    if ((rc = grow(w, np)) != CORE_OK) return rc;
+    w->nparts = np;
+    for (int32_t p = 0; p < np; p++) {
+        if (pipe_consumer_watermarks(w->cons, conf->topic, p, 10000, &w->part[p].lo,
+                                     &w->part[p].end)) {
+            snprintf(errstr, errstr_size, "topic %s partition %d: watermarks unavailable",
+                     conf->topic, (int)p);
+            return CORE_EKAFKA;
+        }
+    }
+    return CORE_OK;
+}
+
+/* How long a poll may wait: until the open batch is due, and not at all while tier 2 has work. */
+static int poll_timeout(const worker *w) {
+    int timeout = 200;
+    if (w->open) {
+        int64_t left = (int64_t)w->conf->batch_ms - (core_now_ns() - w->t_open_ns) / 1000000;
+        timeout = left < 0 ? 0 : (int)left;
+    }
+    if (w->lagging) timeout = 0; /* tier 2 has work: only take what is waiting */
+    return timeout;
+}
+
+/* A tier-2 slice of at most budget_ns while users lag (none when the budget is gone). */
+static int tier2_slice(worker *w, int64_t budget_ns, char *errstr, size_t errstr_size) {
+    if (!w->lagging || budget_ns <= 0) return CORE_OK;
+    int rc = catch_up(w, budget_ns);
+    if (rc != CORE_OK) snprintf(errstr, errstr_size, "bucket sums catch-up: %s", core_strerror(rc));
+    return rc;
+}
+
+/* Nothing waiting: a tier-2 slice, ending before the batch is due. */
+static int idle_slice(worker *w, char *errstr, size_t errstr_size) {
+    int64_t budget = TIER2_SLICE_MS * 1000000ll;
+    if (w->open) { /* the slice's commit too must end before the batch is due */
+        int64_t due =
+            w->t_open_ns + (int64_t)w->conf->batch_ms * 1000000 - core_now_ns() - w->t2_over_ns;
+        if (due < budget) budget = due;
+    }
+    return tier2_slice(w, budget, errstr, errstr_size);
+}
+
+/* After an assignment, before its first message: the topic's partition count again. */
+static void recount(worker *w) {
+    int n = 0;
+    w->recount = 0;
+    if (pipe_consumer_partition_count(w->cons, w->conf->topic, 10000, &n) == CORE_OK &&
+        n != w->nparts) {
+        CORE_LOG(CORE_LOG_NOTICE, "pipe: partitions topic=%s was=%d now=%d", w->conf->topic,
+                 (int)w->nparts, n);
+        w->nparts = n;
+    }
+}
+
+/* A consume error: counted and retried, unless it is fatal. */
+static int kafka_error(worker *w, const pipe_msg *m, char *errstr, size_t errstr_size) {
+    if (m->err_fatal) {
+        snprintf(errstr, errstr_size, "fatal Kafka error: %s", m->errstr);
+        return CORE_EKAFKA;
+    }
+    pipe_metrics_add(w->met, PIPE_M_KAFKA_ERRORS, 1);
+    if (w->n_kafka_err++ % 100 == 0)
+        CORE_LOG(CORE_LOG_WARNING, "pipe: consume-error partition=%d err=\"%s\" (retrying)",
+                 (int)m->partition, m->errstr);
+    return CORE_OK;
+}
+
+/* The open batch commits once it is full or has been open batch_ms. */
+static int commit_if_due(worker *w, char *errstr, size_t errstr_size) {
+    if (!w->open || (w->n < w->conf->batch_max &&
+                     (core_now_ns() - w->t_open_ns) / 1000000 < (int64_t)w->conf->batch_ms))
+        return CORE_OK;
+    int rc = commit_batch(w);
+    if (rc != CORE_OK) {
+        snprintf(errstr, errstr_size, "batch commit: %s", core_strerror(rc));
+        return rc;
+    }
+    /* and a tier-2 slice, messages waiting or not (no batch is open yet): a worker that is never
+     * idle still brings the sums along, and a longer one when they fall behind (the next batch
+     * opens later: consuming yields to the sums, not the reverse) */
+    int64_t slice = sums_age_ns(&w->pend, core_now_ns()) > BEHIND_MS * 1000000ll ? TIER2_BEHIND_MS
+                                                                                 : TIER2_SLICE_MS;
+    return tier2_slice(w, slice * 1000000ll, errstr, errstr_size);
+}
+
+/* Poll, apply and commit until the stop flag (or, with until_end, until every partition reached
+ * its end): CORE_OK, or what stopped it, with errstr filled. */
+static int run_loop(worker *w, int64_t t0, char *errstr, size_t errstr_size) {
+    const pipe_worker_conf *conf = w->conf;
+    int64_t t_progress = t0;
+    int rc = CORE_OK;
+    while (!*conf->stop) {
+        if (conf->until_end && !w->open && !w->lagging && all_reached(w)) break;
+        pipe_msg m;
+        int k = pipe_consumer_poll(w->cons, poll_timeout(w), &m);
+        w->t_recv_ns = core_now_ns();
+        if (!k && w->lagging && (rc = idle_slice(w, errstr, errstr_size)) != CORE_OK) break;
+        if (w->failed) {
+            rc = w->failed;
+            break;
+        }
+        if (w->recount) recount(w);
+        if (k && m.err) {
+            if ((rc = kafka_error(w, &m, errstr, errstr_size)) != CORE_OK) break;
+        } else if (k && (rc = handle(w, &m)) != CORE_OK) {
+            if (w->why[0])
+                snprintf(errstr, errstr_size, "%s", w->why);
+            else
+                snprintf(errstr, errstr_size, "applying %s/%d@%" PRId64 ": %s", conf->topic,
+                         (int)m.partition, m.offset, core_strerror(rc));
+            break;
+        }
+        if ((rc = commit_if_due(w, errstr, errstr_size)) != CORE_OK) break;
+        if (conf->progress &&
+            core_now_ns() - t_progress > (conf->progress == 2 ? 200 : 2000) * 1000000ll) {
+            progress(w, t0, 0);
+            t_progress = core_now_ns();
+        }
+    }
+    return rc;
+}
+
+/* Drain: the open batch commits (or aborts on a store failure: rc is the loop's), then the
+ * bucket sums: a stopped worker leaves every tier caught up (a killed one leaves lag marks,
+ * which the next run's tier 2 takes up). */
+static int drain(worker *w, int rc, char *errstr, size_t errstr_size) {
+    if (w->open) {
+        if (rc == CORE_OK) {
+            if ((rc = commit_batch(w)) != CORE_OK)
+                snprintf(errstr, errstr_size, "final batch commit: %s", core_strerror(rc));
+        } else {
+            w->sink->abort(w->sink->ctx);
+            batch_reset(w);
+        }
+    }
+    while (rc == CORE_OK && w->lagging && w->cons)
+        if ((rc = catch_up(w, INT64_MAX)) != CORE_OK)
+            snprintf(errstr, errstr_size, "final bucket sums catch-up: %s", core_strerror(rc));
+    return rc;
+}
+
+static void log_start(const worker *w) {
+    const pipe_worker_conf *conf = w->conf;
+    CORE_LOG(CORE_LOG_NOTICE,
+             "pipe: start topic=%s group=%s partitions=%d dlq=%s batch_max=%u batch_ms=%u "
+             "until_end=%d partitioner=%s on_misrouted=%s",
+             conf->topic, conf->group, (int)w->nparts, w->dlq_topic, conf->batch_max,
+             conf->batch_ms, conf->until_end, pipe_partitioner_name(conf->partitioner),
+             conf->on_misrouted == PIPE_MISROUTED_APPLY  ? "apply"
+             : conf->on_misrouted == PIPE_MISROUTED_FAIL ? "fail"
+                                                         : "dlq");
+}
+
+static void log_stop(const worker *w, int rc) {
+    const pipe_metrics *met = w->met;
+    CORE_LOG(CORE_LOG_NOTICE,
+             "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64
+             " misrouted=%" PRIu64 " tombstones=%" PRIu64,
+             rc               ? core_strerror(rc)
+             : *w->conf->stop ? "signal"
+                              : "until-end",
+             pipe_metrics_get(met, PIPE_M_CONSUMED), pipe_metrics_get(met, PIPE_M_APPLIED),
+             pipe_metrics_get(met, PIPE_M_DEAD_LETTERED),
+             pipe_metrics_get(met, PIPE_M_MISROUTED_KEY) +
+                 pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION),
+             pipe_metrics_get(met, PIPE_M_TOMBSTONES));
+}
+
+/* Leave the group, wait for the dead letters, free w: rc, or what failed in the closing. */
+static int worker_close(worker *w, pipe_props *props, int rc) {
+    pipe_consumer_close(w->cons); /* revoke callback: nothing open by now */
+    if (w->failed && rc == CORE_OK) rc = w->failed;
+    if (w->dlq && pipe_producer_flush(w->dlq, 10000, NULL) != CORE_OK && rc == CORE_OK)
+        rc = CORE_EKAFKA;
+    pipe_producer_destroy(w->dlq);
+    pipe_props_free(props);
+    core_free(w->part);
+    core_free(w->ts);
+    core_free(w->recv_ns);
+    core_free(w->uid);
+    core_free(w->pend.slot);
+    core_free(w->pend.ent);
+    core_free(w->hdrs);
+    return rc;
+}
+
 int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_metrics *met,
                     char *errstr, size_t errstr_size) {
     worker w;
@@ -694,188 +931,17 @@ int pipe_worker_run(const pipe_worker_conf *conf, const pipe_sink *sink, pipe_me
     w.sink = sink;
     w.met = met;
     pipe_props props = {0};
-    int rc = CORE_ENOMEM, np = 0;
-    if (!conf->stop) { /* the only way to drain and exit: required */
-        snprintf(errstr, errstr_size, "worker conf: stop flag missing");
-        return CORE_EINVAL;
+    int rc = conf_check(conf, met, errstr, errstr_size);
+    if (rc == CORE_OK) rc = worker_open(&w, &props, errstr, errstr_size);
+    if (rc == CORE_OK) {
+        log_start(&w);
+        batch_reset(&w);
+        w.lagging = sink->catch_up != NULL; /* a killed run may have left lag marks: tier 2 looks */
+        int64_t t0 = core_now_ns();
+        rc = run_loop(&w, t0, errstr, errstr_size);
+        rc = drain(&w, rc, errstr, errstr_size);
+        if (conf->progress) progress(&w, t0, 1);
+        log_stop(&w, rc);
     }
-    snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s", conf->dlq_topic ? conf->dlq_topic : "");
-    if (!conf->dlq_topic) snprintf(w.dlq_topic, sizeof w.dlq_topic, "%s.dlq", conf->topic);
-    if (conf->partitioner == PIPE_PART_RANDOM) {
-        snprintf(errstr, errstr_size,
-                 "partitioner random: no key decides a message's partition, "
-                 "so a user's events would spread over every worker; name the producers' keyed "
-                 "partitioner");
-        rc = CORE_EINVAL;
-        goto out;
-    }
-    rc = pipe_props_check(conf->props,
-                          PIPE_CLIENT_CONSUMER | PIPE_CLIENT_PRODUCER | PIPE_CLIENT_WORKER,
-                          conf->brokers, errstr, errstr_size);
-    if (rc) goto out;
-    pipe_metrics_set_partitioner(met, pipe_partitioner_name(conf->partitioner));
-    rc = CORE_ENOMEM;
-    if (!(w.ts = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.ts))) ||
-        !(w.recv_ns = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.recv_ns))) ||
-        !(w.uid = core_calloc(conf->batch_max ? conf->batch_max : 1, sizeof(*w.uid))))
-        goto out;
-    if (pipe_props_add(&props, "consumer.statistics.interval.ms", "1000")) goto out;
-    for (size_t i = 0; conf->props && i < conf->props->n; i++)
-        if (pipe_props_add(&props, conf->props->kv[2 * i], conf->props->kv[2 * i + 1])) goto out;
-
-    rc = CORE_EKAFKA;
-    if (pipe_producer_new(&w.dlq, conf->brokers, conf->props, errstr, errstr_size)) goto out;
-    pipe_consumer_cbs cbs = {on_assign, on_revoke, on_stats, &w};
-    if (pipe_consumer_new(&w.cons, conf->brokers, conf->group, conf->topic, &props, &cbs, errstr,
-                          errstr_size))
-        goto out;
-    if (pipe_consumer_partition_count(w.cons, conf->topic, 10000, &np)) {
-        snprintf(errstr, errstr_size, "topic %s: no metadata (does it exist? is %s reachable?)",
-                 conf->topic, conf->brokers);
-        goto out;
-    }
-    if ((rc = grow(&w, np)) != CORE_OK) goto out;
-    w.nparts = np;
-    for (int32_t p = 0; p < np; p++) {
-        if (pipe_consumer_watermarks(w.cons, conf->topic, p, 10000, &w.part[p].lo,
-                                     &w.part[p].end)) {
-            snprintf(errstr, errstr_size, "topic %s partition %d: watermarks unavailable",
-                     conf->topic, (int)p);
-            rc = CORE_EKAFKA;
-            goto out;
-        }
-    }
-    CORE_LOG(CORE_LOG_NOTICE,
-             "pipe: start topic=%s group=%s partitions=%d dlq=%s batch_max=%u batch_ms=%u "
-             "until_end=%d partitioner=%s on_misrouted=%s",
-             conf->topic, conf->group, np, w.dlq_topic, conf->batch_max, conf->batch_ms,
-             conf->until_end, pipe_partitioner_name(conf->partitioner),
-             conf->on_misrouted == PIPE_MISROUTED_APPLY  ? "apply"
-             : conf->on_misrouted == PIPE_MISROUTED_FAIL ? "fail"
-                                                         : "dlq");
-    batch_reset(&w);
-    w.lagging = sink->catch_up != NULL; /* a killed run may have left lag marks: tier 2 looks */
-
-    int64_t t0 = core_now_ns(), t_progress = t0;
-    rc = CORE_OK;
-    while (!*conf->stop) {
-        if (conf->until_end && !w.open && !w.lagging && all_reached(&w)) break;
-        int timeout = 200;
-        if (w.open) {
-            int64_t left = (int64_t)conf->batch_ms - (core_now_ns() - w.t_open_ns) / 1000000;
-            timeout = left < 0 ? 0 : (int)left;
-        }
-        if (w.lagging) timeout = 0; /* tier 2 has work: only take what is waiting */
-        pipe_msg m;
-        int k = pipe_consumer_poll(w.cons, timeout, &m);
-        w.t_recv_ns = core_now_ns();
-        if (!k && w.lagging) { /* nothing waiting: a tier-2 slice, ending before the batch is due */
-            int64_t budget = TIER2_SLICE_MS * 1000000ll;
-            if (w.open) { /* the slice's commit too must end before the batch is due */
-                int64_t due =
-                    w.t_open_ns + (int64_t)conf->batch_ms * 1000000 - core_now_ns() - w.t2_over_ns;
-                if (due < budget) budget = due;
-            }
-            if (budget > 0 && (rc = catch_up(&w, budget)) != CORE_OK) {
-                snprintf(errstr, errstr_size, "bucket sums catch-up: %s", core_strerror(rc));
-                break;
-            }
-        }
-        if (w.failed) {
-            rc = w.failed;
-            break;
-        }
-        if (w.recount) { /* after an assignment, before its first message */
-            int n = 0;
-            w.recount = 0;
-            if (pipe_consumer_partition_count(w.cons, conf->topic, 10000, &n) == CORE_OK &&
-                n != w.nparts) {
-                CORE_LOG(CORE_LOG_NOTICE, "pipe: partitions topic=%s was=%d now=%d", conf->topic,
-                         (int)w.nparts, n);
-                w.nparts = n;
-            }
-        }
-        if (k && m.err) {
-            if (m.err_fatal) {
-                snprintf(errstr, errstr_size, "fatal Kafka error: %s", m.errstr);
-                rc = CORE_EKAFKA;
-                break;
-            }
-            pipe_metrics_add(met, PIPE_M_KAFKA_ERRORS, 1);
-            if (w.n_kafka_err++ % 100 == 0)
-                CORE_LOG(CORE_LOG_WARNING, "pipe: consume-error partition=%d err=\"%s\" (retrying)",
-                         (int)m.partition, m.errstr);
-        } else if (k && (rc = handle(&w, &m)) != CORE_OK) {
-            if (w.why[0])
-                snprintf(errstr, errstr_size, "%s", w.why);
-            else
-                snprintf(errstr, errstr_size, "applying %s/%d@%" PRId64 ": %s", conf->topic,
-                         (int)m.partition, m.offset, core_strerror(rc));
-            break;
-        }
-        if (w.open && (w.n >= conf->batch_max ||
-                       (core_now_ns() - w.t_open_ns) / 1000000 >= (int64_t)conf->batch_ms)) {
-            if ((rc = commit_batch(&w)) != CORE_OK) {
-                snprintf(errstr, errstr_size, "batch commit: %s", core_strerror(rc));
-                break;
-            }
-            /* and a tier-2 slice, messages waiting or not (no batch is open yet): a worker that
-             * is never idle still brings the sums along, and a longer one when they fall behind
-             * (the next batch opens later: consuming yields to the sums, not the reverse) */
-            int64_t slice = sums_age_ns(&w.pend, core_now_ns()) > BEHIND_MS * 1000000ll
-                                ? TIER2_BEHIND_MS
-                                : TIER2_SLICE_MS;
-            if (w.lagging && (rc = catch_up(&w, slice * 1000000ll)) != CORE_OK) {
-                snprintf(errstr, errstr_size, "bucket sums catch-up: %s", core_strerror(rc));
-                break;
-            }
-        }
-        if (conf->progress &&
-            core_now_ns() - t_progress > (conf->progress == 2 ? 200 : 2000) * 1000000ll) {
-            progress(&w, t0, 0);
-            t_progress = core_now_ns();
-        }
-    }
-    /* Drain: the open batch commits (or aborts on a store failure), then the group is left. */
-    if (w.open) {
-        if (rc == CORE_OK) {
-            if ((rc = commit_batch(&w)) != CORE_OK)
-                snprintf(errstr, errstr_size, "final batch commit: %s", core_strerror(rc));
-        } else {
-            sink->abort(sink->ctx);
-            batch_reset(&w);
-        }
-    }
-    /* and the bucket sums: a stopped worker leaves every tier caught up (a killed one leaves lag
-     * marks, which the next run's tier 2 takes up) */
-    while (rc == CORE_OK && w.lagging && w.cons)
-        if ((rc = catch_up(&w, INT64_MAX)) != CORE_OK)
-            snprintf(errstr, errstr_size, "final bucket sums catch-up: %s", core_strerror(rc));
-    if (conf->progress) progress(&w, t0, 1);
-    CORE_LOG(CORE_LOG_NOTICE,
-             "pipe: stop reason=%s consumed=%" PRIu64 " applied=%" PRIu64 " dead_lettered=%" PRIu64
-             " misrouted=%" PRIu64 " tombstones=%" PRIu64,
-             rc            ? core_strerror(rc)
-             : *conf->stop ? "signal"
-                           : "until-end",
-             pipe_metrics_get(met, PIPE_M_CONSUMED), pipe_metrics_get(met, PIPE_M_APPLIED),
-             pipe_metrics_get(met, PIPE_M_DEAD_LETTERED),
-             pipe_metrics_get(met, PIPE_M_MISROUTED_KEY) +
-                 pipe_metrics_get(met, PIPE_M_MISROUTED_PARTITION),
-             pipe_metrics_get(met, PIPE_M_TOMBSTONES));
-out:
-    pipe_consumer_close(w.cons); /* revoke callback: nothing open by now */
-    if (w.failed && rc == CORE_OK) rc = w.failed;
-    if (w.dlq && pipe_producer_flush(w.dlq, 10000, NULL) != CORE_OK && rc == CORE_OK)
-        rc = CORE_EKAFKA;
-    pipe_producer_destroy(w.dlq);
-    pipe_props_free(&props);
-    core_free(w.part);
-    core_free(w.ts);
-    core_free(w.recv_ns);
-    core_free(w.uid);
-    core_free(w.pend.slot);
-    core_free(w.pend.ent);
-    core_free(w.hdrs);
-    return rc;
+    return worker_close(&w, &props, rc);
 }
