@@ -3,6 +3,7 @@
 #include "core_http.h"
 
 #include "core_alloc.h"
+#include "core_args.h"
 #include "core_err.h"
 #include "core_json.h"
 #include "core_log.h"
@@ -1152,6 +1153,33 @@ static void *acceptor_main(void *arg) {
 
 // ---------------------------------------------------------------------------------------------
 // Start and stop
+
+int core_http_split_addr(const char *addr, char *host, size_t cap, uint16_t *port, char *why,
+                         size_t why_size) {
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    uint64_t v;
+    char pwhy[128];
+    if (!colon || hl >= cap) goto bad;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (host[0] == '[') { /* [IPv6]:PORT */
+        if (hl < 3 || host[hl - 1] != ']') goto bad;
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    } else if (strchr(host, ':')) {
+        goto bad; /* a bare IPv6 address: its last group would read as the port */
+    }
+    if (core_scan_u64(colon + 1, 0, 65535, &v, pwhy, sizeof pwhy)) {
+        snprintf(why, why_size, "'%s': port %s", addr, pwhy);
+        return -1;
+    }
+    *port = (uint16_t)v;
+    return 0;
+bad:
+    snprintf(why, why_size, "'%s' is not HOST:PORT, [IPv6]:PORT or :PORT", addr);
+    return -1;
+}
 
 int core_http_listen_tcp(const struct sockaddr *sa, socklen_t len) {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;

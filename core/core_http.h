@@ -102,6 +102,11 @@ typedef struct core_http_conf {
     core_http_hooks hooks;
 } core_http_conf;
 
+/** @brief Split a listen address, "HOST:PORT", "[IPv6]:PORT" or ":PORT", into host (brackets
+ *  removed; "" for ":PORT") and port. A bare IPv6 address needs its brackets.
+ *  @return 0, or -1 with the reason in why. */
+int core_http_split_addr(const char *addr, char *host, size_t cap, uint16_t *port, char *why,
+                         size_t why_size);
 /** @brief A listening TCP socket on sa (SO_REUSEADDR, non-blocking, close-on-exec).
  *  @return the descriptor, or -1 with errno. */
 int core_http_listen_tcp(const struct sockaddr *sa, socklen_t len);

@@ -7,6 +7,7 @@
  */
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_http.h"
 #include "core_log.h"
 #include "enc_store.h"
 #include "mdl.h"
@@ -232,13 +233,14 @@ static int worker_run(enc_opts *o, pipe_partitioner part, pipe_misrouted on_mis)
             goto out;
         }
         /* the host as given (no host: every interface, shown as 0.0.0.0) */
-        const char *host = o->metrics, *colon = strrchr(o->metrics, ':');
-        int hl = (int)(colon - host);
-        if (!hl) host = "0.0.0.0", hl = 7;
+        char host[256], why[512];
+        uint16_t given;
+        (void)core_http_split_addr(o->metrics, host, sizeof host, &given, why, sizeof why);
+        int v6 = strchr(host, ':') != NULL;
         CORE_LOG(CORE_LOG_NOTICE,
-                 "encode: metrics url=http://%.*s:%d/metrics readyz=/readyz "
+                 "encode: metrics url=http://%s%s%s:%d/metrics readyz=/readyz "
                  "ready_max_lag=%" PRIu64,
-                 hl, host, port, o->ready_max_lag);
+                 v6 ? "[" : "", host[0] ? host : "0.0.0.0", v6 ? "]" : "", port, o->ready_max_lag);
     }
     log_config(o);
 

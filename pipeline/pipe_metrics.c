@@ -361,28 +361,19 @@ static void on_request(void *ctx, core_http_req *rq) {
 
 int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *errstr,
                        size_t errstr_size) {
-    const char *colon = strrchr(addr, ':');
-    char host[256];
-    size_t hl = colon ? (size_t)(colon - addr) : 0;
-    if (!colon || hl >= sizeof host || !colon[1]) goto bad;
-    memcpy(host, addr, hl);
-    host[hl] = 0;
-    if (host[0] == '[') { /* [IPv6]:PORT */
-        if (hl < 3 || host[hl - 1] != ']') goto bad;
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = 0;
-    } else if (strchr(host, ':')) {
-        goto bad; /* a bare IPv6 address needs brackets to tell it from the port */
+    char host[256], why[512], port[8];
+    uint16_t p;
+    if (core_http_split_addr(addr, host, sizeof host, &p, why, sizeof why)) {
+        snprintf(errstr, errstr_size, "metrics address %s", why);
+        return CORE_EINVAL;
     }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535) goto bad;
+    snprintf(port, sizeof port, "%u", (unsigned)p);
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
     if (gai) {
         snprintf(errstr, errstr_size, "metrics address %s: %s", addr, gai_strerror(gai));
         return CORE_EINVAL;
@@ -413,8 +404,4 @@ int pipe_metrics_serve(pipe_metrics *m, const char *addr, int *port_out, char *e
     if (rc) return rc;
     *port_out = core_http_port(m->httpd);
     return CORE_OK;
-bad:
-    snprintf(errstr, errstr_size, "metrics address '%s' is not HOST:PORT, [IPv6]:PORT or :PORT",
-             addr);
-    return CORE_EINVAL;
 }

@@ -13,6 +13,7 @@
  * reload cause one more reload, never a queue of them. */
 #include "core_args.h"
 #include "core_err.h"
+#include "core_http.h"
 #include "core_log.h"
 #include "rank_isa.h"
 #include "rank_serve.h"
@@ -50,17 +51,14 @@ static void raise_nofile(uint32_t max_connections, uint32_t threads) {
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-/* HOST:PORT into host and *port. @return 0, or 2 (the exit code) after a usage error's line. */
+/* HOST:PORT into host and *port; the host is required. @return 0, or 2 (the exit code) after a
+ * usage error's line. */
 static int split_host_port(const char *arg, const char *flag, char *host, size_t cap,
-                           uint64_t *port) {
-    const char *colon = strrchr(arg, ':');
-    char why[128];
-    if (!colon || colon == arg || (size_t)(colon - arg) >= cap)
-        return core_cmd_usage(&rank_serve_cmd, "%s: '%s' is not HOST:PORT", flag, arg);
-    memcpy(host, arg, (size_t)(colon - arg));
-    host[colon - arg] = '\0';
-    if (core_scan_u64(colon + 1, 0, 65535, port, why, sizeof why))
-        return core_cmd_usage(&rank_serve_cmd, "%s: port %s", flag, why);
+                           uint16_t *port) {
+    char why[256];
+    if (core_http_split_addr(arg, host, cap, port, why, sizeof why))
+        return core_cmd_usage(&rank_serve_cmd, "%s: %s", flag, why);
+    if (!host[0]) return core_cmd_usage(&rank_serve_cmd, "%s: '%s' names no host", flag, arg);
     return 0;
 }
 
@@ -157,7 +155,6 @@ int rank_cmd_serve(int argc, char **argv) {
     rank_server_conf conf;
     char host[64], admin_host[64], err[1024], token[4096], admin_sock[4096];
     const char *listen = NULL, *admin_listen = NULL, *token_file = NULL;
-    uint64_t v;
     rank_server_conf_default(&conf);
     int rc = rank_cli_isa_init(&rank_serve_cmd);
     if (rc) return rc;
@@ -213,16 +210,15 @@ int rank_cmd_serve(int argc, char **argv) {
         return core_cmd_usage(&rank_serve_cmd, "--max-connections: must be at least --threads (%u)",
                               conf.threads);
     raise_nofile(conf.max_connections, conf.threads);
-    if (split_host_port(listen, "--listen", host, sizeof host, &v)) return 2;
+    if (split_host_port(listen, "--listen", host, sizeof host, &conf.port)) return 2;
     conf.listen_host = host;
-    conf.port = (uint16_t)v;
     if (admin_listen && conf.admin_socket)
         return core_cmd_usage(&rank_serve_cmd, "--admin-socket or --admin-listen, not both");
     if (admin_listen) {
-        if (split_host_port(admin_listen, "--admin-listen", admin_host, sizeof admin_host, &v))
+        if (split_host_port(admin_listen, "--admin-listen", admin_host, sizeof admin_host,
+                            &conf.admin_port))
             return 2;
         conf.admin_host = admin_host;
-        conf.admin_port = (uint16_t)v;
     } else if (!conf.admin_socket) {
         snprintf(admin_sock, sizeof admin_sock, "%s/admin.sock", conf.store_path);
         conf.admin_socket = admin_sock;

@@ -7,6 +7,8 @@ trail_add_test(test_mdl_file SOURCES test_mdl_file.c LIBS trail_model LABELS uni
 trail_add_test(test_core_alloc SOURCES test_core_alloc.c LIBS trail_core LABELS unit)
 # JSON string bodies from any bytes: escapes, UTF-8 kept or escaped, whole cuts, read back by jansson
 trail_add_test(test_core_json SOURCES test_core_json.c LIBS trail_core PkgConfig::JANSSON LABELS unit)
+# listen addresses: HOST:PORT, [IPv6]:PORT, :PORT, and what is refused
+trail_add_test(test_core_addr SOURCES test_core_addr.c LIBS trail_core LABELS unit)
 trail_add_test(test_core_log SOURCES test_core_log.c LIBS trail_core LABELS unit)
 trail_add_test(test_core_opts SOURCES test_core_opts.c LIBS trail_core LABELS unit)
 # the output layer's JSON and text forms, the temporary tree, percentiles

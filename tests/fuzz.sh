@@ -49,7 +49,7 @@ for t in "${targets[@]}"; do
       core/core_log.c core/core_args.c core/core_cpu.c core/core_opts.c core/core_proc.c core/core_http.c core/core_json.c \
       pipeline/pipe_opts.c \
       -lrdkafka -llmdb -ljansson -lxxhash -lpthread -lm -ldl ;;
-  http) build http core/core_http.c core/core_json.c core/core_log.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
+  http) build http core/core_http.c core/core_json.c core/core_log.c core/core_args.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
   *) echo "fuzz.sh: unknown target '$t' (${all[*]})" >&2; exit 2 ;;
   esac
 done

@@ -38,6 +38,7 @@ static void test_usage(void **state) {
     assert_int_equal(run_status("--model x --store y"), 2);
     assert_int_equal(run_status("--model x --store y --listen nowhere"), 2);
     assert_int_equal(run_status("--model x --store y --listen 127.0.0.1:99999"), 2);
+    assert_int_equal(run_status("--model x --store y --listen :8080"), 2); /* no host */
     assert_int_equal(run_status("--model x --store y --listen 127.0.0.1:0 --threads 0"), 2);
     assert_int_equal(run_status("--help"), 0);
 }
