@@ -41,8 +41,7 @@ int mdl_cmd_init(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
-int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
-                     void (*extra)(FILE *out, int json)) {
+int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv, void (*extra)(core_report *r)) {
     const char *path = NULL;
     int json = 0;
     const core_opt opts[] = {CORE_OPT_NEED("model", &path, "M", "the model file"),
@@ -87,8 +86,7 @@ int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
     core_report_u64(&r, "cross", c->cross);
     core_report_u64(&r, "window", c->window); /* the training window; 0: not recorded */
     if (!json) core_report_bool(&r, "optimizer_state", m->adam_m != NULL);
-    fflush(stdout);
-    if (extra) extra(stdout, json); /* after the last field, before the object closes */
+    if (extra) extra(&r);
     core_report_end(&r);
     mdl_model_destroy(m);
     return 0;

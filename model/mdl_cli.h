@@ -4,13 +4,13 @@
 #define TRAIL_MDL_CLI_H
 
 #include "core_opts.h"
+#include "core_report.h"
 
 extern const core_cmd *const mdl_cmds[]; /* NULL-terminated */
 
 int mdl_cmd_init(int argc, char **argv);
-/** @brief `trail model info` as cmd: extra(out, json), when set, prints more fields after the
- *  last one (JSON members, each after a comma, before the object closes; or lines). */
-int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv,
-                     void (*extra)(FILE *out, int json));
+/** @brief `trail model info` as cmd: extra, when set, adds fields to the report after the
+ *  model's own. */
+int mdl_cmd_info_ext(const core_cmd *cmd, int argc, char **argv, void (*extra)(core_report *r));
 
 #endif

@@ -228,28 +228,17 @@ int rank_isa_openblas_check(char *warning, size_t size) {
     return 1;
 }
 
-void rank_isa_describe(FILE *out, int json) {
+void rank_isa_describe(core_report *r) {
     rank_isa isa = rank_isa_current();
-    char avail[160] = "";
-    for (int j = 0; j < RANK_ISA_COUNT; j++)
-        if (rank_isa_available((rank_isa)j)) {
-            size_t n = strlen(avail);
-            snprintf(avail + n, sizeof avail - n, json ? "%s\"%s\"" : "%s%s", n ? "," : "",
-                     g_names[j]);
-        }
     const char *src = getenv("TRAIL_ISA") && *getenv("TRAIL_ISA") ? "TRAIL_ISA" : "best";
     /* (an --isa flag forces the path too; the source then still reads "best" or TRAIL_ISA) */
-    if (json)
-        fprintf(out,
-                ",\"serving_isa\":\"%s\",\"serving_precision\":\"%s\",\"isa_source\":\"%s\","
-                "\"isa_available\":[%s],\"cpu_features\":\"%s\",\"openblas_core\":\"%s\"",
-                rank_isa_name(isa), rank_isa_precision(isa), src, avail, core_cpu_features(),
-                rank_blas_corename());
-    else
-        fprintf(out,
-                "  serving path on this machine: %s (%s; %s)\n  paths this CPU runs: %s\n  CPU "
-                "features: %s\n  OpenBLAS core (training, fp32 path): %s\n",
-                rank_isa_name(isa), rank_isa_precision(isa),
-                !strcmp(src, "best") ? "the best it runs" : "set by TRAIL_ISA", avail,
-                core_cpu_features(), rank_blas_corename());
+    core_report_str(r, "serving_isa", rank_isa_name(isa));
+    core_report_str(r, "serving_precision", rank_isa_precision(isa));
+    core_report_str(r, "isa_source", src);
+    core_report_arr(r, "isa_available");
+    for (int j = 0; j < RANK_ISA_COUNT; j++)
+        if (rank_isa_available((rank_isa)j)) core_report_str(r, NULL, g_names[j]);
+    core_report_close(r);
+    core_report_str(r, "cpu_features", core_cpu_features());
+    core_report_str(r, "openblas_core", rank_blas_corename());
 }

@@ -27,6 +27,8 @@
 #ifndef TRAIL_RANK_ISA_H
 #define TRAIL_RANK_ISA_H
 
+#include "core_report.h"
+
 #include <stddef.h>
 #include <stdio.h>
 
@@ -79,9 +81,9 @@ int rank_isa_init(char *err, size_t err_size);
  */
 int rank_isa_force(const char *name, char *err, size_t err_size);
 
-/** @brief The serving path this process would use and why, for `trail model info`, `bench rank`
- *  and logs: JSON members (",\"serving_isa\":...", to follow others) or text lines. */
-void rank_isa_describe(FILE *out, int json);
+/** @brief The serving path this process would use and why, the paths this CPU runs, its features
+ *  and OpenBLAS's core, as fields of r (`trail model info`). */
+void rank_isa_describe(core_report *r);
 
 /** @brief OpenBLAS's chosen core name, and whether it looks like a worse guess than this CPU
  *  allows (an SSE-era core on an AVX2 or AVX-512 machine). When it does, *warning holds one line
