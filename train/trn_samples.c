@@ -110,38 +110,24 @@ static void user_index(const trn_data *d, uint64_t uid, uint32_t *out) {
 
 // ---------------------------------------------------------------------------------------------
 
-int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data_conf *conf,
-                   char *err, size_t err_size) {
-    trn_data *d = core_calloc(1, sizeof *d);
-    ev_key *keys = NULL;
-    s_key *sk = NULL;
-    id_count *items = NULL;
-    double *cdf = NULL;
-    size_t nk = 0, n_imp = 0, n_items = 0, ns = 0;
-    int rc = CORE_ENOMEM;
-    if (!d) return CORE_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        n_imp += (ev[i].flags & SCH_F_LABEL) != 0;
-    d->protocol = conf->protocol != TRN_PROTO_AUTO ? conf->protocol
-                  : n_imp                          ? TRN_PROTO_IMPRESSIONS
-                                                   : TRN_PROTO_NEXT;
-    uint32_t k = d->protocol == TRN_PROTO_TAOBAO ? 1 : conf->negatives;
-
-    /* users of every event; behaviors grouped by user, each user's in (ts, file order) */
-    keys = core_malloc(sizeof(ev_key) * (n ? n : 1));
-    if (!keys) goto fail;
+/* Users of every event into d->user_id; behaviors grouped by user into d->beh, each user's in (ts,
+ * file order). nk: the behaviors among the n events. *keys_out (the caller frees it) then lists
+ * the behaviors' keys, aligned with d->beh: the next-behavior labeler reads their file order. */
+static int group_behaviors(trn_data *d, const sch_event *ev, size_t n, size_t nk,
+                           ev_key **keys_out) {
+    ev_key *keys = *keys_out = core_malloc(sizeof(ev_key) * (n ? n : 1));
+    if (!keys) return CORE_ENOMEM;
     for (size_t i = 0; i < n; i++)
         keys[i] = (ev_key){ev[i].user_id, ev[i].ts, i};
     qsort(keys, n, sizeof *keys, by_user_ts);
-    nk = n - n_imp;
     d->beh = core_malloc(sizeof(sch_behavior) * (nk ? nk : 1));
-    if (!d->beh) goto fail;
+    if (!d->beh) return CORE_ENOMEM;
     uint32_t nu = 0;
     for (size_t i = 0; i < n; i++)
         nu += i == 0 || keys[i].user != keys[i - 1].user;
     d->user_id = core_malloc(sizeof(uint64_t) * (nu ? nu : 1));
     d->beh_start = core_malloc(sizeof(size_t) * (nu + 1));
-    if (!d->user_id || !d->beh_start) goto fail;
+    if (!d->user_id || !d->beh_start) return CORE_ENOMEM;
     d->n_users = 0;
     size_t nb = 0, nbk = 0;
     for (size_t i = 0; i < n; i++) {
@@ -156,96 +142,173 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
     }
     d->beh_start[d->n_users] = nb;
     d->n_beh = nb;
+    return CORE_OK;
+}
 
-    if (d->protocol == TRN_PROTO_IMPRESSIONS) {
-        sk = core_malloc(sizeof(s_key) * (n_imp ? n_imp : 1));
-        if (!sk) goto fail;
-        for (size_t i = 0; i < n; i++) {
-            const sch_event *e = &ev[i];
-            if (!(e->flags & SCH_F_LABEL)) continue;
-            uint32_t u = 0;
-            trn_sample s = {0};
-            user_index(d, e->user_id, &u); /* every event's user is listed */
-            s.user = u;
-            s.hist = count_before(d->beh + d->beh_start[u], d->beh_start[u + 1] - d->beh_start[u],
-                                  e->ts);
-            s.ts = e->ts;
-            s.item_id = e->item_id;
-            s.category_id = e->category_id;
-            s.label = e->label;
-            s.has_prob = (e->flags & SCH_F_PROB) != 0;
-            s.prob = s.has_prob ? e->prob : NAN;
-            sk[ns++] = (s_key){e->ts, i, 0, 0, s};
-        }
-    } else {
-        /* global popularity: behavior counts per item, each item with its first-seen category */
-        items = core_malloc(sizeof(id_count) * (nk ? nk : 1));
-        if (!items) goto fail;
-        for (size_t i = 0; i < n; i++)
-            if (!(ev[i].flags & SCH_F_LABEL))
-                items[n_items++] = (id_count){ev[i].item_id, ev[i].category_id, 1};
-        qsort(items, n_items, sizeof *items, by_item);
-        size_t m = 0;
-        for (size_t i = 0; i < n_items; i++) {
-            if (m && items[m - 1].item == items[i].item)
-                items[m - 1].count++;
+/* impressions: a sample per labeled event (n_imp of the n), its history the user's behaviors
+ * before it. *sk_out: the caller frees it. */
+static int label_impressions(const trn_data *d, const sch_event *ev, size_t n, size_t n_imp,
+                             s_key **sk_out, size_t *ns) {
+    s_key *sk = *sk_out = core_malloc(sizeof(s_key) * (n_imp ? n_imp : 1));
+    if (!sk) return CORE_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const sch_event *e = &ev[i];
+        if (!(e->flags & SCH_F_LABEL)) continue;
+        uint32_t u = 0;
+        trn_sample s = {0};
+        user_index(d, e->user_id, &u); /* every event's user is listed */
+        s.user = u;
+        s.hist =
+            count_before(d->beh + d->beh_start[u], d->beh_start[u + 1] - d->beh_start[u], e->ts);
+        s.ts = e->ts;
+        s.item_id = e->item_id;
+        s.category_id = e->category_id;
+        s.label = e->label;
+        s.has_prob = (e->flags & SCH_F_PROB) != 0;
+        s.prob = s.has_prob ? e->prob : NAN;
+        sk[(*ns)++] = (s_key){e->ts, i, 0, 0, s};
+    }
+    return CORE_OK;
+}
+
+/* The negatives' distribution: the global popularity, behavior counts per item, each item with its
+ * first-seen category. */
+typedef struct popularity {
+    id_count *items; /* (n) by item */
+    size_t n;
+    double *cdf; /* (n) the counts' running sums */
+    double acc;  /* all behaviors */
+} popularity;
+
+static void popularity_free(popularity *p) {
+    core_free(p->items);
+    core_free(p->cdf);
+}
+
+/* From the nk behaviors among the n events. */
+static int popularity_build(popularity *p, const sch_event *ev, size_t n, size_t nk) {
+    id_count *items = p->items = core_malloc(sizeof(id_count) * (nk ? nk : 1));
+    size_t n_items = 0;
+    if (!items) return CORE_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(ev[i].flags & SCH_F_LABEL))
+            items[n_items++] = (id_count){ev[i].item_id, ev[i].category_id, 1};
+    qsort(items, n_items, sizeof *items, by_item);
+    size_t m = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        if (m && items[m - 1].item == items[i].item)
+            items[m - 1].count++;
+        else
+            items[m++] = items[i];
+    }
+    n_items = p->n = m;
+    for (size_t i = n; i-- > 0;) { /* overwrite with the earliest occurrence's category */
+        if (ev[i].flags & SCH_F_LABEL) continue;
+        id_count key = {ev[i].item_id, 0, 0};
+        id_count *it = bsearch(&key, items, n_items, sizeof *items, by_item);
+        it->cat = ev[i].category_id;
+    }
+    p->cdf = core_malloc(sizeof(double) * (n_items ? n_items : 1));
+    if (!p->cdf) return CORE_ENOMEM;
+    double acc = 0;
+    for (size_t i = 0; i < n_items; i++)
+        p->cdf[i] = acc += (double)items[i].count;
+    p->acc = acc;
+    return CORE_OK;
+}
+
+/* A negative for a positive of item: an index into p->items drawn by popularity, redrawn (up to
+ * 16 draws) while it is the positive's item. */
+static size_t draw_negative(const popularity *p, core_rng *rng, uint64_t item) {
+    size_t pick = 0;
+    for (int tries = 0; tries < 16; tries++) {
+        double x = core_rng_uniform(rng) * p->acc;
+        size_t lo = 0, hi = p->n - 1;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (p->cdf[mid] > x)
+                hi = mid;
             else
-                items[m++] = items[i];
+                lo = mid + 1;
         }
-        n_items = m;
-        for (size_t i = n; i-- > 0;) { /* overwrite with the earliest occurrence's category */
-            if (ev[i].flags & SCH_F_LABEL) continue;
-            id_count key = {ev[i].item_id, 0, 0};
-            id_count *it = bsearch(&key, items, n_items, sizeof *items, by_item);
-            it->cat = ev[i].category_id;
-        }
-        cdf = core_malloc(sizeof(double) * (n_items ? n_items : 1));
-        if (!cdf) goto fail;
-        double acc = 0;
-        for (size_t i = 0; i < n_items; i++)
-            cdf[i] = acc += (double)items[i].count;
-        size_t npos = nk;
-        sk = core_malloc(sizeof(s_key) * (npos * (1 + k) + 1));
-        if (!sk) goto fail;
-        core_rng rng;
-        core_rng_seed(&rng, conf->seed ^ 0x5A3E1E5ull);
-        for (uint32_t u = 0; u < d->n_users; u++) {
-            const sch_behavior *b = d->beh + d->beh_start[u];
-            size_t len = d->beh_start[u + 1] - d->beh_start[u];
-            for (size_t j = 1; j < len; j++) {
-                trn_sample s = {0};
-                s.user = u;
-                s.hist = count_before(b, len, b[j].ts);
-                s.ts = b[j].ts;
-                s.item_id = b[j].item_id;
-                s.category_id = b[j].category_id;
-                s.label = 1;
-                s.prob = NAN;
-                size_t src = keys[d->beh_start[u] + j].idx;
-                sk[ns++] = (s_key){s.ts, src, 0, 0, s};
-                for (uint32_t q = 0; q < k; q++) {
-                    size_t pick = 0;
-                    for (int tries = 0; tries < 16; tries++) {
-                        double x = core_rng_uniform(&rng) * acc;
-                        size_t lo = 0, hi = n_items - 1;
-                        while (lo < hi) {
-                            size_t mid = (lo + hi) / 2;
-                            if (cdf[mid] > x)
-                                hi = mid;
-                            else
-                                lo = mid + 1;
-                        }
-                        pick = lo;
-                        if (items[pick].item != s.item_id) break;
-                    }
-                    trn_sample neg = s;
-                    neg.item_id = items[pick].item;
-                    neg.category_id = items[pick].cat;
-                    neg.label = 0;
-                    sk[ns++] = (s_key){s.ts, src, q + 1, 0, neg};
-                }
+        pick = lo;
+        if (p->items[pick].item != item) break;
+    }
+    return pick;
+}
+
+/* next (and taobao): every behavior after a user's first (nk behaviors in d, keys aligned with
+ * them) is a positive, with k negatives drawn from pop, each with its item's category.
+ * *sk_out: the caller frees it. */
+static int label_next(const trn_data *d, const ev_key *keys, size_t nk, const popularity *pop,
+                      uint32_t k, uint64_t seed, s_key **sk_out, size_t *ns) {
+    s_key *sk = *sk_out = core_malloc(sizeof(s_key) * (nk * (1 + k) + 1));
+    if (!sk) return CORE_ENOMEM;
+    core_rng rng;
+    core_rng_seed(&rng, seed ^ 0x5A3E1E5ull);
+    for (uint32_t u = 0; u < d->n_users; u++) {
+        const sch_behavior *b = d->beh + d->beh_start[u];
+        size_t len = d->beh_start[u + 1] - d->beh_start[u];
+        for (size_t j = 1; j < len; j++) {
+            trn_sample s = {0};
+            s.user = u;
+            s.hist = count_before(b, len, b[j].ts);
+            s.ts = b[j].ts;
+            s.item_id = b[j].item_id;
+            s.category_id = b[j].category_id;
+            s.label = 1;
+            s.prob = NAN;
+            size_t src = keys[d->beh_start[u] + j].idx;
+            sk[(*ns)++] = (s_key){s.ts, src, 0, 0, s};
+            for (uint32_t q = 0; q < k; q++) {
+                size_t pick = draw_negative(pop, &rng, s.item_id);
+                trn_sample neg = s;
+                neg.item_id = pop->items[pick].item;
+                neg.category_id = pop->items[pick].cat;
+                neg.label = 0;
+                sk[(*ns)++] = (s_key){s.ts, src, q + 1, 0, neg};
             }
         }
+    }
+    return CORE_OK;
+}
+
+/* The ns samples into d->samples sorted by (ts, file order), and the splits. */
+static int samples_sort_split(trn_data *d, s_key *sk, size_t ns, const trn_data_conf *conf) {
+    qsort(sk, ns, sizeof *sk, by_time);
+    d->samples = core_malloc(sizeof(trn_sample) * ns);
+    if (!d->samples) return CORE_ENOMEM;
+    for (size_t i = 0; i < ns; i++)
+        d->samples[i] = sk[i].s;
+    d->n_samples = ns;
+    d->split[0] = (size_t)((double)ns * conf->train_frac);
+    d->split[1] = (size_t)((double)ns * (conf->train_frac + conf->valid_frac));
+    if (d->split[1] > ns) d->split[1] = ns;
+    return CORE_OK;
+}
+
+int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data_conf *conf,
+                   char *err, size_t err_size) {
+    trn_data *d = core_calloc(1, sizeof *d);
+    ev_key *keys = NULL;
+    s_key *sk = NULL;
+    popularity pop = {0};
+    size_t n_imp = 0, ns = 0;
+    int rc = CORE_ENOMEM;
+    if (!d) return CORE_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        n_imp += (ev[i].flags & SCH_F_LABEL) != 0;
+    d->protocol = conf->protocol != TRN_PROTO_AUTO ? conf->protocol
+                  : n_imp                          ? TRN_PROTO_IMPRESSIONS
+                                                   : TRN_PROTO_NEXT;
+    uint32_t k = d->protocol == TRN_PROTO_TAOBAO ? 1 : conf->negatives;
+    size_t nk = n - n_imp;
+    if (group_behaviors(d, ev, n, nk, &keys)) goto fail;
+    if (d->protocol == TRN_PROTO_IMPRESSIONS) {
+        if (label_impressions(d, ev, n, n_imp, &sk, &ns)) goto fail;
+    } else if (popularity_build(&pop, ev, n, nk) ||
+               label_next(d, keys, nk, &pop, k, conf->seed, &sk, &ns)) {
+        goto fail;
     }
     if (ns == 0) {
         snprintf(err, err_size, "protocol %s: no samples (%zu behaviors, %zu impressions)",
@@ -253,27 +316,15 @@ int trn_data_build(trn_data **out, const sch_event *ev, size_t n, const trn_data
         rc = CORE_EINVAL;
         goto fail;
     }
-    qsort(sk, ns, sizeof *sk, by_time);
-    d->samples = core_malloc(sizeof(trn_sample) * ns);
-    if (!d->samples) goto fail;
-    for (size_t i = 0; i < ns; i++)
-        d->samples[i] = sk[i].s;
-    d->n_samples = ns;
-    d->split[0] = (size_t)((double)ns * conf->train_frac);
-    d->split[1] = (size_t)((double)ns * (conf->train_frac + conf->valid_frac));
-    if (d->split[1] > ns) d->split[1] = ns;
-    core_free(keys);
-    core_free(sk);
-    core_free(items);
-    core_free(cdf);
+    if (samples_sort_split(d, sk, ns, conf)) goto fail;
     *out = d;
-    return CORE_OK;
+    d = NULL;
+    rc = CORE_OK;
 fail:
     if (rc == CORE_ENOMEM) snprintf(err, err_size, "samples: out of memory");
     core_free(keys);
     core_free(sk);
-    core_free(items);
-    core_free(cdf);
+    popularity_free(&pop);
     trn_data_destroy(d);
     return rc;
 }
