@@ -146,6 +146,17 @@ static int check_model(rank_server *srv, const mdl_model *m, const char *path, c
     return CORE_OK;
 }
 
+/* The model at path, if it passes check_model (else nothing is left loaded). */
+static int model_load_checked(rank_server *srv, const char *path, mdl_model **out, char *err,
+                              size_t cap) {
+    int rc = mdl_model_load(out, path, err, cap);
+    if (rc == CORE_OK && (rc = check_model(srv, *out, path, err, cap)) != CORE_OK) {
+        mdl_model_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* Takes ownership of m (freed on failure too); path is the file it came from. */
 static int served_new(served_model **out, rank_server *srv, mdl_model *m, const char *path,
                       char *err, size_t cap) {
@@ -215,11 +226,7 @@ static int reload(rank_server *srv, const char *path, char version[17], char *er
     }
     const char *p = path ? path : srv->model_path;
     int64_t t0 = core_now_ns();
-    if ((rc = mdl_model_load(&m, p, errstr, errstr_size))) goto fail;
-    if ((rc = check_model(srv, m, p, errstr, errstr_size))) {
-        mdl_model_destroy(m);
-        goto fail;
-    }
+    if ((rc = model_load_checked(srv, p, &m, errstr, errstr_size))) goto fail;
     if (path && !(new_path = core_strdup(path))) {
         mdl_model_destroy(m);
         rc = CORE_ENOMEM;
@@ -1049,12 +1056,9 @@ static int logs_open(rank_server *srv, char *err, size_t cap) {
     return CORE_OK;
 }
 
-int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
+/* The checks of conf that need nothing opened; sa: the public listener's address. */
+static int conf_check(const rank_server_conf *conf, struct sockaddr_in *sa, char *errstr,
                       size_t errstr_size) {
-    rank_server *srv = NULL;
-    mdl_model *m = NULL;
-    int rc = CORE_ENOMEM;
-    struct sockaddr_in sa;
     if (!conf->model_path || (!conf->store && !conf->store_path) || !conf->threads ||
         conf->threads > 1024 || !conf->max_candidates || conf->max_body < 64 ||
         conf->max_connections < conf->threads || !conf->read_timeout_s) {
@@ -1063,10 +1067,10 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
                  "max_body >= 64, max_connections >= threads and read_timeout_s > 0");
         return CORE_EINVAL;
     }
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(conf->port);
-    if (inet_pton(AF_INET, conf->listen_host ? conf->listen_host : "127.0.0.1", &sa.sin_addr) !=
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(conf->port);
+    if (inet_pton(AF_INET, conf->listen_host ? conf->listen_host : "127.0.0.1", &sa->sin_addr) !=
         1) {
         snprintf(errstr, errstr_size, "serve: listen address '%s' is not an IPv4 address",
                  conf->listen_host);
@@ -1097,6 +1101,109 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
             return CORE_EINVAL;
         }
     }
+    return CORE_OK;
+}
+
+static int out_of_memory(char *errstr, size_t errstr_size) {
+    snprintf(errstr, errstr_size, "serve: out of memory");
+    return CORE_ENOMEM;
+}
+
+/* The store: the caller's, or opened here; the window and recent sizes conf leaves 0 are the
+ * store's. */
+static int store_open(rank_server *srv, char *errstr, size_t errstr_size) {
+    const rank_server_conf *conf = &srv->conf;
+    int rc;
+    if (conf->store) {
+        srv->st = conf->store;
+    } else {
+        enc_store_conf ec;
+        enc_store_conf_default(&ec);
+        ec.path = conf->store_path;
+        ec.window = conf->window;
+        ec.recent = conf->recent;
+        ec.must_exist = !conf->create_store; /* a mistyped --store is refused */
+        if ((rc = enc_store_open(&srv->st, &ec, errstr, errstr_size))) return rc;
+        srv->own_store = 1;
+    }
+    /* 0 means "as the store was created"; a size that differs was refused by enc_store_open */
+    if (!srv->conf.window) srv->conf.window = enc_store_window(srv->st);
+    if (!srv->conf.recent) srv->conf.recent = enc_store_recent(srv->st);
+    return CORE_OK;
+}
+
+/* The compute path (ISA, precision, OpenBLAS core), in the metrics and the log. */
+static void compute_path_report(rank_server *srv) {
+    rank_isa isa = rank_isa_current();
+    char warning[512];
+    rank_metrics_set_isa(srv->mt, rank_isa_name(isa), rank_isa_precision(isa), core_cpu_features(),
+                         rank_isa_openblas_core());
+    CORE_LOG(CORE_LOG_NOTICE,
+             "serve: compute path isa=%s precision=%s cpu_features=\"%s\" openblas_core=%s",
+             rank_isa_name(isa), rank_isa_precision(isa), core_cpu_features(),
+             rank_isa_openblas_core());
+    if (rank_isa_openblas_check(warning, sizeof warning))
+        CORE_LOG(CORE_LOG_WARNING, "serve: %s", warning);
+}
+
+/* One worker slot per HTTP thread: a store reader, a request, the window, scores and body. What
+ * was allocated before a failure is freed by rank_server_stop. */
+static int slots_new(rank_server *srv, char *errstr, size_t errstr_size) {
+    const rank_server_conf *conf = &srv->conf;
+    int rc;
+    if (!(srv->slots = core_calloc(conf->threads, sizeof *srv->slots)))
+        return out_of_memory(errstr, errstr_size);
+    for (uint32_t i = 0; i < conf->threads; i++) {
+        worker_slot *ws = &srv->slots[i];
+        if ((rc = enc_reader_new(srv->st, &ws->rd))) {
+            snprintf(errstr, errstr_size, "serve: store reader: %s", core_strerror(rc));
+            return rc;
+        }
+        if (rank_request_new(&ws->rq, conf->max_candidates, RANK_REQ_MAX_DENSE) ||
+            !(ws->window = core_malloc(((size_t)conf->window + 1) * sizeof(sch_behavior))) ||
+            !(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float))))
+            return out_of_memory(errstr, errstr_size);
+        ws->out_cap = (size_t)conf->max_candidates * 20 + 128; // "%.9g," is at most 16 bytes
+        if (!(ws->out = core_malloc(ws->out_cap))) return out_of_memory(errstr, errstr_size);
+    }
+    return CORE_OK;
+}
+
+/* A warning when the open-file limit would stop accepting before max_connections. */
+static void nofile_check(const rank_server_conf *conf) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)conf->max_connections + conf->threads + 32)
+        CORE_LOG(CORE_LOG_WARNING,
+                 "serve: max_connections=%u but the open-file limit is %llu: accepting will "
+                 "fail before the connection limit is reached (raise ulimit -n)",
+                 conf->max_connections, (unsigned long long)rl.rlim_cur);
+}
+
+/* The public listener on sa. */
+static int public_start(rank_server *srv, const struct sockaddr_in *sa, char *errstr,
+                        size_t errstr_size) {
+    const rank_server_conf *conf = &srv->conf;
+    int rc, lfd = core_http_listen_tcp((const struct sockaddr *)sa, sizeof *sa);
+    if (lfd < 0) {
+        snprintf(errstr, errstr_size, "serve: cannot listen on %s:%u: %s",
+                 conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port, strerror(errno));
+        return CORE_EIO;
+    }
+    core_http_conf hc;
+    http_conf(srv, &srv->pub, &hc);
+    if ((rc = core_http_start(&srv->http, lfd, &hc, errstr, errstr_size))) return rc;
+    srv->port = core_http_port(srv->http);
+    return CORE_OK;
+}
+
+int rank_server_start(rank_server **out, const rank_server_conf *conf, char *errstr,
+                      size_t errstr_size) {
+    rank_server *srv = NULL;
+    mdl_model *m = NULL;
+    struct sockaddr_in sa;
+    int rc = conf_check(conf, &sa, errstr, errstr_size);
+    if (rc) return rc;
     if (!(srv = core_calloc(1, sizeof *srv))) goto oom;
     srv->conf = *conf;
     srv->access_fd = -1;
@@ -1110,86 +1217,19 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     if (!(srv->model_path = core_strdup(conf->model_path))) goto oom;
     if (conf->admin_socket && !(srv->admin_path = core_strdup(conf->admin_socket))) goto oom;
     if (conf->admin_token && !(srv->admin_token = core_strdup(conf->admin_token))) goto oom;
-    if ((rc = rank_metrics_new(&srv->mt))) goto oom;
+    if (rank_metrics_new(&srv->mt)) goto oom;
     if ((rc = logs_open(srv, errstr, errstr_size))) goto fail;
-    if (conf->store) {
-        srv->st = conf->store;
-    } else {
-        enc_store_conf ec;
-        enc_store_conf_default(&ec);
-        ec.path = conf->store_path;
-        ec.window = conf->window;
-        ec.recent = conf->recent;
-        ec.must_exist = !conf->create_store; /* a mistyped --store is refused */
-        if ((rc = enc_store_open(&srv->st, &ec, errstr, errstr_size))) goto fail;
-        srv->own_store = 1;
-    }
-    /* 0 means "as the store was created"; a size that differs was refused by enc_store_open */
-    if (!srv->conf.window) srv->conf.window = enc_store_window(srv->st);
-    if (!srv->conf.recent) srv->conf.recent = enc_store_recent(srv->st);
+    if ((rc = store_open(srv, errstr, errstr_size))) goto fail;
     // the model, checked against the store, with its scratch
-    if ((rc = mdl_model_load(&m, srv->model_path, errstr, errstr_size))) goto fail;
-    if ((rc = check_model(srv, m, srv->model_path, errstr, errstr_size))) {
-        mdl_model_destroy(m);
-        goto fail;
-    }
+    if ((rc = model_load_checked(srv, srv->model_path, &m, errstr, errstr_size))) goto fail;
     if ((rc = served_new(&srv->cur, srv, m, srv->model_path, errstr, errstr_size))) goto fail;
     char variant[96];
     mdl_variant_str(&m->cfg, variant, sizeof variant);
     rank_metrics_set_model(srv->mt, srv->cur->version, srv->cur->enc_version, variant);
-    {
-        rank_isa isa = rank_isa_current();
-        char warning[512];
-        rank_metrics_set_isa(srv->mt, rank_isa_name(isa), rank_isa_precision(isa),
-                             core_cpu_features(), rank_isa_openblas_core());
-        CORE_LOG(CORE_LOG_NOTICE,
-                 "serve: compute path isa=%s precision=%s cpu_features=\"%s\" openblas_core=%s",
-                 rank_isa_name(isa), rank_isa_precision(isa), core_cpu_features(),
-                 rank_isa_openblas_core());
-        if (rank_isa_openblas_check(warning, sizeof warning))
-            CORE_LOG(CORE_LOG_WARNING, "serve: %s", warning);
-    }
-    // worker slots
-    rc = CORE_ENOMEM;
-    if (!(srv->slots = core_calloc(conf->threads, sizeof *srv->slots))) goto oom;
-    for (uint32_t i = 0; i < conf->threads; i++) {
-        worker_slot *ws = &srv->slots[i];
-        if ((rc = enc_reader_new(srv->st, &ws->rd))) {
-            snprintf(errstr, errstr_size, "serve: store reader: %s", core_strerror(rc));
-            goto fail;
-        }
-        if ((rc = rank_request_new(&ws->rq, conf->max_candidates, RANK_REQ_MAX_DENSE))) goto oom;
-        rc = CORE_ENOMEM;
-        if (!(ws->window = core_malloc(((size_t)srv->conf.window + 1) * sizeof(sch_behavior))))
-            goto oom;
-        if (!(ws->scores = core_malloc(((size_t)conf->max_candidates + 1) * sizeof(float))))
-            goto oom;
-        ws->out_cap = (size_t)conf->max_candidates * 20 + 128; // "%.9g," is at most 16 bytes
-        if (!(ws->out = core_malloc(ws->out_cap))) goto oom;
-    }
-    {
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-            rl.rlim_cur < (rlim_t)conf->max_connections + conf->threads + 32)
-            CORE_LOG(CORE_LOG_WARNING,
-                     "serve: max_connections=%u but the open-file limit is %llu: accepting will "
-                     "fail before the connection limit is reached (raise ulimit -n)",
-                     conf->max_connections, (unsigned long long)rl.rlim_cur);
-    }
-    {
-        int lfd = core_http_listen_tcp((struct sockaddr *)&sa, sizeof sa);
-        if (lfd < 0) {
-            rc = CORE_EIO;
-            snprintf(errstr, errstr_size, "serve: cannot listen on %s:%u: %s",
-                     conf->listen_host ? conf->listen_host : "127.0.0.1", conf->port,
-                     strerror(errno));
-            goto fail;
-        }
-        core_http_conf hc;
-        http_conf(srv, &srv->pub, &hc);
-        if ((rc = core_http_start(&srv->http, lfd, &hc, errstr, errstr_size))) goto fail;
-        srv->port = core_http_port(srv->http);
-    }
+    compute_path_report(srv);
+    if ((rc = slots_new(srv, errstr, errstr_size))) goto fail;
+    nofile_check(conf);
+    if ((rc = public_start(srv, &sa, errstr, errstr_size))) goto fail;
     CORE_LOG(CORE_LOG_NOTICE,
              "serve: listening addr=%s:%u threads=%u model=%s model_version=%s encoding_version=%s "
              "variant=%s max_candidates=%u max_body=%zu max_connections=%u "
@@ -1204,8 +1244,7 @@ int rank_server_start(rank_server **out, const rank_server_conf *conf, char *err
     *out = srv;
     return CORE_OK;
 oom:
-    rc = CORE_ENOMEM;
-    snprintf(errstr, errstr_size, "serve: out of memory");
+    rc = out_of_memory(errstr, errstr_size);
 fail:
     rank_server_stop(srv);
     return rc;
