@@ -609,24 +609,23 @@ static int check_not_truncated(enc_store *st, const char *path, char *errstr, si
     return CORE_ESTORE;
 }
 
-int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
-    MDB_txn *txn = NULL;
-    int rc, dead = 0;
-    const char *what = "";
-    if (!conf->path || (conf->window && conf->recent > conf->window) || conf->map_size < 65536 ||
-        conf->map_max < conf->map_size) {
-        snprintf(errstr, errstr_size,
-                 "store conf: need a path, recent <= window, "
-                 "map_size >= 64 KiB and map_max >= map_size");
-        return CORE_EINVAL;
-    }
+/* "store PATH: lmdb WHAT: why" for an LMDB step of the open that failed with rc; returns rc. */
+static int open_failed(char *errstr, size_t errstr_size, const char *path, const char *what,
+                       int rc) {
+    snprintf(errstr, errstr_size, "store %s: lmdb %s: %s", path, what,
+             rc == CORE_EFORMAT ? "meta value of the wrong size" : store_strerror(rc));
+    return rc;
+}
+
+/* A handle with conf's settings, nothing opened yet; NULL without memory. */
+static enc_store *store_new(const enc_store_conf *conf) {
     enc_store *st = core_calloc(1, sizeof *st);
-    if (!st) return CORE_ENOMEM;
+    if (!st) return NULL;
     st->lock_fd = -1;
     st->path = core_strdup(conf->path);
     if (!st->path) {
         core_free(st);
-        return CORE_ENOMEM;
+        return NULL;
     }
     st->map_size = conf->map_size;
     st->map_max = conf->map_max;
@@ -634,6 +633,12 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
     st->recent = conf->recent;
     st->durable = conf->durable;
     st->defer_sums = conf->defer_sums;
+    return st;
+}
+
+/* The store's directory: one that must hold a store already (conf->must_exist) is checked, a
+ * missing one made; a writer takes its lock there. */
+static int store_dir(enc_store *st, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
     if (conf->must_exist) {
         char dpath[4096];
         struct stat dsb;
@@ -643,160 +648,212 @@ int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, si
                      "store %s: no store there (%s: %s); name an existing store (one that "
                      "trail encode wrote)",
                      conf->path, dpath, strerror(errno));
-            enc_store_close(st);
             return CORE_ENOTFOUND;
         }
     }
     if (mkdir(conf->path, 0775) != 0 && errno != EEXIST) {
         snprintf(errstr, errstr_size, "store %s: mkdir: %s", conf->path, strerror(errno));
-        enc_store_close(st);
         return CORE_EIO;
     }
-    if (conf->writer && (rc = writer_lock(st, errstr, errstr_size))) { /* before LMDB touches it */
-        enc_store_close(st);
-        return rc;
-    }
-    lmdb_forget();
-    what = "env";
+    if (conf->writer) return writer_lock(st, errstr, errstr_size); /* before LMDB touches it */
+    return CORE_OK;
+}
+
+/* The LMDB environment: created with the map size, opened (refused if data.mdb was cut short),
+ * its stale readers cleared. */
+static int env_open(enc_store *st, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
+    int rc, dead = 0;
     if ((rc = lmdb_err(mdb_env_create(&st->env), "mdb_env_create")) ||
         (rc = lmdb_err(mdb_env_set_maxdbs(st->env, 10), "mdb_env_set_maxdbs")) ||
         (rc = lmdb_err(mdb_env_set_mapsize(st->env, st->map_size), "mdb_env_set_mapsize")))
-        goto fail;
+        return open_failed(errstr, errstr_size, conf->path, "env", rc);
     unsigned flags = MDB_NOTLS | (conf->durable ? 0 : MDB_NOSYNC);
-    what = "open";
-    if ((rc = lmdb_err(mdb_env_open(st->env, conf->path, flags, 0664), "mdb_env_open"))) goto fail;
-    if ((rc = check_not_truncated(st, conf->path, errstr, errstr_size))) goto out;
+    if ((rc = lmdb_err(mdb_env_open(st->env, conf->path, flags, 0664), "mdb_env_open")))
+        return open_failed(errstr, errstr_size, conf->path, "open", rc);
+    if ((rc = check_not_truncated(st, conf->path, errstr, errstr_size))) return rc;
     (void)mdb_reader_check(st->env, &dead); /* best effort, as in each commit */
     if (dead)
         CORE_LOG(CORE_LOG_NOTICE, "enc_store: cleared stale readers path=%s n=%d", conf->path,
                  dead);
-    what = "dbi";
-    if ((rc = txn_begin(st, 0, &txn))) goto fail;
+    return CORE_OK;
+}
+
+/* The open's write transaction into *txn, and the store's named databases in it. */
+static int dbis_open(enc_store *st, const char *path, MDB_txn **txn, char *errstr,
+                     size_t errstr_size) {
     static const char *const names[] = {"meta", "user",       "win",  "pos",
                                         "wall", "quarantine", "sums", "lag"};
     MDB_dbi *dbis[] = {&st->meta, &st->user, &st->win,  &st->pos,
                        &st->wall, &st->quar, &st->sums, &st->lag};
+    int rc;
+    if ((rc = txn_begin(st, 0, txn))) return open_failed(errstr, errstr_size, path, "dbi", rc);
     for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++)
-        if ((rc = lmdb_err(mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]), "mdb_dbi_open")))
-            goto fail;
-    uint64_t fmt, w, r, ch, ev = 0, sums = 0;
-    what = "meta";
-    rc = meta_get_u64(txn, st->meta, "format", &fmt);
-    if (rc == CORE_ENOTFOUND) { /* a new store remembers its shape */
-        if (!st->window) st->window = conf->new_window ? conf->new_window : 10000;
-        if (!st->recent) st->recent = st->window < 64 ? st->window : 64;
-        if (st->recent > st->window) {
-            snprintf(errstr, errstr_size, "store %s: recent %u > window %u", conf->path, st->recent,
-                     st->window);
-            rc = CORE_EINVAL;
-            goto out;
-        }
-        if ((rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)) ||
-            (rc = meta_put_u64(txn, st->meta, "window", st->window)) ||
-            (rc = meta_put_u64(txn, st->meta, "recent", st->recent)) ||
-            (rc = meta_put_u64(txn, st->meta, "chunk", ENC_CHUNK)) ||
-            (rc = meta_put_u64(txn, st->meta, "encoding_version", 0)) ||
-            (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
-            goto fail;
-        sums = 1;
-    } else if (rc) {
-        goto fail;
-    } else {
-        if (fmt == 1 && !conf->writer) {
-            snprintf(errstr, errstr_size,
-                     "store %s: state format 1, this build reads %u: its first writer converts "
-                     "it in place, in one transaction (run `trail encode` on it once, or `trail "
-                     "reencode`), or rebuild it (replay the input into a new store)",
-                     conf->path, ENC_FORMAT);
-            rc = CORE_EVERSION;
-            goto out;
-        }
-        if (fmt != ENC_FORMAT && fmt != 1) {
-            snprintf(errstr, errstr_size,
-                     "store %s: state format %llu, this build reads %u (and converts 1); "
-                     "rebuild it with the build that wrote it, or replay the input into a new "
-                     "store",
-                     conf->path, (unsigned long long)fmt, ENC_FORMAT);
-            rc = CORE_EVERSION;
-            goto out;
-        }
-        if ((rc = meta_get_u64(txn, st->meta, "window", &w)) ||
-            (rc = meta_get_u64(txn, st->meta, "recent", &r)) ||
-            (rc = meta_get_u64(txn, st->meta, "chunk", &ch)) ||
-            (rc = meta_get_u64(txn, st->meta, "encoding_version", &ev)))
-            goto fail;
-        if (w < 1 || w > UINT32_MAX || r > w || ch < 1) { /* a damaged or hand-edited meta */
-            snprintf(errstr, errstr_size,
-                     "store %s: meta holds window=%llu recent=%llu chunk=%llu: not a valid shape "
-                     "(window >= 1, recent <= window); the store's meta is damaged",
-                     conf->path, (unsigned long long)w, (unsigned long long)r,
-                     (unsigned long long)ch);
-            rc = CORE_EFORMAT;
-            goto out;
-        }
-        if (!st->window) st->window = (uint32_t)w;
-        if (!st->recent) st->recent = (uint32_t)r;
-        if (w != st->window || r != st->recent || ch != ENC_CHUNK) {
-            snprintf(errstr, errstr_size,
-                     "store %s holds window=%llu recent=%llu chunk=%llu; opened with window=%u "
-                     "recent=%u chunk=%u",
-                     conf->path, (unsigned long long)w, (unsigned long long)r,
-                     (unsigned long long)ch, st->window, st->recent, ENC_CHUNK);
-            rc = CORE_EMISMATCH;
-            goto out;
-        }
-        rc = meta_get_u64(txn, st->meta, "checksums", &sums);
-        if (rc == CORE_ENOTFOUND) {
-            sums = 0;
-            rc = 0;
-        }
-        if (rc) goto fail;
-        if (!sums && conf->writer) { /* written before checksums: its first writer adds them */
-            uint64_t nu, nc;
-            what = "adding checksums";
-            uint64_t ps;
-            if ((rc = add_checksums(st, txn, &nu, &nc)) || (rc = pos_sum(st, txn, &ps)) ||
-                (rc = meta_put_u64(txn, st->meta, "pos_checksum", ps)) ||
-                (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
-                goto fail;
-            sums = 1;
-            CORE_LOG(CORE_LOG_NOTICE,
-                     "enc_store: added checksums to a store written before them path=%s users=%llu "
-                     "chunks=%llu",
-                     conf->path, (unsigned long long)nu, (unsigned long long)nc);
-        }
-        if (fmt == 1) { /* a writer (checked above): convert to format 2 */
-            uint64_t nu;
-            what = "converting format 1";
-            st->checksums = sums == 1;
-            if ((rc = migrate_v1(st, txn, &nu)) ||
-                (rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)))
-                goto fail;
-            CORE_LOG(CORE_LOG_NOTICE,
-                     "enc_store: converted a format-1 store to format %u (heads and sums "
-                     "apart) path=%s users=%llu",
-                     ENC_FORMAT, conf->path, (unsigned long long)nu);
-        }
+        if ((rc = lmdb_err(mdb_dbi_open(*txn, names[i], MDB_CREATE, dbis[i]), "mdb_dbi_open")))
+            return open_failed(errstr, errstr_size, path, "dbi", rc);
+    return CORE_OK;
+}
+
+/* A new store remembers its shape: conf's window and recent, or the defaults. */
+static int meta_create(enc_store *st, const enc_store_conf *conf, MDB_txn *txn, char *errstr,
+                       size_t errstr_size) {
+    int rc;
+    if (!st->window) st->window = conf->new_window ? conf->new_window : 10000;
+    if (!st->recent) st->recent = st->window < 64 ? st->window : 64;
+    if (st->recent > st->window) {
+        snprintf(errstr, errstr_size, "store %s: recent %u > window %u", conf->path, st->recent,
+                 st->window);
+        return CORE_EINVAL;
     }
-    { /* the next lag mark sorts after every stored one */
-        MDB_val k, v;
-        what = "lag";
-        rc = cursor_once(txn, st->lag, MDB_LAST, &k, &v, "mdb_cursor_get lag");
-        if (rc == CORE_OK && k.mv_size == 16) st->lag_seq = key_u64(&k) + 1;
-        if (rc == CORE_ENOTFOUND) rc = CORE_OK;
-        if (rc) goto fail;
+    if ((rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)) ||
+        (rc = meta_put_u64(txn, st->meta, "window", st->window)) ||
+        (rc = meta_put_u64(txn, st->meta, "recent", st->recent)) ||
+        (rc = meta_put_u64(txn, st->meta, "chunk", ENC_CHUNK)) ||
+        (rc = meta_put_u64(txn, st->meta, "encoding_version", 0)) ||
+        (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
+        return open_failed(errstr, errstr_size, conf->path, "meta", rc);
+    st->checksums = 1;
+    return CORE_OK;
+}
+
+/* An existing store of format fmt: a format this build reads (1 only by a writer, which converts
+ * it), the shape conf asks for (conf's zeros take the store's), its encoding version; *sums gets
+ * meta "checksums" (0 when absent). */
+static int meta_check(enc_store *st, const enc_store_conf *conf, MDB_txn *txn, uint64_t fmt,
+                      uint64_t *sums, char *errstr, size_t errstr_size) {
+    uint64_t w, r, ch, ev;
+    int rc;
+    if (fmt == 1 && !conf->writer) {
+        snprintf(errstr, errstr_size,
+                 "store %s: state format 1, this build reads %u: its first writer converts "
+                 "it in place, in one transaction (run `trail encode` on it once, or `trail "
+                 "reencode`), or rebuild it (replay the input into a new store)",
+                 conf->path, ENC_FORMAT);
+        return CORE_EVERSION;
     }
-    st->checksums = sums == 1;
+    if (fmt != ENC_FORMAT && fmt != 1) {
+        snprintf(errstr, errstr_size,
+                 "store %s: state format %llu, this build reads %u (and converts 1); "
+                 "rebuild it with the build that wrote it, or replay the input into a new "
+                 "store",
+                 conf->path, (unsigned long long)fmt, ENC_FORMAT);
+        return CORE_EVERSION;
+    }
+    if ((rc = meta_get_u64(txn, st->meta, "window", &w)) ||
+        (rc = meta_get_u64(txn, st->meta, "recent", &r)) ||
+        (rc = meta_get_u64(txn, st->meta, "chunk", &ch)) ||
+        (rc = meta_get_u64(txn, st->meta, "encoding_version", &ev)))
+        return open_failed(errstr, errstr_size, conf->path, "meta", rc);
+    if (w < 1 || w > UINT32_MAX || r > w || ch < 1) { /* a damaged or hand-edited meta */
+        snprintf(errstr, errstr_size,
+                 "store %s: meta holds window=%llu recent=%llu chunk=%llu: not a valid shape "
+                 "(window >= 1, recent <= window); the store's meta is damaged",
+                 conf->path, (unsigned long long)w, (unsigned long long)r, (unsigned long long)ch);
+        return CORE_EFORMAT;
+    }
+    if (!st->window) st->window = (uint32_t)w;
+    if (!st->recent) st->recent = (uint32_t)r;
+    if (w != st->window || r != st->recent || ch != ENC_CHUNK) {
+        snprintf(errstr, errstr_size,
+                 "store %s holds window=%llu recent=%llu chunk=%llu; opened with window=%u "
+                 "recent=%u chunk=%u",
+                 conf->path, (unsigned long long)w, (unsigned long long)r, (unsigned long long)ch,
+                 st->window, st->recent, ENC_CHUNK);
+        return CORE_EMISMATCH;
+    }
+    rc = meta_get_u64(txn, st->meta, "checksums", sums);
+    if (rc == CORE_ENOTFOUND) {
+        *sums = 0;
+        rc = 0;
+    }
+    if (rc) return open_failed(errstr, errstr_size, conf->path, "meta", rc);
     st->enc_version = ev;
+    return CORE_OK;
+}
+
+/* A writer brings an older store (format fmt, meta "checksums" *sums) up to this build's, in the
+ * open transaction: the checksums added, format 1 converted. */
+static int meta_upgrade(enc_store *st, const enc_store_conf *conf, MDB_txn *txn, uint64_t fmt,
+                        uint64_t *sums, char *errstr, size_t errstr_size) {
+    int rc;
+    if (!*sums && conf->writer) { /* written before checksums: its first writer adds them */
+        uint64_t nu, nc, ps;
+        if ((rc = add_checksums(st, txn, &nu, &nc)) || (rc = pos_sum(st, txn, &ps)) ||
+            (rc = meta_put_u64(txn, st->meta, "pos_checksum", ps)) ||
+            (rc = meta_put_u64(txn, st->meta, "checksums", 1)))
+            return open_failed(errstr, errstr_size, conf->path, "adding checksums", rc);
+        *sums = 1;
+        CORE_LOG(CORE_LOG_NOTICE,
+                 "enc_store: added checksums to a store written before them path=%s users=%llu "
+                 "chunks=%llu",
+                 conf->path, (unsigned long long)nu, (unsigned long long)nc);
+    }
+    if (fmt == 1) { /* a writer (meta_check refuses a reader): convert to format 2 */
+        uint64_t nu;
+        st->checksums = *sums == 1;
+        if ((rc = migrate_v1(st, txn, &nu)) ||
+            (rc = meta_put_u64(txn, st->meta, "format", ENC_FORMAT)))
+            return open_failed(errstr, errstr_size, conf->path, "converting format 1", rc);
+        CORE_LOG(CORE_LOG_NOTICE,
+                 "enc_store: converted a format-1 store to format %u (heads and sums "
+                 "apart) path=%s users=%llu",
+                 ENC_FORMAT, conf->path, (unsigned long long)nu);
+    }
+    return CORE_OK;
+}
+
+/* The store's meta in the open transaction: a new store's written, an existing one's checked
+ * against conf and upgraded by a writer. */
+static int meta_load(enc_store *st, const enc_store_conf *conf, MDB_txn *txn, char *errstr,
+                     size_t errstr_size) {
+    uint64_t fmt, sums = 0;
+    int rc = meta_get_u64(txn, st->meta, "format", &fmt);
+    if (rc == CORE_ENOTFOUND) return meta_create(st, conf, txn, errstr, errstr_size);
+    if (rc) return open_failed(errstr, errstr_size, conf->path, "meta", rc);
+    if ((rc = meta_check(st, conf, txn, fmt, &sums, errstr, errstr_size)) ||
+        (rc = meta_upgrade(st, conf, txn, fmt, &sums, errstr, errstr_size)))
+        return rc;
+    st->checksums = sums == 1;
+    return CORE_OK;
+}
+
+/* The next lag mark sorts after every stored one. */
+static int lag_seq_load(enc_store *st, MDB_txn *txn, const char *path, char *errstr,
+                        size_t errstr_size) {
+    MDB_val k, v;
+    int rc = cursor_once(txn, st->lag, MDB_LAST, &k, &v, "mdb_cursor_get lag");
+    if (rc == CORE_OK && k.mv_size == 16) st->lag_seq = key_u64(&k) + 1;
+    if (rc == CORE_ENOTFOUND) rc = CORE_OK;
+    return rc ? open_failed(errstr, errstr_size, path, "lag", rc) : CORE_OK;
+}
+
+int enc_store_open(enc_store **out, const enc_store_conf *conf, char *errstr, size_t errstr_size) {
+    MDB_txn *txn = NULL;
+    int rc;
+    if (!conf->path || (conf->window && conf->recent > conf->window) || conf->map_size < 65536 ||
+        conf->map_max < conf->map_size) {
+        snprintf(errstr, errstr_size,
+                 "store conf: need a path, recent <= window, "
+                 "map_size >= 64 KiB and map_max >= map_size");
+        return CORE_EINVAL;
+    }
+    enc_store *st = store_new(conf);
+    if (!st) return CORE_ENOMEM;
+    if ((rc = store_dir(st, conf, errstr, errstr_size))) goto fail;
+    lmdb_forget();
+    if ((rc = env_open(st, conf, errstr, errstr_size)) ||
+        (rc = dbis_open(st, conf->path, &txn, errstr, errstr_size)) ||
+        (rc = meta_load(st, conf, txn, errstr, errstr_size)) ||
+        (rc = lag_seq_load(st, txn, conf->path, errstr, errstr_size)))
+        goto fail;
     rc = lmdb_err(mdb_txn_commit(txn), "mdb_txn_commit");
     txn = NULL;
-    if (rc) goto fail;
+    if (rc) {
+        open_failed(errstr, errstr_size, conf->path, "lag", rc); /* the last step's name */
+        goto fail;
+    }
     *out = st;
     return CORE_OK;
 fail:
-    snprintf(errstr, errstr_size, "store %s: lmdb %s: %s", conf->path, what,
-             rc == CORE_EFORMAT ? "meta value of the wrong size" : store_strerror(rc));
-out:
     if (txn) mdb_txn_abort(txn);
     enc_store_close(st);
     return rc;
