@@ -45,8 +45,6 @@
 #ifndef TRAIL_CORE_HTTP_H
 #define TRAIL_CORE_HTTP_H
 
-#include "core_json.h"
-
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -130,8 +128,6 @@ const char *core_http_header(const core_http_req *rq, const char *name);
 int core_http_respond(core_http_req *rq, unsigned status, const char *content_type,
                       const char *body, size_t len, const char *headers);
 
-/** @brief core_json_escape's old name, until rank_serve.c moves to it. */
-#define core_http_json_escape core_json_escape
 /** @brief The JSON error body every endpoint answers with, {"error":"KIND","message":"..."} and a
  *  newline, the message escaped (and cut to fit out; kind is a fixed identifier).
  *  @return its length (< cap). */

@@ -5,6 +5,7 @@
 #include "core_cpu.h"
 #include "core_err.h"
 #include "core_http.h"
+#include "core_json.h"
 #include "core_log.h"
 #include "core_util.h"
 #include "core_version.h"
@@ -422,11 +423,11 @@ static int respond_error_extra(rank_server *srv, core_http_req *rq, req_state *c
                                const char *extra) {
     char msg[512], field[160], body[1024];
     size_t n;
-    core_http_json_escape(msg, sizeof msg, message);
+    core_json_escape(msg, sizeof msg, message);
     rank_metrics_error(srv->mt, kind);
     cs->kind = kind;
     if (pe) {
-        core_http_json_escape(field, sizeof field, pe->field);
+        core_json_escape(field, sizeof field, pe->field);
         int k = snprintf(
             body, sizeof body,
             "{\"error\":\"%s\",\"message\":\"%s\",\"field\":\"%s\",\"offset\":%zu,\"line\":%u,"
