@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: installs dependencies, checks the formatting (tests/format.sh), then
-# builds and tests three trees:
+# The project's test command: installs dependencies, checks the formatting (tests/format.sh) and
+# functions' length (tests/funclen.sh), then builds and tests three trees:
 #   build/       Release, all tests
 #   build-asan/  Debug with AddressSanitizer + UndefinedBehaviorSanitizer, all tests
 #   build-tsan/  ThreadSanitizer, the tests labelled "tsan" (concurrency: serving and workers)
@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 bash tests/format.sh   # the code as .clang-format writes it (fast; before anything builds)
+bash tests/funclen.sh  # no function over 150 lines
 jobs=$(nproc)
 fast=0
 [ "${1:-}" = "--fast" ] && fast=1
