@@ -3,6 +3,7 @@
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_json.h"
 #include "sch_event.h"
 
 #include <errno.h>
@@ -150,30 +151,6 @@ static int expect_char(parser *ps, char c, const char *field, const char *what) 
     return CORE_OK;
 }
 
-/* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len) return 0;
-    unsigned cp = c & (0xff >> (len + 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
 static int hex4(const char *s, unsigned *out) {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
@@ -290,7 +267,8 @@ static int parse_string(parser *ps, char *out, size_t cap, size_t *len, const ch
             put_utf8(out, cap, &n, cp);
             continue;
         }
-        size_t k = utf8_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
+        const unsigned char *u = (const unsigned char *)ps->p;
+        size_t k = *u < 0x80 ? 1 : core_utf8_char(u, (size_t)(ps->end - ps->p));
         if (!k)
             return fail_at(ps, ps->p, RC_FORMAT, "bad_json", field, "%s%sinvalid UTF-8 in a string",
                            field, *field ? ": " : "");

@@ -3,6 +3,7 @@
 
 #include "core_alloc.h"
 #include "core_err.h"
+#include "core_json.h"
 #include "core_util.h"
 
 #include <errno.h>
@@ -61,17 +62,6 @@ uint64_t sch_request_id_hash(const char *s, size_t n) {
 
 // ---------------------------------------------------------------------------------------------
 // JSON
-
-/* The length of the longest prefix of s[0..n) of at most max bytes that does not end inside a
- * UTF-8 sequence (s is valid UTF-8: jansson checked it), so a message quoting it stays valid UTF-8
- * (reject files keep it as text). */
-static int utf8_prefix(const char *s, size_t n, size_t max) {
-    if (n <= max) return (int)n;
-    size_t k = max;
-    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
-        k--;
-    return (int)k;
-}
 
 static int json_uint(const json_t *v, const char *key, uint64_t max, uint64_t *out, char *err,
                      size_t err_size) {
@@ -136,11 +126,11 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
                 goto done;
             }
             int a = sch_action_parse(json_string_value(v), json_string_length(v));
-            if (!a) {
+            if (!a) { /* quoted cut between whole characters: the message stays UTF-8 */
                 const char *sv = json_string_value(v);
                 snprintf(err, err_size,
                          "field 'action': unknown value '%.*s' (click, cart, fav, buy, rate, view)",
-                         utf8_prefix(sv, strlen(sv), 32), sv);
+                         (int)core_utf8_cut(sv, strlen(sv), 32), sv);
                 rc = CORE_ERANGE;
                 goto done;
             }
@@ -189,7 +179,8 @@ int sch_event_from_json(sch_event *out, const char *buf, size_t n, char *err, si
                 goto done;
             }
         } else {
-            snprintf(err, err_size, "unknown field '%.*s'", utf8_prefix(key, strlen(key), 40), key);
+            snprintf(err, err_size, "unknown field '%.*s'",
+                     (int)core_utf8_cut(key, strlen(key), 40), key);
             rc = CORE_EFORMAT;
             goto done;
         }

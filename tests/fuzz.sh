@@ -29,7 +29,7 @@ mkdir -p "$work"
 flags=(-std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
   -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
   -Icore -Ischemas -Iranker -Imodel -Iencoder -Ipipeline)
-core=(core/core_alloc.c core/core_err.c)
+core=(core/core_alloc.c core/core_err.c core/core_json.c)
 build() { # target sources... -- libs...
   local t=$1
   shift
@@ -49,7 +49,7 @@ for t in "${targets[@]}"; do
       core/core_log.c core/core_args.c core/core_cpu.c core/core_opts.c core/core_proc.c core/core_http.c core/core_json.c \
       pipeline/pipe_opts.c \
       -lrdkafka -llmdb -ljansson -lxxhash -lpthread -lm -ldl ;;
-  http) build http core/core_http.c core/core_json.c core/core_log.c core/core_args.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
+  http) build http core/core_http.c core/core_log.c core/core_args.c "${core[@]}" -ljansson -lxxhash -llmdb -lpthread ;;
   *) echo "fuzz.sh: unknown target '$t' (${all[*]})" >&2; exit 2 ;;
   esac
 done
